@@ -1,0 +1,208 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Result codes, as buildbot's (process/results.py).
+const (
+	Success   = 0
+	Warnings  = 1
+	Failure   = 2
+	Skipped   = 3
+	Exception = 4
+	Retry     = 5
+	Cancelled = 6
+)
+
+// ErrNotFound is returned when no record has the given id or name.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrClaimed is returned by ClaimBuildRequest when the request is already
+// claimed or complete.
+var ErrClaimed = errors.New("store: build request already claimed")
+
+// ErrLocked is returned by Open when another process holds the database.
+var ErrLocked = errors.New("store: database is locked by another process")
+
+// Property is a build property with its source, as buildbot's [value, source].
+// Value holds JSON-encoded data so that every backend stores it as is.
+type Property struct {
+	Value  json.RawMessage `json:"value"`
+	Source string          `json:"source"`
+}
+
+// Properties maps a property name to its value and source.
+type Properties map[string]Property
+
+// Master is a build master known to the store (one per process for now).
+type Master struct {
+	ID       int64
+	Name     string
+	Active   bool
+	LastSeen time.Time
+}
+
+// Builder is a configured builder. IDs are stable across restarts: a
+// builder is found by name.
+type Builder struct {
+	ID          int64
+	Name        string
+	Description string
+	Tags        []string
+	MasterIDs   []int64 // masters on which this builder is configured now
+}
+
+// Worker is a configured worker and what is known of its connection.
+type Worker struct {
+	ID   int64
+	Name string
+	// Info is what the worker reported at its last connection: admin, host,
+	// os, arch, version, basedir, numcpus.
+	Info map[string]string
+	// ConfiguredOn lists the builders using this worker, per master.
+	ConfiguredOn []BuilderMaster
+	// ConnectedTo lists the masters the worker is connected to now.
+	ConnectedTo []int64
+	Paused      bool
+	Graceful    bool
+}
+
+// BuilderMaster pairs a builder with the master it is configured on.
+type BuilderMaster struct {
+	BuilderID int64
+	MasterID  int64
+}
+
+// SourceStamp names the source a buildset builds.
+type SourceStamp struct {
+	ID         int64
+	Codebase   string
+	Branch     string
+	Revision   string
+	Repository string
+	Project    string
+	CreatedAt  time.Time
+}
+
+// Buildset is a set of build requests made together by one scheduler call.
+type Buildset struct {
+	ID            int64
+	ExternalID    string
+	Reason        string
+	SubmittedAt   time.Time
+	Complete      bool
+	CompleteAt    time.Time // zero while not complete
+	Results       int       // valid when Complete
+	ParentBuildID int64     // 0 when none
+	SourceStamps  []SourceStamp
+	Properties    Properties
+	SchedulerName string
+}
+
+// NewBuildset is what AddBuildset stores.
+type NewBuildset struct {
+	Reason        string
+	ExternalID    string
+	SchedulerName string
+	ParentBuildID int64
+	SourceStamps  []SourceStamp // IDs and CreatedAt are assigned by the store
+	Properties    Properties
+	BuilderIDs    []int64 // one build request per builder
+	Priority      int
+	SubmittedAt   time.Time // zero means now
+}
+
+// BuildRequest asks for one build on one builder.
+type BuildRequest struct {
+	ID                int64
+	BuildsetID        int64
+	BuilderID         int64
+	Priority          int
+	SubmittedAt       time.Time
+	Claimed           bool
+	ClaimedAt         time.Time
+	ClaimedByMasterID int64
+	Complete          bool
+	CompleteAt        time.Time
+	Results           int // valid when Complete; -1 otherwise
+	WaitedFor         bool
+}
+
+// BuildRequestFilter selects build requests; zero fields match all.
+type BuildRequestFilter struct {
+	BuilderID  int64
+	BuildsetID int64
+	Claimed    *bool
+	Complete   *bool
+}
+
+// Build is one run of a builder on a worker.
+type Build struct {
+	ID             int64
+	Number         int64 // per builder, from 1
+	BuilderID      int64
+	BuildRequestID int64
+	WorkerID       int64
+	MasterID       int64
+	StartedAt      time.Time
+	Complete       bool
+	CompleteAt     time.Time
+	Results        int // valid when Complete; -1 while running
+	StateString    string
+	Properties     Properties
+}
+
+// NewBuild is what AddBuild stores; the store assigns ID and Number.
+type NewBuild struct {
+	BuilderID      int64
+	BuildRequestID int64
+	WorkerID       int64
+	MasterID       int64
+	StartedAt      time.Time // zero means now
+	StateString    string
+	Properties     Properties
+}
+
+// BuildFilter selects builds; zero fields match all.
+type BuildFilter struct {
+	BuilderID      int64
+	BuildRequestID int64
+	WorkerID       int64
+	Complete       *bool
+}
+
+// Step is one step of a build.
+type Step struct {
+	ID          int64
+	BuildID     int64
+	Number      int // from 0 within the build
+	Name        string
+	StartedAt   time.Time // zero until started
+	Complete    bool
+	CompleteAt  time.Time
+	Results     int // valid when Complete; -1 otherwise
+	StateString string
+	Hidden      bool
+	URLs        []StepURL
+}
+
+// StepURL is a link a step shows.
+type StepURL struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// Log is one log of a step. Type is buildbot's: "s" stdio (lines start with
+// a channel letter: 'o' stdout, 'e' stderr, 'h' header), "t" text, "h" html.
+type Log struct {
+	ID       int64
+	StepID   int64
+	Name     string
+	Slug     string
+	Type     string
+	NumLines int64
+	Complete bool
+}
