@@ -1,0 +1,234 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults, as buildbot's where buildbot has one.
+const (
+	DefaultBuildbotURL  = "http://localhost:8010/"
+	DefaultGRPCPort     = 9989
+	DefaultWWWPort      = 8010
+	DefaultDBURL        = "bbolt:state.db"
+	DefaultPollInterval = 10 * time.Minute
+	DefaultWorkdir      = "build"
+	DefaultStepTimeout  = 1200 * time.Second
+)
+
+// Config is a parsed and validated master.toml. It is a plain value: every
+// default is filled in, and nothing in it refers back to the file.
+type Config struct {
+	File        string // the path it was loaded from
+	Title       string // title
+	TitleURL    string // title_url
+	BuildbotURL string // buildbot_url: the public URL of the web UI; default DefaultBuildbotURL; always ends with "/"
+	Protocols   Protocols
+	WWW         WWW
+	DB          DB
+
+	Workers       []Worker       // [[workers]]
+	ChangeSources []ChangeSource // [[change_source]]
+	Schedulers    []Scheduler    // [[schedulers]]
+	Builders      []Builder      // [[builders]]
+}
+
+// Protocols is [protocols]: how workers reach the master.
+type Protocols struct {
+	GRPC GRPC // [protocols.grpc]
+}
+
+// GRPC is [protocols.grpc], the port workers connect to.
+type GRPC struct {
+	Port      int    // port; default DefaultGRPCPort (9989); 0 picks a free port (for tests)
+	Interface string // interface: the address to listen on; "" (the default) means all addresses
+}
+
+// Addr returns the address to listen on, as net.Listen takes it.
+func (g GRPC) Addr() string { return net.JoinHostPort(g.Interface, strconv.Itoa(g.Port)) }
+
+// WWW is [www], the web server.
+type WWW struct {
+	Port      int    // port; default DefaultWWWPort (8010); 0 picks a free port (for tests)
+	Interface string // interface: the address to listen on; "" (the default) means all addresses
+}
+
+// Addr returns the address to listen on, as net.Listen takes it.
+func (w WWW) Addr() string { return net.JoinHostPort(w.Interface, strconv.Itoa(w.Port)) }
+
+// DB is [db], where the master keeps its state.
+type DB struct {
+	URL string // url; default DefaultDBURL ("bbolt:state.db"); only "bbolt:PATH" is accepted for now, PATH relative to the master's basedir
+}
+
+// BoltPath returns the absolute path of the bbolt file of a master whose
+// base directory is basedir.
+func (d DB) BoltPath(basedir string) string {
+	p := strings.TrimPrefix(d.URL, "bbolt:")
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(basedir, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}
+
+// Worker is one [[workers]] table: a worker allowed to connect.
+type Worker struct {
+	Name         string // name; required, unique
+	Password     string // password, or the content of PasswordFile
+	PasswordFile string // password_file: read at load time (trailing newline trimmed) into Password; exactly one of password and password_file is required; relative to the config file's directory
+	MaxBuilds    int    // max_builds: builds run at once on this worker; zero means no limit
+	Line         int    // line of the [[workers]] table, for messages
+}
+
+// ChangeSource is one [[change_source]] table. It is accepted and validated
+// now, and run by a later issue.
+type ChangeSource struct {
+	Type         string   // type: "git_poller" only for now
+	RepoURL      string   // repourl, required
+	Branches     []string // branches to follow
+	PollInterval Duration // poll_interval; default DefaultPollInterval (10m, as buildbot); must be positive
+	Line         int      // line of the [[change_source]] table
+}
+
+// Scheduler is one [[schedulers]] table.
+type Scheduler struct {
+	Type            string   // type: "single_branch", "any_branch" or "force"
+	Name            string   // name; required, unique among schedulers
+	BuilderNames    []string // builder_names; required, non-empty, each names a builder
+	Branch          string   // branch; required by single_branch, not allowed elsewhere
+	TreeStableTimer Duration // tree_stable_timer; zero (the default) starts a build on every change; not allowed for force
+	Line            int      // line of the [[schedulers]] table
+}
+
+// Builder is one [[builders]] table.
+type Builder struct {
+	Name        string   // name; required, unique
+	WorkerNames []string // worker_names; required, non-empty, each names a worker
+	Description string   // description
+	Tags        []string // tags
+	Workdir     string   // workdir: the default workdir of its steps, relative to the build directory; default DefaultWorkdir ("build")
+	Steps       []Step   // [[builders.steps]]
+	Line        int      // line of the [[builders]] table
+}
+
+// Step is one [[builders.steps]] table.
+type Step struct {
+	Type           string            // type: "shell" or "git"; required
+	Name           string            // name; default: the type, as buildbot
+	Description    string            // description
+	Command        Command           // command: shell only, required there
+	Workdir        string            // workdir; default: the builder's Workdir
+	Env            map[string]string // env: added to the worker's environment
+	Timeout        Duration          // timeout: time without output before the command is killed; default DefaultStepTimeout (1200s); zero means none
+	MaxTime        Duration          // max_time: time before the command is killed; zero (the default) means none
+	HaltOnFailure  bool              // halt_on_failure; default false for shell, true for git (as buildbot)
+	FlunkOnFailure bool              // flunk_on_failure; default true
+	WarnOnFailure  bool              // warn_on_failure; default false
+	AlwaysRun      bool              // always_run; default false
+	RepoURL        string            // repourl: git only, required there
+	Mode           string            // mode: git only, "incremental" (the default) or "full"
+	Branch         string            // branch: git only; "" means the remote's default branch
+	Line           int               // line of the [[builders.steps]] table
+}
+
+// Command is a step's command: an argv list, run directly, or a string, run
+// by /bin/sh -c, as in buildbot. At most one of the fields is set.
+type Command struct {
+	Argv   []string // set when the TOML value is an array
+	Script string   // set when it is a string
+}
+
+// IsZero reports whether c is no command at all.
+func (c Command) IsZero() bool { return len(c.Argv) == 0 && c.Script == "" }
+
+// String returns c for display: the script, or argv joined with spaces.
+func (c Command) String() string {
+	if c.Argv != nil {
+		return strings.Join(c.Argv, " ")
+	}
+	return c.Script
+}
+
+// UnmarshalTOML sets c from a TOML string or array of strings.
+func (c *Command) UnmarshalTOML(v any) error {
+	cmd, err := parseCommand(v)
+	if err != nil {
+		return err
+	}
+	*c = cmd
+	return nil
+}
+
+func parseCommand(v any) (Command, error) {
+	switch v := v.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return Command{}, fmt.Errorf("must not be empty")
+		}
+		return Command{Script: v}, nil
+	case []any:
+		if len(v) == 0 {
+			return Command{}, fmt.Errorf("must not be empty")
+		}
+		argv := make([]string, len(v))
+		for i, a := range v {
+			s, ok := a.(string)
+			if !ok {
+				return Command{}, fmt.Errorf("expected an array of strings, got %s at index %d", typeName(a), i)
+			}
+			argv[i] = s
+		}
+		return Command{Argv: argv}, nil
+	}
+	return Command{}, fmt.Errorf("expected a string or an array of strings, got %s", typeName(v))
+}
+
+// Duration is a time.Duration read from TOML as a string for
+// time.ParseDuration ("300s", "5m", "1h30m") or an integer number of
+// seconds.
+type Duration struct{ time.Duration }
+
+// UnmarshalTOML sets d from a TOML string or integer.
+func (d *Duration) UnmarshalTOML(v any) error {
+	x, err := parseDuration(v)
+	if err != nil {
+		return err
+	}
+	d.Duration = x
+	return nil
+}
+
+func parseDuration(v any) (time.Duration, error) {
+	switch v := v.(type) {
+	case string:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf(`invalid duration %q (want e.g. "300s", "5m", "1h30m" or an integer number of seconds)`, v)
+		}
+		return d, nil
+	case int64:
+		if v > math.MaxInt64/int64(time.Second) || v < math.MinInt64/int64(time.Second) {
+			return 0, fmt.Errorf("%d seconds is out of range", v)
+		}
+		return time.Duration(v) * time.Second, nil
+	}
+	return 0, fmt.Errorf("expected a duration (a string such as \"5m\" or an integer number of seconds), got %s", typeName(v))
+}
+
+// Load reads the config file at path and parses it with Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return Parse(path, data)
+}

@@ -1,0 +1,614 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Parse parses and validates the TOML config in data. file names it in
+// messages; a relative password_file is read from file's directory.
+//
+// The error lists every problem found, each an *Error, in the order of the
+// file; use Errors to get them. On error the Config is nil.
+func Parse(file string, data []byte) (*Config, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, joinErrors([]*Error{{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}})
+		}
+		return nil, joinErrors([]*Error{{File: file, Msg: err.Error()}})
+	}
+	d := &decoder{file: file, dir: filepath.Dir(file), lines: sourceLines(data)}
+	cfg := d.config(d.table(nil, raw))
+	if len(d.errs) > 0 {
+		slices.SortStableFunc(d.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+		return nil, joinErrors(d.errs)
+	}
+	cfg.File = file
+	return cfg, nil
+}
+
+// decoder turns the decoded TOML into a Config, collecting every problem.
+type decoder struct {
+	file  string
+	dir   string         // where a relative password_file is
+	lines map[string]int // from sourceLines
+	errs  []*Error
+}
+
+// line returns the line of k, or of its nearest parent with one.
+func (d *decoder) line(k keyPath) int {
+	for n := len(k); n > 0; n-- {
+		if l, ok := d.lines[k[:n].String()]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+// errorAt records a problem with key k at the line of at (k itself or a
+// value inside it).
+func (d *decoder) errorAt(at, k keyPath, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: d.line(at), Key: k.String(), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) table(k keyPath, m map[string]any) *table {
+	return &table{d: d, path: k, m: m, used: map[string]bool{}}
+}
+
+// table is one TOML table being decoded. Its getters mark keys as used and
+// report wrong types; done reports the keys left over.
+type table struct {
+	d    *decoder
+	path keyPath
+	m    map[string]any
+	used map[string]bool
+}
+
+func (t *table) line() int { return t.d.line(t.path) }
+
+func (t *table) errorf(name, format string, args ...any) {
+	k := t.path.key(name)
+	t.d.errorAt(k, k, format, args...)
+}
+
+func (t *table) has(name string) bool {
+	_, ok := t.m[name]
+	return ok
+}
+
+func (t *table) get(name string) (any, bool) {
+	v, ok := t.m[name]
+	if ok {
+		t.used[name] = true
+	}
+	return v, ok
+}
+
+// ignore marks keys as used without looking at them.
+func (t *table) ignore(names ...string) {
+	for _, name := range names {
+		t.used[name] = true
+	}
+}
+
+// done reports every key of t that no getter asked for.
+func (t *table) done() {
+	var unknown []keyPath
+	for name := range t.m {
+		if !t.used[name] {
+			unknown = append(unknown, t.path.key(name))
+		}
+	}
+	slices.SortFunc(unknown, func(a, b keyPath) int {
+		return cmp.Or(cmp.Compare(t.d.line(a), t.d.line(b)), strings.Compare(a.String(), b.String()))
+	})
+	for _, k := range unknown {
+		t.d.errorAt(k, k, "unknown key")
+	}
+}
+
+func (t *table) str(name string) (string, bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return "", false
+	}
+	s, ok := v.(string)
+	if !ok {
+		t.errorf(name, "expected a string, got %s", typeName(v))
+	}
+	return s, ok
+}
+
+// required returns the string name, reporting it if it is missing or empty.
+func (t *table) required(name string) (string, bool) {
+	if !t.has(name) {
+		t.errorf(name, "required")
+		return "", false
+	}
+	s, ok := t.str(name)
+	if ok && s == "" {
+		t.errorf(name, "must not be empty")
+		return "", false
+	}
+	return s, ok
+}
+
+func (t *table) integer(name string) (int64, bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return 0, false
+	}
+	n, ok := v.(int64)
+	if !ok {
+		t.errorf(name, "expected an integer, got %s", typeName(v))
+	}
+	return n, ok
+}
+
+func (t *table) boolean(name string) (b, ok bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return false, false
+	}
+	b, ok = v.(bool)
+	if !ok {
+		t.errorf(name, "expected a boolean, got %s", typeName(v))
+	}
+	return b, ok
+}
+
+// strings returns the array of strings name, reporting each element that is
+// not a string.
+func (t *table) strings(name string) ([]string, bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return nil, false
+	}
+	a, ok := v.([]any)
+	if !ok {
+		t.errorf(name, "expected an array of strings, got %s", typeName(v))
+		return nil, false
+	}
+	out := make([]string, 0, len(a))
+	for i, e := range a {
+		s, ok := e.(string)
+		if !ok {
+			k := t.path.key(name).index(i)
+			t.d.errorAt(k, k, "expected a string, got %s", typeName(e))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, len(out) == len(a)
+}
+
+// duration returns the Duration name, reporting a negative one.
+func (t *table) duration(name string) (Duration, bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return Duration{}, false
+	}
+	x, err := parseDuration(v)
+	if err != nil {
+		t.errorf(name, "%v", err)
+		return Duration{}, false
+	}
+	if x < 0 {
+		t.errorf(name, "must not be negative")
+		return Duration{}, false
+	}
+	return Duration{x}, true
+}
+
+func (t *table) port(name string, p *int) {
+	n, ok := t.integer(name)
+	if !ok {
+		return
+	}
+	if n < 0 || n > 65535 {
+		t.errorf(name, "port %d out of range (0-65535)", n)
+		return
+	}
+	*p = int(n)
+}
+
+// sub returns the table name.
+func (t *table) sub(name string) (*table, bool) {
+	v, ok := t.get(name)
+	if !ok {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.errorf(name, "expected a table, got %s", typeName(v))
+		return nil, false
+	}
+	return t.d.table(t.path.key(name), m), true
+}
+
+// tables returns the array of tables name: [[name]], or an array of inline
+// tables.
+func (t *table) tables(name string) []*table {
+	v, ok := t.get(name)
+	if !ok {
+		return nil
+	}
+	k := t.path.key(name)
+	var out []*table
+	switch v := v.(type) {
+	case []map[string]any:
+		for i, m := range v {
+			out = append(out, t.d.table(k.index(i), m))
+		}
+	case []any:
+		for i, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				t.d.errorAt(k.index(i), k.index(i), "expected a table, got %s", typeName(e))
+				continue
+			}
+			out = append(out, t.d.table(k.index(i), m))
+		}
+	default:
+		t.errorf(name, "expected an array of tables ([[%s]]), got %s", k, typeName(v))
+	}
+	return out
+}
+
+// typeName names the TOML type of a decoded value.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int64:
+		return "integer"
+	case float64:
+		return "float"
+	case bool:
+		return "boolean"
+	case time.Time:
+		return "datetime"
+	case []any, []map[string]any:
+		return "array"
+	case map[string]any:
+		return "table"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (d *decoder) config(t *table) *Config {
+	c := &Config{
+		BuildbotURL: DefaultBuildbotURL,
+		Protocols:   Protocols{GRPC: GRPC{Port: DefaultGRPCPort}},
+		WWW:         WWW{Port: DefaultWWWPort},
+		DB:          DB{URL: DefaultDBURL},
+	}
+	c.Title, _ = t.str("title")
+	c.TitleURL, _ = t.str("title_url")
+	if s, ok := t.str("buildbot_url"); ok {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			t.errorf("buildbot_url", "%q is not an http or https URL", s)
+		} else {
+			if !strings.HasSuffix(s, "/") {
+				s += "/"
+			}
+			c.BuildbotURL = s
+		}
+	}
+	if p, ok := t.sub("protocols"); ok {
+		if g, ok := p.sub("grpc"); ok {
+			g.port("port", &c.Protocols.GRPC.Port)
+			c.Protocols.GRPC.Interface, _ = g.str("interface")
+			g.done()
+		}
+		p.done()
+	}
+	if w, ok := t.sub("www"); ok {
+		w.port("port", &c.WWW.Port)
+		c.WWW.Interface, _ = w.str("interface")
+		w.done()
+	}
+	if db, ok := t.sub("db"); ok {
+		if s, ok := db.str("url"); ok {
+			scheme, path, found := strings.Cut(s, ":")
+			switch {
+			case !found || scheme != "bbolt":
+				db.errorf("url", `unsupported database %q: only "bbolt:PATH" is supported for now`, s)
+			case path == "":
+				db.errorf("url", `missing the path after "bbolt:"`)
+			default:
+				c.DB.URL = s
+			}
+		}
+		db.done()
+	}
+
+	workers := map[string]int{} // line of each name
+	for _, w := range t.tables("workers") {
+		c.Workers = append(c.Workers, d.worker(w, workers))
+	}
+	for _, cs := range t.tables("change_source") {
+		c.ChangeSources = append(c.ChangeSources, d.changeSource(cs))
+	}
+	builders := map[string]int{}
+	for _, b := range t.tables("builders") {
+		c.Builders = append(c.Builders, d.builder(b, builders, workers))
+	}
+	schedulers := map[string]int{}
+	for _, s := range t.tables("schedulers") {
+		c.Schedulers = append(c.Schedulers, d.scheduler(s, schedulers, builders))
+	}
+	t.done()
+	return c
+}
+
+// unique returns name, reporting it if it is missing, empty or already in
+// seen, to which it adds it. what names the kind of thing named.
+func (t *table) unique(seen map[string]int, what string) string {
+	name, ok := t.required("name")
+	if !ok {
+		return ""
+	}
+	line := t.d.line(t.path.key("name"))
+	if first, dup := seen[name]; dup {
+		t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+	} else {
+		seen[name] = line
+	}
+	return name
+}
+
+// names returns the non-empty array of strings name, reporting each element
+// that is not in known.
+func (t *table) names(name string, known map[string]int, what string) []string {
+	if !t.has(name) {
+		t.errorf(name, "required")
+		return nil
+	}
+	names, ok := t.strings(name)
+	if !ok {
+		return nil
+	}
+	if len(names) == 0 {
+		t.errorf(name, "must not be empty")
+		return nil
+	}
+	k := t.path.key(name)
+	for i, n := range names {
+		if _, ok := known[n]; !ok {
+			t.d.errorAt(k.index(i), k, "unknown %s %q", what, n)
+		}
+	}
+	return names
+}
+
+func (d *decoder) worker(t *table, seen map[string]int) Worker {
+	w := Worker{Line: t.line(), Name: t.unique(seen, "worker")}
+	if n, ok := t.integer("max_builds"); ok {
+		if n < 0 {
+			t.errorf("max_builds", "must not be negative")
+		} else {
+			w.MaxBuilds = int(n)
+		}
+	}
+	password, hasPassword := t.str("password")
+	file, hasFile := t.str("password_file")
+	switch {
+	case t.has("password") && t.has("password_file"):
+		t.errorf("password_file", "set either password or password_file, not both")
+	case !t.has("password") && !t.has("password_file"):
+		t.errorf("password", "required (or password_file)")
+	case hasPassword:
+		if password == "" {
+			t.errorf("password", "must not be empty")
+		}
+		w.Password = password
+	case hasFile:
+		w.PasswordFile = file
+		w.Password = d.readPassword(t, file)
+	}
+	t.done()
+	return w
+}
+
+func (d *decoder) readPassword(t *table, file string) string {
+	if file == "" {
+		t.errorf("password_file", "must not be empty")
+		return ""
+	}
+	path := file
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(d.dir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		t.errorf("password_file", "read %s: %v", path, err)
+		return ""
+	}
+	password := strings.TrimRight(string(data), "\r\n")
+	if password == "" {
+		t.errorf("password_file", "%s is empty", path)
+	}
+	return password
+}
+
+// oneOf returns the required string name if it is one of allowed.
+func (t *table) oneOf(name, what string, allowed ...string) (string, bool) {
+	s, ok := t.required(name)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(allowed, s) {
+		quoted := make([]string, len(allowed))
+		for i, a := range allowed {
+			quoted[i] = fmt.Sprintf("%q", a)
+		}
+		t.errorf(name, "unknown %s %q (want %s)", what, s, strings.Join(quoted, ", "))
+		return "", false
+	}
+	return s, true
+}
+
+func (d *decoder) changeSource(t *table) ChangeSource {
+	cs := ChangeSource{Line: t.line(), PollInterval: Duration{DefaultPollInterval}}
+	cs.Type, _ = t.oneOf("type", "change source type", "git_poller")
+	cs.RepoURL, _ = t.required("repourl")
+	cs.Branches, _ = t.strings("branches")
+	if x, ok := t.duration("poll_interval"); ok {
+		if x.Duration == 0 {
+			t.errorf("poll_interval", "must be positive")
+		} else {
+			cs.PollInterval = x
+		}
+	}
+	t.done()
+	return cs
+}
+
+func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
+	s := Scheduler{Line: t.line()}
+	typ, known := t.oneOf("type", "scheduler type", "single_branch", "any_branch", "force")
+	s.Type = typ
+	s.Name = t.unique(seen, "scheduler")
+	s.BuilderNames = t.names("builder_names", builders, "builder")
+	switch {
+	case typ == "single_branch":
+		s.Branch, _ = t.required("branch")
+	case known && t.has("branch"):
+		t.ignore("branch")
+		t.errorf("branch", "only for a single_branch scheduler")
+	default:
+		s.Branch, _ = t.str("branch")
+	}
+	if typ == "force" && t.has("tree_stable_timer") {
+		t.ignore("tree_stable_timer")
+		t.errorf("tree_stable_timer", "not for a force scheduler")
+	} else {
+		s.TreeStableTimer, _ = t.duration("tree_stable_timer")
+	}
+	t.done()
+	return s
+}
+
+func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
+	b := Builder{Line: t.line(), Workdir: DefaultWorkdir}
+	b.Name = t.unique(seen, "builder")
+	b.WorkerNames = t.names("worker_names", workers, "worker")
+	b.Description, _ = t.str("description")
+	b.Tags, _ = t.strings("tags")
+	if t.has("workdir") {
+		if s, ok := t.required("workdir"); ok {
+			b.Workdir = s
+		}
+	}
+	for _, st := range t.tables("steps") {
+		b.Steps = append(b.Steps, d.step(st, b.Workdir))
+	}
+	t.done()
+	return b
+}
+
+// Keys only some step types take.
+var (
+	shellKeys = []string{"command"}
+	gitKeys   = []string{"repourl", "mode", "branch"}
+)
+
+func (d *decoder) step(t *table, workdir string) Step {
+	s := Step{
+		Line:           t.line(),
+		Workdir:        workdir,
+		Timeout:        Duration{DefaultStepTimeout},
+		FlunkOnFailure: true,
+	}
+	typ, known := t.oneOf("type", "step type", "shell", "git")
+	s.Type = typ
+	s.Name = typ
+	if t.has("name") {
+		if name, ok := t.required("name"); ok {
+			s.Name = name
+		}
+	}
+	s.Description, _ = t.str("description")
+	if t.has("workdir") {
+		if w, ok := t.required("workdir"); ok {
+			s.Workdir = w
+		}
+	}
+	if env, ok := t.sub("env"); ok {
+		s.Env = map[string]string{}
+		for _, name := range slices.Sorted(maps.Keys(env.m)) {
+			if v, ok := env.str(name); ok {
+				s.Env[name] = v
+			}
+		}
+	}
+	if x, ok := t.duration("timeout"); ok {
+		s.Timeout = x
+	}
+	s.MaxTime, _ = t.duration("max_time")
+	s.HaltOnFailure = typ == "git"
+	if b, ok := t.boolean("halt_on_failure"); ok {
+		s.HaltOnFailure = b
+	}
+	if b, ok := t.boolean("flunk_on_failure"); ok {
+		s.FlunkOnFailure = b
+	}
+	s.WarnOnFailure, _ = t.boolean("warn_on_failure")
+	s.AlwaysRun, _ = t.boolean("always_run")
+
+	if !known {
+		// Unknown or missing type: which keys apply is unknown.
+		t.ignore(shellKeys...)
+		t.ignore(gitKeys...)
+		t.done()
+		return s
+	}
+	var other []string
+	switch typ {
+	case "shell":
+		other = gitKeys
+		if v, ok := t.get("command"); !ok {
+			t.errorf("command", "required for a shell step")
+		} else if cmd, err := parseCommand(v); err != nil {
+			t.errorf("command", "%v", err)
+		} else {
+			s.Command = cmd
+		}
+	case "git":
+		other = shellKeys
+		s.RepoURL, _ = t.required("repourl")
+		s.Mode = "incremental"
+		if t.has("mode") {
+			if mode, ok := t.oneOf("mode", "git mode", "incremental", "full"); ok {
+				s.Mode = mode
+			}
+		}
+		s.Branch, _ = t.str("branch")
+	}
+	for _, name := range other {
+		if t.has(name) {
+			t.ignore(name)
+			t.errorf(name, "not allowed in a %s step", typ)
+		}
+	}
+	t.done()
+	return s
+}

@@ -1,0 +1,116 @@
+package config
+
+// Sample is the config `gbb-master create-master` writes as
+// master.toml.sample: DESIGN.md's sample, commented the way buildbot's
+// master.cfg.sample is. Copy it to master.toml and edit it.
+const Sample = `# This is a sample buildmaster config file. It must be installed as
+# 'master.toml' in your buildmaster's base directory.
+#
+# Keys are buildbot's BuildmasterConfig names in snake_case, so a master.cfg
+# translates line by line. Unknown keys are errors: run
+# 'gbb-master checkconfig DIR' after each change.
+
+####### PROJECT IDENTITY
+
+# the 'title' string will appear at the top of this buildbot installation's
+# home pages (linked to the 'title_url').
+
+title = "Hello World CI"
+title_url = "https://buildbot.github.io/hello-world/"
+
+# the 'buildbot_url' string should point to the location where the buildbot's
+# internal web server is visible. This typically uses the port number set in
+# the [www] table below, but with an externally-visible host name which the
+# buildbot cannot figure out without some help.
+
+buildbot_url = "http://localhost:8010/"
+
+####### PROTOCOLS
+
+# 'protocols' contains information about protocols which master will use for
+# communicating with workers. 'port' must match the value configured into the
+# workers (with their -master option). 'interface' (default: all addresses)
+# limits the address it listens on.
+
+[protocols.grpc]
+port = 9989
+
+####### WEB SERVER
+
+# the web UI, the REST API (/api/v2/) and the live event streams.
+
+[www]
+port = 8010
+
+####### DB URL
+
+# This specifies what database buildbot uses to store its state. Only bbolt
+# is supported for now; PostgreSQL comes later.
+
+[db]
+url = "bbolt:state.db"          # relative to the master's basedir
+
+####### WORKERS
+
+# The 'workers' list defines the set of recognized workers. Each element is
+# a table with a unique worker name and password. The same worker name and
+# password must be configured on the worker. 'max_builds' (default: no limit)
+# caps the builds it runs at once.
+
+[[workers]]
+name = "example-worker"
+password = "pass"               # or password_file = "/usr/local/etc/gbb/example-worker.pass"
+
+####### CHANGESOURCES
+
+# the 'change_source' setting tells the buildmaster how it should find out
+# about source code changes. Here we point to the buildbot version of a
+# python hello-world project.
+
+[[change_source]]
+type = "git_poller"
+repourl = "https://github.com/buildbot/hello-world.git"
+branches = ["master"]
+poll_interval = "300s"
+
+####### SCHEDULERS
+
+# Configure the Schedulers, which decide how to react to incoming changes. In
+# this case, just kick off a 'runtests' build.
+
+[[schedulers]]
+type = "single_branch"
+name = "all"
+branch = "master"
+tree_stable_timer = "0s"
+builder_names = ["runtests"]
+
+# The force scheduler lets you start a build from the web UI.
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["runtests"]
+
+####### BUILDERS
+
+# The 'builders' list defines the Builders, which tell Buildbot how to perform
+# a build: what steps, and which workers can execute them. Note that any
+# particular build will only take place on one worker.
+
+[[builders]]
+name = "runtests"
+worker_names = ["example-worker"]
+
+  # check out the source
+  [[builders.steps]]
+  type = "git"
+  repourl = "https://github.com/buildbot/hello-world.git"
+  mode = "incremental"
+
+  # run the tests (note that this will require that 'trial' is installed)
+  [[builders.steps]]
+  type = "shell"
+  command = ["trial", "hello"]
+  env = { PYTHONPATH = "." }
+`
