@@ -1,0 +1,103 @@
+package protocol
+
+import (
+	"errors"
+	"time"
+)
+
+// Version is the protocol version carried in Hello and Welcome. A master
+// refuses a worker that speaks another version, naming both.
+const Version = 1
+
+// ErrConnectionLost is returned by WorkerConn.Run when the stream to the
+// worker ends before the command completes.
+var ErrConnectionLost = errors.New("protocol: connection to worker lost")
+
+// ErrAuthFailed is returned (wrapped, with the master's message) by
+// Client.Run when the master refuses the worker's name or password. It is
+// permanent: the client does not retry.
+var ErrAuthFailed = errors.New("protocol: master refused worker credentials")
+
+// ErrVersionMismatch is returned (wrapped, naming both versions) by
+// Client.Run when the master speaks another protocol version. It is
+// permanent: the client does not retry.
+var ErrVersionMismatch = errors.New("protocol: protocol version mismatch")
+
+// WorkerInfo describes a worker host, as buildbot's worker info does.
+type WorkerInfo struct {
+	Admin   string // contents of the worker's info/admin
+	Host    string // contents of the worker's info/host
+	OS      string // runtime.GOOS
+	Arch    string // runtime.GOARCH
+	Version string // the worker program's version
+	Basedir string
+	NumCPU  int
+	Extra   map[string]string // other info, free form
+}
+
+// Stream names the log a chunk of output belongs to.
+type Stream int
+
+// The streams of a command's output.
+const (
+	Stdout Stream = iota
+	Stderr
+	Header // messages from the worker itself, as buildbot's "header" log
+)
+
+func (s Stream) String() string {
+	switch s {
+	case Stdout:
+		return "stdout"
+	case Stderr:
+		return "stderr"
+	case Header:
+		return "header"
+	}
+	return "stream?"
+}
+
+// Output is one chunk of a command's output.
+type Output struct {
+	Stream Stream
+	Data   []byte
+}
+
+// ShellCommand runs a program on the worker.
+type ShellCommand struct {
+	// Exactly one of Argv and Script: Argv is run directly, Script by
+	// /bin/sh -c.
+	Argv   []string
+	Script string
+	// Workdir is relative to the worker's BASEDIR/<builder>/ (e.g. "build");
+	// the worker refuses one that escapes it. Empty means BASEDIR/<builder>.
+	Workdir string
+	// Env is added to the worker's environment.
+	Env map[string]string
+	// Timeout kills the command after this long without output; zero
+	// means none.
+	Timeout time.Duration
+	// MaxTime kills the command after this long in total; zero means none.
+	MaxTime time.Duration
+	// SigtermTime, when set, makes interrupt and timeout send SIGTERM
+	// first and SIGKILL after this long; zero means SIGKILL at once
+	// (buildbot's default interruptSignal KILL).
+	SigtermTime time.Duration
+}
+
+// Command is one command a master sends to a worker. Exactly one of its
+// command fields (for now only Shell) is set.
+type Command struct {
+	Builder string
+	Shell   *ShellCommand
+}
+
+// Result is how a command ended.
+type Result struct {
+	ExitCode    int
+	Signal      string // name of the signal that killed the process ("KILL"); empty if none
+	Elapsed     time.Duration
+	TimedOut    bool   // killed by Timeout or MaxTime
+	Interrupted bool   // killed because the master interrupted it
+	Err         string // the command could not run (bad workdir, exec failure...)
+}

@@ -1,0 +1,412 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Executor runs commands on the worker host.
+type Executor interface {
+	// Run runs one command; out may be called from any goroutine but
+	// never concurrently; it returns when the command and all its
+	// processes are gone. ctx is cancelled on Interrupt, and when the
+	// worker loses its master or shuts down.
+	Run(ctx context.Context, cmd Command, out func(Output)) Result
+}
+
+// ClientConfig configures the worker's end of the protocol.
+type ClientConfig struct {
+	Master         string // host:port
+	Name, Password string
+	Info           WorkerInfo
+	Executor       Executor
+	Logger         *slog.Logger // nil means discard
+	// KeepaliveTime is the keepalive ping interval; zero means 10s (gRPC
+	// never pings more often than every 10s).
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long a ping may go unanswered; zero means 10s.
+	KeepaliveTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the jittered exponential backoff
+	// between connection attempts; zero means 1s and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// OnAttempt, if set, is called after each attempt to connect: with nil
+	// once the master welcomed the worker, else with why the attempt
+	// failed. It is called from Run's goroutine and must not block long.
+	OnAttempt func(err error)
+}
+
+// Output batching.
+const (
+	batchSize     = 64 << 10               // flush when this much output is waiting
+	batchInterval = 100 * time.Millisecond // flush at least this often
+	// shutdownReport bounds how long a stopping worker waits for the
+	// master to take its last reports.
+	shutdownReport = 10 * time.Second
+)
+
+// Client is the worker's end of the protocol.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+}
+
+// NewClient returns a Client; it starts nothing until Run.
+func NewClient(cfg ClientConfig) *Client {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeepaliveTime == 0 {
+		cfg.KeepaliveTime = defaultKeepalive
+	}
+	if cfg.KeepaliveTimeout == 0 {
+		cfg.KeepaliveTimeout = defaultKeepalive
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	return &Client{cfg: cfg, log: log.With("master", cfg.Master)}
+}
+
+// Run connects, says hello, runs commands, and reconnects with jittered
+// exponential backoff when the master goes away; it returns nil when ctx
+// is done, ErrAuthFailed (wrapped, with the master's message) on refusal,
+// or ErrVersionMismatch (wrapped, naming both versions). When the stream
+// ends, and when ctx is done, running commands are cancelled, and Run waits
+// for them before it reconnects or returns.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		welcomed, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if welcomed {
+			backoff = c.cfg.MinBackoff
+		}
+		if permanent(err) {
+			c.log.Error("master refused worker", "err", err)
+			if !welcomed && c.cfg.OnAttempt != nil {
+				c.cfg.OnAttempt(err)
+			}
+			return err
+		}
+		if !welcomed && c.cfg.OnAttempt != nil {
+			c.cfg.OnAttempt(err)
+		}
+		// Full jitter over the upper half: wait in [backoff/2, backoff).
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("connection to master lost; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// permanent reports whether err ends Client.Run instead of a retry. It is
+// the one place that decides what is retryable on the wire.
+func permanent(err error) bool {
+	return errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrVersionMismatch)
+}
+
+// classify turns the master's refusal into the client's errors.
+func classify(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unauthenticated:
+		return fmt.Errorf("%w: %s", ErrAuthFailed, st.Message())
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrVersionMismatch, st.Message())
+	}
+	return err
+}
+
+// session runs one connection to the master, until the stream ends or ctx
+// is done. welcomed reports whether the master accepted the hello.
+func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
+	cc, err := grpc.NewClient(c.cfg.Master,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                c.cfg.KeepaliveTime,
+			Timeout:             c.cfg.KeepaliveTimeout,
+			PermitWithoutStream: true,
+		}),
+	)
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", c.cfg.Master, err)
+	}
+	defer cc.Close()
+
+	// The stream outlives ctx so that interrupted commands can still
+	// report; it ends when the session does.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stream, err := NewMasterClient(cc).Connect(sctx)
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", c.cfg.Master, err)
+	}
+	err = stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{
+		ProtocolVersion: Version,
+		Name:            c.cfg.Name,
+		Password:        c.cfg.Password,
+		Info:            infoToPB(c.cfg.Info),
+	}}})
+	if err != nil {
+		_, rerr := stream.Recv() // the stream's real error
+		return false, fmt.Errorf("send hello: %w", classify(rerr))
+	}
+
+	first := make(chan error, 1)
+	var welcome *Welcome
+	go func() {
+		m, err := stream.Recv()
+		if err == nil && m.GetWelcome() == nil {
+			err = errors.New("first message from master is not a welcome")
+		}
+		welcome = m.GetWelcome()
+		first <- err
+	}()
+	select {
+	case err = <-first:
+	case <-ctx.Done():
+		cancel()
+		<-first
+		return false, ctx.Err()
+	}
+	if err != nil {
+		return false, fmt.Errorf("hello to %s: %w", c.cfg.Master, classify(err))
+	}
+	if v := welcome.GetProtocolVersion(); v != Version {
+		return false, fmt.Errorf("%w: master speaks protocol version %d, worker speaks version %d", ErrVersionMismatch, v, Version)
+	}
+	c.log.Info("connected to master", "master_version", welcome.GetMasterVersion())
+	if c.cfg.OnAttempt != nil {
+		c.cfg.OnAttempt(nil)
+	}
+
+	s := &session{
+		exec:   c.cfg.Executor,
+		log:    c.log,
+		stream: stream,
+		cmds:   make(map[uint64]context.CancelFunc),
+	}
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- s.receive() }()
+	select {
+	case err = <-recvErr:
+		// The stream is gone: the commands' reports can't be sent.
+		cancel()
+		s.stop()
+		return true, fmt.Errorf("stream from %s: %w", c.cfg.Master, err)
+	case <-ctx.Done():
+	}
+	// Shutting down: kill the commands, report them, and end the stream
+	// cleanly, unless the master does not take the reports in time.
+	watchdog := time.AfterFunc(shutdownReport, cancel)
+	defer watchdog.Stop()
+	s.stop()
+	_ = stream.CloseSend()
+	<-recvErr
+	return true, ctx.Err()
+}
+
+// session is one welcomed stream on the worker.
+type session struct {
+	exec   Executor
+	log    *slog.Logger
+	stream grpc.BidiStreamingClient[WorkerMessage, MasterMessage]
+	wg     sync.WaitGroup // command goroutines
+
+	sendMu sync.Mutex // serialises stream.Send
+
+	mu      sync.Mutex
+	stopped bool                          // guarded by mu
+	cmds    map[uint64]context.CancelFunc // guarded by mu; running commands
+}
+
+func (s *session) send(m *WorkerMessage) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.stream.Send(m)
+}
+
+// receive handles the master's messages until the stream ends.
+func (s *session) receive() error {
+	for {
+		m, err := s.stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch msg := m.GetMsg().(type) {
+		case *MasterMessage_StartCommand:
+			s.start(msg.StartCommand)
+		case *MasterMessage_Interrupt:
+			id := msg.Interrupt.GetCommandId()
+			s.mu.Lock()
+			cancel := s.cmds[id]
+			s.mu.Unlock()
+			if cancel == nil {
+				s.log.Info("interrupt for a command not running", "command", id)
+				continue
+			}
+			s.log.Info("interrupting command", "command", id, "why", msg.Interrupt.GetWhy())
+			cancel()
+		default:
+			s.log.Warn("unexpected message from master", "type", fmt.Sprintf("%T", msg))
+		}
+	}
+}
+
+// start runs one command in its own goroutine.
+func (s *session) start(m *StartCommand) {
+	id := m.GetCommandId()
+	log := s.log.With("command", id, "builder", m.GetBuilder())
+	cmd, err := commandFromPB(m)
+	if err != nil {
+		log.Warn("cannot run command", "err", err)
+		_ = s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, Result{ExitCode: -1, Err: err.Error()})}})
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	if s.stopped || s.cmds[id] != nil {
+		s.mu.Unlock()
+		cancel()
+		log.Warn("command refused: stopping, or its id is in use")
+		return
+	}
+	s.cmds[id] = cancel
+	defer s.mu.Unlock() // stop waits for s.wg only after taking s.mu
+	s.wg.Go(func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.cmds, id)
+			s.mu.Unlock()
+			cancel()
+		}()
+		log.Info("command started")
+		b := newBatcher(id, s.send)
+		res := s.exec.Run(ctx, cmd, b.add)
+		b.close()
+		log.Info("command finished", "exit_code", res.ExitCode, "signal", res.Signal,
+			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", res.Err, "elapsed", res.Elapsed)
+		if err := s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, res)}}); err != nil {
+			log.Warn("cannot report command result", "err", err)
+		}
+	})
+}
+
+// stop cancels every running command and waits for them.
+func (s *session) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	for _, cancel := range s.cmds {
+		cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// batcher joins a command's output into messages of at most batchSize
+// bytes, sent when full or batchInterval after the last flush. A full
+// batch is sent from add, so a slow stream blocks the caller (the pipe
+// reader) instead of growing a buffer.
+type batcher struct {
+	id    uint64
+	send  func(*WorkerMessage) error
+	stopc chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	pending []*OutputChunk // guarded by mu; in order, adjacent chunks of one stream joined
+	size    int            // guarded by mu
+	broken  bool           // guarded by mu; the stream failed, drop output
+}
+
+func newBatcher(id uint64, send func(*WorkerMessage) error) *batcher {
+	b := &batcher{id: id, send: send, stopc: make(chan struct{}), done: make(chan struct{})}
+	go b.tick()
+	return b
+}
+
+func (b *batcher) tick() {
+	defer close(b.done)
+	t := time.NewTicker(batchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopc:
+			return
+		case <-t.C:
+			b.mu.Lock()
+			b.flush()
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *batcher) add(o Output) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	data := o.Data
+	st := streamToPB(o.Stream)
+	for len(data) > 0 {
+		n := min(len(data), batchSize-b.size)
+		if k := len(b.pending); k > 0 && b.pending[k-1].Stream == st {
+			b.pending[k-1].Data = append(b.pending[k-1].Data, data[:n]...)
+		} else {
+			b.pending = append(b.pending, &OutputChunk{CommandId: b.id, Stream: st, Data: append([]byte(nil), data[:n]...)})
+		}
+		b.size += n
+		data = data[n:]
+		if b.size >= batchSize {
+			b.flush()
+		}
+	}
+}
+
+// flush sends the pending chunks; b.mu is held.
+func (b *batcher) flush() {
+	for _, o := range b.pending {
+		if b.broken {
+			break
+		}
+		if err := b.send(&WorkerMessage{Msg: &WorkerMessage_Output{Output: o}}); err != nil {
+			b.broken = true
+		}
+	}
+	b.pending = b.pending[:0]
+	b.size = 0
+}
+
+// close stops the ticker and sends what is left.
+func (b *batcher) close() {
+	close(b.stopc)
+	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flush()
+}

@@ -1,0 +1,150 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// This file converts between the hand-written API and the generated types.
+
+func infoToPB(i WorkerInfo) *HostInfo {
+	return &HostInfo{
+		Admin:   i.Admin,
+		Host:    i.Host,
+		Os:      i.OS,
+		Arch:    i.Arch,
+		Version: i.Version,
+		Basedir: i.Basedir,
+		Numcpus: int32(i.NumCPU),
+		Extra:   maps.Clone(i.Extra),
+	}
+}
+
+func infoFromPB(p *HostInfo) WorkerInfo {
+	return WorkerInfo{
+		Admin:   p.GetAdmin(),
+		Host:    p.GetHost(),
+		OS:      p.GetOs(),
+		Arch:    p.GetArch(),
+		Version: p.GetVersion(),
+		Basedir: p.GetBasedir(),
+		NumCPU:  int(p.GetNumcpus()),
+		Extra:   maps.Clone(p.GetExtra()),
+	}
+}
+
+func durToPB(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+func durFromPB(d *durationpb.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.AsDuration()
+}
+
+func streamToPB(s Stream) OutputChunk_Stream {
+	switch s {
+	case Stdout:
+		return OutputChunk_STREAM_STDOUT
+	case Stderr:
+		return OutputChunk_STREAM_STDERR
+	case Header:
+		return OutputChunk_STREAM_HEADER
+	}
+	return OutputChunk_STREAM_UNSPECIFIED
+}
+
+func streamFromPB(s OutputChunk_Stream) Stream {
+	switch s {
+	case OutputChunk_STREAM_STDERR:
+		return Stderr
+	case OutputChunk_STREAM_HEADER:
+		return Header
+	}
+	return Stdout
+}
+
+// validateCommand checks what the master can check before sending cmd.
+func validateCommand(cmd Command) error {
+	if cmd.Shell == nil {
+		return errors.New("protocol: command has nothing to run")
+	}
+	if (len(cmd.Shell.Argv) == 0) == (cmd.Shell.Script == "") {
+		return errors.New("protocol: shell command needs exactly one of argv and script")
+	}
+	return nil
+}
+
+func commandToPB(id uint64, cmd Command) *StartCommand {
+	sh := cmd.Shell
+	sig := "KILL"
+	if sh.SigtermTime > 0 {
+		sig = "TERM"
+	}
+	return &StartCommand{
+		CommandId: id,
+		Builder:   cmd.Builder,
+		Command: &StartCommand_Shell{Shell: &Shell{
+			Argv:            sh.Argv,
+			Script:          sh.Script,
+			Workdir:         sh.Workdir,
+			Env:             sh.Env,
+			Timeout:         durToPB(sh.Timeout),
+			MaxTime:         durToPB(sh.MaxTime),
+			SigtermTime:     durToPB(sh.SigtermTime),
+			InterruptSignal: sig,
+		}},
+	}
+}
+
+func commandFromPB(m *StartCommand) (Command, error) {
+	cmd := Command{Builder: m.GetBuilder()}
+	switch c := m.GetCommand().(type) {
+	case *StartCommand_Shell:
+		sh := c.Shell
+		cmd.Shell = &ShellCommand{
+			Argv:        sh.GetArgv(),
+			Script:      sh.GetScript(),
+			Workdir:     sh.GetWorkdir(),
+			Env:         sh.GetEnv(),
+			Timeout:     durFromPB(sh.GetTimeout()),
+			MaxTime:     durFromPB(sh.GetMaxTime()),
+			SigtermTime: durFromPB(sh.GetSigtermTime()),
+		}
+	default:
+		return cmd, fmt.Errorf("unknown command %T (a newer master?)", c)
+	}
+	return cmd, validateCommand(cmd)
+}
+
+func resultToPB(id uint64, r Result) *Complete {
+	return &Complete{
+		CommandId:   id,
+		ExitCode:    int32(r.ExitCode),
+		Elapsed:     durationpb.New(r.Elapsed),
+		Signal:      r.Signal,
+		TimedOut:    r.TimedOut,
+		Interrupted: r.Interrupted,
+		Error:       r.Err,
+	}
+}
+
+func resultFromPB(c *Complete) Result {
+	return Result{
+		ExitCode:    int(c.GetExitCode()),
+		Signal:      c.GetSignal(),
+		Elapsed:     durFromPB(c.GetElapsed()),
+		TimedOut:    c.GetTimedOut(),
+		Interrupted: c.GetInterrupted(),
+		Err:         c.GetError(),
+	}
+}

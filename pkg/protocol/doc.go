@@ -1,0 +1,30 @@
+// Package protocol is the one wire protocol between the gbb master and its
+// workers: the .proto, its generated code, and the master's and the worker's
+// ends of the stream.
+//
+// Each worker dials the master and keeps one bidirectional gRPC stream
+// (Master.Connect in worker.proto). The order of calls is:
+//
+//  1. The worker sends Hello (protocol Version, name, password, WorkerInfo).
+//  2. The master checks the version (a mismatch ends the stream with
+//     FailedPrecondition naming both versions), the password
+//     (Unauthenticated, "worker \"x\": wrong name or password") and that no
+//     other worker of that name is connected (AlreadyExists); then it sends
+//     Welcome and calls ServerConfig.Attach with a WorkerConn.
+//  3. The master starts commands with WorkerConn.Run; many may run at once.
+//     The worker runs each with its Executor, sends its output in batches
+//     (at most 64 KiB, flushed every 100 ms) and exactly one Complete.
+//     Cancelling Run's context sends Interrupt; the worker kills the
+//     command's processes and still sends Complete.
+//  4. When the stream ends, every Run in flight returns ErrConnectionLost,
+//     the worker kills its running commands, and it dials again with
+//     jittered exponential backoff.
+//
+// Keepalive pings run both ways, so a dead peer is found in seconds. Flow
+// control is the stream's own: a slow master blocks the worker's sends, which
+// blocks the reading of the command's pipes.
+//
+// The generated types (worker.pb.go, worker_grpc.pb.go) are used only inside
+// this package; other packages use the hand-written API: Server and
+// WorkerConn on the master, Client and Executor on the worker.
+package protocol

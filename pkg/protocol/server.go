@@ -1,0 +1,444 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// ServerConfig configures the master's end of the protocol.
+type ServerConfig struct {
+	// Authenticate checks a worker's name and password (the caller
+	// compares in constant time); nil error accepts. Nil accepts everyone.
+	Authenticate func(name, password string) error
+	// Attach is called after a worker's hello is accepted; the WorkerConn
+	// is usable until Done() closes. Attach must not block long. Nil
+	// means the connection is kept but never used.
+	Attach func(*WorkerConn)
+	// Logger: nil means discard.
+	Logger *slog.Logger
+	// KeepaliveTime is the gRPC keepalive ping interval; zero means 10s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long a ping may go unanswered; zero means 10s.
+	KeepaliveTimeout time.Duration
+	// MasterVersion is sent to workers in Welcome.
+	MasterVersion string
+}
+
+// Timings of the master's end.
+const (
+	defaultKeepalive = 10 * time.Second
+	helloTimeout     = 30 * time.Second // a worker must say hello within this
+	interruptWait    = 30 * time.Second // Run waits this long for Complete after Interrupt
+	stopGrace        = 2 * time.Second  // GracefulStop's bound in Serve
+	// keepaliveMinTime is the shortest ping interval the master permits
+	// from workers (gRPC clients never ping more often than every 10s).
+	keepaliveMinTime = 5 * time.Second
+)
+
+// Server is the master's end of the protocol: it accepts worker streams.
+type Server struct {
+	UnimplementedMasterServer
+
+	cfg           ServerConfig
+	log           *slog.Logger
+	interruptWait time.Duration
+
+	stopping chan struct{}  // closed when Serve's ctx is done
+	wg       sync.WaitGroup // stream receive goroutines
+
+	mu    sync.Mutex
+	conns map[string]*WorkerConn // guarded by mu; connected workers by name
+}
+
+// NewServer returns a Server; it starts nothing until Serve.
+func NewServer(cfg ServerConfig) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeepaliveTime == 0 {
+		cfg.KeepaliveTime = defaultKeepalive
+	}
+	if cfg.KeepaliveTimeout == 0 {
+		cfg.KeepaliveTimeout = defaultKeepalive
+	}
+	return &Server{
+		cfg:           cfg,
+		log:           log,
+		interruptWait: interruptWait,
+		stopping:      make(chan struct{}),
+		conns:         make(map[string]*WorkerConn),
+	}
+}
+
+// Serve accepts worker streams on lis until ctx is done. It then ends every
+// stream (each WorkerConn's Done closes, with Runs in flight returning
+// ErrConnectionLost) and returns after every stream goroutine has exited.
+// It returns nil after ctx is done, or the listener's error. Serve may be
+// called once.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := grpc.NewServer(
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    s.cfg.KeepaliveTime,
+			Timeout: s.cfg.KeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             min(keepaliveMinTime, s.cfg.KeepaliveTime),
+			PermitWithoutStream: true,
+		}),
+		grpc.WaitForHandlers(true),
+	)
+	RegisterMasterServer(gs, s)
+
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		errc = nil
+		if err != nil {
+			err = fmt.Errorf("serve workers: %w", err)
+		}
+	}
+	close(s.stopping) // handlers return, which ends their streams
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		gs.Stop()
+		<-stopped
+	}
+	if errc != nil {
+		<-errc
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Connect serves one worker's stream. It implements MasterServer.
+func (s *Server) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
+	ctx := stream.Context()
+	remote := "unknown"
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = p.Addr.String()
+	}
+	log := s.log.With("remote", remote)
+
+	// The receiving goroutine outlives this handler by the moment it takes
+	// Recv to fail after the handler returns; Serve waits for it.
+	helloc := make(chan *Hello, 1)
+	accepted := make(chan *WorkerConn, 1)
+	recvErr := make(chan error, 1)
+	s.wg.Go(func() {
+		m, err := stream.Recv()
+		if err != nil {
+			recvErr <- err
+			return
+		}
+		helloc <- m.GetHello() // nil when the first message is not a hello
+		c := <-accepted
+		if c == nil {
+			return
+		}
+		recvErr <- c.receive(stream)
+	})
+
+	var hello *Hello
+	timer := time.NewTimer(helloTimeout)
+	defer timer.Stop()
+	select {
+	case hello = <-helloc:
+	case err := <-recvErr:
+		log.Debug("worker stream ended before hello", "err", err)
+		return err
+	case <-timer.C:
+		accepted <- nil
+		return status.Error(codes.DeadlineExceeded, "no hello from worker")
+	case <-s.stopping:
+		accepted <- nil
+		return status.Error(codes.Unavailable, "master shutting down")
+	}
+	c, err := s.accept(hello, log)
+	if err != nil {
+		accepted <- nil
+		return err
+	}
+	defer s.detach(c)
+	log = c.log
+	if err := stream.Send(&MasterMessage{Msg: &MasterMessage_Welcome{Welcome: &Welcome{
+		ProtocolVersion: Version,
+		MasterVersion:   s.cfg.MasterVersion,
+	}}}); err != nil {
+		accepted <- nil
+		c.finish(fmt.Errorf("send welcome: %w", err))
+		return err
+	}
+	accepted <- c
+	log.Info("worker attached", "version", c.info.Version, "os", c.info.OS, "arch", c.info.Arch)
+	if s.cfg.Attach != nil {
+		s.cfg.Attach(c)
+	}
+
+	for {
+		select {
+		case m := <-c.sendq:
+			if err := stream.Send(m); err != nil {
+				c.finish(fmt.Errorf("send to worker: %w", err))
+				log.Info("worker detached", "err", err)
+				return err
+			}
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				err = errors.New("worker closed the stream")
+			}
+			c.finish(err)
+			log.Info("worker detached", "err", err)
+			return nil
+		case <-s.stopping:
+			c.finish(errors.New("master shutting down"))
+			return status.Error(codes.Unavailable, "master shutting down")
+		}
+	}
+}
+
+// accept checks a hello and registers the worker's connection.
+func (s *Server) accept(h *Hello, log *slog.Logger) (*WorkerConn, error) {
+	if h == nil {
+		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
+	}
+	name := h.GetName()
+	log = log.With("worker", name)
+	if v := h.GetProtocolVersion(); v != Version {
+		log.Warn("worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
+	}
+	if s.cfg.Authenticate != nil {
+		if err := s.cfg.Authenticate(name, h.GetPassword()); err != nil {
+			log.Warn("worker refused: wrong name or password", "err", err)
+			return nil, status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
+		}
+	}
+	c := &WorkerConn{
+		name:          name,
+		info:          infoFromPB(h.GetInfo()),
+		log:           log,
+		interruptWait: s.interruptWait,
+		sendq:         make(chan *MasterMessage),
+		done:          make(chan struct{}),
+		cmds:          make(map[uint64]*pending),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[name]; ok {
+		log.Warn("worker refused: a worker of that name is already connected")
+		return nil, status.Errorf(codes.AlreadyExists, "worker %q is already connected", name)
+	}
+	s.conns[name] = c
+	return c, nil
+}
+
+func (s *Server) detach(c *WorkerConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns[c.name] == c {
+		delete(s.conns, c.name)
+	}
+}
+
+// WorkerConn is the master's handle on one connected worker. Its methods
+// are safe for concurrent use.
+type WorkerConn struct {
+	name          string
+	info          WorkerInfo
+	log           *slog.Logger
+	interruptWait time.Duration
+	nextID        atomic.Uint64
+	sendq         chan *MasterMessage // served by the stream's handler
+	done          chan struct{}
+
+	mu   sync.Mutex
+	err  error               // guarded by mu; why the stream ended
+	cmds map[uint64]*pending // guarded by mu; commands in flight; nil once done
+}
+
+// pending is one command in flight on a WorkerConn.
+type pending struct {
+	events chan event    // output, then the result, in order
+	gone   chan struct{} // closed when Run returned
+}
+
+// event is one output chunk or (res set) the command's result.
+type event struct {
+	out Output
+	res *Result
+}
+
+// Name is the worker's name, from its hello.
+func (c *WorkerConn) Name() string { return c.name }
+
+// Info is the worker's description of its host, from its hello.
+func (c *WorkerConn) Info() WorkerInfo { return c.info }
+
+// Done is closed when the stream ends.
+func (c *WorkerConn) Done() <-chan struct{} { return c.done }
+
+// Err says why the stream ended; nil before Done is closed.
+func (c *WorkerConn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *WorkerConn) finish(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmds == nil {
+		return
+	}
+	c.err = err
+	c.cmds = nil
+	close(c.done)
+}
+
+// Run starts cmd on the worker and calls out (if not nil) for each output
+// chunk, in order and from Run's goroutine, until the command completes; it
+// then returns the command's Result. out should return quickly: while it
+// runs, the worker's stream is held up (that is the flow control).
+//
+// Cancelling ctx sends Interrupt and still waits for the worker's Complete
+// (the worker kills the command's processes); if none comes within 30s,
+// Run returns ctx's error. If ctx is done before the command was sent, Run
+// returns ctx's error at once. Run returns ErrConnectionLost if the stream
+// ends first. Many Runs may be in flight on one conn concurrently.
+func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Result, error) {
+	if err := validateCommand(cmd); err != nil {
+		return Result{}, err
+	}
+	id := c.nextID.Add(1)
+	p := &pending{events: make(chan event, 16), gone: make(chan struct{})}
+	c.mu.Lock()
+	if c.cmds == nil {
+		c.mu.Unlock()
+		return Result{}, ErrConnectionLost
+	}
+	c.cmds[id] = p
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.cmds, id)
+		c.mu.Unlock()
+		close(p.gone)
+	}()
+	log := c.log.With("command", id, "builder", cmd.Builder)
+
+	start := &MasterMessage{Msg: &MasterMessage_StartCommand{StartCommand: commandToPB(id, cmd)}}
+	select {
+	case c.sendq <- start:
+	case <-c.done:
+		return Result{}, ErrConnectionLost
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+
+	ctxDone := ctx.Done()
+	var giveUp <-chan time.Time
+	for {
+		select {
+		case ev := <-p.events:
+			if ev.res != nil {
+				return *ev.res, nil
+			}
+			if out != nil {
+				out(ev.out)
+			}
+		case <-c.done:
+			// Events delivered before the end still count.
+			for {
+				select {
+				case ev := <-p.events:
+					if ev.res != nil {
+						return *ev.res, nil
+					}
+					if out != nil {
+						out(ev.out)
+					}
+				default:
+					return Result{}, ErrConnectionLost
+				}
+			}
+		case <-ctxDone:
+			ctxDone = nil
+			log.Debug("interrupting command", "why", context.Cause(ctx))
+			in := &MasterMessage{Msg: &MasterMessage_Interrupt{Interrupt: &Interrupt{
+				CommandId: id,
+				Why:       context.Cause(ctx).Error(),
+			}}}
+			select {
+			case c.sendq <- in:
+			case <-c.done:
+				return Result{}, ErrConnectionLost
+			}
+			t := time.NewTimer(c.interruptWait)
+			defer t.Stop()
+			giveUp = t.C
+		case <-giveUp:
+			log.Warn("worker did not complete interrupted command", "wait", c.interruptWait)
+			return Result{}, ctx.Err()
+		}
+	}
+}
+
+// receive reads the worker's messages after its hello and hands them to
+// the Runs in flight, until the stream ends.
+func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		var id uint64
+		var ev event
+		switch msg := m.GetMsg().(type) {
+		case *WorkerMessage_Output:
+			id = msg.Output.GetCommandId()
+			ev.out = Output{Stream: streamFromPB(msg.Output.GetStream()), Data: msg.Output.GetData()}
+		case *WorkerMessage_Complete:
+			id = msg.Complete.GetCommandId()
+			r := resultFromPB(msg.Complete)
+			ev.res = &r
+		default:
+			c.log.Warn("unexpected message from worker", "type", fmt.Sprintf("%T", msg))
+			continue
+		}
+		c.mu.Lock()
+		p := c.cmds[id]
+		c.mu.Unlock()
+		if p == nil {
+			c.log.Debug("message for unknown command", "command", id)
+			continue
+		}
+		select {
+		case p.events <- ev:
+		case <-p.gone:
+		case <-c.done:
+			return nil
+		}
+	}
+}
