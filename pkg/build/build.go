@@ -1,0 +1,352 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/protocol"
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// build is one running build.
+type build struct {
+	e      *Engine
+	req    store.BuildRequest
+	cfg    config.Builder
+	worker string
+	ws     *workerState
+	log    *slog.Logger
+	id     int64
+}
+
+// run runs the build to its end and records it. ctx is cancelled with
+// ErrShutdown when the master stops.
+func (b *build) run(ctx context.Context) {
+	st := b.e.st
+	b.log = b.e.log.With("builder", b.cfg.Name, "worker", b.worker, "buildrequest", b.req.ID)
+	props := b.properties()
+	bld, err := st.AddBuild(store.NewBuild{
+		BuilderID:      b.req.BuilderID,
+		BuildRequestID: b.req.ID,
+		WorkerID:       b.ws.id,
+		MasterID:       b.e.masterID,
+		StateString:    "starting",
+		Properties:     props,
+	})
+	if err != nil {
+		b.log.Error("start build", "err", err)
+		if err := st.UnclaimBuildRequest(b.req.ID); err != nil {
+			b.log.Error("unclaim request", "err", err)
+		}
+		return
+	}
+	b.id = bld.ID
+	b.log = b.log.With("build", bld.Number)
+	b.log.Info("build started")
+	num, _ := scheduler.NewProperty(bld.Number, "Build")
+	b.check(st.SetBuildProperty(bld.ID, "buildnumber", num))
+
+	results := b.runSteps(ctx)
+
+	b.check(st.SetBuildStateString(b.id, buildSummary(results)))
+	b.check(st.FinishBuild(b.id, results, time.Now()))
+	if results == store.Retry {
+		b.check(st.UnclaimBuildRequest(b.req.ID))
+	} else {
+		b.check(st.CompleteBuildRequest(b.req.ID, results, time.Now()))
+	}
+	b.log.Info("build finished", "results", ResultName(results))
+}
+
+// check logs a store error; a build goes on as far as it can.
+func (b *build) check(err error) {
+	if err != nil {
+		b.log.Error("record build", "err", err)
+	}
+}
+
+func (b *build) properties() store.Properties {
+	props := store.Properties{}
+	set := func(name string, v any, source string) {
+		p, err := scheduler.NewProperty(v, source)
+		if err == nil {
+			props[name] = p
+		}
+	}
+	if bs, err := b.e.st.Buildset(b.req.BuildsetID); err == nil {
+		for k, v := range bs.Properties {
+			props[k] = v
+		}
+		if len(bs.SourceStamps) > 0 {
+			ss := bs.SourceStamps[0]
+			set("branch", ss.Branch, "Build")
+			set("revision", ss.Revision, "Build")
+			set("repository", ss.Repository, "Build")
+			set("project", ss.Project, "Build")
+			set("codebase", ss.Codebase, "Build")
+		}
+	} else {
+		b.log.Error("read buildset", "err", err)
+	}
+	set("buildername", b.cfg.Name, "Builder")
+	set("workername", b.worker, "Worker")
+	info := b.ws.conn.Info()
+	set("builddir", joinPath(info.Basedir, b.cfg.Name), "Worker")
+	return props
+}
+
+// runSteps runs the worker preparation and the configured steps, in order,
+// and returns the build's result, computed as buildbot does.
+func (b *build) runSteps(ctx context.Context) int {
+	st := b.e.st
+	prep, err := st.AddStep(b.id, "worker_preparation")
+	if err != nil {
+		b.log.Error("add step", "err", err)
+		return store.Exception
+	}
+	b.check(st.StartStep(prep.ID, time.Now()))
+	b.check(st.SetStepStateString(prep.ID, fmt.Sprintf("worker %s ready", b.worker)))
+	b.check(st.FinishStep(prep.ID, store.Success, time.Now()))
+
+	results := store.Success
+	halted := false
+	for _, sc := range b.cfg.Steps {
+		if halted && !sc.AlwaysRun {
+			continue
+		}
+		b.check(st.SetBuildStateString(b.id, sc.Name))
+		r := b.runStep(ctx, sc)
+		var terminate bool
+		results, terminate = computeResult(sc, results, r)
+		if terminate {
+			halted = true
+		}
+		if r == store.Exception || r == store.Retry || r == store.Cancelled {
+			// These end the build at once; buildbot runs no always_run
+			// step after them either when the worker is gone.
+			if r == store.Retry || cause(ctx) != nil {
+				return results
+			}
+		}
+	}
+	return results
+}
+
+// cause is why ctx was cancelled, or nil.
+func cause(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(ctx)
+}
+
+// computeResult folds a step's result into the build's, as buildbot's
+// BuildStep/Build.computeResultAndTermination; it also says whether the
+// build stops running steps (except always_run ones).
+func computeResult(sc config.Step, buildResult, stepResult int) (int, bool) {
+	possible := stepResult
+	terminate := false
+	switch stepResult {
+	case store.Failure:
+		switch {
+		case sc.FlunkOnFailure:
+			possible = store.Failure
+		case sc.WarnOnFailure:
+			possible = store.Warnings
+		default:
+			possible = store.Success
+		}
+		if sc.HaltOnFailure {
+			terminate = true
+		}
+	case store.Warnings:
+		possible = store.Warnings
+	case store.Exception, store.Retry, store.Cancelled:
+		terminate = true
+	case store.Skipped:
+		possible = store.Success
+	}
+	return store.WorstResult(buildResult, possible), terminate
+}
+
+// runStep runs one configured step and returns its result.
+func (b *build) runStep(ctx context.Context, sc config.Step) int {
+	st := b.e.st
+	step, err := st.AddStep(b.id, sc.Name)
+	if err != nil {
+		b.log.Error("add step", "err", err)
+		return store.Exception
+	}
+	b.check(st.StartStep(step.ID, time.Now()))
+	log := b.log.With("step", step.Name)
+
+	var res int
+	var state string
+	switch sc.Type {
+	case "shell":
+		res, state = b.runShell(ctx, step, sc, log)
+	default:
+		res = store.Exception
+		state = fmt.Sprintf("step type %q is not supported by this version of gbb", sc.Type)
+		if l, err := st.AddLog(step.ID, "err.text", "t"); err == nil {
+			_, err := st.AppendLog(l.ID, state+"\n")
+			b.check(err)
+			b.check(st.FinishLog(l.ID))
+		}
+	}
+	b.check(st.SetStepStateString(step.ID, state))
+	b.check(st.FinishStep(step.ID, res, time.Now()))
+	log.Info("step finished", "results", ResultName(res))
+	return res
+}
+
+// runShell runs a shell step on the worker, streaming its output into the
+// step's stdio log.
+func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
+	st := b.e.st
+	desc := sc.Description
+	if desc == "" {
+		desc = quoteCommand(sc.Command)
+	}
+	b.check(st.SetStepStateString(step.ID, desc))
+	l, err := st.AddLog(step.ID, "stdio", "s")
+	if err != nil {
+		log.Error("add log", "err", err)
+		return store.Exception, desc + " (exception)"
+	}
+	lw := newLogWriter(st, l.ID, b.e.flush, log)
+	defer lw.close()
+
+	info := b.ws.conn.Info()
+	dir := joinPath(info.Basedir, b.cfg.Name, sc.Workdir)
+	timeout := sc.Timeout.Duration
+	lw.header(sc.Command.String())
+	if timeout > 0 {
+		lw.header(fmt.Sprintf(" in dir %s (timeout %d secs)", dir, int(timeout.Seconds())))
+	} else {
+		lw.header(fmt.Sprintf(" in dir %s", dir))
+	}
+	if len(sc.Command.Argv) > 0 {
+		lw.header(fmt.Sprintf(" argv: %s", pyList(sc.Command.Argv)))
+	} else {
+		lw.header(fmt.Sprintf(" argv: %s", pyList([]string{"/bin/sh", "-c", sc.Command.Script})))
+	}
+	if len(sc.Env) > 0 {
+		lw.header(" environment (added):")
+		for _, k := range sortedKeys(sc.Env) {
+			lw.header(fmt.Sprintf("  %s=%s", k, sc.Env[k]))
+		}
+	}
+	cmd := protocol.Command{
+		Builder: b.cfg.Name,
+		Shell: &protocol.ShellCommand{
+			Argv:    sc.Command.Argv,
+			Script:  sc.Command.Script,
+			Workdir: sc.Workdir,
+			Env:     sc.Env,
+			Timeout: timeout,
+			MaxTime: sc.MaxTime.Duration,
+		},
+	}
+	res, err := b.ws.conn.Run(ctx, cmd, lw.output)
+	switch {
+	case errors.Is(err, protocol.ErrConnectionLost):
+		lw.header("worker lost: " + err.Error())
+		return store.Retry, desc + " (retry)"
+	case err != nil && errors.Is(cause(ctx), ErrShutdown):
+		lw.header("master shutting down: the build will run again")
+		return store.Retry, desc + " (retry)"
+	case err != nil:
+		lw.header("error: " + err.Error())
+		return store.Exception, desc + " (exception)"
+	}
+	if res.Err != "" {
+		lw.header(res.Err)
+		lw.header("program finished with exit code -1")
+		return store.Failure, desc + " (failure)"
+	}
+	if res.Signal != "" {
+		lw.header("process killed by signal " + res.Signal)
+	}
+	lw.header(fmt.Sprintf("program finished with exit code %d", res.ExitCode))
+	lw.header(fmt.Sprintf("elapsedTime=%f", res.Elapsed.Seconds()))
+	switch {
+	case res.Interrupted && errors.Is(cause(ctx), ErrShutdown):
+		return store.Retry, desc + " (retry)"
+	case res.Interrupted:
+		return store.Cancelled, desc + " (cancelled)"
+	case res.TimedOut:
+		return store.Failure, desc + " (timed out)"
+	case res.ExitCode == 0 && res.Signal == "":
+		return store.Success, desc
+	default:
+		return store.Failure, desc + " (failure)"
+	}
+}
+
+// buildSummary is the build's final state string.
+func buildSummary(results int) string {
+	switch results {
+	case store.Success:
+		return "build successful"
+	case store.Warnings:
+		return "build with warnings"
+	case store.Failure:
+		return "failed"
+	default:
+		return ResultName(results)
+	}
+}
+
+// ResultName is buildbot's name for a result code.
+func ResultName(r int) string {
+	names := []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
+	if r >= 0 && r < len(names) {
+		return names[r]
+	}
+	return fmt.Sprintf("result %d", r)
+}
+
+// quoteCommand is buildbot's description of a shell command: 'make test'.
+func quoteCommand(c config.Command) string {
+	s := c.String()
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return "'" + s + "'"
+}
+
+// pyList formats argv as buildbot's header shows it: ['sh', './test.sh'].
+func pyList(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `\'`) + "'"
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func joinPath(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, strings.TrimRight(p, "/"))
+		}
+	}
+	return strings.Join(out, "/")
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,328 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/protocol"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Store is what the build engine needs of the store.
+type Store interface {
+	BuilderByName(name string) (store.Builder, error)
+	WorkerByName(name string) (store.Worker, error)
+	WorkerConnected(id, masterID int64, info map[string]string) error
+	WorkerDisconnected(id, masterID int64) error
+
+	Buildset(id int64) (store.Buildset, error)
+	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
+	ClaimBuildRequest(id, masterID int64, at time.Time) error
+	UnclaimBuildRequest(id int64) error
+	CompleteBuildRequest(id int64, results int, at time.Time) error
+
+	AddBuild(nb store.NewBuild) (store.Build, error)
+	Builds(f store.BuildFilter) ([]store.Build, error)
+	SetBuildStateString(id int64, s string) error
+	SetBuildProperty(id int64, name string, p store.Property) error
+	FinishBuild(id int64, results int, at time.Time) error
+	AbandonBuilds(masterID int64, at time.Time) ([]int64, error)
+
+	AddStep(buildID int64, name string) (store.Step, error)
+	StartStep(id int64, at time.Time) error
+	SetStepStateString(id int64, s string) error
+	FinishStep(id int64, results int, at time.Time) error
+
+	AddLog(stepID int64, name, typ string) (store.Log, error)
+	AppendLog(logID int64, lines string) (int64, error)
+	FinishLog(logID int64) error
+}
+
+// Config is what an Engine runs with.
+type Config struct {
+	Store    Store
+	MasterID int64
+	Builders []config.Builder
+	Workers  []config.Worker
+	Logger   *slog.Logger // nil means discard
+	// LogFlush is how often a step's log output is written to the store
+	// while it runs; zero means 200ms.
+	LogFlush time.Duration
+}
+
+// ErrShutdown is the cause given to running builds when the master stops:
+// they end RETRY and their requests run again.
+var ErrShutdown = errors.New("build: master shutting down")
+
+// Engine matches pending build requests with idle connected workers and runs
+// the builds.
+type Engine struct {
+	st       Store
+	masterID int64
+	log      *slog.Logger
+	flush    time.Duration
+	wake     chan struct{}
+
+	mu       sync.Mutex
+	builders map[string]config.Builder // guarded by mu
+	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
+	conns    map[string]*workerState   // guarded by mu; connected workers by name
+	ctx      context.Context           // guarded by mu; set by Run, nil before
+	wg       sync.WaitGroup            // builds and connection watchers
+}
+
+type workerState struct {
+	conn    *protocol.WorkerConn
+	id      int64
+	running int
+}
+
+// New makes an engine; it starts nothing until Run.
+func New(cfg Config) *Engine {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	flush := cfg.LogFlush
+	if flush == 0 {
+		flush = 200 * time.Millisecond
+	}
+	e := &Engine{
+		st:       cfg.Store,
+		masterID: cfg.MasterID,
+		log:      log,
+		flush:    flush,
+		wake:     make(chan struct{}, 1),
+		conns:    map[string]*workerState{},
+	}
+	e.SetConfig(cfg.Builders, cfg.Workers)
+	return e
+}
+
+// SetConfig replaces the builders and workers that new builds use; running
+// builds keep the config they started with.
+func (e *Engine) SetConfig(builders []config.Builder, workers []config.Worker) {
+	bm := make(map[string]config.Builder, len(builders))
+	for _, b := range builders {
+		bm[b.Name] = b
+	}
+	wm := make(map[string]int, len(workers))
+	for _, w := range workers {
+		wm[w.Name] = w.MaxBuilds
+	}
+	e.mu.Lock()
+	e.builders, e.maxB = bm, wm
+	e.mu.Unlock()
+	e.Wake()
+}
+
+// Wake tells the engine that requests may be waiting.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Recover ends what a previous run of this master left running: its builds
+// end RETRY, and requests it had claimed run again.
+func (e *Engine) Recover() error {
+	now := time.Now()
+	ids, err := e.st.AbandonBuilds(e.masterID, now)
+	if err != nil {
+		return fmt.Errorf("recover builds: %w", err)
+	}
+	if len(ids) > 0 {
+		e.log.Warn("builds left running by a previous run end RETRY", "builds", ids)
+	}
+	claimed, done := true, false
+	reqs, err := e.st.BuildRequests(store.BuildRequestFilter{Claimed: &claimed, Complete: &done})
+	if err != nil {
+		return fmt.Errorf("recover requests: %w", err)
+	}
+	for _, r := range reqs {
+		if r.ClaimedByMasterID != e.masterID {
+			continue
+		}
+		running, err := e.st.Builds(store.BuildFilter{BuildRequestID: r.ID, Complete: &done})
+		if err != nil {
+			return fmt.Errorf("recover request %d: %w", r.ID, err)
+		}
+		if len(running) == 0 {
+			if err := e.st.UnclaimBuildRequest(r.ID); err != nil {
+				return fmt.Errorf("recover request %d: %w", r.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run distributes requests until ctx is done, then interrupts running builds
+// (they end RETRY) and returns once every build and watcher has finished.
+func (e *Engine) Run(ctx context.Context) error {
+	bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	e.mu.Lock()
+	e.ctx = bctx
+	e.mu.Unlock()
+	defer e.wg.Wait()
+	defer cancel(ErrShutdown)
+
+	// A slow tick catches anything a missed wake-up would leave waiting.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	e.Wake()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.wake:
+		case <-tick.C:
+		}
+		if err := e.distribute(bctx); err != nil {
+			e.log.Error("distribute build requests", "err", err)
+		}
+	}
+}
+
+// Attach registers a connected worker; it is used until its connection ends.
+func (e *Engine) Attach(c *protocol.WorkerConn) {
+	name := c.Name()
+	log := e.log.With("worker", name)
+	w, err := e.st.WorkerByName(name)
+	if err != nil {
+		log.Error("attach worker", "err", err)
+		return
+	}
+	info := c.Info()
+	m := map[string]string{
+		"admin": info.Admin, "host": info.Host, "os": info.OS, "arch": info.Arch,
+		"version": info.Version, "basedir": info.Basedir, "numcpus": fmt.Sprint(info.NumCPU),
+	}
+	for k, v := range info.Extra {
+		m[k] = v
+	}
+	if err := e.st.WorkerConnected(w.ID, e.masterID, m); err != nil {
+		log.Error("attach worker", "err", err)
+		return
+	}
+	e.mu.Lock()
+	e.conns[name] = &workerState{conn: c, id: w.ID}
+	e.mu.Unlock()
+	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
+	e.wg.Go(func() {
+		<-c.Done()
+		e.mu.Lock()
+		if ws, ok := e.conns[name]; ok && ws.conn == c {
+			delete(e.conns, name)
+		}
+		e.mu.Unlock()
+		if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
+			log.Error("detach worker", "err", err)
+		}
+		log.Info("worker detached", "reason", c.Err())
+	})
+	e.Wake()
+}
+
+// distribute claims pending requests for which an idle worker is connected
+// and starts their builds.
+func (e *Engine) distribute(ctx context.Context) error {
+	f := false
+	reqs, err := e.st.BuildRequests(store.BuildRequestFilter{Claimed: &f, Complete: &f})
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(reqs, func(a, b store.BuildRequest) int {
+		if a.Priority != b.Priority {
+			return b.Priority - a.Priority
+		}
+		return a.SubmittedAt.Compare(b.SubmittedAt)
+	})
+	names := map[int64]string{}
+	for _, r := range reqs {
+		if ctx.Err() != nil {
+			return nil
+		}
+		bname, ok := names[r.BuilderID]
+		if !ok {
+			bname = e.builderName(r.BuilderID)
+			names[r.BuilderID] = bname
+		}
+		e.mu.Lock()
+		bcfg, configured := e.builders[bname]
+		var ws *workerState
+		var wname string
+		if configured {
+			wname, ws = e.pickWorker(bcfg)
+		}
+		if ws == nil {
+			e.mu.Unlock()
+			continue
+		}
+		ws.running++
+		e.mu.Unlock()
+
+		if err := e.st.ClaimBuildRequest(r.ID, e.masterID, time.Now()); err != nil {
+			e.release(wname, ws)
+			if errors.Is(err, store.ErrClaimed) {
+				continue
+			}
+			return err
+		}
+		e.wg.Go(func() {
+			defer e.release(wname, ws)
+			b := &build{e: e, req: r, cfg: bcfg, worker: wname, ws: ws}
+			b.run(ctx)
+		})
+	}
+	return nil
+}
+
+func (e *Engine) release(name string, ws *workerState) {
+	e.mu.Lock()
+	ws.running--
+	e.mu.Unlock()
+	e.Wake()
+}
+
+// builderName finds the configured builder with the store id; "" if none.
+func (e *Engine) builderName(id int64) string {
+	e.mu.Lock()
+	names := make([]string, 0, len(e.builders))
+	for n := range e.builders {
+		names = append(names, n)
+	}
+	e.mu.Unlock()
+	for _, n := range names {
+		if b, err := e.st.BuilderByName(n); err == nil && b.ID == id {
+			return n
+		}
+	}
+	return ""
+}
+
+// pickWorker returns the least busy connected worker of b with room for a
+// build, or nil. e.mu must be held.
+func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
+	var best *workerState
+	var bestName string
+	for _, n := range b.WorkerNames {
+		ws, ok := e.conns[n]
+		if !ok {
+			continue
+		}
+		if max := e.maxB[n]; max > 0 && ws.running >= max {
+			continue
+		}
+		if best == nil || ws.running < best.running {
+			best, bestName = ws, n
+		}
+	}
+	return bestName, best
+}
