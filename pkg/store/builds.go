@@ -1,0 +1,391 @@
+package store
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// AddBuild stores a new build, numbered after the builder's highest number
+// (from 1), with Results -1.
+func (db *DB) AddBuild(nb NewBuild) (Build, error) {
+	var b Build
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketBuilder).Get(itob(nb.BuilderID)) == nil {
+			return fmt.Errorf("builder %d: %w", nb.BuilderID, ErrNotFound)
+		}
+		if nb.BuildRequestID != 0 && bucket(tx, bucketRequest).Get(itob(nb.BuildRequestID)) == nil {
+			return fmt.Errorf("buildrequest %d: %w", nb.BuildRequestID, ErrNotFound)
+		}
+		number := int64(1)
+		if k := lastUnder(tx, bucketBuildByBuilder, nb.BuilderID); k != nil {
+			number = btoi(k[8:]) + 1
+		}
+		id, err := nextID(tx, bucketBuild)
+		if err != nil {
+			return err
+		}
+		b = Build{
+			ID:             id,
+			Number:         number,
+			BuilderID:      nb.BuilderID,
+			BuildRequestID: nb.BuildRequestID,
+			WorkerID:       nb.WorkerID,
+			MasterID:       nb.MasterID,
+			StartedAt:      at(nb.StartedAt),
+			Results:        -1,
+			StateString:    nb.StateString,
+			Properties:     maps.Clone(nb.Properties),
+		}
+		if err := put(tx, bucketBuild, id, &b); err != nil {
+			return err
+		}
+		if err := bucket(tx, bucketBuildByBuilder).Put(key2(nb.BuilderID, number), itob(id)); err != nil {
+			return err
+		}
+		if err := bucket(tx, bucketBuildIncomplete).Put(itob(id), nil); err != nil {
+			return err
+		}
+		if err := bucket(tx, bucketBuildByWorker).Put(key2(nb.WorkerID, id), nil); err != nil {
+			return err
+		}
+		if nb.BuildRequestID != 0 {
+			return bucket(tx, bucketBuildByRequest).Put(key2(nb.BuildRequestID, id), nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return Build{}, fmt.Errorf("add build: %w", err)
+	}
+	return b, nil
+}
+
+// Build returns the build with the given id.
+func (db *DB) Build(id int64) (Build, error) {
+	var b Build
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		b, err = get[Build](tx, bucketBuild, id)
+		return err
+	})
+	if err != nil {
+		return Build{}, fmt.Errorf("get build: %w", err)
+	}
+	return b, nil
+}
+
+// BuildByNumber returns the build of a builder with the given number.
+func (db *DB) BuildByNumber(builderID, number int64) (Build, error) {
+	var b Build
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		v := bucket(tx, bucketBuildByBuilder).Get(key2(builderID, number))
+		if v == nil {
+			return ErrNotFound
+		}
+		b, err = get[Build](tx, bucketBuild, btoi(v))
+		return err
+	})
+	if err != nil {
+		return Build{}, fmt.Errorf("get build %d of builder %d: %w", number, builderID, err)
+	}
+	return b, nil
+}
+
+// Builds lists the builds that match f, by id.
+func (db *DB) Builds(f BuildFilter) ([]Build, error) {
+	var out []Build
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var all []Build
+		var err error
+		switch {
+		case f.BuildRequestID != 0:
+			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByRequest, itob(f.BuildRequestID), false))
+		case f.BuilderID != 0:
+			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByBuilder, itob(f.BuilderID), true))
+		case f.WorkerID != 0:
+			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByWorker, itob(f.WorkerID), false))
+		case f.Complete != nil && !*f.Complete:
+			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
+		default:
+			all, err = list[Build](tx, bucketBuild)
+		}
+		for _, b := range all {
+			if f.BuildRequestID != 0 && b.BuildRequestID != f.BuildRequestID ||
+				f.BuilderID != 0 && b.BuilderID != f.BuilderID ||
+				f.WorkerID != 0 && b.WorkerID != f.WorkerID ||
+				f.Complete != nil && b.Complete != *f.Complete {
+				continue
+			}
+			out = append(out, b)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Build) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (db *DB) modifyBuild(op string, id int64, fn func(*Build)) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketBuild, id, func(b *Build) error {
+			fn(b)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%s %d: %w", op, id, err)
+	}
+	return nil
+}
+
+// SetBuildStateString sets the line that describes what a build is doing.
+func (db *DB) SetBuildStateString(id int64, s string) error {
+	return db.modifyBuild("set state of build", id, func(b *Build) { b.StateString = s })
+}
+
+// SetBuildProperty sets one property of a build.
+func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
+	return db.modifyBuild("set property of build", id, func(b *Build) {
+		if b.Properties == nil {
+			b.Properties = Properties{}
+		}
+		b.Properties[name] = p
+	})
+}
+
+// FinishBuild marks a build complete with results at t (zero means now).
+func (db *DB) FinishBuild(id int64, results int, t time.Time) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return finishBuild(tx, id, results, at(t))
+	})
+	if err != nil {
+		return fmt.Errorf("finish build %d: %w", id, err)
+	}
+	return nil
+}
+
+func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) error {
+	err := modify(tx, bucketBuild, id, func(b *Build) error {
+		b.Complete, b.CompleteAt, b.Results = true, t, results
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bucket(tx, bucketBuildIncomplete).Delete(itob(id))
+}
+
+// AbandonBuilds ends every incomplete build of masterID (left by a crash)
+// with Retry at t (zero means now), ends their incomplete steps with Retry
+// and their logs, and unclaims their build requests so they run again. It
+// also unclaims every other incomplete request that masterID had claimed,
+// since that master is gone. It returns the ids of the builds it ended.
+func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
+	t = at(t)
+	var ended []int64
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		ended = nil
+		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
+		if err != nil {
+			return err
+		}
+		for _, b := range builds {
+			if b.MasterID != masterID {
+				continue
+			}
+			for _, stepID := range prefixIDs(tx, bucketStepByBuild, itob(b.ID), true) {
+				err := modify(tx, bucketStep, stepID, func(s *Step) error {
+					if !s.Complete {
+						s.Complete, s.CompleteAt, s.Results = true, t, Retry
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
+					err := modify(tx, bucketLog, logID, func(l *Log) error {
+						l.Complete = true
+						return nil
+					})
+					if err != nil {
+						return err
+					}
+				}
+			}
+			if err := finishBuild(tx, b.ID, Retry, t); err != nil {
+				return err
+			}
+			ended = append(ended, b.ID)
+		}
+		for _, brid := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
+			br, err := get[BuildRequest](tx, bucketRequest, brid)
+			if err != nil {
+				return err
+			}
+			if br.Claimed && br.ClaimedByMasterID == masterID {
+				unclaim(&br)
+				if err := put(tx, bucketRequest, brid, &br); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("abandon builds of master %d: %w", masterID, err)
+	}
+	if len(ended) > 0 {
+		db.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
+	}
+	return ended, nil
+}
+
+// AddStep adds a step to a build, numbered after its last step (from 0),
+// with Results -1. If the build already has a step called name, the new one
+// is called name_2, name_3… as in buildbot.
+func (db *DB) AddStep(buildID int64, name string) (Step, error) {
+	var s Step
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
+			return fmt.Errorf("build %d: %w", buildID, ErrNotFound)
+		}
+		number := 0
+		if k := lastUnder(tx, bucketStepByBuild, buildID); k != nil {
+			number = int(btoi(k[8:])) + 1
+		}
+		unique := name
+		for i := 2; bucket(tx, bucketStepByName).Get(keyName(buildID, unique)) != nil; i++ {
+			unique = name + "_" + strconv.Itoa(i)
+		}
+		id, err := nextID(tx, bucketStep)
+		if err != nil {
+			return err
+		}
+		s = Step{ID: id, BuildID: buildID, Number: number, Name: unique, Results: -1}
+		if err := put(tx, bucketStep, id, &s); err != nil {
+			return err
+		}
+		if err := bucket(tx, bucketStepByBuild).Put(key2(buildID, int64(number)), itob(id)); err != nil {
+			return err
+		}
+		return bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
+	})
+	if err != nil {
+		return Step{}, fmt.Errorf("add step %q: %w", name, err)
+	}
+	return s, nil
+}
+
+func (db *DB) modifyStep(op string, id int64, fn func(*Step)) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketStep, id, func(s *Step) error {
+			fn(s)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%s %d: %w", op, id, err)
+	}
+	return nil
+}
+
+// StartStep marks a step started at t (zero means now).
+func (db *DB) StartStep(id int64, t time.Time) error {
+	t = at(t)
+	return db.modifyStep("start step", id, func(s *Step) { s.StartedAt = t })
+}
+
+// SetStepStateString sets the line that describes what a step is doing.
+func (db *DB) SetStepStateString(id int64, str string) error {
+	return db.modifyStep("set state of step", id, func(s *Step) { s.StateString = str })
+}
+
+// SetStepHidden hides or shows a step.
+func (db *DB) SetStepHidden(id int64, hidden bool) error {
+	return db.modifyStep("set hidden of step", id, func(s *Step) { s.Hidden = hidden })
+}
+
+// AddStepURL adds a link to a step, unless it already has the same one.
+func (db *DB) AddStepURL(id int64, name, url string) error {
+	return db.modifyStep("add url to step", id, func(s *Step) {
+		u := StepURL{Name: name, URL: url}
+		if !slices.Contains(s.URLs, u) {
+			s.URLs = append(s.URLs, u)
+		}
+	})
+}
+
+// FinishStep marks a step complete with results at t (zero means now).
+func (db *DB) FinishStep(id int64, results int, t time.Time) error {
+	t = at(t)
+	return db.modifyStep("finish step", id, func(s *Step) {
+		s.Complete, s.CompleteAt, s.Results = true, t, results
+	})
+}
+
+// Step returns the step with the given id.
+func (db *DB) Step(id int64) (Step, error) {
+	var s Step
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		s, err = get[Step](tx, bucketStep, id)
+		return err
+	})
+	if err != nil {
+		return Step{}, fmt.Errorf("get step: %w", err)
+	}
+	return s, nil
+}
+
+// Steps lists the steps of a build by number.
+func (db *DB) Steps(buildID int64) ([]Step, error) {
+	var ss []Step
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
+			return fmt.Errorf("build %d: %w", buildID, ErrNotFound)
+		}
+		ss, err = getAll[Step](tx, bucketStep, prefixIDs(tx, bucketStepByBuild, itob(buildID), true))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list steps: %w", err)
+	}
+	return ss, nil
+}
+
+// StepByNumber returns the step of a build with the given number.
+func (db *DB) StepByNumber(buildID int64, number int) (Step, error) {
+	s, err := db.stepBy(bucketStepByBuild, key2(buildID, int64(number)))
+	if err != nil {
+		return Step{}, fmt.Errorf("get step %d of build %d: %w", number, buildID, err)
+	}
+	return s, nil
+}
+
+// StepByName returns the step of a build called name.
+func (db *DB) StepByName(buildID int64, name string) (Step, error) {
+	s, err := db.stepBy(bucketStepByName, keyName(buildID, name))
+	if err != nil {
+		return Step{}, fmt.Errorf("get step %q of build %d: %w", name, buildID, err)
+	}
+	return s, nil
+}
+
+func (db *DB) stepBy(index string, key []byte) (Step, error) {
+	var s Step
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		v := bucket(tx, index).Get(key)
+		if v == nil {
+			return ErrNotFound
+		}
+		s, err = get[Step](tx, bucketStep, btoi(v))
+		return err
+	})
+	return s, err
+}
