@@ -1,0 +1,698 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// maxChunkLines bounds the lines one logchunks reply carries, so that a
+// request without limit never loads a whole big log; a client reads on from
+// firstline plus the lines it got.
+const maxChunkLines = 10000
+
+// apiError is an error with its HTTP status and the message the client sees.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func notFound(format string, args ...any) error {
+	return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
+}
+
+// lookupErr turns a store error about the thing that format and args name
+// ("build %d") into a 404 when it is missing, or wraps it.
+func lookupErr(err error, format string, args ...any) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("no such "+format, args...)
+	}
+	return fmt.Errorf("get "+format+": %w", append(args, err)...)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		data = []byte(`{"error":"cannot encode the reply"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"error": msg})
+}
+
+// fail writes err as a JSON error: its own status for an apiError, 400 for
+// a bad query and 500, logged, for anything else.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var qe *queryError
+	switch {
+	case errors.As(err, &ae):
+		writeError(w, ae.status, ae.msg)
+	case errors.As(err, &qe):
+		writeError(w, http.StatusBadRequest, qe.msg)
+	default:
+		s.log.Error("api request failed", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// list serves a collection of res: fn makes its objects, then the query
+// filters, orders and slices them.
+func (s *Server) list(res *resource, fn func(r *http.Request, q *query) ([]map[string]any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseQuery(r.URL.Query(), res)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		objs, err := fn(r, q)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		objs, total := q.apply(objs)
+		if objs == nil {
+			objs = []map[string]any{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{res.plural: objs, "meta": map[string]any{"total": total}})
+	}
+}
+
+// one serves a single object of res, as buildbot does: a one-element list
+// and an empty meta. Only the field selection of the query applies.
+func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[string]any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := parseQuery(r.URL.Query(), res)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		obj, err := fn(r, q)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{res.plural: []any{q.project(obj)}, "meta": map[string]any{}})
+	}
+}
+
+func (s *Server) apiRoutes(r chi.Router) {
+	r.Get("/builders", s.list(builderRes, s.listBuilders))
+	r.Route("/builders/{builder}", func(r chi.Router) {
+		r.Get("/", s.one(builderRes, s.getBuilder))
+		r.Get("/builds", s.list(buildRes, s.listBuilds))
+		r.Route("/builds/{number}", s.buildRoutes)
+		r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
+		r.Get("/workers", s.list(workerRes, s.listWorkers))
+		r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
+	})
+	r.Get("/builds", s.list(buildRes, s.listBuilds))
+	r.Route("/builds/{buildid}", s.buildRoutes)
+	r.Route("/steps/{stepid}", s.stepRoutes)
+	r.Route("/logs/{logid}", s.logRoutes)
+
+	r.Get("/workers", s.list(workerRes, s.listWorkers))
+	r.Get("/workers/{worker}", s.one(workerRes, s.getWorker))
+
+	r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
+	r.Get("/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
+	r.Get("/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
+
+	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
+	r.Get("/buildsets/{bsid}", s.one(buildsetRes, s.getBuildset))
+	r.Get("/sourcestamps/{ssid}", s.one(sourcestampRes, s.getSourceStamp))
+
+	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
+	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
+	r.With(s.sameOrigin).Post("/forceschedulers/{scheduler}", s.forceRPC)
+
+	r.Get("/masters", s.list(masterRes, s.listMasters))
+	r.Get("/masters/{masterid}", s.one(masterRes, s.getMaster))
+}
+
+func (s *Server) buildRoutes(r chi.Router) {
+	r.Get("/", s.one(buildRes, s.getBuild))
+	r.Get("/steps", s.list(stepRes, s.listSteps))
+	r.Route("/steps/{step}", s.stepRoutes)
+	r.Get("/properties", s.buildProperties)
+}
+
+func (s *Server) stepRoutes(r chi.Router) {
+	r.Get("/", s.one(stepRes, s.getStep))
+	r.Get("/logs", s.list(logRes, s.listLogs))
+	r.Route("/logs/{slug}", s.logRoutes)
+}
+
+func (s *Server) logRoutes(r chi.Router) {
+	r.Get("/", s.one(logRes, s.getLog))
+	r.Get("/contents", s.logContents)
+	r.Get("/raw", s.logRaw)
+}
+
+// idParam reads the integer path parameter name; what names the resource in
+// the 404 of a non-integer.
+func idParam(r *http.Request, name, what string) (int64, error) {
+	v := chi.URLParam(r, name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, notFound("no such %s %s", what, v)
+	}
+	return id, nil
+}
+
+// The resolvers find the object a path names, by id or through its parents.
+
+func (s *Server) builderParam(r *http.Request) (store.Builder, error) {
+	v := chi.URLParam(r, "builder")
+	if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+		b, err := s.cfg.Store.Builder(id)
+		if err != nil {
+			return b, lookupErr(err, "builder %d", id)
+		}
+		return b, nil
+	}
+	b, err := s.cfg.Store.BuilderByName(v)
+	if err != nil {
+		return b, lookupErr(err, "builder %s", v)
+	}
+	return b, nil
+}
+
+func (s *Server) buildParam(r *http.Request) (store.Build, error) {
+	if chi.URLParam(r, "buildid") != "" {
+		id, err := idParam(r, "buildid", "build")
+		if err != nil {
+			return store.Build{}, err
+		}
+		b, err := s.cfg.Store.Build(id)
+		if err != nil {
+			return b, lookupErr(err, "build %d", id)
+		}
+		return b, nil
+	}
+	bld, err := s.builderParam(r)
+	if err != nil {
+		return store.Build{}, err
+	}
+	n, err := idParam(r, "number", "build number")
+	if err != nil {
+		return store.Build{}, err
+	}
+	b, err := s.cfg.Store.BuildByNumber(bld.ID, n)
+	if err != nil {
+		return b, lookupErr(err, "build %d of builder %s", n, bld.Name)
+	}
+	return b, nil
+}
+
+func (s *Server) stepParam(r *http.Request) (store.Step, error) {
+	if chi.URLParam(r, "stepid") != "" {
+		id, err := idParam(r, "stepid", "step")
+		if err != nil {
+			return store.Step{}, err
+		}
+		st, err := s.cfg.Store.Step(id)
+		if err != nil {
+			return st, lookupErr(err, "step %d", id)
+		}
+		return st, nil
+	}
+	b, err := s.buildParam(r)
+	if err != nil {
+		return store.Step{}, err
+	}
+	v := chi.URLParam(r, "step")
+	var st store.Step
+	if n, perr := strconv.Atoi(v); perr == nil {
+		st, err = s.cfg.Store.StepByNumber(b.ID, n)
+	} else {
+		st, err = s.cfg.Store.StepByName(b.ID, v)
+	}
+	if err != nil {
+		return st, lookupErr(err, "step %s of build %d", v, b.ID)
+	}
+	return st, nil
+}
+
+func (s *Server) logParam(r *http.Request) (store.Log, error) {
+	if chi.URLParam(r, "logid") != "" {
+		id, err := idParam(r, "logid", "log")
+		if err != nil {
+			return store.Log{}, err
+		}
+		l, err := s.cfg.Store.Log(id)
+		if err != nil {
+			return l, lookupErr(err, "log %d", id)
+		}
+		return l, nil
+	}
+	st, err := s.stepParam(r)
+	if err != nil {
+		return store.Log{}, err
+	}
+	slug := chi.URLParam(r, "slug")
+	l, err := s.cfg.Store.LogBySlug(st.ID, slug)
+	if err != nil {
+		return l, lookupErr(err, "log %s of step %d", slug, st.ID)
+	}
+	return l, nil
+}
+
+func (s *Server) listBuilders(r *http.Request, _ *query) ([]map[string]any, error) {
+	bs, err := s.cfg.Store.Builders()
+	if err != nil {
+		return nil, fmt.Errorf("list builders: %w", err)
+	}
+	objs := make([]map[string]any, len(bs))
+	for i, b := range bs {
+		objs[i] = builderObj(b)
+	}
+	return objs, nil
+}
+
+func (s *Server) getBuilder(r *http.Request, _ *query) (map[string]any, error) {
+	b, err := s.builderParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return builderObj(b), nil
+}
+
+// listBuilds serves /builds, /builders/B/builds and /buildrequests/N/builds.
+func (s *Server) listBuilds(r *http.Request, q *query) ([]map[string]any, error) {
+	var f store.BuildFilter
+	if chi.URLParam(r, "builder") != "" {
+		b, err := s.builderParam(r)
+		if err != nil {
+			return nil, err
+		}
+		f.BuilderID = b.ID
+	}
+	if chi.URLParam(r, "brid") != "" {
+		br, err := s.buildRequestParam(r)
+		if err != nil {
+			return nil, err
+		}
+		f.BuildRequestID = br.ID
+	}
+	bs, err := s.cfg.Store.Builds(f)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	objs := make([]map[string]any, len(bs))
+	for i, b := range bs {
+		objs[i] = buildObj(b, q.props)
+	}
+	return objs, nil
+}
+
+func (s *Server) getBuild(r *http.Request, q *query) (map[string]any, error) {
+	b, err := s.buildParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return buildObj(b, q.props), nil
+}
+
+// buildProperties serves a build's properties as buildbot's single
+// properties object: {"properties": [{"name": [value, "source"]}], "meta": {}}.
+func (s *Server) buildProperties(w http.ResponseWriter, r *http.Request) {
+	b, err := s.buildParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	props := propertiesObj(b.Properties, []string{"*"})
+	writeJSON(w, http.StatusOK, map[string]any{"properties": []any{props}, "meta": map[string]any{}})
+}
+
+func (s *Server) listSteps(r *http.Request, _ *query) ([]map[string]any, error) {
+	b, err := s.buildParam(r)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := s.cfg.Store.Steps(b.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list steps of build %d: %w", b.ID, err)
+	}
+	objs := make([]map[string]any, len(steps))
+	for i, st := range steps {
+		objs[i] = stepObj(st)
+	}
+	return objs, nil
+}
+
+func (s *Server) getStep(r *http.Request, _ *query) (map[string]any, error) {
+	st, err := s.stepParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return stepObj(st), nil
+}
+
+func (s *Server) listLogs(r *http.Request, _ *query) ([]map[string]any, error) {
+	st, err := s.stepParam(r)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := s.cfg.Store.Logs(st.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list logs of step %d: %w", st.ID, err)
+	}
+	objs := make([]map[string]any, len(logs))
+	for i, l := range logs {
+		objs[i] = logObj(l)
+	}
+	return objs, nil
+}
+
+func (s *Server) getLog(r *http.Request, _ *query) (map[string]any, error) {
+	l, err := s.logParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return logObj(l), nil
+}
+
+// logContents serves buildbot's logchunks: the lines from offset (default
+// 0), at most limit of them (default all, bounded by maxChunkLines), as
+// stored, channel letters included.
+func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
+	l, err := s.logParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v := r.URL.Query()
+	first, limit := int64(0), int64(-1)
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"offset", &first}, {"limit", &limit}} {
+		if s := v.Get(p.name); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a non-negative integer, not %q", p.name, s))
+				return
+			}
+			*p.dst = n
+		}
+	}
+	if limit < 0 || limit > maxChunkLines {
+		limit = maxChunkLines
+	}
+	last := min(first+limit-1, l.NumLines-1)
+	content := ""
+	if limit > 0 && first <= last {
+		content, err = s.cfg.Store.LogLines(l.ID, first, last)
+		if err != nil {
+			s.fail(w, r, lookupErr(err, "log %d", l.ID))
+			return
+		}
+	}
+	chunk := map[string]any{"content": content, "firstline": first, "logid": l.ID}
+	q, err := parseQuery(url.Values{"field": v["field"]}, logchunkRes)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"logchunks": []any{q.project(chunk)}, "meta": map[string]any{}})
+}
+
+// logRaw serves a whole log as a download, as buildbot 3.7: stdio logs lose
+// their channel letters, lines are joined by "\n" with no final newline, and
+// the file is named BUILDER_build_N_step_STEP_log_SLUG.
+func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
+	l, err := s.logParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name, err := s.logFilename(l)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctype := "text/plain; charset=utf-8"
+	if l.Type == "h" {
+		ctype = "text/html; charset=utf-8"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	fn := func(line string) string { return line }
+	if l.Type == "s" {
+		fn = func(line string) string {
+			if line == "" || line == "\n" {
+				return line
+			}
+			return line[1:]
+		}
+	}
+	tw := &trimWriter{w: w}
+	if err := s.cfg.Store.WriteLog(l.ID, tw, fn); err != nil {
+		// The status is sent: all that is left is to cut the reply short.
+		s.log.Error("write raw log", "log", l.ID, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// logFilename is buildbot's name for a downloaded log.
+func (s *Server) logFilename(l store.Log) (string, error) {
+	st, err := s.cfg.Store.Step(l.StepID)
+	if err != nil {
+		return "", lookupErr(err, "step %d", l.StepID)
+	}
+	b, err := s.cfg.Store.Build(st.BuildID)
+	if err != nil {
+		return "", lookupErr(err, "build %d", st.BuildID)
+	}
+	bld, err := s.cfg.Store.Builder(b.BuilderID)
+	if err != nil {
+		return "", lookupErr(err, "builder %d", b.BuilderID)
+	}
+	return strings.Join([]string{bld.Name, "build", strconv.FormatInt(b.Number, 10), "step", st.Name, "log", l.Slug}, "_"), nil
+}
+
+// trimWriter holds back a final "\n", so that the text it passes on has no
+// trailing newline, as buildbot's raw logs.
+type trimWriter struct {
+	w       io.Writer
+	pending bool // a "\n" is held back
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	out := p
+	if t.pending {
+		out = append([]byte{'\n'}, p...)
+	}
+	t.pending = out[len(out)-1] == '\n'
+	if t.pending {
+		out = out[:len(out)-1]
+	}
+	if _, err := t.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *Server) listWorkers(r *http.Request, _ *query) ([]map[string]any, error) {
+	ws, err := s.cfg.Store.Workers()
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	var builderID int64
+	if chi.URLParam(r, "builder") != "" {
+		b, err := s.builderParam(r)
+		if err != nil {
+			return nil, err
+		}
+		builderID = b.ID
+	}
+	objs := make([]map[string]any, 0, len(ws))
+	for _, wk := range ws {
+		if builderID != 0 && !slices.ContainsFunc(wk.ConfiguredOn, func(bm store.BuilderMaster) bool { return bm.BuilderID == builderID }) {
+			continue
+		}
+		objs = append(objs, workerObj(wk))
+	}
+	return objs, nil
+}
+
+func (s *Server) getWorker(r *http.Request, _ *query) (map[string]any, error) {
+	v := chi.URLParam(r, "worker")
+	var wk store.Worker
+	var err error
+	if id, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		wk, err = s.cfg.Store.Worker(id)
+	} else {
+		wk, err = s.cfg.Store.WorkerByName(v)
+	}
+	if err != nil {
+		return nil, lookupErr(err, "worker %s", v)
+	}
+	return workerObj(wk), nil
+}
+
+func (s *Server) buildRequestParam(r *http.Request) (store.BuildRequest, error) {
+	id, err := idParam(r, "brid", "buildrequest")
+	if err != nil {
+		return store.BuildRequest{}, err
+	}
+	br, err := s.cfg.Store.BuildRequest(id)
+	if err != nil {
+		return br, lookupErr(err, "buildrequest %d", id)
+	}
+	return br, nil
+}
+
+func (s *Server) listBuildRequests(r *http.Request, _ *query) ([]map[string]any, error) {
+	var f store.BuildRequestFilter
+	if chi.URLParam(r, "builder") != "" {
+		b, err := s.builderParam(r)
+		if err != nil {
+			return nil, err
+		}
+		f.BuilderID = b.ID
+	}
+	brs, err := s.cfg.Store.BuildRequests(f)
+	if err != nil {
+		return nil, fmt.Errorf("list buildrequests: %w", err)
+	}
+	objs := make([]map[string]any, len(brs))
+	for i, br := range brs {
+		objs[i] = buildrequestObj(br)
+	}
+	return objs, nil
+}
+
+func (s *Server) getBuildRequest(r *http.Request, _ *query) (map[string]any, error) {
+	br, err := s.buildRequestParam(r)
+	if err != nil {
+		return nil, err
+	}
+	return buildrequestObj(br), nil
+}
+
+func (s *Server) listBuildsets(r *http.Request, _ *query) ([]map[string]any, error) {
+	bss, err := s.cfg.Store.Buildsets(nil)
+	if err != nil {
+		return nil, fmt.Errorf("list buildsets: %w", err)
+	}
+	objs := make([]map[string]any, len(bss))
+	for i, bs := range bss {
+		objs[i] = buildsetObj(bs)
+	}
+	return objs, nil
+}
+
+func (s *Server) getBuildset(r *http.Request, _ *query) (map[string]any, error) {
+	id, err := idParam(r, "bsid", "buildset")
+	if err != nil {
+		return nil, err
+	}
+	bs, err := s.cfg.Store.Buildset(id)
+	if err != nil {
+		return nil, lookupErr(err, "buildset %d", id)
+	}
+	return buildsetObj(bs), nil
+}
+
+func (s *Server) getSourceStamp(r *http.Request, _ *query) (map[string]any, error) {
+	id, err := idParam(r, "ssid", "sourcestamp")
+	if err != nil {
+		return nil, err
+	}
+	ss, err := s.cfg.Store.SourceStamp(id)
+	if err != nil {
+		return nil, lookupErr(err, "sourcestamp %d", id)
+	}
+	return sourcestampObj(ss), nil
+}
+
+func (s *Server) forceSchedulers() []scheduler.ForceInfo {
+	if s.cfg.Forcer == nil {
+		return nil
+	}
+	return s.cfg.Forcer.ForceSchedulers()
+}
+
+func (s *Server) listForceSchedulers(r *http.Request, _ *query) ([]map[string]any, error) {
+	var builder string
+	if chi.URLParam(r, "builder") != "" {
+		b, err := s.builderParam(r)
+		if err != nil {
+			return nil, err
+		}
+		builder = b.Name
+	}
+	var objs []map[string]any
+	for _, fi := range s.forceSchedulers() {
+		if builder != "" && !slices.Contains(fi.BuilderNames, builder) {
+			continue
+		}
+		objs = append(objs, forceschedulerObj(fi))
+	}
+	return objs, nil
+}
+
+func (s *Server) getForceScheduler(r *http.Request, _ *query) (map[string]any, error) {
+	name := chi.URLParam(r, "scheduler")
+	for _, fi := range s.forceSchedulers() {
+		if fi.Name == name {
+			return forceschedulerObj(fi), nil
+		}
+	}
+	return nil, notFound("no such forcescheduler %s", name)
+}
+
+func (s *Server) listMasters(r *http.Request, _ *query) ([]map[string]any, error) {
+	ms, err := s.cfg.Store.Masters()
+	if err != nil {
+		return nil, fmt.Errorf("list masters: %w", err)
+	}
+	objs := make([]map[string]any, len(ms))
+	for i, m := range ms {
+		objs[i] = masterObj(m)
+	}
+	return objs, nil
+}
+
+func (s *Server) getMaster(r *http.Request, _ *query) (map[string]any, error) {
+	id, err := idParam(r, "masterid", "master")
+	if err != nil {
+		return nil, err
+	}
+	ms, err := s.cfg.Store.Masters()
+	if err != nil {
+		return nil, fmt.Errorf("list masters: %w", err)
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return masterObj(m), nil
+		}
+	}
+	return nil, notFound("no such master %d", id)
+}

@@ -1,0 +1,187 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Store is what the web server reads from the store; *store.DB satisfies it.
+// Every method returns an error wrapping store.ErrNotFound for a missing id
+// or name.
+type Store interface {
+	Masters() ([]store.Master, error)
+
+	Builders() ([]store.Builder, error)
+	Builder(id int64) (store.Builder, error)
+	BuilderByName(name string) (store.Builder, error)
+
+	Workers() ([]store.Worker, error)
+	Worker(id int64) (store.Worker, error)
+	WorkerByName(name string) (store.Worker, error)
+
+	Buildset(id int64) (store.Buildset, error)
+	Buildsets(complete *bool) ([]store.Buildset, error)
+	SourceStamp(id int64) (store.SourceStamp, error)
+
+	BuildRequest(id int64) (store.BuildRequest, error)
+	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
+
+	Build(id int64) (store.Build, error)
+	BuildByNumber(builderID, number int64) (store.Build, error)
+	Builds(f store.BuildFilter) ([]store.Build, error)
+
+	Step(id int64) (store.Step, error)
+	Steps(buildID int64) ([]store.Step, error)
+	StepByNumber(buildID int64, number int) (store.Step, error)
+	StepByName(buildID int64, name string) (store.Step, error)
+
+	Log(id int64) (store.Log, error)
+	Logs(stepID int64) ([]store.Log, error)
+	LogBySlug(stepID int64, slug string) (store.Log, error)
+	// LogLines returns lines first..last inclusive, each ending in "\n".
+	LogLines(logID, first, last int64) (string, error)
+	// WriteLog streams the whole log to w, each line through fn.
+	WriteLog(logID int64, w io.Writer, fn func(line string) string) error
+}
+
+// Forcer runs force schedulers; *scheduler.Set satisfies it.
+type Forcer interface {
+	// ForceSchedulers lists the force schedulers, in configuration order.
+	ForceSchedulers() []scheduler.ForceInfo
+	// Force adds a buildset for the force scheduler called name. It returns
+	// an error wrapping scheduler.ErrNoScheduler for an unknown name and a
+	// *scheduler.ParamError for a bad parameter.
+	Force(ctx context.Context, name string, req scheduler.ForceRequest) (bsid int64, brids map[int64]int64, err error)
+}
+
+// Config is what a Server needs.
+type Config struct {
+	Store Store
+	// Forcer runs force requests; nil means there are no force schedulers.
+	Forcer Forcer
+
+	MasterID   int64
+	MasterName string
+
+	Title    string // shown on the pages; empty means "gbb"
+	TitleURL string // the title's link; empty means none
+	// BuildbotURL is the public URL of the site, maybe with a path prefix
+	// (http://host/buildbot/) that a proxy strips. Its origin is accepted,
+	// with the request's own host, as the Origin of a POST; empty means
+	// only the request's own host is.
+	BuildbotURL string
+
+	Logger *slog.Logger // nil means discard
+}
+
+// Server serves the API and the pages. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	origin  string // scheme://host of cfg.BuildbotURL, or ""
+	handler http.Handler
+}
+
+// shutdownTimeout bounds how long Serve waits for running requests once its
+// context is done.
+const shutdownTimeout = 5 * time.Second
+
+// New makes a Server; it starts no goroutine.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.cfg.Title == "" {
+		s.cfg.Title = "gbb"
+	}
+	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
+		s.origin = u.Scheme + "://" + u.Host
+	}
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves HTTP on lis until ctx is done, then shuts down, waiting at
+// most a few seconds for running requests. It returns after the shutdown; a
+// shutdown caused by ctx returns nil.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			s.log.Warn("web shutdown timed out; closing connections", "err", err)
+			srv.Close()
+		}
+	})
+	err := srv.Serve(lis)
+	close(stop)
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.GetHead)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+	})
+	r.Get("/", s.index)
+	r.With(s.sameOrigin).Post("/force/{scheduler}", s.forceForm)
+	r.Route("/api/v2", s.apiRoutes)
+	return r
+}
+
+// sameOrigin refuses a request whose Origin header is neither the request's
+// own host nor the origin of BuildbotURL, so another site's page cannot make
+// a browser post to us.
+func (s *Server) sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o := r.Header.Get("Origin")
+		if o == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		u, err := url.Parse(o)
+		if err == nil && (u.Host == r.Host || s.origin != "" && o == s.origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeError(w, http.StatusForbidden, "invalid origin "+o)
+	})
+}
