@@ -83,6 +83,7 @@ func allBuckets() []string {
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketStep, bucketStepByBuild, bucketStepByName,
 		bucketLog, bucketLogByStep, bucketLogBySlug, bucketLogChunk,
+		bucketChange, bucketObjectState,
 	}
 }
 
@@ -287,6 +288,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 	for id := range chunks {
 		errs = append(errs, fmt.Errorf("log %d: chunks without a log", id))
 	}
+	errs = append(errs, checkChanges(tx)...)
 
 	// Indexes whose values are record ids.
 	for _, ix := range []struct{ index, bucket string }{

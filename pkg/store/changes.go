@@ -1,0 +1,246 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of changes and of the state change sources keep.
+const (
+	bucketChange      = "change"       // changeid → Change
+	bucketObjectState = "object_state" // object name NUL key → JSON value
+)
+
+// Change is one change to a repository, as buildbot's changes: usually one
+// commit, announced by a change source.
+type Change struct {
+	ID            int64 // buildbot's changeid, assigned by the store from 1
+	Author        string
+	Committer     string
+	Comments      string
+	Branch        string
+	Revision      string
+	Repository    string
+	Project       string
+	Codebase      string
+	Category      string
+	RevLink       string
+	When          time.Time // when the change was made (commit time); zero means now
+	Files         []string
+	Properties    Properties
+	SourceStampID int64 // the change's sourcestamp, created with it by the store
+}
+
+// ChangeFilter selects changes; zero fields match all.
+type ChangeFilter struct {
+	Branch     string
+	Repository string
+	Project    string
+	Limit      int  // at most this many; zero means no limit
+	Desc       bool // newest (highest id) first; default oldest first
+}
+
+// AddChange stores c with a new id and a new sourcestamp made of its
+// codebase, branch, revision, repository and project. It returns the change
+// as stored.
+func (db *DB) AddChange(c Change) (Change, error) {
+	var out Change
+	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
+		out, err = addChange(tx, c)
+		return err
+	})
+	if err != nil {
+		return Change{}, fmt.Errorf("add change: %w", err)
+	}
+	return out, nil
+}
+
+// AddChangesAndState stores changes, in order, and sets the state key of
+// objectName to value in one transaction: either all of it is stored or
+// none. A change source uses it to record what it has announced together
+// with the changes, so that a crash neither announces a change twice nor
+// loses one. It returns the changes as stored.
+func (db *DB) AddChangesAndState(changes []Change, objectName, key string, value json.RawMessage) ([]Change, error) {
+	if err := checkStateKey(objectName, key, value); err != nil {
+		return nil, fmt.Errorf("add changes: %w", err)
+	}
+	var out []Change
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		out = make([]Change, 0, len(changes))
+		for _, c := range changes {
+			c, err := addChange(tx, c)
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return bucket(tx, bucketObjectState).Put(stateKey(objectName, key), bytes.Clone(value))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add changes for %s: %w", objectName, err)
+	}
+	return out, nil
+}
+
+func addChange(tx *bolt.Tx, c Change) (Change, error) {
+	var err error
+	if c.ID, err = nextID(tx, bucketChange); err != nil {
+		return Change{}, err
+	}
+	c.When = at(c.When)
+	c.Files = slices.Clone(c.Files)
+	c.Properties = maps.Clone(c.Properties)
+	ss := SourceStamp{
+		Codebase:   c.Codebase,
+		Branch:     c.Branch,
+		Revision:   c.Revision,
+		Repository: c.Repository,
+		Project:    c.Project,
+		CreatedAt:  time.Now().UTC(),
+	}
+	if ss.ID, err = nextID(tx, bucketSourceStamp); err != nil {
+		return Change{}, err
+	}
+	if err := put(tx, bucketSourceStamp, ss.ID, &ss); err != nil {
+		return Change{}, err
+	}
+	c.SourceStampID = ss.ID
+	if err := put(tx, bucketChange, c.ID, &c); err != nil {
+		return Change{}, err
+	}
+	return c, nil
+}
+
+// Change returns the change with the given id.
+func (db *DB) Change(id int64) (Change, error) {
+	var c Change
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		c, err = get[Change](tx, bucketChange, id)
+		return err
+	})
+	if err != nil {
+		return Change{}, fmt.Errorf("get change: %w", err)
+	}
+	return c, nil
+}
+
+// Changes lists the changes that match f, by id.
+func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
+	var out []Change
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := bucket(tx, bucketChange).Cursor()
+		first, next := c.First, c.Next
+		if f.Desc {
+			first, next = c.Last, c.Prev
+		}
+		for k, v := first(); k != nil; k, v = next() {
+			if f.Limit > 0 && len(out) >= f.Limit {
+				break
+			}
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode change %d: %w", btoi(k), err)
+			}
+			if f.Branch != "" && ch.Branch != f.Branch ||
+				f.Repository != "" && ch.Repository != f.Repository ||
+				f.Project != "" && ch.Project != f.Project {
+				continue
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	return out, nil
+}
+
+// GetState returns the value stored under key for objectName (a change
+// source's unique name, say), and whether there is one.
+func (db *DB) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	var value json.RawMessage
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if v := bucket(tx, bucketObjectState).Get(stateKey(objectName, key)); v != nil {
+			value = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("get state %s %s: %w", objectName, key, err)
+	}
+	return value, value != nil, nil
+}
+
+// SetState stores value, which must be valid JSON, under key for
+// objectName, replacing any value there.
+func (db *DB) SetState(objectName, key string, value json.RawMessage) error {
+	if err := checkStateKey(objectName, key, value); err != nil {
+		return fmt.Errorf("set state: %w", err)
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketObjectState).Put(stateKey(objectName, key), bytes.Clone(value))
+	})
+	if err != nil {
+		return fmt.Errorf("set state %s %s: %w", objectName, key, err)
+	}
+	return nil
+}
+
+func checkStateKey(objectName, key string, value json.RawMessage) error {
+	switch {
+	case objectName == "" || key == "":
+		return errors.New("object name and key must not be empty")
+	case strings.ContainsRune(objectName, 0):
+		return fmt.Errorf("object name %q contains a NUL byte", objectName)
+	case !json.Valid(value):
+		return fmt.Errorf("state %s %s: value is not valid JSON", objectName, key)
+	}
+	return nil
+}
+
+func stateKey(objectName, key string) []byte {
+	return []byte(objectName + "\x00" + key)
+}
+
+// checkChanges verifies that every change's sourcestamp exists and names
+// the change's source.
+func checkChanges(tx *bolt.Tx) []error {
+	var errs []error
+	bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
+		id := btoi(k)
+		var c Change
+		if err := json.Unmarshal(v, &c); err != nil {
+			errs = append(errs, fmt.Errorf("change %d: %w", id, err))
+			return nil
+		}
+		if c.ID != id {
+			errs = append(errs, fmt.Errorf("change %d: stored with id %d", id, c.ID))
+		}
+		ss, err := get[SourceStamp](tx, bucketSourceStamp, c.SourceStampID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("change %d: %w", id, err))
+			return nil
+		}
+		if ss.Revision != c.Revision || ss.Branch != c.Branch || ss.Repository != c.Repository ||
+			ss.Project != c.Project || ss.Codebase != c.Codebase {
+			errs = append(errs, fmt.Errorf("change %d: sourcestamp %d names another source", id, ss.ID))
+		}
+		return nil
+	})
+	bucket(tx, bucketObjectState).ForEach(func(k, v []byte) error {
+		if !bytes.ContainsRune(k, 0) || !json.Valid(v) {
+			errs = append(errs, fmt.Errorf("object state %q: malformed", k))
+		}
+		return nil
+	})
+	return errs
+}
