@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestMain doubles as the daemon child: Start re-executes the test binary
+// with "child-MODE PIDFILE".
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "child-") {
+		os.Exit(child(os.Args[1], os.Args[2]))
+	}
+	os.Exit(m.Run())
+}
+
+func child(mode, pidFile string) int {
+	fmt.Println("child starting", mode)
+	switch mode {
+	case "child-ready":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		if err := WritePID(pidFile); err != nil {
+			Fail(err)
+			return 1
+		}
+		if os.Getenv(notifyEnv) == "" {
+			fmt.Println("no notify env")
+		}
+		Ready()
+		if os.Getenv(notifyEnv) != "" {
+			fmt.Println("notify env still set after Ready")
+			return 3
+		}
+		<-ctx.Done()
+		os.Remove(pidFile)
+		return 0
+	case "child-fail":
+		Fail(errors.New("port 9989 is busy"))
+		return 1
+	case "child-exit":
+		fmt.Fprintln(os.Stderr, "config: bad key on line 3")
+		return 2
+	case "child-hang":
+		select {}
+	}
+	return 9
+}
+
+func TestStartReadyStop(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "x.pid")
+	logFile := filepath.Join(dir, "x.log")
+	pid, err := Start([]string{"child-ready", pidFile}, logFile, 10*time.Second)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got, err := readPID(pidFile); err != nil || got != pid {
+		t.Errorf("pid file says %d, %v; want %d", got, err, pid)
+	}
+	sid, err := unix.Getsid(pid)
+	if err != nil || sid != pid {
+		t.Errorf("child session = %d, %v; want its own (%d)", sid, err, pid)
+	}
+	if err := WritePID(pidFile); err == nil || !strings.Contains(err.Error(), fmt.Sprint(pid)) {
+		t.Errorf("WritePID over a live daemon = %v, want an error naming %d", err, pid)
+	}
+	if err := Stop(pidFile, 10*time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(pid) {
+		t.Errorf("process %d alive after Stop", pid)
+	}
+	if err := Stop(pidFile, time.Second); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("second Stop = %v, want not running", err)
+	}
+	log, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(log), "child starting child-ready") || strings.Contains(string(log), "notify env") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+func TestStartFails(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		mode, want string
+	}{
+		{"child-fail", "daemon failed to start: port 9989 is busy"},
+		{"child-exit", "config: bad key on line 3"},
+		{"child-hang", "not ready after"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			timeout := 10 * time.Second
+			if tt.mode == "child-hang" {
+				timeout = 200 * time.Millisecond
+			}
+			_, err := Start([]string{tt.mode, filepath.Join(dir, "x.pid")}, filepath.Join(dir, "x.log"), timeout)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Start = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWritePID(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.pid")
+	// A stale pid file (no such process) is overwritten.
+	if err := os.WriteFile(path, []byte("999999999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePID(path); err != nil {
+		t.Fatalf("WritePID over a stale file: %v", err)
+	}
+	if got, err := readPID(path); err != nil || got != os.Getpid() {
+		t.Errorf("pid file = %d, %v; want %d", got, err, os.Getpid())
+	}
+	// A live process (our parent) is refused.
+	if err := os.WriteFile(path, []byte(fmt.Sprintln(os.Getppid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePID(path); err == nil || !strings.Contains(err.Error(), fmt.Sprint(os.Getppid())) {
+		t.Errorf("WritePID over a live process = %v", err)
+	}
+}
+
+func TestStopNotRunning(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := Stop(filepath.Join(dir, "none.pid"), time.Second); err == nil || !strings.Contains(err.Error(), "no pid file") {
+		t.Errorf("Stop without pid file = %v", err)
+	}
+}
+
+func TestNotDaemonNoop(t *testing.T) {
+	// Not started by Start: Ready and Fail do nothing.
+	if os.Getenv(notifyEnv) != "" {
+		t.Skip("running under Start")
+	}
+	Ready()
+	Fail(errors.New("x"))
+}
