@@ -1,0 +1,314 @@
+package changesource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// DefaultPollInterval is buildbot's GitPoller default.
+const DefaultPollInterval = 10 * time.Minute
+
+// stateKey is where a poller keeps its last seen revisions, as buildbot's
+// GitPoller: a JSON object from branch to revision.
+const stateKey = "lastRev"
+
+// Store is what a GitPoller needs of the store.
+type Store interface {
+	// GetState returns the value stored under key for objectName, and
+	// whether there is one.
+	GetState(objectName, key string) (json.RawMessage, bool, error)
+	// AddChangesAndState stores changes and sets the state in one
+	// transaction, and returns the changes as stored.
+	AddChangesAndState(changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error)
+}
+
+// GitPollerConfig configures a GitPoller, as buildbot's GitPoller.
+type GitPollerConfig struct {
+	// Name identifies the poller's state in the store; it must be unique
+	// among change sources. Empty means "GitPoller:" + RepoURL.
+	Name string
+	// RepoURL is the remote: https://..., ssh://... or user@host:path (with
+	// SSHKeyFile), file://... or a local path.
+	RepoURL string
+	// Branches lists the branches to follow, by name ("main") or full ref
+	// ("refs/heads/main"). Nil (and AllBranches false, BranchRegex nil)
+	// means the remote's default branch only.
+	Branches []string
+	// AllBranches follows every branch of the remote.
+	AllBranches bool
+	// BranchRegex follows the branches whose name (without "refs/heads/")
+	// it matches; with OnlyTags, the tags whose name it matches.
+	BranchRegex *regexp.Regexp
+	// PollInterval is the time between polls; zero means DefaultPollInterval.
+	PollInterval time.Duration
+	// PollAtLaunch makes Run poll at once; by default its first poll is one
+	// interval after it starts.
+	PollAtLaunch bool
+	// OnlyTags follows the remote's tags instead of its branches; a change
+	// on a tag has branch "refs/tags/NAME", as in buildbot.
+	OnlyTags bool
+	// BuildPushesWithNoCommits announces the tip of a branch that moved
+	// (or appeared) without any new commit, such as a branch made from
+	// another one.
+	BuildPushesWithNoCommits bool
+	// Category and Project are set on every change.
+	Category, Project string
+	// RevLink is a template for a change's RevLink: each %s is replaced by
+	// the revision. Empty means no link.
+	RevLink string
+	// Workdir is the bare mirror's directory, made if missing (usually under
+	// the master's basedir). Required.
+	Workdir string
+	// SSHKeyFile is the private key for ssh URLs; empty means go-git's
+	// default (the ssh agent).
+	SSHKeyFile string
+}
+
+// GitPoller polls one git remote and announces its new commits as changes.
+// Its methods are safe for concurrent use; polls run one at a time.
+type GitPoller struct {
+	cfg    GitPollerConfig
+	st     Store
+	notify func([]store.Change)
+	log    *slog.Logger
+
+	mu sync.Mutex // held during a poll
+}
+
+// NewGitPoller returns a poller of cfg.RepoURL that keeps its state in st and
+// calls notify (if not nil) with the changes of each poll that finds some,
+// after they are committed to the store. A nil log means discard.
+func NewGitPoller(cfg GitPollerConfig, st Store, notify func([]store.Change), log *slog.Logger) *GitPoller {
+	if cfg.Name == "" {
+		cfg.Name = "GitPoller:" + cfg.RepoURL
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	cfg.Branches = slices.Clone(cfg.Branches)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &GitPoller{
+		cfg:    cfg,
+		st:     st,
+		notify: notify,
+		log:    log.With("changesource", cfg.Name),
+	}
+}
+
+// Name returns the poller's name, under which it keeps its state.
+func (p *GitPoller) Name() string { return p.cfg.Name }
+
+// Run polls every PollInterval (at once too when PollAtLaunch) until ctx is
+// done, then returns nil. A failed poll is logged and retried at the next
+// interval; it never ends Run.
+func (p *GitPoller) Run(ctx context.Context) error {
+	if p.cfg.PollAtLaunch {
+		p.pollAndLog(ctx)
+	}
+	t := time.NewTicker(p.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			p.pollAndLog(ctx)
+		}
+	}
+}
+
+func (p *GitPoller) pollAndLog(ctx context.Context) {
+	if err := p.Poll(ctx); err != nil && ctx.Err() == nil {
+		p.log.Warn("poll failed; retrying at the next interval", "err", err, "in", p.cfg.PollInterval)
+	}
+}
+
+// Poll fetches the followed refs once and announces the new commits. On the
+// very first poll of a poller (no state in the store) it records the tips
+// and announces nothing, as buildbot's GitPoller. A branch seen for the
+// first time announces only its tip, and nothing if its tip is already
+// known (unless BuildPushesWithNoCommits). A branch that moved announces
+// the commits reachable from its new tip and from no tip seen before
+// (of any branch), oldest first, so a force-push announces only the new
+// commits. The changes are stored with the new tips in one transaction,
+// then passed to notify.
+func (p *GitPoller) Poll(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changes, err := p.poll(ctx)
+	if err != nil {
+		return fmt.Errorf("poll %s: %w", p.cfg.RepoURL, err)
+	}
+	if len(changes) > 0 {
+		p.log.Info("new changes", "count", len(changes))
+		if p.notify != nil {
+			p.notify(changes)
+		}
+	}
+	return nil
+}
+
+func (p *GitPoller) poll(ctx context.Context) ([]store.Change, error) {
+	if p.cfg.Workdir == "" {
+		return nil, errors.New("no workdir configured")
+	}
+	m, err := openMirror(p.cfg.Workdir)
+	if err != nil {
+		return nil, err
+	}
+	tips, err := p.fetch(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+
+	raw, found, err := p.st.GetState(p.cfg.Name, stateKey)
+	if err != nil {
+		return nil, err
+	}
+	last := map[string]string{}
+	if found {
+		if err := json.Unmarshal(raw, &last); err != nil {
+			return nil, fmt.Errorf("decode state %s: %w", stateKey, err)
+		}
+	}
+	next := make(map[string]string, len(tips))
+	for branch, h := range tips {
+		next[branch] = h.String()
+	}
+	var changes []store.Change
+	if found {
+		if changes, err = p.newChanges(ctx, m, last, tips); err != nil {
+			return nil, err
+		}
+	} else {
+		p.log.Info("first poll: recording the tips, announcing nothing", "branches", len(tips))
+	}
+	if found && len(changes) == 0 && maps.Equal(last, next) {
+		return nil, nil
+	}
+	value, err := json.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	return p.st.AddChangesAndState(changes, p.cfg.Name, stateKey, value)
+}
+
+// newChanges returns the changes between the last seen tips and the new
+// ones, branch by branch in name order, each branch's oldest first.
+func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last map[string]string, tips map[string]plumbing.Hash) ([]store.Change, error) {
+	var known []plumbing.Hash
+	for _, rev := range last {
+		known = append(known, plumbing.NewHash(rev))
+	}
+	var changes []store.Change
+	for _, branch := range slices.Sorted(maps.Keys(tips)) {
+		tip := tips[branch]
+		old, seen := last[branch]
+		if seen && old == tip.String() {
+			continue
+		}
+		commits, err := newCommits(ctx, m.repo.Storer, tip, known)
+		if err != nil {
+			return nil, fmt.Errorf("branch %s: %w", branch, err)
+		}
+		switch {
+		case !seen && len(commits) > 0:
+			p.log.Info("new branch: announcing its tip", "branch", branch, "revision", tip)
+			commits = commits[len(commits)-1:]
+		case len(commits) == 0 && p.cfg.BuildPushesWithNoCommits:
+			p.log.Info("branch moved without new commits: announcing its tip", "branch", branch, "revision", tip, "new", !seen)
+			c, err := m.repo.CommitObject(tip)
+			if err != nil {
+				return nil, fmt.Errorf("branch %s: %w", branch, err)
+			}
+			commits = []*object.Commit{c}
+		}
+		for _, c := range commits {
+			ch, err := p.change(branch, c)
+			if err != nil {
+				return nil, fmt.Errorf("branch %s: %w", branch, err)
+			}
+			changes = append(changes, ch)
+		}
+		known = append(known, tip)
+	}
+	return changes, nil
+}
+
+// change describes commit c of branch as buildbot's GitPoller does.
+func (p *GitPoller) change(branch string, c *object.Commit) (store.Change, error) {
+	files, err := changedFiles(c)
+	if err != nil {
+		return store.Change{}, fmt.Errorf("files of %s: %w", c.Hash, err)
+	}
+	rev := c.Hash.String()
+	ch := store.Change{
+		Author:     signature(c.Author),
+		Committer:  signature(c.Committer),
+		Comments:   strings.TrimSpace(c.Message),
+		Branch:     branch,
+		Revision:   rev,
+		Repository: p.cfg.RepoURL,
+		Project:    p.cfg.Project,
+		Category:   p.cfg.Category,
+		When:       c.Committer.When.UTC(),
+		Files:      files,
+	}
+	if p.cfg.RevLink != "" {
+		ch.RevLink = strings.ReplaceAll(p.cfg.RevLink, "%s", rev)
+	}
+	return ch, nil
+}
+
+func signature(s object.Signature) string {
+	return fmt.Sprintf("%s <%s>", s.Name, s.Email)
+}
+
+// changedFiles lists the paths that c changes from its first parent, sorted;
+// for a root commit, every file.
+func changedFiles(c *object.Commit) ([]string, error) {
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, err
+	}
+	var parent *object.Tree
+	if c.NumParents() > 0 {
+		pc, err := c.Parent(0)
+		if err != nil {
+			return nil, err
+		}
+		if parent, err = pc.Tree(); err != nil {
+			return nil, err
+		}
+	}
+	diff, err := object.DiffTree(parent, tree)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, d := range diff {
+		for _, name := range []string{d.From.Name, d.To.Name} {
+			if name != "" && !slices.Contains(files, name) {
+				files = append(files, name)
+			}
+		}
+	}
+	slices.Sort(files)
+	return files, nil
+}
