@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/daemon"
+	"github.com/gbb-ci/gbb/pkg/protocol"
+	"github.com/gbb-ci/gbb/pkg/worker"
+)
+
+const usage = `usage:
+  gbb-worker create-worker DIR MASTER NAME PASSWORD
+  gbb-worker start [--nodaemon] DIR
+  gbb-worker stop DIR
+  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR]
+`
+
+// Timings of start and stop.
+const (
+	startTimeout = 30 * time.Second // the daemon must be up (connected or trying) by then
+	readyAfter   = 10 * time.Second // a first attempt still hanging by then counts as trying
+	stopTimeout  = 60 * time.Second // SIGTERM to exit, running commands killed
+)
+
+// run runs the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "create-worker":
+			return createWorker(args[1:], stdout, stderr)
+		case "start":
+			return start(ctx, args[1:], stdout, stderr)
+		case "stop":
+			return stop(args[1:], stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+	}
+	return direct(ctx, args, stderr)
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "gbb-worker: %v\n", err)
+	return 1
+}
+
+func createWorker(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 4 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	dir := args[0]
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(stderr, err)
+	}
+	if err := writeConfig(dir, fileConfig{Master: args[1], Name: args[2], Password: args[3]}); err != nil {
+		return fail(stderr, err)
+	}
+	if err := writeInfo(dir); err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "worker created in %s\nplease edit %s and %s, then run: gbb-worker start %s\n",
+		dir, filepath.Join(dir, "info", "admin"), filepath.Join(dir, "info", "host"), dir)
+	return 0
+}
+
+func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodaemon := fs.Bool("nodaemon", false, "run in the foreground")
+	// Set by start itself for the daemon, whose stderr is worker.log.
+	child := fs.Bool("daemon-child", false, "internal: run as the daemon started by start")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	dir, err := filepath.Abs(fs.Arg(0))
+	if err != nil {
+		return fail(stderr, err)
+	}
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	logPath := filepath.Join(dir, "worker.log")
+	pidPath := filepath.Join(dir, "worker.pid")
+
+	if !*nodaemon {
+		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemon-child", dir}, logPath, startTimeout)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "gbb-worker started (pid %d), logging to %s\n", pid, logPath)
+		return 0
+	}
+
+	logOut := stderr
+	if !*child {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer f.Close()
+		logOut = io.MultiWriter(stderr, f)
+	}
+	log := slog.New(slog.NewTextHandler(logOut, nil))
+	if err := daemon.WritePID(pidPath); err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	defer os.Remove(pidPath)
+	info, err := workerInfo(dir)
+	if err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	return runWorker(ctx, protocol.ClientConfig{
+		Master:           cfg.Master,
+		Name:             cfg.Name,
+		Password:         cfg.Password,
+		Info:             info,
+		KeepaliveTime:    cfg.Keepalive,
+		KeepaliveTimeout: cfg.KeepaliveTimeout,
+		MinBackoff:       cfg.MinBackoff,
+		MaxBackoff:       cfg.MaxBackoff,
+	}, dir, log, stderr)
+}
+
+func stop(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err := daemon.Stop(filepath.Join(args[0], "worker.pid"), stopTimeout); err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintln(stdout, "gbb-worker stopped")
+	return 0
+}
+
+func direct(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gbb-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	master := fs.String("master", "", "the master's `HOST:PORT`")
+	name := fs.String("name", "", "the worker's name")
+	password := fs.String("password", "", "the worker's password")
+	basedir := fs.String("basedir", ".", "the worker's base directory")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || *master == "" || *name == "" || *password == "" {
+		fs.Usage()
+		return 2
+	}
+	dir, err := filepath.Abs(*basedir)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	info, err := workerInfo(dir)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return runWorker(ctx, protocol.ClientConfig{Master: *master, Name: *name, Password: *password, Info: info}, dir, log, stderr)
+}
+
+// runWorker runs the worker until ctx is done or the master refuses it.
+// Under daemon.Start, it reports ready after the first attempt to reach
+// the master (or readyAfter), and reports a refusal as a failure.
+func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, log *slog.Logger, stderr io.Writer) int {
+	log = log.With("worker", cfg.Name)
+	cfg.Logger = log
+	cfg.Executor = worker.NewExecutor(basedir, log)
+	cfg.OnAttempt = func(err error) {
+		if !errors.Is(err, protocol.ErrAuthFailed) && !errors.Is(err, protocol.ErrVersionMismatch) {
+			daemon.Ready()
+		}
+	}
+	t := time.AfterFunc(readyAfter, daemon.Ready)
+	defer t.Stop()
+	log.Info("starting worker", "master", cfg.Master, "basedir", basedir, "version", version)
+	if err := protocol.NewClient(cfg).Run(ctx); err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	log.Info("worker stopped")
+	return 0
+}

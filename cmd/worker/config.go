@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/gbb-ci/gbb/pkg/protocol"
+)
+
+// fileConfig is DIR/worker.toml.
+type fileConfig struct {
+	Master           string        `toml:"master"`            // host:port
+	Name             string        `toml:"name"`              //
+	Password         string        `toml:"password"`          //
+	Keepalive        time.Duration `toml:"keepalive"`         // zero means 10s
+	KeepaliveTimeout time.Duration `toml:"keepalive_timeout"` // zero means 10s
+	MinBackoff       time.Duration `toml:"min_backoff"`       // zero means 1s
+	MaxBackoff       time.Duration `toml:"max_backoff"`       // zero means 30s
+}
+
+const configName = "worker.toml"
+
+// writeConfig writes a new DIR/worker.toml; it refuses to overwrite one.
+func writeConfig(dir string, c fileConfig) error {
+	var b bytes.Buffer
+	b.WriteString("# gbb-worker configuration, written by create-worker.\n\n")
+	if err := toml.NewEncoder(&b).Encode(struct {
+		Master   string `toml:"master"`
+		Name     string `toml:"name"`
+		Password string `toml:"password"`
+	}{c.Master, c.Name, c.Password}); err != nil {
+		return err
+	}
+	b.WriteString(`
+# How often to ping the master, and how long to wait for its answer,
+# so that a dead master is noticed in seconds (defaults: 10s and 10s).
+#keepalive = "10s"
+#keepalive_timeout = "10s"
+
+# Bounds of the jittered exponential backoff between attempts to reach
+# the master (defaults: 1s and 30s).
+#min_backoff = "1s"
+#max_backoff = "30s"
+`)
+	path := filepath.Join(dir, configName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s already exists; not overwriting it", path)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loadConfig reads DIR/worker.toml. Errors name the file, line and key.
+func loadConfig(dir string) (fileConfig, error) {
+	path := filepath.Join(dir, configName)
+	var c fileConfig
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	md, err := toml.Decode(string(src), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		}
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	for _, k := range md.Undecoded() {
+		errs = append(errs, fmt.Errorf("%s:%d: %s: unknown key", path, keyLine(src, k[0]), k))
+	}
+	for _, req := range []struct{ key, val string }{{"master", c.Master}, {"name", c.Name}, {"password", c.Password}} {
+		if req.val == "" {
+			errs = append(errs, fmt.Errorf("%s: %s: required", path, req.key))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"keepalive", c.Keepalive}, {"keepalive_timeout", c.KeepaliveTimeout}, {"min_backoff", c.MinBackoff}, {"max_backoff", c.MaxBackoff}} {
+		if d.val < 0 {
+			errs = append(errs, fmt.Errorf("%s:%d: %s: negative duration %s", path, keyLine(src, d.key), d.key, d.val))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// keyLine finds the line that defines a top-level key or table in src (0
+// when it cannot tell); worker.toml is flat, so a line scan is enough.
+func keyLine(src []byte, key string) int {
+	q := regexp.QuoteMeta(key)
+	re := regexp.MustCompile(`^\s*(\[+\s*)?("` + q + `"|'` + q + `'|` + q + `)\s*[=.\]]`)
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan(); n++ {
+		if re.MatchString(sc.Text()) {
+			return n
+		}
+	}
+	return 0
+}
+
+// Placeholders create-worker writes, as buildbot-worker's do.
+const (
+	adminPlaceholder = "Your Name Here <admin@youraddress.invalid>\n"
+	hostPlaceholder  = "Please put a description of this build host here\n"
+)
+
+// writeInfo writes DIR/info/admin and DIR/info/host unless they exist.
+func writeInfo(dir string) error {
+	info := filepath.Join(dir, "info")
+	if err := os.MkdirAll(info, 0o755); err != nil {
+		return err
+	}
+	for name, text := range map[string]string{"admin": adminPlaceholder, "host": hostPlaceholder} {
+		f, err := os.OpenFile(filepath.Join(info, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteString(text); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// workerInfo describes this host: basedir/info/admin and info/host, any
+// other file in basedir/info (in Extra, by name), and the runtime's facts.
+// A missing info directory is fine.
+func workerInfo(basedir string) (protocol.WorkerInfo, error) {
+	wi := protocol.WorkerInfo{
+		OS:      runtime.GOOS,
+		Arch:    runtime.GOARCH,
+		Version: version,
+		Basedir: basedir,
+		NumCPU:  runtime.NumCPU(),
+	}
+	dir := filepath.Join(basedir, "info")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return wi, nil
+	}
+	if err != nil {
+		return wi, err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return wi, err
+		}
+		text := strings.TrimSpace(string(b))
+		switch e.Name() {
+		case "admin":
+			wi.Admin = text
+		case "host":
+			wi.Host = text
+		default:
+			if wi.Extra == nil {
+				wi.Extra = map[string]string{}
+			}
+			wi.Extra[e.Name()] = text
+		}
+	}
+	return wi, nil
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gbb-ci/gbb/pkg/protocol"
+)
+
+// binary is the gbb-worker built for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gbb-worker-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gbb-worker")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=test-version", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gbbWorker runs the binary and returns its exit code, stdout and stderr.
+func gbbWorker(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+func TestCreateWorker(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "w")
+	code, _, stderr := gbbWorker(t, "create-worker", dir, "localhost:9989", "w1", `pa"ss`)
+	if code != 0 {
+		t.Fatalf("create-worker: exit %d: %s", code, stderr)
+	}
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fileConfig{Master: "localhost:9989", Name: "w1", Password: `pa"ss`}, cfg); diff != "" {
+		t.Errorf("worker.toml (-want +got):\n%s", diff)
+	}
+	for name, want := range map[string]string{"info/admin": adminPlaceholder, "info/host": hostPlaceholder} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	toml, _ := os.ReadFile(filepath.Join(dir, "worker.toml"))
+	for _, opt := range []string{"#keepalive = ", "#keepalive_timeout = ", "#min_backoff = ", "#max_backoff = "} {
+		if !bytes.Contains(toml, []byte(opt)) {
+			t.Errorf("worker.toml lacks the commented option %q", opt)
+		}
+	}
+	code, _, stderr = gbbWorker(t, "create-worker", dir, "other:1", "w2", "x")
+	if code != 1 || !strings.Contains(stderr, "already exists") {
+		t.Errorf("second create-worker: exit %d, %q; want a refusal", code, stderr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "worker.toml")); !bytes.Equal(got, toml) {
+		t.Error("second create-worker changed worker.toml")
+	}
+}
+
+func TestStartMissingDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "missing")
+	for _, args := range [][]string{{"start", dir}, {"start", "--nodaemon", dir}} {
+		code, _, stderr := gbbWorker(t, args...)
+		if code != 1 || !strings.Contains(stderr, filepath.Join(dir, "worker.toml")) {
+			t.Errorf("%v: exit %d, %q; want 1 and the missing file named", args, code, stderr)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, toml string
+		want       fileConfig
+		errs       []string
+	}{
+		{
+			name: "full",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nkeepalive = \"15s\"\nmax_backoff = \"1m\"\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", Keepalive: 15 * time.Second, MaxBackoff: time.Minute},
+		},
+		{
+			name: "unknown keys",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\n\nkeeplive = \"1s\"\n[extra]\nx = 1\n",
+			errs: []string{"worker.toml:5: keeplive: unknown key", "worker.toml:6: extra: unknown key"},
+		},
+		{
+			name: "missing",
+			toml: "name = \"n\"\n",
+			errs: []string{"master: required", "password: required"},
+		},
+		{
+			name: "bad duration",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nmin_backoff = \"soon\"\n",
+			errs: []string{"worker.toml:4:"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "worker.toml"), []byte(tt.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := loadConfig(dir)
+			if len(tt.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("config (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("loaded, want an error")
+			}
+			for _, e := range tt.errs {
+				if !strings.Contains(err.Error(), e) {
+					t.Errorf("error %q lacks %q", err, e)
+				}
+			}
+		})
+	}
+}
+
+// startMaster serves the protocol on loopback; workers' password is "pw".
+func startMaster(t *testing.T) (string, chan *protocol.WorkerConn) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach := make(chan *protocol.WorkerConn, 10)
+	s := protocol.NewServer(protocol.ServerConfig{
+		Authenticate: func(name, password string) error {
+			if password != "pw" {
+				return errors.New("bad password")
+			}
+			return nil
+		},
+		Attach: func(c *protocol.WorkerConn) { attach <- c },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx, lis) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return lis.Addr().String(), attach
+}
+
+func waitAttach(t *testing.T, attach chan *protocol.WorkerConn) *protocol.WorkerConn {
+	t.Helper()
+	select {
+	case c := <-attach:
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatal("no worker attached")
+		return nil
+	}
+}
+
+// TestStartStop runs the daemon against a master in the test.
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	addr, attach := startMaster(t)
+	dir := filepath.Join(t.TempDir(), "w")
+	if code, _, stderr := gbbWorker(t, "create-worker", dir, addr, "w1", "pw"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	code, stdout, stderr := gbbWorker(t, "start", dir)
+	if code != 0 || !strings.Contains(stdout, "started") {
+		t.Fatalf("start: exit %d: %s%s", code, stdout, stderr)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			gbbWorker(t, "stop", dir)
+		}
+	})
+	c := waitAttach(t, attach)
+	want := protocol.WorkerInfo{
+		Admin: strings.TrimSpace(adminPlaceholder), Host: strings.TrimSpace(hostPlaceholder),
+		OS: runtime.GOOS, Arch: runtime.GOARCH, Version: "test-version", Basedir: dir, NumCPU: runtime.NumCPU(),
+	}
+	if diff := cmp.Diff(want, c.Info()); diff != "" {
+		t.Errorf("worker info (-want +got):\n%s", diff)
+	}
+	var out strings.Builder
+	res, err := c.Run(t.Context(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Script: "echo hi; pwd", Workdir: "build"}},
+		func(o protocol.Output) {
+			if o.Stream == protocol.Stdout {
+				out.Write(o.Data)
+			}
+		})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	if want := "hi\n" + filepath.Join(dir, "b", "build") + "\n"; out.String() != want {
+		t.Errorf("output = %q, want %q", out.String(), want)
+	}
+	// A second start refuses: the pid file names a live worker.
+	if code, _, stderr := gbbWorker(t, "start", dir); code != 1 || !strings.Contains(stderr, "worker.pid names running process") {
+		t.Errorf("second start: exit %d, %q", code, stderr)
+	}
+	// Stopping the worker kills a running command, and reports it.
+	started := make(chan struct{})
+	type result struct {
+		res protocol.Result
+		err error
+	}
+	running := make(chan result, 1)
+	go func() {
+		var once bool
+		res, err := c.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Script: "echo started; sleep 1000"}},
+			func(o protocol.Output) {
+				if o.Stream == protocol.Stdout && !once {
+					once = true
+					close(started)
+				}
+			})
+		running <- result{res, err}
+	}()
+	<-started
+	code, _, stderr = gbbWorker(t, "stop", dir)
+	stopped = true
+	if code != 0 {
+		t.Fatalf("stop: exit %d: %s", code, stderr)
+	}
+	if r := <-running; r.err != nil || !r.res.Interrupted || r.res.Signal != "KILL" {
+		t.Errorf("command running at stop: %+v, %v; want interrupted by KILL", r.res, r.err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(30 * time.Second):
+		t.Error("worker still connected after stop")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "worker.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("worker.pid after stop: %v", err)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "worker.log"))
+	if !bytes.Contains(log, []byte("connected to master")) {
+		t.Errorf("worker.log:\n%s", log)
+	}
+	if code, _, stderr := gbbWorker(t, "stop", dir); code != 1 || !strings.Contains(stderr, "not running") {
+		t.Errorf("stop when stopped: exit %d, %q", code, stderr)
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	t.Parallel()
+	addr, _ := startMaster(t)
+	t.Run("direct", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := gbbWorker(t, "-master", addr, "-name", "w1", "-password", "nope", "-basedir", t.TempDir())
+		if code != 1 || !strings.Contains(stderr, `worker "w1": wrong name or password`) {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+	})
+	t.Run("start", func(t *testing.T) {
+		t.Parallel()
+		dir := filepath.Join(t.TempDir(), "w")
+		if code, _, stderr := gbbWorker(t, "create-worker", dir, addr, "w2", "nope"); code != 0 {
+			t.Fatalf("create-worker: %s", stderr)
+		}
+		code, _, stderr := gbbWorker(t, "start", dir)
+		if code != 1 || !strings.Contains(stderr, `worker "w2": wrong name or password`) {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+	})
+}
