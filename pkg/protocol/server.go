@@ -50,8 +50,6 @@ const (
 
 // Server is the master's end of the protocol: it accepts worker streams.
 type Server struct {
-	UnimplementedMasterServer
-
 	cfg           ServerConfig
 	log           *slog.Logger
 	interruptWait time.Duration
@@ -101,7 +99,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		}),
 		grpc.WaitForHandlers(true),
 	)
-	RegisterMasterServer(gs, s)
+	RegisterMasterServer(gs, service{s: s})
 
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
@@ -131,8 +129,18 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return err
 }
 
-// Connect serves one worker's stream. It implements MasterServer.
-func (s *Server) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
+// service is the generated MasterServer, kept off Server's API.
+type service struct {
+	UnimplementedMasterServer
+	s *Server
+}
+
+func (sv service) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
+	return sv.s.connect(stream)
+}
+
+// connect serves one worker's stream.
+func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
 	ctx := stream.Context()
 	remote := "unknown"
 	if p, ok := peer.FromContext(ctx); ok {
