@@ -89,16 +89,6 @@ type Worker struct {
 	Line         int    // line of the [[workers]] table, for messages
 }
 
-// ChangeSource is one [[change_source]] table. It is accepted and validated
-// now, and run by a later issue.
-type ChangeSource struct {
-	Type         string   // type: "git_poller" only for now
-	RepoURL      string   // repourl, required
-	Branches     []string // branches to follow
-	PollInterval Duration // poll_interval; default DefaultPollInterval (10m, as buildbot); must be positive
-	Line         int      // line of the [[change_source]] table
-}
-
 // Scheduler is one [[schedulers]] table.
 type Scheduler struct {
 	Type            string   // type: "single_branch", "any_branch" or "force"

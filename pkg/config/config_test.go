@@ -63,9 +63,11 @@ func TestSample(t *testing.T) {
 		}},
 		ChangeSources: []ChangeSource{{
 			Type:         "git_poller",
+			Name:         "GitPoller:" + repo,
 			RepoURL:      repo,
 			Branches:     []string{"master"},
 			PollInterval: Duration{300 * time.Second},
+			Workdir:      "gitpoller-work/GitPoller_https_github.com_buildbot_hello-world.git",
 			Line:         lineOf(t, Sample, "[[change_source]]", 0),
 		}},
 		Schedulers: []Scheduler{
@@ -181,8 +183,8 @@ tree_stable_timer = 60
 		DB:          DB{URL: "bbolt:state.db"},
 		Workers:     []Worker{{Name: "w", Password: "p", Line: 2}},
 		ChangeSources: []ChangeSource{{
-			Type: "git_poller", RepoURL: "https://example.org/r.git",
-			PollInterval: Duration{10 * time.Minute}, Line: 38,
+			Type: "git_poller", Name: "GitPoller:https://example.org/r.git", RepoURL: "https://example.org/r.git",
+			PollInterval: Duration{10 * time.Minute}, Workdir: "gitpoller-work/GitPoller_https_example.org_r.git", Line: 38,
 		}},
 		Schedulers: []Scheduler{{
 			Type: "any_branch", Name: "any", BuilderNames: []string{"b", "c"},

@@ -280,7 +280,7 @@ pollInterval = 60
 `,
 			want: []string{
 				`master.toml:1: change_source[0].repourl: required`,
-				`master.toml:3: change_source[0].branches: expected an array of strings, got string`,
+				`master.toml:3: change_source[0].branches: expected an array of strings or true, got string`,
 				`master.toml:4: change_source[0].poll_interval: invalid duration "5 minutes" (want e.g. "300s", "5m", "1h30m" or an integer number of seconds)`,
 				`master.toml:7: change_source[1].type: unknown change source type "svn_poller" (want "git_poller")`,
 				`master.toml:9: change_source[1].poll_interval: must be positive`,

@@ -340,8 +340,9 @@ func (d *decoder) config(t *table) *Config {
 	for _, w := range t.tables("workers") {
 		c.Workers = append(c.Workers, d.worker(w, workers))
 	}
+	changeSources := map[string]int{}
 	for _, cs := range t.tables("change_source") {
-		c.ChangeSources = append(c.ChangeSources, d.changeSource(cs))
+		c.ChangeSources = append(c.ChangeSources, d.changeSource(cs, changeSources))
 	}
 	builders := map[string]int{}
 	for _, b := range t.tables("builders") {
@@ -464,22 +465,6 @@ func (t *table) oneOf(name, what string, allowed ...string) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-func (d *decoder) changeSource(t *table) ChangeSource {
-	cs := ChangeSource{Line: t.line(), PollInterval: Duration{DefaultPollInterval}}
-	cs.Type, _ = t.oneOf("type", "change source type", "git_poller")
-	cs.RepoURL, _ = t.required("repourl")
-	cs.Branches, _ = t.strings("branches")
-	if x, ok := t.duration("poll_interval"); ok {
-		if x.Duration == 0 {
-			t.errorf("poll_interval", "must be positive")
-		} else {
-			cs.PollInterval = x
-		}
-	}
-	t.done()
-	return cs
 }
 
 func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {

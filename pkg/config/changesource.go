@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// DefaultGitPollerWorkdir is the directory, under the master's basedir, in
+// which each git poller keeps its bare mirror by default.
+const DefaultGitPollerWorkdir = "gitpoller-work"
+
+// ChangeSource is one [[change_source]] table: a git poller, with buildbot
+// GitPoller's options in snake_case.
+type ChangeSource struct {
+	Type                     string   // type: "git_poller" only for now
+	Name                     string   // name: unique among change sources; default "GitPoller:" + repourl, as buildbot
+	RepoURL                  string   // repourl, required: https://, ssh://, user@host:path, file:// or a local path
+	Branches                 []string // branches as an array: the branches to follow; unset means the remote's default branch only
+	AllBranches              bool     // branches = true: follow every branch
+	BranchRegex              string   // branch_regex: follow the branches (with only_tags, the tags) whose name it matches, in Go's regexp syntax; not with branches
+	PollInterval             Duration // poll_interval; default DefaultPollInterval (10m, as buildbot); must be positive
+	PollAtLaunch             bool     // poll_at_launch: poll when the master starts; default false (first poll after one interval)
+	OnlyTags                 bool     // only_tags: follow tags instead of branches; not with branches
+	BuildPushesWithNoCommits bool     // build_pushes_with_no_commits: announce a branch that moved without new commits; default false
+	Category                 string   // category, set on every change
+	Project                  string   // project, set on every change
+	RevLink                  string   // revlink: a change's link, with %s replaced by the revision; must contain %s
+	Workdir                  string   // workdir: the bare mirror, relative to the master's basedir; default DefaultGitPollerWorkdir + "/" + the name made safe for a file name
+	SSHPrivateKeyFile        string   // ssh_private_key_file: the key for ssh URLs; must exist; a relative path is made relative to the config file's directory
+	Line                     int      // line of the [[change_source]] table
+}
+
+// WorkdirPath returns the absolute path of the mirror of a master whose
+// base directory is basedir.
+func (cs ChangeSource) WorkdirPath(basedir string) string {
+	p := cs.Workdir
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(basedir, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}
+
+// BranchRegexp returns BranchRegex compiled, or nil when it is empty. Parse
+// has checked that it compiles.
+func (cs ChangeSource) BranchRegexp() *regexp.Regexp {
+	if cs.BranchRegex == "" {
+		return nil
+	}
+	return regexp.MustCompile(cs.BranchRegex)
+}
+
+// unsafeInName matches what a default workdir does not keep of a name.
+var unsafeInName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
+	cs := ChangeSource{Line: t.line(), PollInterval: Duration{DefaultPollInterval}}
+	cs.Type, _ = t.oneOf("type", "change source type", "git_poller")
+	cs.RepoURL, _ = t.required("repourl")
+
+	if t.has("name") {
+		cs.Name = t.unique(seen, "change source")
+	} else if cs.RepoURL != "" {
+		cs.Name = "GitPoller:" + cs.RepoURL
+		if first, dup := seen[cs.Name]; dup {
+			t.errorf("repourl", "another change source polls %q (line %d): give each a distinct name", cs.RepoURL, first)
+		} else {
+			seen[cs.Name] = t.d.line(t.path.key("repourl"))
+		}
+	}
+
+	if v, ok := t.get("branches"); ok {
+		switch v := v.(type) {
+		case bool:
+			if !v {
+				t.errorf("branches", "expected an array of strings or true, got false")
+			}
+			cs.AllBranches = v
+		case []any:
+			if branches, ok := t.strings("branches"); ok {
+				if len(branches) == 0 {
+					t.errorf("branches", "must not be empty (leave it out for the default branch)")
+				}
+				for i, b := range branches {
+					if strings.TrimSpace(b) == "" {
+						k := t.path.key("branches").index(i)
+						t.d.errorAt(k, k, "must not be empty")
+					}
+				}
+				cs.Branches = branches
+			}
+		default:
+			t.errorf("branches", "expected an array of strings or true, got %s", typeName(v))
+		}
+	}
+	if s, ok := t.str("branch_regex"); ok {
+		if _, err := regexp.Compile(s); err != nil {
+			t.errorf("branch_regex", "%v", err)
+		} else if s == "" {
+			t.errorf("branch_regex", "must not be empty")
+		} else {
+			cs.BranchRegex = s
+		}
+		if t.has("branches") {
+			t.errorf("branch_regex", "set either branches or branch_regex, not both")
+		}
+	}
+	if x, ok := t.duration("poll_interval"); ok {
+		if x.Duration == 0 {
+			t.errorf("poll_interval", "must be positive")
+		} else {
+			cs.PollInterval = x
+		}
+	}
+	cs.PollAtLaunch, _ = t.boolean("poll_at_launch")
+	cs.OnlyTags, _ = t.boolean("only_tags")
+	if cs.OnlyTags && t.has("branches") {
+		t.errorf("only_tags", "only_tags does not go with branches (use branch_regex to choose tags)")
+	}
+	cs.BuildPushesWithNoCommits, _ = t.boolean("build_pushes_with_no_commits")
+	cs.Category, _ = t.str("category")
+	cs.Project, _ = t.str("project")
+	if s, ok := t.str("revlink"); ok {
+		if !strings.Contains(s, "%s") {
+			t.errorf("revlink", "%q has no %%s for the revision", s)
+		} else {
+			cs.RevLink = s
+		}
+	}
+	cs.Workdir = filepath.Join(DefaultGitPollerWorkdir, unsafeInName.ReplaceAllString(cs.Name, "_"))
+	if t.has("workdir") {
+		if s, ok := t.required("workdir"); ok {
+			cs.Workdir = s
+		}
+	}
+	if s, ok := t.str("ssh_private_key_file"); ok {
+		cs.SSHPrivateKeyFile = d.existingFile(t, "ssh_private_key_file", s)
+	}
+	t.done()
+	return cs
+}
+
+// existingFile returns path, made relative to the config file's directory,
+// reporting key if it is empty or names no regular file.
+func (d *decoder) existingFile(t *table, key, path string) string {
+	if path == "" {
+		t.errorf(key, "must not be empty")
+		return ""
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(d.dir, path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		t.errorf(key, "%s: %v", path, err)
+		return ""
+	}
+	if !fi.Mode().IsRegular() {
+		t.errorf(key, "%s is not a regular file", path)
+		return ""
+	}
+	return path
+}
