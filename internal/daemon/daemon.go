@@ -231,3 +231,19 @@ func Stop(pidFile string, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// ReadPID returns the pid of the live process named in pidFile, or an error
+// saying it is not running.
+func ReadPID(pidFile string) (int, error) {
+	pid, err := readPID(pidFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("not running: no pid file %s", pidFile)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !alive(pid) {
+		return 0, fmt.Errorf("not running: process %d (from %s) is gone", pid, pidFile)
+	}
+	return pid, nil
+}

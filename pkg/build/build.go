@@ -224,26 +224,9 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 	lw := newLogWriter(st, l.ID, b.e.flush, log)
 	defer lw.close()
 
-	info := b.ws.conn.Info()
-	dir := joinPath(info.Basedir, b.cfg.Name, sc.Workdir)
+	// The worker writes the command's own header lines (argv, directory,
+	// timeout), as buildbot's worker does; the master adds the endings.
 	timeout := sc.Timeout.Duration
-	lw.header(sc.Command.String())
-	if timeout > 0 {
-		lw.header(fmt.Sprintf(" in dir %s (timeout %d secs)", dir, int(timeout.Seconds())))
-	} else {
-		lw.header(fmt.Sprintf(" in dir %s", dir))
-	}
-	if len(sc.Command.Argv) > 0 {
-		lw.header(fmt.Sprintf(" argv: %s", pyList(sc.Command.Argv)))
-	} else {
-		lw.header(fmt.Sprintf(" argv: %s", pyList([]string{"/bin/sh", "-c", sc.Command.Script})))
-	}
-	if len(sc.Env) > 0 {
-		lw.header(" environment (added):")
-		for _, k := range sortedKeys(sc.Env) {
-			lw.header(fmt.Sprintf("  %s=%s", k, sc.Env[k]))
-		}
-	}
 	cmd := protocol.Command{
 		Builder: b.cfg.Name,
 		Shell: &protocol.ShellCommand{
@@ -256,6 +239,7 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 		},
 	}
 	res, err := b.ws.conn.Run(ctx, cmd, lw.output)
+	lw.endOutput()
 	switch {
 	case errors.Is(err, protocol.ErrConnectionLost):
 		lw.header("worker lost: " + err.Error())
@@ -271,9 +255,6 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 		lw.header(res.Err)
 		lw.header("program finished with exit code -1")
 		return store.Failure, desc + " (failure)"
-	}
-	if res.Signal != "" {
-		lw.header("process killed by signal " + res.Signal)
 	}
 	lw.header(fmt.Sprintf("program finished with exit code %d", res.ExitCode))
 	lw.header(fmt.Sprintf("elapsedTime=%f", res.Elapsed.Seconds()))

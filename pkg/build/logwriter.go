@@ -146,12 +146,14 @@ func (w *logWriter) flushLocked() {
 	}
 }
 
-// close writes what is left, unfinished lines included, and finishes the log.
-func (w *logWriter) close() {
-	close(w.stop)
-	<-w.done
+// endOutput ends the command's output: unfinished last lines become lines.
+func (w *logWriter) endOutput() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.endOutputLocked()
+}
+
+func (w *logWriter) endOutputLocked() {
 	for _, ch := range []byte{'o', 'e', 'h'} {
 		p := &w.partial[chanIndex(ch)]
 		if len(*p) > 0 {
@@ -159,6 +161,15 @@ func (w *logWriter) close() {
 			*p = nil
 		}
 	}
+}
+
+// close writes what is left, unfinished lines included, and finishes the log.
+func (w *logWriter) close() {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.endOutputLocked()
 	w.flushLocked()
 	if err := w.st.FinishLog(w.id); err != nil {
 		w.log.Error("finish log", "log", w.id, "err", err)

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/daemon"
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/master"
+)
+
+// version is set by the build: -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	configFile = "master.toml"
+	logFile    = "master.log"
+	pidFile    = "master.pid"
+	// startTimeout bounds how long start waits for the master to be up.
+	startTimeout = 30 * time.Second
+	stopTimeout  = 60 * time.Second
+)
+
+// oneDir parses flags and exactly one DIR argument.
+func oneDir(fs *flag.FlagSet, args []string) (string, error) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return "", &exitError{2, fmt.Errorf("%s: %w", fs.Name(), err)}
+	}
+	if fs.NArg() != 1 {
+		return "", &exitError{2, fmt.Errorf("%s: expected one DIR argument, got %d", fs.Name(), fs.NArg())}
+	}
+	dir, err := filepath.Abs(fs.Arg(0))
+	if err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func createMaster(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("create-master", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create-master: %w", err)
+	}
+	sample := filepath.Join(dir, configFile+".sample")
+	if err := os.WriteFile(sample, []byte(config.Sample), 0o644); err != nil {
+		return fmt.Errorf("create-master: %w", err)
+	}
+	fmt.Printf("created %s\ncopy it to %s, edit it, then: gbb-master checkconfig %s\n",
+		sample, filepath.Join(dir, configFile), dir)
+	return nil
+}
+
+func loadConfig(dir string) (*config.Config, error) {
+	cfg, err := config.Load(filepath.Join(dir, configFile))
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func checkConfig(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("checkconfig", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return &exitError{1, errors.New("config has errors")}
+	}
+	fmt.Println("Config file is good -- no errors found")
+	return nil
+}
+
+func start(args []string) error {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	nodaemon := fs.Bool("nodaemon", false, "run in the foreground, logging to stderr too")
+	child := fs.Bool("daemonized", false, "internal: started by 'start' in the background")
+	dir, err := oneDir(fs, args)
+	if err != nil {
+		return err
+	}
+	if !*nodaemon {
+		// Check first, so that a bad config is printed here, not only logged.
+		if _, err := loadConfig(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return errors.New("not started: config has errors")
+		}
+		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemonized", dir}, filepath.Join(dir, logFile), startTimeout)
+		if err != nil {
+			return fmt.Errorf("master did not start: %w", err)
+		}
+		fmt.Printf("gbb-master started in %s (pid %d); log: %s\n", dir, pid, filepath.Join(dir, logFile))
+		return nil
+	}
+	return runForeground(dir, !*child)
+}
+
+// runForeground runs the master until SIGINT or SIGTERM.
+func runForeground(dir string, toStderr bool) error {
+	lf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		daemon.Fail(err)
+		return err
+	}
+	defer lf.Close()
+	var w io.Writer = lf
+	if toStderr {
+		w = io.MultiWriter(lf, os.Stderr)
+	}
+	log := slog.New(slog.NewTextHandler(w, nil))
+
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		log.Error("config has errors", "err", err)
+		daemon.Fail(err)
+		return errors.New("config has errors")
+	}
+	pidPath := filepath.Join(dir, pidFile)
+	if err := daemon.WritePID(pidPath); err != nil {
+		daemon.Fail(err)
+		return err
+	}
+	defer os.Remove(pidPath)
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	master.Version = version
+	m := master.New(dir, cfg, log)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- m.Run(ctx, func(a master.Addrs) {
+			log.Info("gbb-master is up", "version", version, "basedir", dir)
+			daemon.Ready()
+		})
+	}()
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				log.Error("master failed", "err", err)
+				daemon.Fail(err)
+			}
+			return err
+		case <-hup:
+			if err := m.Reconfig(filepath.Join(dir, configFile)); err != nil {
+				log.Error("reconfig refused: the running config stays", "err", err)
+			}
+		}
+	}
+}
+
+func stop(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("stop", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if err := daemon.Stop(filepath.Join(dir, pidFile), stopTimeout); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	fmt.Println("gbb-master stopped")
+	return nil
+}
+
+func restart(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("restart", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return errors.New("not restarted: config has errors")
+	}
+	if err := daemon.Stop(filepath.Join(dir, pidFile), stopTimeout); err != nil {
+		fmt.Fprintln(os.Stderr, "gbb-master: stop:", err)
+	}
+	return start([]string{dir})
+}
+
+func reconfig(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("reconfig", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if _, err := loadConfig(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return errors.New("not reconfigured: config has errors; the running config stays")
+	}
+	pid, err := daemon.ReadPID(filepath.Join(dir, pidFile))
+	if err != nil {
+		return fmt.Errorf("reconfig: %w", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reconfig: signal pid %d: %w", pid, err)
+	}
+	fmt.Printf("sent SIGHUP to gbb-master (pid %d); see %s\n", pid, filepath.Join(dir, logFile))
+	return nil
+}

@@ -1,0 +1,72 @@
+// Command gbb-master runs a gbb build master: buildbot's master, in Go.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+const usage = `usage: gbb-master COMMAND [options] DIR
+
+commands:
+  create-master DIR        make DIR a master basedir (writes master.toml.sample)
+  checkconfig DIR          check DIR/master.toml; exit 1 on any error
+  start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
+  stop DIR                 stop the master running in DIR
+  restart DIR              stop, then start
+  reconfig DIR             check the config, then make the running master reload it
+  version                  print the version
+`
+
+// exitError carries an exit code to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	err := run(os.Args[1:])
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	fmt.Fprintln(os.Stderr, "gbb-master:", err)
+	os.Exit(code)
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "create-master":
+		return createMaster(rest)
+	case "checkconfig":
+		return checkConfig(rest)
+	case "start":
+		return start(rest)
+	case "stop":
+		return stop(rest)
+	case "restart":
+		return restart(rest)
+	case "reconfig":
+		return reconfig(rest)
+	case "version", "--version", "-version":
+		fmt.Println("gbb-master", version)
+		return nil
+	case "help", "-h", "--help", "-help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+}

@@ -1,0 +1,345 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// bins holds the gbb-master and gbb-worker binaries built once for all tests.
+var bins struct {
+	once   sync.Once
+	dir    string
+	err    error
+	master string
+	worker string
+}
+
+// repoRoot is the module's root directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// buildBinaries builds both programs once, as `make build` does.
+func buildBinaries(t testing.TB) (master, worker string) {
+	t.Helper()
+	bins.once.Do(func() {
+		bins.dir, bins.err = os.MkdirTemp("", "gbb-e2e-bin")
+		if bins.err != nil {
+			return
+		}
+		for _, b := range []string{"master", "worker"} {
+			out := filepath.Join(bins.dir, "gbb-"+b)
+			cmd := exec.Command("go", "build", "-o", out, "./cmd/"+b)
+			cmd.Dir = repoRoot(t)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if o, err := cmd.CombinedOutput(); err != nil {
+				bins.err = fmt.Errorf("go build %s: %v\n%s", b, err, o)
+				return
+			}
+		}
+		bins.master = filepath.Join(bins.dir, "gbb-master")
+		bins.worker = filepath.Join(bins.dir, "gbb-worker")
+	})
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	return bins.master, bins.worker
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// freePort finds a free TCP port on loopback.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// run runs a command and returns its combined output and error.
+func run(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// mustRun runs a command and fails the test if it fails.
+func mustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := run(t, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// env is one test's master and worker.
+type env struct {
+	t          *testing.T
+	master     string // binary
+	worker     string // binary
+	dir        string // test's temp dir
+	masterDir  string
+	WebPort    int
+	WorkerPort int
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	m, w := buildBinaries(t)
+	dir := t.TempDir()
+	return &env{
+		t: t, master: m, worker: w, dir: dir,
+		masterDir:  filepath.Join(dir, "master"),
+		WebPort:    freePort(t),
+		WorkerPort: freePort(t),
+	}
+}
+
+// writeConfig runs create-master and writes master.toml from tmpl, a
+// text/template that sees the env (WebPort, WorkerPort, dir).
+func (e *env) writeConfig(tmpl string) {
+	e.t.Helper()
+	mustRun(e.t, e.master, "create-master", e.masterDir)
+	var b bytes.Buffer
+	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&b, e); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), b.Bytes(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// startMaster starts the master in the background with `gbb-master start`
+// and stops it at cleanup.
+func (e *env) startMaster() {
+	e.t.Helper()
+	mustRun(e.t, e.master, "start", e.masterDir)
+	e.t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(e.masterDir, "master.pid")); err == nil {
+			run(e.t, e.master, "stop", e.masterDir)
+		}
+	})
+}
+
+func (e *env) stopMaster() {
+	e.t.Helper()
+	mustRun(e.t, e.master, "stop", e.masterDir)
+}
+
+// startWorker runs a worker in the foreground (the direct form) until the
+// test ends; it returns the process.
+func (e *env) startWorker(name, password string) *exec.Cmd {
+	e.t.Helper()
+	basedir := filepath.Join(e.dir, "worker-"+name)
+	cmd := exec.Command(e.worker, "-master", fmt.Sprintf("127.0.0.1:%d", e.WorkerPort),
+		"-name", name, "-password", password, "-basedir", basedir)
+	logf, err := os.Create(filepath.Join(e.dir, "worker-"+name+".stderr"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	e.t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+func (e *env) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", e.WebPort, path)
+}
+
+// get fetches an API path and decodes its JSON into v; it returns the status.
+func (e *env) get(path string, v any) int {
+	e.t.Helper()
+	resp, err := http.Get(e.url(path))
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			e.t.Fatalf("GET %s: decode %q: %v", path, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// getText fetches a path and returns its body.
+func (e *env) getText(path string) string {
+	e.t.Helper()
+	resp, err := http.Get(e.url(path))
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	return string(body)
+}
+
+// force asks the force scheduler for a build of builderid and returns the
+// build request id.
+func (e *env) force(scheduler string, builderid int64, reason string) int64 {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":%q}}`, builderid, reason)
+	resp, err := http.Post(e.url("/api/v2/forceschedulers/"+scheduler), "application/json", strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Result []json.RawMessage `json:"result"`
+		Error  any               `json:"error"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &r); err != nil || resp.StatusCode != 200 || len(r.Result) != 2 {
+		e.t.Fatalf("force: %s: %s", resp.Status, raw)
+	}
+	var brids map[string]int64
+	if err := json.Unmarshal(r.Result[1], &brids); err != nil {
+		e.t.Fatal(err)
+	}
+	return brids[fmt.Sprint(builderid)]
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// apiBuild is the part of a build the tests read.
+type apiBuild struct {
+	BuildID        int64  `json:"buildid"`
+	BuilderID      int64  `json:"builderid"`
+	BuildRequestID int64  `json:"buildrequestid"`
+	Number         int64  `json:"number"`
+	Complete       bool   `json:"complete"`
+	Results        *int   `json:"results"`
+	StateString    string `json:"state_string"`
+	StartedAt      *int64 `json:"started_at"`
+	CompleteAt     *int64 `json:"complete_at"`
+	WorkerID       int64  `json:"workerid"`
+}
+
+type apiStep struct {
+	StepID      int64  `json:"stepid"`
+	Number      int    `json:"number"`
+	Name        string `json:"name"`
+	Complete    bool   `json:"complete"`
+	Results     *int   `json:"results"`
+	StateString string `json:"state_string"`
+}
+
+type apiLog struct {
+	LogID    int64  `json:"logid"`
+	Name     string `json:"name"`
+	Slug     string `json:"slug"`
+	Type     string `json:"type"`
+	NumLines int64  `json:"num_lines"`
+	Complete bool   `json:"complete"`
+}
+
+// waitBuild waits for the build of a build request to complete.
+func (e *env) waitBuild(brid int64, timeout time.Duration) apiBuild {
+	e.t.Helper()
+	var b apiBuild
+	waitFor(e.t, fmt.Sprintf("build of request %d", brid), timeout, func() bool {
+		var r struct{ Builds []apiBuild }
+		e.get(fmt.Sprintf("/api/v2/buildrequests/%d/builds", brid), &r)
+		for _, x := range r.Builds {
+			if x.Complete {
+				b = x
+				return true
+			}
+		}
+		return false
+	})
+	return b
+}
+
+func (e *env) steps(buildid int64) []apiStep {
+	e.t.Helper()
+	var r struct{ Steps []apiStep }
+	e.get(fmt.Sprintf("/api/v2/builds/%d/steps", buildid), &r)
+	return r.Steps
+}
+
+// stdio returns the stdio log of a step, as its lines with channel letters.
+func (e *env) stdio(stepid int64) string {
+	e.t.Helper()
+	var r struct {
+		Logchunks []struct {
+			Content string `json:"content"`
+		}
+	}
+	e.get(fmt.Sprintf("/api/v2/steps/%d/logs/stdio/contents", stepid), &r)
+	var b strings.Builder
+	for _, c := range r.Logchunks {
+		b.WriteString(c.Content)
+	}
+	return b.String()
+}
+
+// channelLines keeps the lines of a stdio log on the given channels.
+func channelLines(log, channels string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(log, "\n") {
+		if l != "" && strings.ContainsRune(channels, rune(l[0])) {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}

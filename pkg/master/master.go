@@ -1,0 +1,261 @@
+// Package master runs a build master: it opens the store, brings it in line
+// with the config, and runs the worker port, the build engine, the
+// schedulers and the web server until it is stopped.
+package master
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gbb-ci/gbb/pkg/build"
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/protocol"
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web"
+)
+
+// Version is the gbb version the master reports to workers and the API.
+var Version = "dev"
+
+// Master is one build master.
+type Master struct {
+	basedir string
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	cfg    *config.Config // guarded by mu
+	st     *store.DB      // guarded by mu; set while Run runs
+	engine *build.Engine  // guarded by mu; likewise
+	scheds *scheduler.Set // guarded by mu; likewise
+}
+
+// Addrs are where a running master listens.
+type Addrs struct {
+	Worker net.Addr // the gRPC port workers dial
+	Web    net.Addr
+}
+
+// New makes a master for the config loaded from basedir; a nil log discards.
+func New(basedir string, cfg *config.Config, log *slog.Logger) *Master {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Master{basedir: basedir, cfg: cfg, log: log}
+}
+
+// Run runs the master until ctx is done. ready, when not nil, is called once
+// everything listens. Run returns after every component has stopped and the
+// store is closed.
+func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
+	m.mu.Lock()
+	cfg := m.cfg
+	m.mu.Unlock()
+	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			m.log.Error("close store", "err", err)
+		}
+	}()
+	masterID, err := m.sync(st, cfg)
+	if err != nil {
+		return err
+	}
+
+	wlis, err := net.Listen("tcp", cfg.Protocols.GRPC.Addr())
+	if err != nil {
+		return fmt.Errorf("worker port: %w", err)
+	}
+	defer wlis.Close()
+	hlis, err := net.Listen("tcp", cfg.WWW.Addr())
+	if err != nil {
+		return fmt.Errorf("web port: %w", err)
+	}
+	defer hlis.Close()
+
+	engine := build.New(build.Config{
+		Store:    st,
+		MasterID: masterID,
+		Builders: cfg.Builders,
+		Workers:  cfg.Workers,
+		Logger:   m.log,
+	})
+	if err := engine.Recover(); err != nil {
+		return err
+	}
+	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
+	m.mu.Lock()
+	m.st, m.engine, m.scheds = st, engine, scheds
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.st, m.engine, m.scheds = nil, nil, nil
+		m.mu.Unlock()
+	}()
+	for _, cs := range cfg.ChangeSources {
+		m.log.Warn("change source type is not run by this version of gbb; it is ignored", "type", cs.Type, "repourl", cs.RepoURL)
+	}
+
+	srv := protocol.NewServer(protocol.ServerConfig{
+		Authenticate:  m.authenticate,
+		Attach:        engine.Attach,
+		Logger:        m.log,
+		MasterVersion: Version,
+	})
+	websrv := web.New(web.Config{
+		Store:       st,
+		Forcer:      scheds,
+		MasterID:    masterID,
+		MasterName:  m.masterName(),
+		Title:       cfg.Title,
+		TitleURL:    cfg.TitleURL,
+		BuildbotURL: cfg.BuildbotURL,
+		Logger:      m.log,
+	})
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx, wlis) })
+	g.Go(func() error { return websrv.Serve(gctx, hlis) })
+	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
+	if ready != nil {
+		ready(Addrs{Worker: wlis.Addr(), Web: hlis.Addr()})
+	}
+	err = g.Wait()
+	m.log.Info("master stopped")
+	return err
+}
+
+func (m *Master) masterName() string {
+	host, _ := os.Hostname()
+	return host + ":" + m.basedir
+}
+
+// sync records this master, its builders and its workers in the store.
+func (m *Master) sync(st *store.DB, cfg *config.Config) (int64, error) {
+	ms, err := st.EnsureMaster(m.masterName())
+	if err != nil {
+		return 0, fmt.Errorf("register master: %w", err)
+	}
+	on := map[string][]store.BuilderMaster{}
+	for _, b := range cfg.Builders {
+		sb, err := st.EnsureBuilder(b.Name)
+		if err != nil {
+			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
+		}
+		if err := st.UpdateBuilder(sb.ID, b.Description, b.Tags, []int64{ms.ID}); err != nil {
+			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
+		}
+		for _, w := range b.WorkerNames {
+			on[w] = append(on[w], store.BuilderMaster{BuilderID: sb.ID, MasterID: ms.ID})
+		}
+	}
+	// Builders no longer in the config are not on this master any more.
+	all, err := st.Builders()
+	if err != nil {
+		return 0, fmt.Errorf("list builders: %w", err)
+	}
+	for _, b := range all {
+		if slices.ContainsFunc(cfg.Builders, func(c config.Builder) bool { return c.Name == b.Name }) {
+			continue
+		}
+		masters := slices.DeleteFunc(slices.Clone(b.MasterIDs), func(id int64) bool { return id == ms.ID })
+		if err := st.UpdateBuilder(b.ID, b.Description, b.Tags, masters); err != nil {
+			return 0, fmt.Errorf("unregister builder %s: %w", b.Name, err)
+		}
+	}
+	for _, w := range cfg.Workers {
+		sw, err := st.EnsureWorker(w.Name)
+		if err != nil {
+			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
+		}
+		if err := st.SetWorkerConfiguredOn(sw.ID, on[w.Name]); err != nil {
+			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
+		}
+	}
+	// No worker is connected to a master that is only starting: clear what
+	// a crash left behind.
+	workers, err := st.Workers()
+	if err != nil {
+		return 0, fmt.Errorf("list workers: %w", err)
+	}
+	for _, w := range workers {
+		if slices.Contains(w.ConnectedTo, ms.ID) {
+			if err := st.WorkerDisconnected(w.ID, ms.ID); err != nil {
+				return 0, fmt.Errorf("reset worker %s: %w", w.Name, err)
+			}
+		}
+	}
+	return ms.ID, nil
+}
+
+// errBadLogin is what a worker with a wrong name or password is told.
+var errBadLogin = errors.New("wrong worker name or password")
+
+func (m *Master) authenticate(name, password string) error {
+	m.mu.Lock()
+	workers := m.cfg.Workers
+	m.mu.Unlock()
+	for _, w := range workers {
+		if w.Name == name {
+			if subtle.ConstantTimeCompare([]byte(w.Password), []byte(password)) == 1 {
+				return nil
+			}
+			return errBadLogin
+		}
+	}
+	// Compare anyway, so that an unknown name takes as long as a known one.
+	subtle.ConstantTimeCompare([]byte(password), []byte(password))
+	return errBadLogin
+}
+
+// Reconfig loads the config at path and, when it is valid and needs no
+// restart, applies it to the running master: builders, workers and
+// schedulers change at once; running builds finish with the config they
+// started with. An invalid config changes nothing.
+func (m *Master) Reconfig(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.cfg
+	var restart []string
+	if cfg.Protocols.GRPC.Addr() != old.Protocols.GRPC.Addr() {
+		restart = append(restart, "protocols.grpc")
+	}
+	if cfg.WWW.Addr() != old.WWW.Addr() {
+		restart = append(restart, "www")
+	}
+	if cfg.DB.URL != old.DB.URL {
+		restart = append(restart, "db.url")
+	}
+	if len(restart) > 0 {
+		return fmt.Errorf("changing %v needs a restart", restart)
+	}
+	if m.st == nil {
+		m.cfg = cfg
+		return nil
+	}
+	if _, err := m.sync(m.st, cfg); err != nil {
+		return fmt.Errorf("reconfig: %w", err)
+	}
+	m.cfg = cfg
+	m.engine.SetConfig(cfg.Builders, cfg.Workers)
+	m.scheds.Reconfigure(cfg.Schedulers)
+	m.log.Info("reconfig applied", "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
+	return nil
+}
