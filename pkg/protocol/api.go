@@ -85,11 +85,40 @@ type ShellCommand struct {
 	SigtermTime time.Duration
 }
 
+// Git modes and methods of a GitCommand, as buildbot's Git step.
+const (
+	GitIncremental = "incremental" // fetch into the existing checkout, clone if none
+	GitFull        = "full"        // start from a clean tree, by Method
+	GitClobber     = "clobber"     // full: remove the directory and clone
+	GitFresh       = "fresh"       // full: fetch, reset hard, remove untracked files
+)
+
+// GitCommand checks out a revision of a git repository on the worker, with
+// go-git (the worker needs no git binary).
+type GitCommand struct {
+	RepoURL string
+	// Branch to check out; empty means the remote's default branch.
+	Branch string
+	// Revision is the commit to check out; empty means the branch tip.
+	Revision string
+	// Mode is GitIncremental or GitFull; empty means GitIncremental.
+	Mode string
+	// Method is for GitFull: GitClobber or GitFresh; empty means GitClobber.
+	Method string
+	// Depth makes a shallow clone of that many commits; zero means the
+	// full history.
+	Depth int
+	// Workdir is relative to the worker's BASEDIR/<builder>/, as for
+	// ShellCommand.
+	Workdir string
+}
+
 // Command is one command a master sends to a worker. Exactly one of its
-// command fields (for now only Shell) is set.
+// command fields is set.
 type Command struct {
 	Builder string
 	Shell   *ShellCommand
+	Git     *GitCommand
 }
 
 // Result is how a command ended.
@@ -100,4 +129,5 @@ type Result struct {
 	TimedOut    bool   // killed by Timeout or MaxTime
 	Interrupted bool   // killed because the master interrupted it
 	Err         string // the command could not run (bad workdir, exec failure...)
+	GotRevision string // the commit a git command checked out; empty otherwise
 }

@@ -75,16 +75,49 @@ func streamFromPB(s OutputChunk_Stream) Stream {
 
 // validateCommand checks what the master can check before sending cmd.
 func validateCommand(cmd Command) error {
-	if cmd.Shell == nil {
+	switch {
+	case cmd.Shell == nil && cmd.Git == nil:
 		return errors.New("protocol: command has nothing to run")
-	}
-	if (len(cmd.Shell.Argv) == 0) == (cmd.Shell.Script == "") {
-		return errors.New("protocol: shell command needs exactly one of argv and script")
+	case cmd.Shell != nil && cmd.Git != nil:
+		return errors.New("protocol: command has both a shell and a git command")
+	case cmd.Shell != nil:
+		if (len(cmd.Shell.Argv) == 0) == (cmd.Shell.Script == "") {
+			return errors.New("protocol: shell command needs exactly one of argv and script")
+		}
+	case cmd.Git != nil:
+		g := cmd.Git
+		if g.RepoURL == "" {
+			return errors.New("protocol: git command needs a repourl")
+		}
+		if g.Mode != "" && g.Mode != GitIncremental && g.Mode != GitFull {
+			return fmt.Errorf("protocol: git mode %q is not %q or %q", g.Mode, GitIncremental, GitFull)
+		}
+		if g.Method != "" && g.Method != GitClobber && g.Method != GitFresh {
+			return fmt.Errorf("protocol: git method %q is not %q or %q", g.Method, GitClobber, GitFresh)
+		}
+		if g.Depth < 0 {
+			return fmt.Errorf("protocol: git depth %d is negative", g.Depth)
+		}
 	}
 	return nil
 }
 
 func commandToPB(id uint64, cmd Command) *StartCommand {
+	if g := cmd.Git; g != nil {
+		return &StartCommand{
+			CommandId: id,
+			Builder:   cmd.Builder,
+			Command: &StartCommand_Git{Git: &Git{
+				Repourl:  g.RepoURL,
+				Branch:   g.Branch,
+				Revision: g.Revision,
+				Mode:     g.Mode,
+				Method:   g.Method,
+				Depth:    int32(g.Depth),
+				Workdir:  g.Workdir,
+			}},
+		}
+	}
 	sh := cmd.Shell
 	sig := "KILL"
 	if sh.SigtermTime > 0 {
@@ -120,6 +153,17 @@ func commandFromPB(m *StartCommand) (Command, error) {
 			MaxTime:     durFromPB(sh.GetMaxTime()),
 			SigtermTime: durFromPB(sh.GetSigtermTime()),
 		}
+	case *StartCommand_Git:
+		g := c.Git
+		cmd.Git = &GitCommand{
+			RepoURL:  g.GetRepourl(),
+			Branch:   g.GetBranch(),
+			Revision: g.GetRevision(),
+			Mode:     g.GetMode(),
+			Method:   g.GetMethod(),
+			Depth:    int(g.GetDepth()),
+			Workdir:  g.GetWorkdir(),
+		}
 	default:
 		return cmd, fmt.Errorf("unknown command %T (a newer master?)", c)
 	}
@@ -135,6 +179,7 @@ func resultToPB(id uint64, r Result) *Complete {
 		TimedOut:    r.TimedOut,
 		Interrupted: r.Interrupted,
 		Error:       r.Err,
+		GotRevision: r.GotRevision,
 	}
 }
 
@@ -146,5 +191,6 @@ func resultFromPB(c *Complete) Result {
 		TimedOut:    c.GetTimedOut(),
 		Interrupted: c.GetInterrupted(),
 		Err:         c.GetError(),
+		GotRevision: c.GetGotRevision(),
 	}
 }

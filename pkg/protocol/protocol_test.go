@@ -35,6 +35,9 @@ type testExecutor struct {
 func newTestExecutor() *testExecutor { return &testExecutor{started: make(chan string, 100)} }
 
 func (e *testExecutor) Run(ctx context.Context, cmd Command, out func(Output)) Result {
+	if cmd.Git != nil {
+		return runTestGit(cmd.Git, out)
+	}
 	argv := cmd.Shell.Argv
 	switch argv[0] {
 	case "echo":

@@ -80,7 +80,7 @@ func (x OutputChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputChunk_Stream.Descriptor instead.
 func (OutputChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{8, 0}
+	return file_worker_proto_rawDescGZIP(), []int{9, 0}
 }
 
 // WorkerMessage is one message from the worker to the master.
@@ -513,6 +513,7 @@ type StartCommand struct {
 	// Types that are valid to be assigned to Command:
 	//
 	//	*StartCommand_Shell
+	//	*StartCommand_Git
 	Command       isStartCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -578,15 +579,30 @@ func (x *StartCommand) GetShell() *Shell {
 	return nil
 }
 
+func (x *StartCommand) GetGit() *Git {
+	if x != nil {
+		if x, ok := x.Command.(*StartCommand_Git); ok {
+			return x.Git
+		}
+	}
+	return nil
+}
+
 type isStartCommand_Command interface {
 	isStartCommand_Command()
 }
 
 type StartCommand_Shell struct {
-	Shell *Shell `protobuf:"bytes,10,opt,name=shell,proto3,oneof"` // Reserved for later commands: mkdir, rmdir, stat, file transfer, git checkout.
+	Shell *Shell `protobuf:"bytes,10,opt,name=shell,proto3,oneof"`
+}
+
+type StartCommand_Git struct {
+	Git *Git `protobuf:"bytes,11,opt,name=git,proto3,oneof"` // Reserved for later commands: mkdir, rmdir, stat, file transfer.
 }
 
 func (*StartCommand_Shell) isStartCommand_Command() {}
+
+func (*StartCommand_Git) isStartCommand_Command() {}
 
 // Shell runs a program.
 type Shell struct {
@@ -696,6 +712,106 @@ func (x *Shell) GetInterruptSignal() string {
 	return ""
 }
 
+// Git checks out a revision of a git repository with go-git, as buildbot's
+// Git source step; the worker needs no git binary.
+type Git struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Repourl string                 `protobuf:"bytes,1,opt,name=repourl,proto3" json:"repourl,omitempty"`
+	// branch to check out; empty means the remote's default branch.
+	Branch string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
+	// revision (a commit id) to check out; empty means the branch tip.
+	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// mode: "incremental" (empty means it) or "full".
+	Mode string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	// method for full mode: "clobber" (empty means it) or "fresh".
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// depth of a shallow clone; 0 means the full history.
+	Depth int32 `protobuf:"varint,6,opt,name=depth,proto3" json:"depth,omitempty"`
+	// workdir is relative to BASEDIR/<builder>/.
+	Workdir       string `protobuf:"bytes,7,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Git) Reset() {
+	*x = Git{}
+	mi := &file_worker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Git) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Git) ProtoMessage() {}
+
+func (x *Git) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Git.ProtoReflect.Descriptor instead.
+func (*Git) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Git) GetRepourl() string {
+	if x != nil {
+		return x.Repourl
+	}
+	return ""
+}
+
+func (x *Git) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *Git) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *Git) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *Git) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Git) GetDepth() int32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
+func (x *Git) GetWorkdir() string {
+	if x != nil {
+		return x.Workdir
+	}
+	return ""
+}
+
 // Interrupt asks the worker to stop a running command. The worker still
 // sends its Complete.
 type Interrupt struct {
@@ -708,7 +824,7 @@ type Interrupt struct {
 
 func (x *Interrupt) Reset() {
 	*x = Interrupt{}
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +836,7 @@ func (x *Interrupt) String() string {
 func (*Interrupt) ProtoMessage() {}
 
 func (x *Interrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +849,7 @@ func (x *Interrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupt.ProtoReflect.Descriptor instead.
 func (*Interrupt) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{7}
+	return file_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Interrupt) GetCommandId() uint64 {
@@ -762,7 +878,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +890,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +903,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{8}
+	return file_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OutputChunk) GetCommandId() uint64 {
@@ -822,14 +938,16 @@ type Complete struct {
 	TimedOut    bool   `protobuf:"varint,5,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
 	Interrupted bool   `protobuf:"varint,6,opt,name=interrupted,proto3" json:"interrupted,omitempty"`
 	// error says why the command could not run (bad workdir, exec failure...).
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// got_revision is the commit a git command checked out; empty otherwise.
+	GotRevision   string `protobuf:"bytes,8,opt,name=got_revision,json=gotRevision,proto3" json:"got_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Complete) Reset() {
 	*x = Complete{}
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +959,7 @@ func (x *Complete) String() string {
 func (*Complete) ProtoMessage() {}
 
 func (x *Complete) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +972,7 @@ func (x *Complete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Complete.ProtoReflect.Descriptor instead.
 func (*Complete) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{9}
+	return file_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Complete) GetCommandId() uint64 {
@@ -906,6 +1024,13 @@ func (x *Complete) GetError() string {
 	return ""
 }
 
+func (x *Complete) GetGotRevision() string {
+	if x != nil {
+		return x.GotRevision
+	}
+	return ""
+}
+
 var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
@@ -941,13 +1066,14 @@ const file_worker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
 	"\aWelcome\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12%\n" +
-	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\"\x80\x01\n" +
+	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\"\xa8\x01\n" +
 	"\fStartCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x18\n" +
 	"\abuilder\x18\x02 \x01(\tR\abuilder\x12,\n" +
 	"\x05shell\x18\n" +
-	" \x01(\v2\x14.gbb.worker.v1.ShellH\x00R\x05shellB\t\n" +
+	" \x01(\v2\x14.gbb.worker.v1.ShellH\x00R\x05shell\x12&\n" +
+	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03gitB\t\n" +
 	"\acommand\"\x8a\x03\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
@@ -960,7 +1086,15 @@ const file_worker_proto_rawDesc = "" +
 	"\x10interrupt_signal\x18\b \x01(\tR\x0finterruptSignal\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x03Git\x12\x18\n" +
+	"\arepourl\x18\x01 \x01(\tR\arepourl\x12\x16\n" +
+	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12\x14\n" +
+	"\x05depth\x18\x06 \x01(\x05R\x05depth\x12\x18\n" +
+	"\aworkdir\x18\a \x01(\tR\aworkdir\"<\n" +
 	"\tInterrupt\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x10\n" +
@@ -974,7 +1108,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
 	"\rSTREAM_STDERR\x10\x02\x12\x11\n" +
-	"\rSTREAM_HEADER\x10\x03\"\xe8\x01\n" +
+	"\rSTREAM_HEADER\x10\x03\"\x8b\x02\n" +
 	"\bComplete\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x1b\n" +
@@ -983,7 +1117,8 @@ const file_worker_proto_rawDesc = "" +
 	"\x06signal\x18\x04 \x01(\tR\x06signal\x12\x1b\n" +
 	"\ttimed_out\x18\x05 \x01(\bR\btimedOut\x12 \n" +
 	"\vinterrupted\x18\x06 \x01(\bR\vinterrupted\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error2S\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12!\n" +
+	"\fgot_revision\x18\b \x01(\tR\vgotRevision2S\n" +
 	"\x06Master\x12I\n" +
 	"\aConnect\x12\x1c.gbb.worker.v1.WorkerMessage\x1a\x1c.gbb.worker.v1.MasterMessage(\x010\x01B-Z+github.com/gbb-ci/gbb/pkg/protocol;protocolb\x06proto3"
 
@@ -1000,7 +1135,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(*WorkerMessage)(nil),       // 1: gbb.worker.v1.WorkerMessage
@@ -1010,36 +1145,38 @@ var file_worker_proto_goTypes = []any{
 	(*Welcome)(nil),             // 5: gbb.worker.v1.Welcome
 	(*StartCommand)(nil),        // 6: gbb.worker.v1.StartCommand
 	(*Shell)(nil),               // 7: gbb.worker.v1.Shell
-	(*Interrupt)(nil),           // 8: gbb.worker.v1.Interrupt
-	(*OutputChunk)(nil),         // 9: gbb.worker.v1.OutputChunk
-	(*Complete)(nil),            // 10: gbb.worker.v1.Complete
-	nil,                         // 11: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 12: gbb.worker.v1.Shell.EnvEntry
-	(*durationpb.Duration)(nil), // 13: google.protobuf.Duration
+	(*Git)(nil),                 // 8: gbb.worker.v1.Git
+	(*Interrupt)(nil),           // 9: gbb.worker.v1.Interrupt
+	(*OutputChunk)(nil),         // 10: gbb.worker.v1.OutputChunk
+	(*Complete)(nil),            // 11: gbb.worker.v1.Complete
+	nil,                         // 12: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 13: gbb.worker.v1.Shell.EnvEntry
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	3,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
-	9,  // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
-	10, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
+	10, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
+	11, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
 	5,  // 3: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
 	6,  // 4: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
-	8,  // 5: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
+	9,  // 5: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
 	4,  // 6: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	11, // 7: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	12, // 7: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
 	7,  // 8: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	12, // 9: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	13, // 10: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	13, // 11: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	13, // 12: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	0,  // 13: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	13, // 14: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 15: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	2,  // 16: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	8,  // 9: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	13, // 10: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	14, // 11: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	14, // 12: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	14, // 13: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	0,  // 14: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	14, // 15: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 16: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	2,  // 17: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -1059,6 +1196,7 @@ func file_worker_proto_init() {
 	}
 	file_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*StartCommand_Shell)(nil),
+		(*StartCommand_Git)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1066,7 +1204,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
