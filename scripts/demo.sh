@@ -29,7 +29,7 @@ master=$dir/master
 "$bin/gbb-master" create-master "$master" >/dev/null
 cat > "$master/master.toml" <<TOML
 title = "gbb demo"
-title_url = "file://$repo"
+title_url = "http://127.0.0.1:$web_port/"
 buildbot_url = "http://127.0.0.1:$web_port/"
 
 [protocols.grpc]

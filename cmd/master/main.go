@@ -1,4 +1,3 @@
-// Command gbb-master runs a gbb build master: buildbot's master, in Go.
 package main
 
 import (

@@ -7,4 +7,8 @@
 // or SIGKILL at once), and when the command's main process exits, whatever
 // it left behind in its group is killed too: no process outlives its
 // command (except one that leaves the group on purpose, with setsid).
+//
+// A git command checks out a revision in BASEDIR/<builder>/<workdir> with
+// go-git, as buildbot's Git step does, so the worker needs no git binary;
+// a repository on the worker's own filesystem is read directly.
 package worker

@@ -48,10 +48,15 @@ func NewExecutor(basedir string, log *slog.Logger) *Executor {
 // gone. Cancelling ctx interrupts it.
 func (e *Executor) Run(ctx context.Context, cmd protocol.Command, out func(protocol.Output)) protocol.Result {
 	start := time.Now()
-	if cmd.Shell == nil {
+	var r protocol.Result
+	switch {
+	case cmd.Shell != nil:
+		r = e.runShell(ctx, cmd.Builder, cmd.Shell, out)
+	case cmd.Git != nil:
+		r = e.runGit(ctx, cmd.Builder, cmd.Git, out)
+	default:
 		return protocol.Result{ExitCode: -1, Err: "worker: unsupported command"}
 	}
-	r := e.runShell(ctx, cmd.Builder, cmd.Shell, out)
 	r.Elapsed = time.Since(start)
 	return r
 }

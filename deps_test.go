@@ -1,0 +1,90 @@
+package gbb_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBoundaries keeps the import graph as DESIGN.md and STYLE.md draw it.
+func TestBoundaries(t *testing.T) {
+	t.Parallel()
+	deps := func(pkg string) []string {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		return strings.Fields(string(out))
+	}
+	const mod = "github.com/gbb-ci/gbb/"
+	rules := []struct {
+		pkg       string
+		forbidden []string
+	}{
+		// The worker is dumb: no store, no web, no build logic.
+		{mod + "cmd/worker", []string{"go.etcd.io/bbolt", "github.com/go-chi/chi", "github.com/gorilla/websocket", mod + "pkg/store", mod + "web", mod + "pkg/build", mod + "pkg/scheduler", mod + "pkg/config"}},
+		// The protocol does not know the store.
+		{mod + "pkg/protocol", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
+		// One-way: nothing below web imports it.
+		{mod + "pkg/build", []string{mod + "web", mod + "pkg/master"}},
+		{mod + "pkg/scheduler", []string{mod + "web", mod + "pkg/master", mod + "pkg/build"}},
+		{mod + "pkg/config", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
+	}
+	for _, r := range rules {
+		for _, d := range deps(r.pkg) {
+			for _, f := range r.forbidden {
+				if d == f || strings.HasPrefix(d, f+"/") {
+					t.Errorf("%s imports %s", r.pkg, d)
+				}
+			}
+		}
+	}
+	// Only pkg/store imports bbolt.
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, "go.etcd.io/bbolt") && f[0] != mod+"pkg/store" {
+				t.Errorf("%s imports bbolt; only pkg/store may", f[0])
+			}
+		}
+	}
+}
+
+// TestPackageDocs: every package has a doc.go whose first sentence names
+// its one job.
+func TestPackageDocs(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range strings.Fields(string(out)) {
+		if filepath.Base(dir) == "e2e" || !strings.Contains(dir, "/") {
+			continue
+		}
+		matches, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		nonTest := 0
+		for _, m := range matches {
+			if !strings.HasSuffix(m, "_test.go") {
+				nonTest++
+			}
+		}
+		if nonTest == 0 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "doc.go"))
+		if err != nil {
+			t.Errorf("%s has no doc.go", dir)
+			continue
+		}
+		if !strings.Contains(string(b), "// Package ") && !strings.Contains(string(b), "// Command ") {
+			t.Errorf("%s/doc.go does not start with a package comment", dir)
+		}
+	}
+}

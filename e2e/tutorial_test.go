@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTutorial runs the README's by-hand sequence: create-master, the
+// sample config (ports changed to free ones, the steps to ones that run
+// here), checkconfig, start, create-worker, info/admin, worker start, a
+// forced build through the API, stop.
+func TestTutorial(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mustRun(t, e.master, "create-master", e.masterDir)
+	sample, err := os.ReadFile(filepath.Join(e.masterDir, "master.toml.sample"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(sample)
+	for old, repl := range map[string]string{
+		"port = 9989": fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"", e.WorkerPort),
+		"port = 8010": fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"", e.WebPort),
+	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("sample lacks %q", old)
+		}
+		cfg = strings.Replace(cfg, old, repl, 1)
+	}
+	// The sample's steps check out hello-world from GitHub and run trial;
+	// here the builder runs a shell step instead.
+	i := strings.Index(cfg, "  # check out the source")
+	if i < 0 {
+		t.Fatal("sample lacks its steps")
+	}
+	cfg = cfg[:i] + "  [[builders.steps]]\n  type = \"shell\"\n  command = \"cat ../info/admin 2>/dev/null; echo built by $(whoami)\"\n"
+	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, e.master, "checkconfig", e.masterDir); !strings.Contains(out, "no errors") {
+		t.Errorf("checkconfig: %s", out)
+	}
+	if out := mustRun(t, e.master, "start", e.masterDir); !strings.Contains(out, "started") {
+		t.Errorf("start: %s", out)
+	}
+	t.Cleanup(func() { run(t, e.master, "stop", e.masterDir) })
+
+	wdir := filepath.Join(e.dir, "worker")
+	mustRun(t, e.worker, "create-worker", wdir, fmt.Sprintf("127.0.0.1:%d", e.WorkerPort), "example-worker", "pass")
+	if err := os.WriteFile(filepath.Join(wdir, "info", "admin"), []byte("Your Name <you@example.org>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e.worker, "start", wdir)
+	t.Cleanup(func() { run(t, e.worker, "stop", wdir) })
+
+	waitFor(t, "worker attached", 60*time.Second, func() bool {
+		var r struct {
+			Workers []struct {
+				ConnectedTo []map[string]any  `json:"connected_to"`
+				Info        map[string]string `json:"workerinfo"`
+			}
+		}
+		e.get("/api/v2/workers", &r)
+		return len(r.Workers) == 1 && len(r.Workers[0].ConnectedTo) == 1 &&
+			strings.TrimSpace(r.Workers[0].Info["admin"]) == "Your Name <you@example.org>"
+	})
+	b := e.waitBuild(e.force("force", 1, "try"), 60*time.Second)
+	if b.Results == nil || *b.Results != 0 {
+		t.Fatalf("build: %+v", b)
+	}
+	var last struct{ Builds []apiBuild }
+	e.get("/api/v2/builds?order=-buildid&limit=1", &last)
+	if len(last.Builds) != 1 || last.Builds[0].BuildID != b.BuildID {
+		t.Errorf("last build: %+v", last.Builds)
+	}
+	if out := mustRun(t, e.master, "stop", e.masterDir); !strings.Contains(out, "stopped") {
+		t.Errorf("stop: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(e.masterDir, "master.pid")); !os.IsNotExist(err) {
+		t.Errorf("master.pid left after stop: %v", err)
+	}
+}
+
+// TestReconfig: a valid new config adds a builder without a restart; an
+// invalid one is refused and the running config stays.
+func TestReconfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(oneBuilderConfig)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+
+	cfgPath := filepath.Join(e.masterDir, "master.toml")
+	good, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(string(good)+"\n[[builders]]\nnme = \"typo\"\n"), 0o644)
+	out, err := run(t, e.master, "reconfig", e.masterDir)
+	if err == nil || !strings.Contains(out, "nme") {
+		t.Errorf("reconfig of a bad config: %v\n%s", err, out)
+	}
+
+	added := strings.Replace(string(good), `builder_names = ["runtests"]`, `builder_names = ["runtests", "second"]`, 1) +
+		"\n[[builders]]\nname = \"second\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"echo second\"\n"
+	os.WriteFile(cfgPath, []byte(added), 0o644)
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	var id int64
+	waitFor(t, "builder added by reconfig", 30*time.Second, func() bool {
+		var r struct {
+			Builders []struct {
+				BuilderID int64  `json:"builderid"`
+				Name      string `json:"name"`
+			}
+		}
+		e.get("/api/v2/builders/second", &r)
+		if len(r.Builders) == 1 {
+			id = r.Builders[0].BuilderID
+		}
+		return id != 0
+	})
+	b := e.waitBuild(e.force("force", id, "after reconfig"), 60*time.Second)
+	if *b.Results != 0 {
+		t.Errorf("build of the new builder: %+v", b)
+	}
+	log, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
+	if !strings.Contains(string(log), "reconfig applied") {
+		t.Errorf("master.log does not say the reconfig was applied")
+	}
+}

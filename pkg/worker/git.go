@@ -1,0 +1,403 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/revlist"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/gbb-ci/gbb/pkg/protocol"
+)
+
+// gitFatal is the exit code of a git command that failed, as git's own
+// "fatal:" errors exit.
+const gitFatal = 128
+
+// gitRun is one git command being run: its output and its repository.
+type gitRun struct {
+	ctx  context.Context
+	g    *protocol.GitCommand
+	out  func(protocol.Output)
+	dir  string
+	repo *git.Repository
+}
+
+func (r *gitRun) header(format string, args ...any) {
+	r.out(protocol.Output{Stream: protocol.Header, Data: fmt.Appendf(nil, format+"\n", args...)})
+}
+
+func (r *gitRun) stdout(format string, args ...any) {
+	r.out(protocol.Output{Stream: protocol.Stdout, Data: fmt.Appendf(nil, format+"\n", args...)})
+}
+
+// runGit checks out g's revision in BASEDIR/<builder>/<workdir> with
+// go-git, as buildbot's Git step does with the git binary. Failures are
+// written to stderr and end with exit code 128; cancelling ctx interrupts
+// the fetch.
+func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCommand, out func(protocol.Output)) protocol.Result {
+	r := &gitRun{ctx: ctx, g: g, out: out}
+	dir, err := e.workdir(builder, g.Workdir)
+	if err != nil {
+		r.header("%v", err)
+		return protocol.Result{ExitCode: -1, Err: err.Error()}
+	}
+	r.dir = dir
+	rev, err := r.run()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		r.header("command interrupted")
+		return protocol.Result{ExitCode: -1, Interrupted: true}
+	case err != nil:
+		r.out(protocol.Output{Stream: protocol.Stderr, Data: []byte("fatal: " + err.Error() + "\n")})
+		return protocol.Result{ExitCode: gitFatal}
+	}
+	return protocol.Result{GotRevision: rev.String()}
+}
+
+// run does the work of runGit and returns the commit checked out.
+func (r *gitRun) run() (plumbing.Hash, error) {
+	g := r.g
+	mode, method := g.Mode, g.Method
+	if mode == "" {
+		mode = protocol.GitIncremental
+	}
+	if mode == protocol.GitFull && method == "" {
+		method = protocol.GitClobber
+	}
+	if method != "" {
+		r.header("mode %s, method %s, in dir %s", mode, method, r.dir)
+	} else {
+		r.header("mode %s in dir %s", mode, r.dir)
+	}
+
+	if method == protocol.GitClobber {
+		r.header("rm -rf %s", r.dir)
+		if err := os.RemoveAll(r.dir); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("clobber: %w", err)
+		}
+		if err := os.MkdirAll(r.dir, 0o755); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("clobber: %w", err)
+		}
+	}
+	repo, err := git.PlainOpen(r.dir)
+	fresh := errors.Is(err, git.ErrRepositoryNotExists)
+	if fresh {
+		r.header("git clone %s .", g.RepoURL)
+		repo, err = git.PlainInit(r.dir, false)
+	}
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("open repository in %s: %w", r.dir, err)
+	}
+	r.repo = repo
+	if err := r.setOrigin(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+
+	branch, err := r.fetch()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	target, err := r.target(branch)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+
+	// HEAD names the branch; the reset moves the branch to target.
+	head := plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName(branch))
+	if err := repo.Storer.SetReference(head); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("set HEAD: %w", err)
+	}
+	r.header("git reset --hard %s --", target)
+	if err := r.reset(target, mode == protocol.GitIncremental && !fresh); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("reset to %s: %w", target, err)
+	}
+	if method == protocol.GitFresh {
+		r.header("git clean -f -f -d")
+		wt, err := repo.Worktree()
+		if err == nil {
+			err = wt.Clean(&git.CleanOptions{Dir: true})
+		}
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("clean: %w", err)
+		}
+	}
+	if c, err := repo.CommitObject(target); err == nil {
+		subject, _, _ := strings.Cut(c.Message, "\n")
+		r.stdout("HEAD is now at %s %s", target.String()[:7], subject)
+	}
+	return target, nil
+}
+
+// setOrigin points the remote "origin" at the repourl, as a clone would.
+func (r *gitRun) setOrigin() error {
+	if rem, err := r.repo.Remote("origin"); err == nil {
+		if urls := rem.Config().URLs; len(urls) == 1 && urls[0] == r.g.RepoURL {
+			return nil
+		}
+		if err := r.repo.DeleteRemote("origin"); err != nil {
+			return fmt.Errorf("update remote origin: %w", err)
+		}
+	}
+	_, err := r.repo.CreateRemote(&gitconfig.RemoteConfig{
+		Name:  "origin",
+		URLs:  []string{r.g.RepoURL},
+		Fetch: []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+	})
+	if err != nil {
+		return fmt.Errorf("set remote origin: %w", err)
+	}
+	return nil
+}
+
+// fetch brings the branch (the remote's default branch when the command
+// names none) into refs/remotes/origin/<branch>, with the command's
+// revision when it is elsewhere in a local source, and returns the
+// branch's name.
+func (r *gitRun) fetch() (string, error) {
+	g := r.g
+	ep, err := transport.NewEndpoint(g.RepoURL)
+	if err != nil {
+		return "", fmt.Errorf("repourl %q: %w", g.RepoURL, err)
+	}
+	if ep.Protocol == "file" {
+		return r.fetchLocal(ep.Path)
+	}
+
+	rem, err := r.repo.Remote("origin")
+	if err != nil {
+		return "", err
+	}
+	refs, err := rem.ListContext(r.ctx, &git.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("list refs of %s: %w", g.RepoURL, err)
+	}
+	tips := map[plumbing.ReferenceName]plumbing.Hash{}
+	var head *plumbing.Reference
+	for _, ref := range refs {
+		switch {
+		case ref.Name() == plumbing.HEAD:
+			head = ref
+		case ref.Type() == plumbing.HashReference && ref.Name().IsBranch():
+			tips[ref.Name()] = ref.Hash()
+		}
+	}
+	branch, err := pickBranch(g.Branch, head, tips, g.RepoURL)
+	if err != nil {
+		return "", err
+	}
+	r.header("git fetch -f %s %s%s", g.RepoURL, branch, depthFlag(g.Depth))
+	spec := gitconfig.RefSpec("+refs/heads/" + branch + ":refs/remotes/origin/" + branch)
+	err = rem.FetchContext(r.ctx, &git.FetchOptions{
+		RefSpecs: []gitconfig.RefSpec{spec},
+		Depth:    g.Depth,
+		Tags:     git.NoTags,
+		Force:    true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
+	}
+	return branch, nil
+}
+
+// fetchLocal is fetch from a repository on this machine: go-git's file
+// transport runs git-upload-pack, so the worker reads the repository
+// directly and copies the objects it lacks (the whole history: a local
+// source is never shallow).
+func (r *gitRun) fetchLocal(path string) (string, error) {
+	g := r.g
+	src, err := git.PlainOpen(path)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", g.RepoURL, err)
+	}
+	tips := map[plumbing.ReferenceName]plumbing.Hash{}
+	iter, err := src.Branches()
+	if err != nil {
+		return "", fmt.Errorf("list branches of %s: %w", g.RepoURL, err)
+	}
+	_ = iter.ForEach(func(ref *plumbing.Reference) error {
+		tips[ref.Name()] = ref.Hash()
+		return nil
+	})
+	head, err := src.Storer.Reference(plumbing.HEAD)
+	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return "", fmt.Errorf("read HEAD of %s: %w", g.RepoURL, err)
+	}
+	branch, err := pickBranch(g.Branch, head, tips, g.RepoURL)
+	if err != nil {
+		return "", err
+	}
+	r.header("git fetch -f %s %s", g.RepoURL, branch)
+	if g.Depth > 0 {
+		r.header("(a local repository is fetched whole: depth %d ignored)", g.Depth)
+	}
+	tip := tips[plumbing.NewBranchReferenceName(branch)]
+	wants := []plumbing.Hash{tip}
+	if g.Revision != "" {
+		if h, err := src.ResolveRevision(plumbing.Revision(g.Revision)); err == nil && *h != tip {
+			wants = append(wants, *h)
+		}
+	}
+	if err := r.copyObjects(src, wants); err != nil {
+		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
+	}
+	ref := plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", branch), tip)
+	if err := r.repo.Storer.SetReference(ref); err != nil {
+		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
+	}
+	return branch, nil
+}
+
+// copyObjects copies the objects of wants that the repository lacks from
+// src, as pkg/changesource's mirror does.
+func (r *gitRun) copyObjects(src *git.Repository, wants []plumbing.Hash) error {
+	var have []plumbing.Hash
+	iter, err := r.repo.References()
+	if err != nil {
+		return err
+	}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() == plumbing.HashReference && r.repo.Storer.HasEncodedObject(ref.Hash()) == nil {
+			have = append(have, ref.Hash())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Every ref's objects are there with all they refer to, since refs
+	// are set only once their objects are copied.
+	missing, err := revlist.ObjectsWithStorageForIgnores(src.Storer, r.repo.Storer, wants, have)
+	if err != nil {
+		return err
+	}
+	for _, h := range missing {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		if r.repo.Storer.HasEncodedObject(h) == nil {
+			continue
+		}
+		obj, err := src.Storer.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return err
+		}
+		if _, err := r.repo.Storer.SetEncodedObject(obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pickBranch returns the branch to check out: want when set (it must
+// exist), else the one the remote's HEAD names.
+func pickBranch(want string, head *plumbing.Reference, tips map[plumbing.ReferenceName]plumbing.Hash, url string) (string, error) {
+	if want != "" {
+		want = strings.TrimPrefix(want, "refs/heads/")
+		if _, ok := tips[plumbing.NewBranchReferenceName(want)]; !ok {
+			return "", fmt.Errorf("branch %q not found in %s", want, url)
+		}
+		return want, nil
+	}
+	if len(tips) == 0 {
+		return "", fmt.Errorf("%s has no branch (an empty repository?)", url)
+	}
+	if head != nil && head.Type() == plumbing.SymbolicReference {
+		if _, ok := tips[head.Target()]; ok {
+			return head.Target().Short(), nil
+		}
+	}
+	if head != nil {
+		for _, name := range []plumbing.ReferenceName{"refs/heads/main", "refs/heads/master"} {
+			if tips[name] == head.Hash() {
+				return name.Short(), nil
+			}
+		}
+		for name, h := range tips {
+			if h == head.Hash() {
+				return name.Short(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("cannot tell the default branch of %s: name one with branch", url)
+}
+
+// target is the commit to check out: the command's revision, or the tip of
+// the fetched branch.
+func (r *gitRun) target(branch string) (plumbing.Hash, error) {
+	if rev := r.g.Revision; rev != "" {
+		h, err := r.repo.ResolveRevision(plumbing.Revision(rev))
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("revision %s not found in %s (branch %s)", rev, r.g.RepoURL, branch)
+		}
+		if _, err := r.repo.CommitObject(*h); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("revision %s of %s is not a commit: %w", rev, r.g.RepoURL, err)
+		}
+		return *h, nil
+	}
+	ref, err := r.repo.Reference(plumbing.NewRemoteReferenceName("origin", branch), true)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("branch %s was not fetched: %w", branch, err)
+	}
+	return ref.Hash(), nil
+}
+
+// reset checks out target as git reset --hard does. go-git's hard reset
+// also removes untracked files, which an incremental update must keep (its
+// build products): keep limits the reset to the paths tracked before or
+// after it.
+func (r *gitRun) reset(target plumbing.Hash, keep bool) error {
+	wt, err := r.repo.Worktree()
+	if err != nil {
+		return err
+	}
+	opts := &git.ResetOptions{Commit: target, Mode: git.HardReset}
+	if !keep {
+		return wt.Reset(opts)
+	}
+	paths := map[string]bool{}
+	idx, err := r.repo.Storer.Index()
+	if err != nil {
+		return err
+	}
+	for _, e := range idx.Entries {
+		paths[e.Name] = true
+	}
+	c, err := r.repo.CommitObject(target)
+	if err != nil {
+		return err
+	}
+	files, err := c.Files()
+	if err != nil {
+		return err
+	}
+	err = files.ForEach(func(f *object.File) error {
+		paths[f.Name] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		// An empty list means every path to go-git.
+		opts.Mode = git.MixedReset
+	}
+	for p := range paths {
+		opts.Files = append(opts.Files, p)
+	}
+	return wt.Reset(opts)
+}
+
+func depthFlag(depth int) string {
+	if depth > 0 {
+		return fmt.Sprintf(" --depth %d", depth)
+	}
+	return ""
+}
