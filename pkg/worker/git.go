@@ -110,10 +110,16 @@ func (r *gitRun) run() (plumbing.Hash, error) {
 		return plumbing.ZeroHash, err
 	}
 
-	// HEAD names the branch; the reset moves the branch to target.
-	head := plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName(branch))
-	if err := repo.Storer.SetReference(head); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("set HEAD: %w", err)
+	// The branch is at target and HEAD names it (git checkout -B branch);
+	// the reset then makes the index and the files match.
+	local := plumbing.NewBranchReferenceName(branch)
+	for _, ref := range []*plumbing.Reference{
+		plumbing.NewHashReference(local, target),
+		plumbing.NewSymbolicReference(plumbing.HEAD, local),
+	} {
+		if err := repo.Storer.SetReference(ref); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("set %s: %w", ref.Name(), err)
+		}
 	}
 	r.header("git reset --hard %s --", target)
 	if err := r.reset(target, mode == protocol.GitIncremental && !fresh); err != nil {
