@@ -126,7 +126,9 @@ type Step struct {
 	AlwaysRun      bool              // always_run; default false
 	RepoURL        string            // repourl: git only, required there
 	Mode           string            // mode: git only, "incremental" (the default) or "full"
-	Branch         string            // branch: git only; "" means the remote's default branch
+	Branch         string            // branch: git only; "" means the build's branch property, else the remote's default branch
+	Method         string            // method: git full mode only, "clobber" (the default there) or "fresh"; "" in incremental mode
+	Shallow        int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
 	Line           int               // line of the [[builders.steps]] table
 }
 

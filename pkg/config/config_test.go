@@ -206,7 +206,7 @@ tree_stable_timer = 60
 						Type: "shell", Name: "test", Command: Command{Script: "make test"}, Workdir: "src/sub",
 						MaxTime: Duration{time.Hour}, HaltOnFailure: true, WarnOnFailure: true, AlwaysRun: true, Line: 21,
 					},
-					{Type: "git", Name: "git", Workdir: "src", Timeout: timeout, FlunkOnFailure: true, RepoURL: "https://example.org/r.git", Mode: "full", Branch: "main", Line: 32},
+					{Type: "git", Name: "git", Workdir: "src", Timeout: timeout, FlunkOnFailure: true, RepoURL: "https://example.org/r.git", Mode: "full", Method: "clobber", Branch: "main", Line: 32},
 				},
 			},
 		},

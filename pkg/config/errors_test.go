@@ -463,6 +463,43 @@ worker_names = ["example-worker", "other-worker"]
 				`master.toml:30: builders[0].steps[1].flunk_on_failure: expected a boolean, got integer`,
 			},
 		},
+		{
+			name: "git step",
+			toml: `
+[[workers]]
+name = "w"
+password = "p"
+
+[[builders]]
+name = "b"
+worker_names = ["w"]
+
+  [[builders.steps]]
+  type = "git"
+  repourl = "r"
+  method = "fresh"
+  shallow = -1
+
+  [[builders.steps]]
+  type = "git"
+  repourl = "r"
+  mode = "full"
+  method = "copy"
+  shallow = "deep"
+
+  [[builders.steps]]
+  type = "shell"
+  command = "make"
+  method = "fresh"
+`,
+			want: []string{
+				`master.toml:12: builders[0].steps[0].method: only for mode = "full"`,
+				`master.toml:13: builders[0].steps[0].shallow: must not be negative`,
+				`master.toml:19: builders[0].steps[1].method: unknown git method "copy" (want "clobber", "fresh")`,
+				`master.toml:20: builders[0].steps[1].shallow: expected a boolean or an integer depth, got string`,
+				`master.toml:25: builders[0].steps[2].method: not allowed in a shell step`,
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -513,7 +513,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 // Keys only some step types take.
 var (
 	shellKeys = []string{"command"}
-	gitKeys   = []string{"repourl", "mode", "branch"}
+	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow"}
 )
 
 func (d *decoder) step(t *table, workdir string) Step {
@@ -587,6 +587,33 @@ func (d *decoder) step(t *table, workdir string) Step {
 			}
 		}
 		s.Branch, _ = t.str("branch")
+		if s.Mode == "full" {
+			s.Method = "clobber"
+		}
+		if t.has("method") {
+			if m, ok := t.oneOf("method", "git method", "clobber", "fresh"); ok {
+				if s.Mode != "full" {
+					t.errorf("method", "only for mode = \"full\"")
+				}
+				s.Method = m
+			}
+		}
+		if v, ok := t.get("shallow"); ok {
+			switch v := v.(type) {
+			case bool:
+				if v {
+					s.Shallow = 1
+				}
+			case int64:
+				if v < 0 {
+					t.errorf("shallow", "must not be negative")
+				} else {
+					s.Shallow = int(v)
+				}
+			default:
+				t.errorf("shallow", "expected a boolean or an integer depth, got %s", typeName(v))
+			}
+		}
 	}
 	for _, name := range other {
 		if t.has(name) {
