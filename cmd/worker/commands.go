@@ -132,10 +132,10 @@ func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Name:             cfg.Name,
 		Password:         cfg.Password,
 		Info:             info,
-		KeepaliveTime:    cfg.Keepalive,
-		KeepaliveTimeout: cfg.KeepaliveTimeout,
-		MinBackoff:       cfg.MinBackoff,
-		MaxBackoff:       cfg.MaxBackoff,
+		KeepaliveTime:    time.Duration(cfg.Keepalive),
+		KeepaliveTimeout: time.Duration(cfg.KeepaliveTimeout),
+		MinBackoff:       time.Duration(cfg.MinBackoff),
+		MaxBackoff:       time.Duration(cfg.MaxBackoff),
 	}, dir, log, stderr)
 }
 

@@ -22,10 +22,30 @@ type fileConfig struct {
 	Master           string        `toml:"master"`            // host:port
 	Name             string        `toml:"name"`              //
 	Password         string        `toml:"password"`          //
-	Keepalive        time.Duration `toml:"keepalive"`         // zero means 10s
-	KeepaliveTimeout time.Duration `toml:"keepalive_timeout"` // zero means 10s
-	MinBackoff       time.Duration `toml:"min_backoff"`       // zero means 1s
-	MaxBackoff       time.Duration `toml:"max_backoff"`       // zero means 30s
+	Keepalive        duration `toml:"keepalive"`         // zero means 10s
+	KeepaliveTimeout duration `toml:"keepalive_timeout"` // zero means 10s
+	MinBackoff       duration `toml:"min_backoff"`       // zero means 1s
+	MaxBackoff       duration `toml:"max_backoff"`       // zero means 30s
+}
+
+// duration is a worker.toml duration: a string such as "10s", or a whole
+// number of seconds.
+type duration time.Duration
+
+func (d *duration) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*d = duration(p)
+	case int64:
+		*d = duration(time.Duration(v) * time.Second)
+	default:
+		return fmt.Errorf("expected a duration such as \"10s\" or a number of seconds, got %T", v)
+	}
+	return nil
 }
 
 const configName = "worker.toml"
@@ -95,7 +115,7 @@ func loadConfig(dir string) (fileConfig, error) {
 	for _, d := range []struct {
 		key string
 		val time.Duration
-	}{{"keepalive", c.Keepalive}, {"keepalive_timeout", c.KeepaliveTimeout}, {"min_backoff", c.MinBackoff}, {"max_backoff", c.MaxBackoff}} {
+	}{{"keepalive", time.Duration(c.Keepalive)}, {"keepalive_timeout", time.Duration(c.KeepaliveTimeout)}, {"min_backoff", time.Duration(c.MinBackoff)}, {"max_backoff", time.Duration(c.MaxBackoff)}} {
 		if d.val < 0 {
 			errs = append(errs, fmt.Errorf("%s:%d: %s: negative duration %s", path, keyLine(src, d.key), d.key, d.val))
 		}

@@ -111,7 +111,12 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "full",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nkeepalive = \"15s\"\nmax_backoff = \"1m\"\n",
-			want: fileConfig{Master: "m:1", Name: "n", Password: "p", Keepalive: 15 * time.Second, MaxBackoff: time.Minute},
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", Keepalive: duration(15 * time.Second), MaxBackoff: duration(time.Minute)},
+		},
+		{
+			name: "whole seconds",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nkeepalive = 3\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", Keepalive: duration(3 * time.Second)},
 		},
 		{
 			name: "unknown keys",
