@@ -19,9 +19,9 @@ import (
 
 // fileConfig is DIR/worker.toml.
 type fileConfig struct {
-	Master           string        `toml:"master"`            // host:port
-	Name             string        `toml:"name"`              //
-	Password         string        `toml:"password"`          //
+	Master           string   `toml:"master"`            // host:port
+	Name             string   `toml:"name"`              //
+	Password         string   `toml:"password"`          //
 	Keepalive        duration `toml:"keepalive"`         // zero means 10s
 	KeepaliveTimeout duration `toml:"keepalive_timeout"` // zero means 10s
 	MinBackoff       duration `toml:"min_backoff"`       // zero means 1s
