@@ -192,6 +192,8 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 	switch sc.Type {
 	case "shell":
 		res, state = b.runShell(ctx, step, sc, log)
+	case "git":
+		res, state = b.runGit(ctx, step, sc, log)
 	default:
 		res = store.Exception
 		state = fmt.Sprintf("step type %q is not supported by this version of gbb", sc.Type)
