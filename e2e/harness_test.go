@@ -343,3 +343,22 @@ func channelLines(log, channels string) string {
 	}
 	return b.String()
 }
+
+// makeRepo makes a git repository at dir with one commit of files on
+// branch master, and returns its path.
+func makeRepo(t testing.TB, dir string, files map[string]string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git := []string{"-C", dir, "-c", "user.name=A U Thor", "-c", "user.email=a@example.com"}
+	mustRun(t, "git", append(git, "init", "-q", "-b", "master")...)
+	mustRun(t, "git", append(git, "add", ".")...)
+	mustRun(t, "git", append(git, "commit", "-q", "-m", "first")...)
+	return dir
+}

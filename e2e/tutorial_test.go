@@ -31,13 +31,18 @@ func TestTutorial(t *testing.T) {
 		}
 		cfg = strings.Replace(cfg, old, repl, 1)
 	}
-	// The sample's steps check out hello-world from GitHub and run trial;
-	// here the builder runs a shell step instead.
-	i := strings.Index(cfg, "  # check out the source")
-	if i < 0 {
-		t.Fatal("sample lacks its steps")
+	// The sample checks out hello-world from GitHub and runs trial; here the
+	// git step checks out a local repository and the shell step runs its
+	// test script.
+	repo := makeRepo(t, filepath.Join(e.dir, "hello-world"), map[string]string{
+		"test.sh": "echo PASS: hello\n",
+	})
+	const github = "https://github.com/buildbot/hello-world.git"
+	if strings.Count(cfg, github) != 2 || !strings.Contains(cfg, `command = ["trial", "hello"]`) {
+		t.Fatal("the sample's git step or trial command changed")
 	}
-	cfg = cfg[:i] + "  [[builders.steps]]\n  type = \"shell\"\n  command = \"cat ../info/admin 2>/dev/null; echo built by $(whoami)\"\n"
+	cfg = strings.ReplaceAll(cfg, github, repo)
+	cfg = strings.Replace(cfg, `command = ["trial", "hello"]`, `command = ["sh", "./test.sh"]`, 1)
 	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +76,13 @@ func TestTutorial(t *testing.T) {
 	b := e.waitBuild(e.force("force", 1, "try"), 60*time.Second)
 	if b.Results == nil || *b.Results != 0 {
 		t.Fatalf("build: %+v", b)
+	}
+	steps := e.steps(b.BuildID)
+	if len(steps) != 3 || steps[1].Name != "git" || steps[2].Name != "shell" {
+		t.Fatalf("steps: %+v", steps)
+	}
+	if out := channelLines(e.stdio(steps[2].StepID), "o"); out != "oPASS: hello\n" {
+		t.Errorf("test step output %q", out)
 	}
 	var last struct{ Builds []apiBuild }
 	e.get("/api/v2/builds?order=-buildid&limit=1", &last)

@@ -54,15 +54,13 @@ name = "runtests"
 worker_names = ["demo-worker"]
 
   [[builders.steps]]
-  type = "shell"
-  name = "checkout"
-  command = "rm -rf src && git clone -q $repo src && git -C src log --oneline -1"
-  halt_on_failure = true
+  type = "git"
+  repourl = "$repo"
+  mode = "incremental"
 
   [[builders.steps]]
   type = "shell"
   name = "test"
-  workdir = "build/src"
   command = ["sh", "./test.sh"]
 TOML
 "$bin/gbb-master" checkconfig "$master"
