@@ -244,16 +244,15 @@ func (e *Engine) distribute(ctx context.Context) error {
 		}
 		return a.SubmittedAt.Compare(b.SubmittedAt)
 	})
-	names := map[int64]string{}
+	if len(reqs) == 0 {
+		return nil
+	}
+	names := e.builderNames()
 	for _, r := range reqs {
 		if ctx.Err() != nil {
 			return nil
 		}
-		bname, ok := names[r.BuilderID]
-		if !ok {
-			bname = e.builderName(r.BuilderID)
-			names[r.BuilderID] = bname
-		}
+		bname := names[r.BuilderID]
 		e.mu.Lock()
 		bcfg, configured := e.builders[bname]
 		var ws *workerState
@@ -291,20 +290,21 @@ func (e *Engine) release(name string, ws *workerState) {
 	e.Wake()
 }
 
-// builderName finds the configured builder with the store id; "" if none.
-func (e *Engine) builderName(id int64) string {
+// builderNames maps the store ids of the configured builders to their names.
+func (e *Engine) builderNames() map[int64]string {
 	e.mu.Lock()
 	names := make([]string, 0, len(e.builders))
 	for n := range e.builders {
 		names = append(names, n)
 	}
 	e.mu.Unlock()
+	ids := make(map[int64]string, len(names))
 	for _, n := range names {
-		if b, err := e.st.BuilderByName(n); err == nil && b.ID == id {
-			return n
+		if b, err := e.st.BuilderByName(n); err == nil {
+			ids[b.ID] = n
 		}
 	}
-	return ""
+	return ids
 }
 
 // pickWorker returns the least busy connected worker of b with room for a
