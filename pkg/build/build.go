@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -209,68 +208,84 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 	return res
 }
 
-// runShell runs a shell step on the worker, streaming its output into the
-// step's stdio log.
+// runShell runs a shell step on the worker.
 func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
-	st := b.e.st
 	desc := sc.Description
 	if desc == "" {
 		desc = quoteCommand(sc.Command)
 	}
-	b.check(st.SetStepStateString(step.ID, desc))
-	l, err := st.AddLog(step.ID, "stdio", "s")
-	if err != nil {
-		log.Error("add log", "err", err)
-		return store.Exception, desc + " (exception)"
-	}
-	lw := newLogWriter(st, l.ID, b.e.flush, log)
-	defer lw.close()
-
-	// The worker writes the command's own header lines (argv, directory,
-	// timeout), as buildbot's worker does; the master adds the endings.
-	timeout := sc.Timeout.Duration
-	cmd := protocol.Command{
+	b.check(b.e.st.SetStepStateString(step.ID, desc))
+	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder: b.cfg.Name,
 		Shell: &protocol.ShellCommand{
 			Argv:    sc.Command.Argv,
 			Script:  sc.Command.Script,
 			Workdir: sc.Workdir,
 			Env:     sc.Env,
-			Timeout: timeout,
+			Timeout: sc.Timeout.Duration,
 			MaxTime: sc.MaxTime.Duration,
 		},
+	}, log)
+	return results, desc + stateSuffix(results, res.TimedOut)
+}
+
+// runCommand runs cmd on the worker, streaming its output into the step's
+// stdio log, and says how it ended with buildbot's result codes: RETRY when
+// the worker is lost or the master shuts down, CANCELLED when the build is
+// stopped, FAILURE when it cannot run, times out or exits non-zero.
+func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Command, log *slog.Logger) (protocol.Result, int) {
+	l, err := b.e.st.AddLog(step.ID, "stdio", "s")
+	if err != nil {
+		log.Error("add log", "err", err)
+		return protocol.Result{}, store.Exception
 	}
+	lw := newLogWriter(b.e.st, l.ID, b.e.flush, log)
+	defer lw.close()
+
+	// The worker writes the command's own header lines (argv, directory,
+	// timeout), as buildbot's worker does; the master adds the endings.
 	res, err := b.ws.conn.Run(ctx, cmd, lw.output)
 	lw.endOutput()
+	shutdown := errors.Is(cause(ctx), ErrShutdown)
 	switch {
 	case errors.Is(err, protocol.ErrConnectionLost):
 		lw.header("worker lost: " + err.Error())
-		return store.Retry, desc + " (retry)"
-	case err != nil && errors.Is(cause(ctx), ErrShutdown):
+		return res, store.Retry
+	case err != nil && shutdown:
 		lw.header("master shutting down: the build will run again")
-		return store.Retry, desc + " (retry)"
+		return res, store.Retry
 	case err != nil:
 		lw.header("error: " + err.Error())
-		return store.Exception, desc + " (exception)"
-	}
-	if res.Err != "" {
+		return res, store.Exception
+	case res.Err != "":
 		lw.header(res.Err)
 		lw.header("program finished with exit code -1")
-		return store.Failure, desc + " (failure)"
+		return res, store.Failure
 	}
 	lw.header(fmt.Sprintf("program finished with exit code %d", res.ExitCode))
 	lw.header(fmt.Sprintf("elapsedTime=%f", res.Elapsed.Seconds()))
 	switch {
-	case res.Interrupted && errors.Is(cause(ctx), ErrShutdown):
-		return store.Retry, desc + " (retry)"
+	case res.Interrupted && shutdown:
+		return res, store.Retry
 	case res.Interrupted:
-		return store.Cancelled, desc + " (cancelled)"
-	case res.TimedOut:
-		return store.Failure, desc + " (timed out)"
-	case res.ExitCode == 0 && res.Signal == "":
-		return store.Success, desc
+		return res, store.Cancelled
+	case res.ExitCode == 0 && res.Signal == "" && !res.TimedOut:
+		return res, store.Success
 	default:
-		return store.Failure, desc + " (failure)"
+		return res, store.Failure
+	}
+}
+
+// stateSuffix is what a step's state string gets for its result, as
+// buildbot's "'make' (failure)".
+func stateSuffix(results int, timedOut bool) string {
+	switch {
+	case results == store.Success:
+		return ""
+	case results == store.Failure && timedOut:
+		return " (timed out)"
+	default:
+		return " (" + ResultName(results) + ")"
 	}
 }
 
@@ -306,15 +321,6 @@ func quoteCommand(c config.Command) string {
 	return "'" + s + "'"
 }
 
-// pyList formats argv as buildbot's header shows it: ['sh', './test.sh'].
-func pyList(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = "'" + strings.ReplaceAll(a, "'", `\'`) + "'"
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
 func joinPath(parts ...string) string {
 	var out []string
 	for _, p := range parts {
@@ -323,13 +329,4 @@ func joinPath(parts ...string) string {
 		}
 	}
 	return strings.Join(out, "/")
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -28,6 +28,7 @@ type Store interface {
 	CompleteBuildRequest(id int64, results int, at time.Time) error
 
 	AddBuild(nb store.NewBuild) (store.Build, error)
+	Build(id int64) (store.Build, error)
 	Builds(f store.BuildFilter) ([]store.Build, error)
 	SetBuildStateString(id int64, s string) error
 	SetBuildProperty(id int64, name string, p store.Property) error
