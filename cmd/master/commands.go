@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +29,11 @@ const (
 	// startTimeout bounds how long start waits for the master to be up.
 	startTimeout = 30 * time.Second
 	stopTimeout  = 60 * time.Second
+	// reconfigTimeout bounds how long reconfig waits for the master's answer.
+	reconfigTimeout = 60 * time.Second
+	// The log messages reconfig watches for.
+	msgReconfigApplied = master.MsgReconfigApplied
+	msgReconfigRefused = "reconfig refused: the running config stays"
 )
 
 // oneDir parses flags and exactly one DIR argument.
@@ -160,7 +166,7 @@ func runForeground(dir string, toStderr bool) error {
 			return err
 		case <-hup:
 			if err := m.Reconfig(filepath.Join(dir, configFile)); err != nil {
-				log.Error("reconfig refused: the running config stays", "err", err)
+				log.Error(msgReconfigRefused, "err", err)
 			}
 		}
 	}
@@ -206,9 +212,53 @@ func reconfig(args []string) error {
 	if err != nil {
 		return fmt.Errorf("reconfig: %w", err)
 	}
+	// As buildbot's reconfig, watch the log for the master's verdict.
+	logPath := filepath.Join(dir, logFile)
+	var from int64
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("reconfig: signal pid %d: %w", pid, err)
 	}
-	fmt.Printf("sent SIGHUP to gbb-master (pid %d); see %s\n", pid, filepath.Join(dir, logFile))
-	return nil
+	deadline := time.Now().Add(reconfigTimeout)
+	for time.Now().Before(deadline) {
+		verdict, line := reconfigVerdict(logPath, from)
+		switch verdict {
+		case "applied":
+			fmt.Println("Reconfiguration appears to have completed successfully")
+			return nil
+		case "refused":
+			fmt.Fprintln(os.Stderr, line)
+			return errors.New("reconfig refused: the running config stays")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("sent SIGHUP to gbb-master (pid %d) but saw no verdict in %s within %s", pid, logPath, reconfigTimeout)
+}
+
+// reconfigVerdict reads the log written since offset from for the master's
+// answer to a reconfig: "applied", "refused" (with its line) or "".
+func reconfigVerdict(path string, from int64) (string, string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return "", ""
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.Contains(line, msgReconfigApplied):
+			return "applied", line
+		case strings.Contains(line, msgReconfigRefused):
+			return "refused", line
+		}
+	}
+	return "", ""
 }

@@ -218,6 +218,10 @@ func (m *Master) authenticate(name, password string) error {
 	return errBadLogin
 }
 
+// MsgReconfigApplied is what the log says when a reconfig took effect;
+// `gbb-master reconfig` waits for it.
+const MsgReconfigApplied = "reconfig applied"
+
 // Reconfig loads the config at path and, when it is valid and needs no
 // restart, applies it to the running master: builders, workers and
 // schedulers change at once; running builds finish with the config they
@@ -253,6 +257,6 @@ func (m *Master) Reconfig(path string) error {
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
 	m.scheds.Reconfigure(cfg.Schedulers)
-	m.log.Info("reconfig applied", "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
+	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil
 }
