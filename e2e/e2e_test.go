@@ -16,22 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const stepsConfig = `
-title = "e2e"
-buildbot_url = "http://127.0.0.1:{{.WebPort}}/"
-
-[protocols.grpc]
-port = {{.WorkerPort}}
-interface = "127.0.0.1"
-
-[www]
-port = {{.WebPort}}
-interface = "127.0.0.1"
-
-[[workers]]
-name = "w1"
-password = "secret"
-
+const stepsConfig = loopback + workerW1 + `
 [[schedulers]]
 type = "force"
 name = "force"
@@ -235,19 +220,7 @@ func logID(t *testing.T, e *env, stepid int64) int64 {
 	return r.Logs[0].LogID
 }
 
-const oneBuilderConfig = `
-[protocols.grpc]
-port = {{.WorkerPort}}
-interface = "127.0.0.1"
-
-[www]
-port = {{.WebPort}}
-interface = "127.0.0.1"
-
-[[workers]]
-name = "w1"
-password = "secret"
-
+const oneBuilderConfig = loopback + workerW1 + `
 [[schedulers]]
 type = "force"
 name = "force"
@@ -313,7 +286,7 @@ func TestWrongPassword(t *testing.T) {
 	e.writeConfig(oneBuilderConfig)
 	e.startMaster()
 	cmd := exec.Command(e.worker, "-master", fmt.Sprintf("127.0.0.1:%d", e.WorkerPort),
-		"-name", "w1", "-password", "wrong", "-basedir", filepath.Join(e.dir, "w"))
+		"-name", "w1", "-password", "wrong", "-basedir", filepath.Join(e.Dir, "w"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

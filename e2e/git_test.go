@@ -9,22 +9,7 @@ import (
 	"time"
 )
 
-const gitConfig = `
-title = "e2e git"
-buildbot_url = "http://127.0.0.1:{{.WebPort}}/"
-
-[protocols.grpc]
-port = {{.WorkerPort}}
-interface = "127.0.0.1"
-
-[www]
-port = {{.WebPort}}
-interface = "127.0.0.1"
-
-[[workers]]
-name = "w1"
-password = "secret"
-
+const gitConfig = loopback + workerW1 + `
 [[schedulers]]
 type = "force"
 name = "force"
@@ -36,7 +21,7 @@ worker_names = ["w1"]
 
   [[builders.steps]]
   type = "git"
-  repourl = "file://{{.dir}}/repo"
+  repourl = "file://{{.Dir}}/repo"
 
   [[builders.steps]]
   type = "shell"
@@ -50,7 +35,7 @@ worker_names = ["w1"]
 func TestGitStep(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	repo := filepath.Join(e.dir, "repo")
+	repo := filepath.Join(e.Dir, "repo")
 	git := func(args ...string) string {
 		t.Helper()
 		return strings.TrimSpace(mustRun(t, "git", append([]string{"-C", repo,
@@ -67,7 +52,7 @@ func TestGitStep(t *testing.T) {
 	git("commit", "-q", "-m", "add hello")
 	head := git("rev-parse", "HEAD")
 
-	e.writeConfig(strings.ReplaceAll(gitConfig, "{{.dir}}", e.dir))
+	e.writeConfig(strings.ReplaceAll(gitConfig, "{{.Dir}}", e.Dir))
 	mustRun(t, e.master, "checkconfig", e.masterDir)
 	e.startMaster()
 	e.startWorker("w1", "secret")

@@ -100,12 +100,33 @@ func mustRun(t testing.TB, name string, args ...string) string {
 	return out
 }
 
+// loopback starts every test config: both ports on loopback, on the free
+// ports of the test's env, and buildbot_url to match.
+const loopback = `
+buildbot_url = "http://127.0.0.1:{{.WebPort}}/"
+
+[protocols.grpc]
+port = {{.WorkerPort}}
+interface = "127.0.0.1"
+
+[www]
+port = {{.WebPort}}
+interface = "127.0.0.1"
+`
+
+// workerW1 is the worker most tests run.
+const workerW1 = `
+[[workers]]
+name = "w1"
+password = "secret"
+`
+
 // env is one test's master and worker.
 type env struct {
 	t          *testing.T
 	master     string // binary
 	worker     string // binary
-	dir        string // test's temp dir
+	Dir        string // test's temp dir
 	masterDir  string
 	WebPort    int
 	WorkerPort int
@@ -116,7 +137,7 @@ func newEnv(t *testing.T) *env {
 	m, w := buildBinaries(t)
 	dir := t.TempDir()
 	return &env{
-		t: t, master: m, worker: w, dir: dir,
+		t: t, master: m, worker: w, Dir: dir,
 		masterDir:  filepath.Join(dir, "master"),
 		WebPort:    freePort(t),
 		WorkerPort: freePort(t),
@@ -124,7 +145,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // writeConfig runs create-master and writes master.toml from tmpl, a
-// text/template that sees the env (WebPort, WorkerPort, dir).
+// text/template that sees the env (WebPort, WorkerPort, Dir).
 func (e *env) writeConfig(tmpl string) {
 	e.t.Helper()
 	mustRun(e.t, e.master, "create-master", e.masterDir)
@@ -158,10 +179,10 @@ func (e *env) stopMaster() {
 // test ends; it returns the process.
 func (e *env) startWorker(name, password string) *exec.Cmd {
 	e.t.Helper()
-	basedir := filepath.Join(e.dir, "worker-"+name)
+	basedir := filepath.Join(e.Dir, "worker-"+name)
 	cmd := exec.Command(e.worker, "-master", fmt.Sprintf("127.0.0.1:%d", e.WorkerPort),
 		"-name", name, "-password", password, "-basedir", basedir)
-	logf, err := os.Create(filepath.Join(e.dir, "worker-"+name+".stderr"))
+	logf, err := os.Create(filepath.Join(e.Dir, "worker-"+name+".stderr"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
