@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,6 +75,12 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 			ParentBuildID: nb.ParentBuildID,
 			Properties:    maps.Clone(nb.Properties),
 			SchedulerName: nb.SchedulerName,
+			ChangeIDs:     slices.Clone(nb.ChangeIDs),
+		}
+		for _, id := range nb.ChangeIDs {
+			if bucket(tx, bucketChange).Get(itob(id)) == nil {
+				return fmt.Errorf("change %d: %w", id, ErrNotFound)
+			}
 		}
 		for _, ss := range nb.SourceStamps {
 			if ss.ID, err = nextID(tx, bucketSourceStamp); err != nil {

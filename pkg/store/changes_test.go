@@ -235,3 +235,30 @@ func TestCheckChanges(t *testing.T) {
 		t.Errorf("Check with a missing sourcestamp: %v", err)
 	}
 }
+
+// TestBuildsetChanges: a buildset keeps the changes it was made for, and
+// refuses a change that does not exist.
+func TestBuildsetChanges(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	b, _ := db.EnsureBuilder("b")
+	c1, err := db.AddChange(Change{Revision: "1", Branch: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := db.AddChange(Change{Revision: "2", Branch: "main"})
+	bsid, _, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}, ChangeIDs: []int64{c1.ID, c2.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := db.Buildset(bsid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int64{c1.ID, c2.ID}, bs.ChangeIDs); diff != "" {
+		t.Errorf("ChangeIDs (-want +got):\n%s", diff)
+	}
+	if _, _, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}, ChangeIDs: []int64{99}}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("buildset of a missing change: %v", err)
+	}
+}

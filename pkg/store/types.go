@@ -100,6 +100,7 @@ type Buildset struct {
 	SourceStamps  []SourceStamp
 	Properties    Properties
 	SchedulerName string
+	ChangeIDs     []int64 // the changes that made a scheduler add it, oldest first
 }
 
 // NewBuildset is what AddBuildset stores.
@@ -109,6 +110,7 @@ type NewBuildset struct {
 	SchedulerName string
 	ParentBuildID int64
 	SourceStamps  []SourceStamp // IDs and CreatedAt are assigned by the store
+	ChangeIDs     []int64       // changes it builds; each must exist
 	Properties    Properties
 	BuilderIDs    []int64 // one build request per builder
 	Priority      int
