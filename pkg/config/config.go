@@ -57,6 +57,10 @@ func (g GRPC) Addr() string { return net.JoinHostPort(g.Interface, strconv.Itoa(
 type WWW struct {
 	Port      int    // port; default DefaultWWWPort (8010); 0 picks a free port (for tests)
 	Interface string // interface: the address to listen on; "" (the default) means all addresses
+	// ChangeHooks are the [www.change_hook.DIALECT] tables by dialect: the
+	// webhooks POST /change_hook/DIALECT accepts. Nil or a missing dialect
+	// means that dialect is disabled (404).
+	ChangeHooks map[string]ChangeHook
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -319,6 +319,7 @@ func (d *decoder) config(t *table) *Config {
 	if w, ok := t.sub("www"); ok {
 		w.port("port", &c.WWW.Port)
 		c.WWW.Interface, _ = w.str("interface")
+		c.WWW.ChangeHooks = d.changeHooks(w)
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {
