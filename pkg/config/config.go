@@ -116,7 +116,7 @@ type Builder struct {
 
 // Step is one [[builders.steps]] table.
 type Step struct {
-	Type           string            // type: "shell" or "git"; required
+	Type           string            // type: "shell", "git" or "trigger"; required
 	Name           string            // name; default: the type, as buildbot
 	Description    string            // description
 	Command        Command           // command: shell only, required there
@@ -133,7 +133,12 @@ type Step struct {
 	Branch         string            // branch: git only; "" means the build's branch property, else the remote's default branch
 	Method         string            // method: git full mode only, "clobber" (the default there) or "fresh"; "" in incremental mode
 	Shallow        int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
-	Line           int               // line of the [[builders.steps]] table
+	// Trigger steps (type = "trigger"), as buildbot's Trigger.
+	SchedulerNames    []string       // scheduler_names: required, triggerable schedulers
+	WaitForFinish     bool           // wait_for_finish: wait for the triggered builds, and take their worst result
+	SetProperties     map[string]any // set_properties: properties of the triggered builds
+	UpdateSourceStamp bool           // update_source_stamp: default true; build this build's got_revision
+	Line              int            // line of the [[builders.steps]] table
 }
 
 // Command is a step's command: an argv list, run directly, or a string, run

@@ -46,6 +46,15 @@ type decoder struct {
 	dir   string         // where a relative password_file is
 	lines map[string]int // from sourceLines
 	errs  []*Error
+	// triggers are the trigger steps' scheduler_names, checked once the
+	// schedulers are known.
+	triggers []triggerRef
+}
+
+// triggerRef is one scheduler name a trigger step names.
+type triggerRef struct {
+	at   keyPath
+	name string
 }
 
 // line returns the line of k, or of its nearest parent with one.
@@ -353,6 +362,7 @@ func (d *decoder) config(t *table) *Config {
 	for _, s := range t.tables("schedulers") {
 		c.Schedulers = append(c.Schedulers, d.scheduler(s, schedulers, builders))
 	}
+	d.checkTriggers(c.Schedulers)
 	t.done()
 	return c
 }
@@ -515,6 +525,8 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 var (
 	shellKeys = []string{"command"}
 	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow"}
+	// triggerKeys are the keys of a trigger step.
+	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp"}
 )
 
 func (d *decoder) step(t *table, workdir string) Step {
@@ -524,7 +536,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		Timeout:        Duration{DefaultStepTimeout},
 		FlunkOnFailure: true,
 	}
-	typ, known := t.oneOf("type", "step type", "shell", "git")
+	typ, known := t.oneOf("type", "step type", "shell", "git", "trigger")
 	s.Type = typ
 	s.Name = typ
 	if t.has("name") {
@@ -564,13 +576,14 @@ func (d *decoder) step(t *table, workdir string) Step {
 		// Unknown or missing type: which keys apply is unknown.
 		t.ignore(shellKeys...)
 		t.ignore(gitKeys...)
+		t.ignore(triggerKeys...)
 		t.done()
 		return s
 	}
 	var other []string
 	switch typ {
 	case "shell":
-		other = gitKeys
+		other = append(slices.Clone(gitKeys), triggerKeys...)
 		if v, ok := t.get("command"); !ok {
 			t.errorf("command", "required for a shell step")
 		} else if cmd, err := parseCommand(v); err != nil {
@@ -579,7 +592,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 			s.Command = cmd
 		}
 	case "git":
-		other = shellKeys
+		other = append(slices.Clone(shellKeys), triggerKeys...)
 		s.RepoURL, _ = t.required("repourl")
 		s.Mode = "incremental"
 		if t.has("mode") {
@@ -615,6 +628,9 @@ func (d *decoder) step(t *table, workdir string) Step {
 				t.errorf("shallow", "expected a boolean or an integer depth, got %s", typeName(v))
 			}
 		}
+	case "trigger":
+		other = append(slices.Clone(shellKeys), gitKeys...)
+		d.triggerStep(t, &s)
 	}
 	for _, name := range other {
 		if t.has(name) {
