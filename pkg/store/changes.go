@@ -74,18 +74,41 @@ func (db *DB) AddChangesAndState(changes []Change, objectName, key string, value
 	}
 	var out []Change
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		out = make([]Change, 0, len(changes))
-		for _, c := range changes {
-			c, err := addChange(tx, c)
-			if err != nil {
-				return err
-			}
-			out = append(out, c)
+		var err error
+		if out, err = addChanges(tx, changes); err != nil {
+			return err
 		}
 		return bucket(tx, bucketObjectState).Put(stateKey(objectName, key), bytes.Clone(value))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add changes for %s: %w", objectName, err)
+	}
+	return out, nil
+}
+
+// AddChanges stores changes from outside (webhooks, sendchange) in one
+// transaction, in order, and returns them as stored: all or none.
+func (db *DB) AddChanges(changes []Change) ([]Change, error) {
+	var out []Change
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		out, err = addChanges(tx, changes)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add changes: %w", err)
+	}
+	return out, nil
+}
+
+func addChanges(tx *bolt.Tx, changes []Change) ([]Change, error) {
+	out := make([]Change, 0, len(changes))
+	for _, c := range changes {
+		c, err := addChange(tx, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
 	}
 	return out, nil
 }

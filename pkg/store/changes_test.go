@@ -262,3 +262,20 @@ func TestBuildsetChanges(t *testing.T) {
 		t.Errorf("buildset of a missing change: %v", err)
 	}
 }
+
+// TestAddChanges: changes from outside are stored in order, all or none.
+func TestAddChanges(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	got, err := db.AddChanges([]Change{{Revision: "a"}, {Revision: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID >= got[1].ID || got[1].Revision != "b" {
+		t.Errorf("AddChanges = %+v", got)
+	}
+	all, _ := db.Changes(ChangeFilter{})
+	if len(all) != 2 {
+		t.Errorf("%d changes stored, want 2", len(all))
+	}
+}
