@@ -93,16 +93,6 @@ type Worker struct {
 	Line         int    // line of the [[workers]] table, for messages
 }
 
-// Scheduler is one [[schedulers]] table.
-type Scheduler struct {
-	Type            string   // type: "single_branch", "any_branch" or "force"
-	Name            string   // name; required, unique among schedulers
-	BuilderNames    []string // builder_names; required, non-empty, each names a builder
-	Branch          string   // branch; required by single_branch, not allowed elsewhere
-	TreeStableTimer Duration // tree_stable_timer; zero (the default) starts a build on every change; not allowed for force
-	Line            int      // line of the [[schedulers]] table
-}
-
 // Builder is one [[builders]] table.
 type Builder struct {
 	Name        string   // name; required, unique

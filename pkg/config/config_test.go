@@ -82,6 +82,7 @@ func TestSample(t *testing.T) {
 				Type:         "force",
 				Name:         "force",
 				BuilderNames: []string{"runtests"},
+				Reason:       "force build",
 				Line:         lineOf(t, Sample, "[[schedulers]]", 1),
 			},
 		},

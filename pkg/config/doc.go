@@ -5,4 +5,20 @@
 // each as "FILE:LINE: KEY: message"; [Errors] returns them one by one.
 // Keys are buildbot's BuildmasterConfig names in snake_case, and unknown
 // keys are errors.
+//
+// A force scheduler's custom form fields are an array of tables under it,
+// each becoming a build property (see [ForceParam]):
+//
+//	[[schedulers]]
+//	type = "force"
+//	name = "force"
+//	builder_names = ["runtests"]
+//	  [[schedulers.params]]
+//	  name = "target"             # the property
+//	  type = "choice"             # string (the default), text, int, bool or choice
+//	  label = "Target"
+//	  default = "all"
+//	  required = true
+//	  choices = ["all", "docs"]   # choice only
+//	  # regex = "^[a-z]+$"        # string and text only
 package config

@@ -237,7 +237,7 @@ tree_stable_timer = 60
 builder_names = []
 
 [[schedulers]]
-type = "nightly"
+type = "hourly"
 builder_names = "runtests"
 
 [[builders]]
@@ -249,14 +249,14 @@ name = "w"
 password = "p"
 `,
 			want: []string{
-				`master.toml:1: schedulers[0].branch: required`,
+				`master.toml:1: schedulers[0].branch: required (or another change filter key: branch_re, project, repository, category, codebase)`,
 				`master.toml:6: schedulers[0].builder_names: unknown builder "runtest"`,
 				`master.toml:11: schedulers[1].name: duplicate scheduler name "all" (first at line 3)`,
-				`master.toml:12: schedulers[1].branch: only for a single_branch scheduler`,
+				`master.toml:12: schedulers[1].branch: not for a force scheduler`,
 				`master.toml:13: schedulers[1].tree_stable_timer: not for a force scheduler`,
 				`master.toml:14: schedulers[1].builder_names: must not be empty`,
 				`master.toml:16: schedulers[2].name: required`,
-				`master.toml:17: schedulers[2].type: unknown scheduler type "nightly" (want "single_branch", "any_branch", "force")`,
+				`master.toml:17: schedulers[2].type: unknown scheduler type "hourly" (want "single_branch", "any_branch", "force", "periodic", "nightly", "triggerable")`,
 				`master.toml:18: schedulers[2].builder_names: expected an array of strings, got string`,
 			},
 		},

@@ -478,31 +478,6 @@ func (t *table) oneOf(name, what string, allowed ...string) (string, bool) {
 	return s, true
 }
 
-func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
-	s := Scheduler{Line: t.line()}
-	typ, known := t.oneOf("type", "scheduler type", "single_branch", "any_branch", "force")
-	s.Type = typ
-	s.Name = t.unique(seen, "scheduler")
-	s.BuilderNames = t.names("builder_names", builders, "builder")
-	switch {
-	case typ == "single_branch":
-		s.Branch, _ = t.required("branch")
-	case known && t.has("branch"):
-		t.ignore("branch")
-		t.errorf("branch", "only for a single_branch scheduler")
-	default:
-		s.Branch, _ = t.str("branch")
-	}
-	if typ == "force" && t.has("tree_stable_timer") {
-		t.ignore("tree_stable_timer")
-		t.errorf("tree_stable_timer", "not for a force scheduler")
-	} else {
-		s.TreeStableTimer, _ = t.duration("tree_stable_timer")
-	}
-	t.done()
-	return s
-}
-
 func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b := Builder{Line: t.line(), Workdir: DefaultWorkdir}
 	b.Name = t.unique(seen, "builder")
