@@ -84,6 +84,13 @@ type Config struct {
 	// only the request's own host is.
 	BuildbotURL string
 
+	// Changes stores the changes that POST /change_hook/DIALECT receives;
+	// nil disables every change hook.
+	Changes ChangeSink
+	// ChangeHooks enables the change hook dialects it names ("base",
+	// "github", "gitlab", "gitea"); a dialect it leaves out answers 404.
+	ChangeHooks map[string]HookConfig
+
 	Logger *slog.Logger // nil means discard
 }
 
@@ -163,6 +170,7 @@ func (s *Server) routes() http.Handler {
 	})
 	r.Get("/", s.index)
 	r.With(s.sameOrigin).Post("/force/{scheduler}", s.forceForm)
+	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
 	r.Route("/api/v2", s.apiRoutes)
 	return r
 }

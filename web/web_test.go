@@ -192,6 +192,8 @@ func newTestServer(t *testing.T) *fixture {
 	s := New(Config{
 		Store: db, Forcer: forcer, MasterID: f.master.ID, MasterName: "master-1",
 		Title: "Hello <CI>", TitleURL: "https://example.org/hello/", BuildbotURL: "http://ci.example.org/buildbot/",
+		Changes:     &testSink{db: db},
+		ChangeHooks: testHooks,
 	})
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
