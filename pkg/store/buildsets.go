@@ -110,6 +110,7 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 				Priority:    nb.Priority,
 				SubmittedAt: submitted,
 				Results:     -1,
+				WaitedFor:   nb.WaitedFor,
 			}
 			if err := put(tx, bucketRequest, id, &br); err != nil {
 				return err

@@ -115,6 +115,7 @@ type NewBuildset struct {
 	BuilderIDs    []int64 // one build request per builder
 	Priority      int
 	SubmittedAt   time.Time // zero means now
+	WaitedFor     bool      // copied onto each build request: a trigger step waits for them
 }
 
 // BuildRequest asks for one build on one builder.
