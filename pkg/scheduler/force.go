@@ -1,11 +1,19 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gbb-ci/gbb/pkg/config"
 
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -36,6 +44,21 @@ type ForceInfo struct {
 	Label        string
 	ButtonName   string
 	BuilderNames []string
+	Reason       string       // the reason field's default
+	Params       []ForceParam // the custom fields, in config order
+}
+
+// ForceParam is a custom field of a force scheduler's form, whose value
+// becomes the build property Name. Type is "string", "text", "int", "bool"
+// or "choice"; Default is a string (string, text, choice), an int64 (int)
+// or a bool (bool); Choices are those of a choice; Regex, when set, is what
+// a string or text value must match (Go syntax).
+type ForceParam struct {
+	Name, Label, Type string
+	Default           any
+	Required          bool
+	Choices           []string
+	Regex             string
 }
 
 // ParamError is returned by Force when a request parameter is invalid.
@@ -50,6 +73,149 @@ func (e *ParamError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Ms
 type forceScheduler struct {
 	name     string
 	builders []string
+	info     ForceInfo
+	regexps  map[string]*regexp.Regexp // by param name
+}
+
+func newForceScheduler(sc config.Scheduler) *forceScheduler {
+	fs := &forceScheduler{
+		name:     sc.Name,
+		builders: slices.Clone(sc.BuilderNames),
+		regexps:  map[string]*regexp.Regexp{},
+		info: ForceInfo{
+			Name:         sc.Name,
+			Label:        cmp.Or(sc.Label, sc.Name),
+			ButtonName:   cmp.Or(sc.ButtonName, sc.Name),
+			BuilderNames: slices.Clone(sc.BuilderNames),
+			Reason:       cmp.Or(sc.Reason, config.DefaultForceReason),
+		},
+	}
+	for _, p := range sc.Params {
+		fs.info.Params = append(fs.info.Params, ForceParam{
+			Name:     p.Name,
+			Label:    cmp.Or(p.Label, p.Name),
+			Type:     cmp.Or(p.Type, "string"),
+			Default:  p.Default,
+			Required: p.Required,
+			Choices:  slices.Clone(p.Choices),
+			Regex:    p.Regex,
+		})
+		if p.Regex != "" {
+			fs.regexps[p.Name] = regexp.MustCompile(p.Regex) // checked by config.Parse
+		}
+	}
+	return fs
+}
+
+// properties returns the build properties of a request's values: each
+// param's value coerced to its type, or its default when not given. With
+// no params declared, every value is taken as is (from source); with some,
+// a value that is not a param's is refused, as buildbot's.
+func (fs *forceScheduler) properties(values map[string]any, source string) (store.Properties, error) {
+	props := store.Properties{}
+	if len(fs.info.Params) == 0 {
+		for k, v := range values {
+			p, err := NewProperty(v, source)
+			if err != nil {
+				return nil, &ParamError{Field: k, Msg: err.Error()}
+			}
+			props[k] = p
+		}
+		return props, nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if !slices.ContainsFunc(fs.info.Params, func(p ForceParam) bool { return p.Name == k }) {
+			return nil, &ParamError{Field: k, Msg: fmt.Sprintf("not a parameter of force scheduler %q", fs.name)}
+		}
+	}
+	for _, p := range fs.info.Params {
+		v, err := coerce(p, values[p.Name], fs.regexps[p.Name])
+		if err != nil {
+			return nil, &ParamError{Field: p.Name, Msg: err.Error()}
+		}
+		props[p.Name], err = NewProperty(v, source)
+		if err != nil {
+			return nil, &ParamError{Field: p.Name, Msg: err.Error()}
+		}
+	}
+	return props, nil
+}
+
+// coerce returns v, a JSON value or a form's string, as p's type; nil means
+// not given: the default.
+func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
+	if s, ok := v.(string); ok && p.Type != "string" && p.Type != "text" {
+		v = strings.TrimSpace(s)
+		if v == "" {
+			v = nil
+		}
+	}
+	if v == nil {
+		if p.Required {
+			return nil, errors.New("required")
+		}
+		return p.Default, nil
+	}
+	switch p.Type {
+	case "int":
+		switch x := v.(type) {
+		case string:
+			n, err := strconv.ParseInt(x, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an integer", x)
+			}
+			return n, nil
+		case float64:
+			if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+				return nil, fmt.Errorf("%v is not an integer", x)
+			}
+			return int64(x), nil
+		case int:
+			return int64(x), nil
+		case int64:
+			return x, nil
+		}
+	case "bool":
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case float64:
+			return x != 0, nil
+		case string:
+			switch strings.ToLower(x) {
+			case "true", "on", "1", "yes":
+				return true, nil
+			case "false", "off", "0", "no":
+				return false, nil
+			}
+			return nil, fmt.Errorf("%q is not a boolean", x)
+		}
+	case "choice":
+		if x, ok := v.(string); ok {
+			if !slices.Contains(p.Choices, x) {
+				return nil, fmt.Errorf("%q is not one of %q", x, p.Choices)
+			}
+			return x, nil
+		}
+	default: // string, text
+		var x string
+		switch v := v.(type) {
+		case string:
+			x = v
+		case float64, bool, int, int64:
+			x = fmt.Sprint(v)
+		default:
+			return nil, fmt.Errorf("expected a string, got %T", v)
+		}
+		if x == "" && p.Required {
+			return nil, errors.New("required")
+		}
+		if re != nil && x != "" && !re.MatchString(x) {
+			return nil, fmt.Errorf("%q does not match %s", x, p.Regex)
+		}
+		return x, nil
+	}
+	return nil, fmt.Errorf("expected a %s, got %T", p.Type, v)
 }
 
 // Force adds a buildset for the force scheduler called name, after checking
@@ -86,18 +252,11 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 		}
 		ids = append(ids, b.ID)
 	}
-	reason := req.Reason
-	if reason == "" {
-		reason = "force build"
-	}
+	reason := cmp.Or(req.Reason, fs.info.Reason)
 	const src = "Force Build Form"
-	props := store.Properties{}
-	for k, v := range req.Properties {
-		p, err := NewProperty(v, src)
-		if err != nil {
-			return 0, nil, &ParamError{Field: k, Msg: err.Error()}
-		}
-		props[k] = p
+	props, err := fs.properties(req.Properties, src)
+	if err != nil {
+		return 0, nil, err
 	}
 	for k, v := range map[string]string{"reason": reason, "owner": req.Owner, "scheduler": name} {
 		if v == "" {
@@ -151,13 +310,13 @@ func (s *Set) ForceSchedulers() []ForceInfo {
 	defer s.mu.Unlock()
 	out := make([]ForceInfo, 0, len(s.forceOrder))
 	for _, n := range s.forceOrder {
-		fs := s.force[n]
-		out = append(out, ForceInfo{
-			Name:         fs.name,
-			Label:        fs.name,
-			ButtonName:   fs.name,
-			BuilderNames: slices.Clone(fs.builders),
-		})
+		info := s.force[n].info
+		info.BuilderNames = slices.Clone(info.BuilderNames)
+		info.Params = slices.Clone(info.Params)
+		for i := range info.Params {
+			info.Params[i].Choices = slices.Clone(info.Params[i].Choices)
+		}
+		out = append(out, info)
 	}
 	return out
 }

@@ -41,8 +41,8 @@ func TestForce(t *testing.T) {
 	}, db, func() { woken++ }, nil)
 
 	if diff := cmp.Diff([]ForceInfo{
-		{Name: "force", Label: "force", ButtonName: "force", BuilderNames: []string{"a", "b"}},
-		{Name: "other", Label: "other", ButtonName: "other", BuilderNames: []string{"other"}},
+		{Name: "force", Label: "force", ButtonName: "force", BuilderNames: []string{"a", "b"}, Reason: "force build"},
+		{Name: "other", Label: "other", ButtonName: "other", BuilderNames: []string{"other"}, Reason: "force build"},
 	}, s.ForceSchedulers()); diff != "" {
 		t.Errorf("ForceSchedulers (-want +got):\n%s", diff)
 	}

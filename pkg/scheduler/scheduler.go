@@ -1,7 +1,14 @@
 package scheduler
 
 import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -14,21 +21,55 @@ type Store interface {
 	Builder(id int64) (store.Builder, error)
 	BuilderByName(name string) (store.Builder, error)
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
+	Change(id int64) (store.Change, error)
+	GetState(objectName, key string) (json.RawMessage, bool, error)
+	SetState(objectName, key string, value json.RawMessage) error
 }
 
 // Set holds the configured schedulers.
+//
+// Lock order: opMu, then a scheduler's own mu, then mu. Store calls are
+// never made under mu.
 type Set struct {
 	store Store
 	wake  func()
 	log   *slog.Logger
 
+	// opMu serializes AddChanges and Reconfigure, so that no change is
+	// offered while a changed scheduler is being replaced.
+	opMu sync.Mutex
+
 	mu         sync.Mutex
 	force      map[string]*forceScheduler // guarded by mu
 	forceOrder []string                   // guarded by mu
+	trigger    map[string]*triggerable    // guarded by mu
+	timers     map[string]timer           // guarded by mu: change, periodic and nightly schedulers by name
+	runCtx     context.Context            // guarded by mu: Run's context while it runs, else nil
+	stopped    bool                       // guarded by mu: Run has returned or is returning
+	wg         sync.WaitGroup             // the timers' goroutines; Add only under mu while Run runs
 }
 
+// timer is a scheduler that runs a goroutine under Run: the change
+// schedulers (for tree_stable_timer), periodic and nightly.
+type timer interface {
+	config() config.Scheduler
+	// run runs the scheduler's timers until ctx is done.
+	run(ctx context.Context)
+	// job returns the control of the goroutine running run, if any.
+	job() *runJob
+}
+
+// runJob controls a goroutine running a timer's run.
+type runJob struct {
+	cancel context.CancelFunc // guarded by Set.mu
+	done   chan struct{}      // closed when run has returned; nil if never started
+}
+
+func (j *runJob) job() *runJob { return j }
+
 // New makes the schedulers of cfg. wake is called after a buildset is added
-// (nil means nothing to call); a nil log discards.
+// (nil means nothing to call); a nil log discards. Change schedulers with a
+// tree_stable_timer restore the changes they had gathered from the store.
 func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -36,25 +77,239 @@ func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 	if wake == nil {
 		wake = func() {}
 	}
-	s := &Set{store: st, wake: wake, log: log}
+	s := &Set{store: st, wake: wake, log: log, timers: map[string]timer{}}
 	s.Reconfigure(cfg)
 	return s
 }
 
-// Reconfigure replaces the schedulers with those of cfg.
+// Reconfigure replaces the schedulers with those of cfg. A change,
+// periodic or nightly scheduler whose config is unchanged (its line aside)
+// keeps running with its state; one that is removed stops; one that changed
+// stops and starts again from its state in the store.
 func (s *Set) Reconfigure(cfg []config.Scheduler) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+
 	force := map[string]*forceScheduler{}
+	trigger := map[string]*triggerable{}
 	var order []string
+	wanted := map[string]config.Scheduler{}
 	for _, sc := range cfg {
 		switch sc.Type {
 		case "force":
-			force[sc.Name] = &forceScheduler{name: sc.Name, builders: slices.Clone(sc.BuilderNames)}
+			force[sc.Name] = newForceScheduler(sc)
 			order = append(order, sc.Name)
+		case "triggerable":
+			trigger[sc.Name] = &triggerable{cfg: sc}
+		case "single_branch", "any_branch", "periodic", "nightly":
+			wanted[sc.Name] = sc
 		default:
 			s.log.Warn("scheduler type is not run by this version of gbb; it is ignored", "scheduler", sc.Name, "type", sc.Type)
 		}
 	}
+
 	s.mu.Lock()
-	s.force, s.forceOrder = force, order
+	s.force, s.forceOrder, s.trigger = force, order, trigger
+	var stop []*runJob
+	for name, t := range s.timers {
+		if sc, ok := wanted[name]; ok && sameConfig(sc, t.config()) {
+			delete(wanted, name)
+			continue
+		}
+		delete(s.timers, name)
+		j := t.job()
+		if j.cancel != nil {
+			j.cancel()
+			stop = append(stop, j)
+		}
+	}
 	s.mu.Unlock()
+
+	// A scheduler that changed writes its state until its goroutine exits:
+	// wait before its successor reads it.
+	for _, j := range stop {
+		<-j.done
+	}
+	made := map[string]timer{}
+	for _, name := range slices.Sorted(maps.Keys(wanted)) {
+		sc := wanted[name]
+		var t timer
+		switch sc.Type {
+		case "single_branch", "any_branch":
+			t = s.newChangeScheduler(sc)
+		default:
+			ts, err := s.newTimedScheduler(sc)
+			if err != nil {
+				s.log.Error("scheduler not started", "scheduler", name, "err", err)
+				continue
+			}
+			t = ts
+		}
+		made[name] = t
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, t := range made {
+		s.timers[name] = t
+		s.startLocked(t)
+	}
+}
+
+// sameConfig reports whether a and b configure the same scheduler.
+func sameConfig(a, b config.Scheduler) bool {
+	a.Line, b.Line = 0, 0
+	return reflect.DeepEqual(a, b)
+}
+
+// startLocked starts t's goroutine if Run is running. s.mu must be held.
+func (s *Set) startLocked(t timer) {
+	if s.runCtx == nil || s.stopped {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	j := t.job()
+	j.cancel, j.done = cancel, make(chan struct{})
+	s.wg.Go(func() {
+		defer close(j.done)
+		t.run(ctx)
+	})
+}
+
+// Run runs the schedulers' timers (tree_stable_timer, periodic, nightly)
+// until ctx is done, and returns after their goroutines have exited. Call
+// it once, after New; schedulers added by Reconfigure while it runs start
+// at once. It returns an error only when called twice.
+func (s *Set) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.runCtx != nil {
+		s.mu.Unlock()
+		return errors.New("scheduler: Run called twice")
+	}
+	s.runCtx = ctx
+	for _, name := range slices.Sorted(maps.Keys(s.timers)) {
+		s.startLocked(s.timers[name])
+	}
+	s.mu.Unlock()
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// AddChanges offers new changes (already stored, in order) to every change
+// scheduler, and to the periodic and nightly schedulers that gather them
+// for only_if_changed. A scheduler with no tree_stable_timer adds a buildset
+// for an important change before AddChanges returns; one with a timer
+// records the change in the store before AddChanges returns.
+func (s *Set) AddChanges(changes []store.Change) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	var recv []changeReceiver
+	for _, name := range slices.Sorted(maps.Keys(s.timers)) {
+		if r, ok := s.timers[name].(changeReceiver); ok {
+			recv = append(recv, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range recv {
+		r.addChanges(changes)
+	}
+}
+
+// changeReceiver is a scheduler that takes changes.
+type changeReceiver interface {
+	addChanges(changes []store.Change)
+}
+
+// stateObject is the object name under which the scheduler called name
+// keeps its state in the store.
+func stateObject(name string) string { return "scheduler:" + name }
+
+// newBuildset adds a buildset of the scheduler sc for changes (possibly
+// none, then of ss) and wakes the distributor.
+func (s *Set) newBuildset(sc config.Scheduler, reason string, changes []store.Change, ss []store.SourceStamp) (int64, error) {
+	ids, err := s.builderIDs(sc.BuilderNames)
+	if err != nil {
+		return 0, err
+	}
+	props, err := schedulerProperties(sc)
+	if err != nil {
+		return 0, err
+	}
+	nb := store.NewBuildset{
+		Reason:        reason,
+		SchedulerName: sc.Name,
+		SourceStamps:  ss,
+		Properties:    props,
+		BuilderIDs:    ids,
+	}
+	if len(changes) > 0 {
+		nb.SourceStamps = sourceStamps(changes)
+		for _, c := range changes {
+			nb.ChangeIDs = append(nb.ChangeIDs, c.ID)
+		}
+		slices.Sort(nb.ChangeIDs)
+	}
+	bsid, _, err := s.store.AddBuildset(nb)
+	if err != nil {
+		return 0, err
+	}
+	s.log.Info("buildset added", "scheduler", sc.Name, "buildset", bsid, "changes", nb.ChangeIDs)
+	s.wake()
+	return bsid, nil
+}
+
+func (s *Set) builderIDs(names []string) ([]int64, error) {
+	ids := make([]int64, 0, len(names))
+	for _, n := range names {
+		b, err := s.store.BuilderByName(n)
+		if err != nil {
+			return nil, fmt.Errorf("builder %q: %w", n, err)
+		}
+		ids = append(ids, b.ID)
+	}
+	return ids, nil
+}
+
+// schedulerProperties returns sc's properties and "scheduler", all with
+// source "Scheduler".
+func schedulerProperties(sc config.Scheduler) (store.Properties, error) {
+	props := store.Properties{}
+	for k, v := range sc.Properties {
+		p, err := NewProperty(v, "Scheduler")
+		if err != nil {
+			return nil, fmt.Errorf("property %s: %w", k, err)
+		}
+		props[k] = p
+	}
+	props["scheduler"], _ = NewProperty(sc.Name, "Scheduler")
+	return props, nil
+}
+
+// sourceStamps returns one sourcestamp per codebase, from the newest change
+// of each, ordered by codebase.
+func sourceStamps(changes []store.Change) []store.SourceStamp {
+	newest := map[string]store.Change{}
+	for _, c := range changes {
+		if n, ok := newest[c.Codebase]; !ok || c.ID > n.ID {
+			newest[c.Codebase] = c
+		}
+	}
+	out := make([]store.SourceStamp, 0, len(newest))
+	for _, c := range newest {
+		out = append(out, store.SourceStamp{
+			Codebase:   c.Codebase,
+			Branch:     c.Branch,
+			Revision:   c.Revision,
+			Repository: c.Repository,
+			Project:    c.Project,
+		})
+	}
+	slices.SortFunc(out, func(a, b store.SourceStamp) int { return cmp.Compare(a.Codebase, b.Codebase) })
+	return out
 }
