@@ -15,6 +15,7 @@ commands:
   stop DIR                 stop the master running in DIR
   restart DIR              stop, then start
   reconfig DIR             check the config, then make the running master reload it
+  sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   version                  print the version
 `
 
@@ -59,6 +60,8 @@ func run(args []string) error {
 		return restart(rest)
 	case "reconfig":
 		return reconfig(rest)
+	case "sendchange":
+		return sendchange(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil
