@@ -139,7 +139,15 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
 	r.Get("/buildsets/{bsid}", s.one(buildsetRes, s.getBuildset))
+	r.Get("/buildsets/{bsid}/changes", s.list(changeRes, s.listChanges))
+	r.Get("/sourcestamps", s.list(sourcestampRes, s.listSourceStamps))
 	r.Get("/sourcestamps/{ssid}", s.one(sourcestampRes, s.getSourceStamp))
+	r.Get("/sourcestamps/{ssid}/changes", s.list(changeRes, s.listChanges))
+	r.Get("/changes", s.list(changeRes, s.listChanges))
+	r.Get("/changes/{changeid}", s.one(changeRes, s.getChange))
+
+	r.Get("/schedulers", s.list(schedulerRes, s.listSchedulers))
+	r.Get("/schedulers/{schedulerid}", s.one(schedulerRes, s.getScheduler))
 
 	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
 	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
@@ -154,6 +162,7 @@ func (s *Server) buildRoutes(r chi.Router) {
 	r.Get("/steps", s.list(stepRes, s.listSteps))
 	r.Route("/steps/{step}", s.stepRoutes)
 	r.Get("/properties", s.buildProperties)
+	r.Get("/changes", s.list(changeRes, s.listChanges))
 }
 
 func (s *Server) stepRoutes(r chi.Router) {

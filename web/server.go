@@ -36,6 +36,9 @@ type Store interface {
 	Buildsets(complete *bool) ([]store.Buildset, error)
 	SourceStamp(id int64) (store.SourceStamp, error)
 
+	Change(id int64) (store.Change, error)
+	Changes(f store.ChangeFilter) ([]store.Change, error)
+
 	BuildRequest(id int64) (store.BuildRequest, error)
 	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
 
@@ -90,6 +93,9 @@ type Config struct {
 	// ChangeHooks enables the change hook dialects it names ("base",
 	// "github", "gitlab", "gitea"); a dialect it leaves out answers 404.
 	ChangeHooks map[string]HookConfig
+	// Schedulers lists the configured schedulers for /api/v2/schedulers;
+	// nil means there are none. Ids must be stable while the master runs.
+	Schedulers func() []SchedulerInfo
 
 	Logger *slog.Logger // nil means discard
 }

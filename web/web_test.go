@@ -194,6 +194,9 @@ func newTestServer(t *testing.T) *fixture {
 		Title: "Hello <CI>", TitleURL: "https://example.org/hello/", BuildbotURL: "http://ci.example.org/buildbot/",
 		Changes:     &testSink{db: db},
 		ChangeHooks: testHooks,
+		Schedulers: func() []SchedulerInfo {
+			return []SchedulerInfo{{ID: 1, Name: "all", Enabled: true}, {ID: 2, Name: "force-runtests", Enabled: true}}
+		},
 	})
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
