@@ -23,6 +23,7 @@ type build struct {
 	ws     *workerState
 	log    *slog.Logger
 	id     int64
+	number int64
 }
 
 // run runs the build to its end and records it. ctx is cancelled with
@@ -46,7 +47,7 @@ func (b *build) run(ctx context.Context) {
 		}
 		return
 	}
-	b.id = bld.ID
+	b.id, b.number = bld.ID, bld.Number
 	b.log = b.log.With("build", bld.Number)
 	b.log.Info("build started")
 	num, _ := scheduler.NewProperty(bld.Number, "Build")
@@ -61,6 +62,7 @@ func (b *build) run(ctx context.Context) {
 	} else {
 		b.check(st.CompleteBuildRequest(b.req.ID, results, time.Now()))
 	}
+	b.e.buildFinished()
 	b.log.Info("build finished", "results", ResultName(results))
 }
 
@@ -193,6 +195,8 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 		res, state = b.runShell(ctx, step, sc, log)
 	case "git":
 		res, state = b.runGit(ctx, step, sc, log)
+	case "trigger":
+		res, state = b.runTrigger(ctx, step, sc)
 	default:
 		res = store.Exception
 		state = fmt.Sprintf("step type %q is not supported by this version of gbb", sc.Type)

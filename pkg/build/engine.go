@@ -75,7 +75,11 @@ type Engine struct {
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
 	ctx      context.Context           // guarded by mu; set by Run, nil before
-	wg       sync.WaitGroup            // builds and connection watchers
+	// triggerer starts triggered builds; finished is closed (and replaced)
+	// whenever a build ends.
+	triggerer Triggerer      // guarded by mu
+	finished  chan struct{}  // guarded by mu
+	wg        sync.WaitGroup // builds and connection watchers
 }
 
 type workerState struct {
@@ -101,6 +105,7 @@ func New(cfg Config) *Engine {
 		flush:    flush,
 		wake:     make(chan struct{}, 1),
 		conns:    map[string]*workerState{},
+		finished: make(chan struct{}),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	return e

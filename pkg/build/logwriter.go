@@ -115,6 +115,16 @@ func (w *logWriter) output(o protocol.Output) {
 	}
 }
 
+// text adds lines to a text log ("t" type: no channel letters).
+func (w *logWriter) text(line string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range strings.Split(line, "\n") {
+		w.buf.WriteString(l)
+		w.buf.WriteByte('\n')
+	}
+}
+
 // header adds one header line, as the master's own notes in a log.
 func (w *logWriter) header(line string) {
 	w.mu.Lock()
