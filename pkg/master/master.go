@@ -29,11 +29,13 @@ type Master struct {
 	basedir string
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	cfg    *config.Config // guarded by mu
-	st     *store.DB      // guarded by mu; set while Run runs
-	engine *build.Engine  // guarded by mu; likewise
-	scheds *scheduler.Set // guarded by mu; likewise
+	mu      sync.Mutex
+	cfg     *config.Config  // guarded by mu
+	st      *store.DB       // guarded by mu; set while Run runs
+	engine  *build.Engine   // guarded by mu; likewise
+	scheds  *scheduler.Set  // guarded by mu; likewise
+	pollers *pollers        // guarded by mu; likewise
+	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
 }
 
 // Addrs are where a running master listens.
@@ -93,17 +95,16 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
+	pols := newPollers(m.basedir, st, scheds.AddChanges, m.log)
 	m.mu.Lock()
-	m.st, m.engine, m.scheds = st, engine, scheds
+	m.st, m.engine, m.scheds, m.pollers = st, engine, scheds, pols
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds = nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers = nil, nil, nil, nil
 		m.mu.Unlock()
 	}()
-	for _, cs := range cfg.ChangeSources {
-		m.log.Warn("change source type is not run by this version of gbb; it is ignored", "type", cs.Type, "repourl", cs.RepoURL)
-	}
+	engine.SetTriggerer(scheds)
 
 	srv := protocol.NewServer(protocol.ServerConfig{
 		Authenticate:  m.authenticate,
@@ -123,6 +124,16 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
+	m.mu.Lock()
+	m.runCtx = gctx
+	pols.apply(gctx, cfg.ChangeSources)
+	m.mu.Unlock()
+	g.Go(func() error {
+		<-gctx.Done()
+		pols.wait()
+		return nil
+	})
+	g.Go(func() error { return scheds.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
@@ -257,6 +268,7 @@ func (m *Master) Reconfig(path string) error {
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
 	m.scheds.Reconfigure(cfg.Schedulers)
+	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil
 }

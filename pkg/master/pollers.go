@@ -1,0 +1,91 @@
+package master
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"sync"
+
+	"github.com/gbb-ci/gbb/pkg/changesource"
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// pollers runs the configured change sources; a reconfig stops the ones
+// removed or changed and starts the new ones, leaving the others polling.
+type pollers struct {
+	basedir string
+	st      changesource.Store
+	notify  func([]store.Change)
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*runningPoller // guarded by mu; by change source name
+	wg      sync.WaitGroup
+}
+
+type runningPoller struct {
+	cfg    config.ChangeSource
+	cancel context.CancelFunc
+}
+
+func newPollers(basedir string, st changesource.Store, notify func([]store.Change), log *slog.Logger) *pollers {
+	return &pollers{basedir: basedir, st: st, notify: notify, log: log, running: map[string]*runningPoller{}}
+}
+
+// apply makes the running pollers those of cfgs; new ones run under ctx.
+func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := map[string]config.ChangeSource{}
+	for _, cs := range cfgs {
+		want[cs.Name] = cs
+	}
+	for name, rp := range p.running {
+		if cs, ok := want[name]; !ok || !sameSource(cs, rp.cfg) {
+			rp.cancel()
+			delete(p.running, name)
+		}
+	}
+	for _, cs := range cfgs {
+		if _, ok := p.running[cs.Name]; ok {
+			continue
+		}
+		gp := changesource.NewGitPoller(changesource.GitPollerConfig{
+			Name:                     cs.Name,
+			RepoURL:                  cs.RepoURL,
+			Branches:                 cs.Branches,
+			AllBranches:              cs.AllBranches,
+			BranchRegex:              cs.BranchRegexp(),
+			PollInterval:             cs.PollInterval.Duration,
+			PollAtLaunch:             cs.PollAtLaunch,
+			OnlyTags:                 cs.OnlyTags,
+			BuildPushesWithNoCommits: cs.BuildPushesWithNoCommits,
+			Category:                 cs.Category,
+			Project:                  cs.Project,
+			RevLink:                  cs.RevLink,
+			Workdir:                  cs.WorkdirPath(p.basedir),
+			SSHKeyFile:               cs.SSHPrivateKeyFile,
+		}, p.st, p.notify, p.log.With("change_source", cs.Name))
+		pctx, cancel := context.WithCancel(ctx)
+		p.running[cs.Name] = &runningPoller{cfg: cs, cancel: cancel}
+		p.wg.Go(func() {
+			if err := gp.Run(pctx); err != nil {
+				p.log.Error("change source stopped", "change_source", cs.Name, "err", err)
+			}
+		})
+	}
+}
+
+// sameSource reports whether two configs poll the same way (their line in
+// the file may differ).
+func sameSource(a, b config.ChangeSource) bool {
+	a.Line, b.Line = 0, 0
+	return reflect.DeepEqual(a, b)
+}
+
+// wait returns once every poller has stopped; ctx given to apply must be
+// done first.
+func (p *pollers) wait() {
+	p.wg.Wait()
+}
