@@ -38,6 +38,7 @@ type rpcError struct {
 	status  int
 	code    int
 	message string
+	field   string // the bad parameter of a *scheduler.ParamError, or ""
 }
 
 func writeRPCError(w http.ResponseWriter, id json.RawMessage, e rpcError) {
@@ -59,12 +60,12 @@ func (s *Server) forceRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Method != "force" {
-		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcMethodNotFound, fmt.Sprintf("no method %q on a forcescheduler", req.Method)})
+		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcMethodNotFound, fmt.Sprintf("no method %q on a forcescheduler", req.Method), ""})
 		return
 	}
 	fr, err := forceRequestFromRPC(req.Params)
 	if err != nil {
-		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcInvalidParams, err.Error()})
+		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcInvalidParams, err.Error(), ""})
 		return
 	}
 	bsid, brids, rerr := s.force(r, chi.URLParam(r, "scheduler"), fr)
@@ -78,7 +79,7 @@ func (s *Server) forceRPC(w http.ResponseWriter, r *http.Request) {
 // force runs a force request and maps its errors to JSON-RPC ones.
 func (s *Server) force(r *http.Request, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *rpcError) {
 	if s.cfg.Forcer == nil {
-		return 0, nil, &rpcError{http.StatusNotFound, rpcInvalidRequest, "no such forcescheduler " + name}
+		return 0, nil, &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: "no such forcescheduler " + name}
 	}
 	bsid, brids, err := s.cfg.Forcer.Force(r.Context(), name, fr)
 	var pe *scheduler.ParamError
@@ -87,12 +88,12 @@ func (s *Server) force(r *http.Request, name string, fr scheduler.ForceRequest) 
 		s.log.Info("forced build", "scheduler", name, "buildset", bsid, "owner", fr.Owner)
 		return bsid, brids, nil
 	case errors.As(err, &pe):
-		return 0, nil, &rpcError{http.StatusBadRequest, rpcInvalidParams, pe.Error()}
+		return 0, nil, &rpcError{http.StatusBadRequest, rpcInvalidParams, pe.Error(), pe.Field}
 	case errors.Is(err, scheduler.ErrNoScheduler):
-		return 0, nil, &rpcError{http.StatusNotFound, rpcInvalidRequest, "no such forcescheduler " + name}
+		return 0, nil, &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: "no such forcescheduler " + name}
 	}
 	s.log.Error("force", "scheduler", name, "err", err)
-	return 0, nil, &rpcError{http.StatusInternalServerError, rpcInternalError, "internal error"}
+	return 0, nil, &rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"}
 }
 
 // decodeRPC reads a JSON-RPC 2.0 call. Like buildbot it takes no batches and
@@ -103,32 +104,32 @@ func decodeRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, *rpcError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" && mt != "application/x-www-form-urlencoded" {
-			return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "invalid content-type (use application/json)"}
+			return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "invalid content-type (use application/json)", ""}
 		}
 	}
 	body := http.MaxBytesReader(w, r.Body, maxRPCBody)
 	var raw json.RawMessage
 	if err := json.NewDecoder(body).Decode(&raw); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, &rpcError{http.StatusRequestEntityTooLarge, rpcInvalidRequest, fmt.Sprintf("request body larger than %d bytes", maxRPCBody)}
+			return req, &rpcError{http.StatusRequestEntityTooLarge, rpcInvalidRequest, fmt.Sprintf("request body larger than %d bytes", maxRPCBody), ""}
 		}
-		return req, &rpcError{http.StatusBadRequest, rpcParseError, "JSON parse error: " + err.Error()}
+		return req, &rpcError{http.StatusBadRequest, rpcParseError, "JSON parse error: " + err.Error(), ""}
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "JSONRPC root object must be an object"}
+		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "JSONRPC root object must be an object", ""}
 	}
 	req.ID = top["id"]
 	if err := json.Unmarshal(raw, &req); err != nil {
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "bad JSONRPC request: " + err.Error()}
+		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "bad JSONRPC request: " + err.Error(), ""}
 	}
 	switch {
 	case req.JSONRPC != "2.0":
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "only JSONRPC 2.0 is supported"}
+		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "only JSONRPC 2.0 is supported", ""}
 	case req.Method == "":
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "missing key 'method'"}
+		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "missing key 'method'", ""}
 	case req.Params == nil:
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "'params' must be an object"}
+		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "'params' must be an object", ""}
 	}
 	return req, nil
 }

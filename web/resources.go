@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -281,8 +282,12 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 	if button == "" {
 		button = fi.Name
 	}
+	fields := defaultForceFields(cmp.Or(fi.Reason, "force build"))
+	for _, p := range fi.Params {
+		fields = append(fields, paramField(p))
+	}
 	return map[string]any{
-		"all_fields":    defaultForceFields(),
+		"all_fields":    fields,
 		"builder_names": names,
 		"button_name":   button,
 		"enabled":       true,
@@ -293,9 +298,9 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 
 // defaultForceFields is buildbot's ForceScheduler parameter layout for the
 // default parameters: the username and reason, then the source stamp.
-func defaultForceFields() []any {
+func defaultForceFields(reason string) []any {
 	return []any{
-		nestedField(1, textField("username", "Your name:", "", 30, "username"), textField("reason", "reason", "force build", 20, "text")),
+		nestedField(1, textField("username", "Your name:", "", 30, "username"), textField("reason", "reason", reason, 20, "text")),
 		nestedField(2,
 			textField("branch", "Branch:", "", 10, "text"),
 			textField("project", "Project:", "", 10, "text"),
@@ -323,6 +328,50 @@ func textField(name, label, def string, size int, typ string) map[string]any {
 	}
 	if typ == "username" {
 		f["need_email"] = true
+	}
+	return f
+}
+
+// paramField is a custom force parameter as buildbot's parameter of its
+// type: StringParameter ("text"), TextParameter ("textarea"), IntParameter
+// ("int"), BooleanParameter ("bool") or ChoiceStringParameter ("list").
+func paramField(p scheduler.ForceParam) map[string]any {
+	label := cmp.Or(p.Label, p.Name)
+	def := p.Default
+	var f map[string]any
+	switch p.Type {
+	case "text":
+		f = textField(p.Name, label, "", 10, "textarea")
+		f["cols"], f["rows"] = int64(80), int64(20)
+	case "int":
+		f = textField(p.Name, label, "", 10, "int")
+		if def == nil {
+			def = int64(0)
+		}
+	case "bool":
+		f = textField(p.Name, label, "", 0, "bool")
+		delete(f, "size")
+		if def == nil {
+			def = false
+		}
+	case "choice":
+		f = textField(p.Name, label, "", 0, "list")
+		delete(f, "size")
+		choices := make([]any, len(p.Choices))
+		for i, c := range p.Choices {
+			choices[i] = c
+		}
+		f["choices"], f["strict"] = choices, true
+	default: // string
+		f = textField(p.Name, label, "", 10, "text")
+	}
+	if def == nil {
+		def = ""
+	}
+	f["default"] = def
+	f["required"] = p.Required
+	if p.Regex != "" {
+		f["regex"] = p.Regex
 	}
 	return f
 }

@@ -5,8 +5,10 @@ import (
 	"cmp"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -47,12 +49,58 @@ type buildRow struct {
 
 type forceForm struct {
 	Name, Label, Button string
+	Reason              string // the reason field's value
 	Builders            []store.Builder
+	Params              []paramInput
+	Error               string // a refused POST's error not about one param
+}
+
+// paramInput is one custom parameter of a force form, with the value to
+// show and the error of a refused POST.
+type paramInput struct {
+	scheduler.ForceParam
+	Label, Value string
+	Checked      bool
+	Error        string
+}
+
+// forceFormOf is the form of fi, filled from a refused POST when posted is
+// not nil.
+func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted url.Values, rerr *rpcError) forceForm {
+	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build")}
+	for _, n := range fi.BuilderNames {
+		if b, ok := byName[n]; ok {
+			f.Builders = append(f.Builders, b)
+		}
+	}
+	if posted != nil {
+		f.Reason = posted.Get("reason")
+	}
+	matched := false
+	for _, p := range fi.Params {
+		in := paramInput{ForceParam: p, Label: cmp.Or(p.Label, p.Name)}
+		if p.Default != nil {
+			in.Value = fmt.Sprint(p.Default)
+		}
+		in.Checked = p.Default == true
+		if posted != nil {
+			in.Value = posted.Get(p.Name)
+			in.Checked = in.Value == "on" || in.Value == "true"
+		}
+		if rerr != nil && rerr.field == p.Name {
+			in.Error, matched = rerr.message, true
+		}
+		f.Params = append(f.Params, in)
+	}
+	if rerr != nil && !matched {
+		f.Error = rerr.message
+	}
+	return f
 }
 
 // index serves the front page: builders, recent builds and force forms.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	page, err := s.indexData()
+	page, err := s.indexData("", nil, nil)
 	if err != nil {
 		s.log.Error("render index", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -61,7 +109,9 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "index.html", page)
 }
 
-func (s *Server) indexData() (*indexPage, error) {
+// indexData is the front page; posted and rerr, when set, are the refused
+// POST of the force form of scheduler forced.
+func (s *Server) indexData(forced string, posted url.Values, rerr *rpcError) (*indexPage, error) {
 	page := &indexPage{Title: s.cfg.Title, TitleURL: s.cfg.TitleURL, MasterName: s.cfg.MasterName}
 	builders, err := s.cfg.Store.Builders()
 	if err != nil {
@@ -98,13 +148,11 @@ func (s *Server) indexData() (*indexPage, error) {
 		page.Builders = append(page.Builders, builderRow{ID: b.ID, Name: b.Name, Last: last[b.ID]})
 	}
 	for _, fi := range s.forceSchedulers() {
-		f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name)}
-		for _, n := range fi.BuilderNames {
-			if b, ok := byName[n]; ok {
-				f.Builders = append(f.Builders, b)
-			}
+		if fi.Name == forced {
+			page.Forces = append(page.Forces, forceFormOf(fi, byName, posted, rerr))
+		} else {
+			page.Forces = append(page.Forces, forceFormOf(fi, byName, nil, nil))
 		}
-		page.Forces = append(page.Forces, f)
 	}
 	return page, nil
 }
@@ -149,8 +197,34 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 		}
 		fr.BuilderID = id
 	}
-	if _, _, rerr := s.force(r, chi.URLParam(r, "scheduler"), fr); rerr != nil {
-		s.render(w, rerr.status, "force_error.html", rerr.message)
+	name := chi.URLParam(r, "scheduler")
+	for _, fi := range s.forceSchedulers() {
+		if fi.Name != name {
+			continue
+		}
+		for _, p := range fi.Params {
+			if v, ok := r.PostForm[p.Name]; ok {
+				if fr.Properties == nil {
+					fr.Properties = map[string]any{}
+				}
+				fr.Properties[p.Name] = v[0]
+			}
+		}
+	}
+	if _, _, rerr := s.force(r, name, fr); rerr != nil {
+		if rerr.status != http.StatusBadRequest {
+			s.render(w, rerr.status, "force_error.html", rerr.message)
+			return
+		}
+		// Show the form again, with the values posted and the error
+		// beside its field.
+		page, err := s.indexData(name, r.PostForm, rerr)
+		if err != nil {
+			s.log.Error("render index", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		s.render(w, http.StatusBadRequest, "index.html", page)
 		return
 	}
 	// A relative Location keeps a proxy's path prefix; http.Redirect would
