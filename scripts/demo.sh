@@ -44,6 +44,18 @@ interface = "127.0.0.1"
 name = "demo-worker"
 password = "demo-pass"
 
+[[change_source]]
+type = "git_poller"
+repourl = "$repo"
+branches = ["master"]
+poll_interval = "5s"
+
+[[schedulers]]
+type = "single_branch"
+name = "all"
+branch = "master"
+builder_names = ["runtests"]
+
 [[schedulers]]
 type = "force"
 name = "force"
@@ -98,6 +110,7 @@ gbb demo is running (basedirs in $dir)
   API:      http://127.0.0.1:$web_port/api/v2/builds?order=-buildid&limit=1
   force:    curl -X POST http://127.0.0.1:$web_port/api/v2/forceschedulers/force \\
               -d '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":"try"}}'
+  commit:   git -C $repo commit --allow-empty -m try   (the poller builds it within 5s)
   logs:     $master/master.log, $dir/worker.stderr
 Press Ctrl-C to stop.
 MSG
