@@ -148,9 +148,15 @@ func newEnv(t *testing.T) *env {
 // text/template that sees the env (WebPort, WorkerPort, Dir).
 func (e *env) writeConfig(tmpl string) {
 	e.t.Helper()
+	e.writeConfigData(tmpl, e)
+}
+
+// writeConfigData is writeConfig with the template's data given.
+func (e *env) writeConfigData(tmpl string, data any) {
+	e.t.Helper()
 	mustRun(e.t, e.master, "create-master", e.masterDir)
 	var b bytes.Buffer
-	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&b, e); err != nil {
+	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&b, data); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), b.Bytes(), 0o644); err != nil {

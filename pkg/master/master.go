@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -121,6 +122,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TitleURL:    cfg.TitleURL,
 		BuildbotURL: cfg.BuildbotURL,
 		Logger:      m.log,
+		Changes:     changeSink{st: st, scheds: scheds},
+		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
+		Schedulers:  m.schedulerInfos,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -251,6 +255,9 @@ func (m *Master) Reconfig(path string) error {
 	}
 	if cfg.WWW.Addr() != old.WWW.Addr() {
 		restart = append(restart, "www")
+	}
+	if !maps.Equal(hookConfigs(cfg.WWW.ChangeHooks), hookConfigs(old.WWW.ChangeHooks)) {
+		restart = append(restart, "www.change_hook")
 	}
 	if cfg.DB.URL != old.DB.URL {
 		restart = append(restart, "db.url")
