@@ -26,13 +26,15 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder: b.cfg.Name,
 		Git: &protocol.GitCommand{
-			RepoURL:  sc.RepoURL,
-			Branch:   branch,
-			Revision: stringProperty(props, "revision"),
-			Mode:     sc.Mode,
-			Method:   sc.Method,
-			Depth:    sc.Shallow,
-			Workdir:  sc.Workdir,
+			RepoURL:           sc.RepoURL,
+			Branch:            branch,
+			Revision:          stringProperty(props, "revision"),
+			Mode:              sc.Mode,
+			Method:            sc.Method,
+			Depth:             sc.Shallow,
+			Workdir:           sc.Workdir,
+			Submodules:        sc.Submodules,
+			SSHPrivateKeyFile: sc.SSHPrivateKeyFile,
 		},
 	}, log)
 	if results == store.Success && res.GotRevision == "" {

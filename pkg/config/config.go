@@ -106,23 +106,25 @@ type Builder struct {
 
 // Step is one [[builders.steps]] table.
 type Step struct {
-	Type           string            // type: "shell", "git" or "trigger"; required
-	Name           string            // name; default: the type, as buildbot
-	Description    string            // description
-	Command        Command           // command: shell only, required there
-	Workdir        string            // workdir; default: the builder's Workdir
-	Env            map[string]string // env: added to the worker's environment
-	Timeout        Duration          // timeout: time without output before the command is killed; default DefaultStepTimeout (1200s); zero means none
-	MaxTime        Duration          // max_time: time before the command is killed; zero (the default) means none
-	HaltOnFailure  bool              // halt_on_failure; default false for shell, true for git (as buildbot)
-	FlunkOnFailure bool              // flunk_on_failure; default true
-	WarnOnFailure  bool              // warn_on_failure; default false
-	AlwaysRun      bool              // always_run; default false
-	RepoURL        string            // repourl: git only, required there
-	Mode           string            // mode: git only, "incremental" (the default) or "full"
-	Branch         string            // branch: git only; "" means the build's branch property, else the remote's default branch
-	Method         string            // method: git full mode only, "clobber" (the default there) or "fresh"; "" in incremental mode
-	Shallow        int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
+	Type              string            // type: "shell", "git" or "trigger"; required
+	Name              string            // name; default: the type, as buildbot
+	Description       string            // description
+	Command           Command           // command: shell only, required there
+	Workdir           string            // workdir; default: the builder's Workdir
+	Env               map[string]string // env: added to the worker's environment
+	Timeout           Duration          // timeout: time without output before the command is killed; default DefaultStepTimeout (1200s); zero means none
+	MaxTime           Duration          // max_time: time before the command is killed; zero (the default) means none
+	HaltOnFailure     bool              // halt_on_failure; default false for shell, true for git (as buildbot)
+	FlunkOnFailure    bool              // flunk_on_failure; default true
+	WarnOnFailure     bool              // warn_on_failure; default false
+	AlwaysRun         bool              // always_run; default false
+	RepoURL           string            // repourl: git only, required there
+	Mode              string            // mode: git only, "incremental" (the default) or "full"
+	Branch            string            // branch: git only; "" means the build's branch property, else the remote's default branch
+	Method            string            // method: git full mode only, "clobber" (the default there), "fresh", "clean" or "copy"; "" in incremental mode
+	Shallow           int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
+	Submodules        bool              // submodules: git only, init and update the submodules recursively; default false
+	SSHPrivateKeyFile string            // ssh_private_key_file: git only, a path on the worker to the private key for ssh URLs; "" (the default) means the worker's ssh agent
 	// Trigger steps (type = "trigger"), as buildbot's Trigger.
 	SchedulerNames    []string       // scheduler_names: required, triggerable schedulers
 	WaitForFinish     bool           // wait_for_finish: wait for the triggered builds, and take their worst result

@@ -484,7 +484,7 @@ worker_names = ["w"]
   type = "git"
   repourl = "r"
   mode = "full"
-  method = "copy"
+  method = "rsync"
   shallow = "deep"
 
   [[builders.steps]]
@@ -495,7 +495,7 @@ worker_names = ["w"]
 			want: []string{
 				`master.toml:12: builders[0].steps[0].method: only for mode = "full"`,
 				`master.toml:13: builders[0].steps[0].shallow: must not be negative`,
-				`master.toml:19: builders[0].steps[1].method: unknown git method "copy" (want "clobber", "fresh")`,
+				`master.toml:19: builders[0].steps[1].method: unknown git method "rsync" (want "clobber", "fresh", "clean", "copy")`,
 				`master.toml:20: builders[0].steps[1].shallow: expected a boolean or an integer depth, got string`,
 				`master.toml:25: builders[0].steps[2].method: not allowed in a shell step`,
 			},

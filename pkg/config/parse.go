@@ -499,7 +499,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 // Keys only some step types take.
 var (
 	shellKeys = []string{"command"}
-	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow"}
+	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow", "submodules", "ssh_private_key_file"}
 	// triggerKeys are the keys of a trigger step.
 	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp"}
 )
@@ -580,7 +580,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 			s.Method = "clobber"
 		}
 		if t.has("method") {
-			if m, ok := t.oneOf("method", "git method", "clobber", "fresh"); ok {
+			if m, ok := t.oneOf("method", "git method", "clobber", "fresh", "clean", "copy"); ok {
 				if s.Mode != "full" {
 					t.errorf("method", "only for mode = \"full\"")
 				}
@@ -603,6 +603,8 @@ func (d *decoder) step(t *table, workdir string) Step {
 				t.errorf("shallow", "expected a boolean or an integer depth, got %s", typeName(v))
 			}
 		}
+		s.Submodules, _ = t.boolean("submodules")
+		s.SSHPrivateKeyFile, _ = t.str("ssh_private_key_file")
 	case "trigger":
 		other = append(slices.Clone(shellKeys), gitKeys...)
 		d.triggerStep(t, &s)

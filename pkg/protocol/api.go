@@ -90,7 +90,9 @@ const (
 	GitIncremental = "incremental" // fetch into the existing checkout, clone if none
 	GitFull        = "full"        // start from a clean tree, by Method
 	GitClobber     = "clobber"     // full: remove the directory and clone
-	GitFresh       = "fresh"       // full: fetch, reset hard, remove untracked files
+	GitFresh       = "fresh"       // full: fetch, reset hard, remove untracked and ignored files
+	GitClean       = "clean"       // full: fetch, reset hard, remove untracked files but not ignored ones
+	GitCopy        = "copy"        // full: update BASEDIR/<builder>/source incrementally, copy it to a new workdir
 )
 
 // GitCommand checks out a revision of a git repository on the worker, with
@@ -103,7 +105,8 @@ type GitCommand struct {
 	Revision string
 	// Mode is GitIncremental or GitFull; empty means GitIncremental.
 	Mode string
-	// Method is for GitFull: GitClobber or GitFresh; empty means GitClobber.
+	// Method is for GitFull: GitClobber, GitFresh, GitClean or GitCopy;
+	// empty means GitClobber.
 	Method string
 	// Depth makes a shallow clone of that many commits; zero means the
 	// full history.
@@ -111,6 +114,13 @@ type GitCommand struct {
 	// Workdir is relative to the worker's BASEDIR/<builder>/, as for
 	// ShellCommand.
 	Workdir string
+	// Submodules makes the worker init and update the submodules,
+	// recursively, after the checkout; false leaves them alone.
+	Submodules bool
+	// SSHPrivateKeyFile is a path on the worker to the private key used for
+	// ssh:// and user@host: URLs (the hosts are checked against
+	// known_hosts); empty means the ssh agent.
+	SSHPrivateKeyFile string
 }
 
 // Command is one command a master sends to a worker. Exactly one of its

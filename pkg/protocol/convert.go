@@ -92,8 +92,10 @@ func validateCommand(cmd Command) error {
 		if g.Mode != "" && g.Mode != GitIncremental && g.Mode != GitFull {
 			return fmt.Errorf("protocol: git mode %q is not %q or %q", g.Mode, GitIncremental, GitFull)
 		}
-		if g.Method != "" && g.Method != GitClobber && g.Method != GitFresh {
-			return fmt.Errorf("protocol: git method %q is not %q or %q", g.Method, GitClobber, GitFresh)
+		switch g.Method {
+		case "", GitClobber, GitFresh, GitClean, GitCopy:
+		default:
+			return fmt.Errorf("protocol: git method %q is not %q, %q, %q or %q", g.Method, GitClobber, GitFresh, GitClean, GitCopy)
 		}
 		if g.Depth < 0 {
 			return fmt.Errorf("protocol: git depth %d is negative", g.Depth)
@@ -108,13 +110,15 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 			CommandId: id,
 			Builder:   cmd.Builder,
 			Command: &StartCommand_Git{Git: &Git{
-				Repourl:  g.RepoURL,
-				Branch:   g.Branch,
-				Revision: g.Revision,
-				Mode:     g.Mode,
-				Method:   g.Method,
-				Depth:    int32(g.Depth),
-				Workdir:  g.Workdir,
+				Repourl:           g.RepoURL,
+				Branch:            g.Branch,
+				Revision:          g.Revision,
+				Mode:              g.Mode,
+				Method:            g.Method,
+				Depth:             int32(g.Depth),
+				Workdir:           g.Workdir,
+				Submodules:        g.Submodules,
+				SshPrivateKeyFile: g.SSHPrivateKeyFile,
 			}},
 		}
 	}
@@ -156,13 +160,15 @@ func commandFromPB(m *StartCommand) (Command, error) {
 	case *StartCommand_Git:
 		g := c.Git
 		cmd.Git = &GitCommand{
-			RepoURL:  g.GetRepourl(),
-			Branch:   g.GetBranch(),
-			Revision: g.GetRevision(),
-			Mode:     g.GetMode(),
-			Method:   g.GetMethod(),
-			Depth:    int(g.GetDepth()),
-			Workdir:  g.GetWorkdir(),
+			RepoURL:           g.GetRepourl(),
+			Branch:            g.GetBranch(),
+			Revision:          g.GetRevision(),
+			Mode:              g.GetMode(),
+			Method:            g.GetMethod(),
+			Depth:             int(g.GetDepth()),
+			Workdir:           g.GetWorkdir(),
+			Submodules:        g.GetSubmodules(),
+			SSHPrivateKeyFile: g.GetSshPrivateKeyFile(),
 		}
 	default:
 		return cmd, fmt.Errorf("unknown command %T (a newer master?)", c)

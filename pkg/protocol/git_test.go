@@ -24,7 +24,8 @@ func TestGitCommand(t *testing.T) {
 	startWorker(t, m.addr, "w1", "pw")
 	c := waitAttach(t, m)
 
-	g := GitCommand{RepoURL: "https://example.com/r.git", Branch: "dev", Revision: "abc123", Mode: GitFull, Method: GitFresh, Depth: 3, Workdir: "src"}
+	g := GitCommand{RepoURL: "https://example.com/r.git", Branch: "dev", Revision: "abc123", Mode: GitFull, Method: GitCopy, Depth: 3, Workdir: "src",
+		Submodules: true, SSHPrivateKeyFile: "/home/w/.ssh/id_ed25519"}
 	res, out, err := collect(t, t.Context(), c, Command{Builder: "b", Git: &g})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func TestGitCommandRefused(t *testing.T) {
 	for _, cmd := range []Command{
 		{Builder: "b", Git: &GitCommand{}},
 		{Builder: "b", Git: &GitCommand{RepoURL: "u", Mode: "sideways"}},
-		{Builder: "b", Git: &GitCommand{RepoURL: "u", Mode: GitFull, Method: "copy"}},
+		{Builder: "b", Git: &GitCommand{RepoURL: "u", Mode: GitFull, Method: "rsync"}},
 		{Builder: "b", Git: &GitCommand{RepoURL: "u", Depth: -1}},
 		{Builder: "b", Git: &GitCommand{RepoURL: "u"}, Shell: &ShellCommand{Argv: []string{"echo"}}},
 	} {

@@ -723,14 +723,20 @@ type Git struct {
 	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	// mode: "incremental" (empty means it) or "full".
 	Mode string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
-	// method for full mode: "clobber" (empty means it) or "fresh".
+	// method for full mode: "clobber" (empty means it), "fresh", "clean" or
+	// "copy".
 	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
 	// depth of a shallow clone; 0 means the full history.
 	Depth int32 `protobuf:"varint,6,opt,name=depth,proto3" json:"depth,omitempty"`
 	// workdir is relative to BASEDIR/<builder>/.
-	Workdir       string `protobuf:"bytes,7,opt,name=workdir,proto3" json:"workdir,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Workdir string `protobuf:"bytes,7,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	// submodules: init and update the submodules recursively.
+	Submodules bool `protobuf:"varint,8,opt,name=submodules,proto3" json:"submodules,omitempty"`
+	// ssh_private_key_file is a path on the worker to the private key for
+	// ssh URLs; empty means the ssh agent.
+	SshPrivateKeyFile string `protobuf:"bytes,9,opt,name=ssh_private_key_file,json=sshPrivateKeyFile,proto3" json:"ssh_private_key_file,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Git) Reset() {
@@ -808,6 +814,20 @@ func (x *Git) GetDepth() int32 {
 func (x *Git) GetWorkdir() string {
 	if x != nil {
 		return x.Workdir
+	}
+	return ""
+}
+
+func (x *Git) GetSubmodules() bool {
+	if x != nil {
+		return x.Submodules
+	}
+	return false
+}
+
+func (x *Git) GetSshPrivateKeyFile() string {
+	if x != nil {
+		return x.SshPrivateKeyFile
 	}
 	return ""
 }
@@ -1086,7 +1106,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x10interrupt_signal\x18\b \x01(\tR\x0finterruptSignal\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x02\n" +
 	"\x03Git\x12\x18\n" +
 	"\arepourl\x18\x01 \x01(\tR\arepourl\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x1a\n" +
@@ -1094,7 +1114,11 @@ const file_worker_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x16\n" +
 	"\x06method\x18\x05 \x01(\tR\x06method\x12\x14\n" +
 	"\x05depth\x18\x06 \x01(\x05R\x05depth\x12\x18\n" +
-	"\aworkdir\x18\a \x01(\tR\aworkdir\"<\n" +
+	"\aworkdir\x18\a \x01(\tR\aworkdir\x12\x1e\n" +
+	"\n" +
+	"submodules\x18\b \x01(\bR\n" +
+	"submodules\x12/\n" +
+	"\x14ssh_private_key_file\x18\t \x01(\tR\x11sshPrivateKeyFile\"<\n" +
 	"\tInterrupt\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x10\n" +
