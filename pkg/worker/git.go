@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/gbb-ci/gbb/pkg/protocol"
 )
@@ -21,13 +23,18 @@ import (
 // "fatal:" errors exit.
 const gitFatal = 128
 
+// gitSourceDir is where method copy keeps its incremental checkout, in
+// BASEDIR/<builder>/, as buildbot's srcdir.
+const gitSourceDir = "source"
+
 // gitRun is one git command being run: its output and its repository.
 type gitRun struct {
-	ctx  context.Context
-	g    *protocol.GitCommand
-	out  func(protocol.Output)
-	dir  string
-	repo *git.Repository
+	ctx    context.Context
+	g      *protocol.GitCommand
+	out    func(protocol.Output)
+	dir    string // the checkout being updated
+	srcdir string // method copy's incremental checkout
+	repo   *git.Repository
 }
 
 func (r *gitRun) header(format string, args ...any) {
@@ -50,6 +57,15 @@ func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCo
 		return protocol.Result{ExitCode: -1, Err: err.Error()}
 	}
 	r.dir = dir
+	if g.Method == protocol.GitCopy {
+		if r.srcdir, err = e.workdir(builder, gitSourceDir); err == nil {
+			err = checkCopyDirs(r.srcdir, dir)
+		}
+		if err != nil {
+			r.header("%v", err)
+			return protocol.Result{ExitCode: -1, Err: err.Error()}
+		}
+	}
 	rev, err := r.run()
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -60,6 +76,17 @@ func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCo
 		return protocol.Result{ExitCode: gitFatal}
 	}
 	return protocol.Result{GotRevision: rev.String()}
+}
+
+// checkCopyDirs refuses a workdir that method copy's removal would take
+// the source checkout with, or that would be copied into itself.
+func checkCopyDirs(srcdir, dir string) error {
+	for _, pair := range [][2]string{{srcdir, dir}, {dir, srcdir}} {
+		if rel, err := filepath.Rel(pair[0], pair[1]); err == nil && filepath.IsLocal(rel) || pair[0] == pair[1] {
+			return fmt.Errorf("method copy: workdir %s and its source checkout %s overlap", dir, srcdir)
+		}
+	}
+	return nil
 }
 
 // run does the work of runGit and returns the commit checked out.
@@ -77,7 +104,34 @@ func (r *gitRun) run() (plumbing.Hash, error) {
 	} else {
 		r.header("mode %s in dir %s", mode, r.dir)
 	}
+	if method != protocol.GitCopy {
+		return r.update(mode, method)
+	}
 
+	// Copy, as buildbot's: remove the workdir, update the source checkout
+	// incrementally, copy it to the workdir.
+	work := r.dir
+	r.header("rm -rf %s", work)
+	if err := os.RemoveAll(work); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("copy: %w", err)
+	}
+	r.dir = r.srcdir
+	r.header("mode %s in dir %s", protocol.GitIncremental, r.dir)
+	rev, err := r.update(protocol.GitIncremental, "")
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	r.header("cp -a %s %s", r.srcdir, work)
+	if err := copyTree(r.ctx, r.srcdir, work); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("copy %s to %s: %w", r.srcdir, work, err)
+	}
+	return rev, nil
+}
+
+// update brings the checkout in r.dir to the command's revision by mode
+// and method (not copy) and returns the commit checked out.
+func (r *gitRun) update(mode, method string) (plumbing.Hash, error) {
+	g := r.g
 	if method == protocol.GitClobber {
 		r.header("rm -rf %s", r.dir)
 		if err := os.RemoveAll(r.dir); err != nil {
@@ -122,17 +176,32 @@ func (r *gitRun) run() (plumbing.Hash, error) {
 		}
 	}
 	r.header("git reset --hard %s --", target)
-	if err := r.reset(target, mode == protocol.GitIncremental && !fresh); err != nil {
+	// Only a new clone may let go-git remove untracked files: an update
+	// keeps them, and clean and fresh then remove what their flags say.
+	if err := r.reset(target, !fresh); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("reset to %s: %w", target, err)
 	}
-	if method == protocol.GitFresh {
-		r.header("git clean -f -f -d")
-		wt, err := repo.Worktree()
-		if err == nil {
-			err = wt.Clean(&git.CleanOptions{Dir: true})
+	if g.Submodules {
+		r.header("git submodule update --init --recursive")
+		if err := r.updateSubmodules(repo); err != nil {
+			return plumbing.ZeroHash, err
 		}
-		if err != nil {
+	}
+	if method == protocol.GitFresh || method == protocol.GitClean {
+		x := method == protocol.GitFresh
+		flags := "-f -f -d"
+		if x {
+			flags += " -x"
+		}
+		r.header("git clean %s", flags)
+		if err := cleanTree(r.ctx, repo, r.dir, x); err != nil {
 			return plumbing.ZeroHash, fmt.Errorf("clean: %w", err)
+		}
+		if g.Submodules {
+			r.header("git submodule foreach --recursive git clean %s", flags)
+			if err := r.cleanSubmodules(repo, r.dir, x); err != nil {
+				return plumbing.ZeroHash, err
+			}
 		}
 	}
 	if c, err := repo.CommitObject(target); err == nil {
@@ -177,11 +246,15 @@ func (r *gitRun) fetch() (string, error) {
 		return r.fetchLocal(ep.Path)
 	}
 
+	auth, err := r.auth(ep)
+	if err != nil {
+		return "", err
+	}
 	rem, err := r.repo.Remote("origin")
 	if err != nil {
 		return "", err
 	}
-	refs, err := rem.ListContext(r.ctx, &git.ListOptions{})
+	refs, err := rem.ListContext(r.ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
 		return "", fmt.Errorf("list refs of %s: %w", g.RepoURL, err)
 	}
@@ -203,6 +276,7 @@ func (r *gitRun) fetch() (string, error) {
 	spec := gitconfig.RefSpec("+refs/heads/" + branch + ":refs/remotes/origin/" + branch)
 	err = rem.FetchContext(r.ctx, &git.FetchOptions{
 		RefSpecs: []gitconfig.RefSpec{spec},
+		Auth:     auth,
 		Depth:    g.Depth,
 		Tags:     git.NoTags,
 		Force:    true,
@@ -251,7 +325,7 @@ func (r *gitRun) fetchLocal(path string) (string, error) {
 			wants = append(wants, *h)
 		}
 	}
-	if err := r.copyObjects(src, wants); err != nil {
+	if err := r.copyObjects(src, r.repo, wants); err != nil {
 		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
 	}
 	ref := plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", branch), tip)
@@ -261,16 +335,16 @@ func (r *gitRun) fetchLocal(path string) (string, error) {
 	return branch, nil
 }
 
-// copyObjects copies the objects of wants that the repository lacks from
-// src, as pkg/changesource's mirror does.
-func (r *gitRun) copyObjects(src *git.Repository, wants []plumbing.Hash) error {
+// copyObjects copies the objects of wants that dst lacks from src, as
+// pkg/changesource's mirror does.
+func (r *gitRun) copyObjects(src, dst *git.Repository, wants []plumbing.Hash) error {
 	var have []plumbing.Hash
-	iter, err := r.repo.References()
+	iter, err := dst.References()
 	if err != nil {
 		return err
 	}
 	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Type() == plumbing.HashReference && r.repo.Storer.HasEncodedObject(ref.Hash()) == nil {
+		if ref.Type() == plumbing.HashReference && dst.Storer.HasEncodedObject(ref.Hash()) == nil {
 			have = append(have, ref.Hash())
 		}
 		return nil
@@ -280,7 +354,7 @@ func (r *gitRun) copyObjects(src *git.Repository, wants []plumbing.Hash) error {
 	}
 	// Every ref's objects are there with all they refer to, since refs
 	// are set only once their objects are copied.
-	missing, err := revlist.ObjectsWithStorageForIgnores(src.Storer, r.repo.Storer, wants, have)
+	missing, err := revlist.ObjectsWithStorageForIgnores(src.Storer, dst.Storer, wants, have)
 	if err != nil {
 		return err
 	}
@@ -288,18 +362,38 @@ func (r *gitRun) copyObjects(src *git.Repository, wants []plumbing.Hash) error {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		if r.repo.Storer.HasEncodedObject(h) == nil {
+		if dst.Storer.HasEncodedObject(h) == nil {
 			continue
 		}
 		obj, err := src.Storer.EncodedObject(plumbing.AnyObject, h)
 		if err != nil {
 			return err
 		}
-		if _, err := r.repo.Storer.SetEncodedObject(obj); err != nil {
+		if _, err := dst.Storer.SetEncodedObject(obj); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// auth returns how to authenticate to ep: with the command's private key
+// for an ssh URL when it names one; else nil, which is go-git's default
+// (the ssh agent for ssh URLs). Host keys are checked against known_hosts,
+// as go-git does by default.
+func (r *gitRun) auth(ep *transport.Endpoint) (transport.AuthMethod, error) {
+	key := r.g.SSHPrivateKeyFile
+	if key == "" || ep.Protocol != "ssh" {
+		return nil, nil
+	}
+	user := ep.User
+	if user == "" {
+		user = "git"
+	}
+	auth, err := gitssh.NewPublicKeysFromFile(user, key, "")
+	if err != nil {
+		return nil, fmt.Errorf("ssh_private_key_file %s: %w", key, err)
+	}
+	return auth, nil
 }
 
 // pickBranch returns the branch to check out: want when set (it must
