@@ -71,7 +71,7 @@ func cleanTree(ctx context.Context, repo *git.Repository, dir string, ignored bo
 			switch {
 			case isDir && parents[p]:
 				err = walk(p)
-			case isDir && match != nil && !exists(filepath.Join(full, git.GitDirName)):
+			case isDir && match != nil && !isRepository(full):
 				// An untracked directory may hold ignored files, which
 				// stay; the directory goes if nothing does.
 				if err = walk(p); err == nil {
@@ -90,6 +90,12 @@ func cleanTree(ctx context.Context, repo *git.Repository, dir string, ignored bo
 		return err
 	}
 	return nil
+}
+
+// isRepository reports whether dir holds a .git (a nested repository).
+func isRepository(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, git.GitDirName))
+	return err == nil
 }
 
 func removeIfEmpty(dir string) error {
