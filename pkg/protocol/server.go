@@ -221,6 +221,10 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		case <-s.stopping:
 			c.finish(errors.New("master shutting down"))
 			return status.Error(codes.Unavailable, "master shutting down")
+		case <-c.done:
+			// Close ended the connection.
+			log.Info("worker detached", "err", c.Err())
+			return status.Error(codes.Aborted, c.Err().Error())
 		}
 	}
 }
@@ -306,6 +310,11 @@ func (c *WorkerConn) Info() WorkerInfo { return c.info }
 
 // Done is closed when the stream ends.
 func (c *WorkerConn) Done() <-chan struct{} { return c.done }
+
+// Close ends the connection, as buildbot's worker kill: the worker sees
+// its stream end (and cancels its commands), and Runs in flight return
+// ErrConnectionLost. Err then returns reason. Closing twice does nothing.
+func (c *WorkerConn) Close(reason error) { c.finish(reason) }
 
 // Err says why the stream ended; nil before Done is closed.
 func (c *WorkerConn) Err() error {
