@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -24,6 +25,14 @@ type build struct {
 	log    *slog.Logger
 	id     int64
 	number int64
+	// parent is the engine's context: cancelled with ErrShutdown when the
+	// master stops. Each step runs in a child that a stop cancels.
+	parent context.Context
+
+	mu         sync.Mutex
+	cancel     context.CancelCauseFunc // guarded by mu; cancels the running step, nil between steps
+	stopped    bool                    // guarded by mu; set by stop
+	stopReason string                  // guarded by mu
 }
 
 // run runs the build to its end and records it. ctx is cancelled with
@@ -54,8 +63,15 @@ func (b *build) run(ctx context.Context) {
 	b.check(st.SetBuildProperty(bld.ID, "buildnumber", num))
 
 	results := b.runSteps(ctx)
+	summary := buildSummary(results)
+	if reason, stopped := b.stopState(); stopped {
+		// As buildbot's stopBuild: a stopped build is CANCELLED, whatever
+		// its steps did, and says why.
+		results = store.WorstResult(results, store.Cancelled)
+		summary = buildSummary(results) + " (" + reason + ")"
+	}
 
-	b.check(st.SetBuildStateString(b.id, buildSummary(results)))
+	b.check(st.SetBuildStateString(b.id, summary))
 	b.check(st.FinishBuild(b.id, results, time.Now()))
 	if results == store.Retry {
 		b.check(st.UnclaimBuildRequest(b.req.ID))
@@ -122,19 +138,23 @@ func (b *build) runSteps(ctx context.Context) int {
 		if halted && !sc.AlwaysRun {
 			continue
 		}
+		// A stopped build runs only its always_run steps, as buildbot's.
+		sctx, done, ok := b.stepContext(sc.AlwaysRun)
+		if !ok {
+			continue
+		}
 		b.check(st.SetBuildStateString(b.id, sc.Name))
-		r := b.runStep(ctx, sc)
+		r := b.runStep(sctx, sc)
+		done()
 		var terminate bool
 		results, terminate = computeResult(sc, results, r)
 		if terminate {
 			halted = true
 		}
-		if r == store.Exception || r == store.Retry || r == store.Cancelled {
-			// These end the build at once; buildbot runs no always_run
-			// step after them either when the worker is gone.
-			if r == store.Retry || cause(ctx) != nil {
-				return results
-			}
+		// A lost worker or a master shutting down end the build at once;
+		// buildbot runs no always_run step either when the worker is gone.
+		if r == store.Retry || ctx.Err() != nil {
+			return results
 		}
 	}
 	return results

@@ -21,7 +21,12 @@ type Store interface {
 	WorkerConnected(id, masterID int64, info map[string]string) error
 	WorkerDisconnected(id, masterID int64) error
 
+	Worker(id int64) (store.Worker, error)
+	SetWorkerPaused(id int64, paused, graceful bool) error
+
+	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Buildset(id int64) (store.Buildset, error)
+	BuildRequest(id int64) (store.BuildRequest, error)
 	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
 	ClaimBuildRequest(id, masterID int64, at time.Time) error
 	UnclaimBuildRequest(id int64) error
@@ -74,6 +79,7 @@ type Engine struct {
 	builders map[string]config.Builder // guarded by mu
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
+	running  map[int64]*build          // guarded by mu; builds of this master by build request id
 	ctx      context.Context           // guarded by mu; set by Run, nil before
 	// triggerer starts triggered builds; finished is closed (and replaced)
 	// whenever a build ends.
@@ -86,6 +92,10 @@ type workerState struct {
 	conn    *protocol.WorkerConn
 	id      int64
 	running int
+	// paused and graceful (buildbot's "stop") keep new builds off the
+	// worker; they are kept in the store, so they outlast a reconnection.
+	paused   bool
+	graceful bool
 }
 
 // New makes an engine; it starts nothing until Run.
@@ -105,6 +115,7 @@ func New(cfg Config) *Engine {
 		flush:    flush,
 		wake:     make(chan struct{}, 1),
 		conns:    map[string]*workerState{},
+		running:  map[int64]*build{},
 		finished: make(chan struct{}),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
@@ -218,7 +229,7 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 		return
 	}
 	e.mu.Lock()
-	e.conns[name] = &workerState{conn: c, id: w.ID}
+	e.conns[name] = &workerState{conn: c, id: w.ID, paused: w.Paused, graceful: w.Graceful}
 	e.mu.Unlock()
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
@@ -271,9 +282,14 @@ func (e *Engine) distribute(ctx context.Context) error {
 			continue
 		}
 		ws.running++
+		// The build is known before its request is claimed, so that a
+		// cancel that finds the request claimed finds the build.
+		b := &build{e: e, req: r, cfg: bcfg, worker: wname, ws: ws, parent: ctx}
+		e.running[r.ID] = b
 		e.mu.Unlock()
 
 		if err := e.st.ClaimBuildRequest(r.ID, e.masterID, time.Now()); err != nil {
+			e.forget(b)
 			e.release(wname, ws)
 			if errors.Is(err, store.ErrClaimed) {
 				continue
@@ -282,7 +298,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 		}
 		e.wg.Go(func() {
 			defer e.release(wname, ws)
-			b := &build{e: e, req: r, cfg: bcfg, worker: wname, ws: ws}
+			defer e.forget(b)
 			b.run(ctx)
 		})
 	}
@@ -292,8 +308,21 @@ func (e *Engine) distribute(ctx context.Context) error {
 func (e *Engine) release(name string, ws *workerState) {
 	e.mu.Lock()
 	ws.running--
+	idle := ws.graceful && ws.running == 0
 	e.mu.Unlock()
+	if idle {
+		e.shutdownWorker(name, ws)
+	}
 	e.Wake()
+}
+
+// forget removes b from the running builds.
+func (e *Engine) forget(b *build) {
+	e.mu.Lock()
+	if e.running[b.req.ID] == b {
+		delete(e.running, b.req.ID)
+	}
+	e.mu.Unlock()
 }
 
 // builderNames maps the store ids of the configured builders to their names.
@@ -320,7 +349,7 @@ func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
 	var bestName string
 	for _, n := range b.WorkerNames {
 		ws, ok := e.conns[n]
-		if !ok {
+		if !ok || ws.paused || ws.graceful {
 			continue
 		}
 		if max := e.maxB[n]; max > 0 && ws.running >= max {
