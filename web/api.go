@@ -132,9 +132,11 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 	r.Get("/workers", s.list(workerRes, s.listWorkers))
 	r.Get("/workers/{worker}", s.one(workerRes, s.getWorker))
+	r.With(s.sameOrigin).Post("/workers/{worker}", s.workerRPC)
 
 	r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
 	r.Get("/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
+	r.With(s.sameOrigin).Post("/buildrequests/{brid}", s.buildRequestRPC)
 	r.Get("/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
 
 	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
@@ -159,6 +161,7 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 func (s *Server) buildRoutes(r chi.Router) {
 	r.Get("/", s.one(buildRes, s.getBuild))
+	r.With(s.sameOrigin).Post("/", s.buildRPC)
 	r.Get("/steps", s.list(stepRes, s.listSteps))
 	r.Route("/steps/{step}", s.stepRoutes)
 	r.Get("/properties", s.buildProperties)

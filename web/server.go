@@ -75,6 +75,9 @@ type Config struct {
 	Store Store
 	// Forcer runs force requests; nil means there are no force schedulers.
 	Forcer Forcer
+	// Controller runs stop, rebuild, cancel and the worker actions; nil
+	// answers them 503.
+	Controller Controller
 
 	MasterID   int64
 	MasterName string

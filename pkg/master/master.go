@@ -116,6 +116,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	websrv := web.New(web.Config{
 		Store:       st,
 		Forcer:      scheds,
+		Controller:  engine,
 		MasterID:    masterID,
 		MasterName:  m.masterName(),
 		Title:       cfg.Title,

@@ -1,0 +1,193 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/gbb-ci/gbb/pkg/build"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Controller runs buildbot's control actions; *build.Engine satisfies it.
+// Each method returns an error wrapping store.ErrNotFound for an unknown
+// id, and build.ErrNotHere when another master runs the build or has
+// claimed the request.
+type Controller interface {
+	// StopBuild interrupts a running build, which ends CANCELLED with
+	// reason in its state; it does nothing to a finished build.
+	StopBuild(ctx context.Context, buildID int64, reason string) error
+	// Rebuild adds a buildset that builds a build again and returns its id
+	// and its request ids by builder id.
+	Rebuild(ctx context.Context, buildID int64) (bsid int64, brids map[int64]int64, err error)
+	// CancelBuildRequest completes a pending request CANCELLED, or stops
+	// the build of a claimed one; it does nothing to a complete request.
+	CancelBuildRequest(ctx context.Context, brid int64, reason string) error
+	PauseWorker(ctx context.Context, workerID int64, reason string) error
+	UnpauseWorker(ctx context.Context, workerID int64) error
+	// GracefulWorker is buildbot's "stop" on a worker: no new builds, and
+	// a disconnection once its running builds are done.
+	GracefulWorker(ctx context.Context, workerID int64) error
+	// KillWorker disconnects a worker now; its builds end RETRY.
+	KillWorker(ctx context.Context, workerID int64, reason string) error
+}
+
+// rpcServerError is the JSON-RPC code of an action that cannot be done now
+// (the build runs on another master).
+const rpcServerError = -32000
+
+// buildRPC serves "stop" and "rebuild" on /builds/ID and
+// /builders/B/builds/N.
+func (s *Server) buildRPC(w http.ResponseWriter, r *http.Request) {
+	s.controlRPC(w, r, "build", func(req rpcRequest) (any, *rpcError) {
+		b, err := s.buildParam(r)
+		if err != nil {
+			return nil, s.controlError(r, err)
+		}
+		switch req.Method {
+		case "stop":
+			reason, rerr := reasonParam(req.Params)
+			if rerr != nil {
+				return nil, rerr
+			}
+			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), b.ID, reason))
+		case "rebuild":
+			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), b.ID)
+			if err != nil {
+				return nil, s.controlError(r, err)
+			}
+			return []any{bsid, brids}, nil
+		}
+		return nil, noMethod(req.Method, "build")
+	})
+}
+
+// buildRequestRPC serves "cancel" on /buildrequests/ID.
+func (s *Server) buildRequestRPC(w http.ResponseWriter, r *http.Request) {
+	s.controlRPC(w, r, "buildrequest", func(req rpcRequest) (any, *rpcError) {
+		br, err := s.buildRequestParam(r)
+		if err != nil {
+			return nil, s.controlError(r, err)
+		}
+		if req.Method != "cancel" {
+			return nil, noMethod(req.Method, "buildrequest")
+		}
+		reason, rerr := reasonParam(req.Params)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), br.ID, reason))
+	})
+}
+
+// workerRPC serves "pause", "unpause", "stop" (graceful shutdown; also
+// called "graceful" here) and "kill" on /workers/ID or /workers/NAME.
+func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
+	s.controlRPC(w, r, "worker", func(req rpcRequest) (any, *rpcError) {
+		wk, err := s.workerParam(r)
+		if err != nil {
+			return nil, s.controlError(r, err)
+		}
+		reason, rerr := reasonParam(req.Params)
+		if rerr != nil {
+			return nil, rerr
+		}
+		c, ctx := s.cfg.Controller, r.Context()
+		switch req.Method {
+		case "pause":
+			err = c.PauseWorker(ctx, wk.ID, reason)
+		case "unpause":
+			err = c.UnpauseWorker(ctx, wk.ID)
+		case "stop", "graceful":
+			err = c.GracefulWorker(ctx, wk.ID)
+		case "kill":
+			err = c.KillWorker(ctx, wk.ID, reason)
+		default:
+			return nil, noMethod(req.Method, "worker")
+		}
+		if err == nil {
+			s.log.Info("worker control", "worker", wk.Name, "action", req.Method, "reason", reason)
+		}
+		return nil, s.controlError(r, err)
+	})
+}
+
+// controlRPC decodes a JSON-RPC call, runs do and writes its result.
+func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(rpcRequest) (any, *rpcError)) {
+	req, rerr := decodeRPC(w, r)
+	if rerr != nil {
+		writeRPCError(w, req.ID, *rerr)
+		return
+	}
+	if s.cfg.Controller == nil {
+		writeRPCError(w, req.ID, rpcError{status: http.StatusServiceUnavailable, code: rpcInternalError, message: what + " control is not available"})
+		return
+	}
+	res, rerr := do(req)
+	if rerr != nil {
+		writeRPCError(w, req.ID, *rerr)
+		return
+	}
+	id := req.ID
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
+}
+
+// controlError maps an error of a lookup or a Controller to a JSON-RPC
+// error; nil for nil.
+func (s *Server) controlError(r *http.Request, err error) *rpcError {
+	var ae *apiError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae):
+		return &rpcError{status: ae.status, code: rpcInvalidRequest, message: ae.msg}
+	case errors.Is(err, store.ErrNotFound):
+		return &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: err.Error()}
+	case errors.Is(err, build.ErrNotHere):
+		return &rpcError{status: http.StatusConflict, code: rpcServerError, message: err.Error()}
+	}
+	s.log.Error("control", "path", r.URL.Path, "err", err)
+	return &rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"}
+}
+
+func noMethod(method, what string) *rpcError {
+	return &rpcError{status: http.StatusBadRequest, code: rpcMethodNotFound, message: fmt.Sprintf("no method %q on a %s", method, what)}
+}
+
+// reasonParam reads the optional "reason" parameter.
+func reasonParam(params map[string]json.RawMessage) (string, *rpcError) {
+	raw, ok := params["reason"]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var reason string
+	if err := json.Unmarshal(raw, &reason); err != nil {
+		return "", &rpcError{status: http.StatusBadRequest, code: rpcInvalidParams, message: "reason must be a string"}
+	}
+	return reason, nil
+}
+
+// workerParam finds the worker that the {worker} path parameter names by
+// id or by name.
+func (s *Server) workerParam(r *http.Request) (store.Worker, error) {
+	v := chi.URLParam(r, "worker")
+	var wk store.Worker
+	var err error
+	if id, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		wk, err = s.cfg.Store.Worker(id)
+	} else {
+		wk, err = s.cfg.Store.WorkerByName(v)
+	}
+	if err != nil {
+		return wk, lookupErr(err, "worker %s", v)
+	}
+	return wk, nil
+}
