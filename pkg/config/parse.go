@@ -615,6 +615,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 			t.errorf(name, "not allowed in a %s step", typ)
 		}
 	}
+	d.checkInterpolations(t, &s)
 	t.done()
 	return s
 }
