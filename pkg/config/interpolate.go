@@ -23,21 +23,13 @@ var renderedStepFields = []struct{ field, key string }{
 	{"Branch", "branch"},
 	{"SSHPrivateKeyFile", "ssh_private_key_file"},
 	{"SetProperties", "set_properties"},
-	{"Logfiles", "logfiles"},
-	{"Dir", "dir"},
-	{"Path", "path"},
-	{"WorkerSrc", "workersrc"},
-	{"WorkerDest", "workerdest"},
-	{"MasterSrc", "mastersrc"},
-	{"MasterDest", "masterdest"},
-	{"Content", "s"},
 }
 
 // literalStepFields are the Step fields holding strings that are taken as
 // they are: choices checked against their values, and names checked against
 // the config. TestStepFieldsClassified makes every new string field of Step
 // go in one list or the other.
-var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal"}
+var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames"}
 
 // checkInterpolations parses every string of s that is rendered when it
 // runs, reporting a bad one at its key (an element of an array, a key of
@@ -46,8 +38,8 @@ var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "In
 func (d *decoder) checkInterpolations(t *table, s *Step) {
 	v := reflect.ValueOf(s).Elem()
 	for _, f := range renderedStepFields {
-		if t.has(f.key) {
-			d.checkTemplates(t.path.key(f.key), v.FieldByName(f.field).Interface())
+		if fv := v.FieldByName(f.field); fv.IsValid() && t.has(f.key) {
+			d.checkTemplates(t.path.key(f.key), fv.Interface())
 		}
 	}
 }
