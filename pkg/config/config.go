@@ -37,6 +37,7 @@ type Config struct {
 	ChangeSources []ChangeSource // [[change_source]]
 	Schedulers    []Scheduler    // [[schedulers]]
 	Builders      []Builder      // [[builders]]
+	Locks         []Lock         // [[locks]]
 }
 
 // Protocols is [protocols]: how workers reach the master.
@@ -101,7 +102,10 @@ type Builder struct {
 	Tags        []string // tags
 	Workdir     string   // workdir: the default workdir of its steps, relative to the build directory; default DefaultWorkdir ("build")
 	Steps       []Step   // [[builders.steps]]
-	Line        int      // line of the [[builders]] table
+	// Locks is locks: the locks a build takes before it starts and keeps
+	// until it ends.
+	Locks []LockAccess
+	Line  int // line of the [[builders]] table
 }
 
 // Step is one [[builders.steps]] table.
@@ -118,6 +122,7 @@ type Step struct {
 	FlunkOnFailure    bool              // flunk_on_failure; default true
 	WarnOnFailure     bool              // warn_on_failure; default false
 	AlwaysRun         bool              // always_run; default false
+	Locks             []LockAccess      // locks: taken before the step runs, released after it
 	RepoURL           string            // repourl: git only, required there
 	Mode              string            // mode: git only, "incremental" (the default) or "full"
 	Branch            string            // branch: git only; "" means the build's branch property, else the remote's default branch

@@ -49,6 +49,8 @@ type decoder struct {
 	// triggers are the trigger steps' scheduler_names, checked once the
 	// schedulers are known.
 	triggers []triggerRef
+	// lockNames are the [[locks]] names, by line, for the locks keys.
+	lockNames map[string]int
 }
 
 // triggerRef is one scheduler name a trigger step names.
@@ -354,6 +356,10 @@ func (d *decoder) config(t *table) *Config {
 	for _, cs := range t.tables("change_source") {
 		c.ChangeSources = append(c.ChangeSources, d.changeSource(cs, changeSources))
 	}
+	d.lockNames = map[string]int{}
+	for _, l := range t.tables("locks") {
+		c.Locks = append(c.Locks, d.lock(l, d.lockNames, workers))
+	}
 	builders := map[string]int{}
 	for _, b := range t.tables("builders") {
 		c.Builders = append(c.Builders, d.builder(b, builders, workers))
@@ -484,6 +490,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b.WorkerNames = t.names("worker_names", workers, "worker")
 	b.Description, _ = t.str("description")
 	b.Tags, _ = t.strings("tags")
+	b.Locks = d.lockAccesses(t, "locks")
 	if t.has("workdir") {
 		if s, ok := t.required("workdir"); ok {
 			b.Workdir = s
@@ -546,6 +553,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 	}
 	s.WarnOnFailure, _ = t.boolean("warn_on_failure")
 	s.AlwaysRun, _ = t.boolean("always_run")
+	s.Locks = d.lockAccesses(t, "locks")
 
 	if !known {
 		// Unknown or missing type: which keys apply is unknown.
