@@ -62,7 +62,7 @@ func (b *build) run(ctx context.Context) {
 	num, _ := scheduler.NewProperty(bld.Number, "Build")
 	b.check(st.SetBuildProperty(bld.ID, "buildnumber", num))
 
-	results := b.runSteps(ctx)
+	results := b.runLocked(ctx)
 	summary := buildSummary(results)
 	if reason, stopped := b.stopState(); stopped {
 		// As buildbot's stopBuild: a stopped build is CANCELLED, whatever
@@ -144,7 +144,7 @@ func (b *build) runSteps(ctx context.Context) int {
 			continue
 		}
 		b.check(st.SetBuildStateString(b.id, sc.Name))
-		r := b.runStep(sctx, sc)
+		r := b.runStepLocked(sctx, sc)
 		done()
 		var terminate bool
 		results, terminate = computeResult(sc, results, r)
@@ -248,8 +248,15 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 			Env:     sc.Env,
 			Timeout: sc.Timeout.Duration,
 			MaxTime: sc.MaxTime.Duration,
+			// buildbot's ShellCommand options.
+			SigtermTime:     sc.SigtermTime.Duration,
+			InterruptSignal: sc.InterruptSignal,
+			NoStdout:        sc.DropStdout,
+			NoStderr:        sc.DropStderr,
+			Logfiles:        sc.Logfiles,
 		},
 	}, log)
+	results = decodeRC(sc.DecodeRC, res, results)
 	return results, desc + stateSuffix(results, res.TimedOut)
 }
 
@@ -268,7 +275,9 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 
 	// The worker writes the command's own header lines (argv, directory,
 	// timeout), as buildbot's worker does; the master adds the endings.
-	res, err := b.ws.conn.Run(ctx, cmd, lw.output)
+	out, closeLogs := b.logfiles(step, cmd, lw, log)
+	defer closeLogs()
+	res, err := b.ws.conn.Run(ctx, cmd, out)
 	lw.endOutput()
 	shutdown := errors.Is(cause(ctx), ErrShutdown)
 	switch {

@@ -56,7 +56,8 @@ type Config struct {
 	MasterID int64
 	Builders []config.Builder
 	Workers  []config.Worker
-	Logger   *slog.Logger // nil means discard
+	Locks    []config.Lock // the [[locks]] builders and steps take
+	Logger   *slog.Logger  // nil means discard
 	// LogFlush is how often a step's log output is written to the store
 	// while it runs; zero means 200ms.
 	LogFlush time.Duration
@@ -80,7 +81,9 @@ type Engine struct {
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
 	running  map[int64]*build          // guarded by mu; builds of this master by build request id
-	ctx      context.Context           // guarded by mu; set by Run, nil before
+	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
+	locks    *Locks
+	ctx      context.Context // guarded by mu; set by Run, nil before
 	// triggerer starts triggered builds; finished is closed (and replaced)
 	// whenever a build ends.
 	triggerer Triggerer      // guarded by mu
@@ -116,10 +119,24 @@ func New(cfg Config) *Engine {
 		wake:     make(chan struct{}, 1),
 		conns:    map[string]*workerState{},
 		running:  map[int64]*build{},
+		locks:    NewLocks(),
 		finished: make(chan struct{}),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
+	e.SetLocks(cfg.Locks)
 	return e
+}
+
+// SetLocks replaces the lock definitions; locks held keep being held until
+// released, and new max counts apply to the next acquisitions.
+func (e *Engine) SetLocks(locks []config.Lock) {
+	m := make(map[string]config.Lock, len(locks))
+	for _, l := range locks {
+		m[l.Name] = l
+	}
+	e.mu.Lock()
+	e.lockDefs = m
+	e.mu.Unlock()
 }
 
 // SetConfig replaces the builders and workers that new builds use; running

@@ -90,6 +90,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		MasterID: masterID,
 		Builders: cfg.Builders,
 		Workers:  cfg.Workers,
+		Locks:    cfg.Locks,
 		Logger:   m.log,
 	})
 	if err := engine.Recover(); err != nil {
@@ -275,6 +276,7 @@ func (m *Master) Reconfig(path string) error {
 	}
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
+	m.engine.SetLocks(cfg.Locks)
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
