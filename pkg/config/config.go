@@ -135,7 +135,25 @@ type Step struct {
 	WaitForFinish     bool           // wait_for_finish: wait for the triggered builds, and take their worst result
 	SetProperties     map[string]any // set_properties: properties of the triggered builds
 	UpdateSourceStamp bool           // update_source_stamp: default true; build this build's got_revision
-	Line              int            // line of the [[builders.steps]] table
+	// Shell options (type = "shell"), as buildbot's ShellCommand.
+	DropStdout      bool              // want_stdout = false: the worker drops the command's stdout; false (want_stdout's default, true) sends it
+	DropStderr      bool              // want_stderr = false: the worker drops the command's stderr; false (want_stderr's default, true) sends it
+	InterruptSignal string            // interrupt_signal: the signal sent on interrupt and timeout, "KILL", "TERM", "INT"... (no "SIG"); "" (the default) means "TERM" when sigterm_time is set, else "KILL"
+	SigtermTime     Duration          // sigterm_time: time a signal other than KILL has before KILL follows; zero (the default) means KILL at once, or 5s after an interrupt_signal other than KILL
+	Logfiles        map[string]string // logfiles: log name -> file relative to the workdir, tailed into a log of that name while the command runs
+	DecodeRC        map[int]string    // decode_rc: exit code -> result name ("success", "warnings", "failure", ...); nil means 0 is success and any other code failure
+	// Worker file steps and transfers (see transfersteps.go).
+	Dir        string // dir: mkdir and rmdir, relative to the builder's directory on the worker (BASEDIR/<builder>/)
+	Path       string // path: remove_file, relative to the builder's directory on the worker
+	WorkerSrc  string // workersrc: file_upload and directory_upload, relative to the workdir
+	WorkerDest string // workerdest: file_download and string_download, relative to the workdir
+	MasterSrc  string // mastersrc: file_download, relative to the master's basedir, which it may not leave
+	MasterDest string // masterdest: file_upload and directory_upload, relative to the master's basedir, which it may not leave
+	Content    string // s: string_download's content
+	MaxSize    int64  // max_size: transfers, in bytes; zero (the default) means no limit
+	FileMode   int    // mode: file_upload, file_download and string_download: the written file's permissions (e.g. 0o755); zero (the default) leaves the default (0666 less the umask)
+	BlockSize  int    // blocksize: transfers' chunk size in bytes, at most (and by default) 64 KiB
+	Line       int    // line of the [[builders.steps]] table
 }
 
 // Command is a step's command: an argv list, run directly, or a string, run

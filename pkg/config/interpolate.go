@@ -23,13 +23,21 @@ var renderedStepFields = []struct{ field, key string }{
 	{"Branch", "branch"},
 	{"SSHPrivateKeyFile", "ssh_private_key_file"},
 	{"SetProperties", "set_properties"},
+	{"Logfiles", "logfiles"},
+	{"Dir", "dir"},
+	{"Path", "path"},
+	{"WorkerSrc", "workersrc"},
+	{"WorkerDest", "workerdest"},
+	{"MasterSrc", "mastersrc"},
+	{"MasterDest", "masterdest"},
+	{"Content", "s"},
 }
 
 // literalStepFields are the Step fields holding strings that are taken as
 // they are: choices checked against their values, and names checked against
 // the config. TestStepFieldsClassified makes every new string field of Step
 // go in one list or the other.
-var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames"}
+var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal"}
 
 // checkInterpolations parses every string of s that is rendered when it
 // runs, reporting a bad one at its key (an element of an array, a key of

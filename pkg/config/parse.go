@@ -505,7 +505,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 
 // Keys only some step types take.
 var (
-	shellKeys = []string{"command"}
+	shellKeys = append([]string{"command"}, shellOptionKeys...)
 	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow", "submodules", "ssh_private_key_file"}
 	// triggerKeys are the keys of a trigger step.
 	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp"}
@@ -518,7 +518,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		Timeout:        Duration{DefaultStepTimeout},
 		FlunkOnFailure: true,
 	}
-	typ, known := t.oneOf("type", "step type", "shell", "git", "trigger")
+	typ, known := t.oneOf("type", "step type", append([]string{"shell", "git", "trigger"}, WorkerStepTypes...)...)
 	s.Type = typ
 	s.Name = typ
 	if t.has("name") {
@@ -560,6 +560,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		t.ignore(shellKeys...)
 		t.ignore(gitKeys...)
 		t.ignore(triggerKeys...)
+		t.ignore(allWorkerStepKeys()...)
 		t.done()
 		return s
 	}
@@ -574,6 +575,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		} else {
 			s.Command = cmd
 		}
+		d.shellOptions(t, &s)
 	case "git":
 		other = append(slices.Clone(shellKeys), triggerKeys...)
 		s.RepoURL, _ = t.required("repourl")
@@ -616,6 +618,8 @@ func (d *decoder) step(t *table, workdir string) Step {
 	case "trigger":
 		other = append(slices.Clone(shellKeys), gitKeys...)
 		d.triggerStep(t, &s)
+	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
+		other = d.workerStep(t, &s)
 	}
 	for _, name := range other {
 		if t.has(name) {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -42,7 +43,8 @@ type Stream int
 const (
 	Stdout Stream = iota
 	Stderr
-	Header // messages from the worker itself, as buildbot's "header" log
+	Header  // messages from the worker itself, as buildbot's "header" log
+	LogFile // a file tailed for ShellCommand.Logfiles; Output.Log names it
 )
 
 func (s Stream) String() string {
@@ -53,6 +55,8 @@ func (s Stream) String() string {
 		return "stderr"
 	case Header:
 		return "header"
+	case LogFile:
+		return "logfile"
 	}
 	return "stream?"
 }
@@ -60,6 +64,7 @@ func (s Stream) String() string {
 // Output is one chunk of a command's output.
 type Output struct {
 	Stream Stream
+	Log    string // for LogFile: the ShellCommand.Logfiles name; "" otherwise
 	Data   []byte
 }
 
@@ -83,6 +88,20 @@ type ShellCommand struct {
 	// first and SIGKILL after this long; zero means SIGKILL at once
 	// (buildbot's default interruptSignal KILL).
 	SigtermTime time.Duration
+	// InterruptSignal is the first signal sent to the command's process
+	// group on interrupt and timeout, by name without "SIG" ("KILL",
+	// "TERM", "INT"...). Empty means "TERM" when SigtermTime is set, else
+	// "KILL". Any signal but KILL is followed by SIGKILL after SigtermTime,
+	// or after 5s when SigtermTime is zero.
+	InterruptSignal string
+	// NoStdout and NoStderr make the worker drop that stream (buildbot's
+	// want_stdout and want_stderr = False); false sends it.
+	NoStdout, NoStderr bool
+	// Logfiles maps a log name to a file path relative to Workdir; the
+	// worker tails each file while the command runs and sends what is
+	// written to it as LogFile output with Output.Log set to the name
+	// (buildbot's logfiles). Nil means none.
+	Logfiles map[string]string
 }
 
 // Git modes and methods of a GitCommand, as buildbot's Git step.
@@ -141,3 +160,9 @@ type Result struct {
 	Err         string // the command could not run (bad workdir, exec failure...)
 	GotRevision string // the commit a git command checked out; empty otherwise
 }
+
+// Signals are the signal names a ShellCommand's InterruptSignal may take.
+var Signals = []string{"ABRT", "ALRM", "HUP", "INT", "KILL", "QUIT", "TERM", "USR1", "USR2"}
+
+// ValidSignal reports whether name is one of Signals.
+func ValidSignal(name string) bool { return slices.Contains(Signals, name) }

@@ -375,10 +375,10 @@ func (b *batcher) add(o Output) {
 	st := streamToPB(o.Stream)
 	for len(data) > 0 {
 		n := min(len(data), batchSize-b.size)
-		if k := len(b.pending); k > 0 && b.pending[k-1].Stream == st {
+		if k := len(b.pending); k > 0 && b.pending[k-1].Stream == st && b.pending[k-1].LogName == o.Log {
 			b.pending[k-1].Data = append(b.pending[k-1].Data, data[:n]...)
 		} else {
-			b.pending = append(b.pending, &OutputChunk{CommandId: b.id, Stream: st, Data: append([]byte(nil), data[:n]...)})
+			b.pending = append(b.pending, &OutputChunk{CommandId: b.id, Stream: st, LogName: o.Log, Data: append([]byte(nil), data[:n]...)})
 		}
 		b.size += n
 		data = data[n:]

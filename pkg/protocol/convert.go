@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -59,6 +60,8 @@ func streamToPB(s Stream) OutputChunk_Stream {
 		return OutputChunk_STREAM_STDERR
 	case Header:
 		return OutputChunk_STREAM_HEADER
+	case LogFile:
+		return OutputChunk_STREAM_LOG
 	}
 	return OutputChunk_STREAM_UNSPECIFIED
 }
@@ -69,6 +72,8 @@ func streamFromPB(s OutputChunk_Stream) Stream {
 		return Stderr
 	case OutputChunk_STREAM_HEADER:
 		return Header
+	case OutputChunk_STREAM_LOG:
+		return LogFile
 	}
 	return Stdout
 }
@@ -83,6 +88,9 @@ func validateCommand(cmd Command) error {
 	case cmd.Shell != nil:
 		if (len(cmd.Shell.Argv) == 0) == (cmd.Shell.Script == "") {
 			return errors.New("protocol: shell command needs exactly one of argv and script")
+		}
+		if sig := cmd.Shell.InterruptSignal; sig != "" && !ValidSignal(sig) {
+			return fmt.Errorf("protocol: interrupt signal %q is not one of %s", sig, strings.Join(Signals, ", "))
 		}
 	case cmd.Git != nil:
 		g := cmd.Git
@@ -123,9 +131,12 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 		}
 	}
 	sh := cmd.Shell
-	sig := "KILL"
-	if sh.SigtermTime > 0 {
-		sig = "TERM"
+	sig := sh.InterruptSignal
+	if sig == "" {
+		sig = "KILL"
+		if sh.SigtermTime > 0 {
+			sig = "TERM"
+		}
 	}
 	return &StartCommand{
 		CommandId: id,
@@ -139,6 +150,9 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 			MaxTime:         durToPB(sh.MaxTime),
 			SigtermTime:     durToPB(sh.SigtermTime),
 			InterruptSignal: sig,
+			DropStdout:      sh.NoStdout,
+			DropStderr:      sh.NoStderr,
+			Logfiles:        sh.Logfiles,
 		}},
 	}
 }
@@ -149,13 +163,17 @@ func commandFromPB(m *StartCommand) (Command, error) {
 	case *StartCommand_Shell:
 		sh := c.Shell
 		cmd.Shell = &ShellCommand{
-			Argv:        sh.GetArgv(),
-			Script:      sh.GetScript(),
-			Workdir:     sh.GetWorkdir(),
-			Env:         sh.GetEnv(),
-			Timeout:     durFromPB(sh.GetTimeout()),
-			MaxTime:     durFromPB(sh.GetMaxTime()),
-			SigtermTime: durFromPB(sh.GetSigtermTime()),
+			Argv:            sh.GetArgv(),
+			Script:          sh.GetScript(),
+			Workdir:         sh.GetWorkdir(),
+			Env:             sh.GetEnv(),
+			Timeout:         durFromPB(sh.GetTimeout()),
+			MaxTime:         durFromPB(sh.GetMaxTime()),
+			SigtermTime:     durFromPB(sh.GetSigtermTime()),
+			InterruptSignal: sh.GetInterruptSignal(),
+			NoStdout:        sh.GetDropStdout(),
+			NoStderr:        sh.GetDropStderr(),
+			Logfiles:        sh.GetLogfiles(),
 		}
 	case *StartCommand_Git:
 		g := c.Git

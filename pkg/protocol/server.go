@@ -435,7 +435,7 @@ func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, Mast
 		switch msg := m.GetMsg().(type) {
 		case *WorkerMessage_Output:
 			id = msg.Output.GetCommandId()
-			ev.out = Output{Stream: streamFromPB(msg.Output.GetStream()), Data: msg.Output.GetData()}
+			ev.out = Output{Stream: streamFromPB(msg.Output.GetStream()), Log: msg.Output.GetLogName(), Data: msg.Output.GetData()}
 		case *WorkerMessage_Complete:
 			id = msg.Complete.GetCommandId()
 			r := resultFromPB(msg.Complete)

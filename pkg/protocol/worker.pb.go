@@ -38,6 +38,8 @@ const (
 	OutputChunk_STREAM_STDOUT      OutputChunk_Stream = 1
 	OutputChunk_STREAM_STDERR      OutputChunk_Stream = 2
 	OutputChunk_STREAM_HEADER      OutputChunk_Stream = 3
+	// STREAM_LOG: a file tailed for Shell.logfiles; log_name names it.
+	OutputChunk_STREAM_LOG OutputChunk_Stream = 4
 )
 
 // Enum value maps for OutputChunk_Stream.
@@ -47,12 +49,14 @@ var (
 		1: "STREAM_STDOUT",
 		2: "STREAM_STDERR",
 		3: "STREAM_HEADER",
+		4: "STREAM_LOG",
 	}
 	OutputChunk_Stream_value = map[string]int32{
 		"STREAM_UNSPECIFIED": 0,
 		"STREAM_STDOUT":      1,
 		"STREAM_STDERR":      2,
 		"STREAM_HEADER":      3,
+		"STREAM_LOG":         4,
 	}
 )
 
@@ -620,10 +624,20 @@ type Shell struct {
 	// sigterm_time: when set, send SIGTERM first and SIGKILL after this long.
 	SigtermTime *durationpb.Duration `protobuf:"bytes,7,opt,name=sigterm_time,json=sigtermTime,proto3" json:"sigterm_time,omitempty"`
 	// interrupt_signal: the first signal sent on interrupt or timeout
-	// ("KILL" or "TERM"); empty means derived from sigterm_time.
+	// ("KILL", "TERM", "INT"...); empty means "TERM" when sigterm_time is
+	// set, else "KILL". Any signal but KILL is followed by SIGKILL after
+	// sigterm_time (5s when unset).
 	InterruptSignal string `protobuf:"bytes,8,opt,name=interrupt_signal,json=interruptSignal,proto3" json:"interrupt_signal,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// drop_stdout and drop_stderr: the worker reads that stream but sends
+	// none of it (buildbot's want_stdout/want_stderr = False).
+	DropStdout bool `protobuf:"varint,9,opt,name=drop_stdout,json=dropStdout,proto3" json:"drop_stdout,omitempty"`
+	DropStderr bool `protobuf:"varint,10,opt,name=drop_stderr,json=dropStderr,proto3" json:"drop_stderr,omitempty"`
+	// logfiles: log name -> path relative to the workdir. The worker tails
+	// each file while the command runs and sends what is written to it as
+	// STREAM_LOG output with that log_name (buildbot's logfiles).
+	Logfiles      map[string]string `protobuf:"bytes,11,rep,name=logfiles,proto3" json:"logfiles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Shell) Reset() {
@@ -710,6 +724,27 @@ func (x *Shell) GetInterruptSignal() string {
 		return x.InterruptSignal
 	}
 	return ""
+}
+
+func (x *Shell) GetDropStdout() bool {
+	if x != nil {
+		return x.DropStdout
+	}
+	return false
+}
+
+func (x *Shell) GetDropStderr() bool {
+	if x != nil {
+		return x.DropStderr
+	}
+	return false
+}
+
+func (x *Shell) GetLogfiles() map[string]string {
+	if x != nil {
+		return x.Logfiles
+	}
+	return nil
 }
 
 // Git checks out a revision of a git repository with go-git, as buildbot's
@@ -888,10 +923,13 @@ func (x *Interrupt) GetWhy() string {
 
 // OutputChunk is one chunk of a running command's output.
 type OutputChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CommandId     uint64                 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	Stream        OutputChunk_Stream     `protobuf:"varint,2,opt,name=stream,proto3,enum=gbb.worker.v1.OutputChunk_Stream" json:"stream,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CommandId uint64                 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Stream    OutputChunk_Stream     `protobuf:"varint,2,opt,name=stream,proto3,enum=gbb.worker.v1.OutputChunk_Stream" json:"stream,omitempty"`
+	Data      []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// log_name is the Shell.logfiles name of a STREAM_LOG chunk; empty for
+	// the other streams.
+	LogName       string `protobuf:"bytes,4,opt,name=log_name,json=logName,proto3" json:"log_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +983,13 @@ func (x *OutputChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *OutputChunk) GetLogName() string {
+	if x != nil {
+		return x.LogName
+	}
+	return ""
 }
 
 // Complete ends a command. It is sent exactly once per StartCommand.
@@ -1094,7 +1139,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x05shell\x18\n" +
 	" \x01(\v2\x14.gbb.worker.v1.ShellH\x00R\x05shell\x12&\n" +
 	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03gitB\t\n" +
-	"\acommand\"\x8a\x03\n" +
+	"\acommand\"\xc9\x04\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
 	"\x06script\x18\x02 \x01(\tR\x06script\x12\x18\n" +
@@ -1103,8 +1148,17 @@ const file_worker_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x124\n" +
 	"\bmax_time\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\amaxTime\x12<\n" +
 	"\fsigterm_time\x18\a \x01(\v2\x19.google.protobuf.DurationR\vsigtermTime\x12)\n" +
-	"\x10interrupt_signal\x18\b \x01(\tR\x0finterruptSignal\x1a6\n" +
+	"\x10interrupt_signal\x18\b \x01(\tR\x0finterruptSignal\x12\x1f\n" +
+	"\vdrop_stdout\x18\t \x01(\bR\n" +
+	"dropStdout\x12\x1f\n" +
+	"\vdrop_stderr\x18\n" +
+	" \x01(\bR\n" +
+	"dropStderr\x12>\n" +
+	"\blogfiles\x18\v \x03(\v2\".gbb.worker.v1.Shell.LogfilesEntryR\blogfiles\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rLogfilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x02\n" +
 	"\x03Git\x12\x18\n" +
@@ -1122,17 +1176,20 @@ const file_worker_proto_rawDesc = "" +
 	"\tInterrupt\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x10\n" +
-	"\x03why\x18\x02 \x01(\tR\x03why\"\xd6\x01\n" +
+	"\x03why\x18\x02 \x01(\tR\x03why\"\x81\x02\n" +
 	"\vOutputChunk\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x129\n" +
 	"\x06stream\x18\x02 \x01(\x0e2!.gbb.worker.v1.OutputChunk.StreamR\x06stream\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"Y\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x19\n" +
+	"\blog_name\x18\x04 \x01(\tR\alogName\"i\n" +
 	"\x06Stream\x12\x16\n" +
 	"\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTREAM_STDOUT\x10\x01\x12\x11\n" +
 	"\rSTREAM_STDERR\x10\x02\x12\x11\n" +
-	"\rSTREAM_HEADER\x10\x03\"\x8b\x02\n" +
+	"\rSTREAM_HEADER\x10\x03\x12\x0e\n" +
+	"\n" +
+	"STREAM_LOG\x10\x04\"\x8b\x02\n" +
 	"\bComplete\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x1b\n" +
@@ -1159,7 +1216,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(*WorkerMessage)(nil),       // 1: gbb.worker.v1.WorkerMessage
@@ -1175,7 +1232,8 @@ var file_worker_proto_goTypes = []any{
 	(*Complete)(nil),            // 11: gbb.worker.v1.Complete
 	nil,                         // 12: gbb.worker.v1.HostInfo.ExtraEntry
 	nil,                         // 13: gbb.worker.v1.Shell.EnvEntry
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	nil,                         // 14: gbb.worker.v1.Shell.LogfilesEntry
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	3,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
@@ -1189,18 +1247,19 @@ var file_worker_proto_depIdxs = []int32{
 	7,  // 8: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
 	8,  // 9: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
 	13, // 10: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	14, // 11: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	14, // 12: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	14, // 13: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	0,  // 14: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	14, // 15: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 16: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	2,  // 17: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 11: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	15, // 12: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	15, // 13: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	14, // 14: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	0,  // 15: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	15, // 16: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 17: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	2,  // 18: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -1228,7 +1287,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,11 @@ import (
 // may hold them open).
 const pipeGrace = 2 * time.Second
 
+// defaultSigtermTime is how long a signal other than SIGKILL has to stop a
+// command before SIGKILL, when the command has no SigtermTime (as
+// buildbot's worker, which waits BACKUP_TIMEOUT, 5s).
+const defaultSigtermTime = 5 * time.Second
+
 // Executor runs commands under a base directory. It is safe for
 // concurrent use.
 type Executor struct {
@@ -91,6 +96,9 @@ const (
 func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.ShellCommand, out func(protocol.Output)) protocol.Result {
 	var outMu sync.Mutex // out is never called concurrently
 	emit := func(s protocol.Stream, data []byte) {
+		if (s == protocol.Stdout && sh.NoStdout) || (s == protocol.Stderr && sh.NoStderr) {
+			return // read, but not wanted by the master
+		}
 		outMu.Lock()
 		defer outMu.Unlock()
 		out(protocol.Output{Stream: s, Data: data})
@@ -129,6 +137,17 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 
 	header("%s", quoteArgv(argv))
 	header(" in dir %s (timeout %s secs)", dir, secs(sh.Timeout))
+	if len(sh.Logfiles) > 0 {
+		header(" watching logfiles %s", quoteMap(sh.Logfiles))
+	}
+	sig, err := interruptSignal(sh)
+	if err != nil {
+		return fail(err)
+	}
+	tails, err := newTails(dir, sh.Logfiles)
+	if err != nil {
+		return fail(err)
+	}
 
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
@@ -150,6 +169,12 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 		return fail(fmt.Errorf("cannot run %s: %w", argv[0], err))
 	}
 	pgid := c.Process.Pid
+	tailDone := make(chan struct{})
+	tailers := tails.start(tailDone, func(name string, data []byte) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		out(protocol.Output{Stream: protocol.LogFile, Log: name, Data: data})
+	})
 
 	// Readers: stream both pipes until every holder has closed them.
 	activity := make(chan struct{}, 1)
@@ -201,6 +226,10 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 			escalate.Stop()
 		}
 	}()
+	grace := sh.SigtermTime
+	if grace == 0 {
+		grace = defaultSigtermTime
+	}
 	killed := notKilled
 	kill := func(reason why, msg string) {
 		if killed != notKilled {
@@ -209,10 +238,10 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 		killed = reason
 		timeoutC, maxTimeC = nil, nil
 		header("%s, attempting to kill", msg)
-		if sh.SigtermTime > 0 {
-			log.Info("terminating command", "why", msg)
-			signalGroup(pgid, syscall.SIGTERM)
-			escalate = time.NewTimer(sh.SigtermTime)
+		if sig != syscall.SIGKILL {
+			log.Info("signalling command", "why", msg, "signal", signalName(sig))
+			signalGroup(pgid, sig)
+			escalate = time.NewTimer(grace)
 			escalateC = escalate.C
 			return
 		}
@@ -239,7 +268,7 @@ loop:
 			kill(interrupted, "command interrupted")
 		case <-escalateC:
 			escalateC = nil
-			header("SIGTERM did not stop the command within %s secs, sending SIGKILL", secs(sh.SigtermTime))
+			header("SIG%s did not stop the command within %s secs, sending SIGKILL", signalName(sig), secs(grace))
 			signalGroup(pgid, syscall.SIGKILL)
 		}
 	}
@@ -255,6 +284,10 @@ loop:
 		_ = stderrR.SetReadDeadline(time.Now())
 		<-pipesClosed
 	}
+
+	// The logfiles' last lines, written just before the end.
+	close(tailDone)
+	tailers.Wait()
 
 	res := protocol.Result{
 		TimedOut:    killed == timedOut,
@@ -296,9 +329,14 @@ func secs(d time.Duration) string {
 func quoteArgv(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
-		q[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(a, `\`, `\\`), "'", `\'`) + "'"
+		q[i] = pyQuote(a)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// pyQuote quotes s as Python's repr of a str does, roughly: 'it\'s'.
+func pyQuote(s string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
 }
 
 var signalNames = map[syscall.Signal]string{
@@ -316,6 +354,33 @@ var signalNames = map[syscall.Signal]string{
 	syscall.SIGTERM: "TERM",
 	syscall.SIGUSR1: "USR1",
 	syscall.SIGUSR2: "USR2",
+}
+
+// interruptSignal is the first signal sent to sh's group on interrupt or
+// timeout, as ShellCommand.InterruptSignal says.
+func interruptSignal(sh *protocol.ShellCommand) (syscall.Signal, error) {
+	name := sh.InterruptSignal
+	if name == "" {
+		name = "KILL"
+		if sh.SigtermTime > 0 {
+			name = "TERM"
+		}
+	}
+	for s, n := range signalNames {
+		if n == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown interrupt signal %q", name)
+}
+
+// quoteMap formats m as buildbot (Python) shows a dict: {'a': 'b'}.
+func quoteMap(m map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, pyQuote(k)+": "+pyQuote(m[k]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // signalName is the signal's name without SIG ("KILL"), or its number.
