@@ -79,8 +79,8 @@ func TestWorkerSteps(t *testing.T) {
 `)
 	type ws struct {
 		Type, Name, Dir, Path, WSrc, WDest, MSrc, MDest, S string
-		Max                                              int64
-		Mode, Block                                      int
+		Max                                                int64
+		Mode, Block                                        int
 	}
 	var got []ws
 	for _, s := range cfg.Builders[0].Steps {
