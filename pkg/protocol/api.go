@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"errors"
+	"io"
+	"os"
 	"slices"
 	"time"
 )
@@ -145,9 +147,76 @@ type GitCommand struct {
 // Command is one command a master sends to a worker. Exactly one of its
 // command fields is set.
 type Command struct {
-	Builder string
-	Shell   *ShellCommand
-	Git     *GitCommand
+	Builder  string
+	Shell    *ShellCommand
+	Git      *GitCommand
+	File     *FileCommand
+	Upload   *UploadCommand
+	Download *DownloadCommand
+}
+
+// FileOp is what a FileCommand does.
+type FileOp int
+
+// The FileOps, as buildbot's worker commands mkdir, rmdir and rmfile.
+const (
+	Mkdir      FileOp = iota + 1 // make the directory and its parents; one that exists is fine
+	Rmdir                        // remove the directory recursively; one missing is fine
+	RemoveFile                   // remove one file (not a directory); one missing fails
+)
+
+// FileCommand changes the worker's files.
+type FileCommand struct {
+	Op FileOp
+	// Path is relative to BASEDIR/<builder>/; the worker refuses a path
+	// that is absolute, has "..", or goes through a symlink leading out.
+	Path string
+}
+
+// MaxChunk is the largest chunk of a transfer on the wire, and the
+// default BlockSize.
+const MaxChunk = 64 << 10
+
+// UploadCommand sends a file, or a directory as a tar stream, from the
+// worker to the master.
+type UploadCommand struct {
+	// Workdir is relative to BASEDIR/<builder>/, Path to Workdir; neither
+	// may leave BASEDIR/<builder>/.
+	Workdir, Path string
+	// Directory sends Path's contents as an uncompressed tar stream.
+	Directory bool
+	// MaxSize fails the command once more than this many bytes would be
+	// sent; zero means no limit.
+	MaxSize int64
+	// BlockSize is the size of the chunks; zero or more than MaxChunk
+	// means MaxChunk.
+	BlockSize int
+	// Sink receives the data. On the master, WorkerConn.Run writes each
+	// chunk to it from Run's goroutine, so a slow Sink slows the worker
+	// (the stream's flow control); if it fails, Run interrupts the command
+	// and its Result carries the error. On the worker, the Client sets it
+	// to the stream before calling the Executor.
+	Sink io.Writer
+}
+
+// DownloadCommand writes a file on the worker from the master.
+type DownloadCommand struct {
+	// Workdir is relative to BASEDIR/<builder>/, Path to Workdir; neither
+	// may leave BASEDIR/<builder>/.
+	Workdir, Path string
+	// MaxSize fails the command once more than this many bytes arrive;
+	// zero means no limit.
+	MaxSize int64
+	// Mode is the file's permission bits; zero means 0666 less the umask.
+	Mode os.FileMode
+	// BlockSize is the size of each read; zero or more than MaxChunk means
+	// MaxChunk.
+	BlockSize int
+	// Source provides the data. On the master, WorkerConn.Run reads one
+	// chunk from it each time the worker asks for one (so only one chunk
+	// is in flight). On the worker, the Client sets it to a reader that
+	// pulls chunks from the master.
+	Source io.Reader
 }
 
 // Result is how a command ended.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -212,6 +213,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		log:    c.log,
 		stream: stream,
 		cmds:   make(map[uint64]context.CancelFunc),
+		reads:  make(map[uint64]chan *DownloadChunk),
 	}
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive() }()
@@ -243,8 +245,9 @@ type session struct {
 	sendMu sync.Mutex // serialises stream.Send
 
 	mu      sync.Mutex
-	stopped bool                          // guarded by mu
-	cmds    map[uint64]context.CancelFunc // guarded by mu; running commands
+	stopped bool                           // guarded by mu
+	cmds    map[uint64]context.CancelFunc  // guarded by mu; running commands
+	reads   map[uint64]chan *DownloadChunk // guarded by mu; downloads' answers, one in flight each
 }
 
 func (s *session) send(m *WorkerMessage) error {
@@ -274,6 +277,16 @@ func (s *session) receive() error {
 			}
 			s.log.Info("interrupting command", "command", id, "why", msg.Interrupt.GetWhy())
 			cancel()
+		case *MasterMessage_DownloadChunk:
+			id := msg.DownloadChunk.GetCommandId()
+			s.mu.Lock()
+			ch := s.reads[id]
+			s.mu.Unlock()
+			select {
+			case ch <- msg.DownloadChunk: // never blocks: one read in flight
+			default:
+				s.log.Warn("download chunk not asked for", "command", id)
+			}
 		default:
 			s.log.Warn("unexpected message from master", "type", fmt.Sprintf("%T", msg))
 		}
@@ -299,11 +312,20 @@ func (s *session) start(m *StartCommand) {
 		return
 	}
 	s.cmds[id] = cancel
+	if cmd.Upload != nil {
+		cmd.Upload.Sink = &uploadWriter{s: s, id: id}
+	}
+	if cmd.Download != nil {
+		ch := make(chan *DownloadChunk, 1)
+		s.reads[id] = ch
+		cmd.Download.Source = &downloadReader{ctx: ctx, s: s, id: id, ch: ch}
+	}
 	defer s.mu.Unlock() // stop waits for s.wg only after taking s.mu
 	s.wg.Go(func() {
 		defer func() {
 			s.mu.Lock()
 			delete(s.cmds, id)
+			delete(s.reads, id)
 			s.mu.Unlock()
 			cancel()
 		}()
@@ -409,4 +431,70 @@ func (b *batcher) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.flush()
+}
+
+// uploadWriter sends an upload's data to the master in chunks of at most
+// MaxChunk bytes. Write blocks while the stream is full: the master's pace
+// is the worker's.
+type uploadWriter struct {
+	s  *session
+	id uint64
+}
+
+func (w *uploadWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), MaxChunk)
+		err := w.s.send(&WorkerMessage{Msg: &WorkerMessage_UploadChunk{UploadChunk: &UploadChunk{
+			CommandId: w.id,
+			Data:      p[:k],
+		}}})
+		if err != nil {
+			return n, fmt.Errorf("send upload chunk: %w", err)
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// downloadReader pulls a download from the master, one chunk per Read.
+type downloadReader struct {
+	ctx context.Context
+	s   *session
+	id  uint64
+	ch  chan *DownloadChunk
+	eof bool
+}
+
+func (r *downloadReader) Read(p []byte) (int, error) {
+	if r.eof {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	err := r.s.send(&WorkerMessage{Msg: &WorkerMessage_Read{Read: &ReadRequest{
+		CommandId: r.id,
+		Length:    int32(min(len(p), MaxChunk)),
+	}}})
+	if err != nil {
+		return 0, fmt.Errorf("ask for download chunk: %w", err)
+	}
+	select {
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	case c := <-r.ch:
+		if c.GetError() != "" {
+			return 0, errors.New(c.GetError())
+		}
+		n := copy(p, c.GetData())
+		if c.GetEof() {
+			r.eof = true
+			if n == 0 {
+				return 0, io.EOF
+			}
+		}
+		return n, nil
+	}
 }

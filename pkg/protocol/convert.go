@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strings"
 	"time"
 
@@ -80,11 +81,32 @@ func streamFromPB(s OutputChunk_Stream) Stream {
 
 // validateCommand checks what the master can check before sending cmd.
 func validateCommand(cmd Command) error {
+	n := 0
+	for _, set := range []bool{cmd.Shell != nil, cmd.Git != nil, cmd.File != nil, cmd.Upload != nil, cmd.Download != nil} {
+		if set {
+			n++
+		}
+	}
 	switch {
-	case cmd.Shell == nil && cmd.Git == nil:
+	case n == 0:
 		return errors.New("protocol: command has nothing to run")
-	case cmd.Shell != nil && cmd.Git != nil:
-		return errors.New("protocol: command has both a shell and a git command")
+	case n > 1:
+		return errors.New("protocol: command has more than one thing to run")
+	case cmd.File != nil:
+		if cmd.File.Op < Mkdir || cmd.File.Op > RemoveFile {
+			return fmt.Errorf("protocol: unknown file operation %d", cmd.File.Op)
+		}
+		if cmd.File.Path == "" {
+			return errors.New("protocol: file command needs a path")
+		}
+	case cmd.Upload != nil:
+		if cmd.Upload.Path == "" {
+			return errors.New("protocol: upload command needs a path")
+		}
+	case cmd.Download != nil:
+		if cmd.Download.Path == "" {
+			return errors.New("protocol: download command needs a path")
+		}
 	case cmd.Shell != nil:
 		if (len(cmd.Shell.Argv) == 0) == (cmd.Shell.Script == "") {
 			return errors.New("protocol: shell command needs exactly one of argv and script")
@@ -113,6 +135,31 @@ func validateCommand(cmd Command) error {
 }
 
 func commandToPB(id uint64, cmd Command) *StartCommand {
+	switch {
+	case cmd.File != nil:
+		return &StartCommand{CommandId: id, Builder: cmd.Builder, Command: &StartCommand_FileOp{FileOp: &FileOperation{
+			Op:   FileOperation_Op(cmd.File.Op),
+			Path: cmd.File.Path,
+		}}}
+	case cmd.Upload != nil:
+		u := cmd.Upload
+		return &StartCommand{CommandId: id, Builder: cmd.Builder, Command: &StartCommand_Upload{Upload: &Upload{
+			Workdir:   u.Workdir,
+			Path:      u.Path,
+			Directory: u.Directory,
+			MaxSize:   u.MaxSize,
+			Blocksize: int32(chunkSize(u.BlockSize)),
+		}}}
+	case cmd.Download != nil:
+		d := cmd.Download
+		return &StartCommand{CommandId: id, Builder: cmd.Builder, Command: &StartCommand_Download{Download: &Download{
+			Workdir:   d.Workdir,
+			Path:      d.Path,
+			MaxSize:   d.MaxSize,
+			Mode:      uint32(d.Mode.Perm()),
+			Blocksize: int32(chunkSize(d.BlockSize)),
+		}}}
+	}
 	if g := cmd.Git; g != nil {
 		return &StartCommand{
 			CommandId: id,
@@ -188,6 +235,26 @@ func commandFromPB(m *StartCommand) (Command, error) {
 			Submodules:        g.GetSubmodules(),
 			SSHPrivateKeyFile: g.GetSshPrivateKeyFile(),
 		}
+	case *StartCommand_FileOp:
+		cmd.File = &FileCommand{Op: FileOp(c.FileOp.GetOp()), Path: c.FileOp.GetPath()}
+	case *StartCommand_Upload:
+		u := c.Upload
+		cmd.Upload = &UploadCommand{
+			Workdir:   u.GetWorkdir(),
+			Path:      u.GetPath(),
+			Directory: u.GetDirectory(),
+			MaxSize:   u.GetMaxSize(),
+			BlockSize: chunkSize(int(u.GetBlocksize())),
+		}
+	case *StartCommand_Download:
+		d := c.Download
+		cmd.Download = &DownloadCommand{
+			Workdir:   d.GetWorkdir(),
+			Path:      d.GetPath(),
+			MaxSize:   d.GetMaxSize(),
+			Mode:      os.FileMode(d.GetMode()).Perm(),
+			BlockSize: chunkSize(int(d.GetBlocksize())),
+		}
 	default:
 		return cmd, fmt.Errorf("unknown command %T (a newer master?)", c)
 	}
@@ -217,4 +284,13 @@ func resultFromPB(c *Complete) Result {
 		Err:         c.GetError(),
 		GotRevision: c.GetGotRevision(),
 	}
+}
+
+// chunkSize is a transfer's block size: n, capped at MaxChunk; zero or
+// less means MaxChunk.
+func chunkSize(n int) int {
+	if n <= 0 || n > MaxChunk {
+		return MaxChunk
+	}
+	return n
 }

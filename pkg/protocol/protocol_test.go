@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 //	big N        outputs N bytes of stdout in 1000-byte chunks
 //	block        reports on started, then waits for ctx; Interrupted
 type testExecutor struct {
-	started chan string // gets the builder of each "block" command
+	started chan string  // gets the builder of each "block" command
+	sent    atomic.Int64 // bytes written to upload sinks
 }
 
 func newTestExecutor() *testExecutor { return &testExecutor{started: make(chan string, 100)} }
@@ -37,6 +39,9 @@ func newTestExecutor() *testExecutor { return &testExecutor{started: make(chan s
 func (e *testExecutor) Run(ctx context.Context, cmd Command, out func(Output)) Result {
 	if cmd.Git != nil {
 		return runTestGit(cmd.Git, out)
+	}
+	if cmd.Upload != nil || cmd.Download != nil {
+		return runTestTransfer(e, cmd)
 	}
 	argv := cmd.Shell.Argv
 	switch argv[0] {

@@ -296,10 +296,13 @@ type pending struct {
 	gone   chan struct{} // closed when Run returned
 }
 
-// event is one output chunk or (res set) the command's result.
+// event is one output chunk, upload chunk (data set), download read
+// request (read set) or (res set) the command's result.
 type event struct {
-	out Output
-	res *Result
+	out  Output
+	data []byte
+	read int
+	res  *Result
 }
 
 // Name is the worker's name, from its hello.
@@ -374,27 +377,68 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 		return Result{}, ctx.Err()
 	}
 
+	// transferErr is why the master's end of a transfer failed; the
+	// command is then interrupted and its Result carries it.
+	var transferErr error
+	interrupted := false
 	ctxDone := ctx.Done()
 	var giveUp <-chan time.Time
+	interrupt := func(why string) bool {
+		interrupted = true
+		log.Debug("interrupting command", "why", why)
+		in := &MasterMessage{Msg: &MasterMessage_Interrupt{Interrupt: &Interrupt{CommandId: id, Why: why}}}
+		select {
+		case c.sendq <- in:
+		case <-c.done:
+			return false
+		}
+		t := time.NewTimer(c.interruptWait)
+		giveUp = t.C
+		return true
+	}
+	// handle takes one event; it returns the result when the command ended.
+	handle := func(ev event) *Result {
+		switch {
+		case ev.res != nil:
+			if transferErr != nil {
+				ev.res.ExitCode = -1
+				ev.res.Err = transferErr.Error()
+			}
+			return ev.res
+		case ev.data != nil:
+			if transferErr != nil {
+				return nil
+			}
+			if cmd.Upload == nil || cmd.Upload.Sink == nil {
+				transferErr = errors.New("master: upload data for a command that is not an upload")
+			} else if _, err := cmd.Upload.Sink.Write(ev.data); err != nil {
+				transferErr = fmt.Errorf("master: %w", err)
+			}
+			if transferErr != nil && !interrupted {
+				interrupt(transferErr.Error())
+			}
+		case ev.read > 0:
+			c.answerRead(ctx, id, cmd.Download, ev.read)
+		default:
+			if out != nil {
+				out(ev.out)
+			}
+		}
+		return nil
+	}
 	for {
 		select {
 		case ev := <-p.events:
-			if ev.res != nil {
-				return *ev.res, nil
-			}
-			if out != nil {
-				out(ev.out)
+			if r := handle(ev); r != nil {
+				return *r, nil
 			}
 		case <-c.done:
 			// Events delivered before the end still count.
 			for {
 				select {
 				case ev := <-p.events:
-					if ev.res != nil {
-						return *ev.res, nil
-					}
-					if out != nil {
-						out(ev.out)
+					if r := handle(ev); r != nil {
+						return *r, nil
 					}
 				default:
 					return Result{}, ErrConnectionLost
@@ -402,23 +446,40 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 			}
 		case <-ctxDone:
 			ctxDone = nil
-			log.Debug("interrupting command", "why", context.Cause(ctx))
-			in := &MasterMessage{Msg: &MasterMessage_Interrupt{Interrupt: &Interrupt{
-				CommandId: id,
-				Why:       context.Cause(ctx).Error(),
-			}}}
-			select {
-			case c.sendq <- in:
-			case <-c.done:
+			if !interrupted && !interrupt(context.Cause(ctx).Error()) {
 				return Result{}, ErrConnectionLost
 			}
-			t := time.NewTimer(c.interruptWait)
-			defer t.Stop()
-			giveUp = t.C
 		case <-giveUp:
 			log.Warn("worker did not complete interrupted command", "wait", c.interruptWait)
-			return Result{}, ctx.Err()
+			if ctx.Err() != nil {
+				return Result{}, ctx.Err()
+			}
+			return Result{ExitCode: -1, Err: transferErr.Error()}, nil
 		}
+	}
+}
+
+// answerRead sends the worker the next chunk of a download, at most n
+// bytes (capped at MaxChunk), read from d.Source.
+func (c *WorkerConn) answerRead(ctx context.Context, id uint64, d *DownloadCommand, n int) {
+	chunk := &DownloadChunk{CommandId: id}
+	if d == nil || d.Source == nil {
+		chunk.Error = "master: read for a command that is not a download"
+	} else {
+		buf := make([]byte, min(n, MaxChunk))
+		k, err := io.ReadFull(d.Source, buf)
+		chunk.Data = buf[:k]
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			chunk.Eof = true
+		case err != nil:
+			chunk.Error = "master: " + err.Error()
+		}
+	}
+	select {
+	case c.sendq <- &MasterMessage{Msg: &MasterMessage_DownloadChunk{DownloadChunk: chunk}}:
+	case <-c.done:
+	case <-ctx.Done():
 	}
 }
 
@@ -436,6 +497,15 @@ func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, Mast
 		case *WorkerMessage_Output:
 			id = msg.Output.GetCommandId()
 			ev.out = Output{Stream: streamFromPB(msg.Output.GetStream()), Log: msg.Output.GetLogName(), Data: msg.Output.GetData()}
+		case *WorkerMessage_UploadChunk:
+			id = msg.UploadChunk.GetCommandId()
+			ev.data = msg.UploadChunk.GetData()
+			if ev.data == nil {
+				ev.data = []byte{}
+			}
+		case *WorkerMessage_Read:
+			id = msg.Read.GetCommandId()
+			ev.read = max(1, int(msg.Read.GetLength()))
 		case *WorkerMessage_Complete:
 			id = msg.Complete.GetCommandId()
 			r := resultFromPB(msg.Complete)

@@ -87,6 +87,58 @@ func (OutputChunk_Stream) EnumDescriptor() ([]byte, []int) {
 	return file_worker_proto_rawDescGZIP(), []int{9, 0}
 }
 
+type FileOperation_Op int32
+
+const (
+	FileOperation_OP_UNSPECIFIED FileOperation_Op = 0
+	FileOperation_OP_MKDIR       FileOperation_Op = 1 // make the directory and its parents; one that exists is fine
+	FileOperation_OP_RMDIR       FileOperation_Op = 2 // remove the directory recursively; one missing is fine
+	FileOperation_OP_REMOVE_FILE FileOperation_Op = 3 // remove one file (not a directory); one missing fails
+)
+
+// Enum value maps for FileOperation_Op.
+var (
+	FileOperation_Op_name = map[int32]string{
+		0: "OP_UNSPECIFIED",
+		1: "OP_MKDIR",
+		2: "OP_RMDIR",
+		3: "OP_REMOVE_FILE",
+	}
+	FileOperation_Op_value = map[string]int32{
+		"OP_UNSPECIFIED": 0,
+		"OP_MKDIR":       1,
+		"OP_RMDIR":       2,
+		"OP_REMOVE_FILE": 3,
+	}
+)
+
+func (x FileOperation_Op) Enum() *FileOperation_Op {
+	p := new(FileOperation_Op)
+	*p = x
+	return p
+}
+
+func (x FileOperation_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileOperation_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_worker_proto_enumTypes[1].Descriptor()
+}
+
+func (FileOperation_Op) Type() protoreflect.EnumType {
+	return &file_worker_proto_enumTypes[1]
+}
+
+func (x FileOperation_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileOperation_Op.Descriptor instead.
+func (FileOperation_Op) EnumDescriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{11, 0}
+}
+
 // WorkerMessage is one message from the worker to the master.
 type WorkerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -95,6 +147,8 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Hello
 	//	*WorkerMessage_Output
 	//	*WorkerMessage_Complete
+	//	*WorkerMessage_UploadChunk
+	//	*WorkerMessage_Read
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -164,6 +218,24 @@ func (x *WorkerMessage) GetComplete() *Complete {
 	return nil
 }
 
+func (x *WorkerMessage) GetUploadChunk() *UploadChunk {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_UploadChunk); ok {
+			return x.UploadChunk
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetRead() *ReadRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -180,11 +252,23 @@ type WorkerMessage_Complete struct {
 	Complete *Complete `protobuf:"bytes,3,opt,name=complete,proto3,oneof"`
 }
 
+type WorkerMessage_UploadChunk struct {
+	UploadChunk *UploadChunk `protobuf:"bytes,4,opt,name=upload_chunk,json=uploadChunk,proto3,oneof"`
+}
+
+type WorkerMessage_Read struct {
+	Read *ReadRequest `protobuf:"bytes,5,opt,name=read,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Output) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Complete) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_UploadChunk) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Read) isWorkerMessage_Msg() {}
 
 // MasterMessage is one message from the master to the worker.
 type MasterMessage struct {
@@ -194,6 +278,7 @@ type MasterMessage struct {
 	//	*MasterMessage_Welcome
 	//	*MasterMessage_StartCommand
 	//	*MasterMessage_Interrupt
+	//	*MasterMessage_DownloadChunk
 	Msg           isMasterMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -263,6 +348,15 @@ func (x *MasterMessage) GetInterrupt() *Interrupt {
 	return nil
 }
 
+func (x *MasterMessage) GetDownloadChunk() *DownloadChunk {
+	if x != nil {
+		if x, ok := x.Msg.(*MasterMessage_DownloadChunk); ok {
+			return x.DownloadChunk
+		}
+	}
+	return nil
+}
+
 type isMasterMessage_Msg interface {
 	isMasterMessage_Msg()
 }
@@ -279,11 +373,17 @@ type MasterMessage_Interrupt struct {
 	Interrupt *Interrupt `protobuf:"bytes,3,opt,name=interrupt,proto3,oneof"`
 }
 
+type MasterMessage_DownloadChunk struct {
+	DownloadChunk *DownloadChunk `protobuf:"bytes,4,opt,name=download_chunk,json=downloadChunk,proto3,oneof"`
+}
+
 func (*MasterMessage_Welcome) isMasterMessage_Msg() {}
 
 func (*MasterMessage_StartCommand) isMasterMessage_Msg() {}
 
 func (*MasterMessage_Interrupt) isMasterMessage_Msg() {}
+
+func (*MasterMessage_DownloadChunk) isMasterMessage_Msg() {}
 
 // Hello is the worker's first message.
 type Hello struct {
@@ -518,6 +618,9 @@ type StartCommand struct {
 	//
 	//	*StartCommand_Shell
 	//	*StartCommand_Git
+	//	*StartCommand_FileOp
+	//	*StartCommand_Upload
+	//	*StartCommand_Download
 	Command       isStartCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -592,6 +695,33 @@ func (x *StartCommand) GetGit() *Git {
 	return nil
 }
 
+func (x *StartCommand) GetFileOp() *FileOperation {
+	if x != nil {
+		if x, ok := x.Command.(*StartCommand_FileOp); ok {
+			return x.FileOp
+		}
+	}
+	return nil
+}
+
+func (x *StartCommand) GetUpload() *Upload {
+	if x != nil {
+		if x, ok := x.Command.(*StartCommand_Upload); ok {
+			return x.Upload
+		}
+	}
+	return nil
+}
+
+func (x *StartCommand) GetDownload() *Download {
+	if x != nil {
+		if x, ok := x.Command.(*StartCommand_Download); ok {
+			return x.Download
+		}
+	}
+	return nil
+}
+
 type isStartCommand_Command interface {
 	isStartCommand_Command()
 }
@@ -601,12 +731,30 @@ type StartCommand_Shell struct {
 }
 
 type StartCommand_Git struct {
-	Git *Git `protobuf:"bytes,11,opt,name=git,proto3,oneof"` // Reserved for later commands: mkdir, rmdir, stat, file transfer.
+	Git *Git `protobuf:"bytes,11,opt,name=git,proto3,oneof"`
+}
+
+type StartCommand_FileOp struct {
+	FileOp *FileOperation `protobuf:"bytes,12,opt,name=file_op,json=fileOp,proto3,oneof"`
+}
+
+type StartCommand_Upload struct {
+	Upload *Upload `protobuf:"bytes,13,opt,name=upload,proto3,oneof"`
+}
+
+type StartCommand_Download struct {
+	Download *Download `protobuf:"bytes,14,opt,name=download,proto3,oneof"`
 }
 
 func (*StartCommand_Shell) isStartCommand_Command() {}
 
 func (*StartCommand_Git) isStartCommand_Command() {}
+
+func (*StartCommand_FileOp) isStartCommand_Command() {}
+
+func (*StartCommand_Upload) isStartCommand_Command() {}
+
+func (*StartCommand_Download) isStartCommand_Command() {}
 
 // Shell runs a program.
 type Shell struct {
@@ -1096,20 +1244,423 @@ func (x *Complete) GetGotRevision() string {
 	return ""
 }
 
+// FileOperation changes the worker's files, as buildbot's mkdir, rmdir and rmfile.
+// path is relative to BASEDIR/<builder>/ and may not leave it (".." or an
+// absolute path are refused, and so are symlinks leading out).
+type FileOperation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            FileOperation_Op       `protobuf:"varint,1,opt,name=op,proto3,enum=gbb.worker.v1.FileOperation_Op" json:"op,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileOperation) Reset() {
+	*x = FileOperation{}
+	mi := &file_worker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileOperation) ProtoMessage() {}
+
+func (x *FileOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileOperation.ProtoReflect.Descriptor instead.
+func (*FileOperation) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FileOperation) GetOp() FileOperation_Op {
+	if x != nil {
+		return x.Op
+	}
+	return FileOperation_OP_UNSPECIFIED
+}
+
+func (x *FileOperation) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// Upload sends a worker file (or directory, as a tar stream) to the master:
+// the worker sends UploadChunk messages, then its Complete. The stream's
+// own flow control paces it: the master does not read faster than it
+// writes.
+type Upload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// workdir is relative to BASEDIR/<builder>/, path to the workdir.
+	Workdir string `protobuf:"bytes,1,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	Path    string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// directory: send path as an uncompressed tar stream of its contents.
+	Directory bool `protobuf:"varint,3,opt,name=directory,proto3" json:"directory,omitempty"`
+	// max_size: fail once more than this many bytes would be sent; 0 means no
+	// limit.
+	MaxSize int64 `protobuf:"varint,4,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	// blocksize: bytes per chunk, at most 64 KiB (also the default).
+	Blocksize     int32 `protobuf:"varint,5,opt,name=blocksize,proto3" json:"blocksize,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_worker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Upload) GetWorkdir() string {
+	if x != nil {
+		return x.Workdir
+	}
+	return ""
+}
+
+func (x *Upload) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Upload) GetDirectory() bool {
+	if x != nil {
+		return x.Directory
+	}
+	return false
+}
+
+func (x *Upload) GetMaxSize() int64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
+func (x *Upload) GetBlocksize() int32 {
+	if x != nil {
+		return x.Blocksize
+	}
+	return 0
+}
+
+// Download writes a file on the worker from the master: the worker pulls
+// it with ReadRequest, one chunk in flight at a time, writes it to a
+// temporary file, and renames that on success.
+type Download struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// workdir is relative to BASEDIR/<builder>/, path to the workdir.
+	Workdir string `protobuf:"bytes,1,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	Path    string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// max_size: fail once more than this many bytes arrive; 0 means no limit.
+	MaxSize int64 `protobuf:"varint,3,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	// mode: the file's permission bits; 0 means 0666 less the umask.
+	Mode uint32 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	// blocksize: bytes per read, at most 64 KiB (also the default).
+	Blocksize     int32 `protobuf:"varint,5,opt,name=blocksize,proto3" json:"blocksize,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Download) Reset() {
+	*x = Download{}
+	mi := &file_worker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Download) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Download) ProtoMessage() {}
+
+func (x *Download) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Download.ProtoReflect.Descriptor instead.
+func (*Download) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Download) GetWorkdir() string {
+	if x != nil {
+		return x.Workdir
+	}
+	return ""
+}
+
+func (x *Download) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Download) GetMaxSize() int64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
+func (x *Download) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *Download) GetBlocksize() int32 {
+	if x != nil {
+		return x.Blocksize
+	}
+	return 0
+}
+
+// UploadChunk is a chunk of an Upload's data, at most 64 KiB.
+type UploadChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     uint64                 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadChunk) Reset() {
+	*x = UploadChunk{}
+	mi := &file_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadChunk) ProtoMessage() {}
+
+func (x *UploadChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
+func (*UploadChunk) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UploadChunk) GetCommandId() uint64 {
+	if x != nil {
+		return x.CommandId
+	}
+	return 0
+}
+
+func (x *UploadChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ReadRequest asks the master for the next chunk of a Download.
+type ReadRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CommandId uint64                 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// length: at most this many bytes (the master caps it at 64 KiB).
+	Length        int32 `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_worker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReadRequest) GetCommandId() uint64 {
+	if x != nil {
+		return x.CommandId
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetLength() int32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// DownloadChunk answers a ReadRequest: data, then eof once the source is
+// exhausted (data may come with eof), or error.
+type DownloadChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     uint64                 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,3,opt,name=eof,proto3" json:"eof,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadChunk) Reset() {
+	*x = DownloadChunk{}
+	mi := &file_worker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadChunk) ProtoMessage() {}
+
+func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
+func (*DownloadChunk) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DownloadChunk) GetCommandId() uint64 {
+	if x != nil {
+		return x.CommandId
+	}
+	return 0
+}
+
+func (x *DownloadChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *DownloadChunk) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+func (x *DownloadChunk) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
 	"\n" +
-	"\fworker.proto\x12\rgbb.worker.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb1\x01\n" +
+	"\fworker.proto\x12\rgbb.worker.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x02\n" +
 	"\rWorkerMessage\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.gbb.worker.v1.HelloH\x00R\x05hello\x124\n" +
 	"\x06output\x18\x02 \x01(\v2\x1a.gbb.worker.v1.OutputChunkH\x00R\x06output\x125\n" +
-	"\bcomplete\x18\x03 \x01(\v2\x17.gbb.worker.v1.CompleteH\x00R\bcompleteB\x05\n" +
-	"\x03msg\"\xc8\x01\n" +
+	"\bcomplete\x18\x03 \x01(\v2\x17.gbb.worker.v1.CompleteH\x00R\bcomplete\x12?\n" +
+	"\fupload_chunk\x18\x04 \x01(\v2\x1a.gbb.worker.v1.UploadChunkH\x00R\vuploadChunk\x120\n" +
+	"\x04read\x18\x05 \x01(\v2\x1a.gbb.worker.v1.ReadRequestH\x00R\x04readB\x05\n" +
+	"\x03msg\"\x8f\x02\n" +
 	"\rMasterMessage\x122\n" +
 	"\awelcome\x18\x01 \x01(\v2\x16.gbb.worker.v1.WelcomeH\x00R\awelcome\x12B\n" +
 	"\rstart_command\x18\x02 \x01(\v2\x1b.gbb.worker.v1.StartCommandH\x00R\fstartCommand\x128\n" +
-	"\tinterrupt\x18\x03 \x01(\v2\x18.gbb.worker.v1.InterruptH\x00R\tinterruptB\x05\n" +
+	"\tinterrupt\x18\x03 \x01(\v2\x18.gbb.worker.v1.InterruptH\x00R\tinterrupt\x12E\n" +
+	"\x0edownload_chunk\x18\x04 \x01(\v2\x1c.gbb.worker.v1.DownloadChunkH\x00R\rdownloadChunkB\x05\n" +
 	"\x03msg\"\x8f\x01\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
@@ -1131,14 +1682,17 @@ const file_worker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
 	"\aWelcome\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12%\n" +
-	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\"\xa8\x01\n" +
+	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\"\xc9\x02\n" +
 	"\fStartCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x18\n" +
 	"\abuilder\x18\x02 \x01(\tR\abuilder\x12,\n" +
 	"\x05shell\x18\n" +
 	" \x01(\v2\x14.gbb.worker.v1.ShellH\x00R\x05shell\x12&\n" +
-	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03gitB\t\n" +
+	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03git\x127\n" +
+	"\afile_op\x18\f \x01(\v2\x1c.gbb.worker.v1.FileOperationH\x00R\x06fileOp\x12/\n" +
+	"\x06upload\x18\r \x01(\v2\x15.gbb.worker.v1.UploadH\x00R\x06upload\x125\n" +
+	"\bdownload\x18\x0e \x01(\v2\x17.gbb.worker.v1.DownloadH\x00R\bdownloadB\t\n" +
 	"\acommand\"\xc9\x04\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
@@ -1199,7 +1753,41 @@ const file_worker_proto_rawDesc = "" +
 	"\ttimed_out\x18\x05 \x01(\bR\btimedOut\x12 \n" +
 	"\vinterrupted\x18\x06 \x01(\bR\vinterrupted\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12!\n" +
-	"\fgot_revision\x18\b \x01(\tR\vgotRevision2S\n" +
+	"\fgot_revision\x18\b \x01(\tR\vgotRevision\"\x9e\x01\n" +
+	"\rFileOperation\x12/\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x1f.gbb.worker.v1.FileOperation.OpR\x02op\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"H\n" +
+	"\x02Op\x12\x12\n" +
+	"\x0eOP_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bOP_MKDIR\x10\x01\x12\f\n" +
+	"\bOP_RMDIR\x10\x02\x12\x12\n" +
+	"\x0eOP_REMOVE_FILE\x10\x03\"\x8d\x01\n" +
+	"\x06Upload\x12\x18\n" +
+	"\aworkdir\x18\x01 \x01(\tR\aworkdir\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1c\n" +
+	"\tdirectory\x18\x03 \x01(\bR\tdirectory\x12\x19\n" +
+	"\bmax_size\x18\x04 \x01(\x03R\amaxSize\x12\x1c\n" +
+	"\tblocksize\x18\x05 \x01(\x05R\tblocksize\"\x85\x01\n" +
+	"\bDownload\x12\x18\n" +
+	"\aworkdir\x18\x01 \x01(\tR\aworkdir\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
+	"\bmax_size\x18\x03 \x01(\x03R\amaxSize\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x1c\n" +
+	"\tblocksize\x18\x05 \x01(\x05R\tblocksize\"@\n" +
+	"\vUploadChunk\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"D\n" +
+	"\vReadRequest\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x05R\x06length\"j\n" +
+	"\rDownloadChunk\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x03 \x01(\bR\x03eof\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error2S\n" +
 	"\x06Master\x12I\n" +
 	"\aConnect\x12\x1c.gbb.worker.v1.WorkerMessage\x1a\x1c.gbb.worker.v1.MasterMessage(\x010\x01B-Z+github.com/gbb-ci/gbb/pkg/protocol;protocolb\x06proto3"
 
@@ -1215,51 +1803,65 @@ func file_worker_proto_rawDescGZIP() []byte {
 	return file_worker_proto_rawDescData
 }
 
-var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
-	(*WorkerMessage)(nil),       // 1: gbb.worker.v1.WorkerMessage
-	(*MasterMessage)(nil),       // 2: gbb.worker.v1.MasterMessage
-	(*Hello)(nil),               // 3: gbb.worker.v1.Hello
-	(*HostInfo)(nil),            // 4: gbb.worker.v1.HostInfo
-	(*Welcome)(nil),             // 5: gbb.worker.v1.Welcome
-	(*StartCommand)(nil),        // 6: gbb.worker.v1.StartCommand
-	(*Shell)(nil),               // 7: gbb.worker.v1.Shell
-	(*Git)(nil),                 // 8: gbb.worker.v1.Git
-	(*Interrupt)(nil),           // 9: gbb.worker.v1.Interrupt
-	(*OutputChunk)(nil),         // 10: gbb.worker.v1.OutputChunk
-	(*Complete)(nil),            // 11: gbb.worker.v1.Complete
-	nil,                         // 12: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 13: gbb.worker.v1.Shell.EnvEntry
-	nil,                         // 14: gbb.worker.v1.Shell.LogfilesEntry
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(FileOperation_Op)(0),       // 1: gbb.worker.v1.FileOperation.Op
+	(*WorkerMessage)(nil),       // 2: gbb.worker.v1.WorkerMessage
+	(*MasterMessage)(nil),       // 3: gbb.worker.v1.MasterMessage
+	(*Hello)(nil),               // 4: gbb.worker.v1.Hello
+	(*HostInfo)(nil),            // 5: gbb.worker.v1.HostInfo
+	(*Welcome)(nil),             // 6: gbb.worker.v1.Welcome
+	(*StartCommand)(nil),        // 7: gbb.worker.v1.StartCommand
+	(*Shell)(nil),               // 8: gbb.worker.v1.Shell
+	(*Git)(nil),                 // 9: gbb.worker.v1.Git
+	(*Interrupt)(nil),           // 10: gbb.worker.v1.Interrupt
+	(*OutputChunk)(nil),         // 11: gbb.worker.v1.OutputChunk
+	(*Complete)(nil),            // 12: gbb.worker.v1.Complete
+	(*FileOperation)(nil),       // 13: gbb.worker.v1.FileOperation
+	(*Upload)(nil),              // 14: gbb.worker.v1.Upload
+	(*Download)(nil),            // 15: gbb.worker.v1.Download
+	(*UploadChunk)(nil),         // 16: gbb.worker.v1.UploadChunk
+	(*ReadRequest)(nil),         // 17: gbb.worker.v1.ReadRequest
+	(*DownloadChunk)(nil),       // 18: gbb.worker.v1.DownloadChunk
+	nil,                         // 19: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 20: gbb.worker.v1.Shell.EnvEntry
+	nil,                         // 21: gbb.worker.v1.Shell.LogfilesEntry
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
-	3,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
-	10, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
-	11, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
-	5,  // 3: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
-	6,  // 4: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
-	9,  // 5: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
-	4,  // 6: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	12, // 7: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
-	7,  // 8: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	8,  // 9: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
-	13, // 10: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	15, // 11: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	15, // 12: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	15, // 13: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	14, // 14: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	0,  // 15: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	15, // 16: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 17: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	2,  // 18: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	4,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
+	11, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
+	12, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
+	16, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
+	17, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
+	6,  // 5: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
+	7,  // 6: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
+	10, // 7: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
+	18, // 8: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
+	5,  // 9: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
+	19, // 10: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	8,  // 11: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
+	9,  // 12: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	13, // 13: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
+	14, // 14: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
+	15, // 15: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
+	20, // 16: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	22, // 17: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	22, // 18: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	22, // 19: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	21, // 20: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	0,  // 21: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	22, // 22: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 23: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	2,  // 24: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 25: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -1271,23 +1873,29 @@ func file_worker_proto_init() {
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Output)(nil),
 		(*WorkerMessage_Complete)(nil),
+		(*WorkerMessage_UploadChunk)(nil),
+		(*WorkerMessage_Read)(nil),
 	}
 	file_worker_proto_msgTypes[1].OneofWrappers = []any{
 		(*MasterMessage_Welcome)(nil),
 		(*MasterMessage_StartCommand)(nil),
 		(*MasterMessage_Interrupt)(nil),
+		(*MasterMessage_DownloadChunk)(nil),
 	}
 	file_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*StartCommand_Shell)(nil),
 		(*StartCommand_Git)(nil),
+		(*StartCommand_FileOp)(nil),
+		(*StartCommand_Upload)(nil),
+		(*StartCommand_Download)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      2,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

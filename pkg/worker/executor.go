@@ -59,6 +59,12 @@ func (e *Executor) Run(ctx context.Context, cmd protocol.Command, out func(proto
 		r = e.runShell(ctx, cmd.Builder, cmd.Shell, out)
 	case cmd.Git != nil:
 		r = e.runGit(ctx, cmd.Builder, cmd.Git, out)
+	case cmd.File != nil:
+		r = e.runFile(cmd.Builder, cmd.File, out)
+	case cmd.Upload != nil:
+		r = e.runUpload(ctx, cmd.Builder, cmd.Upload, out)
+	case cmd.Download != nil:
+		r = e.runDownload(ctx, cmd.Builder, cmd.Download, out)
 	default:
 		return protocol.Result{ExitCode: -1, Err: "worker: unsupported command"}
 	}
