@@ -217,6 +217,8 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 		res, state = b.runGit(ctx, step, sc, log)
 	case "trigger":
 		res, state = b.runTrigger(ctx, step, sc)
+	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
+		res, state = b.runWorkerStep(ctx, step, sc, log)
 	default:
 		res = store.Exception
 		state = fmt.Sprintf("step type %q is not supported by this version of gbb", sc.Type)

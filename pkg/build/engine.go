@@ -61,6 +61,9 @@ type Config struct {
 	// LogFlush is how often a step's log output is written to the store
 	// while it runs; zero means 200ms.
 	LogFlush time.Duration
+	// Basedir is the master's base directory: the transfer steps' master
+	// paths are relative to it and may not leave it; "" refuses them.
+	Basedir string
 }
 
 // ErrShutdown is the cause given to running builds when the master stops:
@@ -72,6 +75,7 @@ var ErrShutdown = errors.New("build: master shutting down")
 type Engine struct {
 	st       Store
 	masterID int64
+	basedir  string // Config.Basedir
 	log      *slog.Logger
 	flush    time.Duration
 	wake     chan struct{}
@@ -114,6 +118,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{
 		st:       cfg.Store,
 		masterID: cfg.MasterID,
+		basedir:  cfg.Basedir,
 		log:      log,
 		flush:    flush,
 		wake:     make(chan struct{}, 1),
