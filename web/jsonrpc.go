@@ -165,6 +165,17 @@ func forceRequestFromRPC(params map[string]json.RawMessage) (scheduler.ForceRequ
 				return fr, fmt.Errorf("builderid must be an integer")
 			}
 			fr.BuilderID = id
+		case "priority":
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fr, fmt.Errorf("priority must be an integer")
+			}
+			p, err := intParam(v)
+			if err != nil {
+				return fr, fmt.Errorf("priority must be an integer")
+			}
+			prio := int(p)
+			fr.Priority = &prio
 		case "builderNames":
 			if err := json.Unmarshal(raw, &fr.BuilderNames); err != nil {
 				return fr, fmt.Errorf("builderNames must be a list of strings")

@@ -287,6 +287,9 @@ func (e *Engine) distribute(ctx context.Context) error {
 		return nil
 	}
 	names := e.builderNames()
+	if reqs, err = e.collapse(reqs, names); err != nil {
+		return err
+	}
 	for _, r := range reqs {
 		if ctx.Err() != nil {
 			return nil

@@ -105,7 +105,12 @@ type Builder struct {
 	// Locks is locks: the locks a build takes before it starts and keeps
 	// until it ends.
 	Locks []LockAccess
-	Line  int // line of the [[builders]] table
+	// CollapseRequests is collapse_requests: when a builder has several
+	// pending requests for the same sources, only the newest is built and
+	// the others end SKIPPED, as buildbot's collapseRequests. Default false
+	// (buildbot's is true; its own developers recommend false).
+	CollapseRequests bool
+	Line             int // line of the [[builders]] table
 }
 
 // Step is one [[builders.steps]] table.

@@ -491,6 +491,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b.Description, _ = t.str("description")
 	b.Tags, _ = t.strings("tags")
 	b.Locks = d.lockAccesses(t, "locks")
+	b.CollapseRequests, _ = t.boolean("collapse_requests")
 	if t.has("workdir") {
 		if s, ok := t.required("workdir"); ok {
 			b.Workdir = s

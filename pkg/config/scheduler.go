@@ -42,6 +42,7 @@ type Scheduler struct {
 	Name         string         // name; required, unique among schedulers
 	BuilderNames []string       // builder_names; required, non-empty, each names a builder
 	Properties   map[string]any // properties: a table set on every buildset (source "Scheduler"); nil when none
+	Priority     int            // priority: of its build requests; higher builds first; default 0
 
 	// Change filter: single_branch, any_branch, periodic, nightly.
 	Branch        string   // branch: changes on this branch only; single_branch requires it unless another filter key is set
@@ -117,6 +118,9 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 	s.Type = typ
 	s.Name = t.unique(seen, "scheduler")
 	s.BuilderNames = t.names("builder_names", builders, "builder")
+	if p, ok := t.integer("priority"); ok {
+		s.Priority = int(p)
+	}
 	if p, ok := t.sub("properties"); ok {
 		p.ignore(slices.Collect(maps.Keys(p.m))...)
 		s.Properties = p.m

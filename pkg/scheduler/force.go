@@ -36,6 +36,9 @@ type ForceRequest struct {
 	Repository   string
 	Project      string
 	Properties   map[string]any
+	// Priority, when set, is the requests' priority (higher builds first);
+	// nil means the scheduler's priority.
+	Priority *int
 }
 
 // ForceInfo describes a force scheduler for the API and the UI.
@@ -71,6 +74,7 @@ func (e *ParamError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Ms
 
 // forceScheduler is one configured force scheduler.
 type forceScheduler struct {
+	priority int
 	name     string
 	builders []string
 	info     ForceInfo
@@ -79,6 +83,7 @@ type forceScheduler struct {
 
 func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	fs := &forceScheduler{
+		priority: sc.Priority,
 		name:     sc.Name,
 		builders: slices.Clone(sc.BuilderNames),
 		regexps:  map[string]*regexp.Regexp{},
@@ -268,6 +273,10 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 		}
 		props[k], _ = NewProperty(v, source)
 	}
+	priority := fs.priority
+	if req.Priority != nil {
+		priority = *req.Priority
+	}
 	bsid, brids, err := s.store.AddBuildset(store.NewBuildset{
 		Reason:        fmt.Sprintf("The web-page 'force' button was pressed by '%s': %s", orUnknown(req.Owner), reason),
 		SchedulerName: name,
@@ -279,6 +288,7 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 		}},
 		Properties: props,
 		BuilderIDs: ids,
+		Priority:   priority,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("force %s: %w", name, err)

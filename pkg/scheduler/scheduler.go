@@ -247,6 +247,7 @@ func (s *Set) newBuildset(sc config.Scheduler, reason string, changes []store.Ch
 		SourceStamps:  ss,
 		Properties:    props,
 		BuilderIDs:    ids,
+		Priority:      sc.Priority,
 	}
 	if len(changes) > 0 {
 		nb.SourceStamps = sourceStamps(changes)

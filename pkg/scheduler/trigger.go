@@ -66,6 +66,7 @@ func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsi
 		Properties:    props,
 		BuilderIDs:    ids,
 		WaitedFor:     req.WaitedFor,
+		Priority:      tr.cfg.Priority,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
