@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -128,28 +125,13 @@ func TestStopBuild(t *testing.T) {
 	e.startWorker("w1", "secret")
 	brid := e.force("force", slowID, "stop me")
 	b := e.runningBuild(brid)
-	pidFile := filepath.Join(e.Dir, "pids")
-	var pids []int
-	waitFor(t, "both sleeps started", 30*time.Second, func() bool {
-		data, _ := os.ReadFile(pidFile)
-		pids = nil
-		for _, f := range strings.Fields(string(data)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, p)
-			}
-		}
-		return len(pids) == 2
-	})
+	pids := waitPids(t, filepath.Join(e.Dir, "pids"), 2)
 	e.rpc(fmt.Sprintf("/api/v2/builds/%d", b.BuildID), "stop", `{"reason":"enough"}`)
 	b = e.waitBuild(brid, 60*time.Second)
 	if *b.Results != 6 || !strings.Contains(b.StateString, "enough") {
 		t.Errorf("stopped build: results %d, state %q; want 6 (cancelled) and the reason", *b.Results, b.StateString)
 	}
-	for _, pid := range pids {
-		waitFor(t, fmt.Sprintf("process %d gone", pid), 10*time.Second, func() bool {
-			return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-		})
-	}
+	waitGone(t, pids)
 	steps := e.steps(b.BuildID)
 	if got := strings.Join(stepNames(steps), ","); got != "worker_preparation,sleep,cleanup" {
 		t.Errorf("steps %s", got)

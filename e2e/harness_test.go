@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -388,4 +391,32 @@ func makeRepo(t testing.TB, dir string, files map[string]string) string {
 	mustRun(t, "git", append(git, "add", ".")...)
 	mustRun(t, "git", append(git, "commit", "-q", "-m", "first")...)
 	return dir
+}
+
+// waitPids waits until file lists n process ids (one a line, written by a
+// step) and returns them.
+func waitPids(t testing.TB, file string, n int) []int {
+	t.Helper()
+	var pids []int
+	waitFor(t, fmt.Sprintf("%d pids in %s", n, file), 30*time.Second, func() bool {
+		data, _ := os.ReadFile(file)
+		pids = nil
+		for _, f := range strings.Fields(string(data)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, p)
+			}
+		}
+		return len(pids) == n
+	})
+	return pids
+}
+
+// waitGone waits until none of pids is a live process.
+func waitGone(t testing.TB, pids []int) {
+	t.Helper()
+	for _, pid := range pids {
+		waitFor(t, fmt.Sprintf("process %d gone", pid), 10*time.Second, func() bool {
+			return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+		})
+	}
 }
