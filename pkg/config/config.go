@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gbb-ci/gbb/pkg/interpolate"
 )
 
 // Defaults, as buildbot's where buildbot has one.
@@ -38,6 +40,9 @@ type Config struct {
 	Schedulers    []Scheduler    // [[schedulers]]
 	Builders      []Builder      // [[builders]]
 	Locks         []Lock         // [[locks]]
+	// SecretsProviders are the [[secrets_providers]], asked in order for
+	// the values of %(secret:NAME)s; none means a secret fails the step.
+	SecretsProviders []SecretsProvider
 }
 
 // Protocols is [protocols]: how workers reach the master.
@@ -91,7 +96,11 @@ type Worker struct {
 	Password     string // password, or the content of PasswordFile
 	PasswordFile string // password_file: read at load time (trailing newline trimmed) into Password; exactly one of password and password_file is required; relative to the config file's directory
 	MaxBuilds    int    // max_builds: builds run at once on this worker; zero means no limit
-	Line         int    // line of the [[workers]] table, for messages
+	// Properties is properties: build properties (any TOML values) of
+	// every build on this worker, with the source "Worker", as buildbot's
+	// worker properties; they override the scheduler's.
+	Properties map[string]any
+	Line       int // line of the [[workers]] table, for messages
 }
 
 // Builder is one [[builders]] table.
@@ -110,7 +119,11 @@ type Builder struct {
 	// the others end SKIPPED, as buildbot's collapseRequests. Default false
 	// (buildbot's is true; its own developers recommend false).
 	CollapseRequests bool
-	Line             int // line of the [[builders]] table
+	// Properties is properties: build properties (any TOML values) of
+	// every build of this builder, with the source "Builder"; the
+	// scheduler's and the worker's override them.
+	Properties map[string]any
+	Line       int // line of the [[builders]] table
 }
 
 // Step is one [[builders.steps]] table.
@@ -158,7 +171,23 @@ type Step struct {
 	MaxSize    int64  // max_size: transfers, in bytes; zero (the default) means no limit
 	FileMode   int    // mode: file_upload, file_download and string_download: the written file's permissions (e.g. 0o755); zero (the default) leaves the default (0666 less the umask)
 	BlockSize  int    // blocksize: transfers' chunk size in bytes, at most (and by default) 64 KiB
-	Line       int    // line of the [[builders.steps]] table
+	// Warnings and conditions (see steps_master.go), on every step.
+	QuietWarnings   bool                   // warn_on_warnings = false: a WARNINGS step leaves the build's result alone; false (warn_on_warnings's default, true) makes the build WARNINGS
+	FlunkOnWarnings bool                   // flunk_on_warnings: a WARNINGS step makes the build FAILURE; default false
+	DoStepIf        *interpolate.Condition // do_step_if: when false, the step is SKIPPED; nil (the default) means run
+	HideStepIf      *interpolate.Condition // hide_step_if: evaluated when the step has ended (%(kw:results)s is its result's name); true hides it; nil (the default) means shown
+	// Shell steps counting warnings, as buildbot's WarningCountingShellCommand.
+	WarningPattern string        // warning_pattern: a regular expression (RE2) matched against each stdout and stderr line; "" (the default) counts nothing, unless suppress or max_warn_count is set (then DefaultWarningPattern)
+	Suppress       []Suppression // suppress: warning lines not counted
+	MaxWarnCount   *int          // max_warn_count: more warnings than this make the step FAILURE; nil (the default) means no limit
+	// Master steps (see steps_master.go).
+	Property string // property: set_property and set_property_from_command, the property's name
+	Value    any    // value: set_property, any TOML value (its strings rendered)
+	Strip    bool   // strip: set_property_from_command, strip whitespace around the output; default true
+	Regex    string // regex: set_property_from_command, a regular expression (RE2) with a capture group: the property is the first group of its first match in the output; "" (the default) means the whole output
+	Message  string // message: log_message, the log's text
+	LogName  string // log_name: log_message, the log's name; default DefaultLogMessageName ("message")
+	Line     int    // line of the [[builders.steps]] table
 }
 
 // Command is a step's command: an argv list, run directly, or a string, run

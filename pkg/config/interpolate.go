@@ -31,13 +31,17 @@ var renderedStepFields = []struct{ field, key string }{
 	{"MasterSrc", "mastersrc"},
 	{"MasterDest", "masterdest"},
 	{"Content", "s"},
+	{"Property", "property"},
+	{"Value", "value"},
+	{"Message", "message"},
+	{"LogName", "log_name"},
 }
 
 // literalStepFields are the Step fields holding strings that are taken as
 // they are: choices checked against their values, and names checked against
 // the config. TestStepFieldsClassified makes every new string field of Step
 // go in one list or the other.
-var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal"}
+var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal", "WarningPattern", "Suppress", "Regex"}
 
 // checkInterpolations parses every string of s that is rendered when it
 // runs, reporting a bad one at its key (an element of an array, a key of

@@ -369,6 +369,9 @@ func (d *decoder) config(t *table) *Config {
 		c.Schedulers = append(c.Schedulers, d.scheduler(s, schedulers, builders))
 	}
 	d.checkTriggers(c.Schedulers)
+	for _, sp := range t.tables("secrets_providers") {
+		c.SecretsProviders = append(c.SecretsProviders, d.secretsProvider(sp))
+	}
 	t.done()
 	return c
 }
@@ -422,6 +425,7 @@ func (d *decoder) worker(t *table, seen map[string]int) Worker {
 			w.MaxBuilds = int(n)
 		}
 	}
+	w.Properties = properties(t, "properties")
 	password, hasPassword := t.str("password")
 	file, hasFile := t.str("password_file")
 	switch {
@@ -492,6 +496,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b.Tags, _ = t.strings("tags")
 	b.Locks = d.lockAccesses(t, "locks")
 	b.CollapseRequests, _ = t.boolean("collapse_requests")
+	b.Properties = properties(t, "properties")
 	if t.has("workdir") {
 		if s, ok := t.required("workdir"); ok {
 			b.Workdir = s
@@ -506,7 +511,7 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 
 // Keys only some step types take.
 var (
-	shellKeys = append([]string{"command"}, shellOptionKeys...)
+	shellKeys = slices.Concat([]string{"command"}, shellOptionKeys, warningKeys)
 	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow", "submodules", "ssh_private_key_file"}
 	// triggerKeys are the keys of a trigger step.
 	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp"}
@@ -519,7 +524,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		Timeout:        Duration{DefaultStepTimeout},
 		FlunkOnFailure: true,
 	}
-	typ, known := t.oneOf("type", "step type", append([]string{"shell", "git", "trigger"}, WorkerStepTypes...)...)
+	typ, known := t.oneOf("type", "step type", slices.Concat([]string{"shell", "git", "trigger"}, WorkerStepTypes, MasterStepTypes)...)
 	s.Type = typ
 	s.Name = typ
 	if t.has("name") {
@@ -555,6 +560,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 	s.WarnOnFailure, _ = t.boolean("warn_on_failure")
 	s.AlwaysRun, _ = t.boolean("always_run")
 	s.Locks = d.lockAccesses(t, "locks")
+	d.stepConditions(t, &s)
 
 	if !known {
 		// Unknown or missing type: which keys apply is unknown.
@@ -562,6 +568,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		t.ignore(gitKeys...)
 		t.ignore(triggerKeys...)
 		t.ignore(allWorkerStepKeys()...)
+		t.ignore(allMasterStepKeys()...)
 		t.done()
 		return s
 	}
@@ -577,6 +584,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 			s.Command = cmd
 		}
 		d.shellOptions(t, &s)
+		d.warningOptions(t, &s)
 	case "git":
 		other = append(slices.Clone(shellKeys), triggerKeys...)
 		s.RepoURL, _ = t.required("repourl")
@@ -621,6 +629,8 @@ func (d *decoder) step(t *table, workdir string) Step {
 		d.triggerStep(t, &s)
 	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
 		other = d.workerStep(t, &s)
+	case "set_property", "set_property_from_command", "master_shell_command", "log_message":
+		other = d.masterStep(t, &s)
 	}
 	for _, name := range other {
 		if t.has(name) {
