@@ -97,6 +97,11 @@ func (b *build) properties() store.Properties {
 			props[name] = p
 		}
 	}
+	// As buildbot: the builder's properties, then the scheduler's, then
+	// the worker's, then the build's own.
+	for k, v := range b.cfg.Properties {
+		set(k, v, "Builder")
+	}
 	if bs, err := b.e.st.Buildset(b.req.BuildsetID); err == nil {
 		for k, v := range bs.Properties {
 			props[k] = v
@@ -111,6 +116,9 @@ func (b *build) properties() store.Properties {
 		}
 	} else {
 		b.log.Error("read buildset", "err", err)
+	}
+	for k, v := range b.e.workerProperties(b.worker) {
+		set(k, v, "Worker")
 	}
 	set("buildername", b.cfg.Name, "Builder")
 	set("workername", b.worker, "Worker")
@@ -188,7 +196,14 @@ func computeResult(sc config.Step, buildResult, stepResult int) (int, bool) {
 			terminate = true
 		}
 	case store.Warnings:
-		possible = store.Warnings
+		switch {
+		case sc.FlunkOnWarnings:
+			possible = store.Failure
+		case sc.QuietWarnings:
+			possible = store.Success
+		default:
+			possible = store.Warnings
+		}
 	case store.Exception, store.Retry, store.Cancelled:
 		terminate = true
 	case store.Skipped:
@@ -197,9 +212,11 @@ func computeResult(sc config.Step, buildResult, stepResult int) (int, bool) {
 	return store.WorstResult(buildResult, possible), terminate
 }
 
-// runStep runs one configured step and returns its result.
+// runStep runs one configured step and returns its result. Its strings
+// are rendered first (see renderStep).
 func (b *build) runStep(ctx context.Context, sc config.Step) int {
 	st := b.e.st
+	sc, rctx, renderErr := b.renderStep(sc)
 	step, err := st.AddStep(b.id, sc.Name)
 	if err != nil {
 		b.log.Error("add step", "err", err)
@@ -207,6 +224,9 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 	}
 	b.check(st.StartStep(step.ID, time.Now()))
 	log := b.log.With("step", step.Name)
+	if res, state, done := b.beforeStep(step, sc, renderErr, rctx); done {
+		return b.endStep(step, sc, res, state)
+	}
 
 	var res int
 	var state string
@@ -217,6 +237,14 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 		res, state = b.runGit(ctx, step, sc, log)
 	case "trigger":
 		res, state = b.runTrigger(ctx, step, sc)
+	case "set_property":
+		res, state = b.runSetProperty(step, sc)
+	case "set_property_from_command":
+		res, state = b.runSetPropertyFromCommand(ctx, step, sc, log)
+	case "master_shell_command":
+		res, state = b.runMasterShell(ctx, step, sc, log)
+	case "log_message":
+		res, state = b.runLogMessage(step, sc)
 	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
 		res, state = b.runWorkerStep(ctx, step, sc, log)
 	default:
@@ -228,10 +256,7 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 			b.check(st.FinishLog(l.ID))
 		}
 	}
-	b.check(st.SetStepStateString(step.ID, state))
-	b.check(st.FinishStep(step.ID, res, time.Now()))
-	log.Info("step finished", "results", ResultName(res))
-	return res
+	return b.endStep(step, sc, res, state)
 }
 
 // runShell runs a shell step on the worker.
@@ -241,6 +266,7 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 		desc = quoteCommand(sc.Command)
 	}
 	b.check(b.e.st.SetStepStateString(step.ID, desc))
+	wc := newWarningCounter(sc)
 	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder: b.cfg.Name,
 		Shell: &protocol.ShellCommand{
@@ -257,16 +283,18 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 			NoStderr:        sc.DropStderr,
 			Logfiles:        sc.Logfiles,
 		},
-	}, log)
+	}, log, wc.output)
 	results = decodeRC(sc.DecodeRC, res, results)
+	results = b.warningResults(step, sc, wc, results)
 	return results, desc + stateSuffix(results, res.TimedOut)
 }
 
 // runCommand runs cmd on the worker, streaming its output into the step's
 // stdio log, and says how it ended with buildbot's result codes: RETRY when
 // the worker is lost or the master shuts down, CANCELLED when the build is
-// stopped, FAILURE when it cannot run, times out or exits non-zero.
-func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Command, log *slog.Logger) (protocol.Result, int) {
+// stopped, FAILURE when it cannot run, times out or exits non-zero. Each
+// non-nil tap sees every chunk of output before the log does.
+func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Command, log *slog.Logger, taps ...func(protocol.Output)) (protocol.Result, int) {
 	l, err := b.e.st.AddLog(step.ID, "stdio", "s")
 	if err != nil {
 		log.Error("add log", "err", err)
@@ -279,6 +307,7 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 	// timeout), as buildbot's worker does; the master adds the endings.
 	out, closeLogs := b.logfiles(step, cmd, lw, log)
 	defer closeLogs()
+	out = tapOutput(out, taps)
 	res, err := b.ws.conn.Run(ctx, cmd, out)
 	lw.endOutput()
 	shutdown := errors.Is(cause(ctx), ErrShutdown)

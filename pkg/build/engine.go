@@ -43,6 +43,7 @@ type Store interface {
 	AddStep(buildID int64, name string) (store.Step, error)
 	StartStep(id int64, at time.Time) error
 	SetStepStateString(id int64, s string) error
+	SetStepHidden(id int64, hidden bool) error
 	FinishStep(id int64, results int, at time.Time) error
 
 	AddLog(stepID int64, name, typ string) (store.Log, error)
@@ -64,6 +65,17 @@ type Config struct {
 	// Basedir is the master's base directory: the transfer steps' master
 	// paths are relative to it and may not leave it; "" refuses them.
 	Basedir string
+	// Secrets gives the values of %(secret:NAME)s; nil means there are
+	// none (a step asking for one fails). Every value rendered is then
+	// redacted as <NAME> in what the builds store.
+	Secrets Secrets
+}
+
+// Secrets is what the engine needs of the secrets providers.
+type Secrets interface {
+	// Get returns the value of the secret name, or an error (no such
+	// secret, an unreadable one).
+	Get(name string) (string, error)
 }
 
 // ErrShutdown is the cause given to running builds when the master stops:
@@ -76,6 +88,8 @@ type Engine struct {
 	st       Store
 	masterID int64
 	basedir  string // Config.Basedir
+	secrets  Secrets
+	redact   *redactor // the secrets rendered so far; st redacts them
 	log      *slog.Logger
 	flush    time.Duration
 	wake     chan struct{}
@@ -86,6 +100,7 @@ type Engine struct {
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
 	running  map[int64]*build          // guarded by mu; builds of this master by build request id
 	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
+	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	locks    *Locks
 	ctx      context.Context // guarded by mu; set by Run, nil before
 	// triggerer starts triggered builds; finished is closed (and replaced)
@@ -115,8 +130,11 @@ func New(cfg Config) *Engine {
 	if flush == 0 {
 		flush = 200 * time.Millisecond
 	}
+	red := &redactor{}
 	e := &Engine{
-		st:       cfg.Store,
+		st:       redactingStore{Store: cfg.Store, r: red},
+		secrets:  cfg.Secrets,
+		redact:   red,
 		masterID: cfg.MasterID,
 		basedir:  cfg.Basedir,
 		log:      log,
@@ -152,11 +170,13 @@ func (e *Engine) SetConfig(builders []config.Builder, workers []config.Worker) {
 		bm[b.Name] = b
 	}
 	wm := make(map[string]int, len(workers))
+	wp := make(map[string]map[string]any, len(workers))
 	for _, w := range workers {
 		wm[w.Name] = w.MaxBuilds
+		wp[w.Name] = w.Properties
 	}
 	e.mu.Lock()
-	e.builders, e.maxB = bm, wm
+	e.builders, e.maxB, e.wprops = bm, wm, wp
 	e.mu.Unlock()
 	e.Wake()
 }

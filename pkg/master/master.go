@@ -85,6 +85,10 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	defer hlis.Close()
 
+	secretsProviders, err := secretsChain(cfg.SecretsProviders)
+	if err != nil {
+		return err
+	}
 	engine := build.New(build.Config{
 		Store:    st,
 		MasterID: masterID,
@@ -92,6 +96,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Workers:  cfg.Workers,
 		Locks:    cfg.Locks,
 		Logger:   m.log,
+		Basedir:  m.basedir,
+		Secrets:  secretsProviders,
 	})
 	if err := engine.Recover(); err != nil {
 		return err

@@ -1,0 +1,155 @@
+package build
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/interpolate"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// errNoSecrets is a secret's error when the master has no secrets provider.
+var errNoSecrets = errors.New("no [[secrets_providers]] configured")
+
+// renderContext is what a step's strings are rendered with now: the
+// build's properties as the store has them (earlier steps may have set
+// some), its source stamps, the worker's info, and the secrets, each
+// secret value given out being redacted from then on.
+func (b *build) renderContext() interpolate.Context {
+	props := b.currentProperties()
+	var stamps []store.SourceStamp
+	if bs, err := b.e.st.Buildset(b.req.BuildsetID); err == nil {
+		stamps = bs.SourceStamps
+	} else {
+		b.log.Error("read buildset", "err", err)
+	}
+	var info map[string]string
+	if w, err := b.e.st.Worker(b.ws.id); err == nil {
+		info = w.Info
+	} else {
+		b.log.Error("read worker", "err", err)
+	}
+	return interpolate.Context{
+		Property: func(name string) (any, bool) {
+			p, ok := props[name]
+			if !ok {
+				return nil, false
+			}
+			return propertyValue(p), true
+		},
+		Source: func(codebase, attr string) (string, bool) {
+			for _, ss := range stamps {
+				if ss.Codebase != codebase {
+					continue
+				}
+				v := map[string]string{
+					"branch": ss.Branch, "revision": ss.Revision, "repository": ss.Repository,
+					"project": ss.Project, "codebase": ss.Codebase,
+				}[attr]
+				return v, v != ""
+			}
+			return "", false
+		},
+		Secret: func(name string) (string, error) {
+			if b.e.secrets == nil {
+				return "", errNoSecrets
+			}
+			v, err := b.e.secrets.Get(name)
+			if err != nil {
+				return "", err
+			}
+			b.e.redact.add(name, v)
+			return v, nil
+		},
+		Worker: func(name string) (string, bool) {
+			v, ok := info[name]
+			return v, ok
+		},
+	}
+}
+
+// renderStep renders every string of sc that is rendered when the step
+// runs (see config.Step.Render), and returns the context it used for the
+// step's conditions. On error, sc is returned as it was.
+func (b *build) renderStep(sc config.Step) (config.Step, interpolate.Context, error) {
+	ctx := b.renderContext()
+	out, err := sc.Render(func(s string) (string, error) {
+		r, _, err := interpolate.Render(s, ctx)
+		return r, err
+	})
+	if err != nil {
+		return sc, ctx, fmt.Errorf("render step %q: %w", sc.Name, err)
+	}
+	return out, ctx, nil
+}
+
+// beforeStep decides whether a started step runs: not when it could not be
+// rendered (EXCEPTION, with why in its err.text log), nor when its
+// do_step_if is false (SKIPPED, as buildbot's doStepIf). When it does not
+// run, it returns the step's result and state string.
+func (b *build) beforeStep(step store.Step, sc config.Step, renderErr error, ctx interpolate.Context) (results int, state string, done bool) {
+	if renderErr != nil {
+		return store.Exception, b.stepError(step, renderErr.Error()), true
+	}
+	if sc.DoStepIf == nil {
+		return 0, "", false
+	}
+	run, err := sc.DoStepIf.Eval(ctx)
+	if err != nil {
+		return store.Exception, b.stepError(step, fmt.Sprintf("do_step_if %q: %v", sc.DoStepIf, err)), true
+	}
+	if !run {
+		return store.Skipped, "skipped", true
+	}
+	return 0, "", false
+}
+
+// endStep records a step's end, then hides it if its hide_step_if, given
+// %(kw:results)s (the result's name, as buildbot's hideStepIf gets the
+// results), is true. It returns results.
+func (b *build) endStep(step store.Step, sc config.Step, results int, state string) int {
+	st := b.e.st
+	b.check(st.SetStepStateString(step.ID, state))
+	b.check(st.FinishStep(step.ID, results, time.Now()))
+	b.log.Info("step finished", "step", step.Name, "results", ResultName(results))
+	if sc.HideStepIf == nil {
+		return results
+	}
+	ctx := b.renderContext()
+	ctx.Keyword = map[string]any{"results": ResultName(results)}
+	hide, err := sc.HideStepIf.Eval(ctx)
+	if err != nil {
+		b.log.Error("hide_step_if", "step", step.Name, "err", err)
+		return results
+	}
+	if hide {
+		b.check(st.SetStepHidden(step.ID, true))
+	}
+	return results
+}
+
+// stepError writes msg to the step's err.text log and returns it.
+func (b *build) stepError(step store.Step, msg string) string {
+	b.writeText(step, "err.text", msg)
+	return msg
+}
+
+// writeText writes a whole text log of the step.
+func (b *build) writeText(step store.Step, name, text string) {
+	st := b.e.st
+	l, err := st.AddLog(step.ID, name, "t")
+	if err != nil {
+		b.log.Error("add log", "log", name, "err", err)
+		return
+	}
+	if text != "" {
+		if text[len(text)-1] != '\n' {
+			text += "\n"
+		}
+		_, err := st.AppendLog(l.ID, text)
+		b.check(err)
+	}
+	b.check(st.FinishLog(l.ID))
+}
