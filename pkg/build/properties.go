@@ -117,12 +117,16 @@ func (r *redactor) redactProperty(p store.Property) store.Property {
 }
 
 // redactingStore is the engine's store: what a build writes that a user
-// sees (log lines, state strings, properties) has the secrets rendered so
+// sees (log lines, step names, state strings, properties) has the secrets rendered so
 // far redacted. Log lines come whole from logWriter, so a secret a command
 // prints across several output chunks is redacted too.
 type redactingStore struct {
 	Store
 	r *redactor
+}
+
+func (s redactingStore) AddStep(buildID int64, name string) (store.Step, error) {
+	return s.Store.AddStep(buildID, s.r.redact(name))
 }
 
 func (s redactingStore) AppendLog(logID int64, lines string) (int64, error) {
