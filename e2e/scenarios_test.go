@@ -29,6 +29,11 @@ type = "force"
 name = "force"
 builder_names = ["props", "fromcmd", "master", "logmsg", "warnings", "conditions", "sources", "secrets", "badsecret"]
 
+[[schedulers]]
+type = "triggerable"
+name = "downstream"
+builder_names = ["downstream"]
+
 [[builders]]
 name = "props"
 worker_names = ["w1"]
@@ -192,6 +197,20 @@ worker_names = ["w1"]
   command = "echo $TOKEN"
   env = { TOKEN = "%(secret:token)s" }
 
+  [[builders.steps]]
+  type = "trigger"
+  scheduler_names = ["downstream"]
+  wait_for_finish = true
+  set_properties = { passed = "%(secret:token)s" }
+
+[[builders]]
+name = "downstream"
+worker_names = ["w1"]
+
+  [[builders.steps]]
+  type = "shell"
+  command = ["echo", "%(prop:passed)s"]
+
 [[builders]]
 name = "badsecret"
 worker_names = ["w1"]
@@ -289,6 +308,7 @@ func TestScenarios(t *testing.T) {
 			{name: "set_property", out: "-"},
 			{name: "log_message", out: "-", logs: map[string]string{"message": "token is <token>\n"}},
 			{name: "master_shell_command", out: "o<token>\n"},
+			{name: "trigger", out: "-"},
 		}, map[string]any{"leak": []any{"<token>", map[string]any{"nested": "x<token>x"}}}},
 		{"badsecret", 4, []scenarioStep{prep,
 			{name: "missing", results: 4, out: "-", logs: map[string]string{"err.text": `secret "nope"`}},
@@ -344,23 +364,27 @@ func TestScenarios(t *testing.T) {
 	}
 
 	// The secret's value is nowhere in what the API serves: no log, state
-	// string or property of any build.
-	for _, tt := range tests {
-		b := e.waitBuild(brids[tt.builder], time.Second)
-		var all strings.Builder
-		all.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d", b.BuildID)))
-		all.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d/properties", b.BuildID)))
-		all.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d/steps", b.BuildID)))
+	// string or property of any build, the triggered one included, nor of
+	// any buildset.
+	all := e.waitBuilds(len(tests) + 1)
+	if s := e.getText("/api/v2/buildsets"); strings.Contains(s, theSecret) {
+		t.Errorf("the secret's value is in a buildset:\n%s", s)
+	}
+	for _, b := range all {
+		var text strings.Builder
+		text.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d", b.BuildID)))
+		text.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d/properties", b.BuildID)))
+		text.WriteString(e.getText(fmt.Sprintf("/api/v2/builds/%d/steps", b.BuildID)))
 		for _, s := range e.steps(b.BuildID) {
 			var r struct{ Logs []apiLog }
 			e.get(fmt.Sprintf("/api/v2/steps/%d/logs", s.StepID), &r)
 			for _, l := range r.Logs {
-				all.WriteString(e.getText(fmt.Sprintf("/api/v2/logs/%d/contents", l.LogID)))
-				all.WriteString(e.getText(fmt.Sprintf("/api/v2/logs/%d/raw", l.LogID)))
+				text.WriteString(e.getText(fmt.Sprintf("/api/v2/logs/%d/contents", l.LogID)))
+				text.WriteString(e.getText(fmt.Sprintf("/api/v2/logs/%d/raw", l.LogID)))
 			}
 		}
-		if strings.Contains(all.String(), theSecret) {
-			t.Errorf("build of %s: the secret's value is in the API:\n%s", tt.builder, all.String())
+		if strings.Contains(text.String(), theSecret) {
+			t.Errorf("build %d: the secret's value is in the API:\n%s", b.BuildID, text.String())
 		}
 	}
 }

@@ -83,7 +83,8 @@ func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step)
 			lw.text(fmt.Sprintf("property %s: %v", k, err))
 			return store.Exception, desc + stateSuffix(store.Exception, false)
 		}
-		props[k] = p
+		// Stored properties never hold a secret's value, as everywhere else.
+		props[k] = b.e.redact.redactProperty(p)
 	}
 
 	var bsids []int64
