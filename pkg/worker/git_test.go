@@ -22,7 +22,7 @@ type testRepo struct {
 func newTestRepo(t *testing.T) *testRepo {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git binary to make test repositories")
+		t.Fatalf("the git binary is needed to make test repositories: %v", err)
 	}
 	r := &testRepo{t: t, dir: t.TempDir()}
 	r.git("init", "-q", "-b", "main")
@@ -302,7 +302,7 @@ func TestGitRemote(t *testing.T) {
 	src.git("config", "http.receivepack", "false")
 	backend := filepath.Join(src.git("--exec-path"), "git-http-backend")
 	if !exists(backend) {
-		t.Skip("no git-http-backend")
+		t.Fatalf("git-http-backend (Debian's git package) is needed to serve the test remote: %s is missing", backend)
 	}
 	srv := httptest.NewServer(&cgi.Handler{
 		Path: backend,

@@ -1,0 +1,43 @@
+package changesource
+
+import (
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPollHTTPRemote polls a repository served over HTTP by git
+// http-backend, the path an https remote takes through go-git's network
+// transport (file:// repositories are read directly).
+func TestPollHTTPRemote(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	r.git("config", "http.receivepack", "false")
+	backend := filepath.Join(r.git("--exec-path"), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		t.Fatalf("git-http-backend (Debian's git package) is needed to serve the test remote: %v", err)
+	}
+	srv := httptest.NewServer(&cgi.Handler{
+		Path: backend,
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/" + filepath.Base(r.dir)
+
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: url}, db)
+	poll(t, p)
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("first poll announced %v", got)
+	}
+	rev1 := r.commit("one", "a", "1\n")
+	rev2 := r.commit("two", "a", "2\n")
+	poll(t, p)
+	got := rec.take()
+	if len(got) != 2 || got[0].Revision != rev1 || got[1].Revision != rev2 || got[1].Repository != url || got[1].Branch != "main" {
+		t.Errorf("announced over HTTP: %+v", got)
+	}
+}
