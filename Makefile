@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 PLATFORMS := freebsd/amd64 freebsd/arm64 linux/amd64 linux/arm64
 DIST ?= dist
 
-.PHONY: help build test bench lint generate check-generate cross demo clean
+.PHONY: help build test bench lint generate check-generate cross flavours demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,17 @@ cross: ## build both binaries for FreeBSD and Linux, amd64 and arm64, into DIST 
 	    echo "$(DIST)/$$os-$$arch/gbb-$$b"; \
 	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$os-$$arch/gbb-$$b ./cmd/$$b; \
 	  done; done
+
+FLAVOUR_PLATFORM ?= freebsd-amd64
+flavours: ## assemble the ezjail flavours gbb-master and gbb-worker in DIST/flavours from DIST/FLAVOUR_PLATFORM (make cross first); see deploy/freebsd/README.md
+	@set -e; for r in master worker; do \
+	  b=$(DIST)/$(FLAVOUR_PLATFORM)/gbb-$$r; f=$(DIST)/flavours/gbb-$$r; \
+	  test -x $$b || { echo "$$b missing: run make cross first"; exit 1; }; \
+	  rm -rf $$f; mkdir -p $$f; cp -R deploy/freebsd/flavours/gbb-$$r/. $$f/; \
+	  install -d -m 755 $$f/usr/local/bin $$f/usr/local/etc/rc.d; \
+	  install -m 555 $$b $$f/usr/local/bin/gbb-$$r; \
+	  install -m 555 deploy/freebsd/rc.d/gbb_$$r $$f/usr/local/etc/rc.d/gbb_$$r; \
+	  echo $$f; done
 
 demo: build ## run a master and a worker building a sample project, on loopback; Ctrl-C stops both
 	./scripts/demo.sh

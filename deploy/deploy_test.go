@@ -1,0 +1,305 @@
+// Package deploy_test checks the deployment files of deploy/freebsd and
+// deploy/linux with the tools that read them: shellcheck, nginx -t,
+// systemd-analyze verify and gbb-master checkconfig. Missing tools are
+// installed from Debian's packages; a tool that cannot be had fails the
+// test, it is never skipped.
+package deploy_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// root is the module's root directory.
+func root(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// aptMu serializes this process's apt-get runs; DPkg::Lock::Timeout waits
+// for other processes'.
+var aptMu sync.Mutex
+
+// need returns the path of tool, installing Debian's pkg when it is
+// missing. It fails the test, loudly, when it cannot.
+func need(t testing.TB, tool, pkg string) string {
+	t.Helper()
+	aptMu.Lock()
+	defer aptMu.Unlock()
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s is missing and only root can install it: apt-get install %s", tool, pkg)
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Fatalf("%s is missing and there is no apt-get to install %s", tool, pkg)
+	}
+	apt := func(args ...string) error {
+		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	t.Logf("%s is missing: installing %s", tool, pkg)
+	if err := apt("install", pkg); err != nil {
+		if err := apt("update"); err != nil {
+			t.Fatal(err)
+		}
+		if err := apt("install", pkg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("installed %s but %s is still missing: %v", pkg, tool, err)
+	}
+	return p
+}
+
+var bins struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// binaries builds gbb-master and gbb-worker once into a temp dir.
+func binaries(t testing.TB) string {
+	t.Helper()
+	bins.once.Do(func() {
+		bins.dir, bins.err = os.MkdirTemp("", "gbb-deploy-bin")
+		if bins.err != nil {
+			return
+		}
+		for _, b := range []string{"master", "worker"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(bins.dir, "gbb-"+b), "./cmd/"+b)
+			cmd.Dir = root(t)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				bins.err = fmt.Errorf("go build %s: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	return bins.dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// TestShellcheck runs shellcheck -s sh on the rc.d scripts and the
+// flavours' first-start scripts: FreeBSD's /bin/sh is a POSIX shell.
+func TestShellcheck(t *testing.T) {
+	t.Parallel()
+	sc := need(t, "shellcheck", "shellcheck")
+	files := []string{
+		"deploy/freebsd/rc.d/gbb_master",
+		"deploy/freebsd/rc.d/gbb_worker",
+		"deploy/freebsd/flavours/gbb-master/ezjail.flavour",
+		"deploy/freebsd/flavours/gbb-worker/ezjail.flavour",
+	}
+	for _, f := range files {
+		cmd := exec.Command(sc, "-s", "sh", f)
+		cmd.Dir = root(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("shellcheck -s sh %s: %v\n%s", f, err, out)
+		}
+		fi, err := os.Stat(filepath.Join(root(t), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s is not executable (mode %v)", f, fi.Mode())
+		}
+	}
+}
+
+// TestRcConf: each flavour's rc.conf enables its rc.d script and sets only
+// variables the script reads, with the basedir its flavour script makes.
+func TestRcConf(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ prog, basedir string }{{"master", "/var/db/gbb"}, {"worker", "/b"}} {
+		rc := read(t, "deploy/freebsd/rc.d/gbb_"+c.prog)
+		conf := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/etc/rc.conf")
+		flavour := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/ezjail.flavour")
+		for _, want := range []string{
+			"rcvar=gbb_" + c.prog + "_enable",
+			`command="/usr/sbin/daemon"`,
+			"-p ${pidfile} -u ${gbb_user}",
+			"start --nodaemon",
+			`run_rc_command "$1"`,
+		} {
+			if !strings.Contains(rc, want) {
+				t.Errorf("rc.d/gbb_%s lacks %q", c.prog, want)
+			}
+		}
+		for _, l := range regexp.MustCompile(`(?m)^(gbb_\w+)=`).FindAllStringSubmatch(conf, -1) {
+			if !strings.Contains(rc, "${"+l[1]+":=") {
+				t.Errorf("flavour gbb-%s: rc.conf sets %s, which rc.d/gbb_%s does not read", c.prog, l[1], c.prog)
+			}
+		}
+		for _, want := range []string{`gbb_` + c.prog + `_enable="YES"`, `gbb_` + c.prog + `_basedir="` + c.basedir + `"`, `gbb_` + c.prog + `_user="gbb"`} {
+			if !strings.Contains(conf, want) {
+				t.Errorf("flavour gbb-%s: rc.conf lacks %s", c.prog, want)
+			}
+		}
+		if !strings.Contains(flavour, "basedir="+c.basedir+"\n") || !strings.Contains(flavour, "pw useradd -n gbb") {
+			t.Errorf("flavour gbb-%s: ezjail.flavour does not make user gbb and basedir %s", c.prog, c.basedir)
+		}
+	}
+	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
+		t.Error("rc.d/gbb_master: reload must run gbb-master reconfig, and checkconfig must be an extra command")
+	}
+}
+
+func read(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(t), path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestNginxConf runs nginx -t on deploy/freebsd/nginx.conf as shipped,
+// with only the pid and log files moved to a temp dir.
+func TestNginxConf(t *testing.T) {
+	t.Parallel()
+	nginx := need(t, "nginx", "nginx")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(read(t, "deploy/freebsd/nginx.conf")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nginx, "-t", "-p", dir, "-c", conf,
+		"-g", fmt.Sprintf("pid %s/nginx.pid; error_log %s/error.log;", dir, dir)).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("test is successful")) {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	c := read(t, "deploy/freebsd/nginx.conf")
+	for _, want := range []string{"proxy_pass http://10.1.1.2:8010/;", "proxy_buffering off;", "proxy_set_header Upgrade $http_upgrade;", "proxy_read_timeout 1h;"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("nginx.conf lacks %q", want)
+		}
+	}
+}
+
+// TestSystemdVerify runs systemd-analyze verify on the units, with their
+// /usr/local/bin paths pointed at freshly built binaries (verify checks
+// that ExecStart's program exists). Any warning fails the test.
+func TestSystemdVerify(t *testing.T) {
+	t.Parallel()
+	sa := need(t, "systemd-analyze", "systemd")
+	bin := binaries(t)
+	dir := t.TempDir()
+	var units []string
+	for _, u := range []string{"gbb-master.service", "gbb-worker.service"} {
+		text := strings.ReplaceAll(read(t, "deploy/linux/"+u), "/usr/local/bin/", bin+"/")
+		for _, want := range []string{"Type=simple", "--nodaemon", "ProtectSystem=strict", "ReadWritePaths=/var/lib/gbb-", "NoNewPrivileges=yes", "PrivateTmp=yes", "User=gbb"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %s", u, want)
+			}
+		}
+		p := filepath.Join(dir, u)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, p)
+	}
+	if !strings.Contains(read(t, "deploy/linux/gbb-master.service"), "ExecReload=/usr/local/bin/gbb-master reconfig /var/lib/gbb-master") {
+		t.Error("gbb-master.service: ExecReload must be gbb-master reconfig")
+	}
+	cmd := exec.Command(sa, append([]string{"verify"}, units...)...)
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestFlavourMasterConfig: the master.toml the gbb-master flavour ships
+// passes gbb-master checkconfig, with its password file made here.
+func TestFlavourMasterConfig(t *testing.T) {
+	t.Parallel()
+	bin := binaries(t)
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "worker0.pass")
+	if err := os.WriteFile(pass, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := read(t, "deploy/freebsd/flavours/gbb-master/var/db/gbb/master.toml")
+	const shipped = `password_file = "/usr/local/etc/gbb/worker0.pass"`
+	if !strings.Contains(src, shipped) {
+		t.Fatalf("master.toml lacks %s", shipped)
+	}
+	src = strings.Replace(src, shipped, fmt.Sprintf("password_file = %q", pass), 1)
+	if err := os.WriteFile(filepath.Join(dir, "master.toml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(bin, "gbb-master"), "checkconfig", dir).CombinedOutput(); err != nil {
+		t.Fatalf("gbb-master checkconfig on the flavour's master.toml: %v\n%s", err, out)
+	}
+}
+
+// TestMakeFlavours runs make flavours on stand-in binaries and checks the
+// tree ezjail copies into a new jail.
+func TestMakeFlavours(t *testing.T) {
+	t.Parallel()
+	need(t, "make", "make")
+	dist := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dist, "freebsd-amd64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"gbb-master", "gbb-worker"} {
+		if err := os.WriteFile(filepath.Join(dist, "freebsd-amd64", b), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("make", "-s", "flavours", "DIST="+dist)
+	cmd.Dir = root(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make flavours: %v\n%s", err, out)
+	}
+	for path, mode := range map[string]os.FileMode{
+		"gbb-master/ezjail.flavour":                0o755,
+		"gbb-master/etc/rc.conf":                   0o644,
+		"gbb-master/etc/resolv.conf":               0o644,
+		"gbb-master/var/db/gbb/master.toml":        0o644,
+		"gbb-master/usr/local/bin/gbb-master":      0o555,
+		"gbb-master/usr/local/etc/rc.d/gbb_master": 0o555,
+		"gbb-worker/ezjail.flavour":                0o755,
+		"gbb-worker/etc/rc.conf":                   0o644,
+		"gbb-worker/etc/resolv.conf":               0o644,
+		"gbb-worker/usr/local/bin/gbb-worker":      0o555,
+		"gbb-worker/usr/local/etc/rc.d/gbb_worker": 0o555,
+	} {
+		fi, err := os.Stat(filepath.Join(dist, "flavours", path))
+		if err != nil {
+			t.Errorf("make flavours: %v", err)
+			continue
+		}
+		if fi.Mode().Perm() != mode {
+			t.Errorf("make flavours: %s has mode %v, want %v", path, fi.Mode().Perm(), mode)
+		}
+	}
+}
