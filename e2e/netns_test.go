@@ -1,0 +1,375 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The seed's topology on Linux: network namespaces stand in for the jails
+// of deploy/freebsd. A bridge on the host (10.1.1.1, as lo1 on the jail
+// host) joins the master's namespace (10.1.1.2) and the worker's
+// (10.1.1.3) through veth pairs; nginx on the host serves the master under
+// /buildbot/ with deploy/freebsd/nginx.conf, only its listen address and
+// file paths changed.
+const (
+	netnsHostAddr   = "10.1.1.1/24"
+	netnsMasterAddr = "10.1.1.2"
+	netnsWorkerAddr = "10.1.1.3"
+	// netnsLock serializes the test across processes on this host: two runs
+	// would both put 10.1.1.1 on a bridge.
+	netnsLock = "/run/gbb-netns-test.lock"
+)
+
+const netnsMasterConfig = `
+title = "netns"
+buildbot_url = "http://127.0.0.1:{{.Port}}/buildbot/"
+
+[protocols.grpc]
+port = 9989
+interface = "10.1.1.2"
+
+[www]
+port = 8010
+interface = "10.1.1.2"
+
+[[workers]]
+name = "worker0"
+password_file = "worker0.pass"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["runtests"]
+
+[[builders]]
+name = "runtests"
+worker_names = ["worker0"]
+
+  [[builders.steps]]
+  type = "shell"
+  name = "where"
+  command = ["ip", "-o", "-4", "addr", "show"]
+`
+
+// aptMu serializes this process's apt-get runs; DPkg::Lock::Timeout waits
+// for other processes'.
+var aptMu sync.Mutex
+
+// netnsNeed returns the path of tool, installing Debian's pkg when it is
+// missing; it fails the test, loudly, when it cannot.
+func netnsNeed(t *testing.T, tool, pkg string) string {
+	t.Helper()
+	aptMu.Lock()
+	defer aptMu.Unlock()
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s is missing and only root can install it: apt-get install %s", tool, pkg)
+	}
+	apt := func(args ...string) error {
+		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	t.Logf("%s is missing: installing %s", tool, pkg)
+	if err := apt("install", pkg); err != nil {
+		if err := apt("update"); err != nil {
+			t.Fatal(err)
+		}
+		if err := apt("install", pkg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("installed %s but %s is still missing: %v", pkg, tool, err)
+	}
+	return p
+}
+
+// netnsIP runs ip with args and fails the test if it fails.
+func netnsIP(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// netnsLeftovers lists the host's links and namespaces that this test
+// names (gbbb-, gbbv*, gbbm-, gbbw-).
+func netnsLeftovers() (links, namespaces []string) {
+	out, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, "gbbb-") || strings.HasPrefix(name, "gbbv") {
+			links = append(links, name)
+		}
+	}
+	out, _ = exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && (strings.HasPrefix(f[0], "gbbm-") || strings.HasPrefix(f[0], "gbbw-")) {
+			namespaces = append(namespaces, f[0])
+		}
+	}
+	return links, namespaces
+}
+
+// netnsProc starts a process that runs until the test ends (SIGTERM, then
+// SIGKILL after 20s), its output in logPath.
+func netnsProc(t *testing.T, logPath string, name string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+}
+
+// TestNetnsTopology runs the seed's jails as network namespaces: the
+// master in one, the worker in another, nginx on the host in front, and a
+// build forced and followed through nginx under /buildbot/.
+func TestNetnsTopology(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestNetnsTopology needs root (network namespaces); make test runs as root in CI")
+	}
+	netnsNeed(t, "ip", "iproute2")
+	nginx := netnsNeed(t, "nginx", "nginx")
+	master, worker := buildBinaries(t)
+
+	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", netnsLock, err)
+	}
+	// With the lock held, any gbb bridge or namespace is a killed run's.
+	links, namespaces := netnsLeftovers()
+	for _, l := range links {
+		exec.Command("ip", "link", "del", l).Run()
+	}
+	for _, n := range namespaces {
+		exec.Command("ip", "netns", "del", n).Run()
+	}
+
+	var rb [3]byte
+	rand.Read(rb[:])
+	id := hex.EncodeToString(rb[:])
+	br, mns, wns := "gbbb-"+id, "gbbm-"+id, "gbbw-"+id
+	// Cleanups run last-in first-out: the processes in the namespaces stop
+	// before the namespaces and links go.
+	t.Cleanup(func() {
+		for _, args := range [][]string{{"netns", "del", mns}, {"netns", "del", wns}, {"link", "del", "gbbvm-" + id}, {"link", "del", "gbbvw-" + id}, {"link", "del", br}} {
+			exec.Command("ip", args...).Run()
+		}
+		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
+			t.Errorf("left behind: links %v, namespaces %v", l, n)
+		}
+	})
+	netnsIP(t, "link", "add", br, "type", "bridge")
+	netnsIP(t, "addr", "add", netnsHostAddr, "dev", br)
+	netnsIP(t, "link", "set", br, "up")
+	for _, ns := range []struct{ name, veth, addr string }{
+		{mns, "gbbvm-" + id, netnsMasterAddr},
+		{wns, "gbbvw-" + id, netnsWorkerAddr},
+	} {
+		netnsIP(t, "netns", "add", ns.name)
+		netnsIP(t, "link", "add", ns.veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+		netnsIP(t, "link", "set", ns.veth, "master", br)
+		netnsIP(t, "link", "set", ns.veth, "up")
+		netnsIP(t, "-n", ns.name, "addr", "add", ns.addr+"/24", "dev", "eth0")
+		netnsIP(t, "-n", ns.name, "link", "set", "eth0", "up")
+		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
+	}
+
+	dir := t.TempDir()
+	port := freePort(t)
+	// The master, in its namespace, listening on 10.1.1.2 only.
+	mdir := filepath.Join(dir, "master")
+	mustRun(t, master, "create-master", mdir)
+	cfg := strings.ReplaceAll(netnsMasterConfig, "{{.Port}}", fmt.Sprint(port))
+	if err := os.WriteFile(filepath.Join(mdir, "master.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mdir, "worker0.pass"), []byte("s3cret-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, master, "checkconfig", mdir)
+	netnsProc(t, filepath.Join(dir, "master.out"), "ip", "netns", "exec", mns, master, "start", "--nodaemon", mdir)
+
+	// The worker, in its namespace, dialing the master's address.
+	netnsProc(t, filepath.Join(dir, "worker.out"), "ip", "netns", "exec", wns, worker,
+		"-master", netnsMasterAddr+":9989", "-name", "worker0", "-password", "s3cret-pass",
+		"-basedir", filepath.Join(dir, "worker"))
+
+	// nginx on the host, with deploy/freebsd/nginx.conf.
+	ndir := filepath.Join(dir, "nginx")
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(src)
+	for _, r := range []struct{ old, new string }{
+		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+		{"http {\n", fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n", ndir)},
+	} {
+		if !strings.Contains(conf, r.old) {
+			t.Fatalf("deploy/freebsd/nginx.conf has no %q to adapt", r.old)
+		}
+		conf = strings.Replace(conf, r.old, r.new, 1)
+	}
+	nconf := filepath.Join(ndir, "nginx.conf")
+	if err := os.WriteFile(nconf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	global := fmt.Sprintf("daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;", ndir)
+	mustRun(t, nginx, "-t", "-p", ndir, "-c", nconf, "-g", global)
+	netnsProc(t, filepath.Join(dir, "nginx.out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
+
+	dump := func() {
+		for _, f := range []string{"master.out", "worker.out", "nginx.out", "nginx/error.log"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			t.Logf("--- %s:\n%s", f, b)
+		}
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d/buildbot", port)
+	get := func(path string, v any) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if v != nil && resp.StatusCode == 200 {
+			if err := json.Unmarshal(body, v); err != nil {
+				t.Errorf("GET %s: %v: %s", path, err, body)
+			}
+		}
+		return resp.StatusCode
+	}
+
+	// The master is up behind nginx, and the worker connected to it.
+	var builders struct {
+		Builders []struct {
+			BuilderID int64  `json:"builderid"`
+			Name      string `json:"name"`
+		}
+	}
+	waitFor(t, "the master through nginx", 30*time.Second, func() bool { return get("/api/v2/builders", &builders) == 200 })
+	if len(builders.Builders) != 1 || builders.Builders[0].Name != "runtests" {
+		dump()
+		t.Fatalf("builders through nginx: %+v", builders.Builders)
+	}
+	waitFor(t, "worker0 connected", 30*time.Second, func() bool {
+		var w struct {
+			Workers []struct {
+				Name        string            `json:"name"`
+				ConnectedTo []json.RawMessage `json:"connected_to"`
+			}
+		}
+		get("/api/v2/workers", &w)
+		return len(w.Workers) == 1 && len(w.Workers[0].ConnectedTo) > 0
+	})
+
+	// Force a build through nginx, and wait for it through nginx.
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"netns"}}`, builders.Builders[0].BuilderID)
+	resp, err := http.Post(base+"/api/v2/forceschedulers/force", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), `"result"`) {
+		dump()
+		t.Fatalf("force through nginx: %s: %s", resp.Status, raw)
+	}
+	var build apiBuild
+	waitFor(t, "the forced build through nginx", 60*time.Second, func() bool {
+		var r struct{ Builds []apiBuild }
+		get("/api/v2/builds", &r)
+		for _, b := range r.Builds {
+			if b.Complete {
+				build = b
+				return true
+			}
+		}
+		return false
+	})
+	if build.Results == nil || *build.Results != 0 {
+		dump()
+		t.Fatalf("build %d: results %v (%s), want SUCCESS", build.BuildID, build.Results, build.StateString)
+	}
+
+	// Its log, through nginx: the step ran in the worker's namespace.
+	var steps struct{ Steps []apiStep }
+	get(fmt.Sprintf("/api/v2/builds/%d/steps", build.BuildID), &steps)
+	var log strings.Builder
+	for _, s := range steps.Steps {
+		var r struct {
+			Logchunks []struct {
+				Content string `json:"content"`
+			}
+		}
+		get(fmt.Sprintf("/api/v2/steps/%d/logs/stdio/contents", s.StepID), &r)
+		for _, c := range r.Logchunks {
+			log.WriteString(c.Content)
+		}
+	}
+	if !strings.Contains(log.String(), "inet "+netnsWorkerAddr+"/24") || strings.Contains(log.String(), "inet "+netnsMasterAddr+"/") {
+		dump()
+		t.Fatalf("the step's log does not show the worker's namespace (%s only):\n%s", netnsWorkerAddr, log.String())
+	}
+	t.Logf("build %d ran on worker0 in %s; its log through nginx:\n%s", build.BuildID, wns, log.String())
+	// nginx strips the prefix: the master saw /api/v2/..., and /buildbot
+	// alone redirects to /buildbot/.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Get(base); err != nil || resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") == "" {
+		t.Errorf("GET /buildbot: %v %v, want a redirect to /buildbot/", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+}
