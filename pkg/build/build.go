@@ -300,7 +300,7 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 		log.Error("add log", "err", err)
 		return protocol.Result{}, store.Exception
 	}
-	lw := newLogWriter(b.e.st, l.ID, b.e.flush, log)
+	lw := newLogWriter(b.e.st, l.ID, b.e.logOptions(), log)
 	defer lw.close()
 
 	// The worker writes the command's own header lines (argv, directory,

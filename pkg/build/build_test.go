@@ -85,7 +85,7 @@ func openLog(t *testing.T) (*store.DB, int64) {
 func TestLogWriter(t *testing.T) {
 	t.Parallel()
 	db, id := openLog(t)
-	w := newLogWriter(db, id, time.Hour, nil)
+	w := newLogWriter(db, id, logOptions{Flush: time.Hour}, nil)
 	w.header("cmd")
 	for _, o := range []protocol.Output{
 		{Stream: protocol.Stdout, Data: []byte("hel")},
@@ -114,7 +114,7 @@ func TestLogWriter(t *testing.T) {
 func TestLogWriterBatches(t *testing.T) {
 	t.Parallel()
 	db, id := openLog(t)
-	w := newLogWriter(db, id, time.Hour, nil)
+	w := newLogWriter(db, id, logOptions{Flush: time.Hour}, nil)
 	line := strings.Repeat("x", 99) + "\n"
 	for range 2 * logBatch / len(line) {
 		w.output(protocol.Output{Stream: protocol.Stdout, Data: []byte(line)})

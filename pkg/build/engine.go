@@ -69,6 +69,10 @@ type Config struct {
 	// none (a step asking for one fails). Every value rendered is then
 	// redacted as <NAME> in what the builds store.
 	Secrets Secrets
+	// LogMaxSize is log_max_size: the bytes of a log kept from its start;
+	// zero means no limit. LogMaxTailSize is log_max_tail_size: the bytes
+	// then kept from its end; zero keeps none. See logOptions.
+	LogMaxSize, LogMaxTailSize int64
 }
 
 // Secrets is what the engine needs of the secrets providers.
@@ -101,6 +105,7 @@ type Engine struct {
 	running  map[int64]*build          // guarded by mu; builds of this master by build request id
 	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
+	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
 	locks    *Locks
 	ctx      context.Context // guarded by mu; set by Run, nil before
 	// triggerer starts triggered builds; finished is closed (and replaced)
@@ -147,7 +152,23 @@ func New(cfg Config) *Engine {
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	e.SetLocks(cfg.Locks)
+	e.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	return e
+}
+
+// SetLogLimits replaces Config.LogMaxSize and LogMaxTailSize for the logs
+// opened from now on.
+func (e *Engine) SetLogLimits(maxSize, tailSize int64) {
+	e.mu.Lock()
+	e.logMax = [2]int64{maxSize, tailSize}
+	e.mu.Unlock()
+}
+
+// logOptions are the options of a new step log.
+func (e *Engine) logOptions() logOptions {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return logOptions{Flush: e.flush, MaxSize: e.logMax[0], TailSize: e.logMax[1]}
 }
 
 // SetLocks replaces the lock definitions; locks held keep being held until

@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,30 +26,60 @@ type logStore interface {
 	FinishLog(logID int64) error
 }
 
+// logOptions configures a logWriter.
+type logOptions struct {
+	// Flush is how often waiting lines are written to the store.
+	Flush time.Duration
+	// MaxSize is log_max_size: the bytes of the head of the log, kept as
+	// it comes; zero means no limit. Once a line does not fit in it, the
+	// rest of the output is dropped but for its last TailSize bytes, which
+	// are written when the log ends after a note saying what was dropped.
+	MaxSize int64
+	// TailSize is log_max_tail_size: the bytes kept at the end of a log
+	// that outgrew MaxSize; zero keeps none.
+	TailSize int64
+}
+
 // logWriter turns a command's output chunks into whole lines of a stdio log
 // (each prefixed with its channel letter) and writes them to the store in
 // batches: when logBatch bytes are waiting, and at every flush tick.
+//
+// With a MaxSize, it keeps the head and the tail of the output, as
+// buildbot's logMaxSize and logMaxTailSize: sizes count the bytes of each
+// line with its newline, not its channel letter, and header lines (the
+// worker's and the master's notes) count for nothing. The head is the
+// longest run of whole lines from the start that fits in MaxSize; after it
+// every line goes through a bounded ring holding the longest run of whole
+// lines at the end that fits in TailSize. At the end a header line such as
+// "*** log truncated: 8388608 bytes in 83886 lines dropped; the last
+// 1048576 bytes follow ***" comes before the tail.
 type logWriter struct {
 	st   logStore
 	id   int64
+	opts logOptions
 	log  *slog.Logger
 	stop chan struct{}
 	done chan struct{}
 
-	mu      sync.Mutex
-	buf     strings.Builder // guarded by mu; whole prefixed lines not yet stored
-	partial [3][]byte       // guarded by mu; the unfinished last line per stream
-	failed  bool            // guarded by mu; a store write failed: drop output
+	mu       sync.Mutex
+	buf      strings.Builder // guarded by mu; whole prefixed lines not yet stored
+	partial  [3][]byte       // guarded by mu; the unfinished last line per stream
+	failed   bool            // guarded by mu; a store write failed: drop output
+	headSize int64           // guarded by mu; bytes of the head so far
+	tail     *tailRing       // guarded by mu; non-nil once the head is full
 }
 
 // newLogWriter starts a writer for the log; close stops it. A nil log
 // discards.
-func newLogWriter(st logStore, logID int64, every time.Duration, log *slog.Logger) *logWriter {
+func newLogWriter(st logStore, logID int64, opts logOptions, log *slog.Logger) *logWriter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &logWriter{st: st, id: logID, log: log, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.tick(every)
+	if opts.Flush <= 0 {
+		opts.Flush = 200 * time.Millisecond
+	}
+	w := &logWriter{st: st, id: logID, opts: opts, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.tick(opts.Flush)
 	return w
 }
 
@@ -120,8 +151,7 @@ func (w *logWriter) text(line string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, l := range strings.Split(line, "\n") {
-		w.buf.WriteString(l)
-		w.buf.WriteByte('\n')
+		w.lineLocked(0, []byte(l))
 	}
 }
 
@@ -134,11 +164,106 @@ func (w *logWriter) header(line string) {
 	}
 }
 
+// lineLocked adds one line of channel ch (0 for a text log), without its
+// newline, to the head or, once the head is full, to the tail ring.
 func (w *logWriter) lineLocked(ch byte, line []byte) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	w.buf.WriteByte(ch)
+	size := int64(len(line)) + 1
+	if ch == 'h' {
+		size = 0
+	}
+	if w.opts.MaxSize > 0 && w.tail == nil && w.headSize+size > w.opts.MaxSize {
+		w.tail = &tailRing{max: w.opts.TailSize}
+	}
+	if w.tail != nil {
+		w.tail.add(ch, line, size)
+		return
+	}
+	w.headSize += size
+	w.writeLocked(ch, line)
+}
+
+// writeLocked adds a line to what the next flush stores.
+func (w *logWriter) writeLocked(ch byte, line []byte) {
+	if ch != 0 {
+		w.buf.WriteByte(ch)
+	}
 	w.buf.Write(line)
 	w.buf.WriteByte('\n')
+}
+
+// endTailLocked writes the note on what was dropped and the tail, in
+// batches.
+func (w *logWriter) endTailLocked() {
+	r := w.tail
+	if r == nil {
+		return
+	}
+	w.tail = nil
+	if r.droppedLines > 0 {
+		note := fmt.Sprintf("*** log truncated: %d bytes in %d lines dropped after the first %d bytes; the last %d bytes follow ***",
+			r.droppedBytes, r.droppedLines, w.headSize, r.size)
+		ch := byte('h')
+		if r.text {
+			ch = 0
+		}
+		w.writeLocked(ch, []byte(note))
+	}
+	data := r.data[r.start:]
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		w.buf.Write(data[:i+1])
+		data = data[i+1:]
+		if w.buf.Len() >= logBatch {
+			w.flushLocked()
+		}
+	}
+	r.data = nil
+}
+
+// tailRing keeps the last lines of a log, at most max bytes of them (as
+// logWriter counts them), in memory bounded by about twice that plus the
+// lines' channel letters and one line of at most maxLineLength. Lines are
+// stored back to back as the log stores them.
+type tailRing struct {
+	max          int64
+	data         []byte // lines from start on, each ending in '\n'
+	start        int
+	size         int64 // counted bytes of the lines held
+	text         bool  // the lines have no channel letter
+	droppedBytes int64
+	droppedLines int64
+}
+
+func (r *tailRing) add(ch byte, line []byte, size int64) {
+	r.text = ch == 0
+	if ch != 0 {
+		r.data = append(r.data, ch)
+	}
+	r.data = append(r.data, line...)
+	r.data = append(r.data, '\n')
+	r.size += size
+	for r.size > r.max {
+		end := r.start + bytes.IndexByte(r.data[r.start:], '\n')
+		line, letter := r.data[r.start:end], byte(0)
+		if !r.text {
+			letter, line = line[0], line[1:]
+		}
+		n := int64(len(line)) + 1
+		if letter != 'h' {
+			r.size -= n
+		}
+		r.droppedBytes += n
+		r.droppedLines++
+		r.start = end + 1
+	}
+	// Move the lines down once the dropped ones take more room than the
+	// kept ones, so that data stays within twice what it holds.
+	if r.start > len(r.data)-r.start {
+		n := copy(r.data, r.data[r.start:])
+		r.data = r.data[:n]
+		r.start = 0
+	}
 }
 
 func (w *logWriter) flushLocked() {
@@ -180,6 +305,7 @@ func (w *logWriter) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.endOutputLocked()
+	w.endTailLocked()
 	w.flushLocked()
 	if err := w.st.FinishLog(w.id); err != nil {
 		w.log.Error("finish log", "log", w.id, "err", err)

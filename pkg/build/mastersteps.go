@@ -116,7 +116,7 @@ func (b *build) runMasterShell(ctx context.Context, step store.Step, sc config.S
 		log.Error("add log", "err", err)
 		return store.Exception, desc + stateSuffix(store.Exception, false)
 	}
-	lw := newLogWriter(st, l.ID, b.e.flush, log)
+	lw := newLogWriter(st, l.ID, b.e.logOptions(), log)
 	defer lw.close()
 	if b.e.basedir == "" {
 		lw.header("the master's basedir is unknown: cannot run a master_shell_command")

@@ -21,7 +21,7 @@ func TestRedaction(t *testing.T) {
 	r.add("token", "hunter2")
 	r.add("key", "line one\nline two")
 	st := redactingStore{Store: db, r: r}
-	w := newLogWriter(st, id, time.Hour, nil)
+	w := newLogWriter(st, id, logOptions{Flush: time.Hour}, nil)
 	for _, o := range []protocol.Output{
 		{Stream: protocol.Stdout, Data: []byte("pass=hun")},
 		{Stream: protocol.Stdout, Data: []byte("ter2 ok\nline t")},

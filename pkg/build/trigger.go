@@ -56,7 +56,7 @@ func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step)
 		b.log.Error("add log", "err", err)
 		return store.Exception, desc + stateSuffix(store.Exception, false)
 	}
-	lw := newLogWriter(st, l.ID, b.e.flush, b.log)
+	lw := newLogWriter(st, l.ID, b.e.logOptions(), b.log)
 	defer lw.close()
 	if trig == nil {
 		lw.text("no triggerable schedulers are running")

@@ -24,7 +24,7 @@ func (b *build) logfiles(step store.Step, cmd protocol.Command, stdio *logWriter
 			log.Error("add log", "log", name, "err", err)
 			continue
 		}
-		logs[name] = newLogWriter(b.e.st, l.ID, b.e.flush, log)
+		logs[name] = newLogWriter(b.e.st, l.ID, b.e.logOptions(), log)
 	}
 	out := func(o protocol.Output) {
 		if o.Stream != protocol.LogFile {

@@ -43,6 +43,15 @@ type Config struct {
 	// SecretsProviders are the [[secrets_providers]], asked in order for
 	// the values of %(secret:NAME)s; none means a secret fails the step.
 	SecretsProviders []SecretsProvider
+
+	// LogMaxSize is log_max_size, as buildbot's logMaxSize: the bytes of a
+	// step's log kept from its start (bytes, or a string such as "10MiB");
+	// zero (the default) means no limit. Past it the output is dropped but
+	// for its last LogMaxTailSize bytes (log_max_tail_size; zero, the
+	// default, keeps none), written at the end after a note saying what was
+	// dropped.
+	LogMaxSize, LogMaxTailSize int64
+	Janitor                    Janitor // [janitor]
 }
 
 // Protocols is [protocols]: how workers reach the master.

@@ -372,6 +372,7 @@ func (d *decoder) config(t *table) *Config {
 	for _, sp := range t.tables("secrets_providers") {
 		c.SecretsProviders = append(c.SecretsProviders, d.secretsProvider(sp))
 	}
+	d.retention(t, c)
 	t.done()
 	return c
 }

@@ -98,6 +98,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Logger:   m.log,
 		Basedir:  m.basedir,
 		Secrets:  secretsProviders,
+
+		LogMaxSize:     cfg.LogMaxSize,
+		LogMaxTailSize: cfg.LogMaxTailSize,
 	})
 	if err := engine.Recover(); err != nil {
 		return err
@@ -283,6 +286,7 @@ func (m *Master) Reconfig(path string) error {
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
 	m.engine.SetLocks(cfg.Locks)
+	m.engine.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
