@@ -21,7 +21,8 @@ import (
 type fileConfig struct {
 	Master           string   `toml:"master"`            // host:port
 	Name             string   `toml:"name"`              //
-	Password         string   `toml:"password"`          //
+	Password         string   `toml:"password"`          // password, or
+	PasswordFile     string   `toml:"password_file"`     // password_file: a file holding it (trailing newline trimmed), relative to DIR; exactly one of the two
 	Keepalive        duration `toml:"keepalive"`         // zero means 10s
 	KeepaliveTimeout duration `toml:"keepalive_timeout"` // zero means 10s
 	MinBackoff       duration `toml:"min_backoff"`       // zero means 1s
@@ -62,6 +63,9 @@ func writeConfig(dir string, c fileConfig) error {
 		return err
 	}
 	b.WriteString(`
+# Instead of password, password_file may name a file holding it (relative
+# to this directory), so that the password stays out of this file.
+
 # How often to ping the master, and how long to wait for its answer,
 # so that a dead master is noticed in seconds (defaults: 10s and 10s).
 #keepalive = "10s"
@@ -107,10 +111,30 @@ func loadConfig(dir string) (fileConfig, error) {
 	for _, k := range md.Undecoded() {
 		errs = append(errs, fmt.Errorf("%s:%d: %s: unknown key", path, keyLine(src, k[0]), k))
 	}
-	for _, req := range []struct{ key, val string }{{"master", c.Master}, {"name", c.Name}, {"password", c.Password}} {
+	for _, req := range []struct{ key, val string }{{"master", c.Master}, {"name", c.Name}} {
 		if req.val == "" {
 			errs = append(errs, fmt.Errorf("%s: %s: required", path, req.key))
 		}
+	}
+	switch {
+	case c.Password != "" && c.PasswordFile != "":
+		errs = append(errs, fmt.Errorf("%s:%d: password_file: not with password: give one of the two", path, keyLine(src, "password_file")))
+	case c.PasswordFile != "":
+		pf := c.PasswordFile
+		if !filepath.IsAbs(pf) {
+			pf = filepath.Join(dir, pf)
+		}
+		b, err := os.ReadFile(pf)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s:%d: password_file: %w", path, keyLine(src, "password_file"), err))
+		case strings.TrimRight(string(b), "\r\n") == "":
+			errs = append(errs, fmt.Errorf("%s:%d: password_file: %s is empty", path, keyLine(src, "password_file"), pf))
+		default:
+			c.Password = strings.TrimRight(string(b), "\r\n")
+		}
+	case c.Password == "":
+		errs = append(errs, fmt.Errorf("%s: password: required (or password_file)", path))
 	}
 	for _, d := range []struct {
 		key string

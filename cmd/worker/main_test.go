@@ -129,6 +129,21 @@ func TestLoadConfig(t *testing.T) {
 			errs: []string{"master: required", "password: required"},
 		},
 		{
+			name: "password file",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword_file = \"pw\"\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "from-file", PasswordFile: "pw"},
+		},
+		{
+			name: "password and password file",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\npassword_file = \"pw\"\n",
+			errs: []string{"worker.toml:4: password_file: not with password"},
+		},
+		{
+			name: "missing password file",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword_file = \"nope\"\n",
+			errs: []string{"worker.toml:3: password_file: open "},
+		},
+		{
 			name: "bad duration",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nmin_backoff = \"soon\"\n",
 			errs: []string{"worker.toml:4:"},
@@ -139,6 +154,9 @@ func TestLoadConfig(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			if err := os.WriteFile(filepath.Join(dir, "worker.toml"), []byte(tt.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("from-file\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			got, err := loadConfig(dir)
