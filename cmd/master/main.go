@@ -15,6 +15,7 @@ commands:
   stop DIR                 stop the master running in DIR
   restart DIR              stop, then start
   reconfig DIR             check the config, then make the running master reload it
+  compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   version                  print the version
 `
@@ -62,6 +63,8 @@ func run(args []string) error {
 		return reconfig(rest)
 	case "sendchange":
 		return sendchange(rest)
+	case "compactdb":
+		return compactDB(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil
