@@ -18,8 +18,9 @@ build: ## build bin/gbb-master and bin/gbb-worker (static)
 test: lint check-generate ## run every test (race detector on), after lint and the generated-code check
 	$(GO) test -race -timeout 20m ./...
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## run the benchmarks: the packages', then gbb against buildbot 3.7 (bench/; GBB_BENCH_QUICK=1 for a short run)
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/bench$$')
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 120m ./bench/
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
