@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -99,6 +100,9 @@ type Config struct {
 	// Schedulers lists the configured schedulers for /api/v2/schedulers;
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
+	// Events is the bus the store publishes to, served live on /sse/ and
+	// /ws (see sse.go and ws.go); nil answers them 404.
+	Events *events.Bus
 
 	Logger *slog.Logger // nil means discard
 }
@@ -109,6 +113,7 @@ type Server struct {
 	log     *slog.Logger
 	origin  string // scheme://host of cfg.BuildbotURL, or ""
 	handler http.Handler
+	live    liveStreams // the /sse/ and /ws streams running
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -162,6 +167,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	err := srv.Serve(lis)
 	close(stop)
 	wg.Wait()
+	// Shutdown waits for no hijacked connection (/ws), and none of the
+	// streams ends by itself when Serve fails: end them all and wait.
+	s.live.closeAndWait()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -181,6 +189,8 @@ func (s *Server) routes() http.Handler {
 	r.With(s.sameOrigin).Post("/force/{scheduler}", s.forceForm)
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
 	r.Route("/api/v2", s.apiRoutes)
+	r.Get("/sse/*", s.sse)
+	r.Get("/ws", s.ws)
 	return r
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -60,7 +61,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	m.mu.Lock()
 	cfg := m.cfg
 	m.mu.Unlock()
-	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log})
+	bus := events.New(events.Config{})
+	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log, Events: bus})
 	if err != nil {
 		return err
 	}
@@ -136,6 +138,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Changes:     changeSink{st: st, scheds: scheds},
 		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
 		Schedulers:  m.schedulerInfos,
+		Events:      bus,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -150,7 +153,6 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 	g.Go(func() error { return scheds.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
-	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
@@ -160,13 +162,6 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	err = g.Wait()
 	m.log.Info("master stopped")
 	return err
-}
-
-// janitorConfig returns the [janitor] of the current config.
-func (m *Master) janitorConfig() config.Janitor {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cfg.Janitor
 }
 
 func (m *Master) masterName() string {

@@ -15,7 +15,7 @@ import (
 // (from 1), with Results -1.
 func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 	var b Build
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketBuilder).Get(itob(nb.BuilderID)) == nil {
 			return fmt.Errorf("builder %d: %w", nb.BuilderID, ErrNotFound)
 		}
@@ -58,7 +58,7 @@ func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 			return bucket(tx, bucketBuildByRequest).Put(key2(nb.BuildRequestID, id), nil)
 		}
 		return nil
-	})
+	}, func(e emit) { e.build("new", b) })
 	if err != nil {
 		return Build{}, fmt.Errorf("add build: %w", err)
 	}
@@ -131,12 +131,21 @@ func (db *DB) Builds(f BuildFilter) ([]Build, error) {
 	return out, nil
 }
 
-func (db *DB) modifyBuild(op string, id int64, fn func(*Build)) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+// modifyBuild changes build id with fn, then publishes its "update" and
+// calls more, when not nil, with the build as stored.
+func (db *DB) modifyBuild(op string, id int64, fn func(*Build), more func(emit, Build)) error {
+	var out Build
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketBuild, id, func(b *Build) error {
 			fn(b)
+			out = *b
 			return nil
 		})
+	}, func(e emit) {
+		e.build("update", out)
+		if more != nil {
+			more(e, out)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("%s %d: %w", op, id, err)
@@ -146,7 +155,7 @@ func (db *DB) modifyBuild(op string, id int64, fn func(*Build)) error {
 
 // SetBuildStateString sets the line that describes what a build is doing.
 func (db *DB) SetBuildStateString(id int64, s string) error {
-	return db.modifyBuild("set state of build", id, func(b *Build) { b.StateString = s })
+	return db.modifyBuild("set state of build", id, func(b *Build) { b.StateString = s }, nil)
 }
 
 // SetBuildProperty sets one property of a build.
@@ -156,29 +165,34 @@ func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
 			b.Properties = Properties{}
 		}
 		b.Properties[name] = p
-	})
+	}, func(e emit, b Build) { e.buildProperties(b.ID, Properties{name: p}) })
 }
 
 // FinishBuild marks a build complete with results at t (zero means now).
 func (db *DB) FinishBuild(id int64, results int, t time.Time) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		return finishBuild(tx, id, results, at(t))
-	})
+	var b Build
+	err := db.update(func(tx *bolt.Tx) (err error) {
+		b, err = finishBuild(tx, id, results, at(t))
+		return err
+	}, func(e emit) { e.build("finished", b) })
 	if err != nil {
 		return fmt.Errorf("finish build %d: %w", id, err)
 	}
 	return nil
 }
 
-func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) error {
+// finishBuild completes build id and returns it as stored.
+func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) (Build, error) {
+	var out Build
 	err := modify(tx, bucketBuild, id, func(b *Build) error {
 		b.Complete, b.CompleteAt, b.Results = true, t, results
+		out = *b
 		return nil
 	})
 	if err != nil {
-		return err
+		return Build{}, err
 	}
-	return bucket(tx, bucketBuildIncomplete).Delete(itob(id))
+	return out, bucket(tx, bucketBuildIncomplete).Delete(itob(id))
 }
 
 // AbandonBuilds ends every incomplete build of masterID (left by a crash)
@@ -189,7 +203,14 @@ func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) error {
 func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	t = at(t)
 	var ended []int64
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	// What changed, to publish once committed.
+	var (
+		steps    []Step
+		logs     []Log
+		finished []Build
+		requests []BuildRequest
+	)
+	err := db.update(func(tx *bolt.Tx) error {
 		ended = nil
 		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
 		if err != nil {
@@ -203,6 +224,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 				err := modify(tx, bucketStep, stepID, func(s *Step) error {
 					if !s.Complete {
 						s.Complete, s.CompleteAt, s.Results = true, t, Retry
+						steps = append(steps, *s)
 					}
 					return nil
 				})
@@ -211,7 +233,10 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 				}
 				for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
 					err := modify(tx, bucketLog, logID, func(l *Log) error {
-						l.Complete = true
+						if !l.Complete {
+							l.Complete = true
+							logs = append(logs, *l)
+						}
 						return nil
 					})
 					if err != nil {
@@ -219,9 +244,11 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 					}
 				}
 			}
-			if err := finishBuild(tx, b.ID, Retry, t); err != nil {
+			fb, err := finishBuild(tx, b.ID, Retry, t)
+			if err != nil {
 				return err
 			}
+			finished = append(finished, fb)
 			ended = append(ended, b.ID)
 		}
 		for _, brid := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
@@ -234,9 +261,23 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 				if err := put(tx, bucketRequest, brid, &br); err != nil {
 					return err
 				}
+				requests = append(requests, br)
 			}
 		}
 		return nil
+	}, func(e emit) {
+		for _, l := range logs {
+			e.log("finished", l)
+		}
+		for _, s := range steps {
+			e.step("finished", s)
+		}
+		for _, b := range finished {
+			e.build("finished", b)
+		}
+		for _, br := range requests {
+			e.buildRequest("unclaimed", br)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("abandon builds of master %d: %w", masterID, err)
@@ -252,7 +293,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 // is called name_2, name_3… as in buildbot.
 func (db *DB) AddStep(buildID int64, name string) (Step, error) {
 	var s Step
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
 			return fmt.Errorf("build %d: %w", buildID, ErrNotFound)
 		}
@@ -276,20 +317,23 @@ func (db *DB) AddStep(buildID int64, name string) (Step, error) {
 			return err
 		}
 		return bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
-	})
+	}, func(e emit) { e.step("new", s) })
 	if err != nil {
 		return Step{}, fmt.Errorf("add step %q: %w", name, err)
 	}
 	return s, nil
 }
 
-func (db *DB) modifyStep(op string, id int64, fn func(*Step)) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+// modifyStep changes step id with fn and publishes its event ev.
+func (db *DB) modifyStep(op, ev string, id int64, fn func(*Step)) error {
+	var out Step
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketStep, id, func(s *Step) error {
 			fn(s)
+			out = *s
 			return nil
 		})
-	})
+	}, func(e emit) { e.step(ev, out) })
 	if err != nil {
 		return fmt.Errorf("%s %d: %w", op, id, err)
 	}
@@ -299,22 +343,22 @@ func (db *DB) modifyStep(op string, id int64, fn func(*Step)) error {
 // StartStep marks a step started at t (zero means now).
 func (db *DB) StartStep(id int64, t time.Time) error {
 	t = at(t)
-	return db.modifyStep("start step", id, func(s *Step) { s.StartedAt = t })
+	return db.modifyStep("start step", "started", id, func(s *Step) { s.StartedAt = t })
 }
 
 // SetStepStateString sets the line that describes what a step is doing.
 func (db *DB) SetStepStateString(id int64, str string) error {
-	return db.modifyStep("set state of step", id, func(s *Step) { s.StateString = str })
+	return db.modifyStep("set state of step", "updated", id, func(s *Step) { s.StateString = str })
 }
 
 // SetStepHidden hides or shows a step.
 func (db *DB) SetStepHidden(id int64, hidden bool) error {
-	return db.modifyStep("set hidden of step", id, func(s *Step) { s.Hidden = hidden })
+	return db.modifyStep("set hidden of step", "updated", id, func(s *Step) { s.Hidden = hidden })
 }
 
 // AddStepURL adds a link to a step, unless it already has the same one.
 func (db *DB) AddStepURL(id int64, name, url string) error {
-	return db.modifyStep("add url to step", id, func(s *Step) {
+	return db.modifyStep("add url to step", "updated", id, func(s *Step) {
 		u := StepURL{Name: name, URL: url}
 		if !slices.Contains(s.URLs, u) {
 			s.URLs = append(s.URLs, u)
@@ -325,7 +369,7 @@ func (db *DB) AddStepURL(id int64, name, url string) error {
 // FinishStep marks a step complete with results at t (zero means now).
 func (db *DB) FinishStep(id int64, results int, t time.Time) error {
 	t = at(t)
-	return db.modifyStep("finish step", id, func(s *Step) {
+	return db.modifyStep("finish step", "finished", id, func(s *Step) {
 		s.Complete, s.CompleteAt, s.Results = true, t, results
 	})
 }

@@ -48,7 +48,11 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 		return 0, nil, errors.New("add buildset: no builders")
 	}
 	submitted := at(nb.SubmittedAt)
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	var (
+		bs       Buildset
+		requests []BuildRequest
+	)
+	err = db.update(func(tx *bolt.Tx) error {
 		brids = make(map[int64]int64, len(nb.BuilderIDs))
 		for _, builderID := range nb.BuilderIDs {
 			if _, ok := brids[builderID]; ok {
@@ -66,7 +70,7 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 		if bsid, err = nextID(tx, bucketBuildset); err != nil {
 			return err
 		}
-		bs := Buildset{
+		bs = Buildset{
 			ID:            bsid,
 			ExternalID:    nb.ExternalID,
 			Reason:        nb.Reason,
@@ -128,8 +132,15 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 				}
 			}
 			brids[builderID] = id
+			requests = append(requests, br)
 		}
 		return nil
+	}, func(e emit) {
+		// buildbot announces the requests, then their buildset.
+		for _, br := range requests {
+			e.buildRequest("new", br)
+		}
+		e.buildset("new", bs)
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("add buildset: %w", err)
@@ -238,15 +249,17 @@ func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 // now). It returns an error wrapping ErrClaimed if the request is already
 // claimed or complete.
 func (db *DB) ClaimBuildRequest(id, masterID int64, t time.Time) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var out BuildRequest
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if br.Claimed || br.Complete {
 				return ErrClaimed
 			}
 			br.Claimed, br.ClaimedAt, br.ClaimedByMasterID = true, at(t), masterID
+			out = *br
 			return nil
 		})
-	})
+	}, func(e emit) { e.buildRequest("claimed", out) })
 	if err != nil {
 		return fmt.Errorf("claim buildrequest %d: %w", id, err)
 	}
@@ -260,13 +273,19 @@ func unclaim(br *BuildRequest) {
 // UnclaimBuildRequest releases the claim on a request so that it can run
 // again. It does nothing to a complete request.
 func (db *DB) UnclaimBuildRequest(id int64) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var out BuildRequest
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if !br.Complete {
 				unclaim(br)
 			}
+			out = *br
 			return nil
 		})
+	}, func(e emit) {
+		if !out.Complete {
+			e.buildRequest("unclaimed", out)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("unclaim buildrequest %d: %w", id, err)
@@ -281,7 +300,12 @@ func (db *DB) UnclaimBuildRequest(id int64) error {
 // worst of their results.
 func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 	t = at(t)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var (
+		req      BuildRequest
+		bs       Buildset // set when the buildset completed
+		bsClosed bool
+	)
+	err := db.update(func(tx *bolt.Tx) error {
 		var bsid int64
 		err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if br.Complete {
@@ -289,6 +313,7 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 			}
 			br.Complete, br.CompleteAt, br.Results = true, t, results
 			bsid = br.BuildsetID
+			req = *br
 			return nil
 		})
 		if err != nil {
@@ -312,14 +337,20 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 		if !done {
 			return nil
 		}
-		err = modify(tx, bucketBuildset, bsid, func(bs *Buildset) error {
-			bs.Complete, bs.CompleteAt, bs.Results = true, t, worst
+		err = modify(tx, bucketBuildset, bsid, func(b *Buildset) error {
+			b.Complete, b.CompleteAt, b.Results = true, t, worst
+			bs, bsClosed = *b, true
 			return nil
 		})
 		if err != nil {
 			return err
 		}
 		return bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))
+	}, func(e emit) {
+		e.buildRequest("complete", req)
+		if bsClosed {
+			e.buildset("complete", bs)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("complete buildrequest %d: %w", id, err)

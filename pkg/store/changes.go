@@ -53,10 +53,10 @@ type ChangeFilter struct {
 // as stored.
 func (db *DB) AddChange(c Change) (Change, error) {
 	var out Change
-	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
+	err := db.update(func(tx *bolt.Tx) (err error) {
 		out, err = addChange(tx, c)
 		return err
-	})
+	}, func(e emit) { e.change(out) })
 	if err != nil {
 		return Change{}, fmt.Errorf("add change: %w", err)
 	}
@@ -73,12 +73,16 @@ func (db *DB) AddChangesAndState(changes []Change, objectName, key string, value
 		return nil, fmt.Errorf("add changes: %w", err)
 	}
 	var out []Change
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		if out, err = addChanges(tx, changes); err != nil {
 			return err
 		}
 		return bucket(tx, bucketObjectState).Put(stateKey(objectName, key), bytes.Clone(value))
+	}, func(e emit) {
+		for _, c := range out {
+			e.change(c)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add changes for %s: %w", objectName, err)
@@ -90,10 +94,14 @@ func (db *DB) AddChangesAndState(changes []Change, objectName, key string, value
 // transaction, in order, and returns them as stored: all or none.
 func (db *DB) AddChanges(changes []Change) ([]Change, error) {
 	var out []Change
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		out, err = addChanges(tx, changes)
 		return err
+	}, func(e emit) {
+		for _, c := range out {
+			e.change(c)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add changes: %w", err)

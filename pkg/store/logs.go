@@ -43,7 +43,7 @@ func slugify(name string) string {
 // adding _2, _3… as buildbot does. Two logs of one step may not share a name.
 func (db *DB) AddLog(stepID int64, name, typ string) (Log, error) {
 	var l Log
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		switch typ {
 		case "s", "t", "h":
 		default:
@@ -79,7 +79,7 @@ func (db *DB) AddLog(stepID int64, name, typ string) (Log, error) {
 			return err
 		}
 		return bucket(tx, bucketLogBySlug).Put(keyName(stepID, slug), itob(id))
-	})
+	}, func(e emit) { e.log("new", l) })
 	if err != nil {
 		return Log{}, fmt.Errorf("add log %q: %w", name, err)
 	}
@@ -101,16 +101,18 @@ func (db *DB) AppendLog(logID int64, lines string) (first int64, err error) {
 	// Compress outside the transaction, so writers do not wait on it.
 	chunk := binary.BigEndian.AppendUint32(make([]byte, 0, chunkHeaderSize+len(lines)/4), uint32(n))
 	chunk = db.enc.EncodeAll([]byte(lines), chunk)
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	var out Log
+	err = db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketLog, logID, func(l *Log) error {
 			if l.Complete {
 				return errors.New("log is finished")
 			}
 			first = l.NumLines
 			l.NumLines += int64(n)
+			out = *l
 			return bucket(tx, bucketLogChunk).Put(key2(logID, first), chunk)
 		})
-	})
+	}, func(e emit) { e.log("append", out) })
 	if err != nil {
 		return 0, fmt.Errorf("append to log %d: %w", logID, err)
 	}
@@ -119,12 +121,14 @@ func (db *DB) AppendLog(logID int64, lines string) (first int64, err error) {
 
 // FinishLog marks a log complete; no more lines can be appended.
 func (db *DB) FinishLog(logID int64) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var out Log
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketLog, logID, func(l *Log) error {
 			l.Complete = true
+			out = *l
 			return nil
 		})
-	})
+	}, func(e emit) { e.log("finished", out) })
 	if err != nil {
 		return fmt.Errorf("finish log %d: %w", logID, err)
 	}

@@ -42,12 +42,12 @@ func ensure[T any](tx *bolt.Tx, name, records, index string, mk func(id int64) T
 func (db *DB) EnsureMaster(name string) (Master, error) {
 	var m Master
 	now := time.Now().UTC()
-	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
+	err := db.update(func(tx *bolt.Tx) (err error) {
 		m, err = ensure(tx, name, bucketMaster, bucketMasterByName,
 			func(id int64) Master { return Master{ID: id, Name: name, Active: true, LastSeen: now} },
 			func(m *Master) { m.Active, m.LastSeen = true, now })
 		return err
-	})
+	}, func(e emit) { e.master("started", m) })
 	if err != nil {
 		return Master{}, fmt.Errorf("ensure master %q: %w", name, err)
 	}
@@ -56,12 +56,18 @@ func (db *DB) EnsureMaster(name string) (Master, error) {
 
 // SetMasterActive marks a master active or not, and seen at (zero means now).
 func (db *DB) SetMasterActive(id int64, active bool, seen time.Time) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	ev := "stopped"
+	if active {
+		ev = "started"
+	}
+	var out Master
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketMaster, id, func(m *Master) error {
 			m.Active, m.LastSeen = active, at(seen)
+			out = *m
 			return nil
 		})
-	})
+	}, func(e emit) { e.master(ev, out) })
 	if err != nil {
 		return fmt.Errorf("set master %d active: %w", id, err)
 	}
@@ -85,10 +91,15 @@ func (db *DB) Masters() ([]Master, error) {
 // from 1 and never change.
 func (db *DB) EnsureBuilder(name string) (Builder, error) {
 	var b Builder
-	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
+	created := false
+	err := db.update(func(tx *bolt.Tx) (err error) {
 		b, err = ensure(tx, name, bucketBuilder, bucketBuilderByName,
-			func(id int64) Builder { return Builder{ID: id, Name: name} }, nil)
+			func(id int64) Builder { created = true; return Builder{ID: id, Name: name} }, nil)
 		return err
+	}, func(e emit) {
+		if created {
+			e.builder("new", b)
+		}
 	})
 	if err != nil {
 		return Builder{}, fmt.Errorf("ensure builder %q: %w", name, err)
@@ -98,12 +109,14 @@ func (db *DB) EnsureBuilder(name string) (Builder, error) {
 
 // UpdateBuilder replaces a builder's description, tags and masters.
 func (db *DB) UpdateBuilder(id int64, description string, tags []string, masterIDs []int64) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var out Builder
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketBuilder, id, func(b *Builder) error {
 			b.Description, b.Tags, b.MasterIDs = description, slices.Clone(tags), slices.Clone(masterIDs)
+			out = *b
 			return nil
 		})
-	})
+	}, func(e emit) { e.builder("update", out) })
 	if err != nil {
 		return fmt.Errorf("update builder %d: %w", id, err)
 	}
@@ -161,10 +174,15 @@ func byName[T any](db *DB, records, index, name string) (T, error) {
 // EnsureWorker finds the worker called name, or creates it.
 func (db *DB) EnsureWorker(name string) (Worker, error) {
 	var w Worker
-	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
+	created := false
+	err := db.update(func(tx *bolt.Tx) (err error) {
 		w, err = ensure(tx, name, bucketWorker, bucketWorkerByName,
-			func(id int64) Worker { return Worker{ID: id, Name: name} }, nil)
+			func(id int64) Worker { created = true; return Worker{ID: id, Name: name} }, nil)
 		return err
+	}, func(e emit) {
+		if created {
+			e.worker("new", w)
+		}
 	})
 	if err != nil {
 		return Worker{}, fmt.Errorf("ensure worker %q: %w", name, err)
@@ -172,13 +190,16 @@ func (db *DB) EnsureWorker(name string) (Worker, error) {
 	return w, nil
 }
 
-func (db *DB) modifyWorker(op string, id int64, fn func(*Worker)) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+// modifyWorker changes worker id with fn and publishes its event ev.
+func (db *DB) modifyWorker(op, ev string, id int64, fn func(*Worker)) error {
+	var out Worker
+	err := db.update(func(tx *bolt.Tx) error {
 		return modify(tx, bucketWorker, id, func(w *Worker) error {
 			fn(w)
+			out = *w
 			return nil
 		})
-	})
+	}, func(e emit) { e.worker(ev, out) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -187,7 +208,7 @@ func (db *DB) modifyWorker(op string, id int64, fn func(*Worker)) error {
 
 // SetWorkerConfiguredOn replaces the builders, per master, that use a worker.
 func (db *DB) SetWorkerConfiguredOn(id int64, on []BuilderMaster) error {
-	return db.modifyWorker("set worker configured on", id, func(w *Worker) {
+	return db.modifyWorker("set worker configured on", "update", id, func(w *Worker) {
 		w.ConfiguredOn = slices.Clone(on)
 	})
 }
@@ -195,7 +216,7 @@ func (db *DB) SetWorkerConfiguredOn(id int64, on []BuilderMaster) error {
 // WorkerConnected records that a worker is connected to masterID and what it
 // reported about itself.
 func (db *DB) WorkerConnected(id, masterID int64, info map[string]string) error {
-	return db.modifyWorker("worker connected", id, func(w *Worker) {
+	return db.modifyWorker("worker connected", "connected", id, func(w *Worker) {
 		if !slices.Contains(w.ConnectedTo, masterID) {
 			w.ConnectedTo = append(w.ConnectedTo, masterID)
 		}
@@ -205,7 +226,7 @@ func (db *DB) WorkerConnected(id, masterID int64, info map[string]string) error 
 
 // WorkerDisconnected records that a worker is no longer connected to masterID.
 func (db *DB) WorkerDisconnected(id, masterID int64) error {
-	return db.modifyWorker("worker disconnected", id, func(w *Worker) {
+	return db.modifyWorker("worker disconnected", "disconnected", id, func(w *Worker) {
 		w.ConnectedTo = slices.DeleteFunc(w.ConnectedTo, func(m int64) bool { return m == masterID })
 		if len(w.ConnectedTo) == 0 {
 			w.ConnectedTo = nil
@@ -215,7 +236,7 @@ func (db *DB) WorkerDisconnected(id, masterID int64) error {
 
 // SetWorkerPaused sets a worker's Paused and Graceful flags.
 func (db *DB) SetWorkerPaused(id int64, paused, graceful bool) error {
-	return db.modifyWorker("set worker paused", id, func(w *Worker) {
+	return db.modifyWorker("set worker paused", "state_updated", id, func(w *Worker) {
 		w.Paused, w.Graceful = paused, graceful
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -18,6 +19,9 @@ import (
 type Options struct {
 	Timeout time.Duration // how long Open waits for the file lock; zero means 1s
 	Logger  *slog.Logger  // nil means discard
+	// Events receives an event after every committed change; nil means
+	// none are published.
+	Events Publisher
 }
 
 // DB is the master's store. It is safe for concurrent use.
@@ -27,6 +31,9 @@ type DB struct {
 	log  *slog.Logger
 	enc  *zstd.Encoder // EncodeAll is safe for concurrent use
 	dec  *zstd.Decoder // DecodeAll is safe for concurrent use
+
+	events Publisher  // nil means none
+	pubMu  sync.Mutex // held from a write's start to its events' publication, when events is set
 }
 
 // schemaVersion is written in the meta bucket of a new database.
@@ -134,7 +141,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	logger.Debug("store opened", "path", path)
-	return &DB{path: path, bolt: bdb, log: logger, enc: enc, dec: dec}, nil
+	return &DB{path: path, bolt: bdb, log: logger, enc: enc, dec: dec, events: opts.Events}, nil
 }
 
 // Close closes the store. Calls in progress finish first; none may start
@@ -277,8 +284,6 @@ func checkInvariants(tx *bolt.Tx) []error {
 		t := chunks[id]
 		delete(chunks, id)
 		switch {
-		case l.Type == LogDeleted:
-			// Its lines are gone, or going (DeleteLogsBefore).
 		case t == nil && l.NumLines != 0:
 			errs = append(errs, fmt.Errorf("log %d: %d lines but no chunks", id, l.NumLines))
 		case t != nil && t.bad:
