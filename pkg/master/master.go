@@ -153,6 +153,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 	g.Go(func() error { return scheds.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
@@ -162,6 +163,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	err = g.Wait()
 	m.log.Info("master stopped")
 	return err
+}
+
+// janitorConfig returns the [janitor] of the current config.
+func (m *Master) janitorConfig() config.Janitor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.Janitor
 }
 
 func (m *Master) masterName() string {
