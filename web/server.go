@@ -185,8 +185,7 @@ func (s *Server) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
-	r.Get("/", s.index)
-	r.With(s.sameOrigin).Post("/force/{scheduler}", s.forceForm)
+	s.uiRoutes(r)
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
 	r.Route("/api/v2", s.apiRoutes)
 	r.Get("/sse/*", s.sse)

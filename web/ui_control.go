@@ -1,0 +1,124 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/gbb-ci/gbb/pkg/build"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// The pages' buttons are forms that POST here, so they work without
+// JavaScript; each calls the Controller as the JSON-RPC does, then sends the
+// browser back to a page.
+
+// nextRE is what a form's "next" field may name: a path from the site's
+// root, so a form cannot send the browser to another site.
+var nextRE = regexp.MustCompile(`^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$|^$`)
+
+// controlForm parses a control form and checks that control is available;
+// it writes the error page and returns false otherwise.
+func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "bad form: "+err.Error())
+		return false
+	}
+	if s.cfg.Controller == nil {
+		s.errorPage(w, r, http.StatusServiceUnavailable, "control is not available")
+		return false
+	}
+	return true
+}
+
+// controlDone answers a control form: the error page when err is set, else
+// a redirect to the form's "next" page, or to def.
+func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, err error, def string) {
+	if err != nil {
+		var ae *apiError
+		switch {
+		case errors.As(err, &ae):
+			s.errorPage(w, r, ae.status, ae.msg)
+		case errors.Is(err, store.ErrNotFound):
+			s.errorPage(w, r, http.StatusNotFound, err.Error())
+		case errors.Is(err, build.ErrNotHere):
+			s.errorPage(w, r, http.StatusConflict, err.Error())
+		default:
+			s.pageError(w, r, err)
+		}
+		return
+	}
+	next := r.PostForm.Get("next")
+	if next == "" || !nextRE.MatchString(next) || strings.Contains(next, "..") {
+		next = def
+	}
+	s.seeOther(w, r, next)
+}
+
+func buildPath(b store.Build) string {
+	return "builders/" + strconv.FormatInt(b.BuilderID, 10) + "/builds/" + strconv.FormatInt(b.Number, 10)
+}
+
+func (s *Server) stopForm(w http.ResponseWriter, r *http.Request) {
+	if !s.controlForm(w, r) {
+		return
+	}
+	b, err := s.buildParam(r)
+	if err == nil {
+		err = s.cfg.Controller.StopBuild(r.Context(), b.ID, r.PostForm.Get("reason"))
+	}
+	s.controlDone(w, r, err, buildPath(b))
+}
+
+func (s *Server) rebuildForm(w http.ResponseWriter, r *http.Request) {
+	if !s.controlForm(w, r) {
+		return
+	}
+	b, err := s.buildParam(r)
+	if err == nil {
+		_, _, err = s.cfg.Controller.Rebuild(r.Context(), b.ID)
+	}
+	s.controlDone(w, r, err, "builders/"+strconv.FormatInt(b.BuilderID, 10))
+}
+
+func (s *Server) cancelForm(w http.ResponseWriter, r *http.Request) {
+	if !s.controlForm(w, r) {
+		return
+	}
+	br, err := s.buildRequestParam(r)
+	if err == nil {
+		err = s.cfg.Controller.CancelBuildRequest(r.Context(), br.ID, r.PostForm.Get("reason"))
+	}
+	s.controlDone(w, r, err, "pending")
+}
+
+// workerForm serves the workers page's pause, unpause and graceful (stop)
+// buttons.
+func (s *Server) workerForm(w http.ResponseWriter, r *http.Request) {
+	if !s.controlForm(w, r) {
+		return
+	}
+	wk, err := s.workerParam(r)
+	if err == nil {
+		c, ctx, reason := s.cfg.Controller, r.Context(), r.PostForm.Get("reason")
+		switch action := chi.URLParam(r, "action"); action {
+		case "pause":
+			err = c.PauseWorker(ctx, wk.ID, reason)
+		case "unpause":
+			err = c.UnpauseWorker(ctx, wk.ID)
+		case "graceful":
+			err = c.GracefulWorker(ctx, wk.ID)
+		default:
+			err = notFound("no worker action %q", action)
+		}
+		if err == nil {
+			s.log.Info("worker control", "worker", wk.Name, "action", chi.URLParam(r, "action"), "reason", reason)
+		}
+	}
+	s.controlDone(w, r, err, "workers")
+}
