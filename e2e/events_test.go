@@ -46,75 +46,12 @@ func TestLiveEvents(t *testing.T) {
 	defer cancel()
 
 	// SSE: listen to log appends, then add the builds' finish.
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/sse/listen/logs/*/append"), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sseEvents := make(chan liveEvent, 1000)
-	uuid := make(chan string, 1)
-	go func() {
-		defer close(sseEvents)
-		sc := bufio.NewScanner(resp.Body)
-		var event string
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.HasPrefix(line, "event: "):
-				event = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: ") && event == "handshake":
-				uuid <- strings.TrimPrefix(line, "data: ")
-			case strings.HasPrefix(line, "data: ") && event == "event":
-				var d struct {
-					Key     string         `json:"key"`
-					Message map[string]any `json:"message"`
-				}
-				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &d); err != nil {
-					t.Errorf("sse data %q: %v", line, err)
-					return
-				}
-				sseEvents <- liveEvent{d.Key, d.Message}
-			}
-		}
-	}()
-	var id string
-	select {
-	case id = <-uuid:
-	case <-ctx.Done():
-		t.Fatal("no SSE handshake")
-	}
+	sseEvents, id := listenSSE(ctx, t, e.url("/sse/listen/logs/*/append"))
 	if s := e.getText("/sse/add/" + id + "/builds/*/finished"); s != "ok" {
 		t.Fatalf("sse add: %q", s)
 	}
-
 	// WebSocket: consume the same.
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws", e.WebPort), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for i, path := range []string{"logs/*/append", "builds/*/finished"} {
-		conn.WriteJSON(map[string]any{"cmd": "startConsuming", "path": path, "_id": i})
-		var ack map[string]any
-		if err := conn.ReadJSON(&ack); err != nil || ack["code"] != 200.0 {
-			t.Fatalf("startConsuming %s: %v %v", path, ack, err)
-		}
-	}
-	wsEvents := make(chan liveEvent, 1000)
-	go func() {
-		defer close(wsEvents)
-		for {
-			var m struct {
-				K string         `json:"k"`
-				M map[string]any `json:"m"`
-			}
-			if err := conn.ReadJSON(&m); err != nil {
-				return
-			}
-			wsEvents <- liveEvent{m.K, m.M}
-		}
-	}()
+	wsEvents := consumeWS(ctx, t, fmt.Sprintf("ws://127.0.0.1:%d/ws", e.WebPort), "logs/*/append", "builds/*/finished")
 
 	e.startWorker("w1", "secret")
 	brid := e.force("force", 1, "live")
@@ -164,5 +101,105 @@ func TestLiveEvents(t *testing.T) {
 	}
 	if !strings.Contains(stdio, "oline5\n") {
 		t.Errorf("log %q", stdio)
+	}
+}
+
+// listenSSE opens an SSE stream at url and returns its events and the
+// listener's uuid (from the handshake). The stream ends with ctx.
+func listenSSE(ctx context.Context, t *testing.T, url string) (<-chan liveEvent, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	events := make(chan liveEvent, 1000)
+	uuid := make(chan string, 1)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		var event string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: ") && event == "handshake":
+				uuid <- strings.TrimPrefix(line, "data: ")
+			case strings.HasPrefix(line, "data: ") && event == "event":
+				var d struct {
+					Key     string         `json:"key"`
+					Message map[string]any `json:"message"`
+				}
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &d); err != nil {
+					t.Errorf("sse data %q: %v", line, err)
+					return
+				}
+				events <- liveEvent{d.Key, d.Message}
+			}
+		}
+	}()
+	select {
+	case id := <-uuid:
+		return events, id
+	case <-ctx.Done():
+		t.Fatal("no SSE handshake")
+		return nil, ""
+	}
+}
+
+// consumeWS opens buildbot's WebSocket at url, starts consuming paths, and
+// returns the events pushed. The connection closes at the test's end.
+func consumeWS(ctx context.Context, t *testing.T, url string, paths ...string) <-chan liveEvent {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	for i, path := range paths {
+		conn.WriteJSON(map[string]any{"cmd": "startConsuming", "path": path, "_id": i})
+		var ack map[string]any
+		if err := conn.ReadJSON(&ack); err != nil || ack["code"] != 200.0 {
+			t.Fatalf("startConsuming %s: %v %v", path, ack, err)
+		}
+	}
+	events := make(chan liveEvent, 1000)
+	go func() {
+		defer close(events)
+		for {
+			var m struct {
+				K string         `json:"k"`
+				M map[string]any `json:"m"`
+			}
+			if err := conn.ReadJSON(&m); err != nil {
+				return
+			}
+			events <- liveEvent{m.K, m.M}
+		}
+	}()
+	return events
+}
+
+// waitEvent reads events until one has key, and returns its message.
+func waitEvent(ctx context.Context, t *testing.T, name string, ch <-chan liveEvent, key string) map[string]any {
+	t.Helper()
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: stream ended before %s", name, key)
+			}
+			if ev.Key == key {
+				return ev.Msg
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: no %s", name, key)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -315,6 +316,13 @@ func TestNetnsTopology(t *testing.T) {
 		return len(w.Workers) == 1 && len(w.Workers[0].ConnectedTo) > 0
 	})
 
+	// Follow the builds live through nginx, over /buildbot/sse/ and
+	// /buildbot/ws, as the seed's nginx.conf passes them.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sse, _ := listenSSE(ctx, t, base+"/sse/listen/builds/*/*")
+	ws := consumeWS(ctx, t, "ws"+strings.TrimPrefix(base, "http")+"/ws", "builds/*/*")
+
 	// Force a build through nginx, and wait for it through nginx.
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"netns"}}`, builders.Builders[0].BuilderID)
 	resp, err := http.Post(base+"/api/v2/forceschedulers/force", "application/json", strings.NewReader(body))
@@ -342,6 +350,12 @@ func TestNetnsTopology(t *testing.T) {
 	if build.Results == nil || *build.Results != 0 {
 		dump()
 		t.Fatalf("build %d: results %v (%s), want SUCCESS", build.BuildID, build.Results, build.StateString)
+	}
+	for name, ch := range map[string]<-chan liveEvent{"sse": sse, "ws": ws} {
+		m := waitEvent(ctx, t, name+" through nginx", ch, fmt.Sprintf("builds/%d/finished", build.BuildID))
+		if m["results"] != 0.0 {
+			t.Errorf("%s through nginx: finished build %v", name, m)
+		}
 	}
 
 	// Its log, through nginx: the step ran in the worker's namespace.
