@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -104,6 +105,12 @@ type Config struct {
 	// /ws (see sse.go and ws.go); nil answers them 404.
 	Events *events.Bus
 
+	// Auth is who may log in (see auth.go); not enabled (the zero value)
+	// means no login: everyone may do everything, and the pages say so.
+	Auth config.Auth
+	// Authz is what each role may do (see authz.go); used only with Auth.
+	Authz config.Authz
+
 	Logger *slog.Logger // nil means discard
 }
 
@@ -113,7 +120,8 @@ type Server struct {
 	log     *slog.Logger
 	origin  string // scheme://host of cfg.BuildbotURL, or ""
 	handler http.Handler
-	live    liveStreams // the /sse/ and /ws streams running
+	live    liveStreams    // the /sse/ and /ws streams running
+	auth    *authenticator // nil when cfg.Auth is not enabled
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -132,6 +140,7 @@ func New(cfg Config) *Server {
 	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
 		s.origin = u.Scheme + "://" + u.Host
 	}
+	s.auth = newAuthenticator(cfg.Auth, cfg.BuildbotURL)
 	s.handler = s.routes()
 	return s
 }
@@ -178,7 +187,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead)
+	r.Use(middleware.GetHead, s.authenticate)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -186,6 +195,10 @@ func (s *Server) routes() http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
 	s.uiRoutes(r)
+	r.Get("/login", s.loginForm)
+	r.With(s.sameOrigin).Post("/login", s.login)
+	r.Get("/logout", s.logout)
+	r.With(s.sameOrigin).Post("/logout", s.logout)
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
 	r.Route("/api/v2", s.apiRoutes)
 	r.Get("/sse/*", s.sse)
@@ -193,21 +206,22 @@ func (s *Server) routes() http.Handler {
 	return r
 }
 
-// sameOrigin refuses a request whose Origin header is neither the request's
-// own host nor the origin of BuildbotURL, so another site's page cannot make
-// a browser post to us.
+// sameOrigin guards every POST: it refuses a request whose Origin header
+// is neither the request's own host nor the origin of BuildbotURL, so
+// another site's page cannot make a browser post to us; then authorize
+// (authz.go) checks the CSRF token and who may do what.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := r.Header.Get("Origin")
-		if o == "" {
-			next.ServeHTTP(w, r)
-			return
+		if o != "" {
+			u, err := url.Parse(o)
+			if err != nil || u.Host != r.Host && (s.origin == "" || o != s.origin) {
+				writeError(w, http.StatusForbidden, "invalid origin "+o)
+				return
+			}
 		}
-		u, err := url.Parse(o)
-		if err == nil && (u.Host == r.Host || s.origin != "" && o == s.origin) {
+		if s.authorize(w, r) {
 			next.ServeHTTP(w, r)
-			return
 		}
-		writeError(w, http.StatusForbidden, "invalid origin "+o)
 	})
 }

@@ -92,12 +92,14 @@ type pageBase struct {
 	BuildID    int64 // set on a build page: step events of other builds are ignored
 	MasterName string
 	Static     string // staticVersion
+	Auth       authView
 }
 
 func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
 	return pageBase{
 		Root: rootOf(r.URL.Path), Site: s.cfg.Title, SiteURL: s.cfg.TitleURL, Title: title,
 		Nav: nav, Live: live, MasterName: s.cfg.MasterName, Static: staticVersion,
+		Auth: s.authView(r),
 	}
 }
 

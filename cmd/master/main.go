@@ -17,6 +17,7 @@ commands:
   reconfig DIR             check the config, then make the running master reload it
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
+  hashpw [-cost N]         read a password (stdin, or the terminal without echo) and print its bcrypt hash
   version                  print the version
 `
 
@@ -65,6 +66,8 @@ func run(args []string) error {
 		return sendchange(rest)
 	case "compactdb":
 		return compactDB(rest)
+	case "hashpw":
+		return hashpw(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil

@@ -76,6 +76,8 @@ type WWW struct {
 	// webhooks POST /change_hook/DIALECT accepts. Nil or a missing dialect
 	// means that dialect is disabled (404).
 	ChangeHooks map[string]ChangeHook
+	Auth        Auth  // [www.auth]; none means no login: everyone may do everything
+	Authz       Authz // [www.authz]
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -331,6 +331,7 @@ func (d *decoder) config(t *table) *Config {
 		w.port("port", &c.WWW.Port)
 		c.WWW.Interface, _ = w.str("interface")
 		c.WWW.ChangeHooks = d.changeHooks(w)
+		d.authConfig(w, &c.WWW)
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {

@@ -139,6 +139,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
 		Schedulers:  m.schedulerInfos,
 		Events:      bus,
+		Auth:        cfg.WWW.Auth,
+		Authz:       cfg.WWW.Authz,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
