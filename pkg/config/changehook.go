@@ -1,10 +1,6 @@
 package config
 
 import (
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -78,26 +74,5 @@ func (d *decoder) changeHook(t *table, dialect string) ChangeHook {
 
 // readSecretFile reads the secret_file of t.
 func (d *decoder) readSecretFile(t *table, file string) string {
-	if file == "" {
-		t.errorf("secret_file", "must not be empty")
-		return ""
-	}
-	path := file
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(d.dir, path)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		t.errorf("secret_file", "read %s: %v", path, err)
-		return ""
-	}
-	secret := strings.TrimRight(string(data), "\r\n")
-	if secret == "" {
-		t.errorf("secret_file", "%s is empty", path)
-	}
-	return secret
+	return d.readKeyFile(t, "secret_file", file)
 }

@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -449,28 +447,7 @@ func (d *decoder) worker(t *table, seen map[string]int) Worker {
 }
 
 func (d *decoder) readPassword(t *table, file string) string {
-	if file == "" {
-		t.errorf("password_file", "must not be empty")
-		return ""
-	}
-	path := file
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(d.dir, path)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		t.errorf("password_file", "read %s: %v", path, err)
-		return ""
-	}
-	password := strings.TrimRight(string(data), "\r\n")
-	if password == "" {
-		t.errorf("password_file", "%s is empty", path)
-	}
-	return password
+	return d.readKeyFile(t, "password_file", file)
 }
 
 // oneOf returns the required string name if it is one of allowed.
