@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -124,7 +126,7 @@ func loadConfig(dir string) (fileConfig, error) {
 		if !filepath.IsAbs(pf) {
 			pf = filepath.Join(dir, pf)
 		}
-		b, err := os.ReadFile(pf)
+		b, err := readPasswordFile(pf)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s:%d: password_file: %w", path, keyLine(src, "password_file"), err))
@@ -233,4 +235,26 @@ func workerInfo(basedir string) (protocol.WorkerInfo, error) {
 		}
 	}
 	return wi, nil
+}
+
+// readPasswordFile reads a password file: a regular file of at most 64 KiB
+// (a device or a FIFO is refused, never read or waited on).
+func readPasswordFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	const max = 64 << 10
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	case fi.Size() > max:
+		return nil, fmt.Errorf("%s has %d bytes, more than the %d allowed", path, fi.Size(), max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
 }

@@ -139,6 +139,11 @@ func TestLoadConfig(t *testing.T) {
 			errs: []string{"worker.toml:4: password_file: not with password"},
 		},
 		{
+			name: "password file is a device",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword_file = \"/dev/zero\"\n",
+			errs: []string{"worker.toml:3: password_file: /dev/zero is not a regular file"},
+		},
+		{
 			name: "missing password file",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword_file = \"nope\"\n",
 			errs: []string{"worker.toml:3: password_file: open "},
