@@ -326,15 +326,81 @@ func (s *Server) listBuilds(r *http.Request, q *query) ([]map[string]any, error)
 		}
 		f.BuildRequestID = br.ID
 	}
-	bs, err := s.cfg.Store.Builds(f)
-	if err != nil {
-		return nil, fmt.Errorf("list builds: %w", err)
+	var bs []store.Build
+	if pf, ok := q.buildPage(f); ok {
+		total, err := s.cfg.Store.CountBuilds(pf)
+		if err != nil {
+			return nil, fmt.Errorf("count builds: %w", err)
+		}
+		if q.limit > 0 {
+			if bs, err = s.cfg.Store.Builds(pf); err != nil {
+				return nil, fmt.Errorf("list builds: %w", err)
+			}
+		}
+		q.storeSliced(total)
+	} else {
+		var err error
+		if bs, err = s.cfg.Store.Builds(f); err != nil {
+			return nil, fmt.Errorf("list builds: %w", err)
+		}
 	}
 	objs := make([]map[string]any, len(bs))
 	for i, b := range bs {
 		objs[i] = buildObj(b, q.props)
 	}
 	return objs, nil
+}
+
+// buildPage is the store query that answers q on the builds that f
+// selects, when q has a limit and the store can do all the rest: filters
+// only by equality on builderid, buildrequestid, workerid (ids, not null
+// or 0) and complete, and orders by buildid, or by number within one
+// builder, or not at all (by id, as the store lists). Otherwise q runs
+// in memory on every build that f selects.
+func (q *query) buildPage(f store.BuildFilter) (store.BuildFilter, bool) {
+	if q.limit < 0 {
+		return f, false
+	}
+	for _, fl := range q.filters {
+		if fl.op != "eq" {
+			return f, false
+		}
+		var field *int64
+		switch fl.field {
+		case "builderid":
+			field = &f.BuilderID
+		case "buildrequestid":
+			field = &f.BuildRequestID
+		case "workerid":
+			field = &f.WorkerID
+		case "complete":
+			c, ok := fl.values[0].(bool)
+			if !ok || f.Complete != nil && *f.Complete != c {
+				return f, false
+			}
+			f.Complete = &c
+			continue
+		default:
+			return f, false
+		}
+		id, ok := fl.values[0].(int64)
+		if !ok || id <= 0 || *field != 0 && *field != id {
+			return f, false
+		}
+		*field = id
+	}
+	switch {
+	case len(q.order) > 1:
+		return f, false
+	case len(q.order) == 1:
+		k := q.order[0]
+		if k.field != "buildid" && (k.field != "number" || f.BuilderID == 0) {
+			return f, false
+		}
+		f.Desc = k.desc
+	}
+	f.Offset, f.Limit = q.offset, q.limit
+	return f, true
 }
 
 func (s *Server) getBuild(r *http.Request, q *query) (map[string]any, error) {

@@ -28,8 +28,8 @@ type resource struct {
 }
 
 // query is buildbot's result spec: the field selection, filters, order and
-// pagination of a GET. It works on the JSON objects of a resource, in memory;
-// a later change can push it into the store.
+// pagination of a GET. It works on the JSON objects of a resource, in memory,
+// unless the list function had the store do it (see storeSliced).
 type query struct {
 	res     *resource
 	fields  []string // nil means all
@@ -40,6 +40,10 @@ type query struct {
 	// props lists the build properties asked for with property=NAME; "*"
 	// means all of them.
 	props []string
+	// sliced is set by a list function that had the store filter, order
+	// and slice its objects; total is then how many matched the filters.
+	sliced bool
+	total  int
 }
 
 type filter struct {
@@ -193,9 +197,22 @@ func parseValue(kd kind, s string) (any, error) {
 	return s, nil
 }
 
+// storeSliced says that the objects a list function returns are already
+// filtered, ordered and sliced as q asks, by the store, and that total
+// matched the filters: apply then only selects their fields.
+func (q *query) storeSliced(total int) {
+	q.sliced, q.total = true, total
+}
+
 // apply filters, orders and slices objs, and returns them with the number
 // that matched the filters.
 func (q *query) apply(objs []map[string]any) ([]map[string]any, int) {
+	if q.sliced {
+		for i, o := range objs {
+			objs[i] = q.project(o)
+		}
+		return objs, q.total
+	}
 	out := objs[:0:0]
 	for _, o := range objs {
 		if q.match(o) {

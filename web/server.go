@@ -47,6 +47,7 @@ type Store interface {
 	Build(id int64) (store.Build, error)
 	BuildByNumber(builderID, number int64) (store.Build, error)
 	Builds(f store.BuildFilter) ([]store.Build, error)
+	CountBuilds(f store.BuildFilter) (int, error)
 
 	Step(id int64) (store.Step, error)
 	Steps(buildID int64) ([]store.Step, error)

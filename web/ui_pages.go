@@ -169,20 +169,22 @@ func (s *Server) builderData(r *http.Request, b store.Builder, forced string, po
 		return nil, err
 	}
 	page.Workers = workersByBuilder(workers)[b.ID]
-	last, err := s.lastNumber(b.ID)
+	count, err := s.cfg.Store.CountBuilds(store.BuildFilter{BuilderID: b.ID})
 	if err != nil {
 		return nil, err
 	}
-	p := pageParam(r)
-	from := last - (p-1)*buildsPerPage
-	builds, err := s.buildsDown(b.ID, from, buildsPerPage)
-	if err != nil {
-		return nil, err
+	p, total := pageParam(r), int64(count)
+	if p-1 <= total/buildsPerPage { // no overflow, and not past the end
+		builds, err := s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, bd := range builds {
+			page.Builds = append(page.Builds, s.buildRowOf(bd, names))
+		}
 	}
-	for _, bd := range builds {
-		page.Builds = append(page.Builds, s.buildRowOf(bd, names))
-	}
-	page.Pager = makePager(nil, p, from-buildsPerPage >= 1, (last+buildsPerPage-1)/buildsPerPage)
+	pages := (total + buildsPerPage - 1) / buildsPerPage
+	page.Pager = makePager(nil, p, p < pages, pages)
 	pending, err := s.pendingRequests(names, b.ID)
 	if err != nil {
 		return nil, err

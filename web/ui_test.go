@@ -294,20 +294,6 @@ func TestBuilderPaging(t *testing.T) {
 	}
 }
 
-func TestLastIndex(t *testing.T) {
-	t.Parallel()
-	for n := range int64(70) {
-		calls := 0
-		got, err := lastIndex(func(i int64) (bool, error) { calls++; return i >= 1 && i <= n, nil })
-		if err != nil || got != n {
-			t.Errorf("lastIndex over 1..%d = %d, %v", n, got, err)
-		}
-		if calls > 16 {
-			t.Errorf("lastIndex over 1..%d: %d lookups", n, calls)
-		}
-	}
-}
-
 func TestANSI(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, in, want string }{

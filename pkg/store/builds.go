@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -95,39 +94,32 @@ func (db *DB) BuildByNumber(builderID, number int64) (Build, error) {
 	return b, nil
 }
 
-// Builds lists the builds that match f, by id.
+// Builds lists the builds that match f, by id (newest first when f.Desc),
+// skipping f.Offset of them and returning at most f.Limit. It decodes only
+// the builds it returns.
 func (db *DB) Builds(f BuildFilter) ([]Build, error) {
 	var out []Build
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		var all []Build
+		out = nil
+		skip := f.Offset
 		var err error
-		switch {
-		case f.BuildRequestID != 0:
-			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByRequest, itob(f.BuildRequestID), false))
-		case f.BuilderID != 0:
-			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByBuilder, itob(f.BuilderID), true))
-		case f.WorkerID != 0:
-			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildByWorker, itob(f.WorkerID), false))
-		case f.Complete != nil && !*f.Complete:
-			all, err = getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
-		default:
-			all, err = list[Build](tx, bucketBuild)
-		}
-		for _, b := range all {
-			if f.BuildRequestID != 0 && b.BuildRequestID != f.BuildRequestID ||
-				f.BuilderID != 0 && b.BuilderID != f.BuilderID ||
-				f.WorkerID != 0 && b.WorkerID != f.WorkerID ||
-				f.Complete != nil && b.Complete != *f.Complete {
-				continue
+		eachBuildID(tx, f, func(id int64) bool {
+			if skip > 0 {
+				skip--
+				return true
+			}
+			var b Build
+			if b, err = get[Build](tx, bucketBuild, id); err != nil {
+				return false
 			}
 			out = append(out, b)
-		}
+			return f.Limit <= 0 || len(out) < f.Limit
+		})
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
-	slices.SortFunc(out, func(a, b Build) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

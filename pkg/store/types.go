@@ -169,12 +169,22 @@ type NewBuild struct {
 	Properties     Properties
 }
 
-// BuildFilter selects builds; zero fields match all.
+// BuildFilter selects builds; zero fields match all. Builds come by id,
+// which within a builder is also by number.
 type BuildFilter struct {
 	BuilderID      int64
 	BuildRequestID int64
 	WorkerID       int64
 	Complete       *bool
+
+	// Desc lists the newest (highest id) first.
+	Desc bool
+	// Offset skips that many of the matching builds, in the order asked.
+	Offset int
+	// Limit is the most builds returned; zero means no limit. With a
+	// Limit, only the builds returned are read, as SQL's ORDER BY id
+	// LIMIT … OFFSET ….
+	Limit int
 }
 
 // Step is one step of a build.

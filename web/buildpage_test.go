@@ -1,0 +1,89 @@
+package web
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestBuildsPushedDown checks that a page of builds that the store
+// answers (ordered by id, limited, filtered on ids and complete) is the
+// same as the generic query in memory over every build gives. Adding
+// buildid__ge=0, true of every build, makes a query generic.
+func TestBuildsPushedDown(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	idle := must(f.db.WorkerByName("idle-worker"))(t)
+	for i := range 30 {
+		nb := store.NewBuild{BuilderID: f.runtests.ID, WorkerID: f.worker.ID, MasterID: f.master.ID, StartedAt: t0}
+		if i%3 == 0 {
+			nb.BuilderID = f.noop.ID
+		}
+		if i%4 == 0 {
+			nb.WorkerID = idle.ID
+		}
+		if i%7 == 0 {
+			nb.BuildRequestID = f.brid
+		}
+		b := must(f.db.AddBuild(nb))(t)
+		if i%5 != 1 {
+			check(t, f.db.FinishBuild(b.ID, i%3, t0))
+		}
+	}
+	rt, noop := f.runtests.ID, f.noop.ID
+	for _, tc := range []struct {
+		path   string
+		pushed bool
+	}{
+		{"/api/v2/builds?limit=5", true},
+		{"/api/v2/builds?limit=0", true},
+		{"/api/v2/builds?order=-buildid&limit=7&offset=3", true},
+		{"/api/v2/builds?order=buildid&limit=7&offset=30", true},
+		{"/api/v2/builds?order=-buildid&limit=100", true},
+		{"/api/v2/builds?order=-buildid&limit=4&complete=false", true},
+		{"/api/v2/builds?order=-buildid&limit=4&complete=true&offset=2", true},
+		{fmt.Sprintf("/api/v2/builds?order=-number&limit=3&builderid=%d", noop), true},
+		{fmt.Sprintf("/api/v2/builds?order=-buildid&limit=3&workerid=%d&complete=true", idle.ID), true},
+		{fmt.Sprintf("/api/v2/builds?limit=3&buildrequestid=%d", f.brid), true},
+		{fmt.Sprintf("/api/v2/builds?order=-buildid&limit=10&builderid=%d&workerid=%d&field=buildid&field=number", rt, f.worker.ID), true},
+		{fmt.Sprintf("/api/v2/builders/%d/builds?order=-number&limit=20", rt), true},
+		{fmt.Sprintf("/api/v2/builders/%d/builds?order=-number&limit=1", noop), true},
+		{fmt.Sprintf("/api/v2/builders/%d/builds?order=number&limit=4&offset=2&complete=false&property=owner", rt), true},
+		{fmt.Sprintf("/api/v2/builders/%d/builds?limit=4&builderid=%d", rt, noop), false},
+		{fmt.Sprintf("/api/v2/buildrequests/%d/builds?order=-buildid&limit=2", f.brid), true},
+		{"/api/v2/builds?order=-number&limit=5", false},
+		{"/api/v2/builds?order=-buildid", false},
+		{"/api/v2/builds?order=-buildid,number&limit=5", false},
+		{"/api/v2/builds?limit=5&workerid=0", false},
+		{"/api/v2/builds?limit=5&results=0", false},
+		{"/api/v2/builds?limit=5&complete=null", false},
+	} {
+		u := must(url.Parse(tc.path))(t)
+		q := must(parseQuery(u.Query(), buildRes))(t)
+		var bf store.BuildFilter
+		switch {
+		case strings.HasPrefix(tc.path, "/api/v2/builders/"):
+			bf.BuilderID = rt
+			if strings.Contains(tc.path, fmt.Sprintf("/builders/%d/", noop)) {
+				bf.BuilderID = noop
+			}
+		case strings.HasPrefix(tc.path, "/api/v2/buildrequests/"):
+			bf.BuildRequestID = f.brid
+		}
+		if _, pushed := q.buildPage(bf); pushed != tc.pushed {
+			t.Errorf("%s: pushed down %v, want %v", tc.path, pushed, tc.pushed)
+		}
+		_, got := f.get(t, tc.path)
+		_, want := f.get(t, tc.path+"&buildid__ge=0")
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: store page differs from the generic query (-generic +store):\n%s", tc.path, diff)
+		}
+		if objs, ok := got["builds"].([]any); !ok || tc.pushed && len(objs) == 0 && !strings.Contains(tc.path, "limit=0") && !strings.Contains(tc.path, "offset=30") {
+			t.Errorf("%s: no builds (a case that tests nothing): %v", tc.path, got)
+		}
+	}
+}
