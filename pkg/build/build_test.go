@@ -116,12 +116,14 @@ func TestLogWriterBatches(t *testing.T) {
 	db, id := openLog(t)
 	w := newLogWriter(db, id, logOptions{Flush: time.Hour}, nil)
 	line := strings.Repeat("x", 99) + "\n"
-	for range 2 * logBatch / len(line) {
+	// logQueue+2 batches queued: the writer has taken the second, so it
+	// has stored the first.
+	for range (logQueue + 2) * logBatch / len(line) {
 		w.output(protocol.Output{Stream: protocol.Stdout, Data: []byte(line)})
 	}
 	l, _ := db.Log(id)
 	if l.NumLines == 0 {
-		t.Errorf("nothing stored after %d bytes of output", 2*logBatch)
+		t.Errorf("nothing stored after %d bytes of output", (logQueue+2)*logBatch)
 	}
 	w.output(protocol.Output{Stream: protocol.Stdout, Data: []byte(strings.Repeat("y", maxLineLength+10))})
 	w.close()

@@ -13,8 +13,14 @@ import (
 )
 
 // logBatch is how much buffered output makes logWriter write at once, without
-// waiting for its next tick.
-const logBatch = 64 << 10
+// waiting for its next tick: each write is one synced store transaction, so
+// 100 MB of output takes about a hundred.
+const logBatch = 1 << 20
+
+// logQueue is how many batches may wait for the store behind the one being
+// written. When they are all waiting, output blocks, and so does the stream
+// that delivers it: a log holds at most about (logQueue+2)·logBatch bytes.
+const logQueue = 2
 
 // maxLineLength is where a line without a newline is cut, as buildbot's
 // max_line_length.
@@ -42,7 +48,9 @@ type logOptions struct {
 
 // logWriter turns a command's output chunks into whole lines of a stdio log
 // (each prefixed with its channel letter) and writes them to the store in
-// batches: when logBatch bytes are waiting, and at every flush tick.
+// batches: when logBatch bytes are waiting, and at every flush tick. Its own
+// goroutine writes the batches, in order, so that output keeps coming in
+// while the store syncs; at most logQueue batches wait for it.
 //
 // With a MaxSize, it keeps the head and the tail of the output, as
 // buildbot's logMaxSize and logMaxTailSize: sizes count the bytes of each
@@ -54,17 +62,19 @@ type logOptions struct {
 // "*** log truncated: 8388608 bytes in 83886 lines dropped; the last
 // 1048576 bytes follow ***" comes before the tail.
 type logWriter struct {
-	st   logStore
-	id   int64
-	opts logOptions
-	log  *slog.Logger
-	stop chan struct{}
-	done chan struct{}
+	st      logStore
+	id      int64
+	opts    logOptions
+	log     *slog.Logger
+	stop    chan struct{}
+	done    chan struct{} // closed when tick has returned
+	written chan struct{} // closed when write has returned
 
 	mu       sync.Mutex
-	buf      strings.Builder // guarded by mu; whole prefixed lines not yet stored
+	buf      strings.Builder // guarded by mu; whole prefixed lines not yet queued
+	queue    chan string     // guarded by mu (sends and close); batches for write
+	closed   bool            // guarded by mu; queue is closed: drop output
 	partial  [3][]byte       // guarded by mu; the unfinished last line per stream
-	failed   bool            // guarded by mu; a store write failed: drop output
 	headSize int64           // guarded by mu; bytes of the head so far
 	tail     *tailRing       // guarded by mu; non-nil once the head is full
 }
@@ -78,9 +88,30 @@ func newLogWriter(st logStore, logID int64, opts logOptions, log *slog.Logger) *
 	if opts.Flush <= 0 {
 		opts.Flush = 200 * time.Millisecond
 	}
-	w := &logWriter{st: st, id: logID, opts: opts, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &logWriter{
+		st: st, id: logID, opts: opts, log: log,
+		stop: make(chan struct{}), done: make(chan struct{}), written: make(chan struct{}),
+		queue: make(chan string, logQueue),
+	}
 	go w.tick(opts.Flush)
+	go w.write()
 	return w
+}
+
+// write stores the queued batches in order until the queue is closed. After
+// a failed write it drops the rest.
+func (w *logWriter) write() {
+	defer close(w.written)
+	failed := false
+	for s := range w.queue {
+		if failed {
+			continue
+		}
+		if _, err := w.st.AppendLog(w.id, s); err != nil {
+			failed = true
+			w.log.Error("write log", "log", w.id, "err", err)
+		}
+	}
 }
 
 func (w *logWriter) tick(every time.Duration) {
@@ -266,19 +297,24 @@ func (r *tailRing) add(ch byte, line []byte, size int64) {
 	}
 }
 
+// flushLocked queues the buffered lines for write; it blocks while the
+// queue is full.
 func (w *logWriter) flushLocked() {
 	if w.buf.Len() == 0 {
 		return
 	}
+	full := w.buf.Len() >= logBatch
 	s := w.buf.String()
 	w.buf.Reset()
-	if w.failed {
-		return
+	if full {
+		// More is coming: make room for a whole batch and the chunk
+		// (protocol.MaxChunk) that fills it, rather than grow by doubling.
+		w.buf.Grow(logBatch + logBatch/8)
 	}
-	if _, err := w.st.AppendLog(w.id, s); err != nil {
-		w.failed = true
-		w.log.Error("write log", "log", w.id, "err", err)
+	if w.closed {
+		return // output after close, as from a late chunk: the log is finished
 	}
+	w.queue <- s
 }
 
 // endOutput ends the command's output: unfinished last lines become lines.
@@ -307,6 +343,9 @@ func (w *logWriter) close() {
 	w.endOutputLocked()
 	w.endTailLocked()
 	w.flushLocked()
+	w.closed = true
+	close(w.queue)
+	<-w.written
 	if err := w.st.FinishLog(w.id); err != nil {
 		w.log.Error("finish log", "log", w.id, "err", err)
 	}

@@ -3,7 +3,10 @@ package build
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -210,4 +213,80 @@ func firstDiff(a, b string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// slowStore is a store whose disk is stuck until release is closed; it
+// keeps the batches it is given.
+type slowStore struct {
+	release chan struct{}
+	mu      sync.Mutex
+	batches []string // guarded by mu
+	done    bool     // guarded by mu
+}
+
+func (s *slowStore) AppendLog(_ int64, lines string) (int64, error) {
+	<-s.release
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches = append(s.batches, lines)
+	return int64(strings.Count(lines, "\n")), nil
+}
+
+func (s *slowStore) FinishLog(int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	return nil
+}
+
+// TestLogWriterBackpressure: while the store is stuck, output stops being
+// taken once a bounded amount waits (the stream then holds the producer);
+// once it moves, everything is stored in order, in batches of about
+// logBatch bytes.
+func TestLogWriterBackpressure(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := &slowStore{release: make(chan struct{})}
+		w := newLogWriter(st, 1, logOptions{Flush: time.Hour}, nil)
+		var want strings.Builder
+		const chunks, chunkLines = 200, 1000 // 200 chunks of 100 kB
+		var taken atomic.Int64
+		produced := make(chan struct{})
+		go func() {
+			defer close(produced)
+			for c := range chunks {
+				var b strings.Builder
+				for l := range chunkLines {
+					line := fmt.Sprintf("%09d %089d\n", c, l)
+					b.WriteString(line)
+					want.WriteString("o" + line)
+				}
+				w.output(protocol.Output{Stream: protocol.Stdout, Data: []byte(b.String())})
+				taken.Add(int64(b.Len()))
+			}
+		}()
+		synctest.Wait()
+		// One batch in AppendLog, logQueue queued, one full and blocked,
+		// each at most a chunk over logBatch.
+		if n, most := taken.Load(), int64((logQueue+2)*(logBatch+100_000)); n == 0 || n > most {
+			t.Errorf("the stuck store took %d bytes of output, want 1 to %d", n, most)
+		}
+		close(st.release)
+		<-produced
+		w.close()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if !st.done {
+			t.Error("log not finished")
+		}
+		got := strings.Join(st.batches, "")
+		if got != want.String() {
+			t.Errorf("stored %d bytes, want %d, or not in order", len(got), want.Len())
+		}
+		for i, b := range st.batches[:len(st.batches)-1] {
+			if len(b) < logBatch || len(b) > logBatch+101_000 {
+				t.Errorf("batch %d of %d bytes, want about %d", i, len(b), logBatch)
+			}
+		}
+	})
 }
