@@ -269,7 +269,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if u != nil {
 			r = r.WithContext(context.WithValue(r.Context(), userKey{}, u))
-			if u.session != nil && r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			// Pages, and the parts of them live.js fetches, get the token in
+			// their forms; /sse/ and /ws stream and are left alone.
+			if u.session != nil && r.Method == http.MethodGet && !apiPath(r.URL.Path) {
 				cw := &csrfWriter{ResponseWriter: w, token: u.session.csrf}
 				next.ServeHTTP(cw, r)
 				cw.finish()

@@ -228,7 +228,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 
 	// The build page names the user and carries the token in its forms.
 	page := fmt.Sprintf("/builders/%d/builds/%d", f.runtests.ID, f.running.Number)
-	resp, body = f.do(t, who, "GET", page, "", "", "Accept", "text/html")
+	resp, body = f.do(t, who, "GET", page, "", "")
 	if resp.StatusCode != 200 || !strings.Contains(body, `<span id="auth-user">root</span>`) {
 		t.Fatalf("build page: %d\n%s", resp.StatusCode, body)
 	}

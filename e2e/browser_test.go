@@ -1,0 +1,443 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// The browser tests drive Debian's Chromium with chromedp against real
+// gbb-master and gbb-worker processes: the pages, their forms without
+// JavaScript, and the live updates of web/static/live.js. One Chromium
+// serves every subtest. Screenshots of the main pages are written under
+// $GBB_SCREENSHOTS, or under the test's temp dir, and the test logs where.
+
+const browserConfig = `title = "Browser CI"
+` + loopback + workerW1 + `
+[www.auth]
+type = "users"
+
+[[www.auth.users]]
+username = "admin"
+password_hash = "{{.AdminHash}}"
+groups = ["admins"]
+
+[[www.auth.users]]
+username = "viewer"
+password_hash = "{{.ViewerHash}}"
+
+[[www.authz.rules]]
+actions = ["*"]
+roles = ["admins"]
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["slow", "quick"]
+
+[[builders]]
+name = "slow"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "count"
+  command = "i=1; while [ $i -le 600 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done"
+
+[[builders]]
+name = "quick"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "hello"
+  command = "printf '\\033[32mgreen\\033[0m and plain\\n'; echo done"
+`
+
+// chromiumPath finds Debian's Chromium; the tests fail without it (.ci/run
+// installs it).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("GBB_CHROMIUM"), "/usr/bin/chromium"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no Chromium at /usr/bin/chromium (apt-get install -y chromium, or set GBB_CHROMIUM): the browser tests need it")
+	return ""
+}
+
+// newBrowser starts one headless Chromium for the test and returns a tab's
+// context.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// A page kept in the back/forward cache keeps its /sse/ stream,
+		// and six of them use up HTTP/1.1's connections to the master.
+		chromedp.Flag("disable-features", "BackForwardCache"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// hashpw runs `gbb-master hashpw` with the password on stdin.
+func (e *env) hashpw(password string) string {
+	e.t.Helper()
+	cmd := exec.Command(e.master, "hashpw", "-cost", "4")
+	cmd.Stdin = strings.NewReader(password + "\n")
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("gbb-master hashpw: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// getAs fetches an API path with basic auth and decodes its JSON into v.
+func (e *env) getAs(user, password, path string, v any) {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url(path), nil)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("GET %s: %s: %s", path, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		e.t.Fatalf("GET %s: decode %q: %v", path, body, err)
+	}
+}
+
+// browse runs browser actions with a timeout, failing the test on error
+// with the page it was on.
+func browse(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, actions...); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		loc, _ := chromedp.Run(qctx, chromedp.Location())
+		body, _ := chromedp.Run(qctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		t.Fatalf("%s: %v\nat %s:\n%s", what, err, loc, body)
+	}
+}
+
+// loaded runs a, which makes the page navigate, and waits for the new
+// page's load event.
+func loaded(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.WaitEvent(page.LoadEventFired, nil, a)(ctx, t)
+		return err
+	})
+}
+
+// into is an action that runs a and stores its value in dst.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		v, err := a(ctx, t)
+		*dst = v
+		return err
+	})
+}
+
+func TestBrowser(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfigData(browserConfig, struct {
+		*env
+		AdminHash, ViewerHash string
+	}{e, e.hashpw("admin-pw"), e.hashpw("viewer-pw")})
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	waitFor(t, "w1 connected", 30*time.Second, func() bool {
+		var r struct {
+			Workers []struct {
+				ConnectedTo []any `json:"connected_to"`
+			} `json:"workers"`
+		}
+		e.getAs("admin", "admin-pw", "/api/v2/workers/w1", &r)
+		return len(r.Workers) == 1 && len(r.Workers[0].ConnectedTo) > 0
+	})
+	ctx := newBrowser(t)
+	base := e.url("/")
+
+	login := func(t *testing.T, user, password string) {
+		t.Helper()
+		browse(t, ctx, "log in as "+user,
+			chromedp.Navigate(base+"login"),
+			chromedp.WaitVisible(chromedp.CSS("#login-form")),
+			chromedp.SendKeys(chromedp.CSS(`#login-form input[name="username"]`), user),
+			chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
+			loaded(chromedp.Submit(chromedp.CSS("#login-form"))),
+			chromedp.WaitVisible(chromedp.CSS("#auth-user")),
+		)
+	}
+	logout := func(t *testing.T) {
+		t.Helper()
+		browse(t, ctx, "log out",
+			loaded(chromedp.Click(chromedp.CSS("#logout"))),
+			chromedp.WaitVisible(chromedp.CSS("#login")),
+		)
+	}
+
+	t.Run("builders page", func(t *testing.T) {
+		var table, auth string
+		browse(t, ctx, "open the builders page",
+			chromedp.Navigate(base+"builders"),
+			chromedp.WaitVisible(chromedp.CSS("#builders-table")),
+			into(&table, chromedp.Text(chromedp.CSS("#builders-table"))),
+			into(&auth, chromedp.Text(chromedp.CSS("header .auth"))),
+		)
+		if !strings.Contains(table, "slow") || !strings.Contains(table, "quick") || !strings.Contains(table, "w1") {
+			t.Errorf("builders table: %q", table)
+		}
+		if strings.TrimSpace(auth) != "log in" {
+			t.Errorf("header of an anonymous visitor: %q, want a login link", auth)
+		}
+	})
+
+	t.Run("log in and out", func(t *testing.T) {
+		login(t, "admin", "admin-pw")
+		var user string
+		browse(t, ctx, "read the user name", into(&user, chromedp.Text(chromedp.CSS("#auth-user"))))
+		if user != "admin" {
+			t.Errorf("header names %q, want admin", user)
+		}
+		logout(t)
+		var bad string
+		browse(t, ctx, "log in with a wrong password",
+			chromedp.Navigate(base+"login"),
+			chromedp.SendKeys(chromedp.CSS(`#login-form input[name="username"]`), "admin"),
+			chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), "nope"),
+			loaded(chromedp.Submit(chromedp.CSS("#login-form"))),
+			chromedp.WaitVisible(chromedp.CSS("#login-error")),
+			into(&bad, chromedp.Text(chromedp.CSS("#login-error"))),
+		)
+		if !strings.Contains(bad, "Wrong user name or password") {
+			t.Errorf("wrong password: %q", bad)
+		}
+	})
+
+	t.Run("force refused without the role", func(t *testing.T) {
+		login(t, "viewer", "viewer-pw")
+		defer logout(t)
+		var msg string
+		browse(t, ctx, "force as viewer",
+			chromedp.Navigate(base+"builders/quick"),
+			chromedp.WaitVisible(chromedp.CSS("#force-force")),
+			chromedp.SetValue(chromedp.CSS(`#force-force input[name="reason"]`), "not allowed"),
+			loaded(chromedp.Submit(chromedp.CSS("#force-force"))),
+			chromedp.WaitVisible(chromedp.CSS("#error-message")),
+			into(&msg, chromedp.Text(chromedp.CSS("#error-message"))),
+		)
+		if !strings.Contains(msg, "viewer may not force on builder quick") {
+			t.Errorf("refusal: %q", msg)
+		}
+		var r struct {
+			Buildrequests []any `json:"buildrequests"`
+		}
+		e.getAs("admin", "admin-pw", "/api/v2/buildrequests", &r)
+		if len(r.Buildrequests) != 0 {
+			t.Errorf("a refused force made %d build requests", len(r.Buildrequests))
+		}
+	})
+
+	var slowBuild apiBuild
+	t.Run("force through the form", func(t *testing.T) {
+		login(t, "admin", "admin-pw")
+		browse(t, ctx, "force slow",
+			chromedp.Navigate(base+"builders/slow"),
+			chromedp.WaitVisible(chromedp.CSS("#force-force")),
+			chromedp.SetValue(chromedp.CSS(`#force-force input[name="reason"]`), "from the browser"),
+			loaded(chromedp.Submit(chromedp.CSS("#force-force"))),
+			// Back on the builder's page. (Its build list may miss the
+			// build: live.js subscribes after the page was rendered, and
+			// does not catch up on its first connection.)
+			chromedp.WaitVisible(chromedp.CSS("#force-force")),
+		)
+		waitFor(t, "the forced build", 30*time.Second, func() bool {
+			var r struct{ Builds []apiBuild }
+			e.getAs("admin", "admin-pw", "/api/v2/builders/slow/builds", &r)
+			if len(r.Builds) == 1 {
+				slowBuild = r.Builds[0]
+			}
+			return len(r.Builds) == 1
+		})
+		var props struct {
+			Properties []map[string][]any `json:"properties"`
+		}
+		e.getAs("admin", "admin-pw", fmt.Sprintf("/api/v2/builds/%d/properties", slowBuild.BuildID), &props)
+		if len(props.Properties) != 1 || len(props.Properties[0]["owner"]) == 0 || props.Properties[0]["owner"][0] != "admin" {
+			t.Errorf("owner of the forced build: %v", props.Properties)
+		}
+	})
+	if slowBuild.BuildID == 0 {
+		t.Fatal("no build to follow")
+	}
+	buildPage := fmt.Sprintf("%sbuilders/%d/builds/%d", base, slowBuild.BuilderID, slowBuild.Number)
+	logPage := buildPage + "/steps/1/logs/stdio"
+
+	t.Run("log lines appear without reloading", func(t *testing.T) {
+		waitFor(t, "the first lines of the log", 30*time.Second, func() bool {
+			var r struct {
+				Logs []struct {
+					NumLines int `json:"num_lines"`
+				} `json:"logs"`
+			}
+			e.getAs("admin", "admin-pw", fmt.Sprintf("/api/v2/builds/%d/steps/1/logs/stdio", slowBuild.BuildID), &r)
+			return len(r.Logs) == 1 && r.Logs[0].NumLines >= 3
+		})
+		var before, after int
+		var marker bool
+		browse(t, ctx, "open the log",
+			chromedp.Navigate(logPage),
+			chromedp.WaitVisible(chromedp.CSS("#log .log-line")),
+			into(&before, chromedp.Evaluate[int](`window.gbbNoReload = true; document.querySelectorAll("#log .log-line").length`)),
+			into(new(bool), chromedp.Poll[bool](fmt.Sprintf(`document.querySelectorAll("#log .log-line").length >= %d`, before+20), chromedp.WithPollingTimeout(30*time.Second))),
+			into(&after, chromedp.Evaluate[int](`document.querySelectorAll("#log .log-line").length`)),
+			into(&marker, chromedp.Evaluate[bool](`window.gbbNoReload === true`)),
+		)
+		if !marker {
+			t.Error("the page reloaded")
+		}
+		// The log starts with the step's command; its last line is the
+		// newest line of output.
+		var last string
+		browse(t, ctx, "read the last line", into(&last, chromedp.Text(chromedp.CSS("#log .log-line:last-child .lt"))))
+		var n int
+		if _, err := fmt.Sscanf(last, "line %d", &n); err != nil || n < before+20-5 || n > after {
+			t.Errorf("last line %q after %d lines (from %d)", last, after, before)
+		}
+	})
+
+	t.Run("screenshots", func(t *testing.T) {
+		dir := os.Getenv("GBB_SCREENSHOTS")
+		if dir == "" {
+			dir = filepath.Join(t.TempDir(), "screenshots")
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// The quick build gives the console and the grid a finished build.
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"for the screenshots"}}`, builderID(t, e, "quick"))
+		req, _ := http.NewRequest("POST", e.url("/api/v2/forceschedulers/force"), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("admin", "admin-pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("force quick with basic auth: %s", resp.Status)
+		}
+		waitFor(t, "the quick build", 30*time.Second, func() bool {
+			var r struct{ Builds []apiBuild }
+			e.getAs("admin", "admin-pw", "/api/v2/builders/quick/builds?complete=true", &r)
+			return len(r.Builds) == 1
+		})
+		for _, p := range []struct{ name, url, sel string }{
+			{"home", base, "main"},
+			{"builders", base + "builders", "#builders-table"},
+			{"builder", base + "builders/slow", "#force-force"},
+			{"build", buildPage, "#steps"},
+			{"log", logPage, "#log .log-line"},
+			{"workers", base + "workers", "main"},
+			{"console", base + "console", "main"},
+			{"grid", base + "grid", "main"},
+		} {
+			var png []byte
+			browse(t, ctx, "screenshot "+p.name,
+				chromedp.Navigate(p.url),
+				chromedp.WaitVisible(chromedp.CSS(p.sel)),
+				into(&png, chromedp.FullScreenshot(100)),
+			)
+			if err := os.WriteFile(filepath.Join(dir, p.name+".png"), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("screenshots in %s", dir)
+	})
+
+	t.Run("stop a running build", func(t *testing.T) {
+		var state string
+		browse(t, ctx, "stop",
+			chromedp.Navigate(buildPage),
+			chromedp.WaitVisible(chromedp.CSS("#stop-build")),
+			// live.js replaces the form's region as the build's events
+			// come, so fill and submit it in one go.
+			loaded(into(new(bool), chromedp.Evaluate[bool](`(function () {
+				var f = document.getElementById("stop-build");
+				f.elements.reason.value = "stopped from the browser";
+				f.requestSubmit();
+				return true;
+			})()`))),
+			chromedp.WaitVisible(chromedp.CSS("#build-result")),
+		)
+		b := e.waitBuild(slowBuild.BuildRequestID, 30*time.Second)
+		if b.Results == nil || *b.Results != 6 {
+			t.Errorf("stopped build's results %v, want 6 (CANCELLED)", b.Results)
+		}
+		// The page that the form led to may have been rendered just
+		// before the build ended; live.js does not catch up on events
+		// sent before it subscribed, so read the page again.
+		browse(t, ctx, "read the stopped build",
+			chromedp.Navigate(buildPage),
+			chromedp.WaitVisible(chromedp.CSS("#build-result.cancelled")),
+			into(&state, chromedp.Text(chromedp.CSS("#build-state"))),
+		)
+		if !strings.Contains(state, "cancelled") {
+			t.Errorf("build state %q", state)
+		}
+		logout(t)
+	})
+}
+
+// builderID returns the id of the builder called name.
+func builderID(t *testing.T, e *env, name string) int64 {
+	t.Helper()
+	var r struct {
+		Builders []struct {
+			BuilderID int64 `json:"builderid"`
+		} `json:"builders"`
+	}
+	e.getAs("admin", "admin-pw", "/api/v2/builders/"+name, &r)
+	if len(r.Builders) != 1 {
+		t.Fatalf("builder %s: %v", name, r)
+	}
+	return r.Builders[0].BuilderID
+}
