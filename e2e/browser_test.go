@@ -93,9 +93,6 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		// A page kept in the back/forward cache keeps its /sse/ stream,
-		// and six of them use up HTTP/1.1's connections to the master.
-		chromedp.Flag("disable-features", "BackForwardCache"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
@@ -284,10 +281,10 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#force-force")),
 			chromedp.SetValue(chromedp.CSS(`#force-force input[name="reason"]`), "from the browser"),
 			loaded(chromedp.Submit(chromedp.CSS("#force-force"))),
-			// Back on the builder's page. (Its build list may miss the
-			// build: live.js subscribes after the page was rendered, and
-			// does not catch up on its first connection.)
-			chromedp.WaitVisible(chromedp.CSS("#force-force")),
+			// Back on the builder's page, whose build list shows the new
+			// build without a reload: live.js catches up when it first
+			// connects, and follows the build's events.
+			chromedp.WaitVisible(chromedp.CSS("#builds #build-1")),
 		)
 		waitFor(t, "the forced build", 30*time.Second, func() bool {
 			var r struct{ Builds []apiBuild }
@@ -398,14 +395,10 @@ func TestBrowser(t *testing.T) {
 		browse(t, ctx, "stop",
 			chromedp.Navigate(buildPage),
 			chromedp.WaitVisible(chromedp.CSS("#stop-build")),
-			// live.js replaces the form's region as the build's events
-			// come, so fill and submit it in one go.
-			loaded(into(new(bool), chromedp.Evaluate[bool](`(function () {
-				var f = document.getElementById("stop-build");
-				f.elements.reason.value = "stopped from the browser";
-				f.requestSubmit();
-				return true;
-			})()`))),
+			// Typed as a person would: live.js leaves the region the user
+			// is typing in alone while the build's events come.
+			chromedp.SendKeys(chromedp.CSS(`#stop-build input[name="reason"]`), "stopped from the browser"),
+			loaded(chromedp.Submit(chromedp.CSS("#stop-build"))),
 			chromedp.WaitVisible(chromedp.CSS("#build-result")),
 		)
 		b := e.waitBuild(slowBuild.BuildRequestID, 30*time.Second)
@@ -420,8 +413,8 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#build-result.cancelled")),
 			into(&state, chromedp.Text(chromedp.CSS("#build-state"))),
 		)
-		if !strings.Contains(state, "cancelled") {
-			t.Errorf("build state %q", state)
+		if !strings.Contains(state, "cancelled") || !strings.Contains(state, "stopped from the browser") {
+			t.Errorf("build state %q, want cancelled with the typed reason", state)
 		}
 		logout(t)
 	})

@@ -44,7 +44,11 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         document.querySelectorAll("[data-live-region]").forEach(function (el) {
           var fresh = el.id && doc.getElementById(el.id);
-          if (fresh) {
+          // A region the user is typing in (a stop reason, say) keeps
+          // its input; the next refresh after they leave it updates it.
+          var typing = el.contains(document.activeElement) &&
+            /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+          if (fresh && !typing) {
             el.replaceWith(document.importNode(fresh, true));
           }
         });
@@ -123,19 +127,31 @@
     schedule();
   }
 
+  var sources = [];
   paths.forEach(function (path) {
     var es = new EventSource(root + "sse/listen/" + path);
-    var opened = false;
+    sources.push(es);
     es.addEventListener("event", onEvent);
     es.addEventListener("reset", function () { location.reload(); });
     es.addEventListener("open", function () {
-      // Catch up on what happened before (or while) we were away.
+      // Catch up on what happened before we listened (between the page's
+      // render and this first open) or while we were away.
       if (following) {
         appendLog();
-      } else if (opened) {
+      } else {
         schedule();
       }
-      opened = true;
     });
+  });
+  // A page left for another keeps no stream open (the browser's
+  // back/forward cache would hold it, and HTTP/1.1 allows only six per
+  // host); coming back to it reloads it.
+  window.addEventListener("pagehide", function () {
+    sources.forEach(function (es) { es.close(); });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) {
+      location.reload();
+    }
   });
 })();
