@@ -323,8 +323,10 @@ func TestBrowser(t *testing.T) {
 		browse(t, ctx, "open the log",
 			chromedp.Navigate(logPage),
 			chromedp.WaitVisible(chromedp.CSS("#log .log-line")),
-			into(&before, chromedp.Evaluate[int](`window.gbbNoReload = true; document.querySelectorAll("#log .log-line").length`)),
-			into(new(bool), chromedp.Poll[bool](fmt.Sprintf(`document.querySelectorAll("#log .log-line").length >= %d`, before+20), chromedp.WithPollingTimeout(30*time.Second))),
+			into(&before, chromedp.Evaluate[int](`window.gbbNoReload = true; window.gbbBefore = document.querySelectorAll("#log .log-line").length`)),
+			// The threshold is read in the page: before is only known once
+			// the action above has run.
+			into(new(bool), chromedp.Poll[bool](`document.querySelectorAll("#log .log-line").length >= window.gbbBefore + 20`, chromedp.WithPollingTimeout(30*time.Second))),
 			into(&after, chromedp.Evaluate[int](`document.querySelectorAll("#log .log-line").length`)),
 			into(&marker, chromedp.Evaluate[bool](`window.gbbNoReload === true`)),
 		)
