@@ -172,12 +172,39 @@ func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	})
 }
 
-func TestBrowser(t *testing.T) {
+func TestBrowser(t *testing.T) { runBrowser(t, false) }
+
+// TestBrowserBehindNginx runs the same flows through Debian's nginx with
+// deploy/freebsd/nginx.conf: the site under /buildbot/ with the prefix
+// stripped, live updates over /buildbot/sse/ included.
+func TestBrowserBehindNginx(t *testing.T) { runBrowser(t, true) }
+
+func runBrowser(t *testing.T, behindNginx bool) {
 	e := newEnv(t)
 	e.writeConfigData(browserConfig, struct {
 		*env
 		AdminHash, ViewerHash string
 	}{e, e.hashpw("admin-pw"), e.hashpw("viewer-pw")})
+	base := e.url("/")
+	if behindNginx {
+		port := freePort(t)
+		public := fmt.Sprintf("http://127.0.0.1:%d/buildbot/", port)
+		cfg := filepath.Join(e.masterDir, "master.toml")
+		data, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := fmt.Sprintf("buildbot_url = %q", base)
+		if !strings.Contains(string(data), old) {
+			t.Fatalf("the browser config has no %s", old)
+		}
+		data = []byte(strings.Replace(string(data), old, fmt.Sprintf("buildbot_url = %q", public), 1))
+		if err := os.WriteFile(cfg, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		startNginx(t, netnsNeed(t, "nginx", "nginx"), e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
+		base = public
+	}
 	e.startMaster()
 	e.startWorker("w1", "secret")
 	waitFor(t, "w1 connected", 30*time.Second, func() bool {
@@ -190,7 +217,6 @@ func TestBrowser(t *testing.T) {
 		return len(r.Workers) == 1 && len(r.Workers[0].ConnectedTo) > 0
 	})
 	ctx := newBrowser(t)
-	base := e.url("/")
 
 	login := func(t *testing.T, user, password string) {
 		t.Helper()

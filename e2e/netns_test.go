@@ -245,31 +245,7 @@ func TestNetnsTopology(t *testing.T) {
 		"-basedir", filepath.Join(dir, "worker"))
 
 	// nginx on the host, with deploy/freebsd/nginx.conf.
-	ndir := filepath.Join(dir, "nginx")
-	if err := os.MkdirAll(ndir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := string(src)
-	for _, r := range []struct{ old, new string }{
-		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
-		{"http {\n", fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n", ndir)},
-	} {
-		if !strings.Contains(conf, r.old) {
-			t.Fatalf("deploy/freebsd/nginx.conf has no %q to adapt", r.old)
-		}
-		conf = strings.Replace(conf, r.old, r.new, 1)
-	}
-	nconf := filepath.Join(ndir, "nginx.conf")
-	if err := os.WriteFile(nconf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	global := fmt.Sprintf("daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;", ndir)
-	mustRun(t, nginx, "-t", "-p", ndir, "-c", nconf, "-g", global)
-	netnsProc(t, filepath.Join(dir, "nginx.out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
+	startNginx(t, nginx, dir, port, "")
 
 	dump := func() {
 		for _, f := range []string{"master.out", "worker.out", "nginx.out", "nginx/error.log"} {

@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// startNginx runs Debian's nginx (binary nginx) with deploy/freebsd/nginx.conf,
+// changing only what a test must: it listens on 127.0.0.1:port, keeps its
+// files under dir/nginx, and, when upstream is not empty, proxies to it
+// instead of the jail address 10.1.1.2:8010. nginx stops at the test's end;
+// its output goes to dir/nginx.out.
+func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
+	t.Helper()
+	ndir := filepath.Join(dir, "nginx")
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(src)
+	changes := []struct{ old, new string }{
+		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
+		{"http {\n", fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n", ndir)},
+	}
+	for _, r := range changes {
+		if !strings.Contains(conf, r.old) {
+			t.Fatalf("deploy/freebsd/nginx.conf has no %q to adapt", r.old)
+		}
+		conf = strings.Replace(conf, r.old, r.new, 1)
+	}
+	if upstream != "" {
+		if !strings.Contains(conf, "http://10.1.1.2:8010") {
+			t.Fatal("deploy/freebsd/nginx.conf does not proxy to http://10.1.1.2:8010")
+		}
+		conf = strings.ReplaceAll(conf, "http://10.1.1.2:8010", "http://"+upstream)
+	}
+	nconf := filepath.Join(ndir, "nginx.conf")
+	if err := os.WriteFile(nconf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	global := fmt.Sprintf("daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;", ndir)
+	mustRun(t, nginx, "-t", "-p", ndir, "-c", nconf, "-g", global)
+	netnsProc(t, filepath.Join(dir, "nginx.out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
+}
