@@ -219,6 +219,13 @@ func BenchmarkBigStore(b *testing.B) {
 				get(fmt.Sprintf("/api/v2/builds/%d/steps", id))
 			}},
 			{"front page /", func() { get("/") }},
+			{"builders page", func() { get("/builders") }},
+			{"builder page (history, pending, force form)", func() {
+				get(fmt.Sprintf("/builders/%d", 1+rng.IntN(storeBuilders)))
+			}},
+			{"build page", func() {
+				get(fmt.Sprintf("/builders/%d/builds/%d", 1+rng.IntN(storeBuilders), 1+rng.IntN(builds/storeBuilders)))
+			}},
 		}
 		for _, q := range queries {
 			q.run() // warm up
