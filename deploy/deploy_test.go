@@ -167,8 +167,12 @@ func TestRcConf(t *testing.T) {
 			t.Errorf("flavour gbb-%s: ezjail.flavour does not make user gbb and basedir %s", c.prog, c.basedir)
 		}
 	}
-	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
-		t.Error("rc.d/gbb_master: reload must run gbb-master reconfig, and checkconfig must be an extra command")
+	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig cleanstop"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
+		t.Error("rc.d/gbb_master: reload must run gbb-master reconfig, and checkconfig and cleanstop must be extra commands")
+	}
+	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `cleanstop_cmd="${name}_cleanstop"`) ||
+		!strings.Contains(rc, "stop --clean --timeout ${gbb_master_clean_timeout} ${gbb_master_basedir}") {
+		t.Error("rc.d/gbb_master: cleanstop must run gbb-master stop --clean with the timeout")
 	}
 }
 

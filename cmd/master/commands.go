@@ -29,6 +29,9 @@ const (
 	// startTimeout bounds how long start waits for the master to be up.
 	startTimeout = 30 * time.Second
 	stopTimeout  = 60 * time.Second
+	// cleanStopTimeout is how long `stop --clean` waits for the running
+	// builds by default before it stops the master at once.
+	cleanStopTimeout = 30 * time.Minute
 	// reconfigTimeout bounds how long reconfig waits for the master's answer.
 	reconfigTimeout = 60 * time.Second
 	// The log messages reconfig watches for.
@@ -146,6 +149,11 @@ func runForeground(dir string, toStderr bool) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR1 (`stop --clean`) is buildbot's clean shutdown; SIGTERM or
+	// SIGINT then stops at once.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
 	master.Version = version
 	m := master.New(dir, cfg, log)
@@ -168,24 +176,77 @@ func runForeground(dir string, toStderr bool) error {
 			if err := m.Reconfig(filepath.Join(dir, configFile)); err != nil {
 				log.Error(msgReconfigRefused, "err", err)
 			}
+		case <-usr1:
+			if !m.StopClean() {
+				log.Info("clean shutdown already under way; SIGTERM or SIGINT stops at once")
+			}
 		}
 	}
 }
 
+// stopFlags are the flags of stop and restart.
+type stopFlags struct {
+	clean   bool
+	timeout time.Duration
+}
+
+func (f *stopFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.clean, "clean", false, "stop cleanly: start no new build, wait for the running ones, then stop")
+	fs.DurationVar(&f.timeout, "timeout", cleanStopTimeout, "with --clean: how long to wait for the running builds before stopping at once (they then run again after the next start)")
+}
+
 func stop(args []string) error {
-	dir, err := oneDir(flag.NewFlagSet("stop", flag.ContinueOnError), args)
+	var sf stopFlags
+	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+	sf.register(fs)
+	dir, err := oneDir(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := daemon.Stop(filepath.Join(dir, pidFile), stopTimeout); err != nil {
+	if err := stopMaster(dir, sf); err != nil {
 		return fmt.Errorf("stop: %w", err)
+	}
+	return nil
+}
+
+// stopMaster stops the master of dir: at once (SIGTERM: running builds end
+// RETRY and run again after the next start), or cleanly as buildbot's
+// `stop --clean` (SIGUSR1), then at once after sf.timeout.
+func stopMaster(dir string, sf stopFlags) error {
+	pidPath := filepath.Join(dir, pidFile)
+	if !sf.clean {
+		if err := daemon.Stop(pidPath, stopTimeout); err != nil {
+			return err
+		}
+		fmt.Println("gbb-master stopped")
+		return nil
+	}
+	if sf.timeout <= 0 {
+		return &exitError{2, fmt.Errorf("--timeout must be positive, got %s", sf.timeout)}
+	}
+	fmt.Printf("gbb-master: stopping cleanly: no new build starts, waiting up to %s for the running ones (see %s); 'gbb-master stop %s' stops at once\n",
+		sf.timeout, filepath.Join(dir, logFile), dir)
+	err := daemon.StopWith(pidPath, syscall.SIGUSR1, sf.timeout)
+	if err == nil {
+		fmt.Println("gbb-master stopped cleanly")
+		return nil
+	}
+	if !errors.Is(err, daemon.ErrStillRunning) {
+		return err
+	}
+	fmt.Printf("gbb-master: builds still running after %s: stopping at once; they will run again after the next start\n", sf.timeout)
+	if err := daemon.Stop(pidPath, stopTimeout); err != nil {
+		return err
 	}
 	fmt.Println("gbb-master stopped")
 	return nil
 }
 
 func restart(args []string) error {
-	dir, err := oneDir(flag.NewFlagSet("restart", flag.ContinueOnError), args)
+	var sf stopFlags
+	fs := flag.NewFlagSet("restart", flag.ContinueOnError)
+	sf.register(fs)
+	dir, err := oneDir(fs, args)
 	if err != nil {
 		return err
 	}
@@ -193,7 +254,7 @@ func restart(args []string) error {
 		fmt.Fprintln(os.Stderr, err)
 		return errors.New("not restarted: config has errors")
 	}
-	if err := daemon.Stop(filepath.Join(dir, pidFile), stopTimeout); err != nil {
+	if err := stopMaster(dir, sf); err != nil {
 		fmt.Fprintln(os.Stderr, "gbb-master: stop:", err)
 	}
 	return start([]string{dir})

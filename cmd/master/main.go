@@ -12,8 +12,12 @@ commands:
   create-master DIR        make DIR a master basedir (writes master.toml.sample)
   checkconfig DIR          check DIR/master.toml; exit 1 on any error
   start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
-  stop DIR                 stop the master running in DIR
-  restart DIR              stop, then start
+  stop [--clean [--timeout D]] DIR
+                           stop the master running in DIR: at once (running builds
+                           run again after the next start), or with --clean as
+                           buildbot's: no new build starts, the running ones finish
+                           (up to --timeout, default 30m), then the master stops
+  restart [--clean [--timeout D]] DIR  stop, then start
   reconfig DIR             check the config, then make the running master reload it
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)

@@ -205,24 +205,24 @@ func WritePID(path string) error {
 // running, and removes the pid file once the process is gone (unless the
 // process removed it itself).
 func Stop(pidFile string, timeout time.Duration) error {
-	pid, err := readPID(pidFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("not running: no pid file %s", pidFile)
-	}
+	return StopWith(pidFile, syscall.SIGTERM, timeout)
+}
+
+// StopWith is Stop with the signal given. When the process is still
+// running after timeout, the error wraps ErrStillRunning.
+func StopWith(pidFile string, sig syscall.Signal, timeout time.Duration) error {
+	pid, err := ReadPID(pidFile)
 	if err != nil {
 		return err
 	}
-	if !alive(pid) {
-		return fmt.Errorf("not running: process %d (from %s) is gone", pid, pidFile)
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("stop process %d: %w", pid, err)
 	}
 	// Not our child: poll for it to go.
 	deadline := time.Now().Add(timeout)
 	for alive(pid) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process %d (from %s) still running %s after SIGTERM", pid, pidFile, timeout)
+			return fmt.Errorf("process %d (from %s) %w %s after %s", pid, pidFile, ErrStillRunning, timeout, signalName(sig))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -230,6 +230,20 @@ func Stop(pidFile string, timeout time.Duration) error {
 		os.Remove(pidFile)
 	}
 	return nil
+}
+
+// ErrStillRunning is wrapped by StopWith's error when the process outlives
+// the timeout.
+var ErrStillRunning = errors.New("still running")
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	}
+	return sig.String()
 }
 
 // ReadPID returns the pid of the live process named in pidFile, or an error

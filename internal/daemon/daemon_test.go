@@ -52,7 +52,9 @@ func child(mode, pidFile string) int {
 		fmt.Fprintln(os.Stderr, "config: bad key on line 3")
 		return 2
 	case "child-hang":
-		select {}
+		// Not select{}: without -race the runtime would see a deadlock
+		// and exit, instead of hanging as the test needs.
+		time.Sleep(time.Hour)
 	}
 	return 9
 }

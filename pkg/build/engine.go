@@ -113,6 +113,10 @@ type Engine struct {
 	triggerer Triggerer      // guarded by mu
 	finished  chan struct{}  // guarded by mu
 	wg        sync.WaitGroup // builds and connection watchers
+	// draining is set by Drain: no new build starts. gone is closed (and
+	// replaced) whenever a build leaves running.
+	draining bool          // guarded by mu
+	gone     chan struct{} // guarded by mu
 }
 
 type workerState struct {
@@ -149,6 +153,7 @@ func New(cfg Config) *Engine {
 		running:  map[int64]*build{},
 		locks:    NewLocks(),
 		finished: make(chan struct{}),
+		gone:     make(chan struct{}),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	e.SetLocks(cfg.Locks)
@@ -324,7 +329,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 		}
 		return a.SubmittedAt.Compare(b.SubmittedAt)
 	})
-	if len(reqs) == 0 {
+	if len(reqs) == 0 || e.isDraining() {
 		return nil
 	}
 	names := e.builderNames()
@@ -343,7 +348,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 		if configured {
 			wname, ws = e.pickWorker(bcfg)
 		}
-		if ws == nil {
+		if ws == nil || e.draining {
 			e.mu.Unlock()
 			continue
 		}
@@ -387,8 +392,45 @@ func (e *Engine) forget(b *build) {
 	e.mu.Lock()
 	if e.running[b.req.ID] == b {
 		delete(e.running, b.req.ID)
+		close(e.gone)
+		e.gone = make(chan struct{})
 	}
 	e.mu.Unlock()
+}
+
+// Drain makes the engine start no new build, as buildbot's clean shutdown:
+// pending requests stay pending in the store (a forced build is still
+// accepted) and run after the next start; running builds go on.
+func (e *Engine) Drain() {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+}
+
+func (e *Engine) isDraining() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.draining
+}
+
+// RunningBuild is a build running on this master, as Running lists it.
+type RunningBuild struct {
+	Builder        string
+	Worker         string
+	BuildRequestID int64
+}
+
+// Running lists the builds running on this master, by request id, and
+// returns a channel closed when one of them leaves the list.
+func (e *Engine) Running() ([]RunningBuild, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]RunningBuild, 0, len(e.running))
+	for id, b := range e.running {
+		out = append(out, RunningBuild{Builder: b.cfg.Name, Worker: b.worker, BuildRequestID: id})
+	}
+	slices.SortFunc(out, func(a, b RunningBuild) int { return int(a.BuildRequestID - b.BuildRequestID) })
+	return out, e.gone
 }
 
 // builderNames maps the store ids of the configured builders to their names.

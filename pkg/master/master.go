@@ -38,6 +38,10 @@ type Master struct {
 	scheds  *scheduler.Set  // guarded by mu; likewise
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
+
+	// cleanStop is closed by StopClean (once, under cleanOnce).
+	cleanStop chan struct{}
+	cleanOnce sync.Once
 }
 
 // Addrs are where a running master listens.
@@ -51,7 +55,56 @@ func New(basedir string, cfg *config.Config, log *slog.Logger) *Master {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Master{basedir: basedir, cfg: cfg, log: log}
+	return &Master{basedir: basedir, cfg: cfg, log: log, cleanStop: make(chan struct{})}
+}
+
+// StopClean starts a clean shutdown, as buildbot's `stop --clean`: no new
+// build starts (requests stay pending in the store; forced builds are still
+// accepted), Run waits for the running builds to finish, then returns. It
+// reports false when a clean shutdown had already begun. Cancelling Run's
+// context still stops at once, the running builds ending RETRY.
+func (m *Master) StopClean() bool {
+	first := false
+	m.cleanOnce.Do(func() {
+		first = true
+		close(m.cleanStop)
+	})
+	return first
+}
+
+// errStoppedClean ends Run's group once a clean shutdown has no build left.
+var errStoppedClean = errors.New("master: stopped cleanly")
+
+// MsgCleanWaiting is how the log names what a clean shutdown waits for.
+const MsgCleanWaiting = "clean shutdown: waiting for running builds"
+
+// runCleanStop waits for StopClean, then drains the engine, logging what it
+// waits for, and returns errStoppedClean once no build runs.
+func (m *Master) runCleanStop(ctx context.Context, engine *build.Engine) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-m.cleanStop:
+	}
+	engine.Drain()
+	m.log.Info("clean shutdown: no new build starts; pending requests stay in the store; a second stop (SIGTERM, SIGINT) stops at once and running builds run again later")
+	for {
+		running, gone := engine.Running()
+		if len(running) == 0 {
+			m.log.Info("clean shutdown: no build running, stopping")
+			return errStoppedClean
+		}
+		names := make([]string, len(running))
+		for i, r := range running {
+			names[i] = fmt.Sprintf("%s (request %d on %s)", r.Builder, r.BuildRequestID, r.Worker)
+		}
+		m.log.Info(MsgCleanWaiting, "count", len(running), "builds", names)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-gone:
+		}
+	}
 }
 
 // Run runs the master until ctx is done. ready, when not nil, is called once
@@ -155,6 +208,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 	g.Go(func() error { return scheds.Run(gctx) })
 	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return m.runCleanStop(gctx, engine) })
 	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
@@ -163,6 +217,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		ready(Addrs{Worker: wlis.Addr(), Web: hlis.Addr()})
 	}
 	err = g.Wait()
+	if errors.Is(err, errStoppedClean) {
+		err = nil
+	}
 	m.log.Info("master stopped")
 	return err
 }
