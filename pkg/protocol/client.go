@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,8 +34,12 @@ type ClientConfig struct {
 	Info           WorkerInfo
 	Executor       Executor
 	Logger         *slog.Logger // nil means discard
-	// KeepaliveTime is the keepalive ping interval; zero means 10s (gRPC
-	// never pings more often than every 10s).
+	// KeepaliveTime is the gRPC keepalive ping interval; zero means 10s
+	// (gRPC never pings more often than every 10s). Besides, a master
+	// announces its heartbeat in its Welcome: when nothing comes from it
+	// for its heartbeat interval + timeout, the worker takes it for gone
+	// and reconnects; so the worker notices a dead master within the
+	// smaller of the master's bound and KeepaliveTime + KeepaliveTimeout.
 	KeepaliveTime time.Duration
 	// KeepaliveTimeout is how long a ping may go unanswered; zero means 10s.
 	KeepaliveTimeout time.Duration
@@ -215,6 +220,15 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		cmds:   make(map[uint64]context.CancelFunc),
 		reads:  make(map[uint64]chan *DownloadChunk),
 	}
+	// The master's heartbeat: nothing from it for its interval + timeout
+	// means it is gone, even while the TCP connection looks alive.
+	var silent atomic.Bool
+	quiet := welcome.GetHeartbeatInterval().AsDuration() + welcome.GetHeartbeatTimeout().AsDuration()
+	if welcome.GetHeartbeatInterval().AsDuration() > 0 {
+		s.heartbeat = time.AfterFunc(quiet, func() { silent.Store(true); cancel() })
+		s.quiet = quiet
+		defer s.heartbeat.Stop()
+	}
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive() }()
 	select {
@@ -222,6 +236,9 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		// The stream is gone: the commands' reports can't be sent.
 		cancel()
 		s.stop()
+		if silent.Load() {
+			return true, fmt.Errorf("stream from %s: nothing from the master for %s (its heartbeat interval + timeout): taking it for gone", c.cfg.Master, quiet)
+		}
 		return true, fmt.Errorf("stream from %s: %w", c.cfg.Master, err)
 	case <-ctx.Done():
 	}
@@ -244,6 +261,11 @@ type session struct {
 
 	sendMu sync.Mutex // serialises stream.Send
 
+	// heartbeat, when the master announced one, cancels the stream after
+	// quiet without a message; receive resets it.
+	heartbeat *time.Timer
+	quiet     time.Duration
+
 	mu      sync.Mutex
 	stopped bool                           // guarded by mu
 	cmds    map[uint64]context.CancelFunc  // guarded by mu; running commands
@@ -258,12 +280,33 @@ func (s *session) send(m *WorkerMessage) error {
 
 // receive handles the master's messages until the stream ends.
 func (s *session) receive() error {
+	// Pongs are sent from their own goroutine: a send may wait behind
+	// output, and receiving must go on meanwhile.
+	pongs := make(chan uint64, 1)
+	var ponger sync.WaitGroup
+	ponger.Go(func() {
+		for seq := range pongs {
+			if err := s.send(&WorkerMessage{Msg: &WorkerMessage_Pong{Pong: &Pong{Seq: seq}}}); err != nil {
+				s.log.Debug("cannot answer ping", "err", err)
+			}
+		}
+	})
+	defer ponger.Wait()
+	defer close(pongs)
 	for {
 		m, err := s.stream.Recv()
 		if err != nil {
 			return err
 		}
+		if s.heartbeat != nil {
+			s.heartbeat.Reset(s.quiet)
+		}
 		switch msg := m.GetMsg().(type) {
+		case *MasterMessage_Ping:
+			select {
+			case pongs <- msg.Ping.GetSeq():
+			default: // a Pong is on its way already; it answers this too
+			}
 		case *MasterMessage_StartCommand:
 			s.start(msg.StartCommand)
 		case *MasterMessage_Interrupt:

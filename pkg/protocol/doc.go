@@ -9,8 +9,12 @@
 //  2. The master checks the version (a mismatch ends the stream with
 //     FailedPrecondition naming both versions), the password
 //     (Unauthenticated, "worker \"x\": wrong name or password") and that no
-//     other worker of that name is connected (AlreadyExists); then it sends
-//     Welcome and calls ServerConfig.Attach with a WorkerConn.
+//     other worker of that name is connected: if one is, it sends that one a
+//     Ping; an answer within the keepalive timeout refuses the newcomer
+//     (AlreadyExists), silence ends the old connection as a lost worker and
+//     the newcomer replaces it (both logged with both addresses). Then it
+//     sends Welcome (with its heartbeat interval and timeout) and calls
+//     ServerConfig.Attach with a WorkerConn.
 //  3. The master starts commands with WorkerConn.Run; many may run at once.
 //     The worker runs each with its Executor, sends its output in batches
 //     (at most 64 KiB, flushed every 100 ms) and exactly one Complete.
@@ -20,7 +24,15 @@
 //     the worker kills its running commands, and it dials again with
 //     jittered exponential backoff.
 //
-// Keepalive pings run both ways, so a dead peer is found in seconds. Flow
+// Keepalive pings run both ways, so a dead peer is found in seconds: the
+// master's gRPC keepalive finds a dead worker within KeepaliveTime +
+// KeepaliveTimeout; the master also sends a Ping every KeepaliveTime on the
+// stream, and a worker that hears nothing for the announced interval +
+// timeout takes its master for gone and reconnects (gRPC does not let a
+// client ping more often than every 10s). A new connection must finish its
+// HTTP/2 handshake, and then say hello, within ServerConfig.HelloTimeout;
+// anything else on the worker port (garbage, a stalled handshake, a silent
+// connection) is dropped and logged with its address. Flow
 // control is the stream's own: a slow master blocks the worker's sends, which
 // blocks the reading of the command's pipes.
 //

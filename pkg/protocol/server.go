@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // ServerConfig configures the master's end of the protocol.
@@ -29,10 +30,20 @@ type ServerConfig struct {
 	Attach func(*WorkerConn)
 	// Logger: nil means discard.
 	Logger *slog.Logger
-	// KeepaliveTime is the gRPC keepalive ping interval; zero means 10s.
+	// KeepaliveTime is the gRPC keepalive ping interval, and the interval
+	// of the Ping heartbeat on each worker's stream; zero means 10s. Values
+	// under 1s are raised to 1s (gRPC's floor).
 	KeepaliveTime time.Duration
-	// KeepaliveTimeout is how long a ping may go unanswered; zero means 10s.
+	// KeepaliveTimeout is how long a ping may go unanswered; zero means
+	// 10s. A worker whose host or network died is found dead within
+	// KeepaliveTime + KeepaliveTimeout. It is also how long a connected
+	// worker has to answer a Ping when another worker says hello under
+	// its name.
 	KeepaliveTimeout time.Duration
+	// HelloTimeout bounds a new connection's HTTP/2 handshake, and then
+	// the time until its worker's hello; a connection that takes longer
+	// is dropped and logged. Zero means KeepaliveTime + KeepaliveTimeout.
+	HelloTimeout time.Duration
 	// MasterVersion is sent to workers in Welcome.
 	MasterVersion string
 }
@@ -40,7 +51,7 @@ type ServerConfig struct {
 // Timings of the master's end.
 const (
 	defaultKeepalive = 10 * time.Second
-	helloTimeout     = 30 * time.Second // a worker must say hello within this
+	minKeepalive     = time.Second      // gRPC's floor for a server's keepalive pings
 	interruptWait    = 30 * time.Second // Run waits this long for Complete after Interrupt
 	stopGrace        = 2 * time.Second  // GracefulStop's bound in Serve
 	// keepaliveMinTime is the shortest ping interval the master permits
@@ -56,6 +67,7 @@ type Server struct {
 
 	stopping chan struct{}  // closed when Serve's ctx is done
 	wg       sync.WaitGroup // stream receive goroutines
+	guard    guard          // the worker port's connections, for logging bad input
 
 	mu    sync.Mutex
 	conns map[string]*WorkerConn // guarded by mu; connected workers by name
@@ -70,8 +82,12 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.KeepaliveTime == 0 {
 		cfg.KeepaliveTime = defaultKeepalive
 	}
+	cfg.KeepaliveTime = max(cfg.KeepaliveTime, minKeepalive)
 	if cfg.KeepaliveTimeout == 0 {
 		cfg.KeepaliveTimeout = defaultKeepalive
+	}
+	if cfg.HelloTimeout == 0 {
+		cfg.HelloTimeout = cfg.KeepaliveTime + cfg.KeepaliveTimeout
 	}
 	return &Server{
 		cfg:           cfg,
@@ -88,11 +104,17 @@ func NewServer(cfg ServerConfig) *Server {
 // It returns nil after ctx is done, or the listener's error. Serve may be
 // called once.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	lis = s.guard.wrap(lis, s.log, s.cfg.HelloTimeout)
 	gs := grpc.NewServer(
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    s.cfg.KeepaliveTime,
 			Timeout: s.cfg.KeepaliveTimeout,
+			// A connection that never opens a stream (or whose
+			// stream ended) is closed: workers keep theirs open.
+			MaxConnectionIdle: s.cfg.HelloTimeout,
 		}),
+		// The HTTP/2 handshake of a new connection must be done by then.
+		grpc.ConnectionTimeout(s.cfg.HelloTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             min(keepaliveMinTime, s.cfg.KeepaliveTime),
 			PermitWithoutStream: true,
@@ -159,6 +181,7 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 			recvErr <- err
 			return
 		}
+		s.guard.spoke(remote)
 		helloc <- m.GetHello() // nil when the first message is not a hello
 		c := <-accepted
 		if c == nil {
@@ -168,21 +191,22 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	})
 
 	var hello *Hello
-	timer := time.NewTimer(helloTimeout)
+	timer := time.NewTimer(s.cfg.HelloTimeout)
 	defer timer.Stop()
 	select {
 	case hello = <-helloc:
 	case err := <-recvErr:
-		log.Debug("worker stream ended before hello", "err", err)
+		log.Info("worker stream ended before hello", "err", err)
 		return err
 	case <-timer.C:
 		accepted <- nil
-		return status.Error(codes.DeadlineExceeded, "no hello from worker")
+		log.Warn("worker port: stream dropped: no hello", "waited", s.cfg.HelloTimeout)
+		return status.Errorf(codes.DeadlineExceeded, "no hello from worker within %s", s.cfg.HelloTimeout)
 	case <-s.stopping:
 		accepted <- nil
 		return status.Error(codes.Unavailable, "master shutting down")
 	}
-	c, err := s.accept(hello, log)
+	c, err := s.accept(hello, remote, log)
 	if err != nil {
 		accepted <- nil
 		return err
@@ -190,8 +214,10 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	defer s.detach(c)
 	log = c.log
 	if err := stream.Send(&MasterMessage{Msg: &MasterMessage_Welcome{Welcome: &Welcome{
-		ProtocolVersion: Version,
-		MasterVersion:   s.cfg.MasterVersion,
+		ProtocolVersion:   Version,
+		MasterVersion:     s.cfg.MasterVersion,
+		HeartbeatInterval: durationpb.New(s.cfg.KeepaliveTime),
+		HeartbeatTimeout:  durationpb.New(s.cfg.KeepaliveTimeout),
 	}}}); err != nil {
 		accepted <- nil
 		c.finish(fmt.Errorf("send welcome: %w", err))
@@ -203,14 +229,14 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		s.cfg.Attach(c)
 	}
 
+	heartbeat := time.NewTicker(s.cfg.KeepaliveTime)
+	defer heartbeat.Stop()
 	for {
+		var m *MasterMessage
 		select {
-		case m := <-c.sendq:
-			if err := stream.Send(m); err != nil {
-				c.finish(fmt.Errorf("send to worker: %w", err))
-				log.Info("worker detached", "err", err)
-				return err
-			}
+		case m = <-c.sendq:
+		case <-heartbeat.C:
+			m = &MasterMessage{Msg: &MasterMessage_Ping{Ping: &Ping{Seq: c.pingSeq.Add(1)}}}
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				err = errors.New("worker closed the stream")
@@ -226,11 +252,21 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 			log.Info("worker detached", "err", c.Err())
 			return status.Error(codes.Aborted, c.Err().Error())
 		}
+		if err := stream.Send(m); err != nil {
+			c.finish(fmt.Errorf("send to worker: %w", err))
+			log.Info("worker detached", "err", err)
+			return err
+		}
 	}
 }
 
-// accept checks a hello and registers the worker's connection.
-func (s *Server) accept(h *Hello, log *slog.Logger) (*WorkerConn, error) {
+// accept checks a hello and registers the worker's connection. When a
+// connection of that name is registered already, it is asked whether it
+// is alive (a Ping, answered within KeepaliveTimeout): if it answers, the
+// new one is refused with AlreadyExists; if not, the old one is ended, as a
+// lost worker (its commands return ErrConnectionLost), and the new one
+// takes its place. Both cases are logged with both remote addresses.
+func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn, error) {
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
 	}
@@ -249,21 +285,46 @@ func (s *Server) accept(h *Hello, log *slog.Logger) (*WorkerConn, error) {
 	}
 	c := &WorkerConn{
 		name:          name,
+		remote:        remote,
 		info:          infoFromPB(h.GetInfo()),
 		log:           log,
 		interruptWait: s.interruptWait,
 		sendq:         make(chan *MasterMessage),
 		done:          make(chan struct{}),
+		heard:         make(chan struct{}, 1),
 		cmds:          make(map[uint64]*pending),
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.conns[name]; ok {
-		log.Warn("worker refused: a worker of that name is already connected")
-		return nil, status.Errorf(codes.AlreadyExists, "worker %q is already connected", name)
+	wait := s.cfg.KeepaliveTimeout
+	for {
+		s.mu.Lock()
+		old := s.conns[name]
+		if old == nil {
+			s.conns[name] = c
+			s.mu.Unlock()
+			return c, nil
+		}
+		s.mu.Unlock()
+		if old.probe(wait, s.stopping) {
+			log.Warn("worker refused: a worker of that name is connected and answers pings",
+				"connected_remote", old.remote)
+			return nil, status.Errorf(codes.AlreadyExists,
+				"worker %q is already connected (from %s), and it answers", name, old.remote)
+		}
+		select {
+		case <-s.stopping:
+			return nil, status.Error(codes.Unavailable, "master shutting down")
+		default:
+		}
+		log.Warn("worker's old connection did not answer a ping: ending it, the new connection replaces it",
+			"old_remote", old.remote, "waited", wait)
+		old.Close(fmt.Errorf("replaced by a new connection from %s: this one did not answer a ping within %s", remote, wait))
+		s.mu.Lock()
+		if s.conns[name] == old {
+			delete(s.conns, name)
+		}
+		s.mu.Unlock()
+		// Another hello may have taken the name meanwhile: ask again.
 	}
-	s.conns[name] = c
-	return c, nil
 }
 
 func (s *Server) detach(c *WorkerConn) {
@@ -278,12 +339,16 @@ func (s *Server) detach(c *WorkerConn) {
 // are safe for concurrent use.
 type WorkerConn struct {
 	name          string
+	remote        string // the worker's address, as the master sees it
 	info          WorkerInfo
 	log           *slog.Logger
 	interruptWait time.Duration
 	nextID        atomic.Uint64
 	sendq         chan *MasterMessage // served by the stream's handler
 	done          chan struct{}
+	pingSeq       atomic.Uint64
+	heard         chan struct{} // gets a token (when empty) for each message received
+	probeMu       sync.Mutex    // one probe at a time
 
 	mu   sync.Mutex
 	err  error               // guarded by mu; why the stream ended
@@ -310,6 +375,43 @@ func (c *WorkerConn) Name() string { return c.name }
 
 // Info is the worker's description of its host, from its hello.
 func (c *WorkerConn) Info() WorkerInfo { return c.info }
+
+// Remote is the worker's network address, as the master sees it.
+func (c *WorkerConn) Remote() string { return c.remote }
+
+// probe sends a Ping and reports whether anything (its Pong, or any other
+// message) comes from the worker within wait. It returns false at once if
+// the connection has ended, and when stop closes.
+func (c *WorkerConn) probe(wait time.Duration, stop <-chan struct{}) bool {
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	select {
+	case <-c.heard: // what was heard before this probe does not count
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	ping := &MasterMessage{Msg: &MasterMessage_Ping{Ping: &Ping{Seq: c.pingSeq.Add(1)}}}
+	select {
+	case c.sendq <- ping:
+	case <-c.done:
+		return false
+	case <-stop:
+		return false
+	case <-t.C:
+		return false
+	}
+	select {
+	case <-c.heard:
+		return true
+	case <-c.done:
+		return false
+	case <-stop:
+		return false
+	case <-t.C:
+		return false
+	}
+}
 
 // Done is closed when the stream ends.
 func (c *WorkerConn) Done() <-chan struct{} { return c.done }
@@ -491,9 +593,15 @@ func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, Mast
 		if err != nil {
 			return err
 		}
+		select {
+		case c.heard <- struct{}{}:
+		default:
+		}
 		var id uint64
 		var ev event
 		switch msg := m.GetMsg().(type) {
+		case *WorkerMessage_Pong:
+			continue
 		case *WorkerMessage_Output:
 			id = msg.Output.GetCommandId()
 			ev.out = Output{Stream: streamFromPB(msg.Output.GetStream()), Log: msg.Output.GetLogName(), Data: msg.Output.GetData()}

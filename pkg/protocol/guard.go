@@ -1,0 +1,135 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// http2Preface is what every gRPC client sends first.
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// errNotGRPC is returned by a guarded connection's Read when its first
+// bytes are not the HTTP/2 preface; gRPC then drops the connection.
+var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are not the HTTP/2 preface")
+
+// guard watches the worker port's connections until their worker speaks,
+// so that whatever is dropped before then (garbage, a stalled handshake, a
+// connection that never says hello) is logged once, with its address and
+// why. gRPC itself drops them (its ConnectionTimeout and keepalive); the
+// guard only tells.
+type guard struct {
+	mu    sync.Mutex
+	conns map[string]*guardConn // guarded by mu; open connections by remote address
+}
+
+// wrap returns lis with its connections guarded; handshake is the bound
+// of the HTTP/2 handshake, for the log.
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, handshake time.Duration) net.Listener {
+	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake}
+}
+
+// spoke records that the connection from remote carried a first message.
+func (g *guard) spoke(remote string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c := g.conns[remote]; c != nil {
+		c.mu.Lock()
+		c.spoke = true
+		c.mu.Unlock()
+	}
+}
+
+type guardListener struct {
+	net.Listener
+	g         *guard
+	log       *slog.Logger
+	handshake time.Duration
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	remote := nc.RemoteAddr().String()
+	c := &guardConn{Conn: nc, g: l.g, remote: remote, log: l.log.With("remote", remote), handshake: l.handshake, start: time.Now()}
+	l.g.mu.Lock()
+	if l.g.conns == nil {
+		l.g.conns = make(map[string]*guardConn)
+	}
+	l.g.conns[remote] = c
+	l.g.mu.Unlock()
+	return c, nil
+}
+
+// guardConn checks that a connection starts with the HTTP/2 preface, and
+// logs why it was dropped if it ends before its worker spoke.
+type guardConn struct {
+	net.Conn
+	g         *guard
+	remote    string
+	log       *slog.Logger
+	handshake time.Duration
+	start     time.Time
+
+	mu      sync.Mutex
+	checked int    // guarded by mu; bytes of the preface checked
+	why     string // guarded by mu; why it is being dropped, when known
+	spoke   bool   // guarded by mu; a first message arrived on it
+	closed  bool   // guarded by mu
+}
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.checked < len(http2Preface) {
+		k := min(n, len(http2Preface)-c.checked)
+		if !bytes.Equal(p[:k], []byte(http2Preface[c.checked:c.checked+k])) {
+			c.why = fmt.Sprintf("not a gRPC client: its first bytes are %q, not the HTTP/2 preface", firstBytes(p[:n]))
+			return 0, errNotGRPC
+		}
+		c.checked += k
+	}
+	if err != nil && c.why == "" {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) && !c.spoke:
+			c.why = fmt.Sprintf("no complete HTTP/2 handshake within %s", c.handshake)
+		case !c.spoke:
+			c.why = fmt.Sprintf("closed by the peer before any message (%v)", err)
+		}
+	}
+	return n, err
+}
+
+func (c *guardConn) Close() error {
+	c.mu.Lock()
+	first := !c.closed
+	c.closed = true
+	spoke, why := c.spoke, c.why
+	c.mu.Unlock()
+	if first {
+		c.g.mu.Lock()
+		if c.g.conns[c.remote] == c {
+			delete(c.g.conns, c.remote)
+		}
+		c.g.mu.Unlock()
+		if !spoke {
+			if why == "" {
+				why = "no message on it (no stream, or no answer to keepalive pings)"
+			}
+			c.log.Warn("worker port: dropped a connection before its worker spoke", "why", why,
+				"after", time.Since(c.start).Round(time.Millisecond))
+		}
+	}
+	return c.Conn.Close()
+}
+
+// firstBytes is at most the first 32 bytes of b, for a log line.
+func firstBytes(b []byte) []byte { return b[:min(len(b), 32)] }
