@@ -113,6 +113,10 @@ type Config struct {
 	Authz config.Authz
 
 	Logger *slog.Logger // nil means discard
+
+	// BodyTimeout bounds how long a POST may take to send its body, so
+	// that a client that stalls holds no handler; zero means 30s.
+	BodyTimeout time.Duration
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.
@@ -137,6 +141,9 @@ func New(cfg Config) *Server {
 	}
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
+	}
+	if s.cfg.BodyTimeout <= 0 {
+		s.cfg.BodyTimeout = 30 * time.Second
 	}
 	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
 		s.origin = u.Scheme + "://" + u.Host
@@ -213,6 +220,9 @@ func (s *Server) routes() http.Handler {
 // (authz.go) checks the CSRF token and who may do what.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The body must come within BodyTimeout; a stalled one fails the
+		// handler's read with a timeout, which it answers.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 		o := r.Header.Get("Origin")
 		if o != "" {
 			u, err := url.Parse(o)

@@ -372,11 +372,8 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string) (scheduler.ForceRequest, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		status := http.StatusBadRequest
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			status = http.StatusRequestEntityTooLarge
-		}
-		s.errorPage(w, r, status, "Bad form: "+err.Error())
+		status, msg := formError(err)
+		s.errorPage(w, r, status, msg)
 		return scheduler.ForceRequest{}, false
 	}
 	fr := scheduler.ForceRequest{

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -26,7 +27,8 @@ var nextRE = regexp.MustCompile(`^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$|^$`)
 func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "bad form: "+err.Error())
+		status, msg := formError(err)
+		s.errorPage(w, r, status, msg)
 		return false
 	}
 	if s.cfg.Controller == nil {
@@ -34,6 +36,15 @@ func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// formError is the status and message for a form that cannot be read: 413
+// when its body is larger than maxRPCBody, 400 otherwise.
+func formError(err error) (int, string) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("bad form: request body larger than %d bytes", maxRPCBody)
+	}
+	return http.StatusBadRequest, "bad form: " + err.Error()
 }
 
 // controlDone answers a control form: the error page when err is set, else

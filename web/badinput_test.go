@@ -1,0 +1,181 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+)
+
+// TestBadFilterValues: every bad query value is a 400 whose error says
+// what is wrong with it, never a 500 and never an empty reason.
+func TestBadFilterValues(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	tests := []struct{ path, want string }{
+		{"/api/v2/builds?complete=maybe", `"maybe"`},
+		{"/api/v2/builds?limit=-1", "limit must be a non-negative integer"},
+		{"/api/v2/builds?offset=-1", "offset must be a non-negative integer"},
+		{"/api/v2/builds?order=nosuchfield", `unknown field "nosuchfield" in order`},
+		{"/api/v2/builds?order=-nosuchfield", `unknown field "nosuchfield" in order`},
+		{"/api/v2/builds?buildid__gt=x", `"x"`},
+		{"/api/v2/builds?buildid__nope=1", "nope"},
+		{"/api/v2/builds?results=abc", `"abc"`},
+		{"/api/v2/builds?started_at__lt=yesterday", `"yesterday"`},
+		{"/api/v2/builds?field=nope", `unknown field "nope" in field`},
+		{"/api/v2/builders?builderid__gt=1.5", `"1.5"`},
+		{"/api/v2/buildrequests?claimed=perhaps", `"perhaps"`},
+		{"/api/v2/changes?limit=99999999999999999999999", "limit must be a non-negative integer"},
+		{fmt.Sprintf("/api/v2/logs/%d/contents?limit=-1", f.stdio.ID), "limit"},
+		{fmt.Sprintf("/api/v2/logs/%d/contents?offset=x", f.stdio.ID), "offset"},
+	}
+	for _, tt := range tests {
+		status, body := f.get(t, tt.path)
+		msg, _ := body["error"].(string)
+		if status != http.StatusBadRequest || !strings.Contains(msg, tt.want) {
+			t.Errorf("GET %s: %d %q, want 400 with a reason containing %q", tt.path, status, msg, tt.want)
+		}
+	}
+}
+
+// TestBadRPCBodies: on every JSON-RPC endpoint, an oversized body is a 413,
+// malformed JSON a parse error and an unknown method a method-not-found
+// error, each a JSON-RPC error object with a reason; nothing is stored.
+func TestBadRPCBodies(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	c := &testController{}
+	ctl := newControlServer(t, c)
+	paths := []string{
+		f.srv.URL + "/api/v2/forceschedulers/force-runtests",
+		ctl.srv.URL + fmt.Sprintf("/api/v2/builds/%d", f.running.ID),
+		ctl.srv.URL + fmt.Sprintf("/api/v2/builders/%d/builds/%d", f.runtests.ID, f.running.Number),
+		ctl.srv.URL + fmt.Sprintf("/api/v2/buildrequests/%d", f.brid),
+		ctl.srv.URL + "/api/v2/workers/bench-worker",
+	}
+	huge := `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":"` + strings.Repeat("x", 4*maxRPCBody) + `"}}`
+	tests := []struct {
+		name, body string
+		status     int
+		code       float64
+		want       string
+	}{
+		{"oversized", huge, http.StatusRequestEntityTooLarge, rpcInvalidRequest, "larger than"},
+		{"malformed", `{"jsonrpc":"2.0","method":`, http.StatusBadRequest, rpcParseError, ""},
+		{"not utf-8", "{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1,\"params\":{}}", http.StatusBadRequest, rpcMethodNotFound, ""},
+		{"unknown method", `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, http.StatusBadRequest, rpcMethodNotFound, "explode"},
+		{"empty", ``, http.StatusBadRequest, rpcParseError, ""},
+	}
+	before := len(must(f.db.Buildsets(nil))(t))
+	for _, p := range paths {
+		for _, tt := range tests {
+			status, body := postURL(t, p, "application/json", tt.body)
+			e, _ := body["error"].(map[string]any)
+			msg, _ := e["message"].(string)
+			if status != tt.status || e == nil || e["code"] != tt.code || msg == "" || !strings.Contains(msg, tt.want) {
+				t.Errorf("POST %s %s: %d %v, want %d code %v with a reason containing %q", p, tt.name, status, body, tt.status, tt.code, tt.want)
+			}
+		}
+	}
+	if after := len(must(f.db.Buildsets(nil))(t)); after != before {
+		t.Errorf("%d buildsets after bad requests, want %d", after, before)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.calls) > 0 {
+		t.Errorf("bad requests reached the controller: %q", c.calls)
+	}
+}
+
+// postURL posts body to url and decodes the JSON answer.
+func postURL(t *testing.T, url, ctype, body string) (int, map[string]any) {
+	t.Helper()
+	resp := must(http.Post(url, ctype, strings.NewReader(body)))(t)
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("POST %s: status %d, body not JSON: %v", url, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
+}
+
+// TestOversizedForms: the pages' control forms and the change hook refuse
+// an oversized body with 413 and a reason.
+func TestOversizedForms(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	big := "reason=" + strings.Repeat("x", 4*maxRPCBody)
+	for _, p := range []string{
+		"/force/force-runtests",
+		fmt.Sprintf("/builders/%d/builds/%d/stop", f.runtests.ID, f.running.Number),
+		"/change_hook/base",
+	} {
+		req := must(http.NewRequest("POST", f.srv.URL+p, strings.NewReader(big)))(t)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp := must(http.DefaultClient.Do(req))(t)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "larger than") {
+			t.Errorf("POST %s with %d bytes: %s %.200s, want 413 with a reason", p, len(big), resp.Status, body)
+		}
+	}
+}
+
+// TestStalledBody: a client that sends part of a body and then nothing is
+// answered once the body timeout passes; the server goes on serving.
+func TestStalledBody(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	s := New(Config{
+		Store:       f.db,
+		Forcer:      &testForcer{db: f.db, scheds: []scheduler.ForceInfo{{Name: "force-runtests", BuilderNames: []string{"runtests"}}}},
+		Changes:     &testSink{db: f.db},
+		ChangeHooks: testHooks,
+		BodyTimeout: 300 * time.Millisecond,
+	})
+	lis := must(net.Listen("tcp", "127.0.0.1:0"))(t)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { done <- s.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	for _, tt := range []struct{ path, ctype string }{
+		{"/api/v2/forceschedulers/force-runtests", "application/json"},
+		{"/change_hook/base", "application/json"},
+		{"/force/force-runtests", "application/x-www-form-urlencoded"},
+	} {
+		p := tt.path
+		c := must(net.Dial("tcp", lis.Addr().String()))(t)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\":", p, lis.Addr(), tt.ctype)
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Errorf("POST %s with a stalled body: no answer: %v", p, err)
+			c.Close()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(string(body), "timeout") {
+			t.Errorf("POST %s with a stalled body: %s %s, want a 4xx that says timeout", p, resp.Status, body)
+		}
+	}
+	resp := must(http.Get("http://" + lis.Addr().String() + "/api/v2/builders"))(t)
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET after stalled bodies: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+}
