@@ -98,6 +98,10 @@ type Engine struct {
 	flush    time.Duration
 	wake     chan struct{}
 
+	// connMu serialises Attach's and the connection watchers' records of
+	// a worker connecting and disconnecting; it is taken before mu.
+	connMu sync.Mutex
+
 	mu       sync.Mutex
 	builders map[string]config.Builder // guarded by mu
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
@@ -292,6 +296,10 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	for k, v := range info.Extra {
 		m[k] = v
 	}
+	// connMu orders this record and the old connection's "disconnected",
+	// so a worker replacing its own dead connection stays connected.
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
 	if err := e.st.WorkerConnected(w.ID, e.masterID, m); err != nil {
 		log.Error("attach worker", "err", err)
 		return
@@ -302,15 +310,21 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
 		<-c.Done()
+		e.connMu.Lock()
+		defer e.connMu.Unlock()
 		e.mu.Lock()
-		if ws, ok := e.conns[name]; ok && ws.conn == c {
+		ws, ok := e.conns[name]
+		if ok && ws.conn == c {
 			delete(e.conns, name)
 		}
+		replaced := ok && ws.conn != c
 		e.mu.Unlock()
-		if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
-			log.Error("detach worker", "err", err)
+		if !replaced {
+			if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
+				log.Error("detach worker", "err", err)
+			}
 		}
-		log.Info("worker detached", "reason", c.Err())
+		log.Info("worker detached", "reason", c.Err(), "replaced", replaced)
 	})
 	e.Wake()
 }
