@@ -14,7 +14,7 @@ import (
 // (from 1), with Results -1.
 func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 	var b Build
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketBuilder).Get(itob(nb.BuilderID)) == nil {
 			return fmt.Errorf("builder %d: %w", nb.BuilderID, ErrNotFound)
 		}
@@ -127,7 +127,7 @@ func (db *DB) Builds(f BuildFilter) ([]Build, error) {
 // calls more, when not nil, with the build as stored.
 func (db *DB) modifyBuild(op string, id int64, fn func(*Build), more func(emit, Build)) error {
 	var out Build
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketBuild, id, func(b *Build) error {
 			fn(b)
 			out = *b
@@ -163,7 +163,7 @@ func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
 // FinishBuild marks a build complete with results at t (zero means now).
 func (db *DB) FinishBuild(id int64, results int, t time.Time) error {
 	var b Build
-	err := db.update(func(tx *bolt.Tx) (err error) {
+	err := db.batch(func(tx *bolt.Tx) (err error) {
 		b, err = finishBuild(tx, id, results, at(t))
 		return err
 	}, func(e emit) { e.build("finished", b) })
@@ -285,7 +285,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 // is called name_2, name_3… as in buildbot.
 func (db *DB) AddStep(buildID int64, name string) (Step, error) {
 	var s Step
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
 			return fmt.Errorf("build %d: %w", buildID, ErrNotFound)
 		}
@@ -319,7 +319,7 @@ func (db *DB) AddStep(buildID int64, name string) (Step, error) {
 // modifyStep changes step id with fn and publishes its event ev.
 func (db *DB) modifyStep(op, ev string, id int64, fn func(*Step)) error {
 	var out Step
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketStep, id, func(s *Step) error {
 			fn(s)
 			out = *s

@@ -52,8 +52,8 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 		bs       Buildset
 		requests []BuildRequest
 	)
-	err = db.update(func(tx *bolt.Tx) error {
-		brids = make(map[int64]int64, len(nb.BuilderIDs))
+	err = db.batch(func(tx *bolt.Tx) error {
+		brids, requests = make(map[int64]int64, len(nb.BuilderIDs)), nil
 		for _, builderID := range nb.BuilderIDs {
 			if _, ok := brids[builderID]; ok {
 				return fmt.Errorf("builder %d given twice", builderID)
@@ -223,6 +223,8 @@ func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestByBuildset, itob(f.BuildsetID), false))
 		case f.BuilderID != 0:
 			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestByBuilder, itob(f.BuilderID), false))
+		case f.Complete != nil && !*f.Complete && f.Claimed != nil && !*f.Claimed:
+			all, err = getAll[BuildRequest](tx, bucketRequest, pendingIDs(tx))
 		case f.Complete != nil && !*f.Complete:
 			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestIncomplete, nil, false))
 		default:
@@ -250,7 +252,7 @@ func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 // claimed or complete.
 func (db *DB) ClaimBuildRequest(id, masterID int64, t time.Time) error {
 	var out BuildRequest
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if br.Claimed || br.Complete {
 				return ErrClaimed
@@ -274,7 +276,7 @@ func unclaim(br *BuildRequest) {
 // again. It does nothing to a complete request.
 func (db *DB) UnclaimBuildRequest(id int64) error {
 	var out BuildRequest
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if !br.Complete {
 				unclaim(br)
@@ -305,7 +307,8 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 		bs       Buildset // set when the buildset completed
 		bsClosed bool
 	)
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
+		bsClosed = false
 		var bsid int64
 		err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
 			if br.Complete {

@@ -3,8 +3,6 @@ package store
 import (
 	"strconv"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Publisher receives an event for every change the store commits;
@@ -15,23 +13,6 @@ import (
 // not write to the store: it runs while the store holds back the next write.
 type Publisher interface {
 	Publish(key string, record any)
-}
-
-// update runs fn in a write transaction and, once it has committed, calls
-// publish with what to publish to, before any other write commits; so
-// events leave in commit order, never from inside a transaction, and never
-// for a write that failed.
-func (db *DB) update(fn func(tx *bolt.Tx) error, publish func(emit)) error {
-	if db.events == nil {
-		return db.bolt.Update(fn)
-	}
-	db.pubMu.Lock()
-	defer db.pubMu.Unlock()
-	if err := db.bolt.Update(fn); err != nil {
-		return err
-	}
-	publish(emit{db.events})
-	return nil
 }
 
 // emit publishes a record under every key buildbot gives its kind of

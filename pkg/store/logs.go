@@ -43,7 +43,7 @@ func slugify(name string) string {
 // adding _2, _3… as buildbot does. Two logs of one step may not share a name.
 func (db *DB) AddLog(stepID int64, name, typ string) (Log, error) {
 	var l Log
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		switch typ {
 		case "s", "t", "h":
 		default:
@@ -102,7 +102,7 @@ func (db *DB) AppendLog(logID int64, lines string) (first int64, err error) {
 	chunk := binary.BigEndian.AppendUint32(make([]byte, 0, chunkHeaderSize+len(lines)/4), uint32(n))
 	chunk = db.enc.EncodeAll([]byte(lines), chunk)
 	var out Log
-	err = db.update(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketLog, logID, func(l *Log) error {
 			if l.Complete {
 				return errors.New("log is finished")
@@ -122,7 +122,7 @@ func (db *DB) AppendLog(logID int64, lines string) (first int64, err error) {
 // FinishLog marks a log complete; no more lines can be appended.
 func (db *DB) FinishLog(logID int64) error {
 	var out Log
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketLog, logID, func(l *Log) error {
 			l.Complete = true
 			out = *l

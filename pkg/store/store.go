@@ -34,6 +34,7 @@ type DB struct {
 
 	events Publisher  // nil means none
 	pubMu  sync.Mutex // held from a write's start to its events' publication, when events is set
+	writes writeQueue // the writes of update and batch waiting to commit
 }
 
 // schemaVersion is written in the meta bucket of a new database.
@@ -86,7 +87,7 @@ func allBuckets() []string {
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
 		bucketSourceStamp, bucketBuildset, bucketBuildsetIncomplete,
-		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete,
+		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketStep, bucketStepByBuild, bucketStepByName,
 		bucketLog, bucketLogByStep, bucketLogBySlug, bucketLogChunk,
@@ -114,9 +115,15 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
+		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
+			}
+		}
+		if newPending {
+			if err := buildPendingIndex(tx); err != nil {
+				return fmt.Errorf("index pending build requests: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
@@ -298,6 +305,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		errs = append(errs, fmt.Errorf("log %d: chunks without a log", id))
 	}
 	errs = append(errs, checkChanges(tx)...)
+	errs = append(errs, checkPending(tx)...)
 
 	// Indexes whose values are record ids.
 	for _, ix := range []struct{ index, bucket string }{
@@ -322,6 +330,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		{bucketRequestByBuildset, bucketRequest},
 		{bucketRequestByBuilder, bucketRequest},
 		{bucketRequestIncomplete, bucketRequest},
+		{bucketRequestPending, bucketRequest},
 		{bucketBuildByRequest, bucketBuild},
 		{bucketBuildByWorker, bucketBuild},
 		{bucketBuildIncomplete, bucketBuild},
@@ -381,13 +390,19 @@ func get[T any](tx *bolt.Tx, name string, id int64) (T, error) {
 	return v, nil
 }
 
-// put encodes v as record id of bucket name.
+// put encodes v as record id of bucket name. A build request written
+// also updates the pending index (see bucketRequestPending).
 func put(tx *bolt.Tx, name string, id int64, v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return err
+	}
+	if br, ok := v.(*BuildRequest); ok && name == bucketRequest {
+		if err := indexPending(tx, br); err != nil {
+			return err
+		}
 	}
 	return bucket(tx, name).Put(itob(id), bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bucketRequestPending indexes the requests waiting for a build (neither
+// claimed nor complete) per builder, in the order the distributor takes
+// them: builderid | priority, highest first | submitted at | brid → "".
+// Every field of the key is fixed when the request is made, so the key is
+// found from the request alone; put keeps the index in step with every
+// write of a request, whoever writes it.
+const bucketRequestPending = "buildrequest_pending"
+
+// pendingKey is the index key of br.
+func pendingKey(br *BuildRequest) []byte {
+	k := make([]byte, 0, 32)
+	k = binary.BigEndian.AppendUint64(k, uint64(br.BuilderID))
+	// Highest priority first: the sign bit flipped sorts signed values,
+	// the complement reverses them.
+	k = binary.BigEndian.AppendUint64(k, ^(uint64(int64(br.Priority)) ^ 1<<63))
+	k = binary.BigEndian.AppendUint64(k, uint64(br.SubmittedAt.UnixNano())^1<<63)
+	return binary.BigEndian.AppendUint64(k, uint64(br.ID))
+}
+
+// indexPending adds br to the pending index or removes it from it, as its
+// state says.
+func indexPending(tx *bolt.Tx, br *BuildRequest) error {
+	b := bucket(tx, bucketRequestPending)
+	if br.Claimed || br.Complete {
+		return b.Delete(pendingKey(br))
+	}
+	return b.Put(pendingKey(br), nil)
+}
+
+// buildPendingIndex fills the pending index from the incomplete requests;
+// Open runs it when the index is new (a store made before it existed).
+func buildPendingIndex(tx *bolt.Tx) error {
+	for _, id := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
+		br, err := get[BuildRequest](tx, bucketRequest, id)
+		if err != nil {
+			return err
+		}
+		if err := indexPending(tx, &br); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pendingOrder is the order in which requests are distributed: highest
+// priority first, then oldest, then lowest id.
+func pendingOrder(a, b BuildRequest) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := a.SubmittedAt.Compare(b.SubmittedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// PendingBuildRequests returns the requests waiting for a build (neither
+// claimed nor complete) of the builders in limits, in the order they are
+// to be distributed: highest priority first, then oldest submitted, then
+// lowest id. limits maps a builder id to the most requests wanted of it;
+// zero or less means all of them. Only the requests returned are read, so
+// the cost does not grow with the requests left waiting or with history.
+func (db *DB) PendingBuildRequests(limits map[int64]int) ([]BuildRequest, error) {
+	var out []BuildRequest
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := bucket(tx, bucketRequestPending).Cursor()
+		for builderID, limit := range limits {
+			prefix := itob(builderID)
+			n := 0
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				if limit > 0 && n >= limit {
+					break
+				}
+				br, err := get[BuildRequest](tx, bucketRequest, btoi(k[24:]))
+				if err != nil {
+					return err
+				}
+				out = append(out, br)
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pending buildrequests: %w", err)
+	}
+	slices.SortFunc(out, pendingOrder)
+	return out, nil
+}
+
+// pendingIDs lists the ids of the requests in the pending index, by id.
+func pendingIDs(tx *bolt.Tx) []int64 {
+	var ids []int64
+	bucket(tx, bucketRequestPending).ForEach(func(k, _ []byte) error {
+		ids = append(ids, btoi(k[24:]))
+		return nil
+	})
+	slices.Sort(ids)
+	return ids
+}
+
+// checkPending verifies that the pending index holds exactly the requests
+// neither claimed nor complete, under the right keys.
+func checkPending(tx *bolt.Tx) []error {
+	var errs []error
+	ix := bucket(tx, bucketRequestPending)
+	want := 0
+	for _, id := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
+		br, err := get[BuildRequest](tx, bucketRequest, id)
+		if err != nil {
+			continue // reported by the request checks
+		}
+		in := ix.Get(pendingKey(&br)) != nil
+		pending := !br.Claimed && !br.Complete
+		switch {
+		case pending && !in:
+			errs = append(errs, fmt.Errorf("buildrequest %d: pending but not indexed", id))
+		case !pending && in:
+			errs = append(errs, fmt.Errorf("buildrequest %d: claimed or complete but indexed as pending", id))
+		}
+		if pending {
+			want++
+		}
+	}
+	if n := ix.Stats().KeyN; n != want {
+		errs = append(errs, fmt.Errorf("index %s: %d entries for %d pending requests", bucketRequestPending, n, want))
+	}
+	return errs
+}

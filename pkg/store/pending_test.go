@@ -1,0 +1,140 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+)
+
+func ids(brs []BuildRequest) []int64 {
+	out := make([]int64, len(brs))
+	for i, br := range brs {
+		out[i] = br.ID
+	}
+	return out
+}
+
+func TestPendingBuildRequests(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	a, b, m := setup(t, db)
+	add := func(prio int, at time.Time, builders ...int64) map[int64]int64 {
+		t.Helper()
+		_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: builders, Priority: prio, SubmittedAt: at})
+		ok(t, err)
+		return brids
+	}
+	r1 := add(0, t0, a.ID, b.ID)             // a:1 b:2
+	r2 := add(5, t0.Add(time.Second), a.ID)  // a:3, higher priority
+	r3 := add(-1, t0.Add(-time.Hour), a.ID)  // a:4, lowest priority, oldest
+	r4 := add(0, t0.Add(-time.Second), a.ID) // a:5, same priority as 1, older
+	r5 := add(0, t0, a.ID)                   // a:6, ties with 1: lower id first
+	r6 := add(5, t0.Add(-time.Minute), b.ID) // b:7
+	pending := func(limits map[int64]int) []int64 {
+		t.Helper()
+		return ids(must[[]BuildRequest](t)(db.PendingBuildRequests(limits)))
+	}
+	all := []int64{r6[b.ID], r2[a.ID], r4[a.ID], r1[a.ID], r1[b.ID], r5[a.ID], r3[a.ID]}
+	for _, tc := range []struct {
+		name   string
+		limits map[int64]int
+		want   []int64
+	}{
+		{"both builders, all", map[int64]int{a.ID: 0, b.ID: 0}, all},
+		{"a only", map[int64]int{a.ID: 0}, []int64{r2[a.ID], r4[a.ID], r1[a.ID], r5[a.ID], r3[a.ID]}},
+		{"a, first two", map[int64]int{a.ID: 2}, []int64{r2[a.ID], r4[a.ID]}},
+		{"a first, b all", map[int64]int{a.ID: 1, b.ID: -1}, []int64{r6[b.ID], r2[a.ID], r1[b.ID]}},
+		{"unknown builder", map[int64]int{99: 0}, []int64{}},
+		{"none", nil, []int64{}},
+	} {
+		if diff := cmp.Diff(tc.want, pending(tc.limits)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+
+	// Claimed and complete requests leave it; unclaimed ones come back.
+	ok(t, db.ClaimBuildRequest(r2[a.ID], m.ID, t0))
+	ok(t, db.CompleteBuildRequest(r4[a.ID], Cancelled, t0)) // never claimed
+	ok(t, db.ClaimBuildRequest(r1[b.ID], m.ID, t0))
+	ok(t, db.ClaimBuildRequest(r6[b.ID], m.ID, t0))
+	ok(t, db.CompleteBuildRequest(r6[b.ID], Success, t0))
+	ok(t, db.Check())
+	want := []int64{r1[a.ID], r5[a.ID], r3[a.ID]}
+	if diff := cmp.Diff(want, pending(map[int64]int{a.ID: 0, b.ID: 0})); diff != "" {
+		t.Errorf("after claims (-want +got):\n%s", diff)
+	}
+	ok(t, db.UnclaimBuildRequest(r2[a.ID]))
+	ok(t, db.UnclaimBuildRequest(r6[b.ID])) // complete: stays out
+	want = []int64{r2[a.ID], r1[a.ID], r5[a.ID], r3[a.ID]}
+	if diff := cmp.Diff(want, pending(map[int64]int{a.ID: 0, b.ID: 0})); diff != "" {
+		t.Errorf("after unclaim (-want +got):\n%s", diff)
+	}
+	// A master's abandoned claims come back too.
+	ended := must[[]int64](t)(db.AbandonBuilds(m.ID, t0))
+	if len(ended) != 0 {
+		t.Errorf("abandoned builds %v", ended)
+	}
+	want = []int64{r2[a.ID], r1[a.ID], r1[b.ID], r5[a.ID], r3[a.ID]}
+	if diff := cmp.Diff(want, pending(map[int64]int{a.ID: 0, b.ID: 0})); diff != "" {
+		t.Errorf("after abandon (-want +got):\n%s", diff)
+	}
+	// BuildRequests' unclaimed, incomplete filter reads the same index (by id).
+	f := false
+	got := ids(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{Claimed: &f, Complete: &f})))
+	if diff := cmp.Diff([]int64{r1[a.ID], r1[b.ID], r2[a.ID], r3[a.ID], r5[a.ID]}, got); diff != "" {
+		t.Errorf("BuildRequests(unclaimed, incomplete) (-want +got):\n%s", diff)
+	}
+}
+
+// TestPendingIndexBuiltOnOpen opens a store made before the pending index
+// existed (the index bucket removed): Open builds it from the requests.
+func TestPendingIndexBuiltOnOpen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	a, _, m := setup(t, db)
+	var brids []int64
+	for range 4 {
+		_, r, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
+		ok(t, err)
+		brids = append(brids, r[a.ID])
+	}
+	ok(t, db.ClaimBuildRequest(brids[1], m.ID, t0))
+	ok(t, db.CompleteBuildRequest(brids[2], Cancelled, t0))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(bucketRequestPending)) }))
+	ok(t, db.Close())
+
+	db = openAt(t, path) // its cleanup checks the index
+	got := ids(must[[]BuildRequest](t)(db.PendingBuildRequests(map[int64]int{a.ID: 0})))
+	if diff := cmp.Diff([]int64{brids[0], brids[3]}, got); diff != "" {
+		t.Errorf("pending after reopen (-want +got):\n%s", diff)
+	}
+}
+
+// TestCheckPending shows that Check finds a pending index out of step.
+func TestCheckPending(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	defer db.Close()
+	a, _, m := setup(t, db)
+	_, r, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
+	ok(t, err)
+	br := must[BuildRequest](t)(db.BuildRequest(r[a.ID]))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Delete(pendingKey(&br)) }))
+	if err := db.Check(); err == nil {
+		t.Error("Check passed with a pending request missing from the index")
+	}
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Put(pendingKey(&br), nil) }))
+	ok(t, db.Check())
+	ok(t, db.ClaimBuildRequest(br.ID, m.ID, t0))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Put(pendingKey(&br), nil) }))
+	if err := db.Check(); err == nil {
+		t.Error("Check passed with a claimed request in the pending index")
+	}
+}
