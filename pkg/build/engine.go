@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,6 +99,10 @@ type Engine struct {
 	flush    time.Duration
 	wake     chan struct{}
 
+	// connMu serialises Attach's and the connection watchers' records of
+	// a worker connecting and disconnecting; it is taken before mu.
+	connMu sync.Mutex
+
 	mu       sync.Mutex
 	builders map[string]config.Builder // guarded by mu
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
@@ -113,6 +118,10 @@ type Engine struct {
 	triggerer Triggerer      // guarded by mu
 	finished  chan struct{}  // guarded by mu
 	wg        sync.WaitGroup // builds and connection watchers
+	// draining is set by Drain: no new build starts. gone is closed (and
+	// replaced) whenever a build leaves running.
+	draining bool          // guarded by mu
+	gone     chan struct{} // guarded by mu
 }
 
 type workerState struct {
@@ -149,6 +158,7 @@ func New(cfg Config) *Engine {
 		running:  map[int64]*build{},
 		locks:    NewLocks(),
 		finished: make(chan struct{}),
+		gone:     make(chan struct{}),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	e.SetLocks(cfg.Locks)
@@ -287,6 +297,10 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	for k, v := range info.Extra {
 		m[k] = v
 	}
+	// connMu orders this record and the old connection's "disconnected",
+	// so a worker replacing its own dead connection stays connected.
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
 	if err := e.st.WorkerConnected(w.ID, e.masterID, m); err != nil {
 		log.Error("attach worker", "err", err)
 		return
@@ -297,15 +311,21 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
 		<-c.Done()
+		e.connMu.Lock()
+		defer e.connMu.Unlock()
 		e.mu.Lock()
-		if ws, ok := e.conns[name]; ok && ws.conn == c {
+		ws, ok := e.conns[name]
+		if ok && ws.conn == c {
 			delete(e.conns, name)
 		}
+		replaced := ok && ws.conn != c
 		e.mu.Unlock()
-		if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
-			log.Error("detach worker", "err", err)
+		if !replaced {
+			if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
+				log.Error("detach worker", "err", err)
+			}
 		}
-		log.Info("worker detached", "reason", c.Err())
+		log.Info("worker detached", "reason", c.Err(), "replaced", replaced)
 	})
 	e.Wake()
 }
@@ -317,7 +337,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(reqs) == 0 {
+	if len(reqs) == 0 || e.isDraining() {
 		return nil
 	}
 	names := e.builderNames()
@@ -336,7 +356,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 		if configured {
 			wname, ws = e.pickWorker(bcfg)
 		}
-		if ws == nil {
+		if ws == nil || e.draining {
 			e.mu.Unlock()
 			continue
 		}
@@ -383,8 +403,45 @@ func (e *Engine) forget(b *build) {
 	e.mu.Lock()
 	if e.running[b.req.ID] == b {
 		delete(e.running, b.req.ID)
+		close(e.gone)
+		e.gone = make(chan struct{})
 	}
 	e.mu.Unlock()
+}
+
+// Drain makes the engine start no new build, as buildbot's clean shutdown:
+// pending requests stay pending in the store (a forced build is still
+// accepted) and run after the next start; running builds go on.
+func (e *Engine) Drain() {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+}
+
+func (e *Engine) isDraining() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.draining
+}
+
+// RunningBuild is a build running on this master, as Running lists it.
+type RunningBuild struct {
+	Builder        string
+	Worker         string
+	BuildRequestID int64
+}
+
+// Running lists the builds running on this master, by request id, and
+// returns a channel closed when one of them leaves the list.
+func (e *Engine) Running() ([]RunningBuild, <-chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]RunningBuild, 0, len(e.running))
+	for id, b := range e.running {
+		out = append(out, RunningBuild{Builder: b.cfg.Name, Worker: b.worker, BuildRequestID: id})
+	}
+	slices.SortFunc(out, func(a, b RunningBuild) int { return int(a.BuildRequestID - b.BuildRequestID) })
+	return out, e.gone
 }
 
 // pending returns the requests the distributor looks at now, in the order
