@@ -44,6 +44,10 @@ type logOptions struct {
 	// TailSize is log_max_tail_size: the bytes kept at the end of a log
 	// that outgrew MaxSize; zero keeps none.
 	TailSize int64
+	// WriteFailed, when not nil, is told of the first failed write of the
+	// log (after which the rest of its output is dropped), from the
+	// writer's goroutine.
+	WriteFailed func(logID int64, err error)
 }
 
 // logWriter turns a command's output chunks into whole lines of a stdio log
@@ -110,6 +114,9 @@ func (w *logWriter) write() {
 		if _, err := w.st.AppendLog(w.id, s); err != nil {
 			failed = true
 			w.log.Error("write log", "log", w.id, "err", err)
+			if w.opts.WriteFailed != nil {
+				w.opts.WriteFailed(w.id, err)
+			}
 		}
 	}
 }

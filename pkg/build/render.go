@@ -111,6 +111,13 @@ func (b *build) beforeStep(step store.Step, sc config.Step, renderErr error, ctx
 // results), is true. It returns results.
 func (b *build) endStep(step store.Step, sc config.Step, results int, state string) int {
 	st := b.e.st
+	// Output that could not be stored (a full disk) makes the step an
+	// EXCEPTION that says why.
+	if err := b.e.stepLogFailure(step.ID); err != nil {
+		b.log.Error("step log not stored whole", "step", step.Name, "err", err)
+		results = store.WorstResult(results, store.Exception)
+		state += " (exception: log not stored: " + err.Error() + ")"
+	}
 	b.check(st.SetStepStateString(step.ID, state))
 	b.check(st.FinishStep(step.ID, results, time.Now()))
 	b.log.Info("step finished", "step", step.Name, "results", ResultName(results))
