@@ -28,6 +28,7 @@ type Store interface {
 	Buildset(id int64) (store.Buildset, error)
 	BuildRequest(id int64) (store.BuildRequest, error)
 	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
+	PendingBuildRequests(limits map[int64]int) ([]store.BuildRequest, error)
 	ClaimBuildRequest(id, masterID int64, at time.Time) error
 	UnclaimBuildRequest(id int64) error
 	CompleteBuildRequest(id int64, results int, at time.Time) error
@@ -98,6 +99,10 @@ type Engine struct {
 	log      *slog.Logger
 	flush    time.Duration
 	wake     chan struct{}
+
+	// connMu serialises Attach's and the connection watchers' records of
+	// a worker connecting and disconnecting; it is taken before mu.
+	connMu sync.Mutex
 
 	mu       sync.Mutex
 	builders map[string]config.Builder // guarded by mu
@@ -296,6 +301,10 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	for k, v := range info.Extra {
 		m[k] = v
 	}
+	// connMu orders this record and the old connection's "disconnected",
+	// so a worker replacing its own dead connection stays connected.
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
 	if err := e.st.WorkerConnected(w.ID, e.masterID, m); err != nil {
 		log.Error("attach worker", "err", err)
 		return
@@ -306,15 +315,21 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
 		<-c.Done()
+		e.connMu.Lock()
+		defer e.connMu.Unlock()
 		e.mu.Lock()
-		if ws, ok := e.conns[name]; ok && ws.conn == c {
+		ws, ok := e.conns[name]
+		if ok && ws.conn == c {
 			delete(e.conns, name)
 		}
+		replaced := ok && ws.conn != c
 		e.mu.Unlock()
-		if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
-			log.Error("detach worker", "err", err)
+		if !replaced {
+			if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
+				log.Error("detach worker", "err", err)
+			}
 		}
-		log.Info("worker detached", "reason", c.Err())
+		log.Info("worker detached", "reason", c.Err(), "replaced", replaced)
 	})
 	e.Wake()
 }
@@ -322,17 +337,10 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 // distribute claims pending requests for which an idle worker is connected
 // and starts their builds.
 func (e *Engine) distribute(ctx context.Context) error {
-	f := false
-	reqs, err := e.st.BuildRequests(store.BuildRequestFilter{Claimed: &f, Complete: &f})
+	reqs, err := e.pending()
 	if err != nil {
 		return err
 	}
-	slices.SortStableFunc(reqs, func(a, b store.BuildRequest) int {
-		if a.Priority != b.Priority {
-			return b.Priority - a.Priority
-		}
-		return a.SubmittedAt.Compare(b.SubmittedAt)
-	})
 	if len(reqs) == 0 || e.isDraining() {
 		return nil
 	}
@@ -367,6 +375,9 @@ func (e *Engine) distribute(ctx context.Context) error {
 			e.forget(b)
 			e.release(wname, ws)
 			if errors.Is(err, store.ErrClaimed) {
+				// Another master took it; the next round reads the
+				// requests past the ones this round asked for.
+				e.Wake()
 				continue
 			}
 			return err
@@ -472,6 +483,51 @@ func (e *Engine) Running() ([]RunningBuild, <-chan struct{}) {
 	}
 	slices.SortFunc(out, func(a, b RunningBuild) int { return int(a.BuildRequestID - b.BuildRequestID) })
 	return out, e.gone
+}
+
+// pending returns the requests the distributor looks at now, in the order
+// it takes them (highest priority, then oldest): of each builder with room
+// on a connected worker, as many as its workers have room for; of a builder
+// that collapses requests, all of them. Only those are read from the store,
+// so a round costs what it can start, not what waits.
+func (e *Engine) pending() ([]store.BuildRequest, error) {
+	names := e.builderNames()
+	limits := make(map[int64]int, len(names))
+	e.mu.Lock()
+	for id, name := range names {
+		b, ok := e.builders[name]
+		if !ok {
+			continue
+		}
+		if b.CollapseRequests {
+			limits[id] = 0
+		} else if room := e.room(b); room != 0 {
+			limits[id] = max(room, 0) // -1, no limit, asks for all
+		}
+	}
+	e.mu.Unlock()
+	if len(limits) == 0 {
+		return nil, nil
+	}
+	return e.st.PendingBuildRequests(limits)
+}
+
+// room returns how many more builds b's connected workers can take, or -1
+// when one of them has no limit. e.mu must be held.
+func (e *Engine) room(b config.Builder) int {
+	n := 0
+	for _, w := range b.WorkerNames {
+		ws, ok := e.conns[w]
+		if !ok || ws.paused || ws.graceful {
+			continue
+		}
+		limit := e.maxB[w]
+		if limit <= 0 {
+			return -1
+		}
+		n += max(limit-ws.running, 0)
+	}
+	return n
 }
 
 // builderNames maps the store ids of the configured builders to their names.
