@@ -63,6 +63,16 @@ type Protocols struct {
 type GRPC struct {
 	Port      int    // port; default DefaultGRPCPort (9989); 0 picks a free port (for tests)
 	Interface string // interface: the address to listen on; "" (the default) means all addresses
+	// KeepaliveInterval is keepalive_interval: how often the master pings
+	// each worker; default DefaultKeepaliveInterval (10s), at least 1s.
+	// KeepaliveTimeout is keepalive_timeout: how long a ping may go
+	// unanswered; default DefaultKeepaliveTimeout (10s), at least 1s. A
+	// worker killed, or cut off without a word, is found gone within their
+	// sum (its builds end RETRY); so is a master by its workers. A new
+	// connection must say hello within their sum too, and a worker already
+	// connected has KeepaliveTimeout to answer when another says hello
+	// under its name (see the liveness section of the README).
+	KeepaliveInterval, KeepaliveTimeout time.Duration
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

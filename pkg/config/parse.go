@@ -301,7 +301,7 @@ func typeName(v any) string {
 func (d *decoder) config(t *table) *Config {
 	c := &Config{
 		BuildbotURL: DefaultBuildbotURL,
-		Protocols:   Protocols{GRPC: GRPC{Port: DefaultGRPCPort}},
+		Protocols:   Protocols{GRPC: defaultGRPC()},
 		WWW:         WWW{Port: DefaultWWWPort},
 		DB:          DB{URL: DefaultDBURL},
 	}
@@ -321,6 +321,7 @@ func (d *decoder) config(t *table) *Config {
 		if g, ok := p.sub("grpc"); ok {
 			g.port("port", &c.Protocols.GRPC.Port)
 			c.Protocols.GRPC.Interface, _ = g.str("interface")
+			d.grpcLiveness(g, &c.Protocols.GRPC)
 			g.done()
 		}
 		p.done()

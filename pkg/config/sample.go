@@ -31,9 +31,19 @@ buildbot_url = "http://localhost:8010/"
 # communicating with workers. 'port' must match the value configured into the
 # workers (with their -master option). 'interface' (default: all addresses)
 # limits the address it listens on.
+#
+# The master pings each worker every 'keepalive_interval' and waits
+# 'keepalive_timeout' for the answer: a worker that was killed, or whose
+# network was cut without a word, is found gone within their sum (its
+# builds end RETRY and run again), and its workers find a dead master within
+# it too. A new connection must say hello within their sum; when a worker
+# connects under the name of one still connected, that one has
+# 'keepalive_timeout' to answer a ping, or the newcomer replaces it.
 
 [protocols.grpc]
 port = 9989
+#keepalive_interval = "10s"     # at least 1s
+#keepalive_timeout = "10s"      # at least 1s
 
 ####### WEB SERVER
 

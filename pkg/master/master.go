@@ -177,6 +177,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Attach:        engine.Attach,
 		Logger:        m.log,
 		MasterVersion: Version,
+
+		KeepaliveTime:    cfg.Protocols.GRPC.KeepaliveInterval,
+		KeepaliveTimeout: cfg.Protocols.GRPC.KeepaliveTimeout,
 	})
 	websrv := web.New(web.Config{
 		Store:       st,
@@ -331,7 +334,7 @@ func (m *Master) Reconfig(path string) error {
 	defer m.mu.Unlock()
 	old := m.cfg
 	var restart []string
-	if cfg.Protocols.GRPC.Addr() != old.Protocols.GRPC.Addr() {
+	if cfg.Protocols.GRPC != old.Protocols.GRPC {
 		restart = append(restart, "protocols.grpc")
 	}
 	if cfg.WWW.Addr() != old.WWW.Addr() {
