@@ -425,7 +425,8 @@ var gbbBins = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	for _, p := range []string{"master", "worker"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "gbb-"+p), "./cmd/"+p)
+		// As make build: grpcnotrace (see the Makefile).
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-o", filepath.Join(dir, "gbb-"+p), "./cmd/"+p)
 		cmd.Dir = ".."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
