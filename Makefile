@@ -9,7 +9,7 @@ TAGS := grpcnotrace
 PLATFORMS := freebsd/amd64 freebsd/arm64 linux/amd64 linux/arm64
 DIST ?= dist
 
-.PHONY: help build test bench lint generate check-generate cross flavours demo clean
+.PHONY: help build test soak bench lint generate check-generate cross flavours demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ build: ## build bin/gbb-master and bin/gbb-worker (static)
 
 test: lint check-generate ## run every test (race detector on), after lint and the generated-code check
 	$(GO) test -race -timeout 20m ./...
+
+soak: ## the long soak test: chaos (worker and master kills, cut links, reconfigs) for GBB_SOAK_DURATION (20m), GBB_SOAK_SEED (1) replays a run
+	GBB_SOAK_DURATION=$${GBB_SOAK_DURATION:-20m} $(GO) test -race -count=1 -v -run '^TestSoak$$' -timeout 90m ./e2e/
 
 bench: ## run the benchmarks: the packages', then gbb against buildbot 3.7 (bench/; GBB_BENCH_QUICK=1 for a short run)
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/bench$$')

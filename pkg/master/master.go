@@ -128,6 +128,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
+	if err := clearConnections(st, masterID); err != nil {
+		return err
+	}
 
 	wlis, err := net.Listen("tcp", cfg.Protocols.GRPC.Addr())
 	if err != nil {
@@ -281,20 +284,41 @@ func (m *Master) sync(st *store.DB, cfg *config.Config) (int64, error) {
 			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
 		}
 	}
-	// No worker is connected to a master that is only starting: clear what
-	// a crash left behind.
+	// Workers no longer in the config are not used by this master any more.
 	workers, err := st.Workers()
 	if err != nil {
 		return 0, fmt.Errorf("list workers: %w", err)
 	}
 	for _, w := range workers {
-		if slices.Contains(w.ConnectedTo, ms.ID) {
-			if err := st.WorkerDisconnected(w.ID, ms.ID); err != nil {
-				return 0, fmt.Errorf("reset worker %s: %w", w.Name, err)
+		if slices.ContainsFunc(cfg.Workers, func(c config.Worker) bool { return c.Name == w.Name }) {
+			continue
+		}
+		on := slices.DeleteFunc(slices.Clone(w.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == ms.ID })
+		if len(on) != len(w.ConfiguredOn) {
+			if err := st.SetWorkerConfiguredOn(w.ID, on); err != nil {
+				return 0, fmt.Errorf("unregister worker %s: %w", w.Name, err)
 			}
 		}
 	}
 	return ms.ID, nil
+}
+
+// clearConnections marks every worker disconnected from masterID: no worker
+// is connected to a master that is only starting, whatever a crash left in
+// the store. Only Run calls it; a reconfig keeps the connections.
+func clearConnections(st *store.DB, masterID int64) error {
+	workers, err := st.Workers()
+	if err != nil {
+		return fmt.Errorf("list workers: %w", err)
+	}
+	for _, w := range workers {
+		if slices.Contains(w.ConnectedTo, masterID) {
+			if err := st.WorkerDisconnected(w.ID, masterID); err != nil {
+				return fmt.Errorf("reset worker %s: %w", w.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // errBadLogin is what a worker with a wrong name or password is told.
@@ -358,6 +382,19 @@ func (m *Master) Reconfig(path string) error {
 	}
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
+	// A worker removed from the config is refused from now on (see
+	// authenticate); one still connected is disconnected, and its builds
+	// end RETRY, as buildbot's reconfig does.
+	for _, w := range old.Workers {
+		if slices.ContainsFunc(cfg.Workers, func(c config.Worker) bool { return c.Name == w.Name }) {
+			continue
+		}
+		if sw, err := m.st.WorkerByName(w.Name); err == nil {
+			if err := m.engine.KillWorker(context.Background(), sw.ID, "removed from the config"); err != nil {
+				m.log.Error("disconnect removed worker", "worker", w.Name, "err", err)
+			}
+		}
+	}
 	m.engine.SetLocks(cfg.Locks)
 	m.engine.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	m.scheds.Reconfigure(cfg.Schedulers)
