@@ -120,7 +120,15 @@ cp "$1/state.db" "$1/master.log" "$4/"
 			return false
 		}
 		masterPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		return masterPid != 0 && e.get("/api/v2/builders", nil) == 200
+		if masterPid == 0 {
+			return false
+		}
+		resp, err := http.Get(e.url("/api/v2/builders"))
+		if err != nil {
+			return false // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
 	})
 	e.startWorker("w1", "secret")
 
