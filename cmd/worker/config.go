@@ -69,7 +69,10 @@ func writeConfig(dir string, c fileConfig) error {
 # to this directory), so that the password stays out of this file.
 
 # How often to ping the master, and how long to wait for its answer,
-# so that a dead master is noticed in seconds (defaults: 10s and 10s).
+# so that a dead master is noticed in seconds (defaults: 10s and 10s; gRPC
+# pings no more often than every 10s). The master's own heartbeat, set by
+# its [protocols.grpc] keepalive_interval and keepalive_timeout, also ends
+# the connection when the master goes silent for their sum.
 #keepalive = "10s"
 #keepalive_timeout = "10s"
 
