@@ -57,8 +57,17 @@ func (f changeFilter) important(c store.Change) bool {
 // With a tree_stable_timer, it keeps its pending changes and the timers'
 // deadlines in the store (state key "pending"), written before addChanges
 // returns. When a timer fires, the buildset is added first and the pending
-// state cleared after, in two transactions: a crash between the two builds
-// those changes again after the restart, never loses them.
+// state cleared after, in two transactions.
+//
+// It also keeps in the store (state key "lastChange") the id up to which
+// every change has been handled: built, made pending, or found not to
+// pass the filter. A change is stored (by a poller or a webhook) before it
+// is offered to the schedulers, so a master killed in between would lose
+// it; when the master starts, each scheduler offers itself the changes
+// after its lastChange. Against building a change twice (a crash after the
+// buildset was added, before lastChange or the pending state was written),
+// the changes that its buildsets already build are left out, then and
+// from the restored pending ones.
 type changeScheduler struct {
 	set    *Set
 	cfg    config.Scheduler
@@ -68,6 +77,8 @@ type changeScheduler struct {
 
 	mu      sync.Mutex
 	pending map[string]*pendingGroup // guarded by mu: by timer key
+	last    int64                    // guarded by mu: every change up to this id is handled
+	handled map[int64]bool           // guarded by mu: changes handled after last
 }
 
 // pendingGroup is the changes gathered for one tree-stable timer: the only
@@ -86,24 +97,172 @@ type pendingChange struct {
 	Important bool  `json:"important"`
 }
 
-const pendingKey = "pending"
+const (
+	pendingKey = "pending"
+	lastKey    = "lastChange"
+)
 
 // retryDelay is the least time before a scheduler tries again to add a
 // buildset the store refused.
 const retryDelay = time.Minute
 
-func (s *Set) newChangeScheduler(sc config.Scheduler) *changeScheduler {
+// newChangeScheduler makes the scheduler of sc from its state in the
+// store. With catchUp (at the master's start) it offers itself the changes
+// stored after the last it handled; without (a reconfig, or a scheduler
+// new to the store), it starts from the newest change. s.opMu must be
+// held.
+func (s *Set) newChangeScheduler(sc config.Scheduler, catchUp bool) *changeScheduler {
 	cs := &changeScheduler{
 		set:     s,
 		cfg:     sc,
 		filter:  newChangeFilter(sc),
 		kick:    make(chan struct{}, 1),
 		pending: map[string]*pendingGroup{},
+		handled: map[int64]bool{},
 	}
 	if err := cs.restore(); err != nil {
 		s.log.Error("restore pending changes", "scheduler", sc.Name, "err", err)
 	}
+	if err := cs.catchUp(catchUp); err != nil {
+		s.log.Error("catch up with the changes stored while down", "scheduler", sc.Name, "err", err)
+	}
 	return cs
+}
+
+// catchUp sets cs.last from the store and, with offer, offers cs the
+// changes after it, leaving out those its buildsets already build.
+func (cs *changeScheduler) catchUp(offer bool) error {
+	name := stateObject(cs.cfg.Name)
+	newest, err := cs.set.store.Changes(store.ChangeFilter{Desc: true, Limit: 1})
+	if err != nil {
+		return err
+	}
+	var top int64
+	if len(newest) > 0 {
+		top = newest[0].ID
+	}
+	v, found, err := cs.set.store.GetState(name, lastKey)
+	if err != nil {
+		return err
+	}
+	if !found || !offer {
+		cs.last = top
+		return cs.saveLast()
+	}
+	if err := json.Unmarshal(v, &cs.last); err != nil {
+		return fmt.Errorf("decode state %s: %w", lastKey, err)
+	}
+	if top <= cs.last && len(cs.pending) == 0 {
+		return nil
+	}
+	built, err := cs.set.builtChanges(cs.cfg.Name)
+	if err != nil {
+		return err
+	}
+	// Pending changes already in a buildset: the timer fired, the crash
+	// came before the pending state was cleared.
+	dropped := 0
+	for k, g := range cs.pending {
+		keep := g.Changes[:0]
+		var keepC []store.Change
+		for i, pc := range g.Changes {
+			if built[pc.ID] {
+				dropped++
+				continue
+			}
+			keep = append(keep, pc)
+			keepC = append(keepC, g.changes[i])
+		}
+		g.Changes, g.changes = keep, keepC
+		if len(g.Changes) == 0 {
+			delete(cs.pending, k)
+		}
+	}
+	if dropped > 0 {
+		cs.set.log.Warn("pending changes were already built before a crash: dropped", "scheduler", cs.cfg.Name, "changes", dropped)
+		cs.mu.Lock()
+		err := cs.saveLocked()
+		cs.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if top <= cs.last {
+		return nil
+	}
+	// Changes are numbered densely from 1, so the top-last newest are those
+	// after last.
+	after, err := cs.set.store.Changes(store.ChangeFilter{Desc: true, Limit: int(top - cs.last)})
+	if err != nil {
+		return err
+	}
+	slices.Reverse(after)
+	var offer2 []store.Change
+	var skip []int64
+	for _, c := range after {
+		switch {
+		case c.ID <= cs.last:
+		case built[c.ID] || cs.isPending(c.ID):
+			skip = append(skip, c.ID)
+		default:
+			offer2 = append(offer2, c)
+		}
+	}
+	if len(offer2) > 0 {
+		ids := make([]int64, len(offer2))
+		for i, c := range offer2 {
+			ids[i] = c.ID
+		}
+		cs.set.log.Warn("offering the changes stored but not scheduled before the master stopped", "scheduler", cs.cfg.Name, "changes", ids)
+	}
+	cs.mu.Lock()
+	cs.markLocked(skip)
+	cs.mu.Unlock()
+	cs.addChanges(offer2)
+	return nil
+}
+
+// isPending reports whether change id is pending.
+func (cs *changeScheduler) isPending(id int64) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, g := range cs.pending {
+		if slices.ContainsFunc(g.Changes, func(pc pendingChange) bool { return pc.ID == id }) {
+			return true
+		}
+	}
+	return false
+}
+
+// markLocked records the changes ids as handled and moves last on as far
+// as every change up to it is. cs.mu must be held.
+func (cs *changeScheduler) markLocked(ids []int64) {
+	for _, id := range ids {
+		if id > cs.last {
+			cs.handled[id] = true
+		}
+	}
+	moved := false
+	for cs.handled[cs.last+1] {
+		delete(cs.handled, cs.last+1)
+		cs.last++
+		moved = true
+	}
+	if moved {
+		if err := cs.saveLast(); err != nil {
+			cs.set.log.Error("save the last change handled", "scheduler", cs.cfg.Name, "err", err)
+		}
+	}
+}
+
+// saveLast writes cs.last to the store. cs.mu must be held, or cs not yet
+// running.
+func (cs *changeScheduler) saveLast() error {
+	v, err := json.Marshal(cs.last)
+	if err != nil {
+		return err
+	}
+	return cs.set.store.SetState(stateObject(cs.cfg.Name), lastKey, v)
 }
 
 func (cs *changeScheduler) config() config.Scheduler { return cs.cfg }
@@ -171,12 +330,16 @@ func (cs *changeScheduler) addChanges(changes []store.Change) {
 	defer cs.mu.Unlock()
 	timer := cs.cfg.TreeStableTimer.Duration
 	moved := false
+	var done []int64 // handled now; a buildset the store refused is not, and is offered again at the next start
+	defer func() { cs.markLocked(done) }()
 	for _, c := range changes {
 		if !cs.filter.match(c) {
+			done = append(done, c.ID)
 			continue
 		}
 		important := cs.filter.important(c)
 		if !important && cs.cfg.OnlyImportant {
+			done = append(done, c.ID)
 			continue
 		}
 		if timer == 0 {
@@ -184,8 +347,10 @@ func (cs *changeScheduler) addChanges(changes []store.Change) {
 			if important {
 				if _, err := cs.set.newBuildset(cs.cfg, cs.reason(), []store.Change{c}, nil); err != nil {
 					cs.set.log.Error("add buildset", "scheduler", cs.cfg.Name, "change", c.ID, "err", err)
+					continue
 				}
 			}
+			done = append(done, c.ID)
 			continue
 		}
 		k := cs.timerKey(c)
@@ -194,6 +359,10 @@ func (cs *changeScheduler) addChanges(changes []store.Change) {
 			g = &pendingGroup{Key: k}
 			cs.pending[k] = g
 		}
+		if slices.ContainsFunc(g.Changes, func(pc pendingChange) bool { return pc.ID == c.ID }) {
+			continue // offered again: already pending
+		}
+		done = append(done, c.ID)
 		g.Changes = append(g.Changes, pendingChange{ID: c.ID, Important: important})
 		g.changes = append(g.changes, c)
 		if important || !g.Deadline.IsZero() {

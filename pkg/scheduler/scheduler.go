@@ -22,6 +22,10 @@ type Store interface {
 	BuilderByName(name string) (store.Builder, error)
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Change(id int64) (store.Change, error)
+	// Changes and Buildsets are read once at start, to schedule the
+	// changes a crash left stored but not scheduled.
+	Changes(f store.ChangeFilter) ([]store.Change, error)
+	Buildsets(complete *bool) ([]store.Buildset, error)
 	GetState(objectName, key string) (json.RawMessage, bool, error)
 	SetState(objectName, key string, value json.RawMessage) error
 }
@@ -45,8 +49,13 @@ type Set struct {
 	trigger    map[string]*triggerable    // guarded by mu
 	timers     map[string]timer           // guarded by mu: change, periodic and nightly schedulers by name
 	runCtx     context.Context            // guarded by mu: Run's context while it runs, else nil
-	stopped    bool                       // guarded by mu: Run has returned or is returning
-	wg         sync.WaitGroup             // the timers' goroutines; Add only under mu while Run runs
+	// starting is set while New makes the first schedulers: they catch up
+	// with the changes stored after the last they handled. built caches,
+	// for them, the changes each scheduler's buildsets build.
+	starting bool                      // guarded by opMu
+	built    map[string]map[int64]bool // guarded by opMu; nil until needed, and after New
+	stopped  bool                      // guarded by mu: Run has returned or is returning
+	wg       sync.WaitGroup            // the timers' goroutines; Add only under mu while Run runs
 }
 
 // timer is a scheduler that runs a goroutine under Run: the change
@@ -78,8 +87,41 @@ func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 		wake = func() {}
 	}
 	s := &Set{store: st, wake: wake, log: log, timers: map[string]timer{}}
+	s.opMu.Lock()
+	s.starting = true
+	s.opMu.Unlock()
 	s.Reconfigure(cfg)
+	s.opMu.Lock()
+	s.starting, s.built = false, nil
+	s.opMu.Unlock()
 	return s
+}
+
+// builtChanges returns the ids of the changes that the buildsets of the
+// scheduler called name build, read from the store once for all the
+// schedulers New makes. s.opMu must be held.
+func (s *Set) builtChanges(name string) (map[int64]bool, error) {
+	if s.built == nil {
+		all, err := s.store.Buildsets(nil)
+		if err != nil {
+			return nil, err
+		}
+		s.built = map[string]map[int64]bool{}
+		for _, bs := range all {
+			if len(bs.ChangeIDs) == 0 {
+				continue
+			}
+			m := s.built[bs.SchedulerName]
+			if m == nil {
+				m = map[int64]bool{}
+				s.built[bs.SchedulerName] = m
+			}
+			for _, id := range bs.ChangeIDs {
+				m[id] = true
+			}
+		}
+	}
+	return s.built[name], nil
 }
 
 // Reconfigure replaces the schedulers with those of cfg. A change,
@@ -136,7 +178,7 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		var t timer
 		switch sc.Type {
 		case "single_branch", "any_branch":
-			t = s.newChangeScheduler(sc)
+			t = s.newChangeScheduler(sc, s.starting)
 		default:
 			ts, err := s.newTimedScheduler(sc)
 			if err != nil {
