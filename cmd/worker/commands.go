@@ -159,17 +159,12 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 	name := fs.String("name", "", "the worker's name")
 	password := fs.String("password", "", "the worker's password")
 	basedir := fs.String("basedir", ".", "the worker's base directory")
-	keepalive := fs.Duration("keepalive", 0, "how often to ping the master (gRPC keepalive; 0 means 10s, gRPC's least)")
-	keepaliveTimeout := fs.Duration("keepalive-timeout", 0, "how long a ping may go unanswered (0 means 10s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *master == "" || *name == "" || *password == "" {
 		fs.Usage()
 		return 2
-	}
-	if *keepalive < 0 || *keepaliveTimeout < 0 {
-		return fail(stderr, errors.New("-keepalive and -keepalive-timeout must not be negative"))
 	}
 	dir, err := filepath.Abs(*basedir)
 	if err != nil {
@@ -180,10 +175,7 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return runWorker(ctx, protocol.ClientConfig{
-		Master: *master, Name: *name, Password: *password, Info: info,
-		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,
-	}, dir, log, stderr)
+	return runWorker(ctx, protocol.ClientConfig{Master: *master, Name: *name, Password: *password, Info: info}, dir, log, stderr)
 }
 
 // runWorker runs the worker until ctx is done or the master refuses it.
@@ -193,6 +185,14 @@ func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, l
 	log = log.With("worker", cfg.Name)
 	cfg.Logger = log
 	cfg.Executor = worker.NewExecutor(basedir, log)
+	// A master with finish_steps_on_restart has the commands it starts
+	// outlive a restart; their output waits in these files meanwhile.
+	spools := &worker.FileSpools{Dir: filepath.Join(basedir, worker.SpoolDir)}
+	if err := spools.RemoveStale(); err != nil {
+		log.Warn("resumable commands disabled", "err", err)
+	} else {
+		cfg.Spools = spools
+	}
 	cfg.OnAttempt = func(err error) {
 		if !errors.Is(err, protocol.ErrAuthFailed) && !errors.Is(err, protocol.ErrVersionMismatch) {
 			daemon.Ready()

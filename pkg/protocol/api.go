@@ -153,6 +153,13 @@ type Command struct {
 	File     *FileCommand
 	Upload   *UploadCommand
 	Download *DownloadCommand
+	// ResumeKey, when set, makes the command resumable: if its stream
+	// ends, a worker with a SpoolStore keeps it running for up to Keep,
+	// its output spooled, reports it in its next hello, and goes on with
+	// it when the master answers with WorkerConn.Resume (see resume.go).
+	// "" (the default) means the worker kills it when the stream ends.
+	ResumeKey string
+	Keep      time.Duration
 }
 
 // FileOp is what a FileCommand does.

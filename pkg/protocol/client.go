@@ -50,6 +50,11 @@ type ClientConfig struct {
 	// once the master welcomed the worker, else with why the attempt
 	// failed. It is called from Run's goroutine and must not block long.
 	OnAttempt func(err error)
+	// Spools keeps the output of resumable commands (Command.ResumeKey):
+	// with it, such a command outlives its stream for up to its Keep and
+	// is reported to the next master (see resume.go). Nil means the worker
+	// kills every command when its stream ends.
+	Spools SpoolStore
 }
 
 // Output batching.
@@ -63,8 +68,9 @@ const (
 
 // Client is the worker's end of the protocol.
 type Client struct {
-	cfg ClientConfig
-	log *slog.Logger
+	cfg  ClientConfig
+	log  *slog.Logger
+	kept *keeper // resumable commands, which outlive a session
 }
 
 // NewClient returns a Client; it starts nothing until Run.
@@ -86,7 +92,8 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
-	return &Client{cfg: cfg, log: log.With("master", cfg.Master)}
+	log = log.With("master", cfg.Master)
+	return &Client{cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log)}
 }
 
 // Run connects, says hello, runs commands, and reconnects with jittered
@@ -96,6 +103,8 @@ func NewClient(cfg ClientConfig) *Client {
 // ends, and when ctx is done, running commands are cancelled, and Run waits
 // for them before it reconnects or returns.
 func (c *Client) Run(ctx context.Context) error {
+	defer c.kept.wait()
+	defer c.kept.killAll()
 	backoff := c.cfg.MinBackoff
 	for {
 		welcomed, err := c.session(ctx)
@@ -179,6 +188,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		Name:            c.cfg.Name,
 		Password:        c.cfg.Password,
 		Info:            infoToPB(c.cfg.Info),
+		Kept:            keptToPB(c.kept.report()),
 	}}})
 	if err != nil {
 		_, rerr := stream.Recv() // the stream's real error
@@ -219,6 +229,8 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		stream: stream,
 		cmds:   make(map[uint64]context.CancelFunc),
 		reads:  make(map[uint64]chan *DownloadChunk),
+		keeper: c.kept,
+		kept:   make(map[uint64]context.CancelFunc),
 	}
 	// The master's heartbeat: nothing from it for its interval + timeout
 	// means it is gone, even while the TCP connection looks alive.
@@ -246,6 +258,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	// cleanly, unless the master does not take the reports in time.
 	watchdog := time.AfterFunc(shutdownReport, cancel)
 	defer watchdog.Stop()
+	c.kept.killAll()
 	s.stop()
 	_ = stream.CloseSend()
 	<-recvErr
@@ -255,6 +268,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 // session is one welcomed stream on the worker.
 type session struct {
 	exec   Executor
+	keeper *keeper // the Client's resumable commands
 	log    *slog.Logger
 	stream grpc.BidiStreamingClient[WorkerMessage, MasterMessage]
 	wg     sync.WaitGroup // command goroutines
@@ -269,6 +283,7 @@ type session struct {
 	mu      sync.Mutex
 	stopped bool                           // guarded by mu
 	cmds    map[uint64]context.CancelFunc  // guarded by mu; running commands
+	kept    map[uint64]context.CancelFunc  // guarded by mu; resumable commands attached to this stream
 	reads   map[uint64]chan *DownloadChunk // guarded by mu; downloads' answers, one in flight each
 }
 
@@ -309,10 +324,15 @@ func (s *session) receive() error {
 			}
 		case *MasterMessage_StartCommand:
 			s.start(msg.StartCommand)
+		case *MasterMessage_Reattach:
+			s.keeper.reattach(s, msg.Reattach)
 		case *MasterMessage_Interrupt:
 			id := msg.Interrupt.GetCommandId()
 			s.mu.Lock()
 			cancel := s.cmds[id]
+			if cancel == nil {
+				cancel = s.kept[id]
+			}
 			s.mu.Unlock()
 			if cancel == nil {
 				s.log.Info("interrupt for a command not running", "command", id)
@@ -345,6 +365,14 @@ func (s *session) start(m *StartCommand) {
 		log.Warn("cannot run command", "err", err)
 		_ = s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, Result{ExitCode: -1, Err: err.Error()})}})
 		return
+	}
+	if s.keeper.resumable(cmd) {
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if !stopped && s.keeper.start(s, id, cmd, log) {
+			return
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -386,6 +414,7 @@ func (s *session) start(m *StartCommand) {
 
 // stop cancels every running command and waits for them.
 func (s *session) stop() {
+	s.keeper.detach(s)
 	s.mu.Lock()
 	s.stopped = true
 	for _, cancel := range s.cmds {

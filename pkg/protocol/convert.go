@@ -205,7 +205,7 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 }
 
 func commandFromPB(m *StartCommand) (Command, error) {
-	cmd := Command{Builder: m.GetBuilder()}
+	cmd := Command{Builder: m.GetBuilder(), ResumeKey: m.GetResumeKey(), Keep: durFromPB(m.GetKeep())}
 	switch c := m.GetCommand().(type) {
 	case *StartCommand_Shell:
 		sh := c.Shell

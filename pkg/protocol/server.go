@@ -245,7 +245,7 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 			log.Info("worker detached", "err", err)
 			return nil
 		case <-s.stopping:
-			c.finish(errors.New("master shutting down"))
+			c.finish(ErrMasterStopping)
 			return status.Error(codes.Unavailable, "master shutting down")
 		case <-c.done:
 			// Close ended the connection.
@@ -293,6 +293,7 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 		done:          make(chan struct{}),
 		heard:         make(chan struct{}, 1),
 		cmds:          make(map[uint64]*pending),
+		kept:          keptFromPB(h.GetKept()),
 	}
 	wait := s.cfg.KeepaliveTimeout
 	for {
@@ -349,6 +350,7 @@ type WorkerConn struct {
 	pingSeq       atomic.Uint64
 	heard         chan struct{} // gets a token (when empty) for each message received
 	probeMu       sync.Mutex    // one probe at a time
+	kept          []Kept        // from the hello; see Kept
 
 	mu   sync.Mutex
 	err  error               // guarded by mu; why the stream ended
@@ -453,6 +455,16 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 	if err := validateCommand(cmd); err != nil {
 		return Result{}, err
 	}
+	return c.run(ctx, cmd, out, func(id uint64) *MasterMessage {
+		sc := commandToPB(id, cmd)
+		sc.ResumeKey, sc.Keep = cmd.ResumeKey, durToPB(cmd.Keep)
+		return &MasterMessage{Msg: &MasterMessage_StartCommand{StartCommand: sc}}
+	})
+}
+
+// run sends the message first makes for a new command id, then serves the
+// command as Run says.
+func (c *WorkerConn) run(ctx context.Context, cmd Command, out func(Output), first func(id uint64) *MasterMessage) (Result, error) {
 	id := c.nextID.Add(1)
 	p := &pending{events: make(chan event, 16), gone: make(chan struct{})}
 	c.mu.Lock()
@@ -470,7 +482,7 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 	}()
 	log := c.log.With("command", id, "builder", cmd.Builder)
 
-	start := &MasterMessage{Msg: &MasterMessage_StartCommand{StartCommand: commandToPB(id, cmd)}}
+	start := first(id)
 	select {
 	case c.sendq <- start:
 	case <-c.done:

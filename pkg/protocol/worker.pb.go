@@ -299,6 +299,7 @@ type MasterMessage struct {
 	//	*MasterMessage_Interrupt
 	//	*MasterMessage_DownloadChunk
 	//	*MasterMessage_Ping
+	//	*MasterMessage_Reattach
 	Msg           isMasterMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -386,6 +387,15 @@ func (x *MasterMessage) GetPing() *Ping {
 	return nil
 }
 
+func (x *MasterMessage) GetReattach() *Reattach {
+	if x != nil {
+		if x, ok := x.Msg.(*MasterMessage_Reattach); ok {
+			return x.Reattach
+		}
+	}
+	return nil
+}
+
 type isMasterMessage_Msg interface {
 	isMasterMessage_Msg()
 }
@@ -410,6 +420,10 @@ type MasterMessage_Ping struct {
 	Ping *Ping `protobuf:"bytes,5,opt,name=ping,proto3,oneof"`
 }
 
+type MasterMessage_Reattach struct {
+	Reattach *Reattach `protobuf:"bytes,10,opt,name=reattach,proto3,oneof"`
+}
+
 func (*MasterMessage_Welcome) isMasterMessage_Msg() {}
 
 func (*MasterMessage_StartCommand) isMasterMessage_Msg() {}
@@ -420,6 +434,8 @@ func (*MasterMessage_DownloadChunk) isMasterMessage_Msg() {}
 
 func (*MasterMessage_Ping) isMasterMessage_Msg() {}
 
+func (*MasterMessage_Reattach) isMasterMessage_Msg() {}
+
 // Hello is the worker's first message.
 type Hello struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -427,8 +443,12 @@ type Hello struct {
 	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Password        string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
 	Info            *HostInfo              `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// kept lists the resumable commands (StartCommand.resume_key) the worker
+	// still runs, or holds the end of, since its last stream to a master
+	// ended. The master answers each with a Reattach.
+	Kept          []*KeptCommand `protobuf:"bytes,5,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -485,6 +505,13 @@ func (x *Hello) GetPassword() string {
 func (x *Hello) GetInfo() *HostInfo {
 	if x != nil {
 		return x.Info
+	}
+	return nil
+}
+
+func (x *Hello) GetKept() []*KeptCommand {
+	if x != nil {
+		return x.Kept
 	}
 	return nil
 }
@@ -676,7 +703,13 @@ type StartCommand struct {
 	//	*StartCommand_FileOp
 	//	*StartCommand_Upload
 	//	*StartCommand_Download
-	Command       isStartCommand_Command `protobuf_oneof:"command"`
+	Command isStartCommand_Command `protobuf_oneof:"command"`
+	// resume_key, when set, makes the command resumable: when the stream
+	// ends, the worker keeps it running (its output spooled to a file) for
+	// up to keep, and reports it in its next Hello. Unset: the worker kills
+	// the command when the stream ends.
+	ResumeKey     string               `protobuf:"bytes,20,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	Keep          *durationpb.Duration `protobuf:"bytes,21,opt,name=keep,proto3" json:"keep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -773,6 +806,20 @@ func (x *StartCommand) GetDownload() *Download {
 		if x, ok := x.Command.(*StartCommand_Download); ok {
 			return x.Download
 		}
+	}
+	return nil
+}
+
+func (x *StartCommand) GetResumeKey() string {
+	if x != nil {
+		return x.ResumeKey
+	}
+	return ""
+}
+
+func (x *StartCommand) GetKeep() *durationpb.Duration {
+	if x != nil {
+		return x.Keep
 	}
 	return nil
 }
@@ -1791,6 +1838,150 @@ func (x *Pong) GetSeq() uint64 {
 	return 0
 }
 
+// KeptCommand is a resumable command a worker kept after its stream ended.
+type KeptCommand struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ResumeKey string                 `protobuf:"bytes,1,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	// complete: the command has ended; its Complete waits for the master.
+	Complete bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// output_size: bytes of output the command has produced so far.
+	OutputSize    int64 `protobuf:"varint,3,opt,name=output_size,json=outputSize,proto3" json:"output_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptCommand) Reset() {
+	*x = KeptCommand{}
+	mi := &file_worker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptCommand) ProtoMessage() {}
+
+func (x *KeptCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptCommand.ProtoReflect.Descriptor instead.
+func (*KeptCommand) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KeptCommand) GetResumeKey() string {
+	if x != nil {
+		return x.ResumeKey
+	}
+	return ""
+}
+
+func (x *KeptCommand) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *KeptCommand) GetOutputSize() int64 {
+	if x != nil {
+		return x.OutputSize
+	}
+	return 0
+}
+
+// Reattach answers a KeptCommand of the worker's Hello. With abandon
+// unset, the command continues as command_id on this stream: the worker
+// sends its output from byte offset (what the master already has) on,
+// then the live rest, then its Complete. With abandon set (the master
+// does not know the command), the worker kills it and forgets it.
+type Reattach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResumeKey     string                 `protobuf:"bytes,1,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	CommandId     uint64                 `protobuf:"varint,2,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Abandon       bool                   `protobuf:"varint,4,opt,name=abandon,proto3" json:"abandon,omitempty"`
+	Why           string                 `protobuf:"bytes,5,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reattach) Reset() {
+	*x = Reattach{}
+	mi := &file_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reattach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reattach) ProtoMessage() {}
+
+func (x *Reattach) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
+func (*Reattach) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Reattach) GetResumeKey() string {
+	if x != nil {
+		return x.ResumeKey
+	}
+	return ""
+}
+
+func (x *Reattach) GetCommandId() uint64 {
+	if x != nil {
+		return x.CommandId
+	}
+	return 0
+}
+
+func (x *Reattach) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Reattach) GetAbandon() bool {
+	if x != nil {
+		return x.Abandon
+	}
+	return false
+}
+
+func (x *Reattach) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
 var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
@@ -1803,19 +1994,22 @@ const file_worker_proto_rawDesc = "" +
 	"\fupload_chunk\x18\x04 \x01(\v2\x1a.gbb.worker.v1.UploadChunkH\x00R\vuploadChunk\x120\n" +
 	"\x04read\x18\x05 \x01(\v2\x1a.gbb.worker.v1.ReadRequestH\x00R\x04read\x12)\n" +
 	"\x04pong\x18\x06 \x01(\v2\x13.gbb.worker.v1.PongH\x00R\x04pongB\x05\n" +
-	"\x03msg\"\xba\x02\n" +
+	"\x03msg\"\xf1\x02\n" +
 	"\rMasterMessage\x122\n" +
 	"\awelcome\x18\x01 \x01(\v2\x16.gbb.worker.v1.WelcomeH\x00R\awelcome\x12B\n" +
 	"\rstart_command\x18\x02 \x01(\v2\x1b.gbb.worker.v1.StartCommandH\x00R\fstartCommand\x128\n" +
 	"\tinterrupt\x18\x03 \x01(\v2\x18.gbb.worker.v1.InterruptH\x00R\tinterrupt\x12E\n" +
 	"\x0edownload_chunk\x18\x04 \x01(\v2\x1c.gbb.worker.v1.DownloadChunkH\x00R\rdownloadChunk\x12)\n" +
-	"\x04ping\x18\x05 \x01(\v2\x13.gbb.worker.v1.PingH\x00R\x04pingB\x05\n" +
-	"\x03msg\"\x8f\x01\n" +
+	"\x04ping\x18\x05 \x01(\v2\x13.gbb.worker.v1.PingH\x00R\x04ping\x125\n" +
+	"\breattach\x18\n" +
+	" \x01(\v2\x17.gbb.worker.v1.ReattachH\x00R\breattachB\x05\n" +
+	"\x03msg\"\xbf\x01\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpassword\x18\x03 \x01(\tR\bpassword\x12+\n" +
-	"\x04info\x18\x04 \x01(\v2\x17.gbb.worker.v1.HostInfoR\x04info\"\x9a\x02\n" +
+	"\x04info\x18\x04 \x01(\v2\x17.gbb.worker.v1.HostInfoR\x04info\x12.\n" +
+	"\x04kept\x18\x05 \x03(\v2\x1a.gbb.worker.v1.KeptCommandR\x04kept\"\x9a\x02\n" +
 	"\bHostInfo\x12\x14\n" +
 	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x0e\n" +
@@ -1833,7 +2027,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12%\n" +
 	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12F\n" +
-	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\xc9\x02\n" +
+	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\x97\x03\n" +
 	"\fStartCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x18\n" +
@@ -1843,7 +2037,10 @@ const file_worker_proto_rawDesc = "" +
 	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03git\x127\n" +
 	"\afile_op\x18\f \x01(\v2\x1c.gbb.worker.v1.FileOperationH\x00R\x06fileOp\x12/\n" +
 	"\x06upload\x18\r \x01(\v2\x15.gbb.worker.v1.UploadH\x00R\x06upload\x125\n" +
-	"\bdownload\x18\x0e \x01(\v2\x17.gbb.worker.v1.DownloadH\x00R\bdownloadB\t\n" +
+	"\bdownload\x18\x0e \x01(\v2\x17.gbb.worker.v1.DownloadH\x00R\bdownload\x12\x1d\n" +
+	"\n" +
+	"resume_key\x18\x14 \x01(\tR\tresumeKey\x12-\n" +
+	"\x04keep\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x04keepB\t\n" +
 	"\acommand\"\xc9\x04\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
@@ -1942,7 +2139,21 @@ const file_worker_proto_rawDesc = "" +
 	"\x04Ping\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x18\n" +
 	"\x04Pong\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq2S\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"i\n" +
+	"\vKeptCommand\x12\x1d\n" +
+	"\n" +
+	"resume_key\x18\x01 \x01(\tR\tresumeKey\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x12\x1f\n" +
+	"\voutput_size\x18\x03 \x01(\x03R\n" +
+	"outputSize\"\x8c\x01\n" +
+	"\bReattach\x12\x1d\n" +
+	"\n" +
+	"resume_key\x18\x01 \x01(\tR\tresumeKey\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x02 \x01(\x04R\tcommandId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x18\n" +
+	"\aabandon\x18\x04 \x01(\bR\aabandon\x12\x10\n" +
+	"\x03why\x18\x05 \x01(\tR\x03why2S\n" +
 	"\x06Master\x12I\n" +
 	"\aConnect\x12\x1c.gbb.worker.v1.WorkerMessage\x1a\x1c.gbb.worker.v1.MasterMessage(\x010\x01B-Z+github.com/gbb-ci/gbb/pkg/protocol;protocolb\x06proto3"
 
@@ -1959,7 +2170,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(FileOperation_Op)(0),       // 1: gbb.worker.v1.FileOperation.Op
@@ -1982,10 +2193,12 @@ var file_worker_proto_goTypes = []any{
 	(*DownloadChunk)(nil),       // 18: gbb.worker.v1.DownloadChunk
 	(*Ping)(nil),                // 19: gbb.worker.v1.Ping
 	(*Pong)(nil),                // 20: gbb.worker.v1.Pong
-	nil,                         // 21: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 22: gbb.worker.v1.Shell.EnvEntry
-	nil,                         // 23: gbb.worker.v1.Shell.LogfilesEntry
-	(*durationpb.Duration)(nil), // 24: google.protobuf.Duration
+	(*KeptCommand)(nil),         // 21: gbb.worker.v1.KeptCommand
+	(*Reattach)(nil),            // 22: gbb.worker.v1.Reattach
+	nil,                         // 23: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 24: gbb.worker.v1.Shell.EnvEntry
+	nil,                         // 25: gbb.worker.v1.Shell.LogfilesEntry
+	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	4,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
@@ -1999,30 +2212,33 @@ var file_worker_proto_depIdxs = []int32{
 	10, // 8: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
 	18, // 9: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
 	19, // 10: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
-	5,  // 11: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	21, // 12: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
-	24, // 13: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	24, // 14: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
-	8,  // 15: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	9,  // 16: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
-	13, // 17: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
-	14, // 18: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
-	15, // 19: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
-	22, // 20: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	24, // 21: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	24, // 22: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	24, // 23: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	23, // 24: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	0,  // 25: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	24, // 26: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 27: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
-	2,  // 28: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	3,  // 29: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	29, // [29:30] is the sub-list for method output_type
-	28, // [28:29] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	22, // 11: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
+	5,  // 12: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
+	21, // 13: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
+	23, // 14: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	26, // 15: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	26, // 16: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
+	8,  // 17: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
+	9,  // 18: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	13, // 19: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
+	14, // 20: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
+	15, // 21: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
+	26, // 22: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
+	24, // 23: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	26, // 24: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	26, // 25: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	26, // 26: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	25, // 27: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	0,  // 28: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	26, // 29: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 30: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	2,  // 31: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 32: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	32, // [32:33] is the sub-list for method output_type
+	31, // [31:32] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -2044,6 +2260,7 @@ func file_worker_proto_init() {
 		(*MasterMessage_Interrupt)(nil),
 		(*MasterMessage_DownloadChunk)(nil),
 		(*MasterMessage_Ping)(nil),
+		(*MasterMessage_Reattach)(nil),
 	}
 	file_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*StartCommand_Shell)(nil),
@@ -2058,7 +2275,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
