@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gbb-ci/gbb/pkg/protocol"
 )
@@ -165,8 +166,9 @@ func (w *logWriter) output(o protocol.Output) {
 		if i < 0 {
 			p := append(w.partial[idx], data...)
 			for len(p) >= maxLineLength {
-				w.lineLocked(channel(o.Stream), p[:maxLineLength])
-				p = p[maxLineLength:]
+				n := cutLine(p)
+				w.lineLocked(channel(o.Stream), p[:n])
+				p = p[n:]
 			}
 			w.partial[idx] = append(w.partial[idx][:0], p...)
 			break
@@ -182,6 +184,20 @@ func (w *logWriter) output(o protocol.Output) {
 	if w.buf.Len() >= logBatch {
 		w.flushLocked()
 	}
+}
+
+// cutLine is where a line of at least maxLineLength bytes is cut: at
+// maxLineLength, or up to 3 bytes before so as not to split a UTF-8
+// character.
+func cutLine(p []byte) int {
+	n := maxLineLength
+	for i := 0; i < utf8.UTFMax-1 && n < len(p) && !utf8.RuneStart(p[n]); i++ {
+		n--
+	}
+	if n < len(p) && !utf8.RuneStart(p[n]) {
+		return maxLineLength // not UTF-8 there anyway
+	}
+	return n
 }
 
 // text adds lines to a text log ("t" type: no channel letters).
@@ -206,6 +222,12 @@ func (w *logWriter) header(line string) {
 // newline, to the head or, once the head is full, to the tail ring.
 func (w *logWriter) lineLocked(ch byte, line []byte) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
+	// Logs are UTF-8, as buildbot's: each run of bytes that is not
+	// becomes U+FFFD, so that every reader (the API's JSON, the raw
+	// download, the pages) gets the same valid text.
+	if !utf8.Valid(line) {
+		line = bytes.ToValidUTF8(line, []byte("\uFFFD"))
+	}
 	size := int64(len(line)) + 1
 	if ch == 'h' {
 		size = 0

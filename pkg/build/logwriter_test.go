@@ -290,3 +290,19 @@ func TestLogWriterBackpressure(t *testing.T) {
 		}
 	})
 }
+
+// TestLogWriterUTF8: bytes that are not UTF-8 are stored as U+FFFD, and a
+// long line is cut before a character, not inside it.
+func TestLogWriterUTF8(t *testing.T) {
+	t.Parallel()
+	db, id := openLog(t)
+	w := newLogWriter(db, id, logOptions{Flush: time.Hour}, nil)
+	w.output(protocol.Output{Stream: protocol.Stdout, Data: []byte("ok \xff\xfe bad\ncaf\xc3\xa9 \xc3\n")})
+	long := strings.Repeat("x", maxLineLength-1) + "é" + "tail"
+	w.output(protocol.Output{Stream: protocol.Stderr, Data: []byte(long)})
+	w.close()
+	want := "ook \uFFFD bad\nocafé \uFFFD\ne" + strings.Repeat("x", maxLineLength-1) + "\neétail\n"
+	if got := readLog(t, db, id); got != want {
+		t.Errorf("log:\n%.200q\nwant:\n%.200q", got, want)
+	}
+}
