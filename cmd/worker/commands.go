@@ -159,12 +159,17 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 	name := fs.String("name", "", "the worker's name")
 	password := fs.String("password", "", "the worker's password")
 	basedir := fs.String("basedir", ".", "the worker's base directory")
+	keepalive := fs.Duration("keepalive", 0, "how often to ping the master (gRPC keepalive; 0 means 10s, gRPC's least)")
+	keepaliveTimeout := fs.Duration("keepalive-timeout", 0, "how long a ping may go unanswered (0 means 10s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 || *master == "" || *name == "" || *password == "" {
 		fs.Usage()
 		return 2
+	}
+	if *keepalive < 0 || *keepaliveTimeout < 0 {
+		return fail(stderr, errors.New("-keepalive and -keepalive-timeout must not be negative"))
 	}
 	dir, err := filepath.Abs(*basedir)
 	if err != nil {
@@ -175,7 +180,10 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return runWorker(ctx, protocol.ClientConfig{Master: *master, Name: *name, Password: *password, Info: info}, dir, log, stderr)
+	return runWorker(ctx, protocol.ClientConfig{
+		Master: *master, Name: *name, Password: *password, Info: info,
+		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,
+	}, dir, log, stderr)
 }
 
 // runWorker runs the worker until ctx is done or the master refuses it.
