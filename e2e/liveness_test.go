@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,5 +230,218 @@ func TestDuplicateWorkerAlive(t *testing.T) {
 	case <-second.done:
 		t.Errorf("the refused worker exited instead of retrying:\n%s", second.log())
 	default:
+	}
+}
+
+// linkCutConfig is the master of TestLinkCut, in its namespace, with a
+// detection bound of 1s + 2s.
+const linkCutConfig = `
+title = "link cut"
+buildbot_url = "http://10.1.1.2:8010/"
+
+[protocols.grpc]
+port = 9989
+interface = "10.1.1.2"
+keepalive_interval = "1s"
+keepalive_timeout = "2s"
+
+[www]
+port = 8010
+interface = "10.1.1.2"
+
+[[workers]]
+name = "w1"
+password = "secret"
+` + `
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["hold"]
+
+[[builders]]
+name = "hold"
+worker_names = ["w1"]
+
+  [[builders.steps]]
+  type = "shell"
+  name = "hold"
+  command = "pwd >> {{.Dir}}/started; while [ ! -e {{.Dir}}/release ]; do sleep 0.1; done; pwd"
+`
+
+// TestLinkCut: the worker's network is cut without a word (its veth link
+// brought down: no FIN, no RST) while a build runs. The master finds the
+// worker gone within keepalive_interval + keepalive_timeout, ends the
+// build RETRY and requeues it; the worker finds its master gone within the
+// same bound. Once the link is up, the worker reconnects by itself and the
+// requeued build runs on it to SUCCESS.
+func TestLinkCut(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestLinkCut needs root (network namespaces); make test runs as root in CI")
+	}
+	netnsNeed(t, "ip", "iproute2")
+	masterBin, workerBin := buildBinaries(t)
+
+	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", netnsLock, err)
+	}
+	links, namespaces := netnsLeftovers()
+	for _, l := range links {
+		exec.Command("ip", "link", "del", l).Run()
+	}
+	for _, n := range namespaces {
+		exec.Command("ip", "netns", "del", n).Run()
+	}
+	var rb [3]byte
+	rand.Read(rb[:])
+	id := hex.EncodeToString(rb[:])
+	br, mns, wns, wveth := "gbbb-"+id, "gbbm-"+id, "gbbw-"+id, "gbbvw-"+id
+	t.Cleanup(func() {
+		for _, args := range [][]string{{"netns", "del", mns}, {"netns", "del", wns}, {"link", "del", "gbbvm-" + id}, {"link", "del", wveth}, {"link", "del", br}} {
+			exec.Command("ip", args...).Run()
+		}
+		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
+			t.Errorf("left behind: links %v, namespaces %v", l, n)
+		}
+	})
+	netnsIP(t, "link", "add", br, "type", "bridge")
+	netnsIP(t, "addr", "add", netnsHostAddr, "dev", br)
+	netnsIP(t, "link", "set", br, "up")
+	for _, ns := range []struct{ name, veth, addr string }{
+		{mns, "gbbvm-" + id, netnsMasterAddr},
+		{wns, wveth, netnsWorkerAddr},
+	} {
+		netnsIP(t, "netns", "add", ns.name)
+		netnsIP(t, "link", "add", ns.veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+		netnsIP(t, "link", "set", ns.veth, "master", br)
+		netnsIP(t, "link", "set", ns.veth, "up")
+		netnsIP(t, "-n", ns.name, "addr", "add", ns.addr+"/24", "dev", "eth0")
+		netnsIP(t, "-n", ns.name, "link", "set", "eth0", "up")
+		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
+	}
+
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "master")
+	mustRun(t, masterBin, "create-master", mdir)
+	cfg := strings.ReplaceAll(linkCutConfig, "{{.Dir}}", dir)
+	if err := os.WriteFile(filepath.Join(mdir, "master.toml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, masterBin, "checkconfig", mdir)
+	netnsProc(t, filepath.Join(dir, "master.out"), "ip", "netns", "exec", mns, masterBin, "start", "--nodaemon", mdir)
+	netnsProc(t, filepath.Join(dir, "worker.out"), "ip", "netns", "exec", wns, workerBin,
+		"-master", netnsMasterAddr+":9989", "-name", "w1", "-password", "secret", "-basedir", filepath.Join(dir, "worker"))
+	logOf := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return string(b)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("--- master.out:\n%s\n--- worker.out:\n%s", logOf("master.out"), logOf("worker.out"))
+		}
+	}()
+
+	base := "http://" + netnsMasterAddr + ":8010"
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string, v any) bool {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(v) == nil
+	}
+	connected := func() bool {
+		var r struct {
+			Workers []struct {
+				ConnectedTo []json.RawMessage `json:"connected_to"`
+			}
+		}
+		return get("/api/v2/workers", &r) && len(r.Workers) == 1 && len(r.Workers[0].ConnectedTo) > 0
+	}
+	builds := func() []apiBuild {
+		var r struct{ Builds []apiBuild }
+		get("/api/v2/builds", &r)
+		return r.Builds
+	}
+	started := func() []string {
+		b, _ := os.ReadFile(filepath.Join(dir, "started"))
+		return strings.Fields(string(b))
+	}
+	waitFor(t, "w1 connected", 60*time.Second, connected)
+	var builders struct {
+		Builders []struct {
+			BuilderID int64 `json:"builderid"`
+		}
+	}
+	if !get("/api/v2/builders", &builders) || len(builders.Builders) != 1 {
+		t.Fatalf("builders: %+v", builders)
+	}
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"cut"}}`, builders.Builders[0].BuilderID)
+	resp, err := client.Post(base+"/api/v2/forceschedulers/force", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the step running on the worker", 60*time.Second, func() bool { return len(started()) == 1 })
+
+	// Cut the worker's link: its packets go nowhere, nobody says a word.
+	const bound = 3 * time.Second  // keepalive_interval + keepalive_timeout
+	const slack = 10 * time.Second // a loaded machine; still under the 20s default
+	netnsIP(t, "link", "set", wveth, "down")
+	cut := time.Now()
+	waitFor(t, "the master to find the worker gone", bound+slack+5*time.Second, func() bool { return !connected() })
+	detected := time.Since(cut)
+	var first apiBuild
+	waitFor(t, "the build to end", 30*time.Second, func() bool {
+		if bs := builds(); len(bs) > 0 {
+			first = bs[0]
+		}
+		return first.Complete
+	})
+	t.Logf("link down: the master found the worker gone after %v (bound %v)", detected.Round(time.Millisecond), bound)
+	if detected > bound+slack {
+		t.Errorf("the master found the worker gone after %v; want within %v (+%v slack)", detected, bound, slack)
+	}
+	if detected < time.Second {
+		t.Errorf("the master found the worker gone after %v: too soon for a silent cut", detected)
+	}
+	if first.Results == nil || *first.Results != 5 {
+		t.Errorf("build on the cut worker: %+v, want results 5 (RETRY)", first)
+	}
+	// The worker, on its side, finds its master gone within the bound too.
+	waitFor(t, "the worker to find its master gone", bound+slack, func() bool {
+		return strings.Contains(logOf("worker.out"), "nothing from the master for 3s")
+	})
+	if n := len(builds()); n != 1 {
+		t.Errorf("%d builds while the link is down, want 1 (the request waits for a worker)", n)
+	}
+
+	// The link comes back: the worker reconnects by itself, and the
+	// requeued request runs on it.
+	netnsIP(t, "link", "set", wveth, "up")
+	up := time.Now()
+	waitFor(t, "w1 reconnected", 90*time.Second, connected)
+	t.Logf("link up: the worker reconnected after %v", time.Since(up).Round(time.Millisecond))
+	waitFor(t, "the requeued build running", 60*time.Second, func() bool { return len(started()) == 2 })
+	if err := os.WriteFile(filepath.Join(dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rerun apiBuild
+	waitFor(t, "the requeued build to end", 60*time.Second, func() bool {
+		for _, b := range builds() {
+			if b.BuildID != first.BuildID && b.Complete {
+				rerun = b
+				return true
+			}
+		}
+		return false
+	})
+	if rerun.Results == nil || *rerun.Results != 0 || rerun.BuildRequestID != first.BuildRequestID {
+		t.Errorf("requeued build: %+v, want SUCCESS for request %d", rerun, first.BuildRequestID)
 	}
 }
