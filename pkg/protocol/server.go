@@ -59,6 +59,9 @@ const (
 	keepaliveMinTime = 5 * time.Second
 )
 
+// readBuffer is the read buffer of each worker's connection.
+const readBuffer = 4 << 10
+
 // Server is the master's end of the protocol: it accepts worker streams.
 type Server struct {
 	cfg           ServerConfig
@@ -120,6 +123,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.WaitForHandlers(true),
+		// Each connection keeps its read buffer while idle: 32 KiB by
+		// default, 32 MB of a master's heap for 1,000 workers. Frames
+		// larger than the buffer are read past it, so output still
+		// arrives in few reads.
+		grpc.ReadBufferSize(readBuffer),
 	)
 	RegisterMasterServer(gs, service{s: s})
 
