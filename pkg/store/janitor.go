@@ -100,13 +100,19 @@ func (db *DB) DeleteBuildsBefore(t time.Time) (n int, err error) {
 		for len(builds) > 0 {
 			batch := builds[:min(len(builds), janitorBuilds)]
 			builds = builds[len(batch):]
-			err := db.bolt.Update(func(tx *bolt.Tx) error {
+			err := db.update(func(tx *bolt.Tx) error {
 				for _, b := range batch {
 					if err := deleteBuild(tx, b, t); err != nil {
 						return fmt.Errorf("build %d: %w", b.ID, err)
 					}
 				}
 				return nil
+			}, func(e emit) {
+				// Buildbot's janitor publishes nothing; live clients
+				// hear of each deleted build, as it was, under its keys.
+				for _, b := range batch {
+					e.build("deleted", b)
+				}
 			})
 			if err != nil {
 				return n, err
@@ -206,7 +212,8 @@ func logNeedsDeleting(tx *bolt.Tx, logID int64) bool {
 // janitorChunks per transaction. It returns how many logs it marked.
 func (db *DB) deleteLogs(ids []int64) (n int, err error) {
 	for len(ids) > 0 {
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var marked []Log // the logs this transaction marked deleted
+		err := db.update(func(tx *bolt.Tx) error {
 			budget := janitorChunks
 			for len(ids) > 0 && budget > 0 {
 				id := ids[0]
@@ -223,6 +230,7 @@ func (db *DB) deleteLogs(ids []int64) (n int, err error) {
 					if err := put(tx, bucketLog, id, &l); err != nil {
 						return err
 					}
+					marked = append(marked, l)
 					n++
 					budget--
 				}
@@ -236,6 +244,11 @@ func (db *DB) deleteLogs(ids []int64) (n int, err error) {
 				}
 			}
 			return nil
+		}, func(e emit) {
+			// A log whose lines are gone is updated, Type LogDeleted.
+			for _, l := range marked {
+				e.log("deleted", l)
+			}
 		})
 		if err != nil {
 			return n, fmt.Errorf("delete log chunks: %w", err)

@@ -3,7 +3,11 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,5 +188,77 @@ func TestDeleteBuildsBefore(t *testing.T) {
 		if got := must[string](t)(db.LogLines(l.ID, 0, 1)); !strings.HasPrefix(got, "o") {
 			t.Errorf("log of a kept build reads %q", got)
 		}
+	}
+}
+
+// keyRecorder is a Publisher that keeps the keys of the events whose key
+// ends in "/deleted", with their records.
+type keyRecorder struct {
+	mu      sync.Mutex
+	deleted map[string]any // guarded by mu
+}
+
+func (r *keyRecorder) Publish(key string, rec any) {
+	if !strings.HasSuffix(key, "/deleted") {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deleted[key] = rec
+}
+
+// TestJanitorEvents: live clients hear of what the janitor deletes: each
+// log whose lines went, with its record Type LogDeleted, and each build
+// deleted, as it was, under every key of a build.
+func TestJanitorEvents(t *testing.T) {
+	t.Parallel()
+	rec := &keyRecorder{deleted: map[string]any{}}
+	db, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Events: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ok(t, db.Check())
+		db.Close()
+	})
+	a, _, _ := setup(t, db)
+	old := finishedBuild(t, db, a.ID, t0.Add(-72*time.Hour), 2)
+	mid := finishedBuild(t, db, a.ID, t0.Add(-48*time.Hour), 2)
+	finishedBuild(t, db, a.ID, t0, 2) // the newest: kept
+
+	if n, err := db.DeleteLogsBefore(t0.Add(-24 * time.Hour)); err != nil || n != 4 {
+		t.Fatalf("DeleteLogsBefore = %d, %v; want 4", n, err)
+	}
+	rec.mu.Lock()
+	for _, b := range []Build{old, mid} {
+		for _, l := range logsOf(t, db, b.ID) {
+			for _, k := range []string{fmt.Sprintf("logs/%d/deleted", l.ID), fmt.Sprintf("steps/%d/logs/%s/deleted", l.StepID, l.Slug)} {
+				got, ok := rec.deleted[k].(Log)
+				if !ok || got.Type != LogDeleted || got.ID != l.ID {
+					t.Errorf("event %s: %+v, want the log marked deleted", k, rec.deleted[k])
+				}
+			}
+		}
+	}
+	rec.mu.Unlock()
+
+	if n, err := db.DeleteBuildsBefore(t0.Add(-24 * time.Hour)); err != nil || n != 2 {
+		t.Fatalf("DeleteBuildsBefore = %d, %v; want 2", n, err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, b := range []Build{old, mid} {
+		for _, k := range []string{
+			fmt.Sprintf("builds/%d/deleted", b.ID),
+			fmt.Sprintf("builders/%d/builds/%d/deleted", b.BuilderID, b.Number),
+			fmt.Sprintf("workers/%d/builds/%d/deleted", b.WorkerID, b.ID),
+		} {
+			if got, ok := rec.deleted[k].(Build); !ok || got.ID != b.ID {
+				t.Errorf("event %s: %+v, want build %d", k, rec.deleted[k], b.ID)
+			}
+		}
+	}
+	if len(rec.deleted) != 2*2*2+2*3 {
+		t.Errorf("%d deletion events, want %d: %v", len(rec.deleted), 2*2*2+2*3, slices.Sorted(maps.Keys(rec.deleted)))
 	}
 }
