@@ -29,6 +29,9 @@ type build struct {
 	// master stops. Each step runs in a child that a stop cancels.
 	parent context.Context
 
+	// pos is where runStepsFrom is, for a resume point.
+	pos stepPos
+
 	mu         sync.Mutex
 	cancel     context.CancelCauseFunc // guarded by mu; cancels the running step, nil between steps
 	stopped    bool                    // guarded by mu; set by stop
@@ -62,7 +65,17 @@ func (b *build) run(ctx context.Context) {
 	num, _ := scheduler.NewProperty(bld.Number, "Build")
 	b.check(st.SetBuildProperty(bld.ID, "buildnumber", num))
 
-	results := b.runLocked(ctx)
+	b.finish(b.runLocked(ctx))
+}
+
+// finish records the end of the build with results; a build whose step was
+// left to its worker (resultDetached) stays running in the store.
+func (b *build) finish(results int) {
+	st := b.e.st
+	if results == resultDetached {
+		b.log.Info("master stopping: the running step is left to its worker, the build goes on after the restart")
+		return
+	}
 	summary := buildSummary(results)
 	if reason, stopped := b.stopState(); stopped {
 		// As buildbot's stopBuild: a stopped build is CANCELLED, whatever
@@ -139,13 +152,20 @@ func (b *build) runSteps(ctx context.Context) int {
 	b.check(st.StartStep(prep.ID, time.Now()))
 	b.check(st.SetStepStateString(prep.ID, fmt.Sprintf("worker %s ready", b.worker)))
 	b.check(st.FinishStep(prep.ID, store.Success, time.Now()))
+	return b.runStepsFrom(ctx, 0, store.Success, false)
+}
 
-	results := store.Success
-	halted := false
-	for _, sc := range b.cfg.Steps {
+// runStepsFrom runs the configured steps from the first'th on, given the
+// build's results so far and whether a step halted it, and returns the
+// build's result.
+func (b *build) runStepsFrom(ctx context.Context, first, results int, halted bool) int {
+	st := b.e.st
+	for i := first; i < len(b.cfg.Steps); i++ {
+		sc := b.cfg.Steps[i]
 		if halted && !sc.AlwaysRun {
 			continue
 		}
+		b.pos = stepPos{index: i, results: results, halted: halted}
 		// A stopped build runs only its always_run steps, as buildbot's.
 		sctx, done, ok := b.stepContext(sc.AlwaysRun)
 		if !ok {
@@ -154,6 +174,9 @@ func (b *build) runSteps(ctx context.Context) int {
 		b.check(st.SetBuildStateString(b.id, sc.Name))
 		r := b.runStepLocked(sctx, sc)
 		done()
+		if r == resultDetached {
+			return r
+		}
 		var terminate bool
 		results, terminate = computeResult(sc, results, r)
 		if terminate {
@@ -256,6 +279,9 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 			b.check(st.FinishLog(l.ID))
 		}
 	}
+	if res == resultDetached {
+		return res // the step goes on after the master's restart
+	}
 	return b.endStep(step, sc, res, state)
 }
 
@@ -268,7 +294,8 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 	b.check(b.e.st.SetStepStateString(step.ID, desc))
 	wc := newWarningCounter(sc)
 	res, results := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder:   b.cfg.Name,
+		ResumeKey: b.resumeKey(step, sc),
 		Shell: &protocol.ShellCommand{
 			Argv:    sc.Command.Argv,
 			Script:  sc.Command.Script,
@@ -284,6 +311,9 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 			Logfiles:        sc.Logfiles,
 		},
 	}, log, wc.output)
+	if results == resultDetached {
+		return results, desc
+	}
 	results = decodeRC(sc.DecodeRC, res, results)
 	results = b.warningResults(step, sc, wc, results)
 	return results, desc + stateSuffix(results, res.TimedOut)
@@ -300,7 +330,8 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 		log.Error("add log", "err", err)
 		return protocol.Result{}, store.Exception
 	}
-	lw := newLogWriter(b.e.st, l.ID, b.e.logOptions(), log)
+	dl := &detachableLog{logStore: b.e.st}
+	lw := newLogWriter(dl, l.ID, b.e.logOptions(), log)
 	defer lw.close()
 
 	// The worker writes the command's own header lines (argv, directory,
@@ -308,35 +339,44 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 	out, closeLogs := b.logfiles(step, cmd, lw, log)
 	defer closeLogs()
 	out = tapOutput(out, taps)
-	res, err := b.ws.conn.Run(ctx, cmd, out)
+	res, err := b.runOnWorker(ctx, step, l.ID, cmd, lw, dl, out)
+	if errors.Is(err, errDetached) {
+		return res, resultDetached
+	}
+	return res, commandResults(ctx, lw, res, err)
+}
+
+// commandResults ends the log of a command that ran on the worker and says
+// how it ended, as runCommand does.
+func commandResults(ctx context.Context, lw *logWriter, res protocol.Result, err error) int {
 	lw.endOutput()
 	shutdown := errors.Is(cause(ctx), ErrShutdown)
 	switch {
 	case errors.Is(err, protocol.ErrConnectionLost):
 		lw.header("worker lost: " + err.Error())
-		return res, store.Retry
+		return store.Retry
 	case err != nil && shutdown:
 		lw.header("master shutting down: the build will run again")
-		return res, store.Retry
+		return store.Retry
 	case err != nil:
 		lw.header("error: " + err.Error())
-		return res, store.Exception
+		return store.Exception
 	case res.Err != "":
 		lw.header(res.Err)
 		lw.header("program finished with exit code -1")
-		return res, store.Failure
+		return store.Failure
 	}
 	lw.header(fmt.Sprintf("program finished with exit code %d", res.ExitCode))
 	lw.header(fmt.Sprintf("elapsedTime=%f", res.Elapsed.Seconds()))
 	switch {
 	case res.Interrupted && shutdown:
-		return res, store.Retry
+		return store.Retry
 	case res.Interrupted:
-		return res, store.Cancelled
+		return store.Cancelled
 	case res.ExitCode == 0 && res.Signal == "" && !res.TimedOut:
-		return res, store.Success
+		return store.Success
 	default:
-		return res, store.Failure
+		return store.Failure
 	}
 }
 

@@ -40,6 +40,11 @@ type Store interface {
 	SetBuildProperty(id int64, name string, p store.Property) error
 	FinishBuild(id int64, results int, at time.Time) error
 	AbandonBuilds(masterID int64, at time.Time) ([]int64, error)
+	// The resume points of finish_steps_on_restart (see resume.go).
+	SetResumePoint(p store.ResumePoint) error
+	ResumePoints(masterID int64) ([]store.ResumePoint, error)
+	DeleteResumePoint(buildID int64) error
+	AbandonBuild(buildID int64, at time.Time) (bool, error)
 
 	AddStep(buildID int64, name string) (store.Step, error)
 	StartStep(id int64, at time.Time) error
@@ -75,6 +80,10 @@ type Config struct {
 	// zero means no limit. LogMaxTailSize is log_max_tail_size: the bytes
 	// then kept from its end; zero keeps none. See logOptions.
 	LogMaxSize, LogMaxTailSize int64
+	// FinishSteps is finish_steps_on_restart: whether a stopping master
+	// leaves its shell steps running on their workers, to go on with their
+	// builds when it starts again (see resume.go). The zero value is off.
+	FinishSteps config.FinishSteps
 }
 
 // Secrets is what the engine needs of the secrets providers.
@@ -119,6 +128,7 @@ type Engine struct {
 	triggerer Triggerer      // guarded by mu
 	finished  chan struct{}  // guarded by mu
 	wg        sync.WaitGroup // builds and connection watchers
+	resume    resumer        // finish_steps_on_restart
 	// draining is set by Drain: no new build starts. gone is closed (and
 	// replaced) whenever a build leaves running.
 	draining bool          // guarded by mu
@@ -136,6 +146,11 @@ type workerState struct {
 	// worker; they are kept in the store, so they outlast a reconnection.
 	paused   bool
 	graceful bool
+	// fresh is set from Attach until the engine answered the commands the
+	// worker kept (kept, from its hello; see resume.go): meanwhile it
+	// takes no new build.
+	fresh bool
+	kept  []protocol.Kept
 }
 
 // New makes an engine; it starts nothing until Run.
@@ -167,6 +182,7 @@ func New(cfg Config) *Engine {
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	e.SetLocks(cfg.Locks)
 	e.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
+	e.SetFinishSteps(cfg.FinishSteps)
 	return e
 }
 
@@ -228,7 +244,7 @@ func (e *Engine) Wake() {
 // end RETRY, and requests it had claimed run again.
 func (e *Engine) Recover() error {
 	now := time.Now()
-	ids, err := e.st.AbandonBuilds(e.masterID, now)
+	ids, err := e.abandonLeft(now)
 	if err != nil {
 		return fmt.Errorf("recover builds: %w", err)
 	}
@@ -270,6 +286,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// A slow tick catches anything a missed wake-up would leave waiting.
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	defer e.armResumeDeadline()()
 	e.Wake()
 	for {
 		select {
@@ -278,6 +295,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.wake:
 		case <-tick.C:
 		}
+		e.reattach(bctx)
 		if err := e.distribute(bctx); err != nil {
 			e.log.Error("distribute build requests", "err", err)
 		}
@@ -310,7 +328,7 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 		return
 	}
 	e.mu.Lock()
-	e.conns[name] = &workerState{conn: c, id: w.ID, paused: w.Paused, graceful: w.Graceful}
+	e.conns[name] = &workerState{conn: c, id: w.ID, paused: w.Paused, graceful: w.Graceful, fresh: true, kept: c.Kept()}
 	e.mu.Unlock()
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
@@ -554,7 +572,7 @@ func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
 	var bestName string
 	for _, n := range b.WorkerNames {
 		ws, ok := e.conns[n]
-		if !ok || ws.paused || ws.graceful {
+		if !ok || ws.paused || ws.graceful || ws.fresh {
 			continue
 		}
 		if max := e.maxB[n]; max > 0 && ws.running >= max {

@@ -52,6 +52,8 @@ type Config struct {
 	// dropped.
 	LogMaxSize, LogMaxTailSize int64
 	Janitor                    Janitor // [janitor]
+	// FinishSteps is finish_steps_on_restart and finish_steps_wait.
+	FinishSteps FinishSteps
 }
 
 // Protocols is [protocols]: how workers reach the master.

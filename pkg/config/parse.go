@@ -373,6 +373,7 @@ func (d *decoder) config(t *table) *Config {
 		c.SecretsProviders = append(c.SecretsProviders, d.secretsProvider(sp))
 	}
 	d.retention(t, c)
+	d.finishSteps(t, c)
 	t.done()
 	return c
 }

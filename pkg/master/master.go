@@ -159,6 +159,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 
 		LogMaxSize:     cfg.LogMaxSize,
 		LogMaxTailSize: cfg.LogMaxTailSize,
+		FinishSteps:    cfg.FinishSteps,
 	})
 	if err := engine.Recover(); err != nil {
 		return err
@@ -397,6 +398,7 @@ func (m *Master) Reconfig(path string) error {
 	}
 	m.engine.SetLocks(cfg.Locks)
 	m.engine.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
+	m.engine.SetFinishSteps(cfg.FinishSteps)
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))

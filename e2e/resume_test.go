@@ -1,0 +1,292 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// resumeConfig is a builder whose first step prints a line, waits for the
+// file {{.Dir}}/go, and prints another; its second step prints "second".
+// The step writes its shell's pid to {{.Dir}}/pid. Top-level keys come
+// first: Opts is finish_steps_on_restart and the like.
+const resumeConfig = `{{.Opts}}
+` + loopback + workerW1 + `
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["long"]
+
+[[builders]]
+name = "long"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "first"
+  command = "echo $$ > {{.Dir}}/pid; echo before-restart; while [ ! -f {{.Dir}}/go ]; do sleep 0.05; done; echo first-done"
+
+  [[builders.steps]]
+  type = "shell"
+  name = "second"
+  command = "echo second"
+`
+
+type resumeEnv struct {
+	*env
+	Opts string
+}
+
+func newResumeEnv(t *testing.T, opts string) *resumeEnv {
+	e := &resumeEnv{env: newEnv(t), Opts: opts}
+	e.writeConfigData(resumeConfig, e)
+	return e
+}
+
+// startFirstStep forces a build and waits until its first step has printed
+// its first line; it returns the build request, the build and the step's
+// shell pid.
+func (e *resumeEnv) startFirstStep() (int64, apiBuild, int) {
+	e.t.Helper()
+	brid := e.force("force", 1, "resume")
+	b := e.runningBuild(brid)
+	pid := waitPids(e.t, filepath.Join(e.Dir, "pid"), 1)[0]
+	waitFor(e.t, "the first step's first line", 30*time.Second, func() bool {
+		st := e.stepNamed(b.BuildID, "first")
+		return st != nil && strings.Contains(e.stdio(st.StepID), "obefore-restart\n")
+	})
+	return brid, b, pid
+}
+
+func (e *resumeEnv) stepNamed(buildid int64, name string) *apiStep {
+	for _, s := range e.steps(buildid) {
+		if s.Name == name {
+			return &s
+		}
+	}
+	return nil
+}
+
+func (e *resumeEnv) release() {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.Dir, "go"), nil, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *resumeEnv) requestBuildsOf(brid int64) []apiBuild {
+	e.t.Helper()
+	var r struct{ Builds []apiBuild }
+	e.get(fmt.Sprintf("/api/v2/buildrequests/%d/builds", brid), &r)
+	return r.Builds
+}
+
+// waitMasterUp waits until the master's API answers.
+func (e *resumeEnv) waitMasterUp() {
+	e.t.Helper()
+	waitFor(e.t, "the master's API", 30*time.Second, func() bool {
+		resp, err := http.Get(e.url("/api/v2/builders"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// waitProcGone waits until pid is no live process; a worker may take its
+// reconnection backoff to learn that it must kill it.
+func waitProcGone(t *testing.T, pid int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("process %d gone", pid), 60*time.Second, func() bool {
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	})
+}
+
+// checkResumed checks that build b of request brid ended SUCCESS after the
+// master's restart, with its first step's output from before and after the
+// restart, its second step run, no other build, and the step's process
+// gone.
+func (e *resumeEnv) checkResumed(brid int64, b apiBuild, pid int) {
+	e.t.Helper()
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Number != b.Number || got.Results == nil || *got.Results != 0 {
+		e.t.Fatalf("build after the restart: %+v, want build %d (number %d) SUCCESS", got, b.BuildID, b.Number)
+	}
+	if bs := e.requestBuildsOf(brid); len(bs) != 1 {
+		e.t.Errorf("request %d has %d builds, want 1 (no RETRY): %+v", brid, len(bs), bs)
+	}
+	var names []string
+	for _, s := range e.steps(b.BuildID) {
+		names = append(names, s.Name)
+		if !s.Complete || s.Results == nil || *s.Results != 0 {
+			e.t.Errorf("step %s: %+v, want SUCCESS", s.Name, s)
+		}
+	}
+	if want := "worker_preparation first second"; strings.Join(names, " ") != want {
+		e.t.Errorf("steps %q, want %q", strings.Join(names, " "), want)
+	}
+	first := e.stdio(e.stepNamed(b.BuildID, "first").StepID)
+	if out := channelLines(first, "o"); out != "obefore-restart\nofirst-done\n" {
+		e.t.Errorf("first step's output %q, want before-restart then first-done; log:\n%s", out, first)
+	}
+	for _, want := range []string{"hmaster stopping: the command goes on", "hmaster restarted: the command goes on", "hprogram finished with exit code 0"} {
+		if !strings.Contains(first, want) {
+			e.t.Errorf("first step's log lacks %q:\n%s", want, first)
+		}
+	}
+	if i, j := strings.Index(first, "obefore-restart"), strings.Index(first, "hmaster restarted"); i < 0 || j < i {
+		e.t.Errorf("first step's log: the output before the restart does not come first:\n%s", first)
+	}
+	if second := e.stdio(e.stepNamed(b.BuildID, "second").StepID); !strings.Contains(second, "osecond\n") {
+		e.t.Errorf("second step's log:\n%s", second)
+	}
+	waitProcGone(e.t, pid)
+}
+
+// TestResumeAfterRestart: with finish_steps_on_restart, `gbb-master
+// restart` during a step leaves the step running on its worker; the
+// restarted master takes it back (the output from before the restart,
+// then the live rest), and the same build goes on to SUCCESS.
+func TestResumeAfterRestart(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	mustRun(t, e.master, "restart", e.masterDir)
+	e.waitMasterUp()
+	// The step goes on across the restart: the same shell is still there.
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the step's process %d after the restart: %v", pid, err)
+	}
+	waitFor(t, "the step reattached", 60*time.Second, func() bool {
+		return strings.Contains(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted")
+	})
+	e.release()
+	e.checkResumed(brid, b, pid)
+}
+
+// TestResumeStepEndedWhileMasterDown: the step ends while the master is
+// stopped; its output and exit status wait on the worker (spooled) for the
+// master's start.
+func TestResumeStepEndedWhileMasterDown(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	e.stopMaster()
+	e.release()
+	waitProcGone(t, pid) // the step ended on the worker, master down
+	mustRun(t, e.master, "start", e.masterDir)
+	e.checkResumed(brid, b, pid)
+}
+
+// TestResumeWorkerGone: a worker that does not come back within
+// finish_steps_wait leaves its build RETRY, and the request runs again
+// when a worker is there.
+func TestResumeWorkerGone(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, `finish_steps_on_restart = true
+finish_steps_wait = "2s"`)
+	e.startMaster()
+	w := e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	e.stopMaster()
+	// A worker that stops kills the steps it kept.
+	if err := w.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, pid)
+	mustRun(t, e.master, "start", e.masterDir)
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 5 {
+		t.Fatalf("build whose worker did not come back: %+v, want build %d RETRY", got, b.BuildID)
+	}
+	if err := os.Remove(filepath.Join(e.Dir, "pid")); err != nil {
+		t.Fatal(err)
+	}
+	e.release()
+	e.startWorker("w1", "secret")
+	waitFor(t, "the request's second build SUCCESS", 60*time.Second, func() bool {
+		bs := e.requestBuildsOf(brid)
+		return len(bs) == 2 && bs[1].Complete && bs[1].Results != nil && *bs[1].Results == 0
+	})
+}
+
+// TestResumeOff: without finish_steps_on_restart, a restart interrupts the
+// step (its process is killed) and the build ends RETRY; the request runs
+// again, as buildbot does.
+func TestResumeOff(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, "")
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	mustRun(t, e.master, "restart", e.masterDir)
+	waitProcGone(t, pid)
+	var first apiBuild
+	waitFor(t, "the first build RETRY", 60*time.Second, func() bool {
+		bs := e.requestBuildsOf(brid)
+		if len(bs) == 0 || bs[0].Results == nil {
+			return false
+		}
+		first = bs[0]
+		return true
+	})
+	if first.BuildID != b.BuildID || *first.Results != 5 {
+		t.Fatalf("build across a restart without the option: %+v, want build %d RETRY", first, b.BuildID)
+	}
+	e.release()
+	waitFor(t, "the request's second build SUCCESS", 60*time.Second, func() bool {
+		bs := e.requestBuildsOf(brid)
+		return len(bs) == 2 && bs[1].Complete && bs[1].Results != nil && *bs[1].Results == 0
+	})
+}
+
+// TestResumeAfterKill: a master killed with SIGKILL records nothing to
+// resume: its build ends RETRY when it starts again, and the step its
+// worker kept is killed when the worker reports it (no orphan process).
+func TestResumeAfterKill(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	data, err := os.ReadFile(filepath.Join(e.masterDir, "master.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(mpid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, []int{mpid})
+	if err := os.Remove(filepath.Join(e.masterDir, "master.pid")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	mustRun(t, e.master, "start", e.masterDir)
+	waitProcGone(t, pid)
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 5 {
+		t.Fatalf("build of a killed master: %+v, want build %d RETRY", got, b.BuildID)
+	}
+}
