@@ -27,6 +27,7 @@ type pollers struct {
 type runningPoller struct {
 	cfg    config.ChangeSource
 	cancel context.CancelFunc
+	done   chan struct{} // closed when its goroutine has returned
 }
 
 func newPollers(basedir string, st changesource.Store, notify func([]store.Change), log *slog.Logger) *pollers {
@@ -34,6 +35,10 @@ func newPollers(basedir string, st changesource.Store, notify func([]store.Chang
 }
 
 // apply makes the running pollers those of cfgs; new ones run under ctx.
+// It does not wait for the pollers it stops: one in the middle of a slow
+// fetch stops when its fetch sees the cancellation, and a successor of the
+// same name (a changed config), which shares its state in the store, starts
+// polling only once it has.
 func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -41,9 +46,11 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 	for _, cs := range cfgs {
 		want[cs.Name] = cs
 	}
+	stopping := map[string]chan struct{}{}
 	for name, rp := range p.running {
 		if cs, ok := want[name]; !ok || !sameSource(cs, rp.cfg) {
 			rp.cancel()
+			stopping[name] = rp.done
 			delete(p.running, name)
 		}
 	}
@@ -68,8 +75,18 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 			SSHKeyFile:               cs.SSHPrivateKeyFile,
 		}, p.st, p.notify, p.log.With("change_source", cs.Name))
 		pctx, cancel := context.WithCancel(ctx)
-		p.running[cs.Name] = &runningPoller{cfg: cs, cancel: cancel}
+		rp := &runningPoller{cfg: cs, cancel: cancel, done: make(chan struct{})}
+		p.running[cs.Name] = rp
+		prev := stopping[cs.Name]
 		p.wg.Go(func() {
+			defer close(rp.done)
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-pctx.Done():
+					return
+				}
+			}
 			if err := gp.Run(pctx); err != nil {
 				p.log.Error("change source stopped", "change_source", cs.Name, "err", err)
 			}
