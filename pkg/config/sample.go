@@ -25,6 +25,18 @@ title_url = "https://buildbot.github.io/hello-world/"
 
 buildbot_url = "http://localhost:8010/"
 
+####### RESTARTS
+
+# With 'finish_steps_on_restart', a master that stops cleanly (stop, restart,
+# an upgrade) leaves the shell steps it runs to their workers, which finish
+# them and keep their output; when it starts again, it waits up to
+# 'finish_steps_wait' for each such build's worker and goes on with the same
+# build. Off (the default, buildbot's behaviour), a restart ends the running
+# builds RETRY and they run again from their first step.
+
+#finish_steps_on_restart = true
+#finish_steps_wait = "5m"
+
 ####### PROTOCOLS
 
 # 'protocols' contains information about protocols which master will use for
