@@ -290,3 +290,50 @@ finish_steps_wait = "60s"`)
 		t.Fatalf("build of a killed master: %+v, want build %d RETRY", got, b.BuildID)
 	}
 }
+
+// TestResumeStopWaiting: a build that waits for its worker after the
+// master's restart says so, and can be stopped: it ends CANCELLED, and does
+// not run again.
+func TestResumeStopWaiting(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, `finish_steps_on_restart = true
+finish_steps_wait = "5m"`)
+	e.startMaster()
+	w := e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+
+	e.stopMaster()
+	if err := w.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, pid)
+	mustRun(t, e.master, "start", e.masterDir)
+	e.waitMasterUp()
+	var got apiBuild
+	waitFor(t, "the build waiting for its worker", 30*time.Second, func() bool {
+		bs := e.requestBuildsOf(brid)
+		if len(bs) != 1 {
+			return false
+		}
+		got = bs[0]
+		return strings.Contains(got.StateString, "waiting for worker w1")
+	})
+	if got.Complete {
+		t.Fatalf("build waiting for its worker: %+v", got)
+	}
+	e.rpc(fmt.Sprintf("/api/v2/builds/%d", b.BuildID), "stop", `{"reason":"not worth waiting"}`)
+	got = e.waitBuild(brid, 30*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 6 || !strings.Contains(got.StateString, "not worth waiting") {
+		t.Fatalf("stopped waiting build: %+v, want build %d CANCELLED", got, b.BuildID)
+	}
+	var r struct {
+		Buildrequests []struct {
+			Complete bool `json:"complete"`
+			Results  *int `json:"results"`
+		}
+	}
+	e.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
+	if len(r.Buildrequests) != 1 || !r.Buildrequests[0].Complete || r.Buildrequests[0].Results == nil || *r.Buildrequests[0].Results != 6 {
+		t.Errorf("request of the stopped build: %+v, want complete CANCELLED", r)
+	}
+}

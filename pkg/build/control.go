@@ -90,6 +90,9 @@ func (e *Engine) StopBuild(ctx context.Context, buildID int64, reason string) er
 	e.mu.Lock()
 	b := e.running[bld.BuildRequestID]
 	e.mu.Unlock()
+	if b == nil && bld.MasterID == e.masterID && e.stopPending(bld, reason) {
+		return nil
+	}
 	if b == nil || bld.MasterID != e.masterID {
 		return fmt.Errorf("stop build %d: %w", buildID, ErrNotHere)
 	}

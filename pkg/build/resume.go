@@ -242,6 +242,11 @@ func (e *Engine) abandonLeft(now time.Time) ([]int64, error) {
 	e.resume.pending = pending
 	e.resume.deadline = now.Add(fs.Wait)
 	e.resume.mu.Unlock()
+	for _, p := range pending {
+		if err := e.st.SetBuildStateString(p.BuildID, fmt.Sprintf("%s: waiting for worker %s after the master's restart", p.StepName, p.Worker)); err != nil {
+			return nil, err
+		}
+	}
 	if len(pending) > 0 {
 		e.log.Info("builds left running by a previous run wait for their workers", "builds", len(pending), "wait", fs.Wait)
 	}
@@ -456,4 +461,40 @@ func (b *build) resumeStep(ctx context.Context, p store.ResumePoint, sc config.S
 		desc = quoteCommand(sc.Command)
 	}
 	return b.endStep(step, sc, results, desc+stateSuffix(results, res.TimedOut))
+}
+
+// stopPending stops a build that waits for its worker after the master's
+// restart, as StopBuild does a running one: its step and the build end
+// CANCELLED, with the reason; the worker's command is killed when it
+// reports it. It returns false when the build is not waiting.
+func (e *Engine) stopPending(bld store.Build, reason string) bool {
+	e.resume.mu.Lock()
+	var p store.ResumePoint
+	found := false
+	for key, q := range e.resume.pending {
+		if q.BuildID == bld.ID {
+			p, found = q, true
+			delete(e.resume.pending, key)
+		}
+	}
+	e.resume.mu.Unlock()
+	if !found {
+		return false
+	}
+	e.log.Info("stopping build waiting for its worker", "build_id", bld.ID, "reason", reason)
+	now := time.Now()
+	check := func(err error) {
+		if err != nil {
+			e.log.Error("stop build", "build_id", bld.ID, "err", err)
+		}
+	}
+	check(e.st.FinishLog(p.LogID))
+	check(e.st.SetStepStateString(p.StepID, p.StepName+" (cancelled)"))
+	check(e.st.FinishStep(p.StepID, store.Cancelled, now))
+	check(e.st.DeleteResumePoint(bld.ID))
+	check(e.st.SetBuildStateString(bld.ID, buildSummary(store.Cancelled)+" ("+reason+")"))
+	check(e.st.FinishBuild(bld.ID, store.Cancelled, now))
+	check(e.st.CompleteBuildRequest(bld.BuildRequestID, store.Cancelled, now))
+	e.buildFinished()
+	return true
 }
