@@ -25,9 +25,9 @@ const (
 	storeStepsPerBuild = 1
 )
 
-// storeKey names a filled store by its size and the store's code, so a
-// cached one is reused only while pkg/store is unchanged.
-func storeKey(builds int) (string, error) {
+// storeKey names a filled store by name and the store's code, so a cached
+// one is reused only while pkg/store is unchanged.
+func storeKey(name string) (string, error) {
 	h := sha256.New()
 	files, err := filepath.Glob("../pkg/store/*.go")
 	if err != nil {
@@ -43,7 +43,7 @@ func storeKey(builds int) (string, error) {
 		}
 		h.Write(data)
 	}
-	return fmt.Sprintf("store-%d-%s.db", builds, hex.EncodeToString(h.Sum(nil))[:12]), nil
+	return fmt.Sprintf("%s-%s.db", name, hex.EncodeToString(h.Sum(nil))[:12]), nil
 }
 
 // fillStore writes builds builds over storeBuilders builders, each with one
@@ -108,55 +108,11 @@ func fillStore(b *testing.B, path string, builds int) time.Duration {
 	return time.Since(t0)
 }
 
-// bigStore returns the path of a copy of a filled store, from the cache
-// when there is one, and how long filling took (0 when cached).
+// bigStore returns the path of a copy of a store filled by fillStore, from
+// the cache when there is one, and how long filling took (0 when cached).
 func bigStore(b *testing.B, builds int) (string, time.Duration) {
 	b.Helper()
-	key, err := storeKey(builds)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cacheDir, err := os.UserCacheDir()
-	if err != nil {
-		cacheDir = os.TempDir()
-	}
-	cacheDir = filepath.Join(cacheDir, "gbb-bench")
-	cached := filepath.Join(cacheDir, key)
-	var fill time.Duration
-	if _, err := os.Stat(cached); err != nil {
-		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		// Fill on a RAM disk when there is one: the store syncs every
-		// transaction, and the bench times queries, not fsync.
-		tmpDir := cacheDir
-		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-			tmpDir = "/dev/shm"
-		}
-		tmp := filepath.Join(tmpDir, key+".tmp")
-		os.Remove(tmp)
-		defer os.Remove(tmp)
-		fill = fillStore(b, tmp, builds)
-		data, err := os.ReadFile(tmp)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(cached+".part", data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Rename(cached+".part", cached); err != nil {
-			b.Fatal(err)
-		}
-	}
-	dst := filepath.Join(b.TempDir(), "state.db")
-	data, err := os.ReadFile(cached)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return dst, fill
+	return cachedStore(b, fmt.Sprintf("store-%d", builds), func(b *testing.B, path string) { fillStore(b, path, builds) })
 }
 
 // BenchmarkBigStore opens a store of GBB_BENCH_STORE_BUILDS builds (and ten

@@ -30,6 +30,9 @@ type settings struct {
 	storeBuilds int    // GBB_BENCH_STORE_BUILDS: builds in the big store (10 log lines each)
 	queries     int    // GBB_BENCH_QUERIES: samples per API query on the big store
 	changes     int    // GBB_BENCH_CHANGES: commits and webhook posts per system
+	sims        int    // GBB_BENCH_SIMS: simulated workers of the many-workers scenario
+	logSteps    int    // GBB_BENCH_LOG_STEPS: log steps at once in the concurrent-logs scenario
+	pending     int    // GBB_BENCH_PENDING: pending requests in the store for the pending start-up
 	jsonPath    string // GBB_BENCH_JSON: where the results go
 }
 
@@ -61,6 +64,9 @@ var cfg = sync.OnceValue(func() settings {
 		storeBuilds: envInt("GBB_BENCH_STORE_BUILDS", pick(100000, 5000)),
 		queries:     envInt("GBB_BENCH_QUERIES", pick(200, 50)),
 		changes:     envInt("GBB_BENCH_CHANGES", pick(5, 2)),
+		sims:        envInt("GBB_BENCH_SIMS", 1000),
+		logSteps:    envInt("GBB_BENCH_LOG_STEPS", 20),
+		pending:     envInt("GBB_BENCH_PENDING", 10000),
 		jsonPath:    os.Getenv("GBB_BENCH_JSON"),
 	}
 	if s.jsonPath == "" {

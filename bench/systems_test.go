@@ -33,6 +33,15 @@ type options struct {
 	repoURL     string // git repository the poller watches; empty means no poller
 	pollSeconds int
 	logBytes    int // what the "log" builder's step prints
+	// simulated runs the workers as protocol clients in the bench process
+	// (gbb only) instead of worker processes: see simWorkers.
+	simulated bool
+	// state, when set, is a store copied in as the master's state.db.
+	state string
+	// tmpl is the gbb config template; "" means master.toml.tmpl.
+	tmpl string
+	// builders names the builders of a template that lists them.
+	builders []string
 }
 
 // system is gbb or buildbot: how to lay out and start a master and workers.
@@ -57,6 +66,7 @@ type instance struct {
 	workerPs   []*proc
 	builders   map[string]int64 // name → builderid
 	client     *http.Client
+	sims       *sims // simulated workers, when options.simulated
 }
 
 func (i *instance) url(path string) string {
@@ -165,6 +175,7 @@ func stopAll(ps []*proc) {
 }
 
 func (i *instance) stop() {
+	i.sims.stop()
 	stopAll(append([]*proc{i.master}, i.workerPs...))
 }
 
@@ -197,6 +208,12 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 		inst.workers = append(inst.workers, fmt.Sprintf("w%d", n))
 	}
 	sys.prepare(b, inst, o)
+	if o.state != "" {
+		if sys.name() != "gbb" {
+			b.Fatalf("%s: no premade store", sys.name())
+		}
+		copyFile(b, o.state, filepath.Join(inst.dir, "master", "state.db"))
+	}
 	b.Cleanup(inst.stop)
 
 	t0 := time.Now()
@@ -211,8 +228,12 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 		}
 		return err == nil
 	})
-	for _, w := range inst.workers {
-		inst.workerPs = append(inst.workerPs, sys.startWorker(b, inst, w))
+	if o.simulated {
+		inst.sims = startSims(b, inst)
+	} else {
+		for _, w := range inst.workers {
+			inst.workerPs = append(inst.workerPs, sys.startWorker(b, inst, w))
+		}
 	}
 	waitUntil(b, sys.name()+" workers connected", 120*time.Second, 2*time.Millisecond, func() bool {
 		return inst.connectedWorkers() == len(inst.workers)
@@ -377,6 +398,7 @@ type configData struct {
 	RepoURL             string
 	PollSeconds         int
 	LogCommand          string
+	Builders            []string
 }
 
 // logLine is the 100-byte line the log builder prints (99 characters and \n).
@@ -393,6 +415,7 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 		WebPort: inst.webPort, WorkerPort: inst.workerPort, Workers: inst.workers,
 		WorkerList: strings.Join(quoted, ", "), RepoURL: o.repoURL, PollSeconds: max(o.pollSeconds, 1),
 		LogCommand: fmt.Sprintf("yes %s | head -c %d", logLine, logBytes),
+		Builders:   o.builders,
 	}
 	t := template.Must(template.ParseFiles(filepath.Join("testdata", tmpl)))
 	var buf bytes.Buffer
@@ -448,7 +471,11 @@ func gbbBin(b *testing.B, name string) string {
 func (gbb) prepare(b *testing.B, inst *instance, o options) {
 	md := filepath.Join(inst.dir, "master")
 	mustRun(b, inst.dir, nil, gbbBin(b, "gbb-master"), "create-master", md)
-	writeTemplate(b, "master.toml.tmpl", filepath.Join(md, "master.toml"), inst, o)
+	tmpl := o.tmpl
+	if tmpl == "" {
+		tmpl = "master.toml.tmpl"
+	}
+	writeTemplate(b, tmpl, filepath.Join(md, "master.toml"), inst, o)
 }
 
 func (gbb) startMaster(b *testing.B, inst *instance) *proc {
