@@ -76,6 +76,7 @@ const (
 	bucketLogBySlug    = "log_by_slug" // stepid|slug → logid
 	bucketLogChunk     = "logchunk"    // logid|first line → uint32 line count, zstd data
 	chunkHeaderSize    = 4
+	chunkWindow        = 1 << 20 // zstd window of the log chunks
 	defaultLockTimeout = time.Second
 )
 
@@ -136,7 +137,12 @@ func Open(path string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	// A chunk is one AppendLog batch, about 1 MiB at most (the build's
+	// log writer), and is compressed alone: a larger window than that
+	// finds nothing more, and each concurrent EncodeAll would keep a
+	// history of twice the default 8 MiB window (32 MB of the master's
+	// heap with 20 logs written at once).
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(chunkWindow))
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
