@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 )
 
@@ -178,4 +181,35 @@ func TestStalledBody(t *testing.T) {
 		t.Errorf("GET after stalled bodies: %d %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
+}
+
+// TestWSBadFrames: a frame larger than wsMaxFrame closes the WebSocket
+// with "message too big" (1009); a frame that is not JSON, or not UTF-8,
+// is answered with an error and the socket stays open.
+func TestWSBadFrames(t *testing.T) {
+	t.Parallel()
+	f := newLiveServer(t, events.Config{})
+	url := "ws" + strings.TrimPrefix(f.base, "http") + "/ws"
+	c := dialWS(t, url)
+	for _, frame := range []string{"{\"cmd\":\"ping\",\"_id\":", "{\"cmd\":\"\xff\",\"_id\":1}", "[]", "null"} {
+		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+		if m := c.read(); m["code"] != 400.0 && m["code"] != 404.0 || m["error"] == "" {
+			t.Errorf("frame %q: %v, want an error answer", frame, m)
+		}
+	}
+	if m := c.call(map[string]any{"cmd": "ping", "_id": 1}); m["msg"] != "pong" {
+		t.Errorf("ping after bad frames: %v", m)
+	}
+
+	big := dialWS(t, url)
+	if err := big.conn.WriteMessage(websocket.TextMessage, []byte(`{"cmd":"ping","_id":"`+strings.Repeat("x", 2*wsMaxFrame)+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	big.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := big.conn.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Errorf("oversized frame: %v, want a close with code 1009", err)
+	}
 }
