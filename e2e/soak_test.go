@@ -46,6 +46,9 @@ const (
 	soakTail     = 10 // lines the maybe-fail step prints
 	soakHookBrs  = 3  // webhook pushes go to branches hook/0..hook/2
 	soakNSWorker = 2  // of the four workers, the last two run in namespaces
+	// soakMaxReconnect bounds how long a worker may take to be connected
+	// again once what cut it off is over (on a loaded 2-core machine).
+	soakMaxReconnect = 30 * time.Second
 )
 
 // soakConfig is the master's config; .Extra is the "changed" variant a
@@ -180,6 +183,7 @@ type soakCounts struct {
 	workerKills, masterKills          int
 	linkCuts, goodReconfigs, badRecfg int
 	reconnects                        int
+	badStores                         int // stores that failed their check after a SIGKILL
 	maxReconnect                      time.Duration
 }
 
@@ -306,7 +310,12 @@ func TestSoak(t *testing.T) {
 	}
 	s.mu.Unlock()
 
-	lost := s.verify()
+	mlog, _ := os.ReadFile(filepath.Join(s.mdir, "master.log"))
+	caughtUp := bytes.Count(mlog, []byte("offering the changes stored but not scheduled")) + bytes.Count(mlog, []byte("already built before a crash"))
+	lost := s.verify() + s.counts.badStores
+	if s.counts.maxReconnect > soakMaxReconnect {
+		t.Errorf("a worker took %v to reconnect, more than %v", s.counts.maxReconnect, soakMaxReconnect)
+	}
 	s.waitNoProcesses()
 	s.client.CloseIdleConnections()
 	var n int
@@ -333,8 +342,8 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good / %d bad, reconnects %d (slowest %v), lost items %d",
-		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), lost)
+	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good / %d bad, reconnects %d (slowest %v), scheduler catch-ups after a crash %d, lost items %d",
+		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), caughtUp, lost)
 	if lost > 0 {
 		t.Errorf("lost items: %d (seed %d)", lost, seed)
 	}
@@ -747,6 +756,15 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			s.counts.masterKills++
 			s.mu.Unlock()
 			p.kill(syscall.SIGKILL)
+			// The store a SIGKILL left must pass the check as it is.
+			s.withStore(func(db *store.DB) {
+				if err := db.Check(); err != nil {
+					s.mu.Lock()
+					s.counts.badStores++
+					s.mu.Unlock()
+					s.t.Errorf("lost: the store after a SIGKILL: %v", err)
+				}
+			})
 			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
 			s.startMaster()
 			s.awayFrom(names...)
