@@ -347,9 +347,15 @@ func (m *Master) authenticate(name, password string) error {
 const MsgReconfigApplied = "reconfig applied"
 
 // Reconfig loads the config at path and, when it is valid and needs no
-// restart, applies it to the running master: builders, workers and
-// schedulers change at once; running builds finish with the config they
-// started with. An invalid config changes nothing.
+// restart, applies it to the running master: builders, workers,
+// schedulers and change sources change at once; running builds finish
+// with the config they started with. An invalid config changes nothing.
+//
+// A removed worker is disconnected (its builds end RETRY) and refused when
+// it dials again. A removed builder's pending requests stay pending, as in
+// buildbot, and run when a builder of that name is configured again. A
+// removed or changed poller is cancelled without waiting for it, so one
+// stuck in a slow fetch does not hold the reconfig up.
 func (m *Master) Reconfig(path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
