@@ -153,7 +153,7 @@ func (e *resumeEnv) checkResumed(brid int64, b apiBuild, pid int) {
 // TestResumeAfterRestart: with finish_steps_on_restart, `gbb-master
 // restart` during a step leaves the step running on its worker; the
 // restarted master takes it back (the output from before the restart,
-// then the live rest), and the same build goes on to SUCCESS.
+// then the live rest), and the same build goes on to SUCCESS; twice.
 func TestResumeAfterRestart(t *testing.T) {
 	t.Parallel()
 	e := newResumeEnv(t, `finish_steps_on_restart = true
@@ -169,7 +169,13 @@ finish_steps_wait = "60s"`)
 		t.Fatalf("the step's process %d after the restart: %v", pid, err)
 	}
 	waitFor(t, "the step reattached", 60*time.Second, func() bool {
-		return strings.Contains(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted")
+		return strings.Count(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted") == 1
+	})
+	// A second restart, while the resumed step runs, resumes it again.
+	mustRun(t, e.master, "restart", e.masterDir)
+	e.waitMasterUp()
+	waitFor(t, "the step reattached again", 60*time.Second, func() bool {
+		return strings.Count(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted") == 2
 	})
 	e.release()
 	e.checkResumed(brid, b, pid)
