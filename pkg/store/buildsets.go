@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -212,39 +213,129 @@ func (db *DB) BuildRequest(id int64) (BuildRequest, error) {
 	return br, nil
 }
 
-// BuildRequests lists the build requests that match f, by id.
+// BuildRequests lists the build requests that match f, by id (newest
+// first when f.Desc), skipping f.Offset of them and returning at most
+// f.Limit. It walks the narrowest index f names and decodes only the
+// requests it returns, and those it must read to check f.Claimed.
 func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 	var out []BuildRequest
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		var all []BuildRequest
+		out = nil
+		skip := f.Offset
 		var err error
-		switch {
-		case f.BuildsetID != 0:
-			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestByBuildset, itob(f.BuildsetID), false))
-		case f.BuilderID != 0:
-			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestByBuilder, itob(f.BuilderID), false))
-		case f.Complete != nil && !*f.Complete && f.Claimed != nil && !*f.Claimed:
-			all, err = getAll[BuildRequest](tx, bucketRequest, pendingIDs(tx))
-		case f.Complete != nil && !*f.Complete:
-			all, err = getAll[BuildRequest](tx, bucketRequest, prefixIDs(tx, bucketRequestIncomplete, nil, false))
-		default:
-			all, err = list[BuildRequest](tx, bucketRequest)
-		}
-		for _, br := range all {
-			if f.BuildsetID != 0 && br.BuildsetID != f.BuildsetID ||
-				f.BuilderID != 0 && br.BuilderID != f.BuilderID ||
-				f.Claimed != nil && br.Claimed != *f.Claimed ||
-				f.Complete != nil && br.Complete != *f.Complete {
-				continue
+		eachRequest(tx, f, func(id int64, br *BuildRequest) bool {
+			if skip > 0 {
+				skip--
+				return true
 			}
-			out = append(out, br)
-		}
+			if br == nil {
+				var v BuildRequest
+				if v, err = get[BuildRequest](tx, bucketRequest, id); err != nil {
+					return false
+				}
+				br = &v
+			}
+			out = append(out, *br)
+			return f.Limit <= 0 || len(out) < f.Limit
+		}, &err)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list buildrequests: %w", err)
 	}
 	return out, nil
+}
+
+// CountBuildRequests is how many build requests match f's filters (not its
+// Offset and Limit). It reads the indexes only, unless f.Claimed is set.
+func (db *DB) CountBuildRequests(f BuildRequestFilter) (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n = 0
+		if f.BuilderID == 0 && f.BuildsetID == 0 && f.Claimed == nil {
+			all := bucket(tx, bucketRequest).Stats().KeyN
+			incomplete := bucket(tx, bucketRequestIncomplete).Stats().KeyN
+			switch {
+			case f.Complete == nil:
+				n = all
+			case *f.Complete:
+				n = all - incomplete
+			default:
+				n = incomplete
+			}
+			return nil
+		}
+		var err error
+		eachRequest(tx, f, func(int64, *BuildRequest) bool { n++; return true }, &err)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count buildrequests: %w", err)
+	}
+	return n, nil
+}
+
+// eachRequest calls fn with the id of each build request that matches f's
+// filters (not its Offset and Limit), by id, newest first when f.Desc,
+// until fn returns false. It walks one index, the narrowest f names, and
+// checks the other filters in their own indexes; only f.Claimed needs the
+// record, which fn then gets (else nil). A decoding error stops the walk
+// and is stored in *errp.
+func eachRequest(tx *bolt.Tx, f BuildRequestFilter, fn func(id int64, br *BuildRequest) bool, errp *error) {
+	var (
+		index  string
+		prefix []byte
+	)
+	switch {
+	case f.BuildsetID != 0:
+		index, prefix = bucketRequestByBuildset, itob(f.BuildsetID)
+	case f.BuilderID != 0:
+		index, prefix = bucketRequestByBuilder, itob(f.BuilderID)
+	case f.Complete != nil && !*f.Complete:
+		index = bucketRequestIncomplete
+	default:
+		index = bucketRequest
+	}
+	byBuildset, byBuilder := bucket(tx, bucketRequestByBuildset), bucket(tx, bucketRequestByBuilder)
+	incomplete := bucket(tx, bucketRequestIncomplete)
+	c := bucket(tx, index).Cursor()
+	var k []byte
+	switch {
+	case !f.Desc:
+		k, _ = c.Seek(prefix)
+	case prefix == nil:
+		k, _ = c.Last()
+	default:
+		if k, _ = c.Seek(itob(btoi(prefix) + 1)); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = step(c, f.Desc) {
+		id := btoi(k[len(k)-8:])
+		switch {
+		case f.BuildsetID != 0 && index != bucketRequestByBuildset && byBuildset.Get(key2(f.BuildsetID, id)) == nil,
+			f.BuilderID != 0 && index != bucketRequestByBuilder && byBuilder.Get(key2(f.BuilderID, id)) == nil,
+			f.Complete != nil && index != bucketRequestIncomplete && (incomplete.Get(itob(id)) == nil) != *f.Complete:
+			continue
+		}
+		var br *BuildRequest
+		if f.Claimed != nil {
+			v, err := get[BuildRequest](tx, bucketRequest, id)
+			if err != nil {
+				*errp = err
+				return
+			}
+			if v.Claimed != *f.Claimed {
+				continue
+			}
+			br = &v
+		}
+		if !fn(id, br) {
+			return
+		}
+	}
 }
 
 // ClaimBuildRequest marks a request claimed by masterID at t (zero means

@@ -100,17 +100,6 @@ func (db *DB) PendingBuildRequests(limits map[int64]int) ([]BuildRequest, error)
 	return out, nil
 }
 
-// pendingIDs lists the ids of the requests in the pending index, by id.
-func pendingIDs(tx *bolt.Tx) []int64 {
-	var ids []int64
-	bucket(tx, bucketRequestPending).ForEach(func(k, _ []byte) error {
-		ids = append(ids, btoi(k[24:]))
-		return nil
-	})
-	slices.Sort(ids)
-	return ids
-}
-
 // checkPending verifies that the pending index holds exactly the requests
 // neither claimed nor complete, under the right keys.
 func checkPending(tx *bolt.Tx) []error {

@@ -2,10 +2,12 @@ package store
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -136,5 +138,74 @@ func TestCheckPending(t *testing.T) {
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Put(pendingKey(&br), nil) }))
 	if err := db.Check(); err == nil {
 		t.Error("Check passed with a claimed request in the pending index")
+	}
+}
+
+// BuildRequests and CountBuildRequests answer every combination of filters,
+// order and page as filtering all the requests would.
+func TestBuildRequestsPaged(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	a, b, m := setup(t, db)
+	for i := range 30 {
+		builders := []int64{a.ID}
+		if i%3 == 0 {
+			builders = append(builders, b.ID)
+		}
+		_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: builders})
+		ok(t, err)
+		for _, id := range brids {
+			switch i % 4 {
+			case 1:
+				ok(t, db.ClaimBuildRequest(id, m.ID, t0))
+			case 2:
+				ok(t, db.ClaimBuildRequest(id, m.ID, t0))
+				ok(t, db.CompleteBuildRequest(id, Success, t0))
+			case 3:
+				ok(t, db.CompleteBuildRequest(id, Cancelled, t0))
+			}
+		}
+	}
+	all := must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{}))
+	if len(all) != 40 {
+		t.Fatalf("%d requests, want 40", len(all))
+	}
+	bools := []*bool{nil, ptr(false), ptr(true)}
+	for _, builder := range []int64{0, a.ID, b.ID} {
+		for _, bsid := range []int64{0, 4, 5} {
+			for _, claimed := range bools {
+				for _, complete := range bools {
+					f := BuildRequestFilter{BuilderID: builder, BuildsetID: bsid, Claimed: claimed, Complete: complete}
+					var want []int64
+					for _, br := range all {
+						if (builder == 0 || br.BuilderID == builder) && (bsid == 0 || br.BuildsetID == bsid) &&
+							(claimed == nil || br.Claimed == *claimed) && (complete == nil || br.Complete == *complete) {
+							want = append(want, br.ID)
+						}
+					}
+					if n := must[int](t)(db.CountBuildRequests(f)); n != len(want) {
+						t.Errorf("count %+v: %d, want %d", f, n, len(want))
+					}
+					for _, page := range []struct {
+						desc     bool
+						off, lim int
+					}{{false, 0, 0}, {true, 0, 0}, {false, 2, 3}, {true, 1, 4}} {
+						f.Desc, f.Offset, f.Limit = page.desc, page.off, page.lim
+						w := slices.Clone(want)
+						if page.desc {
+							slices.Reverse(w)
+						}
+						w = w[min(page.off, len(w)):]
+						if page.lim > 0 {
+							w = w[:min(page.lim, len(w))]
+						}
+						got := ids(must[[]BuildRequest](t)(db.BuildRequests(f)))
+						if diff := cmp.Diff(w, got, cmpopts.EquateEmpty()); diff != "" {
+							t.Errorf("%+v (-want +got):\n%s", f, diff)
+						}
+					}
+				}
+			}
+		}
 	}
 }

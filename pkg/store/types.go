@@ -140,6 +140,10 @@ type BuildRequestFilter struct {
 	BuildsetID int64
 	Claimed    *bool
 	Complete   *bool
+	// Desc lists the newest (highest id) first. Offset skips that many
+	// matches; Limit returns at most that many (zero means no limit).
+	Desc          bool
+	Offset, Limit int
 }
 
 // Build is one run of a builder on a worker.
