@@ -646,7 +646,7 @@ func (s *Server) buildRequestParam(r *http.Request) (store.BuildRequest, error) 
 	return br, nil
 }
 
-func (s *Server) listBuildRequests(r *http.Request, _ *query) ([]map[string]any, error) {
+func (s *Server) listBuildRequests(r *http.Request, q *query) ([]map[string]any, error) {
 	var f store.BuildRequestFilter
 	if chi.URLParam(r, "builder") != "" {
 		b, err := s.builderParam(r)
@@ -655,15 +655,80 @@ func (s *Server) listBuildRequests(r *http.Request, _ *query) ([]map[string]any,
 		}
 		f.BuilderID = b.ID
 	}
-	brs, err := s.cfg.Store.BuildRequests(f)
-	if err != nil {
-		return nil, fmt.Errorf("list buildrequests: %w", err)
+	var brs []store.BuildRequest
+	if pf, ok := q.buildRequestPage(f); ok {
+		total, err := s.cfg.Store.CountBuildRequests(pf)
+		if err != nil {
+			return nil, fmt.Errorf("count buildrequests: %w", err)
+		}
+		if q.limit > 0 {
+			if brs, err = s.cfg.Store.BuildRequests(pf); err != nil {
+				return nil, fmt.Errorf("list buildrequests: %w", err)
+			}
+		}
+		q.storeSliced(total)
+	} else {
+		var err error
+		if brs, err = s.cfg.Store.BuildRequests(f); err != nil {
+			return nil, fmt.Errorf("list buildrequests: %w", err)
+		}
 	}
 	objs := make([]map[string]any, len(brs))
 	for i, br := range brs {
 		objs[i] = buildrequestObj(br)
 	}
 	return objs, nil
+}
+
+// buildRequestPage is the store query that answers q on the requests f
+// selects, when q has a limit and the store can do all the rest: filters
+// only by equality on builderid, buildsetid (ids), claimed and complete,
+// and orders by buildrequestid or not at all. Otherwise q runs in memory
+// on every request that f selects.
+func (q *query) buildRequestPage(f store.BuildRequestFilter) (store.BuildRequestFilter, bool) {
+	if q.limit < 0 {
+		return f, false
+	}
+	for _, fl := range q.filters {
+		if fl.op != "eq" || len(fl.values) != 1 {
+			return f, false
+		}
+		switch fl.field {
+		case "builderid", "buildsetid":
+			field := &f.BuilderID
+			if fl.field == "buildsetid" {
+				field = &f.BuildsetID
+			}
+			id, ok := fl.values[0].(int64)
+			if !ok || id <= 0 || *field != 0 && *field != id {
+				return f, false
+			}
+			*field = id
+		case "claimed", "complete":
+			field := &f.Claimed
+			if fl.field == "complete" {
+				field = &f.Complete
+			}
+			c, ok := fl.values[0].(bool)
+			if !ok || *field != nil && **field != c {
+				return f, false
+			}
+			*field = &c
+		default:
+			return f, false
+		}
+	}
+	switch {
+	case len(q.order) > 1:
+		return f, false
+	case len(q.order) == 1:
+		if q.order[0].field != "buildrequestid" {
+			return f, false
+		}
+		f.Desc = q.order[0].desc
+	}
+	f.Offset, f.Limit = q.offset, q.limit
+	return f, true
 }
 
 func (s *Server) getBuildRequest(r *http.Request, _ *query) (map[string]any, error) {

@@ -87,3 +87,70 @@ func TestBuildsPushedDown(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildRequestsPushedDown is TestBuildsPushedDown for build requests:
+// ordered by id, limited, filtered on builderid, buildsetid, claimed and
+// complete by the store; buildrequestid__ge=0 makes a query generic.
+func TestBuildRequestsPushedDown(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	rt, noop := f.runtests.ID, f.noop.ID
+	var bsids []int64
+	for i := range 20 {
+		builders := []int64{rt}
+		if i%3 == 0 {
+			builders = append(builders, noop)
+		}
+		bsid, brids := must2(f.db.AddBuildset(store.NewBuildset{BuilderIDs: builders, Priority: i % 2}))(t)
+		bsids = append(bsids, bsid)
+		for _, id := range brids {
+			switch i % 4 {
+			case 1:
+				check(t, f.db.ClaimBuildRequest(id, f.master.ID, t0))
+			case 2:
+				check(t, f.db.ClaimBuildRequest(id, f.master.ID, t0))
+				check(t, f.db.CompleteBuildRequest(id, 0, t0))
+			case 3:
+				check(t, f.db.CompleteBuildRequest(id, 6, t0))
+			}
+		}
+	}
+	for _, tc := range []struct {
+		path   string
+		pushed bool
+	}{
+		{"/api/v2/buildrequests?limit=5", true},
+		{"/api/v2/buildrequests?limit=0", true},
+		{"/api/v2/buildrequests?order=-buildrequestid&limit=7&offset=3", true},
+		{"/api/v2/buildrequests?order=buildrequestid&limit=7&offset=40", true},
+		{"/api/v2/buildrequests?order=-buildrequestid&limit=4&complete=false", true},
+		{"/api/v2/buildrequests?order=-buildrequestid&limit=4&claimed=false&complete=false", true},
+		{"/api/v2/buildrequests?order=-buildrequestid&limit=4&claimed=true&offset=1", true},
+		{fmt.Sprintf("/api/v2/buildrequests?order=-buildrequestid&limit=3&builderid=%d&complete=true", noop), true},
+		{fmt.Sprintf("/api/v2/buildrequests?limit=3&buildsetid=%d", bsids[3]), true},
+		{fmt.Sprintf("/api/v2/builders/%d/buildrequests?order=-buildrequestid&limit=5&claimed=false", rt), true},
+		{fmt.Sprintf("/api/v2/builders/%d/buildrequests?limit=4&builderid=%d", rt, noop), false},
+		{"/api/v2/buildrequests?order=-priority&limit=5", false},
+		{"/api/v2/buildrequests?order=-buildrequestid", false},
+		{"/api/v2/buildrequests?limit=5&results=0", false},
+		{"/api/v2/buildrequests?limit=5&builderid=0", false},
+	} {
+		u := must(url.Parse(tc.path))(t)
+		q := must(parseQuery(u.Query(), buildrequestRes))(t)
+		var bf store.BuildRequestFilter
+		if strings.HasPrefix(tc.path, "/api/v2/builders/") {
+			bf.BuilderID = rt
+		}
+		if _, pushed := q.buildRequestPage(bf); pushed != tc.pushed {
+			t.Errorf("%s: pushed down %v, want %v", tc.path, pushed, tc.pushed)
+		}
+		_, got := f.get(t, tc.path)
+		_, want := f.get(t, tc.path+"&buildrequestid__ge=0")
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: store page differs from the generic query (-generic +store):\n%s", tc.path, diff)
+		}
+		if objs, ok := got["buildrequests"].([]any); !ok || tc.pushed && len(objs) == 0 && !strings.Contains(tc.path, "limit=0") && !strings.Contains(tc.path, "offset=40") {
+			t.Errorf("%s: no buildrequests (a case that tests nothing): %v", tc.path, got)
+		}
+	}
+}

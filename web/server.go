@@ -48,6 +48,7 @@ type Store interface {
 	BuildByNumber(builderID, number int64) (store.Build, error)
 	Builds(f store.BuildFilter) ([]store.Build, error)
 	CountBuilds(f store.BuildFilter) (int, error)
+	CountBuildRequests(f store.BuildRequestFilter) (int, error)
 
 	Step(id int64) (store.Step, error)
 	Steps(buildID int64) ([]store.Step, error)
