@@ -427,7 +427,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "bad form: "+err.Error())
+		status, msg := formError(err)
+		s.errorPage(w, r, status, msg)
 		return
 	}
 	name, next := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next"))

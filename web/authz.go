@@ -3,6 +3,8 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path"
@@ -190,7 +192,8 @@ func (s *Server) controlOf(w http.ResponseWriter, r *http.Request, pattern strin
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "bad form: "+err.Error())
+		status, msg := formError(err)
+		s.errorPage(w, r, status, msg)
 		return c, false
 	}
 	switch {
@@ -229,8 +232,12 @@ func (s *Server) controlOf(w http.ResponseWriter, r *http.Request, pattern strin
 func (s *Server) peekRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, bool) {
 	var req rpcRequest
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		writeRPCError(w, nil, rpcError{status: http.StatusRequestEntityTooLarge, code: rpcInvalidRequest, message: fmt.Sprintf("request body larger than %d bytes", maxRPCBody)})
+		return req, false
+	}
 	if err != nil {
-		writeRPCError(w, nil, rpcError{status: http.StatusRequestEntityTooLarge, code: rpcInvalidRequest, message: "cannot read the request: " + err.Error()})
+		writeRPCError(w, nil, rpcError{status: http.StatusBadRequest, code: rpcInvalidRequest, message: "cannot read the request: " + err.Error()})
 		return req, false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(data))
