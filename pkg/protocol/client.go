@@ -260,7 +260,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	defer watchdog.Stop()
 	c.kept.killAll()
 	s.stop()
-	_ = stream.CloseSend()
+	s.closeSend()
 	<-recvErr
 	return true, ctx.Err()
 }
@@ -291,6 +291,14 @@ func (s *session) send(m *WorkerMessage) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	return s.stream.Send(m)
+}
+
+// closeSend ends the worker's side of the stream; a Pong may still be on
+// its way, so it takes sendMu as send does.
+func (s *session) closeSend() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	_ = s.stream.CloseSend()
 }
 
 // receive handles the master's messages until the stream ends.
