@@ -985,6 +985,17 @@ func (s *soakRun) verify() int {
 		}
 		check("commit", "poll", s.commits)
 		check("webhook push", "hooks", slices.Collect(mapKeys(s.hooks)))
+		// Every change stored, accepted or not (a push whose answer a
+		// SIGKILL cut off), is built once by its scheduler.
+		for _, c := range changes {
+			sched := "hooks"
+			if c.Repository == s.repo {
+				sched = "poll"
+			}
+			if n := len(perSched[sched][c.ID]); n != 1 {
+				lose("change %d (%s on %s): in %d buildsets of scheduler %s, want 1", c.ID, c.Revision[:12], c.Branch, n, sched)
+			}
+		}
 
 		builds, err := db.Builds(store.BuildFilter{})
 		if err != nil {
