@@ -156,7 +156,7 @@ func TestCleanStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := stop.wait(t, 60*time.Second)
-	if err != nil || !strings.Contains(out, "gbb-master stopped") {
+	if err != nil || !strings.Contains(out, "gbb-master stopped cleanly") {
 		t.Fatalf("stop --clean: %v\n%s", err, out)
 	}
 	if !e.masterGone() {
@@ -194,7 +194,7 @@ func TestCleanStopSecondSignal(t *testing.T) {
 	clean := e.startStop("stop", "--clean", e.masterDir)
 	e.waitLog("clean shutdown: waiting for running builds", 1)
 	mustRun(t, e.master, "stop", e.masterDir)
-	if out, err := clean.wait(t, 30*time.Second); err != nil {
+	if out, err := clean.wait(t, 30*time.Second); err != nil || !strings.Contains(out, "not cleanly") {
 		t.Errorf("stop --clean after a second stop: %v\n%s", err, out)
 	}
 

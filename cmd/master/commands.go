@@ -226,9 +226,18 @@ func stopMaster(dir string, sf stopFlags) error {
 	}
 	fmt.Printf("gbb-master: stopping cleanly: no new build starts, waiting up to %s for the running ones (see %s); 'gbb-master stop %s' stops at once\n",
 		sf.timeout, filepath.Join(dir, logFile), dir)
+	logPath := filepath.Join(dir, logFile)
+	var from int64
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
 	err := daemon.StopWith(pidPath, syscall.SIGUSR1, sf.timeout)
 	if err == nil {
-		fmt.Println("gbb-master stopped cleanly")
+		if logSays(logPath, from, master.MsgCleanDone) {
+			fmt.Println("gbb-master stopped cleanly")
+		} else {
+			fmt.Println("gbb-master stopped, not cleanly (another stop or signal came first): builds it was running will run again after the next start")
+		}
 		return nil
 	}
 	if !errors.Is(err, daemon.ErrStillRunning) {
@@ -296,6 +305,21 @@ func reconfig(args []string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("sent SIGHUP to gbb-master (pid %d) but saw no verdict in %s within %s", pid, logPath, reconfigTimeout)
+}
+
+// logSays reports whether the log written since offset from has a line
+// containing msg.
+func logSays(path string, from int64, msg string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return false
+	}
+	b, err := io.ReadAll(f)
+	return err == nil && strings.Contains(string(b), msg)
 }
 
 // reconfigVerdict reads the log written since offset from for the master's

@@ -75,8 +75,12 @@ func (m *Master) StopClean() bool {
 // errStoppedClean ends Run's group once a clean shutdown has no build left.
 var errStoppedClean = errors.New("master: stopped cleanly")
 
-// MsgCleanWaiting is how the log names what a clean shutdown waits for.
-const MsgCleanWaiting = "clean shutdown: waiting for running builds"
+// The log messages of a clean shutdown: what it waits for, and that it is
+// done (`gbb-master stop --clean` looks for it).
+const (
+	MsgCleanWaiting = "clean shutdown: waiting for running builds"
+	MsgCleanDone    = "clean shutdown: no build running, stopping"
+)
 
 // runCleanStop waits for StopClean, then drains the engine, logging what it
 // waits for, and returns errStoppedClean once no build runs.
@@ -91,7 +95,7 @@ func (m *Master) runCleanStop(ctx context.Context, engine *build.Engine) error {
 	for {
 		running, gone := engine.Running()
 		if len(running) == 0 {
-			m.log.Info("clean shutdown: no build running, stopping")
+			m.log.Info(MsgCleanDone)
 			return errStoppedClean
 		}
 		names := make([]string, len(running))
