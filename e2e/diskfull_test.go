@@ -21,7 +21,7 @@ const diskFullConfig = loopback + workerW1 + `
 [[schedulers]]
 type = "force"
 name = "force"
-builder_names = ["flood", "quick"]
+builder_names = ["flood", "quick", "upload"]
 
 [[builders]]
 name = "flood"
@@ -39,12 +39,26 @@ worker_names = ["w1"]
   type = "shell"
   name = "hello"
   command = "echo hello from quick"
+
+[[builders]]
+name = "upload"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "make"
+  command = "head -c 4000000 /dev/urandom > big.bin"
+  [[builders.steps]]
+  type = "file_upload"
+  name = "upload"
+  workersrc = "big.bin"
+  masterdest = "artifacts/big.bin"
 `
 
 // Builder ids in diskFullConfig.
 const (
 	floodBuilder       = 1
 	quickBuilderOfFull = 2
+	uploadBuilder      = 3
 )
 
 // TestDiskFull runs the master with its basedir on a small tmpfs, mounted in
@@ -144,7 +158,8 @@ cp "$1/state.db" "$1/master.log" "$4/"
 	}
 	free := int64(fs.Bavail) * fs.Bsize
 	filler := filepath.Join(inside, "filler")
-	if err := os.WriteFile(filler, make([]byte, free-2<<20), 0o644); err != nil {
+	fill := free - 2<<20
+	if err := os.WriteFile(filler, make([]byte, fill), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -174,6 +189,54 @@ cp "$1/state.db" "$1/master.log" "$4/"
 		if resp.StatusCode != 200 || strings.HasPrefix(p, "/api/") && !json.Valid(body) {
 			t.Errorf("GET %s with the disk full: %s %.300s", p, resp.Status, body)
 		}
+	}
+
+	// A build forced while the disk is full is refused saying why, or
+	// kept and run: it ends, SUCCESS or EXCEPTION saying why; nothing is
+	// left hanging.
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"while full"}}`, quickBuilderOfFull)
+	resp, err := http.Post(e.url("/api/v2/forceschedulers/force"), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	t.Logf("force while the disk is full: %s %s", resp.Status, raw)
+	var forced struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	var whileFull int64
+	if resp.StatusCode == 200 && json.Unmarshal(raw, &forced) == nil && len(forced.Result) == 2 {
+		var brids map[string]int64
+		if err := json.Unmarshal(forced.Result[1], &brids); err != nil {
+			t.Fatal(err)
+		}
+		whileFull = brids[fmt.Sprint(quickBuilderOfFull)]
+	} else if !strings.Contains(string(raw), "no space left on device") {
+		t.Errorf("force while the disk is full: %s %s, want it kept or refused saying why", resp.Status, raw)
+	}
+	if whileFull != 0 {
+		b := e.waitBuild(whileFull, 60*time.Second)
+		steps := e.steps(b.BuildID)
+		why := ""
+		for _, s := range steps {
+			why += s.StateString + "\n"
+		}
+		if *b.Results != 0 && (*b.Results != 4 || !strings.Contains(why, "no space left on device")) {
+			t.Errorf("build forced while the disk is full: %+v, steps:\n%s", b, why)
+		}
+	}
+
+	// With a little room back (1 MB), an upload larger than that fails
+	// its step, saying why, and leaves no partial file.
+	if err := os.Truncate(filler, fill-1<<20); err != nil {
+		t.Fatal(err)
+	}
+	up := e.waitBuild(e.force("force", uploadBuilder, "upload to a full disk"), 60*time.Second)
+	if steps := e.steps(up.BuildID); len(steps) != 3 || *steps[2].Results != 2 || !strings.Contains(e.stdio(steps[2].StepID), "no space left on device") {
+		t.Errorf("upload to the full disk, want FAILURE saying no space left on device: %+v", steps)
+	} else if left, _ := os.ReadDir(filepath.Join(inside, "artifacts")); len(left) != 0 {
+		t.Errorf("the failed upload left %v", left)
 	}
 
 	// Space returns: the next build passes.
