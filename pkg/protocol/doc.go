@@ -20,9 +20,15 @@
 //     (at most 64 KiB, flushed every 100 ms) and exactly one Complete.
 //     Cancelling Run's context sends Interrupt; the worker kills the
 //     command's processes and still sends Complete.
-//  4. When the stream ends, every Run in flight returns ErrConnectionLost,
+//  4. When the stream ends, every Run in flight returns ErrConnectionLost
+//     (WorkerConn.Err is ErrMasterStopping when the master shuts down),
 //     the worker kills its running commands, and it dials again with
 //     jittered exponential backoff.
+//  5. Except resumable commands (Command.ResumeKey, see resume.go): a
+//     worker with a SpoolStore keeps them running, their output spooled,
+//     and lists them in its next Hello (WorkerConn.Kept); the master
+//     answers each with WorkerConn.Resume (the output it lacks, the live
+//     rest, the Complete) or WorkerConn.Abandon (the worker kills it).
 //
 // Keepalive pings run both ways, so a dead peer is found in seconds: the
 // master's gRPC keepalive finds a dead worker within KeepaliveTime +
