@@ -335,3 +335,30 @@ func TestAbandonKills(t *testing.T) {
 		return len(ents) == 0
 	})
 }
+
+// BenchmarkFileSpool measures what spooling adds to a resumable command's
+// output: writing it in the pipe reader's 32 KiB chunks, then one replay.
+func BenchmarkFileSpool(b *testing.B) {
+	chunk := protocol.Output{Stream: protocol.Stdout, Data: []byte(strings.Repeat("0123456789abcdef", 2<<10))}
+	fs := &FileSpools{Dir: filepath.Join(b.TempDir(), SpoolDir)}
+	b.SetBytes(int64(len(chunk.Data)))
+	sp, err := fs.Create("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := sp.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n int64
+	if err := sp.Replay(0, func(o protocol.Output) { n += int64(len(o.Data)) }); err != nil {
+		b.Fatal(err)
+	}
+	if want := int64(b.N) * int64(len(chunk.Data)); n != want {
+		b.Errorf("replayed %d bytes, want %d", n, want)
+	}
+	if err := sp.Remove(); err != nil {
+		b.Fatal(err)
+	}
+}
