@@ -47,6 +47,9 @@ func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 		if err := bucket(tx, bucketBuildByBuilder).Put(key2(nb.BuilderID, number), itob(id)); err != nil {
 			return err
 		}
+		if err := countBuild(tx, nb.BuilderID, 1); err != nil {
+			return err
+		}
 		if err := bucket(tx, bucketBuildIncomplete).Put(itob(id), nil); err != nil {
 			return err
 		}

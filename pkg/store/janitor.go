@@ -324,6 +324,9 @@ func deleteBuild(tx *bolt.Tx, b Build, t time.Time) error {
 			return err
 		}
 	}
+	if err := countBuild(tx, b.BuilderID, -1); err != nil {
+		return err
+	}
 	if b.BuildRequestID == 0 {
 		return nil
 	}

@@ -90,6 +90,7 @@ func allBuckets() []string {
 		bucketSourceStamp, bucketBuildset, bucketBuildsetIncomplete,
 		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
+		bucketBuildCount,
 		bucketStep, bucketStepByBuild, bucketStepByName,
 		bucketLog, bucketLogByStep, bucketLogBySlug, bucketLogChunk,
 		bucketChange, bucketObjectState,
@@ -117,6 +118,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil
+		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
@@ -125,6 +127,11 @@ func Open(path string, opts Options) (*DB, error) {
 		if newPending {
 			if err := buildPendingIndex(tx); err != nil {
 				return fmt.Errorf("index pending build requests: %w", err)
+			}
+		}
+		if newCounts {
+			if err := buildCounts(tx); err != nil {
+				return fmt.Errorf("count builds: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
@@ -312,6 +319,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 	}
 	errs = append(errs, checkChanges(tx)...)
 	errs = append(errs, checkPending(tx)...)
+	errs = append(errs, checkCounts(tx)...)
 
 	// Indexes whose values are record ids.
 	for _, ix := range []struct{ index, bucket string }{

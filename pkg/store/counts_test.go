@@ -1,0 +1,70 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// CountBuilds answers from the counts as a walk of the indexes would,
+// through adds, the janitor's deletions and a reopen that rebuilds them.
+func TestBuildCounts(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	a, b, _ := setup(t, db)
+	for i := range 9 {
+		builder, end := a.ID, t0.Add(time.Duration(i)*time.Hour)
+		if i%3 == 0 {
+			builder = b.ID
+		}
+		if i == 4 || i == 6 {
+			end = time.Time{} // running
+		}
+		finishedBuild(t, db, builder, end, 1)
+	}
+	check := func(db *DB) {
+		t.Helper()
+		err := db.bolt.View(func(tx *bolt.Tx) error {
+			for _, builder := range []int64{0, a.ID, b.ID} {
+				for _, complete := range []*bool{nil, ptr(false), ptr(true)} {
+					f := BuildFilter{BuilderID: builder, Complete: complete}
+					n, fast := countBuildsFast(tx, f)
+					if !fast {
+						t.Errorf("%+v: not answered from the counts", f)
+					}
+					walked := 0
+					eachBuildID(tx, f, func(int64) bool { walked++; return true })
+					if n != walked {
+						t.Errorf("%+v: count %d, walk %d", f, n, walked)
+					}
+				}
+			}
+			return nil
+		})
+		ok(t, err)
+		ok(t, db.Check())
+	}
+	check(db)
+	// The janitor deletes builds ended before t0+5h (keeping each
+	// builder's newest).
+	n := must[int](t)(db.DeleteBuildsBefore(t0.Add(5 * time.Hour)))
+	if n == 0 {
+		t.Fatal("the janitor deleted nothing: the test checks nothing")
+	}
+	check(db)
+	// A store made before the counts: Open counts.
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(bucketBuildCount)) }))
+	ok(t, db.Close())
+	db = openAt(t, path)
+	check(db)
+	// Check finds a wrong count.
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return countBuild(tx, a.ID, 1) }))
+	if err := db.Check(); err == nil {
+		t.Error("Check passed with a wrong build count")
+	}
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return countBuild(tx, a.ID, -1) }))
+}
