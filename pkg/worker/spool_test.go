@@ -362,3 +362,41 @@ func BenchmarkFileSpool(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestNotResumableKilled: a worker with spools still kills a command
+// started without a resume key when its stream ends.
+func TestNotResumableKilled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	m := startMaster(t, addr)
+	startResumableWorker(t, addr, filepath.Join(dir, "worker"))
+	c := m.conn(t)
+	rc := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), protocol.Command{
+			Builder: "b",
+			Shell:   &protocol.ShellCommand{Script: fmt.Sprintf("echo $$ > %s/pid; while :; do sleep 0.02; done", dir)},
+		}, nil)
+		rc <- err
+	}()
+	var pid int
+	waitUntil(t, "the command's pid", func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return pid > 0
+	})
+	m.stop()
+	if err := <-rc; !errors.Is(err, protocol.ErrConnectionLost) {
+		t.Fatalf("Run across the master's stop: %v, want ErrConnectionLost", err)
+	}
+	waitUntil(t, "the command killed", func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
+	if ents, _ := os.ReadDir(filepath.Join(dir, "worker", SpoolDir)); len(ents) != 0 {
+		t.Errorf("spool files for a command that is not resumable: %v", ents)
+	}
+}
