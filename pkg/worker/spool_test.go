@@ -188,7 +188,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // runDetached starts a resumable command that prints "one", writes its pid,
 // waits for the file go, prints "two", then stops the master; it returns
 // the pid and the output bytes the master got.
-func runDetached(t *testing.T, m *master, dir, key string) (int, int64) {
+func runDetached(t *testing.T, m *master, dir, key string, keep time.Duration) (int, int64) {
 	t.Helper()
 	c := m.conn(t)
 	var out outputs
@@ -203,7 +203,7 @@ func runDetached(t *testing.T, m *master, dir, key string) (int, int64) {
 			Shell: &protocol.ShellCommand{Script: fmt.Sprintf(
 				"echo one; echo $$ > %s/pid; while [ ! -f %s/go ]; do sleep 0.02; done; echo two", dir, dir)},
 			ResumeKey: key,
-			Keep:      time.Minute,
+			Keep:      keep,
 		}, out.add)
 		rc <- result{res, err}
 	}()
@@ -241,7 +241,7 @@ func TestReattach(t *testing.T) {
 	lis.Close()
 	m := startMaster(t, addr)
 	startResumableWorker(t, addr, filepath.Join(dir, "worker"))
-	pid, got := runDetached(t, m, dir, "build1-step2-abc")
+	pid, got := runDetached(t, m, dir, "build1-step2-abc", time.Minute)
 
 	m2 := startMaster(t, addr)
 	c := m2.conn(t)
@@ -284,7 +284,7 @@ func TestReattachCompleted(t *testing.T) {
 	lis.Close()
 	m := startMaster(t, addr)
 	startResumableWorker(t, addr, filepath.Join(dir, "worker"))
-	pid, got := runDetached(t, m, dir, "k")
+	pid, got := runDetached(t, m, dir, "k", time.Minute)
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestAbandonKills(t *testing.T) {
 	lis.Close()
 	m := startMaster(t, addr)
 	startResumableWorker(t, addr, filepath.Join(dir, "worker"))
-	pid, _ := runDetached(t, m, dir, "k")
+	pid, _ := runDetached(t, m, dir, "k", time.Minute)
 
 	m2 := startMaster(t, addr)
 	c := m2.conn(t)
@@ -398,5 +398,31 @@ func TestNotResumableKilled(t *testing.T) {
 	waitUntil(t, "the command killed", func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
 	if ents, _ := os.ReadDir(filepath.Join(dir, "worker", SpoolDir)); len(ents) != 0 {
 		t.Errorf("spool files for a command that is not resumable: %v", ents)
+	}
+}
+
+// TestKeepExpires: a kept command no master reattaches within its Keep is
+// killed, and its spool removed.
+func TestKeepExpires(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	m := startMaster(t, addr)
+	startResumableWorker(t, addr, filepath.Join(dir, "worker"))
+	pid, _ := runDetached(t, m, dir, "k", 2*time.Second)
+	waitUntil(t, "the kept command killed", func() bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) })
+	waitUntil(t, "the spool removed", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(dir, "worker", SpoolDir))
+		return len(ents) == 0
+	})
+	// The next master hears of nothing.
+	m2 := startMaster(t, addr)
+	if kept := m2.conn(t).Kept(); len(kept) != 0 {
+		t.Errorf("kept commands after their keep ran out: %+v", kept)
 	}
 }
