@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -385,5 +386,129 @@ func TestBadInputOnWorkerPort(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before the bad input:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// blackhole relays TCP connections to target until cut, when it stops
+// moving bytes either way but keeps every connection open, as a network
+// cut without FIN or RST does.
+type blackhole struct {
+	net.Listener
+	gate  sync.RWMutex // write-locked while cut; relays pass bytes under a read lock
+	mu    sync.Mutex
+	isCut bool // guarded by mu
+}
+
+// cut stops the bytes; uncut lets them go again.
+func (b *blackhole) cut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.isCut {
+		b.gate.Lock()
+		b.isCut = true
+	}
+}
+
+func (b *blackhole) uncut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.isCut {
+		b.gate.Unlock()
+		b.isCut = false
+	}
+}
+
+func startBlackhole(t *testing.T, target string) *blackhole {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{Listener: l}
+	var conns []net.Conn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
+				wg.Go(func() {
+					buf := make([]byte, 32<<10)
+					for {
+						n, err := p[0].Read(buf)
+						if err != nil {
+							p[1].Close()
+							return
+						}
+						b.gate.RLock() // while cut, the bytes wait here
+						b.gate.RUnlock()
+						if _, err := p[1].Write(buf[:n]); err != nil {
+							p[0].Close()
+							return
+						}
+					}
+				})
+			}
+		}
+	})
+	t.Cleanup(func() {
+		b.uncut()
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return b
+}
+
+// TestSilentCut: with the network between them cut silently, the master
+// finds its worker gone within keepalive interval + timeout (its Runs
+// return ErrConnectionLost), and the worker, once the network is back,
+// reconnects by itself.
+func TestSilentCut(t *testing.T) {
+	t.Parallel()
+	const interval, timeout = time.Second, time.Second
+	m := startMasterWith(t, interval, timeout, 0)
+	hole := startBlackhole(t, m.addr)
+	startWorker(t, hole.Addr().String(), "w1", "pw")
+	c := waitAttach(t, m)
+	lost := make(chan error, 1)
+	go func() {
+		_, err := c.Run(t.Context(), shell("block"), nil)
+		lost <- err
+	}()
+	hole.cut()
+	cut := time.Now()
+	select {
+	case <-c.Done():
+	case <-time.After(interval + timeout + 10*time.Second):
+		t.Fatalf("the master did not find the worker gone within %v + 10s slack", interval+timeout)
+	}
+	took := time.Since(cut)
+	t.Logf("found gone after %v (bound %v)", took.Round(time.Millisecond), interval+timeout)
+	if took < timeout {
+		t.Errorf("found gone after %v, sooner than a keepalive timeout: was it really silent?", took)
+	}
+	if err := <-lost; !errors.Is(err, ErrConnectionLost) {
+		t.Errorf("Run = %v, want ErrConnectionLost", err)
+	}
+	hole.uncut()
+	c2 := waitAttach(t, m)
+	if res, out, err := collect(t, t.Context(), c2, shell("echo", "back")); err != nil || res.ExitCode != 0 || len(out) != 1 {
+		t.Errorf("Run after the cut = %+v, %v, %v", res, out, err)
 	}
 }
