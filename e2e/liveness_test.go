@@ -156,6 +156,7 @@ func TestDuplicateWorkerStopped(t *testing.T) {
 		return first.Complete
 	})
 	took := time.Since(start)
+	t.Logf("the stopped worker's build ended RETRY %v after the second worker started (keepalive_timeout 3s)", took.Round(time.Millisecond))
 	if first.Results == nil || *first.Results != 5 {
 		t.Errorf("build on the stopped worker: %+v, want results 5 (RETRY)", first)
 	}
