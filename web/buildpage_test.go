@@ -154,3 +154,40 @@ func TestBuildRequestsPushedDown(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesPushedDown is TestBuildsPushedDown for /changes: ordered by
+// changeid and limited by the store; changeid__ge=0 makes a query generic.
+func TestChangesPushedDown(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	for i := range 12 {
+		must(f.db.AddChange(store.Change{Author: "a", Revision: fmt.Sprintf("%040d", i), Branch: "main", When: t0}))(t)
+	}
+	for _, tc := range []struct {
+		path   string
+		pushed bool
+	}{
+		{"/api/v2/changes?limit=5", true},
+		{"/api/v2/changes?limit=0", true},
+		{"/api/v2/changes?order=-changeid&limit=4&offset=3", true},
+		{"/api/v2/changes?order=changeid&limit=4&offset=100", true},
+		{"/api/v2/changes?order=-changeid&limit=50&field=changeid&field=revision", true},
+		{"/api/v2/changes?order=-changeid", false},
+		{"/api/v2/changes?order=-when_timestamp&limit=3", false},
+		{"/api/v2/changes?limit=3&branch=main", false},
+	} {
+		u := must(url.Parse(tc.path))(t)
+		q := must(parseQuery(u.Query(), changeRes))(t)
+		if _, pushed := q.changePage(); pushed != tc.pushed {
+			t.Errorf("%s: pushed down %v, want %v", tc.path, pushed, tc.pushed)
+		}
+		_, got := f.get(t, tc.path)
+		_, want := f.get(t, tc.path+"&changeid__ge=0")
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: store page differs from the generic query (-generic +store):\n%s", tc.path, diff)
+		}
+		if objs, ok := got["changes"].([]any); !ok || tc.pushed && len(objs) == 0 && !strings.Contains(tc.path, "limit=0") && !strings.Contains(tc.path, "offset=100") {
+			t.Errorf("%s: no changes (a case that tests nothing): %v", tc.path, got)
+		}
+	}
+}

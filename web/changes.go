@@ -74,7 +74,7 @@ func (s *Server) changeObjs(cs []store.Change) ([]map[string]any, error) {
 
 // listChanges serves /changes, /sourcestamps/N/changes, and the changes of
 // a buildset or of a build's buildset: those the scheduler built it for.
-func (s *Server) listChanges(r *http.Request, _ *query) ([]map[string]any, error) {
+func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error) {
 	var ids []int64
 	all := true
 	switch {
@@ -100,7 +100,18 @@ func (s *Server) listChanges(r *http.Request, _ *query) ([]map[string]any, error
 		ids, all = bs.ChangeIDs, false
 	}
 	var cs []store.Change
-	if all {
+	if pf, ok := q.changePage(); ok && all && chi.URLParam(r, "ssid") == "" {
+		total, err := s.cfg.Store.CountChanges(store.ChangeFilter{})
+		if err != nil {
+			return nil, err
+		}
+		if q.limit > 0 {
+			if cs, err = s.cfg.Store.Changes(pf); err != nil {
+				return nil, fmt.Errorf("list changes: %w", err)
+			}
+		}
+		q.storeSliced(total)
+	} else if all {
 		var err error
 		if cs, err = s.cfg.Store.Changes(store.ChangeFilter{}); err != nil {
 			return nil, fmt.Errorf("list changes: %w", err)
@@ -122,6 +133,24 @@ func (s *Server) listChanges(r *http.Request, _ *query) ([]map[string]any, error
 		cs = slices.DeleteFunc(cs, func(c store.Change) bool { return c.SourceStampID != ss.ID })
 	}
 	return s.changeObjs(cs)
+}
+
+// changePage is the store query that answers q on every change, when q has
+// a limit, no filter, and orders by changeid or not at all. Otherwise q
+// runs in memory on every change.
+func (q *query) changePage() (store.ChangeFilter, bool) {
+	var f store.ChangeFilter
+	if q.limit < 0 || len(q.filters) > 0 || len(q.order) > 1 {
+		return f, false
+	}
+	if len(q.order) == 1 {
+		if q.order[0].field != "changeid" {
+			return f, false
+		}
+		f.Desc = q.order[0].desc
+	}
+	f.Offset, f.Limit = q.offset, q.limit
+	return f, true
 }
 
 func (s *Server) getChange(r *http.Request, _ *query) (map[string]any, error) {

@@ -49,6 +49,7 @@ type Store interface {
 	Builds(f store.BuildFilter) ([]store.Build, error)
 	CountBuilds(f store.BuildFilter) (int, error)
 	CountBuildRequests(f store.BuildRequestFilter) (int, error)
+	CountChanges(f store.ChangeFilter) (int, error)
 
 	Step(id int64) (store.Step, error)
 	Steps(buildID int64) ([]store.Step, error)

@@ -45,6 +45,7 @@ type ChangeFilter struct {
 	Repository string
 	Project    string
 	Limit      int  // at most this many; zero means no limit
+	Offset     int  // skip this many matches first
 	Desc       bool // newest (highest id) first; default oldest first
 }
 
@@ -167,6 +168,8 @@ func (db *DB) Change(id int64) (Change, error) {
 func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 	var out []Change
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		out = nil
+		skip := f.Offset
 		c := bucket(tx, bucketChange).Cursor()
 		first, next := c.First, c.Next
 		if f.Desc {
@@ -185,6 +188,10 @@ func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 				f.Project != "" && ch.Project != f.Project {
 				continue
 			}
+			if skip > 0 {
+				skip--
+				continue
+			}
 			out = append(out, ch)
 		}
 		return nil
@@ -193,6 +200,35 @@ func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 		return nil, fmt.Errorf("list changes: %w", err)
 	}
 	return out, nil
+}
+
+// CountChanges is how many changes match f's filters (not its Offset and
+// Limit). Changes are never deleted, so with no filters it is the last
+// id given, read without a walk; Check verifies that.
+func (db *DB) CountChanges(f ChangeFilter) (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if f.Branch == "" && f.Repository == "" && f.Project == "" {
+			n = int(bucket(tx, bucketChange).Sequence())
+			return nil
+		}
+		n = 0
+		return bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode change %d: %w", btoi(k), err)
+			}
+			if (f.Branch == "" || ch.Branch == f.Branch) && (f.Repository == "" || ch.Repository == f.Repository) &&
+				(f.Project == "" || ch.Project == f.Project) {
+				n++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count changes: %w", err)
+	}
+	return n, nil
 }
 
 // GetState returns the value stored under key for objectName (a change
@@ -246,6 +282,9 @@ func stateKey(objectName, key string) []byte {
 // the change's source.
 func checkChanges(tx *bolt.Tx) []error {
 	var errs []error
+	if n, seq := bucket(tx, bucketChange).Stats().KeyN, bucket(tx, bucketChange).Sequence(); uint64(n) != seq {
+		errs = append(errs, fmt.Errorf("changes: %d stored, %d ids given (CountChanges counts on none being deleted)", n, seq))
+	}
 	bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
 		id := btoi(k)
 		var c Change
