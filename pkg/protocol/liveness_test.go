@@ -356,6 +356,26 @@ func TestBadInputOnWorkerPort(t *testing.T) {
 		}
 		waitLog(t, m, "worker port: stream dropped: no hello")
 	})
+	t.Run("undecodable message", func(t *testing.T) {
+		cc, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		stream, err := cc.NewStream(t.Context(), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+			Master_Connect_FullMethodName, grpc.ForceCodec(rawCodec{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.SendMsg([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}); err != nil {
+			t.Fatal(err)
+		}
+		var reply []byte
+		if err := stream.RecvMsg(&reply); status.Code(err) != codes.Internal {
+			t.Errorf("RecvMsg = %v, want Internal (cannot unmarshal)", err)
+		}
+		waitLog(t, m, "worker port: stream dropped before hello", "unmarshal")
+	})
 	t.Run("old protocol version", func(t *testing.T) {
 		stream := grpcStream(t)
 		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: 0, Name: "old", Password: "pw"}}}); err != nil {
@@ -512,3 +532,16 @@ func TestSilentCut(t *testing.T) {
 		t.Errorf("Run after the cut = %+v, %v, %v", res, out, err)
 	}
 }
+
+// rawCodec sends and receives bytes as they are, to put what is not a
+// protobuf message on the wire.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }

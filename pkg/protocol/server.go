@@ -204,7 +204,11 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	select {
 	case hello = <-helloc:
 	case err := <-recvErr:
-		log.Info("worker stream ended before hello", "err", err)
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			log.Info("worker stream ended before hello", "err", err)
+		} else {
+			log.Warn("worker port: stream dropped before hello", "err", err)
+		}
 		return err
 	case <-timer.C:
 		accepted <- nil
