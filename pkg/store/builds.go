@@ -246,7 +246,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 			finished = append(finished, fb)
 			ended = append(ended, b.ID)
 		}
-		for _, brid := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
+		for _, brid := range claimedBy(tx, masterID) {
 			br, err := get[BuildRequest](tx, bucketRequest, brid)
 			if err != nil {
 				return err

@@ -216,7 +216,8 @@ func (db *DB) BuildRequest(id int64) (BuildRequest, error) {
 // BuildRequests lists the build requests that match f, by id (newest
 // first when f.Desc), skipping f.Offset of them and returning at most
 // f.Limit. It walks the narrowest index f names and decodes only the
-// requests it returns, and those it must read to check f.Claimed.
+// requests it returns, and the complete ones it must read to check
+// f.Claimed.
 func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 	var out []BuildRequest
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -278,8 +279,8 @@ func (db *DB) CountBuildRequests(f BuildRequestFilter) (int, error) {
 // eachRequest calls fn with the id of each build request that matches f's
 // filters (not its Offset and Limit), by id, newest first when f.Desc,
 // until fn returns false. It walks one index, the narrowest f names, and
-// checks the other filters in their own indexes; only f.Claimed needs the
-// record, which fn then gets (else nil). A decoding error stops the walk
+// checks the other filters in their own indexes; only f.Claimed on a
+// complete request needs the record, which fn then gets (else nil). A decoding error stops the walk
 // and is stored in *errp.
 func eachRequest(tx *bolt.Tx, f BuildRequestFilter, fn func(id int64, br *BuildRequest) bool, errp *error) {
 	var (
@@ -291,13 +292,15 @@ func eachRequest(tx *bolt.Tx, f BuildRequestFilter, fn func(id int64, br *BuildR
 		index, prefix = bucketRequestByBuildset, itob(f.BuildsetID)
 	case f.BuilderID != 0:
 		index, prefix = bucketRequestByBuilder, itob(f.BuilderID)
+	case f.Complete != nil && !*f.Complete && f.Claimed != nil && *f.Claimed:
+		index = bucketRequestClaimed
 	case f.Complete != nil && !*f.Complete:
 		index = bucketRequestIncomplete
 	default:
 		index = bucketRequest
 	}
 	byBuildset, byBuilder := bucket(tx, bucketRequestByBuildset), bucket(tx, bucketRequestByBuilder)
-	incomplete := bucket(tx, bucketRequestIncomplete)
+	incomplete, claimed := bucket(tx, bucketRequestIncomplete), bucket(tx, bucketRequestClaimed)
 	c := bucket(tx, index).Cursor()
 	var k []byte
 	switch {
@@ -317,11 +320,18 @@ func eachRequest(tx *bolt.Tx, f BuildRequestFilter, fn func(id int64, br *BuildR
 		switch {
 		case f.BuildsetID != 0 && index != bucketRequestByBuildset && byBuildset.Get(key2(f.BuildsetID, id)) == nil,
 			f.BuilderID != 0 && index != bucketRequestByBuilder && byBuilder.Get(key2(f.BuilderID, id)) == nil,
-			f.Complete != nil && index != bucketRequestIncomplete && (incomplete.Get(itob(id)) == nil) != *f.Complete:
+			f.Complete != nil && index != bucketRequestIncomplete && index != bucketRequestClaimed && (incomplete.Get(itob(id)) == nil) != *f.Complete:
 			continue
 		}
 		var br *BuildRequest
-		if f.Claimed != nil {
+		switch {
+		case f.Claimed == nil || index == bucketRequestClaimed:
+		case incomplete.Get(itob(id)) != nil:
+			// An incomplete request is claimed when it is indexed so.
+			if (claimed.Get(itob(id)) != nil) != *f.Claimed {
+				continue
+			}
+		default:
 			v, err := get[BuildRequest](tx, bucketRequest, id)
 			if err != nil {
 				*errp = err

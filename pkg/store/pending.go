@@ -18,6 +18,12 @@ import (
 // write of a request, whoever writes it.
 const bucketRequestPending = "buildrequest_pending"
 
+// bucketRequestClaimed indexes the requests claimed and not complete:
+// brid → the claiming master's id. put keeps it too. Recovery reads it
+// instead of every incomplete request, and it tells claimed from pending
+// among the incomplete ones without decoding them.
+const bucketRequestClaimed = "buildrequest_claimed"
+
 // pendingKey is the index key of br.
 func pendingKey(br *BuildRequest) []byte {
 	k := make([]byte, 0, 32)
@@ -29,9 +35,17 @@ func pendingKey(br *BuildRequest) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(br.ID))
 }
 
-// indexPending adds br to the pending index or removes it from it, as its
-// state says.
+// indexPending adds br to the pending and claimed indexes or removes it
+// from them, as its state says.
 func indexPending(tx *bolt.Tx, br *BuildRequest) error {
+	claimed := bucket(tx, bucketRequestClaimed)
+	if br.Claimed && !br.Complete {
+		if err := claimed.Put(itob(br.ID), itob(br.ClaimedByMasterID)); err != nil {
+			return err
+		}
+	} else if err := claimed.Delete(itob(br.ID)); err != nil {
+		return err
+	}
 	b := bucket(tx, bucketRequestPending)
 	if br.Claimed || br.Complete {
 		return b.Delete(pendingKey(br))
@@ -52,6 +66,19 @@ func buildPendingIndex(tx *bolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// claimedBy returns the ids of the incomplete requests claimed by
+// masterID, by id.
+func claimedBy(tx *bolt.Tx, masterID int64) []int64 {
+	var ids []int64
+	bucket(tx, bucketRequestClaimed).ForEach(func(k, v []byte) error {
+		if btoi(v) == masterID {
+			ids = append(ids, btoi(k))
+		}
+		return nil
+	})
+	return ids
 }
 
 // pendingOrder is the order in which requests are distributed: highest
@@ -104,12 +131,18 @@ func (db *DB) PendingBuildRequests(limits map[int64]int) ([]BuildRequest, error)
 // neither claimed nor complete, under the right keys.
 func checkPending(tx *bolt.Tx) []error {
 	var errs []error
-	ix := bucket(tx, bucketRequestPending)
-	want := 0
+	ix, cl := bucket(tx, bucketRequestPending), bucket(tx, bucketRequestClaimed)
+	want, wantClaimed := 0, 0
 	for _, id := range prefixIDs(tx, bucketRequestIncomplete, nil, false) {
 		br, err := get[BuildRequest](tx, bucketRequest, id)
 		if err != nil {
 			continue // reported by the request checks
+		}
+		if v := cl.Get(itob(id)); br.Claimed != (v != nil) || v != nil && btoi(v) != br.ClaimedByMasterID {
+			errs = append(errs, fmt.Errorf("buildrequest %d: claimed %v by master %d, index %s says %x", id, br.Claimed, br.ClaimedByMasterID, bucketRequestClaimed, v))
+		}
+		if br.Claimed {
+			wantClaimed++
 		}
 		in := ix.Get(pendingKey(&br)) != nil
 		pending := !br.Claimed && !br.Complete
@@ -125,6 +158,9 @@ func checkPending(tx *bolt.Tx) []error {
 	}
 	if n := ix.Stats().KeyN; n != want {
 		errs = append(errs, fmt.Errorf("index %s: %d entries for %d pending requests", bucketRequestPending, n, want))
+	}
+	if n := cl.Stats().KeyN; n != wantClaimed {
+		errs = append(errs, fmt.Errorf("index %s: %d entries for %d claimed incomplete requests", bucketRequestClaimed, n, wantClaimed))
 	}
 	return errs
 }

@@ -107,7 +107,12 @@ func TestPendingIndexBuiltOnOpen(t *testing.T) {
 	}
 	ok(t, db.ClaimBuildRequest(brids[1], m.ID, t0))
 	ok(t, db.CompleteBuildRequest(brids[2], Cancelled, t0))
-	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(bucketRequestPending)) }))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte(bucketRequestClaimed)); err != nil {
+			return err
+		}
+		return tx.DeleteBucket([]byte(bucketRequestPending))
+	}))
 	ok(t, db.Close())
 
 	db = openAt(t, path) // its cleanup checks the index
@@ -135,6 +140,12 @@ func TestCheckPending(t *testing.T) {
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Put(pendingKey(&br), nil) }))
 	ok(t, db.Check())
 	ok(t, db.ClaimBuildRequest(br.ID, m.ID, t0))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestClaimed).Delete(itob(br.ID)) }))
+	if err := db.Check(); err == nil {
+		t.Error("Check passed with a claimed request missing from the claimed index")
+	}
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestClaimed).Put(itob(br.ID), itob(m.ID)) }))
+	ok(t, db.Check())
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return bucket(tx, bucketRequestPending).Put(pendingKey(&br), nil) }))
 	if err := db.Check(); err == nil {
 		t.Error("Check passed with a claimed request in the pending index")

@@ -88,7 +88,7 @@ func allBuckets() []string {
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
 		bucketSourceStamp, bucketBuildset, bucketBuildsetIncomplete,
-		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending,
+		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending, bucketRequestClaimed,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketBuildCount,
 		bucketStep, bucketStepByBuild, bucketStepByName,
@@ -117,7 +117,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil
+		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
@@ -345,6 +345,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		{bucketRequestByBuilder, bucketRequest},
 		{bucketRequestIncomplete, bucketRequest},
 		{bucketRequestPending, bucketRequest},
+		{bucketRequestClaimed, bucketRequest},
 		{bucketBuildByRequest, bucketBuild},
 		{bucketBuildByWorker, bucketBuild},
 		{bucketBuildIncomplete, bucketBuild},
