@@ -46,9 +46,13 @@ const (
 	soakTail     = 10 // lines the maybe-fail step prints
 	soakHookBrs  = 3  // webhook pushes go to branches hook/0..hook/2
 	soakNSWorker = 2  // of the four workers, the last two run in namespaces
-	// soakMaxReconnect bounds how long a worker may take to be connected
-	// again once what cut it off is over (on a loaded 2-core machine).
-	soakMaxReconnect = 30 * time.Second
+	// soakMaxReconnect bounds how long a worker may take to attach again
+	// once it or the master restarted (on a loaded 2-core machine), and
+	// soakMaxLinkReconnect once its link is back: the master may have
+	// dropped the connection during the cut, which the worker learns only
+	// from its keepalive (10s + 10s).
+	soakMaxReconnect     = 20 * time.Second
+	soakMaxLinkReconnect = 45 * time.Second
 )
 
 // soakConfig is the master's config; .Extra is the "changed" variant a
@@ -184,7 +188,7 @@ type soakCounts struct {
 	linkCuts, goodReconfigs, badRecfg int
 	reconnects                        int
 	badStores                         int // stores that failed their check after a SIGKILL
-	maxReconnect                      time.Duration
+	maxReconnect, maxLinkReconnect    time.Duration
 }
 
 type soakRun struct {
@@ -207,7 +211,7 @@ type soakRun struct {
 	commits []string               // guarded by mu: revisions committed after the poller's first poll
 	hooks   map[string]string      // guarded by mu: accepted webhook revisions → branch
 	counts  soakCounts             // guarded by mu
-	downAt  map[string]time.Time   // guarded by mu: when a worker was seen disconnected
+	away    []soakAway             // guarded by mu: see awayFrom
 }
 
 func soakEnv(name string, def string) string {
@@ -255,7 +259,6 @@ func TestSoak(t *testing.T) {
 		workers: map[string]*soakWorker{},
 		forces:  map[int64]string{},
 		hooks:   map[string]string{},
-		downAt:  map[string]time.Time{},
 		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}},
 	}
 	s.setupNet()
@@ -294,7 +297,6 @@ func TestSoak(t *testing.T) {
 	wg.Go(func() { s.committer(stop, mrand.New(mrand.NewPCG(seed, 1))) })
 	wg.Go(func() { s.forcer(stop, mrand.New(mrand.NewPCG(seed, 2))) })
 	wg.Go(func() { s.hooker(stop, mrand.New(mrand.NewPCG(seed, 3))) })
-	wg.Go(func() { s.monitor(stop) })
 	s.chaos(duration, mrand.New(mrand.NewPCG(seed, 4)))
 	close(stop)
 	wg.Wait()
@@ -313,8 +315,12 @@ func TestSoak(t *testing.T) {
 	mlog, _ := os.ReadFile(filepath.Join(s.mdir, "master.log"))
 	caughtUp := bytes.Count(mlog, []byte("offering the changes stored but not scheduled")) + bytes.Count(mlog, []byte("already built before a crash"))
 	lost := s.verify() + s.counts.badStores
+	s.counts.reconnects, s.counts.maxReconnect, s.counts.maxLinkReconnect = s.reconnections()
 	if s.counts.maxReconnect > soakMaxReconnect {
-		t.Errorf("a worker took %v to reconnect, more than %v", s.counts.maxReconnect, soakMaxReconnect)
+		t.Errorf("a worker took %v to attach again after a restart, more than %v", s.counts.maxReconnect, soakMaxReconnect)
+	}
+	if s.counts.maxLinkReconnect > soakMaxLinkReconnect {
+		t.Errorf("a worker took %v to attach again after its link came back, more than %v", s.counts.maxLinkReconnect, soakMaxLinkReconnect)
 	}
 	s.waitNoProcesses()
 	s.client.CloseIdleConnections()
@@ -342,8 +348,8 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good / %d bad, reconnects %d (slowest %v), scheduler catch-ups after a crash %d, lost items %d",
-		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), caughtUp, lost)
+	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
+		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
 	if lost > 0 {
 		t.Errorf("lost items: %d (seed %d)", lost, seed)
 	}
@@ -557,46 +563,74 @@ func (s *soakRun) waitWorkers(timeout time.Duration) {
 	})
 }
 
-// monitor counts reconnections and how long workers stayed away after the
-// cause of their disconnection was gone.
-func (s *soakRun) monitor(stop <-chan struct{}) {
-	last := map[string]bool{}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		c, err := s.connected()
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		for n, on := range c {
-			if on && !last[n] {
-				if at, ok := s.downAt[n]; ok {
-					s.counts.reconnects++
-					s.counts.maxReconnect = max(s.counts.maxReconnect, time.Since(at))
-					delete(s.downAt, n)
-				}
-			}
-			last[n] = on
-		}
-		s.mu.Unlock()
-	}
-}
-
-// awayFrom marks workers as gone from now (their cause is over: a worker
-// restarted, a link restored, a master restarted); the monitor measures
-// how long they take to be connected again.
-func (s *soakRun) awayFrom(names ...string) {
+// awayFrom records that what cut workers off is over (a worker restarted,
+// a link restored, a master restarted): reconnections measures how long
+// they took to attach again.
+func (s *soakRun) awayFrom(link bool, names ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range names {
-		s.downAt[n] = time.Now()
+		s.away = append(s.away, soakAway{n, time.Now(), link})
 	}
+}
+
+type soakAway struct {
+	worker string
+	at     time.Time
+	link   bool // a link restored, rather than a process restarted
+}
+
+// reconnections reads the master's log for the workers' attachments: it
+// returns how many came after the first of each worker and, for each
+// awayFrom, how long until the worker attached again (if it had to: a
+// short link cut may leave the connection up) before its next one.
+func (s *soakRun) reconnections() (n int, slowest, slowestLink time.Duration) {
+	b, err := os.ReadFile(filepath.Join(s.mdir, "master.log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	attached := map[string][]time.Time{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, `msg="worker attached"`) || !strings.Contains(line, " host=") {
+			continue
+		}
+		var at time.Time
+		var name string
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "time="); ok {
+				at, _ = time.Parse(time.RFC3339Nano, v)
+			}
+			if v, ok := strings.CutPrefix(f, "worker="); ok {
+				name = v
+			}
+		}
+		attached[name] = append(attached[name], at)
+	}
+	for _, ts := range attached {
+		n += len(ts) - 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, a := range s.away {
+		until := time.Now()
+		for _, b := range s.away[i+1:] {
+			if b.worker == a.worker {
+				until = b.at
+				break
+			}
+		}
+		for _, t := range attached[a.worker] {
+			if !t.Before(a.at.Add(-time.Second)) && t.Before(until) {
+				if a.link {
+					slowestLink = max(slowestLink, t.Sub(a.at))
+				} else {
+					slowest = max(slowest, t.Sub(a.at))
+				}
+				break
+			}
+		}
+	}
+	return n, slowest, slowestLink
 }
 
 func (s *soakRun) git(args ...string) (string, error) {
@@ -718,13 +752,19 @@ func (s *soakRun) push(rev, branch string) {
 	s.mu.Unlock()
 }
 
-// chaos runs random disasters for d.
+// chaos runs random disasters for d: first one of each kind, in a random
+// order (so that a short run sees them all), then at random.
 func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+	first := rng.Perm(6) // one x in each case's range below
+	for i := 0; time.Now().Before(end); i++ {
 		time.Sleep(time.Duration(500+rng.IntN(2000)) * time.Millisecond)
 		names := s.data.Workers
-		switch x := rng.IntN(100); {
+		x := rng.IntN(100)
+		if i < len(first) {
+			x = []int{0, 30, 50, 65, 78, 79}[first[i]]
+		}
+		switch {
 		case x < 30: // kill -9 a worker, and restart it
 			n := names[rng.IntN(len(names))]
 			s.mu.Lock()
@@ -734,7 +774,7 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			p.kill(syscall.SIGKILL)
 			time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
 			s.startWorker(n)
-			s.awayFrom(n)
+			s.awayFrom(false, n)
 		case x < 50: // cut a namespaced worker's link, restore it later
 			n := names[len(names)-soakNSWorker+rng.IntN(soakNSWorker)]
 			veth := s.workers[n].veth
@@ -744,11 +784,11 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			s.mu.Unlock()
 			time.Sleep(time.Duration(1000+rng.IntN(5000)) * time.Millisecond)
 			netnsIP(s.t, "link", "set", veth, "up")
-			s.awayFrom(n)
+			s.awayFrom(true, n)
 		case x < 65:
 			s.goodReconfig()
-		case x < 78:
-			s.badReconfig(rng.IntN(2) == 0)
+		case x < 79:
+			s.badReconfig(x == 78 || x != 65 && rng.IntN(2) == 0) // the first two: one by SIGHUP, one by the command
 		default: // SIGKILL the master, restart it
 			s.mu.Lock()
 			p := s.mproc
@@ -766,8 +806,8 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 				}
 			})
 			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			s.awayFrom(false, names...) // the time to start counts
 			s.startMaster()
-			s.awayFrom(names...)
 		}
 	}
 }
