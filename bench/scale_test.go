@@ -294,7 +294,7 @@ func BenchmarkHistoryMemory(b *testing.B) {
 			builders = append(builders, fmt.Sprintf("builder-%02d", n))
 		}
 		sizes := []int{100, cfg().storeBuilds}
-		rss := map[int][]float64{}
+		rss, anon, file := map[int][]float64{}, map[int][]float64{}, map[int][]float64{}
 		for _, size := range sizes {
 			path, fill := bigStore(b, size)
 			if fill > 0 {
@@ -311,12 +311,15 @@ func BenchmarkHistoryMemory(b *testing.B) {
 				forceAndWait(b, inst, "builder-00")
 				time.Sleep(time.Second)
 				rss[size] = append(rss[size], status(inst.master.pid, "VmRSS"))
+				anon[size] = append(anon[size], status(inst.master.pid, "RssAnon"))
+				file[size] = append(file[size], status(inst.master.pid, "RssFile"))
 				inst.stop()
 			}
-			b.Logf("%d builds: master RSS %v MB", size, rss[size])
+			b.Logf("%d builds: master RSS %v MB (anonymous %v, file %v)", size, rss[size], anon[size], file[size])
 		}
 		small, big := median(rss[sizes[0]]), median(rss[sizes[1]])
-		note := fmt.Sprintf("after start-up, the pages and API once and one build; %d runs each; %d builds: %.1f MB", cfg().runs, sizes[0], small)
+		note := fmt.Sprintf("after start-up, the pages and API once and one build; %d runs each; medians in MB, RSS (anonymous + file): %d builds %.1f (%.1f + %.1f), %d builds %.1f (%.1f + %.1f)",
+			cfg().runs, sizes[0], small, median(anon[sizes[0]]), median(file[sizes[0]]), sizes[1], big, median(anon[sizes[1]]), median(file[sizes[1]]))
 		record("2 idle memory", fmt.Sprintf("master RSS, %d builds stored over %d", sizes[1], sizes[0]), "ratio", big/small, nil,
 			lowerThan("≈ 1 (≤ 1.1)", 0, 1.1), nil, nil, note)
 		b.ReportMetric(big/small, "rss-ratio")
