@@ -291,15 +291,16 @@ func TestSoak(t *testing.T) {
 	}
 	s.waitWorkers(60 * time.Second)
 
-	// The load and the monitor run until stop is closed.
+	// The load runs until stopLoad, which a failure calls too.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
 	wg.Go(func() { s.committer(stop, mrand.New(mrand.NewPCG(seed, 1))) })
 	wg.Go(func() { s.forcer(stop, mrand.New(mrand.NewPCG(seed, 2))) })
 	wg.Go(func() { s.hooker(stop, mrand.New(mrand.NewPCG(seed, 3))) })
 	s.chaos(duration, mrand.New(mrand.NewPCG(seed, 4)))
-	close(stop)
-	wg.Wait()
+	stopLoad()
 
 	// Settle: every link up, every worker running, the full config, then
 	// wait until everything submitted has run.
