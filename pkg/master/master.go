@@ -170,12 +170,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
 	pols := newPollers(m.basedir, st, scheds.AddChanges, m.log)
-	m.mu.Lock()
-	m.st, m.engine, m.scheds, m.pollers = st, engine, scheds, pols
-	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds, m.pollers = nil, nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers, m.runCtx = nil, nil, nil, nil, nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
@@ -208,10 +205,19 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
+	// From here a reconfig applies to the running components; one that
+	// came while they were being made is applied now.
 	m.mu.Lock()
-	m.runCtx = gctx
-	pols.apply(gctx, cfg.ChangeSources)
+	m.st, m.engine, m.scheds, m.pollers, m.runCtx = st, engine, scheds, pols, gctx
+	if m.cfg != cfg {
+		err = m.applyLocked(cfg, m.cfg)
+	} else {
+		pols.apply(gctx, cfg.ChangeSources)
+	}
 	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		pols.wait()
@@ -385,9 +391,15 @@ func (m *Master) Reconfig(path string) error {
 		return fmt.Errorf("changing %v needs a restart", restart)
 	}
 	if m.st == nil {
-		m.cfg = cfg
+		m.cfg = cfg // Run applies it once its components are made
 		return nil
 	}
+	return m.applyLocked(old, cfg)
+}
+
+// applyLocked makes the running components follow cfg instead of old.
+// m.mu must be held, and Run's components made.
+func (m *Master) applyLocked(old, cfg *config.Config) error {
 	if _, err := m.sync(m.st, cfg); err != nil {
 		return fmt.Errorf("reconfig: %w", err)
 	}
