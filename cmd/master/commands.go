@@ -137,18 +137,19 @@ func runForeground(dir string, toStderr bool) error {
 		daemon.Fail(err)
 		return errors.New("config has errors")
 	}
+	// The signals are ours before the pid file names us: a reconfig's
+	// SIGHUP must not find the default action (exit).
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	pidPath := filepath.Join(dir, pidFile)
 	if err := daemon.WritePID(pidPath); err != nil {
 		daemon.Fail(err)
 		return err
 	}
 	defer os.Remove(pidPath)
-
-	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	// SIGUSR1 (`stop --clean`) is buildbot's clean shutdown; SIGTERM or
 	// SIGINT then stops at once.
 	usr1 := make(chan os.Signal, 1)
