@@ -188,6 +188,7 @@ type soakCounts struct {
 	linkCuts, goodReconfigs, badRecfg int
 	reconnects                        int
 	badStores                         int // stores that failed their check after a SIGKILL
+	earlyReconfigs                    int // SIGHUPs to a master still starting (among goodReconfigs)
 	maxReconnect, maxLinkReconnect    time.Duration
 }
 
@@ -281,7 +282,7 @@ func TestSoak(t *testing.T) {
 		s.workers[n] = w
 	}
 	s.netnsWorkers()
-	s.startMaster()
+	s.startMaster(false)
 	waitFor(t, "the poller's first poll", 60*time.Second, func() bool {
 		b, _ := os.ReadFile(filepath.Join(s.mdir, "master.log"))
 		return bytes.Contains(b, []byte("first poll: recording the tips"))
@@ -349,8 +350,8 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
-		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
+	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good (%d while the master started) / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
+		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.earlyReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
 	if lost > 0 {
 		t.Errorf("lost items: %d (seed %d)", lost, seed)
 	}
@@ -469,24 +470,76 @@ func (s *soakRun) writeConfig(extra, bad bool) {
 
 // startMaster starts the master in the foreground (so that it can be
 // SIGKILLed) and waits for its API.
-func (s *soakRun) startMaster() {
+//
+// With hupEarly, it toggles the config and sends SIGHUP as soon as the pid
+// file names the new master, while it is still starting: the new config
+// must be in effect once it is up.
+func (s *soakRun) startMaster(hupEarly bool) {
+	logPath := filepath.Join(s.mdir, "master.log")
+	var from int64
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
 	p, err := soakStart(filepath.Join(s.dir, "master.out"), s.master, "start", "--nodaemon", s.mdir)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	s.mu.Lock()
 	s.mproc = p
+	extra := s.extra
 	s.mu.Unlock()
-	waitFor(s.t, "the master's API", 60*time.Second, func() bool {
+	exited := func() {
 		select {
 		case <-p.done:
 			s.dump()
 			s.t.Fatalf("the master exited at start: %v", p.cmd.ProcessState)
 		default:
 		}
+	}
+	if hupEarly {
+		extra = !extra
+		s.writeConfig(extra, false)
+		waitFor(s.t, "the new master's pid file", 60*time.Second, func() bool {
+			exited()
+			b, _ := os.ReadFile(filepath.Join(s.mdir, "master.pid"))
+			return strings.TrimSpace(string(b)) == strconv.Itoa(p.cmd.Process.Pid)
+		})
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			s.t.Fatal(err)
+		}
+		s.mu.Lock()
+		s.extra = extra
+		s.counts.goodReconfigs++
+		s.counts.earlyReconfigs++
+		s.mu.Unlock()
+	}
+	waitFor(s.t, "the master's API", 60*time.Second, func() bool {
+		exited()
 		var v struct{ Builders []json.RawMessage }
 		return s.get("/api/v2/builders", &v) == nil && len(v.Builders) > 0
 	})
+	if !hupEarly {
+		return
+	}
+	waitFor(s.t, "the early reconfig applied", 60*time.Second, func() bool {
+		exited()
+		b, _ := os.ReadFile(logPath)
+		return int64(len(b)) > from && bytes.Contains(b[from:], []byte("reconfig applied"))
+	})
+	var r struct {
+		Builders []struct {
+			Name      string            `json:"name"`
+			MasterIDs []json.RawMessage `json:"masterids"`
+		}
+	}
+	if err := s.get("/api/v2/builders", &r); err != nil {
+		s.t.Fatal(err)
+	}
+	for _, b := range r.Builders {
+		if b.Name == "b-x" && (len(b.MasterIDs) > 0) != extra {
+			s.t.Errorf("a reconfig while the master started: builder b-x configured %v, want %v", len(b.MasterIDs) > 0, extra)
+		}
+	}
 }
 
 func (s *soakRun) startWorker(name string) {
@@ -808,7 +861,7 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			})
 			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
 			s.awayFrom(false, names...) // the time to start counts
-			s.startMaster()
+			s.startMaster(rng.IntN(3) == 0)
 		}
 	}
 }
