@@ -1,0 +1,99 @@
+package master
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// A poller whose config changes while it hangs in a fetch is cancelled
+// without holding apply up, and its successor, which shares its state,
+// polls only once it has returned.
+func TestPollersReplaceHungPoller(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := st.Check(); err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	}()
+
+	// A remote that accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 10)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn // guarded by mu
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	})
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+
+	basedir := t.TempDir()
+	p := newPollers(basedir, st, nil, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		p.wait()
+	}()
+	cs := config.ChangeSource{Type: "git_poller", Name: "hung", RepoURL: "http://" + ln.Addr().String() + "/repo.git",
+		Branches: []string{"main"}, PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true}
+	p.apply(ctx, []config.ChangeSource{cs})
+	select {
+	case <-accepted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poller never dialed its remote")
+	}
+	p.mu.Lock()
+	old := p.running["hung"]
+	p.mu.Unlock()
+
+	changed := cs
+	changed.PollInterval.Duration = 2 * time.Hour
+	start := time.Now()
+	p.apply(ctx, []config.ChangeSource{changed})
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("apply took %v with a poller hung in its fetch", took)
+	}
+	select {
+	case <-accepted: // the successor polls
+	case <-time.After(30 * time.Second):
+		t.Fatal("the changed poller never polled")
+	}
+	select {
+	case <-old.done:
+	default:
+		t.Error("the successor polled while its predecessor was still running")
+	}
+}
