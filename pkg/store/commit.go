@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -33,6 +34,7 @@ type write struct {
 	// share a transaction with others.
 	rerun bool
 	err   error
+	done  bool          // err is known: committed, or failed on its own
 	lead  bool          // set before wake: this writer commits next
 	wake  chan struct{} // receives once: committed (err set) or lead
 }
@@ -79,25 +81,49 @@ func (db *DB) write(w *write) error {
 	q.waiting = q.waiting[n:]
 	q.mu.Unlock()
 
+	// Even if a write panics (an HTTP handler's panic is recovered by
+	// net/http), the queue goes on.
+	defer db.handOff()
 	db.commit(group)
+	return w.err
+}
 
+// handOff makes the first waiting writer the next committer, or ends the
+// committing when none waits.
+func (db *DB) handOff() {
+	q := &db.writes
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if len(q.waiting) > 0 {
 		next := q.waiting[0]
 		next.lead = true
 		next.wake <- struct{}{}
-	} else {
-		q.leading = false
-		q.waiting = nil
+		return
 	}
-	q.mu.Unlock()
-	return w.err
+	q.leading = false
+	q.waiting = nil
 }
 
 // commit runs group's writes in one transaction and publishes their events
 // in order; after a failure with more than one write, it runs each alone.
 // It wakes every writer of the group but the first (the caller).
 func (db *DB) commit(group []*write) {
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// A write or a publication panicked: what was not committed
+		// fails, and the writers waiting on this commit are told.
+		r := recover()
+		for _, w := range group[1:] {
+			if !w.done {
+				w.err = fmt.Errorf("store: a write committed with this one panicked: %v", r)
+			}
+			w.wake <- struct{}{}
+		}
+		panic(r)
+	}()
 	if db.events != nil {
 		db.pubMu.Lock()
 		defer db.pubMu.Unlock()
@@ -113,15 +139,18 @@ func (db *DB) commit(group []*write) {
 	})
 	if err != nil && len(group) > 1 {
 		for _, w := range group {
-			w.err = db.bolt.Update(w.fn)
+			w.err, w.done = db.bolt.Update(w.fn), true
 			db.published(w)
 		}
 	} else {
 		for _, w := range group {
-			w.err = err
+			w.err, w.done = err, true
+		}
+		for _, w := range group {
 			db.published(w)
 		}
 	}
+	done = true
 	for _, w := range group[1:] {
 		w.wake <- struct{}{}
 	}

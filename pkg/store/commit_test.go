@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -137,4 +138,38 @@ func TestGroupCommitFailure(t *testing.T) {
 	if n := len(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{}))); n != 3 {
 		t.Errorf("%d requests stored, want 3", n)
 	}
+}
+
+// A write that panics (an HTTP handler's, say, recovered by net/http)
+// fails the writes that were to commit with it, and the store goes on
+// committing the next ones.
+func TestGroupCommitPanic(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	a, _, _ := setup(t, db)
+	wait, release := holdWrites(t, db)
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		db.batch(func(*bolt.Tx) error { panic("boom") }, nil)
+	}()
+	wait(1)
+	var wg sync.WaitGroup
+	var err error
+	wg.Go(func() { _, _, err = db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}}) })
+	wait(2)
+	release()
+	if r := <-panicked; r != "boom" {
+		t.Errorf("the panicking write: recovered %v, want boom", r)
+	}
+	wg.Wait()
+	if err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		t.Errorf("write committed with a panicking one: %v, want its panic", err)
+	}
+	if n := len(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{}))); n != 0 {
+		t.Errorf("%d requests stored by a rolled back commit", n)
+	}
+	// The queue goes on.
+	_, _, err = db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
+	ok(t, err)
 }
