@@ -103,6 +103,9 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 		if err := bucket(tx, bucketBuildsetIncomplete).Put(itob(bsid), nil); err != nil {
 			return err
 		}
+		if err := addCount(tx, countBuildsets, 1); err != nil {
+			return err
+		}
 		for _, builderID := range nb.BuilderIDs {
 			id, err := nextID(tx, bucketRequest)
 			if err != nil {
@@ -185,6 +188,80 @@ func (db *DB) Buildsets(complete *bool) ([]Buildset, error) {
 		return nil, fmt.Errorf("list buildsets: %w", err)
 	}
 	return out, nil
+}
+
+// BuildsetFilter selects a page of buildsets.
+type BuildsetFilter struct {
+	Complete *bool // nil matches all
+	// Desc lists the newest (highest id) first. Offset skips that many
+	// matches; Limit returns at most that many (zero means no limit).
+	Desc          bool
+	Offset, Limit int
+}
+
+// BuildsetPage lists the buildsets that match f, by id (newest first when
+// f.Desc), skipping f.Offset and returning at most f.Limit; it decodes only
+// those it returns.
+func (db *DB) BuildsetPage(f BuildsetFilter) ([]Buildset, error) {
+	var out []Buildset
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		out = nil
+		index := bucketBuildset
+		if f.Complete != nil && !*f.Complete {
+			index = bucketBuildsetIncomplete
+		}
+		incomplete := bucket(tx, bucketBuildsetIncomplete)
+		c := bucket(tx, index).Cursor()
+		k, _ := c.First()
+		if f.Desc {
+			k, _ = c.Last()
+		}
+		skip := f.Offset
+		for ; k != nil; k, _ = step(c, f.Desc) {
+			if f.Complete != nil && *f.Complete && incomplete.Get(k) != nil {
+				continue
+			}
+			if skip > 0 {
+				skip--
+				continue
+			}
+			bs, err := get[Buildset](tx, bucketBuildset, btoi(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, bs)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list buildsets: %w", err)
+	}
+	return out, nil
+}
+
+// CountBuildsets is how many buildsets match f's Complete, from the
+// counts: it reads no buildset.
+func (db *DB) CountBuildsets(f BuildsetFilter) (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		all, incomplete := buildCount(tx, countBuildsets), bucket(tx, bucketBuildsetIncomplete).Stats().KeyN
+		switch {
+		case f.Complete == nil:
+			n = all
+		case *f.Complete:
+			n = all - incomplete
+		default:
+			n = incomplete
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count buildsets: %w", err)
+	}
+	return n, nil
 }
 
 // SourceStamp returns the sourcestamp with the given id.

@@ -7,25 +7,34 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// bucketBuildCount counts the builds, so that a page's total needs no walk
+// bucketBuildCount counts the builds and the buildsets, so that a page's total needs no walk
 // of an index (a walk reads pages in proportion to history: bbolt's
 // Bucket.Stats over build_by_builder touched 90 MB of the mapped file
 // with 100,000 builds). Keys: countAll → all builds, builderid → that
-// builder's; values are big-endian uint64. AddBuild and the janitor's
-// deleteBuild keep it; Open builds it for an older store; Check verifies.
+// builder's, countBuildsets → all buildsets; values are big-endian
+// uint64. AddBuild, AddBuildset and the janitor's deletions keep it; Open
+// builds it for an older store; Check verifies.
 const bucketBuildCount = "build_count"
 
-var countAll = []byte("all")
+var (
+	countAll       = []byte("all")
+	countBuildsets = []byte("buildsets")
+)
+
+// addCount adds delta to the count under k.
+func addCount(tx *bolt.Tx, k []byte, delta int64) error {
+	b := bucket(tx, bucketBuildCount)
+	n := int64(0)
+	if v := b.Get(k); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(max(n+delta, 0))))
+}
 
 // countBuild adds delta to the counts of all builds and of builderID's.
 func countBuild(tx *bolt.Tx, builderID int64, delta int64) error {
-	b := bucket(tx, bucketBuildCount)
 	for _, k := range [][]byte{countAll, itob(builderID)} {
-		n := int64(0)
-		if v := b.Get(k); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-		if err := b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(max(n+delta, 0)))); err != nil {
+		if err := addCount(tx, k, delta); err != nil {
 			return err
 		}
 	}
@@ -40,9 +49,10 @@ func buildCount(tx *bolt.Tx, k []byte) int {
 	return 0
 }
 
-// countsFromIndex computes the counts from build_by_builder.
+// countsFromIndex computes the counts from build_by_builder and the
+// buildset bucket.
 func countsFromIndex(tx *bolt.Tx) map[string]int {
-	counts := map[string]int{string(countAll): 0}
+	counts := map[string]int{string(countAll): 0, string(countBuildsets): bucket(tx, bucketBuildset).Stats().KeyN}
 	bucket(tx, bucketBuildByBuilder).ForEach(func(k, _ []byte) error {
 		counts[string(countAll)]++
 		counts[string(k[:8])]++

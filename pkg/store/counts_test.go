@@ -2,9 +2,12 @@ package store
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -67,4 +70,63 @@ func TestBuildCounts(t *testing.T) {
 		t.Error("Check passed with a wrong build count")
 	}
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return countBuild(tx, a.ID, -1) }))
+}
+
+// BuildsetPage and CountBuildsets answer as filtering every buildset
+// would, through the janitor's deletions.
+func TestBuildsetPage(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	a, _, _ := setup(t, db)
+	for i := range 12 {
+		_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}, SubmittedAt: t0})
+		ok(t, err)
+		if i%3 != 0 {
+			ok(t, db.CompleteBuildRequest(brids[a.ID], Cancelled, t0.Add(time.Duration(i)*time.Minute)))
+		}
+	}
+	compare := func(when string) {
+		t.Helper()
+		all := must[[]Buildset](t)(db.Buildsets(nil))
+		for _, complete := range []*bool{nil, ptr(false), ptr(true)} {
+			var want []int64
+			for _, bs := range all {
+				if complete == nil || bs.Complete == *complete {
+					want = append(want, bs.ID)
+				}
+			}
+			f := BuildsetFilter{Complete: complete}
+			if n := must[int](t)(db.CountBuildsets(f)); n != len(want) {
+				t.Errorf("%s: count %+v: %d, want %d", when, f, n, len(want))
+			}
+			for _, page := range []struct {
+				desc     bool
+				off, lim int
+			}{{false, 0, 0}, {true, 0, 0}, {false, 1, 3}, {true, 2, 2}} {
+				f.Desc, f.Offset, f.Limit = page.desc, page.off, page.lim
+				w := slices.Clone(want)
+				if page.desc {
+					slices.Reverse(w)
+				}
+				w = w[min(page.off, len(w)):]
+				if page.lim > 0 {
+					w = w[:min(page.lim, len(w))]
+				}
+				var got []int64
+				for _, bs := range must[[]Buildset](t)(db.BuildsetPage(f)) {
+					got = append(got, bs.ID)
+				}
+				if diff := cmp.Diff(w, got, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("%s: %+v (-want +got):\n%s", when, f, diff)
+				}
+			}
+		}
+	}
+	compare("before the janitor")
+	// Cancelled requests without builds age out with their buildsets.
+	must[int](t)(db.DeleteBuildsBefore(t0.Add(5 * time.Minute)))
+	if n := len(must[[]Buildset](t)(db.Buildsets(nil))); n == 12 {
+		t.Fatal("the janitor deleted no buildset: the test checks nothing")
+	}
+	compare("after the janitor")
 }

@@ -378,5 +378,8 @@ func pruneRequest(tx *bolt.Tx, id int64, t time.Time) error {
 	if err := bucket(tx, bucketBuildsetIncomplete).Delete(itob(bs.ID)); err != nil {
 		return err
 	}
+	if err := addCount(tx, countBuildsets, -1); err != nil {
+		return err
+	}
 	return bucket(tx, bucketBuildset).Delete(itob(bs.ID))
 }

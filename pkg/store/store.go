@@ -118,7 +118,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
-		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil
+		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
