@@ -739,16 +739,58 @@ func (s *Server) getBuildRequest(r *http.Request, _ *query) (map[string]any, err
 	return buildrequestObj(br), nil
 }
 
-func (s *Server) listBuildsets(r *http.Request, _ *query) ([]map[string]any, error) {
-	bss, err := s.cfg.Store.Buildsets(nil)
-	if err != nil {
-		return nil, fmt.Errorf("list buildsets: %w", err)
+func (s *Server) listBuildsets(r *http.Request, q *query) ([]map[string]any, error) {
+	var bss []store.Buildset
+	if pf, ok := q.buildsetPage(); ok {
+		total, err := s.cfg.Store.CountBuildsets(pf)
+		if err != nil {
+			return nil, err
+		}
+		if q.limit > 0 {
+			if bss, err = s.cfg.Store.BuildsetPage(pf); err != nil {
+				return nil, err
+			}
+		}
+		q.storeSliced(total)
+	} else {
+		var err error
+		if bss, err = s.cfg.Store.Buildsets(nil); err != nil {
+			return nil, fmt.Errorf("list buildsets: %w", err)
+		}
 	}
 	objs := make([]map[string]any, len(bss))
 	for i, bs := range bss {
 		objs[i] = buildsetObj(bs)
 	}
 	return objs, nil
+}
+
+// buildsetPage is the store query that answers q on every buildset, when q
+// has a limit, filters by equality on complete at most, and orders by bsid
+// or not at all. Otherwise q runs in memory on every buildset.
+func (q *query) buildsetPage() (store.BuildsetFilter, bool) {
+	var f store.BuildsetFilter
+	if q.limit < 0 || len(q.order) > 1 {
+		return f, false
+	}
+	for _, fl := range q.filters {
+		if fl.field != "complete" || fl.op != "eq" || len(fl.values) != 1 {
+			return f, false
+		}
+		c, ok := fl.values[0].(bool)
+		if !ok || f.Complete != nil && *f.Complete != c {
+			return f, false
+		}
+		f.Complete = &c
+	}
+	if len(q.order) == 1 {
+		if q.order[0].field != "bsid" {
+			return f, false
+		}
+		f.Desc = q.order[0].desc
+	}
+	f.Offset, f.Limit = q.offset, q.limit
+	return f, true
 }
 
 func (s *Server) getBuildset(r *http.Request, _ *query) (map[string]any, error) {

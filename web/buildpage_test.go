@@ -191,3 +191,45 @@ func TestChangesPushedDown(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildsetsPushedDown is TestBuildsPushedDown for /buildsets: ordered
+// by bsid, limited and filtered on complete by the store; bsid__ge=0 makes
+// a query generic.
+func TestBuildsetsPushedDown(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	for i := range 12 {
+		_, brids := must2(f.db.AddBuildset(store.NewBuildset{BuilderIDs: []int64{f.runtests.ID}}))(t)
+		if i%3 == 0 {
+			check(t, f.db.CompleteBuildRequest(brids[f.runtests.ID], 6, t0))
+		}
+	}
+	for _, tc := range []struct {
+		path   string
+		pushed bool
+	}{
+		{"/api/v2/buildsets?limit=5", true},
+		{"/api/v2/buildsets?limit=0", true},
+		{"/api/v2/buildsets?order=-bsid&limit=4&offset=3", true},
+		{"/api/v2/buildsets?order=bsid&limit=4&offset=100", true},
+		{"/api/v2/buildsets?order=-bsid&limit=3&complete=true", true},
+		{"/api/v2/buildsets?order=-bsid&limit=3&complete=false&offset=1", true},
+		{"/api/v2/buildsets?order=-bsid", false},
+		{"/api/v2/buildsets?order=-submitted_at&limit=3", false},
+		{"/api/v2/buildsets?limit=3&results=6", false},
+	} {
+		u := must(url.Parse(tc.path))(t)
+		q := must(parseQuery(u.Query(), buildsetRes))(t)
+		if _, pushed := q.buildsetPage(); pushed != tc.pushed {
+			t.Errorf("%s: pushed down %v, want %v", tc.path, pushed, tc.pushed)
+		}
+		_, got := f.get(t, tc.path)
+		_, want := f.get(t, tc.path+"&bsid__ge=0")
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: store page differs from the generic query (-generic +store):\n%s", tc.path, diff)
+		}
+		if objs, ok := got["buildsets"].([]any); !ok || tc.pushed && len(objs) == 0 && !strings.Contains(tc.path, "limit=0") && !strings.Contains(tc.path, "offset=100") {
+			t.Errorf("%s: no buildsets (a case that tests nothing): %v", tc.path, got)
+		}
+	}
+}

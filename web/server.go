@@ -50,6 +50,8 @@ type Store interface {
 	CountBuilds(f store.BuildFilter) (int, error)
 	CountBuildRequests(f store.BuildRequestFilter) (int, error)
 	CountChanges(f store.ChangeFilter) (int, error)
+	BuildsetPage(f store.BuildsetFilter) ([]store.Buildset, error)
+	CountBuildsets(f store.BuildsetFilter) (int, error)
 
 	Step(id int64) (store.Step, error)
 	Steps(buildID int64) ([]store.Step, error)
