@@ -295,7 +295,7 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 	wc := newWarningCounter(sc)
 	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder:   b.cfg.Name,
-		ResumeKey: b.resumeKey(step, sc),
+		ResumeKey: b.resumeKey(step, sc, wc),
 		Shell: &protocol.ShellCommand{
 			Argv:    sc.Command.Argv,
 			Script:  sc.Command.Script,

@@ -262,8 +262,19 @@ func (b *build) runLocked(ctx context.Context) int {
 	if !ok {
 		return results
 	}
-	defer release()
-	return b.runSteps(ctx)
+	return releaseUnlessDetached(release, b.runSteps(ctx))
+}
+
+// releaseUnlessDetached releases locks once what held them ended with
+// results, and returns results. A step left to its worker while the master
+// stops (finish_steps_on_restart) keeps its build's locks until the master
+// exits, so that no other build takes them meanwhile; the restarted master
+// takes them again at Recover.
+func releaseUnlessDetached(release func(), results int) int {
+	if results != resultDetached {
+		release()
+	}
+	return results
 }
 
 // runStepLocked runs one step holding its locks.
@@ -276,7 +287,6 @@ func (b *build) runStepLocked(ctx context.Context, sc config.Step) int {
 	if !ok {
 		return results
 	}
-	defer release()
 	b.check(b.e.st.SetBuildStateString(b.id, sc.Name))
-	return b.runStep(ctx, sc)
+	return releaseUnlessDetached(release, b.runStep(ctx, sc))
 }

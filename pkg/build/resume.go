@@ -17,8 +17,8 @@ import (
 // finish_steps_on_restart: a master restart that lets the workers finish
 // their running shell steps.
 //
-// A shell step of a build that holds no lock, tails no logfiles and counts
-// no warnings runs as a resumable command (protocol.Command.ResumeKey).
+// A shell step that tails no logfiles runs as a resumable command
+// (protocol.Command.ResumeKey).
 // When the master stops cleanly, such a command is not interrupted: its
 // stream ends (protocol.ErrMasterStopping), the step's stdio log stays
 // open, and a store.ResumePoint records where the build was (the step, its
@@ -35,6 +35,32 @@ import (
 // and tells the worker to kill the others. A build whose worker does not
 // come back in time, comes back without the command, or whose builder or
 // step left the config, ends RETRY and runs again, as without the option.
+//
+// A step counting warnings (warning_pattern, suppress, max_warn_count)
+// keeps its counter's state in the resume point (store.WarningState: the
+// warnings so far and the unfinished last lines), taken at the resume
+// point's Offset; the resumed step's counter goes on from it, so the
+// count, the "warnings (N)" log, the warnings-count property, the result
+// and the state string are those of a master that never restarted. The
+// state is kept, not recounted from the stored log, because log_max_size
+// may have cut the log but not what the counter saw. A step whose
+// warning_pattern or suppress changed in the config meanwhile does not
+// resume.
+//
+// Locks live in the master's memory. A build left to its worker keeps its
+// builder's and its step's locks until the stopping master exits (they are
+// not released on detach), and the restarted master's Recover takes them
+// again for each build that waits for its worker, before the distributor
+// starts any other build; they are released when the resumed build (or
+// step) ends, or when it is given up. A build whose locks cannot be taken
+// again (a reconfig made one stricter than what the builds left running
+// held together) ends RETRY.
+//
+// A step with logfiles is not resumable and ends RETRY on a restart: the
+// worker spools the tailed files' output with the rest, but the master
+// side would have to keep each logfile's log open across the restart and
+// record its log id in the resume point, which the logfiles code
+// (workersteps.go) does not do yet.
 //
 // A master killed without a clean stop (SIGKILL, a crash) records no
 // resume point: its builds end RETRY when it starts, as before, and the
@@ -62,6 +88,9 @@ func keepFor(wait time.Duration) time.Duration { return 2*wait + time.Minute }
 type stepPos struct {
 	index, results int
 	halted         bool
+	// warnings is the warning counter of the step's resumable command,
+	// whose state a resume point keeps; nil when it counts none.
+	warnings *warningCounter
 }
 
 // detachableLog is the store of a resumable command's logWriter: once the
@@ -85,6 +114,22 @@ type resumer struct {
 	cfg      config.FinishSteps           // guarded by mu
 	pending  map[string]store.ResumePoint // guarded by mu; builds waiting for their worker, by resume key
 	deadline time.Time                    // guarded by mu; when the pending ones are given up
+	// held are the locks Recover took again for the builds left running,
+	// by build id, until they end or their resumed build takes them over.
+	held map[int64]heldLocks // guarded by mu
+}
+
+// heldLocks are the locks of a build left running: its builder's, and
+// those of the step its worker goes on with.
+type heldLocks struct{ build, step func() }
+
+func (h heldLocks) release() {
+	if h.step != nil {
+		h.step()
+	}
+	if h.build != nil {
+		h.build()
+	}
 }
 
 // SetFinishSteps replaces Config.FinishSteps for the steps started from
@@ -105,12 +150,13 @@ func (e *Engine) finishSteps() config.FinishSteps {
 }
 
 // resumeKey returns the resume key the command of shell step sc runs
-// with, or "" when it is not resumable.
-func (b *build) resumeKey(step store.Step, sc config.Step) string {
-	if !b.e.finishSteps().OnRestart || len(b.cfg.Locks) > 0 || len(sc.Locks) > 0 ||
-		len(sc.Logfiles) > 0 || sc.WarningPattern != "" {
+// with, or "" when it is not resumable; wc is the step's warning counter
+// (nil when it counts none), whose state a resume point keeps.
+func (b *build) resumeKey(step store.Step, sc config.Step, wc *warningCounter) string {
+	if !b.e.finishSteps().OnRestart || len(sc.Logfiles) > 0 {
 		return ""
 	}
+	b.pos.warnings = wc
 	return fmt.Sprintf("build%d-step%d-%s", b.id, step.ID, rand.Text()[:12])
 }
 
@@ -171,6 +217,9 @@ func (b *build) detachable(ctx context.Context, p store.ResumePoint, lw *logWrit
 	p.StepIndex, p.StepName = b.pos.index, b.cfg.Steps[b.pos.index].Name
 	p.Results, p.Halted = b.pos.results, b.pos.halted
 	p.Offset, p.At = n, time.Now()
+	// run has returned: every output counted in n went through the
+	// counter, and no more will.
+	p.Warnings = b.pos.warnings.state()
 	dl.detached.Store(true)
 	lw.endOutput()
 	lw.header(fmt.Sprintf("master stopping: the command goes on on worker %s, this step after the master's restart", b.worker))
@@ -213,10 +262,17 @@ func (e *Engine) abandonLeft(now time.Time) ([]int64, error) {
 		}
 	}
 	pending := map[string]store.ResumePoint{}
+	held := map[int64]heldLocks{}
 	for _, p := range points {
 		why := e.unresumable(p)
 		if !left[p.BuildID] {
 			why = "the build is not running"
+		}
+		if why == "" {
+			var h heldLocks
+			if h, why = e.retakeLocks(p); why == "" {
+				held[p.BuildID] = h
+			}
 		}
 		if why != "" {
 			e.log.Warn("build left running by a previous run cannot resume", "build_id", p.BuildID, "why", why)
@@ -240,6 +296,7 @@ func (e *Engine) abandonLeft(now time.Time) ([]int64, error) {
 	}
 	e.resume.mu.Lock()
 	e.resume.pending = pending
+	e.resume.held = held
 	e.resume.deadline = now.Add(fs.Wait)
 	e.resume.mu.Unlock()
 	for _, p := range pending {
@@ -253,6 +310,47 @@ func (e *Engine) abandonLeft(now time.Time) ([]int64, error) {
 	return ended, nil
 }
 
+// retakeLocks takes again, before any other build may, the locks the
+// build of p held when the master stopped: its builder's and its step's,
+// as the current config defines them. Recover calls it, before the
+// distributor starts, so the table is empty but for the other builds left
+// running; they held their locks together, so they get them again unless
+// a reconfig made a lock stricter: then why says so and nothing is held.
+func (e *Engine) retakeLocks(p store.ResumePoint) (h heldLocks, why string) {
+	e.mu.Lock()
+	defs, bc := e.lockDefs, e.builders[p.Builder]
+	e.mu.Unlock()
+	// Take them now or never: a lock not free now is held by another
+	// build left running.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("held by another build left running"))
+	take := func(accesses []config.LockAccess) (func(), error) {
+		return e.locks.Acquire(ctx, lockRequests(defs, accesses, p.Worker))
+	}
+	var err error
+	if h.build, err = take(bc.Locks); err != nil {
+		return heldLocks{}, "its builder's locks: " + err.Error()
+	}
+	if h.step, err = take(bc.Steps[p.StepIndex].Locks); err != nil {
+		h.build()
+		return heldLocks{}, "its step's locks: " + err.Error()
+	}
+	return h, ""
+}
+
+// takeHeld returns, and forgets, the locks held for the build buildID;
+// their funcs do nothing when it holds none.
+func (e *Engine) takeHeld(buildID int64) heldLocks {
+	e.resume.mu.Lock()
+	defer e.resume.mu.Unlock()
+	h, ok := e.resume.held[buildID]
+	if !ok {
+		return heldLocks{build: func() {}, step: func() {}}
+	}
+	delete(e.resume.held, buildID)
+	return h
+}
+
 // unresumable says why the build of p cannot go on with the current
 // config, or "".
 func (e *Engine) unresumable(p store.ResumePoint) string {
@@ -264,10 +362,19 @@ func (e *Engine) unresumable(p store.ResumePoint) string {
 		return fmt.Sprintf("builder %q is no longer configured", p.Builder)
 	case p.StepIndex >= len(bc.Steps) || bc.Steps[p.StepIndex].Name != p.StepName || bc.Steps[p.StepIndex].Type != "shell":
 		return fmt.Sprintf("builder %q no longer has step %q as its step %d", p.Builder, p.StepName, p.StepIndex+1)
-	case len(bc.Locks) > 0 || len(bc.Steps[p.StepIndex].Locks) > 0:
-		return "the step now takes locks"
+	case warningRules(bc.Steps[p.StepIndex]) != keptRules(p):
+		return "the step's warning_pattern or suppress changed"
 	}
 	return ""
+}
+
+// keptRules is the warning rules p's counter state was counted with, ""
+// when it keeps none.
+func keptRules(p store.ResumePoint) string {
+	if p.Warnings == nil {
+		return ""
+	}
+	return p.Warnings.Rules
 }
 
 // armResumeDeadline wakes the engine when the builds waiting for their
@@ -370,6 +477,7 @@ func (e *Engine) giveUp(p store.ResumePoint, why string) {
 	if _, err := e.st.AbandonBuild(p.BuildID, time.Now()); err != nil {
 		e.log.Error("abandon build", "build_id", p.BuildID, "err", err)
 	}
+	e.takeHeld(p.BuildID).release()
 	e.Wake()
 }
 
@@ -411,8 +519,12 @@ func (e *Engine) startResumed(ctx context.Context, p store.ResumePoint, name str
 func (b *build) resume(ctx context.Context, p store.ResumePoint) {
 	b.log = b.e.log.With("builder", b.cfg.Name, "worker", b.worker, "buildrequest", b.req.ID, "build", b.number)
 	b.log.Info("build resumed after the master's restart", "step", p.StepName, "offset", p.Offset)
+	// The locks Recover took again for the build; a build left to its
+	// worker again keeps them until the master exits.
+	held := b.e.takeHeld(b.id)
 	finish := func(results int) {
 		if results != resultDetached {
+			held.build()
 			b.check(b.e.st.DeleteResumePoint(b.id))
 		}
 		b.finish(results)
@@ -427,6 +539,7 @@ func (b *build) resume(ctx context.Context, p store.ResumePoint) {
 		finish(r)
 		return
 	}
+	held.step()
 	results, terminate := computeResult(sc, p.Results, r)
 	if r == store.Retry || ctx.Err() != nil {
 		finish(results)
@@ -446,7 +559,10 @@ func (b *build) resumeStep(ctx context.Context, p store.ResumePoint, sc config.S
 	dl := &detachableLog{logStore: b.e.st}
 	lw := newLogWriter(dl, p.LogID, b.e.logOptions(), log)
 	lw.header(fmt.Sprintf("master restarted: the command goes on on worker %s (output from byte %d)", b.worker, p.Offset))
-	res, err := b.detachable(ctx, p, lw, dl, lw.output, func(ctx context.Context, out func(protocol.Output)) (protocol.Result, error) {
+	wc := resumeWarningCounter(sc, p.Warnings)
+	b.pos.warnings = wc
+	out := tapOutput(lw.output, []func(protocol.Output){wc.output})
+	res, err := b.detachable(ctx, p, lw, dl, out, func(ctx context.Context, out func(protocol.Output)) (protocol.Result, error) {
 		return b.ws.conn.Resume(ctx, p.ResumeKey, p.Offset, out)
 	})
 	if errors.Is(err, errDetached) {
@@ -456,6 +572,7 @@ func (b *build) resumeStep(ctx context.Context, p store.ResumePoint, sc config.S
 	results := commandResults(ctx, lw, res, err)
 	lw.close()
 	results = decodeRC(sc.DecodeRC, res, results)
+	results = b.warningResults(step, sc, wc, results)
 	desc := sc.Description
 	if desc == "" {
 		desc = quoteCommand(sc.Command)
@@ -495,6 +612,7 @@ func (e *Engine) stopPending(bld store.Build, reason string) bool {
 	check(e.st.SetBuildStateString(bld.ID, buildSummary(store.Cancelled)+" ("+reason+")"))
 	check(e.st.FinishBuild(bld.ID, store.Cancelled, now))
 	check(e.st.CompleteBuildRequest(bld.BuildRequestID, store.Cancelled, now))
+	e.takeHeld(bld.ID).release()
 	e.buildFinished()
 	return true
 }

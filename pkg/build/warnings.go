@@ -18,6 +18,7 @@ import (
 type warningCounter struct {
 	pattern  *regexp.Regexp
 	suppress []suppression
+	rules    string // warningRules of the step
 
 	mu       sync.Mutex
 	partial  [2][]byte // guarded by mu; the unfinished last line of stdout and stderr
@@ -34,13 +35,63 @@ func newWarningCounter(sc config.Step) *warningCounter {
 	if sc.WarningPattern == "" {
 		return nil
 	}
-	w := &warningCounter{pattern: regexp.MustCompile(sc.WarningPattern)}
+	w := &warningCounter{pattern: regexp.MustCompile(sc.WarningPattern), rules: warningRules(sc)}
 	for _, s := range sc.Suppress {
 		sup := suppression{line: regexp.MustCompile(s.Regex)}
 		if s.File != "" {
 			sup.file = regexp.MustCompile(s.File)
 		}
 		w.suppress = append(w.suppress, sup)
+	}
+	return w
+}
+
+// state returns the counter's state, for a resume point; nil w gives
+// nil.
+func (w *warningCounter) state() *store.WarningState {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := &store.WarningState{Rules: w.rules, Lines: make([][]byte, len(w.warnings))}
+	for i, l := range w.warnings {
+		st.Lines[i] = []byte(l)
+	}
+	for i, p := range w.partial {
+		st.Partial[i] = bytes.Clone(p)
+	}
+	return st
+}
+
+// warningRules names what a step counts as warnings: its warning_pattern
+// and suppress entries; "" when it counts none. A resume point's counter
+// state goes on only under the same rules.
+func warningRules(sc config.Step) string {
+	if sc.WarningPattern == "" {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q", sc.WarningPattern)
+	for _, s := range sc.Suppress {
+		fmt.Fprintf(&b, " %q:%q", s.File, s.Regex)
+	}
+	return b.String()
+}
+
+// resumeWarningCounter returns the counter of sc's warnings that goes on
+// from st, the state a resume point kept; nil when sc counts none. The
+// caller checked that st was counted with sc's rules.
+func resumeWarningCounter(sc config.Step, st *store.WarningState) *warningCounter {
+	w := newWarningCounter(sc)
+	if w == nil || st == nil {
+		return w
+	}
+	for _, l := range st.Lines {
+		w.warnings = append(w.warnings, string(l))
+	}
+	for i, p := range st.Partial {
+		w.partial[i] = bytes.Clone(p)
 	}
 	return w
 }

@@ -39,6 +39,22 @@ type ResumePoint struct {
 	ResumeKey string
 	Offset    int64
 	At        time.Time // when the master stopped
+	// Warnings is the state, at Offset, of the warning counter of a step
+	// with warning_pattern; nil for a step that counts none. The counter
+	// sees every byte of output and the log only what log_max_size
+	// leaves, so the state is kept here rather than recounted from the
+	// log.
+	Warnings *WarningState `json:",omitempty"`
+}
+
+// WarningState is a step's warning counter between two masters: the
+// warning lines so far, and the unfinished last line of stdout and of
+// stderr. Bytes, not strings, so that output that is not UTF-8 survives
+// the JSON encoding unchanged.
+type WarningState struct {
+	Rules   string // the warning_pattern and suppress the state was counted with
+	Lines   [][]byte
+	Partial [2][]byte
 }
 
 // SetResumePoint records p, replacing the resume point of its build.
