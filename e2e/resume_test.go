@@ -343,3 +343,253 @@ finish_steps_wait = "5m"`)
 		t.Errorf("request of the stopped build: %+v, want complete CANCELLED", r)
 	}
 }
+
+// resumeWarningsConfig is a builder whose step counts warnings (one
+// suppressed) and waits for {{.Dir}}/go with half a warning line printed;
+// the rest of that line and one more warning come after (the counted
+// warnings all on stdout: the order across stdout and stderr is the
+// pipes'). log_max_size keeps the first three lines (66 bytes) in the
+// stored log and cuts the rest, so that only a count kept across the
+// restart, not one made again from the log, is right.
+const resumeWarningsConfig = `{{.Opts}}
+log_max_size = 70
+` + loopback + workerW1 + `
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["warn"]
+
+[[builders]]
+name = "warn"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "compile"
+  command = "echo $$ > {{.Dir}}/pid; echo 'a.c:1: warning: one'; echo 'b.c:2: warning: deprecated two' >&2; echo before-restart; printf 'c.c:3: warn'; touch {{.Dir}}/printed; while [ ! -f {{.Dir}}/go ]; do sleep 0.05; done; echo 'ing: three'; echo 'd.c:4: warning: four'; echo done"
+  warning_pattern = "warning:"
+  suppress = [{ regex = "deprecated" }]
+  max_warn_count = 3
+
+  [[builders.steps]]
+  type = "shell"
+  name = "second"
+  command = "echo second"
+`
+
+func newResumeEnvConfig(t *testing.T, tmpl, opts string) *resumeEnv {
+	e := &resumeEnv{env: newEnv(t), Opts: opts}
+	e.writeConfigData(tmpl, e)
+	return e
+}
+
+// stepSummary is what a finished step shows of its warnings: its result,
+// its state string, and its logs but stdio by name with their contents.
+func (e *resumeEnv) stepSummary(st apiStep) string {
+	e.t.Helper()
+	var r struct{ Logs []apiLog }
+	e.get(fmt.Sprintf("/api/v2/steps/%d/logs", st.StepID), &r)
+	res := -1
+	if st.Results != nil {
+		res = *st.Results
+	}
+	s := fmt.Sprintf("results %d, state %q", res, st.StateString)
+	for _, l := range r.Logs {
+		if l.Name == "stdio" {
+			continue
+		}
+		var c struct {
+			Logchunks []struct {
+				Content string `json:"content"`
+			}
+		}
+		e.get(fmt.Sprintf("/api/v2/logs/%d/contents", l.LogID), &c)
+		s += fmt.Sprintf(", log %q:", l.Name)
+		for _, ch := range c.Logchunks {
+			s += fmt.Sprintf(" %q", ch.Content)
+		}
+	}
+	return s
+}
+
+func (e *resumeEnv) warningsCount(buildid int64) string {
+	e.t.Helper()
+	var r struct {
+		Properties []map[string][]any `json:"properties"`
+	}
+	e.get(fmt.Sprintf("/api/v2/builds/%d/properties", buildid), &r)
+	if len(r.Properties) != 1 || len(r.Properties[0]["warnings-count"]) == 0 {
+		return fmt.Sprintf("no warnings-count in %v", r.Properties)
+	}
+	return fmt.Sprint(r.Properties[0]["warnings-count"][0])
+}
+
+// TestResumeCountsWarnings: a step counting warnings is kept across a
+// restart that comes in the middle of a warning line, with the stored log
+// cut by log_max_size; its warnings, result, state string and the
+// build's warnings-count are those of the same build run without a
+// restart.
+func TestResumeCountsWarnings(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnvConfig(t, resumeWarningsConfig, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid := e.force("force", 1, "restarted")
+	b := e.runningBuild(brid)
+	pid := waitPids(t, filepath.Join(e.Dir, "pid"), 1)[0]
+	// The master has the first warning (it comes before before-restart
+	// on stdout); the half line it may have or not.
+	waitFor(t, "the first lines in the master's log", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(e.Dir, "printed"))
+		st := e.stepNamed(b.BuildID, "compile")
+		return err == nil && st != nil && strings.Contains(e.stdio(st.StepID), "obefore-restart\n")
+	})
+	mustRun(t, e.master, "restart", e.masterDir)
+	e.waitMasterUp()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the step's process %d after the restart: %v", pid, err)
+	}
+	waitFor(t, "the build resumed", 60*time.Second, func() bool {
+		bs := e.requestBuildsOf(brid)
+		return len(bs) == 1 && bs[0].StateString == "compile"
+	})
+	e.release()
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 1 {
+		t.Fatalf("build after the restart: %+v, want build %d WARNINGS", got, b.BuildID)
+	}
+	if bs := e.requestBuildsOf(brid); len(bs) != 1 {
+		t.Errorf("request %d has %d builds, want 1 (no RETRY)", brid, len(bs))
+	}
+	waitProcGone(t, pid)
+
+	// The same build without a restart ({{.Dir}}/go is there now).
+	ref := e.waitBuild(e.force("force", 1, "reference"), 60*time.Second)
+	if ref.Results == nil || *ref.Results != 1 {
+		t.Fatalf("reference build: %+v, want WARNINGS", ref)
+	}
+	gotSteps, refSteps := e.steps(got.BuildID), e.steps(ref.BuildID)
+	if len(gotSteps) != len(refSteps) || len(gotSteps) != 3 {
+		t.Fatalf("steps %+v, reference %+v", gotSteps, refSteps)
+	}
+	for i := range gotSteps {
+		g, r := e.stepSummary(gotSteps[i]), e.stepSummary(refSteps[i])
+		if g != r {
+			t.Errorf("step %s after the restart: %s\nwithout a restart: %s", gotSteps[i].Name, g, r)
+		}
+	}
+	g := e.stepSummary(gotSteps[1])
+	if !strings.HasPrefix(g, "results 1,") || !strings.Contains(g, `(warnings)", log "warnings (3)"`) ||
+		!strings.Contains(g, `warning: one\nc.c:3: warning: three\nd.c:4: warning: four`) {
+		t.Errorf("compile step after the restart: %s\nwant WARNINGS with the warnings one, three and four", g)
+	}
+	if g, r := e.warningsCount(got.BuildID), e.warningsCount(ref.BuildID); g != "3" || r != "3" {
+		t.Errorf("warnings-count %s after the restart, %s without; want 3", g, r)
+	}
+	if !got.Complete || got.StateString != ref.StateString {
+		t.Errorf("build state %q after the restart, %q without", got.StateString, ref.StateString)
+	}
+}
+
+// resumeLocksConfig: builder "long" holds the exclusive master lock "db"
+// for the whole build; its first step waits for {{.Dir}}/go. Builder
+// "other", on another worker, takes the lock for its one step. Each
+// step holding the lock takes the directory {{.Dir}}/held too, so two
+// holders at once make one fail.
+const resumeLocksConfig = `{{.Opts}}
+` + loopback + workerW1 + `
+[[workers]]
+name = "w2"
+password = "secret"
+
+[[locks]]
+name = "db"
+type = "master"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["long", "other"]
+
+[[builders]]
+name = "long"
+worker_names = ["w1"]
+locks = [{name = "db", access = "exclusive"}]
+  [[builders.steps]]
+  type = "shell"
+  name = "first"
+  command = "mkdir {{.Dir}}/held || exit 1; echo $$ > {{.Dir}}/pid; echo before-restart; while [ ! -f {{.Dir}}/go ]; do sleep 0.05; done; rmdir {{.Dir}}/held; echo first-done"
+
+  [[builders.steps]]
+  type = "shell"
+  name = "second"
+  command = "mkdir {{.Dir}}/held || exit 1; sleep 0.5; rmdir {{.Dir}}/held; echo second"
+
+[[builders]]
+name = "other"
+worker_names = ["w2"]
+  [[builders.steps]]
+  type = "shell"
+  name = "locked"
+  command = "mkdir {{.Dir}}/held || exit 1; rmdir {{.Dir}}/held"
+  locks = [{name = "db", access = "exclusive"}]
+`
+
+// TestResumeKeepsLocks: a build holding an exclusive master lock is kept
+// across a restart, and keeps the lock throughout: a build of another
+// builder that wants it waits before the restart, and again after it,
+// while the kept step goes on; it runs once the kept build has ended.
+func TestResumeKeepsLocks(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnvConfig(t, resumeLocksConfig, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	e.startWorker("w2", "secret")
+	brid, b, pid := e.startFirstStep()
+	other := e.force("force", 2, "wants the lock")
+	waitOtherWaiting := func(what string, after int64) {
+		t.Helper()
+		waitFor(t, what, 60*time.Second, func() bool {
+			bs := e.requestBuildsOf(other)
+			if len(bs) == 0 || bs[len(bs)-1].BuildID <= after {
+				return false
+			}
+			last := bs[len(bs)-1]
+			if last.Complete {
+				t.Fatalf("build %+v of the other builder ended while the lock was held", last)
+			}
+			return strings.Contains(last.StateString, "waiting for locks")
+		})
+	}
+	waitOtherWaiting("the other build waiting for the lock", 0)
+
+	mustRun(t, e.master, "restart", e.masterDir)
+	e.waitMasterUp()
+	// The other build ended RETRY with the old master; its request runs
+	// again, and waits for the lock the kept build holds.
+	waitOtherWaiting("the other request's new build waiting for the lock", e.requestBuildsOf(other)[0].BuildID)
+	waitFor(t, "the step reattached", 60*time.Second, func() bool {
+		return strings.Contains(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted")
+	})
+	if bs := e.requestBuildsOf(other); bs[len(bs)-1].Complete {
+		t.Fatalf("the other build ended while the kept build held the lock: %+v", bs[len(bs)-1])
+	}
+	e.release()
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 0 {
+		t.Fatalf("kept build: %+v, want build %d SUCCESS", got, b.BuildID)
+	}
+	if bs := e.requestBuildsOf(brid); len(bs) != 1 {
+		t.Errorf("request %d has %d builds, want 1 (no RETRY)", brid, len(bs))
+	}
+	var bs []apiBuild
+	waitFor(t, "the other request's second build ended", 60*time.Second, func() bool {
+		bs = e.requestBuildsOf(other)
+		return len(bs) == 2 && bs[1].Complete
+	})
+	if bs[0].Results == nil || *bs[0].Results != 5 || bs[1].Results == nil || *bs[1].Results != 0 {
+		t.Errorf("other request's builds %+v, want one RETRY (the old master's) then one SUCCESS (never with the lock held by the kept build)", bs)
+	}
+	waitProcGone(t, pid)
+}
