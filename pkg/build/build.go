@@ -336,10 +336,10 @@ func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Co
 
 	// The worker writes the command's own header lines (argv, directory,
 	// timeout), as buildbot's worker does; the master adds the endings.
-	out, closeLogs := b.logfiles(step, cmd, lw, log)
+	out, closeLogs, logfileIDs := b.logfiles(step, cmd, lw, dl, log)
 	defer closeLogs()
 	out = tapOutput(out, taps)
-	res, err := b.runOnWorker(ctx, step, l.ID, cmd, lw, dl, out)
+	res, err := b.runOnWorker(ctx, step, l.ID, logfileIDs, cmd, lw, dl, out)
 	if errors.Is(err, errDetached) {
 		return res, resultDetached
 	}

@@ -17,8 +17,9 @@ import (
 // finish_steps_on_restart: a master restart that lets the workers finish
 // their running shell steps.
 //
-// A shell step that tails no logfiles runs as a resumable command
-// (protocol.Command.ResumeKey).
+// With the option, every shell step runs as a resumable command
+// (protocol.Command.ResumeKey); the other step types end RETRY on a
+// restart, as without it.
 // When the master stops cleanly, such a command is not interrupted: its
 // stream ends (protocol.ErrMasterStopping), the step's stdio log stays
 // open, and a store.ResumePoint records where the build was (the step, its
@@ -56,11 +57,16 @@ import (
 // again (a reconfig made one stricter than what the builds left running
 // held together) ends RETRY.
 //
-// A step with logfiles is not resumable and ends RETRY on a restart: the
-// worker spools the tailed files' output with the rest, but the master
-// side would have to keep each logfile's log open across the restart and
-// record its log id in the resume point, which the logfiles code
-// (workersteps.go) does not do yet.
+// A step's logfiles: the worker spools the tailed files' output with the
+// rest (each chunk with its log's name), and Offset counts it too; their
+// logs stay open like the stdio log, the resume point keeps their ids
+// (Logfiles), and the resumed step writes each chunk to its log again.
+//
+// Each log's unfinished last line at the master's stop is written as a
+// line, so a line the restart cuts shows as two; and a log's log_max_size
+// counts afresh from the restart (the head and tail of a log cut before
+// it are not kept in the resume point). The warning count is not
+// affected by either.
 //
 // A master killed without a clean stop (SIGKILL, a crash) records no
 // resume point: its builds end RETRY when it starts, as before, and the
@@ -153,7 +159,7 @@ func (e *Engine) finishSteps() config.FinishSteps {
 // with, or "" when it is not resumable; wc is the step's warning counter
 // (nil when it counts none), whose state a resume point keeps.
 func (b *build) resumeKey(step store.Step, sc config.Step, wc *warningCounter) string {
-	if !b.e.finishSteps().OnRestart || len(sc.Logfiles) > 0 {
+	if !b.e.finishSteps().OnRestart {
 		return ""
 	}
 	b.pos.warnings = wc
@@ -161,13 +167,14 @@ func (b *build) resumeKey(step store.Step, sc config.Step, wc *warningCounter) s
 }
 
 // runOnWorker runs cmd on the build's worker; a resumable one (with a
-// ResumeKey) through detachable.
-func (b *build) runOnWorker(ctx context.Context, step store.Step, logID int64, cmd protocol.Command, lw *logWriter, dl *detachableLog, out func(protocol.Output)) (protocol.Result, error) {
+// ResumeKey) through detachable. logID is the step's stdio log,
+// logfileIDs the logs of its logfiles by name, all written through dl.
+func (b *build) runOnWorker(ctx context.Context, step store.Step, logID int64, logfileIDs map[string]int64, cmd protocol.Command, lw *logWriter, dl *detachableLog, out func(protocol.Output)) (protocol.Result, error) {
 	if cmd.ResumeKey == "" {
 		return b.ws.conn.Run(ctx, cmd, out)
 	}
 	cmd.Keep = keepFor(b.e.finishSteps().Wait)
-	p := store.ResumePoint{StepID: step.ID, LogID: logID, ResumeKey: cmd.ResumeKey}
+	p := store.ResumePoint{StepID: step.ID, LogID: logID, Logfiles: logfileIDs, ResumeKey: cmd.ResumeKey}
 	return b.detachable(ctx, p, lw, dl, out, func(ctx context.Context, out func(protocol.Output)) (protocol.Result, error) {
 		return b.ws.conn.Run(ctx, cmd, out)
 	})
@@ -561,15 +568,18 @@ func (b *build) resumeStep(ctx context.Context, p store.ResumePoint, sc config.S
 	lw.header(fmt.Sprintf("master restarted: the command goes on on worker %s (output from byte %d)", b.worker, p.Offset))
 	wc := resumeWarningCounter(sc, p.Warnings)
 	b.pos.warnings = wc
-	out := tapOutput(lw.output, []func(protocol.Output){wc.output})
+	out, closeLogs := b.logfileWriters(lw, dl, p.Logfiles, log)
+	out = tapOutput(out, []func(protocol.Output){wc.output})
 	res, err := b.detachable(ctx, p, lw, dl, out, func(ctx context.Context, out func(protocol.Output)) (protocol.Result, error) {
 		return b.ws.conn.Resume(ctx, p.ResumeKey, p.Offset, out)
 	})
 	if errors.Is(err, errDetached) {
+		closeLogs()
 		lw.close()
 		return resultDetached
 	}
 	results := commandResults(ctx, lw, res, err)
+	closeLogs()
 	lw.close()
 	results = decodeRC(sc.DecodeRC, res, results)
 	results = b.warningResults(step, sc, wc, results)
@@ -606,6 +616,9 @@ func (e *Engine) stopPending(bld store.Build, reason string) bool {
 		}
 	}
 	check(e.st.FinishLog(p.LogID))
+	for _, id := range p.Logfiles {
+		check(e.st.FinishLog(id))
+	}
 	check(e.st.SetStepStateString(p.StepID, p.StepName+" (cancelled)"))
 	check(e.st.FinishStep(p.StepID, store.Cancelled, now))
 	check(e.st.DeleteResumePoint(bld.ID))

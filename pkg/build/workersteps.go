@@ -11,20 +11,36 @@ import (
 
 // logfiles makes a log of type "s" for each of a shell command's logfiles,
 // as buildbot does (one log per logfile, named after it, its lines on the
-// 'o' channel), after the stdio log. It returns the output function that
-// sends each chunk to its log, and a function that closes those logs.
-func (b *build) logfiles(step store.Step, cmd protocol.Command, stdio *logWriter, log *slog.Logger) (func(protocol.Output), func()) {
+// 'o' channel), after the stdio log; their writers write through st. It
+// returns the output function that sends each chunk to its log, a
+// function that closes those logs, and their ids by name.
+func (b *build) logfiles(step store.Step, cmd protocol.Command, stdio *logWriter, st logStore, log *slog.Logger) (func(protocol.Output), func(), map[string]int64) {
 	if cmd.Shell == nil || len(cmd.Shell.Logfiles) == 0 {
-		return stdio.output, func() {}
+		return stdio.output, func() {}, nil
 	}
-	logs := map[string]*logWriter{}
+	ids := map[string]int64{}
 	for _, name := range slices.Sorted(maps.Keys(cmd.Shell.Logfiles)) {
 		l, err := b.e.st.AddLog(step.ID, name, "s")
 		if err != nil {
 			log.Error("add log", "log", name, "err", err)
 			continue
 		}
-		logs[name] = newLogWriter(b.e.st, l.ID, b.e.logOptions(), log)
+		ids[name] = l.ID
+	}
+	out, closeLogs := b.logfileWriters(stdio, st, ids, log)
+	return out, closeLogs, ids
+}
+
+// logfileWriters writes a command's output to its logs: the stdio log
+// stdio, and the logfiles' logs of ids (by name) through st. It returns
+// the output function and the function that closes the logfiles' logs.
+func (b *build) logfileWriters(stdio *logWriter, st logStore, ids map[string]int64, log *slog.Logger) (func(protocol.Output), func()) {
+	if len(ids) == 0 {
+		return stdio.output, func() {}
+	}
+	logs := map[string]*logWriter{}
+	for name, id := range ids {
+		logs[name] = newLogWriter(st, id, b.e.logOptions(), log)
 	}
 	out := func(o protocol.Output) {
 		if o.Stream != protocol.LogFile {

@@ -25,6 +25,9 @@ type ResumePoint struct {
 	Worker   string // the worker's name
 	StepID   int64
 	LogID    int64 // the step's stdio log, not finished
+	// Logfiles are the logs of the step's logfiles, by name, not
+	// finished either.
+	Logfiles map[string]int64 `json:",omitempty"`
 	// StepIndex is the step's index among the builder's configured steps,
 	// StepName its configured name (to check the config still has it).
 	StepIndex int
