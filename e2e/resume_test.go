@@ -593,3 +593,74 @@ finish_steps_wait = "60s"`)
 	}
 	waitProcGone(t, pid)
 }
+
+// resumeLogfilesConfig: a step tailing the logfile "test" writes a line
+// to it before waiting for {{.Dir}}/go, and another after.
+const resumeLogfilesConfig = `{{.Opts}}
+` + loopback + workerW1 + `
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["tail"]
+
+[[builders]]
+name = "tail"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "first"
+  command = "echo $$ > {{.Dir}}/pid; echo one > test.log; echo before-restart; while [ ! -f {{.Dir}}/go ]; do sleep 0.05; done; echo two >> test.log; echo first-done"
+  logfiles = { test = "test.log" }
+`
+
+// TestResumeLogfiles: a step tailing a logfile is kept across a restart;
+// the file's lines from before and after the restart are in the step's
+// log of that name, once each, and the log is finished.
+func TestResumeLogfiles(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnvConfig(t, resumeLogfilesConfig, `finish_steps_on_restart = true
+finish_steps_wait = "60s"`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	brid, b, pid := e.startFirstStep()
+	waitFor(t, "the logfile's first line", 30*time.Second, func() bool {
+		return e.logText(e.stepNamed(b.BuildID, "first").StepID, "test") == "oone\n"
+	})
+
+	mustRun(t, e.master, "restart", e.masterDir)
+	e.waitMasterUp()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the step's process %d after the restart: %v", pid, err)
+	}
+	waitFor(t, "the step reattached", 60*time.Second, func() bool {
+		return strings.Contains(e.stdio(e.stepNamed(b.BuildID, "first").StepID), "hmaster restarted")
+	})
+	e.release()
+	got := e.waitBuild(brid, 60*time.Second)
+	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 0 {
+		t.Fatalf("build after the restart: %+v, want build %d SUCCESS", got, b.BuildID)
+	}
+	if bs := e.requestBuildsOf(brid); len(bs) != 1 {
+		t.Errorf("request %d has %d builds, want 1 (no RETRY)", brid, len(bs))
+	}
+	st := e.stepNamed(b.BuildID, "first")
+	if log := e.logText(st.StepID, "test"); log != "oone\notwo\n" {
+		t.Errorf("logfile test after the restart: %q, want its two lines", log)
+	}
+	var r struct{ Logs []apiLog }
+	e.get(fmt.Sprintf("/api/v2/steps/%d/logs", st.StepID), &r)
+	var names []string
+	for _, l := range r.Logs {
+		names = append(names, l.Name)
+		if !l.Complete {
+			t.Errorf("log %s of the resumed step is not finished: %+v", l.Name, l)
+		}
+	}
+	if strings.Join(names, " ") != "stdio test" {
+		t.Errorf("logs of the resumed step: %q, want stdio and test", names)
+	}
+	if out := channelLines(e.stdio(st.StepID), "o"); out != "obefore-restart\nofirst-done\n" {
+		t.Errorf("stdio of the resumed step: %q", out)
+	}
+	waitProcGone(t, pid)
+}
