@@ -198,15 +198,8 @@ func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) (Build, error)
 func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	t = at(t)
 	var ended []int64
-	// What changed, to publish once committed.
-	var (
-		steps    []Step
-		logs     []Log
-		finished []Build
-		requests []BuildRequest
-	)
+	var a abandoned
 	err := db.update(func(tx *bolt.Tx) error {
-		ended = nil
 		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
 		if err != nil {
 			return err
@@ -215,35 +208,9 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 			if b.MasterID != masterID {
 				continue
 			}
-			for _, stepID := range prefixIDs(tx, bucketStepByBuild, itob(b.ID), true) {
-				err := modify(tx, bucketStep, stepID, func(s *Step) error {
-					if !s.Complete {
-						s.Complete, s.CompleteAt, s.Results = true, t, Retry
-						steps = append(steps, *s)
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
-					err := modify(tx, bucketLog, logID, func(l *Log) error {
-						if !l.Complete {
-							l.Complete = true
-							logs = append(logs, *l)
-						}
-						return nil
-					})
-					if err != nil {
-						return err
-					}
-				}
-			}
-			fb, err := finishBuild(tx, b.ID, Retry, t)
-			if err != nil {
+			if err := a.build(tx, b, t); err != nil {
 				return err
 			}
-			finished = append(finished, fb)
 			ended = append(ended, b.ID)
 		}
 		for _, brid := range claimedBy(tx, masterID) {
@@ -252,28 +219,13 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 				return err
 			}
 			if br.Claimed && br.ClaimedByMasterID == masterID {
-				unclaim(&br)
-				if err := put(tx, bucketRequest, brid, &br); err != nil {
+				if err := a.request(tx, br); err != nil {
 					return err
 				}
-				requests = append(requests, br)
 			}
 		}
 		return nil
-	}, func(e emit) {
-		for _, l := range logs {
-			e.log("finished", l)
-		}
-		for _, s := range steps {
-			e.step("finished", s)
-		}
-		for _, b := range finished {
-			e.build("finished", b)
-		}
-		for _, br := range requests {
-			e.buildRequest("unclaimed", br)
-		}
-	})
+	}, a.publish)
 	if err != nil {
 		return nil, fmt.Errorf("abandon builds of master %d: %w", masterID, err)
 	}
@@ -281,6 +233,75 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 		db.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
 	return ended, nil
+}
+
+// abandoned gathers what abandoning builds changed, to publish once the
+// transaction has committed.
+type abandoned struct {
+	steps    []Step
+	logs     []Log
+	finished []Build
+	requests []BuildRequest
+}
+
+// build ends the incomplete build b with Retry at t: its incomplete steps
+// with Retry, its logs finished.
+func (a *abandoned) build(tx *bolt.Tx, b Build, t time.Time) error {
+	for _, stepID := range prefixIDs(tx, bucketStepByBuild, itob(b.ID), true) {
+		err := modify(tx, bucketStep, stepID, func(s *Step) error {
+			if !s.Complete {
+				s.Complete, s.CompleteAt, s.Results = true, t, Retry
+				a.steps = append(a.steps, *s)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
+			err := modify(tx, bucketLog, logID, func(l *Log) error {
+				if !l.Complete {
+					l.Complete = true
+					a.logs = append(a.logs, *l)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	fb, err := finishBuild(tx, b.ID, Retry, t)
+	if err != nil {
+		return err
+	}
+	a.finished = append(a.finished, fb)
+	return nil
+}
+
+// request unclaims br, so that it runs again.
+func (a *abandoned) request(tx *bolt.Tx, br BuildRequest) error {
+	unclaim(&br)
+	if err := put(tx, bucketRequest, br.ID, &br); err != nil {
+		return err
+	}
+	a.requests = append(a.requests, br)
+	return nil
+}
+
+func (a *abandoned) publish(e emit) {
+	for _, l := range a.logs {
+		e.log("finished", l)
+	}
+	for _, s := range a.steps {
+		e.step("finished", s)
+	}
+	for _, b := range a.finished {
+		e.build("finished", b)
+	}
+	for _, br := range a.requests {
+		e.buildRequest("unclaimed", br)
+	}
 }
 
 // AddStep adds a step to a build, numbered after its last step (from 0),

@@ -121,14 +121,8 @@ func (db *DB) DeleteResumePoint(buildID int64) error {
 // point goes. A complete build is left alone (false).
 func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 	t = at(t)
-	var (
-		steps    []Step
-		logs     []Log
-		finished []Build
-		requests []BuildRequest
-	)
+	var a abandoned
 	err := db.update(func(tx *bolt.Tx) error {
-		steps, logs, finished, requests = nil, nil, nil, nil
 		if rb := bucket(tx, bucketResume); rb != nil {
 			if err := rb.Delete(itob(buildID)); err != nil {
 				return err
@@ -141,35 +135,9 @@ func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 		if b.Complete {
 			return nil
 		}
-		for _, stepID := range prefixIDs(tx, bucketStepByBuild, itob(b.ID), true) {
-			err := modify(tx, bucketStep, stepID, func(s *Step) error {
-				if !s.Complete {
-					s.Complete, s.CompleteAt, s.Results = true, t, Retry
-					steps = append(steps, *s)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
-				err := modify(tx, bucketLog, logID, func(l *Log) error {
-					if !l.Complete {
-						l.Complete = true
-						logs = append(logs, *l)
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-		}
-		fb, err := finishBuild(tx, b.ID, Retry, t)
-		if err != nil {
+		if err := a.build(tx, b, t); err != nil {
 			return err
 		}
-		finished = append(finished, fb)
 		br, err := get[BuildRequest](tx, bucketRequest, b.BuildRequestID)
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -178,29 +146,12 @@ func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 			return err
 		}
 		if br.Claimed && !br.Complete {
-			unclaim(&br)
-			if err := put(tx, bucketRequest, br.ID, &br); err != nil {
-				return err
-			}
-			requests = append(requests, br)
+			return a.request(tx, br)
 		}
 		return nil
-	}, func(e emit) {
-		for _, l := range logs {
-			e.log("finished", l)
-		}
-		for _, s := range steps {
-			e.step("finished", s)
-		}
-		for _, b := range finished {
-			e.build("finished", b)
-		}
-		for _, br := range requests {
-			e.buildRequest("unclaimed", br)
-		}
-	})
+	}, a.publish)
 	if err != nil {
 		return false, fmt.Errorf("abandon build %d: %w", buildID, err)
 	}
-	return len(finished) > 0, nil
+	return len(a.finished) > 0, nil
 }
