@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -276,54 +274,9 @@ worker_names = ["w1"]
 // same bound. Once the link is up, the worker reconnects by itself and the
 // requeued build runs on it to SUCCESS.
 func TestLinkCut(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("TestLinkCut needs root (network namespaces); make test runs as root in CI")
-	}
-	netnsNeed(t, "ip", "iproute2")
+	ns := netnsJails(t)
 	masterBin, workerBin := buildBinaries(t)
-
-	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock %s: %v", netnsLock, err)
-	}
-	links, namespaces := netnsLeftovers()
-	for _, l := range links {
-		exec.Command("ip", "link", "del", l).Run()
-	}
-	for _, n := range namespaces {
-		exec.Command("ip", "netns", "del", n).Run()
-	}
-	var rb [3]byte
-	rand.Read(rb[:])
-	id := hex.EncodeToString(rb[:])
-	br, mns, wns, wveth := "gbbb-"+id, "gbbm-"+id, "gbbw-"+id, "gbbvw-"+id
-	t.Cleanup(func() {
-		for _, args := range [][]string{{"netns", "del", mns}, {"netns", "del", wns}, {"link", "del", "gbbvm-" + id}, {"link", "del", wveth}, {"link", "del", br}} {
-			exec.Command("ip", args...).Run()
-		}
-		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
-			t.Errorf("left behind: links %v, namespaces %v", l, n)
-		}
-	})
-	netnsIP(t, "link", "add", br, "type", "bridge")
-	netnsIP(t, "addr", "add", netnsHostAddr, "dev", br)
-	netnsIP(t, "link", "set", br, "up")
-	for _, ns := range []struct{ name, veth, addr string }{
-		{mns, "gbbvm-" + id, netnsMasterAddr},
-		{wns, wveth, netnsWorkerAddr},
-	} {
-		netnsIP(t, "netns", "add", ns.name)
-		netnsIP(t, "link", "add", ns.veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
-		netnsIP(t, "link", "set", ns.veth, "master", br)
-		netnsIP(t, "link", "set", ns.veth, "up")
-		netnsIP(t, "-n", ns.name, "addr", "add", ns.addr+"/24", "dev", "eth0")
-		netnsIP(t, "-n", ns.name, "link", "set", "eth0", "up")
-		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
-	}
+	mns, wns, wveth := ns.master, ns.worker, ns.workerVeth
 
 	dir := t.TempDir()
 	mdir := filepath.Join(dir, "master")

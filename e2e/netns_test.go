@@ -170,59 +170,10 @@ func netnsProc(t *testing.T, logPath string, name string, args ...string) {
 // master in one, the worker in another, nginx on the host in front, and a
 // build forced and followed through nginx under /buildbot/.
 func TestNetnsTopology(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("TestNetnsTopology needs root (network namespaces); make test runs as root in CI")
-	}
-	netnsNeed(t, "ip", "iproute2")
+	ns := netnsJails(t)
 	nginx := netnsNeed(t, "nginx", "nginx")
 	master, worker := buildBinaries(t)
-
-	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock %s: %v", netnsLock, err)
-	}
-	// With the lock held, any gbb bridge or namespace is a killed run's.
-	links, namespaces := netnsLeftovers()
-	for _, l := range links {
-		exec.Command("ip", "link", "del", l).Run()
-	}
-	for _, n := range namespaces {
-		exec.Command("ip", "netns", "del", n).Run()
-	}
-
-	var rb [3]byte
-	rand.Read(rb[:])
-	id := hex.EncodeToString(rb[:])
-	br, mns, wns := "gbbb-"+id, "gbbm-"+id, "gbbw-"+id
-	// Cleanups run last-in first-out: the processes in the namespaces stop
-	// before the namespaces and links go.
-	t.Cleanup(func() {
-		for _, args := range [][]string{{"netns", "del", mns}, {"netns", "del", wns}, {"link", "del", "gbbvm-" + id}, {"link", "del", "gbbvw-" + id}, {"link", "del", br}} {
-			exec.Command("ip", args...).Run()
-		}
-		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
-			t.Errorf("left behind: links %v, namespaces %v", l, n)
-		}
-	})
-	netnsIP(t, "link", "add", br, "type", "bridge")
-	netnsIP(t, "addr", "add", netnsHostAddr, "dev", br)
-	netnsIP(t, "link", "set", br, "up")
-	for _, ns := range []struct{ name, veth, addr string }{
-		{mns, "gbbvm-" + id, netnsMasterAddr},
-		{wns, "gbbvw-" + id, netnsWorkerAddr},
-	} {
-		netnsIP(t, "netns", "add", ns.name)
-		netnsIP(t, "link", "add", ns.veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
-		netnsIP(t, "link", "set", ns.veth, "master", br)
-		netnsIP(t, "link", "set", ns.veth, "up")
-		netnsIP(t, "-n", ns.name, "addr", "add", ns.addr+"/24", "dev", "eth0")
-		netnsIP(t, "-n", ns.name, "link", "set", "eth0", "up")
-		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
-	}
+	mns, wns := ns.master, ns.worker
 
 	dir := t.TempDir()
 	port := freePort(t)
@@ -362,4 +313,71 @@ func TestNetnsTopology(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+}
+
+// netnsPair is the jail topology in network namespaces: a bridge on the
+// host (netnsHostAddr), the master's namespace (netnsMasterAddr) and the
+// worker's (netnsWorkerAddr), each joined to the bridge by a veth link.
+type netnsPair struct {
+	master, worker string // the namespaces' names
+	workerVeth     string // the host's end of the worker's link
+}
+
+// netnsJails takes the host-wide netns lock (held until the test ends),
+// removes what a killed run left, and builds a netnsPair, removed when the
+// test ends. It needs root and ip(8) (installed when missing).
+func netnsJails(t *testing.T) netnsPair {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s needs root (network namespaces); make test runs as root in CI", t.Name())
+	}
+	netnsNeed(t, "ip", "iproute2")
+	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", netnsLock, err)
+	}
+	// With the lock held, any gbb bridge or namespace is a killed run's.
+	links, namespaces := netnsLeftovers()
+	for _, l := range links {
+		exec.Command("ip", "link", "del", l).Run()
+	}
+	for _, n := range namespaces {
+		exec.Command("ip", "netns", "del", n).Run()
+	}
+
+	var rb [3]byte
+	rand.Read(rb[:])
+	id := hex.EncodeToString(rb[:])
+	br, mveth := "gbbb-"+id, "gbbvm-"+id
+	p := netnsPair{master: "gbbm-" + id, worker: "gbbw-" + id, workerVeth: "gbbvw-" + id}
+	// Cleanups run last-in first-out: the processes in the namespaces stop
+	// before the namespaces and links go.
+	t.Cleanup(func() {
+		for _, args := range [][]string{{"netns", "del", p.master}, {"netns", "del", p.worker}, {"link", "del", mveth}, {"link", "del", p.workerVeth}, {"link", "del", br}} {
+			exec.Command("ip", args...).Run()
+		}
+		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
+			t.Errorf("left behind: links %v, namespaces %v", l, n)
+		}
+	})
+	netnsIP(t, "link", "add", br, "type", "bridge")
+	netnsIP(t, "addr", "add", netnsHostAddr, "dev", br)
+	netnsIP(t, "link", "set", br, "up")
+	for _, ns := range []struct{ name, veth, addr string }{
+		{p.master, mveth, netnsMasterAddr},
+		{p.worker, p.workerVeth, netnsWorkerAddr},
+	} {
+		netnsIP(t, "netns", "add", ns.name)
+		netnsIP(t, "link", "add", ns.veth, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+		netnsIP(t, "link", "set", ns.veth, "master", br)
+		netnsIP(t, "link", "set", ns.veth, "up")
+		netnsIP(t, "-n", ns.name, "addr", "add", ns.addr+"/24", "dev", "eth0")
+		netnsIP(t, "-n", ns.name, "link", "set", "eth0", "up")
+		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
+	}
+	return p
 }
