@@ -192,6 +192,11 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, log *slog.Logger, stderr io.Writer) int {
 	log = log.With("worker", cfg.Name)
 	cfg.Logger = log
+	// A previous run killed with SIGKILL left its commands running: kill
+	// them before the master sends builds to their directories again.
+	if err := worker.ReapOrphans(basedir, log); err != nil {
+		log.Error("cannot kill the commands a previous run left running", "err", err)
+	}
 	cfg.Executor = worker.NewExecutor(basedir, log)
 	// A master with finish_steps_on_restart has the commands it starts
 	// outlive a restart; their output waits in these files meanwhile.

@@ -136,6 +136,10 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 	for _, k := range slices.Sorted(maps.Keys(sh.Env)) {
 		c.Env = append(c.Env, k+"="+sh.Env[k])
 	}
+	// No Pdeathsig: it would hit the leader only (the record made once
+	// the command starts is what kills the group of a dead worker), and
+	// it fires when the OS thread that started the command exits, not
+	// the worker (golang/go#27505).
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if c.Err != nil { // argv[0] not found in PATH
 		return fail(fmt.Errorf("cannot run %s: %w", argv[0], c.Err))
@@ -175,6 +179,13 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 		return fail(fmt.Errorf("cannot run %s: %w", argv[0], err))
 	}
 	pgid := c.Process.Pid
+	// Recorded until the group is gone, so that a worker killed meanwhile
+	// kills it when it starts again (ReapOrphans): nothing else would.
+	if done, err := recordRunning(filepath.Join(e.basedir, RunningDir), pgid, builder, argv); err != nil {
+		log.Warn("cannot record the command's process group: if the worker is killed, the command goes on running", "err", err)
+	} else {
+		defer done()
+	}
 	tailDone := make(chan struct{})
 	tailers := tails.start(tailDone, func(name string, data []byte) {
 		outMu.Lock()
