@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -148,13 +150,23 @@ func (p *GitPoller) pollAndLog(ctx context.Context) {
 // (of any branch), oldest first, so a force-push announces only the new
 // commits. The changes are stored with the new tips in one transaction,
 // then passed to notify.
+//
+// A poll that fails in the mirror (not in reaching the remote) checks the
+// mirror, and if it is damaged (say by a kill in the middle of a fetch)
+// sets it aside, logs what was damaged, makes a new one and polls again at
+// once: the tips seen are in the store, so the new mirror announces
+// exactly the commits not announced yet.
 func (p *GitPoller) Poll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changes, err := p.poll(ctx)
+	if me := (mirrorError{}); errors.As(err, &me) && ctx.Err() == nil {
+		changes, err = p.repair(ctx, err)
+	}
 	if err != nil {
 		return fmt.Errorf("poll %s: %w", p.cfg.RepoURL, err)
 	}
+	p.removeAside()
 	if len(changes) > 0 {
 		p.log.Info("new changes", "count", len(changes))
 		if p.notify != nil {
@@ -164,28 +176,96 @@ func (p *GitPoller) Poll(ctx context.Context) error {
 	return nil
 }
 
+// mirrorError is a failure of a poll that may lie in the mirror.
+type mirrorError struct{ err error }
+
+func (e mirrorError) Error() string { return e.err.Error() }
+func (e mirrorError) Unwrap() error { return e.err }
+
+// asideDir is where a damaged mirror is moved while a new one is made; the
+// poller never reads it.
+func (p *GitPoller) asideDir() string {
+	return filepath.Clean(p.cfg.Workdir) + ".damaged"
+}
+
+// repair checks the mirror after a poll failed with pollErr in it; if the
+// mirror is damaged, it sets it aside and polls again with a new one.
+func (p *GitPoller) repair(ctx context.Context, pollErr error) ([]store.Change, error) {
+	last, _, err := p.lastTips()
+	if err != nil {
+		return nil, errors.Join(pollErr, err)
+	}
+	damage := checkMirror(p.cfg.Workdir, last)
+	if damage == nil {
+		return nil, pollErr // the mirror is sound: the failure lies elsewhere
+	}
+	aside := p.asideDir()
+	if err := looksLikeMirror(p.cfg.Workdir); err != nil {
+		return nil, fmt.Errorf("%w; the mirror is damaged (%v), but %v", pollErr, damage, err)
+	}
+	p.log.Warn("git mirror damaged: setting it aside and fetching a new one",
+		"workdir", p.cfg.Workdir, "damage", damage, "poll_err", pollErr)
+	if err := os.RemoveAll(aside); err != nil {
+		return nil, fmt.Errorf("%w; remove %s: %v", pollErr, aside, err)
+	}
+	if err := os.Rename(p.cfg.Workdir, aside); err != nil {
+		return nil, fmt.Errorf("%w; set the damaged mirror aside: %v", pollErr, err)
+	}
+	changes, err := p.poll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("poll with a new mirror: %w", err)
+	}
+	p.log.Info("git mirror rebuilt", "workdir", p.cfg.Workdir)
+	return changes, nil
+}
+
+// removeAside removes a damaged mirror set aside, once a poll went well
+// with the new one (or after a master killed during a repair restarts).
+func (p *GitPoller) removeAside() {
+	aside := p.asideDir()
+	if _, err := os.Lstat(aside); err != nil {
+		return
+	}
+	if err := os.RemoveAll(aside); err != nil {
+		p.log.Warn("could not remove the damaged mirror", "dir", aside, "err", err)
+	}
+}
+
+// lastTips returns the tips the poller saw last, by branch, and whether
+// there are any stored.
+func (p *GitPoller) lastTips() (map[string]string, bool, error) {
+	raw, found, err := p.st.GetState(p.cfg.Name, stateKey)
+	if err != nil {
+		return nil, false, err
+	}
+	last := map[string]string{}
+	if found {
+		if err := json.Unmarshal(raw, &last); err != nil {
+			return nil, false, fmt.Errorf("decode state %s: %w", stateKey, err)
+		}
+	}
+	return last, found, nil
+}
+
 func (p *GitPoller) poll(ctx context.Context) ([]store.Change, error) {
 	if p.cfg.Workdir == "" {
 		return nil, errors.New("no workdir configured")
 	}
 	m, err := openMirror(p.cfg.Workdir)
 	if err != nil {
-		return nil, err
+		return nil, mirrorError{err}
 	}
 	tips, err := p.fetch(ctx, m)
+	if re := (remoteError{}); err != nil && !errors.As(err, &re) {
+		return nil, mirrorError{err}
+	}
 	if err != nil {
 		return nil, err
 	}
 
-	raw, found, err := p.st.GetState(p.cfg.Name, stateKey)
+	last, found, err := p.lastTips()
 	if err != nil {
 		return nil, err
-	}
-	last := map[string]string{}
-	if found {
-		if err := json.Unmarshal(raw, &last); err != nil {
-			return nil, fmt.Errorf("decode state %s: %w", stateKey, err)
-		}
 	}
 	next := make(map[string]string, len(tips))
 	for branch, h := range tips {
@@ -194,7 +274,7 @@ func (p *GitPoller) poll(ctx context.Context) ([]store.Change, error) {
 	var changes []store.Change
 	if found {
 		if changes, err = p.newChanges(ctx, m, last, tips); err != nil {
-			return nil, err
+			return nil, mirrorError{err}
 		}
 	} else {
 		p.log.Info("first poll: recording the tips, announcing nothing", "branches", len(tips))

@@ -8,13 +8,11 @@ import (
 	"testing"
 )
 
-// TestPollHTTPRemote polls a repository served over HTTP by git
-// http-backend, the path an https remote takes through go-git's network
-// transport (file:// repositories are read directly).
-func TestPollHTTPRemote(t *testing.T) {
-	t.Parallel()
-	r := newRepo(t)
-	r.commit("initial", "README", "hello\n")
+// serveHTTP serves r over HTTP with git http-backend until the test ends,
+// and returns its URL and the server (closing it makes the remote
+// unreachable: its loopback port refuses connections).
+func serveHTTP(t *testing.T, r *repo) (string, *httptest.Server) {
+	t.Helper()
 	r.git("config", "http.receivepack", "false")
 	backend := filepath.Join(r.git("--exec-path"), "git-http-backend")
 	if _, err := os.Stat(backend); err != nil {
@@ -25,7 +23,17 @@ func TestPollHTTPRemote(t *testing.T) {
 		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1"},
 	})
 	t.Cleanup(srv.Close)
-	url := srv.URL + "/" + filepath.Base(r.dir)
+	return srv.URL + "/" + filepath.Base(r.dir), srv
+}
+
+// TestPollHTTPRemote polls a repository served over HTTP by git
+// http-backend, the path an https remote takes through go-git's network
+// transport (file:// repositories are read directly).
+func TestPollHTTPRemote(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	url, _ := serveHTTP(t, r)
 
 	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
 	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: url}, db)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -26,6 +27,11 @@ type mirror struct {
 func openMirror(dir string) (*mirror, error) {
 	repo, err := git.PlainOpen(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
+		// go-git takes a repository without a HEAD for none; do not make
+		// one over what is left of an old one, or over someone's files.
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			return nil, fmt.Errorf("open mirror %s: not empty, and not a git repository (no HEAD)", dir)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("make mirror: %w", err)
 		}
@@ -34,8 +40,128 @@ func openMirror(dir string) (*mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open mirror %s: %w", dir, err)
 	}
+	// go-git reads neither lazily until it needs them: read them now, so
+	// that garbage in either is found as damage rather than ignored.
+	if _, err := repo.Config(); err != nil {
+		return nil, fmt.Errorf("open mirror %s: config: %w", dir, err)
+	}
+	if err := checkHead(repo); err != nil {
+		return nil, fmt.Errorf("open mirror %s: %w", dir, err)
+	}
 	return &mirror{repo: repo}, nil
 }
+
+// mirrorEntries are the names a bare repository holds at its top.
+var mirrorEntries = []string{
+	"HEAD", "config", "description", "objects", "refs", "packed-refs",
+	"hooks", "info", "logs", "shallow", "index", "FETCH_HEAD", "ORIG_HEAD", "branches",
+}
+
+// looksLikeMirror reports an error unless every entry of dir is one a bare
+// repository holds (or a temporary or lock file of one): the poller sets
+// aside and removes only a directory that is a damaged mirror, never one
+// with someone's files in it (a workdir set to the master's basedir).
+func looksLikeMirror(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		ok := strings.HasPrefix(name, ".") || strings.HasPrefix(name, "tmp")
+		for _, known := range mirrorEntries {
+			ok = ok || name == known || strings.HasPrefix(name, known+".")
+		}
+		if !ok {
+			return fmt.Errorf("%s holds %s, which no git mirror holds: not removing it", dir, name)
+		}
+	}
+	return nil
+}
+
+// checkHead checks that the mirror's HEAD names a ref or a commit.
+func checkHead(repo *git.Repository) error {
+	head, err := repo.Storer.Reference(plumbing.HEAD)
+	if err != nil {
+		return fmt.Errorf("HEAD: %w", err)
+	}
+	switch {
+	case head.Type() == plumbing.SymbolicReference && strings.HasPrefix(head.Target().String(), "refs/"):
+	case head.Type() == plumbing.HashReference && !head.Hash().IsZero():
+	default:
+		return fmt.Errorf("HEAD: %q names neither a ref nor a commit", head.Strings()[1])
+	}
+	return nil
+}
+
+// checkMirror reports what is damaged in the mirror in dir, or nil if it
+// opens, every ref in it names a readable commit (with its tree and
+// parents), and each revision of tips (the last ones the poller saw) is a
+// readable commit. It reads a few objects per ref, not the whole history.
+func checkMirror(dir string, tips map[string]string) error {
+	m, err := openMirror(dir)
+	if err != nil {
+		return err
+	}
+	iter, err := m.repo.Storer.IterReferences()
+	if err != nil {
+		return fmt.Errorf("list refs: %w", err)
+	}
+	var refs []*plumbing.Reference
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		refs = append(refs, ref)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list refs: %w", err)
+	}
+	for _, ref := range refs {
+		if ref.Type() != plumbing.HashReference || ref.Name() == plumbing.HEAD {
+			continue
+		}
+		if ref.Hash().IsZero() {
+			return fmt.Errorf("ref %s: names no object", ref.Name())
+		}
+		h, err := peel(m.repo, ref.Hash())
+		if err != nil {
+			return fmt.Errorf("ref %s: %w", ref.Name(), err)
+		}
+		if err := checkCommit(m.repo, h); err != nil {
+			return fmt.Errorf("ref %s: %w", ref.Name(), err)
+		}
+	}
+	for _, branch := range slices.Sorted(maps.Keys(tips)) {
+		if err := checkCommit(m.repo, plumbing.NewHash(tips[branch])); err != nil {
+			return fmt.Errorf("last seen tip of %s: %w", branch, err)
+		}
+	}
+	return nil
+}
+
+// checkCommit reads commit h, its tree and its parents.
+func checkCommit(r *git.Repository, h plumbing.Hash) error {
+	c, err := r.CommitObject(h)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", h, err)
+	}
+	if _, err := c.Tree(); err != nil {
+		return fmt.Errorf("tree of %s: %w", h, err)
+	}
+	for _, ph := range c.ParentHashes {
+		if _, err := r.CommitObject(ph); err != nil {
+			return fmt.Errorf("parent %s of %s: %w", ph, h, err)
+		}
+	}
+	return nil
+}
+
+// remoteError is a failure that lies with the remote (or the way to it),
+// not with the mirror: listing its refs, opening a local one. It never
+// leads to checking the mirror, so a flaky remote costs no clone.
+type remoteError struct{ err error }
+
+func (e remoteError) Error() string { return e.err.Error() }
+func (e remoteError) Unwrap() error { return e.err }
 
 // remoteRefs are the refs a remote advertises.
 type remoteRefs struct {
@@ -49,7 +175,7 @@ type remoteRefs struct {
 func (p *GitPoller) fetch(ctx context.Context, m *mirror) (map[string]plumbing.Hash, error) {
 	ep, err := transport.NewEndpoint(p.cfg.RepoURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse repourl: %w", err)
+		return nil, remoteError{fmt.Errorf("parse repourl: %w", err)}
 	}
 	local := ep.Protocol == "file"
 	var (
@@ -62,18 +188,18 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror) (map[string]plumbing.H
 		// go-git's file transport runs git-upload-pack; read the repository
 		// directly instead, so that no git binary is needed.
 		if src, err = git.PlainOpen(ep.Path); err != nil {
-			return nil, fmt.Errorf("open %s: %w", ep.Path, err)
+			return nil, remoteError{fmt.Errorf("open %s: %w", ep.Path, err)}
 		}
 		if rr, err = localRefs(src); err != nil {
-			return nil, fmt.Errorf("list refs: %w", err)
+			return nil, remoteError{fmt.Errorf("list refs: %w", err)}
 		}
 	} else {
 		if auth, err = p.auth(ep); err != nil {
-			return nil, err
+			return nil, remoteError{err}
 		}
 		rem = git.NewRemote(m.repo.Storer, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{p.cfg.RepoURL}})
 		if rr, err = listRemote(ctx, rem, auth); err != nil {
-			return nil, fmt.Errorf("list refs: %w", err)
+			return nil, remoteError{fmt.Errorf("list refs: %w", err)}
 		}
 	}
 
@@ -106,6 +232,10 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror) (map[string]plumbing.H
 	tips := make(map[string]plumbing.Hash, len(selected))
 	for branch, ref := range selected {
 		h, err := peel(m.repo, rr.refs[ref])
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			// Just fetched, or known to the mirror: it must be there.
+			return nil, fmt.Errorf("ref %s: %w", ref, err)
+		}
 		if err != nil {
 			p.log.Warn("ignoring a ref that names no commit", "ref", ref, "err", err)
 			continue

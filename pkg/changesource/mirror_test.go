@@ -1,0 +1,385 @@
+package changesource
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// logBuffer collects what a poller logs, as text.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// fileState is what a test compares of a file to know it was not rewritten.
+type fileState struct {
+	Size    int64
+	ModTime time.Time
+	Sum     [sha256.Size]byte
+}
+
+// snapshot returns the state of every file under dir, by relative path.
+func snapshot(t *testing.T, dir string) map[string]fileState {
+	t.Helper()
+	out := map[string]fileState{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out[rel] = fileState{Size: info.Size(), ModTime: info.ModTime(), Sum: sha256.Sum256(b)}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// globAll returns the files under dir matching pattern, failing the test
+// if there are none.
+func globAll(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no %s in %s (%v)", pattern, dir, err)
+	}
+	return m
+}
+
+// looseObject is the path of object rev in the bare repository dir.
+func looseObject(dir, rev string) string {
+	return filepath.Join(dir, "objects", rev[:2], rev[2:])
+}
+
+// TestPollRepairsDamagedMirror damages the mirror between two polls, as a
+// kill in the middle of a fetch may, while commits are pushed: the next
+// poll finds the damage, logs it, makes a new mirror and announces exactly
+// the new commits, once.
+func TestPollRepairsDamagedMirror(t *testing.T) {
+	t.Parallel()
+	truncate := func(t *testing.T, path string) {
+		t.Helper()
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, info.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(t *testing.T, path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		http   bool // the remote is served over HTTP: go-git fetches packfiles
+		damage func(t *testing.T, mirror, lastRev string)
+		// what the warning says was damaged; empty when the fetch itself
+		// mends the damage (go-git fetches again what the mirror lost, and
+		// rewrites the ref), so that there is nothing to repair
+		want string
+	}{
+		{
+			name:   "empty ref file",
+			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "refs/heads/main"), "") },
+			want:   "ref file is empty",
+		},
+		{
+			name: "empty ref file over http", http: true,
+			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "refs/heads/main"), "") },
+			want:   "ref file is empty",
+		},
+		{
+			name: "truncated ref file over http", http: true,
+			damage: func(t *testing.T, mirror, lastRev string) {
+				write(t, filepath.Join(mirror, "refs/heads/main"), lastRev[:17])
+			},
+		},
+		{
+			name: "truncated packfile over http", http: true,
+			damage: func(t *testing.T, mirror, _ string) {
+				for _, p := range globAll(t, mirror, "objects/pack/*.pack") {
+					truncate(t, p)
+				}
+			},
+			want: "last seen tip of main",
+		},
+		{
+			name: "packfile without its index over http", http: true,
+			damage: func(t *testing.T, mirror, _ string) {
+				for _, p := range globAll(t, mirror, "objects/pack/*.idx") {
+					if err := os.Remove(p); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			want: "ref refs/heads/main: packfile not found",
+		},
+		{
+			name: "missing object",
+			damage: func(t *testing.T, mirror, lastRev string) {
+				if err := os.Remove(looseObject(mirror, lastRev)); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "truncated object",
+			damage: func(t *testing.T, mirror, lastRev string) {
+				truncate(t, looseObject(mirror, lastRev))
+			},
+			want: "ref refs/heads/main",
+		},
+		{
+			name:   "garbage in HEAD",
+			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "HEAD"), "\x00\x01garbage\n") },
+			want:   "HEAD",
+		},
+		{
+			name: "garbage in HEAD over http", http: true,
+			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "HEAD"), "") },
+			want:   "HEAD",
+		},
+		{
+			name: "no HEAD (killed while made)",
+			damage: func(t *testing.T, mirror, _ string) {
+				if err := os.Remove(filepath.Join(mirror, "HEAD")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: "no HEAD",
+		},
+		{
+			name: "garbage in config",
+			damage: func(t *testing.T, mirror, _ string) {
+				write(t, filepath.Join(mirror, "config"), "[core\n\tbare = \x00\n")
+			},
+			want: "config",
+		},
+		{
+			name: "garbage in config over http", http: true,
+			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "config"), "[[[[") },
+			want:   "config",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRepo(t)
+			r.commit("initial", "README", "hello\n")
+			url := r.url()
+			if tc.http {
+				url, _ = serveHTTP(t, r)
+			}
+			db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+			workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+			var logs logBuffer
+			rec := &recorder{}
+			p := NewGitPoller(GitPollerConfig{RepoURL: url, Workdir: workdir}, db, rec.notify, logs.logger())
+			poll(t, p)
+			c1 := r.commit("one", "a", "1\n")
+			poll(t, p)
+			if diff := cmp.Diff([]brief{{"main", c1, "one"}}, briefs(rec.take())); diff != "" {
+				t.Fatalf("before the damage (-want +got):\n%s", diff)
+			}
+
+			tc.damage(t, workdir, c1)
+			c2 := r.commit("two", "a", "2\n")
+			c3 := r.commit("three", "b", "3\n")
+			poll(t, p)
+			want := []brief{{"main", c2, "two"}, {"main", c3, "three"}}
+			if diff := cmp.Diff(want, briefs(rec.take())); diff != "" {
+				t.Errorf("after the damage (-want +got):\n%s", diff)
+			}
+			out := logs.String()
+			var warning string
+			for line := range strings.Lines(out) {
+				if strings.Contains(line, "level=WARN") && strings.Contains(line, "git mirror damaged") {
+					warning = line
+				}
+			}
+			switch {
+			case tc.want == "" && (warning != "" || strings.Contains(out, "rebuilt")):
+				t.Errorf("a damage the fetch mends led to a repair; logged:\n%s", out)
+			case tc.want != "" && (warning == "" || !strings.Contains(warning, tc.want)):
+				t.Errorf("no warning of damage naming %q; logged:\n%s", tc.want, out)
+			case tc.want != "" && !strings.Contains(out, "git mirror rebuilt"):
+				t.Errorf("no log of the rebuilt mirror; logged:\n%s", out)
+			}
+			if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
+				t.Errorf("the damaged mirror is left behind: %v", err)
+			}
+			if err := checkMirror(workdir, map[string]string{"main": c3}); err != nil {
+				t.Errorf("the new mirror: %v", err)
+			}
+
+			// The new mirror goes on as the old one did.
+			poll(t, p)
+			if got := rec.take(); len(got) != 0 {
+				t.Errorf("a poll without news announced %v", briefs(got))
+			}
+			c4 := r.commit("four", "a", "4\n")
+			poll(t, p)
+			if diff := cmp.Diff([]brief{{"main", c4, "four"}}, briefs(rec.take())); diff != "" {
+				t.Errorf("after the repair (-want +got):\n%s", diff)
+			}
+			all, err := db.Changes(store.ChangeFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var revs []string
+			for _, c := range all {
+				revs = append(revs, c.Revision)
+			}
+			if diff := cmp.Diff([]string{c1, c2, c3, c4}, revs); diff != "" {
+				t.Errorf("stored changes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestPollUnreachableRemoteKeepsMirror polls a remote whose loopback port
+// refuses connections: the poll fails, and the mirror is neither checked
+// nor rebuilt nor written to, so a flaky remote costs no clone.
+func TestPollUnreachableRemoteKeepsMirror(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	url, srv := serveHTTP(t, r)
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	var logs logBuffer
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: url, Workdir: workdir}, db, rec.notify, logs.logger())
+	poll(t, p)
+	c1 := r.commit("one", "a", "1\n")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", c1, "one"}}, briefs(rec.take())); diff != "" {
+		t.Fatalf("announced (-want +got):\n%s", diff)
+	}
+
+	srv.Close()
+	before := snapshot(t, workdir)
+	r.commit("two", "a", "2\n")
+	for range 2 {
+		err := p.Poll(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "list refs") {
+			t.Fatalf("Poll of an unreachable remote: %v", err)
+		}
+	}
+	if diff := cmp.Diff(before, snapshot(t, workdir)); diff != "" {
+		t.Errorf("the mirror changed (-before +after):\n%s", diff)
+	}
+	if out := logs.String(); strings.Contains(out, "damaged") || strings.Contains(out, "rebuilt") {
+		t.Errorf("an unreachable remote led to a repair:\n%s", out)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("announced %v", briefs(got))
+	}
+	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
+		t.Errorf("a mirror was set aside: %v", err)
+	}
+}
+
+// TestPollSoundMirrorNotRebuilt makes a poll fail in a way that may lie in
+// the mirror but does not (the local remote lost an object): the check
+// finds the mirror sound, so the poll fails and the mirror stays as it was.
+func TestPollSoundMirrorNotRebuilt(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	var logs logBuffer
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: r.url(), Workdir: workdir}, db, rec.notify, logs.logger())
+	poll(t, p)
+	before := snapshot(t, workdir)
+
+	c1 := r.commit("one", "a", "1\n")
+	if err := os.Remove(looseObject(filepath.Join(r.dir, ".git"), c1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Poll(t.Context()); err == nil {
+		t.Fatal("Poll of a remote that lost its tip's commit succeeded")
+	}
+	if diff := cmp.Diff(before, snapshot(t, workdir)); diff != "" {
+		t.Errorf("the mirror changed (-before +after):\n%s", diff)
+	}
+	if out := logs.String(); strings.Contains(out, "damaged") {
+		t.Errorf("a sound mirror was taken for damaged:\n%s", out)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("announced %v", briefs(got))
+	}
+}
+
+// TestPollKeepsForeignWorkdir points a poller at a directory that holds
+// someone's files and no repository: the poll fails and names the
+// directory, and nothing in it is moved or removed.
+func TestPollKeepsForeignWorkdir(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(workdir, "master.toml"), []byte("title = \"mine\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(workdir, "objects"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, workdir)
+	var logs logBuffer
+	p := NewGitPoller(GitPollerConfig{RepoURL: r.url(), Workdir: workdir}, db, nil, logs.logger())
+	err := p.Poll(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "master.toml") || !strings.Contains(err.Error(), "not removing it") {
+		t.Fatalf("Poll into a directory with someone's files: %v", err)
+	}
+	if diff := cmp.Diff(before, snapshot(t, workdir)); diff != "" {
+		t.Errorf("the directory changed (-before +after):\n%s", diff)
+	}
+	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
+		t.Errorf("the directory was set aside: %v", err)
+	}
+}
