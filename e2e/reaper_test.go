@@ -128,3 +128,37 @@ func TestReaperKilledWorker(t *testing.T) {
 		t.Errorf("w1 is not shown connected after its restart")
 	}
 }
+
+// TestReaperKeptStep: a worker keeping a step across its master's clean
+// stop (finish_steps_on_restart) and killed with SIGKILL meanwhile kills
+// that step when it starts again, before it reaches a master.
+func TestReaperKeptStep(t *testing.T) {
+	t.Parallel()
+	e := newResumeEnv(t, "finish_steps_on_restart = true\nfinish_steps_wait = \"5m\"")
+	e.startMaster()
+	w := e.startWorkerAt("w1", "worker")
+	waitFor(t, "w1 connected", 30*time.Second, func() bool { return e.workerConnected("w1") })
+	_, _, pid := e.startFirstStep()
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	e.stopMaster()
+	if !procRuns(pid) {
+		t.Fatalf("the step (pid %d) did not outlive its master's clean stop", pid)
+	}
+
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-w.done
+	if !procRuns(pid) {
+		t.Fatalf("the kept step (pid %d) died with the worker: this test proves nothing", pid)
+	}
+	w2 := e.startWorkerAt("w1", "worker")
+	waitFor(t, "the kept step gone", 30*time.Second, func() bool { return !procRuns(pid) })
+	waitFor(t, "the reaping logged", 30*time.Second, func() bool {
+		log := w2.log()
+		return strings.Contains(log, "killed a command the last run of the worker left running") && strings.Contains(log, fmt.Sprintf("pgid=%d ", pid))
+	})
+	if entries, err := os.ReadDir(filepath.Join(w2.Basedir, ".gbb-running")); err != nil || len(entries) != 0 {
+		t.Errorf("records left after reaping: %v, %v", entries, err)
+	}
+}
