@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -54,8 +55,12 @@ type Set struct {
 	// for them, the changes each scheduler's buildsets build.
 	starting bool                      // guarded by opMu
 	built    map[string]map[int64]bool // guarded by opMu; nil until needed, and after New
-	stopped  bool                      // guarded by mu: Run has returned or is returning
-	wg       sync.WaitGroup            // the timers' goroutines; Add only under mu while Run runs
+	// newest holds, with built, the submission time of the newest
+	// buildset of each scheduler name and reason: a timed scheduler's last
+	// build, when a crash came before it recorded it.
+	newest  map[[2]string]time.Time // guarded by opMu; as built
+	stopped bool                    // guarded by mu: Run has returned or is returning
+	wg      sync.WaitGroup          // the timers' goroutines; Add only under mu while Run runs
 }
 
 // timer is a scheduler that runs a goroutine under Run: the change
@@ -92,7 +97,7 @@ func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 	s.opMu.Unlock()
 	s.Reconfigure(cfg)
 	s.opMu.Lock()
-	s.starting, s.built = false, nil
+	s.starting, s.built, s.newest = false, nil, nil
 	s.opMu.Unlock()
 	return s
 }
@@ -101,13 +106,35 @@ func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 // scheduler called name build, read from the store once for all the
 // schedulers New makes. s.opMu must be held.
 func (s *Set) builtChanges(name string) (map[int64]bool, error) {
+	if err := s.readBuildsets(); err != nil {
+		return nil, err
+	}
+	return s.built[name], nil
+}
+
+// newestBuildset returns the submission time of the newest buildset of the
+// scheduler called name with the given reason (zero when there is none),
+// read as builtChanges. s.opMu must be held.
+func (s *Set) newestBuildset(name, reason string) (time.Time, error) {
+	if err := s.readBuildsets(); err != nil {
+		return time.Time{}, err
+	}
+	return s.newest[[2]string{name, reason}], nil
+}
+
+// readBuildsets fills built and newest, once. s.opMu must be held.
+func (s *Set) readBuildsets() error {
 	if s.built == nil {
 		all, err := s.store.Buildsets(nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.built = map[string]map[int64]bool{}
+		s.built, s.newest = map[string]map[int64]bool{}, map[[2]string]time.Time{}
 		for _, bs := range all {
+			k := [2]string{bs.SchedulerName, bs.Reason}
+			if bs.SubmittedAt.After(s.newest[k]) {
+				s.newest[k] = bs.SubmittedAt
+			}
 			if len(bs.ChangeIDs) == 0 {
 				continue
 			}
@@ -121,7 +148,7 @@ func (s *Set) builtChanges(name string) (map[int64]bool, error) {
 			}
 		}
 	}
-	return s.built[name], nil
+	return nil
 }
 
 // Reconfigure replaces the schedulers with those of cfg. A change,
@@ -180,7 +207,7 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		case "single_branch", "any_branch":
 			t = s.newChangeScheduler(sc, s.starting)
 		default:
-			ts, err := s.newTimedScheduler(sc)
+			ts, err := s.newTimedScheduler(sc, s.starting)
 			if err != nil {
 				s.log.Error("scheduler not started", "scheduler", name, "err", err)
 				continue
@@ -275,6 +302,12 @@ func stateObject(name string) string { return "scheduler:" + name }
 // newBuildset adds a buildset of the scheduler sc for changes (possibly
 // none, then of ss) and wakes the distributor.
 func (s *Set) newBuildset(sc config.Scheduler, reason string, changes []store.Change, ss []store.SourceStamp) (int64, error) {
+	return s.newBuildsetAt(sc, reason, changes, ss, time.Time{})
+}
+
+// newBuildsetAt is newBuildset with the buildset submitted at the time at
+// (zero means now).
+func (s *Set) newBuildsetAt(sc config.Scheduler, reason string, changes []store.Change, ss []store.SourceStamp, at time.Time) (int64, error) {
 	ids, err := s.builderIDs(sc.BuilderNames)
 	if err != nil {
 		return 0, err
@@ -290,6 +323,7 @@ func (s *Set) newBuildset(sc config.Scheduler, reason string, changes []store.Ch
 		Properties:    props,
 		BuilderIDs:    ids,
 		Priority:      sc.Priority,
+		SubmittedAt:   at,
 	}
 	if len(changes) > 0 {
 		nb.SourceStamps = sourceStamps(changes)
