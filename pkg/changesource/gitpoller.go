@@ -197,7 +197,8 @@ func (p *GitPoller) repair(ctx context.Context, pollErr error) ([]store.Change, 
 	}
 	damage := checkMirror(p.cfg.Workdir, last)
 	if damage == nil {
-		return nil, pollErr // the mirror is sound: the failure lies elsewhere
+		p.log.Debug("git mirror checked after a failed poll: sound", "workdir", p.cfg.Workdir)
+		return nil, pollErr // the failure lies elsewhere
 	}
 	aside := p.asideDir()
 	if err := looksLikeMirror(p.cfg.Workdir); err != nil {

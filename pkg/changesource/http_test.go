@@ -1,6 +1,7 @@
 package changesource
 
 import (
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -13,17 +14,23 @@ import (
 // unreachable: its loopback port refuses connections).
 func serveHTTP(t *testing.T, r *repo) (string, *httptest.Server) {
 	t.Helper()
+	srv := httptest.NewServer(gitBackend(t, r))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(r.dir), srv
+}
+
+// gitBackend is git http-backend serving r.
+func gitBackend(t *testing.T, r *repo) http.Handler {
+	t.Helper()
 	r.git("config", "http.receivepack", "false")
 	backend := filepath.Join(r.git("--exec-path"), "git-http-backend")
 	if _, err := os.Stat(backend); err != nil {
 		t.Fatalf("git-http-backend (Debian's git package) is needed to serve the test remote: %v", err)
 	}
-	srv := httptest.NewServer(&cgi.Handler{
+	return &cgi.Handler{
 		Path: backend,
 		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1"},
-	})
-	t.Cleanup(srv.Close)
-	return srv.URL + "/" + filepath.Base(r.dir), srv
+	}
 }
 
 // TestPollHTTPRemote polls a repository served over HTTP by git

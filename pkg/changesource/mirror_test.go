@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"io/fs"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,8 +313,8 @@ func TestPollUnreachableRemoteKeepsMirror(t *testing.T) {
 	if diff := cmp.Diff(before, snapshot(t, workdir)); diff != "" {
 		t.Errorf("the mirror changed (-before +after):\n%s", diff)
 	}
-	if out := logs.String(); strings.Contains(out, "damaged") || strings.Contains(out, "rebuilt") {
-		t.Errorf("an unreachable remote led to a repair:\n%s", out)
+	if out := logs.String(); strings.Contains(out, "damaged") || strings.Contains(out, "rebuilt") || strings.Contains(out, "mirror checked") {
+		t.Errorf("an unreachable remote led to a check or a repair of the mirror:\n%s", out)
 	}
 	if got := rec.take(); len(got) != 0 {
 		t.Errorf("announced %v", briefs(got))
@@ -346,8 +349,8 @@ func TestPollSoundMirrorNotRebuilt(t *testing.T) {
 	if diff := cmp.Diff(before, snapshot(t, workdir)); diff != "" {
 		t.Errorf("the mirror changed (-before +after):\n%s", diff)
 	}
-	if out := logs.String(); strings.Contains(out, "damaged") {
-		t.Errorf("a sound mirror was taken for damaged:\n%s", out)
+	if out := logs.String(); strings.Contains(out, "damaged") || !strings.Contains(out, "checked after a failed poll: sound") {
+		t.Errorf("a sound mirror was taken for damaged, or not checked:\n%s", out)
 	}
 	if got := rec.take(); len(got) != 0 {
 		t.Errorf("announced %v", briefs(got))
@@ -381,5 +384,67 @@ func TestPollKeepsForeignWorkdir(t *testing.T) {
 	}
 	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
 		t.Errorf("the directory was set aside: %v", err)
+	}
+}
+
+// TestPollFetchCutKeepsMirror lets the remote list its refs, then cuts the
+// connection in the middle of each fetch: the poll fails, the mirror is
+// checked, found sound, and left as it was; once the remote is whole the
+// next poll announces the commit.
+func TestPollFetchCutKeepsMirror(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	backend := gitBackend(t, r)
+	var cut atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if cut.Load() && strings.HasSuffix(req.URL.Path, "/git-upload-pack") {
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("0008NAK\n0023\x01PACK")) // then the connection drops
+			panic(http.ErrAbortHandler)
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/" + filepath.Base(r.dir)
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	var logs logBuffer
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: url, Workdir: workdir}, db, rec.notify, logs.logger())
+	poll(t, p)
+	c1 := r.commit("one", "a", "1\n")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", c1, "one"}}, briefs(rec.take())); diff != "" {
+		t.Fatalf("announced (-want +got):\n%s", diff)
+	}
+
+	before := snapshot(t, workdir)
+	cut.Store(true)
+	c2 := r.commit("two", "a", "2\n")
+	err := p.Poll(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "fetch") {
+		t.Fatalf("Poll with the fetch cut: %v", err)
+	}
+	// go-git may leave a temporary pack behind; what the mirror held is
+	// untouched and nothing was set aside or rebuilt.
+	after := snapshot(t, workdir)
+	for path, st := range before {
+		if after[path] != st {
+			t.Errorf("%s changed with the fetch cut", path)
+		}
+	}
+	if out := logs.String(); strings.Contains(out, "damaged") || strings.Contains(out, "rebuilt") || !strings.Contains(out, "checked after a failed poll: sound") {
+		t.Errorf("a cut fetch led to a repair, or to no check of the mirror:\n%s", out)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("announced %v", briefs(got))
+	}
+
+	cut.Store(false)
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", c2, "two"}}, briefs(rec.take())); diff != "" {
+		t.Errorf("after the remote is whole (-want +got):\n%s", diff)
 	}
 }
