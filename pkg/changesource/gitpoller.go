@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
@@ -159,7 +160,7 @@ func (p *GitPoller) pollAndLog(ctx context.Context) {
 func (p *GitPoller) Poll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	changes, err := p.poll(ctx)
+	changes, err := p.poll(ctx, "")
 	if me := (mirrorError{}); errors.As(err, &me) && ctx.Err() == nil {
 		changes, err = p.repair(ctx, err)
 	}
@@ -212,7 +213,7 @@ func (p *GitPoller) repair(ctx context.Context, pollErr error) ([]store.Change, 
 	if err := os.Rename(p.cfg.Workdir, aside); err != nil {
 		return nil, fmt.Errorf("%w; set the damaged mirror aside: %v", pollErr, err)
 	}
-	changes, err := p.poll(ctx)
+	changes, err := p.poll(ctx, aside)
 	if err != nil {
 		return nil, fmt.Errorf("poll with a new mirror: %w", err)
 	}
@@ -248,13 +249,21 @@ func (p *GitPoller) lastTips() (map[string]string, bool, error) {
 	return last, found, nil
 }
 
-func (p *GitPoller) poll(ctx context.Context) ([]store.Change, error) {
+// poll polls once; aside, if not empty, is a damaged mirror set aside whose
+// objects the walk may read (see mirror.aside).
+func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, error) {
 	if p.cfg.Workdir == "" {
 		return nil, errors.New("no workdir configured")
 	}
 	m, err := openMirror(p.cfg.Workdir)
 	if err != nil {
 		return nil, mirrorError{err}
+	}
+	if aside != "" {
+		if m.aside, err = git.PlainOpen(aside); err != nil {
+			p.log.Debug("the damaged mirror does not open: walking without it", "dir", aside, "err", err)
+			m.aside = nil
+		}
 	}
 	tips, err := p.fetch(ctx, m)
 	if re := (remoteError{}); err != nil && !errors.As(err, &re) {
@@ -304,7 +313,7 @@ func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last map[string]s
 		if seen && old == tip.String() {
 			continue
 		}
-		commits, err := newCommits(ctx, m.repo.Storer, tip, known)
+		commits, err := newCommits(ctx, m.objects(), tip, known)
 		if err != nil {
 			return nil, fmt.Errorf("branch %s: %w", branch, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/revlist"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
@@ -21,6 +22,39 @@ import (
 // mirror is the poller's bare repository, into which it fetches.
 type mirror struct {
 	repo *git.Repository
+	// aside is the damaged mirror this one replaces, while it is being
+	// made: what it still holds of the history seen before lets the walk
+	// tell old commits from new ones that the remote no longer has (a
+	// force-push while the mirror was damaged). Nil otherwise.
+	aside *git.Repository
+}
+
+// objects is where the walk reads commits: the mirror, then what it lacks
+// from the damaged mirror set aside, if any.
+func (m *mirror) objects() storer.EncodedObjectStorer {
+	if m.aside == nil {
+		return m.repo.Storer
+	}
+	return withAside{m.repo.Storer, m.aside.Storer}
+}
+
+// withAside reads objects from a new mirror, and those it lacks from the
+// damaged one set aside, as far as that one can still read them. It is
+// only read from.
+type withAside struct {
+	storer.EncodedObjectStorer
+	aside storer.EncodedObjectStorer
+}
+
+func (s withAside) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	obj, err := s.EncodedObjectStorer.EncodedObject(t, h)
+	if !errors.Is(err, plumbing.ErrObjectNotFound) {
+		return obj, err
+	}
+	if obj, aerr := s.aside.EncodedObject(t, h); aerr == nil {
+		return obj, nil
+	}
+	return nil, err
 }
 
 // openMirror opens the bare repository in dir, making it if missing.

@@ -448,3 +448,41 @@ func TestPollFetchCutKeepsMirror(t *testing.T) {
 		t.Errorf("after the remote is whole (-want +got):\n%s", diff)
 	}
 }
+
+// TestPollRepairAfterForcePush damages the mirror while the remote is
+// force-pushed past the last seen tip: the new mirror never gets that tip,
+// but the walk reads it from the damaged mirror set aside, so the commits
+// below it, announced before, are not announced again.
+func TestPollRepairAfterForcePush(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	var logs logBuffer
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: r.url(), Workdir: workdir}, db, rec.notify, logs.logger())
+	poll(t, p)
+	b := r.commit("base", "a", "1\n")
+	c1 := r.commit("dropped", "a", "2\n")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", b, "base"}, {"main", c1, "dropped"}}, briefs(rec.take())); diff != "" {
+		t.Fatalf("before the damage (-want +got):\n%s", diff)
+	}
+
+	if err := os.WriteFile(filepath.Join(workdir, "refs/heads/main"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.git("reset", "-q", "--hard", b)
+	n1 := r.commit("new", "a", "3\n")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", n1, "new"}}, briefs(rec.take())); diff != "" {
+		t.Errorf("after the repair (-want +got):\n%s", diff)
+	}
+	if out := logs.String(); !strings.Contains(out, "git mirror rebuilt") {
+		t.Errorf("no repair logged:\n%s", out)
+	}
+	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
+		t.Errorf("the damaged mirror is left behind: %v", err)
+	}
+}

@@ -18,8 +18,8 @@ const clockSlop = 24 * time.Hour
 
 // newCommits returns the commits reachable from tip and from none of known,
 // oldest first (parents before children, then by commit time): what
-// `git log --reverse tip ^known...` lists. Known revisions missing from s
-// are ignored.
+// `git log --reverse tip ^known...` lists. Known revisions missing from s,
+// and their ancestors missing from s, are ignored.
 //
 // It walks from all of them at once, newest commit first, marking what
 // known reaches as old, and stops once only old commits are left to walk
@@ -56,7 +56,11 @@ func newCommits(ctx context.Context, s storer.EncodedObjectStorer, tip plumbing.
 			}
 		}
 		for _, ph := range c.ParentHashes {
-			if err := w.push(ph, isOld); err != nil {
+			err := w.push(ph, isOld)
+			if isOld && errors.Is(err, plumbing.ErrObjectNotFound) {
+				continue // known history the mirror lacks: it only marks
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
