@@ -14,8 +14,9 @@
 // ones with only_if_changed, take the changes stored after the last they
 // handled (stored while the master was down, or stored but not yet
 // offered when it died), leaving out those their buildsets already build;
-// a periodic or nightly scheduler whose buildset was added but whose state
-// was not yet written takes that buildset's time as its last build and
-// drops the changes it built, so that neither the time nor the changes
-// give a second build.
+// a periodic or nightly scheduler that died while building for a time
+// (recorded before the buildset is added) takes that time as its last
+// build and drops the changes it built if the buildset was added, so that
+// neither the time nor the changes give a second build, and builds that
+// time at once if it was not.
 package scheduler

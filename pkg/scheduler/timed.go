@@ -35,13 +35,18 @@ import (
 //     already gathered or built by its buildsets. One new to the store, or
 //     added or changed by a reconfig, starts from the newest change, as the
 //     change schedulers do.
-//   - An actuation adds the buildset, then writes the state (the time, the
-//     gathered changes cleared) in a second transaction. At the master's
-//     start, a buildset of the scheduler (by name and reason) newer than
-//     the recorded last actuation is taken as its last actuation, and the
-//     gathered changes that its buildsets build are dropped: a crash
-//     between the two writes neither builds the changes again nor adds a
-//     second buildset for the same time.
+//   - An actuation that builds first records its time as Building, then
+//     adds the buildset (submitted at that time), then writes the state
+//     (the time as the last build, the gathered changes cleared, Building
+//     cleared): three transactions. At the master's start, a state with
+//     Building set is settled from the store: if the scheduler has a
+//     buildset (by name and reason) submitted at that time or later, the
+//     time is taken as its last build and the gathered changes its
+//     buildsets build are dropped, so that neither the changes nor the
+//     time give a second buildset; if not, the time gives one build at
+//     once, as a time missed while the master was down. Only then, or
+//     when changes were stored after the last handled, are the buildsets
+//     read.
 type timedScheduler struct {
 	set    *Set
 	cfg    config.Scheduler
@@ -62,6 +67,9 @@ type timedState struct {
 	// has been handled; nil without only_if_changed, or in a state written
 	// before gbb recorded it.
 	LastChange *int64 `json:"last_change,omitempty"`
+	// Building is the time of an actuation whose buildset may have been
+	// added but whose state is not yet written; zero when none.
+	Building time.Time `json:"building,omitzero"`
 }
 
 const timedKey = "timed"
@@ -126,20 +134,27 @@ func (ts *timedScheduler) catchUp(restart bool) error {
 		}
 	}()
 
-	var built map[int64]bool
-	if restart {
+	if restart && !ts.state.Building.IsZero() {
+		at := ts.state.Building
 		newest, err := ts.set.newestBuildset(ts.cfg.Name, ts.reason())
 		if err != nil {
 			return err
 		}
-		if newest.After(ts.state.LastBuild) {
-			ts.set.log.Warn("a build was added but not recorded before the master stopped: taken as the last", "scheduler", ts.cfg.Name, "at", newest)
-			ts.state.LastBuild = newest
+		if newest.Before(at) {
+			ts.set.log.Warn("the master stopped before the build of a time was added: it builds at once", "scheduler", ts.cfg.Name, "at", at)
+		} else {
+			ts.set.log.Warn("the master stopped after the build of a time was added, before it was recorded: taken as the last build", "scheduler", ts.cfg.Name, "at", at)
+			built, err := ts.set.builtChanges(ts.cfg.Name)
+			if err != nil {
+				return err
+			}
+			ts.dropBuiltLocked(built)
+			ts.state.LastBuild = at
 		}
-		if built, err = ts.set.builtChanges(ts.cfg.Name); err != nil {
-			return err
-		}
-		ts.dropBuiltLocked(built)
+		ts.state.Building = time.Time{}
+	}
+	if !restart {
+		ts.state.Building = time.Time{} // a reconfig: the predecessor wrote its state
 	}
 	if !ts.cfg.OnlyIfChanged {
 		ts.state.LastChange = nil
@@ -160,6 +175,10 @@ func (ts *timedScheduler) catchUp(restart bool) error {
 	last := *ts.state.LastChange
 	if top <= last {
 		return nil
+	}
+	built, err := ts.set.builtChanges(ts.cfg.Name)
+	if err != nil {
+		return err
 	}
 	// Changes are numbered densely from 1, so the top-last newest are those
 	// after last.
@@ -306,10 +325,14 @@ func (ts *timedScheduler) actuate(at time.Time) {
 			Repository: ts.cfg.Repository,
 			Project:    ts.cfg.Project,
 		}}
-		// Submitted at the time recorded as the last build, so that the
-		// catch-up at the next start finds this time if a crash comes
-		// before the state is written.
-		if _, err := ts.set.newBuildsetAt(ts.cfg, ts.reason(), ts.seen, ss, at); err != nil {
+		// Building, then the buildset submitted at that time: the
+		// catch-up at the next start finds whether it was added if a crash
+		// comes before the state is written.
+		ts.state.Building = at
+		if err := ts.saveLocked(); err != nil {
+			ts.set.log.Error("record the build of a time; not built", "scheduler", ts.cfg.Name, "err", err)
+			st.Changes = ts.state.Changes
+		} else if _, err := ts.set.newBuildsetAt(ts.cfg, ts.reason(), ts.seen, ss, at); err != nil {
 			ts.set.log.Error("add buildset", "scheduler", ts.cfg.Name, "err", err)
 			st.Changes = ts.state.Changes
 		} else {

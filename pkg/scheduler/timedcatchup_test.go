@@ -32,6 +32,27 @@ func (e *changeEnv) timedState(name string) (json.RawMessage, bool) {
 	return v, ok
 }
 
+// crashBuilding stages on the store a master killed while the scheduler
+// called name actuated for the time at: its state is before's, with at
+// recorded as Building.
+func (e *changeEnv) crashBuilding(name string, before json.RawMessage, at time.Time) {
+	e.t.Helper()
+	var st timedState
+	if before != nil {
+		if err := json.Unmarshal(before, &st); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	st.Building = at
+	v, err := json.Marshal(st)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.SetState(stateObject(name), timedKey, v); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // A master killed with SIGKILL between a change's arrival and the timed
 // build of only_if_changed neither loses the change nor builds it twice.
 // Each case runs a nightly or periodic scheduler to its first (baseline)
@@ -95,13 +116,12 @@ func TestTimedCatchUpAfterCrash(t *testing.T) {
 			before, _ := e.timedState(name)
 			time.Sleep(time.Hour) // the next time builds c
 			synctest.Wait()
-			if got := len(e.buildsets()); got != 2 {
-				e.t.Fatalf("%d buildsets, want the baseline and c's", got)
+			at := e.submitted()
+			if len(at) != 2 {
+				e.t.Fatalf("%d buildsets, want the baseline and c's", len(at))
 			}
 			// The state written after the buildset, lost with the master.
-			if err := e.db.SetState(stateObject(name), timedKey, before); err != nil {
-				e.t.Fatal(err)
-			}
+			e.crashBuilding(name, before, at[1])
 			return []store.Change{c}
 		},
 		want: func(cs []store.Change) [][]int64 { return [][]int64{{cs[0].ID}} },
@@ -113,9 +133,7 @@ func TestTimedCatchUpAfterCrash(t *testing.T) {
 			before, _ := e.timedState(name)
 			time.Sleep(time.Hour)
 			synctest.Wait()
-			if err := e.db.SetState(stateObject(name), timedKey, before); err != nil {
-				e.t.Fatal(err)
-			}
+			e.crashBuilding(name, before, e.submitted()[1])
 			c2 := e.change(main("2"))
 			return []store.Change{c1, c2}
 		},
@@ -176,84 +194,110 @@ func TestTimedCatchUpAfterCrash(t *testing.T) {
 	}
 }
 
-// A timed scheduler killed after adding a buildset, before recording the
-// time, adds no second buildset for that time after a restart: the next
-// comes at the next time, as if the master had not died; with
-// only_if_changed, the change it built is no reason for another. So for
-// its very first build too.
-func TestTimedCrashAfterBuildset(t *testing.T) {
+// A timed scheduler killed while it builds for a time, after recording
+// the time as Building, adds one buildset for that time after a restart:
+// none more if the buildset was added before the crash, one at once if
+// not; the next comes at the next time, as if the master had not died.
+// With only_if_changed, the change it built is no reason for another. So
+// for its very first build too (where one not added waits, as a first time
+// missed while down does, for the next time).
+func TestTimedCrashWhileBuilding(t *testing.T) {
 	t.Parallel()
 	for _, onlyIfChanged := range []bool{false, true} {
 		for _, sc := range timedConfigs(onlyIfChanged) {
 			for _, first := range []bool{false, true} {
-				name := sc.Type
-				if onlyIfChanged {
-					name += "/only_if_changed"
-				}
-				if first {
-					name += "/first"
-				}
-				t.Run(name, func(t *testing.T) {
-					t.Parallel()
-					synctest.Test(t, func(t *testing.T) {
-						e := newChangeEnv(t)
-						cfg := []config.Scheduler{sc}
-						firstAt := time.Hour // a nightly's first build is at the next hour
-						if sc.Type == "periodic" {
-							firstAt = 0 // a periodic's at once
-						}
-						s := New(cfg, e.db, e.wake, nil)
-						before, had := e.timedState(sc.Name)
-						stop := runSet(t, s)
-						builds, wait := 1, firstAt
-						if !first {
-							time.Sleep(firstAt)
-							synctest.Wait()
-							if onlyIfChanged {
-								c := e.change(store.Change{Branch: "main"})
-								s.AddChanges([]store.Change{c})
-							}
-							before, had = e.timedState(sc.Name)
-							builds, wait = 2, time.Hour
-						}
-						time.Sleep(wait)
-						synctest.Wait()
-						got := e.submitted()
-						if len(got) != builds {
-							t.Fatalf("%d buildsets before the crash, want %d", len(got), builds)
-						}
-						last := got[len(got)-1]
-						// The state written after the buildset, lost with the
-						// master.
-						if !had {
-							before = json.RawMessage(`{}`)
-						}
-						if err := e.db.SetState(stateObject(sc.Name), timedKey, before); err != nil {
-							t.Fatal(err)
-						}
-						stop()
-
-						e.reopen()
-						s = New(cfg, e.db, e.wake, nil)
-						stop = runSet(t, s)
-						defer func() { stop() }()
-						synctest.Wait()
-						if n := len(e.submitted()); n != builds {
-							t.Fatalf("%d buildsets just after the restart, want still %d", n, builds)
-						}
-						next := last.Add(time.Hour)
-						time.Sleep(next.Sub(time.Now()))
-						synctest.Wait()
-						got = e.submitted()
-						switch {
-						case onlyIfChanged && len(got) != builds:
-							t.Errorf("%d buildsets after the next time, want still %d: no change came", len(got), builds)
-						case !onlyIfChanged && (len(got) != builds+1 || !got[builds].Equal(next)):
-							t.Errorf("buildsets at %v, want %d, the last at %v", got, builds+1, next)
-						}
+				for _, added := range []bool{true, false} {
+					if first && !added {
+						continue
+					}
+					name := sc.Type
+					if onlyIfChanged {
+						name += "/only_if_changed"
+					}
+					if first {
+						name += "/first"
+					}
+					if !added {
+						name += "/not_added"
+					}
+					t.Run(name, func(t *testing.T) {
+						t.Parallel()
+						synctest.Test(t, func(t *testing.T) {
+							testCrashWhileBuilding(t, sc, onlyIfChanged, first, added)
+						})
 					})
-				})
+				}
 			}
 		}
+	}
+}
+
+func testCrashWhileBuilding(t *testing.T, sc config.Scheduler, onlyIfChanged, first, added bool) {
+	e := newChangeEnv(t)
+	cfg := []config.Scheduler{sc}
+	firstAt := time.Hour // a nightly's first build is at the next hour
+	if sc.Type == "periodic" {
+		firstAt = 0 // a periodic's at once
+	}
+	s := New(cfg, e.db, e.wake, nil)
+	before, _ := e.timedState(sc.Name)
+	stop := runSet(t, s)
+	builds, wait := 1, firstAt
+	if !first {
+		time.Sleep(firstAt)
+		synctest.Wait()
+		if onlyIfChanged {
+			c := e.change(store.Change{Branch: "main"})
+			s.AddChanges([]store.Change{c})
+		}
+		before, _ = e.timedState(sc.Name)
+		builds, wait = 2, time.Hour
+	}
+	at := time.Now().Add(wait)
+	if added {
+		time.Sleep(wait)
+		synctest.Wait()
+		got := e.submitted()
+		if len(got) != builds || !got[builds-1].Equal(at) {
+			t.Fatalf("buildsets at %v before the crash, want %d, the last at %v", got, builds, at)
+		}
+	} else {
+		time.Sleep(wait - time.Minute)
+		synctest.Wait()
+	}
+	// The state as it was between recording the time and writing the
+	// state after the buildset.
+	e.crashBuilding(sc.Name, before, at)
+	stop()
+	if !added {
+		time.Sleep(time.Minute) // down at the time
+	}
+
+	e.reopen()
+	s = New(cfg, e.db, e.wake, nil)
+	stop = runSet(t, s)
+	defer func() { stop() }()
+	synctest.Wait()
+	got := e.submitted()
+	if len(got) != builds || !got[builds-1].Equal(at) {
+		t.Fatalf("buildsets at %v just after the restart, want %d, the last at %v", got, builds, at)
+	}
+	next := at.Add(time.Hour)
+	time.Sleep(next.Sub(time.Now()))
+	synctest.Wait()
+	got = e.submitted()
+	switch {
+	case onlyIfChanged && len(got) != builds:
+		t.Errorf("%d buildsets after the next time, want still %d: no change came", len(got), builds)
+	case !onlyIfChanged && (len(got) != builds+1 || !got[builds].Equal(next)):
+		t.Errorf("buildsets at %v, want %d, the last at %v", got, builds+1, next)
+	}
+	v, _ := e.timedState(sc.Name)
+	var st timedState
+	if err := json.Unmarshal(v, &st); err != nil {
+		t.Fatalf("state %s: %v", v, err)
+	}
+	if !st.Building.IsZero() || len(st.Changes) != 0 {
+		t.Errorf("state %s, want nothing building or gathered", v)
 	}
 }
