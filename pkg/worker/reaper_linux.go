@@ -6,12 +6,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // readProc reads /proc/PID/stat.
 func readProc(pid int) (procInfo, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if errors.Is(err, os.ErrNotExist) {
+	// ESRCH: the process exited between the open and the read.
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return procInfo{}, errNoProcess
 	}
 	if err != nil {

@@ -189,14 +189,23 @@ func TestReapOrphans(t *testing.T) {
 			if err := r.Wait(); err != nil {
 				t.Fatalf("reaping worker: %v\n%s", err, &reapLog)
 			}
-			waitCond(t, "the whole group gone", 10*time.Second, func() bool {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var survivors []string
 				for _, pid := range pids {
 					if procAlive(pid) {
-						return false
+						stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+						survivors = append(survivors, string(stat))
 					}
 				}
-				return true
-			})
+				if len(survivors) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("processes of group %d still alive 10s after reaping: %q\nreaping worker's log:\n%s", rec.Pgid, survivors, &reapLog)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			if live := liveGroup(t, rec.Pgid); len(live) != 0 {
 				t.Errorf("group %d still has %+v", rec.Pgid, live)
 			}
