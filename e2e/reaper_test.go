@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,16 +40,28 @@ wait
 '''
 `
 
-// procRuns says whether pid is a live process: not gone, not a zombie
-// (the orphans here may have an init that does not reap them).
-func procRuns(pid int) bool {
+// procStart returns the start time (clock ticks since boot) of pid if it
+// is a live process (not gone, not a zombie: the orphans here may have an
+// init that does not reap them at once), else 0.
+func procStart(pid int) uint64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0
+	}
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return start
+}
+
+// procRuns says whether the process pid that started at start (a
+// procStart) still runs: the same pid with another start is another
+// process.
+func procRuns(pid int, start uint64) bool {
+	return start != 0 && procStart(pid) == start
 }
 
 // TestReaperKilledWorker: a worker killed with SIGKILL while its step runs
@@ -67,6 +80,7 @@ func TestReaperKilledWorker(t *testing.T) {
 	brid := e.force("force", builderID(t, e, "orphan"), "kill its worker")
 	child := waitPids(t, filepath.Join(e.Dir, "child"), 1)[0]
 	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	childStart := procStart(child)
 	waitFor(t, "the step's group recorded", 30*time.Second, func() bool {
 		entries, _ := os.ReadDir(filepath.Join(w.Basedir, ".gbb-running"))
 		return len(entries) == 1
@@ -87,12 +101,12 @@ func TestReaperKilledWorker(t *testing.T) {
 	if first.Results == nil || *first.Results != 5 {
 		t.Fatalf("build of the killed worker: %+v, want results 5 (RETRY)", first)
 	}
-	if !procRuns(child) {
+	if !procRuns(child, childStart) {
 		t.Fatalf("the step's child %d died with the worker: this test proves nothing", child)
 	}
 
 	w2 := e.startWorkerAt("w1", "worker")
-	waitFor(t, "the first run's child gone", 30*time.Second, func() bool { return !procRuns(child) })
+	waitFor(t, "the first run's child gone", 30*time.Second, func() bool { return !procRuns(child, childStart) })
 	var rerun apiBuild
 	waitFor(t, "the rerun to end", 60*time.Second, func() bool {
 		bs := e.buildsOf(brid)
@@ -140,8 +154,9 @@ func TestReaperKeptStep(t *testing.T) {
 	waitFor(t, "w1 connected", 30*time.Second, func() bool { return e.workerConnected("w1") })
 	_, _, pid := e.startFirstStep()
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	pidStart := procStart(pid)
 	e.stopMaster()
-	if !procRuns(pid) {
+	if !procRuns(pid, pidStart) {
 		t.Fatalf("the step (pid %d) did not outlive its master's clean stop", pid)
 	}
 
@@ -149,11 +164,11 @@ func TestReaperKeptStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-w.done
-	if !procRuns(pid) {
+	if !procRuns(pid, pidStart) {
 		t.Fatalf("the kept step (pid %d) died with the worker: this test proves nothing", pid)
 	}
 	w2 := e.startWorkerAt("w1", "worker")
-	waitFor(t, "the kept step gone", 30*time.Second, func() bool { return !procRuns(pid) })
+	waitFor(t, "the kept step gone", 30*time.Second, func() bool { return !procRuns(pid, pidStart) })
 	waitFor(t, "the reaping logged", 30*time.Second, func() bool {
 		log := w2.log()
 		return strings.Contains(log, "killed a command the last run of the worker left running") && strings.Contains(log, fmt.Sprintf("pgid=%d ", pid))
