@@ -106,11 +106,7 @@ func ReapOrphans(basedir string, log *slog.Logger) error {
 		return fmt.Errorf("read the records of running commands: %w", err)
 	}
 	boot, bootErr := bootID()
-	type victim struct {
-		rec  runningRecord
-		pids []int
-	}
-	var killed []victim
+	var killed []runningRecord
 	for _, ent := range entries {
 		path := filepath.Join(dir, ent.Name())
 		if strings.HasSuffix(ent.Name(), ".tmp") {
@@ -148,20 +144,20 @@ func ReapOrphans(basedir string, log *slog.Logger) error {
 					continue // keep the record: the next start tries again
 				}
 				l.Warn("killed a command the last run of the worker left running", "pids", pids)
-				killed = append(killed, victim{rec, pids})
+				killed = append(killed, rec)
 			}
 		}
 		os.Remove(path)
 	}
 	deadline := time.Now().Add(reapWait)
-	for _, v := range killed {
+	for _, rec := range killed {
 		for {
-			_, err := orphanGroup(v.rec)
+			_, err := orphanGroup(rec)
 			if errors.Is(err, errNoProcess) {
 				break
 			}
 			if time.Now().After(deadline) {
-				log.Error("a killed command's processes are still there", "pgid", v.rec.Pgid, "after", reapWait, "err", err)
+				log.Error("a killed command's processes are still there", "pgid", rec.Pgid, "after", reapWait, "err", err)
 				break
 			}
 			time.Sleep(10 * time.Millisecond) // polling the kernel: nothing to wait on for another's processes
