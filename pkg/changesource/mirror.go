@@ -74,8 +74,8 @@ func openMirror(dir string) (*mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open mirror %s: %w", dir, err)
 	}
-	// go-git reads neither lazily until it needs them: read them now, so
-	// that garbage in either is found as damage rather than ignored.
+	// go-git reads the config and HEAD only when it needs them: read them
+	// now, so that garbage in either is found as damage, not ignored.
 	if _, err := repo.Config(); err != nil {
 		return nil, fmt.Errorf("open mirror %s: config: %w", dir, err)
 	}
