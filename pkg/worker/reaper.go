@@ -127,7 +127,8 @@ func ReapOrphans(basedir string, log *slog.Logger) error {
 		l := log.With("pgid", rec.Pgid, "builder", rec.Builder, "argv", rec.Argv, "started", rec.Started)
 		switch {
 		case bootErr != nil:
-			l.Warn("cannot tell whether a command the last run left still runs; not killing it", "err", bootErr)
+			l.Error("cannot tell whether a command the last run left still runs; not killing it, keeping its record for the next start", "file", path, "err", bootErr)
+			continue
 		case rec.Boot != boot:
 			l.Info("a command the last run left died with the reboot")
 		default:
@@ -136,7 +137,8 @@ func ReapOrphans(basedir string, log *slog.Logger) error {
 			case errors.Is(err, errNoProcess):
 				l.Info("a command the last run left is gone")
 			case err != nil:
-				l.Warn("cannot tell whether a command the last run left still runs; not killing it", "err", err)
+				l.Error("cannot tell whether a command the last run left still runs; not killing it, keeping its record for the next start", "file", path, "err", err)
+				continue
 			default:
 				err := syscall.Kill(-rec.Pgid, syscall.SIGKILL)
 				if err != nil && !errors.Is(err, syscall.ESRCH) {
