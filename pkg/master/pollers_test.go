@@ -1,10 +1,12 @@
 package master
 
 import (
+	"bufio"
 	"context"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,12 +31,15 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 		st.Close()
 	}()
 
-	// A remote that accepts connections and never answers.
+	// A remote that reads requests and never answers. It signals each
+	// request, not each connection: an HTTP client may dial for a request
+	// that is cancelled before it is sent, then send the next request
+	// (the successor's) on that connection.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan struct{}, 10)
+	requested := make(chan struct{}, 10)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn // guarded by mu
@@ -47,7 +52,18 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
-			accepted <- struct{}{}
+			wg.Go(func() {
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "GET ") || strings.HasPrefix(line, "POST ") {
+						requested <- struct{}{}
+					}
+				}
+			})
 		}
 	})
 	defer func() {
@@ -71,9 +87,9 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 		Branches: []string{"main"}, PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true}
 	p.apply(ctx, []config.ChangeSource{cs})
 	select {
-	case <-accepted:
+	case <-requested:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the poller never dialed its remote")
+		t.Fatal("the poller never asked its remote")
 	}
 	p.mu.Lock()
 	old := p.running["hung"]
@@ -87,7 +103,7 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 		t.Errorf("apply took %v with a poller hung in its fetch", took)
 	}
 	select {
-	case <-accepted: // the successor polls
+	case <-requested: // the successor polls
 	case <-time.After(30 * time.Second):
 		t.Fatal("the changed poller never polled")
 	}
