@@ -59,7 +59,7 @@ type ClientConfig struct {
 
 // Output batching.
 const (
-	batchSize     = 64 << 10               // flush when this much output is waiting
+	batchSize     = 256 << 10              // flush when this much output is waiting
 	batchInterval = 100 * time.Millisecond // flush at least this often
 	// shutdownReport bounds how long a stopping worker waits for the
 	// master to take its last reports.
@@ -480,7 +480,7 @@ func (b *batcher) add(o Output) {
 		if k := len(b.pending); k > 0 && b.pending[k-1].Stream == st && b.pending[k-1].LogName == o.Log {
 			b.pending[k-1].Data = append(b.pending[k-1].Data, data[:n]...)
 		} else {
-			b.pending = append(b.pending, &OutputChunk{CommandId: b.id, Stream: st, LogName: o.Log, Data: append([]byte(nil), data[:n]...)})
+			b.pending = append(b.pending, &OutputChunk{CommandId: b.id, Stream: st, LogName: o.Log, Data: append(make([]byte, 0, batchSize-b.size), data[:n]...)})
 		}
 		b.size += n
 		data = data[n:]

@@ -17,7 +17,7 @@
 //     ServerConfig.Attach with a WorkerConn.
 //  3. The master starts commands with WorkerConn.Run; many may run at once.
 //     The worker runs each with its Executor, sends its output in batches
-//     (at most 64 KiB, flushed every 100 ms) and exactly one Complete.
+//     (at most 256 KiB, flushed every 100 ms) and exactly one Complete.
 //     Cancelling Run's context sends Interrupt; the worker kills the
 //     command's processes and still sends Complete.
 //  4. When the stream ends, every Run in flight returns ErrConnectionLost
