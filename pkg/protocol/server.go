@@ -62,6 +62,15 @@ const (
 // readBuffer is the read buffer of each worker's connection.
 const readBuffer = 4 << 10
 
+// receiveWindow is the flow-control window of each worker's connection
+// and stream: what a worker may send ahead of the master's reading. A
+// fixed window turns off gRPC's estimate of the link's bandwidth-delay
+// product, which grows a busy stream's window up to 16 MiB: with twenty
+// steps logging at once, that was the master's memory, not the logs
+// (peak RSS 510 MB; 201 MB with this window, 620 MB with 4 MiB). On a
+// link with 50 ms of round trip it allows about 20 MB/s per worker.
+const receiveWindow = 1 << 20
+
 // Server is the master's end of the protocol: it accepts worker streams.
 type Server struct {
 	cfg           ServerConfig
@@ -123,6 +132,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.WaitForHandlers(true),
+		grpc.InitialWindowSize(receiveWindow),
+		grpc.InitialConnWindowSize(receiveWindow),
 		// Each connection keeps its read buffer while idle: 32 KiB by
 		// default, 32 MB of a master's heap for 1,000 workers. Frames
 		// larger than the buffer are read past it, so output still
