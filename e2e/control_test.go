@@ -131,7 +131,7 @@ func TestStopBuild(t *testing.T) {
 	if *b.Results != 6 || !strings.Contains(b.StateString, "enough") {
 		t.Errorf("stopped build: results %d, state %q; want 6 (cancelled) and the reason", *b.Results, b.StateString)
 	}
-	waitGone(t, pids)
+	waitGone(t, 10*time.Second, pids...)
 	steps := e.steps(b.BuildID)
 	if got := strings.Join(stepNames(steps), ","); got != "worker_preparation,sleep,cleanup" {
 		t.Errorf("steps %s", got)

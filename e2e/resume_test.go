@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -100,14 +99,9 @@ func (e *resumeEnv) waitMasterUp() {
 	})
 }
 
-// waitProcGone waits until pid is no live process; a worker may take its
-// reconnection backoff to learn that it must kill it.
-func waitProcGone(t *testing.T, pid int) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("process %d gone", pid), 60*time.Second, func() bool {
-		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-	})
-}
+// keptGone bounds the wait for a kept step's process to go: a worker may
+// take its reconnection backoff to learn that it must kill it.
+const keptGone = 60 * time.Second
 
 // checkResumed checks that build b of request brid ended SUCCESS after the
 // master's restart, with its first step's output from before and after the
@@ -147,7 +141,7 @@ func (e *resumeEnv) checkResumed(brid int64, b apiBuild, pid int) {
 	if second := e.stdio(e.stepNamed(b.BuildID, "second").StepID); !strings.Contains(second, "osecond\n") {
 		e.t.Errorf("second step's log:\n%s", second)
 	}
-	waitProcGone(e.t, pid)
+	waitGone(e.t, keptGone, pid)
 }
 
 // TestResumeAfterRestart: with finish_steps_on_restart, `gbb-master
@@ -194,7 +188,7 @@ finish_steps_wait = "60s"`)
 
 	e.stopMaster()
 	e.release()
-	waitProcGone(t, pid) // the step ended on the worker, master down
+	waitGone(t, keptGone, pid) // the step ended on the worker, master down
 	mustRun(t, e.master, "start", e.masterDir)
 	e.checkResumed(brid, b, pid)
 }
@@ -215,7 +209,7 @@ finish_steps_wait = "2s"`)
 	if err := w.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 	mustRun(t, e.master, "start", e.masterDir)
 	got := e.waitBuild(brid, 60*time.Second)
 	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 5 {
@@ -243,7 +237,7 @@ func TestResumeOff(t *testing.T) {
 	brid, b, pid := e.startFirstStep()
 
 	mustRun(t, e.master, "restart", e.masterDir)
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 	var first apiBuild
 	waitFor(t, "the first build RETRY", 60*time.Second, func() bool {
 		bs := e.requestBuildsOf(brid)
@@ -285,12 +279,12 @@ finish_steps_wait = "60s"`)
 	if err := syscall.Kill(mpid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, []int{mpid})
+	waitGone(t, 10*time.Second, mpid)
 	if err := os.Remove(filepath.Join(e.masterDir, "master.pid")); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
 	mustRun(t, e.master, "start", e.masterDir)
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 	got := e.waitBuild(brid, 60*time.Second)
 	if got.BuildID != b.BuildID || got.Results == nil || *got.Results != 5 {
 		t.Fatalf("build of a killed master: %+v, want build %d RETRY", got, b.BuildID)
@@ -312,7 +306,7 @@ finish_steps_wait = "5m"`)
 	if err := w.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 	mustRun(t, e.master, "start", e.masterDir)
 	e.waitMasterUp()
 	var got apiBuild
@@ -461,7 +455,7 @@ finish_steps_wait = "60s"`)
 	if bs := e.requestBuildsOf(brid); len(bs) != 1 {
 		t.Errorf("request %d has %d builds, want 1 (no RETRY)", brid, len(bs))
 	}
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 
 	// The same build without a restart ({{.Dir}}/go is there now).
 	ref := e.waitBuild(e.force("force", 1, "reference"), 60*time.Second)
@@ -591,7 +585,7 @@ finish_steps_wait = "60s"`)
 	if bs[0].Results == nil || *bs[0].Results != 5 || bs[1].Results == nil || *bs[1].Results != 0 {
 		t.Errorf("other request's builds %+v, want one RETRY (the old master's) then one SUCCESS (never with the lock held by the kept build)", bs)
 	}
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 }
 
 // resumeLogfilesConfig: a step tailing the logfile "test" writes a line
@@ -662,5 +656,5 @@ finish_steps_wait = "60s"`)
 	if out := channelLines(e.stdio(st.StepID), "o"); out != "obefore-restart\nofirst-done\n" {
 		t.Errorf("stdio of the resumed step: %q", out)
 	}
-	waitProcGone(t, pid)
+	waitGone(t, keptGone, pid)
 }

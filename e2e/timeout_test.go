@@ -32,7 +32,7 @@ func TestTimeoutLeavesNoProcess(t *testing.T) {
 	e.startWorker("w1", "secret")
 	b := e.waitBuild(e.force("force", 1, "timeout"), 60*time.Second)
 	pids := waitPids(t, filepath.Join(e.Dir, "pids"), 2)
-	waitGone(t, pids)
+	waitGone(t, 10*time.Second, pids...)
 	if *b.Results != 2 {
 		t.Errorf("build results %d, want failure", *b.Results)
 	}
