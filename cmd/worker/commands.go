@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -214,6 +215,11 @@ func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, l
 	t := time.AfterFunc(readyAfter, daemon.Ready)
 	defer t.Stop()
 	log.Info("starting worker", "master", cfg.Master, "basedir", basedir, "version", version)
+	// The git step runs git, as buildbot's does: say so now, not at the
+	// first checkout, in the log an admin reads after setting up a jail.
+	if _, err := exec.LookPath("git"); err != nil {
+		log.Warn("git not found in PATH: git steps will fail; install git (FreeBSD: pkg install git-lite; Debian: apt-get install git)", "PATH", os.Getenv("PATH"))
+	}
 	if err := protocol.NewClient(cfg).Run(ctx); err != nil {
 		daemon.Fail(err)
 		return fail(stderr, err)

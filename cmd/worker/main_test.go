@@ -330,3 +330,37 @@ func TestWrongPassword(t *testing.T) {
 		}
 	})
 }
+
+// TestWarnsWithoutGit: a worker whose PATH has no git says at start that
+// git steps will fail; one that has git says nothing about it.
+func TestWarnsWithoutGit(t *testing.T) {
+	t.Parallel()
+	addr, _ := startMaster(t)
+	for _, tc := range []struct {
+		name, path string
+		warn       bool
+	}{
+		{"no git", t.TempDir(), true},
+		{"git", os.Getenv("PATH"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.warn {
+				if _, err := exec.LookPath("git"); err != nil {
+					t.Fatalf("git is needed by this test: %v", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			// A wrong password ends the worker right after it starts.
+			cmd := exec.CommandContext(ctx, binary, "-master", addr, "-name", "w1", "-password", "nope", "-basedir", t.TempDir())
+			cmd.Env = append(os.Environ(), "PATH="+tc.path)
+			out, _ := cmd.CombinedOutput()
+			if !strings.Contains(string(out), "wrong name or password") {
+				t.Fatalf("the worker did not run to the refusal:\n%s", out)
+			}
+			if got := strings.Contains(string(out), "git not found in PATH: git steps will fail"); got != tc.warn {
+				t.Errorf("warning about git = %v, want %v; output:\n%s", got, tc.warn, out)
+			}
+		})
+	}
+}
