@@ -8,7 +8,12 @@
 // it left behind in its group is killed too: no process outlives its
 // command (except one that leaves the group on purpose, with setsid).
 //
-// A git command checks out a revision in BASEDIR/<builder>/<workdir> with
-// go-git, as buildbot's Git step does, so the worker needs no git binary;
-// a repository on the worker's own filesystem is read directly.
+// A git command checks out a revision in BASEDIR/<builder>/<workdir> by
+// running the git binary (from PATH), as buildbot's Git step does: clone or
+// fetch -f, checkout -f -B, clean -f -f -d [-x], submodule sync and update
+// --init --recursive, rev-parse HEAD. Each git command runs as a shell
+// command does (its own process group, recorded for ReapOrphans, killed as
+// a group on interrupt), with GIT_TERMINAL_PROMPT=0 and LC_ALL=C, and its
+// output streamed under a header naming it; the first that fails ends the
+// step with git's exit code.
 package worker

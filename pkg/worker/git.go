@@ -5,16 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-
-	"github.com/go-git/go-git/v5"
-	gitconfig "github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/revlist"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/gbb-ci/gbb/pkg/protocol"
 )
@@ -27,47 +21,83 @@ const gitFatal = 128
 // BASEDIR/<builder>/, as buildbot's srcdir.
 const gitSourceDir = "source"
 
-// gitRun is one git command being run: its output and its repository.
+// gitMissing is what a worker without git says.
+const gitMissing = "git not found in PATH: install git (FreeBSD: pkg install git-lite; Debian: apt-get install git)"
+
+// gitRun is one git step being run: each of its git commands runs as a
+// shell command does (runShell), in its own process group, its output
+// streamed.
 type gitRun struct {
-	ctx    context.Context
-	g      *protocol.GitCommand
-	out    func(protocol.Output)
-	dir    string // the checkout being updated
-	srcdir string // method copy's incremental checkout
-	repo   *git.Repository
+	e       *Executor
+	ctx     context.Context
+	builder string
+	g       *protocol.GitCommand
+	out     func(protocol.Output)
+	env     map[string]string // added to the worker's environment
+	rel     string            // the checkout being updated, relative to BASEDIR/<builder>
+	dir     string            // the same, absolute
+}
+
+// gitFailed is returned when a git command failed: the step ends with its
+// result (git's exit code, or interrupted).
+type gitFailed struct {
+	res protocol.Result
+}
+
+func (f *gitFailed) Error() string {
+	return fmt.Sprintf("git exited with code %d", f.res.ExitCode)
 }
 
 func (r *gitRun) header(format string, args ...any) {
 	r.out(protocol.Output{Stream: protocol.Header, Data: fmt.Appendf(nil, format+"\n", args...)})
 }
 
-func (r *gitRun) stdout(format string, args ...any) {
-	r.out(protocol.Output{Stream: protocol.Stdout, Data: fmt.Appendf(nil, format+"\n", args...)})
-}
-
-// runGit checks out g's revision in BASEDIR/<builder>/<workdir> with
-// go-git, as buildbot's Git step does with the git binary. Failures are
-// written to stderr and end with exit code 128; cancelling ctx interrupts
-// the fetch.
+// runGit checks out g's revision in BASEDIR/<builder>/<workdir> with the
+// git binary, as buildbot's Git step does. A git command that fails ends
+// the step with git's exit code, what it said on stderr in the log; the
+// worker's own failures are written as "fatal: ..." and end with 128.
+// Cancelling ctx kills the running git command's process group.
 func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCommand, out func(protocol.Output)) protocol.Result {
-	r := &gitRun{ctx: ctx, g: g, out: out}
-	dir, err := e.workdir(builder, g.Workdir)
-	if err != nil {
+	r := &gitRun{e: e, ctx: ctx, builder: builder, g: g, out: out, rel: g.Workdir}
+	fail := func(err error) protocol.Result {
 		r.header("%v", err)
 		return protocol.Result{ExitCode: -1, Err: err.Error()}
 	}
+	if r.rel == "" {
+		r.rel = "."
+	}
+	dir, err := e.workdir(builder, r.rel)
+	if err != nil {
+		return fail(err)
+	}
 	r.dir = dir
+	var srcdir string
 	if g.Method == protocol.GitCopy {
-		if r.srcdir, err = e.workdir(builder, gitSourceDir); err == nil {
-			err = checkCopyDirs(r.srcdir, dir)
+		if srcdir, err = e.workdir(builder, gitSourceDir); err == nil {
+			err = checkCopyDirs(srcdir, dir)
 		}
 		if err != nil {
-			r.header("%v", err)
-			return protocol.Result{ExitCode: -1, Err: err.Error()}
+			return fail(err)
 		}
 	}
-	rev, err := r.run()
+	if _, err := exec.LookPath("git"); err != nil {
+		return fail(errors.New(gitMissing))
+	}
+	r.env = map[string]string{"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+	if key := g.SSHPrivateKeyFile; key != "" {
+		cmd, err := sshCommand(key)
+		if err != nil {
+			r.out(protocol.Output{Stream: protocol.Stderr, Data: []byte("fatal: " + err.Error() + "\n")})
+			return protocol.Result{ExitCode: gitFatal}
+		}
+		r.env["GIT_SSH_COMMAND"] = cmd
+	}
+
+	rev, err := r.run(srcdir)
+	var failed *gitFailed
 	switch {
+	case errors.As(err, &failed):
+		return failed.res
 	case err != nil && ctx.Err() != nil:
 		r.header("command interrupted")
 		return protocol.Result{ExitCode: -1, Interrupted: true}
@@ -75,7 +105,29 @@ func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCo
 		r.out(protocol.Output{Stream: protocol.Stderr, Data: []byte("fatal: " + err.Error() + "\n")})
 		return protocol.Result{ExitCode: gitFatal}
 	}
-	return protocol.Result{GotRevision: rev.String()}
+	return protocol.Result{GotRevision: rev}
+}
+
+// sshCommand is GIT_SSH_COMMAND for the private key file key, as
+// buildbot's: ssh with that key only, never prompting. Host keys are
+// checked against known_hosts, as ssh does by default.
+func sshCommand(key string) (string, error) {
+	abs, err := filepath.Abs(key) // git runs ssh in the checkout
+	if err == nil {
+		var f *os.File
+		if f, err = os.Open(abs); err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("ssh_private_key_file %s: %w", key, err)
+	}
+	return "ssh -i " + shellQuote(abs) + " -o IdentitiesOnly=yes -o BatchMode=yes", nil
+}
+
+// shellQuote quotes s for /bin/sh, which runs GIT_SSH_COMMAND.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // checkCopyDirs refuses a workdir that method copy's removal would take
@@ -89,8 +141,40 @@ func checkCopyDirs(srcdir, dir string) error {
 	return nil
 }
 
+// git runs git with args in the checkout as a shell command, its output
+// streamed, and returns its result and, when capture is set, its stdout.
+func (r *gitRun) git(capture bool, args ...string) (protocol.Result, string) {
+	if r.ctx.Err() != nil {
+		r.header("command interrupted")
+		return protocol.Result{ExitCode: -1, Interrupted: true}, ""
+	}
+	var stdout strings.Builder
+	out := r.out
+	if capture {
+		out = func(o protocol.Output) { // runShell never calls it concurrently
+			if o.Stream == protocol.Stdout {
+				stdout.Write(o.Data)
+			}
+			r.out(o)
+		}
+	}
+	sh := &protocol.ShellCommand{Argv: append([]string{"git"}, args...), Workdir: r.rel, Env: r.env}
+	res := r.e.runShell(r.ctx, r.builder, sh, out)
+	return res, stdout.String()
+}
+
+// mustGit is git, where a git command that fails fails the step.
+func (r *gitRun) mustGit(capture bool, args ...string) (string, error) {
+	res, stdout := r.git(capture, args...)
+	if res.ExitCode != 0 || res.Err != "" || res.Interrupted || res.TimedOut {
+		res.Elapsed = 0
+		return "", &gitFailed{res}
+	}
+	return stdout, nil
+}
+
 // run does the work of runGit and returns the commit checked out.
-func (r *gitRun) run() (plumbing.Hash, error) {
+func (r *gitRun) run(srcdir string) (string, error) {
 	g := r.g
 	mode, method := g.Mode, g.Method
 	if mode == "" {
@@ -113,391 +197,174 @@ func (r *gitRun) run() (plumbing.Hash, error) {
 	work := r.dir
 	r.header("rm -rf %s", work)
 	if err := os.RemoveAll(work); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("copy: %w", err)
+		return "", fmt.Errorf("copy: %w", err)
 	}
-	r.dir = r.srcdir
+	r.rel, r.dir = gitSourceDir, srcdir
 	r.header("mode %s in dir %s", protocol.GitIncremental, r.dir)
 	rev, err := r.update(protocol.GitIncremental, "")
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return "", err
 	}
-	r.header("cp -a %s %s", r.srcdir, work)
-	if err := copyTree(r.ctx, r.srcdir, work); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("copy %s to %s: %w", r.srcdir, work, err)
+	r.header("cp -a %s %s", srcdir, work)
+	if err := copyTree(r.ctx, srcdir, work); err != nil {
+		return "", fmt.Errorf("copy %s to %s: %w", srcdir, work, err)
 	}
 	return rev, nil
 }
 
 // update brings the checkout in r.dir to the command's revision by mode
-// and method (not copy) and returns the commit checked out.
-func (r *gitRun) update(mode, method string) (plumbing.Hash, error) {
+// and method (not copy), as buildbot's Git step does, and returns the
+// commit checked out.
+func (r *gitRun) update(mode, method string) (string, error) {
 	g := r.g
-	if method == protocol.GitClobber {
+	clobber := method == protocol.GitClobber
+	if !clobber && !exists(filepath.Join(r.dir, ".git")) {
+		// Not a checkout: a directory with files in it goes, as buildbot's
+		// _sourcedirIsUpdatable says, since git clone would refuse it.
+		entries, err := os.ReadDir(r.dir)
+		if err != nil {
+			return "", err
+		}
+		clobber = len(entries) > 0
+	}
+	if clobber {
 		r.header("rm -rf %s", r.dir)
 		if err := os.RemoveAll(r.dir); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("clobber: %w", err)
+			return "", fmt.Errorf("clobber: %w", err)
 		}
 		if err := os.MkdirAll(r.dir, 0o755); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("clobber: %w", err)
+			return "", fmt.Errorf("clobber: %w", err)
 		}
 	}
-	repo, err := git.PlainOpen(r.dir)
-	fresh := errors.Is(err, git.ErrRepositoryNotExists)
-	if fresh {
-		r.header("git clone %s .", g.RepoURL)
-		repo, err = git.PlainInit(r.dir, false)
+	branch := strings.TrimPrefix(g.Branch, "refs/heads/")
+	depth := []string{}
+	if g.Depth > 0 {
+		depth = []string{"--depth", strconv.Itoa(g.Depth)}
 	}
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("open repository in %s: %w", r.dir, err)
+	cleanFlags := []string{"clean", "-f", "-f", "-d"}
+	if method == protocol.GitFresh {
+		cleanFlags = append(cleanFlags, "-x")
 	}
-	r.repo = repo
-	if err := r.setOrigin(); err != nil {
-		return plumbing.ZeroHash, err
-	}
+	cleaning := method == protocol.GitFresh || method == protocol.GitClean
 
-	branch, err := r.fetch()
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	target, err := r.target(branch)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-
-	// The branch is at target and HEAD names it (git checkout -B branch);
-	// the reset then makes the index and the files match.
-	local := plumbing.NewBranchReferenceName(branch)
-	for _, ref := range []*plumbing.Reference{
-		plumbing.NewHashReference(local, target),
-		plumbing.NewSymbolicReference(plumbing.HEAD, local),
-	} {
-		if err := repo.Storer.SetReference(ref); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("set %s: %w", ref.Name(), err)
+	target := "HEAD"
+	if !exists(filepath.Join(r.dir, ".git")) {
+		args := []string{"clone", "--progress"}
+		if branch != "" {
+			args = append(args, "--branch", branch)
 		}
+		args = append(append(args, depth...), g.RepoURL, ".")
+		if _, err := r.mustGit(false, args...); err != nil {
+			return "", err
+		}
+		if branch == "" { // the remote's HEAD branch, which clone checked out
+			// (none when that HEAD is detached: -q exits 1, saying nothing)
+			res, out := r.git(true, "symbolic-ref", "--short", "-q", "HEAD")
+			if res.Interrupted {
+				return "", &gitFailed{res}
+			}
+			branch = strings.TrimSpace(out)
+		}
+	} else {
+		if cleaning {
+			if _, err := r.mustGit(false, cleanFlags...); err != nil {
+				return "", err
+			}
+		}
+		if branch == "" {
+			var err error
+			if branch, err = r.remoteHead(); err != nil {
+				return "", err
+			}
+		}
+		fetchRef := branch
+		if fetchRef == "" {
+			fetchRef = "HEAD" // a detached HEAD: no branch to name
+		}
+		args := append(append([]string{"fetch", "-f", "--progress"}, depth...), g.RepoURL, fetchRef)
+		if _, err := r.mustGit(false, args...); err != nil {
+			return "", err
+		}
+		target = "FETCH_HEAD"
 	}
-	r.header("git reset --hard %s --", target)
-	// Only a new clone may let go-git remove untracked files: an update
-	// keeps them, and clean and fresh then remove what their flags say.
-	if err := r.reset(target, !fresh); err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("reset to %s: %w", target, err)
+
+	if g.Revision != "" {
+		res, out := r.git(true, "rev-parse", "--verify", "--quiet", g.Revision+"^{commit}")
+		if res.Interrupted || res.Err != "" {
+			return "", &gitFailed{res}
+		}
+		if res.ExitCode != 0 {
+			on := branch
+			if on == "" {
+				on = "HEAD"
+			}
+			return "", fmt.Errorf("revision %s not found in %s (branch %s): it is not in the history fetched", g.Revision, g.RepoURL, on)
+		}
+		target = strings.TrimSpace(out)
+	}
+	if target != "HEAD" {
+		// git checkout -f, then -B as buildbot's: files follow the target,
+		// untracked ones (build products) stay, and the branch is named.
+		args := []string{"checkout", "-f", "-B", branch, target, "--"}
+		if branch == "" {
+			args = []string{"-c", "advice.detachedHead=false", "checkout", "-f", target, "--"}
+		}
+		if _, err := r.mustGit(false, args...); err != nil {
+			return "", err
+		}
 	}
 	if g.Submodules {
-		r.header("git submodule update --init --recursive")
-		if err := r.updateSubmodules(repo); err != nil {
-			return plumbing.ZeroHash, err
+		if _, err := r.mustGit(false, "submodule", "sync", "--recursive"); err != nil {
+			return "", err
 		}
-	}
-	if method == protocol.GitFresh || method == protocol.GitClean {
-		x := method == protocol.GitFresh
-		flags := "-f -f -d"
-		if x {
-			flags += " -x"
+		if _, err := r.mustGit(false, append([]string{"submodule", "update", "--init", "--recursive", "--force", "--checkout"}, depth...)...); err != nil {
+			return "", err
 		}
-		r.header("git clean %s", flags)
-		if err := cleanTree(r.ctx, repo, r.dir, x); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("clean: %w", err)
-		}
-		if g.Submodules {
-			r.header("git submodule foreach --recursive git clean %s", flags)
-			if err := r.cleanSubmodules(repo, r.dir, x); err != nil {
-				return plumbing.ZeroHash, err
+		if cleaning {
+			if _, err := r.mustGit(false, "submodule", "foreach", "--recursive", "git "+strings.Join(cleanFlags, " ")); err != nil {
+				return "", err
+			}
+			if _, err := r.mustGit(false, cleanFlags...); err != nil {
+				return "", err
 			}
 		}
 	}
-	if c, err := repo.CommitObject(target); err == nil {
-		subject, _, _ := strings.Cut(c.Message, "\n")
-		r.stdout("HEAD is now at %s %s", target.String()[:7], subject)
-	}
-	return target, nil
-}
-
-// setOrigin points the remote "origin" at the repourl, as a clone would.
-func (r *gitRun) setOrigin() error {
-	if rem, err := r.repo.Remote("origin"); err == nil {
-		if urls := rem.Config().URLs; len(urls) == 1 && urls[0] == r.g.RepoURL {
-			return nil
-		}
-		if err := r.repo.DeleteRemote("origin"); err != nil {
-			return fmt.Errorf("update remote origin: %w", err)
-		}
-	}
-	_, err := r.repo.CreateRemote(&gitconfig.RemoteConfig{
-		Name:  "origin",
-		URLs:  []string{r.g.RepoURL},
-		Fetch: []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
-	})
-	if err != nil {
-		return fmt.Errorf("set remote origin: %w", err)
-	}
-	return nil
-}
-
-// fetch brings the branch (the remote's default branch when the command
-// names none) into refs/remotes/origin/<branch>, with the command's
-// revision when it is elsewhere in a local source, and returns the
-// branch's name.
-func (r *gitRun) fetch() (string, error) {
-	g := r.g
-	ep, err := transport.NewEndpoint(g.RepoURL)
-	if err != nil {
-		return "", fmt.Errorf("repourl %q: %w", g.RepoURL, err)
-	}
-	if ep.Protocol == "file" {
-		return r.fetchLocal(ep.Path)
-	}
-
-	auth, err := r.auth(ep)
+	out, err := r.mustGit(true, "rev-parse", "HEAD")
 	if err != nil {
 		return "", err
 	}
-	rem, err := r.repo.Remote("origin")
-	if err != nil {
-		return "", err
+	rev := strings.TrimSpace(out)
+	if len(rev) != 40 && len(rev) != 64 {
+		return "", fmt.Errorf("git rev-parse HEAD said %q, not a commit id", rev)
 	}
-	refs, err := rem.ListContext(r.ctx, &git.ListOptions{Auth: auth})
-	if err != nil {
-		return "", fmt.Errorf("list refs of %s: %w", g.RepoURL, err)
-	}
-	tips := map[plumbing.ReferenceName]plumbing.Hash{}
-	var head *plumbing.Reference
-	for _, ref := range refs {
-		switch {
-		case ref.Name() == plumbing.HEAD:
-			head = ref
-		case ref.Type() == plumbing.HashReference && ref.Name().IsBranch():
-			tips[ref.Name()] = ref.Hash()
-		}
-	}
-	branch, err := pickBranch(g.Branch, head, tips, g.RepoURL)
-	if err != nil {
-		return "", err
-	}
-	r.header("git fetch -f %s %s%s", g.RepoURL, branch, depthFlag(g.Depth))
-	spec := gitconfig.RefSpec("+refs/heads/" + branch + ":refs/remotes/origin/" + branch)
-	err = rem.FetchContext(r.ctx, &git.FetchOptions{
-		RefSpecs: []gitconfig.RefSpec{spec},
-		Auth:     auth,
-		Depth:    g.Depth,
-		Tags:     git.NoTags,
-		Force:    true,
-	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
-	}
-	return branch, nil
+	return rev, nil
 }
 
-// fetchLocal is fetch from a repository on this machine: go-git's file
-// transport runs git-upload-pack, so the worker reads the repository
-// directly and copies the objects it lacks (the whole history: a local
-// source is never shallow).
-func (r *gitRun) fetchLocal(path string) (string, error) {
-	g := r.g
-	src, err := git.PlainOpen(path)
-	if err != nil {
-		return "", fmt.Errorf("open %s: %w", g.RepoURL, err)
-	}
-	tips := map[plumbing.ReferenceName]plumbing.Hash{}
-	iter, err := src.Branches()
-	if err != nil {
-		return "", fmt.Errorf("list branches of %s: %w", g.RepoURL, err)
-	}
-	_ = iter.ForEach(func(ref *plumbing.Reference) error {
-		tips[ref.Name()] = ref.Hash()
-		return nil
-	})
-	head, err := src.Storer.Reference(plumbing.HEAD)
-	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return "", fmt.Errorf("read HEAD of %s: %w", g.RepoURL, err)
-	}
-	branch, err := pickBranch(g.Branch, head, tips, g.RepoURL)
+// remoteHead returns the branch the remote's HEAD names (git ls-remote
+// --symref), or "" when its HEAD is detached.
+func (r *gitRun) remoteHead() (string, error) {
+	out, err := r.mustGit(true, "ls-remote", "--symref", r.g.RepoURL, "HEAD")
 	if err != nil {
 		return "", err
 	}
-	r.header("git fetch -f %s %s", g.RepoURL, branch)
-	if g.Depth > 0 {
-		r.header("(a local repository is fetched whole: depth %d ignored)", g.Depth)
-	}
-	tip := tips[plumbing.NewBranchReferenceName(branch)]
-	wants := []plumbing.Hash{tip}
-	if g.Revision != "" {
-		if h, err := src.ResolveRevision(plumbing.Revision(g.Revision)); err == nil && *h != tip {
-			wants = append(wants, *h)
-		}
-	}
-	if err := r.copyObjects(src, r.repo, wants); err != nil {
-		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
-	}
-	ref := plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", branch), tip)
-	if err := r.repo.Storer.SetReference(ref); err != nil {
-		return "", fmt.Errorf("fetch %s from %s: %w", branch, g.RepoURL, err)
-	}
-	return branch, nil
-}
-
-// copyObjects copies the objects of wants that dst lacks from src, as
-// pkg/changesource's mirror does.
-func (r *gitRun) copyObjects(src, dst *git.Repository, wants []plumbing.Hash) error {
-	var have []plumbing.Hash
-	iter, err := dst.References()
-	if err != nil {
-		return err
-	}
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Type() == plumbing.HashReference && dst.Storer.HasEncodedObject(ref.Hash()) == nil {
-			have = append(have, ref.Hash())
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// Every ref's objects are there with all they refer to, since refs
-	// are set only once their objects are copied.
-	missing, err := revlist.ObjectsWithStorageForIgnores(src.Storer, dst.Storer, wants, have)
-	if err != nil {
-		return err
-	}
-	for _, h := range missing {
-		if err := r.ctx.Err(); err != nil {
-			return err
-		}
-		if dst.Storer.HasEncodedObject(h) == nil {
+	detached := false
+	for line := range strings.Lines(out) {
+		ref, name, _ := strings.Cut(strings.TrimSpace(line), "\t")
+		if name != "HEAD" {
 			continue
 		}
-		obj, err := src.Storer.EncodedObject(plumbing.AnyObject, h)
-		if err != nil {
-			return err
+		if target, ok := strings.CutPrefix(ref, "ref: refs/heads/"); ok {
+			return target, nil
 		}
-		if _, err := dst.Storer.SetEncodedObject(obj); err != nil {
-			return err
-		}
+		detached = true
 	}
-	return nil
+	if !detached {
+		return "", fmt.Errorf("%s has no HEAD (an empty repository?): name a branch", r.g.RepoURL)
+	}
+	return "", nil
 }
 
-// auth returns how to authenticate to ep: with the command's private key
-// for an ssh URL when it names one; else nil, which is go-git's default
-// (the ssh agent for ssh URLs). Host keys are checked against known_hosts,
-// as go-git does by default.
-func (r *gitRun) auth(ep *transport.Endpoint) (transport.AuthMethod, error) {
-	key := r.g.SSHPrivateKeyFile
-	if key == "" || ep.Protocol != "ssh" {
-		return nil, nil
-	}
-	user := ep.User
-	if user == "" {
-		user = "git"
-	}
-	auth, err := gitssh.NewPublicKeysFromFile(user, key, "")
-	if err != nil {
-		return nil, fmt.Errorf("ssh_private_key_file %s: %w", key, err)
-	}
-	return auth, nil
-}
-
-// pickBranch returns the branch to check out: want when set (it must
-// exist), else the one the remote's HEAD names.
-func pickBranch(want string, head *plumbing.Reference, tips map[plumbing.ReferenceName]plumbing.Hash, url string) (string, error) {
-	if want != "" {
-		want = strings.TrimPrefix(want, "refs/heads/")
-		if _, ok := tips[plumbing.NewBranchReferenceName(want)]; !ok {
-			return "", fmt.Errorf("branch %q not found in %s", want, url)
-		}
-		return want, nil
-	}
-	if len(tips) == 0 {
-		return "", fmt.Errorf("%s has no branch (an empty repository?)", url)
-	}
-	if head != nil && head.Type() == plumbing.SymbolicReference {
-		if _, ok := tips[head.Target()]; ok {
-			return head.Target().Short(), nil
-		}
-	}
-	if head != nil {
-		for _, name := range []plumbing.ReferenceName{"refs/heads/main", "refs/heads/master"} {
-			if tips[name] == head.Hash() {
-				return name.Short(), nil
-			}
-		}
-		for name, h := range tips {
-			if h == head.Hash() {
-				return name.Short(), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("cannot tell the default branch of %s: name one with branch", url)
-}
-
-// target is the commit to check out: the command's revision, or the tip of
-// the fetched branch.
-func (r *gitRun) target(branch string) (plumbing.Hash, error) {
-	if rev := r.g.Revision; rev != "" {
-		h, err := r.repo.ResolveRevision(plumbing.Revision(rev))
-		if err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("revision %s not found in %s (branch %s)", rev, r.g.RepoURL, branch)
-		}
-		if _, err := r.repo.CommitObject(*h); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("revision %s of %s is not a commit: %w", rev, r.g.RepoURL, err)
-		}
-		return *h, nil
-	}
-	ref, err := r.repo.Reference(plumbing.NewRemoteReferenceName("origin", branch), true)
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("branch %s was not fetched: %w", branch, err)
-	}
-	return ref.Hash(), nil
-}
-
-// reset checks out target as git reset --hard does. go-git's hard reset
-// also removes untracked files, which an incremental update must keep (its
-// build products): keep limits the reset to the paths tracked before or
-// after it.
-func (r *gitRun) reset(target plumbing.Hash, keep bool) error {
-	wt, err := r.repo.Worktree()
-	if err != nil {
-		return err
-	}
-	opts := &git.ResetOptions{Commit: target, Mode: git.HardReset}
-	if !keep {
-		return wt.Reset(opts)
-	}
-	paths := map[string]bool{}
-	idx, err := r.repo.Storer.Index()
-	if err != nil {
-		return err
-	}
-	for _, e := range idx.Entries {
-		paths[e.Name] = true
-	}
-	c, err := r.repo.CommitObject(target)
-	if err != nil {
-		return err
-	}
-	files, err := c.Files()
-	if err != nil {
-		return err
-	}
-	err = files.ForEach(func(f *object.File) error {
-		paths[f.Name] = true
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(paths) == 0 {
-		// An empty list means every path to go-git.
-		opts.Mode = git.MixedReset
-	}
-	for p := range paths {
-		opts.Files = append(opts.Files, p)
-	}
-	return wt.Reset(opts)
-}
-
-func depthFlag(depth int) string {
-	if depth > 0 {
-		return fmt.Sprintf(" --depth %d", depth)
-	}
-	return ""
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

@@ -21,12 +21,43 @@ type testRepo struct {
 
 func newTestRepo(t *testing.T) *testRepo {
 	t.Helper()
+	return newTestRepoAt(t, t.TempDir())
+}
+
+// newTestRepoAt makes a repository in dir, created when missing.
+func newTestRepoAt(t *testing.T, dir string) *testRepo {
+	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatalf("the git binary is needed to make test repositories: %v", err)
 	}
-	r := &testRepo{t: t, dir: t.TempDir()}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &testRepo{t: t, dir: dir}
 	r.git("init", "-q", "-b", "main")
+	r.git("config", "http.receivepack", "false")
 	return r
+}
+
+// serveGit serves the repositories under root over HTTP (git http-backend
+// behind net/http/cgi, the path a real remote takes) and returns the URL
+// of root.
+func serveGit(t *testing.T, root string) string {
+	t.Helper()
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git --exec-path: %v", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	if !exists(backend) {
+		t.Fatalf("git-http-backend (Debian's git package) is needed to serve the test remote: %s is missing", backend)
+	}
+	srv := httptest.NewServer(&cgi.Handler{
+		Path: backend,
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func (r *testRepo) git(args ...string) string {
@@ -98,9 +129,10 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
+// gitHeader is the header line of a git command run with args, as the
+// step writes it.
+func gitHeader(args ...string) string {
+	return quoteArgv(append([]string{"git"}, args...)) + "\n"
 }
 
 func TestGitCloneAndUpdate(t *testing.T) {
@@ -112,14 +144,19 @@ func TestGitCloneAndUpdate(t *testing.T) {
 	g := protocol.GitCommand{RepoURL: src.dir, Workdir: "build"}
 
 	rec := mustGit(t, e, g, c1)
-	if h := rec.get(protocol.Header); !strings.Contains(h, "git clone "+src.dir) || !strings.Contains(h, "git reset --hard "+c1) {
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", src.dir, ".")) ||
+		!strings.Contains(h, " in dir "+build+" ") || !strings.Contains(h, gitHeader("rev-parse", "HEAD")) {
 		t.Errorf("header does not say what it did:\n%s", h)
 	}
 	if got := readFile(t, filepath.Join(build, "hello.txt")); got != "hello\n" {
 		t.Errorf("hello.txt = %q", got)
 	}
-	if out := rec.get(protocol.Stdout); !strings.Contains(out, "HEAD is now at "+c1[:7]+" first") {
-		t.Errorf("stdout = %q", out)
+	// git's own messages are in the log.
+	if out := rec.get(protocol.Stdout); !strings.Contains(out, c1+"\n") {
+		t.Errorf("stdout = %q, want rev-parse's %s", out, c1)
+	}
+	if out := rec.get(protocol.Stderr); !strings.Contains(out, "Cloning into '.'...") {
+		t.Errorf("stderr = %q, want git clone's messages", out)
 	}
 
 	// Incremental: a new commit arrives; build products stay, local edits
@@ -130,7 +167,8 @@ func TestGitCloneAndUpdate(t *testing.T) {
 	os.WriteFile(filepath.Join(build, "out", "bin"), []byte("bin"), 0o644)
 	os.WriteFile(filepath.Join(build, "hello.txt"), []byte("edited"), 0o644)
 	rec = mustGit(t, e, protocol.GitCommand{RepoURL: "file://" + src.dir, Workdir: "build"}, c2)
-	if h := rec.get(protocol.Header); !strings.Contains(h, "git fetch -f file://"+src.dir+" main") || strings.Contains(h, "git clone") {
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("fetch", "-f", "--progress", "file://"+src.dir, "main")) ||
+		!strings.Contains(h, gitHeader("checkout", "-f", "-B", "main", "FETCH_HEAD", "--")) || strings.Contains(h, "'clone'") {
 		t.Errorf("an update should fetch, not clone:\n%s", h)
 	}
 	if got := readFile(t, filepath.Join(build, "hello.txt")); got != "hello again\n" {
@@ -199,7 +237,7 @@ func TestGitFull(t *testing.T) {
 		if exists(filepath.Join(build, "stray")) {
 			t.Error("clobber left a stray file")
 		}
-		if h := rec.get(protocol.Header); !strings.Contains(h, "rm -rf "+build) || !strings.Contains(h, "git clone") {
+		if h := rec.get(protocol.Header); !strings.Contains(h, "rm -rf "+build) || !strings.Contains(h, "'git', 'clone'") {
 			t.Errorf("header:\n%s", h)
 		}
 		if got := readFile(t, filepath.Join(build, "f")); got != "1" {
@@ -225,38 +263,75 @@ func TestGitFull(t *testing.T) {
 		if got := readFile(t, filepath.Join(build, "keep", "x")); got != "x" {
 			t.Errorf("keep/x = %q, want x", got)
 		}
-		if h := rec.get(protocol.Header); strings.Contains(h, "git clone") || !strings.Contains(h, "git clean -f -f -d") {
+		if h := rec.get(protocol.Header); strings.Contains(h, "'clone'") || !strings.Contains(h, gitHeader("clean", "-f", "-f", "-d", "-x")) {
 			t.Errorf("fresh should fetch and clean, not clone:\n%s", h)
 		}
 	})
 }
 
+// TestGitFailures checks that a failing git command ends the step with
+// git's exit code and what git said on stderr, and that the worker's own
+// checks fail as clearly.
 func TestGitFailures(t *testing.T) {
 	t.Parallel()
 	src := newTestRepo(t)
 	src.commit("first", map[string]string{"f": "1"})
+	// A revision the remote has, but in no branch (a pull request's).
+	src.git("checkout", "-q", "-b", "pr")
+	pr := src.commit("pull request", map[string]string{"f": "pr"})
+	src.git("checkout", "-q", "main")
+	src.git("update-ref", "refs/pull/1/head", pr)
+	src.git("branch", "-q", "-D", "pr")
 	missing := filepath.Join(t.TempDir(), "nope")
+	const unreachable = "http://127.0.0.1:1/repo.git"
 	tests := []struct {
 		name   string
+		update bool // on an existing checkout of src, so that git fetches
 		g      protocol.GitCommand
+		header string // the git command that failed
 		stderr string
 	}{
-		{"no such path", protocol.GitCommand{RepoURL: "file://" + missing}, "fatal: open file://" + missing + ": repository does not exist"},
-		{"unreachable", protocol.GitCommand{RepoURL: "http://127.0.0.1:1/repo.git"}, "fatal: list refs of http://127.0.0.1:1/repo.git: "},
-		{"no such branch", protocol.GitCommand{RepoURL: src.dir, Branch: "nope"}, `fatal: branch "nope" not found in ` + src.dir},
-		{"no such revision", protocol.GitCommand{RepoURL: src.dir, Revision: strings.Repeat("ab", 20)}, "fatal: revision abab"},
+		{"no such path", false, protocol.GitCommand{RepoURL: "file://" + missing},
+			gitHeader("clone", "--progress", "file://"+missing, "."), "fatal: '" + missing + "' does not appear to be a git repository"},
+		{"unreachable", false, protocol.GitCommand{RepoURL: unreachable},
+			gitHeader("clone", "--progress", unreachable, "."), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+		{"no such branch", false, protocol.GitCommand{RepoURL: src.dir, Branch: "nope"},
+			gitHeader("clone", "--progress", "--branch", "nope", src.dir, "."), "fatal: Remote branch nope not found in upstream origin"},
+		{"no such revision", false, protocol.GitCommand{RepoURL: src.dir, Revision: strings.Repeat("ab", 20)},
+			"", "fatal: revision " + strings.Repeat("ab", 20) + " not found in " + src.dir + " (branch main)"},
+		{"revision not in the branch", false, protocol.GitCommand{RepoURL: "file://" + src.dir, Branch: "main", Revision: pr},
+			"", "fatal: revision " + pr + " not found in file://" + src.dir + " (branch main)"},
+		{"fetch: no such path", true, protocol.GitCommand{RepoURL: "file://" + missing, Branch: "main"},
+			gitHeader("fetch", "-f", "--progress", "file://"+missing, "main"), "fatal: '" + missing + "' does not appear to be a git repository"},
+		{"fetch: unreachable", true, protocol.GitCommand{RepoURL: unreachable, Branch: "main"},
+			gitHeader("fetch", "-f", "--progress", unreachable, "main"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+		{"fetch: no such branch", true, protocol.GitCommand{RepoURL: src.dir, Branch: "nope"},
+			gitHeader("fetch", "-f", "--progress", src.dir, "nope"), "fatal: couldn't find remote ref nope"},
+		{"update: remote HEAD unreachable", true, protocol.GitCommand{RepoURL: unreachable},
+			gitHeader("ls-remote", "--symref", unreachable, "HEAD"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+		{"update: revision not in the branch", true, protocol.GitCommand{RepoURL: "file://" + src.dir, Branch: "main", Revision: pr},
+			"", "fatal: revision " + pr + " not found in file://" + src.dir + " (branch main)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := NewExecutor(t.TempDir(), nil)
+			if tt.update {
+				mustGit(t, e, protocol.GitCommand{RepoURL: "file://" + src.dir, Workdir: "build"}, src.git("rev-parse", "main"))
+			}
 			tt.g.Workdir = "build"
 			res, rec := gitCmd(t, t.Context(), e, tt.g)
 			if res.ExitCode != gitFatal || res.GotRevision != "" || res.Err != "" {
 				t.Errorf("result = %+v, want exit code %d", res, gitFatal)
 			}
-			if got := rec.get(protocol.Stderr); !strings.HasPrefix(got, tt.stderr) {
-				t.Errorf("stderr = %q, want it to start with %q", got, tt.stderr)
+			stderr := rec.get(protocol.Stderr)
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("stderr = %q, want it to say %q", stderr, tt.stderr)
+			}
+			// The failing command is the last one run.
+			h := rec.get(protocol.Header)
+			if tt.header != "" && !strings.Contains(h, tt.header) || strings.Contains(h, "'rev-parse', 'HEAD'") {
+				t.Errorf("header:\n%s\nwant %q and nothing run after it", h, tt.header)
 			}
 		})
 	}
@@ -299,22 +374,12 @@ func TestGitRemote(t *testing.T) {
 	src := newTestRepo(t)
 	src.commit("first", map[string]string{"f": "1"})
 	c2 := src.commit("second", map[string]string{"f": "2"})
-	src.git("config", "http.receivepack", "false")
-	backend := filepath.Join(src.git("--exec-path"), "git-http-backend")
-	if !exists(backend) {
-		t.Fatalf("git-http-backend (Debian's git package) is needed to serve the test remote: %s is missing", backend)
-	}
-	srv := httptest.NewServer(&cgi.Handler{
-		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(src.dir), "GIT_HTTP_EXPORT_ALL=1"},
-	})
-	t.Cleanup(srv.Close)
-	url := srv.URL + "/" + filepath.Base(src.dir)
+	url := serveGit(t, filepath.Dir(src.dir)) + "/" + filepath.Base(src.dir)
 	e := NewExecutor(t.TempDir(), nil)
 	build := filepath.Join(e.basedir, "b", "build")
 
 	rec := mustGit(t, e, protocol.GitCommand{RepoURL: url, Workdir: "build", Depth: 1}, c2)
-	if h := rec.get(protocol.Header); !strings.Contains(h, "git fetch -f "+url+" main --depth 1") {
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", "--depth", "1", url, ".")) {
 		t.Errorf("header:\n%s", h)
 	}
 	wc := &testRepo{t: t, dir: build}
@@ -325,5 +390,20 @@ func TestGitRemote(t *testing.T) {
 	mustGit(t, e, protocol.GitCommand{RepoURL: url, Workdir: "build"}, c3)
 	if got := readFile(t, filepath.Join(build, "f")); got != "3" {
 		t.Errorf("f = %q, want 3", got)
+	}
+}
+
+// TestGitMissing runs the step on a worker without git: it fails at once,
+// saying what to install. (Not parallel: it empties PATH.)
+func TestGitMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	e := NewExecutor(t.TempDir(), nil)
+	res, rec := gitCmd(t, t.Context(), e, protocol.GitCommand{RepoURL: "https://example.com/r.git", Workdir: "build"})
+	const want = "git not found in PATH: install git (FreeBSD: pkg install git-lite; Debian: apt-get install git)"
+	if res.ExitCode != -1 || res.Err != want || res.GotRevision != "" {
+		t.Errorf("result = %+v, want exit -1 and error %q", res, want)
+	}
+	if h := rec.get(protocol.Header); !strings.Contains(h, want) {
+		t.Errorf("header = %q", h)
 	}
 }

@@ -1,0 +1,123 @@
+//go:build linux
+
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/protocol"
+)
+
+// hangingServer accepts connections on loopback and never answers, as a
+// remote that hangs mid-fetch; it returns its address.
+func hangingServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn // guarded by mu
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// procName is the name (comm) of process pid, "" when it is gone.
+func procName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestGitInterruptKillsChildren interrupts a clone from a remote that
+// hangs: git runs in its own process group, recorded for the reaper, with
+// its git-remote-http child; the interrupt kills the whole group.
+func TestGitInterruptKillsChildren(t *testing.T) {
+	t.Parallel()
+	url := "http://" + hangingServer(t) + "/hang.git"
+	basedir := t.TempDir()
+	e := NewExecutor(basedir, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		res protocol.Result
+		rec *recorder
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, rec := gitCmd(t, ctx, e, protocol.GitCommand{RepoURL: url, Workdir: "build"})
+		done <- result{res, rec}
+	}()
+
+	var pgid int
+	waitCond(t, "git clone and its git-remote-http child, recorded", 30*time.Second, func() bool {
+		recs := readRecords(t, basedir)
+		if len(recs) != 1 {
+			return false
+		}
+		pgid = recs[0].Pgid
+		for _, p := range liveGroup(t, pgid) {
+			if procName(p.pid) == "git-remote-http" {
+				return true
+			}
+		}
+		return false
+	})
+	procs := liveGroup(t, pgid)
+	cancel()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the interrupted git step did not end")
+	}
+	if !r.res.Interrupted || r.res.ExitCode != -1 || r.res.GotRevision != "" {
+		t.Errorf("result = %+v, want interrupted", r.res)
+	}
+	if h := r.rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", url, ".")) ||
+		!strings.Contains(h, "command interrupted") {
+		t.Errorf("header:\n%s", h)
+	}
+	// runShell returns once the group's leader is reaped, after SIGKILL
+	// to the group: the others are dead or dying.
+	waitCond(t, "git's process group to die", 10*time.Second, func() bool {
+		return len(liveGroup(t, pgid)) == 0
+	})
+	for _, p := range procs {
+		if procAlive(p.pid) {
+			t.Errorf("process %d (%s) of git's group survived the interrupt", p.pid, procName(p.pid))
+		}
+	}
+	if recs := readRecords(t, basedir); len(recs) != 0 {
+		t.Errorf("records left after the step: %+v", recs)
+	}
+}
