@@ -29,9 +29,10 @@ worker_names = ["w1"]
   command = ["cat", "hello.txt"]
 `
 
-// TestGitStep checks out a repository made with the git binary on the
-// worker (which needs none: go-git), then reads a file of it in the next
-// step; the build gets got_revision.
+// TestGitStep checks out a repository with the git binary on the worker,
+// as buildbot's Git step does, then reads a file of it in the next step;
+// the build gets got_revision, and the log shows git's commands and what
+// git said.
 func TestGitStep(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -73,7 +74,8 @@ func TestGitStep(t *testing.T) {
 		t.Errorf("steps = %v, want worker_preparation, git (\"update\"), cat", summary)
 	}
 	gitLog := e.stdio(steps[1].StepID)
-	if !strings.Contains(gitLog, "hgit clone file://"+repo) || !strings.Contains(gitLog, "HEAD is now at "+head[:7]) {
+	if !strings.Contains(gitLog, "h['git', 'clone', '--progress', 'file://"+repo+"', '.']\n") ||
+		!strings.Contains(gitLog, "eCloning into '.'...\n") || !strings.Contains(gitLog, "o"+head+"\n") {
 		t.Errorf("git step log:\n%s", gitLog)
 	}
 	if out := channelLines(e.stdio(steps[2].StepID), "o"); out != "ohello from git\n" {
