@@ -117,7 +117,7 @@ const (
 )
 
 // GitCommand checks out a revision of a git repository on the worker, with
-// go-git (the worker needs no git binary).
+// the worker's git binary, as buildbot's Git step does.
 type GitCommand struct {
 	RepoURL string
 	// Branch to check out; empty means the remote's default branch.
@@ -139,8 +139,9 @@ type GitCommand struct {
 	// recursively, after the checkout; false leaves them alone.
 	Submodules bool
 	// SSHPrivateKeyFile is a path on the worker to the private key used for
-	// ssh:// and user@host: URLs (the hosts are checked against
-	// known_hosts); empty means the ssh agent.
+	// ssh:// and user@host: URLs (git runs ssh -i KEY -o IdentitiesOnly=yes
+	// -o BatchMode=yes; the hosts are checked against known_hosts); empty
+	// means ssh's own keys and agent.
 	SSHPrivateKeyFile string
 }
 
