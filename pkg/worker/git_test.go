@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -284,6 +285,12 @@ func TestGitFailures(t *testing.T) {
 	src.git("branch", "-q", "-D", "pr")
 	missing := filepath.Join(t.TempDir(), "nope")
 	const unreachable = "http://127.0.0.1:1/repo.git"
+	// A remote that wants a password: git must not wait at a prompt.
+	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="private"`)
+		http.Error(w, "who are you?", http.StatusUnauthorized)
+	}))
+	t.Cleanup(private.Close)
 	tests := []struct {
 		name   string
 		update bool // on an existing checkout of src, so that git fetches
@@ -295,6 +302,8 @@ func TestGitFailures(t *testing.T) {
 			gitHeader("clone", "--progress", "file://"+missing, "."), "fatal: '" + missing + "' does not appear to be a git repository"},
 		{"unreachable", false, protocol.GitCommand{RepoURL: unreachable},
 			gitHeader("clone", "--progress", unreachable, "."), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+		{"password wanted", false, protocol.GitCommand{RepoURL: private.URL + "/r.git"},
+			gitHeader("clone", "--progress", private.URL+"/r.git", "."), "fatal: could not read Username for '" + private.URL + "': terminal prompts disabled"},
 		{"no such branch", false, protocol.GitCommand{RepoURL: src.dir, Branch: "nope"},
 			gitHeader("clone", "--progress", "--branch", "nope", src.dir, "."), "fatal: Remote branch nope not found in upstream origin"},
 		{"no such revision", false, protocol.GitCommand{RepoURL: src.dir, Revision: strings.Repeat("ab", 20)},
