@@ -997,8 +997,8 @@ func (x *Shell) GetLogfiles() map[string]string {
 	return nil
 }
 
-// Git checks out a revision of a git repository with go-git, as buildbot's
-// Git source step; the worker needs no git binary.
+// Git checks out a revision of a git repository with the worker's git
+// binary, as buildbot's Git source step does.
 type Git struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Repourl string                 `protobuf:"bytes,1,opt,name=repourl,proto3" json:"repourl,omitempty"`
