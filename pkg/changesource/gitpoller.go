@@ -15,10 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -76,8 +72,9 @@ type GitPollerConfig struct {
 	// Workdir is the bare mirror's directory, made if missing (usually under
 	// the master's basedir). Required.
 	Workdir string
-	// SSHKeyFile is the private key for ssh URLs; empty means go-git's
-	// default (the ssh agent).
+	// SSHKeyFile is the private key for ssh URLs (git runs with
+	// GIT_SSH_COMMAND="ssh -i SSHKeyFile -o IdentitiesOnly=yes -o
+	// BatchMode=yes"); empty means ssh's own default (the agent, ~/.ssh).
 	SSHKeyFile string
 }
 
@@ -196,7 +193,10 @@ func (p *GitPoller) repair(ctx context.Context, pollErr error) ([]store.Change, 
 	if err != nil {
 		return nil, errors.Join(pollErr, err)
 	}
-	damage := checkMirror(p.cfg.Workdir, last)
+	damage := checkMirror(ctx, p.cfg.Workdir, last)
+	if ctx.Err() != nil {
+		return nil, pollErr // a check cut short tells nothing
+	}
 	if damage == nil {
 		p.log.Debug("git mirror checked after a failed poll: sound", "workdir", p.cfg.Workdir)
 		return nil, pollErr // the failure lies elsewhere
@@ -255,35 +255,57 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 	if p.cfg.Workdir == "" {
 		return nil, errors.New("no workdir configured")
 	}
-	m, err := openMirror(p.cfg.Workdir)
-	if err != nil {
-		return nil, mirrorError{err}
-	}
-	if aside != "" {
-		if m.aside, err = git.PlainOpen(aside); err != nil {
-			p.log.Debug("the damaged mirror does not open: walking without it", "dir", aside, "err", err)
-			m.aside = nil
-		}
-	}
-	tips, err := p.fetch(ctx, m)
-	if re := (remoteError{}); err != nil && !errors.As(err, &re) {
-		return nil, mirrorError{err}
-	}
-	if err != nil {
+	if err := lookGit(); err != nil {
 		return nil, err
 	}
-
+	env, err := p.remoteEnv()
+	if err != nil {
+		return nil, remoteError{err}
+	}
+	rr, err := p.listRemote(ctx, env)
+	if err != nil {
+		return nil, remoteError{fmt.Errorf("list refs: %w", err)}
+	}
+	selected := p.selectRefs(rr) // branch → ref
 	last, found, err := p.lastTips()
 	if err != nil {
 		return nil, err
 	}
-	next := make(map[string]string, len(tips))
-	for branch, h := range tips {
-		next[branch] = h.String()
+	if found {
+		remote := make(map[string]string, len(selected))
+		for branch, ref := range selected {
+			remote[branch] = rr.tip(ref)
+		}
+		if maps.Equal(last, remote) {
+			return nil, nil // nothing moved: no need to fetch
+		}
 	}
+
+	m, err := openMirror(ctx, p.cfg.Workdir)
+	if err != nil {
+		return nil, mirrorError{err}
+	}
+	m.env = env
+	if aside != "" {
+		if objs := filepath.Join(aside, "objects"); dirExists(objs) {
+			m.aside = objs
+		} else {
+			p.log.Debug("the damaged mirror has no objects: walking without it", "dir", aside)
+		}
+	}
+	tips, err := p.fetch(ctx, m, rr, selected)
+	if err != nil {
+		return nil, mirrorError{err}
+	}
+	next := maps.Clone(tips)
 	var changes []store.Change
 	if found {
-		if changes, err = p.newChanges(ctx, m, last, tips); err != nil {
+		changes, err = p.newChanges(ctx, m, last, tips, true)
+		if err != nil && m.aside != "" && ctx.Err() == nil {
+			p.log.Debug("the walk failed with the damaged mirror's objects: walking without them", "err", err)
+			changes, err = p.newChanges(ctx, m, last, tips, false)
+		}
+		if err != nil {
 			return nil, mirrorError{err}
 		}
 	} else {
@@ -299,106 +321,91 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 	return p.st.AddChangesAndState(changes, p.cfg.Name, stateKey, value)
 }
 
+func dirExists(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
+}
+
 // newChanges returns the changes between the last seen tips and the new
-// ones, branch by branch in name order, each branch's oldest first.
-func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last map[string]string, tips map[string]plumbing.Hash) ([]store.Change, error) {
-	var known []plumbing.Hash
-	for _, rev := range last {
-		known = append(known, plumbing.NewHash(rev))
+// ones, branch by branch in name order, each branch's oldest first. With
+// withAside, the walk also reads the damaged mirror set aside, if any.
+func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last, tips map[string]string, withAside bool) ([]store.Change, error) {
+	g := m.walkGit(withAside)
+	var revs []string
+	for _, branch := range slices.Sorted(maps.Keys(last)) {
+		revs = append(revs, last[branch])
 	}
-	var changes []store.Change
+	known, err := presentCommits(ctx, g, revs)
+	if err != nil {
+		return nil, err
+	}
+	type announce struct {
+		branch string
+		revs   []string
+	}
+	var todo []announce
+	var all []string
+	seen := map[string]bool{}
 	for _, branch := range slices.Sorted(maps.Keys(tips)) {
 		tip := tips[branch]
-		old, seen := last[branch]
-		if seen && old == tip.String() {
+		old, wasSeen := last[branch]
+		if wasSeen && old == tip {
 			continue
 		}
-		commits, err := newCommits(ctx, m.objects(), tip, known)
+		commits, err := newCommits(ctx, g, tip, known)
 		if err != nil {
 			return nil, fmt.Errorf("branch %s: %w", branch, err)
 		}
 		switch {
-		case !seen && len(commits) > 0:
+		case !wasSeen && len(commits) > 0:
 			p.log.Info("new branch: announcing its tip", "branch", branch, "revision", tip)
 			commits = commits[len(commits)-1:]
 		case len(commits) == 0 && p.cfg.BuildPushesWithNoCommits:
-			p.log.Info("branch moved without new commits: announcing its tip", "branch", branch, "revision", tip, "new", !seen)
-			c, err := m.repo.CommitObject(tip)
-			if err != nil {
-				return nil, fmt.Errorf("branch %s: %w", branch, err)
-			}
-			commits = []*object.Commit{c}
+			p.log.Info("branch moved without new commits: announcing its tip", "branch", branch, "revision", tip, "new", !wasSeen)
+			commits = []string{tip}
+		}
+		if len(commits) > 0 {
+			todo = append(todo, announce{branch, commits})
 		}
 		for _, c := range commits {
-			ch, err := p.change(branch, c)
-			if err != nil {
-				return nil, fmt.Errorf("branch %s: %w", branch, err)
+			if !seen[c] {
+				seen[c] = true
+				all = append(all, c)
 			}
-			changes = append(changes, ch)
 		}
-		known = append(known, tip)
+		if !slices.Contains(known, tip) {
+			known = append(known, tip)
+		}
+	}
+	infos, err := describeCommits(ctx, g, all)
+	if err != nil {
+		return nil, err
+	}
+	var changes []store.Change
+	for _, a := range todo {
+		for _, rev := range a.revs {
+			changes = append(changes, p.change(a.branch, rev, infos[rev]))
+		}
 	}
 	return changes, nil
 }
 
-// change describes commit c of branch as buildbot's GitPoller does.
-func (p *GitPoller) change(branch string, c *object.Commit) (store.Change, error) {
-	files, err := changedFiles(c)
-	if err != nil {
-		return store.Change{}, fmt.Errorf("files of %s: %w", c.Hash, err)
-	}
-	rev := c.Hash.String()
+// change describes commit rev of branch as buildbot's GitPoller does.
+func (p *GitPoller) change(branch, rev string, ci *commitInfo) store.Change {
 	ch := store.Change{
-		Author:     signature(c.Author),
-		Committer:  signature(c.Committer),
-		Comments:   strings.TrimSpace(c.Message),
+		Author:     ci.author,
+		Committer:  ci.committer,
+		Comments:   ci.message,
 		Branch:     branch,
 		Revision:   rev,
 		Repository: p.cfg.RepoURL,
 		Project:    p.cfg.Project,
 		Category:   p.cfg.Category,
-		When:       c.Committer.When.UTC(),
-		Files:      files,
+		When:       ci.when,
+		Files:      ci.files,
 	}
 	if p.cfg.RevLink != "" {
 		ch.RevLink = strings.ReplaceAll(p.cfg.RevLink, "%s", rev)
 	}
-	return ch, nil
-}
-
-func signature(s object.Signature) string {
-	return fmt.Sprintf("%s <%s>", s.Name, s.Email)
-}
-
-// changedFiles lists the paths that c changes from its first parent, sorted;
-// for a root commit, every file.
-func changedFiles(c *object.Commit) ([]string, error) {
-	tree, err := c.Tree()
-	if err != nil {
-		return nil, err
-	}
-	var parent *object.Tree
-	if c.NumParents() > 0 {
-		pc, err := c.Parent(0)
-		if err != nil {
-			return nil, err
-		}
-		if parent, err = pc.Tree(); err != nil {
-			return nil, err
-		}
-	}
-	diff, err := object.DiffTree(parent, tree)
-	if err != nil {
-		return nil, err
-	}
-	var files []string
-	for _, d := range diff {
-		for _, name := range []string{d.From.Name, d.To.Name} {
-			if name != "" && !slices.Contains(files, name) {
-				files = append(files, name)
-			}
-		}
-	}
-	slices.Sort(files)
-	return files, nil
+	return ch
 }

@@ -1,9 +1,12 @@
 package changesource
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -532,4 +535,196 @@ func TestRunKeepsPollingAfterErrors(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 	close(logs)
+}
+
+func TestPollFiles(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "old name", "content\n", "dir/keep", "k\n")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: r.url(), AllBranches: true}, db)
+	poll(t, p)
+
+	r.git("mv", "old name", "dir/new name")
+	renamed := r.commit("rename")
+	empty := r.commit("nothing changed")
+	r.git("checkout", "-q", "--orphan", "orphan")
+	r.git("rm", "-q", "-r", "--cached", ".")
+	r.git("clean", "-q", "-f", "-d")
+	root := r.commit("a root of its own", "x", "1\n", "y/z", "2\n")
+	poll(t, p)
+	got := map[string][]string{}
+	for _, c := range rec.take() {
+		got[c.Revision] = c.Files
+	}
+	want := map[string][]string{
+		renamed: {"dir/new name", "old name"}, // a rename is both names
+		empty:   nil,
+		root:    {"x", "y/z"}, // a root commit: every file
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}
+
+// TestPollBigPush announces a push of many commits, in order: their
+// details are read by a few git commands, not one per commit.
+func TestPollBigPush(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	first := r.commit("initial", "f", "0")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: r.url()}, db)
+	poll(t, p)
+
+	const n = 300
+	var stream strings.Builder
+	for i := range n {
+		when := base.Add(time.Duration(i+1) * time.Minute).Unix()
+		msg := fmt.Sprintf("commit %d\n\nwith\x01odd bytes\n", i)
+		fmt.Fprintf(&stream, "commit refs/heads/main\nmark :%d\n", i+1)
+		fmt.Fprintf(&stream, "author A U Thor <author@example.org> %d +0200\n", when)
+		fmt.Fprintf(&stream, "committer C O Mitter <committer@example.org> %d +0200\n", when)
+		fmt.Fprintf(&stream, "data %d\n%s", len(msg), msg)
+		if i == 0 {
+			fmt.Fprintf(&stream, "from %s\n", first)
+		}
+		fmt.Fprintf(&stream, "M 644 inline file-%d\ndata 2\n%d\n\n", i%7, i%10)
+	}
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = r.dir
+	cmd.Stdin = strings.NewReader(stream.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git fast-import: %v\n%s", err, out)
+	}
+	poll(t, p)
+	got := rec.take()
+	if len(got) != n {
+		t.Fatalf("announced %d changes, want %d", len(got), n)
+	}
+	for i, c := range got {
+		want := fmt.Sprintf("commit %d\n\nwith\x01odd bytes", i)
+		if c.Comments != want || !c.When.Equal(base.Add(time.Duration(i+1)*time.Minute)) || c.When.Location() != time.UTC {
+			t.Fatalf("change %d: comments %q, when %v", i, c.Comments, c.When)
+		}
+		if diff := cmp.Diff([]string{fmt.Sprintf("file-%d", i%7)}, c.Files); i >= 7 && i%10 != i%7 && diff != "" {
+			t.Errorf("change %d: files (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+// TestPollCancelKillsGit cancels a poll hung on a remote that never
+// answers: Poll returns, and git's helper (git-remote-http) is killed with
+// git, which the remote sees as its connection closing.
+func TestPollCancelKillsGit(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // after the listener is closed: cleanups run last first
+	t.Cleanup(func() { ln.Close() })
+	conns := make(chan net.Conn, 10)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	})
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "http://" + ln.Addr().String() + "/repo.git"}, db)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Poll(ctx) }()
+	var c net.Conn
+	select {
+	case c = <-conns:
+	case err := <-done:
+		t.Fatalf("Poll returned before reaching the remote: %v", err)
+	}
+	defer c.Close()
+	// Read the request, then wait for the cancelled git to close the
+	// connection; a helper left running would hold it open.
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("read the request: %v", err)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("a cancelled Poll returned no error")
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Errorf("the connection was not closed: %v", err)
+	}
+	if _, err := os.Stat(p.cfg.Workdir); !os.IsNotExist(err) {
+		t.Errorf("a poll that never listed the remote's refs made the mirror: %v", err)
+	}
+}
+
+// TestPollWithoutGit polls with no git in PATH: the error says what to
+// install, and nothing is made.
+func TestPollWithoutGit(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "file:///nowhere"}, db)
+	err := p.Poll(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "git not found in PATH: install git (FreeBSD: pkg install git-lite") {
+		t.Errorf("Poll without git: %v", err)
+	}
+	if _, err := os.Stat(p.cfg.Workdir); !os.IsNotExist(err) {
+		t.Errorf("the workdir was made: %v", err)
+	}
+}
+
+// TestPollSSHKey polls an ssh remote with a key file whose path needs
+// quoting: git runs ssh (here a script standing for the remote's side,
+// first in PATH) with that key alone and never a prompt, and what ssh says
+// ends up in the error.
+func TestPollSSHKey(t *testing.T) {
+	bin := t.TempDir()
+	argsFile := filepath.Join(t.TempDir(), "args")
+	script := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '" + argsFile + "'\necho 'remote: no such host' >&2\nexit 255\n"
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	key := filepath.Join(t.TempDir(), "the key's file")
+	if err := os.WriteFile(key, []byte("not really a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@example.invalid/repo.git", SSHKeyFile: key}, db)
+	err := p.Poll(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "remote: no such host") {
+		t.Fatalf("Poll of an ssh remote whose ssh fails: %v", err)
+	}
+	b, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatalf("ssh was not run: %v", err)
+	}
+	args := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, want := range [][]string{{"-i", key}, {"-o", "IdentitiesOnly=yes"}, {"-o", "BatchMode=yes"}} {
+		found := false
+		for i := 0; i+1 < len(args); i++ {
+			found = found || args[i] == want[0] && args[i+1] == want[1]
+		}
+		if !found {
+			t.Errorf("ssh args %q lack %q", args, want)
+		}
+	}
+
+	// A key file that is not there fails the poll before any ssh.
+	os.Remove(argsFile)
+	p, _ = newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@example.invalid/repo.git", SSHKeyFile: key + ".missing"}, db)
+	if err := p.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "ssh key") {
+		t.Errorf("Poll with a missing key file: %v", err)
+	}
+	if _, err := os.Stat(argsFile); !os.IsNotExist(err) {
+		t.Errorf("ssh was run without its key file: %v", err)
+	}
 }

@@ -34,8 +34,8 @@ func gitBackend(t *testing.T, r *repo) http.Handler {
 }
 
 // TestPollHTTPRemote polls a repository served over HTTP by git
-// http-backend, the path an https remote takes through go-git's network
-// transport (file:// repositories are read directly).
+// http-backend, the path an https remote takes (git-remote-http, the smart
+// protocol).
 func TestPollHTTPRemote(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)

@@ -1,94 +1,106 @@
 package changesource
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/go-git/go-git/v5"
-	gitconfig "github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/revlist"
-	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
 
 // mirror is the poller's bare repository, into which it fetches.
 type mirror struct {
-	repo *git.Repository
-	// aside is the damaged mirror this one replaces, while it is being
-	// made: what it still holds of the history seen before lets the walk
-	// tell old commits from new ones that the remote no longer has (a
-	// force-push while the mirror was damaged). Nil otherwise.
-	aside *git.Repository
+	dir string
+	env []string // for the commands that reach the remote (GIT_SSH_COMMAND)
+	// aside is the objects directory of the damaged mirror this one
+	// replaces, while it is being made: what it still holds of the history
+	// seen before lets the walk tell old commits from new ones that the
+	// remote no longer has (a force-push while the mirror was damaged).
+	// Empty otherwise. Only the walk reads it, never the fetch, so that
+	// the new mirror holds every object it needs.
+	aside string
 }
 
-// objects is where the walk reads commits: the mirror, then what it lacks
-// from the damaged mirror set aside, if any.
-func (m *mirror) objects() storer.EncodedObjectStorer {
-	if m.aside == nil {
-		return m.repo.Storer
+// git runs git in the mirror.
+func (m *mirror) git() gitCmd { return gitCmd{gitDir: m.dir} }
+
+// walkGit runs git in the mirror, reading the objects it lacks from the
+// damaged mirror set aside, if any and withAside.
+func (m *mirror) walkGit(withAside bool) gitCmd {
+	g := m.git()
+	if withAside && m.aside != "" {
+		g.env = []string{"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + m.aside}
 	}
-	return withAside{m.repo.Storer, m.aside.Storer}
+	return g
 }
 
-// withAside reads objects from a new mirror, and those it lacks from the
-// damaged one set aside, as far as that one can still read them. It is
-// only read from.
-type withAside struct {
-	storer.EncodedObjectStorer
-	aside storer.EncodedObjectStorer
-}
-
-func (s withAside) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	obj, err := s.EncodedObjectStorer.EncodedObject(t, h)
-	if !errors.Is(err, plumbing.ErrObjectNotFound) {
-		return obj, err
-	}
-	if obj, aerr := s.aside.EncodedObject(t, h); aerr == nil {
-		return obj, nil
-	}
-	return nil, err
-}
-
-// openMirror opens the bare repository in dir, making it if missing.
-func openMirror(dir string) (*mirror, error) {
-	repo, err := git.PlainOpen(dir)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		// go-git takes a repository without a HEAD for none; do not make
-		// one over what is left of an old one, or over someone's files.
-		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
-			return nil, fmt.Errorf("open mirror %s: not empty, and not a git repository (no HEAD)", dir)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+// openMirror opens the bare repository in dir, making it (git init --bare)
+// if dir is missing or empty. It checks HEAD itself, since git takes a
+// directory with a bad HEAD for no repository at all.
+func openMirror(ctx context.Context, dir string) (*mirror, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
 			return nil, fmt.Errorf("make mirror: %w", err)
 		}
-		repo, err = git.PlainInit(dir, true)
+		if _, err := (gitCmd{}).run(ctx, "init", "--bare", "-q", "--", dir); err != nil {
+			return nil, fmt.Errorf("make mirror: %w", err)
+		}
+		return &mirror{dir: dir}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open mirror %s: %w", dir, err)
 	}
-	// go-git reads the config and HEAD only when it needs them: read them
-	// now, so that garbage in either is found as damage, not ignored.
-	if _, err := repo.Config(); err != nil {
-		return nil, fmt.Errorf("open mirror %s: config: %w", dir, err)
-	}
-	if err := checkHead(repo); err != nil {
+	if err := checkHead(dir); err != nil {
 		return nil, fmt.Errorf("open mirror %s: %w", dir, err)
 	}
-	return &mirror{repo: repo}, nil
+	return &mirror{dir: dir}, nil
+}
+
+// checkHead checks that the mirror's HEAD names a ref or a commit.
+func checkHead(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "HEAD"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("not empty, and not a git repository (no HEAD)")
+	}
+	if err != nil {
+		return fmt.Errorf("HEAD: %w", err)
+	}
+	head := strings.TrimSpace(string(b))
+	if target, ok := strings.CutPrefix(head, "ref: "); ok && strings.HasPrefix(target, "refs/") && !strings.ContainsAny(target, " \x00") {
+		return nil
+	}
+	if isHash(head) {
+		return nil
+	}
+	return fmt.Errorf("HEAD: %q names neither a ref nor a commit", head)
+}
+
+// isHash reports whether s is a full object name (SHA-1 or SHA-256).
+func isHash(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // mirrorEntries are the names a bare repository holds at its top.
 var mirrorEntries = []string{
 	"HEAD", "config", "description", "objects", "refs", "packed-refs",
 	"hooks", "info", "logs", "shallow", "index", "FETCH_HEAD", "ORIG_HEAD", "branches",
+	"gc.log", "gc.pid",
 }
 
 // looksLikeMirror reports an error unless every entry of dir is one a bare
@@ -113,85 +125,139 @@ func looksLikeMirror(dir string) error {
 	return nil
 }
 
-// checkHead checks that the mirror's HEAD names a ref or a commit.
-func checkHead(repo *git.Repository) error {
-	head, err := repo.Storer.Reference(plumbing.HEAD)
-	if err != nil {
-		return fmt.Errorf("HEAD: %w", err)
-	}
-	switch {
-	case head.Type() == plumbing.SymbolicReference && strings.HasPrefix(head.Target().String(), "refs/"):
-	case head.Type() == plumbing.HashReference && !head.Hash().IsZero():
-	default:
-		return fmt.Errorf("HEAD: %q names neither a ref nor a commit", head.Strings()[1])
-	}
-	return nil
-}
-
-// checkMirror reports what is damaged in the mirror in dir, or nil if it
-// opens, every ref in it names a readable commit (with its tree and
-// parents), and each revision of tips (the last ones the poller saw) is a
-// readable commit. It reads a few objects per ref, not the whole history.
-func checkMirror(dir string, tips map[string]string) error {
-	m, err := openMirror(dir)
+// checkMirror reports what is damaged in the mirror in dir, or nil if its
+// HEAD and config read, every ref in it names a readable object (through
+// tags: a readable commit, with its tree and parents), and each revision of
+// tips (the last ones the poller saw) is such a commit. It reads a few
+// objects per ref, not the whole history.
+func checkMirror(ctx context.Context, dir string, tips map[string]string) error {
+	m, err := openMirror(ctx, dir)
 	if err != nil {
 		return err
 	}
-	iter, err := m.repo.Storer.IterReferences()
+	var stderr bytes.Buffer
+	g := m.git()
+	g.stderr = &stderr
+	out, err := g.run(ctx, "for-each-ref", "--format=%(objectname) %(refname)")
 	if err != nil {
 		return fmt.Errorf("list refs: %w", err)
 	}
-	var refs []*plumbing.Reference
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		refs = append(refs, ref)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list refs: %w", err)
+	if msg := lastLines(stderr.String(), 3); msg != "" {
+		// git skips a ref it cannot read with a warning: that is damage.
+		return fmt.Errorf("list refs: %s", msg)
 	}
-	for _, ref := range refs {
-		if ref.Type() != plumbing.HashReference || ref.Name() == plumbing.HEAD {
-			continue
+	var checks []objectCheck
+	for line := range strings.Lines(string(out)) {
+		oid, ref, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		if !ok || !isHash(oid) {
+			return fmt.Errorf("list refs: unexpected line %q", line)
 		}
-		if ref.Hash().IsZero() {
-			return fmt.Errorf("ref %s: names no object", ref.Name())
-		}
-		h, err := peel(m.repo, ref.Hash())
-		if err != nil {
-			return fmt.Errorf("ref %s: %w", ref.Name(), err)
-		}
-		if err := checkCommit(m.repo, h); err != nil {
-			return fmt.Errorf("ref %s: %w", ref.Name(), err)
-		}
+		checks = append(checks, objectCheck{label: "ref " + ref, name: oid + "^{}"})
 	}
 	for _, branch := range slices.Sorted(maps.Keys(tips)) {
-		if err := checkCommit(m.repo, plumbing.NewHash(tips[branch])); err != nil {
-			return fmt.Errorf("last seen tip of %s: %w", branch, err)
+		checks = append(checks, objectCheck{label: "last seen tip of " + branch, name: tips[branch], commit: true})
+	}
+	objs, err := readObjects(ctx, m.git(), checks)
+	if err != nil {
+		return err
+	}
+	var next []objectCheck
+	seen := map[string]bool{}
+	for i, c := range checks {
+		o := objs[i]
+		if o.typ != "commit" {
+			continue
+		}
+		for line := range strings.Lines(string(o.content)) {
+			line = strings.TrimSuffix(line, "\n")
+			if line == "" {
+				break // the end of the header
+			}
+			key, oid, _ := strings.Cut(line, " ")
+			if (key != "tree" && key != "parent") || seen[oid] {
+				continue
+			}
+			seen[oid] = true
+			next = append(next, objectCheck{
+				label:  fmt.Sprintf("%s: %s %s of %s", c.label, key, oid, o.oid),
+				name:   oid,
+				commit: key == "parent",
+			})
 		}
 	}
-	return nil
+	_, err = readObjects(ctx, m.git(), next)
+	return err
 }
 
-// checkCommit reads commit h, its tree and its parents.
-func checkCommit(r *git.Repository, h plumbing.Hash) error {
-	c, err := r.CommitObject(h)
+// objectCheck is an object checkMirror reads.
+type objectCheck struct {
+	label  string // what the object is, for the error
+	name   string // how git names it
+	commit bool   // it must be a commit
+}
+
+// gitObject is an object git read.
+type gitObject struct {
+	oid, typ string
+	content  []byte
+}
+
+// readObjects reads the objects of checks whole (git cat-file --batch), and
+// returns an error naming the first one that is missing, unreadable or not
+// a commit where it must be one.
+func readObjects(ctx context.Context, g gitCmd, checks []objectCheck) ([]gitObject, error) {
+	if len(checks) == 0 {
+		return nil, nil
+	}
+	var in strings.Builder
+	for _, c := range checks {
+		in.WriteString(c.name + "\n")
+	}
+	g.stdin = strings.NewReader(in.String())
+	out, err := g.run(ctx, "cat-file", "--batch")
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", h, err)
-	}
-	if _, err := c.Tree(); err != nil {
-		return fmt.Errorf("tree of %s: %w", h, err)
-	}
-	for _, ph := range c.ParentHashes {
-		if _, err := r.CommitObject(ph); err != nil {
-			return fmt.Errorf("parent %s of %s: %w", ph, h, err)
+		if ctx.Err() != nil {
+			return nil, err
 		}
+		// Some object does not read: find which, one at a time.
+		for _, c := range checks {
+			if _, cerr := g.run(ctx, "cat-file", "-p", c.name); cerr != nil {
+				return nil, fmt.Errorf("%s: %w", c.label, cerr)
+			}
+		}
+		return nil, err
 	}
-	return nil
+	objs := make([]gitObject, 0, len(checks))
+	r := bufio.NewReader(bytes.NewReader(out))
+	for _, c := range checks {
+		header, err := r.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("%s: git cat-file: short output", c.label)
+		}
+		fields := strings.Fields(header)
+		if len(fields) == 2 && fields[1] == "missing" || len(fields) != 3 {
+			return nil, fmt.Errorf("%s: %s: object missing", c.label, c.name)
+		}
+		var size int
+		if _, err := fmt.Sscan(fields[2], &size); err != nil {
+			return nil, fmt.Errorf("%s: git cat-file: bad header %q", c.label, header)
+		}
+		content := make([]byte, size+1)
+		if _, err := io.ReadFull(r, content); err != nil {
+			return nil, fmt.Errorf("%s: git cat-file: short output", c.label)
+		}
+		o := gitObject{oid: fields[0], typ: fields[1], content: content[:size]}
+		if c.commit && o.typ != "commit" {
+			return nil, fmt.Errorf("%s: %s is a %s, not a commit", c.label, o.oid, o.typ)
+		}
+		objs = append(objs, o)
+	}
+	return objs, nil
 }
 
 // remoteError is a failure that lies with the remote (or the way to it),
-// not with the mirror: listing its refs, opening a local one. It never
-// leads to checking the mirror, so a flaky remote costs no clone.
+// not with the mirror: listing its refs. It never leads to checking the
+// mirror, so a flaky remote costs no clone.
 type remoteError struct{ err error }
 
 func (e remoteError) Error() string { return e.err.Error() }
@@ -199,96 +265,112 @@ func (e remoteError) Unwrap() error { return e.err }
 
 // remoteRefs are the refs a remote advertises.
 type remoteRefs struct {
-	refs map[plumbing.ReferenceName]plumbing.Hash // branches and tags
-	head plumbing.ReferenceName                   // the branch HEAD names; "" if unknown
+	refs   map[string]string // branches and tags: full name → object
+	peeled map[string]string // annotated tags: full name → the commit (or other object) they tag
+	head   string            // the branch HEAD names; "" if unknown
 }
 
-// fetch lists the remote's refs, fetches those the poller follows into the
-// mirror, and returns the commit each one points at, by branch name as
-// changes carry it ("main", or "refs/tags/v1" for a tag).
-func (p *GitPoller) fetch(ctx context.Context, m *mirror) (map[string]plumbing.Hash, error) {
-	ep, err := transport.NewEndpoint(p.cfg.RepoURL)
-	if err != nil {
-		return nil, remoteError{fmt.Errorf("parse repourl: %w", err)}
+// tip returns the object ref names, through tags.
+func (rr remoteRefs) tip(ref string) string {
+	if h, ok := rr.peeled[ref]; ok {
+		return h
 	}
-	local := ep.Protocol == "file"
-	var (
-		rr   remoteRefs
-		src  *git.Repository
-		rem  *git.Remote
-		auth transport.AuthMethod
-	)
-	if local {
-		// go-git's file transport runs git-upload-pack; read the repository
-		// directly instead, so that no git binary is needed.
-		if src, err = git.PlainOpen(ep.Path); err != nil {
-			return nil, remoteError{fmt.Errorf("open %s: %w", ep.Path, err)}
-		}
-		if rr, err = localRefs(src); err != nil {
-			return nil, remoteError{fmt.Errorf("list refs: %w", err)}
-		}
-	} else {
-		if auth, err = p.auth(ep); err != nil {
-			return nil, remoteError{err}
-		}
-		rem = git.NewRemote(m.repo.Storer, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{p.cfg.RepoURL}})
-		if rr, err = listRemote(ctx, rem, auth); err != nil {
-			return nil, remoteError{fmt.Errorf("list refs: %w", err)}
-		}
-	}
+	return rr.refs[ref]
+}
 
-	selected := p.selectRefs(rr) // branch → ref
-	if len(selected) == 0 {
-		p.log.Debug("no ref to follow on the remote")
-		return map[string]plumbing.Hash{}, nil
+// remoteEnv is the environment of the commands that reach the remote.
+func (p *GitPoller) remoteEnv() ([]string, error) {
+	if p.cfg.SSHKeyFile == "" {
+		return nil, nil
 	}
-	names := make([]plumbing.ReferenceName, 0, len(selected))
-	for _, ref := range selected {
-		names = append(names, ref)
+	if _, err := os.Stat(p.cfg.SSHKeyFile); err != nil {
+		return nil, fmt.Errorf("ssh key: %w", err)
 	}
-	slices.Sort(names)
-	if local {
-		err = copyRefs(ctx, src, m.repo, rr.refs, names)
-	} else {
-		specs := make([]gitconfig.RefSpec, len(names))
-		for i, n := range names {
-			specs[i] = gitconfig.RefSpec("+" + n + ":" + n)
-		}
-		err = rem.FetchContext(ctx, &git.FetchOptions{RefSpecs: specs, Auth: auth, Tags: git.NoTags, Force: true})
-		if errors.Is(err, git.NoErrAlreadyUpToDate) {
-			err = nil
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
+	return []string{"GIT_SSH_COMMAND=" + sshCommand(p.cfg.SSHKeyFile)}, nil
+}
 
-	tips := make(map[string]plumbing.Hash, len(selected))
-	for branch, ref := range selected {
-		h, err := peel(m.repo, rr.refs[ref])
-		if errors.Is(err, plumbing.ErrObjectNotFound) {
-			// Just fetched, or known to the mirror: it must be there.
-			return nil, fmt.Errorf("ref %s: %w", ref, err)
+// listRemote lists the branches and tags of the remote (git ls-remote),
+// and the branch its HEAD names.
+func (p *GitPoller) listRemote(ctx context.Context, env []string) (remoteRefs, error) {
+	out, err := gitCmd{env: env}.run(ctx, "ls-remote", "--symref", "--end-of-options", p.cfg.RepoURL)
+	if err != nil {
+		return remoteRefs{}, err
+	}
+	rr := remoteRefs{refs: map[string]string{}, peeled: map[string]string{}}
+	var symHead, hashHead string
+	for line := range strings.Lines(string(out)) {
+		left, name, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+		if !ok {
+			return rr, fmt.Errorf("git ls-remote: unexpected line %q", line)
 		}
-		if err != nil {
-			p.log.Warn("ignoring a ref that names no commit", "ref", ref, "err", err)
+		if target, ok := strings.CutPrefix(left, "ref: "); ok {
+			if name == "HEAD" {
+				symHead = target
+			}
 			continue
 		}
-		tips[branch] = h
+		switch {
+		case !isHash(left):
+			return rr, fmt.Errorf("git ls-remote: unexpected line %q", line)
+		case name == "HEAD":
+			hashHead = left
+		case strings.HasPrefix(name, "refs/tags/") && strings.HasSuffix(name, "^{}"):
+			rr.peeled[strings.TrimSuffix(name, "^{}")] = left
+		case strings.HasPrefix(name, "refs/heads/") || strings.HasPrefix(name, "refs/tags/"):
+			rr.refs[name] = left
+		}
 	}
-	return tips, nil
+	rr.head = headBranch(symHead, hashHead, rr.refs)
+	return rr, nil
 }
 
-// selectRefs returns the refs the poller follows, by branch name.
-func (p *GitPoller) selectRefs(rr remoteRefs) map[string]plumbing.ReferenceName {
-	out := map[string]plumbing.ReferenceName{}
+// headBranch returns the branch HEAD names: its target when the remote
+// says, else a branch at the same commit (main or master first).
+func headBranch(symHead, hashHead string, refs map[string]string) string {
+	if symHead != "" {
+		return symHead
+	}
+	if hashHead == "" {
+		return ""
+	}
+	var same []string
+	for name, h := range refs {
+		if strings.HasPrefix(name, "refs/heads/") && h == hashHead {
+			same = append(same, name)
+		}
+	}
+	rank := func(n string) int {
+		switch n {
+		case "refs/heads/main":
+			return 0
+		case "refs/heads/master":
+			return 1
+		}
+		return 2
+	}
+	slices.SortFunc(same, func(a, b string) int {
+		if d := rank(a) - rank(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	if len(same) == 0 {
+		return ""
+	}
+	return same[0]
+}
+
+// selectRefs returns the refs the poller follows, by branch name as
+// changes carry it ("main", or "refs/tags/v1" for a tag).
+func (p *GitPoller) selectRefs(rr remoteRefs) map[string]string {
+	out := map[string]string{}
 	re := p.cfg.BranchRegex
 	for name := range rr.refs {
-		short, isBranch := strings.CutPrefix(name.String(), "refs/heads/")
+		short, isBranch := strings.CutPrefix(name, "refs/heads/")
 		switch {
 		case p.cfg.OnlyTags:
-			if tag, ok := strings.CutPrefix(name.String(), "refs/tags/"); ok && (re == nil || re.MatchString(tag)) {
-				out[name.String()] = name
+			if tag, ok := strings.CutPrefix(name, "refs/tags/"); ok && (re == nil || re.MatchString(tag)) {
+				out[name] = name
 			}
 		case !isBranch:
 		case p.cfg.AllBranches || re != nil:
@@ -296,7 +378,7 @@ func (p *GitPoller) selectRefs(rr remoteRefs) map[string]plumbing.ReferenceName 
 				out[short] = name
 			}
 		case len(p.cfg.Branches) > 0:
-			if slices.Contains(p.cfg.Branches, short) || slices.Contains(p.cfg.Branches, name.String()) {
+			if slices.Contains(p.cfg.Branches, short) || slices.Contains(p.cfg.Branches, name) {
 				out[short] = name
 			}
 		case name == rr.head:
@@ -306,172 +388,58 @@ func (p *GitPoller) selectRefs(rr remoteRefs) map[string]plumbing.ReferenceName 
 	return out
 }
 
-func (p *GitPoller) auth(ep *transport.Endpoint) (transport.AuthMethod, error) {
-	if p.cfg.SSHKeyFile == "" || ep.Protocol != "ssh" {
-		return nil, nil
+// fetch fetches the refs of selected (branch → ref) into the mirror, each
+// to the same name (git fetch --no-tags --force URL +ref:ref...), and
+// returns the commit each one points at, by branch. A ref that names no
+// commit (a tag of a tree) is left out with a warning.
+func (p *GitPoller) fetch(ctx context.Context, m *mirror, rr remoteRefs, selected map[string]string) (map[string]string, error) {
+	tips := make(map[string]string, len(selected))
+	if len(selected) == 0 {
+		p.log.Debug("no ref to follow on the remote")
+		return tips, nil
 	}
-	user := ep.User
-	if user == "" {
-		user = "git"
+	names := slices.Sorted(maps.Values(selected))
+	var specs strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&specs, "+%s:%s\n", n, n)
 	}
-	auth, err := gitssh.NewPublicKeysFromFile(user, p.cfg.SSHKeyFile, "")
+	g := m.git()
+	g.env = m.env
+	g.stdin = strings.NewReader(specs.String())
+	_, err := g.run(ctx, "-c", "gc.autoDetach=false", "-c", "maintenance.autoDetach=false",
+		"fetch", "-q", "--no-tags", "--force", "--no-write-fetch-head", "--no-recurse-submodules",
+		"--stdin", "--end-of-options", p.cfg.RepoURL)
 	if err != nil {
-		return nil, fmt.Errorf("read ssh key %s: %w", p.cfg.SSHKeyFile, err)
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	return auth, nil
-}
 
-// listRemote lists the branches and tags of a remote repository.
-func listRemote(ctx context.Context, rem *git.Remote, auth transport.AuthMethod) (remoteRefs, error) {
-	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
-	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return remoteRefs{refs: map[plumbing.ReferenceName]plumbing.Hash{}}, nil
+	// What each fetched ref names, through tags, as the mirror has it.
+	branches := slices.Sorted(maps.Keys(selected))
+	var in strings.Builder
+	for _, b := range branches {
+		in.WriteString(rr.refs[selected[b]] + "^{}\n")
 	}
+	g = m.git()
+	g.stdin = strings.NewReader(in.String())
+	out, err := g.run(ctx, "cat-file", "--batch-check")
 	if err != nil {
-		return remoteRefs{}, err
+		return nil, err
 	}
-	rr := remoteRefs{refs: map[plumbing.ReferenceName]plumbing.Hash{}}
-	var head *plumbing.Reference
-	for _, ref := range refs {
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != len(branches) {
+		return nil, fmt.Errorf("git cat-file: %d lines for %d refs", len(lines), len(branches))
+	}
+	for i, b := range branches {
+		fields := strings.Fields(lines[i])
 		switch {
-		case ref.Name() == plumbing.HEAD:
-			head = ref
-		case ref.Type() == plumbing.HashReference && (ref.Name().IsBranch() || ref.Name().IsTag()):
-			rr.refs[ref.Name()] = ref.Hash()
-		}
-	}
-	rr.head = headBranch(head, rr.refs)
-	return rr, nil
-}
-
-// localRefs lists the branches and tags of a repository on this machine.
-func localRefs(src *git.Repository) (remoteRefs, error) {
-	rr := remoteRefs{refs: map[plumbing.ReferenceName]plumbing.Hash{}}
-	iter, err := src.References()
-	if err != nil {
-		return rr, err
-	}
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Type() == plumbing.HashReference && (ref.Name().IsBranch() || ref.Name().IsTag()) {
-			rr.refs[ref.Name()] = ref.Hash()
-		}
-		return nil
-	})
-	if err != nil {
-		return rr, err
-	}
-	head, err := src.Storer.Reference(plumbing.HEAD)
-	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return rr, err
-	}
-	rr.head = headBranch(head, rr.refs)
-	return rr, nil
-}
-
-// headBranch returns the branch HEAD names: its target when it is
-// symbolic, else a branch at the same commit (main or master first).
-func headBranch(head *plumbing.Reference, refs map[plumbing.ReferenceName]plumbing.Hash) plumbing.ReferenceName {
-	if head == nil {
-		return ""
-	}
-	if head.Type() == plumbing.SymbolicReference {
-		return head.Target()
-	}
-	var same []plumbing.ReferenceName
-	for name, h := range refs {
-		if name.IsBranch() && h == head.Hash() {
-			same = append(same, name)
-		}
-	}
-	slices.SortFunc(same, func(a, b plumbing.ReferenceName) int {
-		rank := func(n plumbing.ReferenceName) int {
-			switch n {
-			case "refs/heads/main":
-				return 0
-			case "refs/heads/master":
-				return 1
-			}
-			return 2
-		}
-		if d := rank(a) - rank(b); d != 0 {
-			return d
-		}
-		return strings.Compare(string(a), string(b))
-	})
-	if len(same) == 0 {
-		return ""
-	}
-	return same[0]
-}
-
-// copyRefs copies the objects of refs names of src that dst lacks into dst,
-// then points dst's refs at them, so dst holds them as after a fetch.
-func copyRefs(ctx context.Context, src, dst *git.Repository, refs map[plumbing.ReferenceName]plumbing.Hash, names []plumbing.ReferenceName) error {
-	var wants, have []plumbing.Hash
-	for _, n := range names {
-		wants = append(wants, refs[n])
-	}
-	iter, err := dst.References()
-	if err != nil {
-		return err
-	}
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Type() == plumbing.HashReference {
-			have = append(have, ref.Hash())
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// Every object of dst is there with all it refers to, since refs are
-	// set only once their objects are copied.
-	missing, err := revlist.ObjectsWithStorageForIgnores(src.Storer, dst.Storer, wants, have)
-	if err != nil {
-		return err
-	}
-	for _, h := range missing {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if dst.Storer.HasEncodedObject(h) == nil {
-			continue
-		}
-		obj, err := src.Storer.EncodedObject(plumbing.AnyObject, h)
-		if err != nil {
-			return err
-		}
-		if _, err := dst.Storer.SetEncodedObject(obj); err != nil {
-			return err
-		}
-	}
-	for _, n := range names {
-		if err := dst.Storer.SetReference(plumbing.NewHashReference(n, refs[n])); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// peel returns the commit h names, through annotated tags.
-func peel(r *git.Repository, h plumbing.Hash) (plumbing.Hash, error) {
-	for range 16 {
-		obj, err := r.Storer.EncodedObject(plumbing.AnyObject, h)
-		if err != nil {
-			return h, err
-		}
-		switch obj.Type() {
-		case plumbing.CommitObject:
-			return h, nil
-		case plumbing.TagObject:
-			tag, err := object.DecodeTag(r.Storer, obj)
-			if err != nil {
-				return h, err
-			}
-			h = tag.Target
+		case len(fields) == 3 && fields[1] == "commit":
+			tips[b] = fields[0]
+		case len(fields) == 3:
+			p.log.Warn("ignoring a ref that names no commit", "ref", selected[b], "type", fields[1])
 		default:
-			return h, fmt.Errorf("%s is a %s", h, obj.Type())
+			// Just fetched: it must be there.
+			return nil, fmt.Errorf("ref %s: object %s missing after the fetch", selected[b], rr.refs[selected[b]])
 		}
 	}
-	return h, fmt.Errorf("%s: tags nested too deep", h)
+	return tips, nil
 }

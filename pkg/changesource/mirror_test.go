@@ -2,12 +2,15 @@ package changesource
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -86,6 +89,15 @@ func globAll(t *testing.T, dir, pattern string) []string {
 	return m
 }
 
+// repack packs every object of the bare repository dir, as a gc does:
+// git fetches a few objects loose, and the damage is to its packfile.
+func repack(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("git", "--git-dir="+dir, "repack", "-a", "-d", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git repack: %v\n%s", err, out)
+	}
+}
+
 // looseObject is the path of object rev in the bare repository dir.
 func looseObject(dir, rev string) string {
 	return filepath.Join(dir, "objects", rev[:2], rev[2:])
@@ -115,48 +127,54 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		http   bool // the remote is served over HTTP: go-git fetches packfiles
+		http   bool // the remote is served over HTTP (git-remote-http, smart protocol)
 		damage func(t *testing.T, mirror, lastRev string)
 		// what the warning says was damaged; empty when the fetch itself
-		// mends the damage (go-git fetches again what the mirror lost, and
+		// mends the damage (git fetches again what the mirror lost, and
 		// rewrites the ref), so that there is nothing to repair
 		want string
 	}{
 		{
 			name:   "empty ref file",
 			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "refs/heads/main"), "") },
-			want:   "ref file is empty",
+			want:   "broken ref refs/heads/main",
 		},
 		{
 			name: "empty ref file over http", http: true,
 			damage: func(t *testing.T, mirror, _ string) { write(t, filepath.Join(mirror, "refs/heads/main"), "") },
-			want:   "ref file is empty",
+			want:   "broken ref refs/heads/main",
 		},
 		{
 			name: "truncated ref file over http", http: true,
 			damage: func(t *testing.T, mirror, lastRev string) {
 				write(t, filepath.Join(mirror, "refs/heads/main"), lastRev[:17])
 			},
+			want: "broken ref refs/heads/main",
 		},
 		{
 			name: "truncated packfile over http", http: true,
 			damage: func(t *testing.T, mirror, _ string) {
+				repack(t, mirror)
 				for _, p := range globAll(t, mirror, "objects/pack/*.pack") {
 					truncate(t, p)
 				}
 			},
-			want: "last seen tip of main",
+			// git finds the packfile shorter than its index says and
+			// ignores it, so it fetches its objects again: nothing to
+			// repair.
 		},
 		{
 			name: "packfile without its index over http", http: true,
 			damage: func(t *testing.T, mirror, _ string) {
+				repack(t, mirror)
 				for _, p := range globAll(t, mirror, "objects/pack/*.idx") {
 					if err := os.Remove(p); err != nil {
 						t.Fatal(err)
 					}
 				}
 			},
-			want: "ref refs/heads/main: packfile not found",
+			// git finds no object of the ref, so it fetches them all
+			// again: nothing to repair.
 		},
 		{
 			name: "missing object",
@@ -252,7 +270,7 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 			if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
 				t.Errorf("the damaged mirror is left behind: %v", err)
 			}
-			if err := checkMirror(workdir, map[string]string{"main": c3}); err != nil {
+			if err := checkMirror(t.Context(), workdir, map[string]string{"main": c3}); err != nil {
 				t.Errorf("the new mirror: %v", err)
 			}
 
@@ -398,7 +416,7 @@ func TestPollFetchCutKeepsMirror(t *testing.T) {
 	backend := gitBackend(t, r)
 	var cut atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if cut.Load() && strings.HasSuffix(req.URL.Path, "/git-upload-pack") {
+		if cut.Load() && strings.HasSuffix(req.URL.Path, "/git-upload-pack") && fetchRequest(t, req) {
 			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
 			w.WriteHeader(http.StatusOK)
 			w.Write([]byte("0008NAK\n0023\x01PACK")) // then the connection drops
@@ -427,7 +445,7 @@ func TestPollFetchCutKeepsMirror(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "fetch") {
 		t.Fatalf("Poll with the fetch cut: %v", err)
 	}
-	// go-git may leave a temporary pack behind; what the mirror held is
+	// git may leave a temporary pack behind; what the mirror held is
 	// untouched and nothing was set aside or rebuilt.
 	after := snapshot(t, workdir)
 	for path, st := range before {
@@ -447,6 +465,31 @@ func TestPollFetchCutKeepsMirror(t *testing.T) {
 	if diff := cmp.Diff([]brief{{"main", c2, "two"}}, briefs(rec.take())); diff != "" {
 		t.Errorf("after the remote is whole (-want +got):\n%s", diff)
 	}
+}
+
+// fetchRequest reports whether req asks git-upload-pack for objects (not
+// for the list of refs, which protocol v2 asks by the same POST), and
+// leaves its body to be read again.
+func fetchRequest(t *testing.T, req *http.Request) bool {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		t.Errorf("read the request: %v", err)
+		return false
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	text := body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Errorf("read the gzipped request: %v", err)
+			return false
+		}
+		if text, err = io.ReadAll(zr); err != nil {
+			t.Errorf("read the gzipped request: %v", err)
+			return false
+		}
+	}
+	return !bytes.Contains(text, []byte("command=ls-refs"))
 }
 
 // TestPollRepairAfterForcePush damages the mirror while the remote is
