@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
 )
 
 // root is the module's root directory.
@@ -23,50 +25,6 @@ func root(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
-}
-
-// aptMu serializes this process's apt-get runs; DPkg::Lock::Timeout waits
-// for other processes'.
-var aptMu sync.Mutex
-
-// need returns the path of tool, installing Debian's pkg when it is
-// missing. It fails the test, loudly, when it cannot.
-func need(t testing.TB, tool, pkg string) string {
-	t.Helper()
-	aptMu.Lock()
-	defer aptMu.Unlock()
-	if p, err := exec.LookPath(tool); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s is missing and only root can install it: apt-get install %s", tool, pkg)
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Fatalf("%s is missing and there is no apt-get to install %s", tool, pkg)
-	}
-	apt := func(args ...string) error {
-		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	t.Logf("%s is missing: installing %s", tool, pkg)
-	if err := apt("install", pkg); err != nil {
-		if err := apt("update"); err != nil {
-			t.Fatal(err)
-		}
-		if err := apt("install", pkg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Fatalf("installed %s but %s is still missing: %v", pkg, tool, err)
-	}
-	return p
 }
 
 var bins struct {
@@ -111,7 +69,7 @@ func TestMain(m *testing.M) {
 // flavours' first-start scripts: FreeBSD's /bin/sh is a POSIX shell.
 func TestShellcheck(t *testing.T) {
 	t.Parallel()
-	sc := need(t, "shellcheck", "shellcheck")
+	sc := testdeb.Need(t, "shellcheck", "shellcheck")
 	files := []string{
 		"deploy/freebsd/rc.d/gbb_master",
 		"deploy/freebsd/rc.d/gbb_worker",
@@ -189,7 +147,7 @@ func read(t testing.TB, path string) string {
 // with only the pid and log files moved to a temp dir.
 func TestNginxConf(t *testing.T) {
 	t.Parallel()
-	nginx := need(t, "nginx", "nginx")
+	nginx := testdeb.Need(t, "nginx", "nginx")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(read(t, "deploy/freebsd/nginx.conf")), 0o644); err != nil {
@@ -213,7 +171,7 @@ func TestNginxConf(t *testing.T) {
 // that ExecStart's program exists). Any warning fails the test.
 func TestSystemdVerify(t *testing.T) {
 	t.Parallel()
-	sa := need(t, "systemd-analyze", "systemd")
+	sa := testdeb.Need(t, "systemd-analyze", "systemd")
 	bin := binaries(t)
 	dir := t.TempDir()
 	var units []string
@@ -269,7 +227,7 @@ func TestFlavourMasterConfig(t *testing.T) {
 // tree ezjail copies into a new jail.
 func TestMakeFlavours(t *testing.T) {
 	t.Parallel()
-	need(t, "make", "make")
+	testdeb.Need(t, "make", "make")
 	dist := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dist, "freebsd-amd64"), 0o755); err != nil {
 		t.Fatal(err)

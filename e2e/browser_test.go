@@ -15,6 +15,8 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
 )
 
 // The browser tests drive Debian's Chromium with chromedp against real
@@ -202,7 +204,7 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		if err := os.WriteFile(cfg, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		startNginx(t, netnsNeed(t, "nginx", "nginx"), e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
+		startNginx(t, testdeb.Need(t, "nginx", "nginx"), e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
 		base = public
 	}
 	e.startMaster()

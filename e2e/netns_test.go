@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
 )
 
 // The seed's topology on Linux: network namespaces stand in for the jails
@@ -63,46 +64,6 @@ worker_names = ["worker0"]
   name = "where"
   command = ["ip", "-o", "-4", "addr", "show"]
 `
-
-// aptMu serializes this process's apt-get runs; DPkg::Lock::Timeout waits
-// for other processes'.
-var aptMu sync.Mutex
-
-// netnsNeed returns the path of tool, installing Debian's pkg when it is
-// missing; it fails the test, loudly, when it cannot.
-func netnsNeed(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	aptMu.Lock()
-	defer aptMu.Unlock()
-	if p, err := exec.LookPath(tool); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s is missing and only root can install it: apt-get install %s", tool, pkg)
-	}
-	apt := func(args ...string) error {
-		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	t.Logf("%s is missing: installing %s", tool, pkg)
-	if err := apt("install", pkg); err != nil {
-		if err := apt("update"); err != nil {
-			t.Fatal(err)
-		}
-		if err := apt("install", pkg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Fatalf("installed %s but %s is still missing: %v", pkg, tool, err)
-	}
-	return p
-}
 
 // netnsIP runs ip with args and fails the test if it fails.
 func netnsIP(t *testing.T, args ...string) {
@@ -171,7 +132,7 @@ func netnsProc(t *testing.T, logPath string, name string, args ...string) {
 // build forced and followed through nginx under /buildbot/.
 func TestNetnsTopology(t *testing.T) {
 	ns := netnsJails(t)
-	nginx := netnsNeed(t, "nginx", "nginx")
+	nginx := testdeb.Need(t, "nginx", "nginx")
 	master, worker := buildBinaries(t)
 	mns, wns := ns.master, ns.worker
 
@@ -331,7 +292,7 @@ func netnsJails(t *testing.T) netnsPair {
 	if os.Geteuid() != 0 {
 		t.Fatalf("%s needs root (network namespaces); make test runs as root in CI", t.Name())
 	}
-	netnsNeed(t, "ip", "iproute2")
+	testdeb.Need(t, "ip", "iproute2")
 	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)

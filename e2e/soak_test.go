@@ -23,6 +23,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/testdeb"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -226,8 +227,8 @@ func TestSoak(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("TestSoak needs root (network namespaces to cut workers' links); make test runs as root in CI")
 	}
-	netnsNeed(t, "ip", "iproute2")
-	netnsNeed(t, "git", "git")
+	testdeb.Need(t, "ip", "iproute2")
+	testdeb.Need(t, "git", "git")
 	duration, err := time.ParseDuration(soakEnv("GBB_SOAK_DURATION", "40s"))
 	if err != nil {
 		t.Fatalf("GBB_SOAK_DURATION: %v", err)

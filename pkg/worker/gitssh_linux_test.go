@@ -15,42 +15,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gbb-ci/gbb/internal/testdeb"
 	"github.com/gbb-ci/gbb/pkg/protocol"
 )
-
-// needTool returns the path of tool, installing Debian's pkg when it is
-// missing; it fails the test, loudly, when it cannot.
-func needTool(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(tool); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s is missing and only root can install it: apt-get install %s", tool, pkg)
-	}
-	apt := func(args ...string) error {
-		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	t.Logf("%s is missing: installing %s", tool, pkg)
-	if err := apt("install", pkg); err != nil {
-		if err := apt("update"); err != nil {
-			t.Fatal(err)
-		}
-		if err := apt("install", pkg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Fatalf("installed %s but %s is still missing: %v", pkg, tool, err)
-	}
-	return p
-}
 
 // sshServer is OpenSSH's sshd on a loopback port, one sshd -i per
 // connection, logging to log.
@@ -71,8 +38,8 @@ func (s *sshServer) logText() string {
 // authorized key.
 func startSSHServer(t *testing.T, authorized string) *sshServer {
 	t.Helper()
-	sshd := needTool(t, "sshd", "openssh-server")
-	keygen := needTool(t, "ssh-keygen", "openssh-client")
+	sshd := testdeb.Need(t, "sshd", "openssh-server")
+	keygen := testdeb.Need(t, "ssh-keygen", "openssh-client")
 	dir := t.TempDir()
 	hostKey := filepath.Join(dir, "host_ed25519")
 	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
@@ -206,7 +173,7 @@ func TestGitSSHKey(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs sshd for root and mounts over /etc/ssh in a namespace of its own: run it as root")
 	}
-	keygen := needTool(t, "ssh-keygen", "openssh-client")
+	keygen := testdeb.Need(t, "ssh-keygen", "openssh-client")
 	keys := filepath.Join(t.TempDir(), "key dir's") // the path needs quoting
 	if err := os.Mkdir(keys, 0o700); err != nil {
 		t.Fatal(err)
