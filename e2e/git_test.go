@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,5 +93,34 @@ func TestGitStep(t *testing.T) {
 	got := props.Properties[0]["got_revision"]
 	if len(got) != 2 || got[0] != head || got[1] != "Git" {
 		t.Errorf("got_revision = %v, want [%s Git]", got, head)
+	}
+}
+
+// TestGitStepTimeout: a git step's timeout reaches the worker, which kills
+// a fetch that hangs once it has been silent that long; the build fails
+// and the log says why.
+func TestGitStepTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A remote that hangs: the kernel accepts connections for a listener
+	// that never calls Accept, and nobody ever answers them.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	cfg := strings.ReplaceAll(gitConfig, "file://{{.Dir}}/repo", "http://"+ln.Addr().String()+"/hang.git")
+	cfg = strings.Replace(cfg, "  type = \"git\"\n", "  type = \"git\"\n  timeout = \"2s\"\n", 1)
+	e.writeConfig(cfg)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+
+	b := e.waitBuild(e.force("force", 1, "git timeout"), 60*time.Second)
+	steps := e.steps(b.BuildID)
+	if b.Results == nil || *b.Results != 2 || len(steps) < 2 || steps[1].Name != "git" {
+		t.Fatalf("build results = %v, steps %+v; want FAILURE at the git step", b.Results, steps)
+	}
+	if log := e.stdio(steps[1].StepID); !strings.Contains(log, "command timed out: 2 seconds without output") {
+		t.Errorf("git step log does not say it timed out:\n%s", log)
 	}
 }

@@ -35,6 +35,8 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 			Workdir:           sc.Workdir,
 			Submodules:        sc.Submodules,
 			SSHPrivateKeyFile: sc.SSHPrivateKeyFile,
+			Timeout:           sc.Timeout.Duration,
+			MaxTime:           sc.MaxTime.Duration,
 		},
 	}, log)
 	if results == store.Success && res.GotRevision == "" {

@@ -157,8 +157,8 @@ type Step struct {
 	Command           Command           // command: shell only, required there
 	Workdir           string            // workdir; default: the builder's Workdir
 	Env               map[string]string // env: added to the worker's environment
-	Timeout           Duration          // timeout: time without output before the command is killed; default DefaultStepTimeout (1200s); zero means none
-	MaxTime           Duration          // max_time: time before the command is killed; zero (the default) means none
+	Timeout           Duration          // timeout: time without output before the command is killed (git: each git command); default DefaultStepTimeout (1200s); zero means none
+	MaxTime           Duration          // max_time: time before the command is killed (git: the whole step); zero (the default) means none
 	HaltOnFailure     bool              // halt_on_failure; default false for shell, true for git (as buildbot)
 	FlunkOnFailure    bool              // flunk_on_failure; default true
 	WarnOnFailure     bool              // warn_on_failure; default false

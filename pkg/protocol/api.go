@@ -143,6 +143,13 @@ type GitCommand struct {
 	// -o BatchMode=yes; the hosts are checked against known_hosts); empty
 	// means ssh's own keys and agent.
 	SSHPrivateKeyFile string
+	// Timeout kills a git command after this long without output (as the
+	// timeout of buildbot's Git step, which applies to each of its
+	// commands); zero means none.
+	Timeout time.Duration
+	// MaxTime kills the git command running once the whole step has run
+	// this long; zero means none.
+	MaxTime time.Duration
 }
 
 // Command is one command a master sends to a worker. Exactly one of its

@@ -174,6 +174,8 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 				Workdir:           g.Workdir,
 				Submodules:        g.Submodules,
 				SshPrivateKeyFile: g.SSHPrivateKeyFile,
+				Timeout:           durToPB(g.Timeout),
+				MaxTime:           durToPB(g.MaxTime),
 			}},
 		}
 	}
@@ -234,6 +236,8 @@ func commandFromPB(m *StartCommand) (Command, error) {
 			Workdir:           g.GetWorkdir(),
 			Submodules:        g.GetSubmodules(),
 			SSHPrivateKeyFile: g.GetSshPrivateKeyFile(),
+			Timeout:           durFromPB(g.GetTimeout()),
+			MaxTime:           durFromPB(g.GetMaxTime()),
 		}
 	case *StartCommand_FileOp:
 		cmd.File = &FileCommand{Op: FileOp(c.FileOp.GetOp()), Path: c.FileOp.GetPath()}

@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,7 +26,7 @@ func TestGitCommand(t *testing.T) {
 	c := waitAttach(t, m)
 
 	g := GitCommand{RepoURL: "https://example.com/r.git", Branch: "dev", Revision: "abc123", Mode: GitFull, Method: GitCopy, Depth: 3, Workdir: "src",
-		Submodules: true, SSHPrivateKeyFile: "/home/w/.ssh/id_ed25519"}
+		Submodules: true, SSHPrivateKeyFile: "/home/w/.ssh/id_ed25519", Timeout: 90 * time.Second, MaxTime: time.Hour}
 	res, out, err := collect(t, t.Context(), c, Command{Builder: "b", Git: &g})
 	if err != nil {
 		t.Fatal(err)

@@ -1020,8 +1020,14 @@ type Git struct {
 	// ssh_private_key_file is a path on the worker to the private key for
 	// ssh URLs; empty means the ssh agent.
 	SshPrivateKeyFile string `protobuf:"bytes,9,opt,name=ssh_private_key_file,json=sshPrivateKeyFile,proto3" json:"ssh_private_key_file,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// timeout: kill a git command after this long without output; unset
+	// means none.
+	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// max_time: kill the step's git command running after this long in
+	// total, counted from the step's start; unset means none.
+	MaxTime       *durationpb.Duration `protobuf:"bytes,11,opt,name=max_time,json=maxTime,proto3" json:"max_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Git) Reset() {
@@ -1115,6 +1121,20 @@ func (x *Git) GetSshPrivateKeyFile() string {
 		return x.SshPrivateKeyFile
 	}
 	return ""
+}
+
+func (x *Git) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Git) GetMaxTime() *durationpb.Duration {
+	if x != nil {
+		return x.MaxTime
+	}
+	return nil
 }
 
 // Interrupt asks the worker to stop a running command. The worker still
@@ -2062,7 +2082,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rLogfilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x02\n" +
 	"\x03Git\x12\x18\n" +
 	"\arepourl\x18\x01 \x01(\tR\arepourl\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x1a\n" +
@@ -2074,7 +2094,10 @@ const file_worker_proto_rawDesc = "" +
 	"\n" +
 	"submodules\x18\b \x01(\bR\n" +
 	"submodules\x12/\n" +
-	"\x14ssh_private_key_file\x18\t \x01(\tR\x11sshPrivateKeyFile\"<\n" +
+	"\x14ssh_private_key_file\x18\t \x01(\tR\x11sshPrivateKeyFile\x123\n" +
+	"\atimeout\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\atimeout\x124\n" +
+	"\bmax_time\x18\v \x01(\v2\x19.google.protobuf.DurationR\amaxTime\"<\n" +
 	"\tInterrupt\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x10\n" +
@@ -2229,16 +2252,18 @@ var file_worker_proto_depIdxs = []int32{
 	26, // 25: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
 	26, // 26: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
 	25, // 27: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	0,  // 28: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	26, // 29: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 30: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
-	2,  // 31: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	3,  // 32: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	32, // [32:33] is the sub-list for method output_type
-	31, // [31:32] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	26, // 28: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
+	26, // 29: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
+	0,  // 30: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	26, // 31: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 32: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	2,  // 33: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 34: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	34, // [34:35] is the sub-list for method output_type
+	33, // [33:34] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/protocol"
 )
@@ -36,6 +37,8 @@ type gitRun struct {
 	env     map[string]string // added to the worker's environment
 	rel     string            // the checkout being updated, relative to BASEDIR/<builder>
 	dir     string            // the same, absolute
+	// deadline is when the step's MaxTime runs out; zero when it has none.
+	deadline time.Time
 }
 
 // gitFailed is returned when a git command failed: the step ends with its
@@ -59,6 +62,9 @@ func (r *gitRun) header(format string, args ...any) {
 // Cancelling ctx kills the running git command's process group.
 func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCommand, out func(protocol.Output)) protocol.Result {
 	r := &gitRun{e: e, ctx: ctx, builder: builder, g: g, out: out, rel: g.Workdir}
+	if g.MaxTime > 0 {
+		r.deadline = time.Now().Add(g.MaxTime)
+	}
 	fail := func(err error) protocol.Result {
 		r.header("%v", err)
 		return protocol.Result{ExitCode: -1, Err: err.Error()}
@@ -158,8 +164,18 @@ func (r *gitRun) git(capture bool, args ...string) (protocol.Result, string) {
 			r.out(o)
 		}
 	}
-	sh := &protocol.ShellCommand{Argv: append([]string{"git"}, args...), Workdir: r.rel, Env: r.env}
+	sh := &protocol.ShellCommand{Argv: append([]string{"git"}, args...), Workdir: r.rel, Env: r.env, Timeout: r.g.Timeout}
+	if !r.deadline.IsZero() {
+		// max_time bounds the step, not each command: what is left of it.
+		if sh.MaxTime = time.Until(r.deadline).Round(time.Millisecond); sh.MaxTime <= 0 {
+			r.header("command timed out: the git step's max_time of %s seconds elapsed before %s", secs(r.g.MaxTime), quoteArgv(sh.Argv))
+			return protocol.Result{ExitCode: -1, TimedOut: true}, ""
+		}
+	}
 	res := r.e.runShell(r.ctx, r.builder, sh, out)
+	if res.TimedOut && !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+		r.header("the git step's max_time of %s seconds elapsed", secs(r.g.MaxTime))
+	}
 	return res, stdout.String()
 }
 

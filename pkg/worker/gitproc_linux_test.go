@@ -121,3 +121,56 @@ func TestGitInterruptKillsChildren(t *testing.T) {
 		t.Errorf("records left after the step: %+v", recs)
 	}
 }
+
+// TestGitTimeouts: a git step whose remote hangs ends timed out, its
+// whole process group killed, after timeout seconds without output (for
+// each git command, as buildbot's Git step) or max_time in total.
+func TestGitTimeouts(t *testing.T) {
+	t.Parallel()
+	url := "http://" + hangingServer(t) + "/hang.git"
+	for _, tc := range []struct {
+		name string
+		g    protocol.GitCommand
+		say  string
+	}{
+		{"timeout", protocol.GitCommand{Timeout: time.Second}, "1 seconds without output"},
+		{"max_time", protocol.GitCommand{MaxTime: 2 * time.Second}, "the git step's max_time of 2 seconds elapsed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			basedir := t.TempDir()
+			e := NewExecutor(basedir, nil)
+			g := tc.g
+			g.RepoURL, g.Workdir = url, "build"
+			done := make(chan struct{})
+			var res protocol.Result
+			var rec *recorder
+			go func() {
+				defer close(done)
+				res, rec = gitCmd(t, t.Context(), e, g)
+			}()
+			var pgid int
+			waitCond(t, "git clone, recorded", 30*time.Second, func() bool {
+				recs := readRecords(t, basedir)
+				if len(recs) == 1 {
+					pgid = recs[0].Pgid
+				}
+				return pgid != 0
+			})
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("the git step of a hanging remote did not time out")
+			}
+			if !res.TimedOut || res.GotRevision != "" {
+				t.Errorf("result = %+v, want timed out", res)
+			}
+			if h := rec.get(protocol.Header); !strings.Contains(h, "command timed out: ") || !strings.Contains(h, tc.say) {
+				t.Errorf("header does not say %q:\n%s", tc.say, h)
+			}
+			waitCond(t, "git's process group to die", 10*time.Second, func() bool {
+				return len(liveGroup(t, pgid)) == 0
+			})
+		})
+	}
+}
