@@ -38,6 +38,9 @@ type options struct {
 	simulated bool
 	// state, when set, is a store copied in as the master's state.db.
 	state string
+	// coldState drops the copy of state from the page cache before the
+	// master starts, as after a reboot: see copyFile.
+	coldState bool
 	// tmpl is the gbb config template; "" means master.toml.tmpl.
 	tmpl string
 	// builders names the builders of a template that lists them.
@@ -212,7 +215,11 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 		if sys.name() != "gbb" {
 			b.Fatalf("%s: no premade store", sys.name())
 		}
-		copyFile(b, o.state, filepath.Join(inst.dir, "master", "state.db"))
+		dst := filepath.Join(inst.dir, "master", "state.db")
+		copyFile(b, o.state, dst)
+		if o.coldState {
+			dropCache(b, dst)
+		}
 	}
 	b.Cleanup(inst.stop)
 
