@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
@@ -169,6 +170,8 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 			Timeout:             c.cfg.KeepaliveTimeout,
 			PermitWithoutStream: true,
 		}),
+		experimental.WithBufferPool(buffers),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{})),
 	)
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", c.cfg.Master, err)

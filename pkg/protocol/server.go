@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -139,6 +140,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// larger than the buffer are read past it, so output still
 		// arrives in few reads.
 		grpc.ReadBufferSize(readBuffer),
+		experimental.BufferPool(buffers),
+		grpc.ForceServerCodecV2(codec{}),
 	)
 	RegisterMasterServer(gs, service{s: s})
 
