@@ -31,6 +31,11 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/build", []string{mod + "web", mod + "pkg/master"}},
 		{mod + "pkg/scheduler", []string{mod + "web", mod + "pkg/master", mod + "pkg/build"}},
 		{mod + "pkg/config", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
+		// The git step and the poller run the git binary, as buildbot's
+		// do: go-git (with its ssh, openpgp and circl) was 3-4 MB of each
+		// program's idle RSS (BENCHMARKS.md). Test helpers stay in tests.
+		{mod + "cmd/master", []string{"github.com/go-git", mod + "internal/testdeb"}},
+		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(r.pkg) {
