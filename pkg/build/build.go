@@ -84,8 +84,7 @@ func (b *build) finish(results int) {
 		summary = buildSummary(results) + " (" + reason + ")"
 	}
 
-	b.check(st.SetBuildStateString(b.id, summary))
-	b.check(st.FinishBuild(b.id, results, time.Now()))
+	b.check(st.EndBuild(b.id, summary, results, time.Now()))
 	if results == store.Retry {
 		b.check(st.UnclaimBuildRequest(b.req.ID))
 	} else {
@@ -144,14 +143,12 @@ func (b *build) properties() store.Properties {
 // and returns the build's result, computed as buildbot does.
 func (b *build) runSteps(ctx context.Context) int {
 	st := b.e.st
-	prep, err := st.AddStep(b.id, "worker_preparation")
+	prep, err := st.StartNewStep(b.id, "worker_preparation", time.Now())
 	if err != nil {
 		b.log.Error("add step", "err", err)
 		return store.Exception
 	}
-	b.check(st.StartStep(prep.ID, time.Now()))
-	b.check(st.SetStepStateString(prep.ID, fmt.Sprintf("worker %s ready", b.worker)))
-	b.check(st.FinishStep(prep.ID, store.Success, time.Now()))
+	b.check(st.EndStep(prep.ID, fmt.Sprintf("worker %s ready", b.worker), store.Success, time.Now()))
 	return b.runStepsFrom(ctx, 0, store.Success, false)
 }
 
@@ -240,12 +237,11 @@ func computeResult(sc config.Step, buildResult, stepResult int) (int, bool) {
 func (b *build) runStep(ctx context.Context, sc config.Step) int {
 	st := b.e.st
 	sc, rctx, renderErr := b.renderStep(sc)
-	step, err := st.AddStep(b.id, sc.Name)
+	step, err := st.StartNewStep(b.id, sc.Name, time.Now())
 	if err != nil {
 		b.log.Error("add step", "err", err)
 		return store.Exception
 	}
-	b.check(st.StartStep(step.ID, time.Now()))
 	log := b.log.With("step", step.Name)
 	if res, state, done := b.beforeStep(step, sc, renderErr, rctx); done {
 		return b.endStep(step, sc, res, state)

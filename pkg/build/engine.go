@@ -39,6 +39,8 @@ type Store interface {
 	SetBuildStateString(id int64, s string) error
 	SetBuildProperty(id int64, name string, p store.Property) error
 	FinishBuild(id int64, results int, at time.Time) error
+	// EndBuild is SetBuildStateString and FinishBuild in one write.
+	EndBuild(id int64, state string, results int, at time.Time) error
 	AbandonBuilds(masterID int64, at time.Time) ([]int64, error)
 	// The resume points of finish_steps_on_restart (see resume.go).
 	SetResumePoint(p store.ResumePoint) error
@@ -46,11 +48,13 @@ type Store interface {
 	DeleteResumePoint(buildID int64) error
 	AbandonBuild(buildID int64, at time.Time) (bool, error)
 
-	AddStep(buildID int64, name string) (store.Step, error)
-	StartStep(id int64, at time.Time) error
+	// StartNewStep adds a step to a build, started at at, in one write.
+	StartNewStep(buildID int64, name string, at time.Time) (store.Step, error)
 	SetStepStateString(id int64, s string) error
 	SetStepHidden(id int64, hidden bool) error
 	FinishStep(id int64, results int, at time.Time) error
+	// EndStep is SetStepStateString and FinishStep in one write.
+	EndStep(id int64, state string, results int, at time.Time) error
 
 	AddLog(stepID int64, name, typ string) (store.Log, error)
 	AppendLog(logID int64, lines string) (int64, error)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -125,8 +126,16 @@ type redactingStore struct {
 	r *redactor
 }
 
-func (s redactingStore) AddStep(buildID int64, name string) (store.Step, error) {
-	return s.Store.AddStep(buildID, s.r.redact(name))
+func (s redactingStore) StartNewStep(buildID int64, name string, at time.Time) (store.Step, error) {
+	return s.Store.StartNewStep(buildID, s.r.redact(name), at)
+}
+
+func (s redactingStore) EndStep(id int64, state string, results int, at time.Time) error {
+	return s.Store.EndStep(id, s.r.redact(state), results, at)
+}
+
+func (s redactingStore) EndBuild(id int64, state string, results int, at time.Time) error {
+	return s.Store.EndBuild(id, s.r.redact(state), results, at)
 }
 
 func (s redactingStore) AppendLog(logID int64, lines string) (int64, error) {

@@ -118,8 +118,7 @@ func (b *build) endStep(step store.Step, sc config.Step, results int, state stri
 		results = store.WorstResult(results, store.Exception)
 		state += " (exception: log not stored: " + err.Error() + ")"
 	}
-	b.check(st.SetStepStateString(step.ID, state))
-	b.check(st.FinishStep(step.ID, results, time.Now()))
+	b.check(st.EndStep(step.ID, state, results, time.Now()))
 	b.log.Info("step finished", "step", step.Name, "results", ResultName(results))
 	if sc.HideStepIf == nil {
 		return results

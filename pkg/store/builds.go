@@ -163,6 +163,32 @@ func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
 	}, func(e emit, b Build) { e.buildProperties(b.ID, Properties{name: p}) })
 }
 
+// EndBuild is SetBuildStateString then FinishBuild in one transaction;
+// it publishes both events, "update" then "finished", each with the build
+// as committed (finished).
+func (db *DB) EndBuild(id int64, state string, results int, t time.Time) error {
+	t = at(t)
+	var out Build
+	err := db.batch(func(tx *bolt.Tx) error {
+		err := modify(tx, bucketBuild, id, func(b *Build) error {
+			b.StateString = state
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out, err = finishBuild(tx, id, results, t)
+		return err
+	}, func(e emit) {
+		e.build("update", out)
+		e.build("finished", out)
+	})
+	if err != nil {
+		return fmt.Errorf("end build %d: %w", id, err)
+	}
+	return nil
+}
+
 // FinishBuild marks a build complete with results at t (zero means now).
 func (db *DB) FinishBuild(id int64, results int, t time.Time) error {
 	var b Build
@@ -309,35 +335,63 @@ func (a *abandoned) publish(e emit) {
 // is called name_2, name_3… as in buildbot.
 func (db *DB) AddStep(buildID int64, name string) (Step, error) {
 	var s Step
-	err := db.batch(func(tx *bolt.Tx) error {
-		if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
-			return fmt.Errorf("build %d: %w", buildID, ErrNotFound)
-		}
-		number := 0
-		if k := lastUnder(tx, bucketStepByBuild, buildID); k != nil {
-			number = int(btoi(k[8:])) + 1
-		}
-		unique := name
-		for i := 2; bucket(tx, bucketStepByName).Get(keyName(buildID, unique)) != nil; i++ {
-			unique = name + "_" + strconv.Itoa(i)
-		}
-		id, err := nextID(tx, bucketStep)
-		if err != nil {
-			return err
-		}
-		s = Step{ID: id, BuildID: buildID, Number: number, Name: unique, Results: -1}
-		if err := put(tx, bucketStep, id, &s); err != nil {
-			return err
-		}
-		if err := bucket(tx, bucketStepByBuild).Put(key2(buildID, int64(number)), itob(id)); err != nil {
-			return err
-		}
-		return bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
+	err := db.batch(func(tx *bolt.Tx) (err error) {
+		s, err = addStep(tx, buildID, name, time.Time{})
+		return err
 	}, func(e emit) { e.step("new", s) })
 	if err != nil {
 		return Step{}, fmt.Errorf("add step %q: %w", name, err)
 	}
 	return s, nil
+}
+
+// StartNewStep is AddStep then StartStep at t (zero means now) in one
+// transaction: a build's steps start as they are added, and each
+// transaction costs the disk two syncs. It publishes both events, "new"
+// then "started", each with the step as committed (started).
+func (db *DB) StartNewStep(buildID int64, name string, t time.Time) (Step, error) {
+	t = at(t)
+	var s Step
+	err := db.batch(func(tx *bolt.Tx) (err error) {
+		s, err = addStep(tx, buildID, name, t)
+		return err
+	}, func(e emit) {
+		e.step("new", s)
+		e.step("started", s)
+	})
+	if err != nil {
+		return Step{}, fmt.Errorf("add step %q: %w", name, err)
+	}
+	return s, nil
+}
+
+// addStep adds a step to build buildID, started at started (zero: not
+// yet), named name or, when the build has a step of that name, name_2,
+// name_3...
+func addStep(tx *bolt.Tx, buildID int64, name string, started time.Time) (Step, error) {
+	if bucket(tx, bucketBuild).Get(itob(buildID)) == nil {
+		return Step{}, fmt.Errorf("build %d: %w", buildID, ErrNotFound)
+	}
+	number := 0
+	if k := lastUnder(tx, bucketStepByBuild, buildID); k != nil {
+		number = int(btoi(k[8:])) + 1
+	}
+	unique := name
+	for i := 2; bucket(tx, bucketStepByName).Get(keyName(buildID, unique)) != nil; i++ {
+		unique = name + "_" + strconv.Itoa(i)
+	}
+	id, err := nextID(tx, bucketStep)
+	if err != nil {
+		return Step{}, err
+	}
+	s := Step{ID: id, BuildID: buildID, Number: number, Name: unique, Results: -1, StartedAt: started}
+	if err := put(tx, bucketStep, id, &s); err != nil {
+		return Step{}, err
+	}
+	if err := bucket(tx, bucketStepByBuild).Put(key2(buildID, int64(number)), itob(id)); err != nil {
+		return Step{}, err
+	}
+	return s, bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
 }
 
 // modifyStep changes step id with fn and publishes its event ev.
@@ -388,6 +442,29 @@ func (db *DB) FinishStep(id int64, results int, t time.Time) error {
 	return db.modifyStep("finish step", "finished", id, func(s *Step) {
 		s.Complete, s.CompleteAt, s.Results = true, t, results
 	})
+}
+
+// EndStep is SetStepStateString then FinishStep in one transaction; it
+// publishes both events, "updated" then "finished", each with the step as
+// committed (finished).
+func (db *DB) EndStep(id int64, state string, results int, t time.Time) error {
+	t = at(t)
+	var out Step
+	err := db.batch(func(tx *bolt.Tx) error {
+		return modify(tx, bucketStep, id, func(s *Step) error {
+			s.StateString = state
+			s.Complete, s.CompleteAt, s.Results = true, t, results
+			out = *s
+			return nil
+		})
+	}, func(e emit) {
+		e.step("updated", out)
+		e.step("finished", out)
+	})
+	if err != nil {
+		return fmt.Errorf("end step %d: %w", id, err)
+	}
+	return nil
 }
 
 // Step returns the step with the given id.

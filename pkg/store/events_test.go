@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
@@ -260,3 +261,62 @@ func TestEventsCommitOrder(t *testing.T) {
 type publisherFunc func(key string, rec any)
 
 func (f publisherFunc) Publish(key string, rec any) { f(key, rec) }
+
+// StartNewStep, EndStep and EndBuild each do in one transaction what two
+// or three writes did, and publish the same keys in the same order, each
+// with the record as committed.
+func TestCombinedWrites(t *testing.T) {
+	t.Parallel()
+	db, rec := openEvents(t)
+	m := must[Master](t)(db.EnsureMaster("m"))
+	a := must[Builder](t)(db.EnsureBuilder("a"))
+	_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
+	ok(t, err)
+	ok(t, db.ClaimBuildRequest(brids[a.ID], m.ID, t0))
+	b := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, BuildRequestID: brids[a.ID], WorkerID: 1, MasterID: m.ID}))
+	rec.take()
+
+	one := func(what string, do func() error, want ...string) {
+		t.Helper()
+		before := db.writes.commits.Load()
+		ok(t, do())
+		if n := db.writes.commits.Load() - before; n != 1 {
+			t.Errorf("%s: %d transactions, want 1", what, n)
+		}
+		if d := cmp.Diff(want, rec.take()); d != "" {
+			t.Errorf("%s: keys (-want +got):\n%s", what, d)
+		}
+	}
+	var s Step
+	one("start new step", func() (err error) { s, err = db.StartNewStep(b.ID, "compile", t0); return err },
+		"builds/1/steps/1/new", "steps/1/new", "builds/1/steps/1/started", "steps/1/started")
+	if s.Name != "compile" || !s.StartedAt.Equal(t0) || s.Complete {
+		t.Errorf("step = %+v, want compile started at %v", s, t0)
+	}
+	one("end step", func() error { return db.EndStep(s.ID, "compiled", Warnings, t0.Add(time.Second)) },
+		"builds/1/steps/1/updated", "steps/1/updated", "builds/1/steps/1/finished", "steps/1/finished")
+	one("end build", func() error { return db.EndBuild(b.ID, "warnings", Warnings, t0.Add(2*time.Second)) },
+		"builders/1/builds/1/update", "builds/1/update", "workers/1/builds/1/update",
+		"builders/1/builds/1/finished", "builds/1/finished", "workers/1/builds/1/finished")
+
+	steps := must[[]Step](t)(db.Steps(b.ID))
+	if len(steps) != 1 || steps[0].StateString != "compiled" || !steps[0].Complete || steps[0].Results != Warnings ||
+		!steps[0].CompleteAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("steps = %+v", steps)
+	}
+	got := must[Build](t)(db.Build(b.ID))
+	if got.StateString != "warnings" || !got.Complete || got.Results != Warnings || !got.CompleteAt.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("build = %+v", got)
+	}
+	incomplete := false
+	if n := must[int](t)(db.CountBuilds(BuildFilter{Complete: &incomplete})); n != 0 {
+		t.Errorf("%d incomplete builds after EndBuild", n)
+	}
+	// EndStep of no step fails and publishes nothing.
+	if err := db.EndStep(99, "x", Success, t0); err == nil {
+		t.Error("EndStep of no step: no error")
+	}
+	if k := rec.take(); len(k) != 0 {
+		t.Errorf("a failed EndStep published %v", k)
+	}
+}
