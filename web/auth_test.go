@@ -264,9 +264,14 @@ func TestLoginSessionCSRF(t *testing.T) {
 		t.Errorf("JSON-RPC with a cookie and the token: %d %s", resp.StatusCode, body)
 	}
 
-	// bob may not stop alice's build: the form answers a 403 page.
+	// bob may not stop alice's build: her build page shows him no stop
+	// form (his token comes from the force form of the builder page), and
+	// posting it anyway answers a 403 page.
 	bob := "cookie=" + f.login(t, "bob", "pw-bob").Value
-	_, body = f.do(t, bob, "GET", page, "", "", "Accept", "text/html")
+	if _, body := f.do(t, bob, "GET", page, "", "", "Accept", "text/html"); strings.Contains(body, `id="stop-build"`) {
+		t.Errorf("alice's build page shows bob a stop form")
+	}
+	_, body = f.do(t, bob, "GET", fmt.Sprintf("/builders/%d", f.runtests.ID), "", "", "Accept", "text/html")
 	bobToken := csrfRE.FindStringSubmatch(body)[1]
 	resp, body = f.do(t, bob, "POST", stop, form, "csrf_token="+bobToken)
 	if resp.StatusCode != 403 || !strings.Contains(body, "bob may not stop on builder runtests") || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
@@ -351,5 +356,70 @@ func TestForceFormOwner(t *testing.T) {
 	}
 	if owner != "bob" {
 		t.Errorf("owner = %q, want bob", owner)
+	}
+}
+
+// TestPagesShowAllowedControls: each page shows its user only the controls
+// the server would accept from them (testAuthz): the forms of the others
+// are not there to be refused.
+func TestPagesShowAllowedControls(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	// A request waiting, forced by bob: only admins may cancel it.
+	if resp, body := f.do(t, "bob", "POST", "/api/v2/forceschedulers/force-runtests", "application/json", rpcBody("force", "{}")); resp.StatusCode != 200 {
+		t.Fatalf("force: %d %s", resp.StatusCode, body)
+	}
+	build := fmt.Sprintf("/builders/%d/builds/%d", f.runtests.ID, f.running.Number)
+	builder := fmt.Sprintf("/builders/%d", f.runtests.ID)
+	allOption := `<option value="">all</option>`
+	for _, tt := range []struct {
+		who, path string
+		want      map[string]bool // a marker in the page: whether it must be there
+	}{
+		{"", build, map[string]bool{`id="stop-build"`: false, `id="rebuild-build"`: false}},
+		{"bob", build, map[string]bool{`id="stop-build"`: false, `id="rebuild-build"`: false}},
+		{"alice", build, map[string]bool{`id="stop-build"`: true, `id="rebuild-build"`: false}}, // her own build
+		{"root", build, map[string]bool{`id="stop-build"`: true, `id="rebuild-build"`: true}},
+		{"", builder, map[string]bool{`id="force-force-runtests"`: false, `class="cancel-request"`: false}},
+		{"bob", builder, map[string]bool{`id="force-force-runtests"`: true, `class="cancel-request"`: false}},
+		{"root", builder, map[string]bool{`id="force-force-runtests"`: true, `class="cancel-request"`: true}},
+		{"", "/pending", map[string]bool{`class="cancel-request"`: false}},
+		{"bob", "/pending", map[string]bool{`class="cancel-request"`: false}},
+		{"root", "/pending", map[string]bool{`class="cancel-request"`: true}},
+		// force-all builds runtests and noop; bob may force runtests only:
+		// his form has it fixed, and no "all".
+		{"", "/", map[string]bool{`id="force-force-all"`: false}},
+		{"bob", "/", map[string]bool{`id="force-force-all"`: true, allOption: false,
+			fmt.Sprintf(`<input type="hidden" name="builderid" value="%d">`, f.runtests.ID): true}},
+		{"root", "/", map[string]bool{`id="force-force-all"`: true, allOption: true}},
+		{"bob", "/workers", map[string]bool{`class="worker-pause"`: false, `class="worker-unpause"`: false, `class="worker-graceful"`: false}},
+		{"root", "/workers", map[string]bool{`class="worker-graceful"`: true}},
+	} {
+		resp, body := f.do(t, tt.who, "GET", tt.path, "", "", "Accept", "text/html")
+		if resp.StatusCode != 200 {
+			t.Errorf("%q GET %s: %d", tt.who, tt.path, resp.StatusCode)
+			continue
+		}
+		for marker, want := range tt.want {
+			if got := strings.Contains(body, marker); got != want {
+				t.Errorf("%q GET %s: %s there = %v, want %v", tt.who, tt.path, marker, got, want)
+			}
+		}
+	}
+	// bob's home form, as shown (runtests fixed), is accepted.
+	bob := "cookie=" + f.login(t, "bob", "pw-bob").Value
+	_, body := f.do(t, bob, "GET", "/", "", "", "Accept", "text/html")
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CSRF field on bob's home page:\n%s", body)
+	}
+	resp, body := f.do(t, bob, "POST", "/force/force-all", "application/x-www-form-urlencoded",
+		url.Values{"csrf_token": {m[1]}, "builderid": {fmt.Sprint(f.runtests.ID)}, "reason": {"home"}}.Encode())
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("bob's home force form: %d\n%s", resp.StatusCode, body)
+	}
+	// root sees pause or unpause, whichever the worker's state offers.
+	if _, body := f.do(t, "root", "GET", "/workers", "", "", "Accept", "text/html"); !strings.Contains(body, `class="worker-pause"`) && !strings.Contains(body, `class="worker-unpause"`) {
+		t.Errorf("root's workers page has neither pause nor unpause:\n%s", body)
 	}
 }

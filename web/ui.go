@@ -93,14 +93,60 @@ type pageBase struct {
 	MasterName string
 	Static     string // staticVersion
 	Auth       authView
+	// can says whether the page's user may do an action (see Can).
+	can func(action, builder, owner string) bool
 }
 
 func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
+	u := userOf(r)
 	return pageBase{
 		Root: rootOf(r.URL.Path), Site: s.cfg.Title, SiteURL: s.cfg.TitleURL, Title: title,
 		Nav: nav, Live: live, MasterName: s.cfg.MasterName, Static: staticVersion,
 		Auth: s.authView(r),
+		can: func(action, builder, owner string) bool {
+			return s.auth == nil || s.allowed(u, action, builder, owner)
+		},
 	}
+}
+
+// Can reports whether the page's user may do action on builder ("" for a
+// worker action) to a build or request owned by owner, as authorize would
+// decide: the pages show only the controls their user may use.
+func (p pageBase) Can(action, builder, owner string) bool {
+	return p.can == nil || p.can(action, builder, owner)
+}
+
+// mayForce keeps the force forms the page's user may submit: a builder
+// page's form if they may force its builder; a scheduler's form with only
+// the builders they may force, and no "all" choice unless that is all of
+// them (one left is fixed, as a builder page's).
+func (p pageBase) mayForce(forms []forceForm, builder store.Builder) []forceForm {
+	var out []forceForm
+	for _, f := range forms {
+		if f.BuilderID != 0 {
+			if p.Can("force", builder.Name, "") {
+				out = append(out, f)
+			}
+			continue
+		}
+		var ok []store.Builder
+		for _, b := range f.Builders {
+			if p.Can("force", b.Name, "") {
+				ok = append(ok, b)
+			}
+		}
+		switch {
+		case len(ok) == 0:
+			continue
+		case len(ok) == 1 && len(f.Builders) > 1:
+			f.BuilderID = ok[0].ID
+		case len(ok) < len(f.Builders):
+			f.NoAll = true
+		}
+		f.Builders = ok
+		out = append(out, f)
+	}
+	return out
 }
 
 // rootOf is the relative path from a page at path to the site's root.
@@ -183,6 +229,7 @@ type forceForm struct {
 	Name, Label, Button string
 	Action              string // the form's action, relative to the page
 	BuilderID           int64  // fixed builder of a builder page's form, or 0
+	NoAll               bool   // the user may not force every builder of the scheduler
 	Reason              string // the reason field's value
 	Builders            []store.Builder
 	Params              []paramInput
@@ -317,7 +364,7 @@ func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rer
 		}
 		page.Builders = append(page.Builders, row)
 	}
-	page.Forces = s.forceForms(page.Root, store.Builder{}, builders, forced, posted, rerr)
+	page.Forces = page.mayForce(s.forceForms(page.Root, store.Builder{}, builders, forced, posted, rerr), store.Builder{})
 	return page, nil
 }
 

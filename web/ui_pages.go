@@ -136,6 +136,7 @@ type requestRow struct {
 	Submitted     string
 	Priority      int
 	Source        string
+	Owner         string // who forced it, for the cancel control
 }
 
 func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +191,7 @@ func (s *Server) builderData(r *http.Request, b store.Builder, forced string, po
 		return nil, err
 	}
 	page.Pending = pending
-	page.Forces = s.forceForms(page.Root, b, builders, forced, posted, rerr)
+	page.Forces = page.mayForce(s.forceForms(page.Root, b, builders, forced, posted, rerr), b)
 	return page, nil
 }
 
@@ -218,6 +219,7 @@ func (s *Server) pendingRequests(names map[int64]string, builderID int64) ([]req
 		out = append(out, requestRow{
 			ID: br.ID, BuilderID: br.BuilderID, Builder: names[br.BuilderID], Reason: bs.Reason,
 			Submitted: fmtTime(br.SubmittedAt), Priority: br.Priority, Source: sourceText(bs.SourceStamps),
+			Owner: propString(bs.Properties, "owner"),
 		})
 	}
 	return out, nil
@@ -262,6 +264,7 @@ type buildPage struct {
 	Responsible []string
 	Controls    bool // stop and rebuild are available
 	WorkerID    int64
+	Owner       string // who forced it, for the stop and rebuild controls
 }
 
 type stepRow struct {
@@ -295,6 +298,7 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) {
 		pageBase: s.base(r, "builders", title, fmt.Sprintf("builds/%d/* steps/*/*", b.ID)),
 		Builder:  bld, Build: s.buildRowOf(b, map[int64]string{bld.ID: bld.Name}),
 		Running: !b.Complete, Finished: fmtTime(b.CompleteAt), Controls: s.cfg.Controller != nil,
+		Owner: propString(b.Properties, "owner"),
 	}
 	page.BuildID, page.WorkerID = b.ID, b.WorkerID
 	if wk, err := s.cfg.Store.Worker(b.WorkerID); err == nil {
