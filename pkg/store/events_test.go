@@ -185,15 +185,22 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-func TestAbandonBuildsEvents(t *testing.T) {
-	t.Parallel()
-	db, rec := openEvents(t)
+// runningBuild makes master m, builder a, and a build of a's one request
+// that m claimed.
+func runningBuild(t *testing.T, db *DB) (Master, Build) {
+	t.Helper()
 	m := must[Master](t)(db.EnsureMaster("m"))
 	a := must[Builder](t)(db.EnsureBuilder("a"))
 	_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
 	ok(t, err)
 	ok(t, db.ClaimBuildRequest(brids[a.ID], m.ID, t0))
-	b := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, BuildRequestID: brids[a.ID], WorkerID: 1, MasterID: m.ID}))
+	return m, must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, BuildRequestID: brids[a.ID], WorkerID: 1, MasterID: m.ID}))
+}
+
+func TestAbandonBuildsEvents(t *testing.T) {
+	t.Parallel()
+	db, rec := openEvents(t)
+	m, b := runningBuild(t, db)
 	done := must[Step](t)(db.AddStep(b.ID, "done"))
 	ok(t, db.FinishStep(done.ID, Success, t0))
 	s := must[Step](t)(db.AddStep(b.ID, "running"))
@@ -268,12 +275,7 @@ func (f publisherFunc) Publish(key string, rec any) { f(key, rec) }
 func TestCombinedWrites(t *testing.T) {
 	t.Parallel()
 	db, rec := openEvents(t)
-	m := must[Master](t)(db.EnsureMaster("m"))
-	a := must[Builder](t)(db.EnsureBuilder("a"))
-	_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}})
-	ok(t, err)
-	ok(t, db.ClaimBuildRequest(brids[a.ID], m.ID, t0))
-	b := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, BuildRequestID: brids[a.ID], WorkerID: 1, MasterID: m.ID}))
+	_, b := runningBuild(t, db)
 	rec.take()
 
 	one := func(what string, do func() error, want ...string) {
