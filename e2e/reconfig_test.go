@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -378,4 +380,74 @@ func (e *env) buildLog(buildID int64) string {
 		b.WriteString(e.stdio(s.StepID))
 	}
 	return b.String()
+}
+
+// authReconfigConfig: admin may do everything; viewer may force once the
+// reconfig adds {{.ViewerRule}}.
+const authReconfigConfig = loopback + workerW1 + `
+[www.auth]
+type = "users"
+
+[[www.auth.users]]
+username = "admin"
+password_hash = "{{.AdminHash}}"
+groups = ["admins"]
+
+[[www.auth.users]]
+username = "viewer"
+password_hash = "{{.ViewerHash}}"
+{{.ViewerRule}}
+[[www.authz.rules]]
+actions = ["*"]
+roles = ["admins"]
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["quick"]
+
+[[builders]]
+name = "quick"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "true"
+  command = ["true"]
+`
+
+// TestReconfigAuthz: `gbb-master reconfig` applies a changed [www.authz]
+// to the running web server, as buildbot's reconfig does: a force refused
+// before it is accepted after it, with no restart.
+func TestReconfigAuthz(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	data := struct {
+		*env
+		AdminHash, ViewerHash, ViewerRule string
+	}{e, e.hashpw("admin-pw"), e.hashpw("viewer-pw"), ""}
+	e.writeConfigData(authReconfigConfig, data)
+	e.startMaster()
+	force := func() (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url("/api/v2/forceschedulers/force"), strings.NewReader(
+			`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["quick"],"reason":"viewer"}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("viewer", "viewer-pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := force(); code != 403 || !strings.Contains(body, "viewer may not force") {
+		t.Fatalf("viewer's force before the reconfig: %d %s", code, body)
+	}
+	data.ViewerRule = "\n[[www.authz.rules]]\nactions = [\"force\"]\nroles = [\"users\"]\n\n[[www.authz.roles]]\nrole = \"users\"\nusers = [\"viewer\"]\n"
+	e.writeConfigData(authReconfigConfig, data)
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	if code, body := force(); code != 200 {
+		t.Errorf("viewer's force after the reconfig: %d %s", code, body)
+	}
 }

@@ -234,7 +234,7 @@ func randomID() string {
 // keeps anonymous visitors out when allow_anonymous_view is false.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := s.auth
+		a := s.acc().auth
 		if a == nil || strings.HasPrefix(r.URL.Path, "/change_hook/") {
 			// The change hooks check their own secrets, which come as
 			// "Authorization: Bearer" too.
@@ -258,7 +258,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				u = &sess.user
 			}
 		}
-		if u == nil && s.cfg.Authz.NoAnonymousView && !publicPath(r.URL.Path) {
+		if u == nil && s.acc().authz.NoAnonymousView && !publicPath(r.URL.Path) {
 			if apiPath(r.URL.Path) {
 				w.Header().Set("WWW-Authenticate", `Basic realm="gbb"`)
 				writeError(w, http.StatusUnauthorized, "log in first (basic auth, a bearer token, or a session)")
@@ -358,7 +358,7 @@ type authView struct {
 }
 
 func (s *Server) authView(r *http.Request) authView {
-	if s.auth == nil {
+	if s.acc().auth == nil {
 		return authView{Open: true}
 	}
 	v := authView{Login: rootOf(r.URL.Path) + "login"}
@@ -398,7 +398,7 @@ func loginNext(v string) string {
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
-	if s.auth == nil {
+	if s.acc().auth == nil {
 		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
@@ -421,7 +421,8 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 
 // login checks a login form and starts a session.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if s.auth == nil {
+	a := s.acc().auth // one, whatever a reconfig does meanwhile
+	if a == nil {
 		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
@@ -432,25 +433,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, next := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next"))
-	u := s.auth.checkPassword(name, r.PostForm.Get("password"))
+	u := a.checkPassword(name, r.PostForm.Get("password"))
 	if u == nil {
 		s.log.Info("login refused", "user", name, "remote", r.RemoteAddr)
 		s.renderLogin(w, r, http.StatusUnauthorized, loginPage{Next: next, Username: name, Error: "Wrong user name or password."})
 		return
 	}
-	sess := s.auth.newSession(u)
-	http.SetCookie(w, s.auth.cookie(sess.id, sess.expires))
+	sess := a.newSession(u)
+	http.SetCookie(w, a.cookie(sess.id, sess.expires))
 	s.log.Info("login", "user", u.Name, "remote", r.RemoteAddr)
 	s.seeOther(w, r, next)
 }
 
 // logout ends the session, if any, and goes to the front page.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	if s.auth != nil {
+	if a := s.acc().auth; a != nil {
 		if c, err := r.Cookie(sessionCookie); err == nil {
-			s.auth.endSession(c.Value)
+			a.endSession(c.Value)
 		}
-		http.SetCookie(w, s.auth.cookie("", time.Time{}))
+		http.SetCookie(w, a.cookie("", time.Time{}))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.seeOther(w, r, "")

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,6 +38,8 @@ var testAuthz = config.Authz{Rules: []config.Rule{
 type authFixture struct {
 	*fixture
 	ctl *testController
+	s   *Server
+	cfg config.Auth // the [www.auth] it started with
 }
 
 func newAuthServer(t *testing.T, authz config.Authz) *authFixture {
@@ -56,17 +59,18 @@ func newAuthServer(t *testing.T, authz config.Authz) *authFixture {
 		{Name: "force-runtests", BuilderNames: []string{"runtests"}},
 		{Name: "force-all", BuilderNames: []string{"runtests", "noop"}},
 	}}
+	auth := config.Auth{Type: "users", Users: users, SessionTimeout: config.DefaultSessionTimeout,
+		Tokens: []config.Token{{Name: "bot", SHA256: hex.EncodeToString(sum[:]), Groups: []string{"devs"}}}}
 	s := New(Config{
 		Store: f.db, Forcer: forcer, Controller: ctl, MasterID: f.master.ID, MasterName: "master-1",
 		BuildbotURL: "http://ci.example.org/buildbot/",
-		Auth: config.Auth{Type: "users", Users: users, SessionTimeout: config.DefaultSessionTimeout,
-			Tokens: []config.Token{{Name: "bot", SHA256: hex.EncodeToString(sum[:]), Groups: []string{"devs"}}}},
-		Authz: authz,
+		Auth:        auth,
+		Authz:       authz,
 	})
 	f.srv.Close()
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
-	return &authFixture{fixture: f, ctl: ctl}
+	return &authFixture{fixture: f, ctl: ctl, s: s, cfg: auth}
 }
 
 // noRedirect is a client that shows redirects rather than follows them.
@@ -421,5 +425,59 @@ func TestPagesShowAllowedControls(t *testing.T) {
 	// root sees pause or unpause, whichever the worker's state offers.
 	if _, body := f.do(t, "root", "GET", "/workers", "", "", "Accept", "text/html"); !strings.Contains(body, `class="worker-pause"`) && !strings.Contains(body, `class="worker-unpause"`) {
 		t.Errorf("root's workers page has neither pause nor unpause:\n%s", body)
+	}
+}
+
+// TestSetAccess: a reconfig's [www.authz] applies to the next request and
+// keeps login sessions; a changed [www.auth] ends them and its users are
+// the ones checked from then on.
+func TestSetAccess(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	running := fmt.Sprintf("/api/v2/builds/%d", f.running.ID)
+	rebuild := func(who string) int {
+		t.Helper()
+		resp, _ := f.do(t, who, "POST", running, "application/json", rpcBody("rebuild", "{}"), csrfHeader, "")
+		return resp.StatusCode
+	}
+	if got := rebuild("bob"); got != 403 {
+		t.Fatalf("bob's rebuild before the reconfig: %d, want 403", got)
+	}
+	session := "cookie=" + f.login(t, "bob", "pw-bob").Value
+	whoAmI := func(who string) string {
+		t.Helper()
+		_, body := f.do(t, who, "GET", "/", "", "", "Accept", "text/html")
+		if strings.Contains(body, ">bob<") || strings.Contains(body, "bob ·") {
+			return "bob"
+		}
+		return ""
+	}
+	if whoAmI(session) != "bob" {
+		t.Fatalf("bob's session does not show him logged in")
+	}
+
+	// devs may now rebuild.
+	rules := append([]config.Rule{{Actions: []string{"rebuild"}, Roles: []string{"devs"}}}, testAuthz.Rules...)
+	f.s.SetAccess(f.cfg, config.Authz{Rules: rules})
+	if got := rebuild("bob"); got != 200 {
+		t.Errorf("bob's rebuild after the reconfig: %d, want 200", got)
+	}
+	if whoAmI(session) != "bob" {
+		t.Errorf("an [www.authz] change ended bob's session")
+	}
+
+	// bob is removed from the users: his password and his session no
+	// longer count.
+	auth := f.cfg
+	auth.Users = slices.DeleteFunc(slices.Clone(auth.Users), func(u config.User) bool { return u.Username == "bob" })
+	f.s.SetAccess(auth, config.Authz{Rules: rules})
+	if resp, _ := f.do(t, "bob", "GET", "/api/v2/builders", "", ""); resp.StatusCode != 401 {
+		t.Errorf("removed bob's basic auth: %d, want 401", resp.StatusCode)
+	}
+	if whoAmI(session) != "" {
+		t.Errorf("removed bob's session still logs him in")
+	}
+	if got := rebuild("alice"); got != 200 {
+		t.Errorf("alice's rebuild after the second reconfig: %d, want 200", got)
 	}
 }

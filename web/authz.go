@@ -40,7 +40,7 @@ type control struct {
 // authorize checks a control POST's CSRF token and whether its user may do
 // it; it answers the request and returns false when not.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if s.auth == nil {
+	if s.acc().auth == nil {
 		return true
 	}
 	pattern := chi.RouteContext(r.Context()).RoutePattern()
@@ -108,7 +108,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c control, msg s
 // allowed applies the rules to user u doing action on builder ("" for a
 // worker action) of a build owned by owner.
 func (s *Server) allowed(u *user, action, builder, owner string) bool {
-	for _, rule := range s.cfg.Authz.Rules {
+	for _, rule := range s.acc().authz.Rules {
 		if !slices.Contains(rule.Actions, action) && !slices.Contains(rule.Actions, "*") {
 			continue
 		}
@@ -145,7 +145,7 @@ func matchAny(patterns []string, name string) bool {
 // groups.
 func (s *Server) rolesOf(u *user) []string {
 	roles := slices.Clone(u.Groups)
-	for _, rm := range s.cfg.Authz.Roles {
+	for _, rm := range s.acc().authz.Roles {
 		if slices.Contains(rm.Users, u.Name) || slices.ContainsFunc(rm.Groups, func(g string) bool { return slices.Contains(u.Groups, g) }) {
 			roles = append(roles, rm.Role)
 		}

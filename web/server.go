@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -129,8 +131,10 @@ type Server struct {
 	log     *slog.Logger
 	origin  string // scheme://host of cfg.BuildbotURL, or ""
 	handler http.Handler
-	live    liveStreams    // the /sse/ and /ws streams running
-	auth    *authenticator // nil when cfg.Auth is not enabled
+	live    liveStreams // the /sse/ and /ws streams running
+	// access is who may see and do what: [www.auth] and [www.authz],
+	// replaced whole by SetAccess on a reconfig.
+	access atomic.Pointer[access]
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -152,9 +156,36 @@ func New(cfg Config) *Server {
 	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
 		s.origin = u.Scheme + "://" + u.Host
 	}
-	s.auth = newAuthenticator(cfg.Auth, cfg.BuildbotURL)
+	s.access.Store(&access{cfg: cfg.Auth, auth: newAuthenticator(cfg.Auth, cfg.BuildbotURL), authz: cfg.Authz})
 	s.handler = s.routes()
 	return s
+}
+
+// access is the server's [www.auth] and [www.authz] at one time.
+type access struct {
+	cfg   config.Auth
+	auth  *authenticator // nil when cfg is not enabled
+	authz config.Authz
+}
+
+// acc returns the access in force.
+func (s *Server) acc() *access { return s.access.Load() }
+
+// SetAccess applies a reconfig's [www.auth] and [www.authz], as buildbot's
+// reconfig does: they apply from the next request on. Login sessions stay
+// valid unless [www.auth] itself changed (its users, an htpasswd file's
+// entries, tokens, type or session timeout): then everyone logs in again,
+// against the new users.
+func (s *Server) SetAccess(auth config.Auth, authz config.Authz) {
+	old := s.acc()
+	a := &access{cfg: auth, authz: authz, auth: old.auth}
+	if !reflect.DeepEqual(old.cfg, auth) {
+		a.auth = newAuthenticator(auth, s.cfg.BuildbotURL)
+		if old.auth != nil {
+			s.log.Info("[www.auth] changed: login sessions ended")
+		}
+	}
+	s.access.Store(a)
 }
 
 // Handler returns the server's HTTP handler.

@@ -104,7 +104,7 @@ func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
 		Nav: nav, Live: live, MasterName: s.cfg.MasterName, Static: staticVersion,
 		Auth: s.authView(r),
 		can: func(action, builder, owner string) bool {
-			return s.auth == nil || s.allowed(u, action, builder, owner)
+			return s.acc().auth == nil || s.allowed(u, action, builder, owner)
 		},
 	}
 }

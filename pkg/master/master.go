@@ -38,6 +38,7 @@ type Master struct {
 	scheds  *scheduler.Set  // guarded by mu; likewise
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
+	web     *web.Server     // guarded by mu; set while Run runs
 
 	// cleanStop is closed by StopClean (once, under cleanOnce).
 	cleanStop chan struct{}
@@ -172,7 +173,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	pols := newPollers(m.basedir, st, scheds.AddChanges, m.log)
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds, m.pollers, m.runCtx = nil, nil, nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = nil, nil, nil, nil, nil, nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
@@ -208,7 +209,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// From here a reconfig applies to the running components; one that
 	// came while they were being made is applied now.
 	m.mu.Lock()
-	m.st, m.engine, m.scheds, m.pollers, m.runCtx = st, engine, scheds, pols, gctx
+	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = st, engine, scheds, pols, gctx, websrv
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
 	} else {
@@ -423,6 +424,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.engine.SetFinishSteps(cfg.FinishSteps)
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
+	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil
 }
