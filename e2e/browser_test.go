@@ -25,8 +25,9 @@ import (
 // serves every subtest. Screenshots of the main pages are written under
 // $GBB_SCREENSHOTS, or under the test's temp dir, and the test logs where.
 
-const browserConfig = `title = "Browser CI"
-` + loopback + workerW1 + `
+// authUsers are the users of the auth tests: admin (group admins) and
+// viewer, with the templates' AdminHash and ViewerHash.
+const authUsers = `
 [www.auth]
 type = "users"
 
@@ -38,7 +39,10 @@ groups = ["admins"]
 [[www.auth.users]]
 username = "viewer"
 password_hash = "{{.ViewerHash}}"
+`
 
+const browserConfig = `title = "Browser CI"
+` + loopback + workerW1 + authUsers + `
 [[www.authz.rules]]
 actions = ["*"]
 roles = ["admins"]

@@ -384,19 +384,7 @@ func (e *env) buildLog(buildID int64) string {
 
 // authReconfigConfig: admin may do everything; viewer may force once the
 // reconfig adds {{.ViewerRule}}.
-const authReconfigConfig = loopback + workerW1 + `
-[www.auth]
-type = "users"
-
-[[www.auth.users]]
-username = "admin"
-password_hash = "{{.AdminHash}}"
-groups = ["admins"]
-
-[[www.auth.users]]
-username = "viewer"
-password_hash = "{{.ViewerHash}}"
-{{.ViewerRule}}
+const authReconfigConfig = loopback + workerW1 + authUsers + `{{.ViewerRule}}
 [[www.authz.rules]]
 actions = ["*"]
 roles = ["admins"]
