@@ -13,9 +13,8 @@ import (
 
 // SchedulerInfo describes a configured scheduler for /api/v2/schedulers.
 type SchedulerInfo struct {
-	// ID is buildbot's schedulerid. The master numbers its schedulers from
-	// 1 in the order of the config file, so an id is stable while the
-	// config does not change.
+	// ID is buildbot's schedulerid. The master keeps each scheduler's id
+	// by name in its store, so it holds across restarts and reconfigs.
 	ID      int64
 	Name    string
 	Enabled bool

@@ -39,6 +39,8 @@ type Master struct {
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
 	web     *web.Server     // guarded by mu; set while Run runs
+	// schedIDs are the schedulers' API ids, by name (see schedulerIDs).
+	schedIDs map[string]int64 // guarded by mu
 
 	// cleanStop is closed by StopClean (once, under cleanOnce).
 	cleanStop chan struct{}
@@ -133,6 +135,10 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
+	sids, err := schedulerIDs(st, cfg.Schedulers)
+	if err != nil {
+		return err
+	}
 	if err := clearConnections(st, masterID); err != nil {
 		return err
 	}
@@ -210,6 +216,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// came while they were being made is applied now.
 	m.mu.Lock()
 	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = st, engine, scheds, pols, gctx, websrv
+	m.schedIDs = sids
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
 	} else {
@@ -404,6 +411,11 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	if _, err := m.sync(m.st, cfg); err != nil {
 		return fmt.Errorf("reconfig: %w", err)
 	}
+	sids, err := schedulerIDs(m.st, cfg.Schedulers)
+	if err != nil {
+		return fmt.Errorf("reconfig: %w", err)
+	}
+	m.schedIDs = sids
 	m.cfg = cfg
 	m.engine.SetConfig(cfg.Builders, cfg.Workers)
 	// A worker removed from the config is refused from now on (see
