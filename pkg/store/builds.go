@@ -394,8 +394,9 @@ func addStep(tx *bolt.Tx, buildID int64, name string, started time.Time) (Step, 
 	return s, bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
 }
 
-// modifyStep changes step id with fn and publishes its event ev.
-func (db *DB) modifyStep(op, ev string, id int64, fn func(*Step)) error {
+// modifyStep changes step id with fn and publishes its events evs, in
+// order, each with the step as committed.
+func (db *DB) modifyStep(op string, id int64, fn func(*Step), evs ...string) error {
 	var out Step
 	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketStep, id, func(s *Step) error {
@@ -403,7 +404,11 @@ func (db *DB) modifyStep(op, ev string, id int64, fn func(*Step)) error {
 			out = *s
 			return nil
 		})
-	}, func(e emit) { e.step(ev, out) })
+	}, func(e emit) {
+		for _, ev := range evs {
+			e.step(ev, out)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("%s %d: %w", op, id, err)
 	}
@@ -413,35 +418,35 @@ func (db *DB) modifyStep(op, ev string, id int64, fn func(*Step)) error {
 // StartStep marks a step started at t (zero means now).
 func (db *DB) StartStep(id int64, t time.Time) error {
 	t = at(t)
-	return db.modifyStep("start step", "started", id, func(s *Step) { s.StartedAt = t })
+	return db.modifyStep("start step", id, func(s *Step) { s.StartedAt = t }, "started")
 }
 
 // SetStepStateString sets the line that describes what a step is doing.
 func (db *DB) SetStepStateString(id int64, str string) error {
-	return db.modifyStep("set state of step", "updated", id, func(s *Step) { s.StateString = str })
+	return db.modifyStep("set state of step", id, func(s *Step) { s.StateString = str }, "updated")
 }
 
 // SetStepHidden hides or shows a step.
 func (db *DB) SetStepHidden(id int64, hidden bool) error {
-	return db.modifyStep("set hidden of step", "updated", id, func(s *Step) { s.Hidden = hidden })
+	return db.modifyStep("set hidden of step", id, func(s *Step) { s.Hidden = hidden }, "updated")
 }
 
 // AddStepURL adds a link to a step, unless it already has the same one.
 func (db *DB) AddStepURL(id int64, name, url string) error {
-	return db.modifyStep("add url to step", "updated", id, func(s *Step) {
+	return db.modifyStep("add url to step", id, func(s *Step) {
 		u := StepURL{Name: name, URL: url}
 		if !slices.Contains(s.URLs, u) {
 			s.URLs = append(s.URLs, u)
 		}
-	})
+	}, "updated")
 }
 
 // FinishStep marks a step complete with results at t (zero means now).
 func (db *DB) FinishStep(id int64, results int, t time.Time) error {
 	t = at(t)
-	return db.modifyStep("finish step", "finished", id, func(s *Step) {
+	return db.modifyStep("finish step", id, func(s *Step) {
 		s.Complete, s.CompleteAt, s.Results = true, t, results
-	})
+	}, "finished")
 }
 
 // EndStep is SetStepStateString then FinishStep in one transaction; it
@@ -449,22 +454,10 @@ func (db *DB) FinishStep(id int64, results int, t time.Time) error {
 // committed (finished).
 func (db *DB) EndStep(id int64, state string, results int, t time.Time) error {
 	t = at(t)
-	var out Step
-	err := db.batch(func(tx *bolt.Tx) error {
-		return modify(tx, bucketStep, id, func(s *Step) error {
-			s.StateString = state
-			s.Complete, s.CompleteAt, s.Results = true, t, results
-			out = *s
-			return nil
-		})
-	}, func(e emit) {
-		e.step("updated", out)
-		e.step("finished", out)
-	})
-	if err != nil {
-		return fmt.Errorf("end step %d: %w", id, err)
-	}
-	return nil
+	return db.modifyStep("end step", id, func(s *Step) {
+		s.StateString = state
+		s.Complete, s.CompleteAt, s.Results = true, t, results
+	}, "updated", "finished")
 }
 
 // Step returns the step with the given id.
