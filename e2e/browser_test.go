@@ -145,6 +145,23 @@ func (e *env) getAs(user, password, path string, v any) {
 	}
 }
 
+// forceAs forces a build of builder through the force scheduler "force"
+// as user (basic auth) and returns the status and the reply.
+func (e *env) forceAs(user, password, builder, reason string) (int, string) {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":[%q],"reason":%q}}`, builder, reason)
+	req, _ := http.NewRequest("POST", e.url("/api/v2/forceschedulers/force"), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("force as %s: %v", user, err)
+	}
+	defer resp.Body.Close()
+	reply, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(reply)
+}
+
 // browse runs browser actions with a timeout, failing the test on error
 // with the page it was on.
 func browse(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -294,18 +311,8 @@ func runBrowser(t *testing.T, behindNginx bool) {
 			t.Errorf("the viewer's builder page shows %d force forms", forms)
 		}
 		// The server refuses the force all the same.
-		req, _ := http.NewRequest("POST", e.url("/api/v2/forceschedulers/force"), strings.NewReader(
-			`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["quick"],"reason":"not allowed"}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("viewer", "viewer-pw")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 403 || !strings.Contains(string(msg), "viewer may not force on builder quick") {
-			t.Errorf("force as viewer: %s %s", resp.Status, msg)
+		if code, msg := e.forceAs("viewer", "viewer-pw", "quick", "not allowed"); code != 403 || !strings.Contains(msg, "viewer may not force on builder quick") {
+			t.Errorf("force as viewer: %d %s", code, msg)
 		}
 		var r struct {
 			Buildrequests []any `json:"buildrequests"`

@@ -3,9 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -415,20 +413,7 @@ func TestReconfigAuthz(t *testing.T) {
 	}{e, e.hashpw("admin-pw"), e.hashpw("viewer-pw"), ""}
 	e.writeConfigData(authReconfigConfig, data)
 	e.startMaster()
-	force := func() (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest("POST", e.url("/api/v2/forceschedulers/force"), strings.NewReader(
-			`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["quick"],"reason":"viewer"}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("viewer", "viewer-pw")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	force := func() (int, string) { return e.forceAs("viewer", "viewer-pw", "quick", "viewer") }
 	if code, body := force(); code != 403 || !strings.Contains(body, "viewer may not force") {
 		t.Fatalf("viewer's force before the reconfig: %d %s", code, body)
 	}
@@ -437,5 +422,58 @@ func TestReconfigAuthz(t *testing.T) {
 	mustRun(t, e.master, "reconfig", e.masterDir)
 	if code, body := force(); code != 200 {
 		t.Errorf("viewer's force after the reconfig: %d %s", code, body)
+	}
+}
+
+// schedIDsConfig has the scheduler "force", after {{.First}}.
+const schedIDsConfig = loopback + workerW1 + `{{.First}}
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["quick"]
+
+[[builders]]
+name = "quick"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  name = "true"
+  command = ["true"]
+`
+
+// TestSchedulerIDsSurviveReconfig: /api/v2/schedulers keeps a scheduler's
+// id when the one before it is removed by a reconfig.
+func TestSchedulerIDsSurviveReconfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	data := struct {
+		*env
+		First string
+	}{e, "\n[[schedulers]]\ntype = \"force\"\nname = \"first\"\nbuilder_names = [\"quick\"]\n"}
+	e.writeConfigData(schedIDsConfig, data)
+	e.startMaster()
+	ids := func() map[string]int64 {
+		t.Helper()
+		var r struct {
+			Schedulers []struct {
+				ID   int64  `json:"schedulerid"`
+				Name string `json:"name"`
+			} `json:"schedulers"`
+		}
+		e.get("/api/v2/schedulers", &r)
+		out := map[string]int64{}
+		for _, s := range r.Schedulers {
+			out[s.Name] = s.ID
+		}
+		return out
+	}
+	if got := ids(); got["first"] != 1 || got["force"] != 2 {
+		t.Fatalf("scheduler ids = %v, want first 1, force 2", got)
+	}
+	data.First = ""
+	e.writeConfigData(schedIDsConfig, data)
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	if got := ids(); len(got) != 1 || got["force"] != 2 {
+		t.Errorf("scheduler ids after removing first = %v, want force 2 only", got)
 	}
 }
