@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +19,9 @@ import (
 // connection), so this pool does not clear; and its tiers fit the batches.
 type bufferPool struct {
 	tiers []*poolTier // by size, ascending
+	// batches counts the buffers handed out for messages of more than
+	// 32 KiB (output batches), so that tests see the pool in use.
+	batches atomic.Int64
 }
 
 type poolTier struct {
@@ -48,6 +52,9 @@ var _ mem.BufferPool = (*bufferPool)(nil)
 // Get returns a buffer of length n, from the smallest tier it fits; one
 // larger than every tier is made for the occasion and not kept.
 func (p *bufferPool) Get(n int) *[]byte {
+	if n > 32<<10 {
+		p.batches.Add(1)
+	}
 	for _, t := range p.tiers {
 		if n > t.size {
 			continue

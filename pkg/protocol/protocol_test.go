@@ -355,6 +355,7 @@ func TestBigOutputInOrder(t *testing.T) {
 	c := waitAttach(t, m)
 	const n = 3<<20 + 17
 	var total, chunks int
+	pooled := buffers.batches.Load()
 	res, err := c.Run(t.Context(), shell("big", strconv.Itoa(n)), func(o Output) {
 		if len(o.Data) > batchSize {
 			t.Errorf("chunk of %d bytes, want at most %d", len(o.Data), batchSize)
@@ -370,6 +371,11 @@ func TestBigOutputInOrder(t *testing.T) {
 	}
 	if chunks < n/batchSize {
 		t.Errorf("got %d chunks, want at least %d", chunks, n/batchSize)
+	}
+	// Each batch took a buffer of the pool twice: the worker marshalling
+	// it, the master receiving it (gRPC's own pool would clear each one).
+	if got := buffers.batches.Load() - pooled; got < 2*int64(n/batchSize) {
+		t.Errorf("%d batch buffers taken from the pool for %d batches, want at least %d", got, n/batchSize, 2*(n/batchSize))
 	}
 }
 
