@@ -386,20 +386,7 @@ const authReconfigConfig = loopback + workerW1 + authUsers + `{{.ViewerRule}}
 [[www.authz.rules]]
 actions = ["*"]
 roles = ["admins"]
-
-[[schedulers]]
-type = "force"
-name = "force"
-builder_names = ["quick"]
-
-[[builders]]
-name = "quick"
-worker_names = ["w1"]
-  [[builders.steps]]
-  type = "shell"
-  name = "true"
-  command = ["true"]
-`
+` + forceQuick
 
 // TestReconfigAuthz: `gbb-master reconfig` applies a changed [www.authz]
 // to the running web server, as buildbot's reconfig does: a force refused
@@ -425,8 +412,9 @@ func TestReconfigAuthz(t *testing.T) {
 	}
 }
 
-// schedIDsConfig has the scheduler "force", after {{.First}}.
-const schedIDsConfig = loopback + workerW1 + `{{.First}}
+// forceQuick is a force scheduler "force" of one builder "quick" on w1,
+// whose one step runs true.
+const forceQuick = `
 [[schedulers]]
 type = "force"
 name = "force"
@@ -440,6 +428,9 @@ worker_names = ["w1"]
   name = "true"
   command = ["true"]
 `
+
+// schedIDsConfig has the scheduler "force", after {{.First}}.
+const schedIDsConfig = loopback + workerW1 + `{{.First}}` + forceQuick
 
 // TestSchedulerIDsSurviveReconfig: /api/v2/schedulers keeps a scheduler's
 // id when the one before it is removed by a reconfig.
