@@ -1,0 +1,177 @@
+package backoff
+
+import (
+	"container/list"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Config sets a Limiter's brake.
+type Config struct {
+	// Burst is how many attempts in a row a key may fail before it must
+	// wait; zero means 10.
+	Burst int
+	// Every is how often one failure is forgiven, and so how often a key
+	// that used its burst may try again; zero means 3s.
+	Every time.Duration
+	// MaxKeys bounds how many keys are tracked at once; zero means 10,000.
+	// When the table is full, the key used least recently is forgotten,
+	// which gives it a fresh burst (never a longer wait).
+	MaxKeys int
+}
+
+// Limiter tracks failed attempts by key. It is safe for concurrent use.
+type Limiter struct {
+	burst   int
+	every   time.Duration
+	maxKeys int
+
+	mu   sync.Mutex
+	keys map[string]*list.Element // guarded by mu; of *entry
+	lru  *list.List               // guarded by mu; of *entry, most recently used at the front
+}
+
+type entry struct {
+	key string
+	lim *rate.Limiter
+}
+
+// New returns a Limiter with cfg's brake; it starts no goroutine.
+func New(cfg Config) *Limiter {
+	l := &Limiter{burst: cfg.Burst, every: cfg.Every, maxKeys: cfg.MaxKeys, keys: map[string]*list.Element{}, lru: list.New()}
+	if l.burst <= 0 {
+		l.burst = 10
+	}
+	if l.every <= 0 {
+		l.every = 3 * time.Second
+	}
+	if l.maxKeys <= 0 {
+		l.maxKeys = 10_000
+	}
+	return l
+}
+
+// Attempt is an attempt that Begin let through. It counts as a failure
+// unless Succeeded is called.
+type Attempt struct {
+	l   *Limiter
+	key string
+	r   *rate.Reservation
+}
+
+// Begin starts an attempt by key. It returns ok false, and how long key
+// must wait before its next attempt, when key has failed too often: the
+// caller then refuses the attempt without checking it.
+func (l *Limiter) Begin(key string) (a Attempt, wait time.Duration, ok bool) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(key)
+	r := e.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return Attempt{}, d, false
+	}
+	return Attempt{l: l, key: key, r: r}, 0, true
+}
+
+// Succeeded takes back the failure the attempt counted. A key whose count
+// is back to zero is forgotten.
+func (a Attempt) Succeeded() {
+	if a.l == nil {
+		return
+	}
+	now := time.Now()
+	a.l.mu.Lock()
+	defer a.l.mu.Unlock()
+	a.r.CancelAt(now)
+	if el, ok := a.l.keys[a.key]; ok {
+		if e := el.Value.(*entry); e.lim.TokensAt(now) >= float64(a.l.burst) {
+			a.l.lru.Remove(el)
+			delete(a.l.keys, a.key)
+		}
+	}
+}
+
+// entry returns key's entry, made if needed, as the most recently used.
+// l.mu must be held.
+func (l *Limiter) entry(key string) *entry {
+	if el, ok := l.keys[key]; ok {
+		l.lru.MoveToFront(el)
+		return el.Value.(*entry)
+	}
+	for l.lru.Len() >= l.maxKeys {
+		old := l.lru.Back()
+		l.lru.Remove(old)
+		delete(l.keys, old.Value.(*entry).key)
+	}
+	e := &entry{key: key, lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+	l.keys[key] = l.lru.PushFront(e)
+	return e
+}
+
+// Len returns how many keys the table holds.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
+}
+
+// AddrKey returns the key of a client at addr (a host:port such as
+// http.Request.RemoteAddr, or a bare IP): its IP address, an IPv4-mapped
+// IPv6 address as IPv4, and an IPv6 address as its /64, which one host or
+// one site usually holds whole. Anything that is not an IP is its own key.
+func AddrKey(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// Sampler thins out a stream of log lines: it lets burst lines through,
+// then one every every, and counts those it holds back. It is safe for
+// concurrent use.
+type Sampler struct {
+	lim *rate.Limiter
+
+	mu      sync.Mutex
+	dropped int // guarded by mu; lines held back since the last one let through
+}
+
+// NewSampler returns a Sampler; zero every means 10s, zero burst 5.
+func NewSampler(every time.Duration, burst int) *Sampler {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	if burst <= 0 {
+		burst = 5
+	}
+	return &Sampler{lim: rate.NewLimiter(rate.Every(every), burst)}
+}
+
+// Sample reports whether to write a line now and, when so, how many lines
+// were held back before it (to be said in the line).
+func (s *Sampler) Sample() (ok bool, dropped int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lim.Allow() {
+		s.dropped++
+		return false, 0
+	}
+	dropped, s.dropped = s.dropped, 0
+	return true, dropped
+}

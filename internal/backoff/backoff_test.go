@@ -1,0 +1,172 @@
+package backoff
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fail makes n failed attempts by key and returns how many Begin let
+// through.
+func fail(l *Limiter, key string, n int) int {
+	through := 0
+	for range n {
+		if _, _, ok := l.Begin(key); ok {
+			through++
+		}
+	}
+	return through
+}
+
+func TestBurstThenWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Config{Burst: 5, Every: 2 * time.Second})
+		if got := fail(l, "10.0.0.1", 20); got != 5 {
+			t.Fatalf("attempts let through of 20 failing at once: %d, want the burst of 5", got)
+		}
+		_, wait, ok := l.Begin("10.0.0.1")
+		if ok || wait <= 0 || wait > 2*time.Second {
+			t.Fatalf("attempt after the burst: ok %v wait %v, want refused for at most 2s", ok, wait)
+		}
+		// Another address is not slowed down by the first one's failures.
+		if got := fail(l, "10.0.0.2", 5); got != 5 {
+			t.Errorf("another address: %d of 5 let through", got)
+		}
+		// After the wait, one more attempt, and only one.
+		time.Sleep(wait)
+		if got := fail(l, "10.0.0.1", 3); got != 1 {
+			t.Errorf("after waiting %v: %d attempts let through, want 1", wait, got)
+		}
+		// A long pause forgives everything.
+		time.Sleep(10 * time.Second)
+		if got := fail(l, "10.0.0.1", 10); got != 5 {
+			t.Errorf("after 10s: %d attempts let through, want 5", got)
+		}
+	})
+}
+
+// Attempts that succeed cost nothing, and a key whose attempts all
+// succeeded leaves no trace in the table.
+func TestSucceeded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Config{Burst: 3, Every: time.Minute})
+		for i := range 100 {
+			a, _, ok := l.Begin("10.0.0.1")
+			if !ok {
+				t.Fatalf("successful attempt %d refused", i)
+			}
+			a.Succeeded()
+		}
+		if n := l.Len(); n != 0 {
+			t.Errorf("table after successes only: %d keys, want 0", n)
+		}
+		// Two failures, then a success: the failures still count.
+		fail(l, "10.0.0.1", 2)
+		a, _, ok := l.Begin("10.0.0.1")
+		if !ok {
+			t.Fatal("third attempt refused")
+		}
+		a.Succeeded()
+		if got := fail(l, "10.0.0.1", 5); got != 1 {
+			t.Errorf("after 2 failures and a success: %d attempts let through, want 1", got)
+		}
+	})
+}
+
+// Attempts begun at once, from many goroutines, are counted before they
+// are checked: no more than the burst get through.
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	l := New(Config{Burst: 4, Every: time.Hour})
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		through int
+	)
+	for range 50 {
+		wg.Go(func() {
+			if _, _, ok := l.Begin("::1"); ok {
+				mu.Lock()
+				through++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if through != 4 {
+		t.Errorf("%d of 50 concurrent attempts let through, want 4", through)
+	}
+}
+
+// The table never holds more than MaxKeys keys, however many addresses
+// fail; the ones forgotten are those unused longest, so an address failing
+// now stays braked.
+func TestMaxKeys(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Config{Burst: 2, Every: time.Hour, MaxKeys: 100})
+		fail(l, "attacker", 2)
+		for i := range 10_000 {
+			fail(l, fmt.Sprintf("10.0.%d.%d", i/256, i%256), 1)
+			if i%50 == 0 {
+				if _, _, ok := l.Begin("attacker"); ok {
+					t.Fatalf("the attacker got an attempt after %d other addresses", i)
+				}
+			}
+		}
+		if n := l.Len(); n != 100 {
+			t.Errorf("table holds %d keys, want 100", n)
+		}
+		// An address pushed out of the table gets a fresh burst.
+		if got := fail(l, "10.0.0.0", 2); got != 2 {
+			t.Errorf("a forgotten address: %d of 2 let through", got)
+		}
+	})
+}
+
+func TestAddrKey(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ addr, want string }{
+		{"127.0.0.1:53412", "127.0.0.1"},
+		{"127.0.0.1", "127.0.0.1"},
+		{"[::1]:8010", "::/64"},
+		{"[2001:db8:1:2:3:4:5:6]:1", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::9]:2", "2001:db8:1:2::/64"},
+		{"[::ffff:10.1.2.3]:4", "10.1.2.3"},
+		{"[fe80::1%eth0]:4", "fe80::/64"},
+		{"@", "@"},
+		{"", ""},
+	} {
+		if got := AddrKey(tt.addr); got != tt.want {
+			t.Errorf("AddrKey(%q) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestSampler(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := NewSampler(time.Second, 3)
+		logged := 0
+		for range 1000 {
+			if ok, _ := s.Sample(); ok {
+				logged++
+			}
+		}
+		if logged != 3 {
+			t.Errorf("%d of 1000 lines at once logged, want 3", logged)
+		}
+		time.Sleep(time.Second)
+		ok, dropped := s.Sample()
+		if !ok || dropped != 997 {
+			t.Errorf("a second later: ok %v, dropped %d, want true and 997", ok, dropped)
+		}
+		if ok, _ := s.Sample(); ok {
+			t.Error("a line right after was logged too")
+		}
+	})
+}

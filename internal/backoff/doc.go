@@ -1,0 +1,12 @@
+// Package backoff slows down guessing: a Limiter counts each client
+// address's failed attempts (passwords, tokens) and makes an address that
+// fails too often wait, in a table of bounded size; a Sampler thins out the
+// log lines such attempts cause.
+//
+// A Limiter keys clients by address (see AddrKey), so an attacker's
+// failures never make another address wait. It is a token bucket per key
+// (golang.org/x/time/rate): Burst failures are free, then one more is
+// allowed every Every. An attempt is counted as a failure from the moment
+// it begins, so that attempts sent all at once are counted too, and a
+// success gives its count back.
+package backoff
