@@ -7,16 +7,23 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"html/template"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
@@ -30,6 +37,9 @@ import (
 //   - else nobody: an anonymous visitor, sent to the login page (or
 //     answered 401 on /api, /sse and /ws) when allow_anonymous_view is
 //     false.
+//
+// Passwords and tokens go through a brake (see loginGuard): an address
+// that fails too often is answered 429 without its guess being checked.
 //
 // A session carries a CSRF token that every POST made with its cookie
 // must send back, as the form field csrf_token or the X-CSRF-Token header
@@ -92,6 +102,11 @@ type authenticator struct {
 	cookiePath string
 	secure     bool
 	now        func() time.Time
+	// dummyHash is what the password of a user name that does not exist is
+	// compared with: a bcrypt hash at the median cost of the users', so
+	// that the time a refusal takes does not tell which names exist; nil
+	// when there are no users.
+	dummyHash []byte
 
 	mu       sync.Mutex
 	sessions map[string]*session             // guarded by mu; by id
@@ -115,8 +130,20 @@ func newAuthenticator(a config.Auth, buildbotURL string) *authenticator {
 	if au.timeout <= 0 {
 		au.timeout = config.DefaultSessionTimeout
 	}
+	var costs []int
 	for _, u := range a.Users {
 		au.users[u.Username] = u
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil {
+			costs = append(costs, c)
+		}
+	}
+	if len(costs) > 0 {
+		slices.Sort(costs)
+		// The password of no one: random, so that no guess matches it.
+		h, err := bcrypt.GenerateFromPassword([]byte(randomID()[:64]), costs[len(costs)/2])
+		if err == nil {
+			au.dummyHash = h
+		}
 	}
 	for _, t := range a.Tokens {
 		var h [sha256.Size]byte
@@ -140,7 +167,9 @@ func (a *authenticator) checkPassword(name, password string) *user {
 	if !ok {
 		// Spend the time a real comparison would, so that timing does not
 		// tell which user names exist.
-		bcrypt.CompareHashAndPassword([]byte("$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"), []byte(password))
+		if a.dummyHash != nil {
+			bcrypt.CompareHashAndPassword(a.dummyHash, []byte(password))
+		}
 		return nil
 	}
 	key := sha256.Sum256([]byte(cu.PasswordHash + "\x00" + name + "\x00" + password))
@@ -243,10 +272,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		var u *user
 		if h := r.Header.Get("Authorization"); h != "" {
+			err := errBadCredentials
 			if name, pw, ok := r.BasicAuth(); ok {
-				u = a.checkPassword(name, pw)
+				u, err = s.guard.try(r, "basic auth", name, func() *user { return a.checkPassword(name, pw) })
 			} else if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-				u = a.checkToken(strings.TrimSpace(tok))
+				u, err = s.guard.try(r, "token", "", func() *user { return a.checkToken(strings.TrimSpace(tok)) })
+			}
+			if tm, ok := errors.AsType[*tooManyFailures](err); ok {
+				w.Header().Set("Retry-After", tm.retryAfter())
+				writeError(w, http.StatusTooManyRequests, tm.Error())
+				return
 			}
 			if u == nil {
 				w.Header().Set("WWW-Authenticate", `Basic realm="gbb"`)
@@ -432,10 +467,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, status, msg)
 		return
 	}
-	name, next := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next"))
-	u := a.checkPassword(name, r.PostForm.Get("password"))
+	name, next, pw := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
+	u, err := s.guard.try(r, "login form", name, func() *user { return a.checkPassword(name, pw) })
+	if tm, ok := errors.AsType[*tooManyFailures](err); ok {
+		w.Header().Set("Retry-After", tm.retryAfter())
+		s.renderLogin(w, r, http.StatusTooManyRequests, loginPage{Next: next, Username: name, Error: tm.Error() + "."})
+		return
+	}
 	if u == nil {
-		s.log.Info("login refused", "user", name, "remote", r.RemoteAddr)
 		s.renderLogin(w, r, http.StatusUnauthorized, loginPage{Next: next, Username: name, Error: "Wrong user name or password."})
 		return
 	}
@@ -461,4 +500,89 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // session's CSRF token.
 func checkCSRF(tok string, sess *session) bool {
 	return subtle.ConstantTimeCompare([]byte(tok), []byte(sess.csrf)) == 1
+}
+
+// errBadCredentials is returned by loginGuard.try for a wrong user name,
+// password or token.
+var errBadCredentials = errors.New("wrong user name, password or token")
+
+// tooManyFailures is returned by loginGuard.try when the client's address
+// failed too often: its guess was not checked.
+type tooManyFailures struct {
+	wait time.Duration // until the address may try again
+}
+
+func (e *tooManyFailures) Error() string {
+	return "too many failed logins from your address: try again in " + e.retryAfter() + "s"
+}
+
+// retryAfter is the wait in whole seconds, rounded up, for Retry-After.
+func (e *tooManyFailures) retryAfter() string {
+	return strconv.Itoa(max(1, int(math.Ceil(e.wait.Seconds()))))
+}
+
+// loginGuard brakes the guessing of passwords and tokens, by client
+// address (see internal/backoff): the burst of failures a person makes is
+// free, then an address may fail once every few seconds. It outlives
+// reconfigs, so that a reconfig gives no attacker a fresh start, and
+// samples its log lines, so that an attack cannot flood the log.
+type loginGuard struct {
+	brake *backoff.Limiter
+	logs  *backoff.Sampler
+	log   *slog.Logger
+}
+
+// Brake settings: loginBurst failures in a row are free, then one more
+// every loginEvery: 1,200 guesses an hour from one address, rather than
+// the 35 a second bcrypt allowed on two cores. loginKeys bounds the table
+// of addresses (about 200 bytes each).
+const (
+	loginBurst = 10
+	loginEvery = 3 * time.Second
+	loginKeys  = 10_000
+)
+
+func newLoginGuard(log *slog.Logger) loginGuard {
+	return loginGuard{
+		brake: backoff.New(backoff.Config{Burst: loginBurst, Every: loginEvery, MaxKeys: loginKeys}),
+		logs:  backoff.NewSampler(10*time.Second, 10),
+		log:   log,
+	}
+}
+
+// try runs check, the check of a password or token that r sent, through
+// the brake of r's client address. It returns check's user, or
+// errBadCredentials when check found none, or a *tooManyFailures without
+// calling check. via names the way in ("login form", "basic auth",
+// "token") and name the user name given, for the log.
+func (g loginGuard) try(r *http.Request, via, name string, check func() *user) (*user, error) {
+	addr := backoff.AddrKey(r.RemoteAddr)
+	at, wait, ok := g.brake.Begin(addr)
+	if !ok {
+		g.logRefusal("login refused: too many failures from the address", via, name, r.RemoteAddr)
+		return nil, &tooManyFailures{wait: wait}
+	}
+	u := check()
+	if u == nil {
+		at.Failed()
+		g.logRefusal("login refused", via, name, r.RemoteAddr)
+		return nil, errBadCredentials
+	}
+	at.Succeeded()
+	return u, nil
+}
+
+func (g loginGuard) logRefusal(msg, via, name, remote string) {
+	ok, dropped := g.logs.Sample()
+	if !ok {
+		return
+	}
+	args := []any{"via", via, "remote", remote}
+	if name != "" {
+		args = append(args, "user", name)
+	}
+	if dropped > 0 {
+		args = append(args, "unlogged", fmt.Sprintf("%d refusals before this one", dropped))
+	}
+	g.log.Warn(msg, args...)
 }

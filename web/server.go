@@ -135,6 +135,7 @@ type Server struct {
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
+	guard  loginGuard // the brake on password and token guessing (auth.go)
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -147,6 +148,7 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.guard = newLoginGuard(s.log)
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
 	}

@@ -36,8 +36,9 @@ type Limiter struct {
 }
 
 type entry struct {
-	key string
-	lim *rate.Limiter
+	key      string
+	lim      *rate.Limiter // a token per failure the key may still make
+	inflight int           // attempts begun and not finished, each counted as a failure meanwhile
 }
 
 // New returns a Limiter with cfg's brake; it starts no goroutine.
@@ -55,32 +56,47 @@ func New(cfg Config) *Limiter {
 	return l
 }
 
-// Attempt is an attempt that Begin let through. It counts as a failure
-// unless Succeeded is called.
+// Attempt is an attempt that Begin let through. Until it is finished, by
+// Failed or Succeeded, it counts as a failure.
 type Attempt struct {
-	l   *Limiter
-	key string
-	r   *rate.Reservation
+	l *Limiter
+	e *entry
 }
 
-// Begin starts an attempt by key. It returns ok false, and how long key
-// must wait before its next attempt, when key has failed too often: the
-// caller then refuses the attempt without checking it.
+// Begin starts an attempt by key; the caller must finish it with Failed or
+// Succeeded. It returns ok false, and how long key must wait before its
+// next attempt, when key has failed too often (attempts still running
+// counted as failures): the caller then refuses the attempt without
+// checking it.
 func (l *Limiter) Begin(key string) (a Attempt, wait time.Duration, ok bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(key)
-	r := e.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return Attempt{}, d, false
+	short := float64(e.inflight+1) - e.lim.TokensAt(now)
+	if short > 0 {
+		return Attempt{}, time.Duration(short * float64(l.every)), false
 	}
-	return Attempt{l: l, key: key, r: r}, 0, true
+	e.inflight++
+	return Attempt{l: l, e: e}, 0, true
 }
 
-// Succeeded takes back the failure the attempt counted. A key whose count
-// is back to zero is forgotten.
+// Failed counts the attempt as a failure of its key.
+func (a Attempt) Failed() {
+	if a.l == nil {
+		return
+	}
+	now := time.Now()
+	a.l.mu.Lock()
+	defer a.l.mu.Unlock()
+	a.e.inflight--
+	// The key's entry may have been pushed out of the table meanwhile:
+	// count the failure on the one it has now.
+	a.l.entry(a.e.key).lim.ReserveN(now, 1)
+}
+
+// Succeeded ends the attempt without counting it. A key with no failures
+// left to forgive is forgotten.
 func (a Attempt) Succeeded() {
 	if a.l == nil {
 		return
@@ -88,11 +104,11 @@ func (a Attempt) Succeeded() {
 	now := time.Now()
 	a.l.mu.Lock()
 	defer a.l.mu.Unlock()
-	a.r.CancelAt(now)
-	if el, ok := a.l.keys[a.key]; ok {
-		if e := el.Value.(*entry); e.lim.TokensAt(now) >= float64(a.l.burst) {
+	a.e.inflight--
+	if el, ok := a.l.keys[a.e.key]; ok {
+		if e := el.Value.(*entry); e.inflight == 0 && e.lim.TokensAt(now) >= float64(a.l.burst) {
 			a.l.lru.Remove(el)
-			delete(a.l.keys, a.key)
+			delete(a.l.keys, e.key)
 		}
 	}
 }

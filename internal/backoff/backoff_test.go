@@ -13,8 +13,9 @@ import (
 func fail(l *Limiter, key string, n int) int {
 	through := 0
 	for range n {
-		if _, _, ok := l.Begin(key); ok {
+		if a, _, ok := l.Begin(key); ok {
 			through++
+			a.Failed()
 		}
 	}
 	return through
@@ -77,6 +78,24 @@ func TestSucceeded(t *testing.T) {
 	})
 }
 
+// The same, on the real clock, with time passing between the start of an
+// attempt and its end.
+func TestSucceededRealClock(t *testing.T) {
+	t.Parallel()
+	l := New(Config{Burst: 3, Every: time.Hour})
+	for i := range 20 {
+		a, _, ok := l.Begin("10.0.0.1")
+		if !ok {
+			t.Fatalf("successful attempt %d refused", i)
+		}
+		time.Sleep(time.Millisecond) // a password being checked
+		a.Succeeded()
+	}
+	if n := l.Len(); n != 0 {
+		t.Errorf("table after successes only: %d keys, want 0", n)
+	}
+}
+
 // Attempts begun at once, from many goroutines, are counted before they
 // are checked: no more than the burst get through.
 func TestConcurrent(t *testing.T) {
@@ -110,6 +129,9 @@ func TestMaxKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := New(Config{Burst: 2, Every: time.Hour, MaxKeys: 100})
 		fail(l, "attacker", 2)
+		// An attempt running while its key is pushed out of the table
+		// still counts when it fails.
+		running, _, _ := l.Begin("slow")
 		for i := range 10_000 {
 			fail(l, fmt.Sprintf("10.0.%d.%d", i/256, i%256), 1)
 			if i%50 == 0 {
@@ -120,6 +142,10 @@ func TestMaxKeys(t *testing.T) {
 		}
 		if n := l.Len(); n != 100 {
 			t.Errorf("table holds %d keys, want 100", n)
+		}
+		running.Failed()
+		if got := fail(l, "slow", 3); got != 1 {
+			t.Errorf("after a failure counted late: %d attempts let through, want 1", got)
 		}
 		// An address pushed out of the table gets a fresh burst.
 		if got := fail(l, "10.0.0.0", 2); got != 2 {

@@ -6,7 +6,7 @@
 // A Limiter keys clients by address (see AddrKey), so an attacker's
 // failures never make another address wait. It is a token bucket per key
 // (golang.org/x/time/rate): Burst failures are free, then one more is
-// allowed every Every. An attempt is counted as a failure from the moment
-// it begins, so that attempts sent all at once are counted too, and a
-// success gives its count back.
+// allowed every Every. An attempt counts as a failure from the moment it
+// begins until it ends, so that attempts sent all at once are counted too;
+// one that succeeds costs nothing.
 package backoff

@@ -1,0 +1,219 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+)
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// clientFrom returns a client whose connections come from the loopback
+// address ip, so that a test can be two clients at two addresses.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{
+		Transport:     &http.Transport{DialContext: d.DialContext},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// send makes a request with client c and returns its status, Retry-After
+// and body.
+func send(t *testing.T, c *http.Client, method, u string, body string, set func(*http.Request)) (int, string, string) {
+	t.Helper()
+	req := must(http.NewRequest(method, u, strings.NewReader(body)))(t)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if set != nil {
+		set(req)
+	}
+	resp := must(c.Do(req))(t)
+	defer resp.Body.Close()
+	data := must(io.ReadAll(resp.Body))(t)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), string(data)
+}
+
+// TestGuessingBrake: an address that keeps guessing passwords or tokens is
+// answered 429 without its guesses being checked, whichever way it comes
+// in (basic auth, the login form, a bearer token); a user at another
+// address logs in all the same; and the refusals are logged sampled.
+func TestGuessingBrake(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	logs := &syncBuffer{}
+	f.s.guard.log = slog.New(slog.NewTextHandler(logs, nil))
+	attacker, user := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
+	api := f.srv.URL + "/api/v2/builders"
+	basic := func(name, pw string) func(*http.Request) {
+		return func(r *http.Request) { r.SetBasicAuth(name, pw) }
+	}
+
+	// The first failures are answered as wrong, as a person mistyping
+	// would see them.
+	for i := range loginBurst {
+		if status, _, body := send(t, attacker, "GET", api, "", basic("bob", "guess"+strconv.Itoa(i))); status != 401 {
+			t.Fatalf("guess %d: %d %s, want 401", i, status, body)
+		}
+	}
+	// Then every way in is braked, the right password included: the
+	// guess is not even checked.
+	for _, tt := range []struct {
+		name         string
+		method, path string
+		body         string
+		set          func(*http.Request)
+	}{
+		{"basic auth", "GET", "/api/v2/builders", "", basic("bob", "guess")},
+		{"right password", "GET", "/api/v2/builders", "", basic("bob", "pw-bob")},
+		{"bearer token", "GET", "/api/v2/builders", "", func(r *http.Request) { r.Header.Set("Authorization", "Bearer guess") }},
+		{"login form", "POST", "/login", url.Values{"username": {"bob"}, "password": {"guess"}}.Encode(), nil},
+	} {
+		status, retry, body := send(t, attacker, tt.method, f.srv.URL+tt.path, tt.body, tt.set)
+		secs, err := strconv.Atoi(retry)
+		if status != http.StatusTooManyRequests || err != nil || secs < 1 || secs > int(loginEvery/time.Second) || !strings.Contains(body, "too many failed logins") {
+			t.Errorf("%s after %d failures: %d, Retry-After %q\n%s", tt.name, loginBurst, status, retry, body)
+		}
+	}
+
+	// Guessing on does not lock out bob at another address, nor anyone
+	// there: their failures are their own.
+	for i := range 200 {
+		if status, _, _ := send(t, attacker, "GET", api, "", basic("bob", "guess"+strconv.Itoa(i))); status != 429 {
+			t.Fatalf("guess %d: %d, want 429", loginBurst+4+i, status)
+		}
+	}
+	if status, _, body := send(t, user, "GET", api, "", basic("bob", "pw-bob")); status != 200 {
+		t.Errorf("bob at another address: %d %s", status, body)
+	}
+	if status, _, body := send(t, user, "GET", api, "", basic("bob", "typo")); status != 401 {
+		t.Errorf("bob's typo at another address: %d %s, want 401", status, body)
+	}
+	status, _, body := send(t, user, "POST", f.srv.URL+"/login", url.Values{"username": {"bob"}, "password": {"pw-bob"}}.Encode(), nil)
+	if status != http.StatusSeeOther {
+		t.Errorf("bob's login form at another address: %d %s", status, body)
+	}
+
+	// Some 215 refusals, a sample of them logged (the sampler's burst,
+	// and one more each 10s of the test's run).
+	lines := strings.Count(logs.String(), "login refused")
+	if lines < 10 || lines > 20 {
+		t.Errorf("%d log lines for some 215 refusals, want a sample of 10 to 20:\n%s", lines, logs)
+	}
+}
+
+// A login's user names cannot be told by timing: the password of a name
+// that does not exist is compared with a hash of the users' median cost,
+// so it takes what a wrong password of a real user takes. htpasswd's
+// default cost is 5; the old dummy hash had cost 10, 32 times the work.
+func TestUnknownUserCost(t *testing.T) {
+	t.Parallel()
+	hash := func(cost int) string {
+		return string(must(bcrypt.GenerateFromPassword([]byte("secret"), cost))(t))
+	}
+	for _, tt := range []struct {
+		costs []int
+		want  int
+	}{
+		{[]int{5}, 5},
+		{[]int{4, 5, 5, 12}, 5},
+		{[]int{6, 4, 7}, 6},
+	} {
+		var users []config.User
+		for i, c := range tt.costs {
+			users = append(users, config.User{Username: "u" + strconv.Itoa(i), PasswordHash: hash(c)})
+		}
+		a := newAuthenticator(config.Auth{Type: "users", Users: users}, "")
+		if got := must(bcrypt.Cost(a.dummyHash))(t); got != tt.want {
+			t.Errorf("users of costs %v: the dummy hash's cost is %d, want %d", tt.costs, got, tt.want)
+		}
+	}
+
+	// And it is that hash that is compared: measured against each other,
+	// interleaved, the fastest of several tries of each (the least
+	// disturbed by a loaded machine) are within a factor of 3, where the
+	// old dummy hash was 32 times slower.
+	a := newAuthenticator(config.Auth{Type: "users", Users: []config.User{{Username: "alice", PasswordHash: hash(5)}}}, "")
+	fastest := func(name string) time.Duration {
+		start := time.Now()
+		if a.checkPassword(name, "wrong") != nil {
+			t.Fatalf("%s logged in with a wrong password", name)
+		}
+		return time.Since(start)
+	}
+	known, unknown := time.Hour, time.Hour
+	for range 15 {
+		known = min(known, fastest("alice"))
+		unknown = min(unknown, fastest("mallory"))
+	}
+	if ratio := float64(unknown) / float64(known); ratio > 3 || ratio < 1.0/3 {
+		t.Errorf("a wrong password takes %v for an existing user, %v for an unknown one: a ratio of %.1f", known, unknown, ratio)
+	}
+}
+
+// Many addresses guessing at once keep the table of addresses bounded.
+func TestGuessingTableBounded(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// 300 addresses, each one wrong guess.
+	for i := range 300 {
+		c := clientFrom("127.0.1." + strconv.Itoa(i%250+1))
+		if i >= 250 {
+			c = clientFrom("127.0.2." + strconv.Itoa(i-249))
+		}
+		req := must(http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/api/v2/builders", nil))(t)
+		req.SetBasicAuth("bob", "guess")
+		resp := must(c.Do(req))(t)
+		resp.Body.Close()
+		c.CloseIdleConnections()
+		if resp.StatusCode != 401 {
+			t.Fatalf("guess from address %d: %d", i, resp.StatusCode)
+		}
+	}
+	if n := f.s.guard.brake.Len(); n != 300 {
+		t.Errorf("table after 300 failing addresses: %d, want 300", n)
+	}
+	// Successes leave nothing behind.
+	for i := range 20 {
+		c := clientFrom("127.0.3." + strconv.Itoa(i+1))
+		if status, _, _ := send(t, c, "GET", f.srv.URL+"/api/v2/builders", "", func(r *http.Request) { r.SetBasicAuth("bob", "pw-bob") }); status != 200 {
+			t.Fatalf("bob from a new address: %d", status)
+		}
+		c.CloseIdleConnections()
+	}
+	if n := f.s.guard.brake.Len(); n != 300 {
+		t.Errorf("table after 20 successes: %d, want still 300", n)
+	}
+}
