@@ -484,7 +484,36 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.seeOther(w, r, next)
 }
 
-// logout ends the session, if any, and goes to the front page.
+// logoutTemplate is the page of GET /logout: a GET never ends a session
+// (another site's page could make a browser load it), so it offers the
+// form that posts, with the session's CSRF token.
+var logoutTemplate = template.Must(template.Must(pages.Clone()).New("logout").Parse(`{{template "head" .}}
+<h1>Log out</h1>
+{{if .Auth.User}}<form method="post" id="logout-form" action="{{.Root}}logout">
+<p>Logged in as {{.Auth.User}}. <button type="submit">Log out</button></p>
+</form>{{else}}<p id="logged-out">You are not logged in. <a href="{{.Auth.Login}}">Log in</a></p>{{end}}
+{{template "foot" .}}`))
+
+// logoutForm serves GET /logout: the form that logs out.
+func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
+	if s.acc().auth == nil {
+		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
+		return
+	}
+	var buf bytes.Buffer
+	if err := logoutTemplate.ExecuteTemplate(&buf, "logout", s.base(r, "", "Log out", "")); err != nil {
+		s.log.Error("render page", "page", "logout", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(buf.Bytes())
+}
+
+// logout serves POST /logout, which sameOrigin and authorize let through
+// only with the session's CSRF token: it ends the session, if any, and
+// goes to the front page.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if a := s.acc().auth; a != nil {
 		if c, err := r.Cookie(sessionCookie); err == nil {

@@ -283,7 +283,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 	}
 
 	// Log out: the cookie is cleared and the session is gone.
-	resp, _ = f.do(t, who, "GET", "/logout", "", "")
+	resp, _ = f.do(t, who, "POST", "/logout", form, "csrf_token="+token)
 	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || resp.Cookies()[0].MaxAge >= 0 {
 		t.Errorf("logout: %d %v", resp.StatusCode, resp.Cookies())
 	}

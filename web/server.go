@@ -232,7 +232,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead, s.authenticate)
+	r.Use(middleware.GetHead, securityHeaders, s.authenticate)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -242,7 +242,7 @@ func (s *Server) routes() http.Handler {
 	s.uiRoutes(r)
 	r.Get("/login", s.loginForm)
 	r.With(s.sameOrigin).Post("/login", s.login)
-	r.Get("/logout", s.logout)
+	r.Get("/logout", s.logoutForm)
 	r.With(s.sameOrigin).Post("/logout", s.logout)
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
 	r.Route("/api/v2", s.apiRoutes)
