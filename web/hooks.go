@@ -31,6 +31,11 @@ type ChangeSink interface {
 	// AddChanges stores changes, in order, and returns them as stored, with
 	// their ids.
 	AddChanges(ctx context.Context, changes []store.Change) ([]store.Change, error)
+	// AddChangesAndState does what AddChanges does and sets the state key
+	// of objectName to value in the same transaction: all or none.
+	AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error)
+	// GetState returns the state key of objectName, and whether it is set.
+	GetState(objectName, key string) (json.RawMessage, bool, error)
 }
 
 // HookConfig enables one dialect of POST /change_hook/DIALECT.
@@ -90,7 +95,8 @@ var dialects = map[string]dialect{
 // a reason when the request made no change), 403 for a bad secret, 400 for
 // a malformed request, 404 for a dialect not enabled and 413 for a body
 // over maxHookBody. A codebase query parameter sets the changes' codebase,
-// as buildbot's.
+// as buildbot's. A delivery received before (see deliveries.go) is answered
+// 200 with no change and "ignored" saying so.
 func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "dialect")
 	hc, enabled := s.cfg.ChangeHooks[name]
@@ -130,9 +136,40 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	id, err := deliveryID(name, r.Header)
+	if err != nil {
+		log.Info("bad change hook request", "reason", err)
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ids := []int64{}
 	if len(changes) > 0 {
-		stored, err := s.cfg.Changes.AddChanges(r.Context(), changes)
+		var stored []store.Change
+		if id == "" {
+			stored, err = s.cfg.Changes.AddChanges(r.Context(), changes)
+		} else {
+			dl := s.deliveries.of(name)
+			dl.mu.Lock()
+			defer dl.mu.Unlock()
+			if err := dl.load(s.cfg.Changes, name); err != nil {
+				log.Error("change hook", "err", err)
+				writeError(w, http.StatusInternalServerError, "internal error")
+				return
+			}
+			now := time.Now()
+			if at, ok := dl.seen(id, now); ok {
+				note := fmt.Sprintf("delivery %s was received at %s: no new change", id, at.UTC().Format(time.RFC3339))
+				log.Info("change hook delivery replayed", "delivery", id, "first", at)
+				writeJSON(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
+				return
+			}
+			list := dl.with(id, now)
+			value, _ := json.Marshal(list)
+			stored, err = s.cfg.Changes.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
+			if err == nil {
+				dl.list = list
+			}
+		}
 		if err != nil {
 			log.Error("store changes", "err", err)
 			writeError(w, http.StatusInternalServerError, "internal error")
@@ -141,7 +178,7 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 		for _, c := range stored {
 			ids = append(ids, c.ID)
 		}
-		log.Info("changes received", "changes", ids)
+		log.Info("changes received", "changes", ids, "delivery", id)
 	}
 	reply := map[string]any{"changeids": ids}
 	if note != "" {

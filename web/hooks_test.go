@@ -39,6 +39,14 @@ func (s *testSink) AddChanges(ctx context.Context, changes []store.Change) ([]st
 	return out, nil
 }
 
+func (s *testSink) AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error) {
+	return s.db.AddChangesAndState(changes, objectName, key, value)
+}
+
+func (s *testSink) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	return s.db.GetState(objectName, key)
+}
+
 // The secrets of the test server's change hooks; base has none.
 var testHooks = map[string]HookConfig{
 	"github": {Secret: "gh-secret"},

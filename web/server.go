@@ -136,6 +136,8 @@ type Server struct {
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
 	guard  loginGuard // the brake on password and token guessing (auth.go)
+	// deliveries are the change hooks' deliveries received (deliveries.go).
+	deliveries hookDeliveries
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its

@@ -34,6 +34,14 @@ func (s storeSink) AddChanges(ctx context.Context, changes []store.Change) ([]st
 	return out, nil
 }
 
+func (s storeSink) AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error) {
+	return s.db.AddChangesAndState(changes, objectName, key, value)
+}
+
+func (s storeSink) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	return s.db.GetState(objectName, key)
+}
+
 // newHookServer serves the web side of a master on a real store, with the
 // base change hook enabled with secret.
 func newHookServer(t *testing.T, secret string) (*store.DB, *httptest.Server) {

@@ -28,6 +28,21 @@ func (c changeSink) AddChanges(ctx context.Context, changes []store.Change) ([]s
 	return stored, nil
 }
 
+// AddChangesAndState stores changes and a change hook's state in one
+// transaction, then offers the changes to the schedulers.
+func (c changeSink) AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error) {
+	stored, err := c.st.AddChangesAndState(changes, objectName, key, value)
+	if err != nil {
+		return nil, err
+	}
+	c.scheds.AddChanges(stored)
+	return stored, nil
+}
+
+func (c changeSink) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	return c.st.GetState(objectName, key)
+}
+
 // hookConfigs is what the web server needs of the change hooks' config.
 func hookConfigs(hooks map[string]config.ChangeHook) map[string]web.HookConfig {
 	out := make(map[string]web.HookConfig, len(hooks))
