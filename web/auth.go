@@ -274,9 +274,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if h := r.Header.Get("Authorization"); h != "" {
 			err := errBadCredentials
 			if name, pw, ok := r.BasicAuth(); ok {
-				u, err = s.guard.try(r, "basic auth", name, func() *user { return a.checkPassword(name, pw) })
+				u, err = s.guard.try(s.clientAddr(r), "basic auth", name, func() *user { return a.checkPassword(name, pw) })
 			} else if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-				u, err = s.guard.try(r, "token", "", func() *user { return a.checkToken(strings.TrimSpace(tok)) })
+				u, err = s.guard.try(s.clientAddr(r), "token", "", func() *user { return a.checkToken(strings.TrimSpace(tok)) })
 			}
 			if tm, ok := errors.AsType[*tooManyFailures](err); ok {
 				w.Header().Set("Retry-After", tm.retryAfter())
@@ -468,7 +468,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, next, pw := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
-	u, err := s.guard.try(r, "login form", name, func() *user { return a.checkPassword(name, pw) })
+	u, err := s.guard.try(s.clientAddr(r), "login form", name, func() *user { return a.checkPassword(name, pw) })
 	if tm, ok := errors.AsType[*tooManyFailures](err); ok {
 		w.Header().Set("Retry-After", tm.retryAfter())
 		s.renderLogin(w, r, http.StatusTooManyRequests, loginPage{Next: next, Username: name, Error: tm.Error() + "."})
@@ -480,7 +480,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := a.newSession(u)
 	http.SetCookie(w, a.cookie(sess.id, sess.expires))
-	s.log.Info("login", "user", u.Name, "remote", r.RemoteAddr)
+	s.log.Info("login", "user", u.Name, "remote", s.clientAddr(r))
 	s.seeOther(w, r, next)
 }
 
@@ -579,22 +579,21 @@ func newLoginGuard(log *slog.Logger) loginGuard {
 	}
 }
 
-// try runs check, the check of a password or token that r sent, through
-// the brake of r's client address. It returns check's user, or
-// errBadCredentials when check found none, or a *tooManyFailures without
-// calling check. via names the way in ("login form", "basic auth",
-// "token") and name the user name given, for the log.
-func (g loginGuard) try(r *http.Request, via, name string, check func() *user) (*user, error) {
-	addr := backoff.AddrKey(r.RemoteAddr)
-	at, wait, ok := g.brake.Begin(addr)
+// try runs check, the check of a password or token sent by the client at
+// addr (see clientAddr), through the brake of that address. It returns
+// check's user, or errBadCredentials when check found none, or a
+// *tooManyFailures without calling check. via names the way in ("login
+// form", "basic auth", "token") and name the user name given, for the log.
+func (g loginGuard) try(addr, via, name string, check func() *user) (*user, error) {
+	at, wait, ok := g.brake.Begin(backoff.AddrKey(addr))
 	if !ok {
-		g.logRefusal("login refused: too many failures from the address", via, name, r.RemoteAddr)
+		g.logRefusal("login refused: too many failures from the address", via, name, addr)
 		return nil, &tooManyFailures{wait: wait}
 	}
 	u := check()
 	if u == nil {
 		at.Failed()
-		g.logRefusal("login refused", via, name, r.RemoteAddr)
+		g.logRefusal("login refused", via, name, addr)
 		return nil, errBadCredentials
 	}
 	at.Succeeded()

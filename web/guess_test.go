@@ -3,10 +3,13 @@ package web
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -215,5 +218,83 @@ func TestGuessingTableBounded(t *testing.T) {
 	}
 	if n := f.s.guard.brake.Len(); n != 300 {
 		t.Errorf("table after 20 successes: %d, want still 300", n)
+	}
+}
+
+// Behind a trusted proxy, the brake holds the guesser's address, as the
+// proxy's X-Forwarded-For names it, and not the proxy's, which every user
+// shares; what a client writes into that header itself is not believed,
+// and from a peer that is not a trusted proxy the header is ignored.
+func TestGuessingBehindProxy(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	// The proxy is 127.0.0.1; set before any request is served.
+	f.s.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	proxy, direct := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
+	api := f.srv.URL + "/api/v2/builders"
+	as := func(xff, pw string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.SetBasicAuth("bob", pw)
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+	}
+	for i := range loginBurst {
+		if status, _, _ := send(t, proxy, "GET", api, "", as("127.0.0.50", "guess")); status != 401 {
+			t.Fatalf("guess %d: %d, want 401", i, status)
+		}
+	}
+	for _, tt := range []struct {
+		name, xff, pw string
+		want          int
+	}{
+		{"the guesser", "127.0.0.50", "guess", 429},
+		{"the guesser, naming another client first", "127.0.0.61, 127.0.0.50", "guess", 429},
+		{"the guesser through two proxies", "127.0.0.50, 127.0.0.1", "guess", 429},
+		{"another user through the proxy", "127.0.0.60", "pw-bob", 200},
+		{"another user's typo", "127.0.0.60", "typo", 401},
+	} {
+		if status, _, body := send(t, proxy, "GET", api, "", as(tt.xff, tt.pw)); status != tt.want {
+			t.Errorf("%s (X-Forwarded-For: %s): %d, want %d\n%s", tt.name, tt.xff, status, tt.want, body)
+		}
+	}
+	// A peer that is no proxy: its X-Forwarded-For, new each time, changes
+	// nothing.
+	for i := range loginBurst + 3 {
+		status, _, _ := send(t, direct, "GET", api, "", as(fmt.Sprintf("127.0.1.%d", i+1), "guess"))
+		want := 401
+		if i >= loginBurst {
+			want = 429
+		}
+		if status != want {
+			t.Errorf("direct guess %d: %d, want %d", i, status, want)
+		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	s := New(Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}})
+	for _, tt := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"127.0.0.2:4000", []string{"127.0.0.9"}, "127.0.0.2"},
+		{"127.0.0.1:4000", nil, "127.0.0.1"},
+		{"127.0.0.1:4000", []string{"127.0.0.9"}, "127.0.0.9"},
+		{"[::1]:4000", []string{"127.0.0.7, 127.0.0.9"}, "127.0.0.9"},
+		{"127.0.0.1:4000", []string{"127.0.0.7", "127.0.0.9, ::1"}, "127.0.0.9"},
+		{"127.0.0.1:4000", []string{"::1, 127.0.0.1"}, "::1"},
+		{"127.0.0.1:4000", []string{"unknown"}, "unknown"},
+		{"127.0.0.1:4000", []string{" , "}, "127.0.0.1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.peer
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := s.clientAddr(r); got != tt.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %q, want %q", tt.peer, tt.xff, got, tt.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"sync"
@@ -119,6 +120,10 @@ type Config struct {
 	Authz config.Authz
 
 	Logger *slog.Logger // nil means discard
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (see clientAddr); empty means none.
+	TrustedProxies []netip.Prefix
 
 	// BodyTimeout bounds how long a POST may take to send its body, so
 	// that a client that stalls holds no handler; zero means 30s.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,6 +91,12 @@ type WWW struct {
 	ChangeHooks map[string]ChangeHook
 	Auth        Auth  // [www.auth]; none means no login: everyone may do everything
 	Authz       Authz // [www.authz]
+	// TrustedProxies is trusted_proxies: the reverse proxies (IP addresses
+	// or CIDR prefixes) in front of the web server, whose X-Forwarded-For
+	// names the client, for the brake on password guessing and the log.
+	// Empty (the default) means each connection's peer is the client.
+	// Read at start, as port and interface.
+	TrustedProxies []netip.Prefix
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -329,6 +329,7 @@ func (d *decoder) config(t *table) *Config {
 	if w, ok := t.sub("www"); ok {
 		w.port("port", &c.WWW.Port)
 		c.WWW.Interface, _ = w.str("interface")
+		c.WWW.TrustedProxies = d.trustedProxies(w)
 		c.WWW.ChangeHooks = d.changeHooks(w)
 		d.authConfig(w, &c.WWW)
 		w.done()

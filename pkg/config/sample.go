@@ -60,9 +60,14 @@ port = 9989
 ####### WEB SERVER
 
 # the web UI, the REST API (/api/v2/) and the live event streams.
+#
+# Behind a reverse proxy, name it in 'trusted_proxies' (IP addresses or CIDR
+# prefixes): the client is then the address its X-Forwarded-For names, so
+# that the brake on password guessing slows down the guesser, not everyone.
 
 [www]
 port = 8010
+#trusted_proxies = ["10.1.1.1"]
 
 ####### DB URL
 

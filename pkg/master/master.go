@@ -209,6 +209,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Events:      bus,
 		Auth:        cfg.WWW.Auth,
 		Authz:       cfg.WWW.Authz,
+
+		TrustedProxies: cfg.WWW.TrustedProxies,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
