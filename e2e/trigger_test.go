@@ -118,6 +118,14 @@ builder_names = ["down"]
 name = "up"
 worker_names = ["w1"]
   [[builders.steps]]
+  type = "set_property"
+  property = "mine"
+  value = "%(secret:token)s"
+  [[builders.steps]]
+  type = "shell"
+  name = "use mine"
+  command = "printf '%%s' '%(prop:mine)s' | sha256sum > {{.Dir}}/mine.sha256"
+  [[builders.steps]]
   type = "trigger"
   scheduler_names = ["down"]
   wait_for_finish = true
@@ -156,10 +164,19 @@ func TestTriggerSecret(t *testing.T) {
 	}
 	all := e.waitBuilds(2)
 	down := all[1]
-	got, err := os.ReadFile(filepath.Join(e.Dir, "leak.sha256"))
 	sum := sha256.Sum256([]byte(secret))
-	if want := hex.EncodeToString(sum[:]); err != nil || !strings.HasPrefix(string(got), want) {
+	want := hex.EncodeToString(sum[:])
+	got, err := os.ReadFile(filepath.Join(e.Dir, "leak.sha256"))
+	if err != nil || !strings.HasPrefix(string(got), want) {
 		t.Errorf("the triggered step got a value whose sha256 is %q (%v), want the secret's %s", got, err, want)
+	}
+	// So does a later step of a build that set a property from a secret.
+	got, err = os.ReadFile(filepath.Join(e.Dir, "mine.sha256"))
+	if err != nil || !strings.HasPrefix(string(got), want) {
+		t.Errorf("a step using a property set from the secret got a value whose sha256 is %q (%v), want the secret's %s", got, err, want)
+	}
+	if got := e.property(up.BuildID, "mine"); got != "<token>" {
+		t.Errorf("API: property mine = %#v, want <token>", got)
 	}
 	steps := e.steps(down.BuildID)
 	if len(steps) != 2 || steps[1].Name != "use <token>" || *steps[1].Results != 0 {

@@ -182,7 +182,9 @@ func (s redactingStore) SetBuildStateString(id int64, str string) error {
 }
 
 func (s redactingStore) SetBuildProperty(id int64, name string, p store.Property) error {
-	return s.Store.SetBuildProperty(id, name, s.r.redactProperty(p))
+	// Named: a later step rendering the property gets the secret's value
+	// back (revealSecrets), not the text <NAME>.
+	return s.Store.SetBuildProperty(id, name, s.r.redactPropertyNamed(p))
 }
 
 // setProperty sets a build property from a step; a value that cannot be
