@@ -30,6 +30,8 @@ func TestTransfersRefuseMasterFiles(t *testing.T) {
 	write("htpasswd", "alice:"+testHash+"\n")
 	write("priv/secrets/token", "s3cret\n")
 	write("sub/keep", "")
+	write("hook.secret", "hook\n")
+	write("keys/id_poller", "key\n")
 	for link, target := range map[string]string{"here": ".", "cfg": "master.toml", "sub/up": ".."} {
 		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
 			t.Fatal(err)
@@ -57,6 +59,10 @@ func TestTransfersRefuseMasterFiles(t *testing.T) {
 		{"file_download", "mastersrc", "sub/../master.toml", "the master's config file"},
 		{"file_download", "mastersrc", "sub/up/master.toml", "the master's config file"},
 		{"file_upload", "masterdest", "sub/up/here/priv/secrets/new", "the secrets directory"},
+		{"file_download", "mastersrc", "hook.secret", "the www.change_hook.github.secret_file file"},
+		{"file_download", "mastersrc", "keys/id_poller", "the change_source[0].ssh_private_key_file file"},
+		{"file_download", "mastersrc", "mirror/HEAD", `the mirror of change_source[0] "poller"`},
+		{"file_download", "mastersrc", "/etc/passwd", "absolute"},
 		{"file_upload", "masterdest", "artifacts/out.txt", ""},
 		{"file_download", "mastersrc", "sub/master.toml", ""},
 		{"directory_upload", "masterdest", "sub", ""},
@@ -74,6 +80,14 @@ password_file = "w.pass"
 [www.auth]
 type = "htpasswd"
 file = "htpasswd"
+[www.change_hook.github]
+secret_file = "hook.secret"
+[[change_source]]
+type = "git_poller"
+name = "poller"
+repourl = "git@example.invalid:x.git"
+workdir = "mirror"
+ssh_private_key_file = "keys/id_poller"
 [[secrets_providers]]
 type = "file"
 dirname = "priv/secrets"
@@ -99,14 +113,18 @@ worker_names = ["w"]
 			t.Errorf("%s %s = %q loads, want it refused as %s", tt.typ, tt.key, tt.path, tt.what)
 		case tt.what != "":
 			msg := errs[j].Error()
-			for _, want := range []string{`step "s` + string(rune('a'+i)) + `"`, tt.what, "transfers may not touch the master's own files"} {
+			wants := []string{`step "s` + string(rune('a'+i)) + `"`, tt.what, "transfers may not touch the master's own files"}
+			if tt.what == "absolute" {
+				wants = []string{"is absolute or leaves its directory"} // refused as before
+			}
+			for _, want := range wants {
 				if !strings.Contains(msg, want) {
 					t.Errorf("%s = %q: error %q does not say %q", tt.key, tt.path, msg, want)
 				}
 			}
 		}
 	}
-	if len(errs) != 18 {
-		t.Errorf("%d errors, want 18:\n%v", len(errs), err)
+	if len(errs) != 22 {
+		t.Errorf("%d errors, want 22:\n%v", len(errs), err)
 	}
 }
