@@ -516,3 +516,59 @@ func TestTransfersKeepOffMasterFiles(t *testing.T) {
 		}
 	}
 }
+
+// reconfigFilesConfig downloads keys/token; with Secrets set, keys/ is a
+// secrets directory.
+const reconfigFilesConfig = loopback + workerW1 + `
+{{if .Secrets}}
+[[secrets_providers]]
+type = "file"
+dirname = "keys"
+{{end}}
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["get"]
+
+[[builders]]
+name = "get"
+worker_names = ["w1"]
+properties = { src = "keys/token" }
+  [[builders.steps]]
+  type = "file_download"
+  mastersrc = "%(prop:src)s"
+  workerdest = "token"
+`
+
+// TestTransfersMasterFilesReconfig: a directory that a reconfig makes a
+// secrets directory is out of reach of transfers from then on.
+func TestTransfersMasterFilesReconfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	write := func(secrets bool) {
+		e.writeConfigData(reconfigFilesConfig, struct {
+			*env
+			Secrets bool
+		}{e, secrets})
+	}
+	write(false)
+	if err := os.MkdirAll(filepath.Join(e.masterDir, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.masterDir, "keys", "token"), []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	if b := e.waitBuild(e.force("force", 1, "before"), 60*time.Second); b.Results == nil || *b.Results != 0 {
+		t.Fatalf("download of an ordinary file: %+v", b)
+	}
+	write(true)
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	b := e.waitBuild(e.force("force", 1, "after"), 60*time.Second)
+	steps := e.steps(b.BuildID)
+	if b.Results == nil || *b.Results != 2 || len(steps) != 2 ||
+		!strings.Contains(e.stdio(steps[1].StepID), "is the secrets directory of secrets_providers[0]") {
+		t.Errorf("download from the secrets directory after the reconfig: %+v, %+v", b, steps)
+	}
+}
