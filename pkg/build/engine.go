@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -76,6 +77,10 @@ type Config struct {
 	// Basedir is the master's base directory: the transfer steps' master
 	// paths are relative to it and may not leave it; "" refuses them.
 	Basedir string
+	// MasterFiles are the master's own files (config.Config.MasterFiles):
+	// no transfer step reads or writes them. Nil protects only the basedir
+	// itself, which a directory_upload may not replace.
+	MasterFiles []masterfiles.File
 	// Secrets gives the values of %(secret:NAME)s; nil means there are
 	// none (a step asking for one fails). Every value rendered is then
 	// redacted as <NAME> in what the builds store.
@@ -126,7 +131,8 @@ type Engine struct {
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
 	locks    *Locks
-	ctx      context.Context // guarded by mu; set by Run, nil before
+	guard    *masterfiles.Guard // guarded by mu; the master's own files
+	ctx      context.Context    // guarded by mu; set by Run, nil before
 	// triggerer starts triggered builds; finished is closed (and replaced)
 	// whenever a build ends.
 	triggerer Triggerer      // guarded by mu
@@ -187,7 +193,24 @@ func New(cfg Config) *Engine {
 	e.SetLocks(cfg.Locks)
 	e.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	e.SetFinishSteps(cfg.FinishSteps)
+	e.SetMasterFiles(cfg.MasterFiles)
 	return e
+}
+
+// SetMasterFiles replaces Config.MasterFiles, for the transfers started
+// from now on.
+func (e *Engine) SetMasterFiles(files []masterfiles.File) {
+	g := masterfiles.New(e.basedir, files)
+	e.mu.Lock()
+	e.guard = g
+	e.mu.Unlock()
+}
+
+// masterGuard is the check of the transfers' master paths.
+func (e *Engine) masterGuard() *masterfiles.Guard {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.guard
 }
 
 // SetLogLimits replaces Config.LogMaxSize and LogMaxTailSize for the logs

@@ -117,6 +117,37 @@ func (r *redactor) redactProperty(p store.Property) store.Property {
 	return p
 }
 
+// redactPropertyNamed returns p with the secrets in its value redacted and
+// their names in p.Secrets, so that a build rendering it can put their
+// values back (see store.Property.Secrets).
+func (r *redactor) redactPropertyNamed(p store.Property) store.Property {
+	r.mu.Lock()
+	var names []string
+	for v, name := range r.values {
+		if bytes.Contains(p.Value, []byte(v)) || jsonContains(p.Value, v) {
+			names = append(names, name)
+		}
+	}
+	r.mu.Unlock()
+	p = r.redactProperty(p)
+	slices.Sort(names)
+	p.Secrets = slices.Compact(append(p.Secrets, names...))
+	if len(p.Secrets) == 0 {
+		p.Secrets = nil
+	}
+	return p
+}
+
+// jsonContains says whether s, JSON-encoded as a string's content, is in
+// the JSON value data.
+func jsonContains(data []byte, s string) bool {
+	b, err := json.Marshal(s)
+	if err != nil || len(b) < 2 {
+		return false
+	}
+	return bytes.Contains(data, b[1:len(b)-1])
+}
+
 // redactingStore is the engine's store: what a build writes that a user
 // sees (log lines, step names, state strings, properties) has the secrets rendered so
 // far redacted. Log lines come whole from logWriter, so a secret a command
@@ -151,7 +182,9 @@ func (s redactingStore) SetBuildStateString(id int64, str string) error {
 }
 
 func (s redactingStore) SetBuildProperty(id int64, name string, p store.Property) error {
-	return s.Store.SetBuildProperty(id, name, s.r.redactProperty(p))
+	// Named: a later step rendering the property gets the secret's value
+	// back (revealSecrets), not the text <NAME>.
+	return s.Store.SetBuildProperty(id, name, s.r.redactPropertyNamed(p))
 }
 
 // setProperty sets a build property from a step; a value that cannot be

@@ -56,6 +56,9 @@ func TestRedaction(t *testing.T) {
 	if got := string(bld.Properties["p"].Value); got != `{"a":["x \u003ctoken\u003e y",3]}` {
 		t.Errorf("property %s", got)
 	}
+	if diff := cmp.Diff([]string{"token"}, bld.Properties["p"].Secrets); diff != "" {
+		t.Errorf("the property's secrets (-want +got):\n%s", diff)
+	}
 }
 
 func TestWarningCounter(t *testing.T) {

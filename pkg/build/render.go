@@ -3,6 +3,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -17,7 +18,11 @@ var errNoSecrets = errors.New("no [[secrets_providers]] configured")
 // build's properties as the store has them (earlier steps may have set
 // some), its source stamps, the worker's info, and the secrets, each
 // secret value given out being redacted from then on.
-func (b *build) renderContext() interpolate.Context {
+//
+// A property holding secrets redacted (store.Property.Secrets, from a
+// trigger's set_properties) renders with their values put back; when one
+// cannot be had, the property renders as unset and *secretErr says why.
+func (b *build) renderContext(secretErr *error) interpolate.Context {
 	props := b.currentProperties()
 	var stamps []store.SourceStamp
 	if bs, err := b.e.st.Buildset(b.req.BuildsetID); err == nil {
@@ -37,7 +42,14 @@ func (b *build) renderContext() interpolate.Context {
 			if !ok {
 				return nil, false
 			}
-			return propertyValue(p), true
+			v, err := b.revealSecrets(propertyValue(p), p.Secrets)
+			if err != nil {
+				if secretErr != nil && *secretErr == nil {
+					*secretErr = fmt.Errorf("property %s: %w", name, err)
+				}
+				return nil, false
+			}
+			return v, true
 		},
 		Source: func(codebase, attr string) (string, bool) {
 			for _, ss := range stamps {
@@ -74,9 +86,13 @@ func (b *build) renderContext() interpolate.Context {
 // runs (see config.Step.Render), and returns the context it used for the
 // step's conditions. On error, sc is returned as it was.
 func (b *build) renderStep(sc config.Step) (config.Step, interpolate.Context, error) {
-	ctx := b.renderContext()
+	var secretErr error
+	ctx := b.renderContext(&secretErr)
 	out, err := sc.Render(func(s string) (string, error) {
 		r, _, err := interpolate.Render(s, ctx)
+		if err == nil {
+			err = secretErr
+		}
 		return r, err
 	})
 	if err != nil {
@@ -123,7 +139,7 @@ func (b *build) endStep(step store.Step, sc config.Step, results int, state stri
 	if sc.HideStepIf == nil {
 		return results
 	}
-	ctx := b.renderContext()
+	ctx := b.renderContext(nil)
 	ctx.Keyword = map[string]any{"results": ResultName(results)}
 	hide, err := sc.HideStepIf.Eval(ctx)
 	if err != nil {
@@ -158,4 +174,47 @@ func (b *build) writeText(step store.Step, name, text string) {
 		b.check(err)
 	}
 	b.check(st.FinishLog(l.ID))
+}
+
+// revealSecrets returns v, a property's value, with the secrets names
+// holds redacted (<NAME>) replaced by their values, which are redacted
+// from then on.
+func (b *build) revealSecrets(v any, names []string) (any, error) {
+	if len(names) == 0 {
+		return v, nil
+	}
+	if b.e.secrets == nil {
+		return nil, errNoSecrets
+	}
+	pairs := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		val, err := b.e.secrets.Get(n)
+		if err != nil {
+			return nil, err
+		}
+		b.e.redact.add(n, val)
+		pairs = append(pairs, "<"+n+">", val)
+	}
+	return replaceStrings(v, strings.NewReplacer(pairs...)), nil
+}
+
+// replaceStrings applies r to every string in v, a decoded JSON value.
+func replaceStrings(v any, r *strings.Replacer) any {
+	switch v := v.(type) {
+	case string:
+		return r.Replace(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = replaceStrings(e, r)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = replaceStrings(e, r)
+		}
+		return out
+	}
+	return v
 }

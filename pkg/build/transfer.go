@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,8 +25,11 @@ import (
 // relative to the master's basedir (Config.Basedir) and may not leave it:
 // an absolute path is taken only when it lies inside it, and every master
 // file is opened through an os.Root on it, so symlinks leading out are
-// refused too. Files are written to a temporary name and renamed on
-// success; a failed transfer leaves nothing behind.
+// refused too. Nor may they reach the master's own files
+// (Config.MasterFiles), their symlinks resolved. Files are written to a
+// temporary name and renamed on success; a failed transfer leaves nothing
+// behind. A directory upload's tar is unpacked entry by entry against what
+// is already on disk: see unpack.
 
 // runWorkerStep runs one of the step types of config.WorkerStepTypes.
 func (b *build) runWorkerStep(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
@@ -134,6 +138,10 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 		return b.failStep(step, err.Error())
 	}
 	defer root.Close()
+	if err := b.e.masterGuard().Check(root, dest, true); err != nil {
+		log.Warn("transfer refused", "masterdest", sc.MasterDest, "err", err)
+		return b.failStep(step, fmt.Sprintf("step %q: masterdest refused: %v", sc.Name, err))
+	}
 	if dir := filepath.Dir(dest); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
 			return b.failStep(step, err.Error())
@@ -177,14 +185,22 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 		}
 	}
 	if err != nil {
-		log.Warn("upload", "err", err)
-		return b.failStep(step, "cannot write "+sc.MasterDest+": "+err.Error())
+		// The command's stdio log is complete: say why in err.text.
+		log.Warn("upload refused", "masterdest", sc.MasterDest, "err", err)
+		b.writeText(step, "err.text", "cannot write "+sc.MasterDest+": "+err.Error())
+		return store.Failure
 	}
 	return store.Success
 }
 
 // unpack extracts the tar file f into a temporary directory and puts it in
-// place of dest. Entries that would leave it are refused.
+// place of dest. Each entry is resolved against what the entries before it
+// made: an entry whose parent is a symlink, or that would write through
+// one, is refused, and so is a symlink whose target is absolute, climbs
+// with ".." past the directory's top, or has a ".." after a name (which
+// the kernel resolves through that name, a symlink maybe). So no link
+// made here leads out of the directory, however later entries use it.
+// Any refusal refuses the whole upload.
 func (b *build) unpack(root *os.Root, f *os.File, dest string) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
@@ -213,39 +229,8 @@ func (b *build) unpack(root *os.Root, f *os.File, dest string) error {
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
-		name := filepath.FromSlash(strings.TrimSuffix(h.Name, "/"))
-		if !filepath.IsLocal(name) {
-			return fmt.Errorf("tar entry %q leaves the directory", h.Name)
-		}
-		if d := filepath.Dir(name); d != "." {
-			if err := dr.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := dr.MkdirAll(name, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			w, err := dr.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode).Perm())
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(w, tr)
-			if cerr := w.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if filepath.IsAbs(h.Linkname) || !filepath.IsLocal(filepath.Join(filepath.Dir(name), h.Linkname)) {
-				return fmt.Errorf("tar entry %q: symlink to %q leaves the directory", h.Name, h.Linkname)
-			}
-			if err := dr.Symlink(h.Linkname, name); err != nil {
-				return err
-			}
+		if err := unpackEntry(dr, h, tr); err != nil {
+			return fmt.Errorf("tar entry %q: %w", h.Name, err)
 		}
 	}
 	if _, err := root.Lstat(dest); err == nil {
@@ -260,6 +245,105 @@ func (b *build) unpack(root *os.Root, f *os.File, dest string) error {
 	return nil
 }
 
+// errTarEscape is the error of a tar entry that would lead out of the
+// directory it is unpacked into.
+var errTarEscape = errors.New("refused: it would lead out of the upload's directory")
+
+// unpackEntry makes one tar entry in dr.
+func unpackEntry(dr *os.Root, h *tar.Header, r io.Reader) error {
+	name := filepath.Clean(filepath.FromSlash(h.Name))
+	if !filepath.IsLocal(name) {
+		return fmt.Errorf("the name leaves the directory: %w", errTarEscape)
+	}
+	// Every parent must be a real directory, made here or by an entry
+	// before: never a symlink, whatever it points to.
+	parts := strings.Split(name, string(filepath.Separator))
+	for i := 1; i < len(parts); i++ {
+		parent := filepath.Join(parts[:i]...)
+		fi, err := dr.Lstat(parent)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := dr.Mkdir(parent, 0o755); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("its parent %q is a symlink: %w", filepath.ToSlash(parent), errTarEscape)
+		case !fi.IsDir():
+			return fmt.Errorf("its parent %q is not a directory", filepath.ToSlash(parent))
+		}
+	}
+	if name == "." {
+		if h.Typeflag == tar.TypeDir {
+			return nil
+		}
+		return errors.New("only a directory may be the upload's top")
+	}
+	fi, err := dr.Lstat(name)
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%q is a symlink already: %w", h.Name, errTarEscape)
+	case err == nil && h.Typeflag == tar.TypeDir && fi.IsDir():
+		return nil
+	case err == nil && (h.Typeflag != tar.TypeReg || !fi.Mode().IsRegular()):
+		return fmt.Errorf("%q exists already", h.Name)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return dr.Mkdir(name, 0o755)
+	case tar.TypeReg:
+		w, err := dr.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode).Perm())
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, r)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case tar.TypeSymlink:
+		if err := checkLinkTarget(len(parts)-1, h.Linkname); err != nil {
+			return fmt.Errorf("symlink to %q: %w", h.Linkname, err)
+		}
+		return dr.Symlink(h.Linkname, name)
+	}
+	return nil // hard links, devices, FIFOs: not unpacked, as the worker sends none
+}
+
+// checkLinkTarget checks the target of a symlink made depth directories
+// below the top of the directory unpacked: relative, its ".." all leading
+// and at most depth of them. Its parents are real directories (see
+// unpackEntry), so the ".." climb those; the rest only goes down, through
+// directories or symlinks checked the same way: the link resolves inside.
+func checkLinkTarget(depth int, target string) error {
+	if target == "" {
+		return errors.New("empty target")
+	}
+	if filepath.IsAbs(target) || filepath.VolumeName(target) != "" {
+		return fmt.Errorf("the target is absolute: %w", errTarEscape)
+	}
+	up, down := 0, 0
+	for _, c := range strings.Split(filepath.ToSlash(target), "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if down > 0 {
+				return fmt.Errorf("a \"..\" follows a name, which may be a symlink: %w", errTarEscape)
+			}
+			up++
+		default:
+			down++
+		}
+	}
+	if up > depth {
+		return errTarEscape
+	}
+	return nil
+}
+
 // runDownload sends src (nil: the file sc.MasterSrc) to the worker.
 func (b *build) runDownload(ctx context.Context, step store.Step, sc config.Step, src io.Reader, log *slog.Logger) int {
 	if src == nil {
@@ -268,13 +352,23 @@ func (b *build) runDownload(ctx context.Context, step store.Step, sc config.Step
 			return b.failStep(step, err.Error())
 		}
 		defer root.Close()
+		guard := b.e.masterGuard()
+		if err := guard.Check(root, p, false); err != nil {
+			log.Warn("transfer refused", "mastersrc", sc.MasterSrc, "err", err)
+			return b.failStep(step, fmt.Sprintf("step %q: mastersrc refused: %v", sc.Name, err))
+		}
 		f, err := root.Open(p)
 		if err != nil {
 			return b.failStep(step, err.Error())
 		}
 		defer f.Close()
-		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
 			return b.failStep(step, sc.MasterSrc+" is not a regular file")
+		}
+		if err := guard.Opened(sc.MasterSrc, fi); err != nil {
+			log.Warn("transfer refused", "mastersrc", sc.MasterSrc, "err", err)
+			return b.failStep(step, fmt.Sprintf("step %q: mastersrc refused: %v", sc.Name, err))
 		}
 		src = f
 	}

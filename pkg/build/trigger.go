@@ -83,8 +83,10 @@ func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step)
 			lw.text(fmt.Sprintf("property %s: %v", k, err))
 			return store.Exception, desc + stateSuffix(store.Exception, false)
 		}
-		// Stored properties never hold a secret's value, as everywhere else.
-		props[k] = b.e.redact.redactProperty(p)
+		// Stored properties never hold a secret's value, as everywhere
+		// else; the triggered builds get the secret's name, and put its
+		// value back where they render the property (revealSecrets).
+		props[k] = b.e.redact.redactPropertyNamed(p)
 	}
 
 	var bsids []int64

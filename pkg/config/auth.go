@@ -223,6 +223,7 @@ func (d *decoder) htpasswd(t *table, file string) []User {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(d.dir, p)
 	}
+	d.keyFile(t, "file", p)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		var pe *fs.PathError

@@ -156,6 +156,7 @@ func (d *decoder) existingFile(t *table, key, path string) string {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(d.dir, path)
 	}
+	d.keyFile(t, key, path)
 	fi, err := os.Stat(path)
 	if err != nil {
 		var pe *fs.PathError

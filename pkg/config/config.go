@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/interpolate"
 )
 
@@ -55,6 +56,10 @@ type Config struct {
 	Janitor                    Janitor // [janitor]
 	// FinishSteps is finish_steps_on_restart and finish_steps_wait.
 	FinishSteps FinishSteps
+	// KeyFiles are the files the config read at load time for a key
+	// (password_file, secret_file, htpasswd, ssh_private_key_file): the
+	// master's own, out of reach of transfers (see MasterFiles).
+	KeyFiles []masterfiles.File
 }
 
 // Protocols is [protocols]: how workers reach the master.

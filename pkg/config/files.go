@@ -26,6 +26,7 @@ func (d *decoder) readKeyFile(t *table, key, file string) string {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(d.dir, path)
 	}
+	d.keyFile(t, key, path)
 	data, err := readSmallFile(path, maxKeyFile)
 	if err != nil {
 		t.errorf(key, "read %s: %v", path, err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 )
 
 // Parse parses and validates the TOML config in data. file names it in
@@ -49,6 +51,12 @@ type decoder struct {
 	triggers []triggerRef
 	// lockNames are the [[locks]] names, by line, for the locks keys.
 	lockNames map[string]int
+	// keyFiles are the files read for a key (password_file...), which
+	// are the master's own (see MasterFiles).
+	keyFiles []masterfiles.File
+	// masterPaths are the transfer steps' master paths, checked once
+	// every master file is known.
+	masterPaths []masterPathRef
 }
 
 // triggerRef is one scheduler name a trigger step names.
@@ -376,6 +384,8 @@ func (d *decoder) config(t *table) *Config {
 	d.retention(t, c)
 	d.finishSteps(t, c)
 	t.done()
+	c.KeyFiles = d.keyFiles
+	d.checkMasterPaths(c)
 	return c
 }
 

@@ -139,9 +139,11 @@ func (d *decoder) workerStep(t *table, s *Step) (other []string) {
 	case "file_upload", "directory_upload":
 		s.WorkerSrc = local("workersrc")
 		s.MasterDest = local("masterdest")
+		d.masterPath(t, s, "masterdest", s.MasterDest, true)
 	case "file_download":
 		s.MasterSrc = local("mastersrc")
 		s.WorkerDest = local("workerdest")
+		d.masterPath(t, s, "mastersrc", s.MasterSrc, false)
 	case "string_download":
 		if !t.has("s") {
 			t.errorf("s", "required for a string_download step")
@@ -184,4 +186,16 @@ func (d *decoder) workerStep(t *table, s *Step) (other []string) {
 		}
 	}
 	return other
+}
+
+// masterPath records a transfer's master path for checkMasterPaths.
+func (d *decoder) masterPath(t *table, s *Step, key, p string, write bool) {
+	if p == "" || !filepath.IsLocal(p) {
+		return // reported already
+	}
+	name := s.Name
+	if name == "" {
+		name = s.Type
+	}
+	d.masterPaths = append(d.masterPaths, masterPathRef{at: t.path.key(key), step: name, path: p, write: write})
 }

@@ -167,6 +167,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Logger:   m.log,
 		Basedir:  m.basedir,
 		Secrets:  secretsProviders,
+		// Transfers keep away from the master's own files.
+		MasterFiles: cfg.MasterFiles(m.basedir),
 
 		LogMaxSize:     cfg.LogMaxSize,
 		LogMaxTailSize: cfg.LogMaxTailSize,
@@ -436,6 +438,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.engine.SetLocks(cfg.Locks)
 	m.engine.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	m.engine.SetFinishSteps(cfg.FinishSteps)
+	m.engine.SetMasterFiles(cfg.MasterFiles(m.basedir))
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)

@@ -32,6 +32,11 @@ var ErrLocked = errors.New("store: database is locked by another process")
 type Property struct {
 	Value  json.RawMessage `json:"value"`
 	Source string          `json:"source"`
+	// Secrets names the secrets whose values Value holds redacted, as
+	// <NAME> (a trigger's set_properties = { x = "%(secret:NAME)s" }):
+	// a build rendering the property puts their values back, and only
+	// there. The store never holds a secret's value.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // Properties maps a property name to its value and source.

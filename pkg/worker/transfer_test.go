@@ -196,3 +196,52 @@ func TestDownload(t *testing.T) {
 		t.Errorf("download through a symlink out: %+v", res)
 	}
 }
+
+// TestHostileMasterPaths: a master (a modified one, a compromised host)
+// naming paths whose text stays in the builder's directory but which lead
+// out of it on disk, through a link inside it, reaches nothing outside it
+// with any file command or transfer: the worker cleans a path as text
+// ("build/up/../x" is build/x) and opens it through an os.Root, which
+// refuses what still leads out.
+func TestHostileMasterPaths(t *testing.T) {
+	t.Parallel()
+	base, bdir, _ := newBuilderDir(t)
+	// build/up is BASEDIR/b, so build/up/.. is BASEDIR: out of b/.
+	must(t, os.Symlink("..", filepath.Join(bdir, "build", "up")))
+	must(t, os.MkdirAll(filepath.Join(base, "other", "build"), 0o755))
+	must(t, os.WriteFile(filepath.Join(base, "other", "build", "f"), []byte("other's\n"), 0o644))
+	e := NewExecutor(base, nil)
+	run := func(cmd protocol.Command) protocol.Result {
+		cmd.Builder = "b"
+		var r logRecorder
+		return e.Run(t.Context(), cmd, r.out)
+	}
+	var sent bytes.Buffer
+	for name, cmd := range map[string]protocol.Command{
+		"download":  {Download: &protocol.DownloadCommand{Workdir: "build", Path: "up/../escaped", Source: strings.NewReader("x")}},
+		"upload":    {Upload: &protocol.UploadCommand{Workdir: "build", Path: "up/../other/build/f", Sink: &sent}},
+		"dirupload": {Upload: &protocol.UploadCommand{Workdir: "build", Path: "up/../other", Directory: true, Sink: &sent}},
+		"mkdir":     {File: &protocol.FileCommand{Op: protocol.Mkdir, Path: "build/up/../made"}},
+		"rmdir":     {File: &protocol.FileCommand{Op: protocol.Rmdir, Path: "build/up/../other"}},
+		"rmfile":    {File: &protocol.FileCommand{Op: protocol.RemoveFile, Path: "build/up/../other/build/f"}},
+	} {
+		res := run(cmd)
+		t.Logf("%s: %+v", name, res)
+	}
+	if sent.Len() != 0 {
+		t.Errorf("sent %d bytes from outside the builder's directory", sent.Len())
+	}
+	if lexists(filepath.Join(base, "escaped")) || lexists(filepath.Join(base, "made")) {
+		t.Errorf("BASEDIR/escaped or BASEDIR/made was made")
+	}
+	if !lexists(filepath.Join(base, "other", "build")) {
+		t.Errorf("another builder's directory was removed")
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "other", "build", "f")); err != nil || string(b) != "other's\n" {
+		t.Errorf("another builder's file: %q, %v", b, err)
+	}
+	// The download went where its path says as text.
+	if b, err := os.ReadFile(filepath.Join(bdir, "build", "escaped")); err != nil || string(b) != "x" {
+		t.Errorf("b/build/escaped: %q, %v", b, err)
+	}
+}

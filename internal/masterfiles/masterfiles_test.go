@@ -1,0 +1,110 @@
+package masterfiles
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestResolve: paths are resolved through their symlinks as the kernel
+// does, so "link/.." is the parent of the link's target.
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	for _, d := range []string{"a/b/c", "x"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"deep": "a/b/c", "self": ".", "up": "x/..", "loop": "loop", "out": "../..", "abs": "/etc", "x/back": "../a",
+	} {
+		if err := os.Symlink(target, filepath.Join(base, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	tests := []struct{ in, want, err string }{
+		{"a/b/c/f", "a/b/c/f", ""},
+		{"deep/../f", "a/b/f", ""}, // not "f", as the text says
+		{"deep/x/../../f", "a/b/f", ""},
+		{"self/self/a", "a", ""},
+		{"x/back/b", "a/b", ""},
+		{"new/dir/f", "new/dir/f", ""},
+		{".", ".", ""},
+		{"deep/../../../f", "", "leaves"}, // the text is refused first
+		{"out/f", "", "leads out"},
+		{"abs/passwd", "", "absolute"},
+		{"loop/f", "", "too many levels"},
+		{"../f", "", "leaves"},
+	}
+	for _, tt := range tests {
+		got, err := Resolve(root, tt.in)
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("Resolve(%q) = %q, %v; want an error saying %q", tt.in, got, err, tt.err)
+		case tt.err == "" && (err != nil || got != filepath.FromSlash(tt.want)):
+			t.Errorf("Resolve(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestGuard: reads and writes of the master's files, inside its
+// directories, of the copies beside them, of a hard link to one, and
+// writes over a directory holding one are refused; the rest is allowed.
+func TestGuard(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	for _, f := range []string{"master.toml", "priv/secrets/tok", "pub/readme", "other"} {
+		p := filepath.Join(base, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(base, "master.toml"), filepath.Join(base, "pub/hard")); err != nil {
+		t.Fatal(err)
+	}
+	g := New(base, []File{
+		{Path: filepath.Join(base, "master.toml"), What: "the config", Suffixed: true},
+		{Path: filepath.Join(base, "priv/secrets"), What: "the secrets", Dir: true},
+		{Path: "/elsewhere/key", What: "a key outside"},
+	})
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	tests := []struct {
+		p       string
+		write   bool
+		refused bool
+	}{
+		{"master.toml", false, true},
+		{"master.toml.bak", true, true},
+		{"priv/secrets/tok", false, true},
+		{"priv/secrets/new", true, true},
+		{"priv", true, true},
+		{"priv", false, false},
+		{".", true, true},
+		{"pub/hard", false, true},
+		{"pub/readme", false, false},
+		{"pub", true, false},
+		{"other", true, false},
+		{"master.tomlx", true, false},
+	}
+	for _, tt := range tests {
+		err := g.Check(root, tt.p, tt.write)
+		if got := errors.Is(err, ErrMasterFile); got != tt.refused {
+			t.Errorf("Check(%q, write=%v) = %v, want refused %v", tt.p, tt.write, err, tt.refused)
+		}
+	}
+}
