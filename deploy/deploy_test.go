@@ -373,3 +373,60 @@ func TestMakeFlavours(t *testing.T) {
 		}
 	}
 }
+
+// TestGuide checks deploy/freebsd/README.md for the faults a reader found
+// following it on a fresh FreeBSD host: commands that copy files step 1
+// did not send, curl used before it is installed, a force read as if it
+// waited for the build, gateway_enable, no minimum FreeBSD version, and
+// sh syntax under root's csh.
+func TestGuide(t *testing.T) {
+	t.Parallel()
+	guide := read(t, "deploy/freebsd/README.md")
+	var blocks []string // the sh code blocks after step 1, in order
+	step1 := true
+	for _, part := range strings.Split(guide, "\n```")[1:] {
+		if strings.HasPrefix(part, "sh\n") && !step1 {
+			blocks = append(blocks, strings.TrimPrefix(part, "sh\n"))
+		}
+		if strings.Contains(part, "\n## 2. ") {
+			step1 = false
+		}
+	}
+	if len(blocks) < 8 {
+		t.Fatalf("found %d sh blocks after step 1; the guide's layout changed", len(blocks))
+	}
+	curlInstalled := false
+	for _, b := range blocks {
+		for _, line := range strings.Split(b, "\n") {
+			if strings.Contains(line, "deploy/") || strings.Contains(line, "dist/") {
+				t.Errorf("guide: %q uses a file of the source tree; the host has only what step 1 sends (jailhost.tar)", line)
+			}
+			if strings.Contains(line, "pkg install curl") {
+				curlInstalled = true
+			}
+			if strings.HasPrefix(line, "curl ") && !curlInstalled {
+				t.Errorf("guide: %q before pkg install curl (curl is not in base)", line)
+			}
+		}
+	}
+	force := strings.Index(guide, `"method":"force"`)
+	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q '"complete": \*true'`).MatchString(guide[force:]) {
+		t.Error("guide: the force is not followed by a wait until its build request is complete")
+	}
+	for _, f := range []string{"deploy/freebsd/README.md", "deploy/freebsd/pf.conf"} {
+		if strings.Contains(read(t, f), "gateway_enable=YES") {
+			t.Errorf("%s: gateway_enable=YES (the jails' traffic is not forwarded)", f)
+		}
+	}
+	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "sig_num"} {
+		if !strings.Contains(guide, want) {
+			t.Errorf("guide lacks %s", want)
+		}
+	}
+	if strings.Index(guide, "[www.auth]") > strings.Index(guide, "## 7. nginx") {
+		t.Error("guide: [www.auth] must come before nginx publishes port 80 (step 7)")
+	}
+	if !strings.Contains(read(t, "deploy/freebsd/pf.conf"), "ipv6-icmp icmp6-type { neighbrsol, neighbradv") {
+		t.Error("pf.conf does not pass ICMPv6 neighbour discovery")
+	}
+}
