@@ -196,6 +196,13 @@ svc gbb_worker start 1 1
 setpriv --reuid=gbb --regid=gbb --init-groups /usr/local/bin/gbb-worker create-worker "$W/b" "127.0.0.1:$port" worker0 pw | sed 's/^/  | /'
 svc gbb_worker start 0 0
 svc gbb_worker status 0 0
+# What the builds get: HOME the basedir, PATH with /usr/local/bin (git).
+envf=/proc/$(cat "$W/b/worker.pid")/environ
+tr '\0' '\n' <"$envf" | grep -E '^(HOME|PATH|USER)=' | sed 's/^/  worker env: /'
+if ! tr '\0' '\n' <"$envf" | grep -qx "HOME=$W/b" || ! tr '\0' '\n' <"$envf" | grep -q '^PATH=.*:/usr/local/bin'; then
+	echo "  FAIL: the worker's HOME or PATH"
+	fails=$((fails + 1))
+fi
 mv "$W/b/worker.log" "$W/b/worker.log.0"
 svc gbb_worker reopenlogs 0 0
 svc gbb_worker restart 0 0
