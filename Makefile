@@ -1,5 +1,5 @@
 # gbb: buildbot's master and worker in Go. `make help` lists the targets.
-SHELL := /bin/bash
+SHELL := /bin/sh
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)

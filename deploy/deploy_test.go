@@ -65,8 +65,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestShellcheck runs shellcheck -s sh on the rc.d scripts and the
-// flavours' first-start scripts: FreeBSD's /bin/sh is a POSIX shell.
+// TestShellcheck runs shellcheck -s sh on the rc.d scripts, the flavours'
+// first-start scripts and the rc.subr harness: FreeBSD's /bin/sh is a
+// POSIX shell.
 func TestShellcheck(t *testing.T) {
 	t.Parallel()
 	sc := testdeb.Need(t, "shellcheck", "shellcheck")
@@ -75,6 +76,7 @@ func TestShellcheck(t *testing.T) {
 		"deploy/freebsd/rc.d/gbb_worker",
 		"deploy/freebsd/flavours/gbb-master/ezjail.flavour",
 		"deploy/freebsd/flavours/gbb-worker/ezjail.flavour",
+		"scripts/rcsubr-harness.sh",
 	}
 	for _, f := range files {
 		cmd := exec.Command(sc, "-s", "sh", f)
@@ -93,18 +95,22 @@ func TestShellcheck(t *testing.T) {
 }
 
 // TestRcConf: each flavour's rc.conf enables its rc.d script and sets only
-// variables the script reads, with the basedir its flavour script makes.
+// variables the script reads, with the basedir its flavour script makes;
+// the script runs the program's own start (it daemonizes itself) with the
+// pid file the program writes, and the procname of the binary it runs.
 func TestRcConf(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct{ prog, basedir string }{{"master", "/var/db/gbb"}, {"worker", "/b"}} {
 		rc := read(t, "deploy/freebsd/rc.d/gbb_"+c.prog)
 		conf := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/etc/rc.conf")
 		flavour := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/ezjail.flavour")
+		v := "gbb_" + c.prog
 		for _, want := range []string{
-			"rcvar=gbb_" + c.prog + "_enable",
-			`command="/usr/sbin/daemon"`,
-			"-p ${pidfile} -u ${gbb_user}",
-			"start --nodaemon",
+			"rcvar=" + v + "_enable",
+			`command="${` + v + `_bin}"`,
+			`procname="${` + v + `_bin}"`,
+			`pidfile="${` + v + `_basedir}/` + c.prog + `.pid"`,
+			`command_args="start ${` + v + `_args} ${` + v + `_basedir}"`,
 			`run_rc_command "$1"`,
 		} {
 			if !strings.Contains(rc, want) {
@@ -116,7 +122,7 @@ func TestRcConf(t *testing.T) {
 				t.Errorf("flavour gbb-%s: rc.conf sets %s, which rc.d/gbb_%s does not read", c.prog, l[1], c.prog)
 			}
 		}
-		for _, want := range []string{`gbb_` + c.prog + `_enable="YES"`, `gbb_` + c.prog + `_basedir="` + c.basedir + `"`, `gbb_` + c.prog + `_user="gbb"`} {
+		for _, want := range []string{v + `_enable="YES"`, v + `_basedir="` + c.basedir + `"`, v + `_user="gbb"`} {
 			if !strings.Contains(conf, want) {
 				t.Errorf("flavour gbb-%s: rc.conf lacks %s", c.prog, want)
 			}
@@ -124,13 +130,113 @@ func TestRcConf(t *testing.T) {
 		if !strings.Contains(flavour, "basedir="+c.basedir+"\n") || !strings.Contains(flavour, "pw useradd -n gbb") {
 			t.Errorf("flavour gbb-%s: ezjail.flavour does not make user gbb and basedir %s", c.prog, c.basedir)
 		}
+		// newsyslog rotates the log and sends SIGUSR2 (31 on FreeBSD) to
+		// the pid in the pid file: the program reopens its log.
+		nsl := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/usr/local/etc/newsyslog.conf.d/gbb_"+c.prog+".conf")
+		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".log") + `\s+gbb:gbb\s+600\s+\d+\s+\d+\s+\S+\s+\w+\s+` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".pid") + `\s+31$`)
+		if !want.MatchString(nsl) {
+			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf has no line for %s/%s.log, mode 600, pid file %s.pid, signal 31 (SIGUSR2):\n%s", c.prog, c.prog, c.basedir, c.prog, c.prog, nsl)
+		}
 	}
-	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig cleanstop"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
-		t.Error("rc.d/gbb_master: reload must run gbb-master reconfig, and checkconfig and cleanstop must be extra commands")
+	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig cleanstop reopenlogs"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
+		t.Error("rc.d/gbb_master: reload must run gbb-master reconfig, and checkconfig, cleanstop and reopenlogs must be extra commands")
 	}
 	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `cleanstop_cmd="${name}_cleanstop"`) ||
 		!strings.Contains(rc, "stop --clean --timeout ${gbb_master_clean_timeout} ${gbb_master_basedir}") {
 		t.Error("rc.d/gbb_master: cleanstop must run gbb-master stop --clean with the timeout")
+	}
+}
+
+// rcReserved are the ${name}_SUFFIX variables that FreeBSD's rc.subr
+// (libexec/rc/rc.subr, 12 to 15) reads itself in run_rc_command:
+// ${name}_program replaces command, ${name}_flags is put before
+// command_args, the others change how the command runs. A script that
+// assigns one changes what rc.subr does. ${name}_user is rc.subr's too: it
+// runs the command with su -m; a script that drops privileges another way
+// (daemon -u) must not use it.
+var rcReserved = []string{
+	"program", "flags", "chdir", "chroot", "nice", "group", "groups", "fib",
+	"env", "env_file", "prepend", "login_class", "limits", "oomprotect",
+	"setup", "umask", "cpuset", "svcj", "svcj_options", "svcj_ipaddrs", "offcmd",
+}
+
+// TestRcReserved: no rc.d script assigns rc.subr's reserved variables (the
+// seed's gbb_master_program made command gbb-master itself, and
+// gbb_master_flags reached daemon(8)), and restart checks the config
+// before it stops the running program.
+func TestRcReserved(t *testing.T) {
+	t.Parallel()
+	for _, prog := range []string{"master", "worker"} {
+		file := "deploy/freebsd/rc.d/gbb_" + prog
+		rc := read(t, file)
+		name := "gbb_" + prog
+		for _, sfx := range rcReserved {
+			v := regexp.QuoteMeta(name + "_" + sfx)
+			// v=..., ${v:=...}, ${v=...}, export v=..., read v, unset v
+			assign := regexp.MustCompile(`(?m)(^|[\s;])(export\s+|readonly\s+)?` + v + `=|\$\{` + v + `:?=|\b(read|unset)\s+(-\w+\s+)*` + v + `\b`)
+			if m := assign.FindString(rc); m != "" {
+				t.Errorf("%s assigns %s_%s (%q), which rc.subr reads itself", file, name, sfx, strings.TrimSpace(m))
+			}
+		}
+		// ${name}_user is for rc.subr's su -m, not for daemon(8) -u.
+		if regexp.MustCompile(`(?m)^[^#]*\bdaemon\b[^\n]*\s-u\b`).MatchString(rc) ||
+			regexp.MustCompile(`\bunset\s+`+name+`_user\b`).MatchString(rc) {
+			t.Errorf("%s drops privileges with daemon -u (or unsets %s_user): rc.subr would su as well; let rc.subr run the command as %s_user", file, name, name)
+		}
+		// restart_precmd is the config check (as nginx's rc script does),
+		// so a bad config is refused before the running program is stopped.
+		m := regexp.MustCompile(`(?m)^restart_precmd="\$\{name\}_(\w+)"$`).FindStringSubmatch(rc)
+		if m == nil {
+			t.Errorf("%s sets no restart_precmd=\"${name}_...\"", file)
+			continue
+		}
+		if !strings.Contains(rc, `checkconfig_cmd="${name}_`+m[1]+`"`) {
+			t.Errorf("%s: restart_precmd runs %s_%s, not the function of checkconfig_cmd", file, name, m[1])
+		}
+		if rcFunc(rc, name+"_"+m[1]) == "" {
+			t.Errorf("%s: no function %s_%s", file, name, m[1])
+		}
+	}
+	// What the config check is: the master's own checkconfig; the
+	// worker's worker.toml, which it reads at start.
+	if f := rcFunc(read(t, "deploy/freebsd/rc.d/gbb_master"), "gbb_master_checkconfig"); !strings.Contains(f, "${gbb_master_bin} checkconfig ${gbb_master_basedir}") {
+		t.Errorf("rc.d/gbb_master: gbb_master_checkconfig does not run gbb-master checkconfig:\n%s", f)
+	}
+	if f := rcFunc(read(t, "deploy/freebsd/rc.d/gbb_worker"), "gbb_worker_checkconfig"); !strings.Contains(f, "worker.toml") {
+		t.Errorf("rc.d/gbb_worker: gbb_worker_checkconfig does not check worker.toml:\n%s", f)
+	}
+}
+
+// rcFunc returns the body of the shell function fn (written "fn()\n{" ...
+// "\n}" as rc.d scripts do), or "".
+func rcFunc(rc, fn string) string {
+	_, body, ok := strings.Cut(rc, "\n"+fn+"()\n{\n")
+	if !ok {
+		return ""
+	}
+	body, _, _ = strings.Cut(body, "\n}\n")
+	return body
+}
+
+// TestMakefileShell: the Makefile's recipes run with /bin/sh, which every
+// system has (bash is /usr/local/bin/bash on FreeBSD, if installed at all);
+// make help runs here with that shell (dash on Debian).
+func TestMakefileShell(t *testing.T) {
+	t.Parallel()
+	mk := read(t, "Makefile")
+	m := regexp.MustCompile(`(?m)^SHELL\s*:?=\s*(\S+)\s*$`).FindStringSubmatch(mk)
+	if m == nil || m[1] != "/bin/sh" {
+		t.Fatalf("Makefile: SHELL is %v, want SHELL := /bin/sh", m)
+	}
+	if strings.Contains(mk, "bash") {
+		t.Error("Makefile mentions bash")
+	}
+	testdeb.Need(t, "make", "make")
+	cmd := exec.Command("make", "-s", "help")
+	cmd.Dir = root(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cross") || !strings.Contains(string(out), "flavours") {
+		t.Fatalf("make help: %v\n%s", err, out)
 	}
 }
 
@@ -243,17 +349,19 @@ func TestMakeFlavours(t *testing.T) {
 		t.Fatalf("make flavours: %v\n%s", err, out)
 	}
 	for path, mode := range map[string]os.FileMode{
-		"gbb-master/ezjail.flavour":                0o755,
-		"gbb-master/etc/rc.conf":                   0o644,
-		"gbb-master/etc/resolv.conf":               0o644,
-		"gbb-master/var/db/gbb/master.toml":        0o644,
-		"gbb-master/usr/local/bin/gbb-master":      0o555,
-		"gbb-master/usr/local/etc/rc.d/gbb_master": 0o555,
-		"gbb-worker/ezjail.flavour":                0o755,
-		"gbb-worker/etc/rc.conf":                   0o644,
-		"gbb-worker/etc/resolv.conf":               0o644,
-		"gbb-worker/usr/local/bin/gbb-worker":      0o555,
-		"gbb-worker/usr/local/etc/rc.d/gbb_worker": 0o555,
+		"gbb-master/ezjail.flavour":                                 0o755,
+		"gbb-master/etc/rc.conf":                                    0o644,
+		"gbb-master/etc/resolv.conf":                                0o644,
+		"gbb-master/var/db/gbb/master.toml":                         0o644,
+		"gbb-master/usr/local/bin/gbb-master":                       0o555,
+		"gbb-master/usr/local/etc/rc.d/gbb_master":                  0o555,
+		"gbb-master/usr/local/etc/newsyslog.conf.d/gbb_master.conf": 0o644,
+		"gbb-worker/ezjail.flavour":                                 0o755,
+		"gbb-worker/etc/rc.conf":                                    0o644,
+		"gbb-worker/etc/resolv.conf":                                0o644,
+		"gbb-worker/usr/local/bin/gbb-worker":                       0o555,
+		"gbb-worker/usr/local/etc/rc.d/gbb_worker":                  0o555,
+		"gbb-worker/usr/local/etc/newsyslog.conf.d/gbb_worker.conf": 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(dist, "flavours", path))
 		if err != nil {
@@ -263,5 +371,62 @@ func TestMakeFlavours(t *testing.T) {
 		if fi.Mode().Perm() != mode {
 			t.Errorf("make flavours: %s has mode %v, want %v", path, fi.Mode().Perm(), mode)
 		}
+	}
+}
+
+// TestGuide checks deploy/freebsd/README.md for the faults a reader found
+// following it on a fresh FreeBSD host: commands that copy files step 1
+// did not send, curl used before it is installed, a force read as if it
+// waited for the build, gateway_enable, no minimum FreeBSD version, and
+// sh syntax under root's csh.
+func TestGuide(t *testing.T) {
+	t.Parallel()
+	guide := read(t, "deploy/freebsd/README.md")
+	var blocks []string // the sh code blocks after step 1, in order
+	step1 := true
+	for _, part := range strings.Split(guide, "\n```")[1:] {
+		if strings.HasPrefix(part, "sh\n") && !step1 {
+			blocks = append(blocks, strings.TrimPrefix(part, "sh\n"))
+		}
+		if strings.Contains(part, "\n## 2. ") {
+			step1 = false
+		}
+	}
+	if len(blocks) < 8 {
+		t.Fatalf("found %d sh blocks after step 1; the guide's layout changed", len(blocks))
+	}
+	curlInstalled := false
+	for _, b := range blocks {
+		for _, line := range strings.Split(b, "\n") {
+			if strings.Contains(line, "deploy/") || strings.Contains(line, "dist/") {
+				t.Errorf("guide: %q uses a file of the source tree; the host has only what step 1 sends (jailhost.tar)", line)
+			}
+			if strings.Contains(line, "pkg install curl") {
+				curlInstalled = true
+			}
+			if strings.HasPrefix(line, "curl ") && !curlInstalled {
+				t.Errorf("guide: %q before pkg install curl (curl is not in base)", line)
+			}
+		}
+	}
+	force := strings.Index(guide, `"method":"force"`)
+	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q '"complete": \*true'`).MatchString(guide[force:]) {
+		t.Error("guide: the force is not followed by a wait until its build request is complete")
+	}
+	for _, f := range []string{"deploy/freebsd/README.md", "deploy/freebsd/pf.conf"} {
+		if strings.Contains(read(t, f), "gateway_enable=YES") {
+			t.Errorf("%s: gateway_enable=YES (the jails' traffic is not forwarded)", f)
+		}
+	}
+	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "sig_num"} {
+		if !strings.Contains(guide, want) {
+			t.Errorf("guide lacks %s", want)
+		}
+	}
+	if strings.Index(guide, "[www.auth]") > strings.Index(guide, "## 7. nginx") {
+		t.Error("guide: [www.auth] must come before nginx publishes port 80 (step 7)")
+	}
+	if !strings.Contains(read(t, "deploy/freebsd/pf.conf"), "ipv6-icmp icmp6-type { neighbrsol, neighbradv") {
+		t.Error("pf.conf does not pass ICMPv6 neighbour discovery")
 	}
 }

@@ -32,6 +32,9 @@ const (
 	// cleanStopTimeout is how long `stop --clean` waits for the running
 	// builds by default before it stops the master at once.
 	cleanStopTimeout = 30 * time.Minute
+	// reopenTimeout bounds how long reopen-logs waits for the master to
+	// write to the new log file.
+	reopenTimeout = 30 * time.Second
 	// reconfigTimeout bounds how long reconfig waits for the master's answer.
 	reconfigTimeout = 60 * time.Second
 	// The log messages reconfig watches for.
@@ -117,9 +120,12 @@ func start(args []string) error {
 	return runForeground(dir, !*child)
 }
 
-// runForeground runs the master until SIGINT or SIGTERM.
+// runForeground runs the master until SIGINT or SIGTERM. SIGHUP reconfigs,
+// SIGUSR1 stops cleanly, SIGUSR2 reopens master.log.
 func runForeground(dir string, toStderr bool) error {
-	lf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	// Under daemon.Start (not toStderr), stdout and stderr are the log
+	// file too, and follow it when it is reopened.
+	lf, err := daemon.OpenLog(filepath.Join(dir, logFile), !toStderr)
 	if err != nil {
 		daemon.Fail(err)
 		return err
@@ -144,6 +150,10 @@ func runForeground(dir string, toStderr bool) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR2 (reopen-logs, newsyslog) reopens master.log.
+	reopen := make(chan os.Signal, 1)
+	signal.Notify(reopen, daemon.ReopenSignal)
+	defer signal.Stop(reopen)
 	pidPath := filepath.Join(dir, pidFile)
 	if err := daemon.WritePID(pidPath); err != nil {
 		daemon.Fail(err)
@@ -176,6 +186,12 @@ func runForeground(dir string, toStderr bool) error {
 		case <-hup:
 			if err := m.Reconfig(filepath.Join(dir, configFile)); err != nil {
 				log.Error(msgReconfigRefused, "err", err)
+			}
+		case <-reopen:
+			if err := lf.Reopen(); err != nil {
+				log.Error("cannot reopen the log file; still writing to the old one", "path", lf.Path(), "err", err)
+			} else {
+				log.Info(daemon.MsgLogReopened, "path", lf.Path())
 			}
 		case <-usr1:
 			if !m.StopClean() {
@@ -347,4 +363,17 @@ func reconfigVerdict(path string, from int64) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+func reopenLogs(args []string) error {
+	dir, err := oneDir(flag.NewFlagSet("reopen-logs", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, logFile)
+	if err := daemon.ReopenLogs(filepath.Join(dir, pidFile), path, reopenTimeout); err != nil {
+		return fmt.Errorf("reopen-logs: %w", err)
+	}
+	fmt.Printf("gbb-master writes to %s\n", path)
+	return nil
 }

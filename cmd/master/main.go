@@ -19,6 +19,8 @@ commands:
                            (up to --timeout, default 30m), then the master stops
   restart [--clean [--timeout D]] DIR  stop, then start
   reconfig DIR             check the config, then make the running master reload it
+  reopen-logs DIR          make the running master reopen DIR/master.log (after log
+                           rotation: newsyslog can send SIGUSR2 itself)
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   hashpw [-cost N]         read a password (stdin, or the terminal without echo) and print its bcrypt hash
@@ -66,6 +68,8 @@ func run(args []string) error {
 		return restart(rest)
 	case "reconfig":
 		return reconfig(rest)
+	case "reopen-logs":
+		return reopenLogs(rest)
 	case "sendchange":
 		return sendchange(rest)
 	case "compactdb":

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"time"
 
@@ -21,6 +22,7 @@ const usage = `usage:
   gbb-worker create-worker DIR MASTER NAME PASSWORD
   gbb-worker start [--nodaemon] DIR
   gbb-worker stop DIR
+  gbb-worker reopen-logs DIR   (after log rotation; newsyslog can send SIGUSR2 itself)
   gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR]
 `
 
@@ -29,6 +31,9 @@ const (
 	startTimeout = 30 * time.Second // the daemon must be up (connected or trying) by then
 	readyAfter   = 10 * time.Second // a first attempt still hanging by then counts as trying
 	stopTimeout  = 60 * time.Second // SIGTERM to exit, running commands killed
+	// reopenTimeout bounds how long reopen-logs waits for the worker to
+	// write to the new log file.
+	reopenTimeout = 30 * time.Second
 )
 
 // run runs the command line args and returns the exit code.
@@ -41,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return start(ctx, args[1:], stdout, stderr)
 		case "stop":
 			return stop(args[1:], stdout, stderr)
+		case "reopen-logs":
+			return reopenLogs(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
@@ -108,16 +115,44 @@ func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	logOut := stderr
+	// The daemon's stdout and stderr are worker.log already (daemon.Start
+	// opened it): it logs there only, and they follow the file when it is
+	// reopened. In the foreground, the log goes to stderr too.
+	lf, err := daemon.OpenLog(logPath, *child)
+	if err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	defer lf.Close()
+	var logOut io.Writer = lf
 	if !*child {
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		defer f.Close()
-		logOut = io.MultiWriter(stderr, f)
+		logOut = io.MultiWriter(stderr, lf)
 	}
 	log := slog.New(slog.NewTextHandler(logOut, nil))
+	// SIGUSR2 (reopen-logs, newsyslog) reopens worker.log. Ours before
+	// the pid file names us: its default action is to exit.
+	reopen := make(chan os.Signal, 1)
+	signal.Notify(reopen, daemon.ReopenSignal)
+	defer signal.Stop(reopen)
+	reopened := make(chan struct{})
+	defer func() { <-reopened }()
+	reopenCtx, stopReopen := context.WithCancel(ctx)
+	defer stopReopen()
+	go func() {
+		defer close(reopened)
+		for {
+			select {
+			case <-reopenCtx.Done():
+				return
+			case <-reopen:
+				if err := lf.Reopen(); err != nil {
+					log.Error("cannot reopen the log file; still writing to the old one", "path", logPath, "err", err)
+				} else {
+					log.Info(daemon.MsgLogReopened, "path", logPath)
+				}
+			}
+		}
+	}()
 	if err := daemon.WritePID(pidPath); err != nil {
 		daemon.Fail(err)
 		return fail(stderr, err)
@@ -138,6 +173,20 @@ func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		MinBackoff:       time.Duration(cfg.MinBackoff),
 		MaxBackoff:       time.Duration(cfg.MaxBackoff),
 	}, dir, log, stderr)
+}
+
+// reopenLogs makes the worker running in DIR reopen DIR/worker.log.
+func reopenLogs(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	logPath := filepath.Join(args[0], "worker.log")
+	if err := daemon.ReopenLogs(filepath.Join(args[0], "worker.pid"), logPath, reopenTimeout); err != nil {
+		return fail(stderr, fmt.Errorf("reopen-logs: %w", err))
+	}
+	fmt.Fprintf(stdout, "gbb-worker writes to %s\n", logPath)
+	return 0
 }
 
 func stop(args []string, stdout, stderr io.Writer) int {

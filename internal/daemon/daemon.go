@@ -30,8 +30,8 @@ const (
 
 // Start re-executes the running binary with args (which must make the
 // child run in the foreground), detached in its own session, stdout and
-// stderr appended to logFile, and waits until the child calls Ready, or
-// exits, or timeout passes. On failure it returns an error that includes
+// stderr appended to logFile (made LogMode, as OpenLog does), and waits
+// until the child calls Ready, or exits, or timeout passes. On failure it returns an error that includes
 // the child's reason (what it passed to Fail, or the tail of logFile); a
 // child that is not ready in time is killed.
 //
@@ -41,7 +41,7 @@ func Start(args []string, logFile string, timeout time.Duration) (pid int, err e
 	if err != nil {
 		return 0, fmt.Errorf("start daemon: find own binary: %w", err)
 	}
-	logf, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	logf, err := openLog(logFile)
 	if err != nil {
 		return 0, fmt.Errorf("start daemon: %w", err)
 	}
@@ -242,6 +242,8 @@ func signalName(sig syscall.Signal) string {
 		return "SIGTERM"
 	case syscall.SIGUSR1:
 		return "SIGUSR1"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
 	}
 	return sig.String()
 }
@@ -260,4 +262,53 @@ func ReadPID(pidFile string) (int, error) {
 		return 0, fmt.Errorf("not running: process %d (from %s) is gone", pid, pidFile)
 	}
 	return pid, nil
+}
+
+// ReopenSignal makes a gbb program reopen its log file (SIGHUP is the
+// master's reconfig, SIGUSR1 its clean stop).
+const ReopenSignal = syscall.SIGUSR2
+
+// ReopenLogs sends ReopenSignal to the process named in pidFile and waits
+// up to timeout for it to log MsgLogReopened into the file at logPath: the
+// proof that it writes there now, whether logPath was moved away (the
+// process creates it) or newsyslog put an empty file in its place.
+func ReopenLogs(pidFile, logPath string, timeout time.Duration) error {
+	pid, err := ReadPID(pidFile)
+	if err != nil {
+		return err
+	}
+	var from int64
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
+	if err := syscall.Kill(pid, ReopenSignal); err != nil {
+		return fmt.Errorf("signal process %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for !logHas(logPath, from, MsgLogReopened) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sent %s to process %d (from %s), but %s has no %q after %s", signalName(ReopenSignal), pid, pidFile, logPath, MsgLogReopened, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// logHas reports whether the file at path holds msg past offset from (or
+// from its start, when it is now shorter than from: a new file).
+func logHas(path string, from int64, msg string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if fi.Size() < from {
+		from = 0
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, from, fi.Size()-from))
+	return err == nil && bytes.Contains(b, []byte(msg))
 }

@@ -45,6 +45,8 @@ func child(mode, pidFile string) int {
 		<-ctx.Done()
 		os.Remove(pidFile)
 		return 0
+	case "child-log":
+		return childLog(pidFile)
 	case "child-fail":
 		Fail(errors.New("port 9989 is busy"))
 		return 1
