@@ -75,6 +75,8 @@ type GRPC struct {
 	// connected has KeepaliveTimeout to answer when another says hello
 	// under its name (see the liveness section of the README).
 	KeepaliveInterval, KeepaliveTimeout time.Duration
+	// Limits are max_connections and max_connections_per_address.
+	Limits ConnLimits
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.
@@ -90,6 +92,13 @@ type WWW struct {
 	ChangeHooks map[string]ChangeHook
 	Auth        Auth  // [www.auth]; none means no login: everyone may do everything
 	Authz       Authz // [www.authz]
+	// Limits are max_connections and max_connections_per_address.
+	Limits ConnLimits
+	// IdleTimeout is idle_timeout: how long a keep-alive connection may
+	// wait for its next request before the master closes it; default
+	// DefaultIdleTimeout (60s), at least 1s. Live streams (/sse/, /ws)
+	// and requests in progress are not idle.
+	IdleTimeout time.Duration
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.
