@@ -3,10 +3,12 @@ package build
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/interpolate"
+	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -61,6 +63,7 @@ func (b *build) renderContext() interpolate.Context {
 				return "", err
 			}
 			b.e.redact.add(name, v)
+			b.addSecret(name, v)
 			return v, nil
 		},
 		Worker: func(name string) (string, bool) {
@@ -158,4 +161,22 @@ func (b *build) writeText(step store.Step, name, text string) {
 		b.check(err)
 	}
 	b.check(st.FinishLog(l.ID))
+}
+
+// addSecret records that the build rendered secret name, of value v, for
+// the workers of its next commands to hide.
+func (b *build) addSecret(name, v string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sec := protocol.Secret{Value: v, Name: name}
+	if v != "" && !slices.Contains(b.secrets, sec) {
+		b.secrets = append(b.secrets, sec)
+	}
+}
+
+// renderedSecrets returns the secrets the build rendered so far.
+func (b *build) renderedSecrets() []protocol.Secret {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.secrets)
 }
