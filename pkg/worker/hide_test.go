@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,5 +99,41 @@ func TestSecretsHiddenInWhatTheWorkerWrites(t *testing.T) {
 		if strings.Contains(text, secret) {
 			t.Errorf("the %s holds the secret:\n%s", what, text)
 		}
+	}
+}
+
+// TestReaperHidesURLPasswords: records an older worker left hold argv as
+// it was; what the reaper logs of them has URL passwords hidden.
+func TestReaperHidesURLPasswords(t *testing.T) {
+	t.Parallel()
+	const url = "https://ci:hunter2-pw@git.example/r.git"
+	basedir := t.TempDir()
+	dir := filepath.Join(basedir, RunningDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A group that is gone: a process that ran and was waited for.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := gone.Process.Pid
+	rec, err := json.Marshal(runningRecord{Pgid: pid, Start: 1, Boot: "b", Builder: "b", Argv: []string{"git", "fetch", url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pid)), rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "1"), []byte(`{"pgid": 0, "argv": ["`+url+`"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	if err := ReapOrphans(basedir, slog.New(slog.NewTextHandler(logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	log := logs.String()
+	if strings.Contains(log, "hunter2-pw") || strings.Count(log, "https://ci:xxxx@git.example/r.git") != 2 {
+		t.Errorf("the reaper's log does not hide the URL password in both records:\n%s", log)
 	}
 }
