@@ -137,6 +137,8 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the API took %s to answer during the attack", d)
+	} else {
+		t.Logf("GET /api/v2/masters during the attack: %s", d)
 	}
 	e.startWorker("w1", "secret")
 	waitFor(t, "w1 connected during the attack", 30*time.Second, func() bool { return e.workerConnected("w1") })
