@@ -134,3 +134,12 @@ func (c *conn) Close() error {
 	c.once.Do(func() { c.l.release(c.src) })
 	return c.Conn.Close()
 }
+
+// CloseWrite shuts down the writing side of a TCP connection, as
+// net/http does to let a client read an error before the connection ends.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

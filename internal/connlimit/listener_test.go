@@ -172,3 +172,56 @@ func TestSamplerCountsSuppressed(t *testing.T) {
 		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())
 	}
 }
+
+// TestCloseWrite: an accepted connection keeps TCP's half close, which
+// net/http uses so that a client reads an error answer before the end.
+func TestCloseWrite(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, Config{Max: 1})
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c := dial0(t, raw.Addr().String())
+	s := <-accepted
+	defer s.Close()
+	cw, ok := s.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatal("an accepted connection has no CloseWrite")
+	}
+	s.Write([]byte("bye"))
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("read %q, %v; want bye then EOF", got, err)
+	}
+	// The reading side is still open.
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatalf("read after CloseWrite: %v", err)
+	}
+}
+
+func dial0(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
