@@ -128,6 +128,11 @@ type Config struct {
 	// BodyTimeout bounds how long a POST may take to send its body, so
 	// that a client that stalls holds no handler; zero means 30s.
 	BodyTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits this long for
+	// its next request; zero means 60s. It never cuts a request, /sse/
+	// or /ws in progress. (No ReadTimeout: it would cut long bodies and
+	// WebSockets; ReadHeaderTimeout and BodyTimeout bound slow clients.)
+	IdleTimeout time.Duration
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.
@@ -161,6 +166,9 @@ func New(cfg Config) *Server {
 	}
 	if s.cfg.BodyTimeout <= 0 {
 		s.cfg.BodyTimeout = 30 * time.Second
+	}
+	if s.cfg.IdleTimeout <= 0 {
+		s.cfg.IdleTimeout = 60 * time.Second
 	}
 	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
 		s.origin = u.Scheme + "://" + u.Host
@@ -207,6 +215,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -36,6 +36,9 @@ type build struct {
 	cancel     context.CancelCauseFunc // guarded by mu; cancels the running step, nil between steps
 	stopped    bool                    // guarded by mu; set by stop
 	stopReason string                  // guarded by mu
+	// secrets are the secrets this build rendered, sent with each of its
+	// commands so that the worker hides them in its own log.
+	secrets []protocol.Secret // guarded by mu
 }
 
 // run runs the build to its end and records it. ctx is cancelled with

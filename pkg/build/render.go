@@ -3,11 +3,13 @@ package build
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/interpolate"
+	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -73,6 +75,7 @@ func (b *build) renderContext(secretErr *error) interpolate.Context {
 				return "", err
 			}
 			b.e.redact.add(name, v)
+			b.addSecret(name, v)
 			return v, nil
 		},
 		Worker: func(name string) (string, bool) {
@@ -193,6 +196,7 @@ func (b *build) revealSecrets(v any, names []string) (any, error) {
 			return nil, err
 		}
 		b.e.redact.add(n, val)
+		b.addSecret(n, val)
 		pairs = append(pairs, "<"+n+">", val)
 	}
 	return replaceStrings(v, strings.NewReplacer(pairs...)), nil
@@ -217,4 +221,22 @@ func replaceStrings(v any, r *strings.Replacer) any {
 		return out
 	}
 	return v
+}
+
+// addSecret records that the build rendered secret name, of value v, for
+// the workers of its next commands to hide.
+func (b *build) addSecret(name, v string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sec := protocol.Secret{Value: v, Name: name}
+	if v != "" && !slices.Contains(b.secrets, sec) {
+		b.secrets = append(b.secrets, sec)
+	}
+}
+
+// renderedSecrets returns the secrets the build rendered so far.
+func (b *build) renderedSecrets() []protocol.Secret {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.secrets)
 }

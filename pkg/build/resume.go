@@ -169,7 +169,11 @@ func (b *build) resumeKey(step store.Step, sc config.Step, wc *warningCounter) s
 // runOnWorker runs cmd on the build's worker; a resumable one (with a
 // ResumeKey) through detachable. logID is the step's stdio log,
 // logfileIDs the logs of its logfiles by name, all written through dl.
+//
+// Every command carries the secrets the build rendered, for the worker to
+// hide in its own log.
 func (b *build) runOnWorker(ctx context.Context, step store.Step, logID int64, logfileIDs map[string]int64, cmd protocol.Command, lw *logWriter, dl *detachableLog, out func(protocol.Output)) (protocol.Result, error) {
+	cmd.Secrets = b.renderedSecrets()
 	if cmd.ResumeKey == "" {
 		return b.ws.conn.Run(ctx, cmd, out)
 	}

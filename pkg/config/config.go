@@ -81,6 +81,8 @@ type GRPC struct {
 	// connected has KeepaliveTimeout to answer when another says hello
 	// under its name (see the liveness section of the README).
 	KeepaliveInterval, KeepaliveTimeout time.Duration
+	// Limits are max_connections and max_connections_per_address.
+	Limits ConnLimits
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.
@@ -102,6 +104,13 @@ type WWW struct {
 	// Empty (the default) means each connection's peer is the client.
 	// Read at start, as port and interface.
 	TrustedProxies []netip.Prefix
+	// Limits are max_connections and max_connections_per_address.
+	Limits ConnLimits
+	// IdleTimeout is idle_timeout: how long a keep-alive connection may
+	// wait for its next request before the master closes it; default
+	// DefaultIdleTimeout (60s), at least 1s. Live streams (/sse/, /ws)
+	// and requests in progress are not idle.
+	IdleTimeout time.Duration
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -53,8 +53,8 @@ func TestSample(t *testing.T) {
 		Title:       "Hello World CI",
 		TitleURL:    "https://buildbot.github.io/hello-world/",
 		BuildbotURL: "http://localhost:8010/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout}},
-		WWW:         WWW{Port: 8010},
+		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
 		Workers: []Worker{{
 			Name:     "example-worker",
@@ -179,8 +179,8 @@ tree_stable_timer = 60
 	want := &Config{
 		File:        "master.toml",
 		BuildbotURL: "http://localhost:8010/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout}},
-		WWW:         WWW{Port: 8010},
+		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
 		Workers:     []Worker{{Name: "w", Password: "p", Line: 2}},
 		ChangeSources: []ChangeSource{{
@@ -235,8 +235,8 @@ url = "bbolt:/var/db/gbb/state.db"
 	want := &Config{
 		File:        "m.toml",
 		BuildbotURL: "https://ci.example.org/buildbot/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 0, Interface: "127.0.0.1", KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout}},
-		WWW:         WWW{Port: 8080, Interface: "::1"},
+		Protocols:   Protocols{GRPC: GRPC{Port: 0, Interface: "127.0.0.1", KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		WWW:         WWW{Port: 8080, Interface: "::1", IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:/var/db/gbb/state.db"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -310,8 +310,9 @@ func (d *decoder) config(t *table) *Config {
 	c := &Config{
 		BuildbotURL: DefaultBuildbotURL,
 		Protocols:   Protocols{GRPC: defaultGRPC()},
-		WWW:         WWW{Port: DefaultWWWPort},
-		DB:          DB{URL: DefaultDBURL},
+		WWW: WWW{Port: DefaultWWWPort, IdleTimeout: DefaultIdleTimeout,
+			Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
+		DB: DB{URL: DefaultDBURL},
 	}
 	c.Title, _ = t.str("title")
 	c.TitleURL, _ = t.str("title_url")
@@ -330,6 +331,7 @@ func (d *decoder) config(t *table) *Config {
 			g.port("port", &c.Protocols.GRPC.Port)
 			c.Protocols.GRPC.Interface, _ = g.str("interface")
 			d.grpcLiveness(g, &c.Protocols.GRPC)
+			d.connLimits(g, &c.Protocols.GRPC.Limits)
 			g.done()
 		}
 		p.done()
@@ -340,6 +342,8 @@ func (d *decoder) config(t *table) *Config {
 		c.WWW.TrustedProxies = d.trustedProxies(w)
 		c.WWW.ChangeHooks = d.changeHooks(w)
 		d.authConfig(w, &c.WWW)
+		d.connLimits(w, &c.WWW.Limits)
+		d.idleTimeout(w, &c.WWW)
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {

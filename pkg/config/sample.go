@@ -56,6 +56,10 @@ buildbot_url = "http://localhost:8010/"
 port = 9989
 #keepalive_interval = "10s"     # at least 1s
 #keepalive_timeout = "10s"      # at least 1s
+# Connection caps (over a cap: closed at once, logged sampled). 0 as
+# max_connections (the default) means a quarter of the descriptor limit.
+#max_connections = 0
+#max_connections_per_address = 64
 
 ####### WEB SERVER
 
@@ -68,6 +72,12 @@ port = 9989
 [www]
 port = 8010
 #trusted_proxies = ["10.1.1.1"]
+# max_connections 0 (the default) means a half of the descriptor limit.
+# Behind a proxy (nginx) every connection comes from its address: set
+# max_connections_per_address = 0 there and let the proxy cap each client.
+#max_connections = 0
+#max_connections_per_address = 256
+#idle_timeout = "60s"           # closes keep-alive connections idle that long
 
 ####### DB URL
 

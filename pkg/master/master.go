@@ -143,14 +143,14 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 
-	wlis, err := net.Listen("tcp", cfg.Protocols.GRPC.Addr())
+	wlis, err := listen("worker port", cfg.Protocols.GRPC.Addr(), cfg.Protocols.GRPC.Limits, workerShare, workerMin, workerMax, m.log)
 	if err != nil {
-		return fmt.Errorf("worker port: %w", err)
+		return err
 	}
 	defer wlis.Close()
-	hlis, err := net.Listen("tcp", cfg.WWW.Addr())
+	hlis, err := listen("web port", cfg.WWW.Addr(), cfg.WWW.Limits, webShare, webMin, webMax, m.log)
 	if err != nil {
-		return fmt.Errorf("web port: %w", err)
+		return err
 	}
 	defer hlis.Close()
 
@@ -213,6 +213,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Authz:       cfg.WWW.Authz,
 
 		TrustedProxies: cfg.WWW.TrustedProxies,
+		IdleTimeout:    cfg.WWW.IdleTimeout,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -390,7 +391,7 @@ func (m *Master) Reconfig(path string) error {
 	if cfg.Protocols.GRPC != old.Protocols.GRPC {
 		restart = append(restart, "protocols.grpc")
 	}
-	if cfg.WWW.Addr() != old.WWW.Addr() {
+	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout {
 		restart = append(restart, "www")
 	}
 	if !maps.Equal(hookConfigs(cfg.WWW.ChangeHooks), hookConfigs(old.WWW.ChangeHooks)) {

@@ -168,6 +168,10 @@ type Command struct {
 	// "" (the default) means the worker kills it when the stream ends.
 	ResumeKey string
 	Keep      time.Duration
+	// Secrets are the values the worker must not write to its own log;
+	// it writes "<Name>" instead (see Hider). The master passes the
+	// secrets its build rendered; nil hides URL passwords only.
+	Secrets []Secret
 }
 
 // FileOp is what a FileCommand does.

@@ -416,7 +416,7 @@ func (s *session) start(m *StartCommand) {
 		res := s.exec.Run(ctx, cmd, b.add)
 		b.close()
 		log.Info("command finished", "exit_code", res.ExitCode, "signal", res.Signal,
-			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", res.Err, "elapsed", res.Elapsed)
+			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", NewHider(cmd.Secrets).Hide(res.Err), "elapsed", res.Elapsed)
 		if err := s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, res)}}); err != nil {
 			log.Warn("cannot report command result", "err", err)
 		}

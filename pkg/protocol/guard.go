@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/gbb-ci/gbb/internal/connlimit"
 )
 
 // http2Preface is what every gRPC client sends first.
@@ -21,16 +23,20 @@ var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are no
 // guard watches the worker port's connections until their worker speaks,
 // so that whatever is dropped before then (garbage, a stalled handshake, a
 // connection that never says hello) is logged once, with its address and
-// why. gRPC itself drops them (its ConnectionTimeout and keepalive); the
+// why (sampled: a flood of them writes a few lines, then one per 10s
+// counting the others). gRPC itself drops them (its ConnectionTimeout and keepalive); the
 // guard only tells.
 type guard struct {
+	sample *connlimit.Sampler // of the log lines about dropped connections
+
 	mu    sync.Mutex
 	conns map[string]*guardConn // guarded by mu; open connections by remote address
 }
 
 // wrap returns lis with its connections guarded; handshake is the bound
 // of the HTTP/2 handshake, for the log.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, handshake time.Duration) net.Listener {
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *connlimit.Sampler, handshake time.Duration) net.Listener {
+	g.sample = sample
 	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake}
 }
 
@@ -124,7 +130,7 @@ func (c *guardConn) Close() error {
 			if why == "" {
 				why = "no message on it (no stream, or no answer to keepalive pings)"
 			}
-			c.log.Warn("worker port: dropped a connection before its worker spoke", "why", why,
+			c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
 				"after", time.Since(c.start).Round(time.Millisecond))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gbb-ci/gbb/internal/connlimit"
 )
 
 // ServerConfig configures the master's end of the protocol.
@@ -47,6 +50,13 @@ type ServerConfig struct {
 	HelloTimeout time.Duration
 	// MasterVersion is sent to workers in Welcome.
 	MasterVersion string
+	// LoginBurst and LoginRefill brake password guessing: a source
+	// address (IPv4, or IPv6 /64) may fail LoginBurst logins in a row,
+	// then one per LoginRefill; past that its hellos are refused
+	// (ResourceExhausted, saying when to retry) before the password is
+	// checked. Zero means 10 and 6s. Other addresses are not slowed.
+	LoginBurst  int
+	LoginRefill time.Duration
 }
 
 // Timings of the master's end.
@@ -58,6 +68,13 @@ const (
 	// keepaliveMinTime is the shortest ping interval the master permits
 	// from workers (gRPC clients never ping more often than every 10s).
 	keepaliveMinTime = 5 * time.Second
+)
+
+// Sampling of the log lines about refused and dropped connections: a few
+// at once, then one per logSample, each counting those left out.
+const (
+	logSample = 10 * time.Second
+	logBurst  = 10
 )
 
 // readBuffer is the read buffer of each worker's connection.
@@ -81,6 +98,9 @@ type Server struct {
 	stopping chan struct{}  // closed when Serve's ctx is done
 	wg       sync.WaitGroup // stream receive goroutines
 	guard    guard          // the worker port's connections, for logging bad input
+	brake    *loginBrake    // failed logins by source address
+	// Sampled log lines of what anyone on the network can cause at will.
+	refusedLog, brakeLog, droppedLog, guardLog *connlimit.Sampler
 
 	mu    sync.Mutex
 	conns map[string]*WorkerConn // guarded by mu; connected workers by name
@@ -102,7 +122,18 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.HelloTimeout == 0 {
 		cfg.HelloTimeout = cfg.KeepaliveTime + cfg.KeepaliveTimeout
 	}
+	if cfg.LoginBurst <= 0 {
+		cfg.LoginBurst = defaultLoginBurst
+	}
+	if cfg.LoginRefill <= 0 {
+		cfg.LoginRefill = defaultLoginRefill
+	}
 	return &Server{
+		brake:         newLoginBrake(cfg.LoginBurst, cfg.LoginRefill),
+		refusedLog:    connlimit.NewSampler(logSample, logBurst),
+		brakeLog:      connlimit.NewSampler(logSample, logBurst),
+		droppedLog:    connlimit.NewSampler(logSample, logBurst),
+		guardLog:      connlimit.NewSampler(logSample, logBurst),
 		cfg:           cfg,
 		log:           log,
 		interruptWait: interruptWait,
@@ -117,7 +148,7 @@ func NewServer(cfg ServerConfig) *Server {
 // It returns nil after ctx is done, or the listener's error. Serve may be
 // called once.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	lis = s.guard.wrap(lis, s.log, s.cfg.HelloTimeout)
+	lis = s.guard.wrap(lis, s.log, s.guardLog, s.cfg.HelloTimeout)
 	gs := grpc.NewServer(
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    s.cfg.KeepaliveTime,
@@ -187,8 +218,10 @@ func (sv service) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterM
 func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
 	ctx := stream.Context()
 	remote := "unknown"
+	var src netip.Prefix
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
+		src = connlimit.Source(p.Addr)
 	}
 	log := s.log.With("remote", remote)
 
@@ -219,20 +252,20 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	case hello = <-helloc:
 	case err := <-recvErr:
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-			log.Info("worker stream ended before hello", "err", err)
+			s.droppedLog.Log(log, slog.LevelInfo, "worker stream ended before hello", "err", err)
 		} else {
-			log.Warn("worker port: stream dropped before hello", "err", err)
+			s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped before hello", "err", err)
 		}
 		return err
 	case <-timer.C:
 		accepted <- nil
-		log.Warn("worker port: stream dropped: no hello", "waited", s.cfg.HelloTimeout)
+		s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped: no hello", "waited", s.cfg.HelloTimeout)
 		return status.Errorf(codes.DeadlineExceeded, "no hello from worker within %s", s.cfg.HelloTimeout)
 	case <-s.stopping:
 		accepted <- nil
 		return status.Error(codes.Unavailable, "master shutting down")
 	}
-	c, err := s.accept(hello, remote, log)
+	c, err := s.accept(hello, remote, src, log)
 	if err != nil {
 		accepted <- nil
 		return err
@@ -292,7 +325,10 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 // new one is refused with AlreadyExists; if not, the old one is ended, as a
 // lost worker (its commands return ErrConnectionLost), and the new one
 // takes its place. Both cases are logged with both remote addresses.
-func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn, error) {
+//
+// A hello from an address that failed too many logins lately is refused
+// before its password is checked (see ServerConfig.LoginBurst).
+func (s *Server) accept(h *Hello, remote string, src netip.Prefix, log *slog.Logger) (*WorkerConn, error) {
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
 	}
@@ -304,8 +340,15 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
 	}
 	if s.cfg.Authenticate != nil {
+		if wait := s.brake.wait(src); wait > 0 {
+			wait = max(wait.Round(time.Second), time.Second)
+			s.brakeLog.Log(log, slog.LevelWarn, "worker refused: too many failed logins from its address", "retry_in", wait)
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"too many failed logins from %s: retry in %s", src.Addr(), wait)
+		}
 		if err := s.cfg.Authenticate(name, h.GetPassword()); err != nil {
-			log.Warn("worker refused: wrong name or password", "err", err)
+			shared := s.brake.failed(src)
+			s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "err", err, "brake_table_full", shared)
 			return nil, status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
 		}
 	}
@@ -484,6 +527,9 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 	return c.run(ctx, cmd, out, func(id uint64) *MasterMessage {
 		sc := commandToPB(id, cmd)
 		sc.ResumeKey, sc.Keep = cmd.ResumeKey, durToPB(cmd.Keep)
+		for _, sec := range cmd.Secrets {
+			sc.Secrets = append(sc.Secrets, &SecretValue{Value: sec.Value, Name: sec.Name})
+		}
 		return &MasterMessage{Msg: &MasterMessage_StartCommand{StartCommand: sc}}
 	})
 }

@@ -87,7 +87,7 @@ func (x OutputChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputChunk_Stream.Descriptor instead.
 func (OutputChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{9, 0}
+	return file_worker_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type FileOperation_Op int32
@@ -139,7 +139,7 @@ func (x FileOperation_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileOperation_Op.Descriptor instead.
 func (FileOperation_Op) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11, 0}
+	return file_worker_proto_rawDescGZIP(), []int{12, 0}
 }
 
 // WorkerMessage is one message from the worker to the master.
@@ -708,8 +708,14 @@ type StartCommand struct {
 	// ends, the worker keeps it running (its output spooled to a file) for
 	// up to keep, and reports it in its next Hello. Unset: the worker kills
 	// the command when the stream ends.
-	ResumeKey     string               `protobuf:"bytes,20,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
-	Keep          *durationpb.Duration `protobuf:"bytes,21,opt,name=keep,proto3" json:"keep,omitempty"`
+	ResumeKey string               `protobuf:"bytes,20,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	Keep      *durationpb.Duration `protobuf:"bytes,21,opt,name=keep,proto3" json:"keep,omitempty"`
+	// secrets are the values the worker must never write to its own log
+	// (argv, environment, errors): each is written as "<name>" instead, as
+	// buildbot's Obfuscated arguments are. The command itself runs with the
+	// real values. Empty: nothing to hide (credentials in URLs are hidden
+	// anyway).
+	Secrets       []*SecretValue `protobuf:"bytes,22,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +830,13 @@ func (x *StartCommand) GetKeep() *durationpb.Duration {
 	return nil
 }
 
+func (x *StartCommand) GetSecrets() []*SecretValue {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 type isStartCommand_Command interface {
 	isStartCommand_Command()
 }
@@ -857,6 +870,59 @@ func (*StartCommand_FileOp) isStartCommand_Command() {}
 func (*StartCommand_Upload) isStartCommand_Command() {}
 
 func (*StartCommand_Download) isStartCommand_Command() {}
+
+// SecretValue is a value to hide, and the name it is written as.
+type SecretValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretValue) Reset() {
+	*x = SecretValue{}
+	mi := &file_worker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretValue) ProtoMessage() {}
+
+func (x *SecretValue) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
+func (*SecretValue) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SecretValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *SecretValue) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
 
 // Shell runs a program.
 type Shell struct {
@@ -892,7 +958,7 @@ type Shell struct {
 
 func (x *Shell) Reset() {
 	*x = Shell{}
-	mi := &file_worker_proto_msgTypes[6]
+	mi := &file_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +970,7 @@ func (x *Shell) String() string {
 func (*Shell) ProtoMessage() {}
 
 func (x *Shell) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[6]
+	mi := &file_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +983,7 @@ func (x *Shell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shell.ProtoReflect.Descriptor instead.
 func (*Shell) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{6}
+	return file_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Shell) GetArgv() []string {
@@ -1032,7 +1098,7 @@ type Git struct {
 
 func (x *Git) Reset() {
 	*x = Git{}
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1110,7 @@ func (x *Git) String() string {
 func (*Git) ProtoMessage() {}
 
 func (x *Git) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1123,7 @@ func (x *Git) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Git.ProtoReflect.Descriptor instead.
 func (*Git) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{7}
+	return file_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Git) GetRepourl() string {
@@ -1149,7 +1215,7 @@ type Interrupt struct {
 
 func (x *Interrupt) Reset() {
 	*x = Interrupt{}
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1227,7 @@ func (x *Interrupt) String() string {
 func (*Interrupt) ProtoMessage() {}
 
 func (x *Interrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1240,7 @@ func (x *Interrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupt.ProtoReflect.Descriptor instead.
 func (*Interrupt) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{8}
+	return file_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Interrupt) GetCommandId() uint64 {
@@ -1206,7 +1272,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1284,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1297,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{9}
+	return file_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OutputChunk) GetCommandId() uint64 {
@@ -1282,7 +1348,7 @@ type Complete struct {
 
 func (x *Complete) Reset() {
 	*x = Complete{}
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1360,7 @@ func (x *Complete) String() string {
 func (*Complete) ProtoMessage() {}
 
 func (x *Complete) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1373,7 @@ func (x *Complete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Complete.ProtoReflect.Descriptor instead.
 func (*Complete) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{10}
+	return file_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Complete) GetCommandId() uint64 {
@@ -1379,7 +1445,7 @@ type FileOperation struct {
 
 func (x *FileOperation) Reset() {
 	*x = FileOperation{}
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1457,7 @@ func (x *FileOperation) String() string {
 func (*FileOperation) ProtoMessage() {}
 
 func (x *FileOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1470,7 @@ func (x *FileOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOperation.ProtoReflect.Descriptor instead.
 func (*FileOperation) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11}
+	return file_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FileOperation) GetOp() FileOperation_Op {
@@ -1443,7 +1509,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1521,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1534,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12}
+	return file_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Upload) GetWorkdir() string {
@@ -1526,7 +1592,7 @@ type Download struct {
 
 func (x *Download) Reset() {
 	*x = Download{}
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1604,7 @@ func (x *Download) String() string {
 func (*Download) ProtoMessage() {}
 
 func (x *Download) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1617,7 @@ func (x *Download) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Download.ProtoReflect.Descriptor instead.
 func (*Download) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{13}
+	return file_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Download) GetWorkdir() string {
@@ -1600,7 +1666,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1678,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1691,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{14}
+	return file_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadChunk) GetCommandId() uint64 {
@@ -1654,7 +1720,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1732,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1745,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{15}
+	return file_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadRequest) GetCommandId() uint64 {
@@ -1710,7 +1776,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1788,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1801,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{16}
+	return file_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DownloadChunk) GetCommandId() uint64 {
@@ -1778,7 +1844,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1856,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1869,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{17}
+	return file_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ping) GetSeq() uint64 {
@@ -1823,7 +1889,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1901,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1914,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{18}
+	return file_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Pong) GetSeq() uint64 {
@@ -1872,7 +1938,7 @@ type KeptCommand struct {
 
 func (x *KeptCommand) Reset() {
 	*x = KeptCommand{}
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1950,7 @@ func (x *KeptCommand) String() string {
 func (*KeptCommand) ProtoMessage() {}
 
 func (x *KeptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1963,7 @@ func (x *KeptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptCommand.ProtoReflect.Descriptor instead.
 func (*KeptCommand) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{19}
+	return file_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeptCommand) GetResumeKey() string {
@@ -1939,7 +2005,7 @@ type Reattach struct {
 
 func (x *Reattach) Reset() {
 	*x = Reattach{}
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2017,7 @@ func (x *Reattach) String() string {
 func (*Reattach) ProtoMessage() {}
 
 func (x *Reattach) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2030,7 @@ func (x *Reattach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
 func (*Reattach) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20}
+	return file_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Reattach) GetResumeKey() string {
@@ -2047,7 +2113,7 @@ const file_worker_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12%\n" +
 	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12F\n" +
-	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\x97\x03\n" +
+	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\xcd\x03\n" +
 	"\fStartCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x18\n" +
@@ -2060,8 +2126,12 @@ const file_worker_proto_rawDesc = "" +
 	"\bdownload\x18\x0e \x01(\v2\x17.gbb.worker.v1.DownloadH\x00R\bdownload\x12\x1d\n" +
 	"\n" +
 	"resume_key\x18\x14 \x01(\tR\tresumeKey\x12-\n" +
-	"\x04keep\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x04keepB\t\n" +
-	"\acommand\"\xc9\x04\n" +
+	"\x04keep\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x04keep\x124\n" +
+	"\asecrets\x18\x16 \x03(\v2\x1a.gbb.worker.v1.SecretValueR\asecretsB\t\n" +
+	"\acommand\"7\n" +
+	"\vSecretValue\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xc9\x04\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
 	"\x06script\x18\x02 \x01(\tR\x06script\x12\x18\n" +
@@ -2193,7 +2263,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(FileOperation_Op)(0),       // 1: gbb.worker.v1.FileOperation.Op
@@ -2203,67 +2273,69 @@ var file_worker_proto_goTypes = []any{
 	(*HostInfo)(nil),            // 5: gbb.worker.v1.HostInfo
 	(*Welcome)(nil),             // 6: gbb.worker.v1.Welcome
 	(*StartCommand)(nil),        // 7: gbb.worker.v1.StartCommand
-	(*Shell)(nil),               // 8: gbb.worker.v1.Shell
-	(*Git)(nil),                 // 9: gbb.worker.v1.Git
-	(*Interrupt)(nil),           // 10: gbb.worker.v1.Interrupt
-	(*OutputChunk)(nil),         // 11: gbb.worker.v1.OutputChunk
-	(*Complete)(nil),            // 12: gbb.worker.v1.Complete
-	(*FileOperation)(nil),       // 13: gbb.worker.v1.FileOperation
-	(*Upload)(nil),              // 14: gbb.worker.v1.Upload
-	(*Download)(nil),            // 15: gbb.worker.v1.Download
-	(*UploadChunk)(nil),         // 16: gbb.worker.v1.UploadChunk
-	(*ReadRequest)(nil),         // 17: gbb.worker.v1.ReadRequest
-	(*DownloadChunk)(nil),       // 18: gbb.worker.v1.DownloadChunk
-	(*Ping)(nil),                // 19: gbb.worker.v1.Ping
-	(*Pong)(nil),                // 20: gbb.worker.v1.Pong
-	(*KeptCommand)(nil),         // 21: gbb.worker.v1.KeptCommand
-	(*Reattach)(nil),            // 22: gbb.worker.v1.Reattach
-	nil,                         // 23: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 24: gbb.worker.v1.Shell.EnvEntry
-	nil,                         // 25: gbb.worker.v1.Shell.LogfilesEntry
-	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
+	(*SecretValue)(nil),         // 8: gbb.worker.v1.SecretValue
+	(*Shell)(nil),               // 9: gbb.worker.v1.Shell
+	(*Git)(nil),                 // 10: gbb.worker.v1.Git
+	(*Interrupt)(nil),           // 11: gbb.worker.v1.Interrupt
+	(*OutputChunk)(nil),         // 12: gbb.worker.v1.OutputChunk
+	(*Complete)(nil),            // 13: gbb.worker.v1.Complete
+	(*FileOperation)(nil),       // 14: gbb.worker.v1.FileOperation
+	(*Upload)(nil),              // 15: gbb.worker.v1.Upload
+	(*Download)(nil),            // 16: gbb.worker.v1.Download
+	(*UploadChunk)(nil),         // 17: gbb.worker.v1.UploadChunk
+	(*ReadRequest)(nil),         // 18: gbb.worker.v1.ReadRequest
+	(*DownloadChunk)(nil),       // 19: gbb.worker.v1.DownloadChunk
+	(*Ping)(nil),                // 20: gbb.worker.v1.Ping
+	(*Pong)(nil),                // 21: gbb.worker.v1.Pong
+	(*KeptCommand)(nil),         // 22: gbb.worker.v1.KeptCommand
+	(*Reattach)(nil),            // 23: gbb.worker.v1.Reattach
+	nil,                         // 24: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 25: gbb.worker.v1.Shell.EnvEntry
+	nil,                         // 26: gbb.worker.v1.Shell.LogfilesEntry
+	(*durationpb.Duration)(nil), // 27: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	4,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
-	11, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
-	12, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
-	16, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
-	17, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
-	20, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
+	12, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
+	13, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
+	17, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
+	18, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
+	21, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
 	6,  // 6: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
 	7,  // 7: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
-	10, // 8: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
-	18, // 9: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
-	19, // 10: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
-	22, // 11: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
+	11, // 8: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
+	19, // 9: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
+	20, // 10: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
+	23, // 11: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
 	5,  // 12: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	21, // 13: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
-	23, // 14: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
-	26, // 15: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	26, // 16: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
-	8,  // 17: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	9,  // 18: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
-	13, // 19: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
-	14, // 20: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
-	15, // 21: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
-	26, // 22: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
-	24, // 23: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	26, // 24: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	26, // 25: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	26, // 26: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	25, // 27: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	26, // 28: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
-	26, // 29: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
-	0,  // 30: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	26, // 31: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 32: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
-	2,  // 33: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	3,  // 34: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	34, // [34:35] is the sub-list for method output_type
-	33, // [33:34] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	22, // 13: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
+	24, // 14: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	27, // 15: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	27, // 16: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
+	9,  // 17: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
+	10, // 18: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	14, // 19: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
+	15, // 20: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
+	16, // 21: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
+	27, // 22: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
+	8,  // 23: gbb.worker.v1.StartCommand.secrets:type_name -> gbb.worker.v1.SecretValue
+	25, // 24: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	27, // 25: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	27, // 26: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	27, // 27: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	26, // 28: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	27, // 29: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
+	27, // 30: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
+	0,  // 31: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	27, // 32: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 33: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	2,  // 34: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 35: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	35, // [35:36] is the sub-list for method output_type
+	34, // [34:35] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -2300,7 +2372,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -53,12 +53,16 @@ func NewExecutor(basedir string, log *slog.Logger) *Executor {
 // gone. Cancelling ctx interrupts it.
 func (e *Executor) Run(ctx context.Context, cmd protocol.Command, out func(protocol.Output)) protocol.Result {
 	start := time.Now()
+	// What the worker writes of a command (its log, the header lines, the
+	// record of a running command) has the secrets the master named and
+	// URL passwords hidden; the command runs with the real values.
+	hide := protocol.NewHider(cmd.Secrets)
 	var r protocol.Result
 	switch {
 	case cmd.Shell != nil:
-		r = e.runShell(ctx, cmd.Builder, cmd.Shell, out)
+		r = e.runShell(ctx, cmd.Builder, cmd.Shell, hide, out)
 	case cmd.Git != nil:
-		r = e.runGit(ctx, cmd.Builder, cmd.Git, out)
+		r = e.runGit(ctx, cmd.Builder, cmd.Git, hide, out)
 	case cmd.File != nil:
 		r = e.runFile(cmd.Builder, cmd.File, out)
 	case cmd.Upload != nil:
@@ -99,7 +103,9 @@ const (
 	timedOut
 )
 
-func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.ShellCommand, out func(protocol.Output)) protocol.Result {
+// runShell runs sh; hide hides the secrets in what it writes of the
+// command (nil hides URL passwords only).
+func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.ShellCommand, hide *protocol.Hider, out func(protocol.Output)) protocol.Result {
 	var outMu sync.Mutex // out is never called concurrently
 	emit := func(s protocol.Stream, data []byte) {
 		if (s == protocol.Stdout && sh.NoStdout) || (s == protocol.Stderr && sh.NoStderr) {
@@ -113,8 +119,9 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 		emit(protocol.Header, []byte(fmt.Sprintf(format, args...)+"\n"))
 	}
 	fail := func(err error) protocol.Result {
-		header("%v", err)
-		return protocol.Result{ExitCode: -1, Err: err.Error()}
+		msg := hide.Hide(err.Error())
+		header("%s", msg)
+		return protocol.Result{ExitCode: -1, Err: msg}
 	}
 
 	argv := sh.Argv
@@ -128,7 +135,8 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 	if err != nil {
 		return fail(err)
 	}
-	log := e.log.With("builder", builder, "argv", argv)
+	shown := hide.HideAll(argv) // argv as the worker writes it anywhere
+	log := e.log.With("builder", builder, "argv", shown)
 
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Dir = dir
@@ -145,7 +153,7 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 		return fail(fmt.Errorf("cannot run %s: %w", argv[0], c.Err))
 	}
 
-	header("%s", quoteArgv(argv))
+	header("%s", quoteArgv(shown))
 	header(" in dir %s (timeout %s secs)", dir, secs(sh.Timeout))
 	if len(sh.Logfiles) > 0 {
 		header(" watching logfiles %s", quoteMap(sh.Logfiles))
@@ -181,7 +189,7 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 	pgid := c.Process.Pid
 	// Recorded until the group is gone, so that a worker killed meanwhile
 	// kills it when it starts again (ReapOrphans): nothing else would.
-	if done, err := recordRunning(filepath.Join(e.basedir, RunningDir), pgid, builder, argv); err != nil {
+	if done, err := recordRunning(filepath.Join(e.basedir, RunningDir), pgid, builder, shown); err != nil {
 		log.Warn("cannot record the command's process group: if the worker is killed, the command goes on running", "err", err)
 	} else {
 		defer done()
@@ -277,9 +285,9 @@ loop:
 				timeout.Reset(sh.Timeout)
 			}
 		case <-timeoutC:
-			kill(timedOut, fmt.Sprintf("command timed out: %s seconds without output running %s", secs(sh.Timeout), quoteArgv(argv)))
+			kill(timedOut, fmt.Sprintf("command timed out: %s seconds without output running %s", secs(sh.Timeout), quoteArgv(shown)))
 		case <-maxTimeC:
-			kill(timedOut, fmt.Sprintf("command timed out: %s seconds elapsed running %s", secs(sh.MaxTime), quoteArgv(argv)))
+			kill(timedOut, fmt.Sprintf("command timed out: %s seconds elapsed running %s", secs(sh.MaxTime), quoteArgv(shown)))
 		case <-ctxDone:
 			ctxDone = nil
 			kill(interrupted, "command interrupted")
@@ -316,7 +324,7 @@ loop:
 	case errors.As(waitErr, &ee):
 	default:
 		res.ExitCode = -1
-		res.Err = fmt.Sprintf("wait for %s: %v", argv[0], waitErr)
+		res.Err = hide.Hide(fmt.Sprintf("wait for %s: %v", argv[0], waitErr))
 		return res
 	}
 	res.ExitCode = c.ProcessState.ExitCode()

@@ -33,6 +33,7 @@ type gitRun struct {
 	ctx     context.Context
 	builder string
 	g       *protocol.GitCommand
+	hide    *protocol.Hider // for what the worker writes of each git command
 	out     func(protocol.Output)
 	env     map[string]string // added to the worker's environment
 	rel     string            // the checkout being updated, relative to BASEDIR/<builder>
@@ -60,8 +61,8 @@ func (r *gitRun) header(format string, args ...any) {
 // the step with git's exit code, what it said on stderr in the log; the
 // worker's own failures are written as "fatal: ..." and end with 128.
 // Cancelling ctx kills the running git command's process group.
-func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCommand, out func(protocol.Output)) protocol.Result {
-	r := &gitRun{e: e, ctx: ctx, builder: builder, g: g, out: out, rel: g.Workdir}
+func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCommand, hide *protocol.Hider, out func(protocol.Output)) protocol.Result {
+	r := &gitRun{e: e, ctx: ctx, builder: builder, g: g, hide: hide, out: out, rel: g.Workdir}
 	if g.MaxTime > 0 {
 		r.deadline = time.Now().Add(g.MaxTime)
 	}
@@ -168,11 +169,11 @@ func (r *gitRun) git(capture bool, args ...string) (protocol.Result, string) {
 	if !r.deadline.IsZero() {
 		// max_time bounds the step, not each command: what is left of it.
 		if sh.MaxTime = time.Until(r.deadline).Round(time.Millisecond); sh.MaxTime <= 0 {
-			r.header("command timed out: the git step's max_time of %s seconds elapsed before %s", secs(r.g.MaxTime), quoteArgv(sh.Argv))
+			r.header("command timed out: the git step's max_time of %s seconds elapsed before %s", secs(r.g.MaxTime), quoteArgv(r.hide.HideAll(sh.Argv)))
 			return protocol.Result{ExitCode: -1, TimedOut: true}, ""
 		}
 	}
-	res := r.e.runShell(r.ctx, r.builder, sh, out)
+	res := r.e.runShell(r.ctx, r.builder, sh, r.hide, out)
 	if res.TimedOut && !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 		r.header("the git step's max_time of %s seconds elapsed", secs(r.g.MaxTime))
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gbb-ci/gbb/pkg/protocol"
 )
 
 // RunningDir is the directory, under the worker's basedir, that records
@@ -120,11 +122,13 @@ func ReapOrphans(basedir string, log *slog.Logger) error {
 		}
 		var rec runningRecord
 		if err := json.Unmarshal(data, &rec); err != nil || rec.Pgid <= 1 {
-			log.Warn("discarding a bad record of a command the last run left", "file", path, "content", string(data), "err", err)
+			// Records hold argv with the secrets hidden; URL passwords are
+			// hidden again for a record an older worker wrote.
+			log.Warn("discarding a bad record of a command the last run left", "file", path, "content", protocol.NewHider(nil).Hide(string(data)), "err", err)
 			os.Remove(path)
 			continue
 		}
-		l := log.With("pgid", rec.Pgid, "builder", rec.Builder, "argv", rec.Argv, "started", rec.Started)
+		l := log.With("pgid", rec.Pgid, "builder", rec.Builder, "argv", protocol.NewHider(nil).HideAll(rec.Argv), "started", rec.Started)
 		switch {
 		case bootErr != nil:
 			l.Error("cannot tell whether a command the last run left still runs; not killing it, keeping its record for the next start", "file", path, "err", bootErr)

@@ -1,0 +1,10 @@
+// Package connlimit caps the connections a listener holds, in total and
+// per source address, refusing (closing at once) those over a cap, and
+// samples the log lines it writes about them so that an attack cannot
+// flood the log.
+//
+// A refused connection is closed as soon as it is accepted rather than
+// left waiting in the kernel's backlog (as golang.org/x/net/netutil's
+// LimitListener does): a client over its cap learns it at once, and the
+// backlog stays free for everyone else.
+package connlimit

@@ -1,0 +1,227 @@
+package connlimit
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve accepts on l until it fails, keeping every connection open and
+// echoing one byte on each so that a client can tell it was accepted.
+func serve(t *testing.T, l net.Listener) {
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 1)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+}
+
+// dial connects from the loopback address src and reports whether the
+// server accepted (echoed a byte) rather than closed the connection.
+func dial(t *testing.T, addr, src string) (net.Conn, bool) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte{1}); err != nil {
+		return c, false
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadFull(c, make([]byte, 1))
+	if err != nil && strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("no answer and no close from %s within 10s", src)
+	}
+	return c, err == nil
+}
+
+func TestCapsRefuseAndRelease(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	l := New(raw, Config{Name: "test port", Max: 8, PerAddress: 5, Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogEvery: time.Hour})
+	serve(t, l)
+	addr := raw.Addr().String()
+
+	var held []net.Conn
+	for i := range 5 {
+		c, ok := dial(t, addr, "127.0.0.1")
+		if !ok {
+			t.Fatalf("connection %d from 127.0.0.1 refused under the per-address cap", i+1)
+		}
+		held = append(held, c)
+	}
+	// Past the per-address cap: refused, many times, logged a few times.
+	for i := range 20 {
+		if _, ok := dial(t, addr, "127.0.0.1"); ok {
+			t.Fatalf("connection %d over the per-address cap was accepted", i+1)
+		}
+	}
+	// Another address still gets in, up to the total cap.
+	for i := range 3 {
+		if _, ok := dial(t, addr, "127.0.0.2"); !ok {
+			t.Fatalf("connection %d from 127.0.0.2 refused while under both caps", i+1)
+		}
+	}
+	if _, ok := dial(t, addr, "127.0.0.3"); ok {
+		t.Fatal("a connection over the total cap was accepted")
+	}
+	out := logs.String()
+	if n := strings.Count(out, "connection refused"); n != 3 {
+		t.Errorf("21 refusals wrote %d log lines, want 3 (the sampler's burst):\n%s", n, out)
+	}
+	if !strings.Contains(out, "too many connections from this address") || !strings.Contains(out, "remote=127.0.0.1:") {
+		t.Errorf("the log does not say why and from where:\n%s", out)
+	}
+
+	// Closing one of 127.0.0.1's makes room for one more from it.
+	held[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, n := l.Open(Source(held[1].LocalAddr())); n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection was not released")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, not waiting on time
+	}
+	if _, ok := dial(t, addr, "127.0.0.1"); !ok {
+		t.Fatal("a connection was refused after another from the same address closed")
+	}
+}
+
+func TestSource(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:5", "127.0.0.1/32"},
+		{"[::ffff:10.0.0.1]:5", "10.0.0.1/32"},
+		{"[2001:db8:1:2:3:4:5:6]:80", "2001:db8:1:2::/64"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Source(a).String(); got != tc.want {
+			t.Errorf("Source(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func TestSamplerCountsSuppressed(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	s := NewSampler(time.Hour, 1)
+	if !s.Log(log, slog.LevelWarn, "first") {
+		t.Fatal("the first line was not written")
+	}
+	for range 9 {
+		if s.Log(log, slog.LevelWarn, "again") {
+			t.Fatal("a line past the burst was written")
+		}
+	}
+	s.lim.SetLimit(1e9) // the interval is over
+	s.Log(log, slog.LevelWarn, "later")
+	if !strings.Contains(logs.String(), "msg=later suppressed=9") {
+		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())
+	}
+}
+
+// TestCloseWrite: an accepted connection keeps TCP's half close, which
+// net/http uses so that a client reads an error answer before the end.
+func TestCloseWrite(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(raw, Config{Max: 1})
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c := dial0(t, raw.Addr().String())
+	s := <-accepted
+	defer s.Close()
+	cw, ok := s.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatal("an accepted connection has no CloseWrite")
+	}
+	s.Write([]byte("bye"))
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("read %q, %v; want bye then EOF", got, err)
+	}
+	// The reading side is still open.
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatalf("read after CloseWrite: %v", err)
+	}
+}
+
+func dial0(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,52 @@
+package master
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"syscall"
+
+	"github.com/gbb-ci/gbb/internal/connlimit"
+	"github.com/gbb-ci/gbb/pkg/config"
+)
+
+// Bounds of the derived max_connections of each port: a share of the
+// descriptor limit (RLIMIT_NOFILE; Go raises the soft limit to the hard
+// one at start), within bounds. What is left of the limit serves the
+// store, logs, git pollers and outgoing reporters.
+const (
+	webShare, workerShare = 2, 4 // web: a half of the limit; worker: a quarter
+	webMin, webMax        = 64, 10000
+	workerMin, workerMax  = 16, 5000
+)
+
+// descriptorLimit is the process's RLIMIT_NOFILE, or 1024 when it cannot
+// be read.
+func descriptorLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || uint64(rl.Cur) == 0 {
+		return 1024
+	}
+	return uint64(rl.Cur)
+}
+
+// derivedMax is a port's max_connections when the config leaves it zero.
+func derivedMax(nofile uint64, share, lo, hi int) int {
+	return int(min(max(nofile/uint64(share), uint64(lo)), uint64(hi)))
+}
+
+// listen listens on addr for the port called name, with l's caps.
+func listen(name, addr string, l config.ConnLimits, share, lo, hi int, log *slog.Logger) (*connlimit.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	total := l.MaxConnections
+	if total == 0 {
+		total = derivedMax(descriptorLimit(), share, lo, hi)
+	}
+	log.Info(name+": connection caps", "max_connections", total, "max_connections_per_address", l.MaxConnectionsPerAddress)
+	return connlimit.New(lis, connlimit.Config{
+		Name: name, Max: total, PerAddress: l.MaxConnectionsPerAddress, Logger: log,
+	}), nil
+}
