@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gbb-ci/gbb/internal/backoff"
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
@@ -557,7 +558,7 @@ func (e *tooManyFailures) retryAfter() string {
 // samples its log lines, so that an attack cannot flood the log.
 type loginGuard struct {
 	brake *backoff.Limiter
-	logs  *backoff.Sampler
+	logs  *logsample.Sampler
 	log   *slog.Logger
 }
 
@@ -574,7 +575,7 @@ const (
 func newLoginGuard(log *slog.Logger) loginGuard {
 	return loginGuard{
 		brake: backoff.New(backoff.Config{Burst: loginBurst, Every: loginEvery, MaxKeys: loginKeys}),
-		logs:  backoff.NewSampler(10*time.Second, 10),
+		logs:  logsample.New(10*time.Second, 10),
 		log:   log,
 	}
 }

@@ -157,37 +157,3 @@ func AddrKey(addr string) string {
 	}
 	return ip.String()
 }
-
-// Sampler thins out a stream of log lines: it lets burst lines through,
-// then one every every, and counts those it holds back. It is safe for
-// concurrent use.
-type Sampler struct {
-	lim *rate.Limiter
-
-	mu      sync.Mutex
-	dropped int // guarded by mu; lines held back since the last one let through
-}
-
-// NewSampler returns a Sampler; zero every means 10s, zero burst 5.
-func NewSampler(every time.Duration, burst int) *Sampler {
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	if burst <= 0 {
-		burst = 5
-	}
-	return &Sampler{lim: rate.NewLimiter(rate.Every(every), burst)}
-}
-
-// Sample reports whether to write a line now and, when so, how many lines
-// were held back before it (to be said in the line).
-func (s *Sampler) Sample() (ok bool, dropped int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.lim.Allow() {
-		s.dropped++
-		return false, 0
-	}
-	dropped, s.dropped = s.dropped, 0
-	return true, dropped
-}

@@ -172,27 +172,3 @@ func TestAddrKey(t *testing.T) {
 		}
 	}
 }
-
-func TestSampler(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		s := NewSampler(time.Second, 3)
-		logged := 0
-		for range 1000 {
-			if ok, _ := s.Sample(); ok {
-				logged++
-			}
-		}
-		if logged != 3 {
-			t.Errorf("%d of 1000 lines at once logged, want 3", logged)
-		}
-		time.Sleep(time.Second)
-		ok, dropped := s.Sample()
-		if !ok || dropped != 997 {
-			t.Errorf("a second later: ok %v, dropped %d, want true and 997", ok, dropped)
-		}
-		if ok, _ := s.Sample(); ok {
-			t.Error("a line right after was logged too")
-		}
-	})
-}

@@ -1,7 +1,7 @@
 // Package backoff slows down guessing: a Limiter counts each client
 // address's failed attempts (passwords, tokens) and makes an address that
-// fails too often wait, in a table of bounded size; a Sampler thins out the
-// log lines such attempts cause.
+// fails too often wait, in a table of bounded size. (The log lines such
+// attempts cause are thinned out by internal/logsample.)
 //
 // A Limiter keys clients by address (see AddrKey), so an attacker's
 // failures never make another address wait. It is a token bucket per key

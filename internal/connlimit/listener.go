@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/gbb-ci/gbb/internal/logsample"
 )
 
 // Config is the caps of a Listener.
@@ -31,7 +33,7 @@ type Listener struct {
 	net.Listener
 	cfg    Config
 	log    *slog.Logger
-	sample *Sampler
+	sample *logsample.Sampler
 
 	mu     sync.Mutex
 	total  int                  // guarded by mu; connections open
@@ -51,7 +53,7 @@ func New(lis net.Listener, cfg Config) *Listener {
 		Listener: lis,
 		cfg:      cfg,
 		log:      log,
-		sample:   NewSampler(cfg.LogEvery, 3),
+		sample:   logsample.New(cfg.LogEvery, 3),
 		byAddr:   make(map[netip.Prefix]int),
 	}
 }

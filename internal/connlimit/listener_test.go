@@ -153,26 +153,6 @@ func TestSource(t *testing.T) {
 	}
 }
 
-func TestSamplerCountsSuppressed(t *testing.T) {
-	t.Parallel()
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	s := NewSampler(time.Hour, 1)
-	if !s.Log(log, slog.LevelWarn, "first") {
-		t.Fatal("the first line was not written")
-	}
-	for range 9 {
-		if s.Log(log, slog.LevelWarn, "again") {
-			t.Fatal("a line past the burst was written")
-		}
-	}
-	s.lim.SetLimit(1e9) // the interval is over
-	s.Log(log, slog.LevelWarn, "later")
-	if !strings.Contains(logs.String(), "msg=later suppressed=9") {
-		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())
-	}
-}
-
 // TestCloseWrite: an accepted connection keeps TCP's half close, which
 // net/http uses so that a client reads an error answer before the end.
 func TestCloseWrite(t *testing.T) {

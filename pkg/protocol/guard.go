@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gbb-ci/gbb/internal/connlimit"
+	"github.com/gbb-ci/gbb/internal/logsample"
 )
 
 // http2Preface is what every gRPC client sends first.
@@ -27,7 +27,7 @@ var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are no
 // counting the others). gRPC itself drops them (its ConnectionTimeout and keepalive); the
 // guard only tells.
 type guard struct {
-	sample *connlimit.Sampler // of the log lines about dropped connections
+	sample *logsample.Sampler // of the log lines about dropped connections
 
 	mu    sync.Mutex
 	conns map[string]*guardConn // guarded by mu; open connections by remote address
@@ -35,7 +35,7 @@ type guard struct {
 
 // wrap returns lis with its connections guarded; handshake is the bound
 // of the HTTP/2 handshake, for the log.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *connlimit.Sampler, handshake time.Duration) net.Listener {
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration) net.Listener {
 	g.sample = sample
 	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake}
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gbb-ci/gbb/internal/connlimit"
+	"github.com/gbb-ci/gbb/internal/logsample"
 )
 
 // ServerConfig configures the master's end of the protocol.
@@ -100,7 +101,7 @@ type Server struct {
 	guard    guard          // the worker port's connections, for logging bad input
 	brake    *loginBrake    // failed logins by source address
 	// Sampled log lines of what anyone on the network can cause at will.
-	refusedLog, brakeLog, droppedLog, guardLog *connlimit.Sampler
+	refusedLog, brakeLog, droppedLog, guardLog *logsample.Sampler
 
 	mu    sync.Mutex
 	conns map[string]*WorkerConn // guarded by mu; connected workers by name
@@ -130,10 +131,10 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	return &Server{
 		brake:         newLoginBrake(cfg.LoginBurst, cfg.LoginRefill),
-		refusedLog:    connlimit.NewSampler(logSample, logBurst),
-		brakeLog:      connlimit.NewSampler(logSample, logBurst),
-		droppedLog:    connlimit.NewSampler(logSample, logBurst),
-		guardLog:      connlimit.NewSampler(logSample, logBurst),
+		refusedLog:    logsample.New(logSample, logBurst),
+		brakeLog:      logsample.New(logSample, logBurst),
+		droppedLog:    logsample.New(logSample, logBurst),
+		guardLog:      logsample.New(logSample, logBurst),
 		cfg:           cfg,
 		log:           log,
 		interruptWait: interruptWait,
