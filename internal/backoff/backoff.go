@@ -20,8 +20,19 @@ type Config struct {
 	Every time.Duration
 	// MaxKeys bounds how many keys are tracked at once; zero means 10,000.
 	// When the table is full, the key used least recently is forgotten,
-	// which gives it a fresh burst (never a longer wait).
+	// which gives it a fresh burst (never a longer wait); but see
+	// ShareOverflow.
 	MaxKeys int
+	// ShareOverflow changes what a full table does with a new key: it
+	// forgets the keys that have nothing left to forgive (as good as new;
+	// it looks for them at most once per Every), and when none has, the
+	// new key shares one bucket with every other key the table has no
+	// room for, instead of pushing a key out. An attacker with more
+	// addresses than MaxKeys is then braked as one, rather than given a
+	// fresh burst for each address it recycles; the price is that while
+	// the table is full of failing keys, a new key waits with the
+	// attacker. False never makes a key wait for another key's failures.
+	ShareOverflow bool
 }
 
 // Limiter tracks failed attempts by key. It is safe for concurrent use.
@@ -29,10 +40,13 @@ type Limiter struct {
 	burst   int
 	every   time.Duration
 	maxKeys int
+	share   bool // Config.ShareOverflow
 
-	mu   sync.Mutex
-	keys map[string]*list.Element // guarded by mu; of *entry
-	lru  *list.List               // guarded by mu; of *entry, most recently used at the front
+	mu       sync.Mutex
+	keys     map[string]*list.Element // guarded by mu; of *entry
+	lru      *list.List               // guarded by mu; of *entry, most recently used at the front
+	overflow *entry                   // guarded by mu; with share, of the keys a full table has no room for
+	swept    time.Time                // guarded by mu; with share, when a full table was last swept of idle keys
 }
 
 type entry struct {
@@ -43,7 +57,7 @@ type entry struct {
 
 // New returns a Limiter with cfg's brake; it starts no goroutine.
 func New(cfg Config) *Limiter {
-	l := &Limiter{burst: cfg.Burst, every: cfg.Every, maxKeys: cfg.MaxKeys, keys: map[string]*list.Element{}, lru: list.New()}
+	l := &Limiter{burst: cfg.Burst, every: cfg.Every, maxKeys: cfg.MaxKeys, share: cfg.ShareOverflow, keys: map[string]*list.Element{}, lru: list.New()}
 	if l.burst <= 0 {
 		l.burst = 10
 	}
@@ -53,14 +67,16 @@ func New(cfg Config) *Limiter {
 	if l.maxKeys <= 0 {
 		l.maxKeys = 10_000
 	}
+	l.overflow = l.newEntry("")
 	return l
 }
 
 // Attempt is an attempt that Begin let through. Until it is finished, by
 // Failed or Succeeded, it counts as a failure.
 type Attempt struct {
-	l *Limiter
-	e *entry
+	l   *Limiter
+	key string
+	e   *entry // key's entry when the attempt began
 }
 
 // Begin starts an attempt by key; the caller must finish it with Failed or
@@ -72,19 +88,21 @@ func (l *Limiter) Begin(key string) (a Attempt, wait time.Duration, ok bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.entry(key)
+	e := l.entry(key, now)
 	short := float64(e.inflight+1) - e.lim.TokensAt(now)
 	if short > 0 {
 		return Attempt{}, time.Duration(short * float64(l.every)), false
 	}
 	e.inflight++
-	return Attempt{l: l, e: e}, 0, true
+	return Attempt{l: l, key: key, e: e}, 0, true
 }
 
-// Failed counts the attempt as a failure of its key.
-func (a Attempt) Failed() {
+// Failed counts the attempt as a failure of its key. It reports whether
+// the failure was counted on the bucket shared by the keys a full table
+// has no room for (only with Config.ShareOverflow).
+func (a Attempt) Failed() (shared bool) {
 	if a.l == nil {
-		return
+		return false
 	}
 	now := time.Now()
 	a.l.mu.Lock()
@@ -92,7 +110,9 @@ func (a Attempt) Failed() {
 	a.e.inflight--
 	// The key's entry may have been pushed out of the table meanwhile:
 	// count the failure on the one it has now.
-	a.l.entry(a.e.key).lim.ReserveN(now, 1)
+	e := a.l.entry(a.key, now)
+	e.lim.ReserveN(now, 1)
+	return e == a.l.overflow
 }
 
 // Succeeded ends the attempt without counting it. A key with no failures
@@ -105,32 +125,59 @@ func (a Attempt) Succeeded() {
 	a.l.mu.Lock()
 	defer a.l.mu.Unlock()
 	a.e.inflight--
-	if el, ok := a.l.keys[a.e.key]; ok {
-		if e := el.Value.(*entry); e.inflight == 0 && e.lim.TokensAt(now) >= float64(a.l.burst) {
-			a.l.lru.Remove(el)
-			delete(a.l.keys, e.key)
-		}
+	if el, ok := a.l.keys[a.key]; ok && a.l.idle(el.Value.(*entry), now) {
+		a.l.forget(el)
 	}
 }
 
-// entry returns key's entry, made if needed, as the most recently used.
-// l.mu must be held.
-func (l *Limiter) entry(key string) *entry {
+// entry returns key's entry, made if needed, as the most recently used;
+// or, with share and a full table, the overflow entry. l.mu must be held.
+func (l *Limiter) entry(key string, now time.Time) *entry {
 	if el, ok := l.keys[key]; ok {
 		l.lru.MoveToFront(el)
 		return el.Value.(*entry)
 	}
-	for l.lru.Len() >= l.maxKeys {
-		old := l.lru.Back()
-		l.lru.Remove(old)
-		delete(l.keys, old.Value.(*entry).key)
+	if l.share && l.lru.Len() >= l.maxKeys {
+		if now.Sub(l.swept) >= l.every {
+			l.swept = now
+			for el := l.lru.Back(); el != nil; {
+				prev := el.Prev()
+				if l.idle(el.Value.(*entry), now) {
+					l.forget(el)
+				}
+				el = prev
+			}
+		}
+		if l.lru.Len() >= l.maxKeys {
+			return l.overflow
+		}
 	}
-	e := &entry{key: key, lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+	for l.lru.Len() >= l.maxKeys {
+		l.forget(l.lru.Back())
+	}
+	e := l.newEntry(key)
 	l.keys[key] = l.lru.PushFront(e)
 	return e
 }
 
-// Len returns how many keys the table holds.
+func (l *Limiter) newEntry(key string) *entry {
+	return &entry{key: key, lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+}
+
+// idle reports whether e has nothing to forgive and nothing running, so
+// that forgetting it changes nothing. l.mu must be held.
+func (l *Limiter) idle(e *entry, now time.Time) bool {
+	return e.inflight == 0 && e.lim.TokensAt(now) >= float64(l.burst)
+}
+
+// forget drops el's key from the table. l.mu must be held.
+func (l *Limiter) forget(el *list.Element) {
+	l.lru.Remove(el)
+	delete(l.keys, el.Value.(*entry).key)
+}
+
+// Len returns how many keys the table holds (the shared bucket of
+// ShareOverflow is not one).
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

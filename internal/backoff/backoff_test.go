@@ -154,6 +154,45 @@ func TestMaxKeys(t *testing.T) {
 	})
 }
 
+// With ShareOverflow, a full table forgets no failing key: the keys it
+// has no room for share one bucket, so that an attacker's many addresses
+// are braked as one; keys with nothing left to forgive make room again.
+func TestShareOverflow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Config{Burst: 2, Every: time.Hour, MaxKeys: 100, ShareOverflow: true})
+		key := func(i int) string { return fmt.Sprintf("10.0.%d.%d", i/256, i%256) }
+		shared := 0
+		for i := range 150 {
+			for range 2 {
+				if a, _, ok := l.Begin(key(i)); ok && a.Failed() {
+					shared++
+				}
+			}
+		}
+		if n := l.Len(); n != 100 {
+			t.Errorf("table holds %d keys, want 100", n)
+		}
+		if shared != 2 {
+			t.Errorf("%d failures counted on the shared bucket, want its burst of 2", shared)
+		}
+		for _, i := range []int{0, 99, 100, 149, 1000} {
+			if _, _, ok := l.Begin(key(i)); ok {
+				t.Errorf("key %d got an attempt after 150 keys failed their burst", i)
+			}
+		}
+		// Once the failures are forgiven, a new key gets a bucket of its
+		// own, and the table forgets the keys that need none.
+		time.Sleep(2 * time.Hour)
+		if got := fail(l, key(1000), 3); got != 2 {
+			t.Errorf("a new key after the table was forgiven: %d of 3 let through, want 2", got)
+		}
+		if n := l.Len(); n != 1 {
+			t.Errorf("table holds %d keys after all but one were forgiven, want 1", n)
+		}
+	})
+}
+
 func TestAddrKey(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ addr, want string }{

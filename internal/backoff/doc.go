@@ -8,5 +8,7 @@
 // (golang.org/x/time/rate): Burst failures are free, then one more is
 // allowed every Every. An attempt counts as a failure from the moment it
 // begins until it ends, so that attempts sent all at once are counted too;
-// one that succeeds costs nothing.
+// one that succeeds costs nothing. A full table forgets the key used least
+// recently, or, with ShareOverflow, brakes the keys it has no room for
+// together.
 package backoff
