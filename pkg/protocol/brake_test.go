@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -137,26 +138,75 @@ func TestLoginBrake(t *testing.T) {
 // however many addresses fail, and addresses past it share one bucket.
 func TestLoginBrakeBounded(t *testing.T) {
 	t.Parallel()
-	b := newLoginBrake(2, time.Hour)
-	addr := func(i int) netip.Prefix {
+	var checked atomic.Int64
+	cfg := ServerConfig{
+		Authenticate: func(name, password string) error {
+			checked.Add(1)
+			return errors.New("bad password")
+		},
+		LoginBurst:  2,
+		LoginRefill: time.Hour,
+	}
+	s := NewServer(cfg)
+	log := slog.New(slog.DiscardHandler)
+	addr := func(i int) string {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		return netip.PrefixFrom(a, 32)
+		return netip.AddrPortFrom(a, 40000).String()
+	}
+	login := func(s *Server, i int) codes.Code {
+		return status.Code(s.authenticate(addr(i), "w1", "guess", log))
 	}
 	for i := range brakeAddrs + 500 {
-		b.failed(addr(i))
-		b.failed(addr(i))
+		login(s, i)
+		login(s, i)
 	}
-	if n := len(b.addrs); n != brakeAddrs {
+	if n := s.brake.Len(); n != brakeAddrs {
 		t.Fatalf("table holds %d addresses, want %d", n, brakeAddrs)
 	}
-	if b.wait(addr(0)) == 0 {
-		t.Error("an address in the table that failed its burst is not braked")
+	// The table's addresses failed their burst of 2 each; the first
+	// address past it failed the shared bucket's 2.
+	if n := checked.Load(); n != 2*brakeAddrs+2 {
+		t.Errorf("%d logins were checked, want %d", n, 2*brakeAddrs+2)
 	}
-	if b.wait(addr(brakeAddrs+499)) == 0 {
-		t.Error("an address past the table is not braked by the shared bucket")
+	if c := login(s, 0); c != codes.ResourceExhausted {
+		t.Errorf("an address in the table that failed its burst: %v, want ResourceExhausted", c)
+	}
+	if c := login(s, brakeAddrs+499); c != codes.ResourceExhausted {
+		t.Errorf("an address past the table: %v, want ResourceExhausted from the shared bucket", c)
 	}
 	// A fresh brake does not slow an address that never failed.
-	if d := newLoginBrake(2, time.Hour).wait(addr(1)); d != 0 {
-		t.Errorf("an address that never failed waits %s", d)
+	if c := login(NewServer(cfg), 1); c != codes.Unauthenticated {
+		t.Errorf("an address that never failed: %v, want its password checked", c)
+	}
+}
+
+// TestLoginBrakeIPv6: the brake keys an IPv6 address by its /64, which
+// one host or site holds whole, so that hopping within it gains nothing;
+// another /64 is not slowed.
+func TestLoginBrakeIPv6(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{
+		Authenticate: func(name, password string) error { return errors.New("bad password") },
+		LoginBurst:   2,
+		LoginRefill:  time.Hour,
+	})
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		remote string
+		want   codes.Code
+	}{
+		{"[2001:db8:1:2::1]:40000", codes.Unauthenticated},
+		{"[2001:db8:1:2::2]:40001", codes.Unauthenticated},
+		{"[2001:db8:1:2:ffff::3]:40002", codes.ResourceExhausted},
+		{"[2001:db8:1:3::1]:40003", codes.Unauthenticated},
+	} {
+		err := s.authenticate(tc.remote, "w1", "guess", log)
+		if c := status.Code(err); c != tc.want {
+			t.Errorf("from %s: %v, want %v", tc.remote, err, tc.want)
+		}
+	}
+	err := s.authenticate("[2001:db8:1:2::9]:1", "w1", "guess", log)
+	if !strings.Contains(fmt.Sprint(err), "too many failed logins from 2001:db8:1:2::/64: retry in ") {
+		t.Errorf("refusal %v does not name the /64", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/gbb-ci/gbb/internal/connlimit"
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/logsample"
 )
 
@@ -71,6 +70,16 @@ const (
 	keepaliveMinTime = 5 * time.Second
 )
 
+// The brake on password guessing: the defaults of ServerConfig.LoginBurst
+// and LoginRefill, and the size of its address table. Past brakeAddrs,
+// addresses that failed nothing lately are forgotten, and if none has, the
+// addresses not in the table share one bucket (backoff.Config.ShareOverflow).
+const (
+	defaultLoginBurst  = 10
+	defaultLoginRefill = 6 * time.Second
+	brakeAddrs         = 4096
+)
+
 // Sampling of the log lines about refused and dropped connections: a few
 // at once, then one per logSample, each counting those left out.
 const (
@@ -96,10 +105,10 @@ type Server struct {
 	log           *slog.Logger
 	interruptWait time.Duration
 
-	stopping chan struct{}  // closed when Serve's ctx is done
-	wg       sync.WaitGroup // stream receive goroutines
-	guard    guard          // the worker port's connections, for logging bad input
-	brake    *loginBrake    // failed logins by source address
+	stopping chan struct{}    // closed when Serve's ctx is done
+	wg       sync.WaitGroup   // stream receive goroutines
+	guard    guard            // the worker port's connections, for logging bad input
+	brake    *backoff.Limiter // failed logins by source address (backoff.AddrKey)
 	// Sampled log lines of what anyone on the network can cause at will.
 	refusedLog, brakeLog, droppedLog, guardLog *logsample.Sampler
 
@@ -130,7 +139,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.LoginRefill = defaultLoginRefill
 	}
 	return &Server{
-		brake:         newLoginBrake(cfg.LoginBurst, cfg.LoginRefill),
+		brake:         backoff.New(backoff.Config{Burst: cfg.LoginBurst, Every: cfg.LoginRefill, MaxKeys: brakeAddrs, ShareOverflow: true}),
 		refusedLog:    logsample.New(logSample, logBurst),
 		brakeLog:      logsample.New(logSample, logBurst),
 		droppedLog:    logsample.New(logSample, logBurst),
@@ -219,10 +228,8 @@ func (sv service) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterM
 func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
 	ctx := stream.Context()
 	remote := "unknown"
-	var src netip.Prefix
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
-		src = connlimit.Source(p.Addr)
 	}
 	log := s.log.With("remote", remote)
 
@@ -266,7 +273,7 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		accepted <- nil
 		return status.Error(codes.Unavailable, "master shutting down")
 	}
-	c, err := s.accept(hello, remote, src, log)
+	c, err := s.accept(hello, remote, log)
 	if err != nil {
 		accepted <- nil
 		return err
@@ -329,7 +336,7 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 //
 // A hello from an address that failed too many logins lately is refused
 // before its password is checked (see ServerConfig.LoginBurst).
-func (s *Server) accept(h *Hello, remote string, src netip.Prefix, log *slog.Logger) (*WorkerConn, error) {
+func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn, error) {
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
 	}
@@ -341,16 +348,8 @@ func (s *Server) accept(h *Hello, remote string, src netip.Prefix, log *slog.Log
 			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
 	}
 	if s.cfg.Authenticate != nil {
-		if wait := s.brake.wait(src); wait > 0 {
-			wait = max(wait.Round(time.Second), time.Second)
-			s.brakeLog.Log(log, slog.LevelWarn, "worker refused: too many failed logins from its address", "retry_in", wait)
-			return nil, status.Errorf(codes.ResourceExhausted,
-				"too many failed logins from %s: retry in %s", src.Addr(), wait)
-		}
-		if err := s.cfg.Authenticate(name, h.GetPassword()); err != nil {
-			shared := s.brake.failed(src)
-			s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "err", err, "brake_table_full", shared)
-			return nil, status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
+		if err := s.authenticate(remote, name, h.GetPassword(), log); err != nil {
+			return nil, err
 		}
 	}
 	c := &WorkerConn{
@@ -396,6 +395,27 @@ func (s *Server) accept(h *Hello, remote string, src netip.Prefix, log *slog.Log
 		s.mu.Unlock()
 		// Another hello may have taken the name meanwhile: ask again.
 	}
+}
+
+// authenticate checks name and password, sent by the worker at remote,
+// with ServerConfig.Authenticate, through the brake of remote's address:
+// from an address that failed too many logins lately, it refuses
+// (ResourceExhausted, saying when to retry) without checking.
+func (s *Server) authenticate(remote, name, password string, log *slog.Logger) error {
+	src := backoff.AddrKey(remote)
+	at, wait, ok := s.brake.Begin(src)
+	if !ok {
+		wait = max(wait.Round(time.Second), time.Second)
+		s.brakeLog.Log(log, slog.LevelWarn, "worker refused: too many failed logins from its address", "retry_in", wait)
+		return status.Errorf(codes.ResourceExhausted, "too many failed logins from %s: retry in %s", src, wait)
+	}
+	if err := s.cfg.Authenticate(name, password); err != nil {
+		shared := at.Failed()
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "err", err, "brake_table_full", shared)
+		return status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
+	}
+	at.Succeeded()
+	return nil
 }
 
 func (s *Server) detach(c *WorkerConn) {
