@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -289,8 +290,9 @@ func apiPath(path string) bool {
 var postFormRE = regexp.MustCompile(`(?i)<form\b[^>]*\bmethod="post"[^>]*>`)
 
 // csrfWriter adds a CSRF token as a hidden field to every form that posts
-// of an HTML page, and sets cookie, when not nil, on a page that has one;
-// any other response goes through unchanged (see csrfTokens in csrf.go).
+// of an HTML page, and as <meta name="csrf-token"> to its head, and sets
+// cookie, when not nil, on such a page; any other response goes through
+// unchanged (see csrfTokens in csrf.go).
 type csrfWriter struct {
 	http.ResponseWriter
 	token   string
@@ -336,12 +338,19 @@ func (c *csrfWriter) finish() {
 		return
 	}
 	field := []byte(`<input type="hidden" name="` + csrfField + `" value="` + c.token + `">`)
-	forms := 0
+	added := 0
 	out := postFormRE.ReplaceAllFunc(c.buf.Bytes(), func(tag []byte) []byte {
-		forms++
+		added++
 		return append(append([]byte(nil), tag...), field...)
 	})
-	if forms > 0 && c.cookie != nil {
+	// For the page's scripts (a WebSocket of another origin than the
+	// site's own, behind a proxy, sends it; see wsOriginOK).
+	if i := bytes.Index(out, []byte("<head>")); i >= 0 {
+		added++
+		meta := `<meta name="csrf-token" content="` + c.token + `">`
+		out = slices.Insert(out, i+len("<head>"), []byte(meta)...)
+	}
+	if added > 0 && c.cookie != nil {
 		http.SetCookie(c.ResponseWriter, c.cookie)
 	}
 	c.Header().Del("Content-Length")

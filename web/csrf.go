@@ -25,9 +25,8 @@ import (
 //     session's token in the X-CSRF-Token header. Scripts (curl, basic
 //     auth, bearer tokens) need nothing else.
 //   - A WebSocket from a browser is accepted from buildbot_url's origin,
-//     the request's Host or X-Forwarded-Host, or when the browser says it
-//     is same-origin (wsOriginOK); the change hooks check their own
-//     secrets.
+//     the request's Host or X-Forwarded-Host, or with the page's token in
+//     its URL (wsOriginOK); the change hooks check their own secrets.
 
 // anonCSRFCookie is the cookie of the double-submit token of a browser
 // that has no session.
@@ -84,6 +83,21 @@ func (s *Server) checkFormToken(r *http.Request, u *user) string {
 		return "missing or stale CSRF token: reload the page and try again"
 	}
 	return ""
+}
+
+// checkQueryToken reports whether r's URL carries, as csrf_token, the
+// token of its session or of its gbb_csrf cookie: the page that opened it
+// is one of the site's (another site's page can read neither).
+func (s *Server) checkQueryToken(r *http.Request) bool {
+	tok := r.URL.Query().Get(csrfField)
+	if tok == "" {
+		return false
+	}
+	if u := userOf(r); u != nil && u.session != nil && checkCSRF(tok, u.session) {
+		return true
+	}
+	c, err := r.Cookie(anonCSRFCookie)
+	return err == nil && validToken(c.Value) && subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) == 1
 }
 
 // validToken reports whether v looks like a token randomID made.

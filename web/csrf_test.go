@@ -94,11 +94,14 @@ func TestAnonymousFormToken(t *testing.T) {
 	if page := readAll(t, resp); len(resp.Cookies()) != 0 || csrfRE.FindStringSubmatch(page)[1] != cookie.Value {
 		t.Errorf("second visit: cookies %v", resp.Cookies())
 	}
-	// A page without forms sets no cookie; nor does the API.
-	for _, p := range []string{"/changes", "/api/v2/builders"} {
-		if resp := must(client.Get(f.srv.URL + p))(t); len(resp.Cookies()) != 0 {
-			t.Errorf("GET %s sets %v", p, resp.Cookies())
-		}
+	// A page without forms has the token for its scripts; the API sets
+	// no cookie.
+	resp = must(client.Get(f.srv.URL + "/changes"))(t)
+	if page := readAll(t, resp); len(resp.Cookies()) != 1 || !strings.Contains(page, `<meta name="csrf-token" content="`+resp.Cookies()[0].Value+`">`) {
+		t.Errorf("GET /changes: cookies %v, page:\n%s", resp.Cookies(), page)
+	}
+	if resp := must(client.Get(f.srv.URL + "/api/v2/builders"))(t); len(resp.Cookies()) != 0 {
+		t.Errorf("GET /api/v2/builders sets %v", resp.Cookies())
 	}
 
 	before := len(must(f.db.Buildsets(nil))(t))
@@ -203,9 +206,10 @@ func TestRPCContentType(t *testing.T) {
 
 // TestWSOriginBehindProxy: a browser's WebSocket is accepted from
 // buildbot_url's origin, from the host it was sent to (Host, or a proxy's
-// X-Forwarded-Host), and when the browser says it is same-origin (behind a
-// proxy that sets no Host); one from another site is refused 403, and the
-// refusal logged with its reason.
+// X-Forwarded-Host), and, behind a proxy that sets no Host, when the
+// browser says it is same-origin or the URL has the page's token with its
+// cookie; one from another site is refused 403, and the refusal logged
+// with its reason.
 func TestWSOriginBehindProxy(t *testing.T) {
 	t.Parallel()
 	bus := events.New(events.Config{FirstID: 1})
@@ -218,23 +222,30 @@ func TestWSOriginBehindProxy(t *testing.T) {
 	t.Cleanup(srv.Close)
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 	host := strings.TrimPrefix(srv.URL, "http://")
+	tok := strings.Repeat("cd", 32)
+	cookie := anonCSRFCookie + "=" + tok
 	for _, tt := range []struct {
-		name string
-		hdr  http.Header
-		ok   bool
+		name  string
+		hdr   http.Header
+		ok    bool
+		query string
 	}{
-		{"no Origin (not a browser)", nil, true},
-		{"buildbot_url's origin", http.Header{"Origin": {"http://ci.example.org:8010"}}, true},
-		{"the Host", http.Header{"Origin": {"http://" + host}}, true},
-		{"a proxy's X-Forwarded-Host", http.Header{"Origin": {"http://localhost:8999"}, "X-Forwarded-Host": {"localhost:8999"}}, true},
-		{"same-origin behind a proxy that keeps no Host", http.Header{"Origin": {"http://localhost:8999"}, "Sec-Fetch-Site": {"same-origin"}}, true},
-		{"another site", http.Header{"Origin": {"http://evil.example"}}, false},
-		{"another site, says the browser", http.Header{"Origin": {"http://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}, false},
-		{"buildbot_url's host on another port", http.Header{"Origin": {"http://ci.example.org:8011"}}, false},
-		{"a sibling site", http.Header{"Origin": {"http://www.example.org"}, "Sec-Fetch-Site": {"same-site"}}, false},
-		{"null", http.Header{"Origin": {"null"}}, false},
+		{"the page's token and cookie", http.Header{"Origin": {"http://localhost:8999"}, "Cookie": {cookie}}, true, "?csrf_token=" + tok},
+		{"a token without its cookie", http.Header{"Origin": {"http://evil.example"}}, false, "?csrf_token=" + tok},
+		{"another token than the cookie's", http.Header{"Origin": {"http://evil.example"}, "Cookie": {cookie}}, false, "?csrf_token=" + strings.Repeat("0", 64)},
+		{"the cookie without the token", http.Header{"Origin": {"http://evil.example"}, "Cookie": {cookie}}, false, ""},
+		{"no Origin (not a browser)", nil, true, ""},
+		{"buildbot_url's origin", http.Header{"Origin": {"http://ci.example.org:8010"}}, true, ""},
+		{"the Host", http.Header{"Origin": {"http://" + host}}, true, ""},
+		{"a proxy's X-Forwarded-Host", http.Header{"Origin": {"http://localhost:8999"}, "X-Forwarded-Host": {"localhost:8999"}}, true, ""},
+		{"same-origin behind a proxy that keeps no Host", http.Header{"Origin": {"http://localhost:8999"}, "Sec-Fetch-Site": {"same-origin"}}, true, ""},
+		{"another site", http.Header{"Origin": {"http://evil.example"}}, false, ""},
+		{"another site, says the browser", http.Header{"Origin": {"http://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}, false, ""},
+		{"buildbot_url's host on another port", http.Header{"Origin": {"http://ci.example.org:8011"}}, false, ""},
+		{"a sibling site", http.Header{"Origin": {"http://www.example.org"}, "Sec-Fetch-Site": {"same-site"}}, false, ""},
+		{"null", http.Header{"Origin": {"null"}}, false, ""},
 	} {
-		conn, resp, err := websocket.DefaultDialer.Dial(wsURL, tt.hdr)
+		conn, resp, err := websocket.DefaultDialer.Dial(wsURL+tt.query, tt.hdr)
 		if tt.ok {
 			if err != nil {
 				t.Errorf("%s: refused: %v %v", tt.name, err, resp)
