@@ -159,15 +159,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, false
 	}
 	if c.action != "" && s.acc().auth != nil {
-		if !s.permits(c) {
-			b := ""
-			for _, name := range c.builders {
-				if !s.allowed(c.user, c.action, name, c.owner) {
-					b = name
-					break
-				}
-			}
-			s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, c.action, b)})
+		if builder, denied := s.denied(c); denied {
+			s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, c.action, builder)})
 			return r, false
 		}
 		if c.user != nil {
@@ -177,18 +170,19 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), true
 }
 
-// permits reports whether c's user may do c's action on all its builders
-// (or, with none, on no builder: a worker action, or a force of nothing).
-func (s *Server) permits(c *call) bool {
+// denied reports whether c's user may not do c's action on one of its
+// builders (or, with none, on no builder: a worker action, or a force of
+// nothing), and which builder.
+func (s *Server) denied(c *call) (builder string, denied bool) {
 	if len(c.builders) == 0 {
-		return s.allowed(c.user, c.action, "", c.owner)
+		return "", !s.allowed(c.user, c.action, "", c.owner)
 	}
 	for _, b := range c.builders {
 		if !s.allowed(c.user, c.action, b, c.owner) {
-			return false
+			return b, true
 		}
 	}
-	return true
+	return "", false
 }
 
 // decodeCall reads a JSON-RPC call into c: the only read of its body.
