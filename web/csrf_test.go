@@ -199,6 +199,13 @@ func TestRPCContentType(t *testing.T) {
 	if resp, body := f.do(t, sess, "POST", "/api/v2/forceschedulers/force-runtests", "application/json", call); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, csrfHeader) {
 		t.Errorf("a session's call without its token: %d %s", resp.StatusCode, body)
 	}
+	// The preflight that application/json from another site needs is
+	// never granted.
+	resp, _ := f.do(t, "", "OPTIONS", "/api/v2/forceschedulers/force-runtests", "", "",
+		"Origin", "http://evil.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type")
+	if resp.StatusCode < 400 || resp.Header.Get("Access-Control-Allow-Origin") != "" || resp.Header.Get("Access-Control-Allow-Headers") != "" {
+		t.Errorf("CORS preflight: %d %v, want refused without Access-Control-Allow-*", resp.StatusCode, resp.Header)
+	}
 	if n := len(must(f.db.Buildsets(nil))(t)); n != 5 {
 		t.Errorf("%d buildsets, want the fixture's 4 and one force", n)
 	}
