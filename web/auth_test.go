@@ -44,7 +44,18 @@ type authFixture struct {
 
 func newAuthServer(t testing.TB, authz config.Authz) *authFixture {
 	t.Helper()
+	ctl := &testController{}
+	f := newAuthServerWith(t, authz, func(*fixture) Controller { return ctl })
+	f.ctl = ctl
+	return f
+}
+
+// newAuthServerWith is newAuthServer with the Controller that mk makes on
+// the fixture's store (its ctl is then nil).
+func newAuthServerWith(t testing.TB, authz config.Authz, mk func(*fixture) Controller) *authFixture {
+	t.Helper()
 	f := newTestServer(t)
+	ctl := mk(f)
 	var users []config.User
 	for _, u := range []struct {
 		name  string
@@ -54,7 +65,6 @@ func newAuthServer(t testing.TB, authz config.Authz) *authFixture {
 		users = append(users, config.User{Username: u.name, PasswordHash: h, Groups: []string{u.group}})
 	}
 	sum := sha256.Sum256([]byte(testToken))
-	ctl := &testController{}
 	forcer := &testForcer{db: f.db, scheds: []scheduler.ForceInfo{
 		{Name: "force-runtests", BuilderNames: []string{"runtests"}},
 		{Name: "force-all", BuilderNames: []string{"runtests", "noop"}},
@@ -70,7 +80,7 @@ func newAuthServer(t testing.TB, authz config.Authz) *authFixture {
 	f.srv.Close()
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
-	return &authFixture{fixture: f, ctl: ctl, s: s, cfg: auth}
+	return &authFixture{fixture: f, s: s, cfg: auth}
 }
 
 // noRedirect is a client that shows redirects rather than follows them.

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
 )
 
 // The probe of issue 13 (item 1): the authorization check parsed the body
@@ -270,5 +273,61 @@ func TestEveryPostRoute(t *testing.T) {
 	// handler: kill has no button.
 	if resp, body := send([]string{"root"}, postRoutes["/workers/{worker}/{action}"], fmt.Sprintf("/workers/%d/kill", w), "", ""); resp.StatusCode != http.StatusNotFound || len(f.calls()) > 0 {
 		t.Errorf("root: kill form: %d %q\n%.300s", resp.StatusCode, f.calls(), body)
+	}
+}
+
+// storeState is what the control calls can change in the store, as text.
+func storeState(t *testing.T, db *store.DB) string {
+	t.Helper()
+	state := map[string]any{
+		"buildsets": must(db.Buildsets(nil))(t),
+		"requests":  must(db.BuildRequests(store.BuildRequestFilter{}))(t),
+		"builds":    must(db.Builds(store.BuildFilter{}))(t),
+		"workers":   must(db.Workers())(t),
+	}
+	return string(must(json.Marshal(state))(t))
+}
+
+// TestAttackWithTheEngine sends the probe's attack to the real build
+// engine over the real store: each call, alone or with data after it, by
+// users without the role, leaves the store as it was; root's call alone
+// changes it.
+func TestAttackWithTheEngine(t *testing.T) {
+	t.Parallel()
+	// The engine's control methods need no Run: they act on the store.
+	f := newAuthServerWith(t, testAuthz, func(f *fixture) Controller {
+		return build.New(build.Config{Store: f.db, MasterID: f.master.ID})
+	})
+	_, brids := must2(f.db.AddBuildset(store.NewBuildset{Reason: "waiting", BuilderIDs: []int64{f.runtests.ID}}))(t)
+	worker := fmt.Sprintf("/api/v2/workers/%d", f.worker.ID)
+	calls := []struct{ path, method string }{
+		{fmt.Sprintf("/api/v2/builds/%d", f.ok.ID), "rebuild"},
+		{fmt.Sprintf("/api/v2/buildrequests/%d", brids[f.runtests.ID]), "cancel"},
+		{worker, "pause"},
+		{worker, "stop"},
+		// stop needs a build that this engine runs: TestTrailingDataRefused
+		// and the e2e control tests.
+	}
+	who := attackers(t, f)
+	for _, c := range calls {
+		before := storeState(t, f.db)
+		for name, args := range who {
+			for _, tail := range []string{"", " x", "\n{}"} {
+				resp, body := f.do(t, args[0], "POST", c.path, "application/json", rpcBody(c.method, `{"reason":"x"}`)+tail, args[1:]...)
+				if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+					t.Errorf("%s: %s %s + %q: %d %s, want refused", name, c.method, c.path, tail, resp.StatusCode, body)
+				}
+				if after := storeState(t, f.db); after != before {
+					t.Fatalf("%s: refused %s %s + %q changed the store:\n%s\n%s", name, c.method, c.path, tail, before, after)
+				}
+			}
+		}
+		resp, body := f.do(t, "root", "POST", c.path, "application/json", rpcBody(c.method, `{"reason":"x"}`))
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("root: %s %s: %d %s", c.method, c.path, resp.StatusCode, body)
+		}
+		if storeState(t, f.db) == before {
+			t.Errorf("root: %s %s changed nothing in the store", c.method, c.path)
+		}
 	}
 }
