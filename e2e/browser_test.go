@@ -129,6 +129,15 @@ func (e *env) hashpw(password string) string {
 // getAs fetches an API path with basic auth and decodes its JSON into v.
 func (e *env) getAs(user, password, path string, v any) {
 	e.t.Helper()
+	if status, body := e.tryGetAs(user, password, path, v); status != 200 {
+		e.t.Fatalf("GET %s: %d: %s", path, status, body)
+	}
+}
+
+// tryGetAs is getAs for what may not be there yet: it returns the status
+// and the body instead of failing on a status other than 200.
+func (e *env) tryGetAs(user, password, path string, v any) (int, string) {
+	e.t.Helper()
 	req, _ := http.NewRequest("GET", e.url(path), nil)
 	req.SetBasicAuth(user, password)
 	resp, err := http.DefaultClient.Do(req)
@@ -138,11 +147,12 @@ func (e *env) getAs(user, password, path string, v any) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		e.t.Fatalf("GET %s: %s: %s", path, resp.Status, body)
+		return resp.StatusCode, string(body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		e.t.Fatalf("GET %s: decode %q: %v", path, body, err)
 	}
+	return resp.StatusCode, string(body)
 }
 
 // forceAs forces a build of builder through the force scheduler "force"
@@ -365,8 +375,9 @@ func runBrowser(t *testing.T, behindNginx bool) {
 					NumLines int `json:"num_lines"`
 				} `json:"logs"`
 			}
-			e.getAs("admin", "admin-pw", fmt.Sprintf("/api/v2/builds/%d/steps/1/logs/stdio", slowBuild.BuildID), &r)
-			return len(r.Logs) == 1 && r.Logs[0].NumLines >= 3
+			// The step and its log may not be there yet: 404 until they are.
+			status, _ := e.tryGetAs("admin", "admin-pw", fmt.Sprintf("/api/v2/builds/%d/steps/1/logs/stdio", slowBuild.BuildID), &r)
+			return status == 200 && len(r.Logs) == 1 && r.Logs[0].NumLines >= 3
 		})
 		var before, after int
 		var marker bool

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/gbb-ci/gbb/internal/testdeb"
 )
 
@@ -63,6 +65,38 @@ worker_names = ["worker0"]
   type = "shell"
   name = "where"
   command = ["ip", "-o", "-4", "addr", "show"]
+`
+
+// seedNginxConf is the seed's nginx recipe for buildbot, its three
+// location blocks as buildbot documents them (no Host header set, so the
+// master sees Host 10.1.1.2:8010), in a minimal nginx.conf.
+const seedNginxConf = `worker_processes 1;
+events {
+    worker_connections 1024;
+}
+http {
+    server {
+        listen 80;
+
+        location /buildbot/ {
+            proxy_pass http://10.1.1.2:8010/;
+        }
+        location /buildbot/sse/ {
+            # proxy buffering will prevent sse to work
+            proxy_buffering off;
+            proxy_pass http://10.1.1.2:8010/sse/;
+        }
+        # required for websocket
+        location /buildbot/ws {
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_pass http://10.1.1.2:8010/ws;
+            # raise the proxy timeout for the websocket
+            proxy_read_timeout 6000s;
+        }
+    }
+}
 `
 
 // netnsIP runs ip with args and fails the test if it fails.
@@ -129,7 +163,12 @@ func netnsProc(t *testing.T, logPath string, name string, args ...string) {
 
 // TestNetnsTopology runs the seed's jails as network namespaces: the
 // master in one, the worker in another, nginx on the host in front, and a
-// build forced and followed through nginx under /buildbot/.
+// build forced and followed through nginx under /buildbot/. Then Chromium
+// forces builds from gbb's own page (its form, and a JSON-RPC call of the
+// page) and follows them over /ws, twice: through
+// deploy/freebsd/nginx.conf, and through the seed's recipe (seedNginxConf)
+// on a port that is not buildbot_url's, as the seed's Vagrant forwards
+// 8999 to 80.
 func TestNetnsTopology(t *testing.T) {
 	ns := netnsJails(t)
 	nginx := testdeb.Need(t, "nginx", "nginx")
@@ -156,11 +195,14 @@ func TestNetnsTopology(t *testing.T) {
 		"-master", netnsMasterAddr+":9989", "-name", "worker0", "-password", "s3cret-pass",
 		"-basedir", filepath.Join(dir, "worker"))
 
-	// nginx on the host, with deploy/freebsd/nginx.conf.
+	// nginx on the host, with deploy/freebsd/nginx.conf; a second one with
+	// the seed's recipe.
 	startNginx(t, nginx, dir, port, "")
+	seedPort := freePort(t)
+	startNginxConf(t, nginx, dir, "seed-nginx", seedPort, seedNginxConf)
 
 	dump := func() {
-		for _, f := range []string{"master.out", "worker.out", "nginx.out", "nginx/error.log"} {
+		for _, f := range []string{"master.out", "master/master.log", "worker.out", "nginx.out", "nginx/error.log", "nginx/access.log", "seed-nginx.out", "seed-nginx/error.log", "seed-nginx/access.log"} {
 			b, _ := os.ReadFile(filepath.Join(dir, f))
 			t.Logf("--- %s:\n%s", f, b)
 		}
@@ -267,13 +309,130 @@ func TestNetnsTopology(t *testing.T) {
 	}
 	t.Logf("build %d ran on worker0 in %s; its log through nginx:\n%s", build.BuildID, wns, log.String())
 	// nginx strips the prefix: the master saw /api/v2/..., and /buildbot
-	// alone redirects to /buildbot/.
+	// alone, or the site's root, redirects to /buildbot/ on the host and
+	// port the browser used (a relative Location).
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	if resp, err := noRedirect.Get(base); err != nil || resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") == "" {
-		t.Errorf("GET /buildbot: %v %v, want a redirect to /buildbot/", resp, err)
-	} else {
+	for _, r := range []struct {
+		path string
+		code int
+	}{{"/buildbot", http.StatusMovedPermanently}, {"/", http.StatusFound}} {
+		resp, err := noRedirect.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, r.path))
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
+		if resp.StatusCode != r.code || resp.Header.Get("Location") != "/buildbot/" {
+			t.Errorf("GET %s: %s Location %q, want %d to /buildbot/", r.path, resp.Status, resp.Header.Get("Location"), r.code)
+		}
 	}
+
+	browser := newBrowser(t)
+	builderID := builders.Builders[0].BuilderID
+	for _, p := range []struct{ name, base string }{
+		{"deploy/freebsd/nginx.conf", base},
+		{"the seed's recipe on another port than buildbot_url's", fmt.Sprintf("http://127.0.0.1:%d/buildbot", seedPort)},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					dump()
+				}
+			}()
+			netnsBrowserForce(t, browser, p.base, builderID)
+		})
+	}
+}
+
+// netnsWatchJS opens the page's WebSocket (the site's /ws beside the
+// page, with the page's CSRF token: behind the seed's recipe the master
+// cannot tell the page's origin from the request) and consumes the builds'
+// events into window.gbbWS.
+const netnsWatchJS = `(() => {
+  const st = window.gbbWS = {ready: false, closed: "", events: []};
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  const query = meta ? "?csrf_token=" + encodeURIComponent(meta.content) : "";
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + location.pathname.replace(/[^/]*$/, "") + "ws" + query);
+  ws.onopen = () => ws.send(JSON.stringify({cmd: "startConsuming", path: "builds/*/*", _id: 1}));
+  ws.onmessage = (m) => {
+    const d = JSON.parse(m.data);
+    if (d._id === 1) { st.ready = d.code === 200; if (!st.ready) st.closed = m.data; }
+    else if (d.k) st.events.push(d);
+  };
+  ws.onclose = (e) => { st.closed = "closed " + e.code + " " + e.reason; };
+  return true;
+})()`
+
+// netnsBrowserForce has Chromium watch the builds over the page's /ws in
+// one tab while it forces two builds in another, from the builder's page
+// at base: with its force form, and with a JSON-RPC call the page makes;
+// both must finish, SUCCESS, as /ws tells the first tab.
+func netnsBrowserForce(t *testing.T, browser context.Context, base string, builderID int64) {
+	// Each tab is opened with its own context, which it lives as long as:
+	// not browse's, which ends with each step.
+	watch, cancelWatch := chromedp.NewContext(browser)
+	defer cancelWatch()
+	tab, cancelTab := chromedp.NewContext(browser)
+	defer cancelTab()
+	for _, ctx := range []context.Context{watch, tab} {
+		if err := chromedp.Do(ctx); err != nil {
+			t.Fatalf("open a tab: %v", err)
+		}
+	}
+	var ready bool
+	var closed string
+	// The grid page: it follows one path over /sse/, which leaves the
+	// other tab's page and its JSON-RPC call enough of HTTP/1.1's six
+	// connections per host.
+	browse(t, watch, "open /ws from the grid page",
+		chromedp.Navigate(base+"/grid"),
+		chromedp.WaitVisible(chromedp.CSS("main")),
+		into(new(bool), chromedp.Evaluate[bool](netnsWatchJS)),
+		into(new(bool), chromedp.Poll[bool](`window.gbbWS.ready || window.gbbWS.closed !== ""`, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))),
+		into(&ready, chromedp.Evaluate[bool](`window.gbbWS.ready`)),
+		into(&closed, chromedp.Evaluate[string](`window.gbbWS.closed`)),
+	)
+	if !ready {
+		t.Fatalf("the page's WebSocket through %s: %s", base, closed)
+	}
+
+	builderPage := fmt.Sprintf("%s/builders/%d", base, builderID)
+	var loc, errMsg string
+	var status string
+	browse(t, tab, "force with the builder page's form",
+		chromedp.Navigate(builderPage),
+		chromedp.WaitVisible(chromedp.CSS("#force-force")),
+		chromedp.SetValue(chromedp.CSS(`#force-force input[name="reason"]`), "the form through "+base),
+		loaded(chromedp.Submit(chromedp.CSS("#force-force"))),
+		chromedp.WaitVisible(chromedp.CSS("main")),
+		into(&loc, chromedp.Location()),
+		into(&errMsg, chromedp.Evaluate[string](`(document.getElementById("error-message") || {}).textContent || ""`)),
+	)
+	if loc != builderPage || errMsg != "" {
+		t.Fatalf("the force form led to %s (%q), want %s", loc, errMsg, builderPage)
+	}
+	call := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"the page's JSON-RPC"}}`, builderID)
+	browse(t, tab, "force with the page's JSON-RPC call",
+		into(&status, chromedp.Evaluate[string](`fetch("../api/v2/forceschedulers/force", {method: "POST", headers: {"Content-Type": "application/json"}, body: `+"`"+call+"`"+`}).then(r => r.text().then(b => r.status + " " + b))`, chromedp.EvalAwaitPromise)),
+	)
+	if !strings.HasPrefix(status, "200 ") {
+		t.Fatalf("the page's JSON-RPC force: %s", status)
+	}
+
+	var finished []map[string]any
+	browse(t, watch, "follow both builds over /ws",
+		into(new(bool), chromedp.Poll[bool](`window.gbbWS.events.filter(e => /^builds\/\d+\/finished$/.test(e.k)).length >= 2 || window.gbbWS.closed !== ""`, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(90*time.Second))),
+		into(&finished, chromedp.Evaluate[[]map[string]any](`window.gbbWS.events.filter(e => /^builds\/\d+\/finished$/.test(e.k)).map(e => e.m)`)),
+		into(&closed, chromedp.Evaluate[string](`window.gbbWS.closed`)),
+	)
+	if len(finished) < 2 {
+		t.Fatalf("/ws closed (%s) after %d finished builds", closed, len(finished))
+	}
+	for _, m := range finished {
+		if m["results"] != 0.0 {
+			t.Errorf("build %v finished with results %v, want SUCCESS", m["buildid"], m["results"])
+		}
+	}
+	t.Logf("through %s: Chromium forced builds %v and %v, and followed them over /ws", base, finished[0]["buildid"], finished[1]["buildid"])
 }
 
 // netnsPair is the jail topology in network namespaces: a bridge on the

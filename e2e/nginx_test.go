@@ -15,30 +15,38 @@ import (
 // its output goes to dir/nginx.out.
 func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 	t.Helper()
-	ndir := filepath.Join(dir, "nginx")
-	if err := os.MkdirAll(ndir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	conf := string(src)
+	if upstream != "" {
+		if !strings.Contains(conf, "http://10.1.1.2:8010") {
+			t.Fatal("deploy/freebsd/nginx.conf does not proxy to http://10.1.1.2:8010")
+		}
+		conf = strings.ReplaceAll(conf, "http://10.1.1.2:8010", "http://"+upstream)
+	}
+	startNginxConf(t, nginx, dir, "nginx", port, conf)
+}
+
+// startNginxConf runs nginx with conf, changing only its "listen 80;" to
+// 127.0.0.1:port and its files to dir/name; it stops at the test's end,
+// its output in dir/name.out.
+func startNginxConf(t *testing.T, nginx, dir, name string, port int, conf string) {
+	t.Helper()
+	ndir := filepath.Join(dir, name)
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	changes := []struct{ old, new string }{
 		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
 		{"http {\n", fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n", ndir)},
 	}
 	for _, r := range changes {
 		if !strings.Contains(conf, r.old) {
-			t.Fatalf("deploy/freebsd/nginx.conf has no %q to adapt", r.old)
+			t.Fatalf("the nginx configuration has no %q to adapt:\n%s", r.old, conf)
 		}
 		conf = strings.Replace(conf, r.old, r.new, 1)
-	}
-	if upstream != "" {
-		if !strings.Contains(conf, "http://10.1.1.2:8010") {
-			t.Fatal("deploy/freebsd/nginx.conf does not proxy to http://10.1.1.2:8010")
-		}
-		conf = strings.ReplaceAll(conf, "http://10.1.1.2:8010", "http://"+upstream)
 	}
 	nconf := filepath.Join(ndir, "nginx.conf")
 	if err := os.WriteFile(nconf, []byte(conf), 0o644); err != nil {
@@ -46,5 +54,5 @@ func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 	}
 	global := fmt.Sprintf("daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;", ndir)
 	mustRun(t, nginx, "-t", "-p", ndir, "-c", nconf, "-g", global)
-	netnsProc(t, filepath.Join(dir, "nginx.out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
+	netnsProc(t, filepath.Join(dir, name+".out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
 }

@@ -44,9 +44,9 @@ import (
 //
 // A session carries a CSRF token that every POST made with its cookie
 // must send back, as the form field csrf_token or the X-CSRF-Token header
-// (see authorize in authz.go). The pages' forms get it as a hidden field
-// added to each <form method="post"> of an HTML page sent to a logged-in
-// browser, so no template needs to know about it.
+// (see csrf.go and authorize in authz.go). The pages' forms get it as a
+// hidden field added to each <form method="post"> of an HTML page, so no
+// template needs to know about it.
 
 // sessionCookie is the name of the session cookie.
 const sessionCookie = "gbb_session"
@@ -305,14 +305,6 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if u != nil {
 			r = r.WithContext(context.WithValue(r.Context(), userKey{}, u))
-			// Pages, and the parts of them live.js fetches, get the token in
-			// their forms; /sse/ and /ws stream and are left alone.
-			if u.session != nil && r.Method == http.MethodGet && !apiPath(r.URL.Path) {
-				cw := &csrfWriter{ResponseWriter: w, token: u.session.csrf}
-				next.ServeHTTP(cw, r)
-				cw.finish()
-				return
-			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -332,11 +324,14 @@ func apiPath(path string) bool {
 // postFormRE finds the opening tag of a form that posts.
 var postFormRE = regexp.MustCompile(`(?i)<form\b[^>]*\bmethod="post"[^>]*>`)
 
-// csrfWriter adds the session's CSRF token as a hidden field to every form
-// that posts of an HTML page; any other response goes through unchanged.
+// csrfWriter adds a CSRF token as a hidden field to every form that posts
+// of an HTML page, and as <meta name="csrf-token"> to its head, and sets
+// cookie, when not nil, on such a page; any other response goes through
+// unchanged (see csrfTokens in csrf.go).
 type csrfWriter struct {
 	http.ResponseWriter
 	token   string
+	cookie  *http.Cookie
 	status  int
 	decided bool // whether the response is known to be HTML or not
 	html    bool
@@ -378,9 +373,21 @@ func (c *csrfWriter) finish() {
 		return
 	}
 	field := []byte(`<input type="hidden" name="` + csrfField + `" value="` + c.token + `">`)
+	added := 0
 	out := postFormRE.ReplaceAllFunc(c.buf.Bytes(), func(tag []byte) []byte {
+		added++
 		return append(append([]byte(nil), tag...), field...)
 	})
+	// For the page's scripts (a WebSocket of another origin than the
+	// site's own, behind a proxy, sends it; see wsOriginOK).
+	if i := bytes.Index(out, []byte("<head>")); i >= 0 {
+		added++
+		meta := `<meta name="csrf-token" content="` + c.token + `">`
+		out = slices.Insert(out, i+len("<head>"), []byte(meta)...)
+	}
+	if added > 0 && c.cookie != nil {
+		http.SetCookie(c.ResponseWriter, c.cookie)
+	}
 	c.Header().Del("Content-Length")
 	c.ResponseWriter.WriteHeader(c.status)
 	c.ResponseWriter.Write(out)

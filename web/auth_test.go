@@ -42,9 +42,20 @@ type authFixture struct {
 	cfg config.Auth // the [www.auth] it started with
 }
 
-func newAuthServer(t *testing.T, authz config.Authz) *authFixture {
+func newAuthServer(t testing.TB, authz config.Authz) *authFixture {
+	t.Helper()
+	ctl := &testController{}
+	f := newAuthServerWith(t, authz, func(*fixture) Controller { return ctl })
+	f.ctl = ctl
+	return f
+}
+
+// newAuthServerWith is newAuthServer with the Controller that mk makes on
+// the fixture's store (its ctl is then nil).
+func newAuthServerWith(t testing.TB, authz config.Authz, mk func(*fixture) Controller) *authFixture {
 	t.Helper()
 	f := newTestServer(t)
+	ctl := mk(f)
 	var users []config.User
 	for _, u := range []struct {
 		name  string
@@ -54,7 +65,6 @@ func newAuthServer(t *testing.T, authz config.Authz) *authFixture {
 		users = append(users, config.User{Username: u.name, PasswordHash: h, Groups: []string{u.group}})
 	}
 	sum := sha256.Sum256([]byte(testToken))
-	ctl := &testController{}
 	forcer := &testForcer{db: f.db, scheds: []scheduler.ForceInfo{
 		{Name: "force-runtests", BuilderNames: []string{"runtests"}},
 		{Name: "force-all", BuilderNames: []string{"runtests", "noop"}},
@@ -70,7 +80,7 @@ func newAuthServer(t *testing.T, authz config.Authz) *authFixture {
 	f.srv.Close()
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
-	return &authFixture{fixture: f, ctl: ctl, s: s, cfg: auth}
+	return &authFixture{fixture: f, s: s, cfg: auth}
 }
 
 // noRedirect is a client that shows redirects rather than follows them.
@@ -78,7 +88,7 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 
 // do sends a request as who: "" for anonymous, "token" for the bot's
 // token, "cookie=ID" for a session, else a user name with basic auth.
-func (f *authFixture) do(t *testing.T, who, method, path, ctype, body string, hdr ...string) (*http.Response, string) {
+func (f *authFixture) do(t testing.TB, who, method, path, ctype, body string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req := must(http.NewRequest(method, f.srv.URL+path, strings.NewReader(body)))(t)
 	if ctype != "" {
@@ -191,10 +201,10 @@ func TestAuthzNoRules(t *testing.T) {
 var csrfRE = regexp.MustCompile(`<input type="hidden" name="csrf_token" value="([0-9a-f]+)">`)
 
 // login logs in with the form and returns the session cookie's value.
-func (f *authFixture) login(t *testing.T, name, password string) *http.Cookie {
+func (f *authFixture) login(t testing.TB, name, password string) *http.Cookie {
 	t.Helper()
 	resp, body := f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded",
-		url.Values{"username": {name}, "password": {password}, "next": {"builders"}}.Encode())
+		url.Values{"username": {name}, "password": {password}, "next": {"builders"}, csrfField: {testFormToken}}.Encode(), anonCookie...)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "./builders" {
 		t.Fatalf("login %s: %d %v %s", name, resp.StatusCode, resp.Header, body)
 	}
@@ -219,7 +229,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `id="login-form"`) || !strings.Contains(body, `name="next" value="builders"`) {
 		t.Errorf("login page: %d\n%s", resp.StatusCode, body)
 	}
-	resp, body = f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded", "username=bob&password=nope")
+	resp, body = f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded", "username=bob&password=nope&csrf_token="+testFormToken, anonCookie...)
 	if resp.StatusCode != 401 || !strings.Contains(body, "Wrong user name or password") || len(resp.Cookies()) != 0 {
 		t.Errorf("wrong password: %d %v\n%s", resp.StatusCode, resp.Cookies(), body)
 	}
@@ -287,7 +297,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || resp.Cookies()[0].MaxAge >= 0 {
 		t.Errorf("logout: %d %v", resp.StatusCode, resp.Cookies())
 	}
-	if resp, body := f.do(t, who, "POST", stop, form, "csrf_token="+token); resp.StatusCode != 403 || !strings.Contains(body, "anonymous users may not stop") {
+	if resp, body := f.do(t, who, "POST", stop, form, "csrf_token="+testFormToken, anonCookie...); resp.StatusCode != 403 || !strings.Contains(body, "anonymous users may not stop") {
 		t.Errorf("stop after logout: %d\n%s", resp.StatusCode, body)
 	}
 	f.ctl.mu.Lock()

@@ -1,82 +1,301 @@
 package web
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
-// Who may do what, as buildbot's authz: every control POST (the JSON-RPC
-// calls under /api/v2 and the pages' forms) goes through authorize, which
-// names the action and its builder from the route, then asks the
-// [[www.authz.rules]]. The first rule naming the action and the builder
-// decides: the user may act when one of its roles is theirs (their groups,
-// the [[www.authz.roles]] that name them or their groups, and "owner" on a
-// build they forced). No rule naming the action allows every logged-in
-// user and refuses anonymous ones. Without [www.auth] everything is
-// allowed, as in buildbot.
+// Who may do what, as buildbot's authz. Every POST goes through one guard,
+// sameOrigin (server.go), which calls authorize here: it finds the route's
+// entry in postRoutes (a POST route missing from it is refused), decodes
+// the body ONCE (a JSON-RPC call, strictly: one JSON object and nothing
+// after it; or a form), checks the CSRF defence of its kind (csrf.go),
+// resolves what the call acts on, and asks the [[www.authz.rules]]. The
+// decoded call then travels with the request (callOf): the handlers act on
+// it and never read the body themselves, so what is authorized is what is
+// done. A call whose action cannot be determined is refused.
+//
+// The first rule naming the action and the builder decides: the user may
+// act when one of its roles is theirs (their groups, the [[www.authz.roles]]
+// that name them or their groups, and "owner" on a build they forced). No
+// rule naming the action allows every logged-in user and refuses anonymous
+// ones. Without [www.auth] everything is allowed, as in buildbot.
 
-// control is one action to authorize.
-type control struct {
-	action   string   // one of config.AuthzActions, or "" when the route is not a control
-	builders []string // the builders it acts on; none for a worker action
-	owner    string   // who forced the build or request acted on, or ""
-	rpc      bool     // a JSON-RPC call (answered in JSON) rather than a form
-	rpcID    json.RawMessage
+// postKind is how a POST route is called, and so how it is defended
+// against cross-site requests.
+type postKind int
+
+const (
+	// postForm is a page's form: it must carry the CSRF token.
+	postForm postKind = iota
+	// postRPC is a JSON-RPC call: it must be sent as application/json
+	// (and, with a session cookie, carry the CSRF token in a header).
+	postRPC
+	// postHook is a change hook: it checks its own secrets.
+	postHook
+)
+
+// postRoute is what a POST route does.
+type postRoute struct {
+	kind postKind
+	// methods maps a JSON-RPC method to its action (postRPC).
+	methods map[string]string
+	// action is a form's action; "" for a form that is no control (login,
+	// logout). actionParam, when set, names the path parameter that holds
+	// the action instead, one of actions.
+	action      string
+	actionParam string
+	actions     []string
+	// target is what the control acts on: build, request, worker or force.
+	target targetKind
+	// what names the target in a JSON-RPC error ("build", "worker" ...).
+	what string
 }
 
-// authorize checks a control POST's CSRF token and whether its user may do
-// it; it answers the request and returns false when not.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if s.acc().auth == nil {
-		return true
-	}
-	pattern := chi.RouteContext(r.Context()).RoutePattern()
-	if pattern == "/login" || strings.HasPrefix(pattern, "/change_hook/") {
-		return true
-	}
-	u := userOf(r)
-	c, ok := s.controlOf(w, r, pattern)
+type targetKind int
+
+const (
+	targetNone targetKind = iota
+	targetForce
+	targetBuild
+	targetRequest
+	targetWorker
+)
+
+// postRoutes lists every POST route by its chi pattern. TestEveryPostRoute
+// checks that the router has no other, and that each is guarded.
+// (chi gives a route mounted at "/" of a subrouter without its trailing
+// slash.)
+var postRoutes = map[string]postRoute{
+	"/login":                 {kind: postForm},
+	"/logout":                {kind: postForm},
+	"/change_hook/{dialect}": {kind: postHook},
+
+	"/api/v2/forceschedulers/{scheduler}":         {kind: postRPC, methods: map[string]string{"force": "force"}, target: targetForce, what: "forcescheduler"},
+	"/api/v2/builds/{buildid}":                    {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
+	"/api/v2/builders/{builder}/builds/{number}":  {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
+	"/api/v2/buildrequests/{brid}":                {kind: postRPC, methods: map[string]string{"cancel": "cancel"}, target: targetRequest, what: "buildrequest"},
+	"/api/v2/workers/{worker}":                    {kind: postRPC, methods: map[string]string{"pause": "pause", "unpause": "unpause", "stop": "graceful", "graceful": "graceful", "kill": "kill"}, target: targetWorker, what: "worker"},
+	"/force/{scheduler}":                          {kind: postForm, action: "force", target: targetForce},
+	"/builders/{builder}/force/{scheduler}":       {kind: postForm, action: "force", target: targetForce},
+	"/builders/{builder}/builds/{number}/stop":    {kind: postForm, action: "stop", target: targetBuild},
+	"/builders/{builder}/builds/{number}/rebuild": {kind: postForm, action: "rebuild", target: targetBuild},
+	"/buildrequests/{brid}/cancel":                {kind: postForm, action: "cancel", target: targetRequest},
+	"/workers/{worker}/{action}":                  {kind: postForm, actionParam: "action", actions: []string{"pause", "unpause", "graceful"}, target: targetWorker},
+}
+
+// call is a POST decoded and authorized once, as the handlers get it.
+type call struct {
+	route  postRoute
+	action string // one of config.AuthzActions, or "" for a form that is no control
+	user   *user  // who asks; nil for anonymous (and everyone without [www.auth])
+
+	rpc  *rpcRequest // the JSON-RPC call; nil for a form
+	form url.Values  // the form's fields; nil for a JSON-RPC call
+
+	// What the control acts on, by route.target.
+	force   *scheduler.ForceRequest // owner set to the user when one is logged in
+	build   store.Build
+	request store.BuildRequest
+	worker  store.Worker
+
+	builders []string // the builders acted on; none for a worker action
+	owner    string   // who forced the build or request acted on, or ""
+}
+
+type callKey struct{}
+
+// callOf returns the call that authorize decoded for r. A handler that
+// finds none was reached without the guard: it answers 500 and acts on
+// nothing.
+func (s *Server) callOf(w http.ResponseWriter, r *http.Request) (*call, bool) {
+	c, ok := r.Context().Value(callKey{}).(*call)
 	if !ok {
-		return false
+		s.log.Error("control handler reached without authorize", "path", r.URL.Path)
+		writeError(w, http.StatusInternalServerError, "internal error: control not authorized")
+		return nil, false
 	}
-	if u != nil && u.session != nil {
-		tok := r.Header.Get(csrfHeader)
-		if tok == "" && !c.rpc {
-			tok = r.PostForm.Get(csrfField)
+	return c, true
+}
+
+// authorize decodes a POST, checks its CSRF defence and whether its user
+// may do it. It answers the request and returns false when not; else it
+// returns r with the decoded call attached.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	pattern := chi.RouteContext(r.Context()).RoutePattern()
+	route, known := postRoutes[pattern]
+	if !known {
+		s.log.Error("refused a POST to a route with no control entry", "pattern", pattern, "path", r.URL.Path)
+		writeError(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
+		return r, false
+	}
+	c := &call{route: route, user: userOf(r)}
+	switch route.kind {
+	case postHook:
+		return r, true
+	case postRPC:
+		if !s.decodeCall(w, r, c) {
+			return r, false
 		}
-		if !checkCSRF(tok, u.session) {
-			s.refuse(w, r, c, "missing or stale CSRF token: reload the page and try again")
-			return false
+	case postForm:
+		if !s.decodeForm(w, r, c) {
+			return r, false
 		}
 	}
-	if c.action == "" {
-		return true
+	if !s.resolve(w, r, c) {
+		return r, false
+	}
+	if c.action != "" && s.acc().auth != nil {
+		if builder, denied := s.denied(c); denied {
+			s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, c.action, builder)})
+			return r, false
+		}
+		if c.user != nil {
+			s.log.Info("authorized", "user", c.user.Name, "action", c.action, "builders", c.builders)
+		}
+	}
+	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), true
+}
+
+// denied reports whether c's user may not do c's action on one of its
+// builders (or, with none, on no builder: a worker action, or a force of
+// nothing), and which builder.
+func (s *Server) denied(c *call) (builder string, denied bool) {
+	if len(c.builders) == 0 {
+		return "", !s.allowed(c.user, c.action, "", c.owner)
 	}
 	for _, b := range c.builders {
-		if !s.allowed(u, c.action, b, c.owner) {
-			s.refuse(w, r, c, refusal(u, c.action, b))
-			return false
+		if !s.allowed(c.user, c.action, b, c.owner) {
+			return b, true
 		}
 	}
-	if len(c.builders) == 0 && !s.allowed(u, c.action, "", c.owner) {
-		s.refuse(w, r, c, refusal(u, c.action, ""))
+	return "", false
+}
+
+// decodeCall reads a JSON-RPC call into c: the only read of its body.
+func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) bool {
+	req, rerr := decodeRPC(w, r)
+	if rerr != nil {
+		c.rpc = &req // for its id
+		s.refuse(w, r, c, *rerr)
 		return false
 	}
-	if u != nil {
-		s.log.Info("authorized", "user", u.Name, "action", c.action, "builders", c.builders)
+	c.rpc = &req
+	// A session cookie is a browser's: its call must carry the session's
+	// token, as its forms do.
+	if c.user != nil && c.user.session != nil && !checkCSRF(r.Header.Get(csrfHeader), c.user.session) {
+		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + csrfHeader + " header"})
+		return false
+	}
+	action, ok := c.route.methods[req.Method]
+	if !ok {
+		s.refuse(w, r, c, *noMethod(req.Method, c.route.what))
+		return false
+	}
+	c.action = action
+	if c.route.target == targetForce {
+		fr, err := forceRequestFromRPC(req.Params)
+		if err != nil {
+			s.refuse(w, r, c, rpcError{status: http.StatusBadRequest, code: rpcInvalidParams, message: err.Error()})
+			return false
+		}
+		c.force = &fr
+	}
+	return true
+}
+
+// decodeForm reads a form into c: the only read of its body. Every form
+// carries the CSRF token (see csrf.go).
+func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *call) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
+	if err := r.ParseForm(); err != nil {
+		status, msg := formError(err)
+		s.errorPage(w, r, status, msg)
+		return false
+	}
+	c.form = r.PostForm
+	if reason := s.checkFormToken(r, c.user); reason != "" {
+		s.log.Info("refused a form without a valid CSRF token", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", reason)
+		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: reason})
+		return false
+	}
+	switch {
+	case c.route.actionParam != "":
+		c.action = chi.URLParam(r, c.route.actionParam)
+		if !slices.Contains(c.route.actions, c.action) {
+			s.refuse(w, r, c, rpcError{status: http.StatusNotFound, message: fmt.Sprintf("no action %q here", c.action)})
+			return false
+		}
+	default:
+		c.action = c.route.action
+	}
+	if c.route.target == targetForce && c.user != nil {
+		// The owner of a forced build is who forced it, whatever the form
+		// says; without a login, the form's user name is taken, as in
+		// buildbot.
+		c.form.Set("username", c.user.Name)
+	}
+	return true
+}
+
+// resolve finds what c acts on, and its builders and owner; it answers 404
+// for a build, request or worker that does not exist.
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *call) bool {
+	var err error
+	switch c.route.target {
+	case targetForce:
+		var id int64
+		var names []string
+		if c.force != nil {
+			if c.user != nil {
+				c.force.Owner = c.user.Name
+			}
+			id, names = c.force.BuilderID, c.force.BuilderNames
+		} else if chi.URLParam(r, "builder") != "" {
+			var b store.Builder
+			if b, err = s.builderParam(r); err == nil {
+				id = b.ID
+			}
+		} else {
+			id, _ = strconv.ParseInt(c.form.Get("builderid"), 10, 64)
+		}
+		c.builders = s.forceBuilders(chi.URLParam(r, "scheduler"), id, names)
+	case targetBuild:
+		if c.build, err = s.buildParam(r); err == nil {
+			c.builders, c.owner = s.builderName(c.build.BuilderID), propString(c.build.Properties, "owner")
+		}
+	case targetRequest:
+		if c.request, err = s.buildRequestParam(r); err == nil {
+			c.builders = s.builderName(c.request.BuilderID)
+			if bs, err := s.cfg.Store.Buildset(c.request.BuildsetID); err == nil {
+				c.owner = propString(bs.Properties, "owner")
+			}
+		}
+	case targetWorker:
+		c.worker, err = s.workerParam(r)
+	}
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			s.refuse(w, r, c, rpcError{status: ae.status, message: ae.msg})
+		} else {
+			s.log.Error("control lookup", "path", r.URL.Path, "err", err)
+			s.refuse(w, r, c, rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"})
+		}
+		return false
 	}
 	return true
 }
@@ -96,13 +315,22 @@ func refusal(u *user, action, builder string) string {
 	return msg
 }
 
-// refuse answers a refused control 403: a JSON-RPC error or the error page.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c control, msg string) {
-	if c.rpc {
-		writeRPCError(w, c.rpcID, rpcError{status: http.StatusForbidden, code: rpcInvalidRequest, message: msg})
+// refuse answers a refused POST: a JSON-RPC error (code
+// rpcInvalidRequest unless e has one, with the call's id once known), or
+// the error page.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *call, e rpcError) {
+	if c.route.kind != postRPC {
+		s.errorPage(w, r, e.status, e.message)
 		return
 	}
-	s.errorPage(w, r, http.StatusForbidden, msg)
+	if e.code == 0 {
+		e.code = rpcInvalidRequest
+	}
+	var id json.RawMessage
+	if c.rpc != nil {
+		id = c.rpc.ID
+	}
+	writeRPCError(w, id, e)
 }
 
 // allowed applies the rules to user u doing action on builder ("" for a
@@ -153,140 +381,16 @@ func (s *Server) rolesOf(u *user) []string {
 	return roles
 }
 
-// controlOf names the action of a control POST from its route pattern. It
-// answers the request and returns false when the request cannot be read. A
-// build, request or worker that does not exist gives no builder: the
-// handler answers 404 for it.
-func (s *Server) controlOf(w http.ResponseWriter, r *http.Request, pattern string) (control, bool) {
-	var c control
-	if rest, ok := strings.CutPrefix(pattern, "/api/v2"); ok {
-		c.rpc = true
-		req, ok := s.peekRPC(w, r)
-		if !ok {
-			return c, false
-		}
-		c.rpcID = req.ID
-		switch {
-		case strings.HasPrefix(rest, "/forceschedulers/"):
-			c.action = "force"
-			c.builders = s.forceBuilders(chi.URLParam(r, "scheduler"), rpcBuilderID(req.Params), req.Params["builderNames"])
-			if u := userOf(r); u != nil {
-				setRPCOwner(r, req, u.Name)
-			}
-		case strings.HasPrefix(rest, "/workers/"):
-			c.action = req.Method
-			if c.action == "stop" {
-				c.action = "graceful"
-			}
-		case strings.HasPrefix(rest, "/buildrequests/"):
-			c.action = req.Method
-			c.builders, c.owner = s.requestBuilder(r)
-		case strings.Contains(rest, "/builds/"):
-			c.action = req.Method
-			c.builders, c.owner = s.buildBuilder(r)
-		}
-		if !slices.Contains(config.AuthzActions, c.action) {
-			c.action = "" // the handler refuses an unknown method
-		}
-		return c, true
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
-	if err := r.ParseForm(); err != nil {
-		status, msg := formError(err)
-		s.errorPage(w, r, status, msg)
-		return c, false
-	}
-	switch {
-	case strings.HasSuffix(pattern, "/force/{scheduler}"):
-		c.action = "force"
-		var id int64
-		if chi.URLParam(r, "builder") != "" {
-			if b, err := s.builderParam(r); err == nil {
-				id = b.ID
-			}
-		} else {
-			id, _ = strconv.ParseInt(r.PostForm.Get("builderid"), 10, 64)
-		}
-		c.builders = s.forceBuilders(chi.URLParam(r, "scheduler"), id, nil)
-		if u := userOf(r); u != nil {
-			r.PostForm.Set("username", u.Name)
-		}
-	case strings.HasSuffix(pattern, "/stop"), strings.HasSuffix(pattern, "/rebuild"):
-		c.action = pattern[strings.LastIndexByte(pattern, '/')+1:]
-		c.builders, c.owner = s.buildBuilder(r)
-	case strings.HasSuffix(pattern, "/cancel"):
-		c.action = "cancel"
-		c.builders, c.owner = s.requestBuilder(r)
-	case strings.HasPrefix(pattern, "/workers/"):
-		c.action = chi.URLParam(r, "action")
-	}
-	if !slices.Contains(config.AuthzActions, c.action) {
-		c.action = ""
-	}
-	return c, true
-}
-
-// peekRPC reads a JSON-RPC call's method, params and id, leaving the body
-// for the handler. A body it cannot read is left for the handler to
-// refuse.
-func (s *Server) peekRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, bool) {
-	var req rpcRequest
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		writeRPCError(w, nil, rpcError{status: http.StatusRequestEntityTooLarge, code: rpcInvalidRequest, message: fmt.Sprintf("request body larger than %d bytes", maxRPCBody)})
-		return req, false
-	}
-	if err != nil {
-		writeRPCError(w, nil, rpcError{status: http.StatusBadRequest, code: rpcInvalidRequest, message: "cannot read the request: " + err.Error()})
-		return req, false
-	}
-	r.Body = io.NopCloser(bytes.NewReader(data))
-	json.Unmarshal(data, &req)
-	return req, true
-}
-
-// setRPCOwner makes a force call's owner the user who makes it, as buildbot
-// does with the logged-in user's name.
-func setRPCOwner(r *http.Request, req rpcRequest, name string) {
-	if req.Params == nil {
-		return
-	}
-	var top map[string]json.RawMessage
-	data, _ := io.ReadAll(r.Body)
-	if json.Unmarshal(data, &top) != nil {
-		r.Body = io.NopCloser(bytes.NewReader(data))
-		return
-	}
-	owner, _ := json.Marshal(name)
-	delete(req.Params, "username")
-	req.Params["owner"] = owner
-	top["params"], _ = json.Marshal(req.Params)
-	out, _ := json.Marshal(top)
-	r.Body = io.NopCloser(bytes.NewReader(out))
-	r.ContentLength = int64(len(out))
-}
-
-// rpcBuilderID reads a force call's builderid, or 0.
-func rpcBuilderID(params map[string]json.RawMessage) int64 {
-	var v any
-	if json.Unmarshal(params["builderid"], &v) != nil {
-		return 0
-	}
-	id, _ := intParam(v)
-	return id
-}
-
 // forceBuilders returns the builders a force of scheduler would build: the
 // one builderID or names name, else all of the scheduler's.
-func (s *Server) forceBuilders(scheduler string, builderID int64, names json.RawMessage) []string {
+func (s *Server) forceBuilders(scheduler string, builderID int64, names []string) []string {
 	if builderID != 0 {
 		if b, err := s.cfg.Store.Builder(builderID); err == nil {
 			return []string{b.Name}
 		}
 	}
-	var list []string
-	if json.Unmarshal(names, &list) == nil && len(list) > 0 {
-		return list
+	if len(names) > 0 {
+		return names
 	}
 	if s.cfg.Forcer == nil {
 		return nil
@@ -297,30 +401,6 @@ func (s *Server) forceBuilders(scheduler string, builderID int64, names json.Raw
 		}
 	}
 	return nil
-}
-
-// buildBuilder returns the builder and the owner of the build a route
-// names.
-func (s *Server) buildBuilder(r *http.Request) ([]string, string) {
-	b, err := s.buildParam(r)
-	if err != nil {
-		return nil, ""
-	}
-	return s.builderName(b.BuilderID), propString(b.Properties, "owner")
-}
-
-// requestBuilder returns the builder and the owner of the build request a
-// route names.
-func (s *Server) requestBuilder(r *http.Request) ([]string, string) {
-	br, err := s.buildRequestParam(r)
-	if err != nil {
-		return nil, ""
-	}
-	var owner string
-	if bs, err := s.cfg.Store.Buildset(br.BuildsetID); err == nil {
-		owner = propString(bs.Properties, "owner")
-	}
-	return s.builderName(br.BuilderID), owner
 }
 
 func (s *Server) builderName(id int64) []string {

@@ -44,100 +44,85 @@ const rpcServerError = -32000
 // buildRPC serves "stop" and "rebuild" on /builds/ID and
 // /builders/B/builds/N.
 func (s *Server) buildRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "build", func(req rpcRequest) (any, *rpcError) {
-		b, err := s.buildParam(r)
-		if err != nil {
-			return nil, s.controlError(r, err)
-		}
-		switch req.Method {
+	s.controlRPC(w, r, "build", func(c *call) (any, *rpcError) {
+		switch c.action {
 		case "stop":
-			reason, rerr := reasonParam(req.Params)
+			reason, rerr := reasonParam(c.rpc.Params)
 			if rerr != nil {
 				return nil, rerr
 			}
-			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), b.ID, reason))
+			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), c.build.ID, reason))
 		case "rebuild":
-			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), b.ID)
+			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), c.build.ID)
 			if err != nil {
 				return nil, s.controlError(r, err)
 			}
 			return []any{bsid, brids}, nil
 		}
-		return nil, noMethod(req.Method, "build")
+		return nil, noMethod(c.rpc.Method, "build")
 	})
 }
 
 // buildRequestRPC serves "cancel" on /buildrequests/ID.
 func (s *Server) buildRequestRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "buildrequest", func(req rpcRequest) (any, *rpcError) {
-		br, err := s.buildRequestParam(r)
-		if err != nil {
-			return nil, s.controlError(r, err)
+	s.controlRPC(w, r, "buildrequest", func(c *call) (any, *rpcError) {
+		if c.action != "cancel" {
+			return nil, noMethod(c.rpc.Method, "buildrequest")
 		}
-		if req.Method != "cancel" {
-			return nil, noMethod(req.Method, "buildrequest")
-		}
-		reason, rerr := reasonParam(req.Params)
+		reason, rerr := reasonParam(c.rpc.Params)
 		if rerr != nil {
 			return nil, rerr
 		}
-		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), br.ID, reason))
+		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), c.request.ID, reason))
 	})
 }
 
 // workerRPC serves "pause", "unpause", "stop" (graceful shutdown; also
 // called "graceful" here) and "kill" on /workers/ID or /workers/NAME.
 func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "worker", func(req rpcRequest) (any, *rpcError) {
-		wk, err := s.workerParam(r)
-		if err != nil {
-			return nil, s.controlError(r, err)
-		}
-		reason, rerr := reasonParam(req.Params)
+	s.controlRPC(w, r, "worker", func(c *call) (any, *rpcError) {
+		reason, rerr := reasonParam(c.rpc.Params)
 		if rerr != nil {
 			return nil, rerr
 		}
-		c, ctx := s.cfg.Controller, r.Context()
-		switch req.Method {
+		ctl, ctx, wk := s.cfg.Controller, r.Context(), c.worker
+		var err error
+		switch c.action {
 		case "pause":
-			err = c.PauseWorker(ctx, wk.ID, reason)
+			err = ctl.PauseWorker(ctx, wk.ID, reason)
 		case "unpause":
-			err = c.UnpauseWorker(ctx, wk.ID)
-		case "stop", "graceful":
-			err = c.GracefulWorker(ctx, wk.ID)
+			err = ctl.UnpauseWorker(ctx, wk.ID)
+		case "graceful":
+			err = ctl.GracefulWorker(ctx, wk.ID)
 		case "kill":
-			err = c.KillWorker(ctx, wk.ID, reason)
+			err = ctl.KillWorker(ctx, wk.ID, reason)
 		default:
-			return nil, noMethod(req.Method, "worker")
+			return nil, noMethod(c.rpc.Method, "worker")
 		}
 		if err == nil {
-			s.log.Info("worker control", "worker", wk.Name, "action", req.Method, "reason", reason)
+			s.log.Info("worker control", "worker", wk.Name, "action", c.action, "reason", reason)
 		}
 		return nil, s.controlError(r, err)
 	})
 }
 
-// controlRPC decodes a JSON-RPC call, runs do and writes its result.
-func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(rpcRequest) (any, *rpcError)) {
-	req, rerr := decodeRPC(w, r)
-	if rerr != nil {
-		writeRPCError(w, req.ID, *rerr)
+// controlRPC runs do on the call that authorize decoded, and writes its
+// result.
+func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(*call) (any, *rpcError)) {
+	c, ok := s.callOf(w, r)
+	if !ok {
 		return
 	}
 	if s.cfg.Controller == nil {
-		writeRPCError(w, req.ID, rpcError{status: http.StatusServiceUnavailable, code: rpcInternalError, message: what + " control is not available"})
+		writeRPCError(w, c.rpc.ID, rpcError{status: http.StatusServiceUnavailable, code: rpcInternalError, message: what + " control is not available"})
 		return
 	}
-	res, rerr := do(req)
+	res, rerr := do(c)
 	if rerr != nil {
-		writeRPCError(w, req.ID, *rerr)
+		writeRPCError(w, c.rpc.ID, *rerr)
 		return
 	}
-	id := req.ID
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
+	writeRPCResult(w, c.rpc.ID, res)
 }
 
 // controlError maps an error of a lookup or a Controller to a JSON-RPC

@@ -112,7 +112,7 @@ func TestForceParamForm(t *testing.T) {
 		}
 	}
 	form := url.Values{"reason": {"r"}, "note": {"abc"}, "count": {"x7"}, "dry": {"false"}, "os": {"freebsd"}}
-	resp, err := http.PostForm(srv.URL+"/force/custom", form)
+	resp, err := http.DefaultClient.Do(formRequest(t, srv.URL+"/force/custom", form))
 	check(t, err)
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusBadRequest {
@@ -132,7 +132,7 @@ func TestForceParamForm(t *testing.T) {
 	}
 	form.Set("count", "3")
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err = client.PostForm(srv.URL+"/force/custom", form)
+	resp, err = client.Do(formRequest(t, srv.URL+"/force/custom", form))
 	check(t, err)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {

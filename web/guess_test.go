@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,22 +20,10 @@ import (
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// withFormCookie gives a form the anonymous CSRF cookie whose value
+// testFormToken the form carries, as gbb's own login page does.
+func withFormCookie(r *http.Request) {
+	r.AddCookie(&http.Cookie{Name: anonCSRFCookie, Value: testFormToken})
 }
 
 // clientFrom returns a client whose connections come from the loopback
@@ -100,7 +86,7 @@ func TestGuessingBrake(t *testing.T) {
 		{"basic auth", "GET", "/api/v2/builders", "", basic("bob", "guess")},
 		{"right password", "GET", "/api/v2/builders", "", basic("bob", "pw-bob")},
 		{"bearer token", "GET", "/api/v2/builders", "", func(r *http.Request) { r.Header.Set("Authorization", "Bearer guess") }},
-		{"login form", "POST", "/login", url.Values{"username": {"bob"}, "password": {"guess"}}.Encode(), nil},
+		{"login form", "POST", "/login", url.Values{"username": {"bob"}, "password": {"guess"}, csrfField: {testFormToken}}.Encode(), withFormCookie},
 	} {
 		status, retry, body := send(t, attacker, tt.method, f.srv.URL+tt.path, tt.body, tt.set)
 		secs, err := strconv.Atoi(retry)
@@ -122,7 +108,7 @@ func TestGuessingBrake(t *testing.T) {
 	if status, _, body := send(t, user, "GET", api, "", basic("bob", "typo")); status != 401 {
 		t.Errorf("bob's typo at another address: %d %s, want 401", status, body)
 	}
-	status, _, body := send(t, user, "POST", f.srv.URL+"/login", url.Values{"username": {"bob"}, "password": {"pw-bob"}}.Encode(), nil)
+	status, _, body := send(t, user, "POST", f.srv.URL+"/login", url.Values{"username": {"bob"}, "password": {"pw-bob"}, csrfField: {testFormToken}}.Encode(), withFormCookie)
 	if status != http.StatusSeeOther {
 		t.Errorf("bob's login form at another address: %d %s", status, body)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -52,28 +53,27 @@ func writeRPCError(w http.ResponseWriter, id json.RawMessage, e rpcError) {
 	})
 }
 
-// forceRPC serves buildbot's "force" control on /forceschedulers/NAME.
+// forceRPC serves buildbot's "force" control on /forceschedulers/NAME, as
+// authorize decoded it.
 func (s *Server) forceRPC(w http.ResponseWriter, r *http.Request) {
-	req, rerr := decodeRPC(w, r)
+	c, ok := s.callOf(w, r)
+	if !ok {
+		return
+	}
+	bsid, brids, rerr := s.force(r, chi.URLParam(r, "scheduler"), *c.force)
 	if rerr != nil {
-		writeRPCError(w, req.ID, *rerr)
+		writeRPCError(w, c.rpc.ID, *rerr)
 		return
 	}
-	if req.Method != "force" {
-		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcMethodNotFound, fmt.Sprintf("no method %q on a forcescheduler", req.Method), ""})
-		return
+	writeRPCResult(w, c.rpc.ID, []any{bsid, brids})
+}
+
+// writeRPCResult answers a JSON-RPC call with its result.
+func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
 	}
-	fr, err := forceRequestFromRPC(req.Params)
-	if err != nil {
-		writeRPCError(w, req.ID, rpcError{http.StatusBadRequest, rpcInvalidParams, err.Error(), ""})
-		return
-	}
-	bsid, brids, rerr := s.force(r, chi.URLParam(r, "scheduler"), fr)
-	if rerr != nil {
-		writeRPCError(w, req.ID, *rerr)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": req.ID, "jsonrpc": "2.0", "result": []any{bsid, brids}})
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
 }
 
 // force runs a force request and maps its errors to JSON-RPC ones.
@@ -96,20 +96,37 @@ func (s *Server) force(r *http.Request, name string, fr scheduler.ForceRequest) 
 	return 0, nil, &rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"}
 }
 
-// decodeRPC reads a JSON-RPC 2.0 call. Like buildbot it takes no batches and
-// only named params; unlike buildbot it also takes a form or missing
-// Content-Type, as curl -d sends.
+// rpcContentTypeHelp is the refusal of a JSON-RPC call not sent as
+// application/json.
+const rpcContentTypeHelp = "JSON-RPC calls must be sent with Content-Type: application/json (with curl: -H 'Content-Type: application/json')"
+
+// decodeRPC reads a JSON-RPC 2.0 call: exactly one JSON object, nothing
+// after it but white space. Like buildbot it takes no batches, only named
+// params, and only Content-Type application/json: a browser sends that
+// type to another site only after a CORS preflight, which gbb never
+// grants, so no other site's page can make one (see csrf.go). It is called
+// once per request, by authorize; the handlers take its result from there.
 func decodeRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, *rpcError) {
 	var req rpcRequest
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" && mt != "application/x-www-form-urlencoded" {
-			return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "invalid content-type (use application/json)", ""}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return req, &rpcError{http.StatusUnsupportedMediaType, rpcInvalidRequest, rpcContentTypeHelp, ""}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	var raw json.RawMessage
+	err = dec.Decode(&raw)
+	if err == nil {
+		// Anything but white space after the call is refused: a reader that
+		// stopped at the first value would act on a call that another
+		// reader of the same body saw differently.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errTrailingData
+			if _, ok := errors.AsType[*http.MaxBytesError](terr); ok {
+				err = terr
+			}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, maxRPCBody)
-	var raw json.RawMessage
-	if err := json.NewDecoder(body).Decode(&raw); err != nil {
+	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return req, &rpcError{http.StatusRequestEntityTooLarge, rpcInvalidRequest, fmt.Sprintf("request body larger than %d bytes", maxRPCBody), ""}
 		}
@@ -133,6 +150,9 @@ func decodeRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, *rpcError) {
 	}
 	return req, nil
 }
+
+// errTrailingData is the parse error of a body with more after its call.
+var errTrailingData = errors.New("data after the JSON-RPC call (send one JSON object only)")
 
 // forceRequestFromRPC reads buildbot's force parameters; the ones it does
 // not know become build properties.

@@ -49,7 +49,7 @@ func TestLogoutNeedsPost(t *testing.T) {
 		}
 	}
 	// From another site, even with the token.
-	resp, _ = f.do(t, who, "POST", "/logout", ctype, "csrf_token="+m[1], "Origin", "http://evil.example")
+	resp, _ = f.do(t, who, "POST", "/logout", ctype, "csrf_token="+m[1], "Sec-Fetch-Site", "cross-site")
 	if resp.StatusCode != http.StatusForbidden || !loggedIn() {
 		t.Errorf("POST /logout from another origin: %d, want 403 and the session kept", resp.StatusCode)
 	}

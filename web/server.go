@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,8 +97,9 @@ type Config struct {
 	TitleURL string // the title's link; empty means none
 	// BuildbotURL is the public URL of the site, maybe with a path prefix
 	// (http://host/buildbot/) that a proxy strips. Its origin is accepted,
-	// with the request's own host, as the Origin of a POST; empty means
-	// only the request's own host is.
+	// with the request's own host, as the Origin of a WebSocket and of a
+	// change hook's POST (csrf.go); empty means only the request's own
+	// host is.
 	BuildbotURL string
 
 	// Changes stores the changes that POST /change_hook/DIALECT receives;
@@ -248,7 +250,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead, securityHeaders, s.authenticate)
+	r.Use(middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -267,24 +269,28 @@ func (s *Server) routes() http.Handler {
 	return r
 }
 
-// sameOrigin guards every POST: it refuses a request whose Origin header
-// is neither the request's own host nor the origin of BuildbotURL, so
-// another site's page cannot make a browser post to us; then authorize
-// (authz.go) checks the CSRF token and who may do what.
+// sameOrigin guards every POST, and is the only way to one: it refuses a
+// browser's cross-site request (csrf.go), then authorize (authz.go)
+// decodes the request once, checks its CSRF token or content type and who
+// may do what, and hands the decoded call to the handler. A change hook,
+// which has no token, is also refused when a browser says it comes from
+// another origin than the site's.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The body must come within BodyTimeout; a stalled one fails the
 		// handler's read with a timeout, which it answers.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
-		o := r.Header.Get("Origin")
-		if o != "" {
-			u, err := url.Parse(o)
-			if err != nil || u.Host != r.Host && (s.origin == "" || o != s.origin) {
-				writeError(w, http.StatusForbidden, "invalid origin "+o)
-				return
-			}
+		if reason := crossSite(r); reason != "" {
+			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
+			writeError(w, http.StatusForbidden, reason)
+			return
 		}
-		if s.authorize(w, r) {
+		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !s.originOK(r, o) {
+			writeError(w, http.StatusForbidden, "invalid origin "+o)
+			return
+		}
+		r, ok := s.authorize(w, r)
+		if ok {
 			next.ServeHTTP(w, r)
 		}
 	})

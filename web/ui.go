@@ -417,12 +417,11 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 
 // forceFields reads a force form into a request for scheduler name.
 func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string) (scheduler.ForceRequest, bool) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
-	if err := r.ParseForm(); err != nil {
-		status, msg := formError(err)
-		s.errorPage(w, r, status, msg)
+	if _, ok := s.callOf(w, r); !ok {
 		return scheduler.ForceRequest{}, false
 	}
+	// authorize has parsed the form, and set username to the logged-in
+	// user's name.
 	fr := scheduler.ForceRequest{
 		Owner:      r.PostForm.Get("username"),
 		Reason:     r.PostForm.Get("reason"),

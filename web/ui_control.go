@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -22,20 +20,19 @@ import (
 // root, so a form cannot send the browser to another site.
 var nextRE = regexp.MustCompile(`^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$|^$`)
 
-// controlForm parses a control form and checks that control is available;
-// it writes the error page and returns false otherwise.
-func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
-	if err := r.ParseForm(); err != nil {
-		status, msg := formError(err)
-		s.errorPage(w, r, status, msg)
-		return false
+// controlForm returns the form that authorize decoded and checked, and
+// checks that control is available; it writes the error page and returns
+// false otherwise.
+func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) (*call, bool) {
+	c, ok := s.callOf(w, r)
+	if !ok {
+		return nil, false
 	}
 	if s.cfg.Controller == nil {
 		s.errorPage(w, r, http.StatusServiceUnavailable, "control is not available")
-		return false
+		return nil, false
 	}
-	return true
+	return c, true
 }
 
 // formError is the status and message for a form that cannot be read: 413
@@ -49,7 +46,7 @@ func formError(err error) (int, string) {
 
 // controlDone answers a control form: the error page when err is set, else
 // a redirect to the form's "next" page, or to def.
-func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, err error, def string) {
+func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *call, err error, def string) {
 	if err != nil {
 		var ae *apiError
 		switch {
@@ -64,7 +61,7 @@ func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, err error, 
 		}
 		return
 	}
-	next := r.PostForm.Get("next")
+	next := c.form.Get("next")
 	if next == "" || !nextRE.MatchString(next) || strings.Contains(next, "..") {
 		next = def
 	}
@@ -76,60 +73,53 @@ func buildPath(b store.Build) string {
 }
 
 func (s *Server) stopForm(w http.ResponseWriter, r *http.Request) {
-	if !s.controlForm(w, r) {
+	c, ok := s.controlForm(w, r)
+	if !ok {
 		return
 	}
-	b, err := s.buildParam(r)
-	if err == nil {
-		err = s.cfg.Controller.StopBuild(r.Context(), b.ID, r.PostForm.Get("reason"))
-	}
-	s.controlDone(w, r, err, buildPath(b))
+	err := s.cfg.Controller.StopBuild(r.Context(), c.build.ID, c.form.Get("reason"))
+	s.controlDone(w, r, c, err, buildPath(c.build))
 }
 
 func (s *Server) rebuildForm(w http.ResponseWriter, r *http.Request) {
-	if !s.controlForm(w, r) {
+	c, ok := s.controlForm(w, r)
+	if !ok {
 		return
 	}
-	b, err := s.buildParam(r)
-	if err == nil {
-		_, _, err = s.cfg.Controller.Rebuild(r.Context(), b.ID)
-	}
-	s.controlDone(w, r, err, "builders/"+strconv.FormatInt(b.BuilderID, 10))
+	_, _, err := s.cfg.Controller.Rebuild(r.Context(), c.build.ID)
+	s.controlDone(w, r, c, err, "builders/"+strconv.FormatInt(c.build.BuilderID, 10))
 }
 
 func (s *Server) cancelForm(w http.ResponseWriter, r *http.Request) {
-	if !s.controlForm(w, r) {
+	c, ok := s.controlForm(w, r)
+	if !ok {
 		return
 	}
-	br, err := s.buildRequestParam(r)
-	if err == nil {
-		err = s.cfg.Controller.CancelBuildRequest(r.Context(), br.ID, r.PostForm.Get("reason"))
-	}
-	s.controlDone(w, r, err, "pending")
+	err := s.cfg.Controller.CancelBuildRequest(r.Context(), c.request.ID, c.form.Get("reason"))
+	s.controlDone(w, r, c, err, "pending")
 }
 
 // workerForm serves the workers page's pause, unpause and graceful (stop)
 // buttons.
 func (s *Server) workerForm(w http.ResponseWriter, r *http.Request) {
-	if !s.controlForm(w, r) {
+	c, ok := s.controlForm(w, r)
+	if !ok {
 		return
 	}
-	wk, err := s.workerParam(r)
-	if err == nil {
-		c, ctx, reason := s.cfg.Controller, r.Context(), r.PostForm.Get("reason")
-		switch action := chi.URLParam(r, "action"); action {
-		case "pause":
-			err = c.PauseWorker(ctx, wk.ID, reason)
-		case "unpause":
-			err = c.UnpauseWorker(ctx, wk.ID)
-		case "graceful":
-			err = c.GracefulWorker(ctx, wk.ID)
-		default:
-			err = notFound("no worker action %q", action)
-		}
-		if err == nil {
-			s.log.Info("worker control", "worker", wk.Name, "action", chi.URLParam(r, "action"), "reason", reason)
-		}
+	ctl, ctx, reason, wk := s.cfg.Controller, r.Context(), c.form.Get("reason"), c.worker
+	var err error
+	switch c.action {
+	case "pause":
+		err = ctl.PauseWorker(ctx, wk.ID, reason)
+	case "unpause":
+		err = ctl.UnpauseWorker(ctx, wk.ID)
+	case "graceful":
+		err = ctl.GracefulWorker(ctx, wk.ID)
+	default:
+		err = notFound("no worker action %q", c.action)
 	}
-	s.controlDone(w, r, err, "workers")
+	if err == nil {
+		s.log.Info("worker control", "worker", wk.Name, "action", c.action, "reason", reason)
+	}
+	s.controlDone(w, r, c, err, "workers")
 }

@@ -211,6 +211,7 @@ func TestPages(t *testing.T) {
 		if status != tt.status {
 			t.Errorf("GET %s: %d, want %d", tt.path, status, tt.status)
 		}
+		page = csrfRE.ReplaceAllString(page, "") // tested in csrf_test.go
 		for _, want := range tt.want {
 			if !strings.Contains(page, want) {
 				t.Errorf("GET %s lacks %q:\n%s", tt.path, want, page)
@@ -480,12 +481,11 @@ func TestControlForms(t *testing.T) {
 	t.Parallel()
 	f := newUIServer(t)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	post := func(path, origin string, form url.Values) (*http.Response, string) {
+	post := func(path, site string, form url.Values) (*http.Response, string) {
 		t.Helper()
-		req := must(http.NewRequest("POST", f.srv.URL+path, strings.NewReader(form.Encode())))(t)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if origin != "" {
-			req.Header.Set("Origin", origin)
+		req := formRequest(t, f.srv.URL+path, form)
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
 		}
 		resp := must(client.Do(req))(t)
 		return resp, readAll(t, resp)
@@ -513,7 +513,7 @@ func TestControlForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f.ctl.calls = nil
-		resp, body := post(tt.path, f.srv.URL, tt.form)
+		resp, body := post(tt.path, "same-origin", tt.form)
 		if resp.StatusCode != tt.status || resp.Header.Get("Location") != tt.location {
 			t.Errorf("POST %s: %d Location %q, want %d %q\n%s", tt.path, resp.StatusCode, resp.Header.Get("Location"), tt.status, tt.location, body)
 		}
@@ -528,7 +528,7 @@ func TestControlForms(t *testing.T) {
 
 	// Another site's page may not post; a controller's refusal is shown.
 	f.ctl.calls = nil
-	if resp, _ := post(fmt.Sprintf("/workers/%d/pause", w), "http://evil.example", nil); resp.StatusCode != http.StatusForbidden || f.ctl.calls != nil {
+	if resp, _ := post(fmt.Sprintf("/workers/%d/pause", w), "cross-site", nil); resp.StatusCode != http.StatusForbidden || f.ctl.calls != nil {
 		t.Errorf("cross-site pause: %d, calls %v", resp.StatusCode, f.ctl.calls)
 	}
 	f.ctl.err = fmt.Errorf("engine: %w", store.ErrNotFound)
@@ -543,7 +543,7 @@ func TestControlForms(t *testing.T) {
 			t.Errorf("%s without a controller has a form", p)
 		}
 	}
-	resp := must(http.PostForm(plain.srv.URL+fmt.Sprintf("/workers/%d/pause", w), nil))(t)
+	resp := must(http.DefaultClient.Do(formRequest(t, plain.srv.URL+fmt.Sprintf("/workers/%d/pause", w), nil)))(t)
 	if body := readAll(t, resp); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("pause without a controller: %d\n%s", resp.StatusCode, body)
 	}
@@ -563,12 +563,15 @@ func TestForceForm(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// post sends form from origin ("http..."), or with Sec-Fetch-Site
+	// set to origin.
 	post := func(path, origin string, form url.Values) (*http.Response, string) {
 		t.Helper()
-		req := must(http.NewRequest("POST", f.srv.URL+path, strings.NewReader(form.Encode())))(t)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if origin != "" {
+		req := formRequest(t, f.srv.URL+path, form)
+		if strings.HasPrefix(origin, "http") {
 			req.Header.Set("Origin", origin)
+		} else if origin != "" {
+			req.Header.Set("Sec-Fetch-Site", origin)
 		}
 		resp := must(client.Do(req))(t)
 		defer resp.Body.Close()
@@ -590,9 +593,12 @@ func TestForceForm(t *testing.T) {
 		t.Errorf("buildset %+v, requests %+v", bs, brs)
 	}
 
-	// The public URL's origin is accepted too.
-	if resp, _ := post("/force/force-runtests", "http://ci.example.org", nil); resp.StatusCode != http.StatusSeeOther {
-		t.Errorf("force from buildbot_url's origin: %d", resp.StatusCode)
+	// The form's token is the defence, not the Origin: buildbot_url's
+	// origin and a proxy's that is neither it nor the Host are accepted.
+	for _, o := range []string{"http://ci.example.org", "http://localhost:8999"} {
+		if resp, body := post("/force/force-runtests", o, nil); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("force from %s: %d\n%s", o, resp.StatusCode, body)
+		}
 	}
 	// A builder page's form forces that builder, and comes back to it.
 	resp, _ = post(fmt.Sprintf("/builders/%d/force/force-all", f.runtests.ID), "", url.Values{"builderid": {fmt.Sprint(f.noop.ID)}})
@@ -617,7 +623,8 @@ func TestForceForm(t *testing.T) {
 		form               url.Values
 		status             int
 	}{
-		{"other site", "/force/force-runtests", "http://evil.example", nil, http.StatusForbidden},
+		{"other site", "/force/force-runtests", "cross-site", nil, http.StatusForbidden},
+		{"sibling site", "/force/force-runtests", "same-site", nil, http.StatusForbidden},
 		{"unknown scheduler", "/force/nope", "", nil, http.StatusNotFound},
 		{"bad builderid", "/force/force-runtests", "", url.Values{"builderid": {"x"}}, http.StatusBadRequest},
 		{"param error", "/force/force-runtests", "", url.Values{"reason": {"forbidden"}}, http.StatusBadRequest},
@@ -629,7 +636,7 @@ func TestForceForm(t *testing.T) {
 			t.Errorf("%s: %d, want %d: %s", tt.name, resp.StatusCode, tt.status, body)
 		}
 	}
-	if got := len(must(f.db.Buildsets(nil))(t)); got != before+3 {
-		t.Errorf("%d buildsets after refused forces, want %d", got, before+3)
+	if got := len(must(f.db.Buildsets(nil))(t)); got != before+4 {
+		t.Errorf("%d buildsets after refused forces, want %d", got, before+4)
 	}
 }

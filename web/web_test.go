@@ -100,14 +100,14 @@ func must[T any](v T, err error) func(testing.TB) T {
 	}
 }
 
-func check(t *testing.T, err error) {
+func check(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func newTestServer(t *testing.T) *fixture {
+func newTestServer(t testing.TB) *fixture {
 	t.Helper()
 	db := must(store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{}))(t)
 	t.Cleanup(func() {
@@ -681,7 +681,7 @@ func (f *fixture) post(t *testing.T, path, ctype, body string) (int, map[string]
 func TestForceRPC(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
-	for _, ctype := range []string{"application/json", "", "application/x-www-form-urlencoded", "application/json; charset=utf-8"} {
+	for _, ctype := range []string{"application/json", "application/json; charset=utf-8"} {
 		status, body := f.post(t, "/api/v2/forceschedulers/force-runtests", ctype,
 			`{"jsonrpc":"2.0","method":"force","id":1,"params":{"reason":"api sample","owner":"sampler <s@localhost>","branch":"dev","revision":"abc","sleep_s":"60","builderid":`+fmt.Sprint(f.runtests.ID)+`}}`)
 		if status != 200 {
@@ -713,14 +713,24 @@ func TestForceRPC(t *testing.T) {
 		}
 	}
 
-	// Another site's page cannot make a browser force a build.
+	// Another site's page cannot make a browser force a build: what it
+	// may send without a preflight (a form's types, text/plain) is
+	// refused, saying what to send; a browser that says the page is
+	// another site's is refused whatever it sends.
+	for _, ctype := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		status, body := f.post(t, "/api/v2/forceschedulers/force-runtests", ctype, `{"jsonrpc":"2.0","method":"force","id":1,"params":{}}`)
+		if e, _ := body["error"].(map[string]any); status != http.StatusUnsupportedMediaType || e == nil || !strings.Contains(fmt.Sprint(e["message"]), "-H 'Content-Type: application/json'") {
+			t.Errorf("force sent as %q: %d %v, want 415 saying what to send", ctype, status, body)
+		}
+	}
 	req := must(http.NewRequest("POST", f.srv.URL+"/api/v2/forceschedulers/force-runtests",
 		strings.NewReader(`{"jsonrpc":"2.0","method":"force","id":1,"params":{}}`)))(t)
-	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	resp := must(http.DefaultClient.Do(req))(t)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("force from another origin: %d", resp.StatusCode)
+		t.Errorf("force from another site: %d", resp.StatusCode)
 	}
 
 	// Without builderid, every builder of the scheduler.
@@ -748,7 +758,9 @@ func TestForceRPCErrors(t *testing.T) {
 		{"param error", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":6,"params":{"reason":"forbidden"}}`, 400, -32602, float64(6)},
 		{"other builder", "force-runtests", "application/json", fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":7,"params":{"builderid":%d}}`, f.noop.ID), 400, -32602, float64(7)},
 		{"unknown scheduler", "nope", "application/json", `{"jsonrpc":"2.0","method":"force","id":8,"params":{}}`, 404, -32600, float64(8)},
-		{"bad content type", "force-runtests", "text/xml", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}}`, 400, -32600, nil},
+		{"bad content type", "force-runtests", "text/xml", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}}`, 415, -32600, nil},
+		{"trailing data", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}} x`, 400, -32700, nil},
+		{"two calls", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}}{}`, 400, -32700, nil},
 		{"too large", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":10,"params":{"x":"` + strings.Repeat("a", maxRPCBody) + `"}}`, 413, -32600, nil},
 	}
 	for _, tt := range tests {

@@ -1,11 +1,11 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -35,16 +35,28 @@ const (
 	wsMaxFrame = 64 << 10
 )
 
-// wsOriginOK accepts a WebSocket from the request's own host or from the
-// origin of BuildbotURL, as sameOrigin does for POSTs; a client that sends
-// no Origin (not a browser) is accepted.
+// wsOriginOK accepts a WebSocket from a client that sends no Origin (not a
+// browser), from a browser page of buildbot_url's origin or of the host
+// the request was sent to (Host, or X-Forwarded-Host as a proxy sets it),
+// or from a browser that proves the page is the site's own although the
+// master cannot tell from the Origin (behind buildbot's nginx recipe, which
+// sets no Host, with a buildbot_url that is not the browser's URL): it
+// says so (Sec-Fetch-Site: same-origin; Chromium sends none on a
+// WebSocket), or the URL carries the page's CSRF token
+// (?csrf_token=, from its <meta name="csrf-token">) with the cookie it
+// belongs to. It logs why it refuses any other.
 func (s *Server) wsOriginOK(r *http.Request) bool {
 	o := r.Header.Get("Origin")
-	if o == "" {
+	if o == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin" || s.originOK(r, o) || s.checkQueryToken(r) {
 		return true
 	}
-	u, err := url.Parse(o)
-	return err == nil && (u.Host == r.Host || s.origin != "" && o == s.origin)
+	fwd := r.Header.Get("X-Forwarded-Host")
+	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.origin, "not set"), r.Host, fwd, csrfField)
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		reason += ", and the browser says the page is " + site
+	}
+	s.log.Warn("websocket refused", "remote", r.RemoteAddr, "origin", o, "reason", reason)
+	return false
 }
 
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +70,11 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	up := websocket.Upgrader{CheckOrigin: s.wsOriginOK}
+	if !s.wsOriginOK(r) {
+		writeError(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+csrfField+"=)")
+		return
+	}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }} // checked above
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return // Upgrade has answered the client
