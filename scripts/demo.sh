@@ -101,7 +101,7 @@ pids+=($!)
 
 # One forced build, so that the UI has something to show.
 curl -fs -X POST "http://127.0.0.1:$web_port/api/v2/forceschedulers/force" \
-  -d '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":"demo","owner":"demo <demo@localhost>"}}' >/dev/null
+  -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":"demo","owner":"demo <demo@localhost>"}}' >/dev/null
 
 cat <<MSG
 
@@ -109,7 +109,7 @@ gbb demo is running (basedirs in $dir)
   UI:       http://127.0.0.1:$web_port/
   API:      http://127.0.0.1:$web_port/api/v2/builds?order=-buildid&limit=1
   force:    curl -X POST http://127.0.0.1:$web_port/api/v2/forceschedulers/force \\
-              -d '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":"try"}}'
+              -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":"try"}}'
   commit:   git -C $repo commit --allow-empty -m try   (the poller builds it within 5s)
   logs:     $master/master.log, $dir/worker.stderr
 Press Ctrl-C to stop.
