@@ -77,7 +77,7 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 	}()
 
 	basedir := t.TempDir()
-	p := newPollers(basedir, st, nil, slog.New(slog.DiscardHandler))
+	p := newPollers(basedir, st, nil, nil, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
