@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -304,6 +305,17 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 	if err != nil {
 		return nil, mirrorError{err}
 	}
+	defer func() {
+		if m.received {
+			// go-git's indexer held a 96 MiB cache of delta bases and a
+			// record per object received, garbage once the pack's index
+			// is written, and the walk as much again for a large push.
+			// Give that memory back now rather than over the minutes the
+			// runtime's scavenger takes, so that a first clone of a large
+			// repository leaves the master at its idle RSS.
+			debug.FreeOSMemory()
+		}
+	}()
 	if aside != "" {
 		if m.aside, err = openRepo(aside, false); err != nil {
 			p.log.Debug("the damaged mirror does not open: walking without it", "dir", aside, "err", err)

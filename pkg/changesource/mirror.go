@@ -37,6 +37,8 @@ type mirror struct {
 	// walk reads it, never the fetch, so that the new mirror holds every
 	// object it needs.
 	aside *git.Repository
+	// received says that a fetch brought a pack into the mirror.
+	received bool
 }
 
 // objects is where the walk reads commits: the mirror, then (withAside)

@@ -339,6 +339,7 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 		}
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
+	m.received = err == nil
 	for _, b := range slices.Sorted(maps.Keys(selected)) {
 		ref := selected[b]
 		h, err := peel(m.repo.Storer, plumbing.NewHash(rr.refs[ref]))
