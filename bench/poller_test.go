@@ -258,3 +258,25 @@ func BenchmarkPollerIdleCPU(b *testing.B) {
 		record("8 git poller", "master CPU per poll, unchanged remote", "ms", perPoll, nil, noTarget, nil, nil, note)
 	})
 }
+
+// BenchmarkPollerIdleRSS reads the RSS of a master with one git poller of
+// a small remote, a second after its first poll (go-git's code and data
+// paged in), GBB_BENCH_RUNS times.
+func BenchmarkPollerIdleRSS(b *testing.B) {
+	once(b, "poller-rss", func(b *testing.B) {
+		root := b.TempDir()
+		bigRepo(b, filepath.Join(root, "small.git"), 100)
+		base, _ := serveGitHTTP(b, root)
+		var rss []float64
+		for range cfg().runs {
+			pm := startPollerMaster(b, base+"/small.git", []string{"small"}, time.Hour)
+			pm.waitFirstPolls(b, 1, time.Minute)
+			time.Sleep(time.Second)
+			rss = append(rss, status(pm.p.pid, "VmRSS"))
+			stopAll([]*proc{pm.p})
+		}
+		b.Logf("master RSS a second after one poller's first poll: %v MB", rss)
+		record("8 git poller", "master RSS, one poller of a small remote, after its first poll, median", "MB", median(rss), nil,
+			lowerThan("≤ 1/4 of buildbot's 93.7 MB", 0, 93.7/4), rss, nil, "over HTTP; no worker connected")
+	})
+}
