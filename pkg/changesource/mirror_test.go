@@ -3,6 +3,7 @@ package changesource
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"io"
 	"io/fs"
@@ -557,5 +558,61 @@ func TestPollRepairAfterForcePush(t *testing.T) {
 	}
 	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
 		t.Errorf("the damaged mirror is left behind: %v", err)
+	}
+}
+
+// TestPollCancelStopsHungFetch lets the remote list its refs, then hangs
+// in the middle of the fetch: cancelling the poll returns it, the remote
+// sees its connection close, and the mirror's refs stay as they were.
+func TestPollCancelStopsHungFetch(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	backend := gitBackend(t, r)
+	var hang atomic.Bool
+	hung := make(chan struct{}, 1)
+	gone := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if hang.Load() && strings.HasSuffix(req.URL.Path, "/git-upload-pack") && fetchRequest(t, req) {
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("0008NAK\n"))
+			w.(http.Flusher).Flush()
+			hung <- struct{}{}
+			<-req.Context().Done() // the client went away
+			gone <- struct{}{}
+			return
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/" + filepath.Base(r.dir)
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: url, Workdir: workdir}, db, rec.notify, nil)
+	poll(t, p)
+	before := snapshot(t, filepath.Join(workdir, "refs"))
+
+	hang.Store(true)
+	r.commit("one", "a", "1\n")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Poll(ctx) }()
+	select {
+	case <-hung:
+	case err := <-done:
+		t.Fatalf("Poll returned before the fetch hung: %v", err)
+	}
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("a cancelled Poll returned %v", err)
+	}
+	<-gone
+	if diff := cmp.Diff(before, snapshot(t, filepath.Join(workdir, "refs"))); diff != "" {
+		t.Errorf("the mirror's refs changed (-before +after):\n%s", diff)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("announced %v", briefs(got))
 	}
 }
