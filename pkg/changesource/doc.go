@@ -11,8 +11,10 @@
 // at any moment neither announces a commit twice nor misses one. A poll in
 // which no followed ref moved lists the refs and does nothing else.
 //
-// Transports: file:// URLs and local paths (served in process by go-git's
-// upload-pack: no git-upload-pack), http:// and https:// (with a user name
+// Transports: file:// URLs and local paths (read in process: the objects
+// the mirror lacks are packed by go-git's encoder into the mirror, as an
+// upload-pack would send them; no git-upload-pack, and nothing registered
+// in go-git's global transport table), http:// and https:// (with a user name
 // and a password read from a secret at each poll; through the proxy that
 // http_proxy, https_proxy and no_proxy name, read at each poll; a loopback
 // host is never proxied), ssh:// and scp-like user@host:path (with a
@@ -39,11 +41,10 @@
 //     supported. The system's CA certificates are used, as by the rest of
 //     the master.
 //   - A file:// or local remote is read by go-git in process: a bare
-//     repository or one with a work tree (.git), not a worktree whose .git
-//     is a file pointing elsewhere, nor one with alternates outside the
-//     master's reach. A fetch from it walks the objects the mirror already
-//     has, as git's upload-pack would not: for a large local repository,
-//     serve it over ssh or http instead.
+//     repository or one with a work tree (.git), not a linked worktree
+//     whose .git is a file. A fetch from it lists every object the mirror
+//     already has, to leave them out, where git's upload-pack negotiates:
+//     for a large local repository, serve it over ssh or http instead.
 //   - Shallow or partial (filtered) clones: the mirror always holds the
 //     followed refs' whole history, as with the git binary.
 //

@@ -665,3 +665,24 @@ func TestPollCancelStopsFetch(t *testing.T) {
 		t.Errorf("a poll that never listed the remote's refs made the mirror: %v", err)
 	}
 }
+
+// TestPollLocalForcePushPruned force-pushes a local remote and prunes the
+// commit the mirror's ref still names: the local fetch leaves it out of
+// what it asks the remote to skip, and announces the new commits.
+func TestPollLocalForcePushPruned(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	base := r.commit("base", "f", "1")
+	r.commit("dropped", "f", "2")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: r.url()}, db)
+	poll(t, p)
+	r.git("reset", "-q", "--hard", base)
+	r.git("reflog", "expire", "--expire=now", "--all")
+	r.git("gc", "-q", "--prune=now")
+	n1 := r.commit("new 1", "f", "3")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", n1, "new 1"}}, briefs(rec.take())); diff != "" {
+		t.Errorf("announced (-want +got):\n%s", diff)
+	}
+}

@@ -4,53 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/revlist"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	"github.com/go-git/go-git/v5/plumbing/transport/server"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/utils/ioutil"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/net/http/httpproxy"
 )
-
-// installFile makes go-git serve file:// remotes and local paths in
-// process, with its own upload-pack, instead of running git-upload-pack:
-// the master has no git binary. It is done once, for the whole process
-// (go-git keeps its transports in a global table); nothing else in the
-// master uses go-git's file transport.
-var installFile = sync.OnceFunc(func() {
-	client.InstallProtocol("file", server.NewServer(localLoader{}))
-})
-
-// localLoader opens a repository on this machine for go-git's in-process
-// upload-pack: bare, or with a work tree (where go-git's own loader would
-// look for refs beside .git instead of in it).
-type localLoader struct{}
-
-func (localLoader) Load(ep *transport.Endpoint) (storer.Storer, error) {
-	repo, err := git.PlainOpenWithOptions(ep.Path, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		return nil, transport.ErrRepositoryNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	return repo.Storer, nil
-}
 
 // remoteError is a failure that lies with the remote (or the way to it),
 // not with the mirror: listing its refs. It never leads to checking the
@@ -95,7 +71,6 @@ func (p *GitPoller) remote() (*remote, error) {
 	r := &remote{url: p.cfg.RepoURL, ep: ep}
 	switch ep.Protocol {
 	case "file":
-		installFile()
 	case "ssh":
 		if r.auth, err = p.sshAuth(ep); err != nil {
 			return nil, err
@@ -221,6 +196,13 @@ func (r *remote) goRemote(s storage.Storer) *git.Remote {
 // names, as git ls-remote does. It reads the remote only: nothing is
 // written anywhere.
 func (r *remote) list(ctx context.Context) (remoteRefs, error) {
+	if r.ep.Protocol == "file" {
+		src, err := openLocal(r.ep.Path)
+		if err != nil {
+			return remoteRefs{}, err
+		}
+		return listLocal(src)
+	}
 	refs, err := r.goRemote(nil).ListContext(ctx, &git.ListOptions{
 		Auth: r.auth, ProxyOptions: r.proxy, PeelingOption: git.AppendPeeled,
 	})
@@ -330,9 +312,14 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 	for i, n := range names {
 		specs[i] = gitconfig.RefSpec("+" + n + ":" + n)
 	}
-	err := r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
-		RefSpecs: specs, Auth: r.auth, ProxyOptions: r.proxy, Tags: git.NoTags, Force: true,
-	})
+	var err error
+	if r.ep.Protocol == "file" {
+		err = fetchLocal(ctx, r.ep.Path, m.repo, rr, names)
+	} else {
+		err = r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
+			RefSpecs: specs, Auth: r.auth, ProxyOptions: r.proxy, Tags: git.NoTags, Force: true,
+		})
+	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
@@ -355,4 +342,137 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 		}
 	}
 	return tips, nil
+}
+
+// openLocal opens a repository on this machine: bare, or the .git of a
+// work tree; with the poller's memory bounds, read only.
+func openLocal(path string) (*git.Repository, error) {
+	dir := path
+	if fi, err := os.Stat(filepath.Join(path, ".git")); err == nil && fi.IsDir() {
+		dir = filepath.Join(path, ".git")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, git.ErrRepositoryNotExists)
+	}
+	src, err := openRepo(dir, false)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return src, nil
+}
+
+// listLocal lists the branches and tags of a repository on this machine,
+// with its tags peeled and the branch its HEAD names, as git ls-remote
+// would.
+func listLocal(src *git.Repository) (remoteRefs, error) {
+	rr := remoteRefs{refs: map[string]string{}, peeled: map[string]string{}}
+	iter, err := src.Storer.IterReferences()
+	if err != nil {
+		return rr, err
+	}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		name := ref.Name()
+		if ref.Type() != plumbing.HashReference || !(name.IsBranch() || name.IsTag()) {
+			return nil
+		}
+		rr.refs[name.String()] = ref.Hash().String()
+		if name.IsTag() {
+			obj, err := src.Storer.EncodedObject(plumbing.AnyObject, ref.Hash())
+			if err == nil && obj.Type() == plumbing.TagObject {
+				h, err := peel(src.Storer, ref.Hash())
+				var nc notCommitError
+				switch {
+				case errors.As(err, &nc):
+					rr.peeled[name.String()] = nc.hash.String()
+				case err != nil:
+					return fmt.Errorf("tag %s: %w", name, err)
+				default:
+					rr.peeled[name.String()] = h.String()
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return rr, err
+	}
+	var symHead, hashHead string
+	head, err := src.Storer.Reference(plumbing.HEAD)
+	switch {
+	case errors.Is(err, plumbing.ErrReferenceNotFound):
+	case err != nil:
+		return rr, fmt.Errorf("HEAD: %w", err)
+	case head.Type() == plumbing.SymbolicReference:
+		symHead = head.Target().String()
+	default:
+		hashHead = head.Hash().String()
+	}
+	rr.head = headBranch(symHead, hashHead, rr.refs)
+	if _, ok := rr.refs[rr.head]; !ok && symHead != "" {
+		rr.head = "" // HEAD names a branch not born yet
+	}
+	return rr, nil
+}
+
+// fetchLocal fetches names (refs of rr) from the repository at path into
+// dst, as go-git's upload-pack would serve them, in process: the objects
+// reachable from the refs and from none of dst's refs are packed and the
+// pack written to dst's objects/pack, then dst's refs are set. No git
+// binary, and no transport registered in go-git's global table.
+func fetchLocal(ctx context.Context, path string, dst *git.Repository, rr remoteRefs, names []string) error {
+	src, err := openLocal(path)
+	if err != nil {
+		return err
+	}
+	var wants, haves []plumbing.Hash
+	for _, n := range names {
+		wants = append(wants, plumbing.NewHash(rr.refs[n]))
+	}
+	iter, err := dst.Storer.IterReferences()
+	if err != nil {
+		return err
+	}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		// What the source no longer has (a force-push, then a gc) cannot
+		// be left out of the pack: only its own objects can.
+		if ref.Type() == plumbing.HashReference && src.Storer.HasEncodedObject(ref.Hash()) == nil {
+			haves = append(haves, ref.Hash())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ignore, err := revlist.Objects(src.Storer, haves, nil)
+	if err != nil {
+		return err
+	}
+	objs, err := revlist.Objects(src.Storer, wants, ignore)
+	if err != nil {
+		return err
+	}
+	if len(objs) > 0 {
+		pr, pw := io.Pipe()
+		go func() {
+			_, err := packfile.NewEncoder(pw, src.Storer, false).Encode(objs, 10)
+			pw.CloseWithError(err)
+		}()
+		err = packfile.UpdateObjectStorage(dst.Storer, ioutil.NewContextReadCloser(ctx, pr))
+		pr.CloseWithError(errors.New("fetch ended")) // stops the encoder if the write failed
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+	}
+	for _, n := range names {
+		if err := dst.Storer.SetReference(plumbing.NewHashReference(plumbing.ReferenceName(n), plumbing.NewHash(rr.refs[n]))); err != nil {
+			return err
+		}
+	}
+	if len(objs) == 0 {
+		return git.NoErrAlreadyUpToDate
+	}
+	return nil
 }
