@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,11 +32,16 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/build", []string{mod + "web", mod + "pkg/master"}},
 		{mod + "pkg/scheduler", []string{mod + "web", mod + "pkg/master", mod + "pkg/build"}},
 		{mod + "pkg/config", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
-		// The git step and the poller run the git binary, as buildbot's
-		// do: go-git (with its ssh, openpgp and circl) was 3-4 MB of each
-		// program's idle RSS (BENCHMARKS.md). Test helpers stay in tests.
-		{mod + "cmd/master", []string{"github.com/go-git", mod + "internal/testdeb"}},
-		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb"}},
+		// The worker's git step runs the git binary, as buildbot's Git
+		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
+		// MB of its idle RSS. The master's poller uses go-git, so that the
+		// master needs no git (issue 17). Test helpers stay in tests.
+		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd"}},
+		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd"}},
+	}
+	// The master's git poller is go-git, in process.
+	if !slices.Contains(deps(mod+"cmd/master"), "github.com/go-git/go-git/v5") {
+		t.Errorf("cmd/master does not link go-git: its git poller would need a git binary")
 	}
 	for _, r := range rules {
 		for _, d := range deps(r.pkg) {

@@ -69,7 +69,7 @@ func BenchmarkStartup(b *testing.B) {
 			lowerThan("≤ 1/20 of buildbot, < 100 ms", 20, 100), start["gbb"], start["buildbot"], "")
 		if !cfg().inproc {
 			record("2 idle memory", "master RSS, median", "MB", *mrss.med("gbb"), mrss.med("buildbot"),
-				lowerThan("≤ 1/5 of buildbot", 5, 0), mrss["gbb"], mrss["buildbot"], "")
+				lowerThan("≤ 1/4 of buildbot", 4, 0), mrss["gbb"], mrss["buildbot"], "")
 		}
 		record("2 idle memory", "worker RSS, median", "MB", *wrss.med("gbb"), wrss.med("buildbot"),
 			lowerThan("≤ 1/4 of buildbot", 4, 0), wrss["gbb"], wrss["buildbot"], "")

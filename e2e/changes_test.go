@@ -138,10 +138,12 @@ type pollerEnv struct {
 // TestPollerBuildsCommits: a commit on the watched branch starts exactly one
 // build, which checks out that revision and sees its files; a commit on
 // another branch starts none; a commit made while the master is down is
-// built once after it restarts.
+// built once after it restarts. The master runs with a PATH that has no
+// git (its poller is go-git); the worker's git step runs git.
 func TestPollerBuildsCommits(t *testing.T) {
 	t.Parallel()
 	e := &pollerEnv{env: newEnv(t), StableTimer: "0s"}
+	e.masterEnv = []string{"PATH=" + t.TempDir()}
 	r := newRepo(t, filepath.Join(e.Dir, "repo"))
 	e.writeConfigData(pollerConfig, e)
 	e.startMaster()

@@ -129,6 +129,7 @@ type env struct {
 	worker     string // binary
 	Dir        string // test's temp dir
 	masterDir  string
+	masterEnv  []string // NAME=value added to the master's environment
 	WebPort    int
 	WorkerPort int
 }
@@ -169,7 +170,11 @@ func (e *env) writeConfigData(tmpl string, data any) {
 // and stops it at cleanup.
 func (e *env) startMaster() {
 	e.t.Helper()
-	mustRun(e.t, e.master, "start", e.masterDir)
+	cmd := exec.Command(e.master, "start", e.masterDir)
+	cmd.Env = append(os.Environ(), e.masterEnv...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("gbb-master start: %v\n%s", err, out)
+	}
 	e.t.Cleanup(func() {
 		if _, err := os.Stat(filepath.Join(e.masterDir, "master.pid")); err == nil {
 			run(e.t, e.master, "stop", e.masterDir)

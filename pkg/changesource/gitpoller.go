@@ -10,10 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -33,6 +37,12 @@ type Store interface {
 	// AddChangesAndState stores changes and sets the state in one
 	// transaction, and returns the changes as stored.
 	AddChangesAndState(changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error)
+}
+
+// Secrets gives the value of a secret by name, as the master's secrets
+// providers do.
+type Secrets interface {
+	Get(name string) (string, error)
 }
 
 // GitPollerConfig configures a GitPoller, as buildbot's GitPoller.
@@ -72,10 +82,20 @@ type GitPollerConfig struct {
 	// Workdir is the bare mirror's directory, made if missing (usually under
 	// the master's basedir). Required.
 	Workdir string
-	// SSHKeyFile is the private key for ssh URLs (git runs with
-	// GIT_SSH_COMMAND="ssh -i SSHKeyFile -o IdentitiesOnly=yes -o
-	// BatchMode=yes"); empty means ssh's own default (the agent, ~/.ssh).
+	// SSHKeyFile is the private key for ssh URLs; empty means the keys of
+	// the ssh agent (SSH_AUTH_SOCK).
 	SSHKeyFile string
+	// SSHKnownHostsFile lists the host keys an ssh remote may have, in
+	// OpenSSH's known_hosts format; empty means SSH_KNOWN_HOSTS, else
+	// ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. A host whose key is
+	// not listed is refused.
+	SSHKnownHostsFile string
+	// HTTPUsername and HTTPPasswordSecret are the credentials for http(s)
+	// URLs: the password is the secret of that name, read from Secrets at
+	// each poll. An empty username with a password means "git".
+	HTTPUsername, HTTPPasswordSecret string
+	// Secrets gives the values of secrets, for HTTPPasswordSecret.
+	Secrets Secrets
 }
 
 // GitPoller polls one git remote and announces its new commits as changes.
@@ -193,7 +213,7 @@ func (p *GitPoller) repair(ctx context.Context, pollErr error) ([]store.Change, 
 	if err != nil {
 		return nil, errors.Join(pollErr, err)
 	}
-	damage := checkMirror(ctx, p.cfg.Workdir, last)
+	damage := checkMirror(p.cfg.Workdir, last)
 	if ctx.Err() != nil {
 		return nil, pollErr // a check cut short tells nothing
 	}
@@ -255,15 +275,15 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 	if p.cfg.Workdir == "" {
 		return nil, errors.New("no workdir configured")
 	}
-	if err := lookGit(); err != nil {
-		return nil, err
-	}
-	env, err := p.remoteEnv()
+	r, err := p.remote()
 	if err != nil {
 		return nil, remoteError{err}
 	}
-	rr, err := p.listRemote(ctx, env)
+	rr, err := r.list(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
 		return nil, remoteError{fmt.Errorf("list refs: %w", err)}
 	}
 	selected := p.selectRefs(rr) // branch → ref
@@ -281,19 +301,28 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 		}
 	}
 
-	m, err := openMirror(ctx, p.cfg.Workdir)
+	m, err := openMirror(p.cfg.Workdir)
 	if err != nil {
 		return nil, mirrorError{err}
 	}
-	m.env = env
+	defer func() {
+		if m.received {
+			// go-git's indexer held a 96 MiB cache of delta bases and a
+			// record per object received, garbage once the pack's index
+			// is written, and the walk as much again for a large push.
+			// Give that memory back now rather than over the minutes the
+			// runtime's scavenger takes, so that a first clone of a large
+			// repository leaves the master at its idle RSS.
+			debug.FreeOSMemory()
+		}
+	}()
 	if aside != "" {
-		if objs := filepath.Join(aside, "objects"); dirExists(objs) {
-			m.aside = objs
-		} else {
-			p.log.Debug("the damaged mirror has no objects: walking without it", "dir", aside)
+		if m.aside, err = openRepo(aside, false); err != nil {
+			p.log.Debug("the damaged mirror does not open: walking without it", "dir", aside, "err", err)
+			m.aside = nil
 		}
 	}
-	tips, err := p.fetch(ctx, m, rr, selected)
+	tips, err := p.fetch(ctx, m, r, rr, selected)
 	if err != nil {
 		return nil, mirrorError{err}
 	}
@@ -301,7 +330,7 @@ func (p *GitPoller) poll(ctx context.Context, aside string) ([]store.Change, err
 	var changes []store.Change
 	if found {
 		changes, err = p.newChanges(ctx, m, last, tips, true)
-		if err != nil && m.aside != "" && ctx.Err() == nil {
+		if err != nil && m.aside != nil && ctx.Err() == nil {
 			p.log.Debug("the walk failed with the damaged mirror's objects: walking without them", "err", err)
 			changes, err = p.newChanges(ctx, m, last, tips, false)
 		}
@@ -330,29 +359,19 @@ func dirExists(path string) bool {
 // ones, branch by branch in name order, each branch's oldest first. With
 // withAside, the walk also reads the damaged mirror set aside, if any.
 func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last, tips map[string]string, withAside bool) ([]store.Change, error) {
-	g := m.walkGit(withAside)
-	var revs []string
+	objs := m.objects(withAside)
+	var known []plumbing.Hash
 	for _, branch := range slices.Sorted(maps.Keys(last)) {
-		revs = append(revs, last[branch])
+		known = append(known, plumbing.NewHash(last[branch]))
 	}
-	known, err := presentCommits(ctx, g, revs)
-	if err != nil {
-		return nil, err
-	}
-	type announce struct {
-		branch string
-		revs   []string
-	}
-	var todo []announce
-	var all []string
-	seen := map[string]bool{}
+	var changes []store.Change
 	for _, branch := range slices.Sorted(maps.Keys(tips)) {
-		tip := tips[branch]
+		tip := plumbing.NewHash(tips[branch])
 		old, wasSeen := last[branch]
-		if wasSeen && old == tip {
+		if wasSeen && old == tip.String() {
 			continue
 		}
-		commits, err := newCommits(ctx, g, tip, known)
+		commits, err := newCommits(ctx, objs, tip, known)
 		if err != nil {
 			return nil, fmt.Errorf("branch %s: %w", branch, err)
 		}
@@ -362,50 +381,50 @@ func (p *GitPoller) newChanges(ctx context.Context, m *mirror, last, tips map[st
 			commits = commits[len(commits)-1:]
 		case len(commits) == 0 && p.cfg.BuildPushesWithNoCommits:
 			p.log.Info("branch moved without new commits: announcing its tip", "branch", branch, "revision", tip, "new", !wasSeen)
-			commits = []string{tip}
-		}
-		if len(commits) > 0 {
-			todo = append(todo, announce{branch, commits})
+			c, err := object.GetCommit(objs, tip)
+			if err != nil {
+				return nil, fmt.Errorf("branch %s: %w", branch, err)
+			}
+			commits = []*object.Commit{c}
 		}
 		for _, c := range commits {
-			if !seen[c] {
-				seen[c] = true
-				all = append(all, c)
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
+			ch, err := p.change(branch, c)
+			if err != nil {
+				return nil, fmt.Errorf("branch %s: %w", branch, err)
+			}
+			changes = append(changes, ch)
 		}
 		if !slices.Contains(known, tip) {
 			known = append(known, tip)
 		}
 	}
-	infos, err := describeCommits(ctx, g, all)
-	if err != nil {
-		return nil, err
-	}
-	var changes []store.Change
-	for _, a := range todo {
-		for _, rev := range a.revs {
-			changes = append(changes, p.change(a.branch, rev, infos[rev]))
-		}
-	}
 	return changes, nil
 }
 
-// change describes commit rev of branch as buildbot's GitPoller does.
-func (p *GitPoller) change(branch, rev string, ci *commitInfo) store.Change {
+// change describes commit c of branch as buildbot's GitPoller does.
+func (p *GitPoller) change(branch string, c *object.Commit) (store.Change, error) {
+	files, err := changedFiles(c)
+	if err != nil {
+		return store.Change{}, fmt.Errorf("files of %s: %w", c.Hash, err)
+	}
+	rev := c.Hash.String()
 	ch := store.Change{
-		Author:     ci.author,
-		Committer:  ci.committer,
-		Comments:   ci.message,
+		Author:     signature(c.Author),
+		Committer:  signature(c.Committer),
+		Comments:   strings.TrimSpace(c.Message),
 		Branch:     branch,
 		Revision:   rev,
 		Repository: p.cfg.RepoURL,
 		Project:    p.cfg.Project,
 		Category:   p.cfg.Category,
-		When:       ci.when,
-		Files:      ci.files,
+		When:       c.Committer.When.UTC(),
+		Files:      files,
 	}
 	if p.cfg.RevLink != "" {
 		ch.RevLink = strings.ReplaceAll(p.cfg.RevLink, "%s", rev)
 	}
-	return ch
+	return ch, nil
 }

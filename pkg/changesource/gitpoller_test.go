@@ -40,12 +40,12 @@ func newRepo(t *testing.T) *repo {
 
 func (r *repo) git(args ...string) string {
 	r.t.Helper()
-	cmd := exec.Command("git", args...)
+	cmd := exec.Command(gitBin, args...)
 	if args[0] != "init" {
 		cmd.Dir = r.dir
 	}
 	when := base.Add(time.Duration(r.n) * time.Minute).Format(time.RFC3339)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(fixtureEnv(),
 		"GIT_AUTHOR_NAME=A U Thor", "GIT_AUTHOR_EMAIL=author@example.org", "GIT_AUTHOR_DATE="+when,
 		"GIT_COMMITTER_NAME=C O Mitter", "GIT_COMMITTER_EMAIL=committer@example.org", "GIT_COMMITTER_DATE="+when,
 		"GIT_CONFIG_NOSYSTEM=1", "HOME="+r.t.TempDir(),
@@ -591,8 +591,9 @@ func TestPollBigPush(t *testing.T) {
 		}
 		fmt.Fprintf(&stream, "M 644 inline file-%d\ndata 2\n%d\n\n", i%7, i%10)
 	}
-	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd := exec.Command(gitBin, "fast-import", "--quiet")
 	cmd.Dir = r.dir
+	cmd.Env = fixtureEnv()
 	cmd.Stdin = strings.NewReader(stream.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git fast-import: %v\n%s", err, out)
@@ -613,10 +614,9 @@ func TestPollBigPush(t *testing.T) {
 	}
 }
 
-// TestPollCancelKillsGit cancels a poll hung on a remote that never
-// answers: Poll returns, and git's helper (git-remote-http) is killed with
-// git, which the remote sees as its connection closing.
-func TestPollCancelKillsGit(t *testing.T) {
+// TestPollCancelStopsFetch cancels a poll hung on a remote that never
+// answers: Poll returns, and the remote sees its connection closing.
+func TestPollCancelStopsFetch(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -647,8 +647,8 @@ func TestPollCancelKillsGit(t *testing.T) {
 		t.Fatalf("Poll returned before reaching the remote: %v", err)
 	}
 	defer c.Close()
-	// Read the request, then wait for the cancelled git to close the
-	// connection; a helper left running would hold it open.
+	// Read the request, then wait for the cancelled poll to close the
+	// connection.
 	c.SetReadDeadline(time.Now().Add(time.Minute))
 	r := bufio.NewReader(c)
 	if _, err := r.ReadString('\n'); err != nil {
@@ -666,65 +666,23 @@ func TestPollCancelKillsGit(t *testing.T) {
 	}
 }
 
-// TestPollWithoutGit polls with no git in PATH: the error says what to
-// install, and nothing is made.
-func TestPollWithoutGit(t *testing.T) {
-	t.Setenv("PATH", t.TempDir())
+// TestPollLocalForcePushPruned force-pushes a local remote and prunes the
+// commit the mirror's ref still names: the local fetch leaves it out of
+// what it asks the remote to skip, and announces the new commits.
+func TestPollLocalForcePushPruned(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	base := r.commit("base", "f", "1")
+	r.commit("dropped", "f", "2")
 	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
-	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "file:///nowhere"}, db)
-	err := p.Poll(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "git not found in PATH: install git (FreeBSD: pkg install git-lite") {
-		t.Errorf("Poll without git: %v", err)
-	}
-	if _, err := os.Stat(p.cfg.Workdir); !os.IsNotExist(err) {
-		t.Errorf("the workdir was made: %v", err)
-	}
-}
-
-// TestPollSSHKey polls an ssh remote with a key file whose path needs
-// quoting: git runs ssh (here a script standing for the remote's side,
-// first in PATH) with that key alone and never a prompt, and what ssh says
-// ends up in the error.
-func TestPollSSHKey(t *testing.T) {
-	bin := t.TempDir()
-	argsFile := filepath.Join(t.TempDir(), "args")
-	script := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '" + argsFile + "'\necho 'remote: no such host' >&2\nexit 255\n"
-	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	key := filepath.Join(t.TempDir(), "the key's file")
-	if err := os.WriteFile(key, []byte("not really a key\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
-	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@example.invalid/repo.git", SSHKeyFile: key}, db)
-	err := p.Poll(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "remote: no such host") {
-		t.Fatalf("Poll of an ssh remote whose ssh fails: %v", err)
-	}
-	b, err := os.ReadFile(argsFile)
-	if err != nil {
-		t.Fatalf("ssh was not run: %v", err)
-	}
-	args := strings.Split(strings.TrimSpace(string(b)), "\n")
-	for _, want := range [][]string{{"-i", key}, {"-o", "IdentitiesOnly=yes"}, {"-o", "BatchMode=yes"}} {
-		found := false
-		for i := 0; i+1 < len(args); i++ {
-			found = found || args[i] == want[0] && args[i+1] == want[1]
-		}
-		if !found {
-			t.Errorf("ssh args %q lack %q", args, want)
-		}
-	}
-
-	// A key file that is not there fails the poll before any ssh.
-	os.Remove(argsFile)
-	p, _ = newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@example.invalid/repo.git", SSHKeyFile: key + ".missing"}, db)
-	if err := p.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "ssh key") {
-		t.Errorf("Poll with a missing key file: %v", err)
-	}
-	if _, err := os.Stat(argsFile); !os.IsNotExist(err) {
-		t.Errorf("ssh was run without its key file: %v", err)
+	p, rec := newTestPoller(t, GitPollerConfig{RepoURL: r.url()}, db)
+	poll(t, p)
+	r.git("reset", "-q", "--hard", base)
+	r.git("reflog", "expire", "--expire=now", "--all")
+	r.git("gc", "-q", "--prune=now")
+	n1 := r.commit("new 1", "f", "3")
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", n1, "new 1"}}, briefs(rec.take())); diff != "" {
+		t.Errorf("announced (-want +got):\n%s", diff)
 	}
 }

@@ -29,7 +29,7 @@ func gitBackend(t *testing.T, r *repo) http.Handler {
 	}
 	return &cgi.Handler{
 		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1"},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1", "PATH=" + fixturePath},
 	}
 }
 

@@ -3,6 +3,7 @@ package changesource
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"io"
 	"io/fs"
@@ -93,8 +94,34 @@ func globAll(t *testing.T, dir, pattern string) []string {
 // git fetches a few objects loose, and the damage is to its packfile.
 func repack(t *testing.T, dir string) {
 	t.Helper()
-	if out, err := exec.Command("git", "--git-dir="+dir, "repack", "-a", "-d", "-q").CombinedOutput(); err != nil {
+	if out, err := exec.Command(gitBin, "--git-dir="+dir, "repack", "-a", "-d", "-q").CombinedOutput(); err != nil {
 		t.Fatalf("git repack: %v\n%s", err, out)
+	}
+}
+
+// unpack makes every object of the bare repository dir loose: go-git
+// fetches into packfiles, and the damage is to a loose object.
+func unpack(t *testing.T, dir string) {
+	t.Helper()
+	for _, pack := range globAll(t, dir, "objects/pack/*.pack") {
+		moved := filepath.Join(t.TempDir(), "moved.pack")
+		if err := os.Rename(pack, moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(strings.TrimSuffix(pack, ".pack") + ".idx"); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(gitBin, "--git-dir="+dir, "unpack-objects", "-q")
+		cmd.Stdin = f
+		out, err := cmd.CombinedOutput()
+		f.Close()
+		if err != nil {
+			t.Fatalf("git unpack-objects: %v\n%s", err, out)
+		}
 	}
 }
 
@@ -130,7 +157,7 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 		http   bool // the remote is served over HTTP (git-remote-http, smart protocol)
 		damage func(t *testing.T, mirror, lastRev string)
 		// what the warning says was damaged; empty when the fetch itself
-		// mends the damage (git fetches again what the mirror lost, and
+		// mends the damage (go-git fetches again what the mirror lost, and
 		// rewrites the ref), so that there is nothing to repair
 		want string
 	}{
@@ -149,7 +176,8 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 			damage: func(t *testing.T, mirror, lastRev string) {
 				write(t, filepath.Join(mirror, "refs/heads/main"), lastRev[:17])
 			},
-			want: "broken ref refs/heads/main",
+			// go-git reads the short name as one of a missing object, and
+			// the fetch rewrites the ref: nothing to repair.
 		},
 		{
 			name: "truncated packfile over http", http: true,
@@ -159,9 +187,9 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 					truncate(t, p)
 				}
 			},
-			// git finds the packfile shorter than its index says and
-			// ignores it, so it fetches its objects again: nothing to
-			// repair.
+			// go-git reads the packfile as far as it goes: the walk fails
+			// in it, and the check finds the last seen tip unreadable.
+			want: "last seen tip of main",
 		},
 		{
 			name: "packfile without its index over http", http: true,
@@ -173,23 +201,29 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 					}
 				}
 			},
-			// git finds no object of the ref, so it fetches them all
-			// again: nothing to repair.
+			// go-git finds no object of the ref after the fetch.
+			want: "ref refs/heads/main: object",
 		},
 		{
 			name: "missing object",
 			damage: func(t *testing.T, mirror, lastRev string) {
+				unpack(t, mirror)
 				if err := os.Remove(looseObject(mirror, lastRev)); err != nil {
 					t.Fatal(err)
 				}
 			},
+			// The fetch leaves out what the mirror's refs reach, so the
+			// walk finds the last seen tip missing.
+			want: "last seen tip of main",
 		},
 		{
 			name: "truncated object",
 			damage: func(t *testing.T, mirror, lastRev string) {
+				unpack(t, mirror)
 				truncate(t, looseObject(mirror, lastRev))
 			},
-			want: "ref refs/heads/main",
+			// The fetch moves the ref past it; the walk reads it.
+			want: "last seen tip of main",
 		},
 		{
 			name:   "garbage in HEAD",
@@ -270,7 +304,7 @@ func TestPollRepairsDamagedMirror(t *testing.T) {
 			if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
 				t.Errorf("the damaged mirror is left behind: %v", err)
 			}
-			if err := checkMirror(t.Context(), workdir, map[string]string{"main": c3}); err != nil {
+			if err := checkMirror(workdir, map[string]string{"main": c3}); err != nil {
 				t.Errorf("the new mirror: %v", err)
 			}
 
@@ -527,5 +561,61 @@ func TestPollRepairAfterForcePush(t *testing.T) {
 	}
 	if _, err := os.Stat(workdir + ".damaged"); !os.IsNotExist(err) {
 		t.Errorf("the damaged mirror is left behind: %v", err)
+	}
+}
+
+// TestPollCancelStopsHungFetch lets the remote list its refs, then hangs
+// in the middle of the fetch: cancelling the poll returns it, the remote
+// sees its connection close, and the mirror's refs stay as they were.
+func TestPollCancelStopsHungFetch(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	backend := gitBackend(t, r)
+	var hang atomic.Bool
+	hung := make(chan struct{}, 1)
+	gone := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if hang.Load() && strings.HasSuffix(req.URL.Path, "/git-upload-pack") && fetchRequest(t, req) {
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("0008NAK\n"))
+			w.(http.Flusher).Flush()
+			hung <- struct{}{}
+			<-req.Context().Done() // the client went away
+			gone <- struct{}{}
+			return
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/" + filepath.Base(r.dir)
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	workdir := filepath.Join(t.TempDir(), "gitpoller-work")
+	rec := &recorder{}
+	p := NewGitPoller(GitPollerConfig{RepoURL: url, Workdir: workdir}, db, rec.notify, nil)
+	poll(t, p)
+	before := snapshot(t, filepath.Join(workdir, "refs"))
+
+	hang.Store(true)
+	r.commit("one", "a", "1\n")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Poll(ctx) }()
+	select {
+	case <-hung:
+	case err := <-done:
+		t.Fatalf("Poll returned before the fetch hung: %v", err)
+	}
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("a cancelled Poll returned %v", err)
+	}
+	<-gone
+	if diff := cmp.Diff(before, snapshot(t, filepath.Join(workdir, "refs"))); diff != "" {
+		t.Errorf("the mirror's refs changed (-before +after):\n%s", diff)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("announced %v", briefs(got))
 	}
 }

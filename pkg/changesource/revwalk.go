@@ -1,144 +1,232 @@
 package changesource
 
 import (
-	"bytes"
+	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
-// presentCommits returns the revisions of revs that are commits in the
-// mirror (git cat-file --batch-check): rev-list's --ignore-missing does not
-// cover a full object name the mirror lacks, so such known revisions (seen
-// by an older mirror, since force-pushed away) are dropped before the walk.
-func presentCommits(ctx context.Context, g gitCmd, revs []string) ([]string, error) {
-	if len(revs) == 0 {
-		return nil, nil
-	}
-	var in strings.Builder
-	for _, r := range revs {
-		in.WriteString(r + "\n")
-	}
-	g.stdin = strings.NewReader(in.String())
-	out, err := g.run(ctx, "cat-file", "--batch-check")
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(lines) != len(revs) {
-		return nil, fmt.Errorf("git cat-file: %d lines for %d revisions", len(lines), len(revs))
-	}
-	var present []string
-	for i, line := range lines {
-		if f := strings.Fields(line); len(f) == 3 && f[1] == "commit" {
-			present = append(present, revs[i])
-		}
-	}
-	return present, nil
-}
+// clockSlop is how far back, past the oldest new commit, the walk keeps
+// marking old commits, to be right despite clocks that were a little off
+// when the commits were made.
+const clockSlop = 24 * time.Hour
 
 // newCommits returns the commits reachable from tip and from none of known,
-// oldest first, parents before children: what
-// `git rev-list --date-order --reverse tip --not known...` lists. Every
-// revision of known must be a commit in the mirror (see presentCommits).
-func newCommits(ctx context.Context, g gitCmd, tip string, known []string) ([]string, error) {
-	var in strings.Builder
-	in.WriteString(tip + "\n")
-	for _, k := range known {
-		in.WriteString("^" + k + "\n")
-	}
-	g.stdin = strings.NewReader(in.String())
-	out, err := g.run(ctx, "rev-list", "--date-order", "--reverse", "--stdin")
-	if err != nil {
+// oldest first (parents before children, then by commit time): what
+// `git log --reverse tip ^known...` lists. Known revisions missing from s,
+// and their ancestors missing from s, are ignored.
+//
+// It walks from all of them at once, newest commit first, marking what
+// known reaches as old, and stops once only old commits are left to walk
+// and they are older than every new one found, as git's rev-list does.
+func newCommits(ctx context.Context, s storer.EncodedObjectStorer, tip plumbing.Hash, known []plumbing.Hash) ([]*object.Commit, error) {
+	w := &walk{s: s, commits: map[plumbing.Hash]*object.Commit{}, old: map[plumbing.Hash]bool{}}
+	if err := w.push(tip, false); err != nil {
 		return nil, err
 	}
-	return strings.Fields(string(out)), nil
-}
-
-// commitInfo is what a change tells of a commit.
-type commitInfo struct {
-	author, committer, message string
-	when                       time.Time
-	parents                    []string
-	files                      []string
-}
-
-// logFields is the format of `git log` for commitInfo: fields separated
-// by NUL, as each record is with -z.
-const logFields = "%H%x00%P%x00%an%x00%ae%x00%cn%x00%ce%x00%ct%x00%B"
-
-const nLogFields = 8
-
-// describeCommits reads what changes tell of revs, in two git commands
-// however many there are: git log for the authors and messages, and git
-// diff-tree for the files each changes from its first parent (every file
-// for a root commit; a rename as both names).
-func describeCommits(ctx context.Context, g gitCmd, revs []string) (map[string]*commitInfo, error) {
-	infos := make(map[string]*commitInfo, len(revs))
-	if len(revs) == 0 {
-		return infos, nil
-	}
-	lg := g
-	lg.stdin = strings.NewReader(strings.Join(revs, "\n") + "\n")
-	out, err := lg.run(ctx, "-c", "log.showSignature=false", "log", "--no-walk=unsorted", "--stdin", "-z", "--format="+logFields)
-	if err != nil {
-		return nil, err
-	}
-	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
-	if len(fields) != nLogFields*len(revs) {
-		return nil, fmt.Errorf("git log: %d fields for %d commits", len(fields), len(revs))
-	}
-	for i := 0; i < len(fields); i += nLogFields {
-		f := fields[i : i+nLogFields]
-		secs, err := strconv.ParseInt(f[6], 10, 64)
+	for _, h := range known {
+		err := w.push(h, true)
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("git log: commit %s: time %q", f[0], f[6])
+			return nil, err
 		}
-		infos[f[0]] = &commitInfo{
-			parents:   strings.Fields(f[1]),
-			author:    fmt.Sprintf("%s <%s>", f[2], f[3]),
-			committer: fmt.Sprintf("%s <%s>", f[4], f[5]),
-			when:      time.Unix(secs, 0).UTC(),
-			message:   strings.TrimSpace(f[7]),
+	}
+	var found []*object.Commit // newest first
+	var oldest time.Time
+	for w.q.Len() > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if w.onlyOld() && (len(found) == 0 || w.q[0].Committer.When.Before(oldest.Add(-clockSlop))) {
+			break
+		}
+		c := heap.Pop(&w.q).(*object.Commit)
+		isOld := w.old[c.Hash]
+		if !isOld {
+			found = append(found, c)
+			if oldest.IsZero() || c.Committer.When.Before(oldest) {
+				oldest = c.Committer.When
+			}
+		}
+		for _, ph := range c.ParentHashes {
+			err := w.push(ph, isOld)
+			if isOld && errors.Is(err, plumbing.ErrObjectNotFound) {
+				continue // known history the mirror lacks: it only marks
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 
-	// diff-tree against the first parent only; with --always each commit
-	// is listed, then the paths it changes.
-	var in strings.Builder
-	for _, r := range revs {
-		ci, ok := infos[r]
-		if !ok {
-			return nil, fmt.Errorf("git log: no commit %s", r)
+	// Drop what turned out to be old, and order the rest parents first.
+	set := map[plumbing.Hash]bool{}
+	for _, c := range found {
+		if !w.old[c.Hash] {
+			set[c.Hash] = true
 		}
-		in.WriteString(r)
-		if len(ci.parents) > 0 {
-			in.WriteString(" " + ci.parents[0])
-		}
-		in.WriteString("\n")
 	}
-	dg := g
-	dg.stdin = strings.NewReader(in.String())
-	out, err = dg.run(ctx, "diff-tree", "--stdin", "-z", "-r", "--root", "--always", "--no-renames", "--name-only")
+	waiting := map[plumbing.Hash]int{} // new parents not yet listed
+	children := map[plumbing.Hash][]*object.Commit{}
+	var ready commitHeap
+	for _, c := range found {
+		if !set[c.Hash] {
+			continue
+		}
+		for _, ph := range c.ParentHashes {
+			if set[ph] {
+				waiting[c.Hash]++
+				children[ph] = append(children[ph], c)
+			}
+		}
+		if waiting[c.Hash] == 0 {
+			ready.commits = append(ready.commits, c)
+		}
+	}
+	heap.Init(&ready)
+	out := make([]*object.Commit, 0, len(set))
+	for ready.Len() > 0 {
+		c := heap.Pop(&ready).(*object.Commit)
+		out = append(out, c)
+		for _, child := range children[c.Hash] {
+			if waiting[child.Hash]--; waiting[child.Hash] == 0 {
+				heap.Push(&ready, child)
+			}
+		}
+	}
+	return out, nil
+}
+
+type walk struct {
+	s       storer.EncodedObjectStorer
+	commits map[plumbing.Hash]*object.Commit // every commit queued so far
+	old     map[plumbing.Hash]bool           // reachable from a known revision
+	q       walkQueue
+}
+
+// push queues commit h unless it was queued before; old marks it and the
+// ancestors of it already walked as old.
+func (w *walk) push(h plumbing.Hash, old bool) error {
+	if old {
+		w.markOld(h)
+	}
+	if _, ok := w.commits[h]; ok {
+		return nil
+	}
+	c, err := object.GetCommit(w.s, h)
+	if err != nil {
+		return err
+	}
+	w.commits[h] = c
+	heap.Push(&w.q, c)
+	return nil
+}
+
+// markOld marks h and the ancestors of it already walked as old.
+func (w *walk) markOld(h plumbing.Hash) {
+	stack := []plumbing.Hash{h}
+	for len(stack) > 0 {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if w.old[h] {
+			continue
+		}
+		w.old[h] = true
+		if c, ok := w.commits[h]; ok {
+			stack = append(stack, c.ParentHashes...)
+		}
+	}
+}
+
+// onlyOld reports whether every queued commit is old.
+func (w *walk) onlyOld() bool {
+	for _, c := range w.q {
+		if !w.old[c.Hash] {
+			return false
+		}
+	}
+	return true
+}
+
+// walkQueue is a heap of commits, newest (by commit time) first.
+type walkQueue []*object.Commit
+
+func (q walkQueue) Len() int { return len(q) }
+func (q walkQueue) Less(i, j int) bool {
+	return q[i].Committer.When.After(q[j].Committer.When)
+}
+func (q walkQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *walkQueue) Push(x any)   { *q = append(*q, x.(*object.Commit)) }
+func (q *walkQueue) Pop() any {
+	old := *q
+	c := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return c
+}
+
+// commitHeap is a heap of commits, oldest (by commit time) first, then by
+// hash so that the order is always the same.
+type commitHeap struct {
+	commits []*object.Commit
+}
+
+func (h commitHeap) Len() int { return len(h.commits) }
+func (h commitHeap) Less(i, j int) bool {
+	a, b := h.commits[i], h.commits[j]
+	if !a.Committer.When.Equal(b.Committer.When) {
+		return a.Committer.When.Before(b.Committer.When)
+	}
+	return a.Hash.String() < b.Hash.String()
+}
+func (h commitHeap) Swap(i, j int) { h.commits[i], h.commits[j] = h.commits[j], h.commits[i] }
+func (h *commitHeap) Push(x any)   { h.commits = append(h.commits, x.(*object.Commit)) }
+func (h *commitHeap) Pop() any {
+	c := h.commits[len(h.commits)-1]
+	h.commits = h.commits[:len(h.commits)-1]
+	return c
+}
+func signature(s object.Signature) string {
+	return fmt.Sprintf("%s <%s>", s.Name, s.Email)
+}
+
+// changedFiles lists the paths that c changes from its first parent, sorted;
+// for a root commit, every file.
+func changedFiles(c *object.Commit) ([]string, error) {
+	tree, err := c.Tree()
 	if err != nil {
 		return nil, err
 	}
-	tokens := bytes.Split(bytes.TrimSuffix(out, []byte{0}), []byte{0})
-	k := 0
-	for i, r := range revs {
-		if k >= len(tokens) || string(tokens[k]) != r {
-			return nil, fmt.Errorf("git diff-tree: commit %s not listed in order", r)
+	var parent *object.Tree
+	if c.NumParents() > 0 {
+		pc, err := c.Parent(0)
+		if err != nil {
+			return nil, err
 		}
-		k++
-		ci := infos[r]
-		for k < len(tokens) && (i+1 == len(revs) || string(tokens[k]) != revs[i+1]) {
-			ci.files = append(ci.files, string(tokens[k]))
-			k++
+		if parent, err = pc.Tree(); err != nil {
+			return nil, err
 		}
-		slices.Sort(ci.files)
 	}
-	return infos, nil
+	diff, err := object.DiffTree(parent, tree)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, d := range diff {
+		for _, name := range []string{d.From.Name, d.To.Name} {
+			if name != "" && !slices.Contains(files, name) {
+				files = append(files, name)
+			}
+		}
+	}
+	slices.Sort(files)
+	return files, nil
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,7 +31,10 @@ type ChangeSource struct {
 	Project                  string   // project, set on every change
 	RevLink                  string   // revlink: a change's link, with %s replaced by the revision; must contain %s
 	Workdir                  string   // workdir: the bare mirror, relative to the master's basedir; default DefaultGitPollerWorkdir + "/" + the name made safe for a file name
-	SSHPrivateKeyFile        string   // ssh_private_key_file: the key for ssh URLs; must exist; a relative path is made relative to the config file's directory
+	SSHPrivateKeyFile        string   // ssh_private_key_file: the key for ssh URLs; must exist; a relative path is made relative to the config file's directory; unset means the ssh agent's keys
+	SSHKnownHostsFile        string   // ssh_known_hosts_file: the host keys an ssh remote may have (OpenSSH's known_hosts format); must exist; relative as ssh_private_key_file; unset means SSH_KNOWN_HOSTS, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts. An unknown host is refused
+	HTTPUsername             string   // http_username: the user name for http(s) URLs; with http_password_secret only, "git"
+	HTTPPasswordSecret       string   // http_password_secret: the NAME of the secret (from [[secrets_providers]]) that is the password or token for http(s) URLs; read at each poll
 	Line                     int      // line of the [[change_source]] table
 }
 
@@ -142,6 +146,29 @@ func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
 	if s, ok := t.str("ssh_private_key_file"); ok {
 		cs.SSHPrivateKeyFile = d.existingFile(t, "ssh_private_key_file", s)
 	}
+	if s, ok := t.str("ssh_known_hosts_file"); ok {
+		cs.SSHKnownHostsFile = d.existingFile(t, "ssh_known_hosts_file", s)
+	}
+	for _, k := range []struct {
+		key string
+		v   *string
+	}{{"http_username", &cs.HTTPUsername}, {"http_password_secret", &cs.HTTPPasswordSecret}} {
+		s, ok := t.str(k.key)
+		if !ok {
+			continue
+		}
+		lower := strings.ToLower(cs.RepoURL)
+		switch {
+		case s == "":
+			t.errorf(k.key, "must not be empty")
+		case !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://"):
+			t.errorf(k.key, "only for an http:// or https:// repourl")
+		case urlHasUser(cs.RepoURL):
+			t.errorf(k.key, "the repourl has credentials of its own: set them in one place")
+		default:
+			*k.v = s
+		}
+	}
 	t.done()
 	return cs
 }
@@ -171,4 +198,10 @@ func (d *decoder) existingFile(t *table, key, path string) string {
 		return ""
 	}
 	return path
+}
+
+// urlHasUser reports whether url names a user (and perhaps a password).
+func urlHasUser(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.User != nil
 }

@@ -16,6 +16,9 @@ func TestChangeSource(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), []byte("key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte("host ssh-ed25519 AAAA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(dir, "master.toml")
 	const url = "https://example.org/r.git"
 	tests := []struct {
@@ -43,12 +46,17 @@ project = "proj"
 revlink = "https://example.org/r/commit/%s"
 workdir = "/var/db/gbb/hello.git"
 ssh_private_key_file = "id_ed25519"
+ssh_known_hosts_file = "known_hosts"
+http_username = "ci"
+http_password_secret = "gitpoller-token"
 `,
 			want: ChangeSource{
 				Name: "hello", Branches: []string{"main", "release/1.x"},
 				PollInterval: Duration{30 * time.Second}, PollAtLaunch: true, BuildPushesWithNoCommits: true,
 				Category: "cat", Project: "proj", RevLink: "https://example.org/r/commit/%s",
 				Workdir: "/var/db/gbb/hello.git", SSHPrivateKeyFile: filepath.Join(dir, "id_ed25519"),
+				SSHKnownHostsFile: filepath.Join(dir, "known_hosts"),
+				HTTPUsername:      "ci", HTTPPasswordSecret: "gitpoller-token",
 			},
 		},
 		{
@@ -197,6 +205,13 @@ type = "git_poller"
 repourl = "b"
 ssh_private_key_file = "/"
 build_pushes_with_no_commits = "no"
+ssh_known_hosts_file = "missing_known_hosts"
+http_username = "ci"
+[[change_source]]
+type = "git_poller"
+repourl = "https://user:pw@example.org/r.git"
+http_password_secret = "token"
+http_username = ""
 `,
 			want: []string{
 				`master.toml:4: change_source[0].revlink: "https://example.org/commit/" has no %s for the revision`,
@@ -206,6 +221,10 @@ build_pushes_with_no_commits = "no"
 				`master.toml:8: change_source[0].category: expected a string, got integer`,
 				`master.toml:12: change_source[1].ssh_private_key_file: / is not a regular file`,
 				`master.toml:13: change_source[1].build_pushes_with_no_commits: expected a boolean, got string`,
+				`master.toml:14: change_source[1].ssh_known_hosts_file: missing_known_hosts: no such file or directory`,
+				`master.toml:15: change_source[1].http_username: only for an http:// or https:// repourl`,
+				`master.toml:19: change_source[2].http_password_secret: the repourl has credentials of its own: set them in one place`,
+				`master.toml:20: change_source[2].http_username: must not be empty`,
 			},
 		},
 	}

@@ -32,6 +32,7 @@ func TestTransfersRefuseMasterFiles(t *testing.T) {
 	write("sub/keep", "")
 	write("hook.secret", "hook\n")
 	write("keys/id_poller", "key\n")
+	write("keys/known_hosts", "example.invalid ssh-ed25519 AAAA\n")
 	for link, target := range map[string]string{"here": ".", "cfg": "master.toml", "sub/up": ".."} {
 		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
 			t.Fatal(err)
@@ -61,6 +62,7 @@ func TestTransfersRefuseMasterFiles(t *testing.T) {
 		{"file_upload", "masterdest", "sub/up/here/priv/secrets/new", "the secrets directory"},
 		{"file_download", "mastersrc", "hook.secret", "the www.change_hook.github.secret_file file"},
 		{"file_download", "mastersrc", "keys/id_poller", "the change_source[0].ssh_private_key_file file"},
+		{"file_upload", "masterdest", "keys/known_hosts", "the change_source[0].ssh_known_hosts_file file"},
 		{"file_download", "mastersrc", "mirror/HEAD", `the mirror of change_source[0] "poller"`},
 		{"file_download", "mastersrc", "/etc/passwd", "absolute"},
 		{"file_upload", "masterdest", "artifacts/out.txt", ""},
@@ -88,6 +90,7 @@ name = "poller"
 repourl = "git@example.invalid:x.git"
 workdir = "mirror"
 ssh_private_key_file = "keys/id_poller"
+ssh_known_hosts_file = "keys/known_hosts"
 [[secrets_providers]]
 type = "file"
 dirname = "priv/secrets"
@@ -124,7 +127,7 @@ worker_names = ["w"]
 			}
 		}
 	}
-	if len(errs) != 22 {
-		t.Errorf("%d errors, want 22:\n%v", len(errs), err)
+	if len(errs) != 23 {
+		t.Errorf("%d errors, want 23:\n%v", len(errs), err)
 	}
 }

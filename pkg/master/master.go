@@ -178,7 +178,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
-	pols := newPollers(m.basedir, st, scheds.AddChanges, m.log)
+	pols := newPollers(m.basedir, st, scheds.AddChanges, secretsProviders, m.log)
 	defer func() {
 		m.mu.Lock()
 		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = nil, nil, nil, nil, nil, nil

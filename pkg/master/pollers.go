@@ -18,6 +18,7 @@ type pollers struct {
 	st      changesource.Store
 	notify  func([]store.Change)
 	log     *slog.Logger
+	secrets changesource.Secrets // nil when there is no secrets provider
 
 	mu      sync.Mutex
 	running map[string]*runningPoller // guarded by mu; by change source name
@@ -30,8 +31,8 @@ type runningPoller struct {
 	done   chan struct{} // closed when its goroutine has returned
 }
 
-func newPollers(basedir string, st changesource.Store, notify func([]store.Change), log *slog.Logger) *pollers {
-	return &pollers{basedir: basedir, st: st, notify: notify, log: log, running: map[string]*runningPoller{}}
+func newPollers(basedir string, st changesource.Store, notify func([]store.Change), sec changesource.Secrets, log *slog.Logger) *pollers {
+	return &pollers{basedir: basedir, st: st, notify: notify, secrets: sec, log: log, running: map[string]*runningPoller{}}
 }
 
 // apply makes the running pollers those of cfgs; new ones run under ctx.
@@ -73,6 +74,10 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 			RevLink:                  cs.RevLink,
 			Workdir:                  cs.WorkdirPath(p.basedir),
 			SSHKeyFile:               cs.SSHPrivateKeyFile,
+			SSHKnownHostsFile:        cs.SSHKnownHostsFile,
+			HTTPUsername:             cs.HTTPUsername,
+			HTTPPasswordSecret:       cs.HTTPPasswordSecret,
+			Secrets:                  p.secrets,
 		}, p.st, p.notify, p.log.With("change_source", cs.Name))
 		pctx, cancel := context.WithCancel(ctx)
 		rp := &runningPoller{cfg: cs, cancel: cancel, done: make(chan struct{})}

@@ -3,8 +3,12 @@ package master
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -77,7 +81,7 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 	}()
 
 	basedir := t.TempDir()
-	p := newPollers(basedir, st, nil, slog.New(slog.DiscardHandler))
+	p := newPollers(basedir, st, nil, nil, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
@@ -111,5 +115,52 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 	case <-old.done:
 	default:
 		t.Error("the successor polled while its predecessor was still running")
+	}
+}
+
+// The pollers read an http password from the master's secrets providers:
+// the remote sees it in the poller's first request.
+func TestPollersHTTPPasswordFromSecrets(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dir := filepath.Join(t.TempDir(), "secrets")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := secretsChain([]config.SecretsProvider{{Type: "file", Dirname: dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth <- r.Header.Get("Authorization")
+		http.Error(w, "no repository here", http.StatusNotFound)
+	}))
+	defer srv.Close()
+
+	p := newPollers(t.TempDir(), st, nil, sec, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		p.wait()
+	}()
+	p.apply(ctx, []config.ChangeSource{{Type: "git_poller", Name: "private", RepoURL: srv.URL + "/repo.git",
+		PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true,
+		HTTPUsername: "ci", HTTPPasswordSecret: "token"}})
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
+	select {
+	case got := <-auth:
+		if got != want {
+			t.Errorf("Authorization %q, want %q", got, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the poller never asked its remote")
 	}
 }
