@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make demo: a master and a worker on loopback building a small sample project
 # (a local git repository made here, so no network is needed). Ctrl-C stops
-# both. GBB_DEMO_DIR keeps the basedirs somewhere else than a temp dir.
+# both. GBB_DEMO_DIR keeps the basedirs somewhere else than a temp dir;
+# GBB_DEMO_WEB_PORT and GBB_DEMO_WORKER_PORT move the ports; GBB_DEMO_BIN
+# runs binaries built elsewhere (the e2e test's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/bin
+bin=${GBB_DEMO_BIN:-$PWD/bin}
 dir=${GBB_DEMO_DIR:-$(mktemp -d /tmp/gbb-demo.XXXXXX)}
 web_port=${GBB_DEMO_WEB_PORT:-8010}
 worker_port=${GBB_DEMO_WORKER_PORT:-9989}
@@ -21,8 +23,11 @@ echo "testing hello..."
 SH
   echo "hello, world" > "$repo/hello.txt"
   git -C "$repo" init -q -b master
+  # The commit command printed below works on a machine with no git identity.
+  git -C "$repo" config user.name demo
+  git -C "$repo" config user.email demo@localhost
   git -C "$repo" add .
-  git -C "$repo" -c user.name=demo -c user.email=demo@localhost commit -qm "hello world"
+  git -C "$repo" commit -qm "hello world"
 fi
 
 master=$dir/master
