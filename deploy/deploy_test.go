@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gbb-ci/gbb/internal/testbin"
 	"github.com/gbb-ci/gbb/internal/testdeb"
 )
 
@@ -33,23 +34,27 @@ var bins struct {
 	err  error
 }
 
-// binaries builds gbb-master and gbb-worker once into a temp dir.
+// races collects the race detector's reports of the gbb processes the
+// tests start (set up by TestMain).
+var races *testbin.Races
+
+// binaries builds gbb-master and gbb-worker once into a temp dir, as `make
+// build` does (its tags and flags), with the race detector when the tests
+// run with it. At the end of the test, the reports of the race detector
+// in the processes it started fail it.
 func binaries(t testing.TB) string {
 	t.Helper()
+	t.Cleanup(func() {
+		for _, r := range races.New() {
+			t.Errorf("the race detector found a data race in a gbb process of this test or one beside it: %s", r)
+		}
+	})
 	bins.once.Do(func() {
 		bins.dir, bins.err = os.MkdirTemp("", "gbb-deploy-bin")
 		if bins.err != nil {
 			return
 		}
-		for _, b := range []string{"master", "worker"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(bins.dir, "gbb-"+b), "./cmd/"+b)
-			cmd.Dir = root(t)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("go build %s: %v\n%s", b, err, out)
-				return
-			}
-		}
+		_, _, bins.err = testbin.Build(root(t), bins.dir)
 	})
 	if bins.err != nil {
 		t.Fatal(bins.err)
@@ -58,7 +63,22 @@ func binaries(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	raceDir, err := os.MkdirTemp("", "gbb-deploy-race")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	races = testbin.NewRaces(raceDir)
+	if err := races.Setenv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	for _, r := range races.New() {
+		fmt.Fprintf(os.Stderr, "the race detector found a data race in a gbb process: %s\n", r)
+		code = 1
+	}
+	os.RemoveAll(raceDir)
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/gbb-ci/gbb/internal/testbin"
 )
 
 // bins holds the gbb-master and gbb-worker binaries built once for all tests.
@@ -28,6 +30,10 @@ var bins struct {
 	worker string
 }
 
+// races collects the race detector's reports of the processes the tests
+// start (set up by TestMain).
+var races *testbin.Races
+
 // repoRoot is the module's root directory.
 func repoRoot(t testing.TB) string {
 	t.Helper()
@@ -35,26 +41,20 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// buildBinaries builds both programs once, as `make build` does.
+// buildBinaries builds both programs once, as `make build` does (its tags
+// and flags), with the race detector when the tests run with it. A test
+// calls it before it starts a process: at its end, after the cleanups
+// registered later (which stop the processes), the race detector's reports
+// fail it.
 func buildBinaries(t testing.TB) (master, worker string) {
 	t.Helper()
+	t.Cleanup(func() { checkRaces(t) })
 	bins.once.Do(func() {
 		bins.dir, bins.err = os.MkdirTemp("", "gbb-e2e-bin")
 		if bins.err != nil {
 			return
 		}
-		for _, b := range []string{"master", "worker"} {
-			out := filepath.Join(bins.dir, "gbb-"+b)
-			cmd := exec.Command("go", "build", "-o", out, "./cmd/"+b)
-			cmd.Dir = repoRoot(t)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if o, err := cmd.CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("go build %s: %v\n%s", b, err, o)
-				return
-			}
-		}
-		bins.master = filepath.Join(bins.dir, "gbb-master")
-		bins.worker = filepath.Join(bins.dir, "gbb-worker")
+		bins.master, bins.worker, bins.err = testbin.Build(repoRoot(t), bins.dir)
 	})
 	if bins.err != nil {
 		t.Fatal(bins.err)
@@ -62,8 +62,34 @@ func buildBinaries(t testing.TB) (master, worker string) {
 	return bins.master, bins.worker
 }
 
+// checkRaces fails t with the race detector's reports written since the
+// last check: a race in a master or worker process of this test, or of
+// one running beside it (each report names its process id).
+func checkRaces(t testing.TB) {
+	t.Helper()
+	for _, r := range races.New() {
+		t.Errorf("the race detector found a data race in a gbb process of this test or one beside it: %s", r)
+	}
+}
+
 func TestMain(m *testing.M) {
+	raceDir, err := os.MkdirTemp("", "gbb-e2e-race")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	races = testbin.NewRaces(raceDir)
+	if err := races.Setenv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	// Reports no test's cleanup saw (a process outliving its test).
+	for _, r := range races.New() {
+		fmt.Fprintf(os.Stderr, "the race detector found a data race in a gbb process: %s\n", r)
+		code = 1
+	}
+	os.RemoveAll(raceDir)
 	if bins.dir != "" {
 		os.RemoveAll(bins.dir)
 	}

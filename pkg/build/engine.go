@@ -152,6 +152,10 @@ type workerState struct {
 	conn    *protocol.WorkerConn
 	id      int64
 	running int
+	// builders counts the running builds by builder name: as buildbot's
+	// WorkerForBuilder, a (builder, worker) pair runs one build at a time,
+	// so a builder with a build here takes no other one on this worker.
+	builders map[string]int
 	// paused and graceful (buildbot's "stop") keep new builds off the
 	// worker; they are kept in the store, so they outlast a reconnection.
 	paused   bool
@@ -355,7 +359,7 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 		return
 	}
 	e.mu.Lock()
-	e.conns[name] = &workerState{conn: c, id: w.ID, paused: w.Paused, graceful: w.Graceful, fresh: true, kept: c.Kept()}
+	e.conns[name] = &workerState{conn: c, id: w.ID, builders: map[string]int{}, paused: w.Paused, graceful: w.Graceful, fresh: true, kept: c.Kept()}
 	e.mu.Unlock()
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
@@ -409,7 +413,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 			e.mu.Unlock()
 			continue
 		}
-		ws.running++
+		ws.take(bcfg.Name)
 		// The build is known before its request is claimed, so that a
 		// cancel that finds the request claimed finds the build.
 		b := &build{e: e, req: r, cfg: bcfg, worker: wname, ws: ws, parent: ctx}
@@ -418,7 +422,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 
 		if err := e.st.ClaimBuildRequest(r.ID, e.masterID, time.Now()); err != nil {
 			e.forget(b)
-			e.release(wname, ws)
+			e.release(wname, ws, bcfg.Name)
 			if errors.Is(err, store.ErrClaimed) {
 				// Another master took it; the next round reads the
 				// requests past the ones this round asked for.
@@ -428,7 +432,7 @@ func (e *Engine) distribute(ctx context.Context) error {
 			return err
 		}
 		e.wg.Go(func() {
-			defer e.release(wname, ws)
+			defer e.release(wname, ws, bcfg.Name)
 			defer e.forget(b)
 			b.run(ctx)
 		})
@@ -436,9 +440,26 @@ func (e *Engine) distribute(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) release(name string, ws *workerState) {
+// take records a build of builder starting on the worker. e.mu must be
+// held.
+func (ws *workerState) take(builder string) {
+	ws.running++
+	ws.builders[builder]++
+}
+
+// busyFor reports whether builder has a build running on the worker. e.mu
+// must be held.
+func (ws *workerState) busyFor(builder string) bool {
+	return ws.builders[builder] > 0
+}
+
+// release records the end of a build of builder on worker name.
+func (e *Engine) release(name string, ws *workerState, builder string) {
 	e.mu.Lock()
 	ws.running--
+	if ws.builders[builder]--; ws.builders[builder] <= 0 {
+		delete(ws.builders, builder)
+	}
 	idle := ws.graceful && ws.running == 0
 	e.mu.Unlock()
 	if idle {
@@ -532,7 +553,7 @@ func (e *Engine) Running() ([]RunningBuild, <-chan struct{}) {
 
 // pending returns the requests the distributor looks at now, in the order
 // it takes them (highest priority, then oldest): of each builder with room
-// on a connected worker, as many as its workers have room for; of a builder
+// on a connected worker, as many as it has free workers; of a builder
 // that collapses requests, all of them. Only those are read from the store,
 // so a round costs what it can start, not what waits.
 func (e *Engine) pending() ([]store.BuildRequest, error) {
@@ -546,8 +567,8 @@ func (e *Engine) pending() ([]store.BuildRequest, error) {
 		}
 		if b.CollapseRequests {
 			limits[id] = 0
-		} else if room := e.room(b); room != 0 {
-			limits[id] = max(room, 0) // -1, no limit, asks for all
+		} else if room := e.room(b); room > 0 {
+			limits[id] = room
 		}
 	}
 	e.mu.Unlock()
@@ -557,22 +578,29 @@ func (e *Engine) pending() ([]store.BuildRequest, error) {
 	return e.st.PendingBuildRequests(limits)
 }
 
-// room returns how many more builds b's connected workers can take, or -1
-// when one of them has no limit. e.mu must be held.
+// room returns how many more builds of b its connected workers can take
+// now: one on each that has no build of b and is under its max_builds.
+// e.mu must be held.
 func (e *Engine) room(b config.Builder) int {
 	n := 0
 	for _, w := range b.WorkerNames {
-		ws, ok := e.conns[w]
-		if !ok || ws.paused || ws.graceful {
-			continue
+		if ws, ok := e.conns[w]; ok && e.canStart(w, ws, b.Name) {
+			n++
 		}
-		limit := e.maxB[w]
-		if limit <= 0 {
-			return -1
-		}
-		n += max(limit-ws.running, 0)
 	}
 	return n
+}
+
+// canStart reports whether worker name, connected as ws, can start a build
+// of builder now, as buildbot's WorkerForBuilder.isAvailable: it has no
+// build of that builder running, is neither paused nor stopping, and is
+// under its max_builds. e.mu must be held.
+func (e *Engine) canStart(name string, ws *workerState, builder string) bool {
+	if ws.paused || ws.graceful || ws.busyFor(builder) {
+		return false
+	}
+	limit := e.maxB[name]
+	return limit <= 0 || ws.running < limit
 }
 
 // builderNames maps the store ids of the configured builders to their names.
@@ -592,17 +620,14 @@ func (e *Engine) builderNames() map[int64]string {
 	return ids
 }
 
-// pickWorker returns the least busy connected worker of b with room for a
-// build, or nil. e.mu must be held.
+// pickWorker returns the least busy connected worker of b that can start a
+// build of b, or nil. e.mu must be held.
 func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
 	var best *workerState
 	var bestName string
 	for _, n := range b.WorkerNames {
 		ws, ok := e.conns[n]
-		if !ok || ws.paused || ws.graceful || ws.fresh {
-			continue
-		}
-		if max := e.maxB[n]; max > 0 && ws.running >= max {
+		if !ok || ws.fresh || !e.canStart(n, ws, b.Name) {
 			continue
 		}
 		if best == nil || ws.running < best.running {

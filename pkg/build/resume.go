@@ -515,11 +515,11 @@ func (e *Engine) startResumed(ctx context.Context, p store.ResumePoint, name str
 	}
 	e.mu.Lock()
 	b := &build{e: e, req: req, cfg: e.builders[p.Builder], worker: name, ws: ws, parent: ctx, id: sb.ID, number: sb.Number}
-	ws.running++
+	ws.take(b.cfg.Name)
 	e.running[req.ID] = b
 	e.mu.Unlock()
 	e.wg.Go(func() {
-		defer e.release(name, ws)
+		defer e.release(name, ws, b.cfg.Name)
 		defer e.forget(b)
 		b.resume(ctx, p)
 	})

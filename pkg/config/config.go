@@ -53,7 +53,12 @@ type Config struct {
 	// default, keeps none), written at the end after a note saying what was
 	// dropped.
 	LogMaxSize, LogMaxTailSize int64
-	Janitor                    Janitor // [janitor]
+	// CollapseRequests is the top-level collapse_requests, as buildbot's
+	// c['collapseRequests']: the default of every builder's own
+	// collapse_requests (Builder.CollapseRequests holds the value each
+	// builder ends up with). Default false, where buildbot's is true.
+	CollapseRequests bool
+	Janitor          Janitor // [janitor]
 	// FinishSteps is finish_steps_on_restart and finish_steps_wait.
 	FinishSteps FinishSteps
 	// KeyFiles are the files the config read at load time for a key
@@ -160,8 +165,10 @@ type Builder struct {
 	Locks []LockAccess
 	// CollapseRequests is collapse_requests: when a builder has several
 	// pending requests for the same sources, only the newest is built and
-	// the others end SKIPPED, as buildbot's collapseRequests. Default false
-	// (buildbot's is true; its own developers recommend false).
+	// the others end SKIPPED, as buildbot's collapseRequests. As buildbot's
+	// getCollapseRequestsFn, the builder's own key wins, then the global
+	// collapse_requests (Config.CollapseRequests), then the default: false
+	// in gbb, where buildbot's is true (see the README's differences).
 	CollapseRequests bool
 	// Properties is properties: build properties (any TOML values) of
 	// every build of this builder, with the source "Builder"; the

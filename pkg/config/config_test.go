@@ -398,3 +398,53 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load of a missing file: %v", err)
 	}
 }
+
+// TestCollapseRequests: a builder's collapse_requests is its own key, then
+// the global one, then false (buildbot's getCollapseRequestsFn order; its
+// default is true, gbb's false).
+func TestCollapseRequests(t *testing.T) {
+	t.Parallel()
+	const builders = `
+[[workers]]
+name = "w"
+password = "p"
+[[builders]]
+name = "own-true"
+worker_names = ["w"]
+collapse_requests = true
+[[builders]]
+name = "own-false"
+worker_names = ["w"]
+collapse_requests = false
+[[builders]]
+name = "global"
+worker_names = ["w"]
+`
+	for _, tc := range []struct {
+		name, global string
+		want         map[string]bool
+	}{
+		{"no global key", "", map[string]bool{"own-true": true, "own-false": false, "global": false}},
+		{"global true", "collapse_requests = true\n", map[string]bool{"own-true": true, "own-false": false, "global": true}},
+		{"global false", "collapse_requests = false\n", map[string]bool{"own-true": true, "own-false": false, "global": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := mustParse(t, "m.toml", tc.global+builders)
+			got := map[string]bool{}
+			for _, b := range cfg.Builders {
+				got[b.Name] = b.CollapseRequests
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("collapse_requests by builder (-want +got):\n%s", diff)
+			}
+			if want := tc.global == "collapse_requests = true\n"; cfg.CollapseRequests != want {
+				t.Errorf("Config.CollapseRequests = %v, want %v", cfg.CollapseRequests, want)
+			}
+		})
+	}
+	_, err := Parse("m.toml", []byte("collapse_requests = \"yes\"\n"+builders))
+	if err == nil || !strings.Contains(err.Error(), "m.toml:1") || !strings.Contains(err.Error(), "collapse_requests") {
+		t.Errorf("a string collapse_requests: error %v, want one naming m.toml:1 and the key", err)
+	}
+}

@@ -57,6 +57,9 @@ type decoder struct {
 	// masterPaths are the transfer steps' master paths, checked once
 	// every master file is known.
 	masterPaths []masterPathRef
+	// collapse is the global collapse_requests, the default of the
+	// builders' own.
+	collapse bool
 }
 
 // triggerRef is one scheduler name a trigger step names.
@@ -373,6 +376,10 @@ func (d *decoder) config(t *table) *Config {
 	for _, l := range t.tables("locks") {
 		c.Locks = append(c.Locks, d.lock(l, d.lockNames, workers))
 	}
+	// The global collapse_requests is every builder's default, so it is
+	// read before them.
+	c.CollapseRequests, _ = t.boolean("collapse_requests")
+	d.collapse = c.CollapseRequests
 	builders := map[string]int{}
 	for _, b := range t.tables("builders") {
 		c.Builders = append(c.Builders, d.builder(b, builders, workers))
@@ -491,7 +498,10 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b.Description, _ = t.str("description")
 	b.Tags, _ = t.strings("tags")
 	b.Locks = d.lockAccesses(t, "locks")
-	b.CollapseRequests, _ = t.boolean("collapse_requests")
+	b.CollapseRequests = d.collapse
+	if v, ok := t.boolean("collapse_requests"); ok {
+		b.CollapseRequests = v
+	}
 	b.Properties = properties(t, "properties")
 	if t.has("workdir") {
 		if s, ok := t.required("workdir"); ok {
