@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -428,5 +429,119 @@ func TestGuide(t *testing.T) {
 	}
 	if !strings.Contains(read(t, "deploy/freebsd/pf.conf"), "ipv6-icmp icmp6-type { neighbrsol, neighbradv") {
 		t.Error("pf.conf does not pass ICMPv6 neighbour discovery")
+	}
+}
+
+// nginxBlock is a block of an nginx.conf: its directives (each a list of
+// words, the name first) and its child blocks.
+type nginxBlock struct {
+	head       []string // "location", "/buildbot/" ...; nil at the top
+	directives [][]string
+	blocks     []*nginxBlock
+}
+
+// parseNginx parses nginx.conf's structure: words, ";", "{" and "}", with
+// comments dropped. Quoted strings are kept whole, quotes included.
+func parseNginx(t testing.TB, text string) *nginxBlock {
+	t.Helper()
+	top := &nginxBlock{}
+	stack := []*nginxBlock{top}
+	var words []string
+	word := regexp.MustCompile(`"[^"]*"|'[^']*'|[^\s;{}"']+|[;{}]`)
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 && !strings.ContainsAny(line[:i], `"'`) {
+			line = line[:i]
+		}
+		for _, w := range word.FindAllString(line, -1) {
+			cur := stack[len(stack)-1]
+			switch w {
+			case ";":
+				cur.directives = append(cur.directives, words)
+				words = nil
+			case "{":
+				b := &nginxBlock{head: words}
+				cur.blocks = append(cur.blocks, b)
+				stack = append(stack, b)
+				words = nil
+			case "}":
+				if len(stack) == 1 || len(words) > 0 {
+					t.Fatalf("nginx.conf: unbalanced } after %q", words)
+				}
+				stack = stack[:len(stack)-1]
+			default:
+				words = append(words, w)
+			}
+		}
+	}
+	if len(stack) != 1 || len(words) > 0 {
+		t.Fatalf("nginx.conf: unterminated block or directive %q", words)
+	}
+	return top
+}
+
+// walk calls f on b and every block below it.
+func (b *nginxBlock) walk(f func(*nginxBlock)) {
+	f(b)
+	for _, c := range b.blocks {
+		c.walk(f)
+	}
+}
+
+// has reports whether b holds the directive with exactly these words.
+func (b *nginxBlock) has(words ...string) bool {
+	for _, d := range b.directives {
+		if slices.Equal(d, words) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNginxForwarded: every location of nginx.conf that proxies to the
+// master sets X-Forwarded-For (and Host and X-Forwarded-Proto). nginx
+// inherits proxy_set_header only into a location that sets none, so a
+// location with its own (the sse and ws ones) and no X-Forwarded-For
+// passed the client's forged header on, and with trusted_proxies each
+// forged address had a fresh budget of password guesses. nginx connects
+// from 10.1.1.1 (proxy_bind), the host's address on lo1 in the guide,
+// not from the master jail's own 10.1.1.2.
+func TestNginxForwarded(t *testing.T) {
+	t.Parallel()
+	conf := parseNginx(t, read(t, "deploy/freebsd/nginx.conf"))
+	proxies := 0
+	conf.walk(func(b *nginxBlock) {
+		if len(b.head) > 0 && b.head[0] == "server" && !b.has("proxy_bind", "10.1.1.1") {
+			t.Errorf("nginx.conf: server %v has no proxy_bind 10.1.1.1: the master would see nginx as the jail's own 10.1.1.2", b.head)
+		}
+		proxied := false
+		for _, d := range b.directives {
+			proxied = proxied || d[0] == "proxy_pass"
+		}
+		if !proxied {
+			return
+		}
+		proxies++
+		for _, want := range [][]string{
+			{"proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"},
+			{"proxy_set_header", "Host", "$http_host"},
+			{"proxy_set_header", "X-Forwarded-Proto", "$scheme"},
+		} {
+			if !b.has(want...) {
+				t.Errorf("nginx.conf: %v proxies but lacks %s", b.head, strings.Join(want, " "))
+			}
+		}
+	})
+	if proxies < 3 {
+		t.Errorf("nginx.conf: %d locations with proxy_pass, want the /buildbot/, sse and ws ones", proxies)
+	}
+	guide := read(t, "deploy/freebsd/README.md")
+	if !strings.Contains(guide, `sysrc ifconfig_lo1="inet 10.1.1.1/24"`) {
+		t.Error("guide: lo1 does not give the host 10.1.1.1, which nginx's proxy_bind needs")
+	}
+	if regexp.MustCompile(`trusted_proxies\s*=\s*\[[^\]]*10\.1\.1\.2`).MatchString(guide) {
+		t.Error("guide: trusted_proxies names 10.1.1.2, the master jail's own address")
+	}
+	if !strings.Contains(guide, `trusted_proxies = ["10.1.1.1"]`) {
+		t.Error(`guide: no trusted_proxies = ["10.1.1.1"]`)
 	}
 }
