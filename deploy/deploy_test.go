@@ -77,6 +77,8 @@ func TestShellcheck(t *testing.T) {
 		"deploy/freebsd/rc.d/gbb_worker",
 		"deploy/freebsd/flavours/gbb-master/ezjail.flavour",
 		"deploy/freebsd/flavours/gbb-worker/ezjail.flavour",
+		"deploy/freebsd/flavours/gbb-master/usr/local/libexec/gbb_master_reopenlogs",
+		"deploy/freebsd/flavours/gbb-worker/usr/local/libexec/gbb_worker_reopenlogs",
 		"scripts/rcsubr-harness.sh",
 	}
 	for _, f := range files {
@@ -111,7 +113,7 @@ func TestRcConf(t *testing.T) {
 			`command="${` + v + `_bin}"`,
 			`procname="${` + v + `_bin}"`,
 			`pidfile="${` + v + `_basedir}/` + c.prog + `.pid"`,
-			`command_args="start ${` + v + `_args} ${` + v + `_basedir}"`,
+			`command_args="start ${` + v + `_basedir}"`,
 			`run_rc_command "$1"`,
 		} {
 			if !strings.Contains(rc, want) {
@@ -131,12 +133,35 @@ func TestRcConf(t *testing.T) {
 		if !strings.Contains(flavour, "basedir="+c.basedir+"\n") || !strings.Contains(flavour, "pw useradd -n gbb") {
 			t.Errorf("flavour gbb-%s: ezjail.flavour does not make user gbb and basedir %s", c.prog, c.basedir)
 		}
-		// newsyslog rotates the log and sends SIGUSR2 (31 on FreeBSD) to
-		// the pid in the pid file: the program reopens its log.
+		// newsyslog rotates the log and then runs a command (flag R), not
+		// kill(2) on the pid in the pid file: that file belongs to the
+		// user gbb, whom builds run as, and root's newsyslog would signal
+		// whatever it names. The command is the rc.d script's reopenlogs,
+		// which checks the pid by procname and signals as gbb.
 		nsl := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/usr/local/etc/newsyslog.conf.d/gbb_"+c.prog+".conf")
-		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".log") + `\s+gbb:gbb\s+600\s+\d+\s+\d+\s+\S+\s+\w+\s+` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".pid") + `\s+31$`)
+		cmdPath := "/usr/local/libexec/gbb_" + c.prog + "_reopenlogs"
+		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".log") + `\s+gbb:gbb\s+600\s+\d+\s+\d+\s+\S+\s+[A-Z]*R[A-Z]*\s+` + regexp.QuoteMeta(cmdPath) + `$`)
 		if !want.MatchString(nsl) {
-			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf has no line for %s/%s.log, mode 600, pid file %s.pid, signal 31 (SIGUSR2):\n%s", c.prog, c.prog, c.basedir, c.prog, c.prog, nsl)
+			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf has no line for %s/%s.log, mode 600, flag R, command %s:\n%s", c.prog, c.prog, c.basedir, c.prog, cmdPath, nsl)
+		}
+		if regexp.MustCompile(`(?m)^[^#]*\.pid\b`).MatchString(nsl) {
+			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf names a pid file, which the build user owns", c.prog, c.prog)
+		}
+		cmdText := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+cmdPath)
+		if !strings.Contains(cmdText, "exec /usr/local/etc/rc.d/gbb_"+c.prog+" onereopenlogs\n") {
+			t.Errorf("flavour gbb-%s: %s does not run the rc.d script's reopenlogs:\n%s", c.prog, cmdPath, cmdText)
+		}
+		if f := rcFunc(rc, v+"_reopenlogs"); !strings.Contains(f, `if [ -z "${rc_pid}" ]; then`) || !strings.Contains(f, v+`_as_user "${`+v+`_bin} reopen-logs`) {
+			t.Errorf("rc.d/gbb_%s: reopenlogs must refuse when rc.subr found no %s by procname (rc_pid), and signal as the user:\n%s", c.prog, c.prog, f)
+		}
+		// No _args knob (start takes no flag, --nodaemon would hang rc at
+		// boot), and rc.subr's own _flags, which would come before
+		// "start", is dropped with a warning.
+		if strings.Contains(rc, v+"_args:=") || strings.Contains(rc, "${"+v+"_args}") && !strings.Contains(rc, "ignoring "+v+"_args") {
+			t.Errorf("rc.d/gbb_%s still reads %s_args", c.prog, v)
+		}
+		if f := rcFunc(rc, v+"_prestart"); !strings.Contains(f, `if [ -n "${rc_flags}" ]; then`) || !strings.Contains(f, `rc_flags=""`) {
+			t.Errorf("rc.d/gbb_%s: start does not warn about and drop %s_flags:\n%s", c.prog, v, f)
 		}
 	}
 	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig cleanstop reopenlogs"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
@@ -357,12 +382,14 @@ func TestMakeFlavours(t *testing.T) {
 		"gbb-master/usr/local/bin/gbb-master":                       0o555,
 		"gbb-master/usr/local/etc/rc.d/gbb_master":                  0o555,
 		"gbb-master/usr/local/etc/newsyslog.conf.d/gbb_master.conf": 0o644,
+		"gbb-master/usr/local/libexec/gbb_master_reopenlogs":        0o755,
 		"gbb-worker/ezjail.flavour":                                 0o755,
 		"gbb-worker/etc/rc.conf":                                    0o644,
 		"gbb-worker/etc/resolv.conf":                                0o644,
 		"gbb-worker/usr/local/bin/gbb-worker":                       0o555,
 		"gbb-worker/usr/local/etc/rc.d/gbb_worker":                  0o555,
 		"gbb-worker/usr/local/etc/newsyslog.conf.d/gbb_worker.conf": 0o644,
+		"gbb-worker/usr/local/libexec/gbb_worker_reopenlogs":        0o755,
 	} {
 		fi, err := os.Stat(filepath.Join(dist, "flavours", path))
 		if err != nil {
@@ -419,7 +446,7 @@ func TestGuide(t *testing.T) {
 			t.Errorf("%s: gateway_enable=YES (the jails' traffic is not forwarded)", f)
 		}
 	}
-	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "sig_num"} {
+	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "JR    /usr/local/libexec/gbb_master_reopenlogs"} {
 		if !strings.Contains(guide, want) {
 			t.Errorf("guide lacks %s", want)
 		}
