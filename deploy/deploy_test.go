@@ -438,7 +438,7 @@ func TestGuide(t *testing.T) {
 		}
 	}
 	force := strings.Index(guide, `"method":"force"`)
-	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q '"complete": \*true'`).MatchString(guide[force:]) {
+	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q 'complete.: \*true'`).MatchString(guide[force:]) {
 		t.Error("guide: the force is not followed by a wait until its build request is complete")
 	}
 	for _, f := range []string{"deploy/freebsd/README.md", "deploy/freebsd/pf.conf"} {
@@ -446,7 +446,7 @@ func TestGuide(t *testing.T) {
 			t.Errorf("%s: gateway_enable=YES (the jails' traffic is not forwarded)", f)
 		}
 	}
-	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "JR    /usr/local/libexec/gbb_master_reopenlogs"} {
+	for _, want := range []string{"**FreeBSD 13 or newer**", "**Every command runs in csh and in sh.**", "[www.auth]", "JR    /usr/local/libexec/gbb_master_reopenlogs"} {
 		if !strings.Contains(guide, want) {
 			t.Errorf("guide lacks %s", want)
 		}
@@ -570,5 +570,114 @@ func TestNginxForwarded(t *testing.T) {
 	}
 	if !strings.Contains(guide, `trusted_proxies = ["10.1.1.1"]`) {
 		t.Error(`guide: no trusted_proxies = ["10.1.1.1"]`)
+	}
+}
+
+// guideShBlocks returns the guide's fenced sh blocks (list items' too,
+// their indentation removed), each with the line it starts on.
+func guideShBlocks(t testing.TB, guide string) (blocks []string, lines []int) {
+	t.Helper()
+	var cur []string
+	indent, start := "", 0
+	in := false
+	for i, l := range strings.Split(guide, "\n") {
+		trimmed := strings.TrimLeft(l, " ")
+		switch {
+		case !in && trimmed == "```sh":
+			in, indent, start, cur = true, l[:len(l)-len(trimmed)], i+2, nil
+		case in && trimmed == "```":
+			in = false
+			blocks, lines = append(blocks, strings.Join(cur, "\n")+"\n"), append(lines, start)
+		case in:
+			cur = append(cur, strings.TrimPrefix(l, indent))
+		}
+	}
+	if in {
+		t.Fatalf("guide: the sh block of line %d is not closed", start)
+	}
+	return blocks, lines
+}
+
+// unquoted returns line with what single and double quotes enclose (and
+// backslash escapes) replaced by "Q", as csh and sh both read them.
+func unquoted(line string) string {
+	var b strings.Builder
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; c {
+		case '\'', '"':
+			j := strings.IndexByte(line[i+1:], c)
+			if j < 0 {
+				return b.String() + line[i:]
+			}
+			b.WriteString("Q")
+			i += j + 1
+		case '\\':
+			b.WriteString("Q")
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// cshHazards are what tcsh -n does not catch but an interactive csh reads
+// otherwise than sh, outside quotes.
+var cshHazards = []struct {
+	re  *regexp.Regexp
+	why string
+}{
+	{regexp.MustCompile(`\$\(`), "$(...) is sh's: csh says Illegal variable name (use backquotes)"},
+	{regexp.MustCompile(`^\s*(until|while|for|if|case|export|function)\b`), "a compound command of sh: wrap it in sh -c \"...\""},
+	{regexp.MustCompile(`(^|\s)#`), "an interactive csh takes # as an argument, not a comment"},
+	{regexp.MustCompile(`[0-9]>|>&[0-9]|<<`), "sh's redirection"},
+	{regexp.MustCompile(`^\s*\w+=\S*\s`), "VAR=value before a command is sh's"},
+	{regexp.MustCompile(`[*?\[]`), "an unquoted pattern: csh fails with No match when nothing matches"},
+}
+
+// TestGuideShells: every sh block of the guide runs in sh and in root's
+// csh (FreeBSD 13), since a reader of a later section may have a new
+// login shell: dash -n and tcsh -n parse it, the script of each sh -c
+// "..." parses in dash, and nothing outside quotes is read differently by
+// an interactive csh.
+func TestGuideShells(t *testing.T) {
+	t.Parallel()
+	dash := testdeb.Need(t, "dash", "dash")
+	tcsh := testdeb.Need(t, "tcsh", "tcsh")
+	guide := read(t, "deploy/freebsd/README.md")
+	blocks, starts := guideShBlocks(t, guide)
+	if len(blocks) < 15 {
+		t.Fatalf("found %d sh blocks in the guide; its layout changed", len(blocks))
+	}
+	dir := t.TempDir()
+	shc := regexp.MustCompile(`\bsh -c "([^"]*)"`)
+	for i, b := range blocks {
+		where := fmt.Sprintf("guide, the sh block of line %d", starts[i])
+		f := filepath.Join(dir, fmt.Sprintf("block%d", i))
+		if err := os.WriteFile(f, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(dash, "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: dash -n: %v\n%s%s", where, err, out, b)
+		}
+		if out, err := exec.Command(tcsh, "-f", "-n", f).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("%s: tcsh -n: %v\n%s%s", where, err, out, b)
+		}
+		for _, m := range shc.FindAllStringSubmatch(b, -1) {
+			if out, err := exec.Command(dash, "-n", "-c", m[1]).CombinedOutput(); err != nil {
+				t.Errorf("%s: dash -n -c %q: %v\n%s", where, m[1], err, out)
+			}
+		}
+		for _, line := range strings.Split(b, "\n") {
+			if strings.Contains(line, "!") {
+				t.Errorf("%s: %q: csh expands ! (history) even inside quotes", where, line)
+			}
+			u := unquoted(line)
+			for _, h := range cshHazards {
+				if h.re.MatchString(u) {
+					t.Errorf("%s: %q: %s", where, line, h.why)
+				}
+			}
+		}
 	}
 }
