@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/google/go-cmp/cmp"
 )
 
 // root is the module's root directory.
@@ -679,5 +680,61 @@ func TestGuideShells(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestPfConf: pf filters lo1 (build code in a worker jail must not reach
+// the host's services through 10.1.1.1, nor the master's web API), passing
+// only nginx's connections from the address nginx.conf binds to the
+// master's web port, the workers' to the master's worker port, and each
+// jail's to itself; and blocks the jails' network on lo0, the way to the
+// host's outside address. There is no pfctl here: the file's rules are
+// checked as text.
+func TestPfConf(t *testing.T) {
+	t.Parallel()
+	pf := read(t, "deploy/freebsd/pf.conf")
+	var rules []string
+	for _, l := range strings.Split(pf, "\n") {
+		if l, _, _ = strings.Cut(l, "#"); strings.TrimSpace(l) != "" {
+			rules = append(rules, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	for _, r := range rules {
+		if strings.HasPrefix(r, "set skip") {
+			t.Errorf("pf.conf: %q: a skipped loopback interface is not filtered", r)
+		}
+	}
+	macros := map[string]string{}
+	for _, r := range rules {
+		if k, v, ok := strings.Cut(r, " = "); ok {
+			macros[k] = strings.Trim(v, `"`)
+		}
+	}
+	for k, want := range map[string]string{"host_lo1": "10.1.1.1", "master": "10.1.1.2", "workers": "{ 10.1.1.3 }", "jail_net": "10.1.1.0/24"} {
+		if macros[k] != want {
+			t.Errorf("pf.conf: %s = %q, want %q", k, macros[k], want)
+		}
+	}
+	parseNginx(t, read(t, "deploy/freebsd/nginx.conf")).walk(func(b *nginxBlock) {
+		if len(b.head) > 0 && b.head[0] == "server" && !b.has("proxy_bind", macros["host_lo1"]) {
+			t.Errorf("nginx.conf: server %v: proxy_bind is not pf.conf's host_lo1 %s", b.head, macros["host_lo1"])
+		}
+	})
+	want := []string{
+		"block quick on lo0 inet from $jail_net to any",
+		"block on lo1 all",
+		"pass on lo1 inet from $master to $master",
+		"pass on lo1 inet from $workers to $workers",
+		"pass on lo1 inet proto tcp from $host_lo1 to $master port 8010",
+		"pass on lo1 inet proto tcp from $workers to $master port 9989",
+	}
+	var got []string
+	for _, r := range rules {
+		if strings.Contains(r, " on lo") {
+			got = append(got, r)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pf.conf: the rules on lo0 and lo1 (-want +got):\n%s", diff)
 	}
 }
