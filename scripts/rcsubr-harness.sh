@@ -149,6 +149,8 @@ password = \"pw\"
 "
 printf '%s' "$good" >"$M/master.toml"
 chown 8010:8010 "$M/master.toml"
+# It holds a password: 0600, or checkconfig warns.
+chmod 600 "$M/master.toml"
 
 fails=0
 # svc SCRIPT COMMAND WANT_EXIT WANT_STATUS: runs the script as service(8)
