@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gbb-ci/gbb/internal/testbin"
 	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/google/go-cmp/cmp"
 )
 
 // root is the module's root directory.
@@ -96,6 +98,8 @@ func TestShellcheck(t *testing.T) {
 		"deploy/freebsd/rc.d/gbb_worker",
 		"deploy/freebsd/flavours/gbb-master/ezjail.flavour",
 		"deploy/freebsd/flavours/gbb-worker/ezjail.flavour",
+		"deploy/freebsd/flavours/gbb-master/usr/local/libexec/gbb_master_reopenlogs",
+		"deploy/freebsd/flavours/gbb-worker/usr/local/libexec/gbb_worker_reopenlogs",
 		"scripts/rcsubr-harness.sh",
 	}
 	for _, f := range files {
@@ -130,7 +134,7 @@ func TestRcConf(t *testing.T) {
 			`command="${` + v + `_bin}"`,
 			`procname="${` + v + `_bin}"`,
 			`pidfile="${` + v + `_basedir}/` + c.prog + `.pid"`,
-			`command_args="start ${` + v + `_args} ${` + v + `_basedir}"`,
+			`command_args="start ${` + v + `_basedir}"`,
 			`run_rc_command "$1"`,
 		} {
 			if !strings.Contains(rc, want) {
@@ -150,12 +154,35 @@ func TestRcConf(t *testing.T) {
 		if !strings.Contains(flavour, "basedir="+c.basedir+"\n") || !strings.Contains(flavour, "pw useradd -n gbb") {
 			t.Errorf("flavour gbb-%s: ezjail.flavour does not make user gbb and basedir %s", c.prog, c.basedir)
 		}
-		// newsyslog rotates the log and sends SIGUSR2 (31 on FreeBSD) to
-		// the pid in the pid file: the program reopens its log.
+		// newsyslog rotates the log and then runs a command (flag R), not
+		// kill(2) on the pid in the pid file: that file belongs to the
+		// user gbb, whom builds run as, and root's newsyslog would signal
+		// whatever it names. The command is the rc.d script's reopenlogs,
+		// which checks the pid by procname and signals as gbb.
 		nsl := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+"/usr/local/etc/newsyslog.conf.d/gbb_"+c.prog+".conf")
-		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".log") + `\s+gbb:gbb\s+600\s+\d+\s+\d+\s+\S+\s+\w+\s+` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".pid") + `\s+31$`)
+		cmdPath := "/usr/local/libexec/gbb_" + c.prog + "_reopenlogs"
+		want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.basedir+"/"+c.prog+".log") + `\s+gbb:gbb\s+600\s+\d+\s+\d+\s+\S+\s+[A-Z]*R[A-Z]*\s+` + regexp.QuoteMeta(cmdPath) + `$`)
 		if !want.MatchString(nsl) {
-			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf has no line for %s/%s.log, mode 600, pid file %s.pid, signal 31 (SIGUSR2):\n%s", c.prog, c.prog, c.basedir, c.prog, c.prog, nsl)
+			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf has no line for %s/%s.log, mode 600, flag R, command %s:\n%s", c.prog, c.prog, c.basedir, c.prog, cmdPath, nsl)
+		}
+		if regexp.MustCompile(`(?m)^[^#]*\.pid\b`).MatchString(nsl) {
+			t.Errorf("flavour gbb-%s: newsyslog.conf.d/gbb_%s.conf names a pid file, which the build user owns", c.prog, c.prog)
+		}
+		cmdText := read(t, "deploy/freebsd/flavours/gbb-"+c.prog+cmdPath)
+		if !strings.Contains(cmdText, "exec /usr/local/etc/rc.d/gbb_"+c.prog+" onereopenlogs\n") {
+			t.Errorf("flavour gbb-%s: %s does not run the rc.d script's reopenlogs:\n%s", c.prog, cmdPath, cmdText)
+		}
+		if f := rcFunc(rc, v+"_reopenlogs"); !strings.Contains(f, `if [ -z "${rc_pid}" ]; then`) || !strings.Contains(f, v+`_as_user "${`+v+`_bin} reopen-logs`) {
+			t.Errorf("rc.d/gbb_%s: reopenlogs must refuse when rc.subr found no %s by procname (rc_pid), and signal as the user:\n%s", c.prog, c.prog, f)
+		}
+		// No _args knob (start takes no flag, --nodaemon would hang rc at
+		// boot), and rc.subr's own _flags, which would come before
+		// "start", is dropped with a warning.
+		if strings.Contains(rc, v+"_args:=") || strings.Contains(rc, "${"+v+"_args}") && !strings.Contains(rc, "ignoring "+v+"_args") {
+			t.Errorf("rc.d/gbb_%s still reads %s_args", c.prog, v)
+		}
+		if f := rcFunc(rc, v+"_prestart"); !strings.Contains(f, `if [ -n "${rc_flags}" ]; then`) || !strings.Contains(f, `rc_flags=""`) {
+			t.Errorf("rc.d/gbb_%s: start does not warn about and drop %s_flags:\n%s", c.prog, v, f)
 		}
 	}
 	if rc := read(t, "deploy/freebsd/rc.d/gbb_master"); !strings.Contains(rc, `extra_commands="reload checkconfig cleanstop reopenlogs"`) || !strings.Contains(rc, "reconfig ${gbb_master_basedir}") {
@@ -376,12 +403,14 @@ func TestMakeFlavours(t *testing.T) {
 		"gbb-master/usr/local/bin/gbb-master":                       0o555,
 		"gbb-master/usr/local/etc/rc.d/gbb_master":                  0o555,
 		"gbb-master/usr/local/etc/newsyslog.conf.d/gbb_master.conf": 0o644,
+		"gbb-master/usr/local/libexec/gbb_master_reopenlogs":        0o755,
 		"gbb-worker/ezjail.flavour":                                 0o755,
 		"gbb-worker/etc/rc.conf":                                    0o644,
 		"gbb-worker/etc/resolv.conf":                                0o644,
 		"gbb-worker/usr/local/bin/gbb-worker":                       0o555,
 		"gbb-worker/usr/local/etc/rc.d/gbb_worker":                  0o555,
 		"gbb-worker/usr/local/etc/newsyslog.conf.d/gbb_worker.conf": 0o644,
+		"gbb-worker/usr/local/libexec/gbb_worker_reopenlogs":        0o755,
 	} {
 		fi, err := os.Stat(filepath.Join(dist, "flavours", path))
 		if err != nil {
@@ -430,7 +459,7 @@ func TestGuide(t *testing.T) {
 		}
 	}
 	force := strings.Index(guide, `"method":"force"`)
-	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q '"complete": \*true'`).MatchString(guide[force:]) {
+	if force < 0 || !regexp.MustCompile(`until curl -s \S+/buildrequests/1 \| grep -q 'complete.: \*true'`).MatchString(guide[force:]) {
 		t.Error("guide: the force is not followed by a wait until its build request is complete")
 	}
 	for _, f := range []string{"deploy/freebsd/README.md", "deploy/freebsd/pf.conf"} {
@@ -438,7 +467,7 @@ func TestGuide(t *testing.T) {
 			t.Errorf("%s: gateway_enable=YES (the jails' traffic is not forwarded)", f)
 		}
 	}
-	for _, want := range []string{"**FreeBSD 13 or newer**", "**Run `sh` first.**", "[www.auth]", "sig_num"} {
+	for _, want := range []string{"**FreeBSD 13 or newer**", "**Every command runs in csh and in sh.**", "[www.auth]", "JR    /usr/local/libexec/gbb_master_reopenlogs"} {
 		if !strings.Contains(guide, want) {
 			t.Errorf("guide lacks %s", want)
 		}
@@ -448,5 +477,284 @@ func TestGuide(t *testing.T) {
 	}
 	if !strings.Contains(read(t, "deploy/freebsd/pf.conf"), "ipv6-icmp icmp6-type { neighbrsol, neighbradv") {
 		t.Error("pf.conf does not pass ICMPv6 neighbour discovery")
+	}
+}
+
+// nginxBlock is a block of an nginx.conf: its directives (each a list of
+// words, the name first) and its child blocks.
+type nginxBlock struct {
+	head       []string // "location", "/buildbot/" ...; nil at the top
+	directives [][]string
+	blocks     []*nginxBlock
+}
+
+// parseNginx parses nginx.conf's structure: words, ";", "{" and "}", with
+// comments dropped. Quoted strings are kept whole, quotes included.
+func parseNginx(t testing.TB, text string) *nginxBlock {
+	t.Helper()
+	top := &nginxBlock{}
+	stack := []*nginxBlock{top}
+	var words []string
+	word := regexp.MustCompile(`"[^"]*"|'[^']*'|[^\s;{}"']+|[;{}]`)
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 && !strings.ContainsAny(line[:i], `"'`) {
+			line = line[:i]
+		}
+		for _, w := range word.FindAllString(line, -1) {
+			cur := stack[len(stack)-1]
+			switch w {
+			case ";":
+				cur.directives = append(cur.directives, words)
+				words = nil
+			case "{":
+				b := &nginxBlock{head: words}
+				cur.blocks = append(cur.blocks, b)
+				stack = append(stack, b)
+				words = nil
+			case "}":
+				if len(stack) == 1 || len(words) > 0 {
+					t.Fatalf("nginx.conf: unbalanced } after %q", words)
+				}
+				stack = stack[:len(stack)-1]
+			default:
+				words = append(words, w)
+			}
+		}
+	}
+	if len(stack) != 1 || len(words) > 0 {
+		t.Fatalf("nginx.conf: unterminated block or directive %q", words)
+	}
+	return top
+}
+
+// walk calls f on b and every block below it.
+func (b *nginxBlock) walk(f func(*nginxBlock)) {
+	f(b)
+	for _, c := range b.blocks {
+		c.walk(f)
+	}
+}
+
+// has reports whether b holds the directive with exactly these words.
+func (b *nginxBlock) has(words ...string) bool {
+	for _, d := range b.directives {
+		if slices.Equal(d, words) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNginxForwarded: every location of nginx.conf that proxies to the
+// master sets X-Forwarded-For (and Host and X-Forwarded-Proto). nginx
+// inherits proxy_set_header only into a location that sets none, so a
+// location with its own (the sse and ws ones) and no X-Forwarded-For
+// passed the client's forged header on, and with trusted_proxies each
+// forged address had a fresh budget of password guesses. nginx connects
+// from 10.1.1.1 (proxy_bind), the host's address on lo1 in the guide,
+// not from the master jail's own 10.1.1.2.
+func TestNginxForwarded(t *testing.T) {
+	t.Parallel()
+	conf := parseNginx(t, read(t, "deploy/freebsd/nginx.conf"))
+	proxies := 0
+	conf.walk(func(b *nginxBlock) {
+		if len(b.head) > 0 && b.head[0] == "server" && !b.has("proxy_bind", "10.1.1.1") {
+			t.Errorf("nginx.conf: server %v has no proxy_bind 10.1.1.1: the master would see nginx as the jail's own 10.1.1.2", b.head)
+		}
+		proxied := false
+		for _, d := range b.directives {
+			proxied = proxied || d[0] == "proxy_pass"
+		}
+		if !proxied {
+			return
+		}
+		proxies++
+		for _, want := range [][]string{
+			{"proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"},
+			{"proxy_set_header", "Host", "$http_host"},
+			{"proxy_set_header", "X-Forwarded-Proto", "$scheme"},
+		} {
+			if !b.has(want...) {
+				t.Errorf("nginx.conf: %v proxies but lacks %s", b.head, strings.Join(want, " "))
+			}
+		}
+	})
+	if proxies < 3 {
+		t.Errorf("nginx.conf: %d locations with proxy_pass, want the /buildbot/, sse and ws ones", proxies)
+	}
+	guide := read(t, "deploy/freebsd/README.md")
+	if !strings.Contains(guide, `sysrc ifconfig_lo1="inet 10.1.1.1/24"`) {
+		t.Error("guide: lo1 does not give the host 10.1.1.1, which nginx's proxy_bind needs")
+	}
+	if regexp.MustCompile(`trusted_proxies\s*=\s*\[[^\]]*10\.1\.1\.2`).MatchString(guide) {
+		t.Error("guide: trusted_proxies names 10.1.1.2, the master jail's own address")
+	}
+	if !strings.Contains(guide, `trusted_proxies = ["10.1.1.1"]`) {
+		t.Error(`guide: no trusted_proxies = ["10.1.1.1"]`)
+	}
+}
+
+// guideShBlocks returns the guide's fenced sh blocks (list items' too,
+// their indentation removed), each with the line it starts on.
+func guideShBlocks(t testing.TB, guide string) (blocks []string, lines []int) {
+	t.Helper()
+	var cur []string
+	indent, start := "", 0
+	in := false
+	for i, l := range strings.Split(guide, "\n") {
+		trimmed := strings.TrimLeft(l, " ")
+		switch {
+		case !in && trimmed == "```sh":
+			in, indent, start, cur = true, l[:len(l)-len(trimmed)], i+2, nil
+		case in && trimmed == "```":
+			in = false
+			blocks, lines = append(blocks, strings.Join(cur, "\n")+"\n"), append(lines, start)
+		case in:
+			cur = append(cur, strings.TrimPrefix(l, indent))
+		}
+	}
+	if in {
+		t.Fatalf("guide: the sh block of line %d is not closed", start)
+	}
+	return blocks, lines
+}
+
+// unquoted returns line with what single and double quotes enclose (and
+// backslash escapes) replaced by "Q", as csh and sh both read them.
+func unquoted(line string) string {
+	var b strings.Builder
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; c {
+		case '\'', '"':
+			j := strings.IndexByte(line[i+1:], c)
+			if j < 0 {
+				return b.String() + line[i:]
+			}
+			b.WriteString("Q")
+			i += j + 1
+		case '\\':
+			b.WriteString("Q")
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// cshHazards are what tcsh -n does not catch but an interactive csh reads
+// otherwise than sh, outside quotes.
+var cshHazards = []struct {
+	re  *regexp.Regexp
+	why string
+}{
+	{regexp.MustCompile(`\$\(`), "$(...) is sh's: csh says Illegal variable name (use backquotes)"},
+	{regexp.MustCompile(`^\s*(until|while|for|if|case|export|function)\b`), "a compound command of sh: wrap it in sh -c \"...\""},
+	{regexp.MustCompile(`(^|\s)#`), "an interactive csh takes # as an argument, not a comment"},
+	{regexp.MustCompile(`[0-9]>|>&[0-9]|<<`), "sh's redirection"},
+	{regexp.MustCompile(`^\s*\w+=\S*\s`), "VAR=value before a command is sh's"},
+	{regexp.MustCompile(`[*?\[]`), "an unquoted pattern: csh fails with No match when nothing matches"},
+}
+
+// TestGuideShells: every sh block of the guide runs in sh and in root's
+// csh (FreeBSD 13), since a reader of a later section may have a new
+// login shell: dash -n and tcsh -n parse it, the script of each sh -c
+// "..." parses in dash, and nothing outside quotes is read differently by
+// an interactive csh.
+func TestGuideShells(t *testing.T) {
+	t.Parallel()
+	dash := testdeb.Need(t, "dash", "dash")
+	tcsh := testdeb.Need(t, "tcsh", "tcsh")
+	guide := read(t, "deploy/freebsd/README.md")
+	blocks, starts := guideShBlocks(t, guide)
+	if len(blocks) < 15 {
+		t.Fatalf("found %d sh blocks in the guide; its layout changed", len(blocks))
+	}
+	dir := t.TempDir()
+	shc := regexp.MustCompile(`\bsh -c "([^"]*)"`)
+	for i, b := range blocks {
+		where := fmt.Sprintf("guide, the sh block of line %d", starts[i])
+		f := filepath.Join(dir, fmt.Sprintf("block%d", i))
+		if err := os.WriteFile(f, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(dash, "-n", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: dash -n: %v\n%s%s", where, err, out, b)
+		}
+		if out, err := exec.Command(tcsh, "-f", "-n", f).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("%s: tcsh -n: %v\n%s%s", where, err, out, b)
+		}
+		for _, m := range shc.FindAllStringSubmatch(b, -1) {
+			if out, err := exec.Command(dash, "-n", "-c", m[1]).CombinedOutput(); err != nil {
+				t.Errorf("%s: dash -n -c %q: %v\n%s", where, m[1], err, out)
+			}
+		}
+		for _, line := range strings.Split(b, "\n") {
+			if strings.Contains(line, "!") {
+				t.Errorf("%s: %q: csh expands ! (history) even inside quotes", where, line)
+			}
+			u := unquoted(line)
+			for _, h := range cshHazards {
+				if h.re.MatchString(u) {
+					t.Errorf("%s: %q: %s", where, line, h.why)
+				}
+			}
+		}
+	}
+}
+
+// TestPfConf: pf filters lo1 (build code in a worker jail must not reach
+// the host's services through 10.1.1.1, nor the master's web API), passing
+// only nginx's connections from the address nginx.conf binds to the
+// master's web port, the workers' to the master's worker port, and each
+// jail's to itself; and blocks the jails' network on lo0, the way to the
+// host's outside address. There is no pfctl here: the file's rules are
+// checked as text.
+func TestPfConf(t *testing.T) {
+	t.Parallel()
+	pf := read(t, "deploy/freebsd/pf.conf")
+	var rules []string
+	for _, l := range strings.Split(pf, "\n") {
+		if l, _, _ = strings.Cut(l, "#"); strings.TrimSpace(l) != "" {
+			rules = append(rules, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	for _, r := range rules {
+		if strings.HasPrefix(r, "set skip") {
+			t.Errorf("pf.conf: %q: a skipped loopback interface is not filtered", r)
+		}
+	}
+	macros := map[string]string{}
+	for _, r := range rules {
+		if k, v, ok := strings.Cut(r, " = "); ok {
+			macros[k] = strings.Trim(v, `"`)
+		}
+	}
+	for k, want := range map[string]string{"host_lo1": "10.1.1.1", "master": "10.1.1.2", "workers": "{ 10.1.1.3 }", "jail_net": "10.1.1.0/24"} {
+		if macros[k] != want {
+			t.Errorf("pf.conf: %s = %q, want %q", k, macros[k], want)
+		}
+	}
+	parseNginx(t, read(t, "deploy/freebsd/nginx.conf")).walk(func(b *nginxBlock) {
+		if len(b.head) > 0 && b.head[0] == "server" && !b.has("proxy_bind", macros["host_lo1"]) {
+			t.Errorf("nginx.conf: server %v: proxy_bind is not pf.conf's host_lo1 %s", b.head, macros["host_lo1"])
+		}
+	})
+	want := []string{
+		"block quick on lo0 inet from $jail_net to any",
+		"block on lo1 all",
+		"pass on lo1 inet from $master to $master",
+		"pass on lo1 inet from $workers to $workers",
+		"pass on lo1 inet proto tcp from $host_lo1 to $master port 8010",
+		"pass on lo1 inet proto tcp from $workers to $master port 9989",
+	}
+	var got []string
+	for _, r := range rules {
+		if strings.Contains(r, " on lo") {
+			got = append(got, r)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pf.conf: the rules on lo0 and lo1 (-want +got):\n%s", diff)
 	}
 }

@@ -448,26 +448,7 @@ type netnsPair struct {
 // test ends. It needs root and ip(8) (installed when missing).
 func netnsJails(t *testing.T) netnsPair {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("%s needs root (network namespaces); make test runs as root in CI", t.Name())
-	}
-	testdeb.Need(t, "ip", "iproute2")
-	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("lock %s: %v", netnsLock, err)
-	}
-	// With the lock held, any gbb bridge or namespace is a killed run's.
-	links, namespaces := netnsLeftovers()
-	for _, l := range links {
-		exec.Command("ip", "link", "del", l).Run()
-	}
-	for _, n := range namespaces {
-		exec.Command("ip", "netns", "del", n).Run()
-	}
+	netnsLockClean(t)
 
 	var rb [3]byte
 	rand.Read(rb[:])
@@ -500,4 +481,151 @@ func netnsJails(t *testing.T) netnsPair {
 		netnsIP(t, "-n", ns.name, "link", "set", "lo", "up")
 	}
 	return p
+}
+
+// netnsLockClean takes the host-wide netns lock (held until the test
+// ends) and removes what a killed run left. It needs root and ip(8)
+// (installed when missing).
+func netnsLockClean(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s needs root (network namespaces); make test runs as root in CI", t.Name())
+	}
+	testdeb.Need(t, "ip", "iproute2")
+	lock, err := os.OpenFile(netnsLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", netnsLock, err)
+	}
+	// With the lock held, any gbb bridge or namespace is a killed run's.
+	links, namespaces := netnsLeftovers()
+	for _, l := range links {
+		exec.Command("ip", "link", "del", l).Run()
+	}
+	for _, n := range namespaces {
+		exec.Command("ip", "netns", "del", n).Run()
+	}
+}
+
+// netnsAlias makes a namespace laid out as the FreeBSD jail host's lo1: a
+// loopback interface with the host's 10.1.1.1/24 and the master jail's
+// 10.1.1.2 as a /32 alias. It is removed when the test ends.
+func netnsAlias(t *testing.T) string {
+	t.Helper()
+	netnsLockClean(t)
+	var rb [3]byte
+	rand.Read(rb[:])
+	ns := "gbbm-" + hex.EncodeToString(rb[:]) // netnsLeftovers knows gbbm-
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", ns).Run()
+		if l, n := netnsLeftovers(); len(l)+len(n) > 0 {
+			t.Errorf("left behind: links %v, namespaces %v", l, n)
+		}
+	})
+	netnsIP(t, "netns", "add", ns)
+	// The namespace's own loopback stands in for lo1 (a second loopback
+	// needs the dummy module, which not every kernel has).
+	netnsIP(t, "-n", ns, "addr", "add", netnsHostAddr, "dev", "lo")
+	netnsIP(t, "-n", ns, "addr", "add", netnsMasterAddr+"/32", "dev", "lo")
+	netnsIP(t, "-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+const netnsAliasConfig = `
+buildbot_url = "http://127.0.0.1:8080/buildbot/"
+
+[protocols.grpc]
+port = 9989
+interface = "10.1.1.2"
+
+[www]
+port = 8010
+interface = "10.1.1.2"
+trusted_proxies = ["10.1.1.1"]
+
+[www.auth]
+type = "users"
+[[www.auth.users]]
+username = "admin"
+password_hash = "{{.Hash}}"
+groups = ["admins"]
+`
+
+// TestNetnsProxyAlias runs deploy/freebsd/nginx.conf and the master as on
+// the jail host, in one namespace whose lo1 has the host's 10.1.1.1/24 and
+// the master jail's 10.1.1.2/32, with trusted_proxies = ["10.1.1.1"]. A
+// guesser (from 127.0.0.1) sends wrong passwords through /buildbot/sse/,
+// each with a forged X-Forwarded-For, and is braked (429): every location
+// sets X-Forwarded-For. Then another client (127.0.0.2) logs in through
+// /buildbot/api/ and gets 200: nginx connects from 10.1.1.1 (proxy_bind),
+// not from the alias 10.1.1.2 a connection to the alias takes by default,
+// so the master tells the clients apart.
+func TestNetnsProxyAlias(t *testing.T) {
+	ns := netnsAlias(t)
+	nginx := testdeb.Need(t, "nginx", "nginx")
+	curl := testdeb.Need(t, "curl", "curl")
+	master, _ := buildBinaries(t)
+	dir := t.TempDir()
+
+	hashCmd := exec.Command(master, "hashpw", "-cost", "4")
+	hashCmd.Stdin = strings.NewReader("right-pw\n")
+	hash, err := hashCmd.Output()
+	if err != nil {
+		t.Fatalf("gbb-master hashpw: %v", err)
+	}
+	mdir := filepath.Join(dir, "master")
+	mustRun(t, master, "create-master", mdir)
+	cfg := strings.ReplaceAll(netnsAliasConfig, "{{.Hash}}", strings.TrimSpace(string(hash)))
+	if err := os.WriteFile(filepath.Join(mdir, "master.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, master, "checkconfig", mdir)
+	netnsProc(t, filepath.Join(dir, "master.out"), "ip", "netns", "exec", ns, master, "start", "--nodaemon", mdir)
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startNginxConfIn(t, ns, nginx, dir, "nginx", 8080, string(src))
+	dump := func() {
+		for _, f := range []string{"master.out", "master/master.log", "nginx/error.log", "nginx/access.log"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			t.Logf("--- %s:\n%s", f, b)
+		}
+	}
+
+	// get runs curl in the namespace from the address from, and returns
+	// the HTTP status (0 when curl failed).
+	get := func(from, path string, args ...string) int {
+		a := append([]string{"netns", "exec", ns, curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--interface", from}, args...)
+		out, _ := exec.Command("ip", append(a, "http://127.0.0.1:8080/buildbot"+path)...).Output()
+		var code int
+		fmt.Sscan(string(out), &code)
+		return code
+	}
+	waitFor(t, "the master through nginx", 30*time.Second, func() bool { return get("127.0.0.2", "/api/v2/builders") == 200 })
+
+	braked := false
+	for i := range 30 {
+		code := get("127.0.0.1", "/sse/listen/builds", "-u", "admin:wrong", "-H", fmt.Sprintf("X-Forwarded-For: 192.0.2.%d", i+1))
+		if code == http.StatusTooManyRequests {
+			braked = true
+			t.Logf("the guesser is braked after %d wrong passwords", i)
+			break
+		}
+		if code != http.StatusUnauthorized {
+			dump()
+			t.Fatalf("wrong password %d through /buildbot/sse/: %d, want 401 or 429", i+1, code)
+		}
+	}
+	if !braked {
+		dump()
+		t.Fatal("30 wrong passwords through /buildbot/sse/, each with a forged X-Forwarded-For, and no 429: each forged address had its own budget")
+	}
+	if code := get("127.0.0.2", "/api/v2/builders", "-u", "admin:right-pw"); code != http.StatusOK {
+		dump()
+		t.Fatalf("another client's login while the guesser is braked: %d, want 200 (the master sees everyone behind nginx as one address)", code)
+	}
 }

@@ -11,8 +11,9 @@ import (
 // startNginx runs Debian's nginx (binary nginx) with deploy/freebsd/nginx.conf,
 // changing only what a test must: it listens on 127.0.0.1:port, keeps its
 // files under dir/nginx, and, when upstream is not empty, proxies to it
-// instead of the jail address 10.1.1.2:8010. nginx stops at the test's end;
-// its output goes to dir/nginx.out.
+// instead of the jail address 10.1.1.2:8010, from 127.0.0.1 instead of the
+// jail host's 10.1.1.1 (proxy_bind). nginx stops at the test's end; its
+// output goes to dir/nginx.out.
 func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
@@ -25,6 +26,10 @@ func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 			t.Fatal("deploy/freebsd/nginx.conf does not proxy to http://10.1.1.2:8010")
 		}
 		conf = strings.ReplaceAll(conf, "http://10.1.1.2:8010", "http://"+upstream)
+		if !strings.Contains(conf, "proxy_bind 10.1.1.1;") {
+			t.Fatal("deploy/freebsd/nginx.conf does not connect from 10.1.1.1 (proxy_bind)")
+		}
+		conf = strings.ReplaceAll(conf, "proxy_bind 10.1.1.1;", "proxy_bind 127.0.0.1;")
 	}
 	startNginxConf(t, nginx, dir, "nginx", port, conf)
 }
@@ -33,6 +38,13 @@ func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 // 127.0.0.1:port and its files to dir/name; it stops at the test's end,
 // its output in dir/name.out.
 func startNginxConf(t *testing.T, nginx, dir, name string, port int, conf string) {
+	t.Helper()
+	startNginxConfIn(t, "", nginx, dir, name, port, conf)
+}
+
+// startNginxConfIn is startNginxConf in the network namespace netns ("" is
+// the test's own).
+func startNginxConfIn(t *testing.T, netns, nginx, dir, name string, port int, conf string) {
 	t.Helper()
 	ndir := filepath.Join(dir, name)
 	if err := os.MkdirAll(ndir, 0o755); err != nil {
@@ -54,5 +66,9 @@ func startNginxConf(t *testing.T, nginx, dir, name string, port int, conf string
 	}
 	global := fmt.Sprintf("daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;", ndir)
 	mustRun(t, nginx, "-t", "-p", ndir, "-c", nconf, "-g", global)
-	netnsProc(t, filepath.Join(dir, name+".out"), nginx, "-p", ndir, "-c", nconf, "-g", global)
+	args := []string{nginx, "-p", ndir, "-c", nconf, "-g", global}
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	netnsProc(t, filepath.Join(dir, name+".out"), args[0], args[1:]...)
 }

@@ -17,15 +17,17 @@
 #   sh scripts/rcsubr-harness.sh /path/to/rc.subr /path/to/defaults/rc.conf
 #
 # It needs root (a private mount namespace with unshare(1), setpriv(1)), a
-# POSIX /bin/sh (dash), Go, and python3 for a free port. Inside the
+# POSIX /bin/sh (dash), tcsh, Go, and python3 for a free port. Inside the
 # namespace it binds over /etc a copy of this host's /etc with rc.subr,
 # defaults/rc.conf, an rc.conf and a user gbb (uid 8010) added; over
 # /usr/local/bin a directory with the freshly built gbb-master and
-# gbb-worker (the scripts' defaults); and over ps the stub below. Stubs,
-# first in PATH, stand in for FreeBSD's limits(1), su(1) (su -m USER -c
-# CMD runs CMD as USER with setpriv, keeping the environment), stat -f
-# %Sp, pwait(1), kenv(1) (no loader variables) and ps -o jid. Nothing outside the namespace and the temp
-# dir changes.
+# gbb-worker (the scripts' defaults); over /usr/local/etc a directory with
+# rc.d/gbb_master and gbb_worker (the flavours' newsyslog commands run
+# them); and over ps the stub below. Stubs, first in PATH, stand in for
+# FreeBSD's limits(1), su(1) (su -m USER -c CMD runs CMD as USER with
+# setpriv and tcsh, root's shell on FreeBSD 13, keeping the environment),
+# stat -f %Sp, pwait(1), kenv(1) (no loader variables) and ps -o jid.
+# Nothing outside the namespace and the temp dir changes.
 set -eu
 
 if [ $# -ne 2 ]; then
@@ -36,7 +38,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "$0: run as root (it needs a mount namespace)" >&2
 	exit 2
 fi
-for t in unshare setpriv python3 go; do
+for t in unshare setpriv python3 go tcsh; do
 	command -v "$t" >/dev/null || { echo "$0: $t missing" >&2; exit 2; }
 done
 [ -f deploy/freebsd/rc.d/gbb_master ] || { echo "$0: run from the repository's root" >&2; exit 2; }
@@ -44,7 +46,7 @@ done
 if [ "${GBB_RC_INNER:-}" != 1 ]; then
 	W=$(mktemp -d /tmp/gbb-rcsubr.XXXXXX)
 	chmod 755 "$W"
-	mkdir -p "$W/etc/defaults" "$W/stub" "$W/usr/local/bin" "$W/var/db/gbb" "$W/b"
+	mkdir -p "$W/etc/defaults" "$W/stub" "$W/usr/local/bin" "$W/usr/local/etc/rc.d" "$W/var/db/gbb" "$W/b" "$W/real"
 	cp -a /etc/. "$W/etc/"
 	cp "$1" "$W/etc/rc.subr"
 	cp "$2" "$W/etc/defaults/rc.conf"
@@ -52,6 +54,8 @@ if [ "${GBB_RC_INNER:-}" != 1 ]; then
 	echo "gbb:x:8010:" >>"$W/etc/group"
 	CGO_ENABLED=0 go build -o "$W/usr/local/bin/gbb-master" ./cmd/master
 	CGO_ENABLED=0 go build -o "$W/usr/local/bin/gbb-worker" ./cmd/worker
+	# Where the flavours' newsyslog commands find the rc.d scripts.
+	cp deploy/freebsd/rc.d/gbb_master deploy/freebsd/rc.d/gbb_worker "$W/usr/local/etc/rc.d/"
 	chown 8010:8010 "$W/var/db/gbb" "$W/b"
 	chmod 750 "$W/var/db/gbb" "$W/b"
 	cp "$(command -v ps)" "$W/realps"
@@ -66,10 +70,11 @@ exec "$@"
 EOF
 	cat >"$W/stub/su" <<'EOF'
 #!/bin/sh
-# su -m USER -c CMD: CMD as USER, with the environment kept.
+# su -m USER -c CMD: CMD as USER, with the environment kept, run by the
+# caller's shell (su -m keeps it): root's csh on FreeBSD 13.
 [ "$1" = -m ] || { echo "su stub: expected -m, got $*" >&2; exit 1; }
 [ "$3" = -c ] || { echo "su stub: expected -c, got $*" >&2; exit 1; }
-exec setpriv --reuid="$2" --regid="$2" --init-groups sh -c "$4"
+exec setpriv --reuid="$2" --regid="$2" --init-groups /usr/bin/tcsh -f -c "$4"
 EOF
 	cat >"$W/stub/stat" <<'EOF'
 #!/bin/sh
@@ -111,6 +116,7 @@ EOF
 		set -e
 		mount --bind "$GBB_RC_DIR/etc" /etc
 		mount --bind "$GBB_RC_DIR/usr/local/bin" /usr/local/bin
+		mount --bind "$GBB_RC_DIR/usr/local/etc" /usr/local/etc
 		mount --bind "$GBB_RC_DIR/stub/ps" "$(command -v ps)"
 		exec sh "$0" "$1" "$2"' "$0" "$1" "$2"
 	rc=$?
@@ -143,6 +149,8 @@ password = \"pw\"
 "
 printf '%s' "$good" >"$M/master.toml"
 chown 8010:8010 "$M/master.toml"
+# It holds a password: 0600, or checkconfig warns.
+chmod 600 "$M/master.toml"
 
 fails=0
 # svc SCRIPT COMMAND WANT_EXIT WANT_STATUS: runs the script as service(8)
@@ -188,6 +196,43 @@ p3=$(pid "$M/master.pid")
 [ "$p3" != "$p2" ] || { echo "  FAIL: restart kept pid $p2"; fails=$((fails + 1)); }
 mv "$M/master.log" "$M/master.log.0"
 svc gbb_master reopenlogs 0 0
+# What newsyslog runs (the R flag of the flavour's newsyslog.conf.d line),
+# as root from cron, with the signal number as its argument.
+newsyslog_cmd() {
+	echo "\$ $1 $2 (as newsyslog runs it)"
+	set +e
+	env -i HOME=/ PATH="$W/stub:/etc:/bin:/sbin:/usr/bin:/usr/sbin" /bin/sh -c "$1 $2" >"$W/out" 2>&1
+	ex=$?
+	set -e
+	sed 's/^/  | /' "$W/out"
+	echo "  (exit $ex)"
+}
+nsl=deploy/freebsd/flavours/gbb-master/usr/local/libexec/gbb_master_reopenlogs
+mv "$M/master.log" "$M/master.log.1"
+newsyslog_cmd "$nsl" 1
+if [ "$ex" != 0 ] || ! grep -q 'log file reopened' "$M/master.log" 2>/dev/null; then
+	echo "  FAIL: the newsyslog command did not make the master reopen master.log"
+	fails=$((fails + 1))
+fi
+# A pid file that names another process (the user gbb, whom builds run as,
+# owns it): the command must not signal it.
+sleep 300 &
+victim=$!
+cp "$M/master.pid" "$M/master.pid.keep"
+echo "$victim" >"$M/master.pid"
+newsyslog_cmd "$nsl" 1
+mv "$M/master.pid.keep" "$M/master.pid"
+if [ "$ex" = 0 ] || ! kill -0 "$victim" 2>/dev/null; then
+	echo "  FAIL: with $victim (sleep, root's) in master.pid the newsyslog command succeeded or killed it"
+	fails=$((fails + 1))
+else
+	echo "  (sleep $victim, named in master.pid, still runs)"
+fi
+kill "$victim"
+# gbb_master_flags is rc.subr's: start warns and ignores it.
+echo 'gbb_master_flags="--nodaemon"' >>/etc/rc.conf
+svc gbb_master restart 0 0
+sed -i '/^gbb_master_flags=/d' /etc/rc.conf
 # shellcheck disable=SC2012 # for the eye: modes and owners
 ls -l "$M" | sed 's/^/  | /'
 
@@ -205,6 +250,12 @@ if ! tr '\0' '\n' <"$envf" | grep -qx "HOME=$W/b" || ! tr '\0' '\n' <"$envf" | g
 fi
 mv "$W/b/worker.log" "$W/b/worker.log.0"
 svc gbb_worker reopenlogs 0 0
+mv "$W/b/worker.log" "$W/b/worker.log.1"
+newsyslog_cmd deploy/freebsd/flavours/gbb-worker/usr/local/libexec/gbb_worker_reopenlogs 1
+if [ "$ex" != 0 ] || ! grep -q 'log file reopened' "$W/b/worker.log" 2>/dev/null; then
+	echo "  FAIL: the newsyslog command did not make the worker reopen worker.log"
+	fails=$((fails + 1))
+fi
 svc gbb_worker restart 0 0
 svc gbb_worker stop 0 1
 # shellcheck disable=SC2012
@@ -216,6 +267,17 @@ echo "== gbb_master, to the end"
 svc gbb_master cleanstop 0 1
 svc gbb_master start 0 0
 svc gbb_master stop 0 1
+# /usr/local/bin/gbb-master as a symlink (to a binary elsewhere): rc.subr
+# finds the daemon by its argv[0], which must stay the symlink's path.
+mv /usr/local/bin/gbb-master "$W/real/gbb-master"
+ln -s "$W/real/gbb-master" /usr/local/bin/gbb-master
+echo "  (/usr/local/bin/gbb-master -> $W/real/gbb-master)"
+svc gbb_master start 0 0
+svc gbb_master status 0 0
+svc gbb_master start 1 0
+svc gbb_master stop 0 1
+rm /usr/local/bin/gbb-master
+mv "$W/real/gbb-master" /usr/local/bin/gbb-master
 svc gbb_master stop 1 1
 echo "  master.log:"
 sed 's/^/  | /' "$M/master.log"

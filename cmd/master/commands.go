@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/gbb-ci/gbb/internal/daemon"
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -83,14 +86,60 @@ func loadConfig(dir string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// badConfig is the error of a command (what says "not started", ...)
+// that cannot load the config in dir: a missing master.toml is said as
+// such, with how to make one; other errors are printed on stderr, file,
+// line and key, and summed up.
+func badConfig(dir, what string, err error) error {
+	path := filepath.Join(dir, configFile)
+	if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %s does not exist (gbb-master create-master %s writes master.toml.sample; copy it to master.toml and edit it)", what, path, dir)
+	}
+	fmt.Fprintln(os.Stderr, err)
+	return fmt.Errorf("%s: config has errors", what)
+}
+
+// inlineSecretKeys are the keys of master.toml whose value is a secret
+// written into the file itself (password_file, secret_file and htpasswd
+// keep them elsewhere).
+var inlineSecretKeys = map[string]bool{"password": true, "secret": true, "password_hash": true}
+
+// readableSecrets returns a warning when the file at path holds secrets
+// inline (the keys it names) and its group or others may read it, as the
+// worker's rc.d script warns about worker.toml; "" otherwise.
+func readableSecrets(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	md, err := toml.DecodeFile(path, new(map[string]any))
+	if err != nil {
+		return ""
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for _, k := range md.Keys() {
+		if name := k.String(); inlineSecretKeys[k[len(k)-1]] && !seen[name] {
+			seen[name] = true
+			keys = append(keys, name)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("warning: %s holds secrets (%s) and is readable by its group or others (mode %04o): chmod 600 it, owned by the master's user, or move them to password_file or secret_file", path, strings.Join(keys, ", "), fi.Mode().Perm())
+}
+
 func checkConfig(args []string) error {
 	dir, err := oneDir(flag.NewFlagSet("checkconfig", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
 	if _, err := loadConfig(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return &exitError{1, errors.New("config has errors")}
+		return &exitError{1, badConfig(dir, "checkconfig", err)}
+	}
+	if w := readableSecrets(filepath.Join(dir, configFile)); w != "" {
+		fmt.Fprintln(os.Stderr, w)
 	}
 	fmt.Println("Config file is good -- no errors found")
 	return nil
@@ -107,8 +156,7 @@ func start(args []string) error {
 	if !*nodaemon {
 		// Check first, so that a bad config is printed here, not only logged.
 		if _, err := loadConfig(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return errors.New("not started: config has errors")
+			return badConfig(dir, "not started", err)
 		}
 		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemonized", dir}, filepath.Join(dir, logFile), startTimeout)
 		if err != nil {
@@ -277,8 +325,7 @@ func restart(args []string) error {
 		return err
 	}
 	if _, err := loadConfig(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return errors.New("not restarted: config has errors")
+		return badConfig(dir, "not restarted", err)
 	}
 	if err := stopMaster(dir, sf); err != nil {
 		fmt.Fprintln(os.Stderr, "gbb-master: stop:", err)

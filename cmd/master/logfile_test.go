@@ -110,3 +110,59 @@ func TestReopenLogsNotRunning(t *testing.T) {
 		t.Errorf("reopen-logs = %v, want not running", err)
 	}
 }
+
+// TestConfigMessages: start, restart and checkconfig on a directory
+// without master.toml say that the file does not exist and how to make
+// one, in one line, not "no such file" then "config has errors"; and
+// checkconfig warns when master.toml holds a password and others may read
+// it, and not when it is 0600 or keeps its passwords in files.
+func TestConfigMessages(t *testing.T) {
+	t.Parallel()
+	bin := buildMaster(t)
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	for _, cmd := range []string{"start", "restart", "checkconfig"} {
+		out, err := exec.Command(bin, cmd, missing).CombinedOutput()
+		want := filepath.Join(missing, configFile) + " does not exist (gbb-master create-master " + missing
+		if err == nil || !strings.Contains(string(out), want) || strings.Contains(string(out), "config has errors") ||
+			strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+			t.Errorf("gbb-master %s %s: %v\n%s\nwant one line with %q", cmd, missing, err, out, want)
+		}
+	}
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "w.pass"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const base = `buildbot_url = "http://127.0.0.1/"
+[[workers]]
+name = "w"
+`
+	for _, c := range []struct {
+		name, conf string
+		mode       os.FileMode
+		warn       string // "" means no warning
+	}{
+		{"inline password, 0644", base + `password = "s3cret"` + "\n", 0o644, "holds secrets (workers.password) and is readable by its group or others (mode 0644)"},
+		{"inline password, 0640", base + `password = "s3cret"` + "\n", 0o640, "(mode 0640)"},
+		{"inline password, 0600", base + `password = "s3cret"` + "\n", 0o600, ""},
+		{"password_file, 0644", base + `password_file = "w.pass"` + "\n", 0o644, ""},
+	} {
+		p := filepath.Join(dir, configFile)
+		if err := os.WriteFile(p, []byte(c.conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "checkconfig", dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: checkconfig: %v\n%s", c.name, err, stderr.String())
+		}
+		got := stderr.String()
+		if c.warn == "" && got != "" || c.warn != "" && !strings.Contains(got, "warning: "+p) || !strings.Contains(got, c.warn) {
+			t.Errorf("%s: checkconfig's stderr = %q, want a warning with %q (none if empty)", c.name, got, c.warn)
+		}
+	}
+}

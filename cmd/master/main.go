@@ -20,7 +20,7 @@ commands:
   restart [--clean [--timeout D]] DIR  stop, then start
   reconfig DIR             check the config, then make the running master reload it
   reopen-logs DIR          make the running master reopen DIR/master.log (after log
-                           rotation: newsyslog can send SIGUSR2 itself)
+                           rotation; it sends SIGUSR2)
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   hashpw [-cost N]         read a password (stdin, or the terminal without echo) and print its bcrypt hash

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/daemon"
@@ -22,7 +23,8 @@ const usage = `usage:
   gbb-worker create-worker DIR MASTER NAME PASSWORD
   gbb-worker start [--nodaemon] DIR
   gbb-worker stop DIR
-  gbb-worker reopen-logs DIR   (after log rotation; newsyslog can send SIGUSR2 itself)
+  gbb-worker restart DIR       (stop, then start; worker.toml is checked first)
+  gbb-worker reopen-logs DIR   (after log rotation; it sends SIGUSR2)
   gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR]
 `
 
@@ -46,14 +48,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return start(ctx, args[1:], stdout, stderr)
 		case "stop":
 			return stop(args[1:], stdout, stderr)
+		case "restart":
+			return restart(ctx, args[1:], stdout, stderr)
 		case "reopen-logs":
 			return reopenLogs(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
+		// Not a flag of the direct mode: a command we do not have.
+		if !strings.HasPrefix(args[0], "-") {
+			fmt.Fprint(stderr, usage)
+			fmt.Fprintf(stderr, "gbb-worker: unknown command %q\n", args[0])
+			return 2
+		}
 	}
 	return direct(ctx, args, stderr)
+}
+
+// restart stops the worker running in DIR, if any, and starts it, as
+// buildbot-worker's restart does. worker.toml is read first: a worker
+// that could not start again is left running.
+func restart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	dir, err := filepath.Abs(args[0])
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if _, err := loadConfig(dir); err != nil {
+		return fail(stderr, fmt.Errorf("not restarted: %w", err))
+	}
+	if err := daemon.Stop(filepath.Join(dir, "worker.pid"), stopTimeout); err != nil {
+		fmt.Fprintf(stderr, "gbb-worker: stop: %v\n", err)
+	} else {
+		fmt.Fprintln(stdout, "gbb-worker stopped")
+	}
+	return start(ctx, []string{dir}, stdout, stderr)
 }
 
 func fail(stderr io.Writer, err error) int {

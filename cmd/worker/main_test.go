@@ -364,3 +364,53 @@ func TestWarnsWithoutGit(t *testing.T) {
 		})
 	}
 }
+
+// TestRestart: restart (buildbot-worker has it) stops the running worker
+// and starts a new one, which reconnects; it refuses a directory without
+// worker.toml before stopping anything; and a command gbb-worker does not
+// have is named as unknown, not answered with the usage alone.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	addr, attach := startMaster(t)
+	dir := filepath.Join(t.TempDir(), "w")
+	if code, _, stderr := gbbWorker(t, "create-worker", dir, addr, "w1", "pw"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	if code, stdout, stderr := gbbWorker(t, "start", dir); code != 0 {
+		t.Fatalf("start: exit %d: %s%s", code, stdout, stderr)
+	}
+	t.Cleanup(func() {
+		// Not gbbWorker: t.Context() is done by now.
+		if out, err := exec.Command(binary, "stop", dir).CombinedOutput(); err != nil {
+			t.Errorf("stop: %v\n%s", err, out)
+		}
+	})
+	first := waitAttach(t, attach)
+	pid1, err := os.ReadFile(filepath.Join(dir, "worker.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := gbbWorker(t, "restart", dir)
+	if code != 0 || !strings.Contains(stdout, "gbb-worker stopped") || !strings.Contains(stdout, "started") {
+		t.Fatalf("restart: exit %d: %s%s", code, stdout, stderr)
+	}
+	select {
+	case <-first.Done():
+	case <-time.After(30 * time.Second):
+		t.Error("the first worker is still connected after restart")
+	}
+	waitAttach(t, attach)
+	pid2, err := os.ReadFile(filepath.Join(dir, "worker.pid"))
+	if err != nil || bytes.Equal(pid1, pid2) {
+		t.Errorf("worker.pid after restart = %q, %v; before %q", pid2, err, pid1)
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing")
+	if code, _, stderr := gbbWorker(t, "restart", missing); code != 1 || !strings.Contains(stderr, "not restarted") {
+		t.Errorf("restart %s: exit %d, %q; want 1, not restarted", missing, code, stderr)
+	}
+	if code, _, stderr := gbbWorker(t, "frobnicate", dir); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("frobnicate: exit %d, %q; want 2 and unknown command", code, stderr)
+	}
+}

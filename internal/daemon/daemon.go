@@ -29,7 +29,7 @@ const (
 )
 
 // Start re-executes the running binary with args (which must make the
-// child run in the foreground), detached in its own session, stdout and
+// child run in the foreground) and the same argv[0], detached in its own session, stdout and
 // stderr appended to logFile (made LogMode, as OpenLog does), and waits
 // until the child calls Ready, or exits, or timeout passes. On failure it returns an error that includes
 // the child's reason (what it passed to Fail, or the tail of logFile); a
@@ -53,6 +53,12 @@ func Start(args []string, logFile string, timeout time.Duration) (pid int, err e
 	defer r.Close()
 
 	cmd := exec.Command(exe, args...)
+	// The child's argv[0] is the parent's, not exe: os.Executable resolves
+	// symlinks, and rc.subr finds the daemon by its argv[0] (procname), so
+	// a /usr/local/bin/gbb-master that links elsewhere would seem not to run.
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		cmd.Args[0] = os.Args[0]
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Env = append(os.Environ(), notifyEnv+"="+strconv.Itoa(notifyFD))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,6 +46,13 @@ func child(mode, pidFile string) int {
 		}
 		<-ctx.Done()
 		os.Remove(pidFile)
+		return 0
+	case "child-start":
+		// A parent, run through a symlink: starts a child-ready daemon.
+		if _, err := Start([]string{"child-ready", pidFile}, pidFile+".log", 10*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		return 0
 	case "child-log":
 		return childLog(pidFile)
@@ -157,4 +166,41 @@ func TestNotDaemonNoop(t *testing.T) {
 	}
 	Ready()
 	Fail(errors.New("x"))
+}
+
+// TestStartKeepsArgv0: a binary run through a symlink (/usr/local/bin/gbb-master
+// linking elsewhere) starts a child whose argv[0] is the symlink, the
+// path rc.subr's procname check looks for, not the resolved binary.
+func TestStartKeepsArgv0(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	link := filepath.Join(dir, "gbb-link")
+	if err := os.Symlink(exe, link); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dir, "x.pid")
+	cmd := exec.Command(link, "child-start", pidFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s child-start: %v\n%s", link, err, out)
+	}
+	pid, err := ReadPID(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := Stop(pidFile, 10*time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if diff := cmp.Diff([]string{link, "child-ready", pidFile}, args); diff != "" {
+		t.Errorf("daemon's argv (-want +got):\n%s", diff)
+	}
 }
