@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -107,8 +106,9 @@ type RoleMap struct {
 type Rule struct {
 	// Actions is actions: some of AuthzActions, or "*" for all; required.
 	Actions []string
-	// Builders is builders: glob patterns (path.Match) of the builders the
-	// rule is about; empty (the default) means every builder. A rule with
+	// Builders is builders: shell patterns of the builders the rule is
+	// about, matched as buildbot's fnmatch ("*" and "?" match any
+	// character, "/" included; "[...]" and "[!...]" classes); empty (the default) means every builder. A rule with
 	// builders matches no worker action.
 	Builders []string
 	// Roles is roles: the roles allowed; RoleOwner ("owner") allows the
@@ -318,13 +318,9 @@ func (d *decoder) rule(t *table) Rule {
 		}
 	}
 	r.Actions = actions
+	// Every string is a valid fnmatch pattern (a "[" without "]" stands
+	// for itself), as in buildbot.
 	r.Builders, _ = t.strings("builders")
-	k = t.path.key("builders")
-	for i, b := range r.Builders {
-		if _, err := path.Match(b, ""); err != nil {
-			t.d.errorAt(k.index(i), k, "bad pattern %q: %v", b, err)
-		}
-	}
 	if !t.has("roles") {
 		t.errorf("roles", "required")
 	}
