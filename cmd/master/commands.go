@@ -88,9 +88,13 @@ func checkConfig(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(dir); err != nil {
+	cfg, err := loadConfig(dir)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return &exitError{1, errors.New("config has errors")}
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Println("warning:", w)
 	}
 	fmt.Println("Config file is good -- no errors found")
 	return nil
