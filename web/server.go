@@ -128,7 +128,8 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	// BodyTimeout bounds how long a POST may take to send its body, so
-	// that a client that stalls holds no handler; zero means 30s.
+	// that a client that stalls holds no handler nor connection (see
+	// requestBodies); zero means 30s.
 	BodyTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that waits this long for
 	// its next request; zero means 60s. It never cuts a request, /sse/
@@ -250,7 +251,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
+	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -277,9 +278,9 @@ func (s *Server) routes() http.Handler {
 // another origin than the site's.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The body must come within BodyTimeout; a stalled one fails the
-		// handler's read with a timeout, which it answers.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+		// The body must come within BodyTimeout (requestBodies set the
+		// deadline); a stalled one fails the handler's read with a
+		// timeout, which it answers.
 		if reason := crossSite(r); reason != "" {
 			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
 			writeError(w, http.StatusForbidden, reason)
