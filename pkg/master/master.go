@@ -450,6 +450,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.engine.SetMasterFiles(cfg.MasterFiles(m.basedir))
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
+	m.web.SetSite(cfg.BuildbotURL, cfg.WWW.TrustedProxies)
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
 	logWarnings(m.log, cfg)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
