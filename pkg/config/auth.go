@@ -21,7 +21,8 @@ const DefaultSessionTimeout = 24 * time.Hour
 // AuthzActions are the actions a [[www.authz.rules]] table may name, as
 // buildbot's endpoint matchers: force, stop and rebuild a build, cancel a
 // build request, and the worker actions (graceful is buildbot's "stop" on a
-// worker). "*" names them all.
+// worker; a worker's JSON-RPC stop must be allowed by the rules for both
+// graceful and stop). "*" names them all.
 var AuthzActions = []string{"force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"}
 
 // WorkerActions are the AuthzActions done to a worker rather than to a
