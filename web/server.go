@@ -145,7 +145,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
-	// site is buildbot_url and trusted_proxies, replaced whole by SetSite
+	// siteNow is buildbot_url and trusted_proxies, replaced whole by SetSite
 	// on a reconfig.
 	siteNow atomic.Pointer[site]
 	live    liveStreams // the /sse/ and /ws streams running
