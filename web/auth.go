@@ -98,11 +98,7 @@ type authenticator struct {
 	tokens map[[sha256.Size]byte]config.Token
 	// timeout is how long a session lasts.
 	timeout time.Duration
-	// cookiePath and secure come from buildbot_url: the cookie is for the
-	// public path prefix, and Secure when the site is https.
-	cookiePath string
-	secure     bool
-	now        func() time.Time
+	now     func() time.Time
 	// dummyHash is what the password of a user name that does not exist is
 	// compared with: a bcrypt hash at the median cost of the users', so
 	// that the time a refusal takes does not tell which names exist; nil
@@ -115,18 +111,17 @@ type authenticator struct {
 }
 
 // newAuthenticator returns nil when a is not enabled.
-func newAuthenticator(a config.Auth, buildbotURL string) *authenticator {
+func newAuthenticator(a config.Auth) *authenticator {
 	if !a.Enabled() {
 		return nil
 	}
 	au := &authenticator{
-		users:      map[string]config.User{},
-		tokens:     map[[sha256.Size]byte]config.Token{},
-		timeout:    a.SessionTimeout,
-		cookiePath: "/",
-		now:        time.Now,
-		sessions:   map[string]*session{},
-		verified:   map[[sha256.Size]byte]time.Time{},
+		users:    map[string]config.User{},
+		tokens:   map[[sha256.Size]byte]config.Token{},
+		timeout:  a.SessionTimeout,
+		now:      time.Now,
+		sessions: map[string]*session{},
+		verified: map[[sha256.Size]byte]time.Time{},
 	}
 	if au.timeout <= 0 {
 		au.timeout = config.DefaultSessionTimeout
@@ -151,12 +146,6 @@ func newAuthenticator(a config.Auth, buildbotURL string) *authenticator {
 		if b, err := hex.DecodeString(t.SHA256); err == nil && len(b) == len(h) {
 			copy(h[:], b)
 			au.tokens[h] = t
-		}
-	}
-	if u, err := url.Parse(buildbotURL); err == nil && u.Host != "" {
-		au.secure = u.Scheme == "https"
-		if u.Path != "" {
-			au.cookiePath = u.Path
 		}
 	}
 	return au
@@ -241,10 +230,12 @@ func (a *authenticator) endSession(id string) {
 	a.mu.Unlock()
 }
 
-func (a *authenticator) cookie(value string, expires time.Time) *http.Cookie {
+// sessionCookie returns the session cookie of value (expired when ""):
+// for buildbot_url's path prefix, and Secure when the site is https.
+func (st *site) sessionCookie(value string, expires time.Time) *http.Cookie {
 	c := &http.Cookie{
-		Name: sessionCookie, Value: value, Path: a.cookiePath,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: a.secure,
+		Name: sessionCookie, Value: value, Path: st.cookiePath,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: st.secure,
 	}
 	if value == "" {
 		c.MaxAge = -1
@@ -487,7 +478,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := a.newSession(u)
-	http.SetCookie(w, a.cookie(sess.id, sess.expires))
+	http.SetCookie(w, s.site().sessionCookie(sess.id, sess.expires))
 	s.log.Info("login", "user", u.Name, "remote", s.clientAddr(r))
 	s.seeOther(w, r, next)
 }
@@ -527,7 +518,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie(sessionCookie); err == nil {
 			a.endSession(c.Value)
 		}
-		http.SetCookie(w, a.cookie("", time.Time{}))
+		http.SetCookie(w, s.site().sessionCookie("", time.Time{}))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.seeOther(w, r, "")

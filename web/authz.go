@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/internal/fnmatch"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -53,6 +53,9 @@ type postRoute struct {
 	kind postKind
 	// methods maps a JSON-RPC method to its action (postRPC).
 	methods map[string]string
+	// also maps a JSON-RPC method to a second action that the rules must
+	// allow too (see workerStopAlso).
+	also map[string]string
 	// action is a form's action; "" for a form that is no control (login,
 	// logout). actionParam, when set, names the path parameter that holds
 	// the action instead, one of actions.
@@ -88,7 +91,7 @@ var postRoutes = map[string]postRoute{
 	"/api/v2/builds/{buildid}":                    {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
 	"/api/v2/builders/{builder}/builds/{number}":  {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
 	"/api/v2/buildrequests/{brid}":                {kind: postRPC, methods: map[string]string{"cancel": "cancel"}, target: targetRequest, what: "buildrequest"},
-	"/api/v2/workers/{worker}":                    {kind: postRPC, methods: map[string]string{"pause": "pause", "unpause": "unpause", "stop": "graceful", "graceful": "graceful", "kill": "kill"}, target: targetWorker, what: "worker"},
+	"/api/v2/workers/{worker}":                    {kind: postRPC, methods: map[string]string{"pause": "pause", "unpause": "unpause", "stop": "graceful", "graceful": "graceful", "kill": "kill"}, also: workerStopAlso, target: targetWorker, what: "worker"},
 	"/force/{scheduler}":                          {kind: postForm, action: "force", target: targetForce},
 	"/builders/{builder}/force/{scheduler}":       {kind: postForm, action: "force", target: targetForce},
 	"/builders/{builder}/builds/{number}/stop":    {kind: postForm, action: "stop", target: targetBuild},
@@ -97,10 +100,26 @@ var postRoutes = map[string]postRoute{
 	"/workers/{worker}/{action}":                  {kind: postForm, actionParam: "action", actions: []string{"pause", "unpause", "graceful"}, target: targetWorker},
 }
 
+// workerStopAlso: a worker's JSON-RPC "stop" (buildbot's name for a
+// graceful shutdown) is the action "graceful", and must ALSO be allowed by
+// the rules for "stop", so that rules naming "stop" but not "graceful" do
+// not leave it open to every logged-in user.
+//
+// Buildbot 3.7 differs: its endpoint matchers (www/authz/endpointmatchers.py)
+// have none for workers. StopBuildEndpointMatcher matches stop on builds and
+// build requests only, so /workers/N stop, kill, pause and unpause are
+// matched by AnyControlEndpointMatcher or AnyEndpointMatcher alone, and an
+// unmatched control is allowed to anyone. gbb names the worker actions
+// (pause, unpause, graceful, kill), lets a rule name "stop" for a worker's
+// stop too, and allows a control no rule names to logged-in users only;
+// checkconfig warns about control actions that rules leave unnamed.
+var workerStopAlso = map[string]string{"stop": "stop"}
+
 // call is a POST decoded and authorized once, as the handlers get it.
 type call struct {
 	route  postRoute
 	action string // one of config.AuthzActions, or "" for a form that is no control
+	also   string // a second action the rules must allow too, or ""
 	user   *user  // who asks; nil for anonymous (and everyone without [www.auth])
 
 	rpc  *rpcRequest // the JSON-RPC call; nil for a form
@@ -159,9 +178,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return r, false
 	}
 	if c.action != "" && s.acc().auth != nil {
-		if builder, denied := s.denied(c); denied {
-			s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, c.action, builder)})
-			return r, false
+		for _, action := range []string{c.action, c.also} {
+			if action == "" {
+				continue
+			}
+			if builder, denied := s.denied(c, action); denied {
+				s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, action, builder)})
+				return r, false
+			}
 		}
 		if c.user != nil {
 			s.log.Info("authorized", "user", c.user.Name, "action", c.action, "builders", c.builders)
@@ -170,15 +194,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), true
 }
 
-// denied reports whether c's user may not do c's action on one of its
+// denied reports whether c's user may not do action on one of c's
 // builders (or, with none, on no builder: a worker action, or a force of
 // nothing), and which builder.
-func (s *Server) denied(c *call) (builder string, denied bool) {
+func (s *Server) denied(c *call, action string) (builder string, denied bool) {
 	if len(c.builders) == 0 {
-		return "", !s.allowed(c.user, c.action, "", c.owner)
+		return "", !s.allowed(c.user, action, "", c.owner)
 	}
 	for _, b := range c.builders {
-		if !s.allowed(c.user, c.action, b, c.owner) {
+		if !s.allowed(c.user, action, b, c.owner) {
 			return b, true
 		}
 	}
@@ -206,6 +230,7 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) boo
 		return false
 	}
 	c.action = action
+	c.also = c.route.also[req.Method]
 	if c.route.target == targetForce {
 		fr, err := forceRequestFromRPC(req.Params)
 		if err != nil {
@@ -357,12 +382,15 @@ func (s *Server) allowed(u *user, action, builder, owner string) bool {
 	return u != nil
 }
 
+// matchAny reports whether name matches one of patterns, with buildbot's
+// fnmatch: "*" and "?" match "/" too, so a builder "restricted/x" is one of
+// "restricted*" (path.Match let it escape every pattern with a "*").
 func matchAny(patterns []string, name string) bool {
 	if name == "" {
 		return false
 	}
 	for _, p := range patterns {
-		if ok, _ := path.Match(p, name); ok {
+		if fnmatch.Match(p, name) {
 			return true
 		}
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // clientAddr returns the address of the client that sent r: the
-// connection's peer, or, when the peer is one of cfg.TrustedProxies, the
+// connection's peer, or, when the peer is one of the trusted_proxies (SetSite), the
 // address its X-Forwarded-For names. That header is read from its end,
 // where each trusted proxy appended the address it took the request from,
 // and the first address not itself a trusted proxy is the client's: what
@@ -38,7 +38,8 @@ func (s *Server) clientAddr(r *http.Request) string {
 }
 
 func (s *Server) trustedProxy(addr string) bool {
-	if len(s.cfg.TrustedProxies) == 0 {
+	proxies := s.site().proxies
+	if len(proxies) == 0 {
 		return false
 	}
 	a, err := netip.ParseAddr(addr)
@@ -46,7 +47,7 @@ func (s *Server) trustedProxy(addr string) bool {
 		return false
 	}
 	a = a.Unmap().WithZone("")
-	for _, p := range s.cfg.TrustedProxies {
+	for _, p := range proxies {
 		if p.Contains(a) {
 			return true
 		}

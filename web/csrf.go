@@ -51,7 +51,7 @@ func (s *Server) originOK(r *http.Request, o string) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if s.origin != "" && strings.EqualFold(u.Scheme+"://"+u.Host, s.origin) {
+	if origin := s.site().origin; origin != "" && strings.EqualFold(u.Scheme+"://"+u.Host, origin) {
 		return true
 	}
 	if strings.EqualFold(u.Host, r.Host) {

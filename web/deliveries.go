@@ -1,25 +1,44 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Replays. A forge names each delivery (deliveryHeaders); a delivery that
-// made changes is remembered, and the same delivery sent again, whether
-// the forge retries it or someone replays a captured request, is answered
-// 200 with no new change. Each dialect remembers its last maxDeliveries
-// deliveries of the last deliveryTTL in the store's state, written in the
-// same transaction as their changes, so that a crash neither stores the
-// changes without the id nor the id without the changes, and a restart
-// forgets nothing: a forge that retries after a restart, or GitHub's
-// "Redeliver" (the same X-GitHub-Delivery; allowed for 3 days on
-// github.com, 7 on GitHub Enterprise), makes no second change. A new
-// delivery of the same event (another id, say Gitea's "Replay", which
-// sends a new X-Gitea-Delivery) does make new changes.
+// Replays. A forge names each delivery (deliveryHeaders), and a change
+// hook remembers the deliveries that made changes: the same delivery id
+// sent again (compared without case), as a forge's retry or GitHub's
+// "Redeliver" sends it, is answered 200 with no new change. The id is not
+// under the signature, though: someone who captured a signed request could
+// replay it with the id changed or removed. So a hook whose body is signed
+// (github and gitea with a secret: an HMAC of the body) also remembers a
+// SHA-256 of each body it accepted, and a known body is answered 200 with
+// no new change whatever its id. A token (gitlab) or no secret (base)
+// authenticates no body: whoever captured one request can send any body,
+// so only the id is remembered for them, against retries.
+//
+// Ignoring a signed body seen before loses no legitimate event: a forge's
+// events differ in their bytes. A GitHub or Gitea push carries the
+// before and after SHAs of the ref and the repository's pushed_at or
+// updated_at time of that push, so even the same ref moved the same way
+// again (after a force-push back) has another body, except within the
+// same second, where its changes would be those just made. A retry or a
+// "Redeliver" of an event is the same event. Gitea's "Replay" of a past
+// delivery (a new X-Gitea-Delivery, the same body) therefore makes no new
+// change, as a retry would not; push again to build again.
+//
+// Each dialect remembers its last maxDeliveries deliveries of the last
+// deliveryTTL in the store's state, written in the same transaction as
+// their changes, so that a crash neither stores the changes without the
+// record nor the record without the changes, and a restart forgets
+// nothing. A captured request older than deliveryTTL, or pushed out by
+// maxDeliveries newer ones, is no longer recognized.
 
 // deliveryHeaders are the headers that name a delivery, by dialect, the
 // first present winning. GitLab sends Idempotency-Key (the same on its
@@ -35,7 +54,7 @@ const (
 	// deliveryTTL is how long a delivery is remembered.
 	deliveryTTL = 7 * 24 * time.Hour
 	// maxDeliveries bounds how many deliveries a dialect remembers (some
-	// 70 bytes each in the store).
+	// 150 bytes each in the store).
 	maxDeliveries = 1000
 	// maxDeliveryID bounds a delivery id; forges send UUIDs.
 	maxDeliveryID = 128
@@ -69,10 +88,18 @@ func deliveryID(dialect string, h http.Header) (string, error) {
 	return "", nil
 }
 
-// delivery is one remembered delivery.
+// delivery is one remembered delivery: its id, or the SHA-256 of its
+// signed body, or both.
 type delivery struct {
-	ID string    `json:"id"`
-	At time.Time `json:"at"`
+	ID  string    `json:"id,omitempty"`
+	Sum string    `json:"sha256,omitempty"` // hex SHA-256 of a signed body
+	At  time.Time `json:"at"`
+}
+
+// bodySum returns the hex SHA-256 of body.
+func bodySum(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // hookDeliveries remembers each dialect's deliveries. Its zero value is
@@ -124,26 +151,30 @@ func (l *deliveryLog) load(sink ChangeSink, dialect string) error {
 	return nil
 }
 
-// seen returns when the delivery id was received, if it is remembered.
-// l.mu must be held.
-func (l *deliveryLog) seen(id string, now time.Time) (time.Time, bool) {
+// seen returns the delivery remembered with the id (without case) or
+// the body sum sum, either of which may be "". l.mu must be held.
+func (l *deliveryLog) seen(id, sum string, now time.Time) (delivery, bool) {
 	for _, d := range l.list {
-		if d.ID == id && now.Sub(d.At) < deliveryTTL {
-			return d.At, true
+		if now.Sub(d.At) >= deliveryTTL {
+			continue
+		}
+		if id != "" && strings.EqualFold(d.ID, id) || sum != "" && d.Sum == sum {
+			return d, true
 		}
 	}
-	return time.Time{}, false
+	return delivery{}, false
 }
 
-// with returns the log with id added at now, less the deliveries older
+// with returns the log with d added at now, less the deliveries older
 // than deliveryTTL and the oldest beyond maxDeliveries. l.mu must be held.
-func (l *deliveryLog) with(id string, now time.Time) []delivery {
+func (l *deliveryLog) with(d delivery, now time.Time) []delivery {
 	keep := make([]delivery, 0, min(len(l.list)+1, maxDeliveries))
 	first := max(0, len(l.list)+1-maxDeliveries)
-	for _, d := range l.list[first:] {
-		if now.Sub(d.At) < deliveryTTL {
-			keep = append(keep, d)
+	for _, old := range l.list[first:] {
+		if now.Sub(old.At) < deliveryTTL {
+			keep = append(keep, old)
 		}
 	}
-	return append(keep, delivery{ID: id, At: now.UTC()})
+	d.At = now.UTC()
+	return append(keep, d)
 }

@@ -142,7 +142,7 @@ func TestUnknownUserCost(t *testing.T) {
 		for i, c := range tt.costs {
 			users = append(users, config.User{Username: "u" + strconv.Itoa(i), PasswordHash: hash(c)})
 		}
-		a := newAuthenticator(config.Auth{Type: "users", Users: users}, "")
+		a := newAuthenticator(config.Auth{Type: "users", Users: users})
 		if got := must(bcrypt.Cost(a.dummyHash))(t); got != tt.want {
 			t.Errorf("users of costs %v: the dummy hash's cost is %d, want %d", tt.costs, got, tt.want)
 		}
@@ -152,7 +152,7 @@ func TestUnknownUserCost(t *testing.T) {
 	// interleaved, the fastest of several tries of each (the least
 	// disturbed by a loaded machine) are within a factor of 3, where the
 	// old dummy hash was 32 times slower.
-	a := newAuthenticator(config.Auth{Type: "users", Users: []config.User{{Username: "alice", PasswordHash: hash(5)}}}, "")
+	a := newAuthenticator(config.Auth{Type: "users", Users: []config.User{{Username: "alice", PasswordHash: hash(5)}}})
 	fastest := func(name string) time.Duration {
 		start := time.Now()
 		if a.checkPassword(name, "wrong") != nil {
@@ -214,8 +214,8 @@ func TestGuessingTableBounded(t *testing.T) {
 func TestGuessingBehindProxy(t *testing.T) {
 	t.Parallel()
 	f := newAuthServer(t, testAuthz)
-	// The proxy is 127.0.0.1; set before any request is served.
-	f.s.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	// The proxy is 127.0.0.1, as a reconfig sets it.
+	f.s.SetSite(f.s.cfg.BuildbotURL, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
 	proxy, direct := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
 	api := f.srv.URL + "/api/v2/builders"
 	as := func(xff, pw string) func(*http.Request) {

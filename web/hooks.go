@@ -82,6 +82,11 @@ type hookRequest struct {
 // returns a note saying why, and no changes.
 type dialect func(req hookRequest) (changes []store.Change, note string, err error)
 
+// signedHooks are the dialects whose secret signs the body (an HMAC), so
+// that a body they accepted can be recognized when it is replayed (see
+// deliveries.go).
+var signedHooks = map[string]bool{"github": true, "gitea": true}
+
 var dialects = map[string]dialect{
 	"base":   baseHook,
 	"github": githubHook,
@@ -142,10 +147,14 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	var sum string
+	if signedHooks[name] && hc.Secret != "" {
+		sum = bodySum(body)
+	}
 	ids := []int64{}
 	if len(changes) > 0 {
 		var stored []store.Change
-		if id == "" {
+		if id == "" && sum == "" {
 			stored, err = s.cfg.Changes.AddChanges(r.Context(), changes)
 		} else {
 			dl := s.deliveries.of(name)
@@ -157,13 +166,17 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			now := time.Now()
-			if at, ok := dl.seen(id, now); ok {
-				note := fmt.Sprintf("delivery %s was received at %s: no new change", id, at.UTC().Format(time.RFC3339))
-				log.Info("change hook delivery replayed", "delivery", id, "first", at)
+			if d, ok := dl.seen(id, sum, now); ok {
+				at := d.At.UTC().Format(time.RFC3339)
+				note := fmt.Sprintf("delivery %s was received at %s: no new change", d.ID, at)
+				if id == "" || !strings.EqualFold(d.ID, id) {
+					note = fmt.Sprintf("the same signed body was received at %s (delivery %q): no new change", at, d.ID)
+				}
+				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID)
 				writeJSON(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
 				return
 			}
-			list := dl.with(id, now)
+			list := dl.with(delivery{ID: id, Sum: sum}, now)
 			value, _ := json.Marshal(list)
 			stored, err = s.cfg.Changes.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
 			if err == nil {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,7 @@ type Config struct {
 	// (http://host/buildbot/) that a proxy strips. Its origin is accepted,
 	// with the request's own host, as the Origin of a WebSocket and of a
 	// change hook's POST (csrf.go); empty means only the request's own
-	// host is.
+	// host is. SetSite replaces it.
 	BuildbotURL string
 
 	// Changes stores the changes that POST /change_hook/DIALECT receives;
@@ -124,11 +125,13 @@ type Config struct {
 	Logger *slog.Logger // nil means discard
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
-	// the client (see clientAddr); empty means none.
+	// the client (see clientAddr); empty means none. SetSite replaces
+	// it.
 	TrustedProxies []netip.Prefix
 
 	// BodyTimeout bounds how long a POST may take to send its body, so
-	// that a client that stalls holds no handler; zero means 30s.
+	// that a client that stalls holds no handler nor connection (see
+	// requestBodies); zero means 30s.
 	BodyTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that waits this long for
 	// its next request; zero means 60s. It never cuts a request, /sse/
@@ -141,8 +144,10 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	origin  string // scheme://host of cfg.BuildbotURL, or ""
 	handler http.Handler
+	// siteNow is buildbot_url and trusted_proxies, replaced whole by SetSite
+	// on a reconfig.
+	siteNow atomic.Pointer[site]
 	live    liveStreams // the /sse/ and /ws streams running
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
@@ -172,12 +177,47 @@ func New(cfg Config) *Server {
 	if s.cfg.IdleTimeout <= 0 {
 		s.cfg.IdleTimeout = 60 * time.Second
 	}
-	if u, err := url.Parse(cfg.BuildbotURL); err == nil && u.Scheme != "" && u.Host != "" {
-		s.origin = u.Scheme + "://" + u.Host
-	}
-	s.access.Store(&access{cfg: cfg.Auth, auth: newAuthenticator(cfg.Auth, cfg.BuildbotURL), authz: cfg.Authz})
+	s.siteNow.Store(newSite(cfg.BuildbotURL, cfg.TrustedProxies))
+	s.access.Store(&access{cfg: cfg.Auth, auth: newAuthenticator(cfg.Auth), authz: cfg.Authz})
 	s.handler = s.routes()
 	return s
+}
+
+// site is what the server knows of where it is served, at one time.
+type site struct {
+	buildbotURL string
+	origin      string // scheme://host of buildbotURL, or ""
+	// cookiePath and secure come from buildbot_url: the session cookie is
+	// for the public path prefix, and Secure when the site is https.
+	cookiePath string
+	secure     bool
+	proxies    []netip.Prefix // trusted_proxies (clientaddr.go)
+}
+
+func newSite(buildbotURL string, proxies []netip.Prefix) *site {
+	st := &site{buildbotURL: buildbotURL, cookiePath: "/", proxies: slices.Clone(proxies)}
+	if u, err := url.Parse(buildbotURL); err == nil && u.Host != "" {
+		st.secure = u.Scheme == "https"
+		if u.Path != "" {
+			st.cookiePath = u.Path
+		}
+		if u.Scheme != "" {
+			st.origin = u.Scheme + "://" + u.Host
+		}
+	}
+	return st
+}
+
+// site returns the site in force.
+func (s *Server) site() *site { return s.siteNow.Load() }
+
+// SetSite applies a reconfig's buildbot_url and [www] trusted_proxies,
+// from the next request on: the origin a WebSocket or a change hook may
+// come from, the session cookie's path and Secure flag, and whose
+// X-Forwarded-For is believed. Login sessions stay valid (a browser sends
+// a cookie of the old path only where it did before).
+func (s *Server) SetSite(buildbotURL string, proxies []netip.Prefix) {
+	s.siteNow.Store(newSite(buildbotURL, proxies))
 }
 
 // access is the server's [www.auth] and [www.authz] at one time.
@@ -198,13 +238,29 @@ func (s *Server) acc() *access { return s.access.Load() }
 func (s *Server) SetAccess(auth config.Auth, authz config.Authz) {
 	old := s.acc()
 	a := &access{cfg: auth, authz: authz, auth: old.auth}
-	if !reflect.DeepEqual(old.cfg, auth) {
-		a.auth = newAuthenticator(auth, s.cfg.BuildbotURL)
+	if !reflect.DeepEqual(withoutLines(old.cfg), withoutLines(auth)) {
+		a.auth = newAuthenticator(auth)
 		if old.auth != nil {
 			s.log.Info("[www.auth] changed: login sessions ended")
 		}
 	}
 	s.access.Store(a)
+}
+
+// withoutLines returns a with the line numbers of its tables zeroed, so
+// that a reconfig that only moves them (a comment added above [www.auth])
+// is no change of [www.auth].
+func withoutLines(a config.Auth) config.Auth {
+	a.Line = 0
+	a.Users = slices.Clone(a.Users)
+	for i := range a.Users {
+		a.Users[i].Line = 0
+	}
+	a.Tokens = slices.Clone(a.Tokens)
+	for i := range a.Tokens {
+		a.Tokens[i].Line = 0
+	}
+	return a
 }
 
 // Handler returns the server's HTTP handler.
@@ -250,7 +306,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
+	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -277,9 +333,9 @@ func (s *Server) routes() http.Handler {
 // another origin than the site's.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The body must come within BodyTimeout; a stalled one fails the
-		// handler's read with a timeout, which it answers.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+		// The body must come within BodyTimeout (requestBodies set the
+		// deadline); a stalled one fails the handler's read with a
+		// timeout, which it answers.
 		if reason := crossSite(r); reason != "" {
 			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
 			writeError(w, http.StatusForbidden, reason)

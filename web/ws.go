@@ -51,7 +51,7 @@ func (s *Server) wsOriginOK(r *http.Request) bool {
 		return true
 	}
 	fwd := r.Header.Get("X-Forwarded-Host")
-	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.origin, "not set"), r.Host, fwd, csrfField)
+	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.site().origin, "not set"), r.Host, fwd, csrfField)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		reason += ", and the browser says the page is " + site
 	}

@@ -135,11 +135,15 @@ func checkConfig(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(dir); err != nil {
+	cfg, err := loadConfig(dir)
+	if err != nil {
 		return &exitError{1, badConfig(dir, "checkconfig", err)}
 	}
 	if w := readableSecrets(filepath.Join(dir, configFile)); w != "" {
 		fmt.Fprintln(os.Stderr, w)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Println("warning:", w)
 	}
 	fmt.Println("Config file is good -- no errors found")
 	return nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,7 +21,8 @@ const DefaultSessionTimeout = 24 * time.Hour
 // AuthzActions are the actions a [[www.authz.rules]] table may name, as
 // buildbot's endpoint matchers: force, stop and rebuild a build, cancel a
 // build request, and the worker actions (graceful is buildbot's "stop" on a
-// worker). "*" names them all.
+// worker; a worker's JSON-RPC stop must be allowed by the rules for both
+// graceful and stop). "*" names them all.
 var AuthzActions = []string{"force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"}
 
 // WorkerActions are the AuthzActions done to a worker rather than to a
@@ -107,8 +107,9 @@ type RoleMap struct {
 type Rule struct {
 	// Actions is actions: some of AuthzActions, or "*" for all; required.
 	Actions []string
-	// Builders is builders: glob patterns (path.Match) of the builders the
-	// rule is about; empty (the default) means every builder. A rule with
+	// Builders is builders: shell patterns of the builders the rule is
+	// about, matched as buildbot's fnmatch ("*" and "?" match any
+	// character, "/" included; "[...]" and "[!...]" classes); empty (the default) means every builder. A rule with
 	// builders matches no worker action.
 	Builders []string
 	// Roles is roles: the roles allowed; RoleOwner ("owner") allows the
@@ -318,13 +319,9 @@ func (d *decoder) rule(t *table) Rule {
 		}
 	}
 	r.Actions = actions
+	// Every string is a valid fnmatch pattern (a "[" without "]" stands
+	// for itself), as in buildbot.
 	r.Builders, _ = t.strings("builders")
-	k = t.path.key("builders")
-	for i, b := range r.Builders {
-		if _, err := path.Match(b, ""); err != nil {
-			t.d.errorAt(k.index(i), k, "bad pattern %q: %v", b, err)
-		}
-	}
 	if !t.has("roles") {
 		t.errorf("roles", "required")
 	}

@@ -107,7 +107,7 @@ type WWW struct {
 	// or CIDR prefixes) in front of the web server, whose X-Forwarded-For
 	// names the client, for the brake on password guessing and the log.
 	// Empty (the default) means each connection's peer is the client.
-	// Read at start, as port and interface.
+	// A reconfig applies it from the next request on.
 	TrustedProxies []netip.Prefix
 	// Limits are max_connections and max_connections_per_address.
 	Limits ConnLimits

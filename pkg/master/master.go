@@ -121,6 +121,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	m.mu.Lock()
 	cfg := m.cfg
 	m.mu.Unlock()
+	logWarnings(m.log, cfg)
 	bus := events.New(events.Config{})
 	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log, Events: bus})
 	if err != nil {
@@ -410,6 +411,13 @@ func (m *Master) Reconfig(path string) error {
 	return m.applyLocked(old, cfg)
 }
 
+// logWarnings logs what checkconfig warns about in cfg.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning: " + w)
+	}
+}
+
 // applyLocked makes the running components follow cfg instead of old.
 // m.mu must be held, and Run's components made.
 func (m *Master) applyLocked(old, cfg *config.Config) error {
@@ -442,7 +450,9 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.engine.SetMasterFiles(cfg.MasterFiles(m.basedir))
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
+	m.web.SetSite(cfg.BuildbotURL, cfg.WWW.TrustedProxies)
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
+	logWarnings(m.log, cfg)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil
 }

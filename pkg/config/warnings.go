@@ -1,0 +1,105 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Warnings returns what in c is valid but probably not what its author
+// meant, one line each naming the file, line and key: checkconfig prints
+// them and the master logs them at start and reconfig. They never stop a
+// master.
+func (c *Config) Warnings() []string {
+	var ws []string
+	if w := c.WWW.Authz.unnamedActions(c.WWW.Auth); w != "" {
+		ws = append(ws, c.at(c.firstRuleLine(), "www.authz.rules", w))
+	}
+	if w := c.WWW.Auth.mixedCosts(); w != "" {
+		ws = append(ws, c.at(c.WWW.Auth.Line, "www.auth", w))
+	}
+	return ws
+}
+
+func (c *Config) at(line int, key, msg string) string {
+	if line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", c.File, line, key, msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", c.File, key, msg)
+}
+
+func (c *Config) firstRuleLine() int {
+	if len(c.WWW.Authz.Rules) == 0 {
+		return 0
+	}
+	return c.WWW.Authz.Rules[0].Line
+}
+
+// unnamedActions says which control actions every logged-in user may do
+// because rules name some actions but not these ("" when the rules name
+// all of them, or none: then every logged-in user may do everything, the
+// documented default). A rule with builders names no worker action (it
+// matches none), so it does not count for them.
+func (z Authz) unnamedActions(a Auth) string {
+	if !a.Enabled() || len(z.Rules) == 0 {
+		return ""
+	}
+	named := map[string]bool{}
+	for _, r := range z.Rules {
+		for _, act := range r.Actions {
+			for _, x := range AuthzActions {
+				if act != "*" && act != x {
+					continue
+				}
+				if len(r.Builders) > 0 && slices.Contains(WorkerActions, x) {
+					continue
+				}
+				named[x] = true
+			}
+		}
+	}
+	if len(named) == 0 {
+		return ""
+	}
+	var open []string
+	for _, x := range AuthzActions {
+		if !named[x] {
+			open = append(open, x)
+		}
+	}
+	if len(open) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the rules name some control actions but not %s: every logged-in user may do %s (add them to a rule's actions, or use \"*\")",
+		strings.Join(open, ", "), strings.Join(open, ", "))
+}
+
+// mixedCosts says which users' bcrypt hashes have which costs when they
+// differ, or "".
+func (a Auth) mixedCosts() string {
+	byCost := map[int][]string{}
+	for _, u := range a.Users {
+		c, err := bcrypt.Cost([]byte(u.PasswordHash))
+		if err != nil {
+			continue // refused at load
+		}
+		byCost[c] = append(byCost[c], u.Username)
+	}
+	if len(byCost) < 2 {
+		return ""
+	}
+	var costs []int
+	for c := range byCost {
+		costs = append(costs, c)
+	}
+	slices.SortFunc(costs, cmp.Compare)
+	var parts []string
+	for _, c := range costs {
+		parts = append(parts, fmt.Sprintf("cost %d: %s", c, strings.Join(byCost[c], ", ")))
+	}
+	return fmt.Sprintf("the users' bcrypt hashes have different costs (%s): a login takes as long as its user's cost, and a name that exists in no table is checked at one cost, so the time a refused login takes tells that a user of another cost exists; rehash every password at one cost with `gbb-master hashpw -cost N`",
+		strings.Join(parts, "; "))
+}

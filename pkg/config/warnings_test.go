@@ -1,0 +1,70 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// A bcrypt hash at cost 4 (of "pw"), next to testHash at cost 10.
+const testHashCost4 = "$2a$04$SJ.QNf9oi10S8IxJEZDfiOPt4CizuIxTqxP8rl6PcdskYgZmP/kfy"
+
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	users := func(hashes ...string) string {
+		s := "[www.auth]\ntype = \"users\"\n"
+		for i, h := range hashes {
+			s += "[[www.auth.users]]\nusername = \"" + string(rune('a'+i)) + "\"\npassword_hash = \"" + h + "\"\n"
+		}
+		return s
+	}
+	rule := func(actions, builders string) string {
+		s := "[[www.authz.rules]]\nactions = " + actions + "\nroles = [\"admins\"]\n"
+		if builders != "" {
+			s += "builders = " + builders + "\n"
+		}
+		return s
+	}
+	tests := []struct {
+		name, src string
+		want      []string
+	}{
+		{"no auth", ``, nil},
+		{"one cost, no rules", users(testHash, testHash), nil},
+		{"all actions named", users(testHash) + "[www.authz]\n" + rule(`["*"]`, ""), nil},
+		{"all actions named one by one", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"]`, ""), nil},
+		{"the probe's rules", users(testHash) + "[www.authz]\n" + rule(`["stop", "rebuild", "cancel", "pause", "unpause", "kill"]`, ""), []string{
+			`master.toml:7: www.authz.rules: the rules name some control actions but not force, graceful: every logged-in user may do force, graceful (add them to a rule's actions, or use "*")`,
+		}},
+		{"a rule with builders names no worker action", users(testHash) + "[www.authz]\n" + rule(`["*"]`, `["rel-*"]`), []string{
+			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill: every logged-in user may do pause, unpause, graceful, kill (add them to a rule's actions, or use "*")`,
+		}},
+		{"mixed costs", users(testHash, testHashCost4, testHash), []string{
+			"master.toml:1: www.auth: the users' bcrypt hashes have different costs (cost 4: b; cost 10: a, c)",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse("master.toml", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Warnings()
+			// The bcrypt warning goes on to say why and how to fix; compare
+			// its start, and check the rest once.
+			for i, w := range got {
+				if i < len(tc.want) && strings.HasPrefix(w, tc.want[i]) {
+					if strings.Contains(w, "bcrypt") && !strings.Contains(w, "gbb-master hashpw") {
+						t.Errorf("the warning %q does not say how to fix it", w)
+					}
+					got[i] = tc.want[i]
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Warnings() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
