@@ -138,7 +138,7 @@ func (b *build) properties() store.Properties {
 	set("buildername", b.cfg.Name, "Builder")
 	set("workername", b.worker, "Worker")
 	info := b.ws.conn.Info()
-	set("builddir", joinPath(info.Basedir, b.cfg.Name), "Worker")
+	set("builddir", joinPath(info.Basedir, b.cfg.WorkerDir()), "Worker")
 	return props
 }
 
@@ -293,7 +293,7 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 	b.check(b.e.st.SetStepStateString(step.ID, desc))
 	wc := newWarningCounter(sc)
 	res, results := b.runCommand(ctx, step, protocol.Command{
-		Builder:   b.cfg.Name,
+		Builder:   b.cfg.WorkerDir(),
 		ResumeKey: b.resumeKey(step, sc, wc),
 		Shell: &protocol.ShellCommand{
 			Argv:    sc.Command.Argv,

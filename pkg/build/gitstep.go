@@ -24,7 +24,7 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 		branch = stringProperty(props, "branch")
 	}
 	res, results := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder: b.cfg.WorkerDir(),
 		Git: &protocol.GitCommand{
 			RepoURL:           sc.RepoURL,
 			Branch:            branch,

@@ -62,7 +62,7 @@ func (b *build) runSetPropertyFromCommand(ctx context.Context, step store.Step, 
 		}
 	}
 	res, results := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder: b.cfg.WorkerDir(),
 		Shell: &protocol.ShellCommand{
 			Argv:    sc.Command.Argv,
 			Script:  sc.Command.Script,

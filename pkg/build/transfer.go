@@ -67,7 +67,7 @@ func orDefault(s, def string) string {
 
 func (b *build) runFileOp(ctx context.Context, step store.Step, op protocol.FileOp, path string, log *slog.Logger) int {
 	_, res := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder: b.cfg.WorkerDir(),
 		File:    &protocol.FileCommand{Op: op, Path: path},
 	}, log)
 	return res
@@ -158,7 +158,7 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 	}()
 	dir := sc.Type == "directory_upload"
 	_, res := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder: b.cfg.WorkerDir(),
 		Upload: &protocol.UploadCommand{
 			Workdir:   sc.Workdir,
 			Path:      sc.WorkerSrc,
@@ -373,7 +373,7 @@ func (b *build) runDownload(ctx context.Context, step store.Step, sc config.Step
 		src = f
 	}
 	_, res := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.Name,
+		Builder: b.cfg.WorkerDir(),
 		Download: &protocol.DownloadCommand{
 			Workdir:   sc.Workdir,
 			Path:      sc.WorkerDest,

@@ -177,6 +177,19 @@ type Builder struct {
 	Line       int // line of the [[builders]] table
 }
 
+// WorkerDir is the builder's directory on its workers: its name with the
+// characters buildbot's safeTranslate replaces (blanks, "/" and other
+// punctuation a shell or a path would read) as "_", as buildbot's default
+// builddir and workerbuilddir.
+func (b Builder) WorkerDir() string {
+	return strings.Map(func(r rune) rune {
+		if strings.ContainsRune("\t !#$%&'()*+,./:;<=>?@[\\]^{|}~", r) {
+			return '_'
+		}
+		return r
+	}, b.Name)
+}
+
 // Step is one [[builders.steps]] table.
 type Step struct {
 	Type              string            // type: "shell", "git" or "trigger"; required

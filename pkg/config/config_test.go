@@ -448,3 +448,24 @@ worker_names = ["w"]
 		t.Errorf("a string collapse_requests: error %v, want one naming m.toml:1 and the key", err)
 	}
 }
+
+// TestWorkerDir: a builder's directory on its workers is its name with the
+// characters buildbot's safeTranslate replaces made "_", so that any name
+// builds in one plain directory (the values are what buildbot 3.7's
+// safeTranslate gives).
+func TestWorkerDir(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]string{
+		"runtests":                "runtests",
+		"linux/amd64 (go 1.26)":   "linux_amd64__go_1_26_",
+		"..":                      "__",
+		`a\b"c`:                  `a_b"c`,
+		"tab\there":              "tab_here",
+		"x!#$%&'()*+,./:;<=>?@[]": "x______________________",
+		"^{|}~-_é":                "_____-_é",
+	} {
+		if got := (Builder{Name: name}).WorkerDir(); got != want {
+			t.Errorf("WorkerDir(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

@@ -219,6 +219,25 @@ tags = ["a", 1]
 			},
 		},
 		{
+			name: "builders sharing a directory on the worker",
+			toml: `
+[[workers]]
+name = "w"
+password = "p"
+
+[[builders]]
+name = "linux/amd64"
+worker_names = ["w"]
+
+[[builders]]
+name = "linux amd64"
+worker_names = ["w"]
+`,
+			want: []string{
+				`master.toml:10: builders[1].name: builders "linux/amd64" and "linux amd64" would share the directory "linux_amd64" on their workers (a name's blanks, "/" and other punctuation become "_", as in buildbot): rename one`,
+			},
+		},
+		{
 			name: "schedulers",
 			toml: `
 [[schedulers]]

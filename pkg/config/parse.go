@@ -51,6 +51,9 @@ type decoder struct {
 	triggers []triggerRef
 	// lockNames are the [[locks]] names, by line, for the locks keys.
 	lockNames map[string]int
+	// builderDirs are the builders' names by their WorkerDir, so that two
+	// builders never share a directory on a worker.
+	builderDirs map[string]string
 	// keyFiles are the files read for a key (password_file...), which
 	// are the master's own (see MasterFiles).
 	keyFiles []masterfiles.File
@@ -494,6 +497,15 @@ func (t *table) oneOf(name, what string, allowed ...string) (string, bool) {
 func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b := Builder{Line: t.line(), Workdir: DefaultWorkdir}
 	b.Name = t.unique(seen, "builder")
+	if dir := b.WorkerDir(); b.Name != "" {
+		if other, dup := d.builderDirs[dir]; dup && other != b.Name {
+			t.errorf("name", "builders %q and %q would share the directory %q on their workers (a name's blanks, \"/\" and other punctuation become \"_\", as in buildbot): rename one", other, b.Name, dir)
+		} else if d.builderDirs == nil {
+			d.builderDirs = map[string]string{dir: b.Name}
+		} else {
+			d.builderDirs[dir] = b.Name
+		}
+	}
 	b.WorkerNames = t.names("worker_names", workers, "worker")
 	b.Description, _ = t.str("description")
 	b.Tags, _ = t.strings("tags")

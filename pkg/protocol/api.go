@@ -155,6 +155,8 @@ type GitCommand struct {
 // Command is one command a master sends to a worker. Exactly one of its
 // command fields is set.
 type Command struct {
+	// Builder is the builder's directory on the worker, under its
+	// basedir (config.Builder.WorkerDir): one plain name.
 	Builder  string
 	Shell    *ShellCommand
 	Git      *GitCommand
