@@ -459,8 +459,8 @@ func TestWorkerDir(t *testing.T) {
 		"runtests":                "runtests",
 		"linux/amd64 (go 1.26)":   "linux_amd64__go_1_26_",
 		"..":                      "__",
-		`a\b"c`:                  `a_b"c`,
-		"tab\there":              "tab_here",
+		`a\b"c`:                   `a_b"c`,
+		"tab\there":               "tab_here",
 		"x!#$%&'()*+,./:;<=>?@[]": "x______________________",
 		"^{|}~-_é":                "_____-_é",
 	} {
