@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gbb-ci/gbb/internal/backoff"
@@ -79,6 +81,51 @@ const (
 	defaultLoginRefill = 6 * time.Second
 	brakeAddrs         = 4096
 )
+
+// Bounds of a hello, checked before anything else is done with it (a
+// hello over one is refused with InvalidArgument and logged without its
+// strings): its encoded size, its worker's name (buildbot's worker names
+// are identifiers of at most 50 characters) and the kept commands it
+// lists (a worker keeps one per step running when its stream ended).
+const (
+	maxHelloSize = 256 << 10
+	// MaxWorkerName is the longest worker name a hello may carry, in
+	// bytes; pkg/config refuses longer names.
+	MaxWorkerName = 128
+	// MaxKept is the most kept commands a hello may list.
+	MaxKept = 1000
+	// maxKeptKey bounds a kept command's key (the master's are ~40
+	// bytes).
+	maxKeptKey = 256
+)
+
+// logName is s, a string a peer sent, bounded for a log line: past 64
+// bytes it is cut and its length given.
+func logName(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(s[:64], ""), len(s))
+}
+
+// checkHello applies the bounds of a hello.
+func checkHello(h *Hello) error {
+	if n := proto.Size(h); n > maxHelloSize {
+		return fmt.Errorf("the hello is %d bytes, more than %d", n, maxHelloSize)
+	}
+	if n := len(h.GetName()); n > MaxWorkerName {
+		return fmt.Errorf("the worker name is %d bytes long, more than %d", n, MaxWorkerName)
+	}
+	if n := len(h.GetKept()); n > MaxKept {
+		return fmt.Errorf("the hello lists %d kept commands, more than %d", n, MaxKept)
+	}
+	for _, k := range h.GetKept() {
+		if n := len(k.GetResumeKey()); n > maxKeptKey {
+			return fmt.Errorf("a kept command's key is %d bytes long, more than %d", n, maxKeptKey)
+		}
+	}
+	return nil
+}
 
 // Sampling of the log lines about refused and dropped connections: a few
 // at once, then one per logSample, each counting those left out.
@@ -340,10 +387,14 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
 	}
+	if err := checkHello(h); err != nil {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "worker", logName(h.GetName()), "err", err)
+		return nil, status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+	}
 	name := h.GetName()
 	log = log.With("worker", name)
 	if v := h.GetProtocolVersion(); v != Version {
-		log.Warn("worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
 	}
