@@ -325,6 +325,9 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		accepted <- nil
 		return err
 	}
+	// Logged in: a cap on connections not authenticated (connlimit's
+	// Evict) no longer counts this one, nor closes it.
+	s.guard.authenticated(remote)
 	defer s.detach(c)
 	log = c.log
 	if err := stream.Send(&MasterMessage{Msg: &MasterMessage_Welcome{Welcome: &Welcome{
