@@ -75,7 +75,8 @@ const (
 // The brake on password guessing: the defaults of ServerConfig.LoginBurst
 // and LoginRefill, and the size of its address table. Past brakeAddrs,
 // addresses that failed nothing lately are forgotten, and if none has, the
-// addresses not in the table share one bucket (backoff.Config.ShareOverflow).
+// addresses not in the table share one bucket (backoff.Config.ShareOverflow),
+// except those that logged in lately (at most brakeAddrs/4).
 const (
 	defaultLoginBurst  = 10
 	defaultLoginRefill = 6 * time.Second
