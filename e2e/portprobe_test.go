@@ -5,9 +5,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,5 +203,99 @@ func TestKeptFlood(t *testing.T) {
 	}
 	if !strings.Contains(log, "worker kept commands this master does not resume: killing them") || !strings.Contains(log, "count=1000") {
 		t.Errorf("no summary line:\n%.2000s", log)
+	}
+}
+
+const floodConfig = `
+buildbot_url = "http://127.0.0.1:{{.WebPort}}/"
+
+[protocols.grpc]
+port = {{.WorkerPort}}
+interface = "127.0.0.1"
+max_connections = 300
+max_connections_per_address = 64
+
+[www]
+port = {{.WebPort}}
+interface = "127.0.0.1"
+` + workerW1
+
+// TestWorkerPortFlood: the probe's flood, bounded: idle connections from
+// 20 loopback addresses, 30 each, reopened as soon as the master drops
+// them, for 10 s, against max_connections = 300. A real gbb-worker
+// started during it attaches within seconds (the probe's took 40.7 s)
+// and is still attached when the flood ends.
+func TestWorkerPortFlood(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(floodConfig)
+	e.startMaster()
+	addr := fmt.Sprintf("127.0.0.1:%d", e.WorkerPort)
+
+	var flood sync.WaitGroup
+	var opened atomic.Int64
+	var mu sync.Mutex
+	open := map[net.Conn]bool{} // guarded by mu
+	stopped := false            // guarded by mu
+	stop := func() {
+		mu.Lock()
+		stopped = true
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		flood.Wait()
+	}
+	defer stop()
+	start := time.Now()
+	for a := range 20 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.2.%d", a+1))}, Timeout: 5 * time.Second}
+		for range 30 {
+			flood.Go(func() {
+				for {
+					c, err := d.Dial("tcp", addr)
+					mu.Lock()
+					if stopped {
+						mu.Unlock()
+						if err == nil {
+							c.Close()
+						}
+						return
+					}
+					if err != nil {
+						mu.Unlock()
+						continue
+					}
+					opened.Add(1)
+					open[c] = true
+					mu.Unlock()
+					_, _ = io.Copy(io.Discard, c)
+					c.Close()
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	waitFor(t, "the flood to open 600 connections", 30*time.Second, func() bool { return opened.Load() >= 600 })
+
+	wstart := time.Now()
+	e.startWorker("w1", "secret")
+	waitFor(t, "w1 attached during the flood", 10*time.Second, func() bool { return e.workerConnected("w1") })
+	t.Logf("the real worker attached in %s during the flood (%d flood connections so far)", time.Since(wstart).Round(time.Millisecond), opened.Load())
+	for time.Since(start) < 10*time.Second {
+		if !e.workerConnected("w1") {
+			t.Fatalf("w1 was cut during the flood")
+		}
+		time.Sleep(200 * time.Millisecond) // polling a condition
+	}
+	t.Logf("%d flood connections in %s; w1 still attached", opened.Load(), time.Since(start).Round(time.Millisecond))
+	stop()
+	if !e.workerConnected("w1") {
+		t.Error("w1 is not attached after the flood")
+	}
+	if n := strings.Count(e.masterLog(), "closed a connection not yet authenticated"); n == 0 || n > 20 {
+		t.Errorf("%d eviction lines in the log, want a few (sampled)", n)
 	}
 }
