@@ -135,6 +135,20 @@ const (
 	logBurst  = 10
 )
 
+// maxRecvMsg is the largest message the master reads from a worker
+// (gRPC's default: 4 MiB); a larger one ends its stream. A worker's
+// messages are at most an output batch (batchSize, 256 KiB) or a hello
+// (maxHelloSize). Before a hello is accepted, a connection holds at most
+// maxStreams messages of this size: gRPC's bounds are per server, not per
+// connection state, so these bound what a connection that never logs in
+// can make the master hold.
+const (
+	maxRecvMsg = 1 << 20
+	// maxStreams is the most streams at once on one connection; a worker
+	// opens one per connection (a new one after a refusal).
+	maxStreams = 2
+)
+
 // readBuffer is the read buffer of each worker's connection.
 const readBuffer = 4 << 10
 
@@ -229,6 +243,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// larger than the buffer are read past it, so output still
 		// arrives in few reads.
 		grpc.ReadBufferSize(readBuffer),
+		grpc.MaxRecvMsgSize(maxRecvMsg),
+		grpc.MaxConcurrentStreams(maxStreams),
 		experimental.BufferPool(buffers),
 		grpc.ForceServerCodecV2(codec{}),
 	)
