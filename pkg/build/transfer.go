@@ -353,7 +353,7 @@ func (u *unpacker) enter(parents []string) error {
 	u.leave(k)
 	for _, name := range parents[k:] {
 		cur := u.open[len(u.open)-1]
-		at := filepath.Join(append(u.dirs[:len(u.dirs):len(u.dirs)], name)...)
+		at := func() string { return quoteName(strings.Join(append(u.dirs[:len(u.dirs):len(u.dirs)], name), "/")) }
 		fi, err := cur.Lstat(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -363,9 +363,9 @@ func (u *unpacker) enter(parents []string) error {
 		case err != nil:
 			return err
 		case fi.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("its parent %s is a symlink: %w", quoteName(filepath.ToSlash(at)), errTarEscape)
+			return fmt.Errorf("its parent %s is a symlink: %w", at(), errTarEscape)
 		case !fi.IsDir():
-			return fmt.Errorf("its parent %s is not a directory", quoteName(filepath.ToSlash(at)))
+			return fmt.Errorf("its parent %s is not a directory", at())
 		}
 		d, err := cur.OpenRoot(name)
 		if err != nil {
