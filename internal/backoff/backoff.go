@@ -32,7 +32,13 @@ type Config struct {
 	// fresh burst for each address it recycles; the price is that while
 	// the table is full of failing keys, a new key waits with the
 	// attacker. False never makes a key wait for another key's failures.
+	// Keys that succeeded lately (see Succeeded) are spared that wait: a
+	// full table makes room for them by forgetting the key used least
+	// recently.
 	ShareOverflow bool
+	// MaxSucceeded bounds how many keys that succeeded lately are
+	// remembered for ShareOverflow; zero means MaxKeys/4.
+	MaxSucceeded int
 }
 
 // Limiter tracks failed attempts by key. It is safe for concurrent use.
@@ -47,6 +53,11 @@ type Limiter struct {
 	lru      *list.List               // guarded by mu; of *entry, most recently used at the front
 	overflow *entry                   // guarded by mu; with share, of the keys a full table has no room for
 	swept    time.Time                // guarded by mu; with share, when a full table was last swept of idle keys
+	// With share, the keys that succeeded lately, most recent at the
+	// front, at most maxGood.
+	good    map[string]*list.Element // guarded by mu; of string
+	goodLRU *list.List               // guarded by mu
+	maxGood int
 }
 
 type entry struct {
@@ -68,6 +79,10 @@ func New(cfg Config) *Limiter {
 		l.maxKeys = 10_000
 	}
 	l.overflow = l.newEntry("")
+	l.good, l.goodLRU, l.maxGood = map[string]*list.Element{}, list.New(), cfg.MaxSucceeded
+	if l.maxGood <= 0 {
+		l.maxGood = max(1, l.maxKeys/4)
+	}
 	return l
 }
 
@@ -116,7 +131,8 @@ func (a Attempt) Failed() (shared bool) {
 }
 
 // Succeeded ends the attempt without counting it. A key with no failures
-// left to forgive is forgotten.
+// left to forgive is forgotten; with ShareOverflow, the key is remembered
+// as one that succeeded.
 func (a Attempt) Succeeded() {
 	if a.l == nil {
 		return
@@ -125,6 +141,16 @@ func (a Attempt) Succeeded() {
 	a.l.mu.Lock()
 	defer a.l.mu.Unlock()
 	a.e.inflight--
+	if a.l.share && a.key != "" {
+		if el, ok := a.l.good[a.key]; ok {
+			a.l.goodLRU.MoveToFront(el)
+		} else {
+			a.l.good[a.key] = a.l.goodLRU.PushFront(a.key)
+			for a.l.goodLRU.Len() > a.l.maxGood {
+				delete(a.l.good, a.l.goodLRU.Remove(a.l.goodLRU.Back()).(string))
+			}
+		}
+	}
 	if el, ok := a.l.keys[a.key]; ok && a.l.idle(el.Value.(*entry), now) {
 		a.l.forget(el)
 	}
@@ -148,7 +174,7 @@ func (l *Limiter) entry(key string, now time.Time) *entry {
 				el = prev
 			}
 		}
-		if l.lru.Len() >= l.maxKeys {
+		if _, good := l.good[key]; !good && l.lru.Len() >= l.maxKeys {
 			return l.overflow
 		}
 	}

@@ -211,3 +211,39 @@ func TestAddrKey(t *testing.T) {
 		}
 	}
 }
+
+// With ShareOverflow, a key that succeeded lately is not made to wait
+// with the attacker when the table is full: it gets a bucket of its own
+// (a worker that logged in before gets in again during a flood of wrong
+// logins from more addresses than the table holds). A key that never
+// succeeded still shares the overflow bucket.
+func TestShareOverflowSparesSucceeded(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Config{Burst: 2, Every: time.Hour, MaxKeys: 100, ShareOverflow: true})
+		a, _, ok := l.Begin("10.9.9.9")
+		if !ok {
+			t.Fatal("a first attempt was refused")
+		}
+		a.Succeeded()
+		key := func(i int) string { return fmt.Sprintf("10.0.%d.%d", i/256, i%256) }
+		for i := range 150 {
+			fail(l, key(i), 2)
+		}
+		if _, _, ok := l.Begin("10.8.8.8"); ok {
+			t.Error("a key that never succeeded got an attempt through the exhausted overflow bucket")
+		}
+		a, _, ok = l.Begin("10.9.9.9")
+		if !ok {
+			t.Fatal("a key that succeeded before waits with the attacker")
+		}
+		a.Succeeded()
+		if n := l.Len(); n > 100 {
+			t.Errorf("table holds %d keys, want at most 100", n)
+		}
+		// Its own bucket: its failures brake it as any key's do.
+		if got := fail(l, "10.9.9.9", 3); got != 2 {
+			t.Errorf("the key that succeeded failing: %d of 3 let through, want its burst of 2", got)
+		}
+	})
+}

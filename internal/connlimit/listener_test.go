@@ -47,6 +47,9 @@ func serve(t *testing.T, l net.Listener) {
 					if _, err := c.Read(buf); err != nil {
 						return
 					}
+					if buf[0] == 'A' { // the client logged in
+						Authenticated(c)
+					}
 					if _, err := c.Write(buf); err != nil {
 						return
 					}
@@ -66,15 +69,22 @@ func dial(t *testing.T, addr, src string) (net.Conn, bool) {
 		t.Fatalf("dial from %s: %v", src, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.Write([]byte{1}); err != nil {
-		return c, false
+	return c, alive(t, c, 1)
+}
+
+// alive sends b on c and reports whether the server echoed it rather
+// than closed the connection.
+func alive(t *testing.T, c net.Conn, b byte) bool {
+	t.Helper()
+	if _, err := c.Write([]byte{b}); err != nil {
+		return false
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.ReadFull(c, make([]byte, 1))
+	_, err := io.ReadFull(c, make([]byte, 1))
 	if err != nil && strings.Contains(err.Error(), "timeout") {
-		t.Fatalf("no answer and no close from %s within 10s", src)
+		t.Fatalf("no answer and no close from %s within 10s", c.LocalAddr())
 	}
-	return c, err == nil
+	return err == nil
 }
 
 func TestCapsRefuseAndRelease(t *testing.T) {
@@ -204,4 +214,80 @@ func dial0(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestEvictUnauthenticated: with Evict, a connection over Max closes the
+// oldest not authenticated of the address holding the most, so that a
+// flood from one address cannot keep out another's; authenticated
+// connections do not count and are never closed; the per-address cap
+// still refuses, evicting nothing.
+func TestEvictUnauthenticated(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	l := New(raw, Config{Name: "test port", Max: 4, PerAddress: 6, Evict: true, Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogEvery: time.Hour})
+	serve(t, l)
+	addr := raw.Addr().String()
+
+	var flood []net.Conn
+	for i := range 4 {
+		c, ok := dial(t, addr, "127.0.0.2")
+		if !ok {
+			t.Fatalf("flood connection %d refused under the cap", i+1)
+		}
+		flood = append(flood, c)
+	}
+	worker, ok := dial(t, addr, "127.0.0.3")
+	if !ok {
+		t.Fatal("a connection over Max was refused, not let in by evicting")
+	}
+	if alive(t, flood[0], 1) {
+		t.Error("the oldest connection of the address holding the most was not closed")
+	}
+	if !alive(t, worker, 'A') {
+		t.Fatal("the worker's connection was closed")
+	}
+	// The worker is authenticated; a newcomer is not: neither is
+	// evicted by more from the flooding address.
+	newcomer, ok := dial(t, addr, "127.0.0.4")
+	if !ok {
+		t.Fatal("the newcomer was refused")
+	}
+	for i := range 5 {
+		c, ok := dial(t, addr, "127.0.0.2")
+		if !ok {
+			t.Fatalf("flood connection %d was refused, not let in by evicting", i+5)
+		}
+		flood = append(flood, c)
+	}
+	if !alive(t, worker, 1) || !alive(t, newcomer, 1) {
+		t.Error("a flood from one address evicted another address's connection")
+	}
+	// Oldest first: of the flood, only the last three (the cap less the
+	// newcomer) are open.
+	for i, c := range flood {
+		if want := i >= len(flood)-3; alive(t, c, 1) != want {
+			t.Errorf("flood connection %d open: %v, want %v", i+1, !want, want)
+		}
+	}
+	// Per address: 127.0.0.5 holds 6 (authenticated: over Max), the 7th
+	// is refused and evicts nothing.
+	for i := range 6 {
+		if c, ok := dial(t, addr, "127.0.0.5"); !ok || !alive(t, c, 'A') {
+			t.Fatalf("connection %d from 127.0.0.5 refused", i+1)
+		}
+	}
+	if _, ok := dial(t, addr, "127.0.0.5"); ok {
+		t.Error("a connection over the per-address cap was accepted")
+	}
+	if !alive(t, worker, 1) || !alive(t, newcomer, 1) {
+		t.Error("a refused connection evicted another")
+	}
+	if out := logs.String(); !strings.Contains(out, "closed a connection not yet authenticated to make room for a new one") ||
+		!strings.Contains(out, "closed_remote=127.0.0.2:") {
+		t.Errorf("the evictions are not logged:\n%s", out)
+	}
 }

@@ -419,14 +419,16 @@ func (e *Engine) reattach(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	for _, f := range news {
+		var unknown []string
 		for _, k := range f.kept {
 			p, ok := e.takePending(k.ResumeKey, f.name)
 			if !ok {
-				e.abandonKept(ctx, f.ws.conn, k.ResumeKey, "unknown command")
+				unknown = append(unknown, k.ResumeKey)
 				continue
 			}
 			e.startResumed(ctx, p, f.name, f.ws)
 		}
+		e.abandonKept(ctx, f.ws.conn, unknown, "unknown command")
 		e.resume.mu.Lock()
 		var lost []store.ResumePoint
 		for key, p := range e.resume.pending {
@@ -471,14 +473,23 @@ func (e *Engine) takePending(key, worker string) (store.ResumePoint, bool) {
 	return p, true
 }
 
-// abandonKept tells a worker to kill a kept command the engine does not
-// resume.
-func (e *Engine) abandonKept(ctx context.Context, c *protocol.WorkerConn, key, why string) {
-	e.log.Warn("worker kept a command this master does not resume: killing it", "worker", c.Name(), "key", key, "why", why)
+// abandonKept tells a worker to kill the kept commands keys the engine
+// does not resume. It logs one line per worker's hello, with the count
+// and a few keys (a worker's hello may list up to protocol.MaxKept), and
+// gives up at the first that cannot be sent within 10s.
+func (e *Engine) abandonKept(ctx context.Context, c *protocol.WorkerConn, keys []string, why string) {
+	if len(keys) == 0 {
+		return
+	}
+	e.log.Warn("worker kept commands this master does not resume: killing them", "worker", c.Name(),
+		"count", len(keys), "keys", keys[:min(len(keys), 3)], "why", why)
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.Abandon(actx, key, why); err != nil {
-		e.log.Warn("abandon kept command", "worker", c.Name(), "key", key, "err", err)
+	for i, key := range keys {
+		if err := c.Abandon(actx, key, why); err != nil {
+			e.log.Warn("abandon kept commands", "worker", c.Name(), "key", key, "not_sent", len(keys)-i, "err", err)
+			return
+		}
 	}
 }
 
@@ -496,7 +507,7 @@ func (e *Engine) giveUp(p store.ResumePoint, why string) {
 // on worker name, whose connection reported its command.
 func (e *Engine) startResumed(ctx context.Context, p store.ResumePoint, name string, ws *workerState) {
 	fail := func(why string) {
-		e.abandonKept(ctx, ws.conn, p.ResumeKey, why)
+		e.abandonKept(ctx, ws.conn, []string{p.ResumeKey}, why)
 		e.giveUp(p, why)
 	}
 	if why := e.unresumable(p); why != "" {

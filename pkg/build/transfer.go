@@ -171,8 +171,9 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 	if res != store.Success {
 		return res
 	}
+	var skipped []string
 	if dir {
-		err = b.unpack(root, f, dest)
+		skipped, err = unpack(ctx, root, f, dest)
 	} else {
 		if sc.FileMode != 0 {
 			err = f.Chmod(os.FileMode(sc.FileMode).Perm())
@@ -184,14 +185,42 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 			err = root.Rename(tmp, dest)
 		}
 	}
+	if err != nil && ctx.Err() != nil {
+		// Stopped while unpacking: as a command interrupted.
+		log.Info("upload stopped", "masterdest", sc.MasterDest, "err", err)
+		b.writeText(step, "err.text", "stopped writing "+sc.MasterDest+": "+err.Error())
+		if errors.Is(cause(ctx), ErrShutdown) {
+			return store.Retry
+		}
+		return store.Cancelled
+	}
 	if err != nil {
 		// The command's stdio log is complete: say why in err.text.
 		log.Warn("upload refused", "masterdest", sc.MasterDest, "err", err)
 		b.writeText(step, "err.text", "cannot write "+sc.MasterDest+": "+err.Error())
 		return store.Failure
 	}
+	if len(skipped) > 0 {
+		// buildbot's tarfile.extractall makes FIFOs, and devices when
+		// the master runs as root; gbb makes neither, and says so.
+		b.writeText(step, "skipped", strings.Join(skipped, "\n"))
+		return store.Warnings
+	}
 	return store.Success
 }
+
+// Limits of a directory upload's tar, checked per entry before anything
+// is made: the bytes of an entry's path below the upload's top (Linux's
+// PATH_MAX), of one name in it (NAME_MAX), the names in it, and the
+// entries in the archive. An entry over one refuses the upload. Past
+// maxTarSkippedLines, skipped entries are only counted.
+const (
+	maxTarPath         = 4096
+	maxTarName         = 255
+	maxTarDepth        = 256
+	maxTarEntries      = 1_000_000
+	maxTarSkippedLines = 20
+)
 
 // unpack extracts the tar file f into a temporary directory and puts it in
 // place of dest. Each entry is resolved against what the entries before it
@@ -200,14 +229,21 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 // with ".." past the directory's top, or has a ".." after a name (which
 // the kernel resolves through that name, a symlink maybe). So no link
 // made here leads out of the directory, however later entries use it.
-// Any refusal refuses the whole upload.
-func (b *build) unpack(root *os.Root, f *os.File, dest string) error {
+// A hard link must name a regular file the archive made before it.
+// Any refusal refuses the whole upload, and so does ctx ending (checked
+// per entry and per read of f). Devices and FIFOs are not made: skipped
+// says which (at most maxTarSkippedLines lines, then a count).
+//
+// The cost is linear in the archive: unpack keeps the directories of the
+// last entry open, so an entry is made by name in its parent, not by
+// walking its whole path again.
+func unpack(ctx context.Context, root *os.Root, f *os.File, dest string) (skipped []string, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return nil, err
 	}
 	tmp := tempName(dest)
 	if err := root.Mkdir(tmp, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	ok := false
 	defer func() {
@@ -217,85 +253,214 @@ func (b *build) unpack(root *os.Root, f *os.File, dest string) error {
 	}()
 	dr, err := root.OpenRoot(tmp)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer dr.Close()
-	tr := tar.NewReader(f)
-	for {
+	u := newUnpacker(dr)
+	defer u.close()
+	tr := tar.NewReader(ctxReader{ctx: ctx, r: f})
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return nil, context.Cause(ctx)
+		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
+			return nil, fmt.Errorf("read tar: %w", err)
 		}
-		if err := unpackEntry(dr, h, tr); err != nil {
-			return fmt.Errorf("tar entry %q: %w", h.Name, err)
+		if n >= maxTarEntries {
+			return nil, fmt.Errorf("more than %d entries in the archive", maxTarEntries)
+		}
+		if err := u.entry(h, tr); err != nil {
+			return nil, fmt.Errorf("tar entry %s: %w", quoteName(h.Name), err)
 		}
 	}
 	if _, err := root.Lstat(dest); err == nil {
 		if err := root.RemoveAll(dest); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := root.Rename(tmp, dest); err != nil {
-		return err
+		return nil, err
 	}
 	ok = true
-	return nil
+	return u.skippedLines(), nil
+}
+
+// quoteName is a tar entry's name for a message: quoted, and cut after
+// 200 bytes.
+func quoteName(s string) string {
+	if len(s) > 200 {
+		return fmt.Sprintf("%q... (%d bytes)", s[:200], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// ctxReader reads r until ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }
 
 // errTarEscape is the error of a tar entry that would lead out of the
 // directory it is unpacked into.
 var errTarEscape = errors.New("refused: it would lead out of the upload's directory")
 
-// unpackEntry makes one tar entry in dr.
-func unpackEntry(dr *os.Root, h *tar.Header, r io.Reader) error {
-	name := filepath.Clean(filepath.FromSlash(h.Name))
-	if !filepath.IsLocal(name) {
-		return fmt.Errorf("the name leaves the directory: %w", errTarEscape)
+// unpacker makes the entries of one tar in top, in order.
+type unpacker struct {
+	top *os.Root
+	// dirs are the names of the path of the directory the last entry
+	// was made in, and open[i] is the directory dirs[:i] (open[0] is
+	// top): each checked a real directory, made by this unpack.
+	dirs     []string
+	open     []*os.Root
+	skipped  []string
+	nskipped int
+}
+
+func newUnpacker(top *os.Root) *unpacker {
+	return &unpacker{top: top, open: []*os.Root{top}}
+}
+
+// close closes the directories held open.
+func (u *unpacker) close() { u.leave(0) }
+
+// leave closes the directories below the first n names of u.dirs.
+func (u *unpacker) leave(n int) {
+	for i := len(u.dirs); i > n; i-- {
+		u.open[i].Close()
 	}
-	// Every parent must be a real directory, made here or by an entry
-	// before: never a symlink, whatever it points to.
-	parts := strings.Split(name, string(filepath.Separator))
-	for i := 1; i < len(parts); i++ {
-		parent := filepath.Join(parts[:i]...)
-		fi, err := dr.Lstat(parent)
+	u.dirs, u.open = u.dirs[:n], u.open[:n+1]
+}
+
+// enter makes u's current directory the one of the names parents, making
+// each missing one; each must be a real directory, never a symlink,
+// whatever it points to. It opens only the names not open already.
+func (u *unpacker) enter(parents []string) error {
+	k := 0
+	for k < len(u.dirs) && k < len(parents) && u.dirs[k] == parents[k] {
+		k++
+	}
+	u.leave(k)
+	for _, name := range parents[k:] {
+		cur := u.open[len(u.open)-1]
+		at := func() string { return quoteName(strings.Join(append(u.dirs[:len(u.dirs):len(u.dirs)], name), "/")) }
+		fi, err := cur.Lstat(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			if err := dr.Mkdir(parent, 0o755); err != nil {
+			if err := cur.Mkdir(name, 0o755); err != nil {
 				return err
 			}
 		case err != nil:
 			return err
 		case fi.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("its parent %q is a symlink: %w", filepath.ToSlash(parent), errTarEscape)
+			return fmt.Errorf("its parent %s is a symlink: %w", at(), errTarEscape)
 		case !fi.IsDir():
-			return fmt.Errorf("its parent %q is not a directory", filepath.ToSlash(parent))
+			return fmt.Errorf("its parent %s is not a directory", at())
+		}
+		d, err := cur.OpenRoot(name)
+		if err != nil {
+			return err
+		}
+		u.dirs = append(u.dirs, name)
+		u.open = append(u.open, d)
+	}
+	return nil
+}
+
+// skip notes an entry not made.
+func (u *unpacker) skip(h *tar.Header, what string) {
+	u.nskipped++
+	if len(u.skipped) < maxTarSkippedLines {
+		u.skipped = append(u.skipped, fmt.Sprintf("skipped %s: %s, not unpacked", quoteName(h.Name), what))
+	}
+}
+
+// skippedLines says which entries were skipped, or nil.
+func (u *unpacker) skippedLines() []string {
+	if more := u.nskipped - len(u.skipped); more > 0 {
+		return append(u.skipped, fmt.Sprintf("skipped %d more entries (devices, FIFOs or other special files)", more))
+	}
+	return u.skipped
+}
+
+// checkTarName checks the limits of an entry's cleaned name, split in
+// parts.
+func checkTarName(name string, parts []string) error {
+	if len(name) > maxTarPath {
+		return fmt.Errorf("its path is %d bytes long, more than %d", len(name), maxTarPath)
+	}
+	if len(parts) > maxTarDepth {
+		return fmt.Errorf("its path is %d names deep, more than %d", len(parts), maxTarDepth)
+	}
+	for _, p := range parts {
+		if len(p) > maxTarName {
+			return fmt.Errorf("a name in its path is %d bytes long, more than %d", len(p), maxTarName)
 		}
 	}
+	return nil
+}
+
+// entry makes one tar entry.
+func (u *unpacker) entry(h *tar.Header, r io.Reader) error {
+	name := filepath.Clean(filepath.FromSlash(h.Name))
 	if name == "." {
 		if h.Typeflag == tar.TypeDir {
 			return nil
 		}
 		return errors.New("only a directory may be the upload's top")
 	}
-	fi, err := dr.Lstat(name)
+	if !filepath.IsLocal(name) {
+		return fmt.Errorf("the name leaves the directory: %w", errTarEscape)
+	}
+	parts := strings.Split(name, string(filepath.Separator))
+	if err := checkTarName(name, parts); err != nil {
+		return err
+	}
+	switch h.Typeflag {
+	case tar.TypeChar:
+		u.skip(h, "a character device")
+		return nil
+	case tar.TypeBlock:
+		u.skip(h, "a block device")
+		return nil
+	case tar.TypeFifo:
+		u.skip(h, "a FIFO")
+		return nil
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink:
+	default:
+		u.skip(h, fmt.Sprintf("of tar type %q", h.Typeflag))
+		return nil
+	}
+	if err := u.enter(parts[:len(parts)-1]); err != nil {
+		return err
+	}
+	dir, base := u.open[len(u.open)-1], parts[len(parts)-1]
+	fi, err := dir.Lstat(base)
 	switch {
 	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%q is a symlink already: %w", h.Name, errTarEscape)
+		return fmt.Errorf("%s is a symlink already: %w", quoteName(h.Name), errTarEscape)
 	case err == nil && h.Typeflag == tar.TypeDir && fi.IsDir():
 		return nil
 	case err == nil && (h.Typeflag != tar.TypeReg || !fi.Mode().IsRegular()):
-		return fmt.Errorf("%q exists already", h.Name)
+		return fmt.Errorf("%s exists already", quoteName(h.Name))
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		return dr.Mkdir(name, 0o755)
+		return dir.Mkdir(base, 0o755)
 	case tar.TypeReg:
-		w, err := dr.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode).Perm())
+		w, err := dir.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(h.Mode).Perm())
 		if err != nil {
 			return err
 		}
@@ -305,12 +470,29 @@ func unpackEntry(dr *os.Root, h *tar.Header, r io.Reader) error {
 		}
 		return err
 	case tar.TypeSymlink:
-		if err := checkLinkTarget(len(parts)-1, h.Linkname); err != nil {
-			return fmt.Errorf("symlink to %q: %w", h.Linkname, err)
+		if len(h.Linkname) > maxTarPath {
+			return fmt.Errorf("symlink target of %d bytes, more than %d", len(h.Linkname), maxTarPath)
 		}
-		return dr.Symlink(h.Linkname, name)
+		if err := checkLinkTarget(len(parts)-1, h.Linkname); err != nil {
+			return fmt.Errorf("symlink to %s: %w", quoteName(h.Linkname), err)
+		}
+		return dir.Symlink(h.Linkname, base)
+	default: // tar.TypeLink
+		// A hard link to a symlink would be that symlink elsewhere, its
+		// target checked for the wrong place: only regular files.
+		target := filepath.Clean(filepath.FromSlash(h.Linkname))
+		if len(target) > maxTarPath || !filepath.IsLocal(target) {
+			return fmt.Errorf("hard link to %s: %w", quoteName(h.Linkname), errTarEscape)
+		}
+		tfi, err := u.top.Lstat(target)
+		if err != nil {
+			return fmt.Errorf("hard link to %s: %w", quoteName(h.Linkname), err)
+		}
+		if !tfi.Mode().IsRegular() {
+			return fmt.Errorf("hard link to %s: not a regular file", quoteName(h.Linkname))
+		}
+		return u.top.Link(target, name)
 	}
-	return nil // hard links, devices, FIFOs: not unpacked, as the worker sends none
 }
 
 // checkLinkTarget checks the target of a symlink made depth directories

@@ -27,6 +27,8 @@ func FuzzUnpackEntries(f *testing.F) {
 		"d sub\nf sub/f\nl sub/up ..\nl sub/self ../sub\nl top ./sub/f",
 		"l a b\nl b a\nf a/x",
 		"l d sub/deeper\nd sub\nd sub/deeper\nl x d/../..",
+		"d x\nd x/y\nl x/y/up ../..\nh hl x/y/up\nf hl/evil",
+		"f f\nh x/y/hf f\nh out ../f\nl a .\nh a/a/b f",
 	} {
 		f.Add(seed)
 	}
@@ -41,6 +43,8 @@ func FuzzUnpackEntries(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer dr.Close()
+		u := newUnpacker(dr)
+		defer u.close()
 		for _, line := range strings.Split(spec, "\n") {
 			fields := strings.Fields(line)
 			if len(fields) < 2 {
@@ -54,10 +58,12 @@ func FuzzUnpackEntries(f *testing.F) {
 				h.Typeflag = tar.TypeReg
 			case fields[0] == "l" && len(fields) == 3:
 				h.Typeflag, h.Linkname = tar.TypeSymlink, fields[2]
+			case fields[0] == "h" && len(fields) == 3:
+				h.Typeflag, h.Linkname = tar.TypeLink, fields[2]
 			default:
 				continue
 			}
-			if err := unpackEntry(dr, h, strings.NewReader("")); err != nil {
+			if err := u.entry(h, strings.NewReader("")); err != nil {
 				continue // refused: unpack would stop; the rest must hold anyway
 			}
 		}

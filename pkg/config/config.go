@@ -139,6 +139,11 @@ func (d DB) BoltPath(basedir string) string {
 	return filepath.Clean(p)
 }
 
+// MaxWorkerName is the longest worker name, in bytes: the master refuses
+// a hello with a longer one before any other work (pkg/protocol's
+// MaxWorkerName, the same number). buildbot's are at most 50 characters.
+const MaxWorkerName = 128
+
 // Worker is one [[workers]] table: a worker allowed to connect.
 type Worker struct {
 	Name         string // name; required, unique

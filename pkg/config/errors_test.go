@@ -184,11 +184,16 @@ password = "p"
 [[workers]]
 name = ""
 password = "p"
+
+[[workers]]
+name = "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+password = "p"
 `,
 			want: []string{
 				`master.toml:6: workers[1].name: duplicate worker name "w" (first at line 2)`,
 				`master.toml:9: workers[2].name: required`,
 				`master.toml:13: workers[3].name: must not be empty`,
+				`master.toml:17: workers[4].name: 129 bytes long, more than 128: a worker could not say it in its hello`,
 			},
 		},
 		{

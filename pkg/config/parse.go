@@ -445,6 +445,9 @@ func (t *table) names(name string, known map[string]int, what string) []string {
 
 func (d *decoder) worker(t *table, seen map[string]int) Worker {
 	w := Worker{Line: t.line(), Name: t.unique(seen, "worker")}
+	if len(w.Name) > MaxWorkerName {
+		t.errorf("name", "%d bytes long, more than %d: a worker could not say it in its hello", len(w.Name), MaxWorkerName)
+	}
 	if n, ok := t.integer("max_builds"); ok {
 		if n < 0 {
 			t.errorf("max_builds", "must not be negative")

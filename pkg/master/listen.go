@@ -35,8 +35,10 @@ func derivedMax(nofile uint64, share, lo, hi int) int {
 	return int(min(max(nofile/uint64(share), uint64(lo)), uint64(hi)))
 }
 
-// listen listens on addr for the port called name, with l's caps.
-func listen(name, addr string, l config.ConnLimits, share, lo, hi int, log *slog.Logger) (*connlimit.Listener, error) {
+// listen listens on addr for the port called name, with l's caps; with
+// evict (the worker port), max_connections caps the connections not yet
+// logged in, and a new one over it closes one of them (connlimit's Evict).
+func listen(name, addr string, l config.ConnLimits, share, lo, hi int, evict bool, log *slog.Logger) (*connlimit.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -47,6 +49,6 @@ func listen(name, addr string, l config.ConnLimits, share, lo, hi int, log *slog
 	}
 	log.Info(name+": connection caps", "max_connections", total, "max_connections_per_address", l.MaxConnectionsPerAddress)
 	return connlimit.New(lis, connlimit.Config{
-		Name: name, Max: total, PerAddress: l.MaxConnectionsPerAddress, Logger: log,
+		Name: name, Max: total, PerAddress: l.MaxConnectionsPerAddress, Logger: log, Evict: evict,
 	}), nil
 }

@@ -144,12 +144,12 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 
-	wlis, err := listen("worker port", cfg.Protocols.GRPC.Addr(), cfg.Protocols.GRPC.Limits, workerShare, workerMin, workerMax, m.log)
+	wlis, err := listen("worker port", cfg.Protocols.GRPC.Addr(), cfg.Protocols.GRPC.Limits, workerShare, workerMin, workerMax, true, m.log)
 	if err != nil {
 		return err
 	}
 	defer wlis.Close()
-	hlis, err := listen("web port", cfg.WWW.Addr(), cfg.WWW.Limits, webShare, webMin, webMax, m.log)
+	hlis, err := listen("web port", cfg.WWW.Addr(), cfg.WWW.Limits, webShare, webMin, webMax, false, m.log)
 	if err != nil {
 		return err
 	}

@@ -210,3 +210,42 @@ func TestLoginBrakeIPv6(t *testing.T) {
 		t.Errorf("refusal %v does not name the /64", err)
 	}
 }
+
+// TestLoginBrakeFullSparesKnownWorker: while more addresses than the
+// brake's table holds guess passwords (the probe's 4,200 × 11), a worker
+// whose address logged in before logs in again at once, where it used to
+// wait with the attacker until ~3 s after the flood; an address never
+// seen still shares the attacker's bucket (the price of ShareOverflow).
+func TestLoginBrakeFullSparesKnownWorker(t *testing.T) {
+	t.Parallel()
+	s := NewServer(ServerConfig{
+		Authenticate: func(name, password string) error {
+			if password != "pw" {
+				return errors.New("bad password")
+			}
+			return nil
+		},
+		LoginBurst:  2,
+		LoginRefill: time.Hour,
+	})
+	log := slog.New(slog.DiscardHandler)
+	addr := func(i int) string {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		return netip.AddrPortFrom(a, 40000).String()
+	}
+	const worker = "192.0.2.7:51000"
+	if err := s.authenticate(worker, "w1", "pw", log); err != nil {
+		t.Fatalf("the worker's first login: %v", err)
+	}
+	for i := range brakeAddrs + 200 {
+		for range 3 {
+			s.authenticate(addr(i), "w1", "guess", log)
+		}
+	}
+	if c := status.Code(s.authenticate("192.0.2.99:1", "w2", "pw", log)); c != codes.ResourceExhausted {
+		t.Errorf("a never-seen address during the flood: %v, want ResourceExhausted (shared bucket)", c)
+	}
+	if err := s.authenticate(worker, "w1", "pw", log); err != nil {
+		t.Errorf("the known worker during the flood: %v, want in", err)
+	}
+}

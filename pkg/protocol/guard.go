@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 )
 
@@ -48,6 +49,18 @@ func (g *guard) spoke(remote string) {
 		c.mu.Lock()
 		c.spoke = true
 		c.mu.Unlock()
+	}
+}
+
+// authenticated tells the listener under the connection from remote
+// that its worker logged in (connlimit.Authenticated): a listener that
+// evicts connections not authenticated no longer counts it.
+func (g *guard) authenticated(remote string) {
+	g.mu.Lock()
+	c := g.conns[remote]
+	g.mu.Unlock()
+	if c != nil {
+		connlimit.Authenticated(c.Conn)
 	}
 }
 

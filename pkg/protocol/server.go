@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gbb-ci/gbb/internal/backoff"
@@ -73,18 +75,78 @@ const (
 // The brake on password guessing: the defaults of ServerConfig.LoginBurst
 // and LoginRefill, and the size of its address table. Past brakeAddrs,
 // addresses that failed nothing lately are forgotten, and if none has, the
-// addresses not in the table share one bucket (backoff.Config.ShareOverflow).
+// addresses not in the table share one bucket (backoff.Config.ShareOverflow),
+// except those that logged in lately (at most brakeAddrs/4).
 const (
 	defaultLoginBurst  = 10
 	defaultLoginRefill = 6 * time.Second
 	brakeAddrs         = 4096
 )
 
+// Bounds of a hello, checked before anything else is done with it (a
+// hello over one is refused with InvalidArgument and logged without its
+// strings): its encoded size, its worker's name (buildbot's worker names
+// are identifiers of at most 50 characters) and the kept commands it
+// lists (a worker keeps one per step running when its stream ended).
+const (
+	maxHelloSize = 256 << 10
+	// MaxWorkerName is the longest worker name a hello may carry, in
+	// bytes; pkg/config refuses longer names.
+	MaxWorkerName = 128
+	// MaxKept is the most kept commands a hello may list.
+	MaxKept = 1000
+	// maxKeptKey bounds a kept command's key (the master's are ~40
+	// bytes).
+	maxKeptKey = 256
+)
+
+// logName is s, a string a peer sent, bounded for a log line: past 64
+// bytes it is cut and its length given.
+func logName(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(s[:64], ""), len(s))
+}
+
+// checkHello applies the bounds of a hello.
+func checkHello(h *Hello) error {
+	if n := proto.Size(h); n > maxHelloSize {
+		return fmt.Errorf("the hello is %d bytes, more than %d", n, maxHelloSize)
+	}
+	if n := len(h.GetName()); n > MaxWorkerName {
+		return fmt.Errorf("the worker name is %d bytes long, more than %d", n, MaxWorkerName)
+	}
+	if n := len(h.GetKept()); n > MaxKept {
+		return fmt.Errorf("the hello lists %d kept commands, more than %d", n, MaxKept)
+	}
+	for _, k := range h.GetKept() {
+		if n := len(k.GetResumeKey()); n > maxKeptKey {
+			return fmt.Errorf("a kept command's key is %d bytes long, more than %d", n, maxKeptKey)
+		}
+	}
+	return nil
+}
+
 // Sampling of the log lines about refused and dropped connections: a few
 // at once, then one per logSample, each counting those left out.
 const (
 	logSample = 10 * time.Second
 	logBurst  = 10
+)
+
+// maxRecvMsg is the largest message the master reads from a worker
+// (gRPC's default: 4 MiB); a larger one ends its stream. A worker's
+// messages are at most an output batch (batchSize, 256 KiB) or a hello
+// (maxHelloSize). Before a hello is accepted, a connection holds at most
+// maxStreams messages of this size: gRPC's bounds are per server, not per
+// connection state, so these bound what a connection that never logs in
+// can make the master hold.
+const (
+	maxRecvMsg = 1 << 20
+	// maxStreams is the most streams at once on one connection; a worker
+	// opens one per connection (a new one after a refusal).
+	maxStreams = 2
 )
 
 // readBuffer is the read buffer of each worker's connection.
@@ -181,6 +243,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// larger than the buffer are read past it, so output still
 		// arrives in few reads.
 		grpc.ReadBufferSize(readBuffer),
+		grpc.MaxRecvMsgSize(maxRecvMsg),
+		grpc.MaxConcurrentStreams(maxStreams),
 		experimental.BufferPool(buffers),
 		grpc.ForceServerCodecV2(codec{}),
 	)
@@ -278,6 +342,9 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		accepted <- nil
 		return err
 	}
+	// Logged in: a cap on connections not authenticated (connlimit's
+	// Evict) no longer counts this one, nor closes it.
+	s.guard.authenticated(remote)
 	defer s.detach(c)
 	log = c.log
 	if err := stream.Send(&MasterMessage{Msg: &MasterMessage_Welcome{Welcome: &Welcome{
@@ -340,10 +407,14 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 	if h == nil {
 		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
 	}
+	if err := checkHello(h); err != nil {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "worker", logName(h.GetName()), "err", err)
+		return nil, status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+	}
 	name := h.GetName()
 	log = log.With("worker", name)
 	if v := h.GetProtocolVersion(); v != Version {
-		log.Warn("worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
 	}
