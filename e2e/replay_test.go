@@ -13,22 +13,26 @@ import (
 
 // TestWebhookReplay: the master remembers the GitHub deliveries it took,
 // across a restart: the same delivery again makes no change and no build
-// request, a new delivery of the same push does.
+// request, nor does the same signed push under another delivery id (a
+// captured request replayed with a new header); a new push does.
 func TestWebhookReplay(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.writeConfig(hookConfig)
 	e.startMaster()
 
-	body := `{"ref":"refs/heads/main","after":"3333333333333333333333333333333333333333",
+	push := func(rev string) string {
+		return `{"ref":"refs/heads/main","after":"` + rev + `",
 "repository":{"name":"hello","full_name":"me/hello","html_url":"https://github.com/me/hello"},
-"commits":[{"id":"3333333333333333333333333333333333333333","message":"fix","timestamp":"2026-11-28T10:00:00Z",
+"commits":[{"id":"` + rev + `","message":"fix","timestamp":"2026-11-28T10:00:00Z",
 "author":{"name":"Me","email":"me@example.com"}}]}`
-	mac := hmac.New(sha256.New, []byte("s3cret"))
-	mac.Write([]byte(body))
-	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	body := push("3333333333333333333333333333333333333333")
 	deliver := func(id string) []int64 {
 		t.Helper()
+		mac := hmac.New(sha256.New, []byte("s3cret"))
+		mac.Write([]byte(body))
+		sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
 		req, _ := http.NewRequest("POST", e.url("/change_hook/github"), strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-GitHub-Event", "push")
@@ -70,7 +74,11 @@ func TestWebhookReplay(t *testing.T) {
 	if n := changes(); n != 1 {
 		t.Errorf("%d changes stored, want 1", n)
 	}
-	if got := deliver(id + "-2"); len(got) != 1 {
-		t.Errorf("a new delivery of the same push made changes %v, want one", got)
+	if got := deliver(id + "-2"); len(got) != 0 {
+		t.Errorf("the same signed push under a new delivery id made changes %v", got)
+	}
+	body = push("4444444444444444444444444444444444444444")
+	if got := deliver(id + "-3"); len(got) != 1 {
+		t.Errorf("a new push made changes %v, want one", got)
 	}
 }
