@@ -32,6 +32,9 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/build", []string{mod + "web", mod + "pkg/master"}},
 		{mod + "pkg/scheduler", []string{mod + "web", mod + "pkg/master", mod + "pkg/build"}},
 		{mod + "pkg/config", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
+		// The change hooks make Changes; the server only mounts them
+		// (issue 15).
+		{mod + "pkg/changesource/hooks", []string{mod + "web"}},
 		// The worker's git step runs the git binary, as buildbot's Git
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the

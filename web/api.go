@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -44,21 +44,6 @@ func lookupErr(err error, format string, args ...any) error {
 	return fmt.Errorf("get "+format+": %w", append(args, err)...)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		data = []byte(`{"error":"cannot encode the reply"}`)
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(append(data, '\n'))
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"error": msg})
-}
-
 // fail writes err as a JSON error: its own status for an apiError, 400 for
 // a bad query and 500, logged, for anything else.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -66,12 +51,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var qe *queryError
 	switch {
 	case errors.As(err, &ae):
-		writeError(w, ae.status, ae.msg)
+		jsonreply.Error(w, ae.status, ae.msg)
 	case errors.As(err, &qe):
-		writeError(w, http.StatusBadRequest, qe.msg)
+		jsonreply.Error(w, http.StatusBadRequest, qe.msg)
 	default:
 		s.log.Error("api request failed", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
+		jsonreply.Error(w, http.StatusInternalServerError, "internal error")
 	}
 }
 
@@ -93,7 +78,7 @@ func (s *Server) list(res *resource, fn func(r *http.Request, q *query) ([]map[s
 		if objs == nil {
 			objs = []map[string]any{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{res.plural: objs, "meta": map[string]any{"total": total}})
+		jsonreply.Write(w, http.StatusOK, map[string]any{res.plural: objs, "meta": map[string]any{"total": total}})
 	}
 }
 
@@ -111,7 +96,7 @@ func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[stri
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{res.plural: []any{q.project(obj)}, "meta": map[string]any{}})
+		jsonreply.Write(w, http.StatusOK, map[string]any{res.plural: []any{q.project(obj)}, "meta": map[string]any{}})
 	}
 }
 
@@ -420,7 +405,7 @@ func (s *Server) buildProperties(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	props := propertiesObj(b.Properties, []string{"*"})
-	writeJSON(w, http.StatusOK, map[string]any{"properties": []any{props}, "meta": map[string]any{}})
+	jsonreply.Write(w, http.StatusOK, map[string]any{"properties": []any{props}, "meta": map[string]any{}})
 }
 
 func (s *Server) listSteps(r *http.Request, _ *query) ([]map[string]any, error) {
@@ -489,7 +474,7 @@ func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
 		if s := v.Get(p.name); s != "" {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || n < 0 {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a non-negative integer, not %q", p.name, s))
+				jsonreply.Error(w, http.StatusBadRequest, fmt.Sprintf("%s must be a non-negative integer, not %q", p.name, s))
 				return
 			}
 			*p.dst = n
@@ -513,7 +498,7 @@ func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"logchunks": []any{q.project(chunk)}, "meta": map[string]any{}})
+	jsonreply.Write(w, http.StatusOK, map[string]any{"logchunks": []any{q.project(chunk)}, "meta": map[string]any{}})
 }
 
 // logRaw serves a whole log as a download, as buildbot 3.7: stdio logs lose

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gbb-ci/gbb/internal/backoff"
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
@@ -272,12 +273,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			if tm, ok := errors.AsType[*tooManyFailures](err); ok {
 				w.Header().Set("Retry-After", tm.retryAfter())
-				writeError(w, http.StatusTooManyRequests, tm.Error())
+				jsonreply.Error(w, http.StatusTooManyRequests, tm.Error())
 				return
 			}
 			if u == nil {
 				w.Header().Set("WWW-Authenticate", `Basic realm="gbb"`)
-				writeError(w, http.StatusUnauthorized, "wrong user name, password or token")
+				jsonreply.Error(w, http.StatusUnauthorized, "wrong user name, password or token")
 				return
 			}
 		} else if c, err := r.Cookie(sessionCookie); err == nil {
@@ -288,7 +289,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if u == nil && s.acc().authz.NoAnonymousView && !publicPath(r.URL.Path) {
 			if apiPath(r.URL.Path) {
 				w.Header().Set("WWW-Authenticate", `Basic realm="gbb"`)
-				writeError(w, http.StatusUnauthorized, "log in first (basic auth, a bearer token, or a session)")
+				jsonreply.Error(w, http.StatusUnauthorized, "log in first (basic auth, a bearer token, or a session)")
 				return
 			}
 			s.seeOther(w, r, "login?next="+url.QueryEscape(strings.TrimPrefix(r.URL.Path, "/")))

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gbb-ci/gbb/internal/fnmatch"
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -144,7 +145,7 @@ func (s *Server) callOf(w http.ResponseWriter, r *http.Request) (*call, bool) {
 	c, ok := r.Context().Value(callKey{}).(*call)
 	if !ok {
 		s.log.Error("control handler reached without authorize", "path", r.URL.Path)
-		writeError(w, http.StatusInternalServerError, "internal error: control not authorized")
+		jsonreply.Error(w, http.StatusInternalServerError, "internal error: control not authorized")
 		return nil, false
 	}
 	return c, true
@@ -158,7 +159,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	route, known := postRoutes[pattern]
 	if !known {
 		s.log.Error("refused a POST to a route with no control entry", "pattern", pattern, "path", r.URL.Path)
-		writeError(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
+		jsonreply.Error(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
 		return r, false
 	}
 	c := &call{route: route, user: userOf(r)}

@@ -164,7 +164,7 @@ func TestEveryPostRoute(t *testing.T) {
 	samples := map[string][]string{
 		"/login":                              nil,
 		"/logout":                             nil,
-		"/change_hook/{dialect}":              nil, // checks its own secrets (hooks_test.go)
+		"/change_hook/{dialect}":              nil, // checks its own secrets (pkg/changesource/hooks)
 		"/api/v2/forceschedulers/{scheduler}": {"/api/v2/forceschedulers/force-runtests"},
 		"/api/v2/builds/{buildid}":            {fmt.Sprintf("/api/v2/builds/%d", f.running.ID)},
 		"/api/v2/builders/{builder}/builds/{number}":  {fmt.Sprintf("/api/v2/builders/%d/builds/%d", rt, f.running.Number)},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 )
@@ -142,7 +143,7 @@ func TestStalledBody(t *testing.T) {
 	s := New(Config{
 		Store:       f.db,
 		Forcer:      &testForcer{db: f.db, scheds: []scheduler.ForceInfo{{Name: "force-runtests", BuilderNames: []string{"runtests"}}}},
-		Changes:     &testSink{db: f.db},
+		Changes:     hooks.StoreSink{DB: f.db},
 		ChangeHooks: testHooks,
 		BodyTimeout: 300 * time.Millisecond,
 	})

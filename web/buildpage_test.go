@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gbb-ci/gbb/pkg/store"
 )
 
 // TestBuildsPushedDown checks that a page of builds that the store

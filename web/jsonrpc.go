@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 )
 
@@ -46,7 +47,7 @@ func writeRPCError(w http.ResponseWriter, id json.RawMessage, e rpcError) {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
-	writeJSON(w, e.status, map[string]any{
+	jsonreply.Write(w, e.status, map[string]any{
 		"jsonrpc": "2.0",
 		"id":      id,
 		"error":   map[string]any{"code": e.code, "message": e.message},
@@ -73,7 +74,7 @@ func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
+	jsonreply.Write(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
 }
 
 // force runs a force request and maps its errors to JSON-RPC ones.

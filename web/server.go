@@ -19,6 +19,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
@@ -105,10 +107,10 @@ type Config struct {
 
 	// Changes stores the changes that POST /change_hook/DIALECT receives;
 	// nil disables every change hook.
-	Changes ChangeSink
+	Changes hooks.Sink
 	// ChangeHooks enables the change hook dialects it names ("base",
 	// "github", "gitlab", "gitea"); a dialect it leaves out answers 404.
-	ChangeHooks map[string]HookConfig
+	ChangeHooks map[string]hooks.Config
 	// Schedulers lists the configured schedulers for /api/v2/schedulers;
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
@@ -152,9 +154,8 @@ type Server struct {
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
-	guard  loginGuard // the brake on password and token guessing (auth.go)
-	// deliveries are the change hooks' deliveries received (deliveries.go).
-	deliveries hookDeliveries
+	guard  loginGuard     // the brake on password and token guessing (auth.go)
+	hooks  *hooks.Handler // POST /change_hook/DIALECT
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -168,6 +169,7 @@ func New(cfg Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.guard = newLoginGuard(s.log)
+	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
 	}
@@ -308,17 +310,19 @@ func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
+		jsonreply.Error(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+		jsonreply.Error(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
 	s.uiRoutes(r)
 	r.Get("/login", s.loginForm)
 	r.With(s.sameOrigin).Post("/login", s.login)
 	r.Get("/logout", s.logoutForm)
 	r.With(s.sameOrigin).Post("/logout", s.logout)
-	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
+	r.With(s.sameOrigin).Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
+		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))
+	})
 	r.Route("/api/v2", s.apiRoutes)
 	r.Get("/sse/*", s.sse)
 	r.Get("/ws", s.ws)
@@ -338,11 +342,11 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 		// timeout, which it answers.
 		if reason := crossSite(r); reason != "" {
 			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
-			writeError(w, http.StatusForbidden, reason)
+			jsonreply.Error(w, http.StatusForbidden, reason)
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !s.originOK(r, o) {
-			writeError(w, http.StatusForbidden, "invalid origin "+o)
+			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}
 		r, ok := s.authorize(w, r)

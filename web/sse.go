@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -165,7 +166,7 @@ func (s *Server) eventMessage(rec any) any {
 // sse serves /sse/*: listen, add and remove, as buildbot's EventResource.
 func (s *Server) sse(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Events == nil {
-		writeError(w, http.StatusNotFound, "live events are not enabled")
+		jsonreply.Error(w, http.StatusNotFound, "live events are not enabled")
 		return
 	}
 	var parts []string

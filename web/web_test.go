@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -192,7 +193,7 @@ func newTestServer(t testing.TB) *fixture {
 	s := New(Config{
 		Store: db, Forcer: forcer, MasterID: f.master.ID, MasterName: "master-1",
 		Title: "Hello <CI>", TitleURL: "https://example.org/hello/", BuildbotURL: "http://ci.example.org/buildbot/",
-		Changes:     &testSink{db: db},
+		Changes:     hooks.StoreSink{DB: db},
 		ChangeHooks: testHooks,
 		Schedulers: func() []SchedulerInfo {
 			return []SchedulerInfo{{ID: 1, Name: "all", Enabled: true}, {ID: 2, Name: "force-runtests", Enabled: true}}

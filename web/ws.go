@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/events"
 )
 
@@ -61,17 +62,17 @@ func (s *Server) wsOriginOK(r *http.Request) bool {
 
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Events == nil {
-		writeError(w, http.StatusNotFound, "live events are not enabled")
+		jsonreply.Error(w, http.StatusNotFound, "live events are not enabled")
 		return
 	}
 	ctx, done, ok := s.live.start(r.Context())
 	if !ok {
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		jsonreply.Error(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
 	defer done()
 	if !s.wsOriginOK(r) {
-		writeError(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+csrfField+"=)")
+		jsonreply.Error(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+csrfField+"=)")
 		return
 	}
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }} // checked above

@@ -1,4 +1,4 @@
-package web
+package hooks
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -20,14 +21,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
-// ChangeSink stores changes that arrive from outside and hands them to the
+// Sink stores changes that arrive from outside and hands them to the
 // schedulers.
-type ChangeSink interface {
+type Sink interface {
 	// AddChanges stores changes, in order, and returns them as stored, with
 	// their ids.
 	AddChanges(ctx context.Context, changes []store.Change) ([]store.Change, error)
@@ -38,8 +38,8 @@ type ChangeSink interface {
 	GetState(objectName, key string) (json.RawMessage, bool, error)
 }
 
-// HookConfig enables one dialect of POST /change_hook/DIALECT.
-type HookConfig struct {
+// Config enables one dialect of POST /change_hook/DIALECT.
+type Config struct {
 	// Secret checks each request; empty means requests are not checked.
 	// github: the X-Hub-Signature-256 (or X-Hub-Signature, SHA-1) HMAC of
 	// the body; gitea: the X-Gitea-Signature HMAC-SHA256 of the body, in
@@ -48,8 +48,8 @@ type HookConfig struct {
 	Secret string
 }
 
-// maxHookBody bounds a change hook's request body; a larger one gets 413.
-const maxHookBody = 1 << 20
+// MaxBody bounds a change hook's request body; a larger one gets 413.
+const MaxBody = 1 << 20
 
 // changeSource is the properties' source of the changes hooks make, as
 // buildbot's.
@@ -94,30 +94,48 @@ var dialects = map[string]dialect{
 	"gitea":  giteaHook,
 }
 
-// changeHook serves POST /change_hook/DIALECT: it checks the request with
-// the dialect's secret, turns it into changes and stores them through
-// cfg.Changes. It answers 200 with {"changeids": [...]} (and "ignored" with
-// a reason when the request made no change), 403 for a bad secret, 400 for
-// a malformed request, 404 for a dialect not enabled and 413 for a body
-// over maxHookBody. A codebase query parameter sets the changes' codebase,
-// as buildbot's. A delivery received before (see deliveries.go) is answered
-// 200 with no change and "ignored" saying so.
-func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "dialect")
-	hc, enabled := s.cfg.ChangeHooks[name]
+// Handler serves the change hooks. It is safe for concurrent use.
+type Handler struct {
+	sink  Sink
+	hooks map[string]Config
+	log   *slog.Logger
+	// deliveries are the deliveries received (deliveries.go).
+	deliveries hookDeliveries
+}
+
+// New returns the handler of the dialects hooks enables, which stores the
+// changes they make through sink. With a nil sink no dialect is enabled.
+// A nil log discards.
+func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{sink: sink, hooks: hooks, log: log}
+}
+
+// Serve serves POST /change_hook/DIALECT for the dialect name: it checks
+// the request with the dialect's secret, turns it into changes and stores
+// them through the sink. It answers 200 with {"changeids": [...]} (and
+// "ignored" with a reason when the request made no change), 403 for a bad
+// secret, 400 for a malformed request, 404 for a dialect not enabled and
+// 413 for a body over MaxBody. A codebase query parameter sets the
+// changes' codebase, as buildbot's. A delivery received before (see
+// deliveries.go) is answered 200 with no change and "ignored" saying so.
+func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
+	hc, enabled := s.hooks[name]
 	fn, known := dialects[name]
-	if !enabled || !known || s.cfg.Changes == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name))
+	if !enabled || !known || s.sink == nil {
+		jsonreply.Error(w, http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name))
 		return
 	}
 	log := s.log.With("dialect", name, "remote", r.RemoteAddr)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxHookBody))
+			jsonreply.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		jsonreply.Error(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
 	changes, note, err := fn(hookRequest{header: r.Header, body: body, secret: hc.Secret})
@@ -131,7 +149,7 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 		} else {
 			log.Info("bad change hook request", "reason", he.msg)
 		}
-		writeError(w, he.status, he.msg)
+		jsonreply.Error(w, he.status, he.msg)
 		return
 	}
 	if cb := r.URL.Query().Get("codebase"); cb != "" {
@@ -144,7 +162,7 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 	id, err := deliveryID(name, r.Header)
 	if err != nil {
 		log.Info("bad change hook request", "reason", err)
-		writeError(w, http.StatusBadRequest, err.Error())
+		jsonreply.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var sum string
@@ -155,14 +173,14 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 	if len(changes) > 0 {
 		var stored []store.Change
 		if id == "" && sum == "" {
-			stored, err = s.cfg.Changes.AddChanges(r.Context(), changes)
+			stored, err = s.sink.AddChanges(r.Context(), changes)
 		} else {
 			dl := s.deliveries.of(name)
 			dl.mu.Lock()
 			defer dl.mu.Unlock()
-			if err := dl.load(s.cfg.Changes, name); err != nil {
+			if err := dl.load(s.sink, name); err != nil {
 				log.Error("change hook", "err", err)
-				writeError(w, http.StatusInternalServerError, "internal error")
+				jsonreply.Error(w, http.StatusInternalServerError, "internal error")
 				return
 			}
 			now := time.Now()
@@ -173,19 +191,19 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 					note = fmt.Sprintf("the same signed body was received at %s (delivery %q): no new change", at, d.ID)
 				}
 				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID)
-				writeJSON(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
+				jsonreply.Write(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
 				return
 			}
 			list := dl.with(delivery{ID: id, Sum: sum}, now)
 			value, _ := json.Marshal(list)
-			stored, err = s.cfg.Changes.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
+			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
 			if err == nil {
 				dl.list = list
 			}
 		}
 		if err != nil {
 			log.Error("store changes", "err", err)
-			writeError(w, http.StatusInternalServerError, "internal error")
+			jsonreply.Error(w, http.StatusInternalServerError, "internal error")
 			return
 		}
 		for _, c := range stored {
@@ -198,7 +216,7 @@ func (s *Server) changeHook(w http.ResponseWriter, r *http.Request) {
 		reply["ignored"] = note
 		log.Info("change hook request ignored", "reason", note)
 	}
-	writeJSON(w, http.StatusOK, reply)
+	jsonreply.Write(w, http.StatusOK, reply)
 }
 
 // checkHMAC checks that sig, after prefix, is the hex HMAC of body with

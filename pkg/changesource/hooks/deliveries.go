@@ -1,4 +1,4 @@
-package web
+package hooks
 
 import (
 	"crypto/sha256"
@@ -134,7 +134,7 @@ type deliveryLog struct {
 }
 
 // load reads the log from the store the first time. l.mu must be held.
-func (l *deliveryLog) load(sink ChangeSink, dialect string) error {
+func (l *deliveryLog) load(sink Sink, dialect string) error {
 	if l.loaded {
 		return nil
 	}

@@ -1,9 +1,8 @@
-package web
+package hooks
 
 import (
 	"crypto/sha256"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -128,7 +127,7 @@ func TestHookReplayAfterRestart(t *testing.T) {
 	hdr["X-Gitea-Delivery"] = "0b5f8a7e-1b2c-4d3e-9f00-aabbccddeeff"
 	serve := func() (*fixture, func()) {
 		db := must(store.Open(path, store.Options{}))(t)
-		srv := httptest.NewServer(New(Config{Store: db, Changes: &testSink{db: db}, ChangeHooks: testHooks}).Handler())
+		srv := hookServer(db)
 		return &fixture{db: db, srv: srv}, func() {
 			srv.Close()
 			if err := db.Check(); err != nil {
