@@ -35,6 +35,8 @@ func TestBoundaries(t *testing.T) {
 		// The change hooks make Changes; the server only mounts them
 		// (issue 15).
 		{mod + "pkg/changesource/hooks", []string{mod + "web"}},
+		// web/auth returns decisions; the callers render them.
+		{mod + "web/auth", []string{mod + "web/api", mod + "web/ui", mod + "web/live", "github.com/go-chi/chi", "html/template"}},
 		// The worker's git step runs the git binary, as buildbot's Git
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the

@@ -12,11 +12,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/gbb-ci/gbb/internal/fnmatch"
 	"github.com/gbb-ci/gbb/internal/jsonreply"
-	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // Who may do what, as buildbot's authz. Every POST goes through one guard,
@@ -119,9 +118,9 @@ var workerStopAlso = map[string]string{"stop": "stop"}
 // call is a POST decoded and authorized once, as the handlers get it.
 type call struct {
 	route  postRoute
-	action string // one of config.AuthzActions, or "" for a form that is no control
-	also   string // a second action the rules must allow too, or ""
-	user   *user  // who asks; nil for anonymous (and everyone without [www.auth])
+	action string     // one of config.AuthzActions, or "" for a form that is no control
+	also   string     // a second action the rules must allow too, or ""
+	user   *auth.User // who asks; nil for anonymous (and everyone without [www.auth])
 
 	rpc  *rpcRequest // the JSON-RPC call; nil for a form
 	form url.Values  // the form's fields; nil for a JSON-RPC call
@@ -162,7 +161,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		jsonreply.Error(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
 		return r, false
 	}
-	c := &call{route: route, user: userOf(r)}
+	c := &call{route: route, user: auth.UserOf(r)}
 	switch route.kind {
 	case postHook:
 		return r, true
@@ -184,7 +183,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 				continue
 			}
 			if builder, denied := s.denied(c, action); denied {
-				s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: refusal(c.user, action, builder)})
+				s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: auth.Refusal(c.user, action, builder)})
 				return r, false
 			}
 		}
@@ -200,10 +199,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 // nothing), and which builder.
 func (s *Server) denied(c *call, action string) (builder string, denied bool) {
 	if len(c.builders) == 0 {
-		return "", !s.allowed(c.user, action, "", c.owner)
+		return "", !auth.Allowed(s.acc().authz, c.user, action, "", c.owner)
 	}
 	for _, b := range c.builders {
-		if !s.allowed(c.user, action, b, c.owner) {
+		if !auth.Allowed(s.acc().authz, c.user, action, b, c.owner) {
 			return b, true
 		}
 	}
@@ -221,8 +220,8 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) boo
 	c.rpc = &req
 	// A session cookie is a browser's: its call must carry the session's
 	// token, as its forms do.
-	if c.user != nil && c.user.session != nil && !checkCSRF(r.Header.Get(csrfHeader), c.user.session) {
-		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + csrfHeader + " header"})
+	if c.user != nil && c.user.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.user.Session) {
+		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
 		return false
 	}
 	action, ok := c.route.methods[req.Method]
@@ -326,21 +325,6 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *call) bool {
 	return true
 }
 
-func refusal(u *user, action, builder string) string {
-	who := "anonymous users"
-	if u != nil {
-		who = u.Name
-	}
-	msg := who + " may not " + action
-	if builder != "" {
-		msg += " on builder " + builder
-	}
-	if u == nil {
-		msg += ": log in first"
-	}
-	return msg
-}
-
 // refuse answers a refused POST: a JSON-RPC error (code
 // rpcInvalidRequest unless e has one, with the call's id once known), or
 // the error page.
@@ -357,57 +341,6 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *call, e rpcEr
 		id = c.rpc.ID
 	}
 	writeRPCError(w, id, e)
-}
-
-// allowed applies the rules to user u doing action on builder ("" for a
-// worker action) of a build owned by owner.
-func (s *Server) allowed(u *user, action, builder, owner string) bool {
-	for _, rule := range s.acc().authz.Rules {
-		if !slices.Contains(rule.Actions, action) && !slices.Contains(rule.Actions, "*") {
-			continue
-		}
-		if len(rule.Builders) > 0 && !matchAny(rule.Builders, builder) {
-			continue
-		}
-		if u == nil {
-			return false
-		}
-		roles := s.rolesOf(u)
-		for _, role := range rule.Roles {
-			if role == config.RoleOwner && owner != "" && owner == u.Name || slices.Contains(roles, role) {
-				return true
-			}
-		}
-		return false
-	}
-	return u != nil
-}
-
-// matchAny reports whether name matches one of patterns, with buildbot's
-// fnmatch: "*" and "?" match "/" too, so a builder "restricted/x" is one of
-// "restricted*" (path.Match let it escape every pattern with a "*").
-func matchAny(patterns []string, name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, p := range patterns {
-		if fnmatch.Match(p, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// rolesOf returns u's roles: its groups and the roles given to its name or
-// groups.
-func (s *Server) rolesOf(u *user) []string {
-	roles := slices.Clone(u.Groups)
-	for _, rm := range s.acc().authz.Roles {
-		if slices.Contains(rm.Users, u.Name) || slices.ContainsFunc(rm.Groups, func(g string) bool { return slices.Contains(u.Groups, g) }) {
-			roles = append(roles, rm.Role)
-		}
-	}
-	return roles
 }
 
 // forceBuilders returns the builders a force of scheduler would build: the

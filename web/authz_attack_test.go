@@ -17,6 +17,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // The probe of issue 13 (item 1): the authorization check parsed the body
@@ -34,11 +35,11 @@ func attackers(t *testing.T, f *authFixture) map[string][]string {
 	t.Helper()
 	sess := f.login(t, "bob", "pw-bob")
 	// The session's token, as its pages carry it (TestLoginSessionCSRF).
-	token := f.s.acc().auth.session(sess.Value).csrf
+	token := f.s.acc().auth.Session(sess.Value).CSRF
 	return map[string][]string{
 		"anonymous":    {""},
 		"bob":          {"bob"},
-		"bob's cookie": {"cookie=" + sess.Value, csrfHeader, token},
+		"bob's cookie": {"cookie=" + sess.Value, auth.CSRFHeader, token},
 	}
 }
 
@@ -134,7 +135,7 @@ func TestOwnerNotSpoofed(t *testing.T) {
 	}
 	// The form's username is overridden too.
 	resp, reply := f.do(t, who["bob's cookie"][0], "POST", fmt.Sprintf("/builders/%d/force/force-runtests", f.runtests.ID), "application/x-www-form-urlencoded",
-		url.Values{csrfField: {who["bob's cookie"][2]}, "username": {"alice"}, "reason": {"form spoof"}}.Encode())
+		url.Values{auth.CSRFField: {who["bob's cookie"][2]}, "username": {"alice"}, "reason": {"form spoof"}}.Encode())
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("bob's force form: %d %s", resp.StatusCode, reply)
 	}
@@ -225,7 +226,7 @@ func TestEveryPostRoute(t *testing.T) {
 			tok, hdr = sessToken, nil
 		}
 		return f.do(t, args[0], "POST", path, "application/x-www-form-urlencoded",
-			url.Values{csrfField: {tok}, "reason": {"x"}, "username": {"alice"}}.Encode(), hdr...)
+			url.Values{auth.CSRFField: {tok}, "reason": {"x"}, "username": {"alice"}}.Encode(), hdr...)
 	}
 	for pattern, paths := range samples {
 		route := postRoutes[pattern]

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // FuzzControlBody sends any body as a JSON-RPC call to each control
@@ -49,7 +50,7 @@ func FuzzControlBody(f *testing.F) {
 		{"root", true, func(r *http.Request) { r.SetBasicAuth("root", "pw-root") }, false},
 		{"bob", false, func(r *http.Request) {
 			r.AddCookie(sess)
-			r.Header.Set(csrfHeader, fx.s.acc().auth.session(sess.Value).csrf)
+			r.Header.Set(auth.CSRFHeader, fx.s.acc().auth.Session(sess.Value).CSRF)
 		}, true},
 	}
 	for _, body := range []string{

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // Defence against cross-site requests (CSRF), which must not depend on the
@@ -64,19 +66,19 @@ func (s *Server) originOK(r *http.Request, o string) bool {
 // checkFormToken returns why a form posted by u (nil for anonymous) does
 // not carry a valid CSRF token, or "" when it does. The token comes as the
 // csrf_token field or the X-CSRF-Token header.
-func (s *Server) checkFormToken(r *http.Request, u *user) string {
-	tok := r.PostForm.Get(csrfField)
+func (s *Server) checkFormToken(r *http.Request, u *auth.User) string {
+	tok := r.PostForm.Get(auth.CSRFField)
 	if tok == "" {
-		tok = r.Header.Get(csrfHeader)
+		tok = r.Header.Get(auth.CSRFHeader)
 	}
-	if u != nil && u.session != nil {
-		if !checkCSRF(tok, u.session) {
+	if u != nil && u.Session != nil {
+		if !auth.CheckCSRF(tok, u.Session) {
 			return "missing or stale CSRF token: reload the page and try again"
 		}
 		return ""
 	}
 	c, err := r.Cookie(anonCSRFCookie)
-	if err != nil || !validToken(c.Value) {
+	if err != nil || !auth.ValidToken(c.Value) {
 		return "no CSRF cookie: send this form from gbb's own page (reload it, with cookies enabled)"
 	}
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) != 1 {
@@ -89,28 +91,15 @@ func (s *Server) checkFormToken(r *http.Request, u *user) string {
 // token of its session or of its gbb_csrf cookie: the page that opened it
 // is one of the site's (another site's page can read neither).
 func (s *Server) checkQueryToken(r *http.Request) bool {
-	tok := r.URL.Query().Get(csrfField)
+	tok := r.URL.Query().Get(auth.CSRFField)
 	if tok == "" {
 		return false
 	}
-	if u := userOf(r); u != nil && u.session != nil && checkCSRF(tok, u.session) {
+	if u := auth.UserOf(r); u != nil && u.Session != nil && auth.CheckCSRF(tok, u.Session) {
 		return true
 	}
 	c, err := r.Cookie(anonCSRFCookie)
-	return err == nil && validToken(c.Value) && subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) == 1
-}
-
-// validToken reports whether v looks like a token randomID made.
-func validToken(v string) bool {
-	if len(v) != 64 {
-		return false
-	}
-	for _, c := range []byte(v) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return err == nil && auth.ValidToken(c.Value) && subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) == 1
 }
 
 // csrfTokens adds the CSRF token to the forms of the pages it serves: the
@@ -123,12 +112,12 @@ func (s *Server) csrfTokens(next http.Handler) http.Handler {
 			return
 		}
 		cw := &csrfWriter{ResponseWriter: w}
-		if u := userOf(r); u != nil && u.session != nil {
-			cw.token = u.session.csrf
-		} else if c, err := r.Cookie(anonCSRFCookie); err == nil && validToken(c.Value) {
+		if u := auth.UserOf(r); u != nil && u.Session != nil {
+			cw.token = u.Session.CSRF
+		} else if c, err := r.Cookie(anonCSRFCookie); err == nil && auth.ValidToken(c.Value) {
 			cw.token = c.Value
 		} else {
-			cw.token = randomID()
+			cw.token = auth.RandomID()
 			cw.cookie = &http.Cookie{
 				Name: anonCSRFCookie, Value: cw.token,
 				// "/" rather than buildbot_url's path, which may not be the

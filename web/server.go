@@ -25,6 +25,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // Store is what the web server reads from the store; *store.DB satisfies it.
@@ -154,7 +155,7 @@ type Server struct {
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
-	guard  loginGuard     // the brake on password and token guessing (auth.go)
+	guard  auth.Guard     // the brake on password and token guessing (auth.go)
 	hooks  *hooks.Handler // POST /change_hook/DIALECT
 }
 
@@ -168,7 +169,7 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.guard = newLoginGuard(s.log)
+	s.guard = auth.NewGuard(s.log)
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
@@ -180,7 +181,7 @@ func New(cfg Config) *Server {
 		s.cfg.IdleTimeout = 60 * time.Second
 	}
 	s.siteNow.Store(newSite(cfg.BuildbotURL, cfg.TrustedProxies))
-	s.access.Store(&access{cfg: cfg.Auth, auth: newAuthenticator(cfg.Auth), authz: cfg.Authz})
+	s.access.Store(&access{cfg: cfg.Auth, auth: auth.New(cfg.Auth), authz: cfg.Authz})
 	s.handler = s.routes()
 	return s
 }
@@ -225,7 +226,7 @@ func (s *Server) SetSite(buildbotURL string, proxies []netip.Prefix) {
 // access is the server's [www.auth] and [www.authz] at one time.
 type access struct {
 	cfg   config.Auth
-	auth  *authenticator // nil when cfg is not enabled
+	auth  *auth.Authenticator // nil when cfg is not enabled
 	authz config.Authz
 }
 
@@ -237,11 +238,11 @@ func (s *Server) acc() *access { return s.access.Load() }
 // valid unless [www.auth] itself changed (its users, an htpasswd file's
 // entries, tokens, type or session timeout): then everyone logs in again,
 // against the new users.
-func (s *Server) SetAccess(auth config.Auth, authz config.Authz) {
+func (s *Server) SetAccess(authn config.Auth, authz config.Authz) {
 	old := s.acc()
-	a := &access{cfg: auth, authz: authz, auth: old.auth}
-	if !reflect.DeepEqual(withoutLines(old.cfg), withoutLines(auth)) {
-		a.auth = newAuthenticator(auth)
+	a := &access{cfg: authn, authz: authz, auth: old.auth}
+	if !reflect.DeepEqual(withoutLines(old.cfg), withoutLines(authn)) {
+		a.auth = auth.New(authn)
 		if old.auth != nil {
 			s.log.Info("[www.auth] changed: login sessions ended")
 		}

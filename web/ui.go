@@ -21,6 +21,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 //go:embed templates static
@@ -98,13 +99,13 @@ type pageBase struct {
 }
 
 func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
-	u := userOf(r)
+	u := auth.UserOf(r)
 	return pageBase{
 		Root: rootOf(r.URL.Path), Site: s.cfg.Title, SiteURL: s.cfg.TitleURL, Title: title,
 		Nav: nav, Live: live, MasterName: s.cfg.MasterName, Static: staticVersion,
 		Auth: s.authView(r),
 		can: func(action, builder, owner string) bool {
-			return s.acc().auth == nil || s.allowed(u, action, builder, owner)
+			return s.acc().auth == nil || auth.Allowed(s.acc().authz, u, action, builder, owner)
 		},
 	}
 }

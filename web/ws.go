@@ -13,6 +13,7 @@ import (
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/events"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // /ws speaks buildbot's WebSocket protocol (www/ws.py). The client sends
@@ -52,7 +53,7 @@ func (s *Server) wsOriginOK(r *http.Request) bool {
 		return true
 	}
 	fwd := r.Header.Get("X-Forwarded-Host")
-	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.site().origin, "not set"), r.Host, fwd, csrfField)
+	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.site().origin, "not set"), r.Host, fwd, auth.CSRFField)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		reason += ", and the browser says the page is " + site
 	}
@@ -72,7 +73,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	if !s.wsOriginOK(r) {
-		jsonreply.Error(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+csrfField+"=)")
+		jsonreply.Error(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+auth.CSRFField+"=)")
 		return
 	}
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }} // checked above
