@@ -37,6 +37,8 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/changesource/hooks", []string{mod + "web"}},
 		// web/auth returns decisions; the callers render them.
 		{mod + "web/auth", []string{mod + "web/api", mod + "web/ui", mod + "web/live", "github.com/go-chi/chi", "html/template"}},
+		// web/live streams events; the server gives it their encoding.
+		{mod + "web/live", []string{mod + "web/api", mod + "web/ui", "html/template"}},
 		// The worker's git step runs the git binary, as buildbot's Git
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the
@@ -55,6 +57,13 @@ func TestBoundaries(t *testing.T) {
 					t.Errorf("%s imports %s", r.pkg, d)
 				}
 			}
+		}
+	}
+	// The rooms of web (issue 15) never import the server that wires
+	// them: web itself, not only its other rooms.
+	for _, pkg := range []string{mod + "web/auth", mod + "web/live"} {
+		if slices.Contains(deps(pkg), mod+"web") {
+			t.Errorf("%s imports %sweb", pkg, mod)
 		}
 	}
 	// Only pkg/store imports bbolt.

@@ -19,6 +19,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/live"
 )
 
 // TestBadFilterValues: every bad query value is a 400 whose error says
@@ -186,7 +187,7 @@ func TestStalledBody(t *testing.T) {
 	resp.Body.Close()
 }
 
-// TestWSBadFrames: a frame larger than wsMaxFrame closes the WebSocket
+// TestWSBadFrames: a frame larger than live.WSMaxFrame closes the WebSocket
 // with "message too big" (1009); a frame that is not JSON, or not UTF-8,
 // is answered with an error and the socket stays open.
 func TestWSBadFrames(t *testing.T) {
@@ -211,7 +212,7 @@ func TestWSBadFrames(t *testing.T) {
 	// the client's side. Either way the connection ends, and the server
 	// goes on serving.
 	big := dialWS(t, url)
-	err := big.conn.WriteMessage(websocket.TextMessage, []byte(`{"cmd":"ping","_id":"`+strings.Repeat("x", 2*wsMaxFrame)+`"}`))
+	err := big.conn.WriteMessage(websocket.TextMessage, []byte(`{"cmd":"ping","_id":"`+strings.Repeat("x", 2*live.WSMaxFrame)+`"}`))
 	if err == nil {
 		big.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, _, err = big.conn.ReadMessage()

@@ -26,6 +26,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/auth"
+	"github.com/gbb-ci/gbb/web/live"
 )
 
 // Store is what the web server reads from the store; *store.DB satisfies it.
@@ -116,7 +117,7 @@ type Config struct {
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
 	// Events is the bus the store publishes to, served live on /sse/ and
-	// /ws (see sse.go and ws.go); nil answers them 404.
+	// /ws (see web/live); nil answers them 404.
 	Events *events.Bus
 
 	// Auth is who may log in (see auth.go); not enabled (the zero value)
@@ -151,7 +152,7 @@ type Server struct {
 	// siteNow is buildbot_url and trusted_proxies, replaced whole by SetSite
 	// on a reconfig.
 	siteNow atomic.Pointer[site]
-	live    liveStreams // the /sse/ and /ws streams running
+	live    *live.Server // /sse/ and /ws
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
@@ -171,6 +172,7 @@ func New(cfg Config) *Server {
 	}
 	s.guard = auth.NewGuard(s.log)
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
+	s.live = live.New(live.Config{Events: cfg.Events, Encode: s.eventMessage, AllowWS: s.wsOriginOK, Logger: s.log})
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
 	}
@@ -300,7 +302,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	wg.Wait()
 	// Shutdown waits for no hijacked connection (/ws), and none of the
 	// streams ends by itself when Serve fails: end them all and wait.
-	s.live.closeAndWait()
+	s.live.CloseAndWait()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -325,8 +327,10 @@ func (s *Server) routes() http.Handler {
 		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))
 	})
 	r.Route("/api/v2", s.apiRoutes)
-	r.Get("/sse/*", s.sse)
-	r.Get("/ws", s.ws)
+	r.Get("/sse/*", func(w http.ResponseWriter, r *http.Request) {
+		s.live.SSE(w, r, chi.URLParam(r, "*"))
+	})
+	r.Get("/ws", s.live.WS)
 	return r
 }
 

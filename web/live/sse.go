@@ -1,4 +1,4 @@
-package web
+package live
 
 import (
 	"bytes"
@@ -13,11 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/events"
-	"github.com/gbb-ci/gbb/pkg/store"
 )
 
 // Live events. /sse/ and /ws serve the events of Config.Events, as
@@ -55,8 +52,8 @@ const (
 	streamWriteTimeout = 10 * time.Second
 )
 
-// liveStreams tracks the live event streams of a Server, so that Serve can
-// end them and wait for them.
+// liveStreams tracks the live event streams of a Server, so that
+// CloseAndWait can end them and wait for them.
 type liveStreams struct {
 	mu        sync.Mutex
 	listeners map[string]*events.Subscription // guarded by mu; SSE listeners by uuid
@@ -130,47 +127,15 @@ func newUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// eventMessage is the record of ev as the REST API shows it.
-func (s *Server) eventMessage(rec any) any {
-	switch v := rec.(type) {
-	case store.Build:
-		return buildObj(v, nil)
-	case store.Step:
-		return stepObj(v)
-	case store.Log:
-		return logObj(v)
-	case store.Worker:
-		return workerObj(v)
-	case store.BuildRequest:
-		return buildrequestObj(v)
-	case store.Buildset:
-		return buildsetObj(v)
-	case store.Builder:
-		return builderObj(v)
-	case store.Master:
-		return masterObj(v)
-	case store.Properties:
-		return propertiesObj(v, []string{"*"})
-	case store.Change:
-		ss, err := s.cfg.Store.SourceStamp(v.SourceStampID)
-		if err != nil {
-			// The change's own fields are its sourcestamp's.
-			ss = store.SourceStamp{ID: v.SourceStampID, Codebase: v.Codebase, Branch: v.Branch,
-				Revision: v.Revision, Repository: v.Repository, Project: v.Project}
-		}
-		return changeObj(v, ss)
-	}
-	return rec
-}
-
-// sse serves /sse/*: listen, add and remove, as buildbot's EventResource.
-func (s *Server) sse(w http.ResponseWriter, r *http.Request) {
+// SSE serves /sse/REST: listen, add and remove, as buildbot's
+// EventResource.
+func (s *Server) SSE(w http.ResponseWriter, r *http.Request, rest string) {
 	if s.cfg.Events == nil {
 		jsonreply.Error(w, http.StatusNotFound, "live events are not enabled")
 		return
 	}
 	var parts []string
-	if rest := strings.Trim(chi.URLParam(r, "*"), "/"); rest != "" {
+	if rest := strings.Trim(rest, "/"); rest != "" {
 		parts = strings.Split(rest, "/")
 	}
 	cmd := "listen"
@@ -324,7 +289,7 @@ func (s *Server) sseListen(w http.ResponseWriter, r *http.Request, path string) 
 
 // writeSSEEvent appends ev to buf as an SSE event.
 func (s *Server) writeSSEEvent(buf *bytes.Buffer, ev events.Event) {
-	data, err := json.Marshal(map[string]any{"key": ev.Key, "message": s.eventMessage(ev.Record)})
+	data, err := json.Marshal(map[string]any{"key": ev.Key, "message": s.cfg.Encode(ev.Record)})
 	if err != nil {
 		s.log.Error("encode event", "key", ev.Key, "err", err)
 		return

@@ -1,7 +1,6 @@
-package web
+package live
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,35 +32,13 @@ const (
 	// wsPongWait is gone.
 	wsPingPeriod = 30 * time.Second
 	wsPongWait   = 75 * time.Second
-	// wsMaxFrame bounds a client's frame.
-	wsMaxFrame = 64 << 10
+	// WSMaxFrame bounds a client's frame; a larger one closes the socket.
+	WSMaxFrame = 64 << 10
 )
 
-// wsOriginOK accepts a WebSocket from a client that sends no Origin (not a
-// browser), from a browser page of buildbot_url's origin or of the host
-// the request was sent to (Host, or X-Forwarded-Host as a proxy sets it),
-// or from a browser that proves the page is the site's own although the
-// master cannot tell from the Origin (behind buildbot's nginx recipe, which
-// sets no Host, with a buildbot_url that is not the browser's URL): it
-// says so (Sec-Fetch-Site: same-origin; Chromium sends none on a
-// WebSocket), or the URL carries the page's CSRF token
-// (?csrf_token=, from its <meta name="csrf-token">) with the cookie it
-// belongs to. It logs why it refuses any other.
-func (s *Server) wsOriginOK(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin" || s.originOK(r, o) || s.checkQueryToken(r) {
-		return true
-	}
-	fwd := r.Header.Get("X-Forwarded-Host")
-	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.site().origin, "not set"), r.Host, fwd, auth.CSRFField)
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		reason += ", and the browser says the page is " + site
-	}
-	s.log.Warn("websocket refused", "remote", r.RemoteAddr, "origin", o, "reason", reason)
-	return false
-}
-
-func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
+// WS serves /ws: buildbot's WebSocket protocol (above), once cfg.AllowWS
+// lets the request's origin in.
+func (s *Server) WS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Events == nil {
 		jsonreply.Error(w, http.StatusNotFound, "live events are not enabled")
 		return
@@ -72,7 +49,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	if !s.wsOriginOK(r) {
+	if !s.cfg.AllowWS(r) {
 		jsonreply.Error(w, http.StatusForbidden, "websocket refused: origin "+r.Header.Get("Origin")+" is not this site's (set buildbot_url to the URL the browser uses, or send the page's csrf-token as ?"+auth.CSRFField+"=)")
 		return
 	}
@@ -82,7 +59,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered the client
 	}
 	defer conn.Close()
-	conn.SetReadLimit(wsMaxFrame)
+	conn.SetReadLimit(WSMaxFrame)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -146,7 +123,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 					time.Now().Add(time.Second))
 				return
 			}
-			if !write(wsEvent{K: ev.Key, M: s.eventMessage(ev.Record)}) {
+			if !write(WSEvent{K: ev.Key, M: s.cfg.Encode(ev.Record)}) {
 				return
 			}
 		case <-ping.C:
@@ -157,8 +134,8 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// wsEvent is an event as /ws sends it.
-type wsEvent struct {
+// WSEvent is one event as /ws sends it.
+type WSEvent struct {
 	K string `json:"k"`
 	M any    `json:"m"`
 }

@@ -1,0 +1,70 @@
+package web
+
+import (
+	"cmp"
+	"fmt"
+	"net/http"
+
+	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
+)
+
+// The server's side of the live streams (web/live): what an event shows
+// and where a WebSocket may come from.
+
+// eventMessage is the record of ev as the REST API shows it.
+func (s *Server) eventMessage(rec any) any {
+	switch v := rec.(type) {
+	case store.Build:
+		return buildObj(v, nil)
+	case store.Step:
+		return stepObj(v)
+	case store.Log:
+		return logObj(v)
+	case store.Worker:
+		return workerObj(v)
+	case store.BuildRequest:
+		return buildrequestObj(v)
+	case store.Buildset:
+		return buildsetObj(v)
+	case store.Builder:
+		return builderObj(v)
+	case store.Master:
+		return masterObj(v)
+	case store.Properties:
+		return propertiesObj(v, []string{"*"})
+	case store.Change:
+		ss, err := s.cfg.Store.SourceStamp(v.SourceStampID)
+		if err != nil {
+			// The change's own fields are its sourcestamp's.
+			ss = store.SourceStamp{ID: v.SourceStampID, Codebase: v.Codebase, Branch: v.Branch,
+				Revision: v.Revision, Repository: v.Repository, Project: v.Project}
+		}
+		return changeObj(v, ss)
+	}
+	return rec
+}
+
+// wsOriginOK accepts a WebSocket from a client that sends no Origin (not a
+// browser), from a browser page of buildbot_url's origin or of the host
+// the request was sent to (Host, or X-Forwarded-Host as a proxy sets it),
+// or from a browser that proves the page is the site's own although the
+// master cannot tell from the Origin (behind buildbot's nginx recipe, which
+// sets no Host, with a buildbot_url that is not the browser's URL): it
+// says so (Sec-Fetch-Site: same-origin; Chromium sends none on a
+// WebSocket), or the URL carries the page's CSRF token
+// (?csrf_token=, from its <meta name="csrf-token">) with the cookie it
+// belongs to. It logs why it refuses any other.
+func (s *Server) wsOriginOK(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin" || s.originOK(r, o) || s.checkQueryToken(r) {
+		return true
+	}
+	fwd := r.Header.Get("X-Forwarded-Host")
+	reason := fmt.Sprintf("origin %s is neither buildbot_url's (%s) nor the host the request was sent to (Host %s, X-Forwarded-Host %q), and the URL has no valid %s", o, cmp.Or(s.site().origin, "not set"), r.Host, fwd, auth.CSRFField)
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		reason += ", and the browser says the page is " + site
+	}
+	s.log.Warn("websocket refused", "remote", r.RemoteAddr, "origin", o, "reason", reason)
+	return false
+}
