@@ -117,6 +117,10 @@ func TestGuessingBrake(t *testing.T) {
 	if lines < 10 || lines > 20 {
 		t.Errorf("%d log lines for some 215 refusals, want a sample of 10 to 20:\n%s", lines, logs)
 	}
+	// Each names the way in, the user name given and the address.
+	if !strings.Contains(logs.String(), `level=WARN msg="login refused" via="basic auth" remote=127.0.0.1 user=bob`) {
+		t.Errorf("no refusal logged with its way in, address and user:\n%s", logs)
+	}
 }
 
 // Many addresses guessing at once keep the table of addresses bounded.

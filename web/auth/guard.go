@@ -21,7 +21,7 @@ func CheckCSRF(tok string, sess *Session) bool {
 
 // ErrBadCredentials is returned by Guard.Try for a wrong user name,
 // password or token.
-var ErrBadCredentials = errors.New("wrong User name, password or token")
+var ErrBadCredentials = errors.New("wrong user name, password or token")
 
 // TooManyFailures is returned by Guard.Try when the client's address
 // failed too often: its guess was not checked.
@@ -98,7 +98,7 @@ func (g Guard) logRefusal(msg, via, name, remote string) {
 	}
 	args := []any{"via", via, "remote", remote}
 	if name != "" {
-		args = append(args, "User", name)
+		args = append(args, "user", name)
 	}
 	if dropped > 0 {
 		args = append(args, "unlogged", fmt.Sprintf("%d refusals before this one", dropped))
