@@ -37,6 +37,8 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/changesource/hooks", []string{mod + "web"}},
 		// web/auth returns decisions; the callers render them.
 		{mod + "web/auth", []string{mod + "web/api", mod + "web/ui", mod + "web/live", "github.com/go-chi/chi", "html/template"}},
+		// web/api renders no page.
+		{mod + "web/api", []string{mod + "web/ui", mod + "web/live"}},
 		// web/live streams events; the server gives it their encoding.
 		{mod + "web/live", []string{mod + "web/api", mod + "web/ui", "html/template"}},
 		// The worker's git step runs the git binary, as buildbot's Git
@@ -61,7 +63,7 @@ func TestBoundaries(t *testing.T) {
 	}
 	// The rooms of web (issue 15) never import the server that wires
 	// them: web itself, not only its other rooms.
-	for _, pkg := range []string{mod + "web/auth", mod + "web/live"} {
+	for _, pkg := range []string{mod + "web/auth", mod + "web/live", mod + "web/api", mod + "pkg/changesource/hooks"} {
 		if slices.Contains(deps(pkg), mod+"web") {
 			t.Errorf("%s imports %sweb", pkg, mod)
 		}
@@ -76,6 +78,12 @@ func TestBoundaries(t *testing.T) {
 		for _, imp := range f[1:] {
 			if strings.HasPrefix(imp, "go.etcd.io/bbolt") && f[0] != mod+"pkg/store" {
 				t.Errorf("%s imports bbolt; only pkg/store may", f[0])
+			}
+			// Only the pages render HTML (grpc links html/template
+			// into everything below pkg/build, so only direct imports
+			// count).
+			if imp == "html/template" && slices.Contains([]string{mod + "web/api", mod + "web/auth", mod + "web/live", mod + "pkg/changesource/hooks"}, f[0]) {
+				t.Errorf("%s imports html/template; only the pages may", f[0])
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -31,7 +32,7 @@ import (
 //
 // A session carries a CSRF token that every POST made with its cookie
 // must send back, as the form field csrf_token or the X-CSRF-Token header
-// (see csrf.go and authorize in authz.go). The pages' forms get it as a
+// (see csrf.go and Authorize in web/api). The pages' forms get it as a
 // hidden field added to each <form method="post"> of an HTML page, so no
 // template needs to know about it.
 
@@ -259,9 +260,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
+	r.Body = http.MaxBytesReader(w, r.Body, api.MaxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		status, msg := formError(err)
+		status, msg := api.FormError(err)
 		s.errorPage(w, r, status, msg)
 		return
 	}
@@ -309,7 +310,7 @@ func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
 	w.Write(buf.Bytes())
 }
 
-// logout serves POST /logout, which sameOrigin and authorize let through
+// logout serves POST /logout, which sameOrigin and api.Authorize let through
 // only with the session's CSRF token: it ends the session, if any, and
 // goes to the front page.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

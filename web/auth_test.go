@@ -19,6 +19,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -156,7 +157,7 @@ func TestAuthzRPC(t *testing.T) {
 					Message string
 				}
 			}
-			if err := json.Unmarshal([]byte(body), &reply); err != nil || reply.ID != 9 || reply.Error.Code != rpcInvalidRequest || !strings.Contains(reply.Error.Message, "may not "+tt.method) {
+			if err := json.Unmarshal([]byte(body), &reply); err != nil || reply.ID != 9 || reply.Error.Code != api.RPCInvalidRequest || !strings.Contains(reply.Error.Message, "may not "+tt.method) {
 				t.Errorf("%s %s %s: reply %s, want a JSON-RPC error", tt.who, tt.method, tt.path, body)
 			}
 		}
@@ -182,7 +183,7 @@ func TestAuthzRPC(t *testing.T) {
 	var bsid int64
 	check(t, json.Unmarshal(reply.Result[0], &bsid))
 	bs := must(f.db.Buildset(bsid))(t)
-	if got := propString(bs.Properties, "owner"); got != "bob" {
+	if got := api.PropString(bs.Properties, "owner"); got != "bob" {
 		t.Errorf("owner of the forced buildset = %q, want bob", got)
 	}
 }
@@ -366,7 +367,7 @@ func TestForceFormOwner(t *testing.T) {
 	var owner string
 	for _, bs := range bss {
 		if bs.Reason == "owned" {
-			owner = propString(bs.Properties, "owner")
+			owner = api.PropString(bs.Properties, "owner")
 		}
 	}
 	if owner != "bob" {

@@ -3,12 +3,10 @@ package web
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"reflect"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -113,7 +112,7 @@ func TestOwnerNotSpoofed(t *testing.T) {
 			after := must(f.db.Buildsets(nil))(t)
 			want := map[string]string{"bob's cookie": "bob", "bob": "bob", "token": "bot"}[name]
 			if len(after) > len(before) {
-				if got := propString(after[len(after)-1].Properties, "owner"); got != want {
+				if got := api.PropString(after[len(after)-1].Properties, "owner"); got != want {
 					t.Errorf("%s: force with %q after it recorded as %q's, want %q's", name, tail, got, want)
 				}
 			}
@@ -141,7 +140,7 @@ func TestOwnerNotSpoofed(t *testing.T) {
 	}
 	for _, bs := range must(f.db.Buildsets(nil))(t) {
 		if bs.Reason == "form spoof" {
-			if got := propString(bs.Properties, "owner"); got != "bob" {
+			if got := api.PropString(bs.Properties, "owner"); got != "bob" {
 				t.Errorf("owner of the form's buildset = %q, want bob", got)
 			}
 		}
@@ -178,6 +177,7 @@ func TestEveryPostRoute(t *testing.T) {
 		"/buildrequests/{brid}/cancel":                {fmt.Sprintf("/buildrequests/%d/cancel", f.brid)},
 		"/workers/{worker}/{action}":                  {fmt.Sprintf("/workers/%d/pause", w), fmt.Sprintf("/workers/%d/unpause", w), fmt.Sprintf("/workers/%d/graceful", w)},
 	}
+	postRoutes := api.PostRoutes()
 	routed := map[string]bool{}
 	err := chi.Walk(f.s.handler.(chi.Routes), func(method, route string, _ http.Handler, mws ...func(http.Handler) http.Handler) error {
 		if method == http.MethodGet || method == http.MethodHead {
@@ -217,8 +217,8 @@ func TestEveryPostRoute(t *testing.T) {
 	buildsets := func() int { return len(must(f.db.Buildsets(nil))(t)) }
 	// send posts one call of route to path as args (a who of f.do and its
 	// header pairs), with tail after a JSON-RPC call.
-	send := func(args []string, route postRoute, path, method, tail string) (*http.Response, string) {
-		if route.kind == postRPC {
+	send := func(args []string, rpcMethods []string, path, method, tail string) (*http.Response, string) {
+		if rpcMethods != nil {
 			return f.do(t, args[0], "POST", path, "application/json", rpcBody(method, `{"reason":"x","username":"alice"}`)+tail, args[1:]...)
 		}
 		tok, hdr := testFormToken, append(args[1:len(args):len(args)], anonCookie...)
@@ -231,14 +231,14 @@ func TestEveryPostRoute(t *testing.T) {
 	for pattern, paths := range samples {
 		route := postRoutes[pattern]
 		methods := []string{""}
-		if route.kind == postRPC {
-			methods = slices.Sorted(maps.Keys(route.methods))
+		if route != nil {
+			methods = route
 		}
 		for _, path := range paths {
 			for _, method := range methods {
 				for name, args := range who {
 					for _, tail := range []string{"", " x"} {
-						if tail != "" && route.kind != postRPC {
+						if tail != "" && route == nil {
 							continue
 						}
 						n := buildsets()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -86,7 +87,7 @@ func FuzzControlBody(f *testing.F) {
 			}
 			return
 		}
-		var ref rpcRequest
+		var ref api.RPCRequest
 		if err := json.Unmarshal(body, &ref); err != nil || ref.JSONRPC != "2.0" || ref.Params == nil {
 			t.Fatalf("done (%d %s), but a strict reading of the body fails: %v", rec.Code, rec.Body, err)
 		}
@@ -117,8 +118,8 @@ func FuzzControlBody(f *testing.F) {
 			t.Fatalf("force made calls %q and %d buildsets, want one buildset", newCalls, len(newSets))
 		}
 		bs := newSets[0]
-		if who.name == "" || propString(bs.Properties, "owner") != who.name {
-			t.Fatalf("%q forced a buildset owned by %q", who.name, propString(bs.Properties, "owner"))
+		if who.name == "" || api.PropString(bs.Properties, "owner") != who.name {
+			t.Fatalf("%q forced a buildset owned by %q", who.name, api.PropString(bs.Properties, "owner"))
 		}
 		if reason != "" && bs.Reason != reason {
 			t.Fatalf("forced with reason %q, want %q", bs.Reason, reason)

@@ -19,6 +19,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/live"
 )
 
@@ -68,18 +69,18 @@ func TestBadRPCBodies(t *testing.T) {
 		ctl.srv.URL + fmt.Sprintf("/api/v2/buildrequests/%d", f.brid),
 		ctl.srv.URL + "/api/v2/workers/bench-worker",
 	}
-	huge := `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":"` + strings.Repeat("x", 4*maxRPCBody) + `"}}`
+	huge := `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":"` + strings.Repeat("x", 4*api.MaxRPCBody) + `"}}`
 	tests := []struct {
 		name, body string
 		status     int
 		code       float64
 		want       string
 	}{
-		{"oversized", huge, http.StatusRequestEntityTooLarge, rpcInvalidRequest, "larger than"},
-		{"malformed", `{"jsonrpc":"2.0","method":`, http.StatusBadRequest, rpcParseError, ""},
-		{"not utf-8", "{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1,\"params\":{}}", http.StatusBadRequest, rpcMethodNotFound, ""},
-		{"unknown method", `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, http.StatusBadRequest, rpcMethodNotFound, "explode"},
-		{"empty", ``, http.StatusBadRequest, rpcParseError, ""},
+		{"oversized", huge, http.StatusRequestEntityTooLarge, api.RPCInvalidRequest, "larger than"},
+		{"malformed", `{"jsonrpc":"2.0","method":`, http.StatusBadRequest, api.RPCParseError, ""},
+		{"not utf-8", "{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1,\"params\":{}}", http.StatusBadRequest, api.RPCMethodNotFound, ""},
+		{"unknown method", `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, http.StatusBadRequest, api.RPCMethodNotFound, "explode"},
+		{"empty", ``, http.StatusBadRequest, api.RPCParseError, ""},
 	}
 	before := len(must(f.db.Buildsets(nil))(t))
 	for _, p := range paths {
@@ -119,7 +120,7 @@ func postURL(t *testing.T, url, ctype, body string) (int, map[string]any) {
 func TestOversizedForms(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
-	big := "reason=" + strings.Repeat("x", 4*maxRPCBody)
+	big := "reason=" + strings.Repeat("x", 4*api.MaxRPCBody)
 	for _, p := range []string{
 		"/force/force-runtests",
 		fmt.Sprintf("/builders/%d/builds/%d/stop", f.runtests.ID, f.running.Number),
@@ -236,7 +237,7 @@ func TestWSBadFrames(t *testing.T) {
 func TestBadBodiesWithAuth(t *testing.T) {
 	t.Parallel()
 	f := newAuthServer(t, testAuthz)
-	big := strings.Repeat("x", 4*maxRPCBody)
+	big := strings.Repeat("x", 4*api.MaxRPCBody)
 	tests := []struct{ path, ctype, body string }{
 		{"/login", "application/x-www-form-urlencoded", "username=alice&password=" + big},
 		{"/force/force-runtests", "application/x-www-form-urlencoded", "reason=" + big},

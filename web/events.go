@@ -5,45 +5,11 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
-// The server's side of the live streams (web/live): what an event shows
-// and where a WebSocket may come from.
-
-// eventMessage is the record of ev as the REST API shows it.
-func (s *Server) eventMessage(rec any) any {
-	switch v := rec.(type) {
-	case store.Build:
-		return buildObj(v, nil)
-	case store.Step:
-		return stepObj(v)
-	case store.Log:
-		return logObj(v)
-	case store.Worker:
-		return workerObj(v)
-	case store.BuildRequest:
-		return buildrequestObj(v)
-	case store.Buildset:
-		return buildsetObj(v)
-	case store.Builder:
-		return builderObj(v)
-	case store.Master:
-		return masterObj(v)
-	case store.Properties:
-		return propertiesObj(v, []string{"*"})
-	case store.Change:
-		ss, err := s.cfg.Store.SourceStamp(v.SourceStampID)
-		if err != nil {
-			// The change's own fields are its sourcestamp's.
-			ss = store.SourceStamp{ID: v.SourceStampID, Codebase: v.Codebase, Branch: v.Branch,
-				Revision: v.Revision, Repository: v.Repository, Project: v.Project}
-		}
-		return changeObj(v, ss)
-	}
-	return rec
-}
+// The server's side of the live streams (web/live): where a WebSocket may
+// come from. What an event shows is web/api's (EventMessage).
 
 // wsOriginOK accepts a WebSocket from a client that sends no Origin (not a
 // browser), from a browser page of buildbot_url's origin or of the host

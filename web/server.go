@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,68 +22,19 @@ import (
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
-	"github.com/gbb-ci/gbb/pkg/scheduler"
-	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/live"
 )
 
-// Store is what the web server reads from the store; *store.DB satisfies it.
-// Every method returns an error wrapping store.ErrNotFound for a missing id
-// or name.
-type Store interface {
-	Masters() ([]store.Master, error)
-
-	Builders() ([]store.Builder, error)
-	Builder(id int64) (store.Builder, error)
-	BuilderByName(name string) (store.Builder, error)
-
-	Workers() ([]store.Worker, error)
-	Worker(id int64) (store.Worker, error)
-	WorkerByName(name string) (store.Worker, error)
-
-	Buildset(id int64) (store.Buildset, error)
-	Buildsets(complete *bool) ([]store.Buildset, error)
-	SourceStamp(id int64) (store.SourceStamp, error)
-
-	Change(id int64) (store.Change, error)
-	Changes(f store.ChangeFilter) ([]store.Change, error)
-
-	BuildRequest(id int64) (store.BuildRequest, error)
-	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
-
-	Build(id int64) (store.Build, error)
-	BuildByNumber(builderID, number int64) (store.Build, error)
-	Builds(f store.BuildFilter) ([]store.Build, error)
-	CountBuilds(f store.BuildFilter) (int, error)
-	CountBuildRequests(f store.BuildRequestFilter) (int, error)
-	CountChanges(f store.ChangeFilter) (int, error)
-	BuildsetPage(f store.BuildsetFilter) ([]store.Buildset, error)
-	CountBuildsets(f store.BuildsetFilter) (int, error)
-
-	Step(id int64) (store.Step, error)
-	Steps(buildID int64) ([]store.Step, error)
-	StepByNumber(buildID int64, number int) (store.Step, error)
-	StepByName(buildID int64, name string) (store.Step, error)
-
-	Log(id int64) (store.Log, error)
-	Logs(stepID int64) ([]store.Log, error)
-	LogBySlug(stepID int64, slug string) (store.Log, error)
-	// LogLines returns lines first..last inclusive, each ending in "\n".
-	LogLines(logID, first, last int64) (string, error)
-	// WriteLog streams the whole log to w, each line through fn.
-	WriteLog(logID int64, w io.Writer, fn func(line string) string) error
-}
-
-// Forcer runs force schedulers; *scheduler.Set satisfies it.
-type Forcer interface {
-	// ForceSchedulers lists the force schedulers, in configuration order.
-	ForceSchedulers() []scheduler.ForceInfo
-	// Force adds a buildset for the force scheduler called name. It returns
-	// an error wrapping scheduler.ErrNoScheduler for an unknown name and a
-	// *scheduler.ParamError for a bad parameter.
-	Force(ctx context.Context, name string, req scheduler.ForceRequest) (bsid int64, brids map[int64]int64, err error)
-}
+// Store, Forcer, Controller and SchedulerInfo are web/api's: what the
+// server reads and runs.
+type (
+	Store         = api.Store
+	Forcer        = api.Forcer
+	Controller    = api.Controller
+	SchedulerInfo = api.SchedulerInfo
+)
 
 // Config is what a Server needs.
 type Config struct {
@@ -123,7 +73,7 @@ type Config struct {
 	// Auth is who may log in (see auth.go); not enabled (the zero value)
 	// means no login: everyone may do everything, and the pages say so.
 	Auth config.Auth
-	// Authz is what each role may do (see authz.go); used only with Auth.
+	// Authz is what each role may do (see web/api/authz.go and web/auth); used only with Auth.
 	Authz config.Authz
 
 	Logger *slog.Logger // nil means discard
@@ -158,6 +108,7 @@ type Server struct {
 	access atomic.Pointer[access]
 	guard  auth.Guard     // the brake on password and token guessing (auth.go)
 	hooks  *hooks.Handler // POST /change_hook/DIALECT
+	api    *api.Server    // /api/v2 and the one control path of every POST
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -172,7 +123,16 @@ func New(cfg Config) *Server {
 	}
 	s.guard = auth.NewGuard(s.log)
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
-	s.live = live.New(live.Config{Events: cfg.Events, Encode: s.eventMessage, AllowWS: s.wsOriginOK, Logger: s.log})
+	s.api = api.New(api.Config{
+		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
+		Schedulers: cfg.Schedulers, Logger: s.log,
+		Access: func() (*auth.Authenticator, config.Authz) {
+			a := s.acc()
+			return a.auth, a.authz
+		},
+		Guard: s.sameOrigin, FormToken: s.checkFormToken, FormRefused: s.errorPage,
+	})
+	s.live = live.New(live.Config{Events: cfg.Events, Encode: s.api.EventMessage, AllowWS: s.wsOriginOK, Logger: s.log})
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
 	}
@@ -326,7 +286,7 @@ func (s *Server) routes() http.Handler {
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
 		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))
 	})
-	r.Route("/api/v2", s.apiRoutes)
+	r.Route("/api/v2", s.api.Routes)
 	r.Get("/sse/*", func(w http.ResponseWriter, r *http.Request) {
 		s.live.SSE(w, r, chi.URLParam(r, "*"))
 	})
@@ -335,7 +295,7 @@ func (s *Server) routes() http.Handler {
 }
 
 // sameOrigin guards every POST, and is the only way to one: it refuses a
-// browser's cross-site request (csrf.go), then authorize (authz.go)
+// browser's cross-site request (csrf.go), then api.Authorize (web/api/authz.go)
 // decodes the request once, checks its CSRF token or content type and who
 // may do what, and hands the decoded call to the handler. A change hook,
 // which has no token, is also refused when a browser says it comes from
@@ -354,7 +314,7 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}
-		r, ok := s.authorize(w, r)
+		r, ok := s.api.Authorize(w, r)
 		if ok {
 			next.ServeHTTP(w, r)
 		}

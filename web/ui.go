@@ -21,6 +21,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -111,7 +112,7 @@ func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
 }
 
 // Can reports whether the page's user may do action on builder ("" for a
-// worker action) to a build or request owned by owner, as authorize would
+// worker action) to a build or request owned by owner, as api.Authorize would
 // decide: the pages show only the controls their user may use.
 func (p pageBase) Can(action, builder, owner string) bool {
 	return p.can == nil || p.can(action, builder, owner)
@@ -198,7 +199,7 @@ type buildRow struct {
 func (s *Server) buildRowOf(b store.Build, names map[int64]string) buildRow {
 	row := buildRow{
 		ID: b.ID, Number: b.Number, BuilderID: b.BuilderID, Builder: names[b.BuilderID],
-		Result: resultWord(b.Complete, b.Results), State: b.StateString,
+		Result: api.ResultWord(b.Complete, b.Results), State: b.StateString,
 		Started: fmtTime(b.StartedAt), Duration: duration(b.StartedAt, b.Complete, b.CompleteAt),
 	}
 	return row
@@ -248,7 +249,7 @@ type paramInput struct {
 
 // forceFormOf is the form of fi, filled from a refused POST when posted is
 // not nil.
-func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted url.Values, rerr *rpcError) forceForm {
+func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted url.Values, rerr *api.RPCError) forceForm {
 	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build")}
 	for _, n := range fi.BuilderNames {
 		if b, ok := byName[n]; ok {
@@ -269,26 +270,26 @@ func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted
 			in.Value = posted.Get(p.Name)
 			in.Checked = in.Value == "on" || in.Value == "true"
 		}
-		if rerr != nil && rerr.field == p.Name {
-			in.Error, matched = rerr.message, true
+		if rerr != nil && rerr.Field() == p.Name {
+			in.Error, matched = rerr.Message(), true
 		}
 		f.Params = append(f.Params, in)
 	}
 	if rerr != nil && !matched {
-		f.Error = rerr.message
+		f.Error = rerr.Message()
 	}
 	return f
 }
 
 // forceForms are the forms of the force schedulers that may build builder
 // (all of them for 0); forced, posted and rerr are a refused POST's.
-func (s *Server) forceForms(root string, builder store.Builder, builders []store.Builder, forced string, posted url.Values, rerr *rpcError) []forceForm {
+func (s *Server) forceForms(root string, builder store.Builder, builders []store.Builder, forced string, posted url.Values, rerr *api.RPCError) []forceForm {
 	byName := map[string]store.Builder{}
 	for _, b := range builders {
 		byName[b.Name] = b
 	}
 	var out []forceForm
-	for _, fi := range s.forceSchedulers() {
+	for _, fi := range s.api.ForceSchedulers() {
 		if builder.ID != 0 && !slices.Contains(fi.BuilderNames, builder.Name) {
 			continue
 		}
@@ -323,7 +324,7 @@ func (s *Server) homePage(w http.ResponseWriter, r *http.Request) {
 
 // homeData is the front page; posted and rerr, when set, are the refused
 // POST of the force form of scheduler forced.
-func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rerr *rpcError) (*homePage, error) {
+func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rerr *api.RPCError) (*homePage, error) {
 	page := &homePage{pageBase: s.base(r, "home", "Home", "builds/*/* steps/*/* buildrequests/*/*")}
 	builders, names, err := s.builderNames()
 	if err != nil {
@@ -401,11 +402,11 @@ type errorPage struct {
 }
 
 // pageError shows err as a page: its own status and message for an
-// apiError, 500 (logged) for anything else.
+// api.Error, 500 (logged) for anything else.
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
+	var ae *api.Error
 	if errors.As(err, &ae) {
-		s.errorPage(w, r, ae.status, ae.msg)
+		s.errorPage(w, r, ae.Status(), ae.Error())
 		return
 	}
 	s.log.Error("render page", "path", r.URL.Path, "err", err)
@@ -418,10 +419,10 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 
 // forceFields reads a force form into a request for scheduler name.
 func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string) (scheduler.ForceRequest, bool) {
-	if _, ok := s.callOf(w, r); !ok {
+	if _, ok := s.api.CallOf(w, r); !ok {
 		return scheduler.ForceRequest{}, false
 	}
-	// authorize has parsed the form, and set username to the logged-in
+	// api.Authorize has parsed the form, and set username to the logged-in
 	// user's name.
 	fr := scheduler.ForceRequest{
 		Owner:      r.PostForm.Get("username"),
@@ -439,7 +440,7 @@ func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string
 		}
 		fr.BuilderID = id
 	}
-	for _, fi := range s.forceSchedulers() {
+	for _, fi := range s.api.ForceSchedulers() {
 		if fi.Name != name {
 			continue
 		}
@@ -463,9 +464,9 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, _, rerr := s.force(r, name, fr); rerr != nil {
-		if rerr.status != http.StatusBadRequest {
-			s.errorPage(w, r, rerr.status, rerr.message)
+	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
+		if rerr.Status() != http.StatusBadRequest {
+			s.errorPage(w, r, rerr.Status(), rerr.Message())
 			return
 		}
 		// Show the form again, with the values posted and the error
@@ -486,7 +487,7 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 // builderForceForm serves a builder page's force forms: it forces a build
 // of that builder, then sends the browser back to the builder's page.
 func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
-	b, err := s.builderParam(r)
+	b, err := s.api.BuilderParam(r)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
@@ -497,9 +498,9 @@ func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fr.BuilderID = b.ID
-	if _, _, rerr := s.force(r, name, fr); rerr != nil {
-		if rerr.status != http.StatusBadRequest {
-			s.errorPage(w, r, rerr.status, rerr.message)
+	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
+		if rerr.Status() != http.StatusBadRequest {
+			s.errorPage(w, r, rerr.Status(), rerr.Message())
 			return
 		}
 		page, err := s.builderData(r, b, name, r.PostForm, rerr)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 // The pages' buttons are forms that POST here, so they work without
@@ -20,11 +20,11 @@ import (
 // root, so a form cannot send the browser to another site.
 var nextRE = regexp.MustCompile(`^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$|^$`)
 
-// controlForm returns the form that authorize decoded and checked, and
+// controlForm returns the form that api.Authorize decoded and checked, and
 // checks that control is available; it writes the error page and returns
 // false otherwise.
-func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) (*call, bool) {
-	c, ok := s.callOf(w, r)
+func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) (*api.Call, bool) {
+	c, ok := s.api.CallOf(w, r)
 	if !ok {
 		return nil, false
 	}
@@ -35,23 +35,14 @@ func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) (*call, boo
 	return c, true
 }
 
-// formError is the status and message for a form that cannot be read: 413
-// when its body is larger than maxRPCBody, 400 otherwise.
-func formError(err error) (int, string) {
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("bad form: request body larger than %d bytes", maxRPCBody)
-	}
-	return http.StatusBadRequest, "bad form: " + err.Error()
-}
-
 // controlDone answers a control form: the error page when err is set, else
 // a redirect to the form's "next" page, or to def.
-func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *call, err error, def string) {
+func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *api.Call, err error, def string) {
 	if err != nil {
-		var ae *apiError
+		var ae *api.Error
 		switch {
 		case errors.As(err, &ae):
-			s.errorPage(w, r, ae.status, ae.msg)
+			s.errorPage(w, r, ae.Status(), ae.Error())
 		case errors.Is(err, store.ErrNotFound):
 			s.errorPage(w, r, http.StatusNotFound, err.Error())
 		case errors.Is(err, build.ErrNotHere):
@@ -61,7 +52,7 @@ func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *call, er
 		}
 		return
 	}
-	next := c.form.Get("next")
+	next := c.Form.Get("next")
 	if next == "" || !nextRE.MatchString(next) || strings.Contains(next, "..") {
 		next = def
 	}
@@ -77,8 +68,8 @@ func (s *Server) stopForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.cfg.Controller.StopBuild(r.Context(), c.build.ID, c.form.Get("reason"))
-	s.controlDone(w, r, c, err, buildPath(c.build))
+	err := s.cfg.Controller.StopBuild(r.Context(), c.Build.ID, c.Form.Get("reason"))
+	s.controlDone(w, r, c, err, buildPath(c.Build))
 }
 
 func (s *Server) rebuildForm(w http.ResponseWriter, r *http.Request) {
@@ -86,8 +77,8 @@ func (s *Server) rebuildForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, _, err := s.cfg.Controller.Rebuild(r.Context(), c.build.ID)
-	s.controlDone(w, r, c, err, "builders/"+strconv.FormatInt(c.build.BuilderID, 10))
+	_, _, err := s.cfg.Controller.Rebuild(r.Context(), c.Build.ID)
+	s.controlDone(w, r, c, err, "builders/"+strconv.FormatInt(c.Build.BuilderID, 10))
 }
 
 func (s *Server) cancelForm(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +86,7 @@ func (s *Server) cancelForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.cfg.Controller.CancelBuildRequest(r.Context(), c.request.ID, c.form.Get("reason"))
+	err := s.cfg.Controller.CancelBuildRequest(r.Context(), c.Request.ID, c.Form.Get("reason"))
 	s.controlDone(w, r, c, err, "pending")
 }
 
@@ -106,9 +97,9 @@ func (s *Server) workerForm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctl, ctx, reason, wk := s.cfg.Controller, r.Context(), c.form.Get("reason"), c.worker
+	ctl, ctx, reason, wk := s.cfg.Controller, r.Context(), c.Form.Get("reason"), c.Worker
 	var err error
-	switch c.action {
+	switch c.Action {
 	case "pause":
 		err = ctl.PauseWorker(ctx, wk.ID, reason)
 	case "unpause":
@@ -116,10 +107,10 @@ func (s *Server) workerForm(w http.ResponseWriter, r *http.Request) {
 	case "graceful":
 		err = ctl.GracefulWorker(ctx, wk.ID)
 	default:
-		err = notFound("no worker action %q", c.action)
+		err = api.NotFound("no worker action %q", c.Action)
 	}
 	if err == nil {
-		s.log.Info("worker control", "worker", wk.Name, "action", c.action, "reason", reason)
+		s.log.Info("worker control", "worker", wk.Name, "action", c.Action, "reason", reason)
 	}
 	s.controlDone(w, r, c, err, "workers")
 }

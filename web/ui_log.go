@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 // logPageLines is how many lines a log page shows when ?count= is not set.
@@ -44,7 +45,7 @@ type logLine struct {
 // ?fragment=lines it answers only the lines' HTML, which the page's script
 // appends as the log grows.
 func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
-	st, err := s.stepParam(r)
+	st, err := s.api.StepParam(r)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
@@ -52,17 +53,17 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 	slug := chi.URLParam(r, "slug")
 	l, err := s.cfg.Store.LogBySlug(st.ID, slug)
 	if err != nil {
-		s.pageError(w, r, lookupErr(err, "log %s of step %d", slug, st.ID))
+		s.pageError(w, r, api.LookupErr(err, "log %s of step %d", slug, st.ID))
 		return
 	}
 	b, err := s.cfg.Store.Build(st.BuildID)
 	if err != nil {
-		s.pageError(w, r, lookupErr(err, "build %d", st.BuildID))
+		s.pageError(w, r, api.LookupErr(err, "build %d", st.BuildID))
 		return
 	}
 	bld, err := s.cfg.Store.Builder(b.BuilderID)
 	if err != nil {
-		s.pageError(w, r, lookupErr(err, "builder %d", b.BuilderID))
+		s.pageError(w, r, api.LookupErr(err, "builder %d", b.BuilderID))
 		return
 	}
 	q := r.URL.Query()
@@ -73,7 +74,7 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 			s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("count must be a positive integer, not %q", v))
 			return
 		}
-		count = min(n, maxChunkLines)
+		count = min(n, api.MaxChunkLines)
 	}
 	first := max(l.NumLines-count+1, 1)
 	tail := true
@@ -97,7 +98,7 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 	if last >= first {
 		text, err := s.cfg.Store.LogLines(l.ID, first-1, last-1)
 		if err != nil {
-			s.pageError(w, r, lookupErr(err, "log %d", l.ID))
+			s.pageError(w, r, api.LookupErr(err, "log %d", l.ID))
 			return
 		}
 		page.Lines = renderLogLines(l.Type, first, text)

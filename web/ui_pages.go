@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 // Sizes of the pages' lists.
@@ -140,7 +141,7 @@ type requestRow struct {
 }
 
 func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
-	b, err := s.builderParam(r)
+	b, err := s.api.BuilderParam(r)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
@@ -155,7 +156,7 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
 
 // builderData is a builder's page; forced, posted and rerr, when set, are
 // a refused POST of a force form.
-func (s *Server) builderData(r *http.Request, b store.Builder, forced string, posted url.Values, rerr *rpcError) (*builderPage, error) {
+func (s *Server) builderData(r *http.Request, b store.Builder, forced string, posted url.Values, rerr *api.RPCError) (*builderPage, error) {
 	page := &builderPage{pageBase: s.base(r, "builders", b.Name, "builds/*/* buildrequests/*/*"), Builder: b}
 	if forced != "" {
 		// A refused force is shown at .../force/NAME, two levels down.
@@ -219,7 +220,7 @@ func (s *Server) pendingRequests(names map[int64]string, builderID int64) ([]req
 		out = append(out, requestRow{
 			ID: br.ID, BuilderID: br.BuilderID, Builder: names[br.BuilderID], Reason: bs.Reason,
 			Submitted: fmtTime(br.SubmittedAt), Priority: br.Priority, Source: sourceText(bs.SourceStamps),
-			Owner: propString(bs.Properties, "owner"),
+			Owner: api.PropString(bs.Properties, "owner"),
 		})
 	}
 	return out, nil
@@ -283,14 +284,14 @@ type propRow struct {
 }
 
 func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) {
-	b, err := s.buildParam(r)
+	b, err := s.api.BuildParam(r)
 	if err != nil {
 		s.pageError(w, r, err)
 		return
 	}
 	bld, err := s.cfg.Store.Builder(b.BuilderID)
 	if err != nil {
-		s.pageError(w, r, lookupErr(err, "builder %d", b.BuilderID))
+		s.pageError(w, r, api.LookupErr(err, "builder %d", b.BuilderID))
 		return
 	}
 	title := fmt.Sprintf("%s #%d", bld.Name, b.Number)
@@ -298,7 +299,7 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) {
 		pageBase: s.base(r, "builders", title, fmt.Sprintf("builds/%d/* steps/*/*", b.ID)),
 		Builder:  bld, Build: s.buildRowOf(b, map[int64]string{bld.ID: bld.Name}),
 		Running: !b.Complete, Finished: fmtTime(b.CompleteAt), Controls: s.cfg.Controller != nil,
-		Owner: propString(b.Properties, "owner"),
+		Owner: api.PropString(b.Properties, "owner"),
 	}
 	page.BuildID, page.WorkerID = b.ID, b.WorkerID
 	if wk, err := s.cfg.Store.Worker(b.WorkerID); err == nil {
@@ -365,7 +366,7 @@ func stepResult(st store.Step) string {
 	if st.StartedAt.IsZero() && !st.Complete {
 		return "pending"
 	}
-	return resultWord(st.Complete, st.Results)
+	return api.ResultWord(st.Complete, st.Results)
 }
 
 // propText shows a property's JSON value; a string without its quotes.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 func (f *fixture) page(t *testing.T, path string) (int, string) {
@@ -389,7 +390,7 @@ func TestLogPaging(t *testing.T) {
 		}, []string{"data-follow"}},
 		{"?first=1", 1, 1000, [2]int64{0, 999}, []string{`id="log-next"`}, []string{`id="log-prev"`}},
 		{"?first=199990", 199990, total, [2]int64{199989, total - 1}, []string{"data-follow"}, nil},
-		{"?first=1&count=50000", 1, maxChunkLines, [2]int64{0, maxChunkLines - 1}, []string{`href="?first=10001&amp;count=10000"`}, nil},
+		{"?first=1&count=50000", 1, api.MaxChunkLines, [2]int64{0, api.MaxChunkLines - 1}, []string{`href="?first=10001&amp;count=10000"`}, nil},
 	}
 	for _, tt := range tests {
 		rs.ranges = nil

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gbb-ci/gbb/internal/teststore"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web"
@@ -23,16 +24,7 @@ import (
 // base change hook enabled with secret.
 func newHookServer(t *testing.T, secret string) (*store.DB, *httptest.Server) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Check(); err != nil {
-			t.Errorf("store check: %v", err)
-		}
-		db.Close()
-	})
+	db := teststore.Open(t)
 	srv := httptest.NewServer(web.New(web.Config{
 		Store: db, Changes: hooks.StoreSink{DB: db}, ChangeHooks: map[string]hooks.Config{"base": {Secret: secret}},
 	}).Handler())

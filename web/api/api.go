@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"errors"
@@ -21,33 +21,37 @@ import (
 // maxChunkLines bounds the lines one logchunks reply carries, so that a
 // request without limit never loads a whole big log; a client reads on from
 // firstline plus the lines it got.
-const maxChunkLines = 10000
+const MaxChunkLines = 10000
 
-// apiError is an error with its HTTP status and the message the client sees.
-type apiError struct {
+// Error is an error with its HTTP status and the message the client sees.
+type Error struct {
 	status int
 	msg    string
 }
 
-func (e *apiError) Error() string { return e.msg }
+func (e *Error) Error() string { return e.msg }
 
-func notFound(format string, args ...any) error {
-	return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
+// Status is the HTTP status e is answered with.
+func (e *Error) Status() int { return e.status }
+
+// NotFound is a 404 with the message format and args make.
+func NotFound(format string, args ...any) error {
+	return &Error{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
 }
 
-// lookupErr turns a store error about the thing that format and args name
+// LookupErr turns a store error about the thing that format and args name
 // ("build %d") into a 404 when it is missing, or wraps it.
-func lookupErr(err error, format string, args ...any) error {
+func LookupErr(err error, format string, args ...any) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return notFound("no such "+format, args...)
+		return NotFound("no such "+format, args...)
 	}
 	return fmt.Errorf("get "+format+": %w", append(args, err)...)
 }
 
-// fail writes err as a JSON error: its own status for an apiError, 400 for
+// fail writes err as a JSON error: its own status for an Error, 400 for
 // a bad query and 500, logged, for anything else.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
+	var ae *Error
 	var qe *queryError
 	switch {
 	case errors.As(err, &ae):
@@ -100,7 +104,7 @@ func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[stri
 	}
 }
 
-func (s *Server) apiRoutes(r chi.Router) {
+func (s *Server) Routes(r chi.Router) {
 	r.Get("/builders", s.list(builderRes, s.listBuilders))
 	r.Route("/builders/{builder}", func(r chi.Router) {
 		r.Get("/", s.one(builderRes, s.getBuilder))
@@ -117,11 +121,11 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 	r.Get("/workers", s.list(workerRes, s.listWorkers))
 	r.Get("/workers/{worker}", s.one(workerRes, s.getWorker))
-	r.With(s.sameOrigin).Post("/workers/{worker}", s.workerRPC)
+	r.With(s.cfg.Guard).Post("/workers/{worker}", s.workerRPC)
 
 	r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
 	r.Get("/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
-	r.With(s.sameOrigin).Post("/buildrequests/{brid}", s.buildRequestRPC)
+	r.With(s.cfg.Guard).Post("/buildrequests/{brid}", s.buildRequestRPC)
 	r.Get("/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
 
 	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
@@ -138,7 +142,7 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
 	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
-	r.With(s.sameOrigin).Post("/forceschedulers/{scheduler}", s.forceRPC)
+	r.With(s.cfg.Guard).Post("/forceschedulers/{scheduler}", s.forceRPC)
 
 	r.Get("/masters", s.list(masterRes, s.listMasters))
 	r.Get("/masters/{masterid}", s.one(masterRes, s.getMaster))
@@ -146,7 +150,7 @@ func (s *Server) apiRoutes(r chi.Router) {
 
 func (s *Server) buildRoutes(r chi.Router) {
 	r.Get("/", s.one(buildRes, s.getBuild))
-	r.With(s.sameOrigin).Post("/", s.buildRPC)
+	r.With(s.cfg.Guard).Post("/", s.buildRPC)
 	r.Get("/steps", s.list(stepRes, s.listSteps))
 	r.Route("/steps/{step}", s.stepRoutes)
 	r.Get("/properties", s.buildProperties)
@@ -171,30 +175,30 @@ func idParam(r *http.Request, name, what string) (int64, error) {
 	v := chi.URLParam(r, name)
 	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, notFound("no such %s %s", what, v)
+		return 0, NotFound("no such %s %s", what, v)
 	}
 	return id, nil
 }
 
 // The resolvers find the object a path names, by id or through its parents.
 
-func (s *Server) builderParam(r *http.Request) (store.Builder, error) {
+func (s *Server) BuilderParam(r *http.Request) (store.Builder, error) {
 	v := chi.URLParam(r, "builder")
 	if id, err := strconv.ParseInt(v, 10, 64); err == nil {
 		b, err := s.cfg.Store.Builder(id)
 		if err != nil {
-			return b, lookupErr(err, "builder %d", id)
+			return b, LookupErr(err, "builder %d", id)
 		}
 		return b, nil
 	}
 	b, err := s.cfg.Store.BuilderByName(v)
 	if err != nil {
-		return b, lookupErr(err, "builder %s", v)
+		return b, LookupErr(err, "builder %s", v)
 	}
 	return b, nil
 }
 
-func (s *Server) buildParam(r *http.Request) (store.Build, error) {
+func (s *Server) BuildParam(r *http.Request) (store.Build, error) {
 	if chi.URLParam(r, "buildid") != "" {
 		id, err := idParam(r, "buildid", "build")
 		if err != nil {
@@ -202,11 +206,11 @@ func (s *Server) buildParam(r *http.Request) (store.Build, error) {
 		}
 		b, err := s.cfg.Store.Build(id)
 		if err != nil {
-			return b, lookupErr(err, "build %d", id)
+			return b, LookupErr(err, "build %d", id)
 		}
 		return b, nil
 	}
-	bld, err := s.builderParam(r)
+	bld, err := s.BuilderParam(r)
 	if err != nil {
 		return store.Build{}, err
 	}
@@ -216,12 +220,12 @@ func (s *Server) buildParam(r *http.Request) (store.Build, error) {
 	}
 	b, err := s.cfg.Store.BuildByNumber(bld.ID, n)
 	if err != nil {
-		return b, lookupErr(err, "build %d of builder %s", n, bld.Name)
+		return b, LookupErr(err, "build %d of builder %s", n, bld.Name)
 	}
 	return b, nil
 }
 
-func (s *Server) stepParam(r *http.Request) (store.Step, error) {
+func (s *Server) StepParam(r *http.Request) (store.Step, error) {
 	if chi.URLParam(r, "stepid") != "" {
 		id, err := idParam(r, "stepid", "step")
 		if err != nil {
@@ -229,11 +233,11 @@ func (s *Server) stepParam(r *http.Request) (store.Step, error) {
 		}
 		st, err := s.cfg.Store.Step(id)
 		if err != nil {
-			return st, lookupErr(err, "step %d", id)
+			return st, LookupErr(err, "step %d", id)
 		}
 		return st, nil
 	}
-	b, err := s.buildParam(r)
+	b, err := s.BuildParam(r)
 	if err != nil {
 		return store.Step{}, err
 	}
@@ -245,7 +249,7 @@ func (s *Server) stepParam(r *http.Request) (store.Step, error) {
 		st, err = s.cfg.Store.StepByName(b.ID, v)
 	}
 	if err != nil {
-		return st, lookupErr(err, "step %s of build %d", v, b.ID)
+		return st, LookupErr(err, "step %s of build %d", v, b.ID)
 	}
 	return st, nil
 }
@@ -258,18 +262,18 @@ func (s *Server) logParam(r *http.Request) (store.Log, error) {
 		}
 		l, err := s.cfg.Store.Log(id)
 		if err != nil {
-			return l, lookupErr(err, "log %d", id)
+			return l, LookupErr(err, "log %d", id)
 		}
 		return l, nil
 	}
-	st, err := s.stepParam(r)
+	st, err := s.StepParam(r)
 	if err != nil {
 		return store.Log{}, err
 	}
 	slug := chi.URLParam(r, "slug")
 	l, err := s.cfg.Store.LogBySlug(st.ID, slug)
 	if err != nil {
-		return l, lookupErr(err, "log %s of step %d", slug, st.ID)
+		return l, LookupErr(err, "log %s of step %d", slug, st.ID)
 	}
 	return l, nil
 }
@@ -287,7 +291,7 @@ func (s *Server) listBuilders(r *http.Request, _ *query) ([]map[string]any, erro
 }
 
 func (s *Server) getBuilder(r *http.Request, _ *query) (map[string]any, error) {
-	b, err := s.builderParam(r)
+	b, err := s.BuilderParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +302,7 @@ func (s *Server) getBuilder(r *http.Request, _ *query) (map[string]any, error) {
 func (s *Server) listBuilds(r *http.Request, q *query) ([]map[string]any, error) {
 	var f store.BuildFilter
 	if chi.URLParam(r, "builder") != "" {
-		b, err := s.builderParam(r)
+		b, err := s.BuilderParam(r)
 		if err != nil {
 			return nil, err
 		}
@@ -389,7 +393,7 @@ func (q *query) buildPage(f store.BuildFilter) (store.BuildFilter, bool) {
 }
 
 func (s *Server) getBuild(r *http.Request, q *query) (map[string]any, error) {
-	b, err := s.buildParam(r)
+	b, err := s.BuildParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +403,7 @@ func (s *Server) getBuild(r *http.Request, q *query) (map[string]any, error) {
 // buildProperties serves a build's properties as buildbot's single
 // properties object: {"properties": [{"name": [value, "source"]}], "meta": {}}.
 func (s *Server) buildProperties(w http.ResponseWriter, r *http.Request) {
-	b, err := s.buildParam(r)
+	b, err := s.BuildParam(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -409,7 +413,7 @@ func (s *Server) buildProperties(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSteps(r *http.Request, _ *query) ([]map[string]any, error) {
-	b, err := s.buildParam(r)
+	b, err := s.BuildParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +429,7 @@ func (s *Server) listSteps(r *http.Request, _ *query) ([]map[string]any, error) 
 }
 
 func (s *Server) getStep(r *http.Request, _ *query) (map[string]any, error) {
-	st, err := s.stepParam(r)
+	st, err := s.StepParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +437,7 @@ func (s *Server) getStep(r *http.Request, _ *query) (map[string]any, error) {
 }
 
 func (s *Server) listLogs(r *http.Request, _ *query) ([]map[string]any, error) {
-	st, err := s.stepParam(r)
+	st, err := s.StepParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -480,15 +484,15 @@ func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
 			*p.dst = n
 		}
 	}
-	if limit < 0 || limit > maxChunkLines {
-		limit = maxChunkLines
+	if limit < 0 || limit > MaxChunkLines {
+		limit = MaxChunkLines
 	}
 	last := min(first+limit-1, l.NumLines-1)
 	content := ""
 	if limit > 0 && first <= last {
 		content, err = s.cfg.Store.LogLines(l.ID, first, last)
 		if err != nil {
-			s.fail(w, r, lookupErr(err, "log %d", l.ID))
+			s.fail(w, r, LookupErr(err, "log %d", l.ID))
 			return
 		}
 	}
@@ -543,15 +547,15 @@ func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
 func (s *Server) logFilename(l store.Log) (string, error) {
 	st, err := s.cfg.Store.Step(l.StepID)
 	if err != nil {
-		return "", lookupErr(err, "step %d", l.StepID)
+		return "", LookupErr(err, "step %d", l.StepID)
 	}
 	b, err := s.cfg.Store.Build(st.BuildID)
 	if err != nil {
-		return "", lookupErr(err, "build %d", st.BuildID)
+		return "", LookupErr(err, "build %d", st.BuildID)
 	}
 	bld, err := s.cfg.Store.Builder(b.BuilderID)
 	if err != nil {
-		return "", lookupErr(err, "builder %d", b.BuilderID)
+		return "", LookupErr(err, "builder %d", b.BuilderID)
 	}
 	return strings.Join([]string{bld.Name, "build", strconv.FormatInt(b.Number, 10), "step", st.Name, "log", l.Slug}, "_"), nil
 }
@@ -588,7 +592,7 @@ func (s *Server) listWorkers(r *http.Request, _ *query) ([]map[string]any, error
 	}
 	var builderID int64
 	if chi.URLParam(r, "builder") != "" {
-		b, err := s.builderParam(r)
+		b, err := s.BuilderParam(r)
 		if err != nil {
 			return nil, err
 		}
@@ -614,7 +618,7 @@ func (s *Server) getWorker(r *http.Request, _ *query) (map[string]any, error) {
 		wk, err = s.cfg.Store.WorkerByName(v)
 	}
 	if err != nil {
-		return nil, lookupErr(err, "worker %s", v)
+		return nil, LookupErr(err, "worker %s", v)
 	}
 	return workerObj(wk), nil
 }
@@ -626,7 +630,7 @@ func (s *Server) buildRequestParam(r *http.Request) (store.BuildRequest, error) 
 	}
 	br, err := s.cfg.Store.BuildRequest(id)
 	if err != nil {
-		return br, lookupErr(err, "buildrequest %d", id)
+		return br, LookupErr(err, "buildrequest %d", id)
 	}
 	return br, nil
 }
@@ -634,7 +638,7 @@ func (s *Server) buildRequestParam(r *http.Request) (store.BuildRequest, error) 
 func (s *Server) listBuildRequests(r *http.Request, q *query) ([]map[string]any, error) {
 	var f store.BuildRequestFilter
 	if chi.URLParam(r, "builder") != "" {
-		b, err := s.builderParam(r)
+		b, err := s.BuilderParam(r)
 		if err != nil {
 			return nil, err
 		}
@@ -785,7 +789,7 @@ func (s *Server) getBuildset(r *http.Request, _ *query) (map[string]any, error) 
 	}
 	bs, err := s.cfg.Store.Buildset(id)
 	if err != nil {
-		return nil, lookupErr(err, "buildset %d", id)
+		return nil, LookupErr(err, "buildset %d", id)
 	}
 	return buildsetObj(bs), nil
 }
@@ -797,12 +801,12 @@ func (s *Server) getSourceStamp(r *http.Request, _ *query) (map[string]any, erro
 	}
 	ss, err := s.cfg.Store.SourceStamp(id)
 	if err != nil {
-		return nil, lookupErr(err, "sourcestamp %d", id)
+		return nil, LookupErr(err, "sourcestamp %d", id)
 	}
 	return sourcestampObj(ss), nil
 }
 
-func (s *Server) forceSchedulers() []scheduler.ForceInfo {
+func (s *Server) ForceSchedulers() []scheduler.ForceInfo {
 	if s.cfg.Forcer == nil {
 		return nil
 	}
@@ -812,14 +816,14 @@ func (s *Server) forceSchedulers() []scheduler.ForceInfo {
 func (s *Server) listForceSchedulers(r *http.Request, _ *query) ([]map[string]any, error) {
 	var builder string
 	if chi.URLParam(r, "builder") != "" {
-		b, err := s.builderParam(r)
+		b, err := s.BuilderParam(r)
 		if err != nil {
 			return nil, err
 		}
 		builder = b.Name
 	}
 	var objs []map[string]any
-	for _, fi := range s.forceSchedulers() {
+	for _, fi := range s.ForceSchedulers() {
 		if builder != "" && !slices.Contains(fi.BuilderNames, builder) {
 			continue
 		}
@@ -830,12 +834,12 @@ func (s *Server) listForceSchedulers(r *http.Request, _ *query) ([]map[string]an
 
 func (s *Server) getForceScheduler(r *http.Request, _ *query) (map[string]any, error) {
 	name := chi.URLParam(r, "scheduler")
-	for _, fi := range s.forceSchedulers() {
+	for _, fi := range s.ForceSchedulers() {
 		if fi.Name == name {
 			return forceschedulerObj(fi), nil
 		}
 	}
-	return nil, notFound("no such forcescheduler %s", name)
+	return nil, NotFound("no such forcescheduler %s", name)
 }
 
 func (s *Server) listMasters(r *http.Request, _ *query) ([]map[string]any, error) {
@@ -864,5 +868,5 @@ func (s *Server) getMaster(r *http.Request, _ *query) (map[string]any, error) {
 			return masterObj(m), nil
 		}
 	}
-	return nil, notFound("no such master %d", id)
+	return nil, NotFound("no such master %d", id)
 }

@@ -1,10 +1,11 @@
-package web
+package api
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,12 +20,12 @@ import (
 )
 
 // Who may do what, as buildbot's authz. Every POST goes through one guard,
-// sameOrigin (server.go), which calls authorize here: it finds the route's
+// the server's sameOrigin (web/server.go), which calls Authorize here: it finds the route's
 // entry in postRoutes (a POST route missing from it is refused), decodes
 // the body ONCE (a JSON-RPC call, strictly: one JSON object and nothing
-// after it; or a form), checks the CSRF defence of its kind (csrf.go),
+// after it; or a form), checks the CSRF defence of its kind (web/csrf.go),
 // resolves what the call acts on, and asks the [[www.authz.rules]]. The
-// decoded call then travels with the request (callOf): the handlers act on
+// decoded call then travels with the request (CallOf): the handlers act on
 // it and never read the body themselves, so what is authorized is what is
 // done. A call whose action cannot be determined is refused.
 //
@@ -100,6 +101,17 @@ var postRoutes = map[string]postRoute{
 	"/workers/{worker}/{action}":                  {kind: postForm, actionParam: "action", actions: []string{"pause", "unpause", "graceful"}, target: targetWorker},
 }
 
+// PostRoutes lists the POST route patterns the control path knows, each
+// with its JSON-RPC methods, sorted (none for a form or a change hook), so
+// that the server can check that it routes exactly these, all guarded.
+func PostRoutes() map[string][]string {
+	out := make(map[string][]string, len(postRoutes))
+	for pattern, route := range postRoutes {
+		out[pattern] = slices.Sorted(maps.Keys(route.methods))
+	}
+	return out
+}
+
 // workerStopAlso: a worker's JSON-RPC "stop" (buildbot's name for a
 // graceful shutdown) is the action "graceful", and must ALSO be allowed by
 // the rules for "stop", so that rules naming "stop" but not "graceful" do
@@ -116,32 +128,32 @@ var postRoutes = map[string]postRoute{
 var workerStopAlso = map[string]string{"stop": "stop"}
 
 // call is a POST decoded and authorized once, as the handlers get it.
-type call struct {
+type Call struct {
 	route  postRoute
-	action string     // one of config.AuthzActions, or "" for a form that is no control
+	Action string     // one of config.AuthzActions, or "" for a form that is no control
 	also   string     // a second action the rules must allow too, or ""
-	user   *auth.User // who asks; nil for anonymous (and everyone without [www.auth])
+	User   *auth.User // who asks; nil for anonymous (and everyone without [www.auth])
 
-	rpc  *rpcRequest // the JSON-RPC call; nil for a form
-	form url.Values  // the form's fields; nil for a JSON-RPC call
+	rpc  *RPCRequest // the JSON-RPC Call; nil for a form
+	Form url.Values  // the form's fields; nil for a JSON-RPC Call
 
 	// What the control acts on, by route.target.
-	force   *scheduler.ForceRequest // owner set to the user when one is logged in
-	build   store.Build
-	request store.BuildRequest
-	worker  store.Worker
+	Force   *scheduler.ForceRequest // owner set to the user when one is logged in
+	Build   store.Build
+	Request store.BuildRequest
+	Worker  store.Worker
 
-	builders []string // the builders acted on; none for a worker action
-	owner    string   // who forced the build or request acted on, or ""
+	Builders []string // the builders acted on; none for a worker action
+	Owner    string   // who forced the build or request acted on, or ""
 }
 
 type callKey struct{}
 
-// callOf returns the call that authorize decoded for r. A handler that
+// CallOf returns the call that Authorize decoded for r. A handler that
 // finds none was reached without the guard: it answers 500 and acts on
 // nothing.
-func (s *Server) callOf(w http.ResponseWriter, r *http.Request) (*call, bool) {
-	c, ok := r.Context().Value(callKey{}).(*call)
+func (s *Server) CallOf(w http.ResponseWriter, r *http.Request) (*Call, bool) {
+	c, ok := r.Context().Value(callKey{}).(*Call)
 	if !ok {
 		s.log.Error("control handler reached without authorize", "path", r.URL.Path)
 		jsonreply.Error(w, http.StatusInternalServerError, "internal error: control not authorized")
@@ -150,10 +162,10 @@ func (s *Server) callOf(w http.ResponseWriter, r *http.Request) (*call, bool) {
 	return c, true
 }
 
-// authorize decodes a POST, checks its CSRF defence and whether its user
+// Authorize decodes a POST, checks its CSRF defence and whether its user
 // may do it. It answers the request and returns false when not; else it
 // returns r with the decoded call attached.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	pattern := chi.RouteContext(r.Context()).RoutePattern()
 	route, known := postRoutes[pattern]
 	if !known {
@@ -161,7 +173,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 		jsonreply.Error(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
 		return r, false
 	}
-	c := &call{route: route, user: auth.UserOf(r)}
+	c := &Call{route: route, User: auth.UserOf(r)}
 	switch route.kind {
 	case postHook:
 		return r, true
@@ -177,18 +189,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if !s.resolve(w, r, c) {
 		return r, false
 	}
-	if c.action != "" && s.acc().auth != nil {
-		for _, action := range []string{c.action, c.also} {
+	if c.Action != "" && s.authn() != nil {
+		for _, action := range []string{c.Action, c.also} {
 			if action == "" {
 				continue
 			}
 			if builder, denied := s.denied(c, action); denied {
-				s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: auth.Refusal(c.user, action, builder)})
+				s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: auth.Refusal(c.User, action, builder)})
 				return r, false
 			}
 		}
-		if c.user != nil {
-			s.log.Info("authorized", "user", c.user.Name, "action", c.action, "builders", c.builders)
+		if c.User != nil {
+			s.log.Info("authorized", "user", c.User.Name, "action", c.Action, "builders", c.Builders)
 		}
 	}
 	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), true
@@ -197,12 +209,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 // denied reports whether c's user may not do action on one of c's
 // builders (or, with none, on no builder: a worker action, or a force of
 // nothing), and which builder.
-func (s *Server) denied(c *call, action string) (builder string, denied bool) {
-	if len(c.builders) == 0 {
-		return "", !auth.Allowed(s.acc().authz, c.user, action, "", c.owner)
+func (s *Server) denied(c *Call, action string) (builder string, denied bool) {
+	if len(c.Builders) == 0 {
+		return "", !auth.Allowed(s.authz(), c.User, action, "", c.Owner)
 	}
-	for _, b := range c.builders {
-		if !auth.Allowed(s.acc().authz, c.user, action, b, c.owner) {
+	for _, b := range c.Builders {
+		if !auth.Allowed(s.authz(), c.User, action, b, c.Owner) {
 			return b, true
 		}
 	}
@@ -210,7 +222,7 @@ func (s *Server) denied(c *call, action string) (builder string, denied bool) {
 }
 
 // decodeCall reads a JSON-RPC call into c: the only read of its body.
-func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) bool {
+func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	req, rerr := decodeRPC(w, r)
 	if rerr != nil {
 		c.rpc = &req // for its id
@@ -220,8 +232,8 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) boo
 	c.rpc = &req
 	// A session cookie is a browser's: its call must carry the session's
 	// token, as its forms do.
-	if c.user != nil && c.user.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.user.Session) {
-		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
+	if c.User != nil && c.User.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.User.Session) {
+		s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
 		return false
 	}
 	action, ok := c.route.methods[req.Method]
@@ -229,96 +241,96 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *call) boo
 		s.refuse(w, r, c, *noMethod(req.Method, c.route.what))
 		return false
 	}
-	c.action = action
+	c.Action = action
 	c.also = c.route.also[req.Method]
 	if c.route.target == targetForce {
 		fr, err := forceRequestFromRPC(req.Params)
 		if err != nil {
-			s.refuse(w, r, c, rpcError{status: http.StatusBadRequest, code: rpcInvalidParams, message: err.Error()})
+			s.refuse(w, r, c, RPCError{status: http.StatusBadRequest, code: RPCInvalidParams, message: err.Error()})
 			return false
 		}
-		c.force = &fr
+		c.Force = &fr
 	}
 	return true
 }
 
 // decodeForm reads a form into c: the only read of its body. Every form
-// carries the CSRF token (see csrf.go).
-func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *call) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxRPCBody)
+// carries the CSRF token (the server's FormToken checks it).
+func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		status, msg := formError(err)
-		s.errorPage(w, r, status, msg)
+		status, msg := FormError(err)
+		s.cfg.FormRefused(w, r, status, msg)
 		return false
 	}
-	c.form = r.PostForm
-	if reason := s.checkFormToken(r, c.user); reason != "" {
+	c.Form = r.PostForm
+	if reason := s.cfg.FormToken(r, c.User); reason != "" {
 		s.log.Info("refused a form without a valid CSRF token", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", reason)
-		s.refuse(w, r, c, rpcError{status: http.StatusForbidden, message: reason})
+		s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: reason})
 		return false
 	}
 	switch {
 	case c.route.actionParam != "":
-		c.action = chi.URLParam(r, c.route.actionParam)
-		if !slices.Contains(c.route.actions, c.action) {
-			s.refuse(w, r, c, rpcError{status: http.StatusNotFound, message: fmt.Sprintf("no action %q here", c.action)})
+		c.Action = chi.URLParam(r, c.route.actionParam)
+		if !slices.Contains(c.route.actions, c.Action) {
+			s.refuse(w, r, c, RPCError{status: http.StatusNotFound, message: fmt.Sprintf("no action %q here", c.Action)})
 			return false
 		}
 	default:
-		c.action = c.route.action
+		c.Action = c.route.action
 	}
-	if c.route.target == targetForce && c.user != nil {
+	if c.route.target == targetForce && c.User != nil {
 		// The owner of a forced build is who forced it, whatever the form
 		// says; without a login, the form's user name is taken, as in
 		// buildbot.
-		c.form.Set("username", c.user.Name)
+		c.Form.Set("username", c.User.Name)
 	}
 	return true
 }
 
 // resolve finds what c acts on, and its builders and owner; it answers 404
 // for a build, request or worker that does not exist.
-func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *call) bool {
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	var err error
 	switch c.route.target {
 	case targetForce:
 		var id int64
 		var names []string
-		if c.force != nil {
-			if c.user != nil {
-				c.force.Owner = c.user.Name
+		if c.Force != nil {
+			if c.User != nil {
+				c.Force.Owner = c.User.Name
 			}
-			id, names = c.force.BuilderID, c.force.BuilderNames
+			id, names = c.Force.BuilderID, c.Force.BuilderNames
 		} else if chi.URLParam(r, "builder") != "" {
 			var b store.Builder
-			if b, err = s.builderParam(r); err == nil {
+			if b, err = s.BuilderParam(r); err == nil {
 				id = b.ID
 			}
 		} else {
-			id, _ = strconv.ParseInt(c.form.Get("builderid"), 10, 64)
+			id, _ = strconv.ParseInt(c.Form.Get("builderid"), 10, 64)
 		}
-		c.builders = s.forceBuilders(chi.URLParam(r, "scheduler"), id, names)
+		c.Builders = s.forceBuilders(chi.URLParam(r, "scheduler"), id, names)
 	case targetBuild:
-		if c.build, err = s.buildParam(r); err == nil {
-			c.builders, c.owner = s.builderName(c.build.BuilderID), propString(c.build.Properties, "owner")
+		if c.Build, err = s.BuildParam(r); err == nil {
+			c.Builders, c.Owner = s.builderName(c.Build.BuilderID), PropString(c.Build.Properties, "owner")
 		}
 	case targetRequest:
-		if c.request, err = s.buildRequestParam(r); err == nil {
-			c.builders = s.builderName(c.request.BuilderID)
-			if bs, err := s.cfg.Store.Buildset(c.request.BuildsetID); err == nil {
-				c.owner = propString(bs.Properties, "owner")
+		if c.Request, err = s.buildRequestParam(r); err == nil {
+			c.Builders = s.builderName(c.Request.BuilderID)
+			if bs, err := s.cfg.Store.Buildset(c.Request.BuildsetID); err == nil {
+				c.Owner = PropString(bs.Properties, "owner")
 			}
 		}
 	case targetWorker:
-		c.worker, err = s.workerParam(r)
+		c.Worker, err = s.workerParam(r)
 	}
 	if err != nil {
-		var ae *apiError
+		var ae *Error
 		if errors.As(err, &ae) {
-			s.refuse(w, r, c, rpcError{status: ae.status, message: ae.msg})
+			s.refuse(w, r, c, RPCError{status: ae.status, message: ae.msg})
 		} else {
 			s.log.Error("control lookup", "path", r.URL.Path, "err", err)
-			s.refuse(w, r, c, rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"})
+			s.refuse(w, r, c, RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"})
 		}
 		return false
 	}
@@ -326,15 +338,15 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *call) bool {
 }
 
 // refuse answers a refused POST: a JSON-RPC error (code
-// rpcInvalidRequest unless e has one, with the call's id once known), or
+// RPCInvalidRequest unless e has one, with the call's id once known), or
 // the error page.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *call, e rpcError) {
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *Call, e RPCError) {
 	if c.route.kind != postRPC {
-		s.errorPage(w, r, e.status, e.message)
+		s.cfg.FormRefused(w, r, e.status, e.message)
 		return
 	}
 	if e.code == 0 {
-		e.code = rpcInvalidRequest
+		e.code = RPCInvalidRequest
 	}
 	var id json.RawMessage
 	if c.rpc != nil {
@@ -373,7 +385,7 @@ func (s *Server) builderName(id int64) []string {
 	return []string{b.Name}
 }
 
-func propString(props store.Properties, name string) string {
+func PropString(props store.Properties, name string) string {
 	var v string
 	if p, ok := props[name]; ok {
 		json.Unmarshal(p.Value, &v)

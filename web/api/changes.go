@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"fmt"
@@ -84,17 +84,17 @@ func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error
 		}
 		ids, all = bs.ChangeIDs, false
 	case chi.URLParam(r, "buildid") != "" || chi.URLParam(r, "number") != "":
-		b, err := s.buildParam(r)
+		b, err := s.BuildParam(r)
 		if err != nil {
 			return nil, err
 		}
 		br, err := s.cfg.Store.BuildRequest(b.BuildRequestID)
 		if err != nil {
-			return nil, lookupErr(err, "buildrequest %d", b.BuildRequestID)
+			return nil, LookupErr(err, "buildrequest %d", b.BuildRequestID)
 		}
 		bs, err := s.cfg.Store.Buildset(br.BuildsetID)
 		if err != nil {
-			return nil, lookupErr(err, "buildset %d", br.BuildsetID)
+			return nil, LookupErr(err, "buildset %d", br.BuildsetID)
 		}
 		ids, all = bs.ChangeIDs, false
 	}
@@ -119,7 +119,7 @@ func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error
 		for _, id := range ids {
 			c, err := s.cfg.Store.Change(id)
 			if err != nil {
-				return nil, lookupErr(err, "change %d", id)
+				return nil, LookupErr(err, "change %d", id)
 			}
 			cs = append(cs, c)
 		}
@@ -159,7 +159,7 @@ func (s *Server) getChange(r *http.Request, _ *query) (map[string]any, error) {
 	}
 	c, err := s.cfg.Store.Change(id)
 	if err != nil {
-		return nil, lookupErr(err, "change %d", id)
+		return nil, LookupErr(err, "change %d", id)
 	}
 	objs, err := s.changeObjs([]store.Change{c})
 	if err != nil {
@@ -175,7 +175,7 @@ func (s *Server) buildsetParam(r *http.Request) (store.Buildset, error) {
 	}
 	bs, err := s.cfg.Store.Buildset(id)
 	if err != nil {
-		return bs, lookupErr(err, "buildset %d", id)
+		return bs, LookupErr(err, "buildset %d", id)
 	}
 	return bs, nil
 }
@@ -187,7 +187,7 @@ func (s *Server) sourceStampParam(r *http.Request) (store.SourceStamp, error) {
 	}
 	ss, err := s.cfg.Store.SourceStamp(id)
 	if err != nil {
-		return ss, lookupErr(err, "sourcestamp %d", id)
+		return ss, LookupErr(err, "sourcestamp %d", id)
 	}
 	return ss, nil
 }
@@ -275,5 +275,5 @@ func (s *Server) getScheduler(r *http.Request, _ *query) (map[string]any, error)
 			return s.schedulerObj(si)
 		}
 	}
-	return nil, notFound("no such scheduler %d", id)
+	return nil, NotFound("no such scheduler %d", id)
 }

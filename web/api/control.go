@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"context"
@@ -37,23 +37,23 @@ type Controller interface {
 	KillWorker(ctx context.Context, workerID int64, reason string) error
 }
 
-// rpcServerError is the JSON-RPC code of an action that cannot be done now
+// RPCServerError is the JSON-RPC code of an action that cannot be done now
 // (the build runs on another master).
-const rpcServerError = -32000
+const RPCServerError = -32000
 
 // buildRPC serves "stop" and "rebuild" on /builds/ID and
 // /builders/B/builds/N.
 func (s *Server) buildRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "build", func(c *call) (any, *rpcError) {
-		switch c.action {
+	s.controlRPC(w, r, "build", func(c *Call) (any, *RPCError) {
+		switch c.Action {
 		case "stop":
 			reason, rerr := reasonParam(c.rpc.Params)
 			if rerr != nil {
 				return nil, rerr
 			}
-			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), c.build.ID, reason))
+			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), c.Build.ID, reason))
 		case "rebuild":
-			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), c.build.ID)
+			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), c.Build.ID)
 			if err != nil {
 				return nil, s.controlError(r, err)
 			}
@@ -65,29 +65,29 @@ func (s *Server) buildRPC(w http.ResponseWriter, r *http.Request) {
 
 // buildRequestRPC serves "cancel" on /buildrequests/ID.
 func (s *Server) buildRequestRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "buildrequest", func(c *call) (any, *rpcError) {
-		if c.action != "cancel" {
+	s.controlRPC(w, r, "buildrequest", func(c *Call) (any, *RPCError) {
+		if c.Action != "cancel" {
 			return nil, noMethod(c.rpc.Method, "buildrequest")
 		}
 		reason, rerr := reasonParam(c.rpc.Params)
 		if rerr != nil {
 			return nil, rerr
 		}
-		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), c.request.ID, reason))
+		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), c.Request.ID, reason))
 	})
 }
 
 // workerRPC serves "pause", "unpause", "stop" (graceful shutdown; also
 // called "graceful" here) and "kill" on /workers/ID or /workers/NAME.
 func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "worker", func(c *call) (any, *rpcError) {
+	s.controlRPC(w, r, "worker", func(c *Call) (any, *RPCError) {
 		reason, rerr := reasonParam(c.rpc.Params)
 		if rerr != nil {
 			return nil, rerr
 		}
-		ctl, ctx, wk := s.cfg.Controller, r.Context(), c.worker
+		ctl, ctx, wk := s.cfg.Controller, r.Context(), c.Worker
 		var err error
-		switch c.action {
+		switch c.Action {
 		case "pause":
 			err = ctl.PauseWorker(ctx, wk.ID, reason)
 		case "unpause":
@@ -100,21 +100,21 @@ func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
 			return nil, noMethod(c.rpc.Method, "worker")
 		}
 		if err == nil {
-			s.log.Info("worker control", "worker", wk.Name, "action", c.action, "reason", reason)
+			s.log.Info("worker control", "worker", wk.Name, "action", c.Action, "reason", reason)
 		}
 		return nil, s.controlError(r, err)
 	})
 }
 
-// controlRPC runs do on the call that authorize decoded, and writes its
+// controlRPC runs do on the call that Authorize decoded, and writes its
 // result.
-func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(*call) (any, *rpcError)) {
-	c, ok := s.callOf(w, r)
+func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(*Call) (any, *RPCError)) {
+	c, ok := s.CallOf(w, r)
 	if !ok {
 		return
 	}
 	if s.cfg.Controller == nil {
-		writeRPCError(w, c.rpc.ID, rpcError{status: http.StatusServiceUnavailable, code: rpcInternalError, message: what + " control is not available"})
+		writeRPCError(w, c.rpc.ID, RPCError{status: http.StatusServiceUnavailable, code: RPCInternalError, message: what + " control is not available"})
 		return
 	}
 	res, rerr := do(c)
@@ -127,35 +127,35 @@ func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string,
 
 // controlError maps an error of a lookup or a Controller to a JSON-RPC
 // error; nil for nil.
-func (s *Server) controlError(r *http.Request, err error) *rpcError {
-	var ae *apiError
+func (s *Server) controlError(r *http.Request, err error) *RPCError {
+	var ae *Error
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &ae):
-		return &rpcError{status: ae.status, code: rpcInvalidRequest, message: ae.msg}
+		return &RPCError{status: ae.status, code: RPCInvalidRequest, message: ae.msg}
 	case errors.Is(err, store.ErrNotFound):
-		return &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: err.Error()}
+		return &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: err.Error()}
 	case errors.Is(err, build.ErrNotHere):
-		return &rpcError{status: http.StatusConflict, code: rpcServerError, message: err.Error()}
+		return &RPCError{status: http.StatusConflict, code: RPCServerError, message: err.Error()}
 	}
 	s.log.Error("control", "path", r.URL.Path, "err", err)
-	return &rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"}
+	return &RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"}
 }
 
-func noMethod(method, what string) *rpcError {
-	return &rpcError{status: http.StatusBadRequest, code: rpcMethodNotFound, message: fmt.Sprintf("no method %q on a %s", method, what)}
+func noMethod(method, what string) *RPCError {
+	return &RPCError{status: http.StatusBadRequest, code: RPCMethodNotFound, message: fmt.Sprintf("no method %q on a %s", method, what)}
 }
 
 // reasonParam reads the optional "reason" parameter.
-func reasonParam(params map[string]json.RawMessage) (string, *rpcError) {
+func reasonParam(params map[string]json.RawMessage) (string, *RPCError) {
 	raw, ok := params["reason"]
 	if !ok || string(raw) == "null" {
 		return "", nil
 	}
 	var reason string
 	if err := json.Unmarshal(raw, &reason); err != nil {
-		return "", &rpcError{status: http.StatusBadRequest, code: rpcInvalidParams, message: "reason must be a string"}
+		return "", &RPCError{status: http.StatusBadRequest, code: RPCInvalidParams, message: "reason must be a string"}
 	}
 	return reason, nil
 }
@@ -172,7 +172,7 @@ func (s *Server) workerParam(r *http.Request) (store.Worker, error) {
 		wk, err = s.cfg.Store.WorkerByName(v)
 	}
 	if err != nil {
-		return wk, lookupErr(err, "worker %s", v)
+		return wk, LookupErr(err, "worker %s", v)
 	}
 	return wk, nil
 }

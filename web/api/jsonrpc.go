@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"encoding/json"
@@ -17,33 +17,42 @@ import (
 
 // JSON-RPC 2.0 error codes, as buildbot's.
 const (
-	rpcParseError     = -32700
-	rpcInvalidRequest = -32600
-	rpcMethodNotFound = -32601
-	rpcInvalidParams  = -32602
-	rpcInternalError  = -32603
+	RPCParseError     = -32700
+	RPCInvalidRequest = -32600
+	RPCMethodNotFound = -32601
+	RPCInvalidParams  = -32602
+	RPCInternalError  = -32603
 )
 
-// maxRPCBody bounds a JSON-RPC request body.
-const maxRPCBody = 1 << 20
+// MaxRPCBody bounds a JSON-RPC request body.
+const MaxRPCBody = 1 << 20
 
-// rpcRequest is a JSON-RPC 2.0 call.
-type rpcRequest struct {
+// RPCRequest is a JSON-RPC 2.0 call.
+type RPCRequest struct {
 	JSONRPC string                     `json:"jsonrpc"`
 	Method  string                     `json:"method"`
 	ID      json.RawMessage            `json:"id"`
 	Params  map[string]json.RawMessage `json:"params"`
 }
 
-// rpcError is a JSON-RPC error with the HTTP status it is sent with.
-type rpcError struct {
+// RPCError is a JSON-RPC error with the HTTP status it is sent with.
+type RPCError struct {
 	status  int
 	code    int
 	message string
 	field   string // the bad parameter of a *scheduler.ParamError, or ""
 }
 
-func writeRPCError(w http.ResponseWriter, id json.RawMessage, e rpcError) {
+// Status is the HTTP status e is sent with.
+func (e *RPCError) Status() int { return e.status }
+
+// Message is what e says.
+func (e *RPCError) Message() string { return e.message }
+
+// Field is the force parameter e is about, or "".
+func (e *RPCError) Field() string { return e.field }
+
+func writeRPCError(w http.ResponseWriter, id json.RawMessage, e RPCError) {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
@@ -55,13 +64,13 @@ func writeRPCError(w http.ResponseWriter, id json.RawMessage, e rpcError) {
 }
 
 // forceRPC serves buildbot's "force" control on /forceschedulers/NAME, as
-// authorize decoded it.
+// Authorize decoded it.
 func (s *Server) forceRPC(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.callOf(w, r)
+	c, ok := s.CallOf(w, r)
 	if !ok {
 		return
 	}
-	bsid, brids, rerr := s.force(r, chi.URLParam(r, "scheduler"), *c.force)
+	bsid, brids, rerr := s.Force(r, chi.URLParam(r, "scheduler"), *c.Force)
 	if rerr != nil {
 		writeRPCError(w, c.rpc.ID, *rerr)
 		return
@@ -78,9 +87,9 @@ func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
 }
 
 // force runs a force request and maps its errors to JSON-RPC ones.
-func (s *Server) force(r *http.Request, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *rpcError) {
+func (s *Server) Force(r *http.Request, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *RPCError) {
 	if s.cfg.Forcer == nil {
-		return 0, nil, &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: "no such forcescheduler " + name}
+		return 0, nil, &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such forcescheduler " + name}
 	}
 	bsid, brids, err := s.cfg.Forcer.Force(r.Context(), name, fr)
 	var pe *scheduler.ParamError
@@ -89,12 +98,12 @@ func (s *Server) force(r *http.Request, name string, fr scheduler.ForceRequest) 
 		s.log.Info("forced build", "scheduler", name, "buildset", bsid, "owner", fr.Owner)
 		return bsid, brids, nil
 	case errors.As(err, &pe):
-		return 0, nil, &rpcError{http.StatusBadRequest, rpcInvalidParams, pe.Error(), pe.Field}
+		return 0, nil, &RPCError{http.StatusBadRequest, RPCInvalidParams, pe.Error(), pe.Field}
 	case errors.Is(err, scheduler.ErrNoScheduler):
-		return 0, nil, &rpcError{status: http.StatusNotFound, code: rpcInvalidRequest, message: "no such forcescheduler " + name}
+		return 0, nil, &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such forcescheduler " + name}
 	}
 	s.log.Error("force", "scheduler", name, "err", err)
-	return 0, nil, &rpcError{status: http.StatusInternalServerError, code: rpcInternalError, message: "internal error"}
+	return 0, nil, &RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"}
 }
 
 // rpcContentTypeHelp is the refusal of a JSON-RPC call not sent as
@@ -105,15 +114,15 @@ const rpcContentTypeHelp = "JSON-RPC calls must be sent with Content-Type: appli
 // after it but white space. Like buildbot it takes no batches, only named
 // params, and only Content-Type application/json: a browser sends that
 // type to another site only after a CORS preflight, which gbb never
-// grants, so no other site's page can make one (see csrf.go). It is called
-// once per request, by authorize; the handlers take its result from there.
-func decodeRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, *rpcError) {
-	var req rpcRequest
+// grants, so no other site's page can make one (see web/csrf.go). It is called
+// once per request, by Authorize; the handlers take its result from there.
+func decodeRPC(w http.ResponseWriter, r *http.Request) (RPCRequest, *RPCError) {
+	var req RPCRequest
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return req, &rpcError{http.StatusUnsupportedMediaType, rpcInvalidRequest, rpcContentTypeHelp, ""}
+		return req, &RPCError{http.StatusUnsupportedMediaType, RPCInvalidRequest, rpcContentTypeHelp, ""}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRPCBody))
 	var raw json.RawMessage
 	err = dec.Decode(&raw)
 	if err == nil {
@@ -129,25 +138,25 @@ func decodeRPC(w http.ResponseWriter, r *http.Request) (rpcRequest, *rpcError) {
 	}
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, &rpcError{http.StatusRequestEntityTooLarge, rpcInvalidRequest, fmt.Sprintf("request body larger than %d bytes", maxRPCBody), ""}
+			return req, &RPCError{http.StatusRequestEntityTooLarge, RPCInvalidRequest, fmt.Sprintf("request body larger than %d bytes", MaxRPCBody), ""}
 		}
-		return req, &rpcError{http.StatusBadRequest, rpcParseError, "JSON parse error: " + err.Error(), ""}
+		return req, &RPCError{http.StatusBadRequest, RPCParseError, "JSON parse error: " + err.Error(), ""}
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "JSONRPC root object must be an object", ""}
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "JSONRPC root object must be an object", ""}
 	}
 	req.ID = top["id"]
 	if err := json.Unmarshal(raw, &req); err != nil {
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "bad JSONRPC request: " + err.Error(), ""}
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "bad JSONRPC request: " + err.Error(), ""}
 	}
 	switch {
 	case req.JSONRPC != "2.0":
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "only JSONRPC 2.0 is supported", ""}
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "only JSONRPC 2.0 is supported", ""}
 	case req.Method == "":
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "missing key 'method'", ""}
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "missing key 'method'", ""}
 	case req.Params == nil:
-		return req, &rpcError{http.StatusBadRequest, rpcInvalidRequest, "'params' must be an object", ""}
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "'params' must be an object", ""}
 	}
 	return req, nil
 }

@@ -1,4 +1,4 @@
-package web
+package api
 
 import (
 	"cmp"
@@ -404,7 +404,7 @@ func nestedField(columns int, fields ...map[string]any) map[string]any {
 var resultWords = []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
 
 // resultWord names a result; an incomplete build is "running".
-func resultWord(complete bool, r int) string {
+func ResultWord(complete bool, r int) string {
 	if !complete {
 		return "running"
 	}
@@ -412,4 +412,37 @@ func resultWord(complete bool, r int) string {
 		return resultWords[r]
 	}
 	return "result " + strconv.Itoa(r)
+}
+
+// EventMessage is an event's record as the REST API shows it.
+func (s *Server) EventMessage(rec any) any {
+	switch v := rec.(type) {
+	case store.Build:
+		return buildObj(v, nil)
+	case store.Step:
+		return stepObj(v)
+	case store.Log:
+		return logObj(v)
+	case store.Worker:
+		return workerObj(v)
+	case store.BuildRequest:
+		return buildrequestObj(v)
+	case store.Buildset:
+		return buildsetObj(v)
+	case store.Builder:
+		return builderObj(v)
+	case store.Master:
+		return masterObj(v)
+	case store.Properties:
+		return propertiesObj(v, []string{"*"})
+	case store.Change:
+		ss, err := s.cfg.Store.SourceStamp(v.SourceStampID)
+		if err != nil {
+			// The change's own fields are its sourcestamp's.
+			ss = store.SourceStamp{ID: v.SourceStampID, Codebase: v.Codebase, Branch: v.Branch,
+				Revision: v.Revision, Repository: v.Repository, Project: v.Project}
+		}
+		return changeObj(v, ss)
+	}
+	return rec
 }

@@ -3,11 +3,11 @@ package hooks
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gbb-ci/gbb/internal/teststore"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -41,13 +41,7 @@ func hookServer(db *store.DB) *httptest.Server {
 
 func newTestServer(t testing.TB) *fixture {
 	t.Helper()
-	db := must(store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{}))(t)
-	t.Cleanup(func() {
-		if err := db.Check(); err != nil {
-			t.Errorf("store check: %v", err)
-		}
-		db.Close()
-	})
+	db := teststore.Open(t)
 	f := &fixture{db: db, srv: hookServer(db)}
 	t.Cleanup(f.srv.Close)
 	return f
