@@ -39,6 +39,8 @@ func TestBoundaries(t *testing.T) {
 		{mod + "web/auth", []string{mod + "web/api", mod + "web/ui", mod + "web/live", "github.com/go-chi/chi", "html/template"}},
 		// web/api renders no page.
 		{mod + "web/api", []string{mod + "web/ui", mod + "web/live"}},
+		// web/ui reads through web/api's read model; it knows no stream.
+		{mod + "web/ui", []string{mod + "web/live"}},
 		// web/live streams events; the server gives it their encoding.
 		{mod + "web/live", []string{mod + "web/api", mod + "web/ui", "html/template"}},
 		// The worker's git step runs the git binary, as buildbot's Git
@@ -63,7 +65,7 @@ func TestBoundaries(t *testing.T) {
 	}
 	// The rooms of web (issue 15) never import the server that wires
 	// them: web itself, not only its other rooms.
-	for _, pkg := range []string{mod + "web/auth", mod + "web/live", mod + "web/api", mod + "pkg/changesource/hooks"} {
+	for _, pkg := range []string{mod + "web/auth", mod + "web/live", mod + "web/api", mod + "web/ui", mod + "pkg/changesource/hooks"} {
 		if slices.Contains(deps(pkg), mod+"web") {
 			t.Errorf("%s imports %sweb", pkg, mod)
 		}

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,6 +13,7 @@ import (
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
+	"github.com/gbb-ci/gbb/web/ui"
 )
 
 // Who is asking. With [www.auth] configured, every request but the change
@@ -91,7 +91,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				jsonreply.Error(w, http.StatusUnauthorized, "log in first (basic auth, a bearer token, or a session)")
 				return
 			}
-			s.seeOther(w, r, "login?next="+url.QueryEscape(strings.TrimPrefix(r.URL.Path, "/")))
+			s.ui.SeeOther(w, r, "login?next="+url.QueryEscape(strings.TrimPrefix(r.URL.Path, "/")))
 			return
 		}
 		if u != nil {
@@ -184,130 +184,34 @@ func (c *csrfWriter) finish() {
 	c.ResponseWriter.Write(out)
 }
 
-// authView is what a page's header shows about the login.
-type authView struct {
-	Open  bool   // no [www.auth]: everyone may do everything
-	User  string // the logged-in user, or ""
-	Login string // the login page's URL, relative to the page, coming back to it
-}
-
-func (s *Server) authView(r *http.Request) authView {
-	if s.acc().auth == nil {
-		return authView{Open: true}
-	}
-	v := authView{Login: rootOf(r.URL.Path) + "login"}
-	if p := strings.TrimPrefix(r.URL.Path, "/"); p != "" && p != "login" && p != "logout" {
-		v.Login += "?next=" + url.QueryEscape(p)
-	}
-	if u := auth.UserOf(r); u != nil {
-		v.User = u.Name
-	}
-	return v
-}
-
-// loginTemplate is the login page, in the pages' layout.
-var loginTemplate = template.Must(template.Must(pages.Clone()).New("login").Parse(`{{template "head" .}}
-<h1>Log in</h1>
-{{if .Error}}<p class="error" id="login-error">{{.Error}}</p>{{end}}
-<form method="post" id="login-form" action="{{.Root}}login">
-<input type="hidden" name="next" value="{{.Next}}">
-<p><label>User name: <input name="username" autocomplete="username" value="{{.Username}}" required autofocus></label></p>
-<p><label>Password: <input type="password" name="password" autocomplete="current-password" required></label></p>
-<p><button type="submit">Log in</button></p>
-</form>
-{{template "foot" .}}`))
-
-type loginPage struct {
-	pageBase
-	Next, Username, Error string
-}
-
-// loginNext returns a form's or query's "next" page if it is a path from
-// the site's root, else "".
-func loginNext(v string) string {
-	if !nextRE.MatchString(v) || strings.Contains(v, "..") {
-		return ""
-	}
-	return v
-}
-
-func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
-	if s.acc().auth == nil {
-		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
-		return
-	}
-	s.renderLogin(w, r, http.StatusOK, loginPage{Next: loginNext(r.URL.Query().Get("next"))})
-}
-
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, p loginPage) {
-	p.pageBase = s.base(r, "", "Log in", "")
-	var buf bytes.Buffer
-	if err := loginTemplate.ExecuteTemplate(&buf, "login", p); err != nil {
-		s.log.Error("render page", "page", "login", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
-}
-
 // login checks a login form and starts a session.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	a := s.acc().auth // one, whatever a reconfig does meanwhile
 	if a == nil {
-		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
+		s.ui.ErrorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, api.MaxRPCBody)
 	if err := r.ParseForm(); err != nil {
 		status, msg := api.FormError(err)
-		s.errorPage(w, r, status, msg)
+		s.ui.ErrorPage(w, r, status, msg)
 		return
 	}
-	name, next, pw := r.PostForm.Get("username"), loginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
+	name, next, pw := r.PostForm.Get("username"), ui.LoginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
 	u, err := s.guard.Try(s.clientAddr(r), "login form", name, func() *auth.User { return a.CheckPassword(name, pw) })
 	if tm, ok := errors.AsType[*auth.TooManyFailures](err); ok {
 		w.Header().Set("Retry-After", tm.RetryAfter())
-		s.renderLogin(w, r, http.StatusTooManyRequests, loginPage{Next: next, Username: name, Error: tm.Error() + "."})
+		s.ui.RenderLogin(w, r, http.StatusTooManyRequests, ui.LoginPage{Next: next, Username: name, Error: tm.Error() + "."})
 		return
 	}
 	if u == nil {
-		s.renderLogin(w, r, http.StatusUnauthorized, loginPage{Next: next, Username: name, Error: "Wrong user name or password."})
+		s.ui.RenderLogin(w, r, http.StatusUnauthorized, ui.LoginPage{Next: next, Username: name, Error: "Wrong user name or password."})
 		return
 	}
 	sess := a.NewSession(u)
 	http.SetCookie(w, s.site().sessionCookie(sess.ID, sess.Expires()))
 	s.log.Info("login", "user", u.Name, "remote", s.clientAddr(r))
-	s.seeOther(w, r, next)
-}
-
-// logoutTemplate is the page of GET /logout: a GET never ends a session
-// (another site's page could make a browser load it), so it offers the
-// form that posts, with the session's CSRF token.
-var logoutTemplate = template.Must(template.Must(pages.Clone()).New("logout").Parse(`{{template "head" .}}
-<h1>Log out</h1>
-{{if .Auth.User}}<form method="post" id="logout-form" action="{{.Root}}logout">
-<p>Logged in as {{.Auth.User}}. <button type="submit">Log out</button></p>
-</form>{{else}}<p id="logged-out">You are not logged in. <a href="{{.Auth.Login}}">Log in</a></p>{{end}}
-{{template "foot" .}}`))
-
-// logoutForm serves GET /logout: the form that logs out.
-func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
-	if s.acc().auth == nil {
-		s.errorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
-		return
-	}
-	var buf bytes.Buffer
-	if err := logoutTemplate.ExecuteTemplate(&buf, "logout", s.base(r, "", "Log out", "")); err != nil {
-		s.log.Error("render page", "page", "logout", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	s.ui.SeeOther(w, r, next)
 }
 
 // logout serves POST /logout, which sameOrigin and api.Authorize let through
@@ -321,5 +225,5 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, s.site().sessionCookie("", time.Time{}))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	s.seeOther(w, r, "")
+	s.ui.SeeOther(w, r, "")
 }

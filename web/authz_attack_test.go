@@ -189,7 +189,7 @@ func TestEveryPostRoute(t *testing.T) {
 		}
 		routed[pattern] = true
 		if _, ok := postRoutes[pattern]; !ok {
-			t.Errorf("%s %s has no entry in postRoutes (authz.go): add it, with its kind and action", method, route)
+			t.Errorf("%s %s has no entry in postRoutes (web/api/authz.go): add it, with its kind and action", method, route)
 		}
 		if _, ok := samples[pattern]; !ok {
 			t.Errorf("%s %s has no sample here: add one", method, route)

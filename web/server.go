@@ -25,6 +25,7 @@ import (
 	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/live"
+	"github.com/gbb-ci/gbb/web/ui"
 )
 
 // Store, Forcer, Controller and SchedulerInfo are web/api's: what the
@@ -70,7 +71,7 @@ type Config struct {
 	// /ws (see web/live); nil answers them 404.
 	Events *events.Bus
 
-	// Auth is who may log in (see auth.go); not enabled (the zero value)
+	// Auth is who may log in (see auth.go and web/auth); not enabled (the zero value)
 	// means no login: everyone may do everything, and the pages say so.
 	Auth config.Auth
 	// Authz is what each role may do (see web/api/authz.go and web/auth); used only with Auth.
@@ -106,9 +107,10 @@ type Server struct {
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
-	guard  auth.Guard     // the brake on password and token guessing (auth.go)
+	guard  auth.Guard     // the brake on password and token guessing (web/auth)
 	hooks  *hooks.Handler // POST /change_hook/DIALECT
 	api    *api.Server    // /api/v2 and the one control path of every POST
+	ui     *ui.Server     // the pages
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -122,20 +124,31 @@ func New(cfg Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.guard = auth.NewGuard(s.log)
+	if s.cfg.Title == "" {
+		s.cfg.Title = "gbb"
+	}
+	// What the rooms ask of the [www.auth] and [www.authz] in force.
+	inForce := func() auth.Access {
+		a := s.acc()
+		return auth.Access{Users: a.auth, Rules: a.authz}
+	}
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
 	s.api = api.New(api.Config{
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
 		Schedulers: cfg.Schedulers, Logger: s.log,
-		Access: func() (*auth.Authenticator, config.Authz) {
-			a := s.acc()
-			return a.auth, a.authz
+		Access: inForce,
+		Guard:  s.sameOrigin, FormToken: s.checkFormToken,
+		FormRefused: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
+			s.ui.ErrorPage(w, r, status, msg)
 		},
-		Guard: s.sameOrigin, FormToken: s.checkFormToken, FormRefused: s.errorPage,
+	})
+	s.ui = ui.New(ui.Config{
+		API: s.api, Store: cfg.Store, Controller: cfg.Controller,
+		Title: s.cfg.Title, TitleURL: cfg.TitleURL, MasterName: cfg.MasterName, Logger: s.log,
+		Access: inForce,
+		Guard:  s.sameOrigin,
 	})
 	s.live = live.New(live.Config{Events: cfg.Events, Encode: s.api.EventMessage, AllowWS: s.wsOriginOK, Logger: s.log})
-	if s.cfg.Title == "" {
-		s.cfg.Title = "gbb"
-	}
 	if s.cfg.BodyTimeout <= 0 {
 		s.cfg.BodyTimeout = 30 * time.Second
 	}
@@ -278,10 +291,10 @@ func (s *Server) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		jsonreply.Error(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
-	s.uiRoutes(r)
-	r.Get("/login", s.loginForm)
+	s.ui.Routes(r)
+	r.Get("/login", s.ui.LoginForm)
 	r.With(s.sameOrigin).Post("/login", s.login)
-	r.Get("/logout", s.logoutForm)
+	r.Get("/logout", s.ui.LogoutForm)
 	r.With(s.sameOrigin).Post("/logout", s.logout)
 	r.With(s.sameOrigin).Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
 		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))

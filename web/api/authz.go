@@ -189,7 +189,7 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if !s.resolve(w, r, c) {
 		return r, false
 	}
-	if c.Action != "" && s.authn() != nil {
+	if c.Action != "" && s.cfg.Access().Users != nil {
 		for _, action := range []string{c.Action, c.also} {
 			if action == "" {
 				continue
@@ -211,10 +211,10 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 // nothing), and which builder.
 func (s *Server) denied(c *Call, action string) (builder string, denied bool) {
 	if len(c.Builders) == 0 {
-		return "", !auth.Allowed(s.authz(), c.User, action, "", c.Owner)
+		return "", !auth.Allowed(s.cfg.Access().Rules, c.User, action, "", c.Owner)
 	}
 	for _, b := range c.Builders {
-		if !auth.Allowed(s.authz(), c.User, action, b, c.Owner) {
+		if !auth.Allowed(s.cfg.Access().Rules, c.User, action, b, c.Owner) {
 			return b, true
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gbb-ci/gbb/internal/teststore"
-	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/auth"
 )
@@ -76,7 +75,7 @@ func newTestServer(t testing.TB) *fixture {
 
 	s := New(Config{
 		Store: db, MasterID: f.master.ID,
-		Access: func() (*auth.Authenticator, config.Authz) { return nil, config.Authz{} },
+		Access: func() auth.Access { return auth.Access{} },
 		Guard:  func(h http.Handler) http.Handler { return h },
 	})
 	r := chi.NewRouter()

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/auth"
@@ -85,9 +84,9 @@ type Config struct {
 	Schedulers func() []SchedulerInfo
 	Logger     *slog.Logger // nil means discard
 
-	// Access returns the [www.auth] users (nil when not enabled) and the
-	// [www.authz] rules in force.
-	Access func() (*auth.Authenticator, config.Authz)
+	// Access returns the [www.auth] users and the [www.authz] rules in
+	// force.
+	Access func() auth.Access
 	// Guard is the middleware every POST route goes through; it calls
 	// Authorize (see the server's sameOrigin).
 	Guard func(http.Handler) http.Handler
@@ -121,16 +120,4 @@ func FormError(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("bad form: request body larger than %d bytes", MaxRPCBody)
 	}
 	return http.StatusBadRequest, "bad form: " + err.Error()
-}
-
-// authn returns the users in force, or nil when [www.auth] is not enabled.
-func (s *Server) authn() *auth.Authenticator {
-	a, _ := s.cfg.Access()
-	return a
-}
-
-// authz returns the rules in force.
-func (s *Server) authz() config.Authz {
-	_, z := s.cfg.Access()
-	return z
 }

@@ -7,6 +7,13 @@ import (
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
+// Access is the [www.auth] users (nil when it is not enabled) and the
+// [www.authz] rules in force at one time.
+type Access struct {
+	Users *Authenticator
+	Rules config.Authz
+}
+
 // Allowed applies the rules of authz to user u doing action on builder ("" for a
 // worker action) of a build owned by owner.
 func Allowed(authz config.Authz, u *User, action, builder, owner string) bool {

@@ -1,4 +1,4 @@
-package web
+package ui
 
 import (
 	"fmt"
@@ -71,7 +71,7 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("count"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
-			s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("count must be a positive integer, not %q", v))
+			s.ErrorPage(w, r, http.StatusBadRequest, fmt.Sprintf("count must be a positive integer, not %q", v))
 			return
 		}
 		count = min(n, api.MaxChunkLines)
@@ -81,7 +81,7 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("first"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
-			s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("first must be a positive integer, not %q", v))
+			s.ErrorPage(w, r, http.StatusBadRequest, fmt.Sprintf("first must be a positive integer, not %q", v))
 			return
 		}
 		first, tail = n, false

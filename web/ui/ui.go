@@ -1,4 +1,4 @@
-package web
+package ui
 
 import (
 	"bytes"
@@ -48,10 +48,10 @@ var staticFS, staticVersion = func() (fs.FS, string) {
 	return sub, hex.EncodeToString(h.Sum(nil))[:10]
 }()
 
-// uiRoutes adds the pages, their forms and the static files to r. Every
+// Routes adds the pages, their forms and the static files to r. Every
 // link a page makes is relative to the page (through pageBase.Root), so the
 // site works under any path prefix that a proxy strips.
-func (s *Server) uiRoutes(r chi.Router) {
+func (s *Server) Routes(r chi.Router) {
 	r.Get("/", s.homePage)
 	r.Get("/builders", s.buildersPage)
 	r.Get("/builders/{builder}", s.builderPage)
@@ -65,7 +65,7 @@ func (s *Server) uiRoutes(r chi.Router) {
 	r.Get("/badges/{file}", s.badge)
 	r.Get("/static/*", s.static)
 	r.Group(func(r chi.Router) {
-		r.Use(s.sameOrigin)
+		r.Use(s.cfg.Guard)
 		r.Post("/force/{scheduler}", s.forceForm)
 		r.Post("/builders/{builder}/force/{scheduler}", s.builderForceForm)
 		r.Post("/builders/{builder}/builds/{number}/stop", s.stopForm)
@@ -106,7 +106,7 @@ func (s *Server) base(r *http.Request, nav, title, live string) pageBase {
 		Nav: nav, Live: live, MasterName: s.cfg.MasterName, Static: staticVersion,
 		Auth: s.authView(r),
 		can: func(action, builder, owner string) bool {
-			return s.acc().auth == nil || auth.Allowed(s.acc().authz, u, action, builder, owner)
+			return s.cfg.Access().Users == nil || auth.Allowed(s.cfg.Access().Rules, u, action, builder, owner)
 		},
 	}
 }
@@ -406,14 +406,14 @@ type errorPage struct {
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *api.Error
 	if errors.As(err, &ae) {
-		s.errorPage(w, r, ae.Status(), ae.Error())
+		s.ErrorPage(w, r, ae.Status(), ae.Error())
 		return
 	}
 	s.log.Error("render page", "path", r.URL.Path, "err", err)
-	s.errorPage(w, r, http.StatusInternalServerError, "internal error")
+	s.ErrorPage(w, r, http.StatusInternalServerError, "internal error")
 }
 
-func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+func (s *Server) ErrorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	s.render(w, status, "error.html", &errorPage{pageBase: s.base(r, "", http.StatusText(status), ""), Message: msg})
 }
 
@@ -435,7 +435,7 @@ func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string
 	if v := r.PostForm.Get("builderid"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			s.errorPage(w, r, http.StatusBadRequest, "builderid must be an integer")
+			s.ErrorPage(w, r, http.StatusBadRequest, "builderid must be an integer")
 			return fr, false
 		}
 		fr.BuilderID = id
@@ -466,7 +466,7 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
 		if rerr.Status() != http.StatusBadRequest {
-			s.errorPage(w, r, rerr.Status(), rerr.Message())
+			s.ErrorPage(w, r, rerr.Status(), rerr.Message())
 			return
 		}
 		// Show the form again, with the values posted and the error
@@ -481,7 +481,7 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, "index.html", page)
 		return
 	}
-	s.seeOther(w, r, "")
+	s.SeeOther(w, r, "")
 }
 
 // builderForceForm serves a builder page's force forms: it forces a build
@@ -500,7 +500,7 @@ func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
 	fr.BuilderID = b.ID
 	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
 		if rerr.Status() != http.StatusBadRequest {
-			s.errorPage(w, r, rerr.Status(), rerr.Message())
+			s.ErrorPage(w, r, rerr.Status(), rerr.Message())
 			return
 		}
 		page, err := s.builderData(r, b, name, r.PostForm, rerr)
@@ -511,13 +511,13 @@ func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, "builder.html", page)
 		return
 	}
-	s.seeOther(w, r, "builders/"+strconv.FormatInt(b.ID, 10))
+	s.SeeOther(w, r, "builders/"+strconv.FormatInt(b.ID, 10))
 }
 
-// seeOther sends the browser to target, a path from the site's root. A
+// SeeOther sends the browser to target, a path from the site's root. A
 // relative Location keeps a proxy's path prefix; http.Redirect would make
 // it absolute from our own path.
-func (s *Server) seeOther(w http.ResponseWriter, r *http.Request, target string) {
+func (s *Server) SeeOther(w http.ResponseWriter, r *http.Request, target string) {
 	w.Header().Set("Location", rootOf(r.URL.Path)+target)
 	w.WriteHeader(http.StatusSeeOther)
 }

@@ -1,4 +1,4 @@
-package web
+package ui
 
 import (
 	"errors"
@@ -29,7 +29,7 @@ func (s *Server) controlForm(w http.ResponseWriter, r *http.Request) (*api.Call,
 		return nil, false
 	}
 	if s.cfg.Controller == nil {
-		s.errorPage(w, r, http.StatusServiceUnavailable, "control is not available")
+		s.ErrorPage(w, r, http.StatusServiceUnavailable, "control is not available")
 		return nil, false
 	}
 	return c, true
@@ -42,11 +42,11 @@ func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *api.Call
 		var ae *api.Error
 		switch {
 		case errors.As(err, &ae):
-			s.errorPage(w, r, ae.Status(), ae.Error())
+			s.ErrorPage(w, r, ae.Status(), ae.Error())
 		case errors.Is(err, store.ErrNotFound):
-			s.errorPage(w, r, http.StatusNotFound, err.Error())
+			s.ErrorPage(w, r, http.StatusNotFound, err.Error())
 		case errors.Is(err, build.ErrNotHere):
-			s.errorPage(w, r, http.StatusConflict, err.Error())
+			s.ErrorPage(w, r, http.StatusConflict, err.Error())
 		default:
 			s.pageError(w, r, err)
 		}
@@ -56,7 +56,7 @@ func (s *Server) controlDone(w http.ResponseWriter, r *http.Request, c *api.Call
 	if next == "" || !nextRE.MatchString(next) || strings.Contains(next, "..") {
 		next = def
 	}
-	s.seeOther(w, r, next)
+	s.SeeOther(w, r, next)
 }
 
 func buildPath(b store.Build) string {

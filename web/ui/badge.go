@@ -1,4 +1,4 @@
-package web
+package ui
 
 import (
 	"cmp"
@@ -34,7 +34,7 @@ func (s *Server) badge(w http.ResponseWriter, r *http.Request) {
 	file := chi.URLParam(r, "file")
 	name, ok := strings.CutSuffix(file, ".svg")
 	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, "badges are BUILDER.svg")
+		s.ErrorPage(w, r, http.StatusNotFound, "badges are BUILDER.svg")
 		return
 	}
 	left := cmp.Or(r.URL.Query().Get("left_text"), name)
