@@ -104,6 +104,8 @@ func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[stri
 	}
 }
 
+// Routes adds the API's resources and controls to r, which is mounted
+// at /api/v2.
 func (s *Server) Routes(r chi.Router) {
 	r.Get("/builders", s.list(builderRes, s.listBuilders))
 	r.Route("/builders/{builder}", func(r chi.Router) {
@@ -180,8 +182,11 @@ func idParam(r *http.Request, name, what string) (int64, error) {
 	return id, nil
 }
 
-// The resolvers find the object a path names, by id or through its parents.
+// The resolvers find the object a path names, by id or through its
+// parents. The pages use them too.
 
+// BuilderParam is the builder that the path parameter builder names, by
+// id or by name.
 func (s *Server) BuilderParam(r *http.Request) (store.Builder, error) {
 	v := chi.URLParam(r, "builder")
 	if id, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -198,6 +203,7 @@ func (s *Server) BuilderParam(r *http.Request) (store.Builder, error) {
 	return b, nil
 }
 
+// BuildParam is the build that buildid, or builder and number, name.
 func (s *Server) BuildParam(r *http.Request) (store.Build, error) {
 	if chi.URLParam(r, "buildid") != "" {
 		id, err := idParam(r, "buildid", "build")
@@ -225,6 +231,7 @@ func (s *Server) BuildParam(r *http.Request) (store.Build, error) {
 	return b, nil
 }
 
+// StepParam is the step that stepid, or a build and step, name.
 func (s *Server) StepParam(r *http.Request) (store.Step, error) {
 	if chi.URLParam(r, "stepid") != "" {
 		id, err := idParam(r, "stepid", "step")
@@ -806,6 +813,7 @@ func (s *Server) getSourceStamp(r *http.Request, _ *query) (map[string]any, erro
 	return sourcestampObj(ss), nil
 }
 
+// ForceSchedulers lists the force schedulers, none without a Forcer.
 func (s *Server) ForceSchedulers() []scheduler.ForceInfo {
 	if s.cfg.Forcer == nil {
 		return nil

@@ -385,6 +385,7 @@ func (s *Server) builderName(id int64) []string {
 	return []string{b.Name}
 }
 
+// PropString is the string value of the property name, or "".
 func PropString(props store.Properties, name string) string {
 	var v string
 	if p, ok := props[name]; ok {

@@ -86,7 +86,7 @@ func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
 	jsonreply.Write(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
 }
 
-// force runs a force request and maps its errors to JSON-RPC ones.
+// Force runs a force request and maps its errors to JSON-RPC ones.
 func (s *Server) Force(r *http.Request, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *RPCError) {
 	if s.cfg.Forcer == nil {
 		return 0, nil, &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such forcescheduler " + name}

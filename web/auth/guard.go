@@ -59,6 +59,7 @@ const (
 	loginKeys  = 10_000
 )
 
+// NewGuard returns a brake that logs its refusals, sampled, to log.
 func NewGuard(log *slog.Logger) Guard {
 	return Guard{
 		brake: backoff.New(backoff.Config{Burst: LoginBurst, Every: LoginEvery, MaxKeys: loginKeys}),

@@ -43,6 +43,8 @@ var loginTemplate = template.Must(template.Must(pages.Clone()).New("login").Pars
 </form>
 {{template "foot" .}}`))
 
+// LoginPage is what the login page shows besides the header: where to go
+// next, the user name given and why the last try failed.
 type LoginPage struct {
 	pageBase
 	Next, Username, Error string
@@ -57,6 +59,7 @@ func LoginNext(v string) string {
 	return v
 }
 
+// LoginForm serves GET /login.
 func (s *Server) LoginForm(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Access().Users == nil {
 		s.ErrorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
@@ -65,6 +68,7 @@ func (s *Server) LoginForm(w http.ResponseWriter, r *http.Request) {
 	s.RenderLogin(w, r, http.StatusOK, LoginPage{Next: LoginNext(r.URL.Query().Get("next"))})
 }
 
+// RenderLogin answers status with the login page p.
 func (s *Server) RenderLogin(w http.ResponseWriter, r *http.Request, status int, p LoginPage) {
 	p.pageBase = s.base(r, "", "Log in", "")
 	var buf bytes.Buffer

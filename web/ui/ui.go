@@ -413,6 +413,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	s.ErrorPage(w, r, http.StatusInternalServerError, "internal error")
 }
 
+// ErrorPage answers status with the error page saying msg.
 func (s *Server) ErrorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	s.render(w, status, "error.html", &errorPage{pageBase: s.base(r, "", http.StatusText(status), ""), Message: msg})
 }
