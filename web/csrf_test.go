@@ -23,7 +23,7 @@ import (
 var testFormToken = strings.Repeat("ab", 32)
 
 // anonCookie is the header pair of f.do that sends testFormToken's cookie.
-var anonCookie = []string{"Cookie", anonCSRFCookie + "=" + testFormToken}
+var anonCookie = []string{"Cookie", auth.AnonCSRFCookie + "=" + testFormToken}
 
 // formRequest is a POST of form to u as a browser sends it from one of the
 // site's pages: with the form's CSRF token and its cookie.
@@ -35,7 +35,7 @@ func formRequest(t *testing.T, u string, form url.Values) *http.Request {
 	}
 	req := must(http.NewRequest("POST", u, strings.NewReader(v.Encode())))(t)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: anonCSRFCookie, Value: testFormToken})
+	req.AddCookie(&http.Cookie{Name: auth.AnonCSRFCookie, Value: testFormToken})
 	return req
 }
 
@@ -72,7 +72,7 @@ func TestAnonymousFormToken(t *testing.T) {
 	page := readAll(t, resp)
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonCSRFCookie {
+		if c.Name == auth.AnonCSRFCookie {
 			cookie = c
 		}
 	}
@@ -126,7 +126,7 @@ func TestAnonymousFormToken(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	other := &http.Cookie{Name: anonCSRFCookie, Value: strings.Repeat("0", 64)}
+	other := &http.Cookie{Name: auth.AnonCSRFCookie, Value: strings.Repeat("0", 64)}
 	for _, tt := range []struct {
 		name   string
 		form   url.Values
@@ -138,7 +138,7 @@ func TestAnonymousFormToken(t *testing.T) {
 		{"no token", url.Values{"reason": {"csrf"}}, cookie, nil, 403},
 		{"token without its cookie", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, nil, nil, 403},
 		{"another cookie's token", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, other, nil, 403},
-		{"empty token and cookie", url.Values{"reason": {"csrf"}, auth.CSRFField: {""}}, &http.Cookie{Name: anonCSRFCookie, Value: ""}, nil, 403},
+		{"empty token and cookie", url.Values{"reason": {"csrf"}, auth.CSRFField: {""}}, &http.Cookie{Name: auth.AnonCSRFCookie, Value: ""}, nil, 403},
 		{"cross-site", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "cross-site"}, 403},
 		{"the page's form", url.Values{"reason": {"mine"}, auth.CSRFField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "same-origin"}, 303},
 		{"the token in the header", url.Values{"reason": {"mine"}}, cookie, []string{auth.CSRFHeader, cookie.Value}, 303},
@@ -165,7 +165,7 @@ func TestLoginFormToken(t *testing.T) {
 	resp, body = f.do(t, "", "GET", "/login", "", "")
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonCSRFCookie {
+		if c.Name == auth.AnonCSRFCookie {
 			cookie = c
 		}
 	}
@@ -231,7 +231,7 @@ func TestWSOriginBehindProxy(t *testing.T) {
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 	host := strings.TrimPrefix(srv.URL, "http://")
 	tok := strings.Repeat("cd", 32)
-	cookie := anonCSRFCookie + "=" + tok
+	cookie := auth.AnonCSRFCookie + "=" + tok
 	for _, tt := range []struct {
 		name  string
 		hdr   http.Header

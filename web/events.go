@@ -23,7 +23,7 @@ import (
 // belongs to. It logs why it refuses any other.
 func (s *Server) wsOriginOK(r *http.Request) bool {
 	o := r.Header.Get("Origin")
-	if o == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin" || s.originOK(r, o) || s.checkQueryToken(r) {
+	if o == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin" || auth.OriginOK(r, o, s.site().origin) || auth.CheckQueryToken(r) {
 		return true
 	}
 	fwd := r.Header.Get("X-Forwarded-Host")

@@ -21,7 +21,7 @@ import (
 // withFormCookie gives a form the anonymous CSRF cookie whose value
 // testFormToken the form carries, as gbb's own login page does.
 func withFormCookie(r *http.Request) {
-	r.AddCookie(&http.Cookie{Name: anonCSRFCookie, Value: testFormToken})
+	r.AddCookie(&http.Cookie{Name: auth.AnonCSRFCookie, Value: testFormToken})
 }
 
 // clientFrom returns a client whose connections come from the loopback

@@ -137,7 +137,7 @@ func New(cfg Config) *Server {
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
 		Schedulers: cfg.Schedulers, Logger: s.log,
 		Access: inForce,
-		Guard:  s.sameOrigin, FormToken: s.checkFormToken,
+		Guard:  s.sameOrigin,
 		FormRefused: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
 			s.ui.ErrorPage(w, r, status, msg)
 		},
@@ -318,12 +318,12 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 		// The body must come within BodyTimeout (requestBodies set the
 		// deadline); a stalled one fails the handler's read with a
 		// timeout, which it answers.
-		if reason := crossSite(r); reason != "" {
+		if reason := auth.CrossSite(r); reason != "" {
 			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
 			jsonreply.Error(w, http.StatusForbidden, reason)
 			return
 		}
-		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !s.originOK(r, o) {
+		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !auth.OriginOK(r, o, s.site().origin) {
 			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}

@@ -255,7 +255,7 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *Call) boo
 }
 
 // decodeForm reads a form into c: the only read of its body. Every form
-// carries the CSRF token (the server's FormToken checks it).
+// carries the CSRF token (auth.CheckFormToken).
 func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxRPCBody)
 	if err := r.ParseForm(); err != nil {
@@ -264,7 +264,7 @@ func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) boo
 		return false
 	}
 	c.Form = r.PostForm
-	if reason := s.cfg.FormToken(r, c.User); reason != "" {
+	if reason := auth.CheckFormToken(r, c.User); reason != "" {
 		s.log.Info("refused a form without a valid CSRF token", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", reason)
 		s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: reason})
 		return false

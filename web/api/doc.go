@@ -12,6 +12,5 @@
 // live streams show events in that encoding (EventMessage).
 //
 // It must not know the pages: it imports no web/ui and renders no HTML.
-// What a refused form shows, and how a form's CSRF token is checked, the
-// server tells it (Config.FormRefused, Config.FormToken).
+// What a refused form shows, the server tells it (Config.FormRefused).
 package api

@@ -90,9 +90,6 @@ type Config struct {
 	// Guard is the middleware every POST route goes through; it calls
 	// Authorize (see the server's sameOrigin).
 	Guard func(http.Handler) http.Handler
-	// FormToken checks a form's CSRF token for user u (nil: anonymous)
-	// and returns why it is refused, or "".
-	FormToken func(r *http.Request, u *auth.User) string
 	// FormRefused answers a refused form (the error page).
 	FormRefused func(w http.ResponseWriter, r *http.Request, status int, msg string)
 }
