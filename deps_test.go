@@ -32,6 +32,17 @@ func TestBoundaries(t *testing.T) {
 		{mod + "pkg/build", []string{mod + "web", mod + "pkg/master"}},
 		{mod + "pkg/scheduler", []string{mod + "web", mod + "pkg/master", mod + "pkg/build"}},
 		{mod + "pkg/config", []string{mod + "pkg/store", "go.etcd.io/bbolt"}},
+		// The change hooks make Changes; the server only mounts them
+		// (issue 15).
+		{mod + "pkg/changesource/hooks", []string{mod + "web"}},
+		// web/auth returns decisions; the callers render them.
+		{mod + "web/auth", []string{mod + "web/api", mod + "web/ui", mod + "web/live", "github.com/go-chi/chi", "html/template"}},
+		// web/api renders no page.
+		{mod + "web/api", []string{mod + "web/ui", mod + "web/live"}},
+		// web/ui reads through web/api's read model; it knows no stream.
+		{mod + "web/ui", []string{mod + "web/live"}},
+		// web/live streams events; the server gives it their encoding.
+		{mod + "web/live", []string{mod + "web/api", mod + "web/ui", "html/template"}},
 		// The worker's git step runs the git binary, as buildbot's Git
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the
@@ -52,6 +63,13 @@ func TestBoundaries(t *testing.T) {
 			}
 		}
 	}
+	// The rooms of web (issue 15) never import the server that wires
+	// them: web itself, not only its other rooms.
+	for _, pkg := range []string{mod + "web/auth", mod + "web/live", mod + "web/api", mod + "web/ui", mod + "pkg/changesource/hooks"} {
+		if slices.Contains(deps(pkg), mod+"web") {
+			t.Errorf("%s imports %sweb", pkg, mod)
+		}
+	}
 	// Only pkg/store imports bbolt.
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
 	if err != nil {
@@ -62,6 +80,12 @@ func TestBoundaries(t *testing.T) {
 		for _, imp := range f[1:] {
 			if strings.HasPrefix(imp, "go.etcd.io/bbolt") && f[0] != mod+"pkg/store" {
 				t.Errorf("%s imports bbolt; only pkg/store may", f[0])
+			}
+			// Only the pages render HTML (grpc links html/template
+			// into everything below pkg/build, so only direct imports
+			// count).
+			if imp == "html/template" && slices.Contains([]string{mod + "web/api", mod + "web/auth", mod + "web/live", mod + "pkg/changesource/hooks"}, f[0]) {
+				t.Errorf("%s imports html/template; only the pages may", f[0])
 			}
 		}
 	}

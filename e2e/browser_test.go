@@ -21,7 +21,7 @@ import (
 
 // The browser tests drive Debian's Chromium with chromedp against real
 // gbb-master and gbb-worker processes: the pages, their forms without
-// JavaScript, and the live updates of web/static/live.js. One Chromium
+// JavaScript, and the live updates of web/ui/static/live.js. One Chromium
 // serves every subtest. Screenshots of the main pages are written under
 // $GBB_SCREENSHOTS, or under the test's temp dir, and the test logs where.
 

@@ -19,6 +19,8 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/api"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // testToken is the bearer token of the user "bot" (groups devs).
@@ -102,7 +104,7 @@ func (f *authFixture) do(t testing.TB, who, method, path, ctype, body string, hd
 	case who == "token":
 		req.Header.Set("Authorization", "Bearer "+testToken)
 	case strings.HasPrefix(who, "cookie="):
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: strings.TrimPrefix(who, "cookie=")})
+		req.AddCookie(&http.Cookie{Name: auth.SessionCookie, Value: strings.TrimPrefix(who, "cookie=")})
 	default:
 		req.SetBasicAuth(who, "pw-"+who)
 	}
@@ -155,7 +157,7 @@ func TestAuthzRPC(t *testing.T) {
 					Message string
 				}
 			}
-			if err := json.Unmarshal([]byte(body), &reply); err != nil || reply.ID != 9 || reply.Error.Code != rpcInvalidRequest || !strings.Contains(reply.Error.Message, "may not "+tt.method) {
+			if err := json.Unmarshal([]byte(body), &reply); err != nil || reply.ID != 9 || reply.Error.Code != api.RPCInvalidRequest || !strings.Contains(reply.Error.Message, "may not "+tt.method) {
 				t.Errorf("%s %s %s: reply %s, want a JSON-RPC error", tt.who, tt.method, tt.path, body)
 			}
 		}
@@ -181,7 +183,7 @@ func TestAuthzRPC(t *testing.T) {
 	var bsid int64
 	check(t, json.Unmarshal(reply.Result[0], &bsid))
 	bs := must(f.db.Buildset(bsid))(t)
-	if got := propString(bs.Properties, "owner"); got != "bob" {
+	if got := api.PropString(bs.Properties, "owner"); got != "bob" {
 		t.Errorf("owner of the forced buildset = %q, want bob", got)
 	}
 }
@@ -204,12 +206,12 @@ var csrfRE = regexp.MustCompile(`<input type="hidden" name="csrf_token" value="(
 func (f *authFixture) login(t testing.TB, name, password string) *http.Cookie {
 	t.Helper()
 	resp, body := f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded",
-		url.Values{"username": {name}, "password": {password}, "next": {"builders"}, csrfField: {testFormToken}}.Encode(), anonCookie...)
+		url.Values{"username": {name}, "password": {password}, "next": {"builders"}, auth.CSRFField: {testFormToken}}.Encode(), anonCookie...)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "./builders" {
 		t.Fatalf("login %s: %d %v %s", name, resp.StatusCode, resp.Header, body)
 	}
 	for _, c := range resp.Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == auth.SessionCookie {
 			return c
 		}
 	}
@@ -262,7 +264,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 		{"no token", "reason=x", nil, 403},
 		{"wrong token", "reason=x&csrf_token=" + strings.Repeat("0", 64), nil, 403},
 		{"form token", "reason=x&csrf_token=" + token, nil, 303},
-		{"header token", "reason=x", []string{csrfHeader, token}, 303},
+		{"header token", "reason=x", []string{auth.CSRFHeader, token}, 303},
 	} {
 		resp, body := f.do(t, who, "POST", stop, form, tt.body, tt.hdr...)
 		if resp.StatusCode != tt.want {
@@ -274,7 +276,7 @@ func TestLoginSessionCSRF(t *testing.T) {
 	if resp, body := f.do(t, who, "POST", running, "application/json", rpcBody("stop", "{}")); resp.StatusCode != 403 || !strings.Contains(body, "CSRF") {
 		t.Errorf("JSON-RPC with a cookie and no token: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := f.do(t, who, "POST", running, "application/json", rpcBody("stop", "{}"), csrfHeader, token); resp.StatusCode != 200 {
+	if resp, body := f.do(t, who, "POST", running, "application/json", rpcBody("stop", "{}"), auth.CSRFHeader, token); resp.StatusCode != 200 {
 		t.Errorf("JSON-RPC with a cookie and the token: %d %s", resp.StatusCode, body)
 	}
 
@@ -365,7 +367,7 @@ func TestForceFormOwner(t *testing.T) {
 	var owner string
 	for _, bs := range bss {
 		if bs.Reason == "owned" {
-			owner = propString(bs.Properties, "owner")
+			owner = api.PropString(bs.Properties, "owner")
 		}
 	}
 	if owner != "bob" {
@@ -447,7 +449,7 @@ func TestSetAccess(t *testing.T) {
 	running := fmt.Sprintf("/api/v2/builds/%d", f.running.ID)
 	rebuild := func(who string) int {
 		t.Helper()
-		resp, _ := f.do(t, who, "POST", running, "application/json", rpcBody("rebuild", "{}"), csrfHeader, "")
+		resp, _ := f.do(t, who, "POST", running, "application/json", rpcBody("rebuild", "{}"), auth.CSRFHeader, "")
 		return resp.StatusCode
 	}
 	if got := rebuild("bob"); got != 403 {

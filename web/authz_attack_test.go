@@ -3,12 +3,10 @@ package web
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"reflect"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +15,8 @@ import (
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // The probe of issue 13 (item 1): the authorization check parsed the body
@@ -34,11 +34,11 @@ func attackers(t *testing.T, f *authFixture) map[string][]string {
 	t.Helper()
 	sess := f.login(t, "bob", "pw-bob")
 	// The session's token, as its pages carry it (TestLoginSessionCSRF).
-	token := f.s.acc().auth.session(sess.Value).csrf
+	token := f.s.acc().auth.Session(sess.Value).CSRF
 	return map[string][]string{
 		"anonymous":    {""},
 		"bob":          {"bob"},
-		"bob's cookie": {"cookie=" + sess.Value, csrfHeader, token},
+		"bob's cookie": {"cookie=" + sess.Value, auth.CSRFHeader, token},
 	}
 }
 
@@ -112,7 +112,7 @@ func TestOwnerNotSpoofed(t *testing.T) {
 			after := must(f.db.Buildsets(nil))(t)
 			want := map[string]string{"bob's cookie": "bob", "bob": "bob", "token": "bot"}[name]
 			if len(after) > len(before) {
-				if got := propString(after[len(after)-1].Properties, "owner"); got != want {
+				if got := api.PropString(after[len(after)-1].Properties, "owner"); got != want {
 					t.Errorf("%s: force with %q after it recorded as %q's, want %q's", name, tail, got, want)
 				}
 			}
@@ -134,13 +134,13 @@ func TestOwnerNotSpoofed(t *testing.T) {
 	}
 	// The form's username is overridden too.
 	resp, reply := f.do(t, who["bob's cookie"][0], "POST", fmt.Sprintf("/builders/%d/force/force-runtests", f.runtests.ID), "application/x-www-form-urlencoded",
-		url.Values{csrfField: {who["bob's cookie"][2]}, "username": {"alice"}, "reason": {"form spoof"}}.Encode())
+		url.Values{auth.CSRFField: {who["bob's cookie"][2]}, "username": {"alice"}, "reason": {"form spoof"}}.Encode())
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("bob's force form: %d %s", resp.StatusCode, reply)
 	}
 	for _, bs := range must(f.db.Buildsets(nil))(t) {
 		if bs.Reason == "form spoof" {
-			if got := propString(bs.Properties, "owner"); got != "bob" {
+			if got := api.PropString(bs.Properties, "owner"); got != "bob" {
 				t.Errorf("owner of the form's buildset = %q, want bob", got)
 			}
 		}
@@ -164,7 +164,7 @@ func TestEveryPostRoute(t *testing.T) {
 	samples := map[string][]string{
 		"/login":                              nil,
 		"/logout":                             nil,
-		"/change_hook/{dialect}":              nil, // checks its own secrets (hooks_test.go)
+		"/change_hook/{dialect}":              nil, // checks its own secrets (pkg/changesource/hooks)
 		"/api/v2/forceschedulers/{scheduler}": {"/api/v2/forceschedulers/force-runtests"},
 		"/api/v2/builds/{buildid}":            {fmt.Sprintf("/api/v2/builds/%d", f.running.ID)},
 		"/api/v2/builders/{builder}/builds/{number}":  {fmt.Sprintf("/api/v2/builders/%d/builds/%d", rt, f.running.Number)},
@@ -177,6 +177,7 @@ func TestEveryPostRoute(t *testing.T) {
 		"/buildrequests/{brid}/cancel":                {fmt.Sprintf("/buildrequests/%d/cancel", f.brid)},
 		"/workers/{worker}/{action}":                  {fmt.Sprintf("/workers/%d/pause", w), fmt.Sprintf("/workers/%d/unpause", w), fmt.Sprintf("/workers/%d/graceful", w)},
 	}
+	postRoutes := api.PostRoutes()
 	routed := map[string]bool{}
 	err := chi.Walk(f.s.handler.(chi.Routes), func(method, route string, _ http.Handler, mws ...func(http.Handler) http.Handler) error {
 		if method == http.MethodGet || method == http.MethodHead {
@@ -188,7 +189,7 @@ func TestEveryPostRoute(t *testing.T) {
 		}
 		routed[pattern] = true
 		if _, ok := postRoutes[pattern]; !ok {
-			t.Errorf("%s %s has no entry in postRoutes (authz.go): add it, with its kind and action", method, route)
+			t.Errorf("%s %s has no entry in postRoutes (web/api/authz.go): add it, with its kind and action", method, route)
 		}
 		if _, ok := samples[pattern]; !ok {
 			t.Errorf("%s %s has no sample here: add one", method, route)
@@ -216,8 +217,8 @@ func TestEveryPostRoute(t *testing.T) {
 	buildsets := func() int { return len(must(f.db.Buildsets(nil))(t)) }
 	// send posts one call of route to path as args (a who of f.do and its
 	// header pairs), with tail after a JSON-RPC call.
-	send := func(args []string, route postRoute, path, method, tail string) (*http.Response, string) {
-		if route.kind == postRPC {
+	send := func(args []string, rpcMethods []string, path, method, tail string) (*http.Response, string) {
+		if rpcMethods != nil {
 			return f.do(t, args[0], "POST", path, "application/json", rpcBody(method, `{"reason":"x","username":"alice"}`)+tail, args[1:]...)
 		}
 		tok, hdr := testFormToken, append(args[1:len(args):len(args)], anonCookie...)
@@ -225,19 +226,19 @@ func TestEveryPostRoute(t *testing.T) {
 			tok, hdr = sessToken, nil
 		}
 		return f.do(t, args[0], "POST", path, "application/x-www-form-urlencoded",
-			url.Values{csrfField: {tok}, "reason": {"x"}, "username": {"alice"}}.Encode(), hdr...)
+			url.Values{auth.CSRFField: {tok}, "reason": {"x"}, "username": {"alice"}}.Encode(), hdr...)
 	}
 	for pattern, paths := range samples {
 		route := postRoutes[pattern]
 		methods := []string{""}
-		if route.kind == postRPC {
-			methods = slices.Sorted(maps.Keys(route.methods))
+		if route != nil {
+			methods = route
 		}
 		for _, path := range paths {
 			for _, method := range methods {
 				for name, args := range who {
 					for _, tail := range []string{"", " x"} {
-						if tail != "" && route.kind != postRPC {
+						if tail != "" && route == nil {
 							continue
 						}
 						n := buildsets()

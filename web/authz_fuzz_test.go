@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // FuzzControlBody sends any body as a JSON-RPC call to each control
@@ -49,7 +51,7 @@ func FuzzControlBody(f *testing.F) {
 		{"root", true, func(r *http.Request) { r.SetBasicAuth("root", "pw-root") }, false},
 		{"bob", false, func(r *http.Request) {
 			r.AddCookie(sess)
-			r.Header.Set(csrfHeader, fx.s.acc().auth.session(sess.Value).csrf)
+			r.Header.Set(auth.CSRFHeader, fx.s.acc().auth.Session(sess.Value).CSRF)
 		}, true},
 	}
 	for _, body := range []string{
@@ -85,7 +87,7 @@ func FuzzControlBody(f *testing.F) {
 			}
 			return
 		}
-		var ref rpcRequest
+		var ref api.RPCRequest
 		if err := json.Unmarshal(body, &ref); err != nil || ref.JSONRPC != "2.0" || ref.Params == nil {
 			t.Fatalf("done (%d %s), but a strict reading of the body fails: %v", rec.Code, rec.Body, err)
 		}
@@ -116,8 +118,8 @@ func FuzzControlBody(f *testing.F) {
 			t.Fatalf("force made calls %q and %d buildsets, want one buildset", newCalls, len(newSets))
 		}
 		bs := newSets[0]
-		if who.name == "" || propString(bs.Properties, "owner") != who.name {
-			t.Fatalf("%q forced a buildset owned by %q", who.name, propString(bs.Properties, "owner"))
+		if who.name == "" || api.PropString(bs.Properties, "owner") != who.name {
+			t.Fatalf("%q forced a buildset owned by %q", who.name, api.PropString(bs.Properties, "owner"))
 		}
 		if reason != "" && bs.Reason != reason {
 			t.Fatalf("forced with reason %q, want %q", bs.Reason, reason)

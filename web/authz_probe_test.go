@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // The outside probe after issue 13: holes in how rules match.
@@ -60,14 +61,14 @@ func TestBuilderGlobsMatchSlash(t *testing.T) {
 			{Actions: []string{"force"}, Builders: []string{pattern}, Roles: []string{"admins"}},
 			{Actions: []string{"force"}, Roles: []string{"devs", "admins"}},
 		}})
-		bob, root := &user{Name: "bob", Groups: []string{"devs"}}, &user{Name: "root", Groups: []string{"admins"}}
-		if f.s.allowed(bob, "force", "restricted/x", "") {
+		bob, root := &auth.User{Name: "bob", Groups: []string{"devs"}}, &auth.User{Name: "root", Groups: []string{"admins"}}
+		if auth.Allowed(f.s.acc().authz, bob, "force", "restricted/x", "") {
 			t.Errorf("builders = [%q]: bob may force restricted/x, want only admins", pattern)
 		}
-		if !f.s.allowed(root, "force", "restricted/x", "") {
+		if !auth.Allowed(f.s.acc().authz, root, "force", "restricted/x", "") {
 			t.Errorf("builders = [%q]: root may not force restricted/x", pattern)
 		}
-		if !f.s.allowed(bob, "force", "open/x", "") && pattern != "*" {
+		if !auth.Allowed(f.s.acc().authz, bob, "force", "open/x", "") && pattern != "*" {
 			t.Errorf("builders = [%q]: bob may not force open/x, which the pattern does not name", pattern)
 		}
 	}

@@ -16,8 +16,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/api"
+	"github.com/gbb-ci/gbb/web/live"
 )
 
 // TestBadFilterValues: every bad query value is a 400 whose error says
@@ -66,18 +69,18 @@ func TestBadRPCBodies(t *testing.T) {
 		ctl.srv.URL + fmt.Sprintf("/api/v2/buildrequests/%d", f.brid),
 		ctl.srv.URL + "/api/v2/workers/bench-worker",
 	}
-	huge := `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":"` + strings.Repeat("x", 4*maxRPCBody) + `"}}`
+	huge := `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":"` + strings.Repeat("x", 4*api.MaxRPCBody) + `"}}`
 	tests := []struct {
 		name, body string
 		status     int
 		code       float64
 		want       string
 	}{
-		{"oversized", huge, http.StatusRequestEntityTooLarge, rpcInvalidRequest, "larger than"},
-		{"malformed", `{"jsonrpc":"2.0","method":`, http.StatusBadRequest, rpcParseError, ""},
-		{"not utf-8", "{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1,\"params\":{}}", http.StatusBadRequest, rpcMethodNotFound, ""},
-		{"unknown method", `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, http.StatusBadRequest, rpcMethodNotFound, "explode"},
-		{"empty", ``, http.StatusBadRequest, rpcParseError, ""},
+		{"oversized", huge, http.StatusRequestEntityTooLarge, api.RPCInvalidRequest, "larger than"},
+		{"malformed", `{"jsonrpc":"2.0","method":`, http.StatusBadRequest, api.RPCParseError, ""},
+		{"not utf-8", "{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1,\"params\":{}}", http.StatusBadRequest, api.RPCMethodNotFound, ""},
+		{"unknown method", `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, http.StatusBadRequest, api.RPCMethodNotFound, "explode"},
+		{"empty", ``, http.StatusBadRequest, api.RPCParseError, ""},
 	}
 	before := len(must(f.db.Buildsets(nil))(t))
 	for _, p := range paths {
@@ -117,7 +120,7 @@ func postURL(t *testing.T, url, ctype, body string) (int, map[string]any) {
 func TestOversizedForms(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
-	big := "reason=" + strings.Repeat("x", 4*maxRPCBody)
+	big := "reason=" + strings.Repeat("x", 4*api.MaxRPCBody)
 	for _, p := range []string{
 		"/force/force-runtests",
 		fmt.Sprintf("/builders/%d/builds/%d/stop", f.runtests.ID, f.running.Number),
@@ -142,7 +145,7 @@ func TestStalledBody(t *testing.T) {
 	s := New(Config{
 		Store:       f.db,
 		Forcer:      &testForcer{db: f.db, scheds: []scheduler.ForceInfo{{Name: "force-runtests", BuilderNames: []string{"runtests"}}}},
-		Changes:     &testSink{db: f.db},
+		Changes:     hooks.StoreSink{DB: f.db},
 		ChangeHooks: testHooks,
 		BodyTimeout: 300 * time.Millisecond,
 	})
@@ -185,7 +188,7 @@ func TestStalledBody(t *testing.T) {
 	resp.Body.Close()
 }
 
-// TestWSBadFrames: a frame larger than wsMaxFrame closes the WebSocket
+// TestWSBadFrames: a frame larger than live.WSMaxFrame closes the WebSocket
 // with "message too big" (1009); a frame that is not JSON, or not UTF-8,
 // is answered with an error and the socket stays open.
 func TestWSBadFrames(t *testing.T) {
@@ -210,7 +213,7 @@ func TestWSBadFrames(t *testing.T) {
 	// the client's side. Either way the connection ends, and the server
 	// goes on serving.
 	big := dialWS(t, url)
-	err := big.conn.WriteMessage(websocket.TextMessage, []byte(`{"cmd":"ping","_id":"`+strings.Repeat("x", 2*wsMaxFrame)+`"}`))
+	err := big.conn.WriteMessage(websocket.TextMessage, []byte(`{"cmd":"ping","_id":"`+strings.Repeat("x", 2*live.WSMaxFrame)+`"}`))
 	if err == nil {
 		big.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, _, err = big.conn.ReadMessage()
@@ -234,7 +237,7 @@ func TestWSBadFrames(t *testing.T) {
 func TestBadBodiesWithAuth(t *testing.T) {
 	t.Parallel()
 	f := newAuthServer(t, testAuthz)
-	big := strings.Repeat("x", 4*maxRPCBody)
+	big := strings.Repeat("x", 4*api.MaxRPCBody)
 	tests := []struct{ path, ctype, body string }{
 		{"/login", "application/x-www-form-urlencoded", "username=alice&password=" + big},
 		{"/force/force-runtests", "application/x-www-form-urlencoded", "reason=" + big},

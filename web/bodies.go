@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/gbb-ci/gbb/internal/jsonreply"
 )
 
 // requestBodies bounds how long any request's body may hold its
@@ -16,7 +18,7 @@ import (
 // them deny the port (the probe after issue 13). So, first in the chain:
 //
 //   - only POST takes a body here (the controls, the forms, the change
-//     hooks; none over maxRPCBody or maxHookBody, 1 MiB); any other method
+//     hooks; none over maxRPCBody or hooks.MaxBody, 1 MiB); any other method
 //     that declares one is answered 400 at once, the connection closed
 //     without waiting for the body;
 //   - a POST's body must come within BodyTimeout, the read deadline set
@@ -38,7 +40,7 @@ func (s *Server) requestBodies(next http.Handler) http.Handler {
 			w.Header().Set("Connection", "close")
 			_ = rc.SetReadDeadline(time.Now()) // wait for none of it
 			s.log.Info("refused a request with a body", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusBadRequest, r.Method+" request with a body: only POST takes one")
+			jsonreply.Error(w, http.StatusBadRequest, r.Method+" request with a body: only POST takes one")
 			return
 		}
 		_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))

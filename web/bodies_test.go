@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 )
 
 // serveBodies serves a Server with change hooks on a loopback port, with a
@@ -18,7 +20,7 @@ import (
 func serveBodies(t *testing.T) string {
 	t.Helper()
 	f := newTestServer(t)
-	s := New(Config{Store: f.db, Changes: &testSink{db: f.db}, ChangeHooks: testHooks, BodyTimeout: time.Hour})
+	s := New(Config{Store: f.db, Changes: hooks.StoreSink{DB: f.db}, ChangeHooks: testHooks, BodyTimeout: time.Hour})
 	lis := must(net.Listen("tcp", "127.0.0.1:0"))(t)
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(t.Context())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 // testController records the control calls it gets; the engine behind the
@@ -128,19 +129,19 @@ func TestControlRPCErrors(t *testing.T) {
 		status     int
 		code       float64
 	}{
-		{f, "/api/v2/builds/999", `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 404, rpcInvalidRequest},
-		{f, "/api/v2/buildrequests/999", `{"jsonrpc":"2.0","method":"cancel","id":1,"params":{}}`, 404, rpcInvalidRequest},
-		{f, "/api/v2/workers/nobody", `{"jsonrpc":"2.0","method":"pause","id":1,"params":{}}`, 404, rpcInvalidRequest},
-		{f, build, `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, 400, rpcMethodNotFound},
-		{f, fmt.Sprintf("/api/v2/buildrequests/%d", f.brid), `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 400, rpcMethodNotFound},
-		{f, "/api/v2/workers/bench-worker", `{"jsonrpc":"2.0","method":"rebuild","id":1,"params":{}}`, 400, rpcMethodNotFound},
-		{f, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":5}}`, 400, rpcInvalidParams},
-		{f, build, `{"jsonrpc":"2.0","method":"stop","id":1}`, 400, rpcInvalidRequest},
-		{f, build, `{"method":"stop","id":1,"params":{}}`, 400, rpcInvalidRequest},
-		{f, build, `{not json`, 400, rpcParseError},
-		{notHere, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 409, rpcServerError},
-		{gone, build, `{"jsonrpc":"2.0","method":"rebuild","id":1,"params":{}}`, 404, rpcInvalidRequest},
-		{none, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 503, rpcInternalError},
+		{f, "/api/v2/builds/999", `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 404, api.RPCInvalidRequest},
+		{f, "/api/v2/buildrequests/999", `{"jsonrpc":"2.0","method":"cancel","id":1,"params":{}}`, 404, api.RPCInvalidRequest},
+		{f, "/api/v2/workers/nobody", `{"jsonrpc":"2.0","method":"pause","id":1,"params":{}}`, 404, api.RPCInvalidRequest},
+		{f, build, `{"jsonrpc":"2.0","method":"explode","id":1,"params":{}}`, 400, api.RPCMethodNotFound},
+		{f, fmt.Sprintf("/api/v2/buildrequests/%d", f.brid), `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 400, api.RPCMethodNotFound},
+		{f, "/api/v2/workers/bench-worker", `{"jsonrpc":"2.0","method":"rebuild","id":1,"params":{}}`, 400, api.RPCMethodNotFound},
+		{f, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":5}}`, 400, api.RPCInvalidParams},
+		{f, build, `{"jsonrpc":"2.0","method":"stop","id":1}`, 400, api.RPCInvalidRequest},
+		{f, build, `{"method":"stop","id":1,"params":{}}`, 400, api.RPCInvalidRequest},
+		{f, build, `{not json`, 400, api.RPCParseError},
+		{notHere, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 409, api.RPCServerError},
+		{gone, build, `{"jsonrpc":"2.0","method":"rebuild","id":1,"params":{}}`, 404, api.RPCInvalidRequest},
+		{none, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 503, api.RPCInternalError},
 	}
 	for _, tt := range tests {
 		status, body := tt.f.post(t, tt.path, "application/json", tt.body)

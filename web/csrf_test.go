@@ -15,6 +15,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // testFormToken is a double-submit token as a page gives a browser with no
@@ -22,19 +23,19 @@ import (
 var testFormToken = strings.Repeat("ab", 32)
 
 // anonCookie is the header pair of f.do that sends testFormToken's cookie.
-var anonCookie = []string{"Cookie", anonCSRFCookie + "=" + testFormToken}
+var anonCookie = []string{"Cookie", auth.AnonCSRFCookie + "=" + testFormToken}
 
 // formRequest is a POST of form to u as a browser sends it from one of the
 // site's pages: with the form's CSRF token and its cookie.
 func formRequest(t *testing.T, u string, form url.Values) *http.Request {
 	t.Helper()
-	v := url.Values{csrfField: {testFormToken}}
+	v := url.Values{auth.CSRFField: {testFormToken}}
 	for k, vs := range form {
 		v[k] = vs
 	}
 	req := must(http.NewRequest("POST", u, strings.NewReader(v.Encode())))(t)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: anonCSRFCookie, Value: testFormToken})
+	req.AddCookie(&http.Cookie{Name: auth.AnonCSRFCookie, Value: testFormToken})
 	return req
 }
 
@@ -71,11 +72,11 @@ func TestAnonymousFormToken(t *testing.T) {
 	page := readAll(t, resp)
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonCSRFCookie {
+		if c.Name == auth.AnonCSRFCookie {
 			cookie = c
 		}
 	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || !validToken(cookie.Value) {
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || !auth.ValidToken(cookie.Value) {
 		t.Fatalf("home page's CSRF cookie: %+v", cookie)
 	}
 	m := csrfRE.FindAllStringSubmatch(page, -1)
@@ -125,7 +126,7 @@ func TestAnonymousFormToken(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	other := &http.Cookie{Name: anonCSRFCookie, Value: strings.Repeat("0", 64)}
+	other := &http.Cookie{Name: auth.AnonCSRFCookie, Value: strings.Repeat("0", 64)}
 	for _, tt := range []struct {
 		name   string
 		form   url.Values
@@ -135,12 +136,12 @@ func TestAnonymousFormToken(t *testing.T) {
 	}{
 		{"another site's form: no token, no cookie", url.Values{"reason": {"csrf"}}, nil, nil, 403},
 		{"no token", url.Values{"reason": {"csrf"}}, cookie, nil, 403},
-		{"token without its cookie", url.Values{"reason": {"csrf"}, csrfField: {cookie.Value}}, nil, nil, 403},
-		{"another cookie's token", url.Values{"reason": {"csrf"}, csrfField: {cookie.Value}}, other, nil, 403},
-		{"empty token and cookie", url.Values{"reason": {"csrf"}, csrfField: {""}}, &http.Cookie{Name: anonCSRFCookie, Value: ""}, nil, 403},
-		{"cross-site", url.Values{"reason": {"csrf"}, csrfField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "cross-site"}, 403},
-		{"the page's form", url.Values{"reason": {"mine"}, csrfField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "same-origin"}, 303},
-		{"the token in the header", url.Values{"reason": {"mine"}}, cookie, []string{csrfHeader, cookie.Value}, 303},
+		{"token without its cookie", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, nil, nil, 403},
+		{"another cookie's token", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, other, nil, 403},
+		{"empty token and cookie", url.Values{"reason": {"csrf"}, auth.CSRFField: {""}}, &http.Cookie{Name: auth.AnonCSRFCookie, Value: ""}, nil, 403},
+		{"cross-site", url.Values{"reason": {"csrf"}, auth.CSRFField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"the page's form", url.Values{"reason": {"mine"}, auth.CSRFField: {cookie.Value}}, cookie, []string{"Sec-Fetch-Site", "same-origin"}, 303},
+		{"the token in the header", url.Values{"reason": {"mine"}}, cookie, []string{auth.CSRFHeader, cookie.Value}, 303},
 	} {
 		if got := post(tt.name, tt.form, tt.cookie, tt.hdr...); got != tt.want {
 			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
@@ -164,7 +165,7 @@ func TestLoginFormToken(t *testing.T) {
 	resp, body = f.do(t, "", "GET", "/login", "", "")
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == anonCSRFCookie {
+		if c.Name == auth.AnonCSRFCookie {
 			cookie = c
 		}
 	}
@@ -172,7 +173,7 @@ func TestLoginFormToken(t *testing.T) {
 	if cookie == nil || m == nil || m[1] != cookie.Value {
 		t.Fatalf("login page: cookie %v, token %v", cookie, m)
 	}
-	resp, body = f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded", form+"&"+csrfField+"="+m[1], "Cookie", cookie.String())
+	resp, body = f.do(t, "", "POST", "/login", "application/x-www-form-urlencoded", form+"&"+auth.CSRFField+"="+m[1], "Cookie", cookie.String())
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("login with the page's token: %d\n%s", resp.StatusCode, body)
 	}
@@ -196,7 +197,7 @@ func TestRPCContentType(t *testing.T) {
 		t.Errorf("application/json: %d %s", resp.StatusCode, body)
 	}
 	sess := "cookie=" + f.login(t, "bob", "pw-bob").Value
-	if resp, body := f.do(t, sess, "POST", "/api/v2/forceschedulers/force-runtests", "application/json", call); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, csrfHeader) {
+	if resp, body := f.do(t, sess, "POST", "/api/v2/forceschedulers/force-runtests", "application/json", call); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, auth.CSRFHeader) {
 		t.Errorf("a session's call without its token: %d %s", resp.StatusCode, body)
 	}
 	// The preflight that application/json from another site needs is
@@ -230,7 +231,7 @@ func TestWSOriginBehindProxy(t *testing.T) {
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 	host := strings.TrimPrefix(srv.URL, "http://")
 	tok := strings.Repeat("cd", 32)
-	cookie := anonCSRFCookie + "=" + tok
+	cookie := auth.AnonCSRFCookie + "=" + tok
 	for _, tt := range []struct {
 		name  string
 		hdr   http.Header

@@ -1,8 +1,12 @@
-// Package web serves buildbot's REST data API v2, JSON-RPC control and the HTML pages.
+// Package web is the master's web server: the router, the order of its
+// middleware (request bodies, security headers, who is asking, CSRF
+// tokens, the one guard of every POST), the login's cookies, and the
+// wiring of its rooms. It serves nothing of its own.
 //
-// The API copies buildbot 3.7's resource paths, field names, envelope
-// ({"builds": [...], "meta": {"total": N}}) and query parameters (field,
-// limit, offset, order, property and field filters), so that scripts and
-// tools written for buildbot keep working. Every link the HTML pages make is
-// relative, so the whole site works behind a proxy that strips a path prefix.
+// The rooms, each with one job:
+//   - web/auth: who is asking and may they, as decisions and errors;
+//   - web/api: the REST data API, JSON-RPC, and the one control path;
+//   - web/ui: the pages, templates, badges and static files;
+//   - web/live: /sse/ and /ws over pkg/events;
+//   - pkg/changesource/hooks: the change hooks, mounted here.
 package web

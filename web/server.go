@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,68 +18,24 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
-	"github.com/gbb-ci/gbb/pkg/scheduler"
-	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
+	"github.com/gbb-ci/gbb/web/auth"
+	"github.com/gbb-ci/gbb/web/live"
+	"github.com/gbb-ci/gbb/web/ui"
 )
 
-// Store is what the web server reads from the store; *store.DB satisfies it.
-// Every method returns an error wrapping store.ErrNotFound for a missing id
-// or name.
-type Store interface {
-	Masters() ([]store.Master, error)
-
-	Builders() ([]store.Builder, error)
-	Builder(id int64) (store.Builder, error)
-	BuilderByName(name string) (store.Builder, error)
-
-	Workers() ([]store.Worker, error)
-	Worker(id int64) (store.Worker, error)
-	WorkerByName(name string) (store.Worker, error)
-
-	Buildset(id int64) (store.Buildset, error)
-	Buildsets(complete *bool) ([]store.Buildset, error)
-	SourceStamp(id int64) (store.SourceStamp, error)
-
-	Change(id int64) (store.Change, error)
-	Changes(f store.ChangeFilter) ([]store.Change, error)
-
-	BuildRequest(id int64) (store.BuildRequest, error)
-	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
-
-	Build(id int64) (store.Build, error)
-	BuildByNumber(builderID, number int64) (store.Build, error)
-	Builds(f store.BuildFilter) ([]store.Build, error)
-	CountBuilds(f store.BuildFilter) (int, error)
-	CountBuildRequests(f store.BuildRequestFilter) (int, error)
-	CountChanges(f store.ChangeFilter) (int, error)
-	BuildsetPage(f store.BuildsetFilter) ([]store.Buildset, error)
-	CountBuildsets(f store.BuildsetFilter) (int, error)
-
-	Step(id int64) (store.Step, error)
-	Steps(buildID int64) ([]store.Step, error)
-	StepByNumber(buildID int64, number int) (store.Step, error)
-	StepByName(buildID int64, name string) (store.Step, error)
-
-	Log(id int64) (store.Log, error)
-	Logs(stepID int64) ([]store.Log, error)
-	LogBySlug(stepID int64, slug string) (store.Log, error)
-	// LogLines returns lines first..last inclusive, each ending in "\n".
-	LogLines(logID, first, last int64) (string, error)
-	// WriteLog streams the whole log to w, each line through fn.
-	WriteLog(logID int64, w io.Writer, fn func(line string) string) error
-}
-
-// Forcer runs force schedulers; *scheduler.Set satisfies it.
-type Forcer interface {
-	// ForceSchedulers lists the force schedulers, in configuration order.
-	ForceSchedulers() []scheduler.ForceInfo
-	// Force adds a buildset for the force scheduler called name. It returns
-	// an error wrapping scheduler.ErrNoScheduler for an unknown name and a
-	// *scheduler.ParamError for a bad parameter.
-	Force(ctx context.Context, name string, req scheduler.ForceRequest) (bsid int64, brids map[int64]int64, err error)
-}
+// Store, Forcer, Controller and SchedulerInfo are web/api's: what the
+// server reads and runs.
+type (
+	Store         = api.Store
+	Forcer        = api.Forcer
+	Controller    = api.Controller
+	SchedulerInfo = api.SchedulerInfo
+)
 
 // Config is what a Server needs.
 type Config struct {
@@ -105,21 +60,21 @@ type Config struct {
 
 	// Changes stores the changes that POST /change_hook/DIALECT receives;
 	// nil disables every change hook.
-	Changes ChangeSink
+	Changes hooks.Sink
 	// ChangeHooks enables the change hook dialects it names ("base",
 	// "github", "gitlab", "gitea"); a dialect it leaves out answers 404.
-	ChangeHooks map[string]HookConfig
+	ChangeHooks map[string]hooks.Config
 	// Schedulers lists the configured schedulers for /api/v2/schedulers;
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
 	// Events is the bus the store publishes to, served live on /sse/ and
-	// /ws (see sse.go and ws.go); nil answers them 404.
+	// /ws (see web/live); nil answers them 404.
 	Events *events.Bus
 
-	// Auth is who may log in (see auth.go); not enabled (the zero value)
+	// Auth is who may log in (see auth.go and web/auth); not enabled (the zero value)
 	// means no login: everyone may do everything, and the pages say so.
 	Auth config.Auth
-	// Authz is what each role may do (see authz.go); used only with Auth.
+	// Authz is what each role may do (see web/api/authz.go and web/auth); used only with Auth.
 	Authz config.Authz
 
 	Logger *slog.Logger // nil means discard
@@ -148,13 +103,14 @@ type Server struct {
 	// siteNow is buildbot_url and trusted_proxies, replaced whole by SetSite
 	// on a reconfig.
 	siteNow atomic.Pointer[site]
-	live    liveStreams // the /sse/ and /ws streams running
+	live    *live.Server // /sse/ and /ws
 	// access is who may see and do what: [www.auth] and [www.authz],
 	// replaced whole by SetAccess on a reconfig.
 	access atomic.Pointer[access]
-	guard  loginGuard // the brake on password and token guessing (auth.go)
-	// deliveries are the change hooks' deliveries received (deliveries.go).
-	deliveries hookDeliveries
+	guard  auth.Guard     // the brake on password and token guessing (web/auth)
+	hooks  *hooks.Handler // POST /change_hook/DIALECT
+	api    *api.Server    // /api/v2 and the one control path of every POST
+	ui     *ui.Server     // the pages
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -167,10 +123,32 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.guard = newLoginGuard(s.log)
+	s.guard = auth.NewGuard(s.log)
 	if s.cfg.Title == "" {
 		s.cfg.Title = "gbb"
 	}
+	// What the rooms ask of the [www.auth] and [www.authz] in force.
+	inForce := func() auth.Access {
+		a := s.acc()
+		return auth.Access{Users: a.auth, Rules: a.authz}
+	}
+	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
+	s.api = api.New(api.Config{
+		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
+		Schedulers: cfg.Schedulers, Logger: s.log,
+		Access: inForce,
+		Guard:  s.sameOrigin,
+		FormRefused: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
+			s.ui.ErrorPage(w, r, status, msg)
+		},
+	})
+	s.ui = ui.New(ui.Config{
+		API: s.api, Store: cfg.Store, Controller: cfg.Controller,
+		Title: s.cfg.Title, TitleURL: cfg.TitleURL, MasterName: cfg.MasterName, Logger: s.log,
+		Access: inForce,
+		Guard:  s.sameOrigin,
+	})
+	s.live = live.New(live.Config{Events: cfg.Events, Encode: s.api.EventMessage, AllowWS: s.wsOriginOK, Logger: s.log})
 	if s.cfg.BodyTimeout <= 0 {
 		s.cfg.BodyTimeout = 30 * time.Second
 	}
@@ -178,7 +156,7 @@ func New(cfg Config) *Server {
 		s.cfg.IdleTimeout = 60 * time.Second
 	}
 	s.siteNow.Store(newSite(cfg.BuildbotURL, cfg.TrustedProxies))
-	s.access.Store(&access{cfg: cfg.Auth, auth: newAuthenticator(cfg.Auth), authz: cfg.Authz})
+	s.access.Store(&access{cfg: cfg.Auth, auth: auth.New(cfg.Auth), authz: cfg.Authz})
 	s.handler = s.routes()
 	return s
 }
@@ -223,7 +201,7 @@ func (s *Server) SetSite(buildbotURL string, proxies []netip.Prefix) {
 // access is the server's [www.auth] and [www.authz] at one time.
 type access struct {
 	cfg   config.Auth
-	auth  *authenticator // nil when cfg is not enabled
+	auth  *auth.Authenticator // nil when cfg is not enabled
 	authz config.Authz
 }
 
@@ -235,11 +213,11 @@ func (s *Server) acc() *access { return s.access.Load() }
 // valid unless [www.auth] itself changed (its users, an htpasswd file's
 // entries, tokens, type or session timeout): then everyone logs in again,
 // against the new users.
-func (s *Server) SetAccess(auth config.Auth, authz config.Authz) {
+func (s *Server) SetAccess(authn config.Auth, authz config.Authz) {
 	old := s.acc()
-	a := &access{cfg: auth, authz: authz, auth: old.auth}
-	if !reflect.DeepEqual(withoutLines(old.cfg), withoutLines(auth)) {
-		a.auth = newAuthenticator(auth)
+	a := &access{cfg: authn, authz: authz, auth: old.auth}
+	if !reflect.DeepEqual(withoutLines(old.cfg), withoutLines(authn)) {
+		a.auth = auth.New(authn)
 		if old.auth != nil {
 			s.log.Info("[www.auth] changed: login sessions ended")
 		}
@@ -297,7 +275,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	wg.Wait()
 	// Shutdown waits for no hijacked connection (/ws), and none of the
 	// streams ends by itself when Serve fails: end them all and wait.
-	s.live.closeAndWait()
+	s.live.CloseAndWait()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -308,25 +286,29 @@ func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such path "+r.URL.Path)
+		jsonreply.Error(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+		jsonreply.Error(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 	})
-	s.uiRoutes(r)
-	r.Get("/login", s.loginForm)
+	s.ui.Routes(r)
+	r.Get("/login", s.ui.LoginForm)
 	r.With(s.sameOrigin).Post("/login", s.login)
-	r.Get("/logout", s.logoutForm)
+	r.Get("/logout", s.ui.LogoutForm)
 	r.With(s.sameOrigin).Post("/logout", s.logout)
-	r.With(s.sameOrigin).Post("/change_hook/{dialect}", s.changeHook)
-	r.Route("/api/v2", s.apiRoutes)
-	r.Get("/sse/*", s.sse)
-	r.Get("/ws", s.ws)
+	r.With(s.sameOrigin).Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
+		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))
+	})
+	r.Route("/api/v2", s.api.Routes)
+	r.Get("/sse/*", func(w http.ResponseWriter, r *http.Request) {
+		s.live.SSE(w, r, chi.URLParam(r, "*"))
+	})
+	r.Get("/ws", s.live.WS)
 	return r
 }
 
 // sameOrigin guards every POST, and is the only way to one: it refuses a
-// browser's cross-site request (csrf.go), then authorize (authz.go)
+// browser's cross-site request (csrf.go), then api.Authorize (web/api/authz.go)
 // decodes the request once, checks its CSRF token or content type and who
 // may do what, and hands the decoded call to the handler. A change hook,
 // which has no token, is also refused when a browser says it comes from
@@ -336,16 +318,16 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 		// The body must come within BodyTimeout (requestBodies set the
 		// deadline); a stalled one fails the handler's read with a
 		// timeout, which it answers.
-		if reason := crossSite(r); reason != "" {
+		if reason := auth.CrossSite(r); reason != "" {
 			s.log.Info("refused a cross-site POST", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "reason", reason)
-			writeError(w, http.StatusForbidden, reason)
+			jsonreply.Error(w, http.StatusForbidden, reason)
 			return
 		}
-		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !s.originOK(r, o) {
-			writeError(w, http.StatusForbidden, "invalid origin "+o)
+		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !auth.OriginOK(r, o, s.site().origin) {
+			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}
-		r, ok := s.authorize(w, r)
+		r, ok := s.api.Authorize(w, r)
 		if ok {
 			next.ServeHTTP(w, r)
 		}

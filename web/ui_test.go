@@ -15,6 +15,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 func (f *fixture) page(t *testing.T, path string) (int, string) {
@@ -226,18 +227,6 @@ func TestPages(t *testing.T) {
 	}
 }
 
-func TestRootOf(t *testing.T) {
-	t.Parallel()
-	for path, want := range map[string]string{
-		"/": "./", "/builders": "./", "/builders/3": "../", "/builders/3/": "../../",
-		"/builders/1/builds/2/steps/0/logs/stdio": "../../../../../../../",
-	} {
-		if got := rootOf(path); got != want {
-			t.Errorf("rootOf(%q) = %q, want %q", path, got, want)
-		}
-	}
-}
-
 func TestStatic(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
@@ -292,43 +281,6 @@ func TestBuilderPaging(t *testing.T) {
 	}
 	if _, page := f.page(t, fmt.Sprintf("/builders/%d?page=3", f.noop.ID)); strings.Contains(page, `rel="next"`) {
 		t.Errorf("last page links to a next one")
-	}
-}
-
-func TestANSI(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, in, want string }{
-		{"plain", "hello <world> & co\n", "hello &lt;world&gt; &amp; co"},
-		{"red", "\x1b[31mred\x1b[0m plain", `<span class="ansi-fg-1">red</span> plain`},
-		{"bold green", "\x1b[1;32mok\x1b[m", `<span class="ansi-bold ansi-fg-2">ok</span>`},
-		{"bright and background", "\x1b[91;44mx", `<span class="ansi-fg-9 ansi-bg-4">x</span>`},
-		{"bright background", "\x1b[103mx\x1b[49my", `<span class="ansi-bg-11">x</span>y`},
-		{"256 named", "\x1b[38;5;3mx", `<span class="ansi-fg-3">x</span>`},
-		{"256 cube", "\x1b[38;5;196mx", `<span style="color:#ff0000">x</span>`},
-		{"256 grey", "\x1b[48;5;232mx", `<span style="background-color:#080808">x</span>`},
-		{"truecolor", "\x1b[38;2;1;2;3mx", `<span style="color:#010203">x</span>`},
-		{"attributes off", "\x1b[1;3;4ma\x1b[22;23;24mb", `<span class="ansi-bold ansi-italic ansi-underline">a</span>b`},
-		{"default fg", "\x1b[32ma\x1b[39mb", `<span class="ansi-fg-2">a</span>b`},
-		{"other CSI dropped", "a\x1b[2Kb\x1b[1Ac", "abc"},
-		{"OSC dropped", "\x1b]0;title\x07text\x1b]8;;http://x\x1b\\link", "textlink"},
-		{"other escapes dropped", "a\x1b(Bb\x1b=c", "abc"},
-		{"control characters dropped", "a\x00b\x08c\td", "abc\td"},
-		{"carriage return", "10%\r50%\r100% done\r\n", "100% done"},
-		{"malformed extended colour", "\x1b[38;9mx", "x"},
-		{"unterminated escape", "x\x1b[31", "x"},
-		{"escaped inside span", "\x1b[31m<b>", `<span class="ansi-fg-1">&lt;b&gt;</span>`},
-	}
-	for _, tt := range tests {
-		var st ansiStyle
-		if got := string(ansiHTML(&st, tt.in)); got != tt.want {
-			t.Errorf("%s: ansiHTML(%q) = %q, want %q", tt.name, tt.in, got, tt.want)
-		}
-	}
-	// The style carries from one line to the next.
-	var st ansiStyle
-	ansiHTML(&st, "\x1b[33mstart")
-	if got, want := string(ansiHTML(&st, "still yellow\x1b[0m")), `<span class="ansi-fg-3">still yellow</span>`; got != want {
-		t.Errorf("second line = %q, want %q", got, want)
 	}
 }
 
@@ -389,7 +341,7 @@ func TestLogPaging(t *testing.T) {
 		}, []string{"data-follow"}},
 		{"?first=1", 1, 1000, [2]int64{0, 999}, []string{`id="log-next"`}, []string{`id="log-prev"`}},
 		{"?first=199990", 199990, total, [2]int64{199989, total - 1}, []string{"data-follow"}, nil},
-		{"?first=1&count=50000", 1, maxChunkLines, [2]int64{0, maxChunkLines - 1}, []string{`href="?first=10001&amp;count=10000"`}, nil},
+		{"?first=1&count=50000", 1, api.MaxChunkLines, [2]int64{0, api.MaxChunkLines - 1}, []string{`href="?first=10001&amp;count=10000"`}, nil},
 	}
 	for _, tt := range tests {
 		rs.ranges = nil

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,8 +16,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gbb-ci/gbb/internal/teststore"
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/api"
 )
 
 // testForcer is a small force scheduler over the real store, as the
@@ -109,13 +111,7 @@ func check(t testing.TB, err error) {
 
 func newTestServer(t testing.TB) *fixture {
 	t.Helper()
-	db := must(store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{}))(t)
-	t.Cleanup(func() {
-		if err := db.Check(); err != nil {
-			t.Errorf("store check: %v", err)
-		}
-		db.Close()
-	})
+	db := teststore.Open(t)
 	f := &fixture{db: db}
 	f.master = must(db.EnsureMaster("master-1"))(t)
 	f.runtests = must(db.EnsureBuilder("runtests"))(t)
@@ -192,7 +188,7 @@ func newTestServer(t testing.TB) *fixture {
 	s := New(Config{
 		Store: db, Forcer: forcer, MasterID: f.master.ID, MasterName: "master-1",
 		Title: "Hello <CI>", TitleURL: "https://example.org/hello/", BuildbotURL: "http://ci.example.org/buildbot/",
-		Changes:     &testSink{db: db},
+		Changes:     hooks.StoreSink{DB: db},
 		ChangeHooks: testHooks,
 		Schedulers: func() []SchedulerInfo {
 			return []SchedulerInfo{{ID: 1, Name: "all", Enabled: true}, {ID: 2, Name: "force-runtests", Enabled: true}}
@@ -761,7 +757,7 @@ func TestForceRPCErrors(t *testing.T) {
 		{"bad content type", "force-runtests", "text/xml", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}}`, 415, -32600, nil},
 		{"trailing data", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}} x`, 400, -32700, nil},
 		{"two calls", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":9,"params":{}}{}`, 400, -32700, nil},
-		{"too large", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":10,"params":{"x":"` + strings.Repeat("a", maxRPCBody) + `"}}`, 413, -32600, nil},
+		{"too large", "force-runtests", "application/json", `{"jsonrpc":"2.0","method":"force","id":10,"params":{"x":"` + strings.Repeat("a", api.MaxRPCBody) + `"}}`, 413, -32600, nil},
 	}
 	for _, tt := range tests {
 		status, body := f.post(t, "/api/v2/forceschedulers/"+tt.path, tt.ctype, tt.body)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/live"
 )
 
 // wsClient is a test's WebSocket client, speaking buildbot's protocol.
@@ -59,14 +60,14 @@ func (c *wsClient) call(frame any) map[string]any {
 }
 
 // event reads the next frame, which must be an event.
-func (c *wsClient) event() wsEvent {
+func (c *wsClient) event() live.WSEvent {
 	c.t.Helper()
 	m := c.read()
 	k, ok := m["k"].(string)
 	if !ok {
 		c.t.Fatalf("got %v, want an event", m)
 	}
-	return wsEvent{K: k, M: m["m"]}
+	return live.WSEvent{K: k, M: m["m"]}
 }
 
 func TestWS(t *testing.T) {

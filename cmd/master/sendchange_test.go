@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -15,49 +14,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/gbb-ci/gbb/internal/teststore"
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web"
 )
-
-// storeSink stores changes in the real store, as the master's sink does.
-type storeSink struct{ db *store.DB }
-
-func (s storeSink) AddChanges(ctx context.Context, changes []store.Change) ([]store.Change, error) {
-	var out []store.Change
-	for _, c := range changes {
-		c, err := s.db.AddChange(c)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-func (s storeSink) AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error) {
-	return s.db.AddChangesAndState(changes, objectName, key, value)
-}
-
-func (s storeSink) GetState(objectName, key string) (json.RawMessage, bool, error) {
-	return s.db.GetState(objectName, key)
-}
 
 // newHookServer serves the web side of a master on a real store, with the
 // base change hook enabled with secret.
 func newHookServer(t *testing.T, secret string) (*store.DB, *httptest.Server) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Check(); err != nil {
-			t.Errorf("store check: %v", err)
-		}
-		db.Close()
-	})
+	db := teststore.Open(t)
 	srv := httptest.NewServer(web.New(web.Config{
-		Store: db, Changes: storeSink{db}, ChangeHooks: map[string]web.HookConfig{"base": {Secret: secret}},
+		Store: db, Changes: hooks.StoreSink{DB: db}, ChangeHooks: map[string]hooks.Config{"base": {Secret: secret}},
 	}).Handler())
 	t.Cleanup(srv.Close)
 	return db, srv

@@ -1,53 +1,21 @@
 package master
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/web"
 
-	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
-// changeSink stores changes that arrive from outside (webhooks,
-// sendchange) and offers them to the schedulers, as the pollers do.
-type changeSink struct {
-	st     *store.DB
-	scheds *scheduler.Set
-}
-
-func (c changeSink) AddChanges(ctx context.Context, changes []store.Change) ([]store.Change, error) {
-	stored, err := c.st.AddChanges(changes)
-	if err != nil {
-		return nil, err
-	}
-	c.scheds.AddChanges(stored)
-	return stored, nil
-}
-
-// AddChangesAndState stores changes and a change hook's state in one
-// transaction, then offers the changes to the schedulers.
-func (c changeSink) AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error) {
-	stored, err := c.st.AddChangesAndState(changes, objectName, key, value)
-	if err != nil {
-		return nil, err
-	}
-	c.scheds.AddChanges(stored)
-	return stored, nil
-}
-
-func (c changeSink) GetState(objectName, key string) (json.RawMessage, bool, error) {
-	return c.st.GetState(objectName, key)
-}
-
 // hookConfigs is what the web server needs of the change hooks' config.
-func hookConfigs(hooks map[string]config.ChangeHook) map[string]web.HookConfig {
-	out := make(map[string]web.HookConfig, len(hooks))
-	for dialect, h := range hooks {
-		out[dialect] = web.HookConfig{Secret: h.Secret}
+func hookConfigs(cfg map[string]config.ChangeHook) map[string]hooks.Config {
+	out := make(map[string]hooks.Config, len(cfg))
+	for dialect, h := range cfg {
+		out[dialect] = hooks.Config{Secret: h.Secret}
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gbb-ci/gbb/pkg/build"
+	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/protocol"
@@ -206,7 +207,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TitleURL:    cfg.TitleURL,
 		BuildbotURL: cfg.BuildbotURL,
 		Logger:      m.log,
-		Changes:     changeSink{st: st, scheds: scheds},
+		Changes:     hooks.StoreSink{DB: st, Then: scheds.AddChanges},
 		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
 		Schedulers:  m.schedulerInfos,
 		Events:      bus,

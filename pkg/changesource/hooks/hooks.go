@@ -1,0 +1,557 @@
+package hooks
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Sink stores changes that arrive from outside and hands them to the
+// schedulers.
+type Sink interface {
+	// AddChanges stores changes, in order, and returns them as stored, with
+	// their ids.
+	AddChanges(ctx context.Context, changes []store.Change) ([]store.Change, error)
+	// AddChangesAndState does what AddChanges does and sets the state key
+	// of objectName to value in the same transaction: all or none.
+	AddChangesAndState(ctx context.Context, changes []store.Change, objectName, key string, value json.RawMessage) ([]store.Change, error)
+	// GetState returns the state key of objectName, and whether it is set.
+	GetState(objectName, key string) (json.RawMessage, bool, error)
+}
+
+// Config enables one dialect of POST /change_hook/DIALECT.
+type Config struct {
+	// Secret checks each request; empty means requests are not checked.
+	// github: the X-Hub-Signature-256 (or X-Hub-Signature, SHA-1) HMAC of
+	// the body; gitea: the X-Gitea-Signature HMAC-SHA256 of the body, in
+	// hex; gitlab: equal to the X-Gitlab-Token header; base: sent as
+	// "Authorization: Bearer SECRET".
+	Secret string
+}
+
+// MaxBody bounds a change hook's request body; a larger one gets 413.
+const MaxBody = 1 << 20
+
+// changeSource is the properties' source of the changes hooks make, as
+// buildbot's.
+const changeSource = "Change"
+
+// hookError is a request a hook refuses, with its HTTP status.
+type hookError struct {
+	status int
+	msg    string
+}
+
+func (e *hookError) Error() string { return e.msg }
+
+func badHook(format string, args ...any) error {
+	return &hookError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &hookError{status: http.StatusForbidden, msg: fmt.Sprintf(format, args...)}
+}
+
+// hookRequest is what a dialect reads.
+type hookRequest struct {
+	header http.Header
+	body   []byte
+	secret string
+}
+
+// A dialect turns a request into changes. A request it does not act on
+// returns a note saying why, and no changes.
+type dialect func(req hookRequest) (changes []store.Change, note string, err error)
+
+// signedHooks are the dialects whose secret signs the body (an HMAC), so
+// that a body they accepted can be recognized when it is replayed (see
+// deliveries.go).
+var signedHooks = map[string]bool{"github": true, "gitea": true}
+
+var dialects = map[string]dialect{
+	"base":   baseHook,
+	"github": githubHook,
+	"gitlab": gitlabHook,
+	"gitea":  giteaHook,
+}
+
+// Handler serves the change hooks. It is safe for concurrent use.
+type Handler struct {
+	sink  Sink
+	hooks map[string]Config
+	log   *slog.Logger
+	// deliveries are the deliveries received (deliveries.go).
+	deliveries hookDeliveries
+}
+
+// New returns the handler of the dialects hooks enables, which stores the
+// changes they make through sink. With a nil sink no dialect is enabled.
+// A nil log discards.
+func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{sink: sink, hooks: hooks, log: log}
+}
+
+// Serve serves POST /change_hook/DIALECT for the dialect name: it checks
+// the request with the dialect's secret, turns it into changes and stores
+// them through the sink. It answers 200 with {"changeids": [...]} (and
+// "ignored" with a reason when the request made no change), 403 for a bad
+// secret, 400 for a malformed request, 404 for a dialect not enabled and
+// 413 for a body over MaxBody. A codebase query parameter sets the
+// changes' codebase, as buildbot's. A delivery received before (see
+// deliveries.go) is answered 200 with no change and "ignored" saying so.
+func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
+	hc, enabled := s.hooks[name]
+	fn, known := dialects[name]
+	if !enabled || !known || s.sink == nil {
+		jsonreply.Error(w, http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name))
+		return
+	}
+	log := s.log.With("dialect", name, "remote", r.RemoteAddr)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			jsonreply.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
+			return
+		}
+		jsonreply.Error(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	changes, note, err := fn(hookRequest{header: r.Header, body: body, secret: hc.Secret})
+	if err != nil {
+		he, ok := errors.AsType[*hookError](err)
+		if !ok {
+			he = &hookError{status: http.StatusBadRequest, msg: err.Error()}
+		}
+		if he.status == http.StatusForbidden {
+			log.Warn("change hook refused", "reason", he.msg)
+		} else {
+			log.Info("bad change hook request", "reason", he.msg)
+		}
+		jsonreply.Error(w, he.status, he.msg)
+		return
+	}
+	if cb := r.URL.Query().Get("codebase"); cb != "" {
+		for i := range changes {
+			if changes[i].Codebase == "" {
+				changes[i].Codebase = cb
+			}
+		}
+	}
+	id, err := deliveryID(name, r.Header)
+	if err != nil {
+		log.Info("bad change hook request", "reason", err)
+		jsonreply.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var sum string
+	if signedHooks[name] && hc.Secret != "" {
+		sum = bodySum(body)
+	}
+	ids := []int64{}
+	if len(changes) > 0 {
+		var stored []store.Change
+		if id == "" && sum == "" {
+			stored, err = s.sink.AddChanges(r.Context(), changes)
+		} else {
+			dl := s.deliveries.of(name)
+			dl.mu.Lock()
+			defer dl.mu.Unlock()
+			if err := dl.load(s.sink, name); err != nil {
+				log.Error("change hook", "err", err)
+				jsonreply.Error(w, http.StatusInternalServerError, "internal error")
+				return
+			}
+			now := time.Now()
+			if d, ok := dl.seen(id, sum, now); ok {
+				at := d.At.UTC().Format(time.RFC3339)
+				note := fmt.Sprintf("delivery %s was received at %s: no new change", d.ID, at)
+				if id == "" || !strings.EqualFold(d.ID, id) {
+					note = fmt.Sprintf("the same signed body was received at %s (delivery %q): no new change", at, d.ID)
+				}
+				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID)
+				jsonreply.Write(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
+				return
+			}
+			list := dl.with(delivery{ID: id, Sum: sum}, now)
+			value, _ := json.Marshal(list)
+			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
+			if err == nil {
+				dl.list = list
+			}
+		}
+		if err != nil {
+			log.Error("store changes", "err", err)
+			jsonreply.Error(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		for _, c := range stored {
+			ids = append(ids, c.ID)
+		}
+		log.Info("changes received", "changes", ids, "delivery", id)
+	}
+	reply := map[string]any{"changeids": ids}
+	if note != "" {
+		reply["ignored"] = note
+		log.Info("change hook request ignored", "reason", note)
+	}
+	jsonreply.Write(w, http.StatusOK, reply)
+}
+
+// checkHMAC checks that sig, after prefix, is the hex HMAC of body with
+// secret.
+func checkHMAC(newHash func() hash.Hash, secret string, body []byte, sig, prefix, header string) error {
+	got, ok := strings.CutPrefix(sig, prefix)
+	if !ok {
+		return forbidden("%s does not start with %q", header, prefix)
+	}
+	gotMAC, err := hex.DecodeString(got)
+	if err != nil {
+		return forbidden("%s is not hex", header)
+	}
+	m := hmac.New(newHash, []byte(secret))
+	m.Write(body)
+	if !hmac.Equal(gotMAC, m.Sum(nil)) {
+		return forbidden("%s does not match the body", header)
+	}
+	return nil
+}
+
+// checkToken compares a token with the secret in constant time.
+func checkToken(secret, got, header string) error {
+	if got == "" {
+		return forbidden("missing %s", header)
+	}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(got)) != 1 {
+		return forbidden("wrong %s", header)
+	}
+	return nil
+}
+
+// mediaType is the request's Content-Type without parameters, or "".
+func mediaType(h http.Header) string {
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// decodePayload decodes a forge's JSON payload into v, which must be a
+// pointer to a struct, naming the problem for a 400.
+func decodePayload(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return badHook("malformed JSON payload: %v", err)
+	}
+	return nil
+}
+
+// prop is a change property with value v.
+func prop(v any) store.Property {
+	data, err := json.Marshal(v)
+	if err != nil {
+		data = []byte("null")
+	}
+	return store.Property{Value: data, Source: changeSource}
+}
+
+// parseWhen reads a forge's ISO 8601 timestamp; empty means now.
+func parseWhen(s, field string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, badHook("%s: bad timestamp %q", field, s)
+	}
+	return t, nil
+}
+
+// The parts of a push payload that GitHub, GitLab and Gitea share.
+type (
+	gitPerson struct {
+		Name     string `json:"name"`
+		Email    string `json:"email"`
+		Username string `json:"username"`
+	}
+	gitCommit struct {
+		ID        string     `json:"id"`
+		Message   string     `json:"message"`
+		Timestamp string     `json:"timestamp"`
+		URL       string     `json:"url"`
+		Distinct  *bool      `json:"distinct"`
+		Author    *gitPerson `json:"author"`
+		Committer *gitPerson `json:"committer"`
+		Added     []string   `json:"added"`
+		Modified  []string   `json:"modified"`
+		Removed   []string   `json:"removed"`
+	}
+)
+
+// String is "Name <email>", as buildbot's authors.
+func (p *gitPerson) String() string {
+	switch {
+	case p == nil:
+		return ""
+	case p.Email == "":
+		return p.Name
+	}
+	return p.Name + " <" + p.Email + ">"
+}
+
+var refRE = regexp.MustCompile(`^refs/(heads|tags)/(.+)$`)
+
+// zeroSHA is the revision a forge sends as "after" when a ref is deleted.
+var zeroSHA = regexp.MustCompile(`^0+$`)
+
+// push is a push event, read from one forge's payload.
+type push struct {
+	ref, after string
+	deleted    bool
+	commits    []gitCommit
+	// tip stands for the commits of a tag push that has none (a tag on an
+	// existing commit); nil means none.
+	tip *gitCommit
+
+	repository, project string
+	// category of the changes of a branch push and of a tag push.
+	branchCategory, tagCategory string
+	props                       store.Properties // every change's
+	distinctProp                bool             // set buildbot's github_distinct property
+}
+
+// changes returns one change per distinct commit of p, oldest first.
+func (p push) changes() ([]store.Change, string, error) {
+	if p.ref == "" {
+		return nil, "", badHook("missing ref")
+	}
+	m := refRE.FindStringSubmatch(p.ref)
+	if m == nil {
+		return nil, fmt.Sprintf("ref %s is not a branch or tag", p.ref), nil
+	}
+	branch, category, what := m[2], p.branchCategory, "branch"
+	if m[1] == "tags" {
+		category, what = p.tagCategory, "tag"
+	}
+	if p.deleted || zeroSHA.MatchString(p.after) {
+		return nil, fmt.Sprintf("%s %s deleted", what, branch), nil
+	}
+	commits := p.commits
+	if len(commits) == 0 && m[1] == "tags" && p.tip != nil {
+		commits = []gitCommit{*p.tip}
+	}
+	var out []store.Change
+	for i, c := range commits {
+		if c.Distinct != nil && !*c.Distinct {
+			continue
+		}
+		if c.ID == "" {
+			return nil, "", badHook("commits[%d]: missing id", i)
+		}
+		when, err := parseWhen(c.Timestamp, fmt.Sprintf("commits[%d].timestamp", i))
+		if err != nil {
+			return nil, "", err
+		}
+		files := slices.Concat(c.Added, c.Modified, c.Removed)
+		ch := store.Change{
+			Author:     c.Author.String(),
+			Committer:  c.Committer.String(),
+			Comments:   c.Message,
+			Branch:     branch,
+			Revision:   c.ID,
+			Repository: p.repository,
+			Project:    p.project,
+			Category:   category,
+			RevLink:    c.URL,
+			When:       when,
+			Files:      files,
+			Properties: store.Properties{},
+		}
+		for k, v := range p.props {
+			ch.Properties[k] = v
+		}
+		if p.distinctProp {
+			ch.Properties["github_distinct"] = prop(true)
+		}
+		out = append(out, ch)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Sprintf("push to %s has no new commits", p.ref), nil
+	}
+	return out, "", nil
+}
+
+// baseChange is one change of the base dialect in JSON. Files and
+// properties are a JSON list and object; in a form they are the same as
+// JSON text.
+type baseChange struct {
+	Author     string         `json:"author"`
+	Who        string         `json:"who"` // buildbot's older name of author
+	Committer  string         `json:"committer"`
+	Comments   string         `json:"comments"`
+	Branch     string         `json:"branch"`
+	Revision   string         `json:"revision"`
+	Repository string         `json:"repository"`
+	Project    string         `json:"project"`
+	Codebase   string         `json:"codebase"`
+	Category   string         `json:"category"`
+	RevLink    string         `json:"revlink"`
+	When       json.Number    `json:"when_timestamp"` // unix seconds; 0 or missing means now
+	Files      []string       `json:"files"`
+	Properties map[string]any `json:"properties"`
+}
+
+// baseHook is buildbot's base dialect: the fields of one change, as a form
+// or as JSON (one object, or a list of them). With a secret, the request
+// must carry "Authorization: Bearer SECRET".
+func baseHook(req hookRequest) ([]store.Change, string, error) {
+	if req.secret != "" {
+		token, ok := strings.CutPrefix(req.header.Get("Authorization"), "Bearer ")
+		if !ok {
+			token = ""
+		}
+		if err := checkToken(req.secret, token, "bearer token in Authorization"); err != nil {
+			return nil, "", err
+		}
+	}
+	var in []baseChange
+	switch mt := mediaType(req.header); mt {
+	case "application/json":
+		data := strings.TrimSpace(string(req.body))
+		if strings.HasPrefix(data, "[") {
+			if err := decodeStrict(data, &in); err != nil {
+				return nil, "", err
+			}
+		} else {
+			var c baseChange
+			if err := decodeStrict(data, &c); err != nil {
+				return nil, "", err
+			}
+			in = append(in, c)
+		}
+	case "application/x-www-form-urlencoded", "":
+		vals, err := url.ParseQuery(string(req.body))
+		if err != nil {
+			return nil, "", badHook("malformed form: %v", err)
+		}
+		c, err := baseFromForm(vals)
+		if err != nil {
+			return nil, "", err
+		}
+		in = append(in, c)
+	default:
+		return nil, "", badHook("unsupported Content-Type %q (use application/json or a form)", mt)
+	}
+	out := make([]store.Change, 0, len(in))
+	for i, c := range in {
+		ch, err := c.change()
+		if err != nil {
+			if len(in) > 1 {
+				return nil, "", badHook("change %d: %v", i, err)
+			}
+			return nil, "", err
+		}
+		out = append(out, ch)
+	}
+	if len(out) == 0 {
+		return nil, "no changes in the request", nil
+	}
+	return out, "", nil
+}
+
+// decodeStrict decodes JSON refusing unknown fields, so that a misspelt
+// field is a 400 rather than lost.
+func decodeStrict(data string, v any) error {
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return badHook("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return badHook("malformed JSON: data after the value")
+	}
+	return nil
+}
+
+// baseFields are the form fields of the base dialect.
+var baseFields = []string{
+	"author", "who", "committer", "comments", "branch", "revision", "repository", "project",
+	"codebase", "category", "revlink", "when_timestamp", "when", "files", "properties",
+}
+
+func baseFromForm(v url.Values) (baseChange, error) {
+	for k := range v {
+		if !slices.Contains(baseFields, k) {
+			return baseChange{}, badHook("unknown field %q", k)
+		}
+	}
+	c := baseChange{
+		Author: v.Get("author"), Who: v.Get("who"), Committer: v.Get("committer"),
+		Comments: v.Get("comments"), Branch: v.Get("branch"), Revision: v.Get("revision"),
+		Repository: v.Get("repository"), Project: v.Get("project"), Codebase: v.Get("codebase"),
+		Category: v.Get("category"), RevLink: v.Get("revlink"),
+		When: json.Number(cmp.Or(v.Get("when_timestamp"), v.Get("when"))),
+	}
+	if f := v.Get("files"); f != "" {
+		if err := json.Unmarshal([]byte(f), &c.Files); err != nil {
+			return c, badHook("files must be a JSON list of strings: %v", err)
+		}
+	}
+	if p := v.Get("properties"); p != "" {
+		d := json.NewDecoder(strings.NewReader(p))
+		d.UseNumber()
+		if err := d.Decode(&c.Properties); err != nil {
+			return c, badHook("properties must be a JSON object: %v", err)
+		}
+	}
+	return c, nil
+}
+
+func (c baseChange) change() (store.Change, error) {
+	ch := store.Change{
+		Author: cmp.Or(c.Author, c.Who), Committer: c.Committer, Comments: c.Comments,
+		Branch: c.Branch, Revision: c.Revision, Repository: c.Repository, Project: c.Project,
+		Codebase: c.Codebase, Category: c.Category, RevLink: c.RevLink, Files: c.Files,
+	}
+	if ch.Author == "" {
+		return ch, badHook("missing author")
+	}
+	if c.When != "" {
+		f, err := strconv.ParseFloat(string(c.When), 64)
+		if err != nil || f < 0 {
+			return ch, badHook("when_timestamp must be unix seconds, not %q", c.When)
+		}
+		if f > 0 {
+			ch.When = time.Unix(int64(f), 0).UTC()
+		}
+	}
+	if len(c.Properties) > 0 {
+		ch.Properties = store.Properties{}
+		for k, v := range c.Properties {
+			ch.Properties[k] = prop(v)
+		}
+	}
+	return ch, nil
+}

@@ -1,0 +1,120 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
+	"github.com/gbb-ci/gbb/web/auth"
+)
+
+// Store is what the API and the pages read from the store; *store.DB satisfies it.
+// Every method returns an error wrapping store.ErrNotFound for a missing id
+// or name.
+type Store interface {
+	Masters() ([]store.Master, error)
+
+	Builders() ([]store.Builder, error)
+	Builder(id int64) (store.Builder, error)
+	BuilderByName(name string) (store.Builder, error)
+
+	Workers() ([]store.Worker, error)
+	Worker(id int64) (store.Worker, error)
+	WorkerByName(name string) (store.Worker, error)
+
+	Buildset(id int64) (store.Buildset, error)
+	Buildsets(complete *bool) ([]store.Buildset, error)
+	SourceStamp(id int64) (store.SourceStamp, error)
+
+	Change(id int64) (store.Change, error)
+	Changes(f store.ChangeFilter) ([]store.Change, error)
+
+	BuildRequest(id int64) (store.BuildRequest, error)
+	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
+
+	Build(id int64) (store.Build, error)
+	BuildByNumber(builderID, number int64) (store.Build, error)
+	Builds(f store.BuildFilter) ([]store.Build, error)
+	CountBuilds(f store.BuildFilter) (int, error)
+	CountBuildRequests(f store.BuildRequestFilter) (int, error)
+	CountChanges(f store.ChangeFilter) (int, error)
+	BuildsetPage(f store.BuildsetFilter) ([]store.Buildset, error)
+	CountBuildsets(f store.BuildsetFilter) (int, error)
+
+	Step(id int64) (store.Step, error)
+	Steps(buildID int64) ([]store.Step, error)
+	StepByNumber(buildID int64, number int) (store.Step, error)
+	StepByName(buildID int64, name string) (store.Step, error)
+
+	Log(id int64) (store.Log, error)
+	Logs(stepID int64) ([]store.Log, error)
+	LogBySlug(stepID int64, slug string) (store.Log, error)
+	// LogLines returns lines first..last inclusive, each ending in "\n".
+	LogLines(logID, first, last int64) (string, error)
+	// WriteLog streams the whole log to w, each line through fn.
+	WriteLog(logID int64, w io.Writer, fn func(line string) string) error
+}
+
+// Forcer runs force schedulers; *scheduler.Set satisfies it.
+type Forcer interface {
+	// ForceSchedulers lists the force schedulers, in configuration order.
+	ForceSchedulers() []scheduler.ForceInfo
+	// Force adds a buildset for the force scheduler called name. It returns
+	// an error wrapping scheduler.ErrNoScheduler for an unknown name and a
+	// *scheduler.ParamError for a bad parameter.
+	Force(ctx context.Context, name string, req scheduler.ForceRequest) (bsid int64, brids map[int64]int64, err error)
+}
+
+// Config is what the API needs.
+type Config struct {
+	Store Store
+	// Forcer runs force requests; nil means there are no force schedulers.
+	Forcer Forcer
+	// Controller runs stop, rebuild, cancel and the worker actions; nil
+	// answers them 503.
+	Controller Controller
+	MasterID   int64
+	// Schedulers lists the configured schedulers; nil means there are
+	// none. Ids must be stable while the master runs.
+	Schedulers func() []SchedulerInfo
+	Logger     *slog.Logger // nil means discard
+
+	// Access returns the [www.auth] users and the [www.authz] rules in
+	// force.
+	Access func() auth.Access
+	// Guard is the middleware every POST route goes through; it calls
+	// Authorize (see the server's sameOrigin).
+	Guard func(http.Handler) http.Handler
+	// FormRefused answers a refused form (the error page).
+	FormRefused func(w http.ResponseWriter, r *http.Request, status int, msg string)
+}
+
+// Server serves the REST data API and the controls. It is safe for
+// concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New makes a Server.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// formError is the status and message for a form that cannot be read: 413
+// when its body is larger than maxRPCBody, 400 otherwise.
+func FormError(err error) (int, string) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("bad form: request body larger than %d bytes", MaxRPCBody)
+	}
+	return http.StatusBadRequest, "bad form: " + err.Error()
+}

@@ -1,0 +1,83 @@
+package auth
+
+import (
+	"slices"
+
+	"github.com/gbb-ci/gbb/internal/fnmatch"
+	"github.com/gbb-ci/gbb/pkg/config"
+)
+
+// Access is the [www.auth] users (nil when it is not enabled) and the
+// [www.authz] rules in force at one time.
+type Access struct {
+	Users *Authenticator
+	Rules config.Authz
+}
+
+// Allowed applies the rules of authz to user u doing action on builder ("" for a
+// worker action) of a build owned by owner.
+func Allowed(authz config.Authz, u *User, action, builder, owner string) bool {
+	for _, rule := range authz.Rules {
+		if !slices.Contains(rule.Actions, action) && !slices.Contains(rule.Actions, "*") {
+			continue
+		}
+		if len(rule.Builders) > 0 && !MatchAny(rule.Builders, builder) {
+			continue
+		}
+		if u == nil {
+			return false
+		}
+		roles := RolesOf(authz, u)
+		for _, role := range rule.Roles {
+			if role == config.RoleOwner && owner != "" && owner == u.Name || slices.Contains(roles, role) {
+				return true
+			}
+		}
+		return false
+	}
+	return u != nil
+}
+
+// MatchAny reports whether name matches one of patterns, with buildbot's
+// fnmatch: "*" and "?" match "/" too, so a builder "restricted/x" is one of
+// "restricted*" (path.Match let it escape every pattern with a "*").
+func MatchAny(patterns []string, name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, p := range patterns {
+		if fnmatch.Match(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// RolesOf returns u's roles: its groups and the roles given to its name or
+// groups.
+func RolesOf(authz config.Authz, u *User) []string {
+	roles := slices.Clone(u.Groups)
+	for _, rm := range authz.Roles {
+		if slices.Contains(rm.Users, u.Name) || slices.ContainsFunc(rm.Groups, func(g string) bool { return slices.Contains(u.Groups, g) }) {
+			roles = append(roles, rm.Role)
+		}
+	}
+	return roles
+}
+
+// Refusal is why u may not do action on builder ("" for none), as the
+// callers tell the client.
+func Refusal(u *User, action, builder string) string {
+	who := "anonymous users"
+	if u != nil {
+		who = u.Name
+	}
+	msg := who + " may not " + action
+	if builder != "" {
+		msg += " on builder " + builder
+	}
+	if u == nil {
+		msg += ": log in first"
+	}
+	return msg
+}

@@ -1,0 +1,102 @@
+package auth
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Defence against cross-site requests (CSRF), which must not depend on the
+// Host header matching the browser's URL: behind buildbot's documented
+// nginx recipe the master sees nginx's upstream address as the Host, and
+// buildbot_url may not be the URL the browser uses either.
+//
+//   - Every POST from a browser that says it comes from another site
+//     (Sec-Fetch-Site: cross-site or same-site) is refused.
+//   - A page's form carries a token: the session's, for a logged-in
+//     browser; else the value of the gbb_csrf cookie (a double-submit
+//     token), which another site's page can neither read nor send (the
+//     cookie is SameSite=Lax). The pages get the field added to each form
+//     that posts (the server's csrfWriter).
+//   - A JSON-RPC call is taken only as application/json (web/api's
+//     decodeRPC), which another site's page can send only after a CORS
+//     preflight that gbb never grants; a call made with a session cookie
+//     also carries the session's token in the X-CSRF-Token header.
+//     Scripts (curl, basic auth, bearer tokens) need nothing else.
+//   - A WebSocket from a browser is accepted from buildbot_url's origin,
+//     the request's Host or X-Forwarded-Host, or with the page's token in
+//     its URL (the server's wsOriginOK); the change hooks check their own
+//     secrets.
+
+// AnonCSRFCookie is the cookie of the double-submit token of a browser
+// that has no session.
+const AnonCSRFCookie = "gbb_csrf"
+
+// CrossSite returns why r is a browser's request made by another site's
+// page, or "" when it is not one.
+func CrossSite(r *http.Request) string {
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+		return ""
+	default:
+		return "cross-site request refused (Sec-Fetch-Site: " + site + "): use gbb's own pages"
+	}
+}
+
+// OriginOK reports whether a browser's Origin header o is the site's own:
+// siteOrigin (buildbot_url's scheme://host; "" for none), or the host the
+// request was sent to (Host, or X-Forwarded-Host as a proxy sets it).
+func OriginOK(r *http.Request, o, siteOrigin string) bool {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if siteOrigin != "" && strings.EqualFold(u.Scheme+"://"+u.Host, siteOrigin) {
+		return true
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	fwd, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
+	return fwd != "" && strings.EqualFold(u.Host, strings.TrimSpace(fwd))
+}
+
+// CheckFormToken returns why a form posted by u (nil for anonymous) does
+// not carry a valid CSRF token, or "" when it does. The token comes as the
+// csrf_token field or the X-CSRF-Token header.
+func CheckFormToken(r *http.Request, u *User) string {
+	tok := r.PostForm.Get(CSRFField)
+	if tok == "" {
+		tok = r.Header.Get(CSRFHeader)
+	}
+	if u != nil && u.Session != nil {
+		if !CheckCSRF(tok, u.Session) {
+			return "missing or stale CSRF token: reload the page and try again"
+		}
+		return ""
+	}
+	c, err := r.Cookie(AnonCSRFCookie)
+	if err != nil || !ValidToken(c.Value) {
+		return "no CSRF cookie: send this form from gbb's own page (reload it, with cookies enabled)"
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) != 1 {
+		return "missing or stale CSRF token: reload the page and try again"
+	}
+	return ""
+}
+
+// CheckQueryToken reports whether r's URL carries, as csrf_token, the
+// token of its session or of its gbb_csrf cookie: the page that opened it
+// is one of the site's (another site's page can read neither).
+func CheckQueryToken(r *http.Request) bool {
+	tok := r.URL.Query().Get(CSRFField)
+	if tok == "" {
+		return false
+	}
+	if u := UserOf(r); u != nil && u.Session != nil && CheckCSRF(tok, u.Session) {
+		return true
+	}
+	c, err := r.Cookie(AnonCSRFCookie)
+	return err == nil && ValidToken(c.Value) && subtle.ConstantTimeCompare([]byte(tok), []byte(c.Value)) == 1
+}
