@@ -192,6 +192,18 @@ func (r *remote) goRemote(s storage.Storer) *git.Remote {
 	return git.NewRemote(s, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{r.url}})
 }
 
+// proxyOptions returns the proxy options of an operation on the remote
+// under ctx, and the function to call once it has returned. Over ssh they
+// make go-git dial through a dialer that closes the connection when ctx is
+// done (see withPollDial); go-git's http and git transports end their
+// connections with ctx themselves.
+func (r *remote) proxyOptions(ctx context.Context) (transport.ProxyOptions, func()) {
+	if r.ep.Protocol == "ssh" {
+		return withPollDial(ctx)
+	}
+	return r.proxy, func() {}
+}
+
 // list lists the branches and tags of the remote, and the branch its HEAD
 // names, as git ls-remote does. It reads the remote only: nothing is
 // written anywhere.
@@ -203,8 +215,10 @@ func (r *remote) list(ctx context.Context) (remoteRefs, error) {
 		}
 		return listLocal(src)
 	}
+	proxy, release := r.proxyOptions(ctx)
+	defer release()
 	refs, err := r.goRemote(nil).ListContext(ctx, &git.ListOptions{
-		Auth: r.auth, ProxyOptions: r.proxy, PeelingOption: git.AppendPeeled,
+		Auth: r.auth, ProxyOptions: proxy, PeelingOption: git.AppendPeeled,
 	})
 	rr := remoteRefs{refs: map[string]string{}, peeled: map[string]string{}}
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
@@ -316,9 +330,11 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 	if r.ep.Protocol == "file" {
 		err = fetchLocal(ctx, r.ep.Path, m.repo, rr, names)
 	} else {
+		proxy, release := r.proxyOptions(ctx)
 		err = r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: specs, Auth: r.auth, ProxyOptions: r.proxy, Tags: git.NoTags, Force: true,
+			RefSpecs: specs, Auth: r.auth, ProxyOptions: proxy, Tags: git.NoTags, Force: true,
 		})
+		release()
 	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ctx.Err() != nil {
