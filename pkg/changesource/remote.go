@@ -178,6 +178,9 @@ func (p *GitPoller) sshAuth(ep *transport.Endpoint) (transport.AuthMethod, error
 		auth.HostKeyCallbackHelper = helper
 		return auth, nil
 	}
+	if _, err := os.Stat(p.cfg.SSHKeyFile); err != nil {
+		return nil, fmt.Errorf("ssh key: %w", err)
+	}
 	pemBytes, err := os.ReadFile(p.cfg.SSHKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("ssh key: %w", err)
