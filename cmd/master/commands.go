@@ -199,6 +199,8 @@ func runForeground(dir string, toStderr bool) error {
 	// SIGHUP must not find the default action (exit).
 	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stopSignals()
+	// Said at once, so that a slow stop shows in master.log.
+	defer context.AfterFunc(ctx, func() { log.Info("stopping", "cause", context.Cause(ctx)) })()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

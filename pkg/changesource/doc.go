@@ -21,7 +21,15 @@
 // private key file, or else the ssh agent; the host's key must be in the
 // known_hosts file given, or else in SSH_KNOWN_HOSTS, ~/.ssh/known_hosts or
 // /etc/ssh/ssh_known_hosts: an unknown host is refused, never trusted on
-// first use), and git://. A cancelled poll closes its connection at once.
+// first use), and git://. A cancelled poll closes its connection at once,
+// over ssh too (go-git's ssh transport does not: the poller dials the
+// connection itself, through a dialer it hands go-git as a proxy, see
+// sshdial.go). A poll is bounded by PollTimeout (poll_timeout, default
+// 5m): a remote that stalls (accepts and never answers, or stops in the
+// middle of a fetch) fails the poll with a warning that says it timed
+// out, and the next interval polls again. A remote that refuses the
+// credentials is named in one line, with the user and secret tried,
+// without the page the server sent.
 //
 // What the git binary did that go-git does not, and how to get the same:
 //
@@ -35,6 +43,10 @@
 //     supported: run the poller where the host is reachable, or forward a
 //     loopback port to it (ssh -L) and poll ssh://user@127.0.0.1:PORT/...
 //     with that host's key listed for [127.0.0.1]:PORT.
+//   - ssh keys protected by a passphrase: not supported (the poll fails,
+//     saying so). Use a key without one, readable by the master's user
+//     only, or the ssh agent (SSH_AUTH_SOCK), which holds the key
+//     unlocked.
 //   - url.<base>.insteadOf and other git config of the master's user: not
 //     read; write the URL as it is to be fetched.
 //   - http.sslCAInfo, http.extraHeader, Kerberos or NTLM proxies: not

@@ -54,10 +54,11 @@ func (rr remoteRefs) tip(ref string) string {
 // remote is how a poll reaches the remote: its endpoint, and the
 // credentials and proxy of this poll.
 type remote struct {
-	url   string
-	ep    *transport.Endpoint
-	auth  transport.AuthMethod
-	proxy transport.ProxyOptions
+	url    string
+	ep     *transport.Endpoint
+	auth   transport.AuthMethod
+	secret string // the name of the secret that is the http password, if any
+	proxy  transport.ProxyOptions
 }
 
 // remote parses the poller's URL and reads what reaching it takes: the
@@ -91,6 +92,7 @@ func (p *GitPoller) remote() (*remote, error) {
 				user = "git" // a token alone: most forges take any user name
 			}
 			r.auth = &githttp.BasicAuth{Username: user, Password: password}
+			r.secret = p.cfg.HTTPPasswordSecret
 		}
 		if r.proxy, err = proxyFor(ep); err != nil {
 			return nil, err
@@ -179,6 +181,17 @@ func (p *GitPoller) sshAuth(ep *transport.Endpoint) (transport.AuthMethod, error
 	if _, err := os.Stat(p.cfg.SSHKeyFile); err != nil {
 		return nil, fmt.Errorf("ssh key: %w", err)
 	}
+	pemBytes, err := os.ReadFile(p.cfg.SSHKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("ssh key: %w", err)
+	}
+	// go-git would try the empty passphrase and say "bcrypt_pbkdf: empty
+	// password"; a poller has no passphrase to give.
+	if _, err := ssh.ParseRawPrivateKey(pemBytes); err != nil {
+		if pm := (*ssh.PassphraseMissingError)(nil); errors.As(err, &pm) {
+			return nil, fmt.Errorf("ssh key %s is protected by a passphrase: keys with a passphrase are not supported (use a key without one, readable by the master's user only, or the ssh agent)", p.cfg.SSHKeyFile)
+		}
+	}
 	auth, err := gitssh.NewPublicKeysFromFile(user, p.cfg.SSHKeyFile, "")
 	if err != nil {
 		return nil, fmt.Errorf("ssh key %s: %w", p.cfg.SSHKeyFile, err)
@@ -192,6 +205,62 @@ func (r *remote) goRemote(s storage.Storer) *git.Remote {
 	return git.NewRemote(s, &gitconfig.RemoteConfig{Name: "origin", URLs: []string{r.url}})
 }
 
+// proxyOptions returns the proxy options of an operation on the remote
+// under ctx, and the function to call once it has returned. Over ssh they
+// make go-git dial through a dialer that closes the connection when ctx is
+// done (see withPollDial); go-git's http and git transports end their
+// connections with ctx themselves.
+func (r *remote) proxyOptions(ctx context.Context) (transport.ProxyOptions, func()) {
+	if r.ep.Protocol == "ssh" {
+		return withPollDial(ctx)
+	}
+	return r.proxy, func() {}
+}
+
+// refusedError is an http(s) remote's refusal of the poll's credentials
+// (or of a poll without any), said without the page the server sent with
+// it. It unwraps to go-git's transport error.
+type refusedError struct {
+	msg string
+	err error
+}
+
+func (e *refusedError) Error() string { return e.msg }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// refused returns err, or when an http(s) remote refused the poll's
+// credentials (401) or access (403) a refusedError saying so in a line:
+// go-git's error carries the server's whole 401 or 403 page, often HTML.
+func (r *remote) refused(err error) error {
+	if err == nil || (r.ep.Protocol != "http" && r.ep.Protocol != "https") {
+		return err
+	}
+	where := (&url.URL{Scheme: r.ep.Protocol, Host: r.ep.Host, Path: r.ep.Path}).String()
+	if r.ep.Port != 0 {
+		where = (&url.URL{Scheme: r.ep.Protocol, Host: net.JoinHostPort(r.ep.Host, fmt.Sprint(r.ep.Port)), Path: r.ep.Path}).String()
+	}
+	var creds string
+	if ba, ok := r.auth.(*githttp.BasicAuth); ok {
+		creds = fmt.Sprintf("http_username %q", ba.Username)
+		if r.secret != "" {
+			creds += ", secret " + r.secret
+		}
+	} else if r.ep.User != "" {
+		creds = "the user and password in the repourl"
+	}
+	switch {
+	case creds == "" && errors.Is(err, transport.ErrAuthenticationRequired):
+		return &refusedError{fmt.Sprintf("%s requires credentials: set http_username and http_password_secret", where), err}
+	case errors.Is(err, transport.ErrAuthenticationRequired):
+		return &refusedError{fmt.Sprintf("credentials refused by %s (%s)", where, creds), err}
+	case creds == "" && errors.Is(err, transport.ErrAuthorizationFailed):
+		return &refusedError{fmt.Sprintf("access refused by %s (no credentials given)", where), err}
+	case errors.Is(err, transport.ErrAuthorizationFailed):
+		return &refusedError{fmt.Sprintf("access refused by %s (%s)", where, creds), err}
+	}
+	return err
+}
+
 // list lists the branches and tags of the remote, and the branch its HEAD
 // names, as git ls-remote does. It reads the remote only: nothing is
 // written anywhere.
@@ -203,9 +272,12 @@ func (r *remote) list(ctx context.Context) (remoteRefs, error) {
 		}
 		return listLocal(src)
 	}
+	proxy, release := r.proxyOptions(ctx)
+	defer release()
 	refs, err := r.goRemote(nil).ListContext(ctx, &git.ListOptions{
-		Auth: r.auth, ProxyOptions: r.proxy, PeelingOption: git.AppendPeeled,
+		Auth: r.auth, ProxyOptions: proxy, PeelingOption: git.AppendPeeled,
 	})
+	err = r.refused(err)
 	rr := remoteRefs{refs: map[string]string{}, peeled: map[string]string{}}
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return rr, nil
@@ -316,9 +388,12 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 	if r.ep.Protocol == "file" {
 		err = fetchLocal(ctx, r.ep.Path, m.repo, rr, names)
 	} else {
+		proxy, release := r.proxyOptions(ctx)
 		err = r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: specs, Auth: r.auth, ProxyOptions: r.proxy, Tags: git.NoTags, Force: true,
+			RefSpecs: specs, Auth: r.auth, ProxyOptions: proxy, Tags: git.NoTags, Force: true,
 		})
+		release()
+		err = r.refused(err)
 	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ctx.Err() != nil {

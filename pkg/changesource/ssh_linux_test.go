@@ -3,10 +3,18 @@
 package changesource
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -94,5 +102,134 @@ func TestPollSSH(t *testing.T) {
 	poll(t, p)
 	if diff := cmp.Diff([]brief{{"main", c2, "two"}}, briefs(rec.take())); diff != "" {
 		t.Errorf("announced over an scp-like URL (-want +got):\n%s", diff)
+	}
+}
+
+// stallRelay forwards loopback connections to target. Once stall is set,
+// a connection on which the server sends more than 256 KiB (the fetch of
+// a pack of a MiB; a listing sends a few KiB) passes nothing more after
+// them: the remote stops in the middle of the pack.
+type stallRelay struct {
+	addr    string
+	stall   atomic.Bool
+	stalled chan struct{} // a value when a connection is held
+	closed  chan struct{} // a value when the poller closed a held one
+}
+
+func relayTo(t *testing.T, target string) *stallRelay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := &stallRelay{addr: ln.Addr().String(), stalled: make(chan struct{}, 10), closed: make(chan struct{}, 10)}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn // guarded by mu
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			limit := int64(-1)
+			if sr.stall.Load() {
+				limit = 256 << 10
+			}
+			held := make(chan struct{})
+			wg.Go(func() {
+				io.Copy(s, c) // the poller's side; ends when it closes
+				s.Close()
+				select {
+				case <-held:
+					sr.closed <- struct{}{}
+				default:
+				}
+			})
+			wg.Go(func() {
+				if limit < 0 {
+					io.Copy(c, s)
+					c.Close()
+					return
+				}
+				if n, _ := io.CopyN(c, s, limit); n < limit {
+					c.Close() // the server ended first: a listing
+					return
+				}
+				close(held)
+				sr.stalled <- struct{}{}
+				// Hold: read nothing more from the server, write nothing
+				// more to the poller, until the poller gives up.
+			})
+		}
+	})
+	return sr
+}
+
+// TestPollSSHStalledFetch polls through a relay to sshd that, in the
+// middle of the pack of a fetch, stops passing bytes: the poll is cut at
+// PollTimeout with an error saying so, its connection closed, the state
+// unchanged; once the remote answers again, the next poll announces the
+// commit.
+func TestPollSSHStalledFetch(t *testing.T) {
+	keys := t.TempDir()
+	good, goodPub, _ := testsshd.GenKey(t, keys, "good")
+	srv := testsshd.Start(t, goodPub)
+	sr := relayTo(t, srv.Addr)
+	_, port, _ := net.SplitHostPort(sr.addr)
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	_, srvPort, _ := net.SplitHostPort(srv.Addr)
+	kh := strings.ReplaceAll(srv.KnownHosts(), "[127.0.0.1]:"+srvPort, "[127.0.0.1]:"+port)
+	if err := os.WriteFile(known, []byte(kh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newRepo(t)
+	r.commit("initial", "README", "hello\n")
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, rec := newTestPoller(t, GitPollerConfig{
+		RepoURL: "ssh://root@" + sr.addr + r.dir, SSHKeyFile: good, SSHKnownHostsFile: known,
+		PollTimeout: 3 * time.Second,
+	}, db)
+	poll(t, p)
+	state, _, _ := db.GetState(p.Name(), "lastRev")
+
+	// A commit whose pack is far bigger than what the relay lets through.
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	c1 := r.commit("big", "blob", hex.EncodeToString(big))
+	sr.stall.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- p.Poll(t.Context()) }()
+	within(t, sr.stalled, time.Minute, "the fetch stalling")
+	err := within(t, done, time.Minute, "Poll returning from a stalled fetch")
+	if !errors.Is(err, ErrPollTimeout) || !strings.Contains(err.Error(), "poll timed out after 3s (poll_timeout)") {
+		t.Errorf("a stalled poll returned %v, want ErrPollTimeout", err)
+	}
+	within(t, sr.closed, 10*time.Second, "the stalled connection closing")
+	if now, _, _ := db.GetState(p.Name(), "lastRev"); string(now) != string(state) {
+		t.Errorf("the stalled poll changed the state: %s, was %s", now, state)
+	}
+
+	sr.stall.Store(false)
+	poll(t, p)
+	if diff := cmp.Diff([]brief{{"main", c1, "big"}}, briefs(rec.take())); diff != "" {
+		t.Errorf("announced after the stall (-want +got):\n%s", diff)
 	}
 }

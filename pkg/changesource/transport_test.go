@@ -1,6 +1,10 @@
 package changesource
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,7 +14,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/gbb-ci/gbb/pkg/secrets"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -55,7 +61,9 @@ func TestPollHTTPCredentials(t *testing.T) {
 			refused++
 			mu.Unlock()
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "who are you?", http.StatusUnauthorized)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte("<!DOCTYPE html>\n<html><head><title>401</title></head>\n<body><h1>Who are you?</h1></body></html>\n"))
 			return
 		}
 		backend.ServeHTTP(w, req)
@@ -67,7 +75,8 @@ func TestPollHTTPCredentials(t *testing.T) {
 
 	// No credentials: refused.
 	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: repoURL}, db)
-	if err := p.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "authentication required") {
+	if err := p.Poll(t.Context()); err == nil || err.Error() != "poll "+repoURL+": list refs: "+repoURL+" requires credentials: set http_username and http_password_secret" ||
+		!errors.Is(err, transport.ErrAuthenticationRequired) {
 		t.Fatalf("Poll without credentials: %v", err)
 	}
 	// A secret that is not there: said before reaching the remote.
@@ -97,7 +106,9 @@ func TestPollHTTPCredentials(t *testing.T) {
 	password = "rotated"
 	mu.Unlock()
 	c2 := r.commit("two", "a", "2\n")
-	if err := p.Poll(t.Context()); err == nil || !strings.Contains(err.Error(), "authentication") {
+	// Said in one line, naming the user and the secret, without the
+	// server's page.
+	if err := p.Poll(t.Context()); err == nil || err.Error() != "poll "+repoURL+`: list refs: credentials refused by `+repoURL+` (http_username "ci", secret gitpoller-token)` {
 		t.Fatalf("Poll with the old token: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "gitpoller-token"), []byte("rotated\n"), 0o600); err != nil {
@@ -235,5 +246,38 @@ func TestProxyFor(t *testing.T) {
 	p := NewGitPoller(GitPollerConfig{RepoURL: "https://git.example/r.git"}, nil, nil, nil)
 	if r, err := p.remote(); err != nil || r.proxy.URL != "" {
 		t.Errorf("https_proxy unset: %+v %v", r, err)
+	}
+}
+
+// TestPollSSHKeyWithPassphrase: a key protected by a passphrase is refused
+// with an error that says so, before any connection (the remote here is a
+// listener that would never answer).
+func TestPollSSHKeyWithPassphrase(t *testing.T) {
+	t.Parallel()
+	sl := listenSilent(t)
+	_, known := sshFiles(t, sl.addr)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("open sesame"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
+	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@" + sl.addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known}, db)
+	err = p.Poll(t.Context())
+	want := "ssh key " + key + " is protected by a passphrase: keys with a passphrase are not supported"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Poll with a key protected by a passphrase: %v, want an error saying %q", err, want)
+	}
+	select {
+	case <-sl.accepted:
+		t.Error("the poll connected to the remote")
+	default:
 	}
 }

@@ -8,11 +8,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // DefaultGitPollerWorkdir is the directory, under the master's basedir, in
 // which each git poller keeps its bare mirror by default.
 const DefaultGitPollerWorkdir = "gitpoller-work"
+
+// DefaultPollTimeout bounds a poll when poll_timeout is not set.
+const DefaultPollTimeout = 5 * time.Minute
 
 // ChangeSource is one [[change_source]] table: a git poller, with buildbot
 // GitPoller's options in snake_case.
@@ -24,6 +28,7 @@ type ChangeSource struct {
 	AllBranches              bool     // branches = true: follow every branch
 	BranchRegex              string   // branch_regex: follow the branches (with only_tags, the tags) whose name it matches, in Go's regexp syntax; not with branches
 	PollInterval             Duration // poll_interval; default DefaultPollInterval (10m, as buildbot); must be positive
+	PollTimeout              Duration // poll_timeout: the longest a poll may take before it is cut short, logged and tried again at the next interval; default DefaultPollTimeout (5m); must be positive
 	PollAtLaunch             bool     // poll_at_launch: poll when the master starts; default false (first poll after one interval)
 	OnlyTags                 bool     // only_tags: follow tags instead of branches; not with branches
 	BuildPushesWithNoCommits bool     // build_pushes_with_no_commits: announce a branch that moved without new commits; default false
@@ -64,7 +69,7 @@ func (cs ChangeSource) BranchRegexp() *regexp.Regexp {
 var unsafeInName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
-	cs := ChangeSource{Line: t.line(), PollInterval: Duration{DefaultPollInterval}}
+	cs := ChangeSource{Line: t.line(), PollInterval: Duration{DefaultPollInterval}, PollTimeout: Duration{DefaultPollTimeout}}
 	cs.Type, _ = t.oneOf("type", "change source type", "git_poller")
 	cs.RepoURL, _ = t.required("repourl")
 
@@ -122,6 +127,13 @@ func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
 			cs.PollInterval = x
 		}
 	}
+	if x, ok := t.duration("poll_timeout"); ok {
+		if x.Duration <= 0 {
+			t.errorf("poll_timeout", "must be positive")
+		} else {
+			cs.PollTimeout = x
+		}
+	}
 	cs.PollAtLaunch, _ = t.boolean("poll_at_launch")
 	cs.OnlyTags, _ = t.boolean("only_tags")
 	if cs.OnlyTags && t.has("branches") {
@@ -171,6 +183,47 @@ func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
 	}
 	t.done()
 	return cs
+}
+
+// distinctMirrors reports a change source whose mirror directory is that of
+// an earlier one, or lies inside it or around it (names such as "p/one"
+// and "p:one" both make gitpoller-work/p_one; so may an explicit workdir):
+// two pollers would fetch into one repository and each take the other's
+// refs for its own. tables are the [[change_source]] tables of css.
+func (d *decoder) distinctMirrors(tables []*table, css []ChangeSource) {
+	dirs := make([]string, len(css))
+	for i, cs := range css {
+		if cs.Workdir == "" {
+			continue
+		}
+		dirs[i] = cs.WorkdirPath(d.dir)
+		for j := range i {
+			if dirs[j] == "" || cs.Name == "" || css[j].Name == "" || css[j].Name == cs.Name { // a duplicate name is reported as such
+				continue
+			}
+			how := ""
+			switch {
+			case dirs[i] == dirs[j]:
+				how = "is"
+			case strings.HasPrefix(dirs[i], dirs[j]+string(filepath.Separator)):
+				how = "lies inside"
+			case strings.HasPrefix(dirs[j], dirs[i]+string(filepath.Separator)):
+				how = "holds"
+			default:
+				continue
+			}
+			key := "workdir"
+			if !tables[i].has(key) {
+				key = "name"
+				if !tables[i].has(key) {
+					key = "repourl"
+				}
+			}
+			tables[i].errorf(key, "the mirror of change source %q, %s, %s the mirror of change source %q (line %d): give each its own workdir (or a name that differs in more than the characters a directory name drops)",
+				cs.Name, dirs[i], how, css[j].Name, css[j].Line)
+			break
+		}
+	}
 }
 
 // existingFile returns path, made relative to the config file's directory,

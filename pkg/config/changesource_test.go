@@ -29,7 +29,7 @@ func TestChangeSource(t *testing.T) {
 		{
 			name: "defaults",
 			want: ChangeSource{
-				Name: "GitPoller:" + url, PollInterval: Duration{10 * time.Minute},
+				Name: "GitPoller:" + url, PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{5 * time.Minute},
 				Workdir: "gitpoller-work/GitPoller_https_example.org_r.git",
 			},
 		},
@@ -39,6 +39,7 @@ func TestChangeSource(t *testing.T) {
 name = "hello"
 branches = ["main", "release/1.x"]
 poll_interval = "30s"
+poll_timeout = "20m"
 poll_at_launch = true
 build_pushes_with_no_commits = true
 category = "cat"
@@ -52,7 +53,7 @@ http_password_secret = "gitpoller-token"
 `,
 			want: ChangeSource{
 				Name: "hello", Branches: []string{"main", "release/1.x"},
-				PollInterval: Duration{30 * time.Second}, PollAtLaunch: true, BuildPushesWithNoCommits: true,
+				PollInterval: Duration{30 * time.Second}, PollTimeout: Duration{20 * time.Minute}, PollAtLaunch: true, BuildPushesWithNoCommits: true,
 				Category: "cat", Project: "proj", RevLink: "https://example.org/r/commit/%s",
 				Workdir: "/var/db/gbb/hello.git", SSHPrivateKeyFile: filepath.Join(dir, "id_ed25519"),
 				SSHKnownHostsFile: filepath.Join(dir, "known_hosts"),
@@ -62,20 +63,20 @@ http_password_secret = "gitpoller-token"
 		{
 			name: "all branches",
 			toml: "name = \"all\"\nbranches = true\n",
-			want: ChangeSource{Name: "all", AllBranches: true, PollInterval: Duration{10 * time.Minute}, Workdir: "gitpoller-work/all"},
+			want: ChangeSource{Name: "all", AllBranches: true, PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{5 * time.Minute}, Workdir: "gitpoller-work/all"},
 		},
 		{
 			name: "branch regex",
 			toml: "branch_regex = '^release/'\n",
 			want: ChangeSource{
-				Name: "GitPoller:" + url, BranchRegex: "^release/", PollInterval: Duration{10 * time.Minute},
+				Name: "GitPoller:" + url, BranchRegex: "^release/", PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{5 * time.Minute},
 				Workdir: "gitpoller-work/GitPoller_https_example.org_r.git",
 			},
 		},
 		{
 			name: "only tags",
 			toml: "only_tags = true\nbranch_regex = '^v'\nname = \"tags\"\n",
-			want: ChangeSource{Name: "tags", OnlyTags: true, BranchRegex: "^v", PollInterval: Duration{10 * time.Minute}, Workdir: "gitpoller-work/tags"},
+			want: ChangeSource{Name: "tags", OnlyTags: true, BranchRegex: "^v", PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{5 * time.Minute}, Workdir: "gitpoller-work/tags"},
 		},
 	}
 	for _, tc := range tests {

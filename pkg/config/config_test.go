@@ -66,9 +66,9 @@ func TestSample(t *testing.T) {
 			Name:         "GitPoller:" + repo,
 			RepoURL:      repo,
 			Branches:     []string{"master"},
-			PollInterval: Duration{300 * time.Second},
-			Workdir:      "gitpoller-work/GitPoller_https_github.com_buildbot_hello-world.git",
-			Line:         lineOf(t, Sample, "[[change_source]]", 0),
+			PollInterval: Duration{300 * time.Second}, PollTimeout: Duration{DefaultPollTimeout},
+			Workdir: "gitpoller-work/GitPoller_https_github.com_buildbot_hello-world.git",
+			Line:    lineOf(t, Sample, "[[change_source]]", 0),
 		}},
 		Schedulers: []Scheduler{
 			{
@@ -185,7 +185,7 @@ tree_stable_timer = 60
 		Workers:     []Worker{{Name: "w", Password: "p", Line: 2}},
 		ChangeSources: []ChangeSource{{
 			Type: "git_poller", Name: "GitPoller:https://example.org/r.git", RepoURL: "https://example.org/r.git",
-			PollInterval: Duration{10 * time.Minute}, Workdir: "gitpoller-work/GitPoller_https_example.org_r.git", Line: 38,
+			PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{DefaultPollTimeout}, Workdir: "gitpoller-work/GitPoller_https_example.org_r.git", Line: 38,
 		}},
 		Schedulers: []Scheduler{{
 			Type: "any_branch", Name: "any", BuilderNames: []string{"b", "c"},

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -314,6 +316,46 @@ pollInterval = 60
 			},
 		},
 		{
+			name: "change source mirrors and timeouts",
+			toml: `
+[[change_source]]
+type = "git_poller"
+name = "p/one"
+repourl = "https://example.org/one.git"
+poll_timeout = "0s"
+
+[[change_source]]
+type = "git_poller"
+name = "p:one"
+repourl = "https://example.org/one.git"
+
+[[change_source]]
+type = "git_poller"
+name = "three"
+repourl = "https://example.org/three.git"
+workdir = "gitpoller-work/p_one"
+
+[[change_source]]
+type = "git_poller"
+name = "four"
+repourl = "https://example.org/four.git"
+workdir = "gitpoller-work/p_one/inner"
+
+[[change_source]]
+type = "git_poller"
+name = "five"
+repourl = "https://example.org/five.git"
+workdir = "mirrors/five"
+poll_timeout = "90s"
+`,
+			want: []string{
+				`master.toml:5: change_source[0].poll_timeout: must be positive`,
+				`master.toml:9: change_source[1].name: the mirror of change source "p:one", DIR/gitpoller-work/p_one, is the mirror of change source "p/one" (line 1): give each its own workdir (or a name that differs in more than the characters a directory name drops)`,
+				`master.toml:16: change_source[2].workdir: the mirror of change source "three", DIR/gitpoller-work/p_one, is the mirror of change source "p/one" (line 1): give each its own workdir (or a name that differs in more than the characters a directory name drops)`,
+				`master.toml:22: change_source[3].workdir: the mirror of change source "four", DIR/gitpoller-work/p_one/inner, lies inside the mirror of change source "p/one" (line 1): give each its own workdir (or a name that differs in more than the characters a directory name drops)`,
+			},
+		},
+		{
 			name: "steps",
 			toml: `
 [[workers]]
@@ -532,7 +574,14 @@ worker_names = ["w"]
 			if cfg != nil {
 				t.Errorf("Parse returned a config with an error")
 			}
-			if diff := cmp.Diff(tc.want, messages(t, err)); diff != "" {
+			// A mirror is named by its absolute path: DIR is the
+			// directory of master.toml, here the test's.
+			wd, _ := os.Getwd()
+			want := slices.Clone(tc.want)
+			for i := range want {
+				want[i] = strings.ReplaceAll(want[i], "DIR", wd)
+			}
+			if diff := cmp.Diff(want, messages(t, err)); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
 		})

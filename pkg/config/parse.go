@@ -372,9 +372,11 @@ func (d *decoder) config(t *table) *Config {
 		c.Workers = append(c.Workers, d.worker(w, workers))
 	}
 	changeSources := map[string]int{}
-	for _, cs := range t.tables("change_source") {
+	csTables := t.tables("change_source")
+	for _, cs := range csTables {
 		c.ChangeSources = append(c.ChangeSources, d.changeSource(cs, changeSources))
 	}
+	d.distinctMirrors(csTables, c.ChangeSources)
 	d.lockNames = map[string]int{}
 	for _, l := range t.tables("locks") {
 		c.Locks = append(c.Locks, d.lock(l, d.lockNames, workers))

@@ -66,6 +66,7 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 			AllBranches:              cs.AllBranches,
 			BranchRegex:              cs.BranchRegexp(),
 			PollInterval:             cs.PollInterval.Duration,
+			PollTimeout:              cs.PollTimeout.Duration,
 			PollAtLaunch:             cs.PollAtLaunch,
 			OnlyTags:                 cs.OnlyTags,
 			BuildPushesWithNoCommits: cs.BuildPushesWithNoCommits,
