@@ -234,16 +234,24 @@ func (e *env) startWorker(name, password string) *exec.Cmd {
 		logf.Close()
 		close(done)
 	}()
-	e.t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
+	e.t.Cleanup(func() { stopWorkerProcess(cmd.Process, done) })
+	return cmd
+}
+
+// stopWorkerProcess stops a worker at the end of a test: a first SIGINT
+// lets a running step finish, a second after 2s interrupts it, SIGKILL
+// after 20s more; it returns once done is closed.
+func stopWorkerProcess(p *os.Process, done <-chan struct{}) {
+	for _, wait := range []time.Duration{2 * time.Second, 20 * time.Second} {
+		p.Signal(os.Interrupt)
 		select {
 		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
+			return
+		case <-time.After(wait):
 		}
-	})
-	return cmd
+	}
+	p.Kill()
+	<-done
 }
 
 func (e *env) url(path string) string {

@@ -69,13 +69,7 @@ func (e *env) startWorkerAt(name, basedir string, args ...string) *workerProc {
 	}()
 	e.t.Cleanup(func() {
 		w.cmd.Process.Signal(syscall.SIGCONT)
-		w.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-w.done:
-		case <-time.After(20 * time.Second):
-			w.cmd.Process.Kill()
-			<-w.done
-		}
+		stopWorkerProcess(w.cmd.Process, w.done)
 	})
 	return w
 }

@@ -32,24 +32,25 @@ const usage = `usage:
 const (
 	startTimeout = 30 * time.Second // the daemon must be up (connected or trying) by then
 	readyAfter   = 10 * time.Second // a first attempt still hanging by then counts as trying
-	stopTimeout  = 60 * time.Second // SIGTERM to exit, running commands killed
+	stopTimeout  = 60 * time.Second // SIGTERM to exit: the running steps finish first
 	// reopenTimeout bounds how long reopen-logs waits for the worker to
 	// write to the new log file.
 	reopenTimeout = 30 * time.Second
 )
 
-// run runs the command line args and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// run runs the command line args and returns the exit code; stops stops
+// a running worker.
+func run(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "create-worker":
 			return createWorker(args[1:], stdout, stderr)
 		case "start":
-			return start(ctx, args[1:], stdout, stderr)
+			return start(stops, args[1:], stdout, stderr)
 		case "stop":
 			return stop(args[1:], stdout, stderr)
 		case "restart":
-			return restart(ctx, args[1:], stdout, stderr)
+			return restart(stops, args[1:], stdout, stderr)
 		case "reopen-logs":
 			return reopenLogs(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
@@ -63,13 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	return direct(ctx, args, stderr)
+	return direct(stops, args, stderr)
 }
 
 // restart stops the worker running in DIR, if any, and starts it, as
 // buildbot-worker's restart does. worker.toml is read first: a worker
 // that could not start again is left running.
-func restart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func restart(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -86,7 +87,7 @@ func restart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintln(stdout, "gbb-worker stopped")
 	}
-	return start(ctx, []string{dir}, stdout, stderr)
+	return start(stops, []string{dir}, stdout, stderr)
 }
 
 func fail(stderr io.Writer, err error) int {
@@ -114,7 +115,7 @@ func createWorker(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nodaemon := fs.Bool("nodaemon", false, "run in the foreground")
@@ -169,7 +170,7 @@ func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(reopen)
 	reopened := make(chan struct{})
 	defer func() { <-reopened }()
-	reopenCtx, stopReopen := context.WithCancel(ctx)
+	reopenCtx, stopReopen := context.WithCancel(context.Background())
 	defer stopReopen()
 	go func() {
 		defer close(reopened)
@@ -196,7 +197,7 @@ func start(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		daemon.Fail(err)
 		return fail(stderr, err)
 	}
-	return runWorker(ctx, protocol.ClientConfig{
+	return runWorker(stops, protocol.ClientConfig{
 		Master:           cfg.Master,
 		Name:             cfg.Name,
 		Password:         cfg.Password,
@@ -228,13 +229,17 @@ func stop(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := daemon.Stop(filepath.Join(args[0], "worker.pid"), stopTimeout); err != nil {
+		if errors.Is(err, daemon.ErrStillRunning) {
+			// The first SIGTERM lets the running steps finish.
+			err = fmt.Errorf("%w: it lets its running steps finish first; run \"gbb-worker stop %s\" again to interrupt them", err, args[0])
+		}
 		return fail(stderr, err)
 	}
 	fmt.Fprintln(stdout, "gbb-worker stopped")
 	return 0
 }
 
-func direct(ctx context.Context, args []string, stderr io.Writer) int {
+func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gbb-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
@@ -263,18 +268,20 @@ func direct(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return runWorker(ctx, protocol.ClientConfig{
+	return runWorker(stops, protocol.ClientConfig{
 		Master: *master, Name: *name, Password: *password, Info: info,
 		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,
 	}, dir, log, stderr)
 }
 
-// runWorker runs the worker until ctx is done or the master refuses it.
-// Under daemon.Start, it reports ready after the first attempt to reach
-// the master (or readyAfter), and reports a refusal as a failure.
-func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, log *slog.Logger, stderr io.Writer) int {
+// runWorker runs the worker until stops stops it or the master refuses
+// it. Under daemon.Start, it reports ready after the first attempt to
+// reach the master (or readyAfter), and reports a refusal as a failure.
+func runWorker(stops *stopSignals, cfg protocol.ClientConfig, basedir string, log *slog.Logger, stderr io.Writer) int {
 	log = log.With("worker", cfg.Name)
 	cfg.Logger = log
+	stops.setLogger(log)
+	cfg.Drain = stops.drain
 	// A previous run killed with SIGKILL left its commands running: kill
 	// them before the master sends builds to their directories again.
 	if err := worker.ReapOrphans(basedir, log); err != nil {
@@ -302,7 +309,7 @@ func runWorker(ctx context.Context, cfg protocol.ClientConfig, basedir string, l
 	if _, err := exec.LookPath("git"); err != nil {
 		log.Warn("git not found in PATH: git steps will fail; install git (FreeBSD: pkg install git-lite; Debian: apt-get install git)", "PATH", os.Getenv("PATH"))
 	}
-	if err := protocol.NewClient(cfg).Run(ctx); err != nil {
+	if err := protocol.NewClient(cfg).Run(stops.interrupt); err != nil {
 		daemon.Fail(err)
 		return fail(stderr, err)
 	}

@@ -14,6 +14,15 @@
 // reopen it after log rotation. The last form runs a worker in the
 // foreground from flags alone, logging to stderr.
 //
-// SIGTERM or SIGINT stops the worker, killing its running commands. A
-// master that refuses the worker's name or password makes it exit 1.
+// SIGTERM or SIGINT stops the worker in three stages, as buildkite's
+// agent: the first makes it take no new command, let the running ones
+// finish and report their results, then detach from its master and exit
+// 0 (the master ends those builds RETRY and builds them again, since
+// their next steps cannot run here); the second interrupts the running
+// commands (their process groups are killed) and reports them, then
+// exits 0 (their builds end RETRY too); the third exits at once, with
+// code 3 (the next start kills the commands left running). stop sends
+// one SIGTERM and waits 60s: a longer step outlives it, and a second stop
+// interrupts it. Each stage is logged. A master that refuses the
+// worker's name or password makes it exit 1.
 package main

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
@@ -11,8 +11,14 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	stops := newStopSignals(os.Exit)
+	var watcher sync.WaitGroup
+	watcher.Go(func() { stops.watch(sigs) })
+	code := run(stops, os.Args[1:], os.Stdout, os.Stderr)
+	signal.Stop(sigs)
+	close(sigs)
+	watcher.Wait()
 	os.Exit(code)
 }

@@ -264,7 +264,8 @@ func TestStartStop(t *testing.T) {
 	if code, _, stderr := gbbWorker(t, "start", dir); code != 1 || !strings.Contains(stderr, "worker.pid names running process") {
 		t.Errorf("second start: exit %d, %q", code, stderr)
 	}
-	// Stopping the worker kills a running command, and reports it.
+	// A first stop lets a running command go on (stop waits for it); a
+	// second interrupts it: it is killed, and reported.
 	started := make(chan struct{})
 	type result struct {
 		res protocol.Result
@@ -283,13 +284,34 @@ func TestStartStop(t *testing.T) {
 		running <- result{res, err}
 	}()
 	<-started
+	type exit struct {
+		code   int
+		stderr string
+	}
+	firstStop := make(chan exit, 1)
+	go func() {
+		code, _, stderr := gbbWorker(t, "stop", dir)
+		firstStop <- exit{code, stderr}
+	}()
+	waitUntil(t, "the worker draining", func() bool {
+		log, _ := os.ReadFile(filepath.Join(dir, "worker.log"))
+		return bytes.Contains(log, []byte("the running commands finish first"))
+	})
+	select {
+	case r := <-running:
+		t.Fatalf("a first stop ended the running command: %+v, %v", r.res, r.err)
+	default:
+	}
 	code, _, stderr = gbbWorker(t, "stop", dir)
 	stopped = true
 	if code != 0 {
-		t.Fatalf("stop: exit %d: %s", code, stderr)
+		t.Fatalf("second stop: exit %d: %s", code, stderr)
+	}
+	if r := <-firstStop; r.code != 0 {
+		t.Errorf("first stop: exit %d: %s", r.code, r.stderr)
 	}
 	if r := <-running; r.err != nil || !r.res.Interrupted || r.res.Signal != "KILL" {
-		t.Errorf("command running at stop: %+v, %v; want interrupted by KILL", r.res, r.err)
+		t.Errorf("command running at the second stop: %+v, %v; want interrupted by KILL", r.res, r.err)
 	}
 	select {
 	case <-c.Done():

@@ -320,7 +320,7 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 
 // runCommand runs cmd on the worker, streaming its output into the step's
 // stdio log, and says how it ended with buildbot's result codes: RETRY when
-// the worker is lost or the master shuts down, CANCELLED when the build is
+// the worker is lost, stops or the master shuts down, CANCELLED when the build is
 // stopped, FAILURE when it cannot run, times out or exits non-zero. Each
 // non-nil tap sees every chunk of output before the log does.
 func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Command, log *slog.Logger, taps ...func(protocol.Output)) (protocol.Result, int) {
@@ -369,6 +369,11 @@ func commandResults(ctx context.Context, lw *logWriter, res protocol.Result, err
 	lw.header(fmt.Sprintf("elapsedTime=%f", res.Elapsed.Seconds()))
 	switch {
 	case res.Interrupted && shutdown:
+		return store.Retry
+	case res.Interrupted && ctx.Err() == nil:
+		// Nobody here asked: the worker is stopping (a second SIGTERM)
+		// and interrupted it; as a lost worker, the build runs again.
+		lw.header("worker stopping: the command was interrupted, the build will run again")
 		return store.Retry
 	case res.Interrupted:
 		return store.Cancelled

@@ -56,6 +56,12 @@ type ClientConfig struct {
 	// is reported to the next master (see resume.go). Nil means the worker
 	// kills every command when its stream ends.
 	Spools SpoolStore
+	// Drain, when closed, stops the worker gently (a first SIGTERM): it
+	// takes no new command, lets the running ones finish and report,
+	// then closes its stream and Run returns nil. Cancelling Run's ctx
+	// (a second SIGTERM) interrupts the running commands meanwhile. Nil
+	// means only ctx stops the worker.
+	Drain <-chan struct{}
 }
 
 // Output batching.
@@ -99,17 +105,20 @@ func NewClient(cfg ClientConfig) *Client {
 
 // Run connects, says hello, runs commands, and reconnects with jittered
 // exponential backoff when the master goes away; it returns nil when ctx
-// is done, ErrAuthFailed (wrapped, with the master's message) on refusal,
-// or ErrVersionMismatch (wrapped, naming both versions). When the stream
-// ends, and when ctx is done, running commands are cancelled, and Run waits
-// for them before it reconnects or returns.
+// is done or the worker drained (ClientConfig.Drain), ErrAuthFailed
+// (wrapped, with the master's message) on refusal, or ErrVersionMismatch
+// (wrapped, naming both versions). When the stream ends, and when ctx is
+// done, running commands are cancelled, and Run waits for them before it
+// reconnects or returns; a drain waits for them to end by themselves.
+// Kept commands no stream has (see ClientConfig.Spools) are killed when
+// Run returns.
 func (c *Client) Run(ctx context.Context) error {
 	defer c.kept.wait()
 	defer c.kept.killAll()
 	backoff := c.cfg.MinBackoff
 	for {
 		welcomed, err := c.session(ctx)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || c.draining() {
 			return nil
 		}
 		if welcomed {
@@ -133,9 +142,23 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-c.cfg.Drain:
+			t.Stop()
+			c.log.Info("stopping: not connected, so no command to finish")
+			return nil
 		case <-t.C:
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// draining reports whether ClientConfig.Drain is closed.
+func (c *Client) draining() bool {
+	select {
+	case <-c.cfg.Drain:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -214,6 +237,10 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		cancel()
 		<-first
 		return false, ctx.Err()
+	case <-c.cfg.Drain:
+		cancel()
+		<-first
+		return false, errors.New("stopping before the master welcomed the worker")
 	}
 	if err != nil {
 		return false, fmt.Errorf("hello to %s: %w", c.cfg.Master, classify(err))
@@ -246,8 +273,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	}
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive() }()
-	select {
-	case err = <-recvErr:
+	lost := func(err error) (bool, error) {
 		// The stream is gone: the commands' reports can't be sent.
 		cancel()
 		s.stop()
@@ -255,7 +281,35 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 			return true, fmt.Errorf("stream from %s: nothing from the master for %s (its heartbeat interval + timeout): taking it for gone", c.cfg.Master, quiet)
 		}
 		return true, fmt.Errorf("stream from %s: %w", c.cfg.Master, err)
+	}
+	select {
+	case err = <-recvErr:
+		return lost(err)
 	case <-ctx.Done():
+	case <-c.cfg.Drain:
+		// A gentle stop: no new command; the running ones finish and
+		// report, then the worker detaches. The master ends the builds
+		// whose next steps cannot run RETRY, and builds them again.
+		idle, running := s.drain()
+		c.log.Info("stopping: the running commands finish first, then the worker detaches from its master; stop again (SIGTERM or SIGINT) to interrupt them", "running", running)
+		select {
+		case <-idle:
+			c.log.Info("no command running: detaching from the master")
+			s.stop()
+			s.closeSend()
+			select {
+			case <-recvErr:
+			case <-time.After(shutdownReport):
+				cancel()
+				<-recvErr
+			}
+			return true, nil
+		case err = <-recvErr:
+			c.log.Warn("stream lost while stopping: killing the running commands")
+			return lost(err)
+		case <-ctx.Done():
+			c.log.Info("stopping now: interrupting the running commands")
+		}
 	}
 	// Shutting down: kill the commands, report them, and end the stream
 	// cleanly, unless the master does not take the reports in time.
@@ -284,10 +338,38 @@ type session struct {
 	quiet     time.Duration
 
 	mu      sync.Mutex
-	stopped bool                           // guarded by mu
+	stopped bool                           // guarded by mu; no new command
+	idle    chan struct{}                  // guarded by mu; non-nil once draining, closed when no command runs
 	cmds    map[uint64]context.CancelFunc  // guarded by mu; running commands
 	kept    map[uint64]context.CancelFunc  // guarded by mu; resumable commands attached to this stream
 	reads   map[uint64]chan *DownloadChunk // guarded by mu; downloads' answers, one in flight each
+}
+
+// drain makes s take no new command and returns a channel closed once no
+// command runs (now, or when the last one has reported), and how many run.
+func (s *session) drain() (idle <-chan struct{}, running int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	running = len(s.cmds) + len(s.kept)
+	s.checkIdleLocked()
+	return s.idle, running
+}
+
+// checkIdleLocked closes s.idle when s drains and no command runs; s.mu
+// is held.
+func (s *session) checkIdleLocked() {
+	if s.idle == nil || len(s.cmds) > 0 || len(s.kept) > 0 {
+		return
+	}
+	select {
+	case <-s.idle:
+	default:
+		close(s.idle)
+	}
 }
 
 func (s *session) send(m *WorkerMessage) error {
@@ -390,6 +472,9 @@ func (s *session) start(m *StartCommand) {
 	if s.stopped || s.cmds[id] != nil {
 		s.mu.Unlock()
 		cancel()
+		// Not answered: a stopping worker's build ends RETRY when the
+		// stream ends, and is built again (an answer would have the
+		// master retry it here at once, again and again).
 		log.Warn("command refused: stopping, or its id is in use")
 		return
 	}
@@ -408,6 +493,7 @@ func (s *session) start(m *StartCommand) {
 			s.mu.Lock()
 			delete(s.cmds, id)
 			delete(s.reads, id)
+			s.checkIdleLocked() // after its Complete was sent
 			s.mu.Unlock()
 			cancel()
 		}()

@@ -143,9 +143,14 @@ func (k *keeper) start(s *session, id uint64, cmd Command, log *slog.Logger) boo
 // the next one.
 func (k *keeper) complete(c *keptCmd, sess *session, b *batcher, id uint64) {
 	b.close()
-	sess.mu.Lock()
-	delete(sess.kept, id)
-	sess.mu.Unlock()
+	// Off the session once its Complete is sent (or cannot be): a
+	// draining session waits for that.
+	defer func() {
+		sess.mu.Lock()
+		delete(sess.kept, id)
+		sess.checkIdleLocked()
+		sess.mu.Unlock()
+	}()
 	c.mu.Lock()
 	res := *c.res
 	c.mu.Unlock()
