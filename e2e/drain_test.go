@@ -136,3 +136,57 @@ func TestWorkerDrainTakesNoBuild(t *testing.T) {
 		t.Fatalf("w1 back: %+v, want neither graceful nor paused", w)
 	}
 }
+
+// TestWorkerDrainKeepsAskedGraceful: a graceful shutdown asked of a
+// worker that drains by itself is the user's, and outlasts the drain: back,
+// the worker stays graceful (no build) until unpaused.
+func TestWorkerDrainKeepsAskedGraceful(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(drainConfig)
+	e.startMaster()
+	w1 := e.startWorkerAt("w1", "w1")
+	waitFor(t, "w1 connected", 30*time.Second, func() bool { return e.workerConnected("w1") })
+	long := e.force("force", builderID(t, e, "long"), "a long step")
+	waitPids(t, filepath.Join(e.Dir, "pid"), 1)
+	if err := w1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the API to show w1 graceful", 30*time.Second, func() bool { return e.apiWorker("w1").Graceful })
+	e.rpc("/api/v2/workers/w1", "graceful", `{}`)
+
+	if err := os.WriteFile(filepath.Join(e.Dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, w1); code != 0 {
+		t.Fatalf("w1 exit code %d, want 0", code)
+	}
+	e.firstBuildRetry(long)
+	e.startWorkerAt("w1", "w1")
+	waitFor(t, "w1 back", 30*time.Second, func() bool { return e.workerConnected("w1") })
+	if w := e.apiWorker("w1"); !w.Graceful {
+		t.Fatalf("w1 back after a graceful shutdown asked during its drain: %+v, want graceful", w)
+	}
+	if bs := e.buildsOf(long); len(bs) != 1 {
+		t.Fatalf("builds of the long request with w1 graceful: %+v, want only the first", bs)
+	}
+	e.rpc("/api/v2/workers/w1", "unpause", `{}`)
+	if b := e.waitBuildN(long, 2); b.Results == nil || *b.Results != 0 {
+		t.Fatalf("the long request's build after unpause: %+v, want SUCCESS", b)
+	}
+}
+
+// waitBuildN waits for the request's nth build to complete and returns it.
+func (e *env) waitBuildN(brid int64, n int) apiBuild {
+	e.t.Helper()
+	var b apiBuild
+	waitFor(e.t, "the request's build to end", 60*time.Second, func() bool {
+		bs := e.buildsOf(brid)
+		if len(bs) >= n && bs[n-1].Complete {
+			b = bs[n-1]
+			return true
+		}
+		return false
+	})
+	return b
+}
