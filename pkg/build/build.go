@@ -354,6 +354,11 @@ func commandResults(ctx context.Context, lw *logWriter, res protocol.Result, err
 	case errors.Is(err, protocol.ErrConnectionLost):
 		lw.header("worker lost: " + err.Error())
 		return store.Retry
+	case errors.Is(err, protocol.ErrWorkerDraining):
+		// As buildbot's worker lost: the build runs again, on another
+		// worker (this one takes no new build while it drains).
+		lw.header("worker stopping: it takes no new command, the build will run again")
+		return store.Retry
 	case err != nil && shutdown:
 		lw.header("master shutting down: the build will run again")
 		return store.Retry

@@ -160,6 +160,14 @@ type workerState struct {
 	// worker; they are kept in the store, so they outlast a reconnection.
 	paused   bool
 	graceful bool
+	// draining is set when the worker said it is stopping (a first
+	// SIGTERM; protocol.WorkerConn.Draining): it takes no new build, as a
+	// graceful one, for as long as this connection lasts. drainMarked
+	// says the engine set the stored graceful flag for it, to clear when
+	// the worker detaches (as buildbot resets graceful at the next
+	// attach), unless someone asked for a graceful shutdown meanwhile.
+	draining    bool
+	drainMarked bool
 	// fresh is set from Attach until the engine answered the commands the
 	// worker kept (kept, from its hello; see resume.go): meanwhile it
 	// takes no new build.
@@ -359,11 +367,27 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 		return
 	}
 	e.mu.Lock()
-	e.conns[name] = &workerState{conn: c, id: w.ID, builders: map[string]int{}, paused: w.Paused, graceful: w.Graceful, fresh: true, kept: c.Kept()}
+	graceful := w.Graceful
+	// A drained connection this one replaces: its graceful flag was only
+	// its drain's.
+	old, ok := e.conns[name]
+	undrain := ok && old.drainMarked && !old.graceful
+	if undrain {
+		graceful = false
+	}
+	e.conns[name] = &workerState{conn: c, id: w.ID, builders: map[string]int{}, paused: w.Paused, graceful: graceful, fresh: true, kept: c.Kept()}
 	e.mu.Unlock()
+	if undrain {
+		e.clearDrainMark(w.ID, log)
+	}
 	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
 	e.wg.Go(func() {
-		<-c.Done()
+		select {
+		case <-c.Draining():
+			e.workerDraining(name, c, log)
+			<-c.Done()
+		case <-c.Done():
+		}
 		e.connMu.Lock()
 		defer e.connMu.Unlock()
 		e.mu.Lock()
@@ -372,15 +396,60 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 			delete(e.conns, name)
 		}
 		replaced := ok && ws.conn != c
+		undrain := ok && ws.conn == c && ws.drainMarked && !ws.graceful
 		e.mu.Unlock()
 		if !replaced {
 			if err := e.st.WorkerDisconnected(w.ID, e.masterID); err != nil {
 				log.Error("detach worker", "err", err)
 			}
 		}
+		if undrain {
+			e.clearDrainMark(w.ID, log)
+		}
 		log.Info("worker detached", "reason", c.Err(), "replaced", replaced)
 	})
 	e.Wake()
+}
+
+// workerDraining takes worker name, connected as c, out of the
+// distribution: it said it is stopping gently, so it would refuse a new
+// build's commands. Its running builds go on. As buildbot's worker asking
+// for its graceful shutdown, the stored worker shows graceful meanwhile.
+func (e *Engine) workerDraining(name string, c *protocol.WorkerConn, log *slog.Logger) {
+	e.mu.Lock()
+	ws, ok := e.conns[name]
+	if !ok || ws.conn != c {
+		e.mu.Unlock()
+		return
+	}
+	ws.draining = true
+	mark := !ws.graceful
+	ws.drainMarked = mark // set first: a replacing connection sees it
+	running := ws.running
+	e.mu.Unlock()
+	log.Info("worker stopping: it takes no new build; its running builds go on", "running", running)
+	if mark {
+		w, err := e.st.Worker(ws.id)
+		if err == nil {
+			err = e.st.SetWorkerPaused(ws.id, w.Paused, true)
+		}
+		if err != nil {
+			log.Error("record the worker's graceful stop", "err", err)
+		}
+	}
+	// Requests waiting for this worker may go to another one now.
+	e.Wake()
+}
+
+// clearDrainMark clears the stored graceful flag a worker's drain set.
+func (e *Engine) clearDrainMark(id int64, log *slog.Logger) {
+	w, err := e.st.Worker(id)
+	if err == nil {
+		err = e.st.SetWorkerPaused(id, w.Paused, false)
+	}
+	if err != nil {
+		log.Error("clear the worker's graceful stop", "err", err)
+	}
 }
 
 // distribute claims pending requests for which an idle worker is connected
@@ -593,10 +662,10 @@ func (e *Engine) room(b config.Builder) int {
 
 // canStart reports whether worker name, connected as ws, can start a build
 // of builder now, as buildbot's WorkerForBuilder.isAvailable: it has no
-// build of that builder running, is neither paused nor stopping, and is
-// under its max_builds. e.mu must be held.
+// build of that builder running, is neither paused nor stopping (asked
+// to, or by itself), and is under its max_builds. e.mu must be held.
 func (e *Engine) canStart(name string, ws *workerState, builder string) bool {
-	if ws.paused || ws.graceful || ws.busyFor(builder) {
+	if ws.paused || ws.graceful || ws.draining || ws.busyFor(builder) {
 		return false
 	}
 	limit := e.maxB[name]

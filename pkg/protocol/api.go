@@ -16,6 +16,11 @@ const Version = 1
 // worker ends before the command completes.
 var ErrConnectionLost = errors.New("protocol: connection to worker lost")
 
+// ErrWorkerDraining is returned by WorkerConn.Run and Resume when the
+// worker is stopping gently (see WorkerConn.Draining) and did not run the
+// command: it refused it, or it was started after the worker said so.
+var ErrWorkerDraining = errors.New("protocol: worker is stopping and takes no new command")
+
 // ErrAuthFailed is returned (wrapped, with the master's message) by
 // Client.Run when the master refuses the worker's name or password. It is
 // permanent: the client does not retry.

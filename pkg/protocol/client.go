@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,8 +289,9 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	case <-ctx.Done():
 	case <-c.cfg.Drain:
 		// A gentle stop: no new command; the running ones finish and
-		// report, then the worker detaches. The master ends the builds
-		// whose next steps cannot run RETRY, and builds them again.
+		// report, then the worker detaches. The master, told so, starts
+		// no new build here, and ends the builds whose next steps cannot
+		// run RETRY, to build them again elsewhere.
 		idle, running := s.drain()
 		c.log.Info("stopping: the running commands finish first, then the worker detaches from its master; stop again (SIGTERM or SIGINT) to interrupt them", "running", running)
 		select {
@@ -337,6 +339,11 @@ type session struct {
 	heartbeat *time.Timer
 	quiet     time.Duration
 
+	// startMu orders start's check of stopped and its record of the
+	// command (in cmds or kept) against drain: a command drain does not
+	// list is one start refuses. Taken before mu.
+	startMu sync.Mutex
+
 	mu      sync.Mutex
 	stopped bool                           // guarded by mu; no new command
 	idle    chan struct{}                  // guarded by mu; non-nil once draining, closed when no command runs
@@ -345,18 +352,33 @@ type session struct {
 	reads   map[uint64]chan *DownloadChunk // guarded by mu; downloads' answers, one in flight each
 }
 
-// drain makes s take no new command and returns a channel closed once no
+// drain makes s take no new command, tells the master so (a Draining
+// naming the commands that go on), and returns a channel closed once no
 // command runs (now, or when the last one has reported), and how many run.
 func (s *session) drain() (idle <-chan struct{}, running int) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.stopped = true
 	if s.idle == nil {
 		s.idle = make(chan struct{})
 	}
-	running = len(s.cmds) + len(s.kept)
+	// A command that ended before this point has sent its Complete
+	// already (it leaves cmds after), so the master reads it first.
+	ids := make([]uint64, 0, len(s.cmds)+len(s.kept))
+	for id := range s.cmds {
+		ids = append(ids, id)
+	}
+	for id := range s.kept {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
 	s.checkIdleLocked()
-	return s.idle, running
+	idle = s.idle
+	s.mu.Unlock()
+	// An old master ignores it; a lost stream shows in receive.
+	_ = s.send(&WorkerMessage{Msg: &WorkerMessage_Draining{Draining: &Draining{Running: ids}}})
+	return idle, len(ids)
 }
 
 // checkIdleLocked closes s.idle when s drains and no command runs; s.mu
@@ -451,6 +473,8 @@ func (s *session) receive() error {
 
 // start runs one command in its own goroutine.
 func (s *session) start(m *StartCommand) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
 	id := m.GetCommandId()
 	log := s.log.With("command", id, "builder", m.GetBuilder())
 	cmd, err := commandFromPB(m)

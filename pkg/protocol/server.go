@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,6 +434,7 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 		done:          make(chan struct{}),
 		heard:         make(chan struct{}, 1),
 		cmds:          make(map[uint64]*pending),
+		drain:         make(chan struct{}),
 		kept:          keptFromPB(h.GetKept()),
 	}
 	wait := s.cfg.KeepaliveTimeout
@@ -516,12 +518,16 @@ type WorkerConn struct {
 	mu   sync.Mutex
 	err  error               // guarded by mu; why the stream ended
 	cmds map[uint64]*pending // guarded by mu; commands in flight; nil once done
+	// drain is closed when the worker says it is draining (Draining):
+	// from then on it refuses new commands.
+	drain chan struct{} // guarded by mu (closing it)
 }
 
 // pending is one command in flight on a WorkerConn.
 type pending struct {
-	events chan event    // output, then the result, in order
-	gone   chan struct{} // closed when Run returned
+	events  chan event    // output, then the result, in order
+	gone    chan struct{} // closed when Run returned
+	refused chan struct{} // closed when the worker drains without running it
 }
 
 // event is one output chunk, upload chunk (data set), download read
@@ -579,6 +585,34 @@ func (c *WorkerConn) probe(wait time.Duration, stop <-chan struct{}) bool {
 // Done is closed when the stream ends.
 func (c *WorkerConn) Done() <-chan struct{} { return c.done }
 
+// Draining is closed when the worker said it is stopping gently (a
+// first SIGTERM): it takes no new command, its running ones go on and
+// report, then it closes its stream. A worker that predates the Draining
+// message never says so; its refusals show only when its stream ends.
+func (c *WorkerConn) Draining() <-chan struct{} { return c.drain }
+
+// markDraining records the worker's Draining: every command in flight that
+// running does not list was refused (or has ended, and its result is
+// already queued), and so is every later one.
+func (c *WorkerConn) markDraining(running []uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.drain:
+		return
+	default:
+	}
+	close(c.drain)
+	refused := 0
+	for id, p := range c.cmds {
+		if !slices.Contains(running, id) {
+			close(p.refused)
+			refused++
+		}
+	}
+	c.log.Info("worker is draining: no new command; its running ones finish", "running", len(running), "refused", refused)
+}
+
 // Close ends the connection, as buildbot's worker kill: the worker sees
 // its stream end (and cancels its commands), and Runs in flight return
 // ErrConnectionLost. Err then returns reason. Closing twice does nothing.
@@ -630,11 +664,17 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 // command as Run says.
 func (c *WorkerConn) run(ctx context.Context, cmd Command, out func(Output), first func(id uint64) *MasterMessage) (Result, error) {
 	id := c.nextID.Add(1)
-	p := &pending{events: make(chan event, 16), gone: make(chan struct{})}
+	p := &pending{events: make(chan event, 16), gone: make(chan struct{}), refused: make(chan struct{})}
 	c.mu.Lock()
 	if c.cmds == nil {
 		c.mu.Unlock()
 		return Result{}, ErrConnectionLost
+	}
+	select {
+	case <-c.drain:
+		c.mu.Unlock()
+		return Result{}, ErrWorkerDraining
+	default:
 	}
 	c.cmds[id] = p
 	c.mu.Unlock()
@@ -722,6 +762,19 @@ func (c *WorkerConn) run(ctx context.Context, cmd Command, out func(Output), fir
 					return Result{}, ErrConnectionLost
 				}
 			}
+		case <-p.refused:
+			// A command that ended before the worker drained has its
+			// result queued already (receive queued it first).
+			for {
+				select {
+				case ev := <-p.events:
+					if r := handle(ev); r != nil {
+						return *r, nil
+					}
+				default:
+					return Result{}, ErrWorkerDraining
+				}
+			}
 		case <-ctxDone:
 			ctxDone = nil
 			if !interrupted && !interrupt(context.Cause(ctx).Error()) {
@@ -777,6 +830,9 @@ func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, Mast
 		var ev event
 		switch msg := m.GetMsg().(type) {
 		case *WorkerMessage_Pong:
+			continue
+		case *WorkerMessage_Draining:
+			c.markDraining(msg.Draining.GetRunning())
 			continue
 		case *WorkerMessage_Output:
 			id = msg.Output.GetCommandId()

@@ -104,11 +104,12 @@ func waitRun(t *testing.T, w *stoppableWorker) error {
 }
 
 // TestDrain: a worker told to drain (a first SIGTERM) while a command runs
-// refuses the next command, lets the running one end by itself and report
-// its result, then closes its stream and Run returns nil; the refused
-// command never runs and ends ErrConnectionLost on the master (whose build
-// then ends RETRY). Plain and resumable (finish_steps_on_restart)
-// commands alike.
+// tells its master (WorkerConn.Draining), refuses the next command, lets
+// the running one end by itself and report its result, then closes its
+// stream and Run returns nil; the refused command never runs and ends
+// ErrWorkerDraining on the master at once, while the running one goes on
+// (its build then ends RETRY and runs elsewhere). Plain and resumable
+// (finish_steps_on_restart) commands alike.
 func TestDrain(t *testing.T) {
 	t.Parallel()
 	for _, resumable := range []bool{false, true} {
@@ -134,10 +135,15 @@ func TestDrain(t *testing.T) {
 			waitUntil(t, "the worker draining", func() bool {
 				return strings.Contains(w.log.String(), "the running commands finish first")
 			})
+			select {
+			case <-c.Draining():
+			case <-time.After(30 * time.Second):
+				t.Fatal("the master was not told the worker drains")
+			}
 			second := runAsync(c, protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Script: "touch " + dir + "/second"}})
-			waitUntil(t, "the second command refused", func() bool {
-				return strings.Contains(w.log.String(), "command refused")
-			})
+			if r := waitRan(t, second); !errors.Is(r.err, protocol.ErrWorkerDraining) {
+				t.Fatalf("the command sent while draining: %+v, %v; want ErrWorkerDraining", r.res, r.err)
+			}
 			if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -148,9 +154,6 @@ func TestDrain(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dir, "made")); err != nil {
 				t.Fatalf("the running command did not run to its end: %v", err)
-			}
-			if r := waitRan(t, second); !errors.Is(r.err, protocol.ErrConnectionLost) {
-				t.Fatalf("the command sent while draining: %+v, %v; want ErrConnectionLost", r.res, r.err)
 			}
 			if _, err := os.Stat(filepath.Join(dir, "second")); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("the command sent while draining ran: %v", err)
