@@ -616,16 +616,9 @@ func (s *Server) listWorkers(r *http.Request, _ *query) ([]map[string]any, error
 }
 
 func (s *Server) getWorker(r *http.Request, _ *query) (map[string]any, error) {
-	v := chi.URLParam(r, "worker")
-	var wk store.Worker
-	var err error
-	if id, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-		wk, err = s.cfg.Store.Worker(id)
-	} else {
-		wk, err = s.cfg.Store.WorkerByName(v)
-	}
+	wk, err := s.workerParam(r)
 	if err != nil {
-		return nil, LookupErr(err, "worker %s", v)
+		return nil, err
 	}
 	return workerObj(wk), nil
 }
