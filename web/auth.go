@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
-	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/ui"
 )
@@ -116,13 +115,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.ui.ErrorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, api.MaxRPCBody)
-	if err := r.ParseForm(); err != nil {
-		status, msg := api.FormError(err)
-		s.ui.ErrorPage(w, r, status, msg)
+	c, ok := s.api.CallOf(w, r) // the form, as api.Authorize read and checked it
+	if !ok {
 		return
 	}
-	name, next, pw := r.PostForm.Get("username"), ui.LoginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
+	name, next, pw := c.Form.Get("username"), ui.LoginNext(c.Form.Get("next")), c.Form.Get("password")
 	u, err := s.guard.Try(s.clientAddr(r), "login form", name, func() *auth.User { return a.CheckPassword(name, pw) })
 	if tm, ok := errors.AsType[*auth.TooManyFailures](err); ok {
 		w.Header().Set("Retry-After", tm.RetryAfter())
