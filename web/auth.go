@@ -1,17 +1,13 @@
 package web
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
-	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/ui"
 )
@@ -27,8 +23,8 @@ import (
 //     answered 401 on /api, /sse and /ws) when allow_anonymous_view is
 //     false.
 //
-// Passwords and tokens go through a brake (see loginGuard): an address
-// that fails too often is answered 429 without its guess being checked.
+// Passwords and tokens go through a brake (auth.Guard): an address that
+// fails too often is answered 429 without its guess being checked.
 //
 // A session carries a CSRF token that every POST made with its cookie
 // must send back, as the form field csrf_token or the X-CSRF-Token header
@@ -112,78 +108,6 @@ func apiPath(path string) bool {
 	return strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/sse/") || path == "/ws"
 }
 
-// postFormRE finds the opening tag of a form that posts.
-var postFormRE = regexp.MustCompile(`(?i)<form\b[^>]*\bmethod="post"[^>]*>`)
-
-// csrfWriter adds a CSRF token as a hidden field to every form that posts
-// of an HTML page, and as <meta name="csrf-token"> to its head, and sets
-// cookie, when not nil, on such a page; any other response goes through
-// unchanged (see csrfTokens in csrf.go).
-type csrfWriter struct {
-	http.ResponseWriter
-	token   string
-	cookie  *http.Cookie
-	status  int
-	decided bool // whether the response is known to be HTML or not
-	html    bool
-	buf     bytes.Buffer
-}
-
-func (c *csrfWriter) decide() {
-	if !c.decided {
-		c.decided = true
-		c.html = strings.HasPrefix(c.Header().Get("Content-Type"), "text/html")
-	}
-}
-
-func (c *csrfWriter) WriteHeader(status int) {
-	c.decide()
-	if !c.html {
-		c.ResponseWriter.WriteHeader(status)
-		return
-	}
-	c.status = status
-}
-
-func (c *csrfWriter) Write(p []byte) (int, error) {
-	if !c.decided {
-		c.WriteHeader(http.StatusOK)
-	}
-	if !c.html {
-		return c.ResponseWriter.Write(p)
-	}
-	return c.buf.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (c *csrfWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-// finish writes a buffered HTML page with the token added.
-func (c *csrfWriter) finish() {
-	if !c.html {
-		return
-	}
-	field := []byte(`<input type="hidden" name="` + auth.CSRFField + `" value="` + c.token + `">`)
-	added := 0
-	out := postFormRE.ReplaceAllFunc(c.buf.Bytes(), func(tag []byte) []byte {
-		added++
-		return append(append([]byte(nil), tag...), field...)
-	})
-	// For the page's scripts (a WebSocket of another origin than the
-	// site's own, behind a proxy, sends it; see wsOriginOK).
-	if i := bytes.Index(out, []byte("<head>")); i >= 0 {
-		added++
-		meta := `<meta name="csrf-token" content="` + c.token + `">`
-		out = slices.Insert(out, i+len("<head>"), []byte(meta)...)
-	}
-	if added > 0 && c.cookie != nil {
-		http.SetCookie(c.ResponseWriter, c.cookie)
-	}
-	c.Header().Del("Content-Length")
-	c.ResponseWriter.WriteHeader(c.status)
-	c.ResponseWriter.Write(out)
-}
-
 // login checks a login form and starts a session.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	a := s.acc().auth // one, whatever a reconfig does meanwhile
@@ -191,13 +115,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.ui.ErrorPage(w, r, http.StatusNotFound, "no login is configured: everyone may do everything")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, api.MaxRPCBody)
-	if err := r.ParseForm(); err != nil {
-		status, msg := api.FormError(err)
-		s.ui.ErrorPage(w, r, status, msg)
+	c, ok := s.api.CallOf(w, r) // the form, as api.Authorize read and checked it
+	if !ok {
 		return
 	}
-	name, next, pw := r.PostForm.Get("username"), ui.LoginNext(r.PostForm.Get("next")), r.PostForm.Get("password")
+	name, next, pw := c.Form.Get("username"), ui.LoginNext(c.Form.Get("next")), c.Form.Get("password")
 	u, err := s.guard.Try(s.clientAddr(r), "login form", name, func() *auth.User { return a.CheckPassword(name, pw) })
 	if tm, ok := errors.AsType[*auth.TooManyFailures](err); ok {
 		w.Header().Set("Retry-After", tm.RetryAfter())

@@ -18,7 +18,7 @@ import (
 // them deny the port (the probe after issue 13). So, first in the chain:
 //
 //   - only POST takes a body here (the controls, the forms, the change
-//     hooks; none over maxRPCBody or hooks.MaxBody, 1 MiB); any other method
+//     hooks; none over api.MaxRPCBody or hooks.MaxBody, 1 MiB); any other method
 //     that declares one is answered 400 at once, the connection closed
 //     without waiting for the body;
 //   - a POST's body must come within BodyTimeout, the read deadline set

@@ -1,7 +1,10 @@
 package web
 
 import (
+	"bytes"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gbb-ci/gbb/web/auth"
@@ -39,4 +42,76 @@ func (s *Server) csrfTokens(next http.Handler) http.Handler {
 		next.ServeHTTP(cw, r)
 		cw.finish()
 	})
+}
+
+// postFormRE finds the opening tag of a form that posts.
+var postFormRE = regexp.MustCompile(`(?i)<form\b[^>]*\bmethod="post"[^>]*>`)
+
+// csrfWriter adds a CSRF token as a hidden field to every form that posts
+// of an HTML page, and as <meta name="csrf-token"> to its head, and sets
+// cookie, when not nil, on such a page; any other response goes through
+// unchanged (see csrfTokens).
+type csrfWriter struct {
+	http.ResponseWriter
+	token   string
+	cookie  *http.Cookie
+	status  int
+	decided bool // whether the response is known to be HTML or not
+	html    bool
+	buf     bytes.Buffer
+}
+
+func (c *csrfWriter) decide() {
+	if !c.decided {
+		c.decided = true
+		c.html = strings.HasPrefix(c.Header().Get("Content-Type"), "text/html")
+	}
+}
+
+func (c *csrfWriter) WriteHeader(status int) {
+	c.decide()
+	if !c.html {
+		c.ResponseWriter.WriteHeader(status)
+		return
+	}
+	c.status = status
+}
+
+func (c *csrfWriter) Write(p []byte) (int, error) {
+	if !c.decided {
+		c.WriteHeader(http.StatusOK)
+	}
+	if !c.html {
+		return c.ResponseWriter.Write(p)
+	}
+	return c.buf.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *csrfWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// finish writes a buffered HTML page with the token added.
+func (c *csrfWriter) finish() {
+	if !c.html {
+		return
+	}
+	field := []byte(`<input type="hidden" name="` + auth.CSRFField + `" value="` + c.token + `">`)
+	added := 0
+	out := postFormRE.ReplaceAllFunc(c.buf.Bytes(), func(tag []byte) []byte {
+		added++
+		return append(append([]byte(nil), tag...), field...)
+	})
+	// For the page's scripts (a WebSocket of another origin than the
+	// site's own, behind a proxy, sends it; see wsOriginOK).
+	if i := bytes.Index(out, []byte("<head>")); i >= 0 {
+		added++
+		meta := `<meta name="csrf-token" content="` + c.token + `">`
+		out = slices.Insert(out, i+len("<head>"), []byte(meta)...)
+	}
+	if added > 0 && c.cookie != nil {
+		http.SetCookie(c.ResponseWriter, c.cookie)
+	}
+	c.Header().Del("Content-Length")
+	c.ResponseWriter.WriteHeader(c.status)
+	c.ResponseWriter.Write(out)
 }

@@ -54,7 +54,7 @@ type Config struct {
 	// BuildbotURL is the public URL of the site, maybe with a path prefix
 	// (http://host/buildbot/) that a proxy strips. Its origin is accepted,
 	// with the request's own host, as the Origin of a WebSocket and of a
-	// change hook's POST (csrf.go); empty means only the request's own
+	// change hook's POST (auth.OriginOK); empty means only the request's own
 	// host is. SetSite replaces it.
 	BuildbotURL string
 
@@ -138,9 +138,6 @@ func New(cfg Config) *Server {
 		Schedulers: cfg.Schedulers, Logger: s.log,
 		Access: inForce,
 		Guard:  s.sameOrigin,
-		FormRefused: func(w http.ResponseWriter, r *http.Request, status int, msg string) {
-			s.ui.ErrorPage(w, r, status, msg)
-		},
 	})
 	s.ui = ui.New(ui.Config{
 		API: s.api, Store: cfg.Store, Controller: cfg.Controller,
@@ -308,9 +305,10 @@ func (s *Server) routes() http.Handler {
 }
 
 // sameOrigin guards every POST, and is the only way to one: it refuses a
-// browser's cross-site request (csrf.go), then api.Authorize (web/api/authz.go)
+// browser's cross-site request (auth.CrossSite), then api.Authorize (web/api/authz.go)
 // decodes the request once, checks its CSRF token or content type and who
-// may do what, and hands the decoded call to the handler. A change hook,
+// may do what, and hands the decoded call to the handler; sameOrigin
+// answers its refusals, a form's with the error page. A change hook,
 // which has no token, is also refused when a browser says it comes from
 // another origin than the site's.
 func (s *Server) sameOrigin(next http.Handler) http.Handler {
@@ -327,9 +325,14 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}
-		r, ok := s.api.Authorize(w, r)
-		if ok {
+		r, refused := s.api.Authorize(w, r)
+		switch {
+		case refused == nil:
 			next.ServeHTTP(w, r)
+		case refused.Form:
+			s.ui.ErrorPage(w, r, refused.Status, refused.Message)
+		default:
+			refused.Write(w)
 		}
 	})
 }

@@ -123,11 +123,11 @@ func (s *Server) Routes(r chi.Router) {
 
 	r.Get("/workers", s.list(workerRes, s.listWorkers))
 	r.Get("/workers/{worker}", s.one(workerRes, s.getWorker))
-	r.With(s.cfg.Guard).Post("/workers/{worker}", s.workerRPC)
+	r.With(s.cfg.Guard).Post("/workers/{worker}", s.control)
 
 	r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
 	r.Get("/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
-	r.With(s.cfg.Guard).Post("/buildrequests/{brid}", s.buildRequestRPC)
+	r.With(s.cfg.Guard).Post("/buildrequests/{brid}", s.control)
 	r.Get("/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
 
 	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
@@ -144,7 +144,7 @@ func (s *Server) Routes(r chi.Router) {
 
 	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
 	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
-	r.With(s.cfg.Guard).Post("/forceschedulers/{scheduler}", s.forceRPC)
+	r.With(s.cfg.Guard).Post("/forceschedulers/{scheduler}", s.control)
 
 	r.Get("/masters", s.list(masterRes, s.listMasters))
 	r.Get("/masters/{masterid}", s.one(masterRes, s.getMaster))
@@ -152,7 +152,7 @@ func (s *Server) Routes(r chi.Router) {
 
 func (s *Server) buildRoutes(r chi.Router) {
 	r.Get("/", s.one(buildRes, s.getBuild))
-	r.With(s.cfg.Guard).Post("/", s.buildRPC)
+	r.With(s.cfg.Guard).Post("/", s.control)
 	r.Get("/steps", s.list(stepRes, s.listSteps))
 	r.Route("/steps/{step}", s.stepRoutes)
 	r.Get("/properties", s.buildProperties)
@@ -616,16 +616,9 @@ func (s *Server) listWorkers(r *http.Request, _ *query) ([]map[string]any, error
 }
 
 func (s *Server) getWorker(r *http.Request, _ *query) (map[string]any, error) {
-	v := chi.URLParam(r, "worker")
-	var wk store.Worker
-	var err error
-	if id, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-		wk, err = s.cfg.Store.Worker(id)
-	} else {
-		wk, err = s.cfg.Store.WorkerByName(v)
-	}
+	wk, err := s.workerParam(r)
 	if err != nil {
-		return nil, LookupErr(err, "worker %s", v)
+		return nil, err
 	}
 	return workerObj(wk), nil
 }

@@ -23,11 +23,13 @@ import (
 // the server's sameOrigin (web/server.go), which calls Authorize here: it finds the route's
 // entry in postRoutes (a POST route missing from it is refused), decodes
 // the body ONCE (a JSON-RPC call, strictly: one JSON object and nothing
-// after it; or a form), checks the CSRF defence of its kind (web/csrf.go),
-// resolves what the call acts on, and asks the [[www.authz.rules]]. The
-// decoded call then travels with the request (CallOf): the handlers act on
-// it and never read the body themselves, so what is authorized is what is
-// done. A call whose action cannot be determined is refused.
+// after it; or a form, a force form into the same ForceRequest as a
+// JSON-RPC force), checks the CSRF defence of its kind (web/auth/csrf.go),
+// resolves what the call acts on, and asks the [[www.authz.rules]]. A
+// refusal goes back to the guard, which answers it. The decoded call then
+// travels with the request (CallOf): the handlers hand it to Act and never
+// read the body themselves, so what is authorized is what is done. A call
+// whose action cannot be determined is refused.
 //
 // The first rule naming the action and the builder decides: the user may
 // act when one of its roles is theirs (their groups, the [[www.authz.roles]]
@@ -127,21 +129,24 @@ func PostRoutes() map[string][]string {
 // checkconfig warns about control actions that rules leave unnamed.
 var workerStopAlso = map[string]string{"stop": "stop"}
 
-// call is a POST decoded and authorized once, as the handlers get it.
+// Call is a POST decoded and authorized once, as the handlers get it.
 type Call struct {
 	route  postRoute
+	path   string     // the request's path, for the log
 	Action string     // one of config.AuthzActions, or "" for a form that is no control
 	also   string     // a second action the rules must allow too, or ""
 	User   *auth.User // who asks; nil for anonymous (and everyone without [www.auth])
 
-	rpc  *RPCRequest // the JSON-RPC Call; nil for a form
-	Form url.Values  // the form's fields; nil for a JSON-RPC Call
+	rpc  *RPCRequest // the JSON-RPC call; nil for a form
+	Form url.Values  // the form's fields; nil for a JSON-RPC call
 
 	// What the control acts on, by route.target.
-	Force   *scheduler.ForceRequest // owner set to the user when one is logged in
-	Build   store.Build
-	Request store.BuildRequest
-	Worker  store.Worker
+	Force     *scheduler.ForceRequest // owner set to the user when one is logged in
+	Scheduler string                  // the force scheduler of Force
+	Builder   store.Builder           // the builder of a builder page's force form, else zero
+	Build     store.Build
+	Request   store.BuildRequest
+	Worker    store.Worker
 
 	Builders []string // the builders acted on; none for a worker action
 	Owner    string   // who forced the build or request acted on, or ""
@@ -162,32 +167,56 @@ func (s *Server) CallOf(w http.ResponseWriter, r *http.Request) (*Call, bool) {
 	return c, true
 }
 
+// Refusal is why Authorize refused a POST, for the caller to answer: a
+// page's form with the error page, anything else with Write.
+type Refusal struct {
+	Status  int
+	Message string
+	// Form is whether the POST was a page's form (a control, login or
+	// logout), whose browser is shown the error page.
+	Form bool
+
+	rpc  bool            // a JSON-RPC call, answered as one
+	code int             // its JSON-RPC error code
+	id   json.RawMessage // its id, once known
+}
+
+// Write answers a refusal that is no form: a JSON-RPC error for a
+// JSON-RPC call, else a JSON error.
+func (f *Refusal) Write(w http.ResponseWriter) {
+	if !f.rpc {
+		jsonreply.Error(w, f.Status, f.Message)
+		return
+	}
+	writeRPCError(w, f.id, RPCError{status: f.Status, code: f.code, message: f.Message})
+}
+
 // Authorize decodes a POST, checks its CSRF defence and whether its user
-// may do it. It answers the request and returns false when not; else it
-// returns r with the decoded call attached.
-func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+// may do it. It returns r with the decoded call attached, or why it
+// refused the request, which it has not answered (w serves only to bound
+// the body's read).
+func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Request, *Refusal) {
 	pattern := chi.RouteContext(r.Context()).RoutePattern()
 	route, known := postRoutes[pattern]
 	if !known {
 		s.log.Error("refused a POST to a route with no control entry", "pattern", pattern, "path", r.URL.Path)
-		jsonreply.Error(w, http.StatusForbidden, "no control is known for "+r.URL.Path)
-		return r, false
+		return r, &Refusal{Status: http.StatusForbidden, Message: "no control is known for " + r.URL.Path}
 	}
-	c := &Call{route: route, User: auth.UserOf(r)}
+	c := &Call{route: route, path: r.URL.Path, User: auth.UserOf(r)}
+	var ref *Refusal
 	switch route.kind {
 	case postHook:
-		return r, true
+		return r, nil
 	case postRPC:
-		if !s.decodeCall(w, r, c) {
-			return r, false
-		}
+		ref = s.decodeCall(w, r, c)
 	case postForm:
-		if !s.decodeForm(w, r, c) {
-			return r, false
-		}
+		ref = s.decodeForm(w, r, c)
 	}
-	if !s.resolve(w, r, c) {
-		return r, false
+	if ref != nil {
+		return r, ref
+	}
+	if ref := s.resolve(r, c); ref != nil {
+		return r, ref
 	}
 	if c.Action != "" && s.cfg.Access().Users != nil {
 		for _, action := range []string{c.Action, c.also} {
@@ -195,15 +224,14 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 				continue
 			}
 			if builder, denied := s.denied(c, action); denied {
-				s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: auth.Refusal(c.User, action, builder)})
-				return r, false
+				return r, c.refuse(RPCError{status: http.StatusForbidden, message: auth.Refusal(c.User, action, builder)})
 			}
 		}
 		if c.User != nil {
 			s.log.Info("authorized", "user", c.User.Name, "action", c.Action, "builders", c.Builders)
 		}
 	}
-	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), true
+	return r.WithContext(context.WithValue(r.Context(), callKey{}, c)), nil
 }
 
 // denied reports whether c's user may not do action on one of c's
@@ -222,94 +250,129 @@ func (s *Server) denied(c *Call, action string) (builder string, denied bool) {
 }
 
 // decodeCall reads a JSON-RPC call into c: the only read of its body.
-func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *Call) bool {
+func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *Call) *Refusal {
 	req, rerr := decodeRPC(w, r)
+	c.rpc = &req // for its id, even when refused
 	if rerr != nil {
-		c.rpc = &req // for its id
-		s.refuse(w, r, c, *rerr)
-		return false
+		return c.refuse(*rerr)
 	}
-	c.rpc = &req
 	// A session cookie is a browser's: its call must carry the session's
 	// token, as its forms do.
 	if c.User != nil && c.User.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.User.Session) {
-		s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
-		return false
+		return c.refuse(RPCError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
 	}
 	action, ok := c.route.methods[req.Method]
 	if !ok {
-		s.refuse(w, r, c, *noMethod(req.Method, c.route.what))
-		return false
+		return c.refuse(*noMethod(req.Method, c.route.what))
 	}
 	c.Action = action
 	c.also = c.route.also[req.Method]
 	if c.route.target == targetForce {
 		fr, err := forceRequestFromRPC(req.Params)
 		if err != nil {
-			s.refuse(w, r, c, RPCError{status: http.StatusBadRequest, code: RPCInvalidParams, message: err.Error()})
-			return false
+			return c.refuse(RPCError{status: http.StatusBadRequest, code: RPCInvalidParams, message: err.Error()})
 		}
-		c.Force = &fr
+		c.Force, c.Scheduler = &fr, chi.URLParam(r, "scheduler")
 	}
-	return true
+	return nil
 }
 
 // decodeForm reads a form into c: the only read of its body. Every form
 // carries the CSRF token (auth.CheckFormToken).
-func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) bool {
+func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) *Refusal {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxRPCBody)
 	if err := r.ParseForm(); err != nil {
-		status, msg := FormError(err)
-		s.cfg.FormRefused(w, r, status, msg)
-		return false
+		status, msg := formError(err)
+		return c.refuse(RPCError{status: status, message: msg})
 	}
 	c.Form = r.PostForm
 	if reason := auth.CheckFormToken(r, c.User); reason != "" {
 		s.log.Info("refused a form without a valid CSRF token", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", reason)
-		s.refuse(w, r, c, RPCError{status: http.StatusForbidden, message: reason})
-		return false
+		return c.refuse(RPCError{status: http.StatusForbidden, message: reason})
 	}
 	switch {
 	case c.route.actionParam != "":
 		c.Action = chi.URLParam(r, c.route.actionParam)
 		if !slices.Contains(c.route.actions, c.Action) {
-			s.refuse(w, r, c, RPCError{status: http.StatusNotFound, message: fmt.Sprintf("no action %q here", c.Action)})
-			return false
+			return c.refuse(RPCError{status: http.StatusNotFound, message: fmt.Sprintf("no action %q here", c.Action)})
 		}
 	default:
 		c.Action = c.route.action
 	}
-	if c.route.target == targetForce && c.User != nil {
-		// The owner of a forced build is who forced it, whatever the form
-		// says; without a login, the form's user name is taken, as in
-		// buildbot.
-		c.Form.Set("username", c.User.Name)
+	if c.route.target == targetForce {
+		if c.User != nil {
+			// The owner of a forced build is who forced it, whatever the
+			// form says (and the page shown again says so too); without a
+			// login, the form's user name is taken, as in buildbot.
+			c.Form.Set("username", c.User.Name)
+		}
+		c.Scheduler = chi.URLParam(r, "scheduler")
+		fr, err := forceRequestFromForm(c.Form, s.forceParams(c.Scheduler))
+		if err != nil {
+			return c.refuse(RPCError{status: http.StatusBadRequest, message: err.Error()})
+		}
+		c.Force = &fr
 	}
-	return true
+	return nil
 }
 
-// resolve finds what c acts on, and its builders and owner; it answers 404
-// for a build, request or worker that does not exist.
-func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *Call) bool {
+// forceRequestFromForm reads a force form: buildbot's fields, and the
+// scheduler's params (the ones the form sends) as build properties.
+func forceRequestFromForm(form url.Values, params []scheduler.ForceParam) (scheduler.ForceRequest, error) {
+	fr := scheduler.ForceRequest{
+		Owner:      form.Get("username"),
+		Reason:     form.Get("reason"),
+		Branch:     form.Get("branch"),
+		Revision:   form.Get("revision"),
+		Repository: form.Get("repository"),
+		Project:    form.Get("project"),
+	}
+	if v := form.Get("builderid"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fr, errors.New("builderid must be an integer")
+		}
+		fr.BuilderID = id
+	}
+	for _, p := range params {
+		if v, ok := form[p.Name]; ok {
+			if fr.Properties == nil {
+				fr.Properties = map[string]any{}
+			}
+			fr.Properties[p.Name] = v[0]
+		}
+	}
+	return fr, nil
+}
+
+// forceParams returns the params of the force scheduler called name; none
+// when there is no such scheduler.
+func (s *Server) forceParams(name string) []scheduler.ForceParam {
+	for _, fi := range s.ForceSchedulers() {
+		if fi.Name == name {
+			return fi.Params
+		}
+	}
+	return nil
+}
+
+// resolve finds what c acts on, and its builders and owner; it refuses
+// 404 a builder, build, request or worker that does not exist.
+func (s *Server) resolve(r *http.Request, c *Call) *Refusal {
 	var err error
 	switch c.route.target {
 	case targetForce:
-		var id int64
-		var names []string
-		if c.Force != nil {
-			if c.User != nil {
-				c.Force.Owner = c.User.Name
+		if chi.URLParam(r, "builder") != "" {
+			// A builder page's form forces that builder, whatever its
+			// builderid says.
+			if c.Builder, err = s.BuilderParam(r); err == nil {
+				c.Force.BuilderID = c.Builder.ID
 			}
-			id, names = c.Force.BuilderID, c.Force.BuilderNames
-		} else if chi.URLParam(r, "builder") != "" {
-			var b store.Builder
-			if b, err = s.BuilderParam(r); err == nil {
-				id = b.ID
-			}
-		} else {
-			id, _ = strconv.ParseInt(c.Form.Get("builderid"), 10, 64)
 		}
-		c.Builders = s.forceBuilders(chi.URLParam(r, "scheduler"), id, names)
+		if c.User != nil {
+			c.Force.Owner = c.User.Name
+		}
+		c.Builders = s.forceBuilders(c.Scheduler, c.Force.BuilderID, c.Force.BuilderNames)
 	case targetBuild:
 		if c.Build, err = s.BuildParam(r); err == nil {
 			c.Builders, c.Owner = s.builderName(c.Build.BuilderID), PropString(c.Build.Properties, "owner")
@@ -327,23 +390,20 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	if err != nil {
 		var ae *Error
 		if errors.As(err, &ae) {
-			s.refuse(w, r, c, RPCError{status: ae.status, message: ae.msg})
-		} else {
-			s.log.Error("control lookup", "path", r.URL.Path, "err", err)
-			s.refuse(w, r, c, RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"})
+			return c.refuse(RPCError{status: ae.status, message: ae.msg})
 		}
-		return false
+		s.log.Error("control lookup", "path", r.URL.Path, "err", err)
+		return c.refuse(RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"})
 	}
-	return true
+	return nil
 }
 
-// refuse answers a refused POST: a JSON-RPC error (code
+// refuse is the refusal of c with e: a JSON-RPC error (code
 // RPCInvalidRequest unless e has one, with the call's id once known), or
-// the error page.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *Call, e RPCError) {
+// a form's.
+func (c *Call) refuse(e RPCError) *Refusal {
 	if c.route.kind != postRPC {
-		s.cfg.FormRefused(w, r, e.status, e.message)
-		return
+		return &Refusal{Status: e.status, Message: e.message, Form: true}
 	}
 	if e.code == 0 {
 		e.code = RPCInvalidRequest
@@ -352,7 +412,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, c *Call, e RPCEr
 	if c.rpc != nil {
 		id = c.rpc.ID
 	}
-	writeRPCError(w, id, e)
+	return &Refusal{Status: e.status, Message: e.message, rpc: true, code: e.code, id: id}
 }
 
 // forceBuilders returns the builders a force of scheduler would build: the

@@ -41,51 +41,73 @@ type Controller interface {
 // (the build runs on another master).
 const RPCServerError = -32000
 
-// buildRPC serves "stop" and "rebuild" on /builds/ID and
-// /builders/B/builds/N.
-func (s *Server) buildRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "build", func(c *Call) (any, *RPCError) {
+// control serves every JSON-RPC control (force on /forceschedulers/NAME,
+// stop and rebuild on builds, cancel on build requests, the worker
+// actions): it acts on the call that Authorize decoded, and writes its
+// result.
+func (s *Server) control(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.CallOf(w, r)
+	if !ok {
+		return
+	}
+	res, rerr := s.Act(r.Context(), c)
+	if rerr != nil {
+		writeRPCError(w, c.rpc.ID, *rerr)
+		return
+	}
+	writeRPCResult(w, c.rpc.ID, res)
+}
+
+// Act does what c, a call that Authorize decoded and allowed, asks: the
+// one act of the JSON-RPC controls and of the pages' forms. It returns the
+// JSON-RPC result ([bsid, brids] of a force or rebuild, else nil) or the
+// error, with the HTTP status to answer.
+func (s *Server) Act(ctx context.Context, c *Call) (any, *RPCError) {
+	if c.route.target == targetForce {
+		bsid, brids, rerr := s.force(ctx, c.Scheduler, *c.Force)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return []any{bsid, brids}, nil
+	}
+	ctl := s.cfg.Controller
+	if ctl == nil {
+		msg := "control is not available"
+		if c.rpc != nil {
+			msg = c.route.what + " " + msg
+		}
+		return nil, &RPCError{status: http.StatusServiceUnavailable, code: RPCInternalError, message: msg}
+	}
+	switch c.route.target {
+	case targetBuild:
 		switch c.Action {
 		case "stop":
-			reason, rerr := reasonParam(c.rpc.Params)
+			reason, rerr := c.reason()
 			if rerr != nil {
 				return nil, rerr
 			}
-			return nil, s.controlError(r, s.cfg.Controller.StopBuild(r.Context(), c.Build.ID, reason))
+			return nil, s.controlError(c, ctl.StopBuild(ctx, c.Build.ID, reason))
 		case "rebuild":
-			bsid, brids, err := s.cfg.Controller.Rebuild(r.Context(), c.Build.ID)
+			bsid, brids, err := ctl.Rebuild(ctx, c.Build.ID)
 			if err != nil {
-				return nil, s.controlError(r, err)
+				return nil, s.controlError(c, err)
 			}
 			return []any{bsid, brids}, nil
 		}
-		return nil, noMethod(c.rpc.Method, "build")
-	})
-}
-
-// buildRequestRPC serves "cancel" on /buildrequests/ID.
-func (s *Server) buildRequestRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "buildrequest", func(c *Call) (any, *RPCError) {
-		if c.Action != "cancel" {
-			return nil, noMethod(c.rpc.Method, "buildrequest")
+	case targetRequest:
+		if c.Action == "cancel" {
+			reason, rerr := c.reason()
+			if rerr != nil {
+				return nil, rerr
+			}
+			return nil, s.controlError(c, ctl.CancelBuildRequest(ctx, c.Request.ID, reason))
 		}
-		reason, rerr := reasonParam(c.rpc.Params)
+	case targetWorker:
+		reason, rerr := c.reason()
 		if rerr != nil {
 			return nil, rerr
 		}
-		return nil, s.controlError(r, s.cfg.Controller.CancelBuildRequest(r.Context(), c.Request.ID, reason))
-	})
-}
-
-// workerRPC serves "pause", "unpause", "stop" (graceful shutdown; also
-// called "graceful" here) and "kill" on /workers/ID or /workers/NAME.
-func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
-	s.controlRPC(w, r, "worker", func(c *Call) (any, *RPCError) {
-		reason, rerr := reasonParam(c.rpc.Params)
-		if rerr != nil {
-			return nil, rerr
-		}
-		ctl, ctx, wk := s.cfg.Controller, r.Context(), c.Worker
+		wk := c.Worker
 		var err error
 		switch c.Action {
 		case "pause":
@@ -97,37 +119,36 @@ func (s *Server) workerRPC(w http.ResponseWriter, r *http.Request) {
 		case "kill":
 			err = ctl.KillWorker(ctx, wk.ID, reason)
 		default:
-			return nil, noMethod(c.rpc.Method, "worker")
+			return nil, noMethod(c.method(), c.route.what)
 		}
 		if err == nil {
 			s.log.Info("worker control", "worker", wk.Name, "action", c.Action, "reason", reason)
 		}
-		return nil, s.controlError(r, err)
-	})
+		return nil, s.controlError(c, err)
+	}
+	return nil, noMethod(c.method(), c.route.what)
 }
 
-// controlRPC runs do on the call that Authorize decoded, and writes its
-// result.
-func (s *Server) controlRPC(w http.ResponseWriter, r *http.Request, what string, do func(*Call) (any, *RPCError)) {
-	c, ok := s.CallOf(w, r)
-	if !ok {
-		return
+// method is c's JSON-RPC method, or its action for a form.
+func (c *Call) method() string {
+	if c.rpc != nil {
+		return c.rpc.Method
 	}
-	if s.cfg.Controller == nil {
-		writeRPCError(w, c.rpc.ID, RPCError{status: http.StatusServiceUnavailable, code: RPCInternalError, message: what + " control is not available"})
-		return
-	}
-	res, rerr := do(c)
-	if rerr != nil {
-		writeRPCError(w, c.rpc.ID, *rerr)
-		return
-	}
-	writeRPCResult(w, c.rpc.ID, res)
+	return c.Action
 }
 
-// controlError maps an error of a lookup or a Controller to a JSON-RPC
-// error; nil for nil.
-func (s *Server) controlError(r *http.Request, err error) *RPCError {
+// reason is c's optional "reason": a JSON-RPC parameter, which must be a
+// string, or a form's field.
+func (c *Call) reason() (string, *RPCError) {
+	if c.rpc == nil {
+		return c.Form.Get("reason"), nil
+	}
+	return reasonParam(c.rpc.Params)
+}
+
+// controlError maps an error of a Controller to a JSON-RPC error; nil for
+// nil.
+func (s *Server) controlError(c *Call, err error) *RPCError {
 	var ae *Error
 	switch {
 	case err == nil:
@@ -139,7 +160,7 @@ func (s *Server) controlError(r *http.Request, err error) *RPCError {
 	case errors.Is(err, build.ErrNotHere):
 		return &RPCError{status: http.StatusConflict, code: RPCServerError, message: err.Error()}
 	}
-	s.log.Error("control", "path", r.URL.Path, "err", err)
+	s.log.Error("control", "path", c.path, "err", err)
 	return &RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"}
 }
 

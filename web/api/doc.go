@@ -12,5 +12,7 @@
 // live streams show events in that encoding (EventMessage).
 //
 // It must not know the pages: it imports no web/ui and renders no HTML.
-// What a refused form shows, the server tells it (Config.FormRefused).
+// Authorize returns its refusals (Refusal) for the server's guard to
+// answer: the error page for a form, a JSON-RPC error for a call. Act is
+// the one act of both the JSON-RPC controls and the pages' forms.
 package api

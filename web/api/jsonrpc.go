@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-
-	"github.com/go-chi/chi/v5"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
@@ -24,7 +23,7 @@ const (
 	RPCInternalError  = -32603
 )
 
-// MaxRPCBody bounds a JSON-RPC request body.
+// MaxRPCBody bounds the body of a JSON-RPC call or of a form.
 const MaxRPCBody = 1 << 20
 
 // RPCRequest is a JSON-RPC 2.0 call.
@@ -63,21 +62,6 @@ func writeRPCError(w http.ResponseWriter, id json.RawMessage, e RPCError) {
 	})
 }
 
-// forceRPC serves buildbot's "force" control on /forceschedulers/NAME, as
-// Authorize decoded it.
-func (s *Server) forceRPC(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.CallOf(w, r)
-	if !ok {
-		return
-	}
-	bsid, brids, rerr := s.Force(r, chi.URLParam(r, "scheduler"), *c.Force)
-	if rerr != nil {
-		writeRPCError(w, c.rpc.ID, *rerr)
-		return
-	}
-	writeRPCResult(w, c.rpc.ID, []any{bsid, brids})
-}
-
 // writeRPCResult answers a JSON-RPC call with its result.
 func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
 	if len(id) == 0 {
@@ -86,12 +70,12 @@ func writeRPCResult(w http.ResponseWriter, id json.RawMessage, res any) {
 	jsonreply.Write(w, http.StatusOK, map[string]any{"id": id, "jsonrpc": "2.0", "result": res})
 }
 
-// Force runs a force request and maps its errors to JSON-RPC ones.
-func (s *Server) Force(r *http.Request, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *RPCError) {
+// force runs a force request and maps its errors to JSON-RPC ones.
+func (s *Server) force(ctx context.Context, name string, fr scheduler.ForceRequest) (int64, map[int64]int64, *RPCError) {
 	if s.cfg.Forcer == nil {
 		return 0, nil, &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such forcescheduler " + name}
 	}
-	bsid, brids, err := s.cfg.Forcer.Force(r.Context(), name, fr)
+	bsid, brids, err := s.cfg.Forcer.Force(ctx, name, fr)
 	var pe *scheduler.ParamError
 	switch {
 	case err == nil:
@@ -114,7 +98,7 @@ const rpcContentTypeHelp = "JSON-RPC calls must be sent with Content-Type: appli
 // after it but white space. Like buildbot it takes no batches, only named
 // params, and only Content-Type application/json: a browser sends that
 // type to another site only after a CORS preflight, which gbb never
-// grants, so no other site's page can make one (see web/csrf.go). It is called
+// grants, so no other site's page can make one (see web/auth/csrf.go). It is called
 // once per request, by Authorize; the handlers take its result from there.
 func decodeRPC(w http.ResponseWriter, r *http.Request) (RPCRequest, *RPCError) {
 	var req RPCRequest

@@ -88,10 +88,8 @@ type Config struct {
 	// force.
 	Access func() auth.Access
 	// Guard is the middleware every POST route goes through; it calls
-	// Authorize (see the server's sameOrigin).
+	// Authorize and answers its refusals (see the server's sameOrigin).
 	Guard func(http.Handler) http.Handler
-	// FormRefused answers a refused form (the error page).
-	FormRefused func(w http.ResponseWriter, r *http.Request, status int, msg string)
 }
 
 // Server serves the REST data API and the controls. It is safe for
@@ -111,8 +109,8 @@ func New(cfg Config) *Server {
 }
 
 // formError is the status and message for a form that cannot be read: 413
-// when its body is larger than maxRPCBody, 400 otherwise.
-func FormError(err error) (int, string) {
+// when its body is larger than MaxRPCBody, 400 otherwise.
+func formError(err error) (int, string) {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("bad form: request body larger than %d bytes", MaxRPCBody)
 	}

@@ -62,6 +62,12 @@ func OriginOK(r *http.Request, o, siteOrigin string) bool {
 	return fwd != "" && strings.EqualFold(u.Host, strings.TrimSpace(fwd))
 }
 
+// CheckCSRF reports whether tok, sent with a session's cookie, is the
+// session's CSRF token.
+func CheckCSRF(tok string, sess *Session) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) == 1
+}
+
 // CheckFormToken returns why a form posted by u (nil for anonymous) does
 // not carry a valid CSRF token, or "" when it does. The token comes as the
 // csrf_token field or the X-CSRF-Token header.

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,12 +11,6 @@ import (
 	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/logsample"
 )
-
-// CheckCSRF reports whether tok, sent with a session's cookie, is the
-// session's CSRF token.
-func CheckCSRF(tok string, sess *Session) bool {
-	return subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) == 1
-}
 
 // ErrBadCredentials is returned by Guard.Try for a wrong user name,
 // password or token.

@@ -6,7 +6,7 @@
 // prefix.
 //
 // It reads what it shows from the store and through web/api's read model
-// (its path resolvers, errors and forces), never by calling an API
+// (its path resolvers and errors; its Act does what a form asks), never by calling an API
 // handler, and asks web/auth what the user may do. It must not know the
 // router's middleware, sessions' cookies or the live streams: the server
 // hands it its guard of POST forms, and the forms reach it already

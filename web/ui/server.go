@@ -11,8 +11,8 @@ import (
 // Config is what the pages need.
 type Config struct {
 	// API is the read model the pages share with the REST API: its
-	// resolvers of paths (BuilderParam ...), errors and forces; the pages
-	// never call its handlers.
+	// resolvers of paths (BuilderParam ...), errors, and the one act of
+	// the controls (Act); the pages never call its handlers.
 	API        *api.Server
 	Store      api.Store
 	Controller api.Controller // nil: the control forms answer 503
@@ -24,7 +24,7 @@ type Config struct {
 	// force.
 	Access func() auth.Access
 	// Guard is the middleware every POST form goes through (the server's
-	// sameOrigin, which calls api.Authorize).
+	// sameOrigin, which calls api.Authorize and answers its refusals).
 	Guard func(http.Handler) http.Handler
 }
 

@@ -418,61 +418,18 @@ func (s *Server) ErrorPage(w http.ResponseWriter, r *http.Request, status int, m
 	s.render(w, status, "error.html", &errorPage{pageBase: s.base(r, "", http.StatusText(status), ""), Message: msg})
 }
 
-// forceFields reads a force form into a request for scheduler name.
-func (s *Server) forceFields(w http.ResponseWriter, r *http.Request, name string) (scheduler.ForceRequest, bool) {
-	if _, ok := s.api.CallOf(w, r); !ok {
-		return scheduler.ForceRequest{}, false
-	}
-	// api.Authorize has parsed the form, and set username to the logged-in
-	// user's name.
-	fr := scheduler.ForceRequest{
-		Owner:      r.PostForm.Get("username"),
-		Reason:     r.PostForm.Get("reason"),
-		Branch:     r.PostForm.Get("branch"),
-		Revision:   r.PostForm.Get("revision"),
-		Repository: r.PostForm.Get("repository"),
-		Project:    r.PostForm.Get("project"),
-	}
-	if v := r.PostForm.Get("builderid"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			s.ErrorPage(w, r, http.StatusBadRequest, "builderid must be an integer")
-			return fr, false
-		}
-		fr.BuilderID = id
-	}
-	for _, fi := range s.api.ForceSchedulers() {
-		if fi.Name != name {
-			continue
-		}
-		for _, p := range fi.Params {
-			if v, ok := r.PostForm[p.Name]; ok {
-				if fr.Properties == nil {
-					fr.Properties = map[string]any{}
-				}
-				fr.Properties[p.Name] = v[0]
-			}
-		}
-	}
-	return fr, true
-}
-
-// forceForm serves the front page's force forms: it forces a build, then
-// sends the browser back to the front page.
+// forceForm serves the front page's force forms: it forces a build (the
+// force that api.Authorize decoded from the form and allowed), then sends
+// the browser back to the front page.
 func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "scheduler")
-	fr, ok := s.forceFields(w, r, name)
+	c, rerr, ok := s.force(w, r)
 	if !ok {
 		return
 	}
-	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
-		if rerr.Status() != http.StatusBadRequest {
-			s.ErrorPage(w, r, rerr.Status(), rerr.Message())
-			return
-		}
+	if rerr != nil {
 		// Show the form again, with the values posted and the error
 		// beside its field.
-		page, err := s.homeData(r, name, r.PostForm, rerr)
+		page, err := s.homeData(r, c.Scheduler, c.Form, rerr)
 		if err != nil {
 			s.pageError(w, r, err)
 			return
@@ -488,23 +445,12 @@ func (s *Server) forceForm(w http.ResponseWriter, r *http.Request) {
 // builderForceForm serves a builder page's force forms: it forces a build
 // of that builder, then sends the browser back to the builder's page.
 func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
-	b, err := s.api.BuilderParam(r)
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	name := chi.URLParam(r, "scheduler")
-	fr, ok := s.forceFields(w, r, name)
+	c, rerr, ok := s.force(w, r)
 	if !ok {
 		return
 	}
-	fr.BuilderID = b.ID
-	if _, _, rerr := s.api.Force(r, name, fr); rerr != nil {
-		if rerr.Status() != http.StatusBadRequest {
-			s.ErrorPage(w, r, rerr.Status(), rerr.Message())
-			return
-		}
-		page, err := s.builderData(r, b, name, r.PostForm, rerr)
+	if rerr != nil {
+		page, err := s.builderData(r, c.Builder, c.Scheduler, c.Form, rerr)
 		if err != nil {
 			s.pageError(w, r, err)
 			return
@@ -512,7 +458,23 @@ func (s *Server) builderForceForm(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, "builder.html", page)
 		return
 	}
-	s.SeeOther(w, r, "builders/"+strconv.FormatInt(b.ID, 10))
+	s.SeeOther(w, r, "builders/"+strconv.FormatInt(c.Builder.ID, 10))
+}
+
+// force acts on a force form's call. It answers the request and returns
+// false unless the force was done or refused for a bad parameter (400),
+// which the caller shows beside the form.
+func (s *Server) force(w http.ResponseWriter, r *http.Request) (*api.Call, *api.RPCError, bool) {
+	c, ok := s.api.CallOf(w, r)
+	if !ok {
+		return nil, nil, false
+	}
+	_, rerr := s.api.Act(r.Context(), c)
+	if rerr != nil && rerr.Status() != http.StatusBadRequest {
+		s.ErrorPage(w, r, rerr.Status(), rerr.Message())
+		return nil, nil, false
+	}
+	return c, rerr, true
 }
 
 // SeeOther sends the browser to target, a path from the site's root. A
