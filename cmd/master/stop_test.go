@@ -1,20 +1,14 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	"github.com/gbb-ci/gbb/internal/testsshd"
 )
 
 // TestStopWithHungSSHPoll runs the real master with a git poller of an
@@ -24,55 +18,9 @@ import (
 // "stopping", with the signal, before the master's last words.
 func TestStopWithHungSSHPoll(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan struct{}, 10)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn // guarded by mu
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			accepted <- struct{}{}
-			wg.Go(func() { io.Copy(io.Discard, c) })
-		}
-	})
-
+	frozen := testsshd.StartFrozen(t)
 	dir := t.TempDir()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := ssh.NewPublicKey(priv.Public())
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	known := "[127.0.0.1]:" + port + " " + string(ssh.MarshalAuthorizedKey(pub))
-	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(known), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testsshd.ClientFiles(t, dir, frozen.Addr)
 	conf := fmt.Sprintf(`buildbot_url = "http://127.0.0.1/"
 [protocols.grpc]
 port = 0
@@ -83,18 +31,18 @@ interface = "127.0.0.1"
 
 [[change_source]]
 type = "git_poller"
-repourl = "ssh://git@127.0.0.1:%s/src.git"
+repourl = "ssh://git@%s/src.git"
 ssh_private_key_file = "id_ed25519"
 ssh_known_hosts_file = "known_hosts"
 poll_at_launch = true
-`, port)
+`, frozen.Addr)
 	if err := os.WriteFile(filepath.Join(dir, configFile), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bin := buildMaster(t)
 	runMaster(t, bin, "start", dir)
 	select {
-	case <-accepted:
+	case <-frozen.Accepted:
 	case <-time.After(time.Minute):
 		runMaster(t, bin, "stop", dir)
 		t.Fatal("the poll at launch never connected")

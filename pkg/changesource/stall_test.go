@@ -2,101 +2,17 @@ package changesource
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	"github.com/gbb-ci/gbb/internal/testsshd"
 )
-
-// silentListener accepts TCP connections on loopback and never writes to
-// them, as a remote whose sshd is frozen. Each accepted connection is sent
-// on accepted; closed gets one value per connection the other side closed.
-type silentListener struct {
-	addr     string
-	accepted chan struct{}
-	closed   chan struct{}
-}
-
-func listenSilent(t *testing.T) *silentListener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl := &silentListener{addr: ln.Addr().String(), accepted: make(chan struct{}, 100), closed: make(chan struct{}, 100)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			sl.accepted <- struct{}{}
-			wg.Go(func() {
-				io.Copy(io.Discard, c) // returns when the poller closes it
-				sl.closed <- struct{}{}
-			})
-		}
-	})
-	return sl
-}
-
-// sshFiles writes an unencrypted ed25519 key and a known_hosts file for
-// addr (whose key is never checked: the remote never gets that far).
-func sshFiles(t *testing.T, addr string) (key, knownHosts string) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	key = filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := ssh.NewPublicKey(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	knownHosts = filepath.Join(dir, "known_hosts")
-	line := "[" + host + "]:" + port + " " + string(ssh.MarshalAuthorizedKey(pub))
-	if err := os.WriteFile(knownHosts, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return key, knownHosts
-}
 
 // within waits for ch until d has passed, then fails the test with what.
 func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
@@ -117,22 +33,22 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 // at once, and the connection is closed.
 func TestPollCancelClosesSilentSSH(t *testing.T) {
 	t.Parallel()
-	sl := listenSilent(t)
-	key, known := sshFiles(t, sl.addr)
+	sl := testsshd.StartFrozen(t)
+	key, known := testsshd.ClientFiles(t, t.TempDir(), sl.Addr)
 	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
 	p, _ := newTestPoller(t, GitPollerConfig{
-		RepoURL: "ssh://git@" + sl.addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known,
+		RepoURL: "ssh://git@" + sl.Addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known,
 	}, db)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Poll(ctx) }()
-	within(t, sl.accepted, time.Minute, "the poll's connection")
+	within(t, sl.Accepted, time.Minute, "the poll's connection")
 	cancel()
 	err := within(t, done, 10*time.Second, "Poll returning after its context was cancelled")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("a cancelled Poll returned %v, want context.Canceled", err)
 	}
-	within(t, sl.closed, 10*time.Second, "the remote seeing its connection closed")
+	within(t, sl.Closed, 10*time.Second, "the remote seeing its connection closed")
 }
 
 // TestRunTimesOutSilentSSH runs a poller of an ssh remote that never sends
@@ -140,16 +56,16 @@ func TestPollCancelClosesSilentSSH(t *testing.T) {
 // poller polls again at the next interval.
 func TestRunTimesOutSilentSSH(t *testing.T) {
 	t.Parallel()
-	sl := listenSilent(t)
-	key, known := sshFiles(t, sl.addr)
+	sl := testsshd.StartFrozen(t)
+	key, known := testsshd.ClientFiles(t, t.TempDir(), sl.Addr)
 	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
 	logs := make(logSignal, 100)
 	p := NewGitPoller(GitPollerConfig{
-		RepoURL: "ssh://git@" + sl.addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known,
+		RepoURL: "ssh://git@" + sl.Addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known,
 		Workdir:      filepath.Join(t.TempDir(), "w"),
 		PollAtLaunch: true, PollInterval: 10 * time.Millisecond, PollTimeout: 300 * time.Millisecond,
 	}, db, nil, slog.New(logs))
-	runTimesOut(t, p, logs, sl.accepted)
+	runTimesOut(t, p, logs, sl.Accepted)
 }
 
 // runTimesOut runs p until two polls have reached the remote (accepted)

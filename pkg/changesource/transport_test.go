@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gbb-ci/gbb/internal/testsshd"
 	"github.com/gbb-ci/gbb/pkg/secrets"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -254,8 +255,8 @@ func TestProxyFor(t *testing.T) {
 // listener that would never answer).
 func TestPollSSHKeyWithPassphrase(t *testing.T) {
 	t.Parallel()
-	sl := listenSilent(t)
-	_, known := sshFiles(t, sl.addr)
+	sl := testsshd.StartFrozen(t)
+	_, known := testsshd.ClientFiles(t, t.TempDir(), sl.Addr)
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -269,14 +270,14 @@ func TestPollSSHKeyWithPassphrase(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openStore(t, filepath.Join(t.TempDir(), "state.db"))
-	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@" + sl.addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known}, db)
+	p, _ := newTestPoller(t, GitPollerConfig{RepoURL: "ssh://git@" + sl.Addr + "/src.git", SSHKeyFile: key, SSHKnownHostsFile: known}, db)
 	err = p.Poll(t.Context())
 	want := "ssh key " + key + " is protected by a passphrase: keys with a passphrase are not supported"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Poll with a key protected by a passphrase: %v, want an error saying %q", err, want)
 	}
 	select {
-	case <-sl.accepted:
+	case <-sl.Accepted:
 		t.Error("the poll connected to the remote")
 	default:
 	}
