@@ -258,6 +258,15 @@ func unpack(ctx context.Context, root *os.Root, f *os.File, dest string) (skippe
 	defer dr.Close()
 	u := newUnpacker(dr)
 	defer u.close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// The files of a plain archive are in it: what they hold adds up to
+	// less than its size. A sparse entry (which archive/tar expands)
+	// holds what it says it holds, as zeros: a few hundred bytes that
+	// would write gigabytes.
+	var data int64
 	tr := tar.NewReader(ctxReader{ctx: ctx, r: f})
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -273,7 +282,14 @@ func unpack(ctx context.Context, root *os.Root, f *os.File, dest string) (skippe
 		if n >= maxTarEntries {
 			return nil, fmt.Errorf("more than %d entries in the archive", maxTarEntries)
 		}
-		if err := u.entry(h, tr); err != nil {
+		if h.Typeflag == tar.TypeReg {
+			if data += h.Size; data > fi.Size() {
+				return nil, fmt.Errorf("tar entry %s: its files would hold %d bytes, more than the %d-byte archive itself (a sparse file?): refused", quoteName(h.Name), data, fi.Size())
+			}
+		}
+		// Reads of a sparse entry's holes do not read f: the copy
+		// checks ctx itself.
+		if err := u.entry(h, ctxReader{ctx: ctx, r: tr}); err != nil {
 			return nil, fmt.Errorf("tar entry %s: %w", quoteName(h.Name), err)
 		}
 	}

@@ -261,3 +261,29 @@ func TestUnpackSpecialEntries(t *testing.T) {
 		assertNothingLeft(t, base)
 	}
 }
+
+// TestUnpackSparseBomb: a second probe's archive, 10 KB holding one PAX
+// "GNU sparse 1.0" entry that says it is 1 GiB of which one byte is data
+// (testdata/sparse-1g.tar, made with Python's tarfile, whose pax_headers
+// can say so; Go's tar writer drops GNU.sparse records). archive/tar
+// expands it: the master wrote 1 GiB of zeros from it, past max_size,
+// deaf to a stop. It is refused before a byte is written.
+func TestUnpackSparseBomb(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	f, err := os.Open(filepath.Join("testdata", "sparse-1g.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	_, err = unpack(t.Context(), root, f, "dest")
+	if err == nil || !strings.Contains(err.Error(), "more than the 10240-byte archive itself") {
+		t.Fatalf("unpack of the sparse bomb: %v, want it refused for holding more than the archive", err)
+	}
+	assertNothingLeft(t, base)
+}
