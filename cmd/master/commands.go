@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/gbb-ci/gbb/internal/daemon"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/master"
@@ -99,37 +97,6 @@ func badConfig(dir, what string, err error) error {
 	return fmt.Errorf("%s: config has errors", what)
 }
 
-// inlineSecretKeys are the keys of master.toml whose value is a secret
-// written into the file itself (password_file, secret_file and htpasswd
-// keep them elsewhere).
-var inlineSecretKeys = map[string]bool{"password": true, "secret": true, "password_hash": true}
-
-// readableSecrets returns a warning when the file at path holds secrets
-// inline (the keys it names) and its group or others may read it, as the
-// worker's rc.d script warns about worker.toml; "" otherwise.
-func readableSecrets(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm()&0o077 == 0 {
-		return ""
-	}
-	md, err := toml.DecodeFile(path, new(map[string]any))
-	if err != nil {
-		return ""
-	}
-	var keys []string
-	seen := map[string]bool{}
-	for _, k := range md.Keys() {
-		if name := k.String(); inlineSecretKeys[k[len(k)-1]] && !seen[name] {
-			seen[name] = true
-			keys = append(keys, name)
-		}
-	}
-	if len(keys) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("warning: %s holds secrets (%s) and is readable by its group or others (mode %04o): chmod 600 it, owned by the master's user, or move them to password_file or secret_file", path, strings.Join(keys, ", "), fi.Mode().Perm())
-}
-
 func checkConfig(args []string) error {
 	dir, err := oneDir(flag.NewFlagSet("checkconfig", flag.ContinueOnError), args)
 	if err != nil {
@@ -139,11 +106,8 @@ func checkConfig(args []string) error {
 	if err != nil {
 		return &exitError{1, badConfig(dir, "checkconfig", err)}
 	}
-	if w := readableSecrets(filepath.Join(dir, configFile)); w != "" {
-		fmt.Fprintln(os.Stderr, w)
-	}
 	for _, w := range cfg.Warnings() {
-		fmt.Println("warning:", w)
+		fmt.Fprintln(os.Stderr, "warning:", w)
 	}
 	fmt.Println("Config file is good -- no errors found")
 	return nil

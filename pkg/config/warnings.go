@@ -3,9 +3,11 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
+	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -21,7 +23,41 @@ func (c *Config) Warnings() []string {
 	if w := c.WWW.Auth.mixedCosts(); w != "" {
 		ws = append(ws, c.at(c.WWW.Auth.Line, "www.auth", w))
 	}
+	if w := readableSecrets(c.File); w != "" {
+		ws = append(ws, w)
+	}
 	return ws
+}
+
+// inlineSecretKeys are the keys whose value is a secret written into the
+// config itself (password_file, secret_file and htpasswd keep them
+// elsewhere).
+var inlineSecretKeys = map[string]bool{"password": true, "secret": true, "password_hash": true}
+
+// readableSecrets returns a warning when the file at path holds secrets
+// inline (the keys it names) and its group or others may read it, as the
+// worker's rc.d script warns about worker.toml; "" otherwise.
+func readableSecrets(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	md, err := toml.DecodeFile(path, new(map[string]any))
+	if err != nil {
+		return ""
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for _, k := range md.Keys() {
+		if name := k.String(); inlineSecretKeys[k[len(k)-1]] && !seen[name] {
+			seen[name] = true
+			keys = append(keys, name)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds secrets (%s) and is readable by its group or others (mode %04o): chmod 600 it, owned by the master's user, or move them to password_file or secret_file", path, strings.Join(keys, ", "), fi.Mode().Perm())
 }
 
 func (c *Config) at(line int, key, msg string) string {
