@@ -18,8 +18,8 @@ build: ## build bin/gbb-master and bin/gbb-worker (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/gbb-master ./cmd/master
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/gbb-worker ./cmd/worker
 
-test: lint check-generate ## run every test (race detector on), after lint and the generated-code check
-	$(GO) test -race -timeout 20m ./...
+test: lint check-generate ## run every test (race detector on, never from the test cache: e2e and deploy build the binaries themselves, which go test cannot see), after lint and the generated-code check
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 soak: ## the long soak test: chaos (worker and master kills, cut links, reconfigs) for GBB_SOAK_DURATION (20m), GBB_SOAK_SEED (1) replays a run
 	GBB_SOAK_DURATION=$${GBB_SOAK_DURATION:-20m} $(GO) test -race -count=1 -v -run '^TestSoak$$' -timeout 90m ./e2e/
