@@ -45,6 +45,9 @@ type Config struct {
 	// SecretsProviders are the [[secrets_providers]], asked in order for
 	// the values of %(secret:NAME)s; none means a secret fails the step.
 	SecretsProviders []SecretsProvider
+	// Reporters are the [[reporters]]: who hears of builds (forges'
+	// commit statuses, mail, webhooks).
+	Reporters []Reporter
 
 	// LogMaxSize is log_max_size, as buildbot's logMaxSize: the bytes of a
 	// step's log kept from its start (bytes, or a string such as "10MiB");
@@ -154,7 +157,15 @@ type Worker struct {
 	// every build on this worker, with the source "Worker", as buildbot's
 	// worker properties; they override the scheduler's.
 	Properties map[string]any
-	Line       int // line of the [[workers]] table, for messages
+	// NotifyOnMissing is notify_on_missing: the admins' mail addresses,
+	// told by the mail reporters when the worker stays away for
+	// MissingTimeout, as buildbot's.
+	NotifyOnMissing []string
+	// MissingTimeout is missing_timeout: how long the worker may stay
+	// away before NotifyOnMissing hears of it (default 1h, as buildbot's
+	// 3600 s).
+	MissingTimeout time.Duration
+	Line           int // line of the [[workers]] table, for messages
 }
 
 // Builder is one [[builders]] table.

@@ -397,6 +397,7 @@ func (d *decoder) config(t *table) *Config {
 	for _, sp := range t.tables("secrets_providers") {
 		c.SecretsProviders = append(c.SecretsProviders, d.secretsProvider(sp))
 	}
+	c.Reporters = d.reporters(t)
 	d.retention(t, c)
 	d.finishSteps(t, c)
 	t.done()
@@ -458,6 +459,7 @@ func (d *decoder) worker(t *table, seen map[string]int) Worker {
 		}
 	}
 	w.Properties = properties(t, "properties")
+	d.workerMissing(t, &w)
 	password, hasPassword := t.str("password")
 	file, hasFile := t.str("password_file")
 	switch {

@@ -1,0 +1,5 @@
+package reporter
+
+// forgeKinds makes the forges' reporters: commit statuses and pull request
+// comments.
+var forgeKinds = map[string]newFunc{}

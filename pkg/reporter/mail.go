@@ -1,0 +1,4 @@
+package reporter
+
+// mailKinds makes the mail reporter (buildbot's MailNotifier).
+var mailKinds = map[string]newFunc{}
