@@ -130,6 +130,15 @@ func TestHookChanges(t *testing.T) {
 			When:    mustTime("2015-05-05T19:42:30-04:00"), Files: []string{"main.go", "main_test.go"},
 			Properties: props("event", "push", "github_distinct", true),
 		}}, ""},
+		// A push that creates its branch makes a change of its head commit only, as buildbot's.
+		{"github new branch", "github", "push", "github_push_created.json", []store.Change{{
+			Author: "Ann Other <ann@example.org>", Committer: "Ann Other <ann@example.org>",
+			Comments: "Test feature x", Branch: "feature-x", Revision: "f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1",
+			Repository: ghRepo, Project: "baxterthehacker/public-repo",
+			RevLink: ghRepo + "/commit/f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1",
+			When:    mustTime("2015-05-06T10:05:00-04:00"), Files: []string{"x_test.go", "x.go"},
+			Properties: props("event", "push", "github_distinct", true),
+		}}, ""},
 		{"github branch delete", "github", "push", "github_push_delete.json", nil, "branch feature-x deleted"},
 		{"github pull request", "github", "pull_request", "github_pull_request.json", []store.Change{{
 			Author:   "baxterthehacker",
@@ -179,6 +188,21 @@ func TestHookChanges(t *testing.T) {
 				"target_branch", "master", "target_project_id", 14,
 				"target_repository", "http://example.com/awesome_space/awesome_project.git",
 				"target_git_ssh_url", "git@example.com:awesome_space/awesome_project.git"),
+		}}, ""},
+		{"gitlab note on a merge request", "gitlab", "Note Hook", "gitlab_note.json", []store.Change{{
+			Author:   "John Smith <john@example.com>",
+			Comments: "MR#1: Tempora et eos debitis quae laborum et.\n\nEt voluptas corrupti assumenda temporibus. Architecto cum animi eveniet amet asperiores. Vitae numquam voluptate est natus sit et ad id.",
+			Branch:   "markdown", Revision: "562e173be03b8ff2efb05345d12df18815438a4b",
+			Repository: "http://example.com/gitlab-org/gitlab-test.git", Project: "Gitlab Test",
+			Category: "note", RevLink: "http://example.com/gitlab-org/gitlab-test/merge_requests/1",
+			When: mustTime("2015-04-08T21:00:25-07:00"),
+			Properties: props("event", "note", "comments", "This MR needs work.",
+				"source_branch", "master", "source_project_id", 5,
+				"source_repository", "http://example.com/gitlab-org/gitlab-test.git",
+				"source_git_ssh_url", "git@example.com:gitlab-org/gitlab-test.git",
+				"target_branch", "markdown", "target_project_id", 5,
+				"target_repository", "http://example.com/gitlab-org/gitlab-test.git",
+				"target_git_ssh_url", "git@example.com:gitlab-org/gitlab-test.git"),
 		}}, ""},
 		{"gitea push", "gitea", "push", "gitea_push.json", []store.Change{
 			{
@@ -373,6 +397,13 @@ func TestHookIgnoredActions(t *testing.T) {
 	status, reply := f.hookPost(t, "/change_hook/github", signed("github", "pull_request", []byte(closed)), []byte(closed))
 	if status != 200 || reply["ignored"] != "pull request #1 closed" {
 		t.Errorf("closed PR: %d %v", status, reply)
+	}
+	skip := strings.Replace(string(fixtureFile(t, "github_push.json")), `"Fix the build\n\nLonger description.",
+    "timestamp"`, `"Fix the build [skip ci]",
+    "timestamp"`, 1)
+	status, reply = f.hookPost(t, "/change_hook/github", signed("github", "push", []byte(skip)), []byte(skip))
+	if status != 200 || reply["ignored"] != "the head commit of the push to refs/heads/main asks to skip CI" {
+		t.Errorf("[skip ci]: %d %v", status, reply)
 	}
 	merged := strings.Replace(string(fixtureFile(t, "gitlab_merge_request.json")), `"state": "opened"`, `"state": "merged"`, 1)
 	status, reply = f.hookPost(t, "/change_hook/gitlab", signed("gitlab", "Merge Request Hook", []byte(merged)), []byte(merged))
