@@ -113,8 +113,8 @@ func TestHookReplayConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := countChanges(t, f.db); n != 2 {
-		t.Errorf("10 copies of a 2-commit delivery at once made %d changes, want 2", n)
+	if n := countChanges(t, f.db); n != 3 {
+		t.Errorf("10 copies of a 3-commit delivery at once made %d changes, want 3", n)
 	}
 }
 

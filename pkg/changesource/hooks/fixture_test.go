@@ -30,8 +30,12 @@ func must[T any](v T, err error) func(testing.TB) T {
 
 // hookServer serves testHooks on db at /change_hook/{dialect}; the caller
 // closes it.
-func hookServer(db *store.DB) *httptest.Server {
-	h := New(StoreSink{DB: db}, testHooks, nil)
+func hookServer(db *store.DB) *httptest.Server { return hookServerWith(db, testHooks) }
+
+// hookServerWith serves hooks on db at /change_hook/{dialect}; the caller
+// closes it.
+func hookServerWith(db *store.DB, hooks map[string]Config) *httptest.Server {
+	h := New(StoreSink{DB: db}, hooks, nil)
 	r := chi.NewRouter()
 	r.Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
 		h.Serve(w, r, chi.URLParam(r, "dialect"))

@@ -73,6 +73,7 @@ func githubPush(payload []byte) ([]store.Change, string, error) {
 	var p struct {
 		Ref        string      `json:"ref"`
 		After      string      `json:"after"`
+		Created    bool        `json:"created"`
 		Deleted    bool        `json:"deleted"`
 		Commits    []gitCommit `json:"commits"`
 		HeadCommit *gitCommit  `json:"head_commit"`
@@ -85,11 +86,11 @@ func githubPush(payload []byte) ([]store.Change, string, error) {
 		return nil, "", badHook("missing repository")
 	}
 	return push{
-		ref: p.Ref, after: p.After, deleted: p.Deleted, commits: p.Commits, tip: p.HeadCommit,
+		ref: p.Ref, after: p.After, deleted: p.Deleted, commits: p.Commits,
 		repository: p.Repository.HTMLURL, project: p.Repository.FullName,
-		tagCategory:  "tag",
-		props:        store.Properties{"event": prop("push")},
-		distinctProp: true,
+		tagCategory: "tag",
+		props:       store.Properties{"event": prop("push")},
+		github:      true, created: p.Created, head: p.HeadCommit,
 	}.changes()
 }
 
@@ -115,6 +116,11 @@ func githubPullRequest(payload []byte) ([]store.Change, string, error) {
 			User      struct {
 				Login string `json:"login"`
 			} `json:"user"`
+			Links struct {
+				HTML struct {
+					Href string `json:"href"`
+				} `json:"html"`
+			} `json:"_links"`
 		} `json:"pull_request"`
 		Repository *githubRepo `json:"repository"`
 		Sender     struct {
@@ -151,8 +157,12 @@ func githubPullRequest(payload []byte) ([]store.Change, string, error) {
 	if pr.Base.Repo != nil && pr.Base.Repo.FullName != "" {
 		project = pr.Base.Repo.FullName
 	}
+	// As buildbot, the page of the pull request is _links.html.href, the
+	// same as html_url.
+	revlink := cmp.Or(pr.Links.HTML.Href, pr.HTMLURL)
 	props := store.Properties{
 		"event":                      prop("pull_request"),
+		"pullrequesturl":             prop(revlink),
 		"basename":                   prop(pr.Base.Ref),
 		"github.number":              prop(p.Number),
 		"github.title":               prop(pr.Title),
@@ -175,13 +185,14 @@ func githubPullRequest(payload []byte) ([]store.Change, string, error) {
 		Repository: p.Repository.HTMLURL,
 		Project:    project,
 		Category:   "pull",
-		RevLink:    pr.HTMLURL,
+		RevLink:    revlink,
 		When:       when,
 		Properties: props,
 	}}, "", nil
 }
 
-// gitlabHook reads GitLab's push, tag push and merge request events.
+// gitlabHook reads GitLab's push, tag push, merge request and note
+// (comment) events.
 func gitlabHook(req hookRequest) ([]store.Change, string, error) {
 	if req.secret != "" {
 		if err := checkToken(req.secret, req.header.Get("X-Gitlab-Token"), "X-Gitlab-Token"); err != nil {
@@ -204,6 +215,8 @@ func gitlabHook(req hookRequest) ([]store.Change, string, error) {
 		return gitlabPush(req.body, event)
 	case "merge_request", "Merge Request Hook":
 		return gitlabMergeRequest(req.body, event)
+	case "note", "Note Hook":
+		return gitlabNote(req.body, event)
 	case "":
 		return nil, "", badHook("missing object_kind and X-Gitlab-Event")
 	}
@@ -212,13 +225,10 @@ func gitlabHook(req hookRequest) ([]store.Change, string, error) {
 
 func gitlabPush(payload []byte, event string) ([]store.Change, string, error) {
 	var p struct {
-		Ref         string      `json:"ref"`
-		After       string      `json:"after"`
-		CheckoutSHA string      `json:"checkout_sha"`
-		UserName    string      `json:"user_name"`
-		UserEmail   string      `json:"user_email"`
-		Commits     []gitCommit `json:"commits"`
-		Repository  *struct {
+		Ref        string      `json:"ref"`
+		After      string      `json:"after"`
+		Commits    []gitCommit `json:"commits"`
+		Repository *struct {
 			Name string `json:"name"`
 			URL  string `json:"url"`
 		} `json:"repository"`
@@ -229,18 +239,14 @@ func gitlabPush(payload []byte, event string) ([]store.Change, string, error) {
 	if p.Repository == nil {
 		return nil, "", badHook("missing repository")
 	}
-	ps := push{
+	// As buildbot 3.7: a change per distinct commit listed, so a tag
+	// pushed onto an existing commit (no commits listed) makes none.
+	return push{
 		ref: p.Ref, after: p.After, commits: p.Commits,
 		repository: p.Repository.URL, project: p.Repository.Name,
 		branchCategory: event, tagCategory: event,
 		props: store.Properties{"event": prop(event)},
-	}
-	// A tag pushed onto an existing commit lists no commits: build the
-	// tagged commit.
-	if p.CheckoutSHA != "" {
-		ps.tip = &gitCommit{ID: p.CheckoutSHA, Author: &gitPerson{Name: p.UserName, Email: p.UserEmail}}
-	}
-	return ps.changes()
+	}.changes()
 }
 
 type gitlabSide struct {
@@ -249,34 +255,34 @@ type gitlabSide struct {
 	GitSSHURL  string `json:"git_ssh_url"`
 }
 
+// gitlabMR is a merge request in GitLab's payloads.
+type gitlabMR struct {
+	IID             int64           `json:"iid"`
+	Title           string          `json:"title"`
+	Description     string          `json:"description"`
+	State           string          `json:"state"`
+	Action          string          `json:"action"`
+	OldRev          json.RawMessage `json:"oldrev"` // present, even null, as buildbot's test
+	URL             string          `json:"url"`
+	SourceBranch    string          `json:"source_branch"`
+	TargetBranch    string          `json:"target_branch"`
+	SourceProjectID int64           `json:"source_project_id"`
+	TargetProjectID int64           `json:"target_project_id"`
+	Source          gitlabSide      `json:"source"`
+	Target          gitlabSide      `json:"target"`
+	LastCommit      *gitCommit      `json:"last_commit"`
+}
+
 func gitlabMergeRequest(payload []byte, event string) ([]store.Change, string, error) {
 	var p struct {
-		Attrs *struct {
-			IID             int64      `json:"iid"`
-			Title           string     `json:"title"`
-			Description     string     `json:"description"`
-			State           string     `json:"state"`
-			Action          string     `json:"action"`
-			OldRev          *string    `json:"oldrev"`
-			URL             string     `json:"url"`
-			SourceBranch    string     `json:"source_branch"`
-			TargetBranch    string     `json:"target_branch"`
-			SourceProjectID int64      `json:"source_project_id"`
-			TargetProjectID int64      `json:"target_project_id"`
-			Source          gitlabSide `json:"source"`
-			Target          gitlabSide `json:"target"`
-			LastCommit      *gitCommit `json:"last_commit"`
-		} `json:"object_attributes"`
+		Attrs *gitlabMR `json:"object_attributes"`
 	}
 	if err := decodePayload(payload, &p); err != nil {
 		return nil, "", err
 	}
 	a := p.Attrs
-	switch {
-	case a == nil:
+	if a == nil {
 		return nil, "", badHook("missing object_attributes")
-	case a.LastCommit == nil || a.LastCommit.ID == "":
-		return nil, "", badHook("missing object_attributes.last_commit.id")
 	}
 	if slices.Contains([]string{"closed", "merged", "approved"}, a.State) {
 		return nil, fmt.Sprintf("merge request !%d is %s", a.IID, a.State), nil
@@ -284,11 +290,53 @@ func gitlabMergeRequest(payload []byte, event string) ([]store.Change, string, e
 	if a.Action != "open" && a.Action != "reopen" && !(a.Action == "update" && a.OldRev != nil) {
 		return nil, fmt.Sprintf("merge request !%d: action %q adds no code", a.IID, a.Action), nil
 	}
-	when, err := parseWhen(a.LastCommit.Timestamp, "object_attributes.last_commit.timestamp")
+	ch, err := a.change(event, "object_attributes")
 	if err != nil {
 		return nil, "", err
 	}
-	return []store.Change{{
+	return []store.Change{ch}, "", nil
+}
+
+// gitlabNote reads a comment: as buildbot's, one on a merge request makes
+// a change of the merge request's last commit, with the comment in the
+// comments property; one on anything else makes none.
+func gitlabNote(payload []byte, event string) ([]store.Change, string, error) {
+	var p struct {
+		Attrs *struct {
+			ID           int64  `json:"id"`
+			Note         string `json:"note"`
+			NoteableType string `json:"noteable_type"`
+		} `json:"object_attributes"`
+		MR *gitlabMR `json:"merge_request"`
+	}
+	if err := decodePayload(payload, &p); err != nil {
+		return nil, "", err
+	}
+	if p.Attrs == nil {
+		return nil, "", badHook("missing object_attributes")
+	}
+	if p.MR == nil {
+		return nil, fmt.Sprintf("note %d is not on a merge request", p.Attrs.ID), nil
+	}
+	ch, err := p.MR.change(event, "merge_request")
+	if err != nil {
+		return nil, "", err
+	}
+	ch.Properties["comments"] = prop(p.Attrs.Note)
+	return []store.Change{ch}, "", nil
+}
+
+// change is the change of the merge request's last commit; field names
+// where the merge request is in the payload, for errors.
+func (a *gitlabMR) change(event, field string) (store.Change, error) {
+	if a.LastCommit == nil || a.LastCommit.ID == "" {
+		return store.Change{}, badHook("missing %s.last_commit.id", field)
+	}
+	when, err := parseWhen(a.LastCommit.Timestamp, field+".last_commit.timestamp")
+	if err != nil {
+		return store.Change{}, err
+	}
+	return store.Change{
 		Author:     a.LastCommit.Author.String(),
 		Comments:   fmt.Sprintf("MR#%d: %s\n\n%s", a.IID, a.Title, a.Description),
 		Branch:     a.TargetBranch,
@@ -309,7 +357,7 @@ func gitlabMergeRequest(payload []byte, event string) ([]store.Change, string, e
 			"target_repository":  prop(a.Target.GitHTTPURL),
 			"target_git_ssh_url": prop(a.Target.GitSSHURL),
 		},
-	}}, "", nil
+	}, nil
 }
 
 // giteaHook reads Gitea's (and Forgejo's) push and pull_request events.

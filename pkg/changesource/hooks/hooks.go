@@ -74,6 +74,7 @@ func forbidden(format string, args ...any) error {
 // hookRequest is what a dialect reads.
 type hookRequest struct {
 	header http.Header
+	query  url.Values // the URL's
 	body   []byte
 	secret string
 }
@@ -138,7 +139,7 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		jsonreply.Error(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
-	changes, note, err := fn(hookRequest{header: r.Header, body: body, secret: hc.Secret})
+	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
 	if err != nil {
 		he, ok := errors.AsType[*hookError](err)
 		if !ok {
@@ -330,18 +331,32 @@ type push struct {
 	ref, after string
 	deleted    bool
 	commits    []gitCommit
-	// tip stands for the commits of a tag push that has none (a tag on an
-	// existing commit); nil means none.
+	// tip stands for the commits of a tag push that lists none (a tag on
+	// an existing commit); nil means none. Gitea's only: buildbot's
+	// gitlab hook makes no change of such a push, and its github hook
+	// builds the head commit of any push that creates its ref (github).
 	tip *gitCommit
 
 	repository, project string
 	// category of the changes of a branch push and of a tag push.
 	branchCategory, tagCategory string
 	props                       store.Properties // every change's
-	distinctProp                bool             // set buildbot's github_distinct property
+
+	// github is buildbot's github hook: every commit makes a change,
+	// distinct (new to the repository) or not, with the github_distinct
+	// property saying which; a push that creates its ref makes one change,
+	// of its head commit; and a head commit whose message asks to skip CI
+	// makes none. Elsewhere a commit that is not distinct makes no change.
+	github  bool
+	created bool
+	head    *gitCommit
 }
 
-// changes returns one change per distinct commit of p, oldest first.
+// skipCI are buildbot's github hook's default skip patterns: a push whose
+// head commit's message matches one makes no change.
+var skipCI = regexp.MustCompile(`\[ *skip *ci *\]|\[ *ci *skip *\]`)
+
+// changes returns one change per commit of p, oldest first.
 func (p push) changes() ([]store.Change, string, error) {
 	if p.ref == "" {
 		return nil, "", badHook("missing ref")
@@ -358,12 +373,18 @@ func (p push) changes() ([]store.Change, string, error) {
 		return nil, fmt.Sprintf("%s %s deleted", what, branch), nil
 	}
 	commits := p.commits
-	if len(commits) == 0 && m[1] == "tags" && p.tip != nil {
+	switch {
+	case p.github && p.head != nil && skipCI.MatchString(p.head.Message):
+		return nil, fmt.Sprintf("the head commit of the push to %s asks to skip CI", p.ref), nil
+	case p.github && p.created && p.head != nil:
+		commits = []gitCommit{*p.head}
+	case len(commits) == 0 && m[1] == "tags" && p.tip != nil:
 		commits = []gitCommit{*p.tip}
 	}
 	var out []store.Change
 	for i, c := range commits {
-		if c.Distinct != nil && !*c.Distinct {
+		distinct := c.Distinct == nil || *c.Distinct
+		if !distinct && !p.github {
 			continue
 		}
 		if c.ID == "" {
@@ -391,12 +412,15 @@ func (p push) changes() ([]store.Change, string, error) {
 		for k, v := range p.props {
 			ch.Properties[k] = v
 		}
-		if p.distinctProp {
-			ch.Properties["github_distinct"] = prop(true)
+		if p.github {
+			ch.Properties["github_distinct"] = prop(distinct)
 		}
 		out = append(out, ch)
 	}
 	if len(out) == 0 {
+		if len(commits) == 0 {
+			return nil, fmt.Sprintf("push to %s lists no commits", p.ref), nil
+		}
 		return nil, fmt.Sprintf("push to %s has no new commits", p.ref), nil
 	}
 	return out, "", nil
@@ -423,7 +447,7 @@ type baseChange struct {
 }
 
 // baseHook is buildbot's base dialect: the fields of one change, as a form
-// or as JSON (one object, or a list of them). With a secret, the request
+// (and the URL's query) or as JSON (one object, or a list of them). With a secret, the request
 // must carry "Authorization: Bearer SECRET".
 func baseHook(req hookRequest) ([]store.Change, string, error) {
 	if req.secret != "" {
@@ -451,9 +475,17 @@ func baseHook(req hookRequest) ([]store.Change, string, error) {
 			in = append(in, c)
 		}
 	case "application/x-www-form-urlencoded", "":
-		vals, err := url.ParseQuery(string(req.body))
+		form, err := url.ParseQuery(string(req.body))
 		if err != nil {
 			return nil, "", badHook("malformed form: %v", err)
+		}
+		// As buildbot's (twisted's request.args): the URL's fields, then
+		// the form's; the first of a field's values counts.
+		vals := url.Values{}
+		for _, v := range []url.Values{req.query, form} {
+			for k, vs := range v {
+				vals[k] = append(vals[k], vs...)
+			}
 		}
 		c, err := baseFromForm(vals)
 		if err != nil {

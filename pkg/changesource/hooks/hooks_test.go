@@ -105,6 +105,14 @@ func TestHookChanges(t *testing.T) {
 				When:    mustTime("2015-05-05T19:40:15-04:00"), Files: []string{"docs/new.md", "README.md", "old.txt"},
 				Properties: props("event", "push", "github_distinct", true),
 			},
+			{ // not distinct (already in the repository): a change all the same, as buildbot's
+				Author: "Ann Other <ann@example.org>", Committer: "Ann Other <ann@example.org>",
+				Comments: "Merged from another branch", Branch: "main", Revision: "5a2b0a5de1c5c8d4d5f43a3dca0b0e2e5e0f9a11",
+				Repository: ghRepo, Project: "baxterthehacker/public-repo",
+				RevLink: ghRepo + "/commit/5a2b0a5de1c5c8d4d5f43a3dca0b0e2e5e0f9a11",
+				When:    mustTime("2015-05-05T19:41:00-04:00"), Files: []string{"main.go"},
+				Properties: props("event", "push", "github_distinct", false),
+			},
 			{
 				Author: "Ann Other <ann@example.org>", Committer: "baxterthehacker <baxterthehacker@users.noreply.github.com>",
 				Comments: "Fix the build\n\nLonger description.", Branch: "main", Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
@@ -122,6 +130,15 @@ func TestHookChanges(t *testing.T) {
 			When:    mustTime("2015-05-05T19:42:30-04:00"), Files: []string{"main.go", "main_test.go"},
 			Properties: props("event", "push", "github_distinct", true),
 		}}, ""},
+		// A push that creates its branch makes a change of its head commit only, as buildbot's.
+		{"github new branch", "github", "push", "github_push_created.json", []store.Change{{
+			Author: "Ann Other <ann@example.org>", Committer: "Ann Other <ann@example.org>",
+			Comments: "Test feature x", Branch: "feature-x", Revision: "f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1",
+			Repository: ghRepo, Project: "baxterthehacker/public-repo",
+			RevLink: ghRepo + "/commit/f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1",
+			When:    mustTime("2015-05-06T10:05:00-04:00"), Files: []string{"x_test.go", "x.go"},
+			Properties: props("event", "push", "github_distinct", true),
+		}}, ""},
 		{"github branch delete", "github", "push", "github_push_delete.json", nil, "branch feature-x deleted"},
 		{"github pull request", "github", "pull_request", "github_pull_request.json", []store.Change{{
 			Author:   "baxterthehacker",
@@ -129,7 +146,7 @@ func TestHookChanges(t *testing.T) {
 			Branch:   "refs/pull/1/merge", Revision: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 			Repository: ghRepo, Project: "baxterthehacker/public-repo", Category: "pull",
 			RevLink: ghRepo + "/pull/1", When: mustTime("2015-05-05T23:40:27Z"),
-			Properties: props("event", "pull_request", "basename", "main",
+			Properties: props("event", "pull_request", "basename", "main", "pullrequesturl", ghRepo+"/pull/1",
 				"github.number", 1, "github.title", "Update the README with new information",
 				"github.html_url", ghRepo+"/pull/1", "github.user.login", "baxterthehacker",
 				"github.head.ref", "changes", "github.head.sha", "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
@@ -157,11 +174,8 @@ func TestHookChanges(t *testing.T) {
 				Properties: props("event", "push"),
 			},
 		}, ""},
-		{"gitlab tag push", "gitlab", "Tag Push Hook", "gitlab_tag_push.json", []store.Change{{
-			Author: "John Smith <john@example.com>", Branch: "v1.0.0", Revision: "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7",
-			Repository: "ssh://git@example.com/jsmith/example.git", Project: "Example", Category: "tag_push",
-			Properties: props("event", "tag_push"),
-		}}, ""},
+		// A tag on an existing commit lists no commits: no change, as buildbot 3.7's.
+		{"gitlab tag push", "gitlab", "Tag Push Hook", "gitlab_tag_push.json", nil, "push to refs/tags/v1.0.0 lists no commits"},
 		{"gitlab merge request", "gitlab", "Merge Request Hook", "gitlab_merge_request.json", []store.Change{{
 			Author: "GitLab dev user <gitlabdev@dv6700.(none)>", Comments: "MR#1: MS-Viewport\n\n",
 			Branch: "master", Revision: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
@@ -174,6 +188,21 @@ func TestHookChanges(t *testing.T) {
 				"target_branch", "master", "target_project_id", 14,
 				"target_repository", "http://example.com/awesome_space/awesome_project.git",
 				"target_git_ssh_url", "git@example.com:awesome_space/awesome_project.git"),
+		}}, ""},
+		{"gitlab note on a merge request", "gitlab", "Note Hook", "gitlab_note.json", []store.Change{{
+			Author:   "John Smith <john@example.com>",
+			Comments: "MR#1: Tempora et eos debitis quae laborum et.\n\nEt voluptas corrupti assumenda temporibus. Architecto cum animi eveniet amet asperiores. Vitae numquam voluptate est natus sit et ad id.",
+			Branch:   "markdown", Revision: "562e173be03b8ff2efb05345d12df18815438a4b",
+			Repository: "http://example.com/gitlab-org/gitlab-test.git", Project: "Gitlab Test",
+			Category: "note", RevLink: "http://example.com/gitlab-org/gitlab-test/merge_requests/1",
+			When: mustTime("2015-04-08T21:00:25-07:00"),
+			Properties: props("event", "note", "comments", "This MR needs work.",
+				"source_branch", "master", "source_project_id", 5,
+				"source_repository", "http://example.com/gitlab-org/gitlab-test.git",
+				"source_git_ssh_url", "git@example.com:gitlab-org/gitlab-test.git",
+				"target_branch", "markdown", "target_project_id", 5,
+				"target_repository", "http://example.com/gitlab-org/gitlab-test.git",
+				"target_git_ssh_url", "git@example.com:gitlab-org/gitlab-test.git"),
 		}}, ""},
 		{"gitea push", "gitea", "push", "gitea_push.json", []store.Change{
 			{
@@ -302,8 +331,8 @@ func TestHookSignatures(t *testing.T) {
 				}
 				return
 			}
-			if after != before+2 {
-				t.Errorf("%d changes stored, want 2", after-before)
+			if after != before+3 { // github_push.json's three commits
+				t.Errorf("%d changes stored, want 3", after-before)
 			}
 		})
 	}
@@ -369,14 +398,21 @@ func TestHookIgnoredActions(t *testing.T) {
 	if status != 200 || reply["ignored"] != "pull request #1 closed" {
 		t.Errorf("closed PR: %d %v", status, reply)
 	}
+	skip := strings.Replace(string(fixtureFile(t, "github_push.json")), `"Fix the build\n\nLonger description.",
+    "timestamp"`, `"Fix the build [skip ci]",
+    "timestamp"`, 1)
+	status, reply = f.hookPost(t, "/change_hook/github", signed("github", "push", []byte(skip)), []byte(skip))
+	if status != 200 || reply["ignored"] != "the head commit of the push to refs/heads/main asks to skip CI" {
+		t.Errorf("[skip ci]: %d %v", status, reply)
+	}
 	merged := strings.Replace(string(fixtureFile(t, "gitlab_merge_request.json")), `"state": "opened"`, `"state": "merged"`, 1)
 	status, reply = f.hookPost(t, "/change_hook/gitlab", signed("gitlab", "Merge Request Hook", []byte(merged)), []byte(merged))
 	if status != 200 || reply["ignored"] != "merge request !1 is merged" {
 		t.Errorf("merged MR: %d %v", status, reply)
 	}
-	note := `{"object_kind": "note"}`
+	note := `{"object_kind": "note", "object_attributes": {"id": 1244, "note": "This is a commit comment.", "noteable_type": "Commit"}}`
 	status, reply = f.hookPost(t, "/change_hook/gitlab", signed("gitlab", "Note Hook", []byte(note)), []byte(note))
-	if status != 200 || reply["ignored"] != `event "note" is not handled` {
+	if status != 200 || reply["ignored"] != "note 1244 is not on a merge request" {
 		t.Errorf("note: %d %v", status, reply)
 	}
 	if n := len(must(f.db.Changes(store.ChangeFilter{}))(t)); n != 0 {
