@@ -98,7 +98,7 @@ type forgeRequest struct {
 	method string
 	url    string // absolute
 	header http.Header
-	body   any    // sent as JSON unless form is set
+	body   any // sent as JSON unless form is set
 	form   url.Values
 	// secrets are scrubbed from any error (the forge may echo them).
 	secrets []string

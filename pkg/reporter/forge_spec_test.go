@@ -50,7 +50,7 @@ type forgeServer struct {
 	extra map[string]http.HandlerFunc
 
 	mu     sync.Mutex
-	calls  []forgeCall                                // guarded by mu
+	calls  []forgeCall                                  // guarded by mu
 	answer func(w http.ResponseWriter, r *http.Request) // guarded by mu
 }
 
