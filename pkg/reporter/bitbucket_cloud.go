@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -103,6 +104,13 @@ func (s *bitbucketCloudStatus) accessToken(ctx context.Context, secret string) (
 	return s.token, nil
 }
 
+// forgetToken drops the cached access token.
+func (s *bitbucketCloudStatus) forgetToken() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = ""
+}
+
 func (s *bitbucketCloudStatus) Send(ctx context.Context, r *Report) error {
 	if r.Event != Started && r.Event != Finished {
 		return nil
@@ -156,6 +164,13 @@ func (s *bitbucketCloudStatus) Send(ctx context.Context, r *Report) error {
 			secrets: secrets,
 			what:    fmt.Sprintf("build status %s for %s/%s@%s", state, workspace, slug, ss.Revision),
 		}, nil)
+		var se *forgeStatusError
+		if errors.As(err, &se) && se.Code == http.StatusUnauthorized && s.cfg.ClientID != "" {
+			// The access token was revoked or ran out early: get a new
+			// one on the next try.
+			s.forgetToken()
+			err = fmt.Errorf("%s (access token refused: a new one is asked for on the next try)", se.msg)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}

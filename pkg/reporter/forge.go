@@ -154,7 +154,7 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 		return nil
 	}
 	msg := scrub(forgeMessage(data), q.secrets)
-	err = fmt.Errorf("%s %s: %s %s", f.kind, q.what, resp.Status, msg)
+	err = &forgeStatusError{Code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s %s", f.kind, q.what, resp.Status, msg)}
 	if after, ok := retryAfter(resp.Header, time.Now()); ok && retryableStatus(resp) {
 		return &RetryAfterError{After: after, Err: err}
 	}
@@ -163,6 +163,14 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	}
 	return Permanent(err)
 }
+
+// forgeStatusError is a forge's answer other than 2xx.
+type forgeStatusError struct {
+	Code int // the HTTP status
+	msg  string
+}
+
+func (e *forgeStatusError) Error() string { return e.msg }
 
 // retryableStatus reports whether the answer is one a later try may cure:
 // 408, 429 and 5xx, and GitHub's rate limit (a 403 with no requests left).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -219,7 +220,7 @@ func TestForgeBitbucketCloudStatusMatchesOpenAPI(t *testing.T) {
 		if f := doc.Components.SecuritySchemes["oauth2"].Value.Flows; f == nil || !strings.HasSuffix(f.AuthorizationCode.TokenURL, tokenPath) {
 			t.Fatalf("the description's oauth2 tokenUrl is not %s", tokenPath)
 		}
-		tokens := 0
+		var tokens atomic.Int32
 		fs.extra[tokenPath] = func(w http.ResponseWriter, r *http.Request) {
 			user, pass, ok := r.BasicAuth()
 			body, _ := io.ReadAll(r.Body)
@@ -228,7 +229,7 @@ func TestForgeBitbucketCloudStatusMatchesOpenAPI(t *testing.T) {
 				http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 				return
 			}
-			tokens++
+			tokens.Add(1)
 			json.NewEncoder(w).Encode(map[string]any{"access_token": "oauth-access-123", "expires_in": 7200, "token_type": "bearer"})
 		}
 		s := newForgeSender(t, config.Reporter{Type: "bitbucket_cloud_status", ClientID: "consumer-key", ClientSecret: "%(secret:bb_client)s", BaseURL: fs.URL + "/2.0"})
@@ -247,8 +248,8 @@ func TestForgeBitbucketCloudStatusMatchesOpenAPI(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("requests (-want +got):\n%s", diff)
 		}
-		if tokens != 1 {
-			t.Errorf("got %d token requests, want 1 (the token is reused until it expires)", tokens)
+		if tokens.Load() != 1 {
+			t.Errorf("got %d token requests, want 1 (the token is reused until it expires)", tokens.Load())
 		}
 	})
 
