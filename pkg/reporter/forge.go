@@ -349,10 +349,11 @@ func allDigits(s string) bool {
 // publicForgeHosts are the hosts of the public forges: a source stamp on
 // one of them does not belong to another forge's reporter.
 var publicForgeHosts = map[string]string{
-	"github.com":    "github",
-	"gitlab.com":    "gitlab",
-	"bitbucket.org": "bitbucket",
-	"codeberg.org":  "gitea",
+	"github.com":        "github",
+	"gitlab.com":        "gitlab",
+	"bitbucket.org":     "bitbucket",
+	"api.bitbucket.org": "bitbucket",
+	"codeberg.org":      "gitea",
 }
 
 // otherPublicForge reports whether repo lives on a public forge that is
