@@ -133,7 +133,7 @@ func (s *bitbucketCloudStatus) Send(ctx context.Context, r *Report) error {
 			return err
 		}
 		auth = basicAuth(s.cfg.User, password)
-		secrets = []string{password, auth}
+		secrets = []string{password, auth, strings.TrimPrefix(auth, "Basic ")}
 	}
 	key, err := render(r, s.cfg.Context)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -65,7 +66,8 @@ func (s *bitbucketServerStatus) Send(ctx context.Context, r *Report) error {
 		}
 		auth, secrets = basicAuth(s.cfg.User, password), []string{password}
 	}
-	secrets = append(secrets, auth)
+	// The header too, and its base64 alone: a forge may echo either.
+	secrets = append(secrets, auth, strings.TrimPrefix(auth, "Basic "))
 	key, err := render(r, s.cfg.Context)
 	if err != nil {
 		return Permanent(fmt.Errorf("render context: %w", err))

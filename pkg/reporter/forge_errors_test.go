@@ -173,3 +173,23 @@ func TestForgeBitbucketCloudRefusedTokenIsRenewed(t *testing.T) {
 		t.Errorf("%d tokens issued, want 2", issued.Load())
 	}
 }
+
+// Basic credentials echoed by a forge (the header or its base64 alone)
+// never reach the error.
+func TestForgeBasicCredentialsNotInErrors(t *testing.T) {
+	t.Parallel()
+	srv := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"errors":[{"message":"bad credentials %s (%s)"}]}`, auth, strings.TrimPrefix(auth, "Basic "))
+	})
+	s := newForgeSender(t, config.Reporter{Type: "bitbucket_server_status", User: "ci", Password: "%(secret:bb_password)s", BaseURL: srv})
+	err := s.Send(t.Context(), testReport(Finished, store.Success, nil, store.SourceStamp{Revision: testSHA}))
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "bad credentials") {
+		t.Fatalf("got %v, want a permanent error with Bitbucket's message", err)
+	}
+	b64 := strings.TrimPrefix(basicAuth("ci", testSecrets["bb_password"]), "Basic ")
+	if strings.Contains(err.Error(), b64) || strings.Contains(err.Error(), testSecrets["bb_password"]) {
+		t.Errorf("the error shows the credentials: %v", err)
+	}
+}
