@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,9 @@ type forgeRequest struct {
 	secrets []string
 	// what names the request in errors: "status pending for o/r@sha".
 	what string
+	// retry are 4xx statuses this forge means as "try again" (GitLab's
+	// 409 for a status being updated concurrently).
+	retry []int
 }
 
 // do sends q and classifies the answer as the dispatcher needs it: nil for
@@ -155,10 +159,11 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	}
 	msg := scrub(forgeMessage(data), q.secrets)
 	err = &forgeStatusError{Code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s %s", f.kind, q.what, resp.Status, msg)}
-	if after, ok := retryAfter(resp.Header, time.Now()); ok && retryableStatus(resp) {
+	retryable := retryableStatus(resp) || slices.Contains(q.retry, resp.StatusCode)
+	if after, ok := retryAfter(resp.Header, time.Now()); ok && retryable {
 		return &RetryAfterError{After: after, Err: err}
 	}
-	if retryableStatus(resp) {
+	if retryable {
 		return err
 	}
 	return Permanent(err)

@@ -193,3 +193,22 @@ func TestForgeBasicCredentialsNotInErrors(t *testing.T) {
 		t.Errorf("the error shows the credentials: %v", err)
 	}
 }
+
+// GitLab's 409 (another update of the status in progress, in its API
+// description) is retried; its 400 is not.
+func TestForgeGitLabConflictIsRetried(t *testing.T) {
+	t.Parallel()
+	fs := newForgeServer(t, "gitlab.json", "")
+	s := newForgeSender(t, config.Reporter{Type: "gitlab_status", Token: "%(secret:forge_token)s", BaseURL: fs.URL})
+	r := testReport(Finished, store.Success, nil, store.SourceStamp{Repository: "https://gitlab.com/g/p.git", Revision: testSHA})
+	for code, permanent := range map[int]bool{http.StatusConflict: false, http.StatusBadRequest: true} {
+		fs.setAnswer(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			io.WriteString(w, `{"message":"Another update to this commit status is in progress"}`)
+		})
+		err := s.Send(t.Context(), r)
+		if err == nil || IsPermanent(err) != permanent {
+			t.Errorf("%d: got %v, want permanent=%v", code, err, permanent)
+		}
+	}
+}

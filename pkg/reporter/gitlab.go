@@ -111,6 +111,8 @@ func (s *gitLabStatus) Send(ctx context.Context, r *Report) error {
 			body:    body,
 			secrets: []string{token},
 			what:    fmt.Sprintf("status %s for project %s@%s", state, project, ss.Revision),
+			// "Another update to this commit status is in progress".
+			retry: []int{http.StatusConflict},
 		}, nil)
 		if err != nil {
 			errs = append(errs, err)
