@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -533,5 +535,63 @@ func TestMailInterested(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"e@example.com", "f@example.com"}) {
 		t.Errorf("from changes: %v", got)
+	}
+}
+
+// TestMailNoClearAuthLocal: net/smtp would send a password in clear to a
+// relay on this host; with use_tls it is not sent at all. The relay is a
+// recorder that speaks SMTP and offers AUTH without STARTTLS, as a
+// man in the middle stripping STARTTLS would.
+func TestMailNoClearAuthLocal(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heard strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Minute))
+		tp := textproto.NewConn(c)
+		tp.PrintfLine("220 recorder ESMTP")
+		for {
+			line, err := tp.ReadLine()
+			if err != nil {
+				return
+			}
+			heard.WriteString(line + "\n")
+			switch cmd := strings.ToUpper(strings.Fields(line + " x")[0]); cmd {
+			case "EHLO":
+				tp.PrintfLine("250-recorder\r\n250 AUTH PLAIN LOGIN")
+			case "AUTH":
+				tp.PrintfLine("235 2.7.0 Authentication successful")
+			case "QUIT":
+				tp.PrintfLine("221 bye")
+				return
+			default:
+				tp.PrintfLine("250 ok")
+			}
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	cfg := mailReporter(t, &mailpit{host: "127.0.0.1", port: port}, fmt.Sprintf("use_tls = true\nsmtp_user = %q\nsmtp_password = \"%%(secret:smtp)s\"\nextra_recipients = [\"team@example.org\"]\n", mailUser))
+	s, err := newSender(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Send(context.Background(), buildReport(Finished, store.Failure))
+	if err == nil || !strings.Contains(err.Error(), "offers no STARTTLS") {
+		t.Errorf("Send: %v, want a refusal for want of STARTTLS", err)
+	}
+	l.Close()
+	<-done
+	if strings.Contains(heard.String(), "AUTH") || strings.Contains(heard.String(), "MAIL") {
+		t.Errorf("the client went on without TLS:\n%s", heard.String())
 	}
 }
