@@ -86,6 +86,7 @@ func newMail(r config.Reporter, d Deps) (Sender, error) {
 		}
 	}
 	s.tls.ServerName = r.RelayHost
+	s.tls.NextProtos = nil // net/http's h2 and http/1.1 mean nothing to a relay
 	return s, nil
 }
 
