@@ -595,3 +595,44 @@ func TestMailNoClearAuthLocal(t *testing.T) {
 		t.Errorf("the client went on without TLS:\n%s", heard.String())
 	}
 }
+
+// TestMailRelaySilent: a relay that takes the connection and says nothing
+// holds a delivery no longer than its context; the error is retried.
+func TestMailRelaySilent(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, accepted, quit := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		close(accepted)
+		<-quit // says nothing until the test ends
+		c.Close()
+	}()
+	defer func() { close(quit); l.Close(); <-done }()
+	cfg := mailReporter(t, &mailpit{host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port}, "extra_recipients = [\"team@example.org\"]\n")
+	s, err := newSender(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dispatcher's per-try timeout, or its stopping.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Send(ctx, buildReport(Finished, store.Failure)) }()
+	<-accepted
+	select {
+	case err := <-errc:
+		if err == nil || IsPermanent(err) {
+			t.Errorf("Send to a silent relay: %v, want a retryable error", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Send to a silent relay did not return a minute after its context ended")
+	}
+}
