@@ -162,6 +162,7 @@ func startMailpit(bin, dir, name, host string, flags ...string) (*mailpit, error
 			"--smtp-disable-rdns", "--disable-version-check", "--quiet",
 		}, flags...)
 		m.cmd = exec.Command(bin, args...)
+		dieWithTest(m.cmd)
 		// Only our flags: no MP_* of the environment.
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "MP_") {
