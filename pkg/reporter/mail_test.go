@@ -289,6 +289,17 @@ func TestMailSMTPS(t *testing.T) {
 	if err := s.Send(context.Background(), buildReport(Finished, store.Failure)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted certificate: %v", err)
 	}
+	// verify_ssl = false takes it.
+	cfg.VerifySSL = false
+	if s, err = newSender(cfg, Deps{}); err != nil {
+		t.Fatal(err)
+	}
+	r = buildReport(Finished, store.Failure)
+	id = messageIDOf(t, s, r)
+	if err := s.Send(context.Background(), r); err != nil {
+		t.Fatalf("Send with verify_ssl = false: %v", err)
+	}
+	srv.SMTPS.waitMessages(t, id, 1)
 }
 
 // TestMailNoClearAuth: with use_tls, a relay that offers no STARTTLS gets
