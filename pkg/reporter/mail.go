@@ -95,6 +95,9 @@ func newMail(r config.Reporter, d Deps) (Sender, error) {
 // retried. Recipients that accepted the message on an earlier try are not
 // sent it again (the Message-ID is the same on every try).
 func (s *mailSender) Send(ctx context.Context, r *Report) error {
+	if r.Event == WorkerMissing && !s.cfg.Missing {
+		return nil // notify_on_missing_workers = false
+	}
 	msg, err := s.compose(r)
 	if err != nil {
 		return Permanent(err)
@@ -282,9 +285,6 @@ func (s *mailSender) compose(r *Report) (*mailMessage, error) {
 			return nil, errors.New("worker_missing report without its worker")
 		}
 		key = fmt.Sprintf("worker.%s.%d", m.Name, m.LastSeen.Unix())
-		if !s.cfg.Missing {
-			return &mailMessage{id: s.messageID(key, from)}, nil // notify_on_missing_workers = false
-		}
 		// As buildbot: only the worker's admins, not extra_recipients.
 		for _, a := range m.Admins {
 			if addr, err := mail.ParseAddress(a); err == nil {
