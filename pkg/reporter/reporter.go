@@ -67,6 +67,9 @@ type Sender interface {
 type Deps struct {
 	HTTP *http.Client // for the HTTP kinds; honours the reporter's verify_ssl
 	Log  *slog.Logger
+	// Title is the master's title (config title), for the messages
+	// that name it (mail's subject); "" when none is set.
+	Title string
 }
 
 // newFunc makes the Sender of one reporter.
