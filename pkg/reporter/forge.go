@@ -75,14 +75,6 @@ func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, err
 	return forgeHTTP{kind: r.Type, client: c, base: base}, nil
 }
 
-// render renders s for r, as is when the report has no renderer.
-func render(r *Report, s string) (string, error) {
-	if r.Render == nil {
-		return s, nil
-	}
-	return r.Render(s)
-}
-
 // renderSecret renders a reporter's secret (a token, a password). A
 // secret that cannot be rendered is a configuration error: retrying will
 // not cure it.

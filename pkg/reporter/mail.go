@@ -252,14 +252,6 @@ func smtpError(id, op string, err error) error {
 	return err
 }
 
-// render renders a rendered config string for r.
-func render(r *Report, s string) (string, error) {
-	if r.Render == nil || !strings.Contains(s, "%(") {
-		return s, nil
-	}
-	return r.Render(s)
-}
-
 // mailMessage is one composed mail.
 type mailMessage struct {
 	id    string   // its Message-ID, without the brackets

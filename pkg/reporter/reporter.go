@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -112,3 +113,12 @@ func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// render renders the config string s for r; s is returned as is when it
+// holds no interpolation or r has no renderer.
+func render(r *Report, s string) (string, error) {
+	if r.Render == nil || !strings.Contains(s, "%(") {
+		return s, nil
+	}
+	return r.Render(s)
+}
