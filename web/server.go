@@ -93,6 +93,10 @@ type Config struct {
 	// or /ws in progress. (No ReadTimeout: it would cut long bodies and
 	// WebSockets; ReadHeaderTimeout and BodyTimeout bound slow clients.)
 	IdleTimeout time.Duration
+
+	// TLS is [www] tls_cert_file and tls_key_file: when enabled, Serve
+	// serves HTTPS and HTTP/2 (see tls.go); zero means plain HTTP.
+	TLS config.WebTLS
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.
@@ -111,6 +115,7 @@ type Server struct {
 	hooks  *hooks.Handler // POST /change_hook/DIALECT
 	api    *api.Server    // /api/v2 and the one control path of every POST
 	ui     *ui.Server     // the pages
+	certs  certs          // the certificate of HTTPS (tls.go)
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -252,6 +257,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if s.cfg.TLS.Enabled() {
+		// A SetTLS that came first (a reconfig while the master started)
+		// loaded the newer files.
+		if s.certs.cur.Load() == nil {
+			if err := s.certs.load(s.cfg.TLS); err != nil {
+				return err
+			}
+		}
+		srv.TLSConfig = s.certs.tlsConfig()
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -267,7 +282,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			srv.Close()
 		}
 	})
-	err := srv.Serve(lis)
+	var err error
+	if srv.TLSConfig != nil {
+		err = srv.ServeTLS(lis, "", "") // the certificate comes from GetCertificate
+	} else {
+		err = srv.Serve(lis)
+	}
 	close(stop)
 	wg.Wait()
 	// Shutdown waits for no hijacked connection (/ws), and none of the
