@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gbb-ci/gbb/internal/testx509"
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -84,7 +87,7 @@ func TestServeHTTPS(t *testing.T) {
 	ca := testx509.NewCA(t, dir, "web-test")
 	first := ca.Issue(t, dir, "web", testx509.Options{})
 	tlsCfg := config.WebTLS{CertFile: first.CertFile, KeyFile: first.KeyFile}
-	s := New(Config{Store: f.db, MasterID: f.master.ID, MasterName: "master-1", Auth: tlsAuth(t), TLS: tlsCfg})
+	s := New(Config{Store: f.db, MasterID: f.master.ID, MasterName: "master-1", Auth: tlsAuth(t), TLS: tlsCfg, Events: events.New(events.Config{})})
 	addr := serve(t, s)
 	base := "https://" + addr
 
@@ -108,6 +111,26 @@ func TestServeHTTPS(t *testing.T) {
 	}
 	if got := resp.Header.Get("Strict-Transport-Security"); got != hsts {
 		t.Errorf("Strict-Transport-Security = %q, want %q", got, hsts)
+	}
+
+	// The live streams work over TLS: /sse/ over HTTP/2, /ws over an
+	// HTTP/1.1 upgrade (a WebSocket client asks for no h2; the server
+	// offers no extended CONNECT).
+	ctx, cancel := context.WithCancel(context.Background())
+	req := must(http.NewRequestWithContext(ctx, "GET", base+"/sse/listen/builds", nil))(t)
+	resp = must(c1.Do(req))(t)
+	line := must(bufio.NewReader(resp.Body).ReadString('\n'))(t)
+	cancel()
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || !strings.HasPrefix(line, "retry:") && !strings.HasPrefix(line, "event:") {
+		t.Errorf("/sse/ over TLS: %s %s %q, first line %q", resp.Proto, resp.Status, resp.Header.Get("Content-Type"), line)
+	}
+	wsDialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}
+	ws, wsResp, err := wsDialer.Dial("wss://"+addr+"/ws", nil)
+	if err != nil {
+		t.Errorf("/ws over TLS: %v (%v)", err, wsResp)
+	} else {
+		ws.Close()
 	}
 
 	// Old protocols and suites without forward secrecy or AEAD are refused.
