@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
@@ -255,7 +257,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{log: s.log, handshakes: logsample.New(10*time.Second, 10)}, "", 0),
 	}
 	if s.cfg.TLS.Enabled() {
 		// A SetTLS that came first (a reconfig while the master started)

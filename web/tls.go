@@ -3,11 +3,13 @@ package web
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
@@ -80,6 +82,25 @@ func (s *Server) SetTLS(t config.WebTLS) error {
 	}
 	s.log.Info("web certificate loaded", "cert", t.CertFile, "not_after", s.certs.cur.Load().Leaf.NotAfter)
 	return nil
+}
+
+// httpErrorLog is the http.Server's ErrorLog: its lines go to the log at
+// Warn, but for the failed TLS handshakes, which any port scanner or
+// plain-HTTP client causes, one each: those are sampled (handshakes), so
+// that nobody can flood master.log.
+type httpErrorLog struct {
+	log        *slog.Logger
+	handshakes *logsample.Sampler
+}
+
+func (h httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		h.handshakes.Log(h.log, slog.LevelWarn, msg)
+		return len(p), nil
+	}
+	h.log.Warn(msg)
+	return len(p), nil
 }
 
 // secure reports whether the browser reached the site over HTTPS, so

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -243,5 +244,31 @@ func TestSecureCookies(t *testing.T) {
 				t.Errorf("CSRF cookie %v: want Secure %v, HttpOnly, SameSite=Lax", cks, tt.secure)
 			}
 		})
+	}
+}
+
+// TestHandshakeErrorsSampled: every client that fails the TLS handshake
+// (a scanner, a plain-HTTP client) makes net/http log a line; those are
+// sampled, so that a flood of them cannot fill master.log.
+func TestHandshakeErrorsSampled(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	dir := t.TempDir()
+	leaf := testx509.NewCA(t, dir, "web-test").Issue(t, dir, "web", testx509.Options{})
+	var logs syncBuffer
+	s := New(Config{Store: f.db, MasterID: f.master.ID, TLS: config.WebTLS{CertFile: leaf.CertFile, KeyFile: leaf.KeyFile},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	addr := serve(t, s)
+	const clients = 40
+	for range clients {
+		conn := must(net.Dial("tcp", addr))(t)
+		io.WriteString(conn, "GARBAGE / HTTP/1.0\r\n\r\n")
+		// The server logs the failure, then closes the connection.
+		io.Copy(io.Discard, conn)
+		conn.Close()
+	}
+	n := strings.Count(logs.String(), "TLS handshake error")
+	if n == 0 || n > 11 {
+		t.Errorf("%d failed handshakes logged %d lines, want 1 to 11:\n%s", clients, n, logs.String())
 	}
 }
