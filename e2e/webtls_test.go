@@ -216,6 +216,20 @@ func TestWebTLS(t *testing.T) {
 	if resp := get(&http.Client{Transport: tr2}); resp.TLS.PeerCertificates[0].SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Errorf("after the reconfig a new connection got serial %v, want the renewed %v", resp.TLS.PeerCertificates[0].SerialNumber, second.Cert.SerialNumber)
 	}
+
+	// Turning TLS off needs a restart: the reconfig says so and changes
+	// nothing.
+	mtoml := filepath.Join(e.masterDir, "master.toml")
+	plain := strings.NewReplacer("tls_cert_file = \"web.pem\"\n", "", "tls_key_file = \"web-key.pem\"\n", "").Replace(string(cfg))
+	if err := os.WriteFile(mtoml, []byte(plain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, e.master, "reconfig", e.masterDir); err == nil || !strings.Contains(string(out), "www") || !strings.Contains(string(out), "needs a restart") {
+		t.Errorf("reconfig turning TLS off: %v\n%s", err, out)
+	}
+	if resp := get(&http.Client{Transport: tr2}); resp.StatusCode != 200 || resp.TLS == nil {
+		t.Errorf("after a refused reconfig: %s, TLS %v", resp.Status, resp.TLS != nil)
+	}
 }
 
 // builderIDTLS returns the id of the builder called name, read with the
