@@ -63,15 +63,25 @@ func hashTokenCmd(args []string) error {
 	if len(args) != 0 {
 		return &exitError{2, errors.New("usage: gbb-master hash-token < token (it takes no arguments)")}
 	}
-	tok, err := readPassword(os.Stdin, os.Stderr)
+	h, err := hashTokenFrom(os.Stdin)
 	if err != nil {
 		return err
 	}
-	if tok == "" {
-		return errors.New("empty token")
-	}
-	fmt.Println(hashToken(tok))
+	fmt.Println(h)
 	return nil
+}
+
+// hashTokenFrom reads a token from in (its first line, or the terminal
+// without echo) and returns its token_sha256.
+func hashTokenFrom(in *os.File) (string, error) {
+	tok, err := readPassword(in, os.Stderr)
+	if err != nil {
+		return "", err
+	}
+	if tok = strings.TrimSpace(tok); tok == "" {
+		return "", errors.New("empty token")
+	}
+	return hashToken(tok), nil
 }
 
 // randomToken returns a new token: the prefix and 32 random bytes.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,5 +41,30 @@ func TestTokenTable(t *testing.T) {
 	// sha256sum's answer for "test".
 	if got := hashToken("test"); got != "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" {
 		t.Errorf("hashToken(test) = %s", got)
+	}
+}
+
+// TestHashTokenFrom: hash-token hashes the first line of its input, as
+// the master hashes the bearer token, and refuses an empty one.
+func TestHashTokenFrom(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func(data string) *os.File {
+		p := filepath.Join(dir, "tok")
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	if h, err := hashTokenFrom(open("test\n")); err != nil || h != hashToken("test") {
+		t.Errorf("hash-token of test: %q, %v", h, err)
+	}
+	if _, err := hashTokenFrom(open("\n")); err == nil {
+		t.Error("hash-token took an empty token")
 	}
 }
