@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/gbb-ci/gbb/internal/testdeb"
 	"github.com/gbb-ci/gbb/internal/testx509"
@@ -187,6 +191,32 @@ func TestWebTLS(t *testing.T) {
 	resp.Body.Close()
 	if cks := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cks) != 1 || !cks[0].Secure || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteLaxMode {
 		t.Errorf("login over TLS: %s, cookies %v: want a Secure, HttpOnly, SameSite=Lax session", resp.Status, cks)
+	}
+
+	// Chromium logs in over HTTPS (its Secure cookie holds), and the
+	// pages keep their CSP. It trusts the test's certificate by its key
+	// (the SPKI pin), not by ignoring every error.
+	spki := sha256.Sum256(first.Cert.RawSubjectPublicKeyInfo)
+	browser := newBrowser(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
+	csp := watchCSP(t, browser)
+	var user, proto string
+	browse(t, browser, "log in over HTTPS",
+		chromedp.Navigate(base+"/login"),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="username"]`), "admin"),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), "admin-pw"),
+		loaded(chromedp.Submit(chromedp.CSS("#login-form"))),
+		chromedp.WaitVisible(chromedp.CSS("#auth-user")),
+		into(&user, chromedp.Text(chromedp.CSS("#auth-user"))),
+		into(&proto, chromedp.Evaluate[string](`location.protocol + " " + performance.getEntriesByType("navigation")[0].nextHopProtocol`)),
+		chromedp.Navigate(base+"/builders"),
+		chromedp.WaitVisible(chromedp.CSS("#builders-table")),
+	)
+	if user != "admin" || proto != "https: h2" {
+		t.Errorf("Chromium over TLS: user %q, protocol %q; want admin over https: h2", user, proto)
+	}
+	if v := csp.violations(); len(v) > 0 {
+		t.Errorf("CSP violations over TLS:\n%s", strings.Join(v, "\n"))
 	}
 
 	// A renewed certificate, in the same files: reconfig serves it to new
