@@ -47,8 +47,8 @@ func TestBoundaries(t *testing.T) {
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the
 		// master needs no git (issue 17). Test helpers stay in tests.
-		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd"}},
-		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd"}},
+		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
+		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
 	}
 	// The master's git poller is go-git, in process.
 	if !slices.Contains(deps(mod+"cmd/master"), "github.com/go-git/go-git/v5") {

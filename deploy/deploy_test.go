@@ -20,6 +20,7 @@ import (
 
 	"github.com/gbb-ci/gbb/internal/testbin"
 	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/gbb-ci/gbb/internal/testx509"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -297,13 +298,23 @@ func read(t testing.TB, path string) string {
 }
 
 // TestNginxConf runs nginx -t on deploy/freebsd/nginx.conf as shipped,
-// with only the pid and log files moved to a temp dir.
+// with only the pid and log files moved to a temp dir and its
+// certificate's paths pointed at one the test made (nginx -t loads it).
+// Its TLS server speaks TLS 1.2 and 1.3 only, HTTP/2, and sends HSTS.
 func TestNginxConf(t *testing.T) {
 	t.Parallel()
 	nginx := testdeb.Need(t, "nginx", "nginx")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(read(t, "deploy/freebsd/nginx.conf")), 0o644); err != nil {
+	leaf := testx509.NewCA(t, dir, "test").Issue(t, dir, "gbb", testx509.Options{DNSNames: []string{"ci.example.org"}})
+	shipped := read(t, "deploy/freebsd/nginx.conf")
+	for _, p := range []string{"/usr/local/etc/ssl/gbb/fullchain.pem", "/usr/local/etc/ssl/gbb/privkey.pem"} {
+		if !strings.Contains(shipped, p) {
+			t.Fatalf("nginx.conf does not name %s", p)
+		}
+	}
+	shipped = strings.NewReplacer("/usr/local/etc/ssl/gbb/fullchain.pem", leaf.CertFile, "/usr/local/etc/ssl/gbb/privkey.pem", leaf.KeyFile).Replace(shipped)
+	if err := os.WriteFile(conf, []byte(shipped), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(nginx, "-t", "-p", dir, "-c", conf,
@@ -316,6 +327,36 @@ func TestNginxConf(t *testing.T) {
 		if !strings.Contains(c, want) {
 			t.Errorf("nginx.conf lacks %q", want)
 		}
+	}
+	top := parseNginx(t, c)
+	tlsServers := 0
+	top.walk(func(b *nginxBlock) {
+		if b.has("ssl_protocols", "TLSv1.2", "TLSv1.3") && b.has("ssl_prefer_server_ciphers", "off") {
+			for _, d := range b.directives {
+				if d[0] == "ssl_ciphers" && (strings.Contains(d[1], "CBC") || strings.Contains(d[1], "SHA:") || !strings.Contains(d[1], "ECDHE-RSA-AES128-GCM-SHA256")) {
+					t.Errorf("nginx.conf: ssl_ciphers %s: want ECDHE with AEAD only, HTTP/2's required suite included", d[1])
+				}
+			}
+		}
+		if len(b.head) == 0 || b.head[0] != "server" || !b.has("listen", "443", "ssl", "http2") {
+			return
+		}
+		tlsServers++
+		for _, want := range [][]string{
+			{"ssl_certificate", "/usr/local/etc/ssl/gbb/fullchain.pem"},
+			{"ssl_certificate_key", "/usr/local/etc/ssl/gbb/privkey.pem"},
+			{"add_header", "Strict-Transport-Security", `"max-age=15552000"`, "always"},
+		} {
+			if !b.has(want...) {
+				t.Errorf("nginx.conf: the TLS server lacks %s", strings.Join(want, " "))
+			}
+		}
+	})
+	if tlsServers != 1 {
+		t.Errorf("nginx.conf: %d servers listen on 443 ssl http2, want 1", tlsServers)
+	}
+	if !top.blocks[1].has("ssl_protocols", "TLSv1.2", "TLSv1.3") {
+		t.Error("nginx.conf: http{} does not limit ssl_protocols to TLSv1.2 TLSv1.3")
 	}
 }
 

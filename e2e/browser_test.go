@@ -9,14 +9,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/gbb-ci/gbb/web"
 )
 
 // The browser tests drive Debian's Chromium with chromedp against real
@@ -66,7 +71,7 @@ worker_names = ["w1"]
   [[builders.steps]]
   type = "shell"
   name = "hello"
-  command = "printf '\\033[32mgreen\\033[0m and plain\\n'; echo done"
+  command = "printf '\\033[32mgreen\\033[0m and plain\\n\\033[38;5;196mred256\\033[0m \\033[48;2;0;0;250mblue-rgb\\033[0m\\n'; echo done"
 `
 
 // chromiumPath finds Debian's Chromium; the tests fail without it (.ci/run
@@ -86,8 +91,8 @@ func chromiumPath(t *testing.T) string {
 }
 
 // newBrowser starts one headless Chromium for the test and returns a tab's
-// context.
-func newBrowser(t *testing.T) context.Context {
+// context; extra are more options (flags).
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -102,6 +107,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
 	t.Cleanup(func() {
@@ -219,6 +225,7 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		AdminHash, ViewerHash string
 	}{e, e.hashpw("admin-pw"), e.hashpw("viewer-pw")})
 	base := e.url("/")
+	var nginxTLSSrv nginxTLS
 	if behindNginx {
 		port := freePort(t)
 		public := fmt.Sprintf("http://127.0.0.1:%d/buildbot/", port)
@@ -235,7 +242,7 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		if err := os.WriteFile(cfg, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		startNginx(t, testdeb.Need(t, "nginx", "nginx"), e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
+		nginxTLSSrv = startNginx(t, testdeb.Need(t, "nginx", "nginx"), e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
 		base = public
 	}
 	e.startMaster()
@@ -250,6 +257,19 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		return len(r.Workers) == 1 && len(r.Workers[0].ConnectedTo) > 0
 	})
 	ctx := newBrowser(t)
+	csp := watchCSP(t, ctx)
+	if behindNginx {
+		// The TLS server of nginx.conf: HTTP/2, HSTS, and the master's CSP
+		// passed on.
+		resp, err := nginxTLSSrv.Client(t).Get(fmt.Sprintf("https://127.0.0.1:%d/buildbot/builders", nginxTLSSrv.Port))
+		if err != nil {
+			t.Fatalf("nginx over TLS: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || resp.Header.Get("Strict-Transport-Security") == "" || resp.Header.Get("Content-Security-Policy") != web.ContentSecurityPolicy {
+			t.Errorf("nginx over TLS: %s %s, headers %v: want 200 over HTTP/2 with HSTS and the master's CSP", resp.Proto, resp.Status, resp.Header)
+		}
+	}
 
 	login := func(t *testing.T, user, password string) {
 		t.Helper()
@@ -453,6 +473,24 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		t.Logf("screenshots in %s", dir)
 	})
 
+	t.Run("log colours under the CSP", func(t *testing.T) {
+		var colours []string
+		browse(t, ctx, "open the quick build's log",
+			chromedp.Navigate(fmt.Sprintf("%sbuilders/%d/builds/1/steps/1/logs/stdio", base, builderID(t, e, "quick"))),
+			chromedp.WaitVisible(chromedp.CSS("#log .log-line")),
+			into(&colours, chromedp.Evaluate[[]string](`["ansi-fg-2", "ansi-fg-196", "ansi-bg-21"].map(function (c) {
+				var el = document.querySelector("#log ." + c);
+				if (!el) { return c + " missing"; }
+				var st = getComputedStyle(el);
+				return c === "ansi-bg-21" ? st.backgroundColor : st.color;
+			})`)),
+		)
+		want := []string{"rgb(78, 154, 6)", "rgb(255, 0, 0)", "rgb(0, 0, 255)"}
+		if strings.Join(colours, "|") != strings.Join(want, "|") {
+			t.Errorf("log colours %q, want %q (style sheets applied under the CSP)", colours, want)
+		}
+	})
+
 	t.Run("stop a running build", func(t *testing.T) {
 		var state string
 		browse(t, ctx, "stop",
@@ -481,6 +519,66 @@ func runBrowser(t *testing.T, behindNginx bool) {
 		}
 		logout(t)
 	})
+
+	t.Run("no CSP violations", func(t *testing.T) {
+		if v := csp.violations(); len(v) > 0 {
+			t.Errorf("the pages broke their Content-Security-Policy:\n%s", strings.Join(v, "\n"))
+		}
+		// The watch sees a violation: an inline script is refused.
+		var ran bool
+		browse(t, ctx, "inject an inline script",
+			chromedp.Navigate(base+"builders"),
+			chromedp.WaitVisible(chromedp.CSS("#builders-table")),
+			into(new(bool), chromedp.Evaluate[bool](`(function () { var s = document.createElement("script"); s.textContent = "window.gbbInline = true"; document.body.appendChild(s); return true; })()`)),
+			into(&ran, chromedp.Evaluate[bool](`window.gbbInline === true`)),
+		)
+		if ran {
+			t.Error("an inline script ran: the CSP does not forbid them")
+		}
+		waitFor(t, "the injected script's CSP violation in the console", 10*time.Second, func() bool { return len(csp.violations()) > 0 })
+	})
+}
+
+// cspWatch collects the Content-Security-Policy violations that Chromium
+// reports in a tab's console.
+type cspWatch struct {
+	mu   sync.Mutex
+	seen []string // guarded by mu
+}
+
+func (w *cspWatch) violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
+}
+
+// watchCSP starts collecting the CSP violations of ctx's tab.
+func watchCSP(t *testing.T, ctx context.Context) *cspWatch {
+	t.Helper()
+	w := &cspWatch{}
+	note := func(text, where string) {
+		if strings.Contains(text, "Content Security Policy") {
+			w.mu.Lock()
+			w.seen = append(w.seen, where+": "+text)
+			w.mu.Unlock()
+		}
+	}
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *cdplog.EventEntryAdded:
+			note(ev.Entry.Text, ev.Entry.URL)
+		case *runtime.EventExceptionThrown:
+			note(ev.ExceptionDetails.Text, ev.ExceptionDetails.URL)
+		case *runtime.EventConsoleAPICalled:
+			for _, a := range ev.Args {
+				note(string(a.Value), string(ev.Type))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("watch the console: %v", err)
+	}
+	return w
 }
 
 // builderID returns the id of the builder called name.

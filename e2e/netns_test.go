@@ -197,7 +197,7 @@ func TestNetnsTopology(t *testing.T) {
 
 	// nginx on the host, with deploy/freebsd/nginx.conf; a second one with
 	// the seed's recipe.
-	startNginx(t, nginx, dir, port, "")
+	ntls := startNginx(t, nginx, dir, port, "")
 	seedPort := freePort(t)
 	startNginxConf(t, nginx, dir, "seed-nginx", seedPort, seedNginxConf)
 
@@ -253,9 +253,13 @@ func TestNetnsTopology(t *testing.T) {
 	sse, _ := listenSSE(ctx, t, base+"/sse/listen/builds/*/*")
 	ws := consumeWS(ctx, t, "ws"+strings.TrimPrefix(base, "http")+"/ws", "builds/*/*")
 
-	// Force a build through nginx, and wait for it through nginx.
+	// Force a build through nginx's TLS server (HTTP/2), and wait for it
+	// through nginx.
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":%d,"reason":"netns"}}`, builders.Builders[0].BuilderID)
-	resp, err := http.Post(base+"/api/v2/forceschedulers/force", "application/json", strings.NewReader(body))
+	resp, err := ntls.Client(t).Post(fmt.Sprintf("https://127.0.0.1:%d/buildbot/api/v2/forceschedulers/force", ntls.Port), "application/json", strings.NewReader(body))
+	if err == nil && (resp.ProtoMajor != 2 || resp.Header.Get("Strict-Transport-Security") == "") {
+		t.Errorf("force through nginx's TLS server: %s, HSTS %q: want HTTP/2 with HSTS", resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

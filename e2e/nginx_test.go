@@ -1,20 +1,25 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gbb-ci/gbb/internal/testx509"
 )
 
 // startNginx runs Debian's nginx (binary nginx) with deploy/freebsd/nginx.conf,
-// changing only what a test must: it listens on 127.0.0.1:port, keeps its
+// changing only what a test must: it listens on 127.0.0.1:port (and the
+// returned TLS port, with a certificate the test made), keeps its
 // files under dir/nginx, and, when upstream is not empty, proxies to it
 // instead of the jail address 10.1.1.2:8010, from 127.0.0.1 instead of the
 // jail host's 10.1.1.1 (proxy_bind). nginx stops at the test's end; its
 // output goes to dir/nginx.out.
-func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
+func startNginx(t *testing.T, nginx, dir string, port int, upstream string) nginxTLS {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/freebsd/nginx.conf"))
 	if err != nil {
@@ -31,29 +36,61 @@ func startNginx(t *testing.T, nginx, dir string, port int, upstream string) {
 		}
 		conf = strings.ReplaceAll(conf, "proxy_bind 10.1.1.1;", "proxy_bind 127.0.0.1;")
 	}
-	startNginxConf(t, nginx, dir, "nginx", port, conf)
+	return startNginxConf(t, nginx, dir, "nginx", port, conf)
+}
+
+// nginxTLS is where a started nginx serves HTTPS: Port on 127.0.0.1, with
+// a certificate of CA for 127.0.0.1 and localhost; zero when its
+// configuration has no TLS server.
+type nginxTLS struct {
+	Port int
+	CA   *testx509.CA
+}
+
+// Client returns an HTTP client that trusts the certificate.
+func (n nginxTLS) Client(t *testing.T) *http.Client {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n.CA.Pool}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }
 
 // startNginxConf runs nginx with conf, changing only its "listen 80;" to
 // 127.0.0.1:port and its files to dir/name; it stops at the test's end,
 // its output in dir/name.out.
-func startNginxConf(t *testing.T, nginx, dir, name string, port int, conf string) {
+func startNginxConf(t *testing.T, nginx, dir, name string, port int, conf string) nginxTLS {
 	t.Helper()
-	startNginxConfIn(t, "", nginx, dir, name, port, conf)
+	return startNginxConfIn(t, "", nginx, dir, name, port, conf)
 }
 
 // startNginxConfIn is startNginxConf in the network namespace netns ("" is
-// the test's own).
-func startNginxConfIn(t *testing.T, netns, nginx, dir, name string, port int, conf string) {
+// the test's own). A TLS server ("listen 443 ssl") listens on a free port
+// of 127.0.0.1 (8443 in a namespace of its own) with a certificate made
+// for the test in place of the one under /usr/local/etc/ssl/gbb.
+func startNginxConfIn(t *testing.T, netns, nginx, dir, name string, port int, conf string) nginxTLS {
 	t.Helper()
 	ndir := filepath.Join(dir, name)
 	if err := os.MkdirAll(ndir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	changes := []struct{ old, new string }{
+	var tlsSrv nginxTLS
+	var changes []struct{ old, new string }
+	if strings.Contains(conf, "listen 443 ssl") {
+		tlsSrv.Port = 8443
+		if netns == "" {
+			tlsSrv.Port = freePort(t)
+		}
+		tlsSrv.CA = testx509.NewCA(t, ndir, "nginx-test")
+		leaf := tlsSrv.CA.Issue(t, ndir, "gbb", testx509.Options{})
+		changes = append(changes, []struct{ old, new string }{
+			{"listen 443 ssl", fmt.Sprintf("listen 127.0.0.1:%d ssl", tlsSrv.Port)},
+			{"/usr/local/etc/ssl/gbb/fullchain.pem", leaf.CertFile},
+			{"/usr/local/etc/ssl/gbb/privkey.pem", leaf.KeyFile},
+		}...)
+	}
+	changes = append(changes, []struct{ old, new string }{
 		{"listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port)},
 		{"http {\n", fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;\n", ndir)},
-	}
+	}...)
 	for _, r := range changes {
 		if !strings.Contains(conf, r.old) {
 			t.Fatalf("the nginx configuration has no %q to adapt:\n%s", r.old, conf)
@@ -71,4 +108,5 @@ func startNginxConfIn(t *testing.T, netns, nginx, dir, name string, port int, co
 		args = append([]string{"ip", "netns", "exec", netns}, args...)
 	}
 	netnsProc(t, filepath.Join(dir, name+".out"), args[0], args[1:]...)
+	return tlsSrv
 }

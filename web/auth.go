@@ -32,12 +32,13 @@ import (
 // hidden field added to each <form method="post"> of an HTML page, so no
 // template needs to know about it.
 
-// sessionCookie returns the session cookie of value (expired when ""):
-// for buildbot_url's path prefix, and Secure when the site is https.
-func (st *site) sessionCookie(value string, expires time.Time) *http.Cookie {
+// sessionCookie returns the session cookie of value (expired when "") in
+// answer to r: for buildbot_url's path prefix, HttpOnly, SameSite=Lax, and
+// Secure when the site is reached over https (see secure in tls.go).
+func (s *Server) sessionCookie(r *http.Request, value string, expires time.Time) *http.Cookie {
 	c := &http.Cookie{
-		Name: auth.SessionCookie, Value: value, Path: st.cookiePath,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: st.secure,
+		Name: auth.SessionCookie, Value: value, Path: s.site().cookiePath,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r),
 	}
 	if value == "" {
 		c.MaxAge = -1
@@ -131,7 +132,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := a.NewSession(u)
-	http.SetCookie(w, s.site().sessionCookie(sess.ID, sess.Expires()))
+	http.SetCookie(w, s.sessionCookie(r, sess.ID, sess.Expires()))
 	s.log.Info("login", "user", u.Name, "remote", s.clientAddr(r))
 	s.ui.SeeOther(w, r, next)
 }
@@ -144,7 +145,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		if c, err := r.Cookie(auth.SessionCookie); err == nil {
 			a.EndSession(c.Value)
 		}
-		http.SetCookie(w, s.site().sessionCookie("", time.Time{}))
+		http.SetCookie(w, s.sessionCookie(r, "", time.Time{}))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.ui.SeeOther(w, r, "")

@@ -36,7 +36,7 @@ func (s *Server) csrfTokens(next http.Handler) http.Handler {
 				// site's other pages, only to other sites).
 				Path:     "/",
 				HttpOnly: true, SameSite: http.SameSiteLaxMode,
-				Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
+				Secure: s.secure(r),
 			}
 		}
 		next.ServeHTTP(cw, r)

@@ -76,7 +76,7 @@ func TestSecurityHeaders(t *testing.T) {
 	withAuth := newAuthServer(t, testAuthz)
 	want := map[string]string{
 		"X-Frame-Options":         "DENY",
-		"Content-Security-Policy": "frame-ancestors 'none'",
+		"Content-Security-Policy": ContentSecurityPolicy,
 		"X-Content-Type-Options":  "nosniff",
 		"Referrer-Policy":         "same-origin",
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
@@ -93,6 +95,10 @@ type Config struct {
 	// or /ws in progress. (No ReadTimeout: it would cut long bodies and
 	// WebSockets; ReadHeaderTimeout and BodyTimeout bound slow clients.)
 	IdleTimeout time.Duration
+
+	// TLS is [www] tls_cert_file and tls_key_file: when enabled, Serve
+	// serves HTTPS and HTTP/2 (see tls.go); zero means plain HTTP.
+	TLS config.WebTLS
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.
@@ -111,6 +117,7 @@ type Server struct {
 	hooks  *hooks.Handler // POST /change_hook/DIALECT
 	api    *api.Server    // /api/v2 and the one control path of every POST
 	ui     *ui.Server     // the pages
+	certs  certs          // the certificate of HTTPS (tls.go)
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -250,7 +257,17 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{log: s.log, handshakes: logsample.New(10*time.Second, 10)}, "", 0),
+	}
+	if s.cfg.TLS.Enabled() {
+		// A SetTLS that came first (a reconfig while the master started)
+		// loaded the newer files.
+		if s.certs.cur.Load() == nil {
+			if err := s.certs.load(s.cfg.TLS); err != nil {
+				return err
+			}
+		}
+		srv.TLSConfig = s.certs.tlsConfig()
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -267,7 +284,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			srv.Close()
 		}
 	})
-	err := srv.Serve(lis)
+	var err error
+	if srv.TLSConfig != nil {
+		err = srv.ServeTLS(lis, "", "") // the certificate comes from GetCertificate
+	} else {
+		err = srv.Serve(lis)
+	}
 	close(stop)
 	wg.Wait()
 	// Shutdown waits for no hijacked connection (/ws), and none of the

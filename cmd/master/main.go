@@ -24,6 +24,9 @@ commands:
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   hashpw [-cost N]         read a password (stdin, or the terminal without echo) and print its bcrypt hash
+  new-token [-groups G,...] [-actions A,...|none] [-builders P,...] NAME
+                           make an API token: print it once, and its [[www.auth.tokens]] table
+  hash-token               read an API token (stdin) and print its token_sha256
   version                  print the version
 `
 
@@ -76,6 +79,10 @@ func run(args []string) error {
 		return compactDB(rest)
 	case "hashpw":
 		return hashpw(rest)
+	case "new-token":
+		return newToken(rest)
+	case "hash-token":
+		return hashTokenCmd(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil

@@ -72,10 +72,23 @@ type User struct {
 // bcrypt hash that every API call would have to check.
 type Token struct {
 	Name   string   // name: the user name the token acts as; required, unique among tokens
-	SHA256 string   // token_sha256: the lowercase hex SHA-256 of the token (printf %s TOKEN | sha256sum); required
+	SHA256 string   // token_sha256: the lowercase hex SHA-256 of the token, as `gbb-master new-token` and `hash-token` print (or printf %s TOKEN | sha256sum); required
 	Groups []string // groups: the token's groups, which are also roles
-	Line   int      // line of the table
+	// Actions is actions: the only AuthzActions the token may do ("*" for
+	// all), on top of what [www.authz] allows its name and groups. Nil (no
+	// actions key, the default) means no limit beyond [www.authz]; empty
+	// (actions = []) means none: a read-only token.
+	Actions []string
+	// Builders is builders: shell patterns (as a rule's) of the only
+	// builders the token may act on; a token limited to builders may do
+	// no worker action. Empty (the default) means any builder.
+	Builders []string
+	Line     int // line of the table
 }
+
+// Limited reports whether the token is limited to some actions or
+// builders.
+func (t Token) Limited() bool { return t.Actions != nil || t.Builders != nil }
 
 // Authz is [www.authz]: what each role may do.
 type Authz struct {
@@ -213,6 +226,24 @@ func (d *decoder) token(t *table, seen map[string]int) Token {
 		tk.SHA256 = h
 	}
 	tk.Groups, _ = t.strings("groups")
+	if t.has("actions") {
+		tk.Actions, _ = t.strings("actions")
+		if tk.Actions == nil {
+			tk.Actions = []string{} // a read-only token
+		}
+		k := t.path.key("actions")
+		for i, a := range tk.Actions {
+			if a != "*" && !slices.Contains(AuthzActions, a) {
+				t.d.errorAt(k.index(i), k, "unknown action %q (want %s or *)", a, strings.Join(AuthzActions, ", "))
+			}
+		}
+	}
+	if t.has("builders") {
+		tk.Builders, _ = t.strings("builders")
+		if len(tk.Builders) == 0 {
+			t.errorf("builders", "empty: leave builders out for a token that may act on any builder")
+		}
+	}
 	t.done()
 	return tk
 }

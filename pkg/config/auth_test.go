@@ -48,10 +48,25 @@ roles = ["releasers", "owner"]
 [[www.authz.rules]]
 actions = ["*"]
 roles = ["admins"]
+[[www.auth.tokens]]
+name = "ci"
+token_sha256 = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
+groups = ["admins"]
+actions = ["force", "stop"]
+builders = ["rel-*"]
+[[www.auth.tokens]]
+name = "reader"
+token_sha256 = "fd61a03af4f77d870fc21e05e7e80678095c92d808cfb3b5c279ee04c74aca13"
+actions = []
 `, Auth{
 			Type: "users", SessionTimeout: time.Hour, Line: 2,
-			Users:  []User{{Username: "alice", PasswordHash: testHash, Groups: []string{"admins"}, Line: 5}},
-			Tokens: []Token{{Name: "bot", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Line: 9}},
+			Users: []User{{Username: "alice", PasswordHash: testHash, Groups: []string{"admins"}, Line: 5}},
+			Tokens: []Token{
+				{Name: "bot", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Line: 9},
+				{Name: "ci", SHA256: "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752", Groups: []string{"admins"},
+					Actions: []string{"force", "stop"}, Builders: []string{"rel-*"}, Line: 24},
+				{Name: "reader", SHA256: "fd61a03af4f77d870fc21e05e7e80678095c92d808cfb3b5c279ee04c74aca13", Actions: []string{}, Line: 30},
+			},
 		}, Authz{
 			NoAnonymousView: true,
 			Roles:           []RoleMap{{Role: "releasers", Users: []string{"alice"}, Line: 14}},
@@ -113,6 +128,8 @@ groups = "admins"
 [[www.auth.tokens]]
 name = "bot"
 token_sha256 = "abc"
+actions = ["force", "fly"]
+builders = []
 `, []string{
 			`master.toml:3: www.auth.file: only for type = "htpasswd"`,
 			`master.toml:5: www.auth.users[0].username: must not contain ':'`,
@@ -120,6 +137,8 @@ token_sha256 = "abc"
 			`master.toml:7: www.auth.users[1].username: required`,
 			`master.toml:9: www.auth.users[1].groups: expected an array of strings, got string`,
 			`master.toml:12: www.auth.tokens[0].token_sha256: must be 64 lowercase hex digits, as sha256sum prints`,
+			`master.toml:13: www.auth.tokens[0].actions: unknown action "fly" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill or *)`,
+			`master.toml:14: www.auth.tokens[0].builders: empty: leave builders out for a token that may act on any builder`,
 		}},
 		{"htpasswd md5", "[www.auth]\ntype = \"htpasswd\"\nfile = \"" + md5 + "\"\n", []string{
 			`master.toml:3: www.auth.file: ` + md5 + `:1: user "carol": an MD5 hash, not bcrypt; only bcrypt entries are accepted (htpasswd -B, or ` + "`gbb-master hashpw`)",

@@ -119,6 +119,9 @@ type WWW struct {
 	// DefaultIdleTimeout (60s), at least 1s. Live streams (/sse/, /ws)
 	// and requests in progress are not idle.
 	IdleTimeout time.Duration
+	// TLS is tls_cert_file and tls_key_file (webtls.go); none means plain
+	// HTTP.
+	TLS WebTLS
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

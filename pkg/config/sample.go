@@ -78,6 +78,11 @@ port = 8010
 #max_connections = 0
 #max_connections_per_address = 256
 #idle_timeout = "60s"           # closes keep-alive connections idle that long
+# HTTPS (with HTTP/2) without a proxy: a PEM certificate chain and its key,
+# relative to this file; "gbb-master reconfig" reloads renewed files. Behind
+# nginx, nginx terminates TLS (deploy/freebsd/nginx.conf) and this stays off.
+#tls_cert_file = "web.pem"
+#tls_key_file = "web-key.pem"
 
 ####### DB URL
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"golang.org/x/crypto/bcrypt"
@@ -22,6 +23,9 @@ func (c *Config) Warnings() []string {
 	}
 	if w := c.WWW.Auth.mixedCosts(); w != "" {
 		ws = append(ws, c.at(c.WWW.Auth.Line, "www.auth", w))
+	}
+	if w := c.WWW.TLS.expiryWarning(time.Now()); w != "" {
+		ws = append(ws, c.at(c.WWW.TLS.Line, "www.tls_cert_file", w))
 	}
 	if w := readableSecrets(c.File); w != "" {
 		ws = append(ws, w)

@@ -216,6 +216,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 
 		TrustedProxies: cfg.WWW.TrustedProxies,
 		IdleTimeout:    cfg.WWW.IdleTimeout,
+		TLS:            cfg.WWW.TLS,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -393,7 +394,8 @@ func (m *Master) Reconfig(path string) error {
 	if cfg.Protocols.GRPC != old.Protocols.GRPC {
 		restart = append(restart, "protocols.grpc")
 	}
-	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout {
+	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout ||
+		cfg.WWW.TLS.Enabled() != old.WWW.TLS.Enabled() {
 		restart = append(restart, "www")
 	}
 	if !maps.Equal(hookConfigs(cfg.WWW.ChangeHooks), hookConfigs(old.WWW.ChangeHooks)) {
@@ -453,6 +455,9 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.web.SetSite(cfg.BuildbotURL, cfg.WWW.TrustedProxies)
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
+	if err := m.web.SetTLS(cfg.WWW.TLS); err != nil {
+		m.log.Error("reconfig: the web certificate in force stays", "err", err)
+	}
 	logWarnings(m.log, cfg)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil

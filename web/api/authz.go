@@ -224,7 +224,13 @@ func (s *Server) Authorize(w http.ResponseWriter, r *http.Request) (*http.Reques
 				continue
 			}
 			if builder, denied := s.denied(c, action); denied {
-				return r, c.refuse(RPCError{status: http.StatusForbidden, message: auth.Refusal(c.User, action, builder)})
+				msg := auth.Refusal(c.User, action, builder)
+				if c.User != nil {
+					// (An anonymous one is not logged: anyone could flood
+					// the log with them.)
+					s.log.Info("refused a control", "user", c.User.Name, "action", action, "path", r.URL.Path, "reason", msg)
+				}
+				return r, c.refuse(RPCError{status: http.StatusForbidden, message: msg})
 			}
 		}
 		if c.User != nil {

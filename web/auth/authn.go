@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,47 @@ type User struct {
 	// Session is the login of a browser; nil for basic auth and tokens,
 	// which need no CSRF token.
 	Session *Session
+	// Limit is what an API token is limited to ([[www.auth.tokens]]
+	// actions and builders); nil for users and tokens without limits.
+	Limit *Limit
+}
+
+// Limit narrows what a token may do, on top of [www.authz]'s rules.
+type Limit struct {
+	// Actions are the actions the token may do ("*" for all); nil means
+	// any, empty none (a read-only token).
+	Actions []string
+	// Builders are patterns of the builders it may act on; nil means any.
+	// A token limited to builders may do no worker action.
+	Builders []string
+}
+
+// Allows reports whether the limit lets its token do action on builder
+// ("" for a worker action); a nil limit allows everything.
+func (l *Limit) Allows(action, builder string) bool {
+	if l == nil {
+		return true
+	}
+	if l.Actions != nil && !slices.Contains(l.Actions, action) && !slices.Contains(l.Actions, "*") {
+		return false
+	}
+	return l.Builders == nil || MatchAny(l.Builders, builder)
+}
+
+// String says what the limit allows, for a refusal.
+func (l *Limit) String() string {
+	var parts []string
+	switch {
+	case l.Actions == nil:
+	case len(l.Actions) == 0:
+		parts = append(parts, "no action (read-only)")
+	default:
+		parts = append(parts, "actions "+strings.Join(l.Actions, ", "))
+	}
+	if l.Builders != nil {
+		parts = append(parts, "builders "+strings.Join(l.Builders, ", "))
+	}
+	return strings.Join(parts, " on ")
 }
 
 // Session is one login.
@@ -167,7 +209,11 @@ func (a *Authenticator) CheckToken(token string) *User {
 	if !ok {
 		return nil
 	}
-	return &User{Name: t.Name, Groups: t.Groups}
+	u := &User{Name: t.Name, Groups: t.Groups}
+	if t.Limited() {
+		u.Limit = &Limit{Actions: t.Actions, Builders: t.Builders}
+	}
+	return u
 }
 
 // NewSession starts a login for u.

@@ -16,7 +16,13 @@ type Access struct {
 
 // Allowed applies the rules of authz to user u doing action on builder ("" for a
 // worker action) of a build owned by owner.
+//
+// A token limited to some actions or builders (u.Limit) may do nothing
+// else, whatever the rules say.
 func Allowed(authz config.Authz, u *User, action, builder, owner string) bool {
+	if u != nil && !u.Limit.Allows(action, builder) {
+		return false
+	}
 	for _, rule := range authz.Rules {
 		if !slices.Contains(rule.Actions, action) && !slices.Contains(rule.Actions, "*") {
 			continue
@@ -68,6 +74,13 @@ func RolesOf(authz config.Authz, u *User) []string {
 // Refusal is why u may not do action on builder ("" for none), as the
 // callers tell the client.
 func Refusal(u *User, action, builder string) string {
+	if u != nil && !u.Limit.Allows(action, builder) {
+		msg := "token " + u.Name + " is limited to " + u.Limit.String() + ": it may not " + action
+		if builder != "" {
+			msg += " on builder " + builder
+		}
+		return msg
+	}
 	who := "anonymous users"
 	if u != nil {
 		who = u.Name

@@ -13,18 +13,20 @@ type ansiStyle struct {
 	bold, faint, italic, underline bool
 }
 
-// ansiColor is no colour (0), one of the 16 named colours (1..16, as
-// classes ansi-fg-N/ansi-bg-N with N = c-1), a 256-colour palette entry or
-// an RGB colour (as an inline style, from rgb).
+// ansiColor is no colour (set false) or entry n of xterm's 256-colour
+// palette: the 16 named colours (0..15), the 6×6×6 cube (16..231) and the
+// greys (232..255). Each is a class, ansi-fg-N or ansi-bg-N (style.css for
+// the named ones, ansi256.css for the rest), never an inline style, which
+// the Content-Security-Policy (web/headers.go) forbids. An RGB colour
+// (ESC[38;2;R;G;Bm) becomes the palette entry nearest to it, as tmux shows
+// it on a terminal of 256 colours.
 type ansiColor struct {
-	kind uint8 // 0 none, 1 named, 2 rgb
-	n    uint8 // named colour 0..15
-	rgb  uint32
+	set bool
+	n   uint8
 }
 
 func (st ansiStyle) span() string {
 	var class []string
-	var style []string
 	if st.bold {
 		class = append(class, "ansi-bold")
 	}
@@ -37,42 +39,73 @@ func (st ansiStyle) span() string {
 	if st.underline {
 		class = append(class, "ansi-underline")
 	}
-	for _, c := range []struct {
-		col       ansiColor
-		cls, prop string
-	}{{st.fg, "ansi-fg-", "color"}, {st.bg, "ansi-bg-", "background-color"}} {
-		switch c.col.kind {
-		case 1:
-			class = append(class, c.cls+strconv.Itoa(int(c.col.n)))
-		case 2:
-			style = append(style, fmt.Sprintf("%s:#%06x", c.prop, c.col.rgb))
-		}
+	if st.fg.set {
+		class = append(class, "ansi-fg-"+strconv.Itoa(int(st.fg.n)))
 	}
-	if len(class) == 0 && len(style) == 0 {
+	if st.bg.set {
+		class = append(class, "ansi-bg-"+strconv.Itoa(int(st.bg.n)))
+	}
+	if len(class) == 0 {
 		return ""
 	}
-	out := "<span"
-	if len(class) > 0 {
-		out += ` class="` + strings.Join(class, " ") + `"`
-	}
-	if len(style) > 0 {
-		out += ` style="` + strings.Join(style, ";") + `"`
-	}
-	return out + ">"
+	return `<span class="` + strings.Join(class, " ") + `">`
 }
 
-// palette256 is colour n ≥ 16 of xterm's 256-colour palette.
-func palette256(n int) ansiColor {
-	if n < 16 {
-		return ansiColor{kind: 1, n: uint8(n)}
-	}
+// cubeLevels are the intensities of each channel of the 6×6×6 cube.
+var cubeLevels = [6]int{0, 95, 135, 175, 215, 255}
+
+// paletteRGB is the RGB of entry n ≥ 16 of xterm's 256-colour palette.
+func paletteRGB(n int) (r, g, b int) {
 	if n >= 232 {
-		g := uint32(8 + 10*(n-232))
-		return ansiColor{kind: 2, rgb: g<<16 | g<<8 | g}
+		v := 8 + 10*(n-232)
+		return v, v, v
 	}
-	levels := [6]uint32{0, 95, 135, 175, 215, 255}
 	n -= 16
-	return ansiColor{kind: 2, rgb: levels[n/36]<<16 | levels[n/6%6]<<8 | levels[n%6]}
+	return cubeLevels[n/36], cubeLevels[n/6%6], cubeLevels[n%6]
+}
+
+// nearestPalette returns the entry of the cube or the greys (16..255)
+// nearest to an RGB colour: the nearest cube colour, or the nearest grey
+// when it is closer.
+func nearestPalette(r, g, b int) uint8 {
+	level := func(v int) int {
+		best := 0
+		for i, l := range cubeLevels {
+			if abs(l-v) < abs(cubeLevels[best]-v) {
+				best = i
+			}
+		}
+		return best
+	}
+	dist := func(n int) int {
+		pr, pg, pb := paletteRGB(n)
+		return (pr-r)*(pr-r) + (pg-g)*(pg-g) + (pb-b)*(pb-b)
+	}
+	cube := 16 + 36*level(r) + 6*level(g) + level(b)
+	grey := 232 + min(23, max(0, ((r+g+b)/3-3)/10))
+	if dist(grey) < dist(cube) {
+		return uint8(grey)
+	}
+	return uint8(cube)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// ansi256CSS is static/ansi256.css: the classes of palette entries
+// 16..255 (TestANSI256CSS checks the file against it).
+func ansi256CSS() string {
+	var b strings.Builder
+	b.WriteString("/* xterm's 256-colour palette, entries 16-255, as classes (web/ui/ansi.go; the CSP forbids inline styles). Generated: see TestANSI256CSS. */\n")
+	for n := 16; n < 256; n++ {
+		r, g, bl := paletteRGB(n)
+		fmt.Fprintf(&b, ".ansi-fg-%d { color: #%02x%02x%02x; } .ansi-bg-%d { background: #%02x%02x%02x; }\n", n, r, g, bl, n, r, g, bl)
+	}
+	return b.String()
 }
 
 // sgr applies the parameters of an SGR sequence (ESC [ params m).
@@ -107,29 +140,29 @@ func (st *ansiStyle) sgr(params string) {
 		case p == 24:
 			st.underline = false
 		case p >= 30 && p <= 37:
-			st.fg = ansiColor{kind: 1, n: uint8(p - 30)}
+			st.fg = ansiColor{set: true, n: uint8(p - 30)}
 		case p == 39:
 			st.fg = ansiColor{}
 		case p >= 40 && p <= 47:
-			st.bg = ansiColor{kind: 1, n: uint8(p - 40)}
+			st.bg = ansiColor{set: true, n: uint8(p - 40)}
 		case p == 49:
 			st.bg = ansiColor{}
 		case p >= 90 && p <= 97:
-			st.fg = ansiColor{kind: 1, n: uint8(p - 90 + 8)}
+			st.fg = ansiColor{set: true, n: uint8(p - 90 + 8)}
 		case p >= 100 && p <= 107:
-			st.bg = ansiColor{kind: 1, n: uint8(p - 100 + 8)}
+			st.bg = ansiColor{set: true, n: uint8(p - 100 + 8)}
 		case p == 38 || p == 48:
 			var c ansiColor
 			switch {
 			case i+2 < len(ps) && ps[i+1] == 5:
 				if n := ps[i+2]; n >= 0 && n < 256 {
-					c = palette256(n)
+					c = ansiColor{set: true, n: uint8(n)}
 				}
 				i += 2
 			case i+4 < len(ps) && ps[i+1] == 2:
 				r, g, b := ps[i+2], ps[i+3], ps[i+4]
 				if r >= 0 && r < 256 && g >= 0 && g < 256 && b >= 0 && b < 256 {
-					c = ansiColor{kind: 2, rgb: uint32(r)<<16 | uint32(g)<<8 | uint32(b)}
+					c = ansiColor{set: true, n: nearestPalette(r, g, b)}
 				}
 				i += 4
 			default:

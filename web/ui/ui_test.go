@@ -1,6 +1,9 @@
 package ui
 
 import (
+	"io/fs"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -16,6 +19,31 @@ func TestRootOf(t *testing.T) {
 	}
 }
 
+// TestANSI256CSS: static/ansi256.css holds a class for each palette
+// entry from 16 on, with xterm's colours. GBB_UPDATE_ANSI_CSS=1 rewrites
+// it.
+func TestANSI256CSS(t *testing.T) {
+	t.Parallel()
+	want := ansi256CSS()
+	if os.Getenv("GBB_UPDATE_ANSI_CSS") != "" {
+		if err := os.WriteFile("static/ansi256.css", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := fs.ReadFile(staticFS, "ansi256.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("static/ansi256.css is stale: run GBB_UPDATE_ANSI_CSS=1 go test -run TestANSI256CSS ./web/ui/ (twice)")
+	}
+	for _, line := range []string{".ansi-fg-196 { color: #ff0000; } .ansi-bg-196 { background: #ff0000; }", ".ansi-fg-232 { color: #080808; }", ".ansi-fg-255 { color: #eeeeee; }"} {
+		if !strings.Contains(want, line) {
+			t.Errorf("ansi256.css lacks %q", line)
+		}
+	}
+}
+
 func TestANSI(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, in, want string }{
@@ -25,9 +53,13 @@ func TestANSI(t *testing.T) {
 		{"bright and background", "\x1b[91;44mx", `<span class="ansi-fg-9 ansi-bg-4">x</span>`},
 		{"bright background", "\x1b[103mx\x1b[49my", `<span class="ansi-bg-11">x</span>y`},
 		{"256 named", "\x1b[38;5;3mx", `<span class="ansi-fg-3">x</span>`},
-		{"256 cube", "\x1b[38;5;196mx", `<span style="color:#ff0000">x</span>`},
-		{"256 grey", "\x1b[48;5;232mx", `<span style="background-color:#080808">x</span>`},
-		{"truecolor", "\x1b[38;2;1;2;3mx", `<span style="color:#010203">x</span>`},
+		{"256 cube", "\x1b[38;5;196mx", `<span class="ansi-fg-196">x</span>`},
+		{"256 grey", "\x1b[48;5;232mx", `<span class="ansi-bg-232">x</span>`},
+		// RGB: the nearest palette entry, never an inline style (the CSP).
+		{"truecolor near black", "\x1b[38;2;1;2;3mx", `<span class="ansi-fg-16">x</span>`},
+		{"truecolor red", "\x1b[38;2;250;10;5mx", `<span class="ansi-fg-196">x</span>`},
+		{"truecolor grey", "\x1b[48;2;128;130;129mx", `<span class="ansi-bg-244">x</span>`},
+		{"truecolor cube", "\x1b[38;2;95;135;175mx", `<span class="ansi-fg-67">x</span>`},
 		{"attributes off", "\x1b[1;3;4ma\x1b[22;23;24mb", `<span class="ansi-bold ansi-italic ansi-underline">a</span>b`},
 		{"default fg", "\x1b[32ma\x1b[39mb", `<span class="ansi-fg-2">a</span>b`},
 		{"other CSI dropped", "a\x1b[2Kb\x1b[1Ac", "abc"},
