@@ -165,8 +165,8 @@ type Worker struct {
 	// MissingTimeout, as buildbot's.
 	NotifyOnMissing []string
 	// MissingTimeout is missing_timeout: how long the worker may stay
-	// away before NotifyOnMissing hears of it (default 1h, as buildbot's
-	// 3600 s).
+	// away before NotifyOnMissing hears of it; zero means
+	// DefaultMissingTimeout (1h, as buildbot's 3600 s).
 	MissingTimeout time.Duration
 	Line           int // line of the [[workers]] table, for messages
 }

@@ -340,7 +340,6 @@ const DefaultMissingTimeout = time.Hour
 
 // workerMissing reads a worker's notify_on_missing and missing_timeout.
 func (d *decoder) workerMissing(t *table, w *Worker) {
-	w.MissingTimeout = DefaultMissingTimeout
 	if v, ok := t.get("notify_on_missing"); ok {
 		switch v := v.(type) {
 		case string:
