@@ -120,6 +120,15 @@ func (d *Dispatcher) SetConfig(reporters []config.Reporter, workers []config.Wor
 		err = d.applyLocked()
 	}
 	d.mu.Unlock()
+	// A removed reporter's cursor goes now: its pending deliveries are
+	// not tried again, and if it comes back it reports from then on.
+	names := make([]string, 0, len(reporters))
+	for _, rc := range reporters {
+		names = append(names, rc.Name)
+	}
+	if perr := d.cfg.Store.PruneOutbox(names); perr != nil {
+		err = errors.Join(err, perr)
+	}
 	return err
 }
 
