@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -286,9 +287,20 @@ func (db *DB) FailedDeliveries() (int, error) {
 	return n, nil
 }
 
-// PruneOutbox forgets the cursors of reporters not in keep and deletes the
-// entries every kept reporter is done with (all of them when keep is
-// empty). Deliveries stay.
+// deleteDeliveries deletes the deliveries of build id (the janitor
+// deleting it).
+func deleteDeliveries(tx *bolt.Tx, buildID int64) error {
+	for _, name := range []string{bucketDelivery, bucketDeliveryFailed} {
+		if err := deleteAll(tx, name, itob(buildID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PruneOutbox forgets the cursors of reporters not in keep, giving up
+// their pending deliveries, and deletes the entries every kept reporter
+// is done with (all of them when keep is empty). Deliveries stay.
 func (db *DB) PruneOutbox(keep []string) error {
 	err := db.update(func(tx *bolt.Tx) error {
 		cb := bucket(tx, bucketOutboxCursor)
@@ -308,6 +320,11 @@ func (db *DB) PruneOutbox(keep []string) error {
 		})
 		for _, k := range drop {
 			if err := cb.Delete(k); err != nil {
+				return err
+			}
+		}
+		if len(drop) > 0 {
+			if err := dropPending(tx, drop, at(time.Time{})); err != nil {
 				return err
 			}
 		}
@@ -334,6 +351,48 @@ func (db *DB) PruneOutbox(keep []string) error {
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("prune outbox: %w", err)
+	}
+	return nil
+}
+
+// dropPending gives up the pending deliveries of the reporters named in
+// gone (removed from the config) at now.
+func dropPending(tx *bolt.Tx, gone [][]byte, now time.Time) error {
+	names := map[string]bool{}
+	for _, g := range gone {
+		names[string(g)] = true
+	}
+	db, fb := bucket(tx, bucketDelivery), bucket(tx, bucketDeliveryFailed)
+	type update struct {
+		k []byte
+		d Delivery
+	}
+	var ups []update
+	err := db.ForEach(func(k, v []byte) error {
+		if len(k) < 16 || !names[string(k[16:])] {
+			return nil
+		}
+		var d Delivery
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("decode delivery %x: %w", k, err)
+		}
+		if d.State == DeliveryPending {
+			d.State, d.UpdatedAt, d.NextAt = DeliveryFailed, now, time.Time{}
+			d.LastError = strings.TrimSpace("reporter removed from the config; " + d.LastError)
+			ups = append(ups, update{bytes.Clone(k), d})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, u := range ups {
+		if err := put2(tx, bucketDelivery, u.k, &u.d); err != nil {
+			return err
+		}
+		if err := fb.Put(u.k, nil); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,15 +138,39 @@ func TestDeliveries(t *testing.T) {
 	if es := must[[]OutboxEntry](t)(db.OutboxAfter(0, 100)); len(es) != 1 || es[0].Seq != 2 {
 		t.Errorf("after r2 skipped 1: %+v", es)
 	}
+	pending := Delivery{Reporter: "r2", Seq: 2, BuildID: b.ID, Event: OutboxFinished, State: DeliveryPending, Attempts: 2, LastError: "503", CreatedAt: t0, UpdatedAt: t0, NextAt: t0.Add(time.Minute)}
+	ok(t, db.SaveDelivery(pending, false))
 	ok(t, db.PruneOutbox([]string{"r1"}))
 	if es := must[[]OutboxEntry](t)(db.OutboxAfter(0, 100)); len(es) != 0 {
 		t.Errorf("after r2 was removed: %+v", es)
+	}
+	// r2's pending delivery is given up: it will not be tried again.
+	if d, found, err := db.Delivery("r2", b.ID, 2); err != nil || !found || d.State != DeliveryFailed || !strings.HasPrefix(d.LastError, "reporter removed from the config; 503") || !d.NextAt.IsZero() {
+		t.Errorf("pending delivery of a removed reporter: %+v %v %v", d, found, err)
+	}
+	if n := must[int](t)(db.FailedDeliveries()); n != 2 {
+		t.Errorf("failed deliveries: %d, want 2", n)
+	}
+	if c := must[int64](t)(db.OutboxCursor("r2")); c != 2 {
+		t.Errorf("a reporter added back starts at the end: cursor %d, want 2", c)
 	}
 	if _, found := must2[int64, bool](t)(db.OutboxFinishedSeq(b.ID)); found {
 		t.Errorf("the finished index outlived its entry")
 	}
 	// Deliveries stay, for the build's page.
-	if ds := must[[]Delivery](t)(db.Deliveries(b.ID)); len(ds) != 2 {
+	if ds := must[[]Delivery](t)(db.Deliveries(b.ID)); len(ds) != 3 {
 		t.Errorf("deliveries after prune: %+v", ds)
+	}
+	// The janitor deleting the build deletes its deliveries.
+	b2 := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, MasterID: m.ID}))
+	ok(t, db.FinishBuild(b2.ID, Success, t0))
+	if n := must[int](t)(db.DeleteBuildsBefore(t0.Add(time.Hour))); n != 1 {
+		t.Fatalf("janitor deleted %d builds, want 1", n)
+	}
+	if ds := must[[]Delivery](t)(db.Deliveries(b.ID)); len(ds) != 0 {
+		t.Errorf("deliveries of a deleted build: %+v", ds)
+	}
+	if n := must[int](t)(db.FailedDeliveries()); n != 0 {
+		t.Errorf("failed deliveries of a deleted build still counted: %d", n)
 	}
 }
