@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"text/template"
 	"time"
 )
 
@@ -220,4 +221,93 @@ func TestReportsSurviveKill(t *testing.T) {
 			t.Errorf("master.log holds the reporter's URL")
 		}
 	}
+}
+
+const reportersReconfigBase = loopback + workerW1 + `
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["runtests"]
+
+[[builders]]
+name = "runtests"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  command = "exit 1"
+`
+
+// TestReportersReconfig: a chat_webhook added by a reconfig reports the
+// builds that end from then on (a Slack-compatible message with the
+// build's link), none before; removed, it reports no more.
+func TestReportersReconfig(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var msgs []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		msgs = append(msgs, m)
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(msgs)
+	}
+	e := newEnv(t)
+	e.writeConfig(reportersReconfigBase)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	b1 := e.waitBuild(e.force("force", 1, "before"), 60*time.Second)
+
+	withChat := reportersReconfigBase + fmt.Sprintf(`
+[[reporters]]
+type = "chat_webhook"
+url = %q
+mode = "failing"
+channel = "#ci"
+`, hook.URL+"/hooks/abc")
+	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), []byte(tmplEnv(t, withChat, e)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	b2 := e.waitBuild(e.force("force", 1, "after"), 60*time.Second)
+	waitFor(t, "the chat message", 60*time.Second, func() bool { return count() >= 1 })
+	mu.Lock()
+	m := msgs[0]
+	mu.Unlock()
+	wantLink := fmt.Sprintf("http://127.0.0.1:%d/builders/%d/builds/%d", e.WebPort, b2.BuilderID, b2.Number)
+	if text, _ := m["text"].(string); !strings.Contains(text, "<"+wantLink+"|runtests #2> finished: failure") || m["channel"] != "#ci" {
+		t.Errorf("message: %v", m)
+	}
+	var r struct{ Reports []apiReport }
+	e.get(fmt.Sprintf("/api/v2/builds/%d/reports", b1.BuildID), &r)
+	if len(r.Reports) != 0 {
+		t.Errorf("the build before the reconfig was reported: %+v", r.Reports)
+	}
+
+	if err := os.WriteFile(filepath.Join(e.masterDir, "master.toml"), []byte(tmplEnv(t, reportersReconfigBase, e)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e.master, "reconfig", e.masterDir)
+	b3 := e.waitBuild(e.force("force", 1, "removed"), 60*time.Second)
+	e.get(fmt.Sprintf("/api/v2/builds/%d/reports", b3.BuildID), &r)
+	if len(r.Reports) != 0 || count() != 1 {
+		t.Errorf("a removed reporter reported: %+v, %d messages", r.Reports, count())
+	}
+}
+
+// tmplEnv renders a config template with e's ports.
+func tmplEnv(t *testing.T, tmpl string, e *env) string {
+	var b strings.Builder
+	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&b, e); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
