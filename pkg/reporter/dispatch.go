@@ -195,6 +195,7 @@ func (d *Dispatcher) applyLocked() error {
 		r.cancel()
 		<-r.done // its delivery under way is cancelled: it stays pending
 		delete(d.running, name)
+		d.log.Info("reporter stopped", "reporter", name)
 	}
 	var errs []error
 	for _, rc := range d.want {
@@ -209,6 +210,7 @@ func (d *Dispatcher) applyLocked() error {
 		ctx, cancel := context.WithCancel(d.ctx)
 		r := &runner{rc: rc, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 		d.running[rc.Name] = r
+		d.log.Info("reporter started", "reporter", rc.Name, "type", rc.Type)
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()

@@ -50,6 +50,9 @@ func TestHTTPStatusPushBasicAuth(t *testing.T) {
 	rc := push("push", ep.srv.URL)
 	rc.ReportStart = false
 	rc.User, rc.Password = "ci", "%(secret:pw)s"
+	// buildnumber is set after the build starts: a report read before
+	// has it all the same, as a number.
+	rc.Headers = map[string]string{"X-Build": "%(prop:buildername)s-%(prop:buildnumber)s"}
 	f.start([]config.Reporter{rc}, map[string]string{"pw": "hunter22"})
 	b := f.build("docs", "main")
 	f.finish(b, store.Warnings)
@@ -59,6 +62,9 @@ func TestHTTPStatusPushBasicAuth(t *testing.T) {
 	defer ep.mu.Unlock()
 	if got, want := ep.headers[0].Get("Authorization"), "Basic "+base64.StdEncoding.EncodeToString([]byte("ci:hunter22")); got != want {
 		t.Errorf("Authorization %q, want %q", got, want)
+	}
+	if got := ep.headers[0].Get("X-Build"); got != "docs-1" {
+		t.Errorf("X-Build %q, want docs-1", got)
 	}
 	m := ep.got[0]
 	if m["results"] != float64(store.Warnings) || m["complete"] != true || m["number"] != float64(1) || m["state_string"] != "done" {

@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +35,7 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 		mw := &MissingWorker{Name: w.Name, Admins: w.NotifyOnMissing, LastSeen: e.LastSeen, Timeout: w.MissingTimeout}
 		if sw, err := st.WorkerByName(w.Name); err == nil {
 			mw.Info = sw.Info
-			mw.URL = site.url + "workers/" + fmt.Sprint(sw.ID)
+			mw.URL = fmt.Sprintf("%sworkers#worker-%d", site.url, sw.ID)
 		}
 		r.Missing = mw
 		r.Render = d.renderer(r, nil)
@@ -99,8 +100,17 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 	}
 	r.Props = map[string]any{}
 	for name, p := range b.Properties {
+		// Numbers as the build renders them: 3, not 3.0.
+		d := json.NewDecoder(bytes.NewReader(p.Value))
+		d.UseNumber()
 		var v any
-		if json.Unmarshal(p.Value, &v) == nil {
+		if d.Decode(&v) == nil {
+			r.Props[name] = v
+		}
+	}
+	// A report may be read before the build has recorded these.
+	for name, v := range map[string]any{"buildnumber": json.Number(fmt.Sprint(b.Number)), "buildername": r.Builder.Name, "workername": r.Worker} {
+		if _, ok := r.Props[name]; !ok && v != "" {
 			r.Props[name] = v
 		}
 	}
