@@ -207,6 +207,14 @@ func TestReportsSurviveKill(t *testing.T) {
 	if !strings.Contains(page, `<td class="report-state">delivered</td>`) {
 		t.Errorf("the build page does not show the delivery")
 	}
+	for _, path := range []string{
+		fmt.Sprintf("/api/v2/builds/%d/reports", b1.BuildID), fmt.Sprintf("/api/v2/builds/%d", b1.BuildID),
+		fmt.Sprintf("/builders/%d/builds/%d", b1.BuilderID, b1.Number), "/",
+	} {
+		if body := e.getText(path); strings.Contains(body, hookToken) || strings.Contains(body, hook.URL+"/status") {
+			t.Errorf("%s shows the reporter's token or URL", path)
+		}
+	}
 
 	e.stopMaster()
 	for _, f := range []string{"state.db", "master.log"} {
