@@ -327,6 +327,12 @@ func (d *Dispatcher) deliver(ctx context.Context, r *runner, s Sender, e store.O
 			}
 		}
 	}
+	if !found {
+		// Shown pending from now, while a slow endpoint holds the first try.
+		if !save(false) {
+			return false
+		}
+	}
 	for {
 		if e.Event == store.OutboxStarted {
 			// The forge never ends on an older state: once the build's
