@@ -148,11 +148,13 @@ type fixture struct {
 	m    store.Master
 	bld  map[string]store.Builder
 	wk   store.Worker
+	// timeout is the dispatcher's Timeout (5s unless a test sets it).
+	timeout time.Duration
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "state.db"), bld: map[string]store.Builder{}}
+	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "state.db"), bld: map[string]store.Builder{}, timeout: 5 * time.Second}
 	f.open()
 	t.Cleanup(f.close)
 	return f
@@ -198,7 +200,7 @@ func (f *fixture) start(rs []config.Reporter, secrets map[string]string) {
 		},
 		MinBackoff: 5 * time.Millisecond,
 		MaxBackoff: 40 * time.Millisecond,
-		Timeout:    5 * time.Second,
+		Timeout:    f.timeout,
 	})
 	if err := f.d.SetConfig(rs, []config.Worker{{Name: "w1", NotifyOnMissing: []string{"admin@example.org"}, MissingTimeout: time.Hour}}, "http://ci.example.org/"); err != nil {
 		f.t.Fatal(err)
@@ -677,5 +679,61 @@ func TestReconfig(t *testing.T) {
 	}
 	if got := len(ep.events()); got != 2 {
 		t.Errorf("%d reports, want 2: %v", got, ep.events())
+	}
+}
+
+// TestVerifySSLAndTimeout: verify_ssl = false delivers to an endpoint
+// whose certificate nobody signed; verify_ssl = true refuses it, and the
+// refusal is recorded and retried; a try that hangs past the timeout is
+// cut and retried.
+func TestVerifySSLAndTimeout(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	got := map[string]int{}
+	tlsEP := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.URL.Path]++
+		mu.Unlock()
+	}))
+	t.Cleanup(tlsEP.Close)
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+
+	f := newFixture(t)
+	insecure := push("insecure", tlsEP.URL+"/insecure")
+	insecure.VerifySSL, insecure.ReportStart = false, false
+	verified := push("verified", tlsEP.URL+"/verified")
+	verified.ReportStart = false
+	slow := push("slow", hang.URL)
+	slow.ReportStart = false
+	f.timeout = 100 * time.Millisecond
+	f.start([]config.Reporter{insecure, verified, slow}, nil)
+	b := f.build("runtests", "main")
+	f.finish(b, store.Success)
+	f.deliveries(b.ID, func(ds []store.Delivery) bool {
+		var ok, refused, cut bool
+		for _, d := range ds {
+			switch d.Reporter {
+			case "insecure":
+				ok = d.State == store.DeliveryDelivered
+			case "verified":
+				refused = d.State == store.DeliveryPending && d.Attempts >= 2 && strings.Contains(d.LastError, "certificate")
+			case "slow":
+				cut = d.State == store.DeliveryPending && d.Attempts >= 2 && (strings.Contains(d.LastError, "deadline") || strings.Contains(d.LastError, "timeout"))
+			}
+		}
+		return ok && refused && cut
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got["/verified"] != 0 || got["/insecure"] != 1 {
+		t.Errorf("requests received: %v", got)
 	}
 }
