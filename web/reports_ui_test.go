@@ -38,7 +38,7 @@ func TestReportsOnPages(t *testing.T) {
 	if status != 200 || !strings.Contains(page, `<p class="empty">No reports.</p>`) {
 		t.Errorf("a build without reports: %d", status)
 	}
-	if _, page := f.page(t, "/"); !strings.Contains(page, `<p id="failed-reports" class="result failure">1 report deliveries failed`) {
+	if _, page := f.page(t, "/"); !strings.Contains(page, `<p id="failed-reports" class="result failure">1 report delivery was given up`) {
 		t.Errorf("front page lacks the failed deliveries' count")
 	}
 	status, body := f.get(t, fmt.Sprintf("/api/v2/builds/%d/reports", f.ok.ID))
