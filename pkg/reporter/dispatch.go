@@ -363,7 +363,7 @@ func (d *Dispatcher) deliver(ctx context.Context, r *runner, s Sender, e store.O
 			log.Debug("report delivered", "attempts", dl.Attempts)
 			return save(true)
 		}
-		dl.LastError = d.describe(err)
+		dl.LastError = d.describe(err, rc)
 		if IsPermanent(err) {
 			dl.State, dl.NextAt = store.DeliveryFailed, time.Time{}
 			log.Warn("report refused: given up", "attempts", dl.Attempts, "err", dl.LastError)
@@ -415,9 +415,20 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 }
 
 // describe is err as recorded and logged: without the URL an *url.Error
-// names (a webhook URL is often a secret) nor any secret value rendered.
-func (d *Dispatcher) describe(err error) string {
+// names (a webhook URL is often a secret), any secret value rendered, nor
+// the tokens, passwords and URL of rc written in the config as they are.
+func (d *Dispatcher) describe(err error, rc config.Reporter) string {
 	s := err.Error()
+	for _, v := range []string{rc.Token, rc.Password, rc.ClientSecret, rc.SMTPPassword, rc.BearerToken, rc.URL} {
+		if len(v) >= 4 && !strings.Contains(v, "%(") {
+			s = strings.ReplaceAll(s, v, "<redacted>")
+		}
+	}
+	for _, v := range rc.Headers {
+		if len(v) >= 4 && !strings.Contains(v, "%(") {
+			s = strings.ReplaceAll(s, v, "<redacted>")
+		}
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.URL != "" {
 		s = strings.ReplaceAll(s, ue.URL, "<url>")

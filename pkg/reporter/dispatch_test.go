@@ -532,11 +532,15 @@ func TestResume(t *testing.T) {
 // error holds them, even when the endpoint echoes them back.
 func TestSecretsNeverStored(t *testing.T) {
 	t.Parallel()
-	const token, hookPath = "tok-SECRET-4242", "hook-SECRET-7777"
+	const token, hookPath, literalToken = "tok-SECRET-4242", "hook-SECRET-7777", "literal-SECRET-9999"
 	ep := newEndpoint(t)
 	f := newFixture(t)
 	fails := 0
 	ep.setFail(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/literal" {
+			http.Error(w, "bad: "+r.Header.Get("Authorization"), http.StatusInternalServerError)
+			return true
+		}
 		fails++
 		if fails > 2 {
 			return false
@@ -554,7 +558,11 @@ func TestSecretsNeverStored(t *testing.T) {
 	dead.Close()
 	gone := push("gone", deadURL+"/%(secret:hook)s")
 	gone.RetryFor = 100 * time.Millisecond
-	f.start([]config.Reporter{rc, gone}, map[string]string{"token": token, "hook": hookPath})
+	// A third with its token written in the config as it is.
+	literal := push("literal", ep.srv.URL+"/literal")
+	literal.BearerToken = literalToken
+	literal.RetryFor = 100 * time.Millisecond
+	f.start([]config.Reporter{rc, gone, literal}, map[string]string{"token": token, "hook": hookPath})
 	b := f.build("runtests", "main")
 	ep.wait(t, 1)
 	ep.mu.Lock()
@@ -564,13 +572,17 @@ func TestSecretsNeverStored(t *testing.T) {
 		t.Errorf("headers sent: %v", h)
 	}
 	ds := f.deliveries(b.ID, func(ds []store.Delivery) bool {
-		return len(ds) == 2 && ds[0].State == store.DeliveryFailed && ds[1].State == store.DeliveryDelivered
+		states := map[string]string{}
+		for _, d := range ds {
+			states[d.Reporter] = d.State
+		}
+		return states["gone"] == store.DeliveryFailed && states["push"] == store.DeliveryDelivered && states["literal"] == store.DeliveryFailed
 	})
 	for _, d := range ds {
 		if d.LastError == "" {
 			t.Errorf("no last error recorded: %+v", d)
 		}
-		if strings.Contains(d.LastError, token) || strings.Contains(d.LastError, hookPath) {
+		if strings.Contains(d.LastError, token) || strings.Contains(d.LastError, hookPath) || strings.Contains(d.LastError, literalToken) {
 			t.Errorf("a secret in a delivery's error: %q", d.LastError)
 		}
 	}
@@ -579,7 +591,7 @@ func TestSecretsNeverStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{token, hookPath} {
+	for _, s := range []string{token, hookPath, literalToken} {
 		if strings.Contains(string(data), s) {
 			t.Errorf("the store's file holds the secret %q", s)
 		}
