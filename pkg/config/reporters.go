@@ -56,9 +56,9 @@ type Reporter struct {
 	// RetryFor is retry_for: how long a failing delivery is retried with
 	// backoff before it is given up (recorded, with its last error).
 	RetryFor time.Duration
-	// ReportStart is report_start (default true for the status kinds,
-	// false for the others): report when a build starts, not only when
-	// it ends.
+	// ReportStart is report_start (default true for the status kinds and
+	// http_status_push, as buildbot's, false for the others): report when
+	// a build starts, not only when it ends.
 	ReportStart bool
 
 	// Forges (github_*, gitlab_status, gitea_status, bitbucket_*).
@@ -154,7 +154,9 @@ func (d *decoder) reporter(t *table) (Reporter, bool) {
 	if v, ok := t.duration("retry_for"); ok {
 		r.RetryFor = v.Duration
 	}
-	r.ReportStart = r.IsStatus()
+	// As buildbot's status pushes, HttpStatusPush included (its
+	// generator's report_new=True).
+	r.ReportStart = r.IsStatus() || r.Type == "http_status_push"
 	if b, ok := t.boolean("report_start"); ok {
 		r.ReportStart = b
 	}

@@ -76,10 +76,10 @@ branches = ["main"]
 	if m.SMTPPort != 587 || !m.UseTLS || !m.SendToInterestedUsers || !m.Missing || m.ReportStart || !cmp.Equal(m.Mode, []string{"problem"}) {
 		t.Errorf("mail: %+v", m)
 	}
-	if h.RetryFor != 2*time.Hour || h.Headers["X-Team"] != "core" || h.BearerToken != "%(secret:dash)s" {
+	if h.RetryFor != 2*time.Hour || h.Headers["X-Team"] != "core" || h.BearerToken != "%(secret:dash)s" || !h.ReportStart {
 		t.Errorf("http_status_push: %+v", h)
 	}
-	if !cmp.Equal(c.Mode, []string{"failing", "exception"}) || !cmp.Equal(c.Branches, []string{"main"}) {
+	if !cmp.Equal(c.Mode, []string{"failing", "exception"}) || !cmp.Equal(c.Branches, []string{"main"}) || c.ReportStart {
 		t.Errorf("chat_webhook: %+v", c)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/pkg/protocol"
+	"github.com/gbb-ci/gbb/pkg/reporter"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web"
@@ -40,6 +41,9 @@ type Master struct {
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
 	web     *web.Server     // guarded by mu; set while Run runs
+	// reporters and missing follow the config's reporters and workers.
+	reporters *reporter.Dispatcher // guarded by mu; set while Run runs
+	missing   *missingWatcher      // guarded by mu; likewise
 	// schedIDs are the schedulers' API ids, by name (see schedulerIDs).
 	schedIDs map[string]int64 // guarded by mu
 
@@ -160,6 +164,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
+	// The reporters' outbox is on before any build can start or end
+	// (Recover ends the builds a crash left).
+	reps := reporter.New(reporter.Config{Store: st, Secrets: secretGetter(secretsProviders), Log: m.log})
+	if err := reps.SetConfig(cfg.Reporters, cfg.Workers, cfg.BuildbotURL); err != nil {
+		m.log.Error("reporters", "err", err)
+	}
+	missing := newMissingWatcher(st, bus, cfg.Workers, m.log)
 	engine := build.New(build.Config{
 		Store:    st,
 		MasterID: masterID,
@@ -184,6 +195,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	defer func() {
 		m.mu.Lock()
 		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = nil, nil, nil, nil, nil, nil
+		m.reporters, m.missing = nil, nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
@@ -224,6 +236,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// came while they were being made is applied now.
 	m.mu.Lock()
 	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = st, engine, scheds, pols, gctx, websrv
+	m.reporters, m.missing = reps, missing
 	m.schedIDs = sids
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
@@ -243,6 +256,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return m.runCleanStop(gctx, engine) })
 	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
+	g.Go(func() error { return reps.Run(gctx) })
+	g.Go(func() error { return missing.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
@@ -454,6 +469,10 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.scheds.Reconfigure(cfg.Schedulers)
 	m.pollers.apply(m.runCtx, cfg.ChangeSources)
 	m.web.SetSite(cfg.BuildbotURL, cfg.WWW.TrustedProxies)
+	if err := m.reporters.SetConfig(cfg.Reporters, cfg.Workers, cfg.BuildbotURL); err != nil {
+		m.log.Error("reconfig: reporters", "err", err)
+	}
+	m.missing.setWorkers(cfg.Workers)
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
 	if err := m.web.SetTLS(cfg.WWW.TLS); err != nil {
 		m.log.Error("reconfig: the web certificate in force stays", "err", err)

@@ -29,3 +29,11 @@ func secretsChain(providers []config.SecretsProvider) (build.Secrets, error) {
 	}
 	return chain, nil
 }
+
+// secretGetter is s's Get, or nil when there are no secrets providers.
+func secretGetter(s build.Secrets) func(string) (string, error) {
+	if s == nil {
+		return nil
+	}
+	return s.Get
+}

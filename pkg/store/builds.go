@@ -14,6 +14,7 @@ import (
 // (from 1), with Results -1.
 func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 	var b Build
+	outbox := db.outboxOn()
 	err := db.batch(func(tx *bolt.Tx) error {
 		if bucket(tx, bucketBuilder).Get(itob(nb.BuilderID)) == nil {
 			return fmt.Errorf("builder %d: %w", nb.BuilderID, ErrNotFound)
@@ -56,6 +57,11 @@ func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 		if err := bucket(tx, bucketBuildByWorker).Put(key2(nb.WorkerID, id), nil); err != nil {
 			return err
 		}
+		if outbox {
+			if err := addOutbox(tx, OutboxEntry{Event: OutboxStarted, BuildID: id, At: b.StartedAt}); err != nil {
+				return err
+			}
+		}
 		if nb.BuildRequestID != 0 {
 			return bucket(tx, bucketBuildByRequest).Put(key2(nb.BuildRequestID, id), nil)
 		}
@@ -63,6 +69,9 @@ func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 	}, func(e emit) { e.build("new", b) })
 	if err != nil {
 		return Build{}, fmt.Errorf("add build: %w", err)
+	}
+	if outbox {
+		db.notifyOutbox()
 	}
 	return b, nil
 }
@@ -169,6 +178,7 @@ func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
 func (db *DB) EndBuild(id int64, state string, results int, t time.Time) error {
 	t = at(t)
 	var out Build
+	outbox := db.outboxOn()
 	err := db.batch(func(tx *bolt.Tx) error {
 		err := modify(tx, bucketBuild, id, func(b *Build) error {
 			b.StateString = state
@@ -177,7 +187,7 @@ func (db *DB) EndBuild(id int64, state string, results int, t time.Time) error {
 		if err != nil {
 			return err
 		}
-		out, err = finishBuild(tx, id, results, t)
+		out, err = finishBuild(tx, id, results, t, outbox)
 		return err
 	}, func(e emit) {
 		e.build("update", out)
@@ -186,24 +196,32 @@ func (db *DB) EndBuild(id int64, state string, results int, t time.Time) error {
 	if err != nil {
 		return fmt.Errorf("end build %d: %w", id, err)
 	}
+	if outbox {
+		db.notifyOutbox()
+	}
 	return nil
 }
 
 // FinishBuild marks a build complete with results at t (zero means now).
 func (db *DB) FinishBuild(id int64, results int, t time.Time) error {
 	var b Build
+	outbox := db.outboxOn()
 	err := db.batch(func(tx *bolt.Tx) (err error) {
-		b, err = finishBuild(tx, id, results, at(t))
+		b, err = finishBuild(tx, id, results, at(t), outbox)
 		return err
 	}, func(e emit) { e.build("finished", b) })
 	if err != nil {
 		return fmt.Errorf("finish build %d: %w", id, err)
 	}
+	if outbox {
+		db.notifyOutbox()
+	}
 	return nil
 }
 
-// finishBuild completes build id and returns it as stored.
-func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) (Build, error) {
+// finishBuild completes build id and returns it as stored; with outbox,
+// it writes the build's Finished outbox entry too.
+func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time, outbox bool) (Build, error) {
 	var out Build
 	err := modify(tx, bucketBuild, id, func(b *Build) error {
 		b.Complete, b.CompleteAt, b.Results = true, t, results
@@ -212,6 +230,11 @@ func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) (Build, error)
 	})
 	if err != nil {
 		return Build{}, err
+	}
+	if outbox {
+		if err := addOutbox(tx, OutboxEntry{Event: OutboxFinished, BuildID: id, At: t}); err != nil {
+			return Build{}, err
+		}
 	}
 	return out, bucket(tx, bucketBuildIncomplete).Delete(itob(id))
 }
@@ -224,7 +247,7 @@ func finishBuild(tx *bolt.Tx, id int64, results int, t time.Time) (Build, error)
 func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	t = at(t)
 	var ended []int64
-	var a abandoned
+	a := abandoned{outbox: db.outboxOn()}
 	err := db.update(func(tx *bolt.Tx) error {
 		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
 		if err != nil {
@@ -255,6 +278,9 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("abandon builds of master %d: %w", masterID, err)
 	}
+	if len(ended) > 0 && a.outbox {
+		db.notifyOutbox()
+	}
 	if len(ended) > 0 {
 		db.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
@@ -264,6 +290,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 // abandoned gathers what abandoning builds changed, to publish once the
 // transaction has committed.
 type abandoned struct {
+	outbox   bool // write the builds' Finished outbox entries
 	steps    []Step
 	logs     []Log
 	finished []Build
@@ -297,7 +324,7 @@ func (a *abandoned) build(tx *bolt.Tx, b Build, t time.Time) error {
 			}
 		}
 	}
-	fb, err := finishBuild(tx, b.ID, Retry, t)
+	fb, err := finishBuild(tx, b.ID, Retry, t, a.outbox)
 	if err != nil {
 		return err
 	}

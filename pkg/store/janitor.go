@@ -286,6 +286,9 @@ func deleteAll(tx *bolt.Tx, name string, prefix []byte) error {
 // deleteBuild deletes a build whose log chunks are gone, with its steps and
 // logs, then its request if that is left without builds.
 func deleteBuild(tx *bolt.Tx, b Build, t time.Time) error {
+	if err := deleteDeliveries(tx, b.ID); err != nil {
+		return err
+	}
 	for _, stepID := range prefixIDs(tx, bucketStepByBuild, itob(b.ID), true) {
 		for _, logID := range prefixIDs(tx, bucketLogByStep, itob(stepID), false) {
 			// Chunks left only if the log was appended to since.

@@ -121,7 +121,7 @@ func (db *DB) DeleteResumePoint(buildID int64) error {
 // point goes. A complete build is left alone (false).
 func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 	t = at(t)
-	var a abandoned
+	a := abandoned{outbox: db.outboxOn()}
 	err := db.update(func(tx *bolt.Tx) error {
 		if rb := bucket(tx, bucketResume); rb != nil {
 			if err := rb.Delete(itob(buildID)); err != nil {
@@ -152,6 +152,9 @@ func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 	}, a.publish)
 	if err != nil {
 		return false, fmt.Errorf("abandon build %d: %w", buildID, err)
+	}
+	if len(a.finished) > 0 && a.outbox {
+		db.notifyOutbox()
 	}
 	return len(a.finished) > 0, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -35,6 +36,8 @@ type DB struct {
 	events Publisher  // nil means none
 	pubMu  sync.Mutex // held from a write's start to its events' publication, when events is set
 	writes writeQueue // the writes of update and batch waiting to commit
+
+	outbox atomic.Pointer[func()] // see SetOutbox; nil: off
 }
 
 // schemaVersion is written in the meta bucket of a new database.
@@ -82,7 +85,7 @@ const (
 
 // allBuckets lists every bucket Open creates.
 func allBuckets() []string {
-	return []string{
+	return append(outboxBuckets(),
 		bucketMeta,
 		bucketMaster, bucketMasterByName,
 		bucketBuilder, bucketBuilderByName,
@@ -94,7 +97,7 @@ func allBuckets() []string {
 		bucketStep, bucketStepByBuild, bucketStepByName,
 		bucketLog, bucketLogByStep, bucketLogBySlug, bucketLogChunk,
 		bucketChange, bucketObjectState,
-	}
+	)
 }
 
 // Open opens the store at path, creating it if missing. If another process

@@ -157,6 +157,7 @@ func (s *Server) buildRoutes(r chi.Router) {
 	r.Route("/steps/{step}", s.stepRoutes)
 	r.Get("/properties", s.buildProperties)
 	r.Get("/changes", s.list(changeRes, s.listChanges))
+	r.Get("/reports", s.list(reportRes, s.listReports)) // gbb's extension: the reporters' deliveries
 }
 
 func (s *Server) stepRoutes(r chi.Router) {

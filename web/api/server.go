@@ -51,6 +51,11 @@ type Store interface {
 	StepByNumber(buildID int64, number int) (store.Step, error)
 	StepByName(buildID int64, name string) (store.Step, error)
 
+	// Deliveries and FailedDeliveries are the reporters' (gbb's
+	// extension /api/v2/builds/N/reports, the pages' deliveries).
+	Deliveries(buildID int64) ([]store.Delivery, error)
+	FailedDeliveries() (int, error)
+
 	Log(id int64) (store.Log, error)
 	Logs(stepID int64) ([]store.Log, error)
 	LogBySlug(stepID int64, slug string) (store.Log, error)

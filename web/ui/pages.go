@@ -266,6 +266,7 @@ type buildPage struct {
 	Controls    bool // stop and rebuild are available
 	WorkerID    int64
 	Owner       string // who forced it, for the stop and rebuild controls
+	Reports     []reportRow
 }
 
 type stepRow struct {
@@ -326,6 +327,10 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) {
 		page.Properties = append(page.Properties, propRow{Name: name, Value: propText(p.Value), Source: p.Source})
 	}
 	if err := s.buildSources(page, b); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	if err := s.buildReports(page, b); err != nil {
 		s.pageError(w, r, err)
 		return
 	}

@@ -169,6 +169,9 @@ type homePage struct {
 	Builds   []buildRow
 	Builders []builderRow
 	Forces   []forceForm
+	// FailedReports counts the reporters' deliveries given up (see
+	// reports.go).
+	FailedReports int
 }
 
 type builderRow struct {
@@ -350,6 +353,9 @@ func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rer
 	}
 	recent, err := s.recentBuilds(recentBuilds)
 	if err != nil {
+		return nil, err
+	}
+	if page.FailedReports, err = s.cfg.Store.FailedDeliveries(); err != nil {
 		return nil, err
 	}
 	for _, b := range recent {

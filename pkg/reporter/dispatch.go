@@ -1,0 +1,440 @@
+package reporter
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	Store *store.DB
+	// Secrets gives the values of %(secret:NAME)s; nil means there are
+	// no secrets providers (rendering a secret fails the delivery).
+	Secrets func(name string) (string, error)
+	Log     *slog.Logger // nil means discard
+
+	// MinBackoff and MaxBackoff bound the wait between tries of a failing
+	// delivery, doubled at each try with jitter; zero means 1s and 5m.
+	MinBackoff, MaxBackoff time.Duration
+	// Timeout bounds one try; zero means 30s.
+	Timeout time.Duration
+	// Poll is how often a reporter looks at the outbox when not woken
+	// (a safety net: Wake is the usual way); zero means 5s.
+	Poll time.Duration
+}
+
+// Dispatcher delivers the store's outbox to the configured reporters:
+// each reporter in a goroutine of its own, in outbox order, retrying with
+// backoff, so a slow or failing endpoint slows nobody else.
+type Dispatcher struct {
+	cfg      Config
+	log      *slog.Logger
+	redactor redactor
+
+	mu      sync.Mutex
+	want    []config.Reporter    // guarded by mu; the configured reporters
+	running map[string]*runner   // guarded by mu; by name, while Run runs
+	ctx     context.Context      // guarded by mu; Run's, nil when not running
+	wg      sync.WaitGroup       // the runners
+	site    atomic.Pointer[site] // read by the runners without mu
+}
+
+// runner is one reporter's goroutine.
+type runner struct {
+	rc     config.Reporter
+	cancel context.CancelFunc
+	done   chan struct{}
+	wake   chan struct{} // capacity 1
+}
+
+// New makes a dispatcher; it starts nothing until Run.
+func New(cfg Config) *Dispatcher {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Minute
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 5 * time.Second
+	}
+	d := &Dispatcher{cfg: cfg, log: cfg.Log, running: map[string]*runner{}}
+	d.site.Store(&site{})
+	return d
+}
+
+// SetConfig sets the reporters, the workers (for WorkerMissing reports)
+// and buildbot_url. While Run runs, removed and changed reporters stop
+// (a delivery under way is cancelled and stays pending) and new ones
+// start. It returns why reporters could not be made, joined; the others
+// run. The store's outbox is on while there are reporters.
+func (d *Dispatcher) SetConfig(reporters []config.Reporter, workers []config.Worker, buildbotURL string) error {
+	if buildbotURL != "" && !strings.HasSuffix(buildbotURL, "/") {
+		buildbotURL += "/"
+	}
+	ws := map[string]config.Worker{}
+	for _, w := range workers {
+		ws[w.Name] = w
+	}
+	// Each reporter's cursor exists before the outbox is on: a new
+	// reporter reports every event from now on, none before.
+	var errs []error
+	for _, rc := range reporters {
+		if _, err := d.cfg.Store.OutboxCursor(rc.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.site.Store(&site{url: buildbotURL, workers: ws})
+	d.want = reporters
+	if len(reporters) > 0 {
+		d.cfg.Store.SetOutbox(d.Wake)
+	} else {
+		d.cfg.Store.SetOutbox(nil)
+	}
+	var err error
+	if d.ctx != nil {
+		err = d.applyLocked()
+	}
+	d.mu.Unlock()
+	// A removed reporter's cursor goes now: its pending deliveries are
+	// not tried again, and if it comes back it reports from then on.
+	names := make([]string, 0, len(reporters))
+	for _, rc := range reporters {
+		names = append(names, rc.Name)
+	}
+	if perr := d.cfg.Store.PruneOutbox(names); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	return err
+}
+
+// Wake tells every reporter that the outbox has new entries. It does not
+// block.
+func (d *Dispatcher) Wake() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.running {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run delivers until ctx is done, then stops every reporter and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.ctx = ctx
+	if err := d.applyLocked(); err != nil {
+		d.log.Error("reporters", "err", err)
+	}
+	d.mu.Unlock()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.ctx = nil
+			for name, r := range d.running {
+				r.cancel()
+				delete(d.running, name)
+			}
+			d.mu.Unlock()
+			d.wg.Wait()
+			return nil
+		case <-prune.C:
+			d.mu.Lock()
+			names := make([]string, 0, len(d.want))
+			for _, rc := range d.want {
+				names = append(names, rc.Name)
+			}
+			d.mu.Unlock()
+			if err := d.cfg.Store.PruneOutbox(names); err != nil {
+				d.log.Error("prune the outbox", "err", err)
+			}
+		}
+	}
+}
+
+// applyLocked starts and stops runners to match d.want. d.mu is held and
+// Run runs.
+func (d *Dispatcher) applyLocked() error {
+	keep := map[string]config.Reporter{}
+	for _, rc := range d.want {
+		keep[rc.Name] = rc
+	}
+	for name, r := range d.running {
+		if rc, ok := keep[name]; ok && reflect.DeepEqual(rc, r.rc) {
+			continue
+		}
+		r.cancel()
+		<-r.done // its delivery under way is cancelled: it stays pending
+		delete(d.running, name)
+		d.log.Info("reporter stopped", "reporter", name)
+	}
+	var errs []error
+	for _, rc := range d.want {
+		if _, ok := d.running[rc.Name]; ok {
+			continue
+		}
+		s, err := d.newSender(rc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ctx, cancel := context.WithCancel(d.ctx)
+		r := &runner{rc: rc, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		d.running[rc.Name] = r
+		d.log.Info("reporter started", "reporter", rc.Name, "type", rc.Type)
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			defer close(r.done)
+			d.run(ctx, r, s)
+		}()
+	}
+	return errors.Join(errs...)
+}
+
+// newSender makes rc's Sender, with an HTTP client of its own that
+// honours verify_ssl.
+func (d *Dispatcher) newSender(rc config.Reporter) (Sender, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = d.cfg.Timeout
+	if !rc.VerifySSL {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the user asked: verify_ssl = false
+	}
+	deps := Deps{
+		HTTP: &http.Client{Transport: tr, Timeout: d.cfg.Timeout},
+		Log:  d.log.With("reporter", rc.Name),
+	}
+	return newSender(rc, deps)
+}
+
+// run delivers the outbox to one reporter, in order, from its cursor.
+func (d *Dispatcher) run(ctx context.Context, r *runner, s Sender) {
+	log := d.log.With("reporter", r.rc.Name)
+	var cur int64
+	for {
+		var err error
+		if cur, err = d.cfg.Store.OutboxCursor(r.rc.Name); err == nil {
+			break
+		}
+		log.Error("read the outbox cursor", "err", err)
+		if !d.sleep(ctx, r, d.cfg.MinBackoff) {
+			return
+		}
+	}
+	for {
+		entries, err := d.cfg.Store.OutboxAfter(cur, 64)
+		if err != nil {
+			log.Error("read the outbox", "err", err)
+		}
+		if len(entries) == 0 {
+			if !d.sleep(ctx, r, d.cfg.Poll) {
+				return
+			}
+			continue
+		}
+		for _, e := range entries {
+			if !d.deliver(ctx, r, s, e, log) {
+				return
+			}
+			cur = e.Seq
+		}
+	}
+}
+
+// sleep waits for dt, a wake or ctx; false when ctx is done.
+func (d *Dispatcher) sleep(ctx context.Context, r *runner, dt time.Duration) bool {
+	t := time.NewTimer(dt)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.wake:
+	case <-t.C:
+	}
+	return true
+}
+
+// deliver hands outbox entry e to one reporter until it is delivered,
+// superseded or given up, recording each try. It returns false when ctx
+// is done first (the delivery stays pending, resumed at the next start).
+func (d *Dispatcher) deliver(ctx context.Context, r *runner, s Sender, e store.OutboxEntry, log *slog.Logger) bool {
+	st := d.cfg.Store
+	rc := r.rc
+	site := *d.site.Load()
+	rep, err := d.loadReport(e, site)
+	for err != nil {
+		if errors.Is(err, errGone) {
+			log.Info("nothing to report: gone from the store", "entry", e.Seq, "err", err)
+			return d.skip(ctx, r, e.Seq, log)
+		}
+		log.Error("read a report", "entry", e.Seq, "err", err)
+		if !d.sleep(ctx, r, d.cfg.MinBackoff) {
+			return false
+		}
+		rep, err = d.loadReport(e, site)
+	}
+	if !wants(rc, rep) {
+		return d.skip(ctx, r, e.Seq, log)
+	}
+	dl, found, err := st.Delivery(rc.Name, e.BuildID, e.Seq)
+	if err != nil {
+		log.Error("read a delivery", "entry", e.Seq, "err", err)
+	}
+	if !found || dl.State != store.DeliveryPending {
+		now := time.Now().UTC()
+		dl = store.Delivery{Reporter: rc.Name, Seq: e.Seq, BuildID: e.BuildID, Event: e.Event, Worker: e.Worker,
+			State: store.DeliveryPending, CreatedAt: now, UpdatedAt: now}
+	}
+	log = log.With("event", e.Event, "build", e.BuildID, "entry", e.Seq)
+	save := func(done bool) bool {
+		for {
+			err := st.SaveDelivery(dl, done)
+			if err == nil {
+				return true
+			}
+			log.Error("record a delivery", "err", err)
+			if !d.sleep(ctx, r, d.cfg.MinBackoff) {
+				return false
+			}
+		}
+	}
+	if !found {
+		// Shown pending from now, while a slow endpoint holds the first try.
+		if !save(false) {
+			return false
+		}
+	}
+	for {
+		if e.Event == store.OutboxStarted {
+			// The forge never ends on an older state: once the build's
+			// Finished is in the outbox, its Started is not sent.
+			if _, fin, err := st.OutboxFinishedSeq(e.BuildID); err == nil && fin {
+				dl.State, dl.UpdatedAt, dl.NextAt = store.DeliverySuperseded, time.Now().UTC(), time.Time{}
+				log.Info("report superseded by the build's end")
+				return save(true)
+			}
+		}
+		if wait := time.Until(dl.NextAt); wait > 0 {
+			if !d.sleep(ctx, r, wait) {
+				return false
+			}
+			continue // woken: look for a Finished again
+		}
+		actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+		err := s.Send(actx, rep)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return false // stopped: the try does not count, and stays pending
+		}
+		now := time.Now().UTC()
+		dl.Attempts++
+		dl.UpdatedAt = now
+		if err == nil {
+			dl.State, dl.DeliveredAt, dl.NextAt = store.DeliveryDelivered, now, time.Time{}
+			log.Debug("report delivered", "attempts", dl.Attempts)
+			return save(true)
+		}
+		dl.LastError = d.describe(err, rc)
+		if IsPermanent(err) {
+			dl.State, dl.NextAt = store.DeliveryFailed, time.Time{}
+			log.Warn("report refused: given up", "attempts", dl.Attempts, "err", dl.LastError)
+			return save(true)
+		}
+		wait := d.backoff(dl.Attempts)
+		var ra *RetryAfterError
+		if errors.As(err, &ra) && ra.After > 0 {
+			wait = ra.After
+		}
+		if now.Add(wait).After(dl.CreatedAt.Add(rc.RetryFor)) {
+			dl.State, dl.NextAt = store.DeliveryFailed, time.Time{}
+			dl.LastError = fmt.Sprintf("gave up after %d tries over %s: %s", dl.Attempts, now.Sub(dl.CreatedAt).Round(time.Second), dl.LastError)
+			log.Warn("report given up: retry_for ran out", "attempts", dl.Attempts, "err", dl.LastError)
+			return save(true)
+		}
+		dl.NextAt = now.Add(wait)
+		log.Info("report failed: will retry", "attempts", dl.Attempts, "in", wait.Round(time.Millisecond), "err", dl.LastError)
+		if !save(false) {
+			return false
+		}
+	}
+}
+
+// skip moves r's cursor past seq, an entry it does not want.
+func (d *Dispatcher) skip(ctx context.Context, r *runner, seq int64, log *slog.Logger) bool {
+	for {
+		err := d.cfg.Store.SkipOutbox(r.rc.Name, seq)
+		if err == nil {
+			return true
+		}
+		log.Error("skip an outbox entry", "entry", seq, "err", err)
+		if !d.sleep(ctx, r, d.cfg.MinBackoff) {
+			return false
+		}
+	}
+}
+
+// backoff is the wait after the n-th failed try: MinBackoff doubled n-1
+// times, at most MaxBackoff, less up to half of it at random (jitter, so
+// that reporters failing together do not retry together).
+func (d *Dispatcher) backoff(n int) time.Duration {
+	w := d.cfg.MinBackoff
+	for i := 1; i < n && w < d.cfg.MaxBackoff; i++ {
+		w *= 2
+	}
+	w = min(w, d.cfg.MaxBackoff)
+	return w - rand.N(w/2+1)
+}
+
+// describe is err as recorded and logged: without the URL an *url.Error
+// names (a webhook URL is often a secret), any secret value rendered, nor
+// the tokens, passwords and URL of rc written in the config as they are.
+func (d *Dispatcher) describe(err error, rc config.Reporter) string {
+	s := err.Error()
+	for _, v := range []string{rc.Token, rc.Password, rc.ClientSecret, rc.SMTPPassword, rc.BearerToken, rc.URL} {
+		if len(v) >= 4 && !strings.Contains(v, "%(") {
+			s = strings.ReplaceAll(s, v, "<redacted>")
+		}
+	}
+	for _, v := range rc.Headers {
+		if len(v) >= 4 && !strings.Contains(v, "%(") {
+			s = strings.ReplaceAll(s, v, "<redacted>")
+		}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		s = strings.ReplaceAll(s, ue.URL, "<url>")
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			s = strings.ReplaceAll(s, u.Redacted(), "<url>")
+		}
+	}
+	return d.redactor.redact(s)
+}

@@ -1,0 +1,90 @@
+package reporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// resultNames are buildbot's names of the result codes (Results).
+var resultNames = []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
+
+// ResultName is the name of a result code, as buildbot's Results; a
+// running build's -1 is "running".
+func ResultName(results int) string {
+	if results >= 0 && results < len(resultNames) {
+		return resultNames[results]
+	}
+	return "running"
+}
+
+// postJSON posts body as JSON to rawURL with the headers set, and sorts
+// the answer as the dispatcher wants: nil for a 2xx; a *RetryAfterError
+// for a 429 or 503 with Retry-After; Permanent for a 4xx other than 408
+// and 429; a plain error otherwise. Its errors never hold the URL (a
+// webhook URL is often a secret) nor the headers.
+func postJSON(ctx context.Context, client *http.Client, rawURL string, header http.Header, body any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return Permanent(fmt.Errorf("encode the report: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(data))
+	if err != nil {
+		return Permanent(errors.New("the rendered url is not a valid URL"))
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return Permanent(errors.New("the rendered url is not an http or https URL"))
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("post to %s: %w", req.URL.Host, ue.Err)
+		}
+		return fmt.Errorf("post to %s: %w", req.URL.Host, err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	err = fmt.Errorf("post to %s: %s: %q", req.URL.Host, resp.Status, bytes.TrimSpace(snippet))
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return &RetryAfterError{After: after, Err: err}
+		}
+		return err
+	case resp.StatusCode == http.StatusRequestTimeout:
+		return err
+	case resp.StatusCode/100 == 4:
+		return Permanent(err)
+	}
+	return err
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
