@@ -57,10 +57,9 @@ func TestSample(t *testing.T) {
 		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
 		Workers: []Worker{{
-			Name:           "example-worker",
-			Password:       "pass",
-			MissingTimeout: DefaultMissingTimeout,
-			Line:           lineOf(t, Sample, "[[workers]]", 0),
+			Name:     "example-worker",
+			Password: "pass",
+			Line:     lineOf(t, Sample, "[[workers]]", 0),
 		}},
 		ChangeSources: []ChangeSource{{
 			Type:         "git_poller",
@@ -183,7 +182,7 @@ tree_stable_timer = 60
 		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
 		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
-		Workers:     []Worker{{Name: "w", Password: "p", MissingTimeout: DefaultMissingTimeout, Line: 2}},
+		Workers:     []Worker{{Name: "w", Password: "p", Line: 2}},
 		ChangeSources: []ChangeSource{{
 			Type: "git_poller", Name: "GitPoller:https://example.org/r.git", RepoURL: "https://example.org/r.git",
 			PollInterval: Duration{10 * time.Minute}, PollTimeout: Duration{DefaultPollTimeout}, Workdir: "gitpoller-work/GitPoller_https_example.org_r.git", Line: 38,
@@ -282,8 +281,8 @@ password_file = "` + filepath.Join(dir, "b.pass") + `"
 	// a.pass is relative to the config file's directory.
 	got := mustParse(t, filepath.Join(dir, "master.toml"), src)
 	want := []Worker{
-		{Name: "a", Password: "secret", PasswordFile: "a.pass", MaxBuilds: 2, MissingTimeout: DefaultMissingTimeout, Line: 2},
-		{Name: "b", Password: "s3cret", PasswordFile: filepath.Join(dir, "b.pass"), MissingTimeout: DefaultMissingTimeout, Line: 6},
+		{Name: "a", Password: "secret", PasswordFile: "a.pass", MaxBuilds: 2, Line: 2},
+		{Name: "b", Password: "s3cret", PasswordFile: filepath.Join(dir, "b.pass"), Line: 6},
 	}
 	if diff := cmp.Diff(want, got.Workers); diff != "" {
 		t.Errorf("workers (-want +got):\n%s", diff)

@@ -363,3 +363,12 @@ func (d *decoder) workerMissing(t *table, w *Worker) {
 		}
 	}
 }
+
+// MissingAfter is how long w may stay away before its admins hear of it:
+// its missing_timeout, or DefaultMissingTimeout.
+func (w Worker) MissingAfter() time.Duration {
+	if w.MissingTimeout > 0 {
+		return w.MissingTimeout
+	}
+	return DefaultMissingTimeout
+}

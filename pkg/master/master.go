@@ -166,7 +166,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	// The reporters' outbox is on before any build can start or end
 	// (Recover ends the builds a crash left).
-	reps := reporter.New(reporter.Config{Store: st, Secrets: secretGetter(secretsProviders), Log: m.log})
+	reps := reporter.New(reporter.Config{Store: st, Secrets: secretGetter(secretsProviders), Log: m.log, Title: cfg.Title})
 	if err := reps.SetConfig(cfg.Reporters, cfg.Workers, cfg.BuildbotURL); err != nil {
 		m.log.Error("reporters", "err", err)
 	}

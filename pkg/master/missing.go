@@ -109,14 +109,14 @@ func (m *missingWatcher) check(away map[string]*absence) time.Time {
 		if a.reported {
 			continue
 		}
-		due := a.since.Add(w.MissingTimeout)
+		due := a.since.Add(w.MissingAfter())
 		if !now.Before(due) {
 			if err := m.st.AddWorkerMissing(w.Name, a.since); err != nil {
 				m.log.Error("missing workers: record", "worker", w.Name, "err", err)
 				due = now.Add(time.Minute)
 			} else {
 				a.reported = true
-				m.log.Info("worker missing", "worker", w.Name, "since", a.since.UTC().Format(time.RFC3339), "missing_timeout", w.MissingTimeout)
+				m.log.Info("worker missing", "worker", w.Name, "since", a.since.UTC().Format(time.RFC3339), "missing_timeout", w.MissingAfter())
 				continue
 			}
 		}

@@ -26,6 +26,9 @@ type Config struct {
 	// no secrets providers (rendering a secret fails the delivery).
 	Secrets func(name string) (string, error)
 	Log     *slog.Logger // nil means discard
+	// Title is the master's title, for the messages that name it (mail
+	// subjects); empty means "Buildbot", as buildbot's default.
+	Title string
 
 	// MinBackoff and MaxBackoff bound the wait between tries of a failing
 	// delivery, doubled at each try with jitter; zero means 1s and 5m.
@@ -231,7 +234,8 @@ func (d *Dispatcher) newSender(rc config.Reporter) (Sender, error) {
 	}
 	deps := Deps{
 		HTTP: &http.Client{Transport: tr, Timeout: d.cfg.Timeout},
-		Log:  d.log.With("reporter", rc.Name),
+		Log:   d.log.With("reporter", rc.Name),
+		Title: d.cfg.Title,
 	}
 	return newSender(rc, deps)
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -63,7 +62,7 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 	err = fmt.Errorf("post to %s: %s: %q", req.URL.Host, resp.Status, bytes.TrimSpace(snippet))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		if after, ok := retryAfter(resp.Header, time.Now()); ok {
 			return &RetryAfterError{After: after, Err: err}
 		}
 		return err
@@ -73,18 +72,4 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 		return Permanent(err)
 	}
 	return err
-}
-
-// retryAfter reads a Retry-After header: seconds, or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -437,9 +437,6 @@ func headerValue(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// resultNames are buildbot's results' names, by code.
-var resultNames = []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
-
 func resultName(r int) string {
 	if r >= 0 && r < len(resultNames) {
 		return resultNames[r]

@@ -67,7 +67,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
 	}
 	for _, tt := range tests {
-		got, ok := retryAfter(tt.v, now)
+		got, ok := retryAfter(http.Header{"Retry-After": {tt.v}}, now)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("retryAfter(%q) = %v %v, want %v %v", tt.v, got, ok, tt.want, tt.ok)
 		}

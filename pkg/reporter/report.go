@@ -32,7 +32,7 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 		if !ok {
 			return nil, fmt.Errorf("worker %s: %w", e.Worker, errGone)
 		}
-		mw := &MissingWorker{Name: w.Name, Admins: w.NotifyOnMissing, LastSeen: e.LastSeen, Timeout: w.MissingTimeout}
+		mw := &MissingWorker{Name: w.Name, Admins: w.NotifyOnMissing, LastSeen: e.LastSeen, Timeout: w.MissingAfter()}
 		if sw, err := st.WorkerByName(w.Name); err == nil {
 			mw.Info = sw.Info
 			mw.URL = fmt.Sprintf("%sworkers#worker-%d", site.url, sw.ID)
