@@ -233,7 +233,7 @@ func (d *Dispatcher) newSender(rc config.Reporter) (Sender, error) {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the user asked: verify_ssl = false
 	}
 	deps := Deps{
-		HTTP: &http.Client{Transport: tr, Timeout: d.cfg.Timeout},
+		HTTP:  &http.Client{Transport: tr, Timeout: d.cfg.Timeout},
 		Log:   d.log.With("reporter", rc.Name),
 		Title: d.cfg.Title,
 	}
