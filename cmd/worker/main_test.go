@@ -195,12 +195,7 @@ func startMaster(t *testing.T) (string, chan *protocol.WorkerConn) {
 	}
 	attach := make(chan *protocol.WorkerConn, 10)
 	s := protocol.NewServer(protocol.ServerConfig{
-		Authenticate: func(name, password string) error {
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
-		},
+		Password: func(string) (string, bool) { return "pw", true },
 		Attach: func(c *protocol.WorkerConn) { attach <- c },
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -189,7 +188,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	engine.SetTriggerer(scheds)
 
 	srv := protocol.NewServer(protocol.ServerConfig{
-		Authenticate:  m.authenticate,
+		Password:      m.workerPassword,
 		Attach:        engine.Attach,
 		Logger:        m.log,
 		MasterVersion: Version,
@@ -347,24 +346,19 @@ func clearConnections(st *store.DB, masterID int64) error {
 	return nil
 }
 
-// errBadLogin is what a worker with a wrong name or password is told.
-var errBadLogin = errors.New("wrong worker name or password")
-
-func (m *Master) authenticate(name, password string) error {
+// workerPassword returns the password of the worker called name in the
+// current config, and whether it is configured: the worker proves it
+// knows it (pkg/protocol's login), and a removed worker is refused.
+func (m *Master) workerPassword(name string) (string, bool) {
 	m.mu.Lock()
 	workers := m.cfg.Workers
 	m.mu.Unlock()
 	for _, w := range workers {
 		if w.Name == name {
-			if subtle.ConstantTimeCompare([]byte(w.Password), []byte(password)) == 1 {
-				return nil
-			}
-			return errBadLogin
+			return w.Password, true
 		}
 	}
-	// Compare anyway, so that an unknown name takes as long as a known one.
-	subtle.ConstantTimeCompare([]byte(password), []byte(password))
-	return errBadLogin
+	return "", false
 }
 
 // MsgReconfigApplied is what the log says when a reconfig took effect;

@@ -21,6 +21,13 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // bytes are not the HTTP/2 preface; gRPC then drops the connection.
 var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are not the HTTP/2 preface")
 
+// tlsHandshakeRecord is the first byte of every TLS client's first record.
+const tlsHandshakeRecord = 0x16
+
+// errNotTLS is returned by a guarded connection's Read on a TLS port when
+// its first byte does not start a TLS handshake.
+var errNotTLS = errors.New("protocol: not a TLS client")
+
 // guard watches the worker port's connections until their worker speaks,
 // so that whatever is dropped before then (garbage, a stalled handshake, a
 // connection that never says hello) is logged once, with its address and
@@ -35,10 +42,11 @@ type guard struct {
 }
 
 // wrap returns lis with its connections guarded; handshake is the bound
-// of the HTTP/2 handshake, for the log.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration) net.Listener {
+// of the HTTP/2 handshake, for the log; withTLS says the port speaks TLS,
+// so that a connection must start with a TLS handshake record instead.
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration, withTLS bool) net.Listener {
 	g.sample = sample
-	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake}
+	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake, tls: withTLS}
 }
 
 // spoke records that the connection from remote carried a first message.
@@ -69,6 +77,7 @@ type guardListener struct {
 	g         *guard
 	log       *slog.Logger
 	handshake time.Duration
+	tls       bool
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
@@ -77,7 +86,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	remote := nc.RemoteAddr().String()
-	c := &guardConn{Conn: nc, g: l.g, remote: remote, log: l.log.With("remote", remote), handshake: l.handshake, start: time.Now()}
+	c := &guardConn{Conn: nc, g: l.g, remote: remote, log: l.log.With("remote", remote), handshake: l.handshake, start: time.Now(), tls: l.tls}
 	l.g.mu.Lock()
 	if l.g.conns == nil {
 		l.g.conns = make(map[string]*guardConn)
@@ -96,6 +105,7 @@ type guardConn struct {
 	log       *slog.Logger
 	handshake time.Duration
 	start     time.Time
+	tls       bool // the port speaks TLS: the first byte must be a handshake record's
 
 	mu      sync.Mutex
 	checked int    // guarded by mu; bytes of the preface checked
@@ -108,7 +118,19 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.checked < len(http2Preface) {
+	if c.tls {
+		if c.checked == 0 && n > 0 {
+			c.checked = 1
+			if p[0] != tlsHandshakeRecord {
+				if bytes.HasPrefix([]byte(http2Preface), p[:min(n, len(http2Preface))]) {
+					c.why = "a plaintext gRPC client on the TLS worker port: give the worker -tls-fingerprint, -tls-ca or -tls (tls_fingerprint, tls_ca_file in worker.toml)"
+				} else {
+					c.why = fmt.Sprintf("not a TLS client: its first bytes are %q", firstBytes(p[:n]))
+				}
+				return 0, errNotTLS
+			}
+		}
+	} else if c.checked < len(http2Preface) {
 		k := min(n, len(http2Preface)-c.checked)
 		if !bytes.Equal(p[:k], []byte(http2Preface[c.checked:c.checked+k])) {
 			c.why = fmt.Sprintf("not a gRPC client: its first bytes are %q, not the HTTP/2 preface", firstBytes(p[:n]))
@@ -125,6 +147,16 @@ func (c *guardConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// dropping records why the connection is being dropped, when nothing
+// else said so first.
+func (c *guardConn) dropping(why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.why == "" {
+		c.why = why
+	}
 }
 
 func (c *guardConn) Close() error {
