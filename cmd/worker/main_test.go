@@ -196,7 +196,7 @@ func startMaster(t *testing.T) (string, chan *protocol.WorkerConn) {
 	attach := make(chan *protocol.WorkerConn, 10)
 	s := protocol.NewServer(protocol.ServerConfig{
 		Password: func(string) (string, bool) { return "pw", true },
-		Attach: func(c *protocol.WorkerConn) { attach <- c },
+		Attach:   func(c *protocol.WorkerConn) { attach <- c },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -39,6 +39,7 @@ type Master struct {
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
 	web     *web.Server     // guarded by mu; set while Run runs
+	wtls    *workerTLS      // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
 	// schedIDs are the schedulers' API ids, by name (see schedulerIDs).
 	schedIDs map[string]int64 // guarded by mu
 
@@ -149,6 +150,10 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	defer wlis.Close()
+	wtls, err := newWorkerTLS(m.basedir, cfg.Protocols.GRPC, m.log)
+	if err != nil {
+		return err
+	}
 	hlis, err := listen("web port", cfg.WWW.Addr(), cfg.WWW.Limits, webShare, webMin, webMax, false, m.log)
 	if err != nil {
 		return err
@@ -182,7 +187,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	pols := newPollers(m.basedir, st, scheds.AddChanges, secretsProviders, m.log)
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = nil, nil, nil, nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = nil, nil, nil, nil, nil, nil, nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
@@ -195,6 +200,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 
 		KeepaliveTime:    cfg.Protocols.GRPC.KeepaliveInterval,
 		KeepaliveTimeout: cfg.Protocols.GRPC.KeepaliveTimeout,
+		TLS:              wtls.config(),
 	})
 	websrv := web.New(web.Config{
 		Store:       st,
@@ -221,7 +227,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// From here a reconfig applies to the running components; one that
 	// came while they were being made is applied now.
 	m.mu.Lock()
-	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = st, engine, scheds, pols, gctx, websrv
+	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = st, engine, scheds, pols, gctx, websrv, wtls
 	m.schedIDs = sids
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
@@ -242,6 +248,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	g.Go(func() error { return m.runCleanStop(gctx, engine) })
 	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
+	if wtls != nil {
+		g.Go(func() error { return wtls.runExpiryCheck(gctx) })
+	}
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
 	if ready != nil {
@@ -384,7 +393,7 @@ func (m *Master) Reconfig(path string) error {
 	defer m.mu.Unlock()
 	old := m.cfg
 	var restart []string
-	if cfg.Protocols.GRPC != old.Protocols.GRPC {
+	if grpcNeedsRestart(old.Protocols.GRPC, cfg.Protocols.GRPC) {
 		restart = append(restart, "protocols.grpc")
 	}
 	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout {
@@ -402,6 +411,13 @@ func (m *Master) Reconfig(path string) error {
 	if m.st == nil {
 		m.cfg = cfg // Run applies it once its components are made
 		return nil
+	}
+	// New certificate files (rotation) serve the next connections; the
+	// connected workers stay.
+	if m.wtls != nil {
+		if err := m.wtls.load(cfg.Protocols.GRPC); err != nil {
+			return err
+		}
 	}
 	return m.applyLocked(old, cfg)
 }

@@ -229,7 +229,7 @@ func TestLoginBrakeIPv6(t *testing.T) {
 func TestLoginBrakeFullSparesKnownWorker(t *testing.T) {
 	t.Parallel()
 	s := NewServer(ServerConfig{
-		Password: func(string) (string, bool) { return "pw", true },
+		Password:    func(string) (string, bool) { return "pw", true },
 		LoginBurst:  2,
 		LoginRefill: time.Hour,
 	})

@@ -40,10 +40,10 @@ type ClientConfig struct {
 	Name, Password string
 	// TLS, when not nil, dials the master over TLS with it (see
 	// ClientTLS.Config); nil dials plaintext.
-	TLS *tls.Config
-	Info           WorkerInfo
-	Executor       Executor
-	Logger         *slog.Logger // nil means discard
+	TLS      *tls.Config
+	Info     WorkerInfo
+	Executor Executor
+	Logger   *slog.Logger // nil means discard
 	// KeepaliveTime is the gRPC keepalive ping interval; zero means 10s
 	// (gRPC never pings more often than every 10s). Besides, a master
 	// announces its heartbeat in its Welcome: when nothing comes from it

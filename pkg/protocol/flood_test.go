@@ -33,8 +33,8 @@ func TestFloodDoesNotLockOutWorkers(t *testing.T) {
 	attach := make(chan *WorkerConn, 1)
 	s := NewServer(ServerConfig{
 		Password: func(string) (string, bool) { return "pw", true },
-		Attach: func(c *WorkerConn) { attach <- c },
-		Logger: log,
+		Attach:   func(c *WorkerConn) { attach <- c },
+		Logger:   log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

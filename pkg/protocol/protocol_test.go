@@ -142,7 +142,7 @@ func startMaster(t *testing.T, addr string) *master {
 		stopped: make(chan struct{}),
 	}
 	s := NewServer(ServerConfig{
-		Password: func(string) (string, bool) { return "pw", true },
+		Password:      func(string) (string, bool) { return "pw", true },
 		Attach:        func(c *WorkerConn) { m.attach <- c },
 		Logger:        slog.New(slog.NewTextHandler(m.log, nil)),
 		MasterVersion: "test",

@@ -78,7 +78,9 @@ func loopback(remote string) bool {
 
 // guardedTLS is the worker port's TLS credentials: a handshake that fails
 // is told to the guard, which logs it with the connection's address.
-type guardedTLS struct{ credentials.TransportCredentials }
+type guardedTLS struct {
+	credentials.TransportCredentials
+}
 
 func (g guardedTLS) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	c, ai, err := g.TransportCredentials.ServerHandshake(raw)
