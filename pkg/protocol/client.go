@@ -241,7 +241,7 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 		}
 		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, c.cfg.Master, herr)
 	}
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "connection closed before server preface received") {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") {
 		return fmt.Errorf("%w (the master's port may speak TLS: give the worker -tls-fingerprint, -tls-ca or -tls)", err)
 	}
 	return err

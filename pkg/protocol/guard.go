@@ -112,6 +112,10 @@ type guardConn struct {
 	why     string // guarded by mu; why it is being dropped, when known
 	spoke   bool   // guarded by mu; a first message arrived on it
 	closed  bool   // guarded by mu
+	// handshaking is set during the TLS handshake: a Close then leaves
+	// the log line to tlsHandshake, which knows why; logged says it is
+	// written.
+	handshaking, logged bool // guarded by mu
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -134,6 +138,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 		k := min(n, len(http2Preface)-c.checked)
 		if !bytes.Equal(p[:k], []byte(http2Preface[c.checked:c.checked+k])) {
 			c.why = fmt.Sprintf("not a gRPC client: its first bytes are %q, not the HTTP/2 preface", firstBytes(p[:n]))
+			if c.checked == 0 && p[0] == tlsHandshakeRecord {
+				c.why = `a TLS client on the plaintext worker port: set tls in [protocols.grpc] ("auto", or tls_cert_file and tls_key_file), or give the worker no TLS flags`
+			}
 			return 0, errNotGRPC
 		}
 		c.checked += k
@@ -149,21 +156,36 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// dropping records why the connection is being dropped, when nothing
-// else said so first.
-func (c *guardConn) dropping(why string) {
+// tlsHandshake runs a TLS handshake on c: a connection closed meanwhile
+// (gRPC's TLS closes it before it returns the error) is logged once the
+// handshake's error is known, as why it was dropped.
+func (c *guardConn) tlsHandshake(run func() error) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.why == "" {
-		c.why = why
+	c.handshaking = true
+	c.mu.Unlock()
+	err := run()
+	c.mu.Lock()
+	c.handshaking = false
+	if err != nil && c.why == "" {
+		c.why = fmt.Sprintf("TLS handshake failed: %v", err)
 	}
+	log := c.closed && !c.logged
+	c.logged = c.logged || log
+	why := c.why
+	c.mu.Unlock()
+	if log {
+		c.logDropped(why)
+	}
+	return err
 }
 
 func (c *guardConn) Close() error {
 	c.mu.Lock()
 	first := !c.closed
 	c.closed = true
-	spoke, why := c.spoke, c.why
+	log := first && !c.spoke && !c.handshaking
+	c.logged = c.logged || log
+	why := c.why
 	c.mu.Unlock()
 	if first {
 		c.g.mu.Lock()
@@ -171,15 +193,20 @@ func (c *guardConn) Close() error {
 			delete(c.g.conns, c.remote)
 		}
 		c.g.mu.Unlock()
-		if !spoke {
-			if why == "" {
-				why = "no message on it (no stream, or no answer to keepalive pings)"
-			}
-			c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
-				"after", time.Since(c.start).Round(time.Millisecond))
-		}
+	}
+	if log {
+		c.logDropped(why)
 	}
 	return c.Conn.Close()
+}
+
+// logDropped logs that c was dropped before its worker spoke, and why.
+func (c *guardConn) logDropped(why string) {
+	if why == "" {
+		why = "no message on it (no stream, or no answer to keepalive pings)"
+	}
+	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
+		"after", time.Since(c.start).Round(time.Millisecond))
 }
 
 // firstBytes is at most the first 32 bytes of b, for a log line.

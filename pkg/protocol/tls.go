@@ -82,13 +82,15 @@ type guardedTLS struct {
 	credentials.TransportCredentials
 }
 
-func (g guardedTLS) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	c, ai, err := g.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
-		if gc, ok := raw.(*guardConn); ok {
-			gc.dropping(fmt.Sprintf("TLS handshake failed: %v", err))
-		}
+func (g guardedTLS) ServerHandshake(raw net.Conn) (c net.Conn, ai credentials.AuthInfo, err error) {
+	gc, ok := raw.(*guardConn)
+	if !ok {
+		return g.TransportCredentials.ServerHandshake(raw)
 	}
+	err = gc.tlsHandshake(func() error {
+		c, ai, err = g.TransportCredentials.ServerHandshake(raw)
+		return err
+	})
 	return c, ai, err
 }
 
