@@ -234,4 +234,3 @@ type nopExecutor struct{}
 func (nopExecutor) Run(context.Context, protocol.Command, func(protocol.Output)) protocol.Result {
 	return protocol.Result{}
 }
-
