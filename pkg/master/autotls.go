@@ -178,9 +178,10 @@ func makeAutoServer(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, n
 		return err
 	}
 	now := time.Now()
+	host, _ := os.Hostname()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"gbb"}},
+		Subject:      pkix.Name{CommonName: "gbb worker port " + host, Organization: []string{"gbb"}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(autoServerLife),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
