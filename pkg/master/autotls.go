@@ -256,7 +256,10 @@ const MsgCertExpiring = "worker tls: the worker port's certificate expires soon:
 type workerTLS struct {
 	basedir string
 	log     *slog.Logger
-	cur     atomic.Pointer[loadedTLS]
+	// loaded, when not nil, is told when each loaded certificate ends
+	// (the store, for the API and the workers page).
+	loaded func(notAfter time.Time)
+	cur    atomic.Pointer[loadedTLS]
 }
 
 // loadedTLS is what one load read.
@@ -268,11 +271,14 @@ type loadedTLS struct {
 
 // newWorkerTLS loads g's TLS material (making tls = "auto"'s when
 // missing); it returns nil when tls is off.
-func newWorkerTLS(basedir string, g config.GRPC, log *slog.Logger) (*workerTLS, error) {
+func newWorkerTLS(basedir string, g config.GRPC, log *slog.Logger, loaded func(notAfter time.Time)) (*workerTLS, error) {
 	if !g.TLS.Enabled() {
+		if loaded != nil {
+			loaded(time.Time{})
+		}
 		return nil, nil
 	}
-	w := &workerTLS{basedir: basedir, log: log}
+	w := &workerTLS{basedir: basedir, log: log, loaded: loaded}
 	if err := w.load(g); err != nil {
 		return nil, err
 	}
@@ -321,6 +327,9 @@ func (w *workerTLS) load(g config.GRPC) error {
 		"names", append(leaf.DNSNames, ipStrings(leaf.IPAddresses)...), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
 		"client_certificates", l.state.ClientCAs != nil)
 	w.checkExpiry(time.Now())
+	if w.loaded != nil {
+		w.loaded(leaf.NotAfter)
+	}
 	return nil
 }
 

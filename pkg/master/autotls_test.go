@@ -8,8 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,6 +203,36 @@ password = "pw"
 	if cn := peerCN(); cn != "first" {
 		t.Fatalf("served %q, want first", cn)
 	}
+	// The API and the workers page know when it ends; 90 days away, the
+	// page warns of nothing.
+	webGet := func(path string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + a.Web.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	notAfter := func() int64 {
+		t.Helper()
+		var r struct {
+			Masters []struct {
+				NotAfter *int64 `json:"worker_tls_not_after"`
+			}
+		}
+		if err := json.Unmarshal([]byte(webGet("/api/v2/masters")), &r); err != nil || len(r.Masters) != 1 || r.Masters[0].NotAfter == nil {
+			t.Fatalf("/api/v2/masters: %+v, %v", r, err)
+		}
+		return *r.Masters[0].NotAfter
+	}
+	if d := time.Until(time.Unix(notAfter(), 0)); d < 89*24*time.Hour {
+		t.Errorf("worker_tls_not_after is %s away, want 90 days", d)
+	}
+	if strings.Contains(webGet("/workers"), "cert-ending") {
+		t.Errorf("the workers page warns of a certificate 90 days from its end")
+	}
 	writeLeaf(t, ca, caKey, "second", time.Now().Add(5*24*time.Hour), certFile, keyFile)
 	if err := m.Reconfig(path); err != nil {
 		t.Fatalf("Reconfig: %v", err)
@@ -209,6 +242,12 @@ password = "pw"
 	}
 	if !strings.Contains(logs.String(), MsgCertExpiring) {
 		t.Errorf("a certificate that ends in 5 days is not warned about:\n%s", logs.String())
+	}
+	if d := time.Until(time.Unix(notAfter(), 0)); d > 5*24*time.Hour {
+		t.Errorf("after the reconfig, worker_tls_not_after is %s away, want 5 days", d)
+	}
+	if page := webGet("/workers"); !strings.Contains(page, `class="warning cert-ending"`) || !strings.Contains(page, "gbb-master reconfig") {
+		t.Errorf("the workers page does not warn of the certificate that ends in 5 days:\n%s", page)
 	}
 	// The worker stayed: no new attempt, no detach.
 	select {

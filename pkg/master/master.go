@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -150,7 +151,11 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	defer wlis.Close()
-	wtls, err := newWorkerTLS(m.basedir, cfg.Protocols.GRPC, m.log)
+	wtls, err := newWorkerTLS(m.basedir, cfg.Protocols.GRPC, m.log, func(notAfter time.Time) {
+		if err := st.SetMasterWorkerCert(masterID, notAfter); err != nil {
+			m.log.Error("record the worker port certificate's end", "err", err)
+		}
+	})
 	if err != nil {
 		return err
 	}
