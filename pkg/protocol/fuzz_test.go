@@ -145,3 +145,84 @@ func FuzzParseFingerprint(f *testing.F) {
 		}
 	})
 }
+
+// fuzzMaster is a master's end of the wire protocol that answers a
+// worker's hello with whatever the fuzzer made: the remote peer of
+// FuzzClientLogin.
+type fuzzMaster struct {
+	UnimplementedMasterServer
+	answers chan [2]*MasterMessage
+	// wrong gets what a worker sent after a challenge that was not a proof.
+	wrong chan *WorkerMessage
+}
+
+func (f *fuzzMaster) Connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage]) error {
+	ans := <-f.answers
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	if err := stream.Send(ans[0]); err != nil || ans[0].GetChallenge() == nil {
+		return err // the stream ends: a worker welcomed finds its master gone
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if m.GetProof() == nil {
+		f.wrong <- m
+		return nil
+	}
+	return stream.Send(ans[1])
+}
+
+// FuzzClientLogin has a master answer the worker's hello, and its proof,
+// with messages decoded from the fuzzer's bytes: the worker must end the
+// session (welcomed or not) without panicking, and answer a challenge
+// only with a proof.
+func FuzzClientLogin(f *testing.F) {
+	ch, _ := proto.Marshal(&MasterMessage{Msg: &MasterMessage_Challenge{Challenge: &Challenge{Nonce: make([]byte, nonceSize)}}})
+	short, _ := proto.Marshal(&MasterMessage{Msg: &MasterMessage_Challenge{Challenge: &Challenge{Nonce: []byte{1}}}})
+	welcome, _ := proto.Marshal(&MasterMessage{Msg: &MasterMessage_Welcome{Welcome: &Welcome{ProtocolVersion: Version}}})
+	f.Add(ch, welcome)
+	f.Add(short, welcome)
+	f.Add(welcome, welcome)
+	f.Add(ch, ch)
+	f.Add([]byte{}, []byte{})
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	fm := &fuzzMaster{answers: make(chan [2]*MasterMessage, 1), wrong: make(chan *WorkerMessage, 1)}
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(codec{}))
+	RegisterMasterServer(gs, fm)
+	go gs.Serve(lis)
+	f.Cleanup(gs.Stop)
+
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		var m1, m2 MasterMessage
+		if proto.Unmarshal(first, &m1) != nil || proto.Unmarshal(second, &m2) != nil {
+			return
+		}
+		fm.answers <- [2]*MasterMessage{&m1, &m2}
+		c := NewClient(ClientConfig{Master: lis.Addr().String(), Name: "w", Password: "pw", Executor: newTestExecutor()})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		welcomed, err := c.session(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("the session did not end: %v", err)
+		}
+		if welcomed && m1.GetWelcome() == nil && m2.GetWelcome() == nil {
+			t.Fatalf("welcomed without a welcome (%v, %v)", &m1, &m2)
+		}
+		select {
+		case <-fm.answers: // the master never took it: the client did not connect
+		default:
+		}
+		select {
+		case m := <-fm.wrong:
+			t.Fatalf("the worker answered a challenge with %v", m)
+		default:
+		}
+	})
+}
