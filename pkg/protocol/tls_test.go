@@ -10,12 +10,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -359,4 +361,55 @@ func TestParseFingerprint(t *testing.T) {
 			t.Errorf("ParseFingerprint(%q) accepted", s)
 		}
 	}
+}
+
+// TestChannelBinding: a man in the middle that the worker trusts (its CA
+// pinned by mistake) relays the login between its own TLS session with
+// the worker and its TLS session with the master: the worker's proof is
+// bound to the first, the master checks it against the second, and the
+// login is refused. The worker is told, and the master logs the refusal.
+func TestChannelBinding(t *testing.T) {
+	t.Parallel()
+	ca := makeCert(t, certSpec{cn: "test CA", ca: true}, nil)
+	server := makeCert(t, certSpec{cn: "master", names: []string{"127.0.0.1"}}, ca)
+	var state atomic.Pointer[ServerTLSState]
+	state.Store(&ServerTLSState{Cert: server.pair(ca)})
+	m := startTLSMaster(t, &state)
+
+	// The man in the middle: its own CA and certificate for 127.0.0.1.
+	mitmCA := makeCert(t, certSpec{cn: "mitm CA", ca: true}, nil)
+	mitmCert := makeCert(t, certSpec{cn: "mitm", names: []string{"127.0.0.1"}}, mitmCA)
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{*mitmCert.pair(mitmCA)}, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relays sync.WaitGroup
+	t.Cleanup(func() { lis.Close(); relays.Wait() })
+	relays.Go(func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			relays.Go(func() {
+				defer c.Close()
+				up, err := tls.Dial("tcp", m.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{})
+				go func() { io.Copy(c, up); c.Close(); close(done) }()
+				io.Copy(up, c)
+				up.Close()
+				<-done
+			})
+		}
+	})
+	mitm := &master{addr: lis.Addr().String(), attach: m.attach}
+	_, err = runTLSWorker(t, mitm, "w1", "pw", ClientTLS{Fingerprint: Fingerprint(mitmCA.cert.Raw)})
+	if !errors.Is(err, ErrAuthFailed) || !strings.Contains(err.Error(), "wrong name or password") {
+		t.Errorf("the worker through the man in the middle: %v, want ErrAuthFailed: wrong name or password", err)
+	}
+	waitLog(t, m, "worker refused: wrong name or password", "known_name=true")
 }
