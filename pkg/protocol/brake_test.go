@@ -136,6 +136,12 @@ func TestLoginBrake(t *testing.T) {
 	if refused != 3 || braked < 1 || braked > logBurst {
 		t.Errorf("%d refusals logged %d + %d lines, want 3 + at most %d (sampled):\n%s", guesses+1, refused, braked, logBurst, out)
 	}
+	// Both kinds of line name the guessing address.
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "worker refused: ") && !strings.Contains(l, "address=127.0.0.2") {
+			t.Errorf("a refusal does not name the address: %s", l)
+		}
+	}
 }
 
 // guess is the proof of a worker that knows password pw: authenticate's
