@@ -116,7 +116,7 @@ func TestGarbageOnWorkerPort(t *testing.T) {
 	t.Run("an old protocol version", func(t *testing.T) {
 		s := stream(t)
 		if err := s.Send(&protocol.WorkerMessage{Msg: &protocol.WorkerMessage_Hello{Hello: &protocol.Hello{
-			ProtocolVersion: 0, Name: "w1", Password: "secret",
+			ProtocolVersion: 0, Name: "w1",
 		}}}); err != nil {
 			t.Fatal(err)
 		}

@@ -321,6 +321,12 @@ func TestLinkCut(t *testing.T) {
 		return strings.Fields(string(b))
 	}
 	waitFor(t, "w1 connected", 60*time.Second, connected)
+	// A plaintext link off the loopback (tls = "off", as the jails' lo1):
+	// both ends warn.
+	waitFor(t, "the warnings of a plaintext link off the loopback", 30*time.Second, func() bool {
+		return strings.Contains(logOf("master.out"), "worker connected without TLS from an address that is not a loopback one") &&
+			strings.Contains(logOf("worker.out"), "connecting to the master without TLS")
+	})
 	var builders struct {
 		Builders []struct {
 			BuilderID int64 `json:"builderid"`

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,6 +44,7 @@ buildbot_url = "http://127.0.0.1:{{.Port}}/buildbot/"
 [protocols.grpc]
 port = 9989
 interface = "10.1.1.2"
+tls = "auto"
 
 [www]
 port = 8010
@@ -179,7 +181,14 @@ func TestNetnsTopology(t *testing.T) {
 	port := freePort(t)
 	// The master, in its namespace, listening on 10.1.1.2 only.
 	mdir := filepath.Join(dir, "master")
-	mustRun(t, master, "create-master", mdir)
+	// The worker port over TLS (tls = "auto"): the worker pins the CA
+	// whose fingerprint create-master printed; the certificate the master
+	// serves names its interface, 10.1.1.2, which the worker dials.
+	created := mustRun(t, master, "create-master", mdir)
+	fingerprint := regexp.MustCompile(`-tls-fingerprint (sha256:[0-9a-f]{64}) `).FindStringSubmatch(created)
+	if fingerprint == nil {
+		t.Fatalf("create-master printed no fingerprint:\n%s", created)
+	}
 	cfg := strings.ReplaceAll(netnsMasterConfig, "{{.Port}}", fmt.Sprint(port))
 	if err := os.WriteFile(filepath.Join(mdir, "master.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -193,7 +202,7 @@ func TestNetnsTopology(t *testing.T) {
 	// The worker, in its namespace, dialing the master's address.
 	netnsProc(t, filepath.Join(dir, "worker.out"), "ip", "netns", "exec", wns, worker,
 		"-master", netnsMasterAddr+":9989", "-name", "worker0", "-password", "s3cret-pass",
-		"-basedir", filepath.Join(dir, "worker"))
+		"-basedir", filepath.Join(dir, "worker"), "-tls-fingerprint", fingerprint[1])
 
 	// nginx on the host, with deploy/freebsd/nginx.conf; a second one with
 	// the seed's recipe.
@@ -245,6 +254,12 @@ func TestNetnsTopology(t *testing.T) {
 		get("/api/v2/workers", &w)
 		return len(w.Workers) == 1 && len(w.Workers[0].ConnectedTo) > 0
 	})
+	// Over TLS, from 10.1.1.3: no warning of a plaintext link.
+	if mlog, _ := os.ReadFile(filepath.Join(mdir, "master.log")); !strings.Contains(string(mlog), "worker attached") ||
+		!strings.Contains(string(mlog), "tls=true") || strings.Contains(string(mlog), "without TLS") {
+		dump()
+		t.Errorf("master.log does not show worker0 attached over TLS")
+	}
 
 	// Follow the builds live through nginx, over /buildbot/sse/ and
 	// /buildbot/ws, as the seed's nginx.conf passes them.
@@ -544,6 +559,7 @@ buildbot_url = "http://127.0.0.1:8080/buildbot/"
 [protocols.grpc]
 port = 9989
 interface = "10.1.1.2"
+tls = "auto"
 
 [www]
 port = 8010

@@ -171,12 +171,20 @@ func TestKeptFlood(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cn := make([]byte, 32)
 		if err := stream.Send(&protocol.WorkerMessage{Msg: &protocol.WorkerMessage_Hello{Hello: &protocol.Hello{
-			ProtocolVersion: protocol.Version, Name: "w1", Password: "secret", Kept: kept,
+			ProtocolVersion: protocol.Version, Name: "w1", Kept: kept, ClientNonce: cn,
 		}}}); err != nil {
 			t.Fatal(err)
 		}
-		_, err = stream.Recv()
+		m, err := stream.Recv()
+		if ch := m.GetChallenge(); err == nil && ch != nil {
+			mac := protocol.LoginMAC("secret", "w1", ch.GetNonce(), cn, nil)
+			if err := stream.Send(&protocol.WorkerMessage{Msg: &protocol.WorkerMessage_Proof{Proof: &protocol.Proof{Mac: mac}}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.Recv()
+		}
 		return stream, err
 	}
 	if _, err := hello(1001); err == nil || !strings.Contains(err.Error(), "more than 1000") {

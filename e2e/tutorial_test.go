@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,13 @@ import (
 func TestTutorial(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	mustRun(t, e.master, "create-master", e.masterDir)
+	created := mustRun(t, e.master, "create-master", e.masterDir)
+	// The sample serves the worker port over TLS (tls = "auto"):
+	// create-master printed its CA's fingerprint, for the workers.
+	fingerprint := regexp.MustCompile(`-tls-fingerprint (sha256:[0-9a-f]{64}) `).FindStringSubmatch(created)
+	if fingerprint == nil {
+		t.Fatalf("create-master printed no fingerprint:\n%s", created)
+	}
 	sample, err := os.ReadFile(filepath.Join(e.masterDir, "master.toml.sample"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +62,7 @@ func TestTutorial(t *testing.T) {
 	t.Cleanup(func() { run(t, e.master, "stop", e.masterDir) })
 
 	wdir := filepath.Join(e.Dir, "worker")
-	mustRun(t, e.worker, "create-worker", wdir, fmt.Sprintf("127.0.0.1:%d", e.WorkerPort), "example-worker", "pass")
+	mustRun(t, e.worker, "create-worker", "-tls-fingerprint", fingerprint[1], wdir, fmt.Sprintf("127.0.0.1:%d", e.WorkerPort), "example-worker", "pass")
 	if err := os.WriteFile(filepath.Join(wdir, "info", "admin"), []byte("Your Name <you@example.org>\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

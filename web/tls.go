@@ -46,7 +46,7 @@ func (c *certs) load(t config.WebTLS) error {
 	if err != nil {
 		return err
 	}
-	c.cur.Store(cert)
+	c.cur.Store(&cert)
 	return nil
 }
 

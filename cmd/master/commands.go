@@ -60,9 +60,17 @@ func oneDir(fs *flag.FlagSet, args []string) (string, error) {
 }
 
 func createMaster(args []string) error {
-	dir, err := oneDir(flag.NewFlagSet("create-master", flag.ContinueOnError), args)
+	fs := flag.NewFlagSet("create-master", flag.ContinueOnError)
+	tlsNames := fs.String("tls-names", "", "comma-separated DNS names and IP addresses workers dial, for the worker port's certificate (as tls_names in master.toml)")
+	dir, err := oneDir(fs, args)
 	if err != nil {
 		return err
+	}
+	var names []string
+	for n := range strings.SplitSeq(*tlsNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create-master: %w", err)
@@ -71,8 +79,17 @@ func createMaster(args []string) error {
 	if err := os.WriteFile(sample, []byte(config.Sample), 0o644); err != nil {
 		return fmt.Errorf("create-master: %w", err)
 	}
+	// tls = "auto" (the sample's): the master's own CA, and the worker
+	// port's certificate, whose fingerprint workers pin.
+	fp, err := master.EnsureAutoTLS(dir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSAuto, Names: names}}, nil)
+	if err != nil {
+		return fmt.Errorf("create-master: %w", err)
+	}
 	fmt.Printf("created %s\ncopy it to %s, edit it, then: gbb-master checkconfig %s\n",
 		sample, filepath.Join(dir, configFile), dir)
+	fmt.Printf("worker TLS (tls = \"auto\"): made the master's CA in %s\n"+
+		"its fingerprint, for each worker: gbb-worker create-worker -tls-fingerprint %s DIR MASTER NAME PASSWORD\n",
+		filepath.Join(dir, config.AutoTLSDir), fp)
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 const usage = `usage: gbb-master COMMAND [options] DIR
 
 commands:
-  create-master DIR        make DIR a master basedir (writes master.toml.sample)
+  create-master [-tls-names NAMES] DIR
+                           make DIR a master basedir (writes master.toml.sample, and
+                           the worker port's CA and certificate; prints the CA's fingerprint)
   checkconfig DIR          check DIR/master.toml; exit 1 on any error
   start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
   stop [--clean [--timeout D]] DIR

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,12 +21,20 @@ import (
 )
 
 const usage = `usage:
-  gbb-worker create-worker DIR MASTER NAME PASSWORD
+  gbb-worker create-worker [TLS FLAGS] DIR MASTER NAME PASSWORD
   gbb-worker start [--nodaemon] DIR
   gbb-worker stop DIR
   gbb-worker restart DIR       (stop, then start; worker.toml is checked first)
   gbb-worker reopen-logs DIR   (after log rotation; it sends SIGUSR2)
-  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR]
+  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR] [TLS FLAGS]
+TLS flags (none: plaintext, for a master on loopback or a private link):
+  -tls-fingerprint sha256:HEX   pin the master's CA (create-master prints it)
+  -tls-ca FILE                  trust the CAs in FILE
+  -tls                          trust the system's roots (a public certificate)
+  -tls-server-name NAME         the name the master's certificate must hold
+                                (default: the host of MASTER)
+  -tls-cert FILE -tls-key FILE  a client certificate whose CN is NAME, for a
+                                master with client_ca_file (PASSWORD may be "")
 `
 
 // Timings of start and stop.
@@ -90,21 +99,75 @@ func restart(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	return start(stops, []string{dir}, stdout, stderr)
 }
 
+// absPath is p made absolute ("" stays ""), for worker.toml: create-worker
+// is run from anywhere.
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// loopbackMaster reports whether the master's address (host:port) is a
+// loopback address or localhost.
+func loopbackMaster(master string) bool {
+	host, _, err := net.SplitHostPort(master)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func fail(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "gbb-worker: %v\n", err)
 	return 1
 }
 
+// tlsFlags adds the TLS flags to fs.
+func tlsFlags(fs *flag.FlagSet) *protocol.ClientTLS {
+	var t protocol.ClientTLS
+	fs.StringVar(&t.Fingerprint, "tls-fingerprint", "", "pin the master's CA: `sha256:HEX`, as create-master prints it")
+	fs.StringVar(&t.CAFile, "tls-ca", "", "trust the CAs in `FILE` (PEM)")
+	fs.BoolVar(&t.System, "tls", false, "TLS, trusting the system's roots")
+	fs.StringVar(&t.ServerName, "tls-server-name", "", "the `NAME` the master's certificate must hold (default: the host of -master)")
+	fs.StringVar(&t.CertFile, "tls-cert", "", "a client certificate `FILE` (PEM), CN the worker's name")
+	fs.StringVar(&t.KeyFile, "tls-key", "", "the client certificate's key `FILE` (PEM)")
+	return &t
+}
+
 func createWorker(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("create-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	t := tlsFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	args = fs.Args()
 	if len(args) != 4 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	dir := args[0]
+	if args[3] == "" && t.CertFile == "" {
+		return fail(stderr, errors.New("create-worker: PASSWORD is empty: give one, or a client certificate (-tls-cert, -tls-key)"))
+	}
+	if _, err := t.Config(args[1], os.ReadFile); err != nil {
+		return fail(stderr, fmt.Errorf("create-worker: %w", err))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(stderr, err)
 	}
-	if err := writeConfig(dir, fileConfig{Master: args[1], Name: args[2], Password: args[3]}); err != nil {
+	if err := writeConfig(dir, fileConfig{Master: args[1], Name: args[2], Password: args[3],
+		TLS: t.System && t.Fingerprint == "" && t.CAFile == "", TLSFinger: t.Fingerprint, TLSCAFile: absPath(t.CAFile),
+		TLSServerName: t.ServerName, TLSCertFile: absPath(t.CertFile), TLSKeyFile: absPath(t.KeyFile)}); err != nil {
 		return fail(stderr, err)
 	}
 	if err := writeInfo(dir); err != nil {
@@ -197,10 +260,16 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 		daemon.Fail(err)
 		return fail(stderr, err)
 	}
+	tlsCfg, err := cfg.clientTLS(dir).Config(cfg.Master, os.ReadFile)
+	if err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
 	return runWorker(stops, protocol.ClientConfig{
 		Master:           cfg.Master,
 		Name:             cfg.Name,
 		Password:         cfg.Password,
+		TLS:              tlsCfg,
 		Info:             info,
 		KeepaliveTime:    time.Duration(cfg.Keepalive),
 		KeepaliveTimeout: time.Duration(cfg.KeepaliveTimeout),
@@ -249,12 +318,17 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	basedir := fs.String("basedir", ".", "the worker's base directory")
 	keepalive := fs.Duration("keepalive", 0, "how often to ping the master (gRPC keepalive; 0 means 10s, gRPC's least)")
 	keepaliveTimeout := fs.Duration("keepalive-timeout", 0, "how long a ping may go unanswered (0 means 10s)")
+	tlsOpts := tlsFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || *master == "" || *name == "" || *password == "" {
+	if fs.NArg() != 0 || *master == "" || *name == "" || (*password == "" && tlsOpts.CertFile == "") {
 		fs.Usage()
 		return 2
+	}
+	tlsCfg, err := tlsOpts.Config(*master, os.ReadFile)
+	if err != nil {
+		return fail(stderr, err)
 	}
 	if *keepalive < 0 || *keepaliveTimeout < 0 {
 		return fail(stderr, errors.New("-keepalive and -keepalive-timeout must not be negative"))
@@ -269,7 +343,7 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	return runWorker(stops, protocol.ClientConfig{
-		Master: *master, Name: *name, Password: *password, Info: info,
+		Master: *master, Name: *name, Password: *password, Info: info, TLS: tlsCfg,
 		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,
 	}, dir, log, stderr)
 }
@@ -297,13 +371,16 @@ func runWorker(stops *stopSignals, cfg protocol.ClientConfig, basedir string, lo
 		cfg.Spools = spools
 	}
 	cfg.OnAttempt = func(err error) {
-		if !errors.Is(err, protocol.ErrAuthFailed) && !errors.Is(err, protocol.ErrVersionMismatch) {
+		if !errors.Is(err, protocol.ErrAuthFailed) && !errors.Is(err, protocol.ErrVersionMismatch) && !errors.Is(err, protocol.ErrTLS) {
 			daemon.Ready()
 		}
 	}
 	t := time.AfterFunc(readyAfter, daemon.Ready)
 	defer t.Stop()
-	log.Info("starting worker", "master", cfg.Master, "basedir", basedir, "version", version)
+	log.Info("starting worker", "master", cfg.Master, "basedir", basedir, "version", version, "tls", cfg.TLS != nil)
+	if cfg.TLS == nil && !loopbackMaster(cfg.Master) {
+		log.Warn("connecting to the master without TLS: commands, output and secrets cross the network in clear (the password does not); give -tls-fingerprint, -tls-ca or -tls unless the link is private (a jail's lo1)")
+	}
 	// The git step runs git, as buildbot's does: say so now, not at the
 	// first checkout, in the log an admin reads after setting up a jail.
 	if _, err := exec.LookPath("git"); err != nil {

@@ -29,6 +29,32 @@ type fileConfig struct {
 	KeepaliveTimeout duration `toml:"keepalive_timeout"` // zero means 10s
 	MinBackoff       duration `toml:"min_backoff"`       // zero means 1s
 	MaxBackoff       duration `toml:"max_backoff"`       // zero means 30s
+	// The worker link's TLS (see protocol.ClientTLS): tls_fingerprint
+	// pins the master's CA (sha256:…, as create-master prints it),
+	// tls_ca_file trusts a CA file (relative to DIR), tls = true trusts the
+	// system's roots; none of them: plaintext. tls_server_name is the name
+	// the master's certificate must hold (default: the host of master).
+	// tls_cert_file and tls_key_file (relative to DIR) are a client
+	// certificate, for a master with client_ca_file; with one, the
+	// password may be left out.
+	TLS           bool   `toml:"tls"`
+	TLSFinger     string `toml:"tls_fingerprint"`
+	TLSCAFile     string `toml:"tls_ca_file"`
+	TLSServerName string `toml:"tls_server_name"`
+	TLSCertFile   string `toml:"tls_cert_file"`
+	TLSKeyFile    string `toml:"tls_key_file"`
+}
+
+// clientTLS is c's TLS, its files relative to dir.
+func (c fileConfig) clientTLS(dir string) protocol.ClientTLS {
+	abs := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return p
+	}
+	return protocol.ClientTLS{Fingerprint: c.TLSFinger, CAFile: abs(c.TLSCAFile), System: c.TLS,
+		ServerName: c.TLSServerName, CertFile: abs(c.TLSCertFile), KeyFile: abs(c.TLSKeyFile)}
 }
 
 // duration is a worker.toml duration: a string such as "10s", or a whole
@@ -58,15 +84,38 @@ func writeConfig(dir string, c fileConfig) error {
 	var b bytes.Buffer
 	b.WriteString("# gbb-worker configuration, written by create-worker.\n\n")
 	if err := toml.NewEncoder(&b).Encode(struct {
-		Master   string `toml:"master"`
-		Name     string `toml:"name"`
-		Password string `toml:"password"`
-	}{c.Master, c.Name, c.Password}); err != nil {
+		Master        string `toml:"master"`
+		Name          string `toml:"name"`
+		Password      string `toml:"password,omitempty"`
+		TLS           bool   `toml:"tls,omitempty"`
+		TLSFinger     string `toml:"tls_fingerprint,omitempty"`
+		TLSCAFile     string `toml:"tls_ca_file,omitempty"`
+		TLSServerName string `toml:"tls_server_name,omitempty"`
+		TLSCertFile   string `toml:"tls_cert_file,omitempty"`
+		TLSKeyFile    string `toml:"tls_key_file,omitempty"`
+	}{c.Master, c.Name, c.Password, c.TLS, c.TLSFinger, c.TLSCAFile, c.TLSServerName, c.TLSCertFile, c.TLSKeyFile}); err != nil {
 		return err
 	}
 	b.WriteString(`
 # Instead of password, password_file may name a file holding it (relative
-# to this directory), so that the password stays out of this file.
+# to this directory), so that the password stays out of this file. The
+# password never crosses the wire: the worker answers the master's
+# challenge with an HMAC of it.
+
+# TLS to the master: pin the master's CA with the fingerprint that
+# gbb-master create-master printed, or trust a CA file, or (tls = true) the
+# system's roots for a public certificate. None of them: plaintext, for a
+# master on loopback or a private link (jails on lo1) only.
+#tls_fingerprint = "sha256:..."
+#tls_ca_file = "master-ca.pem"
+#tls = true
+# The name the master's certificate must hold, when not the host of
+# 'master' (say, 'master' is an address the certificate does not list).
+#tls_server_name = "ci.example.org"
+# A client certificate (its CN this worker's name), for a master with
+# client_ca_file; with one, the password may be left out.
+#tls_cert_file = "worker.crt"
+#tls_key_file = "worker.key"
 
 # How often to ping the master, and how long to wait for its answer,
 # so that a dead master is noticed in seconds (defaults: 10s and 10s; gRPC
@@ -138,8 +187,11 @@ func loadConfig(dir string) (fileConfig, error) {
 		default:
 			c.Password = strings.TrimRight(string(b), "\r\n")
 		}
-	case c.Password == "":
-		errs = append(errs, fmt.Errorf("%s: password: required (or password_file)", path))
+	case c.Password == "" && c.TLSCertFile == "":
+		errs = append(errs, fmt.Errorf("%s: password: required (or password_file, or tls_cert_file)", path))
+	}
+	if _, err := c.clientTLS(dir).Config(c.Master, os.ReadFile); err != nil && c.Master != "" {
+		errs = append(errs, fmt.Errorf("%s: tls: %w", path, err))
 	}
 	for _, d := range []struct {
 		key string

@@ -149,6 +149,26 @@ func TestLoadConfig(t *testing.T) {
 			errs: []string{"worker.toml:3: password_file: open "},
 		},
 		{
+			name: "tls",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\ntls_fingerprint = \"sha256:" + strings.Repeat("ab", 32) + "\"\ntls_server_name = \"ci.example.org\"\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", TLSFinger: "sha256:" + strings.Repeat("ab", 32), TLSServerName: "ci.example.org"},
+		},
+		{
+			name: "bad fingerprint",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\ntls_fingerprint = \"md5:00\"\n",
+			errs: []string{`worker.toml: tls: fingerprint "md5:00": must start with sha256:`},
+		},
+		{
+			name: "missing CA file",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\ntls_ca_file = \"nope.pem\"\n",
+			errs: []string{"worker.toml: tls: CA file: open "},
+		},
+		{
+			name: "client certificate without TLS",
+			toml: "master = \"m:1\"\nname = \"n\"\ntls_cert_file = \"w.pem\"\ntls_key_file = \"w.key\"\n",
+			errs: []string{"worker.toml: tls: a client certificate needs TLS"},
+		},
+		{
 			name: "bad duration",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nmin_backoff = \"soon\"\n",
 			errs: []string{"worker.toml:4:"},
@@ -195,13 +215,8 @@ func startMaster(t *testing.T) (string, chan *protocol.WorkerConn) {
 	}
 	attach := make(chan *protocol.WorkerConn, 10)
 	s := protocol.NewServer(protocol.ServerConfig{
-		Authenticate: func(name, password string) error {
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
-		},
-		Attach: func(c *protocol.WorkerConn) { attach <- c },
+		Password: func(string) (string, bool) { return "pw", true },
+		Attach:   func(c *protocol.WorkerConn) { attach <- c },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

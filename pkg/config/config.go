@@ -91,6 +91,9 @@ type GRPC struct {
 	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// Limits are max_connections and max_connections_per_address.
 	Limits ConnLimits
+	// TLS is tls, tls_cert_file, tls_key_file, client_ca_file and
+	// tls_names (see tls.go).
+	TLS GRPCTLS
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 )
 
 // lineOf returns the 1-based line of the n-th (from 0) line of src that is
@@ -53,9 +55,10 @@ func TestSample(t *testing.T) {
 		Title:       "Hello World CI",
 		TitleURL:    "https://buildbot.github.io/hello-world/",
 		BuildbotURL: "http://localhost:8010/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}, TLS: GRPCTLS{Mode: TLSAuto}}},
 		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
+		KeyFiles:    []masterfiles.File{{Path: filepath.Join(dir, AutoTLSDir), What: `the directory of tls = "auto"'s CA and keys`, Dir: true}},
 		Workers: []Worker{{
 			Name:     "example-worker",
 			Password: "pass",
@@ -179,7 +182,7 @@ tree_stable_timer = 60
 	want := &Config{
 		File:        "master.toml",
 		BuildbotURL: "http://localhost:8010/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		Protocols:   Protocols{GRPC: GRPC{Port: 9989, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}, TLS: GRPCTLS{Mode: TLSOff}}},
 		WWW:         WWW{Port: 8010, IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:state.db"},
 		Workers:     []Worker{{Name: "w", Password: "p", Line: 2}},
@@ -235,7 +238,7 @@ url = "bbolt:/var/db/gbb/state.db"
 	want := &Config{
 		File:        "m.toml",
 		BuildbotURL: "https://ci.example.org/buildbot/",
-		Protocols:   Protocols{GRPC: GRPC{Port: 0, Interface: "127.0.0.1", KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}},
+		Protocols:   Protocols{GRPC: GRPC{Port: 0, Interface: "127.0.0.1", KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}, TLS: GRPCTLS{Mode: TLSOff}}},
 		WWW:         WWW{Port: 8080, Interface: "::1", IdleTimeout: DefaultIdleTimeout, Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWebPerAddress}},
 		DB:          DB{URL: "bbolt:/var/db/gbb/state.db"},
 	}

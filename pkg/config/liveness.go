@@ -36,5 +36,5 @@ func (d *decoder) grpcLiveness(t *table, g *GRPC) {
 // defaultGRPC is [protocols.grpc] when the file sets nothing in it.
 func defaultGRPC() GRPC {
 	return GRPC{Port: DefaultGRPCPort, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveTimeout: DefaultKeepaliveTimeout,
-		Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}
+		Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}, TLS: GRPCTLS{Mode: TLSOff}}
 }

@@ -338,6 +338,7 @@ func (d *decoder) config(t *table) *Config {
 			c.Protocols.GRPC.Interface, _ = g.str("interface")
 			d.grpcLiveness(g, &c.Protocols.GRPC)
 			d.connLimits(g, &c.Protocols.GRPC.Limits)
+			d.grpcTLS(g, &c.Protocols.GRPC)
 			g.done()
 		}
 		p.done()

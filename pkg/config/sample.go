@@ -51,9 +51,26 @@ buildbot_url = "http://localhost:8010/"
 # it too. A new connection must say hello within their sum; when a worker
 # connects under the name of one still connected, that one has
 # 'keepalive_timeout' to answer a ping, or the newcomer replaces it.
+#
+# Workers log in by challenge-response: their password never crosses the
+# wire. 'tls' encrypts the link: "auto" serves it with the master's own CA,
+# which create-master made in worker-tls/ and whose fingerprint it printed;
+# each worker pins it (gbb-worker create-worker -tls-fingerprint sha256:...).
+# The certificate holds this host's name, localhost and the loopback
+# addresses; add the names and addresses workers dial in 'tls_names'. Or
+# give 'tls_cert_file' and 'tls_key_file' (a certificate of your own CA, or
+# a public one; leave 'tls' out); a reconfig reads new files without
+# dropping the connected workers. "off" is for loopback and private links
+# (jails on lo1) only. 'client_ca_file' lets workers log in with a client
+# certificate whose CN is their name instead of a password.
 
 [protocols.grpc]
 port = 9989
+tls = "auto"
+#tls_names = ["ci.example.org", "192.0.2.10"]
+#tls_cert_file = "worker-port.crt"
+#tls_key_file = "worker-port.key"
+#client_ca_file = "workers-ca.pem"
 #keepalive_interval = "10s"     # at least 1s
 #keepalive_timeout = "10s"      # at least 1s
 # Connection caps (over a cap: closed at once, logged sampled). 0 as

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -70,22 +68,6 @@ func (d *decoder) webTLS(w *table, c *WWW) {
 	}
 	t.NotAfter = leaf.Leaf.NotAfter
 	c.TLS = t
-}
-
-// LoadKeyPair reads a PEM certificate chain and its private key, as
-// [www] tls_cert_file and tls_key_file name them, and returns the
-// certificate with its parsed leaf. Its errors name the files.
-func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load certificate %s and key %s: %w", certFile, keyFile, err)
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("parse certificate %s: %w", certFile, err)
-		}
-	}
-	return &c, nil
 }
 
 // expiryWarning returns a warning about a certificate that expires

@@ -63,7 +63,7 @@ func TestWebTLS(t *testing.T) {
 	for _, tt := range []struct{ src, want string }{
 		{"[www]\ntls_cert_file = \"web.pem\"\n", "master.toml:2: www.tls_cert_file: needs tls_key_file too"},
 		{"[www]\ntls_key_file = \"web-key.pem\"\n", "master.toml:2: www.tls_key_file: needs tls_cert_file too"},
-		{"[www]\ntls_cert_file = \"web.pem\"\ntls_key_file = \"other-key.pem\"\n", "master.toml:2: www.tls_cert_file: load certificate " + good.CertFile + " and key " + other.KeyFile + ": tls: private key does not match public key"},
+		{"[www]\ntls_cert_file = \"web.pem\"\ntls_key_file = \"other-key.pem\"\n", "master.toml:2: www.tls_cert_file: certificate " + good.CertFile + " and key " + other.KeyFile + ": tls: private key does not match public key"},
 		{"[www]\ntls_cert_file = \"nope.pem\"\ntls_key_file = \"web-key.pem\"\n", "no such file or directory"},
 		{"[www]\ntls_cert_file = \"\"\ntls_key_file = \"web-key.pem\"\n", "master.toml:2: www.tls_cert_file: must not be empty"},
 		{"[www]\ntls_cert_file = 3\ntls_key_file = \"web-key.pem\"\n", "master.toml:2: www.tls_cert_file: expected a string, got integer"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"syscall"
 
 	"github.com/gbb-ci/gbb/internal/connlimit"
@@ -51,4 +52,16 @@ func listen(name, addr string, l config.ConnLimits, share, lo, hi int, evict boo
 	return connlimit.New(lis, connlimit.Config{
 		Name: name, Max: total, PerAddress: l.MaxConnectionsPerAddress, Logger: log, Evict: evict,
 	}), nil
+}
+
+// grpcNeedsRestart reports whether going from old to cfg needs a restart:
+// the port, its address, caps and liveness, and whether it speaks TLS. A
+// reconfig reloads the certificate, key and client CA files, and applies
+// new tls_names (tls = "auto" issues a new certificate).
+func grpcNeedsRestart(old, cfg config.GRPC) bool {
+	if old.TLS.Mode != cfg.TLS.Mode {
+		return true
+	}
+	old.TLS, cfg.TLS = config.GRPCTLS{}, config.GRPCTLS{}
+	return !reflect.DeepEqual(old, cfg)
 }

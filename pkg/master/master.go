@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -41,6 +41,7 @@ type Master struct {
 	pollers *pollers        // guarded by mu; likewise
 	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
 	web     *web.Server     // guarded by mu; set while Run runs
+	wtls    *workerTLS      // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
 	// reporters and missing follow the config's reporters and workers.
 	reporters *reporter.Dispatcher // guarded by mu; set while Run runs
 	missing   *missingWatcher      // guarded by mu; likewise
@@ -154,6 +155,14 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return err
 	}
 	defer wlis.Close()
+	wtls, err := newWorkerTLS(m.basedir, cfg.Protocols.GRPC, m.log, func(notAfter time.Time) {
+		if err := st.SetMasterWorkerCert(masterID, notAfter); err != nil {
+			m.log.Error("record the worker port certificate's end", "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
 	hlis, err := listen("web port", cfg.WWW.Addr(), cfg.WWW.Limits, webShare, webMin, webMax, false, m.log)
 	if err != nil {
 		return err
@@ -194,20 +203,21 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	pols := newPollers(m.basedir, st, scheds.AddChanges, secretsProviders, m.log)
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = nil, nil, nil, nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = nil, nil, nil, nil, nil, nil, nil
 		m.reporters, m.missing = nil, nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
 
 	srv := protocol.NewServer(protocol.ServerConfig{
-		Authenticate:  m.authenticate,
+		Password:      m.workerPassword,
 		Attach:        engine.Attach,
 		Logger:        m.log,
 		MasterVersion: Version,
 
 		KeepaliveTime:    cfg.Protocols.GRPC.KeepaliveInterval,
 		KeepaliveTimeout: cfg.Protocols.GRPC.KeepaliveTimeout,
+		TLS:              wtls.config(),
 	})
 	websrv := web.New(web.Config{
 		Store:       st,
@@ -235,7 +245,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// From here a reconfig applies to the running components; one that
 	// came while they were being made is applied now.
 	m.mu.Lock()
-	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web = st, engine, scheds, pols, gctx, websrv
+	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = st, engine, scheds, pols, gctx, websrv, wtls
 	m.reporters, m.missing = reps, missing
 	m.schedIDs = sids
 	if m.cfg != cfg {
@@ -259,6 +269,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	g.Go(func() error { return reps.Run(gctx) })
 	g.Go(func() error { return missing.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
+	if wtls != nil {
+		g.Go(func() error { return wtls.runExpiryCheck(gctx) })
+	}
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
 	if ready != nil {
@@ -363,24 +376,19 @@ func clearConnections(st *store.DB, masterID int64) error {
 	return nil
 }
 
-// errBadLogin is what a worker with a wrong name or password is told.
-var errBadLogin = errors.New("wrong worker name or password")
-
-func (m *Master) authenticate(name, password string) error {
+// workerPassword returns the password of the worker called name in the
+// current config, and whether it is configured: the worker proves it
+// knows it (pkg/protocol's login), and a removed worker is refused.
+func (m *Master) workerPassword(name string) (string, bool) {
 	m.mu.Lock()
 	workers := m.cfg.Workers
 	m.mu.Unlock()
 	for _, w := range workers {
 		if w.Name == name {
-			if subtle.ConstantTimeCompare([]byte(w.Password), []byte(password)) == 1 {
-				return nil
-			}
-			return errBadLogin
+			return w.Password, true
 		}
 	}
-	// Compare anyway, so that an unknown name takes as long as a known one.
-	subtle.ConstantTimeCompare([]byte(password), []byte(password))
-	return errBadLogin
+	return "", false
 }
 
 // MsgReconfigApplied is what the log says when a reconfig took effect;
@@ -406,7 +414,7 @@ func (m *Master) Reconfig(path string) error {
 	defer m.mu.Unlock()
 	old := m.cfg
 	var restart []string
-	if cfg.Protocols.GRPC != old.Protocols.GRPC {
+	if grpcNeedsRestart(old.Protocols.GRPC, cfg.Protocols.GRPC) {
 		restart = append(restart, "protocols.grpc")
 	}
 	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout ||
@@ -425,6 +433,13 @@ func (m *Master) Reconfig(path string) error {
 	if m.st == nil {
 		m.cfg = cfg // Run applies it once its components are made
 		return nil
+	}
+	// New certificate files (rotation) serve the next connections; the
+	// connected workers stay.
+	if m.wtls != nil {
+		if err := m.wtls.load(cfg.Protocols.GRPC); err != nil {
+			return err
+		}
 	}
 	return m.applyLocked(old, cfg)
 }

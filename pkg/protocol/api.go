@@ -9,8 +9,10 @@ import (
 )
 
 // Version is the protocol version carried in Hello and Welcome. A master
-// refuses a worker that speaks another version, naming both.
-const Version = 1
+// refuses a worker that speaks another version, naming both. Version 2
+// logs in by challenge-response (login.go); version 1 sent the password
+// in the hello, and a master of version 2 tells such a worker to upgrade.
+const Version = 2
 
 // ErrConnectionLost is returned by WorkerConn.Run when the stream to the
 // worker ends before the command completes.
@@ -30,6 +32,11 @@ var ErrAuthFailed = errors.New("protocol: master refused worker credentials")
 // Client.Run when the master speaks another protocol version. It is
 // permanent: the client does not retry.
 var ErrVersionMismatch = errors.New("protocol: protocol version mismatch")
+
+// ErrTLS is returned (wrapped, with the TLS handshake's error) by
+// Client.Run when the worker cannot verify its master's certificate, or
+// the TLS handshake fails otherwise, before the master ever welcomed it.
+var ErrTLS = errors.New("protocol: TLS with the master failed")
 
 // WorkerInfo describes a worker host, as buildbot's worker info does.
 type WorkerInfo struct {

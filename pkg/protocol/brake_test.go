@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,10 +36,18 @@ func helloFrom(t *testing.T, addr, src, name, password string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: name, Password: password}}}); err != nil {
+	cn := newNonce()
+	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: name, ClientNonce: cn}}}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := stream.Recv()
+	if ch := m.GetChallenge(); err == nil && ch != nil {
+		mac := loginMAC([]byte(password), Version, name, ch.GetNonce(), cn, nil)
+		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err = stream.Recv()
+	}
 	if err == nil && m.GetWelcome() == nil {
 		t.Fatalf("first answer %v is not a welcome", m)
 	}
@@ -60,12 +67,9 @@ func TestLoginBrake(t *testing.T) {
 	logs := &syncBuffer{}
 	attach := make(chan *WorkerConn, 1)
 	s := NewServer(ServerConfig{
-		Authenticate: func(name, password string) error {
+		Password: func(string) (string, bool) {
 			checked.Add(1)
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
+			return "pw", true
 		},
 		Attach:      func(c *WorkerConn) { attach <- c },
 		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
@@ -132,6 +136,18 @@ func TestLoginBrake(t *testing.T) {
 	if refused != 3 || braked < 1 || braked > logBurst {
 		t.Errorf("%d refusals logged %d + %d lines, want 3 + at most %d (sampled):\n%s", guesses+1, refused, braked, logBurst, out)
 	}
+	// Both kinds of line name the guessing address.
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "worker refused: ") && !strings.Contains(l, "address=127.0.0.2") {
+			t.Errorf("a refusal does not name the address: %s", l)
+		}
+	}
+}
+
+// guess is the proof of a worker that knows password pw: authenticate's
+// check, without the stream around it.
+func guess(pw string) func(key []byte, known bool) (bool, error) {
+	return func(key []byte, known bool) (bool, error) { return known && string(key) == pw, nil }
 }
 
 // TestLoginBrakeBounded: the brake's table does not grow past brakeAddrs
@@ -140,9 +156,9 @@ func TestLoginBrakeBounded(t *testing.T) {
 	t.Parallel()
 	var checked atomic.Int64
 	cfg := ServerConfig{
-		Authenticate: func(name, password string) error {
+		Password: func(string) (string, bool) {
 			checked.Add(1)
-			return errors.New("bad password")
+			return "pw", true
 		},
 		LoginBurst:  2,
 		LoginRefill: time.Hour,
@@ -154,7 +170,7 @@ func TestLoginBrakeBounded(t *testing.T) {
 		return netip.AddrPortFrom(a, 40000).String()
 	}
 	login := func(s *Server, i int) codes.Code {
-		return status.Code(s.authenticate(addr(i), "w1", "guess", log))
+		return status.Code(s.authenticate(addr(i), "w1", log, guess("guess")))
 	}
 	for i := range brakeAddrs + 500 {
 		login(s, i)
@@ -186,9 +202,9 @@ func TestLoginBrakeBounded(t *testing.T) {
 func TestLoginBrakeIPv6(t *testing.T) {
 	t.Parallel()
 	s := NewServer(ServerConfig{
-		Authenticate: func(name, password string) error { return errors.New("bad password") },
-		LoginBurst:   2,
-		LoginRefill:  time.Hour,
+		Password:    func(string) (string, bool) { return "pw", true },
+		LoginBurst:  2,
+		LoginRefill: time.Hour,
 	})
 	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
@@ -200,12 +216,12 @@ func TestLoginBrakeIPv6(t *testing.T) {
 		{"[2001:db8:1:2:ffff::3]:40002", codes.ResourceExhausted},
 		{"[2001:db8:1:3::1]:40003", codes.Unauthenticated},
 	} {
-		err := s.authenticate(tc.remote, "w1", "guess", log)
+		err := s.authenticate(tc.remote, "w1", log, guess("guess"))
 		if c := status.Code(err); c != tc.want {
 			t.Errorf("from %s: %v, want %v", tc.remote, err, tc.want)
 		}
 	}
-	err := s.authenticate("[2001:db8:1:2::9]:1", "w1", "guess", log)
+	err := s.authenticate("[2001:db8:1:2::9]:1", "w1", log, guess("guess"))
 	if !strings.Contains(fmt.Sprint(err), "too many failed logins from 2001:db8:1:2::/64: retry in ") {
 		t.Errorf("refusal %v does not name the /64", err)
 	}
@@ -219,12 +235,7 @@ func TestLoginBrakeIPv6(t *testing.T) {
 func TestLoginBrakeFullSparesKnownWorker(t *testing.T) {
 	t.Parallel()
 	s := NewServer(ServerConfig{
-		Authenticate: func(name, password string) error {
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
-		},
+		Password:    func(string) (string, bool) { return "pw", true },
 		LoginBurst:  2,
 		LoginRefill: time.Hour,
 	})
@@ -234,18 +245,18 @@ func TestLoginBrakeFullSparesKnownWorker(t *testing.T) {
 		return netip.AddrPortFrom(a, 40000).String()
 	}
 	const worker = "192.0.2.7:51000"
-	if err := s.authenticate(worker, "w1", "pw", log); err != nil {
+	if err := s.authenticate(worker, "w1", log, guess("pw")); err != nil {
 		t.Fatalf("the worker's first login: %v", err)
 	}
 	for i := range brakeAddrs + 200 {
 		for range 3 {
-			s.authenticate(addr(i), "w1", "guess", log)
+			s.authenticate(addr(i), "w1", log, guess("guess"))
 		}
 	}
-	if c := status.Code(s.authenticate("192.0.2.99:1", "w2", "pw", log)); c != codes.ResourceExhausted {
+	if c := status.Code(s.authenticate("192.0.2.99:1", "w2", log, guess("pw"))); c != codes.ResourceExhausted {
 		t.Errorf("a never-seen address during the flood: %v, want ResourceExhausted (shared bucket)", c)
 	}
-	if err := s.authenticate(worker, "w1", "pw", log); err != nil {
+	if err := s.authenticate(worker, "w1", log, guess("pw")); err != nil {
 		t.Errorf("the known worker during the flood: %v, want in", err)
 	}
 }

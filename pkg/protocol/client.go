@@ -2,12 +2,14 @@ package protocol
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,11 +33,17 @@ type Executor interface {
 
 // ClientConfig configures the worker's end of the protocol.
 type ClientConfig struct {
-	Master         string // host:port
+	Master string // host:port
+	// Name and Password are the worker's; the password never crosses
+	// the wire (see login.go). It may be empty when the worker logs in
+	// with a client certificate (TLS.Certificates).
 	Name, Password string
-	Info           WorkerInfo
-	Executor       Executor
-	Logger         *slog.Logger // nil means discard
+	// TLS, when not nil, dials the master over TLS with it (see
+	// ClientTLS.Config); nil dials plaintext.
+	TLS      *tls.Config
+	Info     WorkerInfo
+	Executor Executor
+	Logger   *slog.Logger // nil means discard
 	// KeepaliveTime is the gRPC keepalive ping interval; zero means 10s
 	// (gRPC never pings more often than every 10s). Besides, a master
 	// announces its heartbeat in its Welcome: when nothing comes from it
@@ -117,6 +125,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer c.kept.wait()
 	defer c.kept.killAll()
 	backoff := c.cfg.MinBackoff
+	everWelcomed := false
 	for {
 		welcomed, err := c.session(ctx)
 		if ctx.Err() != nil || c.draining() {
@@ -124,6 +133,14 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if welcomed {
 			backoff = c.cfg.MinBackoff
+			everWelcomed = true
+		}
+		if !everWelcomed && permanentAtStart(err) {
+			c.log.Error("cannot verify the master: not connecting", "err", err)
+			if c.cfg.OnAttempt != nil {
+				c.cfg.OnAttempt(err)
+			}
+			return err
 		}
 		if permanent(err) {
 			c.log.Error("master refused worker", "err", err)
@@ -169,6 +186,14 @@ func permanent(err error) bool {
 	return errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrVersionMismatch)
 }
 
+// permanentAtStart reports whether err ends Client.Run when the master has
+// never welcomed the worker yet: a master whose certificate the worker
+// cannot verify is a mistake of the set-up, said at once; later (a master
+// swapping its certificate) the worker keeps trying.
+func permanentAtStart(err error) bool {
+	return errors.Is(err, ErrTLS)
+}
+
 // classify turns the master's refusal into the client's errors.
 func classify(err error) error {
 	st, ok := status.FromError(err)
@@ -184,11 +209,55 @@ func classify(err error) error {
 	return err
 }
 
+// prove answers the master's challenge with the login's Proof (see
+// login.go).
+func (c *Client) prove(stream grpc.BidiStreamingClient[WorkerMessage, MasterMessage], ch *Challenge, clientNonce []byte) error {
+	if err := checkNonce("master's nonce", ch.GetNonce()); err != nil {
+		return err
+	}
+	if c.cfg.Password == "" {
+		return fmt.Errorf("%w: the master asks for a password (it did not take a client certificate for worker %q), and none is set", ErrAuthFailed, c.cfg.Name)
+	}
+	binding, err := channelBinding(tlsState(stream.Context()))
+	if err != nil {
+		return err
+	}
+	mac := loginMAC([]byte(c.cfg.Password), Version, c.cfg.Name, ch.GetNonce(), clientNonce, binding)
+	return stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}})
+}
+
+// explain adds to err, the end of a connection attempt, what the worker
+// can tell of its cause: the TLS handshake's error (hs, when dialing over
+// TLS), or a hint that the master speaks TLS while the worker does not.
+func (c *Client) explain(err error, hs handshakeErrs) error {
+	if c.cfg.TLS != nil {
+		herr := hs.err()
+		if herr == nil {
+			return err
+		}
+		var rh tls.RecordHeaderError
+		if errors.As(herr, &rh) {
+			return fmt.Errorf("%w: TLS handshake with %s failed: the master's port does not speak TLS (its [protocols.grpc] tls is \"off\"?): %v", ErrTLS, c.cfg.Master, herr)
+		}
+		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, c.cfg.Master, herr)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") {
+		return fmt.Errorf("%w (the master's port may speak TLS: give the worker -tls-fingerprint, -tls-ca or -tls)", err)
+	}
+	return err
+}
+
 // session runs one connection to the master, until the stream ends or ctx
 // is done. welcomed reports whether the master accepted the hello.
 func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
+	creds := insecure.NewCredentials()
+	var hs handshakeErrs
+	if c.cfg.TLS != nil {
+		hs = newHandshakeErrs(c.cfg.TLS)
+		creds = hs
+	}
 	cc, err := grpc.NewClient(c.cfg.Master,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                c.cfg.KeepaliveTime,
 			Timeout:             c.cfg.KeepaliveTimeout,
@@ -208,26 +277,36 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	defer cancel()
 	stream, err := NewMasterClient(cc).Connect(sctx)
 	if err != nil {
-		return false, fmt.Errorf("connect to %s: %w", c.cfg.Master, err)
+		return false, fmt.Errorf("connect to %s: %w", c.cfg.Master, c.explain(err, hs))
 	}
+	clientNonce := newNonce()
 	err = stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{
 		ProtocolVersion: Version,
 		Name:            c.cfg.Name,
-		Password:        c.cfg.Password,
 		Info:            infoToPB(c.cfg.Info),
 		Kept:            keptToPB(c.kept.report()),
+		ClientNonce:     clientNonce,
 	}}})
 	if err != nil {
 		_, rerr := stream.Recv() // the stream's real error
-		return false, fmt.Errorf("send hello: %w", classify(rerr))
+		return false, fmt.Errorf("send hello: %w", c.explain(classify(rerr), hs))
 	}
 
+	// The master's answer: a Challenge (then our Proof, then its
+	// Welcome), or a Welcome at once (a client certificate).
 	first := make(chan error, 1)
 	var welcome *Welcome
 	go func() {
 		m, err := stream.Recv()
+		if err == nil {
+			if ch := m.GetChallenge(); ch != nil {
+				if err = c.prove(stream, ch, clientNonce); err == nil {
+					m, err = stream.Recv()
+				}
+			}
+		}
 		if err == nil && m.GetWelcome() == nil {
-			err = errors.New("first message from master is not a welcome")
+			err = fmt.Errorf("master answered the login with %T, not a welcome", m.GetMsg())
 		}
 		welcome = m.GetWelcome()
 		first <- err
@@ -244,7 +323,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		return false, errors.New("stopping before the master welcomed the worker")
 	}
 	if err != nil {
-		return false, fmt.Errorf("hello to %s: %w", c.cfg.Master, classify(err))
+		return false, fmt.Errorf("hello to %s: %w", c.cfg.Master, c.explain(classify(err), hs))
 	}
 	if v := welcome.GetProtocolVersion(); v != Version {
 		return false, fmt.Errorf("%w: master speaks protocol version %d, worker speaks version %d", ErrVersionMismatch, v, Version)

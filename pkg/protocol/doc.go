@@ -5,10 +5,15 @@
 // Each worker dials the master and keeps one bidirectional gRPC stream
 // (Master.Connect in worker.proto). The order of calls is:
 //
-//  1. The worker sends Hello (protocol Version, name, password, WorkerInfo).
+//  1. The worker sends Hello (protocol Version, name, a nonce, WorkerInfo;
+//     never its password).
 //  2. The master checks the version (a mismatch ends the stream with
-//     FailedPrecondition naming both versions), the password
-//     (Unauthenticated, "worker \"x\": wrong name or password") and that no
+//     FailedPrecondition naming both versions; a protocol-1 worker, which
+//     sends its password in the hello, is told to upgrade), logs the
+//     worker in (login.go: a Challenge answered by a Proof, an HMAC of its
+//     password over both nonces, its name and the TLS session; or its TLS
+//     client certificate), refusing with Unauthenticated ("worker \"x\":
+//     wrong name or password", the same for an unknown name), and that no
 //     other worker of that name is connected: if one is, it sends that one a
 //     Ping; an answer within the keepalive timeout refuses the newcomer
 //     (AlreadyExists), silence ends the old connection as a lost worker and
@@ -41,6 +46,11 @@
 // connection) is dropped and logged with its address. Flow
 // control is the stream's own: a slow master blocks the worker's sends, which
 // blocks the reading of the command's pipes.
+//
+// The worker port speaks TLS when ServerConfig.TLS is set (tls.go): the
+// worker checks the master's certificate as ClientTLS says (a pinned
+// fingerprint, a CA file, the system's roots) and gives up with ErrTLS
+// when it cannot verify it before it was ever welcomed.
 //
 // The generated types (worker.pb.go, worker_grpc.pb.go) are used only inside
 // this package; other packages use the hand-written API: Server and

@@ -28,10 +28,7 @@ func TestDrainingRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: "w", Password: "pw"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := stream.Recv(); err != nil || m.GetWelcome() == nil {
+	if m, err := loginStream(stream, &Hello{ProtocolVersion: Version, Name: "w"}, "pw"); err != nil || m.GetWelcome() == nil {
 		t.Fatalf("after hello: %v, %v; want a Welcome", m, err)
 	}
 	c := waitAttach(t, m)

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,14 +32,9 @@ func TestFloodDoesNotLockOutWorkers(t *testing.T) {
 	lis := connlimit.New(raw, connlimit.Config{Name: "worker port", Max: maxConns, PerAddress: perAddr, Evict: true, Logger: log})
 	attach := make(chan *WorkerConn, 1)
 	s := NewServer(ServerConfig{
-		Authenticate: func(name, password string) error {
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
-		},
-		Attach: func(c *WorkerConn) { attach <- c },
-		Logger: log,
+		Password: func(string) (string, bool) { return "pw", true },
+		Attach:   func(c *WorkerConn) { attach <- c },
+		Logger:   log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

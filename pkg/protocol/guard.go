@@ -21,6 +21,13 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // bytes are not the HTTP/2 preface; gRPC then drops the connection.
 var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are not the HTTP/2 preface")
 
+// tlsHandshakeRecord is the first byte of every TLS client's first record.
+const tlsHandshakeRecord = 0x16
+
+// errNotTLS is returned by a guarded connection's Read on a TLS port when
+// its first byte does not start a TLS handshake.
+var errNotTLS = errors.New("protocol: not a TLS client")
+
 // guard watches the worker port's connections until their worker speaks,
 // so that whatever is dropped before then (garbage, a stalled handshake, a
 // connection that never says hello) is logged once, with its address and
@@ -35,10 +42,11 @@ type guard struct {
 }
 
 // wrap returns lis with its connections guarded; handshake is the bound
-// of the HTTP/2 handshake, for the log.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration) net.Listener {
+// of the HTTP/2 handshake, for the log; withTLS says the port speaks TLS,
+// so that a connection must start with a TLS handshake record instead.
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration, withTLS bool) net.Listener {
 	g.sample = sample
-	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake}
+	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake, tls: withTLS}
 }
 
 // spoke records that the connection from remote carried a first message.
@@ -69,6 +77,7 @@ type guardListener struct {
 	g         *guard
 	log       *slog.Logger
 	handshake time.Duration
+	tls       bool
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
@@ -77,7 +86,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	remote := nc.RemoteAddr().String()
-	c := &guardConn{Conn: nc, g: l.g, remote: remote, log: l.log.With("remote", remote), handshake: l.handshake, start: time.Now()}
+	c := &guardConn{Conn: nc, g: l.g, remote: remote, log: l.log.With("remote", remote), handshake: l.handshake, start: time.Now(), tls: l.tls}
 	l.g.mu.Lock()
 	if l.g.conns == nil {
 		l.g.conns = make(map[string]*guardConn)
@@ -96,22 +105,42 @@ type guardConn struct {
 	log       *slog.Logger
 	handshake time.Duration
 	start     time.Time
+	tls       bool // the port speaks TLS: the first byte must be a handshake record's
 
 	mu      sync.Mutex
 	checked int    // guarded by mu; bytes of the preface checked
 	why     string // guarded by mu; why it is being dropped, when known
 	spoke   bool   // guarded by mu; a first message arrived on it
 	closed  bool   // guarded by mu
+	// handshaking is set during the TLS handshake: a Close then leaves
+	// the log line to tlsHandshake, which knows why; logged says it is
+	// written.
+	handshaking, logged bool // guarded by mu
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.checked < len(http2Preface) {
+	if c.tls {
+		if c.checked == 0 && n > 0 {
+			c.checked = 1
+			if p[0] != tlsHandshakeRecord {
+				if bytes.HasPrefix([]byte(http2Preface), p[:min(n, len(http2Preface))]) {
+					c.why = "a plaintext gRPC client on the TLS worker port: give the worker -tls-fingerprint, -tls-ca or -tls (tls_fingerprint, tls_ca_file in worker.toml)"
+				} else {
+					c.why = fmt.Sprintf("not a TLS client: its first bytes are %q", firstBytes(p[:n]))
+				}
+				return 0, errNotTLS
+			}
+		}
+	} else if c.checked < len(http2Preface) {
 		k := min(n, len(http2Preface)-c.checked)
 		if !bytes.Equal(p[:k], []byte(http2Preface[c.checked:c.checked+k])) {
 			c.why = fmt.Sprintf("not a gRPC client: its first bytes are %q, not the HTTP/2 preface", firstBytes(p[:n]))
+			if c.checked == 0 && p[0] == tlsHandshakeRecord {
+				c.why = `a TLS client on the plaintext worker port: set tls in [protocols.grpc] ("auto", or tls_cert_file and tls_key_file), or give the worker no TLS flags`
+			}
 			return 0, errNotGRPC
 		}
 		c.checked += k
@@ -127,11 +156,36 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// tlsHandshake runs a TLS handshake on c: a connection closed meanwhile
+// (gRPC's TLS closes it before it returns the error) is logged once the
+// handshake's error is known, as why it was dropped.
+func (c *guardConn) tlsHandshake(run func() error) error {
+	c.mu.Lock()
+	c.handshaking = true
+	c.mu.Unlock()
+	err := run()
+	c.mu.Lock()
+	c.handshaking = false
+	if err != nil && c.why == "" {
+		c.why = fmt.Sprintf("TLS handshake failed: %v", err)
+	}
+	log := c.closed && !c.logged
+	c.logged = c.logged || log
+	why := c.why
+	c.mu.Unlock()
+	if log {
+		c.logDropped(why)
+	}
+	return err
+}
+
 func (c *guardConn) Close() error {
 	c.mu.Lock()
 	first := !c.closed
 	c.closed = true
-	spoke, why := c.spoke, c.why
+	log := first && !c.spoke && !c.handshaking
+	c.logged = c.logged || log
+	why := c.why
 	c.mu.Unlock()
 	if first {
 		c.g.mu.Lock()
@@ -139,15 +193,20 @@ func (c *guardConn) Close() error {
 			delete(c.g.conns, c.remote)
 		}
 		c.g.mu.Unlock()
-		if !spoke {
-			if why == "" {
-				why = "no message on it (no stream, or no answer to keepalive pings)"
-			}
-			c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
-				"after", time.Since(c.start).Round(time.Millisecond))
-		}
+	}
+	if log {
+		c.logDropped(why)
 	}
 	return c.Conn.Close()
+}
+
+// logDropped logs that c was dropped before its worker spoke, and why.
+func (c *guardConn) logDropped(why string) {
+	if why == "" {
+		why = "no message on it (no stream, or no answer to keepalive pings)"
+	}
+	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
+		"after", time.Since(c.start).Round(time.Millisecond))
 }
 
 // firstBytes is at most the first 32 bytes of b, for a log line.

@@ -28,10 +28,7 @@ func sayHello(t *testing.T, addr string, h *Hello) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: h}}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := stream.Recv()
+	m, err := loginStream(stream, h, "pw")
 	if err == nil && m.GetWelcome() == nil {
 		t.Fatalf("first answer %v is not a welcome", m)
 	}
@@ -60,10 +57,10 @@ func TestHelloBounds(t *testing.T) {
 		hello *Hello
 		want  string
 	}{
-		{"900 KB name", &Hello{Name: strings.Repeat("N", 900<<10), Password: "guess"}, "more than 262144"},
-		{"129-byte name", &Hello{Name: strings.Repeat("N", 129), Password: "pw"}, "the worker name is 129 bytes long, more than 128"},
-		{"1001 kept", &Hello{Name: "w", Password: "pw", Kept: kept(1001, 10)}, "lists 1001 kept commands, more than 1000"},
-		{"long key", &Hello{Name: "w", Password: "pw", Kept: kept(1, 257)}, "key is 257 bytes long, more than 256"},
+		{"900 KB name", &Hello{Name: strings.Repeat("N", 900<<10)}, "more than 266240"},
+		{"129-byte name", &Hello{Name: strings.Repeat("N", 129)}, "the worker name is 129 bytes long, more than 128"},
+		{"1001 kept", &Hello{Name: "w", Kept: kept(1001, 10)}, "lists 1001 kept commands, more than 1000"},
+		{"long key", &Hello{Name: "w", Kept: kept(1, 257)}, "key is 257 bytes long, more than 256"},
 	}
 	for _, tt := range tests {
 		tt.hello.ProtocolVersion = Version
@@ -78,7 +75,7 @@ func TestHelloBounds(t *testing.T) {
 	}
 	// Over maxRecvMsg, gRPC refuses it unread (it was 4 MB).
 	before := len(m.log.String())
-	err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: strings.Repeat("N", 3<<20), Password: "guess"})
+	err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: strings.Repeat("N", 3<<20)})
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "larger than max") {
 		t.Errorf("a 3 MB hello: %v, want ResourceExhausted, larger than max", err)
 	}
@@ -91,7 +88,7 @@ func TestHelloBounds(t *testing.T) {
 
 	// At the bounds.
 	name := strings.Repeat("n", MaxWorkerName)
-	if err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: name, Password: "pw", Kept: kept(MaxKept, maxKeptKey)}); err != nil {
+	if err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: name, Kept: kept(MaxKept, maxKeptKey)}); err != nil {
 		t.Fatalf("a hello at the bounds: %v", err)
 	}
 	c := waitAttach(t, m)
@@ -123,15 +120,13 @@ func TestStreamsPerConnection(t *testing.T) {
 	defer cancel()
 	stream, err := NewMasterClient(cc).Connect(ctx)
 	if err == nil {
-		if err = stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: "w", Password: "pw"}}}); err == nil {
-			_, err = stream.Recv()
-		}
+		_, err = loginStream(stream, &Hello{ProtocolVersion: Version, Name: "w"}, "pw")
 	}
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("a stream past %d on one connection: %v, want it to wait (DeadlineExceeded)", maxStreams, err)
 	}
 	// A worker on its own connection is welcomed.
-	if err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: "w", Password: "pw"}); err != nil {
+	if err := sayHello(t, m.addr, &Hello{ProtocolVersion: Version, Name: "w"}); err != nil {
 		t.Errorf("a worker on its own connection: %v", err)
 	}
 }

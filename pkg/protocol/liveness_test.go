@@ -69,8 +69,8 @@ func frozenWorker(t *testing.T, addr, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: name, Password: "pw"}}}); err != nil {
-		t.Fatal(err)
+	if m, err := loginStream(stream, &Hello{ProtocolVersion: Version, Name: name}, "pw"); err != nil || m.GetWelcome() == nil {
+		t.Fatalf("frozen worker's login: %v, %v", m, err)
 	}
 }
 
@@ -378,7 +378,7 @@ func TestBadInputOnWorkerPort(t *testing.T) {
 	})
 	t.Run("old protocol version", func(t *testing.T) {
 		stream := grpcStream(t)
-		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: 0, Name: "old", Password: "pw"}}}); err != nil {
+		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: 0, Name: "old"}}}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := stream.Recv()

@@ -142,12 +142,7 @@ func startMaster(t *testing.T, addr string) *master {
 		stopped: make(chan struct{}),
 	}
 	s := NewServer(ServerConfig{
-		Authenticate: func(name, password string) error {
-			if password != "pw" {
-				return errors.New("bad password")
-			}
-			return nil
-		},
+		Password:      func(string) (string, bool) { return "pw", true },
 		Attach:        func(c *WorkerConn) { m.attach <- c },
 		Logger:        slog.New(slog.NewTextHandler(m.log, nil)),
 		MasterVersion: "test",
@@ -269,16 +264,17 @@ func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name     string
 		hello    *Hello
+		password string
 		code     codes.Code
 		contains []string
 	}{
-		{"version", &Hello{ProtocolVersion: Version + 1, Name: "w", Password: "pw"}, codes.FailedPrecondition,
+		{"version", &Hello{ProtocolVersion: Version + 1, Name: "w"}, "pw", codes.FailedPrecondition,
 			[]string{fmt.Sprintf("version %d", Version+1), fmt.Sprintf("version %d", Version)}},
-		{"password", &Hello{ProtocolVersion: Version, Name: "w", Password: "x"}, codes.Unauthenticated,
+		{"password", &Hello{ProtocolVersion: Version, Name: "w"}, "x", codes.Unauthenticated,
 			[]string{`worker "w": wrong name or password`}},
-		{"taken", &Hello{ProtocolVersion: Version, Name: "taken", Password: "pw"}, codes.AlreadyExists,
+		{"taken", &Hello{ProtocolVersion: Version, Name: "taken"}, "pw", codes.AlreadyExists,
 			[]string{`worker "taken" is already connected`}},
-		{"no hello", nil, codes.InvalidArgument, []string{"hello"}},
+		{"no hello", nil, "", codes.InvalidArgument, []string{"hello"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,14 +288,14 @@ func TestRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msg := &WorkerMessage{Msg: &WorkerMessage_Hello{Hello: tt.hello}}
 			if tt.hello == nil {
-				msg = &WorkerMessage{Msg: &WorkerMessage_Output{Output: &OutputChunk{}}}
+				if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Output{Output: &OutputChunk{}}}); err != nil {
+					t.Fatal(err)
+				}
+				_, err = stream.Recv()
+			} else {
+				_, err = loginStream(stream, tt.hello, tt.password)
 			}
-			if err := stream.Send(msg); err != nil {
-				t.Fatal(err)
-			}
-			_, err = stream.Recv()
 			if got := status.Code(err); got != tt.code {
 				t.Fatalf("code = %v (%v), want %v", got, err, tt.code)
 			}
@@ -439,8 +435,8 @@ func TestInterruptNoComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: "mute", Password: "pw"}}}); err != nil {
-		t.Fatal(err)
+	if m, err := loginStream(stream, &Hello{ProtocolVersion: Version, Name: "mute"}, "pw"); err != nil || m.GetWelcome() == nil {
+		t.Fatalf("login: %v, %v", m, err)
 	}
 	c := waitAttach(t, m)
 	c.interruptWait = time.Millisecond

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
@@ -28,9 +31,17 @@ import (
 
 // ServerConfig configures the master's end of the protocol.
 type ServerConfig struct {
-	// Authenticate checks a worker's name and password (the caller
-	// compares in constant time); nil error accepts. Nil accepts everyone.
-	Authenticate func(name, password string) error
+	// Password returns the password of the worker called name, and
+	// whether such a worker is configured; the worker proves it knows the
+	// password without sending it (see login.go). Nil accepts everyone
+	// without a challenge.
+	Password func(name string) (password string, ok bool)
+	// TLS, when not nil, serves the worker port over TLS with it (see
+	// ServerTLS); nil serves plaintext, and a worker connecting from an
+	// address that is not a loopback one is logged with a warning. A
+	// worker whose client certificate TLS verified (its ClientCAs), with
+	// its name as the certificate's CN, logs in without a password.
+	TLS *tls.Config
 	// Attach is called after a worker's hello is accepted; the WorkerConn
 	// is usable until Done() closes. Attach must not block long. Nil
 	// means the connection is kept but never used.
@@ -90,7 +101,7 @@ const (
 // are identifiers of at most 50 characters) and the kept commands it
 // lists (a worker keeps one per step running when its stream ended).
 const (
-	maxHelloSize = 256 << 10
+	maxHelloSize = 256<<10 + 4<<10 // MaxKept keys of maxKeptKey, a name, the host's info, a nonce
 	// MaxWorkerName is the longest worker name a hello may carry, in
 	// bytes; pkg/config refuses longer names.
 	MaxWorkerName = 128
@@ -110,8 +121,8 @@ func logName(s string) string {
 	return fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(s[:64], ""), len(s))
 }
 
-// checkHello applies the bounds of a hello.
-func checkHello(h *Hello) error {
+// checkHelloBounds applies the bounds of a hello.
+func checkHelloBounds(h *Hello) error {
 	if n := proto.Size(h); n > maxHelloSize {
 		return fmt.Errorf("the hello is %d bytes, more than %d", n, maxHelloSize)
 	}
@@ -172,6 +183,10 @@ type Server struct {
 	wg       sync.WaitGroup   // stream receive goroutines
 	guard    guard            // the worker port's connections, for logging bad input
 	brake    *backoff.Limiter // failed logins by source address (backoff.AddrKey)
+	// unknownKey keys the proof expected of a worker name that is not
+	// configured: random, so that no proof matches, and the check takes as
+	// long as a known name's.
+	unknownKey []byte
 	// Sampled log lines of what anyone on the network can cause at will.
 	refusedLog, brakeLog, droppedLog, guardLog *logsample.Sampler
 
@@ -202,6 +217,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.LoginRefill = defaultLoginRefill
 	}
 	return &Server{
+		unknownKey:    newNonce(),
 		brake:         backoff.New(backoff.Config{Burst: cfg.LoginBurst, Every: cfg.LoginRefill, MaxKeys: brakeAddrs, ShareOverflow: true}),
 		refusedLog:    logsample.New(logSample, logBurst),
 		brakeLog:      logsample.New(logSample, logBurst),
@@ -221,8 +237,12 @@ func NewServer(cfg ServerConfig) *Server {
 // It returns nil after ctx is done, or the listener's error. Serve may be
 // called once.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	lis = s.guard.wrap(lis, s.log, s.guardLog, s.cfg.HelloTimeout)
-	gs := grpc.NewServer(
+	lis = s.guard.wrap(lis, s.log, s.guardLog, s.cfg.HelloTimeout, s.cfg.TLS != nil)
+	var creds []grpc.ServerOption
+	if s.cfg.TLS != nil {
+		creds = append(creds, grpc.Creds(guardedTLS{credentials.NewTLS(s.cfg.TLS)}))
+	}
+	gs := grpc.NewServer(append(creds,
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    s.cfg.KeepaliveTime,
 			Timeout: s.cfg.KeepaliveTimeout,
@@ -248,7 +268,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxConcurrentStreams(maxStreams),
 		experimental.BufferPool(buffers),
 		grpc.ForceServerCodecV2(codec{}),
-	)
+	)...)
 	RegisterMasterServer(gs, service{s: s})
 
 	errc := make(chan error, 1)
@@ -299,48 +319,77 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	log := s.log.With("remote", remote)
 
 	// The receiving goroutine outlives this handler by the moment it takes
-	// Recv to fail after the handler returns; Serve waits for it.
-	helloc := make(chan *Hello, 1)
-	accepted := make(chan *WorkerConn, 1)
+	// Recv to fail after the handler returns; Serve waits for it. Before
+	// the login is done, it hands each message over (prec) and waits to be
+	// told (step) whether to read another one of the login, to stop (nil),
+	// or to serve the logged-in connection.
+	prec := make(chan *WorkerMessage, 1)
+	step := make(chan loginStep, 1)
 	recvErr := make(chan error, 1)
 	s.wg.Go(func() {
-		m, err := stream.Recv()
-		if err != nil {
-			recvErr <- err
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			s.guard.spoke(remote)
+			prec <- m
+			st := <-step
+			if st.more {
+				continue
+			}
+			if st.c != nil {
+				recvErr <- st.c.receive(stream)
+			}
 			return
 		}
-		s.guard.spoke(remote)
-		helloc <- m.GetHello() // nil when the first message is not a hello
-		c := <-accepted
-		if c == nil {
-			return
-		}
-		recvErr <- c.receive(stream)
 	})
+	handed := false // whether step holds the login's outcome
+	defer func() {
+		if !handed {
+			step <- loginStep{}
+		}
+	}()
 
-	var hello *Hello
+	// The hello, and the rest of the login, within HelloTimeout.
 	timer := time.NewTimer(s.cfg.HelloTimeout)
 	defer timer.Stop()
-	select {
-	case hello = <-helloc:
-	case err := <-recvErr:
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-			s.droppedLog.Log(log, slog.LevelInfo, "worker stream ended before hello", "err", err)
-		} else {
-			s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped before hello", "err", err)
+	next := func(what string) (*WorkerMessage, error) {
+		select {
+		case m := <-prec:
+			return m, nil
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				s.droppedLog.Log(log, slog.LevelInfo, "worker stream ended before "+what, "err", err)
+			} else {
+				s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped before "+what, "err", err)
+			}
+			return nil, err
+		case <-timer.C:
+			s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped: no "+what, "waited", s.cfg.HelloTimeout)
+			return nil, status.Errorf(codes.DeadlineExceeded, "no %s from worker within %s", what, s.cfg.HelloTimeout)
+		case <-s.stopping:
+			return nil, status.Error(codes.Unavailable, "master shutting down")
 		}
+	}
+	m, err := next("hello")
+	if err != nil {
 		return err
-	case <-timer.C:
-		accepted <- nil
-		s.droppedLog.Log(log, slog.LevelWarn, "worker port: stream dropped: no hello", "waited", s.cfg.HelloTimeout)
-		return status.Errorf(codes.DeadlineExceeded, "no hello from worker within %s", s.cfg.HelloTimeout)
-	case <-s.stopping:
-		accepted <- nil
-		return status.Error(codes.Unavailable, "master shutting down")
+	}
+	hello := m.GetHello()
+	if err := s.checkHello(hello, log); err != nil {
+		return err
+	}
+	log = log.With("worker", hello.GetName())
+	if err := s.login(stream, hello, remote, log, func() (*WorkerMessage, error) {
+		step <- loginStep{more: true}
+		return next("login proof")
+	}); err != nil {
+		return err
 	}
 	c, err := s.accept(hello, remote, log)
 	if err != nil {
-		accepted <- nil
 		return err
 	}
 	// Logged in: a cap on connections not authenticated (connlimit's
@@ -354,12 +403,15 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 		HeartbeatInterval: durationpb.New(s.cfg.KeepaliveTime),
 		HeartbeatTimeout:  durationpb.New(s.cfg.KeepaliveTimeout),
 	}}}); err != nil {
-		accepted <- nil
 		c.finish(fmt.Errorf("send welcome: %w", err))
 		return err
 	}
-	accepted <- c
-	log.Info("worker attached", "version", c.info.Version, "os", c.info.OS, "arch", c.info.Arch)
+	handed = true
+	step <- loginStep{c: c}
+	log.Info("worker attached", "version", c.info.Version, "os", c.info.OS, "arch", c.info.Arch, "tls", s.cfg.TLS != nil)
+	if s.cfg.TLS == nil && !loopback(remote) {
+		log.Warn("worker connected without TLS from an address that is not a loopback one: its commands, output and secrets cross the network in clear; set tls in [protocols.grpc] unless the link is private (a jail's lo1)")
+	}
 	if s.cfg.Attach != nil {
 		s.cfg.Attach(c)
 	}
@@ -395,35 +447,124 @@ func (s *Server) connect(stream grpc.BidiStreamingServer[WorkerMessage, MasterMe
 	}
 }
 
-// accept checks a hello and registers the worker's connection. When a
+// loginStep tells a stream's receiving goroutine what to do after a
+// message of the login: read another one (more), stop (c nil), or serve
+// the logged-in connection c.
+type loginStep struct {
+	more bool
+	c    *WorkerConn
+}
+
+// checkHello checks that m is a hello within bounds, of this protocol
+// version.
+func (s *Server) checkHello(h *Hello, log *slog.Logger) error {
+	if h == nil {
+		return status.Error(codes.InvalidArgument, "first message must be hello")
+	}
+	if err := checkHelloBounds(h); err != nil {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "worker", logName(h.GetName()), "err", err)
+		return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+	}
+	name := h.GetName()
+	log = log.With("worker", name)
+	//lint:ignore SA1019 the deprecated field is how an old worker is told.
+	if v := h.GetProtocolVersion(); v == 1 || h.GetPassword() != "" {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: an old worker (protocol 1) sent its password in clear in its hello; upgrade it, and change its password if the link is not trusted",
+			"worker_protocol", v, "master_protocol", Version)
+		return status.Errorf(codes.FailedPrecondition,
+			"worker %q speaks protocol version %d, master speaks version %d: upgrade the worker (since protocol 2 the password never crosses the wire; this worker sent it in its hello)", name, v, Version)
+	}
+	if v := h.GetProtocolVersion(); v != Version {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
+		return status.Errorf(codes.FailedPrecondition,
+			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
+	}
+	if err := checkNonce("client nonce", h.GetClientNonce()); err != nil {
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "err", err)
+		return status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
+	}
+	return nil
+}
+
+// login checks that the worker of hello h is who it says (see login.go):
+// by its TLS client certificate, or by a Challenge and its Proof (next
+// returns the worker's next message), through authenticate's brake.
+func (s *Server) login(stream grpc.BidiStreamingServer[WorkerMessage, MasterMessage], h *Hello, remote string, log *slog.Logger, next func() (*WorkerMessage, error)) error {
+	if s.cfg.Password == nil {
+		return nil
+	}
+	name := h.GetName()
+	state := tlsState(stream.Context())
+	return s.authenticate(remote, name, log, func(key []byte, known bool) (bool, error) {
+		if known && certNames(state, name) {
+			log.Info("worker logged in with its client certificate")
+			return true, nil
+		}
+		binding, err := channelBinding(state)
+		if err != nil {
+			return false, status.Errorf(codes.Unauthenticated, "worker %q: %v", name, err)
+		}
+		nonce := newNonce()
+		if err := stream.Send(&MasterMessage{Msg: &MasterMessage_Challenge{Challenge: &Challenge{Nonce: nonce}}}); err != nil {
+			return false, err
+		}
+		m, err := next()
+		if err != nil {
+			return false, err
+		}
+		proof := m.GetProof()
+		if proof == nil {
+			s.refusedLog.Log(log, slog.LevelWarn, "worker refused: no proof after the challenge", "got", fmt.Sprintf("%T", m.GetMsg()))
+			return false, status.Error(codes.InvalidArgument, "the answer to a challenge must be a proof")
+		}
+		want := loginMAC(key, Version, name, nonce, h.GetClientNonce(), binding)
+		return hmac.Equal(want, proof.GetMac()) && known, nil
+	})
+}
+
+// authenticate runs one login of the worker called name, at remote: prove
+// gets the key of its proof (its password, or a random key for a name not
+// configured: known false) and reports whether the worker proved it, or
+// why the login could not go on. From an address that failed too many
+// logins lately (see ServerConfig.LoginBurst), authenticate refuses
+// (ResourceExhausted, saying when to retry) before anything is asked of
+// the worker. An unknown name and a wrong password get the same answer;
+// the log tells them apart, with the address.
+func (s *Server) authenticate(remote, name string, log *slog.Logger, prove func(key []byte, known bool) (bool, error)) error {
+	src := backoff.AddrKey(remote)
+	at, wait, ok := s.brake.Begin(src)
+	if !ok {
+		wait = max(wait.Round(time.Second), time.Second)
+		s.brakeLog.Log(log, slog.LevelWarn, "worker refused: too many failed logins from its address", "address", src, "retry_in", wait)
+		return status.Errorf(codes.ResourceExhausted, "too many failed logins from %s: retry in %s", src, wait)
+	}
+	password, known := s.cfg.Password(name)
+	key := []byte(password)
+	if !known {
+		key = s.unknownKey
+	}
+	proved, err := prove(key, known)
+	if err != nil {
+		at.Failed()
+		return err
+	}
+	if !proved {
+		shared := at.Failed()
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "address", src, "known_name", known, "brake_table_full", shared)
+		return status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
+	}
+	at.Succeeded()
+	return nil
+}
+
+// accept registers the connection of a worker that logged in. When a
 // connection of that name is registered already, it is asked whether it
 // is alive (a Ping, answered within KeepaliveTimeout): if it answers, the
 // new one is refused with AlreadyExists; if not, the old one is ended, as a
 // lost worker (its commands return ErrConnectionLost), and the new one
 // takes its place. Both cases are logged with both remote addresses.
-//
-// A hello from an address that failed too many logins lately is refused
-// before its password is checked (see ServerConfig.LoginBurst).
 func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn, error) {
-	if h == nil {
-		return nil, status.Error(codes.InvalidArgument, "first message must be hello")
-	}
-	if err := checkHello(h); err != nil {
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "worker", logName(h.GetName()), "err", err)
-		return nil, status.Errorf(codes.InvalidArgument, "hello refused: %v", err)
-	}
 	name := h.GetName()
-	log = log.With("worker", name)
-	if v := h.GetProtocolVersion(); v != Version {
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
-	}
-	if s.cfg.Authenticate != nil {
-		if err := s.authenticate(remote, name, h.GetPassword(), log); err != nil {
-			return nil, err
-		}
-	}
 	c := &WorkerConn{
 		name:          name,
 		remote:        remote,
@@ -468,27 +609,6 @@ func (s *Server) accept(h *Hello, remote string, log *slog.Logger) (*WorkerConn,
 		s.mu.Unlock()
 		// Another hello may have taken the name meanwhile: ask again.
 	}
-}
-
-// authenticate checks name and password, sent by the worker at remote,
-// with ServerConfig.Authenticate, through the brake of remote's address:
-// from an address that failed too many logins lately, it refuses
-// (ResourceExhausted, saying when to retry) without checking.
-func (s *Server) authenticate(remote, name, password string, log *slog.Logger) error {
-	src := backoff.AddrKey(remote)
-	at, wait, ok := s.brake.Begin(src)
-	if !ok {
-		wait = max(wait.Round(time.Second), time.Second)
-		s.brakeLog.Log(log, slog.LevelWarn, "worker refused: too many failed logins from its address", "retry_in", wait)
-		return status.Errorf(codes.ResourceExhausted, "too many failed logins from %s: retry in %s", src, wait)
-	}
-	if err := s.cfg.Authenticate(name, password); err != nil {
-		shared := at.Failed()
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "err", err, "brake_table_full", shared)
-		return status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
-	}
-	at.Succeeded()
-	return nil
 }
 
 func (s *Server) detach(c *WorkerConn) {

@@ -1,10 +1,16 @@
 // The gbb worker protocol: one bidirectional stream per worker.
 //
 // The worker dials the master and calls Connect. Its first message is a
-// Hello; the master answers with a Welcome, or ends the stream with
+// Hello, which carries no password; the master answers with a Challenge
+// (a nonce), which the worker answers with a Proof (an HMAC-SHA256 keyed by
+// its password over the nonces, its name and the TLS connection: see
+// login.go), or, when the worker logged in with a client certificate, at
+// once with a Welcome. The master then ends the stream with
 // Unauthenticated (wrong name or password), FailedPrecondition (protocol
-// version mismatch) or AlreadyExists (a worker of that name is connected
-// and answers a Ping; one that does not is ended and replaced).
+// version mismatch, or a worker older than protocol 2 that sent its
+// password in the Hello) or AlreadyExists (a worker of that name is connected
+// and answers a Ping; one that does not is ended and replaced), or sends
+// the Welcome.
 // Then the master sends StartCommand and Interrupt messages, and the worker
 // sends OutputChunk for a running command and exactly one Complete per command.
 // The master also sends a Ping every heartbeat_interval (from the Welcome),
@@ -90,7 +96,7 @@ func (x OutputChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputChunk_Stream.Descriptor instead.
 func (OutputChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{10, 0}
+	return file_worker_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type FileOperation_Op int32
@@ -142,7 +148,7 @@ func (x FileOperation_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileOperation_Op.Descriptor instead.
 func (FileOperation_Op) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12, 0}
+	return file_worker_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // WorkerMessage is one message from the worker to the master.
@@ -157,6 +163,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Read
 	//	*WorkerMessage_Pong
 	//	*WorkerMessage_Draining
+	//	*WorkerMessage_Proof
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -262,6 +269,15 @@ func (x *WorkerMessage) GetDraining() *Draining {
 	return nil
 }
 
+func (x *WorkerMessage) GetProof() *Proof {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Proof); ok {
+			return x.Proof
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -294,6 +310,10 @@ type WorkerMessage_Draining struct {
 	Draining *Draining `protobuf:"bytes,7,opt,name=draining,proto3,oneof"`
 }
 
+type WorkerMessage_Proof struct {
+	Proof *Proof `protobuf:"bytes,8,opt,name=proof,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Output) isWorkerMessage_Msg() {}
@@ -308,6 +328,8 @@ func (*WorkerMessage_Pong) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Draining) isWorkerMessage_Msg() {}
 
+func (*WorkerMessage_Proof) isWorkerMessage_Msg() {}
+
 // MasterMessage is one message from the master to the worker.
 type MasterMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -318,6 +340,7 @@ type MasterMessage struct {
 	//	*MasterMessage_Interrupt
 	//	*MasterMessage_DownloadChunk
 	//	*MasterMessage_Ping
+	//	*MasterMessage_Challenge
 	//	*MasterMessage_Reattach
 	Msg           isMasterMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
@@ -406,6 +429,15 @@ func (x *MasterMessage) GetPing() *Ping {
 	return nil
 }
 
+func (x *MasterMessage) GetChallenge() *Challenge {
+	if x != nil {
+		if x, ok := x.Msg.(*MasterMessage_Challenge); ok {
+			return x.Challenge
+		}
+	}
+	return nil
+}
+
 func (x *MasterMessage) GetReattach() *Reattach {
 	if x != nil {
 		if x, ok := x.Msg.(*MasterMessage_Reattach); ok {
@@ -439,6 +471,10 @@ type MasterMessage_Ping struct {
 	Ping *Ping `protobuf:"bytes,5,opt,name=ping,proto3,oneof"`
 }
 
+type MasterMessage_Challenge struct {
+	Challenge *Challenge `protobuf:"bytes,6,opt,name=challenge,proto3,oneof"`
+}
+
 type MasterMessage_Reattach struct {
 	Reattach *Reattach `protobuf:"bytes,10,opt,name=reattach,proto3,oneof"`
 }
@@ -453,6 +489,8 @@ func (*MasterMessage_DownloadChunk) isMasterMessage_Msg() {}
 
 func (*MasterMessage_Ping) isMasterMessage_Msg() {}
 
+func (*MasterMessage_Challenge) isMasterMessage_Msg() {}
+
 func (*MasterMessage_Reattach) isMasterMessage_Msg() {}
 
 // Hello is the worker's first message.
@@ -460,12 +498,20 @@ type Hello struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Password        string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
-	Info            *HostInfo              `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
+	// password was protocol 1's: the password in clear. A master refuses a
+	// hello that carries one, telling the worker to upgrade.
+	//
+	// Deprecated: Marked as deprecated in worker.proto.
+	Password string    `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	Info     *HostInfo `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
 	// kept lists the resumable commands (StartCommand.resume_key) the worker
 	// still runs, or holds the end of, since its last stream to a master
 	// ended. The master answers each with a Reattach.
-	Kept          []*KeptCommand `protobuf:"bytes,5,rep,name=kept,proto3" json:"kept,omitempty"`
+	Kept []*KeptCommand `protobuf:"bytes,5,rep,name=kept,proto3" json:"kept,omitempty"`
+	// client_nonce is 32 random bytes of the worker's, part of what its
+	// Proof signs, so that a master (or one posing as it) cannot choose the
+	// whole of what the worker's password signs.
+	ClientNonce   []byte `protobuf:"bytes,6,opt,name=client_nonce,json=clientNonce,proto3" json:"client_nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +560,7 @@ func (x *Hello) GetName() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in worker.proto.
 func (x *Hello) GetPassword() string {
 	if x != nil {
 		return x.Password
@@ -535,6 +582,105 @@ func (x *Hello) GetKept() []*KeptCommand {
 	return nil
 }
 
+func (x *Hello) GetClientNonce() []byte {
+	if x != nil {
+		return x.ClientNonce
+	}
+	return nil
+}
+
+// Challenge is the master's answer to a Hello that must prove its
+// password: 32 random bytes, never sent twice.
+type Challenge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Challenge) Reset() {
+	*x = Challenge{}
+	mi := &file_worker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Challenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Challenge) ProtoMessage() {}
+
+func (x *Challenge) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
+func (*Challenge) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Challenge) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+// Proof answers a Challenge: HMAC-SHA256, keyed by the worker's password,
+// over the login transcript (see login.go).
+type Proof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           []byte                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proof) Reset() {
+	*x = Proof{}
+	mi := &file_worker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proof) ProtoMessage() {}
+
+func (x *Proof) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proof.ProtoReflect.Descriptor instead.
+func (*Proof) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Proof) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 // HostInfo describes the worker host, as buildbot's get_worker_info.
 type HostInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -552,7 +698,7 @@ type HostInfo struct {
 
 func (x *HostInfo) Reset() {
 	*x = HostInfo{}
-	mi := &file_worker_proto_msgTypes[3]
+	mi := &file_worker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +710,7 @@ func (x *HostInfo) String() string {
 func (*HostInfo) ProtoMessage() {}
 
 func (x *HostInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[3]
+	mi := &file_worker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +723,7 @@ func (x *HostInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostInfo.ProtoReflect.Descriptor instead.
 func (*HostInfo) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{3}
+	return file_worker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostInfo) GetAdmin() string {
@@ -653,7 +799,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_worker_proto_msgTypes[4]
+	mi := &file_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +811,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[4]
+	mi := &file_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +824,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{4}
+	return file_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Welcome) GetProtocolVersion() uint32 {
@@ -741,7 +887,7 @@ type StartCommand struct {
 
 func (x *StartCommand) Reset() {
 	*x = StartCommand{}
-	mi := &file_worker_proto_msgTypes[5]
+	mi := &file_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +899,7 @@ func (x *StartCommand) String() string {
 func (*StartCommand) ProtoMessage() {}
 
 func (x *StartCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[5]
+	mi := &file_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +912,7 @@ func (x *StartCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartCommand.ProtoReflect.Descriptor instead.
 func (*StartCommand) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{5}
+	return file_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StartCommand) GetCommandId() uint64 {
@@ -901,7 +1047,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_worker_proto_msgTypes[6]
+	mi := &file_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1059,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[6]
+	mi := &file_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1072,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{6}
+	return file_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SecretValue) GetValue() string {
@@ -977,7 +1123,7 @@ type Shell struct {
 
 func (x *Shell) Reset() {
 	*x = Shell{}
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1135,7 @@ func (x *Shell) String() string {
 func (*Shell) ProtoMessage() {}
 
 func (x *Shell) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[7]
+	mi := &file_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1148,7 @@ func (x *Shell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shell.ProtoReflect.Descriptor instead.
 func (*Shell) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{7}
+	return file_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Shell) GetArgv() []string {
@@ -1117,7 +1263,7 @@ type Git struct {
 
 func (x *Git) Reset() {
 	*x = Git{}
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1275,7 @@ func (x *Git) String() string {
 func (*Git) ProtoMessage() {}
 
 func (x *Git) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[8]
+	mi := &file_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1288,7 @@ func (x *Git) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Git.ProtoReflect.Descriptor instead.
 func (*Git) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{8}
+	return file_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Git) GetRepourl() string {
@@ -1234,7 +1380,7 @@ type Interrupt struct {
 
 func (x *Interrupt) Reset() {
 	*x = Interrupt{}
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1392,7 @@ func (x *Interrupt) String() string {
 func (*Interrupt) ProtoMessage() {}
 
 func (x *Interrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[9]
+	mi := &file_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1405,7 @@ func (x *Interrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupt.ProtoReflect.Descriptor instead.
 func (*Interrupt) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{9}
+	return file_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Interrupt) GetCommandId() uint64 {
@@ -1291,7 +1437,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1449,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1462,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{10}
+	return file_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OutputChunk) GetCommandId() uint64 {
@@ -1367,7 +1513,7 @@ type Complete struct {
 
 func (x *Complete) Reset() {
 	*x = Complete{}
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1525,7 @@ func (x *Complete) String() string {
 func (*Complete) ProtoMessage() {}
 
 func (x *Complete) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1538,7 @@ func (x *Complete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Complete.ProtoReflect.Descriptor instead.
 func (*Complete) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11}
+	return file_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Complete) GetCommandId() uint64 {
@@ -1464,7 +1610,7 @@ type FileOperation struct {
 
 func (x *FileOperation) Reset() {
 	*x = FileOperation{}
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1622,7 @@ func (x *FileOperation) String() string {
 func (*FileOperation) ProtoMessage() {}
 
 func (x *FileOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1635,7 @@ func (x *FileOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOperation.ProtoReflect.Descriptor instead.
 func (*FileOperation) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12}
+	return file_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FileOperation) GetOp() FileOperation_Op {
@@ -1528,7 +1674,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1686,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1699,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{13}
+	return file_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Upload) GetWorkdir() string {
@@ -1611,7 +1757,7 @@ type Download struct {
 
 func (x *Download) Reset() {
 	*x = Download{}
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1769,7 @@ func (x *Download) String() string {
 func (*Download) ProtoMessage() {}
 
 func (x *Download) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1782,7 @@ func (x *Download) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Download.ProtoReflect.Descriptor instead.
 func (*Download) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{14}
+	return file_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Download) GetWorkdir() string {
@@ -1685,7 +1831,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1843,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1856,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{15}
+	return file_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadChunk) GetCommandId() uint64 {
@@ -1739,7 +1885,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1897,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1910,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{16}
+	return file_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadRequest) GetCommandId() uint64 {
@@ -1795,7 +1941,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1953,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1966,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{17}
+	return file_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DownloadChunk) GetCommandId() uint64 {
@@ -1863,7 +2009,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2021,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2034,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{18}
+	return file_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Ping) GetSeq() uint64 {
@@ -1908,7 +2054,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2066,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2079,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{19}
+	return file_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Pong) GetSeq() uint64 {
@@ -1961,7 +2107,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2119,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2132,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20}
+	return file_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Draining) GetRunning() []uint64 {
@@ -2010,7 +2156,7 @@ type KeptCommand struct {
 
 func (x *KeptCommand) Reset() {
 	*x = KeptCommand{}
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2168,7 @@ func (x *KeptCommand) String() string {
 func (*KeptCommand) ProtoMessage() {}
 
 func (x *KeptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2181,7 @@ func (x *KeptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptCommand.ProtoReflect.Descriptor instead.
 func (*KeptCommand) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{21}
+	return file_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeptCommand) GetResumeKey() string {
@@ -2077,7 +2223,7 @@ type Reattach struct {
 
 func (x *Reattach) Reset() {
 	*x = Reattach{}
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2235,7 @@ func (x *Reattach) String() string {
 func (*Reattach) ProtoMessage() {}
 
 func (x *Reattach) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2248,7 @@ func (x *Reattach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
 func (*Reattach) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{22}
+	return file_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Reattach) GetResumeKey() string {
@@ -2144,7 +2290,7 @@ var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
 	"\n" +
-	"\fworker.proto\x12\rgbb.worker.v1\x1a\x1egoogle/protobuf/duration.proto\"\x86\x03\n" +
+	"\fworker.proto\x12\rgbb.worker.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb4\x03\n" +
 	"\rWorkerMessage\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.gbb.worker.v1.HelloH\x00R\x05hello\x124\n" +
 	"\x06output\x18\x02 \x01(\v2\x1a.gbb.worker.v1.OutputChunkH\x00R\x06output\x125\n" +
@@ -2152,23 +2298,30 @@ const file_worker_proto_rawDesc = "" +
 	"\fupload_chunk\x18\x04 \x01(\v2\x1a.gbb.worker.v1.UploadChunkH\x00R\vuploadChunk\x120\n" +
 	"\x04read\x18\x05 \x01(\v2\x1a.gbb.worker.v1.ReadRequestH\x00R\x04read\x12)\n" +
 	"\x04pong\x18\x06 \x01(\v2\x13.gbb.worker.v1.PongH\x00R\x04pong\x125\n" +
-	"\bdraining\x18\a \x01(\v2\x17.gbb.worker.v1.DrainingH\x00R\bdrainingB\x05\n" +
-	"\x03msg\"\xf1\x02\n" +
+	"\bdraining\x18\a \x01(\v2\x17.gbb.worker.v1.DrainingH\x00R\bdraining\x12,\n" +
+	"\x05proof\x18\b \x01(\v2\x14.gbb.worker.v1.ProofH\x00R\x05proofB\x05\n" +
+	"\x03msg\"\xab\x03\n" +
 	"\rMasterMessage\x122\n" +
 	"\awelcome\x18\x01 \x01(\v2\x16.gbb.worker.v1.WelcomeH\x00R\awelcome\x12B\n" +
 	"\rstart_command\x18\x02 \x01(\v2\x1b.gbb.worker.v1.StartCommandH\x00R\fstartCommand\x128\n" +
 	"\tinterrupt\x18\x03 \x01(\v2\x18.gbb.worker.v1.InterruptH\x00R\tinterrupt\x12E\n" +
 	"\x0edownload_chunk\x18\x04 \x01(\v2\x1c.gbb.worker.v1.DownloadChunkH\x00R\rdownloadChunk\x12)\n" +
-	"\x04ping\x18\x05 \x01(\v2\x13.gbb.worker.v1.PingH\x00R\x04ping\x125\n" +
+	"\x04ping\x18\x05 \x01(\v2\x13.gbb.worker.v1.PingH\x00R\x04ping\x128\n" +
+	"\tchallenge\x18\x06 \x01(\v2\x18.gbb.worker.v1.ChallengeH\x00R\tchallenge\x125\n" +
 	"\breattach\x18\n" +
 	" \x01(\v2\x17.gbb.worker.v1.ReattachH\x00R\breattachB\x05\n" +
-	"\x03msg\"\xbf\x01\n" +
+	"\x03msg\"\xe6\x01\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
-	"\bpassword\x18\x03 \x01(\tR\bpassword\x12+\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
+	"\bpassword\x18\x03 \x01(\tB\x02\x18\x01R\bpassword\x12+\n" +
 	"\x04info\x18\x04 \x01(\v2\x17.gbb.worker.v1.HostInfoR\x04info\x12.\n" +
-	"\x04kept\x18\x05 \x03(\v2\x1a.gbb.worker.v1.KeptCommandR\x04kept\"\x9a\x02\n" +
+	"\x04kept\x18\x05 \x03(\v2\x1a.gbb.worker.v1.KeptCommandR\x04kept\x12!\n" +
+	"\fclient_nonce\x18\x06 \x01(\fR\vclientNonce\"!\n" +
+	"\tChallenge\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"\x19\n" +
+	"\x05Proof\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\fR\x03mac\"\x9a\x02\n" +
 	"\bHostInfo\x12\x14\n" +
 	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x0e\n" +
@@ -2338,81 +2491,85 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(FileOperation_Op)(0),       // 1: gbb.worker.v1.FileOperation.Op
 	(*WorkerMessage)(nil),       // 2: gbb.worker.v1.WorkerMessage
 	(*MasterMessage)(nil),       // 3: gbb.worker.v1.MasterMessage
 	(*Hello)(nil),               // 4: gbb.worker.v1.Hello
-	(*HostInfo)(nil),            // 5: gbb.worker.v1.HostInfo
-	(*Welcome)(nil),             // 6: gbb.worker.v1.Welcome
-	(*StartCommand)(nil),        // 7: gbb.worker.v1.StartCommand
-	(*SecretValue)(nil),         // 8: gbb.worker.v1.SecretValue
-	(*Shell)(nil),               // 9: gbb.worker.v1.Shell
-	(*Git)(nil),                 // 10: gbb.worker.v1.Git
-	(*Interrupt)(nil),           // 11: gbb.worker.v1.Interrupt
-	(*OutputChunk)(nil),         // 12: gbb.worker.v1.OutputChunk
-	(*Complete)(nil),            // 13: gbb.worker.v1.Complete
-	(*FileOperation)(nil),       // 14: gbb.worker.v1.FileOperation
-	(*Upload)(nil),              // 15: gbb.worker.v1.Upload
-	(*Download)(nil),            // 16: gbb.worker.v1.Download
-	(*UploadChunk)(nil),         // 17: gbb.worker.v1.UploadChunk
-	(*ReadRequest)(nil),         // 18: gbb.worker.v1.ReadRequest
-	(*DownloadChunk)(nil),       // 19: gbb.worker.v1.DownloadChunk
-	(*Ping)(nil),                // 20: gbb.worker.v1.Ping
-	(*Pong)(nil),                // 21: gbb.worker.v1.Pong
-	(*Draining)(nil),            // 22: gbb.worker.v1.Draining
-	(*KeptCommand)(nil),         // 23: gbb.worker.v1.KeptCommand
-	(*Reattach)(nil),            // 24: gbb.worker.v1.Reattach
-	nil,                         // 25: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 26: gbb.worker.v1.Shell.EnvEntry
-	nil,                         // 27: gbb.worker.v1.Shell.LogfilesEntry
-	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
+	(*Challenge)(nil),           // 5: gbb.worker.v1.Challenge
+	(*Proof)(nil),               // 6: gbb.worker.v1.Proof
+	(*HostInfo)(nil),            // 7: gbb.worker.v1.HostInfo
+	(*Welcome)(nil),             // 8: gbb.worker.v1.Welcome
+	(*StartCommand)(nil),        // 9: gbb.worker.v1.StartCommand
+	(*SecretValue)(nil),         // 10: gbb.worker.v1.SecretValue
+	(*Shell)(nil),               // 11: gbb.worker.v1.Shell
+	(*Git)(nil),                 // 12: gbb.worker.v1.Git
+	(*Interrupt)(nil),           // 13: gbb.worker.v1.Interrupt
+	(*OutputChunk)(nil),         // 14: gbb.worker.v1.OutputChunk
+	(*Complete)(nil),            // 15: gbb.worker.v1.Complete
+	(*FileOperation)(nil),       // 16: gbb.worker.v1.FileOperation
+	(*Upload)(nil),              // 17: gbb.worker.v1.Upload
+	(*Download)(nil),            // 18: gbb.worker.v1.Download
+	(*UploadChunk)(nil),         // 19: gbb.worker.v1.UploadChunk
+	(*ReadRequest)(nil),         // 20: gbb.worker.v1.ReadRequest
+	(*DownloadChunk)(nil),       // 21: gbb.worker.v1.DownloadChunk
+	(*Ping)(nil),                // 22: gbb.worker.v1.Ping
+	(*Pong)(nil),                // 23: gbb.worker.v1.Pong
+	(*Draining)(nil),            // 24: gbb.worker.v1.Draining
+	(*KeptCommand)(nil),         // 25: gbb.worker.v1.KeptCommand
+	(*Reattach)(nil),            // 26: gbb.worker.v1.Reattach
+	nil,                         // 27: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 28: gbb.worker.v1.Shell.EnvEntry
+	nil,                         // 29: gbb.worker.v1.Shell.LogfilesEntry
+	(*durationpb.Duration)(nil), // 30: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	4,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
-	12, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
-	13, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
-	17, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
-	18, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
-	21, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
-	22, // 6: gbb.worker.v1.WorkerMessage.draining:type_name -> gbb.worker.v1.Draining
-	6,  // 7: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
-	7,  // 8: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
-	11, // 9: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
-	19, // 10: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
-	20, // 11: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
-	24, // 12: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
-	5,  // 13: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	23, // 14: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
-	25, // 15: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
-	28, // 16: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	28, // 17: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
-	9,  // 18: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	10, // 19: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
-	14, // 20: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
-	15, // 21: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
-	16, // 22: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
-	28, // 23: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
-	8,  // 24: gbb.worker.v1.StartCommand.secrets:type_name -> gbb.worker.v1.SecretValue
-	26, // 25: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	28, // 26: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	28, // 27: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	28, // 28: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	27, // 29: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	28, // 30: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
-	28, // 31: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
-	0,  // 32: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	28, // 33: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 34: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
-	2,  // 35: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	3,  // 36: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	36, // [36:37] is the sub-list for method output_type
-	35, // [35:36] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	14, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
+	15, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
+	19, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
+	20, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
+	23, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
+	24, // 6: gbb.worker.v1.WorkerMessage.draining:type_name -> gbb.worker.v1.Draining
+	6,  // 7: gbb.worker.v1.WorkerMessage.proof:type_name -> gbb.worker.v1.Proof
+	8,  // 8: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
+	9,  // 9: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
+	13, // 10: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
+	21, // 11: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
+	22, // 12: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
+	5,  // 13: gbb.worker.v1.MasterMessage.challenge:type_name -> gbb.worker.v1.Challenge
+	26, // 14: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
+	7,  // 15: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
+	25, // 16: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
+	27, // 17: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	30, // 18: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	30, // 19: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
+	11, // 20: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
+	12, // 21: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	16, // 22: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
+	17, // 23: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
+	18, // 24: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
+	30, // 25: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
+	10, // 26: gbb.worker.v1.StartCommand.secrets:type_name -> gbb.worker.v1.SecretValue
+	28, // 27: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	30, // 28: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	30, // 29: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	30, // 30: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	29, // 31: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	30, // 32: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
+	30, // 33: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
+	0,  // 34: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	30, // 35: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 36: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	2,  // 37: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 38: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	38, // [38:39] is the sub-list for method output_type
+	37, // [37:38] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -2428,6 +2585,7 @@ func file_worker_proto_init() {
 		(*WorkerMessage_Read)(nil),
 		(*WorkerMessage_Pong)(nil),
 		(*WorkerMessage_Draining)(nil),
+		(*WorkerMessage_Proof)(nil),
 	}
 	file_worker_proto_msgTypes[1].OneofWrappers = []any{
 		(*MasterMessage_Welcome)(nil),
@@ -2435,9 +2593,10 @@ func file_worker_proto_init() {
 		(*MasterMessage_Interrupt)(nil),
 		(*MasterMessage_DownloadChunk)(nil),
 		(*MasterMessage_Ping)(nil),
+		(*MasterMessage_Challenge)(nil),
 		(*MasterMessage_Reattach)(nil),
 	}
-	file_worker_proto_msgTypes[5].OneofWrappers = []any{
+	file_worker_proto_msgTypes[7].OneofWrappers = []any{
 		(*StartCommand_Shell)(nil),
 		(*StartCommand_Git)(nil),
 		(*StartCommand_FileOp)(nil),
@@ -2450,7 +2609,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

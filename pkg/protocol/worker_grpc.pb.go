@@ -1,10 +1,16 @@
 // The gbb worker protocol: one bidirectional stream per worker.
 //
 // The worker dials the master and calls Connect. Its first message is a
-// Hello; the master answers with a Welcome, or ends the stream with
+// Hello, which carries no password; the master answers with a Challenge
+// (a nonce), which the worker answers with a Proof (an HMAC-SHA256 keyed by
+// its password over the nonces, its name and the TLS connection: see
+// login.go), or, when the worker logged in with a client certificate, at
+// once with a Welcome. The master then ends the stream with
 // Unauthenticated (wrong name or password), FailedPrecondition (protocol
-// version mismatch) or AlreadyExists (a worker of that name is connected
-// and answers a Ping; one that does not is ended and replaced).
+// version mismatch, or a worker older than protocol 2 that sent its
+// password in the Hello) or AlreadyExists (a worker of that name is connected
+// and answers a Ping; one that does not is ended and replaced), or sends
+// the Welcome.
 // Then the master sends StartCommand and Interrupt messages, and the worker
 // sends OutputChunk for a running command and exactly one Complete per command.
 // The master also sends a Ping every heartbeat_interval (from the Welcome),

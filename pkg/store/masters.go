@@ -74,6 +74,23 @@ func (db *DB) SetMasterActive(id int64, active bool, seen time.Time) error {
 	return nil
 }
 
+// SetMasterWorkerCert records when the certificate of a master's worker
+// port ends (zero: plaintext), for the API and the workers page.
+func (db *DB) SetMasterWorkerCert(id int64, notAfter time.Time) error {
+	var out Master
+	err := db.update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketMaster, id, func(m *Master) error {
+			m.WorkerCertNotAfter = notAfter.UTC()
+			out = *m
+			return nil
+		})
+	}, func(e emit) { e.master("updated", out) })
+	if err != nil {
+		return fmt.Errorf("set master %d worker certificate: %w", id, err)
+	}
+	return nil
+}
+
 // Masters lists the masters by id.
 func (db *DB) Masters() ([]Master, error) {
 	var ms []Master

@@ -48,6 +48,9 @@ type Master struct {
 	Name     string
 	Active   bool
 	LastSeen time.Time
+	// WorkerCertNotAfter is when the TLS certificate of the master's
+	// worker port ends; zero when it serves plaintext (or never said).
+	WorkerCertNotAfter time.Time `json:",omitzero"`
 }
 
 // Builder is a configured builder. IDs are stable across restarts: a

@@ -851,7 +851,7 @@ func (s *Server) listMasters(r *http.Request, _ *query) ([]map[string]any, error
 	}
 	objs := make([]map[string]any, len(ms))
 	for i, m := range ms {
-		objs[i] = masterObj(m)
+		objs[i] = masterResObj(m)
 	}
 	return objs, nil
 }
@@ -867,7 +867,7 @@ func (s *Server) getMaster(r *http.Request, _ *query) (map[string]any, error) {
 	}
 	for _, m := range ms {
 		if m.ID == id {
-			return masterObj(m), nil
+			return masterResObj(m), nil
 		}
 	}
 	return nil, NotFound("no such master %d", id)

@@ -57,6 +57,7 @@ var (
 	}}
 	masterRes = &resource{plural: "masters", fields: map[string]kind{
 		"active": kindBool, "last_active": kindInt, "masterid": kindInt, "name": kindString,
+		"worker_tls_not_after": kindInt,
 	}}
 )
 
@@ -270,6 +271,15 @@ func masterObj(m store.Master) map[string]any {
 	}
 }
 
+// masterResObj is a master as /masters gives it: buildbot's fields (as a
+// scheduler's master has them), and gbb's worker_tls_not_after, when the
+// worker port's TLS certificate ends (null: plaintext).
+func masterResObj(m store.Master) map[string]any {
+	o := masterObj(m)
+	o["worker_tls_not_after"] = unixTime(m.WorkerCertNotAfter)
+	return o
+}
+
 func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 	names := make([]any, 0, len(fi.BuilderNames))
 	for _, n := range fi.BuilderNames {
@@ -432,7 +442,7 @@ func (s *Server) EventMessage(rec any) any {
 	case store.Builder:
 		return builderObj(v)
 	case store.Master:
-		return masterObj(v)
+		return masterResObj(v)
 	case store.Properties:
 		return propertiesObj(v, []string{"*"})
 	case store.Change:

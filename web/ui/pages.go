@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/api"
@@ -409,7 +410,20 @@ type workersPage struct {
 	pageBase
 	Workers  []workerRow
 	Controls bool
+	// CertsEnding are the masters whose worker port certificate ends
+	// within 14 days (or has ended).
+	CertsEnding []certEnding
 }
+
+// certEnding is a master whose worker port certificate ends soon.
+type certEnding struct {
+	Master   string
+	NotAfter time.Time
+}
+
+// certWarning is how long before its end a worker port certificate is
+// shown on the workers page (as master.log warns).
+const certWarning = 14 * 24 * time.Hour
 
 type workerRow struct {
 	ID                       int64
@@ -445,6 +459,16 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) {
 	byWorker := map[int64][]buildRow{}
 	for _, b := range running {
 		byWorker[b.WorkerID] = append(byWorker[b.WorkerID], s.buildRowOf(b, names))
+	}
+	masters, err := s.cfg.Store.Masters()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	for _, m := range masters {
+		if m.Active && !m.WorkerCertNotAfter.IsZero() && time.Until(m.WorkerCertNotAfter) < certWarning {
+			page.CertsEnding = append(page.CertsEnding, certEnding{Master: m.Name, NotAfter: m.WorkerCertNotAfter})
+		}
 	}
 	slices.SortFunc(workers, func(a, b store.Worker) int { return cmp.Compare(a.Name, b.Name) })
 	for _, wk := range workers {
