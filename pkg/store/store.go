@@ -87,7 +87,7 @@ func allBuckets() []string {
 		bucketMaster, bucketMasterByName,
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
-		bucketSourceStamp, bucketBuildset, bucketBuildsetIncomplete,
+		bucketSourceStamp, bucketSourceStampByHash, bucketBuildset, bucketBuildsetIncomplete,
 		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending, bucketRequestClaimed,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketBuildCount,
@@ -119,6 +119,7 @@ func Open(path string, opts Options) (*DB, error) {
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
+		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
@@ -132,6 +133,11 @@ func Open(path string, opts Options) (*DB, error) {
 		if newCounts {
 			if err := buildCounts(tx); err != nil {
 				return fmt.Errorf("count builds: %w", err)
+			}
+		}
+		if newSSIndex {
+			if err := indexSourceStamps(tx); err != nil {
+				return fmt.Errorf("index sourcestamps: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
@@ -318,6 +324,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		errs = append(errs, fmt.Errorf("log %d: chunks without a log", id))
 	}
 	errs = append(errs, checkChanges(tx)...)
+	errs = append(errs, checkSourceStamps(tx)...)
 	errs = append(errs, checkPending(tx)...)
 	errs = append(errs, checkCounts(tx)...)
 
