@@ -67,6 +67,9 @@ type Config struct {
 	// Schedulers lists the configured schedulers for /api/v2/schedulers;
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
+	// EnableScheduler is api.Config's: buildbot's enable control on
+	// /api/v2/schedulers/N; nil answers it 503.
+	EnableScheduler func(name string, enabled bool) error
 	// Events is the bus the store publishes to, served live on /sse/ and
 	// /ws (see web/live); nil answers them 404.
 	Events *events.Bus
@@ -135,7 +138,7 @@ func New(cfg Config) *Server {
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
 	s.api = api.New(api.Config{
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
-		Schedulers: cfg.Schedulers, Logger: s.log,
+		Schedulers: cfg.Schedulers, EnableScheduler: cfg.EnableScheduler, Logger: s.log,
 		Access: inForce,
 		Guard:  s.sameOrigin,
 	})

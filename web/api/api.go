@@ -141,6 +141,7 @@ func (s *Server) Routes(r chi.Router) {
 
 	r.Get("/schedulers", s.list(schedulerRes, s.listSchedulers))
 	r.Get("/schedulers/{schedulerid}", s.one(schedulerRes, s.getScheduler))
+	r.With(s.cfg.Guard).Post("/schedulers/{schedulerid}", s.control)
 
 	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
 	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))

@@ -290,7 +290,7 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 		"all_fields":    fields,
 		"builder_names": names,
 		"button_name":   button,
-		"enabled":       true,
+		"enabled":       !fi.Disabled,
 		"label":         label,
 		"name":          fi.Name,
 	}
