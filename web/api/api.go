@@ -133,11 +133,13 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
 	r.Get("/buildsets/{bsid}", s.one(buildsetRes, s.getBuildset))
 	r.Get("/buildsets/{bsid}/changes", s.list(changeRes, s.listChanges))
+	r.Get("/buildsets/{bsid}/properties", s.buildsetProperties)
 	r.Get("/sourcestamps", s.list(sourcestampRes, s.listSourceStamps))
 	r.Get("/sourcestamps/{ssid}", s.one(sourcestampRes, s.getSourceStamp))
 	r.Get("/sourcestamps/{ssid}/changes", s.list(changeRes, s.listChanges))
 	r.Get("/changes", s.list(changeRes, s.listChanges))
 	r.Get("/changes/{changeid}", s.one(changeRes, s.getChange))
+	r.Get("/changes/{changeid}/builds", s.list(buildRes, s.listChangeBuilds))
 
 	r.Get("/schedulers", s.list(schedulerRes, s.listSchedulers))
 	r.Get("/schedulers/{schedulerid}", s.one(schedulerRes, s.getScheduler))

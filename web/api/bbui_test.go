@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,9 +10,11 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/auth"
 )
 
@@ -149,3 +152,83 @@ func TestSchedulerEnableAuthz(t *testing.T) {
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
+
+// addBuildFor makes the scheduler "all" build change c, and starts the
+// build of its request; it returns the buildset and the build.
+func (u *uiFixture) addBuildFor(t *testing.T, c store.Change) (store.Buildset, store.Build) {
+	t.Helper()
+	before := must(u.db.Buildsets(nil))(t)
+	u.scheds.AddChanges([]store.Change{c})
+	after := must(u.db.Buildsets(nil))(t)
+	if len(after) != len(before)+1 {
+		t.Fatalf("change %d made %d buildsets", c.ID, len(after)-len(before))
+	}
+	bs := after[len(after)-1]
+	brs := must(u.db.BuildRequests(store.BuildRequestFilter{BuildsetID: bs.ID}))(t)
+	check(t, u.db.ClaimBuildRequest(brs[0].ID, u.master.ID, t0))
+	b := must(u.db.AddBuild(store.NewBuild{BuilderID: brs[0].BuilderID, BuildRequestID: brs[0].ID, WorkerID: u.worker.ID, MasterID: u.master.ID}))(t)
+	return bs, b
+}
+
+// ids are the values of field in a collection reply.
+func ids(t *testing.T, body map[string]any, plural, field string) []int64 {
+	t.Helper()
+	objs, ok := body[plural].([]any)
+	if !ok {
+		t.Fatalf("no %s in %v", plural, body)
+	}
+	out := []int64{}
+	for _, o := range objs {
+		out = append(out, int64(o.(map[string]any)[field].(float64)))
+	}
+	return out
+}
+
+// What buildbot's console and grid views and its change page read: a
+// change and the buildset built for it name one sourcestamp, and
+// /changes/N/builds lists the builds of that sourcestamp's buildsets.
+func TestChangeBuilds(t *testing.T) {
+	t.Parallel()
+	u := newUIFixture(t, auth.Access{})
+	c1 := must(u.db.AddChange(store.Change{Branch: "main", Revision: "aaa", Repository: "https://example.org/r.git"}))(t)
+	c2 := must(u.db.AddChange(store.Change{Branch: "main", Revision: "bbb", Repository: "https://example.org/r.git"}))(t)
+	bs1, b1 := u.addBuildFor(t, c1)
+	_, b2 := u.addBuildFor(t, c2)
+
+	_, body := u.get(t, fmt.Sprintf("/api/v2/changes/%d", c1.ID))
+	changeSS := first(t, body, "changes")["sourcestamp"].(map[string]any)["ssid"]
+	_, body = u.get(t, fmt.Sprintf("/api/v2/buildsets/%d", bs1.ID))
+	bsSS := first(t, body, "buildsets")["sourcestamps"].([]any)[0].(map[string]any)["ssid"]
+	if changeSS != bsSS {
+		t.Errorf("change %d has sourcestamp %v, its buildset %v: want one", c1.ID, changeSS, bsSS)
+	}
+
+	for _, tc := range []struct {
+		path string
+		want []int64
+	}{
+		{fmt.Sprintf("/api/v2/changes/%d/builds", c1.ID), []int64{b1.ID}},
+		{fmt.Sprintf("/api/v2/changes/%d/builds", c2.ID), []int64{b2.ID}},
+		{fmt.Sprintf("/api/v2/changes/%d/builds?order=-buildid&field=buildid", c1.ID), []int64{b1.ID}},
+	} {
+		status, body := u.get(t, tc.path)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", tc.path, status, body)
+		}
+		if diff := cmp.Diff(tc.want, ids(t, body, "builds", "buildid")); diff != "" {
+			t.Errorf("GET %s (-want +got):\n%s", tc.path, diff)
+		}
+	}
+	if status, _ := u.get(t, "/api/v2/changes/999/builds"); status != http.StatusNotFound {
+		t.Errorf("builds of no change: %d, want 404", status)
+	}
+
+	status, body := u.get(t, fmt.Sprintf("/api/v2/buildsets/%d/properties", bs1.ID))
+	want := map[string]any{"properties": []any{map[string]any{"scheduler": []any{"all", "Scheduler"}}}, "meta": map[string]any{}}
+	if diff := cmp.Diff(want, body); status != http.StatusOK || diff != "" {
+		t.Errorf("buildset properties: %d (-want +got):\n%s", status, diff)
+	}
+	if status, _ := u.get(t, "/api/v2/buildsets/999/properties"); status != http.StatusNotFound {
+		t.Errorf("properties of no buildset: %d, want 404", status)
+	}
+}
