@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -152,7 +153,6 @@ func TestSchedulerEnableAuthz(t *testing.T) {
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
-
 // addBuildFor makes the scheduler "all" build change c, and starts the
 // build of its request; it returns the buildset and the build.
 func (u *uiFixture) addBuildFor(t *testing.T, c store.Change) (store.Buildset, store.Build) {
@@ -230,5 +230,73 @@ func TestChangeBuilds(t *testing.T) {
 	}
 	if status, _ := u.get(t, "/api/v2/buildsets/999/properties"); status != http.StatusNotFound {
 		t.Errorf("properties of no buildset: %d, want 404", status)
+	}
+}
+
+// /application.spec describes every GET route of the data API, with its
+// resource type, as buildbot's allEndpoints; only the downloads of a log
+// (no resource) are left out.
+func TestApplicationSpec(t *testing.T) {
+	t.Parallel()
+	u := newUIFixture(t, auth.Access{})
+	status, body := u.get(t, "/api/v2/application.spec")
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %v", status, body)
+	}
+	specs := map[string]map[string]any{}
+	for _, o := range body["specs"].([]any) {
+		o := o.(map[string]any)
+		specs[o["path"].(string)] = o
+	}
+	if body["meta"].(map[string]any)["total"] != float64(len(specs)) {
+		t.Errorf("meta %v, %d specs", body["meta"], len(specs))
+	}
+	// Every GET route of the API is there, but the raw logs.
+	r := chi.NewRouter()
+	New(Config{Store: u.db, Access: func() auth.Access { return auth.Access{} }, Guard: func(h http.Handler) http.Handler { return h }}).Routes(r)
+	n := 0
+	check(t, chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if method != http.MethodGet {
+			return nil
+		}
+		p := specPath(route)
+		if _, ok := specs[p]; !ok && !strings.HasSuffix(p, "/raw") && !strings.HasSuffix(p, "/raw_inline") {
+			t.Errorf("GET %s is not in the spec", route)
+		}
+		n++
+		return nil
+	}))
+	if n < 40 {
+		t.Errorf("only %d GET routes walked", n)
+	}
+	for path, want := range map[string][2]string{
+		"builders":                           {"builders", "builder"},
+		"builders/i:builder/builds":          {"builds", "build"},
+		"changes/n:changeid/builds":          {"builds", "build"},
+		"buildsets/n:bsid/properties":        {"properties", "property"},
+		"logs/n:logid/contents":              {"logchunks", "logchunk"},
+		"application.spec":                   {"specs", "spec"},
+		"schedulers/n:schedulerid":           {"schedulers", "scheduler"},
+		"forceschedulers/i:scheduler":        {"forceschedulers", "forcescheduler"},
+		"buildrequests/n:brid/builds":        {"builds", "build"},
+		"sourcestamps/n:ssid/changes":        {"changes", "change"},
+		"builds/n:buildid/steps":             {"steps", "step"},
+		"builds/n:buildid/steps/i:step/logs": {"logs", "log"},
+	} {
+		s, ok := specs[path]
+		if !ok {
+			t.Errorf("no spec of %s", path)
+			continue
+		}
+		if s["plural"] != want[0] || s["type"] != want[1] {
+			t.Errorf("spec of %s: plural %v type %v, want %v", path, s["plural"], s["type"], want)
+		}
+	}
+	ts := specs["builders"]["type_spec"].(map[string]any)
+	if !slices.ContainsFunc(ts["fields"].([]any), func(f any) bool {
+		m := f.(map[string]any)
+		return m["name"] == "builderid" && m["type"] == "integer"
+	}) {
+		t.Errorf("builders' type_spec has no integer builderid: %v", ts)
 	}
 }
