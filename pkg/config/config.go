@@ -119,6 +119,8 @@ type WWW struct {
 	// DefaultIdleTimeout (60s), at least 1s. Live streams (/sse/, /ws)
 	// and requests in progress are not idle.
 	IdleTimeout time.Duration
+	// BuildbotUI is buildbot_ui_dir and avatar_methods (see bbui.go).
+	BuildbotUI BuildbotUI
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -350,6 +350,7 @@ func (d *decoder) config(t *table) *Config {
 		d.authConfig(w, &c.WWW)
 		d.connLimits(w, &c.WWW.Limits)
 		d.idleTimeout(w, &c.WWW)
+		d.buildbotUI(w, &c.WWW)
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {
