@@ -212,6 +212,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Schedulers:  m.schedulerInfos,
 		// EnableScheduler: buildbot's enable control on /api/v2/schedulers/N.
 		EnableScheduler: scheds.SetEnabled,
+		BuildbotUI:      cfg.WWW.BuildbotUI,
+		Version:         Version,
 		Events:          bus,
 		Auth:            cfg.WWW.Auth,
 		Authz:           cfg.WWW.Authz,
