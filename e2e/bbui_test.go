@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -94,9 +95,28 @@ func TestBuildbotUIJoins(t *testing.T) {
 		t.Errorf("owners of the change's build (-want +got):\n%s", diff)
 	}
 
+	// A rebuild's buildset names the build it builds again (buildbot 4's
+	// rebuilt_buildid, which its UI filters on).
+	res := e.rpc(fmt.Sprintf("/api/v2/builds/%d", b.BuildID), "rebuild", `{}`)
+	var rb []json.RawMessage
+	var rbsid int64
+	if err := json.Unmarshal(res, &rb); err != nil || len(rb) != 2 || json.Unmarshal(rb[0], &rbsid) != nil {
+		t.Fatalf("rebuild result %s", res)
+	}
+	var rbs struct {
+		Buildsets []struct {
+			BSID int64 `json:"bsid"`
+		}
+	}
+	e.get(fmt.Sprintf("/api/v2/buildsets?rebuilt_buildid=%d", b.BuildID), &rbs)
+	if len(rbs.Buildsets) != 1 || rbs.Buildsets[0].BSID != rbsid {
+		t.Errorf("buildsets rebuilding build %d: %+v, want %d", b.BuildID, rbs, rbsid)
+	}
+	e.waitBuilds(2)
+
 	e.rpc("/api/v2/forceschedulers/force", "force", fmt.Sprintf(`{"builderid":%d,"username":"bob <bob@example.org>","reason":"again"}`, b.BuilderID))
-	forced := e.waitBuilds(2)
-	i := slices.IndexFunc(forced, func(x apiBuild) bool { return x.BuildID != b.BuildID })
+	forced := e.waitBuilds(3)
+	i := slices.IndexFunc(forced, func(x apiBuild) bool { return x.BuildRequestID > b.BuildRequestID+1 })
 	if diff := cmp.Diff([]any{"bob <bob@example.org>"}, e.property(forced[i].BuildID, "owners")); diff != "" {
 		t.Errorf("owners of the forced build (-want +got):\n%s", diff)
 	}

@@ -82,6 +82,8 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 			Properties:    maps.Clone(nb.Properties),
 			SchedulerName: nb.SchedulerName,
 			ChangeIDs:     slices.Clone(nb.ChangeIDs),
+
+			RebuiltBuildID: nb.RebuiltBuildID,
 		}
 		for _, id := range nb.ChangeIDs {
 			if bucket(tx, bucketChange).Get(itob(id)) == nil {

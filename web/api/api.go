@@ -123,6 +123,7 @@ func (s *Server) Routes(r chi.Router) {
 
 	r.Method(http.MethodGet, "/workers", s.list(workerRes, s.listWorkers))
 	r.Method(http.MethodGet, "/workers/{worker}", s.one(workerRes, s.getWorker))
+	r.Method(http.MethodGet, "/workers/{worker}/builders", s.list(builderRes, s.listWorkerBuilders))
 	r.With(s.cfg.Guard).Post("/workers/{worker}", s.control)
 
 	r.Method(http.MethodGet, "/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
@@ -151,6 +152,8 @@ func (s *Server) Routes(r chi.Router) {
 
 	r.Method(http.MethodGet, "/masters", s.list(masterRes, s.listMasters))
 	r.Method(http.MethodGet, "/masters/{masterid}", s.one(masterRes, s.getMaster))
+	r.Method(http.MethodGet, "/projects", s.list(projectRes, s.listProjects))
+	r.Method(http.MethodGet, "/projects/{project}", s.one(projectRes, s.getProject))
 
 	r.Method(http.MethodGet, "/application.spec", s.list(specRes, s.applicationSpec(r)))
 }
@@ -174,6 +177,7 @@ func (s *Server) logRoutes(r chi.Router) {
 	r.Method(http.MethodGet, "/", s.one(logRes, s.getLog))
 	r.Method(http.MethodGet, "/contents", &endpoint{res: logchunkRes, serve: s.logContents})
 	r.Get("/raw", s.logRaw)
+	r.Get("/raw_inline", s.logRaw)
 }
 
 // idParam reads the integer path parameter name; what names the resource in
@@ -517,7 +521,8 @@ func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
 	jsonreply.Write(w, http.StatusOK, map[string]any{"logchunks": []any{q.project(chunk)}, "meta": map[string]any{}})
 }
 
-// logRaw serves a whole log as a download, as buildbot 3.7: stdio logs lose
+// logRaw serves a whole log as a download (/raw), or to be shown
+// (/raw_inline, buildbot 4's), as buildbot 3.7: stdio logs lose
 // their channel letters, lines are joined by "\n" with no final newline, and
 // the file is named BUILDER_build_N_step_STEP_log_SLUG.
 func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
@@ -536,7 +541,13 @@ func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
 		ctype = "text/html; charset=utf-8"
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	if strings.HasSuffix(r.URL.Path, "/raw_inline") {
+		// buildbot 4's raw_inline, shown in the browser: an HTML log is
+		// sandboxed, so that what a build wrote runs no script as the site.
+		w.Header().Set("Content-Security-Policy", "sandbox; frame-ancestors 'none'")
+	} else {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	fn := func(line string) string { return line }
 	if l.Type == "s" {

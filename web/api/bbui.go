@@ -5,12 +5,53 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
 // The endpoints that buildbot's own web app (its React UI) reads beyond
-// the others: a change's builds, a buildset's properties.
+// the others: a change's builds, a buildset's properties, and buildbot
+// 4's projects, a worker's builders and inline raw logs.
+
+// projectRes is buildbot 4's projects. gbb has none: its builders'
+// projectid is null.
+var projectRes = &resource{plural: "projects", fields: map[string]kind{
+	"active": kindBool, "description": kindString, "description_format": kindString,
+	"description_html": kindString, "name": kindString, "projectid": kindInt, "slug": kindString,
+}}
+
+func (s *Server) listProjects(r *http.Request, _ *query) ([]map[string]any, error) {
+	return nil, nil
+}
+
+func (s *Server) getProject(r *http.Request, _ *query) (map[string]any, error) {
+	return nil, NotFound("no such project %s: gbb has no projects", chi.URLParam(r, "project"))
+}
+
+// listWorkerBuilders serves /workers/N/builders: the builders the worker
+// is configured on, as buildbot 4's.
+func (s *Server) listWorkerBuilders(r *http.Request, _ *query) ([]map[string]any, error) {
+	wk, err := s.workerParam(r)
+	if err != nil {
+		return nil, err
+	}
+	var objs []map[string]any
+	seen := map[int64]bool{}
+	for _, bm := range wk.ConfiguredOn {
+		if seen[bm.BuilderID] {
+			continue
+		}
+		seen[bm.BuilderID] = true
+		b, err := s.cfg.Store.Builder(bm.BuilderID)
+		if err != nil {
+			return nil, LookupErr(err, "builder %d", bm.BuilderID)
+		}
+		objs = append(objs, builderObj(b))
+	}
+	return objs, nil
+}
 
 // listChangeBuilds serves /changes/N/builds as buildbot's
 // getBuildsForChange: the builds of the buildsets that build the change's

@@ -300,3 +300,88 @@ func TestApplicationSpec(t *testing.T) {
 		t.Errorf("builders' type_spec has no integer builderid: %v", ts)
 	}
 }
+
+// The fields and endpoints of buildbot 4 that its UI reads: builders'
+// projectid and description formats, /projects, buildsets'
+// rebuilt_buildid (a field and a filter), /workers/N/builders,
+// /logs/N/raw_inline, builds' locks_duration_s, steps' locks_acquired_at,
+// workers' pause_reason, force fields' tooltip.
+func TestBuildbot4Fields(t *testing.T) {
+	t.Parallel()
+	u := newUIFixture(t, auth.Access{})
+	_, body := u.get(t, "/api/v2/builders")
+	b := first(t, body, "builders")
+	for _, k := range []string{"projectid", "description_format", "description_html"} {
+		if v, ok := b[k]; !ok || v != nil {
+			t.Errorf("builders[0].%s = %v (present %v), want null", k, v, ok)
+		}
+	}
+	status, body := u.get(t, "/api/v2/projects")
+	if diff := cmp.Diff(map[string]any{"projects": []any{}, "meta": map[string]any{"total": 0.0}}, body); status != 200 || diff != "" {
+		t.Errorf("projects: %d (-want +got):\n%s", status, diff)
+	}
+	if status, _ := u.get(t, "/api/v2/projects/1"); status != http.StatusNotFound {
+		t.Errorf("project 1: %d, want 404", status)
+	}
+
+	// A build, its step and its log; then its rebuild's buildset.
+	brs := must(u.db.BuildRequests(store.BuildRequestFilter{}))(t)
+	bld := must(u.db.AddBuild(store.NewBuild{BuilderID: brs[0].BuilderID, BuildRequestID: brs[0].ID, WorkerID: u.worker.ID, MasterID: u.master.ID}))(t)
+	st := must(u.db.StartNewStep(bld.ID, "compile", t0))(t)
+	lg := must(u.db.AddLog(st.ID, "html", "h"))(t)
+	must(u.db.AppendLog(lg.ID, "<script>alert(1)</script>\n"))(t)
+	rebuilt, _ := must2(u.db.AddBuildset(store.NewBuildset{Reason: "rebuild", BuilderIDs: []int64{u.runtests.ID}, RebuiltBuildID: bld.ID}))(t)
+
+	_, body = u.get(t, fmt.Sprintf("/api/v2/buildsets?rebuilt_buildid=%d", bld.ID))
+	if diff := cmp.Diff([]int64{rebuilt}, ids(t, body, "buildsets", "bsid")); diff != "" {
+		t.Errorf("buildsets rebuilding build %d (-want +got):\n%s", bld.ID, diff)
+	}
+	_, body = u.get(t, fmt.Sprintf("/api/v2/buildsets/%d", rebuilt))
+	if got := first(t, body, "buildsets")["rebuilt_buildid"]; got != float64(bld.ID) {
+		t.Errorf("rebuilt_buildid %v, want %d", got, bld.ID)
+	}
+	_, body = u.get(t, "/api/v2/buildsets/1")
+	if v, ok := first(t, body, "buildsets")["rebuilt_buildid"]; !ok || v != nil {
+		t.Errorf("rebuilt_buildid of a buildset no rebuild made: %v (present %v), want null", v, ok)
+	}
+	_, body = u.get(t, fmt.Sprintf("/api/v2/builds/%d", bld.ID))
+	if got := first(t, body, "builds")["locks_duration_s"]; got != 0.0 {
+		t.Errorf("locks_duration_s %v", got)
+	}
+	_, body = u.get(t, fmt.Sprintf("/api/v2/steps/%d", st.ID))
+	if got := first(t, body, "steps")["locks_acquired_at"]; got != float64(t0.Unix()) {
+		t.Errorf("locks_acquired_at %v, want %d", got, t0.Unix())
+	}
+	_, body = u.get(t, fmt.Sprintf("/api/v2/workers/%d", u.worker.ID))
+	if v, ok := first(t, body, "workers")["pause_reason"]; !ok || v != nil {
+		t.Errorf("pause_reason %v (present %v)", v, ok)
+	}
+	_, body = u.get(t, "/api/v2/forceschedulers/force")
+	for _, f := range first(t, body, "forceschedulers")["all_fields"].([]any) {
+		if tt, ok := f.(map[string]any)["tooltip"]; !ok || tt != "" {
+			t.Errorf("force field %v: tooltip %v", f, tt)
+		}
+	}
+
+	check(t, u.db.SetWorkerConfiguredOn(u.worker.ID, []store.BuilderMaster{{BuilderID: u.noop.ID, MasterID: u.master.ID}, {BuilderID: u.runtests.ID, MasterID: u.master.ID}}))
+	_, body = u.get(t, fmt.Sprintf("/api/v2/workers/%d/builders?order=builderid", u.worker.ID))
+	if diff := cmp.Diff([]int64{u.runtests.ID, u.noop.ID}, ids(t, body, "builders", "builderid")); diff != "" {
+		t.Errorf("worker's builders (-want +got):\n%s", diff)
+	}
+	if status, _ := u.get(t, "/api/v2/workers/nosuch/builders"); status != http.StatusNotFound {
+		t.Errorf("builders of no worker: %d", status)
+	}
+
+	resp := must(http.Get(u.srv.URL + fmt.Sprintf("/api/v2/logs/%d/raw_inline", lg.ID)))(t)
+	text := must(io.ReadAll(resp.Body))(t)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Disposition") != "" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "sandbox") ||
+		string(text) != "<script>alert(1)</script>" {
+		t.Errorf("raw_inline: %s %v %q", resp.Status, resp.Header, text)
+	}
+	resp = must(http.Get(u.srv.URL + fmt.Sprintf("/api/v2/logs/%d/raw", lg.ID)))(t)
+	resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("raw is no longer a download: %v", resp.Header)
+	}
+}
