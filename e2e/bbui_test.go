@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -120,4 +121,64 @@ func TestBuildbotUIJoins(t *testing.T) {
 	if diff := cmp.Diff([]any{"bob <bob@example.org>"}, e.property(forced[i].BuildID, "owners")); diff != "" {
 		t.Errorf("owners of the forced build (-want +got):\n%s", diff)
 	}
+}
+
+// TestSchedulerDisabledAcrossRestart: buildbot's scheduler switch on a
+// real master: a disabled change scheduler builds no pushed change, the
+// disabled force scheduler refuses, and both stay disabled after a
+// restart, as buildbot keeps the flag in its database.
+func TestSchedulerDisabledAcrossRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(bbuiConfig)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+
+	var sc struct {
+		Schedulers []struct {
+			ID      int64 `json:"schedulerid"`
+			Name    string
+			Enabled bool
+		}
+	}
+	e.get("/api/v2/schedulers", &sc)
+	ids := map[string]int64{}
+	for _, s := range sc.Schedulers {
+		ids[s.Name] = s.ID
+	}
+	for _, name := range []string{"on-main", "force"} {
+		e.rpc(fmt.Sprintf("/api/v2/schedulers/%d", ids[name]), "enable", `{"enabled":false}`)
+	}
+	check := func(when string) {
+		t.Helper()
+		e.get("/api/v2/schedulers", &sc)
+		for _, s := range sc.Schedulers {
+			if s.Enabled {
+				t.Errorf("%s: scheduler %s enabled", when, s.Name)
+			}
+		}
+		resp, err := http.PostForm(e.url("/change_hook/base"), url.Values{"author": {"x <x@example.org>"}, "branch": {"main"}, "revision": {when}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderid":1,"reason":%q}}`, when)
+		resp, err = http.Post(e.url("/api/v2/forceschedulers/force"), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("%s: force of the disabled scheduler: %s, want 409", when, resp.Status)
+		}
+		var bs struct{ Buildsets []any }
+		e.get("/api/v2/buildsets", &bs)
+		if len(bs.Buildsets) != 0 {
+			t.Errorf("%s: %d buildsets, want none", when, len(bs.Buildsets))
+		}
+	}
+	check("disabled")
+	e.stopMaster()
+	e.startMaster()
+	check("after-restart")
 }
