@@ -1,8 +1,10 @@
 package store
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -56,8 +58,10 @@ func TestSourceStampSharedOldStore(t *testing.T) {
 	// second sourcestamp of the same content, and there is no index.
 	var oldBS int64
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket([]byte(bucketSourceStampByHash)); err != nil {
-			return err
+		for _, b := range []string{bucketSourceStampByHash, bucketSourceStampRefs} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
 		}
 		ss := SourceStamp{Branch: "main", Revision: "r1", Repository: "repo", CreatedAt: t0}
 		var err error
@@ -87,5 +91,55 @@ func TestSourceStampSharedOldStore(t *testing.T) {
 	}
 	if got := must[Change](t)(db.AddChange(Change{Branch: "main", Revision: "r1", Repository: "repo"})).SourceStampID; got != c.SourceStampID {
 		t.Errorf("new change of an old source: sourcestamp %d, want %d", got, c.SourceStampID)
+	}
+}
+
+// The janitor deletes a buildset's sourcestamp only when nothing else
+// names it: a change's, shared with its old buildset, stays; one that only
+// the deleted buildset named goes, and its content gets a new one later.
+func TestSourceStampSharedJanitor(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	a := must[Builder](t)(db.EnsureBuilder("a"))
+	old := t0.Add(-10 * 24 * time.Hour)
+	x := SourceStamp{Branch: "main", Revision: "x", Repository: "repo"}
+	y := SourceStamp{Branch: "main", Revision: "y", Repository: "repo"}
+	c := must[Change](t)(db.AddChange(Change{Branch: "main", Revision: "x", Repository: "repo"}))
+	build := func(ss SourceStamp, changes []int64, end time.Time) int64 {
+		bsid, brids := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{
+			SourceStamps: []SourceStamp{ss}, ChangeIDs: changes, BuilderIDs: []int64{a.ID}, SubmittedAt: end.Add(-time.Hour),
+		}))
+		b := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID, BuildRequestID: brids[a.ID], StartedAt: end.Add(-time.Hour)}))
+		ok(t, db.FinishBuild(b.ID, Success, end))
+		ok(t, db.CompleteBuildRequest(brids[a.ID], Success, end))
+		return bsid
+	}
+	bsX := build(x, []int64{c.ID}, old)
+	bsY := build(y, nil, old)
+	ssY := must[Buildset](t)(db.Buildset(bsY)).SourceStamps[0].ID
+	build(SourceStamp{Branch: "main", Revision: "z", Repository: "repo"}, nil, t0) // the newest build stays
+
+	if n, err := db.DeleteBuildsBefore(t0.Add(-24 * time.Hour)); err != nil || n != 2 {
+		t.Fatalf("DeleteBuildsBefore = %d, %v; want 2", n, err)
+	}
+	for _, id := range []int64{bsX, bsY} {
+		if _, err := db.Buildset(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("buildset %d: %v, want it deleted", id, err)
+		}
+	}
+	if _, err := db.SourceStamp(c.SourceStampID); err != nil {
+		t.Errorf("the change's sourcestamp went with its buildset: %v", err)
+	}
+	if _, err := db.SourceStamp(ssY); !errors.Is(err, ErrNotFound) {
+		t.Errorf("sourcestamp %d that only a deleted buildset named: %v, want deleted", ssY, err)
+	}
+	ok(t, db.Check())
+	if got := must[Change](t)(db.AddChange(Change{Branch: "main", Revision: "x", Repository: "repo"})).SourceStampID; got != c.SourceStampID {
+		t.Errorf("a new change of x: sourcestamp %d, want %d", got, c.SourceStampID)
+	}
+	bsid, _ := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{SourceStamps: []SourceStamp{y}, BuilderIDs: []int64{a.ID}}))
+	again := must[Buildset](t)(db.Buildset(bsid)).SourceStamps[0]
+	if again.ID == ssY || must[SourceStamp](t)(db.SourceStamp(again.ID)).Revision != "y" {
+		t.Errorf("y again: sourcestamp %+v, want a new one", again)
 	}
 }

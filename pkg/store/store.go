@@ -87,7 +87,7 @@ func allBuckets() []string {
 		bucketMaster, bucketMasterByName,
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
-		bucketSourceStamp, bucketSourceStampByHash, bucketBuildset, bucketBuildsetIncomplete,
+		bucketSourceStamp, bucketSourceStampByHash, bucketSourceStampRefs, bucketBuildset, bucketBuildsetIncomplete,
 		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending, bucketRequestClaimed,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketBuildCount,
@@ -120,6 +120,7 @@ func Open(path string, opts Options) (*DB, error) {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
 		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil
+		newSSRefs := tx.Bucket([]byte(bucketSourceStampRefs)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
@@ -138,6 +139,11 @@ func Open(path string, opts Options) (*DB, error) {
 		if newSSIndex {
 			if err := indexSourceStamps(tx); err != nil {
 				return fmt.Errorf("index sourcestamps: %w", err)
+			}
+		}
+		if newSSRefs {
+			if err := countSourceStampRefs(tx); err != nil {
+				return fmt.Errorf("count sourcestamp references: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
