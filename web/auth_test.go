@@ -78,6 +78,13 @@ func newAuthServerWith(t testing.TB, authz config.Authz, mk func(*fixture) Contr
 		BuildbotURL: "http://ci.example.org/buildbot/",
 		Auth:        auth,
 		Authz:       authz,
+		Schedulers:  func() []SchedulerInfo { return []SchedulerInfo{{ID: 1, Name: "force-runtests", Enabled: true}} },
+		EnableScheduler: func(name string, enabled bool) error {
+			if tc, ok := ctl.(*testController); ok {
+				return tc.record("enable %s %v", name, enabled)
+			}
+			return nil
+		},
 	})
 	f.srv.Close()
 	f.srv = httptest.NewServer(s.Handler())

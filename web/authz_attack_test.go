@@ -162,11 +162,12 @@ func TestEveryPostRoute(t *testing.T) {
 	rt, w := f.runtests.ID, f.worker.ID
 	// samples gives paths of each POST route pattern.
 	samples := map[string][]string{
-		"/login":                              nil,
-		"/logout":                             nil,
-		"/change_hook/{dialect}":              nil, // checks its own secrets (pkg/changesource/hooks)
-		"/api/v2/forceschedulers/{scheduler}": {"/api/v2/forceschedulers/force-runtests"},
-		"/api/v2/builds/{buildid}":            {fmt.Sprintf("/api/v2/builds/%d", f.running.ID)},
+		"/login":                                      nil,
+		"/logout":                                     nil,
+		"/change_hook/{dialect}":                      nil, // checks its own secrets (pkg/changesource/hooks)
+		"/api/v2/forceschedulers/{scheduler}":         {"/api/v2/forceschedulers/force-runtests"},
+		"/api/v2/schedulers/{schedulerid}":            {"/api/v2/schedulers/1"},
+		"/api/v2/builds/{buildid}":                    {fmt.Sprintf("/api/v2/builds/%d", f.running.ID)},
 		"/api/v2/builders/{builder}/builds/{number}":  {fmt.Sprintf("/api/v2/builders/%d/builds/%d", rt, f.running.Number)},
 		"/api/v2/buildrequests/{brid}":                {fmt.Sprintf("/api/v2/buildrequests/%d", f.brid)},
 		"/api/v2/workers/{worker}":                    {fmt.Sprintf("/api/v2/workers/%d", w), "/api/v2/workers/bench-worker"},
@@ -219,7 +220,11 @@ func TestEveryPostRoute(t *testing.T) {
 	// header pairs), with tail after a JSON-RPC call.
 	send := func(args []string, rpcMethods []string, path, method, tail string) (*http.Response, string) {
 		if rpcMethods != nil {
-			return f.do(t, args[0], "POST", path, "application/json", rpcBody(method, `{"reason":"x","username":"alice"}`)+tail, args[1:]...)
+			params := `{"reason":"x","username":"alice"}`
+			if method == "enable" {
+				params = `{"enabled":false}`
+			}
+			return f.do(t, args[0], "POST", path, "application/json", rpcBody(method, params)+tail, args[1:]...)
 		}
 		tok, hdr := testFormToken, append(args[1:len(args):len(args)], anonCookie...)
 		if strings.HasPrefix(args[0], "cookie=") {

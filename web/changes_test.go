@@ -138,6 +138,12 @@ func TestChangePaths(t *testing.T) {
 	for _, c := range []store.Change{f.c1, f.c2, f.c3} {
 		allSS = append(allSS, c.SourceStampID)
 	}
+	allSS = slices.Compact(sortedIDs(allSS))
+	// The buildset built for c1 and c3 has c3's source: one sourcestamp,
+	// as buildbot's, which its console and grid join builds to changes by.
+	if bsSS.ID != f.c3.SourceStampID {
+		t.Errorf("buildset's sourcestamp %d, its change's %d: want one", bsSS.ID, f.c3.SourceStampID)
+	}
 	tests := []struct {
 		path, plural, field string
 		want                []int64
@@ -155,9 +161,9 @@ func TestChangePaths(t *testing.T) {
 		{fmt.Sprintf("/api/v2/builders/runtests/builds/%d/changes", f.build.Number), "changes", "changeid", []int64{f.c1.ID, f.c3.ID}},
 		{fmt.Sprintf("/api/v2/builds/%d/changes", f.ok.ID), "changes", "changeid", []int64{}},
 		{fmt.Sprintf("/api/v2/sourcestamps/%d/changes", f.c2.SourceStampID), "changes", "changeid", []int64{f.c2.ID}},
-		{fmt.Sprintf("/api/v2/sourcestamps/%d/changes", bsSS.ID), "changes", "changeid", []int64{}},
-		{"/api/v2/sourcestamps?order=ssid", "sourcestamps", "ssid", sortedIDs(allSS)},
-		{fmt.Sprintf("/api/v2/sourcestamps?revision=%s", "ccc"), "sourcestamps", "ssid", sortedIDs([]int64{f.c3.SourceStampID, bsSS.ID})},
+		{fmt.Sprintf("/api/v2/sourcestamps/%d/changes", bsSS.ID), "changes", "changeid", []int64{f.c3.ID}},
+		{"/api/v2/sourcestamps?order=ssid", "sourcestamps", "ssid", allSS},
+		{fmt.Sprintf("/api/v2/sourcestamps?revision=%s", "ccc"), "sourcestamps", "ssid", []int64{f.c3.SourceStampID}},
 		{"/api/v2/schedulers", "schedulers", "schedulerid", []int64{1, 2}},
 		{"/api/v2/schedulers?name=force-runtests", "schedulers", "schedulerid", []int64{2}},
 	}

@@ -8,5 +8,6 @@
 //   - web/api: the REST data API, JSON-RPC, and the one control path;
 //   - web/ui: the pages, templates, badges and static files;
 //   - web/live: /sse/ and /ws over pkg/events;
+//   - web/bbui: buildbot's own UI, when one is installed, and /avatar;
 //   - pkg/changesource/hooks: the change hooks, mounted here.
 package web

@@ -53,7 +53,7 @@ func TestForceParamFields(t *testing.T) {
 	if reason["default"] != "because" {
 		t.Errorf("reason default %v", reason["default"])
 	}
-	base := []string{"autopopulate", "default", "fullName", "hide", "label", "maxsize", "multiple", "name", "regex", "required", "tablabel", "type"}
+	base := []string{"autopopulate", "default", "fullName", "hide", "label", "maxsize", "multiple", "name", "regex", "required", "tablabel", "tooltip", "type"}
 	want := []struct {
 		typ   string
 		extra []string

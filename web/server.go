@@ -26,6 +26,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/events"
 	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
+	"github.com/gbb-ci/gbb/web/bbui"
 	"github.com/gbb-ci/gbb/web/live"
 	"github.com/gbb-ci/gbb/web/ui"
 )
@@ -69,6 +70,14 @@ type Config struct {
 	// Schedulers lists the configured schedulers for /api/v2/schedulers;
 	// nil means there are none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
+	// EnableScheduler is api.Config's: buildbot's enable control on
+	// /api/v2/schedulers/N; nil answers it 503.
+	EnableScheduler func(name string, enabled bool) error
+	// BuildbotUI is [www] buildbot_ui_dir and avatar_methods: buildbot's
+	// own UI served at /buildbot-ui/ (see bbui.go), and /avatar.
+	BuildbotUI config.BuildbotUI
+	// Version is the master's, shown on buildbot's UI's about page.
+	Version string
 	// Events is the bus the store publishes to, served live on /sse/ and
 	// /ws (see web/live); nil answers them 404.
 	Events *events.Bus
@@ -118,6 +127,8 @@ type Server struct {
 	api    *api.Server    // /api/v2 and the one control path of every POST
 	ui     *ui.Server     // the pages
 	certs  certs          // the certificate of HTTPS (tls.go)
+	bbui   *bbui.Server   // buildbot's own UI, or nil (see bbui.go)
+	avatar bbui.Avatar    // /avatar
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -142,7 +153,7 @@ func New(cfg Config) *Server {
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
 	s.api = api.New(api.Config{
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
-		Schedulers: cfg.Schedulers, Logger: s.log,
+		Schedulers: cfg.Schedulers, EnableScheduler: cfg.EnableScheduler, Logger: s.log,
 		Access: inForce,
 		Guard:  s.sameOrigin,
 	})
@@ -161,6 +172,11 @@ func New(cfg Config) *Server {
 	}
 	s.siteNow.Store(newSite(cfg.BuildbotURL, cfg.TrustedProxies))
 	s.access.Store(&access{cfg: cfg.Auth, auth: auth.New(cfg.Auth), authz: cfg.Authz})
+	s.avatar = bbui.Avatar{Methods: cfg.BuildbotUI.AvatarMethods}
+	if s.avatar.Methods == nil {
+		s.avatar.Methods = []string{"identicon"}
+	}
+	s.bbui = s.newBuildbotUI()
 	s.handler = s.routes()
 	return s
 }
@@ -303,7 +319,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
+	r.Use(bbui.Rewrite, s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		jsonreply.Error(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})
@@ -323,6 +339,7 @@ func (s *Server) routes() http.Handler {
 		s.live.SSE(w, r, chi.URLParam(r, "*"))
 	})
 	r.Get("/ws", s.live.WS)
+	s.bbuiRoutes(r)
 	return r
 }
 

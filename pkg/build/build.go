@@ -129,6 +129,9 @@ func (b *build) properties() store.Properties {
 			set("project", ss.Project, "Build")
 			set("codebase", ss.Codebase, "Build")
 		}
+		if owners := b.owners(bs); len(owners) > 0 {
+			set("owners", owners, "Build")
+		}
 	} else {
 		b.log.Error("read buildset", "err", err)
 	}

@@ -132,6 +132,8 @@ func (e *Engine) Rebuild(ctx context.Context, buildID int64) (int64, map[int64]i
 		Properties:    bs.Properties,
 		BuilderIDs:    []int64{bld.BuilderID},
 		Priority:      req.Priority,
+
+		RebuiltBuildID: bld.ID,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("rebuild %d: %w", buildID, err)

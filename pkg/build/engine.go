@@ -27,6 +27,8 @@ type Store interface {
 
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Buildset(id int64) (store.Buildset, error)
+	// Change reads the changes a build builds, for its owners property.
+	Change(id int64) (store.Change, error)
 	BuildRequest(id int64) (store.BuildRequest, error)
 	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
 	PendingBuildRequests(limits map[int64]int) ([]store.BuildRequest, error)

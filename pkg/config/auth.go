@@ -22,12 +22,18 @@ const DefaultSessionTimeout = 24 * time.Hour
 // buildbot's endpoint matchers: force, stop and rebuild a build, cancel a
 // build request, and the worker actions (graceful is buildbot's "stop" on a
 // worker; a worker's JSON-RPC stop must be allowed by the rules for both
-// graceful and stop). "*" names them all.
-var AuthzActions = []string{"force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"}
+// graceful and stop), and enable, buildbot's enabling and disabling of a
+// scheduler. "*" names them all.
+var AuthzActions = []string{"force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill", "enable"}
 
 // WorkerActions are the AuthzActions done to a worker rather than to a
 // builder's build.
 var WorkerActions = []string{"pause", "unpause", "graceful", "kill"}
+
+// SchedulerActions are the AuthzActions done to a scheduler: like the
+// worker actions, they act on no builder, so a rule with builders names
+// none of them.
+var SchedulerActions = []string{"enable"}
 
 // RoleOwner is the role a user has on the builds and requests they forced,
 // as buildbot's RolesFromOwner.

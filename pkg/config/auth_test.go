@@ -137,7 +137,7 @@ builders = []
 			`master.toml:7: www.auth.users[1].username: required`,
 			`master.toml:9: www.auth.users[1].groups: expected an array of strings, got string`,
 			`master.toml:12: www.auth.tokens[0].token_sha256: must be 64 lowercase hex digits, as sha256sum prints`,
-			`master.toml:13: www.auth.tokens[0].actions: unknown action "fly" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill or *)`,
+			`master.toml:13: www.auth.tokens[0].actions: unknown action "fly" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill, enable or *)`,
 			`master.toml:14: www.auth.tokens[0].builders: empty: leave builders out for a token that may act on any builder`,
 		}},
 		{"htpasswd md5", "[www.auth]\ntype = \"htpasswd\"\nfile = \"" + md5 + "\"\n", []string{
@@ -164,7 +164,7 @@ roles = []
 			`master.toml:7: www.authz.allow_anonymous_view: expected a boolean, got string`,
 			`master.toml:8: www.authz.roles[0].users: give users or groups`,
 			`master.toml:10: www.authz.rules[0].roles: required`,
-			`master.toml:11: www.authz.rules[0].actions: unknown action "explode" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill or *)`,
+			`master.toml:11: www.authz.rules[0].actions: unknown action "explode" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill, enable or *)`,
 			`master.toml:13: www.authz.rules[1].actions: required`,
 		}},
 		{"authz without auth", "[www.authz]\nallow_anonymous_view = false\n", []string{

@@ -125,6 +125,8 @@ type WWW struct {
 	// TLS is tls_cert_file and tls_key_file (webtls.go); none means plain
 	// HTTP.
 	TLS WebTLS
+	// BuildbotUI is buildbot_ui_dir and avatar_methods (see bbui.go).
+	BuildbotUI BuildbotUI
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

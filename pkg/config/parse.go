@@ -352,6 +352,7 @@ func (d *decoder) config(t *table) *Config {
 		d.connLimits(w, &c.WWW.Limits)
 		d.idleTimeout(w, &c.WWW)
 		d.webTLS(w, &c.WWW)
+		d.buildbotUI(w, &c.WWW)
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {

@@ -94,7 +94,7 @@ func (z Authz) unnamedActions(a Auth) string {
 				if act != "*" && act != x {
 					continue
 				}
-				if len(r.Builders) > 0 && slices.Contains(WorkerActions, x) {
+				if len(r.Builders) > 0 && (slices.Contains(WorkerActions, x) || slices.Contains(SchedulerActions, x)) {
 					continue
 				}
 				named[x] = true

@@ -33,12 +33,15 @@ func TestWarnings(t *testing.T) {
 		{"no auth", ``, nil},
 		{"one cost, no rules", users(testHash, testHash), nil},
 		{"all actions named", users(testHash) + "[www.authz]\n" + rule(`["*"]`, ""), nil},
-		{"all actions named one by one", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"]`, ""), nil},
-		{"the probe's rules", users(testHash) + "[www.authz]\n" + rule(`["stop", "rebuild", "cancel", "pause", "unpause", "kill"]`, ""), []string{
-			`master.toml:7: www.authz.rules: the rules name some control actions but not force, graceful: every logged-in user may do force, graceful (add them to a rule's actions, or use "*")`,
+		{"all actions named one by one", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill", "enable"]`, ""), nil},
+		{"all but enable", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"]`, ""), []string{
+			`master.toml:7: www.authz.rules: the rules name some control actions but not enable: every logged-in user may do enable (add them to a rule's actions, or use "*")`,
 		}},
-		{"a rule with builders names no worker action", users(testHash) + "[www.authz]\n" + rule(`["*"]`, `["rel-*"]`), []string{
-			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill: every logged-in user may do pause, unpause, graceful, kill (add them to a rule's actions, or use "*")`,
+		{"the probe's rules", users(testHash) + "[www.authz]\n" + rule(`["stop", "rebuild", "cancel", "pause", "unpause", "kill"]`, ""), []string{
+			`master.toml:7: www.authz.rules: the rules name some control actions but not force, graceful, enable: every logged-in user may do force, graceful, enable (add them to a rule's actions, or use "*")`,
+		}},
+		{"a rule with builders names no worker or scheduler action", users(testHash) + "[www.authz]\n" + rule(`["*"]`, `["rel-*"]`), []string{
+			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill, enable: every logged-in user may do pause, unpause, graceful, kill, enable (add them to a rule's actions, or use "*")`,
 		}},
 		{"mixed costs", users(testHash, testHashCost4, testHash), []string{
 			"master.toml:1: www.auth: the users' bcrypt hashes have different costs (cost 4: b; cost 10: a, c)",

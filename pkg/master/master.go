@@ -232,9 +232,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		Changes:     hooks.StoreSink{DB: st, Then: scheds.AddChanges},
 		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
 		Schedulers:  m.schedulerInfos,
-		Events:      bus,
-		Auth:        cfg.WWW.Auth,
-		Authz:       cfg.WWW.Authz,
+		// EnableScheduler: buildbot's enable control on /api/v2/schedulers/N.
+		EnableScheduler: scheds.SetEnabled,
+		BuildbotUI:      cfg.WWW.BuildbotUI,
+		Version:         Version,
+		Events:          bus,
+		Auth:            cfg.WWW.Auth,
+		Authz:           cfg.WWW.Authz,
 
 		TrustedProxies: cfg.WWW.TrustedProxies,
 		IdleTimeout:    cfg.WWW.IdleTimeout,

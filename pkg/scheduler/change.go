@@ -328,6 +328,15 @@ func (cs *changeScheduler) reason() string {
 func (cs *changeScheduler) addChanges(changes []store.Change) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if !cs.set.Enabled(cs.cfg.Name) {
+		// Disabled, it ignores them, as buildbot's stops consuming changes.
+		ids := make([]int64, len(changes))
+		for i, c := range changes {
+			ids[i] = c.ID
+		}
+		cs.markLocked(ids)
+		return
+	}
 	timer := cs.cfg.TreeStableTimer.Duration
 	moved := false
 	var done []int64 // handled now; a buildset the store refused is not, and is offered again at the next start
@@ -384,8 +393,12 @@ func (cs *changeScheduler) addChanges(changes []store.Change) {
 	}
 }
 
-// next returns the earliest deadline, and false when no timer runs.
+// next returns the earliest deadline, and false when no timer runs (none
+// runs while the scheduler is disabled: its gathered changes wait).
 func (cs *changeScheduler) next() (time.Time, bool) {
+	if !cs.set.Enabled(cs.cfg.Name) {
+		return time.Time{}, false
+	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	var next time.Time
@@ -422,6 +435,9 @@ func (cs *changeScheduler) run(ctx context.Context) {
 
 // fireDue adds a buildset for each group whose deadline has passed.
 func (cs *changeScheduler) fireDue() {
+	if !cs.set.Enabled(cs.cfg.Name) {
+		return // the changes wait for it to be enabled again
+	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	now := time.Now()

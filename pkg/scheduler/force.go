@@ -49,6 +49,7 @@ type ForceInfo struct {
 	BuilderNames []string
 	Reason       string       // the reason field's default
 	Params       []ForceParam // the custom fields, in config order
+	Disabled     bool         // see Set.Enabled
 }
 
 // ForceParam is a custom field of a force scheduler's form, whose value
@@ -229,9 +230,13 @@ func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, map[int64]int64, error) {
 	s.mu.Lock()
 	fs, ok := s.force[name]
+	disabled := s.disabled[name]
 	s.mu.Unlock()
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: %q", ErrNoScheduler, name)
+	}
+	if disabled {
+		return 0, nil, fmt.Errorf("force %s: %w", name, ErrDisabled)
 	}
 	names := fs.builders
 	switch {
@@ -321,6 +326,7 @@ func (s *Set) ForceSchedulers() []ForceInfo {
 	out := make([]ForceInfo, 0, len(s.forceOrder))
 	for _, n := range s.forceOrder {
 		info := s.force[n].info
+		info.Disabled = s.disabled[n]
 		info.BuilderNames = slices.Clone(info.BuilderNames)
 		info.Params = slices.Clone(info.Params)
 		for i := range info.Params {

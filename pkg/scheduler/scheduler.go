@@ -49,6 +49,7 @@ type Set struct {
 	forceOrder []string                   // guarded by mu
 	trigger    map[string]*triggerable    // guarded by mu
 	timers     map[string]timer           // guarded by mu: change, periodic and nightly schedulers by name
+	disabled   map[string]bool            // guarded by mu: the schedulers disabled (see Enabled)
 	runCtx     context.Context            // guarded by mu: Run's context while it runs, else nil
 	// starting is set while New makes the first schedulers: they catch up
 	// with the changes stored after the last they handled. built caches,
@@ -91,7 +92,7 @@ func New(cfg []config.Scheduler, st Store, wake func(), log *slog.Logger) *Set {
 	if wake == nil {
 		wake = func() {}
 	}
-	s := &Set{store: st, wake: wake, log: log, timers: map[string]timer{}}
+	s := &Set{store: st, wake: wake, log: log, timers: map[string]timer{}, disabled: map[string]bool{}}
 	s.opMu.Lock()
 	s.starting = true
 	s.opMu.Unlock()
@@ -163,7 +164,9 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 	trigger := map[string]*triggerable{}
 	var order []string
 	wanted := map[string]config.Scheduler{}
+	names := map[string]bool{}
 	for _, sc := range cfg {
+		names[sc.Name] = true
 		switch sc.Type {
 		case "force":
 			force[sc.Name] = newForceScheduler(sc)
@@ -177,6 +180,7 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		}
 	}
 
+	s.readEnabled(names)
 	s.mu.Lock()
 	s.force, s.forceOrder, s.trigger = force, order, trigger
 	var stop []*runJob

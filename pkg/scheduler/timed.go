@@ -315,6 +315,9 @@ func (ts *timedScheduler) actuate(at time.Time) {
 	first := ts.state.LastBuild.IsZero()
 	st := timedState{LastBuild: at, LastChange: ts.state.LastChange}
 	switch {
+	case !ts.set.Enabled(ts.cfg.Name):
+		ts.set.log.Info("scheduler disabled: build skipped", "scheduler", ts.cfg.Name)
+		st.Changes = ts.state.Changes
 	case ts.cfg.OnlyIfChanged && !important && !first:
 		ts.set.log.Info("no important change: build skipped", "scheduler", ts.cfg.Name)
 		st.Changes = ts.state.Changes

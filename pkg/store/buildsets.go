@@ -41,7 +41,8 @@ func WorstResult(a, b int) int {
 	return a
 }
 
-// AddBuildset stores a buildset, its sourcestamps (with new ids) and one
+// AddBuildset stores a buildset, its sourcestamps (those stored with the
+// same content, else new ones: see findSourceStamp) and one
 // build request per builder (Results -1). It returns the buildset's id and
 // the id of the request made for each builder.
 func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, err error) {
@@ -81,6 +82,8 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 			Properties:    maps.Clone(nb.Properties),
 			SchedulerName: nb.SchedulerName,
 			ChangeIDs:     slices.Clone(nb.ChangeIDs),
+
+			RebuiltBuildID: nb.RebuiltBuildID,
 		}
 		for _, id := range nb.ChangeIDs {
 			if bucket(tx, bucketChange).Get(itob(id)) == nil {
@@ -88,11 +91,7 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 			}
 		}
 		for _, ss := range nb.SourceStamps {
-			if ss.ID, err = nextID(tx, bucketSourceStamp); err != nil {
-				return err
-			}
-			ss.CreatedAt = submitted
-			if err := put(tx, bucketSourceStamp, ss.ID, &ss); err != nil {
+			if ss, err = findSourceStamp(tx, ss, submitted); err != nil {
 				return err
 			}
 			bs.SourceStamps = append(bs.SourceStamps, ss)

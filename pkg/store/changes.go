@@ -49,8 +49,9 @@ type ChangeFilter struct {
 	Desc       bool // newest (highest id) first; default oldest first
 }
 
-// AddChange stores c with a new id and a new sourcestamp made of its
-// codebase, branch, revision, repository and project. It returns the change
+// AddChange stores c with a new id and the sourcestamp of its codebase,
+// branch, revision, repository and project: the one stored for that
+// content, or a new one. It returns the change
 // as stored.
 func (db *DB) AddChange(c Change) (Change, error) {
 	var out Change
@@ -130,18 +131,14 @@ func addChange(tx *bolt.Tx, c Change) (Change, error) {
 	c.When = at(c.When)
 	c.Files = slices.Clone(c.Files)
 	c.Properties = maps.Clone(c.Properties)
-	ss := SourceStamp{
+	ss, err := findSourceStamp(tx, SourceStamp{
 		Codebase:   c.Codebase,
 		Branch:     c.Branch,
 		Revision:   c.Revision,
 		Repository: c.Repository,
 		Project:    c.Project,
-		CreatedAt:  time.Now().UTC(),
-	}
-	if ss.ID, err = nextID(tx, bucketSourceStamp); err != nil {
-		return Change{}, err
-	}
-	if err := put(tx, bucketSourceStamp, ss.ID, &ss); err != nil {
+	}, time.Now().UTC())
+	if err != nil {
 		return Change{}, err
 	}
 	c.SourceStampID = ss.ID

@@ -373,10 +373,9 @@ func pruneRequest(tx *bolt.Tx, id int64, t time.Time) error {
 	if !bs.Complete || len(prefixIDs(tx, bucketRequestByBuildset, itob(bs.ID), false)) > 0 {
 		return nil
 	}
-	for _, ss := range bs.SourceStamps {
-		if err := bucket(tx, bucketSourceStamp).Delete(itob(ss.ID)); err != nil {
-			return err
-		}
+	// Its sourcestamps go with the last change or buildset naming them.
+	if err := releaseSourceStamps(tx, bs.SourceStamps); err != nil {
+		return err
 	}
 	if err := bucket(tx, bucketBuildsetIncomplete).Delete(itob(bs.ID)); err != nil {
 		return err

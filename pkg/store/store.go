@@ -90,7 +90,7 @@ func allBuckets() []string {
 		bucketMaster, bucketMasterByName,
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
-		bucketSourceStamp, bucketBuildset, bucketBuildsetIncomplete,
+		bucketSourceStamp, bucketSourceStampByHash, bucketSourceStampRefs, bucketBuildset, bucketBuildsetIncomplete,
 		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending, bucketRequestClaimed,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketBuildCount,
@@ -122,6 +122,8 @@ func Open(path string, opts Options) (*DB, error) {
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
+		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil
+		newSSRefs := tx.Bucket([]byte(bucketSourceStampRefs)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
@@ -135,6 +137,16 @@ func Open(path string, opts Options) (*DB, error) {
 		if newCounts {
 			if err := buildCounts(tx); err != nil {
 				return fmt.Errorf("count builds: %w", err)
+			}
+		}
+		if newSSIndex {
+			if err := indexSourceStamps(tx); err != nil {
+				return fmt.Errorf("index sourcestamps: %w", err)
+			}
+		}
+		if newSSRefs {
+			if err := countSourceStampRefs(tx); err != nil {
+				return fmt.Errorf("count sourcestamp references: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
@@ -321,6 +333,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		errs = append(errs, fmt.Errorf("log %d: chunks without a log", id))
 	}
 	errs = append(errs, checkChanges(tx)...)
+	errs = append(errs, checkSourceStamps(tx)...)
 	errs = append(errs, checkPending(tx)...)
 	errs = append(errs, checkCounts(tx)...)
 

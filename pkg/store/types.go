@@ -109,6 +109,9 @@ type Buildset struct {
 	Properties    Properties
 	SchedulerName string
 	ChangeIDs     []int64 // the changes that made a scheduler add it, oldest first
+	// RebuiltBuildID is the build a rebuild builds again (buildbot 4's
+	// rebuilt_buildid); 0 when none.
+	RebuiltBuildID int64 `json:",omitempty"`
 }
 
 // NewBuildset is what AddBuildset stores.
@@ -124,6 +127,8 @@ type NewBuildset struct {
 	Priority      int
 	SubmittedAt   time.Time // zero means now
 	WaitedFor     bool      // copied onto each build request: a trigger step waits for them
+	// RebuiltBuildID is the build a rebuild builds again; 0 when none.
+	RebuiltBuildID int64
 }
 
 // BuildRequest asks for one build on one builder.

@@ -66,8 +66,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // list serves a collection of res: fn makes its objects, then the query
 // filters, orders and slices them.
-func (s *Server) list(res *resource, fn func(r *http.Request, q *query) ([]map[string]any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) list(res *resource, fn func(r *http.Request, q *query) ([]map[string]any, error)) http.Handler {
+	return &endpoint{res: res, serve: func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(r.URL.Query(), res)
 		if err != nil {
 			s.fail(w, r, err)
@@ -83,13 +83,13 @@ func (s *Server) list(res *resource, fn func(r *http.Request, q *query) ([]map[s
 			objs = []map[string]any{}
 		}
 		jsonreply.Write(w, http.StatusOK, map[string]any{res.plural: objs, "meta": map[string]any{"total": total}})
-	}
+	}}
 }
 
 // one serves a single object of res, as buildbot does: a one-element list
 // and an empty meta. Only the field selection of the query applies.
-func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[string]any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[string]any, error)) http.Handler {
+	return &endpoint{res: res, serve: func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(r.URL.Query(), res)
 		if err != nil {
 			s.fail(w, r, err)
@@ -101,75 +101,84 @@ func (s *Server) one(res *resource, fn func(r *http.Request, q *query) (map[stri
 			return
 		}
 		jsonreply.Write(w, http.StatusOK, map[string]any{res.plural: []any{q.project(obj)}, "meta": map[string]any{}})
-	}
+	}}
 }
 
 // Routes adds the API's resources and controls to r, which is mounted
 // at /api/v2.
 func (s *Server) Routes(r chi.Router) {
-	r.Get("/builders", s.list(builderRes, s.listBuilders))
+	r.Method(http.MethodGet, "/builders", s.list(builderRes, s.listBuilders))
 	r.Route("/builders/{builder}", func(r chi.Router) {
-		r.Get("/", s.one(builderRes, s.getBuilder))
-		r.Get("/builds", s.list(buildRes, s.listBuilds))
+		r.Method(http.MethodGet, "/", s.one(builderRes, s.getBuilder))
+		r.Method(http.MethodGet, "/builds", s.list(buildRes, s.listBuilds))
 		r.Route("/builds/{number}", s.buildRoutes)
-		r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
-		r.Get("/workers", s.list(workerRes, s.listWorkers))
-		r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
+		r.Method(http.MethodGet, "/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
+		r.Method(http.MethodGet, "/workers", s.list(workerRes, s.listWorkers))
+		r.Method(http.MethodGet, "/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
 	})
-	r.Get("/builds", s.list(buildRes, s.listBuilds))
+	r.Method(http.MethodGet, "/builds", s.list(buildRes, s.listBuilds))
 	r.Route("/builds/{buildid}", s.buildRoutes)
 	r.Route("/steps/{stepid}", s.stepRoutes)
 	r.Route("/logs/{logid}", s.logRoutes)
 
-	r.Get("/workers", s.list(workerRes, s.listWorkers))
-	r.Get("/workers/{worker}", s.one(workerRes, s.getWorker))
+	r.Method(http.MethodGet, "/workers", s.list(workerRes, s.listWorkers))
+	r.Method(http.MethodGet, "/workers/{worker}", s.one(workerRes, s.getWorker))
+	r.Method(http.MethodGet, "/workers/{worker}/builders", s.list(builderRes, s.listWorkerBuilders))
 	r.With(s.cfg.Guard).Post("/workers/{worker}", s.control)
 
-	r.Get("/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
-	r.Get("/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
+	r.Method(http.MethodGet, "/buildrequests", s.list(buildrequestRes, s.listBuildRequests))
+	r.Method(http.MethodGet, "/buildrequests/{brid}", s.one(buildrequestRes, s.getBuildRequest))
 	r.With(s.cfg.Guard).Post("/buildrequests/{brid}", s.control)
-	r.Get("/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
+	r.Method(http.MethodGet, "/buildrequests/{brid}/builds", s.list(buildRes, s.listBuilds))
 
-	r.Get("/buildsets", s.list(buildsetRes, s.listBuildsets))
-	r.Get("/buildsets/{bsid}", s.one(buildsetRes, s.getBuildset))
-	r.Get("/buildsets/{bsid}/changes", s.list(changeRes, s.listChanges))
-	r.Get("/sourcestamps", s.list(sourcestampRes, s.listSourceStamps))
-	r.Get("/sourcestamps/{ssid}", s.one(sourcestampRes, s.getSourceStamp))
-	r.Get("/sourcestamps/{ssid}/changes", s.list(changeRes, s.listChanges))
-	r.Get("/changes", s.list(changeRes, s.listChanges))
-	r.Get("/changes/{changeid}", s.one(changeRes, s.getChange))
+	r.Method(http.MethodGet, "/buildsets", s.list(buildsetRes, s.listBuildsets))
+	r.Method(http.MethodGet, "/buildsets/{bsid}", s.one(buildsetRes, s.getBuildset))
+	r.Method(http.MethodGet, "/buildsets/{bsid}/changes", s.list(changeRes, s.listChanges))
+	r.Method(http.MethodGet, "/buildsets/{bsid}/properties", &endpoint{res: propertiesRes, serve: s.buildsetProperties})
+	r.Method(http.MethodGet, "/sourcestamps", s.list(sourcestampRes, s.listSourceStamps))
+	r.Method(http.MethodGet, "/sourcestamps/{ssid}", s.one(sourcestampRes, s.getSourceStamp))
+	r.Method(http.MethodGet, "/sourcestamps/{ssid}/changes", s.list(changeRes, s.listChanges))
+	r.Method(http.MethodGet, "/changes", s.list(changeRes, s.listChanges))
+	r.Method(http.MethodGet, "/changes/{changeid}", s.one(changeRes, s.getChange))
+	r.Method(http.MethodGet, "/changes/{changeid}/builds", s.list(buildRes, s.listChangeBuilds))
 
-	r.Get("/schedulers", s.list(schedulerRes, s.listSchedulers))
-	r.Get("/schedulers/{schedulerid}", s.one(schedulerRes, s.getScheduler))
+	r.Method(http.MethodGet, "/schedulers", s.list(schedulerRes, s.listSchedulers))
+	r.Method(http.MethodGet, "/schedulers/{schedulerid}", s.one(schedulerRes, s.getScheduler))
+	r.With(s.cfg.Guard).Post("/schedulers/{schedulerid}", s.control)
 
-	r.Get("/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
-	r.Get("/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
+	r.Method(http.MethodGet, "/forceschedulers", s.list(forceschedulerRes, s.listForceSchedulers))
+	r.Method(http.MethodGet, "/forceschedulers/{scheduler}", s.one(forceschedulerRes, s.getForceScheduler))
 	r.With(s.cfg.Guard).Post("/forceschedulers/{scheduler}", s.control)
 
-	r.Get("/masters", s.list(masterRes, s.listMasters))
-	r.Get("/masters/{masterid}", s.one(masterRes, s.getMaster))
+	r.Method(http.MethodGet, "/masters", s.list(masterRes, s.listMasters))
+	r.Method(http.MethodGet, "/masters/{masterid}", s.one(masterRes, s.getMaster))
+	r.Method(http.MethodGet, "/projects", s.list(projectRes, s.listProjects))
+	r.Method(http.MethodGet, "/projects/{project}", s.one(projectRes, s.getProject))
+
+	r.Method(http.MethodGet, "/application.spec", s.list(specRes, s.applicationSpec(r)))
 }
 
 func (s *Server) buildRoutes(r chi.Router) {
-	r.Get("/", s.one(buildRes, s.getBuild))
+	r.Method(http.MethodGet, "/", s.one(buildRes, s.getBuild))
 	r.With(s.cfg.Guard).Post("/", s.control)
-	r.Get("/steps", s.list(stepRes, s.listSteps))
+	r.Method(http.MethodGet, "/steps", s.list(stepRes, s.listSteps))
 	r.Route("/steps/{step}", s.stepRoutes)
-	r.Get("/properties", s.buildProperties)
-	r.Get("/changes", s.list(changeRes, s.listChanges))
-	r.Get("/reports", s.list(reportRes, s.listReports)) // gbb's extension: the reporters' deliveries
+	r.Method(http.MethodGet, "/properties", &endpoint{res: propertiesRes, serve: s.buildProperties})
+	r.Method(http.MethodGet, "/changes", s.list(changeRes, s.listChanges))
+	r.Method(http.MethodGet, "/reports", s.list(reportRes, s.listReports)) // gbb's extension: the reporters' deliveries
 }
 
 func (s *Server) stepRoutes(r chi.Router) {
-	r.Get("/", s.one(stepRes, s.getStep))
-	r.Get("/logs", s.list(logRes, s.listLogs))
+	r.Method(http.MethodGet, "/", s.one(stepRes, s.getStep))
+	r.Method(http.MethodGet, "/logs", s.list(logRes, s.listLogs))
 	r.Route("/logs/{slug}", s.logRoutes)
 }
 
 func (s *Server) logRoutes(r chi.Router) {
-	r.Get("/", s.one(logRes, s.getLog))
-	r.Get("/contents", s.logContents)
+	r.Method(http.MethodGet, "/", s.one(logRes, s.getLog))
+	r.Method(http.MethodGet, "/contents", &endpoint{res: logchunkRes, serve: s.logContents})
 	r.Get("/raw", s.logRaw)
+	r.Get("/raw_inline", s.logRaw)
 }
 
 // idParam reads the integer path parameter name; what names the resource in
@@ -513,7 +522,8 @@ func (s *Server) logContents(w http.ResponseWriter, r *http.Request) {
 	jsonreply.Write(w, http.StatusOK, map[string]any{"logchunks": []any{q.project(chunk)}, "meta": map[string]any{}})
 }
 
-// logRaw serves a whole log as a download, as buildbot 3.7: stdio logs lose
+// logRaw serves a whole log as a download (/raw), or to be shown
+// (/raw_inline, buildbot 4's), as buildbot 3.7: stdio logs lose
 // their channel letters, lines are joined by "\n" with no final newline, and
 // the file is named BUILDER_build_N_step_STEP_log_SLUG.
 func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
@@ -532,7 +542,13 @@ func (s *Server) logRaw(w http.ResponseWriter, r *http.Request) {
 		ctype = "text/html; charset=utf-8"
 	}
 	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	if strings.HasSuffix(r.URL.Path, "/raw_inline") {
+		// buildbot 4's raw_inline, shown in the browser: an HTML log is
+		// sandboxed, so that what a build wrote runs no script as the site.
+		w.Header().Set("Content-Security-Policy", "sandbox; frame-ancestors 'none'")
+	} else {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	fn := func(line string) string { return line }
 	if l.Type == "s" {

@@ -79,6 +79,7 @@ const (
 	targetBuild
 	targetRequest
 	targetWorker
+	targetScheduler
 )
 
 // postRoutes lists every POST route by its chi pattern. TestEveryPostRoute
@@ -90,6 +91,7 @@ var postRoutes = map[string]postRoute{
 	"/logout":                {kind: postForm},
 	"/change_hook/{dialect}": {kind: postHook},
 
+	"/api/v2/schedulers/{schedulerid}":            {kind: postRPC, methods: map[string]string{"enable": "enable"}, target: targetScheduler, what: "scheduler"},
 	"/api/v2/forceschedulers/{scheduler}":         {kind: postRPC, methods: map[string]string{"force": "force"}, target: targetForce, what: "forcescheduler"},
 	"/api/v2/builds/{buildid}":                    {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
 	"/api/v2/builders/{builder}/builds/{number}":  {kind: postRPC, methods: map[string]string{"stop": "stop", "rebuild": "rebuild"}, target: targetBuild, what: "build"},
@@ -147,6 +149,8 @@ type Call struct {
 	Build     store.Build
 	Request   store.BuildRequest
 	Worker    store.Worker
+	// Sched is the scheduler of an enable call.
+	Sched SchedulerInfo
 
 	Builders []string // the builders acted on; none for a worker action
 	Owner    string   // who forced the build or request acted on, or ""
@@ -263,8 +267,9 @@ func (s *Server) decodeCall(w http.ResponseWriter, r *http.Request, c *Call) *Re
 		return c.refuse(*rerr)
 	}
 	// A session cookie is a browser's: its call must carry the session's
-	// token, as its forms do.
-	if c.User != nil && c.User.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.User.Session) {
+	// token, as its forms do, or come from the site's own pages (buildbot's
+	// UI sends no token).
+	if c.User != nil && c.User.Session != nil && !auth.CheckCSRF(r.Header.Get(auth.CSRFHeader), c.User.Session) && !auth.SameOriginCall(r) {
 		return c.refuse(RPCError{status: http.StatusForbidden, message: "missing or stale CSRF token: send the session's token in the " + auth.CSRFHeader + " header"})
 	}
 	action, ok := c.route.methods[req.Method]
@@ -392,6 +397,8 @@ func (s *Server) resolve(r *http.Request, c *Call) *Refusal {
 		}
 	case targetWorker:
 		c.Worker, err = s.workerParam(r)
+	case targetScheduler:
+		c.Sched, err = s.schedulerParam(r)
 	}
 	if err != nil {
 		var ae *Error

@@ -70,6 +70,9 @@ func (s *Server) Act(ctx context.Context, c *Call) (any, *RPCError) {
 		}
 		return []any{bsid, brids}, nil
 	}
+	if c.route.target == targetScheduler {
+		return nil, s.enableScheduler(c)
+	}
 	ctl := s.cfg.Controller
 	if ctl == nil {
 		msg := "control is not available"

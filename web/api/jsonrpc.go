@@ -83,6 +83,8 @@ func (s *Server) force(ctx context.Context, name string, fr scheduler.ForceReque
 		return bsid, brids, nil
 	case errors.As(err, &pe):
 		return 0, nil, &RPCError{http.StatusBadRequest, RPCInvalidParams, pe.Error(), pe.Field}
+	case errors.Is(err, scheduler.ErrDisabled):
+		return 0, nil, &RPCError{status: http.StatusConflict, code: RPCInvalidRequest, message: "forcescheduler " + name + " is disabled"}
 	case errors.Is(err, scheduler.ErrNoScheduler):
 		return 0, nil, &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such forcescheduler " + name}
 	}

@@ -14,16 +14,21 @@ import (
 var (
 	builderRes = &resource{plural: "builders", fields: map[string]kind{
 		"builderid": kindInt, "description": kindString, "masterids": kindList, "name": kindString, "tags": kindList,
+		// buildbot 4's, which its UI reads: gbb has no projects, nor
+		// formatted descriptions.
+		"description_format": kindString, "description_html": kindString, "projectid": kindInt,
 	}}
 	buildRes = &resource{plural: "builds", fields: map[string]kind{
 		"builderid": kindInt, "buildid": kindInt, "buildrequestid": kindInt, "complete": kindBool,
 		"complete_at": kindInt, "masterid": kindInt, "number": kindInt, "properties": kindObject,
 		"results": kindInt, "started_at": kindInt, "state_string": kindString, "workerid": kindInt,
+		"locks_duration_s": kindInt, // buildbot 4's
 	}}
 	stepRes = &resource{plural: "steps", fields: map[string]kind{
 		"buildid": kindInt, "complete": kindBool, "complete_at": kindInt, "hidden": kindBool,
 		"name": kindString, "number": kindInt, "results": kindInt, "started_at": kindInt,
 		"state_string": kindString, "stepid": kindInt, "urls": kindList,
+		"locks_acquired_at": kindInt, // buildbot 4's
 	}}
 	logRes = &resource{plural: "logs", fields: map[string]kind{
 		"complete": kindBool, "logid": kindInt, "name": kindString, "num_lines": kindInt,
@@ -35,6 +40,7 @@ var (
 	workerRes = &resource{plural: "workers", fields: map[string]kind{
 		"configured_on": kindList, "connected_to": kindList, "graceful": kindBool, "name": kindString,
 		"paused": kindBool, "workerid": kindInt, "workerinfo": kindObject,
+		"pause_reason": kindString, // buildbot 4's
 	}}
 	buildrequestRes = &resource{plural: "buildrequests", fields: map[string]kind{
 		"builderid": kindInt, "buildrequestid": kindInt, "buildsetid": kindInt, "claimed": kindBool,
@@ -46,6 +52,7 @@ var (
 		"bsid": kindInt, "complete": kindBool, "complete_at": kindInt, "external_idstring": kindString,
 		"parent_buildid": kindInt, "parent_relationship": kindString, "reason": kindString,
 		"results": kindInt, "sourcestamps": kindList, "submitted_at": kindInt,
+		"rebuilt_buildid": kindInt, // buildbot 4's
 	}}
 	sourcestampRes = &resource{plural: "sourcestamps", fields: map[string]kind{
 		"branch": kindString, "codebase": kindString, "created_at": kindInt, "patch": kindObject,
@@ -103,11 +110,14 @@ func builderObj(b store.Builder) map[string]any {
 		masters = append(masters, id)
 	}
 	return map[string]any{
-		"builderid":   b.ID,
-		"description": nullString(b.Description),
-		"masterids":   masters,
-		"name":        b.Name,
-		"tags":        tags,
+		"builderid":          b.ID,
+		"description":        nullString(b.Description),
+		"description_format": nil,
+		"description_html":   nil,
+		"masterids":          masters,
+		"name":               b.Name,
+		"projectid":          nil,
+		"tags":               tags,
 	}
 }
 
@@ -120,13 +130,15 @@ func buildObj(b store.Build, props []string) map[string]any {
 		"buildrequestid": b.BuildRequestID,
 		"complete":       b.Complete,
 		"complete_at":    unixTime(b.CompleteAt),
-		"masterid":       b.MasterID,
-		"number":         b.Number,
-		"properties":     propertiesObj(b.Properties, props),
-		"results":        results(b.Complete, b.Results),
-		"started_at":     unixTime(b.StartedAt),
-		"state_string":   b.StateString,
-		"workerid":       b.WorkerID,
+		// gbb does not measure the wait for locks.
+		"locks_duration_s": int64(0),
+		"masterid":         b.MasterID,
+		"number":           b.Number,
+		"properties":       propertiesObj(b.Properties, props),
+		"results":          results(b.Complete, b.Results),
+		"started_at":       unixTime(b.StartedAt),
+		"state_string":     b.StateString,
+		"workerid":         b.WorkerID,
 	}
 }
 
@@ -162,17 +174,19 @@ func stepObj(s store.Step) map[string]any {
 		urls = append(urls, map[string]any{"name": u.Name, "url": u.URL})
 	}
 	return map[string]any{
-		"buildid":      s.BuildID,
-		"complete":     s.Complete,
-		"complete_at":  unixTime(s.CompleteAt),
-		"hidden":       s.Hidden,
-		"name":         s.Name,
-		"number":       int64(s.Number),
-		"results":      results(s.Complete, s.Results),
-		"started_at":   unixTime(s.StartedAt),
-		"state_string": s.StateString,
-		"stepid":       s.ID,
-		"urls":         urls,
+		"buildid":     s.BuildID,
+		"complete":    s.Complete,
+		"complete_at": unixTime(s.CompleteAt),
+		"hidden":      s.Hidden,
+		// gbb takes a step's locks before it starts it.
+		"locks_acquired_at": unixTime(s.StartedAt),
+		"name":              s.Name,
+		"number":            int64(s.Number),
+		"results":           results(s.Complete, s.Results),
+		"started_at":        unixTime(s.StartedAt),
+		"state_string":      s.StateString,
+		"stepid":            s.ID,
+		"urls":              urls,
 	}
 }
 
@@ -206,6 +220,7 @@ func workerObj(w store.Worker) map[string]any {
 		"connected_to":  connected,
 		"graceful":      w.Graceful,
 		"name":          w.Name,
+		"pause_reason":  nil,
 		"paused":        w.Paused,
 		"workerid":      w.ID,
 		"workerinfo":    info,
@@ -256,6 +271,7 @@ func buildsetObj(bs store.Buildset) map[string]any {
 		"parent_buildid":      nullID(bs.ParentBuildID),
 		"parent_relationship": nil,
 		"reason":              bs.Reason,
+		"rebuilt_buildid":     nullID(bs.RebuiltBuildID),
 		"results":             results(bs.Complete, bs.Results),
 		"sourcestamps":        sss,
 		"submitted_at":        unixTime(bs.SubmittedAt),
@@ -300,7 +316,7 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 		"all_fields":    fields,
 		"builder_names": names,
 		"button_name":   button,
-		"enabled":       true,
+		"enabled":       !fi.Disabled,
 		"label":         label,
 		"name":          fi.Name,
 	}
@@ -334,6 +350,7 @@ func textField(name, label, def string, size int, typ string) map[string]any {
 		"required":     false,
 		"size":         int64(size),
 		"tablabel":     label,
+		"tooltip":      "",
 		"type":         typ,
 	}
 	if typ == "username" {
@@ -406,6 +423,7 @@ func nestedField(columns int, fields ...map[string]any) map[string]any {
 		"regex":        nil,
 		"required":     false,
 		"tablabel":     "",
+		"tooltip":      "",
 		"type":         "nested",
 	}
 }

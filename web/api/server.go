@@ -87,7 +87,12 @@ type Config struct {
 	// Schedulers lists the configured schedulers; nil means there are
 	// none. Ids must be stable while the master runs.
 	Schedulers func() []SchedulerInfo
-	Logger     *slog.Logger // nil means discard
+	// EnableScheduler enables or disables the scheduler called name, as
+	// buildbot's "enable" control on /schedulers/N; it returns an error
+	// wrapping scheduler.ErrUnknownScheduler for an unknown name. Nil
+	// answers that control 503.
+	EnableScheduler func(name string, enabled bool) error
+	Logger          *slog.Logger // nil means discard
 
 	// Access returns the [www.auth] users and the [www.authz] rules in
 	// force.

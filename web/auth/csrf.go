@@ -22,7 +22,9 @@ import (
 //   - A JSON-RPC call is taken only as application/json (web/api's
 //     decodeRPC), which another site's page can send only after a CORS
 //     preflight that gbb never grants; a call made with a session cookie
-//     also carries the session's token in the X-CSRF-Token header.
+//     also carries the session's token in the X-CSRF-Token header, or
+//     comes provably from the site's own pages (SameOriginCall), as
+//     buildbot's UI's calls do.
 //     Scripts (curl, basic auth, bearer tokens) need nothing else.
 //   - A WebSocket from a browser is accepted from buildbot_url's origin,
 //     the request's Host or X-Forwarded-Host, or with the page's token in
@@ -60,6 +62,23 @@ func OriginOK(r *http.Request, o, siteOrigin string) bool {
 	}
 	fwd, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
 	return fwd != "" && strings.EqualFold(u.Host, strings.TrimSpace(fwd))
+}
+
+// SameOriginCall reports whether r, a browser's JSON-RPC call, comes from
+// a page of the site itself, as buildbot's own UI's calls do (they carry
+// no X-CSRF-Token): its browser says so with Sec-Fetch-Site: same-origin,
+// which no page can set; or, from a browser that sends no Sec-Fetch-Site,
+// its Origin is the host the request was sent to. Forms still need their
+// token.
+func SameOriginCall(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return true
+	case "":
+		o := r.Header.Get("Origin")
+		return o != "" && OriginOK(r, o, "")
+	}
+	return false
 }
 
 // CheckCSRF reports whether tok, sent with a session's cookie, is the

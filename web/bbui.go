@@ -1,0 +1,139 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/web/auth"
+	"github.com/gbb-ci/gbb/web/bbui"
+)
+
+// Buildbot's own UI (web/bbui), served at /buildbot-ui/ when [www]
+// buildbot_ui_dir names one, logs in as buildbot's does: a link to
+// auth/login, which asks the browser for basic auth and starts a session,
+// and one to auth/logout. Its JSON-RPC calls carry the session cookie but
+// no CSRF token: web/api takes them as the site's own when the browser
+// says they are (auth.SameOriginCall).
+
+// bbuiRoutes adds /avatar, /auth/login, /auth/logout and, with a UI,
+// /buildbot-ui/.
+func (s *Server) bbuiRoutes(r interface {
+	Get(string, http.HandlerFunc)
+	Method(string, string, http.Handler)
+}) {
+	r.Method(http.MethodGet, "/avatar", s.avatar)
+	r.Get("/auth/login", s.authLogin)
+	r.Get("/auth/logout", s.authLogout)
+	if s.bbui != nil {
+		r.Get("/buildbot-ui", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", "buildbot-ui/")
+			w.WriteHeader(http.StatusMovedPermanently)
+		})
+		r.Method(http.MethodGet, bbui.Prefix+"*", s.bbui)
+	}
+}
+
+// newBuildbotUI makes the server of buildbot's UI that cfg names, or nil.
+func (s *Server) newBuildbotUI() *bbui.Server {
+	if s.cfg.BuildbotUI.Dir == "" {
+		return nil
+	}
+	ui, err := bbui.New(bbui.Config{
+		Dir: s.cfg.BuildbotUI.Dir, Title: s.cfg.Title, TitleURL: s.cfg.TitleURL,
+		BuildbotURL:   func() string { return s.site().buildbotURL },
+		AvatarMethods: s.avatar.Methods,
+		Versions:      [][2]string{{"gbb", s.cfg.Version}},
+		User:          s.bbuiUser,
+		Logger:        s.log,
+		AuthName:      s.authName,
+	})
+	if err != nil {
+		s.log.Error("buildbot's UI is not served", "err", err)
+		return nil
+	}
+	s.log.Info("serving buildbot's UI", "path", bbui.Prefix, "dir", s.cfg.BuildbotUI.Dir, "plugins", ui.Plugins())
+	return ui
+}
+
+// authName is buildbot's name of the login in force, for the UI.
+func (s *Server) authName() string {
+	if s.acc().auth == nil {
+		return "NoAuth"
+	}
+	return "UserPasswordAuth"
+}
+
+// bbuiUser is who asks, as buildbot's user_info, and whether they may see
+// anything.
+func (s *Server) bbuiUser(r *http.Request) (map[string]any, bool) {
+	u := auth.UserOf(r)
+	if u == nil {
+		return map[string]any{"anonymous": true}, !s.acc().authz.NoAnonymousView
+	}
+	groups := []any{}
+	for _, g := range u.Groups {
+		groups = append(groups, g)
+	}
+	return map[string]any{"anonymous": false, "username": u.Name, "full_name": u.Name, "groups": groups}, true
+}
+
+// uiTarget is where auth/login and auth/logout send the browser back to:
+// the UI's page that redirect names (a fragment of the UI's URL, as
+// buildbot's _redirect), relative to auth/, so right behind a proxy too.
+func uiTarget(redirect string) string {
+	redirect = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, redirect)
+	return "../#" + redirect
+}
+
+func seeOtherTo(w http.ResponseWriter, loc string) {
+	w.Header().Set("Location", loc)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusFound)
+}
+
+// authLogin serves GET auth/login as buildbot's for user and password
+// logins: the browser is asked for basic auth, and a user it sends gets a
+// session; then back to the UI. Without [www.auth] there is nothing to log
+// in to.
+func (s *Server) authLogin(w http.ResponseWriter, r *http.Request) {
+	a := s.acc().auth
+	target := uiTarget(r.URL.Query().Get("redirect"))
+	if a == nil {
+		seeOtherTo(w, target)
+		return
+	}
+	u := auth.UserOf(r)
+	if _, _, basic := r.BasicAuth(); u == nil || !basic {
+		// authenticate answered a wrong password; this is the first ask.
+		w.Header().Set("WWW-Authenticate", `Basic realm="gbb"`)
+		jsonreply.Error(w, http.StatusUnauthorized, "log in with your user name and password")
+		return
+	}
+	sess := a.NewSession(u)
+	http.SetCookie(w, s.sessionCookie(r, sess.ID, sess.Expires()))
+	s.log.Info("login", "user", u.Name, "remote", s.clientAddr(r), "by", "buildbot UI")
+	seeOtherTo(w, target)
+}
+
+// authLogout serves GET auth/logout as buildbot's: it ends the session and
+// goes back to the UI. Another site's page cannot log its visitor out.
+func (s *Server) authLogout(w http.ResponseWriter, r *http.Request) {
+	if reason := auth.CrossSite(r); reason != "" {
+		jsonreply.Error(w, http.StatusForbidden, reason)
+		return
+	}
+	if a := s.acc().auth; a != nil {
+		if c, err := r.Cookie(auth.SessionCookie); err == nil {
+			a.EndSession(c.Value)
+		}
+		http.SetCookie(w, s.sessionCookie(r, "", time.Time{}))
+	}
+	seeOtherTo(w, uiTarget(r.URL.Query().Get("redirect")))
+}

@@ -1,0 +1,222 @@
+package bbui
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Prefix is where the UI is served.
+const Prefix = "/buildbot-ui/"
+
+// Config is what a Server needs.
+type Config struct {
+	// Dir is the UI's static directory, with its index.html.
+	Dir string
+	// Title and TitleURL are the master's title and its link.
+	Title, TitleURL string
+	// BuildbotURL returns buildbot_url, the site's public URL (with a
+	// trailing slash), as a reconfig leaves it; the UI's own is that +
+	// "buildbot-ui/".
+	BuildbotURL func() string
+	// AuthName returns buildbot's name of the login in force: "NoAuth",
+	// or "UserPasswordAuth" (the UI then offers its login link).
+	AuthName func() string
+	// AvatarMethods are [www] avatar_methods; none: the UI shows no
+	// avatars.
+	AvatarMethods []string
+	// Versions are shown on the UI's about page, as [name, version].
+	Versions [][2]string
+	// User returns who asks as buildbot's user_info ({"anonymous": true}
+	// or {"username": ..., "groups": [...]}) and whether they may see
+	// anything (user_any_access_allowed).
+	User   func(r *http.Request) (info map[string]any, anyAccess bool)
+	Logger *slog.Logger // nil means discard
+}
+
+// Server serves the UI; it is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	index   []byte            // index.html as installed
+	plugins map[string]string // plugin name → its static directory
+	files   http.Handler
+}
+
+// configPlaceholder is where buildbot's index.html takes the config.
+const configPlaceholder = "<!-- BUILDBOT_CONFIG_PLACEHOLDER -->"
+
+// New reads the UI's index.html and finds its plugins: the directories
+// beside the UI's package (site-packages/buildbot_NAME/static with a
+// scripts.js, as pip installs buildbot-waterfall-view and the others)
+// are the plugins NAME.
+func New(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Logger, plugins: map[string]string{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	index, err := os.ReadFile(filepath.Join(cfg.Dir, "index.html"))
+	if err != nil {
+		return nil, fmt.Errorf("buildbot ui: %w", err)
+	}
+	if !bytes.Contains(index, []byte(configPlaceholder)) {
+		return nil, fmt.Errorf("buildbot ui: %s has no %s: not a buildbot UI's index.html", filepath.Join(cfg.Dir, "index.html"), configPlaceholder)
+	}
+	s.index = index
+	pkg := filepath.Dir(filepath.Clean(cfg.Dir))
+	if filepath.Base(cfg.Dir) != "static" {
+		pkg = filepath.Clean(cfg.Dir)
+	}
+	siblings, _ := filepath.Glob(filepath.Join(filepath.Dir(pkg), "buildbot_*", "static", "scripts.js"))
+	for _, js := range siblings {
+		dir := filepath.Dir(js)
+		name := strings.TrimPrefix(filepath.Base(filepath.Dir(dir)), "buildbot_")
+		if dir == filepath.Clean(cfg.Dir) || name == "www" || strings.HasPrefix(name, "www_") {
+			continue
+		}
+		s.plugins[name] = dir
+	}
+	s.files = http.FileServerFS(noDirs{os.DirFS(cfg.Dir)})
+	return s, nil
+}
+
+// Plugins names the plugins found.
+func (s *Server) Plugins() []string {
+	names := make([]string, 0, len(s.plugins))
+	for n := range s.plugins {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ServeHTTP serves a path under Prefix: the index at Prefix itself, a
+// plugin's file under plugins/NAME/, else a static file.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, Prefix)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case rest == "" || rest == "index.html":
+		s.serveIndex(w, r)
+	case strings.HasPrefix(rest, "plugins/"):
+		name, file, _ := strings.Cut(strings.TrimPrefix(rest, "plugins/"), "/")
+		dir, ok := s.plugins[name]
+		if !ok {
+			http.Error(w, "no such buildbot UI plugin "+name, http.StatusNotFound)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + file
+		http.FileServerFS(noDirs{os.DirFS(dir)}).ServeHTTP(w, r2)
+	default:
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + rest
+		s.files.ServeHTTP(w, r2)
+	}
+}
+
+// FrontendConfig is window.buildbotFrontendConfig for r, as buildbot's
+// www service makes it (www/config.py): the title, the UI's URL, the
+// login, the user, the plugins, the avatar methods.
+func (s *Server) FrontendConfig(r *http.Request) map[string]any {
+	info, anyAccess := map[string]any{"anonymous": true}, true
+	if s.cfg.User != nil {
+		info, anyAccess = s.cfg.User(r)
+	}
+	avatars := []any{}
+	for _, m := range s.cfg.AvatarMethods {
+		avatars = append(avatars, map[string]any{"name": m})
+	}
+	plugins := map[string]any{}
+	for name := range s.plugins {
+		plugins[name] = map[string]any{}
+	}
+	versions := []any{}
+	for _, v := range s.cfg.Versions {
+		versions = append(versions, []any{v[0], v[1]})
+	}
+	authName := "NoAuth"
+	if s.cfg.AuthName != nil {
+		authName = s.cfg.AuthName()
+	}
+	return map[string]any{
+		"title":                   s.cfg.Title,
+		"titleURL":                s.cfg.TitleURL,
+		"buildbotURL":             s.cfg.BuildbotURL() + strings.TrimPrefix(Prefix, "/"),
+		"multiMaster":             false,
+		"auth":                    map[string]any{"name": authName, "oauth2": false, "fa_icon": "fa-sign-in", "autologin": false},
+		"avatar_methods":          avatars,
+		"plugins":                 plugins,
+		"versions":                versions,
+		"user":                    info,
+		"user_any_access_allowed": anyAccess,
+		"ui_default_config":       map[string]any{},
+		"project_widgets":         []any{},
+	}
+}
+
+// serveIndex serves index.html with the frontend config in its
+// placeholder.
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	js, err := json.Marshal(s.FrontendConfig(r))
+	if err != nil {
+		s.log.Error("encode the buildbot UI's config", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	// JSON in a <script>: no "</script>" nor "<!--" may end it early.
+	js = bytes.ReplaceAll(js, []byte("<"), []byte(`\u003c`))
+	script := []byte("<script id=\"bb-config\">\n    window.buildbotFrontendConfig = " + string(js) + ";\n</script>")
+	page := bytes.Replace(s.index, []byte(configPlaceholder), script, 1)
+	page = bytes.Replace(page, []byte("<title>Buildbot</title>"), []byte("<title>"+html.EscapeString(s.cfg.Title)+"</title>"), 1)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(page)
+}
+
+// Rewrite passes the requests the UI makes relative to its own URL (its
+// API, live streams, login and avatars: Prefix + "api/v2/...", "ws",
+// "sse/...", "auth/login", "avatar") on to next at the site's root, where
+// gbb serves them.
+func Rewrite(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, Prefix); ok && passedOn(rest) {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/" + rest
+			r2.URL.RawPath = ""
+			r = r2
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func passedOn(rest string) bool {
+	return rest == "ws" || rest == "avatar" ||
+		strings.HasPrefix(rest, "api/") || strings.HasPrefix(rest, "sse/") || strings.HasPrefix(rest, "auth/")
+}
+
+// noDirs serves files only: a directory is not found, so no listing.
+type noDirs struct{ fs.FS }
+
+func (n noDirs) Open(name string) (fs.File, error) {
+	f, err := n.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		f.Close()
+		return nil, fs.ErrNotExist
+	}
+	return f, nil
+}

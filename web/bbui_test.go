@@ -1,0 +1,262 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/scheduler"
+)
+
+// bbuiIndex is the part of buildbot's index.html that gbb fills.
+const bbuiIndex = `<!DOCTYPE html>
+<html><head><title>Buildbot</title></head>
+<body><div id="root"></div></body>
+  <!-- BUILDBOT_CONFIG_PLACEHOLDER -->
+  <script type="module" src="assets/index.js"></script>
+</html>`
+
+// installUI lays out buildbot's UI as pip installs it, with the
+// waterfall plugin beside it, and returns its static directory.
+func installUI(t *testing.T) string {
+	t.Helper()
+	site := t.TempDir()
+	for path, body := range map[string]string{
+		"buildbot_www_react/static/index.html":         bbuiIndex,
+		"buildbot_www_react/static/assets/index.js":    "console.log('ui')",
+		"buildbot_waterfall_view/static/scripts.js":    "console.log('waterfall')",
+		"buildbot_waterfall_view/static/styles.css":    "body{}",
+		"buildbot_www_react/static/assets/sub/keep.js": "x",
+	} {
+		p := filepath.Join(site, path)
+		check(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		check(t, os.WriteFile(p, []byte(body), 0o644))
+	}
+	return filepath.Join(site, "buildbot_www_react", "static")
+}
+
+// newBBUIServer is the fixture's store served with buildbot's UI and
+// [www.auth] users alice (devs) and root (admins); the rules are authz.
+func newBBUIServer(t *testing.T, ui config.BuildbotUI, withAuth bool) *authFixture {
+	t.Helper()
+	f := newTestServer(t)
+	var a config.Auth
+	if withAuth {
+		var users []config.User
+		for _, u := range []struct{ name, group string }{{"alice", "devs"}, {"root", "admins"}} {
+			h := string(must(bcrypt.GenerateFromPassword([]byte("pw-"+u.name), bcrypt.MinCost))(t))
+			users = append(users, config.User{Username: u.name, PasswordHash: h, Groups: []string{u.group}})
+		}
+		a = config.Auth{Type: "users", Users: users, SessionTimeout: config.DefaultSessionTimeout}
+	}
+	ctl := &testController{}
+	s := New(Config{
+		Store: f.db, Controller: ctl, MasterID: f.master.ID, MasterName: "master-1",
+		Forcer: &testForcer{db: f.db, scheds: []scheduler.ForceInfo{{Name: "force-runtests", BuilderNames: []string{"runtests"}}}},
+		Title:  "Hello </script> CI", BuildbotURL: "http://ci.example.org/",
+		Auth: a, Authz: config.Authz{Rules: []config.Rule{{Actions: []string{"*"}, Roles: []string{"admins"}}}},
+		BuildbotUI: ui, Version: "1.2.3",
+	})
+	f.srv.Close()
+	f.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
+	return &authFixture{fixture: f, s: s, ctl: ctl, cfg: a}
+}
+
+// frontendConfig fetches the UI's index as who and returns its
+// window.buildbotFrontendConfig.
+func (f *authFixture) frontendConfig(t *testing.T, who string) map[string]any {
+	t.Helper()
+	resp, body := f.do(t, who, "GET", "/buildbot-ui/", "", "")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /buildbot-ui/: %s %s", resp.Status, body)
+	}
+	const start = "window.buildbotFrontendConfig = "
+	i := strings.Index(body, start)
+	if i < 0 || strings.Contains(body, "BUILDBOT_CONFIG_PLACEHOLDER") {
+		t.Fatalf("index has no config:\n%s", body)
+	}
+	rest := body[i+len(start):]
+	end := strings.Index(rest, ";\n</script>")
+	if end < 0 {
+		t.Fatalf("config not ended in a script:\n%s", body)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(rest[:end]), &cfg); err != nil {
+		t.Fatalf("config %q: %v", rest[:end], err)
+	}
+	return cfg
+}
+
+// Buildbot's UI at /buildbot-ui/: its index with the frontend config as
+// buildbot's www service makes it, its files, its plugins found beside
+// it, and its API, live streams and avatars relative to its own URL.
+func TestBuildbotUIServed(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t)}, false)
+	cfg := f.frontendConfig(t, "")
+	for k, want := range map[string]any{
+		"title": "Hello </script> CI", "buildbotURL": "http://ci.example.org/buildbot-ui/",
+		"user_any_access_allowed": true, "multiMaster": false,
+	} {
+		if cfg[k] != want {
+			t.Errorf("config %s = %#v, want %#v", k, cfg[k], want)
+		}
+	}
+	if u := cfg["user"].(map[string]any); u["anonymous"] != true {
+		t.Errorf("user %v, want anonymous", u)
+	}
+	if a := cfg["auth"].(map[string]any); a["name"] != "NoAuth" {
+		t.Errorf("auth %v", a)
+	}
+	if p := cfg["plugins"].(map[string]any); len(p) != 1 || p["waterfall_view"] == nil {
+		t.Errorf("plugins %v, want waterfall_view", p)
+	}
+	if m := cfg["avatar_methods"].([]any); len(m) != 1 || m[0].(map[string]any)["name"] != "identicon" {
+		t.Errorf("avatar_methods %v", m)
+	}
+	for path, want := range map[string]int{
+		"/buildbot-ui/assets/index.js":                   200,
+		"/buildbot-ui/plugins/waterfall_view/scripts.js": 200,
+		"/buildbot-ui/plugins/waterfall_view/styles.css": 200,
+		"/buildbot-ui/plugins/nosuch/scripts.js":         404,
+		"/buildbot-ui/assets/":                           404, // no listings
+		"/buildbot-ui/assets/sub":                        404,
+		"/buildbot-ui/../../etc/passwd":                  404,
+		"/buildbot-ui/api/v2/builders":                   200,
+		"/buildbot-ui/api/v2/application.spec":           200,
+		"/buildbot-ui/avatar?email=a@example.org":        200,
+	} {
+		resp, body := f.do(t, "", "GET", path, "", "")
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d\n%.200s", path, resp.StatusCode, want, body)
+		}
+	}
+	resp, _ := f.do(t, "", "GET", "/buildbot-ui", "", "")
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "buildbot-ui/" {
+		t.Errorf("GET /buildbot-ui: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	// Without buildbot_ui_dir there is none.
+	g := newBBUIServer(t, config.BuildbotUI{}, false)
+	if resp, _ := g.do(t, "", "GET", "/buildbot-ui/", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("no UI configured: GET /buildbot-ui/: %d, want 404", resp.StatusCode)
+	}
+}
+
+// /avatar as buildbot's: an identicon by default, offline; a gravatar
+// redirect when configured; nothing without methods.
+func TestAvatar(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{}, false)
+	get := func(f *authFixture, path string) (*http.Response, string) {
+		resp, body := f.do(t, "", "GET", path, "", "")
+		return resp, body
+	}
+	resp, a1 := get(f, "/avatar?email=Jane@Example.org&size=48")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" || !strings.Contains(a1, `width="48"`) {
+		t.Fatalf("identicon: %s %s\n%s", resp.Status, resp.Header.Get("Content-Type"), a1)
+	}
+	_, a2 := get(f, "/avatar?email=jane@example.org&size=48")
+	_, b := get(f, "/avatar?email=bob@example.org&size=48")
+	if a1 != a2 || a1 == b {
+		t.Errorf("identicons: the same address must draw the same picture, another another one")
+	}
+	_, a32 := get(f, "/avatar?email=jane@example.org")
+	if _, u := get(f, "/avatar?username=jane&amp;email=jane@example.org"); u != a32 {
+		t.Errorf("the login bar's URL (&amp;email=): %s", u)
+	}
+
+	g := newBBUIServer(t, config.BuildbotUI{AvatarMethods: []string{"gravatar", "identicon"}}, false)
+	resp, _ = get(g, "/avatar?email=Jane@Example.org")
+	// md5("jane@example.org")
+	if want := "https://www.gravatar.com/avatar/18385ac57d9b171dc3fe83a5a92b68d9?d=retro&s=32"; resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want {
+		t.Errorf("gravatar: %s %q, want %q", resp.Status, resp.Header.Get("Location"), want)
+	}
+	if resp, body := get(g, "/avatar?username=jane"); resp.StatusCode != 200 || !strings.HasPrefix(body, "<svg") {
+		t.Errorf("no email: the identicon after gravatar: %s %.80s", resp.Status, body)
+	}
+	h := newBBUIServer(t, config.BuildbotUI{AvatarMethods: []string{}}, false)
+	if resp, _ := get(h, "/avatar?email=a@b"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("no methods: %s, want 404", resp.Status)
+	}
+}
+
+// Logging in as buildbot's UI does: auth/login asks for basic auth and
+// starts a session, the config then names the user, the UI's JSON-RPC
+// calls with the cookie and no CSRF token are taken from the site's own
+// pages only, and auth/logout ends the session.
+func TestBuildbotUILogin(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t)}, true)
+	if a := f.frontendConfig(t, "")["auth"].(map[string]any); a["name"] != "UserPasswordAuth" {
+		t.Errorf("auth %v", a)
+	}
+	resp, _ := f.do(t, "", "GET", "/buildbot-ui/auth/login?redirect=/builders", "", "")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+		t.Fatalf("login without credentials: %s %v", resp.Status, resp.Header)
+	}
+	resp, _ = f.do(t, "root", "GET", "/buildbot-ui/auth/login?redirect=/builders", "", "")
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "gbb_session" && c.Value != "" {
+			sess = c
+		}
+	}
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "../#/builders" || sess == nil {
+		t.Fatalf("login: %s, Location %q, cookies %v", resp.Status, resp.Header.Get("Location"), resp.Cookies())
+	}
+	cookie := "cookie=" + sess.Value
+	if u := f.frontendConfig(t, cookie)["user"].(map[string]any); u["anonymous"] != false || u["username"] != "root" {
+		t.Errorf("user after login: %v", u)
+	}
+
+	stop := rpcBody("stop", `{"reason":"ui"}`)
+	path := "/buildbot-ui/api/v2/builds/" + jsonNum(f.running.ID)
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"no token, no origin", nil, 403},
+		{"another site's origin", []string{"Origin", "http://evil.example"}, 403},
+		{"another site, says the browser", []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://" + host}, 403},
+		{"same-site, says the browser", []string{"Sec-Fetch-Site", "same-site"}, 403},
+		{"the site's own origin", []string{"Origin", "http://" + host}, 200},
+		{"same-origin, says the browser", []string{"Sec-Fetch-Site", "same-origin", "Origin", "http://ci.example.org"}, 200},
+	} {
+		resp, body := f.do(t, cookie, "POST", path, "application/json", stop, tc.hdr...)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d\n%s", tc.name, resp.StatusCode, tc.want, body)
+		}
+	}
+	if got := f.calls(); len(got) != 2 {
+		t.Errorf("calls %q, want the two same-origin stops", got)
+	}
+	// Forms still need their token, whatever the origin.
+	resp, _ = f.do(t, cookie, "POST", "/buildrequests/1/cancel", "application/x-www-form-urlencoded", "reason=x", "Sec-Fetch-Site", "same-origin")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("form without token from the same origin: %s, want 403", resp.Status)
+	}
+
+	// Another site cannot log the user out; the UI can.
+	if resp, _ := f.do(t, cookie, "GET", "/buildbot-ui/auth/logout", "", "", "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site logout: %s", resp.Status)
+	}
+	resp, _ = f.do(t, cookie, "GET", "/buildbot-ui/auth/logout?redirect=/", "", "", "Sec-Fetch-Site", "same-origin")
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "../#/" {
+		t.Errorf("logout: %s %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if f.s.acc().auth.Session(sess.Value) != nil {
+		t.Error("the session outlived the logout")
+	}
+}
+
+func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
