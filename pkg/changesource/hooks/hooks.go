@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -10,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -48,8 +49,19 @@ type Config struct {
 	Secret string
 }
 
-// MaxBody bounds a change hook's request body; a larger one gets 413.
-const MaxBody = 1 << 20
+// Limits of one request to a change hook.
+const (
+	// MaxBody bounds a change hook's request body; a larger one gets 413.
+	// GitHub sends push payloads of up to 25 MB (2048 commits); the rest
+	// of the web server keeps 1 MiB. Each request holds at most this much
+	// (read into one buffer of its Content-Length), and the web port's
+	// max_connections bounds how many run at once.
+	MaxBody = 25 << 20
+	// MaxChanges bounds the changes one request may make, in every
+	// dialect: GitHub's own cap on the commits of a push. A request that
+	// would make more (a base hook's JSON list) gets 413 and makes none.
+	MaxChanges = 2048
+)
 
 // changeSource is the properties' source of the changes hooks make, as
 // buildbot's.
@@ -100,8 +112,12 @@ type Handler struct {
 	sink  Sink
 	hooks map[string]Config
 	log   *slog.Logger
-	// deliveries are the deliveries received (deliveries.go).
-	deliveries hookDeliveries
+	// refusals samples the lines of the requests refused, which anyone
+	// who can reach the port can cause at will.
+	refusals *logsample.Sampler
+	// deliveries are the deliveries received, of every dialect
+	// (deliveries.go).
+	deliveries deliveryLog
 }
 
 // New returns the handler of the dialects hooks enables, which stores the
@@ -111,7 +127,7 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{sink: sink, hooks: hooks, log: log}
+	return &Handler{sink: sink, hooks: hooks, log: log, refusals: logsample.New(10*time.Second, 10)}
 }
 
 // Serve serves POST /change_hook/DIALECT for the dialect name: it checks
@@ -119,38 +135,29 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 // them through the sink. It answers 200 with {"changeids": [...]} (and
 // "ignored" with a reason when the request made no change), 403 for a bad
 // secret, 400 for a malformed request, 404 for a dialect not enabled and
-// 413 for a body over MaxBody. A codebase query parameter sets the
-// changes' codebase, as buildbot's. A delivery received before (see
-// deliveries.go) is answered 200 with no change and "ignored" saying so.
+// 413 for a body over MaxBody or more than MaxChanges changes. A codebase
+// query parameter sets the changes' codebase, as buildbot's. A delivery
+// received before (see deliveries.go) is answered 200 with no change and
+// "ignored" saying so. Every refusal is logged, sampled.
 func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 	hc, enabled := s.hooks[name]
 	fn, known := dialects[name]
+	log := s.log.With("dialect", name, "remote", r.RemoteAddr)
 	if !enabled || !known || s.sink == nil {
-		jsonreply.Error(w, http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name))
+		s.refuse(w, log, &hookError{http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name)})
 		return
 	}
-	log := s.log.With("dialect", name, "remote", r.RemoteAddr)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := readBody(w, r)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			jsonreply.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
-			return
-		}
-		jsonreply.Error(w, http.StatusBadRequest, "read body: "+err.Error())
+		s.refuse(w, log, err)
 		return
 	}
 	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
+	if err == nil && len(changes) > MaxChanges {
+		err = &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request makes %d changes, more than the %d one request may make", len(changes), MaxChanges)}
+	}
 	if err != nil {
-		he, ok := errors.AsType[*hookError](err)
-		if !ok {
-			he = &hookError{status: http.StatusBadRequest, msg: err.Error()}
-		}
-		if he.status == http.StatusForbidden {
-			log.Warn("change hook refused", "reason", he.msg)
-		} else {
-			log.Info("bad change hook request", "reason", he.msg)
-		}
-		jsonreply.Error(w, he.status, he.msg)
+		s.refuse(w, log, err)
 		return
 	}
 	if cb := r.URL.Query().Get("codebase"); cb != "" {
@@ -162,8 +169,7 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	id, err := deliveryID(name, r.Header)
 	if err != nil {
-		log.Info("bad change hook request", "reason", err)
-		jsonreply.Error(w, http.StatusBadRequest, err.Error())
+		s.refuse(w, log, err)
 		return
 	}
 	var sum string
@@ -176,28 +182,31 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		if id == "" && sum == "" {
 			stored, err = s.sink.AddChanges(r.Context(), changes)
 		} else {
-			dl := s.deliveries.of(name)
+			dl := &s.deliveries
 			dl.mu.Lock()
 			defer dl.mu.Unlock()
-			if err := dl.load(s.sink, name); err != nil {
+			if err := dl.load(s.sink); err != nil {
 				log.Error("change hook", "err", err)
 				jsonreply.Error(w, http.StatusInternalServerError, "internal error")
 				return
 			}
 			now := time.Now()
-			if d, ok := dl.seen(id, sum, now); ok {
+			if d, ok := dl.seen(name, id, sum, now); ok {
 				at := d.At.UTC().Format(time.RFC3339)
 				note := fmt.Sprintf("delivery %s was received at %s: no new change", d.ID, at)
-				if id == "" || !strings.EqualFold(d.ID, id) {
+				switch {
+				case d.Dialect != name:
+					note = fmt.Sprintf("the same signed body was received at %s by the %s hook (delivery %q): no new change", at, d.Dialect, d.ID)
+				case id == "" || !strings.EqualFold(d.ID, id):
 					note = fmt.Sprintf("the same signed body was received at %s (delivery %q): no new change", at, d.ID)
 				}
-				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID)
+				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID, "first_dialect", d.Dialect)
 				jsonreply.Write(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
 				return
 			}
-			list := dl.with(delivery{ID: id, Sum: sum}, now)
+			list := dl.with(delivery{Dialect: name, ID: id, Sum: sum}, now)
 			value, _ := json.Marshal(list)
-			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
+			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject, deliveryStateKey, value)
 			if err == nil {
 				dl.list = list
 			}
@@ -218,6 +227,43 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		log.Info("change hook request ignored", "reason", note)
 	}
 	jsonreply.Write(w, http.StatusOK, reply)
+}
+
+// readBody reads the request's body, at most MaxBody bytes, into one
+// buffer of the size its Content-Length declares. A body declared or
+// found larger is a 413, refused before it is read when declared.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooLarge := &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody)}
+	if r.ContentLength > MaxBody {
+		return nil, tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom's last read, of EOF, needs MinRead free
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBody)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge
+		}
+		return nil, badHook("read body: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// refuse answers a request the hooks refuse, with err's status (400 when
+// it is no hookError) and reason, and logs it, sampled: a bad secret at
+// warning level, the rest at info.
+func (s *Handler) refuse(w http.ResponseWriter, log *slog.Logger, err error) {
+	he, ok := errors.AsType[*hookError](err)
+	if !ok {
+		he = &hookError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	level := slog.LevelInfo
+	if he.status == http.StatusForbidden {
+		level = slog.LevelWarn
+	}
+	s.refusals.Log(log, level, "change hook request refused", "status", he.status, "reason", he.msg)
+	jsonreply.Error(w, he.status, he.msg)
 }
 
 // checkHMAC checks that sig, after prefix, is the hex HMAC of body with

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash"
 	"io"
 	"net/http"
@@ -364,7 +365,7 @@ func TestHookErrors(t *testing.T) {
 		{"pr without pull_request", "/change_hook/github", nil, nil, 400, "missing pull_request"},
 		{"gitlab no kind", "/change_hook/gitlab", map[string]string{"Content-Type": "application/json", "X-Gitlab-Token": "gl-token"}, []byte(`{}`), 400, "missing object_kind and X-Gitlab-Event"},
 		{"gitea no event", "/change_hook/gitea", signed("gitea", "", []byte(`{}`)), []byte(`{}`), 400, "missing X-Gitea-Event header"},
-		{"too big", "/change_hook/github", map[string]string{"Content-Type": "application/json"}, big, 413, "request body larger than 1048576 bytes"},
+		{"too big", "/change_hook/github", map[string]string{"Content-Type": "application/json"}, big, 413, fmt.Sprintf("request body larger than %d bytes", MaxBody)},
 		{"unknown dialect", "/change_hook/bitbucket", nil, []byte(`{}`), 404, `change hook dialect "bitbucket" is not enabled`},
 	}
 	tests[0].hdr, tests[0].body = gh("push", `{"ref": `)
