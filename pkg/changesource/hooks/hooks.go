@@ -323,16 +323,48 @@ func prop(v any) store.Property {
 	return store.Property{Value: data, Source: changeSource}
 }
 
-// parseWhen reads a forge's ISO 8601 timestamp; empty means now.
+// whenLayouts are the forms of a timestamp parseWhen reads, tried in
+// order: RFC 3339 (what the forges send), with a space for the T, a zone
+// without a colon, a zone after a space, no zone (UTC), and RFC 1123. Go
+// reads fractional seconds after the seconds in any of them.
+var whenLayouts = []string{
+	time.RFC3339,
+	"2006-01-02T15:04:05Z0700",
+	"2006-01-02 15:04:05Z07:00",
+	"2006-01-02 15:04:05Z0700",
+	"2006-01-02T15:04:05 Z07:00",
+	"2006-01-02T15:04:05 Z0700",
+	"2006-01-02 15:04:05 Z07:00",
+	"2006-01-02 15:04:05 Z0700",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05",
+	time.RFC1123Z,
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+}
+
+// parseWhen reads a forge's timestamp; empty means now. As buildbot's
+// hooks (dateutil's parser), it takes the common forms of whenLayouts, a
+// zone named UTC, GMT or Z after a space ("2012-01-03 23:36:29 UTC"), and
+// no zone as UTC, and keeps whole seconds. A timestamp it cannot read refuses the request (400),
+// as buildbot's hooks do: a forge that sends one is misconfigured, and a
+// change with a wrong time would build out of order.
 func parseWhen(s, field string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, badHook("%s: bad timestamp %q", field, s)
+	v := strings.TrimSpace(s)
+	for _, zone := range []string{" UTC", " GMT", " Z"} {
+		if rest, ok := strings.CutSuffix(v, zone); ok {
+			v = strings.TrimSpace(rest)
+			break
+		}
 	}
-	return t, nil
+	for _, layout := range whenLayouts {
+		if t, err := time.ParseInLocation(layout, v, time.UTC); err == nil {
+			return t.Truncate(time.Second), nil // whole seconds, as buildbot stores
+		}
+	}
+	return time.Time{}, badHook("%s: bad timestamp %q (want RFC 3339, such as 2006-01-02T15:04:05Z)", field, s)
 }
 
 // The parts of a push payload that GitHub, GitLab and Gitea share.
@@ -436,6 +468,11 @@ func (p push) changes() ([]store.Change, string, error) {
 		if c.ID == "" {
 			return nil, "", badHook("commits[%d]: missing id", i)
 		}
+		// As buildbot's hooks, which fail on a commit without an author
+		// (500): a change needs one, as in the base hook.
+		if c.Author == nil {
+			return nil, "", badHook("commits[%d]: missing author", i)
+		}
 		when, err := parseWhen(c.Timestamp, fmt.Sprintf("commits[%d].timestamp", i))
 		if err != nil {
 			return nil, "", err
@@ -525,12 +562,13 @@ func baseHook(req hookRequest) ([]store.Change, string, error) {
 		if err != nil {
 			return nil, "", badHook("malformed form: %v", err)
 		}
-		// As buildbot's (twisted's request.args): the URL's fields, then
-		// the form's; the first of a field's values counts.
+		// As buildbot's (twisted's request.args): the URL's fields,
+		// updated with the form's, so that a field in both has the form's
+		// values; the first of a field's values counts.
 		vals := url.Values{}
 		for _, v := range []url.Values{req.query, form} {
 			for k, vs := range v {
-				vals[k] = append(vals[k], vs...)
+				vals[k] = vs
 			}
 		}
 		c, err := baseFromForm(vals)

@@ -372,7 +372,7 @@ func TestHookErrors(t *testing.T) {
 	tests[1].hdr, tests[1].body = gh("push", `{"repository": {"html_url": "x"}}`)
 	tests[2].hdr, tests[2].body = gh("push", `{"ref": "refs/heads/main", "commits": [{"id": "abc"}]}`)
 	tests[3].hdr, tests[3].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"message": "m"}]}`)
-	tests[4].hdr, tests[4].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"id": "abc", "timestamp": "yesterday"}]}`)
+	tests[4].hdr, tests[4].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"id": "abc", "timestamp": "yesterday", "author": {"name": "a"}}]}`)
 	tests[6].hdr, tests[6].body = gh("pull_request", `{"action": "opened", "repository": {}}`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
