@@ -318,6 +318,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 		errs = append(errs, fmt.Errorf("log %d: chunks without a log", id))
 	}
 	errs = append(errs, checkChanges(tx)...)
+	errs = append(errs, checkChangeParents(tx)...)
 	errs = append(errs, checkPending(tx)...)
 	errs = append(errs, checkCounts(tx)...)
 
