@@ -165,7 +165,9 @@ var parityCases = []parityCase{
 //
 // Differences no case can show, listed in README too:
 //   - gbb calls no forge API: buildbot's github hook asks GitHub's for a PR's files and head commit message (the driver answers as when that call fails).
-//   - gbb answers 200 with JSON changeids, buildbot 202 with text; gbb takes only POST, buildbot GET too.
+//   - gbb answers 200 with JSON changeids; buildbot 202 with no body when it made changes, 200 "no change found" when none; gbb takes only POST, buildbot GET too.
+//   - base: an empty branch= is no branch in gbb, "" in buildbot (the driver reads None as "" too).
+//   - gbb refuses a body over 25 MiB or more than 2048 changes (413); buildbot has no limit.
 //   - gbb's github hook also takes X-Hub-Signature-256; buildbot 3.7 only SHA-1's X-Hub-Signature.
 //   - gbb's base hook takes an optional bearer secret; buildbot's has none.
 var knownDiffs = []struct{ pattern, reason string }{
