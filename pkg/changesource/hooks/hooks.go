@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -19,7 +20,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/internal/logsample"
@@ -54,9 +58,21 @@ const (
 	// MaxBody bounds a change hook's request body; a larger one gets 413.
 	// GitHub sends push payloads of up to 25 MB (2048 commits); the rest
 	// of the web server keeps 1 MiB. Each request holds at most this much
-	// (read into one buffer of its Content-Length), and the web port's
-	// max_connections bounds how many run at once.
+	// (read into one buffer of its Content-Length), and all of them
+	// together MaxBodies.
 	MaxBody = 25 << 20
+	// MaxBodies bounds what the bodies over smallBody hold together, the
+	// forges' large pushes: a request whose share does not fit within
+	// bodyBudgetWait gets 503 with Retry-After. With the JSON decoded from
+	// them, they take some three times this of the master's memory.
+	MaxBodies = 4 * MaxBody
+	// smallBody is the size up to which a body takes no share of
+	// MaxBodies: the most any other POST may send the web server, whose
+	// connection caps bound them.
+	smallBody = 1 << 20
+	// bodyBudgetWait is how long a large body waits for its share of
+	// MaxBodies (forges wait 10s or more for an answer).
+	bodyBudgetWait = 5 * time.Second
 	// MaxChanges bounds the changes one request may make, in every
 	// dialect: GitHub's own cap on the commits of a push. A request that
 	// would make more (a base hook's JSON list) gets 413 and makes none.
@@ -118,6 +134,12 @@ type Handler struct {
 	// deliveries are the deliveries received, of every dialect
 	// (deliveries.go).
 	deliveries deliveryLog
+	// budget bounds the bytes the large bodies being read or handled hold
+	// together (budgetSize, MaxBodies); a request waits budgetWait for
+	// its share.
+	budget     *semaphore.Weighted
+	budgetSize int64
+	budgetWait time.Duration
 }
 
 // New returns the handler of the dialects hooks enables, which stores the
@@ -127,7 +149,10 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{sink: sink, hooks: hooks, log: log, refusals: logsample.New(10*time.Second, 10)}
+	return &Handler{
+		sink: sink, hooks: hooks, log: log, refusals: logsample.New(10*time.Second, 10),
+		budget: semaphore.NewWeighted(MaxBodies), budgetSize: MaxBodies, budgetWait: bodyBudgetWait,
+	}
 }
 
 // Serve serves POST /change_hook/DIALECT for the dialect name: it checks
@@ -135,7 +160,8 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 // them through the sink. It answers 200 with {"changeids": [...]} (and
 // "ignored" with a reason when the request made no change), 403 for a bad
 // secret, 400 for a malformed request, 404 for a dialect not enabled and
-// 413 for a body over MaxBody or more than MaxChanges changes. A codebase
+// 413 for a body over MaxBody or more than MaxChanges changes, 503 with
+// Retry-After when large bodies already hold MaxBodies. A codebase
 // query parameter sets the changes' codebase, as buildbot's. A delivery
 // received before (see deliveries.go) is answered 200 with no change and
 // "ignored" saying so. Every refusal is logged, sampled.
@@ -147,11 +173,15 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		s.refuse(w, log, &hookError{http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name)})
 		return
 	}
-	body, err := readBody(w, r)
+	body, release, err := s.readBody(w, r)
 	if err != nil {
+		if he, ok := errors.AsType[*hookError](err); ok && he.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "10")
+		}
 		s.refuse(w, log, err)
 		return
 	}
+	defer release()
 	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
 	if err == nil && len(changes) > MaxChanges {
 		err = &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request makes %d changes, more than the %d one request may make", len(changes), MaxChanges)}
@@ -231,23 +261,62 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 
 // readBody reads the request's body, at most MaxBody bytes, into one
 // buffer of the size its Content-Length declares. A body declared or
-// found larger is a 413, refused before it is read when declared.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// found larger is a 413, refused before it is read when declared. A body
+// over smallBody first takes its size (MaxBody when undeclared) from the
+// handler's budget, waiting at most budgetWait for it (503 after); the
+// caller calls release once done with the body and what it made of it.
+func (s *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	release = func() {}
 	tooLarge := &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody)}
 	if r.ContentLength > MaxBody {
-		return nil, tooLarge
+		return nil, release, tooLarge
 	}
+	rd := http.MaxBytesReader(w, r.Body, MaxBody)
 	var buf bytes.Buffer
+	if r.ContentLength > smallBody {
+		if release, err = s.reserve(r, r.ContentLength); err != nil {
+			return nil, func() {}, err
+		}
+	}
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom's last read, of EOF, needs MinRead free
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBody)); err != nil {
+	readErr := func(err error) ([]byte, func(), error) {
+		release()
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge
+			return nil, func() {}, tooLarge
 		}
-		return nil, badHook("read body: %v", err)
+		return nil, func() {}, badHook("read body: %v", err)
 	}
-	return buf.Bytes(), nil
+	if r.ContentLength < 0 {
+		// Undeclared (chunked): the first smallBody bytes without the
+		// budget, the rest with MaxBody of it.
+		if _, err := buf.ReadFrom(io.LimitReader(rd, smallBody+1)); err != nil {
+			return readErr(err)
+		}
+		if buf.Len() <= smallBody {
+			return buf.Bytes(), release, nil
+		}
+		if release, err = s.reserve(r, MaxBody); err != nil {
+			return nil, func() {}, err
+		}
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return readErr(err)
+	}
+	return buf.Bytes(), release, nil
+}
+
+// reserve takes n bytes of the budget of bodies, waiting at most
+// budgetWait, and returns the function that gives them back.
+func (s *Handler) reserve(r *http.Request, n int64) (func(), error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.budgetWait)
+	defer cancel()
+	if err := s.budget.Acquire(ctx, n); err != nil {
+		return nil, &hookError{http.StatusServiceUnavailable, fmt.Sprintf("too many large change hook requests at once (%d bytes in all): try again later", s.budgetSize)}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.budget.Release(n) }) }, nil
 }
 
 // refuse answers a request the hooks refuse, with err's status (400 when

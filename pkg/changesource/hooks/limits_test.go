@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/gbb-ci/gbb/internal/teststore"
 )
@@ -227,5 +231,92 @@ func must2[A, B any](a A, b B, err error) func(testing.TB) (A, B) {
 			t.Fatal(err)
 		}
 		return a, b
+	}
+}
+
+// TestHookBodyBudget: the large bodies being read hold at most the
+// handler's budget together (MaxBodies; 25 MiB each would let the web
+// port's thousands of connections take gigabytes). A large body that does
+// not fit within the wait is refused 503 with Retry-After, logged; small
+// ones take no share; once the budget is free again, it is taken.
+func TestHookBodyBudget(t *testing.T) {
+	t.Parallel()
+	logs := &logBuffer{}
+	db := teststore.Open(t)
+	h := New(StoreSink{DB: db}, map[string]Config{"base": {}}, slog.New(slog.NewTextHandler(logs, nil)))
+	h.budget, h.budgetSize, h.budgetWait = semaphore.NewWeighted(3<<20), 3<<20, 100*time.Millisecond
+	r := chi.NewRouter()
+	r.Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
+		h.Serve(w, r, chi.URLParam(r, "dialect"))
+	})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	change := func(size int) string {
+		return `{"author": "a", "comments": "` + strings.Repeat("x", size) + `"}`
+	}
+	post := func(body io.Reader, length int64) *http.Response {
+		t.Helper()
+		req := must(http.NewRequest(http.MethodPost, srv.URL+"/change_hook/base", body))(t)
+		req.ContentLength = length
+		req.Header.Set("Content-Type", "application/json")
+		resp := must(http.DefaultClient.Do(req))(t)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	// A: 2.5 MiB declared, sent in part, then held.
+	big := change(5 << 19)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.CloseWithError(errors.New("test over")) }) // before srv.Close, which waits for A
+	first := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/change_hook/base", pr)
+		req.ContentLength = int64(len(big))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	if _, err := pw.Write([]byte(big[:1<<20])); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for h.budget.TryAcquire(1 << 20) { // until A holds its share
+		h.budget.Release(1 << 20)
+		if time.Now().After(deadline) {
+			t.Fatal("the held body never took a share of the budget")
+		}
+		runtime.Gosched()
+	}
+	// B: 1.5 MiB does not fit.
+	if resp := post(strings.NewReader(change(3<<19)), int64(len(change(3<<19)))); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a large body while the budget is taken: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if l := logs.String(); !strings.Contains(l, "status=503") {
+		t.Errorf("the 503 is not logged; the log:\n%s", l)
+	}
+	// A small body, even undeclared (chunked), takes no share.
+	// (MultiReader: the client cannot know the length.)
+	if resp := post(io.MultiReader(strings.NewReader(change(100))), -1); resp.StatusCode != 200 {
+		t.Errorf("a small chunked body while the budget is taken: %d", resp.StatusCode)
+	}
+	// A ends; B fits again.
+	if _, err := pw.Write([]byte(big[1<<20:])); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if status := <-first; status != 200 {
+		t.Errorf("the held body: %d", status)
+	}
+	if resp := post(strings.NewReader(change(3<<19)), int64(len(change(3<<19)))); resp.StatusCode != 200 {
+		t.Errorf("a large body once the budget is free: %d", resp.StatusCode)
+	}
+	if n := countChanges(t, db); n != 3 {
+		t.Errorf("%d changes stored, want 3", n)
 	}
 }
