@@ -165,6 +165,7 @@ func TestEveryPostRoute(t *testing.T) {
 		"/login":                                      nil,
 		"/logout":                                     nil,
 		"/change_hook/{dialect}":                      nil, // checks its own secrets (pkg/changesource/hooks)
+		"/change_hook":                                nil, // and /change_hook/: the base dialect
 		"/api/v2/forceschedulers/{scheduler}":         {"/api/v2/forceschedulers/force-runtests"},
 		"/api/v2/schedulers/{schedulerid}":            {"/api/v2/schedulers/1"},
 		"/api/v2/builds/{buildid}":                    {fmt.Sprintf("/api/v2/builds/%d", f.running.ID)},

@@ -121,18 +121,23 @@ func TestOversizedForms(t *testing.T) {
 	t.Parallel()
 	f := newTestServer(t)
 	big := "reason=" + strings.Repeat("x", 4*api.MaxRPCBody)
+	bigHook := "comments=" + strings.Repeat("x", hooks.MaxBody) // the hooks take 25 MiB
 	for _, p := range []string{
 		"/force/force-runtests",
 		fmt.Sprintf("/builders/%d/builds/%d/stop", f.runtests.ID, f.running.Number),
 		"/change_hook/base",
 	} {
-		req := must(http.NewRequest("POST", f.srv.URL+p, strings.NewReader(big)))(t)
+		body := big
+		if strings.HasPrefix(p, "/change_hook/") {
+			body = bigHook
+		}
+		req := must(http.NewRequest("POST", f.srv.URL+p, strings.NewReader(body)))(t)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		resp := must(http.DefaultClient.Do(req))(t)
-		body, _ := io.ReadAll(resp.Body)
+		answer, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "larger than") {
-			t.Errorf("POST %s with %d bytes: %s %.200s, want 413 with a reason", p, len(big), resp.Status, body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(answer), "larger than") {
+			t.Errorf("POST %s with %d bytes: %s %.200s, want 413 with a reason", p, len(body), resp.Status, answer)
 		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 // never sends it would then hold the connection forever, and enough of
 // them deny the port (the probe after issue 13). So, first in the chain:
 //
-//   - only POST takes a body here (the controls, the forms, the change
-//     hooks; none over api.MaxRPCBody or hooks.MaxBody, 1 MiB); any other method
+//   - only POST takes a body here (the controls and the forms, none over
+//     api.MaxRPCBody, 1 MiB; the change hooks, none over hooks.MaxBody,
+//     25 MiB, GitHub's largest push); any other method
 //     that declares one is answered 400 at once, the connection closed
 //     without waiting for the body;
 //   - a POST's body must come within BodyTimeout, the read deadline set

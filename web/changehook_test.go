@@ -49,3 +49,42 @@ func TestChangeHookMount(t *testing.T) {
 		t.Errorf("changes stored: %+v", cs)
 	}
 }
+
+// TestChangeHookLimits: the change hooks take bodies up to hooks.MaxBody
+// (GitHub's pushes reach 25 MB) through the whole server, where one over
+// 1 MiB used to get 413; the controls keep 1 MiB.
+func TestChangeHookLimits(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	comments := strings.Repeat("c", 3<<20)
+	status, reply := f.post(t, "/change_hook/base", "application/json", `{"author": "a", "revision": "big", "comments": "`+comments+`"}`)
+	if ids, _ := reply["changeids"].([]any); status != 200 || len(ids) != 1 {
+		t.Fatalf("a 3 MiB change: %d %v", status, reply)
+	}
+	status, reply = f.post(t, "/api/v2/forceschedulers/force-runtests", "application/json",
+		`{"jsonrpc":"2.0","method":"force","id":1,"params":{"reason":"`+comments+`"}}`)
+	if status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 3 MiB JSON-RPC call: %d %v, want 413", status, reply)
+	}
+}
+
+// TestChangeHookNoDialect: POST /change_hook and /change_hook/ are the
+// base dialect, as buildbot's; they used to be 404 and 405.
+func TestChangeHookNoDialect(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	for _, path := range []string{"/change_hook", "/change_hook/"} {
+		status, reply := f.post(t, path, "application/x-www-form-urlencoded", "author=a&revision="+path)
+		if ids, _ := reply["changeids"].([]any); status != 200 || len(ids) != 1 {
+			t.Errorf("POST %s: %d %v", path, status, reply)
+		}
+	}
+	req := must(http.NewRequest(http.MethodPost, f.srv.URL+"/change_hook", strings.NewReader(`author=x`)))(t)
+	req.Header.Set("Origin", "http://evil.example.org")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp := must(http.DefaultClient.Do(req))(t)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST /change_hook from another origin: %d, want 403", resp.StatusCode)
+	}
+}

@@ -194,3 +194,25 @@ func sortedIDs(ids []int64) []int64 {
 	slices.Sort(out)
 	return out
 }
+
+// TestChangeParentIDs: parent_changeids is the previous change of the same
+// branch, repository, project and codebase, as buildbot's; it used to be
+// always [].
+func TestChangeParentIDs(t *testing.T) {
+	t.Parallel()
+	f := newChangesFixture(t)
+	c4 := must(f.db.AddChange(store.Change{Author: "Ann", Comments: "fourth", Branch: "main", Revision: "ddd", Repository: "https://example.org/r.git", Project: "p"}))(t)
+	list, _ := f.getOK(t, "/api/v2/changes", "changes")
+	got := map[string]any{}
+	for _, c := range list {
+		got[c["revision"].(string)] = c["parent_changeids"]
+	}
+	want := map[string]any{"aaa": []any{}, "bbb": []any{}, "ccc": []any{}, "ddd": []any{float64(f.c1.ID)}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parent_changeids by revision (-want +got):\n%s", diff)
+	}
+	one, _ := f.getOK(t, fmt.Sprintf("/api/v2/changes/%d", c4.ID), "changes")
+	if diff := cmp.Diff([]any{float64(f.c1.ID)}, one[0]["parent_changeids"]); diff != "" {
+		t.Errorf("/changes/%d parent_changeids (-want +got):\n%s", c4.ID, diff)
+	}
+}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log"
@@ -331,9 +332,14 @@ func (s *Server) routes() http.Handler {
 	r.With(s.sameOrigin).Post("/login", s.login)
 	r.Get("/logout", s.ui.LogoutForm)
 	r.With(s.sameOrigin).Post("/logout", s.logout)
-	r.With(s.sameOrigin).Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {
-		s.hooks.Serve(w, r, chi.URLParam(r, "dialect"))
-	})
+	// POST /change_hook with no dialect is the base dialect, as
+	// buildbot's.
+	hook := func(w http.ResponseWriter, r *http.Request) {
+		s.hooks.Serve(w, r, cmp.Or(chi.URLParam(r, "dialect"), "base"))
+	}
+	r.With(s.sameOrigin).Post("/change_hook", hook)
+	r.With(s.sameOrigin).Post("/change_hook/", hook)
+	r.With(s.sameOrigin).Post("/change_hook/{dialect}", hook)
 	r.Route("/api/v2", s.api.Routes)
 	r.Get("/sse/*", func(w http.ResponseWriter, r *http.Request) {
 		s.live.SSE(w, r, chi.URLParam(r, "*"))
@@ -360,7 +366,7 @@ func (s *Server) sameOrigin(next http.Handler) http.Handler {
 			jsonreply.Error(w, http.StatusForbidden, reason)
 			return
 		}
-		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook/") && !auth.OriginOK(r, o, s.site().origin) {
+		if o := r.Header.Get("Origin"); o != "" && strings.HasPrefix(r.URL.Path, "/change_hook") && !auth.OriginOK(r, o, s.site().origin) {
 			jsonreply.Error(w, http.StatusForbidden, "invalid origin "+o)
 			return
 		}

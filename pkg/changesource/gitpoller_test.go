@@ -179,7 +179,7 @@ func TestPollAnnouncesNewCommits(t *testing.T) {
 			When:    r.when(1), Files: []string{"a.go", "dir/b.go"},
 		},
 		{
-			ID: 2, SourceStampID: 2,
+			ID: 2, SourceStampID: 2, ParentChangeIDs: []int64{1},
 			Author: "A U Thor <author@example.org>", Committer: "C O Mitter <committer@example.org>",
 			Comments: "change a", Branch: "main", Revision: rev2,
 			Repository: r.url(), Project: "proj", Category: "cat",
@@ -187,7 +187,7 @@ func TestPollAnnouncesNewCommits(t *testing.T) {
 			When:    r.when(2), Files: []string{"a.go"},
 		},
 		{
-			ID: 3, SourceStampID: 3,
+			ID: 3, SourceStampID: 3, ParentChangeIDs: []int64{2},
 			Author: "A U Thor <author@example.org>", Committer: "C O Mitter <committer@example.org>",
 			Comments: "remove README", Branch: "main", Revision: rev3,
 			Repository: r.url(), Project: "proj", Category: "cat",

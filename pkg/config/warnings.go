@@ -3,6 +3,8 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -30,7 +32,39 @@ func (c *Config) Warnings() []string {
 	if w := readableSecrets(c.File); w != "" {
 		ws = append(ws, w)
 	}
+	ws = append(ws, c.openChangeHooks()...)
 	return ws
+}
+
+// openChangeHooks warns about each change hook without a secret that
+// others than local users may reach: the web port listens on an address
+// other than loopback, or trusted_proxies says a proxy passes requests on.
+// Whoever reaches such a hook can add changes, and start builds, at will.
+func (c *Config) openChangeHooks() []string {
+	if c.WWW.loopbackOnly() && len(c.WWW.TrustedProxies) == 0 {
+		return nil
+	}
+	var ws []string
+	for _, dialect := range slices.Sorted(maps.Keys(c.WWW.ChangeHooks)) {
+		h := c.WWW.ChangeHooks[dialect]
+		if h.Secret != "" {
+			continue
+		}
+		ws = append(ws, c.at(h.Line, "www.change_hook."+dialect,
+			"no secret: anyone who can reach the web port can add changes and start builds through POST /change_hook/"+dialect+
+				"; set secret or secret_file (see the README's \"Change hooks\"), or listen on loopback only (interface = \"127.0.0.1\")"))
+	}
+	return ws
+}
+
+// loopbackOnly reports whether the web port listens on a loopback address
+// only.
+func (w WWW) loopbackOnly() bool {
+	if w.Interface == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(w.Interface)
+	return err == nil && addr.IsLoopback()
 }
 
 // inlineSecretKeys are the keys whose value is a secret written into the

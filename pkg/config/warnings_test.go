@@ -43,6 +43,15 @@ func TestWarnings(t *testing.T) {
 		{"a rule with builders names no worker or scheduler action", users(testHash) + "[www.authz]\n" + rule(`["*"]`, `["rel-*"]`), []string{
 			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill, enable: every logged-in user may do pause, unpause, graceful, kill, enable (add them to a rule's actions, or use "*")`,
 		}},
+		{"change hooks without a secret", "[www.change_hook.base]\n[www.change_hook.github]\nsecret = \"s\"\n[www.change_hook.gitlab]\n", []string{
+			`master.toml:1: www.change_hook.base: no secret: anyone who can reach the web port can add changes and start builds through POST /change_hook/base`,
+			`master.toml:4: www.change_hook.gitlab: no secret: anyone who can reach the web port can add changes and start builds through POST /change_hook/gitlab`,
+		}},
+		{"a change hook without a secret on loopback", "[www]\ninterface = \"127.0.0.1\"\n[www.change_hook.base]\n", nil},
+		{"a change hook without a secret on ::1", "[www]\ninterface = \"::1\"\n[www.change_hook.base]\n", nil},
+		{"a change hook without a secret behind a proxy", "[www]\ninterface = \"127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1\"]\n[www.change_hook.base]\n", []string{
+			`master.toml:4: www.change_hook.base: no secret`,
+		}},
 		{"mixed costs", users(testHash, testHashCost4, testHash), []string{
 			"master.toml:1: www.auth: the users' bcrypt hashes have different costs (cost 4: b; cost 10: a, c)",
 		}},
@@ -59,6 +68,9 @@ func TestWarnings(t *testing.T) {
 			// its start, and check the rest once.
 			for i, w := range got {
 				if i < len(tc.want) && strings.HasPrefix(w, tc.want[i]) {
+					if strings.Contains(w, "no secret") && !strings.Contains(w, "secret_file") {
+						t.Errorf("the warning %q does not say how to fix it", w)
+					}
 					if strings.Contains(w, "bcrypt") && !strings.Contains(w, "gbb-master hashpw") {
 						t.Errorf("the warning %q does not say how to fix it", w)
 					}

@@ -37,6 +37,11 @@ type Change struct {
 	Files         []string
 	Properties    Properties
 	SourceStampID int64 // the change's sourcestamp, created with it by the store
+	// ParentChangeIDs is the previous change of the same codebase, branch,
+	// repository and project, set by the store when it adds the change
+	// (changeparent.go), as buildbot's; empty for the first, and for the
+	// changes stored before gbb kept it.
+	ParentChangeIDs []int64 `json:",omitempty"`
 }
 
 // ChangeFilter selects changes; zero fields match all.
@@ -142,6 +147,9 @@ func addChange(tx *bolt.Tx, c Change) (Change, error) {
 		return Change{}, err
 	}
 	c.SourceStampID = ss.ID
+	if err := linkParent(tx, &c); err != nil {
+		return Change{}, err
+	}
 	if err := put(tx, bucketChange, c.ID, &c); err != nil {
 		return Change{}, err
 	}

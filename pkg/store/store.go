@@ -334,6 +334,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 	}
 	errs = append(errs, checkChanges(tx)...)
 	errs = append(errs, checkSourceStamps(tx)...)
+	errs = append(errs, checkChangeParents(tx)...)
 	errs = append(errs, checkPending(tx)...)
 	errs = append(errs, checkCounts(tx)...)
 

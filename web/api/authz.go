@@ -90,6 +90,7 @@ var postRoutes = map[string]postRoute{
 	"/login":                 {kind: postForm},
 	"/logout":                {kind: postForm},
 	"/change_hook/{dialect}": {kind: postHook},
+	"/change_hook":           {kind: postHook}, // and "/change_hook/": the base dialect, as buildbot's
 
 	"/api/v2/schedulers/{schedulerid}":            {kind: postRPC, methods: map[string]string{"enable": "enable"}, target: targetScheduler, what: "scheduler"},
 	"/api/v2/forceschedulers/{scheduler}":         {kind: postRPC, methods: map[string]string{"force": "force"}, target: targetForce, what: "forcescheduler"},

@@ -39,6 +39,10 @@ func changeObj(c store.Change, ss store.SourceStamp) map[string]any {
 	for _, f := range c.Files {
 		files = append(files, f)
 	}
+	parents := make([]any, 0, len(c.ParentChangeIDs)) // a change stored before gbb kept them: []
+	for _, id := range c.ParentChangeIDs {
+		parents = append(parents, id)
+	}
 	return map[string]any{
 		"author":           c.Author,
 		"branch":           nullString(c.Branch),
@@ -48,7 +52,7 @@ func changeObj(c store.Change, ss store.SourceStamp) map[string]any {
 		"comments":         c.Comments,
 		"committer":        nullString(c.Committer),
 		"files":            files,
-		"parent_changeids": []any{},
+		"parent_changeids": parents,
 		"project":          c.Project,
 		"properties":       propertiesObj(c.Properties, []string{"*"}),
 		"repository":       c.Repository,

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,12 +35,18 @@ import (
 // delivery (a new X-Gitea-Delivery, the same body) therefore makes no new
 // change, as a retry would not; push again to build again.
 //
-// Each dialect remembers its last maxDeliveries deliveries of the last
-// deliveryTTL in the store's state, written in the same transaction as
-// their changes, so that a crash neither stores the changes without the
-// record nor the record without the changes, and a restart forgets
-// nothing. A captured request older than deliveryTTL, or pushed out by
-// maxDeliveries newer ones, is no longer recognized.
+// The signed bodies are remembered across dialects, by their hash alone:
+// github and gitea may share a secret (one team, one secret), and a body
+// captured from one must not be accepted once more by the other (a GitHub
+// push is no Gitea push, but an HMAC is the same on both). Delivery ids are
+// remembered by dialect, as each forge names its own deliveries.
+//
+// The change hooks remember their last maxDeliveries deliveries of the
+// last deliveryTTL, all dialects together, in the store's state, written
+// in the same transaction as their changes, so that a crash neither stores
+// the changes without the record nor the record without the changes, and a
+// restart forgets nothing. A captured request older than deliveryTTL, or
+// pushed out by maxDeliveries newer ones, is no longer recognized.
 
 // deliveryHeaders are the headers that name a delivery, by dialect, the
 // first present winning. GitLab sends Idempotency-Key (the same on its
@@ -53,18 +61,24 @@ var deliveryHeaders = map[string][]string{
 const (
 	// deliveryTTL is how long a delivery is remembered.
 	deliveryTTL = 7 * 24 * time.Hour
-	// maxDeliveries bounds how many deliveries a dialect remembers (some
-	// 150 bytes each in the store).
-	maxDeliveries = 1000
+	// maxDeliveries bounds how many deliveries the hooks remember, all
+	// dialects together (some 150 bytes each in the store).
+	maxDeliveries = 2000
 	// maxDeliveryID bounds a delivery id; forges send UUIDs.
 	maxDeliveryID = 128
 )
 
-// deliveryStateKey is the state key, under the object "change_hook:DIALECT",
-// of a dialect's deliveries: a JSON list of delivery, oldest first.
-const deliveryStateKey = "deliveries"
+// deliveryStateKey is the state key, under the object deliveryObject, of
+// the deliveries of every dialect: a JSON list of delivery, oldest first.
+const (
+	deliveryObject   = "change_hook"
+	deliveryStateKey = "deliveries"
+)
 
-func deliveryObject(dialect string) string { return "change_hook:" + dialect }
+// legacyDeliveryObject is where a dialect's own deliveries were stored
+// before they were shared (under deliveryStateKey); they are read once,
+// when deliveryObject is not stored yet.
+func legacyDeliveryObject(dialect string) string { return "change_hook:" + dialect }
 
 // deliveryID returns the id of the delivery h carries for dialect, or ""
 // when it names none. An id that is too long or not printable ASCII is an
@@ -88,12 +102,13 @@ func deliveryID(dialect string, h http.Header) (string, error) {
 	return "", nil
 }
 
-// delivery is one remembered delivery: its id, or the SHA-256 of its
-// signed body, or both.
+// delivery is one remembered delivery: its dialect, with its id, or the
+// SHA-256 of its signed body, or both.
 type delivery struct {
-	ID  string    `json:"id,omitempty"`
-	Sum string    `json:"sha256,omitempty"` // hex SHA-256 of a signed body
-	At  time.Time `json:"at"`
+	Dialect string    `json:"dialect,omitempty"` // empty in a legacy record until read
+	ID      string    `json:"id,omitempty"`
+	Sum     string    `json:"sha256,omitempty"` // hex SHA-256 of a signed body
+	At      time.Time `json:"at"`
 }
 
 // bodySum returns the hex SHA-256 of body.
@@ -102,63 +117,69 @@ func bodySum(body []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// hookDeliveries remembers each dialect's deliveries. Its zero value is
-// ready to use; it is safe for concurrent use.
-type hookDeliveries struct {
-	mu      sync.Mutex
-	dialect map[string]*deliveryLog // guarded by mu
-}
-
-// of returns the log of dialect.
-func (h *hookDeliveries) of(dialect string) *deliveryLog {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.dialect == nil {
-		h.dialect = map[string]*deliveryLog{}
-	}
-	l, ok := h.dialect[dialect]
-	if !ok {
-		l = &deliveryLog{}
-		h.dialect[dialect] = l
-	}
-	return l
-}
-
-// deliveryLog is one dialect's deliveries. Its mutex is held from the
-// check of a delivery to the store's write of its changes, so that the
-// same delivery sent twice at once makes its changes once.
+// deliveryLog is the deliveries of every dialect. Its mutex is held from
+// the check of a delivery to the store's write of its changes, so that the
+// same delivery (or the same signed body, to two dialects) sent twice at
+// once makes its changes once. Its zero value is ready to use.
 type deliveryLog struct {
 	mu     sync.Mutex
 	loaded bool       // guarded by mu; whether list was read from the store
 	list   []delivery // guarded by mu; oldest first
 }
 
-// load reads the log from the store the first time. l.mu must be held.
-func (l *deliveryLog) load(sink Sink, dialect string) error {
+// load reads the log from the store the first time: the shared record,
+// or, before there is one, each dialect's legacy record, merged. l.mu must
+// be held.
+func (l *deliveryLog) load(sink Sink) error {
 	if l.loaded {
 		return nil
 	}
-	raw, found, err := sink.GetState(deliveryObject(dialect), deliveryStateKey)
+	raw, found, err := sink.GetState(deliveryObject, deliveryStateKey)
 	if err != nil {
-		return fmt.Errorf("read the %s deliveries: %w", dialect, err)
+		return fmt.Errorf("read the change hook deliveries: %w", err)
 	}
 	if found {
 		if err := json.Unmarshal(raw, &l.list); err != nil {
+			return fmt.Errorf("read the change hook deliveries: %w", err)
+		}
+		l.loaded = true
+		return nil
+	}
+	var all []delivery
+	for _, dialect := range slices.Sorted(maps.Keys(dialects)) {
+		raw, found, err := sink.GetState(legacyDeliveryObject(dialect), deliveryStateKey)
+		if err != nil {
 			return fmt.Errorf("read the %s deliveries: %w", dialect, err)
 		}
+		if !found {
+			continue
+		}
+		var list []delivery
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return fmt.Errorf("read the %s deliveries: %w", dialect, err)
+		}
+		for _, d := range list {
+			d.Dialect = dialect
+			all = append(all, d)
+		}
 	}
-	l.loaded = true
+	slices.SortStableFunc(all, func(a, b delivery) int { return a.At.Compare(b.At) })
+	if len(all) > maxDeliveries {
+		all = all[len(all)-maxDeliveries:]
+	}
+	l.list, l.loaded = all, true
 	return nil
 }
 
-// seen returns the delivery remembered with the id (without case) or
-// the body sum sum, either of which may be "". l.mu must be held.
-func (l *deliveryLog) seen(id, sum string, now time.Time) (delivery, bool) {
+// seen returns the delivery remembered with the id (without case) of
+// dialect, or with the body sum sum of any dialect; id and sum may be "".
+// l.mu must be held.
+func (l *deliveryLog) seen(dialect, id, sum string, now time.Time) (delivery, bool) {
 	for _, d := range l.list {
 		if now.Sub(d.At) >= deliveryTTL {
 			continue
 		}
-		if id != "" && strings.EqualFold(d.ID, id) || sum != "" && d.Sum == sum {
+		if id != "" && d.Dialect == dialect && strings.EqualFold(d.ID, id) || sum != "" && d.Sum == sum {
 			return d, true
 		}
 	}

@@ -182,18 +182,18 @@ func TestDeliveryLogBounds(t *testing.T) {
 	if len(l.list) != maxDeliveries || l.list[0].ID != "50" {
 		t.Fatalf("log of %d deliveries starts at %q, want %d from 50", len(l.list), l.list[0].ID, maxDeliveries)
 	}
-	if _, ok := l.seen("49", "sum49", now); ok {
+	if _, ok := l.seen("", "49", "sum49", now); ok {
 		t.Error("delivery 49, pushed out, is still remembered")
 	}
-	if _, ok := l.seen("50", "", now); !ok {
+	if _, ok := l.seen("", "50", "", now); !ok {
 		t.Error("delivery 50 is forgotten")
 	}
-	if _, ok := l.seen("", "sum50", now); !ok {
+	if _, ok := l.seen("", "", "sum50", now); !ok {
 		t.Error("the body of delivery 50 is forgotten")
 	}
 	// A week later, only the new one is kept.
 	later := now.Add(deliveryTTL)
-	if _, ok := l.seen(fmt.Sprint(maxDeliveries+49), fmt.Sprint("sum", maxDeliveries+49), later); ok {
+	if _, ok := l.seen("", fmt.Sprint(maxDeliveries+49), fmt.Sprint("sum", maxDeliveries+49), later); ok {
 		t.Error("a delivery older than deliveryTTL is remembered")
 	}
 	if l.list = l.with(delivery{ID: "new"}, later); len(l.list) != 1 || l.list[0].ID != "new" {

@@ -332,6 +332,9 @@ func (a *gitlabMR) change(event, field string) (store.Change, error) {
 	if a.LastCommit == nil || a.LastCommit.ID == "" {
 		return store.Change{}, badHook("missing %s.last_commit.id", field)
 	}
+	if a.LastCommit.Author == nil {
+		return store.Change{}, badHook("missing %s.last_commit.author", field)
+	}
 	when, err := parseWhen(a.LastCommit.Timestamp, field+".last_commit.timestamp")
 	if err != nil {
 		return store.Change{}, err

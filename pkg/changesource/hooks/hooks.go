@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -19,9 +20,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/gbb-ci/gbb/internal/jsonreply"
+	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -48,8 +53,31 @@ type Config struct {
 	Secret string
 }
 
-// MaxBody bounds a change hook's request body; a larger one gets 413.
-const MaxBody = 1 << 20
+// Limits of one request to a change hook.
+const (
+	// MaxBody bounds a change hook's request body; a larger one gets 413.
+	// GitHub sends push payloads of up to 25 MB (2048 commits); the rest
+	// of the web server keeps 1 MiB. Each request holds at most this much
+	// (read into one buffer of its Content-Length), and all of them
+	// together MaxBodies.
+	MaxBody = 25 << 20
+	// MaxBodies bounds what the bodies over smallBody hold together, the
+	// forges' large pushes: a request whose share does not fit within
+	// bodyBudgetWait gets 503 with Retry-After. With the JSON decoded from
+	// them, they take some three times this of the master's memory.
+	MaxBodies = 4 * MaxBody
+	// smallBody is the size up to which a body takes no share of
+	// MaxBodies: the most any other POST may send the web server, whose
+	// connection caps bound them.
+	smallBody = 1 << 20
+	// bodyBudgetWait is how long a large body waits for its share of
+	// MaxBodies (forges wait 10s or more for an answer).
+	bodyBudgetWait = 5 * time.Second
+	// MaxChanges bounds the changes one request may make, in every
+	// dialect: GitHub's own cap on the commits of a push. A request that
+	// would make more (a base hook's JSON list) gets 413 and makes none.
+	MaxChanges = 2048
+)
 
 // changeSource is the properties' source of the changes hooks make, as
 // buildbot's.
@@ -100,8 +128,18 @@ type Handler struct {
 	sink  Sink
 	hooks map[string]Config
 	log   *slog.Logger
-	// deliveries are the deliveries received (deliveries.go).
-	deliveries hookDeliveries
+	// refusals samples the lines of the requests refused, which anyone
+	// who can reach the port can cause at will.
+	refusals *logsample.Sampler
+	// deliveries are the deliveries received, of every dialect
+	// (deliveries.go).
+	deliveries deliveryLog
+	// budget bounds the bytes the large bodies being read or handled hold
+	// together (budgetSize, MaxBodies); a request waits budgetWait for
+	// its share.
+	budget     *semaphore.Weighted
+	budgetSize int64
+	budgetWait time.Duration
 }
 
 // New returns the handler of the dialects hooks enables, which stores the
@@ -111,7 +149,10 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{sink: sink, hooks: hooks, log: log}
+	return &Handler{
+		sink: sink, hooks: hooks, log: log, refusals: logsample.New(10*time.Second, 10),
+		budget: semaphore.NewWeighted(MaxBodies), budgetSize: MaxBodies, budgetWait: bodyBudgetWait,
+	}
 }
 
 // Serve serves POST /change_hook/DIALECT for the dialect name: it checks
@@ -119,38 +160,34 @@ func New(sink Sink, hooks map[string]Config, log *slog.Logger) *Handler {
 // them through the sink. It answers 200 with {"changeids": [...]} (and
 // "ignored" with a reason when the request made no change), 403 for a bad
 // secret, 400 for a malformed request, 404 for a dialect not enabled and
-// 413 for a body over MaxBody. A codebase query parameter sets the
-// changes' codebase, as buildbot's. A delivery received before (see
-// deliveries.go) is answered 200 with no change and "ignored" saying so.
+// 413 for a body over MaxBody or more than MaxChanges changes, 503 with
+// Retry-After when large bodies already hold MaxBodies. A codebase
+// query parameter sets the changes' codebase, as buildbot's. A delivery
+// received before (see deliveries.go) is answered 200 with no change and
+// "ignored" saying so. Every refusal is logged, sampled.
 func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 	hc, enabled := s.hooks[name]
 	fn, known := dialects[name]
-	if !enabled || !known || s.sink == nil {
-		jsonreply.Error(w, http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name))
-		return
-	}
 	log := s.log.With("dialect", name, "remote", r.RemoteAddr)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			jsonreply.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody))
-			return
-		}
-		jsonreply.Error(w, http.StatusBadRequest, "read body: "+err.Error())
+	if !enabled || !known || s.sink == nil {
+		s.refuse(w, log, &hookError{http.StatusNotFound, fmt.Sprintf("change hook dialect %q is not enabled", name)})
 		return
 	}
-	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
+	body, release, err := s.readBody(w, r)
 	if err != nil {
-		he, ok := errors.AsType[*hookError](err)
-		if !ok {
-			he = &hookError{status: http.StatusBadRequest, msg: err.Error()}
+		if he, ok := errors.AsType[*hookError](err); ok && he.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "10")
 		}
-		if he.status == http.StatusForbidden {
-			log.Warn("change hook refused", "reason", he.msg)
-		} else {
-			log.Info("bad change hook request", "reason", he.msg)
-		}
-		jsonreply.Error(w, he.status, he.msg)
+		s.refuse(w, log, err)
+		return
+	}
+	defer release()
+	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
+	if err == nil && len(changes) > MaxChanges {
+		err = &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request makes %d changes, more than the %d one request may make", len(changes), MaxChanges)}
+	}
+	if err != nil {
+		s.refuse(w, log, err)
 		return
 	}
 	if cb := r.URL.Query().Get("codebase"); cb != "" {
@@ -162,8 +199,7 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	id, err := deliveryID(name, r.Header)
 	if err != nil {
-		log.Info("bad change hook request", "reason", err)
-		jsonreply.Error(w, http.StatusBadRequest, err.Error())
+		s.refuse(w, log, err)
 		return
 	}
 	var sum string
@@ -176,28 +212,31 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		if id == "" && sum == "" {
 			stored, err = s.sink.AddChanges(r.Context(), changes)
 		} else {
-			dl := s.deliveries.of(name)
+			dl := &s.deliveries
 			dl.mu.Lock()
 			defer dl.mu.Unlock()
-			if err := dl.load(s.sink, name); err != nil {
+			if err := dl.load(s.sink); err != nil {
 				log.Error("change hook", "err", err)
 				jsonreply.Error(w, http.StatusInternalServerError, "internal error")
 				return
 			}
 			now := time.Now()
-			if d, ok := dl.seen(id, sum, now); ok {
+			if d, ok := dl.seen(name, id, sum, now); ok {
 				at := d.At.UTC().Format(time.RFC3339)
 				note := fmt.Sprintf("delivery %s was received at %s: no new change", d.ID, at)
-				if id == "" || !strings.EqualFold(d.ID, id) {
+				switch {
+				case d.Dialect != name:
+					note = fmt.Sprintf("the same signed body was received at %s by the %s hook (delivery %q): no new change", at, d.Dialect, d.ID)
+				case id == "" || !strings.EqualFold(d.ID, id):
 					note = fmt.Sprintf("the same signed body was received at %s (delivery %q): no new change", at, d.ID)
 				}
-				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID)
+				log.Info("change hook delivery replayed", "delivery", id, "first", d.At, "first_delivery", d.ID, "first_dialect", d.Dialect)
 				jsonreply.Write(w, http.StatusOK, map[string]any{"changeids": ids, "ignored": note})
 				return
 			}
-			list := dl.with(delivery{ID: id, Sum: sum}, now)
+			list := dl.with(delivery{Dialect: name, ID: id, Sum: sum}, now)
 			value, _ := json.Marshal(list)
-			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject(name), deliveryStateKey, value)
+			stored, err = s.sink.AddChangesAndState(r.Context(), changes, deliveryObject, deliveryStateKey, value)
 			if err == nil {
 				dl.list = list
 			}
@@ -218,6 +257,82 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		log.Info("change hook request ignored", "reason", note)
 	}
 	jsonreply.Write(w, http.StatusOK, reply)
+}
+
+// readBody reads the request's body, at most MaxBody bytes, into one
+// buffer of the size its Content-Length declares. A body declared or
+// found larger is a 413, refused before it is read when declared. A body
+// over smallBody first takes its size (MaxBody when undeclared) from the
+// handler's budget, waiting at most budgetWait for it (503 after); the
+// caller calls release once done with the body and what it made of it.
+func (s *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	release = func() {}
+	tooLarge := &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBody)}
+	if r.ContentLength > MaxBody {
+		return nil, release, tooLarge
+	}
+	rd := http.MaxBytesReader(w, r.Body, MaxBody)
+	var buf bytes.Buffer
+	if r.ContentLength > smallBody {
+		if release, err = s.reserve(r, r.ContentLength); err != nil {
+			return nil, func() {}, err
+		}
+	}
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom's last read, of EOF, needs MinRead free
+	}
+	readErr := func(err error) ([]byte, func(), error) {
+		release()
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, func() {}, tooLarge
+		}
+		return nil, func() {}, badHook("read body: %v", err)
+	}
+	if r.ContentLength < 0 {
+		// Undeclared (chunked): the first smallBody bytes without the
+		// budget, the rest with MaxBody of it.
+		if _, err := buf.ReadFrom(io.LimitReader(rd, smallBody+1)); err != nil {
+			return readErr(err)
+		}
+		if buf.Len() <= smallBody {
+			return buf.Bytes(), release, nil
+		}
+		if release, err = s.reserve(r, MaxBody); err != nil {
+			return nil, func() {}, err
+		}
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return readErr(err)
+	}
+	return buf.Bytes(), release, nil
+}
+
+// reserve takes n bytes of the budget of bodies, waiting at most
+// budgetWait, and returns the function that gives them back.
+func (s *Handler) reserve(r *http.Request, n int64) (func(), error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.budgetWait)
+	defer cancel()
+	if err := s.budget.Acquire(ctx, n); err != nil {
+		return nil, &hookError{http.StatusServiceUnavailable, fmt.Sprintf("too many large change hook requests at once (%d bytes in all): try again later", s.budgetSize)}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.budget.Release(n) }) }, nil
+}
+
+// refuse answers a request the hooks refuse, with err's status (400 when
+// it is no hookError) and reason, and logs it, sampled: a bad secret at
+// warning level, the rest at info.
+func (s *Handler) refuse(w http.ResponseWriter, log *slog.Logger, err error) {
+	he, ok := errors.AsType[*hookError](err)
+	if !ok {
+		he = &hookError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	level := slog.LevelInfo
+	if he.status == http.StatusForbidden {
+		level = slog.LevelWarn
+	}
+	s.refusals.Log(log, level, "change hook request refused", "status", he.status, "reason", he.msg)
+	jsonreply.Error(w, he.status, he.msg)
 }
 
 // checkHMAC checks that sig, after prefix, is the hex HMAC of body with
@@ -277,16 +392,48 @@ func prop(v any) store.Property {
 	return store.Property{Value: data, Source: changeSource}
 }
 
-// parseWhen reads a forge's ISO 8601 timestamp; empty means now.
+// whenLayouts are the forms of a timestamp parseWhen reads, tried in
+// order: RFC 3339 (what the forges send), with a space for the T, a zone
+// without a colon, a zone after a space, no zone (UTC), and RFC 1123. Go
+// reads fractional seconds after the seconds in any of them.
+var whenLayouts = []string{
+	time.RFC3339,
+	"2006-01-02T15:04:05Z0700",
+	"2006-01-02 15:04:05Z07:00",
+	"2006-01-02 15:04:05Z0700",
+	"2006-01-02T15:04:05 Z07:00",
+	"2006-01-02T15:04:05 Z0700",
+	"2006-01-02 15:04:05 Z07:00",
+	"2006-01-02 15:04:05 Z0700",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05",
+	time.RFC1123Z,
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+}
+
+// parseWhen reads a forge's timestamp; empty means now. As buildbot's
+// hooks (dateutil's parser), it takes the common forms of whenLayouts, a
+// zone named UTC, GMT or Z after a space ("2012-01-03 23:36:29 UTC"), and
+// no zone as UTC, and keeps whole seconds. A timestamp it cannot read refuses the request (400),
+// as buildbot's hooks do: a forge that sends one is misconfigured, and a
+// change with a wrong time would build out of order.
 func parseWhen(s, field string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, badHook("%s: bad timestamp %q", field, s)
+	v := strings.TrimSpace(s)
+	for _, zone := range []string{" UTC", " GMT", " Z"} {
+		if rest, ok := strings.CutSuffix(v, zone); ok {
+			v = strings.TrimSpace(rest)
+			break
+		}
 	}
-	return t, nil
+	for _, layout := range whenLayouts {
+		if t, err := time.ParseInLocation(layout, v, time.UTC); err == nil {
+			return t.Truncate(time.Second), nil // whole seconds, as buildbot stores
+		}
+	}
+	return time.Time{}, badHook("%s: bad timestamp %q (want RFC 3339, such as 2006-01-02T15:04:05Z)", field, s)
 }
 
 // The parts of a push payload that GitHub, GitLab and Gitea share.
@@ -390,6 +537,11 @@ func (p push) changes() ([]store.Change, string, error) {
 		if c.ID == "" {
 			return nil, "", badHook("commits[%d]: missing id", i)
 		}
+		// As buildbot's hooks, which fail on a commit without an author
+		// (500): a change needs one, as in the base hook.
+		if c.Author == nil {
+			return nil, "", badHook("commits[%d]: missing author", i)
+		}
 		when, err := parseWhen(c.Timestamp, fmt.Sprintf("commits[%d].timestamp", i))
 		if err != nil {
 			return nil, "", err
@@ -479,12 +631,13 @@ func baseHook(req hookRequest) ([]store.Change, string, error) {
 		if err != nil {
 			return nil, "", badHook("malformed form: %v", err)
 		}
-		// As buildbot's (twisted's request.args): the URL's fields, then
-		// the form's; the first of a field's values counts.
+		// As buildbot's (twisted's request.args): the URL's fields,
+		// updated with the form's, so that a field in both has the form's
+		// values; the first of a field's values counts.
 		vals := url.Values{}
 		for _, v := range []url.Values{req.query, form} {
 			for k, vs := range v {
-				vals[k] = append(vals[k], vs...)
+				vals[k] = vs
 			}
 		}
 		c, err := baseFromForm(vals)

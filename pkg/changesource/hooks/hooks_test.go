@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash"
 	"io"
 	"net/http"
@@ -85,7 +86,7 @@ func mustTime(s string) time.Time {
 	return t
 }
 
-var ignoreIDs = cmpopts.IgnoreFields(store.Change{}, "ID", "SourceStampID")
+var ignoreIDs = cmpopts.IgnoreFields(store.Change{}, "ID", "SourceStampID", "ParentChangeIDs")
 
 func TestHookChanges(t *testing.T) {
 	t.Parallel()
@@ -364,14 +365,14 @@ func TestHookErrors(t *testing.T) {
 		{"pr without pull_request", "/change_hook/github", nil, nil, 400, "missing pull_request"},
 		{"gitlab no kind", "/change_hook/gitlab", map[string]string{"Content-Type": "application/json", "X-Gitlab-Token": "gl-token"}, []byte(`{}`), 400, "missing object_kind and X-Gitlab-Event"},
 		{"gitea no event", "/change_hook/gitea", signed("gitea", "", []byte(`{}`)), []byte(`{}`), 400, "missing X-Gitea-Event header"},
-		{"too big", "/change_hook/github", map[string]string{"Content-Type": "application/json"}, big, 413, "request body larger than 1048576 bytes"},
+		{"too big", "/change_hook/github", map[string]string{"Content-Type": "application/json"}, big, 413, fmt.Sprintf("request body larger than %d bytes", MaxBody)},
 		{"unknown dialect", "/change_hook/bitbucket", nil, []byte(`{}`), 404, `change hook dialect "bitbucket" is not enabled`},
 	}
 	tests[0].hdr, tests[0].body = gh("push", `{"ref": `)
 	tests[1].hdr, tests[1].body = gh("push", `{"repository": {"html_url": "x"}}`)
 	tests[2].hdr, tests[2].body = gh("push", `{"ref": "refs/heads/main", "commits": [{"id": "abc"}]}`)
 	tests[3].hdr, tests[3].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"message": "m"}]}`)
-	tests[4].hdr, tests[4].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"id": "abc", "timestamp": "yesterday"}]}`)
+	tests[4].hdr, tests[4].body = gh("push", `{"ref": "refs/heads/main", "repository": {}, "commits": [{"id": "abc", "timestamp": "yesterday", "author": {"name": "a"}}]}`)
 	tests[6].hdr, tests[6].body = gh("pull_request", `{"action": "opened", "repository": {}}`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -113,6 +113,25 @@ var parityCases = []parityCase{
 	{name: "gitlab unknown event", dialect: "gitlab", headers: glHeaders("Pipeline Hook"),
 		body: `{"object_kind": "pipeline", "object_attributes": {"id": 31, "ref": "master", "status": "success"}}`},
 
+	// Timestamps: buildbot's hooks read them with dateutil's parser.
+	{name: "gitlab push timestamp with spaces", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"2012-01-03 23:36:29 +0200"`}}},
+	{name: "gitlab push timestamp without zone", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"2012-01-03T23:36:29"`}}},
+	{name: "gitlab push timestamp offset without colon", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"2012-01-03T23:36:29+0200"`}}},
+	{name: "gitlab push timestamp UTC", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"2012-01-03 23:36:29 UTC"`}}},
+	{name: "gitlab push timestamp fraction", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"2012-01-03T23:36:29.75Z"`}}},
+	{name: "gitlab push timestamp RFC 1123", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"Tue, 03 Jan 2012 23:36:29 +0200"`}}},
+	{name: "gitlab push bad timestamp", dialect: "gitlab", file: "gitlab_push.json", headers: glHeaders("Push Hook"),
+		edits: [][2]string{{`"2012-01-03T23:36:29+02:00"`, `"yesterday"`}}, bbRefuses: true},
+	{name: "github push commit without author", dialect: "github", file: "github_push.json", headers: ghHeaders("push"),
+		edits:     [][2]string{{`"author": {"name": "baxterthehacker", "email": "baxterthehacker@users.noreply.github.com", "username": "baxterthehacker"},`, ``}},
+		bbRefuses: true},
+
 	// base
 	{name: "base form", dialect: "base", headers: formHeaders(), body: url.Values{
 		"author": {"Jane <jane@example.org>"}, "committer": {"Joe <joe@example.org>"}, "comments": {"fix it"},
@@ -131,6 +150,10 @@ var parityCases = []parityCase{
 		body: url.Values{"author": {"bob"}, "revision": {"r3"}}.Encode()},
 	{name: "base form no author", dialect: "base", headers: formHeaders(), body: url.Values{"revision": {"r4"}}.Encode()},
 	{name: "base form unknown field", dialect: "base", headers: formHeaders(), body: url.Values{"author": {"bob"}, "revison": {"r5"}}.Encode()},
+	{name: "base form and query", dialect: "base", headers: formHeaders(), query: "author=q&revision=rq&branch=qb",
+		body: url.Values{"author": {"f"}, "branch": {"fb"}}.Encode()},
+	{name: "base form empty branch", dialect: "base", headers: formHeaders(), body: "author=a&revision=r7&branch="},
+	{name: "base form when zero", dialect: "base", headers: formHeaders(), body: "author=a&revision=r8&when_timestamp=0"},
 	{name: "base json", dialect: "base", headers: map[string]string{"Content-Type": "application/json"},
 		body: `{"author": "bob", "revision": "r6", "branch": "main"}`},
 }
@@ -142,7 +165,9 @@ var parityCases = []parityCase{
 //
 // Differences no case can show, listed in README too:
 //   - gbb calls no forge API: buildbot's github hook asks GitHub's for a PR's files and head commit message (the driver answers as when that call fails).
-//   - gbb answers 200 with JSON changeids, buildbot 202 with text; gbb takes only POST, buildbot GET too.
+//   - gbb answers 200 with JSON changeids; buildbot 202 with no body when it made changes, 200 "no change found" when none; gbb takes only POST, buildbot GET too.
+//   - base: an empty branch= is no branch in gbb, "" in buildbot (the driver reads None as "" too).
+//   - gbb refuses a body over 25 MiB or more than 2048 changes (413); buildbot has no limit.
 //   - gbb's github hook also takes X-Hub-Signature-256; buildbot 3.7 only SHA-1's X-Hub-Signature.
 //   - gbb's base hook takes an optional bearer secret; buildbot's has none.
 var knownDiffs = []struct{ pattern, reason string }{
@@ -157,6 +182,7 @@ var knownDiffs = []struct{ pattern, reason string }{
 	{"gitlab tag push header only: changes", "gbb reads GitLab's X-Gitlab-Event \"Tag Push Hook\" (and \"Merge Request Hook\", \"Note Hook\") when a payload has no object_kind; buildbot 3.7 only \"Push Hook\""},
 	{"base form no author: outcome", "a change needs an author: gbb answers 400; buildbot passes None on and its database refuses it (500)"},
 	{"base form unknown field: outcome", "gbb refuses a field it does not know (400) rather than lose a misspelt one silently"},
+	{"base form when zero: when_timestamp", "when_timestamp=0 is now in gbb; buildbot stores 0, a change of 1970 that sorts before every other"},
 	{"base json: *", "gbb's base dialect also takes JSON (one change or a list); buildbot's reads only form and query fields, so it makes a change of nulls"},
 }
 

@@ -32,6 +32,13 @@ from buildbot.www.hooks.github import GitHubEventHandler
 from buildbot.www.hooks.gitlab import GitLabHandler
 
 
+def parse_qs(qs):
+    args = {}
+    for k, v in urllib.parse.parse_qsl(qs, keep_blank_values=True):
+        args.setdefault(k.encode(), []).append(v.encode())
+    return args
+
+
 class Request:
     """The parts of twisted.web's Request the hooks read."""
 
@@ -39,14 +46,13 @@ class Request:
         self.headers = {k.lower().encode(): v.encode() for k, v in headers.items()}
         self.content = io.BytesIO(body.encode())
         self.uri = b"/change_hook"
-        # As twisted.web: the query's arguments, then a form body's.
-        self.args = {}
-        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
-            self.args.setdefault(k.encode(), []).append(v.encode())
+        # As twisted.web's Request.requestReceived: the query's
+        # arguments, then args.update() with a form body's, so that a
+        # field in both has the form's values only.
+        self.args = parse_qs(query)
         ctype = self.headers.get(b"content-type", b"").split(b";")[0].strip()
         if ctype == b"application/x-www-form-urlencoded":
-            for k, v in urllib.parse.parse_qsl(body, keep_blank_values=True):
-                self.args.setdefault(k.encode(), []).append(v.encode())
+            self.args.update(parse_qs(body))
 
     def getHeader(self, name):
         return self.headers.get(name.lower())
