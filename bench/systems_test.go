@@ -45,6 +45,10 @@ type options struct {
 	tmpl string
 	// builders names the builders of a template that lists them.
 	builders []string
+	// tpBuilders adds that many one-step `true` builders (t0, t1, ...)
+	// on every worker, and lets each worker run one build of each at once
+	// (max_builds = tpBuilders): the throughput scenario.
+	tpBuilders int
 }
 
 // system is gbb or buildbot: how to lay out and start a master and workers.
@@ -70,6 +74,17 @@ type instance struct {
 	builders   map[string]int64 // name → builderid
 	client     *http.Client
 	sims       *sims // simulated workers, when options.simulated
+	ev         *watcher
+}
+
+// events returns the instance's /ws watcher, opened on first use (after
+// the start-up and idle-memory readings, which it would change).
+func (i *instance) events(b *testing.B) *watcher {
+	b.Helper()
+	if i.ev == nil {
+		i.ev = watch(b, i)
+	}
+	return i.ev
 }
 
 func (i *instance) url(path string) string {
@@ -406,6 +421,8 @@ type configData struct {
 	PollSeconds         int
 	LogCommand          string
 	Builders            []string
+	TPBuilders          []string // throughput builders
+	MaxBuilds           int      // each worker's max_builds
 }
 
 // logLine is the 100-byte line the log builder prints (99 characters and \n).
@@ -423,6 +440,10 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 		WorkerList: strings.Join(quoted, ", "), RepoURL: o.repoURL, PollSeconds: max(o.pollSeconds, 1),
 		LogCommand: fmt.Sprintf("yes %s | head -c %d", logLine, logBytes),
 		Builders:   o.builders,
+		MaxBuilds:  max(1, o.tpBuilders),
+	}
+	for n := range o.tpBuilders {
+		d.TPBuilders = append(d.TPBuilders, fmt.Sprintf("t%d", n))
 	}
 	t := template.Must(template.ParseFiles(filepath.Join("testdata", tmpl)))
 	var buf bytes.Buffer
