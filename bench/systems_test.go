@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -425,8 +426,67 @@ type configData struct {
 	MaxBuilds           int      // each worker's max_builds
 }
 
-// logLine is the 100-byte line the log builder prints (99 characters and \n).
+// logLine is a 100-byte line (99 characters and \n), for fillers.
 const logLine = "gbb-bench-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789-abcdefghijklmn"
+
+// buildLog is a real build's output, what the log steps print (repeated to
+// their size): testdata/buildlog.txt.gz is `go build -v -x` of gbb's worker
+// from an empty cache, then `go test -v` of some of gbb's packages. A log of
+// one repeated line would compress (in the store, and on the wire) far
+// better than a real one.
+var buildLog = sync.OnceValues(func() ([]byte, error) {
+	f, err := os.Open("testdata/buildlog.txt.gz")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(z)
+})
+
+func mustBuildLog(b *testing.B) []byte {
+	b.Helper()
+	data, err := buildLog()
+	if err != nil {
+		b.Fatalf("testdata/buildlog.txt.gz: %v", err)
+	}
+	return data
+}
+
+// buildLogRatio is buildLog's gzip compression ratio (default level):
+// its size over its compressed size.
+var buildLogRatio = sync.OnceValue(func() float64 {
+	data, err := buildLog()
+	if err != nil {
+		return 0
+	}
+	var buf bytes.Buffer
+	z := gzip.NewWriter(&buf)
+	z.Write(data)
+	z.Close()
+	return float64(len(data)) / float64(buf.Len())
+})
+
+// repeatedLog writes size bytes of buildLog, repeated, to path.
+func repeatedLog(b *testing.B, path string, size int) {
+	b.Helper()
+	text := mustBuildLog(b)
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for left := size; left > 0; left -= min(left, len(text)) {
+		if _, err := f.Write(text[:min(left, len(text))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
 
 func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 	b.Helper()
@@ -434,11 +494,14 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 	for n, w := range inst.workers {
 		quoted[n] = strconv.Quote(w)
 	}
-	logBytes := max(o.logBytes, 100)
+	logFile := filepath.Join(inst.dir, "buildlog.txt")
+	if _, err := os.Stat(logFile); err != nil {
+		repeatedLog(b, logFile, max(o.logBytes, 100))
+	}
 	d := configData{
 		WebPort: inst.webPort, WorkerPort: inst.workerPort, Workers: inst.workers,
 		WorkerList: strings.Join(quoted, ", "), RepoURL: o.repoURL, PollSeconds: max(o.pollSeconds, 1),
-		LogCommand: fmt.Sprintf("yes %s | head -c %d", logLine, logBytes),
+		LogCommand: "cat " + logFile,
 		Builders:   o.builders,
 		MaxBuilds:  max(1, o.tpBuilders),
 	}
