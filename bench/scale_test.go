@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -307,7 +308,9 @@ func BenchmarkPendingStartup(b *testing.B) {
 // BenchmarkHistoryMemory starts a master on a store of 100 builds and on
 // one of GBB_BENCH_STORE_BUILDS builds (the big store), with the big
 // store's builders configured, loads its pages and API once, and compares
-// the master's RSS: nothing in memory may grow with history. Each store is
+// the master's RSS: nothing in memory may grow with history. Both stores
+// hold the same pending requests, which the master builds before the
+// reading. Each store is
 // copied, then dropped from the page cache (dropCache), so that both map
 // the pages they read, as a store does after a restart.
 func BenchmarkHistoryMemory(b *testing.B) {
@@ -335,6 +338,15 @@ func BenchmarkHistoryMemory(b *testing.B) {
 					}
 				}
 				forceAndWait(b, inst, "builder-00")
+				// The big store's pending requests (storePending per
+				// builder) run too: wait until every request is complete.
+				waitUntil(b, "no incomplete request", 5*time.Minute, 100*time.Millisecond, func() bool {
+					var r struct {
+						Buildrequests []json.RawMessage `json:"buildrequests"`
+					}
+					inst.getJSON(b, "/api/v2/buildrequests?complete=false&limit=1", &r)
+					return len(r.Buildrequests) == 0
+				})
 				time.Sleep(time.Second)
 				rss[size] = append(rss[size], status(inst.master.pid, "VmRSS"))
 				anon[size] = append(anon[size], status(inst.master.pid, "RssAnon"))
