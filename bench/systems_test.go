@@ -120,8 +120,34 @@ func track(p *proc, on bool) {
 	}
 }
 
-// cleanupAll stops what a failed benchmark left running.
+// tempDirs are the directories the bench made outside any b.TempDir (the
+// binaries, buildbot's www stub), removed when the bench exits.
+var tempDirs struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
+func tempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err == nil {
+		tempDirs.mu.Lock()
+		tempDirs.dirs = append(tempDirs.dirs, dir)
+		tempDirs.mu.Unlock()
+	}
+	return dir, err
+}
+
+// cleanupAll stops what a failed benchmark left running, then removes
+// tempDirs.
 func cleanupAll() {
+	defer func() {
+		tempDirs.mu.Lock()
+		defer tempDirs.mu.Unlock()
+		for _, d := range tempDirs.dirs {
+			os.RemoveAll(d)
+		}
+		tempDirs.dirs = nil
+	}()
 	live.mu.Lock()
 	ps := make([]*proc, 0, len(live.procs))
 	for p := range live.procs {
@@ -534,7 +560,7 @@ type gbb struct{}
 func (gbb) name() string { return "gbb" }
 
 var gbbBins = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "gbb-bench-bin")
+	dir, err := tempDir("gbb-bench-bin")
 	if err != nil {
 		return "", err
 	}
@@ -631,7 +657,7 @@ var findBuildbot = sync.OnceValues(func() (buildbot, string) {
 			return buildbot{}, fmt.Sprintf("apt-get install buildbot buildbot-worker failed: %v", err)
 		}
 	}
-	stub, err := os.MkdirTemp("", "gbb-bench-www-stub")
+	stub, err := tempDir("gbb-bench-www-stub")
 	if err != nil {
 		return buildbot{}, err.Error()
 	}
