@@ -2,9 +2,11 @@ package bench
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -217,12 +219,19 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func ptr(v float64) *float64 { return &v }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	run := startRun()
 	code := m.Run()
 	// In the issue's order, whatever order the benchmarks ran in.
 	slices.SortStableFunc(results.rows, func(a, b result) int { return strings.Compare(a.Scenario, b.Scenario) })
 	if len(results.rows) > 0 {
-		printTable(os.Stdout)
-		if err := writeJSON(cfg().jsonPath); err != nil {
+		run.finish()
+		results.mu.Lock()
+		run.Results = results.rows
+		results.mu.Unlock()
+		fmt.Println()
+		fmt.Print(run.table())
+		if err := run.write(cfg().jsonPath); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			code = 1
 		} else {
@@ -233,69 +242,128 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// machine describes the host, for the table and the JSON.
-func machine() string {
-	cpu := "unknown CPU"
+// runInfo is bench/results.json: where and when the bench ran, and its rows.
+type runInfo struct {
+	Commit    string     `json:"commit"` // git describe --always --dirty of the code measured
+	CPU       string     `json:"cpu"`    // model name in /proc/cpuinfo
+	Cores     int        `json:"cores"`
+	MemGiB    float64    `json:"mem_gib"`
+	OS        string     `json:"os"` // GOOS/GOARCH and kernel release
+	Go        string     `json:"go"`
+	Buildbot  string     `json:"buildbot,omitempty"` // Debian's package version, when it ran
+	Started   time.Time  `json:"started"`
+	Finished  time.Time  `json:"finished"`
+	LoadStart [3]float64 `json:"load_start"` // /proc/loadavg at the start: 1, 5, 15 minutes
+	LoadEnd   [3]float64 `json:"load_end"`
+	Quick     bool       `json:"quick"`
+	Args      string     `json:"args"` // the -test.bench pattern
+	Results   []result   `json:"results"`
+}
+
+func loadavg() [3]float64 {
+	var l [3]float64
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(data))
+	for i := range min(3, len(f)) {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+// startRun describes the machine and the code before anything runs.
+func startRun() *runInfo {
+	r := &runInfo{
+		Commit: "unknown", CPU: "unknown CPU", Cores: runtime.NumCPU(), Go: runtime.Version(),
+		OS: runtime.GOOS + "/" + runtime.GOARCH, Started: time.Now().UTC().Truncate(time.Second),
+		LoadStart: loadavg(), Quick: cfg().quick,
+	}
+	if f := flag.Lookup("test.bench"); f != nil {
+		r.Args = f.Value.String()
+	}
+	if out, err := exec.Command("git", "-C", "..", "describe", "--always", "--dirty", "--abbrev=7").Output(); err == nil {
+		r.Commit = strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		r.OS += " (Linux " + strings.TrimSpace(string(out)) + ")"
+	}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
+				r.CPU = strings.TrimSpace(v)
 				break
 			}
 		}
 	}
-	mem := ""
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
 			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
 				kb, _ := strconv.ParseFloat(f[1], 64)
-				mem = fmt.Sprintf(", %.0f GiB RAM", kb/1024/1024)
+				r.MemGiB = math.Round(kb/1024/1024*10) / 10
 			}
 		}
 	}
-	return fmt.Sprintf("%d CPUs (%s)%s, %s/%s, %s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	return r
 }
 
-func fmtVal(v float64) string { return strconv.FormatFloat(round(v), 'f', -1, 64) }
-
-// printTable prints the results as a Markdown table, as BENCHMARKS.md and
-// the README keep it.
-func printTable(f *os.File) {
-	results.mu.Lock()
-	defer results.mu.Unlock()
-	fmt.Fprintf(f, "\nmachine: %s\ndate: %s\n\n", machine(), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	w := tabwriter.NewWriter(f, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "| scenario\t metric\t gbb\t buildbot\t gbb/buildbot\t target\t met\t")
-	fmt.Fprintln(w, "| ---\t ---\t ---\t ---\t ---\t ---\t ---\t")
-	for _, r := range results.rows {
-		bb, ratio, met := "—", "—", "—"
-		if r.Buildbot != nil {
-			bb = fmtVal(*r.Buildbot)
+func (r *runInfo) finish() {
+	r.Finished = time.Now().UTC().Truncate(time.Second)
+	r.LoadEnd = loadavg()
+	if cfg().buildbot {
+		if out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "buildbot").Output(); err == nil {
+			r.Buildbot = strings.TrimSpace(string(out))
 		}
-		if r.Ratio != nil {
-			ratio = fmtVal(*r.Ratio)
-		}
-		if r.Met != nil {
-			met = map[bool]string{true: "yes", false: "**no**"}[*r.Met]
-		}
-		fmt.Fprintf(w, "| %s\t %s (%s)\t %s\t %s\t %s\t %s\t %s\t\n", r.Scenario, r.Metric, r.Unit, fmtVal(r.GBB), bb, ratio, r.Target, met)
 	}
-	w.Flush()
-	fmt.Fprintln(f)
 }
 
-func writeJSON(path string) error {
-	results.mu.Lock()
-	defer results.mu.Unlock()
-	out := struct {
-		Machine string   `json:"machine"`
-		Date    string   `json:"date"`
-		Quick   bool     `json:"quick"`
-		Results []result `json:"results"`
-	}{machine(), time.Now().UTC().Format(time.RFC3339), cfg().quick, results.rows}
-	data, err := json.MarshalIndent(out, "", "  ")
+func (r *runInfo) write(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func fmtVal(v float64) string { return strconv.FormatFloat(round(v), 'f', -1, 64) }
+
+func fmtLoad(l [3]float64) string {
+	return fmt.Sprintf("%.2f, %.2f, %.2f", l[0], l[1], l[2])
+}
+
+// table is the text README.md and BENCHMARKS.md keep between their
+// bench-table markers: where the run was made, then its rows as a
+// Markdown table.
+func (r *runInfo) table() string {
+	var b strings.Builder
+	counts := "the full counts"
+	if r.Quick {
+		counts = "the quick counts (GBB_BENCH_QUICK=1)"
+	}
+	bb := ""
+	if r.Buildbot != "" {
+		bb = "; buildbot " + r.Buildbot + " (Debian)"
+	}
+	fmt.Fprintf(&b, "Run %s–%s UTC at commit `%s`, %s (`-bench %s`), on %d cores (%s), %.0f GiB RAM, %s, %s%s; load average (1, 5, 15 min) %s at the start, %s at the end.\n\n",
+		r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04"), r.Commit, counts, r.Args,
+		r.Cores, r.CPU, r.MemGiB, r.OS, r.Go, bb, fmtLoad(r.LoadStart), fmtLoad(r.LoadEnd))
+	w := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "| scenario\t metric\t gbb\t buildbot\t gbb/buildbot\t target\t met\t")
+	fmt.Fprintln(w, "| ---\t ---\t ---\t ---\t ---\t ---\t ---\t")
+	for _, x := range r.Results {
+		bb, ratio, met := "—", "—", "—"
+		if x.Buildbot != nil {
+			bb = fmtVal(*x.Buildbot)
+		}
+		if x.Ratio != nil {
+			ratio = fmtVal(*x.Ratio)
+		}
+		if x.Met != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*x.Met]
+		}
+		fmt.Fprintf(w, "| %s\t %s (%s)\t %s\t %s\t %s\t %s\t %s\t\n", x.Scenario, x.Metric, x.Unit, fmtVal(x.GBB), bb, ratio, x.Target, met)
+	}
+	w.Flush()
+	return b.String()
 }

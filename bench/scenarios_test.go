@@ -14,11 +14,6 @@ import (
 	"time"
 )
 
-// pollEvery is how often the bench asks an API whether a build is done or
-// started; it bounds the resolution of latencies. It is the same for both
-// systems; a faster poll would cost Python buildbot's one event loop more.
-const pollEvery = 10 * time.Millisecond
-
 // systems returns gbb and, when it can run, buildbot.
 func systems(b *testing.B) []system {
 	out := []system{gbb{}}
@@ -77,16 +72,15 @@ func BenchmarkStartup(b *testing.B) {
 	})
 }
 
-// forceAndWait forces one build of builder and waits for its request to
-// complete; it returns the time it took.
+// forceAndWait forces one build of builder and waits for its request's
+// complete event on /ws; it returns the time from the force POST to the
+// event.
 func forceAndWait(b *testing.B, inst *instance, builder string) time.Duration {
 	b.Helper()
+	ev := inst.events(b)
 	t0 := time.Now()
 	brid := inst.force(b, builder)
-	waitUntil(b, fmt.Sprintf("%s request %d", inst.sys.name(), brid), 10*time.Minute, pollEvery, func() bool {
-		return inst.requestComplete(b, brid)
-	})
-	return time.Since(t0)
+	return ev.waitComplete(b, brid, 10*time.Minute).Sub(t0)
 }
 
 // BenchmarkLatency forces one-step `true` builds, alternating the two
@@ -108,27 +102,38 @@ func BenchmarkLatency(b *testing.B) {
 			}
 		}
 		t := lowerThan("≤ 1/10 of buildbot", 10, 0)
-		note := fmt.Sprintf("%d builds each, polled every %v", cfg().latencyN, pollEvery)
+		note := fmt.Sprintf("%d builds each; completion seen as the request's complete event on /ws", cfg().latencyN)
 		record("3 latency", "force → complete, median", "ms", *lat.med("gbb"), lat.med("buildbot"), t, lat["gbb"], lat["buildbot"], note)
 		record("3 latency", "force → complete, p99", "ms", *lat.pct("gbb", 99), lat.pct("buildbot", 99), t, nil, nil, note)
 		b.ReportMetric(*lat.med("gbb"), "gbb-latency-ms")
 	})
 }
 
-// BenchmarkThroughput forces N one-step builds at once (8 clients) over 10
-// workers and times until every request is complete.
+// tpBuilders is the throughput scenario's builder count: with
+// cfg().workers workers, each (builder, worker) pair runs one build at a
+// time on both systems (buildbot's placement, and gbb's), so both run up to
+// tpBuilders × workers builds at once.
+const tpBuilders = 10
+
+// BenchmarkThroughput forces N one-step builds, spread evenly over
+// tpBuilders builders (8 clients), onto cfg().workers workers and times
+// from the first force to the last request's complete event on /ws.
 func BenchmarkThroughput(b *testing.B) {
 	once(b, "throughput", func(b *testing.B) {
 		tp := sample{}
 		counts := map[string]int{}
+		peaks := map[string]int{}
 		for _, sys := range systems(b) {
 			n := cfg().builds
 			if sys.name() == "buildbot" {
 				n = cfg().bbBuilds
 			}
 			counts[sys.name()] = n
-			inst, _ := launch(b, sys, options{workers: cfg().workers})
-			forceAndWait(b, inst, "quick")
+			inst, _ := launch(b, sys, options{workers: cfg().workers, tpBuilders: tpBuilders})
+			ev := inst.events(b)
+			for k := range tpBuilders { // warm up: one build per builder
+				forceAndWait(b, inst, fmt.Sprintf("t%d", k))
+			}
 			var cpu0 float64
 			if !cfg().inproc {
 				cpu0 = cpuSeconds(inst.master.pid)
@@ -139,46 +144,51 @@ func BenchmarkThroughput(b *testing.B) {
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Go(func() {
-					for next.Add(1) <= int64(n) {
-						brids <- inst.force(b, "quick")
+					for {
+						k := next.Add(1)
+						if k > int64(n) {
+							return
+						}
+						brids <- inst.force(b, fmt.Sprintf("t%d", k%tpBuilders))
 					}
 				})
 			}
 			wg.Wait()
 			close(brids)
 			forced := time.Since(t0)
-			pending := make([]int64, 0, n)
+			var last time.Time
 			for id := range brids {
-				pending = append(pending, id)
-			}
-			// The last requests finish last: wait on them from the end.
-			waitUntil(b, sys.name()+" throughput builds", 60*time.Minute, 50*time.Millisecond, func() bool {
-				for len(pending) > 0 && inst.requestComplete(b, pending[len(pending)-1]) {
-					pending = pending[:len(pending)-1]
+				if at := ev.waitComplete(b, id, 60*time.Minute); at.After(last) {
+					last = at
 				}
-				return len(pending) == 0
-			})
-			d := time.Since(t0)
+			}
+			d := last.Sub(t0)
+			peaks[sys.name()] = ev.peakRunning(t0)
 			rate := float64(n) / d.Seconds()
 			tp[sys.name()] = append(tp[sys.name()], rate)
-			msg := fmt.Sprintf("%s: %d builds in %v (forced in %v): %.1f builds/s", sys.name(), n, d.Round(time.Millisecond), forced.Round(time.Millisecond), rate)
+			msg := fmt.Sprintf("%s: %d builds in %v (forced in %v): %.1f builds/s, at most %d running at once", sys.name(), n, d.Round(time.Millisecond), forced.Round(time.Millisecond), rate, peaks[sys.name()])
 			if !cfg().inproc {
 				msg += fmt.Sprintf(", master CPU %.1f s", cpuSeconds(inst.master.pid)-cpu0)
 			}
 			b.Log(msg)
 			inst.stop()
 		}
-		metric := fmt.Sprintf("%d builds over %d workers", counts["gbb"], cfg().workers)
+		metric := fmt.Sprintf("%d builds, %d builders × %d workers", counts["gbb"], tpBuilders, cfg().workers)
 		if c, ok := counts["buildbot"]; ok && c != counts["gbb"] {
-			metric = fmt.Sprintf("%d (gbb) / %d (buildbot) builds over %d workers", counts["gbb"], c, cfg().workers)
+			metric = fmt.Sprintf("%d (gbb) / %d (buildbot) builds, %d builders × %d workers", counts["gbb"], c, tpBuilders, cfg().workers)
+		}
+		note := fmt.Sprintf("one-step `true` builds; each (builder, worker) pair runs one build at a time on both (up to %d at once); first force → last request's complete event on /ws; most builds running at once: gbb %d", tpBuilders*cfg().workers, peaks["gbb"])
+		if p, ok := peaks["buildbot"]; ok {
+			note += fmt.Sprintf(", buildbot %d", p)
 		}
 		record("4 throughput", metric, "builds/s", *tp.med("gbb"), tp.med("buildbot"),
-			higherThan("≥ 20× buildbot", 20, 0), nil, nil, "")
+			higherThan("≥ 20× buildbot", 20, 0), nil, nil, note)
 		b.ReportMetric(*tp.med("gbb"), "gbb-builds/s")
 	})
 }
 
-// BenchmarkLogThroughput runs one step printing logMB MB (100-byte lines)
+// BenchmarkLogThroughput runs one step printing logMB MB (a real build's
+// output, repeated: see buildLog)
 // and reads the master's peak RSS (VmHWM) after it.
 func BenchmarkLogThroughput(b *testing.B) {
 	once(b, "logs", func(b *testing.B) {
@@ -195,8 +205,8 @@ func BenchmarkLogThroughput(b *testing.B) {
 			b.Logf("%s: %d MB in %v: %.1f MB/s, master VmHWM %.1f MB", sys.name(), cfg().logMB, d.Round(time.Millisecond), r, status(inst.master.pid, "VmHWM"))
 			inst.stop()
 		}
-		note := fmt.Sprintf("%d MB of 100-byte lines, force → complete", cfg().logMB)
-		record("5 logs", "one step's log into the store", "MB/s", *rate.med("gbb"), rate.med("buildbot"),
+		note := fmt.Sprintf("%d MB: testdata/buildlog.txt.gz (%d KB of go build -x and go test -v output) repeated; force → complete event", cfg().logMB, len(mustBuildLog(b))>>10)
+		record("5 logs", fmt.Sprintf("one step's log into the store (real build output, gzip ratio %.1f)", buildLogRatio()), "MB/s", *rate.med("gbb"), rate.med("buildbot"),
 			higherThan("≥ 100 MB/s", 0, 100), nil, nil, note)
 		if !cfg().inproc {
 			record("5 logs", "master peak RSS (VmHWM)", "MB", *hwm.med("gbb"), hwm.med("buildbot"),
@@ -234,19 +244,11 @@ func gitRepo(b *testing.B, dir string) func() {
 	return commit
 }
 
-// waitStarted waits until builder has more than n builds and returns the
-// time since t0.
+// waitStarted waits for the (n+1)th build of builder since the watcher
+// subscribed (its new event on /ws) and returns the time from t0.
 func waitStarted(b *testing.B, inst *instance, builder string, n int, t0 time.Time) time.Duration {
 	b.Helper()
-	var d time.Duration
-	waitUntil(b, inst.sys.name()+" build started", 2*time.Minute, pollEvery, func() bool {
-		if inst.buildsOf(b, builder) > n {
-			d = time.Since(t0)
-			return true
-		}
-		return false
-	})
-	return d
+	return inst.events(b).waitBuild(b, inst.builders[builder], n, 2*time.Minute).Sub(t0)
 }
 
 // BenchmarkChangeToBuild times commit → build started with a git poller
@@ -265,14 +267,15 @@ func BenchmarkChangeToBuild(b *testing.B) {
 			}
 			inst, _ := launch(b, sys, options{workers: 1, repoURL: u, pollSeconds: pollSeconds})
 			time.Sleep(3 * pollSeconds * time.Second) // the first poll only learns the heads
-			builds := inst.buildsOf(b, "change")
+			ev := inst.events(b)
+			id := inst.builders["change"]
+			n := 0 // builds of change seen on /ws
 			for range cfg().changes {
 				commit()
-				d := waitStarted(b, inst, "change", builds, time.Now())
-				builds++
+				d := waitStarted(b, inst, "change", n, time.Now())
 				poll[sys.name()] = append(poll[sys.name()], ms(d))
-				time.Sleep(1500 * time.Millisecond) // let the build finish
-				builds = inst.buildsOf(b, "change")
+				ev.waitFinished(b, id, n, 2*time.Minute)
+				n++
 			}
 			for range cfg().changes {
 				rev := make([]byte, 20)
@@ -282,10 +285,13 @@ func BenchmarkChangeToBuild(b *testing.B) {
 					"author": {"Bench <bench@example.com>"}, "comments": {"bench"}, "branch": {"master"},
 					"revision": {hex.EncodeToString(rev)}, "repository": {u}, "project": {"bench"},
 				})
-				d := waitStarted(b, inst, "change", builds, t0)
+				d := waitStarted(b, inst, "change", n, t0)
 				hook[sys.name()] = append(hook[sys.name()], ms(d))
-				time.Sleep(500 * time.Millisecond)
-				builds = inst.buildsOf(b, "change")
+				ev.waitFinished(b, id, n, 2*time.Minute)
+				n++
+			}
+			if extra := ev.builds(id) - n; extra != 0 {
+				b.Fatalf("%s: %d builds of change more than the changes made", sys.name(), extra)
 			}
 			b.Logf("%s: poller %v ms, webhook %v ms", sys.name(), poll[sys.name()], hook[sys.name()])
 			inst.stop()

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,10 @@ type options struct {
 	tmpl string
 	// builders names the builders of a template that lists them.
 	builders []string
+	// tpBuilders adds that many one-step `true` builders (t0, t1, ...)
+	// on every worker, and lets each worker run one build of each at once
+	// (max_builds = tpBuilders): the throughput scenario.
+	tpBuilders int
 }
 
 // system is gbb or buildbot: how to lay out and start a master and workers.
@@ -70,6 +75,17 @@ type instance struct {
 	builders   map[string]int64 // name → builderid
 	client     *http.Client
 	sims       *sims // simulated workers, when options.simulated
+	ev         *watcher
+}
+
+// events returns the instance's /ws watcher, opened on first use (after
+// the start-up and idle-memory readings, which it would change).
+func (i *instance) events(b *testing.B) *watcher {
+	b.Helper()
+	if i.ev == nil {
+		i.ev = watch(b, i)
+	}
+	return i.ev
 }
 
 func (i *instance) url(path string) string {
@@ -104,8 +120,34 @@ func track(p *proc, on bool) {
 	}
 }
 
-// cleanupAll stops what a failed benchmark left running.
+// tempDirs are the directories the bench made outside any b.TempDir (the
+// binaries, buildbot's www stub), removed when the bench exits.
+var tempDirs struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
+func tempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err == nil {
+		tempDirs.mu.Lock()
+		tempDirs.dirs = append(tempDirs.dirs, dir)
+		tempDirs.mu.Unlock()
+	}
+	return dir, err
+}
+
+// cleanupAll stops what a failed benchmark left running, then removes
+// tempDirs.
 func cleanupAll() {
+	defer func() {
+		tempDirs.mu.Lock()
+		defer tempDirs.mu.Unlock()
+		for _, d := range tempDirs.dirs {
+			os.RemoveAll(d)
+		}
+		tempDirs.dirs = nil
+	}()
 	live.mu.Lock()
 	ps := make([]*proc, 0, len(live.procs))
 	for p := range live.procs {
@@ -406,10 +448,71 @@ type configData struct {
 	PollSeconds         int
 	LogCommand          string
 	Builders            []string
+	TPBuilders          []string // throughput builders
+	MaxBuilds           int      // each worker's max_builds
 }
 
-// logLine is the 100-byte line the log builder prints (99 characters and \n).
+// logLine is a 100-byte line (99 characters and \n), for fillers.
 const logLine = "gbb-bench-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789-abcdefghijklmn"
+
+// buildLog is a real build's output, what the log steps print (repeated to
+// their size): testdata/buildlog.txt.gz is `go build -v -x` of gbb's worker
+// from an empty cache, then `go test -v` of some of gbb's packages. A log of
+// one repeated line would compress (in the store, and on the wire) far
+// better than a real one.
+var buildLog = sync.OnceValues(func() ([]byte, error) {
+	f, err := os.Open("testdata/buildlog.txt.gz")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(z)
+})
+
+func mustBuildLog(b *testing.B) []byte {
+	b.Helper()
+	data, err := buildLog()
+	if err != nil {
+		b.Fatalf("testdata/buildlog.txt.gz: %v", err)
+	}
+	return data
+}
+
+// buildLogRatio is buildLog's gzip compression ratio (default level):
+// its size over its compressed size.
+var buildLogRatio = sync.OnceValue(func() float64 {
+	data, err := buildLog()
+	if err != nil {
+		return 0
+	}
+	var buf bytes.Buffer
+	z := gzip.NewWriter(&buf)
+	z.Write(data)
+	z.Close()
+	return float64(len(data)) / float64(buf.Len())
+})
+
+// repeatedLog writes size bytes of buildLog, repeated, to path.
+func repeatedLog(b *testing.B, path string, size int) {
+	b.Helper()
+	text := mustBuildLog(b)
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for left := size; left > 0; left -= min(left, len(text)) {
+		if _, err := f.Write(text[:min(left, len(text))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
 
 func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 	b.Helper()
@@ -417,12 +520,19 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 	for n, w := range inst.workers {
 		quoted[n] = strconv.Quote(w)
 	}
-	logBytes := max(o.logBytes, 100)
+	logFile := filepath.Join(inst.dir, "buildlog.txt")
+	if _, err := os.Stat(logFile); err != nil {
+		repeatedLog(b, logFile, max(o.logBytes, 100))
+	}
 	d := configData{
 		WebPort: inst.webPort, WorkerPort: inst.workerPort, Workers: inst.workers,
 		WorkerList: strings.Join(quoted, ", "), RepoURL: o.repoURL, PollSeconds: max(o.pollSeconds, 1),
-		LogCommand: fmt.Sprintf("yes %s | head -c %d", logLine, logBytes),
+		LogCommand: "cat " + logFile,
 		Builders:   o.builders,
+		MaxBuilds:  max(1, o.tpBuilders),
+	}
+	for n := range o.tpBuilders {
+		d.TPBuilders = append(d.TPBuilders, fmt.Sprintf("t%d", n))
 	}
 	t := template.Must(template.ParseFiles(filepath.Join("testdata", tmpl)))
 	var buf bytes.Buffer
@@ -450,7 +560,7 @@ type gbb struct{}
 func (gbb) name() string { return "gbb" }
 
 var gbbBins = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "gbb-bench-bin")
+	dir, err := tempDir("gbb-bench-bin")
 	if err != nil {
 		return "", err
 	}
@@ -547,7 +657,7 @@ var findBuildbot = sync.OnceValues(func() (buildbot, string) {
 			return buildbot{}, fmt.Sprintf("apt-get install buildbot buildbot-worker failed: %v", err)
 		}
 	}
-	stub, err := os.MkdirTemp("", "gbb-bench-www-stub")
+	stub, err := tempDir("gbb-bench-www-stub")
 	if err != nil {
 		return buildbot{}, err.Error()
 	}
