@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -260,3 +262,56 @@ func TestBuildbotUILogin(t *testing.T) {
 }
 
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// Buildbot's UI gets its own Content-Security-Policy: the one inline
+// script gbb writes, the config, is allowed by its hash and no other;
+// the UI's inline styles, data: and blob: images, and gravatar only when
+// avatar_methods has it. gbb's own pages keep the strict policy.
+func TestBuildbotUIPolicy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		methods  []string
+		gravatar bool
+	}{{nil, false}, {[]string{"identicon"}, false}, {[]string{"gravatar", "identicon"}, true}} {
+		f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t), AvatarMethods: tc.methods}, false)
+		resp, body := f.do(t, "", "GET", "/buildbot-ui/", "", "")
+		csp := resp.Header.Get("Content-Security-Policy")
+		const open = `<script id="bb-config">`
+		i := strings.Index(body, open)
+		j := strings.Index(body[i:], "</script>")
+		if i < 0 || j < 0 {
+			t.Fatalf("no config script in\n%s", body)
+		}
+		sum := sha256.Sum256([]byte(body[i+len(open) : i+j]))
+		hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if want := "script-src 'self' " + hash + ";"; !strings.Contains(csp, want) {
+			t.Errorf("index's policy %q: want %q, the config script's hash", csp, want)
+		}
+		for _, want := range []string{"default-src 'none';", "style-src 'self' 'unsafe-inline';", "connect-src 'self';", "frame-ancestors 'none'", "base-uri 'none'", "img-src 'self' data: blob:"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("index's policy %q has no %q", csp, want)
+			}
+		}
+		if got := strings.Contains(csp, "https://www.gravatar.com"); got != tc.gravatar {
+			t.Errorf("avatar_methods %q: policy %q: gravatar allowed %v, want %v", tc.methods, csp, got, tc.gravatar)
+		}
+		for _, bad := range []string{"unsafe-eval", "script-src 'self' 'unsafe-inline'", "*"} {
+			if strings.Contains(csp, bad) {
+				t.Errorf("index's policy %q allows %q", csp, bad)
+			}
+		}
+		// The UI's files get its policy without the hash; the API it
+		// calls, and gbb's pages, keep gbb's.
+		for path, want := range map[string]string{
+			"/buildbot-ui/assets/index.js":                   f.s.bbui.Policy(""),
+			"/buildbot-ui/plugins/waterfall_view/styles.css": f.s.bbui.Policy(""),
+			"/buildbot-ui/api/v2/builders":                   ContentSecurityPolicy,
+			"/builders":                                      ContentSecurityPolicy,
+			"/":                                              ContentSecurityPolicy,
+		} {
+			if resp, _ := f.do(t, "", "GET", path, "", ""); resp.Header.Get("Content-Security-Policy") != want {
+				t.Errorf("GET %s: policy %q, want %q", path, resp.Header.Get("Content-Security-Policy"), want)
+			}
+		}
+	}
+}
