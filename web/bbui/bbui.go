@@ -16,7 +16,9 @@ import (
 	"strings"
 )
 
-// Prefix is where the UI is served.
+// Prefix is where the UI is served: its public place, and where the
+// server takes the requests of a UI served at the site's root (see
+// Config.AtRoot).
 const Prefix = "/buildbot-ui/"
 
 // Config is what a Server needs.
@@ -27,8 +29,12 @@ type Config struct {
 	Title, TitleURL string
 	// BuildbotURL returns buildbot_url, the site's public URL (with a
 	// trailing slash), as a reconfig leaves it; the UI's own is that +
-	// "buildbot-ui/".
+	// "buildbot-ui/", or that itself with AtRoot.
 	BuildbotURL func() string
+	// AtRoot says the UI is served at the site's root (the web server
+	// passes its requests on as Prefix + path, see Serves); false: at
+	// Prefix.
+	AtRoot bool
 	// AuthName returns buildbot's name of the login in force: "NoAuth",
 	// or "UserPasswordAuth" (the UI then offers its login link).
 	AuthName func() string
@@ -129,6 +135,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Serves says whether rest, a path under the UI's place without its
+// leading slash, is one of the UI's: its index ("" or "index.html"), one
+// of its files, or a file of one of its plugins.
+func (s *Server) Serves(rest string) bool {
+	if rest == "" || rest == "index.html" {
+		return true
+	}
+	dir := s.cfg.Dir
+	if p, ok := strings.CutPrefix(rest, "plugins/"); ok {
+		name, file, _ := strings.Cut(p, "/")
+		if dir, ok = s.plugins[name]; !ok {
+			return false
+		}
+		rest = file
+	}
+	if !fs.ValidPath(rest) {
+		return false
+	}
+	_, err := fs.Stat(noDirs{os.DirFS(dir)}, rest)
+	return err == nil
+}
+
 // FrontendConfig is window.buildbotFrontendConfig for r, as buildbot's
 // www service makes it (www/config.py): the title, the UI's URL, the
 // login, the user, the plugins, the avatar methods.
@@ -153,10 +181,14 @@ func (s *Server) FrontendConfig(r *http.Request) map[string]any {
 	if s.cfg.AuthName != nil {
 		authName = s.cfg.AuthName()
 	}
+	uiURL := s.cfg.BuildbotURL()
+	if !s.cfg.AtRoot {
+		uiURL += strings.TrimPrefix(Prefix, "/")
+	}
 	return map[string]any{
 		"title":                   s.cfg.Title,
 		"titleURL":                s.cfg.TitleURL,
-		"buildbotURL":             s.cfg.BuildbotURL() + strings.TrimPrefix(Prefix, "/"),
+		"buildbotURL":             uiURL,
 		"multiMaster":             false,
 		"auth":                    map[string]any{"name": authName, "oauth2": false, "fa_icon": "fa-sign-in", "autologin": false},
 		"avatar_methods":          avatars,
