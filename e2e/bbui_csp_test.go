@@ -21,8 +21,19 @@ import (
 // inline runs, the UI's styles, images, API calls, WebSocket and plugin
 // all work, and the console shows no CSP violation. Any other inline
 // script is still refused, and gbb's own pages keep their strict policy.
+// Both at /buildbot-ui/ and, with buildbot_ui_at_root, at the root, with
+// gbb's pages, working, under /gbb/.
 func TestBuildbotUIUnderCSP(t *testing.T) {
 	t.Parallel()
+	t.Run("at /buildbot-ui/", func(t *testing.T) { runBuildbotUIUnderCSP(t, false) })
+	t.Run("at the root", func(t *testing.T) { runBuildbotUIUnderCSP(t, true) })
+}
+
+func runBuildbotUIUnderCSP(t *testing.T, atRoot bool) {
+	uiPath, gbbPath, root := "/buildbot-ui/", "/", ""
+	if atRoot {
+		uiPath, gbbPath, root = "/", "/gbb/", "buildbot_ui_at_root = true\n"
+	}
 	dir, err := filepath.Abs(filepath.Join("testdata", "bbui", "buildbot_www", "static"))
 	if err != nil {
 		t.Fatal(err)
@@ -30,13 +41,13 @@ func TestBuildbotUIUnderCSP(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig(`title = "Fixture CI"` + loopback + `buildbot_ui_dir = "` + dir + `"
 avatar_methods = ["identicon"]
-` + strings.TrimPrefix(bbuiConfig, loopback))
+` + root + strings.TrimPrefix(bbuiConfig, loopback))
 	e.startMaster()
 
 	ctx := newBrowser(t)
 	csp := watchCSP(t, ctx)
 	browse(t, ctx, "load the UI",
-		chromedp.Navigate(e.url("/buildbot-ui/")),
+		chromedp.Navigate(e.url(uiPath)),
 		chromedp.WaitVisible(chromedp.CSS("#root")),
 	)
 	type results struct {
@@ -86,7 +97,7 @@ avatar_methods = ["identicon"]
 	}
 	waitFor(t, "the injected script's CSP violation", 10*time.Second, func() bool { return len(csp.violations()) > 0 })
 
-	for _, path := range []string{"/", "/builders", "/buildbot-ui/api/v2/builders"} {
+	for _, path := range []string{gbbPath, gbbPath + "builders", "/api/v2/builders"} {
 		resp, err := http.Get(e.url(path))
 		if err != nil {
 			t.Fatal(err)
@@ -95,5 +106,29 @@ avatar_methods = ["identicon"]
 		if got := resp.Header.Get("Content-Security-Policy"); got != web.ContentSecurityPolicy {
 			t.Errorf("GET %s: policy %q, want gbb's %q", path, got, web.ContentSecurityPolicy)
 		}
+	}
+	if !atRoot {
+		return
+	}
+	// gbb's pages under /gbb/: their links and style sheets work there,
+	// under their own policy.
+	before := len(csp.violations())
+	var loc, size string
+	browse(t, ctx, "gbb's builders page under /gbb/",
+		chromedp.Navigate(e.url("/gbb/builders")),
+		chromedp.WaitVisible(chromedp.CSS("#builders-table")),
+		loaded(chromedp.Click(chromedp.CSS(`#builders-table a.builder-name`))),
+		chromedp.WaitVisible(chromedp.CSS("h1")),
+		into(&loc, chromedp.Location()),
+		into(&size, chromedp.Evaluate[string](`getComputedStyle(document.body).fontSize`)),
+	)
+	if loc != e.url("/gbb/builders/1") {
+		t.Errorf("the builders page's link led to %s, want %s", loc, e.url("/gbb/builders/1"))
+	}
+	if size != "14px" {
+		t.Errorf("gbb's style sheet (static/style.css) not applied under /gbb/: body's font size %q, want 14px", size)
+	}
+	if v := csp.violations()[before:]; len(v) > 0 {
+		t.Errorf("gbb's pages under /gbb/ broke their policy:\n%s", strings.Join(v, "\n"))
 	}
 }
