@@ -50,6 +50,8 @@ func (s *Server) atRoot(pages chi.Routes) func(http.Handler) http.Handler {
 			switch {
 			case path == strings.TrimSuffix(gbbPrefix, "/"):
 				seeOtherTo(w, withQuery(strings.TrimPrefix(gbbPrefix, "/"), r))
+			case strings.HasPrefix(path, gbbPrefix+strings.TrimPrefix(bbui.Prefix, "/")) || path+"/" == gbbPrefix+strings.TrimPrefix(bbui.Prefix, "/"):
+				notFound(w, r) // the UI is at the root, and only there
 			case strings.HasPrefix(path, gbbPrefix):
 				next.ServeHTTP(w, withPath(r, strings.TrimPrefix(path, strings.TrimSuffix(gbbPrefix, "/"))))
 			case rootPath(path):

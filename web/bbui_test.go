@@ -378,6 +378,9 @@ func TestBuildbotUIAtRoot(t *testing.T) {
 		{"GET", "/buildbot-ui/assets/index.js", 404, ""},
 		{"GET", "/buildbot-ui/api/v2/builders", 404, ""},
 		{"GET", "/nosuch", 404, ""},
+		{"GET", "/gbb/buildbot-ui/", 404, ""},
+		{"GET", "/gbb/buildbot-ui", 404, ""},
+		{"GET", "/gbb/buildbot-ui/assets/index.js", 404, ""},
 		{"GET", "/assets/", 404, ""},
 		{"GET", "/assets/../../../etc/passwd", 404, ""},
 		// gbb's forms answer under /gbb/ only.
