@@ -2,12 +2,15 @@ package web
 
 import (
 	"net/http"
+
+	"github.com/go-chi/chi/v5"
 	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/bbui"
+	"github.com/gbb-ci/gbb/web/ui"
 )
 
 // Buildbot's own UI (web/bbui), served at /buildbot-ui/ when [www]
@@ -16,6 +19,83 @@ import (
 // and one to auth/logout. Its JSON-RPC calls carry the session cookie but
 // no CSRF token: web/api takes them as the site's own when the browser
 // says they are (auth.SameOriginCall).
+
+// gbbPrefix is where gbb's own pages are when buildbot's UI is at the
+// site's root ([www] buildbot_ui_at_root).
+const gbbPrefix = "/gbb/"
+
+// atRoot dispatches the requests of a site whose root is buildbot's UI
+// ([www] buildbot_ui_at_root), before anything else sees them:
+//
+//   - /gbb/X is gbb's /X: its pages, forms, login and static files, and
+//     the API and streams the pages reach by relative links (their links
+//     are relative to the page, so they stay under /gbb/, as behind a
+//     proxy that strips a prefix);
+//   - the API, /ws, /sse/, /auth/, /change_hook/ and /avatar stay at the
+//     root, where buildbot's UI and the forges call them;
+//   - a GET of one of the UI's files (its index at /) is the UI's
+//     (served as bbui.Prefix + path);
+//   - a GET of another path where gbb has a page (a bookmark, a
+//     reporter's link to a build, a badge in a README) is sent to it
+//     under gbb/, and /buildbot-ui/ to the root;
+//   - anything else is not found: no form of gbb answers outside /gbb/.
+func (s *Server) atRoot(pages chi.Routes) func(http.Handler) http.Handler {
+	notFound := func(w http.ResponseWriter, r *http.Request) {
+		jsonreply.Error(w, http.StatusNotFound, "no such path "+r.URL.Path+" (gbb's pages are under "+gbbPrefix+")")
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			path := r.URL.Path
+			get := r.Method == http.MethodGet || r.Method == http.MethodHead
+			switch {
+			case path == strings.TrimSuffix(gbbPrefix, "/"):
+				seeOtherTo(w, withQuery(strings.TrimPrefix(gbbPrefix, "/"), r))
+			case strings.HasPrefix(path, gbbPrefix+strings.TrimPrefix(bbui.Prefix, "/")) || path+"/" == gbbPrefix+strings.TrimPrefix(bbui.Prefix, "/"):
+				notFound(w, r) // the UI is at the root, and only there
+			case strings.HasPrefix(path, gbbPrefix):
+				next.ServeHTTP(w, withPath(r, strings.TrimPrefix(path, strings.TrimSuffix(gbbPrefix, "/"))))
+			case rootPath(path):
+				next.ServeHTTP(w, r)
+			case get && s.bbui.Serves(strings.TrimPrefix(path, "/")):
+				next.ServeHTTP(w, withPath(r, bbui.Prefix+strings.TrimPrefix(path, "/")))
+			case get && (path == bbui.Prefix || path+"/" == bbui.Prefix):
+				seeOtherTo(w, withQuery(ui.RootOf(path), r))
+			case get && !strings.HasPrefix(path, bbui.Prefix) && pages.Match(chi.NewRouteContext(), http.MethodGet, path):
+				seeOtherTo(w, withQuery(ui.RootOf(path)+strings.TrimPrefix(gbbPrefix, "/")+strings.TrimPrefix(r.URL.EscapedPath(), "/"), r))
+			default:
+				notFound(w, r)
+			}
+		})
+	}
+}
+
+// rootPath reports whether path stays at the root when buildbot's UI is
+// there: what the UI, programs and forges call.
+func rootPath(path string) bool {
+	return apiPath(path) || path == "/avatar" || strings.HasPrefix(path, "/auth/") || strings.HasPrefix(path, "/change_hook/")
+}
+
+// withPath is r for path, its escaped form cut as path was.
+func withPath(r *http.Request, path string) *http.Request {
+	r2 := r.Clone(r.Context())
+	if raw := r.URL.RawPath; raw != "" {
+		if cut := len(r.URL.Path) - len(path); cut >= 0 && strings.HasSuffix(r.URL.Path, path) && strings.HasPrefix(raw, r.URL.Path[:cut]) {
+			r2.URL.RawPath = raw[cut:]
+		} else {
+			r2.URL.RawPath = ""
+		}
+	}
+	r2.URL.Path = path
+	return r2
+}
+
+// withQuery is target with r's query.
+func withQuery(target string, r *http.Request) string {
+	if r.URL.RawQuery != "" {
+		return target + "?" + r.URL.RawQuery
+	}
+	return target
+}
 
 // bbuiRoutes adds /avatar, /auth/login, /auth/logout and, with a UI,
 // /buildbot-ui/.
@@ -41,7 +121,7 @@ func (s *Server) newBuildbotUI() *bbui.Server {
 		return nil
 	}
 	ui, err := bbui.New(bbui.Config{
-		Dir: s.cfg.BuildbotUI.Dir, Title: s.cfg.Title, TitleURL: s.cfg.TitleURL,
+		Dir: s.cfg.BuildbotUI.Dir, AtRoot: s.cfg.BuildbotUI.AtRoot, Title: s.cfg.Title, TitleURL: s.cfg.TitleURL,
 		BuildbotURL:   func() string { return s.site().buildbotURL },
 		AvatarMethods: s.avatar.Methods,
 		Versions:      [][2]string{{"gbb", s.cfg.Version}},
@@ -53,7 +133,11 @@ func (s *Server) newBuildbotUI() *bbui.Server {
 		s.log.Error("buildbot's UI is not served", "err", err)
 		return nil
 	}
-	s.log.Info("serving buildbot's UI", "path", bbui.Prefix, "dir", s.cfg.BuildbotUI.Dir, "plugins", ui.Plugins())
+	path := bbui.Prefix
+	if s.cfg.BuildbotUI.AtRoot {
+		path = "/ (gbb's pages under " + gbbPrefix + ")"
+	}
+	s.log.Info("serving buildbot's UI", "path", path, "dir", s.cfg.BuildbotUI.Dir, "plugins", ui.Plugins())
 	return ui
 }
 

@@ -1,9 +1,13 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
+	"github.com/gbb-ci/gbb/web/auth"
 )
 
 // bbuiIndex is the part of buildbot's index.html that gbb fills.
@@ -260,3 +265,210 @@ func TestBuildbotUILogin(t *testing.T) {
 }
 
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// Buildbot's UI gets its own Content-Security-Policy: the one inline
+// script gbb writes, the config, is allowed by its hash and no other;
+// the UI's inline styles, data: and blob: images, and gravatar only when
+// avatar_methods has it. gbb's own pages keep the strict policy.
+func TestBuildbotUIPolicy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		methods  []string
+		gravatar bool
+	}{{nil, false}, {[]string{"identicon"}, false}, {[]string{"gravatar", "identicon"}, true}} {
+		f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t), AvatarMethods: tc.methods}, false)
+		resp, body := f.do(t, "", "GET", "/buildbot-ui/", "", "")
+		csp := resp.Header.Get("Content-Security-Policy")
+		const open = `<script id="bb-config">`
+		i := strings.Index(body, open)
+		j := strings.Index(body[i:], "</script>")
+		if i < 0 || j < 0 {
+			t.Fatalf("no config script in\n%s", body)
+		}
+		sum := sha256.Sum256([]byte(body[i+len(open) : i+j]))
+		hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if want := "script-src 'self' " + hash + ";"; !strings.Contains(csp, want) {
+			t.Errorf("index's policy %q: want %q, the config script's hash", csp, want)
+		}
+		for _, want := range []string{"default-src 'none';", "style-src 'self' 'unsafe-inline';", "connect-src 'self';", "frame-ancestors 'none'", "base-uri 'none'", "img-src 'self' data: blob:"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("index's policy %q has no %q", csp, want)
+			}
+		}
+		if got := strings.Contains(csp, "https://www.gravatar.com"); got != tc.gravatar {
+			t.Errorf("avatar_methods %q: policy %q: gravatar allowed %v, want %v", tc.methods, csp, got, tc.gravatar)
+		}
+		for _, bad := range []string{"unsafe-eval", "script-src 'self' 'unsafe-inline'", "*"} {
+			if strings.Contains(csp, bad) {
+				t.Errorf("index's policy %q allows %q", csp, bad)
+			}
+		}
+		// The UI's files get its policy without the hash; the API it
+		// calls, and gbb's pages, keep gbb's.
+		for path, want := range map[string]string{
+			"/buildbot-ui/assets/index.js":                   f.s.bbui.Policy(""),
+			"/buildbot-ui/plugins/waterfall_view/styles.css": f.s.bbui.Policy(""),
+			"/buildbot-ui/api/v2/builders":                   ContentSecurityPolicy,
+			"/builders":                                      ContentSecurityPolicy,
+			"/":                                              ContentSecurityPolicy,
+		} {
+			if resp, _ := f.do(t, "", "GET", path, "", ""); resp.Header.Get("Content-Security-Policy") != want {
+				t.Errorf("GET %s: policy %q, want %q", path, resp.Header.Get("Content-Security-Policy"), want)
+			}
+		}
+	}
+}
+
+// frontendConfigAt is frontendConfig of the UI's index at path.
+func (f *authFixture) frontendConfigAt(t *testing.T, who, path string) map[string]any {
+	t.Helper()
+	resp, body := f.do(t, who, "GET", path, "", "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "window.buildbotFrontendConfig = ") {
+		t.Fatalf("GET %s: %s, no config:\n%.300s", path, resp.Status, body)
+	}
+	i := strings.Index(body, "window.buildbotFrontendConfig = ") + len("window.buildbotFrontendConfig = ")
+	end := strings.Index(body[i:], ";\n</script>")
+	var cfg map[string]any
+	if end < 0 || json.Unmarshal([]byte(body[i:i+end]), &cfg) != nil {
+		t.Fatalf("GET %s: config not JSON in a script:\n%s", path, body)
+	}
+	return cfg
+}
+
+// With buildbot_ui_at_root, buildbot's UI is at / and gbb's pages under
+// /gbb/: every link of gbb's pages leads to a page of gbb under /gbb/,
+// their forms keep their CSRF check, the API and what the UI and forges
+// call stay at the root, and an old link to a page is sent to /gbb/.
+func TestBuildbotUIAtRoot(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t), AtRoot: true}, true)
+	cfg := f.frontendConfigAt(t, "", "/")
+	if cfg["buildbotURL"] != "http://ci.example.org/" {
+		t.Errorf("the UI's buildbotURL %v, want the site's root", cfg["buildbotURL"])
+	}
+	if resp, _ := f.do(t, "", "GET", "/", "", ""); !strings.Contains(resp.Header.Get("Content-Security-Policy"), "'sha256-") {
+		t.Errorf("the UI's index at / has policy %q, want the UI's", resp.Header.Get("Content-Security-Policy"))
+	}
+	build := "builders/" + jsonNum(f.running.BuilderID) + "/builds/" + jsonNum(f.running.Number)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		location     string
+	}{
+		{"GET", "/index.html", 200, ""},
+		{"GET", "/assets/index.js", 200, ""},
+		{"HEAD", "/assets/index.js", 200, ""},
+		{"GET", "/plugins/waterfall_view/scripts.js", 200, ""},
+		{"GET", "/api/v2/builders", 200, ""},
+		{"GET", "/api/v2/application.spec", 200, ""},
+		{"GET", "/avatar?email=a@example.org", 200, ""},
+		{"GET", "/auth/login", 401, ""},
+		{"GET", "/gbb/", 200, ""},
+		{"GET", "/gbb/builders", 200, ""},
+		{"GET", "/gbb/" + build, 200, ""},
+		{"GET", "/gbb/static/style.css", 200, ""},
+		{"GET", "/gbb/api/v2/builders", 200, ""},
+		{"GET", "/gbb", 302, "gbb/"},
+		{"GET", "/builders", 302, "./gbb/builders"},
+		{"GET", "/" + build + "?x=1", 302, "../../../gbb/" + build + "?x=1"},
+		{"GET", "/badges/runtests.svg", 302, "../gbb/badges/runtests.svg"},
+		{"GET", "/login?next=builders", 302, "./gbb/login?next=builders"},
+		{"GET", "/buildbot-ui/", 302, "../"},
+		{"GET", "/buildbot-ui", 302, "./"},
+		{"GET", "/buildbot-ui/assets/index.js", 404, ""},
+		{"GET", "/buildbot-ui/api/v2/builders", 404, ""},
+		{"GET", "/nosuch", 404, ""},
+		{"GET", "/gbb/buildbot-ui/", 404, ""},
+		{"GET", "/gbb/buildbot-ui", 404, ""},
+		{"GET", "/gbb/buildbot-ui/assets/index.js", 404, ""},
+		{"GET", "/assets/", 404, ""},
+		{"GET", "/assets/../../../etc/passwd", 404, ""},
+		// gbb's forms answer under /gbb/ only.
+		{"POST", "/login", 404, ""},
+		{"POST", "/" + build + "/stop", 404, ""},
+	} {
+		resp, body := f.do(t, "", tc.method, tc.path, "application/x-www-form-urlencoded", "", anonCookie...)
+		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+			t.Errorf("%s %s: %d, Location %q; want %d, %q\n%.200s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location, body)
+		}
+	}
+
+	// Log in with gbb's form under /gbb/, with its CSRF token; without
+	// it the login is refused.
+	form := url.Values{"username": {"root"}, "password": {"pw-root"}, "next": {"builders"}}
+	if resp, _ := f.do(t, "", "POST", "/gbb/login", "application/x-www-form-urlencoded", form.Encode()); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login without a token: %s, want 403", resp.Status)
+	}
+	form.Set(auth.CSRFField, testFormToken)
+	resp, _ := f.do(t, "", "POST", "/gbb/login", "application/x-www-form-urlencoded", form.Encode(), anonCookie...)
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.SessionCookie {
+			sess = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "./builders" || sess == nil {
+		t.Fatalf("login under /gbb/: %s, Location %q, cookies %v", resp.Status, resp.Header.Get("Location"), resp.Cookies())
+	}
+	who := "cookie=" + sess.Value
+
+	// Every link of gbb's pages, as root sees them, is a page of gbb
+	// under /gbb/ that answers.
+	base := must(url.Parse(f.srv.URL))(t)
+	seen := map[string]bool{}
+	queue := []string{"/gbb/", "/gbb/" + build, "/gbb/workers", "/gbb/console", "/gbb/grid", "/gbb/changes", "/gbb/pending"}
+	var page string
+	for len(queue) > 0 && len(seen) < 60 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		resp, body := f.do(t, who, "GET", p, "", "")
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s (linked from %s): %s\n%.200s", p, page, resp.Status, body)
+			continue
+		}
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			continue
+		}
+		page = p
+		for _, m := range linkRE.FindAllStringSubmatch(body, -1) {
+			u, err := base.ResolveReference(must(url.Parse(p))(t)).Parse(html.UnescapeString(m[1]))
+			if err != nil || u.Host != base.Host {
+				continue
+			}
+			if !strings.HasPrefix(u.Path, "/gbb/") {
+				t.Errorf("%s links to %s, outside /gbb/", p, u.Path)
+				continue
+			}
+			if strings.Contains(m[0], "action=") {
+				continue // forms: checked below
+			}
+			u.Fragment = ""
+			queue = append(queue, u.RequestURI())
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("only %d pages reached from gbb's pages: %v", len(seen), seen)
+	}
+
+	// A form of the build page, with the page's token, works; without
+	// it, it is refused.
+	_, body := f.do(t, who, "GET", "/gbb/"+build, "", "")
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil || !strings.Contains(body, `action="../../../`+build+`/stop"`) {
+		t.Fatalf("build page under /gbb/: no stop form with a token:\n%s", body)
+	}
+	if resp, _ := f.do(t, who, "POST", "/gbb/"+build+"/stop", "application/x-www-form-urlencoded", "reason=x"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("stop form without a token: %s, want 403", resp.Status)
+	}
+	resp, _ = f.do(t, who, "POST", "/gbb/"+build+"/stop", "application/x-www-form-urlencoded", "reason=x&"+auth.CSRFField+"="+m[1])
+	if loc := must(base.Parse("/gbb/" + build + "/stop"))(t).ResolveReference(must(url.Parse(resp.Header.Get("Location")))(t)); resp.StatusCode != http.StatusSeeOther || loc.Path != "/gbb/"+build {
+		t.Errorf("stop form with the page's token: %s, Location %q (%s), want back to /gbb/%s", resp.Status, resp.Header.Get("Location"), loc, build)
+	}
+	if got := f.calls(); len(got) != 1 || !strings.HasPrefix(got[0], "stop ") {
+		t.Errorf("calls %q, want the one stop", got)
+	}
+}

@@ -320,7 +320,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(bbui.Rewrite, s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
+	if s.bbui != nil && s.cfg.BuildbotUI.AtRoot {
+		r.Use(s.atRoot(r))
+	} else {
+		r.Use(bbui.Rewrite)
+	}
+	r.Use(s.requestBodies, middleware.GetHead, securityHeaders, s.authenticate, s.csrfTokens)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		jsonreply.Error(w, http.StatusNotFound, "no such path "+r.URL.Path)
 	})

@@ -21,12 +21,19 @@ type BuildbotUI struct {
 	// gravatar.com). Nil (unset) means ["identicon"]; an empty list means
 	// no avatars (the UI shows none).
 	AvatarMethods []string
+	// AtRoot is buildbot_ui_at_root: the UI is served at the site's root
+	// and gbb's own pages under /gbb/ (the API, /ws, /sse/, /auth/,
+	// /change_hook/ and /avatar stay at the root). False (the default)
+	// serves the UI at /buildbot-ui/ and gbb's pages at the root. It
+	// needs Dir.
+	AtRoot bool
 }
 
 // AvatarMethodNames are the avatar_methods gbb knows.
 var AvatarMethodNames = []string{"identicon", "gravatar"}
 
-// buildbotUI reads buildbot_ui_dir and avatar_methods of [www].
+// buildbotUI reads buildbot_ui_dir, buildbot_ui_at_root and
+// avatar_methods of [www].
 func (d *decoder) buildbotUI(t *table, w *WWW) {
 	if dir, ok := t.str("buildbot_ui_dir"); ok && dir != "" {
 		if !filepath.IsAbs(dir) {
@@ -37,6 +44,12 @@ func (d *decoder) buildbotUI(t *table, w *WWW) {
 		} else {
 			w.BuildbotUI.Dir = dir
 		}
+	}
+	if at, ok := t.boolean("buildbot_ui_at_root"); ok && at {
+		if w.BuildbotUI.Dir == "" && !t.has("buildbot_ui_dir") {
+			t.errorf("buildbot_ui_at_root", "there is no buildbot UI to serve at the root: set buildbot_ui_dir too")
+		}
+		w.BuildbotUI.AtRoot = true
 	}
 	if ms, ok := t.strings("avatar_methods"); ok {
 		for _, m := range ms {

@@ -29,6 +29,10 @@ func TestBuildbotUIConfig(t *testing.T) {
 		{"relative", "[www]\nbuildbot_ui_dir = \"www/static\"\navatar_methods = [\"gravatar\", \"identicon\"]\n",
 			BuildbotUI{Dir: ui, AvatarMethods: []string{"gravatar", "identicon"}}, nil},
 		{"absolute, no avatars", "[www]\nbuildbot_ui_dir = \"" + ui + "\"\navatar_methods = []\n", BuildbotUI{Dir: ui, AvatarMethods: []string{}}, nil},
+		{"at the root", "[www]\nbuildbot_ui_dir = \"www/static\"\nbuildbot_ui_at_root = true\n", BuildbotUI{Dir: ui, AtRoot: true}, nil},
+		{"at the root without a UI", "[www]\nbuildbot_ui_at_root = true\n", BuildbotUI{}, []string{
+			"master.toml:2: www.buildbot_ui_at_root: there is no buildbot UI to serve at the root: set buildbot_ui_dir too",
+		}},
 		{"bad", "[www]\nbuildbot_ui_dir = \"www\"\navatar_methods = [\"github\"]\n", BuildbotUI{}, []string{
 			"master.toml:2: www.buildbot_ui_dir: " + filepath.Join(dir, "www") + " has no index.html",
 			`master.toml:3: www.avatar_methods: unknown avatar method "github" (want identicon or gravatar)`,

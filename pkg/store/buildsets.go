@@ -95,6 +95,9 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 				return err
 			}
 			bs.SourceStamps = append(bs.SourceStamps, ss)
+			if err := bucket(tx, bucketBuildsetBySourceStamp).Put(key2(ss.ID, bsid), nil); err != nil {
+				return err
+			}
 		}
 		if err := put(tx, bucketBuildset, bsid, &bs); err != nil {
 			return err

@@ -377,6 +377,11 @@ func pruneRequest(tx *bolt.Tx, id int64, t time.Time) error {
 	if err := releaseSourceStamps(tx, bs.SourceStamps); err != nil {
 		return err
 	}
+	for _, ss := range bs.SourceStamps {
+		if err := bucket(tx, bucketBuildsetBySourceStamp).Delete(key2(ss.ID, bs.ID)); err != nil {
+			return err
+		}
+	}
 	if err := bucket(tx, bucketBuildsetIncomplete).Delete(itob(bs.ID)); err != nil {
 		return err
 	}

@@ -15,10 +15,83 @@ import (
 // bucketSourceStampRefs counts the changes and buildsets that name each
 // sourcestamp, so that the janitor deletes a shared one only with the last
 // buildset that names it (changes are never deleted).
+// bucketBuildsetBySourceStamp lists the buildsets that build each
+// sourcestamp, so that a change's builds (/changes/N/builds) are found
+// without reading every buildset.
 const (
-	bucketSourceStampByHash = "sourcestamp_by_hash" // sha256 of the content → ssid
-	bucketSourceStampRefs   = "sourcestamp_refs"    // ssid → big-endian count of changes and buildsets naming it
+	bucketSourceStampByHash     = "sourcestamp_by_hash"     // sha256 of the content → ssid
+	bucketSourceStampRefs       = "sourcestamp_refs"        // ssid → big-endian count of changes and buildsets naming it
+	bucketBuildsetBySourceStamp = "buildset_by_sourcestamp" // ssid|bsid → ""
 )
+
+// BuildsetsOfSourceStamp returns the buildsets that build the sourcestamp
+// ssid, by id: buildbot's buildsets of a change (a change and the
+// buildsets made for it share its sourcestamp). None is no error.
+func (db *DB) BuildsetsOfSourceStamp(ssid int64) ([]Buildset, error) {
+	var bss []Buildset
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		for _, id := range prefixIDs(tx, bucketBuildsetBySourceStamp, itob(ssid), false) {
+			bs, err := get[Buildset](tx, bucketBuildset, id)
+			if err != nil {
+				return fmt.Errorf("buildset %d of sourcestamp %d: %w", id, ssid, err)
+			}
+			bss = append(bss, bs)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("buildsets of sourcestamp %d: %w", ssid, err)
+	}
+	return bss, nil
+}
+
+// indexBuildsets fills the buildsets' sourcestamp index of a store made
+// before it.
+func indexBuildsets(tx *bolt.Tx) error {
+	idx := bucket(tx, bucketBuildsetBySourceStamp)
+	return bucket(tx, bucketBuildset).ForEach(func(k, v []byte) error {
+		var bs Buildset
+		if err := json.Unmarshal(v, &bs); err != nil {
+			return fmt.Errorf("decode buildset %d: %w", btoi(k), err)
+		}
+		for _, ss := range bs.SourceStamps {
+			if err := idx.Put(key2(ss.ID, bs.ID), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// checkBuildsetIndex verifies that each buildset's sourcestamps list it
+// in the index, and that every entry is one of those.
+func checkBuildsetIndex(tx *bolt.Tx) []error {
+	var errs []error
+	want := map[string]bool{}
+	bucket(tx, bucketBuildset).ForEach(func(k, v []byte) error {
+		var bs Buildset
+		if err := json.Unmarshal(v, &bs); err != nil {
+			return nil // reported by checkSourceStamps
+		}
+		for _, ss := range bs.SourceStamps {
+			want[string(key2(ss.ID, bs.ID))] = true
+		}
+		return nil
+	})
+	idx := bucket(tx, bucketBuildsetBySourceStamp)
+	idx.ForEach(func(k, _ []byte) error {
+		if len(k) != 16 || !want[string(k)] {
+			errs = append(errs, fmt.Errorf("index %s: entry %x names no buildset of that sourcestamp", bucketBuildsetBySourceStamp, k))
+		}
+		return nil
+	})
+	for k := range want {
+		if idx.Get([]byte(k)) == nil {
+			errs = append(errs, fmt.Errorf("index %s: buildset %d of sourcestamp %d missing", bucketBuildsetBySourceStamp, btoi([]byte(k)[8:]), btoi([]byte(k))))
+		}
+	}
+	return errs
+}
 
 // ssHash is the key of ss's content: its codebase, branch, revision,
 // repository and project (buildbot's ss_hash also covers a patch, which

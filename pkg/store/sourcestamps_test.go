@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -134,6 +135,9 @@ func TestSourceStampSharedJanitor(t *testing.T) {
 		t.Errorf("sourcestamp %d that only a deleted buildset named: %v, want deleted", ssY, err)
 	}
 	ok(t, db.Check())
+	if bss, err := db.BuildsetsOfSourceStamp(c.SourceStampID); err != nil || len(bss) != 0 {
+		t.Errorf("buildsets of the change's sourcestamp after the janitor: %v, %v; want none", bss, err)
+	}
 	if got := must[Change](t)(db.AddChange(Change{Branch: "main", Revision: "x", Repository: "repo"})).SourceStampID; got != c.SourceStampID {
 		t.Errorf("a new change of x: sourcestamp %d, want %d", got, c.SourceStampID)
 	}
@@ -142,4 +146,44 @@ func TestSourceStampSharedJanitor(t *testing.T) {
 	if again.ID == ssY || must[SourceStamp](t)(db.SourceStamp(again.ID)).Revision != "y" {
 		t.Errorf("y again: sourcestamp %+v, want a new one", again)
 	}
+}
+
+// The buildsets of a sourcestamp (a change's builds) come from an index:
+// every buildset naming it, by id, also in a store made before the index,
+// which reopening fills.
+func TestBuildsetsOfSourceStamp(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	b := must[Builder](t)(db.EnsureBuilder("b"))
+	c := must[Change](t)(db.AddChange(Change{Branch: "main", Revision: "r1", Repository: "repo"}))
+	same := SourceStamp{Branch: "main", Revision: "r1", Repository: "repo"}
+	other := SourceStamp{Branch: "main", Revision: "r2", Repository: "repo"}
+	add := func(sss ...SourceStamp) int64 {
+		bsid, _ := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{SourceStamps: sss, BuilderIDs: []int64{b.ID}}))
+		return bsid
+	}
+	bs1, bs2, bs3 := add(same), add(other, same), add(other)
+	ssOther := must[Buildset](t)(db.Buildset(bs3)).SourceStamps[0].ID
+	want := map[int64][]int64{c.SourceStampID: {bs1, bs2}, ssOther: {bs2, bs3}, 999: nil}
+	checkAll := func(when string) {
+		t.Helper()
+		for ssid, ids := range want {
+			bss, err := db.BuildsetsOfSourceStamp(ssid)
+			ok(t, err)
+			var got []int64
+			for _, bs := range bss {
+				got = append(got, bs.ID)
+			}
+			if !slices.Equal(got, ids) {
+				t.Errorf("%s: buildsets of sourcestamp %d: %v, want %v", when, ssid, got, ids)
+			}
+		}
+	}
+	checkAll("new store")
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(bucketBuildsetBySourceStamp)) }))
+	ok(t, db.Close())
+	db = openAt(t, path)
+	checkAll("a store made before the index, reopened")
 }

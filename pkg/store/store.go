@@ -90,7 +90,7 @@ func allBuckets() []string {
 		bucketMaster, bucketMasterByName,
 		bucketBuilder, bucketBuilderByName,
 		bucketWorker, bucketWorkerByName,
-		bucketSourceStamp, bucketSourceStampByHash, bucketSourceStampRefs, bucketBuildset, bucketBuildsetIncomplete,
+		bucketSourceStamp, bucketSourceStampByHash, bucketSourceStampRefs, bucketBuildset, bucketBuildsetIncomplete, bucketBuildsetBySourceStamp,
 		bucketRequest, bucketRequestByBuildset, bucketRequestByBuilder, bucketRequestIncomplete, bucketRequestPending, bucketRequestClaimed,
 		bucketBuild, bucketBuildByBuilder, bucketBuildByRequest, bucketBuildByWorker, bucketBuildIncomplete,
 		bucketBuildCount,
@@ -124,6 +124,7 @@ func Open(path string, opts Options) (*DB, error) {
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
 		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil
 		newSSRefs := tx.Bucket([]byte(bucketSourceStampRefs)) == nil
+		newBSIndex := tx.Bucket([]byte(bucketBuildsetBySourceStamp)) == nil
 		for _, name := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
@@ -147,6 +148,11 @@ func Open(path string, opts Options) (*DB, error) {
 		if newSSRefs {
 			if err := countSourceStampRefs(tx); err != nil {
 				return fmt.Errorf("count sourcestamp references: %w", err)
+			}
+		}
+		if newBSIndex {
+			if err := indexBuildsets(tx); err != nil {
+				return fmt.Errorf("index buildsets by sourcestamp: %w", err)
 			}
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
@@ -335,6 +341,7 @@ func checkInvariants(tx *bolt.Tx) []error {
 	errs = append(errs, checkChanges(tx)...)
 	errs = append(errs, checkSourceStamps(tx)...)
 	errs = append(errs, checkChangeParents(tx)...)
+	errs = append(errs, checkBuildsetIndex(tx)...)
 	errs = append(errs, checkPending(tx)...)
 	errs = append(errs, checkCounts(tx)...)
 

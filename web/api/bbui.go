@@ -65,15 +65,12 @@ func (s *Server) listChangeBuilds(r *http.Request, q *query) ([]map[string]any, 
 	if err != nil {
 		return nil, LookupErr(err, "change %d", id)
 	}
-	bss, err := s.cfg.Store.Buildsets(nil)
+	bss, err := s.cfg.Store.BuildsetsOfSourceStamp(c.SourceStampID)
 	if err != nil {
-		return nil, fmt.Errorf("list buildsets: %w", err)
+		return nil, err
 	}
 	var objs []map[string]any
 	for _, bs := range bss {
-		if !slices.ContainsFunc(bs.SourceStamps, func(ss store.SourceStamp) bool { return ss.ID == c.SourceStampID }) {
-			continue
-		}
 		brs, err := s.cfg.Store.BuildRequests(store.BuildRequestFilter{BuildsetID: bs.ID})
 		if err != nil {
 			return nil, fmt.Errorf("list buildrequests of buildset %d: %w", bs.ID, err)

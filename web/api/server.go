@@ -29,6 +29,7 @@ type Store interface {
 
 	Buildset(id int64) (store.Buildset, error)
 	Buildsets(complete *bool) ([]store.Buildset, error)
+	BuildsetsOfSourceStamp(ssid int64) ([]store.Buildset, error)
 	SourceStamp(id int64) (store.SourceStamp, error)
 
 	Change(id int64) (store.Change, error)

@@ -20,6 +20,9 @@ type Avatar struct {
 	Methods []string
 }
 
+// gravatar is where the "gravatar" avatar method sends the browser.
+const gravatar = "https://www.gravatar.com"
+
 // defaultAvatarSize is buildbot's size when none or a bad one is asked.
 const defaultAvatarSize = 32
 
@@ -52,7 +55,7 @@ func (a Avatar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			sum := md5.Sum([]byte(strings.ToLower(email)))
 			v := url.Values{"d": {"retro"}, "s": {strconv.Itoa(size)}}
-			http.Redirect(w, r, "https://www.gravatar.com/avatar/"+hex.EncodeToString(sum[:])+"?"+v.Encode(), http.StatusFound)
+			http.Redirect(w, r, gravatar+"/avatar/"+hex.EncodeToString(sum[:])+"?"+v.Encode(), http.StatusFound)
 			return
 		case "identicon":
 			w.Header().Set("Content-Type", "image/svg+xml")

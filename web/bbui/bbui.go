@@ -2,6 +2,8 @@ package bbui
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -14,7 +16,9 @@ import (
 	"strings"
 )
 
-// Prefix is where the UI is served.
+// Prefix is where the UI is served: its public place, and where the
+// server takes the requests of a UI served at the site's root (see
+// Config.AtRoot).
 const Prefix = "/buildbot-ui/"
 
 // Config is what a Server needs.
@@ -25,8 +29,12 @@ type Config struct {
 	Title, TitleURL string
 	// BuildbotURL returns buildbot_url, the site's public URL (with a
 	// trailing slash), as a reconfig leaves it; the UI's own is that +
-	// "buildbot-ui/".
+	// "buildbot-ui/", or that itself with AtRoot.
 	BuildbotURL func() string
+	// AtRoot says the UI is served at the site's root (the web server
+	// passes its requests on as Prefix + path, see Serves); false: at
+	// Prefix.
+	AtRoot bool
 	// AuthName returns buildbot's name of the login in force: "NoAuth",
 	// or "UserPasswordAuth" (the UI then offers its login link).
 	AuthName func() string
@@ -106,6 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	w.Header().Set("Content-Security-Policy", s.Policy(""))
 	switch {
 	case rest == "" || rest == "index.html":
 		s.serveIndex(w, r)
@@ -124,6 +133,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.URL.Path = "/" + rest
 		s.files.ServeHTTP(w, r2)
 	}
+}
+
+// Serves says whether rest, a path under the UI's place without its
+// leading slash, is one of the UI's: its index ("" or "index.html"), one
+// of its files, or a file of one of its plugins.
+func (s *Server) Serves(rest string) bool {
+	if rest == "" || rest == "index.html" {
+		return true
+	}
+	dir := s.cfg.Dir
+	if p, ok := strings.CutPrefix(rest, "plugins/"); ok {
+		name, file, _ := strings.Cut(p, "/")
+		if dir, ok = s.plugins[name]; !ok {
+			return false
+		}
+		rest = file
+	}
+	if !fs.ValidPath(rest) {
+		return false
+	}
+	_, err := fs.Stat(noDirs{os.DirFS(dir)}, rest)
+	return err == nil
 }
 
 // FrontendConfig is window.buildbotFrontendConfig for r, as buildbot's
@@ -150,10 +181,14 @@ func (s *Server) FrontendConfig(r *http.Request) map[string]any {
 	if s.cfg.AuthName != nil {
 		authName = s.cfg.AuthName()
 	}
+	uiURL := s.cfg.BuildbotURL()
+	if !s.cfg.AtRoot {
+		uiURL += strings.TrimPrefix(Prefix, "/")
+	}
 	return map[string]any{
 		"title":                   s.cfg.Title,
 		"titleURL":                s.cfg.TitleURL,
-		"buildbotURL":             s.cfg.BuildbotURL() + strings.TrimPrefix(Prefix, "/"),
+		"buildbotURL":             uiURL,
 		"multiMaster":             false,
 		"auth":                    map[string]any{"name": authName, "oauth2": false, "fa_icon": "fa-sign-in", "autologin": false},
 		"avatar_methods":          avatars,
@@ -177,12 +212,49 @@ func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	// JSON in a <script>: no "</script>" nor "<!--" may end it early.
 	js = bytes.ReplaceAll(js, []byte("<"), []byte(`\u003c`))
-	script := []byte("<script id=\"bb-config\">\n    window.buildbotFrontendConfig = " + string(js) + ";\n</script>")
+	config := "\n    window.buildbotFrontendConfig = " + string(js) + ";\n"
+	script := []byte("<script id=\"bb-config\">" + config + "</script>")
 	page := bytes.Replace(s.index, []byte(configPlaceholder), script, 1)
 	page = bytes.Replace(page, []byte("<title>Buildbot</title>"), []byte("<title>"+html.EscapeString(s.cfg.Title)+"</title>"), 1)
+	w.Header().Set("Content-Security-Policy", s.Policy(config))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(page)
+}
+
+// Policy is the Content-Security-Policy of the UI's answers; config is
+// the text of the index's inline config script, or "" for the other
+// files. It is gbb's policy (web/headers.go) with what buildbot's UI
+// needs and nothing more:
+//
+//   - script-src: the site's own scripts (the UI's modules, its plugins'
+//     scripts.js) and the one inline script gbb writes, the frontend
+//     config, by its SHA-256; no other inline script, no eval;
+//   - style-src 'unsafe-inline': index.html carries its theme in a
+//     <style>, and the UI's libraries (emotion, react-tooltip, the
+//     virtualised tables' resize detector) add <style> elements whose
+//     text changes with every release of the UI, so no hash list could
+//     follow them. Styles cannot run code;
+//   - img-src: the site, data: URIs (bootstrap's icons in the UI's CSS),
+//     blob: URLs (the favicon the UI draws with a build's result), and
+//     gravatar when avatar_methods has it (/avatar redirects
+//     there);
+//   - connect-src 'self': the API, and /ws, which browsers count as
+//     'self' on the page's own host (CSP level 3);
+//   - the rest as gbb's pages: no frames, plugins, <base>, forms to
+//     other sites.
+func (s *Server) Policy(config string) string {
+	script := "script-src 'self'"
+	if config != "" {
+		sum := sha256.Sum256([]byte(config))
+		script += " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	img := "img-src 'self' data: blob:"
+	if slices.Contains(s.cfg.AvatarMethods, "gravatar") {
+		img += " " + gravatar
+	}
+	return "default-src 'none'; " + script + "; style-src 'self' 'unsafe-inline'; " + img + "; " +
+		"connect-src 'self'; manifest-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 }
 
 // Rewrite passes the requests the UI makes relative to its own URL (its

@@ -151,6 +151,9 @@ func (p pageBase) mayForce(forms []forceForm, builder store.Builder) []forceForm
 	return out
 }
 
+// RootOf is the relative path from a page at path to the site's root.
+func RootOf(path string) string { return rootOf(path) }
+
 // rootOf is the relative path from a page at path to the site's root.
 func rootOf(path string) string {
 	n := strings.Count(path, "/") - 1

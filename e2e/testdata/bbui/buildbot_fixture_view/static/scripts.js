@@ -1,0 +1,2 @@
+// A stand-in for one of buildbot's view plugins.
+window.fixture.plugin = "fixture_view";

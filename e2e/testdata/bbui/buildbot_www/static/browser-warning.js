@@ -1,0 +1,2 @@
+// buildbot's browser warning runs as a classic script before the config.
+window.fixtureWarning = true;
