@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -54,6 +57,22 @@ type forgeHTTP struct {
 	kind   string // the reporter's type, for errors
 	client *http.Client
 	base   string // the API root, without a trailing slash
+	log    *slog.Logger
+	// skips samples the log of skipped source stamps: the first few,
+	// then one a minute.
+	skips *rate.Sometimes
+}
+
+// skipped logs (sampled) a source stamp the reporter does not report on,
+// and why.
+func (f forgeHTTP) skipped(r *Report, ss store.SourceStamp, why string) {
+	if f.log == nil || f.skips == nil {
+		return
+	}
+	f.skips.Do(func() {
+		f.log.Info("source stamp not reported", "build", r.Build.ID, "repository", ss.Repository,
+			"revision", ss.Revision, "why", why)
+	})
 }
 
 func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, error) {
@@ -72,7 +91,12 @@ func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, err
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
-	return forgeHTTP{kind: r.Type, client: c, base: base}, nil
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return forgeHTTP{kind: r.Type, client: c, base: base, log: log,
+		skips: &rate.Sometimes{First: 10, Interval: time.Minute}}, nil
 }
 
 // renderSecret renders a reporter's secret (a token, a password). A
@@ -332,6 +356,52 @@ func parseGitRepo(s string) (gitRepo, bool) {
 		r.Owner, r.Repo = path[:j], path[j+1:]
 	}
 	return r, true
+}
+
+// stampRepo parses the repository URL of ss for a forge: as buildbot's
+// giturlparse, but a URL ending in "/" is taken without it (buildbot
+// reports nothing for one). The reason is "" when it parses.
+func stampRepo(ss store.SourceStamp) (gitRepo, string) {
+	if ss.Repository == "" {
+		return gitRepo{}, "the source stamp has no repository"
+	}
+	g, ok := parseGitRepo(strings.TrimRight(ss.Repository, "/"))
+	if !ok {
+		return gitRepo{}, "the repository URL names no owner/repository"
+	}
+	return g, ""
+}
+
+// checkRevision is why rev cannot be posted to a forge ("" when it can):
+// a commit id is 7 to 64 hex digits (SHA-1 or SHA-256, maybe abbreviated).
+func checkRevision(rev string) string {
+	if len(rev) < 7 || len(rev) > 64 {
+		return fmt.Sprintf("revision %q is not a commit id (7 to 64 hex digits)", rev)
+	}
+	for _, c := range rev {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return fmt.Sprintf("revision %q is not a commit id (7 to 64 hex digits)", rev)
+		}
+	}
+	return ""
+}
+
+// checkSegments is why one of segs cannot be a segment of a forge's URL
+// path ("" when all can): each is escaped where it is put in a path, but
+// an empty segment, "." and ".." would still move the request elsewhere,
+// and control characters are never part of a name.
+func checkSegments(what string, segs ...string) string {
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." || len(s) > 255 {
+			return fmt.Sprintf("%s %q is not a name a forge takes", what, strings.Join(segs, "/"))
+		}
+		for _, c := range s {
+			if c < 0x20 || c == 0x7f {
+				return fmt.Sprintf("%s %q is not a name a forge takes", what, strings.Join(segs, "/"))
+			}
+		}
+	}
+	return ""
 }
 
 func allDigits(s string) bool {
