@@ -418,21 +418,15 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return w - rand.N(w/2+1)
 }
 
-// describe is err as recorded and logged: without the URL an *url.Error
-// names (a webhook URL is often a secret), any secret value rendered, nor
-// the tokens, passwords and URL of rc written in the config as they are.
+// describe is err as recorded and logged: every error passes here before
+// it is stored or logged. It holds no URL an *url.Error names (a webhook
+// URL is often a secret), and no secret rendered so far nor token,
+// password, header or URL of rc written in the config as it is, in any
+// of the forms an endpoint may echo (scrubText: base64 of basic auth and
+// of SMTP's AUTH PLAIN with rc's users, URL-escaped, a prefix at a cut
+// end); it is cut to its length only after.
 func (d *Dispatcher) describe(err error, rc config.Reporter) string {
 	s := err.Error()
-	for _, v := range []string{rc.Token, rc.Password, rc.ClientSecret, rc.SMTPPassword, rc.BearerToken, rc.URL} {
-		if len(v) >= 4 && !strings.Contains(v, "%(") {
-			s = strings.ReplaceAll(s, v, "<redacted>")
-		}
-	}
-	for _, v := range rc.Headers {
-		if len(v) >= 4 && !strings.Contains(v, "%(") {
-			s = strings.ReplaceAll(s, v, "<redacted>")
-		}
-	}
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.URL != "" {
 		s = strings.ReplaceAll(s, ue.URL, "<url>")
@@ -440,5 +434,16 @@ func (d *Dispatcher) describe(err error, rc config.Reporter) string {
 			s = strings.ReplaceAll(s, u.Redacted(), "<url>")
 		}
 	}
-	return d.redactor.redact(s)
+	secrets := d.redactor.secrets()
+	for _, v := range []string{rc.Token, rc.Password, rc.ClientSecret, rc.SMTPPassword, rc.BearerToken, rc.URL} {
+		if !strings.Contains(v, "%(") {
+			secrets = append(secrets, v)
+		}
+	}
+	for _, v := range rc.Headers {
+		if !strings.Contains(v, "%(") {
+			secrets = append(secrets, v)
+		}
+	}
+	return scrubText(s, secrets, []string{rc.User, rc.ClientID, rc.SMTPUser})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -150,6 +151,7 @@ type fixture struct {
 	wk   store.Worker
 	// timeout is the dispatcher's Timeout (5s unless a test sets it).
 	timeout time.Duration
+	log     *slog.Logger // the dispatcher's, nil for none
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -198,6 +200,7 @@ func (f *fixture) start(rs []config.Reporter, secrets map[string]string) {
 			}
 			return "", fmt.Errorf("no secret %q", name)
 		},
+		Log:        f.log,
 		MinBackoff: 5 * time.Millisecond,
 		MaxBackoff: 40 * time.Millisecond,
 		Timeout:    f.timeout,

@@ -57,7 +57,10 @@ type forgeHTTP struct {
 	kind   string // the reporter's type, for errors
 	client *http.Client
 	base   string // the API root, without a trailing slash
-	log    *slog.Logger
+	// users are the config's user and client_id: an echoed basic auth
+	// header is base64 of one of them and a secret.
+	users []string
+	log   *slog.Logger
 	// skips samples the log of skipped source stamps: the first few,
 	// then one a minute.
 	skips *rate.Sometimes
@@ -95,7 +98,7 @@ func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return forgeHTTP{kind: r.Type, client: c, base: base, log: log,
+	return forgeHTTP{kind: r.Type, client: c, base: base, log: log, users: []string{r.User, r.ClientID},
 		skips: &rate.Sometimes{First: 10, Interval: time.Minute}}, nil
 }
 
@@ -148,7 +151,7 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, q.method, q.url, body)
 	if err != nil {
-		return Permanent(fmt.Errorf("%s %s: %s", f.kind, q.what, scrub(err.Error(), q.secrets)))
+		return Permanent(fmt.Errorf("%s %s: %s", f.kind, q.what, f.scrub(err.Error(), q.secrets)))
 	}
 	for k, vs := range q.header {
 		req.Header[k] = vs
@@ -161,10 +164,14 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	resp, err := f.client.Do(req)
 	if err != nil {
 		// Refused, reset, timed out: the forge may be back soon.
-		return fmt.Errorf("%s %s: %s", f.kind, q.what, scrub(err.Error(), q.secrets))
+		return fmt.Errorf("%s %s: %s", f.kind, q.what, f.scrub(err.Error(), q.secrets))
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20+1))
+	cut := len(data) > 1<<20
+	if cut {
+		data = data[:1<<20]
+	}
 	if resp.StatusCode/100 == 2 {
 		if out != nil && len(data) > 0 {
 			if err := json.Unmarshal(data, out); err != nil {
@@ -173,7 +180,11 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 		}
 		return nil
 	}
-	msg := scrub(forgeMessage(data), q.secrets)
+	msg := forgeMessage(data)
+	if cut {
+		msg += cutMark
+	}
+	msg = f.scrub(msg, q.secrets)
 	err = &forgeStatusError{Code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s %s", f.kind, q.what, resp.Status, msg)}
 	retryable := retryableStatus(resp) || slices.Contains(q.retry, resp.StatusCode)
 	if after, ok := retryAfter(resp.Header, time.Now()); ok && retryable {
@@ -259,11 +270,8 @@ func forgeMessage(data []byte) string {
 			return strings.Join(parts, "; ")
 		}
 	}
-	s := strings.TrimSpace(string(data))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
+	// Whole: it is cut only after the secrets are taken out of it.
+	return strings.TrimSpace(string(data))
 }
 
 // rawText is a JSON string's text, or the JSON itself for other values
@@ -279,14 +287,10 @@ func rawText(m json.RawMessage) string {
 	return string(m)
 }
 
-// scrub hides every secret in s.
-func scrub(s string, secrets []string) string {
-	for _, v := range secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
-		}
-	}
-	return s
+// scrub hides every secret of a request in s, in the forms a forge may
+// echo them (scrubText), and cuts it to its length after.
+func (f forgeHTTP) scrub(s string, secrets []string) string {
+	return scrubText(s, secrets, f.users)
 }
 
 // sendAll sends one status per source stamp and returns what went wrong:

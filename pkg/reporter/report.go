@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
+		"sync"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/interpolate"
@@ -183,13 +182,11 @@ func (x *redactor) add(vs ...string) {
 	}
 }
 
-func (x *redactor) redact(s string) string {
+// secrets are the values added so far.
+func (x *redactor) secrets() []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, v := range x.values {
-		s = strings.ReplaceAll(s, v, "<redacted>")
-	}
-	return s
+	return slices.Clone(x.values)
 }
 
 // site is what the reports need of the master's config.
