@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-		"sync"
+	"sync"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/interpolate"
