@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,8 +38,14 @@ func (f *fixture) buildOf(builder string, ss store.SourceStamp) store.Build {
 // echoSMTP is an SMTP peer on loopback that refuses every AUTH with a
 // 535 reply quoting the AUTH line it got, as some relays do.
 func echoSMTP(t *testing.T) (host string, port int) {
+	return echoSMTPOn(t, "127.0.0.1", nil)
+}
+
+// echoSMTPOn is echoSMTP listening on addr; it counts the AUTH commands it
+// gets in auths, when not nil.
+func echoSMTPOn(t *testing.T, addr string, auths *atomic.Int32) (host string, port int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +71,9 @@ func echoSMTP(t *testing.T) (host string, port int) {
 				case "EHLO", "HELO":
 					fmt.Fprintf(c, "250-echo\r\n250 AUTH PLAIN\r\n")
 				case "AUTH":
+					if auths != nil {
+						auths.Add(1)
+					}
 					fmt.Fprintf(c, "535 5.7.8 authentication failed for %s\r\n", line)
 				case "QUIT":
 					fmt.Fprintf(c, "221 bye\r\n")
