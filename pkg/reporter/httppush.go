@@ -22,11 +22,14 @@ func newHTTPStatusPush(rc config.Reporter, d Deps) (Sender, error) {
 	if rc.URL == "" {
 		return nil, fmt.Errorf("reporter %s: url is required", rc.Name)
 	}
+	if err := checkURLTemplate(rc.Name, rc.URL); err != nil {
+		return nil, err
+	}
 	return &httpStatusPush{rc: rc, http: d.HTTP}, nil
 }
 
 func (h *httpStatusPush) Send(ctx context.Context, r *Report) error {
-	u, err := r.Render(h.rc.URL)
+	u, err := renderURL(r, h.rc.URL)
 	if err != nil {
 		return Permanent(fmt.Errorf("render url: %w", err))
 	}
