@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,5 +92,24 @@ smtp_password = "pw-123456"
 	}
 	if n := auths.Load(); n != 0 {
 		t.Errorf("%d AUTH commands reached the relay", n)
+	}
+}
+
+// TestMailLogNamesReporterOnce: the mail sender's log lines carry the
+// reporter once (the dispatcher's logger already names it).
+func TestMailLogNamesReporterOnce(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil)).With("reporter", "mail")
+	s, err := newSender(config.Reporter{Type: "mail", Name: "mail", FromAddr: "ci@example.org", Missing: true}, Deps{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), buildReport(Finished, 0)); err != nil {
+		t.Fatal(err)
+	}
+	line := logs.String()
+	if !strings.Contains(line, "no recipients") || strings.Count(line, "reporter=") != 1 {
+		t.Errorf("log %q, want one line naming the reporter once", line)
 	}
 }

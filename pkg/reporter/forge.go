@@ -302,10 +302,18 @@ func sendAll(errs []error) error {
 		return nil
 	}
 	err := errors.Join(errs...)
-	var ra *RetryAfterError
 	for _, e := range errs {
+		var ra *RetryAfterError
 		if errors.As(e, &ra) {
-			return &RetryAfterError{After: ra.After, Err: err}
+			// The wait is said once, by the joined error's wrapper.
+			inner := make([]error, len(errs))
+			for i, e := range errs {
+				inner[i] = e
+				if r, ok := e.(*RetryAfterError); ok {
+					inner[i] = r.Err
+				}
+			}
+			return &RetryAfterError{After: ra.After, Err: errors.Join(inner...)}
 		}
 	}
 	for _, e := range errs {

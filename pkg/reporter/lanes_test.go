@@ -201,3 +201,42 @@ func TestLaneRestartSendsNothingTwice(t *testing.T) {
 		t.Errorf("statuses received: %v, want each once", forge.received())
 	}
 }
+
+// TestDeliveredErrorIsLabelled: a report delivered after a failed try
+// keeps the try's error labelled "before: ", and a forge's Retry-After
+// is said once in it.
+func TestDeliveredErrorIsLabelled(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	tries := 0
+	base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		tries++
+		if tries == 1 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"message":"slow down"}`, http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	f := newFixture(t)
+	rc := ghStatus(base)
+	rc.ReportStart = false
+	f.start([]config.Reporter{rc}, nil)
+	b := f.buildOf("runtests", store.SourceStamp{Repository: "https://github.com/acme/widget.git", Revision: testSHA})
+	f.finish(b, store.Success)
+	ds := f.deliveries(b.ID, delivered)
+	var fin store.Delivery
+	for _, d := range ds {
+		if d.Event == Finished {
+			fin = d
+		}
+	}
+	if !strings.HasPrefix(fin.LastError, "before: ") || !strings.Contains(fin.LastError, "slow down") {
+		t.Errorf("delivered with last error %q, want it labelled \"before: \"", fin.LastError)
+	}
+	if n := strings.Count(fin.LastError, "(retry after"); n != 1 {
+		t.Errorf("%q says the retry's wait %d times, want once", fin.LastError, n)
+	}
+}
