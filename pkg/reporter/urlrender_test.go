@@ -1,8 +1,10 @@
 package reporter
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -64,5 +66,32 @@ func TestURLHostFromConfigOnly(t *testing.T) {
 				t.Errorf("%s url %q: %v, want refused: %v", kind, u, err, refused)
 			}
 		}
+	}
+}
+
+// TestHeaderPropertyLineBreakIsRefused: a property with a line break in a
+// rendered header is a permanent refusal, not a try retried for a day.
+func TestHeaderPropertyLineBreakIsRefused(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
+	s, err := newSender(config.Reporter{Type: "http_status_push", Name: "p", URL: base, Headers: map[string]string{"X-Branch": "%(prop:branch)s"}}, Deps{HTTP: &http.Client{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testReport(Finished, store.Success, map[string]any{"branch": "main\r\nX-Evil: 1"})
+	err = s.Send(context.Background(), r)
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "X-Branch") {
+		t.Errorf("Send = %v, want a permanent refusal naming the header", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d requests sent", n)
 	}
 }
