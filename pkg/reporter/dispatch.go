@@ -402,7 +402,7 @@ func (d *Dispatcher) run(runCtx, ctx context.Context, r *runner, s Sender) {
 		for seq := range inFlight {
 			low = min(low, seq-1)
 		}
-		if low > saved {
+		if low > saved && ctx.Err() == nil { // a stopped reporter may have been removed: its cursor is gone
 			if err := d.cfg.Store.SkipOutbox(r.rc.Name, low); err != nil {
 				log.Error("move the outbox cursor", "err", err)
 			} else {
