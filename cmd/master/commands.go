@@ -94,11 +94,7 @@ func createMaster(args []string) error {
 }
 
 func loadConfig(dir string) (*config.Config, error) {
-	cfg, err := config.Load(filepath.Join(dir, configFile))
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return master.LoadConfig(filepath.Join(dir, configFile))
 }
 
 // badConfig is the error of a command (what says "not started", ...)

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -470,5 +471,38 @@ func TestWorkerDir(t *testing.T) {
 		if got := (Builder{Name: name}).WorkerDir(); got != want {
 			t.Errorf("WorkerDir(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestSampleCommentedExamples: the sample's commented [[secrets_providers]]
+// and [[reporters]], uncommented, are a valid config.
+func TestSampleCommentedExamples(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(Sample, "####### SECRETS")
+	if i < 0 || !strings.Contains(Sample[i:], "# [[reporters]]") || !strings.Contains(Sample[i:], "# [[secrets_providers]]") {
+		t.Fatal("the sample has no commented [[secrets_providers]] and [[reporters]]")
+	}
+	key := regexp.MustCompile(`^# (\[\[[a-z_]+\]\]|[a-z_]+ = .*)$`)
+	lines := strings.Split(Sample[i:], "\n")
+	for n, l := range lines {
+		if key.MatchString(l) {
+			lines[n] = strings.TrimPrefix(l, "# ")
+		}
+	}
+	src := Sample[:i] + strings.Join(lines, "\n")
+	path := filepath.Join(dir, "master.toml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("the sample's examples, uncommented:\n%v", err)
+	}
+	if len(cfg.Reporters) != 2 || len(cfg.SecretsProviders) != 2 {
+		t.Errorf("%d reporters and %d secrets providers, want 2 and 2", len(cfg.Reporters), len(cfg.SecretsProviders))
 	}
 }

@@ -172,4 +172,43 @@ worker_names = ["example-worker"]
   type = "shell"
   command = ["trial", "hello"]
   env = { PYTHONPATH = "." }
+
+####### SECRETS
+
+# %(secret:NAME)s, in reporters and steps, reads NAME from the providers, in
+# order. A directory holding one file per secret (buildbot's SecretInAFile),
+# that only the master's user may read:
+#
+# [[secrets_providers]]
+# type = "file"
+# dirname = "secrets"
+#
+# or the environment variable GBB_SECRET_NAME:
+#
+# [[secrets_providers]]
+# type = "env"
+# prefix = "GBB_SECRET_"
+
+####### REPORTERS
+
+# Reporters tell forges and people what happened to builds (buildbot's
+# reporters, in snake_case): a commit status on GitHub for each build of
+# runtests, and a mail to the team when a build fails or a problem starts.
+# Also: github_comment, gitlab_status, gitea_status, bitbucket_server_status,
+# bitbucket_cloud_status, http_status_push and chat_webhook.
+#
+# [[reporters]]
+# type = "github_status"
+# token = "%(secret:github_token)s"
+# builders = ["runtests"]
+#
+# [[reporters]]
+# type = "mail"
+# from_addr = "buildbot@example.org"
+# extra_recipients = ["dev@example.org"]
+# relay_host = "smtp.example.org"
+# use_tls = true
+# smtp_user = "buildbot"
+# smtp_password = "%(secret:smtp_password)s"
+# mode = ["failing", "problem"]
 `

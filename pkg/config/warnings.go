@@ -33,7 +33,20 @@ func (c *Config) Warnings() []string {
 		ws = append(ws, w)
 	}
 	ws = append(ws, c.openChangeHooks()...)
+	for i, r := range c.Reporters {
+		if r.Type == "mail" && r.SMTPUser != "" && !r.UseTLS && !r.UseSMTPS && !LocalRelay(r.RelayHost) {
+			ws = append(ws, c.at(r.Line, fmt.Sprintf("reporters[%d].smtp_user", i),
+				fmt.Sprintf("set without use_tls or use_smtps: the password would cross the network to %s in clear, so no mail is sent", r.RelayHost)))
+		}
+	}
 	return ws
+}
+
+// LocalRelay reports whether an SMTP relay_host is this host, where the
+// password of smtp_user may go without TLS (as Go's net/smtp PlainAuth
+// allows: localhost, 127.0.0.1, ::1).
+func LocalRelay(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // openChangeHooks warns about each change hook without a secret that

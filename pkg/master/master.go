@@ -410,7 +410,7 @@ const MsgReconfigApplied = "reconfig applied"
 // removed or changed poller is cancelled without waiting for it, so one
 // stuck in a slow fetch does not hold the reconfig up.
 func (m *Master) Reconfig(path string) error {
-	cfg, err := config.Load(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -446,6 +446,21 @@ func (m *Master) Reconfig(path string) error {
 		}
 	}
 	return m.applyLocked(old, cfg)
+}
+
+// LoadConfig loads the config at path as the master runs it: parsed and
+// validated (config.Load), and every reporter made once and its mail
+// templates run on a sample report (reporter.Check), so that a reporter
+// that could not run is a config error at checkconfig, start and reconfig.
+func LoadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := reporter.Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // logWarnings logs what checkconfig warns about in cfg.

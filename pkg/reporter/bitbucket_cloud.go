@@ -57,20 +57,24 @@ func bitbucketTokenURL(base string) string {
 
 // bitbucketCloudRepo is the workspace and repository slug of a source
 // stamp's repository URL, as buildbot's get_owner_and_repo: the https,
-// ssh and scp-like clone URLs and the API's own repository URL.
-func bitbucketCloudRepo(ss store.SourceStamp) (workspace, slug string, ok bool) {
-	if ss.Repository == "" {
-		return "", "", false
-	}
-	g, ok := parseGitRepo(ss.Repository)
-	if !ok || otherPublicForge(g.Host, "bitbucket") {
-		return "", "", false
+// ssh and scp-like clone URLs and the API's own repository URL. why says
+// what is wrong when there is none.
+func bitbucketCloudRepo(ss store.SourceStamp) (workspace, slug, why string) {
+	g, why := stampRepo(ss)
+	switch {
+	case why != "":
+		return "", "", why
+	case otherPublicForge(g.Host, "bitbucket"):
+		return "", "", fmt.Sprintf("the repository is on %s, another forge", g.Host)
 	}
 	owner := strings.TrimPrefix(g.Owner, "2.0/repositories/")
 	if owner == "" || strings.Contains(owner, "/") {
-		return "", "", false
+		return "", "", "the repository URL names no workspace/repository"
 	}
-	return owner, g.Repo, true
+	if why := checkSegments("repository", owner, g.Repo); why != "" {
+		return "", "", why
+	}
+	return owner, g.Repo, ""
 }
 
 // accessToken gets (or reuses) a client-credentials access token.
@@ -146,8 +150,12 @@ func (s *bitbucketCloudStatus) Send(ctx context.Context, r *Report) error {
 	state := bitbucketState(r)
 	var errs []error
 	for _, ss := range stampsWithRevision(r) {
-		workspace, slug, ok := bitbucketCloudRepo(ss)
-		if !ok {
+		workspace, slug, why := bitbucketCloudRepo(ss)
+		if why == "" {
+			why = checkRevision(ss.Revision)
+		}
+		if why != "" {
+			s.http.skipped(r, ss, why)
 			continue
 		}
 		err := s.http.do(ctx, forgeRequest{

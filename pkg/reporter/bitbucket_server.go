@@ -79,6 +79,15 @@ func (s *bitbucketServerStatus) Send(ctx context.Context, r *Report) error {
 	state := bitbucketState(r)
 	var errs []error
 	for _, ss := range stampsWithRevision(r) {
+		why := checkRevision(ss.Revision)
+		if g, bad := stampRepo(ss); why == "" && bad == "" && otherPublicForge(g.Host, "") {
+			// The commit lives on a public forge: not this server's.
+			why = fmt.Sprintf("the repository is on %s, a public forge", g.Host)
+		}
+		if why != "" {
+			s.http.skipped(r, ss, why)
+			continue
+		}
 		err := s.http.do(ctx, forgeRequest{
 			method: http.MethodPost,
 			url:    s.http.base + "/rest/build-status/1.0/commits/" + url.PathEscape(ss.Revision),

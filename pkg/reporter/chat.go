@@ -22,6 +22,9 @@ func newChatWebhook(rc config.Reporter, d Deps) (Sender, error) {
 	if rc.URL == "" {
 		return nil, fmt.Errorf("reporter %s: url is required", rc.Name)
 	}
+	if err := checkURLTemplate(rc.Name, rc.URL); err != nil {
+		return nil, err
+	}
 	return &chatWebhook{rc: rc, http: d.HTTP}, nil
 }
 
@@ -36,7 +39,7 @@ var chatColors = map[int]string{
 var chatEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 func (c *chatWebhook) Send(ctx context.Context, r *Report) error {
-	u, err := r.Render(c.rc.URL)
+	u, err := renderURL(r, c.rc.URL)
 	if err != nil {
 		return Permanent(fmt.Errorf("render url: %w", err))
 	}

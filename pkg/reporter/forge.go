@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -54,6 +57,25 @@ type forgeHTTP struct {
 	kind   string // the reporter's type, for errors
 	client *http.Client
 	base   string // the API root, without a trailing slash
+	// users are the config's user and client_id: an echoed basic auth
+	// header is base64 of one of them and a secret.
+	users []string
+	log   *slog.Logger
+	// skips samples the log of skipped source stamps: the first few,
+	// then one a minute.
+	skips *rate.Sometimes
+}
+
+// skipped logs (sampled) a source stamp the reporter does not report on,
+// and why.
+func (f forgeHTTP) skipped(r *Report, ss store.SourceStamp, why string) {
+	if f.log == nil || f.skips == nil {
+		return
+	}
+	f.skips.Do(func() {
+		f.log.Info("source stamp not reported", "build", r.Build.ID, "repository", ss.Repository,
+			"revision", ss.Revision, "why", why)
+	})
 }
 
 func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, error) {
@@ -72,7 +94,12 @@ func newForgeHTTP(r config.Reporter, d Deps, defaultBase string) (forgeHTTP, err
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
-	return forgeHTTP{kind: r.Type, client: c, base: base}, nil
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return forgeHTTP{kind: r.Type, client: c, base: base, log: log, users: []string{r.User, r.ClientID},
+		skips: &rate.Sometimes{First: 10, Interval: time.Minute}}, nil
 }
 
 // renderSecret renders a reporter's secret (a token, a password). A
@@ -124,7 +151,7 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, q.method, q.url, body)
 	if err != nil {
-		return Permanent(fmt.Errorf("%s %s: %s", f.kind, q.what, scrub(err.Error(), q.secrets)))
+		return Permanent(fmt.Errorf("%s %s: %s", f.kind, q.what, f.scrub(err.Error(), q.secrets)))
 	}
 	for k, vs := range q.header {
 		req.Header[k] = vs
@@ -137,10 +164,14 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 	resp, err := f.client.Do(req)
 	if err != nil {
 		// Refused, reset, timed out: the forge may be back soon.
-		return fmt.Errorf("%s %s: %s", f.kind, q.what, scrub(err.Error(), q.secrets))
+		return fmt.Errorf("%s %s: %s", f.kind, q.what, f.scrub(err.Error(), q.secrets))
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20+1))
+	cut := len(data) > 1<<20
+	if cut {
+		data = data[:1<<20]
+	}
 	if resp.StatusCode/100 == 2 {
 		if out != nil && len(data) > 0 {
 			if err := json.Unmarshal(data, out); err != nil {
@@ -149,7 +180,11 @@ func (f forgeHTTP) do(ctx context.Context, q forgeRequest, out any) error {
 		}
 		return nil
 	}
-	msg := scrub(forgeMessage(data), q.secrets)
+	msg := forgeMessage(data)
+	if cut {
+		msg += cutMark
+	}
+	msg = f.scrub(msg, q.secrets)
 	err = &forgeStatusError{Code: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s %s", f.kind, q.what, resp.Status, msg)}
 	retryable := retryableStatus(resp) || slices.Contains(q.retry, resp.StatusCode)
 	if after, ok := retryAfter(resp.Header, time.Now()); ok && retryable {
@@ -235,11 +270,8 @@ func forgeMessage(data []byte) string {
 			return strings.Join(parts, "; ")
 		}
 	}
-	s := strings.TrimSpace(string(data))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
+	// Whole: it is cut only after the secrets are taken out of it.
+	return strings.TrimSpace(string(data))
 }
 
 // rawText is a JSON string's text, or the JSON itself for other values
@@ -255,14 +287,10 @@ func rawText(m json.RawMessage) string {
 	return string(m)
 }
 
-// scrub hides every secret in s.
-func scrub(s string, secrets []string) string {
-	for _, v := range secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
-		}
-	}
-	return s
+// scrub hides every secret of a request in s, in the forms a forge may
+// echo them (scrubText), and cuts it to its length after.
+func (f forgeHTTP) scrub(s string, secrets []string) string {
+	return scrubText(s, secrets, f.users)
 }
 
 // sendAll sends one status per source stamp and returns what went wrong:
@@ -274,10 +302,18 @@ func sendAll(errs []error) error {
 		return nil
 	}
 	err := errors.Join(errs...)
-	var ra *RetryAfterError
 	for _, e := range errs {
+		var ra *RetryAfterError
 		if errors.As(e, &ra) {
-			return &RetryAfterError{After: ra.After, Err: err}
+			// The wait is said once, by the joined error's wrapper.
+			inner := make([]error, len(errs))
+			for i, e := range errs {
+				inner[i] = e
+				if r, ok := e.(*RetryAfterError); ok {
+					inner[i] = r.Err
+				}
+			}
+			return &RetryAfterError{After: ra.After, Err: errors.Join(inner...)}
 		}
 	}
 	for _, e := range errs {
@@ -332,6 +368,52 @@ func parseGitRepo(s string) (gitRepo, bool) {
 		r.Owner, r.Repo = path[:j], path[j+1:]
 	}
 	return r, true
+}
+
+// stampRepo parses the repository URL of ss for a forge: as buildbot's
+// giturlparse, but a URL ending in "/" is taken without it (buildbot
+// reports nothing for one). The reason is "" when it parses.
+func stampRepo(ss store.SourceStamp) (gitRepo, string) {
+	if ss.Repository == "" {
+		return gitRepo{}, "the source stamp has no repository"
+	}
+	g, ok := parseGitRepo(strings.TrimRight(ss.Repository, "/"))
+	if !ok {
+		return gitRepo{}, "the repository URL names no owner/repository"
+	}
+	return g, ""
+}
+
+// checkRevision is why rev cannot be posted to a forge ("" when it can):
+// a commit id is 7 to 64 hex digits (SHA-1 or SHA-256, maybe abbreviated).
+func checkRevision(rev string) string {
+	if len(rev) < 7 || len(rev) > 64 {
+		return fmt.Sprintf("revision %q is not a commit id (7 to 64 hex digits)", rev)
+	}
+	for _, c := range rev {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return fmt.Sprintf("revision %q is not a commit id (7 to 64 hex digits)", rev)
+		}
+	}
+	return ""
+}
+
+// checkSegments is why one of segs cannot be a segment of a forge's URL
+// path ("" when all can): each is escaped where it is put in a path, but
+// an empty segment, "." and ".." would still move the request elsewhere,
+// and control characters are never part of a name.
+func checkSegments(what string, segs ...string) string {
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." || len(s) > 255 {
+			return fmt.Sprintf("%s %q is not a name a forge takes", what, strings.Join(segs, "/"))
+		}
+		for _, c := range s {
+			if c < 0x20 || c == 0x7f {
+				return fmt.Sprintf("%s %q is not a name a forge takes", what, strings.Join(segs, "/"))
+			}
+		}
+	}
+	return ""
 }
 
 func allDigits(s string) bool {

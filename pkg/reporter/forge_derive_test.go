@@ -108,27 +108,29 @@ func TestForgeRepoDerivation(t *testing.T) {
 		{repo: "git@github.com:octo/hello.git", project: "octo/other", github: "octo/other"},
 		{repo: "https://ghe.example.com/org/tool", github: "org/tool", gitlab: "org%2Ftool", gitea: "org/tool", bitbucket: "org/tool"},
 		{repo: "git@gitlab.com:group/sub/project.git", gitlab: "group%2Fsub%2Fproject"},
-		{repo: "git@gitlab.example.com:group/sub/project.git", github: "group/sub/project" /* as buildbot: owner "group/sub" */, gitlab: "group%2Fsub%2Fproject"},
+		{repo: "git@gitlab.example.com:group/sub/project.git", github: "" /* buildbot posts to owner "group/sub"; GitHub has no subgroups */, gitlab: "group%2Fsub%2Fproject"},
 		{repo: "https://gitlab.example.com/a/b", props: map[string]any{"source_project_id": float64(77)}, github: "a/b", gitlab: "77", gitea: "a/b", bitbucket: "a/b"},
 		{repo: "ssh://git@gitea.example.com:2222/team/tool.git", props: map[string]any{"owner": "up", "repository_name": "tool"}, github: "team/tool", gitlab: "team%2Ftool", gitea: "up/tool", bitbucket: "team/tool"},
 		{repo: "https://bitbucket.org/team/app.git", bitbucket: "team/app"},
 		{repo: "https://api.bitbucket.org/2.0/repositories/team/app", bitbucket: "team/app"},
 		{repo: "https://codeberg.org/team/app.git", gitea: "team/app"},
 		{repo: "/srv/git/local.git"},
+		// A URL ending in "/" is taken without it.
+		{repo: "https://ghe.example.com/org/tool/", github: "org/tool", gitlab: "org%2Ftool", gitea: "org/tool", bitbucket: "org/tool"},
 	} {
 		ss := store.SourceStamp{Repository: r.repo, Project: r.project, Revision: testSHA}
 		rep := testReport(Finished, 0, r.props, ss)
 		got := row{repo: r.repo, project: r.project, props: r.props}
-		if o, n, ok := gitHubRepo(ss); ok {
+		if o, n, why := gitHubRepo(ss); why == "" {
 			got.github = o + "/" + n
 		}
-		if p, ok := gitLabProject(rep, ss); ok {
+		if p, why := gitLabProject(rep, ss); why == "" {
 			got.gitlab = p
 		}
-		if o, n, ok := giteaRepo(rep, ss); ok {
+		if o, n, why := giteaRepo(rep, ss); why == "" {
 			got.gitea = o + "/" + n
 		}
-		if o, n, ok := bitbucketCloudRepo(ss); ok {
+		if o, n, why := bitbucketCloudRepo(ss); why == "" {
 			got.bitbucket = o + "/" + n
 		}
 		if diff := cmp.Diff(r, got, cmp.AllowUnexported(row{})); diff != "" {

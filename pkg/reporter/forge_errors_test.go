@@ -46,7 +46,7 @@ func TestForgeErrorClassification(t *testing.T) {
 				fmt.Fprintf(w, `{"message":"Not Found for %s"}`, r.Header.Get("Authorization"))
 			},
 			permanent: true,
-			says:      "Not Found for token [redacted]",
+			says:      "Not Found for token <redacted>",
 		},
 		{
 			name: "429 with Retry-After",

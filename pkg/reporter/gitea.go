@@ -56,18 +56,27 @@ func giteaState(r *Report) string {
 
 // giteaRepo is the owner and name of a source stamp's repository: the
 // owner and repository_name properties gbb's Gitea hook sets (as the
-// plugin's), else the repository URL.
-func giteaRepo(r *Report, ss store.SourceStamp) (owner, name string, ok bool) {
+// plugin's), else the repository URL. why says what is wrong when there
+// is none.
+func giteaRepo(r *Report, ss store.SourceStamp) (owner, name, why string) {
 	owner, name = propString(r.Props, "owner"), propString(r.Props, "repository_name")
 	if owner != "" && name != "" {
-		return owner, name, true
+		// Properties: a forced build can set them to anything.
+		if why := checkSegments("owner and repository_name", owner, name); why != "" {
+			return "", "", why
+		}
+		return owner, name, ""
 	}
-	if ss.Repository == "" {
-		return "", "", false
-	}
-	g, ok := parseGitRepo(ss.Repository)
-	if !ok || g.Owner == "" || strings.Contains(g.Owner, "/") || otherPublicForge(g.Host, "gitea") {
-		return "", "", false
+	g, why := stampRepo(ss)
+	switch {
+	case why != "":
+		return "", "", why
+	case g.Owner == "":
+		return "", "", "the repository URL names no owner"
+	case strings.Contains(g.Owner, "/"):
+		return "", "", fmt.Sprintf("Gitea has no subgroups: %s/%s", g.Owner, g.Repo)
+	case otherPublicForge(g.Host, "gitea"):
+		return "", "", fmt.Sprintf("the repository is on %s, another forge", g.Host)
 	}
 	if owner == "" {
 		owner = g.Owner
@@ -75,7 +84,10 @@ func giteaRepo(r *Report, ss store.SourceStamp) (owner, name string, ok bool) {
 	if name == "" {
 		name = g.Repo
 	}
-	return owner, name, true
+	if why := checkSegments("repository", owner, name); why != "" {
+		return "", "", why
+	}
+	return owner, name, ""
 }
 
 func (s *giteaStatus) Send(ctx context.Context, r *Report) error {
@@ -101,8 +113,12 @@ func (s *giteaStatus) Send(ctx context.Context, r *Report) error {
 	state := giteaState(r)
 	var errs []error
 	for _, ss := range stampsWithRevision(r) {
-		owner, name, ok := giteaRepo(r, ss)
-		if !ok {
+		owner, name, why := giteaRepo(r, ss)
+		if why == "" {
+			why = checkRevision(ss.Revision)
+		}
+		if why != "" {
+			s.http.skipped(r, ss, why)
 			continue
 		}
 		err := s.http.do(ctx, forgeRequest{

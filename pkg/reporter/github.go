@@ -51,19 +51,31 @@ func gitHubState(r *Report) string {
 
 // gitHubRepo is the owner and name of the GitHub repository of a source
 // stamp, as buildbot's _extract_github_info: the project when it reads
-// owner/name (what the GitHub hook sets), else the repository URL.
-func gitHubRepo(ss store.SourceStamp) (owner, name string, ok bool) {
+// owner/name (what the GitHub hook sets), else the repository URL. why
+// says what is wrong when there is none.
+func gitHubRepo(ss store.SourceStamp) (owner, name, why string) {
 	if o, n, found := strings.Cut(ss.Project, "/"); found && o != "" && n != "" && !strings.Contains(n, "/") {
-		return o, n, true
+		if why := checkSegments("project", o, n); why != "" {
+			return "", "", why
+		}
+		return o, n, ""
 	}
-	if ss.Repository == "" {
-		return "", "", false
+	g, why := stampRepo(ss)
+	switch {
+	case why != "":
+		return "", "", why
+	case g.Owner == "":
+		return "", "", "the repository URL names no owner"
+	case otherPublicForge(g.Host, "github"):
+		return "", "", fmt.Sprintf("the repository is on %s, another forge", g.Host)
+	case strings.Contains(g.Owner, "/"):
+		// buildbot posts to /repos/group%2Fsub/…, which GitHub never has.
+		return "", "", fmt.Sprintf("GitHub has no subgroups: %s/%s", g.Owner, g.Repo)
 	}
-	g, ok := parseGitRepo(ss.Repository)
-	if !ok || g.Owner == "" || otherPublicForge(g.Host, "github") {
-		return "", "", false
+	if why := checkSegments("repository", g.Owner, g.Repo); why != "" {
+		return "", "", why
 	}
-	return g.Owner, g.Repo, true
+	return g.Owner, g.Repo, ""
 }
 
 // gitHubAuth is the Authorization header of a token: as buildbot,
@@ -94,8 +106,12 @@ func (s *gitHubStatus) Send(ctx context.Context, r *Report) error {
 	state := gitHubState(r)
 	var errs []error
 	for _, ss := range stampsWithRevision(r) {
-		owner, name, ok := gitHubRepo(ss)
-		if !ok {
+		owner, name, why := gitHubRepo(ss)
+		if why == "" {
+			why = checkRevision(ss.Revision)
+		}
+		if why != "" {
+			s.http.skipped(r, ss, why)
 			continue
 		}
 		body := map[string]any{
@@ -147,11 +163,11 @@ func gitHubIssue(r *Report) string {
 		branches = append(branches, ss.Branch)
 	}
 	for _, b := range branches {
-		if m := pullRefRE.FindStringSubmatch(b); m != nil {
+		if m := pullRefRE.FindStringSubmatch(b); m != nil && len(m[1]) <= 18 {
 			return m[1]
 		}
 	}
-	if n := propString(r.Props, "github.number"); n != "" && allDigits(n) {
+	if n := propString(r.Props, "github.number"); allDigits(n) && len(n) <= 18 {
 		return n
 	}
 	return ""
@@ -187,14 +203,15 @@ func (s *gitHubComment) Send(ctx context.Context, r *Report) error {
 		return err
 	}
 	for _, ss := range r.Buildset.SourceStamps {
-		owner, name, ok := gitHubRepo(ss)
-		if !ok {
+		owner, name, why := gitHubRepo(ss)
+		if why != "" {
+			s.http.skipped(r, ss, why)
 			continue
 		}
 		// One comment per pull request: the first source stamp on GitHub.
 		return s.http.do(ctx, forgeRequest{
 			method:  http.MethodPost,
-			url:     s.http.base + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/issues/" + issue + "/comments",
+			url:     s.http.base + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + "/issues/" + url.PathEscape(issue) + "/comments",
 			header:  http.Header{"Authorization": {gitHubAuth(token)}},
 			body:    map[string]any{"body": gitHubCommentBody(r)},
 			secrets: []string{token},

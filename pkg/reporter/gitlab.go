@@ -49,23 +49,34 @@ func gitLabState(r *Report) string {
 	}
 }
 
-// gitLabProject is the project a source stamp's status goes to: the
-// source_project_id property of a merge request's build (gbb's GitLab
-// hook sets it, as buildbot's), else the URL-encoded path
-// group/subgroup/project of the repository URL, which GitLab's API takes
-// for the project's id.
-func gitLabProject(r *Report, ss store.SourceStamp) (string, bool) {
+// gitLabProject is the project a source stamp's status goes to, as it
+// goes in the URL's path: the source_project_id property of a merge
+// request's build (gbb's GitLab hook sets it, as buildbot's; only digits,
+// as the hook stores a number: a forced build can set any property), else
+// the URL-encoded path group/subgroup/project of the repository URL, which
+// GitLab's API takes for the project's id. why says what is wrong when
+// there is none.
+func gitLabProject(r *Report, ss store.SourceStamp) (project, why string) {
 	if id := propString(r.Props, "source_project_id"); id != "" {
-		return id, true
+		if !allDigits(id) || len(id) > 18 {
+			return "", fmt.Sprintf("source_project_id %q is not a project id (digits)", id)
+		}
+		return id, ""
 	}
-	if ss.Repository == "" {
-		return "", false
+	g, why := stampRepo(ss)
+	switch {
+	case why != "":
+		return "", why
+	case g.Owner == "":
+		return "", "the repository URL names no group"
+	case otherPublicForge(g.Host, "gitlab"):
+		return "", fmt.Sprintf("the repository is on %s, another forge", g.Host)
 	}
-	g, ok := parseGitRepo(ss.Repository)
-	if !ok || g.Owner == "" || otherPublicForge(g.Host, "gitlab") {
-		return "", false
+	path := g.Owner + "/" + g.Repo
+	if why := checkSegments("project", strings.Split(path, "/")...); why != "" {
+		return "", why
 	}
-	return url.PathEscape(g.Owner + "/" + g.Repo), true
+	return url.PathEscape(path), ""
 }
 
 func (s *gitLabStatus) Send(ctx context.Context, r *Report) error {
@@ -87,8 +98,12 @@ func (s *gitLabStatus) Send(ctx context.Context, r *Report) error {
 	state := gitLabState(r)
 	var errs []error
 	for _, ss := range stampsWithRevision(r) {
-		project, ok := gitLabProject(r, ss)
-		if !ok {
+		project, why := gitLabProject(r, ss)
+		if why == "" {
+			why = checkRevision(ss.Revision)
+		}
+		if why != "" {
+			s.http.skipped(r, ss, why)
 			continue
 		}
 		ref := propString(r.Props, "source_branch")

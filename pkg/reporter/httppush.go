@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -22,11 +23,14 @@ func newHTTPStatusPush(rc config.Reporter, d Deps) (Sender, error) {
 	if rc.URL == "" {
 		return nil, fmt.Errorf("reporter %s: url is required", rc.Name)
 	}
+	if err := checkURLTemplate(rc.Name, rc.URL); err != nil {
+		return nil, err
+	}
 	return &httpStatusPush{rc: rc, http: d.HTTP}, nil
 }
 
 func (h *httpStatusPush) Send(ctx context.Context, r *Report) error {
-	u, err := r.Render(h.rc.URL)
+	u, err := renderURL(r, h.rc.URL)
 	if err != nil {
 		return Permanent(fmt.Errorf("render url: %w", err))
 	}
@@ -35,6 +39,11 @@ func (h *httpStatusPush) Send(ctx context.Context, r *Report) error {
 		s, err := r.Render(v)
 		if err != nil {
 			return Permanent(fmt.Errorf("render header %s: %w", k, err))
+		}
+		// A property (anyone's who can force a build) must not start
+		// another header or end the request's head.
+		if strings.ContainsAny(s, "\r\n\x00") {
+			return Permanent(fmt.Errorf("header %s: the rendered value holds a line break or NUL: not sent", k))
 		}
 		header.Set(k, s)
 	}

@@ -54,8 +54,12 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 		return fmt.Errorf("post to %s: %w", req.URL.Host, err)
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	// Enough to explain; cut only after the dispatcher took the secrets
+	// out of it (an endpoint may echo them).
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); n > 0 {
+		snippet = append(bytes.TrimSpace(snippet), cutMark...)
+	}
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}

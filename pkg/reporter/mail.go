@@ -62,19 +62,11 @@ func newMail(r config.Reporter, d Deps) (Sender, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.log = s.log.With("reporter", r.Name)
 	var err error
-	subject, body := r.Subject, r.Body
-	if subject == "" {
-		subject = defaultMailSubject
-	}
-	if body == "" {
-		body = defaultMailBody
-	}
-	if s.subject, err = template.New("subject").Funcs(mailFuncs).Option("missingkey=error").Parse(subject); err != nil {
+	if s.subject, err = mailTemplate("subject", r.Subject, defaultMailSubject); err != nil {
 		return nil, fmt.Errorf("reporter %s: subject: %w", r.Name, err)
 	}
-	if s.body, err = template.New("body").Funcs(mailFuncs).Option("missingkey=error").Parse(body); err != nil {
+	if s.body, err = mailTemplate("body", r.Body, defaultMailBody); err != nil {
 		return nil, fmt.Errorf("reporter %s: body: %w", r.Name, err)
 	}
 	// The HTTP kinds' TLS settings (verify_ssl, the roots) hold for the
@@ -88,6 +80,14 @@ func newMail(r config.Reporter, d Deps) (Sender, error) {
 	s.tls.ServerName = r.RelayHost
 	s.tls.NextProtos = nil // net/http's h2 and http/1.1 mean nothing to a relay
 	return s, nil
+}
+
+// mailTemplate parses a mail template: text, or def when text is empty.
+func mailTemplate(name, text, def string) (*template.Template, error) {
+	if text == "" {
+		text = def
+	}
+	return template.New(name).Funcs(mailFuncs).Option("missingkey=error").Parse(text)
 }
 
 // Send mails r once. A 5xx reply is permanent; a refused connection, a
@@ -201,7 +201,11 @@ func (s *mailSender) deliver(ctx context.Context, r *Report, msg *mailMessage, r
 			return nil, nil, nil, fmt.Errorf("mail %s: smtp_password: %w", msg.id, err)
 		}
 		// PlainAuth sends the password only over TLS, or to a relay on
-		// this host.
+		// this host; else it is the config that is wrong (use_tls or
+		// use_smtps is missing), and trying again will not cure it.
+		if _, isTLS := c.TLSConnectionState(); !isTLS && !config.LocalRelay(s.cfg.RelayHost) {
+			return nil, nil, nil, Permanent(fmt.Errorf("mail %s: smtp_user is set but the connection to %s is not encrypted: the password is not sent in clear (set use_tls or use_smtps)", msg.id, relay))
+		}
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.SMTPUser, password, s.cfg.RelayHost)); err != nil {
 			return nil, nil, nil, smtpError(msg.id, "AUTH as "+s.cfg.SMTPUser, err)
 		}

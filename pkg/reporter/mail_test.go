@@ -311,7 +311,7 @@ func TestMailNoClearAuth(t *testing.T) {
 	auth := fmt.Sprintf("smtp_user = %q\nsmtp_password = \"%%(secret:smtp)s\"\nextra_recipients = [\"team@example.org\"]\n", mailUser)
 	for _, tc := range []struct{ name, extra, want string }{
 		{"use_tls", "use_tls = true\n", "offers no STARTTLS and use_tls is set"},
-		{"clear to another host", "", "unencrypted connection"},
+		{"clear to another host", "", "is not encrypted: the password is not sent in clear (set use_tls or use_smtps)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -38,7 +38,7 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 			mw.URL = fmt.Sprintf("%sworkers#worker-%d", site.url, sw.ID)
 		}
 		r.Missing = mw
-		r.Render = d.renderer(r, nil)
+		r.Render, r.RenderURL = d.renderer(r, nil, false), d.renderer(r, nil, true)
 		return r, nil
 	case store.OutboxStarted, store.OutboxFinished:
 	default:
@@ -114,45 +114,77 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 			r.Props[name] = v
 		}
 	}
-	r.Render = d.renderer(r, r.Buildset.SourceStamps)
+	r.Render = d.renderer(r, r.Buildset.SourceStamps, false)
+	r.RenderURL = d.renderer(r, r.Buildset.SourceStamps, true)
 	return r, nil
 }
 
 // renderer renders a reporter's %(prop:)s, %(src:)s and %(secret:)s
 // strings for r, and remembers the secrets it gave out, so that the
-// dispatcher can keep them out of what it records and logs.
-func (d *Dispatcher) renderer(r *Report, stamps []store.SourceStamp) func(string) (string, error) {
+// dispatcher can keep them out of what it records and logs. With
+// escape, for a URL, the values of properties and source stamps are
+// percent-encoded (escapeURLValue): they stay inside their path segment
+// or query value (secrets are the config's, and are not).
+func (d *Dispatcher) renderer(r *Report, stamps []store.SourceStamp, escape bool) func(string) (string, error) {
 	return func(s string) (string, error) {
 		out, secrets, err := interpolate.Render(s, interpolate.Context{
 			Property: func(name string) (any, bool) {
 				v, ok := r.Props[name]
+				if ok && escape {
+					return escapeURLValue(propString(r.Props, name)), true
+				}
 				return v, ok
 			},
 			Source: func(codebase, attr string) (string, bool) {
-				for _, ss := range stamps {
-					if ss.Codebase != codebase {
-						continue
-					}
-					switch attr {
-					case "branch":
-						return ss.Branch, true
-					case "revision":
-						return ss.Revision, true
-					case "repository":
-						return ss.Repository, true
-					case "project":
-						return ss.Project, true
-					case "codebase":
-						return ss.Codebase, true
-					}
+				v, ok := sourceAttr(stamps, codebase, attr)
+				if ok && escape {
+					v = escapeURLValue(v)
 				}
-				return "", false
+				return v, ok
 			},
 			Secret: d.secret,
 		})
 		d.redactor.add(secrets...)
 		return out, err
 	}
+}
+
+// sourceAttr is attr of the source stamp of codebase.
+func sourceAttr(stamps []store.SourceStamp, codebase, attr string) (string, bool) {
+	for _, ss := range stamps {
+		if ss.Codebase != codebase {
+			continue
+		}
+		switch attr {
+		case "branch":
+			return ss.Branch, true
+		case "revision":
+			return ss.Revision, true
+		case "repository":
+			return ss.Repository, true
+		case "project":
+			return ss.Project, true
+		case "codebase":
+			return ss.Codebase, true
+		}
+	}
+	return "", false
+}
+
+// escapeURLValue percent-encodes every byte of s but the unreserved
+// (RFC 3986: letters, digits, - . _ ~), so that s is one path segment or
+// one query value wherever it is put in a URL.
+func escapeURLValue(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func (d *Dispatcher) secret(name string) (string, error) {
@@ -183,13 +215,11 @@ func (x *redactor) add(vs ...string) {
 	}
 }
 
-func (x *redactor) redact(s string) string {
+// secrets are the values added so far.
+func (x *redactor) secrets() []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, v := range x.values {
-		s = strings.ReplaceAll(s, v, "<redacted>")
-	}
-	return s
+	return slices.Clone(x.values)
 }
 
 // site is what the reports need of the master's config.

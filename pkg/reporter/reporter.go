@@ -45,6 +45,41 @@ type Report struct {
 	// Render renders a %(prop:…)s / %(secret:…)s string of the reporter's
 	// config for this report (secrets included: never log its result).
 	Render func(string) (string, error)
+	// RenderURL is Render for a URL: the values of properties and source
+	// stamps are percent-encoded (secrets are not). nil means Render.
+	RenderURL func(string) (string, error)
+}
+
+// renderURL renders the URL template u of a reporter's config for r.
+func renderURL(r *Report, u string) (string, error) {
+	if r.RenderURL != nil {
+		return r.RenderURL(u)
+	}
+	return render(r, u)
+}
+
+// checkURLTemplate refuses a url whose host could come from a build: a
+// %(prop:…)s or %(src:…)s (anyone's who can force a build or push) may
+// be in the path or the query only, after scheme://host/ or after a
+// secret's value followed by "/". Secrets are the config's.
+func checkURLTemplate(name, u string) error {
+	i := 0
+	for {
+		j := strings.Index(u[i:], "%(")
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if !strings.HasPrefix(u[i:], "%(secret:") {
+			break
+		}
+		i += 2
+	}
+	prefix := strings.Replace(u[:i], "://", "", 1)
+	if !strings.Contains(prefix, "/") {
+		return fmt.Errorf("reporter %s: url: the host must be written in the config (or come from a secret), not from a build: put %%(prop:…)s and %%(src:…)s after scheme://host/", name)
+	}
+	return nil
 }
 
 // MissingWorker is the worker a WorkerMissing report is about.

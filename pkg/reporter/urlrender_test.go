@@ -1,0 +1,97 @@
+package reporter
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// TestURLPropertiesAreEscaped: a property in http_status_push's url (a
+// branch anyone can push) stays in its path segment and its query value:
+// no climbing, no other path, no added parameter.
+func TestURLPropertiesAreEscaped(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []*url.URL
+	base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL)
+		mu.Unlock()
+	})
+	f := newFixture(t)
+	rc := push("push", base+"/hook/%(prop:branch)s/end?b=%(prop:branch)s&fixed=1")
+	rc.ReportStart = false
+	f.start([]config.Reporter{rc}, nil)
+	const branch = "../../admin?x=1&fixed=2#frag"
+	b := f.build("runtests", branch)
+	f.finish(b, store.Success)
+	f.deliveries(b.ID, delivered)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("requests: %v", got)
+	}
+	u := got[0]
+	if want := "/hook/" + escapeURLValue(branch) + "/end"; u.Path != "/hook/"+branch+"/end" || u.EscapedPath() != want {
+		t.Errorf("path %q (escaped %q), want the branch in one segment: %q", u.Path, u.EscapedPath(), want)
+	}
+	q := u.Query()
+	if q.Get("b") != branch || len(q["fixed"]) != 1 || q.Get("fixed") != "1" || len(q) != 2 {
+		t.Errorf("query %v, want b=%q and fixed=1 only", q, branch)
+	}
+}
+
+// TestURLHostFromConfigOnly: a url whose host a property could give is a
+// config error; a secret may give the whole URL.
+func TestURLHostFromConfigOnly(t *testing.T) {
+	t.Parallel()
+	for u, refused := range map[string]bool{
+		"http://%(prop:host)s/hook":                 true,
+		"%(prop:url)s":                              true,
+		"https://ci.example.org%(prop:port)s/hook":  true,
+		"https://ci.example.org/%(prop:b)s":         false,
+		"%(secret:hook)s":                           false,
+		"%(secret:hook)s/%(prop:b)s":                false,
+		"https://%(secret:host)s/x/%(src::branch)s": false,
+	} {
+		for _, kind := range []string{"http_status_push", "chat_webhook"} {
+			_, err := newSender(config.Reporter{Type: kind, Name: "r", URL: u}, Deps{HTTP: &http.Client{}})
+			if (err != nil) != refused {
+				t.Errorf("%s url %q: %v, want refused: %v", kind, u, err, refused)
+			}
+		}
+	}
+}
+
+// TestHeaderPropertyLineBreakIsRefused: a property with a line break in a
+// rendered header is a permanent refusal, not a try retried for a day.
+func TestHeaderPropertyLineBreakIsRefused(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
+	s, err := newSender(config.Reporter{Type: "http_status_push", Name: "p", URL: base, Headers: map[string]string{"X-Branch": "%(prop:branch)s"}}, Deps{HTTP: &http.Client{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testReport(Finished, store.Success, map[string]any{"branch": "main\r\nX-Evil: 1"})
+	err = s.Send(context.Background(), r)
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "X-Branch") {
+		t.Errorf("Send = %v, want a permanent refusal naming the header", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d requests sent", n)
+	}
+}
