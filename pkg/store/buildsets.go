@@ -108,6 +108,9 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 		if err := addCount(tx, countBuildsets, 1); err != nil {
 			return err
 		}
+		if err := addCount(tx, countBuildsetsIncomplete, 1); err != nil {
+			return err
+		}
 		for _, builderID := range nb.BuilderIDs {
 			id, err := nextID(tx, bucketRequest)
 			if err != nil {
@@ -136,6 +139,9 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 				if err := bucket(tx, ix.index).Put(ix.key, nil); err != nil {
 					return err
 				}
+			}
+			if err := countRequest(tx, builderID, 1, 1); err != nil {
+				return err
 			}
 			brids[builderID] = id
 			requests = append(requests, br)
@@ -249,7 +255,7 @@ func (db *DB) BuildsetPage(f BuildsetFilter) ([]Buildset, error) {
 func (db *DB) CountBuildsets(f BuildsetFilter) (int, error) {
 	var n int
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		all, incomplete := buildCount(tx, countBuildsets), bucket(tx, bucketBuildsetIncomplete).Stats().KeyN
+		all, incomplete := buildCount(tx, countBuildsets), buildCount(tx, countBuildsetsIncomplete)
 		switch {
 		case f.Complete == nil:
 			n = all
@@ -327,14 +333,27 @@ func (db *DB) BuildRequests(f BuildRequestFilter) ([]BuildRequest, error) {
 }
 
 // CountBuildRequests is how many build requests match f's filters (not its
-// Offset and Limit). It reads the indexes only, unless f.Claimed is set.
+// Offset and Limit). Without a buildset or claimed filter it reads the
+// counts, and walks at most the incomplete requests (few: the pending
+// work) for a builder's complete or incomplete ones; else it walks the
+// indexes, and reads records only when f.Claimed is set.
 func (db *DB) CountBuildRequests(f BuildRequestFilter) (int, error) {
 	var n int
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		n = 0
-		if f.BuilderID == 0 && f.BuildsetID == 0 && f.Claimed == nil {
-			all := bucket(tx, bucketRequest).Stats().KeyN
-			incomplete := bucket(tx, bucketRequestIncomplete).Stats().KeyN
+		if f.BuildsetID == 0 && f.Claimed == nil {
+			all, incomplete := buildCount(tx, countRequests), buildCount(tx, countRequestsIncomplete)
+			if f.BuilderID != 0 {
+				all, incomplete = buildCount(tx, requestCountKey(f.BuilderID)), 0
+				if f.Complete != nil {
+					var err error
+					eachRequest(tx, BuildRequestFilter{BuilderID: f.BuilderID, Complete: new(false)},
+						func(int64, *BuildRequest) bool { incomplete++; return true }, &err)
+					if err != nil {
+						return err
+					}
+				}
+			}
 			switch {
 			case f.Complete == nil:
 				n = all
@@ -366,15 +385,17 @@ func eachRequest(tx *bolt.Tx, f BuildRequestFilter, fn func(id int64, br *BuildR
 		index  string
 		prefix []byte
 	)
+	// A buildset's requests are few, and so are the incomplete ones (the
+	// pending work); a builder's grow with history.
 	switch {
 	case f.BuildsetID != 0:
 		index, prefix = bucketRequestByBuildset, itob(f.BuildsetID)
-	case f.BuilderID != 0:
-		index, prefix = bucketRequestByBuilder, itob(f.BuilderID)
 	case f.Complete != nil && !*f.Complete && f.Claimed != nil && *f.Claimed:
 		index = bucketRequestClaimed
 	case f.Complete != nil && !*f.Complete:
 		index = bucketRequestIncomplete
+	case f.BuilderID != 0:
+		index, prefix = bucketRequestByBuilder, itob(f.BuilderID)
 	default:
 		index = bucketRequest
 	}
@@ -505,6 +526,9 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 		if err := bucket(tx, bucketRequestIncomplete).Delete(itob(id)); err != nil {
 			return err
 		}
+		if err := countRequest(tx, req.BuilderID, 0, -1); err != nil {
+			return err
+		}
 		worst, done := Skipped, true
 		for _, brid := range prefixIDs(tx, bucketRequestByBuildset, itob(bsid), false) {
 			br, err := get[BuildRequest](tx, bucketRequest, brid)
@@ -526,6 +550,9 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := addCount(tx, countBuildsetsIncomplete, -1); err != nil {
 			return err
 		}
 		return bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))

