@@ -127,26 +127,71 @@ func (d *Dispatcher) loadReport(e store.OutboxEntry, site site) (*Report, error)
 // or query value (secrets are the config's, and are not).
 func (d *Dispatcher) renderer(r *Report, stamps []store.SourceStamp, escape bool) func(string) (string, error) {
 	return func(s string) (string, error) {
+		// With escape, a value that is "." or ".." is put in as a mark
+		// (holding a NUL, which no escaped value nor URL holds), to see
+		// after where it went: in the path it would climb (a proxy
+		// normalizes /a/../b to /b), so it is refused there.
+		var dots []string
+		var empty bool
+		urlValue := func(v string) string {
+			if v == "" {
+				empty = true
+			}
+			if v == "." || v == ".." {
+				dots = append(dots, v)
+				return fmt.Sprintf("\x00dot%d\x00", len(dots)-1)
+			}
+			return escapeURLValue(v)
+		}
 		out, secrets, err := interpolate.Render(s, interpolate.Context{
 			Property: func(name string) (any, bool) {
 				v, ok := r.Props[name]
 				if ok && escape {
-					return escapeURLValue(propString(r.Props, name)), true
+					return urlValue(propString(r.Props, name)), true
 				}
 				return v, ok
 			},
 			Source: func(codebase, attr string) (string, bool) {
 				v, ok := sourceAttr(stamps, codebase, attr)
 				if ok && escape {
-					v = escapeURLValue(v)
+					v = urlValue(v)
 				}
 				return v, ok
 			},
 			Secret: d.secret,
 		})
 		d.redactor.add(secrets...)
-		return out, err
+		if err != nil || !escape {
+			return out, err
+		}
+		return placeDots(out, dots, empty)
 	}
+}
+
+// placeDots puts back in the rendered URL u the values "." and ".." that
+// urlValue marked, and refuses u when one is in its path, or when a value
+// was empty and the path has an empty segment: /hook/../status and
+// /hook//status are not the path the config wrote, once a proxy
+// normalizes them. In the query they are values as any other.
+func placeDots(u string, dots []string, empty bool) (string, error) {
+	path := u
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	if i := strings.Index(path, "://"); i >= 0 {
+		path = path[i+3:]
+	}
+	for i, v := range dots {
+		mark := fmt.Sprintf("\x00dot%d\x00", i)
+		if strings.Contains(path, mark) {
+			return "", fmt.Errorf("a property or source stamp value %q would be a segment of the url's path: refused", v)
+		}
+		u = strings.ReplaceAll(u, mark, v)
+	}
+	if empty && strings.Contains(path, "//") {
+		return "", errors.New("a property or source stamp value is empty, which leaves an empty segment in the url's path: refused")
+	}
+	return u, nil
 }
 
 // sourceAttr is attr of the source stamp of codebase.

@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -93,5 +94,74 @@ func TestHeaderPropertyLineBreakIsRefused(t *testing.T) {
 	defer mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d requests sent", n)
+	}
+}
+
+// TestURLDotSegmentsRefused: a property or branch of "..", "." or ""
+// (anyone's who can push) in a path segment of the url would make
+// /hook/../status or /hook//status, which a normalizing proxy sends
+// elsewhere, token included: refused at once (one try, the reason
+// recorded), nothing sent. In the query it is a value like any other.
+func TestURLDotSegmentsRefused(t *testing.T) {
+	t.Parallel()
+	for _, branch := range []string{"..", ".", ""} {
+		t.Run(fmt.Sprintf("%q", branch), func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var got []*url.URL
+			base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				got = append(got, r.URL)
+				mu.Unlock()
+			})
+			f := newFixture(t)
+			var rs []config.Reporter
+			for name, u := range map[string]string{
+				"path-prop":  base + "/hook/%(prop:branch)s/status?token=t0ken",
+				"path-src":   base + "/hook/%(src::branch)s/status",
+				"chat-path":  base + "/chat/%(prop:branch)s/x",
+				"query-prop": base + "/q?b=%(prop:branch)s&token=t0ken",
+				"query-src":  base + "/q?b=%(src::branch)s",
+				"chat-query": base + "/chatq?b=%(prop:branch)s",
+			} {
+				rc := push(name, u)
+				if strings.HasPrefix(name, "chat") {
+					rc.Type = "chat_webhook"
+				}
+				rc.ReportStart = false
+				rs = append(rs, rc)
+			}
+			f.start(rs, nil)
+			b := f.build("runtests", branch)
+			f.finish(b, store.Success)
+			ds := f.deliveries(b.ID, func(ds []store.Delivery) bool {
+				n := 0
+				for _, d := range ds {
+					if d.State == store.DeliveryFailed || d.State == store.DeliveryDelivered {
+						n++
+					}
+				}
+				return n == len(rs)
+			})
+			for _, d := range ds {
+				inPath := !strings.Contains(d.Reporter, "query")
+				switch {
+				case inPath && (d.State != store.DeliveryFailed || d.Attempts != 1 || !strings.Contains(d.LastError, "path: refused")):
+					t.Errorf("%s: %s after %d tries (%q), want failed at once, refused", d.Reporter, d.State, d.Attempts, d.LastError)
+				case !inPath && d.State != store.DeliveryDelivered:
+					t.Errorf("%s: %s (%q), want delivered", d.Reporter, d.State, d.LastError)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 3 {
+				t.Errorf("requests %v, want the 3 with the value in the query", got)
+			}
+			for _, u := range got {
+				if !strings.HasPrefix(u.Path, "/q") && !strings.HasPrefix(u.Path, "/chatq") || u.Query().Get("b") != branch {
+					t.Errorf("request %v: want /q or /chatq with b=%q", u, branch)
+				}
+			}
+		})
 	}
 }
