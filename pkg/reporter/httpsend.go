@@ -9,7 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // resultNames are buildbot's names of the result codes (Results).
@@ -63,7 +67,10 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("post to %s: %s: %q", req.URL.Host, resp.Status, bytes.TrimSpace(snippet))
+	// Not %q: quoting would turn a secret's " and \ into \" and \\,
+	// which the scrubbing would no longer find. Only what would break
+	// the line is escaped.
+	err = fmt.Errorf("post to %s: %s: %s", req.URL.Host, resp.Status, printable(bytes.TrimSpace(snippet)))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		if after, ok := retryAfter(resp.Header, time.Now()); ok {
@@ -76,4 +83,24 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 		return Permanent(err)
 	}
 	return err
+}
+
+// printable is b with its control characters and invalid UTF-8 escaped
+// as Go would quote them (\n, \x00), and nothing else changed.
+func printable(b []byte) string {
+	var out strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&out, `\x%02x`, b[0])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			out.WriteString(q[1 : len(q)-1])
+		default:
+			out.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return out.String()
 }

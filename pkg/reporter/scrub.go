@@ -2,9 +2,13 @@ package reporter
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"html"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"text/template"
 	"unicode/utf8"
 )
 
@@ -45,13 +49,58 @@ func secretForms(secrets, users []string) []string {
 		b := []byte(v)
 		add(base64.StdEncoding.EncodeToString(b))
 		add(base64.URLEncoding.EncodeToString(b))
-		add(base64.RawStdEncoding.EncodeToString(b))
-		add(base64.RawURLEncoding.EncodeToString(b))
+		// Inside a longer base64 text v may start at any byte: encode it
+		// after 0, 1 and 2 bytes and keep the characters that hold its
+		// bits only (not the neighbours').
+		for k := range 3 {
+			n := k + len(b)
+			drop := (8*k + 5) / 6
+			end := (8*n + 5) / 6
+			if n%3 != 0 {
+				end-- // the last character holds bits of what follows
+			}
+			if end-drop < 8 {
+				continue
+			}
+			in := append(make([]byte, k), b...)
+			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+				add(enc.EncodeToString(in)[drop:end])
+			}
+		}
 	}
 	for _, s := range plain {
 		add(s)
 		add(url.QueryEscape(s))
 		add(url.PathEscape(s))
+		// As a quoted error (%q), a JSON string and HTML text give it.
+		add(strings.Trim(strconv.Quote(s), `"`))
+		add(strings.Trim(strconv.QuoteToASCII(s), `"`))
+		if j, err := json.Marshal(s); err == nil {
+			add(strings.Trim(string(j), `"`))
+		}
+		add(html.EscapeString(s))
+		add(template.HTMLEscapeString(s))
+		add(template.JSEscapeString(s))
+		// A URL given whole by a secret (a chat webhook's, whose path
+		// is the credential): an endpoint may echo only its path, a
+		// segment of it or its query.
+		if u, err := url.Parse(s); err == nil && u.Host != "" {
+			add(u.Path)
+			add(u.EscapedPath())
+			add(u.RawQuery)
+			for _, seg := range strings.Split(u.Path, "/") {
+				if len(seg) >= minPrefix {
+					add(seg)
+				}
+			}
+			for _, vs := range u.Query() {
+				for _, v := range vs {
+					if len(v) >= minPrefix {
+						add(v)
+					}
+				}
+			}
+		}
 		encode(s)
 		for _, u := range users {
 			if u == "" {
