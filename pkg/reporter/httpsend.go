@@ -45,10 +45,14 @@ func postJSON(ctx context.Context, client *http.Client, rawURL string, header ht
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return Permanent(errors.New("the rendered url is not an http or https URL"))
 	}
+	if req.URL.Host == "" {
+		return Permanent(errors.New("the rendered url has no host"))
+	}
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "gbb")
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error

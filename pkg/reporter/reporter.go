@@ -63,6 +63,14 @@ func renderURL(r *Report, u string) (string, error) {
 // be in the path or the query only, after scheme://host/ or after a
 // secret's value followed by "/". Secrets are the config's.
 func checkURLTemplate(name, u string) error {
+	// The host is the config's: after scheme://, not empty (http:/x/p and
+	// http:///x/p have none, whatever a property puts after).
+	if !strings.HasPrefix(u, "%(secret:") {
+		scheme, rest, ok := strings.Cut(u, "://")
+		if !ok || scheme == "" || strings.ContainsAny(scheme, "/%") || rest == "" || strings.ContainsAny(rest[:1], "/?#") {
+			return fmt.Errorf("reporter %s: url: want scheme://host/…, with the host written in the config (or given by a secret)", name)
+		}
+	}
 	i := 0
 	for {
 		j := strings.Index(u[i:], "%(")

@@ -60,6 +60,12 @@ func TestURLHostFromConfigOnly(t *testing.T) {
 		"%(secret:hook)s":                           false,
 		"%(secret:hook)s/%(prop:b)s":                false,
 		"https://%(secret:host)s/x/%(src::branch)s": false,
+		"http:/%(prop:x)s/p":                        true, // empty x makes http://p
+		"http:///%(prop:x)s/p":                      true,
+		"http:///p":                                 true,
+		"https:/ci.example.org/p":                   true,
+		"ci.example.org/%(prop:b)s":                 true,
+		"https://ci.example.org/p":                  false,
 	} {
 		for _, kind := range []string{"http_status_push", "chat_webhook"} {
 			_, err := newSender(config.Reporter{Type: kind, Name: "r", URL: u}, Deps{HTTP: &http.Client{}})
@@ -163,5 +169,49 @@ func TestURLDotSegmentsRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestURLWithoutHostIsPermanent: a url that renders without a host (a
+// secret's) is refused at once, not retried for a day.
+func TestURLWithoutHostIsPermanent(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"http:///p", "http:/p/q"} {
+		for _, s := range []Sender{
+			&httpStatusPush{rc: config.Reporter{Name: "p", URL: u}, http: &http.Client{}},
+			&chatWebhook{rc: config.Reporter{Name: "c", URL: u}, http: &http.Client{}},
+		} {
+			err := s.Send(context.Background(), testReport(Finished, store.Success, nil))
+			if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "no host") {
+				t.Errorf("%T url %q: Send = %v, want a permanent refusal: no host", s, u, err)
+			}
+		}
+	}
+}
+
+// TestPushUserAgent: http_status_push and chat_webhook name themselves
+// as the forges' reporters do, not as Go's client.
+func TestPushUserAgent(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var agents []string
+	base := newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.UserAgent())
+		mu.Unlock()
+	})
+	for _, kind := range []string{"http_status_push", "chat_webhook"} {
+		s, err := newSender(config.Reporter{Type: kind, Name: "r", URL: base + "/hook"}, Deps{HTTP: &http.Client{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(context.Background(), testReport(Finished, store.Success, nil)); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(agents) != 2 || agents[0] != "gbb" || agents[1] != "gbb" {
+		t.Errorf("User-Agents %q, want gbb twice", agents)
 	}
 }
