@@ -43,6 +43,7 @@ type mailSender struct {
 	tls     *tls.Config // the base of the STARTTLS and SMTPS configs
 	subject *template.Template
 	body    *template.Template
+	props   []string // the properties the templates name (templateProps)
 
 	mu   sync.Mutex
 	done map[string]*mailProgress // guarded by mu: partly delivered messages, by Message-ID
@@ -69,6 +70,7 @@ func newMail(r config.Reporter, d Deps) (Sender, error) {
 	if s.body, err = mailTemplate("body", r.Body, defaultMailBody); err != nil {
 		return nil, fmt.Errorf("reporter %s: body: %w", r.Name, err)
 	}
+	s.props = append(templateProps(s.subject), templateProps(s.body)...)
 	// The HTTP kinds' TLS settings (verify_ssl, the roots) hold for the
 	// relay too.
 	s.tls = &tls.Config{InsecureSkipVerify: !r.VerifySSL} //nolint:gosec // verify_ssl = false asks for it

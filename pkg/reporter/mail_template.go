@@ -2,9 +2,11 @@ package reporter
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -118,11 +120,19 @@ func (s *mailSender) mailData(r *Report) MailData {
 	if d.Worker == "" {
 		d.Worker = "<unknown>"
 	}
-	if d.Blamelist == nil {
-		for _, c := range r.Changes {
-			if c.Author != "" && !slices.Contains(d.Blamelist, c.Author) {
-				d.Blamelist = append(d.Blamelist, c.Author)
+	// A property the templates name that this build has not is empty,
+	// as in buildbot's templates (missingkey=error would fail the mail,
+	// text/template's default would print "<no value>").
+	cloned := false
+	for _, name := range s.props {
+		if _, ok := d.Props[name]; !ok {
+			if !cloned {
+				d.Props, cloned = maps.Clone(r.Props), true
+				if d.Props == nil {
+					d.Props = map[string]any{}
+				}
 			}
+			d.Props[name] = ""
 		}
 	}
 	prop := func(name string) string {
@@ -273,4 +283,75 @@ func missingMail(title string, m *MissingWorker) (subject, body string) {
 		fmt.Fprintf(&b, "Its page:\n    %s\n", m.URL)
 	}
 	return subject, b.String()
+}
+
+// templateProps are the names p of {{.Props.p}}, {{$.Props.p}} and
+// {{index .Props "p"}} in t and the templates it defines.
+func templateProps(t *template.Template) []string {
+	var names []string
+	add := func(p string) {
+		if !slices.Contains(names, p) {
+			names = append(names, p)
+		}
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			if len(n.Args) == 3 {
+				if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "index" {
+					if f, ok := n.Args[1].(*parse.FieldNode); ok && slices.Equal(f.Ident, []string{"Props"}) {
+						if s, ok := n.Args[2].(*parse.StringNode); ok {
+							add(s.Text)
+						}
+					}
+				}
+			}
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "Props" {
+				add(n.Ident[1])
+			}
+		case *parse.VariableNode:
+			if len(n.Ident) >= 3 && n.Ident[0] == "$" && n.Ident[1] == "Props" {
+				add(n.Ident[2])
+			}
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Tree.Root)
+		}
+	}
+	return names
 }

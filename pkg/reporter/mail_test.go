@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/textproto"
 	"slices"
@@ -645,5 +646,51 @@ func TestMailRelaySilent(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Send to a silent relay did not return a minute after its context ended")
+	}
+}
+
+// TestMailTemplateMissingProperty: a template naming a property the
+// sample build of checkconfig lacks ({{.Props.myprop}}, {{$.Props.x}},
+// {{index .Props "y"}}) is no config error; a build that lacks it gets
+// its mail, the property empty, as in buildbot's templates; one that has
+// it shows it.
+func TestMailTemplateMissingProperty(t *testing.T) {
+	t.Parallel()
+	srv := mailServer(t)
+	cfg := mailReporter(t, srv.StartTLS, fmt.Sprintf(`use_tls = true
+smtp_user = %q
+smtp_password = "%%(secret:smtp)s"
+send_to_interested_users = false
+extra_recipients = ["team@example.org"]
+subject = "{{.Builder}} [{{.Props.myprop}}]"
+body = """a=[{{.Props.myprop}}] b=[{{range .Steps}}{{$.Props.other}}{{end}}] c=[{{index .Props "third"}}] d=[{{with .Props.myprop}}set{{else}}unset{{end}}]"""
+`, mailUser))
+	if err := Check(&config.Config{File: "master.toml", Reporters: []config.Reporter{cfg}}); err != nil {
+		t.Fatalf("Check = %v, want no error", err)
+	}
+	s, err := newSender(cfg, srv.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		props         map[string]any
+		subject, body string
+	}{
+		{nil, "runtests []", "a=[] b=[] c=[] d=[unset]"},
+		{map[string]any{"myprop": "v1", "other": "o", "third": 3}, "runtests [v1]", "a=[v1] b=[oo] c=[3] d=[set]"},
+	} {
+		r := buildReport(Finished, store.Failure)
+		maps.Copy(r.Props, tc.props)
+		id := messageIDOf(t, s, r)
+		if err := s.Send(context.Background(), r); err != nil {
+			t.Fatalf("props %v: %v", tc.props, err)
+		}
+		m := srv.StartTLS.waitMessages(t, id, 1)[0]
+		if got := strings.TrimSpace(strings.ReplaceAll(m.Text, "\r\n", "\n")); m.Subject != tc.subject || got != tc.body {
+			t.Errorf("props %v: subject %q body %q, want %q and %q", tc.props, m.Subject, got, tc.subject, tc.body)
+		}
+		if _, ok := r.Props["myprop"]; ok != (tc.props != nil) {
+			t.Errorf("props %v: the report's properties were changed: %v", tc.props, r.Props)
+		}
 	}
 }
