@@ -39,3 +39,22 @@ func TestScrubTextForms(t *testing.T) {
 		t.Errorf("text without secrets changed: %q", got)
 	}
 }
+
+// TestScrubTextOddBase64: a secret (alone, as basic auth, as AUTH PLAIN)
+// inside a longer base64 text, after any number of other bytes, in
+// either alphabet, is hidden.
+func TestScrubTextOddBase64(t *testing.T) {
+	t.Parallel()
+	const user, pw = "bob", "s3cr3t-Pa55word"
+	for _, form := range []string{pw, user + ":" + pw, "\x00" + user + "\x00" + pw} {
+		for pad := range 6 {
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding} {
+				in := "got " + enc.EncodeToString([]byte(strings.Repeat("x", pad)+form+"tail")) + " end"
+				got := scrubText(in, []string{pw}, []string{user})
+				if l := oddLeaks(got, user, pw); len(l) > 0 || !strings.Contains(got, redacted) {
+					t.Errorf("%q after %d bytes: scrubText(%q) = %q: holds %v", form, pad, in, got, l)
+				}
+			}
+		}
+	}
+}
