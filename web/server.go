@@ -152,11 +152,16 @@ func New(cfg Config) *Server {
 		return auth.Access{Users: a.auth, Rules: a.authz}
 	}
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
+	var publish func(string, any)
+	if cfg.Events != nil {
+		publish = cfg.Events.Publish
+	}
 	s.api = api.New(api.Config{
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
 		Schedulers: cfg.Schedulers, EnableScheduler: cfg.EnableScheduler, Logger: s.log,
-		Access: inForce,
-		Guard:  s.sameOrigin,
+		Publish: publish,
+		Access:  inForce,
+		Guard:   s.sameOrigin,
 	})
 	s.ui = ui.New(ui.Config{
 		API: s.api, Store: cfg.Store, Controller: cfg.Controller,
