@@ -97,7 +97,7 @@ type Config struct {
 	// (/sse/, /ws): the API publishes what changes outside the store,
 	// the scheduler switch's schedulers/N/updated. Nil publishes nothing.
 	Publish func(key string, record any)
-	Logger          *slog.Logger // nil means discard
+	Logger  *slog.Logger // nil means discard
 
 	// Access returns the [www.auth] users and the [www.authz] rules in
 	// force.
