@@ -264,6 +264,38 @@ func TestBuildbotUILogin(t *testing.T) {
 	}
 }
 
+// Another site's page cannot log its visitor in as someone else (a login
+// CSRF, with credentials in the URL): auth/login refuses what the browser
+// says is cross-site, or whose Origin is not the site's; the site's own
+// pages log in.
+func TestBuildbotUILoginCrossSite(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t)}, true)
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"another site, says the browser", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"same-site, says the browser", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"another site's origin", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"same-origin, says the browser", []string{"Sec-Fetch-Site", "same-origin"}, http.StatusFound},
+		{"typed in, says the browser", []string{"Sec-Fetch-Site", "none"}, http.StatusFound},
+		{"the site's own origin", []string{"Origin", "http://" + host}, http.StatusFound},
+		{"buildbot_url's origin", []string{"Origin", "http://ci.example.org"}, http.StatusFound},
+	} {
+		resp, body := f.do(t, "root", "GET", "/buildbot-ui/auth/login?redirect=/builders", "", "", tc.hdr...)
+		session := false
+		for _, c := range resp.Cookies() {
+			session = session || (c.Name == "gbb_session" && c.Value != "")
+		}
+		if resp.StatusCode != tc.want || session != (tc.want == http.StatusFound) {
+			t.Errorf("%s: %s, session cookie %v, want %d\n%s", tc.name, resp.Status, session, tc.want, body)
+		}
+	}
+}
+
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // Buildbot's UI gets its own Content-Security-Policy: the one inline
