@@ -126,6 +126,7 @@ func (s *Server) newBuildbotUI() *bbui.Server {
 		AvatarMethods: s.avatar.Methods,
 		Versions:      [][2]string{{"gbb", s.cfg.Version}},
 		User:          s.bbuiUser,
+		MasterFiles:   s.cfg.MasterFiles,
 		Logger:        s.log,
 		AuthName:      s.authName,
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/internal/logsample"
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
@@ -77,6 +78,10 @@ type Config struct {
 	// BuildbotUI is [www] buildbot_ui_dir and avatar_methods: buildbot's
 	// own UI served at /buildbot-ui/ (see bbui.go), and /avatar.
 	BuildbotUI config.BuildbotUI
+	// MasterFiles are the master's own files, which buildbot's UI never
+	// serves (whatever link in buildbot_ui_dir leads to them); nil
+	// guards none.
+	MasterFiles *masterfiles.Guard
 	// Version is the master's, shown on buildbot's UI's about page.
 	Version string
 	// Events is the bus the store publishes to, served live on /sse/ and
