@@ -330,6 +330,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
+	r.Use(s.forwardedHeaders)
 	if s.bbui != nil && s.cfg.BuildbotUI.AtRoot {
 		r.Use(s.atRoot(r))
 	} else {
