@@ -182,3 +182,32 @@ func TestSchedulerDisabledAcrossRestart(t *testing.T) {
 	e.startMaster()
 	check("after-restart")
 }
+
+// TestChangePropertiesInBuild: as buildbot's setupProperties, a change's
+// properties (sendchange -p) are its build's, with source "Change", and
+// the builder's properties override them.
+func TestChangePropertiesInBuild(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(bbuiConfig + `
+  [builders.properties]
+  shared = "builder"
+`)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	mustRun(t, e.master, "sendchange", "--master", e.url("/"), "--who", "Me <me@example.com>",
+		"--branch", "main", "--revision", "abc123", "-p", "evil:1", "-p", "shared:change", "a.txt")
+	b := e.waitBuilds(1)[0]
+	var r struct {
+		Properties []map[string][]any
+	}
+	e.get(fmt.Sprintf("/api/v2/builds/%d/properties", b.BuildID), &r)
+	if len(r.Properties) != 1 {
+		t.Fatalf("properties of build %d: %+v", b.BuildID, r)
+	}
+	for name, want := range map[string][]any{"evil": {"1", "Change"}, "shared": {"builder", "Builder"}} {
+		if diff := cmp.Diff(want, r.Properties[0][name]); diff != "" {
+			t.Errorf("property %s of the change's build (-want +got):\n%s", name, diff)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net/http"
@@ -8,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gbb-ci/gbb/internal/testdeb"
 	"github.com/gbb-ci/gbb/internal/testx509"
+	"github.com/gorilla/websocket"
 )
 
 // startNginx runs Debian's nginx (binary nginx) with deploy/freebsd/nginx.conf,
@@ -109,4 +113,44 @@ func startNginxConfIn(t *testing.T, netns, nginx, dir, name string, port int, co
 	}
 	netnsProc(t, filepath.Join(dir, name+".out"), args[0], args[1:]...)
 	return tlsSrv
+}
+
+// TestNginxWebSockets: through the shipped deploy/freebsd/nginx.conf, the
+// WebSocket of gbb's pages (/buildbot/ws) and the one buildbot's UI opens
+// beside its pages (/buildbot/buildbot-ui/ws) both upgrade and answer
+// startConsuming; a location without Upgrade and Connection would answer
+// the UI's 400.
+func TestNginxWebSockets(t *testing.T) {
+	t.Parallel()
+	nginx := testdeb.Need(t, "nginx", "nginx")
+	e := newEnv(t)
+	e.writeConfig(loopback)
+	port := freePort(t)
+	startNginx(t, nginx, e.Dir, port, fmt.Sprintf("127.0.0.1:%d", e.WebPort))
+	e.startMaster()
+	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for _, path := range []string{"/buildbot/ws", "/buildbot/buildbot-ui/ws"} {
+		t.Run(path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			url := fmt.Sprintf("ws://127.0.0.1:%d%s", port, path)
+			conn, resp, err := websocket.DefaultDialer.DialContext(ctx, url, http.Header{"Origin": {origin}})
+			if err != nil {
+				status := ""
+				if resp != nil {
+					status = resp.Status
+				}
+				t.Fatalf("WebSocket %s through nginx: %v %s", url, err, status)
+			}
+			defer conn.Close()
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if err := conn.WriteJSON(map[string]any{"cmd": "startConsuming", "path": "builders/*/*", "_id": 1}); err != nil {
+				t.Fatal(err)
+			}
+			var ack map[string]any
+			if err := conn.ReadJSON(&ack); err != nil || ack["code"] != 200.0 {
+				t.Fatalf("startConsuming over %s: %v %v", path, ack, err)
+			}
+		})
+	}
 }

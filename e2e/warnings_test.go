@@ -29,7 +29,7 @@ roles = ["admins"]
 `)
 	out := mustRun(t, e.master, "checkconfig", e.masterDir)
 	for _, want := range []string{
-		"warning: " + filepath.Join(e.masterDir, "master.toml") + ":21: www.authz.rules: the rules name some control actions but not force, graceful, enable: every logged-in user may do force, graceful, enable",
+		"warning: " + filepath.Join(e.masterDir, "master.toml") + ":21: www.authz.rules: the rules name some control actions but not force, graceful, enable: every logged-in user may do force, graceful; no one may do enable (added in this version; name it in a rule to allow it)",
 		"www.auth: the users' bcrypt hashes have different costs (cost 4: root; cost 10: alice)",
 		"gbb-master hashpw",
 		"Config file is good",
@@ -44,7 +44,7 @@ roles = ["admins"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"config warning: ", "every logged-in user may do force, graceful, enable", "bcrypt hashes have different costs"} {
+	for _, want := range []string{"config warning: ", "every logged-in user may do force, graceful; no one may do enable (added in this version", "bcrypt hashes have different costs"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("master.log does not say %q:\n%s", want, log)
 		}

@@ -500,3 +500,43 @@ func TestSetAccess(t *testing.T) {
 		t.Errorf("alice's rebuild after the second reconfig: %d, want 200", got)
 	}
 }
+
+// The scheduler switch (enable) came after rules that name every action
+// there was: under such rules it is refused to everyone, admins too, until
+// a rule names it, so an upgrade opens it to no one. With no rules at
+// all, every logged-in user may use it, as every other action.
+func TestEnableNeedsRule(t *testing.T) {
+	t.Parallel()
+	older := []string{"force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"}
+	off := rpcBody("enable", `{"enabled":false}`)
+	for _, tc := range []struct {
+		name  string
+		rules []config.Rule
+		want  map[string]int
+	}{
+		{"rules naming the eight older actions", []config.Rule{{Actions: older, Roles: []string{"admins"}}},
+			map[string]int{"bob": 403, "root": 403, "": 403}},
+		{"a rule naming enable", []config.Rule{{Actions: older, Roles: []string{"admins"}}, {Actions: []string{"enable"}, Roles: []string{"admins"}}},
+			map[string]int{"bob": 403, "root": 200, "": 403}},
+		{"a rule naming *", []config.Rule{{Actions: []string{"*"}, Roles: []string{"devs"}}},
+			map[string]int{"bob": 200, "root": 403, "": 403}},
+		{"no rules", nil, map[string]int{"bob": 200, "root": 200, "": 403}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newAuthServer(t, config.Authz{Rules: tc.rules})
+			allowed := 0
+			for _, who := range []string{"bob", "root", ""} {
+				resp, body := f.do(t, who, "POST", "/api/v2/schedulers/1", "application/json", off)
+				if resp.StatusCode != tc.want[who] {
+					t.Errorf("enable as %q: %s, want %d\n%s", who, resp.Status, tc.want[who], body)
+				}
+				if tc.want[who] == 200 {
+					allowed++
+				}
+			}
+			if got := f.calls(); len(got) != allowed {
+				t.Errorf("controller calls %q, want %d", got, allowed)
+			}
+		})
+	}
+}

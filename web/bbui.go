@@ -126,6 +126,7 @@ func (s *Server) newBuildbotUI() *bbui.Server {
 		AvatarMethods: s.avatar.Methods,
 		Versions:      [][2]string{{"gbb", s.cfg.Version}},
 		User:          s.bbuiUser,
+		MasterFiles:   s.cfg.MasterFiles,
 		Logger:        s.log,
 		AuthName:      s.authName,
 	})
@@ -187,6 +188,13 @@ func seeOtherTo(w http.ResponseWriter, loc string) {
 // session; then back to the UI. Without [www.auth] there is nothing to log
 // in to.
 func (s *Server) authLogin(w http.ResponseWriter, r *http.Request) {
+	// Another site's page could otherwise log its visitor in as its
+	// author (credentials in the URL): a login CSRF.
+	if reason := s.crossSiteGet(r); reason != "" {
+		s.log.Info("refused a cross-site login", "remote", s.clientAddr(r), "origin", r.Header.Get("Origin"), "reason", reason)
+		jsonreply.Error(w, http.StatusForbidden, reason)
+		return
+	}
 	a := s.acc().auth
 	target := uiTarget(r.URL.Query().Get("redirect"))
 	if a == nil {
@@ -206,10 +214,23 @@ func (s *Server) authLogin(w http.ResponseWriter, r *http.Request) {
 	seeOtherTo(w, target)
 }
 
+// crossSiteGet returns why r, a GET of auth/login or auth/logout, comes
+// from another site's page, or "" when it does not: the browser says so
+// (auth.CrossSite), or it sends an Origin that is not the site's.
+func (s *Server) crossSiteGet(r *http.Request) string {
+	if reason := auth.CrossSite(r); reason != "" {
+		return reason
+	}
+	if o := r.Header.Get("Origin"); o != "" && !auth.OriginOK(r, o, s.site().origin) {
+		return "cross-site request refused (Origin " + o + " is not the site's): use the site's own pages"
+	}
+	return ""
+}
+
 // authLogout serves GET auth/logout as buildbot's: it ends the session and
 // goes back to the UI. Another site's page cannot log its visitor out.
 func (s *Server) authLogout(w http.ResponseWriter, r *http.Request) {
-	if reason := auth.CrossSite(r); reason != "" {
+	if reason := s.crossSiteGet(r); reason != "" {
 		jsonreply.Error(w, http.StatusForbidden, reason)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/web/auth"
@@ -51,6 +52,13 @@ func installUI(t *testing.T) string {
 // [www.auth] users alice (devs) and root (admins); the rules are authz.
 func newBBUIServer(t *testing.T, ui config.BuildbotUI, withAuth bool) *authFixture {
 	t.Helper()
+	return newBBUIServerGuarded(t, ui, withAuth, nil)
+}
+
+// newBBUIServerGuarded is newBBUIServer with the master's own files
+// guarded.
+func newBBUIServerGuarded(t *testing.T, ui config.BuildbotUI, withAuth bool, files *masterfiles.Guard) *authFixture {
+	t.Helper()
 	f := newTestServer(t)
 	var a config.Auth
 	if withAuth {
@@ -67,7 +75,7 @@ func newBBUIServer(t *testing.T, ui config.BuildbotUI, withAuth bool) *authFixtu
 		Forcer: &testForcer{db: f.db, scheds: []scheduler.ForceInfo{{Name: "force-runtests", BuilderNames: []string{"runtests"}}}},
 		Title:  "Hello </script> CI", BuildbotURL: "http://ci.example.org/",
 		Auth: a, Authz: config.Authz{Rules: []config.Rule{{Actions: []string{"*"}, Roles: []string{"admins"}}}},
-		BuildbotUI: ui, Version: "1.2.3",
+		BuildbotUI: ui, Version: "1.2.3", MasterFiles: files,
 	})
 	f.srv.Close()
 	f.srv = httptest.NewServer(s.Handler())
@@ -152,6 +160,76 @@ func TestBuildbotUIServed(t *testing.T) {
 	g := newBBUIServer(t, config.BuildbotUI{}, false)
 	if resp, _ := g.do(t, "", "GET", "/buildbot-ui/", "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("no UI configured: GET /buildbot-ui/: %d, want 404", resp.StatusCode)
+	}
+}
+
+// Nothing outside buildbot_ui_dir is served, whatever symlink in it
+// leads out (to /etc/passwd, to the master's config and store), nor any
+// of the master's own files inside it (a UI dir that is, or holds, the
+// basedir; a hard link to the store); the UI's own files still are.
+func TestBuildbotUIConfined(t *testing.T) {
+	t.Parallel()
+	basedir := t.TempDir()
+	write := func(p, body string) {
+		check(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		check(t, os.WriteFile(p, []byte(body), 0o600))
+	}
+	link := func(target, p string) { check(t, os.Symlink(target, p)) }
+	write(filepath.Join(basedir, "master.toml"), "SECRET-CONFIG")
+	write(filepath.Join(basedir, "master.toml.bak"), "SECRET-CONFIG")
+	write(filepath.Join(basedir, "state.db"), "SECRET-DB")
+	cfg := &config.Config{DB: config.DB{URL: config.DefaultDBURL}}
+	guard := masterfiles.New(basedir, cfg.MasterFiles(basedir))
+
+	// The UI installed under the basedir, with links out of it.
+	ui := filepath.Join(basedir, "www", "buildbot_www_react", "static")
+	write(filepath.Join(ui, "index.html"), bbuiIndex)
+	write(filepath.Join(ui, "assets", "index.js"), "console.log('ui')")
+	plugin := filepath.Join(basedir, "www", "buildbot_waterfall_view", "static")
+	write(filepath.Join(plugin, "scripts.js"), "console.log('waterfall')")
+	link("/etc/passwd", filepath.Join(ui, "passwd"))
+	link("../../../master.toml", filepath.Join(ui, "cfg"))
+	link("../../..", filepath.Join(ui, "up"))
+	link(filepath.Join(basedir, "state.db"), filepath.Join(ui, "db"))
+	link("../../../state.db", filepath.Join(plugin, "db"))
+	check(t, os.Link(filepath.Join(basedir, "state.db"), filepath.Join(ui, "assets", "db.bin")))
+	f := newBBUIServerGuarded(t, config.BuildbotUI{Dir: ui}, false, guard)
+	for path, want := range map[string]int{
+		"/buildbot-ui/":                                  200,
+		"/buildbot-ui/assets/index.js":                   200,
+		"/buildbot-ui/plugins/waterfall_view/scripts.js": 200,
+		"/buildbot-ui/passwd":                            403,
+		"/buildbot-ui/cfg":                               403,
+		"/buildbot-ui/up/master.toml":                    403,
+		"/buildbot-ui/up/state.db":                       403,
+		"/buildbot-ui/db":                                403,
+		"/buildbot-ui/assets/db.bin":                     403,
+		"/buildbot-ui/plugins/waterfall_view/db":         403,
+	} {
+		resp, body := f.do(t, "", "GET", path, "", "")
+		if resp.StatusCode != want || strings.Contains(body, "SECRET") || strings.Contains(body, "root:") {
+			t.Errorf("GET %s: %d, want %d\n%.200s", path, resp.StatusCode, want, body)
+		}
+	}
+
+	// A UI dir that is the basedir itself: the master's files in it are
+	// not the UI's, nor a link to one inside it.
+	write(filepath.Join(basedir, "index.html"), bbuiIndex)
+	link("master.toml", filepath.Join(basedir, "inside"))
+	g := newBBUIServerGuarded(t, config.BuildbotUI{Dir: basedir}, false, guard)
+	for path, want := range map[string]int{
+		"/buildbot-ui/": 200,
+		"/buildbot-ui/www/buildbot_www_react/static/assets/index.js": 200,
+		"/buildbot-ui/master.toml":                                   403,
+		"/buildbot-ui/master.toml.bak":                               403,
+		"/buildbot-ui/state.db":                                      403,
+		"/buildbot-ui/inside":                                        403,
+		"/buildbot-ui/www/buildbot_www_react/static/assets/db.bin":   403,
+	} {
+		resp, body := g.do(t, "", "GET", path, "", "")
+		if resp.StatusCode != want || strings.Contains(body, "SECRET") {
+			t.Errorf("basedir as the UI dir: GET %s: %d, want %d\n%.200s", path, resp.StatusCode, want, body)
+		}
 	}
 }
 
@@ -261,6 +339,38 @@ func TestBuildbotUILogin(t *testing.T) {
 	}
 	if f.s.acc().auth.Session(sess.Value) != nil {
 		t.Error("the session outlived the logout")
+	}
+}
+
+// Another site's page cannot log its visitor in as someone else (a login
+// CSRF, with credentials in the URL): auth/login refuses what the browser
+// says is cross-site, or whose Origin is not the site's; the site's own
+// pages log in.
+func TestBuildbotUILoginCrossSite(t *testing.T) {
+	t.Parallel()
+	f := newBBUIServer(t, config.BuildbotUI{Dir: installUI(t)}, true)
+	host := strings.TrimPrefix(f.srv.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"another site, says the browser", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"same-site, says the browser", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"another site's origin", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"same-origin, says the browser", []string{"Sec-Fetch-Site", "same-origin"}, http.StatusFound},
+		{"typed in, says the browser", []string{"Sec-Fetch-Site", "none"}, http.StatusFound},
+		{"the site's own origin", []string{"Origin", "http://" + host}, http.StatusFound},
+		{"buildbot_url's origin", []string{"Origin", "http://ci.example.org"}, http.StatusFound},
+	} {
+		resp, body := f.do(t, "root", "GET", "/buildbot-ui/auth/login?redirect=/builders", "", "", tc.hdr...)
+		session := false
+		for _, c := range resp.Cookies() {
+			session = session || (c.Name == "gbb_session" && c.Value != "")
+		}
+		if resp.StatusCode != tc.want || session != (tc.want == http.StatusFound) {
+			t.Errorf("%s: %s, session cookie %v, want %d\n%s", tc.name, resp.Status, session, tc.want, body)
+		}
 	}
 }
 

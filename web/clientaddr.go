@@ -54,3 +54,23 @@ func (s *Server) trustedProxy(addr string) bool {
 	}
 	return false
 }
+
+// forwardedHeaders drops X-Forwarded-Host and X-Forwarded-Proto from a
+// request whose peer is not one of the trusted_proxies, before anything
+// reads them: anyone could send them, and the same-origin checks
+// (auth.OriginOK) take the site's host and scheme from them.
+func (s *Server) forwardedHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Forwarded-Host") != "" || r.Header.Get("X-Forwarded-Proto") != "" {
+			peer := r.RemoteAddr
+			if h, _, err := net.SplitHostPort(peer); err == nil {
+				peer = h
+			}
+			if !s.trustedProxy(peer) {
+				r.Header.Del("X-Forwarded-Host")
+				r.Header.Del("X-Forwarded-Proto")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

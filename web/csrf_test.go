@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -212,9 +213,52 @@ func TestRPCContentType(t *testing.T) {
 	}
 }
 
+// TestWSOriginTrustedProxy: X-Forwarded-Host and X-Forwarded-Proto are
+// believed from the trusted_proxies only (as X-Forwarded-For), and the
+// Origin's scheme must be the one the browser used: the request's, or the
+// one a trusted proxy's X-Forwarded-Proto names.
+func TestWSOriginTrustedProxy(t *testing.T) {
+	t.Parallel()
+	bus := events.New(events.Config{FirstID: 1})
+	db := must(store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{Events: bus}))(t)
+	t.Cleanup(func() { db.Close() })
+	s := New(Config{Store: db, Events: bus, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tt := range []struct {
+		name string
+		hdr  http.Header
+		ok   bool
+	}{
+		{"the proxy's X-Forwarded-Host", http.Header{"Origin": {"http://localhost:8999"}, "X-Forwarded-Host": {"localhost:8999"}}, true},
+		{"the proxy's X-Forwarded-Host over https", http.Header{"Origin": {"https://ci.example.org"}, "X-Forwarded-Host": {"ci.example.org"}, "X-Forwarded-Proto": {"https"}}, true},
+		{"the proxy's X-Forwarded-Host, http where the browser used https", http.Header{"Origin": {"http://ci.example.org"}, "X-Forwarded-Host": {"ci.example.org"}, "X-Forwarded-Proto": {"https"}}, false},
+		{"the proxy's X-Forwarded-Host, https where the browser used http", http.Header{"Origin": {"https://ci.example.org"}, "X-Forwarded-Host": {"ci.example.org"}}, false},
+		{"the Host over https, says the proxy", http.Header{"Origin": {"https://" + host}, "X-Forwarded-Proto": {"https"}}, true},
+		{"the Host over https, the proxy says nothing", http.Header{"Origin": {"https://" + host}}, false},
+		{"another site", http.Header{"Origin": {"https://evil.example"}, "X-Forwarded-Host": {"ci.example.org"}, "X-Forwarded-Proto": {"https"}}, false},
+	} {
+		conn, resp, err := websocket.DefaultDialer.Dial(wsURL, tt.hdr)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%s: refused: %v %v", tt.name, err, resp)
+		case !tt.ok && err == nil:
+			t.Errorf("%s: accepted", tt.name)
+		case !tt.ok && (resp == nil || resp.StatusCode != http.StatusForbidden):
+			t.Errorf("%s: %v %v, want 403", tt.name, err, resp)
+		}
+		if conn != nil {
+			conn.Close()
+		}
+	}
+}
+
 // TestWSOriginBehindProxy: a browser's WebSocket is accepted from
 // buildbot_url's origin, from the host it was sent to (Host, or a proxy's
-// X-Forwarded-Host), and, behind a proxy that sets no Host, when the
+// X-Forwarded-Host when it is trusted), over the same scheme, and,
+// behind a proxy that sets no Host, when the
 // browser says it is same-origin or the URL has the page's token with its
 // cookie; one from another site is refused 403, and the refusal logged
 // with its reason.
@@ -245,7 +289,9 @@ func TestWSOriginBehindProxy(t *testing.T) {
 		{"no Origin (not a browser)", nil, true, ""},
 		{"buildbot_url's origin", http.Header{"Origin": {"http://ci.example.org:8010"}}, true, ""},
 		{"the Host", http.Header{"Origin": {"http://" + host}}, true, ""},
-		{"a proxy's X-Forwarded-Host", http.Header{"Origin": {"http://localhost:8999"}, "X-Forwarded-Host": {"localhost:8999"}}, true, ""},
+		{"X-Forwarded-Host from no trusted proxy", http.Header{"Origin": {"http://localhost:8999"}, "X-Forwarded-Host": {"localhost:8999"}}, false, ""},
+		{"the Host over another scheme", http.Header{"Origin": {"https://" + host}}, false, ""},
+		{"the Host over https, says an untrusted X-Forwarded-Proto", http.Header{"Origin": {"https://" + host}, "X-Forwarded-Proto": {"https"}}, false, ""},
 		{"same-origin behind a proxy that keeps no Host", http.Header{"Origin": {"http://localhost:8999"}, "Sec-Fetch-Site": {"same-origin"}}, true, ""},
 		{"another site", http.Header{"Origin": {"http://evil.example"}}, false, ""},
 		{"another site, says the browser", http.Header{"Origin": {"http://evil.example"}, "Sec-Fetch-Site": {"cross-site"}}, false, ""},

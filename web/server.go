@@ -22,6 +22,7 @@ import (
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/internal/logsample"
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
@@ -77,6 +78,10 @@ type Config struct {
 	// BuildbotUI is [www] buildbot_ui_dir and avatar_methods: buildbot's
 	// own UI served at /buildbot-ui/ (see bbui.go), and /avatar.
 	BuildbotUI config.BuildbotUI
+	// MasterFiles are the master's own files, which buildbot's UI never
+	// serves (whatever link in buildbot_ui_dir leads to them); nil
+	// guards none.
+	MasterFiles *masterfiles.Guard
 	// Version is the master's, shown on buildbot's UI's about page.
 	Version string
 	// Events is the bus the store publishes to, served live on /sse/ and
@@ -152,11 +157,16 @@ func New(cfg Config) *Server {
 		return auth.Access{Users: a.auth, Rules: a.authz}
 	}
 	s.hooks = hooks.New(cfg.Changes, cfg.ChangeHooks, s.log)
+	var publish func(string, any)
+	if cfg.Events != nil {
+		publish = cfg.Events.Publish
+	}
 	s.api = api.New(api.Config{
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
 		Schedulers: cfg.Schedulers, EnableScheduler: cfg.EnableScheduler, Logger: s.log,
-		Access: inForce,
-		Guard:  s.sameOrigin,
+		Publish: publish,
+		Access:  inForce,
+		Guard:   s.sameOrigin,
 	})
 	s.ui = ui.New(ui.Config{
 		API: s.api, Store: cfg.Store, Controller: cfg.Controller,
@@ -320,6 +330,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
+	r.Use(s.forwardedHeaders)
 	if s.bbui != nil && s.cfg.BuildbotUI.AtRoot {
 		r.Use(s.atRoot(r))
 	} else {

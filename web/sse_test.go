@@ -35,6 +35,13 @@ type liveFixture struct {
 
 func newLiveServer(t *testing.T, busCfg events.Config) *liveFixture {
 	t.Helper()
+	return newLiveServerWith(t, busCfg, nil)
+}
+
+// newLiveServerWith is newLiveServer, with the server's Config changed by
+// cfg (when not nil) over the fixture's store.
+func newLiveServerWith(t *testing.T, busCfg events.Config, cfg func(*Config, *store.DB)) *liveFixture {
+	t.Helper()
 	if busCfg.FirstID == 0 {
 		busCfg.FirstID = 1
 	}
@@ -47,7 +54,11 @@ func newLiveServer(t *testing.T, busCfg events.Config) *liveFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{Store: db, Events: bus})
+	c := Config{Store: db, Events: bus}
+	if cfg != nil {
+		cfg(&c, db)
+	}
+	srv := New(c)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

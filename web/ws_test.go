@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
+	"github.com/gbb-ci/gbb/pkg/scheduler"
 	"github.com/gbb-ci/gbb/pkg/store"
 	"github.com/gbb-ci/gbb/web/live"
 )
@@ -151,4 +154,43 @@ func httptestRecorder(srv *Server, path string) int {
 	rec := httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code
+}
+
+// Buildbot's scheduler switch is followed live: a subscriber to
+// schedulers/*/* gets schedulers/N/updated with the scheduler's record,
+// enabled false then true, as buildbot publishes it.
+func TestWSSchedulerEnable(t *testing.T) {
+	t.Parallel()
+	var scheds *scheduler.Set
+	f := newLiveServerWith(t, events.Config{}, func(c *Config, db *store.DB) {
+		scheds = scheduler.New([]config.Scheduler{{Type: "force", Name: "force", BuilderNames: []string{"runtests"}}}, db, nil, nil)
+		c.Forcer = scheds
+		c.Schedulers = func() []SchedulerInfo {
+			return []SchedulerInfo{{ID: 7, Name: "force", Enabled: scheds.Enabled("force")}}
+		}
+		c.EnableScheduler = scheds.SetEnabled
+	})
+	c := dialWS(t, "ws"+strings.TrimPrefix(f.base, "http")+"/ws")
+	if m := c.call(map[string]any{"cmd": "startConsuming", "path": "schedulers/*/*", "_id": 1}); m["code"] != 200.0 {
+		t.Fatalf("startConsuming: %v", m)
+	}
+	for _, enabled := range []bool{false, true} {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"enable","id":1,"params":{"enabled":%v}}`, enabled)
+		resp, err := http.Post(f.base+"/api/v2/schedulers/7", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("enable %v: %s", enabled, resp.Status)
+		}
+		ev := c.event()
+		want := map[string]any{"schedulerid": 7.0, "name": "force", "enabled": enabled, "master": nil}
+		if ev.K != "schedulers/7/updated" || !cmp.Equal(want, ev.M) {
+			t.Errorf("after enable %v: event %s %v, want schedulers/7/updated %v", enabled, ev.K, ev.M, want)
+		}
+		if d := cmp.Diff(apiElement(t, f.base, "/schedulers/7", "schedulers"), ev.M); d != "" {
+			t.Errorf("message is not the API's scheduler (-api +event):\n%s", d)
+		}
+	}
 }

@@ -36,6 +36,7 @@ type Guard struct {
 type guarded struct {
 	File
 	rel string      // Path relative to the basedir, symlinks resolved; "" when outside it
+	abs string      // Path absolute, symlinks resolved
 	fi  os.FileInfo // the file as it was when the guard was made; nil when missing
 }
 
@@ -48,6 +49,7 @@ func New(basedir string, files []File) *Guard {
 	for _, f := range files {
 		gf := guarded{File: f}
 		p := realPath(f.Path)
+		gf.abs = p
 		if rel, err := filepath.Rel(base, p); err == nil && (rel == "." || filepath.IsLocal(rel)) {
 			gf.rel = rel
 		}
@@ -190,6 +192,24 @@ func Resolve(root *os.Root, p string) (string, error) {
 		return ".", nil
 	}
 	return filepath.Join(done...), nil
+}
+
+// Served refuses a file that a server of some other directory (buildbot's
+// UI, [www] buildbot_ui_dir) opened as fi at p, whose real path (absolute,
+// symlinks resolved) is real, when it is one of the master's own files, a
+// copy beside one, a file under one of its directories, or a hard link to
+// one.
+func (g *Guard) Served(p, real string, fi os.FileInfo) error {
+	if err := g.Opened(p, fi); err != nil {
+		return err
+	}
+	for _, f := range g.files {
+		if real == f.abs || f.Dir && strings.HasPrefix(real, f.abs+string(filepath.Separator)) ||
+			f.Suffixed && strings.HasPrefix(real, f.abs+".") {
+			return fmt.Errorf("%q (%s) is %s (%s): %w", p, real, f.What, f.Path, ErrMasterFile)
+		}
+	}
+	return nil
 }
 
 // Opened refuses fi, the file a transfer opened at p, when it is one of the

@@ -112,12 +112,28 @@ func (b *build) properties() store.Properties {
 			props[name] = p
 		}
 	}
-	// As buildbot: the builder's properties, then the scheduler's, then
-	// the worker's, then the build's own.
+	bs, bsErr := b.e.st.Buildset(b.req.BuildsetID)
+	// As buildbot (process/build.py setupPropertiesKnownBeforeBuildStarts):
+	// first the properties of the changes built (source "Change", as the
+	// change keeps them), in the changes' order, so that anything later
+	// overrides them; then the builder's, then the scheduler's, then the
+	// worker's, then the build's own.
+	if bsErr == nil {
+		for _, id := range bs.ChangeIDs {
+			c, err := b.e.st.Change(id)
+			if err != nil {
+				b.log.Error("read change for its properties", "change", id, "err", err)
+				continue
+			}
+			for k, v := range c.Properties {
+				props[k] = v
+			}
+		}
+	}
 	for k, v := range b.cfg.Properties {
 		set(k, v, "Builder")
 	}
-	if bs, err := b.e.st.Buildset(b.req.BuildsetID); err == nil {
+	if err := bsErr; err == nil {
 		for k, v := range bs.Properties {
 			props[k] = v
 		}

@@ -35,6 +35,13 @@ var WorkerActions = []string{"pause", "unpause", "graceful", "kill"}
 // none of them.
 var SchedulerActions = []string{"enable"}
 
+// NewActions are the AuthzActions added in this version: rules written
+// before them named every action there was, so when [[www.authz.rules]]
+// exist, one of these is allowed only to those a rule names it for (an
+// older action no rule names stays open to every logged-in user). An
+// upgrade widens no one's rights.
+var NewActions = []string{"enable"}
+
 // RoleOwner is the role a user has on the builds and requests they forced,
 // as buildbot's RolesFromOwner.
 const RoleOwner = "owner"
@@ -110,7 +117,9 @@ type Authz struct {
 	// Rules are the [[www.authz.rules]] tables, buildbot's allowRules: the
 	// first rule that names an action (and its builder) decides who may do
 	// it. An action no rule names is allowed to every logged-in user and
-	// refused to anonymous ones; with no [www.auth], everything is allowed.
+	// refused to anonymous ones, except one of NewActions, which is then
+	// refused to everyone; with no rules, every logged-in user may do
+	// anything, and with no [www.auth], everything is allowed.
 	Rules []Rule
 }
 

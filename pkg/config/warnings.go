@@ -151,17 +151,30 @@ func (z Authz) unnamedActions(a Auth) string {
 	if len(named) == 0 {
 		return ""
 	}
-	var open []string
+	var unnamed, open, closed []string
 	for _, x := range AuthzActions {
-		if !named[x] {
+		if named[x] {
+			continue
+		}
+		unnamed = append(unnamed, x)
+		if slices.Contains(NewActions, x) {
+			closed = append(closed, x)
+		} else {
 			open = append(open, x)
 		}
 	}
-	if len(open) == 0 {
+	if len(unnamed) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("the rules name some control actions but not %s: every logged-in user may do %s (add them to a rule's actions, or use \"*\")",
-		strings.Join(open, ", "), strings.Join(open, ", "))
+	var says []string
+	if len(open) > 0 {
+		says = append(says, "every logged-in user may do "+strings.Join(open, ", "))
+	}
+	if len(closed) > 0 {
+		says = append(says, "no one may do "+strings.Join(closed, ", ")+" (added in this version; name it in a rule to allow it)")
+	}
+	return fmt.Sprintf("the rules name some control actions but not %s: %s (add them to a rule's actions, or use \"*\")",
+		strings.Join(unnamed, ", "), strings.Join(says, "; "))
 }
 
 // mixedCosts says which users' bcrypt hashes have which costs when they

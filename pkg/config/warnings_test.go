@@ -35,13 +35,13 @@ func TestWarnings(t *testing.T) {
 		{"all actions named", users(testHash) + "[www.authz]\n" + rule(`["*"]`, ""), nil},
 		{"all actions named one by one", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill", "enable"]`, ""), nil},
 		{"all but enable", users(testHash) + "[www.authz]\n" + rule(`["force", "stop", "rebuild", "cancel", "pause", "unpause", "graceful", "kill"]`, ""), []string{
-			`master.toml:7: www.authz.rules: the rules name some control actions but not enable: every logged-in user may do enable (add them to a rule's actions, or use "*")`,
+			`master.toml:7: www.authz.rules: the rules name some control actions but not enable: no one may do enable (added in this version; name it in a rule to allow it) (add them to a rule's actions, or use "*")`,
 		}},
 		{"the probe's rules", users(testHash) + "[www.authz]\n" + rule(`["stop", "rebuild", "cancel", "pause", "unpause", "kill"]`, ""), []string{
-			`master.toml:7: www.authz.rules: the rules name some control actions but not force, graceful, enable: every logged-in user may do force, graceful, enable (add them to a rule's actions, or use "*")`,
+			`master.toml:7: www.authz.rules: the rules name some control actions but not force, graceful, enable: every logged-in user may do force, graceful; no one may do enable (added in this version; name it in a rule to allow it) (add them to a rule's actions, or use "*")`,
 		}},
 		{"a rule with builders names no worker or scheduler action", users(testHash) + "[www.authz]\n" + rule(`["*"]`, `["rel-*"]`), []string{
-			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill, enable: every logged-in user may do pause, unpause, graceful, kill, enable (add them to a rule's actions, or use "*")`,
+			`master.toml:7: www.authz.rules: the rules name some control actions but not pause, unpause, graceful, kill, enable: every logged-in user may do pause, unpause, graceful, kill; no one may do enable (added in this version; name it in a rule to allow it) (add them to a rule's actions, or use "*")`,
 		}},
 		{"change hooks without a secret", "[www.change_hook.base]\n[www.change_hook.github]\nsecret = \"s\"\n[www.change_hook.gitlab]\n", []string{
 			`master.toml:1: www.change_hook.base: no secret: anyone who can reach the web port can add changes and start builds through POST /change_hook/base`,

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -235,6 +236,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		// EnableScheduler: buildbot's enable control on /api/v2/schedulers/N.
 		EnableScheduler: scheds.SetEnabled,
 		BuildbotUI:      cfg.WWW.BuildbotUI,
+		MasterFiles:     masterfiles.New(m.basedir, cfg.MasterFiles(m.basedir)),
 		Version:         Version,
 		Events:          bus,
 		Auth:            cfg.WWW.Auth,

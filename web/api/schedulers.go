@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gbb-ci/gbb/pkg/scheduler"
 )
@@ -45,10 +46,27 @@ func (s *Server) enableScheduler(c *Call) *RPCError {
 			user = c.User.Name
 		}
 		s.log.Info("scheduler enabled changed", "scheduler", c.Sched.Name, "enabled", enabled, "user", user)
+		s.publishScheduler(c.Sched, enabled)
 		return nil
 	case errors.Is(err, scheduler.ErrUnknownScheduler):
 		return &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such scheduler " + c.Sched.Name}
 	}
 	s.log.Error("enable scheduler", "scheduler", c.Sched.Name, "err", err)
 	return &RPCError{status: http.StatusInternalServerError, code: RPCInternalError, message: "internal error"}
+}
+
+// publishScheduler publishes schedulers/N/updated with the scheduler's
+// record, as buildbot's schedulerEnable does, so that a page showing the
+// switch follows it.
+func (s *Server) publishScheduler(si SchedulerInfo, enabled bool) {
+	if s.cfg.Publish == nil {
+		return
+	}
+	si.Enabled = enabled
+	obj, err := s.schedulerObj(si)
+	if err != nil {
+		s.log.Error("scheduler event not published", "scheduler", si.Name, "err", err)
+		return
+	}
+	s.cfg.Publish("schedulers/"+strconv.FormatInt(si.ID, 10)+"/updated", obj)
 }

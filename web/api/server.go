@@ -93,7 +93,11 @@ type Config struct {
 	// wrapping scheduler.ErrUnknownScheduler for an unknown name. Nil
 	// answers that control 503.
 	EnableScheduler func(name string, enabled bool) error
-	Logger          *slog.Logger // nil means discard
+	// Publish publishes an event as the store does on the events bus
+	// (/sse/, /ws): the API publishes what changes outside the store,
+	// the scheduler switch's schedulers/N/updated. Nil publishes nothing.
+	Publish func(key string, record any)
+	Logger  *slog.Logger // nil means discard
 
 	// Access returns the [www.auth] users and the [www.authz] rules in
 	// force.

@@ -58,24 +58,50 @@ func (res *resource) typeSpec() map[string]any {
 	return map[string]any{"type": res.singular(), "fields": fields}
 }
 
-// specPath is a chi pattern of the API as buildbot's path patterns:
-// "builders/n:builderid/builds", an integer parameter (an id or a number)
-// as n:NAME, any other as i:NAME.
-func specPath(pattern string) string {
-	parts := strings.Split(strings.Trim(pattern, "/"), "/")
-	for i, p := range parts {
-		name, ok := strings.CutPrefix(p, "{")
-		if !ok {
-			continue
+// specNames are buildbot's names of the path parameters that gbb names
+// otherwise, as its pathPatterns have them: a parameter that takes an id
+// or a name ({builder}: 3 or "runtests") is both of buildbot's patterns.
+var specNames = map[string][]string{
+	"builder":   {"n:builderid", "i:buildername"},
+	"worker":    {"n:workerid", "i:name"},
+	"step":      {"n:step_number", "i:step_name"},
+	"number":    {"n:build_number"},
+	"scheduler": {"i:schedulername"},
+	"slug":      {"i:log_slug"},
+	"project":   {"n:projectid", "i:projectname"},
+}
+
+// specPaths is a chi pattern of the API as buildbot's path patterns:
+// "builders/n:builderid/builds" and "builders/i:buildername/builds" for
+// "/builders/{builder}/builds"; a parameter specNames does not know is
+// n:NAME when it is an id, else i:NAME.
+func specPaths(pattern string) []string {
+	paths := []string{""}
+	for _, p := range strings.Split(strings.Trim(pattern, "/"), "/") {
+		alts := []string{p}
+		if name, ok := strings.CutPrefix(p, "{"); ok {
+			name = strings.TrimSuffix(name, "}")
+			switch {
+			case specNames[name] != nil:
+				alts = specNames[name]
+			case strings.HasSuffix(name, "id"):
+				alts = []string{"n:" + name}
+			default:
+				alts = []string{"i:" + name}
+			}
 		}
-		name = strings.TrimSuffix(name, "}")
-		if strings.HasSuffix(name, "id") || name == "number" {
-			parts[i] = "n:" + name
-		} else {
-			parts[i] = "i:" + name
+		var next []string
+		for _, prefix := range paths {
+			for _, a := range alts {
+				if prefix != "" {
+					a = prefix + "/" + a
+				}
+				next = append(next, a)
+			}
 		}
+		paths = next
 	}
-	return strings.Join(parts, "/")
+	return paths
 }
 
 // applicationSpec serves /application.spec, as buildbot's data connector's
@@ -89,12 +115,14 @@ func (s *Server) applicationSpec(router chi.Routes) func(r *http.Request, q *que
 			if method != http.MethodGet || !ok {
 				return nil
 			}
-			objs = append(objs, map[string]any{
-				"path":      specPath(route),
-				"plural":    ep.res.plural,
-				"type":      ep.res.singular(),
-				"type_spec": ep.res.typeSpec(),
-			})
+			for _, path := range specPaths(route) {
+				objs = append(objs, map[string]any{
+					"path":      path,
+					"plural":    ep.res.plural,
+					"type":      ep.res.singular(),
+					"type_spec": ep.res.typeSpec(),
+				})
+			}
 			return nil
 		})
 		if err != nil {

@@ -41,7 +41,9 @@ func Allowed(authz config.Authz, u *User, action, builder, owner string) bool {
 		}
 		return false
 	}
-	return u != nil
+	// An action added in this version needs a rule once rules exist:
+	// rules written before it must not open it to everyone.
+	return u != nil && (len(authz.Rules) == 0 || !slices.Contains(config.NewActions, action))
 }
 
 // MatchAny reports whether name matches one of patterns, with buildbot's

@@ -27,7 +27,8 @@ import (
 //     buildbot's UI's calls do.
 //     Scripts (curl, basic auth, bearer tokens) need nothing else.
 //   - A WebSocket from a browser is accepted from buildbot_url's origin,
-//     the request's Host or X-Forwarded-Host, or with the page's token in
+//     the request's scheme and Host or X-Forwarded-Host (a trusted
+//     proxy's), or with the page's token in
 //     its URL (the server's wsOriginOK); the change hooks check their own
 //     secrets.
 
@@ -47,8 +48,11 @@ func CrossSite(r *http.Request) string {
 }
 
 // OriginOK reports whether a browser's Origin header o is the site's own:
-// siteOrigin (buildbot_url's scheme://host; "" for none), or the host the
-// request was sent to (Host, or X-Forwarded-Host as a proxy sets it).
+// siteOrigin (buildbot_url's scheme://host; "" for none), or the scheme
+// and host the request was sent to (Host, or X-Forwarded-Host as a proxy
+// sets it; https when it came over TLS or X-Forwarded-Proto says so, else
+// http). The server drops X-Forwarded-Host and X-Forwarded-Proto from
+// every request but its trusted_proxies', so they are believed here.
 func OriginOK(r *http.Request, o, siteOrigin string) bool {
 	u, err := url.Parse(o)
 	if err != nil || u.Host == "" {
@@ -56,6 +60,16 @@ func OriginOK(r *http.Request, o, siteOrigin string) bool {
 	}
 	if siteOrigin != "" && strings.EqualFold(u.Scheme+"://"+u.Host, siteOrigin) {
 		return true
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); strings.TrimSpace(proto) != "" {
+		scheme = strings.TrimSpace(proto)
+	}
+	if !strings.EqualFold(u.Scheme, scheme) {
+		return false
 	}
 	if strings.EqualFold(u.Host, r.Host) {
 		return true

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io/fs"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/gbb-ci/gbb/internal/masterfiles"
 )
 
 // Prefix is where the UI is served: its public place, and where the
@@ -46,8 +49,12 @@ type Config struct {
 	// User returns who asks as buildbot's user_info ({"anonymous": true}
 	// or {"username": ..., "groups": [...]}) and whether they may see
 	// anything (user_any_access_allowed).
-	User   func(r *http.Request) (info map[string]any, anyAccess bool)
-	Logger *slog.Logger // nil means discard
+	User func(r *http.Request) (info map[string]any, anyAccess bool)
+	// MasterFiles are the master's own files (its config, store, log,
+	// keys ...), which the UI never serves, whatever link or hard link
+	// leads to them; nil guards none.
+	MasterFiles *masterfiles.Guard
+	Logger      *slog.Logger // nil means discard
 }
 
 // Server serves the UI; it is safe for concurrent use.
@@ -55,8 +62,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	index   []byte            // index.html as installed
-	plugins map[string]string // plugin name → its static directory
-	files   http.Handler
+	plugins map[string]*dirFS // plugin name → its static directory
+	files   *dirFS            // the UI's directory
 }
 
 // configPlaceholder is where buildbot's index.html takes the config.
@@ -67,13 +74,18 @@ const configPlaceholder = "<!-- BUILDBOT_CONFIG_PLACEHOLDER -->"
 // scripts.js, as pip installs buildbot-waterfall-view and the others)
 // are the plugins NAME.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, log: cfg.Logger, plugins: map[string]string{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, plugins: map[string]*dirFS{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	index, err := os.ReadFile(filepath.Join(cfg.Dir, "index.html"))
+	files, err := s.newDirFS(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("buildbot ui: %w", err)
+	}
+	s.files = files
+	index, err := fs.ReadFile(files, "index.html")
+	if err != nil {
+		return nil, fmt.Errorf("buildbot ui: %s: %w", filepath.Join(cfg.Dir, "index.html"), err)
 	}
 	if !bytes.Contains(index, []byte(configPlaceholder)) {
 		return nil, fmt.Errorf("buildbot ui: %s has no %s: not a buildbot UI's index.html", filepath.Join(cfg.Dir, "index.html"), configPlaceholder)
@@ -90,9 +102,13 @@ func New(cfg Config) (*Server, error) {
 		if dir == filepath.Clean(cfg.Dir) || name == "www" || strings.HasPrefix(name, "www_") {
 			continue
 		}
-		s.plugins[name] = dir
+		p, err := s.newDirFS(dir)
+		if err != nil {
+			s.log.Warn("buildbot UI plugin not served", "plugin", name, "err", err)
+			continue
+		}
+		s.plugins[name] = p
 	}
-	s.files = http.FileServerFS(noDirs{os.DirFS(cfg.Dir)})
 	return s, nil
 }
 
@@ -127,11 +143,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/" + file
-		http.FileServerFS(noDirs{os.DirFS(dir)}).ServeHTTP(w, r2)
+		http.FileServerFS(dir).ServeHTTP(w, r2)
 	default:
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/" + rest
-		s.files.ServeHTTP(w, r2)
+		http.FileServerFS(s.files).ServeHTTP(w, r2)
 	}
 }
 
@@ -142,7 +158,7 @@ func (s *Server) Serves(rest string) bool {
 	if rest == "" || rest == "index.html" {
 		return true
 	}
-	dir := s.cfg.Dir
+	dir := s.files
 	if p, ok := strings.CutPrefix(rest, "plugins/"); ok {
 		name, file, _ := strings.Cut(p, "/")
 		if dir, ok = s.plugins[name]; !ok {
@@ -153,8 +169,12 @@ func (s *Server) Serves(rest string) bool {
 	if !fs.ValidPath(rest) {
 		return false
 	}
-	_, err := fs.Stat(noDirs{os.DirFS(dir)}, rest)
-	return err == nil
+	f, err := dir.Open(rest)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 // FrontendConfig is window.buildbotFrontendConfig for r, as buildbot's
@@ -278,17 +298,68 @@ func passedOn(rest string) bool {
 		strings.HasPrefix(rest, "api/") || strings.HasPrefix(rest, "sse/") || strings.HasPrefix(rest, "auth/")
 }
 
-// noDirs serves files only: a directory is not found, so no listing.
-type noDirs struct{ fs.FS }
+// dirFS is the files of one directory, as the UI serves them: through
+// os.Root, so that no path and no symlink leads out of the directory (a
+// link to /etc/passwd, or to the master's basedir, is not followed); files
+// only (a directory is not found, so no listing); and none of the
+// master's own files, whatever path leads to them inside it (the
+// directory may hold the basedir, or a hard link to its store).
+type dirFS struct {
+	dir   string // as configured, for messages
+	real  string // absolute, symlinks resolved
+	guard *masterfiles.Guard
+	log   *slog.Logger
+}
 
-func (n noDirs) Open(name string) (fs.File, error) {
-	f, err := n.FS.Open(name)
+func (s *Server) newDirFS(dir string) (*dirFS, error) {
+	real, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+	root, err := os.OpenRoot(real)
+	if err != nil {
+		return nil, err
+	}
+	root.Close()
+	return &dirFS{dir: dir, real: real, guard: s.cfg.MasterFiles, log: s.log}, nil
+}
+
+// Open opens name in a Root of its own, closed when Open returns (an
+// opened file outlives its Root): the directory holds no descriptor
+// while nothing is served.
+func (d *dirFS) Open(name string) (fs.File, error) {
+	root, err := os.OpenRoot(d.real)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.FS().Open(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		// A path or link out of the directory, or an unreadable file.
+		d.log.Warn("buildbot UI: refused a file", "dir", d.dir, "path", name, "err", err)
+		return nil, fs.ErrPermission
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.IsDir() {
 		f.Close()
 		return nil, fs.ErrNotExist
+	}
+	if d.guard != nil {
+		rel, err := masterfiles.Resolve(root, name)
+		if err == nil {
+			err = d.guard.Served(name, filepath.Join(d.real, rel), fi)
+		}
+		if err != nil {
+			f.Close()
+			d.log.Warn("buildbot UI: refused a file", "dir", d.dir, "path", name, "err", err)
+			return nil, fs.ErrPermission
+		}
 	}
 	return f, nil
 }
