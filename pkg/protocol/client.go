@@ -87,6 +87,9 @@ type Client struct {
 	cfg  ClientConfig
 	log  *slog.Logger
 	kept *keeper // resumable commands, which outlive a session
+	// loginKey is the key of the worker's proofs (login.go's loginKey),
+	// derived at the first challenge and kept across reconnections.
+	loginKey func() []byte
 }
 
 // NewClient returns a Client; it starts nothing until Run.
@@ -109,7 +112,10 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	log = log.With("master", cfg.Master)
-	return &Client{cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log)}
+	return &Client{
+		cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log),
+		loginKey: sync.OnceValue(func() []byte { return loginKey(cfg.Password, cfg.Name) }),
+	}
 }
 
 // Run connects, says hello, runs commands, and reconnects with jittered
@@ -222,7 +228,7 @@ func (c *Client) prove(stream grpc.BidiStreamingClient[WorkerMessage, MasterMess
 	if err != nil {
 		return err
 	}
-	mac := loginMAC([]byte(c.cfg.Password), Version, c.cfg.Name, ch.GetNonce(), clientNonce, binding)
+	mac := loginMAC(c.loginKey(), Version, c.cfg.Name, ch.GetNonce(), clientNonce, binding)
 	return stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}})
 }
 

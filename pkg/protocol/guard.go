@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 )
@@ -36,6 +38,8 @@ var errNotTLS = errors.New("protocol: not a TLS client")
 // guard only tells.
 type guard struct {
 	sample *logsample.Sampler // of the log lines about dropped connections
+	// tlsSample samples those of failed TLS handshakes, per address.
+	tlsSample *logsample.Keyed
 
 	mu    sync.Mutex
 	conns map[string]*guardConn // guarded by mu; open connections by remote address
@@ -44,8 +48,9 @@ type guard struct {
 // wrap returns lis with its connections guarded; handshake is the bound
 // of the HTTP/2 handshake, for the log; withTLS says the port speaks TLS,
 // so that a connection must start with a TLS handshake record instead.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration, withTLS bool) net.Listener {
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, tlsSample *logsample.Keyed, handshake time.Duration, withTLS bool) net.Listener {
 	g.sample = sample
+	g.tlsSample = tlsSample
 	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake, tls: withTLS}
 }
 
@@ -156,6 +161,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// tlsFailed starts the why of a connection whose TLS handshake failed.
+const tlsFailed = "TLS handshake failed"
+
 // tlsHandshake runs a TLS handshake on c: a connection closed meanwhile
 // (gRPC's TLS closes it before it returns the error) is logged once the
 // handshake's error is known, as why it was dropped.
@@ -167,7 +175,7 @@ func (c *guardConn) tlsHandshake(run func() error) error {
 	c.mu.Lock()
 	c.handshaking = false
 	if err != nil && c.why == "" {
-		c.why = fmt.Sprintf("TLS handshake failed: %v", err)
+		c.why = fmt.Sprintf("%s: %v", tlsFailed, err)
 	}
 	log := c.closed && !c.logged
 	c.logged = c.logged || log
@@ -205,8 +213,12 @@ func (c *guardConn) logDropped(why string) {
 	if why == "" {
 		why = "no message on it (no stream, or no answer to keepalive pings)"
 	}
-	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
-		"after", time.Since(c.start).Round(time.Millisecond))
+	args := []any{"why", why, "after", time.Since(c.start).Round(time.Millisecond)}
+	if strings.HasPrefix(why, tlsFailed) {
+		c.g.tlsSample.Log(backoff.AddrKey(c.remote), c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", args...)
+		return
+	}
+	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", args...)
 }
 
 // firstBytes is at most the first 32 bytes of b, for a log line.
