@@ -62,6 +62,13 @@ func autoNames(g config.GRPC) []string {
 	return slices.Compact(names)
 }
 
+// AutoCAExists reports whether basedir holds tls = "auto"'s CA, which
+// EnsureAutoTLS then keeps.
+func AutoCAExists(basedir string) bool {
+	_, err := os.Stat(filepath.Join(basedir, config.AutoTLSDir, autoCAFile))
+	return err == nil
+}
+
 // EnsureAutoTLS makes, in basedir, tls = "auto"'s CA unless it exists, and
 // the server certificate for g's names unless a good one exists (see
 // autoRenew); it returns the CA's fingerprint ("sha256:…"). log (nil:
