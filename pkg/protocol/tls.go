@@ -157,6 +157,11 @@ func (t ClientTLS) Config(master string, readFile func(string) ([]byte, error)) 
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return nil, errors.New("give both the client certificate and its key, or neither")
 	}
+	if t.Fingerprint != "" && t.CAFile != "" {
+		// A pin is the only trust anchor: a CA file beside it would be
+		// ignored, which its author did not mean either way.
+		return nil, errors.New("give a fingerprint to pin (-tls-fingerprint, tls_fingerprint) or a CA file to trust (-tls-ca, tls_ca_file), not both")
+	}
 	name := t.ServerName
 	if name == "" {
 		host, _, err := net.SplitHostPort(master)
