@@ -147,9 +147,14 @@ func start(args []string) error {
 		return err
 	}
 	if !*nodaemon {
-		// Check first, so that a bad config is printed here, not only logged.
-		if _, err := loadConfig(dir); err != nil {
+		// Check first, so that a bad config is printed here, not only logged,
+		// and its warnings (an expired certificate, say) too.
+		cfg, err := loadConfig(dir)
+		if err != nil {
 			return badConfig(dir, "not started", err)
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(os.Stderr, "warning:", w)
 		}
 		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemonized", dir}, filepath.Join(dir, logFile), startTimeout)
 		if err != nil {

@@ -34,6 +34,7 @@ func (c *Config) Warnings() []string {
 	}
 	ws = append(ws, c.openChangeHooks()...)
 	ws = append(ws, c.weakWorkerPasswords()...)
+	ws = append(ws, c.tlsWarnings(time.Now())...)
 	return ws
 }
 

@@ -273,3 +273,29 @@ type nopExecutor struct{}
 func (nopExecutor) Run(context.Context, protocol.Command, func(protocol.Output)) protocol.Result {
 	return protocol.Result{}
 }
+
+// TestExpiredWorkerCertLoud: a worker port certificate past its end is an
+// error in master.log, saying that workers refuse it, not the warning of
+// one that ends soon.
+func TestExpiredWorkerCertLoud(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	caDir := t.TempDir()
+	if _, err := EnsureAutoTLS(caDir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSAuto}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ca, caKey, err := loadAutoCA(filepath.Join(caDir, config.AutoTLSDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "port.pem"), filepath.Join(dir, "port.key")
+	writeLeaf(t, ca, caKey, "old", time.Now().Add(-time.Minute), certFile, keyFile)
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := newWorkerTLS(dir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSFiles, CertFile: certFile, KeyFile: keyFile}}, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR msg=\""+MsgCertExpired) || strings.Contains(logs.String(), MsgCertExpiring) {
+		t.Errorf("an expired certificate logged:\n%s\nwant the error %q", logs.String(), MsgCertExpired)
+	}
+}
