@@ -515,6 +515,11 @@ func (s *Server) login(stream grpc.BidiStreamingServer[WorkerMessage, MasterMess
 			log.Info("worker logged in with its client certificate")
 			return true, nil
 		}
+		if cn, ok := certCN(state); ok && cn != name {
+			// Logged as the answer's fate is: the password decides.
+			log.Warn("worker's client certificate not accepted for its name: its CN is another worker's name; asking for the password instead",
+				"certificate_cn", logName(cn))
+		}
 		binding, err := channelBinding(state)
 		if err != nil {
 			return false, status.Errorf(codes.Unauthenticated, "worker %q: %v", name, err)

@@ -66,6 +66,15 @@ func certNames(state *tls.ConnectionState, name string) bool {
 		state.PeerCertificates[0].Subject.CommonName == name
 }
 
+// certCN returns the CN of the verified client certificate of state, if
+// any.
+func certCN(state *tls.ConnectionState) (string, bool) {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.PeerCertificates) == 0 {
+		return "", false
+	}
+	return state.PeerCertificates[0].Subject.CommonName, true
+}
+
 // loopback reports whether remote (host:port) is a loopback address.
 func loopback(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)

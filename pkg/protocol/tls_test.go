@@ -296,6 +296,8 @@ func TestTLSClientCertificate(t *testing.T) {
 	if !errors.Is(err, ErrAuthFailed) || !strings.Contains(err.Error(), "asks for a password") {
 		t.Errorf("w2 with w1's certificate: %v, want ErrAuthFailed: asks for a password", err)
 	}
+	// The master's log says why the certificate did not log it in.
+	waitLog(t, m, "worker's client certificate not accepted for its name", "worker=w2", "certificate_cn=w1")
 	// With its password, w2 logs in over the same TLS.
 	if _, err := runTLSWorker(t, m, "w2", "pw", ClientTLS{Fingerprint: pin, CertFile: w1Cert, KeyFile: w1Key}); err != nil {
 		t.Errorf("w2 with its password: %v", err)
