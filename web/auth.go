@@ -101,7 +101,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // publicPath reports whether path is open to anonymous visitors even when
 // allow_anonymous_view is false.
 func publicPath(path string) bool {
-	return path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/") ||
+	return path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/") || path == "/favicon.ico" ||
 		// buildbot's UI: its login, and its page, which asks to log in.
 		path == "/auth/login" || path == "/auth/logout" || strings.HasPrefix(path, "/buildbot-ui/") || path == "/buildbot-ui"
 }
