@@ -239,6 +239,16 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 	if c.cfg.TLS != nil {
 		herr := hs.err()
 		if herr == nil {
+			// In TLS 1.3 the master checks the worker's client
+			// certificate after the worker's side of the handshake is
+			// done: its refusal is an alert on the first read.
+			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "remote error: tls: ") {
+				what := "the master refused the worker's TLS handshake"
+				if len(c.cfg.TLS.Certificates) > 0 {
+					what += " (the worker's client certificate: expired, not yet valid, or not of a CA in the master's client_ca_file?)"
+				}
+				return fmt.Errorf("%w: %s, not connecting: %s", ErrTLS, what, st.Message())
+			}
 			return err
 		}
 		var rh tls.RecordHeaderError

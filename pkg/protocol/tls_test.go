@@ -302,6 +302,14 @@ func TestTLSClientCertificate(t *testing.T) {
 	if _, err := runTLSWorker(t, m, "w2", "pw", ClientTLS{Fingerprint: pin, CertFile: w1Cert, KeyFile: w1Key}); err != nil {
 		t.Errorf("w2 with its password: %v", err)
 	}
+	// An expired client certificate cannot log in however often the
+	// worker tries: it gives up before a first welcome, saying why.
+	old := makeCert(t, certSpec{cn: "w3", client: true, from: time.Now().Add(-48 * time.Hour), to: time.Now().Add(-24 * time.Hour)}, workersCA)
+	oldCert, oldKey := old.writePEM(t, dir, "w3")
+	_, err = runTLSWorker(t, m, "w3", "pw", ClientTLS{Fingerprint: pin, CertFile: oldCert, KeyFile: oldKey})
+	if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), "refused the worker's TLS handshake") || !strings.Contains(err.Error(), "client certificate") {
+		t.Errorf("w3 with an expired client certificate: %v, want ErrTLS: the master refused the worker's TLS handshake, naming the client certificate", err)
+	}
 }
 
 // Certificate rotation: the state the server reads is swapped; the
