@@ -257,6 +257,9 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 		}
 		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, c.cfg.Master, herr)
 	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), MsgPortSpeaksTLS) {
+		return fmt.Errorf("%w: %s, not connecting", ErrTLS, MsgPortSpeaksTLS)
+	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") {
 		return fmt.Errorf("%w (the master's port may speak TLS: give the worker -tls-fingerprint, -tls-ca or -tls)", err)
 	}

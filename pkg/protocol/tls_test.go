@@ -209,7 +209,7 @@ func TestTLSWorkerLink(t *testing.T) {
 		{name: "wrong name, CA file", served: wrongName.pair(), tc: ClientTLS{CAFile: caFile},
 			worker: "certificate is valid for 10.9.9.9, not 127.0.0.1", master: "TLS handshake failed: remote error: tls: bad certificate"},
 		{name: "plaintext worker", served: good.pair(ca), tc: ClientTLS{},
-			worker: "the master's port may speak TLS", master: "a plaintext gRPC client on the TLS worker port"},
+			worker: "the master's worker port speaks TLS", master: "a plaintext gRPC client on the TLS worker port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,8 +236,9 @@ func TestTLSWorkerLink(t *testing.T) {
 					t.Errorf("worker: %v, want ErrTLS saying %q", err, tt.worker)
 				}
 			} else {
-				// A plaintext worker retries (the master may be
-				// restarting with another set-up); its attempts say why.
+				// A plaintext worker is told, in HTTP/2, that the port
+				// speaks TLS: it gives up before a first welcome, as a
+				// TLS worker on a plaintext port does, saying why.
 				c := NewClient(ClientConfig{Master: m.addr, Name: "w1", Password: "pw", Executor: newTestExecutor(),
 					MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 				attempts := make(chan error, 100)
@@ -260,6 +261,15 @@ func TestTLSWorkerLink(t *testing.T) {
 					}
 				case <-time.After(20 * time.Second):
 					t.Fatal("no attempt")
+				}
+				select {
+				case err := <-done:
+					if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), tt.worker) {
+						t.Errorf("plaintext worker: Run = %v, want ErrTLS saying %q", err, tt.worker)
+					}
+					done <- err
+				case <-time.After(20 * time.Second):
+					t.Fatal("the plaintext worker keeps retrying")
 				}
 			}
 			waitLog(t, m, "worker port: dropped a connection before its worker spoke", tt.master)
