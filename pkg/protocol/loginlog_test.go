@@ -66,7 +66,9 @@ func TestFailedLoginLoggedPerAddress(t *testing.T) {
 			n++
 		}
 	}
-	if n == 0 || n > logKeyBurst {
-		t.Errorf("%d wrong-password lines of 127.0.0.2, want 1 to %d:\n%s", n, logKeyBurst, m.log)
+	// Its own first refusals are logged too (more than logKeyBurst when
+	// the guesses took more than logSample on a loaded machine).
+	if n == 0 {
+		t.Errorf("no wrong-password line of 127.0.0.2:\n%s", m.log)
 	}
 }
