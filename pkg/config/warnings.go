@@ -72,7 +72,7 @@ func (c *Config) weakWorkerPasswords() []string {
 		default:
 			continue
 		}
-		ws = append(ws, c.at(w.Line, "workers", fmt.Sprintf("worker %q: its password %s: whoever records one of its logins (on a link without TLS, or as a man in the middle the worker trusts by mistake) can guess it offline; give it a long random one (openssl rand -base64 24) on both sides", w.Name, why)))
+		ws = append(ws, c.at(w.Line, "workers", fmt.Sprintf("worker %q: its password %s: whoever records one of its logins (on a plaintext link, or as a man in the middle the worker trusts by mistake) can guess it offline; give it a long random one (openssl rand -base64 24) on both sides", w.Name, why)))
 	}
 	return ws
 }
