@@ -134,14 +134,19 @@ func TestWorkerTLSAuto(t *testing.T) {
 		return strings.Contains(e.masterLog(), "TLS handshake failed: remote error: tls: bad certificate")
 	})
 
-	// A plaintext worker: it is told the port may speak TLS; the master
-	// logs a plaintext client on its TLS port.
-	_, _, out = e.workerProc("plain", "-master", master, "-name", "w1", "-password", "secret",
+	// A plaintext worker: it is told the port speaks TLS and exits, as
+	// the TLS worker on a plaintext port does; the master logs a
+	// plaintext client on its TLS port.
+	exited, _, out = e.workerProc("plain", "-master", master, "-name", "w1", "-password", "secret",
 		"-basedir", filepath.Join(e.Dir, "worker-plain"))
-	waitFor(t, "the plaintext worker to say why it cannot connect", 60*time.Second, func() bool {
-		b, _ := os.ReadFile(out)
-		return strings.Contains(string(b), "the master's port may speak TLS")
-	})
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the plaintext worker on the TLS port is still running")
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "the master's worker port speaks TLS") {
+		t.Errorf("the plaintext worker does not say why:\n%s", b)
+	}
 	waitFor(t, "master.log to tell the plaintext client", 30*time.Second, func() bool {
 		return strings.Contains(e.masterLog(), "a plaintext gRPC client on the TLS worker port")
 	})

@@ -63,9 +63,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if h := r.Header.Get("Authorization"); h != "" {
 			err := auth.ErrBadCredentials
 			if name, pw, ok := r.BasicAuth(); ok {
-				u, err = s.guard.Try(s.clientAddr(r), "basic auth", name, func() *auth.User { return a.CheckPassword(name, pw) })
+				u, err = s.guard.Try(s.clientAddr(r), "basic auth", a.LogName(name), func() *auth.User { return a.CheckPassword(name, pw) })
 			} else if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-				u, err = s.guard.Try(s.clientAddr(r), "token", "", func() *auth.User { return a.CheckToken(strings.TrimSpace(tok)) })
+				u, err = s.guard.Try(s.clientAddr(r), "token", auth.LogName{}, func() *auth.User { return a.CheckToken(strings.TrimSpace(tok)) })
 			}
 			if tm, ok := errors.AsType[*auth.TooManyFailures](err); ok {
 				w.Header().Set("Retry-After", tm.RetryAfter())
@@ -101,7 +101,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // publicPath reports whether path is open to anonymous visitors even when
 // allow_anonymous_view is false.
 func publicPath(path string) bool {
-	return path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/") ||
+	return path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/") || path == "/favicon.ico" ||
 		// buildbot's UI: its login, and its page, which asks to log in.
 		path == "/auth/login" || path == "/auth/logout" || strings.HasPrefix(path, "/buildbot-ui/") || path == "/buildbot-ui"
 }
@@ -123,7 +123,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, next, pw := c.Form.Get("username"), ui.LoginNext(c.Form.Get("next")), c.Form.Get("password")
-	u, err := s.guard.Try(s.clientAddr(r), "login form", name, func() *auth.User { return a.CheckPassword(name, pw) })
+	u, err := s.guard.Try(s.clientAddr(r), "login form", a.LogName(name), func() *auth.User { return a.CheckPassword(name, pw) })
 	if tm, ok := errors.AsType[*auth.TooManyFailures](err); ok {
 		w.Header().Set("Retry-After", tm.RetryAfter())
 		s.ui.RenderLogin(w, r, http.StatusTooManyRequests, ui.LoginPage{Next: next, Username: name, Error: tm.Error() + "."})

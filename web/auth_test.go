@@ -332,6 +332,7 @@ func TestAnonymousView(t *testing.T) {
 		{"", "/ws", 401, ""},
 		{"", "/login", 200, ""},
 		{"", "/static/style.css", 200, ""},
+		{"", "/favicon.ico", 200, ""},
 		{"bob", "/api/v2/builders", 200, ""},
 		{"token", "/builders", 200, ""},
 	}

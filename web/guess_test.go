@@ -237,3 +237,29 @@ func TestClientAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUnknownNameNotLogged: a token sent as the basic-auth user
+// name (curl -u "$TOKEN:") is refused, and master.log says that the name
+// is no user's, never the name itself; a known user's name is logged.
+func TestRefusedUnknownNameNotLogged(t *testing.T) {
+	t.Parallel()
+	f := newAuthServer(t, testAuthz)
+	logs := &syncBuffer{}
+	f.s.guard = auth.NewGuard(slog.New(slog.NewTextHandler(logs, nil)))
+	c := clientFrom("127.0.0.1")
+	api := f.srv.URL + "/api/v2/builders"
+	const token = "gbb_0123456789abcdefghijklmnopqrstuv"
+	for _, tt := range []struct{ name, pw string }{{token, ""}, {"bob", "typo"}} {
+		if status, _, body := send(t, c, "GET", api, "", func(r *http.Request) { r.SetBasicAuth(tt.name, tt.pw) }); status != 401 {
+			t.Fatalf("basic auth %q: %d %s, want 401", tt.name, status, body)
+		}
+	}
+	if strings.Contains(logs.String(), "gbb_") {
+		t.Errorf("the token sent as a user name is in the log:\n%s", logs)
+	}
+	for _, want := range []string{`via="basic auth" remote=127.0.0.1 user_known=false`, `via="basic auth" remote=127.0.0.1 user=bob`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
+	}
+}

@@ -118,6 +118,7 @@ func TestPages(t *testing.T) {
 			"<title>Home · Hello &lt;CI&gt;</title>",
 			`<a href="https://example.org/hello/">Hello &lt;CI&gt;</a>`,
 			`<link rel="stylesheet" href="./static/style.css?v=`,
+			`<link rel="icon" href="./static/favicon.ico?v=`,
 			`data-live="builds/*/* steps/*/* buildrequests/*/*"`,
 			fmt.Sprintf(`<tr id="running-%d" class="build-row">`, f.running.ID),
 			fmt.Sprintf(`<a href="./builders/%d/builds/%d">#%d</a>`, rt, f.running.Number, f.running.Number),
@@ -232,6 +233,8 @@ func TestStatic(t *testing.T) {
 	f := newTestServer(t)
 	for path, want := range map[string]string{
 		"/static/style.css": "text/css", "/static/live.js": "text/javascript",
+		// Browsers ask for /favicon.ico on every page: an icon, not a 404.
+		"/favicon.ico": "image/", "/static/favicon.ico": "image/",
 	} {
 		resp := must(http.Get(f.srv.URL + path))(t)
 		body := readAll(t, resp)

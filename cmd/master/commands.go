@@ -59,7 +59,10 @@ func oneDir(fs *flag.FlagSet, args []string) (string, error) {
 	return dir, nil
 }
 
-func createMaster(args []string) error {
+func createMaster(args []string) error { return createMasterTo(os.Stdout, args) }
+
+// createMasterTo is create-master, telling out what it did.
+func createMasterTo(out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("create-master", flag.ContinueOnError)
 	tlsNames := fs.String("tls-names", "", "comma-separated DNS names and IP addresses workers dial, for the worker port's certificate (as tls_names in master.toml)")
 	dir, err := oneDir(fs, args)
@@ -80,16 +83,21 @@ func createMaster(args []string) error {
 		return fmt.Errorf("create-master: %w", err)
 	}
 	// tls = "auto" (the sample's): the master's own CA, and the worker
-	// port's certificate, whose fingerprint workers pin.
+	// port's certificate, whose fingerprint workers pin. A CA made before
+	// is kept (its workers pin it).
+	did := "made"
+	if master.AutoCAExists(dir) {
+		did = "kept"
+	}
 	fp, err := master.EnsureAutoTLS(dir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSAuto, Names: names}}, nil)
 	if err != nil {
 		return fmt.Errorf("create-master: %w", err)
 	}
-	fmt.Printf("created %s\ncopy it to %s, edit it, then: gbb-master checkconfig %s\n",
+	fmt.Fprintf(out, "created %s\ncopy it to %s, edit it, then: gbb-master checkconfig %s\n",
 		sample, filepath.Join(dir, configFile), dir)
-	fmt.Printf("worker TLS (tls = \"auto\"): made the master's CA in %s\n"+
+	fmt.Fprintf(out, "worker TLS (tls = \"auto\"): %s the master's CA in %s\n"+
 		"its fingerprint, for each worker: gbb-worker create-worker -tls-fingerprint %s DIR MASTER NAME PASSWORD\n",
-		filepath.Join(dir, config.AutoTLSDir), fp)
+		did, filepath.Join(dir, config.AutoTLSDir), fp)
 	return nil
 }
 
@@ -135,9 +143,14 @@ func start(args []string) error {
 		return err
 	}
 	if !*nodaemon {
-		// Check first, so that a bad config is printed here, not only logged.
-		if _, err := loadConfig(dir); err != nil {
+		// Check first, so that a bad config is printed here, not only logged,
+		// and its warnings (an expired certificate, say) too.
+		cfg, err := loadConfig(dir)
+		if err != nil {
 			return badConfig(dir, "not started", err)
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(os.Stderr, "warning:", w)
 		}
 		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemonized", dir}, filepath.Join(dir, logFile), startTimeout)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -15,8 +16,12 @@ import (
 // 0600; run again, it keeps the CA.
 func TestCreateMasterTLSNames(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
-	if err := createMaster([]string{"-tls-names", "ci.example.org, 192.0.2.5", dir}); err != nil {
+	var out strings.Builder
+	if err := createMasterTo(&out, []string{"-tls-names", "ci.example.org, 192.0.2.5", dir}); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "made the master's CA") {
+		t.Errorf("create-master said:\n%s\nwant made the master's CA", out.String())
 	}
 	tdir := filepath.Join(dir, config.AutoTLSDir)
 	read := func(name string) []byte {
@@ -43,8 +48,12 @@ func TestCreateMasterTLSNames(t *testing.T) {
 		t.Errorf("ca.key has mode %v, want 0600", fi.Mode().Perm())
 	}
 	ca := read("ca.pem")
-	if err := createMaster([]string{dir}); err != nil {
+	out.Reset()
+	if err := createMasterTo(&out, []string{dir}); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "kept the master's CA") {
+		t.Errorf("the second create-master said:\n%s\nwant kept the master's CA", out.String())
 	}
 	if string(read("ca.pem")) != string(ca) {
 		t.Error("a second create-master made another CA: its workers' pins would break")

@@ -130,7 +130,7 @@ func TestConfigMessages(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "w.pass"), []byte("s3cret\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "w.pass"), []byte("kq3vX9pL2mZ7rT5wYb8n\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	const base = `buildbot_url = "http://127.0.0.1/"
@@ -142,9 +142,9 @@ name = "w"
 		mode       os.FileMode
 		warn       string // "" means no warning
 	}{
-		{"inline password, 0644", base + `password = "s3cret"` + "\n", 0o644, "holds secrets (workers.password) and is readable by its group or others (mode 0644)"},
-		{"inline password, 0640", base + `password = "s3cret"` + "\n", 0o640, "(mode 0640)"},
-		{"inline password, 0600", base + `password = "s3cret"` + "\n", 0o600, ""},
+		{"inline password, 0644", base + `password = "kq3vX9pL2mZ7rT5wYb8n"` + "\n", 0o644, "holds secrets (workers.password) and is readable by its group or others (mode 0644)"},
+		{"inline password, 0640", base + `password = "kq3vX9pL2mZ7rT5wYb8n"` + "\n", 0o640, "(mode 0640)"},
+		{"inline password, 0600", base + `password = "kq3vX9pL2mZ7rT5wYb8n"` + "\n", 0o600, ""},
 		{"password_file, 0644", base + `password_file = "w.pass"` + "\n", 0o644, ""},
 	} {
 		p := filepath.Join(dir, configFile)

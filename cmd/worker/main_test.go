@@ -81,6 +81,15 @@ func TestCreateWorker(t *testing.T) {
 			t.Errorf("worker.toml lacks the commented option %q", opt)
 		}
 	}
+	// A pin and a CA file together: which one would count is unclear.
+	both := filepath.Join(t.TempDir(), "both")
+	code, _, stderr = gbbWorker(t, "create-worker", "-tls-fingerprint", "sha256:"+strings.Repeat("ab", 32), "-tls-ca", "/nonexistent/ca.pem", both, "localhost:9989", "w1", "pw")
+	if code == 0 || !strings.Contains(stderr, "not both") {
+		t.Errorf("create-worker -tls-fingerprint -tls-ca: exit %d, %q; want a refusal", code, stderr)
+	}
+	if _, err := os.Stat(both); err == nil {
+		t.Errorf("the refused create-worker made %s", both)
+	}
 	code, _, stderr = gbbWorker(t, "create-worker", dir, "other:1", "w2", "x")
 	if code != 1 || !strings.Contains(stderr, "already exists") {
 		t.Errorf("second create-worker: exit %d, %q; want a refusal", code, stderr)

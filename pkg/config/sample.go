@@ -116,6 +116,11 @@ url = "bbolt:state.db"          # relative to the master's basedir
 # password must be configured on the worker. 'max_builds' (default: no limit)
 # caps the builds it runs at once.
 
+# "pass" is the tutorial's: checkconfig warns about it. Change it, on the
+# master and the worker, to a long random one (openssl rand -base64 24) before
+# a worker connects from another host: a recorded login lets a short or
+# common password be guessed offline (README, "The worker link").
+
 [[workers]]
 name = "example-worker"
 password = "pass"               # or password_file = "/usr/local/etc/gbb/example-worker.pass"

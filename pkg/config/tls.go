@@ -71,6 +71,9 @@ func (d *decoder) grpcTLS(t *table, g *GRPC) {
 		return p
 	}
 	c := &g.TLS
+	// tls_names is read whatever else is wrong, so that it gets one
+	// message, not "unknown key" after another key's error.
+	defer d.grpcTLSNames(t, c)
 	mode, hasMode := t.str("tls")
 	cert, hasCert := t.str("tls_cert_file")
 	key, hasKey := t.str("tls_key_file")
@@ -96,17 +99,6 @@ func (d *decoder) grpcTLS(t *table, g *GRPC) {
 	default:
 		c.Mode = TLSOff
 	}
-	if names, ok := t.strings("tls_names"); ok {
-		if c.Mode != TLSAuto {
-			t.errorf("tls_names", `only with tls = "auto" (the names of the certificate the master makes)`)
-		}
-		for _, n := range names {
-			if n == "" || (net.ParseIP(n) == nil && !validDNSName(n)) {
-				t.errorf("tls_names", "%q is neither an IP address nor a DNS name", n)
-			}
-		}
-		c.Names = names
-	}
 	if ca, ok := t.str("client_ca_file"); ok {
 		c.ClientCAFile = abs(ca)
 		switch {
@@ -128,6 +120,25 @@ func (d *decoder) grpcTLS(t *table, g *GRPC) {
 		d.keyFiles = append(d.keyFiles, masterfiles.File{Path: filepath.Join(d.dir, AutoTLSDir), Dir: true,
 			What: `the directory of tls = "auto"'s CA and keys`})
 	}
+}
+
+// grpcTLSNames reads tls_names of [protocols.grpc] into c, once c.Mode is
+// known (empty when tls itself was refused).
+func (d *decoder) grpcTLSNames(t *table, c *GRPCTLS) {
+	names, ok := t.strings("tls_names")
+	if !ok {
+		return
+	}
+	if c.Mode != TLSAuto {
+		t.errorf("tls_names", `only with tls = "auto" (the names of the certificate the master makes; a certificate of your own, tls_cert_file, holds its own names)`)
+		return
+	}
+	for _, n := range names {
+		if n == "" || (net.ParseIP(n) == nil && !validDNSName(n)) {
+			t.errorf("tls_names", "%q is neither an IP address nor a DNS name", n)
+		}
+	}
+	c.Names = names
 }
 
 // validDNSName reports whether s looks like a DNS name (letters, digits,

@@ -75,6 +75,13 @@ func TestGRPCTLS(t *testing.T) {
 		{name: "client CA not PEM", src: `tls = "auto"` + "\n" + `client_ca_file = "` + garbage + `"`, err: "protocols.grpc.client_ca_file: " + garbage + ": no PEM certificate in it"},
 		{name: "names without auto", src: `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
 		{name: "bad name", src: `tls = "auto"` + "\n" + `tls_names = ["bad name"]`, err: `protocols.grpc.tls_names: "bad name" is neither an IP address nor a DNS name`},
+		// Whatever else is wrong, tls_names gets the one message, never
+		// "unknown key".
+		{name: "names with off", src: `tls = "off"` + "\n" + `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
+		{name: "names with a bad mode", src: `tls = "files"` + "\n" + `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
+		{name: "names with a cert without key", src: `tls_cert_file = "` + cert + `"` + "\n" + `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
+		{name: "names with files", src: `tls_cert_file = "` + cert + `"` + "\n" + `tls_key_file = "` + key + `"` + "\n" + `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
+		{name: "names with off and files", src: `tls = "off"` + "\n" + `tls_cert_file = "` + cert + `"` + "\n" + `tls_key_file = "` + key + `"` + "\n" + `tls_names = ["x"]`, err: `protocols.grpc.tls_names: only with tls = "auto"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

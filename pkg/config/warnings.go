@@ -39,6 +39,47 @@ func (c *Config) Warnings() []string {
 				fmt.Sprintf("set without use_tls or use_smtps: the password would cross the network to %s in clear, so no mail is sent", r.RelayHost)))
 		}
 	}
+	ws = append(ws, c.weakWorkerPasswords()...)
+	ws = append(ws, c.tlsWarnings(time.Now())...)
+	return ws
+}
+
+// minWorkerPassword is the length under which a worker's password is
+// called weak: a recorded login lets it be guessed offline (see the
+// README's "What a recorded plaintext login exposes").
+const minWorkerPassword = 16
+
+// obviousPasswords are passwords a dictionary tries first, of
+// minWorkerPassword characters or more (shorter ones are weak anyway).
+var obviousPasswords = []string{
+	"passwordpassword", "password12345678", "1234567890123456", "changemechangeme",
+	"correcthorsebatterystaple", "correct-horse-battery-staple", "correct horse battery staple",
+	"qwertyuiopasdfghjkl", "buildbotbuildbot", "workerpassword", "example-worker-password",
+}
+
+// weakWorkerPasswords warns about each worker whose password is shorter
+// than minWorkerPassword, well known, its name, or one character repeated.
+func (c *Config) weakWorkerPasswords() []string {
+	var ws []string
+	for _, w := range c.Workers {
+		p := w.Password
+		why := ""
+		switch {
+		case p == "":
+			continue // a worker logging in with its client certificate only
+		case len([]rune(p)) < minWorkerPassword:
+			why = fmt.Sprintf("is shorter than %d characters", minWorkerPassword)
+		case slices.Contains(obviousPasswords, strings.ToLower(p)):
+			why = "is a well-known one"
+		case strings.EqualFold(p, w.Name):
+			why = "is the worker's name"
+		case strings.Count(p, p[:1]) == len(p):
+			why = "is one character repeated"
+		default:
+			continue
+		}
+		ws = append(ws, c.at(w.Line, "workers", fmt.Sprintf("worker %q: its password %s: whoever records one of its logins (on a plaintext link, or as a man in the middle the worker trusts by mistake) can guess it offline; give it a long random one (openssl rand -base64 24) on both sides", w.Name, why)))
+	}
 	return ws
 }
 

@@ -52,6 +52,16 @@ func TestWarnings(t *testing.T) {
 		{"a change hook without a secret behind a proxy", "[www]\ninterface = \"127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1\"]\n[www.change_hook.base]\n", []string{
 			`master.toml:4: www.change_hook.base: no secret`,
 		}},
+		{"weak worker passwords", "[[workers]]\nname = \"a\"\npassword = \"pass\"\n" +
+			"[[workers]]\nname = \"b\"\npassword = \"Correct-Horse-Battery-Staple\"\n" +
+			"[[workers]]\nname = \"long-worker-name-here\"\npassword = \"long-worker-name-here\"\n" +
+			"[[workers]]\nname = \"d\"\npassword = \"xxxxxxxxxxxxxxxxxxxx\"\n" +
+			"[[workers]]\nname = \"e\"\npassword = \"dGhpcyBpcyBub3QgYSBndWVzcw\"\n", []string{
+			`master.toml:1: workers: worker "a": its password is shorter than 16 characters: whoever records one of its logins`,
+			`master.toml:4: workers: worker "b": its password is a well-known one`,
+			`master.toml:7: workers: worker "long-worker-name-here": its password is the worker's name`,
+			`master.toml:10: workers: worker "d": its password is one character repeated`,
+		}},
 		{"mixed costs", users(testHash, testHashCost4, testHash), []string{
 			"master.toml:1: www.auth: the users' bcrypt hashes have different costs (cost 4: b; cost 10: a, c)",
 		}},

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"path/filepath"
 	"time"
 )
@@ -76,12 +75,5 @@ func (t WebTLS) expiryWarning(now time.Time) string {
 	if !t.Enabled() || t.NotAfter.IsZero() {
 		return ""
 	}
-	left := t.NotAfter.Sub(now)
-	switch {
-	case left <= 0:
-		return fmt.Sprintf("the certificate %s expired on %s: browsers refuse it; renew it and run `gbb-master reconfig`", t.CertFile, t.NotAfter.UTC().Format(time.RFC3339))
-	case left < CertExpiryWarning:
-		return fmt.Sprintf("the certificate %s expires on %s (in %d days): renew it and run `gbb-master reconfig`", t.CertFile, t.NotAfter.UTC().Format(time.RFC3339), int(left.Hours()/24))
-	}
-	return ""
+	return expiryWarning(t.CertFile, t.NotAfter, now, "browsers refuse it")
 }

@@ -62,6 +62,13 @@ func autoNames(g config.GRPC) []string {
 	return slices.Compact(names)
 }
 
+// AutoCAExists reports whether basedir holds tls = "auto"'s CA, which
+// EnsureAutoTLS then keeps.
+func AutoCAExists(basedir string) bool {
+	_, err := os.Stat(filepath.Join(basedir, config.AutoTLSDir, autoCAFile))
+	return err == nil
+}
+
 // EnsureAutoTLS makes, in basedir, tls = "auto"'s CA unless it exists, and
 // the server certificate for g's names unless a good one exists (see
 // autoRenew); it returns the CA's fingerprint ("sha256:…"). log (nil:
@@ -251,6 +258,10 @@ const expiryWarning = 14 * 24 * time.Hour
 // that ends within 14 days.
 const MsgCertExpiring = "worker tls: the worker port's certificate expires soon: renew it, then gbb-master reconfig"
 
+// MsgCertExpired is what master.log says, as an error, of a worker port
+// certificate past its end.
+const MsgCertExpired = "worker tls: the worker port's certificate HAS EXPIRED: workers refuse to connect until it is renewed (renew it, then gbb-master reconfig)"
+
 // workerTLS is the worker port's TLS material, swapped by a reconfig:
 // new connections get the new certificate, connected workers stay.
 type workerTLS struct {
@@ -345,7 +356,13 @@ func ipStrings(ips []net.IP) []string {
 // expiryWarning (or has ended).
 func (w *workerTLS) checkExpiry(now time.Time) {
 	l := w.cur.Load()
-	if left := l.leaf.NotAfter.Sub(now); left < expiryWarning {
+	left := l.leaf.NotAfter.Sub(now)
+	if left <= 0 {
+		w.log.Error(MsgCertExpired, "file", l.file, "not_after", l.leaf.NotAfter.UTC().Format(time.RFC3339),
+			"ago", (-left).Round(time.Minute))
+		return
+	}
+	if left < expiryWarning {
 		w.log.Warn(MsgCertExpiring, "file", l.file, "not_after", l.leaf.NotAfter.UTC().Format(time.RFC3339),
 			"left", left.Round(time.Minute))
 	}

@@ -258,12 +258,23 @@ password = "pw"
 	if strings.Contains(logs.String(), "worker detached") {
 		t.Errorf("the worker was detached by the reconfig:\n%s", logs.String())
 	}
-	// Turning TLS off needs a restart.
+	// From files to tls = "auto", TLS stays on: a new certificate source,
+	// no restart; the next connection gets the master's own certificate.
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(toml, "tls_cert_file = \"port.pem\"\ntls_key_file = \"port.key\"\n", "tls = \"auto\"\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reconfig(path); err != nil {
+		t.Fatalf("Reconfig from tls_cert_file to tls = \"auto\": %v, want done", err)
+	}
+	if cn := peerCN(); cn == "second" || cn == "first" {
+		t.Errorf("after the reconfig to tls = \"auto\", served %q, want the master's own certificate", cn)
+	}
+	// Turning TLS off needs a restart, and says so.
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(toml, "tls_cert_file = \"port.pem\"\ntls_key_file = \"port.key\"\n", "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Reconfig(path); err == nil || !strings.Contains(err.Error(), "needs a restart") {
-		t.Errorf("Reconfig turning TLS off: %v, want: needs a restart", err)
+	if err := m.Reconfig(path); err == nil || !strings.Contains(err.Error(), "turning the worker port's TLS on or off: needs a restart") {
+		t.Errorf("Reconfig turning TLS off: %v, want: turning the worker port's TLS on or off: needs a restart", err)
 	}
 }
 
@@ -272,4 +283,30 @@ type nopExecutor struct{}
 
 func (nopExecutor) Run(context.Context, protocol.Command, func(protocol.Output)) protocol.Result {
 	return protocol.Result{}
+}
+
+// TestExpiredWorkerCertLoud: a worker port certificate past its end is an
+// error in master.log, saying that workers refuse it, not the warning of
+// one that ends soon.
+func TestExpiredWorkerCertLoud(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	caDir := t.TempDir()
+	if _, err := EnsureAutoTLS(caDir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSAuto}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ca, caKey, err := loadAutoCA(filepath.Join(caDir, config.AutoTLSDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "port.pem"), filepath.Join(dir, "port.key")
+	writeLeaf(t, ca, caKey, "old", time.Now().Add(-time.Minute), certFile, keyFile)
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := newWorkerTLS(dir, config.GRPC{TLS: config.GRPCTLS{Mode: config.TLSFiles, CertFile: certFile, KeyFile: keyFile}}, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR msg=\""+MsgCertExpired) || strings.Contains(logs.String(), MsgCertExpiring) {
+		t.Errorf("an expired certificate logged:\n%s\nwant the error %q", logs.String(), MsgCertExpired)
+	}
 }

@@ -54,14 +54,19 @@ func listen(name, addr string, l config.ConnLimits, share, lo, hi int, evict boo
 	}), nil
 }
 
-// grpcNeedsRestart reports whether going from old to cfg needs a restart:
-// the port, its address, caps and liveness, and whether it speaks TLS. A
-// reconfig reloads the certificate, key and client CA files, and applies
-// new tls_names (tls = "auto" issues a new certificate).
-func grpcNeedsRestart(old, cfg config.GRPC) bool {
-	if old.TLS.Mode != cfg.TLS.Mode {
-		return true
+// grpcRestart says why going from old to cfg needs a restart, or "": the
+// port, its address, caps and liveness, and whether it speaks TLS. A
+// reconfig reloads the certificate, key and client CA files, applies new
+// tls_names (tls = "auto" issues a new certificate), and moves between
+// tls = "auto" and tls_cert_file (TLS stays on; the certificate's source
+// changes).
+func grpcRestart(old, cfg config.GRPC) string {
+	if old.TLS.Enabled() != cfg.TLS.Enabled() {
+		return "turning the worker port's TLS on or off"
 	}
 	old.TLS, cfg.TLS = config.GRPCTLS{}, config.GRPCTLS{}
-	return !reflect.DeepEqual(old, cfg)
+	if !reflect.DeepEqual(old, cfg) {
+		return "protocols.grpc (its port, interface, limits or keepalive)"
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -420,8 +421,8 @@ func (m *Master) Reconfig(path string) error {
 	defer m.mu.Unlock()
 	old := m.cfg
 	var restart []string
-	if grpcNeedsRestart(old.Protocols.GRPC, cfg.Protocols.GRPC) {
-		restart = append(restart, "protocols.grpc")
+	if why := grpcRestart(old.Protocols.GRPC, cfg.Protocols.GRPC); why != "" {
+		restart = append(restart, why)
 	}
 	if cfg.WWW.Addr() != old.WWW.Addr() || cfg.WWW.Limits != old.WWW.Limits || cfg.WWW.IdleTimeout != old.WWW.IdleTimeout ||
 		cfg.WWW.TLS.Enabled() != old.WWW.TLS.Enabled() {
@@ -434,7 +435,7 @@ func (m *Master) Reconfig(path string) error {
 		restart = append(restart, "db.url")
 	}
 	if len(restart) > 0 {
-		return fmt.Errorf("changing %v needs a restart", restart)
+		return fmt.Errorf("%s: needs a restart (gbb-master restart); nothing was changed", strings.Join(restart, "; "))
 	}
 	if m.st == nil {
 		m.cfg = cfg // Run applies it once its components are made

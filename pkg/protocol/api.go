@@ -11,8 +11,11 @@ import (
 // Version is the protocol version carried in Hello and Welcome. A master
 // refuses a worker that speaks another version, naming both. Version 2
 // logs in by challenge-response (login.go); version 1 sent the password
-// in the hello, and a master of version 2 tells such a worker to upgrade.
-const Version = 2
+// in the hello, and a master tells such a worker to upgrade. Version 3
+// keys the challenge's proof with a slow derivation of the password
+// (login.go's loginKey), so a recorded login costs a guesser a PBKDF2
+// derivation per guess, not one HMAC.
+const Version = 3
 
 // ErrConnectionLost is returned by WorkerConn.Run when the stream to the
 // worker ends before the command completes.

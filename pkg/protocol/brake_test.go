@@ -1,12 +1,14 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,7 +44,7 @@ func helloFrom(t *testing.T, addr, src, name, password string) error {
 	}
 	m, err := stream.Recv()
 	if ch := m.GetChallenge(); err == nil && ch != nil {
-		mac := loginMAC([]byte(password), Version, name, ch.GetNonce(), cn, nil)
+		mac := loginMAC(loginKey(password, name), Version, name, ch.GetNonce(), cn, nil)
 		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -146,8 +148,18 @@ func TestLoginBrake(t *testing.T) {
 
 // guess is the proof of a worker that knows password pw: authenticate's
 // check, without the stream around it.
+var guessKeys sync.Map // pw → loginKey(pw, "w1")
+
+// guess is the prove of authenticate for a worker w1 that tries pw: the
+// key authenticate passes is its password's loginKey (derived once per
+// pw: the tests guess thousands of times).
 func guess(pw string) func(key []byte, known bool) (bool, error) {
-	return func(key []byte, known bool) (bool, error) { return known && string(key) == pw, nil }
+	k, ok := guessKeys.Load(pw)
+	if !ok {
+		k, _ = guessKeys.LoadOrStore(pw, loginKey(pw, "w1"))
+	}
+	want := k.([]byte)
+	return func(key []byte, known bool) (bool, error) { return known && bytes.Equal(key, want), nil }
 }
 
 // TestLoginBrakeBounded: the brake's table does not grow past brakeAddrs

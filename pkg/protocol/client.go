@@ -87,6 +87,9 @@ type Client struct {
 	cfg  ClientConfig
 	log  *slog.Logger
 	kept *keeper // resumable commands, which outlive a session
+	// loginKey is the key of the worker's proofs (login.go's loginKey),
+	// derived at the first challenge and kept across reconnections.
+	loginKey func() []byte
 }
 
 // NewClient returns a Client; it starts nothing until Run.
@@ -109,7 +112,10 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	log = log.With("master", cfg.Master)
-	return &Client{cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log)}
+	return &Client{
+		cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log),
+		loginKey: sync.OnceValue(func() []byte { return loginKey(cfg.Password, cfg.Name) }),
+	}
 }
 
 // Run connects, says hello, runs commands, and reconnects with jittered
@@ -222,7 +228,7 @@ func (c *Client) prove(stream grpc.BidiStreamingClient[WorkerMessage, MasterMess
 	if err != nil {
 		return err
 	}
-	mac := loginMAC([]byte(c.cfg.Password), Version, c.cfg.Name, ch.GetNonce(), clientNonce, binding)
+	mac := loginMAC(c.loginKey(), Version, c.cfg.Name, ch.GetNonce(), clientNonce, binding)
 	return stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}})
 }
 
@@ -233,6 +239,16 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 	if c.cfg.TLS != nil {
 		herr := hs.err()
 		if herr == nil {
+			// In TLS 1.3 the master checks the worker's client
+			// certificate after the worker's side of the handshake is
+			// done: its refusal is an alert on the first read.
+			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "remote error: tls: ") {
+				what := "the master refused the worker's TLS handshake"
+				if len(c.cfg.TLS.Certificates) > 0 {
+					what += " (the worker's client certificate: expired, not yet valid, or not of a CA in the master's client_ca_file?)"
+				}
+				return fmt.Errorf("%w: %s, not connecting: %s", ErrTLS, what, st.Message())
+			}
 			return err
 		}
 		var rh tls.RecordHeaderError
@@ -240,6 +256,9 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 			return fmt.Errorf("%w: TLS handshake with %s failed: the master's port does not speak TLS (its [protocols.grpc] tls is \"off\"?): %v", ErrTLS, c.cfg.Master, herr)
 		}
 		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, c.cfg.Master, herr)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), MsgPortSpeaksTLS) {
+		return fmt.Errorf("%w: %s, not connecting", ErrTLS, MsgPortSpeaksTLS)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "server preface") {
 		return fmt.Errorf("%w (the master's port may speak TLS: give the worker -tls-fingerprint, -tls-ca or -tls)", err)

@@ -10,8 +10,8 @@
 //  2. The master checks the version (a mismatch ends the stream with
 //     FailedPrecondition naming both versions; a protocol-1 worker, which
 //     sends its password in the hello, is told to upgrade), logs the
-//     worker in (login.go: a Challenge answered by a Proof, an HMAC of its
-//     password over both nonces, its name and the TLS session; or its TLS
+//     worker in (login.go: a Challenge answered by a Proof, an HMAC keyed by
+//     a PBKDF2 derivation of its password, over both nonces, its name and the TLS session; or its TLS
 //     client certificate), refusing with Unauthenticated ("worker \"x\":
 //     wrong name or password", the same for an unknown name), and that no
 //     other worker of that name is connected: if one is, it sends that one a

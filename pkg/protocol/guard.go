@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 )
@@ -20,6 +25,10 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // errNotGRPC is returned by a guarded connection's Read when its first
 // bytes are not the HTTP/2 preface; gRPC then drops the connection.
 var errNotGRPC = errors.New("protocol: not a gRPC client: the first bytes are not the HTTP/2 preface")
+
+// MsgPortSpeaksTLS is what the master tells a plaintext worker on its TLS
+// worker port (in an HTTP/2 GOAWAY's debug data).
+const MsgPortSpeaksTLS = "gbb: the master's worker port speaks TLS: give the worker -tls-fingerprint, -tls-ca or -tls (tls_fingerprint, tls_ca_file or tls in worker.toml)"
 
 // tlsHandshakeRecord is the first byte of every TLS client's first record.
 const tlsHandshakeRecord = 0x16
@@ -36,6 +45,8 @@ var errNotTLS = errors.New("protocol: not a TLS client")
 // guard only tells.
 type guard struct {
 	sample *logsample.Sampler // of the log lines about dropped connections
+	// tlsSample samples those of failed TLS handshakes, per address.
+	tlsSample *logsample.Keyed
 
 	mu    sync.Mutex
 	conns map[string]*guardConn // guarded by mu; open connections by remote address
@@ -44,8 +55,9 @@ type guard struct {
 // wrap returns lis with its connections guarded; handshake is the bound
 // of the HTTP/2 handshake, for the log; withTLS says the port speaks TLS,
 // so that a connection must start with a TLS handshake record instead.
-func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, handshake time.Duration, withTLS bool) net.Listener {
+func (g *guard) wrap(lis net.Listener, log *slog.Logger, sample *logsample.Sampler, tlsSample *logsample.Keyed, handshake time.Duration, withTLS bool) net.Listener {
 	g.sample = sample
+	g.tlsSample = tlsSample
 	return &guardListener{Listener: lis, g: g, log: log, handshake: handshake, tls: withTLS}
 }
 
@@ -128,6 +140,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			if p[0] != tlsHandshakeRecord {
 				if bytes.HasPrefix([]byte(http2Preface), p[:min(n, len(http2Preface))]) {
 					c.why = "a plaintext gRPC client on the TLS worker port: give the worker -tls-fingerprint, -tls-ca or -tls (tls_fingerprint, tls_ca_file in worker.toml)"
+					tellPlaintextClient(c.Conn, p[:n])
 				} else {
 					c.why = fmt.Sprintf("not a TLS client: its first bytes are %q", firstBytes(p[:n]))
 				}
@@ -156,6 +169,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// tlsFailed starts the why of a connection whose TLS handshake failed.
+const tlsFailed = "TLS handshake failed"
+
 // tlsHandshake runs a TLS handshake on c: a connection closed meanwhile
 // (gRPC's TLS closes it before it returns the error) is logged once the
 // handshake's error is known, as why it was dropped.
@@ -167,7 +183,7 @@ func (c *guardConn) tlsHandshake(run func() error) error {
 	c.mu.Lock()
 	c.handshaking = false
 	if err != nil && c.why == "" {
-		c.why = fmt.Sprintf("TLS handshake failed: %v", err)
+		c.why = fmt.Sprintf("%s: %v", tlsFailed, err)
 	}
 	log := c.closed && !c.logged
 	c.logged = c.logged || log
@@ -205,8 +221,49 @@ func (c *guardConn) logDropped(why string) {
 	if why == "" {
 		why = "no message on it (no stream, or no answer to keepalive pings)"
 	}
-	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", "why", why,
-		"after", time.Since(c.start).Round(time.Millisecond))
+	args := []any{"why", why, "after", time.Since(c.start).Round(time.Millisecond)}
+	if strings.HasPrefix(why, tlsFailed) {
+		c.g.tlsSample.Log(backoff.AddrKey(c.remote), c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", args...)
+		return
+	}
+	c.g.sample.Log(c.log, slog.LevelWarn, "worker port: dropped a connection before its worker spoke", args...)
+}
+
+// tellPlaintextClient tells a plaintext gRPC client on the TLS port, in
+// the HTTP/2 it speaks, that the port speaks TLS: the server's SETTINGS,
+// then, once its stream's HEADERS came (read is what was read of conn so
+// far), a GOAWAY (INADEQUATE_SECURITY) that keeps the stream, with
+// MsgPortSpeaksTLS as debug data: gRPC puts it in the stream's error when
+// the connection then closes, so that the worker gives up saying why
+// rather than retrying for ever. Best effort, within 2 seconds: the
+// connection is dropped either way.
+func tellPlaintextClient(conn net.Conn, read []byte) {
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	var rest []byte
+	if len(read) > len(http2Preface) {
+		rest = read[len(http2Preface):]
+	}
+	in := io.MultiReader(bytes.NewReader(rest), conn)
+	if len(read) < len(http2Preface) {
+		if _, err := io.CopyN(io.Discard, in, int64(len(http2Preface)-len(read))); err != nil {
+			return
+		}
+	}
+	fr := http2.NewFramer(conn, in)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	for range 16 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if _, ok := f.(*http2.HeadersFrame); ok {
+			fr.WriteGoAway(f.Header().StreamID, http2.ErrCodeInadequateSecurity, []byte(MsgPortSpeaksTLS))
+			return
+		}
+	}
 }
 
 // firstBytes is at most the first 32 bytes of b, for a log line.

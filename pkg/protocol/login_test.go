@@ -3,7 +3,10 @@ package protocol
 import (
 	"bytes"
 	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -196,7 +199,126 @@ func TestOldWorkerRefused(t *testing.T) {
 			t.Errorf("hello %v: %v, want FailedPrecondition: upgrade the worker", h, err)
 		}
 	}
-	waitLog(t, m, "worker refused: an old worker (protocol 1) sent its password in clear")
+	waitLog(t, m, "worker refused: its hello carried a password in clear")
+}
+
+// TestHelloMessages: each refused hello says what is wrong: a password in
+// a hello of the current version is not called a version mismatch, an
+// older worker is told to upgrade, a newer one to upgrade the master.
+func TestHelloMessages(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, "127.0.0.1:0")
+	for _, tt := range []struct {
+		hello      *Hello
+		want, lack string
+	}{
+		{&Hello{ProtocolVersion: Version, Name: "w", Password: "pw", ClientNonce: newNonce()},
+			"sent its password in clear in its hello", fmt.Sprintf("speaks protocol version %d, master speaks version %d", Version, Version)},
+		{&Hello{ProtocolVersion: Version - 1, Name: "w", ClientNonce: newNonce()},
+			fmt.Sprintf("speaks protocol version %d, master speaks version %d: upgrade the worker", Version-1, Version), ""},
+		{&Hello{ProtocolVersion: Version + 1, Name: "w", ClientNonce: newNonce()},
+			fmt.Sprintf("speaks protocol version %d, master speaks version %d: upgrade the master", Version+1, Version), ""},
+	} {
+		err := sayHello(t, m.addr, tt.hello)
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), tt.want) || (tt.lack != "" && strings.Contains(err.Error(), tt.lack)) {
+			t.Errorf("hello %v: %v, want FailedPrecondition with %q", tt.hello, err, tt.want)
+		}
+	}
+}
+
+// TestRecordedLoginGuessCost: a recorded login (hello, challenge, proof)
+// lets its recorder test password guesses offline; each guess must cost a
+// PBKDF2-SHA256 derivation of 200,000 rounds, not one HMAC. The test
+// answers a live challenge both ways: the proof keyed by the password
+// itself (protocol 2's, one HMAC a guess) is refused, the proof keyed by
+// the derivation computed here independently is taken. A master that
+// keyed with the password, or with fewer rounds, fails it.
+func TestRecordedLoginGuessCost(t *testing.T) {
+	t.Parallel()
+	const name, password = "w1", "correct-horse-battery-staple"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(ServerConfig{
+		Password: func(n string) (string, bool) { return password, n == name },
+		// No brake in the way of the refused proofs.
+		LoginBurst: 100,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	salt := append([]byte("gbb worker login key v3\x00"), name...)
+	derived, err := pbkdf2.Key(sha256.New, password, salt, 200_000, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		what string
+		key  []byte
+		ok   bool
+	}{
+		{"plain HMAC keyed by the password", []byte(password), false},
+		{"HMAC keyed by PBKDF2 with 100,000 rounds", mustPBKDF2(t, password, salt, 100_000), false},
+		{"HMAC keyed by PBKDF2-SHA256 with 200,000 rounds", derived, true},
+	} {
+		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		stream, err := NewMasterClient(cc).Connect(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := newNonce()
+		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{ProtocolVersion: Version, Name: name, ClientNonce: cn}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := stream.Recv()
+		if err != nil || m.GetChallenge() == nil {
+			t.Fatalf("%s: first answer %v, %v; want a challenge", tt.what, m, err)
+		}
+		mac := loginMAC(tt.key, Version, name, m.GetChallenge().GetNonce(), cn, nil)
+		if err := stream.Send(&WorkerMessage{Msg: &WorkerMessage_Proof{Proof: &Proof{Mac: mac}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err = stream.Recv()
+		switch {
+		case tt.ok && (err != nil || m.GetWelcome() == nil):
+			t.Errorf("%s: %v, %v; want a welcome", tt.what, m, err)
+		case !tt.ok && status.Code(err) != codes.Unauthenticated:
+			t.Errorf("%s: %v, %v; want Unauthenticated", tt.what, m, err)
+		}
+	}
+}
+
+func mustPBKDF2(t *testing.T, password string, salt []byte, rounds int) []byte {
+	t.Helper()
+	k, err := pbkdf2.Key(sha256.New, password, salt, rounds, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestKeyCache: the master derives a configured worker's key once and
+// derives it again when the password changes.
+func TestKeyCache(t *testing.T) {
+	t.Parallel()
+	var c keyCache
+	k1 := c.key("w", "one")
+	if k := c.key("w", "one"); &k[0] != &k1[0] {
+		t.Errorf("the key was derived again for the same password")
+	}
+	if k := c.key("w", "two"); bytes.Equal(k, k1) || !bytes.Equal(k, loginKey("two", "w")) {
+		t.Errorf("a changed password kept the old key")
+	}
+	if bytes.Equal(loginKey("one", "w"), loginKey("one", "v")) {
+		t.Errorf("two names share a key: the name is not in the salt")
+	}
 }
 
 // TestLoginSameAnswer: an unknown worker and a wrong password get the

@@ -145,6 +145,8 @@ func checkHelloBounds(h *Hello) error {
 const (
 	logSample = 10 * time.Second
 	logBurst  = 10
+	// logKeyBurst is the budget of each address in a logsample.Keyed.
+	logKeyBurst = 5
 )
 
 // maxRecvMsg is the largest message the master reads from a worker
@@ -187,8 +189,15 @@ type Server struct {
 	// configured: random, so that no proof matches, and the check takes as
 	// long as a known name's.
 	unknownKey []byte
+	keys       keyCache // the login keys of configured workers
 	// Sampled log lines of what anyone on the network can cause at will.
 	refusedLog, brakeLog, droppedLog, guardLog *logsample.Sampler
+	// loginLog samples failed password checks, and tlsLog failed TLS
+	// handshakes, per source address (backoff.AddrKey), apart from the
+	// cheap junk above: each address's first failures are always logged,
+	// whatever other addresses send. The brake bounds how many logins an
+	// address can fail, so how many lines it can cause.
+	loginLog, tlsLog *logsample.Keyed
 
 	mu    sync.Mutex
 	conns map[string]*WorkerConn // guarded by mu; connected workers by name
@@ -223,6 +232,8 @@ func NewServer(cfg ServerConfig) *Server {
 		brakeLog:      logsample.New(logSample, logBurst),
 		droppedLog:    logsample.New(logSample, logBurst),
 		guardLog:      logsample.New(logSample, logBurst),
+		loginLog:      logsample.NewKeyed(logSample, logKeyBurst, brakeAddrs),
+		tlsLog:        logsample.NewKeyed(logSample, logKeyBurst, brakeAddrs),
 		cfg:           cfg,
 		log:           log,
 		interruptWait: interruptWait,
@@ -237,7 +248,7 @@ func NewServer(cfg ServerConfig) *Server {
 // It returns nil after ctx is done, or the listener's error. Serve may be
 // called once.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	lis = s.guard.wrap(lis, s.log, s.guardLog, s.cfg.HelloTimeout, s.cfg.TLS != nil)
+	lis = s.guard.wrap(lis, s.log, s.guardLog, s.tlsLog, s.cfg.HelloTimeout, s.cfg.TLS != nil)
 	var creds []grpc.ServerOption
 	if s.cfg.TLS != nil {
 		creds = append(creds, grpc.Creds(guardedTLS{credentials.NewTLS(s.cfg.TLS)}))
@@ -469,15 +480,19 @@ func (s *Server) checkHello(h *Hello, log *slog.Logger) error {
 	log = log.With("worker", name)
 	//lint:ignore SA1019 the deprecated field is how an old worker is told.
 	if v := h.GetProtocolVersion(); v == 1 || h.GetPassword() != "" {
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: an old worker (protocol 1) sent its password in clear in its hello; upgrade it, and change its password if the link is not trusted",
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: its hello carried a password in clear (protocol 1 does); upgrade it, and change its password if the link is not trusted",
 			"worker_protocol", v, "master_protocol", Version)
 		return status.Errorf(codes.FailedPrecondition,
-			"worker %q speaks protocol version %d, master speaks version %d: upgrade the worker (since protocol 2 the password never crosses the wire; this worker sent it in its hello)", name, v, Version)
+			"worker %q sent its password in clear in its hello (protocol version %d; the master speaks version %d, whose password never crosses the wire): upgrade the worker, and change its password if the link is not trusted", name, v, Version)
 	}
 	if v := h.GetProtocolVersion(); v != Version {
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version)
+		upgrade := "the worker"
+		if v > Version {
+			upgrade = "the master"
+		}
+		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: protocol version mismatch", "worker_protocol", v, "master_protocol", Version, "upgrade", upgrade)
 		return status.Errorf(codes.FailedPrecondition,
-			"worker %q speaks protocol version %d, master speaks version %d", name, v, Version)
+			"worker %q speaks protocol version %d, master speaks version %d: upgrade %s", name, v, Version, upgrade)
 	}
 	if err := checkNonce("client nonce", h.GetClientNonce()); err != nil {
 		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: hello out of bounds", "err", err)
@@ -499,6 +514,11 @@ func (s *Server) login(stream grpc.BidiStreamingServer[WorkerMessage, MasterMess
 		if known && certNames(state, name) {
 			log.Info("worker logged in with its client certificate")
 			return true, nil
+		}
+		if cn, ok := certCN(state); ok && cn != name {
+			// Logged as the answer's fate is: the password decides.
+			log.Warn("worker's client certificate not accepted for its name: its CN is another worker's name; asking for the password instead",
+				"certificate_cn", logName(cn))
 		}
 		binding, err := channelBinding(state)
 		if err != nil {
@@ -539,9 +559,9 @@ func (s *Server) authenticate(remote, name string, log *slog.Logger, prove func(
 		return status.Errorf(codes.ResourceExhausted, "too many failed logins from %s: retry in %s", src, wait)
 	}
 	password, known := s.cfg.Password(name)
-	key := []byte(password)
-	if !known {
-		key = s.unknownKey
+	key := s.unknownKey
+	if known {
+		key = s.keys.key(name, password)
 	}
 	proved, err := prove(key, known)
 	if err != nil {
@@ -550,7 +570,7 @@ func (s *Server) authenticate(remote, name string, log *slog.Logger, prove func(
 	}
 	if !proved {
 		shared := at.Failed()
-		s.refusedLog.Log(log, slog.LevelWarn, "worker refused: wrong name or password", "address", src, "known_name", known, "brake_table_full", shared)
+		s.loginLog.Log(src, log, slog.LevelWarn, "worker refused: wrong name or password", "address", src, "known_name", known, "brake_table_full", shared)
 		return status.Errorf(codes.Unauthenticated, "worker %q: wrong name or password", name)
 	}
 	at.Succeeded()

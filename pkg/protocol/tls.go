@@ -66,6 +66,15 @@ func certNames(state *tls.ConnectionState, name string) bool {
 		state.PeerCertificates[0].Subject.CommonName == name
 }
 
+// certCN returns the CN of the verified client certificate of state, if
+// any.
+func certCN(state *tls.ConnectionState) (string, bool) {
+	if state == nil || len(state.VerifiedChains) == 0 || len(state.PeerCertificates) == 0 {
+		return "", false
+	}
+	return state.PeerCertificates[0].Subject.CommonName, true
+}
+
 // loopback reports whether remote (host:port) is a loopback address.
 func loopback(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
@@ -156,6 +165,11 @@ func (t ClientTLS) Config(master string, readFile func(string) ([]byte, error)) 
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return nil, errors.New("give both the client certificate and its key, or neither")
+	}
+	if t.Fingerprint != "" && t.CAFile != "" {
+		// A pin is the only trust anchor: a CA file beside it would be
+		// ignored, which its author did not mean either way.
+		return nil, errors.New("give a fingerprint to pin (-tls-fingerprint, tls_fingerprint) or a CA file to trust (-tls-ca, tls_ca_file), not both")
 	}
 	name := t.ServerName
 	if name == "" {

@@ -209,7 +209,7 @@ func TestTLSWorkerLink(t *testing.T) {
 		{name: "wrong name, CA file", served: wrongName.pair(), tc: ClientTLS{CAFile: caFile},
 			worker: "certificate is valid for 10.9.9.9, not 127.0.0.1", master: "TLS handshake failed: remote error: tls: bad certificate"},
 		{name: "plaintext worker", served: good.pair(ca), tc: ClientTLS{},
-			worker: "the master's port may speak TLS", master: "a plaintext gRPC client on the TLS worker port"},
+			worker: "the master's worker port speaks TLS", master: "a plaintext gRPC client on the TLS worker port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,8 +236,9 @@ func TestTLSWorkerLink(t *testing.T) {
 					t.Errorf("worker: %v, want ErrTLS saying %q", err, tt.worker)
 				}
 			} else {
-				// A plaintext worker retries (the master may be
-				// restarting with another set-up); its attempts say why.
+				// A plaintext worker is told, in HTTP/2, that the port
+				// speaks TLS: it gives up before a first welcome, as a
+				// TLS worker on a plaintext port does, saying why.
 				c := NewClient(ClientConfig{Master: m.addr, Name: "w1", Password: "pw", Executor: newTestExecutor(),
 					MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 				attempts := make(chan error, 100)
@@ -260,6 +261,15 @@ func TestTLSWorkerLink(t *testing.T) {
 					}
 				case <-time.After(20 * time.Second):
 					t.Fatal("no attempt")
+				}
+				select {
+				case err := <-done:
+					if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), tt.worker) {
+						t.Errorf("plaintext worker: Run = %v, want ErrTLS saying %q", err, tt.worker)
+					}
+					done <- err
+				case <-time.After(20 * time.Second):
+					t.Fatal("the plaintext worker keeps retrying")
 				}
 			}
 			waitLog(t, m, "worker port: dropped a connection before its worker spoke", tt.master)
@@ -296,9 +306,19 @@ func TestTLSClientCertificate(t *testing.T) {
 	if !errors.Is(err, ErrAuthFailed) || !strings.Contains(err.Error(), "asks for a password") {
 		t.Errorf("w2 with w1's certificate: %v, want ErrAuthFailed: asks for a password", err)
 	}
+	// The master's log says why the certificate did not log it in.
+	waitLog(t, m, "worker's client certificate not accepted for its name", "worker=w2", "certificate_cn=w1")
 	// With its password, w2 logs in over the same TLS.
 	if _, err := runTLSWorker(t, m, "w2", "pw", ClientTLS{Fingerprint: pin, CertFile: w1Cert, KeyFile: w1Key}); err != nil {
 		t.Errorf("w2 with its password: %v", err)
+	}
+	// An expired client certificate cannot log in however often the
+	// worker tries: it gives up before a first welcome, saying why.
+	old := makeCert(t, certSpec{cn: "w3", client: true, from: time.Now().Add(-48 * time.Hour), to: time.Now().Add(-24 * time.Hour)}, workersCA)
+	oldCert, oldKey := old.writePEM(t, dir, "w3")
+	_, err = runTLSWorker(t, m, "w3", "pw", ClientTLS{Fingerprint: pin, CertFile: oldCert, KeyFile: oldKey})
+	if !errors.Is(err, ErrTLS) || !strings.Contains(err.Error(), "refused the worker's TLS handshake") || !strings.Contains(err.Error(), "client certificate") {
+		t.Errorf("w3 with an expired client certificate: %v, want ErrTLS: the master refused the worker's TLS handshake, naming the client certificate", err)
 	}
 }
 

@@ -3,7 +3,7 @@
 // The worker dials the master and calls Connect. Its first message is a
 // Hello, which carries no password; the master answers with a Challenge
 // (a nonce), which the worker answers with a Proof (an HMAC-SHA256 keyed by
-// its password over the nonces, its name and the TLS connection: see
+// a PBKDF2 derivation of its password over the nonces, its name and the TLS connection: see
 // login.go), or, when the worker logged in with a client certificate, at
 // once with a Welcome. The master then ends the stream with
 // Unauthenticated (wrong name or password), FailedPrecondition (protocol

@@ -170,6 +170,14 @@ func New(a config.Auth) *Authenticator {
 	return au
 }
 
+// LogName returns name, as given in a login, for the log: a configured
+// user's name, or only that it is none (never the text itself: users
+// paste tokens and passwords into the user field, as curl -u "$TOKEN:").
+func (a *Authenticator) LogName(name string) LogName {
+	_, known := a.users[name]
+	return LogName{name: name, known: known, given: name != ""}
+}
+
 // CheckPassword returns the user name and password's user, or nil.
 func (a *Authenticator) CheckPassword(name, password string) *User {
 	cu, ok := a.users[name]

@@ -65,8 +65,10 @@ func NewGuard(log *slog.Logger) Guard {
 // addr (the client address the server believes), through the brake of that address. It returns
 // check's user, or ErrBadCredentials when check found none, or a
 // *TooManyFailures without calling check. via names the way in ("login
-// form", "basic auth", "token") and name the user name given, for the log.
-func (g Guard) Try(addr, via, name string, check func() *User) (*User, error) {
+// form", "basic auth", "token") and name the user name given, for the log:
+// pass Authenticator.LogName's, so that a name that is no user's (a token
+// or a password typed into the user field) is never written to the log.
+func (g Guard) Try(addr, via string, name LogName, check func() *User) (*User, error) {
 	at, wait, ok := g.brake.Begin(backoff.AddrKey(addr))
 	if !ok {
 		g.logRefusal("login refused: too many failures from the address", via, name, addr)
@@ -85,14 +87,26 @@ func (g Guard) Try(addr, via, name string, check func() *User) (*User, error) {
 // Addresses returns how many client addresses the brake keeps.
 func (g Guard) Addresses() int { return g.brake.Len() }
 
-func (g Guard) logRefusal(msg, via, name, remote string) {
+// LogName is a user name given in a login, as a log may show it: the
+// name of a configured user, or only that it is none (Authenticator.
+// LogName).
+type LogName struct {
+	name  string
+	known bool
+	given bool
+}
+
+func (g Guard) logRefusal(msg, via string, name LogName, remote string) {
 	ok, dropped := g.logs.Sample()
 	if !ok {
 		return
 	}
 	args := []any{"via", via, "remote", remote}
-	if name != "" {
-		args = append(args, "user", name)
+	switch {
+	case name.known:
+		args = append(args, "user", name.name)
+	case name.given:
+		args = append(args, "user_known", false)
 	}
 	if dropped > 0 {
 		args = append(args, "unlogged", fmt.Sprintf("%d refusals before this one", dropped))

@@ -64,6 +64,8 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/grid", s.gridPage)
 	r.Get("/badges/{file}", s.badge)
 	r.Get("/static/*", s.static)
+	// Browsers ask for /favicon.ico whatever a page links to.
+	r.Get("/favicon.ico", s.favicon)
 	r.Group(func(r chi.Router) {
 		r.Use(s.cfg.Guard)
 		r.Post("/force/{scheduler}", s.forceForm)
@@ -78,6 +80,11 @@ func (s *Server) Routes(r chi.Router) {
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=86400")
 	http.StripPrefix("/static/", http.FileServerFS(staticFS)).ServeHTTP(w, r)
+}
+
+func (s *Server) favicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	http.ServeFileFS(w, r, staticFS, "favicon.ico")
 }
 
 // pageBase is what every page's header and footer show.
