@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -617,5 +619,24 @@ func TestPollCancelStopsHungFetch(t *testing.T) {
 	}
 	if got := rec.take(); len(got) != 0 {
 		t.Errorf("announced %v", briefs(got))
+	}
+}
+
+// TestInputClosedEarly: go-git's "closing input: EOF" from an ssh session
+// the remote closed first is fetched again; other errors are not.
+func TestInputClosedEarly(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("closing input: EOF"), true},
+		{fmt.Errorf("fetch: %w", errors.New("closing input: EOF")), true},
+		{errors.New("closing input: broken pipe"), false},
+		{errors.New("authentication required"), false},
+	} {
+		if got := inputClosedEarly(tt.err); got != tt.want {
+			t.Errorf("inputClosedEarly(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }

@@ -388,12 +388,18 @@ func (p *GitPoller) fetch(ctx context.Context, m *mirror, r *remote, rr remoteRe
 	if r.ep.Protocol == "file" {
 		err = fetchLocal(ctx, r.ep.Path, m.repo, rr, names)
 	} else {
-		proxy, release := r.proxyOptions(ctx)
-		err = r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: specs, Auth: r.auth, ProxyOptions: proxy, Tags: git.NoTags, Force: true,
-		})
-		release()
-		err = r.refused(err)
+		for try := 1; ; try++ {
+			proxy, release := r.proxyOptions(ctx)
+			err = r.goRemote(m.repo.Storer).FetchContext(ctx, &git.FetchOptions{
+				RefSpecs: specs, Auth: r.auth, ProxyOptions: proxy, Tags: git.NoTags, Force: true,
+			})
+			release()
+			err = r.refused(err)
+			if try == 2 || ctx.Err() != nil || !inputClosedEarly(err) {
+				break
+			}
+			p.log.Info("fetch: the remote closed the session before the request was sent whole; fetching again", "err", err)
+		}
 	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		if ctx.Err() != nil {
@@ -550,4 +556,12 @@ func fetchLocal(ctx context.Context, path string, dst *git.Repository, rr remote
 		return git.NoErrAlreadyUpToDate
 	}
 	return nil
+}
+
+// inputClosedEarly reports whether err is go-git's "closing input: EOF":
+// over ssh, the remote's git-upload-pack may close the session before
+// go-git closes its side of the request, and the fetch fails though
+// nothing went wrong; it received nothing, so fetching again is safe.
+func inputClosedEarly(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "closing input: EOF")
 }
