@@ -193,6 +193,14 @@ func TestBuildbotUIConfined(t *testing.T) {
 	link(filepath.Join(basedir, "state.db"), filepath.Join(ui, "db"))
 	link("../../../state.db", filepath.Join(plugin, "db"))
 	check(t, os.Link(filepath.Join(basedir, "state.db"), filepath.Join(ui, "assets", "db.bin")))
+	// Hard links the guard cannot tell: a key in a protected directory
+	// (worker-tls/, protected whatever tls says), and the config replaced
+	// (a new inode, as sed -i or an editor makes) after the guard looked.
+	write(filepath.Join(basedir, config.AutoTLSDir, "ca.key"), "SECRET-KEY")
+	check(t, os.Link(filepath.Join(basedir, config.AutoTLSDir, "ca.key"), filepath.Join(ui, "assets", "ca.bin")))
+	write(filepath.Join(basedir, "master.toml.new"), "SECRET-CONFIG")
+	check(t, os.Rename(filepath.Join(basedir, "master.toml.new"), filepath.Join(basedir, "master.toml")))
+	check(t, os.Link(filepath.Join(basedir, "master.toml"), filepath.Join(ui, "assets", "cfg.bin")))
 	f := newBBUIServerGuarded(t, config.BuildbotUI{Dir: ui}, false, guard)
 	for path, want := range map[string]int{
 		"/buildbot-ui/":                                  200,
@@ -205,6 +213,9 @@ func TestBuildbotUIConfined(t *testing.T) {
 		"/buildbot-ui/db":                                403,
 		"/buildbot-ui/assets/db.bin":                     403,
 		"/buildbot-ui/plugins/waterfall_view/db":         403,
+		"/buildbot-ui/assets/ca.bin":                     403,
+		"/buildbot-ui/assets/cfg.bin":                    403,
+		"/buildbot-ui/up/worker-tls/ca.key":              403,
 	} {
 		resp, body := f.do(t, "", "GET", path, "", "")
 		if resp.StatusCode != want || strings.Contains(body, "SECRET") || strings.Contains(body, "root:") {

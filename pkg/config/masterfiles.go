@@ -42,6 +42,9 @@ func (c *Config) MasterFiles(basedir string) []masterfiles.File {
 		{Path: c.DB.BoltPath(basedir), What: "the master's store", Suffixed: true},
 		{Path: abs(LogFile), What: "the master's log", Suffixed: true},
 		{Path: abs(PidFile), What: "the master's pid file", Suffixed: true},
+		// create-master writes the CA of tls = "auto" there whatever tls
+		// says now: a later switch to auto makes it the live CA.
+		{Path: abs(AutoTLSDir), Dir: true, What: `the directory of tls = "auto"'s CA and keys`},
 	}
 	for i, cs := range c.ChangeSources {
 		if cs.Type == "git_poller" {

@@ -350,6 +350,15 @@ func (d *dirFS) Open(name string) (fs.File, error) {
 		f.Close()
 		return nil, fs.ErrNotExist
 	}
+	// A file with other names may be one of the master's own files (a
+	// key, a secret, a config replaced since the guard looked at it)
+	// under a name inside the directory: an installed UI has no hard
+	// links, so none is served.
+	if n := links(fi); n > 1 {
+		f.Close()
+		d.log.Warn("buildbot UI: refused a file with hard links", "dir", d.dir, "path", name, "links", n)
+		return nil, fs.ErrPermission
+	}
 	if d.guard != nil {
 		rel, err := masterfiles.Resolve(root, name)
 		if err == nil {
