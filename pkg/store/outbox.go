@@ -184,7 +184,7 @@ func (db *DB) OutboxCursor(reporter string) (int64, error) {
 
 // SkipOutbox moves reporter's cursor to seq: an entry it does not want.
 func (db *DB) SkipOutbox(reporter string, seq int64) error {
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		return bucket(tx, bucketOutboxCursor).Put([]byte(reporter), itob(seq))
 	}, nil)
 	if err != nil {
@@ -200,7 +200,7 @@ func deliveryKey(d Delivery) []byte {
 // SaveDelivery records d; when done (delivered, failed or superseded),
 // it also moves the reporter's cursor to d.Seq, in the same transaction.
 func (db *DB) SaveDelivery(d Delivery, done bool) error {
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		k := deliveryKey(d)
 		if err := put2(tx, bucketDelivery, k, &d); err != nil {
 			return err
