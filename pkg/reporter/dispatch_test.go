@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,10 +303,9 @@ func TestEndpointDownThenUp(t *testing.T) {
 	t.Parallel()
 	ep := newEndpoint(t)
 	f := newFixture(t)
-	n := 0
+	var n atomic.Int64 // lanes deliver at once: the handler runs concurrently
 	ep.setFail(func(w http.ResponseWriter, r *http.Request) bool {
-		n++
-		if n%2 == 0 {
+		if n.Add(1)%2 == 0 {
 			return dropConn(w, r)
 		}
 		return down503(w, r)
