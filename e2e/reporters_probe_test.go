@@ -14,23 +14,7 @@ import (
 
 const echoUser, echoPassword = "ci-robot", "Pw-e2e-Zq9xKk27LmTT"
 
-const reportersEchoConfig = loopback + workerW1 + `
-[[secrets_providers]]
-type = "file"
-dirname = "{{.Dir}}/secrets"
-
-[[schedulers]]
-type = "force"
-name = "force"
-builder_names = ["runtests"]
-
-[[builders]]
-name = "runtests"
-worker_names = ["w1"]
-  [[builders.steps]]
-  type = "shell"
-  command = "echo hello"
-
+const reportersEchoConfig = reportersBase + `
 [[reporters]]
 type = "http_status_push"
 url = "{{.Hook}}/status"

@@ -22,7 +22,9 @@ import (
 // the endpoint and nothing else (store, log, API, pages).
 const hookToken = "hook-t0k3n-s3cr3t-e2e"
 
-const reportersConfig = loopback + workerW1 + `
+// reportersBase is a master with one builder, forced, and file secrets:
+// the reporter tests add their [[reporters]] to it.
+const reportersBase = loopback + workerW1 + `
 [[secrets_providers]]
 type = "file"
 dirname = "{{.Dir}}/secrets"
@@ -38,7 +40,9 @@ worker_names = ["w1"]
   [[builders.steps]]
   type = "shell"
   command = "echo hello"
+`
 
+const reportersConfig = reportersBase + `
 [[reporters]]
 type = "http_status_push"
 url = "{{.Hook}}/status"
