@@ -435,6 +435,13 @@ func TestTransfers(t *testing.T) {
 	if !bytes.Equal(wr.buf.Bytes(), data) || !wr.closed {
 		t.Fatalf("uploaded %d bytes (closed %v), want the %d on the worker", wr.buf.Len(), wr.closed, len(data))
 	}
+	st, err := os.Stat(filepath.Join(w.dir, "b1dir", "build", "sub", "in.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := wr.mtime.Sub(st.ModTime()); d < -time.Millisecond || d > time.Millisecond {
+		t.Errorf("keepstamp: modified %v, the worker's file %v", wr.mtime, st.ModTime())
+	}
 
 	// uploadDirectory: a tar stream, then unpack.
 	os.WriteFile(filepath.Join(w.dir, "b1dir", "build", "sub", "a.txt"), []byte("alpha\n"), 0o644)
@@ -577,3 +584,21 @@ func b64(s string) string {
 }
 
 func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestStoppedWorkerKeepalive(t *testing.T) {
+	t.Parallel()
+	_, w, c := attach(t)
+	// A worker that stops answering keeps its socket open: only the
+	// keepalive's bound finds it.
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGCONT) })
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.Keepalive(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("keepalive to a stopped worker: %v, want the deadline", err)
+	}
+	c.Close()
+	waitDone(t, c, "Close")
+}
