@@ -130,14 +130,13 @@ func (c *Conn) Remote() string { return c.remote }
 // Done implements bbworker.Conn.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Close implements bbworker.Conn: it drops the connection, fails the
-// calls awaiting an answer, and completes every running command with an
-// error naming the lost connection. It returns once the connection's
-// goroutines have exited (unless called from one of them, a sink's
-// Update say).
+// Close implements bbworker.Conn: it drops the connection and fails the
+// calls awaiting an answer; then the connection's handler completes every
+// command still running with an error wrapping ErrClosed (after the
+// updates already received). Close may be called from a sink; it does not
+// wait for the handler (the Server does).
 func (c *Conn) Close() {
 	c.shut()
-	c.wg.Wait()
 }
 
 func (c *Conn) shut() {
@@ -155,8 +154,7 @@ func (c *Conn) shut() {
 	})
 }
 
-// wait waits for the connection's goroutines without blocking the caller
-// when the caller is one of them; Server uses it.
+// wait waits for the connection's goroutines; Server uses it.
 func (c *Conn) wait() { c.wg.Wait() }
 
 func (c *Conn) send(msg map[string]any) error {

@@ -323,10 +323,11 @@ func TestShellCommand(t *testing.T) {
 	_, _, c := attach(t)
 	s := newSink()
 	err := c.StartCommand(t.Context(), s, "b1", "c1", "shell", map[string]any{
-		"workdir": "build",
-		"command": []any{"/bin/sh", "-c", "printf 'hello\\nworld\\n'; echo oops >&2; pwd; exit 3"},
-		"env":     map[string]any{"GBB_TEST": "1"},
-		"timeout": 60, "want_stdout": 1, "want_stderr": 1, "logEnviron": false,
+		"workdir":  "build",
+		"command":  []any{"/bin/sh", "-c", "printf 'hello\\nworld\\n'; echo oops >&2; pwd; echo in-the-logfile > extra.log; exit 3"},
+		"env":      map[string]any{"GBB_TEST": "1"},
+		"logfiles": map[string]any{"extra": "extra.log"},
+		"timeout":  60, "want_stdout": 1, "want_stderr": 1, "logEnviron": false,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -346,6 +347,18 @@ func TestShellCommand(t *testing.T) {
 	}
 	if h := s.text("header"); !strings.Contains(h, " in dir "+wd) {
 		t.Errorf("header %q does not name the workdir %s", h, wd)
+	}
+	var extra string
+	for _, u := range s.all() {
+		if u.Key == "log" {
+			l := u.Value.([]any)
+			if l[0] == "extra" {
+				extra += l[1].(string)
+			}
+		}
+	}
+	if extra != "in-the-logfile\n" {
+		t.Errorf("logfile extra %q, want %q", extra, "in-the-logfile\n")
 	}
 	if _, ok := s.last("elapsed"); !ok {
 		t.Errorf("no elapsed update")
@@ -502,9 +515,22 @@ func TestInterruptCommand(t *testing.T) {
 	arg := fmt.Sprintf("600.%d", time.Now().UnixNano()%1_000_000) // unique among tests
 	s := newSink()
 	if err := c.StartCommand(t.Context(), s, "b1", "sleep", "shell", map[string]any{
-		"workdir": "build", "command": []any{"sleep", arg}, "timeout": 1200, "logEnviron": false,
+		"workdir": "build", "command": "echo started; exec sleep " + arg, "timeout": 1200, "logEnviron": false,
 	}); err != nil {
 		t.Fatal(err)
+	}
+	// The master's worker settings make the worker flush its output
+	// within a second (buildbot's 5 s buffer_timeout would hold it back).
+	start := time.Now()
+	for s.text("stdout") != "started\n" {
+		s.mu.Lock()
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-time.After(3*time.Second - time.Since(start)):
+			t.Fatalf("no output within 3s of the command's start: %v", s.all())
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(sleeping("sleep", arg)) == 0 {
