@@ -15,10 +15,10 @@ import (
 
 // dial logs in to m as a hand-written peer speaking the real wire
 // protocol (for what no real worker sends: hostile messages).
-func dial(t *testing.T, m *master, name, password string) (*websocket.Conn, bbworker.Conn) {
+func dial(t *testing.T, m *master, path, name, password string) (*websocket.Conn, bbworker.Conn) {
 	t.Helper()
 	h := http.Header{"Authorization": {"Basic " + b64(name+":"+password)}}
-	ws, resp, err := websocket.DefaultDialer.DialContext(t.Context(), "ws://"+m.addr+"/", h)
+	ws, resp, err := websocket.DefaultDialer.DialContext(t.Context(), "ws://"+m.addr+path, h)
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
 	}
@@ -72,7 +72,8 @@ func waitDone(t *testing.T, c bbworker.Conn, why string) {
 func TestPeerAnswers(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, map[string]string{"p": "pw"})
-	ws, c := dial(t, m, "p", "pw")
+	// buildbot-worker 4.x may append a path to the URL (its "path").
+	ws, c := dial(t, m, "/buildbot/ws", "p", "pw")
 	// An op the master does not know, and an update for no command, get
 	// buildbot's exception responses; a text frame is ignored.
 	ws.WriteMessage(websocket.TextMessage, []byte("hello"))
@@ -121,7 +122,7 @@ func TestHostilePeer(t *testing.T) {
 		{"announced", []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0}},
 		{"not a map", []byte{0x93, 0x01, 0x02, 0x03}},
 	} {
-		ws, c := dial(t, m, "p", "pw")
+		ws, c := dial(t, m, "/", "p", "pw")
 		ws.WriteMessage(websocket.BinaryMessage, tc.data)
 		waitDone(t, c, tc.name)
 	}
