@@ -410,6 +410,30 @@ func (c *Conn) dispatch(msg map[string]any) (any, error) {
 	}
 }
 
+// truthy is Python's truth of a value the worker sent: create-worker
+// writes --delete-leftover-dirs into buildbot.tac as 1, not True.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case uint64:
+		return x != 0
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
+}
+
 // integer returns an integer the worker sent; msgpack decodes the
 // positive ones it encodes as uint8..uint64 into uint64.
 func integer(v any) (int64, bool) {
@@ -580,7 +604,7 @@ func (c *Conn) SetBuilderList(ctx context.Context, builders []bbworker.Builder) 
 	for _, f := range files {
 		name, _ := f.(string)
 		delete(missing, name)
-		if name == "" || wanted[name] || info["delete_leftover_dirs"] != true {
+		if name == "" || wanted[name] || !truthy(info["delete_leftover_dirs"]) {
 			continue
 		}
 		p := paths.join(basedir, name)

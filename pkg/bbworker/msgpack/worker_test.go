@@ -94,8 +94,9 @@ func (m *master) waitConn(t *testing.T, w *worker) bbworker.Conn {
 // worker is a real buildbot-worker process (Debian's buildbot-worker
 // 3.7), created with create-worker as a user would.
 type worker struct {
-	dir string
-	cmd *exec.Cmd
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
 }
 
 func needWorker(t *testing.T) {
@@ -108,12 +109,12 @@ func needWorker(t *testing.T) {
 	}
 }
 
-func startWorker(t *testing.T, masterAddr, name, password string) *worker {
+func startWorker(t *testing.T, masterAddr, name, password string, options ...string) *worker {
 	t.Helper()
 	needWorker(t)
 	dir := filepath.Join(t.TempDir(), "worker")
-	out, err := exec.Command("buildbot-worker", "create-worker", "--protocol", "msgpack_experimental_v7",
-		"--umask=0o22", "--maxdelay=2", dir, masterAddr, name, password).CombinedOutput()
+	args := append([]string{"create-worker", "--protocol", "msgpack_experimental_v7", "--umask=0o22", "--maxdelay=2"}, options...)
+	out, err := exec.Command("buildbot-worker", append(args, dir, masterAddr, name, password)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("create-worker: %v\n%s", err, out)
 	}
@@ -124,15 +125,15 @@ func startWorker(t *testing.T, masterAddr, name, password string) *worker {
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan struct{})
-	go func() { w.cmd.Wait(); close(waited) }()
+	w.exited = make(chan struct{})
+	go func() { w.cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
 		w.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-waited:
+		case <-w.exited:
 		case <-time.After(20 * time.Second):
 			w.cmd.Process.Kill()
-			<-waited
+			<-w.exited
 		}
 	})
 	return w
@@ -627,4 +628,41 @@ func TestStoppedWorkerKeepalive(t *testing.T) {
 	}
 	c.Close()
 	waitDone(t, c, "Close")
+}
+
+func TestLeftoverDirsAndShutdown(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, map[string]string{"w1": "pass1"})
+	w := startWorker(t, m.addr, "w1", "pass1", "--delete-leftover-dirs")
+	c := m.waitConn(t, w)
+	ctx := t.Context()
+	// A builder directory from an old config, and a file beside it.
+	if err := os.MkdirAll(filepath.Join(w.dir, "old-builder", "build"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.dir, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetBuilderList(ctx, []bbworker.Builder{{Name: "b 1", Dir: "b_1"}}); err != nil {
+		t.Fatalf("set builder list: %v\nworker log:\n%s", err, w.logText())
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "old-builder")); !os.IsNotExist(err) {
+		t.Errorf("the leftover directory is still there (%v), as --delete-leftover-dirs asks it not to be", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "notes.txt")); err != nil {
+		t.Errorf("a file beside the builder directories was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "b_1")); err != nil {
+		t.Errorf("the builder's directory: %v", err)
+	}
+	// remote_shutdown stops the worker process.
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not exit after shutdown")
+	}
+	waitDone(t, c, "the worker's exit")
 }
