@@ -2,6 +2,7 @@ package msgpack
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -191,4 +192,41 @@ func nested(n int) []byte {
 	head = append(head, 0xa4, 'a', 'r', 'g', 's')
 	head = append(head, bytes.Repeat([]byte{0x91}, n)...)
 	return append(head, 0xc0)
+}
+
+func TestGuessingBraked(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, map[string]string{"p": "pw"})
+	try := func(from, password string) int {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+		defer client.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", "http://"+m.addr+"/", nil)
+		req.Header.Set("Authorization", "Basic "+b64("p:"+password))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range loginBurst {
+		if code := try("127.0.0.1", "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, code)
+		}
+	}
+	// Past the burst the address is refused before its password is
+	// checked, the right one too.
+	if code := try("127.0.0.1", "pw"); code != http.StatusTooManyRequests {
+		t.Errorf("after %d failures: %d, want 429", loginBurst, code)
+	}
+	// The refusals are logged sampled: a few, then one per interval.
+	if n := strings.Count(m.log.String(), "buildbot-worker refused"); n == 0 || n > 6 {
+		t.Errorf("%d refusals logged for %d, want a few:\n%s", n, loginBurst+1, m.log)
+	}
+	// Another address is not slowed: its right password gets to the
+	// upgrade (400: this request is no WebSocket upgrade).
+	if code := try("127.0.0.2", "pw"); code != http.StatusBadRequest {
+		t.Errorf("another address: %d, want 400 (past the password check)", code)
+	}
 }
