@@ -295,14 +295,10 @@ func (c *Conn) handle() {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		cmd := left[id]
-		if cmd.writer != nil {
-			cmd.writer.Close()
-		}
-		if cmd.reader != nil {
-			cmd.reader.Close()
-		}
-		cmd.sink.Complete(fmt.Errorf("command %s: %w", id, ErrClosed))
+		// A transfer's writer or reader is left to the sink's owner: only
+		// the worker closes them (update_upload_file_close, ...), and
+		// closing a writer here could keep half a file as a whole one.
+		left[id].sink.Complete(fmt.Errorf("command %s: %w", id, ErrClosed))
 	}
 }
 
@@ -720,7 +716,12 @@ func (c *Conn) setup(ctx context.Context, name string, args map[string]any, expe
 	return s.results, nil
 }
 
-// StartCommand implements bbworker.Conn. Args are the master-side ones
+// StartCommand implements bbworker.Conn. The sink's methods run on the
+// connection's one goroutine for the worker's requests, in order, as do
+// the transfer objects' (so they must not wait for another request of the
+// worker); a command still running when the connection goes is completed
+// with an error wrapping ErrClosed, its writer or reader not closed.
+// Args are the master-side ones
 // (paths relative to the builder's directory, "writer"/"reader" holding a
 // bbworker.FileWriter or FileReader); the connection translates them as
 // buildbot's master does for msgpack. The builder must be in the last
