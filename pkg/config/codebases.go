@@ -37,11 +37,11 @@ func (d *decoder) codebases(t *table) map[string]Codebase {
 		for i, e := range v {
 			name, ok := e.(string)
 			if !ok {
-				d.errorAt(k.index(i), k, "expected a codebase name (a string), got %s", typeName(e))
+				d.errorAt(k.index(i), k.index(i), "expected a codebase name (a string), got %s", typeName(e))
 				continue
 			}
 			if _, dup := out[name]; dup {
-				d.errorAt(k.index(i), k, "codebase %q named twice", name)
+				d.errorAt(k.index(i), k.index(i), "codebase %q named twice", name)
 				continue
 			}
 			out[name] = Codebase{}

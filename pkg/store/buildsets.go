@@ -90,13 +90,7 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 				return fmt.Errorf("change %d: %w", id, ErrNotFound)
 			}
 		}
-		codebases := map[string]bool{}
 		for _, ss := range nb.SourceStamps {
-			// As buildbot: one source stamp per codebase.
-			if codebases[ss.Codebase] {
-				return fmt.Errorf("two source stamps for codebase %q", ss.Codebase)
-			}
-			codebases[ss.Codebase] = true
 			if ss, err = findSourceStamp(tx, ss, submitted); err != nil {
 				return err
 			}
