@@ -241,7 +241,7 @@ func TestCodebases(t *testing.T) {
 			for _, b := range down {
 				got = append(got, withoutIDs(e.buildsetOf(b).SourceStamps))
 			}
-			t.Errorf("trigger %s: no triggered buildset has stamps %+v; they have %+v", name, w.stamps, got)
+			t.Errorf("trigger %s: no triggered buildset has stamps %v; they have %v", name, w.stamps, got)
 			continue
 		}
 		if got := e.catOutput(b.BuildID); got != w.cat {
@@ -356,4 +356,15 @@ func (e *env) catOutput(buildid int64) string {
 		e.t.Fatalf("build %d has no step cat: %+v", buildid, steps)
 	}
 	return channelLines(e.stdio(steps[i].StepID), "o")
+}
+
+// String is the stamp for failure messages.
+func (s apiStamp) String() string {
+	deref := func(p *string) string {
+		if p == nil {
+			return "null"
+		}
+		return *p
+	}
+	return fmt.Sprintf("%s:%s@%s(%s)", s.Codebase, deref(s.Branch), deref(s.Revision), s.Repository)
 }
