@@ -13,7 +13,7 @@ import (
 
 // A force scheduler's codebase fields are buildbot's CodebaseParameter
 // spec: testdata/force_codebase_fields.json is buildbot 3.7's
-// forceScheduler2Data for codebases ” and 'lib' (with its branch and
+// forceScheduler2Data for codebases "" and "lib" (with its branch and
 // repository defaults), made with Debian's buildbot package.
 func TestForceCodebaseFieldsAsBuildbot(t *testing.T) {
 	t.Parallel()
