@@ -137,7 +137,8 @@ func (b *build) properties() store.Properties {
 		for k, v := range bs.Properties {
 			props[k] = v
 		}
-		if len(bs.SourceStamps) > 0 {
+		// As buildbot's setupBuildProperties: with one source stamp only.
+		if len(bs.SourceStamps) == 1 {
 			ss := bs.SourceStamps[0]
 			set("branch", ss.Branch, "Build")
 			set("revision", ss.Revision, "Build")
