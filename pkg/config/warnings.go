@@ -29,8 +29,10 @@ func (c *Config) Warnings() []string {
 	if w := c.WWW.TLS.expiryWarning(time.Now()); w != "" {
 		ws = append(ws, c.at(c.WWW.TLS.Line, "www.tls_cert_file", w))
 	}
-	if w := readableSecrets(c.File); w != "" {
-		ws = append(ws, w)
+	for _, f := range append([]string{c.File}, c.Included...) {
+		if w := readableSecrets(f); w != "" {
+			ws = append(ws, w)
+		}
 	}
 	ws = append(ws, c.openChangeHooks()...)
 	for i, r := range c.Reporters {
