@@ -130,6 +130,10 @@ func (t *table) done() {
 		return cmp.Or(cmp.Compare(t.d.line(a), t.d.line(b)), strings.Compare(a.String(), b.String()))
 	})
 	for _, k := range unknown {
+		if k[len(k)-1].name == "include" {
+			t.d.errorAt(k, k, "unknown key (include is a top-level key: write it before the first [table])")
+			continue
+		}
 		t.d.errorAt(k, k, "unknown key")
 	}
 }
