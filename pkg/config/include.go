@@ -341,3 +341,34 @@ func (x *expansion) sortErrors(errs []*Error) []*Error {
 	}
 	return out
 }
+
+// origins returns the files of the values of the expanded config that
+// came from included files, by key path, for messages after loading.
+func (x *expansion) origins() map[string]string {
+	var out map[string]string
+	for k, o := range x.remap {
+		if o.src != x.master {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = o.src.file
+		}
+	}
+	return out
+}
+
+// fileOf returns the file the value at the key path path (such as
+// "workers[3]" or "www.auth") was written in.
+func (c *Config) fileOf(path string) string {
+	for path != "" {
+		if f, ok := c.Origins[path]; ok {
+			return f
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return c.File
+}

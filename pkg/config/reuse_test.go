@@ -140,6 +140,11 @@ factory = "b"
 	if len(cfg.Workers) != 3 || cfg.Title != "reuse" {
 		t.Errorf("workers %d, title %q", len(cfg.Workers), cfg.Title)
 	}
+	// Warnings name the included file a worker is in.
+	ws := strings.Join(cfg.Warnings(), "\n")
+	if w := filepath.Join(dir, "workers.toml") + ":1: workers: worker \"w1\": its password is shorter"; !strings.Contains(ws, w) {
+		t.Errorf("warnings\n%s\nwant one starting %q", ws, w)
+	}
 }
 
 // TestIncludeTransferRefused: a transfer step may not write an included
@@ -670,7 +675,7 @@ workerbuilddir = "lintdir"
 	}
 	ignore := cmp.FilterPath(func(p cmp.Path) bool {
 		sf, ok := p.Last().(cmp.StructField)
-		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included")
+		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "Origins")
 	}, cmp.Ignore())
 	if diff := cmp.Diff(want, got, ignore, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
 		t.Errorf("the dump loads to another Config (-master.toml +dump):\n%s\n%s", diff, out)
