@@ -50,6 +50,9 @@ type expansion struct {
 	// chosenAt is matrix's note of where it chose the worker_names of the
 	// builders it returns, by their index among them.
 	chosenAt map[int]origin
+	// nameFiles are the files of the names the second pass has seen, by
+	// kind and name, for the messages about duplicates.
+	nameFiles map[string]string
 }
 
 // locate returns the file, key path in it and line of the value at k in
@@ -106,7 +109,7 @@ func expand(file string, data []byte) (*expansion, error) {
 	if perr != nil {
 		return nil, joinErrors([]*Error{perr})
 	}
-	x := &expansion{master: src, dir: filepath.Dir(file), raw: raw, remap: map[string]origin{}, files: []*source{src}}
+	x := &expansion{master: src, dir: filepath.Dir(file), raw: raw, remap: map[string]origin{}, files: []*source{src}, nameFiles: map[string]string{}}
 	abs, _ := filepath.Abs(file)
 	seen := map[string]string{abs: file}
 	if err := x.includes(src, raw, seen); err != nil {

@@ -412,11 +412,16 @@ func (t *table) unique(seen map[string]int, what string) string {
 	if !ok {
 		return ""
 	}
-	line := t.d.line(t.path.key("name"))
+	file, _, line := t.d.x.locate(t.path.key("name"))
 	if first, dup := seen[name]; dup {
-		t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		if firstFile := t.d.x.nameFiles[what+"\x00"+name]; firstFile != "" && firstFile != file {
+			t.errorf("name", "duplicate %s name %q (first at %s:%d)", what, name, firstFile, first)
+		} else {
+			t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		}
 	} else {
 		seen[name] = line
+		t.d.x.nameFiles[what+"\x00"+name] = file
 	}
 	return name
 }

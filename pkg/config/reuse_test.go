@@ -218,6 +218,13 @@ func TestIncludeErrors(t *testing.T) {
 			`b.toml:8: builders[0].steps[0].comand: unknown key`,
 		},
 	}, {
+		name: "a name taken in another file",
+		files: map[string]string{
+			"master.toml": "include = [\"a.toml\"]\n" + reuseWorkers,
+			"a.toml":      "# a\n[[workers]]\nname = \"w1\"\npassword = \"p\"\n",
+		},
+		want: []string{`a.toml:3: workers[0].name: duplicate worker name "w1" (first at DIRmaster.toml:4)`},
+	}, {
 		name: "include cycle",
 		files: map[string]string{
 			"master.toml": "include = [\"a.toml\"]\n",
