@@ -183,6 +183,10 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 					errorAt(k, "%q is a directory (include its files: %q)", m, filepath.Join(pattern, "*.toml"))
 				}
 				continue
+			} else if err == nil && !fi.Mode().IsRegular() {
+				// Not even opened: opening a device may do something.
+				errorAt(k, "%q: not a regular file", m)
+				continue
 			}
 			abs, _ := filepath.Abs(m)
 			if first, dup := seen[abs]; dup {
@@ -190,9 +194,9 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 				continue
 			}
 			seen[abs] = m
-			data, err := os.ReadFile(m)
+			data, err := readSmallFile(m, maxIncludeSize)
 			if err != nil {
-				errorAt(k, "read %v", err)
+				errorAt(k, "%q: %v", m, err)
 				continue
 			}
 			isrc, iraw, perr := decodeSource(m, data)
@@ -212,6 +216,10 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 	}
 	return nil
 }
+
+// maxIncludeSize is the largest file include reads: a config, not a
+// device or a pipe (refused without reading, see readSmallFile).
+const maxIncludeSize = 16 << 20
 
 // hasMeta reports whether pattern has a wildcard filepath.Glob expands.
 func hasMeta(pattern string) bool { return strings.ContainsAny(pattern, `*?[\`) }

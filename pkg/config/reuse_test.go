@@ -225,6 +225,10 @@ func TestIncludeErrors(t *testing.T) {
 		},
 		want: []string{`a.toml:3: workers[0].name: duplicate worker name "w1" (first at DIRmaster.toml:4)`},
 	}, {
+		name:  "a device",
+		files: map[string]string{"master.toml": "include = [\"/dev/zero\"]\n"},
+		want:  []string{`master.toml:1: include[0]: "/dev/zero": not a regular file`},
+	}, {
 		name: "include cycle",
 		files: map[string]string{
 			"master.toml": "include = [\"a.toml\"]\n",
@@ -495,6 +499,15 @@ name = "t-%(kw:os)s"
 			`master.toml:20: builders[0].matrix.workers.os.a: unknown worker "nobody"`,
 			`master.toml:21: builders[0].matrix.workers.os.b: expected a non-empty array of worker names, got string`,
 		},
+	}, {
+		name: "too many builders",
+		toml: `
+[[builders]]
+name = "t-%(kw:a)s-%(kw:b)s-%(kw:c)s-%(kw:d)s"
+worker_names = ["w1"]
+matrix = { a = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], b = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], c = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], d = ["0", "1"] }
+`,
+		want: []string{`master.toml:16: builders[0].matrix: makes more than 1000 builders: split it`},
 	}, {
 		name: "a matrix key as a property",
 		toml: `
