@@ -119,13 +119,26 @@ func badConfig(dir, what string, err error) error {
 }
 
 func checkConfig(args []string) error {
-	dir, err := oneDir(flag.NewFlagSet("checkconfig", flag.ContinueOnError), args)
+	fs := flag.NewFlagSet("checkconfig", flag.ContinueOnError)
+	dump := fs.Bool("dump", false, "print the expanded config (includes merged, factories and matrices expanded) as TOML on stdout")
+	dir, err := oneDir(fs, args)
 	if err != nil {
 		return err
 	}
 	cfg, err := loadConfig(dir)
 	if err != nil {
 		return &exitError{1, badConfig(dir, "checkconfig", err)}
+	}
+	if *dump {
+		out, err := config.Dump(filepath.Join(dir, configFile))
+		if err != nil {
+			return &exitError{1, badConfig(dir, "checkconfig", err)}
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(os.Stderr, "warning:", w)
+		}
+		_, err = os.Stdout.Write(out)
+		return err
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(os.Stderr, "warning:", w)

@@ -12,7 +12,8 @@ commands:
   create-master [-tls-names NAMES] DIR
                            make DIR a master basedir (writes master.toml.sample, and
                            the worker port's CA and certificate; prints the CA's fingerprint)
-  checkconfig DIR          check DIR/master.toml; exit 1 on any error
+  checkconfig [--dump] DIR check DIR/master.toml; exit 1 on any error; --dump prints
+                           it expanded (includes, factories, matrices) as TOML
   start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
   stop [--clean [--timeout D]] DIR
                            stop the master running in DIR: at once (running builds

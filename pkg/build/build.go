@@ -115,9 +115,11 @@ func (b *build) properties() store.Properties {
 	bs, bsErr := b.e.st.Buildset(b.req.BuildsetID)
 	// As buildbot (process/build.py setupPropertiesKnownBeforeBuildStarts):
 	// first the properties of the changes built (source "Change", as the
-	// change keeps them), in the changes' order, so that anything later
-	// overrides them; then the builder's, then the scheduler's, then the
-	// worker's, then the build's own.
+	// changes keep them), in the changes' order, so that anything later
+	// overrides them; then the scheduler's (forced ones too); then the
+	// builder's (builder.py setupProperties: BuilderConfig.properties
+	// override the request's) and its default_properties where nothing
+	// set them; then the worker's, then the build's own.
 	if bsErr == nil {
 		for _, id := range bs.ChangeIDs {
 			c, err := b.e.st.Change(id)
@@ -130,13 +132,20 @@ func (b *build) properties() store.Properties {
 			}
 		}
 	}
-	for k, v := range b.cfg.Properties {
-		set(k, v, "Builder")
-	}
 	if err := bsErr; err == nil {
 		for k, v := range bs.Properties {
 			props[k] = v
 		}
+	}
+	for k, v := range b.cfg.Properties {
+		set(k, v, "Builder")
+	}
+	for k, v := range b.cfg.DefaultProperties {
+		if _, ok := props[k]; !ok {
+			set(k, v, "Builder")
+		}
+	}
+	if err := bsErr; err == nil {
 		// As buildbot's setupBuildProperties: with one source stamp only.
 		if len(bs.SourceStamps) == 1 {
 			ss := bs.SourceStamps[0]

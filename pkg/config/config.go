@@ -29,7 +29,14 @@ const (
 // Config is a parsed and validated master.toml. It is a plain value: every
 // default is filled in, and nothing in it refers back to the file.
 type Config struct {
-	File        string // the path it was loaded from
+	File string // the path it was loaded from
+	// Included are the files its include keys read (see include.go), in
+	// the order they were merged: the master's own files too.
+	Included []string
+	// Origins are the included files values came from, by key path
+	// ("www", "workers[3]"), for messages after loading (see fileOf);
+	// nil when nothing was included.
+	Origins     map[string]string
 	Title       string // title
 	TitleURL    string // title_url
 	BuildbotURL string // buildbot_url: the public URL of the web UI; default DefaultBuildbotURL; always ends with "/"
@@ -195,17 +202,34 @@ type Builder struct {
 	// in gbb, where buildbot's is true (see the README's differences).
 	CollapseRequests bool
 	// Properties is properties: build properties (any TOML values) of
-	// every build of this builder, with the source "Builder"; the
-	// scheduler's and the worker's override them.
+	// every build of this builder, with the source "Builder"; as
+	// buildbot's BuilderConfig.properties, they override the changes' and
+	// the scheduler's (forced ones too), and the worker's override them.
 	Properties map[string]any
-	Line       int // line of the [[builders]] table
+	// DefaultProperties is default_properties, as buildbot's
+	// defaultProperties: each is set (source "Builder") only when nothing
+	// else set it.
+	DefaultProperties map[string]any
+	// Env is env, as buildbot's BuilderConfig.env: variables put under
+	// the env of each shell and set_property_from_command step (the
+	// step's own win); already merged into those steps' Env.
+	Env map[string]string
+	// WorkerBuildDir is workerbuilddir: the builder's directory on its
+	// workers, relative to their base directory; "" (the default) means
+	// the name made safe (see WorkerDir).
+	WorkerBuildDir string
+	Line           int // line of the [[builders]] table
 }
 
-// WorkerDir is the builder's directory on its workers: its name with the
+// WorkerDir is the builder's directory on its workers: its workerbuilddir,
+// or else its name with the
 // characters buildbot's safeTranslate replaces (blanks, "/" and other
 // punctuation a shell or a path would read) as "_", as buildbot's default
 // builddir and workerbuilddir.
 func (b Builder) WorkerDir() string {
+	if b.WorkerBuildDir != "" {
+		return b.WorkerBuildDir
+	}
 	return strings.Map(func(r rune) rune {
 		if strings.ContainsRune("\t !#$%&'()*+,./:;<=>?@[\\]^{|}~", r) {
 			return '_'

@@ -64,9 +64,16 @@ func isBareKeyChar(r rune) bool {
 // the decoder accepted it) but never fails: on anything it does not
 // understand it moves on.
 func sourceLines(src []byte) map[string]int {
-	s := &lineScanner{src: src, line: 1, lines: map[string]int{}, arrays: map[string]int{}}
+	lines, _ := sourcePositions(src)
+	return lines
+}
+
+// sourcePositions returns sourceLines and the order in which each key was
+// first seen in src (0, 1, ...), which a decoded map does not keep.
+func sourcePositions(src []byte) (lines, order map[string]int) {
+	s := &lineScanner{src: src, line: 1, lines: map[string]int{}, order: map[string]int{}, arrays: map[string]int{}}
 	s.document()
-	return s.lines
+	return s.lines, s.order
 }
 
 type lineScanner struct {
@@ -74,6 +81,7 @@ type lineScanner struct {
 	pos    int
 	line   int
 	lines  map[string]int
+	order  map[string]int // the order of first mention of each key in lines
 	arrays map[string]int // tables so far in each array of tables, by path
 }
 
@@ -105,6 +113,7 @@ func (s *lineScanner) set(k keyPath, line int) {
 	key := k.String()
 	if _, ok := s.lines[key]; !ok {
 		s.lines[key] = line
+		s.order[key] = len(s.order)
 	}
 }
 

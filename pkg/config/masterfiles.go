@@ -46,6 +46,9 @@ func (c *Config) MasterFiles(basedir string) []masterfiles.File {
 		// says now: a later switch to auto makes it the live CA.
 		{Path: abs(AutoTLSDir), Dir: true, What: `the directory of tls = "auto"'s CA and keys`},
 	}
+	for _, f := range c.Included {
+		files = append(files, masterfiles.File{Path: abs(f), What: "an included config file", Suffixed: true})
+	}
 	for i, cs := range c.ChangeSources {
 		if cs.Type == "git_poller" {
 			files = append(files, masterfiles.File{Path: cs.WorkdirPath(basedir), Dir: true,
@@ -99,6 +102,7 @@ func (d *decoder) checkMasterPaths(c *Config) {
 	cfg := *c
 	cfg.File = d.file
 	cfg.KeyFiles = d.keyFiles
+	cfg.Included = d.x.includedFiles()
 	g := masterfiles.New(basedir, cfg.MasterFiles(basedir))
 	for _, ref := range d.masterPaths {
 		t, err := interpolate.Parse(ref.path)

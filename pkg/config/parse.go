@@ -2,7 +2,6 @@ package config
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/gbb-ci/gbb/internal/masterfiles"
 )
@@ -22,30 +19,27 @@ import (
 // The error lists every problem found, each an *Error, in the order of the
 // file; use Errors to get them. On error the Config is nil.
 func Parse(file string, data []byte) (*Config, error) {
-	var raw map[string]any
-	if _, err := toml.Decode(string(data), &raw); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, joinErrors([]*Error{{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}})
-		}
-		return nil, joinErrors([]*Error{{File: file, Msg: err.Error()}})
+	x, err := expand(file, data)
+	if err != nil {
+		return nil, err
 	}
-	d := &decoder{file: file, dir: filepath.Dir(file), lines: sourceLines(data)}
-	cfg := d.config(d.table(nil, raw))
+	d := &decoder{file: file, dir: filepath.Dir(file), x: x, errs: x.errs}
+	cfg := d.config(d.table(nil, x.raw))
 	if len(d.errs) > 0 {
-		slices.SortStableFunc(d.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
-		return nil, joinErrors(d.errs)
+		return nil, joinErrors(x.sortErrors(d.errs))
 	}
 	cfg.File = file
+	cfg.Included = x.includedFiles()
+	cfg.Origins = x.origins()
 	return cfg, nil
 }
 
 // decoder turns the decoded TOML into a Config, collecting every problem.
 type decoder struct {
-	file  string
-	dir   string         // where a relative password_file is
-	lines map[string]int // from sourceLines
-	errs  []*Error
+	file string
+	dir  string     // where a relative password_file is
+	x    *expansion // the first pass: the expanded TOML and where each value was written
+	errs []*Error
 	// triggers are the trigger steps' scheduler_names, checked once the
 	// schedulers are known.
 	triggers []triggerRef
@@ -73,18 +67,16 @@ type triggerRef struct {
 
 // line returns the line of k, or of its nearest parent with one.
 func (d *decoder) line(k keyPath) int {
-	for n := len(k); n > 0; n-- {
-		if l, ok := d.lines[k[:n].String()]; ok {
-			return l
-		}
-	}
-	return 0
+	_, _, l := d.x.locate(k)
+	return l
 }
 
 // errorAt records a problem with key k at the line of at (k itself or a
 // value inside it).
 func (d *decoder) errorAt(at, k keyPath, format string, args ...any) {
-	d.errs = append(d.errs, &Error{File: d.file, Line: d.line(at), Key: k.String(), Msg: fmt.Sprintf(format, args...)})
+	file, _, line := d.x.locate(at)
+	_, key, _ := d.x.locate(k)
+	d.errs = append(d.errs, &Error{File: file, Line: line, Key: key.String(), Msg: fmt.Sprintf(format, args...)})
 }
 
 func (d *decoder) table(k keyPath, m map[string]any) *table {
@@ -139,6 +131,10 @@ func (t *table) done() {
 		return cmp.Or(cmp.Compare(t.d.line(a), t.d.line(b)), strings.Compare(a.String(), b.String()))
 	})
 	for _, k := range unknown {
+		if k[len(k)-1].name == "include" {
+			t.d.errorAt(k, k, "unknown key (include is a top-level key: write it before the first [table])")
+			continue
+		}
 		t.d.errorAt(k, k, "unknown key")
 	}
 }
@@ -416,11 +412,16 @@ func (t *table) unique(seen map[string]int, what string) string {
 	if !ok {
 		return ""
 	}
-	line := t.d.line(t.path.key("name"))
+	file, _, line := t.d.x.locate(t.path.key("name"))
 	if first, dup := seen[name]; dup {
-		t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		if firstFile := t.d.x.nameFiles[what+"\x00"+name]; firstFile != "" && firstFile != file {
+			t.errorf("name", "duplicate %s name %q (first at %s:%d)", what, name, firstFile, first)
+		} else {
+			t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		}
 	} else {
 		seen[name] = line
+		t.d.x.nameFiles[what+"\x00"+name] = file
 	}
 	return name
 }
@@ -507,6 +508,7 @@ func (t *table) oneOf(name, what string, allowed ...string) (string, bool) {
 func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b := Builder{Line: t.line(), Workdir: DefaultWorkdir}
 	b.Name = t.unique(seen, "builder")
+	b.WorkerBuildDir = d.workerBuildDir(t)
 	if dir := b.WorkerDir(); b.Name != "" {
 		if other, dup := d.builderDirs[dir]; dup && other != b.Name {
 			t.errorf("name", "builders %q and %q would share the directory %q on their workers (a name's blanks, \"/\" and other punctuation become \"_\", as in buildbot): rename one", other, b.Name, dir)
@@ -533,6 +535,8 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	for _, st := range t.tables("steps") {
 		b.Steps = append(b.Steps, d.step(st, b.Workdir))
 	}
+	d.builderEnv(t, &b)
+	b.DefaultProperties = properties(t, "default_properties")
 	t.done()
 	return b
 }
