@@ -48,7 +48,7 @@ type master struct {
 	logs  *logBuffer
 }
 
-func newMaster(t *testing.T, passwords map[string]string) *master {
+func newMaster(t *testing.T, passwords map[string]string, opts ...func(*Server)) *master {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,6 +65,9 @@ func newMaster(t *testing.T, passwords map[string]string) *master {
 			<-c.Done()
 		},
 		Logger: slog.New(slog.NewTextHandler(m.logs, nil)),
+	}
+	for _, o := range opts {
+		o(m.srv)
 	}
 	served := make(chan error, 1)
 	go func() { served <- m.srv.Serve(ln) }()
