@@ -103,11 +103,12 @@ type worker struct {
 	done chan struct{}
 }
 
-func startWorker(t *testing.T, addr, name, password string) *worker {
+func startWorker(t *testing.T, addr, name, password string, flags ...string) *worker {
 	t.Helper()
 	bin := testdeb.Need(t, "buildbot-worker", "buildbot-worker")
 	dir := filepath.Join(t.TempDir(), "worker")
-	if out, err := exec.Command(bin, "create-worker", "-q", "--maxdelay=2", dir, addr, name, password).CombinedOutput(); err != nil {
+	args := append([]string{"create-worker", "-q", "--maxdelay=2"}, flags...)
+	if out, err := exec.Command(bin, append(args, dir, addr, name, password)...).CombinedOutput(); err != nil {
 		t.Fatalf("create-worker: %v\n%s", err, out)
 	}
 	w := &worker{dir: dir, done: make(chan struct{})}
@@ -249,7 +250,7 @@ func shell(t *testing.T, c bbworker.Conn, id string, command any) *sink {
 func TestLoginAndWorkerInfo(t *testing.T) {
 	t.Parallel()
 	m := newMaster(t, map[string]string{"w1": "sekrit"})
-	w := startWorker(t, m.addr, "w1", "sekrit")
+	w := startWorker(t, m.addr, "w1", "sekrit", "--keepalive=1")
 	c := m.conn(t, w)
 	if c.Name() != "w1" || c.Protocol() != "pb" || !strings.HasPrefix(c.Remote(), "127.0.0.1:") {
 		t.Errorf("conn: name %q protocol %q remote %q", c.Name(), c.Protocol(), c.Remote())
@@ -293,6 +294,27 @@ func TestLoginAndWorkerInfo(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(w.dir, d)); err != nil || !fi.IsDir() {
 			t.Errorf("builder dir %s: %v", d, err)
 		}
+	}
+	// The worker's own keepalives (perspective_keepalive) are answered.
+	waitFor(t, time.Minute, "the worker's keepalives answered", func() bool {
+		return strings.Count(w.log(), "Master replied to keepalive") >= 2
+	})
+	if l := w.log(); strings.Contains(l, "error sending keepalive") {
+		t.Errorf("keepalive failed:\n%s", l)
+	}
+	// The master shuts the worker down (remote_shutdown): it goes.
+	if err := c.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown left the connection up")
+	}
+	select {
+	case <-w.done:
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown left the worker running")
 	}
 }
 
