@@ -28,7 +28,7 @@ const (
 	sizeLimit   = 640 * 1024 // longest string, longest list
 	prefixLimit = 64         // bytes of a header's number
 	maxDepth    = 32         // nesting of lists in one expression
-	maxExprSize = 4 << 20    // bytes of one top-level expression
+	maxExprSize = 1 << 20    // bytes of one top-level expression (a longest string and then some)
 	maxExprItem = 1 << 16    // items (strings, numbers, lists) of one expression
 )
 

@@ -27,7 +27,7 @@ const (
 	protocolVersion = 6    // pb.Broker.version
 	maxLocals       = 1024 // pb.MAX_BROKER_REFS: master objects the worker may hold
 	maxPending      = 256  // master calls awaiting the worker's answer
-	queued          = 64   // worker calls read and not yet handled
+	queued          = 16   // worker calls read and not yet handled: with maxExprSize, ~17 MiB a connection at most
 	writeTimeout    = time.Minute
 )
 

@@ -70,7 +70,7 @@ func (s *Server) init() {
 // Serve accepts connections on ln until ln is closed or Close is called;
 // it then drops the connections it accepted and returns after their
 // goroutines (and Attach calls) have returned: nil when ln was closed,
-// ErrServerClosed after Close, else the error of Accept.
+// ErrServerClosed after Close. Other Accept errors are retried.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
 	s.mu.Lock()
@@ -86,6 +86,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	mine := make(map[*broker]struct{})
 	var minemu sync.Mutex
 	err := func() error {
+		var delay time.Duration
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
@@ -98,12 +99,13 @@ func (s *Server) Serve(ln net.Listener) error {
 				if errors.Is(err, net.ErrClosed) {
 					return nil
 				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				return err
+				// Out of file descriptors, say: wait, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("pb: accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
 			}
+			delay = 0
 			b := newBroker(nc, s.Logger.With("remote", nc.RemoteAddr().String()))
 			minemu.Lock()
 			mine[b] = struct{}{}
