@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"runtime"
@@ -326,8 +327,32 @@ func TestLoginProtocol(t *testing.T) {
 			t.Fatalf("unknown worker: %s", kind)
 		}
 	}
+	// Well before the login timeout (30s).
+	g.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	closedByServer(t, g.nc)
 	if !strings.Contains(m.logs.String(), "worker=w2") {
 		t.Errorf("no log of the refused guesser:\n%s", m.logs)
+	}
+}
+
+// greedyReader returns more than asked.
+type greedyReader struct{}
+
+func (greedyReader) Read(n int) ([]byte, error) { return make([]byte, n+1), nil }
+func (greedyReader) Close() error               { return nil }
+
+func TestReaderReturnsNoMoreThanAsked(t *testing.T) {
+	t.Parallel()
+	c := &conn{b: newBroker(nil, slog.New(slog.DiscardHandler)), commands: map[*command]struct{}{}}
+	s := newSink()
+	cmd := &command{c: c, sink: s}
+	c.commands[cmd] = struct{}{}
+	r := &reader{r: greedyReader{}, cmd: cmd}
+	if _, err := r.remote("read", []any{int64(10)}, nil); err == nil {
+		t.Fatal("a read of more than asked was answered")
+	}
+	// It ends the command, which the worker cannot complete.
+	if err := s.wait(t); err == nil || !strings.Contains(err.Error(), "more than the 10 asked for") {
+		t.Errorf("command completed with %v", err)
 	}
 }

@@ -352,9 +352,13 @@ func (r *reader) call(method string, args []any) (any, error) {
 			return nil, fmt.Errorf("read: bad length %v", args[0])
 		}
 		// Banana sends no longer string.
-		data, err := r.r.Read(int(min(n, sizeLimit)))
+		n = min(n, sizeLimit)
+		data, err := r.r.Read(int(n))
 		if err != nil {
 			return nil, err
+		}
+		if int64(len(data)) > n {
+			return nil, fmt.Errorf("read %d bytes, more than the %d asked for", len(data), n)
 		}
 		return data, nil
 	case "close":
