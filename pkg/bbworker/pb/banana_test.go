@@ -2,6 +2,7 @@ package pb
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,5 +356,64 @@ func TestReaderReturnsNoMoreThanAsked(t *testing.T) {
 	// It ends the command, which the worker cannot complete.
 	if err := s.wait(t); err == nil || !strings.Contains(err.Error(), "more than the 10 asked for") {
 		t.Errorf("command completed with %v", err)
+	}
+}
+
+// waiter is a root whose "block" waits on a call to the peer, as a
+// CommandSink may wait on a call to its worker.
+type waiter struct {
+	b   *broker
+	got chan error
+}
+
+func (w *waiter) remote(method string, args []any, kw map[string]any) (any, error) {
+	if method == "block" {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := w.b.call(ctx, int64(5), "ping", nil, nil)
+		w.got <- err
+	}
+	return nil, nil
+}
+
+// TestCallFromDispatch: a worker's call may wait on a call to the same
+// worker, whose answer comes after more of the worker's calls.
+func TestCallFromDispatch(t *testing.T) {
+	t.Parallel()
+	server, client := net.Pipe()
+	b := newBroker(server, slog.New(slog.DiscardHandler))
+	w := &waiter{b: b, got: make(chan error, 1)}
+	ran := make(chan error, 1)
+	go func() { ran <- b.run(w) }()
+	c := &pbClient{t: t, nc: client, dec: newDecoder(client)}
+	c.read() // the dialects
+	c.send("pb")
+	c.dec.vocab = true
+	c.read() // the version
+	c.send([]any{"version", int64(6)})
+	noAnswer := func(method string) []any {
+		return []any{"message", int64(0), []byte("root"), method, int64(0), []any{"tuple"}, []any{"dictionary"}}
+	}
+	c.send(noAnswer("block"))
+	ping := c.read().([]any)
+	if string(ping[0].([]byte)) != "message" || string(ping[3].([]byte)) != "ping" {
+		t.Fatalf("expected the ping, got %v", ping)
+	}
+	// Many more calls than a queue of a fixed count would hold, then the
+	// answer.
+	var wg sync.WaitGroup
+	defer func() {
+		client.Close()
+		wg.Wait()
+		<-ran
+	}()
+	wg.Go(func() {
+		for range 200 {
+			c.send(noAnswer("noop"))
+		}
+		c.send([]any{"answer", ping[1], []any{"None"}})
+	})
+	if err := <-w.got; err != nil {
+		t.Fatalf("the call from dispatch: %v", err)
 	}
 }

@@ -27,8 +27,12 @@ const (
 	protocolVersion = 6    // pb.Broker.version
 	maxLocals       = 1024 // pb.MAX_BROKER_REFS: master objects the worker may hold
 	maxPending      = 256  // master calls awaiting the worker's answer
-	queued          = 16   // worker calls read and not yet handled: with maxExprSize, ~17 MiB a connection at most
-	writeTimeout    = time.Minute
+	// Bytes of the worker's calls read and not yet handled, before and
+	// after login: the reader waits past them (and then holds one more
+	// expression, maxExprSize, at most).
+	queuedBeforeLogin = 64 << 10
+	queuedLoggedIn    = 16 << 20
+	writeTimeout      = time.Minute
 )
 
 // local is a master object the worker may call: remote dispatches its
@@ -83,7 +87,74 @@ type broker struct {
 	nextReq   int64              // guarded by mu
 	closed    bool               // guarded by mu
 
-	done chan struct{} // closed when run has returned
+	incoming *queue        // the worker's calls and decrefs, for the dispatch goroutine
+	done     chan struct{} // closed when run has returned
+}
+
+// queue holds the worker's calls for the dispatch goroutine, bounded in
+// bytes rather than in number: a CommandSink may wait on a call to the
+// same worker, whose answer comes after more of the worker's updates,
+// and the reader must get past those to deliver it.
+type queue struct {
+	mu     sync.Mutex
+	cond   sync.Cond // on mu
+	items  [][]any   // guarded by mu
+	sizes  []int     // guarded by mu
+	bytes  int       // guarded by mu; sum of sizes
+	limit  int       // guarded by mu
+	closed bool      // guarded by mu
+}
+
+func newQueue(limit int) *queue {
+	q := &queue{limit: limit}
+	q.cond.L = &q.mu
+	return q
+}
+
+// push adds e, waiting while the queue holds limit bytes or more.
+func (q *queue) push(e []any, size int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.bytes >= q.limit && !q.closed {
+		q.cond.Wait()
+	}
+	q.items = append(q.items, e)
+	q.sizes = append(q.sizes, size)
+	q.bytes += size
+	q.cond.Broadcast()
+}
+
+// pop takes the oldest item, waiting for one; ok is false once the queue
+// is closed and empty.
+func (q *queue) pop() (e []any, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil, false
+	}
+	e, size := q.items[0], q.sizes[0]
+	q.items[0] = nil
+	q.items, q.sizes = q.items[1:], q.sizes[1:]
+	q.bytes -= size
+	q.cond.Broadcast()
+	return e, true
+}
+
+func (q *queue) setLimit(limit int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limit = limit
+	q.cond.Broadcast()
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.cond.Broadcast()
 }
 
 func newBroker(nc net.Conn, log *slog.Logger) *broker {
@@ -94,6 +165,7 @@ func newBroker(nc net.Conn, log *slog.Logger) *broker {
 		ids:       make(map[local]int64),
 		pending:   make(map[int64]chan reply),
 		abandoned: make(map[int64]struct{}),
+		incoming:  newQueue(queuedBeforeLogin),
 		done:      make(chan struct{}),
 	}
 }
@@ -130,10 +202,14 @@ func (b *broker) run(root local) error {
 		return err
 	}
 
-	incoming := make(chan []any, queued)
+	incoming := b.incoming
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for e := range incoming {
+		for {
+			e, ok := incoming.pop()
+			if !ok {
+				return
+			}
 			if string(e[0].([]byte)) == "decref" {
 				b.decref(e[1])
 			} else {
@@ -142,14 +218,14 @@ func (b *broker) run(root local) error {
 		}
 	})
 	defer wg.Wait()
-	defer close(incoming)
+	defer incoming.close()
 	defer b.shut() // first, so a dispatch blocked on a send returns
 	for {
 		e, err := dec.expr()
 		if err != nil {
 			return err
 		}
-		if err := b.handle(e, incoming); err != nil {
+		if err := b.handle(e, dec.size); err != nil {
 			return err
 		}
 	}
@@ -173,7 +249,7 @@ func (b *broker) shut() {
 }
 
 // handle acts on one expression from the worker.
-func (b *broker) handle(e any, incoming chan<- []any) error {
+func (b *broker) handle(e any, size int) error {
 	l, ok := e.([]any)
 	if !ok || len(l) == 0 {
 		return fmt.Errorf("%w: expression is not a list", ErrBanana)
@@ -192,7 +268,7 @@ func (b *broker) handle(e any, incoming chan<- []any) error {
 		if len(args) != 6 {
 			return fmt.Errorf("pb: message of %d items", len(args))
 		}
-		incoming <- l
+		b.incoming.push(l, size)
 	case "answer", "error":
 		if len(args) != 2 {
 			return fmt.Errorf("pb: %s of %d items", cmd, len(args))
@@ -226,7 +302,7 @@ func (b *broker) handle(e any, incoming chan<- []any) error {
 		if len(args) != 1 {
 			return fmt.Errorf("pb: decref of %d items", len(args))
 		}
-		incoming <- l
+		b.incoming.push(l, size)
 	case "didNotUnderstand":
 		b.log.Warn("pb: worker did not understand", "command", fmt.Sprint(plain(args)))
 	case "decache", "uncache":

@@ -303,6 +303,7 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 	}
 	r.conn = c
 	b.nc.SetDeadline(time.Time{})
+	b.incoming.setLimit(queuedLoggedIn)
 	connlimit.Authenticated(b.nc)
 	if tc, ok := b.nc.(*net.TCPConn); ok {
 		tc.SetKeepAlive(true)
