@@ -269,6 +269,7 @@ func TestLoginAndWorkerInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("worker info: version %q, worker_commands %v", info["version"], info["worker_commands"])
 	if v, _ := info["version"].(string); !strings.HasPrefix(v, "3.7.0") {
 		t.Errorf("version %q, want 3.7.0", info["version"])
 	}
