@@ -213,7 +213,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 
 	srv := protocol.NewServer(protocol.ServerConfig{
 		Password:      m.workerPassword,
-		Attach:        engine.Attach,
+		Attach:        func(c *protocol.WorkerConn) { engine.Attach(c) },
 		Logger:        m.log,
 		MasterVersion: Version,
 
