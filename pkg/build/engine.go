@@ -390,6 +390,9 @@ func (e *Engine) Attach(c Worker) {
 	for k, v := range info.Extra {
 		m[k] = v
 	}
+	if m["protocol"] == "" {
+		m["protocol"] = "gbb" // a buildbot-worker's says "pb" or "msgpack"
+	}
 	// connMu orders this record and the old connection's "disconnected",
 	// so a worker replacing its own dead connection stays connected.
 	e.connMu.Lock()
@@ -412,7 +415,7 @@ func (e *Engine) Attach(c Worker) {
 	if undrain {
 		e.clearDrainMark(w.ID, log)
 	}
-	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
+	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version, "protocol", m["protocol"])
 	e.wg.Go(func() {
 		select {
 		case <-c.Draining():
