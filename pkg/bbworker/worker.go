@@ -676,6 +676,9 @@ func (w *Worker) download(ctx context.Context, builder string, d *protocol.Downl
 	if rerr := fr.failed(); rerr != nil && err == nil && res.Err == "" {
 		res.Err = rerr.Error()
 	}
+	if err == nil && res.Err == "" && res.ExitCode == 0 {
+		header(out, "received %d bytes", fr.read())
+	}
 	return res, err
 }
 
@@ -687,6 +690,13 @@ type fileReader struct {
 	mu  sync.Mutex
 	err error // guarded by mu: the source's failure, EOF excepted
 	eof bool  // guarded by mu
+	n   int64 // guarded by mu: the bytes read
+}
+
+func (f *fileReader) read() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 func (f *fileReader) Read(maxLength int) ([]byte, error) {
@@ -712,6 +722,7 @@ func (f *fileReader) Read(maxLength int) ([]byte, error) {
 			return nil, err
 		}
 	}
+	f.n += int64(n)
 	return buf[:n], nil
 }
 

@@ -289,7 +289,7 @@ func TestUnpackSparseBomb(t *testing.T) {
 }
 
 // TestUnpackBuildbotWorkerTop: buildbot-worker's uploadDirectory makes its
-// tar with Python's tarfile.add(path, ''), whose top directory is named
+// tar with Python's tarfile.add(path, ”), whose top directory is named
 // "/"; it is the upload's top, as buildbot's master's extractall takes it.
 func TestUnpackBuildbotWorkerTop(t *testing.T) {
 	t.Parallel()

@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
+)
+
+// Issue 20: buildbot's own workers (Debian's buildbot-worker 3.7, run as
+// a user runs it) build for gbb-master over PB and msgpack.
+
+// bbProtocols are the buildbot-worker protocols the tests run, with the
+// --protocol create-worker takes for each.
+var bbProtocols = []struct{ name, flag string }{
+	{"msgpack", "msgpack_experimental_v7"},
+}
+
+// bbEnv is an env with a buildbot-worker port.
+type bbEnv struct {
+	*env
+	Protocol string // "pb" or "msgpack"
+	BBPort   int
+	Repo     string
+}
+
+func newBBEnv(t *testing.T, protocol string) *bbEnv {
+	t.Helper()
+	needBuildbotWorker(t)
+	return &bbEnv{env: newEnv(t), Protocol: protocol, BBPort: freePort(t)}
+}
+
+func needBuildbotWorker(t *testing.T) {
+	t.Helper()
+	testdeb.Need(t, "buildbot-worker", "buildbot-worker")
+	testdeb.Need(t, "wamp", "python3-autobahn")
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import msgpack, autobahn").CombinedOutput(); err != nil {
+		t.Fatalf("buildbot-worker's msgpack protocol needs python3-msgpack and python3-autobahn: %v\n%s", err, out)
+	}
+}
+
+// bbWorker is a buildbot-worker process.
+type bbWorker struct {
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startBBWorker creates a buildbot-worker with create-worker, as a user
+// would, and starts it in the foreground until the test ends.
+func (e *bbEnv) startBBWorker(name, password string) *bbWorker {
+	e.t.Helper()
+	flag := ""
+	for _, p := range bbProtocols {
+		if p.name == e.Protocol {
+			flag = p.flag
+		}
+	}
+	dir := filepath.Join(e.Dir, "bbworker-"+name)
+	out, err := exec.Command("buildbot-worker", "create-worker", "--protocol", flag, "--umask=0o22", "--maxdelay=2",
+		"--keepalive=600", dir, fmt.Sprintf("127.0.0.1:%d", e.BBPort), name, password).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("create-worker: %v\n%s", err, out)
+	}
+	w := &bbWorker{dir: dir, done: make(chan struct{})}
+	w.cmd = exec.Command("buildbot-worker", "start", "--nodaemon", dir)
+	w.cmd.Dir = dir
+	w.cmd.Stdout, w.cmd.Stderr = io.Discard, io.Discard
+	// Its own process group: a SIGKILL of the group takes its commands too.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := w.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { w.cmd.Wait(); close(w.done) }()
+	e.t.Cleanup(func() {
+		w.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-w.done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+			<-w.done
+		}
+		if e.t.Failed() {
+			l := w.logText()
+			e.t.Logf("buildbot-worker %s log (its end):\n%s", name, l[max(0, len(l)-4000):])
+		}
+	})
+	return w
+}
+
+func (w *bbWorker) logText() string {
+	b, _ := os.ReadFile(filepath.Join(w.dir, "twistd.log"))
+	return string(b)
+}
+
+// bbSteps is one build's steps, run on both kinds of worker: a shell
+// step, a git checkout of a local repository, uploads and downloads, the
+// file operations.
+const bbSteps = `
+  [[builders.steps]]
+  type = "git"
+  repourl = "REPO"
+  branch = "master"
+  [[builders.steps]]
+  type = "shell"
+  name = "shell"
+  command = ["sh", "-c", "cat hello.txt; echo to-stderr >&2; mkdir -p dist/sub; cp hello.txt dist/sub/copy.txt"]
+  [[builders.steps]]
+  type = "shell"
+  name = "script"
+  command = "printf 'a\nb\n'; exit 3"
+  decode_rc = { "3" = "warnings" }
+  [[builders.steps]]
+  type = "string_download"
+  s = "from the master\n"
+  workerdest = "in/s.txt"
+  [[builders.steps]]
+  type = "file_upload"
+  workersrc = "hello.txt"
+  masterdest = "up/WHO/hello.txt"
+  [[builders.steps]]
+  type = "directory_upload"
+  workersrc = "dist"
+  masterdest = "up/WHO/dist"
+  [[builders.steps]]
+  type = "file_download"
+  mastersrc = "up/WHO/hello.txt"
+  workerdest = "back/hello.txt"
+  [[builders.steps]]
+  type = "shell"
+  name = "check"
+  command = "cat in/s.txt back/hello.txt"
+  [[builders.steps]]
+  type = "mkdir"
+  dir = "build/made"
+  [[builders.steps]]
+  type = "remove_file"
+  path = "build/back/hello.txt"
+  [[builders.steps]]
+  type = "rmdir"
+  dir = "build/made"
+`
+
+func (e *bbEnv) config(extra string) string {
+	steps := func(w string) string {
+		return strings.ReplaceAll(strings.ReplaceAll(bbSteps, "WHO", w), "REPO", e.Repo)
+	}
+	return loopback + fmt.Sprintf(`
+[protocols.%s]
+port = %d
+interface = "127.0.0.1"
+
+[[workers]]
+name = "w1"
+password = "secret"
+
+[[workers]]
+name = "bb"
+password = "bbpass"
+protocol = "%s"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["onbb", "ongbb"]
+
+[[builders]]
+name = "onbb"
+worker_names = ["bb"]
+%s
+[[builders]]
+name = "ongbb"
+worker_names = ["w1"]
+%s
+`, e.Protocol, e.BBPort, e.Protocol, steps("bb"), steps("gbb")) + extra
+}
+
+// stepHeaders are the header lines of a step's log that do not describe
+// a shell command the worker's own way (each worker writes its argv, its
+// directory, and a buildbot-worker its PTY use, differently): the git
+// step's own lines, the transfers' and file operations', and the
+// master's.
+var stepHeaders = regexp.MustCompile(`^h(mode |rm -rf |cp -a |program finished|sending |sent |receiving |received |mkdir |rmdir |rmfile |command interrupted|command timed out|worker lost)`)
+
+// bbComparable is a step log with the worker's basedir and builder
+// written as BASEDIR/BUILDER, its header lines reduced to stepHeaders,
+// and a tar's size left out (Python's tarfile pads to 10 KiB).
+func bbComparable(log, basedir string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(log, "\n") {
+		l = strings.ReplaceAll(l, basedir, "BASEDIR")
+		l = strings.NewReplacer("BASEDIR/onbb/", "BASEDIR/BUILDER/", "BASEDIR/ongbb/", "BASEDIR/BUILDER/").Replace(l)
+		if l == "" || l[0] == 'h' && !stepHeaders.MatchString(l) {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+func TestBBWorkerBuild(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.Repo = makeRepo(t, filepath.Join(e.Dir, "repo"), map[string]string{"hello.txt": "hello from git\n"})
+			e.writeConfig(e.config(""))
+			e.startMaster()
+			e.startWorker("w1", "secret")
+			e.startBBWorker("bb", "bbpass")
+			waitFor(t, "buildbot-worker connected", 60*time.Second, func() bool { return e.connected("bb") })
+
+			// The worker in the API and the UI, with its protocol and version.
+			var ws struct {
+				Workers []struct {
+					Name       string           `json:"name"`
+					WorkerInfo map[string]any   `json:"workerinfo"`
+					Connected  []map[string]any `json:"connected_to"`
+				}
+			}
+			e.get("/api/v2/workers", &ws)
+			for _, w := range ws.Workers {
+				want := map[string]string{"bb": p.name, "w1": "gbb"}[w.Name]
+				if w.WorkerInfo["protocol"] != want {
+					t.Errorf("worker %s: workerinfo.protocol = %v, want %q (%v)", w.Name, w.WorkerInfo["protocol"], want, w.WorkerInfo)
+				}
+				if w.Name == "bb" && !strings.HasPrefix(fmt.Sprint(w.WorkerInfo["version"]), "3.") {
+					t.Errorf("buildbot-worker's workerinfo.version = %v, want buildbot-worker's 3.x", w.WorkerInfo["version"])
+				}
+			}
+			page := e.getText("/workers")
+			if !regexp.MustCompile(`<td class="worker-protocol">` + p.name + `</td><td class="worker-version">3\.`).MatchString(page) {
+				t.Errorf("workers page does not show protocol %s and a 3.x version:\n%s", p.name, page)
+			}
+
+			bbBuild := e.waitBuild(e.force("force", 1, "on bb"), 120*time.Second)
+			gbbBuild := e.waitBuild(e.force("force", 2, "on gbb"), 120*time.Second)
+			for _, b := range []apiBuild{bbBuild, gbbBuild} {
+				if b.Results == nil || *b.Results != 1 { // WARNINGS: the decoded exit 3
+					e.logSteps(b.BuildID)
+					t.Fatalf("build %d: results %v (%s), want WARNINGS", b.BuildID, b.Results, b.StateString)
+				}
+			}
+			bbSteps, gbbSteps := e.steps(bbBuild.BuildID), e.steps(gbbBuild.BuildID)
+			if len(bbSteps) != len(gbbSteps) {
+				t.Fatalf("%d steps on bb, %d on gbb", len(bbSteps), len(gbbSteps))
+			}
+			bbBase := filepath.Join(e.Dir, "bbworker-bb")
+			gbbBase := filepath.Join(e.Dir, "worker-w1")
+			for i := range bbSteps {
+				bs, gs := bbSteps[i], gbbSteps[i]
+				sameState := bs.StateString == gs.StateString || bs.Name == "worker_preparation" // it names the worker
+				if bs.Name != gs.Name || *bs.Results != *gs.Results || !sameState {
+					t.Errorf("step %d: bb %s %d %q, gbb %s %d %q", i, bs.Name, *bs.Results, bs.StateString, gs.Name, *gs.Results, gs.StateString)
+				}
+				if bs.Name == "worker_preparation" {
+					continue
+				}
+				// stdout and stderr exactly; the headers as far as both write them.
+				bl, gl := e.stdio(bs.StepID), e.stdio(gs.StepID)
+				if got, want := channelLines(bl, "oe"), channelLines(gl, "oe"); got != want {
+					t.Errorf("step %s: output on bb:\n%s\non gbb:\n%s", bs.Name, got, want)
+				}
+				got, want := bbComparable(bl, bbBase), bbComparable(gl, gbbBase)
+				if bs.Name == "directory_upload" {
+					tarSize := regexp.MustCompile(`(?m)^hsent \d+ bytes$`)
+					got, want = tarSize.ReplaceAllString(got, "hsent (a tar) bytes"), tarSize.ReplaceAllString(want, "hsent (a tar) bytes")
+				}
+				if got != want {
+					t.Errorf("step %s: log on bb:\n%s\non gbb:\n%s\nwhole logs:\n%s\n---\n%s", bs.Name, got, want, bl, gl)
+				}
+			}
+			// The files, where gbb's transfer code put them.
+			for _, w := range []string{"bb", "gbb"} {
+				for f, want := range map[string]string{"hello.txt": "hello from git\n", "dist/sub/copy.txt": "hello from git\n"} {
+					got, err := os.ReadFile(filepath.Join(e.masterDir, "up", w, f))
+					if err != nil || string(got) != want {
+						t.Errorf("%s: upload %s = %q, %v; want %q", w, f, got, err, want)
+					}
+				}
+			}
+			for f, want := range map[string]string{"in/s.txt": "from the master\n"} {
+				got, err := os.ReadFile(filepath.Join(bbBase, "onbb", "build", f))
+				if err != nil || string(got) != want {
+					t.Errorf("download %s = %q, %v; want %q", f, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+// connected reports whether the worker name is connected, by the API.
+func (e *env) connected(name string) bool {
+	var ws struct {
+		Workers []struct {
+			Name      string           `json:"name"`
+			Connected []map[string]any `json:"connected_to"`
+		}
+	}
+	e.get("/api/v2/workers", &ws)
+	for _, w := range ws.Workers {
+		if w.Name == name {
+			return len(w.Connected) > 0
+		}
+	}
+	return false
+}
+
+// logSteps logs every step of a build with its logs.
+func (e *env) logSteps(buildid int64) {
+	e.t.Helper()
+	for _, s := range e.steps(buildid) {
+		var logs struct{ Logs []apiLog }
+		e.get(fmt.Sprintf("/api/v2/steps/%d/logs", s.StepID), &logs)
+		var b strings.Builder
+		for _, l := range logs.Logs {
+			fmt.Fprintf(&b, "--- %s\n%s", l.Name, e.logText(s.StepID, l.Slug))
+		}
+		res := -1
+		if s.Results != nil {
+			res = *s.Results
+		}
+		e.t.Logf("step %s: results %d, %q\n%s", s.Name, res, s.StateString, b.String())
+	}
+}
