@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -330,5 +331,208 @@ func (e *env) logSteps(buildid int64) {
 			res = *s.Results
 		}
 		e.t.Logf("step %s: results %d, %q\n%s", s.Name, res, s.StateString, b.String())
+	}
+}
+
+// bbHoldConfig has a builder on the buildbot-worker alone whose step
+// records its shell's and its child's pids, then waits, the first time;
+// and a builder on both workers.
+const bbHoldConfig = `
+[protocols.PROTO]
+port = BBPORT
+interface = "127.0.0.1"
+
+[[workers]]
+name = "w1"
+password = "secret"
+
+[[workers]]
+name = "bb"
+password = "bbpass"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["hold", "mixed"]
+
+[[builders]]
+name = "hold"
+worker_names = ["bb"]
+  [[builders.steps]]
+  type = "shell"
+  command = "test -e {{.Dir}}/second && exit 0; touch {{.Dir}}/second; echo $$ >> {{.Dir}}/pids; sleep 1000 & echo $! >> {{.Dir}}/pids; wait"
+
+[[builders]]
+name = "mixed"
+worker_names = ["w1", "bb"]
+  [[builders.steps]]
+  type = "shell"
+  command = "echo $(basename $(dirname $(dirname $PWD))) >> {{.Dir}}/ran; while [ ! -e {{.Dir}}/release ]; do sleep 0.1; done"
+`
+
+const (
+	holdID  = 1
+	mixedID = 2
+)
+
+func (e *bbEnv) holdConfig(keepalive bool) string {
+	cfg := loopback + strings.NewReplacer("PROTO", e.Protocol, "BBPORT", fmt.Sprint(e.BBPort)).Replace(bbHoldConfig)
+	if keepalive {
+		cfg = livenessKeepalive(cfg, "1s", "1s")
+	}
+	return cfg
+}
+
+// TestBBWorkerStop: stopping a build interrupts its command on the
+// buildbot-worker (remote_interruptCommand), whose processes die.
+func TestBBWorkerStop(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(false))
+			e.startMaster()
+			e.startBBWorker("bb", "bbpass")
+			brid := e.force("force", holdID, "stop me")
+			b := e.runningBuild(brid)
+			pids := waitPids(t, filepath.Join(e.Dir, "pids"), 2)
+			e.rpc(fmt.Sprintf("/api/v2/builds/%d", b.BuildID), "stop", `{"reason":"no more"}`)
+			done := e.waitBuild(brid, 60*time.Second)
+			if done.Results == nil || *done.Results != 6 {
+				e.logSteps(done.BuildID)
+				t.Errorf("stopped build: results %v, want CANCELLED (6)", done.Results)
+			}
+			waitGone(t, 30*time.Second, pids...)
+			log := e.stdio(e.steps(done.BuildID)[1].StepID)
+			if !strings.Contains(log, "command interrupted, attempting to kill") {
+				t.Errorf("the step's log does not say the worker interrupted the command:\n%s", log)
+			}
+		})
+	}
+}
+
+// TestBBWorkerKilled: a SIGKILLed buildbot-worker is found gone within
+// keepalive_interval + keepalive_timeout, its build ends RETRY, and the
+// request runs again once the worker is back.
+func TestBBWorkerKilled(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(true))
+			e.startMaster()
+			w := e.startBBWorker("bb", "bbpass")
+			brid := e.force("force", holdID, "kill the worker")
+			e.runningBuild(brid)
+			pids := waitPids(t, filepath.Join(e.Dir, "pids"), 2)
+
+			const bound = 2 * time.Second  // keepalive_interval + keepalive_timeout
+			const slack = 10 * time.Second // a loaded machine
+			if err := syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range pids { // its command is in its own process group
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			killed := time.Now()
+			waitFor(t, "the master to find the worker gone", bound+slack+5*time.Second, func() bool { return !e.connected("bb") })
+			gone := time.Since(killed)
+			t.Logf("SIGKILL: the master found the buildbot-worker gone after %v (bound %v)", gone.Round(time.Millisecond), bound)
+			if gone > bound+slack {
+				t.Errorf("found gone after %v, want within %v (+%v slack)", gone, bound, slack)
+			}
+			var first apiBuild
+			waitFor(t, "the build to end", 30*time.Second, func() bool {
+				bs := e.requestBuilds(brid)
+				if len(bs) > 0 {
+					first = bs[0]
+				}
+				return first.Complete
+			})
+			if first.Results == nil || *first.Results != 5 {
+				e.logSteps(first.BuildID)
+				t.Fatalf("build on the killed worker: results %v, want RETRY (5)", first.Results)
+			}
+			<-w.done
+			// The worker comes back (its buildbot.tac unchanged) and the
+			// request runs again on it.
+			again := exec.Command("buildbot-worker", "start", "--nodaemon", w.dir)
+			again.Dir = w.dir
+			if err := again.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { again.Process.Signal(syscall.SIGTERM); again.Wait() })
+			waitFor(t, "the request's second build", 90*time.Second, func() bool {
+				bs := e.requestBuilds(brid)
+				return len(bs) == 2 && bs[1].Complete
+			})
+			if bs := e.requestBuilds(brid); bs[1].Results == nil || *bs[1].Results != 0 {
+				e.logSteps(bs[1].BuildID)
+				t.Errorf("the retried build: results %v, want SUCCESS", bs[1].Results)
+			}
+		})
+	}
+}
+
+// TestBBWorkerWrongPassword: a buildbot-worker with a wrong password is
+// refused, and master.log says so.
+func TestBBWorkerWrongPassword(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(false))
+			e.startMaster()
+			w := e.startBBWorker("bb", "not-the-password")
+			e.waitLog("buildbot-worker refused", 1)
+			if e.connected("bb") {
+				t.Error("the worker with a wrong password is connected")
+			}
+			if !strings.Contains(e.masterLog(), "bb") {
+				t.Errorf("master.log does not name the refused worker:\n%s", e.masterLog())
+			}
+			_ = w
+		})
+	}
+}
+
+// TestBBWorkerMixedBuilder: a builder with a gbb-worker and a
+// buildbot-worker runs its builds on both at once.
+func TestBBWorkerMixedBuilder(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(false))
+			e.startMaster()
+			e.startWorker("w1", "secret")
+			e.startBBWorker("bb", "bbpass")
+			waitFor(t, "both workers connected", 60*time.Second, func() bool { return e.connected("bb") && e.connected("w1") })
+			a, b := e.force("force", mixedID, "one"), e.force("force", mixedID, "two")
+			// One build at a time per (builder, worker): both run at once
+			// only when each worker has one.
+			waitFor(t, "a build on each worker", 60*time.Second, func() bool {
+				data, _ := os.ReadFile(filepath.Join(e.Dir, "ran"))
+				return len(strings.Fields(string(data))) == 2
+			})
+			data, _ := os.ReadFile(filepath.Join(e.Dir, "ran"))
+			ran := strings.Fields(string(data))
+			slices.Sort(ran)
+			if want := []string{"bbworker-bb", "worker-w1"}; !slices.Equal(ran, want) {
+				t.Errorf("builds ran in %v, want one in each of %v", ran, want)
+			}
+			if err := os.WriteFile(filepath.Join(e.Dir, "release"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, brid := range []int64{a, b} {
+				if r := e.waitBuild(brid, 60*time.Second).Results; r == nil || *r != 0 {
+					t.Errorf("request %d: results %v, want SUCCESS", brid, r)
+				}
+			}
+		})
 	}
 }

@@ -404,6 +404,16 @@ func (w *Worker) remote(ctx context.Context, builder, name string, args map[stri
 		case <-s.done:
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			// A command the protocol completed with a failure because the
+			// connection ended (it closes Done first): the worker is lost,
+			// as buildbot's RemoteCommand sees error.ConnectionLost.
+			if s.r.failure != nil && !s.r.hasRC {
+				select {
+				case <-w.conn.Done():
+					return nil, interrupted, fmt.Errorf("%w: %s: %v", protocol.ErrConnectionLost, name, s.r.failure)
+				default:
+				}
+			}
 			return s.r, interrupted, nil
 		case <-w.conn.Done():
 			// A Complete that came with the connection's end still counts.
