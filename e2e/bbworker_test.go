@@ -536,3 +536,48 @@ func TestBBWorkerMixedBuilder(t *testing.T) {
 		})
 	}
 }
+
+// TestBBWorkerHung: a buildbot-worker that stops answering without closing
+// its connection (SIGSTOP: no FIN, no RST) is found gone by the master's
+// keepalives within keepalive_interval + keepalive_timeout, as a
+// gbb-worker, and its build ends RETRY.
+func TestBBWorkerHung(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(true))
+			e.startMaster()
+			w := e.startBBWorker("bb", "bbpass")
+			brid := e.force("force", holdID, "hang the worker")
+			e.runningBuild(brid)
+			waitPids(t, filepath.Join(e.Dir, "pids"), 2)
+
+			const bound = 2 * time.Second  // keepalive_interval + keepalive_timeout
+			const slack = 10 * time.Second // a loaded machine
+			if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGCONT) })
+			hung := time.Now()
+			waitFor(t, "the master to find the worker gone", bound+slack+5*time.Second, func() bool { return !e.connected("bb") })
+			gone := time.Since(hung)
+			t.Logf("SIGSTOP: the master found the buildbot-worker gone after %v (bound %v)", gone.Round(time.Millisecond), bound)
+			if gone > bound+slack {
+				t.Errorf("found gone after %v, want within %v (+%v slack)", gone, bound, slack)
+			}
+			if gone < time.Second {
+				t.Errorf("found gone after %v: too soon for a silent worker", gone)
+			}
+			b := e.waitBuild(brid, 30*time.Second)
+			if b.Results == nil || *b.Results != 5 {
+				e.logSteps(b.BuildID)
+				t.Errorf("build on the hung worker: results %v, want RETRY (5)", b.Results)
+			}
+			if !strings.Contains(e.masterLog(), "no answer to a keepalive") {
+				t.Errorf("master.log does not say the keepalive went unanswered:\n%s", e.masterLog())
+			}
+		})
+	}
+}
