@@ -515,19 +515,24 @@ func shellArgs(sh *protocol.ShellCommand) map[string]any {
 		"logEnviron":    false,
 		"initial_stdin": nil,
 	}
-	// gbb: InterruptSignal first, then KILL after SigtermTime. buildbot's
-	// worker: TERM first when sigtermTime is set, interruptSignal after it.
-	sig := sh.InterruptSignal
-	switch {
-	case sh.SigtermTime > 0 && (sig == "" || sig == "TERM"):
-		args["sigtermTime"] = secs(sh.SigtermTime)
+	// gbb-worker: InterruptSignal first, then KILL after SigtermTime (5s
+	// when zero) unless it was KILL. buildbot-worker: with sigtermTime,
+	// TERM first and interruptSignal after it; without, interruptSignal
+	// alone. So TERM maps exactly; another signal is sent alone
+	// (checkconfig refuses it on a builder of buildbot-workers only).
+	args["sigtermTime"] = nil
+	switch sig := sh.InterruptSignal; {
+	case sig == "KILL", sig == "" && sh.SigtermTime == 0:
 		args["interruptSignal"] = "KILL"
-	case sig != "":
-		args["interruptSignal"] = sig
-		args["sigtermTime"] = nil
+	case sig == "TERM", sig == "":
+		grace := sh.SigtermTime
+		if grace == 0 {
+			grace = 5 * time.Second
+		}
+		args["sigtermTime"] = secs(grace)
+		args["interruptSignal"] = "KILL"
 	default:
-		args["interruptSignal"] = "KILL"
-		args["sigtermTime"] = nil
+		args["interruptSignal"] = sig
 	}
 	return args
 }
@@ -535,6 +540,9 @@ func shellArgs(sh *protocol.ShellCommand) map[string]any {
 func (w *Worker) shell(ctx context.Context, builder string, sh *protocol.ShellCommand, out func(protocol.Output)) (protocol.Result, error) {
 	if (len(sh.Argv) == 0) == (sh.Script == "") {
 		return protocol.Result{}, errors.New("bbworker: shell command needs exactly one of argv and script")
+	}
+	if sig := sh.InterruptSignal; sig != "" && sig != "KILL" && sig != "TERM" {
+		header(out, "interrupt_signal %s: a buildbot-worker sends SIG%s alone on interrupt and timeout, no SIGKILL after it", sig, sig)
 	}
 	return w.run(ctx, builder, "shell", shellArgs(sh), &sink{out: out})
 }

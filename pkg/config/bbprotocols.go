@@ -120,3 +120,43 @@ func (d *decoder) checkWorkerProtocols(c *Config) {
 func (w Worker) AcceptsProtocol(protocol string) bool {
 	return w.Protocol == "" || w.Protocol == protocol
 }
+
+// runsOnBuildbotWorkersOnly reports whether every worker of b is bound to
+// a buildbot-worker protocol (its protocol key is "pb" or "msgpack").
+func runsOnBuildbotWorkersOnly(b Builder, protocols map[string]string) bool {
+	if len(b.WorkerNames) == 0 {
+		return false
+	}
+	for _, n := range b.WorkerNames {
+		if p := protocols[n]; p != ProtocolPB && p != ProtocolMsgpack {
+			return false
+		}
+	}
+	return true
+}
+
+// checkBuildbotWorkerSteps refuses, in a builder whose workers are all
+// buildbot-workers, what they cannot run as gbb defines it. Every gbb
+// step type has buildbot remote commands to run it (shell, git as shell
+// commands, the transfers, mkdir, rmdir, rmfile); one shell option does
+// not: an interrupt_signal other than KILL or TERM, which a gbb-worker
+// follows with SIGKILL after sigterm_time (or 5s), while a
+// buildbot-worker sends it alone (and with sigterm_time, sends TERM
+// before it).
+func (d *decoder) checkBuildbotWorkerSteps(c *Config) {
+	protocols := map[string]string{}
+	for _, w := range c.Workers {
+		protocols[w.Name] = w.Protocol
+	}
+	for i, b := range c.Builders {
+		if !runsOnBuildbotWorkersOnly(b, protocols) {
+			continue
+		}
+		for j, s := range b.Steps {
+			if sig := s.InterruptSignal; sig != "" && sig != "KILL" && sig != "TERM" {
+				k := keyPath{}.key("builders").index(i).key("steps").index(j).key("interrupt_signal")
+				d.errorAt(k, k, "builder %q runs on buildbot-workers only, which cannot send SIG%s and SIGKILL after it as gbb-workers do: use \"KILL\" or \"TERM\" (with sigterm_time), or a gbb-worker", b.Name, sig)
+			}
+		}
+	}
+}

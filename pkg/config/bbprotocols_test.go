@@ -52,6 +52,17 @@ password = "x"
 	if c.Workers[0].Protocol != ProtocolPB || c.Workers[1].Protocol != "" {
 		t.Fatalf("protocols = %q, %q", c.Workers[0].Protocol, c.Workers[1].Protocol)
 	}
+	// A builder with a worker of any protocol may ask for any signal: a
+	// build there that lands on a buildbot-worker gets buildbot's meaning.
+	mustParse(t, "master.toml", src+`
+[[builders]]
+name = "b"
+worker_names = ["old", "any"]
+  [[builders.steps]]
+  type = "shell"
+  command = "make"
+  interrupt_signal = "INT"
+`)
 	for _, tc := range []struct {
 		w     Worker
 		proto string
@@ -86,6 +97,33 @@ func TestBBProtocolErrors(t *testing.T) {
 			`master.toml:3: protocols.msgpack.url: unknown key`}},
 		{"worker on a protocol the master does not open", "[[workers]]\nname = \"w\"\npassword = \"x\"\nprotocol = \"msgpack\"\n", []string{
 			`master.toml:4: workers[0].protocol: worker "w" logs in over msgpack, but the config has no [protocols.msgpack]`}},
+		{"a signal a buildbot-worker cannot follow with SIGKILL", `
+[protocols.grpc]
+port = 9999
+[protocols.pb]
+[protocols.msgpack]
+[[workers]]
+name = "old"
+password = "x"
+protocol = "pb"
+[[workers]]
+name = "older"
+password = "x"
+protocol = "msgpack"
+[[builders]]
+name = "b"
+worker_names = ["old", "older"]
+  [[builders.steps]]
+  type = "shell"
+  command = "make"
+  interrupt_signal = "TERM"
+  [[builders.steps]]
+  type = "shell"
+  command = "make"
+  interrupt_signal = "INT"
+  sigterm_time = 3
+`, []string{
+			`master.toml:24: builders[0].steps[1].interrupt_signal: builder "b" runs on buildbot-workers only, which cannot send SIGINT and SIGKILL after it as gbb-workers do: use "KILL" or "TERM" (with sigterm_time), or a gbb-worker`}},
 		{"unknown worker protocol", "[[workers]]\nname = \"w\"\npassword = \"x\"\nprotocol = \"amqp\"\n", []string{
 			`master.toml:4: workers[0].protocol: unknown worker protocol "amqp" (want "gbb", "pb", "msgpack")`}},
 	}

@@ -410,6 +410,7 @@ func (d *decoder) config(t *table) *Config {
 	d.checkMasterPaths(c)
 	d.checkPorts(c)
 	d.checkWorkerProtocols(c)
+	d.checkBuildbotWorkerSteps(c)
 	return c
 }
 
