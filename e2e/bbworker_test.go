@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,20 @@ const bbSteps = `
   command = "printf 'a\nb\n'; exit 3"
   decode_rc = { "3" = "warnings" }
   [[builders.steps]]
+  type = "shell"
+  name = "options"
+  command = "echo one > test.log; echo $FOO; echo to-stderr >&2; sleep 0.3; echo two >> test.log"
+  env = { FOO = "bar" }
+  want_stderr = false
+  logfiles = { test = "test.log" }
+  [[builders.steps]]
+  type = "shell"
+  name = "timeout"
+  command = "trap 'echo got TERM; exit 7' TERM; echo start; sleep 30 & wait"
+  timeout = 2
+  interrupt_signal = "TERM"
+  sigterm_time = 5
+  [[builders.steps]]
   type = "string_download"
   s = "from the master\n"
   workerdest = "in/s.txt"
@@ -191,8 +206,13 @@ worker_names = ["w1"]
 // master's.
 var stepHeaders = regexp.MustCompile(`^h(mode |rm -rf |cp -a |program finished|sending |sent |receiving |received |mkdir |rmdir |rmfile |command interrupted|command timed out|worker lost)`)
 
+// killedRunning is the command in a timeout's or an interrupt's header,
+// written each worker's way.
+var killedRunning = regexp.MustCompile(` running .*, attempting to kill`)
+
 // bbComparable is a step log with the worker's basedir and builder
-// written as BASEDIR/BUILDER, its header lines reduced to stepHeaders,
+// written as BASEDIR/BUILDER, its header lines reduced to stepHeaders
+// (the command a timeout killed left out),
 // and a tar's size left out (Python's tarfile pads to 10 KiB).
 func bbComparable(log, basedir string) string {
 	var b strings.Builder
@@ -202,6 +222,7 @@ func bbComparable(log, basedir string) string {
 		if l == "" || l[0] == 'h' && !stepHeaders.MatchString(l) {
 			continue
 		}
+		l = killedRunning.ReplaceAllString(l, " running COMMAND, attempting to kill")
 		b.WriteString(l)
 	}
 	return b.String()
@@ -246,9 +267,9 @@ func TestBBWorkerBuild(t *testing.T) {
 			bbBuild := e.waitBuild(e.force("force", 1, "on bb"), 120*time.Second)
 			gbbBuild := e.waitBuild(e.force("force", 2, "on gbb"), 120*time.Second)
 			for _, b := range []apiBuild{bbBuild, gbbBuild} {
-				if b.Results == nil || *b.Results != 1 { // WARNINGS: the decoded exit 3
+				if b.Results == nil || *b.Results != 2 { // FAILURE: the timed out step
 					e.logSteps(b.BuildID)
-					t.Fatalf("build %d: results %v (%s), want WARNINGS", b.BuildID, b.Results, b.StateString)
+					t.Fatalf("build %d: results %v (%s), want FAILURE", b.BuildID, b.Results, b.StateString)
 				}
 			}
 			bbSteps, gbbSteps := e.steps(bbBuild.BuildID), e.steps(gbbBuild.BuildID)
@@ -266,18 +287,21 @@ func TestBBWorkerBuild(t *testing.T) {
 				if bs.Name == "worker_preparation" {
 					continue
 				}
-				// stdout and stderr exactly; the headers as far as both write them.
-				bl, gl := e.stdio(bs.StepID), e.stdio(gs.StepID)
-				if got, want := channelLines(bl, "oe"), channelLines(gl, "oe"); got != want {
-					t.Errorf("step %s: output on bb:\n%s\non gbb:\n%s", bs.Name, got, want)
+				// Each log: stdout, stderr and logfiles exactly; the headers
+				// as far as both write them.
+				bl, gl := e.stepLogs(bs.StepID), e.stepLogs(gs.StepID)
+				if len(bl) != len(gl) {
+					t.Errorf("step %s: logs %v on bb, %v on gbb", bs.Name, slices.Sorted(maps.Keys(bl)), slices.Sorted(maps.Keys(gl)))
 				}
-				got, want := bbComparable(bl, bbBase), bbComparable(gl, gbbBase)
-				if bs.Name == "directory_upload" {
-					tarSize := regexp.MustCompile(`(?m)^hsent \d+ bytes$`)
-					got, want = tarSize.ReplaceAllString(got, "hsent (a tar) bytes"), tarSize.ReplaceAllString(want, "hsent (a tar) bytes")
-				}
-				if got != want {
-					t.Errorf("step %s: log on bb:\n%s\non gbb:\n%s\nwhole logs:\n%s\n---\n%s", bs.Name, got, want, bl, gl)
+				for name := range gl {
+					got, want := bbComparable(bl[name], bbBase), bbComparable(gl[name], gbbBase)
+					if bs.Name == "directory_upload" {
+						tarSize := regexp.MustCompile(`(?m)^hsent \d+ bytes$`)
+						got, want = tarSize.ReplaceAllString(got, "hsent (a tar) bytes"), tarSize.ReplaceAllString(want, "hsent (a tar) bytes")
+					}
+					if got != want {
+						t.Errorf("step %s, log %s on bb:\n%s\non gbb:\n%s\nwhole logs:\n%s\n---\n%s", bs.Name, name, got, want, bl[name], gl[name])
+					}
 				}
 			}
 			// The files, where gbb's transfer code put them.
@@ -580,4 +604,16 @@ func TestBBWorkerHung(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stepLogs returns a step's logs by name.
+func (e *env) stepLogs(stepid int64) map[string]string {
+	e.t.Helper()
+	var logs struct{ Logs []apiLog }
+	e.get(fmt.Sprintf("/api/v2/steps/%d/logs", stepid), &logs)
+	out := map[string]string{}
+	for _, l := range logs.Logs {
+		out[l.Name] = e.logText(stepid, l.Slug)
+	}
+	return out
 }
