@@ -49,6 +49,9 @@ func TestBoundaries(t *testing.T) {
 		// master needs no git (issue 17). Test helpers stay in tests.
 		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
 		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
+		// buildbot's msgpack worker protocol is a wire protocol: it knows
+		// no store, builds, config or web (issue 20).
+		{mod + "pkg/bbworker/msgpack", []string{mod + "pkg/store", mod + "pkg/build", mod + "pkg/config", mod + "web", "go.etcd.io/bbolt"}},
 	}
 	// The master's git poller is go-git, in process.
 	if !slices.Contains(deps(mod+"cmd/master"), "github.com/go-git/go-git/v5") {

@@ -130,14 +130,13 @@ func (c *Conn) Remote() string { return c.remote }
 // Done implements bbworker.Conn.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Close implements bbworker.Conn: it drops the connection, fails the
-// calls awaiting an answer, and completes every running command with an
-// error naming the lost connection. It returns once the connection's
-// goroutines have exited (unless called from one of them, a sink's
-// Update say).
+// Close implements bbworker.Conn: it drops the connection and fails the
+// calls awaiting an answer; then the connection's handler completes every
+// command still running with an error wrapping ErrClosed (after the
+// updates already received). Close may be called from a sink; it does not
+// wait for the handler (the Server does).
 func (c *Conn) Close() {
 	c.shut()
-	c.wg.Wait()
 }
 
 func (c *Conn) shut() {
@@ -155,8 +154,7 @@ func (c *Conn) shut() {
 	})
 }
 
-// wait waits for the connection's goroutines without blocking the caller
-// when the caller is one of them; Server uses it.
+// wait waits for the connection's goroutines; Server uses it.
 func (c *Conn) wait() { c.wg.Wait() }
 
 func (c *Conn) send(msg map[string]any) error {
@@ -297,14 +295,10 @@ func (c *Conn) handle() {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		cmd := left[id]
-		if cmd.writer != nil {
-			cmd.writer.Close()
-		}
-		if cmd.reader != nil {
-			cmd.reader.Close()
-		}
-		cmd.sink.Complete(fmt.Errorf("command %s: %w", id, ErrClosed))
+		// A transfer's writer or reader is left to the sink's owner: only
+		// the worker closes them (update_upload_file_close, ...), and
+		// closing a writer here could keep half a file as a whole one.
+		left[id].sink.Complete(fmt.Errorf("command %s: %w", id, ErrClosed))
 	}
 }
 
@@ -410,6 +404,30 @@ func (c *Conn) dispatch(msg map[string]any) (any, error) {
 	default: // update_upload_directory_unpack
 		return nil, cmd.writer.Unpack()
 	}
+}
+
+// truthy is Python's truth of a value the worker sent: create-worker
+// writes --delete-leftover-dirs into buildbot.tac as 1, not True.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case uint64:
+		return x != 0
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
 }
 
 // integer returns an integer the worker sent; msgpack decodes the
@@ -582,7 +600,7 @@ func (c *Conn) SetBuilderList(ctx context.Context, builders []bbworker.Builder) 
 	for _, f := range files {
 		name, _ := f.(string)
 		delete(missing, name)
-		if name == "" || wanted[name] || info["delete_leftover_dirs"] != true {
+		if name == "" || wanted[name] || !truthy(info["delete_leftover_dirs"]) {
 			continue
 		}
 		p := paths.join(basedir, name)
@@ -698,7 +716,12 @@ func (c *Conn) setup(ctx context.Context, name string, args map[string]any, expe
 	return s.results, nil
 }
 
-// StartCommand implements bbworker.Conn. Args are the master-side ones
+// StartCommand implements bbworker.Conn. The sink's methods run on the
+// connection's one goroutine for the worker's requests, in order, as do
+// the transfer objects' (so they must not wait for another request of the
+// worker); a command still running when the connection goes is completed
+// with an error wrapping ErrClosed, its writer or reader not closed.
+// Args are the master-side ones
 // (paths relative to the builder's directory, "writer"/"reader" holding a
 // bbworker.FileWriter or FileReader); the connection translates them as
 // buildbot's master does for msgpack. The builder must be in the last

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/bbworker"
 )
@@ -29,6 +30,13 @@ const (
 	// in again has to answer before the new one replaces it (buildbot's
 	// WorkerManager.PING_TIMEOUT).
 	pingTimeout = 10 * time.Second
+	// loginBurst wrong passwords from an address are free, then one per
+	// loginEvery, as on gbb's own worker port; past that the address is
+	// refused (429) before its password is checked.
+	loginBurst = 10
+	loginEvery = 6 * time.Second
+	// brakeAddrs bounds the addresses the brake tracks.
+	brakeAddrs = 10_000
 )
 
 // Server accepts buildbot-workers speaking msgpack_experimental_v7.
@@ -45,6 +53,7 @@ type Server struct {
 	once   sync.Once
 	log    *slog.Logger
 	sample *logsample.Keyed
+	brake  *backoff.Limiter
 
 	mu     sync.Mutex
 	srv    *http.Server     // guarded by mu
@@ -61,6 +70,7 @@ func (s *Server) init() {
 			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.sample = logsample.NewKeyed(10*time.Second, 5, 0)
+		s.brake = backoff.New(backoff.Config{Burst: loginBurst, Every: loginEvery, MaxKeys: brakeAddrs, ShareOverflow: true})
 		s.conns = make(map[string]*Conn)
 		s.all = make(map[*Conn]bool)
 	})
@@ -158,6 +168,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusBadRequest, "Bad request: "+err.Error())
 		return
 	}
+	attempt, wait, allowed := s.brake.Begin(backoff.AddrKey(r.RemoteAddr))
+	if !allowed {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		s.refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins from this address: retry in %ds", secs), "worker", name)
+		return
+	}
 	want, ok := "", false
 	if s.Password != nil {
 		want, ok = s.Password(name)
@@ -166,9 +183,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// which names exist.
 	match := subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1
 	if !ok || !match {
+		attempt.Failed()
 		s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "worker", name)
 		return
 	}
+	attempt.Succeeded()
 	if !websocket.IsWebSocketUpgrade(r) {
 		s.refuse(w, r, http.StatusBadRequest, "Bad request: not a WebSocket upgrade", "worker", name)
 		return

@@ -94,8 +94,9 @@ func (m *master) waitConn(t *testing.T, w *worker) bbworker.Conn {
 // worker is a real buildbot-worker process (Debian's buildbot-worker
 // 3.7), created with create-worker as a user would.
 type worker struct {
-	dir string
-	cmd *exec.Cmd
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
 }
 
 func needWorker(t *testing.T) {
@@ -108,12 +109,12 @@ func needWorker(t *testing.T) {
 	}
 }
 
-func startWorker(t *testing.T, masterAddr, name, password string) *worker {
+func startWorker(t *testing.T, masterAddr, name, password string, options ...string) *worker {
 	t.Helper()
 	needWorker(t)
 	dir := filepath.Join(t.TempDir(), "worker")
-	out, err := exec.Command("buildbot-worker", "create-worker", "--protocol", "msgpack_experimental_v7",
-		"--umask=0o22", "--maxdelay=2", dir, masterAddr, name, password).CombinedOutput()
+	args := append([]string{"create-worker", "--protocol", "msgpack_experimental_v7", "--umask=0o22", "--maxdelay=2"}, options...)
+	out, err := exec.Command("buildbot-worker", append(args, dir, masterAddr, name, password)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("create-worker: %v\n%s", err, out)
 	}
@@ -124,15 +125,15 @@ func startWorker(t *testing.T, masterAddr, name, password string) *worker {
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan struct{})
-	go func() { w.cmd.Wait(); close(waited) }()
+	w.exited = make(chan struct{})
+	go func() { w.cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
 		w.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-waited:
+		case <-w.exited:
 		case <-time.After(20 * time.Second):
 			w.cmd.Process.Kill()
-			<-waited
+			<-w.exited
 		}
 	})
 	return w
@@ -323,10 +324,11 @@ func TestShellCommand(t *testing.T) {
 	_, _, c := attach(t)
 	s := newSink()
 	err := c.StartCommand(t.Context(), s, "b1", "c1", "shell", map[string]any{
-		"workdir": "build",
-		"command": []any{"/bin/sh", "-c", "printf 'hello\\nworld\\n'; echo oops >&2; pwd; exit 3"},
-		"env":     map[string]any{"GBB_TEST": "1"},
-		"timeout": 60, "want_stdout": 1, "want_stderr": 1, "logEnviron": false,
+		"workdir":  "build",
+		"command":  []any{"/bin/sh", "-c", "printf 'hello\\nworld\\n'; echo oops >&2; pwd; echo in-the-logfile > extra.log; exit 3"},
+		"env":      map[string]any{"GBB_TEST": "1"},
+		"logfiles": map[string]any{"extra": "extra.log"},
+		"timeout":  60, "want_stdout": 1, "want_stderr": 1, "logEnviron": false,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -346,6 +348,18 @@ func TestShellCommand(t *testing.T) {
 	}
 	if h := s.text("header"); !strings.Contains(h, " in dir "+wd) {
 		t.Errorf("header %q does not name the workdir %s", h, wd)
+	}
+	var extra string
+	for _, u := range s.all() {
+		if u.Key == "log" {
+			l := u.Value.([]any)
+			if l[0] == "extra" {
+				extra += l[1].(string)
+			}
+		}
+	}
+	if extra != "in-the-logfile\n" {
+		t.Errorf("logfile extra %q, want %q", extra, "in-the-logfile\n")
 	}
 	if _, ok := s.last("elapsed"); !ok {
 		t.Errorf("no elapsed update")
@@ -435,6 +449,13 @@ func TestTransfers(t *testing.T) {
 	if !bytes.Equal(wr.buf.Bytes(), data) || !wr.closed {
 		t.Fatalf("uploaded %d bytes (closed %v), want the %d on the worker", wr.buf.Len(), wr.closed, len(data))
 	}
+	st, err := os.Stat(filepath.Join(w.dir, "b1dir", "build", "sub", "in.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := wr.mtime.Sub(st.ModTime()); d < -time.Millisecond || d > time.Millisecond {
+		t.Errorf("keepstamp: modified %v, the worker's file %v", wr.mtime, st.ModTime())
+	}
 
 	// uploadDirectory: a tar stream, then unpack.
 	os.WriteFile(filepath.Join(w.dir, "b1dir", "build", "sub", "a.txt"), []byte("alpha\n"), 0o644)
@@ -495,9 +516,22 @@ func TestInterruptCommand(t *testing.T) {
 	arg := fmt.Sprintf("600.%d", time.Now().UnixNano()%1_000_000) // unique among tests
 	s := newSink()
 	if err := c.StartCommand(t.Context(), s, "b1", "sleep", "shell", map[string]any{
-		"workdir": "build", "command": []any{"sleep", arg}, "timeout": 1200, "logEnviron": false,
+		"workdir": "build", "command": "echo started; exec sleep " + arg, "timeout": 1200, "logEnviron": false,
 	}); err != nil {
 		t.Fatal(err)
+	}
+	// The master's worker settings make the worker flush its output
+	// within a second (buildbot's 5 s buffer_timeout would hold it back).
+	start := time.Now()
+	for s.text("stdout") != "started\n" {
+		s.mu.Lock()
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-time.After(3*time.Second - time.Since(start)):
+			t.Fatalf("no output within 3s of the command's start: %v", s.all())
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(sleeping("sleep", arg)) == 0 {
@@ -577,3 +611,58 @@ func b64(s string) string {
 }
 
 func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestStoppedWorkerKeepalive(t *testing.T) {
+	t.Parallel()
+	_, w, c := attach(t)
+	// A worker that stops answering keeps its socket open: only the
+	// keepalive's bound finds it.
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.cmd.Process.Signal(syscall.SIGCONT) })
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.Keepalive(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("keepalive to a stopped worker: %v, want the deadline", err)
+	}
+	c.Close()
+	waitDone(t, c, "Close")
+}
+
+func TestLeftoverDirsAndShutdown(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, map[string]string{"w1": "pass1"})
+	w := startWorker(t, m.addr, "w1", "pass1", "--delete-leftover-dirs")
+	c := m.waitConn(t, w)
+	ctx := t.Context()
+	// A builder directory from an old config, and a file beside it.
+	if err := os.MkdirAll(filepath.Join(w.dir, "old-builder", "build"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.dir, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetBuilderList(ctx, []bbworker.Builder{{Name: "b 1", Dir: "b_1"}}); err != nil {
+		t.Fatalf("set builder list: %v\nworker log:\n%s", err, w.logText())
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "old-builder")); !os.IsNotExist(err) {
+		t.Errorf("the leftover directory is still there (%v), as --delete-leftover-dirs asks it not to be", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "notes.txt")); err != nil {
+		t.Errorf("a file beside the builder directories was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "b_1")); err != nil {
+		t.Errorf("the builder's directory: %v", err)
+	}
+	// remote_shutdown stops the worker process.
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not exit after shutdown")
+	}
+	waitDone(t, c, "the worker's exit")
+}
