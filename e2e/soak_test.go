@@ -46,7 +46,9 @@ const (
 	soakPrint    = 40 // lines the print step prints
 	soakTail     = 10 // lines the maybe-fail step prints
 	soakHookBrs  = 3  // webhook pushes go to branches hook/0..hook/2
-	soakNSWorker = 2  // of the four workers, the last two run in namespaces
+	soakNSWorker = 2  // of the five workers, the last two run in namespaces
+	// soakBBWorker is the buildbot-worker's name; it serves b-c.
+	soakBBWorker = "bb1"
 	// soakMaxReconnect bounds how long a worker may take to attach again
 	// once it or the master restarted (on a loaded 2-core machine), and
 	// soakMaxLinkReconnect once its link is back: the master may have
@@ -68,6 +70,10 @@ no_such_key = "a bad config is refused"
 {{end}}
 [protocols.grpc]
 port = {{.GRPCPort}}
+interface = "{{.HostAddr}}"
+
+[protocols.msgpack]
+port = {{.BBPort}}
 interface = "{{.HostAddr}}"
 
 [www]
@@ -129,7 +135,9 @@ type soakBuilder struct {
 }
 
 type soakConfigData struct {
-	WebPort, GRPCPort int
+	// BBPort is [protocols.msgpack]'s, where the buildbot-worker
+	// (soakBBWorker) logs in.
+	WebPort, GRPCPort, BBPort int
 	HostAddr, Repo    string
 	Mark              string
 	Print, Tail       int
@@ -267,9 +275,12 @@ func TestSoak(t *testing.T) {
 	defer s.teardown()
 
 	s.repo = makeRepo(t, filepath.Join(dir, "repo"), map[string]string{"n": "0\n"})
-	names := []string{"w1", "w2", "w3", "w4"}
+	// One buildbot-worker (Debian's buildbot-worker 3.7, over msgpack)
+	// among the gbb-workers, on the host: killed and restarted as they are.
+	needBuildbotWorker(t)
+	names := []string{soakBBWorker, "w1", "w2", "w3", "w4"}
 	s.data = soakConfigData{
-		WebPort: freePort(t), GRPCPort: freePort(t), HostAddr: soakNet + ".1", Repo: s.repo,
+		WebPort: freePort(t), GRPCPort: freePort(t), BBPort: freePort(t), HostAddr: soakNet + ".1", Repo: s.repo,
 		Mark: "soak-" + s.id, Print: soakPrint, Tail: soakTail, Workers: names,
 	}
 	s.writeConfig(false, false)
@@ -444,7 +455,7 @@ func (s *soakRun) writeConfig(extra, bad bool) {
 	d.Builders = []soakBuilder{
 		{"b-a", []string{"w1", "w3"}},
 		{"b-b", []string{"w2", "w4"}},
-		{"b-c", []string{"w1", "w2", "w3", "w4"}},
+		{"b-c", []string{soakBBWorker, "w1", "w2", "w3", "w4"}},
 	}
 	if extra {
 		d.Builders = append(d.Builders, soakBuilder{"b-x", []string{"w3", "w4"}})
@@ -547,6 +558,10 @@ func (s *soakRun) startWorker(name string) {
 	s.mu.Lock()
 	w := s.workers[name]
 	s.mu.Unlock()
+	if name == soakBBWorker {
+		s.startBBWorker(w)
+		return
+	}
 	args := []string{"-master", fmt.Sprintf("%s.1:%d", soakNet, s.data.GRPCPort), "-name", name, "-password", "pw-" + name,
 		"-basedir", filepath.Join(s.dir, "worker-"+name)}
 	bin := s.worker
@@ -555,6 +570,23 @@ func (s *soakRun) startWorker(name string) {
 		bin = "ip"
 	}
 	p, err := soakStart(filepath.Join(s.dir, "worker-"+name+".out"), bin, args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	w.proc = p
+	s.mu.Unlock()
+}
+
+// startBBWorker starts the buildbot-worker, made with create-worker the
+// first time, in the foreground (so that it can be SIGKILLed).
+func (s *soakRun) startBBWorker(w *soakWorker) {
+	dir := filepath.Join(s.dir, "worker-"+w.name)
+	if _, err := os.Stat(filepath.Join(dir, "buildbot.tac")); err != nil {
+		mustRun(s.t, "buildbot-worker", "create-worker", "--protocol", "msgpack_experimental_v7", "--umask=0o22", "--maxdelay=2",
+			dir, fmt.Sprintf("%s:%d", s.data.HostAddr, s.data.BBPort), w.name, "pw-"+w.name)
+	}
+	p, err := soakStart(filepath.Join(s.dir, "worker-"+w.name+".out"), "buildbot-worker", "start", "--nodaemon", dir)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -259,7 +259,7 @@ type remote struct {
 // output, until the command completes or Run gives up on it.
 type sink struct {
 	out     func(protocol.Output)
-	quiet   bool // drop header output (the helper commands of a git step)
+	quiet   bool // drop header and stdout output (the helper commands of a git step: cpdir's cp -v)
 	capture bool // keep stdout in r.stdout too
 
 	mu     sync.Mutex
@@ -285,7 +285,7 @@ func (s *sink) Update(updates []Update) {
 			} else if s.capture {
 				s.r.stdout.WriteString(text)
 			}
-			if text != "" {
+			if text != "" && !(s.quiet && st == protocol.Stdout) {
 				s.out(protocol.Output{Stream: st, Data: []byte(text)})
 			}
 		case "header":
