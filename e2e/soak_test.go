@@ -138,12 +138,12 @@ type soakConfigData struct {
 	// BBPort is [protocols.msgpack]'s, where the buildbot-worker
 	// (soakBBWorker) logs in.
 	WebPort, GRPCPort, BBPort int
-	HostAddr, Repo    string
-	Mark              string
-	Print, Tail       int
-	Workers           []string
-	Builders          []soakBuilder
-	Extra, Bad        bool
+	HostAddr, Repo            string
+	Mark                      string
+	Print, Tail               int
+	Workers                   []string
+	Builders                  []soakBuilder
+	Extra, Bad                bool
 }
 
 // soakProc is a process the soak started: a master or a worker.
@@ -349,9 +349,13 @@ func TestSoak(t *testing.T) {
 	}
 
 	c := s.counts
-	var builds, retries int
+	var builds, retries, onBB int
 	s.withStore(func(db *store.DB) {
 		all, err := db.Builds(store.BuildFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb, err := db.WorkerByName(soakBBWorker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,10 +364,16 @@ func TestSoak(t *testing.T) {
 			if b.Results == store.Retry {
 				retries++
 			}
+			if b.WorkerID == bb.ID && b.Results != store.Retry {
+				onBB++
+			}
 		}
 	})
-	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good (%d while the master started) / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
-		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.earlyReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
+	if onBB == 0 {
+		t.Errorf("no build ran to its end on the buildbot-worker %s", soakBBWorker)
+	}
+	t.Logf("soak summary: seed %d, builds %d (%d on the buildbot-worker), retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good (%d while the master started) / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
+		seed, builds, onBB, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.earlyReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
 	if lost > 0 {
 		t.Errorf("lost items: %d (seed %d)", lost, seed)
 	}
