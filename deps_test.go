@@ -47,6 +47,9 @@ func TestBoundaries(t *testing.T) {
 		// step does: go-git (with its ssh, openpgp and circl) would be 3-4
 		// MB of its idle RSS. The master's poller uses go-git, so that the
 		// master needs no git (issue 17). Test helpers stay in tests.
+		// PB is a wire protocol: it knows bbworker.Conn, not what the
+		// master does with it (issue 20).
+		{mod + "pkg/bbworker/pb", []string{mod + "pkg/store", mod + "pkg/build", mod + "pkg/config", mod + "web", "go.etcd.io/bbolt"}},
 		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
 		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
 		// buildbot's msgpack worker protocol is a wire protocol: it knows

@@ -1,0 +1,316 @@
+package pb
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/connlimit"
+	"github.com/gbb-ci/gbb/internal/logsample"
+	"github.com/gbb-ci/gbb/pkg/bbworker"
+)
+
+const (
+	// loginTimeout bounds the time from connect to a logged-in worker.
+	loginTimeout = 30 * time.Second
+	// pingTimeout is how long a logged-in worker has to answer the ping
+	// a second login under its name causes (buildbot's PING_TIMEOUT).
+	pingTimeout = 10 * time.Second
+)
+
+// Server accepts buildbot-workers' PB connections and logs them in.
+type Server struct {
+	// Password returns the password of worker name; ok=false refuses the login.
+	Password func(name string) (password string, ok bool)
+	// Attach is called with each logged-in worker, in its own goroutine;
+	// the Conn is gone when Done closes. Serve waits for it to return.
+	Attach func(bbworker.Conn)
+	// Logger logs refused logins (sampled per source address); nil
+	// means discard.
+	Logger *slog.Logger
+
+	loginTimeout time.Duration // zero means loginTimeout; tests shorten it
+
+	once     sync.Once
+	refusals *logsample.Keyed
+
+	mu      sync.Mutex
+	closed  bool                      // guarded by mu
+	lns     map[net.Listener]struct{} // guarded by mu
+	brokers map[*broker]struct{}      // guarded by mu
+	byName  map[string]*conn          // guarded by mu; the logged-in workers
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("pb: server closed")
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.refusals = logsample.NewKeyed(10*time.Second, 3, 0)
+		s.lns = make(map[net.Listener]struct{})
+		s.brokers = make(map[*broker]struct{})
+		s.byName = make(map[string]*conn)
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+// Serve accepts connections on ln until ln is closed or Close is called;
+// it then drops the connections it accepted and returns after their
+// goroutines (and Attach calls) have returned: nil when ln was closed,
+// ErrServerClosed after Close, else the error of Accept.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	mine := make(map[*broker]struct{})
+	var minemu sync.Mutex
+	err := func() error {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				s.mu.Lock()
+				closed := s.closed
+				s.mu.Unlock()
+				if closed {
+					return ErrServerClosed
+				}
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return err
+			}
+			b := newBroker(nc, s.Logger.With("remote", nc.RemoteAddr().String()))
+			minemu.Lock()
+			mine[b] = struct{}{}
+			minemu.Unlock()
+			wg.Go(func() {
+				s.serveConn(b, &wg)
+				minemu.Lock()
+				delete(mine, b)
+				minemu.Unlock()
+			})
+		}
+	}()
+	s.mu.Lock()
+	delete(s.lns, ln)
+	s.mu.Unlock()
+	ln.Close()
+	minemu.Lock()
+	for b := range mine {
+		b.shut()
+	}
+	minemu.Unlock()
+	wg.Wait()
+	return err
+}
+
+// Close stops every Serve and drops every connection.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for b := range s.brokers {
+		b.shut()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) serveConn(b *broker, wg *sync.WaitGroup) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		b.nc.Close()
+		return
+	}
+	s.brokers[b] = struct{}{}
+	s.mu.Unlock()
+
+	timeout := s.loginTimeout
+	if timeout == 0 {
+		timeout = loginTimeout
+	}
+	b.nc.SetDeadline(time.Now().Add(timeout))
+	root := &root{s: s, b: b, wg: wg}
+	err := b.run(root)
+
+	s.mu.Lock()
+	delete(s.brokers, b)
+	c := root.conn
+	if c != nil && s.byName[c.name] == c {
+		delete(s.byName, c.name)
+	}
+	s.mu.Unlock()
+	if c != nil {
+		c.lost()
+		b.log.Info("pb: worker gone", "worker", c.name, "err", err)
+	} else {
+		b.log.Debug("pb: connection closed before login", "err", err)
+	}
+}
+
+// refuse logs a refused login, sampled per source address.
+func (s *Server) refuse(b *broker, name, why string) {
+	src := b.nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(src); err == nil {
+		src = host
+	}
+	s.refusals.Log(src, s.Logger, slog.LevelWarn, "pb: refused login",
+		"worker", name, "remote", b.nc.RemoteAddr().String(), "reason", why)
+}
+
+// root is the object a worker gets first (twisted's _PortalWrapper).
+type root struct {
+	s  *Server
+	b  *broker
+	wg *sync.WaitGroup
+
+	conn *conn // set by the login, on the broker's dispatch goroutine
+}
+
+func (r *root) remote(method string, args []any, kw map[string]any) (any, error) {
+	if method != "login" {
+		return nil, noSuchMethod(method)
+	}
+	if len(args) != 1 {
+		return nil, fmt.Errorf("login takes the username")
+	}
+	name, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("login: username is a %T", args[0])
+	}
+	challenge := make([]byte, md5.Size)
+	rand.Read(challenge)
+	return tuple{challenge, &challenger{root: r, name: name, challenge: challenge}}, nil
+}
+
+// challenger checks the worker's response to its challenge
+// (_PortalAuthChallenger).
+type challenger struct {
+	root      *root
+	name      string
+	challenge []byte
+}
+
+// unauthorized is the failure a worker takes for a refused password:
+// it logs it and tries again later.
+var unauthorized = &callError{[]string{"twisted.cred.error.UnauthorizedLogin", "twisted.cred.error.LoginFailed"}, ""}
+
+func (ch *challenger) remote(method string, args []any, kw map[string]any) (any, error) {
+	if method != "respond" {
+		return nil, noSuchMethod(method)
+	}
+	r, s, b := ch.root, ch.root.s, ch.root.b
+	if len(args) != 2 {
+		return nil, fmt.Errorf("respond takes the response and the mind")
+	}
+	response, _ := args[0].(string)
+	mind, ok := args[1].(*remoteRef)
+	if !ok {
+		return nil, fmt.Errorf("respond: the mind is a %T", args[1])
+	}
+	if r.conn != nil {
+		return nil, fmt.Errorf("already logged in as %s", r.conn.name)
+	}
+	b.unregister(ch) // one response per challenge
+	password, known := s.Password(ch.name)
+	if !known {
+		s.refuse(b, ch.name, "unknown worker")
+		return nil, unauthorized
+	}
+	// pb.respond: md5(md5(password) + challenge).
+	h := md5.Sum([]byte(password))
+	m := md5.New()
+	m.Write(h[:])
+	m.Write(ch.challenge)
+	if subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) != 1 {
+		s.refuse(b, ch.name, "wrong password")
+		return nil, unauthorized
+	}
+
+	c := &conn{b: b, name: ch.name, mind: mind, commands: make(map[*command]struct{})}
+	// A second login under a logged-in name: buildbot pings the first
+	// and refuses the second if it answers, else drops the first.
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrServerClosed
+		}
+		old := s.byName[ch.name]
+		if old == nil {
+			s.byName[ch.name] = c
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		err := old.Print(ctx, "master got a duplicate connection")
+		cancel()
+		if err == nil {
+			s.refuse(b, ch.name, "duplicate of a live connection")
+			return nil, &callError{[]string{"builtins.RuntimeError"}, "rejecting duplicate worker"}
+		}
+		b.log.Info("pb: old connection of a worker logging in again is gone", "worker", ch.name, "err", err)
+		old.Close()
+		select {
+		case <-old.Done():
+		case <-time.After(pingTimeout):
+		}
+		s.mu.Lock()
+		if s.byName[ch.name] == old {
+			delete(s.byName, ch.name)
+		}
+		s.mu.Unlock()
+	}
+	r.conn = c
+	b.nc.SetDeadline(time.Time{})
+	connlimit.Authenticated(b.nc)
+	if tc, ok := b.nc.(*net.TCPConn); ok {
+		tc.SetKeepAlive(true)
+	}
+	b.log.Info("pb: worker logged in", "worker", c.name)
+	if s.Attach != nil {
+		r.wg.Go(func() { s.Attach(c) })
+	}
+	return &perspective{c: c}, nil
+}
+
+// perspective is the worker's avatar (buildbot's pb Connection as a
+// pb.Avatar): the worker calls keepalive and shutdown on it.
+type perspective struct{ c *conn }
+
+func (p *perspective) remote(method string, args []any, kw map[string]any) (any, error) {
+	switch method {
+	case "keepalive":
+		return nil, nil
+	case "shutdown":
+		p.c.b.log.Info("pb: worker asks to shut down", "worker", p.c.name)
+		return nil, nil
+	}
+	return nil, noSuchMethod(method)
+}
