@@ -21,9 +21,11 @@ import (
 // a user runs it) build for gbb-master over PB and msgpack.
 
 // bbProtocols are the buildbot-worker protocols the tests run, with the
-// --protocol create-worker takes for each.
-var bbProtocols = []struct{ name, flag string }{
-	{"msgpack", "msgpack_experimental_v7"},
+// --protocol create-worker takes for each, and what master.log says of a
+// refused login.
+var bbProtocols = []struct{ name, flag, refused string }{
+	{"pb", "pb", "pb: refused login"},
+	{"msgpack", "msgpack_experimental_v7", "buildbot-worker refused"},
 }
 
 // bbEnv is an env with a buildbot-worker port.
@@ -511,7 +513,7 @@ func TestBBWorkerWrongPassword(t *testing.T) {
 			e.writeConfig(e.holdConfig(false))
 			e.startMaster()
 			w := e.startBBWorker("bb", "not-the-password")
-			e.waitLog("buildbot-worker refused", 1)
+			e.waitLog(p.refused, 1)
 			if e.connected("bb") {
 				t.Error("the worker with a wrong password is connected")
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gbb-ci/gbb/pkg/bbworker"
 	"github.com/gbb-ci/gbb/pkg/bbworker/msgpack"
+	"github.com/gbb-ci/gbb/pkg/bbworker/pb"
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
@@ -144,6 +145,17 @@ type bbListener struct {
 // servers; the caller closes the listeners.
 func (m *Master) listenBB(ctx context.Context, cfg *config.Config, engine *build.Engine, bws *bbWorkers) ([]bbListener, error) {
 	var out []bbListener
+	if p := cfg.Protocols.PB; p.Enabled {
+		ln, err := listen("pb port", p.Addr(), config.ConnLimits{}, workerShare, workerMin, workerMax, false, m.log)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bbListener{name: config.ProtocolPB, ln: ln, srv: &pb.Server{
+			Password: m.bbPassword(config.ProtocolPB),
+			Attach:   m.bbAttach(ctx, engine, bws),
+			Logger:   m.log.With("port", "pb"),
+		}})
+	}
 	if p := cfg.Protocols.Msgpack; p.Enabled {
 		ln, err := listen("msgpack port", p.Addr(), config.ConnLimits{}, workerShare, workerMin, workerMax, false, m.log)
 		if err != nil {
