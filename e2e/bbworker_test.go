@@ -429,6 +429,13 @@ func TestBBWorkerStop(t *testing.T) {
 				e.logSteps(done.BuildID)
 				t.Errorf("stopped build: results %v, want CANCELLED (6)", done.Results)
 			}
+			defer func() {
+				if t.Failed() {
+					e.logSteps(done.BuildID)
+					out, _ := exec.Command("ps", "-eo", "pid,pgid,stat,args").CombinedOutput()
+					t.Logf("processes:\n%s", out)
+				}
+			}()
 			waitGone(t, 30*time.Second, pids...)
 			log := e.stdio(e.steps(done.BuildID)[1].StepID)
 			if !strings.Contains(log, "command interrupted, attempting to kill") {
