@@ -626,3 +626,39 @@ func (e *env) stepLogs(stepid int64) map[string]string {
 	}
 	return out
 }
+
+// TestBBWorkerReconfig: a builder a reconfig adds to a buildbot-worker
+// runs on it at once (the master gives the worker its new builder list,
+// as buildbot's does), and so does one whose name is not its directory's
+// ("late one" in late_one).
+func TestBBWorkerReconfig(t *testing.T) {
+	t.Parallel()
+	for _, p := range bbProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := newBBEnv(t, p.name)
+			e.writeConfig(e.holdConfig(false))
+			e.startMaster()
+			e.startBBWorker("bb", "bbpass")
+			waitFor(t, "buildbot-worker connected", 60*time.Second, func() bool { return e.connected("bb") })
+			e.writeConfig(strings.Replace(e.holdConfig(false), `builder_names = ["hold", "mixed"]`, `builder_names = ["hold", "mixed", "late one"]`, 1) + `
+[[builders]]
+name = "late one"
+worker_names = ["bb"]
+  [[builders.steps]]
+  type = "shell"
+  command = "pwd"
+`)
+			mustRun(t, e.master, "reconfig", e.masterDir)
+			b := e.waitBuild(e.force("force", e.builderIDs()["late one"], "after the reconfig"), 60*time.Second)
+			if b.Results == nil || *b.Results != 0 {
+				e.logSteps(b.BuildID)
+				t.Fatalf("build of the builder the reconfig added: results %v, want SUCCESS", b.Results)
+			}
+			want := filepath.Join(e.Dir, "bbworker-bb", "late_one", "build")
+			if log := e.stdio(e.steps(b.BuildID)[1].StepID); !strings.Contains(log, "o"+want+"\n") {
+				t.Errorf("the step did not run in %s:\n%s", want, log)
+			}
+		})
+	}
+}

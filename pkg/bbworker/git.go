@@ -29,7 +29,7 @@ const gitFatal = 128
 type gitRun struct {
 	w        *Worker
 	ctx      context.Context
-	builder  string
+	b        target
 	g        *protocol.GitCommand
 	out      func(protocol.Output)
 	env      map[string]string
@@ -45,8 +45,8 @@ func (s *gitStop) Error() string { return fmt.Sprintf("git step ended with code 
 
 func (r *gitRun) header(format string, args ...any) { header(r.out, format, args...) }
 
-func (w *Worker) git(ctx context.Context, builder string, g *protocol.GitCommand, out func(protocol.Output)) (protocol.Result, error) {
-	r := &gitRun{w: w, ctx: ctx, builder: builder, g: g, out: out, rel: path.Clean("./" + g.Workdir)}
+func (w *Worker) git(ctx context.Context, b target, g *protocol.GitCommand, out func(protocol.Output)) (protocol.Result, error) {
+	r := &gitRun{w: w, ctx: ctx, b: b, g: g, out: out, rel: path.Clean("./" + g.Workdir)}
 	if g.MaxTime > 0 {
 		r.deadline = time.Now().Add(g.MaxTime)
 	}
@@ -95,7 +95,7 @@ func (r *gitRun) helper(name string, args map[string]any) (*remote, error) {
 	if r.ctx.Err() != nil {
 		return nil, &gitStop{protocol.Result{ExitCode: -1, Interrupted: true}}
 	}
-	rm, interrupted, err := r.w.remote(r.ctx, r.builder, name, args, &sink{out: r.out, quiet: true})
+	rm, interrupted, err := r.w.remote(r.ctx, r.b, name, args, &sink{out: r.out, quiet: true})
 	if errors.Is(err, errUnsupported) {
 		return nil, &gitStop{r.w.unsupported(name, r.out)}
 	}
@@ -137,7 +137,7 @@ func (r *gitRun) git(capture bool, args ...string) (protocol.Result, string, err
 		}
 	}
 	s := &sink{out: r.out, capture: capture}
-	rm, interrupted, err := r.w.remote(r.ctx, r.builder, "shell", shellArgs(sh), s)
+	rm, interrupted, err := r.w.remote(r.ctx, r.b, "shell", shellArgs(sh), s)
 	if errors.Is(err, errUnsupported) {
 		return r.w.unsupported("shell", r.out), "", nil
 	}
@@ -174,7 +174,7 @@ func (r *gitRun) run() (string, error) {
 	if mode == protocol.GitFull && method == "" {
 		method = protocol.GitClobber
 	}
-	dir := r.w.builderPath(r.builder, r.rel)
+	dir := r.w.builderPath(r.b, r.rel)
 	if method != "" {
 		r.header("mode %s, method %s, in dir %s", mode, method, dir)
 	} else {
@@ -184,7 +184,7 @@ func (r *gitRun) run() (string, error) {
 		return r.update(mode, method)
 	}
 	if overlap(gitSourceDir, r.rel) {
-		return "", &fatalError{fmt.Sprintf("method copy: workdir %s and its source checkout %s overlap", dir, r.w.builderPath(r.builder, gitSourceDir))}
+		return "", &fatalError{fmt.Sprintf("method copy: workdir %s and its source checkout %s overlap", dir, r.w.builderPath(r.b, gitSourceDir))}
 	}
 	// Copy, as buildbot's: remove the workdir, update the source checkout
 	// incrementally, copy it to the workdir (cpdir).
@@ -194,7 +194,7 @@ func (r *gitRun) run() (string, error) {
 		return "", err
 	}
 	r.rel = gitSourceDir
-	src := r.w.builderPath(r.builder, gitSourceDir)
+	src := r.w.builderPath(r.b, gitSourceDir)
 	r.header("mode %s in dir %s", protocol.GitIncremental, src)
 	rev, err := r.update(protocol.GitIncremental, "")
 	if err != nil {
@@ -217,7 +217,7 @@ func overlap(a, b string) bool {
 // and method (not copy), as gbb-worker does, and returns the commit.
 func (r *gitRun) update(mode, method string) (string, error) {
 	g := r.g
-	dir := r.w.builderPath(r.builder, r.rel)
+	dir := r.w.builderPath(r.b, r.rel)
 	clobber := method == protocol.GitClobber
 	ls, err := r.helper("listdir", map[string]any{"dir": r.rel})
 	if err != nil {

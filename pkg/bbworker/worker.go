@@ -20,6 +20,10 @@ import (
 // Config is what a Worker runs with.
 type Config struct {
 	Builders []Builder // the builders the worker serves, for setBuilderList
+	// CurrentBuilders returns the builders the worker serves now; a
+	// command for a builder the worker was not given (a reconfig added
+	// it) gives it the new list first. Nil means Builders, unchanged.
+	CurrentBuilders func() []Builder
 	// KeepaliveInterval is how often the master round-trips a keepalive
 	// to the worker; KeepaliveTimeout how long one may take. A worker
 	// that does not answer is dropped, so a lost buildbot-worker is found
@@ -43,8 +47,11 @@ type Worker struct {
 	nextID   atomic.Uint64
 	never    chan struct{} // Draining: a buildbot-worker never says it drains
 
-	mu  sync.Mutex
-	err error // guarded by mu; why the connection ended, once it did
+	setMu sync.Mutex // one setBuilderList at a time, its dirs recorded in order
+
+	mu   sync.Mutex
+	err  error             // guarded by mu; why the connection ended, once it did
+	dirs map[string]string // guarded by mu; builder directory -> name, as last given to the worker
 }
 
 // ErrNoKeepalive is the reason a worker is dropped when it did not answer
@@ -76,7 +83,7 @@ func Attach(ctx context.Context, conn Conn, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("attach %s: getWorkerInfo: %w", conn.Name(), err)
 	}
 	w.info, w.commands = workerInfo(info, conn.Protocol())
-	if _, err := conn.SetBuilderList(ctx, cfg.Builders); err != nil {
+	if err := w.SetBuilders(ctx, cfg.Builders); err != nil {
 		return nil, fmt.Errorf("attach %s: setBuilderList: %w", conn.Name(), err)
 	}
 	return w, nil
@@ -149,8 +156,53 @@ func (w *Worker) KeepAlive(ctx context.Context) {
 // SetBuilders gives the worker a new list of builders (after a reconfig),
 // as buildbot's master does.
 func (w *Worker) SetBuilders(ctx context.Context, builders []Builder) error {
-	_, err := w.conn.SetBuilderList(ctx, builders)
-	return err
+	w.setMu.Lock()
+	defer w.setMu.Unlock()
+	if _, err := w.conn.SetBuilderList(ctx, builders); err != nil {
+		return err
+	}
+	dirs := make(map[string]string, len(builders))
+	for _, b := range builders {
+		dirs[b.Dir] = b.Name
+	}
+	w.mu.Lock()
+	w.dirs = dirs
+	w.mu.Unlock()
+	return nil
+}
+
+// target is the builder a command runs for: its directory on the worker
+// (protocol.Command.Builder) and its name, which buildbot's remote
+// commands take.
+type target struct{ dir, name string }
+
+// target returns the builder whose directory is dir. One the worker was
+// not given yet (a reconfig added it, and this build came first) is
+// given now, with Config.CurrentBuilders.
+func (w *Worker) target(ctx context.Context, dir string) (target, error) {
+	lookup := func() (string, bool) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		n, ok := w.dirs[dir]
+		return n, ok
+	}
+	if n, ok := lookup(); ok {
+		return target{dir: dir, name: n}, nil
+	}
+	if w.cfg.CurrentBuilders != nil {
+		if err := w.SetBuilders(ctx, w.cfg.CurrentBuilders()); err != nil {
+			select {
+			case <-w.conn.Done():
+				return target{}, fmt.Errorf("%w: setBuilderList: %v", protocol.ErrConnectionLost, err)
+			default:
+			}
+			return target{}, fmt.Errorf("bbworker: setBuilderList: %w", err)
+		}
+		if n, ok := lookup(); ok {
+			return target{dir: dir, name: n}, nil
+		}
+	}
+	return target{}, fmt.Errorf("buildbot-worker %s does not serve a builder with directory %q", w.Name(), dir)
 }
 
 // Name is the worker's name.
@@ -222,20 +274,28 @@ func (w *Worker) Abandon(context.Context, string, string) error { return errNoRe
 func (w *Worker) Run(ctx context.Context, cmd protocol.Command, out func(protocol.Output)) (protocol.Result, error) {
 	start := time.Now()
 	var res protocol.Result
-	var err error
+	if cmd.Shell == nil && cmd.Git == nil && cmd.File == nil && cmd.Upload == nil && cmd.Download == nil {
+		return protocol.Result{}, errors.New("bbworker: empty command")
+	}
+	b, err := w.target(ctx, cmd.Builder)
+	if err != nil {
+		if errors.Is(err, protocol.ErrConnectionLost) {
+			return protocol.Result{}, err
+		}
+		header(out, "%v", err)
+		return protocol.Result{ExitCode: -1, Err: err.Error()}, nil
+	}
 	switch {
 	case cmd.Shell != nil:
-		res, err = w.shell(ctx, cmd.Builder, cmd.Shell, out)
+		res, err = w.shell(ctx, b, cmd.Shell, out)
 	case cmd.Git != nil:
-		res, err = w.git(ctx, cmd.Builder, cmd.Git, out)
+		res, err = w.git(ctx, b, cmd.Git, out)
 	case cmd.File != nil:
-		res, err = w.file(ctx, cmd.Builder, cmd.File, out)
+		res, err = w.file(ctx, b, cmd.File, out)
 	case cmd.Upload != nil:
-		res, err = w.upload(ctx, cmd.Builder, cmd.Upload, out)
+		res, err = w.upload(ctx, b, cmd.Upload, out)
 	case cmd.Download != nil:
-		res, err = w.download(ctx, cmd.Builder, cmd.Download, out)
-	default:
-		return protocol.Result{}, errors.New("bbworker: empty command")
+		res, err = w.download(ctx, b, cmd.Download, out)
 	}
 	if res.Elapsed == 0 {
 		res.Elapsed = time.Since(start)
@@ -379,7 +439,7 @@ var errUnsupported = errors.New("bbworker: remote command missing")
 
 // remote runs the remote command name with args for builder and waits for
 // it to complete. Cancelling ctx interrupts it, once; interrupted says so.
-func (w *Worker) remote(ctx context.Context, builder, name string, args map[string]any, s *sink) (r *remote, interrupted bool, err error) {
+func (w *Worker) remote(ctx context.Context, b target, name string, args map[string]any, s *sink) (r *remote, interrupted bool, err error) {
 	if !w.has(name) {
 		return nil, false, errUnsupported
 	}
@@ -387,7 +447,7 @@ func (w *Worker) remote(ctx context.Context, builder, name string, args map[stri
 	s.done = make(chan struct{})
 	defer s.close()
 	id := strconv.FormatUint(w.nextID.Add(1), 10)
-	if err := w.conn.StartCommand(ctx, s, builder, id, name, args); err != nil {
+	if err := w.conn.StartCommand(ctx, s, b.name, id, name, args); err != nil {
 		select {
 		case <-w.conn.Done():
 			return nil, false, fmt.Errorf("%w: %s: %v", protocol.ErrConnectionLost, name, w.Err())
@@ -428,7 +488,7 @@ func (w *Worker) remote(ctx context.Context, builder, name string, args map[stri
 			interrupted = true
 			why := fmt.Sprint(context.Cause(ctx))
 			ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.KeepaliveTimeout)
-			if err := w.conn.InterruptCommand(ictx, builder, id, why); err != nil {
+			if err := w.conn.InterruptCommand(ictx, b.name, id, why); err != nil {
 				w.log.Warn("interrupt command", "command", name, "err", err)
 			}
 			cancel()
@@ -455,8 +515,8 @@ func result(r *remote, interrupted bool) protocol.Result {
 }
 
 // run is remote for a command whose Result is the step's.
-func (w *Worker) run(ctx context.Context, builder, name string, args map[string]any, s *sink) (protocol.Result, error) {
-	r, interrupted, err := w.remote(ctx, builder, name, args, s)
+func (w *Worker) run(ctx context.Context, b target, name string, args map[string]any, s *sink) (protocol.Result, error) {
+	r, interrupted, err := w.remote(ctx, b, name, args, s)
 	if errors.Is(err, errUnsupported) {
 		return w.unsupported(name, s.out), nil
 	}
@@ -537,25 +597,25 @@ func shellArgs(sh *protocol.ShellCommand) map[string]any {
 	return args
 }
 
-func (w *Worker) shell(ctx context.Context, builder string, sh *protocol.ShellCommand, out func(protocol.Output)) (protocol.Result, error) {
+func (w *Worker) shell(ctx context.Context, b target, sh *protocol.ShellCommand, out func(protocol.Output)) (protocol.Result, error) {
 	if (len(sh.Argv) == 0) == (sh.Script == "") {
 		return protocol.Result{}, errors.New("bbworker: shell command needs exactly one of argv and script")
 	}
 	if sig := sh.InterruptSignal; sig != "" && sig != "KILL" && sig != "TERM" {
 		header(out, "interrupt_signal %s: a buildbot-worker sends SIG%s alone on interrupt and timeout, no SIGKILL after it", sig, sig)
 	}
-	return w.run(ctx, builder, "shell", shellArgs(sh), &sink{out: out})
+	return w.run(ctx, b, "shell", shellArgs(sh), &sink{out: out})
 }
 
 // builderPath is p (slash separated, relative to BASEDIR/<builder>) on the
 // worker, as its own path syntax writes it, for the headers gbb-workers
 // write too.
-func (w *Worker) builderPath(builder string, parts ...string) string {
+func (w *Worker) builderPath(b target, parts ...string) string {
 	sep := "/"
 	if strings.Contains(w.info.Basedir, `\`) && !strings.Contains(w.info.Basedir, "/") {
 		sep = `\`
 	}
-	all := []string{strings.TrimRight(w.info.Basedir, sep), builder}
+	all := []string{strings.TrimRight(w.info.Basedir, sep), b.dir}
 	for _, p := range parts {
 		if p != "" && p != "." {
 			all = append(all, strings.ReplaceAll(p, "/", sep))
@@ -568,17 +628,17 @@ func header(out func(protocol.Output), format string, args ...any) {
 	out(protocol.Output{Stream: protocol.Header, Data: fmt.Appendf(nil, format+"\n", args...)})
 }
 
-func (w *Worker) file(ctx context.Context, builder string, f *protocol.FileCommand, out func(protocol.Output)) (protocol.Result, error) {
+func (w *Worker) file(ctx context.Context, b target, f *protocol.FileCommand, out func(protocol.Output)) (protocol.Result, error) {
 	switch f.Op {
 	case protocol.Mkdir:
-		header(out, "mkdir %s", w.builderPath(builder, f.Path))
-		return w.run(ctx, builder, "mkdir", map[string]any{"dir": f.Path, "logEnviron": false}, &sink{out: out})
+		header(out, "mkdir %s", w.builderPath(b, f.Path))
+		return w.run(ctx, b, "mkdir", map[string]any{"dir": f.Path, "logEnviron": false}, &sink{out: out})
 	case protocol.Rmdir:
-		header(out, "rmdir %s", w.builderPath(builder, f.Path))
-		return w.run(ctx, builder, "rmdir", map[string]any{"dir": f.Path, "logEnviron": false, "timeout": int64(120)}, &sink{out: out, quiet: true})
+		header(out, "rmdir %s", w.builderPath(b, f.Path))
+		return w.run(ctx, b, "rmdir", map[string]any{"dir": f.Path, "logEnviron": false, "timeout": int64(120)}, &sink{out: out, quiet: true})
 	case protocol.RemoveFile:
-		header(out, "rmfile %s", w.builderPath(builder, f.Path))
-		return w.run(ctx, builder, "rmfile", map[string]any{"path": f.Path}, &sink{out: out})
+		header(out, "rmfile %s", w.builderPath(b, f.Path))
+		return w.run(ctx, b, "rmfile", map[string]any{"path": f.Path}, &sink{out: out})
 	}
 	return protocol.Result{}, fmt.Errorf("bbworker: unknown file operation %d", f.Op)
 }
@@ -599,7 +659,7 @@ func maxSize(n int64) any {
 	return n
 }
 
-func (w *Worker) upload(ctx context.Context, builder string, u *protocol.UploadCommand, out func(protocol.Output)) (protocol.Result, error) {
+func (w *Worker) upload(ctx context.Context, b target, u *protocol.UploadCommand, out func(protocol.Output)) (protocol.Result, error) {
 	fw := &fileWriter{sink: u.Sink}
 	args := map[string]any{
 		"workdir":   u.Workdir,
@@ -615,7 +675,7 @@ func (w *Worker) upload(ctx context.Context, builder string, u *protocol.UploadC
 	} else {
 		args["keepstamp"] = false
 	}
-	res, err := w.run(ctx, builder, name, args, &sink{out: out})
+	res, err := w.run(ctx, b, name, args, &sink{out: out})
 	if err == nil && res.Err == "" && res.ExitCode == 0 {
 		header(out, "sent %d bytes", fw.written())
 	}
@@ -676,14 +736,14 @@ func (f *fileWriter) failed() error {
 	return f.err
 }
 
-func (w *Worker) download(ctx context.Context, builder string, d *protocol.DownloadCommand, out func(protocol.Output)) (protocol.Result, error) {
+func (w *Worker) download(ctx context.Context, b target, d *protocol.DownloadCommand, out func(protocol.Output)) (protocol.Result, error) {
 	var mode any
 	if d.Mode != 0 {
 		mode = int64(d.Mode.Perm())
 	}
 	fr := &fileReader{src: d.Source}
-	header(out, "receiving %s", w.builderPath(builder, d.Workdir, d.Path))
-	res, err := w.run(ctx, builder, "downloadFile", map[string]any{
+	header(out, "receiving %s", w.builderPath(b, d.Workdir, d.Path))
+	res, err := w.run(ctx, b, "downloadFile", map[string]any{
 		"workdir":    d.Workdir,
 		"workerdest": d.Path,
 		"reader":     FileReader(fr),

@@ -82,7 +82,12 @@ func (m *Master) bbAttach(ctx context.Context, engine *build.Engine, bws *bbWork
 		m.mu.Unlock()
 		actx, cancel := context.WithTimeout(ctx, attachTimeout)
 		w, err := bbworker.Attach(actx, c, bbworker.Config{
-			Builders:          builderList(cfg, c.Name()),
+			Builders: builderList(cfg, c.Name()),
+			CurrentBuilders: func() []bbworker.Builder {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return builderList(m.cfg, c.Name())
+			},
 			KeepaliveInterval: cfg.Protocols.GRPC.KeepaliveInterval,
 			KeepaliveTimeout:  cfg.Protocols.GRPC.KeepaliveTimeout,
 			Logger:            m.log,
