@@ -2,11 +2,14 @@ package pb
 
 import (
 	"bytes"
+	"crypto/md5"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,4 +236,98 @@ func (m *runtimeMem) read() {
 	var s runtime.MemStats
 	runtime.ReadMemStats(&s)
 	m.total = s.TotalAlloc
+}
+
+// pbClient is a minimal PB client, as twisted's, for protocol tests.
+type pbClient struct {
+	t   *testing.T
+	nc  net.Conn
+	dec *decoder
+	req int64
+}
+
+func dialPB(t *testing.T, addr string) *pbClient {
+	nc, d := rawDial(t, addr)
+	c := &pbClient{t: t, nc: nc, dec: d}
+	c.send("pb")
+	d.vocab = true
+	if v := c.read(); fmt.Sprint(v) != fmt.Sprint([]any{[]byte("version"), int64(6)}) {
+		t.Fatalf("version: %v", v)
+	}
+	c.send([]any{"version", int64(6)})
+	return c
+}
+
+func (c *pbClient) send(v any) {
+	b, err := encode(nil, v, true)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nc.Write(b)
+}
+
+func (c *pbClient) read() any {
+	c.t.Helper()
+	v, err := c.dec.expr()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return v
+}
+
+// call sends a message and returns "answer" or "error" and its value.
+func (c *pbClient) call(obj any, method string, args ...any) (string, any) {
+	c.t.Helper()
+	c.req++
+	c.send([]any{"message", c.req, obj, method, int64(1), append([]any{"tuple"}, args...), []any{"dictionary"}})
+	v := c.read().([]any)
+	return string(v[0].([]byte)), v[2]
+}
+
+// login logs in as name with password, returning whether it was refused.
+func (c *pbClient) login(name, password string) (string, any) {
+	c.t.Helper()
+	kind, v := c.call([]byte("root"), "login", []any{"unicode", []byte(name)})
+	if kind != "answer" {
+		c.t.Fatalf("login: %s %v", kind, v)
+	}
+	tup := v.([]any)
+	challenge := tup[1].([]byte)
+	challenger := tup[2].([]any)[1]
+	h := md5.Sum([]byte(password))
+	r := md5.Sum(append(h[:], challenge...))
+	return c.call(challenger, "respond", r[:], []any{"remote", int64(99)})
+}
+
+func TestLoginProtocol(t *testing.T) {
+	t.Parallel()
+	m := newMaster(t, map[string]string{"w1": "sekrit"})
+	c := dialPB(t, m.addr)
+	for range maxLoginFailures - 1 {
+		kind, v := c.login("w1", "guess")
+		var u unjellier
+		f, err := u.unjelly(v)
+		if kind != "error" || err != nil || failureText(f) != "twisted.cred.error.UnauthorizedLogin: " {
+			t.Fatalf("wrong password: %s %q %v", kind, failureText(f), err)
+		}
+	}
+	kind, v := c.login("w1", "sekrit")
+	if kind != "answer" {
+		t.Fatalf("right password: %s %v", kind, v)
+	}
+	if p, ok := v.([]any); !ok || string(p[0].([]byte)) != "remote" {
+		t.Fatalf("login answered %v, want a remote perspective", v)
+	}
+
+	// A guesser is dropped after maxLoginFailures.
+	g := dialPB(t, m.addr)
+	for range maxLoginFailures {
+		if kind, _ := g.login("w2", "guess"); kind != "error" {
+			t.Fatalf("unknown worker: %s", kind)
+		}
+	}
+	closedByServer(t, g.nc)
+	if !strings.Contains(m.logs.String(), "worker=w2") {
+		t.Errorf("no log of the refused guesser:\n%s", m.logs)
+	}
 }

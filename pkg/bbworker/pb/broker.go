@@ -42,12 +42,13 @@ type local interface {
 type callError struct {
 	parents []string // the exception's class and its bases, most specific first
 	msg     string
+	close   bool // close the connection once the failure is sent
 }
 
 func (e *callError) Error() string { return e.parents[0] + ": " + e.msg }
 
 func noSuchMethod(method string) error {
-	return &callError{[]string{"twisted.spread.flavors.NoSuchMethod", "twisted.spread.pb.Error"}, "No such method: remote_" + method}
+	return &callError{parents: []string{"twisted.spread.flavors.NoSuchMethod", "twisted.spread.pb.Error"}, msg: "No such method: remote_" + method}
 }
 
 type localEntry struct {
@@ -258,7 +259,7 @@ func (b *broker) dispatch(m []any) {
 	}
 	var ce *callError
 	if !errors.As(err, &ce) {
-		ce = &callError{[]string{"builtins.RuntimeError"}, err.Error()}
+		ce = &callError{parents: []string{"builtins.RuntimeError"}, msg: err.Error()}
 	}
 	j, jerr := jelly(failure(ce.parents, ce.msg), b.register)
 	if jerr != nil {
@@ -267,6 +268,9 @@ func (b *broker) dispatch(m []any) {
 		return
 	}
 	b.send([]any{"error", reqID, j})
+	if ce.close {
+		b.shut()
+	}
 }
 
 func (b *broker) invoke(m []any) (any, error) {
@@ -280,7 +284,7 @@ func (b *broker) invoke(m []any) (any, error) {
 	}
 	obj, ok := b.lookup(id)
 	if !ok {
-		return nil, &callError{[]string{"twisted.spread.pb.Error"}, "Invalid Object ID"}
+		return nil, &callError{parents: []string{"twisted.spread.pb.Error"}, msg: "Invalid Object ID"}
 	}
 	u := unjellier{locals: b.lookup}
 	a, err := u.unjelly(m[4])

@@ -115,11 +115,11 @@ func (c *conn) StartCommand(ctx context.Context, sink bbworker.CommandSink, buil
 	for k, v := range args {
 		switch x := v.(type) {
 		case bbworker.FileWriter:
-			w := &writer{w: x}
+			w := &writer{w: x, cmd: cmd}
 			cmd.extra = append(cmd.extra, w)
 			v = w
 		case bbworker.FileReader:
-			r := &reader{r: x}
+			r := &reader{r: x, cmd: cmd}
 			cmd.extra = append(cmd.extra, r)
 			v = r
 		}
@@ -256,10 +256,33 @@ func (cmd *command) remote(method string, args []any, kw map[string]any) (any, e
 	return nil, noSuchMethod(method)
 }
 
+// failed ends cmd with the error a file writer or reader of it returned
+// to the worker. The worker's transfer command ends on it, but
+// buildbot-worker 3.7 cannot send the failure it then completes with (a
+// failure that came from the master does not jelly again: its type is
+// a name, not a class), so it never calls complete.
+func (cmd *command) failed(method string, err error) error {
+	if err != nil {
+		cmd.c.mu.Lock()
+		delete(cmd.c.commands, cmd)
+		cmd.c.mu.Unlock()
+		cmd.complete(fmt.Errorf("%s: %w", method, err))
+	}
+	return err
+}
+
 // writer is a FileWriter the worker writes an upload into.
-type writer struct{ w bbworker.FileWriter }
+type writer struct {
+	w   bbworker.FileWriter
+	cmd *command
+}
 
 func (w *writer) remote(method string, args []any, kw map[string]any) (any, error) {
+	v, err := w.call(method, args)
+	return v, w.cmd.failed(method, err)
+}
+
+func (w *writer) call(method string, args []any) (any, error) {
 	switch method {
 	case "write":
 		if len(args) != 1 {
@@ -308,9 +331,17 @@ func seconds(v any) (time.Time, error) {
 }
 
 // reader is a FileReader the worker reads a download from.
-type reader struct{ r bbworker.FileReader }
+type reader struct {
+	r   bbworker.FileReader
+	cmd *command
+}
 
 func (r *reader) remote(method string, args []any, kw map[string]any) (any, error) {
+	v, err := r.call(method, args)
+	return v, r.cmd.failed(method, err)
+}
+
+func (r *reader) call(method string, args []any) (any, error) {
 	switch method {
 	case "read":
 		if len(args) != 1 {

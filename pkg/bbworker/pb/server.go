@@ -20,6 +20,10 @@ import (
 const (
 	// loginTimeout bounds the time from connect to a logged-in worker.
 	loginTimeout = 30 * time.Second
+	// maxLoginFailures is how many refused responses a connection may
+	// have; the last closes it (a worker reconnects after each refusal:
+	// only a password guesser makes more on one connection).
+	maxLoginFailures = 3
 	// pingTimeout is how long a logged-in worker has to answer the ping
 	// a second login under its name causes (buildbot's PING_TIMEOUT).
 	pingTimeout = 10 * time.Second
@@ -189,7 +193,9 @@ type root struct {
 	b  *broker
 	wg *sync.WaitGroup
 
-	conn *conn // set by the login, on the broker's dispatch goroutine
+	// Set on the broker's dispatch goroutine.
+	conn     *conn // the login's
+	failures int   // refused responses
 }
 
 func (r *root) remote(method string, args []any, kw map[string]any) (any, error) {
@@ -216,9 +222,17 @@ type challenger struct {
 	challenge []byte
 }
 
-// unauthorized is the failure a worker takes for a refused password:
-// it logs it and tries again later.
-var unauthorized = &callError{[]string{"twisted.cred.error.UnauthorizedLogin", "twisted.cred.error.LoginFailed"}, ""}
+// refuse logs a refused login and returns the failure a worker takes for
+// it (it logs it and tries again later); the last one a connection may
+// have closes it once sent.
+func (r *root) refuse(name, why string) error {
+	r.s.refuse(r.b, name, why)
+	r.failures++
+	return &callError{
+		parents: []string{"twisted.cred.error.UnauthorizedLogin", "twisted.cred.error.LoginFailed"},
+		close:   r.failures >= maxLoginFailures,
+	}
+}
 
 func (ch *challenger) remote(method string, args []any, kw map[string]any) (any, error) {
 	if method != "respond" {
@@ -239,8 +253,7 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 	b.unregister(ch) // one response per challenge
 	password, known := s.Password(ch.name)
 	if !known {
-		s.refuse(b, ch.name, "unknown worker")
-		return nil, unauthorized
+		return nil, r.refuse(ch.name, "unknown worker")
 	}
 	// pb.respond: md5(md5(password) + challenge).
 	h := md5.Sum([]byte(password))
@@ -248,8 +261,7 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 	m.Write(h[:])
 	m.Write(ch.challenge)
 	if subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) != 1 {
-		s.refuse(b, ch.name, "wrong password")
-		return nil, unauthorized
+		return nil, r.refuse(ch.name, "wrong password")
 	}
 
 	c := &conn{b: b, name: ch.name, mind: mind, commands: make(map[*command]struct{})}
@@ -273,7 +285,7 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 		cancel()
 		if err == nil {
 			s.refuse(b, ch.name, "duplicate of a live connection")
-			return nil, &callError{[]string{"builtins.RuntimeError"}, "rejecting duplicate worker"}
+			return nil, &callError{parents: []string{"builtins.RuntimeError"}, msg: "rejecting duplicate worker"}
 		}
 		b.log.Info("pb: old connection of a worker logging in again is gone", "worker", ch.name, "err", err)
 		old.Close()

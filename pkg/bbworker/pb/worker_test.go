@@ -1,6 +1,7 @@
 package pb
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -102,11 +103,12 @@ type worker struct {
 	done chan struct{}
 }
 
-func startWorker(t *testing.T, addr, name, password string) *worker {
+func startWorker(t *testing.T, addr, name, password string, flags ...string) *worker {
 	t.Helper()
 	bin := testdeb.Need(t, "buildbot-worker", "buildbot-worker")
 	dir := filepath.Join(t.TempDir(), "worker")
-	if out, err := exec.Command(bin, "create-worker", "-q", "--maxdelay=2", dir, addr, name, password).CombinedOutput(); err != nil {
+	args := append([]string{"create-worker", "-q", "--maxdelay=2"}, flags...)
+	if out, err := exec.Command(bin, append(args, dir, addr, name, password)...).CombinedOutput(); err != nil {
 		t.Fatalf("create-worker: %v\n%s", err, out)
 	}
 	w := &worker{dir: dir, done: make(chan struct{})}
@@ -248,7 +250,7 @@ func shell(t *testing.T, c bbworker.Conn, id string, command any) *sink {
 func TestLoginAndWorkerInfo(t *testing.T) {
 	t.Parallel()
 	m := newMaster(t, map[string]string{"w1": "sekrit"})
-	w := startWorker(t, m.addr, "w1", "sekrit")
+	w := startWorker(t, m.addr, "w1", "sekrit", "--keepalive=1")
 	c := m.conn(t, w)
 	if c.Name() != "w1" || c.Protocol() != "pb" || !strings.HasPrefix(c.Remote(), "127.0.0.1:") {
 		t.Errorf("conn: name %q protocol %q remote %q", c.Name(), c.Protocol(), c.Remote())
@@ -292,6 +294,27 @@ func TestLoginAndWorkerInfo(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(w.dir, d)); err != nil || !fi.IsDir() {
 			t.Errorf("builder dir %s: %v", d, err)
 		}
+	}
+	// The worker's own keepalives (perspective_keepalive) are answered.
+	waitFor(t, time.Minute, "the worker's keepalives answered", func() bool {
+		return strings.Count(w.log(), "Master replied to keepalive") >= 2
+	})
+	if l := w.log(); strings.Contains(l, "error sending keepalive") {
+		t.Errorf("keepalive failed:\n%s", l)
+	}
+	// The master shuts the worker down (remote_shutdown): it goes.
+	if err := c.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown left the connection up")
+	}
+	select {
+	case <-w.done:
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown left the worker running")
 	}
 }
 
@@ -357,6 +380,9 @@ type memWriter struct {
 	buf      bytes.Buffer
 	modified time.Time
 	closed   bool
+	unpacked bool
+
+	unpackErr error // what Unpack returns
 }
 
 func (w *memWriter) Write(p []byte) error {
@@ -373,7 +399,12 @@ func (w *memWriter) Utime(_, modified time.Time) error {
 	return nil
 }
 
-func (w *memWriter) Unpack() error { return errors.New("not a directory upload") }
+func (w *memWriter) Unpack() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.unpacked = true
+	return w.unpackErr
+}
 
 func (w *memWriter) Close() error {
 	w.mu.Lock()
@@ -565,5 +596,90 @@ func TestDuplicateLoginRefused(t *testing.T) {
 	}
 	if err := c.Print(ctxT(t), "still here"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDirectoryUpload(t *testing.T) {
+	t.Parallel()
+	_, w, c := attached(t)
+	src := filepath.Join(w.dir, "bdir", "build", "out")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"a.txt": "alpha\n", "sub/b.bin": "\x00\x01\xff"}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upload := func(wr *memWriter) *sink {
+		s := newSink()
+		err := c.StartCommand(ctxT(t), s, "b", "ud", "uploadDirectory", map[string]any{
+			"workdir": "build", "workersrc": "out", "writer": bbworker.FileWriter(wr),
+			"maxsize": nil, "blocksize": int64(4096), "compress": nil,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	wr := &memWriter{}
+	if err := upload(wr).wait(t); err != nil {
+		t.Fatal(err)
+	}
+	wr.mu.Lock()
+	got := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(wr.buf.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the upload is no tar: %v", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			got[strings.TrimPrefix(h.Name, "./")] = string(b)
+		}
+	}
+	// A directory upload ends with unpack; the worker does not close.
+	if !wr.unpacked {
+		t.Error("not unpacked")
+	}
+	wr.mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(files) {
+		t.Errorf("tar holds %v, want %v", got, files)
+	}
+
+	// The master's error reaches the worker as a failure, and ends the
+	// command with it.
+	s := upload(&memWriter{unpackErr: errors.New("disk full on the master")})
+	if err := s.wait(t); err == nil || !strings.Contains(err.Error(), "disk full on the master") {
+		t.Errorf("failed unpack completed with %v", err)
+	}
+}
+
+func TestStoppedWorkerFoundByKeepalive(t *testing.T) {
+	t.Parallel()
+	_, w, c := attached(t)
+	// SIGSTOP: the connection stays open but nothing answers, as with
+	// a worker behind a dead network.
+	if err := syscall.Kill(w.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := c.Keepalive(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Keepalive to a stopped worker: %v", err)
+	}
+	c.Close()
+	select {
+	case <-c.Done():
+		t.Logf("Done %v after SIGSTOP", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done did not close after Close")
 	}
 }
