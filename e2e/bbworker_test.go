@@ -216,6 +216,9 @@ var killedRunning = regexp.MustCompile(` running .*, attempting to kill`)
 // written as BASEDIR/BUILDER, its header lines reduced to stepHeaders
 // (the command a timeout killed left out),
 // and a tar's size left out (Python's tarfile pads to 10 KiB).
+//
+// Each channel is compared on its own: stdout and stderr are two pipes, so
+// how their lines interleave varies from run to run on either worker.
 func bbComparable(log, basedir string) string {
 	var b strings.Builder
 	for _, l := range strings.SplitAfter(log, "\n") {
@@ -227,7 +230,16 @@ func bbComparable(log, basedir string) string {
 		l = killedRunning.ReplaceAllString(l, " running COMMAND, attempting to kill")
 		b.WriteString(l)
 	}
-	return b.String()
+	// Channel by channel, each in its order.
+	var sorted []string
+	for _, ch := range "hoe" {
+		for _, l := range strings.SplitAfter(b.String(), "\n") {
+			if l != "" && rune(l[0]) == ch {
+				sorted = append(sorted, l)
+			}
+		}
+	}
+	return strings.Join(sorted, "")
 }
 
 func TestBBWorkerBuild(t *testing.T) {
