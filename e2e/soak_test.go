@@ -46,7 +46,9 @@ const (
 	soakPrint    = 40 // lines the print step prints
 	soakTail     = 10 // lines the maybe-fail step prints
 	soakHookBrs  = 3  // webhook pushes go to branches hook/0..hook/2
-	soakNSWorker = 2  // of the four workers, the last two run in namespaces
+	soakNSWorker = 2  // of the five workers, the last two run in namespaces
+	// soakBBWorker is the buildbot-worker's name; it serves b-c.
+	soakBBWorker = "bb1"
 	// soakMaxReconnect bounds how long a worker may take to attach again
 	// once it or the master restarted (on a loaded 2-core machine), and
 	// soakMaxLinkReconnect once its link is back: the master may have
@@ -68,6 +70,10 @@ no_such_key = "a bad config is refused"
 {{end}}
 [protocols.grpc]
 port = {{.GRPCPort}}
+interface = "{{.HostAddr}}"
+
+[protocols.msgpack]
+port = {{.BBPort}}
 interface = "{{.HostAddr}}"
 
 [www]
@@ -129,13 +135,15 @@ type soakBuilder struct {
 }
 
 type soakConfigData struct {
-	WebPort, GRPCPort int
-	HostAddr, Repo    string
-	Mark              string
-	Print, Tail       int
-	Workers           []string
-	Builders          []soakBuilder
-	Extra, Bad        bool
+	// BBPort is [protocols.msgpack]'s, where the buildbot-worker
+	// (soakBBWorker) logs in.
+	WebPort, GRPCPort, BBPort int
+	HostAddr, Repo            string
+	Mark                      string
+	Print, Tail               int
+	Workers                   []string
+	Builders                  []soakBuilder
+	Extra, Bad                bool
 }
 
 // soakProc is a process the soak started: a master or a worker.
@@ -267,9 +275,12 @@ func TestSoak(t *testing.T) {
 	defer s.teardown()
 
 	s.repo = makeRepo(t, filepath.Join(dir, "repo"), map[string]string{"n": "0\n"})
-	names := []string{"w1", "w2", "w3", "w4"}
+	// One buildbot-worker (Debian's buildbot-worker 3.7, over msgpack)
+	// among the gbb-workers, on the host: killed and restarted as they are.
+	needBuildbotWorker(t)
+	names := []string{soakBBWorker, "w1", "w2", "w3", "w4"}
 	s.data = soakConfigData{
-		WebPort: freePort(t), GRPCPort: freePort(t), HostAddr: soakNet + ".1", Repo: s.repo,
+		WebPort: freePort(t), GRPCPort: freePort(t), BBPort: freePort(t), HostAddr: soakNet + ".1", Repo: s.repo,
 		Mark: "soak-" + s.id, Print: soakPrint, Tail: soakTail, Workers: names,
 	}
 	s.writeConfig(false, false)
@@ -338,9 +349,13 @@ func TestSoak(t *testing.T) {
 	}
 
 	c := s.counts
-	var builds, retries int
+	var builds, retries, onBB int
 	s.withStore(func(db *store.DB) {
 		all, err := db.Builds(store.BuildFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb, err := db.WorkerByName(soakBBWorker)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,10 +364,16 @@ func TestSoak(t *testing.T) {
 			if b.Results == store.Retry {
 				retries++
 			}
+			if b.WorkerID == bb.ID && b.Results != store.Retry {
+				onBB++
+			}
 		}
 	})
-	t.Logf("soak summary: seed %d, builds %d, retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good (%d while the master started) / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
-		seed, builds, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.earlyReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
+	if onBB == 0 {
+		t.Errorf("no build ran to its end on the buildbot-worker %s", soakBBWorker)
+	}
+	t.Logf("soak summary: seed %d, builds %d (%d on the buildbot-worker), retries %d, forces %d, commits %d, webhook pushes %d, worker kills %d, master restarts %d, link cuts %d, reconfigs %d good (%d while the master started) / %d bad, reconnects %d (slowest %v after a restart, %v after a link came back), scheduler catch-ups after a crash %d, lost items %d",
+		seed, builds, onBB, retries, c.forces, c.commits, c.hooks, c.workerKills, c.masterKills, c.linkCuts, c.goodReconfigs, c.earlyReconfigs, c.badRecfg, c.reconnects, c.maxReconnect.Round(time.Millisecond), c.maxLinkReconnect.Round(time.Millisecond), caughtUp, lost)
 	if lost > 0 {
 		t.Errorf("lost items: %d (seed %d)", lost, seed)
 	}
@@ -444,7 +465,7 @@ func (s *soakRun) writeConfig(extra, bad bool) {
 	d.Builders = []soakBuilder{
 		{"b-a", []string{"w1", "w3"}},
 		{"b-b", []string{"w2", "w4"}},
-		{"b-c", []string{"w1", "w2", "w3", "w4"}},
+		{"b-c", []string{soakBBWorker, "w1", "w2", "w3", "w4"}},
 	}
 	if extra {
 		d.Builders = append(d.Builders, soakBuilder{"b-x", []string{"w3", "w4"}})
@@ -547,6 +568,10 @@ func (s *soakRun) startWorker(name string) {
 	s.mu.Lock()
 	w := s.workers[name]
 	s.mu.Unlock()
+	if name == soakBBWorker {
+		s.startBBWorker(w)
+		return
+	}
 	args := []string{"-master", fmt.Sprintf("%s.1:%d", soakNet, s.data.GRPCPort), "-name", name, "-password", "pw-" + name,
 		"-basedir", filepath.Join(s.dir, "worker-"+name)}
 	bin := s.worker
@@ -555,6 +580,23 @@ func (s *soakRun) startWorker(name string) {
 		bin = "ip"
 	}
 	p, err := soakStart(filepath.Join(s.dir, "worker-"+name+".out"), bin, args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	w.proc = p
+	s.mu.Unlock()
+}
+
+// startBBWorker starts the buildbot-worker, made with create-worker the
+// first time, in the foreground (so that it can be SIGKILLed).
+func (s *soakRun) startBBWorker(w *soakWorker) {
+	dir := filepath.Join(s.dir, "worker-"+w.name)
+	if _, err := os.Stat(filepath.Join(dir, "buildbot.tac")); err != nil {
+		mustRun(s.t, "buildbot-worker", "create-worker", "--protocol", "msgpack_experimental_v7", "--umask=0o22", "--maxdelay=2",
+			dir, fmt.Sprintf("%s:%d", s.data.HostAddr, s.data.BBPort), w.name, "pw-"+w.name)
+	}
+	p, err := soakStart(filepath.Join(s.dir, "worker-"+w.name+".out"), "buildbot-worker", "start", "--nodaemon", dir)
 	if err != nil {
 		s.t.Fatal(err)
 	}

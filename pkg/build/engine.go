@@ -150,8 +150,38 @@ type Engine struct {
 	logFails map[int64]error // guarded by mu
 }
 
+// Worker is a connected worker as the engine drives it: a gbb-worker's
+// *protocol.WorkerConn, or a buildbot-worker's *bbworker.Worker. The
+// methods are those of *protocol.WorkerConn, with its documentation:
+//
+//   - Name, Info and Remote do not change while the connection lasts.
+//   - Done is closed when the connection ends; Err then says why, and
+//     Run returns protocol.ErrConnectionLost for a command that did not
+//     complete. Close ends the connection with a reason.
+//   - Draining is closed when the worker said it is stopping gently; a
+//     worker that never says so returns a channel that is never closed.
+//   - Run runs one command; several may run at once (one per build).
+//     Cancelling ctx interrupts the command, which then still completes.
+//   - Kept lists the commands the worker kept from a previous master
+//     run (finish_steps_on_restart); Resume and Abandon answer each. A
+//     worker that keeps none returns nil from Kept, and errors from
+//     Resume and Abandon.
+type Worker interface {
+	Name() string
+	Info() protocol.WorkerInfo
+	Remote() string
+	Done() <-chan struct{}
+	Draining() <-chan struct{}
+	Close(reason error)
+	Err() error
+	Run(ctx context.Context, cmd protocol.Command, out func(protocol.Output)) (protocol.Result, error)
+	Kept() []protocol.Kept
+	Resume(ctx context.Context, key string, offset int64, out func(protocol.Output)) (protocol.Result, error)
+	Abandon(ctx context.Context, key, why string) error
+}
+
 type workerState struct {
-	conn    *protocol.WorkerConn
+	conn    Worker
 	id      int64
 	running int
 	// builders counts the running builds by builder name: as buildbot's
@@ -344,7 +374,7 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // Attach registers a connected worker; it is used until its connection ends.
-func (e *Engine) Attach(c *protocol.WorkerConn) {
+func (e *Engine) Attach(c Worker) {
 	name := c.Name()
 	log := e.log.With("worker", name)
 	w, err := e.st.WorkerByName(name)
@@ -359,6 +389,9 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	}
 	for k, v := range info.Extra {
 		m[k] = v
+	}
+	if m["protocol"] == "" {
+		m["protocol"] = "gbb" // a buildbot-worker's says "pb" or "msgpack"
 	}
 	// connMu orders this record and the old connection's "disconnected",
 	// so a worker replacing its own dead connection stays connected.
@@ -382,7 +415,7 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 	if undrain {
 		e.clearDrainMark(w.ID, log)
 	}
-	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version)
+	log.Info("worker attached", "host", info.Host, "os", info.OS, "arch", info.Arch, "version", info.Version, "protocol", m["protocol"])
 	e.wg.Go(func() {
 		select {
 		case <-c.Draining():
@@ -417,7 +450,7 @@ func (e *Engine) Attach(c *protocol.WorkerConn) {
 // distribution: it said it is stopping gently, so it would refuse a new
 // build's commands. Its running builds go on. As buildbot's worker asking
 // for its graceful shutdown, the stored worker shows graceful meanwhile.
-func (e *Engine) workerDraining(name string, c *protocol.WorkerConn, log *slog.Logger) {
+func (e *Engine) workerDraining(name string, c Worker, log *slog.Logger) {
 	e.mu.Lock()
 	ws, ok := e.conns[name]
 	if !ok || ws.conn != c {

@@ -477,7 +477,7 @@ func (e *Engine) takePending(key, worker string) (store.ResumePoint, bool) {
 // does not resume. It logs one line per worker's hello, with the count
 // and a few keys (a worker's hello may list up to protocol.MaxKept), and
 // gives up at the first that cannot be sent within 10s.
-func (e *Engine) abandonKept(ctx context.Context, c *protocol.WorkerConn, keys []string, why string) {
+func (e *Engine) abandonKept(ctx context.Context, c Worker, keys []string, why string) {
 	if len(keys) == 0 {
 		return
 	}

@@ -429,6 +429,11 @@ func checkTarName(name string, parts []string) error {
 // entry makes one tar entry.
 func (u *unpacker) entry(h *tar.Header, r io.Reader) error {
 	name := filepath.Clean(filepath.FromSlash(h.Name))
+	if h.Name == "/" && h.Typeflag == tar.TypeDir {
+		// buildbot-worker's directory upload (tarfile's add(path, ''))
+		// names its top "/".
+		name = "."
+	}
 	if name == "." {
 		if h.Typeflag == tar.TypeDir {
 			return nil

@@ -287,3 +287,22 @@ func TestUnpackSparseBomb(t *testing.T) {
 	}
 	assertNothingLeft(t, base)
 }
+
+// TestUnpackBuildbotWorkerTop: buildbot-worker's uploadDirectory makes its
+// tar with Python's tarfile.add(path, ”), whose top directory is named
+// "/"; it is the upload's top, as buildbot's master's extractall takes it.
+func TestUnpackBuildbotWorkerTop(t *testing.T) {
+	t.Parallel()
+	base, skipped, err := unpackIn(t, context.Background(), []tarEntry{
+		{Type: tar.TypeDir, Name: "/"},
+		{Type: tar.TypeDir, Name: "sub/"},
+		{Type: tar.TypeReg, Name: "sub/copy.txt", Body: "hello\n"},
+	})
+	if err != nil || len(skipped) > 0 {
+		t.Fatalf("unpack: %v, skipped %q", err, skipped)
+	}
+	got, err := os.ReadFile(filepath.Join(base, "dest", "sub", "copy.txt"))
+	if err != nil || string(got) != "hello\n" {
+		t.Fatalf("sub/copy.txt = %q, %v", got, err)
+	}
+}

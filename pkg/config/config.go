@@ -79,7 +79,9 @@ type Config struct {
 
 // Protocols is [protocols]: how workers reach the master.
 type Protocols struct {
-	GRPC GRPC // [protocols.grpc]
+	GRPC    GRPC       // [protocols.grpc]
+	PB      BBProtocol // [protocols.pb]: buildbot-workers over Perspective Broker; off unless the table is there
+	Msgpack BBProtocol // [protocols.msgpack]: buildbot-workers over msgpack_experimental_v7; off unless the table is there
 }
 
 // GRPC is [protocols.grpc], the port workers connect to.
@@ -180,7 +182,13 @@ type Worker struct {
 	// away before NotifyOnMissing hears of it; zero means
 	// DefaultMissingTimeout (1h, as buildbot's 3600 s).
 	MissingTimeout time.Duration
-	Line           int // line of the [[workers]] table, for messages
+	// Protocol is protocol: the one protocol the worker may log in with,
+	// ProtocolGBB ("gbb", a gbb-worker), ProtocolPB ("pb") or
+	// ProtocolMsgpack ("msgpack") for a buildbot-worker; "" (the default)
+	// means any. Naming it lets checkconfig see what a builder's workers
+	// can run.
+	Protocol string
+	Line     int // line of the [[workers]] table, for messages
 }
 
 // Builder is one [[builders]] table.

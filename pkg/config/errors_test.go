@@ -97,10 +97,10 @@ interface = 127
 		{
 			name: "unknown protocol",
 			toml: `
-[protocols.pb]
+[protocols.amqp]
 port = 9989
 `,
-			want: []string{`master.toml:1: protocols.pb: unknown key`},
+			want: []string{`master.toml:1: protocols.amqp: unknown key`},
 		},
 		{
 			name: "tables of the wrong type",

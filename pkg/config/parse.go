@@ -337,6 +337,8 @@ func (d *decoder) config(t *table) *Config {
 			d.grpcTLS(g, &c.Protocols.GRPC)
 			g.done()
 		}
+		c.Protocols.PB = d.bbProtocol(p, "pb", DefaultPBPort)
+		c.Protocols.Msgpack = d.bbProtocol(p, "msgpack", DefaultMsgpackPort)
 		p.done()
 	}
 	if w, ok := t.sub("www"); ok {
@@ -402,6 +404,9 @@ func (d *decoder) config(t *table) *Config {
 	t.done()
 	c.KeyFiles = d.keyFiles
 	d.checkMasterPaths(c)
+	d.checkPorts(c)
+	d.checkWorkerProtocols(c)
+	d.checkBuildbotWorkerSteps(c)
 	return c
 }
 
@@ -464,6 +469,7 @@ func (d *decoder) worker(t *table, seen map[string]int) Worker {
 	}
 	w.Properties = properties(t, "properties")
 	d.workerMissing(t, &w)
+	d.workerProtocol(t, &w)
 	password, hasPassword := t.str("password")
 	file, hasFile := t.str("password_file")
 	switch {

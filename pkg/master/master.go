@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gbb-ci/gbb/internal/masterfiles"
+	"github.com/gbb-ci/gbb/pkg/bbworker"
 	"github.com/gbb-ci/gbb/pkg/build"
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -49,6 +50,8 @@ type Master struct {
 	missing   *missingWatcher      // guarded by mu; likewise
 	// schedIDs are the schedulers' API ids, by name (see schedulerIDs).
 	schedIDs map[string]int64 // guarded by mu
+	// bbws are the attached buildbot-workers while Run runs.
+	bbws *bbWorkers // guarded by mu
 
 	// cleanStop is closed by StopClean (once, under cleanOnce).
 	cleanStop chan struct{}
@@ -59,6 +62,8 @@ type Master struct {
 type Addrs struct {
 	Worker net.Addr // the gRPC port workers dial
 	Web    net.Addr
+	// PB and Msgpack are the buildbot-worker ports; nil when off.
+	PB, Msgpack net.Addr
 }
 
 // New makes a master for the config loaded from basedir; a nil log discards.
@@ -207,13 +212,14 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		m.mu.Lock()
 		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = nil, nil, nil, nil, nil, nil, nil
 		m.reporters, m.missing = nil, nil
+		m.bbws = nil
 		m.mu.Unlock()
 	}()
 	engine.SetTriggerer(scheds)
 
 	srv := protocol.NewServer(protocol.ServerConfig{
 		Password:      m.workerPassword,
-		Attach:        engine.Attach,
+		Attach:        func(c *protocol.WorkerConn) { engine.Attach(c) },
 		Logger:        m.log,
 		MasterVersion: Version,
 
@@ -249,12 +255,21 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
+	bws := &bbWorkers{changed: map[*bbworker.Worker]chan struct{}{}}
+	bbls, err := m.listenBB(gctx, cfg, engine, bws)
+	if err != nil {
+		return err
+	}
+	for _, l := range bbls {
+		defer l.ln.Close()
+	}
 	// From here a reconfig applies to the running components; one that
 	// came while they were being made is applied now.
 	m.mu.Lock()
 	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = st, engine, scheds, pols, gctx, websrv, wtls
 	m.reporters, m.missing = reps, missing
 	m.schedIDs = sids
+	m.bbws = bws
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
 	} else {
@@ -276,13 +291,23 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	g.Go(func() error { return reps.Run(gctx) })
 	g.Go(func() error { return missing.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
+	addrs := Addrs{Worker: wlis.Addr(), Web: hlis.Addr()}
+	for _, l := range bbls {
+		g.Go(func() error { return serveBB(gctx, l, m.log) })
+		if l.name == config.ProtocolPB {
+			addrs.PB = l.ln.Addr()
+		} else {
+			addrs.Msgpack = l.ln.Addr()
+		}
+		m.log.Info("buildbot-worker port listening", "protocol", l.name, "addr", l.ln.Addr().String())
+	}
 	if wtls != nil {
 		g.Go(func() error { return wtls.runExpiryCheck(gctx) })
 	}
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
 	if ready != nil {
-		ready(Addrs{Worker: wlis.Addr(), Web: hlis.Addr()})
+		ready(addrs)
 	}
 	err = g.Wait()
 	if errors.Is(err, errStoppedClean) {
@@ -387,11 +412,21 @@ func clearConnections(st *store.DB, masterID int64) error {
 // current config, and whether it is configured: the worker proves it
 // knows it (pkg/protocol's login), and a removed worker is refused.
 func (m *Master) workerPassword(name string) (string, bool) {
+	return m.workerPasswordFor(name, config.ProtocolGBB)
+}
+
+// workerPasswordFor returns the password of worker name when it may log
+// in with protocol (its protocol key is unset, or that protocol).
+func (m *Master) workerPasswordFor(name, protocol string) (string, bool) {
 	m.mu.Lock()
 	workers := m.cfg.Workers
 	m.mu.Unlock()
 	for _, w := range workers {
 		if w.Name == name {
+			if !w.AcceptsProtocol(protocol) {
+				m.log.Warn("worker refused: its protocol key names another protocol", "worker", name, "protocol", protocol, "configured", w.Protocol)
+				return "", false
+			}
 			return w.Password, true
 		}
 	}
@@ -434,6 +469,7 @@ func (m *Master) Reconfig(path string) error {
 	if cfg.DB.URL != old.DB.URL {
 		restart = append(restart, "db.url")
 	}
+	restart = append(restart, bbRestart(old.Protocols, cfg.Protocols)...)
 	if len(restart) > 0 {
 		return fmt.Errorf("%s: needs a restart (gbb-master restart); nothing was changed", strings.Join(restart, "; "))
 	}
@@ -510,6 +546,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 		m.log.Error("reconfig: reporters", "err", err)
 	}
 	m.missing.setWorkers(cfg.Workers)
+	m.bbws.notify()
 	m.web.SetAccess(cfg.WWW.Auth, cfg.WWW.Authz)
 	if err := m.web.SetTLS(cfg.WWW.TLS); err != nil {
 		m.log.Error("reconfig: the web certificate in force stays", "err", err)

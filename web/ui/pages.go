@@ -430,8 +430,11 @@ type workerRow struct {
 	Name                     string
 	Online, Paused, Graceful bool
 	Admin, Host, OS, Version string
-	Builders                 []builderRef
-	Running                  []buildRow
+	// Protocol is the worker's: "gbb", or "pb" or "msgpack" for a
+	// buildbot-worker (whose Version is then buildbot-worker's).
+	Protocol string
+	Builders []builderRef
+	Running  []buildRow
 }
 
 type builderRef struct {
@@ -476,6 +479,7 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) {
 			ID: wk.ID, Name: wk.Name, Online: len(wk.ConnectedTo) > 0, Paused: wk.Paused, Graceful: wk.Graceful,
 			Admin: wk.Info["admin"], Host: wk.Info["host"], OS: cmp.Or(wk.Info["os"], wk.Info["system"]),
 			Version: cmp.Or(wk.Info["version"], wk.Info["worker_version"]), Running: byWorker[wk.ID],
+			Protocol: wk.Info["protocol"],
 		}
 		seen := map[int64]bool{}
 		for _, bm := range wk.ConfiguredOn {
