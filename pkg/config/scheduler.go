@@ -21,7 +21,8 @@ var ForceParamTypes = []string{"string", "text", "int", "bool", "choice"}
 //
 //   - every type: type, name, builder_names, properties;
 //   - single_branch, any_branch: the change filter keys (branch, branch_re,
-//     project, repository, category, codebase, files, only_important) and
+//     project, repository, category, codebase, files, only_important,
+//     skip_ci) and
 //     tree_stable_timer; single_branch needs branch or another filter key;
 //   - periodic: period, and the change filter keys with only_if_changed;
 //   - nightly: minute, hour, day_of_month, month, day_of_week, or cron
@@ -53,6 +54,7 @@ type Scheduler struct {
 	Codebase      string   // codebase: changes of this codebase only
 	Files         []string // files: patterns of the important files; nil (the default) makes every change important
 	OnlyImportant bool     // only_important: drop unimportant changes instead of building them with the next important one; default false
+	SkipCI        []string // skip_ci: regexps; a change whose comments match one does not pass the filter; nil (unset) means DefaultSkipCI, [] skips none
 
 	TreeStableTimer Duration // tree_stable_timer: single_branch and any_branch; zero (the default) starts a buildset for each important change at once
 
@@ -89,7 +91,7 @@ type ForceParam struct {
 
 // Keys only some scheduler types take.
 var (
-	filterKeys   = []string{"branch", "branch_re", "project", "repository", "category", "codebase", "files", "only_important"}
+	filterKeys   = []string{"branch", "branch_re", "project", "repository", "category", "codebase", "files", "only_important", "skip_ci"}
 	changeKeys   = []string{"tree_stable_timer"}
 	timedKeys    = []string{"only_if_changed"}
 	periodicKeys = []string{"period"}
@@ -200,6 +202,7 @@ func (d *decoder) changeFilter(t *table, s *Scheduler) {
 		s.Files = files
 	}
 	s.OnlyImportant, _ = t.boolean("only_important")
+	d.skipCI(t, s)
 	if s.Type == "single_branch" && !t.has("branch") &&
 		!slices.ContainsFunc(filterKeys[1:6], t.has) {
 		t.errorf("branch", "required (or another change filter key: branch_re, project, repository, category, codebase)")
