@@ -70,3 +70,72 @@ skip_ci = "[ci skip]"
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
+
+func TestDependentAndNightlyTriggerable(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, "master.toml", schedulerHeader+`[[schedulers]]
+type = "single_branch"
+name = "up"
+branch = "main"
+builder_names = ["b"]
+[[schedulers]]
+type = "dependent"
+name = "dep"
+upstream = "up"
+builder_names = ["b"]
+[[schedulers]]
+type = "nightly_triggerable"
+name = "nt"
+hour = 3
+minute = 15
+builder_names = ["b"]
+[[builders]]
+name = "t"
+worker_names = ["w"]
+  [[builders.steps]]
+  type = "trigger"
+  scheduler_names = ["nt"]
+`)
+	got := []Scheduler{cfg.Schedulers[1], cfg.Schedulers[2]}
+	want := []Scheduler{
+		{Type: "dependent", Name: "dep", Upstream: "up", BuilderNames: []string{"b"}, Line: 12},
+		{Type: "nightly_triggerable", Name: "nt", Cron: "15 3 * * *", BuilderNames: []string{"b"}, Line: 17},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("schedulers (-want +got):\n%s", diff)
+	}
+
+	errs := parseErrors(t, `[[schedulers]]
+type = "dependent"
+name = "d1"
+builder_names = ["b"]
+[[schedulers]]
+type = "dependent"
+name = "d2"
+upstream = "nosuch"
+builder_names = ["b"]
+[[schedulers]]
+type = "dependent"
+name = "d3"
+upstream = "d3"
+branch = "main"
+builder_names = ["b"]
+[[schedulers]]
+type = "nightly_triggerable"
+name = "nt"
+only_if_changed = true
+cron = "bad"
+builder_names = ["b"]
+`)
+	want2 := []string{
+		`master.toml:7: schedulers[0].upstream: required`,
+		`master.toml:14: schedulers[1].upstream: unknown scheduler "nosuch"`,
+		`master.toml:19: schedulers[2].upstream: a scheduler cannot depend on itself`,
+		`master.toml:20: schedulers[2].branch: not for a dependent scheduler`,
+		`master.toml:25: schedulers[3].only_if_changed: not for a nightly_triggerable scheduler`,
+		`master.toml:26: schedulers[3].cron: expected exactly 5 fields, found 1: [bad]`,
+	}
+	if diff := cmp.Diff(want2, errs); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}

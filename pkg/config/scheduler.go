@@ -12,7 +12,7 @@ import (
 )
 
 // SchedulerTypes are the values of a scheduler's type.
-var SchedulerTypes = []string{"single_branch", "any_branch", "force", "periodic", "nightly", "triggerable"}
+var SchedulerTypes = []string{"single_branch", "any_branch", "force", "periodic", "nightly", "triggerable", "dependent", "nightly_triggerable"}
 
 // ForceParamTypes are the values of a force parameter's type.
 var ForceParamTypes = []string{"string", "text", "int", "bool", "choice"}
@@ -28,7 +28,9 @@ var ForceParamTypes = []string{"string", "text", "int", "bool", "choice"}
 //   - nightly: minute, hour, day_of_month, month, day_of_week, or cron
 //     instead, and the change filter keys with only_if_changed;
 //   - force: reason, label, button_name and [[schedulers.params]];
-//   - triggerable: nothing more.
+//   - triggerable: nothing more;
+//   - dependent: upstream (see dependent.go);
+//   - nightly_triggerable: the nightly keys (see dependent.go).
 //
 // A change passes the filter when it matches every filter key set. Its
 // files decide whether it is important (buildbot's fileIsImportant): with
@@ -61,6 +63,8 @@ type Scheduler struct {
 	Period        Duration // period: periodic only, required and positive
 	Cron          string   // nightly only: cron, or the spec made of minute, hour, day_of_month, month, day_of_week (default "0 * * * *", as buildbot's Nightly); cron's day of week counts from 0 = Sunday
 	OnlyIfChanged bool     // only_if_changed: periodic and nightly; skip a time when no important change arrived since the last buildset (the first time always builds); default false
+
+	Upstream string // upstream: dependent only, required: the scheduler whose buildsets it follows
 
 	Reason     string       // reason: force only, the reason field's default; default DefaultForceReason
 	Label      string       // label: force only; "" (the default) means the name
@@ -97,6 +101,7 @@ var (
 	periodicKeys = []string{"period"}
 	nightlyKeys  = []string{"minute", "hour", "day_of_month", "month", "day_of_week", "cron"}
 	forceKeys    = []string{"reason", "label", "button_name", "params"}
+	dependKeys   = []string{"upstream"}
 )
 
 // schedulerKeys returns the type-specific keys typ takes.
@@ -110,6 +115,10 @@ func schedulerKeys(typ string) []string {
 		return slices.Concat(filterKeys, timedKeys, nightlyKeys)
 	case "force":
 		return forceKeys
+	case "dependent":
+		return dependKeys
+	case "nightly_triggerable":
+		return nightlyKeys
 	}
 	return nil
 }
@@ -129,12 +138,12 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 	}
 	if !known {
 		// Unknown or missing type: which keys apply is unknown.
-		t.ignore(slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys)...)
+		t.ignore(slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys, dependKeys)...)
 		t.done()
 		return s
 	}
 	takes := schedulerKeys(typ)
-	for _, k := range slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys) {
+	for _, k := range slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys, dependKeys) {
 		if t.has(k) && !slices.Contains(takes, k) {
 			t.ignore(k)
 			t.errorf(k, "not for a %s scheduler", typ)
@@ -160,8 +169,10 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 				s.Period = p
 			}
 		}
-	case "nightly":
+	case "nightly", "nightly_triggerable":
 		s.Cron = d.nightly(t)
+	case "dependent":
+		d.dependent(t, &s)
 	case "force":
 		s.Reason = DefaultForceReason
 		if t.has("reason") {
