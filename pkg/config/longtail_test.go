@@ -139,3 +139,73 @@ builder_names = ["b"]
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
+
+func TestForceParamKinds(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, "master.toml", schedulerHeader+`[[schedulers]]
+type = "force"
+name = "f"
+builder_names = ["b"]
+  [[schedulers.params]]
+  name = "release"
+  type = "fixed"
+  default = 1
+  [[schedulers.params]]
+  name = "username"
+  type = "username"
+  label = "Who:"
+  need_email = false
+  [[schedulers.params]]
+  name = "suites"
+  type = "multiple_choice"
+  choices = ["unit", "race"]
+  default = ["race"]
+  [[schedulers.params]]
+  name = "workername"
+  type = "worker_choice"
+`)
+	want := []ForceParam{
+		{Name: "release", Label: "release", Type: "fixed", Default: int64(1), Line: 11},
+		{Name: "username", Label: "Who:", Type: "username", Default: "", Line: 15},
+		{Name: "suites", Label: "suites", Type: "multiple_choice", Choices: []string{"unit", "race"}, Default: []string{"race"}, Line: 20},
+		{Name: "workername", Label: "workername", Type: "worker_choice", Default: "", Line: 25},
+	}
+	if diff := cmp.Diff(want, cfg.Schedulers[0].Params); diff != "" {
+		t.Errorf("params (-want +got):\n%s", diff)
+	}
+
+	errs := parseErrors(t, `[[schedulers]]
+type = "force"
+name = "f"
+builder_names = ["b"]
+  [[schedulers.params]]
+  name = "release"
+  type = "fixed"
+  [[schedulers.params]]
+  name = "owner"
+  type = "username"
+  [[schedulers.params]]
+  name = "suites"
+  type = "multiple_choice"
+  choices = ["unit"]
+  default = ["race"]
+  need_email = true
+  [[schedulers.params]]
+  name = "w"
+  type = "worker_choice"
+  [[schedulers.params]]
+  name = "username"
+  type = "string"
+`)
+	want2 := []string{
+		`master.toml:11: schedulers[0].params[0].default: required for type = "fixed"`,
+		`master.toml:15: schedulers[0].params[1].name: a username param must be named "username"`,
+		`master.toml:21: schedulers[0].params[2].default: "race" is not one of the choices`,
+		`master.toml:22: schedulers[0].params[2].need_email: only for type = "username"`,
+		`master.toml:24: schedulers[0].params[3].name: a worker_choice param must be named "workername"`,
+		`master.toml:27: schedulers[0].params[4].name: "username" is reserved`,
+	}
+	if diff := cmp.Diff(want2, errs); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}

@@ -15,7 +15,7 @@ import (
 var SchedulerTypes = []string{"single_branch", "any_branch", "force", "periodic", "nightly", "triggerable", "dependent", "nightly_triggerable"}
 
 // ForceParamTypes are the values of a force parameter's type.
-var ForceParamTypes = []string{"string", "text", "int", "bool", "choice"}
+var ForceParamTypes = []string{"string", "text", "int", "bool", "choice", "fixed", "username", "multiple_choice", "worker_choice"}
 
 // Scheduler is one [[schedulers]] table. Which keys a type takes:
 //
@@ -83,14 +83,15 @@ const DefaultForceReason = "force build"
 // When a force scheduler declares params, a force request may set no other
 // property.
 type ForceParam struct {
-	Name     string   // name: the property; required, unique in the scheduler; not "reason", "owner", "username" or "scheduler"
-	Label    string   // label; default the name
-	Type     string   // type: one of ForceParamTypes; default "string"
-	Default  any      // default: string for string, text and choice, int64 for int, bool for bool; default the zero value, or the first choice
-	Required bool     // required: an empty value is refused; default false
-	Choices  []string // choices: choice only, required there, non-empty
-	Regex    string   // regex: string and text only; a value must match it (Go syntax)
-	Line     int      // line of the table
+	Name      string   // name: the property; required, unique in the scheduler; not "reason", "owner", "username" or "scheduler" (but see forceparams.go)
+	Label     string   // label; default the name
+	Type      string   // type: one of ForceParamTypes; default "string"
+	Default   any      // default: string for string, text, choice, username and worker_choice, int64 for int, bool for bool, []string for multiple_choice, any value for fixed (required there); default the zero value, or the first choice
+	Required  bool     // required: an empty value is refused; default false
+	Choices   []string // choices: choice and multiple_choice only, required there, non-empty
+	Regex     string   // regex: string, text and username only; a value must match it (Go syntax)
+	NeedEmail bool     // need_email: username only; a value must hold an address, "Name <a@b.c>"; default true, as buildbot's
+	Line      int      // line of the table
 }
 
 // Keys only some scheduler types take.
@@ -348,26 +349,29 @@ func (d *decoder) nightly(t *table) string {
 func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 	p := ForceParam{Line: t.line(), Type: "string"}
 	p.Name = t.unique(seen, "param")
+	known := true
+	if t.has("type") {
+		p.Type, known = t.oneOf("type", "param type", ForceParamTypes...)
+	}
 	switch p.Name {
 	case "reason", "owner", "username", "scheduler":
-		t.errorf("name", "%q is reserved", p.Name)
+		if p.Type != "username" {
+			t.errorf("name", "%q is reserved", p.Name)
+		}
 	}
 	p.Label = p.Name
 	if s, ok := t.str("label"); ok && s != "" {
 		p.Label = s
 	}
-	known := true
-	if t.has("type") {
-		p.Type, known = t.oneOf("type", "param type", ForceParamTypes...)
-	}
+	d.forceParamKinds(t, &p)
 	p.Required, _ = t.boolean("required")
-	if t.has("choices") && p.Type != "choice" {
+	if t.has("choices") && p.Type != "choice" && p.Type != "multiple_choice" {
 		t.ignore("choices")
-		t.errorf("choices", "only for type = \"choice\"")
+		t.errorf("choices", "only for type = \"choice\" or \"multiple_choice\"")
 	}
-	if t.has("regex") && p.Type != "string" && p.Type != "text" {
+	if t.has("regex") && p.Type != "string" && p.Type != "text" && p.Type != "username" {
 		t.ignore("regex")
-		t.errorf("regex", "only for type = \"string\" or \"text\"")
+		t.errorf("regex", "only for type = \"string\", \"text\" or \"username\"")
 	}
 	var re *regexp.Regexp
 	if s, ok := t.str("regex"); ok {
@@ -378,9 +382,9 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 			p.Regex = s
 		}
 	}
-	if p.Type == "choice" {
+	if p.Type == "choice" || p.Type == "multiple_choice" {
 		if c, ok := t.strings("choices"); !t.has("choices") {
-			t.errorf("choices", "required for type = \"choice\"")
+			t.errorf("choices", "required for type = %q", p.Type)
 		} else if ok && len(c) == 0 {
 			t.errorf("choices", "must not be empty")
 		} else {
@@ -393,7 +397,7 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 		return p
 	}
 	switch p.Type {
-	case "string", "text":
+	case "string", "text", "username", "worker_choice":
 		p.Default = ""
 		if s, ok := t.str("default"); ok {
 			p.Default = s
@@ -421,6 +425,8 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 		if b, ok := t.boolean("default"); ok {
 			p.Default = b
 		}
+	case "fixed", "multiple_choice":
+		d.forceParamDefault(t, &p)
 	}
 	t.done()
 	return p
