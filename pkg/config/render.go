@@ -49,6 +49,8 @@ func renderValue(v any, f func(string) (string, error)) (any, error) {
 		}
 		s, err := f(v.Script)
 		return Command{Script: s}, err
+	case []ShellArg:
+		return renderShellArgs(v, f)
 	case []string:
 		if v == nil {
 			return v, nil
