@@ -238,3 +238,130 @@ func TestMoreSteps(t *testing.T) {
 		t.Errorf("missing: stderr %q", got)
 	}
 }
+
+const followersConfig = loopback + workerW1 + `
+[[schedulers]]
+type = "force"
+name = "up"
+builder_names = ["upb"]
+
+[[schedulers]]
+type = "dependent"
+name = "dep"
+upstream = "up"
+builder_names = ["downb"]
+
+[[schedulers]]
+type = "nightly_triggerable"
+name = "nt"
+cron = "* * * * *"
+builder_names = ["nightb"]
+
+[[builders]]
+name = "upb"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  command = "true"
+  [[builders.steps]]
+  type = "trigger"
+  scheduler_names = ["nt"]
+  wait_for_finish = true
+  set_properties = { who = "%(prop:buildername)s" }
+
+[[builders]]
+name = "downb"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  command = "echo down"
+
+[[builders]]
+name = "nightb"
+worker_names = ["w1"]
+  [[builders.steps]]
+  type = "shell"
+  command = "echo night %(prop:who)s"
+`
+
+// TestDependentAndNightlyTriggerable: through a real master, a dependent
+// scheduler builds after its upstream's buildset succeeds, not while it
+// is disabled through JSON-RPC (the API shows it so); a trigger step on a
+// nightly_triggerable scheduler goes on at once, and the scheduler builds
+// the trigger at its next time.
+func TestDependentAndNightlyTriggerable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(followersConfig)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+
+	var sr struct {
+		Schedulers []struct {
+			ID      int64  `json:"schedulerid"`
+			Name    string `json:"name"`
+			Enabled bool   `json:"enabled"`
+		}
+	}
+	depEnabled := func() (int64, bool) {
+		e.get("/api/v2/schedulers", &sr)
+		for _, s := range sr.Schedulers {
+			if s.Name == "dep" {
+				return s.ID, s.Enabled
+			}
+		}
+		t.Fatalf("no scheduler dep: %+v", sr)
+		return 0, false
+	}
+	enable := func(on bool) {
+		id, _ := depEnabled()
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"enable","id":1,"params":{"enabled":%v}}`, on)
+		resp, err := http.Post(e.url(fmt.Sprintf("/api/v2/schedulers/%d", id)), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("enable %v: %s", on, resp.Status)
+		}
+		if _, got := depEnabled(); got != on {
+			t.Fatalf("after enable %v the API says enabled %v", on, got)
+		}
+	}
+	enable(false)
+	start := time.Now()
+	if b := e.waitBuild(e.force("up", 1, "while disabled"), 90*time.Second); *b.Results != 0 {
+		t.Fatalf("upstream build: results %d", *b.Results)
+	}
+	if steps := e.steps(1); len(steps) != 3 || steps[2].Name != "trigger" || *steps[2].Results != 0 {
+		t.Fatalf("trigger step: %+v", steps)
+	}
+	enable(true)
+	if b := e.waitBuild(e.force("up", 1, "enabled"), 90*time.Second); *b.Results != 0 {
+		t.Fatalf("upstream build: results %d", *b.Results)
+	}
+	builds := func(builderid int64) []apiBuild {
+		var r struct{ Builds []apiBuild }
+		e.get(fmt.Sprintf("/api/v2/builders/%d/builds", builderid), &r)
+		return r.Builds
+	}
+	waitFor(t, "the downstream build (woken by the buildset events, not the minute's rescan)", 40*time.Second, func() bool {
+		bs := builds(2)
+		return len(bs) > 0 && bs[0].Complete
+	})
+	if bs := builds(2); len(bs) != 1 {
+		t.Errorf("%d downstream builds, want 1 (none for the upstream build while disabled)", len(bs))
+	}
+	// The two triggers are recorded; the next minute builds the last.
+	waitFor(t, "the nightly_triggerable build", 150*time.Second, func() bool {
+		bs := builds(3)
+		return len(bs) > 0 && bs[0].Complete
+	})
+	nb := builds(3)[0]
+	if got := e.stdio(e.steps(nb.BuildID)[1].StepID); !strings.Contains(got, "night upb") {
+		t.Errorf("nightly build's output %q", got)
+	}
+	if time.Since(start) > 3*time.Minute {
+		t.Logf("slow: %v", time.Since(start))
+	}
+}
