@@ -267,3 +267,27 @@ func TestDependentCrash(t *testing.T) {
 		}
 	})
 }
+
+// TestNightlyTriggerableReconfig: a trigger recorded before a reconfig
+// that changes the scheduler is built at the new scheduler's time.
+func TestNightlyTriggerableReconfig(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		sc := config.Scheduler{Type: "nightly_triggerable", Name: "nt", BuilderNames: []string{"b"}, Cron: "0 * * * *"}
+		s := New([]config.Scheduler{sc}, e.db, e.wake, nil)
+		stop := runSet(t, s)
+		defer stop()
+		synctest.Wait()
+		if _, _, err := s.Trigger(context.Background(), "nt", TriggerRequest{SourceStamps: []store.SourceStamp{{Revision: "r1"}}}); err != nil {
+			t.Fatal(err)
+		}
+		sc.Cron = "*/5 * * * *"
+		s.Reconfigure([]config.Scheduler{sc})
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if all := e.summaries(); len(all) != 1 || all[0].Stamps[0].Revision != "r1" {
+			t.Fatalf("buildsets %+v, want the trigger's", all)
+		}
+	})
+}
