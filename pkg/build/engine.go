@@ -132,7 +132,7 @@ type Engine struct {
 	// pinned counts, by builder id, the requests the last round left
 	// waiting for the worker they chose (see chosenWorker): pending reads
 	// that many more, so that they hold up no other request.
-	pinned map[int64]int // guarded by mu
+	pinned   map[int64]int             // guarded by mu
 	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
