@@ -129,6 +129,10 @@ type Engine struct {
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
 	running  map[int64]*build          // guarded by mu; builds of this master by build request id
+	// pinned counts, by builder id, the requests the last round left
+	// waiting for the worker they chose (see chosenWorker): pending reads
+	// that many more, so that they hold up no other request.
+	pinned   map[int64]int             // guarded by mu
 	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
@@ -501,17 +505,23 @@ func (e *Engine) distribute(ctx context.Context) error {
 	if reqs, err = e.collapse(reqs, names); err != nil {
 		return err
 	}
+	pinned := map[int64]int{}
+	defer e.notePinned(pinned)
 	for _, r := range reqs {
 		if ctx.Err() != nil {
 			return nil
 		}
 		bname := names[r.BuilderID]
+		chosen := e.chosenWorker(r)
 		e.mu.Lock()
 		bcfg, configured := e.builders[bname]
 		var ws *workerState
 		var wname string
 		if configured {
-			wname, ws = e.pickWorker(bcfg)
+			wname, ws = e.pickWorker(bcfg, chosen)
+			if ws == nil && slices.Contains(bcfg.WorkerNames, chosen) {
+				pinned[r.BuilderID]++
+			}
 		}
 		if ws == nil || e.draining {
 			e.mu.Unlock()
@@ -672,7 +682,7 @@ func (e *Engine) pending() ([]store.BuildRequest, error) {
 		if b.CollapseRequests {
 			limits[id] = 0
 		} else if room := e.room(b); room > 0 {
-			limits[id] = room
+			limits[id] = room + e.pinned[id]
 		}
 	}
 	e.mu.Unlock()
@@ -725,11 +735,16 @@ func (e *Engine) builderNames() map[int64]string {
 }
 
 // pickWorker returns the least busy connected worker of b that can start a
-// build of b, or nil. e.mu must be held.
-func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
+// build of b, or nil; only the worker called chosen, when it is one of b's
+// (see chosenWorker). e.mu must be held.
+func (e *Engine) pickWorker(b config.Builder, chosen string) (string, *workerState) {
 	var best *workerState
 	var bestName string
+	pinned := slices.Contains(b.WorkerNames, chosen)
 	for _, n := range b.WorkerNames {
+		if pinned && n != chosen {
+			continue
+		}
 		ws, ok := e.conns[n]
 		if !ok || ws.fresh || !e.canStart(n, ws, b.Name) {
 			continue

@@ -43,6 +43,9 @@ type decoder struct {
 	// triggers are the trigger steps' scheduler_names, checked once the
 	// schedulers are known.
 	triggers []triggerRef
+	// upstreams are the dependent schedulers' upstream keys, checked as
+	// triggers are.
+	upstreams []triggerRef
 	// lockNames are the [[locks]] names, by line, for the locks keys.
 	lockNames map[string]int
 	// builderDirs are the builders' names by their WorkerDir, so that two
@@ -666,7 +669,8 @@ func (d *decoder) step(t *table, workdir string) Step {
 	case "trigger":
 		other = append(slices.Clone(shellKeys), gitKeys...)
 		d.triggerStep(t, &s)
-	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
+	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download",
+		"shell_sequence", "json_string_download", "json_properties_download", "multiple_file_upload":
 		other = d.workerStep(t, &s)
 	case "set_property", "set_property_from_command", "master_shell_command", "log_message":
 		other = d.masterStep(t, &s)
