@@ -13,7 +13,8 @@ commands:
                            make DIR a master basedir (writes master.toml.sample, and
                            the worker port's CA and certificate; prints the CA's fingerprint)
   checkconfig DIR          check DIR/master.toml; exit 1 on any error
-  start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
+  start [--nodaemon] [--log-format text|json] DIR
+                           start the master (in the background unless --nodaemon)
   stop [--clean [--timeout D]] DIR
                            stop the master running in DIR: at once (running builds
                            run again after the next start), or with --clean as
