@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,6 +246,11 @@ worker_names = ["w2"]
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	// gbb-master status (the rc.d script's status, systemd's
+	// ExecStartPost) asks the same.
+	if out := mustRun(t, e.master, "status", e.masterDir); !strings.Contains(out, "ready") {
+		t.Errorf("gbb-master status: %q", out)
+	}
 	addPromTarget(t, t.Name(), fmt.Sprintf("127.0.0.1:%d", port), "/buildbot/metrics")
 
 	var builders struct {
@@ -336,5 +342,10 @@ worker_names = ["w2"]
 	}
 	if started != 3 {
 		t.Errorf("master.log: %d JSON \"build started\" lines of runtests on w1, want 3", started)
+	}
+
+	e.stopMaster()
+	if out, err := run(t, e.master, "status", e.masterDir); err == nil || !strings.Contains(out, "not running") {
+		t.Errorf("gbb-master status of a stopped master: %v %q, want exit 1 and \"not running\"", err, out)
 	}
 }

@@ -21,6 +21,8 @@ commands:
                            buildbot's: no new build starts, the running ones finish
                            (up to --timeout, default 30m), then the master stops
   restart [--clean [--timeout D]] DIR  stop, then start
+  status [--wait D] DIR    ask the running master's /healthz and /readyz; exit 0 only
+                           when it is ready (with --wait, wait up to D for it)
   reconfig DIR             check the config, then make the running master reload it
   reopen-logs DIR          make the running master reopen DIR/master.log (after log
                            rotation; it sends SIGUSR2)
@@ -70,6 +72,8 @@ func run(args []string) error {
 		return start(rest)
 	case "stop":
 		return stop(rest)
+	case "status":
+		return status(rest)
 	case "restart":
 		return restart(rest)
 	case "reconfig":

@@ -178,6 +178,16 @@ func TestLoadConfig(t *testing.T) {
 			errs: []string{"worker.toml: tls: a client certificate needs TLS"},
 		},
 		{
+			name: "json log",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nlog_format = \"json\"\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", LogFormat: "json"},
+		},
+		{
+			name: "bad log format",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\n\nlog_format = \"xml\"\n",
+			errs: []string{`worker.toml:5: log_format: unknown log format "xml" (want "text" or "json")`},
+		},
+		{
 			name: "bad duration",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nmin_backoff = \"soon\"\n",
 			errs: []string{"worker.toml:4:"},
