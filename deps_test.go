@@ -49,6 +49,10 @@ func TestBoundaries(t *testing.T) {
 		// master needs no git (issue 17). Test helpers stay in tests.
 		{mod + "cmd/master", []string{mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
 		{mod + "cmd/worker", []string{"github.com/go-git", mod + "internal/testdeb", mod + "internal/testsshd", mod + "internal/testx509"}},
+		// The metrics are the master's: the worker links no Prometheus
+		// client, and the store none either (it calls hooks).
+		{mod + "cmd/worker", []string{"github.com/prometheus", mod + "pkg/metrics"}},
+		{mod + "pkg/store", []string{"github.com/prometheus", mod + "pkg/metrics"}},
 	}
 	// The master's git poller is go-git, in process.
 	if !slices.Contains(deps(mod+"cmd/master"), "github.com/go-git/go-git/v5") {
