@@ -154,6 +154,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	cfg := m.cfg
 	m.mu.Unlock()
 	logWarnings(m.log, cfg)
+	m.setNotReady("starting")
 	bus := events.New(events.Config{})
 	// The metrics read the store and the engine made below; they are on
 	// unless [www] metrics = false (then nothing is counted).
