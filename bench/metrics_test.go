@@ -17,7 +17,7 @@ import (
 // on throughput: 1 − median(on) / median(off).
 func BenchmarkMetricsCost(b *testing.B) {
 	once(b, "metrics", func(b *testing.B) {
-		rates := sample{}
+		rates, cpu := sample{}, sample{}
 		n := cfg().builds
 		for run := range cfg().runs {
 			for _, on := range []bool{true, false} {
@@ -28,19 +28,39 @@ func BenchmarkMetricsCost(b *testing.B) {
 				if on {
 					stop = scrapeEverySecond(b, inst)
 				}
+				var cpu0 float64
+				if !cfg().inproc {
+					cpu0 = cpuSeconds(inst.master.pid)
+				}
 				d, _, _ := runThroughput(b, inst, n)
 				stop()
 				rate := float64(n) / d.Seconds()
 				rates[name] = append(rates[name], rate)
-				b.Logf("run %d: metrics %s: %d builds in %v: %.1f builds/s", run, name, n, d.Round(time.Millisecond), rate)
+				msg := fmt.Sprintf("run %d: metrics %s: %d builds in %v: %.1f builds/s", run, name, n, d.Round(time.Millisecond), rate)
+				if !cfg().inproc {
+					ms := (cpuSeconds(inst.master.pid) - cpu0) * 1000 / float64(n)
+					cpu[name] = append(cpu[name], ms)
+					msg += fmt.Sprintf(", master CPU %.3f ms a build", ms)
+				}
+				b.Log(msg)
 				inst.stop()
 			}
 		}
 		on, off := *rates.med("on"), *rates.med("off")
 		cost := (1 - on/off) * 100
-		note := fmt.Sprintf("throughput scenario (%d one-step builds, %d builders × %d workers), %d runs each, alternating; on: /metrics scraped every second; builds/s median on %.1f, off %.1f; samples are on, then off", n, tpBuilders, cfg().workers, cfg().runs, on, off)
-		record("9 metrics cost", "throughput lost with metrics on", "%", cost, nil,
-			lowerThan("< 3 %", 0, 3), append(rates["on"], rates["off"]...), nil, note)
+		// On a machine whose load moves the throughput more than the
+		// target from one run to the next, the row says so rather than
+		// that the target is met.
+		spread := (percentile(rates["off"], 100)/percentile(rates["off"], 0) - 1) * 100
+		t := target{"< 3 %", func(g, _ float64, _ bool) (bool, bool) { return g < 3, spread < 3 }}
+		note := fmt.Sprintf("throughput scenario (%d one-step builds, %d builders × %d workers), %d runs each, alternating; on: /metrics scraped every second; builds/s median on %.1f, off %.1f; the off runs spread %.0f %% (max/min); samples are on, then off", n, tpBuilders, cfg().workers, cfg().runs, on, off, spread)
+		record("9 metrics cost", "throughput lost with metrics on", "%", cost, nil, t, append(rates["on"], rates["off"]...), nil, note)
+		if !cfg().inproc {
+			con, coff := *cpu.med("on"), *cpu.med("off")
+			record("9 metrics cost", "master CPU a build, more with metrics on", "%", (con/coff-1)*100, nil, lowerThan("< 3 %", 0, 3),
+				append(cpu["on"], cpu["off"]...), nil,
+				fmt.Sprintf("the same runs: master CPU time (utime+stime) over the timed builds ÷ builds, median on %.3f ms, off %.3f ms; samples are on, then off", con, coff))
+		}
 		b.ReportMetric(cost, "metrics-cost-%")
 	})
 }
