@@ -152,7 +152,7 @@ type fixture struct {
 	wk   store.Worker
 	// timeout is the dispatcher's Timeout (5s unless a test sets it).
 	timeout time.Duration
-	log     *slog.Logger // the dispatcher's, nil for none
+	log     *slog.Logger                     // the dispatcher's, nil for none
 	onTry   func(reporter string, err error) // the dispatcher's OnTry, nil for none
 }
 
