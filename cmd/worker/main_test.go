@@ -470,3 +470,18 @@ func TestRestart(t *testing.T) {
 		t.Errorf("frobnicate: exit %d, %q; want 2 and unknown command", code, stderr)
 	}
 }
+
+// TestBadLogFormat: a --log-format other than text and json is refused
+// with the values it takes, in both forms.
+func TestBadLogFormat(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-master", "127.0.0.1:1", "-name", "n", "-password", "p", "-log-format", "xml"},
+		{"start", "--log-format", "xml", t.TempDir()},
+	} {
+		code, _, stderr := gbbWorker(t, args...)
+		if code != 2 || !strings.Contains(stderr, `unknown log format "xml" (want "text" or "json")`) {
+			t.Errorf("%v: exit %d, %q; want 2 and the formats named", args, code, stderr)
+		}
+	}
+}
