@@ -55,6 +55,10 @@ func TestBoundaries(t *testing.T) {
 		// buildbot's msgpack worker protocol is a wire protocol: it knows
 		// no store, builds, config or web (issue 20).
 		{mod + "pkg/bbworker/msgpack", []string{mod + "pkg/store", mod + "pkg/build", mod + "pkg/config", mod + "web", "go.etcd.io/bbolt"}},
+		// The metrics are the master's: the worker links no Prometheus
+		// client, and the store none either (it calls hooks).
+		{mod + "cmd/worker", []string{"github.com/prometheus", mod + "pkg/metrics"}},
+		{mod + "pkg/store", []string{"github.com/prometheus", mod + "pkg/metrics"}},
 	}
 	// The master's git poller is go-git, in process.
 	if !slices.Contains(deps(mod+"cmd/master"), "github.com/go-git/go-git/v5") {

@@ -130,40 +130,13 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			counts[sys.name()] = n
 			inst, _ := launch(b, sys, options{workers: cfg().workers, tpBuilders: tpBuilders})
-			ev := inst.events(b)
-			for k := range tpBuilders { // warm up: one build per builder
-				forceAndWait(b, inst, fmt.Sprintf("t%d", k))
-			}
+			warmUp(b, inst)
 			var cpu0 float64
 			if !cfg().inproc {
 				cpu0 = cpuSeconds(inst.master.pid)
 			}
-			t0 := time.Now()
-			brids := make(chan int64, n)
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Go(func() {
-					for {
-						k := next.Add(1)
-						if k > int64(n) {
-							return
-						}
-						brids <- inst.force(b, fmt.Sprintf("t%d", k%tpBuilders))
-					}
-				})
-			}
-			wg.Wait()
-			close(brids)
-			forced := time.Since(t0)
-			var last time.Time
-			for id := range brids {
-				if at := ev.waitComplete(b, id, 60*time.Minute); at.After(last) {
-					last = at
-				}
-			}
-			d := last.Sub(t0)
-			peaks[sys.name()] = ev.peakRunning(t0)
+			d, forced, peak := runThroughput(b, inst, n)
+			peaks[sys.name()] = peak
 			rate := float64(n) / d.Seconds()
 			tp[sys.name()] = append(tp[sys.name()], rate)
 			msg := fmt.Sprintf("%s: %d builds in %v (forced in %v): %.1f builds/s, at most %d running at once", sys.name(), n, d.Round(time.Millisecond), forced.Round(time.Millisecond), rate, peaks[sys.name()])
@@ -185,6 +158,48 @@ func BenchmarkThroughput(b *testing.B) {
 			higherThan("≥ 20× buildbot", 20, 0), nil, nil, note)
 		b.ReportMetric(*tp.med("gbb"), "gbb-builds/s")
 	})
+}
+
+// warmUp runs one build of each throughput builder on inst.
+func warmUp(b *testing.B, inst *instance) {
+	b.Helper()
+	for k := range tpBuilders {
+		forceAndWait(b, inst, fmt.Sprintf("t%d", k))
+	}
+}
+
+// runThroughput forces n one-step builds on inst, spread over tpBuilders
+// builders from 8 clients; it returns the time from the first force to the last request's complete
+// event on /ws, the time the forces took, and the most builds running at
+// once.
+func runThroughput(b *testing.B, inst *instance, n int) (d, forced time.Duration, peak int) {
+	b.Helper()
+	ev := inst.events(b)
+	t0 := time.Now()
+	brids := make(chan int64, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				k := next.Add(1)
+				if k > int64(n) {
+					return
+				}
+				brids <- inst.force(b, fmt.Sprintf("t%d", k%tpBuilders))
+			}
+		})
+	}
+	wg.Wait()
+	close(brids)
+	forced = time.Since(t0)
+	var last time.Time
+	for id := range brids {
+		if at := ev.waitComplete(b, id, 60*time.Minute); at.After(last) {
+			last = at
+		}
+	}
+	return last.Sub(t0), forced, ev.peakRunning(t0)
 }
 
 // BenchmarkLogThroughput runs one step printing logMB MB (a real build's

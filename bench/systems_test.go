@@ -50,6 +50,8 @@ type options struct {
 	// on every worker, and lets each worker run one build of each at once
 	// (max_builds = tpBuilders): the throughput scenario.
 	tpBuilders int
+	// noMetrics sets [www] metrics = false (gbb only).
+	noMetrics bool
 }
 
 // system is gbb or buildbot: how to lay out and start a master and workers.
@@ -450,6 +452,7 @@ type configData struct {
 	Builders            []string
 	TPBuilders          []string // throughput builders
 	MaxBuilds           int      // each worker's max_builds
+	NoMetrics           bool     // [www] metrics = false
 }
 
 // logLine is a 100-byte line (99 characters and \n), for fillers.
@@ -530,6 +533,7 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 		LogCommand: "cat " + logFile,
 		Builders:   o.builders,
 		MaxBuilds:  max(1, o.tpBuilders),
+		NoMetrics:  o.noMetrics,
 	}
 	for n := range o.tpBuilders {
 		d.TPBuilders = append(d.TPBuilders, fmt.Sprintf("t%d", n))

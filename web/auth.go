@@ -101,14 +101,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // publicPath reports whether path is open to anonymous visitors even when
 // allow_anonymous_view is false.
 func publicPath(path string) bool {
-	return path == "/login" || path == "/logout" || strings.HasPrefix(path, "/static/") || path == "/favicon.ico" ||
+	return path == "/login" || path == "/logout" || path == "/healthz" || path == "/readyz" || strings.HasPrefix(path, "/static/") || path == "/favicon.ico" ||
 		// buildbot's UI: its login, and its page, which asks to log in.
 		path == "/auth/login" || path == "/auth/logout" || strings.HasPrefix(path, "/buildbot-ui/") || path == "/buildbot-ui"
 }
 
 // apiPath reports whether path is for programs rather than people.
 func apiPath(path string) bool {
-	return strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/sse/") || path == "/ws"
+	return strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/sse/") || path == "/ws" || path == "/metrics"
 }
 
 // login checks a login form and starts a session.

@@ -26,6 +26,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
+	"github.com/gbb-ci/gbb/pkg/metrics"
 	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
 	"github.com/gbb-ci/gbb/web/bbui"
@@ -114,6 +115,13 @@ type Config struct {
 	// TLS is [www] tls_cert_file and tls_key_file: when enabled, Serve
 	// serves HTTPS and HTTP/2 (see tls.go); zero means plain HTTP.
 	TLS config.WebTLS
+
+	// Metrics are served at /metrics and count the requests (metrics.go);
+	// nil ([www] metrics = false) answers /metrics 404 and counts nothing.
+	Metrics *metrics.Metrics
+	// Ready says whether the master is ready for work, for /readyz: nil,
+	// or why not; a nil Ready is always ready.
+	Ready func() error
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.
@@ -135,6 +143,9 @@ type Server struct {
 	certs  certs          // the certificate of HTTPS (tls.go)
 	bbui   *bbui.Server   // buildbot's own UI, or nil (see bbui.go)
 	avatar bbui.Avatar    // /avatar
+	// metrics is Config.Metrics, and metricsHandler its handler.
+	metrics        *metrics.Metrics
+	metricsHandler http.Handler
 }
 
 // shutdownTimeout bounds how long Serve waits for running requests once its
@@ -188,6 +199,9 @@ func New(cfg Config) *Server {
 		s.avatar.Methods = []string{"identicon"}
 	}
 	s.bbui = s.newBuildbotUI()
+	if cfg.Metrics != nil {
+		s.metrics, s.metricsHandler = cfg.Metrics, cfg.Metrics.Handler()
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -330,7 +344,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.forwardedHeaders)
+	r.Use(s.countRequests, s.forwardedHeaders)
 	if s.bbui != nil && s.cfg.BuildbotUI.AtRoot {
 		r.Use(s.atRoot(r))
 	} else {
@@ -362,6 +376,7 @@ func (s *Server) routes() http.Handler {
 	})
 	r.Get("/ws", s.live.WS)
 	s.bbuiRoutes(r)
+	s.healthRoutes(r)
 	return r
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -151,9 +152,15 @@ func start(args []string) error {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	nodaemon := fs.Bool("nodaemon", false, "run in the foreground, logging to stderr too")
 	child := fs.Bool("daemonized", false, "internal: started by 'start' in the background")
+	logFormat := fs.String("log-format", "", `master.log's format: "text" (key=value lines) or "json" (one JSON object a line); default: log_format in master.toml, else text`)
 	dir, err := oneDir(fs, args)
 	if err != nil {
 		return err
+	}
+	if *logFormat != "" {
+		if err := config.CheckLogFormat(*logFormat); err != nil {
+			return &exitError{2, fmt.Errorf("--log-format: %w", err)}
+		}
 	}
 	if !*nodaemon {
 		// Check first, so that a bad config is printed here, not only logged,
@@ -165,19 +172,25 @@ func start(args []string) error {
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(os.Stderr, "warning:", w)
 		}
-		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemonized", dir}, filepath.Join(dir, logFile), startTimeout)
+		childArgs := []string{"start", "--nodaemon", "--daemonized"}
+		if *logFormat != "" {
+			childArgs = append(childArgs, "--log-format", *logFormat)
+		}
+		pid, err := daemon.Start(append(childArgs, dir), filepath.Join(dir, logFile), startTimeout)
 		if err != nil {
 			return fmt.Errorf("master did not start: %w", err)
 		}
 		fmt.Printf("gbb-master started in %s (pid %d); log: %s\n", dir, pid, filepath.Join(dir, logFile))
 		return nil
 	}
-	return runForeground(dir, !*child)
+	return runForeground(dir, !*child, *logFormat)
 }
 
 // runForeground runs the master until SIGINT or SIGTERM. SIGHUP reconfigs,
 // SIGUSR1 stops cleanly, SIGUSR2 reopens master.log.
-func runForeground(dir string, toStderr bool) error {
+//
+// logFormat is --log-format; "" means master.toml's log_format.
+func runForeground(dir string, toStderr bool, logFormat string) error {
 	// Under daemon.Start (not toStderr), stdout and stderr are the log
 	// file too, and follow it when it is reopened.
 	lf, err := daemon.OpenLog(filepath.Join(dir, logFile), !toStderr)
@@ -190,14 +203,14 @@ func runForeground(dir string, toStderr bool) error {
 	if toStderr {
 		w = io.MultiWriter(lf, os.Stderr)
 	}
-	log := slog.New(slog.NewTextHandler(w, nil))
-
 	cfg, err := loadConfig(dir)
 	if err != nil {
+		log := slog.New(logHandler(w, logFormat))
 		log.Error("config has errors", "err", err)
 		daemon.Fail(err)
 		return errors.New("config has errors")
 	}
+	log := slog.New(logHandler(w, cmp.Or(logFormat, cfg.LogFormat)))
 	// The signals are ours before the pid file names us: a reconfig's
 	// SIGHUP must not find the default action (exit).
 	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -432,4 +445,13 @@ func reopenLogs(args []string) error {
 	}
 	fmt.Printf("gbb-master writes to %s\n", path)
 	return nil
+}
+
+// logHandler returns the handler of master.log for format (config's
+// LogFormat values; "" is text).
+func logHandler(w io.Writer, format string) slog.Handler {
+	if format == config.LogFormatJSON {
+		return slog.NewJSONHandler(w, nil)
+	}
+	return slog.NewTextHandler(w, nil)
 }

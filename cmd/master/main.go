@@ -14,13 +14,16 @@ commands:
                            the worker port's CA and certificate; prints the CA's fingerprint)
   checkconfig [--dump] DIR check DIR/master.toml; exit 1 on any error; --dump prints
                            it expanded (includes, factories, matrices) as TOML
-  start [--nodaemon] DIR   start the master (in the background unless --nodaemon)
+  start [--nodaemon] [--log-format text|json] DIR
+                           start the master (in the background unless --nodaemon)
   stop [--clean [--timeout D]] DIR
                            stop the master running in DIR: at once (running builds
                            run again after the next start), or with --clean as
                            buildbot's: no new build starts, the running ones finish
                            (up to --timeout, default 30m), then the master stops
   restart [--clean [--timeout D]] DIR  stop, then start
+  status [--wait D] DIR    ask the running master's /healthz and /readyz; exit 0 only
+                           when it is ready (with --wait, wait up to D for it)
   reconfig DIR             check the config, then make the running master reload it
   reopen-logs DIR          make the running master reopen DIR/master.log (after log
                            rotation; it sends SIGUSR2)
@@ -70,6 +73,8 @@ func run(args []string) error {
 		return start(rest)
 	case "stop":
 		return stop(rest)
+	case "status":
+		return status(rest)
 	case "restart":
 		return restart(rest)
 	case "reconfig":

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -22,11 +23,11 @@ import (
 
 const usage = `usage:
   gbb-worker create-worker [TLS FLAGS] DIR MASTER NAME PASSWORD
-  gbb-worker start [--nodaemon] DIR
+  gbb-worker start [--nodaemon] [--log-format text|json] DIR
   gbb-worker stop DIR
   gbb-worker restart DIR       (stop, then start; worker.toml is checked first)
   gbb-worker reopen-logs DIR   (after log rotation; it sends SIGUSR2)
-  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR] [TLS FLAGS]
+  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR] [-log-format text|json] [TLS FLAGS]
 TLS flags (none: plaintext, for a master on loopback or a private link):
   -tls-fingerprint sha256:HEX   pin the master's CA (create-master prints it)
   -tls-ca FILE                  trust the CAs in FILE
@@ -184,8 +185,15 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	nodaemon := fs.Bool("nodaemon", false, "run in the foreground")
 	// Set by start itself for the daemon, whose stderr is worker.log.
 	child := fs.Bool("daemon-child", false, "internal: run as the daemon started by start")
+	logFormat := fs.String("log-format", "", `worker.log's format: "text" or "json"; default: log_format in worker.toml, else text`)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *logFormat != "" {
+		if err := checkLogFormat(*logFormat); err != nil {
+			fmt.Fprintln(stderr, "gbb-worker: --log-format:", err)
+			return 2
+		}
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprint(stderr, usage)
@@ -204,7 +212,11 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	pidPath := filepath.Join(dir, "worker.pid")
 
 	if !*nodaemon {
-		pid, err := daemon.Start([]string{"start", "--nodaemon", "--daemon-child", dir}, logPath, startTimeout)
+		childArgs := []string{"start", "--nodaemon", "--daemon-child"}
+		if *logFormat != "" {
+			childArgs = append(childArgs, "--log-format", *logFormat)
+		}
+		pid, err := daemon.Start(append(childArgs, dir), logPath, startTimeout)
 		if err != nil {
 			return fail(stderr, err)
 		}
@@ -225,7 +237,7 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 	if !*child {
 		logOut = io.MultiWriter(stderr, lf)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, nil))
+	log := slog.New(logHandler(logOut, cmp.Or(*logFormat, cfg.LogFormat)))
 	// SIGUSR2 (reopen-logs, newsyslog) reopens worker.log. Ours before
 	// the pid file names us: its default action is to exit.
 	reopen := make(chan os.Signal, 1)
@@ -319,7 +331,12 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	keepalive := fs.Duration("keepalive", 0, "how often to ping the master (gRPC keepalive; 0 means 10s, gRPC's least)")
 	keepaliveTimeout := fs.Duration("keepalive-timeout", 0, "how long a ping may go unanswered (0 means 10s)")
 	tlsOpts := tlsFlags(fs)
+	logFormat := fs.String("log-format", "text", `the log's format: "text" or "json"`)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := checkLogFormat(*logFormat); err != nil {
+		fmt.Fprintln(stderr, "gbb-worker: -log-format:", err)
 		return 2
 	}
 	if fs.NArg() != 0 || *master == "" || *name == "" || (*password == "" && tlsOpts.CertFile == "") {
@@ -341,7 +358,7 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := slog.New(logHandler(stderr, *logFormat))
 	return runWorker(stops, protocol.ClientConfig{
 		Master: *master, Name: *name, Password: *password, Info: info, TLS: tlsCfg,
 		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +44,10 @@ type fileConfig struct {
 	TLSServerName string `toml:"tls_server_name"`
 	TLSCertFile   string `toml:"tls_cert_file"`
 	TLSKeyFile    string `toml:"tls_key_file"`
+	// LogFormat is log_format: worker.log as "text" (key=value lines, the
+	// default when empty) or "json" (one JSON object a line); --log-format
+	// overrides it.
+	LogFormat string `toml:"log_format"`
 }
 
 // clientTLS is c's TLS, its files relative to dir.
@@ -193,6 +198,9 @@ func loadConfig(dir string) (fileConfig, error) {
 	if _, err := c.clientTLS(dir).Config(c.Master, os.ReadFile); err != nil && c.Master != "" {
 		errs = append(errs, fmt.Errorf("%s: tls: %w", path, err))
 	}
+	if err := checkLogFormat(c.LogFormat); err != nil && c.LogFormat != "" {
+		errs = append(errs, fmt.Errorf("%s:%d: log_format: %w", path, keyLine(src, "log_format"), err))
+	}
 	for _, d := range []struct {
 		key string
 		val time.Duration
@@ -312,4 +320,22 @@ func readPasswordFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s has %d bytes, more than the %d allowed", path, fi.Size(), max)
 	}
 	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// checkLogFormat returns an error naming the accepted values when f is not
+// one of them ("text", "json"). The master's pkg/config has its twin; the
+// worker links none of the master's packages.
+func checkLogFormat(f string) error {
+	if f != "text" && f != "json" {
+		return fmt.Errorf("unknown log format %q (want \"text\" or \"json\")", f)
+	}
+	return nil
+}
+
+// logHandler returns the log's handler for format ("" is text).
+func logHandler(w io.Writer, format string) slog.Handler {
+	if format == "json" {
+		return slog.NewJSONHandler(w, nil)
+	}
+	return slog.NewTextHandler(w, nil)
 }

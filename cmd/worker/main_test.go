@@ -178,6 +178,16 @@ func TestLoadConfig(t *testing.T) {
 			errs: []string{"worker.toml: tls: a client certificate needs TLS"},
 		},
 		{
+			name: "json log",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nlog_format = \"json\"\n",
+			want: fileConfig{Master: "m:1", Name: "n", Password: "p", LogFormat: "json"},
+		},
+		{
+			name: "bad log format",
+			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\n\nlog_format = \"xml\"\n",
+			errs: []string{`worker.toml:5: log_format: unknown log format "xml" (want "text" or "json")`},
+		},
+		{
 			name: "bad duration",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\nmin_backoff = \"soon\"\n",
 			errs: []string{"worker.toml:4:"},
@@ -458,5 +468,20 @@ func TestRestart(t *testing.T) {
 	}
 	if code, _, stderr := gbbWorker(t, "frobnicate", dir); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
 		t.Errorf("frobnicate: exit %d, %q; want 2 and unknown command", code, stderr)
+	}
+}
+
+// TestBadLogFormat: a --log-format other than text and json is refused
+// with the values it takes, in both forms.
+func TestBadLogFormat(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-master", "127.0.0.1:1", "-name", "n", "-password", "p", "-log-format", "xml"},
+		{"start", "--log-format", "xml", t.TempDir()},
+	} {
+		code, _, stderr := gbbWorker(t, args...)
+		if code != 2 || !strings.Contains(stderr, `unknown log format "xml" (want "text" or "json")`) {
+			t.Errorf("%v: exit %d, %q; want 2 and the formats named", args, code, stderr)
+		}
 	}
 }

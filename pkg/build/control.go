@@ -96,7 +96,7 @@ func (e *Engine) StopBuild(ctx context.Context, buildID int64, reason string) er
 	if b == nil || bld.MasterID != e.masterID {
 		return fmt.Errorf("stop build %d: %w", buildID, ErrNotHere)
 	}
-	e.log.Info("stopping build", "builder", b.cfg.Name, "build", bld.Number, "reason", reason)
+	e.log.Info("stopping build", "builder", b.cfg.Name, "build", bld.Number, "worker", b.worker, "reason", reason)
 	b.stop(reason)
 	return nil
 }
@@ -138,7 +138,7 @@ func (e *Engine) Rebuild(ctx context.Context, buildID int64) (int64, map[int64]i
 	if err != nil {
 		return 0, nil, fmt.Errorf("rebuild %d: %w", buildID, err)
 	}
-	e.log.Info("rebuild", "build", buildID, "buildset", bsid)
+	e.log.Info("rebuild", "build_id", buildID, "buildset", bsid)
 	e.Wake()
 	return bsid, brids, nil
 }

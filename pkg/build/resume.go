@@ -286,7 +286,7 @@ func (e *Engine) abandonLeft(now time.Time) ([]int64, error) {
 			}
 		}
 		if why != "" {
-			e.log.Warn("build left running by a previous run cannot resume", "build_id", p.BuildID, "why", why)
+			e.log.Warn("build left running by a previous run cannot resume", "builder", p.Builder, "worker", p.Worker, "build_id", p.BuildID, "why", why)
 			if err := e.st.DeleteResumePoint(p.BuildID); err != nil {
 				return nil, err
 			}
@@ -495,9 +495,9 @@ func (e *Engine) abandonKept(ctx context.Context, c Worker, keys []string, why s
 
 // giveUp ends the build of p RETRY: it runs again.
 func (e *Engine) giveUp(p store.ResumePoint, why string) {
-	e.log.Warn("build left running by a previous run ends RETRY", "build_id", p.BuildID, "why", why)
+	e.log.Warn("build left running by a previous run ends RETRY", "builder", p.Builder, "worker", p.Worker, "build_id", p.BuildID, "why", why)
 	if _, err := e.st.AbandonBuild(p.BuildID, time.Now()); err != nil {
-		e.log.Error("abandon build", "build_id", p.BuildID, "err", err)
+		e.log.Error("abandon build", "builder", p.Builder, "worker", p.Worker, "build_id", p.BuildID, "err", err)
 	}
 	e.takeHeld(p.BuildID).release()
 	e.Wake()

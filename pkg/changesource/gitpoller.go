@@ -110,6 +110,10 @@ type GitPollerConfig struct {
 	HTTPUsername, HTTPPasswordSecret string
 	// Secrets gives the values of secrets, for HTTPPasswordSecret.
 	Secrets Secrets
+	// OnPoll, when set, is told of each poll Run makes: how long it took
+	// and its error (nil for a good poll); for the metrics. Nil means
+	// nobody.
+	OnPoll func(d time.Duration, err error)
 }
 
 // GitPoller polls one git remote and announces its new commits as changes.
@@ -171,7 +175,11 @@ func (p *GitPoller) Run(ctx context.Context) error {
 }
 
 func (p *GitPoller) pollAndLog(ctx context.Context) {
+	start := time.Now()
 	err := p.Poll(ctx)
+	if p.cfg.OnPoll != nil && ctx.Err() == nil {
+		p.cfg.OnPoll(time.Since(start), err)
+	}
 	switch {
 	case err == nil || ctx.Err() != nil:
 	case errors.Is(err, ErrPollTimeout):

@@ -35,6 +35,13 @@ var WorkerActions = []string{"pause", "unpause", "graceful", "kill"}
 // none of them.
 var SchedulerActions = []string{"enable"}
 
+// ViewActions are what a [[www.authz.rules]] table may name besides the
+// AuthzActions: things to see rather than do. "metrics" is /metrics: a
+// rule naming it (by name; "*" does not) lets only its roles read the
+// metrics; with none, whoever may see the pages may read them. They are no
+// token's limit: a read-only token reads what its roles may see.
+var ViewActions = []string{"metrics"}
+
 // NewActions are the AuthzActions added in this version: rules written
 // before them named every action there was, so when [[www.authz.rules]]
 // exist, one of these is allowed only to those a rule names it for (an
@@ -360,8 +367,8 @@ func (d *decoder) rule(t *table) Rule {
 	actions, _ := t.strings("actions")
 	k := t.path.key("actions")
 	for i, a := range actions {
-		if a != "*" && !slices.Contains(AuthzActions, a) {
-			t.d.errorAt(k.index(i), k, "unknown action %q (want %s or *)", a, strings.Join(AuthzActions, ", "))
+		if a != "*" && !slices.Contains(AuthzActions, a) && !slices.Contains(ViewActions, a) {
+			t.d.errorAt(k.index(i), k, "unknown action %q (want %s, %s or *)", a, strings.Join(AuthzActions, ", "), strings.Join(ViewActions, ", "))
 		}
 	}
 	r.Actions = actions

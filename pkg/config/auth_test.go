@@ -164,8 +164,12 @@ roles = []
 			`master.toml:7: www.authz.allow_anonymous_view: expected a boolean, got string`,
 			`master.toml:8: www.authz.roles[0].users: give users or groups`,
 			`master.toml:10: www.authz.rules[0].roles: required`,
-			`master.toml:11: www.authz.rules[0].actions: unknown action "explode" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill, enable or *)`,
+			`master.toml:11: www.authz.rules[0].actions: unknown action "explode" (want force, stop, rebuild, cancel, pause, unpause, graceful, kill, enable, metrics or *)`,
 			`master.toml:13: www.authz.rules[1].actions: required`,
+		}},
+		{"log format", "title = \"x\"\nlog_format = \"xml\"\n[www]\nmetrics = \"no\"\n", []string{
+			`master.toml:2: log_format: unknown log format "xml" (want "text" or "json")`,
+			`master.toml:4: www.metrics: expected a boolean, got string`,
 		}},
 		{"authz without auth", "[www.authz]\nallow_anonymous_view = false\n", []string{
 			`master.toml:1: www.authz.rules: [www.authz] needs [www.auth]: without a login everyone is anonymous`,

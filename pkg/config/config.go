@@ -43,6 +43,11 @@ type Config struct {
 	Protocols   Protocols
 	WWW         WWW
 	DB          DB
+	// LogFormat is log_format: how master.log is written, LogFormatText
+	// (slog's key=value lines) or LogFormatJSON (one JSON object a line,
+	// for log shippers); "" (the default) means LogFormatText.
+	// gbb-master's --log-format overrides it.
+	LogFormat string
 
 	Workers       []Worker       // [[workers]]
 	ChangeSources []ChangeSource // [[change_source]]
@@ -136,6 +141,9 @@ type WWW struct {
 	TLS WebTLS
 	// BuildbotUI is buildbot_ui_dir and avatar_methods (see bbui.go).
 	BuildbotUI BuildbotUI
+	// NoMetrics is metrics = false: /metrics answers 404. Zero (metrics =
+	// true, the default) serves the Prometheus metrics there.
+	NoMetrics bool
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.

@@ -321,6 +321,13 @@ func (d *decoder) config(t *table) *Config {
 	}
 	c.Title, _ = t.str("title")
 	c.TitleURL, _ = t.str("title_url")
+	if f, ok := t.str("log_format"); ok {
+		if err := CheckLogFormat(f); err != nil {
+			t.errorf("log_format", "%v", err)
+		} else {
+			c.LogFormat = f
+		}
+	}
 	if s, ok := t.str("buildbot_url"); ok {
 		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			t.errorf("buildbot_url", "%q is not an http or https URL", s)
@@ -354,6 +361,9 @@ func (d *decoder) config(t *table) *Config {
 		d.idleTimeout(w, &c.WWW)
 		d.webTLS(w, &c.WWW)
 		d.buildbotUI(w, &c.WWW)
+		if on, ok := w.boolean("metrics"); ok {
+			c.WWW.NoMetrics = !on
+		}
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {

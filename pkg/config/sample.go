@@ -18,6 +18,10 @@ const Sample = `# This is a sample buildmaster config file. It must be installed
 title = "Hello World CI"
 title_url = "https://buildbot.github.io/hello-world/"
 
+# master.log as key=value lines ("text", the default) or one JSON object a
+# line ("json") for log shippers; --log-format overrides it.
+#log_format = "text"
+
 # the 'buildbot_url' string should point to the location where the buildbot's
 # internal web server is visible. This typically uses the port number set in
 # the [www] table below, but with an externally-visible host name which the
@@ -95,6 +99,9 @@ port = 8010
 #max_connections = 0
 #max_connections_per_address = 256
 #idle_timeout = "60s"           # closes keep-alive connections idle that long
+# Prometheus metrics at /metrics (a [[www.authz.rules]] naming the action
+# "metrics" restricts them to its roles); /healthz and /readyz are always on.
+#metrics = true
 # HTTPS (with HTTP/2) without a proxy: a PEM certificate chain and its key,
 # relative to this file; "gbb-master reconfig" reloads renewed files. Behind
 # nginx, nginx terminates TLS (deploy/freebsd/nginx.conf) and this stays off.

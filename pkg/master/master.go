@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -21,6 +22,7 @@ import (
 	"github.com/gbb-ci/gbb/pkg/changesource/hooks"
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/events"
+	"github.com/gbb-ci/gbb/pkg/metrics"
 	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/reporter"
 	"github.com/gbb-ci/gbb/pkg/scheduler"
@@ -53,6 +55,12 @@ type Master struct {
 	// bbws are the attached buildbot-workers while Run runs.
 	bbws *bbWorkers // guarded by mu
 
+	// notReady is why /readyz answers 503 ("" once ready): starting,
+	// stopping, or stopping cleanly.
+	notReady atomic.Pointer[string]
+	// masterID is this master's id in the store while Run runs.
+	masterID atomic.Int64
+
 	// cleanStop is closed by StopClean (once, under cleanOnce).
 	cleanStop chan struct{}
 	cleanOnce sync.Once
@@ -71,7 +79,22 @@ func New(basedir string, cfg *config.Config, log *slog.Logger) *Master {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Master{basedir: basedir, cfg: cfg, log: log, cleanStop: make(chan struct{})}
+	m := &Master{basedir: basedir, cfg: cfg, log: log, cleanStop: make(chan struct{})}
+	m.setNotReady("starting")
+	return m
+}
+
+// setNotReady makes /readyz answer 503 with reason ("" makes it ready).
+func (m *Master) setNotReady(reason string) { m.notReady.Store(&reason) }
+
+// Ready returns nil when the master is ready for work (its store open,
+// its worker port listening, its config loaded), or why it is not:
+// starting, or stopping. /readyz answers with it.
+func (m *Master) Ready() error {
+	if r := *m.notReady.Load(); r != "" {
+		return errors.New(r)
+	}
+	return nil
 }
 
 // StopClean starts a clean shutdown, as buildbot's `stop --clean`: no new
@@ -106,6 +129,7 @@ func (m *Master) runCleanStop(ctx context.Context, engine *build.Engine) error {
 		return nil
 	case <-m.cleanStop:
 	}
+	m.setNotReady("stopping cleanly: waiting for the running builds")
 	engine.Drain()
 	m.log.Info("clean shutdown: no new build starts; pending requests stay in the store; a second stop (SIGTERM, SIGINT) stops at once and running builds run again later")
 	for {
@@ -135,8 +159,22 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	cfg := m.cfg
 	m.mu.Unlock()
 	logWarnings(m.log, cfg)
+	m.setNotReady("starting")
 	bus := events.New(events.Config{})
-	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log, Events: bus})
+	// The metrics read the store and the engine made below; they are on
+	// unless [www] metrics = false (then nothing is counted).
+	var (
+		st     *store.DB
+		engine *build.Engine
+		srv    *protocol.Server
+	)
+	var met *metrics.Metrics
+	if !cfg.WWW.NoMetrics {
+		met = m.newMetrics(&st, &engine, &srv)
+		met.InitBuilders(builderNames(cfg.Builders))
+	}
+	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log, Events: met.Tap(bus),
+		OnCommit: met.Commit, OnLog: met.LogBytes})
 	if err != nil {
 		return err
 	}
@@ -149,6 +187,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err != nil {
 		return err
 	}
+	m.masterID.Store(masterID)
 	sids, err := schedulerIDs(st, cfg.Schedulers)
 	if err != nil {
 		return err
@@ -182,12 +221,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	// The reporters' outbox is on before any build can start or end
 	// (Recover ends the builds a crash left).
-	reps := reporter.New(reporter.Config{Store: st, Secrets: secretGetter(secretsProviders), Log: m.log, Title: cfg.Title})
+	reps := reporter.New(reporter.Config{Store: st, Secrets: secretGetter(secretsProviders), Log: m.log, Title: cfg.Title,
+		OnTry: met.Delivery})
 	if err := reps.SetConfig(cfg.Reporters, cfg.Workers, cfg.BuildbotURL); err != nil {
 		m.log.Error("reporters", "err", err)
 	}
 	missing := newMissingWatcher(st, bus, cfg.Workers, m.log)
-	engine := build.New(build.Config{
+	engine = build.New(build.Config{
 		Store:    st,
 		MasterID: masterID,
 		Builders: cfg.Builders,
@@ -208,6 +248,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
 	pols := newPollers(m.basedir, st, scheds.AddChanges, secretsProviders, m.log)
+	pols.metrics = met
 	defer func() {
 		m.mu.Lock()
 		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = nil, nil, nil, nil, nil, nil, nil
@@ -217,7 +258,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}()
 	engine.SetTriggerer(scheds)
 
-	srv := protocol.NewServer(protocol.ServerConfig{
+	srv = protocol.NewServer(protocol.ServerConfig{
 		Password:      m.workerPassword,
 		Attach:        func(c *protocol.WorkerConn) { engine.Attach(c) },
 		Logger:        m.log,
@@ -252,6 +293,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TrustedProxies: cfg.WWW.TrustedProxies,
 		IdleTimeout:    cfg.WWW.IdleTimeout,
 		TLS:            cfg.WWW.TLS,
+		Metrics:        met,
+		Ready:          m.Ready,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -307,10 +350,16 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
+	// Ready: the store is open, the worker port listens, the config is
+	// loaded; not once Run's context is done, nor while stopping cleanly.
+	m.setNotReady("")
+	stopReady := context.AfterFunc(gctx, func() { m.setNotReady("stopping") })
+	defer stopReady()
 	if ready != nil {
 		ready(addrs)
 	}
 	err = g.Wait()
+	m.setNotReady("stopping")
 	if errors.Is(err, errStoppedClean) {
 		err = nil
 	}
@@ -466,6 +515,12 @@ func (m *Master) Reconfig(path string) error {
 	}
 	if !maps.Equal(hookConfigs(cfg.WWW.ChangeHooks), hookConfigs(old.WWW.ChangeHooks)) {
 		restart = append(restart, "www.change_hook")
+	}
+	if cfg.LogFormat != old.LogFormat {
+		restart = append(restart, "log_format")
+	}
+	if cfg.WWW.NoMetrics != old.WWW.NoMetrics {
+		restart = append(restart, "www.metrics")
 	}
 	if cfg.DB.URL != old.DB.URL {
 		restart = append(restart, "db.url")

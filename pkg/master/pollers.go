@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/changesource"
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/metrics"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -19,6 +21,7 @@ type pollers struct {
 	notify  func([]store.Change)
 	log     *slog.Logger
 	secrets changesource.Secrets // nil when there is no secrets provider
+	metrics *metrics.Metrics     // nil counts nothing
 
 	mu      sync.Mutex
 	running map[string]*runningPoller // guarded by mu; by change source name
@@ -80,6 +83,9 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 			HTTPUsername:             cs.HTTPUsername,
 			HTTPPasswordSecret:       cs.HTTPPasswordSecret,
 			Secrets:                  p.secrets,
+			OnPoll: func(d time.Duration, err error) {
+				p.metrics.Poll(cs.Name, d, err)
+			},
 		}, p.st, p.notify, p.log.With("change_source", cs.Name))
 		pctx, cancel := context.WithCancel(ctx)
 		rp := &runningPoller{cfg: cs, cancel: cancel, done: make(chan struct{})}

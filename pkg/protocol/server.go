@@ -1009,3 +1009,10 @@ func (c *WorkerConn) receive(stream grpc.BidiStreamingServer[WorkerMessage, Mast
 		}
 	}
 }
+
+// Streams returns how many workers have a stream open and attached now.
+func (s *Server) Streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -42,6 +42,10 @@ type Config struct {
 	// Concurrency bounds the deliveries one reporter has under way at
 	// once, each for a different key (laneKey); zero means 4.
 	Concurrency int
+	// OnTry, when set, is told of each try of a delivery: the reporter's
+	// name and the try's error (nil: delivered); for the metrics. Nil
+	// means nobody.
+	OnTry func(reporter string, err error)
 }
 
 // Dispatcher delivers the store's outbox to the configured reporters:
@@ -546,6 +550,9 @@ func (d *Dispatcher) deliver(runCtx, ctx context.Context, r *runner, s Sender, e
 		<-r.sem
 		if err != nil && runCtx.Err() != nil {
 			return false // cut by the dispatcher's stop: the result is unknown, it stays pending
+		}
+		if d.cfg.OnTry != nil {
+			d.cfg.OnTry(rc.Name, err)
 		}
 		now := time.Now().UTC()
 		dl.Attempts++

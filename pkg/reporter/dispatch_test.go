@@ -152,7 +152,8 @@ type fixture struct {
 	wk   store.Worker
 	// timeout is the dispatcher's Timeout (5s unless a test sets it).
 	timeout time.Duration
-	log     *slog.Logger // the dispatcher's, nil for none
+	log     *slog.Logger                     // the dispatcher's, nil for none
+	onTry   func(reporter string, err error) // the dispatcher's OnTry, nil for none
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -205,6 +206,7 @@ func (f *fixture) start(rs []config.Reporter, secrets map[string]string) {
 		MinBackoff: 5 * time.Millisecond,
 		MaxBackoff: 40 * time.Millisecond,
 		Timeout:    f.timeout,
+		OnTry:      f.onTry,
 	})
 	if err := f.d.SetConfig(rs, []config.Worker{{Name: "w1", NotifyOnMissing: []string{"admin@example.org"}, MissingTimeout: time.Hour}}, "http://ci.example.org/"); err != nil {
 		f.t.Fatal(err)

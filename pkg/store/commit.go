@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -129,6 +130,7 @@ func (db *DB) commit(group []*write) {
 		defer db.pubMu.Unlock()
 	}
 	db.writes.commits.Add(1)
+	start := time.Now()
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
@@ -137,6 +139,9 @@ func (db *DB) commit(group []*write) {
 		}
 		return nil
 	})
+	if db.onCommit != nil {
+		db.onCommit(time.Since(start))
+	}
 	if err != nil && len(group) > 1 {
 		for _, w := range group {
 			w.err, w.done = db.bolt.Update(w.fn), true

@@ -116,6 +116,9 @@ func (db *DB) AppendLog(logID int64, lines string) (first int64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("append to log %d: %w", logID, err)
 	}
+	if db.onLog != nil {
+		db.onLog(len(lines))
+	}
 	return first, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -163,4 +164,38 @@ func checkPending(tx *bolt.Tx) []error {
 		errs = append(errs, fmt.Errorf("index %s: %d entries for %d claimed incomplete requests", bucketRequestClaimed, n, wantClaimed))
 	}
 	return errs
+}
+
+// PendingStats returns how many build requests wait for a build (neither
+// claimed nor complete) and when the oldest of them was submitted (zero
+// when none waits). It reads only the pending index's keys.
+func (db *DB) PendingStats() (n int, oldest time.Time, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		c := bucket(tx, bucketRequestPending).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) != 32 {
+				continue
+			}
+			n++
+			at := time.Unix(0, int64(binary.BigEndian.Uint64(k[16:24])^1<<63))
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count pending build requests: %w", err)
+	}
+	return n, oldest, nil
+}
+
+// Size returns the size of the store's database in bytes.
+func (db *DB) Size() (int64, error) {
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n, err
 }

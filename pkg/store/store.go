@@ -23,6 +23,12 @@ type Options struct {
 	// Events receives an event after every committed change; nil means
 	// none are published.
 	Events Publisher
+	// OnCommit, when set, is told how long each write transaction took,
+	// its commit and sync included (for the metrics); nil means nobody.
+	OnCommit func(time.Duration)
+	// OnLog, when set, is told the bytes of each log batch stored (before
+	// compression); nil means nobody.
+	OnLog func(bytes int)
 }
 
 // DB is the master's store. It is safe for concurrent use.
@@ -38,6 +44,9 @@ type DB struct {
 	writes writeQueue // the writes of update and batch waiting to commit
 
 	outbox atomic.Pointer[func()] // see SetOutbox; nil: off
+
+	onCommit func(time.Duration) // Options.OnCommit, or nil
+	onLog    func(int)           // Options.OnLog, or nil
 }
 
 // schemaVersion is written in the meta bucket of a new database.
@@ -188,7 +197,8 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	logger.Debug("store opened", "path", path)
-	return &DB{path: path, bolt: bdb, log: logger, enc: enc, dec: dec, events: opts.Events}, nil
+	return &DB{path: path, bolt: bdb, log: logger, enc: enc, dec: dec, events: opts.Events,
+		onCommit: opts.OnCommit, onLog: opts.OnLog}, nil
 }
 
 // Close closes the store. Calls in progress finish first; none may start

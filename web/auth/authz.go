@@ -96,3 +96,27 @@ func Refusal(u *User, action, builder string) string {
 	}
 	return msg
 }
+
+// MetricsAllowed reports whether u (nil: anonymous) may read /metrics.
+// The first [[www.authz.rules]] table naming the action "metrics" (by
+// name: "*" does not name it, so that rules written before it do not
+// close the metrics) decides by its roles; with none, whoever may see the
+// pages may read them (everyone, unless allow_anonymous_view = false).
+func MetricsAllowed(authz config.Authz, u *User) bool {
+	for _, rule := range authz.Rules {
+		if !slices.Contains(rule.Actions, "metrics") {
+			continue
+		}
+		if u == nil {
+			return false
+		}
+		roles := RolesOf(authz, u)
+		for _, role := range rule.Roles {
+			if slices.Contains(roles, role) {
+				return true
+			}
+		}
+		return false
+	}
+	return u != nil || !authz.NoAnonymousView
+}
