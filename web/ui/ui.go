@@ -233,11 +233,19 @@ func duration(start time.Time, complete bool, end time.Time) string {
 	if !complete || end.IsZero() {
 		end = time.Now()
 	}
-	d := end.Sub(start).Round(time.Second)
-	if d < 0 {
-		d = 0
+	return fmtDuration(end.Sub(start))
+}
+
+// fmtDuration is how every page prints a duration: under a minute with a
+// tenth of a second ("0.3s", "12.3s"), a minute and more to the second
+// ("1m5s", "2h0m3s"), as time.Duration prints them. A negative duration
+// (clocks that went back) is 0s.
+func fmtDuration(d time.Duration) string {
+	d = max(d, 0)
+	if t := d.Round(100 * time.Millisecond); t < time.Minute {
+		return strconv.FormatFloat(t.Seconds(), 'f', 1, 64) + "s"
 	}
-	return d.String()
+	return d.Round(time.Second).String()
 }
 
 type forceForm struct {
