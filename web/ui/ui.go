@@ -62,6 +62,7 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/pending", s.pendingPage)
 	r.Get("/console", s.consolePage)
 	r.Get("/grid", s.gridPage)
+	r.Get("/waterfall", s.waterfallPage)
 	r.Get("/badges/{file}", s.badge)
 	r.Get("/static/*", s.static)
 	// Browsers ask for /favicon.ico whatever a page links to.
@@ -182,6 +183,7 @@ type homePage struct {
 	// FailedReports counts the reporters' deliveries given up (see
 	// reports.go).
 	FailedReports int
+	Trends        *trends
 }
 
 type builderRow struct {
@@ -389,6 +391,9 @@ func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rer
 			row.Last = append(row.Last, s.buildRowOf(l, names))
 		}
 		page.Builders = append(page.Builders, row)
+	}
+	if page.Trends, err = s.homeTrends(time.Now()); err != nil {
+		return nil, err
 	}
 	page.Forces = page.mayForce(s.forceForms(page.Root, store.Builder{}, builders, forced, posted, rerr), store.Builder{})
 	return page, nil
