@@ -281,7 +281,12 @@ func seriesValues(deltas []seriesDelta, from, to time.Time, n int) []int {
 		cur += deltas[i].D
 	}
 	for s := range n {
+		start := from.Add(time.Duration(float64(span) * float64(s) / float64(n)))
 		end := from.Add(time.Duration(float64(span) * float64(s+1) / float64(n)))
+		// The count at the slice's start, then the highest within it.
+		for ; i < len(deltas) && !deltas[i].At.After(start); i++ {
+			cur += deltas[i].D
+		}
 		high := cur
 		for ; i < len(deltas) && deltas[i].At.Before(end); i++ {
 			cur += deltas[i].D
