@@ -55,6 +55,10 @@ name = "slow"
 worker_names = ["w1"]
   [[builders.steps]]
   type = "shell"
+  name = "warmup"
+  command = "i=1; while [ $i -le 150 ]; do echo \"warm $i\"; i=$((i+1)); sleep 0.1; done"
+  [[builders.steps]]
+  type = "shell"
   name = "count"
   command = "i=1; while [ $i -le 900 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done"
 `
@@ -220,7 +224,7 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 	t.Run("inline log follows the running step", func(t *testing.T) {
 		buildPage := fmt.Sprintf("%sbuilders/%d/builds/%d", base, slow, slowBuild.Number)
 		var before, after int
-		var marker bool
+		var marker, kept bool
 		var last, full string
 		browse(t, ctx, "open the slow build's log under its step",
 			chromedp.Navigate(buildPage),
@@ -235,12 +239,28 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 			into(&after, chromedp.Evaluate[int](`document.querySelectorAll("#step-logs-1 .log-line").length`)),
 			into(&last, chromedp.Text(chromedp.CSS("#step-logs-1 .log-line:last-child .lt"))),
 			into(&marker, chromedp.Evaluate[bool](`window.gbbNoReload === true`)),
+			// The step ends and the next starts: the steps' table is
+			// made anew, and the open log in it is the same element,
+			// open, with the whole end of its log.
+			into(new(bool), chromedp.Evaluate[bool](`document.querySelector("#step-logs-1 details.inline-log").gbbMine = true`)),
+			into(new(bool), chromedp.Poll[bool](`document.querySelector("#step-2.running") !== null`, chromedp.WithPollingTimeout(60*time.Second))),
+			into(new(bool), chromedp.Poll[bool](`(function () {
+				var d = document.querySelector("#step-logs-1 details.inline-log");
+				return /warm 150(?!\d)/.test(d.textContent) && /exit code 0/.test(d.textContent);
+			})()`, chromedp.WithPollingTimeout(30*time.Second))),
+			into(&kept, chromedp.Evaluate[bool](`(function () {
+				var d = document.querySelector("#step-logs-1 details.inline-log");
+				return d.open && d.gbbMine === true && window.gbbNoReload === true;
+			})()`)),
 		)
 		if !marker {
 			t.Error("the build page reloaded")
 		}
+		if !kept {
+			t.Error("the open inline log was closed or made anew when the steps were refreshed")
+		}
 		var n int
-		if _, err := fmt.Sscanf(last, "line %d", &n); err != nil || n < 3 {
+		if _, err := fmt.Sscanf(last, "warm %d", &n); err != nil || n < 3 {
 			t.Errorf("last inline line %q after %d lines (from %d)", last, after, before)
 		}
 		if want := buildPage + "/steps/1/logs/stdio"; full != want {
@@ -273,7 +293,7 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 			return fmt.Sprintf("%sbuilders/%d/builds/%d %s %s %d true", base, builder, n, class, rgb, steps)
 		}
 		want := []string{
-			b(slow, 1, "running", rgbRunning, 2), b(quick, 3, "success", rgbSuccess, 3),
+			b(slow, 1, "running", rgbRunning, 3), b(quick, 3, "success", rgbSuccess, 3),
 			b(failing, 1, "failure", rgbFailure, 2), b(quick, 2, "success", rgbSuccess, 3), b(quick, 1, "success", rgbSuccess, 3),
 		}
 		for i, got := range boxes {
@@ -300,7 +320,7 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 			fmt.Sprintf("builders/%d", quick): {`<svg id="builder-chart"`, `<title id="builder-chart-title">Durations of the last 3 builds of quick</title>`, `<span id="success-rate">100%</span>`},
 			"":          {`<svg id="queue-chart"`, `<svg id="busy-chart"`, "Busy workers: now"},
 			"waterfall": {`<svg id="waterfall"`, `<desc id="waterfall-desc">5 builds of 3 builders`, fmt.Sprintf(`href="./builders/%d/builds/1"`, failing)},
-			fmt.Sprintf("builders/%d/builds/%d", slow, slowBuild.Number): {`<details class="inline-log"`, `<span class="lt">line 1</span>`},
+			fmt.Sprintf("builders/%d/builds/%d", slow, slowBuild.Number): {`<details class="inline-log"`, `<span class="lt">warm 150</span>`},
 		} {
 			resp, err := http.Get(base + path)
 			if err != nil {
