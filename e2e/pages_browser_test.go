@@ -318,8 +318,8 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 	t.Run("without JavaScript", func(t *testing.T) {
 		for path, wants := range map[string][]string{
 			fmt.Sprintf("builders/%d", quick): {`<svg id="builder-chart"`, `<title id="builder-chart-title">Durations of the last 3 builds of quick</title>`, `<span id="success-rate">100%</span>`},
-			"":          {`<svg id="queue-chart"`, `<svg id="busy-chart"`, "Busy workers: now"},
-			"waterfall": {`<svg id="waterfall"`, `<desc id="waterfall-desc">5 builds of 3 builders`, fmt.Sprintf(`href="./builders/%d/builds/1"`, failing)},
+			"":                                {`<svg id="queue-chart"`, `<svg id="busy-chart"`, "Busy workers: now"},
+			"waterfall":                       {`<svg id="waterfall"`, `<desc id="waterfall-desc">5 builds of 3 builders`, fmt.Sprintf(`href="./builders/%d/builds/1"`, failing)},
 			fmt.Sprintf("builders/%d/builds/%d", slow, slowBuild.Number): {`<details class="inline-log"`, `<span class="lt">warm 150</span>`},
 		} {
 			resp, err := http.Get(base + path)

@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"html/template"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,14 @@ type chartBar struct {
 	Class, Title string
 	Href         string
 	Number       int64
+}
+
+// Geom is the bar's x, y, width and height attributes, made once here:
+// numbers only, so nothing to escape (and the waterfall's hundreds of
+// rects render in a fraction of the time four escaped printf calls each
+// take).
+func (b chartBar) Geom() template.HTMLAttr {
+	return template.HTMLAttr(fmt.Sprintf(`x="%.1f" y="%.1f" width="%.1f" height="%.1f"`, b.X, b.Y, b.W, b.H))
 }
 
 // chartTick is an axis label at (X, Y).

@@ -177,19 +177,21 @@ func (s *Server) builderData(r *http.Request, b store.Builder, forced string, po
 	if err != nil {
 		return nil, err
 	}
+	last, err := s.lastBuilds(b.ID, 0, chartBuilds)
+	if err != nil {
+		return nil, err
+	}
 	p, total := pageParam(r), int64(count)
 	if p-1 <= total/buildsPerPage { // no overflow, and not past the end
-		builds, err := s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage)
-		if err != nil {
-			return nil, err
+		builds := last[:min(buildsPerPage, len(last))] // the first page is the chart's newest
+		if p > 1 {
+			if builds, err = s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage); err != nil {
+				return nil, err
+			}
 		}
 		for _, bd := range builds {
 			page.Builds = append(page.Builds, s.buildRowOf(bd, names))
 		}
-	}
-	last, err := s.lastBuilds(b.ID, 0, chartBuilds)
-	if err != nil {
-		return nil, err
 	}
 	root := page.Root
 	page.Chart = durationChartOf(b.Name, last, time.Now(), func(b store.Build) string { return root + buildPath(b) })

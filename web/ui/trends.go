@@ -26,8 +26,13 @@ import (
 const (
 	trendWindow     = 6 * time.Hour
 	trendSlices     = 180 // two minutes each
-	trendBatch      = 200
-	trendMaxRecords = 2000 // of builds, and of requests, read per render
+	trendBatch      = 100
+	trendMaxRecords = 1000 // of builds, and of requests, read per drawing
+	// trendMaxAge is how long the drawn charts serve the home page (and
+	// its live refreshes, one per build event) before they are drawn
+	// again: a slice is two minutes, and a drawing reads up to
+	// 2 × trendMaxRecords records.
+	trendMaxAge = 10 * time.Second
 )
 
 type trends struct {
@@ -37,6 +42,22 @@ type trends struct {
 	Partial bool
 	From    string
 	Hours   int
+}
+
+// cachedTrends returns the home page's charts, drawn again when older
+// than trendMaxAge.
+func (s *Server) cachedTrends(now time.Time) (*trends, error) {
+	s.trendsMu.Lock()
+	defer s.trendsMu.Unlock()
+	if s.trends != nil && now.Sub(s.trendsAt) < trendMaxAge && !now.Before(s.trendsAt) {
+		return s.trends, nil
+	}
+	t, err := s.homeTrends(now)
+	if err != nil {
+		return nil, err
+	}
+	s.trends, s.trendsAt = t, now
+	return t, nil
 }
 
 // homeTrends reads the store and draws the home page's charts for the

@@ -392,7 +392,7 @@ func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rer
 		}
 		page.Builders = append(page.Builders, row)
 	}
-	if page.Trends, err = s.homeTrends(time.Now()); err != nil {
+	if page.Trends, err = s.cachedTrends(time.Now()); err != nil {
 		return nil, err
 	}
 	page.Forces = page.mayForce(s.forceForms(page.Root, store.Builder{}, builders, forced, posted, rerr), store.Builder{})
