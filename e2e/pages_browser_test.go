@@ -304,6 +304,17 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 		if len(boxes) != len(want) {
 			t.Errorf("%d boxes %q, want %d", len(boxes), boxes, len(want))
 		}
+		// A new build's box comes without a reload.
+		browse(t, ctx, "mark the page", into(new(bool), chromedp.Evaluate[bool](`window.gbbNoReload = true`)))
+		e.waitBuild(e.force("force", failing, "for the waterfall"), 60*time.Second)
+		var live bool
+		browse(t, ctx, "wait for the new box",
+			into(new(bool), chromedp.Poll[bool](`document.querySelectorAll("#waterfall a.wf-build rect.wf-box.failure").length === 2`, chromedp.WithPollingTimeout(30*time.Second))),
+			into(&live, chromedp.Evaluate[bool](`window.gbbNoReload === true && document.querySelectorAll("#waterfall a.wf-build").length === 6`)),
+		)
+		if !live {
+			t.Error("the waterfall reloaded, or does not show the 6 builds")
+		}
 		var h1 string
 		browse(t, ctx, "follow a box to its build",
 			loaded(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#waterfall a.wf-build[href$="builders/%d/builds/1"] rect.wf-box`, failing)))),
@@ -319,7 +330,7 @@ func runPagesBrowser(t *testing.T, behindNginx bool) {
 		for path, wants := range map[string][]string{
 			fmt.Sprintf("builders/%d", quick): {`<svg id="builder-chart"`, `<title id="builder-chart-title">Durations of the last 3 builds of quick</title>`, `<span id="success-rate">100%</span>`},
 			"":                                {`<svg id="queue-chart"`, `<svg id="busy-chart"`, "Busy workers: now"},
-			"waterfall":                       {`<svg id="waterfall"`, `<desc id="waterfall-desc">5 builds of 3 builders`, fmt.Sprintf(`href="./builders/%d/builds/1"`, failing)},
+			"waterfall":                       {`<svg id="waterfall"`, `<desc id="waterfall-desc">6 builds of 3 builders`, fmt.Sprintf(`href="./builders/%d/builds/2"`, failing)},
 			fmt.Sprintf("builders/%d/builds/%d", slow, slowBuild.Number): {`<details class="inline-log"`, `<span class="lt">warm 150</span>`},
 		} {
 			resp, err := http.Get(base + path)
