@@ -214,3 +214,25 @@ func TestInlineLogsWithoutJS(t *testing.T) {
 		t.Errorf("inline fragment: %d %.300q", status, frag)
 	}
 }
+
+// TestHomeTrendsCapped: a window with more builds than the home page
+// reads is charted from the oldest build read, and the page says so.
+func TestHomeTrendsCapped(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	_, brids := must2(f.db.AddBuildset(store.NewBuildset{Reason: "many", BuilderIDs: []int64{f.noop.ID}, SubmittedAt: time.Now().Add(-3 * time.Hour)}))(t)
+	start := time.Now().Add(-2 * time.Hour)
+	for i := range 1001 {
+		must(f.db.AddBuild(store.NewBuild{BuilderID: f.noop.ID, BuildRequestID: brids[f.noop.ID], WorkerID: f.worker.ID, MasterID: f.master.ID, StartedAt: start.Add(time.Duration(i) * time.Second)}))(t)
+	}
+	_, page := f.page(t, "/")
+	// Read: the newest 1,000, started from start+1s on.
+	from := start.Add(time.Second).UTC().Format(time.DateTime)
+	if want := "<p class=\"note\">From " + from + " UTC only: older builds and requests were not read"; !strings.Contains(page, want) {
+		t.Errorf("GET / lacks %q", want)
+	}
+	// All 1,003 running builds are on the one worker: one busy worker.
+	if want := `Busy workers: now <span class="series-now" id="busy-chart-now">1</span>`; !strings.Contains(page, want) {
+		t.Errorf("GET / lacks %q", want)
+	}
+}
