@@ -236,3 +236,31 @@ func TestHomeTrendsCapped(t *testing.T) {
 		t.Errorf("GET / lacks %q", want)
 	}
 }
+
+// TestHomeTrendsFollowChanges: the charts drawn for one render are not
+// shown again once a build ends or a request comes.
+func TestHomeTrendsFollowChanges(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	now := func(page, chart string) string {
+		m := regexp.MustCompile(`id="` + chart + `-now">(\d+)<`).FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no %s in the page", chart)
+		}
+		return m[1]
+	}
+	_, page := f.page(t, "/")
+	if q, b := now(page, "queue-chart"), now(page, "busy-chart"); q != "0" || b != "1" {
+		t.Fatalf("at first: queue %s, busy %s; want 0, 1", q, b)
+	}
+	check(t, f.db.FinishBuild(f.running.ID, store.Success, time.Now()))
+	_, page = f.page(t, "/")
+	if b := now(page, "busy-chart"); b != "0" {
+		t.Errorf("after the running build ended: busy %s, want 0", b)
+	}
+	must2(f.db.AddBuildset(store.NewBuildset{Reason: "queued", BuilderIDs: []int64{f.noop.ID}}))(t)
+	_, page = f.page(t, "/")
+	if q := now(page, "queue-chart"); q != "1" {
+		t.Errorf("after a request came: queue %s, want 1", q)
+	}
+}

@@ -205,20 +205,17 @@ type seriesChart struct {
 }
 
 // seriesChartOf draws values, one per equal slice of [from, to) (the
-// highest count within it), as a step line.
-func seriesChartOf(id, class, title string, values []int, from, to time.Time) seriesChart {
+// highest count within it), as a step line; now is the count at to.
+func seriesChartOf(id, class, title string, values []int, now int, from, to time.Time) seriesChart {
 	c := seriesChart{
 		ID: id, Class: class, Title: title, Width: seriesW, Height: seriesH,
-		PlotX: seriesPlotX, PlotY: seriesPlY, PlotW: seriesPlotW, PlotH: seriesPlotH,
+		PlotX: seriesPlotX, PlotY: seriesPlY, PlotW: seriesPlotW, PlotH: seriesPlotH, Now: now,
 	}
 	peakAt := -1
 	for i, v := range values {
 		if v > c.Peak {
 			c.Peak, peakAt = v, i
 		}
-	}
-	if len(values) > 0 {
-		c.Now = values[len(values)-1]
 	}
 	top := niceCount(max(c.Peak, 1))
 	bottom := float64(c.PlotY + c.PlotH)
@@ -304,6 +301,19 @@ func seriesValues(deltas []seriesDelta, from, to time.Time, n int) []int {
 		out[s] = high
 	}
 	return out
+}
+
+// countAt is the count that deltas (sorted) make at t, ends at t
+// included.
+func countAt(deltas []seriesDelta, t time.Time) int {
+	n := 0
+	for _, d := range deltas {
+		if d.At.After(t) {
+			break
+		}
+		n += d.D
+	}
+	return n
 }
 
 // interval is a span of time of one thing (a request waiting, a build on

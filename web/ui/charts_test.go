@@ -134,7 +134,13 @@ func TestSeries(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("busy workers (-want +got):\n%s", diff)
 	}
-	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, m(0), m(4))
+	if n := countAt(deltasOf(busy), m(6)); n != 0 {
+		t.Errorf("busy workers at 12:06, as the last build ends: %d, want 0", n)
+	}
+	if n := countAt(deltasOf(waits), m(10)); n != 1 {
+		t.Errorf("requests waiting at 12:10: %d, want 1", n)
+	}
+	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, 2, m(0), m(4))
 	if c.Now != 2 || c.Peak != 3 || c.PeakAt != "12:02" {
 		t.Errorf("now %d peak %d at %q, want 2, 3 at 12:02", c.Now, c.Peak, c.PeakAt)
 	}

@@ -36,9 +36,10 @@ type Server struct {
 	api *api.Server
 	log *slog.Logger
 
-	trendsMu sync.Mutex
-	trends   *trends   // guarded by trendsMu; the home page's charts, last drawn
-	trendsAt time.Time // guarded by trendsMu; when
+	trendsMu  sync.Mutex
+	trends    *trends   // guarded by trendsMu; the home page's charts, last drawn
+	trendsAt  time.Time // guarded by trendsMu; when
+	trendsFor string    // guarded by trendsMu; the store's state they show (see trendsKey)
 }
 
 // New makes a Server.

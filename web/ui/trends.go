@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/store"
@@ -29,10 +30,11 @@ const (
 	trendBatch      = 100
 	trendMaxRecords = 1000 // of builds, and of requests, read per drawing
 	// trendMaxAge is how long the drawn charts serve the home page (and
-	// its live refreshes, one per build event) before they are drawn
-	// again: a slice is two minutes, and a drawing reads up to
-	// 2 × trendMaxRecords records.
-	trendMaxAge = 10 * time.Second
+	// its live refreshes, one per build event) while nothing they show
+	// changed, before they are drawn again to move the window: a slice
+	// is two minutes, and a drawing reads up to 2 × trendMaxRecords
+	// records.
+	trendMaxAge = 30 * time.Second
 )
 
 type trends struct {
@@ -44,20 +46,52 @@ type trends struct {
 	Hours   int
 }
 
-// cachedTrends returns the home page's charts, drawn again when older
-// than trendMaxAge.
+// cachedTrends returns the home page's charts: those drawn last while
+// nothing they show has changed (the same requests waiting, the same
+// builds running, no request or build added) and they are younger than
+// trendMaxAge; else it draws them again.
 func (s *Server) cachedTrends(now time.Time) (*trends, error) {
+	key, err := s.trendsKey()
+	if err != nil {
+		return nil, err
+	}
 	s.trendsMu.Lock()
 	defer s.trendsMu.Unlock()
-	if s.trends != nil && now.Sub(s.trendsAt) < trendMaxAge && !now.Before(s.trendsAt) {
+	if s.trends != nil && s.trendsFor == key && now.Sub(s.trendsAt) < trendMaxAge && !now.Before(s.trendsAt) {
 		return s.trends, nil
 	}
 	t, err := s.homeTrends(now)
 	if err != nil {
 		return nil, err
 	}
-	s.trends, s.trendsAt = t, now
+	s.trends, s.trendsAt, s.trendsFor = t, now, key
 	return t, nil
+}
+
+// trendsKey sums up, from the store's counters and its index of the
+// running builds, what the trends depend on: it changes when a request is
+// added or ends (built or cancelled), or a build starts or ends.
+func (s *Server) trendsKey() (string, error) {
+	builds, err := s.cfg.Store.CountBuilds(store.BuildFilter{})
+	if err != nil {
+		return "", err
+	}
+	reqs, err := s.cfg.Store.CountBuildRequests(store.BuildRequestFilter{})
+	if err != nil {
+		return "", err
+	}
+	running, err := s.cfg.Store.CountBuilds(store.BuildFilter{Complete: new(false)})
+	if err != nil {
+		return "", err
+	}
+	waiting, err := s.cfg.Store.CountBuildRequests(store.BuildRequestFilter{Complete: new(false)})
+	if err != nil {
+		return "", err
+	}
+	// A claim is followed by its build's start, which the count of
+	// builds shows; an end of a request or build lowers a count of
+	// incomplete ones.
+	return fmt.Sprint(builds, reqs, running, waiting), nil
 }
 
 // homeTrends reads the store and draws the home page's charts for the
@@ -101,8 +135,9 @@ func (s *Server) homeTrends(now time.Time) (*trends, error) {
 		busy = append(busy, iv)
 	}
 	t := &trends{Partial: start.After(from), From: start.UTC().Format(time.DateTime), Hours: int(trendWindow / time.Hour)}
-	t.Queue = seriesChartOf("queue-chart", "queue", "Pending build requests", seriesValues(deltasOf(waits), start, now, trendSlices), start, now)
-	t.Busy = seriesChartOf("busy-chart", "busy", "Busy workers", seriesValues(deltasOf(busy), start, now, trendSlices), start, now)
+	qd, bd := deltasOf(waits), deltasOf(busy)
+	t.Queue = seriesChartOf("queue-chart", "queue", "Pending build requests", seriesValues(qd, start, now, trendSlices), countAt(qd, now), start, now)
+	t.Busy = seriesChartOf("busy-chart", "busy", "Busy workers", seriesValues(bd, start, now, trendSlices), countAt(bd, now), start, now)
 	return t, nil
 }
 
