@@ -318,6 +318,7 @@ func BenchmarkBigStore(b *testing.B) {
 				page := get(path)
 				last := (builds - int(id) + storeBuilders) / storeBuilders // the builder's newest build
 				wants := []string{`id="forces"`, `id="force-force"`, `name="builderid" value="` + strconv.FormatInt(id, 10) + `"`,
+					`<svg id="builder-chart"`, fmt.Sprintf(`<title id="builder-chart-title">Durations of the last %d builds`, min(100, builds/storeBuilders)),
 					`id="pending-requests"`, fmt.Sprintf("/builders/%d/builds/%d", id, last)}
 				for _, br := range pending {
 					if br.BuilderID == id {
@@ -325,6 +326,13 @@ func BenchmarkBigStore(b *testing.B) {
 					}
 				}
 				mustHave(path, page, wants...)
+			}},
+			{"waterfall page (60 builds with their steps, paged back)", func() {
+				path := "/waterfall"
+				if rng.IntN(2) == 1 {
+					path += fmt.Sprintf("?before=%d", 62+rng.IntN(builds-61)) // 60 builds and older ones below it
+				}
+				mustHave(path, get(path), `<svg id="waterfall"`, `<desc id="waterfall-desc">60 builds of`, `id="waterfall-older"`)
 			}},
 			{"build page", func() {
 				path := fmt.Sprintf("/builders/%d/builds/%d", 1+rng.IntN(storeBuilders), 1+rng.IntN(builds/storeBuilders))

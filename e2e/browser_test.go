@@ -459,6 +459,7 @@ func runBrowser(t *testing.T, behindNginx bool) {
 			{"workers", base + "workers", "main"},
 			{"console", base + "console", "main"},
 			{"grid", base + "grid", "main"},
+			{"waterfall", base + "waterfall", "#waterfall"},
 		} {
 			var png []byte
 			browse(t, ctx, "screenshot "+p.name,

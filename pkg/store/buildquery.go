@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -56,7 +57,8 @@ func eachBuildID(tx *bolt.Tx, f BuildFilter, fn func(id int64) bool) {
 		switch {
 		case f.BuildRequestID != 0 && index != bucketBuildByRequest && byRequest.Get(key2(f.BuildRequestID, id)) == nil,
 			f.WorkerID != 0 && index != bucketBuildByWorker && byWorker.Get(key2(f.WorkerID, id)) == nil,
-			f.Complete != nil && index != bucketBuildIncomplete && (incomplete.Get(itob(id)) == nil) != *f.Complete:
+			f.Complete != nil && index != bucketBuildIncomplete && (incomplete.Get(itob(id)) == nil) != *f.Complete,
+			f.Before != 0 && id >= f.Before:
 			return false
 		}
 		return true
@@ -66,6 +68,14 @@ func eachBuildID(tx *bolt.Tx, f BuildFilter, fn func(id int64) bool) {
 	switch {
 	case !f.Desc:
 		k, v = c.Seek(prefix)
+	case f.Before != 0 && !fromValue:
+		// Keys end in the id: the first at or after the cursor, then
+		// one back.
+		if k, _ = c.Seek(append(slices.Clip(prefix), itob(f.Before)...)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
 	case prefix == nil:
 		k, v = c.Last()
 	default:

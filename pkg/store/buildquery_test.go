@@ -10,7 +10,7 @@ import (
 )
 
 // TestBuildsPaged checks Builds with Desc, Offset and Limit, and
-// CountBuilds, against filtering, ordering and slicing every build in
+// CountBuilds, against filtering (Before included), ordering and slicing every build in
 // memory, for each filter.
 func TestBuildsPaged(t *testing.T) {
 	t.Parallel()
@@ -41,14 +41,17 @@ func TestBuildsPaged(t *testing.T) {
 		return (f.BuilderID == 0 || bd.BuilderID == f.BuilderID) &&
 			(f.BuildRequestID == 0 || bd.BuildRequestID == f.BuildRequestID) &&
 			(f.WorkerID == 0 || bd.WorkerID == f.WorkerID) &&
-			(f.Complete == nil || bd.Complete == *f.Complete)
+			(f.Complete == nil || bd.Complete == *f.Complete) &&
+			(f.Before == 0 || bd.ID < f.Before)
 	}
 	var filters []BuildFilter
 	for _, builder := range []int64{0, a.ID, b.ID, 99} {
 		for _, req := range []int64{0, brids[a.ID], brids[b.ID]} {
 			for _, wk := range []int64{0, w1.ID, w2.ID} {
 				for _, complete := range []*bool{nil, ptr(true), ptr(false)} {
-					filters = append(filters, BuildFilter{BuilderID: builder, BuildRequestID: req, WorkerID: wk, Complete: complete})
+					for _, before := range []int64{0, 1, 9, all[22].ID, all[22].ID + 1, 99} {
+						filters = append(filters, BuildFilter{BuilderID: builder, BuildRequestID: req, WorkerID: wk, Complete: complete, Before: before})
+					}
 				}
 			}
 		}
@@ -60,7 +63,7 @@ func TestBuildsPaged(t *testing.T) {
 				want = append(want, bd)
 			}
 		}
-		name := fmt.Sprintf("builder %d request %d worker %d", f.BuilderID, f.BuildRequestID, f.WorkerID)
+		name := fmt.Sprintf("builder %d request %d worker %d before %d", f.BuilderID, f.BuildRequestID, f.WorkerID, f.Before)
 		if f.Complete != nil {
 			name += fmt.Sprint(" complete ", *f.Complete)
 		}

@@ -138,7 +138,7 @@ func checkCounts(tx *bolt.Tx) []error {
 // countBuildsFast answers CountBuilds from the counts when f filters by
 // builder and completeness only; ok is false otherwise.
 func countBuildsFast(tx *bolt.Tx, f BuildFilter) (n int, ok bool) {
-	if f.BuildRequestID != 0 || f.WorkerID != 0 {
+	if f.BuildRequestID != 0 || f.WorkerID != 0 || f.Before != 0 {
 		return 0, false
 	}
 	k := countAll

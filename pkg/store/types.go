@@ -193,6 +193,11 @@ type BuildFilter struct {
 	BuildRequestID int64
 	WorkerID       int64
 	Complete       *bool
+	// Before, when not zero, matches only the builds whose ids are below
+	// it: a cursor to page back from (the waterfall's "older"). Walking
+	// all builds newest first, the store seeks to it; with a BuilderID it
+	// is checked build by build.
+	Before int64
 
 	// Desc lists the newest (highest id) first.
 	Desc bool

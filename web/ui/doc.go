@@ -1,5 +1,6 @@
 // Package ui serves the HTML pages: the home page, builders, builds and
-// their logs, workers, changes, pending requests, console and grid, the
+// their logs, workers, changes, pending requests, console, grid and
+// waterfall, the charts they draw as SVG (charts.go, trends.go), the
 // login and logout pages, the force and control forms, the badges, and
 // the templates and static files they use. Every link a page makes is
 // relative, so the whole site works behind a proxy that strips a path

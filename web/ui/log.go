@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -101,11 +102,19 @@ func (s *Server) logPage(w http.ResponseWriter, r *http.Request) {
 			s.pageError(w, r, api.LookupErr(err, "log %d", l.ID))
 			return
 		}
+		if q.Get("fragment") == "inline" {
+			text = clipText(text)
+		}
 		page.Lines = renderLogLines(l.Type, first, text)
 		page.Last = first + int64(len(page.Lines)) - 1
 	}
-	if q.Get("fragment") == "lines" {
+	switch q.Get("fragment") {
+	case "lines":
 		s.render(w, http.StatusOK, "loglines", page)
+		return
+	case "inline":
+		// The lines as a build page shows them under their step.
+		s.render(w, http.StatusOK, "inlinelines", inlineLog{Lines: page.Lines})
 		return
 	}
 	link := func(first int64) string {
@@ -145,4 +154,76 @@ func renderLogLines(typ string, first int64, text string) []logLine {
 		n++
 	}
 	return out
+}
+
+// What a build page shows of each log under its step, in a <details>: the
+// tail, at most inlineLogLines lines and inlineLogBytes bytes of text, and
+// each line at most inlineLineBytes. The log's own page has the rest.
+const (
+	inlineLogLines  = 50
+	inlineLogBytes  = 32 << 10
+	inlineLineBytes = 2 << 10
+)
+
+// inlineLog is a log under its step on a build page.
+type inlineLog struct {
+	store.Log
+	Href string // the log's page
+	// First and Last are the numbers of the lines shown (Last is 0
+	// when none is); Lines is empty for a log of HTML, which only its
+	// page shows.
+	First, Last int64
+	Lines       []logLine
+	Count       int64 // lines the page's script asks for at once
+}
+
+// Tail reports whether lines before the ones shown are left out.
+func (l inlineLog) Tail() bool { return l.First > 1 }
+
+// inlineLogOf reads the tail of l for a build page; href is its page.
+func (s *Server) inlineLogOf(href string, l store.Log) (inlineLog, error) {
+	il := inlineLog{Log: l, Href: href, Count: inlineLogLines}
+	if l.Type == "h" || l.NumLines == 0 {
+		return il, nil
+	}
+	first := max(l.NumLines-inlineLogLines+1, 1)
+	text, err := s.cfg.Store.LogLines(l.ID, first-1, l.NumLines-1)
+	if err != nil {
+		return il, api.LookupErr(err, "log %d", l.ID)
+	}
+	// Keep the last lines that fit in inlineLogBytes.
+	size, cut := 0, len(text)
+	for cut > 0 {
+		start := strings.LastIndexByte(text[:cut-1], '\n') + 1
+		size += min(cut-start, inlineLineBytes)
+		if size > inlineLogBytes {
+			break
+		}
+		cut = start
+	}
+	first += int64(strings.Count(text[:cut], "\n"))
+	il.Lines = renderLogLines(l.Type, first, clipText(text[cut:]))
+	il.First, il.Last = first, first+int64(len(il.Lines))-1
+	return il, nil
+}
+
+// clipText cuts each line of text longer than inlineLineBytes to that
+// (at a character's start) and marks the cut with "…".
+func clipText(text string) string {
+	var sb strings.Builder
+	for line := range strings.Lines(text) {
+		body, nl := strings.CutSuffix(line, "\n")
+		if len(body) > inlineLineBytes {
+			cut := inlineLineBytes
+			for cut > 0 && !utf8.RuneStart(body[cut]) {
+				cut--
+			}
+			body = body[:cut] + "…"
+		}
+		sb.WriteString(body)
+		if nl {
+			sb.WriteByte('\n')
+		}
+	}
+	return sb.String()
 }

@@ -128,6 +128,7 @@ type builderPage struct {
 	Pager   pager
 	Pending []requestRow
 	Forces  []forceForm
+	Chart   durationChart // the last chartBuilds builds
 }
 
 // requestRow is a build request not yet claimed.
@@ -176,16 +177,24 @@ func (s *Server) builderData(r *http.Request, b store.Builder, forced string, po
 	if err != nil {
 		return nil, err
 	}
+	last, err := s.lastBuilds(b.ID, 0, chartBuilds)
+	if err != nil {
+		return nil, err
+	}
 	p, total := pageParam(r), int64(count)
 	if p-1 <= total/buildsPerPage { // no overflow, and not past the end
-		builds, err := s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage)
-		if err != nil {
-			return nil, err
+		builds := last[:min(buildsPerPage, len(last))] // the first page is the chart's newest
+		if p > 1 {
+			if builds, err = s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage); err != nil {
+				return nil, err
+			}
 		}
 		for _, bd := range builds {
 			page.Builds = append(page.Builds, s.buildRowOf(bd, names))
 		}
 	}
+	root := page.Root
+	page.Chart = durationChartOf(b.Name, last, time.Now(), func(b store.Build) string { return root + buildPath(b) })
 	pages := (total + buildsPerPage - 1) / buildsPerPage
 	page.Pager = makePager(nil, p, p < pages, pages)
 	pending, err := s.pendingRequests(names, b.ID)
@@ -277,7 +286,7 @@ type stepRow struct {
 	State    string
 	Duration string
 	Hidden   bool
-	Logs     []store.Log
+	Logs     []inlineLog
 	URLs     []store.StepURL
 }
 
@@ -318,10 +327,19 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) {
 			s.pageError(w, r, err)
 			return
 		}
-		page.Steps = append(page.Steps, stepRow{
+		row := stepRow{
 			Number: st.Number, Name: st.Name, Result: stepResult(st), State: st.StateString,
-			Duration: duration(st.StartedAt, st.Complete, st.CompleteAt), Hidden: st.Hidden, Logs: logs, URLs: st.URLs,
-		})
+			Duration: duration(st.StartedAt, st.Complete, st.CompleteAt), Hidden: st.Hidden, URLs: st.URLs,
+		}
+		for _, l := range logs {
+			il, err := s.inlineLogOf(page.Root+buildPath(b)+"/steps/"+strconv.Itoa(st.Number)+"/logs/"+url.PathEscape(l.Slug), l)
+			if err != nil {
+				s.pageError(w, r, err)
+				return
+			}
+			row.Logs = append(row.Logs, il)
+		}
+		page.Steps = append(page.Steps, row)
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.Properties)) {
 		p := b.Properties[name]

@@ -3,6 +3,8 @@ package ui
 import (
 	"log/slog"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/gbb-ci/gbb/web/api"
 	"github.com/gbb-ci/gbb/web/auth"
@@ -33,6 +35,11 @@ type Server struct {
 	cfg Config
 	api *api.Server
 	log *slog.Logger
+
+	trendsMu  sync.Mutex
+	trends    *trends   // guarded by trendsMu; the home page's charts, last drawn
+	trendsAt  time.Time // guarded by trendsMu; when
+	trendsFor string    // guarded by trendsMu; the store's state they show (see trendsKey)
 }
 
 // New makes a Server.

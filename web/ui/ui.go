@@ -62,6 +62,7 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/pending", s.pendingPage)
 	r.Get("/console", s.consolePage)
 	r.Get("/grid", s.gridPage)
+	r.Get("/waterfall", s.waterfallPage)
 	r.Get("/badges/{file}", s.badge)
 	r.Get("/static/*", s.static)
 	// Browsers ask for /favicon.ico whatever a page links to.
@@ -182,6 +183,7 @@ type homePage struct {
 	// FailedReports counts the reporters' deliveries given up (see
 	// reports.go).
 	FailedReports int
+	Trends        *trends
 }
 
 type builderRow struct {
@@ -233,11 +235,19 @@ func duration(start time.Time, complete bool, end time.Time) string {
 	if !complete || end.IsZero() {
 		end = time.Now()
 	}
-	d := end.Sub(start).Round(time.Second)
-	if d < 0 {
-		d = 0
+	return fmtDuration(end.Sub(start))
+}
+
+// fmtDuration is how every page prints a duration: under a minute with a
+// tenth of a second ("0.3s", "12.3s"), a minute and more to the second
+// ("1m5s", "2h0m3s"), as time.Duration prints them. A negative duration
+// (clocks that went back) is 0s.
+func fmtDuration(d time.Duration) string {
+	d = max(d, 0)
+	if t := d.Round(100 * time.Millisecond); t < time.Minute {
+		return strconv.FormatFloat(t.Seconds(), 'f', 1, 64) + "s"
 	}
-	return d.String()
+	return d.Round(time.Second).String()
 }
 
 type forceForm struct {
@@ -394,6 +404,9 @@ func (s *Server) homeData(r *http.Request, forced string, posted url.Values, rer
 			row.Last = append(row.Last, s.buildRowOf(l, names))
 		}
 		page.Builders = append(page.Builders, row)
+	}
+	if page.Trends, err = s.cachedTrends(time.Now()); err != nil {
+		return nil, err
 	}
 	page.Forces = page.mayForce(s.forceForms(page.Root, store.Builder{}, builders, forced, posted, rerr), store.Builder{})
 	return page, nil

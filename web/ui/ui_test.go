@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRootOf(t *testing.T) {
@@ -82,5 +83,35 @@ func TestANSI(t *testing.T) {
 	ansiHTML(&st, "\x1b[33mstart")
 	if got, want := string(ansiHTML(&st, "still yellow\x1b[0m")), `<span class="ansi-fg-3">still yellow</span>`; got != want {
 		t.Errorf("second line = %q, want %q", got, want)
+	}
+}
+
+// TestFmtDuration: durations under a minute show a tenth of a second; a
+// minute and more as time.Duration prints them, to the second.
+func TestFmtDuration(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0.0s"},
+		{-3 * time.Second, "0.0s"},
+		{40 * time.Millisecond, "0.0s"},
+		{300 * time.Millisecond, "0.3s"},
+		{12340 * time.Millisecond, "12.3s"},
+		{12350 * time.Millisecond, "12.4s"},
+		{59940 * time.Millisecond, "59.9s"},
+		{59960 * time.Millisecond, "1m0s"},
+		{time.Minute, "1m0s"},
+		{65400 * time.Millisecond, "1m5s"},
+		{2*time.Hour + 3*time.Second, "2h0m3s"},
+	} {
+		if got := fmtDuration(c.d); got != c.want {
+			t.Errorf("fmtDuration(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := duration(start, true, start.Add(300*time.Millisecond)); got != "0.3s" {
+		t.Errorf("a 0.3 s build reads %q, want 0.3s", got)
 	}
 }

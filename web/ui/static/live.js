@@ -9,6 +9,14 @@
 // A log page that shows the log's end (#log[data-follow]) instead appends
 // the new lines, fetched as HTML from the same page with ?fragment=lines,
 // and scrolls along when it was at the bottom. "event: reset" reloads.
+//
+// A build page shows each step's logs in <details class="inline-log">
+// (data-logid, data-href: the log's page, data-next: its last line shown,
+// data-follow while it is written). An open one that follows its log adds
+// logs/ID/* to the page's first stream (/sse/add/UUID/..., again after a
+// reconnect) and appends the new lines, fetched from the log's page with
+// ?fragment=inline, keeping the last inlineMax; closing it removes the
+// path. A refresh of the steps keeps the open ones as they are.
 (function () {
   "use strict";
   var body = document.body;
@@ -49,7 +57,16 @@
           var typing = el.contains(document.activeElement) &&
             /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
           if (fresh && !typing) {
-            el.replaceWith(document.importNode(fresh, true));
+            var next = document.importNode(fresh, true);
+            // An open inline log stays as it is (open, with the lines
+            // it has followed) in the region's new version.
+            el.querySelectorAll("details.inline-log[open]").forEach(function (d) {
+              var n = next.querySelector("#" + CSS.escape(d.id));
+              if (n) {
+                n.replaceWith(d);
+              }
+            });
+            el.replaceWith(next);
           }
         });
         var title = doc.querySelector("title");
@@ -105,6 +122,67 @@
       .catch(function () { busy = false; });
   }
 
+  // Inline logs of a build page.
+  var inlineMax = 1000;
+  var uuid = null;
+  var inlineFollowed = {}; // log id → its <details>, while open and followed
+  function sseCmd(cmd, logid) {
+    if (uuid) {
+      fetch(root + "sse/" + cmd + "/" + uuid + "/logs/" + logid + "/*").catch(function () {});
+    }
+  }
+  function appendInline(d) {
+    if (d.gbbBusy) {
+      d.gbbAgain = true;
+      return;
+    }
+    d.gbbBusy = true;
+    d.gbbAgain = false;
+    var count = Number(d.dataset.count) || 50;
+    var next = Number(d.dataset.next) + 1;
+    fetch(d.dataset.href + "?first=" + next + "&count=" + count + "&fragment=inline")
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var box = d.querySelector(".inline-log-lines");
+        var tpl = document.createElement("template");
+        tpl.innerHTML = html;
+        var got = tpl.content.querySelectorAll(".log-line").length;
+        if (box && got > 0) {
+          var follow = box.scrollTop + box.clientHeight >= box.scrollHeight - 8;
+          box.appendChild(tpl.content);
+          d.dataset.next = String(next + got - 1);
+          var lines = box.querySelectorAll(".log-line");
+          for (var i = 0; i < lines.length - inlineMax; i++) {
+            lines[i].remove();
+          }
+          if (follow) {
+            box.scrollTop = box.scrollHeight;
+          }
+        }
+        d.gbbBusy = false;
+        if (got >= count || d.gbbAgain) {
+          appendInline(d);
+        }
+      })
+      .catch(function () { d.gbbBusy = false; });
+  }
+  function watchInline(d) {
+    var id = d.dataset.logid;
+    if (d.open && d.hasAttribute("data-follow") && !inlineFollowed[id]) {
+      inlineFollowed[id] = d;
+      sseCmd("add", id);
+      appendInline(d); // what came since the page was made
+    } else if (!d.open && inlineFollowed[id]) {
+      delete inlineFollowed[id];
+      sseCmd("remove", id);
+    }
+  }
+  document.addEventListener("toggle", function (e) {
+    if (e.target.matches && e.target.matches("details.inline-log")) {
+      watchInline(e.target);
+    }
+  }, true);
+
   var following = log && log.hasAttribute("data-follow");
   var logKey = log ? "logs/" + log.dataset.logid + "/" : "";
   function onEvent(e) {
@@ -115,6 +193,11 @@
       return;
     }
     var key = ev.key || "";
+    var m = /^logs\/(\d+)\//.exec(key);
+    if (m && inlineFollowed[m[1]]) {
+      appendInline(inlineFollowed[m[1]]);
+      return;
+    }
     if (log) {
       if (following && key.indexOf(logKey) === 0) {
         appendLog();
@@ -128,9 +211,20 @@
   }
 
   var sources = [];
-  paths.forEach(function (path) {
+  paths.forEach(function (path, i) {
     var es = new EventSource(root + "sse/listen/" + path);
     sources.push(es);
+    if (i === 0) {
+      // The first stream also carries the followed inline logs; a
+      // reconnected stream has a new uuid and only its listen path.
+      es.addEventListener("handshake", function (e) {
+        uuid = e.data;
+        Object.keys(inlineFollowed).forEach(function (id) {
+          sseCmd("add", id);
+          appendInline(inlineFollowed[id]);
+        });
+      });
+    }
     es.addEventListener("event", onEvent);
     es.addEventListener("reset", function () { location.reload(); });
     es.addEventListener("open", function () {
