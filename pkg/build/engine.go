@@ -473,12 +473,13 @@ func (e *Engine) distribute(ctx context.Context) error {
 			return nil
 		}
 		bname := names[r.BuilderID]
+		chosen := e.chosenWorker(r)
 		e.mu.Lock()
 		bcfg, configured := e.builders[bname]
 		var ws *workerState
 		var wname string
 		if configured {
-			wname, ws = e.pickWorker(bcfg)
+			wname, ws = e.pickWorker(bcfg, chosen)
 		}
 		if ws == nil || e.draining {
 			e.mu.Unlock()
@@ -692,11 +693,16 @@ func (e *Engine) builderNames() map[int64]string {
 }
 
 // pickWorker returns the least busy connected worker of b that can start a
-// build of b, or nil. e.mu must be held.
-func (e *Engine) pickWorker(b config.Builder) (string, *workerState) {
+// build of b, or nil; only the worker called chosen, when it is one of b's
+// (see chosenWorker). e.mu must be held.
+func (e *Engine) pickWorker(b config.Builder, chosen string) (string, *workerState) {
 	var best *workerState
 	var bestName string
+	pinned := slices.Contains(b.WorkerNames, chosen)
 	for _, n := range b.WorkerNames {
+		if pinned && n != chosen {
+			continue
+		}
 		ws, ok := e.conns[n]
 		if !ok || ws.fresh || !e.canStart(n, ws, b.Name) {
 			continue

@@ -102,6 +102,11 @@ func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step)
 			lw.text(fmt.Sprintf("trigger %s: %v", name, err))
 			return store.Exception, desc + stateSuffix(store.Exception, false)
 		}
+		if bsid == 0 {
+			// A nightly_triggerable scheduler: nothing to wait for.
+			lw.text(fmt.Sprintf("triggered %s: recorded for its next time", name))
+			continue
+		}
 		reqs := make([]string, 0, len(brids))
 		for _, brid := range brids {
 			reqs = append(reqs, fmt.Sprint(brid))

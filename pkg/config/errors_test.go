@@ -282,7 +282,7 @@ password = "p"
 				`master.toml:13: schedulers[1].tree_stable_timer: not for a force scheduler`,
 				`master.toml:14: schedulers[1].builder_names: must not be empty`,
 				`master.toml:16: schedulers[2].name: required`,
-				`master.toml:17: schedulers[2].type: unknown scheduler type "hourly" (want "single_branch", "any_branch", "force", "periodic", "nightly", "triggerable")`,
+				`master.toml:17: schedulers[2].type: unknown scheduler type "hourly" (want "single_branch", "any_branch", "force", "periodic", "nightly", "triggerable", "dependent", "nightly_triggerable")`,
 				`master.toml:18: schedulers[2].builder_names: expected an array of strings, got string`,
 			},
 		},

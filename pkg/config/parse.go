@@ -42,6 +42,9 @@ type decoder struct {
 	// triggers are the trigger steps' scheduler_names, checked once the
 	// schedulers are known.
 	triggers []triggerRef
+	// upstreams are the dependent schedulers' upstream keys, checked as
+	// triggers are.
+	upstreams []triggerRef
 	// lockNames are the [[locks]] names, by line, for the locks keys.
 	lockNames map[string]int
 	// builderDirs are the builders' names by their WorkerDir, so that two

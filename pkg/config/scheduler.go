@@ -12,22 +12,25 @@ import (
 )
 
 // SchedulerTypes are the values of a scheduler's type.
-var SchedulerTypes = []string{"single_branch", "any_branch", "force", "periodic", "nightly", "triggerable"}
+var SchedulerTypes = []string{"single_branch", "any_branch", "force", "periodic", "nightly", "triggerable", "dependent", "nightly_triggerable"}
 
 // ForceParamTypes are the values of a force parameter's type.
-var ForceParamTypes = []string{"string", "text", "int", "bool", "choice"}
+var ForceParamTypes = []string{"string", "text", "int", "bool", "choice", "fixed", "username", "multiple_choice", "worker_choice"}
 
 // Scheduler is one [[schedulers]] table. Which keys a type takes:
 //
 //   - every type: type, name, builder_names, properties;
 //   - single_branch, any_branch: the change filter keys (branch, branch_re,
-//     project, repository, category, codebase, files, only_important) and
+//     project, repository, category, codebase, files, only_important,
+//     skip_ci) and
 //     tree_stable_timer; single_branch needs branch or another filter key;
 //   - periodic: period, and the change filter keys with only_if_changed;
 //   - nightly: minute, hour, day_of_month, month, day_of_week, or cron
 //     instead, and the change filter keys with only_if_changed;
 //   - force: reason, label, button_name and [[schedulers.params]];
-//   - triggerable: nothing more.
+//   - triggerable: nothing more;
+//   - dependent: upstream (see dependent.go);
+//   - nightly_triggerable: the nightly keys (see dependent.go).
 //
 // A change passes the filter when it matches every filter key set. Its
 // files decide whether it is important (buildbot's fileIsImportant): with
@@ -53,12 +56,15 @@ type Scheduler struct {
 	Codebase      string   // codebase: changes of this codebase only
 	Files         []string // files: patterns of the important files; nil (the default) makes every change important
 	OnlyImportant bool     // only_important: drop unimportant changes instead of building them with the next important one; default false
+	SkipCI        []string // skip_ci: regexps; a change whose comments match one does not pass the filter; nil (unset) means DefaultSkipCI, [] skips none
 
 	TreeStableTimer Duration // tree_stable_timer: single_branch and any_branch; zero (the default) starts a buildset for each important change at once
 
 	Period        Duration // period: periodic only, required and positive
 	Cron          string   // nightly only: cron, or the spec made of minute, hour, day_of_month, month, day_of_week (default "0 * * * *", as buildbot's Nightly); cron's day of week counts from 0 = Sunday
 	OnlyIfChanged bool     // only_if_changed: periodic and nightly; skip a time when no important change arrived since the last buildset (the first time always builds); default false
+
+	Upstream string // upstream: dependent only, required: the scheduler whose buildsets it follows
 
 	Reason     string       // reason: force only, the reason field's default; default DefaultForceReason
 	Label      string       // label: force only; "" (the default) means the name
@@ -77,24 +83,26 @@ const DefaultForceReason = "force build"
 // When a force scheduler declares params, a force request may set no other
 // property.
 type ForceParam struct {
-	Name     string   // name: the property; required, unique in the scheduler; not "reason", "owner", "username" or "scheduler"
-	Label    string   // label; default the name
-	Type     string   // type: one of ForceParamTypes; default "string"
-	Default  any      // default: string for string, text and choice, int64 for int, bool for bool; default the zero value, or the first choice
-	Required bool     // required: an empty value is refused; default false
-	Choices  []string // choices: choice only, required there, non-empty
-	Regex    string   // regex: string and text only; a value must match it (Go syntax)
-	Line     int      // line of the table
+	Name      string   // name: the property; required, unique in the scheduler; not "reason", "owner", "username" or "scheduler" (but see forceparams.go)
+	Label     string   // label; default the name
+	Type      string   // type: one of ForceParamTypes; default "string"
+	Default   any      // default: string for string, text, choice, username and worker_choice, int64 for int, bool for bool, []string for multiple_choice, any value for fixed (required there); default the zero value, or the first choice
+	Required  bool     // required: an empty value is refused; default false
+	Choices   []string // choices: choice and multiple_choice only, required there, non-empty
+	Regex     string   // regex: string, text and username only; a value must match it (Go syntax)
+	NeedEmail bool     // need_email: username only; a value must hold an address, "Name <a@b.c>"; default true, as buildbot's
+	Line      int      // line of the table
 }
 
 // Keys only some scheduler types take.
 var (
-	filterKeys   = []string{"branch", "branch_re", "project", "repository", "category", "codebase", "files", "only_important"}
+	filterKeys   = []string{"branch", "branch_re", "project", "repository", "category", "codebase", "files", "only_important", "skip_ci"}
 	changeKeys   = []string{"tree_stable_timer"}
 	timedKeys    = []string{"only_if_changed"}
 	periodicKeys = []string{"period"}
 	nightlyKeys  = []string{"minute", "hour", "day_of_month", "month", "day_of_week", "cron"}
 	forceKeys    = []string{"reason", "label", "button_name", "params"}
+	dependKeys   = []string{"upstream"}
 )
 
 // schedulerKeys returns the type-specific keys typ takes.
@@ -108,6 +116,10 @@ func schedulerKeys(typ string) []string {
 		return slices.Concat(filterKeys, timedKeys, nightlyKeys)
 	case "force":
 		return forceKeys
+	case "dependent":
+		return dependKeys
+	case "nightly_triggerable":
+		return nightlyKeys
 	}
 	return nil
 }
@@ -127,12 +139,12 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 	}
 	if !known {
 		// Unknown or missing type: which keys apply is unknown.
-		t.ignore(slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys)...)
+		t.ignore(slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys, dependKeys)...)
 		t.done()
 		return s
 	}
 	takes := schedulerKeys(typ)
-	for _, k := range slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys) {
+	for _, k := range slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys, dependKeys) {
 		if t.has(k) && !slices.Contains(takes, k) {
 			t.ignore(k)
 			t.errorf(k, "not for a %s scheduler", typ)
@@ -158,8 +170,10 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 				s.Period = p
 			}
 		}
-	case "nightly":
+	case "nightly", "nightly_triggerable":
 		s.Cron = d.nightly(t)
+	case "dependent":
+		d.dependent(t, &s)
 	case "force":
 		s.Reason = DefaultForceReason
 		if t.has("reason") {
@@ -200,6 +214,7 @@ func (d *decoder) changeFilter(t *table, s *Scheduler) {
 		s.Files = files
 	}
 	s.OnlyImportant, _ = t.boolean("only_important")
+	d.skipCI(t, s)
 	if s.Type == "single_branch" && !t.has("branch") &&
 		!slices.ContainsFunc(filterKeys[1:6], t.has) {
 		t.errorf("branch", "required (or another change filter key: branch_re, project, repository, category, codebase)")
@@ -334,26 +349,29 @@ func (d *decoder) nightly(t *table) string {
 func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 	p := ForceParam{Line: t.line(), Type: "string"}
 	p.Name = t.unique(seen, "param")
+	known := true
+	if t.has("type") {
+		p.Type, known = t.oneOf("type", "param type", ForceParamTypes...)
+	}
 	switch p.Name {
 	case "reason", "owner", "username", "scheduler":
-		t.errorf("name", "%q is reserved", p.Name)
+		if p.Type != "username" {
+			t.errorf("name", "%q is reserved", p.Name)
+		}
 	}
 	p.Label = p.Name
 	if s, ok := t.str("label"); ok && s != "" {
 		p.Label = s
 	}
-	known := true
-	if t.has("type") {
-		p.Type, known = t.oneOf("type", "param type", ForceParamTypes...)
-	}
+	d.forceParamKinds(t, &p)
 	p.Required, _ = t.boolean("required")
-	if t.has("choices") && p.Type != "choice" {
+	if t.has("choices") && p.Type != "choice" && p.Type != "multiple_choice" {
 		t.ignore("choices")
-		t.errorf("choices", "only for type = \"choice\"")
+		t.errorf("choices", "only for type = \"choice\" or \"multiple_choice\"")
 	}
-	if t.has("regex") && p.Type != "string" && p.Type != "text" {
+	if t.has("regex") && p.Type != "string" && p.Type != "text" && p.Type != "username" {
 		t.ignore("regex")
-		t.errorf("regex", "only for type = \"string\" or \"text\"")
+		t.errorf("regex", "only for type = \"string\", \"text\" or \"username\"")
 	}
 	var re *regexp.Regexp
 	if s, ok := t.str("regex"); ok {
@@ -364,9 +382,9 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 			p.Regex = s
 		}
 	}
-	if p.Type == "choice" {
+	if p.Type == "choice" || p.Type == "multiple_choice" {
 		if c, ok := t.strings("choices"); !t.has("choices") {
-			t.errorf("choices", "required for type = \"choice\"")
+			t.errorf("choices", "required for type = %q", p.Type)
 		} else if ok && len(c) == 0 {
 			t.errorf("choices", "must not be empty")
 		} else {
@@ -379,7 +397,7 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 		return p
 	}
 	switch p.Type {
-	case "string", "text":
+	case "string", "text", "username", "worker_choice":
 		p.Default = ""
 		if s, ok := t.str("default"); ok {
 			p.Default = s
@@ -407,6 +425,8 @@ func (d *decoder) forceParam(t *table, seen map[string]int) ForceParam {
 		if b, ok := t.boolean("default"); ok {
 			p.Default = b
 		}
+	case "fixed", "multiple_choice":
+		d.forceParamDefault(t, &p)
 	}
 	t.done()
 	return p

@@ -43,8 +43,9 @@ func (d *decoder) checkTriggers(scheds []Scheduler) {
 		switch {
 		case i < 0:
 			d.errorAt(ref.at, ref.at, "unknown scheduler %q", ref.name)
-		case scheds[i].Type != "triggerable":
+		case scheds[i].Type != "triggerable" && scheds[i].Type != "nightly_triggerable":
 			d.errorAt(ref.at, ref.at, "scheduler %q is a %s scheduler, not a triggerable one", ref.name, scheds[i].Type)
 		}
 	}
+	d.checkUpstreams(scheds)
 }

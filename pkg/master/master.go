@@ -270,6 +270,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		return nil
 	})
 	g.Go(func() error { return scheds.Run(gctx) })
+	g.Go(func() error { return watchBuildsets(gctx, bus, scheds.BuildsetsChanged) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return m.runCleanStop(gctx, engine) })
 	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })

@@ -20,6 +20,7 @@ import (
 type changeFilter struct {
 	sc       config.Scheduler
 	branchRe *regexp.Regexp // nil when none
+	skipCI   []*regexp.Regexp
 }
 
 func newChangeFilter(sc config.Scheduler) changeFilter {
@@ -27,13 +28,18 @@ func newChangeFilter(sc config.Scheduler) changeFilter {
 	if sc.BranchRe != "" {
 		f.branchRe = regexp.MustCompile(sc.BranchRe) // checked by config.Parse
 	}
+	for _, p := range sc.SkipCIPatterns() {
+		f.skipCI = append(f.skipCI, regexp.MustCompile(p)) // checked by config.Parse
+	}
 	return f
 }
 
-// match reports whether c passes the filter.
+// match reports whether c passes the filter: a change whose comments
+// match a skip_ci pattern does not.
 func (f changeFilter) match(c store.Change) bool {
 	sc := f.sc
-	return (sc.Branch == "" || c.Branch == sc.Branch) &&
+	return !slices.ContainsFunc(f.skipCI, func(re *regexp.Regexp) bool { return re.MatchString(c.Comments) }) &&
+		(sc.Branch == "" || c.Branch == sc.Branch) &&
 		(f.branchRe == nil || f.branchRe.MatchString(c.Branch)) &&
 		(sc.Project == "" || c.Project == sc.Project) &&
 		(sc.Repository == "" || c.Repository == sc.Repository) &&

@@ -31,11 +31,14 @@ type ForceRequest struct {
 	BuilderNames []string
 	Reason       string // empty means "force build"
 	Owner        string // buildbot's "username"/"owner"
-	Branch       string
-	Revision     string
-	Repository   string
-	Project      string
-	Properties   map[string]any
+	// OwnerFromLogin is set when Owner is the logged-in user: a username
+	// param does not check it, as buildbot's.
+	OwnerFromLogin bool
+	Branch         string
+	Revision       string
+	Repository     string
+	Project        string
+	Properties     map[string]any
 	// Priority, when set, is the requests' priority (higher builds first);
 	// nil means the scheduler's priority.
 	Priority *int
@@ -53,16 +56,21 @@ type ForceInfo struct {
 }
 
 // ForceParam is a custom field of a force scheduler's form, whose value
-// becomes the build property Name. Type is "string", "text", "int", "bool"
-// or "choice"; Default is a string (string, text, choice), an int64 (int)
-// or a bool (bool); Choices are those of a choice; Regex, when set, is what
-// a string or text value must match (Go syntax).
+// becomes the build property Name. Type is one of config.ForceParamTypes;
+// Default is a string (string, text, choice, username, worker_choice), an
+// int64 (int), a bool (bool), a []string (multiple_choice) or any value
+// (fixed); Choices are those of a choice or multiple_choice, and for a
+// worker_choice, as ForceSchedulers gives them, "-any-" and the workers of
+// the scheduler's builders; Regex, when set, is what a string, text or
+// username value must match (Go syntax). See forcekinds.go for the types
+// beyond plain values.
 type ForceParam struct {
 	Name, Label, Type string
 	Default           any
 	Required          bool
 	Choices           []string
 	Regex             string
+	NeedEmail         bool // username only
 }
 
 // ParamError is returned by Force when a request parameter is invalid.
@@ -98,13 +106,14 @@ func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	}
 	for _, p := range sc.Params {
 		fs.info.Params = append(fs.info.Params, ForceParam{
-			Name:     p.Name,
-			Label:    cmp.Or(p.Label, p.Name),
-			Type:     cmp.Or(p.Type, "string"),
-			Default:  p.Default,
-			Required: p.Required,
-			Choices:  slices.Clone(p.Choices),
-			Regex:    p.Regex,
+			Name:      p.Name,
+			Label:     cmp.Or(p.Label, p.Name),
+			Type:      cmp.Or(p.Type, "string"),
+			Default:   p.Default,
+			Required:  p.Required,
+			Choices:   slices.Clone(p.Choices),
+			Regex:     p.Regex,
+			NeedEmail: p.NeedEmail,
 		})
 		if p.Regex != "" {
 			fs.regexps[p.Name] = regexp.MustCompile(p.Regex) // checked by config.Parse
@@ -135,9 +144,15 @@ func (fs *forceScheduler) properties(values map[string]any, source string) (stor
 		}
 	}
 	for _, p := range fs.info.Params {
+		if p.Type == "username" {
+			continue // the owner, not a property
+		}
 		v, err := coerce(p, values[p.Name], fs.regexps[p.Name])
 		if err != nil {
 			return nil, &ParamError{Field: p.Name, Msg: err.Error()}
+		}
+		if p.Type == "worker_choice" && v == "" {
+			continue // no choice: no property, as buildbot's
 		}
 		props[p.Name], err = NewProperty(v, source)
 		if err != nil {
@@ -150,6 +165,9 @@ func (fs *forceScheduler) properties(values map[string]any, source string) (stor
 // coerce returns v, a JSON value or a form's string, as p's type; nil means
 // not given: the default.
 func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
+	if kindOf(p.Type) {
+		return coerceKind(p, v, re)
+	}
 	if s, ok := v.(string); ok && p.Type != "string" && p.Type != "text" {
 		v = strings.TrimSpace(s)
 		if v == "" {
@@ -268,6 +286,12 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 	if err != nil {
 		return 0, nil, err
 	}
+	if req.Owner, err = fs.owner(req); err != nil {
+		return 0, nil, err
+	}
+	if err := s.checkWorkerChoice(props, names); err != nil {
+		return 0, nil, err
+	}
 	for k, v := range map[string]string{"reason": reason, "owner": req.Owner, "scheduler": name} {
 		if v == "" {
 			continue
@@ -321,6 +345,12 @@ func NewProperty(v any, source string) (store.Property, error) {
 
 // ForceSchedulers describes the force schedulers, in config order.
 func (s *Set) ForceSchedulers() []ForceInfo {
+	out := s.forceInfos()
+	s.fillWorkerChoices(out)
+	return out
+}
+
+func (s *Set) forceInfos() []ForceInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ForceInfo, 0, len(s.forceOrder))

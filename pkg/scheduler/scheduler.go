@@ -23,6 +23,8 @@ type Store interface {
 	BuilderByName(name string) (store.Builder, error)
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Change(id int64) (store.Change, error)
+	Buildset(id int64) (store.Buildset, error)
+	Workers() ([]store.Worker, error)
 	// Changes and Buildsets are read once at start, to schedule the
 	// changes a crash left stored but not scheduled.
 	Changes(f store.ChangeFilter) ([]store.Change, error)
@@ -173,7 +175,7 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 			order = append(order, sc.Name)
 		case "triggerable":
 			trigger[sc.Name] = &triggerable{cfg: sc}
-		case "single_branch", "any_branch", "periodic", "nightly":
+		case "single_branch", "any_branch", "periodic", "nightly", "dependent", "nightly_triggerable":
 			wanted[sc.Name] = sc
 		default:
 			s.log.Warn("scheduler type is not run by this version of gbb; it is ignored", "scheduler", sc.Name, "type", sc.Type)
@@ -210,6 +212,12 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		switch sc.Type {
 		case "single_branch", "any_branch":
 			t = s.newChangeScheduler(sc, s.starting)
+		case "dependent", "nightly_triggerable":
+			var err error
+			if t, err = s.newFollower(sc); err != nil {
+				s.log.Error("scheduler not started", "scheduler", name, "err", err)
+				continue
+			}
 		default:
 			ts, err := s.newTimedScheduler(sc, s.starting)
 			if err != nil {

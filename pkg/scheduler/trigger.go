@@ -31,11 +31,23 @@ type triggerable struct {
 // Trigger adds a buildset for the triggerable scheduler called name and
 // wakes the distributor. The buildset's properties are the scheduler's,
 // then req.Properties over them, then "scheduler". It returns the buildset
-// id and the build request id of each builder.
+// id and the build request id of each builder. A nightly_triggerable
+// scheduler records the trigger for its next time and returns 0 and no
+// requests.
 func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsid int64, brids map[int64]int64, err error) {
 	s.mu.Lock()
 	tr, ok := s.trigger[name]
+	nt, nightly := s.timers[name].(*nightlyTriggerable)
 	s.mu.Unlock()
+	if nightly {
+		// Recorded for its next time; the step goes on at once, as
+		// buildbot's NightlyTriggerable.
+		if err := nt.record(req); err != nil {
+			return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
+		}
+		s.log.Info("trigger recorded for the next time", "scheduler", name, "parent", req.ParentBuildID)
+		return 0, nil, nil
+	}
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: %q", ErrNotTriggerable, name)
 	}

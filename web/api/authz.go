@@ -347,11 +347,14 @@ func forceRequestFromForm(form url.Values, params []scheduler.ForceParam) (sched
 		fr.BuilderID = id
 	}
 	for _, p := range params {
-		if v, ok := form[p.Name]; ok {
+		if v, ok := form[p.Name]; ok && p.Type != "username" {
 			if fr.Properties == nil {
 				fr.Properties = map[string]any{}
 			}
 			fr.Properties[p.Name] = v[0]
+			if p.Type == "multiple_choice" {
+				fr.Properties[p.Name] = v // every option selected
+			}
 		}
 	}
 	return fr, nil
@@ -382,7 +385,7 @@ func (s *Server) resolve(r *http.Request, c *Call) *Refusal {
 			}
 		}
 		if c.User != nil {
-			c.Force.Owner = c.User.Name
+			c.Force.Owner, c.Force.OwnerFromLogin = c.User.Name, true
 		}
 		c.Builders = s.forceBuilders(c.Scheduler, c.Force.BuilderID, c.Force.BuilderNames)
 	case targetBuild:

@@ -310,6 +310,11 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 	}
 	fields := defaultForceFields(cmp.Or(fi.Reason, "force build"))
 	for _, p := range fi.Params {
+		if p.Type == "username" {
+			// It is the default "Your name" field, configured.
+			fields[0].(map[string]any)["fields"].([]any)[0] = paramField(p)
+			continue
+		}
 		fields = append(fields, paramField(p))
 	}
 	return map[string]any{
@@ -389,6 +394,32 @@ func paramField(p scheduler.ForceParam) map[string]any {
 			choices[i] = c
 		}
 		f["choices"], f["strict"] = choices, true
+	case "fixed":
+		// buildbot's FixedParameter: hidden, its default is the value.
+		f = textField(p.Name, label, "", 10, "fixed")
+		f["hide"] = true
+	case "username":
+		f = textField(p.Name, label, "", 30, "username")
+		f["need_email"] = p.NeedEmail
+	case "multiple_choice", "worker_choice":
+		// ChoiceStringParameter with multiple=True; WorkerChoiceParameter,
+		// not strict, its choices "-any-" and the builders' workers.
+		f = textField(p.Name, label, "", 0, "list")
+		delete(f, "size")
+		choices := make([]any, len(p.Choices))
+		for i, c := range p.Choices {
+			choices[i] = c
+		}
+		f["choices"], f["strict"] = choices, p.Type == "multiple_choice"
+		f["multiple"] = p.Type == "multiple_choice"
+		if p.Type == "multiple_choice" {
+			ds, _ := def.([]string)
+			l := make([]any, len(ds))
+			for i, d := range ds {
+				l[i] = d
+			}
+			def = l
+		}
 	default: // string
 		f = textField(p.Name, label, "", 10, "text")
 	}

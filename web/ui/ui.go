@@ -246,6 +246,7 @@ type forceForm struct {
 	BuilderID           int64  // fixed builder of a builder page's form, or 0
 	NoAll               bool   // the user may not force every builder of the scheduler
 	Reason              string // the reason field's value
+	UserLabel           string // the label of the user name field
 	Builders            []store.Builder
 	Params              []paramInput
 	Error               string // a refused POST's error not about one param
@@ -256,14 +257,18 @@ type forceForm struct {
 type paramInput struct {
 	scheduler.ForceParam
 	Label, Value string
+	Values       []string // a multiple_choice's selected values
 	Checked      bool
 	Error        string
 }
 
+// Selected reports whether c is among a multiple_choice's values.
+func (p paramInput) Selected(c string) bool { return slices.Contains(p.Values, c) }
+
 // forceFormOf is the form of fi, filled from a refused POST when posted is
 // not nil.
 func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted url.Values, rerr *api.RPCError) forceForm {
-	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build")}
+	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build"), UserLabel: "Your name"}
 	for _, n := range fi.BuilderNames {
 		if b, ok := byName[n]; ok {
 			f.Builders = append(f.Builders, b)
@@ -275,15 +280,20 @@ func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted
 	matched := false
 	for _, p := range fi.Params {
 		in := paramInput{ForceParam: p, Label: cmp.Or(p.Label, p.Name)}
+		if p.Type == "username" {
+			f.UserLabel = strings.TrimSuffix(in.Label, ":")
+		}
 		if p.Default != nil {
 			in.Value = fmt.Sprint(p.Default)
 		}
+		in.Values, _ = p.Default.([]string)
 		in.Checked = p.Default == true
 		if posted != nil {
 			in.Value = posted.Get(p.Name)
+			in.Values = posted[p.Name]
 			in.Checked = in.Value == "on" || in.Value == "true"
 		}
-		if rerr != nil && rerr.Field() == p.Name {
+		if rerr != nil && rerr.Field() == p.Name && p.Type != "fixed" && p.Type != "username" { // those two have no field of their own
 			in.Error, matched = rerr.Message(), true
 		}
 		f.Params = append(f.Params, in)

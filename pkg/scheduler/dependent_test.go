@@ -1,0 +1,209 @@
+package scheduler
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// bsSummary is what these tests compare of a buildset.
+type bsSummary struct {
+	Scheduler, Reason string
+	Parent            int64
+	Stamps            []store.SourceStamp
+	Props             map[string]string
+}
+
+func (e *changeEnv) summaries() []bsSummary {
+	e.t.Helper()
+	all, err := e.db.Buildsets(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := []bsSummary{}
+	for _, bs := range all {
+		s := bsSummary{Scheduler: bs.SchedulerName, Reason: bs.Reason, Parent: bs.ParentBuildID, Stamps: plainStamps(bs.SourceStamps), Props: map[string]string{}}
+		for k, p := range bs.Properties {
+			s.Props[k] = string(p.Value)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// completeBuildset completes every request of buildset bsid with results.
+func (e *changeEnv) completeBuildset(bsid int64, results int) {
+	e.t.Helper()
+	reqs, err := e.db.BuildRequests(store.BuildRequestFilter{BuildsetID: bsid})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, br := range reqs {
+		if err := e.db.CompleteBuildRequest(br.ID, results, time.Time{}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func TestDependent(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		if _, err := e.db.EnsureBuilder("down"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := []config.Scheduler{
+			{Type: "triggerable", Name: "up", BuilderNames: []string{"b"}},
+			{Type: "triggerable", Name: "other", BuilderNames: []string{"b"}},
+			{Type: "dependent", Name: "dep", Upstream: "up", BuilderNames: []string{"down"}, Properties: map[string]any{"x": "y"}},
+		}
+		s := New(cfg, e.db, e.wake, nil)
+		stop := runSet(t, s)
+		ss := func(rev string) []store.SourceStamp {
+			return []store.SourceStamp{{Codebase: "a", Branch: "main", Revision: rev, Repository: "ra"}, {Codebase: "b", Revision: rev + "b", Repository: "rb"}}
+		}
+		trigger := func(name, rev string) int64 {
+			bsid, _, err := s.Trigger(context.Background(), name, TriggerRequest{SourceStamps: ss(rev), Reason: "r"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.BuildsetsChanged()
+			synctest.Wait()
+			return bsid
+		}
+		done := func(bsid int64, results int) {
+			e.completeBuildset(bsid, results)
+			s.BuildsetsChanged()
+			synctest.Wait()
+		}
+		ok := trigger("up", "r1")
+		warn := trigger("up", "r2")
+		failed := trigger("up", "r3")
+		other := trigger("other", "r4")
+		done(failed, store.Failure)
+		done(other, store.Success)
+		done(warn, store.Warnings)
+		pending := trigger("up", "r5")
+		done(ok, store.Success)
+
+		dep := func(rev string) bsSummary {
+			return bsSummary{Scheduler: "dep", Reason: "downstream", Stamps: ss(rev), Props: map[string]string{"x": `"y"`, "scheduler": `"dep"`}}
+		}
+		var got []bsSummary
+		for _, bs := range e.summaries() {
+			if bs.Scheduler == "dep" {
+				got = append(got, bs)
+			}
+		}
+		if diff := cmp.Diff([]bsSummary{dep("r2"), dep("r1")}, got); diff != "" {
+			t.Fatalf("dependent buildsets (-want +got):\n%s", diff)
+		}
+
+		// The upstream buildset waited for survives a restart; one
+		// completed while the master was down builds at its start.
+		stop()
+		e.reopen()
+		e.completeBuildset(pending, store.Success)
+		s = New(cfg, e.db, e.wake, nil)
+		stop = runSet(t, s)
+		synctest.Wait()
+		if all := e.summaries(); len(all) != 8 || !cmp.Equal(all[7], dep("r5")) {
+			t.Fatalf("after a restart: %+v", all)
+		}
+
+		// Disabled, it waits for no new upstream buildset.
+		if err := s.SetEnabled("dep", false); err != nil {
+			t.Fatal(err)
+		}
+		done(trigger("up", "r6"), store.Success)
+		if err := s.SetEnabled("dep", true); err != nil {
+			t.Fatal(err)
+		}
+		s.BuildsetsChanged()
+		synctest.Wait()
+		if n := len(e.summaries()); n != 9 {
+			t.Errorf("%d buildsets, want 9: a disabled dependent scheduler built", n)
+		}
+		stop()
+	})
+}
+
+func TestNightlyTriggerable(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		cfg := []config.Scheduler{{Type: "nightly_triggerable", Name: "nt", BuilderNames: []string{"b"}, Cron: "*/10 * * * *", Properties: map[string]any{"p": "sched", "q": "sched"}}}
+		s := New(cfg, e.db, e.wake, nil)
+		stop := runSet(t, s)
+		synctest.Wait()
+		trig := func(rev, q string) {
+			p, _ := NewProperty(q, "Trigger")
+			bsid, brids, err := s.Trigger(context.Background(), "nt", TriggerRequest{
+				SourceStamps: []store.SourceStamp{{Branch: "main", Revision: rev}},
+				Properties:   store.Properties{"q": p}, WaitedFor: true,
+			})
+			if err != nil || bsid != 0 || len(brids) != 0 {
+				t.Fatalf("Trigger = %d, %v, %v; want 0, none, nil", bsid, brids, err)
+			}
+		}
+		trig("r1", "one")
+		trig("r2", "two") // the last trigger wins
+		if n := len(e.summaries()); n != 0 {
+			t.Fatalf("a trigger built at once: %d buildsets", n)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		want := []bsSummary{{
+			Scheduler: "nt", Reason: "The NightlyTriggerable scheduler named 'nt' triggered this build",
+			Stamps: []store.SourceStamp{{Branch: "main", Revision: "r2"}},
+			Props:  map[string]string{"p": `"sched"`, "q": `"two"`, "scheduler": `"nt"`},
+		}}
+		if diff := cmp.Diff(want, e.summaries()); diff != "" {
+			t.Fatalf("buildsets (-want +got):\n%s", diff)
+		}
+		time.Sleep(10 * time.Minute) // not triggered since: nothing
+		synctest.Wait()
+		if n := len(e.summaries()); n != 1 {
+			t.Fatalf("%d buildsets, want 1: built without a trigger", n)
+		}
+
+		// A trigger survives a restart.
+		trig("r3", "three")
+		stop()
+		e.reopen()
+		s = New(cfg, e.db, e.wake, nil)
+		stop = runSet(t, s)
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		all := e.summaries()
+		if len(all) != 2 || all[1].Stamps[0].Revision != "r3" {
+			t.Fatalf("after a restart: %+v", all)
+		}
+
+		// Disabled, it keeps the trigger and builds it once enabled.
+		trig("r4", "four")
+		if err := s.SetEnabled("nt", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := len(e.summaries()); n != 2 {
+			t.Fatalf("%d buildsets: a disabled scheduler built", n)
+		}
+		if err := s.SetEnabled("nt", true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if all := e.summaries(); len(all) != 3 || all[2].Stamps[0].Revision != "r4" {
+			t.Fatalf("after enabling: %+v", all)
+		}
+		stop()
+	})
+}
