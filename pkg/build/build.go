@@ -146,7 +146,8 @@ func (b *build) properties() store.Properties {
 		}
 	}
 	if err := bsErr; err == nil {
-		if len(bs.SourceStamps) > 0 {
+		// As buildbot's setupBuildProperties: with one source stamp only.
+		if len(bs.SourceStamps) == 1 {
 			ss := bs.SourceStamps[0]
 			set("branch", ss.Branch, "Build")
 			set("revision", ss.Revision, "Build")

@@ -1,9 +1,12 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/gbb-ci/gbb/pkg/config"
 	"github.com/gbb-ci/gbb/pkg/protocol"
@@ -14,7 +17,12 @@ import (
 // runGit runs a git step, as buildbot's Git source step: the worker checks
 // out the build's revision (its revision property) or the branch's tip
 // (the step's branch, else the build's branch property, else the remote's
-// default branch), and the build gets the got_revision property.
+// default branch), and the build gets the got_revision property. A step
+// with a codebase, or in a build of several source stamps, takes the
+// revision and branch of its codebase's stamp instead (the step's branch
+// when the stamp has none), and a step with a codebase sets
+// got_revision[codebase] (see setSourceProperty); a build with no stamp of
+// its codebase fails the step, as buildbot's.
 func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
 	st := b.e.st
 	b.check(st.SetStepStateString(step.ID, "updating"))
@@ -23,12 +31,25 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 	if branch == "" {
 		branch = stringProperty(props, "branch")
 	}
+	revision := stringProperty(props, "revision")
+	if stamps := b.sourceStamps(); sc.Codebase != "" || len(stamps) > 1 {
+		// As buildbot's Source step: the source stamp of its codebase,
+		// its branch else the step's.
+		i := slices.IndexFunc(stamps, func(ss store.SourceStamp) bool { return ss.Codebase == sc.Codebase })
+		if i < 0 {
+			msg := fmt.Sprintf("No sourcestamp found in build for codebase '%s'", sc.Codebase)
+			log.Warn("git step: no source stamp for its codebase", "codebase", sc.Codebase)
+			b.writeText(step, "log", msg)
+			return store.Failure, fmt.Sprintf("Codebase %s not in build", sc.Codebase)
+		}
+		branch, revision = cmp.Or(stamps[i].Branch, sc.Branch), stamps[i].Revision
+	}
 	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder: b.cfg.WorkerDir(),
 		Git: &protocol.GitCommand{
 			RepoURL:           sc.RepoURL,
 			Branch:            branch,
-			Revision:          stringProperty(props, "revision"),
+			Revision:          revision,
 			Mode:              sc.Mode,
 			Method:            sc.Method,
 			Depth:             sc.Shallow,
@@ -45,10 +66,40 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 	if results != store.Success {
 		return results, "update" + stateSuffix(results, false)
 	}
-	if p, err := scheduler.NewProperty(res.GotRevision, "Git"); err == nil {
-		b.check(st.SetBuildProperty(b.id, "got_revision", p))
-	}
+	b.setSourceProperty(sc.Codebase, "got_revision", res.GotRevision, log)
 	return store.Success, "update"
+}
+
+// setSourceProperty sets a property of a source step, as buildbot's
+// updateSourceProperty: the value itself for codebase "", else a table
+// codebase → value, to which each source step of a codebase adds its own.
+func (b *build) setSourceProperty(codebase, name, value string, log *slog.Logger) {
+	var v any = value
+	if codebase != "" {
+		m := map[string]any{}
+		if p, ok := b.currentProperties()[name]; ok {
+			if err := json.Unmarshal(p.Value, &m); err != nil || m == nil {
+				log.Warn("source step with a codebase: the property held no table of codebases; replaced", "property", name)
+				m = map[string]any{}
+			}
+		}
+		m[codebase] = value
+		v = m
+	}
+	if p, err := scheduler.NewProperty(v, "Git"); err == nil {
+		b.check(b.e.st.SetBuildProperty(b.id, name, p))
+	}
+}
+
+// sourceStamps returns the source stamps of the build's buildset; none
+// when it cannot be read.
+func (b *build) sourceStamps() []store.SourceStamp {
+	bs, err := b.e.st.Buildset(b.req.BuildsetID)
+	if err != nil {
+		b.log.Error("read buildset", "err", err)
+		return nil
+	}
+	return bs.SourceStamps
 }
 
 // currentProperties returns the build's properties as the store has them

@@ -1,7 +1,9 @@
 package build
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,7 +45,8 @@ func (e *Engine) buildFinished() {
 
 // runTrigger runs a trigger step, as buildbot's Trigger: a buildset on each
 // named triggerable scheduler, with this build's source stamps (at the
-// revision it got, with update_source_stamp) and set_properties; with
+// revision it got, with update_source_stamp), or the step's source_stamps,
+// or none with always_use_latest (see triggerStamps), and set_properties; with
 // wait_for_finish, the step waits for them and takes their worst result.
 func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step) (int, string) {
 	st := b.e.st
@@ -68,14 +71,7 @@ func (b *build) runTrigger(ctx context.Context, step store.Step, sc config.Step)
 		lw.text("read this build's buildset: " + err.Error())
 		return store.Exception, desc + stateSuffix(store.Exception, false)
 	}
-	stamps := slices.Clone(bs.SourceStamps)
-	if sc.UpdateSourceStamp {
-		if rev := stringProperty(b.currentProperties(), "got_revision"); rev != "" {
-			for i := range stamps {
-				stamps[i].Revision = rev
-			}
-		}
-	}
+	stamps := b.triggerStamps(bs, sc)
 	props := store.Properties{}
 	for k, v := range sc.SetProperties {
 		p, err := scheduler.NewProperty(v, "Trigger")
@@ -167,4 +163,59 @@ func (b *build) waitBuildsets(ctx context.Context, ids []int64) (int, error) {
 			// ends no build here: look again now and then.
 		}
 	}
+}
+
+// triggerStamps returns the source stamps a trigger step passes on, as
+// buildbot's Trigger.prepareSourcestampListForTrigger: its source_stamps
+// (rendered), or none with always_use_latest (the triggered schedulers
+// then build the latest of their codebases), or else the stamps of bs,
+// this build's buildset, each at the revision this build got for its
+// codebase with update_source_stamp. In codebase order.
+func (b *build) triggerStamps(bs store.Buildset, sc config.Step) []store.SourceStamp {
+	var stamps []store.SourceStamp
+	switch {
+	case len(sc.SourceStamps) > 0:
+		for _, ss := range sc.SourceStamps {
+			stamps = append(stamps, store.SourceStamp{Codebase: ss.Codebase, Repository: ss.Repository, Branch: ss.Branch, Revision: ss.Revision, Project: ss.Project})
+		}
+	case sc.AlwaysUseLatest:
+		return nil
+	default:
+		stamps = slices.Clone(bs.SourceStamps)
+		if sc.UpdateSourceStamp {
+			got := gotRevisions(b.currentProperties())
+			for i := range stamps {
+				if rev, ok := got[stamps[i].Codebase]; ok && rev != "" {
+					stamps[i].Revision = rev
+				}
+			}
+		}
+	}
+	slices.SortFunc(stamps, func(a, b store.SourceStamp) int { return cmp.Compare(a.Codebase, b.Codebase) })
+	return stamps
+}
+
+// gotRevisions is the got_revision property by codebase: a string is the
+// revision of codebase "", as buildbot's getAllGotRevisions.
+func gotRevisions(props store.Properties) map[string]string {
+	p, ok := props["got_revision"]
+	if !ok {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(p.Value, &v); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	switch v := v.(type) {
+	case string:
+		out[""] = v
+	case map[string]any:
+		for cb, rev := range v {
+			if s, ok := rev.(string); ok {
+				out[cb] = s
+			}
+		}
+	}
+	return out
 }

@@ -88,8 +88,8 @@ type GitPollerConfig struct {
 	// (or appeared) without any new commit, such as a branch made from
 	// another one.
 	BuildPushesWithNoCommits bool
-	// Category and Project are set on every change.
-	Category, Project string
+	// Category, Project and Codebase are set on every change.
+	Category, Project, Codebase string
 	// RevLink is a template for a change's RevLink: each %s is replaced by
 	// the revision. Empty means no link.
 	RevLink string
@@ -451,6 +451,7 @@ func (p *GitPoller) change(branch string, c *object.Commit) (store.Change, error
 		Repository: p.cfg.RepoURL,
 		Project:    p.cfg.Project,
 		Category:   p.cfg.Category,
+		Codebase:   p.cfg.Codebase,
 		When:       c.Committer.When.UTC(),
 		Files:      files,
 	}

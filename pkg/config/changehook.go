@@ -20,6 +20,7 @@ type ChangeHook struct {
 	// default) means requests are not checked.
 	Secret     string
 	SecretFile string // secret_file: read at load time (trailing newline trimmed) into Secret; not with secret; relative to the config file's directory
+	Codebase   string // codebase: set on the changes the hook makes (buildbot's hook option codebase); a request's ?codebase= overrides it; default ""
 	Line       int    // line of the table
 }
 
@@ -54,6 +55,7 @@ func (d *decoder) changeHooks(www *table) map[string]ChangeHook {
 
 func (d *decoder) changeHook(t *table, dialect string) ChangeHook {
 	h := ChangeHook{Dialect: dialect, Line: t.line()}
+	h.Codebase, _ = t.str("codebase")
 	secret, hasSecret := t.str("secret")
 	file, hasFile := t.str("secret_file")
 	switch {

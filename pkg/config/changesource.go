@@ -34,6 +34,7 @@ type ChangeSource struct {
 	BuildPushesWithNoCommits bool     // build_pushes_with_no_commits: announce a branch that moved without new commits; default false
 	Category                 string   // category, set on every change
 	Project                  string   // project, set on every change
+	Codebase                 string   // codebase, set on every change (buildbot's GitPoller codebase); default ""
 	RevLink                  string   // revlink: a change's link, with %s replaced by the revision; must contain %s
 	Workdir                  string   // workdir: the bare mirror, relative to the master's basedir; default DefaultGitPollerWorkdir + "/" + the name made safe for a file name
 	SSHPrivateKeyFile        string   // ssh_private_key_file: the key for ssh URLs; must exist; a relative path is made relative to the config file's directory; unset means the ssh agent's keys
@@ -142,6 +143,7 @@ func (d *decoder) changeSource(t *table, seen map[string]int) ChangeSource {
 	cs.BuildPushesWithNoCommits, _ = t.boolean("build_pushes_with_no_commits")
 	cs.Category, _ = t.str("category")
 	cs.Project, _ = t.str("project")
+	cs.Codebase, _ = t.str("codebase")
 	if s, ok := t.str("revlink"); ok {
 		if !strings.Contains(s, "%s") {
 			t.errorf("revlink", "%q has no %%s for the revision", s)

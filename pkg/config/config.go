@@ -256,11 +256,15 @@ type Step struct {
 	Shallow           int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
 	Submodules        bool              // submodules: git only, init and update the submodules recursively; default false
 	SSHPrivateKeyFile string            // ssh_private_key_file: git only, a path on the worker to the private key for ssh URLs; "" (the default) means the worker's ssh agent
+	Codebase          string            // codebase: git only, whose source stamp it checks out; "" (the default) is the codebase ""
 	// Trigger steps (type = "trigger"), as buildbot's Trigger.
 	SchedulerNames    []string       // scheduler_names: required, triggerable schedulers
 	WaitForFinish     bool           // wait_for_finish: wait for the triggered builds, and take their worst result
 	SetProperties     map[string]any // set_properties: properties of the triggered builds
 	UpdateSourceStamp bool           // update_source_stamp: default true; build this build's got_revision
+	// Trigger steps: which source stamps the triggered builds build.
+	AlwaysUseLatest bool                 // always_use_latest: the latest of each codebase; default false
+	SourceStamps    []TriggerSourceStamp // source_stamps: these; nil (the default) means this build's
 	// Shell options (type = "shell"), as buildbot's ShellCommand.
 	DropStdout      bool              // want_stdout = false: the worker drops the command's stdout; false (want_stdout's default, true) sends it
 	DropStderr      bool              // want_stderr = false: the worker drops the command's stderr; false (want_stderr's default, true) sends it

@@ -23,6 +23,7 @@ var renderedStepFields = []struct{ field, key string }{
 	{"Branch", "branch"},
 	{"SSHPrivateKeyFile", "ssh_private_key_file"},
 	{"SetProperties", "set_properties"},
+	{"SourceStamps", "source_stamps"},
 	{"Logfiles", "logfiles"},
 	{"Dir", "dir"},
 	{"Path", "path"},
@@ -41,7 +42,7 @@ var renderedStepFields = []struct{ field, key string }{
 // they are: choices checked against their values, and names checked against
 // the config. TestStepFieldsClassified makes every new string field of Step
 // go in one list or the other.
-var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal", "WarningPattern", "Suppress", "Regex"}
+var literalStepFields = []string{"Type", "Mode", "Method", "SchedulerNames", "InterruptSignal", "WarningPattern", "Suppress", "Regex", "Codebase"}
 
 // checkInterpolations parses every string of s that is rendered when it
 // runs, reporting a bad one at its key (an element of an array, a key of

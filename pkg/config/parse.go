@@ -537,9 +537,9 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 // Keys only some step types take.
 var (
 	shellKeys = slices.Concat([]string{"command"}, shellOptionKeys, warningKeys)
-	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow", "submodules", "ssh_private_key_file"}
+	gitKeys   = []string{"repourl", "mode", "branch", "method", "shallow", "submodules", "ssh_private_key_file", "codebase"}
 	// triggerKeys are the keys of a trigger step.
-	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp"}
+	triggerKeys = []string{"scheduler_names", "wait_for_finish", "set_properties", "update_source_stamp", "always_use_latest", "source_stamps"}
 )
 
 func (d *decoder) step(t *table, workdir string) Step {
@@ -649,6 +649,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		}
 		s.Submodules, _ = t.boolean("submodules")
 		s.SSHPrivateKeyFile, _ = t.str("ssh_private_key_file")
+		s.Codebase, _ = t.str("codebase")
 	case "trigger":
 		other = append(slices.Clone(shellKeys), gitKeys...)
 		d.triggerStep(t, &s)

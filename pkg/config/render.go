@@ -49,6 +49,8 @@ func renderValue(v any, f func(string) (string, error)) (any, error) {
 		}
 		s, err := f(v.Script)
 		return Command{Script: s}, err
+	case []TriggerSourceStamp:
+		return renderSourceStamps(v, f)
 	case []string:
 		if v == nil {
 			return v, nil

@@ -46,6 +46,12 @@ type Scheduler struct {
 	BuilderNames []string       // builder_names; required, non-empty, each names a builder
 	Properties   map[string]any // properties: a table set on every buildset (source "Scheduler"); nil when none
 	Priority     int            // priority: of its build requests; higher builds first; default 0
+	// Codebases: every type; the codebases its buildsets carry one source
+	// stamp each of (see Codebase); a change of another codebase is
+	// ignored, as buildbot's. nil (the default) means buildbot's {"": {}},
+	// except that a change scheduler then takes the changes of every
+	// codebase, one source stamp per codebase changed, as gbb did before.
+	Codebases map[string]Codebase
 
 	// Change filter: single_branch, any_branch, periodic, nightly.
 	Branch        string   // branch: changes on this branch only; single_branch requires it unless another filter key is set
@@ -137,6 +143,7 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 		p.ignore(slices.Collect(maps.Keys(p.m))...)
 		s.Properties = p.m
 	}
+	s.Codebases = d.codebases(t)
 	if !known {
 		// Unknown or missing type: which keys apply is unknown.
 		t.ignore(slices.Concat(filterKeys, changeKeys, timedKeys, periodicKeys, nightlyKeys, forceKeys, dependKeys)...)

@@ -33,6 +33,7 @@ func (d *decoder) triggerStep(t *table, s *Step) {
 			s.SetProperties = m
 		}
 	}
+	d.triggerSources(t, s)
 }
 
 // checkTriggers reports trigger steps naming a scheduler that is not a

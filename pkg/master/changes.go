@@ -15,7 +15,7 @@ import (
 func hookConfigs(cfg map[string]config.ChangeHook) map[string]hooks.Config {
 	out := make(map[string]hooks.Config, len(cfg))
 	for dialect, h := range cfg {
-		out[dialect] = hooks.Config{Secret: h.Secret}
+		out[dialect] = hooks.Config{Secret: h.Secret, Codebase: h.Codebase}
 	}
 	return out
 }

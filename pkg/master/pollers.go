@@ -71,6 +71,7 @@ func (p *pollers) apply(ctx context.Context, cfgs []config.ChangeSource) {
 			OnlyTags:                 cs.OnlyTags,
 			BuildPushesWithNoCommits: cs.BuildPushesWithNoCommits,
 			Category:                 cs.Category,
+			Codebase:                 cs.Codebase,
 			Project:                  cs.Project,
 			RevLink:                  cs.RevLink,
 			Workdir:                  cs.WorkdirPath(p.basedir),

@@ -44,7 +44,8 @@ func (f changeFilter) match(c store.Change) bool {
 		(sc.Project == "" || c.Project == sc.Project) &&
 		(sc.Repository == "" || c.Repository == sc.Repository) &&
 		(sc.Category == "" || c.Category == sc.Category) &&
-		(sc.Codebase == "" || c.Codebase == sc.Codebase)
+		(sc.Codebase == "" || c.Codebase == sc.Codebase) &&
+		takesCodebase(sc, c.Codebase)
 }
 
 // important reports whether c is important: with file patterns, when one of

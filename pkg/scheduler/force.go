@@ -38,7 +38,10 @@ type ForceRequest struct {
 	Revision       string
 	Repository     string
 	Project        string
-	Properties     map[string]any
+	// Properties are the build properties asked for; with codebases, they
+	// also carry the fields of the codebases but "", by buildbot's full
+	// names (CODEBASE_branch, CODEBASE_revision...), taken out of them.
+	Properties map[string]any
 	// Priority, when set, is the requests' priority (higher builds first);
 	// nil means the scheduler's priority.
 	Priority *int
@@ -53,6 +56,10 @@ type ForceInfo struct {
 	Reason       string       // the reason field's default
 	Params       []ForceParam // the custom fields, in config order
 	Disabled     bool         // see Set.Enabled
+	// Codebases are the codebases of the form, each with its own fields;
+	// nil when the scheduler configures none: then the form has one set
+	// (branch, revision, repository, project) for codebase "".
+	Codebases []ForceCodebase
 }
 
 // ForceParam is a custom field of a force scheduler's form, whose value
@@ -102,6 +109,7 @@ func newForceScheduler(sc config.Scheduler) *forceScheduler {
 			ButtonName:   cmp.Or(sc.ButtonName, sc.Name),
 			BuilderNames: slices.Clone(sc.BuilderNames),
 			Reason:       cmp.Or(sc.Reason, config.DefaultForceReason),
+			Codebases:    forceCodebases(sc),
 		},
 	}
 	for _, p := range sc.Params {
@@ -282,7 +290,11 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 	}
 	reason := cmp.Or(req.Reason, fs.info.Reason)
 	const src = "Force Build Form"
-	props, err := fs.properties(req.Properties, src)
+	stamps, values, err := fs.forceStamps(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	props, err := fs.properties(values, src)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -309,15 +321,10 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 	bsid, brids, err := s.store.AddBuildset(store.NewBuildset{
 		Reason:        fmt.Sprintf("The web-page 'force' button was pressed by '%s': %s", orUnknown(req.Owner), reason),
 		SchedulerName: name,
-		SourceStamps: []store.SourceStamp{{
-			Branch:     req.Branch,
-			Revision:   req.Revision,
-			Repository: req.Repository,
-			Project:    req.Project,
-		}},
-		Properties: props,
-		BuilderIDs: ids,
-		Priority:   priority,
+		SourceStamps:  stamps,
+		Properties:    props,
+		BuilderIDs:    ids,
+		Priority:      priority,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("force %s: %w", name, err)
@@ -359,6 +366,7 @@ func (s *Set) forceInfos() []ForceInfo {
 		info.Disabled = s.disabled[n]
 		info.BuilderNames = slices.Clone(info.BuilderNames)
 		info.Params = slices.Clone(info.Params)
+		info.Codebases = slices.Clone(info.Codebases)
 		for i := range info.Params {
 			info.Params[i].Choices = slices.Clone(info.Params[i].Choices)
 		}

@@ -338,7 +338,7 @@ func (s *Set) newBuildsetAt(sc config.Scheduler, reason string, changes []store.
 		SubmittedAt:   at,
 	}
 	if len(changes) > 0 {
-		nb.SourceStamps = sourceStamps(changes)
+		nb.SourceStamps = changeStamps(sc, changes)
 		for _, c := range changes {
 			nb.ChangeIDs = append(nb.ChangeIDs, c.ID)
 		}

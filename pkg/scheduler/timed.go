@@ -328,6 +328,9 @@ func (ts *timedScheduler) actuate(at time.Time) {
 			Repository: ts.cfg.Repository,
 			Project:    ts.cfg.Project,
 		}}
+		if ts.cfg.Codebases != nil {
+			ss, _ = stampsWithDefaults(ts.cfg, nil) // no stamps given: no duplicate
+		}
 		// Building, then the buildset submitted at that time: the
 		// catch-up at the next start finds whether it was added if a crash
 		// comes before the state is written.

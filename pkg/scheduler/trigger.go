@@ -66,9 +66,9 @@ func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsi
 	if reason == "" {
 		reason = fmt.Sprintf("The Triggerable scheduler named '%s' triggered this build", name)
 	}
-	ss := make([]store.SourceStamp, len(req.SourceStamps))
-	for i, x := range req.SourceStamps {
-		ss[i] = store.SourceStamp{Codebase: x.Codebase, Branch: x.Branch, Revision: x.Revision, Repository: x.Repository, Project: x.Project}
+	ss, err := stampsWithDefaults(tr.cfg, req.SourceStamps)
+	if err != nil {
+		return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
 	}
 	bsid, brids, err = s.store.AddBuildset(store.NewBuildset{
 		Reason:        reason,

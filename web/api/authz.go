@@ -323,6 +323,7 @@ func (s *Server) decodeForm(w http.ResponseWriter, r *http.Request, c *Call) *Re
 		if err != nil {
 			return c.refuse(RPCError{status: http.StatusBadRequest, message: err.Error()})
 		}
+		codebasesFromForm(&fr, c.Form, s.forceCodebases(c.Scheduler))
 		c.Force = &fr
 	}
 	return nil

@@ -309,6 +309,9 @@ func forceschedulerObj(fi scheduler.ForceInfo) map[string]any {
 		button = fi.Name
 	}
 	fields := defaultForceFields(cmp.Or(fi.Reason, "force build"))
+	if fi.Codebases != nil {
+		fields = append(fields[:1], codebaseFields(fi.Codebases)...)
+	}
 	for _, p := range fi.Params {
 		if p.Type == "username" {
 			// It is the default "Your name" field, configured.

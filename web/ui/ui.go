@@ -250,6 +250,8 @@ type forceForm struct {
 	Builders            []store.Builder
 	Params              []paramInput
 	Error               string // a refused POST's error not about one param
+
+	Codebases []codebaseInput // the fields of each codebase; nil: one branch and revision
 }
 
 // paramInput is one custom parameter of a force form, with the value to
@@ -277,6 +279,7 @@ func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted
 	if posted != nil {
 		f.Reason = posted.Get("reason")
 	}
+	f.Codebases = codebaseInputs(fi, posted)
 	matched := false
 	for _, p := range fi.Params {
 		in := paramInput{ForceParam: p, Label: cmp.Or(p.Label, p.Name)}

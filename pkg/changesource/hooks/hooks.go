@@ -51,6 +51,9 @@ type Config struct {
 	// hex; gitlab: equal to the X-Gitlab-Token header; base: sent as
 	// "Authorization: Bearer SECRET".
 	Secret string
+	// Codebase is set on the changes that come with none; a request's
+	// codebase query parameter overrides it. Empty means codebase "".
+	Codebase string
 }
 
 // Limits of one request to a change hook.
@@ -190,7 +193,7 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 		s.refuse(w, log, err)
 		return
 	}
-	if cb := r.URL.Query().Get("codebase"); cb != "" {
+	if cb := cmp.Or(r.URL.Query().Get("codebase"), hc.Codebase); cb != "" {
 		for i := range changes {
 			if changes[i].Codebase == "" {
 				changes[i].Codebase = cb
