@@ -30,6 +30,9 @@ commands:
   new-token [-groups G,...] [-actions A,...|none] [-builders P,...] NAME
                            make an API token: print it once, and its [[www.auth.tokens]] table
   hash-token               read an API token (stdin) and print its token_sha256
+  import-buildbot [-o FILE] master.cfg
+                           load a buildbot master.cfg with buildbot's own loader
+                           (buildbot must be installed) and print it as master.toml
   version                  print the version
 `
 
@@ -86,6 +89,8 @@ func run(args []string) error {
 		return newToken(rest)
 	case "hash-token":
 		return hashTokenCmd(rest)
+	case "import-buildbot":
+		return importBuildbot(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil

@@ -1,0 +1,329 @@
+package bbimport
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+)
+
+// stepsKey stands for the key of a step list in a rendered one, replaced
+// once it is known whether the list goes into a builder
+// ("builders.steps") or a factory ("factories.NAME.steps").
+const stepsKey = "\x00STEPS\x00"
+
+// builders writes the builders; builders with the same step list (two or
+// more) share a [factories.NAME].
+func builders(w *writer, bs []map[string]any) {
+	type rendered struct {
+		text  string
+		count int
+	}
+	lists := make([]rendered, len(bs))
+	byText := map[string][]int{}
+	var order []string
+	for i, b := range bs {
+		sw := &writer{}
+		for _, st := range list(b["steps"]) {
+			step(sw, st)
+		}
+		lists[i] = rendered{sw.b.String(), sw.count}
+		if lists[i].text == "" {
+			continue
+		}
+		if _, seen := byText[lists[i].text]; !seen {
+			order = append(order, lists[i].text)
+		}
+		byText[lists[i].text] = append(byText[lists[i].text], i)
+	}
+	factoryOf := map[string]string{}
+	usedNames := map[string]bool{}
+	for _, text := range order {
+		idx := byText[text]
+		if len(idx) < 2 {
+			continue
+		}
+		var names []string
+		for _, i := range idx {
+			names = append(names, bs[i]["name"].(string))
+		}
+		name := factoryName(names, usedNames)
+		factoryOf[text] = name
+		w.printf("\n[factories.%s]\n", key(name))
+		w.note("", fmt.Sprintf("the steps of %s", strings.Join(names, ", ")))
+		w.b.WriteString(strings.ReplaceAll(text, stepsKey, "factories."+key(name)+".steps"))
+		w.count += lists[idx[0]].count
+	}
+	for i, b := range bs {
+		builder(w, b)
+		if name, ok := factoryOf[lists[i].text]; ok {
+			w.kv("", "factory", name)
+			continue
+		}
+		w.b.WriteString(strings.ReplaceAll(lists[i].text, stepsKey, "builders.steps"))
+		w.count += lists[i].count
+	}
+}
+
+// factoryName names the factory of builders: their names' common prefix,
+// trimmed of separators, or "steps".
+func factoryName(names []string, used map[string]bool) string {
+	prefix := names[0]
+	for _, n := range names[1:] {
+		for !strings.HasPrefix(n, prefix) {
+			prefix = prefix[:len(prefix)-1]
+		}
+	}
+	prefix = strings.TrimRight(prefix, "-_. /:")
+	if prefix == "" || !bareKey.MatchString(prefix) {
+		prefix = "steps"
+	}
+	name := prefix
+	for n := 2; used[name]; n++ {
+		name = fmt.Sprintf("%s%d", prefix, n)
+	}
+	used[name] = true
+	return name
+}
+
+func builder(w *writer, b map[string]any) {
+	name := b["name"].(string)
+	w.printf("\n[[builders]]\n")
+	w.kv("", "name", name)
+	w.conv("", "workernames", "worker_names", b["workernames"])
+	if s, ok := b["description"].(string); ok && s != "" {
+		w.kv("", "description", s)
+	}
+	if t := strs(b["tags"]); len(t) > 0 {
+		w.kv("", "tags", t)
+	}
+	if s, ok := b["workerbuilddir"].(string); ok && s != (config.Builder{Name: name}).WorkerDir() {
+		w.kv("", "workerbuilddir", s)
+	}
+	if s, ok := b["factory_workdir"].(string); ok && s != config.DefaultWorkdir {
+		w.kv("", "workdir", s)
+	}
+	switch v := b["collapseRequests"].(type) {
+	case nil:
+	case bool:
+		w.kv("", "collapse_requests", v)
+	default:
+		w.skip("", "collapseRequests", describeRaw(v))
+	}
+	for _, k := range []string{"nextWorker", "nextBuild", "canStartBuild"} {
+		if v, ok := b[k]; ok && v != nil {
+			w.skip("", k, describeRaw(v)+": gbb places builds as buildbot's default does")
+		}
+	}
+	for _, pair := range [][2]string{{"env", "env"}, {"properties", "properties"}, {"defaultProperties", "default_properties"}} {
+		if m, ok := b[pair[0]].(map[string]any); ok && len(m) > 0 {
+			w.conv("", pair[0], pair[1], m)
+		}
+	}
+	if f, _ := b["factory"].(string); f != "" && f != "BuildFactory" {
+		w.note("", fmt.Sprintf("buildbot's %s: its steps are imported as they were loaded", f))
+	}
+	locks(w, "", "builders.locks", b["locks"])
+}
+
+// locks writes the lock accesses of a builder or a step.
+func locks(w *writer, indent, header string, v any) {
+	ls, ok := v.([]any)
+	if !ok {
+		if v != nil {
+			w.skip(indent, "locks", describeRaw(v))
+		}
+		return
+	}
+	for _, l := range ls {
+		m, _ := l.(map[string]any)
+		if m["$gbb"] != "lock" {
+			w.skip(indent, "locks", describeRaw(l))
+			continue
+		}
+		access := "exclusive"
+		if m["mode"] == "counting" {
+			access = "counting"
+		}
+		w.printf("%s  [[%s]]\n", indent, header)
+		w.kv(indent+"  ", "name", m["name"].(string))
+		w.kv(indent+"  ", "access", access)
+	}
+}
+
+// stepTypes maps buildbot's step classes to gbb's step types.
+var stepTypes = map[string]string{
+	"ShellCommand":                "shell",
+	"Compile":                     "shell",
+	"Test":                        "shell",
+	"Configure":                   "shell",
+	"WarningCountingShellCommand": "shell",
+	"TreeSize":                    "",
+	"Git":                         "git",
+	"Trigger":                     "trigger",
+	"SetProperty":                 "set_property",
+	"SetPropertyFromCommand":      "set_property_from_command",
+	"MasterShellCommand":          "master_shell_command",
+	"MakeDirectory":               "mkdir",
+	"RemoveDirectory":             "rmdir",
+	"FileUpload":                  "file_upload",
+	"DirectoryUpload":             "directory_upload",
+	"FileDownload":                "file_download",
+	"StringDownload":              "string_download",
+}
+
+// StepSupported reports whether import-buildbot translates a step of
+// buildbot's class cls (the others become comments).
+func StepSupported(cls string) bool { return stepTypes[cls] != "" }
+
+// step writes one step of a list, under stepsKey.
+func step(w *writer, st map[string]any) {
+	cls := st["class"].(string)
+	p := newParams(st["params"])
+	typ := stepTypes[cls]
+	ind := "  "
+	if typ == "" {
+		name, _ := p.str("name")
+		if name == "" {
+			name = cls
+		}
+		why := "gbb has no such step"
+		switch cls {
+		case "ShellSequence":
+			why = "gbb's shell_sequence step is not on this branch yet"
+		case "JSONStringDownload", "JSONPropertiesDownload", "MultipleFileUpload":
+			why = "gbb's form of it is not on this branch yet"
+		}
+		w.printf("\n")
+		w.skip(ind, fmt.Sprintf("step %q (%s.%s)", name, st["module"], cls), why)
+		return
+	}
+	w.printf("\n  [[%s]]\n", stepsKey)
+	w.kv(ind, "type", typ)
+	if v, ok := p.get("name"); ok {
+		w.conv(ind, "name", "name", v)
+	}
+	if v, ok := p.get("description"); ok {
+		if l, isList := v.([]any); isList {
+			v = strings.Join(strs(l), " ")
+		}
+		w.conv(ind, "description", "description", v)
+	}
+	p.rename(w, ind, "workdir", "workdir", "env", "env",
+		"haltOnFailure", "halt_on_failure", "flunkOnFailure", "flunk_on_failure",
+		"warnOnFailure", "warn_on_failure", "alwaysRun", "always_run",
+		"warnOnWarnings", "warn_on_warnings", "flunkOnWarnings", "flunk_on_warnings")
+	for _, k := range []string{"timeout", "maxTime"} {
+		if v, ok := p.m[k]; ok {
+			p.ignore(k)
+			gk := map[string]string{"timeout": "timeout", "maxTime": "max_time"}[k]
+			if v == nil {
+				if k == "timeout" {
+					w.kv(ind, gk, "0s")
+				}
+			} else if s, ok := seconds(v); ok {
+				w.kv(ind, gk, s)
+			} else {
+				w.skip(ind, k, describeRaw(v))
+			}
+		}
+	}
+	for _, k := range []string{"doStepIf", "hideStepIf"} {
+		if v, ok := p.get(k); ok {
+			gk := map[string]string{"doStepIf": "do_step_if", "hideStepIf": "hide_step_if"}[k]
+			if b, isBool := v.(bool); isBool {
+				w.kv(ind, gk, b)
+			} else {
+				w.skip(ind, k, describeRaw(v)+": write it as a do_step_if/hide_step_if expression")
+			}
+		}
+	}
+	if v, ok := p.get("locks"); ok {
+		locks(w, "  ", stepsKey+".locks", v)
+	}
+	switch typ {
+	case "shell", "set_property_from_command", "master_shell_command":
+		if v, ok := p.get("command"); ok {
+			w.conv(ind, "command", "command", v)
+		}
+	}
+	switch typ {
+	case "shell":
+		if v, ok := p.get("want_stdout"); ok {
+			w.conv(ind, "want_stdout", "want_stdout", v)
+		}
+		if v, ok := p.get("want_stderr"); ok {
+			w.conv(ind, "want_stderr", "want_stderr", v)
+		}
+		p.rename(w, ind, "logfiles", "logfiles", "interruptSignal", "interrupt_signal",
+			"warningPattern", "warning_pattern", "maxWarnCount", "max_warn_count")
+		if v, ok := p.get("sigtermTime"); ok {
+			if s, ok := seconds(v); ok {
+				w.kv(ind, "sigterm_time", s)
+			}
+		}
+		if v, ok := p.get("decodeRC"); ok {
+			decodeRC(w, ind, v)
+		}
+		p.ignore("usePTY", "logEnviron", "descriptionDone", "descriptionSuffix")
+	case "git":
+		p.rename(w, ind, "repourl", "repourl", "mode", "mode", "method", "method",
+			"branch", "branch", "submodules", "submodules", "codebase", "codebase")
+		if v, ok := p.get("shallow"); ok {
+			w.conv(ind, "shallow", "shallow", v)
+		}
+		p.ignore("progress", "retryFetch", "clobberOnFailure", "logEnviron")
+	case "trigger":
+		p.rename(w, ind, "schedulerNames", "scheduler_names", "waitForFinish", "wait_for_finish",
+			"set_properties", "set_properties", "updateSourceStamp", "update_source_stamp",
+			"alwaysUseLatest", "always_use_latest")
+		if v, ok := p.get("sourceStamps"); ok {
+			for _, ss := range v.([]any) {
+				w.printf("%s[[%s.source_stamps]]\n", ind+"  ", stepsKey)
+				m, _ := ss.(map[string]any)
+				for _, k := range slices.Sorted(maps.Keys(m)) {
+					w.conv(ind+"  ", "source stamp "+k, k, m[k])
+				}
+			}
+		}
+	case "set_property":
+		p.rename(w, ind, "property", "property", "value", "value")
+	case "set_property_from_command":
+		p.rename(w, ind, "property", "property", "strip", "strip")
+		if v, ok := p.get("extract_fn"); ok {
+			w.skip(ind, "extract_fn", describeRaw(v)+": gbb takes a regex")
+		}
+	case "mkdir", "rmdir":
+		p.rename(w, ind, "dir", "dir")
+	case "file_upload", "directory_upload", "file_download":
+		p.rename(w, ind, "workersrc", "workersrc", "masterdest", "masterdest",
+			"mastersrc", "mastersrc", "workerdest", "workerdest", "maxsize", "max_size",
+			"mode", "mode", "blocksize", "blocksize")
+	case "string_download":
+		p.rename(w, ind, "s", "s", "workerdest", "workerdest", "mode", "mode")
+	}
+	p.rest(w, ind, cls+" option")
+}
+
+// decodeRC writes buildbot's decodeRC {code: result} as gbb's decode_rc
+// {code: name}.
+func decodeRC(w *writer, ind string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.skip(ind, "decodeRC", describeRaw(v))
+		return
+	}
+	names := []string{"success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"}
+	out := map[string]any{}
+	for code, r := range m {
+		n, ok := num(r)
+		if !ok || n < 0 || int(n) >= len(names) {
+			w.skip(ind, "decodeRC", fmt.Sprintf("result %v", r))
+			return
+		}
+		out[code] = names[n]
+	}
+	w.kv(ind, "decode_rc", out)
+}
