@@ -57,9 +57,9 @@ func builders(w *writer, bs []map[string]any) {
 		w.count += lists[idx[0]].count
 	}
 	for i, b := range bs {
-		builder(w, b)
-		if name, ok := factoryOf[lists[i].text]; ok {
-			w.kv("", "factory", name)
+		name, shared := factoryOf[lists[i].text]
+		builder(w, b, name)
+		if shared {
 			continue
 		}
 		w.b.WriteString(strings.ReplaceAll(lists[i].text, stepsKey, "builders.steps"))
@@ -88,7 +88,9 @@ func factoryName(names []string, used map[string]bool) string {
 	return name
 }
 
-func builder(w *writer, b map[string]any) {
+// builder writes a builder's keys; factory, when not "", names its
+// [factories.NAME].
+func builder(w *writer, b map[string]any, factory string) {
 	name := b["name"].(string)
 	w.printf("\n[[builders]]\n")
 	w.kv("", "name", name)
@@ -124,6 +126,9 @@ func builder(w *writer, b map[string]any) {
 	}
 	if f, _ := b["factory"].(string); f != "" && f != "BuildFactory" {
 		w.note("", fmt.Sprintf("buildbot's %s: its steps are imported as they were loaded", f))
+	}
+	if factory != "" {
+		w.kv("", "factory", factory)
 	}
 	locks(w, "", "builders.locks", b["locks"])
 }
@@ -204,6 +209,9 @@ func step(w *writer, st map[string]any) {
 	w.kv(ind, "type", typ)
 	if v, ok := p.get("name"); ok {
 		w.conv(ind, "name", "name", v)
+	} else if n, _ := st["default_name"].(string); n != "" && n != typ {
+		// buildbot names a step after its class ("compile", "test").
+		w.kv(ind, "name", n)
 	}
 	if v, ok := p.get("description"); ok {
 		if l, isList := v.([]any); isList {
@@ -239,9 +247,6 @@ func step(w *writer, st map[string]any) {
 				w.skip(ind, k, describeRaw(v)+": write it as a do_step_if/hide_step_if expression")
 			}
 		}
-	}
-	if v, ok := p.get("locks"); ok {
-		locks(w, "  ", stepsKey+".locks", v)
 	}
 	switch typ {
 	case "shell", "set_property_from_command", "master_shell_command":
@@ -279,15 +284,7 @@ func step(w *writer, st map[string]any) {
 		p.rename(w, ind, "schedulerNames", "scheduler_names", "waitForFinish", "wait_for_finish",
 			"set_properties", "set_properties", "updateSourceStamp", "update_source_stamp",
 			"alwaysUseLatest", "always_use_latest")
-		if v, ok := p.get("sourceStamps"); ok {
-			for _, ss := range v.([]any) {
-				w.printf("%s[[%s.source_stamps]]\n", ind+"  ", stepsKey)
-				m, _ := ss.(map[string]any)
-				for _, k := range slices.Sorted(maps.Keys(m)) {
-					w.conv(ind+"  ", "source stamp "+k, k, m[k])
-				}
-			}
-		}
+		p.ignore("sourceStamps")
 	case "set_property":
 		p.rename(w, ind, "property", "property", "value", "value")
 	case "set_property_from_command":
@@ -304,7 +301,21 @@ func step(w *writer, st map[string]any) {
 	case "string_download":
 		p.rename(w, ind, "s", "s", "workerdest", "workerdest", "mode", "mode")
 	}
+	p.ignore("locks", "sourceStamps")
 	p.rest(w, ind, cls+" option")
+	// Sub-tables last: the keys after them would be theirs.
+	if v, ok := p.m["locks"]; ok && v != nil {
+		locks(w, "  ", stepsKey+".locks", v)
+	}
+	if v, ok := p.m["sourceStamps"]; ok && v != nil && typ == "trigger" {
+		for _, ss := range v.([]any) {
+			w.printf("%s[[%s.source_stamps]]\n", ind+"  ", stepsKey)
+			m, _ := ss.(map[string]any)
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				w.conv(ind+"  ", "source stamp "+k, k, m[k])
+			}
+		}
+	}
 }
 
 // decodeRC writes buildbot's decodeRC {code: result} as gbb's decode_rc

@@ -157,6 +157,7 @@ class Walker:
         return {
             "class": cls.__name__,
             "module": cls.__module__,
+            "default_name": getattr(cls, "name", None),
             "params": self.bound(None, cls.__init__, (None,) + tuple(sf.args), sf.kwargs) if sf.args
             else self.bound(None, cls.__init__, (), sf.kwargs),
         }

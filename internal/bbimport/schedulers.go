@@ -98,7 +98,7 @@ func scheduler(w *writer, s map[string]any) {
 		}
 	}
 	// What buildbot keeps at run time, not config.
-	p.ignore("timer", "actuallyStartBuild", "_reactor", "cron", "now", "lastBuild", "lastChecked")
+	p.ignore("timer", "actuallyStartBuild", "actuateOk", "actuationLock", "actuateAt", "actuateAtTimer", "_reactor", "cron", "now", "lastBuild", "lastChecked")
 	p.rest(w, "", cls+" option")
 }
 
@@ -248,7 +248,7 @@ func forceParam(w *writer, m map[string]any) {
 	w.printf("  [[schedulers.params]]\n")
 	w.kv("  ", "name", m["name"].(string))
 	w.kv("  ", "type", typ)
-	if s, ok := m["label"].(string); ok && s != "" {
+	if s, ok := m["label"].(string); ok && s != "" && s != m["name"] {
 		w.kv("  ", "label", s)
 	}
 	if d, ok := m["default"]; ok && d != nil && d != "" {

@@ -1,0 +1,230 @@
+package bbimport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/google/go-cmp/cmp"
+)
+
+// needBuildbot installs Debian's buildbot when it is missing and returns
+// its sample master.cfg.
+func needBuildbot(t *testing.T) string {
+	t.Helper()
+	testdeb.Need(t, "buildbot", "buildbot")
+	sample := "/usr/lib/python3/dist-packages/buildbot/scripts/sample.cfg"
+	if _, err := os.Stat(sample); err != nil {
+		t.Fatalf("buildbot is installed but its sample.cfg is not there: %v", err)
+	}
+	return sample
+}
+
+// importFile imports the master.cfg at src (copied into a temporary
+// basedir) and parses the TOML with gbb's loader, as checkconfig does.
+func importFile(t *testing.T, src string) (map[string]any, *Result, *config.Config) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "master.cfg")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Load(context.Background(), "", cfgPath)
+	if err != nil {
+		t.Fatalf("load %s: %v", src, err)
+	}
+	res := Convert(raw)
+	tomlPath := filepath.Join(dir, "master.toml")
+	if err := os.WriteFile(tomlPath, []byte(res.TOML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(tomlPath)
+	if err != nil {
+		t.Fatalf("the imported config does not pass checkconfig: %v\n%s", err, res.TOML)
+	}
+	return raw, res, cfg
+}
+
+// built is what a config builds: per builder its workers and steps, per
+// scheduler its builders.
+type built struct {
+	Builders   map[string][]string // name -> worker names
+	Steps      map[string][]string // builder -> "name: command" of each step
+	Schedulers map[string][]string // scheduler -> builder names
+}
+
+// fromBuildbot reads what buildbot's loaded config builds; steps import
+// does not translate (written as comments) are left out.
+func fromBuildbot(raw map[string]any) built {
+	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}}
+	for _, bl := range list(raw["builders"]) {
+		name := bl["name"].(string)
+		b.Builders[name] = strs(bl["workernames"])
+		steps := []string{}
+		for _, st := range list(bl["steps"]) {
+			if !StepSupported(st["class"].(string)) {
+				continue
+			}
+			p, _ := st["params"].(map[string]any)
+			sn, _ := p["name"].(string)
+			if sn == "" {
+				sn, _ = st["default_name"].(string)
+			}
+			cmd := ""
+			if c, ok := p["command"]; ok {
+				v, err := value(c)
+				if err != nil {
+					panic(err)
+				}
+				switch v := v.(type) {
+				case string:
+					cmd = v
+				case []any:
+					cmd = strings.Join(strs(v), " ")
+				}
+			}
+			steps = append(steps, sn+": "+cmd)
+		}
+		b.Steps[name] = steps
+	}
+	for _, s := range list(raw["schedulers"]) {
+		p := s["params"].(map[string]any)
+		b.Schedulers[s["name"].(string)] = strs(p["builderNames"])
+	}
+	return b
+}
+
+// fromGBB reads what gbb's loaded config builds.
+func fromGBB(cfg *config.Config) built {
+	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}}
+	for _, bl := range cfg.Builders {
+		b.Builders[bl.Name] = bl.WorkerNames
+		steps := []string{}
+		for _, st := range bl.Steps {
+			cmd := st.Command.String()
+			if st.Type == "git" || st.Type == "trigger" {
+				cmd = ""
+			}
+			steps = append(steps, st.Name+": "+cmd)
+		}
+		b.Steps[bl.Name] = steps
+	}
+	for _, s := range cfg.Schedulers {
+		b.Schedulers[s.Name] = s.BuilderNames
+	}
+	return b
+}
+
+func TestImportBuildsTheSameThings(t *testing.T) {
+	sample := needBuildbot(t)
+	for _, tc := range []struct {
+		name           string
+		file           string
+		untranslatable int
+		builders       int
+	}{
+		{"buildbot's sample.cfg", sample, 0, 1},
+		// The large config's untranslatable items: a doStepIf callable,
+		// a ShellSequence step, a fileIsImportant lambda and an
+		// AnyPropertyParameter.
+		{"testdata/large", "testdata/large/master.cfg", 4, 22},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			raw, res, cfg := importFile(t, tc.file)
+			if res.Untranslatable != tc.untranslatable {
+				t.Errorf("untranslatable = %d, want %d\n%s", res.Untranslatable, tc.untranslatable, res.TOML)
+			}
+			if got := strings.Count(res.TOML, "# import-buildbot:"); got < tc.untranslatable {
+				t.Errorf("%d comments for %d untranslatable items", got, tc.untranslatable)
+			}
+			if !strings.Contains(res.TOML, fmt.Sprintf("# import-buildbot: %d untranslatable item(s)", tc.untranslatable)) {
+				t.Errorf("no final count comment:\n%s", res.TOML)
+			}
+			want, got := fromBuildbot(raw), fromGBB(cfg)
+			if len(want.Builders) != tc.builders {
+				t.Errorf("buildbot loaded %d builders, want %d", len(want.Builders), tc.builders)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("gbb's config builds other things than buildbot's (-buildbot +gbb):\n%s\n%s", diff, res.TOML)
+			}
+		})
+	}
+}
+
+// TestImportLarge checks the forms the large config's loops should take:
+// one factory for the 20 builders, the locks, the codebases, the nightly
+// time, the force params and the reporters.
+func TestImportLarge(t *testing.T) {
+	needBuildbot(t)
+	_, res, cfg := importFile(t, "testdata/large/master.cfg")
+	if n := strings.Count(res.TOML, "\n[factories."); n != 1 {
+		t.Errorf("%d factories, want 1 (the 20 loop builders')", n)
+	}
+	if n := strings.Count(res.TOML, `factory = "build"`); n != 20 {
+		t.Errorf("%d builders use the factory, want 20", n)
+	}
+	var locks []string
+	for _, l := range cfg.Locks {
+		locks = append(locks, fmt.Sprintf("%s %s %d %v", l.Name, l.Type, l.MaxCount, l.MaxCountForWorker))
+	}
+	if diff := cmp.Diff([]string{"cpu worker 2 map[w-windows:1]", "deploy master 1 map[]"}, locks); diff != "" {
+		t.Errorf("locks (-want +got):\n%s", diff)
+	}
+	byName := map[string]config.Scheduler{}
+	for _, s := range cfg.Schedulers {
+		byName[s.Name] = s
+	}
+	if cbs := byName["changes"].Codebases; len(cbs) != 3 || cbs["lib"].Repository != "https://git.example.org/lib.git" {
+		t.Errorf("codebases of changes: %+v", cbs)
+	}
+	if c := byName["nightly"].Cron; c != "15 3 * * *" {
+		t.Errorf("nightly cron %q", c)
+	}
+	var params []string
+	for _, p := range byName["force"].Params {
+		params = append(params, p.Name+":"+p.Type)
+	}
+	if diff := cmp.Diff([]string{"note:string", "jobs:int", "clean:bool", "flavour:choice", "suites:multiple_choice", "pipeline:fixed"}, params); diff != "" {
+		t.Errorf("force params (-want +got):\n%s", diff)
+	}
+	var reps []string
+	for _, r := range cfg.Reporters {
+		reps = append(reps, r.Type)
+	}
+	if diff := cmp.Diff([]string{"mail", "github_status"}, reps); diff != "" {
+		t.Errorf("reporters (-want +got):\n%s", diff)
+	}
+	if r := cfg.Reporters[0]; r.SMTPPassword != "%(secret:smtp_password)s" || !slices.Equal(r.Builders, []string{"deploy"}) {
+		t.Errorf("mail reporter: %+v", r)
+	}
+}
+
+func TestImportErrors(t *testing.T) {
+	needBuildbot(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "master.cfg")
+	if err := os.WriteFile(bad, []byte("c = BuildmasterConfig = {}\nc['workers'] = [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(context.Background(), "", bad)
+	var le *LoadError
+	if !errors.As(err, &le) || !strings.Contains(le.Msg, "SyntaxError") && !strings.Contains(le.Msg, "error while parsing") {
+		t.Errorf("a broken master.cfg: %v, want buildbot's error", err)
+	}
+	_, err = Load(context.Background(), filepath.Join(dir, "no-python3"), bad)
+	if !errors.Is(err, ErrNoBuildbot) || !strings.Contains(err.Error(), "apt-get install buildbot") {
+		t.Errorf("no python: %v, want ErrNoBuildbot saying what to install", err)
+	}
+}
