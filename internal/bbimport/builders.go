@@ -56,9 +56,37 @@ func builders(w *writer, bs []map[string]any) {
 		w.b.WriteString(strings.ReplaceAll(text, stepsKey, "factories."+key(name)+".steps"))
 		w.count += lists[idx[0]].count
 	}
+	// Builders that share a factory and differ only in the values of
+	// some properties are one builder with a matrix, written where the
+	// first of them was.
+	matrixAt := map[int]matrixBuilder{}
+	inMatrix := map[int]bool{}
+	for _, text := range order {
+		idx := byText[text]
+		if len(idx) < 2 {
+			continue
+		}
+		group := make([]map[string]any, len(idx))
+		for j, i := range idx {
+			group[j] = bs[i]
+		}
+		if tmpl, axes, ok := matrixOf(group); ok {
+			matrixAt[idx[0]] = matrixBuilder{tmpl, axes}
+			for _, i := range idx {
+				inMatrix[i] = true
+			}
+		}
+	}
 	for i, b := range bs {
 		name, shared := factoryOf[lists[i].text]
-		builder(w, b, name)
+		if m, ok := matrixAt[i]; ok {
+			builder(w, m.tmpl, name, m.axes)
+			continue
+		}
+		if inMatrix[i] {
+			continue
+		}
+		builder(w, b, name, nil)
 		if shared {
 			continue
 		}
@@ -88,9 +116,16 @@ func factoryName(names []string, used map[string]bool) string {
 	return name
 }
 
+// matrixBuilder is a builder with a matrix: its keys, with %(kw:KEY)s
+// for the values of the axes.
+type matrixBuilder struct {
+	tmpl map[string]any
+	axes []axis
+}
+
 // builder writes a builder's keys; factory, when not "", names its
-// [factories.NAME].
-func builder(w *writer, b map[string]any, factory string) {
+// [factories.NAME]; axes, when set, are its [builders.matrix].
+func builder(w *writer, b map[string]any, factory string, axes []axis) {
 	name := b["name"].(string)
 	w.printf("\n[[builders]]\n")
 	w.kv("", "name", name)
@@ -101,7 +136,7 @@ func builder(w *writer, b map[string]any, factory string) {
 	if t := strs(b["tags"]); len(t) > 0 {
 		w.kv("", "tags", t)
 	}
-	if s, ok := b["workerbuilddir"].(string); ok && s != (config.Builder{Name: name}).WorkerDir() {
+	if s, ok := b["workerbuilddir"].(string); ok && axes == nil && s != (config.Builder{Name: name}).WorkerDir() {
 		w.kv("", "workerbuilddir", s)
 	}
 	if s, ok := b["factory_workdir"].(string); ok && s != config.DefaultWorkdir {
@@ -129,6 +164,12 @@ func builder(w *writer, b map[string]any, factory string) {
 	}
 	if factory != "" {
 		w.kv("", "factory", factory)
+	}
+	if axes != nil {
+		w.printf("  [builders.matrix]\n")
+		for _, a := range axes {
+			w.kv("  ", a.name, a.values)
+		}
 	}
 	locks(w, "", "builders.locks", b["locks"])
 }

@@ -62,15 +62,21 @@ type built struct {
 	Builders   map[string][]string // name -> worker names
 	Steps      map[string][]string // builder -> "name: command" of each step
 	Schedulers map[string][]string // scheduler -> builder names
+	Props      map[string]string   // builder -> its properties and tags, printed
 }
 
 // fromBuildbot reads what buildbot's loaded config builds; steps import
 // does not translate (written as comments) are left out.
 func fromBuildbot(raw map[string]any) built {
-	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}}
+	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}, map[string]string{}}
 	for _, bl := range list(raw["builders"]) {
 		name := bl["name"].(string)
 		b.Builders[name] = strs(bl["workernames"])
+		props := map[string]string{}
+		for k, v := range bl["properties"].(map[string]any) {
+			props[k] = fmt.Sprint(v)
+		}
+		b.Props[name] = fmt.Sprint(props, strs(bl["tags"]))
 		steps := []string{}
 		for _, st := range list(bl["steps"]) {
 			if !StepSupported(st["class"].(string)) {
@@ -107,9 +113,14 @@ func fromBuildbot(raw map[string]any) built {
 
 // fromGBB reads what gbb's loaded config builds.
 func fromGBB(cfg *config.Config) built {
-	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}}
+	b := built{map[string][]string{}, map[string][]string{}, map[string][]string{}, map[string]string{}}
 	for _, bl := range cfg.Builders {
 		b.Builders[bl.Name] = bl.WorkerNames
+		props := map[string]string{}
+		for k, v := range bl.Properties {
+			props[k] = fmt.Sprint(v)
+		}
+		b.Props[bl.Name] = fmt.Sprint(props, bl.Tags)
 		steps := []string{}
 		for _, st := range bl.Steps {
 			cmd := st.Command.String()
@@ -164,7 +175,7 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 }
 
 // TestImportLarge checks the forms the large config's loops should take:
-// one factory for the 20 builders, the locks, the codebases, the nightly
+// one factory and one matrix for the 20 builders, the locks, the codebases, the nightly
 // time, the force params and the reporters.
 func TestImportLarge(t *testing.T) {
 	needBuildbot(t)
@@ -172,8 +183,25 @@ func TestImportLarge(t *testing.T) {
 	if n := strings.Count(res.TOML, "\n[factories."); n != 1 {
 		t.Errorf("%d factories, want 1 (the 20 loop builders')", n)
 	}
-	if n := strings.Count(res.TOML, `factory = "build"`); n != 20 {
-		t.Errorf("%d builders use the factory, want 20", n)
+	if n := strings.Count(res.TOML, `factory = "build"`); n != 1 {
+		t.Errorf("%d builders use the factory, want 1 (with a matrix)", n)
+	}
+	for _, want := range []string{
+		`name = "build-%(kw:platform)s-%(kw:target_branch)s"`,
+		`worker_names = ["w-%(kw:platform)s"]`,
+		"  [builders.matrix]\n  platform = [\"linux\", \"freebsd\", \"macos\", \"windows\", \"netbsd\"]\n  target_branch = [\"main\", \"release-1\", \"release-2\", \"next\"]\n",
+	} {
+		if !strings.Contains(res.TOML, want) {
+			t.Errorf("no %q in\n%s", want, res.TOML)
+		}
+	}
+	// The matrix expands in the builders' order, as the loops made them.
+	var names []string
+	for _, b := range cfg.Builders[:4] {
+		names = append(names, b.Name)
+	}
+	if diff := cmp.Diff([]string{"build-linux-main", "build-linux-release-1", "build-linux-release-2", "build-linux-next"}, names); diff != "" {
+		t.Errorf("builder order (-want +got):\n%s", diff)
 	}
 	var locks []string
 	for _, l := range cfg.Locks {
