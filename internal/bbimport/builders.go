@@ -230,11 +230,24 @@ func step(w *writer, st map[string]any) {
 	p := newParams(st["params"])
 	typ := stepTypes[cls]
 	ind := "  "
-	if typ == "" {
-		name, _ := p.str("name")
-		if name == "" {
-			name = cls
+	name, _ := p.m["name"].(string)
+	if name == "" {
+		name, _ = st["default_name"].(string)
+	}
+	if name == "" {
+		name = cls
+	}
+	// A step whose required key has no TOML form is left out whole.
+	for _, req := range []string{"command", "repourl", "schedulerNames"} {
+		if v, ok := p.m[req]; ok && typ != "" {
+			if _, err := value(v); err != nil {
+				w.printf("\n")
+				w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), req+": "+err.Error())
+				return
+			}
 		}
+	}
+	if typ == "" {
 		why := "gbb has no such step"
 		switch cls {
 		case "ShellSequence":

@@ -68,8 +68,7 @@ class Walker:
             if v.default is None:
                 return {"$gbb": "interp", "s": f"%(prop:{v.key})s"}
             if isinstance(v.default, str):
-                op = "-" if v.defaultWhenFalse else "~"
-                # buildbot: defaultWhenFalse uses the default for any false value (":~")
+                # defaultWhenFalse: the default for any false value, ":~".
                 op = "~" if v.defaultWhenFalse else "-"
                 return {"$gbb": "interp", "s": f"%(prop:{v.key}:{op}{v.default})s"}
             return untranslatable(f"Property({v.key!r}) with a default that is not a string")

@@ -256,3 +256,54 @@ func TestImportErrors(t *testing.T) {
 		t.Errorf("no python: %v, want ErrNoBuildbot saying what to install", err)
 	}
 }
+
+// TestImportRenderablesAndLeftovers imports a master.cfg of the forms
+// buildbot users write that gbb takes in part: each untranslatable one is
+// a comment at its place, counted, and the rest still passes checkconfig.
+func TestImportRenderablesAndLeftovers(t *testing.T) {
+	needBuildbot(t)
+	dir := t.TempDir()
+	cfg := `from buildbot.plugins import changes, schedulers, steps, util, worker
+from buildbot.process.buildstep import BuildStep
+
+class Custom(BuildStep):
+    name = "custom"
+
+c = BuildmasterConfig = {}
+c['protocols'] = {'pb': {'port': 9989}}
+c['workers'] = [worker.Worker("w1", "secret-password-1234")]
+c['change_source'] = [changes.PBChangeSource()]
+c['properties'] = {'owner': 'ops'}
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(name="p", command=["echo", util.Property("x", default="dflt")]))
+f.addStep(steps.ShellCommand(name="wp", command=["echo", util.WithProperties("%(x)s")]))
+f.addStep(steps.ShellCommand(name="kw", command=util.Interpolate("echo %(kw:a)s", a="b")))
+f.addStep(steps.ShellCommand(name="rc", command="exit 3", decodeRC={0: 0, 3: 1}))
+f.addStep(Custom())
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`
+	if err := os.WriteFile(filepath.Join(dir, "master.cfg"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, res, gcfg := importFile(t, filepath.Join(dir, "master.cfg"))
+	for _, want := range []string{
+		`command = ["echo", "%(prop:x:~dflt)s"]`,
+		`# import-buildbot: step "wp" (ShellCommand): command: WithProperties('%(x)s'): write it as Interpolate`,
+		`# import-buildbot: step "kw" (ShellCommand): command: Interpolate('echo %(kw:a)s', **{'a': 'b'}): Interpolate with positional or keyword arguments`,
+		`decode_rc = { 0 = "success", 3 = "warnings" }`,
+		`# import-buildbot: step "custom" (`,
+		`# import-buildbot: change source PBChangeSource: use the base change hook`,
+		`# import-buildbot: c['properties'] owner: gbb has no global properties`,
+	} {
+		if !strings.Contains(res.TOML, want) {
+			t.Errorf("no %q in\n%s", want, res.TOML)
+		}
+	}
+	if res.Untranslatable != 5 {
+		t.Errorf("untranslatable = %d, want 5\n%s", res.Untranslatable, res.TOML)
+	}
+	if n := len(gcfg.Builders[0].Steps); n != 2 {
+		t.Errorf("%d steps, want 2 (wp, kw and the custom one are comments)", n)
+	}
+}
