@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -129,4 +131,35 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 	if log := e.stdio(steps[2].StepID); !strings.Contains(log, "PASSED") {
 		t.Errorf("trial's log has no PASSED:\n%s", log)
 	}
+}
+
+// TestImportBuildbotErrors: a master.cfg buildbot refuses gives buildbot's
+// own error text and exit 1; no buildbot gives what to install.
+func TestImportBuildbotErrors(t *testing.T) {
+	testdeb.Need(t, "buildbot", "buildbot")
+	master, _ := buildBinaries(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "master.cfg")
+	if err := os.WriteFile(cfg, []byte("c = BuildmasterConfig = {}\nc['workers'] = ['not a worker']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, master, "import-buildbot", cfg)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "buildbot could not load") || !strings.Contains(out, "c['workers'] must be a list of Worker instances") {
+		t.Errorf("a master.cfg buildbot refuses: exit %d, %q; want 1 and buildbot's error", code, out)
+	}
+	out, err = run(t, master, "import-buildbot", "-python", filepath.Join(dir, "no-python3"), cfg)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "buildbot is not installed") || !strings.Contains(out, "apt-get install buildbot") {
+		t.Errorf("no buildbot: exit %d, %q; want 1 and what to install", code, out)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
