@@ -32,7 +32,11 @@ type Config struct {
 	File string // the path it was loaded from
 	// Included are the files its include keys read (see include.go), in
 	// the order they were merged: the master's own files too.
-	Included    []string
+	Included []string
+	// Origins are the included files values came from, by key path
+	// ("www", "workers[3]"), for messages after loading (see fileOf);
+	// nil when nothing was included.
+	Origins     map[string]string
 	Title       string // title
 	TitleURL    string // title_url
 	BuildbotURL string // buildbot_url: the public URL of the web UI; default DefaultBuildbotURL; always ends with "/"

@@ -50,6 +50,9 @@ type expansion struct {
 	// chosenAt is matrix's note of where it chose the worker_names of the
 	// builders it returns, by their index among them.
 	chosenAt map[int]origin
+	// nameFiles are the files of the names the second pass has seen, by
+	// kind and name, for the messages about duplicates.
+	nameFiles map[string]string
 }
 
 // locate returns the file, key path in it and line of the value at k in
@@ -106,7 +109,7 @@ func expand(file string, data []byte) (*expansion, error) {
 	if perr != nil {
 		return nil, joinErrors([]*Error{perr})
 	}
-	x := &expansion{master: src, dir: filepath.Dir(file), raw: raw, remap: map[string]origin{}, files: []*source{src}}
+	x := &expansion{master: src, dir: filepath.Dir(file), raw: raw, remap: map[string]origin{}, files: []*source{src}, nameFiles: map[string]string{}}
 	abs, _ := filepath.Abs(file)
 	seen := map[string]string{abs: file}
 	if err := x.includes(src, raw, seen); err != nil {
@@ -180,6 +183,10 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 					errorAt(k, "%q is a directory (include its files: %q)", m, filepath.Join(pattern, "*.toml"))
 				}
 				continue
+			} else if err == nil && !fi.Mode().IsRegular() {
+				// Not even opened: opening a device may do something.
+				errorAt(k, "%q: not a regular file", m)
+				continue
 			}
 			abs, _ := filepath.Abs(m)
 			if first, dup := seen[abs]; dup {
@@ -187,9 +194,9 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 				continue
 			}
 			seen[abs] = m
-			data, err := os.ReadFile(m)
+			data, err := readSmallFile(m, maxIncludeSize)
 			if err != nil {
-				errorAt(k, "read %v", err)
+				errorAt(k, "%q: %v", m, err)
 				continue
 			}
 			isrc, iraw, perr := decodeSource(m, data)
@@ -209,6 +216,10 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 	}
 	return nil
 }
+
+// maxIncludeSize is the largest file include reads: a config, not a
+// device or a pipe (refused without reading, see readSmallFile).
+const maxIncludeSize = 16 << 20
 
 // hasMeta reports whether pattern has a wildcard filepath.Glob expands.
 func hasMeta(pattern string) bool { return strings.ContainsAny(pattern, `*?[\`) }
@@ -340,4 +351,35 @@ func (x *expansion) sortErrors(errs []*Error) []*Error {
 		}
 	}
 	return out
+}
+
+// origins returns the files of the values of the expanded config that
+// came from included files, by key path, for messages after loading.
+func (x *expansion) origins() map[string]string {
+	var out map[string]string
+	for k, o := range x.remap {
+		if o.src != x.master {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = o.src.file
+		}
+	}
+	return out
+}
+
+// fileOf returns the file the value at the key path path (such as
+// "workers[3]" or "www.auth") was written in.
+func (c *Config) fileOf(path string) string {
+	for path != "" {
+		if f, ok := c.Origins[path]; ok {
+			return f
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return c.File
 }

@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// MaxMatrixBuilders is the most builders one matrix may make: more is a
+// mistake sooner than a plan (ten keys of ten values are ten billion).
+const MaxMatrixBuilders = 1000
+
 // matrixAxis is one key of a [builders.matrix] table: a name and its
 // values.
 type matrixAxis struct {
@@ -120,6 +124,14 @@ func (x *expansion) matrix(k keyPath, b map[string]any) []map[string]any {
 			x.errorAt(mk, mk, "a matrix needs at least one key with values, such as os = [\"freebsd\", \"linux\"]")
 		}
 		return []map[string]any{b}
+	}
+	n := 1
+	for _, a := range axes {
+		n *= len(a.values)
+		if n > MaxMatrixBuilders {
+			x.errorAt(mk, mk, "makes more than %d builders: split it", MaxMatrixBuilders)
+			return []map[string]any{b}
+		}
 	}
 	x.sortAxes(mk, axes)
 	chosen := x.matrixWorkers(mk, axes, workers)

@@ -30,6 +30,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	cfg.File = file
 	cfg.Included = x.includedFiles()
+	cfg.Origins = x.origins()
 	return cfg, nil
 }
 
@@ -133,6 +134,10 @@ func (t *table) done() {
 		return cmp.Or(cmp.Compare(t.d.line(a), t.d.line(b)), strings.Compare(a.String(), b.String()))
 	})
 	for _, k := range unknown {
+		if k[len(k)-1].name == "include" {
+			t.d.errorAt(k, k, "unknown key (include is a top-level key: write it before the first [table])")
+			continue
+		}
 		t.d.errorAt(k, k, "unknown key")
 	}
 }
@@ -410,11 +415,16 @@ func (t *table) unique(seen map[string]int, what string) string {
 	if !ok {
 		return ""
 	}
-	line := t.d.line(t.path.key("name"))
+	file, _, line := t.d.x.locate(t.path.key("name"))
 	if first, dup := seen[name]; dup {
-		t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		if firstFile := t.d.x.nameFiles[what+"\x00"+name]; firstFile != "" && firstFile != file {
+			t.errorf("name", "duplicate %s name %q (first at %s:%d)", what, name, firstFile, first)
+		} else {
+			t.errorf("name", "duplicate %s name %q (first at line %d)", what, name, first)
+		}
 	} else {
 		seen[name] = line
+		t.d.x.nameFiles[what+"\x00"+name] = file
 	}
 	return name
 }

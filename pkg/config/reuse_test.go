@@ -140,6 +140,11 @@ factory = "b"
 	if len(cfg.Workers) != 3 || cfg.Title != "reuse" {
 		t.Errorf("workers %d, title %q", len(cfg.Workers), cfg.Title)
 	}
+	// Warnings name the included file a worker is in.
+	ws := strings.Join(cfg.Warnings(), "\n")
+	if w := filepath.Join(dir, "workers.toml") + ":1: workers: worker \"w1\": its password is shorter"; !strings.Contains(ws, w) {
+		t.Errorf("warnings\n%s\nwant one starting %q", ws, w)
+	}
 }
 
 // TestIncludeTransferRefused: a transfer step may not write an included
@@ -212,6 +217,17 @@ func TestIncludeErrors(t *testing.T) {
 			`b.toml:6: builders[0].steps[0].command: required for a shell step`,
 			`b.toml:8: builders[0].steps[0].comand: unknown key`,
 		},
+	}, {
+		name: "a name taken in another file",
+		files: map[string]string{
+			"master.toml": "include = [\"a.toml\"]\n" + reuseWorkers,
+			"a.toml":      "# a\n[[workers]]\nname = \"w1\"\npassword = \"p\"\n",
+		},
+		want: []string{`a.toml:3: workers[0].name: duplicate worker name "w1" (first at DIRmaster.toml:4)`},
+	}, {
+		name:  "a device",
+		files: map[string]string{"master.toml": "include = [\"/dev/zero\"]\n"},
+		want:  []string{`master.toml:1: include[0]: "/dev/zero": not a regular file`},
 	}, {
 		name: "include cycle",
 		files: map[string]string{
@@ -484,6 +500,15 @@ name = "t-%(kw:os)s"
 			`master.toml:21: builders[0].matrix.workers.os.b: expected a non-empty array of worker names, got string`,
 		},
 	}, {
+		name: "too many builders",
+		toml: `
+[[builders]]
+name = "t-%(kw:a)s-%(kw:b)s-%(kw:c)s-%(kw:d)s"
+worker_names = ["w1"]
+matrix = { a = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], b = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], c = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], d = ["0", "1"] }
+`,
+		want: []string{`master.toml:16: builders[0].matrix: makes more than 1000 builders: split it`},
+	}, {
 		name: "a matrix key as a property",
 		toml: `
 [[builders]]
@@ -670,7 +695,7 @@ workerbuilddir = "lintdir"
 	}
 	ignore := cmp.FilterPath(func(p cmp.Path) bool {
 		sf, ok := p.Last().(cmp.StructField)
-		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included")
+		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "Origins")
 	}, cmp.Ignore())
 	if diff := cmp.Diff(want, got, ignore, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
 		t.Errorf("the dump loads to another Config (-master.toml +dump):\n%s\n%s", diff, out)

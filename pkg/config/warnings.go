@@ -63,7 +63,7 @@ var obviousPasswords = []string{
 // than minWorkerPassword, well known, its name, or one character repeated.
 func (c *Config) weakWorkerPasswords() []string {
 	var ws []string
-	for _, w := range c.Workers {
+	for i, w := range c.Workers {
 		p := w.Password
 		why := ""
 		switch {
@@ -80,7 +80,7 @@ func (c *Config) weakWorkerPasswords() []string {
 		default:
 			continue
 		}
-		ws = append(ws, c.at(w.Line, "workers", fmt.Sprintf("worker %q: its password %s: whoever records one of its logins (on a plaintext link, or as a man in the middle the worker trusts by mistake) can guess it offline; give it a long random one (openssl rand -base64 24) on both sides", w.Name, why)))
+		ws = append(ws, c.atIn(fmt.Sprintf("workers[%d]", i), w.Line, "workers", fmt.Sprintf("worker %q: its password %s: whoever records one of its logins (on a plaintext link, or as a man in the middle the worker trusts by mistake) can guess it offline; give it a long random one (openssl rand -base64 24) on both sides", w.Name, why)))
 	}
 	return ws
 }
@@ -155,10 +155,17 @@ func readableSecrets(path string) string {
 }
 
 func (c *Config) at(line int, key, msg string) string {
+	return c.atIn(key, line, key, msg)
+}
+
+// atIn formats a warning about key at line of the file that holds the
+// value at path (master.toml or an included file).
+func (c *Config) atIn(path string, line int, key, msg string) string {
+	file := c.fileOf(path)
 	if line > 0 {
-		return fmt.Sprintf("%s:%d: %s: %s", c.File, line, key, msg)
+		return fmt.Sprintf("%s:%d: %s: %s", file, line, key, msg)
 	}
-	return fmt.Sprintf("%s: %s: %s", c.File, key, msg)
+	return fmt.Sprintf("%s: %s: %s", file, key, msg)
 }
 
 func (c *Config) firstRuleLine() int {
