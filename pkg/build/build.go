@@ -296,7 +296,8 @@ func (b *build) runStep(ctx context.Context, sc config.Step) int {
 		res, state = b.runMasterShell(ctx, step, sc, log)
 	case "log_message":
 		res, state = b.runLogMessage(step, sc)
-	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
+	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download",
+		"shell_sequence", "json_string_download", "json_properties_download", "multiple_file_upload":
 		res, state = b.runWorkerStep(ctx, step, sc, log)
 	default:
 		res = store.Exception
@@ -353,7 +354,12 @@ func (b *build) runShell(ctx context.Context, step store.Step, sc config.Step, l
 // stopped, FAILURE when it cannot run, times out or exits non-zero. Each
 // non-nil tap sees every chunk of output before the log does.
 func (b *build) runCommand(ctx context.Context, step store.Step, cmd protocol.Command, log *slog.Logger, taps ...func(protocol.Output)) (protocol.Result, int) {
-	l, err := b.e.st.AddLog(step.ID, "stdio", "s")
+	return b.runCommandLog(ctx, step, "stdio", cmd, log, taps...)
+}
+
+// runCommandLog is runCommand with the output in the log called logName.
+func (b *build) runCommandLog(ctx context.Context, step store.Step, logName string, cmd protocol.Command, log *slog.Logger, taps ...func(protocol.Output)) (protocol.Result, int) {
+	l, err := b.e.st.AddLog(step.ID, logName, "s")
 	if err != nil {
 		log.Error("add log", "err", err)
 		return protocol.Result{}, store.Exception

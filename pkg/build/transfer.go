@@ -54,6 +54,8 @@ func (b *build) runWorkerStep(ctx context.Context, step store.Step, sc config.St
 	case "string_download":
 		desc = orDefault(desc, "downloading to "+filepath.Base(sc.WorkerDest))
 		res = b.runDownload(ctx, step, sc, strings.NewReader(sc.Content), log)
+	case "shell_sequence", "json_string_download", "json_properties_download", "multiple_file_upload":
+		return b.runMoreStep(ctx, step, sc, log) // steps_more.go
 	}
 	return res, desc + stateSuffix(res, false)
 }
@@ -133,6 +135,12 @@ func (l *sizeLimit) Write(p []byte) (int, error) {
 }
 
 func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) int {
+	return b.runUploadLog(ctx, step, sc, "stdio", log)
+}
+
+// runUploadLog is runUpload with the command's output in the log called
+// logName.
+func (b *build) runUploadLog(ctx context.Context, step store.Step, sc config.Step, logName string, log *slog.Logger) int {
 	root, dest, err := b.masterRoot(sc.MasterDest)
 	if err != nil {
 		return b.failStep(step, err.Error())
@@ -157,7 +165,7 @@ func (b *build) runUpload(ctx context.Context, step store.Step, sc config.Step, 
 		_ = root.Remove(tmp)
 	}()
 	dir := sc.Type == "directory_upload"
-	_, res := b.runCommand(ctx, step, protocol.Command{
+	_, res := b.runCommandLog(ctx, step, logName, protocol.Command{
 		Builder: b.cfg.WorkerDir(),
 		Upload: &protocol.UploadCommand{
 			Workdir:   sc.Workdir,

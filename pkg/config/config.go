@@ -287,6 +287,10 @@ type Step struct {
 	MaxSize    int64  // max_size: transfers, in bytes; zero (the default) means no limit
 	FileMode   int    // mode: file_upload, file_download and string_download: the written file's permissions (e.g. 0o755); zero (the default) leaves the default (0666 less the umask)
 	BlockSize  int    // blocksize: transfers' chunk size in bytes, at most (and by default) 64 KiB
+	// shell_sequence and multiple_file_upload (see steps_more.go).
+	Commands   []ShellArg // commands: shell_sequence, required, non-empty
+	WorkerSrcs []string   // workersrcs: multiple_file_upload, required, relative to the workdir (glob patterns with glob)
+	Glob       bool       // glob: multiple_file_upload, workersrcs are patterns expanded on the worker; default false
 	// Warnings and conditions (see steps_master.go), on every step.
 	QuietWarnings   bool                   // warn_on_warnings = false: a WARNINGS step leaves the build's result alone; false (warn_on_warnings's default, true) makes the build WARNINGS
 	FlunkOnWarnings bool                   // flunk_on_warnings: a WARNINGS step makes the build FAILURE; default false
@@ -298,7 +302,7 @@ type Step struct {
 	MaxWarnCount   *int          // max_warn_count: more warnings than this make the step FAILURE; nil (the default) means no limit
 	// Master steps (see steps_master.go).
 	Property string // property: set_property and set_property_from_command, the property's name
-	Value    any    // value: set_property, any TOML value (its strings rendered)
+	Value    any    // value: set_property, any TOML value (its strings rendered); s: json_string_download
 	Strip    bool   // strip: set_property_from_command, strip whitespace around the output; default true
 	Regex    string // regex: set_property_from_command, a regular expression (RE2) with a capture group: the property is the first group of its first match in the output; "" (the default) means the whole output
 	Message  string // message: log_message, the log's text

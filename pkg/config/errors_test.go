@@ -395,7 +395,7 @@ worker_names = ["w"]
 				`master.toml:17: builders[0].steps[1].timeout: must not be negative`,
 				`master.toml:18: builders[0].steps[1].max_time: invalid duration "1x" (want e.g. "300s", "5m", "1h30m" or an integer number of seconds)`,
 				`master.toml:19: builders[0].steps[1].halt_on_failure: expected a boolean, got string`,
-				`master.toml:22: builders[0].steps[2].type: unknown step type "compile" (want "shell", "git", "trigger", "directory_upload", "file_download", "file_upload", "mkdir", "remove_file", "rmdir", "string_download", "log_message", "master_shell_command", "set_property", "set_property_from_command")`,
+				`master.toml:22: builders[0].steps[2].type: unknown step type "compile" (want "shell", "git", "trigger", "directory_upload", "file_download", "file_upload", "json_properties_download", "json_string_download", "mkdir", "multiple_file_upload", "remove_file", "rmdir", "shell_sequence", "string_download", "log_message", "master_shell_command", "set_property", "set_property_from_command")`,
 				`master.toml:24: builders[0].steps[2].hello: unknown key`,
 				`master.toml:26: builders[0].steps[3].type: required`,
 			},

@@ -36,6 +36,8 @@ var renderedStepFields = []struct{ field, key string }{
 	{"Value", "value"},
 	{"Message", "message"},
 	{"LogName", "log_name"},
+	{"Commands", "commands"},
+	{"WorkerSrcs", "workersrcs"},
 }
 
 // literalStepFields are the Step fields holding strings that are taken as

@@ -209,3 +209,73 @@ builder_names = ["b"]
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
+
+func TestMoreSteps(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, "master.toml", `[[workers]]
+name = "w"
+password = "p"
+[[builders]]
+name = "b"
+worker_names = ["w"]
+  [[builders.steps]]
+  type = "shell_sequence"
+  commands = [{ command = "make" }, { command = ["make", "check"], logname = "check", halt_on_failure = true, flunk_on_failure = false, warn_on_failure = true }, { command = "x" }]
+  [[builders.steps]]
+  type = "json_string_download"
+  s = { a = [1, "%(prop:x)s"] }
+  workerdest = "v.json"
+  [[builders.steps]]
+  type = "multiple_file_upload"
+  workersrcs = ["dist/*.tar.[a-z]z", "README"]
+  glob = true
+  masterdest = "up"
+`)
+	steps := cfg.Builders[0].Steps
+	wantCmds := []ShellArg{
+		{Command: Command{Script: "make"}, LogName: "stdio", FlunkOnFailure: true, Line: 9},
+		{Command: Command{Argv: []string{"make", "check"}}, LogName: "check", HaltOnFailure: true, WarnOnFailure: true, Line: 9},
+		{Command: Command{Script: "x"}, LogName: "stdio-3", FlunkOnFailure: true, Line: 9},
+	}
+	if d := cmp.Diff(wantCmds, steps[0].Commands); d != "" {
+		t.Errorf("commands (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string]any{"a": []any{int64(1), "%(prop:x)s"}}, steps[1].Value); d != "" || steps[1].WorkerDest != "v.json" {
+		t.Errorf("json_string_download: %s %s", d, steps[1].WorkerDest)
+	}
+	if !steps[2].Glob || !cmp.Equal(steps[2].WorkerSrcs, []string{"dist/*.tar.[a-z]z", "README"}) || steps[2].MasterDest != "up" {
+		t.Errorf("multiple_file_upload: %+v", steps[2])
+	}
+
+	errs := parseErrors(t, `[[builders.steps]]
+type = "shell_sequence"
+commands = [{ command = "a", logname = "l" }, { logname = "l", hello = 1 }]
+[[builders.steps]]
+type = "shell_sequence"
+[[builders.steps]]
+type = "json_string_download"
+workerdest = "../x"
+command = "x"
+[[builders.steps]]
+type = "multiple_file_upload"
+workersrcs = ["/etc/passwd", "a[!;]"]
+glob = true
+masterdest = "up"
+`)
+	// schedulerHeader's builder b takes these steps (its table is the
+	// last [[builders]]), from line 7.
+	want2 := []string{
+		`master.toml:9: builders[0].steps[0].commands[1].command: required`,
+		`master.toml:9: builders[0].steps[0].commands[1].logname: log "l" is already command 1's`,
+		`master.toml:9: builders[0].steps[0].commands[1].hello: unknown key`,
+		`master.toml:10: builders[0].steps[1].commands: required for a shell_sequence step`,
+		`master.toml:12: builders[0].steps[2].s: required for a json_string_download step`,
+		`master.toml:14: builders[0].steps[2].workerdest: path "../x" is absolute or leaves its directory`,
+		`master.toml:15: builders[0].steps[2].command: not allowed in a json_string_download step`,
+		`master.toml:18: builders[0].steps[3].workersrcs: path "/etc/passwd" is absolute or leaves its directory`,
+		`master.toml:18: builders[0].steps[3].workersrcs: bad pattern "a[!;]" (a bracket expression may hold letters, digits, '.', '_' and '-', after a ^)`,
+	}
+	if diff := cmp.Diff(want2, errs); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}

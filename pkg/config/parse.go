@@ -663,7 +663,8 @@ func (d *decoder) step(t *table, workdir string) Step {
 	case "trigger":
 		other = append(slices.Clone(shellKeys), gitKeys...)
 		d.triggerStep(t, &s)
-	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download":
+	case "mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download",
+		"shell_sequence", "json_string_download", "json_properties_download", "multiple_file_upload":
 		other = d.workerStep(t, &s)
 	case "set_property", "set_property_from_command", "master_shell_command", "log_message":
 		other = d.masterStep(t, &s)

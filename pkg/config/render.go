@@ -51,6 +51,8 @@ func renderValue(v any, f func(string) (string, error)) (any, error) {
 		return Command{Script: s}, err
 	case []TriggerSourceStamp:
 		return renderSourceStamps(v, f)
+	case []ShellArg:
+		return renderShellArgs(v, f)
 	case []string:
 		if v == nil {
 			return v, nil

@@ -25,6 +25,11 @@ var workerStepKeys = map[string][]string{
 	"directory_upload": {"workersrc", "masterdest", "max_size", "blocksize"},
 	"file_download":    {"mastersrc", "workerdest", "max_size", "mode", "blocksize"},
 	"string_download":  {"s", "workerdest", "mode"},
+	// See steps_more.go.
+	"shell_sequence":           {"commands"},
+	"json_string_download":     {"s", "workerdest", "mode"},
+	"json_properties_download": {"workerdest", "mode"},
+	"multiple_file_upload":     {"workersrcs", "masterdest", "glob", "max_size", "mode", "blocksize"},
 }
 
 // WorkerStepTypes are the step types of workerStepKeys.
@@ -144,6 +149,8 @@ func (d *decoder) workerStep(t *table, s *Step) (other []string) {
 		s.MasterSrc = local("mastersrc")
 		s.WorkerDest = local("workerdest")
 		d.masterPath(t, s, "mastersrc", s.MasterSrc, false)
+	case "shell_sequence", "json_string_download", "json_properties_download", "multiple_file_upload":
+		d.moreStep(t, s, local)
 	case "string_download":
 		if !t.has("s") {
 			t.errorf("s", "required for a string_download step")
