@@ -165,13 +165,25 @@ func (b *build) waitBuildsets(ctx context.Context, ids []int64) (int, error) {
 	}
 }
 
-// triggerStamps returns the source stamps a trigger step passes on, as
+// triggerStamps returns the source stamps a trigger step passes on (see
+// passStamps), from bs, this build's buildset, and its properties now.
+func (b *build) triggerStamps(bs store.Buildset, sc config.Step) []store.SourceStamp {
+	var got map[string]string
+	if sc.UpdateSourceStamp && len(sc.SourceStamps) == 0 && !sc.AlwaysUseLatest {
+		got = gotRevisions(b.currentProperties())
+	}
+	return passStamps(bs.SourceStamps, sc, got)
+}
+
+// passStamps returns the source stamps a trigger step sc passes on, as
 // buildbot's Trigger.prepareSourcestampListForTrigger: its source_stamps
 // (rendered), or none with always_use_latest (the triggered schedulers
-// then build the latest of their codebases), or else the stamps of bs,
-// this build's buildset, each at the revision this build got for its
-// codebase with update_source_stamp. In codebase order.
-func (b *build) triggerStamps(bs store.Buildset, sc config.Step) []store.SourceStamp {
+// then build the latest of their codebases), or else the build's stamps,
+// each at the revision got (by codebase) has for it with
+// update_source_stamp; a got_revision string is codebase "", or the
+// build's one stamp whatever its codebase, as a git step without codebase
+// checks that out (see runGit). In codebase order.
+func passStamps(build []store.SourceStamp, sc config.Step, got map[string]string) []store.SourceStamp {
 	var stamps []store.SourceStamp
 	switch {
 	case len(sc.SourceStamps) > 0:
@@ -181,9 +193,11 @@ func (b *build) triggerStamps(bs store.Buildset, sc config.Step) []store.SourceS
 	case sc.AlwaysUseLatest:
 		return nil
 	default:
-		stamps = slices.Clone(bs.SourceStamps)
+		stamps = slices.Clone(build)
 		if sc.UpdateSourceStamp {
-			got := gotRevisions(b.currentProperties())
+			if rev, ok := got[""]; ok && len(stamps) == 1 && len(got) == 1 {
+				got = map[string]string{stamps[0].Codebase: rev}
+			}
 			for i := range stamps {
 				if rev, ok := got[stamps[i].Codebase]; ok && rev != "" {
 					stamps[i].Revision = rev
