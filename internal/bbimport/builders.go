@@ -218,6 +218,10 @@ var stepTypes = map[string]string{
 	"DirectoryUpload":             "directory_upload",
 	"FileDownload":                "file_download",
 	"StringDownload":              "string_download",
+	"ShellSequence":               "shell_sequence",
+	"JSONStringDownload":          "json_string_download",
+	"JSONPropertiesDownload":      "json_properties_download",
+	"MultipleFileUpload":          "multiple_file_upload",
 }
 
 // StepSupported reports whether import-buildbot translates a step of
@@ -247,16 +251,16 @@ func step(w *writer, st map[string]any) {
 			}
 		}
 	}
-	if typ == "" {
-		why := "gbb has no such step"
-		switch cls {
-		case "ShellSequence":
-			why = "gbb's shell_sequence step is not on this branch yet"
-		case "JSONStringDownload", "JSONPropertiesDownload", "MultipleFileUpload":
-			why = "gbb's form of it is not on this branch yet"
+	if typ == "shell_sequence" {
+		if why := shellArgsProblem(p.m["commands"]); why != "" {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "commands: "+why)
+			return
 		}
+	}
+	if typ == "" {
 		w.printf("\n")
-		w.skip(ind, fmt.Sprintf("step %q (%s.%s)", name, st["module"], cls), why)
+		w.skip(ind, fmt.Sprintf("step %q (%s.%s)", name, st["module"], cls), "gbb has no such step")
 		return
 	}
 	w.printf("\n  [[%s]]\n", stepsKey)
@@ -354,12 +358,39 @@ func step(w *writer, st map[string]any) {
 			"mode", "mode", "blocksize", "blocksize")
 	case "string_download":
 		p.rename(w, ind, "s", "s", "workerdest", "workerdest", "mode", "mode")
+	case "json_string_download":
+		p.rename(w, ind, "o", "s", "workerdest", "workerdest", "mode", "mode")
+	case "json_properties_download":
+		p.rename(w, ind, "workerdest", "workerdest", "mode", "mode")
+	case "multiple_file_upload":
+		p.rename(w, ind, "workersrcs", "workersrcs", "masterdest", "masterdest", "glob", "glob",
+			"maxsize", "max_size", "mode", "mode", "blocksize", "blocksize")
 	}
-	p.ignore("locks", "sourceStamps")
+	p.ignore("locks", "sourceStamps", "commands")
 	p.rest(w, ind, cls+" option")
 	// Sub-tables last: the keys after them would be theirs.
 	if v, ok := p.m["locks"]; ok && v != nil {
 		locks(w, "  ", stepsKey+".locks", v)
+	}
+	if typ == "shell_sequence" {
+		for _, a := range p.m["commands"].([]any) {
+			m := a.(map[string]any)
+			w.printf("%s[[%s.commands]]\n", ind+"  ", stepsKey)
+			w.conv(ind+"  ", "command", "command", m["command"])
+			if s, ok := m["logname"].(string); ok {
+				w.kv(ind+"  ", "logname", s)
+			}
+			for _, pair := range [][2]string{{"haltOnFailure", "halt_on_failure"}, {"flunkOnFailure", "flunk_on_failure"}, {"warnOnFailure", "warn_on_failure"}} {
+				if v, ok := m[pair[0]]; ok {
+					w.conv(ind+"  ", pair[0], pair[1], v)
+				}
+			}
+			for _, k := range []string{"warnOnWarnings", "flunkOnWarnings"} {
+				if v, ok := m[k]; ok && v != nil {
+					w.skip(ind+"  ", "ShellArg "+k, "not in gbb's shell_sequence commands")
+				}
+			}
+		}
 	}
 	if v, ok := p.m["sourceStamps"]; ok && v != nil && typ == "trigger" {
 		for _, ss := range v.([]any) {
@@ -391,4 +422,30 @@ func decodeRC(w *writer, ind string, v any) {
 		out[code] = names[n]
 	}
 	w.kv(ind, "decode_rc", out)
+}
+
+// shellArgsProblem says why a ShellSequence's commands have no TOML form,
+// or "".
+func shellArgsProblem(v any) string {
+	l, ok := v.([]any)
+	if !ok || len(l) == 0 {
+		return describeRaw(v)
+	}
+	for _, a := range l {
+		m, _ := a.(map[string]any)
+		if m["class"] != "ShellArg" {
+			return describeRaw(a)
+		}
+		if _, err := value(m["command"]); err != nil {
+			return err.Error()
+		}
+		for _, k := range []string{"haltOnFailure", "flunkOnFailure", "warnOnFailure"} {
+			if v, ok := m[k]; ok {
+				if _, isBool := v.(bool); !isBool {
+					return k + ": " + describeRaw(v)
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -147,7 +147,7 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 	}{
 		{"buildbot's sample.cfg", sample, 0, 1},
 		// The large config's untranslatable items: a doStepIf callable,
-		// a ShellSequence step, a fileIsImportant lambda and an
+		// a TreeSize step, a fileIsImportant lambda and an
 		// AnyPropertyParameter.
 		{"testdata/large", "testdata/large/master.cfg", 4, 22},
 	} {
