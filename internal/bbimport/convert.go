@@ -177,6 +177,9 @@ func Convert(cfg map[string]any) *Result {
 	}
 	protocols(w, cfg["protocols"])
 	www(w, cfg["www"])
+	if cfg["codebaseGenerator"] == true {
+		w.note("", "c['codebaseGenerator'] was asked for the codebase of each poller's repository")
+	}
 	for _, wk := range list(cfg["workers"]) {
 		worker(w, wk)
 	}
@@ -359,6 +362,15 @@ func changeSource(w *writer, cs map[string]any) {
 	if v, ok := p.get("pollinterval"); ok && fmt.Sprint(v) != "-2" {
 		if s, ok := seconds(v); ok {
 			w.kv("", "poll_interval", s)
+		}
+	}
+	if cb, ok := cs["codebase"]; ok {
+		if s, isStr := cb.(string); isStr {
+			if s != "" {
+				w.kv("", "codebase", s)
+			}
+		} else {
+			w.skip("", "codebase", describeRaw(cb))
 		}
 	}
 	p.rename(w, "", "pollAtLaunch", "poll_at_launch", "only_tags", "only_tags",

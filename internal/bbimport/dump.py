@@ -176,7 +176,24 @@ class Walker:
             e = self.service(w)
             e["name"] = w.workername
             out["workers"].append(e)
-        out["change_source"] = [self.service(cs) for cs in c.change_sources]
+        out["change_source"] = []
+        for cs in c.change_sources:
+            e = self.service(cs)
+            # buildbot gives a poller's changes their codebase with
+            # c['codebaseGenerator']; gbb sets it on the poller: ask the
+            # generator for the poller's repository.
+            repourl = e["params"].get("repourl")
+            if c.codebaseGenerator is not None and isinstance(repourl, str):
+                chdict = {"repository": repourl, "project": e["params"].get("project") or "",
+                          "category": e["params"].get("category"), "branch": None,
+                          "revision": None, "author": None, "comments": "", "files": [],
+                          "properties": {}, "when_timestamp": None, "revlink": "", "src": "git"}
+                try:
+                    e["codebase"] = str(c.codebaseGenerator(chdict))
+                except Exception as x:
+                    e["codebase"] = untranslatable(f"codebaseGenerator failed on {repourl!r}: {x!r}")
+            out["change_source"].append(e)
+        out["codebaseGenerator"] = c.codebaseGenerator is not None
         out["schedulers"] = []
         for s in c.schedulers.values() if isinstance(c.schedulers, dict) else c.schedulers:
             e = {"class": type(s).__name__, "module": type(s).__module__, "name": s.name, "params": {}}

@@ -175,7 +175,8 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 }
 
 // TestImportLarge checks the forms the large config's loops should take:
-// one factory and one matrix for the 20 builders, the locks, the codebases, the nightly
+// one factory and one matrix for the 20 builders, the pollers' codebases
+// (from codebaseGenerator), the locks, the codebases, the nightly
 // time, the force params and the reporters.
 func TestImportLarge(t *testing.T) {
 	needBuildbot(t)
@@ -219,6 +220,13 @@ func TestImportLarge(t *testing.T) {
 	}
 	if c := byName["nightly"].Cron; c != "15 3 * * *" {
 		t.Errorf("nightly cron %q", c)
+	}
+	var pollers []string
+	for _, cs := range cfg.ChangeSources {
+		pollers = append(pollers, cs.Codebase+" "+cs.RepoURL)
+	}
+	if diff := cmp.Diff([]string{"app https://git.example.org/app.git", "lib https://git.example.org/lib.git", "docs https://git.example.org/docs.git"}, pollers); diff != "" {
+		t.Errorf("the pollers' codebases, from codebaseGenerator (-want +got):\n%s", diff)
 	}
 	var params []string
 	for _, p := range byName["force"].Params {
