@@ -1,6 +1,3 @@
-// Package bbimport turns a buildbot master.cfg into a gbb master.toml: it
-// loads the file with buildbot's own Python loader and writes the TOML of
-// what it built.
 package bbimport
 
 import (
