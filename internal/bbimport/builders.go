@@ -96,7 +96,7 @@ func builders(w *writer, bs []map[string]any) {
 }
 
 // factoryName names the factory of builders: their names' common prefix,
-// trimmed of separators, or "steps".
+// trimmed of separators, or "shared".
 func factoryName(names []string, used map[string]bool) string {
 	prefix := names[0]
 	for _, n := range names[1:] {
@@ -106,7 +106,7 @@ func factoryName(names []string, used map[string]bool) string {
 	}
 	prefix = strings.TrimRight(prefix, "-_. /:")
 	if prefix == "" || !bareKey.MatchString(prefix) {
-		prefix = "steps"
+		prefix = "shared"
 	}
 	name := prefix
 	for n := 2; used[name]; n++ {
@@ -355,16 +355,22 @@ func step(w *writer, st map[string]any) {
 	case "file_upload", "directory_upload", "file_download":
 		p.rename(w, ind, "workersrc", "workersrc", "masterdest", "masterdest",
 			"mastersrc", "mastersrc", "workerdest", "workerdest", "maxsize", "max_size",
-			"mode", "mode", "blocksize", "blocksize")
+			"blocksize", "blocksize")
 	case "string_download":
-		p.rename(w, ind, "s", "s", "workerdest", "workerdest", "mode", "mode")
+		p.rename(w, ind, "s", "s", "workerdest", "workerdest")
 	case "json_string_download":
-		p.rename(w, ind, "o", "s", "workerdest", "workerdest", "mode", "mode")
+		p.rename(w, ind, "o", "s", "workerdest", "workerdest")
 	case "json_properties_download":
-		p.rename(w, ind, "workerdest", "workerdest", "mode", "mode")
+		p.rename(w, ind, "workerdest", "workerdest")
 	case "multiple_file_upload":
 		p.rename(w, ind, "workersrcs", "workersrcs", "masterdest", "masterdest", "glob", "glob",
-			"maxsize", "max_size", "mode", "mode", "blocksize", "blocksize")
+			"maxsize", "max_size", "blocksize", "blocksize")
+	}
+	if v, ok := p.m["mode"]; ok && typ != "git" {
+		if n, isNum := num(v); isNum {
+			w.kv(ind, "mode", octal(n))
+			p.ignore("mode")
+		}
 	}
 	p.ignore("locks", "sourceStamps", "commands")
 	p.rest(w, ind, cls+" option")

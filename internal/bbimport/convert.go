@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -225,7 +226,11 @@ func protocols(w *writer, v any) {
 			if n, ok := num(port); ok {
 				w.kv("", "port", n)
 			} else if s, ok := port.(string); ok {
-				w.skip("", "protocols pb port", fmt.Sprintf("%q: a strports string; give the port number", s))
+				if n, ok := strport(s); ok {
+					w.kv("", "port", n)
+				} else {
+					w.skip("", "protocols pb port", fmt.Sprintf("%q: a strports string; give the port number", s))
+				}
 			}
 		default:
 			w.skip("", "protocols "+name, "not translated")
@@ -239,6 +244,9 @@ func www(w *writer, v any) {
 		return
 	}
 	port, hasPort := num(m["port"])
+	if _, ok := strport(fmt.Sprint(m["port"])); ok {
+		hasPort = true
+	}
 	hooks, _ := m["change_hook_dialects"].(map[string]any)
 	if !hasPort && len(hooks) == 0 {
 		return
@@ -246,6 +254,8 @@ func www(w *writer, v any) {
 	w.printf("\n[www]\n")
 	if hasPort {
 		w.kv("", "port", port)
+	} else if n, ok := strport(fmt.Sprint(m["port"])); ok {
+		w.kv("", "port", n)
 	} else if s, ok := m["port"].(string); ok {
 		w.skip("", "www port", fmt.Sprintf("%q: a strports string; give the port number", s))
 	}
@@ -389,4 +399,16 @@ func describeRaw(v any) string {
 		return err.Error()
 	}
 	return fmt.Sprintf("%v", v)
+}
+
+// strport reads the port of a twisted strports string such as "tcp:9989"
+// or "tcp:port=9989:interface=127.0.0.1" (the interface is not kept).
+func strport(s string) (int64, bool) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || parts[0] != "tcp" {
+		return 0, false
+	}
+	p := strings.TrimPrefix(parts[1], "port=")
+	n, err := strconv.ParseInt(p, 10, 32)
+	return n, err == nil && n > 0
 }

@@ -150,6 +150,7 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 		// a TreeSize step, a fileIsImportant lambda and an
 		// AnyPropertyParameter.
 		{"testdata/large", "testdata/large/master.cfg", 4, 22},
+		{"testdata/steps", "testdata/steps/master.cfg", 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -56,9 +56,23 @@ func scheduler(w *writer, s map[string]any) {
 	if v, ok := p.get("codebases"); ok {
 		codebases(w, v)
 	}
+	// A timed scheduler's branch (buildbot's Timed branch) filters its
+	// changes and is the branch its buildsets build, as gbb's branch key.
+	timedBranch := false
+	if b, ok := p.get("branch"); ok {
+		if s, isStr := b.(string); isStr {
+			switch typ {
+			case "periodic", "nightly":
+				w.kv("", "branch", s)
+				timedBranch = true
+			case "nightly_triggerable":
+				w.skip("", "branch", fmt.Sprintf("%q: gbb's nightly_triggerable builds the triggering build's stamps", s))
+			}
+		}
+	}
 	switch typ {
 	case "single_branch", "any_branch", "periodic", "nightly":
-		filter(w, p, typ)
+		filter(w, p, typ, timedBranch)
 	}
 	switch typ {
 	case "single_branch", "any_branch":
@@ -88,8 +102,15 @@ func scheduler(w *writer, s map[string]any) {
 				w.conv("", pair[0], pair[1], v)
 			}
 		}
+		if typ == "nightly_triggerable" {
+			for _, k := range []string{"onlyIfChanged", "onlyImportant"} {
+				if v, ok := p.m[k]; ok && v == false {
+					p.ignore(k)
+				}
+			}
+		}
 		p.ignore("force_at_minute", "force_at_hour", "force_at_day_of_month", "force_at_month",
-			"force_at_day_of_week", "force_at_enabled", "_pendingBuild", "branch", "reason")
+			"force_at_day_of_week", "force_at_enabled", "_pendingBuild", "reason")
 	}
 	switch typ {
 	case "periodic", "nightly":
@@ -138,7 +159,7 @@ func codebases(w *writer, v any) {
 }
 
 // filter writes a scheduler's change filter and importance.
-func filter(w *writer, p *params, typ string) {
+func filter(w *writer, p *params, typ string, hasBranch bool) {
 	hasKey := false
 	if v, ok := p.get("change_filter"); ok {
 		m, _ := v.(map[string]any)
@@ -146,7 +167,9 @@ func filter(w *writer, p *params, typ string) {
 			w.skip("", "change_filter", describeRaw(v))
 		} else {
 			f := newParams(m["kwargs"])
-			if b, ok := f.get("branch"); ok {
+			if b, ok := f.get("branch"); ok && hasBranch {
+				w.skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
+			} else if ok {
 				hasKey = true
 				switch b := b.(type) {
 				case string:

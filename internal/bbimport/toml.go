@@ -119,6 +119,9 @@ func quote(s string) string {
 	return b.String()
 }
 
+// octal is an integer written in octal (a file mode).
+type octal int64
+
 // format writes a TOML value as value returns them: tables inline, their
 // keys sorted.
 func format(v any) string {
@@ -129,6 +132,8 @@ func format(v any) string {
 		return strconv.FormatInt(v, 10)
 	case int:
 		return strconv.Itoa(v)
+	case octal:
+		return "0o" + strconv.FormatInt(int64(v), 8)
 	case float64:
 		s := strconv.FormatFloat(v, 'g', -1, 64)
 		if !strings.ContainsAny(s, ".eEn") {
