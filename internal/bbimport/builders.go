@@ -70,8 +70,42 @@ func builders(w *writer, bs []map[string]any) {
 		for j, i := range idx {
 			group[j] = bs[i]
 		}
-		if tmpl, axes, ok := matrixOf(group); ok {
-			matrixAt[idx[0]] = matrixBuilder{tmpl, axes}
+		if tmpl, axes, _, ok := matrixOf(group, nil); ok {
+			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, factory: factoryOf[text]}
+			for _, i := range idx {
+				inMatrix[i] = true
+			}
+		}
+	}
+	// Builders with steps of their own that differ only in the values of
+	// some properties, in their steps too (a loop that writes the
+	// platform into a command), are one builder with a matrix whose steps
+	// say %(kw:KEY)s. Candidates have the same property names.
+	var shapes []string
+	byShape := map[string][]int{}
+	for i, b := range bs {
+		if inMatrix[i] || len(byText[lists[i].text]) > 1 || lists[i].text == "" {
+			continue
+		}
+		props, _ := b["properties"].(map[string]any)
+		shape := strings.Join(slices.Sorted(maps.Keys(props)), "\x00")
+		if _, seen := byShape[shape]; !seen {
+			shapes = append(shapes, shape)
+		}
+		byShape[shape] = append(byShape[shape], i)
+	}
+	for _, shape := range shapes {
+		idx := byShape[shape]
+		if len(idx) < 2 {
+			continue
+		}
+		group := make([]map[string]any, len(idx))
+		texts := make([]string, len(idx))
+		for j, i := range idx {
+			group[j], texts[j] = bs[i], lists[i].text
+		}
+		if tmpl, axes, text, ok := matrixOf(group, texts); ok {
+			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, steps: text, count: lists[idx[0]].count}
 			for _, i := range idx {
 				inMatrix[i] = true
 			}
@@ -80,7 +114,9 @@ func builders(w *writer, bs []map[string]any) {
 	for i, b := range bs {
 		name, shared := factoryOf[lists[i].text]
 		if m, ok := matrixAt[i]; ok {
-			builder(w, m.tmpl, name, m.axes)
+			builder(w, m.tmpl, m.factory, m.axes)
+			w.b.WriteString(strings.ReplaceAll(m.steps, stepsKey, "builders.steps"))
+			w.count += m.count
 			continue
 		}
 		if inMatrix[i] {
@@ -119,8 +155,11 @@ func factoryName(names []string, used map[string]bool) string {
 // matrixBuilder is a builder with a matrix: its keys, with %(kw:KEY)s
 // for the values of the axes.
 type matrixBuilder struct {
-	tmpl map[string]any
-	axes []axis
+	tmpl    map[string]any
+	axes    []axis
+	factory string // its [factories.NAME], or ""
+	steps   string // its own steps, rendered, or ""
+	count   int    // untranslatable items in steps
 }
 
 // builder writes a builder's keys; factory, when not "", names its

@@ -150,7 +150,7 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 		// a TreeSize step, a fileIsImportant lambda and an
 		// AnyPropertyParameter.
 		{"testdata/large", "testdata/large/master.cfg", 4, 22},
-		{"testdata/steps", "testdata/steps/master.cfg", 0, 2},
+		{"testdata/steps", "testdata/steps/master.cfg", 0, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -314,5 +314,29 @@ c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	}
 	if n := len(gcfg.Builders[0].Steps); n != 2 {
 		t.Errorf("%d steps, want 2 (wp, kw and the custom one are comments)", n)
+	}
+}
+
+// TestImportMatrixWithOwnSteps: builders of a loop whose steps hold the
+// loop's value are one builder with a matrix and %(kw:KEY)s in its steps.
+func TestImportMatrixWithOwnSteps(t *testing.T) {
+	needBuildbot(t)
+	_, res, cfg := importFile(t, "testdata/steps/master.cfg")
+	for _, want := range []string{
+		"name = \"cross-%(kw:arch)s\"",
+		"  [builders.matrix]\n  arch = [\"amd64\", \"arm64\", \"riscv64\"]\n",
+		"command = [\"make\", \"ARCH=%(kw:arch)s\"]",
+		"masterdest = \"cross/out-%(kw:arch)s.tar\"",
+	} {
+		if !strings.Contains(res.TOML, want) {
+			t.Errorf("no %q in\n%s", want, res.TOML)
+		}
+	}
+	var names []string
+	for _, b := range cfg.Builders {
+		names = append(names, b.Name)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "cross-amd64", "cross-arm64", "cross-riscv64"}, names); diff != "" {
+		t.Errorf("builders (-want +got):\n%s", diff)
 	}
 }

@@ -26,17 +26,19 @@ var kwName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // every builder sets to a string, whose values vary and make every
 // combination once (the matrix sets them as properties, as the builders
 // did); every other key of the builders must then be the same once those
-// values are written %(kw:KEY)s. It returns the templated builder and its
-// axes, or false.
-func matrixOf(bs []map[string]any) (map[string]any, []axis, bool) {
+// values are written %(kw:KEY)s. texts, when not nil, are the builders'
+// own rendered steps, which must be the same too once so written. It
+// returns the templated builder, its axes and its templated steps, or
+// false.
+func matrixOf(bs []map[string]any, texts []string) (map[string]any, []axis, string, bool) {
 	if len(bs) < 2 {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	props := make([]map[string]any, len(bs))
 	for i, b := range bs {
 		props[i], _ = b["properties"].(map[string]any)
 		if props[i] == nil {
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 	}
 	var axes []axis
@@ -62,14 +64,14 @@ func matrixOf(bs []map[string]any) (map[string]any, []axis, bool) {
 		}
 	}
 	if len(axes) == 0 {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	n := 1
 	for _, a := range axes {
 		n *= len(a.values)
 	}
 	if n != len(bs) {
-		return nil, nil, false
+		return nil, nil, "", false
 	}
 	// The order of the keys whose expansion (the first key slowest) gives
 	// the builders' own order, else any.
@@ -100,20 +102,57 @@ func matrixOf(bs []map[string]any) (map[string]any, []axis, bool) {
 		kw := kwOf(i)
 		key, _ := json.Marshal(kw)
 		if seen[string(key)] {
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 		seen[string(key)] = true
 		if !reflect.DeepEqual(expand(deepCopy(tmpl), kw), any(clean(b))) {
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 	}
 	name, _ := tmpl["name"].(string)
 	for _, a := range axes {
 		if !strings.Contains(name, "%(kw:"+a.name+")s") {
-			return nil, nil, false
+			return nil, nil, "", false
 		}
 	}
-	return tmpl, axes, true
+	if texts == nil {
+		return tmpl, axes, "", true
+	}
+	// Steps are TOML text: only values that need no quoting there.
+	for _, a := range axes {
+		for _, v := range a.values {
+			if !plainValue.MatchString(v) {
+				return nil, nil, "", false
+			}
+		}
+	}
+	text := templateText(texts[0], kwOf(0))
+	for i := range bs {
+		if expandText(text, kwOf(i)) != texts[i] {
+			return nil, nil, "", false
+		}
+	}
+	return tmpl, axes, text, true
+}
+
+var plainValue = regexp.MustCompile(`^[A-Za-z0-9._+-]+$`)
+
+// templateText writes kw's values in text as %(kw:KEY)s, the longest
+// values first.
+func templateText(text string, kw map[string]string) string {
+	keys := slices.SortedFunc(maps.Keys(kw), func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(kw[b]), len(kw[a])), strings.Compare(a, b))
+	})
+	var pairs []string
+	for _, k := range keys {
+		pairs = append(pairs, kw[k], "%(kw:"+k+")s")
+	}
+	return strings.NewReplacer(pairs...).Replace(text)
+}
+
+// expandText writes kw's values for %(kw:KEY)s in text.
+func expandText(text string, kw map[string]string) string {
+	return expand(text, kw).(string)
 }
 
 // bestOrder orders axes so that expanding them (the first slowest) gives
