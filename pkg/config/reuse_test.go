@@ -327,7 +327,7 @@ worker_names = ["w1"]
 factory = "unti"
 `})
 	want := []string{
-		`master.toml:15: factories.unit.steps[0].type: unknown step type "shel" (want "shell", "git", "trigger", "directory_upload", "file_download", "file_upload", "mkdir", "remove_file", "rmdir", "string_download", "log_message", "master_shell_command", "set_property", "set_property_from_command")`,
+		`master.toml:15: factories.unit.steps[0].type: unknown step type "shel" (want "shell", "git", "trigger", "directory_upload", "file_download", "file_upload", "json_properties_download", "json_string_download", "mkdir", "multiple_file_upload", "remove_file", "rmdir", "shell_sequence", "string_download", "log_message", "master_shell_command", "set_property", "set_property_from_command")`,
 		`master.toml:18: factories.empty: a factory needs at least one step ([[factories.empty.steps]])`,
 		`master.toml:19: factories.empty.description: unknown key (a factory has only steps)`,
 		`master.toml:34: builders[2].factory: unknown factory "unti" (known: "empty", "unit")`,
