@@ -206,10 +206,15 @@ func Convert(cfg map[string]any) *Result {
 	return &Result{TOML: w.b.String(), Untranslatable: w.count}
 }
 
+// list reads an array of objects of the loader's JSON; anything else is
+// none.
 func list(v any) []map[string]any {
 	var out []map[string]any
-	for _, e := range v.([]any) {
-		out = append(out, e.(map[string]any))
+	l, _ := v.([]any)
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
 	}
 	return out
 }

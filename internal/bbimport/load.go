@@ -49,19 +49,8 @@ func Load(ctx context.Context, python, path string) (map[string]any, error) {
 	if _, err := exec.LookPath(python); err != nil {
 		return nil, fmt.Errorf("%w: no Python interpreter %s (%v); install buildbot 3.x with its Python (on Debian: apt-get install buildbot)", ErrNoBuildbot, python, err)
 	}
-	script, err := os.CreateTemp("", "gbb-import-*.py")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(script.Name())
-	if _, err := script.Write(dumpPy); err != nil {
-		script.Close()
-		return nil, err
-	}
-	if err := script.Close(); err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, python, script.Name(), abs)
+	// -c: no script file to write, and no directory of one on sys.path.
+	cmd := exec.CommandContext(ctx, python, "-c", string(dumpPy), abs)
 	// buildbot's loader reads master.cfg relative to its basedir; run it
 	// there, as `buildbot checkconfig` does.
 	cmd.Dir = filepath.Dir(abs)

@@ -93,7 +93,8 @@ func scheduler(w *writer, s map[string]any) {
 		}
 		p.ignore("upstream")
 	case "force":
-		force(w, s["force"].(map[string]any), s["params"].(map[string]any))
+		f, _ := s["force"].(map[string]any)
+		force(w, f, p.m)
 	}
 	switch typ {
 	case "nightly", "nightly_triggerable":
@@ -246,7 +247,8 @@ func force(w *writer, f, sp map[string]any) {
 			ps = append(ps, u)
 		}
 	}
-	for _, p := range f["properties"].([]any) {
+	props, _ := f["properties"].([]any)
+	for _, p := range props {
 		m, _ := p.(map[string]any)
 		if m["class"] == "CodebaseParameter" {
 			continue // in the scheduler's codebases
