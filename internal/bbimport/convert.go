@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,12 +179,12 @@ func Convert(cfg map[string]any) *Result {
 		}
 	}
 	protocols(w, cfg["protocols"])
-	www(w, cfg["www"])
+	www(w, cfg)
 	if cfg["codebaseGenerator"] == true {
 		w.note("", "c['codebaseGenerator'] was asked for the codebase of each poller's repository")
 	}
 	for _, wk := range list(cfg["workers"]) {
-		worker(w, wk)
+		worker(w, cfg, wk)
 	}
 	for _, l := range list(cfg["locks"]) {
 		lock(w, l)
@@ -199,6 +201,12 @@ func Convert(cfg map[string]any) *Result {
 	}
 	for _, s := range list(cfg["secretsProviders"]) {
 		w.printf("\n")
+		if dir := secretDir(s, cfg); dir != "" {
+			w.printf("[[secrets_providers]]\n")
+			w.kv("", "type", "file")
+			w.kv("", "dirname", dir)
+			continue
+		}
 		w.skip("", fmt.Sprintf("secrets provider %v", s["class"]), "not translated: write a [[secrets_providers]] table for it")
 	}
 	w.printf("\n")
@@ -243,8 +251,8 @@ func protocols(w *writer, v any) {
 	}
 }
 
-func www(w *writer, v any) {
-	m, _ := v.(map[string]any)
+func www(w *writer, cfg map[string]any) {
+	m, _ := cfg["www"].(map[string]any)
 	if m == nil {
 		return
 	}
@@ -275,7 +283,7 @@ func www(w *writer, v any) {
 		w.printf("\n[www.change_hook.%s]\n", key(dialect))
 		p := newParams(hooks[dialect])
 		if s, ok := p.get("secret"); ok {
-			w.conv("", "change hook secret", "secret", s)
+			w.fileKey(cfg, "change hook secret", "secret", s)
 		}
 		if s, ok := p.get("codebase"); ok {
 			w.conv("", "change hook codebase", "codebase", s)
@@ -285,7 +293,7 @@ func www(w *writer, v any) {
 	}
 }
 
-func worker(w *writer, wk map[string]any) {
+func worker(w *writer, cfg, wk map[string]any) {
 	w.printf("\n[[workers]]\n")
 	w.kv("", "name", wk["name"].(string))
 	p := newParams(wk["params"])
@@ -294,7 +302,7 @@ func worker(w *writer, wk map[string]any) {
 		w.skip("", fmt.Sprintf("worker %v", wk["name"]), fmt.Sprintf("buildbot's %v: gbb's workers connect by themselves; it is imported as one", wk["class"]))
 	}
 	if pw, ok := p.get("password"); ok {
-		w.conv("", "password", "password", pw)
+		w.fileKey(cfg, "password", "password", pw)
 	} else {
 		w.skip("", "password", "none in master.cfg: set one")
 	}
@@ -416,4 +424,59 @@ func strport(s string) (int64, bool) {
 	p := strings.TrimPrefix(parts[1], "port=")
 	n, err := strconv.ParseInt(p, 10, 32)
 	return n, err == nil && n > 0
+}
+
+// secretDir is the directory of a SecretInAFile provider without
+// suffixes (gbb's "file" provider), absolute, or "".
+func secretDir(s map[string]any, cfg map[string]any) string {
+	if s["class"] != "SecretInAFile" {
+		return ""
+	}
+	p := newParams(s["params"])
+	dir, ok := p.str("dirname")
+	if !ok {
+		return ""
+	}
+	if v, ok := p.get("suffixes"); ok {
+		if l, _ := v.([]any); len(l) > 0 {
+			return ""
+		}
+	}
+	if !filepath.IsAbs(dir) {
+		base, _ := cfg["basedir"].(string)
+		dir = filepath.Join(base, dir)
+	}
+	return dir
+}
+
+var secretRef = regexp.MustCompile(`^%\(secret:([^:)]+)\)s$`)
+
+// fileKey writes a key that gbb takes as a literal or from a file (a
+// worker's password, a hook's secret): a plain string as it is, a secret
+// of a SecretInAFile provider as its file (fileKey_file), anything else as
+// a comment.
+func (w *writer) fileKey(cfg map[string]any, what, k string, raw any) {
+	v, err := value(raw)
+	if err != nil {
+		w.skip("", what, err.Error())
+		return
+	}
+	s, ok := v.(string)
+	if !ok {
+		w.skip("", what, describeRaw(raw))
+		return
+	}
+	if _, isInterp := raw.(map[string]any); !isInterp {
+		w.kv("", k, s)
+		return
+	}
+	if m := secretRef.FindStringSubmatch(s); m != nil {
+		for _, sp := range list(cfg["secretsProviders"]) {
+			if dir := secretDir(sp, cfg); dir != "" {
+				w.kv("", k+"_file", filepath.Join(dir, m[1]))
+				return
+			}
+		}
+	}
+	w.skip("", what, fmt.Sprintf("%s: gbb reads it as it is or from %s_file; no SecretInAFile provider holds it", s, k))
 }

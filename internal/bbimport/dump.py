@@ -39,6 +39,7 @@ def main():
         traceback.print_exc()
         sys.exit(2)
     out = Walker().config(cfg)
+    out["basedir"] = os.path.dirname(path)
     json.dump(out, sys.stdout, indent=1, sort_keys=False)
 
 

@@ -272,7 +272,16 @@ func TestImportErrors(t *testing.T) {
 func TestImportRenderablesAndLeftovers(t *testing.T) {
 	needBuildbot(t)
 	dir := t.TempDir()
-	cfg := `from buildbot.plugins import changes, schedulers, steps, util, worker
+	secretDir := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"w2pw": "a-long-worker-password", "hook": "hook-secret"} {
+		if err := os.WriteFile(filepath.Join(secretDir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `from buildbot.plugins import changes, schedulers, secrets, steps, util, worker
 from buildbot.process.buildstep import BuildStep
 
 class Custom(BuildStep):
@@ -280,7 +289,9 @@ class Custom(BuildStep):
 
 c = BuildmasterConfig = {}
 c['protocols'] = {'pb': {'port': 9989}}
-c['workers'] = [worker.Worker("w1", "secret-password-1234")]
+c['workers'] = [worker.Worker("w1", "secret-password-1234"), worker.Worker("w2", util.Secret("w2pw"))]
+c['secretsProviders'] = [secrets.SecretInAFile(dirname="SECRETS")]
+c['www'] = {'port': 8010, 'change_hook_dialects': {'github': {'secret': util.Secret("hook")}}}
 c['change_source'] = [changes.PBChangeSource()]
 c['properties'] = {'owner': 'ops'}
 f = util.BuildFactory()
@@ -292,6 +303,7 @@ f.addStep(Custom())
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 `
+	cfg = strings.Replace(cfg, "SECRETS", secretDir, 1)
 	if err := os.WriteFile(filepath.Join(dir, "master.cfg"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +316,9 @@ c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 		`# import-buildbot: step "custom" (`,
 		`# import-buildbot: change source PBChangeSource: use the base change hook`,
 		`# import-buildbot: c['properties'] owner: gbb has no global properties`,
+		"password_file = " + quote(filepath.Join(secretDir, "w2pw")),
+		"secret_file = " + quote(filepath.Join(secretDir, "hook")),
+		"[[secrets_providers]]\ntype = \"file\"\ndirname = " + quote(secretDir),
 	} {
 		if !strings.Contains(res.TOML, want) {
 			t.Errorf("no %q in\n%s", want, res.TOML)
@@ -311,6 +326,12 @@ c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	}
 	if res.Untranslatable != 5 {
 		t.Errorf("untranslatable = %d, want 5\n%s", res.Untranslatable, res.TOML)
+	}
+	if pw := gcfg.Workers[1].Password; pw != "a-long-worker-password" {
+		t.Errorf("w2's password from its secret file: %q", pw)
+	}
+	if s := gcfg.WWW.ChangeHooks["github"].Secret; s != "hook-secret" {
+		t.Errorf("the github hook's secret from its secret file: %q", s)
 	}
 	if n := len(gcfg.Builders[0].Steps); n != 2 {
 		t.Errorf("%d steps, want 2 (wp, kw and the custom one are comments)", n)
