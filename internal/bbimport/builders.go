@@ -25,7 +25,7 @@ func builders(w *writer, bs []map[string]any) {
 	byText := map[string][]int{}
 	var order []string
 	for i, b := range bs {
-		sw := &writer{}
+		sw := &writer{render: true}
 		for _, st := range list(b["steps"]) {
 			step(sw, st)
 		}
@@ -283,7 +283,7 @@ func step(w *writer, st map[string]any) {
 	// A step whose required key has no TOML form is left out whole.
 	for _, req := range []string{"command", "repourl", "schedulerNames"} {
 		if v, ok := p.m[req]; ok && typ != "" {
-			if _, err := value(v); err != nil {
+			if _, err := renderedValue(v); err != nil {
 				w.printf("\n")
 				w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), req+": "+err.Error())
 				return
@@ -481,7 +481,7 @@ func shellArgsProblem(v any) string {
 		if m["class"] != "ShellArg" {
 			return describeRaw(a)
 		}
-		if _, err := value(m["command"]); err != nil {
+		if _, err := renderedValue(m["command"]); err != nil {
 			return err.Error()
 		}
 		for _, k := range []string{"haltOnFailure", "flunkOnFailure", "warnOnFailure"} {

@@ -23,6 +23,8 @@ type Result struct {
 type writer struct {
 	b     strings.Builder
 	count int
+	// render is set while writing keys gbb renders (see renderedValue).
+	render bool
 }
 
 func (w *writer) printf(format string, args ...any) { fmt.Fprintf(&w.b, format, args...) }
@@ -46,7 +48,7 @@ func (w *writer) kv(indent, k string, v any) {
 
 // conv writes key = the translation of raw, or the reason it has none.
 func (w *writer) conv(indent, what, k string, raw any) {
-	v, err := value(raw)
+	v, err := valueOf(raw, w.render)
 	if err != nil {
 		w.skip(indent, what, err.Error())
 		return

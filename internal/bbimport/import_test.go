@@ -123,7 +123,8 @@ func fromGBB(cfg *config.Config) built {
 		b.Props[bl.Name] = fmt.Sprint(props, bl.Tags)
 		steps := []string{}
 		for _, st := range bl.Steps {
-			cmd := st.Command.String()
+			// A constant template's %% is buildbot's plain %.
+			cmd := strings.ReplaceAll(st.Command.String(), "%%", "%")
 			if st.Type == "git" || st.Type == "trigger" {
 				cmd = ""
 			}
@@ -348,6 +349,8 @@ func TestImportMatrixWithOwnSteps(t *testing.T) {
 		"  [builders.matrix]\n  arch = [\"amd64\", \"arm64\", \"riscv64\"]\n",
 		"command = [\"make\", \"ARCH=%(kw:arch)s\"]",
 		"masterdest = \"cross/out-%(kw:arch)s.tar\"",
+		// buildbot renders only Interpolate's %: a plain string's is %%.
+		"command = \"date +%%Y%%m%%d > stamp-%%(x)s\"",
 	} {
 		if !strings.Contains(res.TOML, want) {
 			t.Errorf("no %q in\n%s", want, res.TOML)

@@ -25,6 +25,10 @@ func service(w *writer, s map[string]any) {
 		return
 	}
 	p := newParams(s["params"])
+	// A reporter's token, context, url, password... are rendered; its
+	// other keys (names, addresses) hold no %.
+	w.render = true
+	defer func() { w.render = false }()
 	w.printf("[[reporters]]\n")
 	w.kv("", "type", typ)
 	if name, ok := p.str("name"); ok {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gbb-ci/gbb/pkg/interpolate"
 )
 
 // untranslatable is a value, or a part of one, with no TOML form: why says
@@ -18,11 +20,24 @@ func (u *untranslatable) Error() string { return u.why }
 
 // value turns a value of the loader's JSON into a TOML value (string,
 // int64, float64, bool, []any, map[string]any), or says why it cannot.
-func value(v any) (any, error) {
+func value(v any) (any, error) { return valueOf(v, false) }
+
+// renderedValue is value for a key gbb renders (every string of a step, a
+// reporter's rendered keys): a plain string's % is written %%, as buildbot
+// renders only Interpolate's, and an Interpolate's string must be one gbb
+// can render.
+func renderedValue(v any) (any, error) { return valueOf(v, true) }
+
+func valueOf(v any, render bool) (any, error) {
 	switch v := v.(type) {
 	case nil:
 		return nil, &untranslatable{"None"}
-	case string, bool:
+	case string:
+		if render {
+			return strings.ReplaceAll(v, "%", "%%"), nil
+		}
+		return v, nil
+	case bool:
 		return v, nil
 	case json.Number:
 		if i, err := v.Int64(); err == nil {
@@ -36,7 +51,7 @@ func value(v any) (any, error) {
 	case []any:
 		out := make([]any, len(v))
 		for i, e := range v {
-			x, err := value(e)
+			x, err := valueOf(e, render)
 			if err != nil {
 				return nil, err
 			}
@@ -47,7 +62,13 @@ func value(v any) (any, error) {
 		switch v["$gbb"] {
 		case nil:
 		case "interp":
-			return v["s"].(string), nil
+			s, _ := v["s"].(string)
+			if render {
+				if _, err := interpolate.Parse(s); err != nil {
+					return nil, &untranslatable{fmt.Sprintf("%q: gbb cannot render it: %v", s, err)}
+				}
+			}
+			return s, nil
 		case "untranslatable":
 			return nil, &untranslatable{v["why"].(string)}
 		default:
@@ -55,7 +76,7 @@ func value(v any) (any, error) {
 		}
 		out := map[string]any{}
 		for k, e := range v {
-			x, err := value(e)
+			x, err := valueOf(e, render)
 			if err != nil {
 				return nil, err
 			}
