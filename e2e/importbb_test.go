@@ -69,6 +69,10 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 
 	mustRun(t, e.master, "create-master", e.masterDir)
 	tomlPath := filepath.Join(e.masterDir, "master.toml")
+	// An older file others could read is made 0600 too.
+	if err := os.WriteFile(tomlPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out := mustRun(t, e.master, "import-buildbot", "-o", tomlPath, cfgPath)
 	if !strings.Contains(out, "import-buildbot: 0 untranslatable item(s)") {
 		t.Errorf("summary line: %q", out)

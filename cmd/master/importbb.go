@@ -35,7 +35,11 @@ func importBuildbot(args []string) error {
 	}
 	res := bbimport.Convert(raw)
 	if *out != "" {
+		// 0600 even when the file was there before: it holds passwords.
 		if err := os.WriteFile(*out, []byte(res.TOML), 0o600); err != nil {
+			return &exitError{1, err}
+		}
+		if err := os.Chmod(*out, 0o600); err != nil {
 			return &exitError{1, err}
 		}
 	} else if _, err := os.Stdout.WriteString(res.TOML); err != nil {
