@@ -193,7 +193,10 @@ func builder(w *writer, b map[string]any, factory string, axes []axis) {
 			w.skip("", k, describeRaw(v)+": gbb places builds as buildbot's default does")
 		}
 	}
-	for _, pair := range [][2]string{{"env", "env"}, {"properties", "properties"}, {"defaultProperties", "default_properties"}} {
+	if m, ok := b["env"].(map[string]any); ok && len(m) > 0 {
+		env(w, "", m)
+	}
+	for _, pair := range [][2]string{{"properties", "properties"}, {"defaultProperties", "default_properties"}} {
 		if m, ok := b[pair[0]].(map[string]any); ok && len(m) > 0 {
 			w.conv("", pair[0], pair[1], m)
 		}
@@ -316,7 +319,10 @@ func step(w *writer, st map[string]any) {
 		}
 		w.conv(ind, "description", "description", v)
 	}
-	p.rename(w, ind, "workdir", "workdir", "env", "env",
+	if v, ok := p.get("env"); ok {
+		env(w, ind, v)
+	}
+	p.rename(w, ind, "workdir", "workdir",
 		"haltOnFailure", "halt_on_failure", "flunkOnFailure", "flunk_on_failure",
 		"warnOnFailure", "warn_on_failure", "alwaysRun", "always_run",
 		"warnOnWarnings", "warn_on_warnings", "flunkOnWarnings", "flunk_on_warnings")
@@ -359,7 +365,10 @@ func step(w *writer, st map[string]any) {
 		if v, ok := p.get("want_stderr"); ok {
 			w.conv(ind, "want_stderr", "want_stderr", v)
 		}
-		p.rename(w, ind, "logfiles", "logfiles", "interruptSignal", "interrupt_signal",
+		if v, ok := p.get("logfiles"); ok {
+			logfiles(w, ind, v)
+		}
+		p.rename(w, ind, "interruptSignal", "interrupt_signal",
 			"warningPattern", "warning_pattern", "maxWarnCount", "max_warn_count")
 		if v, ok := p.get("sigtermTime"); ok {
 			if s, ok := seconds(v); ok {
@@ -493,4 +502,71 @@ func shellArgsProblem(v any) string {
 		}
 	}
 	return ""
+}
+
+// env writes an env table: a list value is joined with ":", as buildbot
+// joins it with the worker's path separator (":" on the POSIX workers
+// gbb runs on).
+func env(w *writer, ind string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.skip(ind, "env", describeRaw(v))
+		return
+	}
+	out := map[string]any{}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		e := m[k]
+		if l, isList := e.([]any); isList {
+			var parts []string
+			for _, x := range l {
+				y, err := valueOf(x, w.render)
+				s, isStr := y.(string)
+				if err != nil || !isStr {
+					w.skip(ind, "env "+k, describeRaw(x))
+					parts = nil
+					break
+				}
+				parts = append(parts, s)
+			}
+			if parts != nil {
+				out[k] = strings.Join(parts, ":")
+			}
+			continue
+		}
+		y, err := valueOf(e, w.render)
+		if s, isStr := y.(string); err == nil && isStr {
+			out[k] = s
+		} else {
+			w.skip(ind, "env "+k, describeRaw(e))
+		}
+	}
+	if len(out) > 0 {
+		w.kv(ind, "env", out)
+	}
+}
+
+// logfiles writes a shell step's logfiles: buildbot's {"name": file} or
+// {"name": {"filename": file, "follow": ...}}.
+func logfiles(w *writer, ind string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.skip(ind, "logfiles", describeRaw(v))
+		return
+	}
+	out := map[string]any{}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		e := m[k]
+		if d, isDict := e.(map[string]any); isDict && d["$gbb"] == nil {
+			e = d["filename"]
+		}
+		y, err := valueOf(e, w.render)
+		if s, isStr := y.(string); err == nil && isStr {
+			out[k] = s
+		} else {
+			w.skip(ind, "logfiles "+k, describeRaw(e))
+		}
+	}
+	if len(out) > 0 {
+		w.kv(ind, "logfiles", out)
+	}
 }

@@ -299,7 +299,8 @@ f = util.BuildFactory()
 f.addStep(steps.ShellCommand(name="p", command=["echo", util.Property("x", default="dflt")]))
 f.addStep(steps.ShellCommand(name="wp", command=["echo", util.WithProperties("%(x)s")]))
 f.addStep(steps.ShellCommand(name="kw", command=util.Interpolate("echo %(kw:a)s", a="b")))
-f.addStep(steps.ShellCommand(name="rc", command="exit 3", decodeRC={0: 0, 3: 1}))
+f.addStep(steps.ShellCommand(name="rc", command="exit 3", decodeRC={0: 0, 3: 1},
+                             env={'PATH': ["/opt/bin", "${PATH}"]}, logfiles={'t': {'filename': 't.log', 'follow': True}}))
 f.addStep(Custom())
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
@@ -314,6 +315,8 @@ c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 		`# import-buildbot: step "wp" (ShellCommand): command: WithProperties('%(x)s'): write it as Interpolate`,
 		`# import-buildbot: step "kw" (ShellCommand): command: Interpolate('echo %(kw:a)s', **{'a': 'b'}): Interpolate with positional or keyword arguments`,
 		`decode_rc = { 0 = "success", 3 = "warnings" }`,
+		`env = { PATH = "/opt/bin:${PATH}" }`,
+		`logfiles = { t = "t.log" }`,
 		`# import-buildbot: step "custom" (`,
 		`# import-buildbot: change source PBChangeSource: use the base change hook`,
 		`# import-buildbot: c['properties'] owner: gbb has no global properties`,
