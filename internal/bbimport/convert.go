@@ -180,11 +180,11 @@ func Convert(cfg map[string]any) *Result {
 			w.note("", fmt.Sprintf("db_url %q not imported: gbb keeps its state in [db] url (default bbolt:state.db)", u))
 		}
 	}
-	protocols(w, cfg["protocols"])
-	www(w, cfg)
 	if cfg["codebaseGenerator"] == true {
 		w.note("", "c['codebaseGenerator'] was asked for the codebase of each poller's repository")
 	}
+	protocols(w, cfg["protocols"])
+	www(w, cfg)
 	for _, wk := range list(cfg["workers"]) {
 		worker(w, cfg, wk)
 	}
@@ -289,6 +289,8 @@ func www(w *writer, cfg map[string]any) {
 		}
 		if s, ok := p.get("codebase"); ok {
 			w.conv("", "change hook codebase", "codebase", s)
+		} else if cfg["codebaseGenerator"] == true {
+			w.skip("", "codebase", "c['codebaseGenerator'] gives each change of this hook its codebase; gbb's hook gives one: set codebase if its changes are of one repository")
 		}
 		p.ignore("strict")
 		p.rest(w, "", "change hook "+dialect)

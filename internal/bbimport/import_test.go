@@ -148,9 +148,10 @@ func TestImportBuildsTheSameThings(t *testing.T) {
 	}{
 		{"buildbot's sample.cfg", sample, 0, 1},
 		// The large config's untranslatable items: a doStepIf callable,
-		// a TreeSize step, a fileIsImportant lambda and an
-		// AnyPropertyParameter.
-		{"testdata/large", "testdata/large/master.cfg", 4, 22},
+		// a TreeSize step, a fileIsImportant lambda, an
+		// AnyPropertyParameter and the github hook's codebases (from
+		// codebaseGenerator).
+		{"testdata/large", "testdata/large/master.cfg", 5, 22},
 		{"testdata/steps", "testdata/steps/master.cfg", 0, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
