@@ -6,6 +6,13 @@
 // Keys are buildbot's BuildmasterConfig names in snake_case, and unknown
 // keys are errors.
 //
+// A config is read in two passes: the first (include.go, factories.go,
+// matrix.go) merges the include files, puts factories' steps into their
+// builders and expands builder matrices, keeping where each value was
+// written, so that the second (parse.go) names the file, line and key of
+// every problem. [Dump] prints the first pass's result as TOML
+// (docs/config-reuse.md).
+//
 // A force scheduler's custom form fields are an array of tables under it,
 // each becoming a build property (see [ForceParam]):
 //
