@@ -365,3 +365,73 @@ func TestDependentAndNightlyTriggerable(t *testing.T) {
 		t.Logf("slow: %v", time.Since(start))
 	}
 }
+
+const pinnedConfig = loopback + workerW1 + `
+[[workers]]
+name = "w2"
+password = "secret"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["pick"]
+  [[schedulers.params]]
+  name = "workername"
+  type = "worker_choice"
+  [[schedulers.params]]
+  name = "hold"
+  default = "no"
+
+[[builders]]
+name = "pick"
+worker_names = ["w1", "w2"]
+  [[builders.steps]]
+  type = "shell"
+  command = "i=0; until [ %(prop:hold)s = no ] || [ -e {{.Dir}}/release ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 1; sleep 0.1; done"
+`
+
+// TestWorkerChoiceHoldsUpNoOther: a request waiting for the busy worker it
+// chose does not keep the builder's other, idle worker from the requests
+// behind it.
+func TestWorkerChoiceHoldsUpNoOther(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeConfig(pinnedConfig)
+	e.startMaster()
+	e.startWorker("w1", "secret")
+	e.startWorker("w2", "secret")
+	waitFor(t, "both workers connected", time.Minute, func() bool {
+		var r struct {
+			Workers []struct {
+				Connected []map[string]any `json:"connected_to"`
+			}
+		}
+		e.get("/api/v2/workers", &r)
+		n := 0
+		for _, w := range r.Workers {
+			if len(w.Connected) > 0 {
+				n++
+			}
+		}
+		return n == 2
+	})
+	held := e.forceParams("force", 1, `{"builderid":1,"workername":"w2","hold":"yes"}`)
+	waitFor(t, "the held build started", time.Minute, func() bool {
+		var r struct{ Builds []apiBuild }
+		e.get(fmt.Sprintf("/api/v2/buildrequests/%d/builds", held), &r)
+		return len(r.Builds) == 1
+	})
+	waiting := e.forceParams("force", 1, `{"builderid":1,"workername":"w2"}`)
+	free := e.forceParams("force", 1, `{"builderid":1}`)
+	if b := e.waitBuild(free, 45*time.Second); *b.Results != 0 {
+		t.Errorf("the unpinned build: results %d", *b.Results)
+	}
+	if err := os.WriteFile(filepath.Join(e.Dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int64{held, waiting} {
+		if b := e.waitBuild(r, 90*time.Second); *b.Results != 0 {
+			t.Errorf("request %d: results %d", r, *b.Results)
+		}
+	}
+}

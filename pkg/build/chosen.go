@@ -26,3 +26,19 @@ func (e *Engine) chosenWorker(r store.BuildRequest) string {
 	}
 	return name
 }
+
+// notePinned records the requests of a round left waiting for their
+// chosen worker, by builder id, and starts another round when there are
+// more than pending read past: the requests behind them may run now.
+func (e *Engine) notePinned(pinned map[int64]int) {
+	e.mu.Lock()
+	more := false
+	for id, n := range pinned {
+		more = more || n > e.pinned[id]
+	}
+	e.pinned = pinned
+	e.mu.Unlock()
+	if more {
+		e.Wake()
+	}
+}

@@ -129,6 +129,10 @@ type Engine struct {
 	maxB     map[string]int            // guarded by mu; worker name → max builds (0: no limit)
 	conns    map[string]*workerState   // guarded by mu; connected workers by name
 	running  map[int64]*build          // guarded by mu; builds of this master by build request id
+	// pinned counts, by builder id, the requests the last round left
+	// waiting for the worker they chose (see chosenWorker): pending reads
+	// that many more, so that they hold up no other request.
+	pinned   map[int64]int             // guarded by mu
 	lockDefs map[string]config.Lock    // guarded by mu; [[locks]] by name
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
@@ -468,6 +472,8 @@ func (e *Engine) distribute(ctx context.Context) error {
 	if reqs, err = e.collapse(reqs, names); err != nil {
 		return err
 	}
+	pinned := map[int64]int{}
+	defer e.notePinned(pinned)
 	for _, r := range reqs {
 		if ctx.Err() != nil {
 			return nil
@@ -480,6 +486,9 @@ func (e *Engine) distribute(ctx context.Context) error {
 		var wname string
 		if configured {
 			wname, ws = e.pickWorker(bcfg, chosen)
+			if ws == nil && slices.Contains(bcfg.WorkerNames, chosen) {
+				pinned[r.BuilderID]++
+			}
 		}
 		if ws == nil || e.draining {
 			e.mu.Unlock()
@@ -640,7 +649,7 @@ func (e *Engine) pending() ([]store.BuildRequest, error) {
 		if b.CollapseRequests {
 			limits[id] = 0
 		} else if room := e.room(b); room > 0 {
-			limits[id] = room
+			limits[id] = room + e.pinned[id]
 		}
 	}
 	e.mu.Unlock()

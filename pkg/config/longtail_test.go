@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -277,5 +278,27 @@ masterdest = "up"
 	}
 	if diff := cmp.Diff(want2, errs); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+func TestRenderShellSequence(t *testing.T) {
+	t.Parallel()
+	s := Step{Type: "shell_sequence", Commands: []ShellArg{
+		{Command: Command{Argv: []string{"make", "%(prop:target)s"}}, LogName: "make %(prop:target)s"},
+		{Command: Command{Script: "echo %(prop:target)s"}, LogName: "stdio-2"},
+	}}
+	out, err := s.Render(func(v string) (string, error) { return strings.ReplaceAll(v, "%(prop:target)s", "all"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ShellArg{
+		{Command: Command{Argv: []string{"make", "all"}}, LogName: "make all"},
+		{Command: Command{Script: "echo all"}, LogName: "stdio-2"},
+	}
+	if d := cmp.Diff(want, out.Commands); d != "" {
+		t.Errorf("rendered (-want +got):\n%s", d)
+	}
+	if s.Commands[0].Command.Argv[1] != "%(prop:target)s" {
+		t.Errorf("Render changed the step it was given")
 	}
 }

@@ -83,14 +83,8 @@ func (s *Set) newDependent(sc config.Scheduler) (*dependent, error) {
 		if err := json.Unmarshal(v, &d.state); err != nil {
 			return nil, fmt.Errorf("decode state: %w", err)
 		}
-	} else {
-		all, err := s.store.Buildsets(nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, bs := range all {
-			d.state.Seen = max(d.state.Seen, bs.ID)
-		}
+	} else if d.state.Seen, err = s.newestBuildsetID(); err != nil {
+		return nil, err
 	}
 	if b := d.state.Building; b != nil && s.starting {
 		newest, err := s.newestBuildset(sc.Name, dependentReason)
@@ -143,10 +137,16 @@ func (d *dependent) check() {
 	enabled := d.set.Enabled(d.cfg.Name)
 	before := slices.Clone(d.state.Upstream)
 	seen := d.state.Seen
-	for id := seen + 1; ; id++ {
+	newest, err := d.set.newestBuildsetID()
+	if err != nil {
+		d.set.log.Error("read the newest buildset", "scheduler", d.cfg.Name, "err", err)
+		return
+	}
+	for id := seen + 1; id <= newest; id++ {
 		bs, err := d.set.store.Buildset(id)
 		if errors.Is(err, store.ErrNotFound) {
-			break
+			d.state.Seen = id // deleted already (the janitor)
+			continue
 		}
 		if err != nil {
 			d.set.log.Error("read buildset", "scheduler", d.cfg.Name, "buildset", id, "err", err)
@@ -413,4 +413,14 @@ func (s *Set) newFollower(sc config.Scheduler) (timer, error) {
 		return s.newDependent(sc)
 	}
 	return s.newNightlyTriggerable(sc)
+}
+
+// newestBuildsetID returns the id of the newest buildset, 0 when there is
+// none.
+func (s *Set) newestBuildsetID() (int64, error) {
+	page, err := s.store.BuildsetPage(store.BuildsetFilter{Desc: true, Limit: 1})
+	if err != nil || len(page) == 0 {
+		return 0, err
+	}
+	return page[0].ID, nil
 }

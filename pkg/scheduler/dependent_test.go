@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -205,5 +206,88 @@ func TestNightlyTriggerable(t *testing.T) {
 			t.Fatalf("after enabling: %+v", all)
 		}
 		stop()
+	})
+}
+
+// TestDependentCrash: a master killed between adding a dependent buildset
+// and recording it builds it neither twice nor never.
+func TestDependentCrash(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		cfg := []config.Scheduler{
+			{Type: "triggerable", Name: "up", BuilderNames: []string{"b"}},
+			{Type: "dependent", Name: "dep", Upstream: "up", BuilderNames: []string{"b"}},
+		}
+		s := New(cfg, e.db, e.wake, nil)
+		stop := runSet(t, s)
+		up1, _, err := s.Trigger(context.Background(), "up", TriggerRequest{SourceStamps: []store.SourceStamp{{Revision: "r1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.BuildsetsChanged()
+		synctest.Wait()
+		e.completeBuildset(up1, store.Success)
+		s.BuildsetsChanged()
+		synctest.Wait()
+		stop()
+		all := e.summaries()
+		if len(all) != 2 {
+			t.Fatalf("%d buildsets, want 2", len(all))
+		}
+		bs, err := e.db.Buildset(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As if killed after the add: the state still waits for up1.
+		crashed := func(at time.Time) {
+			v, _ := json.Marshal(map[string]any{"seen": up1, "upstream": []int64{up1}, "building": map[string]any{"bsid": up1, "at": at}})
+			if err := e.db.SetState(stateObject("dep"), dependentKey, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crashed(bs.SubmittedAt)
+		e.reopen()
+		s = New(cfg, e.db, e.wake, nil)
+		stop = runSet(t, s)
+		synctest.Wait()
+		stop()
+		if n := len(e.summaries()); n != 2 {
+			t.Fatalf("%d buildsets after a crash after the add, want 2", n)
+		}
+		// As if killed before the add: it builds at the start.
+		crashed(time.Now().Add(time.Hour))
+		e.reopen()
+		s = New(cfg, e.db, e.wake, nil)
+		stop = runSet(t, s)
+		synctest.Wait()
+		stop()
+		if n := len(e.summaries()); n != 3 {
+			t.Fatalf("%d buildsets after a crash before the add, want 3", n)
+		}
+	})
+}
+
+// TestNightlyTriggerableReconfig: a trigger recorded before a reconfig
+// that changes the scheduler is built at the new scheduler's time.
+func TestNightlyTriggerableReconfig(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		sc := config.Scheduler{Type: "nightly_triggerable", Name: "nt", BuilderNames: []string{"b"}, Cron: "0 * * * *"}
+		s := New([]config.Scheduler{sc}, e.db, e.wake, nil)
+		stop := runSet(t, s)
+		defer stop()
+		synctest.Wait()
+		if _, _, err := s.Trigger(context.Background(), "nt", TriggerRequest{SourceStamps: []store.SourceStamp{{Revision: "r1"}}}); err != nil {
+			t.Fatal(err)
+		}
+		sc.Cron = "*/5 * * * *"
+		s.Reconfigure([]config.Scheduler{sc})
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if all := e.summaries(); len(all) != 1 || all[0].Stamps[0].Revision != "r1" {
+			t.Fatalf("buildsets %+v, want the trigger's", all)
+		}
 	})
 }

@@ -24,6 +24,7 @@ type Store interface {
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Change(id int64) (store.Change, error)
 	Buildset(id int64) (store.Buildset, error)
+	BuildsetPage(f store.BuildsetFilter) ([]store.Buildset, error)
 	Workers() ([]store.Worker, error)
 	// Changes and Buildsets are read once at start, to schedule the
 	// changes a crash left stored but not scheduled.

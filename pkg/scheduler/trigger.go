@@ -35,19 +35,12 @@ type triggerable struct {
 // scheduler records the trigger for its next time and returns 0 and no
 // requests.
 func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsid int64, brids map[int64]int64, err error) {
+	if recorded, err := s.recordTrigger(name, req); recorded || err != nil {
+		return 0, nil, err
+	}
 	s.mu.Lock()
 	tr, ok := s.trigger[name]
-	nt, nightly := s.timers[name].(*nightlyTriggerable)
 	s.mu.Unlock()
-	if nightly {
-		// Recorded for its next time; the step goes on at once, as
-		// buildbot's NightlyTriggerable.
-		if err := nt.record(req); err != nil {
-			return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
-		}
-		s.log.Info("trigger recorded for the next time", "scheduler", name, "parent", req.ParentBuildID)
-		return 0, nil, nil
-	}
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: %q", ErrNotTriggerable, name)
 	}
@@ -86,4 +79,24 @@ func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsi
 	s.log.Info("build triggered", "scheduler", name, "buildset", bsid, "parent", req.ParentBuildID)
 	s.wake()
 	return bsid, brids, nil
+}
+
+// recordTrigger records req for the nightly_triggerable scheduler called
+// name, if it is one, for its next time; the step goes on at once, as
+// buildbot's NightlyTriggerable. It holds opMu, so that a reconfig that
+// replaces the scheduler finds the trigger in its state.
+func (s *Set) recordTrigger(name string, req TriggerRequest) (bool, error) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	nt, ok := s.timers[name].(*nightlyTriggerable)
+	s.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if err := nt.record(req); err != nil {
+		return true, fmt.Errorf("trigger %s: %w", name, err)
+	}
+	s.log.Info("trigger recorded for the next time", "scheduler", name, "parent", req.ParentBuildID)
+	return true, nil
 }
