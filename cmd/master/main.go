@@ -33,6 +33,10 @@ commands:
   new-token [-groups G,...] [-actions A,...|none] [-builders P,...] NAME
                            make an API token: print it once, and its [[www.auth.tokens]] table
   hash-token               read an API token (stdin) and print its token_sha256
+  import-buildbot [-o FILE] [-python PATH] master.cfg
+                           load a buildbot master.cfg with buildbot's own loader
+                           (buildbot must be installed; PATH: its Python, default
+                           /usr/bin/python3) and print it as master.toml
   version                  print the version
 `
 
@@ -91,6 +95,8 @@ func run(args []string) error {
 		return newToken(rest)
 	case "hash-token":
 		return hashTokenCmd(rest)
+	case "import-buildbot":
+		return importBuildbot(rest)
 	case "version", "--version", "-version":
 		fmt.Println("gbb-master", version)
 		return nil

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/internal/testdeb"
+)
+
+// TestImportBuildbotSampleBuilds imports buildbot's own sample master.cfg
+// with gbb-master import-buildbot, starts a master on the TOML and builds
+// with a real gbb-worker: the sample's git checkout and its `trial hello`.
+// The sample is changed only where this machine needs it: its repository
+// is a local one made here (no network), its ports are the test's, and
+// Debian names twisted's trial "trial3".
+func TestImportBuildbotSampleBuilds(t *testing.T) {
+	testdeb.Need(t, "buildbot", "buildbot")
+	testdeb.Need(t, "trial3", "python3-twisted")
+	e := newEnv(t)
+	repo := makeRepo(t, filepath.Join(e.Dir, "hello-world"), map[string]string{
+		"README": "hello\n",
+	})
+	if err := os.MkdirAll(filepath.Join(repo, "hello"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{
+		"hello/__init__.py": "def hello():\n    return 'hello'\n",
+		"hello/test_hello.py": "import unittest\nfrom hello import hello\n\n" +
+			"class T(unittest.TestCase):\n    def test_hello(self):\n        self.assertEqual(hello(), 'hello')\n",
+	} {
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git := []string{"-C", repo, "-c", "user.name=A U Thor", "-c", "user.email=a@example.com"}
+	mustRun(t, "git", append(git, "add", ".")...)
+	mustRun(t, "git", append(git, "commit", "-q", "-m", "hello")...)
+
+	sample, err := os.ReadFile("/usr/lib/python3/dist-packages/buildbot/scripts/sample.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(sample)
+	for old, new := range map[string]string{
+		"https://github.com/buildbot/hello-world.git": repo,
+		"{'pb': {'port': 9989}}":                      fmt.Sprintf("{'pb': {'port': %d}}", e.WorkerPort),
+		`command=["trial", "hello"]`:                  `command=["trial3", "hello"]`,
+	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("buildbot's sample.cfg has no %q any more", old)
+		}
+		cfg = strings.ReplaceAll(cfg, old, new)
+	}
+	cfg += fmt.Sprintf("\nc['www'] = {'port': %d}\nc['buildbotURL'] = 'http://127.0.0.1:%d/'\n", e.WebPort, e.WebPort)
+	bbDir := filepath.Join(e.Dir, "bb")
+	if err := os.MkdirAll(bbDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(bbDir, "master.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	mustRun(t, e.master, "create-master", e.masterDir)
+	tomlPath := filepath.Join(e.masterDir, "master.toml")
+	// An older file others could read is made 0600 too.
+	if err := os.WriteFile(tomlPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, e.master, "import-buildbot", "-o", tomlPath, cfgPath)
+	if !strings.Contains(out, "import-buildbot: 0 untranslatable item(s)") {
+		t.Errorf("summary line: %q", out)
+	}
+	if fi, err := os.Stat(tomlPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("-o FILE: %v %v, want mode 0600 (it holds passwords)", fi, err)
+	}
+	// Both ports on loopback only, as every test's.
+	data, err := os.ReadFile(tomlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toml := strings.Replace(string(data), "[protocols.grpc]\n", "[protocols.grpc]\ninterface = \"127.0.0.1\"\n", 1)
+	toml = strings.Replace(toml, "[www]\n", "[www]\ninterface = \"127.0.0.1\"\n", 1)
+	if toml == string(data) {
+		t.Fatalf("no [protocols.grpc] or [www] in the import:\n%s", data)
+	}
+	if err := os.WriteFile(tomlPath, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, e.master, "checkconfig", e.masterDir)
+	e.startMaster()
+	e.startWorker("example-worker", "pass")
+
+	var r struct {
+		Builders []struct {
+			BuilderID int64  `json:"builderid"`
+			Name      string `json:"name"`
+		} `json:"builders"`
+	}
+	e.get("/api/v2/builders", &r)
+	if len(r.Builders) != 1 || r.Builders[0].Name != "runtests" {
+		t.Fatalf("builders %+v, want the sample's runtests", r.Builders)
+	}
+	var workers struct {
+		Workers []struct {
+			ConnectedTo []any `json:"connected_to"`
+		} `json:"workers"`
+	}
+	waitFor(t, "the worker to connect", 30*time.Second, func() bool {
+		e.get("/api/v2/workers", &workers)
+		return len(workers.Workers) == 1 && len(workers.Workers[0].ConnectedTo) > 0
+	})
+	brid := e.force("force", r.Builders[0].BuilderID, "imported")
+	b := e.waitBuild(brid, 2*time.Minute)
+	steps := e.steps(b.BuildID)
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	if b.Results == nil || *b.Results != 0 {
+		for _, s := range steps {
+			t.Logf("step %s: %s\n%s", s.Name, s.StateString, e.stdio(s.StepID))
+		}
+		t.Fatalf("build %+v of the imported sample did not succeed", b)
+	}
+	if strings.Join(names, ",") != "worker_preparation,git,shell" {
+		t.Fatalf("steps %v, want the sample's git and shell", names)
+	}
+	if log := e.stdio(steps[2].StepID); !strings.Contains(log, "PASSED") {
+		t.Errorf("trial's log has no PASSED:\n%s", log)
+	}
+}
+
+// TestImportBuildbotErrors: a master.cfg buildbot refuses gives buildbot's
+// own error text and exit 1; no buildbot gives what to install.
+func TestImportBuildbotErrors(t *testing.T) {
+	testdeb.Need(t, "buildbot", "buildbot")
+	master, _ := buildBinaries(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "master.cfg")
+	if err := os.WriteFile(cfg, []byte("c = BuildmasterConfig = {}\nc['workers'] = ['not a worker']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, master, "import-buildbot", cfg)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "buildbot could not load") || !strings.Contains(out, "c['workers'] must be a list of Worker instances") {
+		t.Errorf("a master.cfg buildbot refuses: exit %d, %q; want 1 and buildbot's error", code, out)
+	}
+	out, err = run(t, master, "import-buildbot", "-python", filepath.Join(dir, "no-python3"), cfg)
+	if code := exitCode(err); code != 1 || !strings.Contains(out, "buildbot is not installed") || !strings.Contains(out, "apt-get install buildbot") {
+		t.Errorf("no buildbot: exit %d, %q; want 1 and what to install", code, out)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}

@@ -1,0 +1,309 @@
+package bbimport
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// schedulerTypes maps buildbot's scheduler classes to gbb's types.
+var schedulerTypes = map[string]string{
+	"SingleBranchScheduler": "single_branch",
+	"AnyBranchScheduler":    "any_branch",
+	"ForceScheduler":        "force",
+	"Periodic":              "periodic",
+	"Nightly":               "nightly",
+	"Triggerable":           "triggerable",
+	"Dependent":             "dependent",
+	"NightlyTriggerable":    "nightly_triggerable",
+}
+
+func scheduler(w *writer, s map[string]any) {
+	cls := s["class"].(string)
+	typ := schedulerTypes[cls]
+	w.printf("\n")
+	if typ == "" {
+		w.skip("", fmt.Sprintf("scheduler %q (%s)", s["name"], cls), "gbb has no such scheduler")
+		return
+	}
+	p := newParams(s["params"])
+	w.printf("[[schedulers]]\n")
+	w.kv("", "type", typ)
+	w.kv("", "name", s["name"].(string))
+	p.ignore("name", "enabled", "createAbsoluteSourceStamps", "reason", "label", "buttonName")
+	if v, ok := p.get("builderNames"); ok {
+		w.conv("", "builderNames", "builder_names", v)
+	}
+	if v, ok := p.get("properties"); ok {
+		props, _ := v.(map[string]any)
+		delete(props, "scheduler")
+		if len(props) > 0 {
+			w.conv("", "properties", "properties", props)
+		}
+	}
+	if v, ok := p.get("priority"); ok {
+		if _, isNum := num(v); isNum {
+			w.conv("", "priority", "priority", v)
+		} else {
+			w.skip("", "priority", describeRaw(v))
+		}
+	}
+	if v, ok := p.get("enabled"); ok && v == false {
+		w.note("", "disabled in master.cfg: gbb's schedulers start enabled")
+	}
+	if v, ok := p.get("codebases"); ok {
+		codebases(w, v)
+	}
+	// A timed scheduler's branch (buildbot's Timed branch) filters its
+	// changes and is the branch its buildsets build, as gbb's branch key.
+	timedBranch := false
+	if b, ok := p.get("branch"); ok {
+		if s, isStr := b.(string); isStr {
+			switch typ {
+			case "periodic", "nightly":
+				w.kv("", "branch", s)
+				timedBranch = true
+			case "nightly_triggerable":
+				w.skip("", "branch", fmt.Sprintf("%q: gbb's nightly_triggerable builds the triggering build's stamps", s))
+			}
+		}
+	}
+	switch typ {
+	case "single_branch", "any_branch", "periodic", "nightly":
+		filter(w, p, typ, timedBranch)
+	}
+	switch typ {
+	case "single_branch", "any_branch":
+		if v, ok := p.m["treeStableTimer"]; ok && v != nil {
+			if d, ok := seconds(v); ok {
+				w.kv("", "tree_stable_timer", d)
+			}
+		}
+		p.ignore("treeStableTimer")
+	case "periodic":
+		if d, ok := seconds(p.m["periodicBuildTimer"]); ok {
+			w.kv("", "period", d)
+		}
+		p.ignore("periodicBuildTimer")
+	case "dependent":
+		if v, ok := p.str("upstream_name"); ok {
+			w.kv("", "upstream", v)
+		}
+		p.ignore("upstream")
+	case "force":
+		f, _ := s["force"].(map[string]any)
+		force(w, f, p.m)
+	}
+	switch typ {
+	case "nightly", "nightly_triggerable":
+		for _, pair := range [][2]string{{"minute", "minute"}, {"hour", "hour"}, {"dayOfMonth", "day_of_month"}, {"month", "month"}, {"dayOfWeek", "day_of_week"}} {
+			if v, ok := p.get(pair[0]); ok && v != "*" {
+				w.conv("", pair[0], pair[1], v)
+			}
+		}
+		if typ == "nightly_triggerable" {
+			for _, k := range []string{"onlyIfChanged", "onlyImportant"} {
+				if v, ok := p.m[k]; ok && v == false {
+					p.ignore(k)
+				}
+			}
+		}
+		p.ignore("force_at_minute", "force_at_hour", "force_at_day_of_month", "force_at_month",
+			"force_at_day_of_week", "force_at_enabled", "_pendingBuild", "reason")
+	}
+	switch typ {
+	case "periodic", "nightly":
+		if v, ok := p.get("onlyIfChanged"); ok {
+			w.conv("", "onlyIfChanged", "only_if_changed", v)
+		}
+	}
+	// What buildbot keeps at run time, not config.
+	p.ignore("timer", "actuallyStartBuild", "actuateOk", "actuationLock", "actuateAt", "actuateAtTimer", "_reactor", "cron", "now", "lastBuild", "lastChecked")
+	p.rest(w, "", cls+" option")
+}
+
+// codebases writes a scheduler's codebases unless they are buildbot's
+// default, the one codebase "".
+func codebases(w *writer, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		w.skip("", "codebases", describeRaw(v))
+		return
+	}
+	if len(m) == 1 {
+		if cb, ok := m[""].(map[string]any); ok {
+			empty := true
+			for _, e := range cb {
+				if e != "" && e != nil {
+					empty = false
+				}
+			}
+			if empty {
+				return
+			}
+		}
+	}
+	out := map[string]any{}
+	for name, cb := range m {
+		c := map[string]any{}
+		cm, _ := cb.(map[string]any)
+		for _, k := range []string{"repository", "branch", "revision"} {
+			if s, ok := cm[k].(string); ok && s != "" {
+				c[k] = s
+			}
+		}
+		out[name] = c
+	}
+	w.kv("", "codebases", out)
+}
+
+// filter writes a scheduler's change filter and importance.
+func filter(w *writer, p *params, typ string, hasBranch bool) {
+	hasKey := false
+	if v, ok := p.get("change_filter"); ok {
+		m, _ := v.(map[string]any)
+		if m["$gbb"] != "filter" {
+			w.skip("", "change_filter", describeRaw(v))
+		} else {
+			f := newParams(m["kwargs"])
+			if b, ok := f.get("branch"); ok && hasBranch {
+				w.skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
+			} else if ok {
+				hasKey = true
+				switch b := b.(type) {
+				case string:
+					w.kv("", "branch", b)
+				case []any:
+					var alts []string
+					for _, s := range strs(b) {
+						alts = append(alts, regexp.QuoteMeta(s))
+					}
+					w.kv("", "branch_re", "^("+strings.Join(alts, "|")+")$")
+				default:
+					w.skip("", "change_filter branch", describeRaw(b))
+				}
+			}
+			for _, k := range []string{"project", "repository", "category", "codebase"} {
+				if v, ok := f.get(k); ok {
+					hasKey = true
+					if s, isStr := v.(string); isStr {
+						w.kv("", k, s)
+					} else {
+						w.skip("", "change_filter "+k, describeRaw(v)+": gbb's filter takes one value")
+					}
+				}
+			}
+			if v, ok := f.str("branch_re"); ok {
+				hasKey = true
+				w.kv("", "branch_re", v)
+			}
+			for _, k := range slices.Sorted(maps.Keys(f.m)) {
+				if !f.used[k] && f.m[k] != nil {
+					w.skip("", "change_filter "+k, describeRaw(f.m[k])+": gbb's change filter has no such key")
+				}
+			}
+		}
+	}
+	if v, ok := p.get("fileIsImportant"); ok {
+		w.skip("", "fileIsImportant", describeRaw(v)+": gbb takes files = [patterns]")
+	}
+	if v, ok := p.get("onlyImportant"); ok && v == true {
+		w.kv("", "only_important", true)
+	}
+	if typ == "single_branch" && !hasKey {
+		w.skip("", "single_branch filter", "buildbot's default branch filter has no gbb form: set branch")
+	}
+}
+
+// forceParamTypes maps buildbot's force parameter classes to gbb's types.
+var forceParamTypes = map[string]string{
+	"StringParameter":       "string",
+	"TextParameter":         "text",
+	"IntParameter":          "int",
+	"BooleanParameter":      "bool",
+	"ChoiceStringParameter": "choice",
+	"FixedParameter":        "fixed",
+	"WorkerChoiceParameter": "worker_choice",
+	"UserNameParameter":     "username",
+}
+
+func force(w *writer, f, sp map[string]any) {
+	if r, ok := f["reason"].(map[string]any); ok {
+		if d, ok := r["default"].(string); ok && d != "force build" {
+			w.kv("", "reason", d)
+		}
+	}
+	if s, ok := f["label"].(string); ok && s != "" && s != sp["name"] {
+		w.kv("", "label", s)
+	}
+	if s, ok := f["buttonName"].(string); ok && s != "" && s != sp["name"] {
+		w.kv("", "button_name", s)
+	}
+	var ps []map[string]any
+	if u, ok := f["username"].(map[string]any); ok {
+		if u["need_email"] == false || u["required"] == true || u["regex"] != nil {
+			ps = append(ps, u)
+		}
+	}
+	props, _ := f["properties"].([]any)
+	for _, p := range props {
+		m, _ := p.(map[string]any)
+		if m["class"] == "CodebaseParameter" {
+			continue // in the scheduler's codebases
+		}
+		ps = append(ps, m)
+	}
+	for _, m := range ps {
+		forceParam(w, m)
+	}
+}
+
+func forceParam(w *writer, m map[string]any) {
+	cls, _ := m["class"].(string)
+	typ := forceParamTypes[cls]
+	if cls == "ChoiceStringParameter" && m["multiple"] == true {
+		typ = "multiple_choice"
+	}
+	if typ == "" {
+		w.skip("  ", fmt.Sprintf("force parameter %q (%s)", m["name"], cls), "gbb has no such parameter type")
+		return
+	}
+	w.printf("  [[schedulers.params]]\n")
+	w.kv("  ", "name", m["name"].(string))
+	w.kv("  ", "type", typ)
+	if s, ok := m["label"].(string); ok && s != "" && s != m["name"] {
+		w.kv("  ", "label", s)
+	}
+	if d, ok := m["default"]; ok && d != nil && d != "" {
+		switch typ {
+		case "bool":
+			if b, ok := d.(bool); ok {
+				w.kv("  ", "default", b)
+			}
+		case "int":
+			if n, ok := num(d); ok {
+				w.kv("  ", "default", n)
+			} else if s, ok := d.(string); ok && s != "" {
+				w.kv("  ", "default", s)
+			}
+		default:
+			w.conv("  ", "default", "default", d)
+		}
+	}
+	if m["required"] == true {
+		w.kv("  ", "required", true)
+	}
+	if typ == "choice" || typ == "multiple_choice" {
+		w.conv("  ", "choices", "choices", m["choices"])
+	}
+	if s, ok := m["regex"].(string); ok && s != "" && (typ == "string" || typ == "text" || typ == "username") {
+		w.kv("  ", "regex", s)
+	}
+	if typ == "username" {
+		if b, ok := m["need_email"].(bool); ok && !b {
+			w.kv("  ", "need_email", false)
+		}
+	}
+}
