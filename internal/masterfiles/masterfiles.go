@@ -38,11 +38,18 @@ type guarded struct {
 	rel string      // Path relative to the basedir, symlinks resolved; "" when outside it
 	abs string      // Path absolute, symlinks resolved
 	fi  os.FileInfo // the file as it was when the guard was made; nil when missing
+	// pin holds fi's file open, so that its device and inode numbers
+	// stay its own: a file replaced since (an editor saving the config
+	// as a new file) would otherwise free them for the next file made,
+	// and that file would be refused as the master's. nil: not pinned
+	// (see pin).
+	pin *os.File
 }
 
 // New returns a Guard for the files of a master whose basedir is basedir.
 // Files outside the basedir are kept for the same-file check only: a
-// transfer cannot name them.
+// transfer cannot name them. The Guard holds the master's regular files
+// open while it is reachable (the runtime closes them once it is not).
 func New(basedir string, files []File) *Guard {
 	base := realPath(basedir)
 	g := &Guard{}
@@ -54,7 +61,7 @@ func New(basedir string, files []File) *Guard {
 			gf.rel = rel
 		}
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			gf.fi = fi
+			gf.fi, gf.pin = fi, pin(p, fi)
 		}
 		g.files = append(g.files, gf)
 	}

@@ -2,6 +2,7 @@ package masterfiles
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +106,57 @@ func TestGuard(t *testing.T) {
 		err := g.Check(root, tt.p, tt.write)
 		if got := errors.Is(err, ErrMasterFile); got != tt.refused {
 			t.Errorf("Check(%q, write=%v) = %v, want refused %v", tt.p, tt.write, err, tt.refused)
+		}
+	}
+}
+
+// A file replaced since the guard looked (an editor saving the config as
+// a new file) leaves its old number free for the filesystem to give to a
+// new file: that file is not the master's, and is not refused (buildbot's
+// UI installed later, a transfer's file). An old version still reached
+// through a hard link still is.
+func TestGuardReplacedFile(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	cfg := filepath.Join(base, "master.toml")
+	write := func(p, body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat := func(p string) os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	write(cfg, "SECRET-CONFIG")
+	kept := filepath.Join(base, "kept.toml")
+	write(kept, "SECRET-KEPT")
+	g := New(base, []File{{Path: cfg, What: "the config file"}, {Path: kept, What: "the kept file"}})
+
+	// The old kept.toml lives on under another name.
+	if err := os.Link(kept, filepath.Join(base, "old.bin")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{kept, cfg} {
+		write(p+".new", "NEW")
+		if err := os.Rename(p+".new", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Opened("old.bin", stat(filepath.Join(base, "old.bin"))); !errors.Is(err, ErrMasterFile) {
+		t.Errorf("a hard link to the replaced kept.toml: %v, want refused", err)
+	}
+	// ext4 gives a freed inode number to one of the next files made.
+	for i := range 20 {
+		p := filepath.Join(base, fmt.Sprintf("index%d.html", i))
+		write(p, "<html>")
+		if err := g.Opened(p, stat(p)); err != nil {
+			t.Fatalf("a new file, made after the config was replaced: %v", err)
 		}
 	}
 }
