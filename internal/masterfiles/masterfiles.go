@@ -49,7 +49,9 @@ type guarded struct {
 // New returns a Guard for the files of a master whose basedir is basedir.
 // Files outside the basedir are kept for the same-file check only: a
 // transfer cannot name them. The Guard holds the master's regular files
-// open while it is reachable (the runtime closes them once it is not).
+// open while it is reachable (the runtime closes them once it is not):
+// one of them replaced or deleted since (a rotated log removed) keeps its
+// space on disk until then.
 func New(basedir string, files []File) *Guard {
 	base := realPath(basedir)
 	g := &Guard{}
