@@ -156,6 +156,7 @@ func TestUnpackLimits(t *testing.T) {
 // count its path walks. Doubling the depth of the same 1,000 files adds
 // only the directories of the deeper path; walking each entry's path
 // would double the work, checking each parent from the top quadruple it.
+// The test then checks that os.Root still allocates per name walked.
 // Not parallel: the count is the process's, so no other test of the
 // package runs meanwhile.
 func TestUnpackDeepIsLinear(t *testing.T) {
@@ -194,6 +195,25 @@ func TestUnpackDeepIsLinear(t *testing.T) {
 		return least
 	}
 	shallow, deep := unpackAllocs(60), unpackAllocs(120)
+	// The count must see path walks: an os.Root that walked paths
+	// without allocating (in the kernel) would hide a regression.
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, strings.Repeat("d/", 120)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	walk := func(depth int) float64 {
+		return testing.AllocsPerRun(10, func() { root.Lstat(strings.Repeat("d/", depth) + "nosuch") })
+	}
+	w1, w120 := walk(1), walk(120)
+	t.Logf("os.Root.Lstat allocates %v times 1 deep, %v 120 deep", w1, w120)
+	if w120 < w1+60 {
+		t.Fatalf("os.Root's Lstat allocates %v times 1 deep, %v 120 deep: allocations no longer count its walks; count the unpack's work another way", w1, w120)
+	}
 	t.Logf("%d files unpacked 60 deep: %d allocations; 120 deep: %d", files, shallow, deep)
 	if float64(deep) > 1.5*float64(shallow) {
 		t.Errorf("unpacking %d files 120 deep took %d allocations, 60 deep %d: the work grows with the depth of every entry", files, deep, shallow)
