@@ -616,3 +616,48 @@ func TestDirectMasterErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStartSeveralMasters: a worker whose worker.toml lists a master that
+// does not answer, then one that does, serves the second; one whose
+// masters all refuse its password exits 1, naming both.
+func TestStartSeveralMasters(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	addr, attach := startMaster(t)
+	dir := filepath.Join(t.TempDir(), "w")
+	if code, _, stderr := gbbWorker(t, "create-worker", dir, dead+","+addr, "w1", "pw"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	if code, stdout, stderr := gbbWorker(t, "start", dir); code != 0 {
+		t.Fatalf("start: exit %d: %s%s", code, stdout, stderr)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			gbbWorker(t, "stop", dir)
+		}
+	})
+	c := waitAttach(t, attach)
+	if res, err := c.Run(t.Context(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Argv: []string{"true"}}}, func(protocol.Output) {}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run: %+v, %v", res, err)
+	}
+	if code, _, stderr := gbbWorker(t, "stop", dir); code != 0 {
+		t.Errorf("stop: exit %d: %s", code, stderr)
+	}
+	stopped = true
+
+	addr2, _ := startMaster(t)
+	bad := filepath.Join(t.TempDir(), "bad")
+	if code, _, stderr := gbbWorker(t, "create-worker", bad, addr+","+addr2, "w2", "nope"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	code, _, stderr := gbbWorker(t, "start", bad)
+	if code != 1 || strings.Count(stderr, `worker "w2": wrong name or password`) != 2 {
+		t.Errorf("start with a wrong password at both masters: exit %d, stderr:\n%s", code, stderr)
+	}
+}
