@@ -469,7 +469,10 @@ func TestKeptStaysWithItsMaster(t *testing.T) {
 	if kept := cb.Kept(); len(kept) != 0 {
 		t.Errorf("the other master heard of the first one's kept commands: %+v", kept)
 	}
-	res, err := cb.Resume(context.Background(), "build1-step2-abc", 0, func(protocol.Output) {})
+	// Bounded: a Resume the worker took would wait for the command's end.
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	res, err := cb.Resume(rctx, "build1-step2-abc", 0, func(protocol.Output) {})
 	if err != nil || !strings.Contains(res.Err, "no kept command") {
 		t.Errorf("the other master's Resume of the first one's command: %+v, %v; want a refusal", res, err)
 	}
