@@ -27,13 +27,17 @@ const usage = `usage:
   gbb-worker stop DIR
   gbb-worker restart DIR       (stop, then start; worker.toml is checked first)
   gbb-worker reopen-logs DIR   (after log rotation; it sends SIGUSR2)
-  gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR] [-log-format text|json] [TLS FLAGS]
+  gbb-worker -master HOST:PORT[,HOST:PORT...] -name NAME -password PASS [-basedir DIR] [-log-format text|json] [TLS FLAGS]
+MASTER (and -master) may list several masters, comma-separated: the worker
+serves the first that answers, and moves to the next when it goes away. An
+entry HOST:PORT#sha256:HEX pins that master's CA instead of -tls-fingerprint,
+-tls-ca or -tls; the other TLS flags apply to every master.
 TLS flags (none: plaintext, for a master on loopback or a private link):
   -tls-fingerprint sha256:HEX   pin the master's CA (create-master prints it)
   -tls-ca FILE                  trust the CAs in FILE
   -tls                          trust the system's roots (a public certificate)
   -tls-server-name NAME         the name the master's certificate must hold
-                                (default: the host of MASTER)
+                                (default: the host of each MASTER)
   -tls-cert FILE -tls-key FILE  a client certificate whose CN is NAME, for a
                                 master with client_ca_file (PASSWORD may be "")
 `
@@ -160,13 +164,28 @@ func createWorker(args []string, stdout, stderr io.Writer) int {
 	if args[3] == "" && t.CertFile == "" {
 		return fail(stderr, errors.New("create-worker: PASSWORD is empty: give one, or a client certificate (-tls-cert, -tls-key)"))
 	}
-	if _, err := t.Config(args[1], os.ReadFile); err != nil {
+	entries, err := parseMasters(splitMasters(args[1]))
+	if err != nil {
+		return fail(stderr, fmt.Errorf("create-worker: MASTER: %w", err))
+	}
+	if _, err := masterAddrs(entries, *t); err != nil {
 		return fail(stderr, fmt.Errorf("create-worker: %w", err))
+	}
+	master, masters := args[1], []string(nil)
+	if len(entries) > 1 {
+		master = ""
+		for _, e := range entries {
+			m := e.Addr
+			if e.Fingerprint != "" {
+				m += "#" + e.Fingerprint
+			}
+			masters = append(masters, m)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(stderr, err)
 	}
-	if err := writeConfig(dir, fileConfig{Master: args[1], Name: args[2], Password: args[3],
+	if err := writeConfig(dir, fileConfig{Master: master, Masters: masters, Name: args[2], Password: args[3],
 		TLS: t.System && t.Fingerprint == "" && t.CAFile == "", TLSFinger: t.Fingerprint, TLSCAFile: absPath(t.CAFile),
 		TLSServerName: t.ServerName, TLSCertFile: absPath(t.CertFile), TLSKeyFile: absPath(t.KeyFile)}); err != nil {
 		return fail(stderr, err)
@@ -272,16 +291,15 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 		daemon.Fail(err)
 		return fail(stderr, err)
 	}
-	tlsCfg, err := cfg.clientTLS(dir).Config(cfg.Master, os.ReadFile)
+	masters, err := cfg.masterAddrs(dir)
 	if err != nil {
 		daemon.Fail(err)
 		return fail(stderr, err)
 	}
 	return runWorker(stops, protocol.ClientConfig{
-		Master:           cfg.Master,
+		Masters:          masters,
 		Name:             cfg.Name,
 		Password:         cfg.Password,
-		TLS:              tlsCfg,
 		Info:             info,
 		KeepaliveTime:    time.Duration(cfg.Keepalive),
 		KeepaliveTimeout: time.Duration(cfg.KeepaliveTimeout),
@@ -324,7 +342,7 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gbb-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	master := fs.String("master", "", "the master's `HOST:PORT`")
+	master := fs.String("master", "", "the master's `HOST:PORT`, or several, comma-separated (each may end in #sha256:HEX, its own CA pin)")
 	name := fs.String("name", "", "the worker's name")
 	password := fs.String("password", "", "the worker's password")
 	basedir := fs.String("basedir", ".", "the worker's base directory")
@@ -343,7 +361,11 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	tlsCfg, err := tlsOpts.Config(*master, os.ReadFile)
+	entries, err := parseMasters(splitMasters(*master))
+	if err != nil {
+		return fail(stderr, fmt.Errorf("-master: %w", err))
+	}
+	masters, err := masterAddrs(entries, *tlsOpts)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -360,7 +382,7 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	}
 	log := slog.New(logHandler(stderr, *logFormat))
 	return runWorker(stops, protocol.ClientConfig{
-		Master: *master, Name: *name, Password: *password, Info: info, TLS: tlsCfg,
+		Masters: masters, Name: *name, Password: *password, Info: info,
 		KeepaliveTime: *keepalive, KeepaliveTimeout: *keepaliveTimeout,
 	}, dir, log, stderr)
 }
@@ -394,9 +416,15 @@ func runWorker(stops *stopSignals, cfg protocol.ClientConfig, basedir string, lo
 	}
 	t := time.AfterFunc(readyAfter, daemon.Ready)
 	defer t.Stop()
-	log.Info("starting worker", "master", cfg.Master, "basedir", basedir, "version", version, "tls", cfg.TLS != nil)
-	if cfg.TLS == nil && !loopbackMaster(cfg.Master) {
-		log.Warn("connecting to the master without TLS: commands, output and secrets cross the network in clear (the password does not); give -tls-fingerprint, -tls-ca or -tls unless the link is private (a jail's lo1)")
+	var addrs []string
+	for _, m := range cfg.Masters {
+		addrs = append(addrs, m.Addr)
+	}
+	log.Info("starting worker", "master", strings.Join(addrs, ","), "basedir", basedir, "version", version, "tls", cfg.Masters[0].TLS != nil)
+	for _, m := range cfg.Masters {
+		if m.TLS == nil && !loopbackMaster(m.Addr) {
+			log.Warn("connecting to the master without TLS: commands, output and secrets cross the network in clear (the password does not); give -tls-fingerprint, -tls-ca or -tls unless the link is private (a jail's lo1)", "master", m.Addr)
+		}
 	}
 	// The git step runs git, as buildbot's does: say so now, not at the
 	// first checkout, in the log an admin reads after setting up a jail.

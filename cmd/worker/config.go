@@ -22,7 +22,11 @@ import (
 
 // fileConfig is DIR/worker.toml.
 type fileConfig struct {
-	Master           string   `toml:"master"`            // host:port
+	// master is host:port, or several, comma-separated; masters is a
+	// list of them; exactly one of the two. An entry host:port#sha256:HEX
+	// pins that master's CA (see masterAddrs).
+	Master           string   `toml:"master"`
+	Masters          []string `toml:"masters"`
 	Name             string   `toml:"name"`              //
 	Password         string   `toml:"password"`          // password, or
 	PasswordFile     string   `toml:"password_file"`     // password_file: a file holding it (trailing newline trimmed), relative to DIR; exactly one of the two
@@ -48,6 +52,23 @@ type fileConfig struct {
 	// default when empty) or "json" (one JSON object a line); --log-format
 	// overrides it.
 	LogFormat string `toml:"log_format"`
+}
+
+// masterList is the masters' entries as written, from master or masters.
+func (c fileConfig) masterList() []string {
+	if len(c.Masters) > 0 || c.Master == "" {
+		return c.Masters
+	}
+	return splitMasters(c.Master)
+}
+
+// masterAddrs is what the client dials (see masterAddrs).
+func (c fileConfig) masterAddrs(dir string) ([]protocol.MasterAddr, error) {
+	entries, err := parseMasters(c.masterList())
+	if err != nil {
+		return nil, err
+	}
+	return masterAddrs(entries, c.clientTLS(dir))
 }
 
 // clientTLS is c's TLS, its files relative to dir.
@@ -89,19 +110,27 @@ func writeConfig(dir string, c fileConfig) error {
 	var b bytes.Buffer
 	b.WriteString("# gbb-worker configuration, written by create-worker.\n\n")
 	if err := toml.NewEncoder(&b).Encode(struct {
-		Master        string `toml:"master"`
-		Name          string `toml:"name"`
-		Password      string `toml:"password,omitempty"`
-		TLS           bool   `toml:"tls,omitempty"`
-		TLSFinger     string `toml:"tls_fingerprint,omitempty"`
-		TLSCAFile     string `toml:"tls_ca_file,omitempty"`
-		TLSServerName string `toml:"tls_server_name,omitempty"`
-		TLSCertFile   string `toml:"tls_cert_file,omitempty"`
-		TLSKeyFile    string `toml:"tls_key_file,omitempty"`
-	}{c.Master, c.Name, c.Password, c.TLS, c.TLSFinger, c.TLSCAFile, c.TLSServerName, c.TLSCertFile, c.TLSKeyFile}); err != nil {
+		Master        string   `toml:"master,omitempty"`
+		Masters       []string `toml:"masters,omitempty"`
+		Name          string   `toml:"name"`
+		Password      string   `toml:"password,omitempty"`
+		TLS           bool     `toml:"tls,omitempty"`
+		TLSFinger     string   `toml:"tls_fingerprint,omitempty"`
+		TLSCAFile     string   `toml:"tls_ca_file,omitempty"`
+		TLSServerName string   `toml:"tls_server_name,omitempty"`
+		TLSCertFile   string   `toml:"tls_cert_file,omitempty"`
+		TLSKeyFile    string   `toml:"tls_key_file,omitempty"`
+	}{c.Master, c.Masters, c.Name, c.Password, c.TLS, c.TLSFinger, c.TLSCAFile, c.TLSServerName, c.TLSCertFile, c.TLSKeyFile}); err != nil {
 		return err
 	}
 	b.WriteString(`
+# Several masters (say, two on one PostgreSQL): list them as
+#   masters = ["ci1.example.org:9989", "ci2.example.org:9989"]
+# instead of master. The worker serves the first that answers; when it
+# goes away, the next, in order, round-robin. An entry may end in
+# #sha256:HEX to pin that master's CA when it differs from the others';
+# the tls settings below apply to every master.
+
 # Instead of password, password_file may name a file holding it (relative
 # to this directory), so that the password stays out of this file. The
 # password never crosses the wire: the worker answers the master's
@@ -170,9 +199,27 @@ func loadConfig(dir string) (fileConfig, error) {
 	for _, k := range md.Undecoded() {
 		errs = append(errs, fmt.Errorf("%s:%d: %s: unknown key", path, keyLine(src, k[0]), k))
 	}
-	for _, req := range []struct{ key, val string }{{"master", c.Master}, {"name", c.Name}} {
-		if req.val == "" {
-			errs = append(errs, fmt.Errorf("%s: %s: required", path, req.key))
+	masterKey := "master"
+	switch {
+	case md.IsDefined("master") && md.IsDefined("masters"):
+		errs = append(errs, fmt.Errorf("%s:%d: masters: not with master (line %d): give one of the two", path, keyLine(src, "masters"), keyLine(src, "master")))
+	case md.IsDefined("masters"):
+		masterKey = "masters"
+		if len(c.Masters) == 0 {
+			errs = append(errs, fmt.Errorf("%s:%d: masters: empty: list at least one HOST:PORT", path, keyLine(src, "masters")))
+		}
+	case c.Master == "":
+		errs = append(errs, fmt.Errorf("%s: master: required (or masters)", path))
+	}
+	if c.Name == "" {
+		errs = append(errs, fmt.Errorf("%s: name: required", path))
+	}
+	masterOK := false
+	if len(c.masterList()) > 0 && !(md.IsDefined("master") && md.IsDefined("masters")) {
+		if _, err := parseMasters(c.masterList()); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %s: %w", path, keyLine(src, masterKey), masterKey, err))
+		} else {
+			masterOK = true
 		}
 	}
 	switch {
@@ -195,8 +242,10 @@ func loadConfig(dir string) (fileConfig, error) {
 	case c.Password == "" && c.TLSCertFile == "":
 		errs = append(errs, fmt.Errorf("%s: password: required (or password_file, or tls_cert_file)", path))
 	}
-	if _, err := c.clientTLS(dir).Config(c.Master, os.ReadFile); err != nil && c.Master != "" {
-		errs = append(errs, fmt.Errorf("%s: tls: %w", path, err))
+	if masterOK {
+		if _, err := c.masterAddrs(dir); err != nil {
+			errs = append(errs, fmt.Errorf("%s: tls: %w", path, err))
+		}
 	}
 	if err := checkLogFormat(c.LogFormat); err != nil && c.LogFormat != "" {
 		errs = append(errs, fmt.Errorf("%s:%d: log_format: %w", path, keyLine(src, "log_format"), err))

@@ -4,7 +4,7 @@
 //	gbb-worker start [--nodaemon] DIR
 //	gbb-worker stop DIR
 //	gbb-worker reopen-logs DIR
-//	gbb-worker -master HOST:PORT -name NAME -password PASS [-basedir DIR]
+//	gbb-worker -master HOST:PORT[,HOST:PORT...] -name NAME -password PASS [-basedir DIR]
 //
 // create-worker writes DIR/worker.toml, DIR/info/admin and DIR/info/host.
 // start runs the worker described by DIR/worker.toml in the background
@@ -13,6 +13,15 @@
 // what the builds printed); reopen-logs (or SIGUSR2) makes the worker
 // reopen it after log rotation. The last form runs a worker in the
 // foreground from flags alone, logging to stderr.
+//
+// MASTER, -master and worker.toml's master may list several masters,
+// comma-separated (in worker.toml also masters = ["a:9989", "b:9989"]):
+// the worker serves the first that welcomes it, and when that connection
+// ends it tries the next at once, round-robin, backing off between rounds
+// that reached none. An entry HOST:PORT#sha256:HEX pins that master's CA
+// instead of the TLS settings; the others apply to every master. A master
+// that refuses the worker's password is left alone for ten max backoffs;
+// when every master has refused it, the worker exits 1.
 //
 // SIGTERM or SIGINT stops the worker in three stages, as buildkite's
 // agent: the first makes it take no new command, let the running ones

@@ -135,7 +135,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "missing",
 			toml: "name = \"n\"\n",
-			errs: []string{"master: required", "password: required"},
+			errs: []string{"master: required (or masters)", "password: required"},
 		},
 		{
 			name: "password file",
@@ -186,6 +186,51 @@ func TestLoadConfig(t *testing.T) {
 			name: "bad log format",
 			toml: "master = \"m:1\"\nname = \"n\"\npassword = \"p\"\n\nlog_format = \"xml\"\n",
 			errs: []string{`worker.toml:5: log_format: unknown log format "xml" (want "text" or "json")`},
+		},
+		{
+			name: "masters",
+			toml: "masters = [\"a:1\", \"b:2#sha256:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd\"]\nname = \"n\"\npassword = \"p\"\n",
+			want: fileConfig{Masters: []string{"a:1", "b:2#sha256:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"}, Name: "n", Password: "p"},
+		},
+		{
+			name: "master with a comma list",
+			toml: "master = \"a:1, b:2\"\nname = \"n\"\npassword = \"p\"\n",
+			want: fileConfig{Master: "a:1, b:2", Name: "n", Password: "p"},
+		},
+		{
+			name: "master and masters",
+			toml: "master = \"a:1\"\nname = \"n\"\npassword = \"p\"\nmasters = [\"b:2\"]\n",
+			errs: []string{"worker.toml:4: masters: not with master (line 1)"},
+		},
+		{
+			name: "empty masters",
+			toml: "masters = []\nname = \"n\"\npassword = \"p\"\n",
+			errs: []string{"worker.toml:1: masters: empty"},
+		},
+		{
+			name: "empty entry",
+			toml: "name = \"n\"\npassword = \"p\"\nmasters = [\"a:1\", \" \"]\n",
+			errs: []string{"worker.toml:3: masters: master 2 of 2 is empty"},
+		},
+		{
+			name: "stray comma in master",
+			toml: "master = \"a:1,\"\nname = \"n\"\npassword = \"p\"\n",
+			errs: []string{"worker.toml:1: master: master 2 of 2 is empty"},
+		},
+		{
+			name: "malformed entry",
+			toml: "masters = [\"a:1\", \"b\"]\nname = \"n\"\npassword = \"p\"\n",
+			errs: []string{`worker.toml:1: masters: master "b": want HOST:PORT`},
+		},
+		{
+			name: "bad pin in an entry",
+			toml: "masters = [\"a:1\", \"b:2#md5:00\"]\nname = \"n\"\npassword = \"p\"\n",
+			errs: []string{`worker.toml:1: masters: master "b:2#md5:00": fingerprint "md5:00": must start with sha256:`},
+		},
+		{
+			name: "pin and CA file in one entry: the pin wins",
+			toml: "masters = [\"a:1\", \"b:2#sha256:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd\"]\nname = \"n\"\npassword = \"p\"\ntls_ca_file = \"nope.pem\"\n",
+			errs: []string{"worker.toml: tls: master a:1: CA file: open "},
 		},
 		{
 			name: "bad duration",
@@ -483,5 +528,161 @@ func TestBadLogFormat(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, `unknown log format "xml" (want "text" or "json")`) {
 			t.Errorf("%v: exit %d, %q; want 2 and the formats named", args, code, stderr)
 		}
+	}
+}
+
+func TestParseMasters(t *testing.T) {
+	t.Parallel()
+	pin := "sha256:" + strings.Repeat("ab", 32)
+	tests := []struct {
+		in   string
+		want []masterEntry
+		err  string
+	}{
+		{in: "a:9989", want: []masterEntry{{Addr: "a:9989"}}},
+		{in: "a:9989,b:9989", want: []masterEntry{{Addr: "a:9989"}, {Addr: "b:9989"}}},
+		{in: " a:9989 , [::1]:9989#" + pin, want: []masterEntry{{Addr: "a:9989"}, {Addr: "[::1]:9989", Fingerprint: pin}}},
+		{in: "", err: "master 1 of 1 is empty"},
+		{in: "a:1,,b:2", err: "master 2 of 3 is empty"},
+		{in: "a:1,", err: "master 2 of 2 is empty"},
+		{in: "a", err: `master "a": want HOST:PORT`},
+		{in: ":9989", err: `master ":9989": no host`},
+		{in: "a:http", err: `port "http" is not a number`},
+		{in: "a:0", err: `port "0" is not a number from 1 to 65535`},
+		{in: "a:1#sha256:12", err: `master "a:1#sha256:12": fingerprint "sha256:12"`},
+		{in: "a:1,a:1", err: `master "a:1": given twice`},
+	}
+	for _, tt := range tests {
+		got, err := parseMasters(splitMasters(tt.in))
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("parseMasters(%q) = %v, %v; want an error with %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parseMasters(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("parseMasters(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+// TestMasterAddrsTLS: the TLS settings apply to every master; an entry's
+// own pin replaces the fingerprint, CA file or system roots for it alone;
+// each master's certificate must name its host.
+func TestMasterAddrsTLS(t *testing.T) {
+	t.Parallel()
+	pin := "sha256:" + strings.Repeat("ab", 32)
+	entries, err := parseMasters(splitMasters("a.example:1,b.example:2#" + pin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := masterAddrs(entries, protocol.ClientTLS{System: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[0].TLS == nil || ms[1].TLS == nil {
+		t.Fatalf("masterAddrs = %+v, want two with TLS", ms)
+	}
+	if ms[0].TLS.ServerName != "a.example" || ms[1].TLS.ServerName != "b.example" {
+		t.Errorf("server names %q, %q; want each master's host", ms[0].TLS.ServerName, ms[1].TLS.ServerName)
+	}
+	if ms[0].TLS.InsecureSkipVerify || !ms[1].TLS.InsecureSkipVerify || ms[1].TLS.VerifyConnection == nil {
+		t.Error("want the system roots for the first master and the pin (its own verification) for the second")
+	}
+	// Plaintext for the others, the pin's TLS for its entry.
+	ms, err = masterAddrs(entries, protocol.ClientTLS{})
+	if err != nil || ms[0].TLS != nil || ms[1].TLS == nil {
+		t.Errorf("without TLS settings: %+v, %v; want plaintext to a, TLS to b", ms, err)
+	}
+}
+
+// TestCreateWorkerMasters: MASTER may list several masters; worker.toml
+// gets them as masters, and start reads them back.
+func TestCreateWorkerMasters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "w")
+	code, _, stderr := gbbWorker(t, "create-worker", dir, "a:9989,b:9989", "w1", "pw")
+	if code != 0 {
+		t.Fatalf("create-worker: exit %d: %s", code, stderr)
+	}
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fileConfig{Masters: []string{"a:9989", "b:9989"}, Name: "w1", Password: "pw"}, cfg); diff != "" {
+		t.Errorf("worker.toml (-want +got):\n%s", diff)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	code, _, stderr = gbbWorker(t, "create-worker", bad, "a:9989,", "w1", "pw")
+	if code != 1 || !strings.Contains(stderr, "master 2 of 2 is empty") {
+		t.Errorf("create-worker with a stray comma: exit %d, %q; want a refusal", code, stderr)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Errorf("the refused create-worker made %s", bad)
+	}
+}
+
+// TestDirectMasterErrors: a malformed -master is refused before anything
+// runs.
+func TestDirectMasterErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ master, want string }{
+		{"127.0.0.1:1,,127.0.0.1:2", "-master: master 2 of 3 is empty"},
+		{"127.0.0.1:1,127.0.0.1", `-master: master "127.0.0.1": want HOST:PORT`},
+		{"127.0.0.1:1,127.0.0.1:1", `-master: master "127.0.0.1:1": given twice`},
+	} {
+		code, _, stderr := gbbWorker(t, "-master", tt.master, "-name", "w", "-password", "pw", "-basedir", t.TempDir())
+		if code != 1 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("-master %q: exit %d, %q; want 1 and %q", tt.master, code, stderr, tt.want)
+		}
+	}
+}
+
+// TestStartSeveralMasters: a worker whose worker.toml lists a master that
+// does not answer, then one that does, serves the second; one whose
+// masters all refuse its password exits 1, naming both.
+func TestStartSeveralMasters(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	addr, attach := startMaster(t)
+	dir := filepath.Join(t.TempDir(), "w")
+	if code, _, stderr := gbbWorker(t, "create-worker", dir, dead+","+addr, "w1", "pw"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	if code, stdout, stderr := gbbWorker(t, "start", dir); code != 0 {
+		t.Fatalf("start: exit %d: %s%s", code, stdout, stderr)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			gbbWorker(t, "stop", dir)
+		}
+	})
+	c := waitAttach(t, attach)
+	if res, err := c.Run(t.Context(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Argv: []string{"true"}}}, func(protocol.Output) {}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run: %+v, %v", res, err)
+	}
+	if code, _, stderr := gbbWorker(t, "stop", dir); code != 0 {
+		t.Errorf("stop: exit %d: %s", code, stderr)
+	}
+	stopped = true
+
+	addr2, _ := startMaster(t)
+	bad := filepath.Join(t.TempDir(), "bad")
+	if code, _, stderr := gbbWorker(t, "create-worker", bad, addr+","+addr2, "w2", "nope"); code != 0 {
+		t.Fatalf("create-worker: %s", stderr)
+	}
+	code, _, stderr := gbbWorker(t, "start", bad)
+	if code != 1 || strings.Count(stderr, `worker "w2": wrong name or password`) != 2 {
+		t.Errorf("start with a wrong password at both masters: exit %d, stderr:\n%s", code, stderr)
 	}
 }

@@ -31,15 +31,29 @@ type Executor interface {
 	Run(ctx context.Context, cmd Command, out func(Output)) Result
 }
 
+// MasterAddr is one master a worker may connect to.
+type MasterAddr struct {
+	Addr string // host:port
+	// TLS, when not nil, dials this master over TLS with it (see
+	// ClientTLS.Config); nil dials plaintext.
+	TLS *tls.Config
+}
+
 // ClientConfig configures the worker's end of the protocol.
 type ClientConfig struct {
-	Master string // host:port
+	// Masters are the masters the worker may serve, in order: it
+	// connects to the first that welcomes it; when that connection ends,
+	// it tries the next, round-robin, with the backoff (MinBackoff,
+	// MaxBackoff) between full rounds that welcomed nowhere. It holds one
+	// connection at a time. Empty means the one master of Master and TLS.
+	Masters []MasterAddr
+	Master  string // host:port, when Masters is empty
 	// Name and Password are the worker's; the password never crosses
 	// the wire (see login.go). It may be empty when the worker logs in
 	// with a client certificate (TLS.Certificates).
 	Name, Password string
-	// TLS, when not nil, dials the master over TLS with it (see
-	// ClientTLS.Config); nil dials plaintext.
+	// TLS, when not nil, dials Master over TLS with it (see
+	// ClientTLS.Config); nil dials plaintext. Unused with Masters.
 	TLS      *tls.Config
 	Info     WorkerInfo
 	Executor Executor
@@ -54,7 +68,8 @@ type ClientConfig struct {
 	// KeepaliveTimeout is how long a ping may go unanswered; zero means 10s.
 	KeepaliveTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential backoff
-	// between connection attempts; zero means 1s and 30s.
+	// between connection attempts (with several Masters: between rounds
+	// over all of them); zero means 1s and 30s.
 	MinBackoff, MaxBackoff time.Duration
 	// OnAttempt, if set, is called after each attempt to connect: with nil
 	// once the master welcomed the worker, else with why the attempt
@@ -84,9 +99,10 @@ const (
 
 // Client is the worker's end of the protocol.
 type Client struct {
-	cfg  ClientConfig
-	log  *slog.Logger
-	kept *keeper // resumable commands, which outlive a session
+	cfg     ClientConfig
+	masters []MasterAddr // at least one
+	log     *slog.Logger
+	kept    *keeper // resumable commands, which outlive a session
 	// loginKey is the key of the worker's proofs (login.go's loginKey),
 	// derived at the first challenge and kept across reconnections.
 	loginKey func() []byte
@@ -111,12 +127,21 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
-	log = log.With("master", cfg.Master)
+	masters := slices.Clone(cfg.Masters)
+	if len(masters) == 0 {
+		masters = []MasterAddr{{Addr: cfg.Master, TLS: cfg.TLS}}
+	}
 	return &Client{
-		cfg: cfg, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log),
+		cfg: cfg, masters: masters, log: log, kept: newKeeper(cfg.Executor, cfg.Spools, log),
 		loginKey: sync.OnceValue(func() []byte { return loginKey(cfg.Password, cfg.Name) }),
 	}
 }
+
+// refusedHold is how long a worker with several masters leaves alone a
+// master that refused it (its name or password, its protocol version, its
+// certificate), in MaxBackoffs: the others are tried meanwhile, and the
+// refusing one is not hammered.
+const refusedHold = 10
 
 // Run connects, says hello, runs commands, and reconnects with jittered
 // exponential backoff when the master goes away; it returns nil when ctx
@@ -127,40 +152,73 @@ func NewClient(cfg ClientConfig) *Client {
 // reconnects or returns; a drain waits for them to end by themselves.
 // Kept commands no stream has (see ClientConfig.Spools) are killed when
 // Run returns.
+//
+// With several masters, a lost connection moves the worker to the next
+// master at once; the backoff comes between rounds in which no master
+// welcomed it. A master that refuses the worker is logged and left alone
+// for refusedHold MaxBackoffs while the others are tried; Run returns
+// the refusals (joined) once every master has refused it.
 func (c *Client) Run(ctx context.Context) error {
 	defer c.kept.wait()
 	defer c.kept.killAll()
+	n := len(c.masters)
 	backoff := c.cfg.MinBackoff
-	everWelcomed := false
+	welcomedOnce := make([]bool, n) // by master: it welcomed the worker once
+	refused := make([]error, n)     // by master: its refusal, until it welcomes the worker
+	held := make([]time.Time, n)    // by master: not tried before then (it refused)
+	idx, tried := 0, 0
 	for {
-		welcomed, err := c.session(ctx)
-		if ctx.Err() != nil || c.draining() {
-			return nil
-		}
-		if welcomed {
-			backoff = c.cfg.MinBackoff
-			everWelcomed = true
-		}
-		if !everWelcomed && permanentAtStart(err) {
-			c.log.Error("cannot verify the master: not connecting", "err", err)
-			if c.cfg.OnAttempt != nil {
-				c.cfg.OnAttempt(err)
+		if m := c.masters[idx]; !time.Now().Before(held[idx]) {
+			log := c.log.With("master", m.Addr)
+			welcomed, err := c.session(ctx, m, log)
+			if ctx.Err() != nil || c.draining() {
+				return nil
 			}
-			return err
-		}
-		if permanent(err) {
-			c.log.Error("master refused worker", "err", err)
+			if welcomed {
+				backoff = c.cfg.MinBackoff
+				welcomedOnce[idx] = true
+				refused[idx] = nil
+				tried = 0 // a new round, this master its first
+			}
 			if !welcomed && c.cfg.OnAttempt != nil {
 				c.cfg.OnAttempt(err)
 			}
-			return err
+			switch {
+			case permanent(err) || (!welcomedOnce[idx] && permanentAtStart(err)):
+				refused[idx] = err
+				if !slices.Contains(refused, nil) {
+					if n == 1 {
+						if permanent(err) {
+							log.Error("master refused worker", "err", err)
+						} else {
+							log.Error("cannot verify the master: not connecting", "err", err)
+						}
+						return err
+					}
+					log.Error("every master refused the worker: giving up", "err", err)
+					return errors.Join(refused...)
+				}
+				held[idx] = time.Now().Add(refusedHold * c.cfg.MaxBackoff)
+				log.Error("master refused the worker: trying the others; this one again later", "err", err, "in", refusedHold*c.cfg.MaxBackoff)
+			case n > 1 && status.Code(err) == codes.ResourceExhausted:
+				// Its brake on failed logins: not a refusal of this
+				// worker, but a reason to leave it alone a while.
+				held[idx] = time.Now().Add(refusedHold * c.cfg.MaxBackoff)
+				log.Warn("master refuses logins from this address for now: trying the others; this one again later", "err", err, "in", refusedHold*c.cfg.MaxBackoff)
+			case n > 1:
+				log.Warn("connection to master lost; trying the next", "err", err, "next", c.masters[(idx+1)%n].Addr)
+			default:
+				log.Warn("connection to master lost", "err", err)
+			}
 		}
-		if !welcomed && c.cfg.OnAttempt != nil {
-			c.cfg.OnAttempt(err)
+		idx = (idx + 1) % n
+		if tried++; tried < n {
+			continue
 		}
+		tried = 0
 		// Full jitter over the upper half: wait in [backoff/2, backoff).
 		wait := backoff/2 + rand.N(backoff/2+1)
-		c.log.Warn("connection to master lost; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		c.log.Warn("retrying", "in", wait.Round(time.Millisecond), "master", c.masters[idx].Addr)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -235,8 +293,8 @@ func (c *Client) prove(stream grpc.BidiStreamingClient[WorkerMessage, MasterMess
 // explain adds to err, the end of a connection attempt, what the worker
 // can tell of its cause: the TLS handshake's error (hs, when dialing over
 // TLS), or a hint that the master speaks TLS while the worker does not.
-func (c *Client) explain(err error, hs handshakeErrs) error {
-	if c.cfg.TLS != nil {
+func (c *Client) explain(m MasterAddr, err error, hs handshakeErrs) error {
+	if m.TLS != nil {
 		herr := hs.err()
 		if herr == nil {
 			// In TLS 1.3 the master checks the worker's client
@@ -244,7 +302,7 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 			// done: its refusal is an alert on the first read.
 			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "remote error: tls: ") {
 				what := "the master refused the worker's TLS handshake"
-				if len(c.cfg.TLS.Certificates) > 0 {
+				if len(m.TLS.Certificates) > 0 {
 					what += " (the worker's client certificate: expired, not yet valid, or not of a CA in the master's client_ca_file?)"
 				}
 				return fmt.Errorf("%w: %s, not connecting: %s", ErrTLS, what, st.Message())
@@ -253,9 +311,9 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 		}
 		var rh tls.RecordHeaderError
 		if errors.As(herr, &rh) {
-			return fmt.Errorf("%w: TLS handshake with %s failed: the master's port does not speak TLS (its [protocols.grpc] tls is \"off\"?): %v", ErrTLS, c.cfg.Master, herr)
+			return fmt.Errorf("%w: TLS handshake with %s failed: the master's port does not speak TLS (its [protocols.grpc] tls is \"off\"?): %v", ErrTLS, m.Addr, herr)
 		}
-		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, c.cfg.Master, herr)
+		return fmt.Errorf("%w: TLS handshake with %s failed, not connecting: %v", ErrTLS, m.Addr, herr)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), MsgPortSpeaksTLS) {
 		return fmt.Errorf("%w: %s, not connecting", ErrTLS, MsgPortSpeaksTLS)
@@ -268,14 +326,14 @@ func (c *Client) explain(err error, hs handshakeErrs) error {
 
 // session runs one connection to the master, until the stream ends or ctx
 // is done. welcomed reports whether the master accepted the hello.
-func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
+func (c *Client) session(ctx context.Context, m MasterAddr, log *slog.Logger) (welcomed bool, err error) {
 	creds := insecure.NewCredentials()
 	var hs handshakeErrs
-	if c.cfg.TLS != nil {
-		hs = newHandshakeErrs(c.cfg.TLS)
+	if m.TLS != nil {
+		hs = newHandshakeErrs(m.TLS)
 		creds = hs
 	}
-	cc, err := grpc.NewClient(c.cfg.Master,
+	cc, err := grpc.NewClient(m.Addr,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                c.cfg.KeepaliveTime,
@@ -286,7 +344,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{})),
 	)
 	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", c.cfg.Master, err)
+		return false, fmt.Errorf("dial %s: %w", m.Addr, err)
 	}
 	defer cc.Close()
 
@@ -296,19 +354,19 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	defer cancel()
 	stream, err := NewMasterClient(cc).Connect(sctx)
 	if err != nil {
-		return false, fmt.Errorf("connect to %s: %w", c.cfg.Master, c.explain(err, hs))
+		return false, fmt.Errorf("connect to %s: %w", m.Addr, c.explain(m, err, hs))
 	}
 	clientNonce := newNonce()
 	err = stream.Send(&WorkerMessage{Msg: &WorkerMessage_Hello{Hello: &Hello{
 		ProtocolVersion: Version,
 		Name:            c.cfg.Name,
 		Info:            infoToPB(c.cfg.Info),
-		Kept:            keptToPB(c.kept.report()),
+		Kept:            keptToPB(c.kept.report(m.Addr)),
 		ClientNonce:     clientNonce,
 	}}})
 	if err != nil {
 		_, rerr := stream.Recv() // the stream's real error
-		return false, fmt.Errorf("send hello: %w", c.explain(classify(rerr), hs))
+		return false, fmt.Errorf("send hello: %w", c.explain(m, classify(rerr), hs))
 	}
 
 	// The master's answer: a Challenge (then our Proof, then its
@@ -316,18 +374,18 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 	first := make(chan error, 1)
 	var welcome *Welcome
 	go func() {
-		m, err := stream.Recv()
+		msg, err := stream.Recv()
 		if err == nil {
-			if ch := m.GetChallenge(); ch != nil {
+			if ch := msg.GetChallenge(); ch != nil {
 				if err = c.prove(stream, ch, clientNonce); err == nil {
-					m, err = stream.Recv()
+					msg, err = stream.Recv()
 				}
 			}
 		}
-		if err == nil && m.GetWelcome() == nil {
-			err = fmt.Errorf("master answered the login with %T, not a welcome", m.GetMsg())
+		if err == nil && msg.GetWelcome() == nil {
+			err = fmt.Errorf("master answered the login with %T, not a welcome", msg.GetMsg())
 		}
-		welcome = m.GetWelcome()
+		welcome = msg.GetWelcome()
 		first <- err
 	}()
 	select {
@@ -342,19 +400,20 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		return false, errors.New("stopping before the master welcomed the worker")
 	}
 	if err != nil {
-		return false, fmt.Errorf("hello to %s: %w", c.cfg.Master, c.explain(classify(err), hs))
+		return false, fmt.Errorf("hello to %s: %w", m.Addr, c.explain(m, classify(err), hs))
 	}
 	if v := welcome.GetProtocolVersion(); v != Version {
 		return false, fmt.Errorf("%w: master speaks protocol version %d, worker speaks version %d", ErrVersionMismatch, v, Version)
 	}
-	c.log.Info("connected to master", "master_version", welcome.GetMasterVersion())
+	log.Info("connected to master", "master_version", welcome.GetMasterVersion())
 	if c.cfg.OnAttempt != nil {
 		c.cfg.OnAttempt(nil)
 	}
 
 	s := &session{
+		master: m.Addr,
 		exec:   c.cfg.Executor,
-		log:    c.log,
+		log:    log,
 		stream: stream,
 		cmds:   make(map[uint64]context.CancelFunc),
 		reads:  make(map[uint64]chan *DownloadChunk),
@@ -377,9 +436,9 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		cancel()
 		s.stop()
 		if silent.Load() {
-			return true, fmt.Errorf("stream from %s: nothing from the master for %s (its heartbeat interval + timeout): taking it for gone", c.cfg.Master, quiet)
+			return true, fmt.Errorf("stream from %s: nothing from the master for %s (its heartbeat interval + timeout): taking it for gone", m.Addr, quiet)
 		}
-		return true, fmt.Errorf("stream from %s: %w", c.cfg.Master, err)
+		return true, fmt.Errorf("stream from %s: %w", m.Addr, err)
 	}
 	select {
 	case err = <-recvErr:
@@ -391,10 +450,10 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 		// no new build here, and ends the builds whose next steps cannot
 		// run RETRY, to build them again elsewhere.
 		idle, running := s.drain()
-		c.log.Info("stopping: the running commands finish first, then the worker detaches from its master; stop again (SIGTERM or SIGINT) to interrupt them", "running", running)
+		log.Info("stopping: the running commands finish first, then the worker detaches from its master; stop again (SIGTERM or SIGINT) to interrupt them", "running", running)
 		select {
 		case <-idle:
-			c.log.Info("no command running: detaching from the master")
+			log.Info("no command running: detaching from the master")
 			s.stop()
 			s.closeSend()
 			select {
@@ -405,10 +464,10 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 			}
 			return true, nil
 		case err = <-recvErr:
-			c.log.Warn("stream lost while stopping: killing the running commands")
+			log.Warn("stream lost while stopping: killing the running commands")
 			return lost(err)
 		case <-ctx.Done():
-			c.log.Info("stopping now: interrupting the running commands")
+			log.Info("stopping now: interrupting the running commands")
 		}
 	}
 	// Shutting down: kill the commands, report them, and end the stream
@@ -424,6 +483,7 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 
 // session is one welcomed stream on the worker.
 type session struct {
+	master string // the master's address, as in ClientConfig
 	exec   Executor
 	keeper *keeper // the Client's resumable commands
 	log    *slog.Logger

@@ -208,7 +208,7 @@ func FuzzClientLogin(f *testing.F) {
 		c := NewClient(ClientConfig{Master: lis.Addr().String(), Name: "w", Password: "pw", Executor: newTestExecutor()})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		welcomed, err := c.session(ctx)
+		welcomed, err := c.session(ctx, c.masters[0], c.log)
 		if ctx.Err() != nil {
 			t.Fatalf("the session did not end: %v", err)
 		}

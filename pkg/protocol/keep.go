@@ -46,7 +46,12 @@ type keeper struct {
 
 // keptCmd is one resumable command.
 type keptCmd struct {
-	key    string
+	key string
+	// master is the address of the master that started it: only that
+	// master hears of it. Another one (a worker with several masters)
+	// does not know its key, would abandon it, and has no build to go on
+	// with; the command waits for its master until its Keep runs out.
+	master string
 	keep   time.Duration
 	cancel context.CancelFunc
 	spool  Spool
@@ -74,12 +79,15 @@ func (k *keeper) resumable(cmd Command) bool {
 	return k.spools != nil && cmd.ResumeKey != "" && cmd.Keep > 0
 }
 
-// report lists the kept commands, for the hello.
-func (k *keeper) report() []Kept {
+// report lists the kept commands of master, for the hello.
+func (k *keeper) report(master string) []Kept {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out []Kept
 	for _, c := range k.cmds {
+		if c.master != master {
+			continue
+		}
 		c.mu.Lock()
 		out = append(out, Kept{ResumeKey: c.key, Complete: c.res != nil, OutputSize: c.size})
 		c.mu.Unlock()
@@ -105,7 +113,7 @@ func (k *keeper) start(s *session, id uint64, cmd Command, log *slog.Logger) boo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &keptCmd{
-		key: cmd.ResumeKey, keep: cmd.Keep, cancel: cancel, spool: sp, log: log.With("key", cmd.ResumeKey),
+		key: cmd.ResumeKey, master: s.master, keep: cmd.Keep, cancel: cancel, spool: sp, log: log.With("key", cmd.ResumeKey),
 		sess: s, id: id, batch: newBatcher(id, s.send), done: make(chan struct{}),
 	}
 	k.cmds[c.key] = c
@@ -226,13 +234,17 @@ func (k *keeper) expire(c *keptCmd) {
 	}
 }
 
-// abandon kills the command key, which the master does not know, and
-// forgets it.
-func (k *keeper) abandon(key, why string) {
+// abandon kills the command key of s's master, which the master does not
+// know, and forgets it.
+func (k *keeper) abandon(s *session, key, why string) {
 	k.mu.Lock()
 	c := k.cmds[key]
 	k.mu.Unlock()
 	if c == nil {
+		return
+	}
+	if c.master != s.master {
+		k.log.Warn("master abandons a command another master started: ignored", "key", key, "started_by", c.master, "abandoned_by", s.master)
 		return
 	}
 	c.mu.Lock()
@@ -258,7 +270,7 @@ func (k *keeper) abandon(key, why string) {
 // output from m.Offset on is sent, then the live rest and its Complete.
 func (k *keeper) reattach(s *session, m *Reattach) {
 	if m.GetAbandon() {
-		k.abandon(m.GetResumeKey(), m.GetWhy())
+		k.abandon(s, m.GetResumeKey(), m.GetWhy())
 		return
 	}
 	id := m.GetCommandId()
@@ -269,7 +281,8 @@ func (k *keeper) reattach(s *session, m *Reattach) {
 		k.log.Warn("cannot reattach command", "key", m.GetResumeKey(), "why", msg)
 		_ = s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, Result{ExitCode: -1, Err: msg})}})
 	}
-	if c == nil {
+	if c == nil || c.master != s.master {
+		// Another master's command is not this one's to go on with.
 		fail("worker: no kept command " + m.GetResumeKey())
 		return
 	}

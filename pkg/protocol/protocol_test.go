@@ -76,13 +76,15 @@ func (e *testExecutor) Run(ctx context.Context, cmd Command, out func(Output)) R
 // killListener lets a test cut every connection it accepted.
 type killListener struct {
 	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
+	accepted atomic.Int64 // connections accepted
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
 func (l *killListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
+		l.accepted.Add(1)
 		l.mu.Lock()
 		l.conns = append(l.conns, c)
 		l.mu.Unlock()
@@ -130,6 +132,12 @@ type master struct {
 // password "pw" for every worker.
 func startMaster(t *testing.T, addr string) *master {
 	t.Helper()
+	return startMasterPassword(t, addr, "pw")
+}
+
+// startMasterPassword is startMaster with password for every worker.
+func startMasterPassword(t *testing.T, addr, password string) *master {
+	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +150,7 @@ func startMaster(t *testing.T, addr string) *master {
 		stopped: make(chan struct{}),
 	}
 	s := NewServer(ServerConfig{
-		Password:      func(string) (string, bool) { return "pw", true },
+		Password:      func(string) (string, bool) { return password, true },
 		Attach:        func(c *WorkerConn) { m.attach <- c },
 		Logger:        slog.New(slog.NewTextHandler(m.log, nil)),
 		MasterVersion: "test",

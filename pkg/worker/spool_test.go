@@ -426,3 +426,82 @@ func TestKeepExpires(t *testing.T) {
 		t.Errorf("kept commands after their keep ran out: %+v", kept)
 	}
 }
+
+// TestKeptStaysWithItsMaster: a worker with two masters moves to the
+// second when the first stops while a resumable command runs; the second
+// does not hear of the command (it has no build for it) and cannot take
+// it or kill it; the first, back, resumes it.
+func TestKeptStaysWithItsMaster(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var addrs []string
+	for range 2 {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, lis.Addr().String())
+		lis.Close()
+	}
+	a := startMaster(t, addrs[0])
+	b := startMaster(t, addrs[1])
+	basedir := filepath.Join(dir, "worker")
+	cl := protocol.NewClient(protocol.ClientConfig{
+		Masters:    []protocol.MasterAddr{{Addr: addrs[0]}, {Addr: addrs[1]}},
+		Name:       "w",
+		Executor:   NewExecutor(basedir, nil),
+		Spools:     &FileSpools{Dir: filepath.Join(basedir, SpoolDir)},
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	pid, got := runDetached(t, a, dir, "build1-step2-abc", time.Minute)
+
+	cb := b.conn(t)
+	if kept := cb.Kept(); len(kept) != 0 {
+		t.Errorf("the other master heard of the first one's kept commands: %+v", kept)
+	}
+	// Bounded: a Resume the worker took would wait for the command's end.
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	res, err := cb.Resume(rctx, "build1-step2-abc", 0, func(protocol.Output) {})
+	if err != nil || !strings.Contains(res.Err, "no kept command") {
+		t.Errorf("the other master's Resume of the first one's command: %+v, %v; want a refusal", res, err)
+	}
+	if err := cb.Abandon(context.Background(), "build1-step2-abc", "unknown command"); err != nil {
+		t.Fatal(err)
+	}
+	// The Abandon is handled in order with the Run that follows it.
+	if res, err := cb.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Argv: []string{"true"}}}, func(protocol.Output) {}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run on the other master: %+v, %v", res, err)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the first master's command after the other abandoned it: %v", err)
+	}
+
+	a2 := startMaster(t, addrs[0])
+	b.stop()
+	ca := a2.conn(t)
+	if kept := ca.Kept(); len(kept) != 1 || kept[0].ResumeKey != "build1-step2-abc" || kept[0].OutputSize < got {
+		t.Fatalf("kept commands in the hello to the first master, back: %+v", kept)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out outputs
+	res, err = ca.Resume(context.Background(), "build1-step2-abc", got, out.add)
+	if err != nil || res.ExitCode != 0 || res.Err != "" {
+		t.Fatalf("Resume at the first master: %+v, %v", res, err)
+	}
+	if s := out.String(); s != "two\n" {
+		t.Errorf("output after reattaching: %q, want %q", s, "two\n")
+	}
+}
