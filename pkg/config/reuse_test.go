@@ -218,6 +218,25 @@ func TestIncludeErrors(t *testing.T) {
 			`b.toml:8: builders[0].steps[0].comand: unknown key`,
 		},
 	}, {
+		// probe-cfg1 #2: with no builders in master.toml, the first file
+		// holding some was blamed for nothing: master.toml took the errors
+		// of its builder-level keys, with no line.
+		name: "builders only in included files",
+		files: map[string]string{
+			"master.toml":         "include = [\"builders/*.toml\"]\n" + reuseWorkers,
+			"builders/10.toml":    "[[builders]]\nname = \"a\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"builders/20.toml":    "[[builders]]\nname = \"b\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"builders/30-m.toml": "# matrix\n[[builders]]\nname = \"t-%(kw:os)s\"\nworker_names = [\"w1\"]\ncolour = 1\n  [builders.matrix]\n  os = [\"a\", \"b\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n\n[[builders]]\nname = \"a\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+		},
+		want: []string{
+			`builders/10.toml:3: builders[0].worker_names: unknown worker "w9"`,
+			`builders/10.toml:4: builders[0].descripton: unknown key`,
+			`builders/20.toml:3: builders[0].worker_names: unknown worker "w9"`,
+			`builders/20.toml:4: builders[0].descripton: unknown key`,
+			`builders/30-m.toml:5: builders[0].colour: unknown key`,
+			`builders/30-m.toml:13: builders[1].name: duplicate builder name "a" (first at DIRbuilders/10.toml:2)`,
+		},
+	}, {
 		name: "a name taken in another file",
 		files: map[string]string{
 			"master.toml": "include = [\"a.toml\"]\n" + reuseWorkers,
