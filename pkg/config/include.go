@@ -50,6 +50,9 @@ type expansion struct {
 	// chosenAt is matrix's note of where it chose the worker_names of the
 	// builders it returns, by their index among them.
 	chosenAt map[int]origin
+	// patterns are the include patterns with a wildcard, absolute, in the
+	// order they were read (see Config.IncludePatterns).
+	patterns []string
 	// nameFiles are the files of the names the second pass has seen, by
 	// kind and name, for the messages about duplicates.
 	nameFiles map[string]string
@@ -174,6 +177,12 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 		if err != nil {
 			errorAt(k, "bad pattern %q: %v", pattern, err)
 			continue
+		}
+		if hasMeta(pattern) {
+			if abs, err := filepath.Abs(p); err == nil {
+				p = abs
+			}
+			x.patterns = append(x.patterns, p)
 		}
 		if len(matches) == 0 {
 			what := "no such file"

@@ -30,6 +30,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	cfg.File = file
 	cfg.Included = x.includedFiles()
+	cfg.IncludePatterns = x.patterns
 	cfg.Origins = x.origins()
 	return cfg, nil
 }

@@ -714,7 +714,7 @@ workerbuilddir = "lintdir"
 	}
 	ignore := cmp.FilterPath(func(p cmp.Path) bool {
 		sf, ok := p.Last().(cmp.StructField)
-		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "Origins")
+		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "IncludePatterns" || sf.Name() == "Origins")
 	}, cmp.Ignore())
 	if diff := cmp.Diff(want, got, ignore, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
 		t.Errorf("the dump loads to another Config (-master.toml +dump):\n%s\n%s", diff, out)
@@ -728,5 +728,44 @@ func TestDumpRefusesBadConfig(t *testing.T) {
 	_, err := Dump(filepath.Join(dir, "master.toml"))
 	if len(Errors(err)) != 1 || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("Dump: %v", err)
+	}
+}
+
+// TestIncludePatternTransferRefused: probe-cfg1 #3. A transfer may not
+// write where an include pattern would read a file at the next reconfig
+// (builders/99-evil.toml), existing or not, nor a directory that could
+// hold one; MasterFiles lists the pattern for the running steps.
+func TestIncludePatternTransferRefused(t *testing.T) {
+	t.Parallel()
+	step := func(name, typ, src, dest string) string {
+		return "\n[[builders]]\nname = \"" + name + "\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"" + typ + "\"\n  workersrc = \"" + src + "\"\n  masterdest = \"" + dest + "\"\n"
+	}
+	cfg, msgs, _ := loadTree(t, map[string]string{
+		"master.toml": "include = [\"builders/*.toml\"]\n" + reuseWorkers +
+			step("plant", "file_upload", "x", "builders/99-evil.toml") +
+			step("replace", "directory_upload", "d", "builders") +
+			step("fine", "file_upload", "x", "artifacts/99.toml"),
+		"builders/10.toml": "# none yet\n",
+	})
+	if len(msgs) != 2 || !strings.Contains(msgs[0], `"builders/99-evil.toml" is a file an include pattern reads`) ||
+		!strings.Contains(msgs[1], `step "directory_upload": "builders" `) {
+		t.Errorf("errors %q, want the plant and replace steps refused", msgs)
+	}
+	if cfg != nil {
+		t.Fatalf("config loaded despite the errors")
+	}
+	cfg, msgs, _ = loadTree(t, map[string]string{
+		"master.toml":      "include = [\"builders/*.toml\"]\n" + reuseWorkers + step("fine", "file_upload", "x", "artifacts/99.toml"),
+		"builders/10.toml": "# none yet\n",
+	})
+	if len(msgs) != 0 {
+		t.Fatalf("errors %q", msgs)
+	}
+	found := false
+	for _, f := range cfg.MasterFiles(filepath.Dir(cfg.File)) {
+		found = found || f.Pattern && f.Path == filepath.Join(filepath.Dir(cfg.File), "builders", "*.toml")
+	}
+	if !found {
+		t.Errorf("MasterFiles has no pattern for builders/*.toml: %+v", cfg.MasterFiles(filepath.Dir(cfg.File)))
 	}
 }
