@@ -223,9 +223,9 @@ func TestIncludeErrors(t *testing.T) {
 		// of its builder-level keys, with no line.
 		name: "builders only in included files",
 		files: map[string]string{
-			"master.toml":         "include = [\"builders/*.toml\"]\n" + reuseWorkers,
-			"builders/10.toml":    "[[builders]]\nname = \"a\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
-			"builders/20.toml":    "[[builders]]\nname = \"b\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"master.toml":        "include = [\"builders/*.toml\"]\n" + reuseWorkers,
+			"builders/10.toml":   "[[builders]]\nname = \"a\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"builders/20.toml":   "[[builders]]\nname = \"b\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
 			"builders/30-m.toml": "# matrix\n[[builders]]\nname = \"t-%(kw:os)s\"\nworker_names = [\"w1\"]\ncolour = 1\n  [builders.matrix]\n  os = [\"a\", \"b\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n\n[[builders]]\nname = \"a\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
 		},
 		want: []string{
