@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -636,10 +637,51 @@ default_properties = 3
 		`master.toml:17: builders[0].env.X: expected a string, got integer`,
 		`master.toml:17: builders[0].env.Y: bad interpolation: column 1: unterminated "%(": no matching ")"`,
 		`master.toml:22: builders[1].workerbuilddir: "/abs": must be one directory name in the worker's base directory, without / (gbb's worker keeps each builder in one directory there)`,
-		`master.toml:30: builders[3].name: builders "c" and "d" would share the directory "a" on their workers (a name's blanks, "/" and other punctuation become "_", as in buildbot): rename one`,
+		`master.toml:32: builders[3].workerbuilddir: builders "c" and "d" would share the directory "a" on their workers (this workerbuilddir): give each its own directory`,
 		`master.toml:33: builders[3].default_properties: expected a table, got integer`,
 	}
 	if diff := cmp.Diff(wantErrs, msgs); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+// TestWorkerBuildDirOwnNames: probe-cfg1. A workerbuilddir naming one of
+// the worker's own files or state directories (.gbb-running, info,
+// worker.log...), or starting with "." or "-", is refused; a builder
+// sharing a directory because of another's workerbuilddir is told so.
+func TestWorkerBuildDirOwnNames(t *testing.T) {
+	t.Parallel()
+	builder := func(name, dir string) string {
+		s := "\n[[builders]]\nname = \"" + name + "\"\nworker_names = [\"w1\"]\n"
+		if dir != "" {
+			s += "workerbuilddir = \"" + dir + "\"\n"
+		}
+		return s + "  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n"
+	}
+	cfg := reuseWorkers
+	for i, dir := range []string{".gbb-running", ".hidden", "-rf", "info", "worker.log", "worker.log.3", "worker.toml", "twistd.pid", "buildbot.tac", "worker.pid"} {
+		cfg += builder(fmt.Sprint("b", i), dir)
+	}
+	cfg += builder("x", "shared") + builder("shared", "") + builder("ok", "info-dir") + builder("ok2", "worker.logs")
+	_, msgs, _ := loadTree(t, map[string]string{"master.toml": cfg})
+	var got []string
+	for _, m := range msgs {
+		_, after, _ := strings.Cut(m, ".workerbuilddir: ")
+		if after == "" {
+			after = m
+		}
+		got = append(got, after)
+	}
+	own := `is a file of the worker's own in its base directory (info, worker.toml, worker.log, worker.pid, buildbot.tac, twistd.log, twistd.pid): choose another name`
+	want := []string{
+		`".gbb-running": must not start with "." (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`".hidden": must not start with "." (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`"-rf": must not start with "-" (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`"info": ` + own, `"worker.log": ` + own, `"worker.log.3": ` + own, `"worker.toml": ` + own,
+		`"twistd.pid": ` + own, `"buildbot.tac": ` + own, `"worker.pid": ` + own,
+		`master.toml:102: builders[11].name: builders "x" and "shared" would share the directory "shared" on their workers (builder "x"'s workerbuilddir): give each its own directory`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
