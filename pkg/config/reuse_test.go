@@ -520,6 +520,22 @@ name = "t-%(kw:os)s"
 			`master.toml:21: builders[0].matrix.workers.os.b: expected a non-empty array of worker names, got string`,
 		},
 	}, {
+		// probe-cfg1: go.1.25 is TOML for go → 1 → 25; say to quote it.
+		name: "workers: a dotted value unquoted",
+		toml: `
+[[builders]]
+name = "t-%(kw:go)s"
+  [builders.matrix]
+  go = ["1.25", "1.26"]
+  [builders.matrix.workers]
+  go.1.25 = ["w1"]
+  go."1.26" = ["w1"]
+`,
+		want: []string{
+			`master.toml:13: builders[0].worker_names: required`,
+			`master.toml:18: builders[0].matrix.workers.go.1: "1" is not a value of the matrix key go (TOML reads a dotted key as nested tables: quote the value, "1.25" = [...])`,
+		},
+	}, {
 		name: "too many builders",
 		toml: `
 [[builders]]
@@ -737,6 +753,9 @@ workerbuilddir = "lintdir"
 	out, err := Dump(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if abs, _ := filepath.Abs(dir); !strings.Contains(string(out), "\n# relative paths in it are relative to "+abs+": load it from that directory\n") {
+		t.Errorf("the dump's header does not say its relative paths are relative to %s:\n%.500s", abs, out)
 	}
 	for _, gone := range []string{"\ninclude", "[factories", "factory =", "matrix", "%(kw:os)s"} {
 		if strings.Contains(string(out), gone) {
