@@ -254,6 +254,8 @@ func TestBBWorkerBuild(t *testing.T) {
 			e.startWorker("w1", "secret")
 			e.startBBWorker("bb", "bbpass")
 			waitFor(t, "buildbot-worker connected", 60*time.Second, func() bool { return e.connected("bb") })
+			// gbb-worker too: it may connect after the buildbot-worker.
+			waitFor(t, "gbb-worker connected", 60*time.Second, func() bool { return e.connected("w1") })
 
 			// The worker in the API and the UI, with its protocol and version.
 			var ws struct {
