@@ -75,7 +75,7 @@ func TestGitStep(t *testing.T) {
 		t.Errorf("steps = %v, want worker_preparation, git (\"update\"), cat", summary)
 	}
 	gitLog := e.stdio(steps[1].StepID)
-	if !strings.Contains(gitLog, "h['git', 'clone', '--progress', 'file://"+repo+"', '.']\n") ||
+	if !strings.Contains(gitLog, "h['git', 'clone', '--progress', '--', 'file://"+repo+"', '.']\n") ||
 		!strings.Contains(gitLog, "eCloning into '.'...\n") || !strings.Contains(gitLog, "o"+head+"\n") {
 		t.Errorf("git step log:\n%s", gitLog)
 	}

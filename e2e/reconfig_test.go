@@ -311,14 +311,19 @@ func TestReconfigAtOnce(t *testing.T) {
 	}
 
 	// A bad config is refused, with its errors, by the command and by the
-	// master; the running config stays.
+	// master, whose log says so whichever asked (probe-cfg1: the command
+	// checked first and left master.log silent); the running config stays.
 	write(4)
+	logPath := filepath.Join(e.masterDir, "master.log")
+	before, _ := os.ReadFile(logPath)
 	out, err := run(t, e.master, "reconfig", e.masterDir)
 	if err == nil || !strings.Contains(out, "master.toml:") || !strings.Contains(out, "nobody") {
 		t.Errorf("reconfig of a bad config: %v, want its errors:\n%s", err, out)
 	}
-	logPath := filepath.Join(e.masterDir, "master.log")
-	before, _ := os.ReadFile(logPath)
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b[len(before):]), "reconfig refused") {
+		t.Errorf("gbb-master reconfig of a bad config left no refusal in master.log:\n%s", b[len(before):])
+	}
+	before, _ = os.ReadFile(logPath)
 	pidText, _ := os.ReadFile(filepath.Join(e.masterDir, "master.pid"))
 	var pid int
 	fmt.Sscan(string(pidText), &pid)

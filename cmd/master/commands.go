@@ -47,8 +47,34 @@ const (
 // oneDir parses flags and exactly one DIR argument.
 func oneDir(fs *flag.FlagSet, args []string) (string, error) {
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return "", &exitError{2, fmt.Errorf("%s: %w", fs.Name(), err)}
+	parse := func(args []string) error {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			// -h, --help: the command's usage on stdout, exit 0.
+			fmt.Printf("usage: gbb-master %s [options] DIR\n", fs.Name())
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return errHelpShown
+		}
+		if err != nil {
+			return &exitError{2, fmt.Errorf("%s: %w", fs.Name(), err)}
+		}
+		return nil
+	}
+	if err := parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 1 {
+		// Options after DIR (checkconfig DIR --dump), as buildbot takes
+		// them: parse what follows DIR too.
+		dir := fs.Arg(0)
+		if err := parse(fs.Args()[1:]); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			return filepath.Abs(dir)
+		}
+		return "", &exitError{2, fmt.Errorf("%s: expected one DIR argument, got %d", fs.Name(), fs.NArg()+1)}
 	}
 	if fs.NArg() != 1 {
 		return "", &exitError{2, fmt.Errorf("%s: expected one DIR argument, got %d", fs.Name(), fs.NArg())}
@@ -360,12 +386,19 @@ func reconfig(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loadConfig(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return errors.New("not reconfigured: config has errors; the running config stays")
+	// A config with errors is printed here, file, line and key; the
+	// running master is still asked, as buildbot's reconfig does, so that
+	// master.log records the refusal too.
+	_, cfgErr := loadConfig(dir)
+	refused := errors.New("not reconfigured: config has errors; the running config stays")
+	if cfgErr != nil {
+		fmt.Fprintln(os.Stderr, cfgErr)
 	}
 	pid, err := daemon.ReadPID(filepath.Join(dir, pidFile))
 	if err != nil {
+		if cfgErr != nil {
+			return refused
+		}
 		return fmt.Errorf("reconfig: %w", err)
 	}
 	// As buildbot's reconfig, watch the log for the master's verdict.
@@ -375,6 +408,9 @@ func reconfig(args []string) error {
 		from = fi.Size()
 	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		if cfgErr != nil {
+			return refused
+		}
 		return fmt.Errorf("reconfig: signal pid %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(reconfigTimeout)
@@ -385,10 +421,16 @@ func reconfig(args []string) error {
 			fmt.Println("Reconfiguration appears to have completed successfully")
 			return nil
 		case "refused":
+			if cfgErr != nil {
+				return refused // its errors are printed above
+			}
 			fmt.Fprintln(os.Stderr, line)
 			return errors.New("reconfig refused: the running config stays")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if cfgErr != nil {
+		return refused
 	}
 	return fmt.Errorf("sent SIGHUP to gbb-master (pid %d) but saw no verdict in %s within %s", pid, logPath, reconfigTimeout)
 }

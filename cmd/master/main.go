@@ -40,6 +40,10 @@ commands:
   version                  print the version
 `
 
+// errHelpShown is returned by a command that printed its usage for -h:
+// main exits 0 saying nothing more.
+var errHelpShown = errors.New("help shown")
+
 // exitError carries an exit code to main.
 type exitError struct {
 	code int
@@ -50,7 +54,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
 	err := run(os.Args[1:])
-	if err == nil {
+	if err == nil || errors.Is(err, errHelpShown) {
 		return
 	}
 	code := 1

@@ -18,6 +18,11 @@ type File struct {
 	// Suffixed also protects the names Path + ".anything": the copies
 	// made beside it (state.db.bak, state.db.compact, master.log.1).
 	Suffixed bool
+	// Pattern makes Path a glob (filepath.Match's syntax): every path it
+	// matches is the master's, existing or not (an include pattern: a file
+	// a build wrote there would be read as config at the next reconfig),
+	// and so is a directory written that could hold one.
+	Pattern bool
 }
 
 // ErrMasterFile is returned (wrapped, naming the file) when a transfer
@@ -58,6 +63,16 @@ func New(basedir string, files []File) *Guard {
 	for _, f := range files {
 		gf := guarded{File: f}
 		p := realPath(f.Path)
+		if f.Pattern {
+			// Only the directories before the first wildcard exist to be
+			// resolved.
+			dir, rest := filepath.Clean(f.Path), ""
+			for hasMeta(dir) {
+				rest = filepath.Join(filepath.Base(dir), rest)
+				dir = filepath.Dir(dir)
+			}
+			p = filepath.Join(realPath(dir), rest)
+		}
 		gf.abs = p
 		if rel, err := filepath.Rel(base, p); err == nil && (rel == "." || filepath.IsLocal(rel)) {
 			gf.rel = rel
@@ -113,6 +128,15 @@ func (g *Guard) Check(root *os.Root, p string, write bool) error {
 		if f.rel == "" {
 			continue
 		}
+		if f.Pattern {
+			if matched, _ := filepath.Match(f.rel, rel); matched {
+				return refusal(p, rel, f.File)
+			}
+			if write && mayHold(rel, f.rel) {
+				return fmt.Errorf("%q may hold %s (%s): %w", p, f.What, f.Path, ErrMasterFile)
+			}
+			continue
+		}
 		switch {
 		case rel == f.rel, within(rel, f.rel) && f.Dir:
 			return refusal(p, rel, f.File)
@@ -123,6 +147,29 @@ func (g *Guard) Check(root *os.Root, p string, write bool) error {
 		}
 	}
 	return nil
+}
+
+// hasMeta reports whether p has a wildcard of filepath.Match.
+func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+// mayHold says whether the directory dir (relative, clean) could hold a
+// path that pattern (relative, clean) matches: its components match the
+// pattern's first ones.
+func mayHold(dir, pattern string) bool {
+	if dir == "." {
+		return true
+	}
+	dc := strings.Split(dir, string(filepath.Separator))
+	pc := strings.Split(pattern, string(filepath.Separator))
+	if len(dc) >= len(pc) {
+		return false
+	}
+	for i, c := range dc {
+		if matched, _ := filepath.Match(pc[i], c); !matched {
+			return false
+		}
+	}
+	return true
 }
 
 func refusal(p, rel string, f File) error {
@@ -213,6 +260,12 @@ func (g *Guard) Served(p, real string, fi os.FileInfo) error {
 		return err
 	}
 	for _, f := range g.files {
+		if f.Pattern {
+			if matched, _ := filepath.Match(f.abs, real); matched {
+				return fmt.Errorf("%q (%s) is %s (%s): %w", p, real, f.What, f.Path, ErrMasterFile)
+			}
+			continue
+		}
 		if real == f.abs || f.Dir && strings.HasPrefix(real, f.abs+string(filepath.Separator)) ||
 			f.Suffixed && strings.HasPrefix(real, f.abs+".") {
 			return fmt.Errorf("%q (%s) is %s (%s): %w", p, real, f.What, f.Path, ErrMasterFile)

@@ -160,3 +160,60 @@ func TestGuardReplacedFile(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardPattern: a path an include pattern matches is the master's,
+// existing or not, through symlinks too, and so is a directory written
+// that could hold one; paths beside them are not.
+func TestGuardPattern(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	for _, d := range []string{"builders", "artifacts", "conf/linux"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("builders", filepath.Join(base, "b")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	g := New(base, []File{
+		{Path: filepath.Join(base, "builders", "*.toml"), What: "a file an include pattern reads", Pattern: true},
+		{Path: filepath.Join(base, "conf", "*", "x.toml"), What: "a file an include pattern reads", Pattern: true},
+	})
+	for _, tt := range []struct {
+		p       string
+		write   bool
+		refused bool
+	}{
+		{"builders/99-evil.toml", true, true},
+		{"artifacts/../builders/99-evil.toml", true, true},
+		{"b/99-evil.toml", true, true}, // through the symlink
+		{"builders/10.toml", false, true},
+		{"builders", true, true}, // a directory_upload would replace it
+		{"conf/freebsd/x.toml", true, true},
+		{"conf/freebsd", true, true},
+		{"conf", true, true},
+		{"builders/notes.txt", true, false},
+		{"builders/sub/a.toml", true, false},
+		{"builders", false, false},
+		{"conf/freebsd/y.toml", true, false},
+		{"artifacts/a.toml", true, false},
+		{"artifacts", true, false},
+	} {
+		err := g.Check(root, tt.p, tt.write)
+		if got := errors.Is(err, ErrMasterFile); got != tt.refused {
+			t.Errorf("Check(%q, write %v) = %v, want refused %v", tt.p, tt.write, err, tt.refused)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(base, "builders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Served("x", filepath.Join(base, "builders", "a.toml"), fi); !errors.Is(err, ErrMasterFile) {
+		t.Errorf("Served of a matching file = %v, want refused", err)
+	}
+}

@@ -50,6 +50,14 @@ func (w *Worker) git(ctx context.Context, b target, g *protocol.GitCommand, out 
 	if g.MaxTime > 0 {
 		r.deadline = time.Now().Add(g.MaxTime)
 	}
+	// No source stamp value that git could read as an option is sent, and
+	// "--" goes before the URL and refspec, as gbb-worker does (see
+	// pkg/worker/git.go: the git of a buildbot-worker may predate
+	// --end-of-options).
+	if err := g.Check(); err != nil {
+		r.out(protocol.Output{Stream: protocol.Stderr, Data: []byte("fatal: refused: " + err.Error() + "\n")})
+		return protocol.Result{ExitCode: gitFatal}, nil
+	}
 	r.env = map[string]string{"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 	if key := g.SSHPrivateKeyFile; key != "" {
 		if !strings.HasPrefix(key, "/") { // relative to the worker's basedir, its cwd
@@ -260,9 +268,9 @@ func (r *gitRun) update(mode, method string) (string, error) {
 	if !isRepo {
 		args := []string{"clone", "--progress"}
 		if branch != "" {
-			args = append(args, "--branch", branch)
+			args = append(args, "--branch="+branch)
 		}
-		args = append(append(args, depth...), g.RepoURL, ".")
+		args = append(append(args, depth...), "--", g.RepoURL, ".")
 		if _, err := r.mustGit(false, args...); err != nil {
 			return "", err
 		}
@@ -292,7 +300,7 @@ func (r *gitRun) update(mode, method string) (string, error) {
 		if fetchRef == "" {
 			fetchRef = "HEAD"
 		}
-		args := append(append([]string{"fetch", "-f", "--progress"}, depth...), g.RepoURL, fetchRef)
+		args := append(append([]string{"fetch", "-f", "--progress"}, depth...), "--", g.RepoURL, fetchRef)
 		if _, err := r.mustGit(false, args...); err != nil {
 			return "", err
 		}
@@ -355,7 +363,7 @@ func (r *gitRun) update(mode, method string) (string, error) {
 // remoteHead returns the branch the remote's HEAD names (git ls-remote
 // --symref), or "" when its HEAD is detached.
 func (r *gitRun) remoteHead() (string, error) {
-	out, err := r.mustGit(true, "ls-remote", "--symref", r.g.RepoURL, "HEAD")
+	out, err := r.mustGit(true, "ls-remote", "--symref", "--", r.g.RepoURL, "HEAD")
 	if err != nil {
 		return "", err
 	}

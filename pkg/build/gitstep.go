@@ -16,7 +16,7 @@ import (
 
 // runGit runs a git step, as buildbot's Git source step: the worker checks
 // out the build's revision (its revision property) or the branch's tip
-// (the step's branch, else the build's branch property, else the remote's
+// (the build's branch property, else the step's branch, else the remote's
 // default branch), and the build gets the got_revision property. A step
 // with a codebase, or in a build of several source stamps, takes the
 // revision and branch of its codebase's stamp instead (the step's branch
@@ -27,10 +27,8 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 	st := b.e.st
 	b.check(st.SetStepStateString(step.ID, "updating"))
 	props := b.currentProperties()
-	branch := sc.Branch
-	if branch == "" {
-		branch = stringProperty(props, "branch")
-	}
+	// As buildbot's Source step: the build's branch, else the step's.
+	branch := cmp.Or(stringProperty(props, "branch"), sc.Branch)
 	revision := stringProperty(props, "revision")
 	if stamps := b.sourceStamps(); sc.Codebase != "" || len(stamps) > 1 {
 		// As buildbot's Source step: the source stamp of its codebase,
@@ -44,22 +42,27 @@ func (b *build) runGit(ctx context.Context, step store.Step, sc config.Step, log
 		}
 		branch, revision = cmp.Or(stamps[i].Branch, sc.Branch), stamps[i].Revision
 	}
-	res, results := b.runCommand(ctx, step, protocol.Command{
-		Builder: b.cfg.WorkerDir(),
-		Git: &protocol.GitCommand{
-			RepoURL:           sc.RepoURL,
-			Branch:            branch,
-			Revision:          revision,
-			Mode:              sc.Mode,
-			Method:            sc.Method,
-			Depth:             sc.Shallow,
-			Workdir:           sc.Workdir,
-			Submodules:        sc.Submodules,
-			SSHPrivateKeyFile: sc.SSHPrivateKeyFile,
-			Timeout:           sc.Timeout.Duration,
-			MaxTime:           sc.MaxTime.Duration,
-		},
-	}, log)
+	gc := &protocol.GitCommand{
+		RepoURL:           sc.RepoURL,
+		Branch:            branch,
+		Revision:          revision,
+		Mode:              sc.Mode,
+		Method:            sc.Method,
+		Depth:             sc.Shallow,
+		Workdir:           sc.Workdir,
+		Submodules:        sc.Submodules,
+		SSHPrivateKeyFile: sc.SSHPrivateKeyFile,
+		Timeout:           sc.Timeout.Duration,
+		MaxTime:           sc.MaxTime.Duration,
+	}
+	if err := gc.Check(); err != nil {
+		// Refused where it entered (force, hooks, triggers); one that came
+		// another way (a poller, an older master's buildset) stops here.
+		log.Warn("git step: refused", "err", err)
+		b.writeText(step, "log", "refused: "+err.Error())
+		return store.Failure, "update" + stateSuffix(store.Failure, false)
+	}
+	res, results := b.runCommand(ctx, step, protocol.Command{Builder: b.cfg.WorkerDir(), Git: gc}, log)
 	if results == store.Success && res.GotRevision == "" {
 		results = store.Failure
 	}

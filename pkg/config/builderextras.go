@@ -29,10 +29,26 @@ func (d *decoder) workerBuildDir(t *table) string {
 		t.errorf("workerbuilddir", "%q: must name a directory inside the worker's base directory", s)
 	case strings.ContainsAny(s, `/\`) || len(s) > 1 && s[1] == ':':
 		t.errorf("workerbuilddir", "%q: must be one directory name in the worker's base directory, without / (gbb's worker keeps each builder in one directory there)", s)
+	case strings.HasPrefix(s, ".") || strings.HasPrefix(s, "-"):
+		t.errorf("workerbuilddir", "%q: must not start with %q (the worker keeps its own state in hidden directories such as .gbb-running, and a leading \"-\" reads as an option)", s, s[:1])
+	case workerOwnName(s):
+		t.errorf("workerbuilddir", "%q: is a file of the worker's own in its base directory (%s): choose another name", s, strings.Join(workerOwnNames, ", "))
 	default:
 		return s
 	}
 	return ""
+}
+
+// workerOwnNames are the files and directories a worker keeps in its base
+// directory besides the builders' (gbb-worker's and buildbot-worker's);
+// the logs' rotated copies (worker.log.1) are theirs too.
+var workerOwnNames = []string{"info", "worker.toml", "worker.log", "worker.pid", "buildbot.tac", "twistd.log", "twistd.pid"}
+
+// workerOwnName reports whether name is one of workerOwnNames or a rotated
+// copy of a log.
+func workerOwnName(name string) bool {
+	return slices.Contains(workerOwnNames, name) ||
+		strings.HasPrefix(name, "worker.log.") || strings.HasPrefix(name, "twistd.log.")
 }
 
 // builderEnv reads the builder's env (buildbot's BuilderConfig.env) and

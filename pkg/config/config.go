@@ -33,6 +33,11 @@ type Config struct {
 	// Included are the files its include keys read (see include.go), in
 	// the order they were merged: the master's own files too.
 	Included []string
+	// IncludePatterns are the include keys' patterns with a wildcard, as
+	// absolute paths: a file a build wrote where one matches would be
+	// read at the next reconfig, so transfers may write none (see
+	// MasterFiles).
+	IncludePatterns []string
 	// Origins are the included files values came from, by key path
 	// ("www", "workers[3]"), for messages after loading (see fileOf);
 	// nil when nothing was included.

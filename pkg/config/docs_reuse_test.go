@@ -27,6 +27,11 @@ func TestDocsConfigReuse(t *testing.T) {
 	if len(files) != 5 {
 		t.Errorf("the example has %d files: %q", len(files), files)
 	}
+	// Its opening comment counts them right (it said four).
+	words := []string{"no", "one", "two", "three", "four", "five", "six", "seven"}
+	if first, _ := os.ReadFile(files[0]); len(files) < len(words) && !strings.Contains(string(first), "in "+words[len(files)]+" files") {
+		t.Errorf("master.toml's comment does not say it is in %s files", words[len(files)])
+	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {

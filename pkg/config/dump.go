@@ -37,7 +37,15 @@ func Dump(path string) ([]byte, error) {
 	for _, f := range x.includedFiles() {
 		fmt.Fprintf(&b, "\n#   included: %s", f)
 	}
-	b.WriteString("\n# (includes merged, factories and matrices expanded; keys sorted)\n\n")
+	b.WriteString("\n# (includes merged, factories and matrices expanded; keys sorted)")
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		dir = filepath.Dir(path)
+	}
+	// The dump's relative paths (password_file, a secrets dirname, a
+	// transfer's masterdest...) are those of the config: they name files
+	// of its directory only when the dump is loaded from there.
+	fmt.Fprintf(&b, "\n# relative paths in it are relative to %s: load it from that directory\n\n", dir)
 	enc := toml.NewEncoder(&b)
 	enc.Indent = "  "
 	if err := enc.Encode(x.raw); err != nil {

@@ -50,6 +50,9 @@ type expansion struct {
 	// chosenAt is matrix's note of where it chose the worker_names of the
 	// builders it returns, by their index among them.
 	chosenAt map[int]origin
+	// patterns are the include patterns with a wildcard, absolute, in the
+	// order they were read (see Config.IncludePatterns).
+	patterns []string
 	// nameFiles are the files of the names the second pass has seen, by
 	// kind and name, for the messages about duplicates.
 	nameFiles map[string]string
@@ -58,19 +61,26 @@ type expansion struct {
 // locate returns the file, key path in it and line of the value at k in
 // the expanded config (the line of k's nearest parent with one).
 func (x *expansion) locate(k keyPath) (file string, key keyPath, line int) {
-	src, key := x.master, k
-	for n := len(k); n > 0; n-- {
-		if o, ok := x.remap[k[:n].String()]; ok {
-			src, key = o.src, slices.Concat(o.path, k[n:])
-			break
-		}
-	}
+	o := x.originOf(k)
+	src, key := o.src, o.path
 	for n := len(key); n > 0; n-- {
 		if l, ok := src.lines[key[:n].String()]; ok {
 			return src.file, key, l
 		}
 	}
 	return src.file, key, 0
+}
+
+// originOf returns the file and key path in it where the value at k of
+// the expanded config was written: that of k's nearest parent in remap,
+// else k in the master file.
+func (x *expansion) originOf(k keyPath) origin {
+	for n := len(k); n > 0; n-- {
+		if o, ok := x.remap[k[:n].String()]; ok {
+			return origin{src: o.src, path: slices.Concat(o.path, k[n:])}
+		}
+	}
+	return origin{src: x.master, path: k}
 }
 
 // errorAt records a problem of the first pass with key k, at the line of
@@ -167,6 +177,12 @@ func (x *expansion) includes(src *source, raw map[string]any, seen map[string]st
 		if err != nil {
 			errorAt(k, "bad pattern %q: %v", pattern, err)
 			continue
+		}
+		if hasMeta(pattern) {
+			if abs, err := filepath.Abs(p); err == nil {
+				p = abs
+			}
+			x.patterns = append(x.patterns, p)
 		}
 		if len(matches) == 0 {
 			what := "no such file"
@@ -300,11 +316,13 @@ func (x *expansion) includedFiles() []string {
 func (x *expansion) rekeyBuilders(n int, newIndex func(i int) []int) {
 	bk := keyPath{}.key("builders")
 	// Every builder gets an entry of its own, so that moving it keeps
-	// where it was written.
+	// where it was written: the master file, or the included file whose
+	// builders array became the config's (the remap entry of "builders"
+	// itself, when the master has none).
 	for i := range n {
-		k := bk.index(i).String()
-		if _, ok := x.remap[k]; !ok {
-			x.remap[k] = origin{src: x.master, path: bk.index(i)}
+		k := bk.index(i)
+		if _, ok := x.remap[k.String()]; !ok {
+			x.remap[k.String()] = x.originOf(k)
 		}
 	}
 	out := map[string]origin{}

@@ -21,8 +21,9 @@ const (
 // MasterFiles returns the master's own files, which transfer steps may not
 // read nor write: the config file, the store, the log and the pid file
 // (each with the copies made beside it), the git pollers' mirrors, the
-// secrets providers' directories, and every file the config read
-// (password_file, secret_file, htpasswd, ssh_private_key_file).
+// secrets providers' directories, every file the config read
+// (password_file, secret_file, htpasswd, ssh_private_key_file), and every
+// path an include pattern matches, existing or not.
 func (c *Config) MasterFiles(basedir string) []masterfiles.File {
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
@@ -48,6 +49,9 @@ func (c *Config) MasterFiles(basedir string) []masterfiles.File {
 	}
 	for _, f := range c.Included {
 		files = append(files, masterfiles.File{Path: abs(f), What: "an included config file", Suffixed: true})
+	}
+	for _, p := range c.IncludePatterns {
+		files = append(files, masterfiles.File{Path: abs(p), What: "a file an include pattern reads", Pattern: true})
 	}
 	for i, cs := range c.ChangeSources {
 		if cs.Type == "git_poller" {
@@ -103,6 +107,7 @@ func (d *decoder) checkMasterPaths(c *Config) {
 	cfg.File = d.file
 	cfg.KeyFiles = d.keyFiles
 	cfg.Included = d.x.includedFiles()
+	cfg.IncludePatterns = d.x.patterns
 	g := masterfiles.New(basedir, cfg.MasterFiles(basedir))
 	for _, ref := range d.masterPaths {
 		t, err := interpolate.Parse(ref.path)

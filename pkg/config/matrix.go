@@ -226,7 +226,14 @@ func (x *expansion) matrixWorkers(mk keyPath, axes []matrixAxis, workers map[str
 		for _, value := range slices.Sorted(maps.Keys(byValue)) {
 			vk := ak.key(value)
 			if !slices.Contains(axes[i].values, value) {
-				x.errorAt(vk, vk, "%q is not a value of the matrix key %s", value, name)
+				hint := ""
+				if _, table := byValue[value].(map[string]any); table {
+					// go.1.25 = [...]: TOML's dotted key, tables 1 and 25.
+					if j := slices.IndexFunc(axes[i].values, func(v string) bool { return strings.HasPrefix(v, value+".") }); j >= 0 {
+						hint = fmt.Sprintf(" (TOML reads a dotted key as nested tables: quote the value, %q = [...])", axes[i].values[j])
+					}
+				}
+				x.errorAt(vk, vk, "%q is not a value of the matrix key %s%s", value, name, hint)
 				continue
 			}
 			arr, ok := byValue[value].([]any)

@@ -30,6 +30,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	cfg.File = file
 	cfg.Included = x.includedFiles()
+	cfg.IncludePatterns = x.patterns
 	cfg.Origins = x.origins()
 	return cfg, nil
 }
@@ -51,6 +52,8 @@ type decoder struct {
 	// builderDirs are the builders' names by their WorkerDir, so that two
 	// builders never share a directory on a worker.
 	builderDirs map[string]string
+	// ownBuildDir are the builders that set workerbuilddir, by name.
+	ownBuildDir map[string]bool
 	// keyFiles are the files read for a key (password_file...), which
 	// are the master's own (see MasterFiles).
 	keyFiles []masterfiles.File
@@ -529,12 +532,28 @@ func (d *decoder) builder(t *table, seen, workers map[string]int) Builder {
 	b.Name = t.unique(seen, "builder")
 	b.WorkerBuildDir = d.workerBuildDir(t)
 	if dir := b.WorkerDir(); b.Name != "" {
-		if other, dup := d.builderDirs[dir]; dup && other != b.Name {
+		other, dup := d.builderDirs[dir]
+		switch {
+		case dup && other == b.Name:
+		case dup && (b.WorkerBuildDir != "" || d.ownBuildDir[other]):
+			// A workerbuilddir is the cause: say so, where it is when it
+			// is this builder's.
+			key, whose := "name", fmt.Sprintf("builder %q's workerbuilddir", other)
+			if b.WorkerBuildDir != "" {
+				key, whose = "workerbuilddir", "this workerbuilddir"
+			}
+			t.errorf(key, "builders %q and %q would share the directory %q on their workers (%s): give each its own directory", other, b.Name, dir, whose)
+		case dup:
 			t.errorf("name", "builders %q and %q would share the directory %q on their workers (a name's blanks, \"/\" and other punctuation become \"_\", as in buildbot): rename one", other, b.Name, dir)
-		} else if d.builderDirs == nil {
-			d.builderDirs = map[string]string{dir: b.Name}
-		} else {
+		}
+		if d.builderDirs == nil {
+			d.builderDirs, d.ownBuildDir = map[string]string{}, map[string]bool{}
+		}
+		if !dup {
 			d.builderDirs[dir] = b.Name
+		}
+		if b.WorkerBuildDir != "" {
+			d.ownBuildDir[b.Name] = true
 		}
 	}
 	b.WorkerNames = t.names("worker_names", workers, "worker")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -216,6 +217,25 @@ func TestIncludeErrors(t *testing.T) {
 			`b.toml:5: builders[0].worker_names: unknown worker "nobody"`,
 			`b.toml:6: builders[0].steps[0].command: required for a shell step`,
 			`b.toml:8: builders[0].steps[0].comand: unknown key`,
+		},
+	}, {
+		// probe-cfg1 #2: with no builders in master.toml, the first file
+		// holding some was blamed for nothing: master.toml took the errors
+		// of its builder-level keys, with no line.
+		name: "builders only in included files",
+		files: map[string]string{
+			"master.toml":        "include = [\"builders/*.toml\"]\n" + reuseWorkers,
+			"builders/10.toml":   "[[builders]]\nname = \"a\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"builders/20.toml":   "[[builders]]\nname = \"b\"\nworker_names = [\"w9\"]\ndescripton = \"typo\"\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+			"builders/30-m.toml": "# matrix\n[[builders]]\nname = \"t-%(kw:os)s\"\nworker_names = [\"w1\"]\ncolour = 1\n  [builders.matrix]\n  os = [\"a\", \"b\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n\n[[builders]]\nname = \"a\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n",
+		},
+		want: []string{
+			`builders/10.toml:3: builders[0].worker_names: unknown worker "w9"`,
+			`builders/10.toml:4: builders[0].descripton: unknown key`,
+			`builders/20.toml:3: builders[0].worker_names: unknown worker "w9"`,
+			`builders/20.toml:4: builders[0].descripton: unknown key`,
+			`builders/30-m.toml:5: builders[0].colour: unknown key`,
+			`builders/30-m.toml:13: builders[1].name: duplicate builder name "a" (first at DIRbuilders/10.toml:2)`,
 		},
 	}, {
 		name: "a name taken in another file",
@@ -500,6 +520,22 @@ name = "t-%(kw:os)s"
 			`master.toml:21: builders[0].matrix.workers.os.b: expected a non-empty array of worker names, got string`,
 		},
 	}, {
+		// probe-cfg1: go.1.25 is TOML for go → 1 → 25; say to quote it.
+		name: "workers: a dotted value unquoted",
+		toml: `
+[[builders]]
+name = "t-%(kw:go)s"
+  [builders.matrix]
+  go = ["1.25", "1.26"]
+  [builders.matrix.workers]
+  go.1.25 = ["w1"]
+  go."1.26" = ["w1"]
+`,
+		want: []string{
+			`master.toml:13: builders[0].worker_names: required`,
+			`master.toml:18: builders[0].matrix.workers.go.1: "1" is not a value of the matrix key go (TOML reads a dotted key as nested tables: quote the value, "1.25" = [...])`,
+		},
+	}, {
 		name: "too many builders",
 		toml: `
 [[builders]]
@@ -617,10 +653,51 @@ default_properties = 3
 		`master.toml:17: builders[0].env.X: expected a string, got integer`,
 		`master.toml:17: builders[0].env.Y: bad interpolation: column 1: unterminated "%(": no matching ")"`,
 		`master.toml:22: builders[1].workerbuilddir: "/abs": must be one directory name in the worker's base directory, without / (gbb's worker keeps each builder in one directory there)`,
-		`master.toml:30: builders[3].name: builders "c" and "d" would share the directory "a" on their workers (a name's blanks, "/" and other punctuation become "_", as in buildbot): rename one`,
+		`master.toml:32: builders[3].workerbuilddir: builders "c" and "d" would share the directory "a" on their workers (this workerbuilddir): give each its own directory`,
 		`master.toml:33: builders[3].default_properties: expected a table, got integer`,
 	}
 	if diff := cmp.Diff(wantErrs, msgs); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+// TestWorkerBuildDirOwnNames: probe-cfg1. A workerbuilddir naming one of
+// the worker's own files or state directories (.gbb-running, info,
+// worker.log...), or starting with "." or "-", is refused; a builder
+// sharing a directory because of another's workerbuilddir is told so.
+func TestWorkerBuildDirOwnNames(t *testing.T) {
+	t.Parallel()
+	builder := func(name, dir string) string {
+		s := "\n[[builders]]\nname = \"" + name + "\"\nworker_names = [\"w1\"]\n"
+		if dir != "" {
+			s += "workerbuilddir = \"" + dir + "\"\n"
+		}
+		return s + "  [[builders.steps]]\n  type = \"shell\"\n  command = \"true\"\n"
+	}
+	cfg := reuseWorkers
+	for i, dir := range []string{".gbb-running", ".hidden", "-rf", "info", "worker.log", "worker.log.3", "worker.toml", "twistd.pid", "buildbot.tac", "worker.pid"} {
+		cfg += builder(fmt.Sprint("b", i), dir)
+	}
+	cfg += builder("x", "shared") + builder("shared", "") + builder("ok", "info-dir") + builder("ok2", "worker.logs")
+	_, msgs, _ := loadTree(t, map[string]string{"master.toml": cfg})
+	var got []string
+	for _, m := range msgs {
+		_, after, _ := strings.Cut(m, ".workerbuilddir: ")
+		if after == "" {
+			after = m
+		}
+		got = append(got, after)
+	}
+	own := `is a file of the worker's own in its base directory (info, worker.toml, worker.log, worker.pid, buildbot.tac, twistd.log, twistd.pid): choose another name`
+	want := []string{
+		`".gbb-running": must not start with "." (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`".hidden": must not start with "." (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`"-rf": must not start with "-" (the worker keeps its own state in hidden directories such as .gbb-running, and a leading "-" reads as an option)`,
+		`"info": ` + own, `"worker.log": ` + own, `"worker.log.3": ` + own, `"worker.toml": ` + own,
+		`"twistd.pid": ` + own, `"buildbot.tac": ` + own, `"worker.pid": ` + own,
+		`master.toml:102: builders[11].name: builders "x" and "shared" would share the directory "shared" on their workers (builder "x"'s workerbuilddir): give each its own directory`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
@@ -677,6 +754,9 @@ workerbuilddir = "lintdir"
 	if err != nil {
 		t.Fatal(err)
 	}
+	if abs, _ := filepath.Abs(dir); !strings.Contains(string(out), "\n# relative paths in it are relative to "+abs+": load it from that directory\n") {
+		t.Errorf("the dump's header does not say its relative paths are relative to %s:\n%.500s", abs, out)
+	}
 	for _, gone := range []string{"\ninclude", "[factories", "factory =", "matrix", "%(kw:os)s"} {
 		if strings.Contains(string(out), gone) {
 			t.Errorf("the dump is not expanded: it has %q:\n%s", gone, out)
@@ -695,7 +775,7 @@ workerbuilddir = "lintdir"
 	}
 	ignore := cmp.FilterPath(func(p cmp.Path) bool {
 		sf, ok := p.Last().(cmp.StructField)
-		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "Origins")
+		return ok && (sf.Name() == "Line" || sf.Name() == "File" || sf.Name() == "Included" || sf.Name() == "IncludePatterns" || sf.Name() == "Origins")
 	}, cmp.Ignore())
 	if diff := cmp.Diff(want, got, ignore, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
 		t.Errorf("the dump loads to another Config (-master.toml +dump):\n%s\n%s", diff, out)
@@ -709,5 +789,44 @@ func TestDumpRefusesBadConfig(t *testing.T) {
 	_, err := Dump(filepath.Join(dir, "master.toml"))
 	if len(Errors(err)) != 1 || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("Dump: %v", err)
+	}
+}
+
+// TestIncludePatternTransferRefused: probe-cfg1 #3. A transfer may not
+// write where an include pattern would read a file at the next reconfig
+// (builders/99-evil.toml), existing or not, nor a directory that could
+// hold one; MasterFiles lists the pattern for the running steps.
+func TestIncludePatternTransferRefused(t *testing.T) {
+	t.Parallel()
+	step := func(name, typ, src, dest string) string {
+		return "\n[[builders]]\nname = \"" + name + "\"\nworker_names = [\"w1\"]\n  [[builders.steps]]\n  type = \"" + typ + "\"\n  workersrc = \"" + src + "\"\n  masterdest = \"" + dest + "\"\n"
+	}
+	cfg, msgs, _ := loadTree(t, map[string]string{
+		"master.toml": "include = [\"builders/*.toml\"]\n" + reuseWorkers +
+			step("plant", "file_upload", "x", "builders/99-evil.toml") +
+			step("replace", "directory_upload", "d", "builders") +
+			step("fine", "file_upload", "x", "artifacts/99.toml"),
+		"builders/10.toml": "# none yet\n",
+	})
+	if len(msgs) != 2 || !strings.Contains(msgs[0], `"builders/99-evil.toml" is a file an include pattern reads`) ||
+		!strings.Contains(msgs[1], `step "directory_upload": "builders" `) {
+		t.Errorf("errors %q, want the plant and replace steps refused", msgs)
+	}
+	if cfg != nil {
+		t.Fatalf("config loaded despite the errors")
+	}
+	cfg, msgs, _ = loadTree(t, map[string]string{
+		"master.toml":      "include = [\"builders/*.toml\"]\n" + reuseWorkers + step("fine", "file_upload", "x", "artifacts/99.toml"),
+		"builders/10.toml": "# none yet\n",
+	})
+	if len(msgs) != 0 {
+		t.Fatalf("errors %q", msgs)
+	}
+	found := false
+	for _, f := range cfg.MasterFiles(filepath.Dir(cfg.File)) {
+		found = found || f.Pattern && f.Path == filepath.Join(filepath.Dir(cfg.File), "builders", "*.toml")
+	}
+	if !found {
+		t.Errorf("MasterFiles has no pattern for builders/*.toml: %+v", cfg.MasterFiles(filepath.Dir(cfg.File)))
 	}
 }

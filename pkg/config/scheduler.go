@@ -188,6 +188,13 @@ func (d *decoder) scheduler(t *table, seen, builders map[string]int) Scheduler {
 		}
 		s.Label, _ = t.str("label")
 		s.ButtonName, _ = t.str("button_name")
+		if t.has("properties") {
+			// buildbot's ForceScheduler gives its base scheduler no
+			// properties ({}): its "properties" are its parameters.
+			t.errorf("properties", "not for a force scheduler (buildbot's ForceScheduler sets none: its properties are its parameters): "+
+				"a value every forced build gets is a param of type \"fixed\" ([[schedulers.params]] name = \"NAME\", type = \"fixed\", default = VALUE)")
+			s.Properties = nil
+		}
 		seenParams := map[string]int{}
 		for _, p := range t.tables("params") {
 			s.Params = append(s.Params, d.forceParam(p, seenParams))

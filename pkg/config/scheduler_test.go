@@ -232,6 +232,26 @@ only_if_changed = true
 			},
 		},
 		{
+			// probe-cfg1: the properties of a force scheduler were taken
+			// and never given to its builds; buildbot's ForceScheduler has
+			// none (its properties are its parameters).
+			name: "properties of a force scheduler",
+			toml: `[[schedulers]]
+type = "force"
+name = "f"
+builder_names = ["b"]
+properties = { a = 1 }
+[[schedulers]]
+type = "triggerable"
+name = "t"
+builder_names = ["b"]
+properties = { a = 1 }
+`,
+			want: []string{
+				`master.toml:11: schedulers[0].properties: not for a force scheduler (buildbot's ForceScheduler sets none: its properties are its parameters): a value every forced build gets is a param of type "fixed" ([[schedulers.params]] name = "NAME", type = "fixed", default = VALUE)`,
+			},
+		},
+		{
 			name: "change filter values",
 			toml: `[[schedulers]]
 type = "any_branch"

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -158,7 +159,11 @@ func forceCodebases(sc config.Scheduler) []ForceCodebase {
 // default, as buildbot's CodebaseParameter.
 func (fs *forceScheduler) forceStamps(req ForceRequest) ([]store.SourceStamp, map[string]any, error) {
 	if fs.info.Codebases == nil {
-		return []store.SourceStamp{{Branch: req.Branch, Revision: req.Revision, Repository: req.Repository, Project: req.Project}}, req.Properties, nil
+		ss := store.SourceStamp{Branch: req.Branch, Revision: req.Revision, Repository: req.Repository, Project: req.Project}
+		if err := CheckStamp(ss, ForceCodebase{}.FieldName); err != nil {
+			return nil, nil, err
+		}
+		return []store.SourceStamp{ss}, req.Properties, nil
 	}
 	props := maps.Clone(req.Properties)
 	out := make([]store.SourceStamp, 0, len(fs.info.Codebases))
@@ -188,7 +193,24 @@ func (fs *forceScheduler) forceStamps(req ForceRequest) ([]store.SourceStamp, ma
 				return nil, nil, &ParamError{Field: name, Msg: fmt.Sprintf("expected a string, got %T", v)}
 			}
 		}
+		if err := CheckStamp(ss, fc.FieldName); err != nil {
+			return nil, nil, err
+		}
 		out = append(out, ss)
 	}
 	return out, props, nil
+}
+
+// CheckStamp refuses a source stamp whose branch, revision or repository
+// git could take for an option, or that holds a control character (see
+// protocol.CheckGitArg), with a *ParamError naming the field as field
+// gives it ("branch", "lib_branch", "source_stamps[0].branch"...). Every
+// branch name git itself makes passes.
+func CheckStamp(ss store.SourceStamp, field func(string) string) error {
+	for _, f := range []struct{ name, v string }{{"branch", ss.Branch}, {"revision", ss.Revision}, {"repository", ss.Repository}} {
+		if err := protocol.CheckGitArg(f.v); err != nil {
+			return &ParamError{Field: field(f.name), Msg: err.Error()}
+		}
+	}
+	return nil
 }

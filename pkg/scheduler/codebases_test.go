@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -212,5 +213,53 @@ func TestCodebasesStampsWithDefaultsNone(t *testing.T) {
 		{Codebase: "lib", Branch: "stable", Repository: "https://example.org/lib.git"},
 	}, got); diff != "" {
 		t.Errorf("stamps (-want +got):\n%s", diff)
+	}
+}
+
+// TestForceRefusesGitOptions: a forced branch, revision or repository that
+// git would read as an option (git fetch URL --upload-pack=CMD runs CMD on
+// the worker), or holding a control character, is a ParamError on its
+// field, with or without codebases, and so is a triggered one; no buildset
+// is added. Names with dashes inside pass.
+func TestForceRefusesGitOptions(t *testing.T) {
+	t.Parallel()
+	db := openStore(t)
+	if _, err := db.EnsureBuilder("b"); err != nil {
+		t.Fatal(err)
+	}
+	s := New([]config.Scheduler{
+		{Type: "force", Name: "plain", BuilderNames: []string{"b"}},
+		{Type: "force", Name: "cbs", BuilderNames: []string{"b"}, Codebases: map[string]config.Codebase{"": {Branch: "main"}, "lib": {Branch: "stable"}}},
+		{Type: "triggerable", Name: "trig", BuilderNames: []string{"b"}},
+	}, db, nil, nil)
+	ctx := context.Background()
+	upload := "--upload-pack=touch /tmp/x;git-upload-pack"
+	for _, tc := range []struct {
+		sched, field string
+		req          ForceRequest
+	}{
+		{"plain", "branch", ForceRequest{Branch: upload}},
+		{"plain", "revision", ForceRequest{Revision: "--output=/tmp/x"}},
+		{"plain", "repository", ForceRequest{Repository: "-u"}},
+		{"plain", "branch", ForceRequest{Branch: "main\x00"}},
+		{"plain", "branch", ForceRequest{Branch: "main\n"}},
+		{"cbs", "branch", ForceRequest{Branch: upload}},
+		{"cbs", "lib_branch", ForceRequest{Properties: map[string]any{"lib_branch": upload}}},
+		{"cbs", "lib_revision", ForceRequest{Properties: map[string]any{"lib_revision": "-x"}}},
+	} {
+		_, _, err := s.Force(ctx, tc.sched, tc.req)
+		if pe, ok := errors.AsType[*ParamError](err); !ok || pe.Field != tc.field || !strings.Contains(pe.Msg, "git would read it as an option") && !strings.Contains(pe.Msg, "control character") {
+			t.Errorf("%s %+v: err %v, want a ParamError on %s", tc.sched, tc.req, err, tc.field)
+		}
+	}
+	_, _, err := s.Trigger(ctx, "trig", TriggerRequest{SourceStamps: []store.SourceStamp{{Codebase: "a", Branch: "main"}, {Codebase: "b", Branch: upload}}})
+	if pe, ok := errors.AsType[*ParamError](err); !ok || pe.Field != "source_stamps[1].branch" {
+		t.Errorf("trigger: err %v, want a ParamError on source_stamps[1].branch", err)
+	}
+	if bss, err := db.Buildsets(nil); err != nil || len(bss) != 0 {
+		t.Errorf("buildsets after refusals: %d, %v", len(bss), err)
+	}
+	if _, _, err := s.Force(ctx, "plain", ForceRequest{Branch: "release/1.x-rc-2", Revision: "v1.0-rc1"}); err != nil {
+		t.Errorf("branch with dashes inside: %v", err)
 	}
 }

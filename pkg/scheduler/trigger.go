@@ -35,6 +35,11 @@ type triggerable struct {
 // scheduler records the trigger for its next time and returns 0 and no
 // requests.
 func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsid int64, brids map[int64]int64, err error) {
+	for i, ss := range req.SourceStamps {
+		if err := CheckStamp(ss, func(f string) string { return fmt.Sprintf("source_stamps[%d].%s", i, f) }); err != nil {
+			return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
+		}
+	}
 	if recorded, err := s.recordTrigger(name, req); recorded || err != nil {
 		return 0, nil, err
 	}

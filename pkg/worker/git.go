@@ -70,6 +70,17 @@ func (e *Executor) runGit(ctx context.Context, builder string, g *protocol.GitCo
 		r.header("%v", err)
 		return protocol.Result{ExitCode: -1, Err: err.Error()}
 	}
+	// The master refuses a source stamp's value that git could read as an
+	// option where it enters; this refusal is the worker's own. git is
+	// also given "--" before the URL and refspec (clone, fetch, ls-remote),
+	// which every git with ls-remote --symref (2.8) understands, as the git
+	// of a buildbot-worker may be older than --end-of-options (2.24) and
+	// the two workers run the same commands; rev-parse, which has no such
+	// marker, gets REV^{commit}, which no option of it runs anything with.
+	if err := g.Check(); err != nil {
+		r.out(protocol.Output{Stream: protocol.Stderr, Data: []byte("fatal: refused: " + err.Error() + "\n")})
+		return protocol.Result{ExitCode: gitFatal}
+	}
 	if r.rel == "" {
 		r.rel = "."
 	}
@@ -268,9 +279,9 @@ func (r *gitRun) update(mode, method string) (string, error) {
 	if !exists(filepath.Join(r.dir, ".git")) {
 		args := []string{"clone", "--progress"}
 		if branch != "" {
-			args = append(args, "--branch", branch)
+			args = append(args, "--branch="+branch)
 		}
-		args = append(append(args, depth...), g.RepoURL, ".")
+		args = append(append(args, depth...), "--", g.RepoURL, ".")
 		if _, err := r.mustGit(false, args...); err != nil {
 			return "", err
 		}
@@ -298,7 +309,7 @@ func (r *gitRun) update(mode, method string) (string, error) {
 		if fetchRef == "" {
 			fetchRef = "HEAD" // a detached HEAD: no branch to name
 		}
-		args := append(append([]string{"fetch", "-f", "--progress"}, depth...), g.RepoURL, fetchRef)
+		args := append(append([]string{"fetch", "-f", "--progress"}, depth...), "--", g.RepoURL, fetchRef)
 		if _, err := r.mustGit(false, args...); err != nil {
 			return "", err
 		}
@@ -360,7 +371,7 @@ func (r *gitRun) update(mode, method string) (string, error) {
 // remoteHead returns the branch the remote's HEAD names (git ls-remote
 // --symref), or "" when its HEAD is detached.
 func (r *gitRun) remoteHead() (string, error) {
-	out, err := r.mustGit(true, "ls-remote", "--symref", r.g.RepoURL, "HEAD")
+	out, err := r.mustGit(true, "ls-remote", "--symref", "--", r.g.RepoURL, "HEAD")
 	if err != nil {
 		return "", err
 	}

@@ -145,7 +145,7 @@ func TestGitCloneAndUpdate(t *testing.T) {
 	g := protocol.GitCommand{RepoURL: src.dir, Workdir: "build"}
 
 	rec := mustGit(t, e, g, c1)
-	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", src.dir, ".")) ||
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", "--", src.dir, ".")) ||
 		!strings.Contains(h, " in dir "+build+" ") || !strings.Contains(h, gitHeader("rev-parse", "HEAD")) {
 		t.Errorf("header does not say what it did:\n%s", h)
 	}
@@ -168,7 +168,7 @@ func TestGitCloneAndUpdate(t *testing.T) {
 	os.WriteFile(filepath.Join(build, "out", "bin"), []byte("bin"), 0o644)
 	os.WriteFile(filepath.Join(build, "hello.txt"), []byte("edited"), 0o644)
 	rec = mustGit(t, e, protocol.GitCommand{RepoURL: "file://" + src.dir, Workdir: "build"}, c2)
-	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("fetch", "-f", "--progress", "file://"+src.dir, "main")) ||
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("fetch", "-f", "--progress", "--", "file://"+src.dir, "main")) ||
 		!strings.Contains(h, gitHeader("checkout", "-f", "-B", "main", "FETCH_HEAD", "--")) || strings.Contains(h, "'clone'") {
 		t.Errorf("an update should fetch, not clone:\n%s", h)
 	}
@@ -299,25 +299,25 @@ func TestGitFailures(t *testing.T) {
 		stderr string
 	}{
 		{"no such path", false, protocol.GitCommand{RepoURL: "file://" + missing},
-			gitHeader("clone", "--progress", "file://"+missing, "."), "fatal: '" + missing + "' does not appear to be a git repository"},
+			gitHeader("clone", "--progress", "--", "file://"+missing, "."), "fatal: '" + missing + "' does not appear to be a git repository"},
 		{"unreachable", false, protocol.GitCommand{RepoURL: unreachable},
-			gitHeader("clone", "--progress", unreachable, "."), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+			gitHeader("clone", "--progress", "--", unreachable, "."), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
 		{"password wanted", false, protocol.GitCommand{RepoURL: private.URL + "/r.git"},
-			gitHeader("clone", "--progress", private.URL+"/r.git", "."), "fatal: could not read Username for '" + private.URL + "': terminal prompts disabled"},
+			gitHeader("clone", "--progress", "--", private.URL+"/r.git", "."), "fatal: could not read Username for '" + private.URL + "': terminal prompts disabled"},
 		{"no such branch", false, protocol.GitCommand{RepoURL: src.dir, Branch: "nope"},
-			gitHeader("clone", "--progress", "--branch", "nope", src.dir, "."), "fatal: Remote branch nope not found in upstream origin"},
+			gitHeader("clone", "--progress", "--branch=nope", "--", src.dir, "."), "fatal: Remote branch nope not found in upstream origin"},
 		{"no such revision", false, protocol.GitCommand{RepoURL: src.dir, Revision: strings.Repeat("ab", 20)},
 			"", "fatal: revision " + strings.Repeat("ab", 20) + " not found in " + src.dir + " (branch main)"},
 		{"revision not in the branch", false, protocol.GitCommand{RepoURL: "file://" + src.dir, Branch: "main", Revision: pr},
 			"", "fatal: revision " + pr + " not found in file://" + src.dir + " (branch main)"},
 		{"fetch: no such path", true, protocol.GitCommand{RepoURL: "file://" + missing, Branch: "main"},
-			gitHeader("fetch", "-f", "--progress", "file://"+missing, "main"), "fatal: '" + missing + "' does not appear to be a git repository"},
+			gitHeader("fetch", "-f", "--progress", "--", "file://"+missing, "main"), "fatal: '" + missing + "' does not appear to be a git repository"},
 		{"fetch: unreachable", true, protocol.GitCommand{RepoURL: unreachable, Branch: "main"},
-			gitHeader("fetch", "-f", "--progress", unreachable, "main"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+			gitHeader("fetch", "-f", "--progress", "--", unreachable, "main"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
 		{"fetch: no such branch", true, protocol.GitCommand{RepoURL: src.dir, Branch: "nope"},
-			gitHeader("fetch", "-f", "--progress", src.dir, "nope"), "fatal: couldn't find remote ref nope"},
+			gitHeader("fetch", "-f", "--progress", "--", src.dir, "nope"), "fatal: couldn't find remote ref nope"},
 		{"update: remote HEAD unreachable", true, protocol.GitCommand{RepoURL: unreachable},
-			gitHeader("ls-remote", "--symref", unreachable, "HEAD"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
+			gitHeader("ls-remote", "--symref", "--", unreachable, "HEAD"), "fatal: unable to access '" + unreachable + "/': Failed to connect to 127.0.0.1 port 1"},
 		{"update: revision not in the branch", true, protocol.GitCommand{RepoURL: "file://" + src.dir, Branch: "main", Revision: pr},
 			"", "fatal: revision " + pr + " not found in file://" + src.dir + " (branch main)"},
 	}
@@ -388,7 +388,7 @@ func TestGitRemote(t *testing.T) {
 	build := filepath.Join(e.basedir, "b", "build")
 
 	rec := mustGit(t, e, protocol.GitCommand{RepoURL: url, Workdir: "build", Depth: 1}, c2)
-	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", "--depth", "1", url, ".")) {
+	if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", "--depth", "1", "--", url, ".")) {
 		t.Errorf("header:\n%s", h)
 	}
 	wc := &testRepo{t: t, dir: build}

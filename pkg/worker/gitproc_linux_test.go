@@ -81,7 +81,7 @@ func TestGitInterruptKillsChildren(t *testing.T) {
 	if !r.res.Interrupted || r.res.ExitCode != -1 || r.res.GotRevision != "" {
 		t.Errorf("result = %+v, want interrupted", r.res)
 	}
-	if h := r.rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", url, ".")) ||
+	if h := r.rec.get(protocol.Header); !strings.Contains(h, gitHeader("clone", "--progress", "--", url, ".")) ||
 		!strings.Contains(h, "command interrupted") {
 		t.Errorf("header:\n%s", h)
 	}

@@ -91,7 +91,7 @@ func TestGitSSHKey(t *testing.T) {
 		}
 		c2 := src.commit("second", map[string]string{"f": "2"})
 		rec := mustGit(t, e, protocol.GitCommand{RepoURL: url, Workdir: "build", SSHPrivateKeyFile: good}, c2)
-		if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("fetch", "-f", "--progress", url, "main")) {
+		if h := rec.get(protocol.Header); !strings.Contains(h, gitHeader("fetch", "-f", "--progress", "--", url, "main")) {
 			t.Errorf("an update over ssh should fetch:\n%s", h)
 		}
 

@@ -261,7 +261,7 @@ type forceForm struct {
 	Params              []paramInput
 	Error               string // a refused POST's error not about one param
 
-	Codebases []codebaseInput // the fields of each codebase; nil: one branch and revision
+	Codebases []codebaseInput // the fields of each codebase; nil: one branch, revision, repository and project
 }
 
 // paramInput is one custom parameter of a force form, with the value to

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gbb-ci/gbb/internal/jsonreply"
 	"github.com/gbb-ci/gbb/internal/logsample"
+	"github.com/gbb-ci/gbb/pkg/protocol"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -188,6 +189,9 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 	changes, note, err := fn(hookRequest{header: r.Header, query: r.URL.Query(), body: body, secret: hc.Secret})
 	if err == nil && len(changes) > MaxChanges {
 		err = &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("the request makes %d changes, more than the %d one request may make", len(changes), MaxChanges)}
+	}
+	if err == nil {
+		err = checkGitArgs(changes)
 	}
 	if err != nil {
 		s.refuse(w, log, err)
@@ -742,4 +746,22 @@ func (c baseChange) change() (store.Change, error) {
 		}
 	}
 	return ch, nil
+}
+
+// checkGitArgs refuses (400) a change whose branch, revision or repository
+// git could read as an option, or that holds a control character: a build
+// of it would give it to git on a worker (see protocol.CheckGitArg).
+func checkGitArgs(changes []store.Change) error {
+	for i, c := range changes {
+		for _, f := range []struct{ name, v string }{{"branch", c.Branch}, {"revision", c.Revision}, {"repository", c.Repository}} {
+			if err := protocol.CheckGitArg(f.v); err != nil {
+				at := ""
+				if len(changes) > 1 {
+					at = fmt.Sprintf("change %d: ", i+1)
+				}
+				return badHook("%s%s %v", at, f.name, err)
+			}
+		}
+	}
+	return nil
 }
