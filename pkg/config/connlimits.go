@@ -2,7 +2,8 @@ package config
 
 import "time"
 
-// ConnLimits caps the connections of a port ([protocols.grpc] and [www]),
+// ConnLimits caps the connections of a port ([protocols.grpc],
+// [protocols.pb], [protocols.msgpack] and [www]),
 // so that idle or half-open connections cannot use up the master's file
 // descriptors. A connection over a cap is closed at once and logged
 // (sampled). See the README's "Connection caps".
@@ -10,13 +11,13 @@ type ConnLimits struct {
 	// MaxConnections is max_connections: the most connections open at
 	// once on the port. Zero (the default) means derived at start from
 	// the master's descriptor limit (RLIMIT_NOFILE): a half of it for the
-	// web port and a quarter for the worker port, each within bounds (see
-	// pkg/master).
+	// web port, a quarter for the worker port and a sixteenth for each
+	// buildbot-worker port, each within bounds (see pkg/master).
 	MaxConnections int
 	// MaxConnectionsPerAddress is max_connections_per_address: the most
 	// connections open at once from one source address (an IPv4 address,
 	// an IPv6 /64). Default DefaultWebPerAddress on the web port,
-	// DefaultWorkerPerAddress on the worker port. Zero means no
+	// DefaultWorkerPerAddress on the worker ports. Zero means no
 	// per-address cap: behind a proxy (nginx in the FreeBSD jails) every
 	// web connection comes from the proxy's address, so set it to zero
 	// there and let the proxy cap each client (nginx's limit_conn).

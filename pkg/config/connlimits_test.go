@@ -46,6 +46,11 @@ max_connections = -1
 max_connections_per_address = "many"
 [www]
 idle_timeout = "10ms"
+[protocols.pb]
+port = 7001
+max_connections = 16777217
+[protocols.msgpack]
+max_connections_per_address = -3
 `
 	_, err := Parse("master.toml", []byte(src))
 	var msgs []string
@@ -56,6 +61,8 @@ idle_timeout = "10ms"
 		`master.toml:2: protocols.grpc.max_connections: -1 is out of range: 0 to 16777216`,
 		`master.toml:3: protocols.grpc.max_connections_per_address: expected an integer, got string`,
 		`master.toml:5: www.idle_timeout: 10ms is too short: at least 1s`,
+		`master.toml:8: protocols.pb.max_connections: 16777217 is out of range: 0 to 16777216`,
+		`master.toml:10: protocols.msgpack.max_connections_per_address: -3 is out of range: 0 to 16777216`,
 	}
 	if diff := cmp.Diff(want, msgs); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)

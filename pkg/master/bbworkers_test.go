@@ -57,8 +57,9 @@ password = "p2"
 	}
 }
 
-// TestBBRestart: turning a buildbot-worker port on or off, or moving it,
-// needs a restart, as the gRPC port; its table moving in the file does not.
+// TestBBRestart: turning a buildbot-worker port on or off, moving it, or
+// changing its connection caps needs a restart, as the gRPC port; its
+// table moving in the file does not.
 func TestBBRestart(t *testing.T) {
 	t.Parallel()
 	on := config.BBProtocol{Enabled: true, Port: 9989, Line: 3}
@@ -73,6 +74,7 @@ func TestBBRestart(t *testing.T) {
 		{"turned off", config.Protocols{PB: on}, config.Protocols{}, []string{"protocols.pb"}},
 		{"another port", config.Protocols{PB: on}, config.Protocols{PB: config.BBProtocol{Enabled: true, Port: 7000}}, []string{"protocols.pb"}},
 		{"another interface", config.Protocols{Msgpack: on}, config.Protocols{Msgpack: config.BBProtocol{Enabled: true, Port: 9989, Interface: "127.0.0.1"}}, []string{"protocols.msgpack"}},
+		{"other caps", config.Protocols{PB: on}, config.Protocols{PB: config.BBProtocol{Enabled: true, Port: 9989, Limits: config.ConnLimits{MaxConnections: 10}}}, []string{"protocols.pb"}},
 	} {
 		var got []string
 		for _, r := range bbRestart(tc.old, tc.cfg) {

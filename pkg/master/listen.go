@@ -13,12 +13,16 @@ import (
 
 // Bounds of the derived max_connections of each port: a share of the
 // descriptor limit (RLIMIT_NOFILE; Go raises the soft limit to the hard
-// one at start), within bounds. What is left of the limit serves the
-// store, logs, git pollers and outgoing reporters.
+// one at start), within bounds. The shares add up to 7/8 of the limit
+// with both buildbot-worker ports on; what is left serves the store,
+// logs, git pollers and outgoing reporters. On the worker ports
+// max_connections caps the connections not logged in (the logged-in ones
+// are bounded by the workers of the config).
 const (
-	webShare, workerShare = 2, 4 // web: a half of the limit; worker: a quarter
-	webMin, webMax        = 64, 10000
-	workerMin, workerMax  = 16, 5000
+	webShare, workerShare, bbShare = 2, 4, 16 // web: a half of the limit; worker: a quarter; pb, msgpack: a sixteenth each
+	webMin, webMax                 = 64, 10000
+	workerMin, workerMax           = 16, 5000
+	bbMin, bbMax                   = 16, 1250
 )
 
 // descriptorLimit is the process's RLIMIT_NOFILE, or 1024 when it cannot

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/gbb-ci/gbb/pkg/bbworker"
 )
@@ -25,6 +26,11 @@ const (
 	// maxQueued bounds the worker's requests read but not yet handled;
 	// past it the connection stops reading (TCP pushes back).
 	maxQueued = 256
+	// maxQueuedCost bounds the same in bytes: the cost (see elemCost) of
+	// the messages read and not yet handled, with the one being handled.
+	// Past it the connection stops reading, holding one more frame at
+	// most. A message costs at most maxCost, so one always fits.
+	maxQueuedCost = maxCost
 	// writeTimeout bounds one frame's write to a worker that stopped
 	// reading.
 	writeTimeout = 30 * time.Second
@@ -90,7 +96,10 @@ type Conn struct {
 	builderDirs map[string]string       // guarded by mu; builder name -> absolute directory
 	closed      bool                    // guarded by mu
 
-	inbox     chan map[string]any // the worker's requests, in order, for handle
+	inbox     chan queued         // the worker's requests, in order, for handle
+	budget    *semaphore.Weighted // maxQueuedCost, held by the messages read and not handled
+	stop      context.CancelFunc  // cancels the reader's wait for budget; by shut
+	stopped   context.Context
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup // read and handle
@@ -98,15 +107,26 @@ type Conn struct {
 
 var _ bbworker.Conn = (*Conn)(nil)
 
+// queued is a request of the worker read and not yet handled, with the
+// cost it holds of Conn.budget.
+type queued struct {
+	msg  map[string]any
+	cost int64
+}
+
 func newConn(name, remote string, ws *websocket.Conn, log *slog.Logger) *Conn {
+	stopped, stop := context.WithCancel(context.Background())
 	return &Conn{
+		budget:   semaphore.NewWeighted(maxQueuedCost),
+		stop:     stop,
+		stopped:  stopped,
 		name:     name,
 		remote:   remote,
 		ws:       ws,
 		log:      log,
 		pending:  make(map[int64]chan response),
 		commands: make(map[string]*command),
-		inbox:    make(chan map[string]any, maxQueued),
+		inbox:    make(chan queued, maxQueued),
 		done:     make(chan struct{}),
 	}
 }
@@ -147,6 +167,7 @@ func (c *Conn) shut() {
 		c.pending = nil
 		c.mu.Unlock()
 		c.ws.Close()
+		c.stop()
 		for _, ch := range pending {
 			ch <- response{err: ErrClosed}
 		}
@@ -234,14 +255,27 @@ func (c *Conn) read() {
 			c.log.Warn("buildbot-worker sent a text frame; ignored")
 			continue
 		}
-		msg, err := decode(data)
+		cost, err := check(data)
 		if err != nil {
+			c.log.Warn("buildbot-worker sent a bad message; dropping the connection", "err", err, "bytes", len(data))
+			return
+		}
+		// Wait for the messages read before to be handled, so that a
+		// worker not reading the answers holds maxQueuedCost at most.
+		if err := c.budget.Acquire(c.stopped, cost); err != nil {
+			return
+		}
+		msg, err := decodeChecked(data)
+		data = nil
+		if err != nil {
+			c.budget.Release(cost)
 			c.log.Warn("buildbot-worker sent a bad message; dropping the connection", "err", err)
 			return
 		}
 		op, ok1 := msg["op"].(string)
 		seq, ok2 := integer(msg["seq_number"])
 		if !ok1 || !ok2 {
+			c.budget.Release(cost)
 			c.log.Warn("buildbot-worker sent a message without op or seq_number; ignored")
 			continue
 		}
@@ -258,11 +292,13 @@ func (c *Conn) read() {
 			if _, ok := msg["is_exception"]; ok {
 				r = response{err: &RemoteError{Message: fmt.Sprint(plain(msg["result"]))}}
 			}
+			// The caller holds the answer now: each call holds one.
+			c.budget.Release(cost)
 			ch <- r
 			continue
 		}
 		select {
-		case c.inbox <- msg:
+		case c.inbox <- queued{msg, cost}:
 		case <-c.done:
 			return
 		}
@@ -272,14 +308,16 @@ func (c *Conn) read() {
 // handle answers the worker's requests in the order they came, then
 // completes the commands the lost connection leaves running.
 func (c *Conn) handle() {
-	for msg := range c.inbox {
-		result, err := c.dispatch(msg)
-		out := map[string]any{"op": "response", "seq_number": msg["seq_number"], "result": result}
+	for q := range c.inbox {
+		result, err := c.dispatch(q.msg)
+		out := map[string]any{"op": "response", "seq_number": q.msg["seq_number"], "result": result}
 		if err != nil {
 			out["result"] = err.Error()
 			out["is_exception"] = true
 		}
-		if err := c.send(out); err != nil {
+		err = c.send(out)
+		c.budget.Release(q.cost)
+		if err != nil {
 			break
 		}
 	}

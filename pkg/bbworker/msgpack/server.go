@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/gbb-ci/gbb/internal/backoff"
+	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/bbworker"
 )
@@ -207,6 +208,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxMessage)
 	ws.NetConn().SetDeadline(time.Time{}) // the server's ReadTimeout bounded the upgrade only
+	// Logged in: no longer one of the connections the port's
+	// max_connections caps (nor one it may close to make room).
+	connlimit.Authenticated(ws.NetConn())
 	log := s.log.With("worker", name, "protocol", "msgpack", "addr", r.RemoteAddr)
 	c := newConn(name, r.RemoteAddr, ws, log)
 

@@ -15,14 +15,32 @@ import (
 // unbounded depth would let a peer exhaust the stack.
 const maxDepth = 32
 
+// A message's cost is its bytes plus elemCost for each array element and
+// map key or value: about what its decoded form takes in memory (a slot
+// of a []any or a map entry's half, and the box of a scalar). maxElements
+// bounds the elements of one message, so that a frame of one-byte nils
+// cannot decode to 16 bytes or more per byte: with maxMessage, a message
+// costs at most maxCost. The worker's largest messages have far fewer
+// elements: an output batch of 64 KiB has an offset and a time per line.
+const (
+	elemCost    = 32
+	maxElements = 1 << 19
+	maxCost     = maxMessage + elemCost*maxElements
+)
+
 // decode decodes one message from the worker: a msgpack map with string
 // keys, its values normalized to the plain Go values bbworker.Conn
 // carries (string, int64, float64, bool, nil, []any, map[string]any).
 // bin values become string too, except where the caller asks for bytes.
 func decode(data []byte) (map[string]any, error) {
-	if err := check(data); err != nil {
+	if _, err := check(data); err != nil {
 		return nil, err
 	}
+	return decodeChecked(data)
+}
+
+// decodeChecked is decode of data check accepted.
+func decodeChecked(data []byte) (map[string]any, error) {
 	d := vmsgpack.NewDecoder(bytes.NewReader(data))
 	d.UseLooseInterfaceDecoding(true)
 	v, err := d.DecodeInterfaceLoose()
@@ -76,14 +94,28 @@ func plain(v any) any {
 	return v
 }
 
-var errMalformed = errors.New("malformed msgpack")
+var (
+	errMalformed = errors.New("malformed msgpack")
+	errTooBig    = errors.New("message too big")
+)
 
 // check walks data as one msgpack value without recursing, and refuses
 // it when it nests deeper than maxDepth, is truncated, has trailing
-// bytes, or announces more elements than it has bytes (so that the
-// decoder never allocates for elements that are not there).
-func check(data []byte) error {
+// bytes, announces more elements than it has bytes (so that the decoder
+// never allocates for elements that are not there), or has more than
+// maxElements elements. It returns the message's cost (see elemCost).
+func check(data []byte) (cost int64, err error) {
+	n, err := walk(data)
+	if err != nil {
+		return 0, err
+	}
+	return int64(len(data)) + elemCost*int64(n), nil
+}
+
+// walk is check's walk; it returns the number of elements.
+func walk(data []byte) (int, error) {
 	var stack []uint64 // elements still expected at each open level
+	var total uint64   // elements of the containers opened so far
 	stack = append(stack, 1)
 	p := 0
 	need := func(n uint64) error {
@@ -115,7 +147,7 @@ func check(data []byte) error {
 		}
 		stack[len(stack)-1]--
 		if err := need(1); err != nil {
-			return err
+			return 0, err
 		}
 		c := data[p]
 		p++
@@ -175,28 +207,31 @@ func check(data []byte) error {
 			elems, err = length(4)
 			elems *= 2
 		default:
-			return fmt.Errorf("%w: byte 0x%02x", errMalformed, c)
+			return 0, fmt.Errorf("%w: byte 0x%02x", errMalformed, c)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if container {
 			if uint64(len(data)-p) < elems {
-				return fmt.Errorf("%w: %d elements announced, %d bytes left", errMalformed, elems, len(data)-p)
+				return 0, fmt.Errorf("%w: %d elements announced, %d bytes left", errMalformed, elems, len(data)-p)
 			}
 			if len(stack) >= maxDepth {
-				return fmt.Errorf("%w: nested deeper than %d", errMalformed, maxDepth)
+				return 0, fmt.Errorf("%w: nested deeper than %d", errMalformed, maxDepth)
+			}
+			if total += elems; total > maxElements {
+				return 0, fmt.Errorf("%w: more than %d elements", errTooBig, maxElements)
 			}
 			stack = append(stack, elems)
 			continue
 		}
 		if err := need(skip); err != nil {
-			return err
+			return 0, err
 		}
 		p += int(skip)
 	}
 	if p != len(data) {
-		return fmt.Errorf("%w: %d bytes after the message", errMalformed, len(data)-p)
+		return 0, fmt.Errorf("%w: %d bytes after the message", errMalformed, len(data)-p)
 	}
-	return nil
+	return int(total), nil
 }

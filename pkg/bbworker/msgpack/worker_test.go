@@ -57,6 +57,12 @@ func startMaster(t *testing.T, passwords map[string]string) *master {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startMasterOn(t, ln, passwords)
+}
+
+// startMasterOn is startMaster serving ln.
+func startMasterOn(t *testing.T, ln net.Listener, passwords map[string]string) *master {
+	t.Helper()
 	m := &master{addr: ln.Addr().String(), log: &syncBuffer{}, conns: make(chan bbworker.Conn, 8)}
 	m.srv = &Server{
 		Password: func(name string) (string, bool) { p, ok := passwords[name]; return p, ok },
