@@ -289,6 +289,9 @@ func (b *broker) handle(e any, size int) error {
 		u := unjellier{locals: b.lookup}
 		v, err := u.unjelly(args[1])
 		switch {
+		case errors.Is(err, errTooManyNodes):
+			ch <- reply{err: err}
+			return err
 		case err != nil:
 			ch <- reply{err: err}
 		case string(cmd) == "error":
@@ -365,7 +368,7 @@ func (b *broker) invoke(m []any) (any, error) {
 	u := unjellier{locals: b.lookup}
 	a, err := u.unjelly(m[4])
 	if err != nil {
-		return nil, err
+		return nil, unjellyError(err)
 	}
 	args, ok := a.([]any)
 	if !ok {
@@ -374,13 +377,22 @@ func (b *broker) invoke(m []any) (any, error) {
 	u.refs = nil // args and kwargs are jellied apart
 	k, err := u.unjelly(m[5])
 	if err != nil {
-		return nil, err
+		return nil, unjellyError(err)
 	}
 	kw, ok := k.(map[string]any)
 	if !ok && k != nil {
 		return nil, fmt.Errorf("keyword arguments are a %T", k)
 	}
 	return obj.remote(string(method), args, kw)
+}
+
+// unjellyError is the failure for arguments unjelly refused; a peer that
+// sent an expression standing for too many values is dropped.
+func unjellyError(err error) error {
+	if errors.Is(err, errTooManyNodes) {
+		return &callError{parents: []string{"builtins.RuntimeError"}, msg: err.Error(), close: true}
+	}
+	return err
 }
 
 func (b *broker) lookup(id any) (local, bool) {
