@@ -32,7 +32,13 @@ type BBProtocol struct {
 	// Interface is interface: the address to listen on; "" (the default)
 	// means all addresses.
 	Interface string
-	Line      int // line of the table, for messages
+	// Limits are max_connections and max_connections_per_address, as
+	// [protocols.grpc]'s: max_connections caps the connections not yet
+	// logged in (zero: derived from the descriptor limit, see
+	// pkg/master), max_connections_per_address those of one address
+	// (default DefaultWorkerPerAddress; zero: no cap).
+	Limits ConnLimits
+	Line   int // line of the table, for messages
 }
 
 // Addr returns the address to listen on, as net.Listen takes it.
@@ -44,9 +50,11 @@ func (d *decoder) bbProtocol(p *table, name string, port int) BBProtocol {
 	if !ok {
 		return BBProtocol{}
 	}
-	b := BBProtocol{Enabled: true, Port: port, Line: t.line()}
+	b := BBProtocol{Enabled: true, Port: port, Line: t.line(),
+		Limits: ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}}
 	t.port("port", &b.Port)
 	b.Interface, _ = t.str("interface")
+	d.connLimits(t, &b.Limits)
 	t.done()
 	return b
 }

@@ -8,17 +8,21 @@ import (
 
 func TestBBProtocols(t *testing.T) {
 	t.Parallel()
+	defLimits := ConnLimits{MaxConnectionsPerAddress: DefaultWorkerPerAddress}
 	tests := []struct {
 		name, src   string
 		pb, msgpack BBProtocol
 	}{
 		{"off by default", ``, BBProtocol{}, BBProtocol{}},
 		{"defaults in the tables", "[protocols.grpc]\nport = 9999\n[protocols.pb]\n[protocols.msgpack]\n",
-			BBProtocol{Enabled: true, Port: 9989, Line: 3}, BBProtocol{Enabled: true, Port: 9990, Line: 4}},
+			BBProtocol{Enabled: true, Port: 9989, Line: 3, Limits: defLimits}, BBProtocol{Enabled: true, Port: 9990, Line: 4, Limits: defLimits}},
 		{"set", "[protocols.pb]\nport = 7001\ninterface = \"127.0.0.1\"\n[protocols.msgpack]\nport = 0\n",
-			BBProtocol{Enabled: true, Port: 7001, Interface: "127.0.0.1", Line: 1}, BBProtocol{Enabled: true, Port: 0, Line: 4}},
+			BBProtocol{Enabled: true, Port: 7001, Interface: "127.0.0.1", Line: 1, Limits: defLimits}, BBProtocol{Enabled: true, Port: 0, Line: 4, Limits: defLimits}},
+		{"caps", "[protocols.pb]\nport = 7001\nmax_connections = 100\nmax_connections_per_address = 3\n[protocols.msgpack]\nmax_connections_per_address = 0\n",
+			BBProtocol{Enabled: true, Port: 7001, Line: 1, Limits: ConnLimits{MaxConnections: 100, MaxConnectionsPerAddress: 3}},
+			BBProtocol{Enabled: true, Port: 9990, Line: 5}},
 		{"another interface than grpc's", "[protocols.grpc]\ninterface = \"127.0.0.2\"\n[protocols.pb]\ninterface = \"127.0.0.1\"\n",
-			BBProtocol{Enabled: true, Port: 9989, Interface: "127.0.0.1", Line: 3}, BBProtocol{}},
+			BBProtocol{Enabled: true, Port: 9989, Interface: "127.0.0.1", Line: 3, Limits: defLimits}, BBProtocol{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -163,7 +163,7 @@ type bbListener struct {
 func (m *Master) listenBB(ctx context.Context, cfg *config.Config, engine *build.Engine, bws *bbWorkers) ([]bbListener, error) {
 	var out []bbListener
 	if p := cfg.Protocols.PB; p.Enabled {
-		ln, err := listen("pb port", p.Addr(), config.ConnLimits{}, workerShare, workerMin, workerMax, false, m.log)
+		ln, err := listen("pb port", p.Addr(), p.Limits, bbShare, bbMin, bbMax, true, m.log)
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +174,7 @@ func (m *Master) listenBB(ctx context.Context, cfg *config.Config, engine *build
 		}})
 	}
 	if p := cfg.Protocols.Msgpack; p.Enabled {
-		ln, err := listen("msgpack port", p.Addr(), config.ConnLimits{}, workerShare, workerMin, workerMax, false, m.log)
+		ln, err := listen("msgpack port", p.Addr(), p.Limits, bbShare, bbMin, bbMax, true, m.log)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +219,7 @@ func bbRestart(old, cfg config.Protocols) []string {
 	}{{"protocols.pb", old.PB, cfg.PB}, {"protocols.msgpack", old.Msgpack, cfg.Msgpack}} {
 		p.old.Line, p.cfg.Line = 0, 0
 		if p.old != p.cfg {
-			out = append(out, p.name+" (turning it on or off, its port or interface)")
+			out = append(out, p.name+" (turning it on or off, its port, interface or caps)")
 		}
 	}
 	return out

@@ -14,11 +14,15 @@ import (
 // Bounds of the derived max_connections of each port: a share of the
 // descriptor limit (RLIMIT_NOFILE; Go raises the soft limit to the hard
 // one at start), within bounds. What is left of the limit serves the
-// store, logs, git pollers and outgoing reporters.
+// store, logs, git pollers and outgoing reporters: with every port on,
+// the shares sum to 7/8 of the limit (at 20,000: 10,000 + 5,000 + 1,250
+// + 1,250).
 const (
 	webShare, workerShare = 2, 4 // web: a half of the limit; worker: a quarter
 	webMin, webMax        = 64, 10000
 	workerMin, workerMax  = 16, 5000
+	bbShare               = 16 // each buildbot-worker port (pb, msgpack): a sixteenth
+	bbMin, bbMax          = 16, 5000
 )
 
 // descriptorLimit is the process's RLIMIT_NOFILE, or 1024 when it cannot

@@ -15,6 +15,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gbb-ci/gbb/internal/connlimit"
+
 	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/bbworker"
@@ -236,6 +238,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close()
 		return
 	}
+	// Logged in: a cap on connections not logged in (connlimit's Evict)
+	// no longer counts this one, nor closes it.
+	connlimit.Authenticated(ws.NetConn())
 	log.Info("buildbot-worker connected")
 	if s.Attach != nil {
 		s.Attach(c)
