@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/gbb-ci/gbb/pkg/bbworker"
 )
@@ -25,6 +26,12 @@ const (
 	// maxQueued bounds the worker's requests read but not yet handled;
 	// past it the connection stops reading (TCP pushes back).
 	maxQueued = 256
+	// maxQueuedBytes bounds what those requests cost (their bytes and
+	// elementCost per value) as PB's queuedLoggedIn does: a count alone
+	// let a few 16 MiB frames, queued behind a slow request, take
+	// gigabytes. One message never costs more (maxMessage and
+	// maxElements*elementCost are below it).
+	maxQueuedBytes = 32 << 20
 	// writeTimeout bounds one frame's write to a worker that stopped
 	// reading.
 	writeTimeout = 30 * time.Second
@@ -90,13 +97,21 @@ type Conn struct {
 	builderDirs map[string]string       // guarded by mu; builder name -> absolute directory
 	closed      bool                    // guarded by mu
 
-	inbox     chan map[string]any // the worker's requests, in order, for handle
+	inbox     chan queued         // the worker's requests, in order, for handle
+	queue     *semaphore.Weighted // maxQueuedBytes, held by the requests in inbox
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup // read and handle
 }
 
 var _ bbworker.Conn = (*Conn)(nil)
+
+// queued is a request of the worker's waiting for handle, with what it
+// holds of the connection's maxQueuedBytes.
+type queued struct {
+	msg  map[string]any
+	cost int64
+}
 
 func newConn(name, remote string, ws *websocket.Conn, log *slog.Logger) *Conn {
 	return &Conn{
@@ -106,7 +121,8 @@ func newConn(name, remote string, ws *websocket.Conn, log *slog.Logger) *Conn {
 		log:      log,
 		pending:  make(map[int64]chan response),
 		commands: make(map[string]*command),
-		inbox:    make(chan map[string]any, maxQueued),
+		inbox:    make(chan queued, maxQueued),
+		queue:    semaphore.NewWeighted(maxQueuedBytes),
 		done:     make(chan struct{}),
 	}
 }
@@ -219,6 +235,18 @@ func (c *Conn) forget(seq int64) {
 func (c *Conn) read() {
 	defer close(c.inbox)
 	defer c.shut()
+	// ctx is done when the connection is, for waiting on the queue.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
 	for {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
@@ -234,7 +262,7 @@ func (c *Conn) read() {
 			c.log.Warn("buildbot-worker sent a text frame; ignored")
 			continue
 		}
-		msg, err := decode(data)
+		msg, values, err := decodeCounted(data)
 		if err != nil {
 			c.log.Warn("buildbot-worker sent a bad message; dropping the connection", "err", err)
 			return
@@ -261,19 +289,29 @@ func (c *Conn) read() {
 			ch <- r
 			continue
 		}
+		// Wait, reading no more, until the requests before it are
+		// handled enough for this one to fit.
+		cost := min(int64(len(data))+int64(values)*elementCost, maxQueuedBytes)
+		if err := c.queue.Acquire(ctx, cost); err != nil {
+			return
+		}
 		select {
-		case c.inbox <- msg:
+		case c.inbox <- queued{msg: msg, cost: cost}:
 		case <-c.done:
+			c.queue.Release(cost)
 			return
 		}
 	}
 }
 
+
 // handle answers the worker's requests in the order they came, then
 // completes the commands the lost connection leaves running.
 func (c *Conn) handle() {
-	for msg := range c.inbox {
+	for q := range c.inbox {
+		msg := q.msg
 		result, err := c.dispatch(msg)
+		c.queue.Release(q.cost)
 		out := map[string]any{"op": "response", "seq_number": msg["seq_number"], "result": result}
 		if err != nil {
 			out["result"] = err.Error()

@@ -134,7 +134,7 @@ func TestCheck(t *testing.T) {
 	good, _ := encode(map[string]any{"op": "update", "seq_number": 70000, "args": []any{
 		[]any{"stdout", []any{"a\n", []any{1}, []any{1.5}}}, []any{"rc", -3}, []any{"data", []byte{0, 1, 2}},
 	}})
-	if err := check(good); err != nil {
+	if _, err := check(good); err != nil {
 		t.Errorf("a real message: %v", err)
 	}
 	for name, b := range map[string][]byte{
@@ -144,7 +144,7 @@ func TestCheck(t *testing.T) {
 		"deep":      append(bytes.Repeat([]byte{0x91}, maxDepth+1), 0xc0),
 		"str32":     {0xdb, 0xff, 0xff, 0xff, 0xff},
 	} {
-		if err := check(b); err == nil {
+		if _, err := check(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

@@ -15,14 +15,38 @@ import (
 // unbounded depth would let a peer exhaust the stack.
 const maxDepth = 32
 
+// maxElements bounds the values one message holds: each costs the
+// decoder an interface (16 bytes) and more, so a 16 MiB frame of nils
+// (one byte each) would take some 260 MB. buildbot's largest messages
+// (an output batch with its line offsets and times, a listdir) hold a
+// few thousand.
+const maxElements = 1 << 18
+
+// elementCost is what the master counts for one decoded value of a
+// message queued for handling, besides the message's bytes.
+const elementCost = 32
+
 // decode decodes one message from the worker: a msgpack map with string
 // keys, its values normalized to the plain Go values bbworker.Conn
 // carries (string, int64, float64, bool, nil, []any, map[string]any).
 // bin values become string too, except where the caller asks for bytes.
 func decode(data []byte) (map[string]any, error) {
-	if err := check(data); err != nil {
-		return nil, err
+	m, _, err := decodeCounted(data)
+	return m, err
+}
+
+// decodeCounted is decode, also returning how many values the message
+// holds.
+func decodeCounted(data []byte) (map[string]any, int, error) {
+	n, err := check(data)
+	if err != nil {
+		return nil, 0, err
 	}
+	m, err := decodeChecked(data)
+	return m, n, err
+}
+
+func decodeChecked(data []byte) (map[string]any, error) {
 	d := vmsgpack.NewDecoder(bytes.NewReader(data))
 	d.UseLooseInterfaceDecoding(true)
 	v, err := d.DecodeInterfaceLoose()
@@ -79,10 +103,12 @@ func plain(v any) any {
 var errMalformed = errors.New("malformed msgpack")
 
 // check walks data as one msgpack value without recursing, and refuses
-// it when it nests deeper than maxDepth, is truncated, has trailing
-// bytes, or announces more elements than it has bytes (so that the
-// decoder never allocates for elements that are not there).
-func check(data []byte) error {
+// it when it nests deeper than maxDepth, holds more than maxElements
+// values, is truncated, has trailing bytes, or announces more elements
+// than it has bytes (so that the decoder never allocates for elements
+// that are not there). It returns the number of values.
+func check(data []byte) (int, error) {
+	values := 0
 	var stack []uint64 // elements still expected at each open level
 	stack = append(stack, 1)
 	p := 0
@@ -114,8 +140,11 @@ func check(data []byte) error {
 			continue
 		}
 		stack[len(stack)-1]--
+		if values++; values > maxElements {
+			return 0, fmt.Errorf("%w: more than %d values", errMalformed, maxElements)
+		}
 		if err := need(1); err != nil {
-			return err
+			return 0, err
 		}
 		c := data[p]
 		p++
@@ -175,28 +204,28 @@ func check(data []byte) error {
 			elems, err = length(4)
 			elems *= 2
 		default:
-			return fmt.Errorf("%w: byte 0x%02x", errMalformed, c)
+			return 0, fmt.Errorf("%w: byte 0x%02x", errMalformed, c)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if container {
 			if uint64(len(data)-p) < elems {
-				return fmt.Errorf("%w: %d elements announced, %d bytes left", errMalformed, elems, len(data)-p)
+				return 0, fmt.Errorf("%w: %d elements announced, %d bytes left", errMalformed, elems, len(data)-p)
 			}
 			if len(stack) >= maxDepth {
-				return fmt.Errorf("%w: nested deeper than %d", errMalformed, maxDepth)
+				return 0, fmt.Errorf("%w: nested deeper than %d", errMalformed, maxDepth)
 			}
 			stack = append(stack, elems)
 			continue
 		}
 		if err := need(skip); err != nil {
-			return err
+			return 0, err
 		}
 		p += int(skip)
 	}
 	if p != len(data) {
-		return fmt.Errorf("%w: %d bytes after the message", errMalformed, len(data)-p)
+		return 0, fmt.Errorf("%w: %d bytes after the message", errMalformed, len(data)-p)
 	}
-	return nil
+	return values, nil
 }
