@@ -304,7 +304,6 @@ func (c *Conn) read() {
 	}
 }
 
-
 // handle answers the worker's requests in the order they came, then
 // completes the commands the lost connection leaves running.
 func (c *Conn) handle() {
