@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/bbworker"
@@ -27,6 +28,13 @@ const (
 	// pingTimeout is how long a logged-in worker has to answer the ping
 	// a second login under its name causes (buildbot's PING_TIMEOUT).
 	pingTimeout = 10 * time.Second
+	// loginBurst wrong passwords from an address are free, then one per
+	// loginEvery, as on gbb's own worker port and the msgpack port; past
+	// that the address is refused before its response is checked.
+	loginBurst = 10
+	loginEvery = 6 * time.Second
+	// brakeAddrs bounds the addresses the brake tracks.
+	brakeAddrs = 10_000
 )
 
 // Server accepts buildbot-workers' PB connections and logs them in.
@@ -44,6 +52,7 @@ type Server struct {
 
 	once     sync.Once
 	refusals *logsample.Keyed
+	brake    *backoff.Limiter
 
 	mu      sync.Mutex
 	closed  bool                      // guarded by mu
@@ -58,6 +67,7 @@ var ErrServerClosed = errors.New("pb: server closed")
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.refusals = logsample.NewKeyed(10*time.Second, 3, 0)
+		s.brake = backoff.New(backoff.Config{Burst: loginBurst, Every: loginEvery, MaxKeys: brakeAddrs, ShareOverflow: true})
 		s.lns = make(map[net.Listener]struct{})
 		s.brokers = make(map[*broker]struct{})
 		s.byName = make(map[string]*conn)
@@ -253,18 +263,31 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 		return nil, fmt.Errorf("already logged in as %s", r.conn.name)
 	}
 	b.unregister(ch) // one response per challenge
-	password, known := s.Password(ch.name)
-	if !known {
-		return nil, r.refuse(ch.name, "unknown worker")
+	attempt, wait, allowed := s.brake.Begin(backoff.AddrKey(b.nc.RemoteAddr().String()))
+	if !allowed {
+		secs := int(wait.Seconds()) + 1
+		err := r.refuse(ch.name, fmt.Sprintf("too many failed logins from this address: retry in %ds", secs)).(*callError)
+		err.msg = fmt.Sprintf("too many failed logins from this address: retry in %ds", secs)
+		err.close = true
+		return nil, err
 	}
-	// pb.respond: md5(md5(password) + challenge).
+	password, known := s.Password(ch.name)
+	// pb.respond: md5(md5(password) + challenge). Computed for an
+	// unknown name too, so that timing does not tell which names exist.
 	h := md5.Sum([]byte(password))
 	m := md5.New()
 	m.Write(h[:])
 	m.Write(ch.challenge)
-	if subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) != 1 {
+	match := subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) == 1
+	if !known {
+		attempt.Failed()
+		return nil, r.refuse(ch.name, "unknown worker")
+	}
+	if !match {
+		attempt.Failed()
 		return nil, r.refuse(ch.name, "wrong password")
 	}
+	attempt.Succeeded()
 
 	c := &conn{b: b, name: ch.name, mind: mind, commands: make(map[*command]struct{})}
 	// A second login under a logged-in name: buildbot pings the first
