@@ -86,6 +86,7 @@ type broker struct {
 	abandoned map[int64]struct{} // guarded by mu
 	nextReq   int64              // guarded by mu
 	closed    bool               // guarded by mu
+	why       error              // guarded by mu; why the master dropped the connection
 
 	incoming *queue        // the worker's calls and decrefs, for the dispatch goroutine
 	done     chan struct{} // closed when run has returned
@@ -348,8 +349,21 @@ func (b *broker) dispatch(m []any) {
 	}
 	b.send([]any{"error", reqID, j})
 	if ce.close {
+		b.mu.Lock()
+		if b.why == nil {
+			b.why = ce
+		}
+		b.mu.Unlock()
 		b.shut()
 	}
+}
+
+// reason is why the master dropped the connection, if it did so after
+// answering a call.
+func (b *broker) reason() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.why
 }
 
 func (b *broker) invoke(m []any) (any, error) {

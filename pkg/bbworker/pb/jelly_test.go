@@ -122,6 +122,12 @@ func TestReferenceChainOverTheWire(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("refused after %v", d)
 	}
+	// The drop is logged with the address and why.
+	waitFor(t, 30*time.Second, "the dropped connection logged with its address and reason", func() bool {
+		l := m.logs.String()
+		return strings.Contains(l, "pb: dropped a connection before login") && strings.Contains(l, "stands for more than") &&
+			strings.Contains(l, c.nc.LocalAddr().String())
+	})
 	// The server still serves.
 	if kind, v := dialPB(t, m.addr).login("w1", "sekrit"); kind != "answer" {
 		t.Fatalf("login after the attack: %s %v", kind, v)

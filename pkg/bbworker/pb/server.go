@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -185,8 +186,37 @@ func (s *Server) serveConn(b *broker, wg *sync.WaitGroup) {
 		c.lost()
 		b.log.Info("pb: worker gone", "worker", c.name, "err", err)
 	} else {
-		b.log.Debug("pb: connection closed before login", "err", err)
+		s.dropped(b, err)
 	}
+}
+
+// dropped logs, sampled per source address, a connection that ended
+// before a login: the peer closing it at Info, anything else (malformed
+// banana, a refused expression, no login in time) at Warn, with why.
+func (s *Server) dropped(b *broker, err error) {
+	if why := b.reason(); why != nil {
+		err = why
+	}
+	src := b.nc.RemoteAddr().String()
+	if host, _, herr := net.SplitHostPort(src); herr == nil {
+		src = host
+	}
+	if s.isClosed() {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		s.refusals.Log(src, s.Logger, slog.LevelInfo, "pb: connection closed before login",
+			"remote", b.nc.RemoteAddr().String(), "reason", "closed by the peer")
+		return
+	}
+	s.refusals.Log(src, s.Logger, slog.LevelWarn, "pb: dropped a connection before login",
+		"remote", b.nc.RemoteAddr().String(), "reason", fmt.Sprint(err))
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // refuse logs a refused login, sampled per source address.
