@@ -685,7 +685,8 @@ worker_names = ["bb"]
 // TestBBWorkerDuplicateAcrossProtocols: a worker name is connected over
 // one protocol at a time. While a real buildbot-worker is connected over
 // PB, a msgpack login with its name and password is refused (its old
-// connection answers), and the PB worker stays connected.
+// connection answers), so is a gbb-worker's, and the PB worker stays
+// connected.
 func TestBBWorkerDuplicateAcrossProtocols(t *testing.T) {
 	t.Parallel()
 	e := newBBEnv(t, "pb")
@@ -715,6 +716,16 @@ func TestBBWorkerDuplicateAcrossProtocols(t *testing.T) {
 	if !strings.Contains(e.masterLog(), `connected over pb`) {
 		t.Errorf("the refusal does not say which connection holds the name:\n%s", e.masterLog())
 	}
+	// So is a gbb-worker of that name on gbb's own port.
+	e.startWorker("bb", "bbpass")
+	waitFor(t, "the gbb-worker's login refused", 60*time.Second, func() bool {
+		for _, l := range strings.Split(e.masterLog(), "\n") {
+			if strings.Contains(l, "worker refused: a connection of that name answers") && strings.Contains(l, "protocol=gbb") {
+				return true
+			}
+		}
+		return false
+	})
 	// The PB worker is still the one connected, and still builds.
 	if !e.connected("bb") {
 		t.Fatal("bb is not connected after the refused duplicate")
