@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/testdeb"
+	"github.com/gorilla/websocket"
 )
 
 // Issue 20: buildbot's own workers (Debian's buildbot-worker 3.7, run as
@@ -675,4 +680,59 @@ worker_names = ["bb"]
 			}
 		})
 	}
+}
+
+// TestBBWorkerDuplicateAcrossProtocols: a worker name is connected over
+// one protocol at a time. While a real buildbot-worker is connected over
+// PB, a msgpack login with its name and password is refused (its old
+// connection answers), so is a gbb-worker's, and the PB worker stays
+// connected.
+func TestBBWorkerDuplicateAcrossProtocols(t *testing.T) {
+	t.Parallel()
+	e := newBBEnv(t, "pb")
+	mpPort := freePort(t)
+	e.writeConfig(e.holdConfig(false) + fmt.Sprintf("\n[protocols.msgpack]\nport = %d\ninterface = \"127.0.0.1\"\n", mpPort))
+	e.startMaster()
+	e.startBBWorker("bb", "bbpass")
+	waitFor(t, "bb connected over pb", 60*time.Second, func() bool { return e.connected("bb") })
+	e.waitLog("buildbot-worker attached", 1)
+
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("bb:bbpass")))
+	ws, resp, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/ws", mpPort), h)
+	if err != nil {
+		t.Fatalf("msgpack dial: %v (%v)", err, resp)
+	}
+	defer ws.Close()
+	// Refused: the master closes it without a message, well within the
+	// attach timeout (60s) a stalled attach would take.
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the msgpack login of a name connected over pb was not refused: message %q, err %v", msg, err)
+	}
+	e.waitLog("worker refused: a connection of that name answers", 1)
+	if !strings.Contains(e.masterLog(), `connected over pb`) {
+		t.Errorf("the refusal does not say which connection holds the name:\n%s", e.masterLog())
+	}
+	// So is a gbb-worker of that name on gbb's own port.
+	e.startWorker("bb", "bbpass")
+	waitFor(t, "the gbb-worker's login refused", 60*time.Second, func() bool {
+		for _, l := range strings.Split(e.masterLog(), "\n") {
+			if strings.Contains(l, "worker refused: a connection of that name answers") && strings.Contains(l, "protocol=gbb") {
+				return true
+			}
+		}
+		return false
+	})
+	// The PB worker is still the one connected, and still builds.
+	if !e.connected("bb") {
+		t.Fatal("bb is not connected after the refused duplicate")
+	}
+	if n := strings.Count(e.masterLog(), "buildbot-worker attached"); n != 1 {
+		t.Errorf("%d attachments, want the PB worker's only", n)
+	}
+	brid := e.force("force", holdID, "after the duplicate")
+	e.runningBuild(brid)
 }

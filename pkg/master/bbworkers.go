@@ -77,6 +77,18 @@ func (m *Master) bbPassword(proto string) func(string) (string, bool) {
 func (m *Master) bbAttach(ctx context.Context, engine *build.Engine, bws *bbWorkers) func(bbworker.Conn) {
 	return func(c bbworker.Conn) {
 		log := m.log.With("worker", c.Name(), "protocol", c.Protocol(), "remote", c.Remote())
+		if !m.claimName(ctx, c.Name(), &nameHolder{
+			protocol: c.Protocol(),
+			remote:   c.Remote(),
+			alive: func(ctx context.Context) bool {
+				return c.Print(ctx, "master got a duplicate connection") == nil
+			},
+			drop: func(error) { c.Close() },
+			done: c.Done(),
+		}) {
+			c.Close()
+			return
+		}
 		m.mu.Lock()
 		cfg := m.cfg
 		m.mu.Unlock()

@@ -2,11 +2,18 @@ package master
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/gbb-ci/gbb/pkg/bbworker"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
@@ -83,5 +90,78 @@ func TestBBRestart(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: restart for %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestBBPortCaps: [protocols.pb] and [protocols.msgpack] take
+// max_connections_per_address, as [protocols.grpc]: one address cannot
+// hold more connections than that, so it cannot keep a worker out.
+func TestBBPortCaps(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse("master.toml", []byte(`
+[protocols.grpc]
+port = 0
+[protocols.pb]
+port = 0
+interface = "127.0.0.1"
+max_connections_per_address = 3
+[protocols.msgpack]
+port = 0
+interface = "127.0.0.1"
+max_connections_per_address = 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	m := New(t.TempDir(), cfg, slog.New(slog.NewTextHandler(&log, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	bws := &bbWorkers{changed: map[*bbworker.Worker]chan struct{}{}}
+	ls, err := m.listenBB(ctx, cfg, nil, bws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, l := range ls {
+		wg.Go(func() { serveBB(ctx, l, m.log) })
+	}
+	if len(ls) != 2 {
+		t.Fatalf("%d buildbot-worker ports", len(ls))
+	}
+	for _, l := range ls {
+		addr := l.ln.Addr().String()
+		var conns []net.Conn
+		for range 3 {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			conns = append(conns, nc)
+		}
+		// The fourth from the same address is closed at once, without a
+		// byte; the three are still open.
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if n, err := nc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("%s: a 4th connection from one address read %d bytes, %v; want closed", l.name, n, err)
+		}
+		if l.name == config.ProtocolPB {
+			// PB's server speaks first: the three held ones got its offer.
+			for _, c := range conns {
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					t.Errorf("pb: a connection within the cap: %v", err)
+				}
+			}
+		}
+	}
+	if !strings.Contains(log.String(), "max_connections_per_address=3") {
+		t.Errorf("the caps are not logged:\n%s", log.String())
 	}
 }

@@ -52,6 +52,9 @@ type Master struct {
 	missing   *missingWatcher      // guarded by mu; likewise
 	// schedIDs are the schedulers' API ids, by name (see schedulerIDs).
 	schedIDs map[string]int64 // guarded by mu
+	// names arbitrates a worker name across the gRPC, PB and msgpack
+	// ports.
+	names workerNames
 	// bbws are the attached buildbot-workers while Run runs.
 	bbws *bbWorkers // guarded by mu
 
@@ -259,8 +262,20 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	engine.SetTriggerer(scheds)
 
 	srv = protocol.NewServer(protocol.ServerConfig{
-		Password:      m.workerPassword,
-		Attach:        func(c *protocol.WorkerConn) { engine.Attach(c) },
+		Password: m.workerPassword,
+		Attach: func(c *protocol.WorkerConn) {
+			if !m.claimName(ctx, c.Name(), &nameHolder{
+				protocol: "gbb",
+				remote:   c.Remote(),
+				alive:    c.Probe,
+				drop:     c.Close,
+				done:     c.Done(),
+			}) {
+				c.Close(errors.New("a connection of that name over another protocol answers"))
+				return
+			}
+			engine.Attach(c)
+		},
 		Logger:        m.log,
 		MasterVersion: Version,
 
@@ -610,4 +625,19 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	logWarnings(m.log, cfg)
 	m.log.Info(MsgReconfigApplied, "builders", len(cfg.Builders), "workers", len(cfg.Workers), "schedulers", len(cfg.Schedulers))
 	return nil
+}
+
+// claimName gives a worker name to a connection that logged in over one of
+// the worker ports, unless a connection of that name over another port
+// answers within the keepalive timeout (see workerNames.claim); a refusal
+// is logged.
+func (m *Master) claimName(ctx context.Context, name string, h *nameHolder) bool {
+	m.mu.Lock()
+	wait := m.cfg.Protocols.GRPC.KeepaliveTimeout
+	m.mu.Unlock()
+	if err := m.names.claim(ctx, name, h, wait); err != nil {
+		m.log.Warn("worker refused: a connection of that name answers", "worker", name, "protocol", h.protocol, "remote", h.remote, "err", err)
+		return false
+	}
+	return true
 }

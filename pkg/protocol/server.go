@@ -691,6 +691,16 @@ func (c *WorkerConn) Remote() string { return c.remote }
 // probe sends a Ping and reports whether anything (its Pong, or any other
 // message) comes from the worker within wait. It returns false at once if
 // the connection has ended, and when stop closes.
+// Probe pings the worker and reports whether it answers before ctx is
+// done (or its deadline, at most a minute, passes).
+func (c *WorkerConn) Probe(ctx context.Context) bool {
+	wait := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	return c.probe(wait, ctx.Done())
+}
+
 func (c *WorkerConn) probe(wait time.Duration, stop <-chan struct{}) bool {
 	c.probeMu.Lock()
 	defer c.probeMu.Unlock()

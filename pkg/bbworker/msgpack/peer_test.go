@@ -2,6 +2,7 @@ package msgpack
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -229,5 +230,44 @@ func TestGuessingBraked(t *testing.T) {
 	// upgrade (400: this request is no WebSocket upgrade).
 	if code := try("127.0.0.2", "pw"); code != http.StatusBadRequest {
 		t.Errorf("another address: %d, want 400 (past the password check)", code)
+	}
+}
+
+// TestRefusalsLogged: the log says whether a refused name exists (the
+// peer is told only "Unauthorized"); headers past 16 KiB are refused.
+func TestRefusalsLogged(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, map[string]string{"p": "pw"})
+	try := func(name, password string, extra int) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+m.addr+"/", nil)
+		req.Header.Set("Authorization", "Basic "+b64(name+":"+password))
+		if extra > 0 {
+			req.Header.Set("X-Pad", strings.Repeat("a", extra))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, tc := range []struct{ name, password, log string }{
+		{"nobody", "pw", "known_name=false reason=\"unknown worker\""},
+		{"p", "guess", "known_name=true reason=\"wrong password\""},
+	} {
+		code, body := try(tc.name, tc.password, 0)
+		if code != http.StatusUnauthorized || strings.TrimSpace(body) != "Unauthorized" {
+			t.Errorf("%s: %d %q, want 401 Unauthorized", tc.name, code, body)
+		}
+		if !strings.Contains(m.log.String(), tc.log) {
+			t.Errorf("%s: the log does not say %s:\n%s", tc.name, tc.log, m.log)
+		}
+	}
+	if code, _ := try("p", "pw", 20<<10); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("20 KiB of headers: %d, want 431", code)
+	}
+	if code, _ := try("p", "pw", 12<<10); code == http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("12 KiB of headers: %d", code)
 	}
 }

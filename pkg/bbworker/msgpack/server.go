@@ -85,8 +85,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: headerTimeout,
 		ReadTimeout:       headerTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// net/http reads 4 KiB past MaxHeaderBytes: the headers, request
+		// line included, stop at maxHeaderBytes.
+		MaxHeaderBytes: maxHeaderBytes - 4096,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -185,7 +187,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	match := subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1
 	if !ok || !match {
 		attempt.Failed()
-		s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "worker", name)
+		// The log says which (the peer is not told: it would learn
+		// which names exist).
+		reason := "wrong password"
+		if !ok {
+			reason = "unknown worker"
+		}
+		s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "worker", name, "known_name", ok, "reason", reason)
 		return
 	}
 	attempt.Succeeded()

@@ -86,6 +86,7 @@ type broker struct {
 	abandoned map[int64]struct{} // guarded by mu
 	nextReq   int64              // guarded by mu
 	closed    bool               // guarded by mu
+	why       error              // guarded by mu; why the master dropped the connection
 
 	incoming *queue        // the worker's calls and decrefs, for the dispatch goroutine
 	done     chan struct{} // closed when run has returned
@@ -289,6 +290,9 @@ func (b *broker) handle(e any, size int) error {
 		u := unjellier{locals: b.lookup}
 		v, err := u.unjelly(args[1])
 		switch {
+		case errors.Is(err, errTooManyNodes):
+			ch <- reply{err: err}
+			return err
 		case err != nil:
 			ch <- reply{err: err}
 		case string(cmd) == "error":
@@ -345,8 +349,21 @@ func (b *broker) dispatch(m []any) {
 	}
 	b.send([]any{"error", reqID, j})
 	if ce.close {
+		b.mu.Lock()
+		if b.why == nil {
+			b.why = ce
+		}
+		b.mu.Unlock()
 		b.shut()
 	}
+}
+
+// reason is why the master dropped the connection, if it did so after
+// answering a call.
+func (b *broker) reason() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.why
 }
 
 func (b *broker) invoke(m []any) (any, error) {
@@ -365,7 +382,7 @@ func (b *broker) invoke(m []any) (any, error) {
 	u := unjellier{locals: b.lookup}
 	a, err := u.unjelly(m[4])
 	if err != nil {
-		return nil, err
+		return nil, unjellyError(err)
 	}
 	args, ok := a.([]any)
 	if !ok {
@@ -374,13 +391,22 @@ func (b *broker) invoke(m []any) (any, error) {
 	u.refs = nil // args and kwargs are jellied apart
 	k, err := u.unjelly(m[5])
 	if err != nil {
-		return nil, err
+		return nil, unjellyError(err)
 	}
 	kw, ok := k.(map[string]any)
 	if !ok && k != nil {
 		return nil, fmt.Errorf("keyword arguments are a %T", k)
 	}
 	return obj.remote(string(method), args, kw)
+}
+
+// unjellyError is the failure for arguments unjelly refused; a peer that
+// sent an expression standing for too many values is dropped.
+func unjellyError(err error) error {
+	if errors.Is(err, errTooManyNodes) {
+		return &callError{parents: []string{"builtins.RuntimeError"}, msg: err.Error(), close: true}
+	}
+	return err
 }
 
 func (b *broker) lookup(id any) (local, bool) {

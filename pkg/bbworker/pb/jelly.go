@@ -1,9 +1,26 @@
 package pb
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 )
+
+// maxNodes bounds the values one jellied expression may stand for,
+// counting a dereference as a copy of all it refers to: a chain of
+// references, each a list holding the one before twice, stands for 2^D
+// values in a few bytes, and whatever later walks the value (plain, a
+// log line, a store) would pay for each. Twice banana's item limit: a
+// message without references never comes near it.
+const maxNodes = 2 * maxExprItem
+
+// maxFailureText bounds the text of a failure the worker sent.
+const maxFailureText = 8 << 10
+
+// errTooManyNodes is returned for an expression that stands for more
+// than maxNodes values.
+var errTooManyNodes = fmt.Errorf("%w: jelly expression stands for more than %d values", ErrBanana, maxNodes)
 
 // tuple is a Go slice sent as a Python tuple (jelly's "tuple").
 type tuple []any
@@ -24,18 +41,25 @@ type instance struct {
 func failureText(v any) string {
 	in, ok := v.(*instance)
 	if !ok {
-		return fmt.Sprint(plain(v))
+		return truncate(fmt.Sprint(plain(v)))
 	}
 	st, ok := in.state.(map[string]any)
 	if !ok {
-		return fmt.Sprintf("%s: %v", in.class, plain(in.state))
+		return truncate(fmt.Sprintf("%s: %v", in.class, plain(in.state)))
 	}
 	typ, _ := st["type"].(string)
 	val := fmt.Sprint(plain(st["value"]))
 	if typ == "" {
 		typ = in.class
 	}
-	return typ + ": " + val
+	return truncate(typ + ": " + val)
+}
+
+func truncate(s string) string {
+	if len(s) <= maxFailureText {
+		return s
+	}
+	return s[:maxFailureText] + "…"
 }
 
 // failure is what the master sends as an error: a
@@ -63,20 +87,46 @@ func failure(parents []string, message string) *instance {
 }
 
 // plain turns what unjelly gives into the plain values bbworker.Conn
-// promises: references and instances become descriptive strings.
-func plain(v any) any {
+// promises: references and instances become descriptive strings. A list
+// or dictionary the value holds several times (a jelly reference) is
+// turned once and shared, as unjelly shares it.
+func plain(v any) any { return plainer{}.plain(v) }
+
+// plainer remembers the lists and dictionaries it has turned, by identity.
+type plainer map[plainKey]any
+
+type plainKey struct {
+	p     uintptr
+	n     int
+	isMap bool
+}
+
+func (seen plainer) plain(v any) any {
 	switch x := v.(type) {
 	case []any:
+		if len(x) == 0 {
+			return []any{}
+		}
+		k := plainKey{p: reflect.ValueOf(x).Pointer(), n: len(x)}
+		if out, ok := seen[k]; ok {
+			return out
+		}
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = plain(e)
+			out[i] = seen.plain(e)
 		}
+		seen[k] = out
 		return out
 	case map[string]any:
+		k := plainKey{p: reflect.ValueOf(x).Pointer(), isMap: true}
+		if out, ok := seen[k]; ok {
+			return out
+		}
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = plain(e)
+			out[k] = seen.plain(e)
 		}
+		seen[k] = out
 		return out
 	case *remoteRef:
 		return fmt.Sprintf("<remote reference %d>", x.luid)
@@ -93,13 +143,29 @@ func plain(v any) any {
 // result) into Go values: strings and bytes become string, lists, tuples
 // and sets []any, dictionaries map[string]any, None nil, booleans bool;
 // "remote" a *remoteRef, "local" the local object, any class instance an
-// *instance. Depth and size are bounded by the banana decoder already.
+// *instance. Depth and size are bounded by the banana decoder already; a
+// dereference hands back the value it names, shared, not copied, and
+// counts as all the values it stands for (at most maxNodes).
 type unjellier struct {
 	refs   map[int64]any
 	locals func(id any) (local, bool)
+	nodes  int           // values the expression stands for so far
+	sizes  map[int64]int // values each reference stands for
+}
+
+// count adds n values to the expression's count.
+func (u *unjellier) count(n int) error {
+	u.nodes += n
+	if u.nodes > maxNodes {
+		return errTooManyNodes
+	}
+	return nil
 }
 
 func (u *unjellier) unjelly(v any) (any, error) {
+	if err := u.count(1); err != nil {
+		return nil, err
+	}
 	switch x := v.(type) {
 	case []byte:
 		return string(x), nil
@@ -170,9 +236,16 @@ func (u *unjellier) list(x []any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			ks, ok := k.(string)
-			if !ok {
-				ks = fmt.Sprint(plain(k))
+			var ks string
+			switch k := k.(type) {
+			case string:
+				ks = k
+			case int64, float64, bool, nil:
+				ks = fmt.Sprint(k)
+			default:
+				// Buildbot's dictionaries are keyed by names; a
+				// list or object as a key is nothing it sends.
+				return nil, fmt.Errorf("pb: dictionary key is a %T", k)
 			}
 			out[ks] = v
 		}
@@ -185,14 +258,17 @@ func (u *unjellier) list(x []any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("pb: reference id %T", rest[0])
 		}
+		before := u.nodes
 		v, err := u.unjelly(rest[1])
 		if err != nil {
 			return nil, err
 		}
 		if u.refs == nil {
 			u.refs = make(map[int64]any)
+			u.sizes = make(map[int64]int)
 		}
 		u.refs[id] = v
+		u.sizes[id] = u.nodes - before
 		return v, nil
 	case "dereference":
 		if len(rest) != 1 {
@@ -204,6 +280,9 @@ func (u *unjellier) list(x []any) (any, error) {
 			// A cycle, or a reference never made: neither is a value
 			// buildbot sends.
 			return nil, fmt.Errorf("pb: dereference of unknown or unfinished %d", id)
+		}
+		if err := u.count(u.sizes[id]); err != nil {
+			return nil, err
 		}
 		return v, nil
 	case "remote":
@@ -234,7 +313,11 @@ func (u *unjellier) list(x []any) (any, error) {
 		// (datetime, decimal, unpersistable) kept as its parts.
 		in := &instance{class: atom}
 		if len(rest) == 1 {
-			if s, err := u.unjelly(rest[0]); err == nil {
+			s, err := u.unjelly(rest[0])
+			if errors.Is(err, errTooManyNodes) {
+				return nil, err
+			}
+			if err == nil {
 				in.state = s
 			}
 		}

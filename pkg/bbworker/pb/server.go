@@ -7,11 +7,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/gbb-ci/gbb/internal/backoff"
 	"github.com/gbb-ci/gbb/internal/connlimit"
 	"github.com/gbb-ci/gbb/internal/logsample"
 	"github.com/gbb-ci/gbb/pkg/bbworker"
@@ -27,6 +29,13 @@ const (
 	// pingTimeout is how long a logged-in worker has to answer the ping
 	// a second login under its name causes (buildbot's PING_TIMEOUT).
 	pingTimeout = 10 * time.Second
+	// loginBurst wrong passwords from an address are free, then one per
+	// loginEvery, as on gbb's own worker port and the msgpack port; past
+	// that the address is refused before its response is checked.
+	loginBurst = 10
+	loginEvery = 6 * time.Second
+	// brakeAddrs bounds the addresses the brake tracks.
+	brakeAddrs = 10_000
 )
 
 // Server accepts buildbot-workers' PB connections and logs them in.
@@ -44,6 +53,7 @@ type Server struct {
 
 	once     sync.Once
 	refusals *logsample.Keyed
+	brake    *backoff.Limiter
 
 	mu      sync.Mutex
 	closed  bool                      // guarded by mu
@@ -58,6 +68,7 @@ var ErrServerClosed = errors.New("pb: server closed")
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.refusals = logsample.NewKeyed(10*time.Second, 3, 0)
+		s.brake = backoff.New(backoff.Config{Burst: loginBurst, Every: loginEvery, MaxKeys: brakeAddrs, ShareOverflow: true})
 		s.lns = make(map[net.Listener]struct{})
 		s.brokers = make(map[*broker]struct{})
 		s.byName = make(map[string]*conn)
@@ -175,8 +186,37 @@ func (s *Server) serveConn(b *broker, wg *sync.WaitGroup) {
 		c.lost()
 		b.log.Info("pb: worker gone", "worker", c.name, "err", err)
 	} else {
-		b.log.Debug("pb: connection closed before login", "err", err)
+		s.dropped(b, err)
 	}
+}
+
+// dropped logs, sampled per source address, a connection that ended
+// before a login: the peer closing it at Info, anything else (malformed
+// banana, a refused expression, no login in time) at Warn, with why.
+func (s *Server) dropped(b *broker, err error) {
+	if why := b.reason(); why != nil {
+		err = why
+	}
+	src := b.nc.RemoteAddr().String()
+	if host, _, herr := net.SplitHostPort(src); herr == nil {
+		src = host
+	}
+	if s.isClosed() {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		s.refusals.Log(src, s.Logger, slog.LevelInfo, "pb: connection closed before login",
+			"remote", b.nc.RemoteAddr().String(), "reason", "closed by the peer")
+		return
+	}
+	s.refusals.Log(src, s.Logger, slog.LevelWarn, "pb: dropped a connection before login",
+		"remote", b.nc.RemoteAddr().String(), "reason", fmt.Sprint(err))
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // refuse logs a refused login, sampled per source address.
@@ -253,18 +293,31 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 		return nil, fmt.Errorf("already logged in as %s", r.conn.name)
 	}
 	b.unregister(ch) // one response per challenge
-	password, known := s.Password(ch.name)
-	if !known {
-		return nil, r.refuse(ch.name, "unknown worker")
+	attempt, wait, allowed := s.brake.Begin(backoff.AddrKey(b.nc.RemoteAddr().String()))
+	if !allowed {
+		secs := int(wait.Seconds()) + 1
+		err := r.refuse(ch.name, fmt.Sprintf("too many failed logins from this address: retry in %ds", secs)).(*callError)
+		err.msg = fmt.Sprintf("too many failed logins from this address: retry in %ds", secs)
+		err.close = true
+		return nil, err
 	}
-	// pb.respond: md5(md5(password) + challenge).
+	password, known := s.Password(ch.name)
+	// pb.respond: md5(md5(password) + challenge). Computed for an
+	// unknown name too, so that timing does not tell which names exist.
 	h := md5.Sum([]byte(password))
 	m := md5.New()
 	m.Write(h[:])
 	m.Write(ch.challenge)
-	if subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) != 1 {
+	match := subtle.ConstantTimeCompare(m.Sum(nil), []byte(response)) == 1
+	if !known {
+		attempt.Failed()
+		return nil, r.refuse(ch.name, "unknown worker")
+	}
+	if !match {
+		attempt.Failed()
 		return nil, r.refuse(ch.name, "wrong password")
 	}
+	attempt.Succeeded()
 
 	c := &conn{b: b, name: ch.name, mind: mind, commands: make(map[*command]struct{})}
 	// A second login under a logged-in name: buildbot pings the first
