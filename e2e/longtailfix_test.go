@@ -165,13 +165,24 @@ worker_names = ["w1"]
   workersrcs = ["a.txt"]
   masterdest = "%(prop:nothing:-)s"
   always_run = true
+  [[builders.steps]]
+  type = "shell_sequence"
+  name = "duplog"
+  always_run = true
+  commands = [{ command = "true", logname = "l-%(prop:nothing:-x)s" }, { command = "true", logname = "l-x" }]
+  [[builders.steps]]
+  type = "shell_sequence"
+  name = "emptylog"
+  always_run = true
+  commands = [{ command = "true", logname = "%(prop:nothing:-)s" }]
 `
 
 // TestMultipleUploadStaysInMasterdest: a multiple_file_upload never writes
 // outside masterdest: sh's .* matches . and .., which are skipped as
 // Python's glob (buildbot's) never gives them; a source that renders to a
 // base name ".." and an empty masterdest fail the step, with the reason in
-// the step's log.
+// the step's log. So does a shell_sequence whose log names render empty
+// or twice the same.
 func TestMultipleUploadStaysInMasterdest(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -183,7 +194,7 @@ func TestMultipleUploadStaysInMasterdest(t *testing.T) {
 	for _, s := range e.steps(b.BuildID) {
 		byName[s.Name] = s
 	}
-	want := map[string]int{"dots": 0, "parent": 2, "nodest": 2}
+	want := map[string]int{"dots": 0, "parent": 2, "nodest": 2, "duplog": 2, "emptylog": 2}
 	for name, w := range want {
 		if s, ok := byName[name]; !ok || s.Results == nil || *s.Results != w {
 			e.logSteps(b.BuildID)
@@ -212,8 +223,10 @@ func TestMultipleUploadStaysInMasterdest(t *testing.T) {
 		t.Errorf("a.txt was uploaded into the master's basedir: %v", err)
 	}
 	for name, reason := range map[string]string{
-		"parent": `workersrc "dist/sub/..": its base name is ".."`,
-		"nodest": "masterdest is empty after rendering",
+		"parent":   `workersrc "dist/sub/..": its base name is ".."`,
+		"nodest":   "masterdest is empty after rendering",
+		"duplog":   `the logname of command 2 renders "l-x", command 1's`,
+		"emptylog": "the logname of command 1 renders empty",
 	} {
 		if got := e.logText(byName[name].StepID, "stdio"); !strings.Contains(got, reason) {
 			t.Errorf("step %s: stdio %q does not say %q", name, got, reason)

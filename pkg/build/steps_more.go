@@ -59,9 +59,31 @@ func (b *build) runMoreStep(ctx context.Context, step store.Step, sc config.Step
 func (b *build) runShellSequence(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
 	overall := store.Success
 	desc := sc.Description
+	skip := func(a config.ShellArg) bool {
+		return a.Command.Script == "" && len(a.Command.Argv) == 0 // buildbot's shouldRunTheCommand: bool(command)
+	}
+	// The config checked the log names as written; rendered, they must
+	// still name one log each.
+	seen := map[string]int{}
+	for i, a := range sc.Commands {
+		if skip(a) {
+			continue
+		}
+		var why string
+		if a.LogName == "" {
+			why = fmt.Sprintf("step %q: the logname of command %d renders empty", sc.Name, i+1)
+		} else if first, dup := seen[a.LogName]; dup {
+			why = fmt.Sprintf("step %q: the logname of command %d renders %q, command %d's", sc.Name, i+1, a.LogName, first+1)
+		}
+		if why != "" {
+			log.Warn("shell_sequence refused", "reason", why)
+			return b.failStep(step, why), desc + stateSuffix(store.Failure, false)
+		}
+		seen[a.LogName] = i
+	}
 	for _, a := range sc.Commands {
-		if a.Command.Script == "" && len(a.Command.Argv) == 0 {
-			continue // buildbot's shouldRunTheCommand: bool(command)
+		if skip(a) {
+			continue
 		}
 		if sc.Description == "" {
 			desc = quoteCommand(a.Command)
