@@ -237,7 +237,7 @@ func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 		case float64, bool, int, int64:
 			x = fmt.Sprint(v)
 		default:
-			return nil, fmt.Errorf("expected a string, got %T", v)
+			return nil, fmt.Errorf("expected a string, got %s", valueKind(v))
 		}
 		if x == "" && p.Required {
 			return nil, errors.New("required")
@@ -247,7 +247,11 @@ func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 		}
 		return x, nil
 	}
-	return nil, fmt.Errorf("expected a %s, got %T", p.Type, v)
+	want := map[string]string{"int": "an integer", "bool": "a boolean", "choice": "one of the choices"}[p.Type]
+	if want == "" {
+		want = "a " + p.Type
+	}
+	return nil, fmt.Errorf("expected %s, got %s", want, valueKind(v))
 }
 
 // Force adds a buildset for the force scheduler called name, after checking
