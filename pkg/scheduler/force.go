@@ -97,6 +97,11 @@ type forceScheduler struct {
 	regexps  map[string]*regexp.Regexp // by param name
 }
 
+// defaultLabels are the labels of the params that buildbot gives one of
+// their own (UserNameParameter's "Your name:", WorkerChoiceParameter's
+// "Worker"); any other param's label is its name.
+var defaultLabels = map[string]string{"username": "Your name:", "worker_choice": "Worker"}
+
 func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	fs := &forceScheduler{
 		priority: sc.Priority,
@@ -115,7 +120,7 @@ func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	for _, p := range sc.Params {
 		fs.info.Params = append(fs.info.Params, ForceParam{
 			Name:      p.Name,
-			Label:     cmp.Or(p.Label, p.Name),
+			Label:     cmp.Or(p.Label, defaultLabels[p.Type], p.Name),
 			Type:      cmp.Or(p.Type, "string"),
 			Default:   p.Default,
 			Required:  p.Required,
