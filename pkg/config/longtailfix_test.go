@@ -122,3 +122,33 @@ func containsPrefix(msgs []string, prefix string) bool {
 	}
 	return false
 }
+
+// A timed scheduler's skip_ci looks at changes only with only_if_changed:
+// checkconfig says so.
+func TestSkipCIWithoutOnlyIfChangedWarns(t *testing.T) {
+	t.Parallel()
+	cfg := mustParse(t, "master.toml", schedulerHeader+`[[schedulers]]
+type = "periodic"
+name = "p"
+period = "1h"
+builder_names = ["b"]
+skip_ci = ["NOBUILD"]
+[[schedulers]]
+type = "periodic"
+name = "q"
+period = "1h"
+builder_names = ["b"]
+only_if_changed = true
+skip_ci = ["NOBUILD"]
+`)
+	var got []string
+	for _, w := range cfg.Warnings() {
+		if strings.Contains(w, "skip_ci") {
+			got = append(got, w)
+		}
+	}
+	want := []string{"master.toml:7: schedulers[0].skip_ci: has no effect without only_if_changed = true: the scheduler builds at its times whatever the commit messages say"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("skip_ci warnings (-want +got):\n%s", diff)
+	}
+}
