@@ -146,7 +146,7 @@ worker_names = ["w1"]
   parent = ".."
   [[builders.steps]]
   type = "shell"
-  command = "mkdir -p dist/sub && echo h > dist/.hidden && echo s > dist/sub/s.txt && echo a > a.txt"
+  command = "mkdir -p dist/sub && echo h > dist/.hidden && echo s > dist/sub/s.txt && echo a > a.txt && echo x > master.toml"
   [[builders.steps]]
   type = "multiple_file_upload"
   name = "dots"
@@ -164,6 +164,12 @@ worker_names = ["w1"]
   name = "nodest"
   workersrcs = ["a.txt"]
   masterdest = "%(prop:nothing:-)s"
+  always_run = true
+  [[builders.steps]]
+  type = "multiple_file_upload"
+  name = "guarded"
+  workersrcs = ["master.toml"]
+  masterdest = "%(prop:nothing:-.)s"
   always_run = true
   [[builders.steps]]
   type = "shell_sequence"
@@ -194,7 +200,7 @@ func TestMultipleUploadStaysInMasterdest(t *testing.T) {
 	for _, s := range e.steps(b.BuildID) {
 		byName[s.Name] = s
 	}
-	want := map[string]int{"dots": 0, "parent": 2, "nodest": 2, "duplog": 2, "emptylog": 2}
+	want := map[string]int{"dots": 0, "parent": 2, "nodest": 2, "guarded": 2, "duplog": 2, "emptylog": 2}
 	for name, w := range want {
 		if s, ok := byName[name]; !ok || s.Results == nil || *s.Results != w {
 			e.logSteps(b.BuildID)
@@ -218,6 +224,11 @@ func TestMultipleUploadStaysInMasterdest(t *testing.T) {
 	}
 	if got := ls("up"); !slices.Equal(got, []string{"dots"}) {
 		t.Errorf("up holds %q, want only dots", got)
+	}
+	// The master's guard refuses the upload onto master.toml after the
+	// listing wrote the stdio log: the reason is in err.text.
+	if got := e.logText(byName["guarded"].StepID, "err_text"); !strings.Contains(got, "masterdest refused") {
+		t.Errorf("step guarded: err.text %q does not say masterdest refused", got)
 	}
 	if _, err := os.Stat(filepath.Join(e.masterDir, "a.txt")); !os.IsNotExist(err) {
 		t.Errorf("a.txt was uploaded into the master's basedir: %v", err)
