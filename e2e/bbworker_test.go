@@ -82,6 +82,7 @@ func (e *bbEnv) startBBWorker(name, password string) *bbWorker {
 	w := &bbWorker{dir: dir, done: make(chan struct{})}
 	w.cmd = exec.Command("buildbot-worker", "start", "--nodaemon", dir)
 	w.cmd.Dir = dir
+	w.cmd.Env = append(os.Environ(), e.workerEnv...)
 	w.cmd.Stdout, w.cmd.Stderr = io.Discard, io.Discard
 	// Its own process group: a SIGKILL of the group takes its commands too.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -157,6 +157,7 @@ type env struct {
 	Dir        string // test's temp dir
 	masterDir  string
 	masterEnv  []string // NAME=value added to the master's environment
+	workerEnv  []string // NAME=value added to the workers' environment (gbb's and buildbot's)
 	WebPort    int
 	WorkerPort int
 }
@@ -221,6 +222,7 @@ func (e *env) startWorker(name, password string) *exec.Cmd {
 	basedir := filepath.Join(e.Dir, "worker-"+name)
 	cmd := exec.Command(e.worker, "-master", fmt.Sprintf("127.0.0.1:%d", e.WorkerPort),
 		"-name", name, "-password", password, "-basedir", basedir)
+	cmd.Env = append(os.Environ(), e.workerEnv...)
 	logf, err := os.Create(filepath.Join(e.Dir, "worker-"+name+".stderr"))
 	if err != nil {
 		e.t.Fatal(err)

@@ -549,11 +549,20 @@ func shellArgs(sh *protocol.ShellCommand) map[string]any {
 		}
 		command = argv
 	}
+	// buildbot-worker expands ${NAME} and joins lists itself: the values
+	// go as they are, lists as lists.
 	var env any
-	if len(sh.Env) > 0 {
-		m := make(map[string]any, len(sh.Env))
+	if len(sh.Env)+len(sh.EnvLists) > 0 {
+		m := make(map[string]any, len(sh.Env)+len(sh.EnvLists))
 		for k, v := range sh.Env {
 			m[k] = v
+		}
+		for k, l := range sh.EnvLists {
+			vs := make([]any, len(l))
+			for i, v := range l {
+				vs[i] = v
+			}
+			m[k] = vs
 		}
 		env = m
 	}

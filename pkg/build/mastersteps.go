@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,12 +62,13 @@ func (b *build) runSetPropertyFromCommand(ctx context.Context, step store.Step, 
 	res, results := b.runCommand(ctx, step, protocol.Command{
 		Builder: b.cfg.WorkerDir(),
 		Shell: &protocol.ShellCommand{
-			Argv:    sc.Command.Argv,
-			Script:  sc.Command.Script,
-			Workdir: sc.Workdir,
-			Env:     sc.Env,
-			Timeout: sc.Timeout.Duration,
-			MaxTime: sc.MaxTime.Duration,
+			Argv:     sc.Command.Argv,
+			Script:   sc.Command.Script,
+			Workdir:  sc.Workdir,
+			Env:      sc.Env,
+			EnvLists: sc.EnvLists,
+			Timeout:  sc.Timeout.Duration,
+			MaxTime:  sc.MaxTime.Duration,
 		},
 	}, log, tap)
 	if results != store.Success {
@@ -140,10 +139,7 @@ func (b *build) runMasterShell(ctx context.Context, step store.Step, sc config.S
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = b.e.basedir
-	cmd.Env = os.Environ()
-	for _, k := range slices.Sorted(maps.Keys(sc.Env)) {
-		cmd.Env = append(cmd.Env, k+"="+sc.Env[k])
-	}
+	cmd.Env = protocol.CommandEnv(os.Environ(), sc.Env, sc.EnvLists)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout = streamWriter{lw, protocol.Stdout, idle, sc.Timeout.Duration}
 	cmd.Stderr = streamWriter{lw, protocol.Stderr, idle, sc.Timeout.Duration}

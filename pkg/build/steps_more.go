@@ -59,7 +59,32 @@ func (b *build) runMoreStep(ctx context.Context, step store.Step, sc config.Step
 func (b *build) runShellSequence(ctx context.Context, step store.Step, sc config.Step, log *slog.Logger) (int, string) {
 	overall := store.Success
 	desc := sc.Description
+	skip := func(a config.ShellArg) bool {
+		return a.Command.Script == "" && len(a.Command.Argv) == 0 // buildbot's shouldRunTheCommand: bool(command)
+	}
+	// The config checked the log names as written; rendered, they must
+	// still name one log each.
+	seen := map[string]int{}
+	for i, a := range sc.Commands {
+		if skip(a) {
+			continue
+		}
+		var why string
+		if a.LogName == "" {
+			why = fmt.Sprintf("step %q: the logname of command %d renders empty", sc.Name, i+1)
+		} else if first, dup := seen[a.LogName]; dup {
+			why = fmt.Sprintf("step %q: the logname of command %d renders %q, command %d's", sc.Name, i+1, a.LogName, first+1)
+		}
+		if why != "" {
+			log.Warn("shell_sequence refused", "reason", why)
+			return b.failStep(step, why), desc + stateSuffix(store.Failure, false)
+		}
+		seen[a.LogName] = i
+	}
 	for _, a := range sc.Commands {
+		if skip(a) {
+			continue
+		}
 		if sc.Description == "" {
 			desc = quoteCommand(a.Command)
 		}
@@ -67,17 +92,19 @@ func (b *build) runShellSequence(ctx context.Context, step store.Step, sc config
 		res, results := b.runCommandLog(ctx, step, a.LogName, protocol.Command{
 			Builder: b.cfg.WorkerDir(),
 			Shell: &protocol.ShellCommand{
-				Argv:    a.Command.Argv,
-				Script:  a.Command.Script,
-				Workdir: sc.Workdir,
-				Env:     sc.Env,
-				Timeout: sc.Timeout.Duration,
-				MaxTime: sc.MaxTime.Duration,
+				Argv:     a.Command.Argv,
+				Script:   a.Command.Script,
+				Workdir:  sc.Workdir,
+				Env:      sc.Env,
+				EnvLists: sc.EnvLists,
+				Timeout:  sc.Timeout.Duration,
+				MaxTime:  sc.MaxTime.Duration,
 			},
 		}, log)
 		if results == resultDetached {
 			return results, desc
 		}
+		results = decodeRC(sc.DecodeRC, res, results)
 		weighed, stop := results, false
 		switch results {
 		case store.Failure:
@@ -89,6 +116,14 @@ func (b *build) runShellSequence(ctx context.Context, step store.Step, sc config
 				weighed = store.Success
 			}
 			stop = a.HaltOnFailure
+		case store.Warnings:
+			switch {
+			case a.FlunkOnWarnings:
+				weighed = store.Failure
+			case a.WarnOnWarnings:
+			default:
+				weighed = store.Success
+			}
 		case store.Exception, store.Retry, store.Cancelled:
 			stop = true
 		}
@@ -142,6 +177,19 @@ func (b *build) runMultipleUpload(ctx context.Context, step store.Step, sc confi
 	if len(sc.WorkerSrcs) == 0 {
 		return store.Skipped, 0
 	}
+	// Each source is uploaded to masterdest/<its base name>: an empty
+	// masterdest would write into the master's basedir itself, a base
+	// name "." or ".." into masterdest or its parent.
+	if sc.MasterDest == "" {
+		log.Warn("multiple_file_upload refused: empty masterdest")
+		return b.failStep(step, fmt.Sprintf("step %q: masterdest is empty after rendering: refusing to upload into the master's basedir itself", sc.Name)), 0
+	}
+	for _, p := range sc.WorkerSrcs {
+		if dotBase(p) {
+			log.Warn("multiple_file_upload refused", "workersrc", p)
+			return b.failStep(step, fmt.Sprintf("step %q: workersrc %q: its base name is %q, which would upload into masterdest itself or its parent, not a name inside it", sc.Name, p, path.Base(p))), 0
+		}
+	}
 	var mu sync.Mutex
 	var out bytes.Buffer
 	tap := func(o protocol.Output) {
@@ -157,11 +205,12 @@ func (b *build) runMultipleUpload(ctx context.Context, step store.Step, sc confi
 	_, res := b.runCommandLog(ctx, step, "stdio", protocol.Command{
 		Builder: b.cfg.WorkerDir(),
 		Shell: &protocol.ShellCommand{
-			Script:  listScript(sc.WorkerSrcs, sc.Glob),
-			Workdir: sc.Workdir,
-			Env:     sc.Env,
-			Timeout: sc.Timeout.Duration,
-			MaxTime: sc.MaxTime.Duration,
+			Script:   listScript(sc.WorkerSrcs, sc.Glob),
+			Workdir:  sc.Workdir,
+			Env:      sc.Env,
+			EnvLists: sc.EnvLists,
+			Timeout:  sc.Timeout.Duration,
+			MaxTime:  sc.MaxTime.Duration,
 		},
 	}, log, tap)
 	if res != store.Success {
@@ -181,6 +230,12 @@ func (b *build) runMultipleUpload(ctx context.Context, step store.Step, sc confi
 			continue
 		}
 		p := string(e[1:])
+		if dotBase(p) {
+			// Only a pattern can give one (the literal ones were
+			// refused above): sh's .* matches . and .., Python's glob,
+			// which buildbot's worker uses, never does.
+			continue
+		}
 		switch e[0] {
 		case 'd', 'f':
 			sources = append(sources, source{p, e[0] == 'd'})
@@ -289,4 +344,11 @@ func shellPattern(p string) string {
 	}
 	flush()
 	return out.String()
+}
+
+// dotBase reports whether the base name of the worker path p is "." or
+// "..".
+func dotBase(p string) bool {
+	b := path.Base(p)
+	return b == "." || b == ".."
 }

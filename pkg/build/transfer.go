@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/gbb-ci/gbb/pkg/config"
@@ -76,14 +77,33 @@ func (b *build) runFileOp(ctx context.Context, step store.Step, op protocol.File
 }
 
 // failStep writes msg to the step's stdio log, as a step that could not
-// start does, and returns FAILURE.
+// start does, and returns FAILURE. When the step has a stdio log already
+// (a multiple_file_upload's listing, a command run before), msg goes to a
+// new log "err.text" (or "err.text-2"...), so that the step's logs always
+// say why it failed.
 func (b *build) failStep(step store.Step, msg string) int {
 	st := b.e.st
 	if l, err := st.AddLog(step.ID, "stdio", "s"); err == nil {
 		_, err := st.AppendLog(l.ID, "h"+msg+"\n")
 		b.check(err)
 		b.check(st.FinishLog(l.ID))
+		return store.Failure
 	}
+	for i := 1; i <= 10; i++ {
+		name := "err.text"
+		if i > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		l, err := st.AddLog(step.ID, name, "t")
+		if err != nil {
+			continue
+		}
+		_, err = st.AppendLog(l.ID, msg+"\n")
+		b.check(err)
+		b.check(st.FinishLog(l.ID))
+		return store.Failure
+	}
+	b.log.Error("step failed, and no log was free to say why", "step", step.ID, "reason", msg)
 	return store.Failure
 }
 

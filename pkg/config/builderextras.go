@@ -7,9 +7,9 @@ import (
 )
 
 // builderEnvSteps are the step types that take the builder's env, as
-// buildbot's ShellMixin steps do (ShellCommand, SetPropertyFromCommand);
-// buildbot's source steps and MasterShellCommand do not.
-var builderEnvSteps = []string{"shell", "set_property_from_command"}
+// buildbot's ShellMixin steps do (ShellCommand, SetPropertyFromCommand,
+// ShellSequence); buildbot's source steps and MasterShellCommand do not.
+var builderEnvSteps = []string{"shell", "set_property_from_command", "shell_sequence"}
 
 // workerBuildDir reads the builder's workerbuilddir: one directory name
 // in the worker's base directory. buildbot takes a relative path; gbb's
@@ -59,21 +59,67 @@ func (d *decoder) builderEnv(t *table, b *Builder) {
 	if !ok {
 		return
 	}
-	b.Env = map[string]string{}
-	for _, name := range slices.Sorted(maps.Keys(env.m)) {
-		if v, ok := env.str(name); ok {
-			b.Env[name] = v
-		}
-	}
+	b.Env, b.EnvLists = readEnv(env)
 	env.done()
 	d.checkTemplates(t.path.key("env"), b.Env)
+	d.checkTemplates(t.path.key("env"), b.EnvLists)
 	for i := range b.Steps {
 		s := &b.Steps[i]
 		if !slices.Contains(builderEnvSteps, s.Type) {
 			continue
 		}
-		merged := maps.Clone(b.Env)
-		maps.Copy(merged, s.Env)
-		s.Env = merged
+		env, lists := maps.Clone(b.Env), maps.Clone(b.EnvLists)
+		for name := range s.Env {
+			delete(lists, name)
+		}
+		for name := range s.EnvLists {
+			delete(env, name)
+		}
+		s.Env, s.EnvLists = mergeEnv(env, s.Env), mergeEnv(lists, s.EnvLists)
 	}
+}
+
+// mergeEnv is base with over's entries on top; nil when both are empty.
+func mergeEnv[V any](base, over map[string]V) map[string]V {
+	if len(base)+len(over) == 0 {
+		return nil
+	}
+	out := make(map[string]V, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
+}
+
+// readEnv reads an env table: each value a string, or an array of strings
+// that the worker joins with its path list separator (":"), as buildbot
+// joins a list with os.pathsep. Strings and lists come back apart, nil
+// when there are none.
+func readEnv(env *table) (map[string]string, map[string][]string) {
+	var strs map[string]string
+	var lists map[string][]string
+	for _, name := range slices.Sorted(maps.Keys(env.m)) {
+		if _, isList := env.m[name].([]any); isList {
+			if v, ok := env.strings(name); ok {
+				if lists == nil {
+					lists = map[string][]string{}
+				}
+				lists[name] = v
+			}
+			continue
+		}
+		v, ok := env.get(name)
+		if !ok {
+			continue
+		}
+		s, isStr := v.(string)
+		if !isStr {
+			env.errorf(name, "expected a string or an array of strings (joined with \":\"), got %s", typeName(v))
+			continue
+		}
+		if strs == nil {
+			strs = map[string]string{}
+		}
+		strs[name] = s
+	}
+	return strs, lists
 }

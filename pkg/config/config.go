@@ -233,8 +233,13 @@ type Builder struct {
 	DefaultProperties map[string]any
 	// Env is env, as buildbot's BuilderConfig.env: variables put under
 	// the env of each shell and set_property_from_command step (the
-	// step's own win); already merged into those steps' Env.
+	// step's own win); already merged into those steps' Env. A value
+	// given as an array of strings is in EnvLists instead.
 	Env map[string]string
+	// EnvLists are the variables of env given as arrays of strings: the
+	// worker joins each with ":" (buildbot's os.pathsep join); already
+	// merged into the steps' EnvLists as Env is.
+	EnvLists map[string][]string
 	// WorkerBuildDir is workerbuilddir: the builder's directory on its
 	// workers, relative to their base directory; "" (the default) means
 	// the name made safe (see WorkerDir).
@@ -261,27 +266,28 @@ func (b Builder) WorkerDir() string {
 
 // Step is one [[builders.steps]] table.
 type Step struct {
-	Type              string            // type: "shell", "git" or "trigger"; required
-	Name              string            // name; default: the type, as buildbot
-	Description       string            // description
-	Command           Command           // command: shell only, required there
-	Workdir           string            // workdir; default: the builder's Workdir
-	Env               map[string]string // env: added to the worker's environment
-	Timeout           Duration          // timeout: time without output before the command is killed (git: each git command); default DefaultStepTimeout (1200s); zero means none
-	MaxTime           Duration          // max_time: time before the command is killed (git: the whole step); zero (the default) means none
-	HaltOnFailure     bool              // halt_on_failure; default false for shell, true for git (as buildbot)
-	FlunkOnFailure    bool              // flunk_on_failure; default true
-	WarnOnFailure     bool              // warn_on_failure; default false
-	AlwaysRun         bool              // always_run; default false
-	Locks             []LockAccess      // locks: taken before the step runs, released after it
-	RepoURL           string            // repourl: git only, required there
-	Mode              string            // mode: git only, "incremental" (the default) or "full"
-	Branch            string            // branch: git only; "" means the build's branch property, else the remote's default branch
-	Method            string            // method: git full mode only, "clobber" (the default there), "fresh", "clean" or "copy"; "" in incremental mode
-	Shallow           int               // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
-	Submodules        bool              // submodules: git only, init and update the submodules recursively; default false
-	SSHPrivateKeyFile string            // ssh_private_key_file: git only, a path on the worker to the private key for ssh URLs; "" (the default) means the worker's ssh agent
-	Codebase          string            // codebase: git only, whose source stamp it checks out; "" (the default) is the codebase ""
+	Type              string              // type: "shell", "git" or "trigger"; required
+	Name              string              // name; default: the type, as buildbot
+	Description       string              // description
+	Command           Command             // command: shell only, required there
+	Workdir           string              // workdir; default: the builder's Workdir
+	Env               map[string]string   // env: added to the worker's environment, each ${NAME} expanded from the worker's (the master's for master_shell) environment
+	EnvLists          map[string][]string // env values given as arrays of strings: joined with ":" where the command runs, then expanded as Env's
+	Timeout           Duration            // timeout: time without output before the command is killed (git: each git command); default DefaultStepTimeout (1200s); zero means none
+	MaxTime           Duration            // max_time: time before the command is killed (git: the whole step); zero (the default) means none
+	HaltOnFailure     bool                // halt_on_failure; default false for shell, true for git (as buildbot)
+	FlunkOnFailure    bool                // flunk_on_failure; default true
+	WarnOnFailure     bool                // warn_on_failure; default false
+	AlwaysRun         bool                // always_run; default false
+	Locks             []LockAccess        // locks: taken before the step runs, released after it
+	RepoURL           string              // repourl: git only, required there
+	Mode              string              // mode: git only, "incremental" (the default) or "full"
+	Branch            string              // branch: git only; "" means the build's branch property, else the remote's default branch
+	Method            string              // method: git full mode only, "clobber" (the default there), "fresh", "clean" or "copy"; "" in incremental mode
+	Shallow           int                 // shallow: git only, the depth of a shallow clone (true means 1); zero (the default) means the whole history
+	Submodules        bool                // submodules: git only, init and update the submodules recursively; default false
+	SSHPrivateKeyFile string              // ssh_private_key_file: git only, a path on the worker to the private key for ssh URLs; "" (the default) means the worker's ssh agent
+	Codebase          string              // codebase: git only, whose source stamp it checks out; "" (the default) is the codebase ""
 	// Trigger steps (type = "trigger"), as buildbot's Trigger.
 	SchedulerNames    []string       // scheduler_names: required, triggerable schedulers
 	WaitForFinish     bool           // wait_for_finish: wait for the triggered builds, and take their worst result

@@ -420,7 +420,7 @@ steps = [
 			want: []string{
 				`master.toml:9: builders[0].steps[0].command: expected a string or an array of strings, got integer`,
 				`master.toml:10: builders[0].steps[1].command: must not be empty`,
-				`master.toml:11: builders[0].steps[2].env.B: expected a string, got integer`,
+				`master.toml:11: builders[0].steps[2].env.B: expected a string or an array of strings (joined with ":"), got integer`,
 				`master.toml:11: builders[0].steps[2].command: expected an array of strings, got integer at index 1`,
 				`master.toml:12: builders[0].steps[3].command: must not be empty`,
 			},
@@ -463,7 +463,7 @@ worker_names = ["w"]
 			want: []string{
 				`master.toml:25: builders[1].steps[1].command: required for a shell step`,
 				`master.toml:27: builders[1].steps[1].comand: unknown key`,
-				`master.toml:31: builders[1].steps[1].env.HOME: expected a string, got boolean`,
+				`master.toml:31: builders[1].steps[1].env.HOME: expected a string or an array of strings (joined with ":"), got boolean`,
 			},
 		},
 		{

@@ -19,6 +19,7 @@ var renderedStepFields = []struct{ field, key string }{
 	{"Command", "command"},
 	{"Workdir", "workdir"},
 	{"Env", "env"},
+	{"EnvLists", "env"},
 	{"RepoURL", "repourl"},
 	{"Branch", "branch"},
 	{"SSHPrivateKeyFile", "ssh_private_key_file"},
@@ -89,6 +90,10 @@ func (d *decoder) checkTemplates(k keyPath, v any) {
 			d.checkTemplates(k.key(name), v[name])
 		}
 	case map[string]any:
+		for _, name := range slices.Sorted(maps.Keys(v)) {
+			d.checkTemplates(k.key(name), v[name])
+		}
+	case map[string][]string:
 		for _, name := range slices.Sorted(maps.Keys(v)) {
 			d.checkTemplates(k.key(name), v[name])
 		}

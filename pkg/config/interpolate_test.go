@@ -199,6 +199,7 @@ func TestStepFieldsClassified(t *testing.T) {
 		reflect.TypeFor[string](),
 		reflect.TypeFor[[]string](),
 		reflect.TypeFor[map[string]string](),
+		reflect.TypeFor[map[string][]string](),
 		reflect.TypeFor[map[string]any](),
 		reflect.TypeFor[[]any](),
 		reflect.TypeFor[Command](),

@@ -3,7 +3,6 @@ package config
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -609,12 +608,7 @@ func (d *decoder) step(t *table, workdir string) Step {
 		}
 	}
 	if env, ok := t.sub("env"); ok {
-		s.Env = map[string]string{}
-		for _, name := range slices.Sorted(maps.Keys(env.m)) {
-			if v, ok := env.str(name); ok {
-				s.Env[name] = v
-			}
-		}
+		s.Env, s.EnvLists = readEnv(env)
 	}
 	if x, ok := t.duration("timeout"); ok {
 		s.Timeout = x

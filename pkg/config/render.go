@@ -105,6 +105,19 @@ func renderValue(v any, f func(string) (string, error)) (any, error) {
 			out[k] = s
 		}
 		return out, nil
+	case map[string][]string:
+		if v == nil {
+			return v, nil
+		}
+		out := make(map[string][]string, len(v))
+		for k, e := range v {
+			r, err := renderValue(e, f)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r.([]string)
+		}
+		return out, nil
 	case map[string]any:
 		if v == nil {
 			return v, nil

@@ -650,7 +650,7 @@ default_properties = 3
 `})
 	wantErrs := []string{
 		`master.toml:16: builders[0].workerbuilddir: "../up": must be one directory name in the worker's base directory, without / (gbb's worker keeps each builder in one directory there)`,
-		`master.toml:17: builders[0].env.X: expected a string, got integer`,
+		`master.toml:17: builders[0].env.X: expected a string or an array of strings (joined with ":"), got integer`,
 		`master.toml:17: builders[0].env.Y: bad interpolation: column 1: unterminated "%(": no matching ")"`,
 		`master.toml:22: builders[1].workerbuilddir: "/abs": must be one directory name in the worker's base directory, without / (gbb's worker keeps each builder in one directory there)`,
 		`master.toml:32: builders[3].workerbuilddir: builders "c" and "d" would share the directory "a" on their workers (this workerbuilddir): give each its own directory`,

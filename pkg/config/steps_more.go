@@ -16,12 +16,15 @@ import (
 //     command (argv or string, as a shell step's) with its own log,
 //     logname (default "stdio" for the first command, "stdio-N" for the
 //     Nth after it; unique in the step), and halt_on_failure (default
-//     false), flunk_on_failure (default true) and warn_on_failure
-//     (default false), which say what its failure does to the step, as
+//     false), flunk_on_failure (default true), warn_on_failure
+//     (default false), warn_on_warnings and flunk_on_warnings (default
+//     false), which say what its failure or warnings do to the step, as
 //     buildbot's ShellArg: the step's result is the worst of the commands'
 //     so weighed, and a command that fails with halt_on_failure ends the
-//     sequence (an exception, a retry or a cancel always does). The
-//     step's env, timeout and max_time apply to each command.
+//     sequence (an exception, a retry or a cancel always does). A command
+//     that renders empty is skipped, as buildbot's shouldRunTheCommand
+//     skips it. The step's env (the builder's under it), decode_rc,
+//     timeout and max_time apply to each command.
 //   - json_string_download (JSONStringDownload): s, any TOML value (its
 //     strings rendered), written as JSON to workerdest; mode.
 //   - json_properties_download (JSONPropertiesDownload): the build's
@@ -43,7 +46,14 @@ type ShellArg struct {
 	HaltOnFailure  bool    // halt_on_failure: a failure ends the sequence; default false
 	FlunkOnFailure bool    // flunk_on_failure: a failure makes the step FAILURE; default true
 	WarnOnFailure  bool    // warn_on_failure: a failure makes the step WARNINGS (flunk_on_failure wins); default false
-	Line           int     // line of the table
+	// WarnOnWarnings is warn_on_warnings: a command that ends WARNINGS
+	// (through the step's decode_rc) makes the step WARNINGS; default
+	// false, as buildbot's ShellArg: such a command counts as a success.
+	WarnOnWarnings bool
+	// FlunkOnWarnings is flunk_on_warnings: a command that ends WARNINGS
+	// makes the step FAILURE (it wins over warn_on_warnings); default false.
+	FlunkOnWarnings bool
+	Line            int // line of the table
 }
 
 // moreStep reads the keys of the step types of this file. local reads a
@@ -52,6 +62,7 @@ func (d *decoder) moreStep(t *table, s *Step, local func(string) string) {
 	switch s.Type {
 	case "shell_sequence":
 		d.shellSequence(t, s)
+		d.decodeRC(t, s)
 	case "json_string_download":
 		v, ok := t.get("s")
 		if !ok {
@@ -73,6 +84,8 @@ func (d *decoder) moreStep(t *table, s *Step, local func(string) string) {
 				switch {
 				case !filepath.IsLocal(p):
 					d.errorAt(k.index(i), k, "path %q is absolute or leaves its directory", p)
+				case path.Base(p) == "." || path.Base(p) == "..":
+					d.errorAt(k.index(i), k, "path %q: its base name %q would upload into masterdest itself or its parent; name a file or directory", p, path.Base(p))
 				case s.Glob:
 					if _, err := path.Match(p, ""); err != nil || !shellSafeBrackets(p) {
 						d.errorAt(k.index(i), k, "bad pattern %q (a bracket expression may hold letters, digits, '.', '_' and '-', after a ^)", p)
@@ -128,6 +141,8 @@ func (d *decoder) shellSequence(t *table, s *Step) {
 			a.FlunkOnFailure = b
 		}
 		a.WarnOnFailure, _ = c.boolean("warn_on_failure")
+		a.WarnOnWarnings, _ = c.boolean("warn_on_warnings")
+		a.FlunkOnWarnings, _ = c.boolean("flunk_on_warnings")
 		c.done()
 		s.Commands = append(s.Commands, a)
 	}

@@ -26,7 +26,7 @@ var workerStepKeys = map[string][]string{
 	"file_download":    {"mastersrc", "workerdest", "max_size", "mode", "blocksize"},
 	"string_download":  {"s", "workerdest", "mode"},
 	// See steps_more.go.
-	"shell_sequence":           {"commands"},
+	"shell_sequence":           {"commands", "decode_rc"},
 	"json_string_download":     {"s", "workerdest", "mode"},
 	"json_properties_download": {"workerdest", "mode"},
 	"multiple_file_upload":     {"workersrcs", "masterdest", "glob", "max_size", "mode", "blocksize"},
@@ -88,6 +88,12 @@ func (d *decoder) shellOptions(t *table, s *Step) {
 		}
 		lf.done()
 	}
+	d.decodeRC(t, s)
+}
+
+// decodeRC reads decode_rc (exit code = result name; TOML keys are
+// strings: { "1" = "warnings" }).
+func (d *decoder) decodeRC(t *table, s *Step) {
 	if rc, ok := t.sub("decode_rc"); ok {
 		s.DecodeRC = map[int]string{}
 		for _, code := range slices.Sorted(maps.Keys(rc.m)) {

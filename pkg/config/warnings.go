@@ -43,6 +43,12 @@ func (c *Config) Warnings() []string {
 	}
 	ws = append(ws, c.weakWorkerPasswords()...)
 	ws = append(ws, c.tlsWarnings(time.Now())...)
+	for i, s := range c.Schedulers {
+		if (s.Type == "periodic" || s.Type == "nightly") && s.SkipCI != nil && !s.OnlyIfChanged {
+			ws = append(ws, c.at(s.Line, fmt.Sprintf("schedulers[%d].skip_ci", i),
+				"has no effect without only_if_changed = true: the scheduler builds at its times whatever the commit messages say"))
+		}
+	}
 	return ws
 }
 

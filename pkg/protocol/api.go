@@ -94,8 +94,14 @@ type ShellCommand struct {
 	// Workdir is relative to the worker's BASEDIR/<builder>/ (e.g. "build");
 	// the worker refuses one that escapes it. Empty means BASEDIR/<builder>.
 	Workdir string
-	// Env is added to the worker's environment.
+	// Env is added to the worker's environment; the worker first expands
+	// each ${NAME} in a value from its own environment (an unset one is
+	// empty), as buildbot-worker does.
 	Env map[string]string
+	// EnvLists are env variables given as lists (buildbot's env lists):
+	// the worker joins each with its path list separator (":") and
+	// expands it as Env's values. A name is in Env or here, never both.
+	EnvLists map[string][]string
 	// Timeout kills the command after this long without output; zero
 	// means none.
 	Timeout time.Duration

@@ -195,6 +195,7 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 			Script:          sh.Script,
 			Workdir:         sh.Workdir,
 			Env:             sh.Env,
+			EnvLists:        envListsToPB(sh.EnvLists),
 			Timeout:         durToPB(sh.Timeout),
 			MaxTime:         durToPB(sh.MaxTime),
 			SigtermTime:     durToPB(sh.SigtermTime),
@@ -219,6 +220,7 @@ func commandFromPB(m *StartCommand) (Command, error) {
 			Script:          sh.GetScript(),
 			Workdir:         sh.GetWorkdir(),
 			Env:             sh.GetEnv(),
+			EnvLists:        envListsFromPB(sh.GetEnvLists()),
 			Timeout:         durFromPB(sh.GetTimeout()),
 			MaxTime:         durFromPB(sh.GetMaxTime()),
 			SigtermTime:     durFromPB(sh.GetSigtermTime()),
@@ -300,4 +302,26 @@ func chunkSize(n int) int {
 		return MaxChunk
 	}
 	return n
+}
+
+func envListsToPB(m map[string][]string) map[string]*EnvList {
+	if len(m) == 0 {
+		return nil
+	}
+	pb := make(map[string]*EnvList, len(m))
+	for k, v := range m {
+		pb[k] = &EnvList{Values: v}
+	}
+	return pb
+}
+
+func envListsFromPB(pb map[string]*EnvList) map[string][]string {
+	if len(pb) == 0 {
+		return nil
+	}
+	m := make(map[string][]string, len(pb))
+	for k, v := range pb {
+		m[k] = v.GetValues()
+	}
+	return m
 }

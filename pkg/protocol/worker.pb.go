@@ -96,7 +96,7 @@ func (x OutputChunk_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputChunk_Stream.Descriptor instead.
 func (OutputChunk_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12, 0}
+	return file_worker_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type FileOperation_Op int32
@@ -148,7 +148,7 @@ func (x FileOperation_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileOperation_Op.Descriptor instead.
 func (FileOperation_Op) EnumDescriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{14, 0}
+	return file_worker_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // WorkerMessage is one message from the worker to the master.
@@ -1097,8 +1097,11 @@ type Shell struct {
 	Argv   []string `protobuf:"bytes,1,rep,name=argv,proto3" json:"argv,omitempty"`
 	Script string   `protobuf:"bytes,2,opt,name=script,proto3" json:"script,omitempty"`
 	// workdir is relative to BASEDIR/<builder>/.
-	Workdir string            `protobuf:"bytes,3,opt,name=workdir,proto3" json:"workdir,omitempty"`
-	Env     map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Workdir string `protobuf:"bytes,3,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	// env is added to the worker's environment, after the worker expands
+	// each ${NAME} in a value from its own environment (unset: empty), as
+	// buildbot-worker does.
+	Env map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// timeout: kill after this long without output; unset means none.
 	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// max_time: kill after this long in total; unset means none.
@@ -1117,7 +1120,12 @@ type Shell struct {
 	// logfiles: log name -> path relative to the workdir. The worker tails
 	// each file while the command runs and sends what is written to it as
 	// STREAM_LOG output with that log_name (buildbot's logfiles).
-	Logfiles      map[string]string `protobuf:"bytes,11,rep,name=logfiles,proto3" json:"logfiles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Logfiles map[string]string `protobuf:"bytes,11,rep,name=logfiles,proto3" json:"logfiles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// env_lists are env variables given as lists: the worker joins each with
+	// its path list separator (":"), then expands it as env's values
+	// (buildbot's env lists, joined with os.pathsep). A name is in env or
+	// here, never both.
+	EnvLists      map[string]*EnvList `protobuf:"bytes,12,rep,name=env_lists,json=envLists,proto3" json:"env_lists,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1229,6 +1237,58 @@ func (x *Shell) GetLogfiles() map[string]string {
 	return nil
 }
 
+func (x *Shell) GetEnvLists() map[string]*EnvList {
+	if x != nil {
+		return x.EnvLists
+	}
+	return nil
+}
+
+// EnvList is the value of an env variable given as a list.
+type EnvList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvList) Reset() {
+	*x = EnvList{}
+	mi := &file_worker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvList) ProtoMessage() {}
+
+func (x *EnvList) ProtoReflect() protoreflect.Message {
+	mi := &file_worker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvList.ProtoReflect.Descriptor instead.
+func (*EnvList) Descriptor() ([]byte, []int) {
+	return file_worker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EnvList) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // Git checks out a revision of a git repository with the worker's git
 // binary, as buildbot's Git source step does.
 type Git struct {
@@ -1264,7 +1324,7 @@ type Git struct {
 
 func (x *Git) Reset() {
 	*x = Git{}
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1336,7 @@ func (x *Git) String() string {
 func (*Git) ProtoMessage() {}
 
 func (x *Git) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[10]
+	mi := &file_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1349,7 @@ func (x *Git) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Git.ProtoReflect.Descriptor instead.
 func (*Git) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{10}
+	return file_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Git) GetRepourl() string {
@@ -1381,7 +1441,7 @@ type Interrupt struct {
 
 func (x *Interrupt) Reset() {
 	*x = Interrupt{}
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1453,7 @@ func (x *Interrupt) String() string {
 func (*Interrupt) ProtoMessage() {}
 
 func (x *Interrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[11]
+	mi := &file_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1466,7 @@ func (x *Interrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupt.ProtoReflect.Descriptor instead.
 func (*Interrupt) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{11}
+	return file_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Interrupt) GetCommandId() uint64 {
@@ -1438,7 +1498,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1510,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[12]
+	mi := &file_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1523,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{12}
+	return file_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OutputChunk) GetCommandId() uint64 {
@@ -1514,7 +1574,7 @@ type Complete struct {
 
 func (x *Complete) Reset() {
 	*x = Complete{}
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1586,7 @@ func (x *Complete) String() string {
 func (*Complete) ProtoMessage() {}
 
 func (x *Complete) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[13]
+	mi := &file_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1599,7 @@ func (x *Complete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Complete.ProtoReflect.Descriptor instead.
 func (*Complete) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{13}
+	return file_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Complete) GetCommandId() uint64 {
@@ -1611,7 +1671,7 @@ type FileOperation struct {
 
 func (x *FileOperation) Reset() {
 	*x = FileOperation{}
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1683,7 @@ func (x *FileOperation) String() string {
 func (*FileOperation) ProtoMessage() {}
 
 func (x *FileOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[14]
+	mi := &file_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1696,7 @@ func (x *FileOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileOperation.ProtoReflect.Descriptor instead.
 func (*FileOperation) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{14}
+	return file_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FileOperation) GetOp() FileOperation_Op {
@@ -1675,7 +1735,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1747,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[15]
+	mi := &file_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1760,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{15}
+	return file_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Upload) GetWorkdir() string {
@@ -1758,7 +1818,7 @@ type Download struct {
 
 func (x *Download) Reset() {
 	*x = Download{}
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1830,7 @@ func (x *Download) String() string {
 func (*Download) ProtoMessage() {}
 
 func (x *Download) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[16]
+	mi := &file_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1843,7 @@ func (x *Download) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Download.ProtoReflect.Descriptor instead.
 func (*Download) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{16}
+	return file_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Download) GetWorkdir() string {
@@ -1832,7 +1892,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +1904,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[17]
+	mi := &file_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +1917,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{17}
+	return file_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UploadChunk) GetCommandId() uint64 {
@@ -1886,7 +1946,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1958,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[18]
+	mi := &file_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1971,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{18}
+	return file_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadRequest) GetCommandId() uint64 {
@@ -1942,7 +2002,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2014,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[19]
+	mi := &file_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2027,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{19}
+	return file_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DownloadChunk) GetCommandId() uint64 {
@@ -2010,7 +2070,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2082,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[20]
+	mi := &file_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2095,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{20}
+	return file_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Ping) GetSeq() uint64 {
@@ -2055,7 +2115,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2127,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[21]
+	mi := &file_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2140,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{21}
+	return file_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Pong) GetSeq() uint64 {
@@ -2108,7 +2168,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2180,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[22]
+	mi := &file_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2193,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{22}
+	return file_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Draining) GetRunning() []uint64 {
@@ -2157,7 +2217,7 @@ type KeptCommand struct {
 
 func (x *KeptCommand) Reset() {
 	*x = KeptCommand{}
-	mi := &file_worker_proto_msgTypes[23]
+	mi := &file_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2229,7 @@ func (x *KeptCommand) String() string {
 func (*KeptCommand) ProtoMessage() {}
 
 func (x *KeptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[23]
+	mi := &file_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2242,7 @@ func (x *KeptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptCommand.ProtoReflect.Descriptor instead.
 func (*KeptCommand) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{23}
+	return file_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KeptCommand) GetResumeKey() string {
@@ -2224,7 +2284,7 @@ type Reattach struct {
 
 func (x *Reattach) Reset() {
 	*x = Reattach{}
-	mi := &file_worker_proto_msgTypes[24]
+	mi := &file_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2296,7 @@ func (x *Reattach) String() string {
 func (*Reattach) ProtoMessage() {}
 
 func (x *Reattach) ProtoReflect() protoreflect.Message {
-	mi := &file_worker_proto_msgTypes[24]
+	mi := &file_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2309,7 @@ func (x *Reattach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reattach.ProtoReflect.Descriptor instead.
 func (*Reattach) Descriptor() ([]byte, []int) {
-	return file_worker_proto_rawDescGZIP(), []int{24}
+	return file_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Reattach) GetResumeKey() string {
@@ -2358,7 +2418,7 @@ const file_worker_proto_rawDesc = "" +
 	"\acommand\"7\n" +
 	"\vSecretValue\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xc9\x04\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xdf\x05\n" +
 	"\x05Shell\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x16\n" +
 	"\x06script\x18\x02 \x01(\tR\x06script\x12\x18\n" +
@@ -2373,13 +2433,19 @@ const file_worker_proto_rawDesc = "" +
 	"\vdrop_stderr\x18\n" +
 	" \x01(\bR\n" +
 	"dropStderr\x12>\n" +
-	"\blogfiles\x18\v \x03(\v2\".gbb.worker.v1.Shell.LogfilesEntryR\blogfiles\x1a6\n" +
+	"\blogfiles\x18\v \x03(\v2\".gbb.worker.v1.Shell.LogfilesEntryR\blogfiles\x12?\n" +
+	"\tenv_lists\x18\f \x03(\v2\".gbb.worker.v1.Shell.EnvListsEntryR\benvLists\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
 	"\rLogfilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xeb\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aS\n" +
+	"\rEnvListsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.gbb.worker.v1.EnvListR\x05value:\x028\x01\"!\n" +
+	"\aEnvList\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xeb\x02\n" +
 	"\x03Git\x12\x18\n" +
 	"\arepourl\x18\x01 \x01(\tR\arepourl\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x1a\n" +
@@ -2492,7 +2558,7 @@ func file_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_worker_proto_goTypes = []any{
 	(OutputChunk_Stream)(0),     // 0: gbb.worker.v1.OutputChunk.Stream
 	(FileOperation_Op)(0),       // 1: gbb.worker.v1.FileOperation.Op
@@ -2506,71 +2572,75 @@ var file_worker_proto_goTypes = []any{
 	(*StartCommand)(nil),        // 9: gbb.worker.v1.StartCommand
 	(*SecretValue)(nil),         // 10: gbb.worker.v1.SecretValue
 	(*Shell)(nil),               // 11: gbb.worker.v1.Shell
-	(*Git)(nil),                 // 12: gbb.worker.v1.Git
-	(*Interrupt)(nil),           // 13: gbb.worker.v1.Interrupt
-	(*OutputChunk)(nil),         // 14: gbb.worker.v1.OutputChunk
-	(*Complete)(nil),            // 15: gbb.worker.v1.Complete
-	(*FileOperation)(nil),       // 16: gbb.worker.v1.FileOperation
-	(*Upload)(nil),              // 17: gbb.worker.v1.Upload
-	(*Download)(nil),            // 18: gbb.worker.v1.Download
-	(*UploadChunk)(nil),         // 19: gbb.worker.v1.UploadChunk
-	(*ReadRequest)(nil),         // 20: gbb.worker.v1.ReadRequest
-	(*DownloadChunk)(nil),       // 21: gbb.worker.v1.DownloadChunk
-	(*Ping)(nil),                // 22: gbb.worker.v1.Ping
-	(*Pong)(nil),                // 23: gbb.worker.v1.Pong
-	(*Draining)(nil),            // 24: gbb.worker.v1.Draining
-	(*KeptCommand)(nil),         // 25: gbb.worker.v1.KeptCommand
-	(*Reattach)(nil),            // 26: gbb.worker.v1.Reattach
-	nil,                         // 27: gbb.worker.v1.HostInfo.ExtraEntry
-	nil,                         // 28: gbb.worker.v1.Shell.EnvEntry
-	nil,                         // 29: gbb.worker.v1.Shell.LogfilesEntry
-	(*durationpb.Duration)(nil), // 30: google.protobuf.Duration
+	(*EnvList)(nil),             // 12: gbb.worker.v1.EnvList
+	(*Git)(nil),                 // 13: gbb.worker.v1.Git
+	(*Interrupt)(nil),           // 14: gbb.worker.v1.Interrupt
+	(*OutputChunk)(nil),         // 15: gbb.worker.v1.OutputChunk
+	(*Complete)(nil),            // 16: gbb.worker.v1.Complete
+	(*FileOperation)(nil),       // 17: gbb.worker.v1.FileOperation
+	(*Upload)(nil),              // 18: gbb.worker.v1.Upload
+	(*Download)(nil),            // 19: gbb.worker.v1.Download
+	(*UploadChunk)(nil),         // 20: gbb.worker.v1.UploadChunk
+	(*ReadRequest)(nil),         // 21: gbb.worker.v1.ReadRequest
+	(*DownloadChunk)(nil),       // 22: gbb.worker.v1.DownloadChunk
+	(*Ping)(nil),                // 23: gbb.worker.v1.Ping
+	(*Pong)(nil),                // 24: gbb.worker.v1.Pong
+	(*Draining)(nil),            // 25: gbb.worker.v1.Draining
+	(*KeptCommand)(nil),         // 26: gbb.worker.v1.KeptCommand
+	(*Reattach)(nil),            // 27: gbb.worker.v1.Reattach
+	nil,                         // 28: gbb.worker.v1.HostInfo.ExtraEntry
+	nil,                         // 29: gbb.worker.v1.Shell.EnvEntry
+	nil,                         // 30: gbb.worker.v1.Shell.LogfilesEntry
+	nil,                         // 31: gbb.worker.v1.Shell.EnvListsEntry
+	(*durationpb.Duration)(nil), // 32: google.protobuf.Duration
 }
 var file_worker_proto_depIdxs = []int32{
 	4,  // 0: gbb.worker.v1.WorkerMessage.hello:type_name -> gbb.worker.v1.Hello
-	14, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
-	15, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
-	19, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
-	20, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
-	23, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
-	24, // 6: gbb.worker.v1.WorkerMessage.draining:type_name -> gbb.worker.v1.Draining
+	15, // 1: gbb.worker.v1.WorkerMessage.output:type_name -> gbb.worker.v1.OutputChunk
+	16, // 2: gbb.worker.v1.WorkerMessage.complete:type_name -> gbb.worker.v1.Complete
+	20, // 3: gbb.worker.v1.WorkerMessage.upload_chunk:type_name -> gbb.worker.v1.UploadChunk
+	21, // 4: gbb.worker.v1.WorkerMessage.read:type_name -> gbb.worker.v1.ReadRequest
+	24, // 5: gbb.worker.v1.WorkerMessage.pong:type_name -> gbb.worker.v1.Pong
+	25, // 6: gbb.worker.v1.WorkerMessage.draining:type_name -> gbb.worker.v1.Draining
 	6,  // 7: gbb.worker.v1.WorkerMessage.proof:type_name -> gbb.worker.v1.Proof
 	8,  // 8: gbb.worker.v1.MasterMessage.welcome:type_name -> gbb.worker.v1.Welcome
 	9,  // 9: gbb.worker.v1.MasterMessage.start_command:type_name -> gbb.worker.v1.StartCommand
-	13, // 10: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
-	21, // 11: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
-	22, // 12: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
+	14, // 10: gbb.worker.v1.MasterMessage.interrupt:type_name -> gbb.worker.v1.Interrupt
+	22, // 11: gbb.worker.v1.MasterMessage.download_chunk:type_name -> gbb.worker.v1.DownloadChunk
+	23, // 12: gbb.worker.v1.MasterMessage.ping:type_name -> gbb.worker.v1.Ping
 	5,  // 13: gbb.worker.v1.MasterMessage.challenge:type_name -> gbb.worker.v1.Challenge
-	26, // 14: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
+	27, // 14: gbb.worker.v1.MasterMessage.reattach:type_name -> gbb.worker.v1.Reattach
 	7,  // 15: gbb.worker.v1.Hello.info:type_name -> gbb.worker.v1.HostInfo
-	25, // 16: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
-	27, // 17: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
-	30, // 18: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	30, // 19: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
+	26, // 16: gbb.worker.v1.Hello.kept:type_name -> gbb.worker.v1.KeptCommand
+	28, // 17: gbb.worker.v1.HostInfo.extra:type_name -> gbb.worker.v1.HostInfo.ExtraEntry
+	32, // 18: gbb.worker.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	32, // 19: gbb.worker.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
 	11, // 20: gbb.worker.v1.StartCommand.shell:type_name -> gbb.worker.v1.Shell
-	12, // 21: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
-	16, // 22: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
-	17, // 23: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
-	18, // 24: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
-	30, // 25: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
+	13, // 21: gbb.worker.v1.StartCommand.git:type_name -> gbb.worker.v1.Git
+	17, // 22: gbb.worker.v1.StartCommand.file_op:type_name -> gbb.worker.v1.FileOperation
+	18, // 23: gbb.worker.v1.StartCommand.upload:type_name -> gbb.worker.v1.Upload
+	19, // 24: gbb.worker.v1.StartCommand.download:type_name -> gbb.worker.v1.Download
+	32, // 25: gbb.worker.v1.StartCommand.keep:type_name -> google.protobuf.Duration
 	10, // 26: gbb.worker.v1.StartCommand.secrets:type_name -> gbb.worker.v1.SecretValue
-	28, // 27: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
-	30, // 28: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
-	30, // 29: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
-	30, // 30: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
-	29, // 31: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
-	30, // 32: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
-	30, // 33: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
-	0,  // 34: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
-	30, // 35: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
-	1,  // 36: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
-	2,  // 37: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
-	3,  // 38: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
-	38, // [38:39] is the sub-list for method output_type
-	37, // [37:38] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	29, // 27: gbb.worker.v1.Shell.env:type_name -> gbb.worker.v1.Shell.EnvEntry
+	32, // 28: gbb.worker.v1.Shell.timeout:type_name -> google.protobuf.Duration
+	32, // 29: gbb.worker.v1.Shell.max_time:type_name -> google.protobuf.Duration
+	32, // 30: gbb.worker.v1.Shell.sigterm_time:type_name -> google.protobuf.Duration
+	30, // 31: gbb.worker.v1.Shell.logfiles:type_name -> gbb.worker.v1.Shell.LogfilesEntry
+	31, // 32: gbb.worker.v1.Shell.env_lists:type_name -> gbb.worker.v1.Shell.EnvListsEntry
+	32, // 33: gbb.worker.v1.Git.timeout:type_name -> google.protobuf.Duration
+	32, // 34: gbb.worker.v1.Git.max_time:type_name -> google.protobuf.Duration
+	0,  // 35: gbb.worker.v1.OutputChunk.stream:type_name -> gbb.worker.v1.OutputChunk.Stream
+	32, // 36: gbb.worker.v1.Complete.elapsed:type_name -> google.protobuf.Duration
+	1,  // 37: gbb.worker.v1.FileOperation.op:type_name -> gbb.worker.v1.FileOperation.Op
+	12, // 38: gbb.worker.v1.Shell.EnvListsEntry.value:type_name -> gbb.worker.v1.EnvList
+	2,  // 39: gbb.worker.v1.Master.Connect:input_type -> gbb.worker.v1.WorkerMessage
+	3,  // 40: gbb.worker.v1.Master.Connect:output_type -> gbb.worker.v1.MasterMessage
+	40, // [40:41] is the sub-list for method output_type
+	39, // [39:40] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_worker_proto_init() }
@@ -2610,7 +2680,7 @@ func file_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_worker_proto_rawDesc), len(file_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

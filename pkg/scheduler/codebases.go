@@ -190,7 +190,7 @@ func (fs *forceScheduler) forceStamps(req ForceRequest) ([]store.SourceStamp, ma
 			case string:
 				*dst[f] = v
 			default:
-				return nil, nil, &ParamError{Field: name, Msg: fmt.Sprintf("expected a string, got %T", v)}
+				return nil, nil, &ParamError{Field: name, Msg: fmt.Sprintf("expected a string, got %s", valueKind(v))}
 			}
 		}
 		if err := CheckStamp(ss, fc.FieldName); err != nil {

@@ -97,6 +97,11 @@ type forceScheduler struct {
 	regexps  map[string]*regexp.Regexp // by param name
 }
 
+// defaultLabels are the labels of the params that buildbot gives one of
+// their own (UserNameParameter's "Your name:", WorkerChoiceParameter's
+// "Worker"); any other param's label is its name.
+var defaultLabels = map[string]string{"username": "Your name:", "worker_choice": "Worker"}
+
 func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	fs := &forceScheduler{
 		priority: sc.Priority,
@@ -115,7 +120,7 @@ func newForceScheduler(sc config.Scheduler) *forceScheduler {
 	for _, p := range sc.Params {
 		fs.info.Params = append(fs.info.Params, ForceParam{
 			Name:      p.Name,
-			Label:     cmp.Or(p.Label, p.Name),
+			Label:     cmp.Or(p.Label, defaultLabels[p.Type], p.Name),
 			Type:      cmp.Or(p.Type, "string"),
 			Default:   p.Default,
 			Required:  p.Required,
@@ -237,7 +242,7 @@ func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 		case float64, bool, int, int64:
 			x = fmt.Sprint(v)
 		default:
-			return nil, fmt.Errorf("expected a string, got %T", v)
+			return nil, fmt.Errorf("expected a string, got %s", valueKind(v))
 		}
 		if x == "" && p.Required {
 			return nil, errors.New("required")
@@ -247,7 +252,11 @@ func coerce(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 		}
 		return x, nil
 	}
-	return nil, fmt.Errorf("expected a %s, got %T", p.Type, v)
+	want := map[string]string{"int": "an integer", "bool": "a boolean", "choice": "one of the choices"}[p.Type]
+	if want == "" {
+		want = "a " + p.Type
+	}
+	return nil, fmt.Errorf("expected %s, got %s", want, valueKind(v))
 }
 
 // Force adds a buildset for the force scheduler called name, after checking

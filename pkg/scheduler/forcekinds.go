@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -40,7 +41,7 @@ func coerceKind(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 	case "username":
 		s, ok := v.(string)
 		if v != nil && !ok {
-			return nil, fmt.Errorf("expected a string, got %T", v)
+			return nil, fmt.Errorf("expected a string, got %s", valueKind(v))
 		}
 		if s == "" {
 			if p.Required {
@@ -70,12 +71,12 @@ func coerceKind(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 			for _, e := range x {
 				s, ok := e.(string)
 				if !ok {
-					return nil, fmt.Errorf("expected a list of strings, got a %T in it", e)
+					return nil, fmt.Errorf("expected a list of strings, got %s in it", valueKind(e))
 				}
 				vs = append(vs, s)
 			}
 		default:
-			return nil, fmt.Errorf("expected a list of strings, got %T", v)
+			return nil, fmt.Errorf("expected a list of strings, got %s", valueKind(v))
 		}
 		vs = slices.DeleteFunc(vs, func(s string) bool { return s == "" })
 		for _, s := range vs {
@@ -93,7 +94,7 @@ func coerceKind(p ForceParam, v any, re *regexp.Regexp) (any, error) {
 	case "worker_choice":
 		s, ok := v.(string)
 		if v != nil && !ok {
-			return nil, fmt.Errorf("expected a worker name, got %T", v)
+			return nil, fmt.Errorf("expected a worker name, got %s", valueKind(v))
 		}
 		s = strings.TrimSpace(s)
 		if s == AnyWorker {
@@ -194,4 +195,25 @@ func (s *Set) fillWorkerChoices(infos []ForceInfo) {
 			infos[i].Params[j].Choices = append([]string{AnyWorker}, slices.Compact(names)...)
 		}
 	}
+}
+
+// valueKind names the kind of a force parameter's value (decoded JSON, or
+// a form's strings) in the words of the errors a user reads: "a number",
+// "a list", never a Go type.
+func valueKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case float64, int, int64, json.Number:
+		return "a number"
+	case []any, []string:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return "a value of another kind"
 }

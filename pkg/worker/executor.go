@@ -140,10 +140,8 @@ func (e *Executor) runShell(ctx context.Context, builder string, sh *protocol.Sh
 
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Dir = dir
-	c.Env = os.Environ()
-	for _, k := range slices.Sorted(maps.Keys(sh.Env)) {
-		c.Env = append(c.Env, k+"="+sh.Env[k])
-	}
+	env, lists := pythonPath(sh.Env, sh.EnvLists)
+	c.Env = protocol.CommandEnv(os.Environ(), env, lists)
 	// No Pdeathsig: it would hit the leader only (the record made once
 	// the command starts is what kills the group of a dead worker), and
 	// it fires when the OS thread that started the command exits, not
@@ -414,4 +412,23 @@ func signalName(s syscall.Signal) string {
 		return n
 	}
 	return strconv.Itoa(int(s))
+}
+
+// pythonPath is env and lists with the worker's own PYTHONPATH appended to
+// one the step sets, as buildbot-worker appends it.
+func pythonPath(env map[string]string, lists map[string][]string) (map[string]string, map[string][]string) {
+	sep := string(os.PathListSeparator)
+	if l, ok := lists["PYTHONPATH"]; ok {
+		lists = maps.Clone(lists)
+		delete(lists, "PYTHONPATH")
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["PYTHONPATH"] = strings.Join(l, sep) + sep + "${PYTHONPATH}"
+	} else if v, ok := env["PYTHONPATH"]; ok {
+		env = maps.Clone(env)
+		env["PYTHONPATH"] = v + sep + "${PYTHONPATH}"
+	}
+	return env, lists
 }

@@ -124,6 +124,7 @@ func TestSchedulerEnable(t *testing.T) {
 	}{
 		{"/api/v2/schedulers/2", `{"jsonrpc":"2.0","method":"enable","id":4,"params":{}}`, http.StatusBadRequest},
 		{"/api/v2/schedulers/2", `{"jsonrpc":"2.0","method":"enable","id":4,"params":{"enabled":"no"}}`, http.StatusBadRequest},
+		{"/api/v2/schedulers/2", `{"jsonrpc":"2.0","method":"enable","id":4,"params":{"enabled":null}}`, http.StatusBadRequest},
 		{"/api/v2/schedulers/2", `{"jsonrpc":"2.0","method":"explode","id":4,"params":{}}`, http.StatusBadRequest},
 		{"/api/v2/schedulers/99", off, http.StatusNotFound},
 	} {

@@ -196,6 +196,13 @@ func forceRequestFromRPC(params map[string]json.RawMessage) (scheduler.ForceRequ
 			if err := json.Unmarshal(raw, &fr.BuilderNames); err != nil {
 				return fr, fmt.Errorf("builderNames must be a list of strings")
 			}
+			seen := map[string]bool{}
+			for _, n := range fr.BuilderNames {
+				if seen[n] {
+					return fr, fmt.Errorf("builderNames: %q is given twice", n)
+				}
+				seen[n] = true
+			}
 		default:
 			var v any
 			if err := json.Unmarshal(raw, &v); err != nil {

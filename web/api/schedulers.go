@@ -31,22 +31,22 @@ func (s *Server) enableScheduler(c *Call) *RPCError {
 		return noMethod(c.Action, c.route.what)
 	}
 	raw, ok := c.rpc.Params["enabled"]
-	var enabled bool
-	if !ok || json.Unmarshal(raw, &enabled) != nil {
+	var enabled *bool // null leaves a bool as it was: not a boolean either
+	if !ok || json.Unmarshal(raw, &enabled) != nil || enabled == nil {
 		return &RPCError{status: http.StatusBadRequest, code: RPCInvalidParams, message: "enabled must be given, true or false"}
 	}
 	if s.cfg.EnableScheduler == nil {
 		return &RPCError{status: http.StatusServiceUnavailable, code: RPCInternalError, message: "scheduler control is not available"}
 	}
-	err := s.cfg.EnableScheduler(c.Sched.Name, enabled)
+	err := s.cfg.EnableScheduler(c.Sched.Name, *enabled)
 	switch {
 	case err == nil:
 		user := ""
 		if c.User != nil {
 			user = c.User.Name
 		}
-		s.log.Info("scheduler enabled changed", "scheduler", c.Sched.Name, "enabled", enabled, "user", user)
-		s.publishScheduler(c.Sched, enabled)
+		s.log.Info("scheduler enabled changed", "scheduler", c.Sched.Name, "enabled", *enabled, "user", user)
+		s.publishScheduler(c.Sched, *enabled)
 		return nil
 	case errors.Is(err, scheduler.ErrUnknownScheduler):
 		return &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: "no such scheduler " + c.Sched.Name}

@@ -260,6 +260,7 @@ type forceForm struct {
 	Builders            []store.Builder
 	Params              []paramInput
 	Error               string // a refused POST's error not about one param
+	Disabled            bool   // the scheduler is disabled: the form is shown, its fields disabled
 
 	Codebases []codebaseInput // the fields of each codebase; nil: one branch, revision, repository and project
 }
@@ -280,7 +281,7 @@ func (p paramInput) Selected(c string) bool { return slices.Contains(p.Values, c
 // forceFormOf is the form of fi, filled from a refused POST when posted is
 // not nil.
 func forceFormOf(fi scheduler.ForceInfo, byName map[string]store.Builder, posted url.Values, rerr *api.RPCError) forceForm {
-	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build"), UserLabel: "Your name"}
+	f := forceForm{Name: fi.Name, Label: cmp.Or(fi.Label, fi.Name), Button: cmp.Or(fi.ButtonName, fi.Name), Reason: cmp.Or(fi.Reason, "force build"), UserLabel: "Your name", Disabled: fi.Disabled}
 	for _, n := range fi.BuilderNames {
 		if b, ok := byName[n]; ok {
 			f.Builders = append(f.Builders, b)
@@ -338,6 +339,7 @@ func (s *Server) forceForms(root string, builder store.Builder, builders []store
 		if builder.ID != 0 {
 			f.BuilderID = builder.ID
 			f.Builders = []store.Builder{builder}
+			s.onlyBuilderWorkers(&f, builder)
 			f.Action = root + "builders/" + strconv.FormatInt(builder.ID, 10) + "/force/" + url.PathEscape(fi.Name)
 		} else {
 			f.Action = root + "force/" + url.PathEscape(fi.Name)
@@ -525,4 +527,33 @@ func (s *Server) force(w http.ResponseWriter, r *http.Request) (*api.Call, *api.
 func (s *Server) SeeOther(w http.ResponseWriter, r *http.Request, target string) {
 	w.Header().Set("Location", rootOf(r.URL.Path)+target)
 	w.WriteHeader(http.StatusSeeOther)
+}
+
+// onlyBuilderWorkers keeps, in the worker_choice params of f, a builder
+// page's form, only "-any-" and the workers of builder: the scheduler's
+// choices are those of all its builders, and this form forces one.
+func (s *Server) onlyBuilderWorkers(f *forceForm, builder store.Builder) {
+	var mine []string
+	listed := false
+	for i, p := range f.Params {
+		if p.Type != "worker_choice" {
+			continue
+		}
+		if !listed {
+			workers, err := s.cfg.Store.Workers()
+			if err != nil {
+				s.log.Error("list workers for a force form", "err", err)
+				return
+			}
+			for _, w := range workers {
+				if slices.ContainsFunc(w.ConfiguredOn, func(bm store.BuilderMaster) bool { return bm.BuilderID == builder.ID }) {
+					mine = append(mine, w.Name)
+				}
+			}
+			listed = true
+		}
+		f.Params[i].Choices = slices.DeleteFunc(slices.Clone(p.Choices), func(c string) bool {
+			return c != scheduler.AnyWorker && !slices.Contains(mine, c)
+		})
+	}
 }
