@@ -28,6 +28,27 @@ func build(id, n int64, start time.Duration, d time.Duration, res int) store.Bui
 
 func near(a, b float64) bool { return math.Abs(a-b) < 0.01 }
 
+// TestFastBuildsChart: builds shorter than a tenth of a second read in
+// milliseconds in the bars' titles, the median and the description, never
+// "0.0s".
+func TestFastBuildsChart(t *testing.T) {
+	t.Parallel()
+	builds := []store.Build{
+		build(2, 2, time.Second, 40*time.Millisecond, store.Success),
+		build(1, 1, 0, 30*time.Millisecond, store.Success),
+	}
+	c := durationChartOf("fast", builds, t0.Add(time.Minute), hrefOf)
+	if c.Median != "35ms" {
+		t.Errorf("median %q, want 35ms", c.Median)
+	}
+	if len(c.Bars) != 2 || !strings.HasSuffix(c.Bars[1].Title, ", 40ms") {
+		t.Errorf("bars %+v, want the newest titled ..., 40ms", c.Bars)
+	}
+	if text := fmt.Sprintf("%+v", c); strings.Contains(text, "0.0s") {
+		t.Errorf("a chart of fast builds reads 0.0s: %s", text)
+	}
+}
+
 // TestDurationChart: one bar per build, oldest on the left, heights in
 // proportion to the durations against a round top, classes the results,
 // links to the builds; the success rate and median of the finished ones.
@@ -68,8 +89,8 @@ func TestDurationChart(t *testing.T) {
 			t.Errorf("bar %d outside the plot: x %.1f w %.1f", b.Number, b.X, b.W)
 		}
 	}
-	if c.YTicks[2].Label != "30.0s" || c.YTicks[0].Label != "0.0s" {
-		t.Errorf("y axis %v, want 0.0s to 30.0s", c.YTicks)
+	if c.YTicks[2].Label != "30.0s" || c.YTicks[0].Label != "0s" {
+		t.Errorf("y axis %v, want 0s to 30.0s", c.YTicks)
 	}
 	if c.XTicks[0].Label != "#1" || c.XTicks[1].Label != "#5" {
 		t.Errorf("x axis %v, want #1 to #5", c.XTicks)
