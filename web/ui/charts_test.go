@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +140,7 @@ func TestSeries(t *testing.T) {
 		{Start: m(7)},                             // still waiting
 		{Start: m(8), End: m(8).Add(time.Second)}, // a short peak within 8..9
 	}
-	got := seriesValues(deltasOf(waits), m(0), m(10), 10)
+	got, _ := seriesValues(deltasOf(waits), m(0), m(10), 10)
 	want := []int{1, 1, 2, 1, 1, 0, 0, 1, 2, 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("queue (-want +got):\n%s", diff)
@@ -150,7 +151,7 @@ func TestSeries(t *testing.T) {
 		{Start: m(3), End: m(6), Key: 8},
 		{Start: m(4), End: m(5), Key: 7}, // starts as its last build ends
 	}
-	got = seriesValues(deltasOf(busy), m(0), m(10), 10)
+	got, _ = seriesValues(deltasOf(busy), m(0), m(10), 10)
 	want = []int{0, 1, 1, 2, 2, 1, 0, 0, 0, 0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("busy workers (-want +got):\n%s", diff)
@@ -161,7 +162,7 @@ func TestSeries(t *testing.T) {
 	if n := countAt(deltasOf(waits), m(10)); n != 1 {
 		t.Errorf("requests waiting at 12:10: %d, want 1", n)
 	}
-	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, 2, m(0), m(4))
+	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, []time.Time{m(0), m(1), m(2), m(3)}, 2, m(0), m(4))
 	if c.Now != 2 || c.Peak != 3 || c.PeakAt != "12:02" {
 		t.Errorf("now %d peak %d at %q, want 2, 3 at 12:02", c.Now, c.Peak, c.PeakAt)
 	}
@@ -176,6 +177,36 @@ func TestSeries(t *testing.T) {
 	}
 	if c.XTicks[0].Label != "12:00" || c.XTicks[4].Label != "12:04" {
 		t.Errorf("time axis %v", c.XTicks)
+	}
+}
+
+// TestSeriesPeakAt: the chart names the time its highest count was
+// reached, not the start of the slice that holds it (minutes before).
+func TestSeriesPeakAt(t *testing.T) {
+	t.Parallel()
+	m := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+	waits := []interval{
+		{Start: m(1), End: m(2)},   // 1 in the first slice, 12:00-12:05
+		{Start: m(7), End: m(9)},   // 2 from 12:08, in the second slice
+		{Start: m(8), End: m(9)},   // 12:05-12:10
+		{Start: m(12), End: m(13)}, // 1 in the third
+	}
+	d := deltasOf(waits)
+	values, reached := seriesValues(d, m(0), m(15), 3)
+	if want := []int{1, 2, 1}; !slices.Equal(values, want) {
+		t.Fatalf("values %v, want %v", values, want)
+	}
+	if want := []time.Time{m(1), m(8), m(12)}; !slices.Equal(reached, want) {
+		t.Errorf("reached %v, want %v", reached, want)
+	}
+	c := seriesChartOf("q", "queue", "Pending build requests", values, reached, countAt(d, m(15)), m(0), m(15))
+	if c.Peak != 2 || c.PeakAt != "12:08" || !strings.Contains(c.Desc, "highest 2 (at 12:08)") {
+		t.Errorf("peak %d at %q (%s), want 2 at 12:08, when the second request came, not 12:05", c.Peak, c.PeakAt, c.Desc)
+	}
+	// A count already at its peak when a slice starts was reached then.
+	values, reached = seriesValues(deltasOf([]interval{{Start: m(-3)}}), m(0), m(15), 3)
+	if !slices.Equal(values, []int{1, 1, 1}) || !reached[0].Equal(m(0)) {
+		t.Errorf("a request waiting since before the window: %v reached %v, want 1s from 12:00", values, reached)
 	}
 }
 
