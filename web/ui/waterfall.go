@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ const (
 	wfTargetH       = 1400
 	wfMaxPxPerSec   = 2.0 // a 10 s build is at most 20 px tall
 	wfMinBox        = 18  // a build's box is at least this tall, for its label
+	wfMinLaneW      = 14  // a lane (boxes side by side) is at least this wide: a column widens for many
 	wfGap           = 24  // the most an idle span takes
 	wfLabelGap      = 14  // time labels closer than this are dropped
 	wfTickEvery     = 120 // px between time labels down a long busy span
@@ -205,6 +207,7 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 		c := col[bd.BuilderID]
 		byCol[c] = append(byCol[c], placed{box: box})
 	}
+	laneCount := make([]int, len(byCol))
 	for c, boxes := range byCol {
 		slices.SortFunc(boxes, func(a, b placed) int { return cmp.Or(cmp.Compare(a.box.Y, b.box.Y), cmp.Compare(b.box.ID, a.box.ID)) })
 		var laneEnds []float64
@@ -217,15 +220,28 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			laneEnds[lane] = boxes[i].box.Y + boxes[i].box.H
 			boxes[i].lane = lane
 		}
-		lanes := max(len(laneEnds), 1)
-		bw := (float64(wfColW) - 6) / float64(lanes)
+		laneCount[c] = max(len(laneEnds), 1)
+	}
+	// A column with more lanes than fit at wfMinLaneW widens (dense
+	// builds overlap once grown to wfMinBox); the columns after it move
+	// right.
+	x := float64(wfAxisW)
+	for c := range w.Columns {
+		w.Columns[c].X = x
+		w.Columns[c].W = max(float64(wfColW), 6+float64(laneCount[c]*wfMinLaneW))
+		x += w.Columns[c].W
+	}
+	w.Width = max(w.Width, int(math.Ceil(x)))
+	for c, boxes := range byCol {
+		lanes := laneCount[c]
+		bw := (w.Columns[c].W - 6) / float64(lanes)
 		for _, p := range boxes {
 			p.box.X = w.Columns[c].X + 3 + float64(p.lane)*bw
 			p.box.W = bw - 2
 			// Steps take the box's right part; its left shows the label.
 			stepX := p.box.X + p.box.W*0.55
 			for i := range p.box.Steps {
-				p.box.Steps[i].X, p.box.Steps[i].W = stepX, p.box.X+p.box.W-stepX-1
+				p.box.Steps[i].X, p.box.Steps[i].W = stepX, max(p.box.X+p.box.W-stepX-1, 0)
 			}
 			if p.box.H < 15 || lanes > 2 {
 				p.box.Label = ""
