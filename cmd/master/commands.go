@@ -28,6 +28,9 @@ const (
 	configFile = "master.toml"
 	logFile    = "master.log"
 	pidFile    = "master.pid"
+	// readyKeyFile holds the running master's secret of this start (see
+	// status), readable by its user only.
+	readyKeyFile = "master.readykey"
 	// startTimeout bounds how long start waits for the master to be up.
 	startTimeout = 30 * time.Second
 	stopTimeout  = 60 * time.Second
@@ -230,6 +233,14 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 		return err
 	}
 	defer os.Remove(pidPath)
+	// The key of this start, with which /readyz proves to `status` that
+	// this master answers on the web port, not another program.
+	readyKey, err := writeReadyKey(filepath.Join(dir, readyKeyFile))
+	if err != nil {
+		daemon.Fail(err)
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, readyKeyFile))
 	// SIGUSR1 (`stop --clean`) is buildbot's clean shutdown; SIGTERM or
 	// SIGINT then stops at once.
 	usr1 := make(chan os.Signal, 1)
@@ -238,6 +249,7 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 
 	master.Version = version
 	m := master.New(dir, cfg, log)
+	m.SetReadyKey(readyKey)
 	errc := make(chan error, 1)
 	go func() {
 		errc <- m.Run(ctx, func(a master.Addrs) {
