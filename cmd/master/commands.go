@@ -186,7 +186,13 @@ func start(args []string) error {
 		fmt.Printf("gbb-master started in %s (pid %d); log: %s\n", dir, pid, filepath.Join(dir, logFile))
 		return nil
 	}
-	return runForeground(dir, !*child, *logFormat)
+	err = runForeground(dir, !*child, *logFormat)
+	if err != nil && *child {
+		// runForeground logged it in master.log's format and told the
+		// parent (daemon.Fail), which prints it on the terminal.
+		return loggedError{err}
+	}
+	return err
 }
 
 // runForeground runs the master until SIGINT or SIGTERM. SIGHUP reconfigs,
@@ -198,6 +204,12 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	// file too, and follow it when it is reopened.
 	lf, err := daemon.OpenLog(filepath.Join(dir, logFile), !toStderr)
 	if err != nil {
+		if !toStderr {
+			// Our stderr is the log file that the parent opened: the
+			// error goes there in the format asked (master.toml's is
+			// unread yet), as a log line.
+			slog.New(logHandler(os.Stderr, logFormat)).Error("cannot open the log file", "err", err)
+		}
 		daemon.Fail(err)
 		return err
 	}
@@ -229,6 +241,7 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	defer signal.Stop(reopen)
 	pidPath := filepath.Join(dir, pidFile)
 	if err := daemon.WritePID(pidPath); err != nil {
+		log.Error("cannot write the pid file", "err", err)
 		daemon.Fail(err)
 		return err
 	}
@@ -237,6 +250,7 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	// this master answers on the web port, not another program.
 	readyKey, err := writeReadyKey(filepath.Join(dir, readyKeyFile))
 	if err != nil {
+		log.Error("cannot write the ready key", "err", err)
 		daemon.Fail(err)
 		return err
 	}
