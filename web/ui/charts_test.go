@@ -210,50 +210,79 @@ func TestSeriesPeakAt(t *testing.T) {
 	}
 }
 
-// TestWaterfallDense: 60 builds within a second, on two workers, each a
-// step of a few ms: every box keeps at least wfMinBox by wfMinLaneW-2 px
-// inside its column (the column widens), every step a width >= 0 inside
-// its box, and no number is negative or NaN.
+// TestWaterfallDense: 60 builds within a second, each a step of a few
+// ms: one after another (two workers taking turns), or all at once (60
+// workers). Every box keeps at least wfMinBox by wfMinLaneW-2 px inside its
+// column, every step a width >= 0 inside its box, and no number is
+// negative or NaN. Builds that never ran at once get a row each, in one
+// lane, not two pixels of time and dozens of lanes; builds that did get
+// lanes of at least wfMinLaneW, the column widening.
 func TestWaterfallDense(t *testing.T) {
 	t.Parallel()
-	builders := []store.Builder{{ID: 1, Name: "dense"}, {ID: 2, Name: "after"}}
-	var builds []wfBuild
-	for i := range 60 {
-		b := build(int64(i+1), int64(i+1), time.Duration(i)*15*time.Millisecond, 14*time.Millisecond, store.Success)
-		b.WorkerID = int64(1 + i%2)
-		builds = append(builds, wfBuild{Build: b, Steps: []store.Step{
-			{Number: 0, StartedAt: b.StartedAt.Add(time.Millisecond), Complete: true, CompleteAt: b.CompleteAt.Add(-time.Millisecond), Results: store.Success},
-		}})
-	}
-	a := build(61, 1, 0, 2*time.Second, store.Success)
-	a.BuilderID = 2
-	builds = append(builds, wfBuild{Build: a})
-	w := waterfallOf(builders, builds, t0.Add(time.Minute), hrefOf, func(store.Builder) string { return "" })
-	bad := func(v float64) bool { return v < 0 || math.IsNaN(v) || math.IsInf(v, 0) }
-	for i, c := range w.Columns {
-		if bad(c.X) || c.W < wfColW || (i > 0 && c.X < w.Columns[i-1].X+w.Columns[i-1].W) {
-			t.Errorf("column %d at x %.1f w %.1f overlaps the one before or is narrow", i, c.X, c.W)
-		}
-	}
-	if last := w.Columns[len(w.Columns)-1]; float64(w.Width) < last.X+last.W {
-		t.Errorf("width %d cuts the last column (to %.1f)", w.Width, last.X+last.W)
-	}
-	if len(w.Boxes) != 61 {
-		t.Fatalf("%d boxes, want 61", len(w.Boxes))
-	}
-	for _, b := range w.Boxes {
-		c := w.Columns[0]
-		if b.ID == 61 {
-			c = w.Columns[1]
-		}
-		if bad(b.X) || bad(b.Y) || b.W < wfMinLaneW-2 || b.H < wfMinBox || b.X < c.X || b.X+b.W > c.X+c.W {
-			t.Errorf("build %d: box x %.1f y %.1f w %.1f h %.1f, want at least %d x %d inside its column (x %.1f w %.1f)", b.ID, b.X, b.Y, b.W, b.H, wfMinLaneW-2, wfMinBox, c.X, c.W)
-		}
-		for _, st := range b.Steps {
-			if bad(st.X) || bad(st.Y) || bad(st.W) || bad(st.H) || st.W < 1 || st.X < b.X || st.X+st.W > b.X+b.W {
-				t.Errorf("build %d: step x %.1f y %.1f w %.1f h %.1f, not inside its box x %.1f w %.1f", b.ID, st.X, st.Y, st.W, st.H, b.X, b.W)
+	for _, tt := range []struct {
+		name  string
+		every time.Duration // between starts
+		after time.Duration // when builder "after"'s 2 s build starts
+		lanes int           // at most
+	}{
+		{"one after another", 15 * time.Millisecond, 10 * time.Second, 1},
+		// The long build shares the busy span: the stretch is spread
+		// over its 2 s, a few lanes remain.
+		{"one after another beside a long build", 15 * time.Millisecond, 0, 4},
+		{"all at once", 0, 0, 60},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			builders := []store.Builder{{ID: 1, Name: "dense"}, {ID: 2, Name: "after"}}
+			var builds []wfBuild
+			for i := range 60 {
+				b := build(int64(i+1), int64(i+1), time.Duration(i)*tt.every, 14*time.Millisecond, store.Success)
+				b.WorkerID = int64(1 + i%2)
+				builds = append(builds, wfBuild{Build: b, Steps: []store.Step{
+					{Number: 0, StartedAt: b.StartedAt.Add(time.Millisecond), Complete: true, CompleteAt: b.CompleteAt.Add(-time.Millisecond), Results: store.Success},
+				}})
 			}
-		}
+			a := build(61, 1, tt.after, 2*time.Second, store.Success)
+			a.BuilderID = 2
+			builds = append(builds, wfBuild{Build: a})
+			w := waterfallOf(builders, builds, t0.Add(time.Minute), hrefOf, func(store.Builder) string { return "" })
+			bad := func(v float64) bool { return v < 0 || math.IsNaN(v) || math.IsInf(v, 0) }
+			for i, c := range w.Columns {
+				if bad(c.X) || c.W < wfColW || (i > 0 && c.X < w.Columns[i-1].X+w.Columns[i-1].W) {
+					t.Errorf("column %d at x %.1f w %.1f overlaps the one before or is narrow", i, c.X, c.W)
+				}
+			}
+			if last := w.Columns[len(w.Columns)-1]; float64(w.Width) < last.X+last.W {
+				t.Errorf("width %d cuts the last column (to %.1f)", w.Width, last.X+last.W)
+			}
+			if len(w.Boxes) != 61 {
+				t.Fatalf("%d boxes, want 61", len(w.Boxes))
+			}
+			xs := map[float64]bool{}
+			for _, b := range w.Boxes {
+				c := w.Columns[0]
+				if b.ID == 61 {
+					c = w.Columns[1]
+				} else {
+					xs[b.X] = true
+				}
+				if bad(b.X) || bad(b.Y) || b.W < wfMinLaneW-2 || b.H < wfMinBox || b.X < c.X || b.X+b.W > c.X+c.W {
+					t.Errorf("build %d: box x %.1f y %.1f w %.1f h %.1f, want at least %d x %d inside its column (x %.1f w %.1f)", b.ID, b.X, b.Y, b.W, b.H, wfMinLaneW-2, wfMinBox, c.X, c.W)
+				}
+				for _, st := range b.Steps {
+					if bad(st.X) || bad(st.Y) || bad(st.W) || bad(st.H) || st.W < 1 || st.X < b.X || st.X+st.W > b.X+b.W {
+						t.Errorf("build %d: step x %.1f y %.1f w %.1f h %.1f, not inside its box x %.1f w %.1f", b.ID, st.X, st.Y, st.W, st.H, b.X, b.W)
+					}
+				}
+			}
+			if len(xs) > tt.lanes {
+				t.Errorf("the dense builds take %d lanes, want at most %d", len(xs), tt.lanes)
+			}
+			for i := 1; i < len(w.Ticks); i++ {
+				if w.Ticks[i].Label > w.Ticks[i-1].Label {
+					t.Errorf("time labels go up the page: %q above %q", w.Ticks[i-1].Label, w.Ticks[i].Label)
+				}
+			}
+		})
 	}
 }
 

@@ -119,6 +119,10 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 	if busy > 0 {
 		pps = min(pps, wfTargetH/busy.Seconds())
 	}
+	for i := range segs {
+		s := &segs[i]
+		s.H = max(s.End.Sub(s.Start).Seconds()*pps, wfDenseH(shown, *s, end))
+	}
 	y := float64(wfHeadH)
 	lastLabel := -1.0
 	for i := range segs {
@@ -132,12 +136,14 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			y += g
 		}
 		s.Top = y
-		s.H = s.End.Sub(s.Start).Seconds() * pps
 		// A label at the segment's top, then one every wfTickEvery px
 		// down a long one.
 		for off := 0.0; off == 0 || off < s.H-wfLabelGap; off += wfTickEvery {
 			if lastLabel < 0 || y+off-lastLabel >= wfLabelGap {
-				at := s.End.Add(-time.Duration(off / pps * float64(time.Second)))
+				at := s.End
+				if s.H > 0 {
+					at = s.End.Add(-time.Duration(off / s.H * float64(s.End.Sub(s.Start))))
+				}
 				w.Ticks = append(w.Ticks, chartTick{X: wfAxisW - 6, Y: y + off + 10, Label: at.UTC().Format("15:04:05")})
 				lastLabel = y + off
 			}
@@ -261,6 +267,39 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			len(w.Boxes), len(builders), fmtTime(segs[len(segs)-1].Start), fmtTime(segs[0].End))
 	}
 	return w
+}
+
+// wfDenseH is the height segment s needs so that its builds, each box at
+// least wfMinBox tall, fit their builder's column in about as many lanes
+// as the builder really ran builds at once: sixty short builds within a
+// second get a row each, not two pixels and sixty lanes. The segment's
+// own scale stretches to it.
+func wfDenseH(builds []wfBuild, s wfSegment, end func(store.Build) time.Time) float64 {
+	type edge struct {
+		at time.Time
+		d  int
+	}
+	per := map[int64][]edge{}
+	for _, b := range builds {
+		st := b.Build.StartedAt
+		if st.Before(s.Start) || st.After(s.End) {
+			continue
+		}
+		per[b.Build.BuilderID] = append(per[b.Build.BuilderID], edge{st, 1}, edge{end(b.Build), -1})
+	}
+	need := 0.0
+	for _, edges := range per {
+		// Ends first at one instant: a build starting as another ends
+		// runs after it.
+		slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.d, b.d)) })
+		n, most := 0, 1
+		for _, e := range edges {
+			n += e.d
+			most = max(most, n)
+		}
+		need = max(need, math.Ceil(float64(len(edges)/2)/float64(most))*wfMinBox)
+	}
+	return need
 }
 
 // wfSegments merges the builds' spans into the busy segments, newest first.
