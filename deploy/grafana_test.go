@@ -148,3 +148,82 @@ func TestPromqlMetrics(t *testing.T) {
 		t.Errorf("promqlMetrics = %q, want %q", got, want)
 	}
 }
+
+// TestGrafanaUnits: each query of the dashboard is drawn in the unit its
+// metrics' names give (Prometheus names carry their base unit): a
+// _seconds metric in a time unit, a _bytes gauge in bytes and its rate in
+// bytes per second, a count in no time or byte unit. The unit of a query
+// is its panel's default or an override naming its refId.
+func TestGrafanaUnits(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("grafana/gbb.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type property struct {
+		ID    string
+		Value any
+	}
+	var dash struct {
+		Panels []struct {
+			Title       string
+			FieldConfig struct {
+				Defaults  struct{ Unit string }
+				Overrides []struct {
+					Matcher struct {
+						ID      string
+						Options any
+					}
+					Properties []property
+				}
+			}
+			Targets []struct{ RefID, Expr string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("gbb.json: %v", err)
+	}
+	timeUnits := []string{"s", "ms", "dtdurations", "dtdurationms"}
+	byteUnits := []string{"bytes", "decbytes"}
+	rateByteUnits := []string{"Bps", "binBps"}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			unit := p.FieldConfig.Defaults.Unit
+			for _, o := range p.FieldConfig.Overrides {
+				if o.Matcher.ID != "byFrameRefID" || o.Matcher.Options != tg.RefID {
+					continue
+				}
+				for _, pr := range o.Properties {
+					if u, ok := pr.Value.(string); ok && pr.ID == "unit" {
+						unit = u
+					}
+				}
+			}
+			for _, n := range promqlMetrics(tg.Expr) {
+				base := n
+				for _, s := range []string{"_bucket", "_sum", "_count"} {
+					base = strings.TrimSuffix(base, s)
+				}
+				counter := strings.HasSuffix(base, "_total")
+				base = strings.TrimSuffix(base, "_total")
+				var want []string
+				switch {
+				case strings.HasSuffix(base, "_seconds") && !counter:
+					want = timeUnits
+				case strings.HasSuffix(base, "_bytes") && counter:
+					want = rateByteUnits
+				case strings.HasSuffix(base, "_bytes"):
+					want = byteUnits
+				default:
+					if slices.Contains(timeUnits, unit) || slices.Contains(byteUnits, unit) || slices.Contains(rateByteUnits, unit) {
+						t.Errorf("panel %q query %s reads %s, a count, drawn in unit %q", p.Title, tg.RefID, n, unit)
+					}
+					continue
+				}
+				if !slices.Contains(want, unit) {
+					t.Errorf("panel %q query %s reads %s, drawn in unit %q, want one of %q", p.Title, tg.RefID, n, unit, want)
+				}
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,39 @@ func TestHomeTrendsWithoutJS(t *testing.T) {
 	}
 	if strings.Contains(page, "older builds and requests were not read") {
 		t.Error("the home page says its window was cut short")
+	}
+}
+
+// TestWaterfallDensePage: 60 builds within a second, each with a step of
+// a few ms, draw no negative or NaN width or height on /waterfall.
+func TestWaterfallDensePage(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	_, brids := must2(f.db.AddBuildset(store.NewBuildset{Reason: "dense", BuilderIDs: []int64{f.noop.ID}}))(t)
+	for i := range 60 {
+		start := t0.Add(time.Duration(i) * 15 * time.Millisecond)
+		b := must(f.db.AddBuild(store.NewBuild{BuilderID: f.noop.ID, BuildRequestID: brids[f.noop.ID], WorkerID: f.worker.ID, MasterID: f.master.ID, StartedAt: start}))(t)
+		st := must(f.db.AddStep(b.ID, "shell"))(t)
+		check(t, f.db.StartStep(st.ID, start.Add(time.Millisecond)))
+		check(t, f.db.FinishStep(st.ID, store.Success, start.Add(13*time.Millisecond)))
+		check(t, f.db.FinishBuild(b.ID, store.Success, start.Add(14*time.Millisecond)))
+	}
+	status, page := f.page(t, "/waterfall")
+	if status != 200 {
+		t.Fatalf("GET /waterfall: %d", status)
+	}
+	if n := len(wfBoxRE.FindAllString(page, -1)); n != 60 {
+		t.Errorf("%d boxes, want 60", n)
+	}
+	for _, m := range regexp.MustCompile(`(?:width|height|x|y)="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		if strings.HasPrefix(m[1], "-") || strings.Contains(strings.ToLower(m[1]), "nan") {
+			t.Errorf("GET /waterfall draws %s", m[0])
+		}
+	}
+	for _, m := range regexp.MustCompile(`<rect class="wf-box [^"]*" x="[^"]*" y="[^"]*" width="([^"]*)" height="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		if w, h := must(strconv.ParseFloat(m[1], 64))(t), must(strconv.ParseFloat(m[2], 64))(t); w < 12 || h < 18 {
+			t.Errorf("a box of %.1f x %.1f px: %s", w, h, m[0])
+		}
 	}
 }
 

@@ -1,6 +1,9 @@
 package web
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -26,6 +29,9 @@ func (s *Server) healthRoutes(r chi.Router) {
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if nonce := r.Header.Get(ReadyNonceHeader); nonce != "" && s.cfg.ReadyKey != nil {
+			w.Header().Set(ReadyProofHeader, ReadyProof(s.cfg.ReadyKey, nonce))
+		}
 		if s.cfg.Ready != nil {
 			if err := s.cfg.Ready(); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
@@ -53,6 +59,21 @@ func (s *Server) healthRoutes(r chi.Router) {
 		w.Header().Set("Cache-Control", "no-store")
 		s.metricsHandler.ServeHTTP(w, r)
 	})
+}
+
+// The headers of /readyz's proof of who answers (see Config.ReadyKey).
+const (
+	ReadyNonceHeader = "X-Gbb-Ready-Nonce"
+	ReadyProofHeader = "X-Gbb-Ready-Proof"
+)
+
+// ReadyProof is what /readyz answers to nonce with key: HMAC-SHA256 of the
+// nonce, in hex. Only who holds key (the master, and its user who can read
+// the key file) can make it.
+func ReadyProof(key []byte, nonce string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(nonce))
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // countRequests counts every request by its route pattern (never its

@@ -122,6 +122,12 @@ type Config struct {
 	// Ready says whether the master is ready for work, for /readyz: nil,
 	// or why not; a nil Ready is always ready.
 	Ready func() error
+	// ReadyKey is the master's secret of this start (in a file beside its
+	// pid file, readable by its user only): /readyz answers a request's
+	// ReadyNonceHeader with ReadyProofHeader, ReadyProof(ReadyKey, nonce),
+	// so that `gbb-master status` knows the master answers, not another
+	// program on the port. Nil answers no proof.
+	ReadyKey []byte
 }
 
 // Server serves the API and the pages. It is safe for concurrent use.

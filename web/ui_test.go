@@ -260,7 +260,6 @@ func TestBuilderPaging(t *testing.T) {
 		{"", 61, 37, []string{"page 1 of 3", `<a rel="next" class="next" href="?page=2">`}},
 		{"?page=2", 36, 12, []string{"page 2 of 3", `href="?page=1"`, `href="?page=3"`}},
 		{"?page=3", 11, 1, []string{"page 3 of 3", `href="?page=2"`}},
-		{"?page=x", 61, 37, []string{"page 1 of 3"}},
 	}
 	for _, tt := range tests {
 		_, page := f.page(t, fmt.Sprintf("/builders/%d%s", f.noop.ID, tt.query))
@@ -284,6 +283,33 @@ func TestBuilderPaging(t *testing.T) {
 	}
 	if _, page := f.page(t, fmt.Sprintf("/builders/%d?page=3", f.noop.ID)); strings.Contains(page, `rel="next"`) {
 		t.Errorf("last page links to a next one")
+	}
+}
+
+// TestBadPageParam: every page taking ?page= answers a value that is not
+// a positive integer, or a page past the last, with a 400 saying why, as
+// ?before= and ?first= do; a good page is still served.
+func TestBadPageParam(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	for _, path := range []string{fmt.Sprintf("/builders/%d", f.noop.ID), "/changes"} {
+		for _, tt := range []struct{ page, want string }{
+			{"abc", `page must be a positive integer, not &#34;abc&#34;`},
+			{"-1", `page must be a positive integer, not &#34;-1&#34;`},
+			{"0", `page must be a positive integer, not &#34;0&#34;`},
+			{"1.5", `page must be a positive integer, not &#34;1.5&#34;`},
+			{"99999999999999999999", `page must be a positive integer`},
+			{"99999999", "page 99999999 is past the last page (1)"},
+			{"2", "page 2 is past the last page (1)"},
+		} {
+			status, body := f.page(t, path+"?page="+tt.page)
+			if status != http.StatusBadRequest || !strings.Contains(body, tt.want) {
+				t.Errorf("GET %s?page=%s: %d, want 400 saying %q in:\n%s", path, tt.page, status, tt.want, body)
+			}
+		}
+		if status, _ := f.page(t, path+"?page=1"); status != http.StatusOK {
+			t.Errorf("GET %s?page=1: %d, want 200", path, status)
+		}
 	}
 }
 

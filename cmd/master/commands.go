@@ -28,6 +28,9 @@ const (
 	configFile = "master.toml"
 	logFile    = "master.log"
 	pidFile    = "master.pid"
+	// readyKeyFile holds the running master's secret of this start (see
+	// status), readable by its user only.
+	readyKeyFile = "master.readykey"
 	// startTimeout bounds how long start waits for the master to be up.
 	startTimeout = 30 * time.Second
 	stopTimeout  = 60 * time.Second
@@ -209,7 +212,13 @@ func start(args []string) error {
 		fmt.Printf("gbb-master started in %s (pid %d); log: %s\n", dir, pid, filepath.Join(dir, logFile))
 		return nil
 	}
-	return runForeground(dir, !*child, *logFormat)
+	err = runForeground(dir, !*child, *logFormat)
+	if err != nil && *child {
+		// runForeground logged it in master.log's format and told the
+		// parent (daemon.Fail), which prints it on the terminal.
+		return loggedError{err}
+	}
+	return err
 }
 
 // runForeground runs the master until SIGINT or SIGTERM. SIGHUP reconfigs,
@@ -221,6 +230,12 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	// file too, and follow it when it is reopened.
 	lf, err := daemon.OpenLog(filepath.Join(dir, logFile), !toStderr)
 	if err != nil {
+		if !toStderr {
+			// Our stderr is the log file that the parent opened: the
+			// error goes there in the format asked (master.toml's is
+			// unread yet), as a log line.
+			slog.New(logHandler(os.Stderr, logFormat)).Error("cannot open the log file", "err", err)
+		}
 		daemon.Fail(err)
 		return err
 	}
@@ -252,10 +267,20 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	defer signal.Stop(reopen)
 	pidPath := filepath.Join(dir, pidFile)
 	if err := daemon.WritePID(pidPath); err != nil {
+		log.Error("cannot write the pid file", "err", err)
 		daemon.Fail(err)
 		return err
 	}
 	defer os.Remove(pidPath)
+	// The key of this start, with which /readyz proves to `status` that
+	// this master answers on the web port, not another program.
+	readyKey, err := writeReadyKey(filepath.Join(dir, readyKeyFile))
+	if err != nil {
+		log.Error("cannot write the ready key", "err", err)
+		daemon.Fail(err)
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, readyKeyFile))
 	// SIGUSR1 (`stop --clean`) is buildbot's clean shutdown; SIGTERM or
 	// SIGINT then stops at once.
 	usr1 := make(chan os.Signal, 1)
@@ -264,6 +289,7 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 
 	master.Version = version
 	m := master.New(dir, cfg, log)
+	m.SetReadyKey(readyKey)
 	errc := make(chan error, 1)
 	go func() {
 		errc <- m.Run(ctx, func(a master.Addrs) {

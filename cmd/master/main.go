@@ -52,6 +52,13 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
+// loggedError is an error that is in master.log already, in its format
+// (exit 1): main prints nothing, since a daemonized master's stderr is
+// master.log and a plain "gbb-master: ..." line would break a JSON log.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+
 func main() {
 	err := run(os.Args[1:])
 	if err == nil || errors.Is(err, errHelpShown) {
@@ -62,6 +69,9 @@ func main() {
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
+	if errors.As(err, new(loggedError)) {
+		os.Exit(code)
+	}
 	fmt.Fprintln(os.Stderr, "gbb-master:", err)
 	os.Exit(code)
 }
@@ -69,7 +79,7 @@ func main() {
 func run(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		return &exitError{2, errors.New("no command given")}
+		return &exitError{code: 2, err: errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -109,5 +119,5 @@ func run(args []string) error {
 		return nil
 	}
 	fmt.Fprint(os.Stderr, usage)
-	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+	return &exitError{code: 2, err: fmt.Errorf("unknown command %q", cmd)}
 }

@@ -174,6 +174,7 @@ func (b *build) resumeKey(step store.Step, sc config.Step, wc *warningCounter) s
 // hide in its own log.
 func (b *build) runOnWorker(ctx context.Context, step store.Step, logID int64, logfileIDs map[string]int64, cmd protocol.Command, lw *logWriter, dl *detachableLog, out func(protocol.Output)) (protocol.Result, error) {
 	cmd.Secrets = b.renderedSecrets()
+	cmd.Build = b.number // for the worker's log lines
 	if cmd.ResumeKey == "" {
 		return b.ws.conn.Run(ctx, cmd, out)
 	}

@@ -48,7 +48,7 @@ func janitorPass(st janitorStore, j config.Janitor, now time.Time, log *slog.Log
 		if err != nil {
 			log.Error("janitor: delete old builds", "err", err, "deleted", n)
 		} else if n > 0 {
-			log.Info("janitor: deleted old builds", "builds", n, "build_horizon", h, "took", time.Since(start))
+			log.Info("janitor: deleted old builds", "builds", n, "build_horizon", h.String(), "took_seconds", time.Since(start).Seconds())
 		}
 	}
 	if h := j.LogHorizon.Duration; h > 0 {
@@ -57,7 +57,7 @@ func janitorPass(st janitorStore, j config.Janitor, now time.Time, log *slog.Log
 		if err != nil {
 			log.Error("janitor: delete old logs", "err", err, "deleted", n)
 		} else if n > 0 {
-			log.Info("janitor: deleted old logs", "logs", n, "log_horizon", h, "took", time.Since(start))
+			log.Info("janitor: deleted old logs", "logs", n, "log_horizon", h.String(), "took_seconds", time.Since(start).Seconds())
 		}
 	}
 }

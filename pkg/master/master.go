@@ -64,6 +64,9 @@ type Master struct {
 	// masterID is this master's id in the store while Run runs.
 	masterID atomic.Int64
 
+	// readyKey is the secret /readyz proves it holds (SetReadyKey).
+	readyKey []byte
+
 	// cleanStop is closed by StopClean (once, under cleanOnce).
 	cleanStop chan struct{}
 	cleanOnce sync.Once
@@ -86,6 +89,10 @@ func New(basedir string, cfg *config.Config, log *slog.Logger) *Master {
 	m.setNotReady("starting")
 	return m
 }
+
+// SetReadyKey sets, before Run, the secret with which /readyz proves
+// that it is this master answering (web.Config.ReadyKey).
+func (m *Master) SetReadyKey(key []byte) { m.readyKey = key }
 
 // setNotReady makes /readyz answer 503 with reason ("" makes it ready).
 func (m *Master) setNotReady(reason string) { m.notReady.Store(&reason) }
@@ -310,6 +317,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TLS:            cfg.WWW.TLS,
 		Metrics:        met,
 		Ready:          m.Ready,
+		ReadyKey:       m.readyKey,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -178,7 +178,10 @@ type GitCommand struct {
 type Command struct {
 	// Builder is the builder's directory on the worker, under its
 	// basedir (config.Builder.WorkerDir): one plain name.
-	Builder  string
+	Builder string
+	// Build is the number of the build the command is for, for the
+	// worker's log lines; 0 when none is said.
+	Build    int64
 	Shell    *ShellCommand
 	Git      *GitCommand
 	File     *FileCommand

@@ -635,6 +635,9 @@ func (s *session) start(m *StartCommand) {
 	defer s.startMu.Unlock()
 	id := m.GetCommandId()
 	log := s.log.With("command", id, "builder", m.GetBuilder())
+	if n := m.GetBuild(); n != 0 {
+		log = log.With("build", n)
+	}
 	cmd, err := commandFromPB(m)
 	if err != nil {
 		log.Warn("cannot run command", "err", err)
@@ -684,7 +687,7 @@ func (s *session) start(m *StartCommand) {
 		res := s.exec.Run(ctx, cmd, b.add)
 		b.close()
 		log.Info("command finished", "exit_code", res.ExitCode, "signal", res.Signal,
-			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", NewHider(cmd.Secrets).Hide(res.Err), "elapsed", res.Elapsed)
+			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", NewHider(cmd.Secrets).Hide(res.Err), "elapsed_seconds", res.Elapsed.Seconds())
 		if err := s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, res)}}); err != nil {
 			log.Warn("cannot report command result", "err", err)
 		}

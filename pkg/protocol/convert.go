@@ -208,7 +208,7 @@ func commandToPB(id uint64, cmd Command) *StartCommand {
 }
 
 func commandFromPB(m *StartCommand) (Command, error) {
-	cmd := Command{Builder: m.GetBuilder(), ResumeKey: m.GetResumeKey(), Keep: durFromPB(m.GetKeep())}
+	cmd := Command{Builder: m.GetBuilder(), Build: m.GetBuild(), ResumeKey: m.GetResumeKey(), Keep: durFromPB(m.GetKeep())}
 	for _, s := range m.GetSecrets() {
 		cmd.Secrets = append(cmd.Secrets, Secret{Value: s.GetValue(), Name: s.GetName()})
 	}

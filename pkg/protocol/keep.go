@@ -127,7 +127,7 @@ func (k *keeper) start(s *session, id uint64, cmd Command, log *slog.Logger) boo
 		res := k.exec.Run(ctx, cmd, c.output)
 		cancel()
 		c.log.Info("resumable command finished", "exit_code", res.ExitCode, "signal", res.Signal,
-			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", NewHider(cmd.Secrets).Hide(res.Err), "elapsed", res.Elapsed)
+			"timed_out", res.TimedOut, "interrupted", res.Interrupted, "err", NewHider(cmd.Secrets).Hide(res.Err), "elapsed_seconds", res.Elapsed.Seconds())
 		c.mu.Lock()
 		c.res = &res
 		if c.abandoned {

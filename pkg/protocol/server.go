@@ -803,6 +803,7 @@ func (c *WorkerConn) Run(ctx context.Context, cmd Command, out func(Output)) (Re
 	return c.run(ctx, cmd, out, func(id uint64) *MasterMessage {
 		sc := commandToPB(id, cmd)
 		sc.ResumeKey, sc.Keep = cmd.ResumeKey, durToPB(cmd.Keep)
+		sc.Build = cmd.Build
 		for _, sec := range cmd.Secrets {
 			sc.Secrets = append(sc.Secrets, &SecretValue{Value: sec.Value, Name: sec.Name})
 		}

@@ -862,6 +862,9 @@ type StartCommand struct {
 	// command_id is unique among the commands in flight on this stream.
 	CommandId uint64 `protobuf:"varint,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	Builder   string `protobuf:"bytes,2,opt,name=builder,proto3" json:"builder,omitempty"`
+	// build is the number of the build the command is for (0: none said),
+	// for the worker's log lines about it.
+	Build int64 `protobuf:"varint,3,opt,name=build,proto3" json:"build,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*StartCommand_Shell
@@ -928,6 +931,13 @@ func (x *StartCommand) GetBuilder() string {
 		return x.Builder
 	}
 	return ""
+}
+
+func (x *StartCommand) GetBuild() int64 {
+	if x != nil {
+		return x.Build
+	}
+	return 0
 }
 
 func (x *StartCommand) GetCommand() isStartCommand_Command {
@@ -2400,11 +2410,12 @@ const file_worker_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12%\n" +
 	"\x0emaster_version\x18\x02 \x01(\tR\rmasterVersion\x12H\n" +
 	"\x12heartbeat_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12F\n" +
-	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\xcd\x03\n" +
+	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\"\xe3\x03\n" +
 	"\fStartCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\x04R\tcommandId\x12\x18\n" +
-	"\abuilder\x18\x02 \x01(\tR\abuilder\x12,\n" +
+	"\abuilder\x18\x02 \x01(\tR\abuilder\x12\x14\n" +
+	"\x05build\x18\x03 \x01(\x03R\x05build\x12,\n" +
 	"\x05shell\x18\n" +
 	" \x01(\v2\x14.gbb.worker.v1.ShellH\x00R\x05shell\x12&\n" +
 	"\x03git\x18\v \x01(\v2\x12.gbb.worker.v1.GitH\x00R\x03git\x127\n" +

@@ -39,6 +39,11 @@ func NotFound(format string, args ...any) error {
 	return &Error{status: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
 }
 
+// BadRequest is a 400 with the message format and args make.
+func BadRequest(format string, args ...any) error {
+	return &Error{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
 // LookupErr turns a store error about the thing that format and args name
 // ("build %d") into a 404 when it is missing, or wraps it.
 func LookupErr(err error, format string, args ...any) error {

@@ -205,8 +205,9 @@ type seriesChart struct {
 }
 
 // seriesChartOf draws values, one per equal slice of [from, to) (the
-// highest count within it), as a step line; now is the count at to.
-func seriesChartOf(id, class, title string, values []int, now int, from, to time.Time) seriesChart {
+// highest count within it, first reached at reached[i]), as a step line;
+// now is the count at to.
+func seriesChartOf(id, class, title string, values []int, reached []time.Time, now int, from, to time.Time) seriesChart {
 	c := seriesChart{
 		ID: id, Class: class, Title: title, Width: seriesW, Height: seriesH,
 		PlotX: seriesPlotX, PlotY: seriesPlY, PlotW: seriesPlotW, PlotH: seriesPlotH, Now: now,
@@ -247,9 +248,10 @@ func seriesChartOf(id, class, title string, values []int, now int, from, to time
 		t := from.Add(time.Duration(f * float64(span)))
 		c.XTicks = append(c.XTicks, chartTick{X: float64(c.PlotX) + f*float64(c.PlotW), Y: bottom + 16, Label: t.UTC().Format("15:04")})
 	}
-	if peakAt >= 0 {
-		at := from.Add(time.Duration(float64(span) * float64(peakAt) / float64(len(values))))
-		c.PeakAt = at.UTC().Format("15:04")
+	if peakAt >= 0 && peakAt < len(reached) {
+		// When the highest count was first reached, not the start of its
+		// slice, which may be minutes before.
+		c.PeakAt = reached[peakAt].UTC().Format("15:04")
 	}
 	c.Desc = fmt.Sprintf("%s from %s to %s UTC: now %d, highest %d", title, from.UTC().Format("15:04"), to.UTC().Format("15:04"), c.Now, c.Peak)
 	if c.PeakAt != "" {
@@ -275,11 +277,15 @@ func sortDeltas(ds []seriesDelta) {
 
 // seriesValues samples the count that deltas (sorted by sortDeltas) make,
 // from zero, over n equal slices of [from, to): each slice holds the
-// highest count reached within it.
-func seriesValues(deltas []seriesDelta, from, to time.Time, n int) []int {
-	out := make([]int, n)
+// highest count reached within it, and reached when it was first reached
+// in the slice (the slice's start if the count was already that).
+func seriesValues(deltas []seriesDelta, from, to time.Time, n int) (out []int, reached []time.Time) {
+	out, reached = make([]int, n), make([]time.Time, n)
 	if n == 0 || !to.After(from) {
-		return out
+		for s := range n {
+			reached[s] = from
+		}
+		return out, reached
 	}
 	span := to.Sub(from)
 	cur, i := 0, 0
@@ -293,14 +299,16 @@ func seriesValues(deltas []seriesDelta, from, to time.Time, n int) []int {
 		for ; i < len(deltas) && !deltas[i].At.After(start); i++ {
 			cur += deltas[i].D
 		}
-		high := cur
+		high, at := cur, start
 		for ; i < len(deltas) && deltas[i].At.Before(end); i++ {
 			cur += deltas[i].D
-			high = max(high, cur)
+			if cur > high {
+				high, at = cur, deltas[i].At
+			}
 		}
-		out[s] = high
+		out[s], reached[s] = high, at
 	}
-	return out
+	return out, reached
 }
 
 // countAt is the count that deltas (sorted) make at t, ends at t

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,27 @@ func build(id, n int64, start time.Duration, d time.Duration, res int) store.Bui
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 0.01 }
+
+// TestFastBuildsChart: builds shorter than a tenth of a second read in
+// milliseconds in the bars' titles, the median and the description, never
+// "0.0s".
+func TestFastBuildsChart(t *testing.T) {
+	t.Parallel()
+	builds := []store.Build{
+		build(2, 2, time.Second, 40*time.Millisecond, store.Success),
+		build(1, 1, 0, 30*time.Millisecond, store.Success),
+	}
+	c := durationChartOf("fast", builds, t0.Add(time.Minute), hrefOf)
+	if c.Median != "35ms" {
+		t.Errorf("median %q, want 35ms", c.Median)
+	}
+	if len(c.Bars) != 2 || !strings.HasSuffix(c.Bars[1].Title, ", 40ms") {
+		t.Errorf("bars %+v, want the newest titled ..., 40ms", c.Bars)
+	}
+	if text := fmt.Sprintf("%+v", c); strings.Contains(text, "0.0s") {
+		t.Errorf("a chart of fast builds reads 0.0s: %s", text)
+	}
+}
 
 // TestDurationChart: one bar per build, oldest on the left, heights in
 // proportion to the durations against a round top, classes the results,
@@ -68,8 +90,8 @@ func TestDurationChart(t *testing.T) {
 			t.Errorf("bar %d outside the plot: x %.1f w %.1f", b.Number, b.X, b.W)
 		}
 	}
-	if c.YTicks[2].Label != "30.0s" || c.YTicks[0].Label != "0.0s" {
-		t.Errorf("y axis %v, want 0.0s to 30.0s", c.YTicks)
+	if c.YTicks[2].Label != "30.0s" || c.YTicks[0].Label != "0s" {
+		t.Errorf("y axis %v, want 0s to 30.0s", c.YTicks)
 	}
 	if c.XTicks[0].Label != "#1" || c.XTicks[1].Label != "#5" {
 		t.Errorf("x axis %v, want #1 to #5", c.XTicks)
@@ -118,7 +140,7 @@ func TestSeries(t *testing.T) {
 		{Start: m(7)},                             // still waiting
 		{Start: m(8), End: m(8).Add(time.Second)}, // a short peak within 8..9
 	}
-	got := seriesValues(deltasOf(waits), m(0), m(10), 10)
+	got, _ := seriesValues(deltasOf(waits), m(0), m(10), 10)
 	want := []int{1, 1, 2, 1, 1, 0, 0, 1, 2, 1}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("queue (-want +got):\n%s", diff)
@@ -129,7 +151,7 @@ func TestSeries(t *testing.T) {
 		{Start: m(3), End: m(6), Key: 8},
 		{Start: m(4), End: m(5), Key: 7}, // starts as its last build ends
 	}
-	got = seriesValues(deltasOf(busy), m(0), m(10), 10)
+	got, _ = seriesValues(deltasOf(busy), m(0), m(10), 10)
 	want = []int{0, 1, 1, 2, 2, 1, 0, 0, 0, 0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("busy workers (-want +got):\n%s", diff)
@@ -140,7 +162,7 @@ func TestSeries(t *testing.T) {
 	if n := countAt(deltasOf(waits), m(10)); n != 1 {
 		t.Errorf("requests waiting at 12:10: %d, want 1", n)
 	}
-	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, 2, m(0), m(4))
+	c := seriesChartOf("q", "queue", "Pending build requests", []int{0, 1, 3, 2}, []time.Time{m(0), m(1), m(2), m(3)}, 2, m(0), m(4))
 	if c.Now != 2 || c.Peak != 3 || c.PeakAt != "12:02" {
 		t.Errorf("now %d peak %d at %q, want 2, 3 at 12:02", c.Now, c.Peak, c.PeakAt)
 	}
@@ -155,6 +177,112 @@ func TestSeries(t *testing.T) {
 	}
 	if c.XTicks[0].Label != "12:00" || c.XTicks[4].Label != "12:04" {
 		t.Errorf("time axis %v", c.XTicks)
+	}
+}
+
+// TestSeriesPeakAt: the chart names the time its highest count was
+// reached, not the start of the slice that holds it (minutes before).
+func TestSeriesPeakAt(t *testing.T) {
+	t.Parallel()
+	m := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+	waits := []interval{
+		{Start: m(1), End: m(2)},   // 1 in the first slice, 12:00-12:05
+		{Start: m(7), End: m(9)},   // 2 from 12:08, in the second slice
+		{Start: m(8), End: m(9)},   // 12:05-12:10
+		{Start: m(12), End: m(13)}, // 1 in the third
+	}
+	d := deltasOf(waits)
+	values, reached := seriesValues(d, m(0), m(15), 3)
+	if want := []int{1, 2, 1}; !slices.Equal(values, want) {
+		t.Fatalf("values %v, want %v", values, want)
+	}
+	if want := []time.Time{m(1), m(8), m(12)}; !slices.Equal(reached, want) {
+		t.Errorf("reached %v, want %v", reached, want)
+	}
+	c := seriesChartOf("q", "queue", "Pending build requests", values, reached, countAt(d, m(15)), m(0), m(15))
+	if c.Peak != 2 || c.PeakAt != "12:08" || !strings.Contains(c.Desc, "highest 2 (at 12:08)") {
+		t.Errorf("peak %d at %q (%s), want 2 at 12:08, when the second request came, not 12:05", c.Peak, c.PeakAt, c.Desc)
+	}
+	// A count already at its peak when a slice starts was reached then.
+	values, reached = seriesValues(deltasOf([]interval{{Start: m(-3)}}), m(0), m(15), 3)
+	if !slices.Equal(values, []int{1, 1, 1}) || !reached[0].Equal(m(0)) {
+		t.Errorf("a request waiting since before the window: %v reached %v, want 1s from 12:00", values, reached)
+	}
+}
+
+// TestWaterfallDense: 60 builds within a second, each a step of a few
+// ms: one after another (two workers taking turns), or all at once (60
+// workers). Every box keeps at least wfMinBox by wfMinLaneW-2 px inside its
+// column, every step a width >= 0 inside its box, and no number is
+// negative or NaN. Builds that never ran at once get a row each, in one
+// lane, not two pixels of time and dozens of lanes; builds that did get
+// lanes of at least wfMinLaneW, the column widening.
+func TestWaterfallDense(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		every time.Duration // between starts
+		after time.Duration // when builder "after"'s 2 s build starts
+		lanes int           // at most
+	}{
+		{"one after another", 15 * time.Millisecond, 10 * time.Second, 1},
+		// The long build shares the busy span: the stretch is spread
+		// over its 2 s, a few lanes remain.
+		{"one after another beside a long build", 15 * time.Millisecond, 0, 4},
+		{"all at once", 0, 0, 60},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			builders := []store.Builder{{ID: 1, Name: "dense"}, {ID: 2, Name: "after"}}
+			var builds []wfBuild
+			for i := range 60 {
+				b := build(int64(i+1), int64(i+1), time.Duration(i)*tt.every, 14*time.Millisecond, store.Success)
+				b.WorkerID = int64(1 + i%2)
+				builds = append(builds, wfBuild{Build: b, Steps: []store.Step{
+					{Number: 0, StartedAt: b.StartedAt.Add(time.Millisecond), Complete: true, CompleteAt: b.CompleteAt.Add(-time.Millisecond), Results: store.Success},
+				}})
+			}
+			a := build(61, 1, tt.after, 2*time.Second, store.Success)
+			a.BuilderID = 2
+			builds = append(builds, wfBuild{Build: a})
+			w := waterfallOf(builders, builds, t0.Add(time.Minute), hrefOf, func(store.Builder) string { return "" })
+			bad := func(v float64) bool { return v < 0 || math.IsNaN(v) || math.IsInf(v, 0) }
+			for i, c := range w.Columns {
+				if bad(c.X) || c.W < wfColW || (i > 0 && c.X < w.Columns[i-1].X+w.Columns[i-1].W) {
+					t.Errorf("column %d at x %.1f w %.1f overlaps the one before or is narrow", i, c.X, c.W)
+				}
+			}
+			if last := w.Columns[len(w.Columns)-1]; float64(w.Width) < last.X+last.W {
+				t.Errorf("width %d cuts the last column (to %.1f)", w.Width, last.X+last.W)
+			}
+			if len(w.Boxes) != 61 {
+				t.Fatalf("%d boxes, want 61", len(w.Boxes))
+			}
+			xs := map[float64]bool{}
+			for _, b := range w.Boxes {
+				c := w.Columns[0]
+				if b.ID == 61 {
+					c = w.Columns[1]
+				} else {
+					xs[b.X] = true
+				}
+				if bad(b.X) || bad(b.Y) || b.W < wfMinLaneW-2 || b.H < wfMinBox || b.X < c.X || b.X+b.W > c.X+c.W {
+					t.Errorf("build %d: box x %.1f y %.1f w %.1f h %.1f, want at least %d x %d inside its column (x %.1f w %.1f)", b.ID, b.X, b.Y, b.W, b.H, wfMinLaneW-2, wfMinBox, c.X, c.W)
+				}
+				for _, st := range b.Steps {
+					if bad(st.X) || bad(st.Y) || bad(st.W) || bad(st.H) || st.W < 1 || st.X < b.X || st.X+st.W > b.X+b.W {
+						t.Errorf("build %d: step x %.1f y %.1f w %.1f h %.1f, not inside its box x %.1f w %.1f", b.ID, st.X, st.Y, st.W, st.H, b.X, b.W)
+					}
+				}
+			}
+			if len(xs) > tt.lanes {
+				t.Errorf("the dense builds take %d lanes, want at most %d", len(xs), tt.lanes)
+			}
+			for i := 1; i < len(w.Ticks); i++ {
+				if w.Ticks[i].Label > w.Ticks[i-1].Label {
+					t.Errorf("time labels go up the page: %q above %q", w.Ticks[i-1].Label, w.Ticks[i].Label)
+				}
+			}
+		})
 	}
 }
 

@@ -26,13 +26,22 @@ const (
 	gridBuilds         = 20   // builds (cells) per builder of /grid
 )
 
-// pageParam reads ?page=, 1-based; a bad or missing value is 1.
-func pageParam(r *http.Request) int64 {
-	p, err := strconv.ParseInt(r.URL.Query().Get("page"), 10, 64)
-	if err != nil || p < 1 {
-		return 1
+// pageParam reads ?page=, 1-based, of a list of pages pages long: a
+// missing value is 1; one that is not a positive integer, or past the
+// last page, is a 400 saying so.
+func pageParam(r *http.Request, pages int64) (int64, error) {
+	v := r.URL.Query().Get("page")
+	if v == "" {
+		return 1, nil
 	}
-	return p
+	p, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || p < 1 {
+		return 0, api.BadRequest("page must be a positive integer, not %q", v)
+	}
+	if last := max(pages, 1); p > last {
+		return 0, api.BadRequest("page %d is past the last page (%d)", p, last)
+	}
+	return p, nil
 }
 
 // pager links the pages of a list.
@@ -181,21 +190,23 @@ func (s *Server) builderData(r *http.Request, b store.Builder, forced string, po
 	if err != nil {
 		return nil, err
 	}
-	p, total := pageParam(r), int64(count)
-	if p-1 <= total/buildsPerPage { // no overflow, and not past the end
-		builds := last[:min(buildsPerPage, len(last))] // the first page is the chart's newest
-		if p > 1 {
-			if builds, err = s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage); err != nil {
-				return nil, err
-			}
+	total := int64(count)
+	pages := (total + buildsPerPage - 1) / buildsPerPage
+	p, err := pageParam(r, pages)
+	if err != nil {
+		return nil, err
+	}
+	builds := last[:min(buildsPerPage, len(last))] // the first page is the chart's newest
+	if p > 1 {
+		if builds, err = s.lastBuilds(b.ID, (p-1)*buildsPerPage, buildsPerPage); err != nil {
+			return nil, err
 		}
-		for _, bd := range builds {
-			page.Builds = append(page.Builds, s.buildRowOf(bd, names))
-		}
+	}
+	for _, bd := range builds {
+		page.Builds = append(page.Builds, s.buildRowOf(bd, names))
 	}
 	root := page.Root
 	page.Chart = durationChartOf(b.Name, last, time.Now(), func(b store.Build) string { return root + buildPath(b) })
-	pages := (total + buildsPerPage - 1) / buildsPerPage
 	page.Pager = makePager(nil, p, p < pages, pages)
 	pending, err := s.pendingRequests(names, b.ID)
 	if err != nil {
@@ -519,20 +530,26 @@ type changesPage struct {
 
 func (s *Server) changesPage(w http.ResponseWriter, r *http.Request) {
 	page := &changesPage{pageBase: s.base(r, "changes", "Changes", "changes/*/*")}
-	p := pageParam(r)
-	// The store pages changes from the newest by a limit: page p reads
-	// p pages (and one more change to know if there is a next page).
-	cs, err := s.cfg.Store.Changes(store.ChangeFilter{Desc: true, Limit: int(p*changesPerPage) + 1})
+	count, err := s.cfg.Store.CountChanges(store.ChangeFilter{})
 	if err != nil {
 		s.pageError(w, r, err)
 		return
 	}
-	start := min(int((p-1)*changesPerPage), len(cs))
-	end := min(start+changesPerPage, len(cs))
-	for _, c := range cs[start:end] {
+	pages := (int64(count) + changesPerPage - 1) / changesPerPage
+	p, err := pageParam(r, pages)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	cs, err := s.cfg.Store.Changes(store.ChangeFilter{Desc: true, Offset: int((p - 1) * changesPerPage), Limit: changesPerPage})
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	for _, c := range cs {
 		page.Changes = append(page.Changes, changeRowOf(c))
 	}
-	page.Pager = makePager(nil, p, len(cs) > end, 0)
+	page.Pager = makePager(nil, p, p < pages, pages)
 	s.render(w, http.StatusOK, "changes.html", page)
 }
 

@@ -136,8 +136,10 @@ func (s *Server) homeTrends(now time.Time) (*trends, error) {
 	}
 	t := &trends{Partial: start.After(from), From: start.UTC().Format(time.DateTime), Hours: int(trendWindow / time.Hour)}
 	qd, bd := deltasOf(waits), deltasOf(busy)
-	t.Queue = seriesChartOf("queue-chart", "queue", "Pending build requests", seriesValues(qd, start, now, trendSlices), countAt(qd, now), start, now)
-	t.Busy = seriesChartOf("busy-chart", "busy", "Busy workers", seriesValues(bd, start, now, trendSlices), countAt(bd, now), start, now)
+	qv, qat := seriesValues(qd, start, now, trendSlices)
+	bv, bat := seriesValues(bd, start, now, trendSlices)
+	t.Queue = seriesChartOf("queue-chart", "queue", "Pending build requests", qv, qat, countAt(qd, now), start, now)
+	t.Busy = seriesChartOf("busy-chart", "busy", "Busy workers", bv, bat, countAt(bd, now), start, now)
 	return t, nil
 }
 

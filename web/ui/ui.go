@@ -238,12 +238,21 @@ func duration(start time.Time, complete bool, end time.Time) string {
 	return fmtDuration(end.Sub(start))
 }
 
-// fmtDuration is how every page prints a duration: under a minute with a
-// tenth of a second ("0.3s", "12.3s"), a minute and more to the second
-// ("1m5s", "2h0m3s"), as time.Duration prints them. A negative duration
-// (clocks that went back) is 0s.
+// fmtDuration is how every page and chart prints a duration: under a
+// tenth of a second in milliseconds ("40ms", "<1ms"), under a minute with
+// a tenth of a second ("0.3s", "12.3s"), a minute and more to the second
+// ("1m5s", "2h0m3s"), as time.Duration prints them. Zero, and a negative
+// duration (clocks that went back), is 0s.
 func fmtDuration(d time.Duration) string {
-	d = max(d, 0)
+	if d <= 0 {
+		return "0s"
+	}
+	if ms := d.Round(time.Millisecond); ms < 100*time.Millisecond {
+		if ms == 0 {
+			return "<1ms"
+		}
+		return strconv.FormatInt(ms.Milliseconds(), 10) + "ms"
+	}
 	if t := d.Round(100 * time.Millisecond); t < time.Minute {
 		return strconv.FormatFloat(t.Seconds(), 'f', 1, 64) + "s"
 	}

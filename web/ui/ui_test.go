@@ -86,17 +86,22 @@ func TestANSI(t *testing.T) {
 	}
 }
 
-// TestFmtDuration: durations under a minute show a tenth of a second; a
-// minute and more as time.Duration prints them, to the second.
+// TestFmtDuration: durations under a tenth of a second show milliseconds
+// (never "0.0s"), under a minute a tenth of a second; a minute and more as time.Duration prints them, to the second.
 func TestFmtDuration(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		d    time.Duration
 		want string
 	}{
-		{0, "0.0s"},
-		{-3 * time.Second, "0.0s"},
-		{40 * time.Millisecond, "0.0s"},
+		{0, "0s"},
+		{-3 * time.Second, "0s"},
+		{300 * time.Microsecond, "<1ms"},
+		{time.Millisecond, "1ms"},
+		{40 * time.Millisecond, "40ms"},
+		{49 * time.Millisecond, "49ms"},
+		{99 * time.Millisecond, "99ms"},
+		{99600 * time.Microsecond, "0.1s"},
 		{300 * time.Millisecond, "0.3s"},
 		{12340 * time.Millisecond, "12.3s"},
 		{12350 * time.Millisecond, "12.4s"},
@@ -113,5 +118,8 @@ func TestFmtDuration(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if got := duration(start, true, start.Add(300*time.Millisecond)); got != "0.3s" {
 		t.Errorf("a 0.3 s build reads %q, want 0.3s", got)
+	}
+	if got := duration(start, true, start.Add(40*time.Millisecond)); got != "40ms" {
+		t.Errorf("a 40 ms build reads %q, want 40ms", got)
 	}
 }

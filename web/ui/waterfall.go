@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ const (
 	wfTargetH       = 1400
 	wfMaxPxPerSec   = 2.0 // a 10 s build is at most 20 px tall
 	wfMinBox        = 18  // a build's box is at least this tall, for its label
+	wfMinLaneW      = 14  // a lane (boxes side by side) is at least this wide: a column widens for many
 	wfGap           = 24  // the most an idle span takes
 	wfLabelGap      = 14  // time labels closer than this are dropped
 	wfTickEvery     = 120 // px between time labels down a long busy span
@@ -117,6 +119,10 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 	if busy > 0 {
 		pps = min(pps, wfTargetH/busy.Seconds())
 	}
+	for i := range segs {
+		s := &segs[i]
+		s.H = max(s.End.Sub(s.Start).Seconds()*pps, wfDenseH(shown, *s, end))
+	}
 	y := float64(wfHeadH)
 	lastLabel := -1.0
 	for i := range segs {
@@ -130,12 +136,14 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			y += g
 		}
 		s.Top = y
-		s.H = s.End.Sub(s.Start).Seconds() * pps
 		// A label at the segment's top, then one every wfTickEvery px
 		// down a long one.
 		for off := 0.0; off == 0 || off < s.H-wfLabelGap; off += wfTickEvery {
 			if lastLabel < 0 || y+off-lastLabel >= wfLabelGap {
-				at := s.End.Add(-time.Duration(off / pps * float64(time.Second)))
+				at := s.End
+				if s.H > 0 {
+					at = s.End.Add(-time.Duration(off / s.H * float64(s.End.Sub(s.Start))))
+				}
 				w.Ticks = append(w.Ticks, chartTick{X: wfAxisW - 6, Y: y + off + 10, Label: at.UTC().Format("15:04:05")})
 				lastLabel = y + off
 			}
@@ -205,6 +213,7 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 		c := col[bd.BuilderID]
 		byCol[c] = append(byCol[c], placed{box: box})
 	}
+	laneCount := make([]int, len(byCol))
 	for c, boxes := range byCol {
 		slices.SortFunc(boxes, func(a, b placed) int { return cmp.Or(cmp.Compare(a.box.Y, b.box.Y), cmp.Compare(b.box.ID, a.box.ID)) })
 		var laneEnds []float64
@@ -217,15 +226,28 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			laneEnds[lane] = boxes[i].box.Y + boxes[i].box.H
 			boxes[i].lane = lane
 		}
-		lanes := max(len(laneEnds), 1)
-		bw := (float64(wfColW) - 6) / float64(lanes)
+		laneCount[c] = max(len(laneEnds), 1)
+	}
+	// A column with more lanes than fit at wfMinLaneW widens (dense
+	// builds overlap once grown to wfMinBox); the columns after it move
+	// right.
+	x := float64(wfAxisW)
+	for c := range w.Columns {
+		w.Columns[c].X = x
+		w.Columns[c].W = max(float64(wfColW), 6+float64(laneCount[c]*wfMinLaneW))
+		x += w.Columns[c].W
+	}
+	w.Width = max(w.Width, int(math.Ceil(x)))
+	for c, boxes := range byCol {
+		lanes := laneCount[c]
+		bw := (w.Columns[c].W - 6) / float64(lanes)
 		for _, p := range boxes {
 			p.box.X = w.Columns[c].X + 3 + float64(p.lane)*bw
 			p.box.W = bw - 2
 			// Steps take the box's right part; its left shows the label.
 			stepX := p.box.X + p.box.W*0.55
 			for i := range p.box.Steps {
-				p.box.Steps[i].X, p.box.Steps[i].W = stepX, p.box.X+p.box.W-stepX-1
+				p.box.Steps[i].X, p.box.Steps[i].W = stepX, max(p.box.X+p.box.W-stepX-1, 0)
 			}
 			if p.box.H < 15 || lanes > 2 {
 				p.box.Label = ""
@@ -245,6 +267,39 @@ func waterfallOf(builders []store.Builder, builds []wfBuild, now time.Time, href
 			len(w.Boxes), len(builders), fmtTime(segs[len(segs)-1].Start), fmtTime(segs[0].End))
 	}
 	return w
+}
+
+// wfDenseH is the height segment s needs so that its builds, each box at
+// least wfMinBox tall, fit their builder's column in about as many lanes
+// as the builder really ran builds at once: sixty short builds within a
+// second get a row each, not two pixels and sixty lanes. The segment's
+// own scale stretches to it.
+func wfDenseH(builds []wfBuild, s wfSegment, end func(store.Build) time.Time) float64 {
+	type edge struct {
+		at time.Time
+		d  int
+	}
+	per := map[int64][]edge{}
+	for _, b := range builds {
+		st := b.Build.StartedAt
+		if st.Before(s.Start) || st.After(s.End) {
+			continue
+		}
+		per[b.Build.BuilderID] = append(per[b.Build.BuilderID], edge{st, 1}, edge{end(b.Build), -1})
+	}
+	need := 0.0
+	for _, edges := range per {
+		// Ends first at one instant: a build starting as another ends
+		// runs after it.
+		slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.d, b.d)) })
+		n, most := 0, 1
+		for _, e := range edges {
+			n += e.d
+			most = max(most, n)
+		}
+		need = max(need, math.Ceil(float64(len(edges)/2)/float64(most))*wfMinBox)
+	}
+	return need
 }
 
 // wfSegments merges the builds' spans into the busy segments, newest first.
