@@ -21,14 +21,29 @@ type statusForge struct {
 	broken map[string]bool // guarded by mu
 	got    []string        // guarded by mu
 	tries  map[string]int  // guarded by mu: by owner/repo
+	// busy counts the requests being answered; idle is signalled when
+	// it falls to 0 (see fix).
+	busy int
+	idle *sync.Cond
 }
 
 func newStatusForge(t *testing.T, broken ...string) *statusForge {
 	f := &statusForge{broken: map[string]bool{}, tries: map[string]int{}}
+	f.idle = sync.NewCond(&f.mu)
 	for _, b := range broken {
 		f.broken[b] = true
 	}
 	f.url = newPlainServer(t, func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.busy++
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			if f.busy--; f.busy == 0 {
+				f.idle.Broadcast()
+			}
+			f.mu.Unlock()
+		}()
 		// /repos/OWNER/REPO/statuses/SHA
 		parts := strings.Split(r.URL.Path, "/")
 		if len(parts) != 6 {
@@ -41,6 +56,11 @@ func newStatusForge(t *testing.T, broken ...string) *statusForge {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.tries[repo]++
+		// A try its dispatcher gave up (stopped) is not a delivery: the
+		// client is gone and would send it again.
+		if r.Context().Err() != nil {
+			return
+		}
 		if f.broken[repo] {
 			http.Error(w, `{"message":"internal error"}`, http.StatusInternalServerError)
 			return
@@ -51,9 +71,15 @@ func newStatusForge(t *testing.T, broken ...string) *statusForge {
 	return f
 }
 
+// fix makes repo's statuses succeed from now on, once the requests being
+// answered are done: a try a stopped dispatcher left under way must not
+// succeed after the fix (the restarted one sends it again).
 func (f *statusForge) fix(repo string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for f.busy > 0 {
+		f.idle.Wait()
+	}
 	delete(f.broken, repo)
 }
 
