@@ -305,6 +305,16 @@ func step(w *writer, st map[string]any) {
 		w.skip(ind, fmt.Sprintf("step %q (%s.%s)", name, st["module"], cls), "gbb has no such step")
 		return
 	}
+	// A step run only when a Python function says so must not become one
+	// that always runs: it is left out whole.
+	if v, ok := p.m["doStepIf"]; ok && v != nil {
+		if _, isBool := v.(bool); !isBool {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "doStepIf: "+describeRaw(v)+
+				": buildbot runs it only when that function says so; left out whole: write it back with a do_step_if expression")
+			return
+		}
+	}
 	w.printf("\n  [[%s]]\n", stepsKey)
 	w.kv(ind, "type", typ)
 	if v, ok := p.get("name"); ok {
@@ -322,10 +332,8 @@ func step(w *writer, st map[string]any) {
 	if v, ok := p.get("env"); ok {
 		env(w, ind, v)
 	}
-	p.rename(w, ind, "workdir", "workdir",
-		"haltOnFailure", "halt_on_failure", "flunkOnFailure", "flunk_on_failure",
-		"warnOnFailure", "warn_on_failure", "alwaysRun", "always_run",
-		"warnOnWarnings", "warn_on_warnings", "flunkOnWarnings", "flunk_on_warnings")
+	p.rename(w, ind, "workdir", "workdir")
+	results(w, ind, typ, st["flags"], p)
 	for _, k := range []string{"timeout", "maxTime"} {
 		if v, ok := p.m[k]; ok {
 			p.ignore(k)
@@ -453,6 +461,54 @@ func step(w *writer, st map[string]any) {
 			for _, k := range slices.Sorted(maps.Keys(m)) {
 				w.conv(ind+"  ", "source stamp "+k, k, m[k])
 			}
+		}
+	}
+}
+
+// resultKeys are buildbot's result settings of a step, their gbb keys
+// and gbb's defaults (halt_on_failure's is true for git only).
+var resultKeys = []struct {
+	bb, gbb string
+	def     bool
+}{
+	{"haltOnFailure", "halt_on_failure", false},
+	{"flunkOnFailure", "flunk_on_failure", true},
+	{"warnOnFailure", "warn_on_failure", false},
+	{"warnOnWarnings", "warn_on_warnings", true},
+	{"flunkOnWarnings", "flunk_on_warnings", false},
+	{"alwaysRun", "always_run", false},
+}
+
+// results writes a step's result settings that differ from gbb's
+// defaults: flags are the values buildbot's step instance had (its
+// class's defaults, such as Compile's haltOnFailure, and its arguments);
+// without them (a step that could not be made), its arguments.
+func results(w *writer, ind, typ string, flags any, p *params) {
+	f, ok := flags.(map[string]any)
+	if !ok || f["$gbb"] != nil {
+		if ok {
+			w.skip(ind, "haltOnFailure and the other result settings", describe(f)+": only those given are written")
+		}
+		for _, k := range resultKeys {
+			if v, ok := p.get(k.bb); ok {
+				w.conv(ind, k.bb, k.gbb, v)
+			}
+		}
+		return
+	}
+	for _, k := range resultKeys {
+		p.ignore(k.bb)
+		def := k.def
+		if k.bb == "haltOnFailure" {
+			def = typ == "git"
+		}
+		switch v := f[k.bb].(type) {
+		case bool:
+			if v != def {
+				w.kv(ind, k.gbb, v)
+			}
+		default:
+			w.skip(ind, k.bb, describeRaw(v))
 		}
 	}
 }

@@ -1,12 +1,19 @@
 # import-buildbot's loader: loads a master.cfg with buildbot's own loader
 # (buildbot.config.master.FileLoader, as `buildbot checkconfig` does) and
-# prints what it built as JSON on stdout, for gbb-master to turn into TOML.
+# writes what it built as JSON to the file descriptor given as its second
+# argument (not stdout: master.cfg's own prints go there, and are passed on
+# to stderr by gbb-master), for gbb-master to turn into TOML.
 # Exit 3: buildbot is not importable; 2: the config did not load (buildbot's
-# errors on stderr).
-import inspect
-import json
-import os
+# errors on stderr); 4: master.cfg called sys.exit.
 import sys
+# With -c, Python put the current directory (master.cfg's) first on
+# sys.path: a helper module there named as a standard one (platform.py,
+# email.py) would shadow it. buildbot's loader appends the basedir itself.
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+import inspect  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
 import traceback
 import warnings
 
@@ -14,6 +21,7 @@ import warnings
 def main():
     warnings.simplefilter("ignore")
     path = os.path.abspath(sys.argv[1])
+    out_fd = int(sys.argv[2])
     try:
         from buildbot.config.master import FileLoader
         from buildbot.config.errors import ConfigErrors
@@ -35,12 +43,16 @@ def main():
         for err in e.errors:
             print(err, file=sys.stderr)
         sys.exit(2)
+    except SystemExit as e:
+        print(f"master.cfg called sys.exit({e.code!r}) while buildbot loaded it", file=sys.stderr)
+        sys.exit(4)
     except Exception:
         traceback.print_exc()
         sys.exit(2)
     out = Walker().config(cfg)
     out["basedir"] = os.path.dirname(path)
-    json.dump(out, sys.stdout, indent=1, sort_keys=False)
+    with os.fdopen(out_fd, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=False)
 
 
 def untranslatable(why):
@@ -154,7 +166,19 @@ class Walker:
 
     def step(self, sf):
         cls = sf.factory
+        # The results the step's instance has (its class's defaults, such
+        # as Compile's haltOnFailure, and its arguments).
+        flags = {}
+        try:
+            inst = sf.buildStep()
+            for k in ("haltOnFailure", "flunkOnFailure", "warnOnFailure", "warnOnWarnings",
+                      "flunkOnWarnings", "alwaysRun"):
+                v = getattr(inst, k, None)
+                flags[k] = bool(v) if isinstance(v, (bool, int)) else self.enc(v)
+        except Exception as x:
+            flags = untranslatable(f"the step could not be made: {x!r}")
         return {
+            "flags": flags,
             "class": cls.__name__,
             "module": cls.__module__,
             "default_name": getattr(cls, "name", None),

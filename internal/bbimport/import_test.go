@@ -83,6 +83,11 @@ func fromBuildbot(raw map[string]any) built {
 				continue
 			}
 			p, _ := st["params"].(map[string]any)
+			if v, ok := p["doStepIf"]; ok && v != nil {
+				if _, isBool := v.(bool); !isBool {
+					continue // left out whole: it runs only when a function says so
+				}
+			}
 			sn, _ := p["name"].(string)
 			if sn == "" {
 				sn, _ = st["default_name"].(string)

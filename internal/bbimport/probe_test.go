@@ -1,0 +1,263 @@
+package bbimport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+)
+
+// importSrc imports the master.cfg text src (in a temporary basedir,
+// with the extra files given by name) and parses the TOML with gbb's
+// loader, as checkconfig does.
+func importSrc(t *testing.T, src string, extra map[string]string) (*Result, *config.Config) {
+	t.Helper()
+	needBuildbot(t)
+	dir := t.TempDir()
+	for name, text := range extra {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "master.cfg")
+	if err := os.WriteFile(cfgPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Load(context.Background(), "", cfgPath)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	res := Convert(raw)
+	tomlPath := filepath.Join(dir, "master.toml")
+	if err := os.WriteFile(tomlPath, []byte(res.TOML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(tomlPath)
+	if err != nil {
+		t.Fatalf("the imported config does not pass checkconfig: %v\n%s", err, res.TOML)
+	}
+	if got := strings.Count(res.TOML, "# import-buildbot: "); got < res.Untranslatable {
+		t.Errorf("%d markers for %d untranslatable items", got, res.Untranslatable)
+	}
+	return res, cfg
+}
+
+func builderNamed(t *testing.T, cfg *config.Config, name string) config.Builder {
+	t.Helper()
+	for _, b := range cfg.Builders {
+		if b.Name == name {
+			return b
+		}
+	}
+	t.Fatalf("no builder %q", name)
+	return config.Builder{}
+}
+
+const probeHead = `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "s3cretworkerpassword1")]
+c["protocols"] = {"pb": {"port": 24989}}
+`
+
+// A step buildbot runs only when a function says so is left out whole,
+// never kept running on every build.
+func TestImportDoStepIfFunctionLeavesStepOut(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [
+  util.BuilderConfig(name="guarded", workernames=["linux-w1"], factory=util.BuildFactory([
+    steps.ShellCommand(name="deploy-prod", command="echo DEPLOYING", doStepIf=lambda step: False),
+    steps.ShellCommand(name="hidden", command="echo hi", hideStepIf=lambda r, s: True),
+    steps.ShellCommand(name="never", command="echo never", doStepIf=False),
+    steps.ShellCommand(name="after", command="echo after")])),
+]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["guarded"])]
+`, nil)
+	b := builderNamed(t, cfg, "guarded")
+	var names []string
+	for _, s := range b.Steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "hidden,never,after" {
+		t.Errorf("steps = %v, want hidden,never,after (deploy-prod left out)\n%s", names, res.TOML)
+	}
+	if !strings.Contains(res.TOML, `# import-buildbot: step "deploy-prod" (ShellCommand): doStepIf`) {
+		t.Errorf("no comment where deploy-prod was:\n%s", res.TOML)
+	}
+	if b.Steps[1].DoStepIf == nil {
+		t.Errorf("doStepIf=False not written as do_step_if = false")
+	}
+	if res.Untranslatable != 2 { // deploy-prod, hidden's hideStepIf
+		t.Errorf("untranslatable = %d, want 2\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// buildbot's step classes' own result settings (Compile's and the
+// transfers' haltOnFailure, Test's warnOnFailure, warnOnWarnings false
+// everywhere) are written where they differ from gbb's.
+func TestImportStepClassDefaults(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [
+  util.BuilderConfig(name="halt", workernames=["linux-w1"], factory=util.BuildFactory([
+    steps.Compile(command="echo compiling; exit 1"),
+    steps.Test(command="make test"),
+    steps.FileDownload(mastersrc="missing.txt", workerdest="x.txt"),
+    steps.MasterShellCommand(command="true"),
+    steps.Git(repourl="https://example.org/r.git"),
+    steps.Git(repourl="https://example.org/r.git", haltOnFailure=False, name="git2"),
+    steps.ShellCommand(name="publish", command="echo PUBLISHED", flunkOnFailure=False)])),
+]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["halt"])]
+`, nil)
+	s := builderNamed(t, cfg, "halt").Steps
+	type want struct{ halt, flunk, warn, quiet bool }
+	for i, w := range []want{
+		{true, true, false, true},
+		{false, true, true, true},
+		{true, true, false, true},
+		{true, true, false, true},
+		{true, true, false, true},
+		{false, true, false, true},
+		{false, false, false, true},
+	} {
+		got := want{s[i].HaltOnFailure, s[i].FlunkOnFailure, s[i].WarnOnFailure, s[i].QuietWarnings}
+		if got != w {
+			t.Errorf("step %d (%s): halt, flunk, warn, quiet warnings = %v, want %v", i, s[i].Name, got, w)
+		}
+	}
+	if t.Failed() {
+		t.Log(res.TOML)
+	}
+}
+
+// master.cfg's prints never mix with the loader's JSON; sys.exit is a
+// clear error; a helper module with a standard module's name does not
+// shadow it (buildbot appends the basedir to sys.path).
+func TestImportLoaderIsolation(t *testing.T) {
+	needBuildbot(t)
+	minimal := probeHead + `
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`
+	load := func(src string, extra map[string]string) (map[string]any, string, error) {
+		dir := t.TempDir()
+		for name, text := range extra {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := filepath.Join(dir, "master.cfg")
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		raw, err := LoadWith(context.Background(), p, Options{Output: &out})
+		return raw, out.String(), err
+	}
+	for _, pre := range []string{`import json; print(json.dumps({}))` + "\n", `print({})` + "\n", `print("Loading config")` + "\n"} {
+		raw, printed, err := load(pre+minimal, nil)
+		if err != nil {
+			t.Errorf("%q: %v", pre, err)
+			continue
+		}
+		if len(list(raw["builders"])) != 1 {
+			t.Errorf("%q: builders = %v", pre, raw["builders"])
+		}
+		if !strings.Contains(printed, strings.Trim(strings.TrimPrefix(pre, "import json; print(json.dumps("), "()\n\"print")) {
+			t.Errorf("%q: master.cfg's print not passed on: %q", pre, printed)
+		}
+	}
+	_, _, err := load(minimal+"import sys\nsys.exit(0)\n", nil)
+	var le *LoadError
+	if !errors.As(err, &le) || !strings.Contains(le.Msg, "sys.exit(0)") {
+		t.Errorf("sys.exit: %v", err)
+	}
+	_, _, err = load(minimal+"import os\nos._exit(0)\n", nil)
+	if !errors.As(err, &le) || !strings.Contains(le.Msg, "os._exit") {
+		t.Errorf("os._exit: %v", err)
+	}
+	for _, mod := range []string{"platform.py", "email.py", "queue.py", "inspect.py"} {
+		if _, _, err := load(minimal, map[string]string{mod: "raise RuntimeError('shadowed')\n"}); err != nil {
+			t.Errorf("a %s next to master.cfg: %v", mod, err)
+		}
+	}
+}
+
+// gone waits until the process pid has exited (gone or a zombie).
+func gone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("process %d still runs", pid)
+}
+
+// A master.cfg that never ends is stopped at the timeout, and so is a
+// load whose context ends (gbb-master's SIGINT and SIGTERM): the loader
+// and the children master.cfg started are killed.
+func TestImportLoaderTimeoutKillsGroup(t *testing.T) {
+	needBuildbot(t)
+	for _, byCancel := range []bool{false, true} {
+		dir := t.TempDir()
+		pidFile := filepath.Join(dir, "child.pid")
+		src := `import subprocess
+p = subprocess.Popen(["sleep", "600"])
+open("child.pid.tmp", "w").write(str(p.pid))
+import os; os.rename("child.pid.tmp", "child.pid")
+while True:
+    pass
+`
+		p := filepath.Join(dir, "master.cfg")
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		opts := Options{Timeout: 5 * time.Minute}
+		if !byCancel {
+			opts.Timeout = 3 * time.Second
+		}
+		errc := make(chan error, 1)
+		go func() { _, err := LoadWith(ctx, p, opts); errc <- err }()
+		var pid int
+		deadline := time.Now().Add(60 * time.Second)
+		for pid == 0 && time.Now().Before(deadline) {
+			if b, err := os.ReadFile(pidFile); err == nil {
+				pid, _ = strconv.Atoi(string(b))
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if pid == 0 {
+			cancel()
+			<-errc
+			t.Fatal("master.cfg's child never started")
+		}
+		if byCancel {
+			cancel()
+		}
+		err := <-errc
+		cancel()
+		switch {
+		case err == nil:
+			t.Errorf("cancel=%v: no error", byCancel)
+		case !byCancel && !strings.Contains(err.Error(), "did not finish"):
+			t.Errorf("timeout: %v", err)
+		case byCancel && !errors.Is(err, context.Canceled):
+			t.Errorf("cancel: %v", err)
+		}
+		gone(t, pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
