@@ -36,9 +36,11 @@ func (w *writer) skip(indent, what, why string) {
 	w.printf("%s# import-buildbot: %s: %s\n", indent, what, why)
 }
 
-// note writes a comment that is no loss.
+// note writes a comment that is no loss: its marker is not skip's, so
+// that the count is the number of "# import-buildbot:" lines.
 func (w *writer) note(indent, text string) {
-	w.printf("%s# import-buildbot: %s\n", indent, text)
+	text = strings.ReplaceAll(text, "\n", " ")
+	w.printf("%s# import-buildbot note: %s\n", indent, text)
 }
 
 // kv writes key = v, v a TOML value.
@@ -183,7 +185,13 @@ func Convert(cfg map[string]any) *Result {
 	if cfg["codebaseGenerator"] == true {
 		w.note("", "c['codebaseGenerator'] was asked for the codebase of each poller's repository")
 	}
-	protocols(w, cfg["protocols"])
+	var used []int64
+	if m, ok := cfg["www"].(map[string]any); ok {
+		if port, _, why := listenAddr(m["port"]); why == "" {
+			used = append(used, port)
+		}
+	}
+	protocols(w, cfg["protocols"], used)
 	www(w, cfg)
 	for _, wk := range list(cfg["workers"]) {
 		worker(w, cfg, wk)
@@ -212,7 +220,7 @@ func Convert(cfg map[string]any) *Result {
 		w.skip("", fmt.Sprintf("secrets provider %v", s["class"]), "not translated: write a [[secrets_providers]] table for it")
 	}
 	w.printf("\n")
-	w.note("", fmt.Sprintf("%d untranslatable item(s), each marked \"# import-buildbot:\" above", w.count))
+	w.note("", fmt.Sprintf("%d untranslatable item(s), each on a line that starts with the marker \"# import-buildbot\" and a colon", w.count))
 	return &Result{TOML: w.b.String(), Untranslatable: w.count}
 }
 
@@ -229,27 +237,73 @@ func list(v any) []map[string]any {
 	return out
 }
 
-func protocols(w *writer, v any) {
+// listenAddr reads a port as buildbot takes it: a number or a twisted
+// strports string ("tcp:9989", "tcp:port=9989:interface=127.0.0.1").
+func listenAddr(v any) (port int64, iface string, why string) {
+	if n, ok := num(v); ok {
+		if n <= 0 || n > 65535 {
+			return 0, "", fmt.Sprintf("port %d", n)
+		}
+		return n, "", ""
+	}
+	s, ok := v.(string)
+	if !ok {
+		return 0, "", describeRaw(v)
+	}
+	port, iface, ok = strport(s)
+	if !ok {
+		return 0, "", fmt.Sprintf("%q: gbb listens on a TCP port and an interface; this strports string has no such form: set port and interface by hand", s)
+	}
+	return port, iface, ""
+}
+
+// protocols writes buildbot's worker ports: pb (buildbot-workers) stays
+// [protocols.pb] on buildbot's port, so the workers need no change, and
+// [protocols.grpc], gbb-workers' port, gets a port of its own.
+func protocols(w *writer, v any, used []int64) {
 	p, _ := v.(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(p)) {
 		opts, _ := p[name].(map[string]any)
-		port, ok := opts["port"]
-		switch {
-		case name == "pb" && ok:
-			w.printf("\n[protocols.grpc]\n")
-			w.note("", "buildbot's pb port: gbb-workers connect to it (buildbot-workers would need [protocols.pb])")
-			if n, ok := num(port); ok {
-				w.kv("", "port", n)
-			} else if s, ok := port.(string); ok {
-				if n, ok := strport(s); ok {
-					w.kv("", "port", n)
-				} else {
-					w.skip("", "protocols pb port", fmt.Sprintf("%q: a strports string; give the port number", s))
-				}
-			}
-		default:
-			w.skip("", "protocols "+name, "not translated")
+		gname := map[string]string{"pb": "pb", "msgpack_experimental_v7": "msgpack"}[name]
+		if gname == "" {
+			w.skip("", "protocols "+name, "gbb has no such worker protocol")
+			continue
 		}
+		port, iface, why := listenAddr(opts["port"])
+		if why != "" {
+			w.printf("\n")
+			w.skip("", "protocols "+name+" port", why)
+			continue
+		}
+		used = append(used, port)
+		w.printf("\n[protocols.%s]\n", gname)
+		w.note("", fmt.Sprintf("buildbot's %s port: buildbot-workers keep connecting to it as they did", name))
+		w.kv("", "port", port)
+		if iface != "" {
+			w.kv("", "interface", iface)
+		}
+		for k := range opts {
+			if k != "port" {
+				w.skip("", "protocols "+name+" "+k, "no such option in gbb")
+			}
+		}
+		if gname != "pb" {
+			continue
+		}
+		// gbb's own worker port, on the same interface.
+		g := int64(9999)
+		for slices.Contains(used, g) {
+			g++
+		}
+		w.printf("\n[protocols.grpc]\n")
+		w.note("", "gbb-workers' port. To move a worker from buildbot-worker to gbb-worker: "+
+			"gbb-worker create-worker with this port and the fingerprint gbb-master create-master printed (tls = \"auto\": the master's own CA); "+
+			"once no buildbot-worker is left, remove [protocols.pb] and give this table buildbot's port")
+		w.kv("", "port", g)
+		if iface != "" {
+			w.kv("", "interface", iface)
+		}
+		w.kv("", "tls", "auto")
 	}
 }
 
@@ -258,21 +312,20 @@ func www(w *writer, cfg map[string]any) {
 	if m == nil {
 		return
 	}
-	port, hasPort := num(m["port"])
-	if _, ok := strport(fmt.Sprint(m["port"])); ok {
-		hasPort = true
-	}
 	hooks, _ := m["change_hook_dialects"].(map[string]any)
-	if !hasPort && len(hooks) == 0 {
+	if m["port"] == nil && len(hooks) == 0 && m["auth"] == nil && m["authz"] == nil {
 		return
 	}
 	w.printf("\n[www]\n")
-	if hasPort {
-		w.kv("", "port", port)
-	} else if n, ok := strport(fmt.Sprint(m["port"])); ok {
-		w.kv("", "port", n)
-	} else if s, ok := m["port"].(string); ok {
-		w.skip("", "www port", fmt.Sprintf("%q: a strports string; give the port number", s))
+	if m["port"] != nil {
+		if port, iface, why := listenAddr(m["port"]); why != "" {
+			w.skip("", "www port", why)
+		} else {
+			w.kv("", "port", port)
+			if iface != "" {
+				w.kv("", "interface", iface)
+			}
+		}
 	}
 	if a, ok := m["auth"].(map[string]any); ok && a["class"] != "NoAuth" {
 		w.skip("", "www auth", fmt.Sprintf("%v: not translated; see [www.auth]", a["class"]))
@@ -418,16 +471,52 @@ func describeRaw(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// strport reads the port of a twisted strports string such as "tcp:9989"
-// or "tcp:port=9989:interface=127.0.0.1" (the interface is not kept).
-func strport(s string) (int64, bool) {
-	parts := strings.Split(s, ":")
-	if len(parts) < 2 || parts[0] != "tcp" {
-		return 0, false
+// strport reads a twisted strports string of a TCP port: "tcp:9989",
+// "9989", "tcp:port=9989:interface=127.0.0.1", "tcp:9989:interface=::1"
+// (a colon in the interface escaped as "\\:" too). Any other option, or
+// another endpoint type (ssl, unix), is no such port.
+func strport(s string) (int64, string, bool) {
+	// Split on unescaped colons.
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case s[i] == ':':
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
 	}
-	p := strings.TrimPrefix(parts[1], "port=")
-	n, err := strconv.ParseInt(p, 10, 32)
-	return n, err == nil && n > 0
+	parts = append(parts, cur.String())
+	if len(parts) > 1 {
+		if parts[0] != "tcp" {
+			return 0, "", false
+		}
+		parts = parts[1:]
+	}
+	var port, iface string
+	for i, p := range parts {
+		k, v, hasEq := strings.Cut(p, "=")
+		switch {
+		case !hasEq && i == 0:
+			port = p
+		case hasEq && k == "port" && port == "":
+			port = v
+		case hasEq && k == "interface" && iface == "":
+			iface = v
+		default:
+			return 0, "", false
+		}
+	}
+	n, err := strconv.ParseInt(port, 10, 32)
+	if err != nil || n <= 0 || n > 65535 {
+		return 0, "", false
+	}
+	return n, iface, true
 }
 
 // secretDir is the directory of a SecretInAFile provider without

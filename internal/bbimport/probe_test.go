@@ -44,7 +44,7 @@ func importSrc(t *testing.T, src string, extra map[string]string) (*Result, *con
 	if err != nil {
 		t.Fatalf("the imported config does not pass checkconfig: %v\n%s", err, res.TOML)
 	}
-	if got := strings.Count(res.TOML, "# import-buildbot: "); got < res.Untranslatable {
+	if got := strings.Count(res.TOML, "# import-buildbot:"); got != res.Untranslatable {
 		t.Errorf("%d markers for %d untranslatable items", got, res.Untranslatable)
 	}
 	return res, cfg
@@ -259,5 +259,49 @@ while True:
 		}
 		gone(t, pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// strports ports keep their port and interface; the pb port stays
+// buildbot-workers' ([protocols.pb]) and gbb-workers get a port of their
+// own with TLS; a strports string gbb has no form for is a counted
+// comment, never port 0.
+func TestImportStrports(t *testing.T) {
+	res, cfg := importSrc(t, `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": "tcp:23989:interface=127.0.0.1"}}
+c["www"] = dict(port="tcp:port=23810:interface=127.0.0.1")
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	if cfg.WWW.Port != 23810 || cfg.WWW.Interface != "127.0.0.1" {
+		t.Errorf("www = %d on %q, want 23810 on 127.0.0.1", cfg.WWW.Port, cfg.WWW.Interface)
+	}
+	pb := cfg.Protocols.PB
+	if !pb.Enabled || pb.Port != 23989 || pb.Interface != "127.0.0.1" {
+		t.Errorf("protocols.pb = %+v, want buildbot's port 23989 on 127.0.0.1", pb)
+	}
+	g := cfg.Protocols.GRPC
+	if g.Port == 23989 || g.Interface != "127.0.0.1" || g.TLS.Mode != config.TLSAuto {
+		t.Errorf("protocols.grpc = %d on %q, tls %q: want another port on 127.0.0.1 with tls auto", g.Port, g.Interface, g.TLS.Mode)
+	}
+	if res.Untranslatable != 0 {
+		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+
+	res, cfg = importSrc(t, `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": "ssl:23989:privateKey=k.pem:certKey=c.pem"}}
+c["www"] = dict(port="unix:/tmp/www.sock")
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	if strings.Contains(res.TOML, "port = 0") || cfg.WWW.Port == 0 || cfg.Protocols.PB.Enabled {
+		t.Errorf("unparseable strports written as a port:\n%s", res.TOML)
+	}
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: www port: "unix:/tmp/www.sock"`) {
+		t.Errorf("untranslatable = %d, want 2 (www and pb ports)\n%s", res.Untranslatable, res.TOML)
 	}
 }
