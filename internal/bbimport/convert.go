@@ -327,9 +327,6 @@ func www(w *writer, cfg map[string]any) {
 			}
 		}
 	}
-	if a, ok := m["auth"].(map[string]any); ok && a["class"] != "NoAuth" {
-		w.skip("", "www auth", fmt.Sprintf("%v: not translated; see [www.auth]", a["class"]))
-	}
 	for _, dialect := range slices.Sorted(maps.Keys(hooks)) {
 		if !slices.Contains([]string{"github", "gitlab", "gitea", "base"}, dialect) {
 			w.skip("", "change hook "+dialect, "gbb has no such dialect")
@@ -348,6 +345,9 @@ func www(w *writer, cfg map[string]any) {
 		p.ignore("strict")
 		p.rest(w, "", "change hook "+dialect)
 	}
+	a, _ := m["auth"].(map[string]any)
+	z, _ := m["authz"].(map[string]any)
+	webAuth(w, a, z)
 }
 
 func worker(w *writer, cfg, wk map[string]any) {

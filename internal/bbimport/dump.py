@@ -134,6 +134,36 @@ class Walker:
             d["$callable"] = True
         return d
 
+    def auth(self, a):
+        d = {"class": type(a).__name__}
+        checkers = getattr(a, "checkers", None) or []
+        if type(a).__name__ == "UserPasswordAuth" and checkers and hasattr(checkers[0], "users"):
+            d["users"] = {(u.decode() if isinstance(u, bytes) else u): self.enc(pw)
+                          for u, pw in checkers[0].users.items()}
+        elif type(a).__name__ == "HTPasswdAuth" and checkers and hasattr(checkers[0], "filename"):
+            d["file"] = self.enc(checkers[0].filename)
+        return d
+
+    def authz(self, z):
+        rules = []
+        for r in getattr(z, "allowRules", None) or []:
+            e = {"class": type(r).__name__, "role": self.enc(r.role),
+                 "defaultDeny": bool(getattr(r, "defaultDeny", True))}
+            for k in ("builder", "branch", "project"):
+                if getattr(r, k, None) is not None:
+                    e[k] = self.enc(getattr(r, k))
+            rules.append(e)
+        matchers = []
+        for m in getattr(z, "roleMatchers", None) or []:
+            e = {"class": type(m).__name__}
+            for k in ("roles", "usernames", "groupPrefix", "role"):
+                if hasattr(m, k):
+                    e[k] = self.enc(getattr(m, k))
+            matchers.append(e)
+        return {"class": type(z).__name__, "allowRules": rules, "roleMatchers": matchers,
+                "fnmatch": getattr(z, "match", None) is not None and
+                getattr(z.match, "__name__", "") == "fnmatchStrMatcher"}
+
     def lock(self, lk):
         from buildbot import locks
         kind = "worker" if isinstance(lk, locks.WorkerLock) else "master"
@@ -196,6 +226,10 @@ class Walker:
             "db": self.enc(c.db),
             "www": self.enc({k: v for k, v in c.www.items() if k in ("port", "change_hook_dialects", "auth", "authz", "plugins")}),
         }
+        if "auth" in c.www:
+            out["www"]["auth"] = self.auth(c.www["auth"])
+        if "authz" in c.www:
+            out["www"]["authz"] = self.authz(c.www["authz"])
         out["workers"] = []
         for w in c.workers:
             e = self.service(w)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/web/auth"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // importSrc imports the master.cfg text src (in a temporary basedir,
@@ -303,5 +305,83 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	}
 	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: www port: "unix:/tmp/www.sock"`) {
 		t.Errorf("untranslatable = %d, want 2 (www and pb ports)\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// buildbot's UserPasswordAuth and Authz become [www.auth] users (bcrypt
+// hashes) and [www.authz] rules; a login or a rule gbb cannot express
+// leaves every action refused, never the UI open.
+func TestImportWebAuth(t *testing.T) {
+	const head = `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": 24989}}
+c["builders"] = [util.BuilderConfig(name=n, workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")])) for n in ("deploy-prod", "test")]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["deploy-prod", "test"])]
+`
+	res, cfg := importSrc(t, head+`
+c["www"] = dict(port=23810,
+  auth=util.UserPasswordAuth({"alice": "alicepw", "bob": "bobpw"}),
+  authz=util.Authz(
+    allowRules=[util.ForceBuildEndpointMatcher(builder="deploy*", role="admins"),
+                util.StopBuildEndpointMatcher(role="owner"),
+                util.AnyControlEndpointMatcher(role="devs")],
+    roleMatchers=[util.RolesFromUsername(roles=["admins", "devs"], usernames=["alice"]),
+                  util.RolesFromUsername(roles=["devs"], usernames=["bob"]),
+                  util.RolesFromOwner(role="owner")]))
+`, nil)
+	if res.Untranslatable != 0 {
+		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+	a := cfg.WWW.Auth
+	if a.Type != "users" || len(a.Users) != 2 {
+		t.Fatalf("www.auth = %+v\n%s", a, res.TOML)
+	}
+	for _, u := range a.Users {
+		if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(u.Username+"pw")); err != nil {
+			t.Errorf("user %s: %v", u.Username, err)
+		}
+	}
+	alice, bob := &auth.User{Name: "alice"}, &auth.User{Name: "bob"}
+	for _, c := range []struct {
+		u               *auth.User
+		action, builder string
+		owner           string
+		want            bool
+	}{
+		{nil, "force", "test", "", false},
+		{nil, "force", "deploy-prod", "", false},
+		{alice, "force", "deploy-prod", "", true},
+		{bob, "force", "deploy-prod", "", false},
+		{bob, "force", "test", "", true},
+		{bob, "stop", "test", "bob", true},
+		{bob, "stop", "test", "alice", false},
+	} {
+		name := "anonymous"
+		if c.u != nil {
+			name = c.u.Name
+		}
+		if got := auth.Allowed(cfg.WWW.Authz, c.u, c.action, c.builder, c.owner); got != c.want {
+			t.Errorf("%s %s %s (owner %q) = %v, want %v", name, c.action, c.builder, c.owner, got, c.want)
+		}
+	}
+
+	// A login gbb does not have, and a role matcher it does not have:
+	// every action refused, counted.
+	for _, www := range []string{
+		`c["www"] = dict(port=23810, auth=util.RemoteUserAuth(), authz=util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="admins")], roleMatchers=[util.RolesFromGroups()]))`,
+		`c["www"] = dict(port=23810, auth=util.UserPasswordAuth({"alice": "alicepw"}), authz=util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="admins")], roleMatchers=[util.RolesFromEmails(admins=["alice@example.org"])]))`,
+	} {
+		res, cfg := importSrc(t, head+www+"\n", nil)
+		if res.Untranslatable != 1 || !cfg.WWW.Auth.Enabled() {
+			t.Errorf("%s: untranslatable = %d, auth %v\n%s", www, res.Untranslatable, cfg.WWW.Auth.Type, res.TOML)
+		}
+		for _, u := range []*auth.User{nil, {Name: "alice", Groups: []string{"admins"}}} {
+			for _, act := range []string{"force", "stop", "enable", "kill"} {
+				if auth.Allowed(cfg.WWW.Authz, u, act, "test", "") {
+					t.Errorf("%s: %v may %s", www, u, act)
+				}
+			}
+		}
 	}
 }
