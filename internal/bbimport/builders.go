@@ -70,6 +70,11 @@ func builders(w *writer, bs []map[string]any) {
 		for j, i := range idx {
 			group[j] = bs[i]
 		}
+		// A shared step list that says %(kw:KEY)s would take the matrix's
+		// values, which buildbot's steps never had.
+		if strings.Contains(text, "%(kw:") {
+			continue
+		}
 		if tmpl, axes, _, ok := matrixOf(group, nil); ok {
 			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, factory: factoryOf[text]}
 			for _, i := range idx {

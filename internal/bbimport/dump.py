@@ -76,6 +76,11 @@ class Walker:
         if isinstance(v, P.Interpolate):
             if v.args or v.kwargs:
                 return untranslatable(f"{v!r}: Interpolate with positional or keyword arguments")
+            if "%(kw:" in v.fmtstring:
+                # buildbot renders it from the Interpolate's own (here
+                # missing) keyword arguments; in gbb %(kw:KEY)s is a
+                # builder matrix's value: never the same.
+                return untranslatable(f"{v.fmtstring!r}: %(kw:...)s in an Interpolate without keyword arguments")
             return {"$gbb": "interp", "s": v.fmtstring}
         if isinstance(v, P.Property):
             if v.default is None:

@@ -385,3 +385,35 @@ c["www"] = dict(port=23810,
 		}
 	}
 }
+
+// %(kw:X)s in an Interpolate without keyword arguments is not a matrix
+// value (buildbot renders it from the Interpolate's own, missing,
+// keyword arguments): the step is a counted comment and the builders
+// that share the factory stay builders, never a matrix that would fill
+// it in.
+func TestImportKwWithoutKwargsIsNoMatrix(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+f = util.BuildFactory([
+    steps.ShellCommand(name="kw", command=util.Interpolate("echo %(kw:os)s %(prop:os)s")),
+    steps.ShellCommand(name="plain", command=util.Interpolate("echo %(prop:os)s %(prop:br)s"))])
+c["builders"] = [util.BuilderConfig(name="t-%s-%s" % (o, b), workernames=["linux-w1"], factory=f, properties={"os": o, "br": b})
+                 for o in ("linux", "freebsd") for b in ("main", "next")]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name for b in c["builders"]])]
+`, nil)
+	if len(cfg.Builders) != 4 {
+		t.Fatalf("%d builders", len(cfg.Builders))
+	}
+	for _, b := range cfg.Builders {
+		for _, s := range b.Steps {
+			if s.Name == "kw" {
+				t.Errorf("%s: step kw kept: %q", b.Name, s.Command)
+			}
+		}
+		if len(b.Steps) != 1 {
+			t.Errorf("%s: %d steps, want 1 (plain)", b.Name, len(b.Steps))
+		}
+	}
+	if res.Untranslatable != 1 || !strings.Contains(res.TOML, "%(kw:...)s in an Interpolate without keyword arguments") {
+		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+}
