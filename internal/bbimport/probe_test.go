@@ -417,3 +417,27 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name 
 		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
 	}
 }
+
+// A force scheduler's CodebaseParameter defaults become its codebases'
+// defaults; choices and fixed fields gbb's form lacks are counted.
+func TestImportForceCodebaseDefaults(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"], codebases=[
+  util.CodebaseParameter("app", branch=util.ChoiceStringParameter(name="branch", choices=["main", "dev"], default="main")),
+  util.CodebaseParameter("lib", branch=util.StringParameter(name="branch", default="main"), revision=util.StringParameter(name="revision", default="v1"))])]
+`, nil)
+	var cbs map[string]config.Codebase
+	for _, s := range cfg.Schedulers {
+		if s.Name == "force" {
+			cbs = s.Codebases
+		}
+	}
+	want := map[string]config.Codebase{"app": {Branch: "main"}, "lib": {Branch: "main", Revision: "v1"}}
+	if len(cbs) != 2 || cbs["app"] != want["app"] || cbs["lib"] != want["lib"] {
+		t.Errorf("codebases = %+v, want %+v\n%s", cbs, want, res.TOML)
+	}
+	if res.Untranslatable != 1 || !strings.Contains(res.TOML, `choices ["main", "dev"]`) {
+		t.Errorf("untranslatable = %d, want 1 (app's branch choices)\n%s", res.Untranslatable, res.TOML)
+	}
+}

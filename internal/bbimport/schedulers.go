@@ -53,7 +53,11 @@ func scheduler(w *writer, s map[string]any) {
 	if v, ok := p.get("enabled"); ok && v == false {
 		w.note("", "disabled in master.cfg: gbb's schedulers start enabled")
 	}
-	if v, ok := p.get("codebases"); ok {
+	if f, isForce := s["force"].(map[string]any); isForce && cls == "ForceScheduler" {
+		// Its codebases' defaults are in its CodebaseParameters.
+		p.ignore("codebases")
+		forceCodebases(w, f)
+	} else if v, ok := p.get("codebases"); ok {
 		codebases(w, v)
 	}
 	// A timed scheduler's branch (buildbot's Timed branch) filters its
@@ -155,6 +159,63 @@ func codebases(w *writer, v any) {
 			}
 		}
 		out[name] = c
+	}
+	w.kv("", "codebases", out)
+}
+
+// forceCodebases writes a force scheduler's codebases table from its
+// CodebaseParameters: each field's default is the codebase's default.
+// What gbb's force form cannot show (a field's choices, a fixed field, a
+// project) is a comment.
+func forceCodebases(w *writer, f map[string]any) {
+	props, _ := f["properties"].([]any)
+	out := map[string]any{}
+	for _, e := range props {
+		m, _ := e.(map[string]any)
+		if m["class"] != "CodebaseParameter" {
+			continue
+		}
+		name, _ := m["codebase"].(string)
+		c := map[string]any{}
+		fields, _ := m["fields"].([]any)
+		for _, fe := range fields {
+			fm, _ := fe.(map[string]any)
+			fname, _ := fm["name"].(string)
+			what := fmt.Sprintf("force codebase %q %s", name, fname)
+			d, _ := fm["default"].(string)
+			switch fname {
+			case "branch", "repository", "revision":
+				if d != "" {
+					c[fname] = d
+				}
+			case "project":
+				if d != "" {
+					w.skip("", what, fmt.Sprintf("default %q: gbb's force form has no project", d))
+				}
+				continue
+			default:
+				w.skip("", what, "gbb's force form has no such codebase field")
+				continue
+			}
+			switch fm["class"] {
+			case "StringParameter":
+			case "FixedParameter":
+				w.skip("", what, fmt.Sprintf("fixed to %q in buildbot; gbb's force form lets it be changed", d))
+			case "ChoiceStringParameter":
+				w.skip("", what, fmt.Sprintf("choices %s in buildbot; gbb's force form takes any string (default %q)", format(strs(fm["choices"])), d))
+			default:
+				w.skip("", what, fmt.Sprintf("a %v field; gbb's force form takes a string", fm["class"]))
+			}
+		}
+		out[name] = c
+	}
+	if len(out) == 0 {
+		return
+	}
+	if len(out) == 1 {
+		if c, ok := out[""].(map[string]any); ok && len(c) == 0 {
+			return
+		}
 	}
 	w.kv("", "codebases", out)
 }
