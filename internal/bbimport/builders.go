@@ -2,6 +2,7 @@ package bbimport
 
 import (
 	"fmt"
+	"path/filepath"
 	"maps"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ func builders(w *writer, bs []map[string]any) {
 	byText := map[string][]int{}
 	var order []string
 	for i, b := range bs {
-		sw := &writer{render: true}
+		sw := &writer{render: true, basedir: w.basedir}
 		for _, st := range list(b["steps"]) {
 			step(sw, st)
 		}
@@ -183,6 +184,9 @@ func builder(w *writer, b map[string]any, factory string, axes []axis) {
 	if s, ok := b["workerbuilddir"].(string); ok && axes == nil && s != (config.Builder{Name: name}).WorkerDir() {
 		w.kv("", "workerbuilddir", s)
 	}
+	if s, ok := b["builddir"].(string); ok {
+		w.skip("", "builddir", fmt.Sprintf("%q: gbb keeps a builder's files on the master by its name", s))
+	}
 	if s, ok := b["factory_workdir"].(string); ok && s != config.DefaultWorkdir {
 		w.kv("", "workdir", s)
 	}
@@ -298,6 +302,21 @@ func step(w *writer, st map[string]any) {
 			}
 		}
 	}
+	// gbb's master paths are relative to its basedir, which they may not
+	// leave; buildbot's are relative to its own, or absolute.
+	for _, k := range []string{"masterdest", "mastersrc"} {
+		v, ok := p.m[k]
+		if !ok || v == nil {
+			continue
+		}
+		if s, why := masterPath(w.basedir, v); why != "" {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), k+": "+why)
+			return
+		} else if s != nil {
+			p.m[k] = s
+		}
+	}
 	if typ == "shell_sequence" {
 		if why := shellArgsProblem(p.m["commands"]); why != "" {
 			w.printf("\n")
@@ -391,14 +410,14 @@ func step(w *writer, st map[string]any) {
 		if v, ok := p.get("decodeRC"); ok {
 			decodeRC(w, ind, v)
 		}
-		p.ignore("usePTY", "logEnviron", "descriptionDone", "descriptionSuffix")
+		p.ignore("descriptionDone", "descriptionSuffix")
 	case "git":
 		p.rename(w, ind, "repourl", "repourl", "mode", "mode", "method", "method",
 			"branch", "branch", "submodules", "submodules", "codebase", "codebase")
 		if v, ok := p.get("shallow"); ok {
 			w.conv(ind, "shallow", "shallow", v)
 		}
-		p.ignore("progress", "retryFetch", "clobberOnFailure", "logEnviron")
+		p.ignore("clobberOnFailure")
 	case "trigger":
 		p.rename(w, ind, "schedulerNames", "scheduler_names", "waitForFinish", "wait_for_finish",
 			"set_properties", "set_properties", "updateSourceStamp", "update_source_stamp",
@@ -516,6 +535,37 @@ func results(w *writer, ind, typ string, flags any, p *params) {
 			w.skip(ind, k.bb, describeRaw(v))
 		}
 	}
+}
+
+// masterPath reads a transfer step's masterdest or mastersrc: an absolute
+// path inside buildbot's basedir is made relative to it (the returned
+// value, else nil: as it was); one outside it has no gbb form (why).
+func masterPath(basedir string, v any) (any, string) {
+	var s string
+	interp := false
+	switch v := v.(type) {
+	case string:
+		s = v
+	case map[string]any:
+		if v["$gbb"] != "interp" {
+			return nil, ""
+		}
+		s, _ = v["s"].(string)
+		interp = true
+	default:
+		return nil, ""
+	}
+	if !filepath.IsAbs(s) {
+		return nil, ""
+	}
+	rel, err := filepath.Rel(basedir, s)
+	if basedir == "" || err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Sprintf("%q is absolute: gbb's master paths are relative to its basedir, which they may not leave; copy what it needs under the new basedir and write the path relative to it", s)
+	}
+	if interp {
+		return map[string]any{"$gbb": "interp", "s": rel}, ""
+	}
+	return rel, ""
 }
 
 // decodeRC writes buildbot's decodeRC {code: result} as gbb's decode_rc

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,6 +26,8 @@ type writer struct {
 	count int
 	// render is set while writing keys gbb renders (see renderedValue).
 	render bool
+	// basedir is buildbot's basedir (master.cfg's directory).
+	basedir string
 }
 
 func (w *writer) printf(format string, args ...any) { fmt.Fprintf(&w.b, format, args...) }
@@ -147,6 +150,7 @@ func strs(v any) []string {
 // Convert writes the TOML of a config Load returned.
 func Convert(cfg map[string]any) *Result {
 	w := &writer{}
+	w.basedir, _ = cfg["basedir"].(string)
 	w.note("", "made by gbb-master import-buildbot from buildbot's loaded master.cfg")
 	if s, ok := cfg["title"].(string); ok {
 		w.kv("", "title", s)
@@ -215,6 +219,9 @@ func Convert(cfg map[string]any) *Result {
 			w.printf("[[secrets_providers]]\n")
 			w.kv("", "type", "file")
 			w.kv("", "dirname", dir)
+			if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o066 != 0 {
+				w.skip("", "secrets directory", fmt.Sprintf("%s has mode %04o, which buildbot accepts but gbb refuses (group and others may not read or write it): chmod 700 %s", dir, st.Mode().Perm(), dir))
+			}
 			continue
 		}
 		w.skip("", fmt.Sprintf("secrets provider %v", s["class"]), "not translated: write a [[secrets_providers]] table for it")

@@ -222,6 +222,8 @@ class Walker:
         }
 
     def config(self, c):
+        global safeTranslate, bytes2unicode
+        from buildbot.util import safeTranslate, bytes2unicode
         out = {
             "title": c.title, "titleURL": c.titleURL, "buildbotURL": c.buildbotURL,
             "protocols": self.enc(c.protocols),
@@ -283,7 +285,10 @@ class Walker:
                 "locks": [self.enc(lk) for lk in (b.locks or [])] if isinstance(b.locks, (list, tuple)) else self.enc(b.locks),
                 "env": self.enc(b.env), "properties": self.enc(b.properties),
                 "defaultProperties": self.enc(b.defaultProperties),
-                "workerbuilddir": b.workerbuilddir, "builddir": b.builddir,
+                "workerbuilddir": b.workerbuilddir,
+                # Only a builddir master.cfg chose (buildbot's default is
+                # the builder's name, made safe).
+                "builddir": None if b.builddir == bytes2unicode(safeTranslate(b.name)) else b.builddir,
                 "collapseRequests": self.enc(b.collapseRequests),
                 "nextWorker": self.enc(b.nextWorker), "nextBuild": self.enc(b.nextBuild),
                 "canStartBuild": self.enc(b.canStartBuild),

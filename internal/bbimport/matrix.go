@@ -70,7 +70,9 @@ func matrixOf(bs []map[string]any, texts []string) (map[string]any, []axis, stri
 	for _, a := range axes {
 		n *= len(a.values)
 	}
-	if n != len(bs) {
+	// gbb refuses a matrix of more builders than its limit: they stay
+	// builders one by one.
+	if n != len(bs) || n > config.MaxMatrixBuilders {
 		return nil, nil, "", false
 	}
 	// The order of the keys whose expansion (the first key slowest) gives
@@ -79,7 +81,6 @@ func matrixOf(bs []map[string]any, texts []string) (map[string]any, []axis, stri
 	clean := func(b map[string]any) map[string]any {
 		c := deepCopy(b).(map[string]any)
 		delete(c, "steps")
-		delete(c, "builddir")
 		if s, _ := c["workerbuilddir"].(string); s == (config.Builder{Name: c["name"].(string)}).WorkerDir() {
 			delete(c, "workerbuilddir")
 		}

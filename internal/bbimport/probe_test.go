@@ -441,3 +441,106 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"], c
 		t.Errorf("untranslatable = %d, want 1 (app's branch choices)\n%s", res.Untranslatable, res.TOML)
 	}
 }
+
+// Options gbb has no key for are counted, never dropped silently; master
+// paths follow gbb's basedir rule; a matrix of more builders than gbb
+// takes is not made.
+func TestImportLeftoversCounted(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+import os
+os.makedirs(os.path.join(basedir, "uploads"), exist_ok=True)
+c["builders"] = [
+  util.BuilderConfig(name="b", workernames=["linux-w1"], builddir="custom-dir", factory=util.BuildFactory([
+    steps.ShellCommand(name="pty", command="true", usePTY=True, logEnviron=False),
+    steps.Git(repourl="https://example.org/r.git", progress=True, retryFetch=True),
+    steps.FileUpload(name="inside", workersrc="a", masterdest=os.path.join(basedir, "uploads", "a")),
+    steps.FileUpload(name="outside", workersrc="a", masterdest="/srv/outside/a"),
+    steps.ShellCommand(name="last", command="true")])),
+]
+c["schedulers"] = [
+  schedulers.ForceScheduler(name="force", builderNames=["b"], reason=util.StringParameter(name="reason", label="Why?", default="force build")),
+  schedulers.SingleBranchScheduler(name="sbs", builderNames=["b"], change_filter=util.ChangeFilter(branch="main"), createAbsoluteSourceStamps=True)]
+c["services"] = [
+  reporters.MailNotifier(fromaddr="ci@example.org", extraHeaders={"X-CI": "yes"}),
+  reporters.HttpStatusPush(serverUrl="https://example.org/hook", verify=False),
+  reporters.GitHubStatusPush(token="t")]
+`, nil)
+	for _, want := range []string{
+		"builddir", "usePTY", "logEnviron", "option progress", "retryFetch", `step "outside" (FileUpload): masterdest`,
+		"force reason label", "createAbsoluteSourceStamps", "extraHeaders",
+	} {
+		if !strings.Contains(res.TOML, want) {
+			t.Errorf("no counted comment for %s", want)
+		}
+	}
+	if res.Untranslatable != 9 {
+		t.Errorf("untranslatable = %d, want 9", res.Untranslatable)
+	}
+	var names []string
+	for _, s := range builderNamed(t, cfg, "b").Steps {
+		names = append(names, s.Name)
+		if s.Name == "inside" && s.MasterDest != "uploads/a" {
+			t.Errorf("inside: masterdest %q, want uploads/a (relative to the basedir)", s.MasterDest)
+		}
+	}
+	if strings.Join(names, ",") != "pty,git,inside,last" {
+		t.Errorf("steps %v", names)
+	}
+	for _, r := range cfg.Reporters {
+		if r.Type == "http_status_push" && r.VerifySSL {
+			t.Errorf("HttpStatusPush verify=False lost")
+		}
+	}
+	if t.Failed() {
+		t.Log(res.TOML)
+	}
+}
+
+func TestImportHugeMatrixNotMade(t *testing.T) {
+	// The same loop made smaller is a matrix.
+	res, _ := importSrc(t, probeHead+`
+f = util.BuildFactory([steps.ShellCommand(command="true")])
+c["builders"] = [util.BuilderConfig(name="t-%s-%s" % (a, b), workernames=["linux-w1"], factory=f, properties={"a": a, "b": b})
+                 for a in ["a%02d" % i for i in range(2)] for b in ["b%02d" % i for i in range(2)]]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name for b in c["builders"]])]
+`, nil)
+	if !strings.Contains(res.TOML, "[builders.matrix]") {
+		t.Fatalf("the small loop is no matrix:\n%s", res.TOML)
+	}
+	res, cfg := importSrc(t, probeHead+`
+f = util.BuildFactory([steps.ShellCommand(command="true")])
+N = 33
+c["builders"] = [util.BuilderConfig(name="t-%s-%s" % (a, b), workernames=["linux-w1"], factory=f, properties={"a": a, "b": b})
+                 for a in ["a%02d" % i for i in range(N)] for b in ["b%02d" % i for i in range(N)]]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name for b in c["builders"]])]
+`, nil)
+	if len(cfg.Builders) != 33*33 || strings.Contains(res.TOML, "[builders.matrix]") {
+		t.Errorf("%d builders; matrix written: %v", len(cfg.Builders), strings.Contains(res.TOML, "[builders.matrix]"))
+	}
+}
+
+// A secrets directory buildbot accepts but gbb refuses is said.
+func TestImportSecretsDirMode(t *testing.T) {
+	needBuildbot(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "master.cfg")
+	src := probeHead + `
+c["secretsProviders"] = [secrets.SecretInAFile(dirname="secrets")]
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Load(context.Background(), "", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Convert(raw)
+	if res.Untranslatable != 1 || !strings.Contains(res.TOML, "chmod 700 "+filepath.Join(dir, "secrets")) {
+		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+}

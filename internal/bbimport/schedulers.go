@@ -32,7 +32,10 @@ func scheduler(w *writer, s map[string]any) {
 	w.printf("[[schedulers]]\n")
 	w.kv("", "type", typ)
 	w.kv("", "name", s["name"].(string))
-	p.ignore("name", "enabled", "createAbsoluteSourceStamps", "reason", "label", "buttonName")
+	p.ignore("name", "enabled", "reason", "label", "buttonName")
+	if v, _ := p.get("createAbsoluteSourceStamps"); v == true {
+		w.skip("", "createAbsoluteSourceStamps", "gbb's schedulers build each codebase's latest change, not the last one seen")
+	}
 	if v, ok := p.get("builderNames"); ok {
 		w.conv("", "builderNames", "builder_names", v)
 	}
@@ -294,6 +297,11 @@ func force(w *writer, f, sp map[string]any) {
 	if r, ok := f["reason"].(map[string]any); ok {
 		if d, ok := r["default"].(string); ok && d != "force build" {
 			w.kv("", "reason", d)
+		}
+	}
+	if r, ok := f["reason"].(map[string]any); ok {
+		if l, ok := r["label"].(string); ok && l != "" && l != "reason" {
+			w.skip("", "force reason label", fmt.Sprintf("%q: gbb's force form labels it reason", l))
 		}
 	}
 	if s, ok := f["label"].(string); ok && s != "" && s != sp["name"] {
