@@ -2,8 +2,8 @@ package bbimport
 
 import (
 	"fmt"
-	"path/filepath"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
