@@ -47,9 +47,12 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := string(sample)
+	// buildbot-workers' port, in strports form: the import keeps it as
+	// [protocols.pb], on loopback.
+	pbPort := freePort(t)
 	for old, new := range map[string]string{
 		"https://github.com/buildbot/hello-world.git": repo,
-		"{'pb': {'port': 9989}}":                      fmt.Sprintf("{'pb': {'port': %d}}", e.WorkerPort),
+		"{'pb': {'port': 9989}}":                      fmt.Sprintf("{'pb': {'port': 'tcp:%d:interface=127.0.0.1'}}", pbPort),
 		`command=["trial", "hello"]`:                  `command=["trial3", "hello"]`,
 	} {
 		if !strings.Contains(cfg, old) {
@@ -57,7 +60,7 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 		}
 		cfg = strings.ReplaceAll(cfg, old, new)
 	}
-	cfg += fmt.Sprintf("\nc['www'] = {'port': %d}\nc['buildbotURL'] = 'http://127.0.0.1:%d/'\n", e.WebPort, e.WebPort)
+	cfg += fmt.Sprintf("\nc['www'] = {'port': 'tcp:port=%d:interface=127.0.0.1'}\nc['buildbotURL'] = 'http://127.0.0.1:%d/'\n", e.WebPort, e.WebPort)
 	bbDir := filepath.Join(e.Dir, "bb")
 	if err := os.MkdirAll(bbDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -80,16 +83,28 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 	if fi, err := os.Stat(tomlPath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("-o FILE: %v %v, want mode 0600 (it holds passwords)", fi, err)
 	}
-	// Both ports on loopback only, as every test's.
 	data, err := os.ReadFile(tomlPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toml := strings.Replace(string(data), "[protocols.grpc]\n", "[protocols.grpc]\ninterface = \"127.0.0.1\"\n", 1)
-	toml = strings.Replace(toml, "[www]\n", "[www]\ninterface = \"127.0.0.1\"\n", 1)
-	if toml == string(data) {
-		t.Fatalf("no [protocols.grpc] or [www] in the import:\n%s", data)
+	// The strports ports with their interface; gbb-workers' own port
+	// beside buildbot-workers', with TLS: this test's worker dials the
+	// harness's port in plaintext.
+	grpc := "[protocols.grpc]\n"
+	for _, want := range []string{
+		fmt.Sprintf("[protocols.pb]\n"), fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"\n", pbPort),
+		fmt.Sprintf("[www]\nport = %d\ninterface = \"127.0.0.1\"\n", e.WebPort), grpc,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("no %q in the import:\n%s", want, data)
+		}
 	}
+	i := strings.Index(string(data), grpc) + len(grpc)
+	j := i + strings.Index(string(data)[i:], "tls = \"auto\"\n") + len("tls = \"auto\"\n")
+	if j < i+len("tls") {
+		t.Fatalf("[protocols.grpc] has no tls = \"auto\":\n%s", data)
+	}
+	toml := string(data)[:i] + fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"\ntls = \"off\"\n", e.WorkerPort) + string(data)[j:]
 	if err := os.WriteFile(tomlPath, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -42,9 +42,12 @@ func webAuth(w *writer, a, z map[string]any) {
 	var htpasswd string
 	switch {
 	case a == nil || a["class"] == "NoAuth":
-		if z == nil {
+		// buildbot's default Authz() has no rules: everyone may do
+		// everything, as gbb without [www.auth].
+		if z == nil || len(list(z["allowRules"])) == 0 {
 			return
 		}
+		problems = append(problems, "www authz rules without a login (NoAuth): they refuse anonymous visitors some actions; gbb's rules need [www.auth]")
 	case a["class"] == "UserPasswordAuth":
 		passwords, _ = a["users"].(map[string]any)
 		authOK = len(passwords) > 0

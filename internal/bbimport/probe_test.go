@@ -291,6 +291,10 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	if res.Untranslatable != 0 {
 		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
 	}
+	// buildbot's default NoAuth and Authz(): no login, as in buildbot.
+	if cfg.WWW.Auth.Enabled() {
+		t.Errorf("[www.auth] written for buildbot's NoAuth:\n%s", res.TOML)
+	}
 
 	res, cfg = importSrc(t, `from buildbot.plugins import *
 c = BuildmasterConfig = {}
@@ -371,6 +375,7 @@ c["www"] = dict(port=23810,
 	for _, www := range []string{
 		`c["www"] = dict(port=23810, auth=util.RemoteUserAuth(), authz=util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="admins")], roleMatchers=[util.RolesFromGroups()]))`,
 		`c["www"] = dict(port=23810, auth=util.UserPasswordAuth({"alice": "alicepw"}), authz=util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="admins")], roleMatchers=[util.RolesFromEmails(admins=["alice@example.org"])]))`,
+		`c["www"] = dict(port=23810, authz=util.Authz(allowRules=[util.AnyControlEndpointMatcher(role="admins")]))`,
 	} {
 		res, cfg := importSrc(t, head+www+"\n", nil)
 		if res.Untranslatable != 1 || !cfg.WWW.Auth.Enabled() {
