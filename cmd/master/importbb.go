@@ -12,7 +12,7 @@ import (
 	"github.com/gbb-ci/gbb/internal/bbimport"
 )
 
-// importBuildbot is `gbb-master import-buildbot [-o FILE] [-python PATH]
+// importBuildbot is `gbb-master import-buildbot [-o FILE] [-python PATH] [-timeout DURATION]
 // master.cfg`: the TOML of a buildbot master.cfg, on stdout or in FILE.
 func importBuildbot(args []string) error {
 	fs := flag.NewFlagSet("import-buildbot", flag.ContinueOnError)
