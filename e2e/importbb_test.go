@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,4 +184,61 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestImportBuildbotSignalKillsLoader: SIGTERM (as SIGINT) to gbb-master
+// import-buildbot kills buildbot's loader and what master.cfg started,
+// rather than leave them running under init; master.cfg's prints go to
+// stderr, never into the TOML.
+func TestImportBuildbotSignalKillsLoader(t *testing.T) {
+	testdeb.Need(t, "buildbot", "buildbot")
+	master, _ := buildBinaries(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "master.cfg")
+		src := "print('hello from master.cfg')\nimport os, subprocess\n" +
+			"p = subprocess.Popen(['sleep', '600'])\n" +
+			"open('pids.tmp', 'w').write('%d %d' % (os.getpid(), p.pid))\nos.rename('pids.tmp', 'pids')\n" +
+			"while True:\n    pass\n"
+		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(master, "import-buildbot", cfg)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		// A loader left running holds the output pipes: do not wait on it.
+		cmd.WaitDelay = 10 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		var pids []int
+		waitFor(t, "master.cfg to start its child", 60*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(dir, "pids"))
+			if err != nil {
+				return false
+			}
+			for _, f := range strings.Fields(string(b)) {
+				n, _ := strconv.Atoi(f)
+				pids = append(pids, n)
+			}
+			return true
+		})
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if exitCode(err) == 0 {
+			t.Errorf("%v: exit 0", sig)
+		}
+		for _, pid := range pids {
+			waitFor(t, fmt.Sprintf("process %d to end after %v", pid, sig), 30*time.Second, func() bool {
+				stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				return err != nil || strings.Contains(string(stat), ") Z ")
+			})
+		}
+		if stdout.Len() != 0 || !strings.Contains(stderr.String(), "hello from master.cfg") {
+			t.Errorf("%v: stdout %q, stderr %q: want master.cfg's print on stderr only", sig, stdout.String(), stderr.String())
+		}
+	}
 }
