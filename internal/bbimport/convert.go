@@ -28,6 +28,9 @@ type writer struct {
 	render bool
 	// basedir is buildbot's basedir (master.cfg's directory).
 	basedir string
+	// drop, when set, says why what is being written must be left out
+	// whole.
+	drop string
 }
 
 func (w *writer) printf(format string, args ...any) { fmt.Fprintf(&w.b, format, args...) }

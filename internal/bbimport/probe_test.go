@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -547,5 +548,35 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	res := Convert(raw)
 	if res.Untranslatable != 1 || !strings.Contains(res.TOML, "chmod 700 "+filepath.Join(dir, "secrets")) {
 		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// A scheduler whose changes a Python function chooses (filter_fn,
+// branch_fn, fileIsImportant) is left out whole: written without it, it
+// would build changes buildbot did not. The output passes checkconfig.
+func TestImportFilterFunctionLeavesSchedulerOut(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [
+  schedulers.SingleBranchScheduler(name="fn", builderNames=["b"], change_filter=util.ChangeFilter(filter_fn=lambda ch: False)),
+  schedulers.SingleBranchScheduler(name="both", builderNames=["b"], change_filter=util.ChangeFilter(branch="main", filter_fn=lambda ch: False)),
+  schedulers.AnyBranchScheduler(name="imp", builderNames=["b"], fileIsImportant=lambda ch: False),
+  schedulers.SingleBranchScheduler(name="plain", builderNames=["b"], change_filter=util.ChangeFilter(branch="main")),
+  schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	var names []string
+	for _, s := range cfg.Schedulers {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "plain,force" {
+		t.Errorf("schedulers %v, want plain,force", names)
+	}
+	for _, n := range []string{"fn", "both", "imp"} {
+		if !strings.Contains(res.TOML, fmt.Sprintf("# import-buildbot: scheduler %q", n)) {
+			t.Errorf("no comment for scheduler %s", n)
+		}
+	}
+	if res.Untranslatable != 3 {
+		t.Errorf("untranslatable = %d, want 3\n%s", res.Untranslatable, res.TOML)
 	}
 }

@@ -20,7 +20,23 @@ var schedulerTypes = map[string]string{
 	"NightlyTriggerable":    "nightly_triggerable",
 }
 
+// scheduler writes a scheduler; one whose changes buildbot chose in a way
+// gbb cannot (a filter function, fileIsImportant) is left out whole, as
+// a counted comment: written, it would build changes buildbot did not.
 func scheduler(w *writer, s map[string]any) {
+	sw := &writer{basedir: w.basedir}
+	schedulerBody(sw, s)
+	if sw.drop != "" {
+		w.printf("\n")
+		w.skip("", fmt.Sprintf("scheduler %q (%v)", s["name"], s["class"]),
+			sw.drop+": buildbot builds fewer of its changes than gbb would; left out whole: write it by hand")
+		return
+	}
+	w.b.WriteString(sw.b.String())
+	w.count += sw.count
+}
+
+func schedulerBody(w *writer, s map[string]any) {
 	cls := s["class"].(string)
 	typ := schedulerTypes[cls]
 	w.printf("\n")
@@ -226,14 +242,26 @@ func forceCodebases(w *writer, f map[string]any) {
 // filter writes a scheduler's change filter and importance.
 func filter(w *writer, p *params, typ string, hasBranch bool) {
 	hasKey := false
+	// Every part of the filter gbb cannot express widens it: the
+	// scheduler is left out (see scheduler).
+	// A timed scheduler that builds whether or not there were changes
+	// builds the same: there, a comment.
+	widens := typ == "single_branch" || typ == "any_branch" || p.m["onlyIfChanged"] == true
+	skip := func(indent, what, why string) {
+		if !widens {
+			w.skip(indent, what, why)
+		} else if w.drop == "" {
+			w.drop = what + ": " + why
+		}
+	}
 	if v, ok := p.get("change_filter"); ok {
 		m, _ := v.(map[string]any)
 		if m["$gbb"] != "filter" {
-			w.skip("", "change_filter", describeRaw(v))
+			skip("", "change_filter", describeRaw(v))
 		} else {
 			f := newParams(m["kwargs"])
 			if b, ok := f.get("branch"); ok && hasBranch {
-				w.skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
+				skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
 			} else if ok {
 				hasKey = true
 				switch b := b.(type) {
@@ -246,7 +274,7 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 					}
 					w.kv("", "branch_re", "^("+strings.Join(alts, "|")+")$")
 				default:
-					w.skip("", "change_filter branch", describeRaw(b))
+					skip("", "change_filter branch", describeRaw(b))
 				}
 			}
 			for _, k := range []string{"project", "repository", "category", "codebase"} {
@@ -255,7 +283,7 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 					if s, isStr := v.(string); isStr {
 						w.kv("", k, s)
 					} else {
-						w.skip("", "change_filter "+k, describeRaw(v)+": gbb's filter takes one value")
+						skip("", "change_filter "+k, describeRaw(v)+": gbb's filter takes one value")
 					}
 				}
 			}
@@ -265,19 +293,19 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 			}
 			for _, k := range slices.Sorted(maps.Keys(f.m)) {
 				if !f.used[k] && f.m[k] != nil {
-					w.skip("", "change_filter "+k, describeRaw(f.m[k])+": gbb's change filter has no such key")
+					skip("", "change_filter "+k, describeRaw(f.m[k])+": gbb's change filter has no such key")
 				}
 			}
 		}
 	}
 	if v, ok := p.get("fileIsImportant"); ok {
-		w.skip("", "fileIsImportant", describeRaw(v)+": gbb takes files = [patterns]")
+		skip("", "fileIsImportant", describeRaw(v)+": gbb takes files = [patterns]")
 	}
 	if v, ok := p.get("onlyImportant"); ok && v == true {
 		w.kv("", "only_important", true)
 	}
 	if typ == "single_branch" && !hasKey {
-		w.skip("", "single_branch filter", "buildbot's default branch filter has no gbb form: set branch")
+		skip("", "single_branch filter", "buildbot's default branch filter has no gbb form: set branch")
 	}
 }
 
