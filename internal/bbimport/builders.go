@@ -76,6 +76,11 @@ func builders(w *writer, bs []map[string]any) {
 		if strings.Contains(text, "%(kw:") {
 			continue
 		}
+		// Written where the first was: only builders next to each other
+		// keep buildbot's order.
+		if idx[len(idx)-1]-idx[0] != len(idx)-1 {
+			continue
+		}
 		if tmpl, axes, _, ok := matrixOf(group, nil); ok {
 			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, factory: factoryOf[text]}
 			for _, i := range idx {
@@ -109,6 +114,9 @@ func builders(w *writer, bs []map[string]any) {
 		texts := make([]string, len(idx))
 		for j, i := range idx {
 			group[j], texts[j] = bs[i], lists[i].text
+		}
+		if idx[len(idx)-1]-idx[0] != len(idx)-1 {
+			continue
 		}
 		if tmpl, axes, text, ok := matrixOf(group, texts); ok {
 			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, steps: text, count: lists[idx[0]].count}

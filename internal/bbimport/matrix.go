@@ -78,6 +78,15 @@ func matrixOf(bs []map[string]any, texts []string) (map[string]any, []axis, stri
 	// The order of the keys whose expansion (the first key slowest) gives
 	// the builders' own order, else any.
 	axes = bestOrder(axes, props)
+	// Only a matrix that expands in the builders' own order: buildbot's
+	// order is the UI's, and the loop's.
+	for i, combo := range combos(axes) {
+		for j, a := range axes {
+			if props[i][a.name] != combo[j] {
+				return nil, nil, "", false
+			}
+		}
+	}
 	clean := func(b map[string]any) map[string]any {
 		c := deepCopy(b).(map[string]any)
 		delete(c, "steps")

@@ -580,3 +580,40 @@ c["schedulers"] = [
 		t.Errorf("untranslatable = %d, want 3\n%s", res.Untranslatable, res.TOML)
 	}
 }
+
+// The builders keep the order the loop made them in, matrices or not.
+func TestImportKeepsBuilderOrder(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+def make(p, cc):
+    return util.BuildFactory([steps.ShellCommand(name="build", command="make CC=%s OS=%s" % (cc, p))])
+c["builders"] = []
+for p in ("linux", "freebsd"):
+    for br in ("main", "next"):
+        for cc in ("gcc", "clang"):
+            c["builders"].append(util.BuilderConfig(name="b-%s-%s-%s" % (p, br, cc), workernames=["linux-w1"],
+                factory=make(p, cc), properties={"platform": p, "branch_name": br, "compiler": cc}))
+c["builders"].append(util.BuilderConfig(name="docs", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")])))
+for br in ("main", "next"):
+    c["builders"].append(util.BuilderConfig(name="t-%s" % br, workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="test")]), properties={"br": br}))
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name for b in c["builders"]])]
+`, nil)
+	var want []string
+	for _, p := range []string{"linux", "freebsd"} {
+		for _, br := range []string{"main", "next"} {
+			for _, cc := range []string{"gcc", "clang"} {
+				want = append(want, "b-"+p+"-"+br+"-"+cc)
+			}
+		}
+	}
+	want = append(want, "docs", "t-main", "t-next")
+	var got []string
+	for _, b := range cfg.Builders {
+		got = append(got, b.Name)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("builders\n%v, want\n%v\n%s", got, want, res.TOML)
+	}
+	if !strings.Contains(res.TOML, `name = "t-%(kw:br)s"`) {
+		t.Errorf("the t- builders, next to each other, are no matrix:\n%s", res.TOML)
+	}
+}
