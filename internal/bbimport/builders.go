@@ -23,15 +23,51 @@ func builders(w *writer, bs []map[string]any) {
 		count int
 	}
 	lists := make([]rendered, len(bs))
-	byText := map[string][]int{}
-	var order []string
 	for i, b := range bs {
 		sw := &writer{render: true, basedir: w.basedir}
 		for _, st := range list(b["steps"]) {
 			step(sw, st)
 		}
 		lists[i] = rendered{sw.b.String(), sw.count}
-		if lists[i].text == "" {
+	}
+	matrixAt := map[int]matrixBuilder{}
+	inMatrix := map[int]bool{}
+	// First, builders next to each other with the same property names
+	// whose steps differ (a factory made per combination in a loop) but
+	// only by those values: one matrix with %(kw:KEY)s in its steps is
+	// shorter than a near-identical factory each.
+	shapeOf := func(b map[string]any) string {
+		props, _ := b["properties"].(map[string]any)
+		return strings.Join(slices.Sorted(maps.Keys(props)), "\x00")
+	}
+	for start := 0; start < len(bs); {
+		end := start + 1
+		for end < len(bs) && shapeOf(bs[end]) == shapeOf(bs[start]) && lists[end].text != "" {
+			end++
+		}
+		texts := map[string]bool{}
+		for i := start; i < end; i++ {
+			texts[lists[i].text] = true
+		}
+		if end-start >= 2 && len(texts) >= 2 && lists[start].text != "" && shapeOf(bs[start]) != "" {
+			group := bs[start:end]
+			own := make([]string, end-start)
+			for i := start; i < end; i++ {
+				own[i-start] = lists[i].text
+			}
+			if tmpl, axes, text, ok := matrixOf(group, own); ok {
+				matrixAt[start] = matrixBuilder{tmpl: tmpl, axes: axes, steps: text, count: lists[start].count}
+				for i := start; i < end; i++ {
+					inMatrix[i] = true
+				}
+			}
+		}
+		start = end
+	}
+	byText := map[string][]int{}
+	var order []string
+	for i := range bs {
+		if lists[i].text == "" || inMatrix[i] {
 			continue
 		}
 		if _, seen := byText[lists[i].text]; !seen {
@@ -60,8 +96,6 @@ func builders(w *writer, bs []map[string]any) {
 	// Builders that share a factory and differ only in the values of
 	// some properties are one builder with a matrix, written where the
 	// first of them was.
-	matrixAt := map[int]matrixBuilder{}
-	inMatrix := map[int]bool{}
 	for _, text := range order {
 		idx := byText[text]
 		if len(idx) < 2 {

@@ -210,9 +210,7 @@ func Convert(cfg map[string]any) *Result {
 		changeSource(w, cs)
 	}
 	builders(w, list(cfg["builders"]))
-	for _, s := range list(cfg["schedulers"]) {
-		scheduler(w, s)
-	}
+	schedulers(w, list(cfg["schedulers"]))
 	for _, s := range list(cfg["services"]) {
 		service(w, s)
 	}

@@ -557,8 +557,10 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 func TestImportFilterFunctionLeavesSchedulerOut(t *testing.T) {
 	res, cfg := importSrc(t, probeHead+`
 c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+fn = schedulers.SingleBranchScheduler(name="fn", builderNames=["b"], change_filter=util.ChangeFilter(filter_fn=lambda ch: False))
 c["schedulers"] = [
-  schedulers.SingleBranchScheduler(name="fn", builderNames=["b"], change_filter=util.ChangeFilter(filter_fn=lambda ch: False)),
+  schedulers.Dependent(name="dep", upstream=fn, builderNames=["b"]),
+  fn,
   schedulers.SingleBranchScheduler(name="both", builderNames=["b"], change_filter=util.ChangeFilter(branch="main", filter_fn=lambda ch: False)),
   schedulers.AnyBranchScheduler(name="imp", builderNames=["b"], fileIsImportant=lambda ch: False),
   schedulers.SingleBranchScheduler(name="plain", builderNames=["b"], change_filter=util.ChangeFilter(branch="main")),
@@ -571,13 +573,13 @@ c["schedulers"] = [
 	if strings.Join(names, ",") != "plain,force" {
 		t.Errorf("schedulers %v, want plain,force", names)
 	}
-	for _, n := range []string{"fn", "both", "imp"} {
+	for _, n := range []string{"dep", "fn", "both", "imp"} {
 		if !strings.Contains(res.TOML, fmt.Sprintf("# import-buildbot: scheduler %q", n)) {
 			t.Errorf("no comment for scheduler %s", n)
 		}
 	}
-	if res.Untranslatable != 3 {
-		t.Errorf("untranslatable = %d, want 3\n%s", res.Untranslatable, res.TOML)
+	if res.Untranslatable != 4 {
+		t.Errorf("untranslatable = %d, want 4\n%s", res.Untranslatable, res.TOML)
 	}
 }
 
@@ -615,5 +617,38 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name 
 	}
 	if !strings.Contains(res.TOML, `name = "t-%(kw:br)s"`) {
 		t.Errorf("the t- builders, next to each other, are no matrix:\n%s", res.TOML)
+	}
+}
+
+// A loop that makes a factory per platform (shared by that platform's
+// branches) is one matrix with %(kw:platform)s in its steps, not a
+// near-identical factory per platform.
+func TestImportOneMatrixOverPerValueFactories(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["workers"].append(worker.Worker("any-w", "pw"))
+c["builders"] = []
+for p in ("linux", "freebsd", "netbsd"):
+    f = util.BuildFactory([steps.ShellCommand(name="build", command="make OS=%s" % p),
+                           steps.ShellCommand(name="test", command=["./test", "--os", p])])
+    for br in ("main", "next"):
+        c["builders"].append(util.BuilderConfig(name="b-%s-%s" % (p, br), workernames=["any-w"], factory=f,
+                                                properties={"platform": p, "branch_name": br}))
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name for b in c["builders"]])]
+`, nil)
+	if strings.Count(res.TOML, "[[builders]]") != 1 || strings.Contains(res.TOML, "[factories.") {
+		t.Errorf("want one matrix builder and no factory:\n%s", res.TOML)
+	}
+	var got []string
+	for _, b := range cfg.Builders {
+		got = append(got, b.Name+": "+b.Steps[0].Command.String()+" | "+b.Steps[1].Command.String())
+	}
+	want := []string{}
+	for _, p := range []string{"linux", "freebsd", "netbsd"} {
+		for _, br := range []string{"main", "next"} {
+			want = append(want, "b-"+p+"-"+br+": make OS="+p+" | ./test --os "+p)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("builders\n%s\nwant\n%s\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), res.TOML)
 	}
 }

@@ -20,20 +20,42 @@ var schedulerTypes = map[string]string{
 	"NightlyTriggerable":    "nightly_triggerable",
 }
 
-// scheduler writes a scheduler; one whose changes buildbot chose in a way
-// gbb cannot (a filter function, fileIsImportant) is left out whole, as
-// a counted comment: written, it would build changes buildbot did not.
-func scheduler(w *writer, s map[string]any) {
-	sw := &writer{basedir: w.basedir}
-	schedulerBody(sw, s)
-	if sw.drop != "" {
-		w.printf("\n")
-		w.skip("", fmt.Sprintf("scheduler %q (%v)", s["name"], s["class"]),
-			sw.drop+": buildbot builds fewer of its changes than gbb would; left out whole: write it by hand")
-		return
+// schedulers writes the schedulers; one whose changes buildbot chose in a
+// way gbb cannot (a filter function, fileIsImportant) is left out whole,
+// as a counted comment: written, it would build changes buildbot did not.
+// A Dependent scheduler of one left out is left out too: gbb would refuse
+// its upstream.
+func schedulers(w *writer, ss []map[string]any) {
+	out := make([]*writer, len(ss))
+	dropped := map[string]bool{}
+	for i, s := range ss {
+		out[i] = &writer{basedir: w.basedir}
+		schedulerBody(out[i], s)
+		if out[i].drop != "" {
+			out[i].drop += ": buildbot builds fewer of its changes than gbb would"
+			dropped[fmt.Sprint(s["name"])] = true
+		}
 	}
-	w.b.WriteString(sw.b.String())
-	w.count += sw.count
+	for changed := true; changed; {
+		changed = false
+		for i, s := range ss {
+			up, _ := newParams(s["params"]).str("upstream_name")
+			if s["class"] == "Dependent" && dropped[up] && !dropped[fmt.Sprint(s["name"])] {
+				out[i].drop = fmt.Sprintf("its upstream %q is left out", up)
+				dropped[fmt.Sprint(s["name"])] = true
+				changed = true
+			}
+		}
+	}
+	for i, s := range ss {
+		if out[i].drop != "" {
+			w.printf("\n")
+			w.skip("", fmt.Sprintf("scheduler %q (%v)", s["name"], s["class"]), out[i].drop+"; left out whole: write it by hand")
+			continue
+		}
+		w.b.WriteString(out[i].b.String())
+		w.count += out[i].count
+	}
 }
 
 func schedulerBody(w *writer, s map[string]any) {
