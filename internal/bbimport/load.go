@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -102,6 +103,8 @@ func LoadWith(ctx context.Context, path string, opts Options) (map[string]any, e
 	if printed == nil {
 		printed = io.Discard
 	}
+	// stdout and stderr are copied by two goroutines: one lock for both.
+	printed = &lockedWriter{w: printed}
 	var stderr bytes.Buffer
 	cmd.Stdout = printed
 	cmd.Stderr = io.MultiWriter(&stderr, printed)
@@ -152,4 +155,16 @@ func tail(s string) string {
 		return ": " + s
 	}
 	return ""
+}
+
+// lockedWriter serializes the writes of several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
