@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,9 +50,12 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := string(sample)
+	// buildbot-workers' port, in strports form: the import keeps it as
+	// [protocols.pb], on loopback.
+	pbPort := freePort(t)
 	for old, new := range map[string]string{
 		"https://github.com/buildbot/hello-world.git": repo,
-		"{'pb': {'port': 9989}}":                      fmt.Sprintf("{'pb': {'port': %d}}", e.WorkerPort),
+		"{'pb': {'port': 9989}}":                      fmt.Sprintf("{'pb': {'port': 'tcp:%d:interface=127.0.0.1'}}", pbPort),
 		`command=["trial", "hello"]`:                  `command=["trial3", "hello"]`,
 	} {
 		if !strings.Contains(cfg, old) {
@@ -57,7 +63,7 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 		}
 		cfg = strings.ReplaceAll(cfg, old, new)
 	}
-	cfg += fmt.Sprintf("\nc['www'] = {'port': %d}\nc['buildbotURL'] = 'http://127.0.0.1:%d/'\n", e.WebPort, e.WebPort)
+	cfg += fmt.Sprintf("\nc['www'] = {'port': 'tcp:port=%d:interface=127.0.0.1'}\nc['buildbotURL'] = 'http://127.0.0.1:%d/'\n", e.WebPort, e.WebPort)
 	bbDir := filepath.Join(e.Dir, "bb")
 	if err := os.MkdirAll(bbDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -80,16 +86,28 @@ func TestImportBuildbotSampleBuilds(t *testing.T) {
 	if fi, err := os.Stat(tomlPath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("-o FILE: %v %v, want mode 0600 (it holds passwords)", fi, err)
 	}
-	// Both ports on loopback only, as every test's.
 	data, err := os.ReadFile(tomlPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toml := strings.Replace(string(data), "[protocols.grpc]\n", "[protocols.grpc]\ninterface = \"127.0.0.1\"\n", 1)
-	toml = strings.Replace(toml, "[www]\n", "[www]\ninterface = \"127.0.0.1\"\n", 1)
-	if toml == string(data) {
-		t.Fatalf("no [protocols.grpc] or [www] in the import:\n%s", data)
+	// The strports ports with their interface; gbb-workers' own port
+	// beside buildbot-workers', with TLS: this test's worker dials the
+	// harness's port in plaintext.
+	grpc := "[protocols.grpc]\n"
+	for _, want := range []string{
+		fmt.Sprintf("[protocols.pb]\n"), fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"\n", pbPort),
+		fmt.Sprintf("[www]\nport = %d\ninterface = \"127.0.0.1\"\n", e.WebPort), grpc,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("no %q in the import:\n%s", want, data)
+		}
 	}
+	i := strings.Index(string(data), grpc) + len(grpc)
+	j := i + strings.Index(string(data)[i:], "tls = \"auto\"\n") + len("tls = \"auto\"\n")
+	if j < i+len("tls") {
+		t.Fatalf("[protocols.grpc] has no tls = \"auto\":\n%s", data)
+	}
+	toml := string(data)[:i] + fmt.Sprintf("port = %d\ninterface = \"127.0.0.1\"\ntls = \"off\"\n", e.WorkerPort) + string(data)[j:]
 	if err := os.WriteFile(tomlPath, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -166,4 +184,61 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestImportBuildbotSignalKillsLoader: SIGTERM (as SIGINT) to gbb-master
+// import-buildbot kills buildbot's loader and what master.cfg started,
+// rather than leave them running under init; master.cfg's prints go to
+// stderr, never into the TOML.
+func TestImportBuildbotSignalKillsLoader(t *testing.T) {
+	testdeb.Need(t, "buildbot", "buildbot")
+	master, _ := buildBinaries(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "master.cfg")
+		src := "print('hello from master.cfg')\nimport os, subprocess\n" +
+			"p = subprocess.Popen(['sleep', '600'])\n" +
+			"open('pids.tmp', 'w').write('%d %d' % (os.getpid(), p.pid))\nos.rename('pids.tmp', 'pids')\n" +
+			"while True:\n    pass\n"
+		if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(master, "import-buildbot", cfg)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		// A loader left running holds the output pipes: do not wait on it.
+		cmd.WaitDelay = 10 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		var pids []int
+		waitFor(t, "master.cfg to start its child", 60*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(dir, "pids"))
+			if err != nil {
+				return false
+			}
+			for _, f := range strings.Fields(string(b)) {
+				n, _ := strconv.Atoi(f)
+				pids = append(pids, n)
+			}
+			return true
+		})
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if exitCode(err) == 0 {
+			t.Errorf("%v: exit 0", sig)
+		}
+		for _, pid := range pids {
+			waitFor(t, fmt.Sprintf("process %d to end after %v", pid, sig), 30*time.Second, func() bool {
+				stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				return err != nil || strings.Contains(string(stat), ") Z ")
+			})
+		}
+		if stdout.Len() != 0 || !strings.Contains(stderr.String(), "hello from master.cfg") {
+			t.Errorf("%v: stdout %q, stderr %q: want master.cfg's print on stderr only", sig, stdout.String(), stderr.String())
+		}
+	}
 }

@@ -33,10 +33,11 @@ commands:
   new-token [-groups G,...] [-actions A,...|none] [-builders P,...] NAME
                            make an API token: print it once, and its [[www.auth.tokens]] table
   hash-token               read an API token (stdin) and print its token_sha256
-  import-buildbot [-o FILE] [-python PATH] master.cfg
+  import-buildbot [-o FILE] [-python PATH] [-timeout DURATION] master.cfg
                            load a buildbot master.cfg with buildbot's own loader
                            (buildbot must be installed; PATH: its Python, default
-                           /usr/bin/python3) and print it as master.toml
+                           /usr/bin/python3; DURATION: default 2m) and print it
+                           as master.toml
   version                  print the version
 `
 

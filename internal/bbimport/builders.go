@@ -3,6 +3,7 @@ package bbimport
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -22,15 +23,51 @@ func builders(w *writer, bs []map[string]any) {
 		count int
 	}
 	lists := make([]rendered, len(bs))
-	byText := map[string][]int{}
-	var order []string
 	for i, b := range bs {
-		sw := &writer{render: true}
+		sw := &writer{render: true, basedir: w.basedir}
 		for _, st := range list(b["steps"]) {
 			step(sw, st)
 		}
 		lists[i] = rendered{sw.b.String(), sw.count}
-		if lists[i].text == "" {
+	}
+	matrixAt := map[int]matrixBuilder{}
+	inMatrix := map[int]bool{}
+	// First, builders next to each other with the same property names
+	// whose steps differ (a factory made per combination in a loop) but
+	// only by those values: one matrix with %(kw:KEY)s in its steps is
+	// shorter than a near-identical factory each.
+	shapeOf := func(b map[string]any) string {
+		props, _ := b["properties"].(map[string]any)
+		return strings.Join(slices.Sorted(maps.Keys(props)), "\x00")
+	}
+	for start := 0; start < len(bs); {
+		end := start + 1
+		for end < len(bs) && shapeOf(bs[end]) == shapeOf(bs[start]) && lists[end].text != "" {
+			end++
+		}
+		texts := map[string]bool{}
+		for i := start; i < end; i++ {
+			texts[lists[i].text] = true
+		}
+		if end-start >= 2 && len(texts) >= 2 && lists[start].text != "" && shapeOf(bs[start]) != "" {
+			group := bs[start:end]
+			own := make([]string, end-start)
+			for i := start; i < end; i++ {
+				own[i-start] = lists[i].text
+			}
+			if tmpl, axes, text, ok := matrixOf(group, own); ok {
+				matrixAt[start] = matrixBuilder{tmpl: tmpl, axes: axes, steps: text, count: lists[start].count}
+				for i := start; i < end; i++ {
+					inMatrix[i] = true
+				}
+			}
+		}
+		start = end
+	}
+	byText := map[string][]int{}
+	var order []string
+	for i := range bs {
+		if lists[i].text == "" || inMatrix[i] {
 			continue
 		}
 		if _, seen := byText[lists[i].text]; !seen {
@@ -59,8 +96,6 @@ func builders(w *writer, bs []map[string]any) {
 	// Builders that share a factory and differ only in the values of
 	// some properties are one builder with a matrix, written where the
 	// first of them was.
-	matrixAt := map[int]matrixBuilder{}
-	inMatrix := map[int]bool{}
 	for _, text := range order {
 		idx := byText[text]
 		if len(idx) < 2 {
@@ -69,6 +104,16 @@ func builders(w *writer, bs []map[string]any) {
 		group := make([]map[string]any, len(idx))
 		for j, i := range idx {
 			group[j] = bs[i]
+		}
+		// A shared step list that says %(kw:KEY)s would take the matrix's
+		// values, which buildbot's steps never had.
+		if strings.Contains(text, "%(kw:") {
+			continue
+		}
+		// Written where the first was: only builders next to each other
+		// keep buildbot's order.
+		if idx[len(idx)-1]-idx[0] != len(idx)-1 {
+			continue
 		}
 		if tmpl, axes, _, ok := matrixOf(group, nil); ok {
 			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, factory: factoryOf[text]}
@@ -103,6 +148,9 @@ func builders(w *writer, bs []map[string]any) {
 		texts := make([]string, len(idx))
 		for j, i := range idx {
 			group[j], texts[j] = bs[i], lists[i].text
+		}
+		if idx[len(idx)-1]-idx[0] != len(idx)-1 {
+			continue
 		}
 		if tmpl, axes, text, ok := matrixOf(group, texts); ok {
 			matrixAt[idx[0]] = matrixBuilder{tmpl: tmpl, axes: axes, steps: text, count: lists[idx[0]].count}
@@ -177,6 +225,9 @@ func builder(w *writer, b map[string]any, factory string, axes []axis) {
 	}
 	if s, ok := b["workerbuilddir"].(string); ok && axes == nil && s != (config.Builder{Name: name}).WorkerDir() {
 		w.kv("", "workerbuilddir", s)
+	}
+	if s, ok := b["builddir"].(string); ok {
+		w.skip("", "builddir", fmt.Sprintf("%q: gbb keeps a builder's files on the master by its name", s))
 	}
 	if s, ok := b["factory_workdir"].(string); ok && s != config.DefaultWorkdir {
 		w.kv("", "workdir", s)
@@ -293,6 +344,21 @@ func step(w *writer, st map[string]any) {
 			}
 		}
 	}
+	// gbb's master paths are relative to its basedir, which they may not
+	// leave; buildbot's are relative to its own, or absolute.
+	for _, k := range []string{"masterdest", "mastersrc"} {
+		v, ok := p.m[k]
+		if !ok || v == nil {
+			continue
+		}
+		if s, why := masterPath(w.basedir, v); why != "" {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), k+": "+why)
+			return
+		} else if s != nil {
+			p.m[k] = s
+		}
+	}
 	if typ == "shell_sequence" {
 		if why := shellArgsProblem(p.m["commands"]); why != "" {
 			w.printf("\n")
@@ -304,6 +370,16 @@ func step(w *writer, st map[string]any) {
 		w.printf("\n")
 		w.skip(ind, fmt.Sprintf("step %q (%s.%s)", name, st["module"], cls), "gbb has no such step")
 		return
+	}
+	// A step run only when a Python function says so must not become one
+	// that always runs: it is left out whole.
+	if v, ok := p.m["doStepIf"]; ok && v != nil {
+		if _, isBool := v.(bool); !isBool {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "doStepIf: "+describeRaw(v)+
+				": buildbot runs it only when that function says so; left out whole: write it back with a do_step_if expression")
+			return
+		}
 	}
 	w.printf("\n  [[%s]]\n", stepsKey)
 	w.kv(ind, "type", typ)
@@ -322,10 +398,8 @@ func step(w *writer, st map[string]any) {
 	if v, ok := p.get("env"); ok {
 		env(w, ind, v)
 	}
-	p.rename(w, ind, "workdir", "workdir",
-		"haltOnFailure", "halt_on_failure", "flunkOnFailure", "flunk_on_failure",
-		"warnOnFailure", "warn_on_failure", "alwaysRun", "always_run",
-		"warnOnWarnings", "warn_on_warnings", "flunkOnWarnings", "flunk_on_warnings")
+	p.rename(w, ind, "workdir", "workdir")
+	results(w, ind, typ, st["flags"], p)
 	for _, k := range []string{"timeout", "maxTime"} {
 		if v, ok := p.m[k]; ok {
 			p.ignore(k)
@@ -378,14 +452,14 @@ func step(w *writer, st map[string]any) {
 		if v, ok := p.get("decodeRC"); ok {
 			decodeRC(w, ind, v)
 		}
-		p.ignore("usePTY", "logEnviron", "descriptionDone", "descriptionSuffix")
+		p.ignore("descriptionDone", "descriptionSuffix")
 	case "git":
 		p.rename(w, ind, "repourl", "repourl", "mode", "mode", "method", "method",
 			"branch", "branch", "submodules", "submodules", "codebase", "codebase")
 		if v, ok := p.get("shallow"); ok {
 			w.conv(ind, "shallow", "shallow", v)
 		}
-		p.ignore("progress", "retryFetch", "clobberOnFailure", "logEnviron")
+		p.ignore("clobberOnFailure")
 	case "trigger":
 		p.rename(w, ind, "schedulerNames", "scheduler_names", "waitForFinish", "wait_for_finish",
 			"set_properties", "set_properties", "updateSourceStamp", "update_source_stamp",
@@ -455,6 +529,85 @@ func step(w *writer, st map[string]any) {
 			}
 		}
 	}
+}
+
+// resultKeys are buildbot's result settings of a step, their gbb keys
+// and gbb's defaults (halt_on_failure's is true for git only).
+var resultKeys = []struct {
+	bb, gbb string
+	def     bool
+}{
+	{"haltOnFailure", "halt_on_failure", false},
+	{"flunkOnFailure", "flunk_on_failure", true},
+	{"warnOnFailure", "warn_on_failure", false},
+	{"warnOnWarnings", "warn_on_warnings", true},
+	{"flunkOnWarnings", "flunk_on_warnings", false},
+	{"alwaysRun", "always_run", false},
+}
+
+// results writes a step's result settings that differ from gbb's
+// defaults: flags are the values buildbot's step instance had (its
+// class's defaults, such as Compile's haltOnFailure, and its arguments);
+// without them (a step that could not be made), its arguments.
+func results(w *writer, ind, typ string, flags any, p *params) {
+	f, ok := flags.(map[string]any)
+	if !ok || f["$gbb"] != nil {
+		if ok {
+			w.skip(ind, "haltOnFailure and the other result settings", describe(f)+": only those given are written")
+		}
+		for _, k := range resultKeys {
+			if v, ok := p.get(k.bb); ok {
+				w.conv(ind, k.bb, k.gbb, v)
+			}
+		}
+		return
+	}
+	for _, k := range resultKeys {
+		p.ignore(k.bb)
+		def := k.def
+		if k.bb == "haltOnFailure" {
+			def = typ == "git"
+		}
+		switch v := f[k.bb].(type) {
+		case bool:
+			if v != def {
+				w.kv(ind, k.gbb, v)
+			}
+		default:
+			w.skip(ind, k.bb, describeRaw(v))
+		}
+	}
+}
+
+// masterPath reads a transfer step's masterdest or mastersrc: an absolute
+// path inside buildbot's basedir is made relative to it (the returned
+// value, else nil: as it was); one outside it has no gbb form (why).
+func masterPath(basedir string, v any) (any, string) {
+	var s string
+	interp := false
+	switch v := v.(type) {
+	case string:
+		s = v
+	case map[string]any:
+		if v["$gbb"] != "interp" {
+			return nil, ""
+		}
+		s, _ = v["s"].(string)
+		interp = true
+	default:
+		return nil, ""
+	}
+	if !filepath.IsAbs(s) {
+		return nil, ""
+	}
+	rel, err := filepath.Rel(basedir, s)
+	if basedir == "" || err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Sprintf("%q is absolute: gbb's master paths are relative to its basedir, which they may not leave; copy what it needs under the new basedir and write the path relative to it", s)
+	}
+	if interp {
+		return map[string]any{"$gbb": "interp", "s": rel}, ""
+	}
+	return rel, ""
 }
 
 // decodeRC writes buildbot's decodeRC {code: result} as gbb's decode_rc

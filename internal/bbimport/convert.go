@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,6 +26,11 @@ type writer struct {
 	count int
 	// render is set while writing keys gbb renders (see renderedValue).
 	render bool
+	// basedir is buildbot's basedir (master.cfg's directory).
+	basedir string
+	// drop, when set, says why what is being written must be left out
+	// whole.
+	drop string
 }
 
 func (w *writer) printf(format string, args ...any) { fmt.Fprintf(&w.b, format, args...) }
@@ -36,9 +42,11 @@ func (w *writer) skip(indent, what, why string) {
 	w.printf("%s# import-buildbot: %s: %s\n", indent, what, why)
 }
 
-// note writes a comment that is no loss.
+// note writes a comment that is no loss: its marker is not skip's, so
+// that the count is the number of "# import-buildbot:" lines.
 func (w *writer) note(indent, text string) {
-	w.printf("%s# import-buildbot: %s\n", indent, text)
+	text = strings.ReplaceAll(text, "\n", " ")
+	w.printf("%s# import-buildbot note: %s\n", indent, text)
 }
 
 // kv writes key = v, v a TOML value.
@@ -145,6 +153,7 @@ func strs(v any) []string {
 // Convert writes the TOML of a config Load returned.
 func Convert(cfg map[string]any) *Result {
 	w := &writer{}
+	w.basedir, _ = cfg["basedir"].(string)
 	w.note("", "made by gbb-master import-buildbot from buildbot's loaded master.cfg")
 	if s, ok := cfg["title"].(string); ok {
 		w.kv("", "title", s)
@@ -183,7 +192,13 @@ func Convert(cfg map[string]any) *Result {
 	if cfg["codebaseGenerator"] == true {
 		w.note("", "c['codebaseGenerator'] was asked for the codebase of each poller's repository")
 	}
-	protocols(w, cfg["protocols"])
+	var used []int64
+	if m, ok := cfg["www"].(map[string]any); ok {
+		if port, _, why := listenAddr(m["port"]); why == "" {
+			used = append(used, port)
+		}
+	}
+	protocols(w, cfg["protocols"], used)
 	www(w, cfg)
 	for _, wk := range list(cfg["workers"]) {
 		worker(w, cfg, wk)
@@ -195,9 +210,7 @@ func Convert(cfg map[string]any) *Result {
 		changeSource(w, cs)
 	}
 	builders(w, list(cfg["builders"]))
-	for _, s := range list(cfg["schedulers"]) {
-		scheduler(w, s)
-	}
+	schedulers(w, list(cfg["schedulers"]))
 	for _, s := range list(cfg["services"]) {
 		service(w, s)
 	}
@@ -207,12 +220,15 @@ func Convert(cfg map[string]any) *Result {
 			w.printf("[[secrets_providers]]\n")
 			w.kv("", "type", "file")
 			w.kv("", "dirname", dir)
+			if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o066 != 0 {
+				w.skip("", "secrets directory", fmt.Sprintf("%s has mode %04o, which buildbot accepts but gbb refuses (group and others may not read or write it): chmod 700 %s", dir, st.Mode().Perm(), dir))
+			}
 			continue
 		}
 		w.skip("", fmt.Sprintf("secrets provider %v", s["class"]), "not translated: write a [[secrets_providers]] table for it")
 	}
 	w.printf("\n")
-	w.note("", fmt.Sprintf("%d untranslatable item(s), each marked \"# import-buildbot:\" above", w.count))
+	w.note("", fmt.Sprintf("%d untranslatable item(s), each on a line that starts with the marker \"# import-buildbot\" and a colon", w.count))
 	return &Result{TOML: w.b.String(), Untranslatable: w.count}
 }
 
@@ -229,27 +245,73 @@ func list(v any) []map[string]any {
 	return out
 }
 
-func protocols(w *writer, v any) {
+// listenAddr reads a port as buildbot takes it: a number or a twisted
+// strports string ("tcp:9989", "tcp:port=9989:interface=127.0.0.1").
+func listenAddr(v any) (port int64, iface string, why string) {
+	if n, ok := num(v); ok {
+		if n <= 0 || n > 65535 {
+			return 0, "", fmt.Sprintf("port %d", n)
+		}
+		return n, "", ""
+	}
+	s, ok := v.(string)
+	if !ok {
+		return 0, "", describeRaw(v)
+	}
+	port, iface, ok = strport(s)
+	if !ok {
+		return 0, "", fmt.Sprintf("%q: gbb listens on a TCP port and an interface; this strports string has no such form: set port and interface by hand", s)
+	}
+	return port, iface, ""
+}
+
+// protocols writes buildbot's worker ports: pb (buildbot-workers) stays
+// [protocols.pb] on buildbot's port, so the workers need no change, and
+// [protocols.grpc], gbb-workers' port, gets a port of its own.
+func protocols(w *writer, v any, used []int64) {
 	p, _ := v.(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(p)) {
 		opts, _ := p[name].(map[string]any)
-		port, ok := opts["port"]
-		switch {
-		case name == "pb" && ok:
-			w.printf("\n[protocols.grpc]\n")
-			w.note("", "buildbot's pb port: gbb-workers connect to it (buildbot-workers would need [protocols.pb])")
-			if n, ok := num(port); ok {
-				w.kv("", "port", n)
-			} else if s, ok := port.(string); ok {
-				if n, ok := strport(s); ok {
-					w.kv("", "port", n)
-				} else {
-					w.skip("", "protocols pb port", fmt.Sprintf("%q: a strports string; give the port number", s))
-				}
-			}
-		default:
-			w.skip("", "protocols "+name, "not translated")
+		gname := map[string]string{"pb": "pb", "msgpack_experimental_v7": "msgpack"}[name]
+		if gname == "" {
+			w.skip("", "protocols "+name, "gbb has no such worker protocol")
+			continue
 		}
+		port, iface, why := listenAddr(opts["port"])
+		if why != "" {
+			w.printf("\n")
+			w.skip("", "protocols "+name+" port", why)
+			continue
+		}
+		used = append(used, port)
+		w.printf("\n[protocols.%s]\n", gname)
+		w.note("", fmt.Sprintf("buildbot's %s port: buildbot-workers keep connecting to it as they did", name))
+		w.kv("", "port", port)
+		if iface != "" {
+			w.kv("", "interface", iface)
+		}
+		for k := range opts {
+			if k != "port" {
+				w.skip("", "protocols "+name+" "+k, "no such option in gbb")
+			}
+		}
+		if gname != "pb" {
+			continue
+		}
+		// gbb's own worker port, on the same interface.
+		g := int64(9999)
+		for slices.Contains(used, g) {
+			g++
+		}
+		w.printf("\n[protocols.grpc]\n")
+		w.note("", "gbb-workers' port. To move a worker from buildbot-worker to gbb-worker: "+
+			"gbb-worker create-worker with this port and the fingerprint gbb-master create-master printed (tls = \"auto\": the master's own CA); "+
+			"once no buildbot-worker is left, remove [protocols.pb] and give this table buildbot's port")
+		w.kv("", "port", g)
+		if iface != "" {
+			w.kv("", "interface", iface)
+		}
+		w.kv("", "tls", "auto")
 	}
 }
 
@@ -258,24 +320,20 @@ func www(w *writer, cfg map[string]any) {
 	if m == nil {
 		return
 	}
-	port, hasPort := num(m["port"])
-	if _, ok := strport(fmt.Sprint(m["port"])); ok {
-		hasPort = true
-	}
 	hooks, _ := m["change_hook_dialects"].(map[string]any)
-	if !hasPort && len(hooks) == 0 {
+	if m["port"] == nil && len(hooks) == 0 && m["auth"] == nil && m["authz"] == nil {
 		return
 	}
 	w.printf("\n[www]\n")
-	if hasPort {
-		w.kv("", "port", port)
-	} else if n, ok := strport(fmt.Sprint(m["port"])); ok {
-		w.kv("", "port", n)
-	} else if s, ok := m["port"].(string); ok {
-		w.skip("", "www port", fmt.Sprintf("%q: a strports string; give the port number", s))
-	}
-	if a, ok := m["auth"].(map[string]any); ok && a["class"] != "NoAuth" {
-		w.skip("", "www auth", fmt.Sprintf("%v: not translated; see [www.auth]", a["class"]))
+	if m["port"] != nil {
+		if port, iface, why := listenAddr(m["port"]); why != "" {
+			w.skip("", "www port", why)
+		} else {
+			w.kv("", "port", port)
+			if iface != "" {
+				w.kv("", "interface", iface)
+			}
+		}
 	}
 	for _, dialect := range slices.Sorted(maps.Keys(hooks)) {
 		if !slices.Contains([]string{"github", "gitlab", "gitea", "base"}, dialect) {
@@ -295,6 +353,9 @@ func www(w *writer, cfg map[string]any) {
 		p.ignore("strict")
 		p.rest(w, "", "change hook "+dialect)
 	}
+	a, _ := m["auth"].(map[string]any)
+	z, _ := m["authz"].(map[string]any)
+	webAuth(w, a, z)
 }
 
 func worker(w *writer, cfg, wk map[string]any) {
@@ -418,16 +479,52 @@ func describeRaw(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// strport reads the port of a twisted strports string such as "tcp:9989"
-// or "tcp:port=9989:interface=127.0.0.1" (the interface is not kept).
-func strport(s string) (int64, bool) {
-	parts := strings.Split(s, ":")
-	if len(parts) < 2 || parts[0] != "tcp" {
-		return 0, false
+// strport reads a twisted strports string of a TCP port: "tcp:9989",
+// "9989", "tcp:port=9989:interface=127.0.0.1", "tcp:9989:interface=::1"
+// (a colon in the interface escaped as "\\:" too). Any other option, or
+// another endpoint type (ssl, unix), is no such port.
+func strport(s string) (int64, string, bool) {
+	// Split on unescaped colons.
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case s[i] == ':':
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
 	}
-	p := strings.TrimPrefix(parts[1], "port=")
-	n, err := strconv.ParseInt(p, 10, 32)
-	return n, err == nil && n > 0
+	parts = append(parts, cur.String())
+	if len(parts) > 1 {
+		if parts[0] != "tcp" {
+			return 0, "", false
+		}
+		parts = parts[1:]
+	}
+	var port, iface string
+	for i, p := range parts {
+		k, v, hasEq := strings.Cut(p, "=")
+		switch {
+		case !hasEq && i == 0:
+			port = p
+		case hasEq && k == "port" && port == "":
+			port = v
+		case hasEq && k == "interface" && iface == "":
+			iface = v
+		default:
+			return 0, "", false
+		}
+	}
+	n, err := strconv.ParseInt(port, 10, 32)
+	if err != nil || n <= 0 || n > 65535 {
+		return 0, "", false
+	}
+	return n, iface, true
 }
 
 // secretDir is the directory of a SecretInAFile provider without

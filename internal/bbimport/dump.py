@@ -1,12 +1,19 @@
 # import-buildbot's loader: loads a master.cfg with buildbot's own loader
 # (buildbot.config.master.FileLoader, as `buildbot checkconfig` does) and
-# prints what it built as JSON on stdout, for gbb-master to turn into TOML.
+# writes what it built as JSON to the file descriptor given as its second
+# argument (not stdout: master.cfg's own prints go there, and are passed on
+# to stderr by gbb-master), for gbb-master to turn into TOML.
 # Exit 3: buildbot is not importable; 2: the config did not load (buildbot's
-# errors on stderr).
-import inspect
-import json
-import os
+# errors on stderr); 4: master.cfg called sys.exit.
 import sys
+# With -c, Python put the current directory (master.cfg's) first on
+# sys.path: a helper module there named as a standard one (platform.py,
+# email.py) would shadow it. buildbot's loader appends the basedir itself.
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+import inspect  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
 import traceback
 import warnings
 
@@ -14,6 +21,7 @@ import warnings
 def main():
     warnings.simplefilter("ignore")
     path = os.path.abspath(sys.argv[1])
+    out_fd = int(sys.argv[2])
     try:
         from buildbot.config.master import FileLoader
         from buildbot.config.errors import ConfigErrors
@@ -35,12 +43,16 @@ def main():
         for err in e.errors:
             print(err, file=sys.stderr)
         sys.exit(2)
+    except SystemExit as e:
+        print(f"master.cfg called sys.exit({e.code!r}) while buildbot loaded it", file=sys.stderr)
+        sys.exit(4)
     except Exception:
         traceback.print_exc()
         sys.exit(2)
     out = Walker().config(cfg)
     out["basedir"] = os.path.dirname(path)
-    json.dump(out, sys.stdout, indent=1, sort_keys=False)
+    with os.fdopen(out_fd, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=False)
 
 
 def untranslatable(why):
@@ -64,6 +76,11 @@ class Walker:
         if isinstance(v, P.Interpolate):
             if v.args or v.kwargs:
                 return untranslatable(f"{v!r}: Interpolate with positional or keyword arguments")
+            if "%(kw:" in v.fmtstring:
+                # buildbot renders it from the Interpolate's own (here
+                # missing) keyword arguments; in gbb %(kw:KEY)s is a
+                # builder matrix's value: never the same.
+                return untranslatable(f"{v.fmtstring!r}: %(kw:...)s in an Interpolate without keyword arguments")
             return {"$gbb": "interp", "s": v.fmtstring}
         if isinstance(v, P.Property):
             if v.default is None:
@@ -122,6 +139,36 @@ class Walker:
             d["$callable"] = True
         return d
 
+    def auth(self, a):
+        d = {"class": type(a).__name__}
+        checkers = getattr(a, "checkers", None) or []
+        if type(a).__name__ == "UserPasswordAuth" and checkers and hasattr(checkers[0], "users"):
+            d["users"] = {(u.decode() if isinstance(u, bytes) else u): self.enc(pw)
+                          for u, pw in checkers[0].users.items()}
+        elif type(a).__name__ == "HTPasswdAuth" and checkers and hasattr(checkers[0], "filename"):
+            d["file"] = self.enc(checkers[0].filename)
+        return d
+
+    def authz(self, z):
+        rules = []
+        for r in getattr(z, "allowRules", None) or []:
+            e = {"class": type(r).__name__, "role": self.enc(r.role),
+                 "defaultDeny": bool(getattr(r, "defaultDeny", True))}
+            for k in ("builder", "branch", "project"):
+                if getattr(r, k, None) is not None:
+                    e[k] = self.enc(getattr(r, k))
+            rules.append(e)
+        matchers = []
+        for m in getattr(z, "roleMatchers", None) or []:
+            e = {"class": type(m).__name__}
+            for k in ("roles", "usernames", "groupPrefix", "role"):
+                if hasattr(m, k):
+                    e[k] = self.enc(getattr(m, k))
+            matchers.append(e)
+        return {"class": type(z).__name__, "allowRules": rules, "roleMatchers": matchers,
+                "fnmatch": getattr(z, "match", None) is not None and
+                getattr(z.match, "__name__", "") == "fnmatchStrMatcher"}
+
     def lock(self, lk):
         from buildbot import locks
         kind = "worker" if isinstance(lk, locks.WorkerLock) else "master"
@@ -154,7 +201,19 @@ class Walker:
 
     def step(self, sf):
         cls = sf.factory
+        # The results the step's instance has (its class's defaults, such
+        # as Compile's haltOnFailure, and its arguments).
+        flags = {}
+        try:
+            inst = sf.buildStep()
+            for k in ("haltOnFailure", "flunkOnFailure", "warnOnFailure", "warnOnWarnings",
+                      "flunkOnWarnings", "alwaysRun"):
+                v = getattr(inst, k, None)
+                flags[k] = bool(v) if isinstance(v, (bool, int)) else self.enc(v)
+        except Exception as x:
+            flags = untranslatable(f"the step could not be made: {x!r}")
         return {
+            "flags": flags,
             "class": cls.__name__,
             "module": cls.__module__,
             "default_name": getattr(cls, "name", None),
@@ -163,6 +222,8 @@ class Walker:
         }
 
     def config(self, c):
+        global safeTranslate, bytes2unicode
+        from buildbot.util import safeTranslate, bytes2unicode
         out = {
             "title": c.title, "titleURL": c.titleURL, "buildbotURL": c.buildbotURL,
             "protocols": self.enc(c.protocols),
@@ -172,6 +233,10 @@ class Walker:
             "db": self.enc(c.db),
             "www": self.enc({k: v for k, v in c.www.items() if k in ("port", "change_hook_dialects", "auth", "authz", "plugins")}),
         }
+        if "auth" in c.www:
+            out["www"]["auth"] = self.auth(c.www["auth"])
+        if "authz" in c.www:
+            out["www"]["authz"] = self.authz(c.www["authz"])
         out["workers"] = []
         for w in c.workers:
             e = self.service(w)
@@ -220,7 +285,10 @@ class Walker:
                 "locks": [self.enc(lk) for lk in (b.locks or [])] if isinstance(b.locks, (list, tuple)) else self.enc(b.locks),
                 "env": self.enc(b.env), "properties": self.enc(b.properties),
                 "defaultProperties": self.enc(b.defaultProperties),
-                "workerbuilddir": b.workerbuilddir, "builddir": b.builddir,
+                "workerbuilddir": b.workerbuilddir,
+                # Only a builddir master.cfg chose (buildbot's default is
+                # the builder's name, made safe).
+                "builddir": None if b.builddir == bytes2unicode(safeTranslate(b.name)) else b.builddir,
                 "collapseRequests": self.enc(b.collapseRequests),
                 "nextWorker": self.enc(b.nextWorker), "nextBuild": self.enc(b.nextBuild),
                 "canStartBuild": self.enc(b.canStartBuild),

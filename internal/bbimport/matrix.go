@@ -70,16 +70,26 @@ func matrixOf(bs []map[string]any, texts []string) (map[string]any, []axis, stri
 	for _, a := range axes {
 		n *= len(a.values)
 	}
-	if n != len(bs) {
+	// gbb refuses a matrix of more builders than its limit: they stay
+	// builders one by one.
+	if n != len(bs) || n > config.MaxMatrixBuilders {
 		return nil, nil, "", false
 	}
 	// The order of the keys whose expansion (the first key slowest) gives
 	// the builders' own order, else any.
 	axes = bestOrder(axes, props)
+	// Only a matrix that expands in the builders' own order: buildbot's
+	// order is the UI's, and the loop's.
+	for i, combo := range combos(axes) {
+		for j, a := range axes {
+			if props[i][a.name] != combo[j] {
+				return nil, nil, "", false
+			}
+		}
+	}
 	clean := func(b map[string]any) map[string]any {
 		c := deepCopy(b).(map[string]any)
 		delete(c, "steps")
-		delete(c, "builddir")
 		if s, _ := c["workerbuilddir"].(string); s == (config.Builder{Name: c["name"].(string)}).WorkerDir() {
 			delete(c, "workerbuilddir")
 		}

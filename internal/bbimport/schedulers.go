@@ -20,7 +20,45 @@ var schedulerTypes = map[string]string{
 	"NightlyTriggerable":    "nightly_triggerable",
 }
 
-func scheduler(w *writer, s map[string]any) {
+// schedulers writes the schedulers; one whose changes buildbot chose in a
+// way gbb cannot (a filter function, fileIsImportant) is left out whole,
+// as a counted comment: written, it would build changes buildbot did not.
+// A Dependent scheduler of one left out is left out too: gbb would refuse
+// its upstream.
+func schedulers(w *writer, ss []map[string]any) {
+	out := make([]*writer, len(ss))
+	dropped := map[string]bool{}
+	for i, s := range ss {
+		out[i] = &writer{basedir: w.basedir}
+		schedulerBody(out[i], s)
+		if out[i].drop != "" {
+			out[i].drop += ": buildbot builds fewer of its changes than gbb would"
+			dropped[fmt.Sprint(s["name"])] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for i, s := range ss {
+			up, _ := newParams(s["params"]).str("upstream_name")
+			if s["class"] == "Dependent" && dropped[up] && !dropped[fmt.Sprint(s["name"])] {
+				out[i].drop = fmt.Sprintf("its upstream %q is left out", up)
+				dropped[fmt.Sprint(s["name"])] = true
+				changed = true
+			}
+		}
+	}
+	for i, s := range ss {
+		if out[i].drop != "" {
+			w.printf("\n")
+			w.skip("", fmt.Sprintf("scheduler %q (%v)", s["name"], s["class"]), out[i].drop+"; left out whole: write it by hand")
+			continue
+		}
+		w.b.WriteString(out[i].b.String())
+		w.count += out[i].count
+	}
+}
+
+func schedulerBody(w *writer, s map[string]any) {
 	cls := s["class"].(string)
 	typ := schedulerTypes[cls]
 	w.printf("\n")
@@ -32,7 +70,10 @@ func scheduler(w *writer, s map[string]any) {
 	w.printf("[[schedulers]]\n")
 	w.kv("", "type", typ)
 	w.kv("", "name", s["name"].(string))
-	p.ignore("name", "enabled", "createAbsoluteSourceStamps", "reason", "label", "buttonName")
+	p.ignore("name", "enabled", "reason", "label", "buttonName")
+	if v, _ := p.get("createAbsoluteSourceStamps"); v == true {
+		w.skip("", "createAbsoluteSourceStamps", "gbb's schedulers build each codebase's latest change, not the last one seen")
+	}
 	if v, ok := p.get("builderNames"); ok {
 		w.conv("", "builderNames", "builder_names", v)
 	}
@@ -53,7 +94,11 @@ func scheduler(w *writer, s map[string]any) {
 	if v, ok := p.get("enabled"); ok && v == false {
 		w.note("", "disabled in master.cfg: gbb's schedulers start enabled")
 	}
-	if v, ok := p.get("codebases"); ok {
+	if f, isForce := s["force"].(map[string]any); isForce && cls == "ForceScheduler" {
+		// Its codebases' defaults are in its CodebaseParameters.
+		p.ignore("codebases")
+		forceCodebases(w, f)
+	} else if v, ok := p.get("codebases"); ok {
 		codebases(w, v)
 	}
 	// A timed scheduler's branch (buildbot's Timed branch) filters its
@@ -159,17 +204,86 @@ func codebases(w *writer, v any) {
 	w.kv("", "codebases", out)
 }
 
+// forceCodebases writes a force scheduler's codebases table from its
+// CodebaseParameters: each field's default is the codebase's default.
+// What gbb's force form cannot show (a field's choices, a fixed field, a
+// project) is a comment.
+func forceCodebases(w *writer, f map[string]any) {
+	props, _ := f["properties"].([]any)
+	out := map[string]any{}
+	for _, e := range props {
+		m, _ := e.(map[string]any)
+		if m["class"] != "CodebaseParameter" {
+			continue
+		}
+		name, _ := m["codebase"].(string)
+		c := map[string]any{}
+		fields, _ := m["fields"].([]any)
+		for _, fe := range fields {
+			fm, _ := fe.(map[string]any)
+			fname, _ := fm["name"].(string)
+			what := fmt.Sprintf("force codebase %q %s", name, fname)
+			d, _ := fm["default"].(string)
+			switch fname {
+			case "branch", "repository", "revision":
+				if d != "" {
+					c[fname] = d
+				}
+			case "project":
+				if d != "" {
+					w.skip("", what, fmt.Sprintf("default %q: gbb's force form has no project", d))
+				}
+				continue
+			default:
+				w.skip("", what, "gbb's force form has no such codebase field")
+				continue
+			}
+			switch fm["class"] {
+			case "StringParameter":
+			case "FixedParameter":
+				w.skip("", what, fmt.Sprintf("fixed to %q in buildbot; gbb's force form lets it be changed", d))
+			case "ChoiceStringParameter":
+				w.skip("", what, fmt.Sprintf("choices %s in buildbot; gbb's force form takes any string (default %q)", format(strs(fm["choices"])), d))
+			default:
+				w.skip("", what, fmt.Sprintf("a %v field; gbb's force form takes a string", fm["class"]))
+			}
+		}
+		out[name] = c
+	}
+	if len(out) == 0 {
+		return
+	}
+	if len(out) == 1 {
+		if c, ok := out[""].(map[string]any); ok && len(c) == 0 {
+			return
+		}
+	}
+	w.kv("", "codebases", out)
+}
+
 // filter writes a scheduler's change filter and importance.
 func filter(w *writer, p *params, typ string, hasBranch bool) {
 	hasKey := false
+	// Every part of the filter gbb cannot express widens it: the
+	// scheduler is left out (see scheduler).
+	// A timed scheduler that builds whether or not there were changes
+	// builds the same: there, a comment.
+	widens := typ == "single_branch" || typ == "any_branch" || p.m["onlyIfChanged"] == true
+	skip := func(indent, what, why string) {
+		if !widens {
+			w.skip(indent, what, why)
+		} else if w.drop == "" {
+			w.drop = what + ": " + why
+		}
+	}
 	if v, ok := p.get("change_filter"); ok {
 		m, _ := v.(map[string]any)
 		if m["$gbb"] != "filter" {
-			w.skip("", "change_filter", describeRaw(v))
+			skip("", "change_filter", describeRaw(v))
 		} else {
 			f := newParams(m["kwargs"])
 			if b, ok := f.get("branch"); ok && hasBranch {
-				w.skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
+				skip("", "change_filter branch", describeRaw(b)+": the scheduler's branch is set already")
 			} else if ok {
 				hasKey = true
 				switch b := b.(type) {
@@ -182,7 +296,7 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 					}
 					w.kv("", "branch_re", "^("+strings.Join(alts, "|")+")$")
 				default:
-					w.skip("", "change_filter branch", describeRaw(b))
+					skip("", "change_filter branch", describeRaw(b))
 				}
 			}
 			for _, k := range []string{"project", "repository", "category", "codebase"} {
@@ -191,7 +305,7 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 					if s, isStr := v.(string); isStr {
 						w.kv("", k, s)
 					} else {
-						w.skip("", "change_filter "+k, describeRaw(v)+": gbb's filter takes one value")
+						skip("", "change_filter "+k, describeRaw(v)+": gbb's filter takes one value")
 					}
 				}
 			}
@@ -201,19 +315,19 @@ func filter(w *writer, p *params, typ string, hasBranch bool) {
 			}
 			for _, k := range slices.Sorted(maps.Keys(f.m)) {
 				if !f.used[k] && f.m[k] != nil {
-					w.skip("", "change_filter "+k, describeRaw(f.m[k])+": gbb's change filter has no such key")
+					skip("", "change_filter "+k, describeRaw(f.m[k])+": gbb's change filter has no such key")
 				}
 			}
 		}
 	}
 	if v, ok := p.get("fileIsImportant"); ok {
-		w.skip("", "fileIsImportant", describeRaw(v)+": gbb takes files = [patterns]")
+		skip("", "fileIsImportant", describeRaw(v)+": gbb takes files = [patterns]")
 	}
 	if v, ok := p.get("onlyImportant"); ok && v == true {
 		w.kv("", "only_important", true)
 	}
 	if typ == "single_branch" && !hasKey {
-		w.skip("", "single_branch filter", "buildbot's default branch filter has no gbb form: set branch")
+		skip("", "single_branch filter", "buildbot's default branch filter has no gbb form: set branch")
 	}
 }
 
@@ -233,6 +347,11 @@ func force(w *writer, f, sp map[string]any) {
 	if r, ok := f["reason"].(map[string]any); ok {
 		if d, ok := r["default"].(string); ok && d != "force build" {
 			w.kv("", "reason", d)
+		}
+	}
+	if r, ok := f["reason"].(map[string]any); ok {
+		if l, ok := r["label"].(string); ok && l != "" && l != "reason" {
+			w.skip("", "force reason label", fmt.Sprintf("%q: gbb's force form labels it reason", l))
 		}
 	}
 	if s, ok := f["label"].(string); ok && s != "" && s != sp["name"] {

@@ -45,7 +45,7 @@ func service(w *writer, s map[string]any) {
 				w.kv("", "extra_recipients", l)
 			}
 		}
-		p.ignore("extraHeaders", "watchedWorkers", "messageFormatterMissingWorker", "dumpMailsToLog")
+		p.ignore("watchedWorkers", "messageFormatterMissingWorker", "dumpMailsToLog")
 	case "http_status_push":
 		p.rename(w, "", "serverUrl", "url", "headers", "headers")
 		if v, ok := p.get("auth"); ok {
@@ -56,7 +56,10 @@ func service(w *writer, s map[string]any) {
 				w.skip("", "auth", describeRaw(v))
 			}
 		}
-		p.ignore("debug", "verify", "skip_encoding", "cert")
+		if v, ok := p.get("verify"); ok {
+			w.conv("", "verify", "verify_ssl", v)
+		}
+		p.ignore("debug", "skip_encoding")
 	default:
 		p.rename(w, "", "token", "token", "context", "context", "baseURL", "base_url",
 			"base_url", "base_url", "user", "user", "password", "password",
@@ -64,7 +67,7 @@ func service(w *writer, s map[string]any) {
 		if v, ok := p.get("verify"); ok {
 			w.conv("", "verify", "verify_ssl", v)
 		}
-		p.ignore("verbose", "debug", "startDescription", "endDescription", "auth", "base_path")
+		p.ignore("verbose", "debug", "auth", "base_path")
 	}
 	generators(w, p)
 	p.rest(w, "", cls+" option")
