@@ -36,6 +36,9 @@ const (
 	loginEvery = 6 * time.Second
 	// brakeAddrs bounds the addresses the brake tracks.
 	brakeAddrs = 10_000
+	// maxNameLen bounds a login's worker name, as on gbb's own worker
+	// port: a longer one is refused before anything keeps it.
+	maxNameLen = 128
 )
 
 // Server accepts buildbot-workers' PB connections and logs them in.
@@ -236,8 +239,9 @@ type root struct {
 	wg *sync.WaitGroup
 
 	// Set on the broker's dispatch goroutine.
-	conn     *conn // the login's
-	failures int   // refused responses
+	conn     *conn       // the login's
+	failures int         // refused responses
+	pending  *challenger // the challenge awaiting a response, if any
 }
 
 func (r *root) remote(method string, args []any, kw map[string]any) (any, error) {
@@ -251,9 +255,21 @@ func (r *root) remote(method string, args []any, kw map[string]any) (any, error)
 	if !ok {
 		return nil, fmt.Errorf("login: username is a %T", args[0])
 	}
+	if len(name) > maxNameLen {
+		err := r.refuse(fmt.Sprintf("%q… (%d bytes)", name[:32], len(name)),
+			fmt.Sprintf("worker name longer than %d bytes", maxNameLen)).(*callError)
+		err.msg = fmt.Sprintf("worker name longer than %d bytes", maxNameLen)
+		return nil, err
+	}
+	// One challenge awaits a response at a time: a new login drops the
+	// one before, so that logins without responses hold nothing more.
+	if r.pending != nil {
+		r.b.unregister(r.pending)
+	}
 	challenge := make([]byte, md5.Size)
 	rand.Read(challenge)
-	return tuple{challenge, &challenger{root: r, name: name, challenge: challenge}}, nil
+	r.pending = &challenger{root: r, name: name, challenge: challenge}
+	return tuple{challenge, r.pending}, nil
 }
 
 // challenger checks the worker's response to its challenge
@@ -293,6 +309,9 @@ func (ch *challenger) remote(method string, args []any, kw map[string]any) (any,
 		return nil, fmt.Errorf("already logged in as %s", r.conn.name)
 	}
 	b.unregister(ch) // one response per challenge
+	if r.pending == ch {
+		r.pending = nil
+	}
 	attempt, wait, allowed := s.brake.Begin(backoff.AddrKey(b.nc.RemoteAddr().String()))
 	if !allowed {
 		secs := int(wait.Seconds()) + 1
