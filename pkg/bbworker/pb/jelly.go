@@ -15,12 +15,18 @@ import (
 // message without references never comes near it.
 const maxNodes = 2 * maxExprItem
 
+// maxValueBytes bounds the string bytes one jellied expression stands
+// for, a dereference counting the bytes of all it refers to: a 600 KB
+// string in a list referenced a thousand times is 600 MB to whatever
+// walks the value. Twice banana's expression limit.
+const maxValueBytes = 2 * maxExprSize
+
 // maxFailureText bounds the text of a failure the worker sent.
 const maxFailureText = 8 << 10
 
 // errTooManyNodes is returned for an expression that stands for more
 // than maxNodes values.
-var errTooManyNodes = fmt.Errorf("%w: jelly expression stands for more than %d values", ErrBanana, maxNodes)
+var errTooManyNodes = fmt.Errorf("%w: jelly expression stands for more than %d values or %d bytes", ErrBanana, maxNodes, maxValueBytes)
 
 // tuple is a Go slice sent as a Python tuple (jelly's "tuple").
 type tuple []any
@@ -37,29 +43,107 @@ type instance struct {
 }
 
 // failureText is the text of a failure the worker sent (a CopiedFailure's
-// type and value), or of any other value it sent as one.
+// type and value), or of any other value it sent as one, as fmt.Sprint
+// of its plain value would give it but cut at maxFailureText bytes: it
+// is written through a bounded writer, never made whole, since a value
+// sharing one list many times stands for far more text than it holds.
 func failureText(v any) string {
+	w := &limitedText{}
 	in, ok := v.(*instance)
-	if !ok {
-		return truncate(fmt.Sprint(plain(v)))
+	st, isMap := map[string]any(nil), false
+	if ok {
+		st, isMap = in.state.(map[string]any)
 	}
-	st, ok := in.state.(map[string]any)
-	if !ok {
-		return truncate(fmt.Sprintf("%s: %v", in.class, plain(in.state)))
+	switch {
+	case !ok:
+		w.value(v)
+	case !isMap:
+		w.str(in.class)
+		w.str(": ")
+		w.value(in.state)
+	default:
+		typ, _ := st["type"].(string)
+		if typ == "" {
+			typ = in.class
+		}
+		w.str(typ)
+		w.str(": ")
+		w.value(st["value"])
 	}
-	typ, _ := st["type"].(string)
-	val := fmt.Sprint(plain(st["value"]))
-	if typ == "" {
-		typ = in.class
-	}
-	return truncate(typ + ": " + val)
+	return w.String()
 }
 
-func truncate(s string) string {
-	if len(s) <= maxFailureText {
-		return s
+// limitedText formats values as fmt.Sprint formats their plain values,
+// keeping the first maxFailureText bytes and then "…"; past those it
+// does nothing more.
+type limitedText struct {
+	buf  []byte
+	full bool
+}
+
+func (w *limitedText) String() string {
+	if w.full {
+		return string(w.buf) + "…"
 	}
-	return s[:maxFailureText] + "…"
+	return string(w.buf)
+}
+
+func (w *limitedText) str(s string) {
+	if w.full {
+		return
+	}
+	if room := maxFailureText - len(w.buf); len(s) > room {
+		w.buf = append(w.buf, s[:room]...)
+		w.full = true
+		return
+	}
+	w.buf = append(w.buf, s...)
+}
+
+func (w *limitedText) value(v any) {
+	if w.full {
+		return
+	}
+	switch x := v.(type) {
+	case string:
+		w.str(x)
+	case []any:
+		w.str("[")
+		for i, e := range x {
+			if w.full {
+				return
+			}
+			if i > 0 {
+				w.str(" ")
+			}
+			w.value(e)
+		}
+		w.str("]")
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		w.str("map[")
+		for i, k := range keys {
+			if w.full {
+				return
+			}
+			if i > 0 {
+				w.str(" ")
+			}
+			w.str(k)
+			w.str(":")
+			w.value(x[k])
+		}
+		w.str("]")
+	case *remoteRef, *instance, local:
+		w.str(plain(v).(string))
+	default:
+		// Numbers, booleans, nil: short.
+		w.str(fmt.Sprint(x))
+	}
 }
 
 // failure is what the master sends as an error: a
@@ -149,14 +233,27 @@ func (seen plainer) plain(v any) any {
 type unjellier struct {
 	refs   map[int64]any
 	locals func(id any) (local, bool)
-	nodes  int           // values the expression stands for so far
-	sizes  map[int64]int // values each reference stands for
+	nodes  int               // values the expression stands for so far
+	bytes  int               // string bytes it stands for so far
+	sizes  map[int64]refSize // what each reference stands for
 }
+
+// refSize is what a reference stands for.
+type refSize struct{ nodes, bytes int }
 
 // count adds n values to the expression's count.
 func (u *unjellier) count(n int) error {
 	u.nodes += n
 	if u.nodes > maxNodes {
+		return errTooManyNodes
+	}
+	return nil
+}
+
+// countBytes adds n string bytes to the expression's count.
+func (u *unjellier) countBytes(n int) error {
+	u.bytes += n
+	if u.bytes > maxValueBytes {
 		return errTooManyNodes
 	}
 	return nil
@@ -168,6 +265,9 @@ func (u *unjellier) unjelly(v any) (any, error) {
 	}
 	switch x := v.(type) {
 	case []byte:
+		if err := u.countBytes(len(x)); err != nil {
+			return nil, err
+		}
 		return string(x), nil
 	case int64, float64:
 		return x, nil
@@ -197,6 +297,9 @@ func (u *unjellier) list(x []any) (any, error) {
 		s, ok := rest[0].([]byte)
 		if !ok {
 			return nil, fmt.Errorf("pb: unicode of %T", rest[0])
+		}
+		if err := u.countBytes(len(s)); err != nil {
+			return nil, err
 		}
 		return string(s), nil
 	case "boolean":
@@ -258,17 +361,17 @@ func (u *unjellier) list(x []any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("pb: reference id %T", rest[0])
 		}
-		before := u.nodes
+		before, beforeBytes := u.nodes, u.bytes
 		v, err := u.unjelly(rest[1])
 		if err != nil {
 			return nil, err
 		}
 		if u.refs == nil {
 			u.refs = make(map[int64]any)
-			u.sizes = make(map[int64]int)
+			u.sizes = make(map[int64]refSize)
 		}
 		u.refs[id] = v
-		u.sizes[id] = u.nodes - before
+		u.sizes[id] = refSize{nodes: u.nodes - before, bytes: u.bytes - beforeBytes}
 		return v, nil
 	case "dereference":
 		if len(rest) != 1 {
@@ -281,7 +384,10 @@ func (u *unjellier) list(x []any) (any, error) {
 			// buildbot sends.
 			return nil, fmt.Errorf("pb: dereference of unknown or unfinished %d", id)
 		}
-		if err := u.count(u.sizes[id]); err != nil {
+		if err := u.count(u.sizes[id].nodes); err != nil {
+			return nil, err
+		}
+		if err := u.countBytes(u.sizes[id].bytes); err != nil {
 			return nil, err
 		}
 		return v, nil
