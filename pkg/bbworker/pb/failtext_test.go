@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // stringBomb is a list of a big string under a reference and n
@@ -107,4 +108,32 @@ func TestFailureTextBounded(t *testing.T) {
 	if got := failureText(f); got != "some.Class: [a b]" {
 		t.Errorf("an instance's text: %q", got)
 	}
+}
+
+// TestErrorBombOverTheWire: a logged-in worker answering the master's
+// call with such an error is dropped, and the call fails at once with
+// the reason (errbomb.py).
+func TestErrorBombOverTheWire(t *testing.T) {
+	t.Parallel()
+	m := newMaster(t, map[string]string{"w1": "sekrit"})
+	c := dialPB(t, m.addr)
+	if kind, v := c.login("w1", "sekrit"); kind != "answer" {
+		t.Fatalf("login: %s %v", kind, v)
+	}
+	conn := <-m.conns
+	printed := make(chan error, 1)
+	go func() { printed <- conn.Print(ctxT(t), "hello") }()
+	msg := c.read().([]any)
+	if string(msg[0].([]byte)) != "message" {
+		t.Fatalf("the master sent %v", msg)
+	}
+	c.send([]any{"error", msg[1], stringBomb(600<<10, 1500)})
+	err := <-printed
+	if !errors.Is(err, errTooManyNodes) {
+		msg := fmt.Sprint(err)
+		t.Errorf("Print answered with the bomb: %d bytes: %.200s", len(msg), msg)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	closedByServer(t, c.nc)
+	<-conn.Done()
 }
