@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -510,6 +511,36 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"], c
 	}
 	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `choices ["main", "dev"]`) {
 		t.Errorf("untranslatable = %d, want 2 (app's branch choices, no web server)\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// A CodebaseParameter field with regex or required=True: buildbot refuses
+// a forced value that fails the check (a branch name with a shell
+// command in it, say); gbb's force codebases check neither, so the force
+// scheduler is left out whole, counted, never kept without the check.
+func TestImportForceCodebaseCheckLeavesSchedulerOut(t *testing.T) {
+	for name, field := range map[string]string{
+		"regex":    `util.StringParameter(name="branch", default="main", regex=r"^[a-z0-9/._-]+$")`,
+		"required": `util.StringParameter(name="branch", default="main", required=True)`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [
+  schedulers.ForceScheduler(name="force", builderNames=["b"], codebases=[util.CodebaseParameter("app", branch=`+field+`)]),
+  schedulers.ForceScheduler(name="plain", builderNames=["b"])]
+`, nil)
+			var names []string
+			for _, s := range cfg.Schedulers {
+				names = append(names, s.Name)
+			}
+			if !slices.Equal(names, []string{"plain"}) {
+				t.Errorf("schedulers %v, want only plain: force's branch check is lost\n%s", names, res.TOML)
+			}
+			if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: scheduler "force" (ForceScheduler): force codebase "app" branch: `+name) {
+				t.Errorf("untranslatable = %d, want 2 (force left out, no web server)\n%s", res.Untranslatable, res.TOML)
+			}
+		})
 	}
 }
 
