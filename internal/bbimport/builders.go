@@ -359,6 +359,20 @@ func step(w *writer, st map[string]any) {
 			p.m[k] = s
 		}
 	}
+	// gbb's worker paths stay inside the directory they are relative to;
+	// buildbot's may be absolute. Written, such a step would make the
+	// whole config fail checkconfig: it is left out, counted.
+	for _, k := range []string{"dir", "path", "workersrc", "workerdest"} {
+		wp, isStr := p.m[k].(string)
+		if !isStr || !slices.Contains([]string{"mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download", "json_string_download", "json_properties_download"}, typ) {
+			continue
+		}
+		if !filepath.IsLocal(wp) || (typ == "rmdir" && filepath.Clean(wp) == ".") {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), fmt.Sprintf("%s %q is absolute, leaves its directory or is the builder's directory itself, which gbb's %s refuses", k, wp, typ))
+			return
+		}
+	}
 	if typ == "shell_sequence" {
 		if why := shellArgsProblem(p.m["commands"]); why != "" {
 			w.printf("\n")

@@ -514,6 +514,37 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"], c
 	}
 }
 
+// A worker path gbb refuses (absolute, leaving its directory, rmdir of
+// the builder's directory itself) leaves that step out, counted, and the
+// rest of the config still passes checkconfig.
+func TestImportAbsoluteWorkerPathLeavesStepOut(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([
+  steps.MakeDirectory(name="abs", dir="/srv/out"),
+  steps.RemoveDirectory(name="up", dir="../other"),
+  steps.RemoveDirectory(name="self", dir="."),
+  steps.StringDownload("x", name="dl", workerdest="/etc/x"),
+  steps.MakeDirectory(name="ok", dir="out"),
+  steps.ShellCommand(name="last", command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	var names []string
+	for _, s := range builderNamed(t, cfg, "b").Steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "ok,last" {
+		t.Errorf("steps %v, want ok,last\n%s", names, res.TOML)
+	}
+	for _, want := range []string{`step "abs" (MakeDirectory): dir "/srv/out"`, `step "up" (RemoveDirectory)`, `step "self" (RemoveDirectory)`, `step "dl" (StringDownload): workerdest "/etc/x"`} {
+		if !strings.Contains(res.TOML, "# import-buildbot: "+want) {
+			t.Errorf("no counted comment %s\n%s", want, res.TOML)
+		}
+	}
+	if res.Untranslatable != 5 { // four steps, no web server
+		t.Errorf("untranslatable = %d, want 5\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
 // A CodebaseParameter field with regex or required=True: buildbot refuses
 // a forced value that fails the check (a branch name with a shell
 // command in it, say); gbb's force codebases check neither, so the force
