@@ -374,6 +374,29 @@ func step(w *writer, st map[string]any) {
 		}
 	}
 	if typ == "shell_sequence" {
+		// buildbot runs no ShellArg whose command is empty (its
+		// shouldRunTheCommand); gbb refuses one: they are left out.
+		if l, isList := p.m["commands"].([]any); isList && len(l) > 0 {
+			kept := slices.DeleteFunc(slices.Clone(l), func(a any) bool {
+				m, _ := a.(map[string]any)
+				switch c := m["command"].(type) {
+				case string:
+					return c == ""
+				case []any:
+					return len(c) == 0
+				}
+				return false
+			})
+			if n := len(l) - len(kept); n > 0 {
+				if len(kept) == 0 {
+					w.printf("\n")
+					w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "every ShellArg's command is empty: buildbot runs none of them, and gbb takes no step without a command")
+					return
+				}
+				w.note(ind, fmt.Sprintf("step %q: %d ShellArg(s) with an empty command left out, as buildbot runs none", name, n))
+				p.m["commands"] = kept
+			}
+		}
 		if why := shellArgsProblem(p.m["commands"]); why != "" {
 			w.printf("\n")
 			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "commands: "+why)

@@ -545,6 +545,33 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	}
 }
 
+// ShellArg(command=""): buildbot runs no such command, gbb refuses one;
+// it is left out, and a sequence of nothing else leaves the step out,
+// counted. The config passes checkconfig.
+func TestImportShellArgEmptyCommand(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([
+  steps.ShellSequence(name="some", commands=[util.ShellArg(command=""), util.ShellArg(command="make", logname="make")]),
+  steps.ShellSequence(name="none", commands=[util.ShellArg(command=[])]),
+  steps.ShellCommand(name="last", command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	steps := builderNamed(t, cfg, "b").Steps
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "some,last" {
+		t.Fatalf("steps %v, want some,last\n%s", names, res.TOML)
+	}
+	if c := steps[0].Commands; len(c) != 1 || c[0].LogName != "make" {
+		t.Errorf("some's commands = %+v, want the make one only", c)
+	}
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: step "none" (ShellSequence)`) { // none, no web server
+		t.Errorf("untranslatable = %d, want 2\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
 // A CodebaseParameter field with regex or required=True: buildbot refuses
 // a forced value that fails the check (a branch name with a shell
 // command in it, say); gbb's force codebases check neither, so the force
