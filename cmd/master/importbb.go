@@ -25,6 +25,9 @@ func importBuildbot(args []string) error {
 	if fs.NArg() != 1 {
 		return &exitError{2, errors.New("usage: gbb-master import-buildbot [-o FILE] [-python PATH] [-timeout DURATION] master.cfg")}
 	}
+	if *timeout <= 0 {
+		return &exitError{2, fmt.Errorf("-timeout %v: the loader's time limit must be more than 0", *timeout)}
+	}
 	if *out != "" {
 		if same, err := sameFile(*out, fs.Arg(0)); err != nil {
 			return &exitError{1, err}
@@ -32,8 +35,9 @@ func importBuildbot(args []string) error {
 			return &exitError{2, fmt.Errorf("-o %s is the master.cfg itself: write the TOML to another file", *out)}
 		}
 	}
-	// SIGTERM as SIGINT: the loader's process group is killed either way.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM and SIGHUP (a closed terminal) as SIGINT: the loader's
+	// process group is killed either way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// master.cfg's prints go to stderr, never into the TOML.
 	raw, err := bbimport.LoadWith(ctx, fs.Arg(0), bbimport.Options{Python: *python, Timeout: *timeout, Output: os.Stderr})

@@ -359,7 +359,44 @@ func step(w *writer, st map[string]any) {
 			p.m[k] = s
 		}
 	}
+	// gbb's worker paths stay inside the directory they are relative to;
+	// buildbot's may be absolute. Written, such a step would make the
+	// whole config fail checkconfig: it is left out, counted.
+	for _, k := range []string{"dir", "path", "workersrc", "workerdest"} {
+		wp, isStr := p.m[k].(string)
+		if !isStr || !slices.Contains([]string{"mkdir", "rmdir", "remove_file", "file_upload", "directory_upload", "file_download", "string_download", "json_string_download", "json_properties_download"}, typ) {
+			continue
+		}
+		if !filepath.IsLocal(wp) || (typ == "rmdir" && filepath.Clean(wp) == ".") {
+			w.printf("\n")
+			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), fmt.Sprintf("%s %q is absolute, leaves its directory or is the builder's directory itself, which gbb's %s refuses", k, wp, typ))
+			return
+		}
+	}
 	if typ == "shell_sequence" {
+		// buildbot runs no ShellArg whose command is empty (its
+		// shouldRunTheCommand); gbb refuses one: they are left out.
+		if l, isList := p.m["commands"].([]any); isList && len(l) > 0 {
+			kept := slices.DeleteFunc(slices.Clone(l), func(a any) bool {
+				m, _ := a.(map[string]any)
+				switch c := m["command"].(type) {
+				case string:
+					return c == ""
+				case []any:
+					return len(c) == 0
+				}
+				return false
+			})
+			if n := len(l) - len(kept); n > 0 {
+				if len(kept) == 0 {
+					w.printf("\n")
+					w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "every ShellArg's command is empty: buildbot runs none of them, and gbb takes no step without a command")
+					return
+				}
+				w.note(ind, fmt.Sprintf("step %q: %d ShellArg(s) with an empty command left out, as buildbot runs none", name, n))
+				p.m["commands"] = kept
+			}
+		}
 		if why := shellArgsProblem(p.m["commands"]); why != "" {
 			w.printf("\n")
 			w.skip(ind, fmt.Sprintf("step %q (%s)", name, cls), "commands: "+why)

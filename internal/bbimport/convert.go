@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -270,6 +271,16 @@ func listenAddr(v any) (port int64, iface string, why string) {
 // [protocols.grpc], gbb-workers' port, gets a port of its own.
 func protocols(w *writer, v any, used []int64) {
 	p, _ := v.(map[string]any)
+	// A port that is not translated leaves gbb's own worker port
+	// ([protocols.grpc], default 9989) listening on every address unless
+	// it is kept on loopback.
+	loopback, grpcDone := false, false
+	defer func() {
+		if loopback && !grpcDone {
+			w.printf("\n[protocols.grpc]\n")
+			w.kv("", "interface", "127.0.0.1")
+		}
+	}()
 	for _, name := range slices.Sorted(maps.Keys(p)) {
 		opts, _ := p[name].(map[string]any)
 		gname := map[string]string{"pb": "pb", "msgpack_experimental_v7": "msgpack"}[name]
@@ -280,7 +291,8 @@ func protocols(w *writer, v any, used []int64) {
 		port, iface, why := listenAddr(opts["port"])
 		if why != "" {
 			w.printf("\n")
-			w.skip("", "protocols "+name+" port", why)
+			w.skip("", "protocols "+name+" port", why+"; until then gbb's worker port listens on 127.0.0.1 only")
+			loopback = true
 			continue
 		}
 		used = append(used, port)
@@ -303,6 +315,7 @@ func protocols(w *writer, v any, used []int64) {
 		for slices.Contains(used, g) {
 			g++
 		}
+		grpcDone = true
 		w.printf("\n[protocols.grpc]\n")
 		w.note("", "gbb-workers' port. To move a worker from buildbot-worker to gbb-worker: "+
 			"gbb-worker create-worker with this port and the fingerprint gbb-master create-master printed (tls = \"auto\": the master's own CA); "+
@@ -317,17 +330,18 @@ func protocols(w *writer, v any, used []int64) {
 
 func www(w *writer, cfg map[string]any) {
 	m, _ := cfg["www"].(map[string]any)
-	if m == nil {
-		return
-	}
 	hooks, _ := m["change_hook_dialects"].(map[string]any)
-	if m["port"] == nil && len(hooks) == 0 && m["auth"] == nil && m["authz"] == nil {
-		return
-	}
 	w.printf("\n[www]\n")
-	if m["port"] != nil {
+	if m["port"] == nil {
+		// buildbot runs no web server then; gbb always serves its UI, so
+		// it stays on loopback until someone opens it on purpose.
+		w.skip("", "www port", "buildbot ran no web server (c['www'] has no port); gbb always serves its web UI, "+
+			"so it listens on 127.0.0.1 only: to open it, set port and interface (\"\" is every address) here, with a login in [www.auth]")
+		w.kv("", "interface", "127.0.0.1")
+	} else {
 		if port, iface, why := listenAddr(m["port"]); why != "" {
-			w.skip("", "www port", why)
+			w.skip("", "www port", why+"; until then gbb's web UI listens on 127.0.0.1 only")
+			w.kv("", "interface", "127.0.0.1")
 		} else {
 			w.kv("", "port", port)
 			if iface != "" {
@@ -481,7 +495,8 @@ func describeRaw(v any) string {
 
 // strport reads a twisted strports string of a TCP port: "tcp:9989",
 // "9989", "tcp:port=9989:interface=127.0.0.1", "tcp:9989:interface=::1"
-// (a colon in the interface escaped as "\\:" too). Any other option, or
+// (a colon in the interface escaped as "\\:" too), with a backlog
+// (ignored), and tcp6 with an IPv6 interface. Any other option, or
 // another endpoint type (ssl, unix), is no such port.
 func strport(s string) (int64, string, bool) {
 	// Split on unescaped colons.
@@ -500,8 +515,13 @@ func strport(s string) (int64, string, bool) {
 		}
 	}
 	parts = append(parts, cur.String())
+	v6 := false
 	if len(parts) > 1 {
-		if parts[0] != "tcp" {
+		switch parts[0] {
+		case "tcp":
+		case "tcp6":
+			v6 = true
+		default:
 			return 0, "", false
 		}
 		parts = parts[1:]
@@ -516,7 +536,19 @@ func strport(s string) (int64, string, bool) {
 			port = v
 		case hasEq && k == "interface" && iface == "":
 			iface = v
+		case hasEq && k == "backlog":
+			// The listen queue's length: gbb keeps the system's.
+			if _, err := strconv.ParseUint(v, 10, 31); err != nil {
+				return 0, "", false
+			}
 		default:
+			return 0, "", false
+		}
+	}
+	if v6 {
+		// tcp6 without an interface is every IPv6 address, which gbb
+		// cannot say apart from every address.
+		if ip := net.ParseIP(iface); ip == nil || ip.To4() != nil {
 			return 0, "", false
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,8 +96,9 @@ func LoadWith(ctx context.Context, path string, opts Options) (map[string]any, e
 	cmd.Dir = filepath.Dir(abs)
 	cmd.ExtraFiles = []*os.File{pw}
 	// A process group of its own: master.cfg may start children, and
-	// all of them are killed with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// all of them are killed with it. Where the system has one, a
+	// parent-death signal kills the loader when gbb-master is killed.
+	cmd.SysProcAttr = loaderSysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	printed := opts.Output
@@ -108,6 +110,11 @@ func LoadWith(ctx context.Context, path string, opts Options) (map[string]any, e
 	var stderr bytes.Buffer
 	cmd.Stdout = printed
 	cmd.Stderr = io.MultiWriter(&stderr, printed)
+	// The parent-death signal comes when the thread that forked the
+	// loader ends, not the process: keep this goroutine on its thread
+	// until the loader is waited for.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("run buildbot's loader: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,8 +98,8 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["guarde
 	if b.Steps[1].DoStepIf == nil {
 		t.Errorf("doStepIf=False not written as do_step_if = false")
 	}
-	if res.Untranslatable != 2 { // deploy-prod, hidden's hideStepIf
-		t.Errorf("untranslatable = %d, want 2\n%s", res.Untranslatable, res.TOML)
+	if res.Untranslatable != 3 { // deploy-prod, hidden's hideStepIf, no web server
+		t.Errorf("untranslatable = %d, want 3\n%s", res.Untranslatable, res.TOML)
 	}
 }
 
@@ -311,6 +312,71 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: www port: "unix:/tmp/www.sock"`) {
 		t.Errorf("untranslatable = %d, want 2 (www and pb ports)\n%s", res.Untranslatable, res.TOML)
 	}
+	// Untranslated ports fail closed: gbb's listeners stay on loopback,
+	// never on every address.
+	if cfg.WWW.Interface != "127.0.0.1" || cfg.Protocols.GRPC.Interface != "127.0.0.1" {
+		t.Errorf("www on %q, grpc on %q: want both on 127.0.0.1 when buildbot's ports are not translated\n%s", cfg.WWW.Interface, cfg.Protocols.GRPC.Interface, res.TOML)
+	}
+
+	// backlog is ignored, the interface kept; tcp6 with an interface is
+	// that interface.
+	res, cfg = importSrc(t, `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": r"tcp6:port=23989:interface=\:\:1"}}
+c["www"] = dict(port="tcp:23810:backlog=5:interface=127.0.0.2")
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	if cfg.WWW.Port != 23810 || cfg.WWW.Interface != "127.0.0.2" {
+		t.Errorf("www = %d on %q, want 23810 on 127.0.0.2\n%s", cfg.WWW.Port, cfg.WWW.Interface, res.TOML)
+	}
+	if pb := cfg.Protocols.PB; !pb.Enabled || pb.Port != 23989 || pb.Interface != "::1" {
+		t.Errorf("protocols.pb = %+v, want 23989 on ::1\n%s", pb, res.TOML)
+	}
+	if res.Untranslatable != 0 {
+		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
+	}
+
+	// tcp6 without an interface (every IPv6 address) is not translated:
+	// loopback until set by hand.
+	res, cfg = importSrc(t, `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": "tcp6:23989"}}
+c["www"] = dict(port="tcp6:23810")
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	if cfg.WWW.Interface != "127.0.0.1" || cfg.Protocols.GRPC.Interface != "127.0.0.1" || res.Untranslatable != 2 {
+		t.Errorf("www on %q, grpc on %q, %d untranslatable: want both on 127.0.0.1 and 2\n%s", cfg.WWW.Interface, cfg.Protocols.GRPC.Interface, res.Untranslatable, res.TOML)
+	}
+}
+
+// A master.cfg without a www port: buildbot runs no web server. gbb
+// always serves its UI, so the import keeps it on loopback and says so
+// (counted), rather than open it, with force, on every address.
+func TestImportNoWebServerIsLoopback(t *testing.T) {
+	for name, www := range map[string]string{
+		"no www":    "",
+		"port None": `c["www"] = dict(port=None)` + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, cfg := importSrc(t, `from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c["workers"] = [worker.Worker("linux-w1", "pw")]
+c["protocols"] = {"pb": {"port": 24989}}
+`+www+`c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+			if cfg.WWW.Interface != "127.0.0.1" {
+				t.Errorf("www interface = %q, want 127.0.0.1 (buildbot had no web server)\n%s", cfg.WWW.Interface, res.TOML)
+			}
+			if res.Untranslatable != 1 || !strings.Contains(res.TOML, "# import-buildbot: www port: buildbot ran no web server") {
+				t.Errorf("untranslatable = %d, want 1: the missing web server\n%s", res.Untranslatable, res.TOML)
+			}
+		})
+	}
 }
 
 // buildbot's UserPasswordAuth and Authz become [www.auth] users (bcrypt
@@ -419,7 +485,7 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=[b.name 
 			t.Errorf("%s: %d steps, want 1 (plain)", b.Name, len(b.Steps))
 		}
 	}
-	if res.Untranslatable != 1 || !strings.Contains(res.TOML, "%(kw:...)s in an Interpolate without keyword arguments") {
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, "%(kw:...)s in an Interpolate without keyword arguments") { // and no web server
 		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
 	}
 }
@@ -443,8 +509,96 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"], c
 	if len(cbs) != 2 || cbs["app"] != want["app"] || cbs["lib"] != want["lib"] {
 		t.Errorf("codebases = %+v, want %+v\n%s", cbs, want, res.TOML)
 	}
-	if res.Untranslatable != 1 || !strings.Contains(res.TOML, `choices ["main", "dev"]`) {
-		t.Errorf("untranslatable = %d, want 1 (app's branch choices)\n%s", res.Untranslatable, res.TOML)
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `choices ["main", "dev"]`) {
+		t.Errorf("untranslatable = %d, want 2 (app's branch choices, no web server)\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// A worker path gbb refuses (absolute, leaving its directory, rmdir of
+// the builder's directory itself) leaves that step out, counted, and the
+// rest of the config still passes checkconfig.
+func TestImportAbsoluteWorkerPathLeavesStepOut(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([
+  steps.MakeDirectory(name="abs", dir="/srv/out"),
+  steps.RemoveDirectory(name="up", dir="../other"),
+  steps.RemoveDirectory(name="self", dir="."),
+  steps.StringDownload("x", name="dl", workerdest="/etc/x"),
+  steps.MakeDirectory(name="ok", dir="out"),
+  steps.ShellCommand(name="last", command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	var names []string
+	for _, s := range builderNamed(t, cfg, "b").Steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "ok,last" {
+		t.Errorf("steps %v, want ok,last\n%s", names, res.TOML)
+	}
+	for _, want := range []string{`step "abs" (MakeDirectory): dir "/srv/out"`, `step "up" (RemoveDirectory)`, `step "self" (RemoveDirectory)`, `step "dl" (StringDownload): workerdest "/etc/x"`} {
+		if !strings.Contains(res.TOML, "# import-buildbot: "+want) {
+			t.Errorf("no counted comment %s\n%s", want, res.TOML)
+		}
+	}
+	if res.Untranslatable != 5 { // four steps, no web server
+		t.Errorf("untranslatable = %d, want 5\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// ShellArg(command=""): buildbot runs no such command, gbb refuses one;
+// it is left out, and a sequence of nothing else leaves the step out,
+// counted. The config passes checkconfig.
+func TestImportShellArgEmptyCommand(t *testing.T) {
+	res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([
+  steps.ShellSequence(name="some", commands=[util.ShellArg(command=""), util.ShellArg(command="make", logname="make")]),
+  steps.ShellSequence(name="none", commands=[util.ShellArg(command=[])]),
+  steps.ShellCommand(name="last", command="true")]))]
+c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
+`, nil)
+	steps := builderNamed(t, cfg, "b").Steps
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "some,last" {
+		t.Fatalf("steps %v, want some,last\n%s", names, res.TOML)
+	}
+	if c := steps[0].Commands; len(c) != 1 || c[0].LogName != "make" {
+		t.Errorf("some's commands = %+v, want the make one only", c)
+	}
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: step "none" (ShellSequence)`) { // none, no web server
+		t.Errorf("untranslatable = %d, want 2\n%s", res.Untranslatable, res.TOML)
+	}
+}
+
+// A CodebaseParameter field with regex or required=True: buildbot refuses
+// a forced value that fails the check (a branch name with a shell
+// command in it, say); gbb's force codebases check neither, so the force
+// scheduler is left out whole, counted, never kept without the check.
+func TestImportForceCodebaseCheckLeavesSchedulerOut(t *testing.T) {
+	for name, field := range map[string]string{
+		"regex":    `util.StringParameter(name="branch", default="main", regex=r"^[a-z0-9/._-]+$")`,
+		"required": `util.StringParameter(name="branch", default="main", required=True)`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, cfg := importSrc(t, probeHead+`
+c["builders"] = [util.BuilderConfig(name="b", workernames=["linux-w1"], factory=util.BuildFactory([steps.ShellCommand(command="true")]))]
+c["schedulers"] = [
+  schedulers.ForceScheduler(name="force", builderNames=["b"], codebases=[util.CodebaseParameter("app", branch=`+field+`)]),
+  schedulers.ForceScheduler(name="plain", builderNames=["b"])]
+`, nil)
+			var names []string
+			for _, s := range cfg.Schedulers {
+				names = append(names, s.Name)
+			}
+			if !slices.Equal(names, []string{"plain"}) {
+				t.Errorf("schedulers %v, want only plain: force's branch check is lost\n%s", names, res.TOML)
+			}
+			if res.Untranslatable != 2 || !strings.Contains(res.TOML, `# import-buildbot: scheduler "force" (ForceScheduler): force codebase "app" branch: `+name) {
+				t.Errorf("untranslatable = %d, want 2 (force left out, no web server)\n%s", res.Untranslatable, res.TOML)
+			}
+		})
 	}
 }
 
@@ -473,14 +627,14 @@ c["services"] = [
 `, nil)
 	for _, want := range []string{
 		"builddir", "usePTY", "logEnviron", "option progress", "retryFetch", `step "outside" (FileUpload): masterdest`,
-		"force reason label", "createAbsoluteSourceStamps", "extraHeaders",
+		"force reason label", "createAbsoluteSourceStamps", "extraHeaders", "buildbot ran no web server",
 	} {
 		if !strings.Contains(res.TOML, want) {
 			t.Errorf("no counted comment for %s", want)
 		}
 	}
-	if res.Untranslatable != 9 {
-		t.Errorf("untranslatable = %d, want 9", res.Untranslatable)
+	if res.Untranslatable != 10 {
+		t.Errorf("untranslatable = %d, want 10", res.Untranslatable)
 	}
 	var names []string
 	for _, s := range builderNamed(t, cfg, "b").Steps {
@@ -546,7 +700,7 @@ c["schedulers"] = [schedulers.ForceScheduler(name="force", builderNames=["b"])]
 		t.Fatal(err)
 	}
 	res := Convert(raw)
-	if res.Untranslatable != 1 || !strings.Contains(res.TOML, "chmod 700 "+filepath.Join(dir, "secrets")) {
+	if res.Untranslatable != 2 || !strings.Contains(res.TOML, "chmod 700 "+filepath.Join(dir, "secrets")) { // and no web server
 		t.Errorf("untranslatable = %d\n%s", res.Untranslatable, res.TOML)
 	}
 }
@@ -578,8 +732,8 @@ c["schedulers"] = [
 			t.Errorf("no comment for scheduler %s", n)
 		}
 	}
-	if res.Untranslatable != 4 {
-		t.Errorf("untranslatable = %d, want 4\n%s", res.Untranslatable, res.TOML)
+	if res.Untranslatable != 5 { // and no web server
+		t.Errorf("untranslatable = %d, want 5\n%s", res.Untranslatable, res.TOML)
 	}
 }
 

@@ -32,7 +32,9 @@ func schedulers(w *writer, ss []map[string]any) {
 		out[i] = &writer{basedir: w.basedir}
 		schedulerBody(out[i], s)
 		if out[i].drop != "" {
-			out[i].drop += ": buildbot builds fewer of its changes than gbb would"
+			if s["class"] != "ForceScheduler" {
+				out[i].drop += ": buildbot builds fewer of its changes than gbb would"
+			}
 			dropped[fmt.Sprint(s["name"])] = true
 		}
 	}
@@ -224,6 +226,16 @@ func forceCodebases(w *writer, f map[string]any) {
 			fname, _ := fm["name"].(string)
 			what := fmt.Sprintf("force codebase %q %s", name, fname)
 			d, _ := fm["default"].(string)
+			// buildbot refuses a force whose value does not match regex
+			// or is empty when required (an injected branch name, say);
+			// gbb's codebases check neither, so the scheduler cannot be
+			// kept without the check.
+			if re, _ := fm["regex"].(string); re != "" && w.drop == "" {
+				w.drop = fmt.Sprintf("%s: regex %q, which buildbot checks every forced value against and gbb's force codebases cannot", what, re)
+			}
+			if fm["required"] == true && w.drop == "" {
+				w.drop = what + ": required in buildbot (an empty value refused); gbb's force codebases cannot require it"
+			}
 			switch fname {
 			case "branch", "repository", "revision":
 				if d != "" {
