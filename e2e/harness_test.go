@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -100,12 +102,46 @@ func TestMain(m *testing.M) {
 // freePort finds a free TCP port on loopback.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePortNoT()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
+}
+
+// ports are the ports freePortNoT handed out in this process.
+var ports struct {
+	sync.Mutex
+	given map[int]bool
+}
+
+// freePortNoT is freePort outside a test. It picks at random below
+// Linux's ephemeral range (32768-60999), never twice in this process: a
+// port the kernel gave to a listener on :0 and took back is the next
+// one it gives to a client socket (a worker dialling its master), and
+// may be given to another test's :0 again, before the master that was
+// handed it binds it (make test at eea0f22: "port 37451 is also
+// protocols.grpc.port", "bind: address already in use").
+func freePortNoT() (int, error) {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.given == nil {
+		ports.given = map[int]bool{}
+	}
+	for range 2000 {
+		p := 20000 + rand.IntN(12000)
+		if ports.given[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports.given[p] = true
+		return p, nil
+	}
+	return 0, errors.New("no free port on loopback in 20000-31999")
 }
 
 // run runs a command and returns its combined output and error.

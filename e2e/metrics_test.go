@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -132,16 +131,6 @@ func stopPrometheus() {
 	}
 	promServer.log.Close()
 	os.RemoveAll(promServer.dir)
-}
-
-// freePortNoT is freePort outside a test.
-func freePortNoT() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // addPromTarget makes Prometheus scrape target (host:port) at path,
