@@ -41,7 +41,7 @@ const schedulerIDsObject, schedulerIDsKey = "gbb-master", "scheduler_ids"
 // restarts and reconfigs however the config is reordered or others are
 // removed, and a new one gets an id never given before. The ids of
 // schedulers removed from the config stay kept, for when they return.
-func schedulerIDs(st *store.DB, scheds []config.Scheduler) (map[string]int64, error) {
+func schedulerIDs(st store.Store, scheds []config.Scheduler) (map[string]int64, error) {
 	ids := map[string]int64{}
 	raw, found, err := st.GetState(schedulerIDsObject, schedulerIDsKey)
 	if err != nil {

@@ -40,7 +40,7 @@ type Master struct {
 
 	mu      sync.Mutex
 	cfg     *config.Config  // guarded by mu
-	st      *store.DB       // guarded by mu; set while Run runs
+	st      store.Store     // guarded by mu; set while Run runs
 	engine  *build.Engine   // guarded by mu; likewise
 	scheds  *scheduler.Set  // guarded by mu; likewise
 	pollers *pollers        // guarded by mu; likewise
@@ -174,7 +174,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// The metrics read the store and the engine made below; they are on
 	// unless [www] metrics = false (then nothing is counted).
 	var (
-		st     *store.DB
+		st     store.Store
 		engine *build.Engine
 		srv    *protocol.Server
 	)
@@ -403,7 +403,7 @@ func (m *Master) masterName() string {
 }
 
 // sync records this master, its builders and its workers in the store.
-func (m *Master) sync(st *store.DB, cfg *config.Config) (int64, error) {
+func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 	ms, err := st.EnsureMaster(m.masterName())
 	if err != nil {
 		return 0, fmt.Errorf("register master: %w", err)
@@ -466,7 +466,7 @@ func (m *Master) sync(st *store.DB, cfg *config.Config) (int64, error) {
 // clearConnections marks every worker disconnected from masterID: no worker
 // is connected to a master that is only starting, whatever a crash left in
 // the store. Only Run calls it; a reconfig keeps the connections.
-func clearConnections(st *store.DB, masterID int64) error {
+func clearConnections(st store.Store, masterID int64) error {
 	workers, err := st.Workers()
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)

@@ -13,7 +13,7 @@ import (
 
 // newMetrics makes the master's metrics. They read *st, *engine and *srv
 // when scraped, which Run sets before the web server serves.
-func (m *Master) newMetrics(st **store.DB, engine **build.Engine, srv **protocol.Server) *metrics.Metrics {
+func (m *Master) newMetrics(st *store.Store, engine **build.Engine, srv **protocol.Server) *metrics.Metrics {
 	var names sync.Map // builder id → name: a builder's name never changes
 	return metrics.New(metrics.Config{
 		Pending: func() (int, time.Time, error) { return (*st).PendingStats() },
@@ -42,7 +42,7 @@ func (m *Master) newMetrics(st **store.DB, engine **build.Engine, srv **protocol
 
 // workerStates returns the configured workers as the metrics show them:
 // connected to this master, running one of its builds, paused.
-func (m *Master) workerStates(st *store.DB, engine *build.Engine) []metrics.WorkerState {
+func (m *Master) workerStates(st store.Store, engine *build.Engine) []metrics.WorkerState {
 	m.mu.Lock()
 	cfg := m.cfg
 	m.mu.Unlock()

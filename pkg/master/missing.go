@@ -16,7 +16,7 @@ import (
 // absence, as buildbot's worker missing timer: the timer starts when the
 // master starts or the worker disconnects, and stops when it connects.
 type missingWatcher struct {
-	st  *store.DB
+	st  store.Store
 	bus *events.Bus
 	log *slog.Logger
 
@@ -25,7 +25,7 @@ type missingWatcher struct {
 	changed chan struct{}   // capacity 1: the workers changed
 }
 
-func newMissingWatcher(st *store.DB, bus *events.Bus, workers []config.Worker, log *slog.Logger) *missingWatcher {
+func newMissingWatcher(st store.Store, bus *events.Bus, workers []config.Worker, log *slog.Logger) *missingWatcher {
 	return &missingWatcher{st: st, bus: bus, log: log, workers: workers, changed: make(chan struct{}, 1)}
 }
 

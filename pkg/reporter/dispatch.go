@@ -22,7 +22,7 @@ import (
 
 // Config configures a Dispatcher.
 type Config struct {
-	Store *store.DB
+	Store store.Store
 	// Secrets gives the values of %(secret:NAME)s; nil means there are
 	// no secrets providers (rendering a secret fails the delivery).
 	Secrets func(name string) (string, error)

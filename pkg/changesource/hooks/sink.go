@@ -11,7 +11,7 @@ import (
 // hook's state in the same transaction, and then offers the changes
 // stored to Then (the master's schedulers), as the pollers do.
 type StoreSink struct {
-	DB *store.DB
+	DB store.Store
 	// Then gets the changes once stored; nil means nobody is told.
 	Then func([]store.Change)
 }
