@@ -6,6 +6,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"time"
 )
@@ -64,3 +65,5 @@ func (pg *PG) Delivery(reporter string, buildID, seq int64) (Delivery, bool, err
 func (pg *PG) Deliveries(buildID int64) ([]Delivery, error) { return nil, errPGTodo }
 func (pg *PG) FailedDeliveries() (int, error)               { return 0, errPGTodo }
 func (pg *PG) PruneOutbox(keep []string) error              { return errPGTodo }
+
+var errPGTodo = errors.New("store: this PostgreSQL method is not written yet")
