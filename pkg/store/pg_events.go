@@ -216,7 +216,12 @@ func (p *PG) publishRemote(evs []wireEvent) {
 	}
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
+	rp, remote := p.events.(RemotePublisher)
 	for _, r := range recs {
-		p.events.Publish(r.key, r.record)
+		if remote {
+			rp.PublishRemote(r.key, r.record)
+		} else {
+			p.events.Publish(r.key, r.record)
+		}
 	}
 }
