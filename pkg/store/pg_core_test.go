@@ -13,19 +13,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// eventLog is a Publisher keeping every event.
-type eventLog struct {
+// keptEvents is a Publisher keeping every event.
+type keptEvents struct {
 	mu  sync.Mutex
 	evs []bufferedEvent // guarded by mu
 }
 
-func (r *eventLog) Publish(key string, record any) {
+func (r *keptEvents) Publish(key string, record any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, bufferedEvent{key, record})
 }
 
-func (r *eventLog) events() []bufferedEvent {
+func (r *keptEvents) events() []bufferedEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.evs)
@@ -304,7 +304,7 @@ var sameTime = cmp.Comparer(func(x, y time.Time) bool {
 // the same events.
 func TestPGCoreAsBBolt(t *testing.T) {
 	t.Parallel()
-	var brec, prec eventLog
+	var brec, prec keptEvents
 	db, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Events: &brec})
 	ok(t, err)
 	defer db.Close()

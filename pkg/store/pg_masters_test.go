@@ -13,7 +13,7 @@ func TestPGEnsureRace(t *testing.T) {
 	t.Parallel()
 	const masters, names = 4, 10
 	ps := openMasters(t, masters)
-	var events [masters]eventLog
+	var events [masters]keptEvents
 	for i, p := range ps {
 		p.events = &events[i] // this master's own events only
 	}

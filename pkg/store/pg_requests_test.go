@@ -99,7 +99,7 @@ func TestPGCompleteRace(t *testing.T) {
 	t.Parallel()
 	const masters, buildsets = 4, 30
 	ps := openMasters(t, masters)
-	var events [masters]eventLog
+	var events [masters]keptEvents
 	var bids []int64
 	for i := range masters {
 		bids = append(bids, must[Builder](t)(ps[0].EnsureBuilder(fmt.Sprint("b", i))).ID)
