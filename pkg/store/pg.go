@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -143,13 +144,18 @@ func (p *PG) Close() error {
 	return nil
 }
 
-// redactURL returns url with its password replaced by "xxxxx".
-func redactURL(url string) string {
-	cfg, err := pgconn.ParseConfig(url)
-	if err != nil || cfg.Password == "" {
-		return url
+// redactURL returns url with its password, in the user part or the
+// query, replaced by "xxxxx".
+func redactURL(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
 	}
-	return strings.Replace(url, ":"+cfg.Password+"@", ":xxxxx@", 1)
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // redactErr drops the text of a URL parse error, which pgx may quote with
