@@ -46,6 +46,20 @@ func eachBackend(t *testing.T, f func(t *testing.T, be backend)) {
 	}
 }
 
+// onPostgres runs f as t's subtest "postgres" only, for what a bbolt store
+// cannot do: several masters on one store.
+func onPostgres(t *testing.T, f func(t *testing.T, be backend)) {
+	t.Helper()
+	for _, be := range backends() {
+		if be.name == "postgres" {
+			t.Run(be.name, func(t *testing.T) {
+				t.Parallel()
+				f(t, be)
+			})
+		}
+	}
+}
+
 // open opens a new, empty store; cleanup checks and closes it.
 func (be backend) open(t testing.TB) Store { return be.openWith(t, Options{}) }
 

@@ -92,6 +92,7 @@ CREATE TABLE builds (
 	data json NOT NULL,
 	UNIQUE (builder_id, number)
 );
+CREATE INDEX builds_builder ON builds (builder_id, id);
 CREATE INDEX builds_request ON builds (buildrequest_id, id);
 CREATE INDEX builds_worker ON builds (worker_id, id);
 CREATE INDEX builds_incomplete ON builds (master_id, id) WHERE NOT complete;
@@ -109,6 +110,7 @@ CREATE TABLE logs (
 	id bigserial PRIMARY KEY,
 	step_id bigint NOT NULL REFERENCES steps (id) ON DELETE CASCADE,
 	slug text NOT NULL,
+	type text NOT NULL, -- 'd' once the janitor deleted its lines
 	num_lines bigint NOT NULL,
 	data json NOT NULL,
 	UNIQUE (step_id, slug)
@@ -131,7 +133,9 @@ CREATE TABLE outbox (
 	build_id bigint NOT NULL, -- 0 for a worker's event
 	data json NOT NULL
 );
-CREATE UNIQUE INDEX outbox_finished ON outbox (build_id) WHERE event = 'finished';
+-- A build finished twice (ended again after AbandonBuild) has two
+-- Finished entries: OutboxFinishedSeq gives the latest.
+CREATE INDEX outbox_finished ON outbox (build_id, seq) WHERE event = 'finished';
 CREATE TABLE outbox_cursor (
 	reporter text PRIMARY KEY,
 	seq bigint NOT NULL
@@ -221,9 +225,9 @@ func pgPutStep(ctx context.Context, tx pgTx, s Step) error {
 }
 
 func pgPutLog(ctx context.Context, tx pgTx, l Log) error {
-	_, err := tx.Exec(ctx, `INSERT INTO logs (id, step_id, slug, num_lines, data) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET step_id = $2, slug = $3, num_lines = $4, data = $5`,
-		l.ID, l.StepID, l.Slug, l.NumLines, pgJSON(l))
+	_, err := tx.Exec(ctx, `INSERT INTO logs (id, step_id, slug, type, num_lines, data) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET step_id = $2, slug = $3, type = $4, num_lines = $5, data = $6`,
+		l.ID, l.StepID, l.Slug, l.Type, l.NumLines, pgJSON(l))
 	return err
 }
 
