@@ -157,7 +157,7 @@ func (p *PG) Buildsets(complete *bool) ([]Buildset, error) {
 func buildsetWhere(f BuildsetFilter) *pgWhere {
 	w := &pgWhere{}
 	if f.Complete != nil {
-		w.add("complete = $?", *f.Complete)
+		w.is("complete", *f.Complete)
 	}
 	return w
 }

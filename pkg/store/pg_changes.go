@@ -179,6 +179,16 @@ func (w *pgWhere) add(cond string, arg any) {
 	w.conds = append(w.conds, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(w.args))))
 }
 
+// is adds the condition cond when yes, else NOT cond: written out, not a
+// parameter, so that the planner may use the partial indexes (WHERE NOT
+// complete) even in a prepared statement's generic plan.
+func (w *pgWhere) is(cond string, yes bool) {
+	if !yes {
+		cond = "NOT " + cond
+	}
+	w.conds = append(w.conds, cond)
+}
+
 func (w *pgWhere) String() string {
 	if len(w.conds) == 0 {
 		return ""

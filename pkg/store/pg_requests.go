@@ -30,10 +30,10 @@ func requestWhere(f BuildRequestFilter) *pgWhere {
 		w.add("buildset_id = $?", f.BuildsetID)
 	}
 	if f.Claimed != nil {
-		w.add("(claimed_by IS NOT NULL) = $?", *f.Claimed)
+		w.is("claimed_by IS NOT NULL", *f.Claimed)
 	}
 	if f.Complete != nil {
-		w.add("complete = $?", *f.Complete)
+		w.is("complete", *f.Complete)
 	}
 	return w
 }
