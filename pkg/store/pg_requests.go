@@ -106,13 +106,16 @@ func (p *PG) PendingStats() (n int, oldest time.Time, err error) {
 // masters: a request is claimed by one master only however many try at
 // once. The claim locks the request's row with SKIP LOCKED: a master that
 // finds it locked (another master claiming it, or completing it) loses at
-// once, with ErrClaimed, instead of waiting to learn so.
+// once, with ErrClaimed, instead of waiting to learn so. The lock is FOR
+// NO KEY UPDATE, the one its update takes, which does not conflict with
+// the KEY SHARE lock of AddBuild naming the request: a build starting on
+// a request makes no claim of it lose.
 func (p *PG) ClaimBuildRequest(id, masterID int64, t time.Time) error {
 	var out BuildRequest
 	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
 		var data []byte
 		err := tx.QueryRow(ctx, `SELECT data FROM buildrequests WHERE id = $1 AND claimed_by IS NULL AND NOT complete
-			FOR UPDATE SKIP LOCKED`, id).Scan(&data)
+			FOR NO KEY UPDATE SKIP LOCKED`, id).Scan(&data)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Claimed, complete, being written by another master, or none.
 			var one int
