@@ -79,6 +79,7 @@ func (p *PG) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, err
 			RebuiltBuildID: nb.RebuiltBuildID,
 		}
 		for _, ss := range nb.SourceStamps {
+			ss.clean()
 			if ss, err = pgFindSourceStamp(ctx, tx, ss, submitted); err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -93,13 +94,8 @@ func pgAddChanges(ctx context.Context, tx pgx.Tx, changes []Change) ([]Change, e
 		c.When = at(c.When)
 		c.Files = slices.Clone(c.Files)
 		c.Properties = maps.Clone(c.Properties)
-		ss, err := pgFindSourceStamp(ctx, tx, SourceStamp{
-			Codebase:   c.Codebase,
-			Branch:     c.Branch,
-			Revision:   c.Revision,
-			Repository: c.Repository,
-			Project:    c.Project,
-		}, time.Now().UTC())
+		c.cleanSource()
+		ss, err := pgFindSourceStamp(ctx, tx, c.sourceStamp(), time.Now().UTC())
 		if err != nil {
 			return nil, err
 		}
@@ -213,6 +209,12 @@ func pgPage(desc bool, offset, limit int) string {
 
 func changeWhere(f ChangeFilter) *pgWhere {
 	w := &pgWhere{}
+	if !utf8.ValidString(f.Branch + f.Repository + f.Project) {
+		// No change's source reads back so (see jsonString), and
+		// PostgreSQL refuses a text that is not UTF-8.
+		w.conds = append(w.conds, "false")
+		return w
+	}
 	if f.Branch != "" {
 		w.add("branch = $?", f.Branch)
 	}

@@ -153,6 +153,20 @@ func coreScenario(s Store) []any {
 	rec("AddChangesAndState bad", cs, errOf(err))
 	cs, err = s.AddChangesAndState(nil, "", "k", json.RawMessage(`1`))
 	rec("AddChangesAndState no name", cs, errOf(err))
+	// git allows any bytes in a branch name; JSON stores U+FFFD for each
+	// byte that is not UTF-8.
+	c5, err := s.AddChange(Change{Branch: "br\xffx", Revision: "r7", Repository: "r\xfe\xfd", When: t0})
+	rec("AddChange not UTF-8", c5, errOf(err))
+	c6, err := s.AddChange(Change{Branch: "br\xffx", Revision: "r8", Repository: "r\xfe\xfd", When: t0})
+	rec("AddChange not UTF-8 again", c6, errOf(err))
+	c7, err := s.AddChange(Change{Branch: "br\ufffdx", Revision: "r8", Repository: "r\ufffd\ufffd", When: t0})
+	rec("AddChange as read back", c7, errOf(err))
+	for _, f := range []ChangeFilter{{Branch: "br\xffx"}, {Branch: "br\ufffdx"}, {Repository: "r\ufffd\ufffd"}, {Repository: "r\ufffd"}} {
+		cs, err := s.Changes(f)
+		rec(fmt.Sprintf("Changes %q", f.Branch+"/"+f.Repository), cs, errOf(err))
+		n, err := s.CountChanges(f)
+		rec(fmt.Sprintf("CountChanges %q", f.Branch+"/"+f.Repository), n, errOf(err))
+	}
 	ch, err := s.Change(c2.ID)
 	rec("Change", ch, errOf(err))
 	ch, err = s.Change(99)
@@ -188,6 +202,7 @@ func coreScenario(s Store) []any {
 	rec("AddBuildset", bs1, brids1, errOf(err))
 	bs2, brids2, err := s.AddBuildset(NewBuildset{SourceStamps: []SourceStamp{
 		{Branch: "main", Revision: "r9", Repository: "repo", Project: "p"},
+		{Branch: "br\xffx", Revision: "r8", Repository: "r\xfe\xfd"},
 		{Codebase: "lib", Branch: "main", Revision: "r1", Repository: "lib", Project: "p"},
 	}, BuilderIDs: []int64{b.ID}, SubmittedAt: t0.Add(time.Nanosecond), WaitedFor: true, RebuiltBuildID: 7})
 	rec("AddBuildset 2", bs2, brids2, errOf(err))
