@@ -66,14 +66,15 @@ CREATE TABLE buildrequests (
 	buildset_id bigint NOT NULL REFERENCES buildsets (id) ON DELETE CASCADE,
 	builder_id bigint NOT NULL REFERENCES builders (id),
 	priority integer NOT NULL,
-	submitted_at timestamptz NOT NULL,
-	claimed_by bigint REFERENCES masters (id), -- NULL: not claimed
+	submitted_ns bigint NOT NULL, -- Unix nanoseconds: the pending order is bbolt's, to the nanosecond
+	claimed_by bigint, -- NULL: not claimed; no reference, as bbolt takes any master id
 	complete boolean NOT NULL,
 	data json NOT NULL
 );
 CREATE INDEX buildrequests_buildset ON buildrequests (buildset_id, id);
 CREATE INDEX buildrequests_builder ON buildrequests (builder_id, id);
-CREATE INDEX buildrequests_pending ON buildrequests (priority DESC, submitted_at, id) WHERE NOT complete AND claimed_by IS NULL;
+CREATE INDEX buildrequests_incomplete ON buildrequests (id) WHERE NOT complete;
+CREATE INDEX buildrequests_pending ON buildrequests (builder_id, priority DESC, submitted_ns, id) WHERE NOT complete AND claimed_by IS NULL;
 CREATE INDEX buildrequests_claimed ON buildrequests (claimed_by, id) WHERE NOT complete AND claimed_by IS NOT NULL;
 `
 
@@ -195,11 +196,11 @@ func pgPutRequest(ctx context.Context, tx pgTx, br BuildRequest) error {
 	if br.Claimed {
 		claimedBy = br.ClaimedByMasterID
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO buildrequests (id, buildset_id, builder_id, priority, submitted_at, claimed_by, complete, data)
+	_, err := tx.Exec(ctx, `INSERT INTO buildrequests (id, buildset_id, builder_id, priority, submitted_ns, claimed_by, complete, data)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (id) DO UPDATE SET buildset_id = $2, builder_id = $3, priority = $4, submitted_at = $5,
+		ON CONFLICT (id) DO UPDATE SET buildset_id = $2, builder_id = $3, priority = $4, submitted_ns = $5,
 			claimed_by = $6, complete = $7, data = $8`,
-		br.ID, br.BuildsetID, br.BuilderID, br.Priority, br.SubmittedAt, claimedBy, br.Complete, pgJSON(br))
+		br.ID, br.BuildsetID, br.BuilderID, br.Priority, br.SubmittedAt.UnixNano(), claimedBy, br.Complete, pgJSON(br))
 	return err
 }
 
