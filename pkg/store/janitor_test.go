@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -53,13 +55,26 @@ func must2[A, B any](t testing.TB) func(A, B, error) (A, B) {
 // would: on bbolt in one transaction, which is faster.
 func addChunks(t testing.TB, s Store, logID int64, n int) {
 	t.Helper()
-	db, isBolt := s.(*DB)
-	if !isBolt {
-		for range n {
-			must[int64](t)(s.AppendLog(logID, "oone\notwo\n"))
-		}
+	if p, isPG := s.(*PG); isPG {
+		// The log is finished: AppendLog would refuse.
+		chunk := p.enc.EncodeAll([]byte("oone\notwo\n"), nil)
+		ok(t, p.update(func(ctx context.Context, tx pgx.Tx) error {
+			l, err := pgGet[Log](ctx, tx, "logs", logID, true)
+			if err != nil {
+				return err
+			}
+			for range n {
+				_, err := tx.Exec(ctx, "INSERT INTO logchunks (log_id, first_line, num_lines, data) VALUES ($1, $2, 2, $3)", logID, l.NumLines, chunk)
+				if err != nil {
+					return err
+				}
+				l.NumLines += 2
+			}
+			return pgPutLog(ctx, tx, l)
+		}, nil))
 		return
 	}
+	db := s.(*DB)
 	chunk := binary.BigEndian.AppendUint32(nil, 2)
 	chunk = db.enc.EncodeAll([]byte("oone\notwo\n"), chunk)
 	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
