@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -256,5 +257,33 @@ func TestAbandonBuildsWhileMasterWrites(t *testing.T) {
 			t.Errorf("%d builds left running", n)
 		}
 		t.Logf("%d of %d builds abandoned while written", abandoned, builds)
+	})
+}
+
+// TestJanitorToTheNanosecond: a build is older than t when its CompleteAt
+// is before t, to the nanosecond, on PostgreSQL too (whose timestamps keep
+// microseconds).
+func TestJanitorToTheNanosecond(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		a, _, _ := setup(t, s)
+		old := finishedBuild(t, s, a.ID, t0, 1) // t0 is at .123456789
+		finishedBuild(t, s, a.ID, t0.Add(time.Hour), 1)
+		if n, err := s.DeleteLogsBefore(t0); err != nil || n != 0 {
+			t.Errorf("DeleteLogsBefore(its end) = %d, %v; want 0", n, err)
+		}
+		if n, err := s.DeleteLogsBefore(t0.Add(time.Nanosecond)); err != nil || n != 2 {
+			t.Errorf("DeleteLogsBefore(a nanosecond after its end) = %d, %v; want its 2 logs", n, err)
+		}
+		if n, err := s.DeleteBuildsBefore(t0); err != nil || n != 0 {
+			t.Errorf("DeleteBuildsBefore(its end) = %d, %v; want 0", n, err)
+		}
+		if n, err := s.DeleteBuildsBefore(t0.Add(time.Nanosecond)); err != nil || n != 1 {
+			t.Errorf("DeleteBuildsBefore(a nanosecond after its end) = %d, %v; want 1", n, err)
+		}
+		if _, err := s.Build(old.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("old build after the janitor: %v", err)
+		}
 	})
 }
