@@ -287,3 +287,43 @@ func TestJanitorToTheNanosecond(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxWakesAcrossMasters: the reporters run on one master (the
+// leader); a build that starts or ends on another wakes them at once, as
+// one of the leader's own does, not at their next poll.
+func TestOutboxWakesAcrossMasters(t *testing.T) {
+	t.Parallel()
+	onPostgres(t, func(t *testing.T, be backend) {
+		loc := be.newLoc(t)
+		leader := be.openAt(t, loc, Options{Events: &evlog{}})
+		other := be.openAt(t, loc, Options{Events: &evlog{}})
+		woken := make(chan struct{}, 1)
+		leader.SetOutbox(func() {
+			select {
+			case woken <- struct{}{}:
+			default:
+			}
+		})
+		other.SetOutbox(func() {})
+		bldr, _, m := setup(t, other)
+		wait := func(what string, want []string) {
+			t.Helper()
+			select {
+			case <-woken:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the leader's reporters were not woken by the other master's %s", what)
+			}
+			var got []string
+			for _, e := range must[[]OutboxEntry](t)(leader.OutboxAfter(0, 10)) {
+				got = append(got, e.Event)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("after the %s, the outbox holds %v, want %v", what, got, want)
+			}
+		}
+		b := must[Build](t)(other.AddBuild(NewBuild{BuilderID: bldr.ID, MasterID: m.ID, StartedAt: t0}))
+		wait("build's start", []string{OutboxStarted})
+		ok(t, other.FinishBuild(b.ID, Success, t0))
+		wait("build's end", []string{OutboxStarted, OutboxFinished})
+	})
+}
