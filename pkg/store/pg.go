@@ -68,7 +68,11 @@ func OpenURL(url, basedir string, opts Options) (Store, error) {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(basedir, p)
 	}
-	return Open(p, opts)
+	db, err := Open(p, opts)
+	if err != nil {
+		return nil, err // not a Store holding a nil *DB
+	}
+	return db, nil
 }
 
 // pgTimeout bounds each statement, so a lost database fails a write
