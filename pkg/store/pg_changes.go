@@ -258,6 +258,9 @@ func (p *PG) count(sql string, args ...any) (int, error) {
 
 // GetState is [DB.GetState].
 func (p *PG) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	if pgBadText(objectName) || pgBadText(key) {
+		return nil, false, nil // SetState refuses such a name
+	}
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var value []byte
@@ -286,9 +289,18 @@ func (p *PG) SetState(objectName, key string, value json.RawMessage) error {
 }
 
 func pgSetState(ctx context.Context, tx pgTx, objectName, key string, value json.RawMessage) error {
+	if pgBadText(objectName) || pgBadText(key) {
+		return fmt.Errorf("state %q %q: PostgreSQL takes only UTF-8 without NUL bytes in names", objectName, key)
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO object_state (object_name, key, value) VALUES ($1, $2, $3)
 		ON CONFLICT (object_name, key) DO UPDATE SET value = $3`, objectName, key, []byte(value))
 	return err
+}
+
+// pgBadText says whether s cannot be a PostgreSQL text: not UTF-8, or
+// holding a NUL byte.
+func pgBadText(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsRune(s, 0)
 }
 
 // pgCheckChanges is checkChanges, checkChangeParents and checkSourceStamps

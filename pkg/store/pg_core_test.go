@@ -194,6 +194,8 @@ func coreScenario(s Store) []any {
 	rec("SetState spaces", errOf(s.SetState("poller", "k3", json.RawMessage(` [1, 2]  `))))
 	v, found, err = s.GetState("poller", "k3")
 	rec("GetState spaces", string(v), found, errOf(err))
+	v, found, err = s.GetState("a\x00b", "k\xff")
+	rec("GetState NUL", v == nil, found, errOf(err))
 
 	ss := []SourceStamp{{Branch: "main", Revision: "r1", Repository: "repo", Project: "p"}}
 	bs1, brids1, err := s.AddBuildset(NewBuildset{Reason: "r", ExternalID: "x", SchedulerName: "sch",

@@ -90,14 +90,14 @@ func (p *PG) PendingStats() (n int, oldest time.Time, err error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var count int64
-	var min *int64
+	var oldestNS *int64
 	err = p.pool.QueryRow(ctx, `SELECT count(*), min(submitted_ns) FROM buildrequests
-		WHERE NOT complete AND claimed_by IS NULL`).Scan(&count, &min)
+		WHERE NOT complete AND claimed_by IS NULL`).Scan(&count, &oldestNS)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("count pending build requests: %w", err)
 	}
-	if min != nil {
-		oldest = time.Unix(0, *min)
+	if oldestNS != nil {
+		oldest = time.Unix(0, *oldestNS)
 	}
 	return int(count), oldest, nil
 }
