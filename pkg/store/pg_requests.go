@@ -271,6 +271,3 @@ func pgCheckRequests(ctx context.Context, tx pgx.Tx) []error {
 	return append(errs, err)
 }
 
-func init() {
-	pgChecks = append(pgChecks, pgCheckNamed, pgCheckChanges, pgCheckBuildsets, pgCheckRequests)
-}
