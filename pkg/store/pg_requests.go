@@ -270,4 +270,3 @@ func pgCheckRequests(ctx context.Context, tx pgx.Tx) []error {
 	})
 	return append(errs, err)
 }
-
