@@ -47,7 +47,7 @@ func fillForCopy(t *testing.T, db *DB) {
 	for i, c := range changes {
 		_, ids, err := db.AddBuildset(NewBuildset{Reason: fmt.Sprintf("bs %d", i), SchedulerName: "s",
 			SourceStamps: []SourceStamp{{Branch: c.Branch, Revision: c.Revision, Repository: c.Repository, Project: c.Project}},
-			ChangeIDs: []int64{c.ID}, BuilderIDs: []int64{a.ID, b.ID}, Priority: i % 2, SubmittedAt: t0.Add(time.Duration(i) * time.Second),
+			ChangeIDs:    []int64{c.ID}, BuilderIDs: []int64{a.ID, b.ID}, Priority: i % 2, SubmittedAt: t0.Add(time.Duration(i) * time.Second),
 			Properties: Properties{"p": {Value: json.RawMessage(`"v"`), Source: "test"}}})
 		ok(t, err)
 		brids = append(brids, ids[a.ID], ids[b.ID])
