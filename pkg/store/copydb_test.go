@@ -415,7 +415,8 @@ func TestCopyDBRefusals(t *testing.T) {
 	otherPath := filepath.Join(dir, "other.db")
 	other, err := Open(otherPath, Options{})
 	ok(t, err)
-	must[Master](t)(other.EnsureMaster("another"))
+	am := must[Master](t)(other.EnsureMaster("another"))
+	ok(t, other.SetMasterActive(am.ID, false, t0))
 	must[Builder](t)(other.EnsureBuilder("z"))
 	ok(t, other.Close())
 
@@ -426,7 +427,14 @@ func TestCopyDBRefusals(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "different history") {
 		t.Errorf("copy into a database of another history: %v", err)
 	}
-	// A prefix of another history is refused too: its last row differs.
+	// A store of another history whose ids and counts look like a
+	// prefix of the source's: its rows differ.
+	pgOther := newCopyDatabase(t)
+	copyOK(t, otherPath, pgOther)
+	_, err = CopyDB(ctx, srcPath, pgOther, CopyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "row 0000000000000001 differs from the source's") {
+		t.Errorf("copy into a database of another history with the same ids: %v", err)
+	}
 	_, err = CopyDB(ctx, otherPath, "bbolt:"+srcPath, CopyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "different history") {
 		t.Errorf("copy into a bbolt store of another history: %v", err)
