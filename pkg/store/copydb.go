@@ -549,7 +549,10 @@ func resumePoints(ctx context.Context, src, dst copySide) ([][]byte, error) {
 			return nil, err
 		}
 		if !tok {
-			if partial == "" {
+			// A kind the source has no row of either is complete.
+			if _, sok, err := src.last(ctx, k); err != nil {
+				return nil, err
+			} else if sok && partial == "" {
 				partial = k.name
 			}
 			continue

@@ -493,3 +493,34 @@ func TestCopyDBRefusals(t *testing.T) {
 		t.Errorf("copy to an unreachable database: %v", err)
 	}
 }
+
+// TestCopyDBSparse: a store with no row of some kinds (no master, no
+// change, no outbox), copied with interruptions, resumes past the kinds
+// it lacks.
+func TestCopyDBSparse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srcPath := filepath.Join(dir, "src.db")
+	src, err := Open(srcPath, Options{})
+	ok(t, err)
+	b := must[Builder](t)(src.EnsureBuilder("a"))
+	for range 4 {
+		bd := must[Build](t)(src.AddBuild(NewBuild{BuilderID: b.ID}))
+		s := must[Step](t)(src.AddStep(bd.ID, "s"))
+		l := must[Log](t)(src.AddLog(s.ID, "l", "t"))
+		for range 5 {
+			must[int64](t)(src.AppendLog(l.ID, "x\n"))
+		}
+	}
+	want := snapshot(t, src)
+	ok(t, src.Close())
+	pgURL := newCopyDatabase(t)
+	if runs := interruptedCopy(t, srcPath, pgURL, 2); runs < 3 {
+		t.Errorf("%d runs", runs)
+	}
+	backPath := filepath.Join(dir, "back.db")
+	interruptedCopy(t, pgURL, backPath, 2)
+	if diff := cmp.Diff(want, snapshot(t, openCopy(t, backPath))); diff != "" {
+		t.Errorf("(-source +copy):\n%s", diff)
+	}
+}
