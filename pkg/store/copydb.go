@@ -975,9 +975,18 @@ func (s *pgSide) finish(ctx context.Context, src copySide, seqs map[string]int64
 				}
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE sourcestamps s SET refs =
-			(SELECT count(*) FROM changes c WHERE c.sourcestamp_id = s.id) +
-			(SELECT count(*) FROM buildset_sourcestamps b WHERE b.sourcestamp_id = s.id)`); err != nil {
+		// A sourcestamp's references: the changes naming it, and each
+		// time a buildset names it (as bbolt's sourcestamp_refs).
+		if _, err := tx.Exec(ctx, `UPDATE sourcestamps SET refs = 0 WHERE refs <> 0`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `WITH named AS (
+				SELECT sourcestamp_id AS id FROM changes
+				UNION ALL
+				SELECT (e->>'ID')::bigint FROM buildsets b CROSS JOIN LATERAL json_array_elements(
+					CASE WHEN json_typeof(b.data->'SourceStamps') = 'array' THEN b.data->'SourceStamps' ELSE '[]'::json END) e),
+			counts AS (SELECT id, count(*) AS n FROM named GROUP BY id)
+			UPDATE sourcestamps s SET refs = counts.n FROM counts WHERE counts.id = s.id`); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE builders b SET next_number =

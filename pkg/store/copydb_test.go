@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	bolt "go.etcd.io/bbolt"
 )
 
 // fillForCopy fills db through its own methods with every kind of record
@@ -270,7 +272,17 @@ func TestCopyDBRoundTrip(t *testing.T) {
 	fillForCopy(t, src)
 	want := snapshot(t, src)
 	seqs := boltSeqs(t, src)
+	wantRefs := map[int64]int64{}
+	ok(t, src.bolt.View(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketSourceStampRefs).ForEach(func(k, v []byte) error {
+			wantRefs[btoi(k)] = btoi(v)
+			return nil
+		})
+	}))
 	ok(t, src.Close())
+	if len(wantRefs) == 0 {
+		t.Fatal("no sourcestamp references")
+	}
 	if seqs["steps"] <= int64(len(want.Steps)) {
 		t.Fatalf("the janitor left the highest step id: sequences %v", seqs)
 	}
@@ -290,6 +302,25 @@ func TestCopyDBRoundTrip(t *testing.T) {
 		if got != seqs[k.name] {
 			t.Errorf("PostgreSQL %s: %d, want %d", k.seq, got, seqs[k.name])
 		}
+	}
+	// The sourcestamps' references and the builders' next numbers, which
+	// PostgreSQL keeps in columns, are the source's.
+	rows, err := pg.pool.Query(context.Background(), "SELECT id, refs FROM sourcestamps")
+	ok(t, err)
+	refs := map[int64]int64{}
+	var id, n int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { refs[id] = n; return nil })
+	ok(t, err)
+	if diff := cmp.Diff(wantRefs, refs); diff != "" {
+		t.Errorf("sourcestamp refs (-bbolt +PostgreSQL):\n%s", diff)
+	}
+	rows, err = pg.pool.Query(context.Background(), "SELECT id, next_number FROM builders")
+	ok(t, err)
+	next := map[int64]int64{}
+	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { next[id] = n; return nil })
+	ok(t, err)
+	if diff := cmp.Diff(map[int64]int64{1: 4, 2: 3}, next); diff != "" {
+		t.Errorf("builders' next numbers (-want +PostgreSQL):\n%s", diff)
 	}
 	ok(t, pg.Check())
 	pg.Close()
