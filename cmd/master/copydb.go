@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/gbb-ci/gbb/pkg/store"
 )
@@ -41,7 +42,16 @@ func copyDB(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	_, err := store.CopyDB(ctx, fs.Arg(0), fs.Arg(1), store.CopyOptions{Force: *force, BatchRows: *batch, Out: os.Stdout})
+	// A line every 10 s while a kind is long to copy (the log chunks of a
+	// big store).
+	last := time.Now()
+	progress := func(kind string, rows int64) {
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			fmt.Printf("%s: %d rows in the target\n", kind, rows)
+		}
+	}
+	_, err := store.CopyDB(ctx, fs.Arg(0), fs.Arg(1), store.CopyOptions{Force: *force, BatchRows: *batch, Out: os.Stdout, Progress: progress})
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("interrupted: what is copied stays; run the same command again to go on")
 	}
