@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	neturl "net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,12 @@ func TestCopyDBKilledAndResumed(t *testing.T) {
 	url := newCopyDatabase(t)
 	// Trust authentication ignores the password; the command must not
 	// print it.
-	withPW := strings.Replace(url, "postgres://gbb@", "postgres://gbb:s3cr3t@", 1)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword(u.User.Username(), "s3cr3t")
+	withPW := u.String()
 	cmd := exec.Command(bin, "copy-db", "--batch", "1", "bbolt:"+src, withPW)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out

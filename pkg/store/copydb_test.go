@@ -292,20 +292,20 @@ func TestCopyDBRoundTrip(t *testing.T) {
 	if rep.Copied == 0 {
 		t.Fatal("nothing copied")
 	}
-	pg, err := OpenPG(pgURL, Options{})
+	pgs, err := OpenPG(pgURL, Options{})
 	ok(t, err)
 	for _, k := range copyKinds {
 		if k.seq == "" {
 			continue
 		}
-		got := must[int64](t)((&pgSide{pg}).seq(context.Background(), k))
+		got := must[int64](t)((&pgSide{pgs}).seq(context.Background(), k))
 		if got != seqs[k.name] {
 			t.Errorf("PostgreSQL %s: %d, want %d", k.seq, got, seqs[k.name])
 		}
 	}
 	// The sourcestamps' references and the builders' next numbers, which
 	// PostgreSQL keeps in columns, are the source's.
-	rows, err := pg.pool.Query(context.Background(), "SELECT id, refs FROM sourcestamps")
+	rows, err := pgs.pool.Query(context.Background(), "SELECT id, refs FROM sourcestamps")
 	ok(t, err)
 	refs := map[int64]int64{}
 	var id, n int64
@@ -314,7 +314,7 @@ func TestCopyDBRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(wantRefs, refs); diff != "" {
 		t.Errorf("sourcestamp refs (-bbolt +PostgreSQL):\n%s", diff)
 	}
-	rows, err = pg.pool.Query(context.Background(), "SELECT id, next_number FROM builders")
+	rows, err = pgs.pool.Query(context.Background(), "SELECT id, next_number FROM builders")
 	ok(t, err)
 	next := map[int64]int64{}
 	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error { next[id] = n; return nil })
@@ -322,8 +322,8 @@ func TestCopyDBRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(map[int64]int64{1: 4, 2: 3}, next); diff != "" {
 		t.Errorf("builders' next numbers (-want +PostgreSQL):\n%s", diff)
 	}
-	ok(t, pg.Check())
-	pg.Close()
+	ok(t, pgs.Check())
+	pgs.Close()
 
 	backPath := filepath.Join(dir, "back.db")
 	rep2 := copyOK(t, pgURL, "bbolt:"+backPath)
@@ -487,10 +487,10 @@ func TestCopyDBRefusals(t *testing.T) {
 	}
 
 	// A master seen a moment ago on the PostgreSQL source.
-	pg, err := OpenPG(pgURL, Options{})
+	pgs, err := OpenPG(pgURL, Options{})
 	ok(t, err)
-	ok(t, pgPutMaster(ctx, pg.pool, Master{ID: 1, Name: "m1", Active: true, LastSeen: time.Now()}))
-	pg.Close()
+	ok(t, pgPutMaster(ctx, pgs.pool, Master{ID: 1, Name: "m1", Active: true, LastSeen: time.Now()}))
+	pgs.Close()
 	_, err = CopyDB(ctx, pgURL, filepath.Join(dir, "y.db"), CopyOptions{})
 	if err == nil || !strings.Contains(err.Error(), `master "m1" is running`) {
 		t.Errorf("copy from a database a master runs on: %v", err)
