@@ -132,7 +132,7 @@ type storeSnapshot struct {
 	Counts       [3]int
 }
 
-func snapshot(t *testing.T, db *DB) storeSnapshot {
+func snapshot(t *testing.T, db Store) storeSnapshot {
 	t.Helper()
 	s := storeSnapshot{State: map[string]string{}, OfSS: map[int64][]Buildset{}, SourceStamps: map[int64]SourceStamp{},
 		Steps: map[int64][]Step{}, Logs: map[int64][]Log{}, Lines: map[int64]string{}, Finished: map[int64]int64{},
@@ -213,13 +213,23 @@ func copyOK(t *testing.T, from, to string) CopyReport {
 // openCopy opens a bbolt copy, checks it and registers its closing.
 func openCopy(t *testing.T, path string) *DB {
 	t.Helper()
-	return openAt(t, path)
+	db, err := Open(path, Options{})
+	ok(t, err)
+	t.Cleanup(func() {
+		if err := db.Check(); err != nil {
+			t.Errorf("check: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return db
 }
 
 // checkIDsContinue adds a record of each kind with an id to db, a copy of
 // a store whose snapshot is src and whose sequences are seqs, and checks
 // that each new id follows the highest the source ever gave.
-func checkIDsContinue(t *testing.T, db *DB, seqs map[string]int64) {
+func checkIDsContinue(t *testing.T, db Store, seqs map[string]int64) {
 	t.Helper()
 	db.SetOutbox(func() {})
 	m := must[Master](t)(db.EnsureMaster("new master"))
