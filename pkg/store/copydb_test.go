@@ -350,6 +350,19 @@ func TestCopyDBRoundTrip(t *testing.T) {
 	}
 	checkIDsContinue(t, back, seqs)
 
+	// PostgreSQL to PostgreSQL, and from there to bbolt, keeps it all too.
+	pg2URL := newCopyDatabase(t)
+	copyOK(t, pgURL, pg2URL)
+	back2Path := filepath.Join(dir, "back2.db")
+	copyOK(t, pg2URL, back2Path)
+	back2 := openCopy(t, back2Path)
+	if diff := cmp.Diff(want, snapshot(t, back2)); diff != "" {
+		t.Errorf("bbolt → PostgreSQL → PostgreSQL → bbolt (-source +copy):\n%s", diff)
+	}
+	if diff := cmp.Diff(seqs, boltSeqs(t, back2)); diff != "" {
+		t.Errorf("sequences (-source +copy of a copy):\n%s", diff)
+	}
+
 	// Copying again changes nothing and copies nothing: the copy is done.
 	again := copyOK(t, srcPath, pgURL)
 	if again.Copied != 0 {
