@@ -562,7 +562,7 @@ func resumePoints(ctx context.Context, src, dst copySide) ([][]byte, error) {
 				src.name(), k.name, fmt.Sprintf(format, args...))
 		}
 		if partial != "" {
-			return nil, differ("it has rows, but none of %s, copied before", partial)
+			return nil, differ("it has rows, while %s, copied before, is not complete: has the source changed since?", partial)
 		}
 		sv, sok, err := src.get(ctx, k, tl.k)
 		if err != nil {

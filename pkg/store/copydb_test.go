@@ -578,3 +578,33 @@ func TestCopyDBSparse(t *testing.T) {
 		t.Errorf("(-source +copy):\n%s", diff)
 	}
 }
+
+// TestCopyDBSourceChanged: a copy stopped midway, whose source a master
+// then wrote to, is not resumed: what it copied is an older state.
+func TestCopyDBSourceChanged(t *testing.T) {
+	t.Parallel()
+	srcPath := filepath.Join(t.TempDir(), "src.db")
+	src, err := Open(srcPath, Options{})
+	ok(t, err)
+	fillForCopy(t, src)
+	ok(t, src.Close())
+	pgURL := newCopyDatabase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = CopyDB(ctx, srcPath, pgURL, CopyOptions{BatchRows: 3, Progress: func(kind string, _ int64) {
+		if kind == "build requests" {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("copy not stopped: %v", err)
+	}
+	src, err = Open(srcPath, Options{})
+	ok(t, err)
+	must[Change](t)(src.AddChange(Change{Branch: "later", When: t0}))
+	ok(t, src.Close())
+	_, err = CopyDB(context.Background(), srcPath, pgURL, CopyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "changes, copied before, is not complete: has the source changed since?") {
+		t.Errorf("resumed after the source changed: %v", err)
+	}
+}
