@@ -604,7 +604,7 @@ func TestCopyDBSourceChanged(t *testing.T) {
 	must[Change](t)(src.AddChange(Change{Branch: "later", When: t0}))
 	ok(t, src.Close())
 	_, err = CopyDB(context.Background(), srcPath, pgURL, CopyOptions{})
-	if err == nil || !strings.Contains(err.Error(), "changes, copied before, is not complete: has the source changed since?") {
+	if err == nil || !strings.Contains(err.Error(), "sourcestamps, copied before, is not complete: has the source changed since?") {
 		t.Errorf("resumed after the source changed: %v", err)
 	}
 }
