@@ -62,6 +62,11 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 		return rep, fmt.Errorf("copy-db: target: %w", err)
 	}
 	defer dst.close()
+	unlock, err := dst.exclusive()
+	if err != nil {
+		return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
+	}
+	defer unlock()
 	if !opts.Force {
 		for _, s := range []struct {
 			what string
@@ -467,6 +472,8 @@ type copySide interface {
 	finish(ctx context.Context, src copySide, seqs map[string]int64) error
 	check() error
 	refuseActive(ctx context.Context) error
+	// exclusive keeps any other copy-db out until unlock is called.
+	exclusive() (unlock func(), err error)
 	close()
 }
 
@@ -655,6 +662,9 @@ func (b *boltSide) check() error { return b.db.Check() }
 // running master holds.
 func (b *boltSide) refuseActive(context.Context) error { return nil }
 
+// exclusive has nothing to do either: the file's lock is held.
+func (b *boltSide) exclusive() (func(), error) { return func() {}, nil }
+
 func (b *boltSide) read(_ context.Context, k copyKindDef, after []byte, limit, budget int) ([]copyRow, error) {
 	var rows []copyRow
 	err := b.db.bolt.View(func(tx *bolt.Tx) error {
@@ -816,6 +826,18 @@ func (s *pgSide) refuseActive(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// exclusive takes the database's copy-db advisory lock.
+func (s *pgSide) exclusive() (func(), error) {
+	l, ok, err := s.p.Lock("copy-db")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errors.New("another copy-db is copying into it")
+	}
+	return func() { l.Unlock() }, nil
 }
 
 // keyList is k's key columns, joined.

@@ -509,6 +509,20 @@ func TestCopyDBRefusals(t *testing.T) {
 		t.Error("copy from a missing file succeeded")
 	}
 
+	// Two copies into one database at once (from PostgreSQL: a bbolt
+	// source is locked by the first): the second is refused.
+	pg3URL := newCopyDatabase(t)
+	_, err = CopyDB(ctx, pgURL, pg3URL, CopyOptions{Progress: func(kind string, _ int64) {
+		if kind != "masters" {
+			return
+		}
+		_, err := CopyDB(ctx, pgURL, pg3URL, CopyOptions{})
+		if err == nil || !strings.Contains(err.Error(), "another copy-db is copying into it") {
+			t.Errorf("a second copy-db at once: %v", err)
+		}
+	}})
+	ok(t, err)
+
 	// A master seen a moment ago on the PostgreSQL source.
 	pgs, err := OpenPG(pgURL, Options{})
 	ok(t, err)
