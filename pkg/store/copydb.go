@@ -238,10 +238,8 @@ func indexJSON[T any](fn func(tx *bolt.Tx, v *T) error) func(*bolt.Tx, copyRow) 
 	}
 }
 
-func puts(tx *bolt.Tx, entries ...struct {
-	b    string
-	k, v []byte
-}) error {
+// puts writes index entries.
+func puts(tx *bolt.Tx, entries ...copyEntry) error {
 	for _, e := range entries {
 		if err := bucket(tx, e.b).Put(e.k, e.v); err != nil {
 			return err
@@ -250,7 +248,8 @@ func puts(tx *bolt.Tx, entries ...struct {
 	return nil
 }
 
-type entry = struct {
+// copyEntry is an entry of bucket b.
+type copyEntry struct {
 	b    string
 	k, v []byte
 }
@@ -277,15 +276,15 @@ func dupHash(h []byte, id int64) []byte {
 var copyKinds = []copyKindDef{
 	idKind("masters", bucketMaster, "masters_id_seq", "masters", putJSON(pgPutMaster),
 		indexJSON(func(tx *bolt.Tx, m *Master) error {
-			return puts(tx, entry{bucketMasterByName, []byte(m.Name), itob(m.ID)})
+			return puts(tx, copyEntry{bucketMasterByName, []byte(m.Name), itob(m.ID)})
 		})),
 	idKind("builders", bucketBuilder, "builders_id_seq", "builders", putJSON(pgPutBuilder),
 		indexJSON(func(tx *bolt.Tx, b *Builder) error {
-			return puts(tx, entry{bucketBuilderByName, []byte(b.Name), itob(b.ID)})
+			return puts(tx, copyEntry{bucketBuilderByName, []byte(b.Name), itob(b.ID)})
 		})),
 	idKind("workers", bucketWorker, "workers_id_seq", "workers", putJSON(pgPutWorker),
 		indexJSON(func(tx *bolt.Tx, w *Worker) error {
-			return puts(tx, entry{bucketWorkerByName, []byte(w.Name), itob(w.ID)})
+			return puts(tx, copyEntry{bucketWorkerByName, []byte(w.Name), itob(w.ID)})
 		})),
 	// The content index and reference counts are made at the end, from
 	// the changes and buildsets.
@@ -332,23 +331,23 @@ var copyKinds = []copyKindDef{
 		}),
 		indexJSON(func(tx *bolt.Tx, bs *Buildset) error {
 			for _, ss := range bs.SourceStamps {
-				if err := puts(tx, entry{bucketBuildsetBySourceStamp, key2(ss.ID, bs.ID), nil}); err != nil {
+				if err := puts(tx, copyEntry{bucketBuildsetBySourceStamp, key2(ss.ID, bs.ID), nil}); err != nil {
 					return err
 				}
 			}
 			if !bs.Complete {
-				return puts(tx, entry{bucketBuildsetIncomplete, itob(bs.ID), nil})
+				return puts(tx, copyEntry{bucketBuildsetIncomplete, itob(bs.ID), nil})
 			}
 			return nil
 		})),
 	idKind("build requests", bucketRequest, "buildrequests_id_seq", "buildrequests", putJSON(pgPutRequest),
 		indexJSON(func(tx *bolt.Tx, br *BuildRequest) error {
-			if err := puts(tx, entry{bucketRequestByBuildset, key2(br.BuildsetID, br.ID), nil},
-				entry{bucketRequestByBuilder, key2(br.BuilderID, br.ID), nil}); err != nil {
+			if err := puts(tx, copyEntry{bucketRequestByBuildset, key2(br.BuildsetID, br.ID), nil},
+				copyEntry{bucketRequestByBuilder, key2(br.BuilderID, br.ID), nil}); err != nil {
 				return err
 			}
 			if !br.Complete {
-				if err := puts(tx, entry{bucketRequestIncomplete, itob(br.ID), nil}); err != nil {
+				if err := puts(tx, copyEntry{bucketRequestIncomplete, itob(br.ID), nil}); err != nil {
 					return err
 				}
 			}
@@ -356,29 +355,29 @@ var copyKinds = []copyKindDef{
 		})),
 	idKind("builds", bucketBuild, "builds_id_seq", "builds", putJSON(pgPutBuild),
 		indexJSON(func(tx *bolt.Tx, b *Build) error {
-			if err := puts(tx, entry{bucketBuildByBuilder, key2(b.BuilderID, b.Number), itob(b.ID)},
-				entry{bucketBuildByWorker, key2(b.WorkerID, b.ID), nil}); err != nil {
+			if err := puts(tx, copyEntry{bucketBuildByBuilder, key2(b.BuilderID, b.Number), itob(b.ID)},
+				copyEntry{bucketBuildByWorker, key2(b.WorkerID, b.ID), nil}); err != nil {
 				return err
 			}
 			if b.BuildRequestID != 0 {
-				if err := puts(tx, entry{bucketBuildByRequest, key2(b.BuildRequestID, b.ID), nil}); err != nil {
+				if err := puts(tx, copyEntry{bucketBuildByRequest, key2(b.BuildRequestID, b.ID), nil}); err != nil {
 					return err
 				}
 			}
 			if !b.Complete {
-				return puts(tx, entry{bucketBuildIncomplete, itob(b.ID), nil})
+				return puts(tx, copyEntry{bucketBuildIncomplete, itob(b.ID), nil})
 			}
 			return nil
 		})),
 	idKind("steps", bucketStep, "steps_id_seq", "steps", putJSON(pgPutStep),
 		indexJSON(func(tx *bolt.Tx, s *Step) error {
-			return puts(tx, entry{bucketStepByBuild, key2(s.BuildID, int64(s.Number)), itob(s.ID)},
-				entry{bucketStepByName, keyName(s.BuildID, s.Name), itob(s.ID)})
+			return puts(tx, copyEntry{bucketStepByBuild, key2(s.BuildID, int64(s.Number)), itob(s.ID)},
+				copyEntry{bucketStepByName, keyName(s.BuildID, s.Name), itob(s.ID)})
 		})),
 	idKind("logs", bucketLog, "logs_id_seq", "logs", putJSON(pgPutLog),
 		indexJSON(func(tx *bolt.Tx, l *Log) error {
-			return puts(tx, entry{bucketLogByStep, key2(l.StepID, l.ID), nil},
-				entry{bucketLogBySlug, keyName(l.StepID, l.Slug), itob(l.ID)})
+			return puts(tx, copyEntry{bucketLogByStep, key2(l.StepID, l.ID), nil},
+				copyEntry{bucketLogBySlug, keyName(l.StepID, l.Slug), itob(l.ID)})
 		})),
 	{name: "log chunks", bucket: bucketLogChunk, table: "logchunks",
 		keyCols: []string{"log_id", "first_line"}, selCols: "num_lines, data",
@@ -412,7 +411,7 @@ var copyKinds = []copyKindDef{
 		}),
 		index: indexJSON(func(tx *bolt.Tx, e *OutboxEntry) error {
 			if e.Event == OutboxFinished {
-				return puts(tx, entry{bucketOutboxFinished, itob(e.BuildID), itob(e.Seq)})
+				return puts(tx, copyEntry{bucketOutboxFinished, itob(e.BuildID), itob(e.Seq)})
 			}
 			return nil
 		})},
@@ -446,7 +445,7 @@ var copyKinds = []copyKindDef{
 		put: putJSON(pgPutDelivery),
 		index: indexJSON(func(tx *bolt.Tx, d *Delivery) error {
 			if d.State == DeliveryFailed {
-				return puts(tx, entry{bucketDeliveryFailed, deliveryKey(*d), nil})
+				return puts(tx, copyEntry{bucketDeliveryFailed, deliveryKey(*d), nil})
 			}
 			return nil
 		})},
