@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	neturl "net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gbb-ci/gbb/internal/testpg"
 	"github.com/gbb-ci/gbb/pkg/store"
 )
 
@@ -163,34 +164,31 @@ func TestCopyDBUsage(t *testing.T) {
 	}
 }
 
-// devServer is the development PostgreSQL used until internal/testpg lands.
-const devServer = "postgres://gbb@127.0.0.1:25432/postgres?sslmode=disable"
+// testPG is the PostgreSQL of this test binary, started by the first
+// test that needs one; TestMain stops it.
+var (
+	testPGOnce sync.Once
+	testPG     *testpg.Server
+	testPGErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testPG != nil {
+		if err := testPG.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testpg:", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
 
 // newCopyDatabase creates an empty database, dropped when t ends.
 func newCopyDatabase(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, devServer)
-	if err != nil {
-		t.Fatal(err)
+	testPGOnce.Do(func() { testPG, testPGErr = testpg.Start() })
+	if testPGErr != nil {
+		t.Fatalf("start PostgreSQL: %v", testPGErr)
 	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	name := "copydb_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, devServer)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Error(err)
-		}
-	})
-	return "postgres://gbb@127.0.0.1:25432/" + name + "?sslmode=disable"
+	return testPG.NewDatabase(t)
 }
