@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -261,15 +260,13 @@ func idKind(name, bucket, seq, table string, put func(context.Context, pgTx, cop
 
 func noIndex(*bolt.Tx, copyRow) error { return nil }
 
-// dupHash is the hash column of a sourcestamp whose content an older one
-// has: bbolt keeps such duplicates of stores made before its content index
-// (which names the oldest), and PostgreSQL's hash is unique. The
-// duplicate keeps its id and row, found by id as on bbolt, never by
-// content.
-func dupHash(h []byte, id int64) []byte {
-	s := sha256.Sum256(append(append([]byte("duplicate "), h...), itob(id)...))
-	return s[:]
-}
+// errDuplicateContent is the copy's error when a bbolt store made before
+// its sourcestamps were indexed by content holds two of one content:
+// PostgreSQL keeps one sourcestamp per content (its hash is unique), and
+// changing the younger one's id would change the changes and buildsets
+// naming it.
+var errDuplicateContent = errors.New("the source has two sourcestamps of one content (a store older than gbb's content index): " +
+	"PostgreSQL keeps one per content, so this store can be copied to bbolt only")
 
 // copyKinds are the kinds in the order they are copied: every row refers
 // only to kinds before its own (PostgreSQL's foreign keys).
@@ -290,10 +287,8 @@ var copyKinds = []copyKindDef{
 	// the changes and buildsets.
 	idKind("sourcestamps", bucketSourceStamp, "sourcestamps_id_seq", "sourcestamps",
 		putJSON(func(ctx context.Context, q pgTx, ss SourceStamp) error {
-			h := ssHash(ss)
-			_, err := q.Exec(ctx, `INSERT INTO sourcestamps (id, hash, refs, data)
-				SELECT $1::bigint, CASE WHEN EXISTS (SELECT 1 FROM sourcestamps WHERE hash = $2::bytea) THEN $3::bytea ELSE $2::bytea END, 0, $4::json`,
-				ss.ID, h, dupHash(h, ss.ID), pgJSON(ss))
+			_, err := q.Exec(ctx, `INSERT INTO sourcestamps (id, hash, refs, data) VALUES ($1, $2, 0, $3)`,
+				ss.ID, ssHash(ss), pgJSON(ss))
 			return err
 		}), noIndex),
 	// The index of each source's latest change is made at the end.
@@ -955,9 +950,14 @@ func (s *pgSide) write(ctx context.Context, k copyKindDef, rows []copyRow) error
 			return err
 		}
 	}
-	return pgx.BeginFunc(ctx, s.p.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.p.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, q.b).Close()
 	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "sourcestamps_hash_key" {
+		return fmt.Errorf("sourcestamps %d to %d: %w", btoi(rows[0].k), btoi(rows[len(rows)-1].k), errDuplicateContent)
+	}
+	return err
 }
 
 // finish sets every sequence to the source's, the sourcestamps'

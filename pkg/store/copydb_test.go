@@ -622,3 +622,32 @@ func TestCopyDBSourceChanged(t *testing.T) {
 		t.Errorf("resumed after the source changed: %v", err)
 	}
 }
+
+// TestCopyDBDuplicateSourceStamps: a bbolt store older than the
+// sourcestamps' content index, holding two sourcestamps of one content,
+// copies to bbolt; PostgreSQL, which keeps one per content, is refused at
+// the sourcestamps, before the builds and logs, with a message that says
+// why.
+func TestCopyDBDuplicateSourceStamps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srcPath := filepath.Join(dir, "src.db")
+	src, err := Open(srcPath, Options{})
+	ok(t, err)
+	c := must[Change](t)(src.AddChange(Change{Branch: "main", Revision: "r1", When: t0}))
+	// What an older gbb left: a second sourcestamp of the same content,
+	// the content index naming the oldest (as indexSourceStamps does).
+	ok(t, src.bolt.Update(func(tx *bolt.Tx) error {
+		ss := must[SourceStamp](t)(get[SourceStamp](tx, bucketSourceStamp, c.SourceStampID))
+		ss.ID = must[int64](t)(nextID(tx, bucketSourceStamp))
+		return put(tx, bucketSourceStamp, ss.ID, &ss)
+	}))
+	ok(t, src.Check())
+	ok(t, src.Close())
+
+	copyOK(t, srcPath, filepath.Join(dir, "copy.db"))
+	_, err = CopyDB(context.Background(), srcPath, newCopyDatabase(t), CopyOptions{})
+	if !errors.Is(err, errDuplicateContent) || !strings.Contains(err.Error(), "sourcestamps: ") {
+		t.Errorf("copy to PostgreSQL of two sourcestamps of one content: %v", err)
+	}
+}
