@@ -37,10 +37,15 @@ func TestCopyDBKilledAndResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const chunks = 1500
-	var logIDs []int64
-	var want []string
-	for i := range 3 {
+	// Many chunks, so that the copy of one at a time lasts seconds: the
+	// logs are written at once, so that their commits are shared.
+	const logs, perLog = 6, 1000
+	const chunks = logs * perLog
+	logIDs := make([]int64, logs)
+	want := make([]string, logs)
+	var wg sync.WaitGroup
+	errs := make(chan error, logs)
+	for i := range logs {
 		bd, err := db.AddBuild(store.NewBuild{BuilderID: b.ID, StartedAt: time.Now()})
 		if err != nil {
 			t.Fatal(err)
@@ -53,16 +58,26 @@ func TestCopyDBKilledAndResumed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var all strings.Builder
-		for k := range chunks / 3 {
-			line := fmt.Sprintf("o build %d chunk %d\n", i, k)
-			all.WriteString(line)
-			if _, err := db.AppendLog(l.ID, line); err != nil {
-				t.Fatal(err)
+		logIDs[i] = l.ID
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var all strings.Builder
+			for k := range perLog {
+				line := fmt.Sprintf("o build %d chunk %d\n", i, k)
+				all.WriteString(line)
+				if _, err := db.AppendLog(l.ID, line); err != nil {
+					errs <- err
+					return
+				}
 			}
-		}
-		logIDs = append(logIDs, l.ID)
-		want = append(want, all.String())
+			want[i] = all.String()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
