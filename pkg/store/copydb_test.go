@@ -54,6 +54,10 @@ func fillForCopy(t *testing.T, db *DB) {
 		ok(t, err)
 		brids = append(brids, ids[a.ID], ids[b.ID])
 	}
+	// A buildset naming one sourcestamp twice: two references to it.
+	_, _, err := db.AddBuildset(NewBuildset{Reason: "twice", BuilderIDs: []int64{b.ID}, SubmittedAt: t0,
+		SourceStamps: []SourceStamp{{Branch: "twice", Revision: "t"}, {Branch: "twice", Revision: "t"}}})
+	ok(t, err)
 	// Requests 1-4 built, 5 claimed and running, the rest pending.
 	var builds []Build
 	for i, brid := range brids[:5] {
