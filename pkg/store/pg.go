@@ -38,9 +38,9 @@ type PG struct {
 	enc  *zstd.Encoder
 	dec  *zstd.Decoder
 
-	events Publisher  // nil means none
-	pubMu  sync.Mutex // orders this master's commits and their publication
-	origin string     // this store's random id, on its notifications
+	events Publisher // nil means none
+	order  sequencer // orders the publication of commits, this master's and others'
+	origin string    // this store's random id, on its notifications
 
 	outbox atomic.Pointer[func()] // see SetOutbox; nil: off
 
@@ -121,6 +121,7 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	p := &PG{url: safe, pool: pool, log: logger, enc: enc, dec: dec, events: opts.Events,
 		origin: hex.EncodeToString(id[:]), onCommit: opts.OnCommit, onLog: opts.OnLog,
 		listened: make(chan struct{})}
+	p.order.cond.L = &p.order.mu
 	lctx, stop := context.WithCancel(context.Background())
 	p.stop = stop
 	if p.events != nil {
@@ -192,8 +193,9 @@ func retryable(err error) bool {
 }
 
 // update runs fn in a write transaction and, once it has committed, calls
-// publish (when events are published) before any other write of this
-// master commits; so events leave in commit order, never for a write that
+// publish (when events are published), in turn with this master's other
+// writes and the other masters' events: a write that waited for another's
+// rows publishes after it, and nothing is published for a write that
 // failed. publish also runs inside the transaction (with a eventBuffer), so
 // that the events are sent to the other masters by NOTIFY, which
 // PostgreSQL delivers at commit. fn may run more than once (a deadlock or
@@ -228,9 +230,18 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 			return err
 		}
 	}
-	p.pubMu.Lock()
-	defer p.pubMu.Unlock()
-	if err := tx.Commit(ctx); err != nil {
+	// The ticket is taken after the transaction's last statement: a
+	// transaction that waited for this one's row locks takes its ticket
+	// after this one has committed, so it publishes after it. Publication
+	// waits for its turn with the transaction over and its connection back
+	// in the pool: a publisher may read the store (the metrics do), and
+	// must not wait for a connection that a transaction waiting for its
+	// turn holds.
+	t := p.order.ticket()
+	err = tx.Commit(ctx)
+	p.order.wait(t)
+	defer p.order.done()
+	if err != nil {
 		return err
 	}
 	if p.onCommit != nil {
@@ -240,6 +251,42 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 		p.events.Publish(e.key, e.record)
 	}
 	return nil
+}
+
+// sequencer hands out tickets and lets their holders through one at a
+// time, in ticket order.
+type sequencer struct {
+	mu   sync.Mutex
+	cond sync.Cond // on mu; signalled when turn moves
+	next uint64    // guarded by mu; the next ticket handed out
+	turn uint64    // guarded by mu; the ticket whose turn it is
+}
+
+// ticket returns the next ticket.
+func (s *sequencer) ticket() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.next
+	s.next++
+	return t
+}
+
+// wait returns once it is t's turn. Every ticket must be waited for and
+// then done, or those after it wait for ever.
+func (s *sequencer) wait(t uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.turn != t {
+		s.cond.Wait()
+	}
+}
+
+// done ends the current turn.
+func (s *sequencer) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.turn++
+	s.cond.Broadcast()
 }
 
 // read runs fn in a read-only transaction that sees one snapshot.

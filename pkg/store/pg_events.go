@@ -141,7 +141,7 @@ func (p *PG) listen(ctx context.Context, ready chan<- error) {
 	defer close(p.listened)
 	first := true
 	for wait := 100 * time.Millisecond; ctx.Err() == nil; {
-		conn, err := pgx.Connect(ctx, p.pool.Config().ConnConfig.ConnString())
+		conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
 		if err == nil {
 			_, err = conn.Exec(ctx, "LISTEN "+pgChannel)
 		}
@@ -221,8 +221,8 @@ func (p *PG) publishRemote(evs []wireEvent) {
 		}
 		recs = append(recs, bufferedEvent{e.Key, r})
 	}
-	p.pubMu.Lock()
-	defer p.pubMu.Unlock()
+	p.order.wait(p.order.ticket())
+	defer p.order.done()
 	rp, remote := p.events.(RemotePublisher)
 	for _, r := range recs {
 		if remote {

@@ -27,7 +27,7 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 	key := int32(h.Sum32())
 	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, p.pool.Config().ConnConfig.ConnString())
+	conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s: %w", name, err)
 	}
