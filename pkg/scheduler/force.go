@@ -277,6 +277,9 @@ func (s *Set) Force(ctx context.Context, name string, req ForceRequest) (int64, 
 	switch {
 	case req.BuilderID != 0:
 		b, err := s.store.Builder(req.BuilderID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return 0, nil, fmt.Errorf("force %s: %w", name, err)
+		}
 		if err != nil || !slices.Contains(fs.builders, b.Name) {
 			return 0, nil, &ParamError{Field: "builderid", Msg: fmt.Sprintf("builder %d is not a builder of force scheduler %q", req.BuilderID, name)}
 		}

@@ -110,3 +110,27 @@ func TestForce(t *testing.T) {
 		t.Errorf("new scheduler: %v", err)
 	}
 }
+
+// TestForceStoreFailureIsNotTheUsers: a store that cannot answer is the
+// master's failure (a 500), not a builderid the user got wrong (a 400).
+func TestForceStoreFailureIsNotTheUsers(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := db.EnsureBuilder("a")
+	s := New([]config.Scheduler{{Type: "force", Name: "force", BuilderNames: []string{"a"}}}, db, func() {}, nil)
+	_, _, err = s.Force(context.Background(), "force", ForceRequest{BuilderID: a.ID + 100})
+	if pe := (*ParamError)(nil); !errors.As(err, &pe) || pe.Field != "builderid" {
+		t.Fatalf("unknown builderid: %v, want a ParamError on builderid", err)
+	}
+	db.Close()
+	_, _, err = s.Force(context.Background(), "force", ForceRequest{BuilderID: a.ID})
+	if err == nil {
+		t.Fatal("forced with a closed store")
+	}
+	if pe := (*ParamError)(nil); errors.As(err, &pe) {
+		t.Errorf("closed store: %v is a ParamError (a 400 blaming the user)", err)
+	}
+}
