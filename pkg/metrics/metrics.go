@@ -225,6 +225,14 @@ func (t tap) Publish(key string, record any) {
 	}
 }
 
+// PublishRemote passes on an event of another master sharing the store,
+// without counting it: that master counts it.
+func (t tap) PublishRemote(key string, record any) {
+	if t.next != nil {
+		t.next.Publish(key, record)
+	}
+}
+
 // Commit observes one write transaction of the store (store.Options.OnCommit).
 func (m *Metrics) Commit(d time.Duration) {
 	if m != nil {

@@ -15,6 +15,15 @@ type Publisher interface {
 	Publish(key string, record any)
 }
 
+// RemotePublisher is a Publisher that tells the events of other masters
+// sharing a PostgreSQL store (PublishRemote) from this master's own
+// (Publish): the metrics count only this master's, so that the sum over
+// masters counts each build once.
+type RemotePublisher interface {
+	Publisher
+	PublishRemote(key string, record any)
+}
+
 // emit publishes a record under every key buildbot gives its kind of
 // resource, each ending with the event ev.
 type emit struct{ p Publisher }

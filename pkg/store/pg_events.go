@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgChannel is the NOTIFY channel of the store's events.
+const pgChannel = "gbb_events"
+
+// pgMaxPayload is the largest NOTIFY payload sent as is; PostgreSQL's limit
+// is 8000 bytes. Larger batches go through the pg_events table and the
+// notification names their row.
+const pgMaxPayload = 7900
+
+// eventBuffer is a Publisher that keeps what it is given, in order.
+type eventBuffer []bufferedEvent
+
+type bufferedEvent struct {
+	key    string
+	record any
+}
+
+func (r *eventBuffer) Publish(key string, record any) {
+	*r = append(*r, bufferedEvent{key, record})
+}
+
+// wireEvent is one event on the wire between masters: the record's kind
+// says which type its JSON decodes to.
+type wireEvent struct {
+	Key    string          `json:"k"`
+	Kind   string          `json:"t"`
+	Record json.RawMessage `json:"r"`
+}
+
+// wireBatch is the events of one transaction.
+type wireBatch struct {
+	Origin string      `json:"o"`
+	Events []wireEvent `json:"e,omitempty"`
+	Row    int64       `json:"id,omitempty"` // the batch is in pg_events
+}
+
+// kindOf names the type of an event's record.
+func kindOf(r any) string {
+	switch r.(type) {
+	case Master:
+		return "master"
+	case Builder:
+		return "builder"
+	case Worker:
+		return "worker"
+	case Buildset:
+		return "buildset"
+	case BuildRequest:
+		return "buildrequest"
+	case Build:
+		return "build"
+	case Properties:
+		return "properties"
+	case Step:
+		return "step"
+	case Log:
+		return "log"
+	case Change:
+		return "change"
+	}
+	panic(fmt.Sprintf("store: event record of type %T", r))
+}
+
+// decodeRecord decodes the JSON of a record of kind.
+func decodeRecord(kind string, data []byte) (any, error) {
+	switch kind {
+	case "master":
+		return decodeAs[Master](data)
+	case "builder":
+		return decodeAs[Builder](data)
+	case "worker":
+		return decodeAs[Worker](data)
+	case "buildset":
+		return decodeAs[Buildset](data)
+	case "buildrequest":
+		return decodeAs[BuildRequest](data)
+	case "build":
+		return decodeAs[Build](data)
+	case "properties":
+		return decodeAs[Properties](data)
+	case "step":
+		return decodeAs[Step](data)
+	case "log":
+		return decodeAs[Log](data)
+	case "change":
+		return decodeAs[Change](data)
+	}
+	return nil, fmt.Errorf("unknown record kind %q", kind)
+}
+
+func decodeAs[T any](data []byte) (any, error) {
+	var v T
+	err := json.Unmarshal(data, &v)
+	return v, err
+}
+
+// notify sends rec to the other masters, delivered when tx commits.
+func (p *PG) notify(ctx context.Context, tx pgx.Tx, rec eventBuffer) error {
+	if len(rec) == 0 {
+		return nil
+	}
+	b := wireBatch{Origin: p.origin, Events: make([]wireEvent, len(rec))}
+	for i, e := range rec {
+		b.Events[i] = wireEvent{Key: e.key, Kind: kindOf(e.record), Record: pgJSON(e.record)}
+	}
+	payload := pgJSON(b)
+	if len(payload) > pgMaxPayload {
+		var id int64
+		if err := tx.QueryRow(ctx, "INSERT INTO pg_events (payload) VALUES ($1) RETURNING id", payload).Scan(&id); err != nil {
+			return err
+		}
+		payload = pgJSON(wireBatch{Origin: p.origin, Row: id})
+		// Every master has read a batch within a minute of its commit;
+		// an hour's margin covers a listener reconnecting.
+		if p.bigSent.Add(1)%128 == 0 {
+			if _, err := tx.Exec(ctx, "DELETE FROM pg_events WHERE at < now() - interval '1 hour'"); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, string(payload))
+	return err
+}
+
+// listen publishes the events other masters send, until ctx ends. It
+// reports on ready once it listens (or could not start); afterwards it
+// reconnects whenever its connection is lost (events sent meanwhile are
+// lost to this master's bus; the store itself loses nothing).
+func (p *PG) listen(ctx context.Context, ready chan<- error) {
+	defer close(p.listened)
+	first := true
+	for wait := 100 * time.Millisecond; ctx.Err() == nil; {
+		conn, err := pgx.Connect(ctx, p.pool.Config().ConnConfig.ConnString())
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgChannel)
+		}
+		if first {
+			ready <- err
+			first = false
+			if err != nil {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+				return
+			}
+		}
+		if err == nil {
+			wait = 100 * time.Millisecond
+			err = p.receive(ctx, conn)
+			conn.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("lost the connection that receives other masters' events; reconnecting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// receive publishes the notifications conn receives until it fails.
+func (p *PG) receive(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var b wireBatch
+		if err := json.Unmarshal([]byte(n.Payload), &b); err != nil {
+			p.log.Error("bad event notification", "err", err)
+			continue
+		}
+		if b.Origin == p.origin {
+			continue
+		}
+		if b.Row != 0 {
+			var payload []byte
+			err := p.pool.QueryRow(ctx, "SELECT payload FROM pg_events WHERE id = $1", b.Row).Scan(&payload)
+			if err == nil {
+				err = json.Unmarshal(payload, &b)
+			}
+			if err != nil {
+				p.log.Error("read events of another master", "row", b.Row, "err", err)
+				continue
+			}
+		}
+		p.publishRemote(b.Events)
+	}
+}
+
+// publishRemote publishes another master's events on this master's bus,
+// between (never during) this master's own publications.
+func (p *PG) publishRemote(evs []wireEvent) {
+	recs := make([]bufferedEvent, 0, len(evs))
+	for _, e := range evs {
+		r, err := decodeRecord(e.Kind, e.Record)
+		if err != nil {
+			p.log.Error("bad event from another master", "key", e.Key, "err", err)
+			continue
+		}
+		recs = append(recs, bufferedEvent{e.Key, r})
+	}
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	rp, remote := p.events.(RemotePublisher)
+	for _, r := range recs {
+		if remote {
+			rp.PublishRemote(r.key, r.record)
+		} else {
+			p.events.Publish(r.key, r.record)
+		}
+	}
+}
