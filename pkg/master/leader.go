@@ -94,19 +94,19 @@ func splitSchedulers(all []config.Scheduler) (every, leader []config.Scheduler) 
 // cluster is this master's part among the masters sharing its store: its
 // heartbeat, the leader lock, and what the leader runs.
 type cluster struct {
-	m        *Master
-	st       store.Store
-	bus      *events.Bus
-	id       int64
-	log      *slog.Logger
-	beat     time.Duration
-	timeout  time.Duration
-	fence    func()                          // stops the engine's builds recording nothing more
+	m       *Master
+	st      store.Store
+	bus     *events.Bus
+	id      int64
+	log     *slog.Logger
+	beat    time.Duration
+	timeout time.Duration
+	fence   func() // stops the engine's builds recording nothing more
 	// lead runs the leader's components until ctx is done, closing
 	// started once they run.
 	lead     func(ctx context.Context, started chan<- struct{}) error
 	now      func() time.Time
-	onBeat   func() // called after each heartbeat; nil means nothing
+	onBeat   func()    // called after each heartbeat; nil means nothing
 	leading  chan bool // told of each change of leadership, when not nil (tests)
 	lock     store.Lock
 	leadStop context.CancelFunc

@@ -199,12 +199,10 @@ func (t triggerer) Trigger(ctx context.Context, name string, req scheduler.Trigg
 	return every.Trigger(ctx, name, req)
 }
 
-// openStore opens the store cfg names.
+// openStore opens the store cfg names: a bbolt file of the basedir, or a
+// PostgreSQL database (store.OpenURL); its errors never show a password.
 func openStore(cfg config.DB, basedir string, opts store.Options) (store.Store, error) {
-	if !cfg.IsBolt() {
-		return nil, fmt.Errorf("[db] url %s: this gbb-master has no PostgreSQL store yet", cfg.Redacted())
-	}
-	return store.Open(cfg.BoltPath(basedir), opts)
+	return store.OpenURL(cfg.URL, basedir, opts)
 }
 
 // reloadEnabled reads again which schedulers are enabled: another master

@@ -39,11 +39,11 @@ type Master struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	cfg     *config.Config  // guarded by mu
-	st      store.Store     // guarded by mu; set while Run runs
-	engine  *build.Engine   // guarded by mu; likewise
-	scheds  *scheduler.Set  // guarded by mu; likewise: the force and triggerable schedulers, which run on every master
-	pollers *pollers        // guarded by mu; likewise; polling only while this master leads
+	cfg     *config.Config // guarded by mu
+	st      store.Store    // guarded by mu; set while Run runs
+	engine  *build.Engine  // guarded by mu; likewise
+	scheds  *scheduler.Set // guarded by mu; likewise: the force and triggerable schedulers, which run on every master
+	pollers *pollers       // guarded by mu; likewise; polling only while this master leads
 	// lead are the schedulers only the leader runs (see leader.go), and
 	// leadCtx the context of its term, for the pollers a reconfig starts;
 	// both nil while this master does not lead.
@@ -53,8 +53,8 @@ type Master struct {
 	// for writing when a term ends: no change is offered to schedulers
 	// that stopped.
 	leadMu sync.RWMutex
-	web     *web.Server     // guarded by mu; set while Run runs
-	wtls    *workerTLS      // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
+	web    *web.Server // guarded by mu; set while Run runs
+	wtls   *workerTLS  // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
 	// reporters and missing follow the config's reporters and workers.
 	reporters *reporter.Dispatcher // guarded by mu; set while Run runs
 	missing   *missingWatcher      // guarded by mu; likewise
