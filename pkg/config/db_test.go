@@ -189,3 +189,36 @@ master_timeout = "45s"
 		t.Errorf("[db] after the round trip (-want +got):\n%s\n%s", diff, out)
 	}
 }
+
+// TestDocsPostgreSQL: the [db] of docs/postgresql.md loads, with the
+// defaults it says.
+func TestDocsPostgreSQL(t *testing.T) {
+	t.Parallel()
+	page, err := os.ReadFile(filepath.Join("..", "..", "docs", "postgresql.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, block := range strings.Split(string(page), "```toml\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if !strings.Contains(block, "[db]") {
+			continue
+		}
+		found++
+		c, err := Parse("master.toml", []byte(strings.ReplaceAll(block, "#heartbeat_interval", "heartbeat_interval")))
+		if err != nil {
+			t.Fatalf("docs/postgresql.md's [db] does not load: %v\n%s", err, block)
+		}
+		c2, err := Parse("master.toml", []byte(block))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DB.IsBolt() || c.DB.Heartbeat() != DefaultHeartbeatInterval || c2.DB.Timeout() != DefaultMasterTimeout ||
+			!strings.Contains(block, `"`+DefaultHeartbeatInterval.String()+`"`) || !strings.Contains(block, `"60s"`) {
+			t.Errorf("docs/postgresql.md's [db] says other defaults than the code's: %+v\n%s", c.DB, block)
+		}
+	}
+	if found != 1 {
+		t.Errorf("docs/postgresql.md has %d [db] examples, want 1", found)
+	}
+}

@@ -300,11 +300,18 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TLS:              wtls.config(),
 	})
 	websrv := web.New(web.Config{
-		Store:       st,
-		Forcer:      scheds,
-		Controller:  engine,
-		MasterID:    masterID,
-		MasterName:  m.masterName(),
+		Store:      st,
+		Forcer:     scheds,
+		Controller: engine,
+		MasterID:   masterID,
+		MasterName: m.masterName(),
+		Leader: func() int64 {
+			l, _, err := ReadLeader(st)
+			if err != nil {
+				m.log.Error("read the leader", "err", err)
+			}
+			return l.MasterID
+		},
 		Title:       cfg.Title,
 		TitleURL:    cfg.TitleURL,
 		BuildbotURL: cfg.BuildbotURL,
