@@ -44,6 +44,26 @@ func Need(t testing.TB, tool, pkg string) string {
 	return p
 }
 
+// Install installs Debian's pkg, for callers that have no testing.TB (a
+// TestMain), and says why when it cannot.
+func Install(pkg string) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("only root can install it: apt-get install %s", pkg)
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return fmt.Errorf("there is no apt-get to install %s", pkg)
+	}
+	if err := apt("install", pkg); err != nil {
+		if err := apt("update"); err != nil {
+			return err
+		}
+		return apt("install", pkg)
+	}
+	return nil
+}
+
 func apt(args ...string) error {
 	cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y", "-qq"}, args...)...)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")

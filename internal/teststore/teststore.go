@@ -23,3 +23,22 @@ func Open(t testing.TB) *store.DB {
 	})
 	return db
 }
+
+// OpenURL opens the store url names, as the master does ([store.OpenURL]:
+// "bbolt:PATH", or a PostgreSQL URL such as one of testpg's databases);
+// when t ends, the store's consistency is checked (an error fails t) and
+// it is closed.
+func OpenURL(t testing.TB, url string, opts store.Options) store.Store {
+	t.Helper()
+	s, err := store.OpenURL(url, t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Check(); err != nil {
+			t.Errorf("store check: %v", err)
+		}
+		s.Close()
+	})
+	return s
+}

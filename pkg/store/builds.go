@@ -30,18 +30,7 @@ func (db *DB) AddBuild(nb NewBuild) (Build, error) {
 		if err != nil {
 			return err
 		}
-		b = Build{
-			ID:             id,
-			Number:         number,
-			BuilderID:      nb.BuilderID,
-			BuildRequestID: nb.BuildRequestID,
-			WorkerID:       nb.WorkerID,
-			MasterID:       nb.MasterID,
-			StartedAt:      at(nb.StartedAt),
-			Results:        -1,
-			StateString:    nb.StateString,
-			Properties:     maps.Clone(nb.Properties),
-		}
+		b = newBuild(id, number, nb)
 		if err := put(tx, bucketBuild, id, &b); err != nil {
 			return err
 		}
@@ -164,12 +153,32 @@ func (db *DB) SetBuildStateString(id int64, s string) error {
 
 // SetBuildProperty sets one property of a build.
 func (db *DB) SetBuildProperty(id int64, name string, p Property) error {
-	return db.modifyBuild("set property of build", id, func(b *Build) {
-		if b.Properties == nil {
-			b.Properties = Properties{}
-		}
-		b.Properties[name] = p
-	}, func(e emit, b Build) { e.buildProperties(b.ID, Properties{name: p}) })
+	return db.modifyBuild("set property of build", id, func(b *Build) { setBuildProperty(b, name, p) },
+		func(e emit, b Build) { e.buildProperties(b.ID, Properties{name: p}) })
+}
+
+// setBuildProperty sets property name of b to p (both stores).
+func setBuildProperty(b *Build, name string, p Property) {
+	if b.Properties == nil {
+		b.Properties = Properties{}
+	}
+	b.Properties[name] = p
+}
+
+// newBuild is the build AddBuild stores (both stores).
+func newBuild(id, number int64, nb NewBuild) Build {
+	return Build{
+		ID:             id,
+		Number:         number,
+		BuilderID:      nb.BuilderID,
+		BuildRequestID: nb.BuildRequestID,
+		WorkerID:       nb.WorkerID,
+		MasterID:       nb.MasterID,
+		StartedAt:      at(nb.StartedAt),
+		Results:        -1,
+		StateString:    nb.StateString,
+		Properties:     maps.Clone(nb.Properties),
+	}
 }
 
 // EndBuild is SetBuildStateString then FinishBuild in one transaction;
@@ -403,10 +412,9 @@ func addStep(tx *bolt.Tx, buildID int64, name string, started time.Time) (Step, 
 	if k := lastUnder(tx, bucketStepByBuild, buildID); k != nil {
 		number = int(btoi(k[8:])) + 1
 	}
-	unique := name
-	for i := 2; bucket(tx, bucketStepByName).Get(keyName(buildID, unique)) != nil; i++ {
-		unique = name + "_" + strconv.Itoa(i)
-	}
+	unique := uniqueStepName(name, func(name string) bool {
+		return bucket(tx, bucketStepByName).Get(keyName(buildID, name)) != nil
+	})
 	id, err := nextID(tx, bucketStep)
 	if err != nil {
 		return Step{}, err
@@ -419,6 +427,16 @@ func addStep(tx *bolt.Tx, buildID int64, name string, started time.Time) (Step, 
 		return Step{}, err
 	}
 	return s, bucket(tx, bucketStepByName).Put(keyName(buildID, unique), itob(id))
+}
+
+// uniqueStepName is name, or name_2, name_3… when a step of the build
+// has it (taken says which names are); both stores.
+func uniqueStepName(name string, taken func(name string) bool) string {
+	unique := name
+	for i := 2; taken(unique); i++ {
+		unique = name + "_" + strconv.Itoa(i)
+	}
+	return unique
 }
 
 // modifyStep changes step id with fn and publishes its events evs, in
@@ -460,12 +478,15 @@ func (db *DB) SetStepHidden(id int64, hidden bool) error {
 
 // AddStepURL adds a link to a step, unless it already has the same one.
 func (db *DB) AddStepURL(id int64, name, url string) error {
-	return db.modifyStep("add url to step", id, func(s *Step) {
-		u := StepURL{Name: name, URL: url}
-		if !slices.Contains(s.URLs, u) {
-			s.URLs = append(s.URLs, u)
-		}
-	}, "updated")
+	return db.modifyStep("add url to step", id, func(s *Step) { addStepURL(s, name, url) }, "updated")
+}
+
+// addStepURL adds a link to s unless it has the same one (both stores).
+func addStepURL(s *Step, name, url string) {
+	u := StepURL{Name: name, URL: url}
+	if !slices.Contains(s.URLs, u) {
+		s.URLs = append(s.URLs, u)
+	}
 }
 
 // FinishStep marks a step complete with results at t (zero means now).

@@ -55,9 +55,12 @@ func holdWrites(t *testing.T, db *DB) (wait func(n int), release func()) {
 
 // Writes that queue while one commits are committed together, in one
 // transaction, and each gets its own result.
+//
+// bbolt only: group commit is how bbolt's one writer shares its fsyncs.
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
-	db, rec := openEvents(t)
+	s, rec := openEvents(t, backends()[0]) // bbolt
+	db := s.(*DB)
 	a, _, _ := setup(t, db)
 	build := must[Build](t)(db.AddBuild(NewBuild{BuilderID: a.ID}))
 	rec.take()
@@ -97,9 +100,12 @@ func TestGroupCommit(t *testing.T) {
 
 // When one write of a group fails, the others still commit once each, with
 // their events published once, and the failed one gets its error.
+//
+// bbolt only: group commit is how bbolt's one writer shares its fsyncs.
 func TestGroupCommitFailure(t *testing.T) {
 	t.Parallel()
-	db, rec := openEvents(t)
+	s, rec := openEvents(t, backends()[0]) // bbolt
+	db := s.(*DB)
 	a, b, _ := setup(t, db)
 	rec.take()
 
@@ -143,9 +149,11 @@ func TestGroupCommitFailure(t *testing.T) {
 // A write that panics (an HTTP handler's, say, recovered by net/http)
 // fails the writes that were to commit with it, and the store goes on
 // committing the next ones.
+//
+// bbolt only: group commit is how bbolt's one writer shares its fsyncs.
 func TestGroupCommitPanic(t *testing.T) {
 	t.Parallel()
-	db := openTest(t)
+	db := openBolt(t)
 	a, _, _ := setup(t, db)
 	wait, release := holdWrites(t, db)
 	panicked := make(chan any, 1)

@@ -13,6 +13,8 @@ import (
 
 // TestCompact: after most builds are deleted, compacting shrinks the file,
 // and the compacted store passes Check and keeps the remaining builds.
+//
+// bbolt only: compaction rewrites bbolt's file.
 func TestCompact(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -71,7 +73,7 @@ func TestCompact(t *testing.T) {
 		t.Errorf("temporary file left: %v", err)
 	}
 
-	db = openAt(t, path)
+	db = openBoltAt(t, path)
 	got := must[[]Build](t)(db.Builds(BuildFilter{}))
 	if len(got) != len(kept) {
 		t.Fatalf("%d builds after compaction, want %d", len(got), len(kept))
@@ -94,6 +96,8 @@ func TestCompact(t *testing.T) {
 }
 
 // TestCompactWithoutBackup: by default the old file is removed.
+//
+// bbolt only: compaction rewrites bbolt's file.
 func TestCompactWithoutBackup(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -113,7 +117,7 @@ func TestCompactWithoutBackup(t *testing.T) {
 	if _, err := os.Stat(path + ".bak"); !os.IsNotExist(err) {
 		t.Errorf("backup left: %v", err)
 	}
-	db = openAt(t, path)
+	db = openBoltAt(t, path)
 	if bs := must[[]Build](t)(db.Builds(BuildFilter{})); len(bs) != 1 {
 		t.Errorf("builds after compaction: %+v", bs)
 	}

@@ -13,67 +13,69 @@ import (
 
 func TestConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	db := openTest(t)
-	const (
-		writers   = 8
-		builds    = 5
-		steps     = 3
-		batches   = 4
-		batchSize = 10
-	)
-	builders := []string{"x", "y"}
-	var wg sync.WaitGroup
-	for g := range writers {
-		wg.Go(func() {
-			if err := writeBuilds(db, g, builders[g%len(builders)], builds, steps, batches, batchSize); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	eachBackend(t, func(t *testing.T, be backend) {
+		db := be.open(t)
+		const (
+			writers   = 8
+			builds    = 5
+			steps     = 3
+			batches   = 4
+			batchSize = 10
+		)
+		builders := []string{"x", "y"}
+		var wg sync.WaitGroup
+		for g := range writers {
+			wg.Go(func() {
+				if err := writeBuilds(db, g, builders[g%len(builders)], builds, steps, batches, batchSize); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
 
-	for _, name := range builders {
-		b := must[Builder](t)(db.BuilderByName(name))
-		bs := must[[]Build](t)(db.Builds(BuildFilter{BuilderID: b.ID}))
-		var numbers []int64
-		var want []int64
-		for i, build := range bs {
-			numbers = append(numbers, build.Number)
-			want = append(want, int64(i+1))
+		for _, name := range builders {
+			b := must[Builder](t)(db.BuilderByName(name))
+			bs := must[[]Build](t)(db.Builds(BuildFilter{BuilderID: b.ID}))
+			var numbers []int64
+			var want []int64
+			for i, build := range bs {
+				numbers = append(numbers, build.Number)
+				want = append(want, int64(i+1))
+			}
+			// Numbers are 1..n with no gap or repeat.
+			if diff := cmp.Diff(want, numbers); diff != "" {
+				t.Errorf("numbers of builder %s (-want +got):\n%s", name, diff)
+			}
 		}
-		// Numbers are 1..n with no gap or repeat.
-		if diff := cmp.Diff(want, numbers); diff != "" {
-			t.Errorf("numbers of builder %s (-want +got):\n%s", name, diff)
+		all := must[[]Build](t)(db.Builds(BuildFilter{}))
+		if len(all) != writers*builds {
+			t.Fatalf("%d builds, want %d", len(all), writers*builds)
 		}
-	}
-	all := must[[]Build](t)(db.Builds(BuildFilter{}))
-	if len(all) != writers*builds {
-		t.Fatalf("%d builds, want %d", len(all), writers*builds)
-	}
-	for _, build := range all {
-		ss := must[[]Step](t)(db.Steps(build.ID))
-		if len(ss) != steps {
-			t.Fatalf("build %d: %d steps, want %d", build.ID, len(ss), steps)
-		}
-		for _, s := range ss {
-			for _, l := range must[[]Log](t)(db.Logs(s.ID)) {
-				if l.NumLines != batches*batchSize {
-					t.Errorf("log %d: %d lines, want %d", l.ID, l.NumLines, batches*batchSize)
+		for _, build := range all {
+			ss := must[[]Step](t)(db.Steps(build.ID))
+			if len(ss) != steps {
+				t.Fatalf("build %d: %d steps, want %d", build.ID, len(ss), steps)
+			}
+			for _, s := range ss {
+				for _, l := range must[[]Log](t)(db.Logs(s.ID)) {
+					if l.NumLines != batches*batchSize {
+						t.Errorf("log %d: %d lines, want %d", l.ID, l.NumLines, batches*batchSize)
+					}
 				}
 			}
 		}
-	}
-	if n := len(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{Complete: ptr(true)}))); n != writers*builds {
-		t.Errorf("%d complete requests, want %d", n, writers*builds)
-	}
-	if n := len(must[[]Buildset](t)(db.Buildsets(ptr(true)))); n != writers*builds {
-		t.Errorf("%d complete buildsets, want %d", n, writers*builds)
-	}
-	ok(t, db.Check())
+		if n := len(must[[]BuildRequest](t)(db.BuildRequests(BuildRequestFilter{Complete: ptr(true)}))); n != writers*builds {
+			t.Errorf("%d complete requests, want %d", n, writers*builds)
+		}
+		if n := len(must[[]Buildset](t)(db.Buildsets(ptr(true)))); n != writers*builds {
+			t.Errorf("%d complete buildsets, want %d", n, writers*builds)
+		}
+		ok(t, db.Check())
+	})
 }
 
 // writeBuilds runs builds as one master would.
-func writeBuilds(db *DB, g int, builderName string, builds, steps, batches, batchSize int) error {
+func writeBuilds(db Store, g int, builderName string, builds, steps, batches, batchSize int) error {
 	m, err := db.EnsureMaster(fmt.Sprintf("m%d", g))
 	if err != nil {
 		return err
@@ -132,27 +134,29 @@ func writeBuilds(db *DB, g int, builderName string, builds, steps, batches, batc
 
 func TestConcurrentClaim(t *testing.T) {
 	t.Parallel()
-	db := openTest(t)
-	b := must[Builder](t)(db.EnsureBuilder("a"))
-	_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}})
-	ok(t, err)
-	var won, lost atomic.Int32
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			err := db.ClaimBuildRequest(brids[b.ID], int64(g+1), t0)
-			switch {
-			case err == nil:
-				won.Add(1)
-			case errors.Is(err, ErrClaimed):
-				lost.Add(1)
-			default:
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if won.Load() != 1 || lost.Load() != 7 {
-		t.Errorf("claims: %d won, %d lost; want 1 and 7", won.Load(), lost.Load())
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		db := be.open(t)
+		b := must[Builder](t)(db.EnsureBuilder("a"))
+		_, brids, err := db.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}})
+		ok(t, err)
+		var won, lost atomic.Int32
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				err := db.ClaimBuildRequest(brids[b.ID], int64(g+1), t0)
+				switch {
+				case err == nil:
+					won.Add(1)
+				case errors.Is(err, ErrClaimed):
+					lost.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if won.Load() != 1 || lost.Load() != 7 {
+			t.Errorf("claims: %d won, %d lost; want 1 and 7", won.Load(), lost.Load())
+		}
+	})
 }

@@ -38,6 +38,18 @@ func slugify(name string) string {
 	return b.String()
 }
 
+// uniqueSlug is the slug of a log called name, among a step's slugs
+// (taken says which are): _2, _3… added as buildbot does (both stores).
+func uniqueSlug(name string, taken func(slug string) bool) string {
+	base := slugify(name)
+	slug := base
+	for i := 2; taken(slug); i++ {
+		suffix := "_" + strconv.Itoa(i)
+		slug = base[:min(len(base), maxSlugLen-len(suffix))] + suffix
+	}
+	return slug
+}
+
 // AddLog adds a log to a step. Type is "s" (stdio), "t" (text) or "h"
 // (html). Its Slug is made from name and kept unique within the step by
 // adding _2, _3… as buildbot does. Two logs of one step may not share a name.
@@ -61,12 +73,9 @@ func (db *DB) AddLog(stepID int64, name, typ string) (Log, error) {
 				return fmt.Errorf("step %d already has a log called %q", stepID, name)
 			}
 		}
-		base := slugify(name)
-		slug := base
-		for i := 2; bucket(tx, bucketLogBySlug).Get(keyName(stepID, slug)) != nil; i++ {
-			suffix := "_" + strconv.Itoa(i)
-			slug = base[:min(len(base), maxSlugLen-len(suffix))] + suffix
-		}
+		slug := uniqueSlug(name, func(slug string) bool {
+			return bucket(tx, bucketLogBySlug).Get(keyName(stepID, slug)) != nil
+		})
 		id, err := nextID(tx, bucketLog)
 		if err != nil {
 			return err

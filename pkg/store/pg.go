@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -295,11 +296,13 @@ func pgList[T any](ctx context.Context, q pgTx, sql string, args ...any) ([]T, e
 
 // pgJSON is v's JSON, for a data column.
 func pgJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as bbolt's put: a property's "<me>" stays so
+	if err := enc.Encode(v); err != nil {
 		panic(fmt.Sprintf("store: marshal %T: %v", v, err)) // records always marshal
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // nextIDs reserves n ids of table's sequence (table_id_seq), in order.

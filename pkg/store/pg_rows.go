@@ -66,14 +66,15 @@ CREATE TABLE buildrequests (
 	buildset_id bigint NOT NULL REFERENCES buildsets (id) ON DELETE CASCADE,
 	builder_id bigint NOT NULL REFERENCES builders (id),
 	priority integer NOT NULL,
-	submitted_at timestamptz NOT NULL,
-	claimed_by bigint REFERENCES masters (id), -- NULL: not claimed
+	submitted_ns bigint NOT NULL, -- Unix nanoseconds: the pending order is bbolt's, to the nanosecond
+	claimed_by bigint, -- NULL: not claimed; no reference, as bbolt takes any master id
 	complete boolean NOT NULL,
 	data json NOT NULL
 );
 CREATE INDEX buildrequests_buildset ON buildrequests (buildset_id, id);
 CREATE INDEX buildrequests_builder ON buildrequests (builder_id, id);
-CREATE INDEX buildrequests_pending ON buildrequests (priority DESC, submitted_at, id) WHERE NOT complete AND claimed_by IS NULL;
+CREATE INDEX buildrequests_incomplete ON buildrequests (id) WHERE NOT complete;
+CREATE INDEX buildrequests_pending ON buildrequests (builder_id, priority DESC, submitted_ns, id) WHERE NOT complete AND claimed_by IS NULL;
 CREATE INDEX buildrequests_claimed ON buildrequests (claimed_by, id) WHERE NOT complete AND claimed_by IS NOT NULL;
 `
 
@@ -91,6 +92,7 @@ CREATE TABLE builds (
 	data json NOT NULL,
 	UNIQUE (builder_id, number)
 );
+CREATE INDEX builds_builder ON builds (builder_id, id);
 CREATE INDEX builds_request ON builds (buildrequest_id, id);
 CREATE INDEX builds_worker ON builds (worker_id, id);
 CREATE INDEX builds_incomplete ON builds (master_id, id) WHERE NOT complete;
@@ -108,6 +110,7 @@ CREATE TABLE logs (
 	id bigserial PRIMARY KEY,
 	step_id bigint NOT NULL REFERENCES steps (id) ON DELETE CASCADE,
 	slug text NOT NULL,
+	type text NOT NULL, -- 'd' once the janitor deleted its lines
 	num_lines bigint NOT NULL,
 	data json NOT NULL,
 	UNIQUE (step_id, slug)
@@ -130,7 +133,9 @@ CREATE TABLE outbox (
 	build_id bigint NOT NULL, -- 0 for a worker's event
 	data json NOT NULL
 );
-CREATE UNIQUE INDEX outbox_finished ON outbox (build_id) WHERE event = 'finished';
+-- A build finished twice (ended again after AbandonBuild) has two
+-- Finished entries: OutboxFinishedSeq gives the latest.
+CREATE INDEX outbox_finished ON outbox (build_id, seq) WHERE event = 'finished';
 CREATE TABLE outbox_cursor (
 	reporter text PRIMARY KEY,
 	seq bigint NOT NULL
@@ -191,11 +196,11 @@ func pgPutRequest(ctx context.Context, tx pgTx, br BuildRequest) error {
 	if br.Claimed {
 		claimedBy = br.ClaimedByMasterID
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO buildrequests (id, buildset_id, builder_id, priority, submitted_at, claimed_by, complete, data)
+	_, err := tx.Exec(ctx, `INSERT INTO buildrequests (id, buildset_id, builder_id, priority, submitted_ns, claimed_by, complete, data)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (id) DO UPDATE SET buildset_id = $2, builder_id = $3, priority = $4, submitted_at = $5,
+		ON CONFLICT (id) DO UPDATE SET buildset_id = $2, builder_id = $3, priority = $4, submitted_ns = $5,
 			claimed_by = $6, complete = $7, data = $8`,
-		br.ID, br.BuildsetID, br.BuilderID, br.Priority, br.SubmittedAt, claimedBy, br.Complete, pgJSON(br))
+		br.ID, br.BuildsetID, br.BuilderID, br.Priority, br.SubmittedAt.UnixNano(), claimedBy, br.Complete, pgJSON(br))
 	return err
 }
 
@@ -220,9 +225,9 @@ func pgPutStep(ctx context.Context, tx pgTx, s Step) error {
 }
 
 func pgPutLog(ctx context.Context, tx pgTx, l Log) error {
-	_, err := tx.Exec(ctx, `INSERT INTO logs (id, step_id, slug, num_lines, data) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET step_id = $2, slug = $3, num_lines = $4, data = $5`,
-		l.ID, l.StepID, l.Slug, l.NumLines, pgJSON(l))
+	_, err := tx.Exec(ctx, `INSERT INTO logs (id, step_id, slug, type, num_lines, data) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET step_id = $2, slug = $3, type = $4, num_lines = $5, data = $6`,
+		l.ID, l.StepID, l.Slug, l.Type, l.NumLines, pgJSON(l))
 	return err
 }
 

@@ -1,0 +1,373 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgXactLockSpace is the first key of the transaction advisory locks that
+// serialize writes a row lock cannot: the creation of a named record
+// (two masters starting with the same config both ensure its builders)
+// and the adding of changes (see pgAddChanges).
+const pgXactLockSpace = 0x67626203
+
+// pgXactLock takes the transaction advisory lock called name, held until
+// the transaction ends. Names whose hashes collide only wait for each
+// other.
+func pgXactLock(ctx context.Context, tx pgTx, name string) error {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", int32(pgXactLockSpace), int32(h.Sum32()))
+	return err
+}
+
+// pgCtx bounds a statement run outside update and read.
+func pgCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), pgTimeout)
+}
+
+// pgModify reads the record id of table for update, lets fn change it and
+// writes it back with put.
+func pgModify[T any](ctx context.Context, tx pgTx, table string, id int64, put func(context.Context, pgTx, T) error, fn func(*T) error) error {
+	v, err := pgGet[T](ctx, tx, table, id, true)
+	if err != nil {
+		return err
+	}
+	if err := fn(&v); err != nil {
+		return err
+	}
+	return put(ctx, tx, v)
+}
+
+// pgEnsure is [ensure] on PostgreSQL: it finds the record of table called
+// name, or creates it with mk. update, when non-nil, changes an existing
+// record before it is returned (and then stored). A lock on the name makes
+// concurrent ensures of one name (by several masters) create it once.
+func pgEnsure[T any](ctx context.Context, tx pgx.Tx, table, name string, put func(context.Context, pgTx, T) error, mk func(id int64) T, update func(*T)) (T, error) {
+	var zero T
+	if name == "" {
+		return zero, errors.New("empty name")
+	}
+	if err := pgXactLock(ctx, tx, table+"/"+name); err != nil {
+		return zero, err
+	}
+	var data []byte
+	err := tx.QueryRow(ctx, "SELECT data FROM "+table+" WHERE name = $1 FOR UPDATE", name).Scan(&data)
+	switch {
+	case err == nil:
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
+			return zero, err
+		}
+		if update == nil {
+			return v, nil
+		}
+		update(&v)
+		return v, put(ctx, tx, v)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return zero, err
+	}
+	ids, err := nextIDs(ctx, tx, table, 1)
+	if err != nil {
+		return zero, err
+	}
+	v := mk(ids[0])
+	return v, put(ctx, tx, v)
+}
+
+// pgByName returns the record of table called name; a missing one is
+// ErrNotFound.
+func pgByName[T any](p *PG, table, name string) (T, error) {
+	var v T
+	ctx, cancel := pgCtx()
+	defer cancel()
+	var data []byte
+	if err := p.pool.QueryRow(ctx, "SELECT data FROM "+table+" WHERE name = $1", name).Scan(&data); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return v, ErrNotFound
+		}
+		return v, err
+	}
+	return v, json.Unmarshal(data, &v)
+}
+
+// pgListOf lists the records of type T a query of the pool returns.
+func pgListOf[T any](p *PG, sql string, args ...any) ([]T, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	return pgList[T](ctx, p.pool, sql, args...)
+}
+
+// pgOne reads the record id of table.
+func pgOne[T any](p *PG, table string, id int64) (T, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	return pgGet[T](ctx, p.pool, table, id, false)
+}
+
+// EnsureMaster is [DB.EnsureMaster].
+func (p *PG) EnsureMaster(name string) (Master, error) {
+	var m Master
+	now := time.Now().UTC()
+	err := p.update(func(ctx context.Context, tx pgx.Tx) (err error) {
+		m, err = pgEnsure(ctx, tx, "masters", name, pgPutMaster,
+			func(id int64) Master { return Master{ID: id, Name: name, Active: true, LastSeen: now} },
+			func(m *Master) { m.Active, m.LastSeen = true, now })
+		return err
+	}, func(e emit) { e.master("started", m) })
+	if err != nil {
+		return Master{}, fmt.Errorf("ensure master %q: %w", name, err)
+	}
+	return m, nil
+}
+
+// SetMasterActive is [DB.SetMasterActive].
+func (p *PG) SetMasterActive(id int64, active bool, seen time.Time) error {
+	ev := "stopped"
+	if active {
+		ev = "started"
+	}
+	var out Master
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "masters", id, pgPutMaster, func(m *Master) error {
+			m.Active, m.LastSeen = active, at(seen)
+			out = *m
+			return nil
+		})
+	}, func(e emit) { e.master(ev, out) })
+	if err != nil {
+		return fmt.Errorf("set master %d active: %w", id, err)
+	}
+	return nil
+}
+
+// SetMasterWorkerCert is [DB.SetMasterWorkerCert].
+func (p *PG) SetMasterWorkerCert(id int64, notAfter time.Time) error {
+	var out Master
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "masters", id, pgPutMaster, func(m *Master) error {
+			m.WorkerCertNotAfter = notAfter.UTC()
+			out = *m
+			return nil
+		})
+	}, func(e emit) { e.master("updated", out) })
+	if err != nil {
+		return fmt.Errorf("set master %d worker certificate: %w", id, err)
+	}
+	return nil
+}
+
+// Masters is [DB.Masters].
+func (p *PG) Masters() ([]Master, error) {
+	ms, err := pgListOf[Master](p, "SELECT data FROM masters ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list masters: %w", err)
+	}
+	return ms, nil
+}
+
+// EnsureBuilder is [DB.EnsureBuilder].
+func (p *PG) EnsureBuilder(name string) (Builder, error) {
+	var b Builder
+	created := false
+	err := p.update(func(ctx context.Context, tx pgx.Tx) (err error) {
+		created = false
+		b, err = pgEnsure(ctx, tx, "builders", name, pgPutBuilder,
+			func(id int64) Builder { created = true; return Builder{ID: id, Name: name} }, nil)
+		return err
+	}, func(e emit) {
+		if created {
+			e.builder("new", b)
+		}
+	})
+	if err != nil {
+		return Builder{}, fmt.Errorf("ensure builder %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// UpdateBuilder is [DB.UpdateBuilder].
+func (p *PG) UpdateBuilder(id int64, description string, tags []string, masterIDs []int64) error {
+	var out Builder
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "builders", id, pgPutBuilder, func(b *Builder) error {
+			b.Description, b.Tags, b.MasterIDs = description, slices.Clone(tags), slices.Clone(masterIDs)
+			out = *b
+			return nil
+		})
+	}, func(e emit) { e.builder("update", out) })
+	if err != nil {
+		return fmt.Errorf("update builder %d: %w", id, err)
+	}
+	return nil
+}
+
+// Builders is [DB.Builders].
+func (p *PG) Builders() ([]Builder, error) {
+	bs, err := pgListOf[Builder](p, "SELECT data FROM builders ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list builders: %w", err)
+	}
+	return bs, nil
+}
+
+// Builder is [DB.Builder].
+func (p *PG) Builder(id int64) (Builder, error) {
+	b, err := pgOne[Builder](p, "builders", id)
+	if err != nil {
+		return Builder{}, fmt.Errorf("get builder: %w", err)
+	}
+	return b, nil
+}
+
+// BuilderByName is [DB.BuilderByName].
+func (p *PG) BuilderByName(name string) (Builder, error) {
+	b, err := pgByName[Builder](p, "builders", name)
+	if err != nil {
+		return Builder{}, fmt.Errorf("get builder %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// EnsureWorker is [DB.EnsureWorker].
+func (p *PG) EnsureWorker(name string) (Worker, error) {
+	var w Worker
+	created := false
+	err := p.update(func(ctx context.Context, tx pgx.Tx) (err error) {
+		created = false
+		w, err = pgEnsure(ctx, tx, "workers", name, pgPutWorker,
+			func(id int64) Worker { created = true; return Worker{ID: id, Name: name} }, nil)
+		return err
+	}, func(e emit) {
+		if created {
+			e.worker("new", w)
+		}
+	})
+	if err != nil {
+		return Worker{}, fmt.Errorf("ensure worker %q: %w", name, err)
+	}
+	return w, nil
+}
+
+// modifyWorker changes worker id with fn and publishes its event ev. fn
+// may run more than once (see update), each time on the stored worker.
+func (p *PG) modifyWorker(op, ev string, id int64, fn func(*Worker)) error {
+	var out Worker
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "workers", id, pgPutWorker, func(w *Worker) error {
+			fn(w)
+			out = *w
+			return nil
+		})
+	}, func(e emit) { e.worker(ev, out) })
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// SetWorkerConfiguredOn is [DB.SetWorkerConfiguredOn].
+func (p *PG) SetWorkerConfiguredOn(id int64, on []BuilderMaster) error {
+	return p.modifyWorker("set worker configured on", "update", id, func(w *Worker) {
+		w.ConfiguredOn = slices.Clone(on)
+	})
+}
+
+// WorkerConnected is [DB.WorkerConnected]. Several masters may record
+// their connections of one worker at once: the row lock orders them, and
+// each adds itself to what the other stored.
+func (p *PG) WorkerConnected(id, masterID int64, info map[string]string) error {
+	return p.modifyWorker("worker connected", "connected", id, func(w *Worker) {
+		if !slices.Contains(w.ConnectedTo, masterID) {
+			w.ConnectedTo = append(w.ConnectedTo, masterID)
+		}
+		w.Info = maps.Clone(info)
+	})
+}
+
+// WorkerDisconnected is [DB.WorkerDisconnected].
+func (p *PG) WorkerDisconnected(id, masterID int64) error {
+	return p.modifyWorker("worker disconnected", "disconnected", id, func(w *Worker) {
+		w.ConnectedTo = slices.DeleteFunc(w.ConnectedTo, func(m int64) bool { return m == masterID })
+		if len(w.ConnectedTo) == 0 {
+			w.ConnectedTo = nil
+		}
+	})
+}
+
+// SetWorkerPaused is [DB.SetWorkerPaused].
+func (p *PG) SetWorkerPaused(id int64, paused, graceful bool) error {
+	return p.modifyWorker("set worker paused", "state_updated", id, func(w *Worker) {
+		w.Paused, w.Graceful = paused, graceful
+	})
+}
+
+// Workers is [DB.Workers].
+func (p *PG) Workers() ([]Worker, error) {
+	ws, err := pgListOf[Worker](p, "SELECT data FROM workers ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	return ws, nil
+}
+
+// Worker is [DB.Worker].
+func (p *PG) Worker(id int64) (Worker, error) {
+	w, err := pgOne[Worker](p, "workers", id)
+	if err != nil {
+		return Worker{}, fmt.Errorf("get worker: %w", err)
+	}
+	return w, nil
+}
+
+// WorkerByName is [DB.WorkerByName].
+func (p *PG) WorkerByName(name string) (Worker, error) {
+	w, err := pgByName[Worker](p, "workers", name)
+	if err != nil {
+		return Worker{}, fmt.Errorf("get worker %q: %w", name, err)
+	}
+	return w, nil
+}
+
+// pgCheckNamed verifies that the id and name columns of the masters,
+// builders and workers are their records'.
+func pgCheckNamed(ctx context.Context, tx pgx.Tx) []error {
+	var errs []error
+	for _, table := range []string{"masters", "builders", "workers"} {
+		rows, err := tx.Query(ctx, "SELECT id, name, data FROM "+table+" ORDER BY id")
+		if err != nil {
+			return append(errs, fmt.Errorf("check %s: %w", table, err))
+		}
+		for rows.Next() {
+			var id int64
+			var name string
+			var data []byte
+			if err := rows.Scan(&id, &name, &data); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			var rec struct {
+				ID   int64
+				Name string
+			}
+			if err := json.Unmarshal(data, &rec); err != nil {
+				errs = append(errs, fmt.Errorf("%s %d: %w", table, id, err))
+			} else if rec.ID != id || rec.Name != name {
+				errs = append(errs, fmt.Errorf("%s %d: row of %q holds record %d %q", table, id, name, rec.ID, rec.Name))
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
