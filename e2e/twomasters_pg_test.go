@@ -133,6 +133,17 @@ func TestTwoMastersPostgres(t *testing.T) {
 			"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Repo": rp.dir,
 		})
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, e := range map[string]*env{"a": a, "b": b} {
+				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
+				if len(data) > 20000 {
+					data = data[len(data)-20000:]
+				}
+				t.Logf("master %s's log (its end):\n%s", name, data)
+			}
+		}
+	})
 	a.startMaster()
 	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
 	b.startMaster()
@@ -191,11 +202,24 @@ func TestTwoMastersPostgres(t *testing.T) {
 		}
 		return on[aID] && on[bID]
 	})
-	// A commit the leader's poller finds, and a change posted to the
-	// master that does not lead.
-	rev1 := rp.commit("one")
+	// A change posted to the master that does not lead: the leader's
+	// schedulers hear of it through the database. A commit the leader's
+	// poller finds (once its first poll recorded the branch's tip).
 	hookRev := "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeed"
 	postChange(t, b, hookRev)
+	waitFor(t, "the leader to schedule the change posted to the other master", time.Minute, func() bool {
+		n, _ := changeBuilds(b, hookRev)
+		return n == 1
+	})
+	waitFor(t, "the leader's poller's first poll", time.Minute, func() bool {
+		data, _ := os.ReadFile(filepath.Join(a.masterDir, "master.log"))
+		return strings.Contains(string(data), "first poll: recording the tips")
+	})
+	rev1 := rp.commit("one")
+	waitFor(t, "the leader to schedule the commit", time.Minute, func() bool {
+		n, _ := changeBuilds(b, rev1)
+		return n == 1
+	})
 
 	// The leader dies mid-build.
 	pid := masterPid(t, a)
