@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -51,43 +50,43 @@ func must2[A, B any](t testing.TB) func(A, B, error) (A, B) {
 	}
 }
 
-// addChunks adds n chunks of two lines to a log, as n calls of AppendLog
-// would: on bbolt in one transaction, which is faster.
+// addChunks adds n chunks of two lines to a log in one transaction, as n
+// calls of AppendLog would (were the log not finished) but faster,
+// writing what AppendLog writes.
 func addChunks(t testing.TB, s Store, logID int64, n int) {
 	t.Helper()
-	if p, isPG := s.(*PG); isPG {
-		// The log is finished: AppendLog would refuse.
-		chunk := p.enc.EncodeAll([]byte("oone\notwo\n"), nil)
-		ok(t, p.update(func(ctx context.Context, tx pgx.Tx) error {
-			l, err := pgGet[Log](ctx, tx, "logs", logID, true)
-			if err != nil {
-				return err
-			}
-			for range n {
-				_, err := tx.Exec(ctx, "INSERT INTO logchunks (log_id, first_line, num_lines, data) VALUES ($1, $2, 2, $3)", logID, l.NumLines, chunk)
-				if err != nil {
-					return err
+	switch db := s.(type) {
+	case *DB:
+		chunk := binary.BigEndian.AppendUint32(nil, 2)
+		chunk = db.enc.EncodeAll([]byte("oone\notwo\n"), chunk)
+		ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
+			return modify(tx, bucketLog, logID, func(l *Log) error {
+				for range n {
+					if err := bucket(tx, bucketLogChunk).Put(key2(logID, l.NumLines), chunk); err != nil {
+						return err
+					}
+					l.NumLines += 2
 				}
-				l.NumLines += 2
-			}
-			return pgPutLog(ctx, tx, l)
-		}, nil))
-		return
+				return nil
+			})
+		}))
+	case *PG:
+		chunk := db.enc.EncodeAll([]byte("oone\notwo\n"), nil)
+		ctx := context.Background()
+		tx, err := db.pool.Begin(ctx)
+		ok(t, err)
+		defer tx.Rollback(ctx)
+		l := must[Log](t)(pgGet[Log](ctx, tx, "logs", logID, true))
+		for range n {
+			_, err := tx.Exec(ctx, "INSERT INTO logchunks (log_id, first_line, num_lines, data) VALUES ($1, $2, 2, $3)", logID, l.NumLines, chunk)
+			ok(t, err)
+			l.NumLines += 2
+		}
+		ok(t, pgPutLog(ctx, tx, l))
+		ok(t, tx.Commit(ctx))
+	default:
+		t.Fatalf("addChunks: no fast path for a %T", s)
 	}
-	db := s.(*DB)
-	chunk := binary.BigEndian.AppendUint32(nil, 2)
-	chunk = db.enc.EncodeAll([]byte("oone\notwo\n"), chunk)
-	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
-		return modify(tx, bucketLog, logID, func(l *Log) error {
-			for range n {
-				if err := bucket(tx, bucketLogChunk).Put(key2(logID, l.NumLines), chunk); err != nil {
-					return err
-				}
-				l.NumLines += 2
-			}
-			return nil
-		})
-	}))
 }
 
 // logsOf returns the logs of a build's steps.
