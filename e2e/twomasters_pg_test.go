@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -626,5 +627,127 @@ func setDatabase(t *testing.T, url, name, value string) {
 	}
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET "+pgx.Identifier{name}.Sanitize()+" = '"+value+"'"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// reportOnceConfig is both masters' config but for their ports: one
+// PostgreSQL store, a quick builder on w1 (which serves master a) and w2
+// (master b), and an http_status_push reporter.
+const reportOnceConfig = loopback + `
+[db]
+url = "{{.DB}}"
+heartbeat_interval = "1s"
+master_timeout = "5s"
+
+[[workers]]
+name = "w1"
+password = "secret-secret-secret"
+[[workers]]
+name = "w2"
+password = "secret-secret-secret"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["quick"]
+
+[[builders]]
+name = "quick"
+worker_names = ["w1", "w2"]
+  [[builders.steps]]
+  type = "shell"
+  command = "echo hello"
+
+[[reporters]]
+type = "http_status_push"
+url = "{{.Hook}}/status"
+`
+
+// TestTwoMastersReportOnce: with two masters on one PostgreSQL, builds run
+// on both, and the reporters run on the leader only: each build's end is
+// reported once, whichever master ran it.
+func TestTwoMastersReportOnce(t *testing.T) {
+	t.Parallel()
+	pg := startPG(t)
+	db := pg.NewDatabase(t)
+	hook := newHookServer(t)
+	hook.mu.Lock()
+	hook.up = true
+	hook.mu.Unlock()
+	a, b := newEnv(t), newEnv(t)
+	for _, e := range []*env{a, b} {
+		e.writeConfigData(reportOnceConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Hook": hook.URL})
+	}
+	a.startMaster()
+	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
+	b.startMaster()
+	startWorkerAt(t, a, "w1", fmt.Sprintf("127.0.0.1:%d", a.WorkerPort))
+	startWorkerAt(t, b, "w2", fmt.Sprintf("127.0.0.1:%d", b.WorkerPort))
+	var quick struct {
+		Builders []struct {
+			BuilderID int64 `json:"builderid"`
+		} `json:"builders"`
+	}
+	a.get("/api/v2/builders/quick", &quick)
+	if len(quick.Builders) != 1 {
+		t.Fatalf("builder quick: %+v", quick)
+	}
+	id := quick.Builders[0].BuilderID
+	var brids []int64
+	for i := range 3 {
+		brids = append(brids, a.force("force", id, fmt.Sprintf("a%d", i)), b.force("force", id, fmt.Sprintf("b%d", i)))
+	}
+	var builds []fullBuild
+	waitFor(t, "every build complete", 2*time.Minute, func() bool {
+		builds = nil
+		for _, bd := range allBuilds(b) {
+			if slices.Contains(brids, bd.BuildRequestID) {
+				if !bd.Complete {
+					return false
+				}
+				builds = append(builds, bd)
+			}
+		}
+		return len(builds) == len(brids)
+	})
+	on := map[int64]int{}
+	for _, bd := range builds {
+		on[bd.MasterID]++
+	}
+	if len(on) != 2 {
+		t.Errorf("builds by master: %v, want builds on both", on)
+	}
+	waitFor(t, "every build's end reported", 2*time.Minute, func() bool {
+		_, got, _ := hook.state()
+		for _, bd := range builds {
+			if !slices.Contains(got, fmt.Sprintf("finished:%d", bd.BuildID)) {
+				return false
+			}
+		}
+		return true
+	})
+	// The deliveries are recorded by the master that made them: each
+	// once, at its first attempt.
+	waitFor(t, "the deliveries recorded", time.Minute, func() bool {
+		for _, bd := range builds {
+			var r struct {
+				Reports []apiReport `json:"reports"`
+			}
+			b.get(fmt.Sprintf("/api/v2/builds/%d/reports", bd.BuildID), &r)
+			if len(r.Reports) == 0 || r.Reports[len(r.Reports)-1].State != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
+	_, got, _ := hook.state()
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	for g, n := range seen {
+		if n != 1 {
+			t.Errorf("%s reported %d times, want once: %v", g, n, got)
+		}
 	}
 }
