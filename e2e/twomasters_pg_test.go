@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gbb-ci/gbb/internal/testdeb"
 	"github.com/gbb-ci/gbb/internal/testpg"
 )
 
@@ -748,6 +749,84 @@ func TestTwoMastersReportOnce(t *testing.T) {
 	for g, n := range seen {
 		if n != 1 {
 			t.Errorf("%s reported %d times, want once: %v", g, n, got)
+		}
+	}
+}
+
+// TestTwoMastersBehindNginx: docs/postgresql.md's nginx sample, in front of
+// two masters on one PostgreSQL, passes the pages and /sse/ through: a
+// browser's event stream, served by whichever master nginx picked, carries
+// the requests forced on both masters as they come (not held in nginx's
+// buffers: the sample turns them off, and the master says X-Accel-Buffering: no).
+func TestTwoMastersBehindNginx(t *testing.T) {
+	t.Parallel()
+	nginx := testdeb.Need(t, "nginx", "nginx")
+	pg := startPG(t)
+	db := pg.NewDatabase(t)
+	a, b := newEnv(t), newEnv(t)
+	for _, e := range []*env{a, b} {
+		e.writeConfigData(reportOnceConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Hook": "http://127.0.0.1:1"})
+	}
+	a.startMaster()
+	b.startMaster()
+
+	page, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "postgresql.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sample, ok := strings.Cut(string(page), "```nginx\n")
+	if !ok {
+		t.Fatal("docs/postgresql.md has no nginx sample")
+	}
+	sample, _, _ = strings.Cut(sample, "```")
+	for _, r := range []struct{ old, new string }{
+		{"server 10.1.1.2:8010", fmt.Sprintf("server 127.0.0.1:%d", a.WebPort)},
+		{"server 10.1.1.3:8010", fmt.Sprintf("server 127.0.0.1:%d", b.WebPort)},
+		{"listen 443 ssl http2;", "listen 80;"},
+	} {
+		if !strings.Contains(sample, r.old) {
+			t.Fatalf("docs/postgresql.md's nginx sample has no %q", r.old)
+		}
+		sample = strings.Replace(sample, r.old, r.new, 1)
+	}
+	port := freePort(t)
+	startNginxConf(t, nginx, a.Dir, "nginx", port, "events {}\nhttp {\n"+sample+"}\n")
+	base := fmt.Sprintf("http://127.0.0.1:%d/buildbot", port)
+	waitFor(t, "nginx to answer", time.Minute, func() bool {
+		resp, err := http.Get(base + "/masters")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	events, _ := listenSSE(ctx, t, base+"/sse/listen/buildrequests/*/new")
+	var quick struct {
+		Builders []struct {
+			BuilderID int64 `json:"builderid"`
+		} `json:"builders"`
+	}
+	a.get("/api/v2/builders/quick", &quick)
+	if len(quick.Builders) != 1 {
+		t.Fatalf("builder quick: %+v", quick)
+	}
+	want := map[string]bool{}
+	for _, e := range []*env{a, b} {
+		brid := e.force("force", quick.Builders[0].BuilderID, "through nginx")
+		want[fmt.Sprintf("buildrequests/%d/new", brid)] = true
+	}
+	for len(want) > 0 {
+		select {
+		case ev, open := <-events:
+			if !open {
+				t.Fatalf("the event stream ended; still waiting for %v", want)
+			}
+			delete(want, ev.Key)
+		case <-ctx.Done():
+			t.Fatalf("through nginx, no event for %v", want)
 		}
 	}
 }
