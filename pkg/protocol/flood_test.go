@@ -122,8 +122,8 @@ func TestFloodDoesNotLockOutWorkers(t *testing.T) {
 	var c *WorkerConn
 	select {
 	case c = <-attach:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the worker did not attach within 10s of flood (%d flood connections opened; its attempts: %d)", opened.Load(), len(attempts))
+	case <-time.After(30 * time.Second): // generous: the flood and a loaded machine share two cores
+		t.Fatalf("the worker did not attach within 30s of flood (%d flood connections opened; its attempts: %d)", opened.Load(), len(attempts))
 	}
 	t.Logf("the worker attached in %s during the flood (%d flood connections opened so far)", time.Since(start).Round(time.Millisecond), opened.Load())
 

@@ -41,7 +41,7 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 		return nil, false, nil
 	}
 	wctx, stop := context.WithCancel(context.Background())
-	l := &pgLock{conn: conn, stop: stop, lost: make(chan struct{}), done: make(chan struct{})}
+	l := &pgLock{conn: conn, key: key, stop: stop, lost: make(chan struct{}), done: make(chan struct{})}
 	go l.watch(wctx)
 	return l, true, nil
 }
@@ -49,6 +49,7 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 // pgLock is a held advisory lock.
 type pgLock struct {
 	conn *pgx.Conn // used only by watch while it runs, then by Unlock
+	key  int32
 	stop context.CancelFunc
 	once sync.Once
 	lost chan struct{}
@@ -78,10 +79,19 @@ func (l *pgLock) watch(ctx context.Context) {
 	}
 }
 
-// Unlock releases the lock by ending its session.
+// Unlock releases the lock, then ends its session. It unlocks explicitly:
+// the server releases a closed session's locks only when its backend has
+// exited, after Close returns, and another master trying at once would
+// still find it held.
 func (l *pgLock) Unlock() error {
 	l.stop()
 	<-l.done
 	l.once.Do(func() { close(l.lost) })
-	return l.conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), pgLockCheck*5)
+	defer cancel()
+	_, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2)", int32(pgLockSpace), l.key)
+	if cerr := l.conn.Close(context.Background()); err == nil {
+		err = cerr
+	}
+	return err
 }
