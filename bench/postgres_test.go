@@ -156,7 +156,7 @@ func BenchmarkTwoMasters(b *testing.B) {
 			b.Fatal(err)
 		}
 		n := cfg().builds
-		tp, dbCPU, mCPU, busy := sample{}, sample{}, sample{}, sample{}
+		tp, dbCPU, dbBuild, mCPU, busy := sample{}, sample{}, sample{}, sample{}, sample{}
 		for run := range cfg().runs {
 			for _, masters := range []int{1, 2} {
 				key := strconv.Itoa(masters)
@@ -171,7 +171,8 @@ func BenchmarkTwoMasters(b *testing.B) {
 				db0, mach0, t0 := treeCPUSeconds(pg.Pid()), machineBusy(), time.Now()
 				d, peak := runThroughputOn(b, insts, n)
 				wall := time.Since(t0).Seconds()
-				db := (treeCPUSeconds(pg.Pid()) - db0) / wall * 100
+				dbSec := treeCPUSeconds(pg.Pid()) - db0
+				db := dbSec / wall * 100
 				var m float64
 				for _, inst := range insts {
 					m += cpuSeconds(inst.master.pid)
@@ -181,9 +182,10 @@ func BenchmarkTwoMasters(b *testing.B) {
 				rate := float64(n) / d.Seconds()
 				tp[key] = append(tp[key], rate)
 				dbCPU[key] = append(dbCPU[key], db)
+				dbBuild[key] = append(dbBuild[key], dbSec*1000/float64(n))
 				mCPU[key] = append(mCPU[key], m)
 				busy[key] = append(busy[key], mach)
-				b.Logf("run %d: %d master(s): %d builds in %v: %.1f builds/s, at most %d at once; CPU (%% of a core): database %.0f, masters %.0f, whole machine %.0f", run, masters, n, d.Round(time.Millisecond), rate, peak, db, m, mach)
+				b.Logf("run %d: %d master(s): %d builds in %v: %.1f builds/s, at most %d at once; CPU (%% of a core): database %.0f (%.2f ms a build), masters %.0f, whole machine %.0f", run, masters, n, d.Round(time.Millisecond), rate, peak, db, dbSec*1000/float64(n), m, mach)
 				for _, inst := range insts {
 					inst.stop()
 				}
@@ -192,7 +194,8 @@ func BenchmarkTwoMasters(b *testing.B) {
 		one, two := median(tp["1"]), median(tp["2"])
 		note := fmt.Sprintf("%d one-step `true` builds over %d builders × %d simulated workers (protocol clients in the bench process that answer each command at once: builds cost only the masters and the database), forced from 8 clients on every master in turn, first force → last complete event on /ws of the master each was forced on; with two masters the workers are split between them and both masters use one database; median of %d runs each, alternating; %s; on %d cores shared by the masters, the database and the bench process: the CPU columns say which one is the limit", n, tpBuilders, cfg().workers, cfg().runs, pgSettings, runtime.NumCPU())
 		cpuNote := func(k string) string {
-			return fmt.Sprintf("same runs; CPU time over the timed builds ÷ their wall time: database (postmaster and its children, from /proc) median %.0f %%, masters %.0f %%, whole machine (/proc/stat) %.0f %% of one core", median(dbCPU[k]), median(mCPU[k]), median(busy[k]))
+			per := median(dbBuild[k])
+			return fmt.Sprintf("same runs; CPU time over the timed builds ÷ their wall time: database (postmaster and its children, from /proc) median %.0f %%, masters %.0f %%, whole machine (/proc/stat) %.0f %% of one core; the database's CPU a build %.2f ms, so one core of database would carry about %.0f builds/s", median(dbCPU[k]), median(mCPU[k]), median(busy[k]), per, 1000/per)
 		}
 		record("11 two masters", fmt.Sprintf("one master on PostgreSQL, %d builds, %d builders × %d simulated workers", n, tpBuilders, cfg().workers), "builds/s", one, nil, noTarget, tp["1"], nil, note)
 		record("11 two masters", "two masters on the same PostgreSQL, workers split, builds forced on both", "builds/s", two, nil,
