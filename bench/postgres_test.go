@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gbb-ci/gbb/internal/testpg"
+	"github.com/jackc/pgx/v5"
 )
 
 // benchPG is the bench's PostgreSQL server (Debian's, through
@@ -157,11 +159,12 @@ func BenchmarkTwoMasters(b *testing.B) {
 			b.Fatal(err)
 		}
 		n := cfg().builds
-		tp, dbCPU, dbBuild, mCPU, busy := sample{}, sample{}, sample{}, sample{}, sample{}
+		tp, dbCPU, dbBuild, mCPU, busy, wal := sample{}, sample{}, sample{}, sample{}, sample{}, sample{}
 		for run := range cfg().runs {
 			for _, masters := range []int{1, 2} {
 				key := strconv.Itoa(masters)
-				insts := startMasters(b, newPGDatabase(b), masters)
+				url := newPGDatabase(b)
+				insts := startMasters(b, url, masters)
 				for _, inst := range insts {
 					warmUp(b, inst)
 				}
@@ -169,6 +172,7 @@ func BenchmarkTwoMasters(b *testing.B) {
 				for _, inst := range insts {
 					m0 += cpuSeconds(inst.master.pid)
 				}
+				wal0 := walBytes(b, url)
 				db0, mach0, t0 := treeCPUSeconds(pg.Pid()), machineBusy(), time.Now()
 				d, forced, peak := runThroughputOn(b, insts, n)
 				wall := time.Since(t0).Seconds()
@@ -184,9 +188,11 @@ func BenchmarkTwoMasters(b *testing.B) {
 				tp[key] = append(tp[key], rate)
 				dbCPU[key] = append(dbCPU[key], db)
 				dbBuild[key] = append(dbBuild[key], dbSec*1000/float64(n))
+				perBuild := (walBytes(b, url) - wal0) / 1024 / float64(n)
+				wal[key] = append(wal[key], perBuild)
 				mCPU[key] = append(mCPU[key], m)
 				busy[key] = append(busy[key], mach)
-				b.Logf("run %d: %d master(s): %d builds in %v (forced in %v): %.1f builds/s, at most %d at once; CPU (%% of a core): database %.0f (%.2f ms a build), masters %.0f, whole machine %.0f", run, masters, n, d.Round(time.Millisecond), forced.Round(time.Millisecond), rate, peak, db, dbSec*1000/float64(n), m, mach)
+				b.Logf("run %d: %d master(s): %d builds in %v (forced in %v): %.1f builds/s, at most %d at once; CPU (%% of a core): database %.0f (%.2f ms a build), masters %.0f, whole machine %.0f; %.1f KB of WAL a build", run, masters, n, d.Round(time.Millisecond), forced.Round(time.Millisecond), rate, peak, db, dbSec*1000/float64(n), m, mach, perBuild)
 				for _, inst := range insts {
 					inst.stop()
 				}
@@ -196,7 +202,7 @@ func BenchmarkTwoMasters(b *testing.B) {
 		note := fmt.Sprintf("%d one-step `true` builds over %d builders × %d simulated workers (protocol clients in the bench process that answer each command at once: builds cost only the masters and the database), forced from 8 clients on every master in turn, first force → last complete event on /ws of the master each was forced on; with two masters the workers are split between them and both masters use one database; median of %d runs each, alternating; %s; on %d cores shared by the masters, the database and the bench process: the CPU columns say which one is the limit", n, tpBuilders, cfg().workers, cfg().runs, pgSettings, runtime.NumCPU())
 		cpuNote := func(k string) string {
 			per := median(dbBuild[k])
-			return fmt.Sprintf("same runs; CPU time over the timed builds ÷ their wall time: database (postmaster and its children, from /proc) median %.0f %%, masters %.0f %%, whole machine (/proc/stat) %.0f %% of one core; the database's CPU a build %.2f ms, so one core of database would carry about %.0f builds/s", median(dbCPU[k]), median(mCPU[k]), median(busy[k]), per, 1000/per)
+			return fmt.Sprintf("same runs; CPU time over the timed builds ÷ their wall time: database (postmaster and its children, from /proc) median %.0f %%, masters %.0f %%, whole machine (/proc/stat) %.0f %% of one core; the database's CPU a build %.2f ms, so one core of database would carry about %.0f builds/s; %.1f KB of write-ahead log a build (heartbeats and other background writes of the period included)", median(dbCPU[k]), median(mCPU[k]), median(busy[k]), per, 1000/per, median(wal[k]))
 		}
 		record("11 two masters", fmt.Sprintf("one master on PostgreSQL, %d builds, %d builders × %d simulated workers", n, tpBuilders, cfg().workers), "builds/s", one, nil, noTarget, tp["1"], nil, note)
 		record("11 two masters", "two masters on the same PostgreSQL, workers split, builds forced on both", "builds/s", two, nil,
@@ -275,6 +281,25 @@ func runThroughputOn(b *testing.B, insts []*instance, n int) (d, forcedIn time.D
 		}
 	}
 	return last.Sub(t0), forcedIn, insts[0].events(b).peakRunning(t0)
+}
+
+// walBytes is how far the server's write-ahead log has gone
+// (pg_current_wal_lsn), in bytes: what every master's writes logged,
+// read at once (no statistics delay) and not moved by reading it.
+func walBytes(b *testing.B, url string) float64 {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n float64
+	if err := c.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // treeCPUSeconds is the CPU time of process pid and of its children,
