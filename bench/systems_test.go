@@ -311,7 +311,9 @@ func (inst *instance) start(b *testing.B, o options, connect []string, want int)
 	inst.master = sys.startMaster(b, inst)
 	waitUntil(b, sys.name()+" worker port", 120*time.Second, time.Millisecond, func() bool {
 		if inst.master.exited() {
-			b.Fatalf("%s master exited; see %s", sys.name(), inst.dir)
+			// inst.dir goes with b: the end of the log is all that is left.
+			out, _ := os.ReadFile(filepath.Join(inst.dir, "master.out"))
+			b.Fatalf("%s master exited; the end of its output:\n%s", sys.name(), out[max(0, len(out)-3000):])
 		}
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", inst.workerPort), time.Second)
 		if err == nil {
