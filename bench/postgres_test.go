@@ -47,15 +47,7 @@ func newPGDatabase(b *testing.B) string {
 }
 
 // pgSettings is what the rows' notes say of the server.
-const pgSettings = "PostgreSQL 15 (Debian) on loopback, started by the bench: fsync, synchronous_commit, full_page_writes on; shared_buffers 32 MB; each master's pool pgx's default (max(4, cores) connections)"
-
-// storeName names a store URL in the logs: "bbolt" or "PostgreSQL".
-func storeName(url string) string {
-	if url == "" {
-		return "bbolt"
-	}
-	return "PostgreSQL"
-}
+const pgSettings = "Debian's PostgreSQL on loopback, started by the bench: fsync, synchronous_commit, full_page_writes on; shared_buffers 32 MB; each master's pool pgx's default (max(4, cores) connections)"
 
 // BenchmarkPostgres runs one master on PostgreSQL against one on bbolt
 // with the same workloads, alternating: the throughput scenario (4), the
@@ -199,7 +191,7 @@ func BenchmarkTwoMasters(b *testing.B) {
 			}
 		}
 		one, two := median(tp["1"]), median(tp["2"])
-		note := fmt.Sprintf("%d one-step `true` builds over %d builders × %d simulated workers (protocol clients in the bench process that answer each command at once: builds cost only the masters and the database), forced from 8 clients on every master in turn, first force → last complete event on /ws of the master each was forced on; with two masters the workers are split between them and both masters use one database; median of %d runs each, alternating; %s; on %d cores shared by the masters, the database and the bench process: the CPU columns say which one is the limit", n, tpBuilders, cfg().workers, cfg().runs, pgSettings, runtime.NumCPU())
+		note := fmt.Sprintf("%d one-step `true` builds over %d builders × %d simulated workers (protocol clients in the bench process that answer each command at once: builds cost only the masters and the database), forced from 8 clients on every master in turn, first force → last complete event on /ws of the master each was forced on; with two masters the workers are split between them and both masters use one database; median of %d runs each, alternating; %s; on %d cores shared by the masters, the database and the bench process: the database CPU rows and their notes say which is the limit", n, tpBuilders, cfg().workers, cfg().runs, pgSettings, runtime.NumCPU())
 		cpuNote := func(k string) string {
 			per := median(dbBuild[k])
 			return fmt.Sprintf("same runs; CPU time over the timed builds ÷ their wall time: database (postmaster and its children, from /proc) median %.0f %%, masters %.0f %%, whole machine (/proc/stat) %.0f %% of one core; the database's CPU a build %.2f ms, so one core of database would carry about %.0f builds/s; %.1f KB of write-ahead log a build (heartbeats and other background writes of the period included)", median(dbCPU[k]), median(mCPU[k]), median(busy[k]), per, 1000/per, median(wal[k]))
