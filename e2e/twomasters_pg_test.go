@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/gbb-ci/gbb/internal/testpg"
 )
@@ -427,4 +430,201 @@ func changeBuilds(e *env, rev string) (int, bool) {
 		}
 	}
 	return n, done
+}
+
+// comeBackConfig is both masters' config but for their ports: one
+// PostgreSQL store, a "slow" builder on w1 (which serves master a) and w2
+// (which serves master b).
+const comeBackConfig = loopback + `
+[db]
+url = "{{.DB}}"
+heartbeat_interval = "1s"
+master_timeout = "5s"
+
+[[workers]]
+name = "w1"
+password = "secret-secret-secret"
+[[workers]]
+name = "w2"
+password = "secret-secret-secret"
+
+[[schedulers]]
+type = "force"
+name = "force"
+builder_names = ["slow"]
+
+[[builders]]
+name = "slow"
+worker_names = ["w1", "w2"]
+  [[builders.steps]]
+  type = "shell"
+  command = "sleep 3"
+`
+
+// TestMasterPresumedDeadComesBack: the leader hangs (SIGSTOP) mid-build
+// longer than master_timeout: the other master, which does not lead,
+// presumes it dead, ends its build RETRY and runs the request again. When
+// the hung master resumes, it finds itself presumed dead, records nothing
+// more of its build, and starts afresh: it is active again, one master
+// leads, and the request ended once, SUCCESS, with the hung master's build
+// left RETRY.
+func TestMasterPresumedDeadComesBack(t *testing.T) {
+	t.Parallel()
+	pg := startPG(t)
+	db := pg.NewDatabase(t)
+	// As docs/postgresql.md says: a master that hangs inside a transaction
+	// holds its rows' locks; the server ends such a session, so that the
+	// others can end its builds.
+	setDatabase(t, db, "idle_in_transaction_session_timeout", "2s")
+	a, b := newEnv(t), newEnv(t)
+	for _, e := range []*env{a, b} {
+		e.writeConfigData(comeBackConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db})
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, e := range map[string]*env{"a": a, "b": b} {
+				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
+				if len(data) > 20000 {
+					data = data[len(data)-20000:]
+				}
+				t.Logf("master %s's log (its end):\n%s", name, data)
+			}
+		}
+	})
+	a.startMaster()
+	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
+	aID := leader(a)
+	b.startMaster()
+	var bID int64
+	waitFor(t, "master b registered", time.Minute, func() bool {
+		for _, m := range masters(a) {
+			if m.MasterID != aID && m.Active {
+				bID = m.MasterID
+			}
+		}
+		return bID != 0
+	})
+	startWorkerAt(t, a, "w1", fmt.Sprintf("127.0.0.1:%d", a.WorkerPort))
+	var slow struct {
+		Builders []struct {
+			BuilderID int64 `json:"builderid"`
+		} `json:"builders"`
+	}
+	a.get("/api/v2/builders/slow", &slow)
+	if len(slow.Builders) != 1 {
+		t.Fatalf("builder slow: %+v", slow)
+	}
+	brid := a.force("force", slow.Builders[0].BuilderID, "hang")
+	waitFor(t, "the build running on master a", 2*time.Minute, func() bool {
+		for _, bd := range allBuilds(a) {
+			if bd.BuildRequestID == brid && !bd.Complete && bd.MasterID == aID {
+				return true
+			}
+		}
+		return false
+	})
+	startWorkerAt(t, b, "w2", fmt.Sprintf("127.0.0.1:%d", b.WorkerPort))
+	pid := masterPid(t, a)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	// Master b presumes a dead and runs the request on w2, long after
+	// a's build would have ended.
+	waitFor(t, "master b to run the request again", 2*time.Minute, func() bool {
+		for _, bd := range allBuilds(b) {
+			if bd.BuildRequestID == brid && bd.MasterID == bID {
+				return true
+			}
+		}
+		return false
+	})
+	for _, m := range masters(b) {
+		if m.MasterID == aID && m.Active {
+			t.Errorf("master a still shown active after it was presumed dead: %+v", m)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	waitFor(t, "master a to start afresh", 2*time.Minute, func() bool {
+		data, _ := os.ReadFile(filepath.Join(a.masterDir, "master.log"))
+		return strings.Contains(string(data), "starting again: the other masters sharing the store presumed this one dead")
+	})
+	waitFor(t, "master a active again, and one master leading", 2*time.Minute, func() bool {
+		ms := masters(b)
+		leaders := 0
+		aActive := false
+		for _, m := range ms {
+			if m.Leader {
+				leaders++
+			}
+			if m.MasterID == aID {
+				aActive = m.Active
+			}
+		}
+		return aActive && leaders == 1
+	})
+	waitFor(t, "the request complete", 2*time.Minute, func() bool {
+		var r struct {
+			Buildrequests []struct {
+				Complete bool `json:"complete"`
+				Results  *int `json:"results"`
+			}
+		}
+		b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
+		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
+	})
+	var got []string
+	for _, bd := range allBuilds(b) {
+		if bd.BuildRequestID == brid {
+			res := -1
+			if bd.Results != nil {
+				res = *bd.Results
+			}
+			who := "b"
+			if bd.MasterID == aID {
+				who = "a"
+			}
+			got = append(got, fmt.Sprintf("%s:%v:%d", who, bd.Complete, res))
+		}
+	}
+	if want := []string{"a:true:5", "b:true:0"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("builds of the request (master:complete:results) = %v, want %v", got, want)
+	}
+	var r struct {
+		Buildrequests []struct {
+			Results *int `json:"results"`
+		}
+	}
+	b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
+	if r.Buildrequests[0].Results == nil || *r.Buildrequests[0].Results != 0 {
+		t.Errorf("request results %v, want SUCCESS", r.Buildrequests[0].Results)
+	}
+}
+
+// setDatabase sets a PostgreSQL setting for every new session of the
+// database url names.
+func setDatabase(t *testing.T, url, name, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET "+pgx.Identifier{name}.Sanitize()+" = '"+value+"'"); err != nil {
+		t.Fatal(err)
+	}
 }
