@@ -190,6 +190,19 @@ func once(b *testing.B, name string, fn func(b *testing.B)) {
 	fn(b)
 }
 
+// compareScenarios orders scenarios by their leading number ("9 metrics
+// cost" before "10 postgres"), then by name.
+func compareScenarios(a, b string) int {
+	num := func(s string) int {
+		n, _ := strconv.Atoi(s[:len(s)-len(strings.TrimLeft(s, "0123456789"))])
+		return n
+	}
+	if c := num(a) - num(b); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
 func round(v float64) float64 {
 	switch a := math.Abs(v); {
 	case a >= 100:
@@ -223,7 +236,7 @@ func TestMain(m *testing.M) {
 	run := startRun()
 	code := m.Run()
 	// In the issue's order, whatever order the benchmarks ran in.
-	slices.SortStableFunc(results.rows, func(a, b result) int { return strings.Compare(a.Scenario, b.Scenario) })
+	slices.SortStableFunc(results.rows, func(a, b result) int { return compareScenarios(a.Scenario, b.Scenario) })
 	if len(results.rows) > 0 {
 		run.finish()
 		results.mu.Lock()

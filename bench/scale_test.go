@@ -69,11 +69,12 @@ func (e simExec) Run(ctx context.Context, cmd protocol.Command, out func(protoco
 	return protocol.Result{}
 }
 
-func startSims(b *testing.B, inst *instance) *sims {
+// startSims connects a simulated worker for each of names to inst.
+func startSims(b *testing.B, inst *instance, names []string) *sims {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &sims{cancel: cancel}
-	for _, name := range inst.workers {
+	for _, name := range names {
 		c := protocol.NewClient(protocol.ClientConfig{
 			Master: fmt.Sprintf("127.0.0.1:%d", inst.workerPort),
 			Name:   name, Password: "pass",

@@ -52,6 +52,9 @@ type options struct {
 	tpBuilders int
 	// noMetrics sets [www] metrics = false (gbb only).
 	noMetrics bool
+	// dbURL sets [db] url (gbb only): a PostgreSQL store instead of the
+	// default bbolt file in the master's basedir.
+	dbURL string
 }
 
 // system is gbb or buildbot: how to lay out and start a master and workers.
@@ -139,8 +142,21 @@ func tempDir(pattern string) (string, error) {
 	return dir, err
 }
 
-// cleanupAll stops what a failed benchmark left running, then removes
-// tempDirs.
+// atExit are functions cleanupAll runs once the processes are stopped
+// (the bench's PostgreSQL server: its masters are stopped first).
+var atExit struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func onExit(fn func()) {
+	atExit.mu.Lock()
+	defer atExit.mu.Unlock()
+	atExit.fns = append(atExit.fns, fn)
+}
+
+// cleanupAll stops what a failed benchmark left running, runs atExit, then
+// removes tempDirs.
 func cleanupAll() {
 	defer func() {
 		tempDirs.mu.Lock()
@@ -157,6 +173,12 @@ func cleanupAll() {
 	}
 	live.mu.Unlock()
 	stopAll(ps)
+	atExit.mu.Lock()
+	defer atExit.mu.Unlock()
+	for _, fn := range atExit.fns {
+		fn()
+	}
+	atExit.fns = nil
 }
 
 // spawn starts a command with its output in logFile.
@@ -241,6 +263,14 @@ func freePort(b *testing.B) int {
 // connected. Workers start as soon as the master's worker port accepts.
 func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 	b.Helper()
+	inst := prepareInstance(b, sys, o)
+	return inst, inst.start(b, o, inst.workers, len(inst.workers))
+}
+
+// prepareInstance lays out a master and its o.workers workers without starting
+// anything; the instance is stopped when b ends.
+func prepareInstance(b *testing.B, sys system, o options) *instance {
+	b.Helper()
 	if o.workers == 0 {
 		o.workers = 1
 	}
@@ -266,12 +296,24 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 		}
 	}
 	b.Cleanup(inst.stop)
+	return inst
+}
 
+// start starts the master of a prepared instance, then the workers named
+// in connect (worker processes, or simulated ones when o.simulated) on it,
+// and waits until the API lists want workers as connected (with several
+// masters on one store, it lists those of every master). It returns the
+// time from the master's exec to then.
+func (inst *instance) start(b *testing.B, o options, connect []string, want int) time.Duration {
+	b.Helper()
+	sys := inst.sys
 	t0 := time.Now()
 	inst.master = sys.startMaster(b, inst)
 	waitUntil(b, sys.name()+" worker port", 120*time.Second, time.Millisecond, func() bool {
 		if inst.master.exited() {
-			b.Fatalf("%s master exited; see %s", sys.name(), inst.dir)
+			// inst.dir goes with b: the end of the log is all that is left.
+			out, _ := os.ReadFile(filepath.Join(inst.dir, "master.out"))
+			b.Fatalf("%s master exited; the end of its output:\n%s", sys.name(), out[max(0, len(out)-3000):])
 		}
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", inst.workerPort), time.Second)
 		if err == nil {
@@ -280,14 +322,14 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 		return err == nil
 	})
 	if o.simulated {
-		inst.sims = startSims(b, inst)
+		inst.sims = startSims(b, inst, connect)
 	} else {
-		for _, w := range inst.workers {
+		for _, w := range connect {
 			inst.workerPs = append(inst.workerPs, sys.startWorker(b, inst, w))
 		}
 	}
 	waitUntil(b, sys.name()+" workers connected", 120*time.Second, 2*time.Millisecond, func() bool {
-		return inst.connectedWorkers() == len(inst.workers)
+		return inst.connectedWorkers() == want
 	})
 	d := time.Since(t0)
 
@@ -302,7 +344,7 @@ func launch(b *testing.B, sys system, o options) (*instance, time.Duration) {
 	for _, x := range r.Builders {
 		inst.builders[x.Name] = x.BuilderID
 	}
-	return inst, d
+	return d
 }
 
 // waitUntil polls cond every interval until it holds.
@@ -453,6 +495,7 @@ type configData struct {
 	TPBuilders          []string // throughput builders
 	MaxBuilds           int      // each worker's max_builds
 	NoMetrics           bool     // [www] metrics = false
+	DBURL               string   // [db] url; "" keeps the default (bbolt)
 }
 
 // logLine is a 100-byte line (99 characters and \n), for fillers.
@@ -534,6 +577,7 @@ func writeTemplate(b *testing.B, tmpl, out string, inst *instance, o options) {
 		Builders:   o.builders,
 		MaxBuilds:  max(1, o.tpBuilders),
 		NoMetrics:  o.noMetrics,
+		DBURL:      o.dbURL,
 	}
 	for n := range o.tpBuilders {
 		d.TPBuilders = append(d.TPBuilders, fmt.Sprintf("t%d", n))

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -101,5 +102,16 @@ func TestTableMarkers(t *testing.T) {
 		if _, err := replaceTable(bad, "x\n"); err == nil {
 			t.Errorf("replaceTable(%q) accepted it", bad)
 		}
+	}
+}
+
+// TestScenarioOrder: rows are ordered by their scenario's number, so the
+// PostgreSQL rows (10, 11) come after 9, not between 1 and 2.
+func TestScenarioOrder(t *testing.T) {
+	got := []string{"11 two masters", "2 idle memory", "10 postgres", "1 start-up", "9 metrics cost", "2 a"}
+	slices.SortStableFunc(got, compareScenarios)
+	want := []string{"1 start-up", "2 a", "2 idle memory", "9 metrics cost", "10 postgres", "11 two masters"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ordered %q, want %q", got, want)
 	}
 }

@@ -79,7 +79,19 @@ func Main(m *testing.M, s **Server) {
 // nobody. The server is set for speed, not for safety (fsync=off): tests
 // only. It is killed when this process dies, however it dies; Stop stops
 // it and removes its files.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// Options change how StartWith sets the server up.
+type Options struct {
+	// Durable keeps PostgreSQL's crash-safe defaults (fsync,
+	// synchronous_commit, full_page_writes, wal_level) instead of the
+	// tests' fsync=off: for a benchmark that compares PostgreSQL with
+	// bbolt, which syncs every transaction.
+	Durable bool
+}
+
+// StartWith is Start with options.
+func StartWith(o Options) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -113,7 +125,7 @@ func Start() (*Server, error) {
 	// A port another process took between our check and postgres's bind
 	// makes postgres exit at once: try another.
 	for attempt := 1; ; attempt++ {
-		s, err := start(bin, dir, cred)
+		s, err := start(bin, dir, cred, o)
 		if err == nil {
 			return s, nil
 		}
@@ -127,7 +139,7 @@ var errPortTaken = errors.New("port taken")
 
 // start starts postgres on the cluster in dir, on a free port, and waits
 // until it accepts connections.
-func start(bin, dir string, cred *syscall.Credential) (*Server, error) {
+func start(bin, dir string, cred *syscall.Credential, o Options) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -139,20 +151,25 @@ func start(bin, dir string, cred *syscall.Credential) (*Server, error) {
 	}
 	defer logf.Close()
 	s := &Server{dir: dir, port: port, exited: make(chan struct{})}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", filepath.Join(dir, "data"),
+	args := []string{"-D", filepath.Join(dir, "data"),
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=",
-		// Tests only: nothing here needs to survive a crash.
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
-		"-c", "wal_level=minimal",
-		"-c", "max_wal_senders=0",
 		"-c", "max_connections=300",
 		"-c", "shared_buffers=32MB",
 		"-c", "log_min_messages=warning",
-	)
+	}
+	if !o.Durable {
+		// Tests only: nothing here needs to survive a crash.
+		args = append(args,
+			"-c", "fsync=off",
+			"-c", "synchronous_commit=off",
+			"-c", "full_page_writes=off",
+			"-c", "wal_level=minimal",
+			"-c", "max_wal_senders=0",
+		)
+	}
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
 	s.cmd.Dir = dir
 	s.cmd.Env = pgEnv()
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf

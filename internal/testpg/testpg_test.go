@@ -200,3 +200,28 @@ func TestDiesWithTestBinary(t *testing.T) {
 		t.Logf("connect after the kill: %v", err)
 	}
 }
+
+// TestDurable: the tests' server trades safety for speed; a server started
+// Durable keeps PostgreSQL's crash-safe settings, as a benchmark against a
+// store that syncs must.
+func TestDurable(t *testing.T) {
+	t.Parallel()
+	settings := func(c *pgx.Conn) string {
+		return queryString(t, c, `SELECT current_setting('fsync') || ' ' || current_setting('synchronous_commit') || ' ' || current_setting('full_page_writes')`)
+	}
+	if got := settings(connect(t, pg.NewDatabase(t))); got != "off off off" {
+		t.Errorf("tests' server: fsync, synchronous_commit, full_page_writes = %s, want off off off", got)
+	}
+	d, err := StartWith(Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if got := settings(connect(t, d.NewDatabase(t))); got != "on on on" {
+		t.Errorf("durable server: fsync, synchronous_commit, full_page_writes = %s, want on on on", got)
+	}
+}
