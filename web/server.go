@@ -54,6 +54,9 @@ type Config struct {
 
 	MasterID   int64
 	MasterName string
+	// Leader returns the id of the master that leads the masters sharing
+	// the store; nil means this one (api.Config.Leader).
+	Leader func() int64
 
 	Title    string // shown on the pages; empty means "gbb"
 	TitleURL string // the title's link; empty means none
@@ -182,6 +185,7 @@ func New(cfg Config) *Server {
 		Store: cfg.Store, Forcer: cfg.Forcer, Controller: cfg.Controller, MasterID: cfg.MasterID,
 		Schedulers: cfg.Schedulers, EnableScheduler: cfg.EnableScheduler, Logger: s.log,
 		Publish: publish,
+		Leader:  cfg.Leader,
 		Access:  inForce,
 		Guard:   s.sameOrigin,
 	})

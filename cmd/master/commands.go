@@ -300,6 +300,13 @@ func runForeground(dir string, toStderr bool, logFormat string) error {
 	for {
 		select {
 		case err := <-errc:
+			if errors.Is(err, master.ErrDeclaredDead) && ctx.Err() == nil {
+				// Its builds ran again elsewhere; it registers afresh
+				// and takes workers and requests again.
+				log.Warn("starting again: the other masters sharing the store presumed this one dead", "err", err)
+				go func() { errc <- m.Run(ctx, nil) }()
+				continue
+			}
 			if err != nil {
 				log.Error("master failed", "err", err)
 				daemon.Fail(err)

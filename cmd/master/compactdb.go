@@ -21,6 +21,9 @@ func compactDB(args []string) error {
 	if err != nil {
 		return fmt.Errorf("compactdb: %w", err)
 	}
+	if !cfg.DB.IsBolt() {
+		return fmt.Errorf("compactdb: [db] url is %s: compactdb rewrites a bbolt file; PostgreSQL's autovacuum (or VACUUM FULL) gives space back there", cfg.DB.Redacted())
+	}
 	res, err := store.Compact(cfg.DB.BoltPath(dir), store.CompactOptions{KeepBackup: *keep})
 	if err != nil {
 		return fmt.Errorf("compactdb: %w", err)

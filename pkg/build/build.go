@@ -75,6 +75,13 @@ func (b *build) run(ctx context.Context) {
 // left to its worker (resultDetached) stays running in the store.
 func (b *build) finish(results int) {
 	st := b.e.st
+	if errors.Is(cause(b.parent), ErrFenced) {
+		// Ended RETRY by the master that presumed this one dead; its
+		// request may be running on another master already.
+		b.log.Warn("build stopped: this master was presumed dead; the build was ended RETRY by another master", "results", ResultName(results))
+		b.e.buildFinished()
+		return
+	}
 	if results == resultDetached {
 		b.log.Info("master stopping: the running step is left to its worker, the build goes on after the restart")
 		return

@@ -108,6 +108,12 @@ type Secrets interface {
 // they end RETRY and their requests run again.
 var ErrShutdown = errors.New("build: master shutting down")
 
+// ErrFenced is the cause given to running builds by Fence: the other
+// masters sharing the store presumed this one dead, ended its builds RETRY
+// and gave its requests to others, so the builds stop recording anything.
+// It wraps ErrShutdown: every step stops as at a shutdown.
+var ErrFenced = fmt.Errorf("%w: presumed dead by the other masters", ErrShutdown)
+
 // Engine matches pending build requests with idle connected workers and runs
 // the builds.
 type Engine struct {
@@ -137,8 +143,10 @@ type Engine struct {
 	wprops   map[string]map[string]any // guarded by mu; worker name → its config properties
 	logMax   [2]int64                  // guarded by mu; LogMaxSize, LogMaxTailSize
 	locks    *Locks
-	guard    *masterfiles.Guard // guarded by mu; the master's own files
-	ctx      context.Context    // guarded by mu; set by Run, nil before
+	guard    *masterfiles.Guard      // guarded by mu; the master's own files
+	ctx      context.Context         // guarded by mu; set by Run, nil before
+	stopRun  context.CancelCauseFunc // guarded by mu; cancels ctx; set by Run
+	fenced   bool                    // guarded by mu; Fence was called
 	// triggerer starts triggered builds; finished is closed (and replaced)
 	// whenever a build ends.
 	triggerer Triggerer      // guarded by mu
@@ -353,7 +361,10 @@ func (e *Engine) Recover() error {
 func (e *Engine) Run(ctx context.Context) error {
 	bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	e.mu.Lock()
-	e.ctx = bctx
+	e.ctx, e.stopRun = bctx, cancel
+	if e.fenced {
+		cancel(ErrFenced)
+	}
 	e.mu.Unlock()
 	defer e.wg.Wait()
 	defer cancel(ErrShutdown)
@@ -628,6 +639,20 @@ func (e *Engine) stepLogFailure(stepID int64) error {
 		}
 	}
 	return first
+}
+
+// Fence stops every running build at once, recording nothing more of
+// them (their end, their requests' release), and starts no new one: the
+// other masters presumed this one dead and ended its builds themselves
+// (store.AbandonBuilds), and another master may run their requests now.
+// Run returns once they have stopped.
+func (e *Engine) Fence() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fenced, e.draining = true, true
+	if e.stopRun != nil {
+		e.stopRun(ErrFenced)
+	}
 }
 
 // Drain makes the engine start no new build, as buildbot's clean shutdown:

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -156,12 +157,86 @@ func (w WWW) Addr() string { return net.JoinHostPort(w.Interface, strconv.Itoa(w
 
 // DB is [db], where the master keeps its state.
 type DB struct {
-	URL string // url; default DefaultDBURL ("bbolt:state.db"); only "bbolt:PATH" is accepted for now, PATH relative to the master's basedir
+	// URL is url: "bbolt:PATH" (PATH relative to the master's basedir;
+	// the default, DefaultDBURL, is "bbolt:state.db") or a PostgreSQL URL,
+	// "postgres://…" or "postgresql://…", which several masters may share.
+	URL string
+	// HeartbeatInterval is heartbeat_interval: how often the master
+	// records in the store that it is alive, and how often a master that
+	// is not the leader tries to become it; zero means
+	// DefaultHeartbeatInterval.
+	HeartbeatInterval Duration
+	// MasterTimeout is master_timeout: how long a master sharing the store
+	// may stay silent before the leader presumes it dead (its unfinished
+	// requests run again, its builds end RETRY); zero means
+	// DefaultMasterTimeout.
+	MasterTimeout Duration
+}
+
+// The defaults of [db]'s heartbeat_interval and master_timeout.
+const (
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultMasterTimeout     = 60 * time.Second
+)
+
+// Heartbeat returns heartbeat_interval, its default when unset.
+func (d DB) Heartbeat() time.Duration {
+	if d.HeartbeatInterval.Duration > 0 {
+		return d.HeartbeatInterval.Duration
+	}
+	return DefaultHeartbeatInterval
+}
+
+// Timeout returns master_timeout, its default when unset.
+func (d DB) Timeout() time.Duration {
+	if d.MasterTimeout.Duration > 0 {
+		return d.MasterTimeout.Duration
+	}
+	return DefaultMasterTimeout
+}
+
+// IsBolt reports whether the store is a bbolt file (one master holds it).
+func (d DB) IsBolt() bool {
+	return !IsPostgresURL(d.URL)
+}
+
+// IsPostgresURL reports whether u names a PostgreSQL database
+// ("postgres://…" or "postgresql://…").
+func IsPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// Redacted returns the URL with its password, if any, replaced by "xxxxx":
+// what logs, pages and errors may show.
+func (d DB) Redacted() string {
+	return RedactDBURL(d.URL)
+}
+
+// RedactDBURL returns u with the password of its user info, or of a
+// password query parameter, replaced by "xxxxx". A URL that does not parse
+// is replaced whole, as it may hold a password where the parser did not
+// find it.
+func RedactDBURL(u string) string {
+	if !IsPostgresURL(u) {
+		return u
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "postgresql://(a URL that does not parse)"
+	}
+	if q := p.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		p.RawQuery = q.Encode()
+	}
+	return p.Redacted()
 }
 
 // BoltPath returns the absolute path of the bbolt file of a master whose
-// base directory is basedir.
+// base directory is basedir, or "" when the store is on PostgreSQL.
 func (d DB) BoltPath(basedir string) string {
+	if !d.IsBolt() {
+		return ""
+	}
 	p := strings.TrimPrefix(d.URL, "bbolt:")
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(basedir, p)

@@ -123,7 +123,7 @@ type = "git_poller"
 [db]
 url = "sqlite:///state.sqlite"
 `,
-			want: []string{`master.toml:2: db.url: unsupported database "sqlite:///state.sqlite": only "bbolt:PATH" is supported for now`},
+			want: []string{`master.toml:2: db.url: unsupported database "sqlite://…": "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`},
 		},
 		{
 			name: "bbolt without a path",

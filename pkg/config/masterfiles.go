@@ -40,12 +40,15 @@ func (c *Config) MasterFiles(basedir string) []masterfiles.File {
 	}
 	files := []masterfiles.File{
 		{Path: abs(cfgFile), What: "the master's config file", Suffixed: true},
-		{Path: c.DB.BoltPath(basedir), What: "the master's store", Suffixed: true},
 		{Path: abs(LogFile), What: "the master's log", Suffixed: true},
 		{Path: abs(PidFile), What: "the master's pid file", Suffixed: true},
 		// create-master writes the CA of tls = "auto" there whatever tls
 		// says now: a later switch to auto makes it the live CA.
 		{Path: abs(AutoTLSDir), Dir: true, What: `the directory of tls = "auto"'s CA and keys`},
+	}
+	if c.DB.IsBolt() {
+		// A PostgreSQL store has no file here to guard.
+		files = append(files, masterfiles.File{Path: c.DB.BoltPath(basedir), What: "the master's store", Suffixed: true})
 	}
 	for _, f := range c.Included {
 		files = append(files, masterfiles.File{Path: abs(f), What: "an included config file", Suffixed: true})

@@ -369,17 +369,7 @@ func (d *decoder) config(t *table) *Config {
 		w.done()
 	}
 	if db, ok := t.sub("db"); ok {
-		if s, ok := db.str("url"); ok {
-			scheme, path, found := strings.Cut(s, ":")
-			switch {
-			case !found || scheme != "bbolt":
-				db.errorf("url", `unsupported database %q: only "bbolt:PATH" is supported for now`, s)
-			case path == "":
-				db.errorf("url", `missing the path after "bbolt:"`)
-			default:
-				c.DB.URL = s
-			}
-		}
+		d.db(db, &c.DB)
 		db.done()
 	}
 

@@ -110,11 +110,18 @@ port = 8010
 
 ####### DB URL
 
-# This specifies what database buildbot uses to store its state. Only bbolt
-# is supported for now; PostgreSQL comes later.
+# This specifies what database buildbot uses to store its state: a bbolt
+# file (one master, nothing to set up), or PostgreSQL, which several masters
+# with this same config may share (docs/postgresql.md):
+#   url = "postgresql://gbb@db.example.org/gbb?sslmode=verify-full"
+# With several masters, each records that it is alive every
+# heartbeat_interval; one silent for master_timeout is presumed dead and
+# its builds run again elsewhere.
 
 [db]
 url = "bbolt:state.db"          # relative to the master's basedir
+#heartbeat_interval = "5s"
+#master_timeout = "60s"
 
 ####### WORKERS
 

@@ -27,7 +27,7 @@ func (m *Master) schedulerInfos() []web.SchedulerInfo {
 	defer m.mu.Unlock()
 	out := make([]web.SchedulerInfo, 0, len(m.cfg.Schedulers))
 	for _, s := range m.cfg.Schedulers {
-		out = append(out, web.SchedulerInfo{ID: m.schedIDs[s.Name], Name: s.Name, Enabled: m.scheds == nil || m.scheds.Enabled(s.Name)})
+		out = append(out, web.SchedulerInfo{ID: m.schedIDs[s.Name], Name: s.Name, Enabled: m.schedulerEnabledLocked(s)})
 	}
 	return out
 }

@@ -39,14 +39,22 @@ type Master struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	cfg     *config.Config  // guarded by mu
-	st      store.Store     // guarded by mu; set while Run runs
-	engine  *build.Engine   // guarded by mu; likewise
-	scheds  *scheduler.Set  // guarded by mu; likewise
-	pollers *pollers        // guarded by mu; likewise
-	runCtx  context.Context // guarded by mu; Run's context, for pollers a reconfig starts
-	web     *web.Server     // guarded by mu; set while Run runs
-	wtls    *workerTLS      // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
+	cfg     *config.Config // guarded by mu
+	st      store.Store    // guarded by mu; set while Run runs
+	engine  *build.Engine  // guarded by mu; likewise
+	scheds  *scheduler.Set // guarded by mu; likewise: the force and triggerable schedulers, which run on every master
+	pollers *pollers       // guarded by mu; likewise; polling only while this master leads
+	// lead are the schedulers only the leader runs (see leader.go), and
+	// leadCtx the context of its term, for the pollers a reconfig starts;
+	// both nil while this master does not lead.
+	lead    *scheduler.Set  // guarded by mu
+	leadCtx context.Context // guarded by mu
+	// leadMu is held for reading while changes are offered to lead, and
+	// for writing when a term ends: no change is offered to schedulers
+	// that stopped.
+	leadMu sync.RWMutex
+	web    *web.Server // guarded by mu; set while Run runs
+	wtls   *workerTLS  // guarded by mu; the worker port's TLS while Run runs; nil when tls is off
 	// reporters and missing follow the config's reporters and workers.
 	reporters *reporter.Dispatcher // guarded by mu; set while Run runs
 	missing   *missingWatcher      // guarded by mu; likewise
@@ -183,7 +191,7 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		met = m.newMetrics(&st, &engine, &srv)
 		met.InitBuilders(builderNames(cfg.Builders))
 	}
-	st, err := store.Open(cfg.DB.BoltPath(m.basedir), store.Options{Logger: m.log, Events: met.Tap(bus),
+	st, err := openStore(cfg.DB, m.basedir, store.Options{Logger: m.log, Events: met.Tap(bus),
 		OnCommit: met.Commit, OnLog: met.LogBytes})
 	if err != nil {
 		return err
@@ -256,17 +264,18 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err := engine.Recover(); err != nil {
 		return err
 	}
-	scheds := scheduler.New(cfg.Schedulers, st, engine.Wake, m.log)
-	pols := newPollers(m.basedir, st, scheds.AddChanges, secretsProviders, m.log)
+	every, _ := splitSchedulers(cfg.Schedulers)
+	scheds := scheduler.New(every, st, engine.Wake, m.log)
+	pols := newPollers(m.basedir, st, m.offerChanges, secretsProviders, m.log)
 	pols.metrics = met
 	defer func() {
 		m.mu.Lock()
-		m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = nil, nil, nil, nil, nil, nil, nil
+		m.st, m.engine, m.scheds, m.pollers, m.web, m.wtls = nil, nil, nil, nil, nil, nil
 		m.reporters, m.missing = nil, nil
 		m.bbws = nil
 		m.mu.Unlock()
 	}()
-	engine.SetTriggerer(scheds)
+	engine.SetTriggerer(triggerer{m})
 
 	srv = protocol.NewServer(protocol.ServerConfig{
 		Password: m.workerPassword,
@@ -291,20 +300,27 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		TLS:              wtls.config(),
 	})
 	websrv := web.New(web.Config{
-		Store:       st,
-		Forcer:      scheds,
-		Controller:  engine,
-		MasterID:    masterID,
-		MasterName:  m.masterName(),
+		Store:      st,
+		Forcer:     scheds,
+		Controller: engine,
+		MasterID:   masterID,
+		MasterName: m.masterName(),
+		Leader: func() int64 {
+			l, _, err := ReadLeader(st)
+			if err != nil {
+				m.log.Error("read the leader", "err", err)
+			}
+			return l.MasterID
+		},
 		Title:       cfg.Title,
 		TitleURL:    cfg.TitleURL,
 		BuildbotURL: cfg.BuildbotURL,
 		Logger:      m.log,
-		Changes:     hooks.StoreSink{DB: st, Then: scheds.AddChanges},
+		Changes:     hooks.StoreSink{DB: st, Then: m.offerChanges},
 		ChangeHooks: hookConfigs(cfg.WWW.ChangeHooks),
 		Schedulers:  m.schedulerInfos,
 		// EnableScheduler: buildbot's enable control on /api/v2/schedulers/N.
-		EnableScheduler: scheds.SetEnabled,
+		EnableScheduler: m.setSchedulerEnabled,
 		BuildbotUI:      cfg.WWW.BuildbotUI,
 		MasterFiles:     masterfiles.New(m.basedir, cfg.MasterFiles(m.basedir)),
 		Version:         Version,
@@ -332,31 +348,41 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	// From here a reconfig applies to the running components; one that
 	// came while they were being made is applied now.
 	m.mu.Lock()
-	m.st, m.engine, m.scheds, m.pollers, m.runCtx, m.web, m.wtls = st, engine, scheds, pols, gctx, websrv, wtls
+	m.st, m.engine, m.scheds, m.pollers, m.web, m.wtls = st, engine, scheds, pols, websrv, wtls
 	m.reporters, m.missing = reps, missing
 	m.schedIDs = sids
 	m.bbws = bws
 	if m.cfg != cfg {
 		err = m.applyLocked(cfg, m.cfg)
-	} else {
-		pols.apply(gctx, cfg.ChangeSources)
 	}
 	m.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	cl := &cluster{
+		m: m, st: st, bus: bus, id: masterID, log: m.log,
+		beat: cfg.DB.Heartbeat(), timeout: cfg.DB.Timeout(),
+		fence: engine.Fence,
+		lead: func(ctx context.Context, started chan<- struct{}) error {
+			return m.runLeader(ctx, started, leaderParts{st: st, bus: bus, engine: engine, pollers: pols, reporters: reps, missing: missing})
+		},
+		now: time.Now,
+		// A scheduler enabled or disabled on another master.
+		onBeat: m.reloadEnabled,
+	}
+	firstTry := make(chan struct{})
+	declaredDead := false
 	g.Go(func() error {
-		<-gctx.Done()
-		pols.wait()
-		return nil
+		err := cl.run(gctx, firstTry)
+		if errors.Is(err, ErrDeclaredDead) {
+			declaredDead = true
+		}
+		return err
 	})
 	g.Go(func() error { return scheds.Run(gctx) })
-	g.Go(func() error { return watchBuildsets(gctx, bus, scheds.BuildsetsChanged) })
+	g.Go(func() error { return watchRequests(gctx, bus, engine.Wake) })
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error { return m.runCleanStop(gctx, engine) })
-	g.Go(func() error { return runJanitor(gctx, st, m.janitorConfig, m.log) })
-	g.Go(func() error { return reps.Run(gctx) })
-	g.Go(func() error { return missing.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, wlis) })
 	addrs := Addrs{Worker: wlis.Addr(), Web: hlis.Addr()}
 	for _, l := range bbls {
@@ -372,6 +398,12 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 		g.Go(func() error { return wtls.runExpiryCheck(gctx) })
 	}
 	g.Go(func() error { return websrv.Serve(gctx, hlis) })
+	// On bbolt the first try takes the lead: the schedulers and change
+	// sources run before the master says it is ready, as with one master.
+	select {
+	case <-firstTry:
+	case <-gctx.Done():
+	}
 	m.log.Info("master running", "workers_addr", wlis.Addr().String(), "web_addr", hlis.Addr().String(), "url", cfg.BuildbotURL)
 	// Ready: the store is open, the worker port listens, the config is
 	// loaded; not once Run's context is done, nor while stopping cleanly.
@@ -385,6 +417,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	m.setNotReady("stopping")
 	if errors.Is(err, errStoppedClean) {
 		err = nil
+	}
+	if !declaredDead {
+		// Stopped: no other master need wait for master_timeout to
+		// know (its builds ended RETRY and released their requests).
+		if serr := st.SetMasterActive(masterID, false, time.Now()); serr != nil {
+			m.log.Error("record this master stopped", "err", serr)
+		}
 	}
 	m.log.Info("master stopped")
 	return err
@@ -414,7 +453,11 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
 		}
-		if err := st.UpdateBuilder(sb.ID, b.Description, b.Tags, []int64{ms.ID}); err != nil {
+		// The other masters sharing the store keep their place.
+		masters := slices.DeleteFunc(slices.Clone(sb.MasterIDs), func(id int64) bool { return id == ms.ID })
+		masters = append(masters, ms.ID)
+		slices.Sort(masters)
+		if err := st.UpdateBuilder(sb.ID, b.Description, b.Tags, masters); err != nil {
 			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
 		}
 		for _, w := range b.WorkerNames {
@@ -440,7 +483,9 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
 		}
-		if err := st.SetWorkerConfiguredOn(sw.ID, on[w.Name]); err != nil {
+		// The other masters sharing the store keep theirs.
+		others := slices.DeleteFunc(slices.Clone(sw.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == ms.ID })
+		if err := st.SetWorkerConfiguredOn(sw.ID, append(others, on[w.Name]...)); err != nil {
 			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
 		}
 	}
@@ -618,8 +663,14 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 	m.engine.SetLogLimits(cfg.LogMaxSize, cfg.LogMaxTailSize)
 	m.engine.SetFinishSteps(cfg.FinishSteps)
 	m.engine.SetMasterFiles(cfg.MasterFiles(m.basedir))
-	m.scheds.Reconfigure(cfg.Schedulers)
-	m.pollers.apply(m.runCtx, cfg.ChangeSources)
+	every, leader := splitSchedulers(cfg.Schedulers)
+	m.scheds.Reconfigure(every)
+	if m.lead != nil {
+		m.lead.Reconfigure(leader)
+	}
+	if m.leadCtx != nil {
+		m.pollers.apply(m.leadCtx, cfg.ChangeSources)
+	}
 	m.web.SetSite(cfg.BuildbotURL, cfg.WWW.TrustedProxies)
 	if err := m.reporters.SetConfig(cfg.Reporters, cfg.Workers, cfg.BuildbotURL); err != nil {
 		m.log.Error("reconfig: reporters", "err", err)

@@ -59,7 +59,7 @@ func TestPollerMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
-		p.wait()
+		p.stop()
 	}()
 	p.apply(ctx, []config.ChangeSource{{Type: "git_poller", Name: "gone", RepoURL: srv.URL + "/repo.git",
 		PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true}})

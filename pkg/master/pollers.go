@@ -114,8 +114,14 @@ func sameSource(a, b config.ChangeSource) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// wait returns once every poller has stopped; ctx given to apply must be
-// done first.
-func (p *pollers) wait() {
+// stop stops every poller and returns once they have: the master no
+// longer leads, or stops. A later apply starts them again.
+func (p *pollers) stop() {
+	p.mu.Lock()
+	for name, rp := range p.running {
+		rp.cancel()
+		delete(p.running, name)
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 }

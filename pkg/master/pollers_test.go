@@ -85,7 +85,7 @@ func TestPollersReplaceHungPoller(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
-		p.wait()
+		p.stop()
 	}()
 	cs := config.ChangeSource{Type: "git_poller", Name: "hung", RepoURL: "http://" + ln.Addr().String() + "/repo.git",
 		Branches: []string{"main"}, PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true}
@@ -149,7 +149,7 @@ func TestPollersHTTPPasswordFromSecrets(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
-		p.wait()
+		p.stop()
 	}()
 	p.apply(ctx, []config.ChangeSource{{Type: "git_poller", Name: "private", RepoURL: srv.URL + "/repo.git",
 		PollInterval: config.Duration{Duration: time.Hour}, PollAtLaunch: true,

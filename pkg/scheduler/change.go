@@ -332,6 +332,8 @@ func (cs *changeScheduler) reason() string {
 	return fmt.Sprintf("The %s scheduler named '%s' triggered this build", kind, cs.cfg.Name)
 }
 
+// addChanges handles changes; one it has handled already (see markLocked)
+// is left alone, so that a change offered twice builds once.
 func (cs *changeScheduler) addChanges(changes []store.Change) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -349,6 +351,11 @@ func (cs *changeScheduler) addChanges(changes []store.Change) {
 	var done []int64 // handled now; a buildset the store refused is not, and is offered again at the next start
 	defer func() { cs.markLocked(done) }()
 	for _, c := range changes {
+		if c.ID <= cs.last || cs.handled[c.ID] {
+			// Offered again: by the store's event and by the poller or
+			// hook that added it, or by a master that became the leader.
+			continue
+		}
 		if !cs.filter.match(c) {
 			done = append(done, c.ID)
 			continue

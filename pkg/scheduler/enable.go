@@ -87,3 +87,69 @@ func (s *Set) readEnabled(names map[string]bool) {
 	s.disabled = disabled
 	s.mu.Unlock()
 }
+
+// KeepEnabled records in st whether the scheduler called name is enabled,
+// as SetEnabled does, for a master whose Set does not run that scheduler
+// (it runs on the master leading the others, which reads it with
+// ReloadEnabled).
+func KeepEnabled(st interface {
+	SetState(objectName, key string, value json.RawMessage) error
+}, name string, enabled bool) error {
+	v, _ := json.Marshal(enabled)
+	if err := st.SetState(stateObject(name), enabledKey, v); err != nil {
+		return fmt.Errorf("keep scheduler %s enabled=%v: %w", name, enabled, err)
+	}
+	return nil
+}
+
+// StoredEnabled reports whether st records the scheduler called name as
+// enabled (absent: enabled).
+func StoredEnabled(st interface {
+	GetState(objectName, key string) (json.RawMessage, bool, error)
+}, name string) (bool, error) {
+	v, ok, err := st.GetState(stateObject(name), enabledKey)
+	if err != nil || !ok {
+		return true, err
+	}
+	var enabled bool
+	if json.Unmarshal(v, &enabled) == nil && !enabled {
+		return false, nil
+	}
+	return true, nil
+}
+
+// ReloadEnabled reads again from the store which schedulers are enabled:
+// another master may have changed it (KeepEnabled). A change scheduler
+// enabled again starts its gathered changes' timers.
+func (s *Set) ReloadEnabled() {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.mu.Lock()
+	names := map[string]bool{}
+	for name := range s.force {
+		names[name] = true
+	}
+	for name := range s.trigger {
+		names[name] = true
+	}
+	for name := range s.timers {
+		names[name] = true
+	}
+	was := maps.Clone(s.disabled)
+	s.mu.Unlock()
+	s.readEnabled(names)
+	s.mu.Lock()
+	var kick []*changeScheduler
+	for name := range was {
+		if cs, ok := s.timers[name].(*changeScheduler); ok && !s.disabled[name] {
+			kick = append(kick, cs)
+		}
+	}
+	s.mu.Unlock()
+	for _, cs := range kick {
+		select {
+		case cs.kick <- struct{}{}:
+		default:
+		}
+	}
+}

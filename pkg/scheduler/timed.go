@@ -229,6 +229,12 @@ func (ts *timedScheduler) isPendingLocked(id int64) bool {
 	return slices.ContainsFunc(ts.state.Changes, func(pc pendingChange) bool { return pc.ID == id })
 }
 
+// handledLocked reports whether change id was handled already. ts.mu must
+// be held.
+func (ts *timedScheduler) handledLocked(id int64) bool {
+	return ts.state.LastChange != nil && (id <= *ts.state.LastChange || ts.handled[id])
+}
+
 // markLocked records the changes ids as handled and moves LastChange on as
 // far as every change up to it is. It reports whether it moved. ts.mu
 // must be held.
@@ -381,6 +387,9 @@ func (ts *timedScheduler) gatherLocked(changes []store.Change) bool {
 	changed := false
 	ids := make([]int64, 0, len(changes))
 	for _, c := range changes {
+		if ts.handledLocked(c.ID) {
+			continue // offered again: gathered once
+		}
 		ids = append(ids, c.ID)
 		if !ts.filter.match(c) || ts.isPendingLocked(c.ID) {
 			continue

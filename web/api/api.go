@@ -870,9 +870,11 @@ func (s *Server) listMasters(r *http.Request, _ *query) ([]map[string]any, error
 	if err != nil {
 		return nil, fmt.Errorf("list masters: %w", err)
 	}
+	leader := s.Leader()
 	objs := make([]map[string]any, len(ms))
 	for i, m := range ms {
 		objs[i] = masterResObj(m)
+		objs[i]["leader"] = m.Active && m.ID == leader
 	}
 	return objs, nil
 }
@@ -888,7 +890,9 @@ func (s *Server) getMaster(r *http.Request, _ *query) (map[string]any, error) {
 	}
 	for _, m := range ms {
 		if m.ID == id {
-			return masterResObj(m), nil
+			o := masterResObj(m)
+			o["leader"] = m.Active && m.ID == s.Leader()
+			return o, nil
 		}
 	}
 	return nil, NotFound("no such master %d", id)

@@ -64,7 +64,7 @@ var (
 	}}
 	masterRes = &resource{plural: "masters", fields: map[string]kind{
 		"active": kindBool, "last_active": kindInt, "masterid": kindInt, "name": kindString,
-		"worker_tls_not_after": kindInt,
+		"worker_tls_not_after": kindInt, "leader": kindBool,
 	}}
 )
 
@@ -289,7 +289,9 @@ func masterObj(m store.Master) map[string]any {
 
 // masterResObj is a master as /masters gives it: buildbot's fields (as a
 // scheduler's master has them), and gbb's worker_tls_not_after, when the
-// worker port's TLS certificate ends (null: plaintext).
+// worker port's TLS certificate ends (null: plaintext). The handlers add
+// gbb's leader: whether it is the master that runs the schedulers, change
+// sources and reporters of the masters sharing the store (not in events).
 func masterResObj(m store.Master) map[string]any {
 	o := masterObj(m)
 	o["worker_tls_not_after"] = unixTime(m.WorkerCertNotAfter)

@@ -97,7 +97,11 @@ type Config struct {
 	// (/sse/, /ws): the API publishes what changes outside the store,
 	// the scheduler switch's schedulers/N/updated. Nil publishes nothing.
 	Publish func(key string, record any)
-	Logger  *slog.Logger // nil means discard
+	// Leader returns the id of the master that leads the masters sharing
+	// the store (runs their schedulers, change sources and reporters); 0
+	// when none is known. Nil means this master, the only one.
+	Leader func() int64
+	Logger *slog.Logger // nil means discard
 
 	// Access returns the [www.auth] users and the [www.authz] rules in
 	// force.
@@ -113,6 +117,17 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 }
+
+// Leader returns the id of the master that leads (see Config.Leader).
+func (s *Server) Leader() int64 {
+	if s.cfg.Leader == nil {
+		return s.cfg.MasterID
+	}
+	return s.cfg.Leader()
+}
+
+// MasterID returns the id of the master serving.
+func (s *Server) MasterID() int64 { return s.cfg.MasterID }
 
 // New makes a Server.
 func New(cfg Config) *Server {

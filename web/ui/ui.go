@@ -58,6 +58,7 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/builders/{builder}/builds/{number}", s.buildPage)
 	r.Get("/builders/{builder}/builds/{number}/steps/{step}/logs/{slug}", s.logPage)
 	r.Get("/workers", s.workersPage)
+	r.Get("/masters", s.mastersPage)
 	r.Get("/changes", s.changesPage)
 	r.Get("/pending", s.pendingPage)
 	r.Get("/console", s.consolePage)

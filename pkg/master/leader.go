@@ -1,0 +1,333 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gbb-ci/gbb/pkg/config"
+	"github.com/gbb-ci/gbb/pkg/events"
+	"github.com/gbb-ci/gbb/pkg/store"
+)
+
+// Several masters may share one store (PostgreSQL). Each takes workers and
+// runs builds; the requests are claimed in the store, so each runs once.
+// What must happen once among them runs on the leader only: the master
+// holding the store's "leader" lock. That is the schedulers that act on
+// their own (change, periodic, nightly, dependent: force and triggerable
+// ones answer on every master), the change sources, the reporters, the
+// janitor and the missing-worker watcher. Every master tries to take the
+// lock at start and every heartbeat_interval; when the leader loses it
+// (its database session ended), it stops them at once, and another master
+// takes over at its next try. On bbolt the lock is always granted: the
+// one master is the leader from its start.
+//
+// Each master also records that it is alive every heartbeat_interval
+// (SetMasterActive). The leader presumes a master silent for
+// master_timeout dead: its builds end RETRY and its requests run again
+// elsewhere (AbandonBuilds), its workers are marked disconnected from it,
+// it leaves its builders, and it is marked inactive. A master that was
+// only slow finds itself marked inactive (the masters/N/stopped event, or
+// its row when it next beats): it fences its engine (its builds stop at
+// once and record nothing more, their requests being another master's
+// now) and Run returns ErrDeclaredDead; gbb-master start then runs it
+// again, which registers it afresh.
+
+// LeaderLock is the name of the store lock the leader holds.
+const LeaderLock = "leader"
+
+// ErrDeclaredDead is returned by Run when the other masters presumed this
+// one dead (it was silent for master_timeout): its builds ran again
+// elsewhere, so it stopped them without recording more. Running the
+// master again registers it afresh.
+var ErrDeclaredDead = errors.New("master: the other masters presumed this master dead (silent longer than [db] master_timeout)")
+
+// leaderStateObject and leaderStateKey name where the store keeps which
+// master leads, for the API and the pages.
+const leaderStateObject, leaderStateKey = "gbb-master", "leader"
+
+// LeaderState is what the store keeps of the leader.
+type LeaderState struct {
+	MasterID int64     `json:"masterid"`
+	Since    time.Time `json:"since"`
+}
+
+// ReadLeader returns which master leads, as the leader last recorded it
+// (false when none ever did).
+func ReadLeader(st interface {
+	GetState(objectName, key string) (json.RawMessage, bool, error)
+}) (LeaderState, bool, error) {
+	v, ok, err := st.GetState(leaderStateObject, leaderStateKey)
+	if err != nil || !ok {
+		return LeaderState{}, false, err
+	}
+	var l LeaderState
+	if err := json.Unmarshal(v, &l); err != nil {
+		return LeaderState{}, false, fmt.Errorf("read the leader: %w", err)
+	}
+	return l, true, nil
+}
+
+// leaderTypes are the scheduler types that run on the leader only; force
+// and triggerable schedulers answer on every master.
+func onEveryMaster(typ string) bool { return typ == "force" || typ == "triggerable" }
+
+// splitSchedulers returns the schedulers every master runs and those the
+// leader runs.
+func splitSchedulers(all []config.Scheduler) (every, leader []config.Scheduler) {
+	for _, sc := range all {
+		if onEveryMaster(sc.Type) {
+			every = append(every, sc)
+		} else {
+			leader = append(leader, sc)
+		}
+	}
+	return every, leader
+}
+
+// cluster is this master's part among the masters sharing its store: its
+// heartbeat, the leader lock, and what the leader runs.
+type cluster struct {
+	m       *Master
+	st      store.Store
+	bus     *events.Bus
+	id      int64
+	log     *slog.Logger
+	beat    time.Duration
+	timeout time.Duration
+	fence   func() // stops the engine's builds recording nothing more
+	// lead runs the leader's components until ctx is done, closing
+	// started once they run.
+	lead     func(ctx context.Context, started chan<- struct{}) error
+	now      func() time.Time
+	onBeat   func()    // called after each heartbeat; nil means nothing
+	leading  chan bool // told of each change of leadership, when not nil (tests)
+	lock     store.Lock
+	leadStop context.CancelFunc
+	leadDone chan struct{}
+}
+
+// run beats, takes the lead when it can and watches the other masters
+// until ctx is done, or this master is presumed dead (ErrDeclaredDead).
+// The first try for the lock is made before run returns control to its
+// caller's ready: first must be closed after it.
+func (c *cluster) run(ctx context.Context, first chan<- struct{}) error {
+	defer c.stopLeading("master stopping")
+	dead := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wg.Go(func() { c.watchSelf(wctx, dead) })
+	tick := time.NewTicker(c.beat)
+	defer tick.Stop()
+	for {
+		if err := c.heartbeat(); err != nil {
+			if errors.Is(err, ErrDeclaredDead) {
+				return c.declaredDead()
+			}
+			c.log.Error("heartbeat", "err", err)
+		}
+		c.tryLead(ctx)
+		if c.onBeat != nil {
+			c.onBeat()
+		}
+		if first != nil {
+			close(first)
+			first = nil
+		}
+		if c.lock != nil {
+			c.reap()
+		}
+		var lost <-chan struct{}
+		if c.lock != nil {
+			lost = c.lock.Lost()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-dead:
+			return c.declaredDead()
+		case <-lost:
+			c.log.Warn("leader lock lost: schedulers, change sources, reporters and the janitor stop here; another master takes over")
+			c.stopLeading("")
+		case <-tick.C:
+		}
+	}
+}
+
+// declaredDead fences the engine and stops leading.
+func (c *cluster) declaredDead() error {
+	c.log.Error("this master was presumed dead by the others (silent longer than master_timeout): its builds ran again elsewhere; stopping them and starting afresh")
+	c.fence()
+	c.stopLeading("presumed dead")
+	return ErrDeclaredDead
+}
+
+// heartbeat records that this master is alive, unless the others have
+// marked it inactive meanwhile (then it returns ErrDeclaredDead).
+func (c *cluster) heartbeat() error {
+	ms, err := c.st.Masters()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ms, func(m store.Master) bool { return m.ID == c.id })
+	if i < 0 || !ms[i].Active {
+		return ErrDeclaredDead
+	}
+	return c.st.SetMasterActive(c.id, true, c.now())
+}
+
+// watchSelf closes dead when the store says this master stopped while it
+// runs: another master presumed it dead.
+func (c *cluster) watchSelf(ctx context.Context, dead chan<- struct{}) {
+	key := "masters/" + strconv.FormatInt(c.id, 10) + "/stopped"
+	for ctx.Err() == nil {
+		sub, err := c.bus.Subscribe(ctx, []string{key}, c.bus.Last())
+		if err != nil {
+			return
+		}
+		for ev := range sub.C {
+			if m, ok := ev.Record.(store.Master); ok && !m.Active && ctx.Err() == nil {
+				sub.Close()
+				close(dead)
+				return
+			}
+		}
+	}
+}
+
+// tryLead takes the leader lock when no master holds it, and then starts
+// the leader's components.
+func (c *cluster) tryLead(ctx context.Context) {
+	if c.lock != nil {
+		return
+	}
+	l, ok, err := c.st.Lock(LeaderLock)
+	if err != nil {
+		c.log.Error("take the leader lock", "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	c.lock = l
+	now := c.now()
+	v, _ := json.Marshal(LeaderState{MasterID: c.id, Since: now.UTC()})
+	if err := c.st.SetState(leaderStateObject, leaderStateKey, v); err != nil {
+		c.log.Error("record the leader", "err", err)
+	}
+	c.log.Info("this master leads: it runs the schedulers, change sources, reporters and the janitor", "master", c.id)
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	started := make(chan struct{})
+	c.leadStop, c.leadDone = cancel, done
+	go func() {
+		defer close(done)
+		if err := c.lead(lctx, started); err != nil {
+			c.log.Error("leader components", "err", err)
+		}
+	}()
+	select {
+	case <-started:
+	case <-done:
+	}
+	c.tell(true)
+}
+
+// stopLeading stops the leader's components, waits for them and releases
+// the lock; why, when not empty, is logged.
+func (c *cluster) stopLeading(why string) {
+	if c.lock == nil {
+		return
+	}
+	c.leadStop()
+	<-c.leadDone
+	if err := c.lock.Unlock(); err != nil {
+		c.log.Error("release the leader lock", "err", err)
+	}
+	c.lock, c.leadStop, c.leadDone = nil, nil, nil
+	if why != "" {
+		c.log.Info("this master no longer leads", "why", why)
+	}
+	c.tell(false)
+}
+
+func (c *cluster) tell(leading bool) {
+	if c.leading != nil {
+		c.leading <- leading
+	}
+}
+
+// reap presumes dead every other active master silent for the timeout:
+// its builds end RETRY and its claimed requests run again, its workers are
+// disconnected from it, it leaves its builders and workers, and it is
+// marked inactive last, so that a leader stopped halfway leaves it for the
+// next one to finish.
+func (c *cluster) reap() {
+	ms, err := c.st.Masters()
+	if err != nil {
+		c.log.Error("list masters", "err", err)
+		return
+	}
+	now := c.now()
+	for _, m := range ms {
+		if m.ID == c.id || !m.Active || now.Sub(m.LastSeen) < c.timeout {
+			continue
+		}
+		log := c.log.With("dead_master", m.ID, "name", m.Name, "last_seen", m.LastSeen.UTC().Format(time.RFC3339))
+		if err := c.expire(m, now); err != nil {
+			log.Error("presume a silent master dead", "err", err)
+			continue
+		}
+		log.Warn("a master silent longer than master_timeout is presumed dead: its builds end RETRY and its requests run again", "master_timeout", c.timeout)
+	}
+}
+
+// expire does reap's work for master m.
+func (c *cluster) expire(m store.Master, now time.Time) error {
+	ended, err := c.st.AbandonBuilds(m.ID, now)
+	if err != nil {
+		return err
+	}
+	if len(ended) > 0 {
+		c.log.Info("builds of a dead master end RETRY", "dead_master", m.ID, "builds", ended)
+	}
+	workers, err := c.st.Workers()
+	if err != nil {
+		return err
+	}
+	for _, w := range workers {
+		if slices.Contains(w.ConnectedTo, m.ID) {
+			if err := c.st.WorkerDisconnected(w.ID, m.ID); err != nil {
+				return err
+			}
+		}
+		if slices.ContainsFunc(w.ConfiguredOn, func(bm store.BuilderMaster) bool { return bm.MasterID == m.ID }) {
+			on := slices.DeleteFunc(slices.Clone(w.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == m.ID })
+			if err := c.st.SetWorkerConfiguredOn(w.ID, on); err != nil {
+				return err
+			}
+		}
+	}
+	builders, err := c.st.Builders()
+	if err != nil {
+		return err
+	}
+	for _, b := range builders {
+		if slices.Contains(b.MasterIDs, m.ID) {
+			ids := slices.DeleteFunc(slices.Clone(b.MasterIDs), func(id int64) bool { return id == m.ID })
+			if err := c.st.UpdateBuilder(b.ID, b.Description, b.Tags, ids); err != nil {
+				return err
+			}
+		}
+	}
+	// Its last_active stays when it was last heard of.
+	return c.st.SetMasterActive(m.ID, false, m.LastSeen)
+}
