@@ -87,6 +87,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	stopPrometheus() // metrics_test.go's, if a test started it
+	pgServerStop()   // twomasters_pg_test.go's, if a test started it
 	// Reports no test's cleanup saw (a process outliving its test).
 	for _, r := range races.New() {
 		fmt.Fprintf(os.Stderr, "the race detector found a data race in a gbb process: %s\n", r)
