@@ -430,6 +430,7 @@ func (s *soak2Run) killMasters(rng *mrand.Rand, both bool) {
 		s.mu.Lock()
 		s.overTimeout++
 		s.mu.Unlock()
+		s.waitPresumedDead(victims[0])
 	}
 	if both {
 		s.awayFrom(false, s.data.Workers...) // the time to start counts
@@ -437,6 +438,88 @@ func (s *soak2Run) killMasters(rng *mrand.Rand, both bool) {
 	for _, m := range victims {
 		s.startMaster2(m)
 	}
+}
+
+// waitPresumedDead waits until the master other than dead, which is down
+// since longer than master_timeout, has taken the lead and presumed dead
+// dead: shown inactive, no request left claimed by it, none of its builds
+// left running.
+func (s *soak2Run) waitPresumedDead(dead *soak2Master) {
+	alive := s.masters[0]
+	if alive == dead {
+		alive = s.masters[1]
+	}
+	var why string
+	start := time.Now()
+	done := func() bool {
+		var ms struct {
+			Masters []struct {
+				MasterID int64  `json:"masterid"`
+				Name     string `json:"name"`
+				Active   bool   `json:"active"`
+				Leader   bool   `json:"leader"`
+			}
+		}
+		if err := s.getFrom(alive, "/api/v2/masters", &ms); err != nil {
+			why = err.Error()
+			return false
+		}
+		ids := map[int64]bool{}
+		for _, m := range ms.Masters {
+			switch {
+			case strings.HasSuffix(m.Name, ":"+dead.dir):
+				ids[m.MasterID] = true
+				if m.Active || m.Leader {
+					why = fmt.Sprintf("master %s shown active %v, leader %v", dead.name, m.Active, m.Leader)
+					return false
+				}
+			case strings.HasSuffix(m.Name, ":"+alive.dir):
+				if !m.Leader {
+					why = fmt.Sprintf("master %s not the leader", alive.name)
+					return false
+				}
+			}
+		}
+		if len(ids) == 0 {
+			why = fmt.Sprintf("master %s not in /api/v2/masters", dead.name)
+			return false
+		}
+		var brs struct {
+			Buildrequests []struct {
+				ID       int64  `json:"buildrequestid"`
+				MasterID *int64 `json:"claimed_by_masterid"`
+			}
+		}
+		if err := s.getFrom(alive, "/api/v2/buildrequests?complete=false", &brs); err != nil {
+			why = err.Error()
+			return false
+		}
+		for _, br := range brs.Buildrequests {
+			if br.MasterID != nil && ids[*br.MasterID] {
+				why = fmt.Sprintf("request %d still claimed by master %s", br.ID, dead.name)
+				return false
+			}
+		}
+		var bs struct{ Builds []soak2Build }
+		if err := s.getFrom(alive, "/api/v2/builds?complete=false", &bs); err != nil {
+			why = err.Error()
+			return false
+		}
+		for _, b := range bs.Builds {
+			if ids[b.MasterID] {
+				why = fmt.Sprintf("build %d of master %s still running", b.BuildID, dead.name)
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		if time.Since(start) > 60*time.Second {
+			s.t.Fatalf("master %s did not take the lead and presume master %s dead within 60s: %s", alive.name, dead.name, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Logf("master %s presumed dead by master %s %v after the wait began", dead.name, alive.name, time.Since(start).Round(time.Millisecond))
 }
 
 // goodReconfig2 toggles the Extra variant on both masters: each running
