@@ -28,6 +28,10 @@ commands:
   reopen-logs DIR          make the running master reopen DIR/master.log (after log
                            rotation; it sends SIGUSR2)
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
+  copy-db [--force] [--batch N] FROM_URL TO_URL
+                           copy every record of a stopped master's store into another,
+                           bbolt (bbolt:PATH) or PostgreSQL (postgres://...), ids kept;
+                           run it again to go on after an interruption
   sendchange [options] [FILE...]  post a change to a master's base change hook (sendchange -h)
   hashpw [-cost N]         read a password (stdin, or the terminal without echo) and print its bcrypt hash
   new-token [-groups G,...] [-actions A,...|none] [-builders P,...] NAME
@@ -104,6 +108,8 @@ func run(args []string) error {
 		return sendchange(rest)
 	case "compactdb":
 		return compactDB(rest)
+	case "copy-db":
+		return copyDB(rest)
 	case "hashpw":
 		return hashpw(rest)
 	case "new-token":

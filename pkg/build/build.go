@@ -94,14 +94,45 @@ func (b *build) finish(results int) {
 		summary = buildSummary(results) + " (" + reason + ")"
 	}
 
+	if !b.stillOurs() {
+		b.e.buildFinished()
+		return
+	}
 	b.check(st.EndBuild(b.id, summary, results, time.Now()))
-	if results == store.Retry {
-		b.check(st.UnclaimBuildRequest(b.req.ID))
-	} else {
-		b.check(st.CompleteBuildRequest(b.req.ID, results, time.Now()))
+	if b.requestOurs() {
+		if results == store.Retry {
+			b.check(st.UnclaimBuildRequest(b.req.ID))
+		} else {
+			b.check(st.CompleteBuildRequest(b.req.ID, results, time.Now()))
+		}
 	}
 	b.e.buildFinished()
 	b.log.Info("build finished", "results", ResultName(results))
+}
+
+// stillOurs reports whether the build is still this master's to end: not
+// ended already by another master that presumed this one dead (it hung
+// longer than master_timeout; Fence stops the builds once it hears of it,
+// this catches one ending first).
+func (b *build) stillOurs() bool {
+	bld, err := b.e.st.Build(b.id)
+	if err != nil || !bld.Complete {
+		return true // an unreadable build is ended as usual
+	}
+	b.log.Warn("build ended by another master meanwhile (it presumed this one dead): its end is not recorded", "results", ResultName(bld.Results))
+	return false
+}
+
+// requestOurs reports whether the build's request is still claimed by this
+// master: another master that presumed this one dead released it, and may
+// run it again already.
+func (b *build) requestOurs() bool {
+	br, err := b.e.st.BuildRequest(b.req.ID)
+	if err != nil || (br.Claimed && br.ClaimedByMasterID == b.e.masterID && !br.Complete) {
+		return true
+	}
+	b.log.Warn("the build's request is no longer this master's: left as it is", "claimed_by", br.ClaimedByMasterID, "complete", br.Complete)
+	return false
 }
 
 // check logs a store error; a build goes on as far as it can.

@@ -29,8 +29,9 @@ import (
 // one master is the leader from its start.
 //
 // Each master also records that it is alive every heartbeat_interval
-// (SetMasterActive). The leader presumes a master silent for
-// master_timeout dead: its builds end RETRY and its requests run again
+// (SetMasterActive). Every master (the leader, and the others, for a
+// leader that hangs with its session and lock) presumes a master silent
+// for master_timeout dead: its builds end RETRY and its requests run again
 // elsewhere (AbandonBuilds), its workers are marked disconnected from it,
 // it leaves its builders, and it is marked inactive. A master that was
 // only slow finds itself marked inactive (the masters/N/stopped event, or
@@ -142,9 +143,10 @@ func (c *cluster) run(ctx context.Context, first chan<- struct{}) error {
 			close(first)
 			first = nil
 		}
-		if c.lock != nil {
-			c.reap()
-		}
+		// Every master reaps, not only the leader: a leader that hangs
+		// (stopped, or stuck) keeps its database session and so the
+		// lock, and its builds must still run again elsewhere.
+		c.reap()
 		var lost <-chan struct{}
 		if c.lock != nil {
 			lost = c.lock.Lost()
@@ -265,7 +267,8 @@ func (c *cluster) tell(leading bool) {
 	}
 }
 
-// reap presumes dead every other active master silent for the timeout:
+// reap presumes dead every other active master silent for the timeout
+// (several masters may do it at once: each step is idempotent):
 // its builds end RETRY and its claimed requests run again, its workers are
 // disconnected from it, it leaves its builders and workers, and it is
 // marked inactive last, so that a leader stopped halfway leaves it for the

@@ -91,6 +91,7 @@ func (db *DB) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, er
 			}
 		}
 		for _, ss := range nb.SourceStamps {
+			ss.clean()
 			if ss, err = findSourceStamp(tx, ss, submitted); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -136,13 +137,8 @@ func addChange(tx *bolt.Tx, c Change) (Change, error) {
 	c.When = at(c.When)
 	c.Files = slices.Clone(c.Files)
 	c.Properties = maps.Clone(c.Properties)
-	ss, err := findSourceStamp(tx, SourceStamp{
-		Codebase:   c.Codebase,
-		Branch:     c.Branch,
-		Revision:   c.Revision,
-		Repository: c.Repository,
-		Project:    c.Project,
-	}, time.Now().UTC())
+	c.cleanSource()
+	ss, err := findSourceStamp(tx, c.sourceStamp(), time.Now().UTC())
 	if err != nil {
 		return Change{}, err
 	}
@@ -154,6 +150,53 @@ func addChange(tx *bolt.Tx, c Change) (Change, error) {
 		return Change{}, err
 	}
 	return c, nil
+}
+
+// sourceStamp is the content of c's sourcestamp.
+func (c *Change) sourceStamp() SourceStamp {
+	return SourceStamp{
+		Codebase:   c.Codebase,
+		Branch:     c.Branch,
+		Revision:   c.Revision,
+		Repository: c.Repository,
+		Project:    c.Project,
+	}
+}
+
+// cleanSource makes c's source, which its sourcestamp's hash and its
+// parent's index key cover, what it reads back as (see jsonString).
+func (c *Change) cleanSource() {
+	ss := c.sourceStamp()
+	ss.clean()
+	c.Codebase, c.Branch, c.Revision, c.Repository, c.Project = ss.Codebase, ss.Branch, ss.Revision, ss.Repository, ss.Project
+}
+
+// clean makes ss's content what it reads back as (see jsonString), so
+// that its hash, taken now, is the one Check takes of it later.
+func (ss *SourceStamp) clean() {
+	for _, s := range []*string{&ss.Codebase, &ss.Branch, &ss.Revision, &ss.Repository, &ss.Project} {
+		*s = jsonString(*s)
+	}
+}
+
+// jsonString is s as it reads back from its JSON: each byte that is not
+// UTF-8 replaced by U+FFFD, as encoding/json does (git allows any bytes in
+// a branch name). PostgreSQL's text columns take UTF-8 only.
+func jsonString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // Change returns the change with the given id.

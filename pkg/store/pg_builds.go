@@ -461,10 +461,6 @@ func (p *PG) DeleteResumePoint(buildID int64) error {
 	return nil
 }
 
-func init() {
-	pgChecks = append(pgChecks, pgCheckBuilds)
-}
-
 // pgCheckBuilds mirrors checkInvariants for builds, steps and logs: what
 // the schema's keys do not already guarantee.
 func pgCheckBuilds(ctx context.Context, tx pgx.Tx) []error {

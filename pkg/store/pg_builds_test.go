@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -256,5 +257,73 @@ func TestAbandonBuildsWhileMasterWrites(t *testing.T) {
 			t.Errorf("%d builds left running", n)
 		}
 		t.Logf("%d of %d builds abandoned while written", abandoned, builds)
+	})
+}
+
+// TestJanitorToTheNanosecond: a build is older than t when its CompleteAt
+// is before t, to the nanosecond, on PostgreSQL too (whose timestamps keep
+// microseconds).
+func TestJanitorToTheNanosecond(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		a, _, _ := setup(t, s)
+		old := finishedBuild(t, s, a.ID, t0, 1) // t0 is at .123456789
+		finishedBuild(t, s, a.ID, t0.Add(time.Hour), 1)
+		if n, err := s.DeleteLogsBefore(t0); err != nil || n != 0 {
+			t.Errorf("DeleteLogsBefore(its end) = %d, %v; want 0", n, err)
+		}
+		if n, err := s.DeleteLogsBefore(t0.Add(time.Nanosecond)); err != nil || n != 2 {
+			t.Errorf("DeleteLogsBefore(a nanosecond after its end) = %d, %v; want its 2 logs", n, err)
+		}
+		if n, err := s.DeleteBuildsBefore(t0); err != nil || n != 0 {
+			t.Errorf("DeleteBuildsBefore(its end) = %d, %v; want 0", n, err)
+		}
+		if n, err := s.DeleteBuildsBefore(t0.Add(time.Nanosecond)); err != nil || n != 1 {
+			t.Errorf("DeleteBuildsBefore(a nanosecond after its end) = %d, %v; want 1", n, err)
+		}
+		if _, err := s.Build(old.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("old build after the janitor: %v", err)
+		}
+	})
+}
+
+// TestOutboxWakesAcrossMasters: the reporters run on one master (the
+// leader); a build that starts or ends on another wakes them at once, as
+// one of the leader's own does, not at their next poll.
+func TestOutboxWakesAcrossMasters(t *testing.T) {
+	t.Parallel()
+	onPostgres(t, func(t *testing.T, be backend) {
+		loc := be.newLoc(t)
+		leader := be.openAt(t, loc, Options{Events: &evlog{}})
+		other := be.openAt(t, loc, Options{Events: &evlog{}})
+		woken := make(chan struct{}, 1)
+		leader.SetOutbox(func() {
+			select {
+			case woken <- struct{}{}:
+			default:
+			}
+		})
+		other.SetOutbox(func() {})
+		bldr, _, m := setup(t, other)
+		wait := func(what string, want []string) {
+			t.Helper()
+			select {
+			case <-woken:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the leader's reporters were not woken by the other master's %s", what)
+			}
+			var got []string
+			for _, e := range must[[]OutboxEntry](t)(leader.OutboxAfter(0, 10)) {
+				got = append(got, e.Event)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("after the %s, the outbox holds %v, want %v", what, got, want)
+			}
+		}
+		b := must[Build](t)(other.AddBuild(NewBuild{BuilderID: bldr.ID, MasterID: m.ID, StartedAt: t0}))
+		wait("build's start", []string{OutboxStarted})
+		ok(t, other.FinishBuild(b.ID, Success, t0))
+		wait("build's end", []string{OutboxStarted, OutboxFinished})
 	})
 }

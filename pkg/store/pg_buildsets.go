@@ -79,6 +79,7 @@ func (p *PG) AddBuildset(nb NewBuildset) (bsid int64, brids map[int64]int64, err
 			RebuiltBuildID: nb.RebuiltBuildID,
 		}
 		for _, ss := range nb.SourceStamps {
+			ss.clean()
 			if ss, err = pgFindSourceStamp(ctx, tx, ss, submitted); err != nil {
 				return err
 			}
@@ -157,7 +158,7 @@ func (p *PG) Buildsets(complete *bool) ([]Buildset, error) {
 func buildsetWhere(f BuildsetFilter) *pgWhere {
 	w := &pgWhere{}
 	if f.Complete != nil {
-		w.add("complete = $?", *f.Complete)
+		w.is("complete", *f.Complete)
 	}
 	return w
 }

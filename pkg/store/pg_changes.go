@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -93,13 +94,8 @@ func pgAddChanges(ctx context.Context, tx pgx.Tx, changes []Change) ([]Change, e
 		c.When = at(c.When)
 		c.Files = slices.Clone(c.Files)
 		c.Properties = maps.Clone(c.Properties)
-		ss, err := pgFindSourceStamp(ctx, tx, SourceStamp{
-			Codebase:   c.Codebase,
-			Branch:     c.Branch,
-			Revision:   c.Revision,
-			Repository: c.Repository,
-			Project:    c.Project,
-		}, time.Now().UTC())
+		c.cleanSource()
+		ss, err := pgFindSourceStamp(ctx, tx, c.sourceStamp(), time.Now().UTC())
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +175,16 @@ func (w *pgWhere) add(cond string, arg any) {
 	w.conds = append(w.conds, strings.ReplaceAll(cond, "$?", "$"+strconv.Itoa(len(w.args))))
 }
 
+// is adds the condition cond when yes, else NOT cond: written out, not a
+// parameter, so that the planner may use the partial indexes (WHERE NOT
+// complete) even in a prepared statement's generic plan.
+func (w *pgWhere) is(cond string, yes bool) {
+	if !yes {
+		cond = "NOT " + cond
+	}
+	w.conds = append(w.conds, cond)
+}
+
 func (w *pgWhere) String() string {
 	if len(w.conds) == 0 {
 		return ""
@@ -203,6 +209,12 @@ func pgPage(desc bool, offset, limit int) string {
 
 func changeWhere(f ChangeFilter) *pgWhere {
 	w := &pgWhere{}
+	if !utf8.ValidString(f.Branch + f.Repository + f.Project) {
+		// No change's source reads back so (see jsonString), and
+		// PostgreSQL refuses a text that is not UTF-8.
+		w.conds = append(w.conds, "false")
+		return w
+	}
 	if f.Branch != "" {
 		w.add("branch = $?", f.Branch)
 	}
@@ -246,6 +258,9 @@ func (p *PG) count(sql string, args ...any) (int, error) {
 
 // GetState is [DB.GetState].
 func (p *PG) GetState(objectName, key string) (json.RawMessage, bool, error) {
+	if pgBadText(objectName) || pgBadText(key) {
+		return nil, false, nil // SetState refuses such a name
+	}
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var value []byte
@@ -274,9 +289,18 @@ func (p *PG) SetState(objectName, key string, value json.RawMessage) error {
 }
 
 func pgSetState(ctx context.Context, tx pgTx, objectName, key string, value json.RawMessage) error {
+	if pgBadText(objectName) || pgBadText(key) {
+		return fmt.Errorf("state %q %q: PostgreSQL takes only UTF-8 without NUL bytes in names", objectName, key)
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO object_state (object_name, key, value) VALUES ($1, $2, $3)
 		ON CONFLICT (object_name, key) DO UPDATE SET value = $3`, objectName, key, []byte(value))
 	return err
+}
+
+// pgBadText says whether s cannot be a PostgreSQL text: not UTF-8, or
+// holding a NUL byte.
+func pgBadText(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsRune(s, 0)
 }
 
 // pgCheckChanges is checkChanges, checkChangeParents and checkSourceStamps

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +83,29 @@ func TestPGSourceStampRace(t *testing.T) {
 		if c.SourceStampID != first {
 			t.Errorf("change %d: sourcestamp %d, want %d", c.ID, c.SourceStampID, first)
 		}
+	}
+}
+
+// TestPGStateNames: a state name PostgreSQL cannot hold (a NUL byte, or
+// not UTF-8) is refused with a reason, and the changes that came with it
+// are not stored either.
+func TestPGStateNames(t *testing.T) {
+	t.Parallel()
+	p := openPGTest(t, pg.NewDatabase(t), Options{})
+	for _, name := range [][2]string{{"poller", "k\x00"}, {"p\xff", "k"}} {
+		err := p.SetState(name[0], name[1], json.RawMessage(`1`))
+		if err == nil || !strings.Contains(err.Error(), "UTF-8 without NUL") {
+			t.Errorf("SetState %q: %v, want a refusal saying why", name, err)
+		}
+		_, err = p.AddChangesAndState([]Change{{Revision: "r"}}, name[0], name[1], json.RawMessage(`1`))
+		if err == nil || !strings.Contains(err.Error(), "UTF-8 without NUL") {
+			t.Errorf("AddChangesAndState %q: %v, want a refusal saying why", name, err)
+		}
+		if _, found, err := p.GetState(name[0], name[1]); found || err != nil {
+			t.Errorf("GetState %q: found %v, %v", name, found, err)
+		}
+	}
+	if n := must[int](t)(p.CountChanges(ChangeFilter{})); n != 0 {
+		t.Errorf("%d changes stored with a refused state", n)
 	}
 }

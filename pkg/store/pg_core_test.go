@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,6 +153,20 @@ func coreScenario(s Store) []any {
 	rec("AddChangesAndState bad", cs, errOf(err))
 	cs, err = s.AddChangesAndState(nil, "", "k", json.RawMessage(`1`))
 	rec("AddChangesAndState no name", cs, errOf(err))
+	// git allows any bytes in a branch name; JSON stores U+FFFD for each
+	// byte that is not UTF-8.
+	c5, err := s.AddChange(Change{Branch: "br\xffx", Revision: "r7", Repository: "r\xfe\xfd", When: t0})
+	rec("AddChange not UTF-8", c5, errOf(err))
+	c6, err := s.AddChange(Change{Branch: "br\xffx", Revision: "r8", Repository: "r\xfe\xfd", When: t0})
+	rec("AddChange not UTF-8 again", c6, errOf(err))
+	c7, err := s.AddChange(Change{Branch: "br\ufffdx", Revision: "r8", Repository: "r\ufffd\ufffd", When: t0})
+	rec("AddChange as read back", c7, errOf(err))
+	for _, f := range []ChangeFilter{{Branch: "br\xffx"}, {Branch: "br\ufffdx"}, {Repository: "r\ufffd\ufffd"}, {Repository: "r\ufffd"}} {
+		cs, err := s.Changes(f)
+		rec(fmt.Sprintf("Changes %q", f.Branch+"/"+f.Repository), cs, errOf(err))
+		n, err := s.CountChanges(f)
+		rec(fmt.Sprintf("CountChanges %q", f.Branch+"/"+f.Repository), n, errOf(err))
+	}
 	ch, err := s.Change(c2.ID)
 	rec("Change", ch, errOf(err))
 	ch, err = s.Change(99)
@@ -179,6 +194,8 @@ func coreScenario(s Store) []any {
 	rec("SetState spaces", errOf(s.SetState("poller", "k3", json.RawMessage(` [1, 2]  `))))
 	v, found, err = s.GetState("poller", "k3")
 	rec("GetState spaces", string(v), found, errOf(err))
+	v, found, err = s.GetState("a\x00b", "k\xff")
+	rec("GetState NUL", v == nil, found, errOf(err))
 
 	ss := []SourceStamp{{Branch: "main", Revision: "r1", Repository: "repo", Project: "p"}}
 	bs1, brids1, err := s.AddBuildset(NewBuildset{Reason: "r", ExternalID: "x", SchedulerName: "sch",
@@ -187,6 +204,7 @@ func coreScenario(s Store) []any {
 	rec("AddBuildset", bs1, brids1, errOf(err))
 	bs2, brids2, err := s.AddBuildset(NewBuildset{SourceStamps: []SourceStamp{
 		{Branch: "main", Revision: "r9", Repository: "repo", Project: "p"},
+		{Branch: "br\xffx", Revision: "r8", Repository: "r\xfe\xfd"},
 		{Codebase: "lib", Branch: "main", Revision: "r1", Repository: "lib", Project: "p"},
 	}, BuilderIDs: []int64{b.ID}, SubmittedAt: t0.Add(time.Nanosecond), WaitedFor: true, RebuiltBuildID: 7})
 	rec("AddBuildset 2", bs2, brids2, errOf(err))
@@ -318,5 +336,48 @@ func TestPGCoreAsBBolt(t *testing.T) {
 	}
 	if diff := cmp.Diff(brec.events(), prec.events(), sameTime, cmp.AllowUnexported(bufferedEvent{})); diff != "" {
 		t.Errorf("events (-bbolt +pg):\n%s", diff)
+	}
+}
+
+// TestPGCheckCore: Check finds each breach of the core records' invariants
+// that the schema does not prevent.
+func TestPGCheckCore(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, sql, want string }{
+		{"refs", "UPDATE sourcestamps SET refs = refs + 1 WHERE id = 1", "sourcestamp 1: 4 references counted, 3 made"},
+		{"hash", "UPDATE sourcestamps SET hash = 'x' WHERE id = 1", "sourcestamp 1: stored under another content's hash"},
+		{"request column", "UPDATE buildrequests SET complete = true WHERE id = 1", "buildrequest 1: its columns are not its record's"},
+		{"claimed column", "UPDATE buildrequests SET claimed_by = 7 WHERE id = 1", "buildrequest 1: its columns are not its record's"},
+		{"submitted", "UPDATE buildrequests SET submitted_ns = submitted_ns + 1 WHERE id = 1", "buildrequest 1: submitted_ns"},
+		{"buildset column", "UPDATE buildsets SET complete = true WHERE id = 1", "buildset 1: its columns are not its record's"},
+		{"buildset index", "DELETE FROM buildset_sourcestamps", "sourcestamp 1 of buildset 1 missing"},
+		{"change column", "UPDATE changes SET branch = 'x' WHERE id = 2", "change 2: its columns are not its record's"},
+		{"change source", `UPDATE changes SET data = json_build_object('ID', 2, 'Branch', 'main', 'Revision', 'zz', 'SourceStampID', 1, 'ParentChangeIDs', json_build_array(1)) WHERE id = 2`,
+			"change 2: sourcestamp 1 names another source"},
+		{"change parent", `UPDATE changes SET data = json_build_object('ID', 2, 'Branch', 'main', 'Revision', 'r1', 'SourceStampID', 1, 'ParentChangeIDs', json_build_array(2)) WHERE id = 2`,
+			"change 2: parent 2 is no earlier change of its source"},
+		{"name", "UPDATE builders SET name = 'other' WHERE id = 1", `builders 1: row of "other" holds record 1 "a"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := OpenPG(pg.NewDatabase(t), Options{})
+			ok(t, err)
+			defer p.Close()
+			b := must[Builder](t)(p.EnsureBuilder("a"))
+			ss := SourceStamp{Branch: "main", Revision: "r1"}
+			must[Change](t)(p.AddChange(Change{Branch: ss.Branch, Revision: ss.Revision}))
+			must[Change](t)(p.AddChange(Change{Branch: ss.Branch, Revision: ss.Revision}))
+			_, _, err = p.AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}, SourceStamps: []SourceStamp{ss}})
+			ok(t, err)
+			ok(t, p.Check())
+			ctx, cancel := pgCtx()
+			defer cancel()
+			if _, err := p.pool.Exec(ctx, c.sql); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("check: %v; want %q", err, c.want)
+			}
+		})
 	}
 }

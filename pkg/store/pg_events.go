@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -205,6 +206,12 @@ func (p *PG) receive(ctx context.Context, conn *pgx.Conn) error {
 // publishRemote publishes another master's events on this master's bus,
 // between (never during) this master's own publications.
 func (p *PG) publishRemote(evs []wireEvent) {
+	// A build that started or finished on another master has its outbox
+	// entry: this master's reporters (the leader's) hear of it now, after
+	// the events, rather than at their next poll.
+	if slices.ContainsFunc(evs, func(e wireEvent) bool { return outboxEventKey(e.Key) }) {
+		defer p.notifyOutbox()
+	}
 	recs := make([]bufferedEvent, 0, len(evs))
 	for _, e := range evs {
 		r, err := decodeRecord(e.Kind, e.Record)

@@ -9,33 +9,35 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// DeleteLogsBefore is [DB.DeleteLogsBefore]. It repeats: list up to
-// janitorChunks logs of builds completed before t that still have lines to
-// delete, then delete them in short transactions; until none is left.
+// DeleteLogsBefore is [DB.DeleteLogsBefore]. It repeats: list the next
+// janitorChunks logs (by id) of builds completed before t that still have
+// lines to delete, then delete them in short transactions; until none is
+// left.
 func (p *PG) DeleteLogsBefore(t time.Time) (n int, err error) {
-	for {
+	for after := int64(0); ; {
 		var ids []int64
+		var read int
 		err := p.pgOne(func(ctx context.Context, q pgTx) error {
 			// complete_at is to the microsecond; the build's own
 			// CompleteAt decides, below.
 			rows, err := q.Query(ctx, `SELECT l.id, b.data FROM builds b
 				JOIN steps s ON s.build_id = b.id JOIN logs l ON l.step_id = s.id
-				WHERE b.complete AND b.complete_at <= $1
+				WHERE b.complete AND b.complete_at <= $1 AND l.id > $2
 					AND (l.type <> 'd' OR EXISTS (SELECT 1 FROM logchunks c WHERE c.log_id = l.id))
-				ORDER BY l.id LIMIT $2`, t, janitorChunks)
+				ORDER BY l.id LIMIT $3`, t, after, janitorChunks)
 			if err != nil {
 				return err
 			}
-			ids = nil
+			ids, read = nil, 0
 			for rows.Next() {
-				var id int64
 				var b Build
-				if err := rows.Scan(&id, &b); err != nil {
+				if err := rows.Scan(&after, &b); err != nil {
 					rows.Close()
 					return err
 				}
+				read++
 				if b.CompleteAt.Before(t) {
-					ids = append(ids, id)
+					ids = append(ids, after)
 				}
 			}
 			return rows.Err()
@@ -43,13 +45,13 @@ func (p *PG) DeleteLogsBefore(t time.Time) (n int, err error) {
 		if err != nil {
 			return n, fmt.Errorf("delete logs before %s: %w", t.Format(time.RFC3339), err)
 		}
-		if len(ids) == 0 {
-			return n, nil
-		}
 		deleted, err := p.deleteLogs(ids)
 		n += deleted
 		if err != nil {
 			return n, fmt.Errorf("delete logs before %s: %w", t.Format(time.RFC3339), err)
+		}
+		if read < janitorChunks {
+			return n, nil
 		}
 	}
 }

@@ -166,49 +166,55 @@ func (p *PG) LogBySlug(stepID int64, slug string) (Log, error) {
 	return ls[0], nil
 }
 
-// LogLines is [DB.LogLines]: it reads only the chunks that hold the range,
-// from the one holding first (found by the primary key, backwards).
+// LogLines is [DB.LogLines]: one statement reads the log and the chunks
+// that hold the range (from the one holding first, found backwards by the
+// primary key), in one snapshot.
 func (p *PG) LogLines(logID int64, first, last int64) (string, error) {
 	var out []byte
-	err := p.read(func(ctx context.Context, tx pgx.Tx) error {
-		out = nil
-		l, err := pgGet[Log](ctx, tx, "logs", logID, false)
-		if err != nil {
-			return err
-		}
-		first, last = max(first, 0), min(last, l.NumLines-1)
-		if first > last {
-			return nil
-		}
-		rows, err := tx.Query(ctx, `SELECT first_line, num_lines, data FROM logchunks
-			WHERE log_id = $1 AND first_line <= $3 AND first_line >= coalesce(
-				(SELECT max(first_line) FROM logchunks WHERE log_id = $1 AND first_line <= $2), 0)
-			ORDER BY first_line`, logID, first, last)
+	err := p.pgOne(func(ctx context.Context, q pgTx) error {
+		rows, err := q.Query(ctx, `SELECT l.data, c.first_line, c.num_lines, c.data FROM logs l
+			LEFT JOIN LATERAL (SELECT first_line, num_lines, data FROM logchunks
+				WHERE log_id = l.id AND first_line <= least($3, l.num_lines - 1) AND first_line >= coalesce(
+					(SELECT max(first_line) FROM logchunks WHERE log_id = l.id AND first_line <= greatest($2, 0)), 0)
+				ORDER BY first_line) c ON true
+			WHERE l.id = $1 ORDER BY c.first_line`, logID, first, last)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		found := false
 		for rows.Next() {
-			var start, n int64
+			var l Log
+			var start, n *int64
 			var data []byte
-			if err := rows.Scan(&start, &n, &data); err != nil {
+			if err := rows.Scan(&l, &start, &n, &data); err != nil {
 				return err
 			}
-			if start+n <= first {
+			if !found {
+				found = true
+				first, last = max(first, 0), min(last, l.NumLines-1)
+			}
+			if start == nil || first > last || *start+*n <= first {
 				continue
 			}
 			text, err := p.dec.DecodeAll(data, nil)
 			if err != nil {
-				return fmt.Errorf("chunk at line %d: %w", start, err)
+				return fmt.Errorf("chunk at line %d: %w", *start, err)
 			}
-			text = skipLines(text, first-start)
-			firstShown := max(first, start)
-			if end := start + n - 1; end > last {
+			text = skipLines(text, first-*start)
+			firstShown := max(first, *start)
+			if end := *start + *n - 1; end > last {
 				text = text[:len(text)-len(skipLines(text, last-firstShown+1))]
 			}
 			out = append(out, text...)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("log %d: %w", logID, ErrNotFound)
+		}
+		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("read log %d lines %d-%d: %w", logID, first, last, err)

@@ -59,8 +59,12 @@ func pgEnsure[T any](ctx context.Context, tx pgx.Tx, table, name string, put fun
 	if err := pgXactLock(ctx, tx, table+"/"+name); err != nil {
 		return zero, err
 	}
+	sql := "SELECT data FROM " + table + " WHERE name = $1"
+	if update != nil {
+		sql += " FOR UPDATE" // else a build starting on a builder (next_number) would hold this up
+	}
 	var data []byte
-	err := tx.QueryRow(ctx, "SELECT data FROM "+table+" WHERE name = $1 FOR UPDATE", name).Scan(&data)
+	err := tx.QueryRow(ctx, sql, name).Scan(&data)
 	switch {
 	case err == nil:
 		var v T

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestPGEnsureRace: masters starting together ensure the same masters,
@@ -88,5 +89,36 @@ func TestPGWorkerConnectedRace(t *testing.T) {
 	slices.Sort(got.ConnectedTo)
 	if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(got.ConnectedTo, want) {
 		t.Errorf("connected to %v, want %v", got.ConnectedTo, want)
+	}
+}
+
+// TestPGEnsureBuilderWhileBuilding: ensuring a builder (a master
+// starting or reconfigured) does not wait for another master's build
+// starting on it, which holds the builder's row.
+func TestPGEnsureBuilderWhileBuilding(t *testing.T) {
+	t.Parallel()
+	ps := openMasters(t, 2)
+	b := must[Builder](t)(ps[0].EnsureBuilder("a"))
+	ctx, cancel := pgCtx()
+	defer cancel()
+	tx, err := ps[1].pool.Begin(ctx)
+	ok(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, "UPDATE builders SET next_number = next_number + 1 WHERE id = $1", b.ID) // as AddBuild
+	ok(t, err)
+	done := make(chan error, 1)
+	go func() {
+		got, err := ps[0].EnsureBuilder("a")
+		if err == nil && got.ID != b.ID {
+			err = fmt.Errorf("builder %d, want %d", got.ID, b.ID)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		ok(t, err)
+	case <-time.After(10 * time.Second):
+		tx.Rollback(ctx)
+		t.Errorf("EnsureBuilder waited for a transaction holding the builder: %v", <-done)
 	}
 }

@@ -48,6 +48,18 @@ func pgAddOutbox(ctx context.Context, tx pgx.Tx, es ...OutboxEntry) error {
 	return nil
 }
 
+// outboxEventKey says whether an event's key is of a write that adds an
+// outbox entry when the outbox is on: a build's start ("builds/N/new") or
+// end ("builds/N/finished").
+func outboxEventKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, "builds/")
+	if !ok {
+		return false
+	}
+	_, ev, ok := strings.Cut(rest, "/")
+	return ok && (ev == "new" || ev == "finished")
+}
+
 // pgOutboxEnd is the seq of the last outbox entry ever added (0 for
 // none), as bbolt's bucket sequence; with the outbox lock held, every
 // entry up to it has committed or never will.

@@ -30,10 +30,10 @@ func requestWhere(f BuildRequestFilter) *pgWhere {
 		w.add("buildset_id = $?", f.BuildsetID)
 	}
 	if f.Claimed != nil {
-		w.add("(claimed_by IS NOT NULL) = $?", *f.Claimed)
+		w.is("claimed_by IS NOT NULL", *f.Claimed)
 	}
 	if f.Complete != nil {
-		w.add("complete = $?", *f.Complete)
+		w.is("complete", *f.Complete)
 	}
 	return w
 }
@@ -90,14 +90,14 @@ func (p *PG) PendingStats() (n int, oldest time.Time, err error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var count int64
-	var min *int64
+	var oldestNS *int64
 	err = p.pool.QueryRow(ctx, `SELECT count(*), min(submitted_ns) FROM buildrequests
-		WHERE NOT complete AND claimed_by IS NULL`).Scan(&count, &min)
+		WHERE NOT complete AND claimed_by IS NULL`).Scan(&count, &oldestNS)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("count pending build requests: %w", err)
 	}
-	if min != nil {
-		oldest = time.Unix(0, *min)
+	if oldestNS != nil {
+		oldest = time.Unix(0, *oldestNS)
 	}
 	return int(count), oldest, nil
 }
@@ -106,13 +106,16 @@ func (p *PG) PendingStats() (n int, oldest time.Time, err error) {
 // masters: a request is claimed by one master only however many try at
 // once. The claim locks the request's row with SKIP LOCKED: a master that
 // finds it locked (another master claiming it, or completing it) loses at
-// once, with ErrClaimed, instead of waiting to learn so.
+// once, with ErrClaimed, instead of waiting to learn so. The lock is FOR
+// NO KEY UPDATE, the one its update takes, which does not conflict with
+// the KEY SHARE lock of AddBuild naming the request: a build starting on
+// a request makes no claim of it lose.
 func (p *PG) ClaimBuildRequest(id, masterID int64, t time.Time) error {
 	var out BuildRequest
 	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
 		var data []byte
 		err := tx.QueryRow(ctx, `SELECT data FROM buildrequests WHERE id = $1 AND claimed_by IS NULL AND NOT complete
-			FOR UPDATE SKIP LOCKED`, id).Scan(&data)
+			FOR NO KEY UPDATE SKIP LOCKED`, id).Scan(&data)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Claimed, complete, being written by another master, or none.
 			var one int
@@ -266,8 +269,4 @@ func pgCheckRequests(ctx context.Context, tx pgx.Tx) []error {
 		return nil
 	})
 	return append(errs, err)
-}
-
-func init() {
-	pgChecks = append(pgChecks, pgCheckNamed, pgCheckChanges, pgCheckBuildsets, pgCheckRequests)
 }

@@ -143,3 +143,35 @@ func TestPGCompleteRace(t *testing.T) {
 		t.Errorf("%d buildsets incomplete", n)
 	}
 }
+
+// TestPGClaimLocked: a claim loses at once to another master's claim in
+// flight (its transaction holding the row), and does not lose to a build
+// being added on the request (which holds its row KEY SHARE).
+func TestPGClaimLocked(t *testing.T) {
+	t.Parallel()
+	ps := openMasters(t, 2)
+	b := must[Builder](t)(ps[0].EnsureBuilder("a"))
+	_, brids, err := ps[0].AddBuildset(NewBuildset{BuilderIDs: []int64{b.ID}})
+	ok(t, err)
+	id := brids[b.ID]
+	ctx, cancel := pgCtx()
+	defer cancel()
+	hold := func(lock string) func() {
+		tx, err := ps[1].pool.Begin(ctx)
+		ok(t, err)
+		_, err = tx.Exec(ctx, "SELECT 1 FROM buildrequests WHERE id = $1 FOR "+lock, id)
+		ok(t, err)
+		return func() { tx.Rollback(ctx) }
+	}
+	release := hold("NO KEY UPDATE") // as a claim of master 2, not committed yet
+	if err := ps[0].ClaimBuildRequest(id, 1, t0); !errors.Is(err, ErrClaimed) {
+		t.Errorf("claim while another master claims: %v, want ErrClaimed", err)
+	}
+	release()
+	release = hold("KEY SHARE") // as AddBuild naming the request
+	defer release()
+	ok(t, ps[0].ClaimBuildRequest(id, 1, t0))
+	if br := must[BuildRequest](t)(ps[0].BuildRequest(id)); !br.Claimed || br.ClaimedByMasterID != 1 {
+		t.Errorf("request %+v, want claimed by master 1", br)
+	}
+}
