@@ -21,8 +21,8 @@ build: ## build bin/gbb-master and bin/gbb-worker (static)
 test: lint check-generate ## run every test (race detector on, never from the test cache: e2e and deploy build the binaries themselves, which go test cannot see), after lint and the generated-code check
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-soak: ## the long soak test: chaos (worker and master kills, cut links, reconfigs) for GBB_SOAK_DURATION (20m), GBB_SOAK_SEED (1) replays a run
-	GBB_SOAK_DURATION=$${GBB_SOAK_DURATION:-20m} $(GO) test -race -count=1 -v -run '^TestSoak$$' -timeout 90m ./e2e/
+soak: ## the long soak tests, one master on bbolt then two on PostgreSQL: chaos (worker and master kills, cut links, reconfigs) for GBB_SOAK_DURATION (20m) each, GBB_SOAK_SEED (1) replays a run
+	GBB_SOAK_DURATION=$${GBB_SOAK_DURATION:-20m} $(GO) test -race -count=1 -v -run '^TestSoak(TwoMasters)?$$' -timeout 120m ./e2e/
 
 bench: ## run the benchmarks: the packages', then gbb against buildbot 3.7 (bench/; GBB_BENCH_QUICK=1 for a short run)
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v '/bench$$')

@@ -81,6 +81,12 @@ port = {{.WebPort}}
 interface = "127.0.0.1"
 
 [www.change_hook.base]
+{{if .DB}}
+[db]
+url = "{{.DB}}"
+heartbeat_interval = "{{.Heartbeat}}"
+master_timeout = "{{.MasterTimeout}}"
+{{end}}
 {{range .Workers}}
 [[workers]]
 name = "{{.}}"
@@ -144,6 +150,9 @@ type soakConfigData struct {
 	Workers                   []string
 	Builders                  []soakBuilder
 	Extra, Bad                bool
+	// DB is [db] url, when the masters share a PostgreSQL store (the
+	// two-master soak), with its Heartbeat and MasterTimeout.
+	DB, Heartbeat, MasterTimeout string
 }
 
 // soakProc is a process the soak started: a master or a worker.
@@ -212,6 +221,12 @@ type soakRun struct {
 	repo   string
 	data   soakConfigData
 	client *http.Client
+	// storeURL is the store's URL when not the master's state.db (the
+	// two-master soak's PostgreSQL database).
+	storeURL string
+	// masterArg is the -master of each gbb-worker, when not the one
+	// master's gRPC port.
+	masterArg map[string]string
 
 	mu      sync.Mutex
 	mproc   *soakProc              // guarded by mu; nil while the master is down
@@ -350,7 +365,7 @@ func TestSoak(t *testing.T) {
 
 	c := s.counts
 	var builds, retries, onBB int
-	s.withStore(func(db *store.DB) {
+	s.withStore(func(db store.Store) {
 		all, err := db.Builds(store.BuildFilter{})
 		if err != nil {
 			t.Fatal(err)
@@ -460,7 +475,12 @@ func (s *soakRun) teardown() {
 }
 
 func (s *soakRun) writeConfig(extra, bad bool) {
-	d := s.data
+	s.writeConfigTo(s.mdir, s.data, extra, bad)
+}
+
+// writeConfigTo writes the config of the master in mdir, d with extra and
+// bad set.
+func (s *soakRun) writeConfigTo(mdir string, d soakConfigData, extra, bad bool) {
 	d.Extra, d.Bad = extra, bad
 	d.Builders = []soakBuilder{
 		{"b-a", []string{"w1", "w3"}},
@@ -470,22 +490,22 @@ func (s *soakRun) writeConfig(extra, bad bool) {
 	if extra {
 		d.Builders = append(d.Builders, soakBuilder{"b-x", []string{"w3", "w4"}})
 	}
-	if err := os.MkdirAll(s.mdir, 0o755); err != nil {
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
 		s.t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(s.mdir, "master.toml.sample")); err != nil {
-		mustRun(s.t, s.master, "create-master", s.mdir)
+	if _, err := os.Stat(filepath.Join(mdir, "master.toml.sample")); err != nil {
+		mustRun(s.t, s.master, "create-master", mdir)
 	}
 	var b bytes.Buffer
 	if err := template.Must(template.New("soak").Parse(soakConfig)).Execute(&b, d); err != nil {
 		s.t.Fatal(err)
 	}
 	// Written whole then renamed, so a reconfig never reads half a file.
-	tmp := filepath.Join(s.mdir, ".master.toml.tmp")
+	tmp := filepath.Join(mdir, ".master.toml.tmp")
 	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
 		s.t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.mdir, "master.toml")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(mdir, "master.toml")); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -572,7 +592,11 @@ func (s *soakRun) startWorker(name string) {
 		s.startBBWorker(w)
 		return
 	}
-	args := []string{"-master", fmt.Sprintf("%s.1:%d", soakNet, s.data.GRPCPort), "-name", name, "-password", "pw-" + name,
+	addr := fmt.Sprintf("%s.1:%d", soakNet, s.data.GRPCPort)
+	if a := s.masterArg[name]; a != "" {
+		addr = a
+	}
+	args := []string{"-master", addr, "-name", name, "-password", "pw-" + name,
 		"-basedir", filepath.Join(s.dir, "worker-"+name)}
 	bin := s.worker
 	if w.ns != "" {
@@ -681,10 +705,17 @@ type soakAway struct {
 // returns how many came after the first of each worker and, for each
 // awayFrom, how long until the worker attached again (if it had to: a
 // short link cut may leave the connection up) before its next one.
-func (s *soakRun) reconnections() (n int, slowest, slowestLink time.Duration) {
-	b, err := os.ReadFile(filepath.Join(s.mdir, "master.log"))
-	if err != nil {
-		s.t.Fatal(err)
+func (s *soakRun) reconnections(logs ...string) (n int, slowest, slowestLink time.Duration) {
+	if len(logs) == 0 {
+		logs = []string{filepath.Join(s.mdir, "master.log")}
+	}
+	var b []byte
+	for _, p := range logs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		b = append(b, data...)
 	}
 	attached := map[string][]time.Time{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -704,6 +735,7 @@ func (s *soakRun) reconnections() (n int, slowest, slowestLink time.Duration) {
 		attached[name] = append(attached[name], at)
 	}
 	for _, ts := range attached {
+		slices.SortFunc(ts, time.Time.Compare) // several masters' logs
 		n += len(ts) - 1
 	}
 	s.mu.Lock()
@@ -788,8 +820,13 @@ func (s *soakRun) forcer(stop <-chan struct{}, rng *mrand.Rand) {
 }
 
 func (s *soakRun) force(builder string) {
+	s.forceAt(s.url(""), builder)
+}
+
+// forceAt forces a build of builder on the master whose web root is base.
+func (s *soakRun) forceAt(base, builder string) {
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":[%q],"reason":"soak"}}`, builder)
-	resp, err := s.client.Post(s.url("/api/v2/forceschedulers/force"), "application/json", strings.NewReader(body))
+	resp, err := s.client.Post(base+"/api/v2/forceschedulers/force", "application/json", strings.NewReader(body))
 	if err != nil {
 		return // the master is down: not accepted
 	}
@@ -832,9 +869,15 @@ func (s *soakRun) hooker(stop <-chan struct{}, rng *mrand.Rand) {
 }
 
 func (s *soakRun) push(rev, branch string) {
+	s.pushAt(s.url(""), rev, branch)
+}
+
+// pushAt pushes a change through the webhook of the master whose web root
+// is base.
+func (s *soakRun) pushAt(base, rev, branch string) {
 	form := url.Values{"author": {"Hook <hook@example.com>"}, "branch": {branch}, "revision": {rev},
 		"repository": {"https://example.com/hooked.git"}, "comments": {"pushed"}, "files": {`["a.txt"]`}}
-	resp, err := s.client.PostForm(s.url("/change_hook/base"), form)
+	resp, err := s.client.PostForm(base+"/change_hook/base", form)
 	if err != nil {
 		return
 	}
@@ -862,26 +905,10 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			x = []int{0, 30, 50, 65, 78, 79}[first[i]]
 		}
 		switch {
-		case x < 30: // kill -9 a worker, and restart it
-			n := names[rng.IntN(len(names))]
-			s.mu.Lock()
-			p := s.workers[n].proc
-			s.counts.workerKills++
-			s.mu.Unlock()
-			p.kill(syscall.SIGKILL)
-			time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
-			s.startWorker(n)
-			s.awayFrom(false, n)
-		case x < 50: // cut a namespaced worker's link, restore it later
-			n := names[len(names)-soakNSWorker+rng.IntN(soakNSWorker)]
-			veth := s.workers[n].veth
-			netnsIP(s.t, "link", "set", veth, "down")
-			s.mu.Lock()
-			s.counts.linkCuts++
-			s.mu.Unlock()
-			time.Sleep(time.Duration(1000+rng.IntN(5000)) * time.Millisecond)
-			netnsIP(s.t, "link", "set", veth, "up")
-			s.awayFrom(true, n)
+		case x < 30:
+			s.killWorker(rng)
+		case x < 50:
+			s.cutLink(rng)
 		case x < 65:
 			s.goodReconfig()
 		case x < 79:
@@ -894,7 +921,7 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			s.mu.Unlock()
 			p.kill(syscall.SIGKILL)
 			// The store a SIGKILL left must pass the check as it is.
-			s.withStore(func(db *store.DB) {
+			s.withStore(func(db store.Store) {
 				if err := db.Check(); err != nil {
 					s.mu.Lock()
 					s.counts.badStores++
@@ -907,6 +934,34 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 			s.startMaster(rng.IntN(3) == 0)
 		}
 	}
+}
+
+// killWorker SIGKILLs a worker and restarts it.
+func (s *soakRun) killWorker(rng *mrand.Rand) {
+	names := s.data.Workers
+	n := names[rng.IntN(len(names))]
+	s.mu.Lock()
+	p := s.workers[n].proc
+	s.counts.workerKills++
+	s.mu.Unlock()
+	p.kill(syscall.SIGKILL)
+	time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
+	s.startWorker(n)
+	s.awayFrom(false, n)
+}
+
+// cutLink cuts a namespaced worker's link and restores it 1-6s later.
+func (s *soakRun) cutLink(rng *mrand.Rand) {
+	names := s.data.Workers
+	n := names[len(names)-soakNSWorker+rng.IntN(soakNSWorker)]
+	veth := s.workers[n].veth
+	netnsIP(s.t, "link", "set", veth, "down")
+	s.mu.Lock()
+	s.counts.linkCuts++
+	s.mu.Unlock()
+	time.Sleep(time.Duration(1000+rng.IntN(5000)) * time.Millisecond)
+	netnsIP(s.t, "link", "set", veth, "up")
+	s.awayFrom(true, n)
 }
 
 // goodReconfig toggles the Extra variant with `gbb-master reconfig`.
@@ -979,6 +1034,12 @@ func (s *soakRun) settle() {
 		s.goodReconfig()
 	}
 	s.waitWorkers(60 * time.Second)
+	s.settleWait()
+}
+
+// settleWait waits until every commit and push is a change, the last of
+// each branch is in a buildset, and no request is left.
+func (s *soakRun) settleWait() {
 	s.mu.Lock()
 	last := map[string]string{} // revision each scheduler's last buildset must build, by branch
 	if len(s.commits) > 0 {
@@ -1039,9 +1100,13 @@ func (s *soakRun) lastHookRevs(last map[string]string) {
 	}
 }
 
-// withStore opens the stopped master's store.
-func (s *soakRun) withStore(fn func(*store.DB)) {
-	db, err := store.Open(filepath.Join(s.mdir, "state.db"), store.Options{Timeout: 10 * time.Second})
+// withStore opens the stopped masters' store.
+func (s *soakRun) withStore(fn func(store.Store)) {
+	url := s.storeURL
+	if url == "" {
+		url = "state.db"
+	}
+	db, err := store.OpenURL(url, s.mdir, store.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -1059,7 +1124,7 @@ func (s *soakRun) verify() int {
 			s.t.Errorf("lost: "+format, args...)
 		}
 	}
-	s.withStore(func(db *store.DB) {
+	s.withStore(func(db store.Store) {
 		if err := db.Check(); err != nil {
 			lose("%v", err)
 		}
@@ -1138,6 +1203,9 @@ func (s *soakRun) verify() int {
 		if err != nil {
 			s.t.Fatal(err)
 		}
+		if s.storeURL != "" {
+			s.verifyShared(db, reqs, builds, lose)
+		}
 		for _, b := range builds {
 			if !b.Complete {
 				lose("build %d: not complete", b.ID)
@@ -1154,7 +1222,7 @@ func (s *soakRun) verify() int {
 
 // checkLogs checks that every log of a finished build is complete and, for
 // a build that ran to its end, that each step printed all its lines.
-func (s *soakRun) checkLogs(db *store.DB, b store.Build, lose func(string, ...any)) {
+func (s *soakRun) checkLogs(db store.Store, b store.Build, lose func(string, ...any)) {
 	ranToEnd := b.Results == store.Success || b.Results == store.Failure
 	steps, err := db.Steps(b.ID)
 	if err != nil {
