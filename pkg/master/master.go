@@ -108,9 +108,22 @@ func (m *Master) setNotReady(reason string) { m.notReady.Store(&reason) }
 // Ready returns nil when the master is ready for work (its store open,
 // its worker port listening, its config loaded), or why it is not:
 // starting, or stopping. /readyz answers with it.
+//
+// On PostgreSQL it also asks the database, so that a load balancer sends
+// no one to a master whose database is away.
 func (m *Master) Ready() error {
 	if r := *m.notReady.Load(); r != "" {
 		return errors.New(r)
+	}
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
+	if p, ok := st.(interface{ Ping(context.Context) error }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("the database does not answer: %w", err)
+		}
 	}
 	return nil
 }

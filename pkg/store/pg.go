@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	neturl "net/url"
 	"path/filepath"
 	"strings"
@@ -192,6 +194,33 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
+// connectionLost says whether err is the database going away or not
+// taking connections (a restart, a failover, the network): class 08
+// (connection exception), 57P01-57P03 (shutdown, cannot connect now), or
+// a connection that failed or broke before the server answered.
+func connectionLost(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true // whatever the server said, no transaction began
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return pgconn.SafeToRetry(err) || (!pgconn.Timeout(err) && isNetErr(err))
+}
+
+// isNetErr says whether err comes from the connection itself (reset,
+// refused, closed) rather than from the server's answer.
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// pgOutage bounds how long a write waits for a database that went away
+// (a restart takes about a second; a failover longer) before it fails.
+const pgOutage = 25 * time.Second
+
 // update runs fn in a write transaction and, once it has committed, calls
 // publish (when events are published), in turn with this master's other
 // writes and the other masters' events: a write that waited for another's
@@ -201,33 +230,63 @@ func retryable(err error) bool {
 // PostgreSQL delivers at commit. fn may run more than once (a deadlock or
 // serialization failure rolls it back): it must set, not accumulate, what
 // it captures.
+//
+// A write that fails because the database went away before its commit
+// was sent (its transaction then never happened) runs again, with
+// backoff, for up to pgOutage: a database restart does not fail the
+// builds writing to it. A commit whose answer was lost is not rerun: it
+// may have happened.
 func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout+pgOutage)
 	defer cancel()
+	var outageSince time.Time
+	wait := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := p.tryUpdate(ctx, fn, publish)
-		if err == nil || !retryable(err) || attempt >= 20 || ctx.Err() != nil {
+		committing, err := p.tryUpdate(ctx, fn, publish)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return err
+		case retryable(err) && attempt < 20:
+			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+		case connectionLost(err) && (!committing || pgconn.SafeToRetry(err)):
+			if outageSince.IsZero() {
+				outageSince = time.Now()
+				p.log.Warn("lost the database; retrying the write", "err", err)
+			}
+			if time.Since(outageSince) > pgOutage {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 2*time.Second)
+		default:
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
 }
 
-func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) error {
+// tryUpdate is one attempt of update; committing says whether err came
+// from the commit itself.
+func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) (committing bool, err error) {
 	start := time.Now()
-	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{})
+	stmt, cancel := context.WithTimeout(ctx, pgTimeout)
+	defer cancel()
+	tx, err := p.pool.BeginTx(stmt, pgx.TxOptions{})
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer tx.Rollback(context.Background())
-	if err := fn(ctx, tx); err != nil {
-		return err
+	if err := fn(stmt, tx); err != nil {
+		return false, err
 	}
 	var rec eventBuffer
 	if publish != nil && p.events != nil {
 		publish(emit{&rec})
-		if err := p.notify(ctx, tx, rec); err != nil {
-			return err
+		if err := p.notify(stmt, tx, rec); err != nil {
+			return false, err
 		}
 	}
 	// The ticket is taken after the transaction's last statement: a
@@ -238,11 +297,11 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	// must not wait for a connection that a transaction waiting for its
 	// turn holds.
 	t := p.order.ticket()
-	err = tx.Commit(ctx)
+	err = tx.Commit(stmt)
 	p.order.wait(t)
 	defer p.order.done()
 	if err != nil {
-		return err
+		return true, err
 	}
 	if p.onCommit != nil {
 		p.onCommit(time.Since(start))
@@ -250,7 +309,7 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	for _, e := range rec {
 		p.events.Publish(e.key, e.record)
 	}
-	return nil
+	return true, nil
 }
 
 // sequencer hands out tickets and lets their holders through one at a
@@ -289,8 +348,35 @@ func (s *sequencer) done() {
 	s.cond.Broadcast()
 }
 
-// read runs fn in a read-only transaction that sees one snapshot.
+// read runs fn in a read-only transaction that sees one snapshot. It
+// runs again while the database is away, for up to pgOutage.
 func (p *PG) read(fn func(ctx context.Context, tx pgx.Tx) error) error {
+	_, err := pgRetryRead(func() (struct{}, error) { return struct{}{}, p.tryRead(fn) })
+	return err
+}
+
+// pgRetryRead runs the read fn again while the database is away, for up
+// to pgOutage.
+func pgRetryRead[T any](fn func() (T, error)) (T, error) {
+	var outageSince time.Time
+	wait := 50 * time.Millisecond
+	for {
+		v, err := fn()
+		if err == nil || !connectionLost(err) {
+			return v, err
+		}
+		if outageSince.IsZero() {
+			outageSince = time.Now()
+		}
+		if time.Since(outageSince) > pgOutage {
+			return v, err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func (p *PG) tryRead(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
 	defer cancel()
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -302,6 +388,14 @@ func (p *PG) read(fn func(ctx context.Context, tx pgx.Tx) error) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// Ping checks that the database answers, for the master's readiness.
+func (p *PG) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store %s: %w", p.url, err)
+	}
+	return nil
 }
 
 // pgGet reads the record id of table (whose data column is its JSON),

@@ -105,16 +105,20 @@ func pgByName[T any](p *PG, table, name string) (T, error) {
 
 // pgListOf lists the records of type T a query of the pool returns.
 func pgListOf[T any](p *PG, sql string, args ...any) ([]T, error) {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	return pgList[T](ctx, p.pool, sql, args...)
+	return pgRetryRead(func() ([]T, error) {
+		ctx, cancel := pgCtx()
+		defer cancel()
+		return pgList[T](ctx, p.pool, sql, args...)
+	})
 }
 
 // pgOne reads the record id of table.
 func pgOne[T any](p *PG, table string, id int64) (T, error) {
-	ctx, cancel := pgCtx()
-	defer cancel()
-	return pgGet[T](ctx, p.pool, table, id, false)
+	return pgRetryRead(func() (T, error) {
+		ctx, cancel := pgCtx()
+		defer cancel()
+		return pgGet[T](ctx, p.pool, table, id, false)
+	})
 }
 
 // EnsureMaster is [DB.EnsureMaster].
