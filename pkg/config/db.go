@@ -1,6 +1,11 @@
 package config
 
 import (
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"net/url"
 	"strings"
 )
@@ -57,6 +62,21 @@ func checkDBURL(s string) string {
 		}
 		if strings.Trim(u.Path, "/") == "" && !u.Query().Has("dbname") {
 			return "the PostgreSQL URL names no database: postgresql://USER@HOST:PORT/DATABASE"
+		}
+		// What the store's driver refuses at start (sslmode=bogus,
+		// pool_max_conns=abc), refused here. Its parse error quotes the
+		// URL; the reason it wraps does not.
+		if _, err := pgxpool.ParseConfig(s); err != nil {
+			why := "its parameters are not valid"
+			var pe *pgconn.ParseConfigError
+			if errors.As(err, &pe) {
+				// "cannot parse `URL`: reason": the URL (which pgx
+				// redacts anyway) is left out.
+				if _, after, ok := strings.Cut(pe.Error(), "`: "); ok {
+					why = after
+				}
+			}
+			return "the PostgreSQL URL is not valid: " + why
 		}
 		return ""
 	}

@@ -70,6 +70,12 @@ url = "postgresql://gbb:s3cr%t@db/gbb"`,
 		{"misspelt scheme", `[db]
 url = "postgress://gbb:s3cret@db/gbb"`,
 			[]string{`master.toml:2: db.url: unsupported database "postgress://…": "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`}},
+		{"bad sslmode", `[db]
+url = "postgresql://gbb:s3cret@db/gbb?sslmode=bogus"`,
+			[]string{`master.toml:2: db.url: the PostgreSQL URL is not valid: failed to configure TLS (sslmode is invalid)`}},
+		{"bad pool size", `[db]
+url = "postgresql://gbb:s3cret@db/gbb?pool_max_conns=abc"`,
+			[]string{`master.toml:2: db.url: the PostgreSQL URL is not valid: cannot parse pool_max_conns (strconv.ParseInt: parsing "abc": invalid syntax)`}},
 		{"zero heartbeat", `[db]
 heartbeat_interval = "0s"`,
 			[]string{`master.toml:2: db.heartbeat_interval: must be positive`}},
