@@ -27,6 +27,8 @@ commands:
   reconfig DIR             check the config, then make the running master reload it
   reopen-logs DIR          make the running master reopen DIR/master.log (after log
                            rotation; it sends SIGUSR2)
+  upgrade-master DIR       check the config and bring the store up to this gbb's schema
+                           (start does it too; on PostgreSQL safe beside running masters)
   compactdb [--keep-backup] DIR  shrink the stopped master's state.db (after the janitor deleted much)
   copy-db [--force] [--batch N] FROM_URL TO_URL
                            copy every record of a stopped master's store into another,
@@ -106,6 +108,8 @@ func run(args []string) error {
 		return reopenLogs(rest)
 	case "sendchange":
 		return sendchange(rest)
+	case "upgrade-master":
+		return upgradeMaster(rest)
 	case "compactdb":
 		return compactDB(rest)
 	case "copy-db":
