@@ -56,6 +56,13 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 		return rep, fmt.Errorf("copy-db: source: %w", err)
 	}
 	defer src.close()
+	// A source in use is refused before the target is opened, which
+	// would create a new bbolt file for nothing.
+	if !opts.Force {
+		if err := src.refuseActive(ctx); err != nil {
+			return rep, fmt.Errorf("copy-db: source %s: %w", src.name(), err)
+		}
+	}
 	dst, err := openCopySide(to, opts.BaseDir, false)
 	if err != nil {
 		return rep, fmt.Errorf("copy-db: target: %w", err)
@@ -67,13 +74,8 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 	}
 	defer unlock()
 	if !opts.Force {
-		for _, s := range []struct {
-			what string
-			side copySide
-		}{{"source", src}, {"target", dst}} {
-			if err := s.side.refuseActive(ctx); err != nil {
-				return rep, fmt.Errorf("copy-db: %s %s: %w", s.what, s.side.name(), err)
-			}
+		if err := dst.refuseActive(ctx); err != nil {
+			return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
 		}
 	}
 	start, err := resumePoints(ctx, src, dst)

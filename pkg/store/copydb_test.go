@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -535,6 +537,9 @@ func TestCopyDBRefusals(t *testing.T) {
 	_, err = CopyDB(ctx, pgURL, filepath.Join(dir, "y.db"), CopyOptions{})
 	if err == nil || !strings.Contains(err.Error(), `master "m1" is running`) {
 		t.Errorf("copy from a database a master runs on: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused copy left a target file behind: %v", err)
 	}
 	if _, err := CopyDB(ctx, pgURL, filepath.Join(dir, "y.db"), CopyOptions{Force: true}); err != nil {
 		t.Errorf("forced copy: %v", err)
