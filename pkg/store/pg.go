@@ -47,6 +47,12 @@ type PG struct {
 	onCommit func(time.Duration)
 	onLog    func(int)
 
+	// app is the application_name of this store's sessions: "gbb-master
+	// N" once the store's master (the first EnsureMaster) is known, so
+	// that ExpireMaster can end a hung master's sessions. Empty until then.
+	app    *atomic.Pointer[string] // shared with the pool's PrepareConn
+	selfID atomic.Int64            // the store's master's id; 0 until known
+
 	stop     context.CancelFunc // stops the listener
 	listened chan struct{}      // closed when the listener has ended
 	bigSent  atomic.Int64       // events sent through pg_events, to prune it now and then
@@ -91,6 +97,12 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var app atomic.Pointer[string]
+	cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
+		// A session that cannot be named (ended, say) is dropped, and
+		// the statement runs on another.
+		return pgSetApp(ctx, c, app.Load()) == nil, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -120,7 +132,7 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	rand.Read(id[:])
 	p := &PG{url: safe, pool: pool, log: logger, enc: enc, dec: dec, events: opts.Events,
 		origin: hex.EncodeToString(id[:]), onCommit: opts.OnCommit, onLog: opts.OnLog,
-		listened: make(chan struct{})}
+		listened: make(chan struct{}), app: &app}
 	p.order.cond.L = &p.order.mu
 	lctx, stop := context.WithCancel(context.Background())
 	p.stop = stop
@@ -206,7 +218,16 @@ func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		err := p.tryUpdate(ctx, fn, publish)
-		if err == nil || !retryable(err) || attempt >= 20 || ctx.Err() != nil {
+		var be beginError
+		if errors.As(err, &be) {
+			// The pooled session was ended (another master expired
+			// this one, see ExpireMaster, or the server restarted):
+			// nothing ran, try on another.
+			err = be.err
+		} else if err != nil && !retryable(err) {
+			return err
+		}
+		if err == nil || attempt >= 20 || ctx.Err() != nil {
 			return err
 		}
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
@@ -217,7 +238,7 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	start := time.Now()
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{})
 	if err != nil {
-		return err
+		return beginError{err}
 	}
 	defer tx.Rollback(context.Background())
 	if err := fn(ctx, tx); err != nil {
@@ -252,6 +273,11 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	}
 	return nil
 }
+
+// beginError is a transaction that could not begin: nothing of it ran.
+type beginError struct{ err error }
+
+func (e beginError) Error() string { return e.err.Error() }
 
 // sequencer hands out tickets and lets their holders through one at a
 // time, in ticket order.
