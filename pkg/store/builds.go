@@ -277,7 +277,7 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 				return err
 			}
 			if br.Claimed && br.ClaimedByMasterID == masterID {
-				if err := a.request(tx, br); err != nil {
+				if err := a.request(tx, br, t); err != nil {
 					return err
 				}
 			}
@@ -303,7 +303,8 @@ type abandoned struct {
 	steps    []Step
 	logs     []Log
 	finished []Build
-	requests []BuildRequest
+	requests  []BuildRequest // unclaimed
+	completed []completed    // requests whose build had finished
 }
 
 // build ends the incomplete build b with Retry at t: its incomplete steps
@@ -341,8 +342,25 @@ func (a *abandoned) build(tx *bolt.Tx, b Build, t time.Time) error {
 	return nil
 }
 
-// request unclaims br, so that it runs again.
-func (a *abandoned) request(tx *bolt.Tx, br BuildRequest) error {
+// request unclaims br, so that it runs again; but when br's last build
+// finished with a result (its master ended the build, then stopped
+// before it completed the request: two writes), it completes br with that
+// result instead, so that br is not built twice.
+func (a *abandoned) request(tx *bolt.Tx, br BuildRequest, t time.Time) error {
+	if k := lastUnder(tx, bucketBuildByRequest, br.ID); k != nil {
+		b, err := get[Build](tx, bucketBuild, btoi(k[8:]))
+		if err != nil {
+			return err
+		}
+		if b.Complete && b.Results != Retry {
+			c, err := completeRequest(tx, br.ID, b.Results, t)
+			if err != nil {
+				return err
+			}
+			a.completed = append(a.completed, c)
+			return nil
+		}
+	}
 	unclaim(&br)
 	if err := put(tx, bucketRequest, br.ID, &br); err != nil {
 		return err
@@ -363,6 +381,9 @@ func (a *abandoned) publish(e emit) {
 	}
 	for _, br := range a.requests {
 		e.buildRequest("unclaimed", br)
+	}
+	for _, c := range a.completed {
+		c.publish(e)
 	}
 }
 

@@ -504,67 +504,75 @@ func (db *DB) UnclaimBuildRequest(id int64) error {
 // worst of their results.
 func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 	t = at(t)
-	var (
-		req      BuildRequest
-		bs       Buildset // set when the buildset completed
-		bsClosed bool
-	)
-	err := db.batch(func(tx *bolt.Tx) error {
-		bsClosed = false
-		var bsid int64
-		err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
-			if br.Complete {
-				return fmt.Errorf("already complete: %w", ErrClaimed)
-			}
-			br.Complete, br.CompleteAt, br.Results = true, t, results
-			bsid = br.BuildsetID
-			req = *br
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := bucket(tx, bucketRequestIncomplete).Delete(itob(id)); err != nil {
-			return err
-		}
-		if err := countRequest(tx, req.BuilderID, 0, -1); err != nil {
-			return err
-		}
-		worst, done := Skipped, true
-		for _, brid := range prefixIDs(tx, bucketRequestByBuildset, itob(bsid), false) {
-			br, err := get[BuildRequest](tx, bucketRequest, brid)
-			if err != nil {
-				return err
-			}
-			if !br.Complete {
-				done = false
-				break
-			}
-			worst = WorstResult(worst, br.Results)
-		}
-		if !done {
-			return nil
-		}
-		err = modify(tx, bucketBuildset, bsid, func(b *Buildset) error {
-			b.Complete, b.CompleteAt, b.Results = true, t, worst
-			bs, bsClosed = *b, true
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := addCount(tx, countBuildsetsIncomplete, -1); err != nil {
-			return err
-		}
-		return bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))
-	}, func(e emit) {
-		e.buildRequest("complete", req)
-		if bsClosed {
-			e.buildset("complete", bs)
-		}
-	})
+	var c completed
+	err := db.batch(func(tx *bolt.Tx) (err error) {
+		c, err = completeRequest(tx, id, results, t)
+		return err
+	}, func(e emit) { c.publish(e) })
 	if err != nil {
 		return fmt.Errorf("complete buildrequest %d: %w", id, err)
 	}
 	return nil
+}
+
+// completed is what completing a request changed, to publish once the
+// transaction has committed.
+type completed struct {
+	req      BuildRequest
+	bs       Buildset // set when the buildset completed
+	bsClosed bool
+}
+
+func (c completed) publish(e emit) {
+	e.buildRequest("complete", c.req)
+	if c.bsClosed {
+		e.buildset("complete", c.bs)
+	}
+}
+
+// completeRequest is CompleteBuildRequest's transaction.
+func completeRequest(tx *bolt.Tx, id int64, results int, t time.Time) (completed, error) {
+	var c completed
+	var bsid int64
+	err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
+		if br.Complete {
+			return fmt.Errorf("already complete: %w", ErrClaimed)
+		}
+		br.Complete, br.CompleteAt, br.Results = true, t, results
+		bsid = br.BuildsetID
+		c.req = *br
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := bucket(tx, bucketRequestIncomplete).Delete(itob(id)); err != nil {
+		return c, err
+	}
+	if err := countRequest(tx, c.req.BuilderID, 0, -1); err != nil {
+		return c, err
+	}
+	worst := Skipped
+	for _, brid := range prefixIDs(tx, bucketRequestByBuildset, itob(bsid), false) {
+		br, err := get[BuildRequest](tx, bucketRequest, brid)
+		if err != nil {
+			return c, err
+		}
+		if !br.Complete {
+			return c, nil
+		}
+		worst = WorstResult(worst, br.Results)
+	}
+	err = modify(tx, bucketBuildset, bsid, func(b *Buildset) error {
+		b.Complete, b.CompleteAt, b.Results = true, t, worst
+		c.bs, c.bsClosed = *b, true
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := addCount(tx, countBuildsetsIncomplete, -1); err != nil {
+		return c, err
+	}
+	return c, bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))
 }
