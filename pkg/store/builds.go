@@ -299,10 +299,10 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 // abandoned gathers what abandoning builds changed, to publish once the
 // transaction has committed.
 type abandoned struct {
-	outbox   bool // write the builds' Finished outbox entries
-	steps    []Step
-	logs     []Log
-	finished []Build
+	outbox    bool // write the builds' Finished outbox entries
+	steps     []Step
+	logs      []Log
+	finished  []Build
 	requests  []BuildRequest // unclaimed
 	completed []completed    // requests whose build had finished
 }
