@@ -293,6 +293,13 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	if len(ended) > 0 {
 		db.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
+	if len(a.completed) > 0 {
+		ids := make([]int64, len(a.completed))
+		for i, c := range a.completed {
+			ids[i] = c.req.ID
+		}
+		db.log.Info("completed the requests of a previous run whose builds had finished", "master", masterID, "buildrequests", ids)
+	}
 	return ended, nil
 }
 

@@ -319,6 +319,13 @@ func (p *PG) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	if len(ended) > 0 {
 		p.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
+	if len(a.completed) > 0 {
+		ids := make([]int64, len(a.completed))
+		for i, c := range a.completed {
+			ids[i] = c.req.ID
+		}
+		p.log.Info("completed the requests of a previous run whose builds had finished", "master", masterID, "buildrequests", ids)
+	}
 	return ended, nil
 }
 
