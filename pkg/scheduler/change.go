@@ -114,10 +114,13 @@ const (
 const retryDelay = time.Minute
 
 // newChangeScheduler makes the scheduler of sc from its state in the
-// store. With catchUp (at the master's start) it offers itself the changes
-// stored after the last it handled; without (a reconfig, or a scheduler
-// new to the store), it starts from the newest change. s.opMu must be
-// held.
+// store. With catchUp it offers itself the changes stored after the last
+// it handled: at the master's start, and when a reconfig replaces a
+// changed scheduler, since a change stored before the reconfig may be
+// offered only after it (its offer waited for the reconfig, or comes from
+// another master through the store's events), and starting from the
+// newest would skip it for good. Without (a scheduler new to this run of
+// the master), it starts from the newest change. s.opMu must be held.
 func (s *Set) newChangeScheduler(sc config.Scheduler, catchUp bool) *changeScheduler {
 	cs := &changeScheduler{
 		set:     s,
@@ -220,7 +223,11 @@ func (cs *changeScheduler) catchUp(offer bool) error {
 		for i, c := range offer2 {
 			ids[i] = c.ID
 		}
-		cs.set.log.Warn("offering the changes stored but not scheduled before the master stopped", "scheduler", cs.cfg.Name, "changes", ids)
+		if cs.set.starting {
+			cs.set.log.Warn("offering the changes stored but not scheduled before the master stopped", "scheduler", cs.cfg.Name, "changes", ids)
+		} else {
+			cs.set.log.Info("changed scheduler: offering the changes stored but not yet offered to its predecessor", "scheduler", cs.cfg.Name, "changes", ids)
+		}
 	}
 	cs.mu.Lock()
 	cs.markLocked(skip)

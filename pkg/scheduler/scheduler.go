@@ -187,11 +187,13 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 	s.mu.Lock()
 	s.force, s.forceOrder, s.trigger = force, order, trigger
 	var stop []*runJob
+	changed := map[string]bool{} // replaced by a new config: their successors go on from their state
 	for name, t := range s.timers {
 		if sc, ok := wanted[name]; ok && sameConfig(sc, t.config()) {
 			delete(wanted, name)
 			continue
 		}
+		_, changed[name] = wanted[name]
 		delete(s.timers, name)
 		j := t.job()
 		if j.cancel != nil {
@@ -212,7 +214,7 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		var t timer
 		switch sc.Type {
 		case "single_branch", "any_branch":
-			t = s.newChangeScheduler(sc, s.starting)
+			t = s.newChangeScheduler(sc, s.starting || changed[name])
 		case "dependent", "nightly_triggerable":
 			var err error
 			if t, err = s.newFollower(sc); err != nil {
@@ -230,6 +232,11 @@ func (s *Set) Reconfigure(cfg []config.Scheduler) {
 		made[name] = t
 	}
 
+	if !s.starting {
+		// Read for the changed schedulers' catch-up: not kept, as
+		// buildsets come and go until the next reconfig.
+		s.built, s.newest = nil, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, t := range made {

@@ -270,17 +270,25 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	if len(ended) > 0 {
 		db.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
+	if len(a.completed) > 0 {
+		ids := make([]int64, len(a.completed))
+		for i, c := range a.completed {
+			ids[i] = c.req.ID
+		}
+		db.log.Info("completed the requests of a previous run whose builds had finished", "master", masterID, "buildrequests", ids)
+	}
 	return ended, nil
 }
 
 // abandoned gathers what abandoning builds changed, to publish once the
 // transaction has committed.
 type abandoned struct {
-	outbox   bool // write the builds' Finished outbox entries
-	steps    []Step
-	logs     []Log
-	finished []Build
-	requests []BuildRequest
+	outbox    bool // write the builds' Finished outbox entries
+	steps     []Step
+	logs      []Log
+	finished  []Build
+	requests  []BuildRequest // unclaimed
+	completed []completed    // requests whose build had finished
 }
 
 // build ends the incomplete build b with Retry at t: its incomplete steps
@@ -342,7 +350,7 @@ func (a *abandoned) master(tx *bolt.Tx, masterID int64, t time.Time) ([]int64, e
 			return nil, err
 		}
 		if br.Claimed && br.ClaimedByMasterID == masterID {
-			if err := a.request(tx, br); err != nil {
+			if err := a.request(tx, br, t); err != nil {
 				return nil, err
 			}
 		}
@@ -350,8 +358,25 @@ func (a *abandoned) master(tx *bolt.Tx, masterID int64, t time.Time) ([]int64, e
 	return ended, nil
 }
 
-// request unclaims br, so that it runs again.
-func (a *abandoned) request(tx *bolt.Tx, br BuildRequest) error {
+// request unclaims br, so that it runs again; but when br's last build
+// finished with a result (its master ended the build, then stopped
+// before it completed the request: two writes), it completes br with that
+// result instead, so that br is not built twice.
+func (a *abandoned) request(tx *bolt.Tx, br BuildRequest, t time.Time) error {
+	if k := lastUnder(tx, bucketBuildByRequest, br.ID); k != nil {
+		b, err := get[Build](tx, bucketBuild, btoi(k[8:]))
+		if err != nil {
+			return err
+		}
+		if b.Complete && b.Results != Retry {
+			c, err := completeRequest(tx, br.ID, 0, b.Results, t)
+			if err != nil {
+				return err
+			}
+			a.completed = append(a.completed, c)
+			return nil
+		}
+	}
 	unclaim(&br)
 	if err := put(tx, bucketRequest, br.ID, &br); err != nil {
 		return err
@@ -372,6 +397,9 @@ func (a *abandoned) publish(e emit) {
 	}
 	for _, br := range a.requests {
 		e.buildRequest("unclaimed", br)
+	}
+	for _, c := range a.completed {
+		c.publish(e)
 	}
 }
 

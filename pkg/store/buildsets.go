@@ -516,14 +516,14 @@ func (db *DB) unclaimRequest(id, masterID int64) error {
 // request of its buildset is complete, the buildset completes too, with the
 // worst of their results.
 func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
-	return db.completeRequest(id, 0, results, t)
+	return db.complete(id, 0, results, t)
 }
 
 // CompleteBuildRequestOf is CompleteBuildRequest for the master masterID's
 // build: it returns an error wrapping ErrClaimed, changing nothing, unless
 // masterID still claims the request.
 func (db *DB) CompleteBuildRequestOf(id, masterID int64, results int, t time.Time) error {
-	return db.completeRequest(id, masterID, results, t)
+	return db.complete(id, masterID, results, t)
 }
 
 // claimedByCheck returns an error wrapping ErrClaimed when masterID is not
@@ -541,74 +541,83 @@ func claimedByCheck(br BuildRequest, masterID int64) error {
 	return fmt.Errorf("not claimed by master %d: %w", masterID, ErrClaimed)
 }
 
-// completeRequest is CompleteBuildRequest, or CompleteBuildRequestOf when
+// complete is CompleteBuildRequest, or CompleteBuildRequestOf when
 // masterID is not 0.
-func (db *DB) completeRequest(id, masterID int64, results int, t time.Time) error {
+func (db *DB) complete(id, masterID int64, results int, t time.Time) error {
 	t = at(t)
-	var (
-		req      BuildRequest
-		bs       Buildset // set when the buildset completed
-		bsClosed bool
-	)
-	err := db.batch(func(tx *bolt.Tx) error {
-		bsClosed = false
-		var bsid int64
-		err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
-			if err := claimedByCheck(*br, masterID); err != nil {
-				return err
-			}
-			if br.Complete {
-				return fmt.Errorf("already complete: %w", ErrClaimed)
-			}
-			br.Complete, br.CompleteAt, br.Results = true, t, results
-			bsid = br.BuildsetID
-			req = *br
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := bucket(tx, bucketRequestIncomplete).Delete(itob(id)); err != nil {
-			return err
-		}
-		if err := countRequest(tx, req.BuilderID, 0, -1); err != nil {
-			return err
-		}
-		worst, done := Skipped, true
-		for _, brid := range prefixIDs(tx, bucketRequestByBuildset, itob(bsid), false) {
-			br, err := get[BuildRequest](tx, bucketRequest, brid)
-			if err != nil {
-				return err
-			}
-			if !br.Complete {
-				done = false
-				break
-			}
-			worst = WorstResult(worst, br.Results)
-		}
-		if !done {
-			return nil
-		}
-		err = modify(tx, bucketBuildset, bsid, func(b *Buildset) error {
-			b.Complete, b.CompleteAt, b.Results = true, t, worst
-			bs, bsClosed = *b, true
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if err := addCount(tx, countBuildsetsIncomplete, -1); err != nil {
-			return err
-		}
-		return bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))
-	}, func(e emit) {
-		e.buildRequest("complete", req)
-		if bsClosed {
-			e.buildset("complete", bs)
-		}
-	})
+	var c completed
+	err := db.batch(func(tx *bolt.Tx) (err error) {
+		c, err = completeRequest(tx, id, masterID, results, t)
+		return err
+	}, func(e emit) { c.publish(e) })
 	if err != nil {
 		return fmt.Errorf("complete buildrequest %d: %w", id, err)
 	}
 	return nil
+}
+
+// completed is what completing a request changed, to publish once the
+// transaction has committed.
+type completed struct {
+	req      BuildRequest
+	bs       Buildset // set when the buildset completed
+	bsClosed bool
+}
+
+func (c completed) publish(e emit) {
+	e.buildRequest("complete", c.req)
+	if c.bsClosed {
+		e.buildset("complete", c.bs)
+	}
+}
+
+// completeRequest is CompleteBuildRequest's transaction; a masterID not 0
+// must claim the request (CompleteBuildRequestOf).
+func completeRequest(tx *bolt.Tx, id, masterID int64, results int, t time.Time) (completed, error) {
+	var c completed
+	var bsid int64
+	err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
+		if err := claimedByCheck(*br, masterID); err != nil {
+			return err
+		}
+		if br.Complete {
+			return fmt.Errorf("already complete: %w", ErrClaimed)
+		}
+		br.Complete, br.CompleteAt, br.Results = true, t, results
+		bsid = br.BuildsetID
+		c.req = *br
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := bucket(tx, bucketRequestIncomplete).Delete(itob(id)); err != nil {
+		return c, err
+	}
+	if err := countRequest(tx, c.req.BuilderID, 0, -1); err != nil {
+		return c, err
+	}
+	worst := Skipped
+	for _, brid := range prefixIDs(tx, bucketRequestByBuildset, itob(bsid), false) {
+		br, err := get[BuildRequest](tx, bucketRequest, brid)
+		if err != nil {
+			return c, err
+		}
+		if !br.Complete {
+			return c, nil
+		}
+		worst = WorstResult(worst, br.Results)
+	}
+	err = modify(tx, bucketBuildset, bsid, func(b *Buildset) error {
+		b.Complete, b.CompleteAt, b.Results = true, t, worst
+		c.bs, c.bsClosed = *b, true
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := addCount(tx, countBuildsetsIncomplete, -1); err != nil {
+		return c, err
+	}
+	return c, bucket(tx, bucketBuildsetIncomplete).Delete(itob(bsid))
 }

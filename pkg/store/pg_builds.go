@@ -292,6 +292,13 @@ func (p *PG) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	if len(ended) > 0 {
 		p.log.Info("abandoned builds of a previous run", "master", masterID, "builds", ended)
 	}
+	if len(a.completed) > 0 {
+		ids := make([]int64, len(a.completed))
+		for i, c := range a.completed {
+			ids[i] = c.req.ID
+		}
+		p.log.Info("completed the requests of a previous run whose builds had finished", "master", masterID, "buildrequests", ids)
+	}
 	return ended, nil
 }
 
@@ -319,7 +326,7 @@ func (p *PG) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 			return err
 		}
 		if err == nil && br.Claimed && !br.Complete {
-			if err := a.pgRequest(ctx, tx, br); err != nil {
+			if err := a.pgRequest(ctx, tx, br, t); err != nil {
 				return err
 			}
 		}
@@ -392,13 +399,20 @@ func (a *abandoned) pgMaster(ctx context.Context, tx pgx.Tx, masterID int64, t t
 		}
 		ended = append(ended, b.ID)
 	}
+	// A request whose build finished completes with its buildset
+	// (pgRequest): the buildsets are locked first, parents before
+	// children, as CompleteBuildRequest does.
+	_, err = tx.Exec(ctx, "SELECT id FROM buildsets WHERE id IN (SELECT buildset_id FROM buildrequests WHERE claimed_by = $1 AND NOT complete) ORDER BY id FOR UPDATE", masterID)
+	if err != nil {
+		return nil, err
+	}
 	brs, err := pgList[BuildRequest](ctx, tx, "SELECT data FROM buildrequests WHERE claimed_by = $1 AND NOT complete ORDER BY id FOR UPDATE", masterID)
 	if err != nil {
 		return nil, err
 	}
 	for _, br := range brs {
 		if br.Claimed && br.ClaimedByMasterID == masterID && !br.Complete {
-			if err := a.pgRequest(ctx, tx, br); err != nil {
+			if err := a.pgRequest(ctx, tx, br, t); err != nil {
 				return nil, err
 			}
 		}
@@ -406,8 +420,25 @@ func (a *abandoned) pgMaster(ctx context.Context, tx pgx.Tx, masterID int64, t t
 	return ended, nil
 }
 
-// pgRequest is [abandoned.request] on PostgreSQL, br's row being locked.
-func (a *abandoned) pgRequest(ctx context.Context, tx pgx.Tx, br BuildRequest) error {
+// pgRequest is [abandoned.request] on PostgreSQL, br's row being locked
+// (and its buildset's, should br complete).
+func (a *abandoned) pgRequest(ctx context.Context, tx pgx.Tx, br BuildRequest, t time.Time) error {
+	last, err := pgList[Build](ctx, tx, "SELECT data FROM builds WHERE buildrequest_id = $1 ORDER BY id DESC LIMIT 1", br.ID)
+	if err != nil {
+		return err
+	}
+	if len(last) == 1 && last[0].Complete && last[0].Results != Retry {
+		set, err := pgGet[Buildset](ctx, tx, "buildsets", br.BuildsetID, true)
+		if err != nil {
+			return err
+		}
+		c, err := pgCompleteRequest(ctx, tx, set, br.ID, 0, last[0].Results, t)
+		if err != nil {
+			return err
+		}
+		a.completed = append(a.completed, c)
+		return nil
+	}
 	unclaim(&br)
 	if err := pgPutRequest(ctx, tx, br); err != nil {
 		return err

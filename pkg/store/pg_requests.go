@@ -193,13 +193,8 @@ func (p *PG) CompleteBuildRequestOf(id, masterID int64, results int, t time.Time
 
 func (p *PG) completeRequest(id, masterID int64, results int, t time.Time) error {
 	t = at(t)
-	var (
-		req      BuildRequest
-		bs       Buildset // set when the buildset completed
-		bsClosed bool
-	)
+	var c completed
 	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
-		bsClosed = false
 		var bsid int64
 		err := tx.QueryRow(ctx, "SELECT buildset_id FROM buildrequests WHERE id = $1", id).Scan(&bsid)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -212,51 +207,54 @@ func (p *PG) completeRequest(id, masterID int64, results int, t time.Time) error
 		if err != nil {
 			return err
 		}
-		err = pgModify(ctx, tx, "buildrequests", id, pgPutRequest, func(br *BuildRequest) error {
-			if err := claimedByCheck(*br, masterID); err != nil {
-				return err
-			}
-			if br.Complete {
-				return fmt.Errorf("already complete: %w", ErrClaimed)
-			}
-			br.Complete, br.CompleteAt, br.Results = true, t, results
-			req = *br
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, "SELECT complete, (data->>'Results')::bigint FROM buildrequests WHERE buildset_id = $1", bsid)
-		if err != nil {
-			return err
-		}
-		worst, done := Skipped, true
-		var complete bool
-		var r int64
-		_, err = pgx.ForEachRow(rows, []any{&complete, &r}, func() error {
-			if !complete {
-				done = false
-			} else {
-				worst = WorstResult(worst, int(r))
-			}
-			return nil
-		})
-		if err != nil || !done {
-			return err
-		}
-		set.Complete, set.CompleteAt, set.Results = true, t, worst
-		bs, bsClosed = set, true
-		return pgPutBuildset(ctx, tx, set)
-	}, func(e emit) {
-		e.buildRequest("complete", req)
-		if bsClosed {
-			e.buildset("complete", bs)
-		}
-	})
+		c, err = pgCompleteRequest(ctx, tx, set, id, masterID, results, t)
+		return err
+	}, func(e emit) { c.publish(e) })
 	if err != nil {
 		return fmt.Errorf("complete buildrequest %d: %w", id, err)
 	}
 	return nil
+}
+
+// pgCompleteRequest completes request id of buildset set, whose row the
+// transaction has locked, and set when it was its last incomplete one.
+func pgCompleteRequest(ctx context.Context, tx pgx.Tx, set Buildset, id, masterID int64, results int, t time.Time) (completed, error) {
+	var c completed
+	err := pgModify(ctx, tx, "buildrequests", id, pgPutRequest, func(br *BuildRequest) error {
+		if err := claimedByCheck(*br, masterID); err != nil {
+			return err
+		}
+		if br.Complete {
+			return fmt.Errorf("already complete: %w", ErrClaimed)
+		}
+		br.Complete, br.CompleteAt, br.Results = true, t, results
+		c.req = *br
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	rows, err := tx.Query(ctx, "SELECT complete, (data->>'Results')::bigint FROM buildrequests WHERE buildset_id = $1", set.ID)
+	if err != nil {
+		return c, err
+	}
+	worst, done := Skipped, true
+	var complete bool
+	var r int64
+	_, err = pgx.ForEachRow(rows, []any{&complete, &r}, func() error {
+		if !complete {
+			done = false
+		} else {
+			worst = WorstResult(worst, int(r))
+		}
+		return nil
+	})
+	if err != nil || !done {
+		return c, err
+	}
+	set.Complete, set.CompleteAt, set.Results = true, t, worst
+	c.bs, c.bsClosed = set, true
+	return c, pgPutBuildset(ctx, tx, set)
 }
 
 // pgCheckRequests verifies that each build request's columns are its

@@ -146,7 +146,7 @@ func (db *DB) AbandonBuild(buildID int64, t time.Time) (bool, error) {
 			return err
 		}
 		if br.Claimed && !br.Complete {
-			return a.request(tx, br)
+			return a.request(tx, br, t)
 		}
 		return nil
 	}, a.publish)
