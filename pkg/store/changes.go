@@ -374,8 +374,9 @@ func checkStateKey(objectName, key string, value json.RawMessage) error {
 	switch {
 	case objectName == "" || key == "":
 		return errors.New("object name and key must not be empty")
-	case strings.ContainsRune(objectName, 0):
-		return fmt.Errorf("object name %q contains a NUL byte", objectName)
+	case pgBadText(objectName) || pgBadText(key):
+		// PostgreSQL's text columns take neither; nor does bbolt, alike.
+		return fmt.Errorf("object name %q and key %q must be UTF-8 without NUL bytes", objectName, key)
 	case !json.Valid(value):
 		return fmt.Errorf("state %s %s: value is not valid JSON", objectName, key)
 	}

@@ -142,3 +142,78 @@ func TestPGJSONErrorNoPanic(t *testing.T) {
 		t.Errorf("%d changes stored", n)
 	}
 }
+
+// Both stores refuse an object state name or key PostgreSQL cannot hold.
+func TestStateKeyRefusedAlike(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		for _, k := range [][2]string{{"src", "k\x00"}, {"src\x00", "k"}, {"src", "\xff"}} {
+			if err := s.SetState(k[0], k[1], json.RawMessage(`1`)); err == nil || !strings.Contains(err.Error(), "without NUL") {
+				t.Errorf("set state %q: %v", k, err)
+			}
+		}
+	})
+}
+
+// A bbolt store from before the stores refused NUL characters, holding
+// such records, is refused for a copy to PostgreSQL before anything is
+// copied, each record named.
+func TestCopyDBRefusesWhatPGCannotHold(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{})
+	ok(t, err)
+	must[Change](t)(db.AddChange(Change{Author: "fine"}))
+	c := must[Change](t)(db.AddChange(Change{Author: "x"}))
+	ok(t, db.bolt.Update(func(tx *bolt.Tx) error {
+		c.Author = "a\x00b" // as an older gbb stored it
+		if err := put(tx, bucketChange, c.ID, &c); err != nil {
+			return err
+		}
+		return bucket(tx, bucketObjectState).Put(stateKey("src", "k\x00"), []byte(`1`))
+	}))
+	ok(t, db.Close())
+	to := pg.NewDatabase(t)
+	_, err = CopyDB(context.Background(), path, to, CopyOptions{})
+	for _, want := range []string{"2 records PostgreSQL cannot hold", "changes 2: a NUL character in its record",
+		`object state "src\x00k\x00": its key "k\x00" is no UTF-8 text`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("copy of a store holding NUL characters: %v, want %q", err, want)
+		}
+	}
+	p, err := OpenPG(to, Options{})
+	ok(t, err)
+	defer p.Close()
+	if n := must[int](t)(p.CountChanges(ChangeFilter{})); n != 0 {
+		t.Errorf("%d changes copied before the refusal", n)
+	}
+	// bbolt holds them: a copy to bbolt goes.
+	copyOK(t, path, filepath.Join(t.TempDir(), "copy.db"))
+}
+
+// One database under two URLs (127.0.0.1 and localhost) is one store.
+func TestCopyDBSameDatabaseOtherURL(t *testing.T) {
+	from := pg.NewDatabase(t)
+	p, err := OpenPG(from, Options{})
+	ok(t, err)
+	must[Change](t)(p.AddChange(Change{Author: "a"}))
+	ok(t, p.Close())
+	to := strings.Replace(from, "127.0.0.1", "localhost", 1)
+	if to == from {
+		t.Fatalf("URL %s names no 127.0.0.1", from)
+	}
+	_, err = CopyDB(context.Background(), from, to, CopyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "are the same store") {
+		t.Fatalf("copy of a database into itself under another URL: %v", err)
+	}
+	// The mark is gone, and another database is no same store.
+	other := pg.NewDatabase(t)
+	copyOK(t, from, other)
+	p, err = OpenPG(from, Options{})
+	ok(t, err)
+	defer p.Close()
+	var left bool
+	ok(t, p.pool.QueryRow(context.Background(), `SELECT to_regclass('gbb_copy_db_mark') IS NOT NULL`).Scan(&left))
+	if left {
+		t.Error("copy-db left its mark table in the source")
+	}
+}
