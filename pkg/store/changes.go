@@ -287,18 +287,19 @@ func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 			if f.Limit > 0 && len(out) >= f.Limit {
 				break
 			}
-			var ch Change
-			if err := json.Unmarshal(v, &ch); err != nil {
-				return fmt.Errorf("decode change %d: %w", btoi(k), err)
-			}
-			if f.Branch != "" && ch.Branch != f.Branch ||
-				f.Repository != "" && ch.Repository != f.Repository ||
-				f.Project != "" && ch.Project != f.Project {
+			if match, err := f.matches(k, v); err != nil || !match {
+				if err != nil {
+					return err
+				}
 				continue
 			}
 			if skip > 0 {
 				skip--
 				continue
+			}
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode change %d: %w", btoi(k), err)
 			}
 			out = append(out, ch)
 		}
@@ -322,15 +323,11 @@ func (db *DB) CountChanges(f ChangeFilter) (int, error) {
 		}
 		n = 0
 		return bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
-			var ch Change
-			if err := json.Unmarshal(v, &ch); err != nil {
-				return fmt.Errorf("decode change %d: %w", btoi(k), err)
-			}
-			if (f.Branch == "" || ch.Branch == f.Branch) && (f.Repository == "" || ch.Repository == f.Repository) &&
-				(f.Project == "" || ch.Project == f.Project) {
+			match, err := f.matches(k, v)
+			if match {
 				n++
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {
