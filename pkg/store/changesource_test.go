@@ -13,7 +13,7 @@ func TestSourceOf(t *testing.T) {
 	var vals [][]byte
 	for i, s := range tricky {
 		c := Change{ID: int64(i), Author: s, Comments: s + s, Files: []string{s, "f"}, Branch: s, Repository: s + "r", Project: "p" + s,
-			Properties: Properties{s: {Value: json.RawMessage(`{"a":["` + "]" + `",{"Branch":"no"}]}`), Source: s}},
+			Properties:      Properties{s: {Value: json.RawMessage(`{"a":["` + "]" + `",{"Branch":"no"}]}`), Source: s}},
 			ParentChangeIDs: []int64{1, 2}}
 		b, err := json.Marshal(c)
 		ok(t, err)

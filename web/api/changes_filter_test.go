@@ -81,7 +81,7 @@ func TestChangesFilteredByStore(t *testing.T) {
 		{"project=q", store.ChangeFilter{Project: "q"}},
 		{"project=q&order=-revision&limit=2", store.ChangeFilter{Project: "q"}},
 		{"branch=dev&author=a&limit=2", store.ChangeFilter{Branch: "dev"}},
-		{"branch=null&limit=10", store.ChangeFilter{}},   // also the changes without a branch
+		{"branch=null&limit=10", store.ChangeFilter{}}, // also the changes without a branch
 		{"branch=null&project=p", store.ChangeFilter{Project: "p"}},
 		{"branch=main&branch=dev", store.ChangeFilter{}}, // branch__in
 	} {
