@@ -138,6 +138,9 @@ func TestPGJSONErrorNoPanic(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "year outside of range") {
 		t.Fatalf("storing a time out of JSON's range: %v", err)
 	}
+	if len(err.Error()) > 400 {
+		t.Errorf("the error prints the record: %v", err)
+	}
 	if n := must[int](t)(p.CountChanges(ChangeFilter{})); n != 0 {
 		t.Errorf("%d changes stored", n)
 	}

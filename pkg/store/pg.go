@@ -450,6 +450,10 @@ func pgJSON(v any) pgJSONArg { return pgJSONArg{v} }
 // pgJSONArg is a value sent as its JSON (see pgJSON).
 type pgJSONArg struct{ v any }
 
+// GoString keeps an error about the argument short: pgx's names the
+// value with %#v, which would print the whole record.
+func (a pgJSONArg) GoString() string { return fmt.Sprintf("the JSON of a %T", a.v) }
+
 // Value is the JSON, for pgx.
 func (a pgJSONArg) Value() (driver.Value, error) { return pgJSONBytes(a.v) }
 
