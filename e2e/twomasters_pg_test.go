@@ -465,7 +465,8 @@ worker_names = ["w1", "w2"]
 
 // TestMasterPresumedDeadComesBack: the leader hangs (SIGSTOP) mid-build
 // longer than master_timeout: the other master, which does not lead,
-// presumes it dead, ends its build RETRY and runs the request again. When
+// presumes it dead, ends its build RETRY and runs the request again, and
+// takes the lead (the hung master's database sessions were ended). When
 // the hung master resumes, it finds itself presumed dead, records nothing
 // more of its build, and starts afresh: it is active again, one master
 // leads, and the request ended once, SUCCESS, with the hung master's build
@@ -551,6 +552,9 @@ func TestMasterPresumedDeadComesBack(t *testing.T) {
 			t.Errorf("master a still shown active after it was presumed dead: %+v", m)
 		}
 	}
+	// The hung leader's database sessions were ended when it was
+	// presumed dead: its lock is free, and b leads while a still hangs.
+	waitFor(t, "master b to lead while master a hangs", time.Minute, func() bool { return leader(b) == bID })
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

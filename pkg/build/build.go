@@ -57,7 +57,7 @@ func (b *build) run(ctx context.Context) {
 	})
 	if err != nil {
 		b.log.Error("start build", "err", err)
-		if err := st.UnclaimBuildRequest(b.req.ID); err != nil {
+		if err := st.UnclaimBuildRequestOf(b.req.ID, b.e.masterID); err != nil {
 			b.log.Error("unclaim request", "err", err)
 		}
 		return
@@ -99,12 +99,19 @@ func (b *build) finish(results int) {
 		return
 	}
 	b.check(st.EndBuild(b.id, summary, results, time.Now()))
-	if b.requestOurs() {
-		if results == store.Retry {
-			b.check(st.UnclaimBuildRequest(b.req.ID))
-		} else {
-			b.check(st.CompleteBuildRequest(b.req.ID, results, time.Now()))
-		}
+	// The request is released or completed only while this master still
+	// claims it: another master that presumed this one dead may have
+	// released it, and run it again, since.
+	var err error
+	if results == store.Retry {
+		err = st.UnclaimBuildRequestOf(b.req.ID, b.e.masterID)
+	} else {
+		err = st.CompleteBuildRequestOf(b.req.ID, b.e.masterID, results, time.Now())
+	}
+	if errors.Is(err, store.ErrClaimed) {
+		b.log.Warn("the build's request is no longer this master's: left as it is", "err", err)
+	} else {
+		b.check(err)
 	}
 	b.e.buildFinished()
 	b.log.Info("build finished", "results", ResultName(results))
@@ -120,18 +127,6 @@ func (b *build) stillOurs() bool {
 		return true // an unreadable build is ended as usual
 	}
 	b.log.Warn("build ended by another master meanwhile (it presumed this one dead): its end is not recorded", "results", ResultName(bld.Results))
-	return false
-}
-
-// requestOurs reports whether the build's request is still claimed by this
-// master: another master that presumed this one dead released it, and may
-// run it again already.
-func (b *build) requestOurs() bool {
-	br, err := b.e.st.BuildRequest(b.req.ID)
-	if err != nil || (br.Claimed && br.ClaimedByMasterID == b.e.masterID && !br.Complete) {
-		return true
-	}
-	b.log.Warn("the build's request is no longer this master's: left as it is", "claimed_by", br.ClaimedByMasterID, "complete", br.Complete)
 	return false
 }
 

@@ -66,7 +66,7 @@ func (e *Engine) collapse(reqs []store.BuildRequest, names map[int64]string) ([]
 			}
 			return nil, err
 		}
-		if err := e.st.CompleteBuildRequest(r.ID, store.Skipped, now); err != nil {
+		if err := e.st.CompleteBuildRequestOf(r.ID, e.masterID, store.Skipped, now); err != nil {
 			return nil, err
 		}
 		e.log.Info("build request collapsed into a newer one", "buildrequest", r.ID, "into", newer)

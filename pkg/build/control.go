@@ -164,7 +164,7 @@ func (e *Engine) CancelBuildRequest(ctx context.Context, brid int64, reason stri
 	err = e.st.ClaimBuildRequest(brid, e.masterID, time.Now())
 	switch {
 	case err == nil:
-		if err := e.st.CompleteBuildRequest(brid, store.Cancelled, time.Now()); err != nil {
+		if err := e.st.CompleteBuildRequestOf(brid, e.masterID, store.Cancelled, time.Now()); err != nil {
 			return fmt.Errorf("cancel buildrequest %d: %w", brid, err)
 		}
 		e.log.Info("build request cancelled", "buildrequest", brid, "reason", reason)

@@ -33,8 +33,11 @@ type Store interface {
 	BuildRequests(f store.BuildRequestFilter) ([]store.BuildRequest, error)
 	PendingBuildRequests(limits map[int64]int) ([]store.BuildRequest, error)
 	ClaimBuildRequest(id, masterID int64, at time.Time) error
-	UnclaimBuildRequest(id int64) error
-	CompleteBuildRequest(id int64, results int, at time.Time) error
+	// UnclaimBuildRequestOf and CompleteBuildRequestOf act only on a
+	// request this master still claims (else store.ErrClaimed): another
+	// master that presumed this one dead may have released it.
+	UnclaimBuildRequestOf(id, masterID int64) error
+	CompleteBuildRequestOf(id, masterID int64, results int, at time.Time) error
 
 	AddBuild(nb store.NewBuild) (store.Build, error)
 	Build(id int64) (store.Build, error)
@@ -348,7 +351,7 @@ func (e *Engine) Recover() error {
 			return fmt.Errorf("recover request %d: %w", r.ID, err)
 		}
 		if len(running) == 0 {
-			if err := e.st.UnclaimBuildRequest(r.ID); err != nil {
+			if err := e.st.UnclaimBuildRequestOf(r.ID, e.masterID); err != nil && !errors.Is(err, store.ErrClaimed) {
 				return fmt.Errorf("recover request %d: %w", r.ID, err)
 			}
 		}

@@ -640,7 +640,7 @@ func (e *Engine) stopPending(bld store.Build, reason string) bool {
 	check(e.st.DeleteResumePoint(bld.ID))
 	check(e.st.SetBuildStateString(bld.ID, buildSummary(store.Cancelled)+" ("+reason+")"))
 	check(e.st.FinishBuild(bld.ID, store.Cancelled, now))
-	check(e.st.CompleteBuildRequest(bld.BuildRequestID, store.Cancelled, now))
+	check(e.st.CompleteBuildRequestOf(bld.BuildRequestID, e.masterID, store.Cancelled, now))
 	e.takeHeld(bld.ID).release()
 	e.buildFinished()
 	return true

@@ -83,9 +83,15 @@ func checkDBURL(s string) string {
 	scheme, path, found := strings.Cut(s, ":")
 	switch {
 	case !found || scheme != "bbolt":
-		what := `"` + s + `"`
-		if found && strings.HasPrefix(path, "//") {
-			what = `"` + scheme + `://…"` // it may hold a password
+		// Only a plain scheme is shown: the rest (a libpq "host=…
+		// password=…" string, "postgresql:user:pw@host/db") may hold a
+		// password.
+		what := "this value"
+		if found && scheme != "" && strings.Trim(scheme, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") == "" {
+			what = `"` + scheme + `:…"`
+			if strings.HasPrefix(path, "//") {
+				what = `"` + scheme + `://…"`
+			}
 		}
 		return "unsupported database " + what + `: "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`
 	case path == "":

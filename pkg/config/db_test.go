@@ -228,3 +228,50 @@ func TestDocsPostgreSQL(t *testing.T) {
 		t.Errorf("docs/postgresql.md has %d [db] examples, want 1", found)
 	}
 }
+
+// TestDBURLPasswordNeverEchoed: a [db] url that is not a URL gbb takes
+// may still hold a password (a libpq keyword string, a URL without its
+// two slashes): the error names only its scheme.
+func TestDBURLPasswordNeverEchoed(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"host=127.0.0.1 port=5432 user=gbb password=TOPSECRET23 dbname=gbb",
+		"postgresql:gbb:TOPSECRET22@x/gbb",
+		"mysql://gbb:TOPSECRET21@x/gbb",
+	} {
+		_, err := Parse("master.toml", []byte("[db]\nurl = \""+u+"\"\n"))
+		if err == nil {
+			t.Errorf("%q accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "TOPSECRET") {
+			t.Errorf("%q: the error shows the password: %v", u, err)
+		}
+	}
+}
+
+// TestDBURLPasswordReadable: a master.toml that others may read and whose
+// [db] url holds a password is warned about, as inline worker passwords.
+func TestDBURLPasswordReadable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		warn bool
+	}{
+		{"postgresql://gbb:s3cret@db/gbb", true},
+		{"postgresql://gbb@db/gbb?password=s3cret", true},
+		{"postgresql://gbb@db/gbb", false},
+	} {
+		path := filepath.Join(t.TempDir(), "master.toml")
+		if err := os.WriteFile(path, []byte("[db]\nurl = \""+tc.url+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w := readableSecrets(path)
+		if got := strings.Contains(w, "db.url"); got != tc.warn {
+			t.Errorf("%s: warning %q, want one about db.url: %v", tc.url, w, tc.warn)
+		}
+		if strings.Contains(w, "s3cret") {
+			t.Errorf("the warning shows the password: %s", w)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -142,7 +143,8 @@ func readableSecrets(path string) string {
 	if err != nil || fi.Mode().Perm()&0o077 == 0 {
 		return ""
 	}
-	md, err := toml.DecodeFile(path, new(map[string]any))
+	var doc map[string]any
+	md, err := toml.DecodeFile(path, &doc)
 	if err != nil {
 		return ""
 	}
@@ -152,6 +154,11 @@ func readableSecrets(path string) string {
 		if name := k.String(); inlineSecretKeys[k[len(k)-1]] && !seen[name] {
 			seen[name] = true
 			keys = append(keys, name)
+		}
+	}
+	if db, ok := doc["db"].(map[string]any); ok {
+		if u, ok := db["url"].(string); ok && dbURLHasPassword(u) {
+			keys = append(keys, "db.url (a PostgreSQL password: ~/.pgpass or PGPASSWORD keep it out)")
 		}
 	}
 	if len(keys) == 0 {
@@ -258,4 +265,18 @@ func (a Auth) mixedCosts() string {
 	}
 	return fmt.Sprintf("the users' bcrypt hashes have different costs (%s): a login takes as long as its user's cost, and a name that exists in no table is checked at one cost, so the time a refused login takes tells that a user of another cost exists; rehash every password at one cost with `gbb-master hashpw -cost N`",
 		strings.Join(parts, "; "))
+}
+
+// dbURLHasPassword says whether a [db] url carries a password, in its user
+// part or as ?password=.
+func dbURLHasPassword(s string) bool {
+	if !IsPostgresURL(s) {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return true // it may; it is not shown
+	}
+	_, set := u.User.Password()
+	return set || u.Query().Has("password")
 }

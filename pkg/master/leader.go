@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,11 +28,13 @@ import (
 // one master is the leader from its start.
 //
 // Each master also records that it is alive every heartbeat_interval
-// (SetMasterActive). Every master (the leader, and the others, for a
+// (Heartbeat). Every master (the leader, and the others, for a
 // leader that hangs with its session and lock) presumes a master silent
-// for master_timeout dead: its builds end RETRY and its requests run again
-// elsewhere (AbandonBuilds), its workers are marked disconnected from it,
-// it leaves its builders, and it is marked inactive. A master that was
+// for master_timeout dead, in one store transaction (ExpireMaster): its
+// builds end RETRY and its requests run again elsewhere, its workers are
+// marked disconnected from it, it leaves its builders, and it is marked
+// inactive; on PostgreSQL its database sessions are then ended, so that a
+// hung leader loses the lock and another leads. A master that was
 // only slow finds itself marked inactive (the masters/N/stopped event, or
 // its row when it next beats): it fences its engine (its builds stop at
 // once and record nothing more, their requests being another master's
@@ -173,17 +174,18 @@ func (c *cluster) declaredDead() error {
 }
 
 // heartbeat records that this master is alive, unless the others have
-// marked it inactive meanwhile (then it returns ErrDeclaredDead).
+// marked it inactive meanwhile (then it returns ErrDeclaredDead): the
+// store writes it only while the master is active, so that a beat racing
+// the reaper cannot bring an expired master back.
 func (c *cluster) heartbeat() error {
-	ms, err := c.st.Masters()
+	alive, err := c.st.Heartbeat(c.id)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(ms, func(m store.Master) bool { return m.ID == c.id })
-	if i < 0 || !ms[i].Active {
+	if !alive {
 		return ErrDeclaredDead
 	}
-	return c.st.SetMasterActive(c.id, true, c.now())
+	return nil
 }
 
 // watchSelf closes dead when the store says this master stopped while it
@@ -267,70 +269,37 @@ func (c *cluster) tell(leading bool) {
 	}
 }
 
-// reap presumes dead every other active master silent for the timeout
-// (several masters may do it at once: each step is idempotent):
-// its builds end RETRY and its claimed requests run again, its workers are
-// disconnected from it, it leaves its builders and workers, and it is
-// marked inactive last, so that a leader stopped halfway leaves it for the
-// next one to finish.
+// reap presumes dead every other active master silent for the timeout,
+// by the store's clock (the database's on PostgreSQL, so that the masters'
+// hosts' clocks may differ): ExpireMaster, in one transaction, ends its
+// builds RETRY and releases its claimed requests, disconnects its workers
+// from it, takes it off its builders and workers and marks it inactive,
+// and only if it has not beaten meanwhile (several masters may reap at
+// once: one expires it). On PostgreSQL it also ends the dead master's
+// database sessions, so that a hung leader loses the lock.
 func (c *cluster) reap() {
 	ms, err := c.st.Masters()
 	if err != nil {
 		c.log.Error("list masters", "err", err)
 		return
 	}
-	now := c.now()
+	now, err := c.st.Now()
+	if err != nil {
+		c.log.Error("read the store's clock", "err", err)
+		return
+	}
 	for _, m := range ms {
 		if m.ID == c.id || !m.Active || now.Sub(m.LastSeen) < c.timeout {
 			continue
 		}
 		log := c.log.With("dead_master", m.ID, "name", m.Name, "last_seen", m.LastSeen.UTC().Format(time.RFC3339))
-		if err := c.expire(m, now); err != nil {
+		expired, err := c.st.ExpireMaster(m.ID, now.Add(-c.timeout), now)
+		if err != nil {
 			log.Error("presume a silent master dead", "err", err)
 			continue
 		}
-		log.Warn("a master silent longer than master_timeout is presumed dead: its builds end RETRY and its requests run again", "master_timeout", c.timeout)
-	}
-}
-
-// expire does reap's work for master m.
-func (c *cluster) expire(m store.Master, now time.Time) error {
-	ended, err := c.st.AbandonBuilds(m.ID, now)
-	if err != nil {
-		return err
-	}
-	if len(ended) > 0 {
-		c.log.Info("builds of a dead master end RETRY", "dead_master", m.ID, "builds", ended)
-	}
-	workers, err := c.st.Workers()
-	if err != nil {
-		return err
-	}
-	for _, w := range workers {
-		if slices.Contains(w.ConnectedTo, m.ID) {
-			if err := c.st.WorkerDisconnected(w.ID, m.ID); err != nil {
-				return err
-			}
-		}
-		if slices.ContainsFunc(w.ConfiguredOn, func(bm store.BuilderMaster) bool { return bm.MasterID == m.ID }) {
-			on := slices.DeleteFunc(slices.Clone(w.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == m.ID })
-			if err := c.st.SetWorkerConfiguredOn(w.ID, on); err != nil {
-				return err
-			}
+		if expired {
+			log.Warn("a master silent longer than master_timeout is presumed dead: its builds end RETRY and its requests run again", "master_timeout", c.timeout)
 		}
 	}
-	builders, err := c.st.Builders()
-	if err != nil {
-		return err
-	}
-	for _, b := range builders {
-		if slices.Contains(b.MasterIDs, m.ID) {
-			ids := slices.DeleteFunc(slices.Clone(b.MasterIDs), func(id int64) bool { return id == m.ID })
-			if err := c.st.UpdateBuilder(b.ID, b.Description, b.Tags, ids); err != nil {
-				return err
-			}
-		}
-	}
-	// Its last_active stays when it was last heard of.
-	return c.st.SetMasterActive(m.ID, false, m.LastSeen)
 }

@@ -466,11 +466,12 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
 		}
-		// The other masters sharing the store keep their place.
-		masters := slices.DeleteFunc(slices.Clone(sb.MasterIDs), func(id int64) bool { return id == ms.ID })
-		masters = append(masters, ms.ID)
-		slices.Sort(masters)
-		if err := st.UpdateBuilder(sb.ID, b.Description, b.Tags, masters); err != nil {
+		if err := st.SetBuilderInfo(sb.ID, b.Description, b.Tags); err != nil {
+			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
+		}
+		// The other masters sharing the store keep their place, even
+		// those starting at the same time.
+		if err := st.SetBuilderOnMaster(sb.ID, ms.ID, true); err != nil {
 			return 0, fmt.Errorf("register builder %s: %w", b.Name, err)
 		}
 		for _, w := range b.WorkerNames {
@@ -486,8 +487,10 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 		if slices.ContainsFunc(cfg.Builders, func(c config.Builder) bool { return c.Name == b.Name }) {
 			continue
 		}
-		masters := slices.DeleteFunc(slices.Clone(b.MasterIDs), func(id int64) bool { return id == ms.ID })
-		if err := st.UpdateBuilder(b.ID, b.Description, b.Tags, masters); err != nil {
+		if !slices.Contains(b.MasterIDs, ms.ID) {
+			continue
+		}
+		if err := st.SetBuilderOnMaster(b.ID, ms.ID, false); err != nil {
 			return 0, fmt.Errorf("unregister builder %s: %w", b.Name, err)
 		}
 	}
@@ -497,8 +500,7 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
 		}
 		// The other masters sharing the store keep theirs.
-		others := slices.DeleteFunc(slices.Clone(sw.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == ms.ID })
-		if err := st.SetWorkerConfiguredOn(sw.ID, append(others, on[w.Name]...)); err != nil {
+		if err := st.SetWorkerConfiguredOnMaster(sw.ID, ms.ID, on[w.Name]); err != nil {
 			return 0, fmt.Errorf("register worker %s: %w", w.Name, err)
 		}
 	}
@@ -511,9 +513,8 @@ func (m *Master) sync(st store.Store, cfg *config.Config) (int64, error) {
 		if slices.ContainsFunc(cfg.Workers, func(c config.Worker) bool { return c.Name == w.Name }) {
 			continue
 		}
-		on := slices.DeleteFunc(slices.Clone(w.ConfiguredOn), func(bm store.BuilderMaster) bool { return bm.MasterID == ms.ID })
-		if len(on) != len(w.ConfiguredOn) {
-			if err := st.SetWorkerConfiguredOn(w.ID, on); err != nil {
+		if slices.ContainsFunc(w.ConfiguredOn, func(bm store.BuilderMaster) bool { return bm.MasterID == ms.ID }) {
+			if err := st.SetWorkerConfiguredOnMaster(w.ID, ms.ID, nil); err != nil {
 				return 0, fmt.Errorf("unregister worker %s: %w", w.Name, err)
 			}
 		}

@@ -257,32 +257,9 @@ func (db *DB) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	t = at(t)
 	var ended []int64
 	a := abandoned{outbox: db.outboxOn()}
-	err := db.update(func(tx *bolt.Tx) error {
-		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
-		if err != nil {
-			return err
-		}
-		for _, b := range builds {
-			if b.MasterID != masterID {
-				continue
-			}
-			if err := a.build(tx, b, t); err != nil {
-				return err
-			}
-			ended = append(ended, b.ID)
-		}
-		for _, brid := range claimedBy(tx, masterID) {
-			br, err := get[BuildRequest](tx, bucketRequest, brid)
-			if err != nil {
-				return err
-			}
-			if br.Claimed && br.ClaimedByMasterID == masterID {
-				if err := a.request(tx, br); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+	err := db.update(func(tx *bolt.Tx) (err error) {
+		ended, err = a.master(tx, masterID, t)
+		return err
 	}, a.publish)
 	if err != nil {
 		return nil, fmt.Errorf("abandon builds of master %d: %w", masterID, err)
@@ -339,6 +316,38 @@ func (a *abandoned) build(tx *bolt.Tx, b Build, t time.Time) error {
 	}
 	a.finished = append(a.finished, fb)
 	return nil
+}
+
+// master ends every incomplete build of masterID with Retry at t and
+// unclaims every incomplete request it claimed, returning the builds'
+// ids: AbandonBuilds' work, in tx.
+func (a *abandoned) master(tx *bolt.Tx, masterID int64, t time.Time) ([]int64, error) {
+	var ended []int64
+	builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range builds {
+		if b.MasterID != masterID {
+			continue
+		}
+		if err := a.build(tx, b, t); err != nil {
+			return nil, err
+		}
+		ended = append(ended, b.ID)
+	}
+	for _, brid := range claimedBy(tx, masterID) {
+		br, err := get[BuildRequest](tx, bucketRequest, brid)
+		if err != nil {
+			return nil, err
+		}
+		if br.Claimed && br.ClaimedByMasterID == masterID {
+			if err := a.request(tx, br); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ended, nil
 }
 
 // request unclaims br, so that it runs again.

@@ -476,10 +476,23 @@ func unclaim(br *BuildRequest) {
 
 // UnclaimBuildRequest releases the claim on a request so that it can run
 // again. It does nothing to a complete request.
-func (db *DB) UnclaimBuildRequest(id int64) error {
+func (db *DB) UnclaimBuildRequest(id int64) error { return db.unclaimRequest(id, 0) }
+
+// UnclaimBuildRequestOf is UnclaimBuildRequest for the master masterID's
+// build: it returns an error wrapping ErrClaimed, changing nothing, unless
+// masterID still claims the request (another master that presumed it dead
+// may have released it, and run it again, meanwhile).
+func (db *DB) UnclaimBuildRequestOf(id, masterID int64) error { return db.unclaimRequest(id, masterID) }
+
+// unclaimRequest is UnclaimBuildRequest, or UnclaimBuildRequestOf when
+// masterID is not 0.
+func (db *DB) unclaimRequest(id, masterID int64) error {
 	var out BuildRequest
 	err := db.batch(func(tx *bolt.Tx) error {
 		return modify(tx, bucketRequest, id, func(br *BuildRequest) error {
+			if err := claimedByCheck(*br, masterID); err != nil {
+				return err
+			}
 			if !br.Complete {
 				unclaim(br)
 			}
@@ -503,6 +516,34 @@ func (db *DB) UnclaimBuildRequest(id int64) error {
 // request of its buildset is complete, the buildset completes too, with the
 // worst of their results.
 func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
+	return db.completeRequest(id, 0, results, t)
+}
+
+// CompleteBuildRequestOf is CompleteBuildRequest for the master masterID's
+// build: it returns an error wrapping ErrClaimed, changing nothing, unless
+// masterID still claims the request.
+func (db *DB) CompleteBuildRequestOf(id, masterID int64, results int, t time.Time) error {
+	return db.completeRequest(id, masterID, results, t)
+}
+
+// claimedByCheck returns an error wrapping ErrClaimed when masterID is not
+// 0 and does not claim br (incomplete).
+func claimedByCheck(br BuildRequest, masterID int64) error {
+	if masterID == 0 || (br.Claimed && br.ClaimedByMasterID == masterID && !br.Complete) {
+		return nil
+	}
+	if br.Complete {
+		return fmt.Errorf("complete already, not claimed by master %d: %w", masterID, ErrClaimed)
+	}
+	if br.Claimed {
+		return fmt.Errorf("claimed by master %d, not %d: %w", br.ClaimedByMasterID, masterID, ErrClaimed)
+	}
+	return fmt.Errorf("not claimed by master %d: %w", masterID, ErrClaimed)
+}
+
+// completeRequest is CompleteBuildRequest, or CompleteBuildRequestOf when
+// masterID is not 0.
+func (db *DB) completeRequest(id, masterID int64, results int, t time.Time) error {
 	t = at(t)
 	var (
 		req      BuildRequest
@@ -513,6 +554,9 @@ func (db *DB) CompleteBuildRequest(id int64, results int, t time.Time) error {
 		bsClosed = false
 		var bsid int64
 		err := modify(tx, bucketRequest, id, func(br *BuildRequest) error {
+			if err := claimedByCheck(*br, masterID); err != nil {
+				return err
+			}
 			if br.Complete {
 				return fmt.Errorf("already complete: %w", ErrClaimed)
 			}

@@ -32,17 +32,23 @@ type Store interface {
 
 	EnsureMaster(name string) (Master, error)
 	SetMasterActive(id int64, active bool, seen time.Time) error
+	Now() (time.Time, error)
+	Heartbeat(id int64) (alive bool, err error)
+	ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error)
 	SetMasterWorkerCert(id int64, notAfter time.Time) error
 	Masters() ([]Master, error)
 
 	EnsureBuilder(name string) (Builder, error)
 	UpdateBuilder(id int64, description string, tags []string, masterIDs []int64) error
+	SetBuilderOnMaster(builderID, masterID int64, on bool) error
+	SetBuilderInfo(id int64, description string, tags []string) error
 	Builders() ([]Builder, error)
 	Builder(id int64) (Builder, error)
 	BuilderByName(name string) (Builder, error)
 
 	EnsureWorker(name string) (Worker, error)
 	SetWorkerConfiguredOn(id int64, on []BuilderMaster) error
+	SetWorkerConfiguredOnMaster(workerID, masterID int64, on []BuilderMaster) error
 	WorkerConnected(id, masterID int64, info map[string]string) error
 	WorkerDisconnected(id, masterID int64) error
 	SetWorkerPaused(id int64, paused, graceful bool) error
@@ -75,6 +81,8 @@ type Store interface {
 	ClaimBuildRequest(id, masterID int64, t time.Time) error
 	UnclaimBuildRequest(id int64) error
 	CompleteBuildRequest(id int64, results int, t time.Time) error
+	UnclaimBuildRequestOf(id, masterID int64) error
+	CompleteBuildRequestOf(id, masterID int64, results int, t time.Time) error
 
 	AddBuild(nb NewBuild) (Build, error)
 	Build(id int64) (Build, error)

@@ -292,3 +292,226 @@ func (db *DB) WorkerByName(name string) (Worker, error) {
 	}
 	return w, nil
 }
+
+// Now is the store's clock, by which Heartbeat records when a master was
+// last seen and the masters compare it with master_timeout: on bbolt,
+// whose masters share one host, this host's.
+func (db *DB) Now() (time.Time, error) { return time.Now().UTC(), nil }
+
+// Heartbeat records that master id is alive, seen now by the store's
+// clock (see Now). alive is false, and nothing is written, when the
+// master is inactive: it stopped, or the others presumed it dead
+// (ExpireMaster), and a heartbeat must not bring it back.
+func (db *DB) Heartbeat(id int64) (alive bool, err error) {
+	var out Master
+	now := time.Now().UTC()
+	err = db.update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketMaster, id, func(m *Master) error {
+			if alive = m.Active; !alive {
+				return errInactive
+			}
+			m.LastSeen = now
+			out = *m
+			return nil
+		})
+	}, func(e emit) { e.master("started", out) })
+	if errors.Is(err, errInactive) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("heartbeat of master %d: %w", id, err)
+	}
+	return true, nil
+}
+
+// errInactive ends the transaction of a heartbeat of an inactive master,
+// writing nothing.
+var errInactive = errors.New("store: master inactive")
+
+// ExpireMaster presumes master id dead, in one transaction, if it is still
+// active and was last seen before seenBefore (by the store's clock, see
+// Now): its incomplete builds end RETRY at now and its claimed requests
+// are released (as AbandonBuilds), its workers are disconnected from it,
+// it leaves its builders' and workers' masters, and it is marked inactive,
+// its last seen kept (the event masters/N/stopped). expired is false, and
+// nothing is written, when it beat meanwhile or another master expired it
+// first. On PostgreSQL its database sessions are then ended, so that the
+// locks it holds (the leader's) are freed even if it hangs.
+func (db *DB) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error) {
+	now = at(now)
+	var x expiry
+	x.a.outbox = db.outboxOn()
+	err = db.update(func(tx *bolt.Tx) error {
+		m, err := get[Master](tx, bucketMaster, id)
+		if err != nil {
+			return err
+		}
+		if !m.Active || !m.LastSeen.Before(seenBefore) {
+			return errInactive
+		}
+		if x.ended, err = x.a.master(tx, id, now); err != nil {
+			return err
+		}
+		ws, err := list[Worker](tx, bucketWorker)
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if nw, ok := x.worker(w, id); ok {
+				if err := put(tx, bucketWorker, nw.ID, &nw); err != nil {
+					return err
+				}
+			}
+		}
+		bs, err := list[Builder](tx, bucketBuilder)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if nb, ok := x.builder(b, id); ok {
+				if err := put(tx, bucketBuilder, nb.ID, &nb); err != nil {
+					return err
+				}
+			}
+		}
+		m.Active = false
+		x.master = m
+		return put(tx, bucketMaster, id, &m)
+	}, x.publish)
+	if errors.Is(err, errInactive) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("expire master %d: %w", id, err)
+	}
+	if len(x.ended) > 0 && x.a.outbox {
+		db.notifyOutbox()
+	}
+	return true, nil
+}
+
+// expiry gathers what ExpireMaster changed, to publish once committed.
+type expiry struct {
+	a        abandoned
+	ended    []int64
+	workers  []Worker // disconnected from the master
+	wupdated []Worker // left by the master, still connected to it
+	builders []Builder
+	master   Master
+}
+
+// worker returns w without master id, and whether it changed.
+func (x *expiry) worker(w Worker, id int64) (Worker, bool) {
+	connected := slices.Contains(w.ConnectedTo, id)
+	configured := slices.ContainsFunc(w.ConfiguredOn, func(bm BuilderMaster) bool { return bm.MasterID == id })
+	if !connected && !configured {
+		return w, false
+	}
+	w.ConnectedTo = slices.DeleteFunc(slices.Clone(w.ConnectedTo), func(m int64) bool { return m == id })
+	if len(w.ConnectedTo) == 0 {
+		w.ConnectedTo = nil
+	}
+	w.ConfiguredOn = slices.DeleteFunc(slices.Clone(w.ConfiguredOn), func(bm BuilderMaster) bool { return bm.MasterID == id })
+	if connected {
+		x.workers = append(x.workers, w)
+	} else {
+		x.wupdated = append(x.wupdated, w)
+	}
+	return w, true
+}
+
+// builder returns b without master id, and whether it changed.
+func (x *expiry) builder(b Builder, id int64) (Builder, bool) {
+	if !slices.Contains(b.MasterIDs, id) {
+		return b, false
+	}
+	b.MasterIDs = slices.DeleteFunc(slices.Clone(b.MasterIDs), func(m int64) bool { return m == id })
+	x.builders = append(x.builders, b)
+	return b, true
+}
+
+func (x *expiry) publish(e emit) {
+	x.a.publish(e)
+	for _, w := range x.workers {
+		e.worker("disconnected", w)
+	}
+	for _, w := range x.wupdated {
+		e.worker("update", w)
+	}
+	for _, b := range x.builders {
+		e.builder("update", b)
+	}
+	e.master("stopped", x.master)
+}
+
+// SetBuilderOnMaster adds masterID to the builder's masters (on) or removes
+// it, leaving the other masters' places: masters sharing the store each
+// record their own at once.
+func (db *DB) SetBuilderOnMaster(builderID, masterID int64, on bool) error {
+	var out Builder
+	err := db.update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketBuilder, builderID, func(b *Builder) error {
+			*b = builderOnMaster(*b, masterID, on)
+			out = *b
+			return nil
+		})
+	}, func(e emit) { e.builder("update", out) })
+	if err != nil {
+		return fmt.Errorf("set builder %d on master %d: %w", builderID, masterID, err)
+	}
+	return nil
+}
+
+// builderOnMaster returns b with masterID among its masters (sorted) or not.
+func builderOnMaster(b Builder, masterID int64, on bool) Builder {
+	ids := slices.DeleteFunc(slices.Clone(b.MasterIDs), func(id int64) bool { return id == masterID })
+	if on {
+		ids = append(ids, masterID)
+		slices.Sort(ids)
+	}
+	b.MasterIDs = ids
+	return b
+}
+
+// SetBuilderInfo replaces a builder's description and tags.
+func (db *DB) SetBuilderInfo(id int64, description string, tags []string) error {
+	var out Builder
+	err := db.update(func(tx *bolt.Tx) error {
+		return modify(tx, bucketBuilder, id, func(b *Builder) error {
+			b.Description, b.Tags = description, slices.Clone(tags)
+			out = *b
+			return nil
+		})
+	}, func(e emit) { e.builder("update", out) })
+	if err != nil {
+		return fmt.Errorf("update builder %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetWorkerConfiguredOnMaster replaces the builders of master masterID that
+// use a worker with on (each of masterID), leaving the other masters':
+// masters sharing the store each record their own at once.
+func (db *DB) SetWorkerConfiguredOnMaster(workerID, masterID int64, on []BuilderMaster) error {
+	if err := checkOnMaster(masterID, on); err != nil {
+		return err
+	}
+	return db.modifyWorker("set worker configured on master", "update", workerID, func(w *Worker) {
+		w.ConfiguredOn = configuredOnMaster(w.ConfiguredOn, masterID, on)
+	})
+}
+
+func checkOnMaster(masterID int64, on []BuilderMaster) error {
+	for _, bm := range on {
+		if bm.MasterID != masterID {
+			return fmt.Errorf("set worker configured on master %d: builder %d is given for master %d", masterID, bm.BuilderID, bm.MasterID)
+		}
+	}
+	return nil
+}
+
+// configuredOnMaster returns cur with masterID's entries replaced by on.
+func configuredOnMaster(cur []BuilderMaster, masterID int64, on []BuilderMaster) []BuilderMaster {
+	out := slices.DeleteFunc(slices.Clone(cur), func(bm BuilderMaster) bool { return bm.MasterID == masterID })
+	return append(out, on...)
+}

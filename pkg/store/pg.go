@@ -50,6 +50,12 @@ type PG struct {
 	onCommit func(time.Duration)
 	onLog    func(int)
 
+	// app is the application_name of this store's sessions: "gbb-master
+	// N" once the store's master (the first EnsureMaster) is known, so
+	// that ExpireMaster can end a hung master's sessions. Empty until then.
+	app    *atomic.Pointer[string] // shared with the pool's PrepareConn
+	selfID atomic.Int64            // the store's master's id; 0 until known
+
 	stop     context.CancelFunc // stops the listener
 	listened chan struct{}      // closed when the listener has ended
 	bigSent  atomic.Int64       // events sent through pg_events, to prune it now and then
@@ -94,6 +100,12 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var app atomic.Pointer[string]
+	cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
+		// A session that cannot be named (ended, say) is dropped, and
+		// the statement runs on another.
+		return pgSetApp(ctx, c, app.Load()) == nil, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -123,7 +135,7 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	rand.Read(id[:])
 	p := &PG{url: safe, pool: pool, log: logger, enc: enc, dec: dec, events: opts.Events,
 		origin: hex.EncodeToString(id[:]), onCommit: opts.OnCommit, onLog: opts.OnLog,
-		listened: make(chan struct{})}
+		listened: make(chan struct{}), app: &app}
 	p.order.cond.L = &p.order.mu
 	lctx, stop := context.WithCancel(context.Background())
 	p.stop = stop
@@ -244,9 +256,15 @@ func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(
 	wait := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		committing, err := p.tryUpdate(ctx, fn, publish)
+		var be beginError
 		switch {
 		case err == nil || ctx.Err() != nil:
 			return err
+		case errors.As(err, &be) && attempt < 20:
+			// The pooled session was ended (another master expired
+			// this one, see ExpireMaster, or the server restarted):
+			// nothing ran, try on another connection at once.
+			err = be.err
 		case retryable(err) && attempt < 20:
 			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 		case connectionLost(err) && (!committing || pgconn.SafeToRetry(err)):
@@ -277,7 +295,7 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	defer cancel()
 	tx, err := p.pool.BeginTx(stmt, pgx.TxOptions{})
 	if err != nil {
-		return false, err
+		return false, beginError{err}
 	}
 	defer tx.Rollback(context.Background())
 	if err := fn(stmt, tx); err != nil {
@@ -312,6 +330,13 @@ func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.
 	}
 	return true, nil
 }
+
+// beginError is a transaction that could not begin: nothing of it ran.
+type beginError struct{ err error }
+
+func (e beginError) Error() string { return e.err.Error() }
+
+func (e beginError) Unwrap() error { return e.err }
 
 // sequencer hands out tickets and lets their holders through one at a
 // time, in ticket order.

@@ -275,31 +275,11 @@ func (p *PG) AbandonBuilds(masterID int64, t time.Time) ([]int64, error) {
 	var ended []int64
 	a := abandoned{outbox: p.outboxOn()}
 	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
-		ended = nil
 		a = abandoned{outbox: a.outbox}
-		builds, err := pgList[Build](ctx, tx, "SELECT data FROM builds WHERE master_id = $1 AND NOT complete ORDER BY id FOR UPDATE", masterID)
+		var err error
+		ended, err = a.pgMaster(ctx, tx, masterID, t)
 		if err != nil {
 			return err
-		}
-		for _, b := range builds {
-			if b.Complete || b.MasterID != masterID {
-				continue
-			}
-			if err := a.pgBuild(ctx, tx, b, t); err != nil {
-				return err
-			}
-			ended = append(ended, b.ID)
-		}
-		brs, err := pgList[BuildRequest](ctx, tx, "SELECT data FROM buildrequests WHERE claimed_by = $1 AND NOT complete ORDER BY id FOR UPDATE", masterID)
-		if err != nil {
-			return err
-		}
-		for _, br := range brs {
-			if br.Claimed && br.ClaimedByMasterID == masterID && !br.Complete {
-				if err := a.pgRequest(ctx, tx, br); err != nil {
-					return err
-				}
-			}
 		}
 		return a.pgOutbox(ctx, tx)
 	}, a.publish)
@@ -393,6 +373,37 @@ func (a *abandoned) pgBuild(ctx context.Context, tx pgx.Tx, b Build, t time.Time
 	}
 	a.finished = append(a.finished, b)
 	return nil
+}
+
+// pgMaster is [abandoned.master] on PostgreSQL; the outbox entries wait
+// for pgOutbox.
+func (a *abandoned) pgMaster(ctx context.Context, tx pgx.Tx, masterID int64, t time.Time) ([]int64, error) {
+	var ended []int64
+	builds, err := pgList[Build](ctx, tx, "SELECT data FROM builds WHERE master_id = $1 AND NOT complete ORDER BY id FOR UPDATE", masterID)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range builds {
+		if b.Complete || b.MasterID != masterID {
+			continue
+		}
+		if err := a.pgBuild(ctx, tx, b, t); err != nil {
+			return nil, err
+		}
+		ended = append(ended, b.ID)
+	}
+	brs, err := pgList[BuildRequest](ctx, tx, "SELECT data FROM buildrequests WHERE claimed_by = $1 AND NOT complete ORDER BY id FOR UPDATE", masterID)
+	if err != nil {
+		return nil, err
+	}
+	for _, br := range brs {
+		if br.Claimed && br.ClaimedByMasterID == masterID && !br.Complete {
+			if err := a.pgRequest(ctx, tx, br); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ended, nil
 }
 
 // pgRequest is [abandoned.request] on PostgreSQL, br's row being locked.

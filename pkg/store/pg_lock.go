@@ -27,7 +27,11 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 	key := int32(h.Sum32())
 	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
+	cc := p.pool.Config().ConnConfig.Copy()
+	if app := p.app.Load(); app != nil {
+		cc.RuntimeParams["application_name"] = *app // see ExpireMaster
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s: %w", name, err)
 	}

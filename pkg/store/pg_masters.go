@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,10 +123,16 @@ func pgOne[T any](p *PG, table string, id int64) (T, error) {
 }
 
 // EnsureMaster is [DB.EnsureMaster].
+// Its last seen is the database's clock, as Heartbeat's. The first master
+// a store ensures is the one it serves: its sessions are named after it
+// from then on (see ExpireMaster).
 func (p *PG) EnsureMaster(name string) (Master, error) {
 	var m Master
-	now := time.Now().UTC()
 	err := p.update(func(ctx context.Context, tx pgx.Tx) (err error) {
+		now, err := pgNow(ctx, tx)
+		if err != nil {
+			return err
+		}
 		m, err = pgEnsure(ctx, tx, "masters", name, pgPutMaster,
 			func(id int64) Master { return Master{ID: id, Name: name, Active: true, LastSeen: now} },
 			func(m *Master) { m.Active, m.LastSeen = true, now })
@@ -134,7 +141,198 @@ func (p *PG) EnsureMaster(name string) (Master, error) {
 	if err != nil {
 		return Master{}, fmt.Errorf("ensure master %q: %w", name, err)
 	}
+	if p.selfID.CompareAndSwap(0, m.ID) {
+		app := pgAppName(m.ID)
+		p.app.Store(&app)
+	}
 	return m, nil
+}
+
+// pgAppName is the application_name of the sessions of master id's store.
+func pgAppName(id int64) string { return "gbb-master " + strconv.FormatInt(id, 10) }
+
+// pgSetApp names c's session app, unless it is so named already (or app
+// is nil: the store's master is not known yet).
+func pgSetApp(ctx context.Context, c *pgx.Conn, app *string) error {
+	if app == nil || c.PgConn().ParameterStatus("application_name") == *app {
+		return nil
+	}
+	_, err := c.Exec(ctx, "SELECT set_config('application_name', $1, false)", *app)
+	return err
+}
+
+// pgNow reads the database's clock: the masters' last seen are the
+// database's times, so that their hosts' clocks may differ.
+func pgNow(ctx context.Context, q pgTx) (time.Time, error) {
+	var t time.Time
+	err := q.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&t)
+	return t.UTC(), err
+}
+
+// Now is [DB.Now]: on PostgreSQL, the database server's clock.
+func (p *PG) Now() (time.Time, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	t, err := pgNow(ctx, p.pool)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the database's clock: %w", err)
+	}
+	return t, nil
+}
+
+// Heartbeat is [DB.Heartbeat], seen at the database's clock. The master's
+// row lock orders it with ExpireMaster: a master expired meanwhile stays
+// inactive and learns it here.
+func (p *PG) Heartbeat(id int64) (alive bool, err error) {
+	var out Master
+	err = p.update(func(ctx context.Context, tx pgx.Tx) error {
+		now, err := pgNow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return pgModify(ctx, tx, "masters", id, pgPutMaster, func(m *Master) error {
+			if !m.Active {
+				return errInactive
+			}
+			m.LastSeen = now
+			out = *m
+			return nil
+		})
+	}, func(e emit) { e.master("started", out) })
+	if errors.Is(err, errInactive) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("heartbeat of master %d: %w", id, err)
+	}
+	return true, nil
+}
+
+// ExpireMaster is [DB.ExpireMaster]. The master's row is locked first, so
+// that its heartbeat waits and then finds it inactive. Once committed, the
+// expired master's sessions (named "gbb-master N", see EnsureMaster) are
+// ended with pg_terminate_backend, so that the locks it holds (the
+// leader's) are freed even while it hangs; its listening session, unnamed,
+// stays, to tell it that it was expired. Ending another role's sessions
+// needs that role, or pg_signal_backend; the masters sharing a database
+// share its role, which is enough. A failure to end them is logged: the
+// master is expired all the same.
+func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error) {
+	now = at(now)
+	outbox := p.outboxOn()
+	var x expiry
+	err = p.update(func(ctx context.Context, tx pgx.Tx) error {
+		x = expiry{a: abandoned{outbox: outbox}}
+		m, err := pgGet[Master](ctx, tx, "masters", id, true)
+		if err != nil {
+			return err
+		}
+		if !m.Active || !m.LastSeen.Before(seenBefore) {
+			return errInactive
+		}
+		if x.ended, err = x.a.pgMaster(ctx, tx, id, now); err != nil {
+			return err
+		}
+		ws, err := pgList[Worker](ctx, tx, "SELECT data FROM workers ORDER BY id FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if nw, ok := x.worker(w, id); ok {
+				if err := pgPutWorker(ctx, tx, nw); err != nil {
+					return err
+				}
+			}
+		}
+		bs, err := pgList[Builder](ctx, tx, "SELECT data FROM builders ORDER BY id FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if nb, ok := x.builder(b, id); ok {
+				if err := pgPutBuilder(ctx, tx, nb); err != nil {
+					return err
+				}
+			}
+		}
+		m.Active = false
+		x.master = m
+		if err := pgPutMaster(ctx, tx, m); err != nil {
+			return err
+		}
+		return x.a.pgOutbox(ctx, tx)
+	}, x.publish)
+	if errors.Is(err, errInactive) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("expire master %d: %w", id, err)
+	}
+	if len(x.ended) > 0 && x.a.outbox {
+		p.notifyOutbox()
+	}
+	if id != p.selfID.Load() {
+		if n, err := p.terminate(id); err != nil {
+			p.log.Error("end the database sessions of an expired master: it may keep its locks (the leader's) while it hangs", "master", id, "err", err)
+		} else {
+			p.log.Info("ended the database sessions of an expired master", "master", id, "sessions", n)
+		}
+	}
+	return true, nil
+}
+
+// terminate ends the sessions of master id's store in this database.
+func (p *PG) terminate(id int64) (int, error) {
+	ctx, cancel := pgCtx()
+	defer cancel()
+	var n int
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`, pgAppName(id)).Scan(&n)
+	return n, err
+}
+
+// SetBuilderOnMaster is [DB.SetBuilderOnMaster]: the builder's row lock
+// orders masters recording their places at once.
+func (p *PG) SetBuilderOnMaster(builderID, masterID int64, on bool) error {
+	var out Builder
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "builders", builderID, pgPutBuilder, func(b *Builder) error {
+			*b = builderOnMaster(*b, masterID, on)
+			out = *b
+			return nil
+		})
+	}, func(e emit) { e.builder("update", out) })
+	if err != nil {
+		return fmt.Errorf("set builder %d on master %d: %w", builderID, masterID, err)
+	}
+	return nil
+}
+
+// SetBuilderInfo is [DB.SetBuilderInfo].
+func (p *PG) SetBuilderInfo(id int64, description string, tags []string) error {
+	var out Builder
+	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
+		return pgModify(ctx, tx, "builders", id, pgPutBuilder, func(b *Builder) error {
+			b.Description, b.Tags = description, slices.Clone(tags)
+			out = *b
+			return nil
+		})
+	}, func(e emit) { e.builder("update", out) })
+	if err != nil {
+		return fmt.Errorf("update builder %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetWorkerConfiguredOnMaster is [DB.SetWorkerConfiguredOnMaster]: the
+// worker's row lock orders masters recording theirs at once.
+func (p *PG) SetWorkerConfiguredOnMaster(workerID, masterID int64, on []BuilderMaster) error {
+	if err := checkOnMaster(masterID, on); err != nil {
+		return err
+	}
+	return p.modifyWorker("set worker configured on master", "update", workerID, func(w *Worker) {
+		w.ConfiguredOn = configuredOnMaster(w.ConfiguredOn, masterID, on)
+	})
 }
 
 // SetMasterActive is [DB.SetMasterActive].

@@ -146,10 +146,19 @@ func (p *PG) ClaimBuildRequest(id, masterID int64, t time.Time) error {
 }
 
 // UnclaimBuildRequest is [DB.UnclaimBuildRequest].
-func (p *PG) UnclaimBuildRequest(id int64) error {
+func (p *PG) UnclaimBuildRequest(id int64) error { return p.unclaimRequest(id, 0) }
+
+// UnclaimBuildRequestOf is [DB.UnclaimBuildRequestOf]: the request's row
+// lock orders it with the reaper's release of the request.
+func (p *PG) UnclaimBuildRequestOf(id, masterID int64) error { return p.unclaimRequest(id, masterID) }
+
+func (p *PG) unclaimRequest(id, masterID int64) error {
 	var out BuildRequest
 	err := p.update(func(ctx context.Context, tx pgx.Tx) error {
 		return pgModify(ctx, tx, "buildrequests", id, pgPutRequest, func(br *BuildRequest) error {
+			if err := claimedByCheck(*br, masterID); err != nil {
+				return err
+			}
 			if !br.Complete {
 				unclaim(br)
 			}
@@ -173,6 +182,16 @@ func (p *PG) UnclaimBuildRequest(id int64) error {
 // requests of a buildset at once, the second sees the first's and
 // completes the buildset.
 func (p *PG) CompleteBuildRequest(id int64, results int, t time.Time) error {
+	return p.completeRequest(id, 0, results, t)
+}
+
+// CompleteBuildRequestOf is [DB.CompleteBuildRequestOf]: the request's
+// row lock orders it with the reaper's release of the request.
+func (p *PG) CompleteBuildRequestOf(id, masterID int64, results int, t time.Time) error {
+	return p.completeRequest(id, masterID, results, t)
+}
+
+func (p *PG) completeRequest(id, masterID int64, results int, t time.Time) error {
 	t = at(t)
 	var (
 		req      BuildRequest
@@ -194,6 +213,9 @@ func (p *PG) CompleteBuildRequest(id int64, results int, t time.Time) error {
 			return err
 		}
 		err = pgModify(ctx, tx, "buildrequests", id, pgPutRequest, func(br *BuildRequest) error {
+			if err := claimedByCheck(*br, masterID); err != nil {
+				return err
+			}
 			if br.Complete {
 				return fmt.Errorf("already complete: %w", ErrClaimed)
 			}
