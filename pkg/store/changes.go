@@ -130,11 +130,17 @@ func addChanges(tx *bolt.Tx, changes []Change) ([]Change, error) {
 }
 
 func addChange(tx *bolt.Tx, c Change) (Change, error) {
+	c.When = at(c.When)
+	if err := c.valid(); err != nil {
+		return Change{}, err
+	}
 	var err error
 	if c.ID, err = nextID(tx, bucketChange); err != nil {
 		return Change{}, err
 	}
-	c.When = at(c.When)
+	if err := addCount(tx, countChanges, 1); err != nil {
+		return Change{}, err
+	}
 	c.Files = slices.Clone(c.Files)
 	c.Properties = maps.Clone(c.Properties)
 	c.cleanSource()
@@ -150,6 +156,60 @@ func addChange(tx *bolt.Tx, c Change) (Change, error) {
 		return Change{}, err
 	}
 	return c, nil
+}
+
+// ErrInvalidChange is the error, wrapped, of a change no store takes: a
+// NUL byte anywhere in it, or a time JSON cannot hold. Both stores refuse
+// the same changes with it (a change hook answers 400).
+var ErrInvalidChange = errors.New("store: invalid change")
+
+// valid says why c cannot be stored, if it cannot. PostgreSQL takes no
+// NUL byte in a text column (a change's source), and although a json
+// column stores "\u0000", every JSON operator on the row then fails
+// ("unsupported Unicode escape sequence"), the store's check and copy-db
+// included: so no NUL byte anywhere, its properties' JSON included. A
+// record's time must be within JSON's years 0 to 9999 (time.MarshalJSON
+// refuses any other). Bytes that are not UTF-8 are no reason: the store
+// replaces them (see jsonString).
+func (c *Change) valid() error {
+	for _, f := range []struct{ name, v string }{
+		{"codebase", c.Codebase}, {"branch", c.Branch}, {"repository", c.Repository}, {"project", c.Project},
+		{"author", c.Author}, {"committer", c.Committer}, {"comments", c.Comments}, {"revision", c.Revision},
+		{"category", c.Category}, {"revlink", c.RevLink},
+	} {
+		if strings.ContainsRune(f.v, 0) {
+			return fmt.Errorf("%w: its %s %q holds a NUL byte", ErrInvalidChange, f.name, f.v)
+		}
+	}
+	if y := c.When.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("%w: its time %d (Unix seconds) is outside the years 0 to 9999", ErrInvalidChange, c.When.Unix())
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidChange, err)
+	}
+	if jsonHasNUL(data) {
+		return fmt.Errorf("%w: a file name or property holds a NUL byte", ErrInvalidChange)
+	}
+	return nil
+}
+
+// jsonHasNUL says whether the JSON text data holds a NUL character: a NUL
+// byte, or the escape \u0000 (not an escaped backslash followed by
+// "u0000").
+func jsonHasNUL(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case 0:
+			return true
+		case '\\':
+			if i+5 < len(data) && data[i+1] == 'u' && string(data[i+2:i+6]) == "0000" {
+				return true
+			}
+			i++ // the escaped character
+		}
+	}
+	return false
 }
 
 // sourceStamp is the content of c's sourcestamp.
@@ -227,18 +287,19 @@ func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 			if f.Limit > 0 && len(out) >= f.Limit {
 				break
 			}
-			var ch Change
-			if err := json.Unmarshal(v, &ch); err != nil {
-				return fmt.Errorf("decode change %d: %w", btoi(k), err)
-			}
-			if f.Branch != "" && ch.Branch != f.Branch ||
-				f.Repository != "" && ch.Repository != f.Repository ||
-				f.Project != "" && ch.Project != f.Project {
+			if match, err := f.matches(k, v); err != nil || !match {
+				if err != nil {
+					return err
+				}
 				continue
 			}
 			if skip > 0 {
 				skip--
 				continue
+			}
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode change %d: %w", btoi(k), err)
 			}
 			out = append(out, ch)
 		}
@@ -251,26 +312,22 @@ func (db *DB) Changes(f ChangeFilter) ([]Change, error) {
 }
 
 // CountChanges is how many changes match f's filters (not its Offset and
-// Limit). Changes are never deleted, so with no filters it is the last
-// id given, read without a walk; Check verifies that.
+// Limit). With no filters it is the count AddChange keeps (countChanges),
+// read without a walk; Check verifies it.
 func (db *DB) CountChanges(f ChangeFilter) (int, error) {
 	var n int
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if f.Branch == "" && f.Repository == "" && f.Project == "" {
-			n = int(bucket(tx, bucketChange).Sequence())
+			n = buildCount(tx, countChanges)
 			return nil
 		}
 		n = 0
 		return bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
-			var ch Change
-			if err := json.Unmarshal(v, &ch); err != nil {
-				return fmt.Errorf("decode change %d: %w", btoi(k), err)
-			}
-			if (f.Branch == "" || ch.Branch == f.Branch) && (f.Repository == "" || ch.Repository == f.Repository) &&
-				(f.Project == "" || ch.Project == f.Project) {
+			match, err := f.matches(k, v)
+			if match {
 				n++
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {
@@ -314,8 +371,9 @@ func checkStateKey(objectName, key string, value json.RawMessage) error {
 	switch {
 	case objectName == "" || key == "":
 		return errors.New("object name and key must not be empty")
-	case strings.ContainsRune(objectName, 0):
-		return fmt.Errorf("object name %q contains a NUL byte", objectName)
+	case pgBadText(objectName) || pgBadText(key):
+		// PostgreSQL's text columns take neither; nor does bbolt, alike.
+		return fmt.Errorf("object name %q and key %q must be UTF-8 without NUL bytes", objectName, key)
 	case !json.Valid(value):
 		return fmt.Errorf("state %s %s: value is not valid JSON", objectName, key)
 	}
@@ -330,8 +388,10 @@ func stateKey(objectName, key string) []byte {
 // the change's source.
 func checkChanges(tx *bolt.Tx) []error {
 	var errs []error
-	if n, seq := bucket(tx, bucketChange).Stats().KeyN, bucket(tx, bucketChange).Sequence(); uint64(n) != seq {
-		errs = append(errs, fmt.Errorf("changes: %d stored, %d ids given (CountChanges counts on none being deleted)", n, seq))
+	if c := bucket(tx, bucketChange); c.Stats().KeyN > 0 {
+		if last, _ := c.Cursor().Last(); uint64(btoi(last)) > c.Sequence() {
+			errs = append(errs, fmt.Errorf("changes: change %d stored, only %d ids given", btoi(last), c.Sequence()))
+		}
 	}
 	bucket(tx, bucketChange).ForEach(func(k, v []byte) error {
 		id := btoi(k)

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +65,12 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 			return rep, fmt.Errorf("copy-db: source %s: %w", src.name(), err)
 		}
 	}
+	// What PostgreSQL cannot hold is refused before anything is copied.
+	if bs, ok := src.(*boltSide); ok && IsPostgresURL(to) {
+		if err := bs.refuseForPG(); err != nil {
+			return rep, fmt.Errorf("copy-db: source %s: %w", src.name(), err)
+		}
+	}
 	dst, err := openCopySide(to, opts.BaseDir, false)
 	if err != nil {
 		return rep, fmt.Errorf("copy-db: target: %w", err)
@@ -73,6 +81,19 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 		return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
 	}
 	defer unlock()
+	// One database may have many URLs (127.0.0.1 and localhost, a
+	// socket, another user): it is known by a mark put in it.
+	if sp, ok := src.(*pgSide); ok {
+		if dp, ok := dst.(*pgSide); ok {
+			same, err := samePG(ctx, sp.p, dp.p)
+			if err != nil {
+				return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
+			}
+			if same {
+				return rep, fmt.Errorf("copy-db: %s and %s are the same store", safeURL(from), safeURL(to))
+			}
+		}
+	}
 	if !opts.Force {
 		if err := dst.refuseActive(ctx); err != nil {
 			return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
@@ -799,6 +820,86 @@ func (b *boltSide) finish(_ context.Context, _ copySide, seqs map[string]int64) 
 		}
 		return indexLatestChanges(tx, bucket(tx, bucketChangeLatest))
 	})
+}
+
+// refuseForPG refuses a store holding what PostgreSQL cannot: a NUL
+// character in a record (written "\u0000" in its JSON: every JSON
+// operator fails on the row, the store's check and copy-db's own
+// included) or in a key that becomes a text column, or such a key that is
+// not UTF-8. Stores now refuse such records (ErrInvalidChange); an older
+// bbolt store may hold them. It names the first records and how many.
+func (b *boltSide) refuseForPG() error {
+	var bad []string
+	n := 0
+	err := b.db.bolt.View(func(tx *bolt.Tx) error {
+		for _, k := range copyKinds {
+			bk := tx.Bucket([]byte(k.bucket))
+			if bk == nil {
+				continue
+			}
+			textKey := reflect.ValueOf(k.keyArgs).Pointer() != reflect.ValueOf(idArgs).Pointer()
+			err := bk.ForEach(func(key, v []byte) error {
+				why := ""
+				if k.json && jsonHasNUL(v) {
+					why = "a NUL character in its record"
+				}
+				if textKey {
+					for _, a := range k.keyArgs(key) {
+						if s, ok := a.(string); ok && pgBadText(s) {
+							why = fmt.Sprintf("its key %q is no UTF-8 text without NUL bytes", s)
+						}
+					}
+				}
+				if why == "" {
+					return nil
+				}
+				if n++; len(bad) < 10 {
+					name := fmt.Sprintf("%s %q", k.name, key)
+					if !textKey {
+						name = fmt.Sprintf("%s %d", k.name, btoi(key))
+					}
+					bad = append(bad, name+": "+why)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d records PostgreSQL cannot hold (nothing was copied; see docs/copy-db.md): %s",
+		n, strings.Join(bad, "; "))
+}
+
+// samePG says whether a and b are one database (and schema): a random
+// mark is put in b, in a table of copy-db's own, and looked for in a.
+func samePG(ctx context.Context, a, b *PG) (bool, error) {
+	var buf [16]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return false, err
+	}
+	mark := hex.EncodeToString(buf[:])
+	if _, err := b.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS gbb_copy_db_mark (mark text PRIMARY KEY)`); err != nil {
+		return false, fmt.Errorf("mark the target: %w", err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO gbb_copy_db_mark (mark) VALUES ($1)`, mark); err != nil {
+		return false, fmt.Errorf("mark the target: %w", err)
+	}
+	defer b.pool.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS gbb_copy_db_mark`)
+	var found bool
+	err := a.pool.QueryRow(ctx, `SELECT to_regclass('gbb_copy_db_mark') IS NOT NULL`).Scan(&found)
+	if err != nil || !found {
+		return false, err
+	}
+	err = a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM gbb_copy_db_mark WHERE mark = $1)`, mark).Scan(&found)
+	return found, err
 }
 
 // pgSide is a PostgreSQL store.

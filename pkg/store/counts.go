@@ -27,6 +27,10 @@ var (
 	countBuildsetsIncomplete = []byte("buildsets_incomplete")
 	countRequests            = []byte("requests_all")
 	countRequestsIncomplete  = []byte("requests_incomplete")
+	// countChanges counts the changes: CountChanges with no filter reads
+	// it. Change ids may have gaps (a PostgreSQL store, copied here,
+	// skips the ids of rolled-back inserts), so the last id is no count.
+	countChanges = []byte("changes")
 )
 
 // requestCountKey is the key of builderID's request count: 17 bytes, so
@@ -81,7 +85,7 @@ func buildCount(tx *bolt.Tx, k []byte) int {
 }
 
 // countsFromIndex computes the counts from build_by_builder,
-// buildrequest_by_builder and the buildset and incomplete buckets: the
+// buildrequest_by_builder, the buildset, change and incomplete buckets: the
 // walk the counts spare the readers, done by Open once and by Check.
 func countsFromIndex(tx *bolt.Tx) map[string]int {
 	counts := map[string]int{
@@ -90,6 +94,7 @@ func countsFromIndex(tx *bolt.Tx) map[string]int {
 		string(countBuildsetsIncomplete): bucket(tx, bucketBuildsetIncomplete).Stats().KeyN,
 		string(countRequests):            0,
 		string(countRequestsIncomplete):  bucket(tx, bucketRequestIncomplete).Stats().KeyN,
+		string(countChanges):             bucket(tx, bucketChange).Stats().KeyN,
 	}
 	bucket(tx, bucketBuildByBuilder).ForEach(func(k, _ []byte) error {
 		counts[string(countAll)]++

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -464,15 +465,32 @@ func pgList[T any](ctx context.Context, q pgTx, sql string, args ...any) ([]T, e
 	return out, rows.Err()
 }
 
-// pgJSON is v's JSON, for a data column.
-func pgJSON(v any) []byte {
+// pgJSON is v's JSON, for a data column: an argument of a statement,
+// marshalled when the statement is sent. A value that does not marshal (a
+// time outside JSON's years 0 to 9999, say) is the statement's error,
+// never a panic: the transaction fails and rolls back, the caller says
+// why.
+func pgJSON(v any) pgJSONArg { return pgJSONArg{v} }
+
+// pgJSONArg is a value sent as its JSON (see pgJSON).
+type pgJSONArg struct{ v any }
+
+// GoString keeps an error about the argument short: pgx's names the
+// value with %#v, which would print the whole record.
+func (a pgJSONArg) GoString() string { return fmt.Sprintf("the JSON of a %T", a.v) }
+
+// Value is the JSON, for pgx.
+func (a pgJSONArg) Value() (driver.Value, error) { return pgJSONBytes(a.v) }
+
+// pgJSONBytes is v's JSON, as bbolt's put writes it.
+func pgJSONBytes(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // as bbolt's put: a property's "<me>" stays so
 	if err := enc.Encode(v); err != nil {
-		panic(fmt.Sprintf("store: marshal %T: %v", v, err)) // records always marshal
+		return nil, fmt.Errorf("store: marshal %T: %w", v, err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // nextIDs reserves n ids of table's sequence (table_id_seq), in order.

@@ -81,6 +81,13 @@ func pgAddChanges(ctx context.Context, tx pgx.Tx, changes []Change) ([]Change, e
 	if len(changes) == 0 {
 		return []Change{}, nil
 	}
+	for i := range changes {
+		c := changes[i]
+		c.When = at(c.When)
+		if err := c.valid(); err != nil {
+			return nil, err
+		}
+	}
 	if err := pgXactLock(ctx, tx, "changes"); err != nil {
 		return nil, err
 	}

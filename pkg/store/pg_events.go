@@ -112,15 +112,24 @@ func (p *PG) notify(ctx context.Context, tx pgx.Tx, rec eventBuffer) error {
 	}
 	b := wireBatch{Origin: p.origin, Events: make([]wireEvent, len(rec))}
 	for i, e := range rec {
-		b.Events[i] = wireEvent{Key: e.key, Kind: kindOf(e.record), Record: pgJSON(e.record)}
+		data, err := pgJSONBytes(e.record)
+		if err != nil {
+			return err
+		}
+		b.Events[i] = wireEvent{Key: e.key, Kind: kindOf(e.record), Record: data}
 	}
-	payload := pgJSON(b)
+	payload, err := pgJSONBytes(b)
+	if err != nil {
+		return err
+	}
 	if len(payload) > pgMaxPayload {
 		var id int64
 		if err := tx.QueryRow(ctx, "INSERT INTO pg_events (payload) VALUES ($1) RETURNING id", payload).Scan(&id); err != nil {
 			return err
 		}
-		payload = pgJSON(wireBatch{Origin: p.origin, Row: id})
+		if payload, err = pgJSONBytes(wireBatch{Origin: p.origin, Row: id}); err != nil {
+			return err
+		}
 		// Every master has read a batch within a minute of its commit;
 		// an hour's margin covers a listener reconnecting.
 		if p.bigSent.Add(1)%128 == 0 {
@@ -129,7 +138,7 @@ func (p *PG) notify(ctx context.Context, tx pgx.Tx, rec eventBuffer) error {
 			}
 		}
 	}
-	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, string(payload))
+	_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, string(payload))
 	return err
 }
 

@@ -131,7 +131,7 @@ func Open(path string, opts Options) (*DB, error) {
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		newPending := tx.Bucket([]byte(bucketRequestPending)) == nil || tx.Bucket([]byte(bucketRequestClaimed)) == nil
 		newCounts := tx.Bucket([]byte(bucketBuildCount)) == nil
-		for _, k := range [][]byte{countBuildsets, countBuildsetsIncomplete, countRequests, countRequestsIncomplete} {
+		for _, k := range [][]byte{countBuildsets, countBuildsetsIncomplete, countRequests, countRequestsIncomplete, countChanges} {
 			newCounts = newCounts || tx.Bucket([]byte(bucketBuildCount)).Get(k) == nil
 		}
 		newSSIndex := tx.Bucket([]byte(bucketSourceStampByHash)) == nil

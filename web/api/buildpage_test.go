@@ -175,7 +175,9 @@ func TestChangesPushedDown(t *testing.T) {
 		{"/api/v2/changes?order=-changeid&limit=50&field=changeid&field=revision", true},
 		{"/api/v2/changes?order=-changeid", false},
 		{"/api/v2/changes?order=-when_timestamp&limit=3", false},
-		{"/api/v2/changes?limit=3&branch=main", false},
+		{"/api/v2/changes?limit=3&branch=main", true},
+		{"/api/v2/changes?limit=3&branch=main&author=a", false},
+		{"/api/v2/changes?limit=3&branch=null", false},
 	} {
 		u := must(url.Parse(tc.path))(t)
 		q := must(parseQuery(u.Query(), changeRes))(t)

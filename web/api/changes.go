@@ -104,7 +104,7 @@ func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error
 	}
 	var cs []store.Change
 	if pf, ok := q.changePage(); ok && all && chi.URLParam(r, "ssid") == "" {
-		total, err := s.cfg.Store.CountChanges(store.ChangeFilter{})
+		total, err := s.cfg.Store.CountChanges(pf)
 		if err != nil {
 			return nil, err
 		}
@@ -115,8 +115,11 @@ func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error
 		}
 		q.storeSliced(total)
 	} else if all {
+		// The store narrows by what it can; the query does the rest
+		// (and again what the store did, to the same result).
+		f, _ := q.changeFilter()
 		var err error
-		if cs, err = s.cfg.Store.Changes(store.ChangeFilter{}); err != nil {
+		if cs, err = s.cfg.Store.Changes(f); err != nil {
 			return nil, fmt.Errorf("list changes: %w", err)
 		}
 	} else {
@@ -138,12 +141,13 @@ func (s *Server) listChanges(r *http.Request, q *query) ([]map[string]any, error
 	return s.changeObjs(cs)
 }
 
-// changePage is the store query that answers q on every change, when q has
-// a limit, no filter, and orders by changeid or not at all. Otherwise q
-// runs in memory on every change.
+// changePage is the store query that answers q on every change: q has a
+// limit, only filters the store takes (see changeFilter), and orders by
+// changeid or not at all. Otherwise q runs in memory on the changes the
+// store's part of the filters selects.
 func (q *query) changePage() (store.ChangeFilter, bool) {
-	var f store.ChangeFilter
-	if q.limit < 0 || len(q.filters) > 0 || len(q.order) > 1 {
+	f, rest := q.changeFilter()
+	if q.limit < 0 || rest > 0 || len(q.order) > 1 {
 		return f, false
 	}
 	if len(q.order) == 1 {
@@ -154,6 +158,34 @@ func (q *query) changePage() (store.ChangeFilter, bool) {
 	}
 	f.Offset, f.Limit = q.offset, q.limit
 	return f, true
+}
+
+// changeFilter is the part of q's filters the store's ChangeFilter takes:
+// one equality each on branch, repository and project, with a value that
+// matches just that text. rest is how many filters it leaves out. Left
+// out: an empty value (ChangeFilter's zero matches all) and branch=null
+// (which matches the changes without a branch, stored as "", as well as
+// a branch named "null").
+func (q *query) changeFilter() (f store.ChangeFilter, rest int) {
+	for _, fl := range q.filters {
+		var dst *string
+		switch fl.field {
+		case "branch":
+			dst = &f.Branch
+		case "repository":
+			dst = &f.Repository
+		case "project":
+			dst = &f.Project
+		}
+		v, _ := fl.values[0].(string)
+		if dst == nil || fl.op != "eq" || len(fl.values) != 1 || *dst != "" || v == "" ||
+			fl.field == "branch" && v == "null" {
+			rest++
+			continue
+		}
+		*dst = v
+	}
+	return f, rest
 }
 
 func (s *Server) getChange(r *http.Request, _ *query) (map[string]any, error) {

@@ -248,6 +248,12 @@ func (s *Handler) Serve(w http.ResponseWriter, r *http.Request, name string) {
 				dl.list = list
 			}
 		}
+		if errors.Is(err, store.ErrInvalidChange) {
+			// A change no store takes (a NUL byte in its source, a time
+			// out of range): the sender's to fix, nothing is stored.
+			s.refuse(w, log, err)
+			return
+		}
 		if err != nil {
 			log.Error("store changes", "err", err)
 			jsonreply.Error(w, http.StatusInternalServerError, "internal error")

@@ -503,3 +503,34 @@ func TestHookBaseSecret(t *testing.T) {
 		t.Errorf("%d changes stored, want 1", n)
 	}
 }
+
+// TestHookChangeNoStoreTakes: a change no store takes (a NUL byte, which
+// PostgreSQL refuses, or a time JSON cannot hold, which made its store
+// panic) is the sender's error: 400 with the reason, nothing stored, and
+// the next change stored as usual.
+func TestHookChangeNoStoreTakes(t *testing.T) {
+	t.Parallel()
+	f := newTestServer(t)
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	for _, tt := range []struct{ body, msg string }{
+		{"author=a&project=p%00q", `its project "p\x00q" holds a NUL byte`},
+		{"author=a&codebase=%00", `its codebase "\x00" holds a NUL byte`},
+		{"author=a&comments=x%00", `its comments "x\x00" holds a NUL byte`},
+		{"author=a&when_timestamp=99999999999999", "outside the years 0 to 9999"},
+	} {
+		status, reply := f.hookPost(t, "/change_hook/base", form, []byte(tt.body))
+		if got, _ := reply["error"].(string); status != 400 || !strings.Contains(got, tt.msg) {
+			t.Errorf("%s: %d %q, want 400 %q", tt.body, status, got, tt.msg)
+		}
+	}
+	if n := must(f.db.CountChanges(store.ChangeFilter{}))(t); n != 0 {
+		t.Fatalf("%d changes stored from refused hooks", n)
+	}
+	status, reply := f.hookPost(t, "/change_hook/base", form, []byte("author=a&project=p"))
+	if status != 200 {
+		t.Fatalf("a good change after refusals: %d %v", status, reply)
+	}
+	if got := f.storedChanges(t, reply); len(got) != 1 || got[0].ID != 1 {
+		t.Errorf("stored %+v, want change 1", got)
+	}
+}
