@@ -61,12 +61,12 @@ type LeaderState struct {
 }
 
 // ReadLeader returns which master leads, as the leader last recorded it
-// (false when none ever did).
+// (false when none does: none ever did, or the last one stopped leading).
 func ReadLeader(st interface {
 	GetState(objectName, key string) (json.RawMessage, bool, error)
 }) (LeaderState, bool, error) {
 	v, ok, err := st.GetState(leaderStateObject, leaderStateKey)
-	if err != nil || !ok {
+	if err != nil || !ok || string(v) == "null" {
 		return LeaderState{}, false, err
 	}
 	var l LeaderState
@@ -111,6 +111,7 @@ type cluster struct {
 	onBeat   func()    // called after each heartbeat; nil means nothing
 	leading  chan bool // told of each change of leadership, when not nil (tests)
 	lock     store.Lock
+	since    time.Time // when this master's term began, while it leads
 	leadStop context.CancelFunc
 	leadDone chan struct{}
 }
@@ -211,6 +212,7 @@ func (c *cluster) watchSelf(ctx context.Context, dead chan<- struct{}) {
 // the leader's components.
 func (c *cluster) tryLead(ctx context.Context) {
 	if c.lock != nil {
+		c.recordLeader()
 		return
 	}
 	l, ok, err := c.st.Lock(LeaderLock)
@@ -222,11 +224,8 @@ func (c *cluster) tryLead(ctx context.Context) {
 		return
 	}
 	c.lock = l
-	now := c.now()
-	v, _ := json.Marshal(LeaderState{MasterID: c.id, Since: now.UTC()})
-	if err := c.st.SetState(leaderStateObject, leaderStateKey, v); err != nil {
-		c.log.Error("record the leader", "err", err)
-	}
+	c.since = c.now().UTC()
+	c.recordLeader()
 	c.log.Info("this master leads: it runs the schedulers, change sources, reporters and the janitor", "master", c.id)
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -257,10 +256,42 @@ func (c *cluster) stopLeading(why string) {
 		c.log.Error("release the leader lock", "err", err)
 	}
 	c.lock, c.leadStop, c.leadDone = nil, nil, nil
+	c.clearLeader()
 	if why != "" {
 		c.log.Info("this master no longer leads", "why", why)
 	}
 	c.tell(false)
+}
+
+// recordLeader records this master as the leader, for the API and the
+// pages, unless the record names it already: at the start of its term,
+// and at each heartbeat of it, which restores the record should a master
+// that lost the lead have cleared it meanwhile (see clearLeader).
+func (c *cluster) recordLeader() {
+	if l, ok, err := ReadLeader(c.st); err == nil && ok && l.MasterID == c.id && l.Since.Equal(c.since) {
+		return
+	}
+	v, _ := json.Marshal(LeaderState{MasterID: c.id, Since: c.since})
+	if err := c.st.SetState(leaderStateObject, leaderStateKey, v); err != nil {
+		c.log.Error("record the leader", "err", err)
+	}
+}
+
+// clearLeader records that no master leads, when the record still names
+// this master, which no longer does: the API and the pages must not name
+// it until another master takes the lead and records itself.
+func (c *cluster) clearLeader() {
+	l, ok, err := ReadLeader(c.st)
+	if err != nil {
+		c.log.Error("clear the leader", "err", err)
+		return
+	}
+	if !ok || l.MasterID != c.id {
+		return // another master leads already
+	}
+	if err := c.st.SetState(leaderStateObject, leaderStateKey, json.RawMessage("null")); err != nil {
+		c.log.Error("clear the leader", "err", err)
+	}
 }
 
 func (c *cluster) tell(leading bool) {
