@@ -212,8 +212,8 @@ func (d DB) Redacted() string {
 	return RedactDBURL(d.URL)
 }
 
-// RedactDBURL returns u with the password of its user info, or of a
-// password query parameter, replaced by "xxxxx". A URL that does not parse
+// RedactDBURL returns u with the password of its user info, and the
+// values of its secret parameters (SecretDBParams), replaced by "xxxxx". A URL that does not parse
 // is replaced whole, as it may hold a password where the parser did not
 // find it.
 func RedactDBURL(u string) string {
@@ -224,12 +224,19 @@ func RedactDBURL(u string) string {
 	if err != nil {
 		return "postgresql://(a URL that does not parse)"
 	}
-	if q := p.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		p.RawQuery = q.Encode()
+	q := p.Query()
+	for _, k := range SecretDBParams {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			p.RawQuery = q.Encode()
+		}
 	}
 	return p.Redacted()
 }
+
+// SecretDBParams are the PostgreSQL URL parameters that hold a secret:
+// the password, and the passphrase of the client's TLS key.
+var SecretDBParams = []string{"password", "sslpassword"}
 
 // BoltPath returns the absolute path of the bbolt file of a master whose
 // base directory is basedir, or "" when the store is on PostgreSQL.

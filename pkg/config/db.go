@@ -86,14 +86,14 @@ func checkDBURL(s string) string {
 		// Only a plain scheme is shown: the rest (a libpq "host=…
 		// password=…" string, "postgresql:user:pw@host/db") may hold a
 		// password.
-		what := "this value"
+		what := "(the value is not shown: it may hold a password)"
 		if found && scheme != "" && strings.Trim(scheme, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") == "" {
 			what = `"` + scheme + `:…"`
 			if strings.HasPrefix(path, "//") {
 				what = `"` + scheme + `://…"`
 			}
 		}
-		return "unsupported database " + what + `: "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`
+		return "unsupported database " + what + `: write "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE" (not a libpq "host=… dbname=…" string)`
 	case path == "":
 		return `missing the path after "bbolt:"`
 	}

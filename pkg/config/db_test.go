@@ -69,7 +69,7 @@ url = "postgresql://gbb:s3cr%t@db/gbb"`,
 			[]string{`master.toml:2: db.url: not a PostgreSQL URL that parses: write it postgresql://USER@HOST:PORT/DATABASE?sslmode=… (special characters in the password %-encoded)`}},
 		{"misspelt scheme", `[db]
 url = "postgress://gbb:s3cret@db/gbb"`,
-			[]string{`master.toml:2: db.url: unsupported database "postgress://…": "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`}},
+			[]string{`master.toml:2: db.url: unsupported database "postgress://…": write "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE" (not a libpq "host=… dbname=…" string)`}},
 		{"bad sslmode", `[db]
 url = "postgresql://gbb:s3cret@db/gbb?sslmode=bogus"`,
 			[]string{`master.toml:2: db.url: the PostgreSQL URL is not valid: failed to configure TLS (sslmode is invalid)`}},
@@ -260,6 +260,7 @@ func TestDBURLPasswordReadable(t *testing.T) {
 	}{
 		{"postgresql://gbb:s3cret@db/gbb", true},
 		{"postgresql://gbb@db/gbb?password=s3cret", true},
+		{"postgresql://gbb@db/gbb?sslpassword=s3cret", true},
 		{"postgresql://gbb@db/gbb", false},
 	} {
 		path := filepath.Join(t.TempDir(), "master.toml")

@@ -123,7 +123,7 @@ type = "git_poller"
 [db]
 url = "sqlite:///state.sqlite"
 `,
-			want: []string{`master.toml:2: db.url: unsupported database "sqlite://…": "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE"`},
+			want: []string{`master.toml:2: db.url: unsupported database "sqlite://…": write "bbolt:PATH", or PostgreSQL as "postgresql://USER@HOST/DATABASE" (not a libpq "host=… dbname=…" string)`},
 		},
 		{
 			name: "bbolt without a path",

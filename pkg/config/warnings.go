@@ -277,6 +277,13 @@ func dbURLHasPassword(s string) bool {
 	if err != nil {
 		return true // it may; it is not shown
 	}
-	_, set := u.User.Password()
-	return set || u.Query().Has("password")
+	if _, set := u.User.Password(); set {
+		return true
+	}
+	for _, k := range SecretDBParams {
+		if u.Query().Has(k) {
+			return true
+		}
+	}
+	return false
 }

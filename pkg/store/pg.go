@@ -73,6 +73,9 @@ func OpenURL(url, basedir string, opts Options) (Store, error) {
 	if IsPostgresURL(url) {
 		return OpenPG(url, opts)
 	}
+	if libpqKeywords(url) {
+		return nil, errors.New(`open store: a libpq "key=value" string is not taken (nor shown: it may hold a password): write the database as postgresql://USER@HOST:PORT/DATABASE`)
+	}
 	p := strings.TrimPrefix(url, "bbolt:")
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(basedir, p)
@@ -82,6 +85,17 @@ func OpenURL(url, basedir string, opts Options) (Store, error) {
 		return nil, err // not a Store holding a nil *DB
 	}
 	return db, nil
+}
+
+// libpqKeywords says whether s looks like a libpq keyword string
+// ("host=… dbname=…"), which would otherwise be taken for a file name.
+func libpqKeywords(s string) bool {
+	for _, k := range []string{"host=", "hostaddr=", "dbname=", "user=", "port=", "password=", "sslmode="} {
+		if strings.HasPrefix(s, k) || strings.Contains(s, " "+k) {
+			return true
+		}
+	}
+	return false
 }
 
 // pgTimeout bounds each statement, so a lost database fails a write
@@ -172,9 +186,12 @@ func redactURL(raw string) string {
 	if err != nil {
 		return "(an unparsable URL)"
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	q := u.Query()
+	for _, k := range []string{"password", "sslpassword"} { // config.SecretDBParams
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.Redacted()
 }
