@@ -105,7 +105,7 @@ func TestSoakTwoMasters(t *testing.T) {
 	rand.Read(rb[:])
 	dir := t.TempDir()
 	s := &soak2Run{soakRun: &soakRun{
-		t: t, seed: seed, id: hex.EncodeToString(rb[:]),
+		t: t, began: time.Now(), seed: seed, id: hex.EncodeToString(rb[:]),
 		master: master, worker: worker, dir: dir,
 		workers:   map[string]*soakWorker{},
 		forces:    map[int64]string{},
@@ -315,8 +315,7 @@ func (s *soak2Run) startMaster2(m *soak2Master) {
 	waitFor(s.t, "master "+m.name+"'s API", 60*time.Second, func() bool {
 		select {
 		case <-p.done:
-			s.dump()
-			s.t.Fatalf("master %s exited at start: %v", m.name, p.cmd.ProcessState)
+			s.t.Fatalf("master %s exited at start: %v (its output is dumped below)", m.name, p.cmd.ProcessState)
 		default:
 		}
 		var v struct{ Builders []json.RawMessage }
@@ -373,16 +372,22 @@ func (s *soak2Run) chaos2(d time.Duration, rng *mrand.Rand) {
 		}
 		switch {
 		case x < 25:
+			s.step(i, "kill a worker")
 			s.killWorker(rng)
 		case x < 40:
+			s.step(i, "cut a link")
 			s.cutLink(rng)
 		case x < 50:
+			s.step(i, "good reconfig")
 			s.goodReconfig2()
 		case x < 60:
+			s.step(i, "bad reconfig")
 			s.badReconfig2(rng)
 		case x == 61 || x >= 90:
+			s.step(i, "kill both masters")
 			s.killMasters(rng, true)
 		default:
+			s.step(i, "kill a master")
 			s.killMasters(rng, false)
 		}
 	}
@@ -546,7 +551,6 @@ func (s *soak2Run) goodReconfig2() {
 		}
 		out, err := run(s.t, s.master, "reconfig", m.dir)
 		if err != nil || !strings.Contains(out, "completed successfully") {
-			s.dump()
 			s.t.Fatalf("good reconfig of master %s: %v\n%s", m.name, err, out)
 		}
 	}

@@ -212,6 +212,7 @@ type soakCounts struct {
 
 type soakRun struct {
 	t      *testing.T
+	began  time.Time // the test's start, for step's log
 	seed   uint64
 	id     string
 	master string // binary
@@ -278,7 +279,7 @@ func TestSoak(t *testing.T) {
 	rand.Read(rb[:])
 	dir := t.TempDir()
 	s := &soakRun{
-		t: t, seed: seed, id: hex.EncodeToString(rb[:]),
+		t: t, began: time.Now(), seed: seed, id: hex.EncodeToString(rb[:]),
 		master: master, worker: worker, dir: dir,
 		mdir:    filepath.Join(dir, "master"),
 		workers: map[string]*soakWorker{},
@@ -533,8 +534,7 @@ func (s *soakRun) startMaster(hupEarly bool) {
 	exited := func() {
 		select {
 		case <-p.done:
-			s.dump()
-			s.t.Fatalf("the master exited at start: %v", p.cmd.ProcessState)
+			s.t.Fatalf("the master exited at start: %v (its output is dumped below)", p.cmd.ProcessState)
 		default:
 		}
 	}
@@ -906,14 +906,19 @@ func (s *soakRun) chaos(d time.Duration, rng *mrand.Rand) {
 		}
 		switch {
 		case x < 30:
+			s.step(i, "kill a worker")
 			s.killWorker(rng)
 		case x < 50:
+			s.step(i, "cut a link")
 			s.cutLink(rng)
 		case x < 65:
+			s.step(i, "good reconfig")
 			s.goodReconfig()
 		case x < 79:
+			s.step(i, "bad reconfig")
 			s.badReconfig(x == 78 || x != 65 && rng.IntN(2) == 0) // the first two: one by SIGHUP, one by the command
 		default: // SIGKILL the master, restart it
+			s.step(i, "kill the master")
 			s.mu.Lock()
 			p := s.mproc
 			s.mproc = nil
@@ -972,7 +977,6 @@ func (s *soakRun) goodReconfig() {
 	s.writeConfig(extra, false)
 	out, err := run(s.t, s.master, "reconfig", s.mdir)
 	if err != nil || !strings.Contains(out, "completed successfully") {
-		s.dump()
 		s.t.Fatalf("good reconfig: %v\n%s", err, out)
 	}
 	s.mu.Lock()
@@ -1308,7 +1312,14 @@ func (s *soakRun) waitNoProcesses() {
 	}
 }
 
-// dump logs the master's and workers' output.
+// step logs chaos step i, so that a failure's log tells where in the
+// chaos it came.
+func (s *soakRun) step(i int, what string) {
+	s.t.Logf("chaos step %d at %v: %s", i, time.Since(s.began).Round(time.Millisecond), what)
+}
+
+// dump logs the master's and workers' output (teardown calls it when the
+// test failed: after the failure's message, which CI shows first).
 func (s *soakRun) dump() {
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {
