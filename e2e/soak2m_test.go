@@ -434,6 +434,11 @@ func (s *soak2Run) killMasters(rng *mrand.Rand, both bool) {
 	} else {
 		down = time.Duration(rng.IntN(8000)) * time.Millisecond
 	}
+	var names []string
+	for _, m := range victims {
+		names = append(names, m.name)
+	}
+	s.t.Logf("master %s down for %v", strings.Join(names, " and "), down)
 	time.Sleep(down)
 	timeout, _ := time.ParseDuration(soak2MasterTimeout)
 	if !both && time.Since(killed) > timeout {

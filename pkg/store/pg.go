@@ -51,8 +51,9 @@ type PG struct {
 	onLog    func(int)
 
 	// app is the application_name of this store's sessions: "gbb-master
-	// N" once the store's master (the first EnsureMaster) is known, so
-	// that ExpireMaster can end a hung master's sessions. Empty until then.
+	// N ORIGIN" (pgAppName) once the store's master (the first
+	// EnsureMaster) is known, so that ExpireMaster can end a hung master's
+	// sessions. Empty until then.
 	app    *atomic.Pointer[string] // shared with the pool's PrepareConn
 	selfID atomic.Int64            // the store's master's id; 0 until known
 

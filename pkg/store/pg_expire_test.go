@@ -1,8 +1,12 @@
 package store
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPGExpireHungLeader: a master that hangs (here: holds the leader lock
@@ -110,4 +114,81 @@ func TestPGHeartbeatRacesExpire(t *testing.T) {
 		}
 	}
 	t.Logf("wins: %v", wins)
+}
+
+// TestPGExpireSparesSuccessor: a master restarted under its name registers
+// after another master committed the expiry of its predecessor and before
+// that master ended the predecessor's sessions. Only the predecessor's
+// sessions end: the successor's stay. (The two-master soak saw a restarted
+// master fail at start with "terminating connection due to administrator
+// command" when its sessions bore the same name as its predecessor's.)
+func TestPGExpireSparesSuccessor(t *testing.T) {
+	t.Parallel()
+	url := pg.NewDatabase(t)
+	admin := openPGTest(t, url, Options{})
+	sessions := func(s *PG, id int64) []int32 {
+		t.Helper()
+		rows, err := admin.pool.Query(context.Background(),
+			"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+			pgAppName(id, s.origin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pids
+	}
+	old := openPGTest(t, url, Options{})
+	mb := must[Master](t)(old.EnsureMaster("b"))
+	must[time.Time](t)(old.Now()) // a session named after old's master
+	if len(sessions(old, mb.ID)) == 0 {
+		t.Fatal("the old master has no named session")
+	}
+	succ := openPGTest(t, url, Options{})
+	var succPids []int32
+	a := openPGTest(t, url, Options{Events: publisherFunc(func(key string, rec any) {
+		m, isMaster := rec.(Master)
+		if !isMaster || m.ID != mb.ID || m.Active || succPids != nil {
+			return
+		}
+		// The expiry is committed and being published; its master has
+		// not ended the expired sessions yet.
+		if _, err := succ.EnsureMaster("b"); err != nil {
+			t.Errorf("the successor registers: %v", err)
+			return
+		}
+		if _, err := succ.Now(); err != nil {
+			t.Errorf("the successor reads the clock: %v", err)
+		}
+		succPids = sessions(succ, mb.ID)
+	})})
+	must[Master](t)(a.EnsureMaster("a"))
+	now := must[time.Time](t)(a.Now())
+	if x, err := a.ExpireMaster(mb.ID, now.Add(time.Minute), now); err != nil || !x {
+		t.Fatalf("a expires b: %v, %v", x, err)
+	}
+	if len(succPids) == 0 {
+		t.Fatal("the successor registered no named session during the expiry")
+	}
+	// The predecessor's sessions end (pg_terminate_backend is
+	// asynchronous: wait for them to go) ...
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sessions(old, mb.ID)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired master's sessions did not end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ... the successor's, ended at the same moment if they were, stay.
+	left := sessions(succ, mb.ID)
+	for _, pid := range succPids {
+		if !slices.Contains(left, pid) {
+			t.Errorf("the successor's session %d was ended with its predecessor's", pid)
+		}
+	}
+	if alive, err := succ.Heartbeat(mb.ID); err != nil || !alive {
+		t.Errorf("the successor's heartbeat: %v, %v; want alive", alive, err)
+	}
 }

@@ -136,20 +136,37 @@ func (p *PG) EnsureMaster(name string) (Master, error) {
 		m, err = pgEnsure(ctx, tx, "masters", name, pgPutMaster,
 			func(id int64) Master { return Master{ID: id, Name: name, Active: true, LastSeen: now} },
 			func(m *Master) { m.Active, m.LastSeen = true, now })
+		if err != nil {
+			return err
+		}
+		// This process's sessions are named after its origin (pgAppName),
+		// which an expiry reads here.
+		_, err = tx.Exec(ctx, "UPDATE masters SET session = $2 WHERE id = $1", m.ID, p.origin)
 		return err
 	}, func(e emit) { e.master("started", m) })
 	if err != nil {
 		return Master{}, fmt.Errorf("ensure master %q: %w", name, err)
 	}
 	if p.selfID.CompareAndSwap(0, m.ID) {
-		app := pgAppName(m.ID)
+		app := pgAppName(m.ID, p.origin)
 		p.app.Store(&app)
 	}
 	return m, nil
 }
 
-// pgAppName is the application_name of the sessions of master id's store.
-func pgAppName(id int64) string { return "gbb-master " + strconv.FormatInt(id, 10) }
+// pgAppName is the application_name of the database sessions of master
+// id's store whose origin is session: "gbb-master N SESSION". EnsureMaster
+// records the origin in the masters table's session column; a master
+// restarted under its name has another, so that the expiry of its
+// predecessor, committed just before it registered, does not end its
+// sessions (ExpireMaster reads the column under the row's lock).
+func pgAppName(id int64, session string) string {
+	name := "gbb-master " + strconv.FormatInt(id, 10)
+	if session != "" {
+		name += " " + session
+	}
+	return name
+}
 
 // pgSetApp names c's session app, unless it is so named already (or app
 // is nil: the store's master is not known yet).
@@ -210,7 +227,7 @@ func (p *PG) Heartbeat(id int64) (alive bool, err error) {
 
 // ExpireMaster is [DB.ExpireMaster]. The master's row is locked first, so
 // that its heartbeat waits and then finds it inactive. Once committed, the
-// expired master's sessions (named "gbb-master N", see EnsureMaster) are
+// expired process's sessions (named "gbb-master N SESSION", see pgAppName) are
 // ended with pg_terminate_backend, so that the locks it holds (the
 // leader's) are freed even while it hangs; its listening session, unnamed,
 // stays, to tell it that it was expired. Ending another role's sessions
@@ -220,7 +237,10 @@ func (p *PG) Heartbeat(id int64) (alive bool, err error) {
 func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error) {
 	now = at(now)
 	outbox := p.outboxOn()
-	var x expiry
+	var (
+		x       expiry
+		session string // the expired process's, whose sessions end below
+	)
 	err = p.update(func(ctx context.Context, tx pgx.Tx) error {
 		x = expiry{a: abandoned{outbox: outbox}}
 		m, err := pgGet[Master](ctx, tx, "masters", id, true)
@@ -255,6 +275,9 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 				}
 			}
 		}
+		if err := tx.QueryRow(ctx, "SELECT session FROM masters WHERE id = $1", id).Scan(&session); err != nil {
+			return err
+		}
 		m.Active = false
 		x.master = m
 		if err := pgPutMaster(ctx, tx, m); err != nil {
@@ -272,7 +295,7 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 		p.notifyOutbox()
 	}
 	if id != p.selfID.Load() {
-		if n, err := p.terminate(id); err != nil {
+		if n, err := p.terminate(id, session); err != nil {
 			p.log.Error("end the database sessions of an expired master: it may keep its locks (the leader's) while it hangs", "master", id, "err", err)
 		} else {
 			p.log.Info("ended the database sessions of an expired master", "master", id, "sessions", n)
@@ -281,13 +304,14 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 	return true, nil
 }
 
-// terminate ends the sessions of master id's store in this database.
-func (p *PG) terminate(id int64) (int, error) {
+// terminate ends the database sessions of master id's store whose session
+// is session, in this database.
+func (p *PG) terminate(id int64, session string) (int, error) {
 	ctx, cancel := pgCtx()
 	defer cancel()
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`, pgAppName(id)).Scan(&n)
+		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`, pgAppName(id, session)).Scan(&n)
 	return n, err
 }
 

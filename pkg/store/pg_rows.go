@@ -15,7 +15,8 @@ const pgSchemaCore = `
 CREATE TABLE masters (
 	id bigserial PRIMARY KEY,
 	name text NOT NULL UNIQUE,
-	data json NOT NULL
+	data json NOT NULL,
+	session text NOT NULL DEFAULT '' -- see pgAppName
 );
 CREATE TABLE builders (
 	id bigserial PRIMARY KEY,
