@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,30 +57,8 @@ func TestLeaderLockConnectionHangs(t *testing.T) {
 	a, b := newEnv(t), newEnv(t)
 	a.writeConfigData(leaderHangConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String()})
 	b.writeConfigData(leaderHangConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db})
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, e := range map[string]*env{"a": a, "b": b} {
-				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("master %s's log (its end):\n%s", name, data)
-			}
-		}
-	})
-	a.startMaster()
-	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
-	aID := leader(a)
-	b.startMaster()
-	var bID int64
-	waitFor(t, "master b registered", time.Minute, func() bool {
-		for _, m := range masters(b) {
-			if m.MasterID != aID && m.Active {
-				bID = m.MasterID
-			}
-		}
-		return bID != 0
-	})
+	logMastersOnFailure(t, a, b)
+	aID, bID := startLeaderThenOther(t, a, b)
 
 	// Freeze the connection of the session holding a's leader lock.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

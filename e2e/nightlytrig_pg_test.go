@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,43 +63,10 @@ func TestNightlyTriggerableFromOtherMaster(t *testing.T) {
 	for _, e := range []*env{a, b} {
 		e.writeConfigData(nightlyTrigConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, e := range map[string]*env{"a": a, "b": b} {
-				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("master %s's log (its end):\n%s", name, data)
-			}
-		}
-	})
-	a.startMaster()
-	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
-	b.startMaster()
-	aID, bID := leader(a), int64(0)
-	waitFor(t, "master b in /api/v2/masters", time.Minute, func() bool {
-		for _, m := range masters(b) {
-			if m.MasterID != aID {
-				bID = m.MasterID
-			}
-		}
-		return bID != 0
-	})
+	logMastersOnFailure(t, a, b)
+	aID, bID := startLeaderThenOther(t, a, b)
 	startWorkerAt(t, b, "w1", fmt.Sprintf("127.0.0.1:%d", b.WorkerPort))
-	builderID := func(name string) int64 {
-		var r struct {
-			Builders []struct {
-				BuilderID int64 `json:"builderid"`
-			} `json:"builders"`
-		}
-		b.get("/api/v2/builders/"+name, &r)
-		if len(r.Builders) != 1 {
-			t.Fatalf("builder %s: %+v", name, r)
-		}
-		return r.Builders[0].BuilderID
-	}
-	upID, nightID := builderID("upb"), builderID("nightb")
+	upID, nightID := builderID(t, b, "upb"), builderID(t, b, "nightb")
 
 	up := b.waitBuild(b.force("up", upID, "on b"), 2*time.Minute)
 	for _, bd := range allBuilds(b) {
