@@ -2,120 +2,14 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"net/url"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gbb-ci/gbb/internal/testproxy"
 )
-
-// freezeProxy is a TCP proxy on loopback in front of PostgreSQL that can
-// freeze one connection: it forwards nothing more either way and closes
-// neither side, as a proxy, NAT entry or firewall that stopped passing a
-// connection's packets does. The server sees that session idle, not gone.
-type freezeProxy struct {
-	ln       net.Listener
-	upstream string
-	wg       sync.WaitGroup
-
-	mu     sync.Mutex
-	conns  map[int]*frozenPair // by the server side's local port (the server's client_port)
-	closed bool
-}
-
-type frozenPair struct {
-	client, server net.Conn
-	frozen         chan struct{}
-	once           sync.Once
-}
-
-func newFreezeProxy(t *testing.T, upstream string) *freezeProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &freezeProxy{ln: ln, upstream: upstream, conns: map[int]*frozenPair{}}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			pair := &frozenPair{client: c, server: u, frozen: make(chan struct{})}
-			p.mu.Lock()
-			if p.closed {
-				p.mu.Unlock()
-				c.Close()
-				u.Close()
-				return
-			}
-			p.conns[u.LocalAddr().(*net.TCPAddr).Port] = pair
-			p.mu.Unlock()
-			p.wg.Go(func() { pair.pump(c, u) })
-			p.wg.Go(func() { pair.pump(u, c) })
-		}
-	})
-	t.Cleanup(func() {
-		p.mu.Lock()
-		p.closed = true
-		for _, pair := range p.conns {
-			pair.client.Close()
-			pair.server.Close()
-		}
-		p.mu.Unlock()
-		ln.Close()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// pump copies from a to b; once the pair is frozen it drops what it
-// reads and closes nothing.
-func (pp *frozenPair) pump(a, b net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := a.Read(buf)
-		select {
-		case <-pp.frozen:
-			if err != nil {
-				return
-			}
-			continue
-		default:
-		}
-		if n > 0 {
-			if _, werr := b.Write(buf[:n]); werr != nil {
-				err = werr
-			}
-		}
-		if err != nil {
-			a.Close()
-			b.Close()
-			return
-		}
-	}
-}
-
-func (p *freezeProxy) freeze(t *testing.T, port int) {
-	t.Helper()
-	p.mu.Lock()
-	pair, ok := p.conns[port]
-	p.mu.Unlock()
-	if !ok {
-		t.Fatalf("no proxied connection from port %d", port)
-	}
-	pair.once.Do(func() { close(pair.frozen) })
-}
 
 // leaderHangConfig: master_timeout is long, so that the master whose lock
 // connection hangs (its other connections work: it beats) is not presumed
@@ -156,37 +50,15 @@ func TestLeaderLockConnectionHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newFreezeProxy(t, u.Host)
+	proxy := testproxy.New(t, u.Host)
 	viaProxy := *u
-	viaProxy.Host = proxy.ln.Addr().String()
+	viaProxy.Host = proxy.Addr()
 
 	a, b := newEnv(t), newEnv(t)
 	a.writeConfigData(leaderHangConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String()})
 	b.writeConfigData(leaderHangConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db})
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, e := range map[string]*env{"a": a, "b": b} {
-				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("master %s's log (its end):\n%s", name, data)
-			}
-		}
-	})
-	a.startMaster()
-	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
-	aID := leader(a)
-	b.startMaster()
-	var bID int64
-	waitFor(t, "master b registered", time.Minute, func() bool {
-		for _, m := range masters(b) {
-			if m.MasterID != aID && m.Active {
-				bID = m.MasterID
-			}
-		}
-		return bID != 0
-	})
+	logMastersOnFailure(t, a, b)
+	aID, bID := startLeaderThenOther(t, a, b)
 
 	// Freeze the connection of the session holding a's leader lock.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -202,7 +74,7 @@ func TestLeaderLockConnectionHangs(t *testing.T) {
 		t.Fatalf("the leader lock's session: %v", err)
 	}
 	frozeAt := time.Now()
-	proxy.freeze(t, port)
+	proxy.Freeze(t, port)
 
 	// The frozen session ends, a new session holds the lock, and both
 	// masters' APIs name the master it belongs to (a itself may take the
@@ -229,11 +101,9 @@ func TestLeaderLockConnectionHangs(t *testing.T) {
 			return false
 		}
 		holder = bID
-		proxy.mu.Lock()
-		if _, viaProxy := proxy.conns[by[0]]; viaProxy {
+		if proxy.Proxied(by[0]) {
 			holder = aID
 		}
-		proxy.mu.Unlock()
 		return leader(a) == holder && leader(b) == holder
 	})
 	t.Logf("master %d leads %s after a's lock connection froze (a is %d, b %d)", holder, time.Since(frozeAt).Round(100*time.Millisecond), aID, bID)

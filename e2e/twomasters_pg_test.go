@@ -138,17 +138,7 @@ func TestTwoMastersPostgres(t *testing.T) {
 			"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Repo": rp.dir,
 		})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, e := range map[string]*env{"a": a, "b": b} {
-				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("master %s's log (its end):\n%s", name, data)
-			}
-		}
-	})
+	logMastersOnFailure(t, a, b)
 	a.startMaster()
 	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
 	b.startMaster()
@@ -351,6 +341,42 @@ func startWorkerAt(t *testing.T, e *env, name, masters string) {
 	t.Cleanup(func() { stopWorkerProcess(cmd.Process, done) })
 }
 
+// logMastersOnFailure logs the end of master a's and b's logs when t
+// fails.
+func logMastersOnFailure(t *testing.T, a, b *env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for name, e := range map[string]*env{"a": a, "b": b} {
+			data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
+			if len(data) > 20000 {
+				data = data[len(data)-20000:]
+			}
+			t.Logf("master %s's log (its end):\n%s", name, data)
+		}
+	})
+}
+
+// startLeaderThenOther starts master a and waits for it to lead, then
+// starts b and waits for a to see it active; it returns their ids.
+func startLeaderThenOther(t *testing.T, a, b *env) (aID, bID int64) {
+	t.Helper()
+	a.startMaster()
+	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
+	aID = leader(a)
+	b.startMaster()
+	waitFor(t, "master b registered", time.Minute, func() bool {
+		for _, m := range masters(a) {
+			if m.MasterID != aID && m.Active {
+				bID = m.MasterID
+			}
+		}
+		return bID != 0
+	})
+	return aID, bID
+}
+
 // masters lists /api/v2/masters of e.
 func masters(e *env) []apiMaster {
 	var r struct{ Masters []apiMaster }
@@ -483,41 +509,10 @@ func TestMasterPresumedDeadComesBack(t *testing.T) {
 	for _, e := range []*env{a, b} {
 		e.writeConfigData(comeBackConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for name, e := range map[string]*env{"a": a, "b": b} {
-				data, _ := os.ReadFile(filepath.Join(e.masterDir, "master.log"))
-				if len(data) > 20000 {
-					data = data[len(data)-20000:]
-				}
-				t.Logf("master %s's log (its end):\n%s", name, data)
-			}
-		}
-	})
-	a.startMaster()
-	waitFor(t, "master a to lead", time.Minute, func() bool { return leader(a) != 0 })
-	aID := leader(a)
-	b.startMaster()
-	var bID int64
-	waitFor(t, "master b registered", time.Minute, func() bool {
-		for _, m := range masters(a) {
-			if m.MasterID != aID && m.Active {
-				bID = m.MasterID
-			}
-		}
-		return bID != 0
-	})
+	logMastersOnFailure(t, a, b)
+	aID, bID := startLeaderThenOther(t, a, b)
 	startWorkerAt(t, a, "w1", fmt.Sprintf("127.0.0.1:%d", a.WorkerPort))
-	var slow struct {
-		Builders []struct {
-			BuilderID int64 `json:"builderid"`
-		} `json:"builders"`
-	}
-	a.get("/api/v2/builders/slow", &slow)
-	if len(slow.Builders) != 1 {
-		t.Fatalf("builder slow: %+v", slow)
-	}
-	brid := a.force("force", slow.Builders[0].BuilderID, "hang")
+	brid := a.force("force", builderID(t, a, "slow"), "hang")
 	waitFor(t, "the build running on master a", 2*time.Minute, func() bool {
 		for _, bd := range allBuilds(a) {
 			if bd.BuildRequestID == brid && !bd.Complete && bd.MasterID == aID {

@@ -116,10 +116,14 @@ func TestRedactDBURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"bbolt:state.db": "bbolt:state.db",
-		"postgresql://gbb:s3cret@db:5432/gbb?sslmode=require": "postgresql://gbb:xxxxx@db:5432/gbb?sslmode=require",
-		"postgres://gbb@db/gbb":                               "postgres://gbb@db/gbb",
-		"postgresql://db/gbb?user=gbb&password=s3cret":        "postgresql://db/gbb?password=xxxxx&user=gbb",
-		"postgresql://gbb:s3cr%t@db/gbb":                      "postgresql://(a URL that does not parse)",
+		"postgresql://gbb:s3cret@db:5432/gbb?sslmode=require":                           "postgresql://gbb:xxxxx@db:5432/gbb?sslmode=require",
+		"postgres://gbb@db/gbb":                                                         "postgres://gbb@db/gbb",
+		"postgresql://db/gbb?user=gbb&password=s3cret":                                  "postgresql://db/gbb?password=xxxxx&user=gbb",
+		"postgresql://gbb:s3cr%t@db/gbb":                                                "postgresql://(a URL that does not parse)",
+		"postgres://gbb:s3cr%40t@db.example:5432/gbb?sslmode=require":                   "postgres://gbb:xxxxx@db.example:5432/gbb?sslmode=require",
+		"postgresql://gbb@db/gbb?password=s3cr%40t&sslmode=disable":                     "postgresql://gbb@db/gbb?password=xxxxx&sslmode=disable",
+		"postgres://gbb:s3cr@t@db/gbb":                                                  "postgres://gbb:xxxxx@db/gbb",
+		"postgresql://gbb@db/gbb?sslmode=verify-full&sslpassword=s3cret-key-passphrase": "postgresql://gbb@db/gbb?sslmode=verify-full&sslpassword=xxxxx",
 	} {
 		if got := RedactDBURL(in); got != want {
 			t.Errorf("RedactDBURL(%q) = %q, want %q", in, got, want)

@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -177,24 +176,28 @@ func (m *Master) schedulerEnabledLocked(sc config.Scheduler) bool {
 	return true
 }
 
-// triggerer routes trigger steps: a nightly_triggerable scheduler records
-// the trigger on the leader, which runs it; a triggerable one runs here.
+// triggerer routes trigger steps: a triggerable scheduler runs here; a
+// nightly_triggerable one runs on the leader, and the trigger is recorded
+// in the store, where the leader's scheduler reads it at its next time,
+// whichever master ran the step.
 type triggerer struct{ m *Master }
 
 func (t triggerer) Trigger(ctx context.Context, name string, req scheduler.TriggerRequest) (int64, map[int64]int64, error) {
 	t.m.mu.Lock()
-	every, lead := t.m.scheds, t.m.lead
+	every, st := t.m.scheds, t.m.st
 	nightly := slices.ContainsFunc(t.m.cfg.Schedulers, func(sc config.Scheduler) bool {
 		return sc.Name == name && sc.Type == "nightly_triggerable"
 	})
 	t.m.mu.Unlock()
 	switch {
-	case nightly && lead != nil:
-		return lead.Trigger(ctx, name, req)
-	case nightly:
-		return 0, nil, fmt.Errorf("trigger %s: a nightly_triggerable scheduler records its triggers on the master that leads, and this one does not lead now: %w", name, scheduler.ErrNotTriggerable)
-	case every == nil:
+	case every == nil || st == nil:
 		return 0, nil, errors.New("master not running")
+	case nightly:
+		if err := scheduler.RecordNightlyTrigger(st, name, req); err != nil {
+			return 0, nil, err
+		}
+		t.m.log.Info("trigger recorded for the next time", "scheduler", name, "parent", req.ParentBuildID)
+		return 0, nil, nil
 	}
 	return every.Trigger(ctx, name, req)
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,12 +225,21 @@ func plainStamps(ss []store.SourceStamp) []store.SourceStamp {
 // nightlyTriggerable is a nightly_triggerable scheduler, as buildbot's
 // NightlyTriggerable.
 //
-// Its state in the store (key "nightly_triggerable") holds the time of its
-// last actuation and the last trigger not yet built. An actuation that
-// builds records its time as Building, adds the buildset (submitted at
-// that time), then clears the trigger: a master killed in between finds
-// at its start whether the buildset was added, as the timed schedulers
-// do. A time missed while the master was down is taken at once.
+// A trigger step on any master records its trigger in the store, under the
+// scheduler's object state key "nightly_triggerable_trigger"
+// (RecordNightlyTrigger), replacing the one before, as buildbot's
+// trigger() does with setState("lastTrigger"). The scheduler runs on the
+// leader, and reads that key at each of its times. Its own state (key
+// "nightly_triggerable") holds the time of its last actuation and the id
+// of the last trigger it built: a trigger is built once, and one recorded
+// while a time builds another is built at the next time, as the leader
+// never clears the key another master writes.
+//
+// An actuation that builds records its time and the trigger's id as
+// Building, adds the buildset (submitted at that time), then records the
+// trigger as built: a master killed in between finds at its start whether
+// the buildset was added, as the timed schedulers do. A time missed while
+// the master was down is taken at once.
 type nightlyTriggerable struct {
 	set  *Set
 	cfg  config.Scheduler
@@ -241,19 +251,54 @@ type nightlyTriggerable struct {
 }
 
 type nightlyTrigState struct {
-	LastBuild time.Time        `json:"last_build,omitzero"`
-	Trigger   *recordedTrigger `json:"trigger,omitempty"`
-	Building  time.Time        `json:"building,omitzero"`
+	LastBuild time.Time `json:"last_build,omitzero"`
+	Built     string    `json:"built,omitempty"` // the id of the last trigger built
+	Building  time.Time `json:"building,omitzero"`
+	// BuildingID is the id of the trigger Building builds.
+	BuildingID string `json:"building_id,omitempty"`
+	// Trigger is where gbb before RecordNightlyTrigger kept the trigger;
+	// the scheduler moves it to its own key at start.
+	Trigger *recordedTrigger `json:"trigger,omitempty"`
 }
 
 // recordedTrigger is a trigger waiting for the next time.
 type recordedTrigger struct {
+	ID            string              `json:"id,omitempty"` // random, new for each trigger
 	SourceStamps  []store.SourceStamp `json:"source_stamps"`
 	Properties    store.Properties    `json:"properties,omitempty"`
 	ParentBuildID int64               `json:"parent_build_id,omitempty"`
 }
 
-const nightlyTrigKey = "nightly_triggerable"
+const (
+	nightlyTrigKey    = "nightly_triggerable"
+	nightlyPendingKey = "nightly_triggerable_trigger"
+)
+
+// RecordNightlyTrigger records req in st as the trigger of the next time
+// of the nightly_triggerable scheduler called name, replacing any other.
+// Any master may call it: the leader's scheduler reads the trigger at its
+// next time. The step goes on at once, as buildbot's NightlyTriggerable.
+func RecordNightlyTrigger(st interface {
+	SetState(objectName, key string, value json.RawMessage) error
+}, name string, req TriggerRequest) error {
+	if err := checkTriggerStamps(req); err != nil {
+		return fmt.Errorf("trigger %s: %w", name, err)
+	}
+	tr := recordedTrigger{
+		ID:            rand.Text(),
+		SourceStamps:  plainStamps(req.SourceStamps),
+		Properties:    maps.Clone(req.Properties),
+		ParentBuildID: req.ParentBuildID,
+	}
+	v, err := json.Marshal(tr)
+	if err != nil {
+		return fmt.Errorf("trigger %s: %w", name, err)
+	}
+	if err := st.SetState(stateObject(name), nightlyPendingKey, v); err != nil {
+		return fmt.Errorf("trigger %s: record for the next time: %w", name, err)
+	}
+	return nil
+}
 
 // newNightlyTriggerable makes the scheduler of sc from its state in the
 // store. s.opMu must be held.
@@ -272,6 +317,30 @@ func (s *Set) newNightlyTriggerable(sc config.Scheduler) (*nightlyTriggerable, e
 			return nil, fmt.Errorf("decode state: %w", err)
 		}
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	save := false
+	if old := n.state.Trigger; old != nil {
+		// Recorded by an older gbb in the scheduler's own state: moved
+		// to the trigger's key, unless a newer trigger is there.
+		if _, newer, err := n.pending(); err != nil {
+			return nil, err
+		} else if !newer {
+			old.ID = rand.Text()
+			v, err := json.Marshal(old)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.store.SetState(stateObject(sc.Name), nightlyPendingKey, v); err != nil {
+				return nil, err
+			}
+			if !n.state.Building.IsZero() {
+				n.state.BuildingID = old.ID
+			}
+		}
+		n.state.Trigger = nil
+		save = true
+	}
 	if at := n.state.Building; !at.IsZero() {
 		newest := at // after a reconfig, the predecessor added it
 		if s.starting {
@@ -281,11 +350,12 @@ func (s *Set) newNightlyTriggerable(sc config.Scheduler) (*nightlyTriggerable, e
 		}
 		if !newest.Before(at) {
 			s.log.Warn("the master stopped after the build of a time was added, before it was recorded: taken as built", "scheduler", sc.Name, "at", at)
-			n.state.Trigger, n.state.LastBuild = nil, at
+			n.state.Built, n.state.LastBuild = n.state.BuildingID, at
 		}
-		n.state.Building = time.Time{}
-		n.mu.Lock()
-		defer n.mu.Unlock()
+		n.state.Building, n.state.BuildingID = time.Time{}, ""
+		save = true
+	}
+	if save {
 		if err := n.saveLocked(); err != nil {
 			return nil, err
 		}
@@ -307,16 +377,18 @@ func (n *nightlyTriggerable) saveLocked() error {
 	return n.set.store.SetState(stateObject(n.cfg.Name), nightlyTrigKey, v)
 }
 
-// record keeps req as the trigger of the next time, replacing any other.
-func (n *nightlyTriggerable) record(req TriggerRequest) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.state.Trigger = &recordedTrigger{
-		SourceStamps:  plainStamps(req.SourceStamps),
-		Properties:    maps.Clone(req.Properties),
-		ParentBuildID: req.ParentBuildID,
+// pending returns the trigger recorded in the store, and whether it is
+// one not yet built. n.mu must be held.
+func (n *nightlyTriggerable) pending() (*recordedTrigger, bool, error) {
+	v, ok, err := n.set.store.GetState(stateObject(n.cfg.Name), nightlyPendingKey)
+	if err != nil || !ok {
+		return nil, false, err
 	}
-	return n.saveLocked()
+	var tr recordedTrigger
+	if err := json.Unmarshal(v, &tr); err != nil {
+		return nil, false, fmt.Errorf("decode the recorded trigger: %w", err)
+	}
+	return &tr, tr.ID != n.state.Built, nil
 }
 
 func (n *nightlyTriggerable) run(ctx context.Context) {
@@ -339,28 +411,32 @@ func (n *nightlyTriggerable) run(ctx context.Context) {
 	}
 }
 
-// actuate builds the recorded trigger, if any, for the time at.
+// actuate builds the trigger recorded since the last one built, if any,
+// for the time at.
 func (n *nightlyTriggerable) actuate(at time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	tr := n.state.Trigger
+	tr, todo, err := n.pending()
 	switch {
-	case tr == nil:
+	case err != nil:
+		// Kept in the store: the next time builds it.
+		n.set.log.Error("read the recorded trigger; not built this time", "scheduler", n.cfg.Name, "err", err)
+	case !todo:
 	case !n.set.Enabled(n.cfg.Name):
 		n.set.log.Info("scheduler disabled: build skipped", "scheduler", n.cfg.Name)
 	default:
-		n.state.Building = at
+		n.state.Building, n.state.BuildingID = at, tr.ID
 		if err := n.saveLocked(); err != nil {
 			n.set.log.Error("record the build of a time; not built", "scheduler", n.cfg.Name, "err", err)
-			n.state.Building = time.Time{}
+			n.state.Building, n.state.BuildingID = time.Time{}, ""
 			return
 		}
 		if err := n.buildLocked(tr, at); err != nil {
 			n.set.log.Error("add buildset", "scheduler", n.cfg.Name, "err", err)
 		} else {
-			n.state.Trigger = nil
+			n.state.Built = tr.ID
 		}
-		n.state.Building = time.Time{}
+		n.state.Building, n.state.BuildingID = time.Time{}, ""
 	}
 	n.state.LastBuild = at
 	if err := n.saveLocked(); err != nil {

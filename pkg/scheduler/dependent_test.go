@@ -291,3 +291,97 @@ func TestNightlyTriggerableReconfig(t *testing.T) {
 		}
 	})
 }
+
+// TestNightlyTriggerableStoredTrigger: a trigger recorded in the store by
+// RecordNightlyTrigger, as a master that does not lead records it, is
+// built at the leader's scheduler's next time, once; a master killed
+// after adding a trigger's buildset, before recording it built, builds it
+// no second time, and one killed before the add builds it at the next
+// time. A trigger an older gbb kept in the scheduler's own state is built.
+func TestNightlyTriggerableStoredTrigger(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newChangeEnv(t)
+		cfg := []config.Scheduler{{Type: "nightly_triggerable", Name: "nt", BuilderNames: []string{"b"}, Cron: "0 * * * *"}}
+		revs := func() []string {
+			var out []string
+			for _, s := range e.summaries() {
+				out = append(out, s.Stamps[0].Revision)
+			}
+			return out
+		}
+		record := func(rev string) string {
+			t.Helper()
+			if err := RecordNightlyTrigger(e.db, "nt", TriggerRequest{SourceStamps: []store.SourceStamp{{Revision: rev}}}); err != nil {
+				t.Fatal(err)
+			}
+			v, _, err := e.db.GetState(stateObject("nt"), nightlyPendingKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tr recordedTrigger
+			if err := json.Unmarshal(v, &tr); err != nil || tr.ID == "" {
+				t.Fatalf("the recorded trigger %s: %v", v, err)
+			}
+			return tr.ID
+		}
+		setState := func(state map[string]any) {
+			t.Helper()
+			v, _ := json.Marshal(state)
+			if err := e.db.SetState(stateObject("nt"), nightlyTrigKey, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		restart := func(stop func()) func() {
+			stop()
+			e.reopen()
+			stop = runSet(t, New(cfg, e.db, e.wake, nil))
+			synctest.Wait()
+			return stop
+		}
+		hour := func(want ...string) {
+			t.Helper()
+			time.Sleep(time.Hour)
+			synctest.Wait()
+			if diff := cmp.Diff(want, revs()); diff != "" {
+				t.Fatalf("buildsets' revisions (-want +got):\n%s", diff)
+			}
+		}
+
+		// An older gbb's state, the trigger in it.
+		setState(map[string]any{"last_build": time.Now(), "trigger": map[string]any{"source_stamps": []map[string]any{{"revision": "r0"}}}})
+		stop := runSet(t, New(cfg, e.db, e.wake, nil))
+		synctest.Wait()
+		hour("r0")
+		hour("r0")
+
+		record("r1") // by another master, through the store only
+		hour("r0", "r1")
+		hour("r0", "r1") // built once
+
+		// Killed after the add of r2's buildset.
+		stop()
+		id := record("r2")
+		b, err := e.db.BuilderByName("b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now()
+		if _, _, err := e.db.AddBuildset(store.NewBuildset{Reason: "The NightlyTriggerable scheduler named 'nt' triggered this build", SchedulerName: "nt",
+			SourceStamps: []store.SourceStamp{{Revision: "r2"}}, BuilderIDs: []int64{b.ID}, SubmittedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		setState(map[string]any{"last_build": at.Add(-time.Hour), "building": at, "building_id": id})
+		stop = restart(func() {})
+		hour("r0", "r1", "r2")
+
+		// Killed before the add of r3's buildset.
+		id = record("r3")
+		stop()
+		setState(map[string]any{"last_build": time.Now(), "building": time.Now().Add(time.Minute), "building_id": id})
+		stop = restart(func() {})
+		hour("r0", "r1", "r2", "r3")
+
+		stop()
+	})
+}

@@ -35,10 +35,8 @@ type triggerable struct {
 // scheduler records the trigger for its next time and returns 0 and no
 // requests.
 func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsid int64, brids map[int64]int64, err error) {
-	for i, ss := range req.SourceStamps {
-		if err := CheckStamp(ss, func(f string) string { return fmt.Sprintf("source_stamps[%d].%s", i, f) }); err != nil {
-			return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
-		}
+	if err := checkTriggerStamps(req); err != nil {
+		return 0, nil, fmt.Errorf("trigger %s: %w", name, err)
 	}
 	if recorded, err := s.recordTrigger(name, req); recorded || err != nil {
 		return 0, nil, err
@@ -86,21 +84,27 @@ func (s *Set) Trigger(ctx context.Context, name string, req TriggerRequest) (bsi
 	return bsid, brids, nil
 }
 
+// checkTriggerStamps checks the stamps of req as the stamps of a force.
+func checkTriggerStamps(req TriggerRequest) error {
+	for i, ss := range req.SourceStamps {
+		if err := CheckStamp(ss, func(f string) string { return fmt.Sprintf("source_stamps[%d].%s", i, f) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // recordTrigger records req for the nightly_triggerable scheduler called
-// name, if it is one, for its next time; the step goes on at once, as
-// buildbot's NightlyTriggerable. It holds opMu, so that a reconfig that
-// replaces the scheduler finds the trigger in its state.
+// name, if it is one of s, for its next time (RecordNightlyTrigger).
 func (s *Set) recordTrigger(name string, req TriggerRequest) (bool, error) {
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
 	s.mu.Lock()
-	nt, ok := s.timers[name].(*nightlyTriggerable)
+	_, ok := s.timers[name].(*nightlyTriggerable)
 	s.mu.Unlock()
 	if !ok {
 		return false, nil
 	}
-	if err := nt.record(req); err != nil {
-		return true, fmt.Errorf("trigger %s: %w", name, err)
+	if err := RecordNightlyTrigger(s.store, name, req); err != nil {
+		return true, err
 	}
 	s.log.Info("trigger recorded for the next time", "scheduler", name, "parent", req.ParentBuildID)
 	return true, nil

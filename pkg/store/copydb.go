@@ -20,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gbb-ci/gbb/pkg/config"
 )
 
 // CopyDB copies a whole store, bbolt or PostgreSQL, into another, keeping
@@ -51,7 +53,7 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 		return rep, err
 	}
 	if same {
-		return rep, fmt.Errorf("copy-db: %s and %s are the same store", safeURL(from), safeURL(to))
+		return rep, fmt.Errorf("copy-db: %s and %s are the same store", config.RedactDBURL(from), config.RedactDBURL(to))
 	}
 	src, err := openCopySide(from, opts.BaseDir, true)
 	if err != nil {
@@ -66,7 +68,7 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 		}
 	}
 	// What PostgreSQL cannot hold is refused before anything is copied.
-	if bs, ok := src.(*boltSide); ok && IsPostgresURL(to) {
+	if bs, ok := src.(*boltSide); ok && config.IsPostgresURL(to) {
 		if err := bs.refuseForPG(); err != nil {
 			return rep, fmt.Errorf("copy-db: source %s: %w", src.name(), err)
 		}
@@ -90,7 +92,7 @@ func CopyDB(ctx context.Context, from, to string, opts CopyOptions) (CopyReport,
 				return rep, fmt.Errorf("copy-db: target %s: %w", dst.name(), err)
 			}
 			if same {
-				return rep, fmt.Errorf("copy-db: %s and %s are the same store", safeURL(from), safeURL(to))
+				return rep, fmt.Errorf("copy-db: %s and %s are the same store", config.RedactDBURL(from), config.RedactDBURL(to))
 			}
 		}
 	}
@@ -494,14 +496,6 @@ type copySide interface {
 	close()
 }
 
-// safeURL is url for messages: its password, if any, replaced.
-func safeURL(url string) string {
-	if IsPostgresURL(url) {
-		return redactURL(url)
-	}
-	return url
-}
-
 func boltPath(url, basedir string) string {
 	p := strings.TrimPrefix(url, "bbolt:")
 	if !filepath.IsAbs(p) {
@@ -512,10 +506,10 @@ func boltPath(url, basedir string) string {
 
 // sameStore says whether from and to name one store.
 func sameStore(from, to, basedir string) (bool, error) {
-	if IsPostgresURL(from) != IsPostgresURL(to) {
+	if config.IsPostgresURL(from) != config.IsPostgresURL(to) {
 		return false, nil
 	}
-	if IsPostgresURL(from) {
+	if config.IsPostgresURL(from) {
 		a, err := pgconn.ParseConfig(from)
 		if err != nil {
 			return false, fmt.Errorf("copy-db: source: bad PostgreSQL URL: %w", redactErr(err))
@@ -538,7 +532,7 @@ func sameStore(from, to, basedir string) (bool, error) {
 }
 
 func openCopySide(url, basedir string, mustExist bool) (copySide, error) {
-	if IsPostgresURL(url) {
+	if config.IsPostgresURL(url) {
 		p, err := OpenPG(url, Options{})
 		if err != nil {
 			return nil, err

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/gbb-ci/gbb/pkg/config"
 )
 
 // PG is the master's store on PostgreSQL, which several masters may share:
@@ -62,16 +63,11 @@ type PG struct {
 	bigSent  atomic.Int64       // events sent through pg_events, to prune it now and then
 }
 
-// IsPostgresURL says whether url names a PostgreSQL database.
-func IsPostgresURL(url string) bool {
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
-}
-
 // OpenURL opens the store url names: "postgres://…" or "postgresql://…"
 // for PostgreSQL, "bbolt:PATH" or a bare PATH for bbolt (relative to
 // basedir).
 func OpenURL(url, basedir string, opts Options) (Store, error) {
-	if IsPostgresURL(url) {
+	if config.IsPostgresURL(url) {
 		return OpenPG(url, opts)
 	}
 	if libpqKeywords(url) {
@@ -110,7 +106,7 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: bad PostgreSQL URL: %w", redactErr(err))
 	}
-	safe := redactURL(url)
+	safe := config.RedactDBURL(url)
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -178,23 +174,6 @@ func (p *PG) Close() error {
 	p.enc.Close()
 	p.dec.Close()
 	return nil
-}
-
-// redactURL returns url with its password, in the user part or the
-// query, replaced by "xxxxx".
-func redactURL(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return "(an unparsable URL)"
-	}
-	q := u.Query()
-	for _, k := range []string{"password", "sslpassword"} { // config.SecretDBParams
-		if q.Has(k) {
-			q.Set(k, "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-	}
-	return u.Redacted()
 }
 
 // redactErr drops the text of a URL parse error, which pgx may quote with

@@ -3,126 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gbb-ci/gbb/internal/testproxy"
 )
-
-// hangProxy is a TCP proxy on loopback in front of the test's PostgreSQL
-// that can freeze one connection: it stops forwarding either way and
-// keeps both sides open, as a proxy, NAT entry or firewall that stopped
-// passing the connection's packets does. The server sees a session that
-// is idle, not gone.
-type hangProxy struct {
-	ln       net.Listener
-	upstream string
-	wg       sync.WaitGroup
-
-	mu     sync.Mutex
-	pairs  map[int]*proxyPair // by the upstream side's local port, which the server sees as client_port
-	closed bool
-}
-
-type proxyPair struct {
-	client, server net.Conn
-	frozen         chan struct{}
-	freeze         sync.Once
-}
-
-func newHangProxy(t *testing.T, upstream string) *hangProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &hangProxy{ln: ln, upstream: upstream, pairs: map[int]*proxyPair{}}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *hangProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		u, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		pair := &proxyPair{client: c, server: u, frozen: make(chan struct{})}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			u.Close()
-			return
-		}
-		p.pairs[u.LocalAddr().(*net.TCPAddr).Port] = pair
-		p.mu.Unlock()
-		p.wg.Go(func() { pair.pump(c, u) })
-		p.wg.Go(func() { pair.pump(u, c) })
-	}
-}
-
-// pump copies from a to b until either ends. Once the pair is frozen it
-// drops what it reads and closes nothing: only the proxy's close ends a
-// frozen pair.
-func (pp *proxyPair) pump(a, b net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := a.Read(buf)
-		select {
-		case <-pp.frozen:
-			if err != nil {
-				return
-			}
-			continue
-		default:
-		}
-		if n > 0 {
-			if _, werr := b.Write(buf[:n]); werr != nil {
-				err = werr
-			}
-		}
-		if err != nil {
-			a.Close()
-			b.Close()
-			return
-		}
-	}
-}
-
-// freezePort freezes the connection whose server side has local port
-// port.
-func (p *hangProxy) freezePort(t *testing.T, port int) {
-	t.Helper()
-	p.mu.Lock()
-	pair, ok := p.pairs[port]
-	p.mu.Unlock()
-	if !ok {
-		t.Fatalf("no proxied connection from port %d", port)
-	}
-	pair.freeze.Do(func() { close(pair.frozen) })
-}
-
-func (p *hangProxy) close() {
-	p.mu.Lock()
-	p.closed = true
-	for _, pair := range p.pairs {
-		pair.client.Close()
-		pair.server.Close()
-	}
-	p.mu.Unlock()
-	p.ln.Close()
-	p.wg.Wait()
-}
 
 // TestLockLeaderHangs: master A holds the lock through a proxy that then
 // freezes the lock's connection without closing it, so the server still
@@ -136,9 +24,9 @@ func TestLockLeaderHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newHangProxy(t, u.Host)
+	proxy := testproxy.New(t, u.Host)
 	viaProxy := *u
-	viaProxy.Host = proxy.ln.Addr().String()
+	viaProxy.Host = proxy.Addr()
 
 	a, err := OpenPG(viaProxy.String(), Options{})
 	if err != nil {
@@ -171,7 +59,7 @@ func TestLockLeaderHangs(t *testing.T) {
 		t.Fatalf("A's lock session (backend %d): %v", pid, err)
 	}
 	frozeAt := time.Now()
-	proxy.freezePort(t, port)
+	proxy.Freeze(t, port)
 
 	select {
 	case <-la.Lost():

@@ -34,7 +34,7 @@ func hookServer(db *store.DB) *httptest.Server { return hookServerWith(db, testH
 
 // hookServerWith serves hooks on db at /change_hook/{dialect}; the caller
 // closes it.
-func hookServerWith(db *store.DB, hooks map[string]Config) *httptest.Server {
+func hookServerWith(db store.Store, hooks map[string]Config) *httptest.Server {
 	h := New(StoreSink{DB: db}, hooks, nil)
 	r := chi.NewRouter()
 	r.Post("/change_hook/{dialect}", func(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -666,7 +667,7 @@ func baseHook(req hookRequest) ([]store.Change, string, error) {
 		ch, err := c.change()
 		if err != nil {
 			if len(in) > 1 {
-				return nil, "", badHook("change %d: %v", i, err)
+				return nil, "", badHook("change %d: %v", i+1, err) // as checkGitArgs: from 1
 			}
 			return nil, "", err
 		}
@@ -737,13 +738,11 @@ func (c baseChange) change() (store.Change, error) {
 		return ch, badHook("missing author")
 	}
 	if c.When != "" {
-		f, err := strconv.ParseFloat(string(c.When), 64)
-		if err != nil || f < 0 {
-			return ch, badHook("when_timestamp must be unix seconds, not %q", c.When)
+		when, err := parseUnixWhen(string(c.When))
+		if err != nil {
+			return ch, err
 		}
-		if f > 0 {
-			ch.When = time.Unix(int64(f), 0).UTC()
-		}
+		ch.When = when
 	}
 	if len(c.Properties) > 0 {
 		ch.Properties = store.Properties{}
@@ -752,6 +751,30 @@ func (c baseChange) change() (store.Change, error) {
 		}
 	}
 	return ch, nil
+}
+
+// maxWhen is the latest when_timestamp, the last second of the year 9999:
+// the store keeps no later time (JSON's times end there).
+var maxWhen = time.Date(9999, time.December, 31, 23, 59, 59, 0, time.UTC).Unix()
+
+// parseUnixWhen reads the base dialect's when_timestamp, Unix seconds (a
+// fraction is dropped); 0 means now, which is the zero time. As buildbot's
+// float() it refuses (400) what is not a number; it refuses too what
+// buildbot's float() takes and its store then cannot: NaN, infinities, a
+// time before 1970, and one after the year 9999 (a number too large for a
+// float64 included). Each error names the field and the value.
+func parseUnixWhen(s string) (time.Time, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	overflow := errors.Is(err, strconv.ErrRange) // ±Inf, or ±0 for a tiny number
+	switch {
+	case err != nil && !overflow, math.IsNaN(f), math.IsInf(f, 0) && !overflow, f < 0:
+		return time.Time{}, badHook("when_timestamp must be unix seconds, not %q", s)
+	case f > float64(maxWhen):
+		return time.Time{}, badHook("when_timestamp %q is after the year 9999", s)
+	case f == 0:
+		return time.Time{}, nil
+	}
+	return time.Unix(int64(f), 0).UTC(), nil
 }
 
 // checkGitArgs refuses (400) a change whose branch, revision or repository
