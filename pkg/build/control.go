@@ -378,6 +378,13 @@ func (e *Engine) KillWorker(ctx context.Context, workerID int64, reason string) 
 	return nil
 }
 
+// DisconnectWorker disconnects worker id from this master only, if it is
+// connected here, as KillWorker does: a reconfig that removed the worker
+// from this master's config leaves its connections to other masters be.
+func (e *Engine) DisconnectWorker(id int64, reason string) {
+	e.killHere(id, reason)
+}
+
 // killHere disconnects worker id from this master, if it is connected.
 func (e *Engine) killHere(id int64, reason string) {
 	e.mu.Lock()

@@ -673,9 +673,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 			continue
 		}
 		if sw, err := m.st.WorkerByName(w.Name); err == nil {
-			if err := m.engine.KillWorker(context.Background(), sw.ID, "removed from the config"); err != nil {
-				m.log.Error("disconnect removed worker", "worker", w.Name, "err", err)
-			}
+			m.engine.DisconnectWorker(sw.ID, "removed from the config")
 		}
 	}
 	m.engine.SetLocks(cfg.Locks)
