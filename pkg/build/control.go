@@ -22,9 +22,9 @@ import (
 // that master for with a control message (store.Control, as buildbot's
 // ("control", ...) messages), which that master's engine acts on as on a
 // local call (Control). The action then answers success, as buildbot's;
-// when the master concerned is not active (stopped, or hung and not yet
-// presumed dead) nothing would act, and the action fails with an error
-// wrapping store.ErrMasterInactive.
+// when the master concerned is not active (stopped, or presumed dead by
+// the others, which end its builds RETRY) nothing would act, and the
+// action fails with an error wrapping store.ErrMasterInactive.
 
 // ErrNotHere is returned (wrapped) by StopBuild and CancelBuildRequest for
 // a build of this master that runs no more, nor ended: it is ending.
