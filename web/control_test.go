@@ -121,6 +121,8 @@ func TestControlRPCErrors(t *testing.T) {
 	f := newControlServer(t, &testController{})
 	notHere := newControlServer(t, &testController{err: fmt.Errorf("stop build 3: %w", build.ErrNotHere)})
 	gone := newControlServer(t, &testController{err: fmt.Errorf("get build: %w", store.ErrNotFound)})
+	// The master running the build is stopped or hung: nothing would act.
+	inactive := newControlServer(t, &testController{err: fmt.Errorf("stop build 3: it runs on master 2: %w", store.ErrMasterInactive)})
 	none := newTestServer(t) // no Controller
 	build := fmt.Sprintf("/api/v2/builds/%d", f.running.ID)
 	tests := []struct {
@@ -141,6 +143,7 @@ func TestControlRPCErrors(t *testing.T) {
 		{f, build, `{not json`, 400, api.RPCParseError},
 		{notHere, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 409, api.RPCServerError},
 		{gone, build, `{"jsonrpc":"2.0","method":"rebuild","id":1,"params":{}}`, 404, api.RPCInvalidRequest},
+		{inactive, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 409, api.RPCServerError},
 		{none, build, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{}}`, 503, api.RPCInternalError},
 	}
 	for _, tt := range tests {

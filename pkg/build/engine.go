@@ -24,6 +24,9 @@ type Store interface {
 
 	Worker(id int64) (store.Worker, error)
 	SetWorkerPaused(id int64, paused, graceful bool) error
+	// SendControl asks the master holding a build, request or worker to
+	// act on it (see Engine.Control).
+	SendControl(c store.Control) error
 
 	AddBuildset(nb store.NewBuildset) (int64, map[int64]int64, error)
 	Buildset(id int64) (store.Buildset, error)
@@ -163,6 +166,9 @@ type Engine struct {
 	// logFails are the logs whose output could not all be stored (a
 	// full disk), by log id, until their step ends.
 	logFails map[int64]error // guarded by mu
+	// controls are the control messages of other masters, which Run acts
+	// on (see Control).
+	controls chan store.Control
 }
 
 // Worker is a connected worker as the engine drives it: a gbb-worker's
@@ -247,6 +253,7 @@ func New(cfg Config) *Engine {
 		locks:    NewLocks(),
 		finished: make(chan struct{}),
 		gone:     make(chan struct{}),
+		controls: make(chan store.Control, 256),
 	}
 	e.SetConfig(cfg.Builders, cfg.Workers)
 	e.SetLocks(cfg.Locks)
@@ -371,6 +378,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	defer e.wg.Wait()
 	defer cancel(ErrShutdown)
+	controlsDone := make(chan struct{})
+	go func() {
+		defer close(controlsDone)
+		e.serveControls(ctx)
+	}()
+	defer func() { <-controlsDone }()
 
 	// A slow tick catches anything a missed wake-up would leave waiting.
 	tick := time.NewTicker(5 * time.Second)

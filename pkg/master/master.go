@@ -277,6 +277,11 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if err := engine.Recover(); err != nil {
 		return err
 	}
+	// Stop, cancel and the worker actions asked of another master, for a
+	// build or worker this one holds: the engine acts on them while it
+	// runs (build.Engine.Control).
+	st.SetControl(engine.Control)
+	defer st.SetControl(nil)
 	every, _ := splitSchedulers(cfg.Schedulers)
 	scheds := scheduler.New(every, st, engine.Wake, m.log)
 	pols := newPollers(m.basedir, st, m.offerChanges, secretsProviders, m.log)
@@ -668,9 +673,7 @@ func (m *Master) applyLocked(old, cfg *config.Config) error {
 			continue
 		}
 		if sw, err := m.st.WorkerByName(w.Name); err == nil {
-			if err := m.engine.KillWorker(context.Background(), sw.ID, "removed from the config"); err != nil {
-				m.log.Error("disconnect removed worker", "worker", w.Name, "err", err)
-			}
+			m.engine.DisconnectWorker(sw.ID, "removed from the config")
 		}
 	}
 	m.engine.SetLocks(cfg.Locks)

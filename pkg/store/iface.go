@@ -30,6 +30,14 @@ type Store interface {
 	// holds, it always succeeds.
 	Lock(name string) (l Lock, ok bool, err error)
 
+	// SendControl sends a control action to the master that holds what it
+	// acts on (see [Control]); an error wraps ErrMasterInactive when that
+	// master is not active, which is always so on bbolt. SetControl sets
+	// the handler of the messages sent to this store's master; it must
+	// not block.
+	SendControl(c Control) error
+	SetControl(fn func(Control))
+
 	EnsureMaster(name string) (Master, error)
 	SetMasterActive(id int64, active bool, seen time.Time) error
 	Now() (time.Time, error)

@@ -46,7 +46,8 @@ type PG struct {
 	order  sequencer // orders the publication of commits, this master's and others'
 	origin string    // this store's random id, on its notifications
 
-	outbox atomic.Pointer[func()] // see SetOutbox; nil: off
+	outbox  atomic.Pointer[func()]        // see SetOutbox; nil: off
+	control atomic.Pointer[func(Control)] // see SetControl; nil: none
 
 	onCommit func(time.Duration)
 	onLog    func(int)

@@ -142,7 +142,9 @@ func (p *PG) notify(ctx context.Context, tx pgx.Tx, rec eventBuffer) error {
 	return err
 }
 
-// listen publishes the events other masters send, until ctx ends. It
+// listen publishes the events other masters send, and hands the control
+// messages sent to this master to its handler (see SetControl), until ctx
+// ends. It
 // reports on ready once it listens (or could not start); afterwards it
 // reconnects whenever its connection is lost (events sent meanwhile are
 // lost to this master's bus; the store itself loses nothing).
@@ -153,6 +155,9 @@ func (p *PG) listen(ctx context.Context, ready chan<- error) {
 		conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
 		if err == nil {
 			_, err = conn.Exec(ctx, "LISTEN "+pgChannel)
+		}
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgControlChannel)
 		}
 		if first {
 			ready <- err
@@ -188,6 +193,10 @@ func (p *PG) receive(ctx context.Context, conn *pgx.Conn) error {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Channel == pgControlChannel {
+			p.receiveControl(n.Payload)
+			continue
 		}
 		var b wireBatch
 		if err := json.Unmarshal([]byte(n.Payload), &b); err != nil {

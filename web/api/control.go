@@ -15,9 +15,12 @@ import (
 )
 
 // Controller runs buildbot's control actions; *build.Engine satisfies it.
-// Each method returns an error wrapping store.ErrNotFound for an unknown
-// id, and build.ErrNotHere when another master runs the build or has
-// claimed the request.
+// Any master may be asked: one that does not run the build (or hold the
+// worker's connection) has the master that does act, and succeeds, as
+// buildbot's control messages. Each method returns an error wrapping
+// store.ErrNotFound for an unknown id, store.ErrMasterInactive when the
+// master concerned is not active (nothing would act), and build.ErrNotHere
+// for a build of this master that is ending.
 type Controller interface {
 	// StopBuild interrupts a running build, which ends CANCELLED with
 	// reason in its state; it does nothing to a finished build.
@@ -38,7 +41,7 @@ type Controller interface {
 }
 
 // RPCServerError is the JSON-RPC code of an action that cannot be done now
-// (the build runs on another master).
+// (the master running the build is not active).
 const RPCServerError = -32000
 
 // control serves every JSON-RPC control (force on /forceschedulers/NAME,
@@ -160,7 +163,7 @@ func (s *Server) controlError(c *Call, err error) *RPCError {
 		return &RPCError{status: ae.status, code: RPCInvalidRequest, message: ae.msg}
 	case errors.Is(err, store.ErrNotFound):
 		return &RPCError{status: http.StatusNotFound, code: RPCInvalidRequest, message: err.Error()}
-	case errors.Is(err, build.ErrNotHere):
+	case errors.Is(err, build.ErrNotHere), errors.Is(err, store.ErrMasterInactive):
 		return &RPCError{status: http.StatusConflict, code: RPCServerError, message: err.Error()}
 	}
 	s.log.Error("control", "path", c.path, "err", err)
