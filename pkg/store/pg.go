@@ -59,6 +59,11 @@ type PG struct {
 	app    *atomic.Pointer[string] // shared with the pool's PrepareConn
 	selfID atomic.Int64            // the store's master's id; 0 until known
 
+	// ignored counts the notifications the listener ignored since it
+	// last logged so, at ignoredLog (see untrusted); the listener's own.
+	ignored    int
+	ignoredLog time.Time
+
 	stop     context.CancelFunc // stops the listener
 	listened chan struct{}      // closed when the listener has ended
 	bigSent  atomic.Int64       // events sent through pg_events, to prune it now and then

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // pgChannel is the NOTIFY channel of the store's events.
@@ -188,11 +189,20 @@ func (p *PG) listen(ctx context.Context, ready chan<- error) {
 }
 
 // receive publishes the notifications conn receives until it fails.
+// Notifications from sessions that may not write the store are ignored
+// (see senders).
 func (p *PG) receive(ctx context.Context, conn *pgx.Conn) error {
+	trusted := senders{conn: conn}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if ok, err := trusted.check(ctx, n.PID); err != nil {
+			return err
+		} else if !ok {
+			p.untrusted(n)
+			continue
 		}
 		if n.Channel == pgControlChannel {
 			p.receiveControl(n.Payload)
@@ -249,4 +259,54 @@ func (p *PG) publishRemote(evs []wireEvent) {
 			p.events.Publish(r.key, r.record)
 		}
 	}
+}
+
+// senders tells the database sessions whose notifications the listener
+// takes: those whose role may update the masters table, i.e. may write
+// the store anyway. NOTIFY needs no privilege, and any role that may
+// connect to the database (PUBLIC, by default) could otherwise make a
+// master believe another presumed it dead, or stop its builds. The
+// answer for a session (its backend's pid) is kept for sendersFor.
+type senders struct {
+	conn *pgx.Conn            // the listener's: queried between notifications
+	ok   map[uint32]time.Time // trusted pids, when last checked
+}
+
+// sendersFor is how long a session found trusted stays so without
+// another look: a backend's pid is reused only after it ended.
+const sendersFor = 10 * time.Second
+
+// check says whether the session with backend pid may speak to the
+// masters. A session already gone is not trusted (the masters' own keep
+// their connections). An error is the listener's connection's.
+func (s *senders) check(ctx context.Context, pid uint32) (bool, error) {
+	if at, ok := s.ok[pid]; ok && time.Since(at) < sendersFor {
+		return true, nil
+	}
+	var may bool
+	err := s.conn.QueryRow(ctx, `SELECT coalesce(bool_or(has_table_privilege(usesysid, 'masters', 'UPDATE')), false)
+		FROM pg_stat_activity WHERE pid = $1 AND datname = current_database()`, int64(pid)).Scan(&may)
+	if err != nil {
+		return false, err
+	}
+	if !may {
+		return false, nil
+	}
+	if s.ok == nil || len(s.ok) > 1024 {
+		s.ok = map[uint32]time.Time{}
+	}
+	s.ok[pid] = time.Now()
+	return true, nil
+}
+
+// untrusted logs a notification ignored because of its sender, at most
+// once a second (a flood of them must not flood the log).
+func (p *PG) untrusted(n *pgconn.Notification) {
+	p.ignored++
+	if time.Since(p.ignoredLog) < time.Second {
+		return
+	}
+	p.log.Warn("ignored notifications from a database session whose role may not write gbb's tables: revoke CONNECT on the database from PUBLIC (docs/postgresql.md)",
+		"channel", n.Channel, "sender_pid", n.PID, "ignored", p.ignored)
+	p.ignored, p.ignoredLog = 0, time.Now()
 }
