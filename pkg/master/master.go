@@ -69,6 +69,9 @@ type Master struct {
 	// notReady is why /readyz answers 503 ("" once ready): starting,
 	// stopping, or stopping cleanly.
 	notReady atomic.Pointer[string]
+	// pingLogged is when Ready last logged why the database did not
+	// answer (unix nanoseconds): at most every pingLogEvery.
+	pingLogged atomic.Int64
 	// masterID is this master's id in the store while Run runs.
 	masterID atomic.Int64
 
@@ -110,7 +113,9 @@ func (m *Master) setNotReady(reason string) { m.notReady.Store(&reason) }
 // starting, or stopping. /readyz answers with it.
 //
 // On PostgreSQL it also asks the database, so that a load balancer sends
-// no one to a master whose database is away.
+// no one to a master whose database is away. Why the database does not
+// answer (its user, host and name, say) goes to the log, not to whoever
+// asks /readyz, which needs no login.
 func (m *Master) Ready() error {
 	if r := *m.notReady.Load(); r != "" {
 		return errors.New(r)
@@ -122,11 +127,19 @@ func (m *Master) Ready() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
-			return fmt.Errorf("the database does not answer: %w", err)
+			now := time.Now().UnixNano()
+			if last := m.pingLogged.Load(); now-last >= int64(pingLogEvery) && m.pingLogged.CompareAndSwap(last, now) {
+				m.log.Warn("not ready: the database does not answer", "err", err)
+			}
+			return errors.New("the database does not answer (master.log says why)")
 		}
 	}
 	return nil
 }
+
+// pingLogEvery is how often, at most, Ready logs why the database does not
+// answer: a load balancer may ask every second.
+const pingLogEvery = 10 * time.Second
 
 // StopClean starts a clean shutdown, as buildbot's `stop --clean`: no new
 // build starts (requests stay pending in the store; forced builds are still

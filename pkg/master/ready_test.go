@@ -2,12 +2,18 @@ package master
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gbb-ci/gbb/internal/testpg"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
 
@@ -57,4 +63,97 @@ func TestReady(t *testing.T) {
 	if err := m.Ready(); err == nil || !strings.Contains(err.Error(), "stopping") {
 		t.Errorf("Ready after Run = %v, want stopping", err)
 	}
+}
+
+// TestReadyDatabaseAway: on PostgreSQL, a master whose database does not
+// answer is not ready, and ready again once it does; /readyz, which needs
+// no login, says so without the database's user, host, port or name (an
+// ops probe saw them there), which go to the log instead.
+func TestReadyDatabaseAway(t *testing.T) {
+	t.Parallel()
+	srv, err := testpg.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	url := srv.NewDatabase(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbname := strings.TrimPrefix(u.Path, "/")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "master.toml")
+	src := fmt.Sprintf("[db]\nurl = %q\n\n[protocols.grpc]\nport = 0\ninterface = \"127.0.0.1\"\n\n[www]\nport = 0\ninterface = \"127.0.0.1\"\n", url)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	m := New(dir, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, func(Addrs) { close(ready) }) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			t.Error("Run still running 90s after its context ended")
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	admin, err := pgx.Connect(t.Context(), srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	db := pgx.Identifier{dbname}.Sanitize()
+	allow := func(on bool) {
+		t.Helper()
+		if _, err := admin.Exec(t.Context(), fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", db, on)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allow(false)
+	defer allow(true)
+	if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname); err != nil {
+		t.Fatal(err)
+	}
+	waitReady := func(want bool) error {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := m.Ready()
+			if (err == nil) == want {
+				return err
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Ready after 30s: %v, want ready %v", err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	rerr := waitReady(false)
+	if !strings.Contains(rerr.Error(), "the database does not answer") {
+		t.Errorf("Ready with the database away: %v, want: the database does not answer", rerr)
+	}
+	for _, secret := range []string{dbname, u.Hostname(), u.Port(), testpg.Superuser} {
+		if strings.Contains(rerr.Error(), secret) {
+			t.Errorf("Ready's answer %q shows %q", rerr, secret)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "not ready: the database does not answer") || !strings.Contains(l, dbname) {
+		t.Errorf("the log does not say why the database does not answer:\n%s", l)
+	}
+	allow(true)
+	waitReady(true)
 }
