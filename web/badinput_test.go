@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,26 @@ func TestBadRPCBodies(t *testing.T) {
 			msg, _ := e["message"].(string)
 			if status != tt.status || e == nil || e["code"] != tt.code || msg == "" || !strings.Contains(msg, tt.want) {
 				t.Errorf("POST %s %s: %d %v, want %d code %v with a reason containing %q", p, tt.name, status, body, tt.status, tt.code, tt.want)
+			}
+		}
+	}
+	// An id that is no string, number or null (JSON-RPC 2.0) is an invalid
+	// request, as in buildbot's rest.py, and is not echoed; the call,
+	// otherwise good, does nothing.
+	for _, p := range paths {
+		method := "stop"
+		if strings.Contains(p, "forceschedulers") {
+			method = "force"
+		}
+		for _, id := range []string{`{"a":1}`, `[1]`, `[]`, `true`, `false`} {
+			body := `{"jsonrpc":"2.0","method":"` + method + `","id":` + id + `,"params":{"reason":"r","builderid":` + strconv.FormatInt(f.runtests.ID, 10) + `}}`
+			status, reply := postURL(t, p, "application/json", body)
+			e, _ := reply["error"].(map[string]any)
+			if status != http.StatusBadRequest || e == nil || e["code"] != float64(api.RPCInvalidRequest) || e["message"] != "'id' must be a string, number, or null" {
+				t.Errorf("POST %s id %s: %d %v, want 400 code %d, 'id' must be a string, number, or null", p, id, status, reply, api.RPCInvalidRequest)
+			}
+			if got, ok := reply["id"]; !ok || got != nil {
+				t.Errorf("POST %s id %s: answered id %v, want null", p, id, got)
 			}
 		}
 	}

@@ -281,6 +281,14 @@ func start(stops *stopSignals, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
+	// Before the pid file: a second worker on dir must not replace the
+	// first's worker.pid, nor kill its commands (ReapOrphans).
+	lock, err := worker.LockBasedir(dir)
+	if err != nil {
+		daemon.Fail(err)
+		return fail(stderr, err)
+	}
+	defer lock.Release()
 	if err := daemon.WritePID(pidPath); err != nil {
 		daemon.Fail(err)
 		return fail(stderr, err)
@@ -376,6 +384,11 @@ func direct(stops *stopSignals, args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	lock, err := worker.LockBasedir(dir)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer lock.Release()
 	info, err := workerInfo(dir)
 	if err != nil {
 		return fail(stderr, err)
@@ -396,7 +409,8 @@ func runWorker(stops *stopSignals, cfg protocol.ClientConfig, basedir string, lo
 	stops.setLogger(log)
 	cfg.Drain = stops.drain
 	// A previous run killed with SIGKILL left its commands running: kill
-	// them before the master sends builds to their directories again.
+	// them before the master sends builds to their directories again. The
+	// caller holds basedir (worker.LockBasedir): no live worker runs them.
 	if err := worker.ReapOrphans(basedir, log); err != nil {
 		log.Error("cannot kill the commands a previous run left running", "err", err)
 	}

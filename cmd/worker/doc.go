@@ -12,7 +12,10 @@
 // --nodaemon; stop stops it. worker.log is created 0600 (it can hold
 // what the builds printed); reopen-logs (or SIGUSR2) makes the worker
 // reopen it after log rotation. The last form runs a worker in the
-// foreground from flags alone, logging to stderr.
+// foreground from flags alone, logging to stderr. Both forms lock
+// DIR/.gbb-worker.lock for the worker's life: a second worker on the same
+// directory is refused (exit 1, naming the first's pid) rather than run
+// builds in its directories and kill the commands it still runs.
 //
 // MASTER, -master and worker.toml's master may list several masters,
 // comma-separated (in worker.toml also masters = ["a:9989", "b:9989"]):

@@ -339,8 +339,8 @@ func TestStartStop(t *testing.T) {
 	if want := "hi\n" + filepath.Join(dir, "b", "build") + "\n"; out.String() != want {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
-	// A second start refuses: the pid file names a live worker.
-	if code, _, stderr := gbbWorker(t, "start", dir); code != 1 || !strings.Contains(stderr, "worker.pid names running process") {
+	// A second start refuses: a live worker holds the basedir.
+	if code, _, stderr := gbbWorker(t, "start", dir); code != 1 || !strings.Contains(stderr, "is in use by another gbb-worker") {
 		t.Errorf("second start: exit %d, %q", code, stderr)
 	}
 	// A first stop lets a running command go on (stop waits for it); a

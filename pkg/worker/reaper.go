@@ -94,7 +94,9 @@ func recordRunning(dir string, pid int, builder string, argv []string) (func(), 
 // to the next builds. It sends SIGKILL to each group recorded in
 // basedir/RunningDir that is still the one recorded, logs what it killed,
 // waits (up to reapWait) for it to be gone, and clears the records. Call
-// it before the worker connects, while no command of its own runs.
+// it before the worker connects, while no command of its own runs, and
+// holding basedir (LockBasedir): the commands of a worker still running on
+// basedir are recorded there too.
 func ReapOrphans(basedir string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

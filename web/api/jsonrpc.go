@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,6 +132,12 @@ func decodeRPC(w http.ResponseWriter, r *http.Request) (RPCRequest, *RPCError) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
 		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "JSONRPC root object must be an object", ""}
+	}
+	// As buildbot's, an id that is no string, number or null is refused,
+	// and not echoed: JSON-RPC 2.0 allows no other (true, which
+	// buildbot's Python takes for the number 1, included).
+	if id := bytes.TrimSpace(top["id"]); len(id) > 0 && (id[0] == '{' || id[0] == '[' || id[0] == 't' || id[0] == 'f') {
+		return req, &RPCError{http.StatusBadRequest, RPCInvalidRequest, "'id' must be a string, number, or null", ""}
 	}
 	req.ID = top["id"]
 	if err := json.Unmarshal(raw, &req); err != nil {

@@ -607,9 +607,35 @@ type baseChange struct {
 	Codebase   string         `json:"codebase"`
 	Category   string         `json:"category"`
 	RevLink    string         `json:"revlink"`
-	When       json.Number    `json:"when_timestamp"` // unix seconds; 0 or missing means now
+	When       whenText       `json:"when_timestamp"` // unix seconds; 0 or missing means now
 	Files      []string       `json:"files"`
 	Properties map[string]any `json:"properties"`
+	// whenField is the field When came from, for errors: "when_timestamp",
+	// or buildbot's older "when" in a form.
+	whenField string
+}
+
+// whenText is when_timestamp as given: a JSON number's text, or a JSON
+// string's content (checked by parseUnixWhen, whose error names the
+// field); null is missing.
+type whenText string
+
+func (w *whenText) UnmarshalJSON(data []byte) error {
+	switch {
+	case string(data) == "null":
+		*w = ""
+	case len(data) > 0 && data[0] == '"':
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		*w = whenText(s)
+	case len(data) > 0 && (data[0] == '-' || data[0] >= '0' && data[0] <= '9'):
+		*w = whenText(data)
+	default:
+		return fmt.Errorf("when_timestamp must be unix seconds, not %s", data)
+	}
+	return nil
 }
 
 // baseHook is buildbot's base dialect: the fields of one change, as a form
@@ -711,7 +737,10 @@ func baseFromForm(v url.Values) (baseChange, error) {
 		Comments: v.Get("comments"), Branch: v.Get("branch"), Revision: v.Get("revision"),
 		Repository: v.Get("repository"), Project: v.Get("project"), Codebase: v.Get("codebase"),
 		Category: v.Get("category"), RevLink: v.Get("revlink"),
-		When: json.Number(cmp.Or(v.Get("when_timestamp"), v.Get("when"))),
+		When: whenText(cmp.Or(v.Get("when_timestamp"), v.Get("when"))),
+	}
+	if v.Get("when_timestamp") == "" && v.Get("when") != "" {
+		c.whenField = "when"
 	}
 	if f := v.Get("files"); f != "" {
 		if err := json.Unmarshal([]byte(f), &c.Files); err != nil {
@@ -738,7 +767,7 @@ func (c baseChange) change() (store.Change, error) {
 		return ch, badHook("missing author")
 	}
 	if c.When != "" {
-		when, err := parseUnixWhen(string(c.When))
+		when, err := parseUnixWhen(cmp.Or(c.whenField, "when_timestamp"), string(c.When))
 		if err != nil {
 			return ch, err
 		}
@@ -757,20 +786,25 @@ func (c baseChange) change() (store.Change, error) {
 // the store keeps no later time (JSON's times end there).
 var maxWhen = time.Date(9999, time.December, 31, 23, 59, 59, 0, time.UTC).Unix()
 
-// parseUnixWhen reads the base dialect's when_timestamp, Unix seconds (a
-// fraction is dropped); 0 means now, which is the zero time. As buildbot's
-// float() it refuses (400) what is not a number; it refuses too what
+// decimalFloat is the decimal numbers Python's float() takes (an
+// underscore may stand between two digits, "1_000"): strconv.ParseFloat
+// takes hexadecimal ones too ("0x1p4"), which buildbot's float() refuses.
+var decimalFloat = regexp.MustCompile(`^[+-]?([0-9](_?[0-9])*\.?([0-9](_?[0-9])*)?|\.[0-9](_?[0-9])*)([eE][+-]?[0-9](_?[0-9])*)?$`)
+
+// parseUnixWhen reads the base dialect's when_timestamp (field is the name
+// the request used), Unix seconds (a fraction is dropped); 0 means now, which is the zero time. As buildbot's
+// float() it refuses (400) what is not a decimal number; it refuses too what
 // buildbot's float() takes and its store then cannot: NaN, infinities, a
 // time before 1970, and one after the year 9999 (a number too large for a
 // float64 included). Each error names the field and the value.
-func parseUnixWhen(s string) (time.Time, error) {
+func parseUnixWhen(field, s string) (time.Time, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	overflow := errors.Is(err, strconv.ErrRange) // ±Inf, or ±0 for a tiny number
 	switch {
-	case err != nil && !overflow, math.IsNaN(f), math.IsInf(f, 0) && !overflow, f < 0:
-		return time.Time{}, badHook("when_timestamp must be unix seconds, not %q", s)
+	case !decimalFloat.MatchString(s), err != nil && !overflow, math.IsNaN(f), math.IsInf(f, 0) && !overflow, f < 0:
+		return time.Time{}, badHook("%s must be unix seconds, not %q", field, s)
 	case f > float64(maxWhen):
-		return time.Time{}, badHook("when_timestamp %q is after the year 9999", s)
+		return time.Time{}, badHook("%s %q is after the year 9999", field, s)
 	case f == 0:
 		return time.Time{}, nil
 	}

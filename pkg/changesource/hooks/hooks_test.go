@@ -457,7 +457,7 @@ func TestHookBase(t *testing.T) {
 	for _, tt := range []struct{ ctype, body, msg string }{
 		{"application/json", `{"revision": "r"}`, "missing author"},
 		{"application/json", `{"author": "a", "revison": "r"}`, `malformed JSON: json: unknown field "revison"`},
-		{"application/json", `{"author": "a", "when_timestamp": "soon"}`, "malformed JSON"},
+		{"application/json", `{"author": "a", "when_timestamp": "soon"}`, `when_timestamp must be unix seconds, not "soon"`},
 		{"application/x-www-form-urlencoded", "author=a&when_timestamp=soon", `when_timestamp must be unix seconds, not "soon"`},
 		{"application/x-www-form-urlencoded", "author=a&files=x.go", "files must be a JSON list of strings"},
 		{"application/x-www-form-urlencoded", "author=a&colour=red", `unknown field "colour"`},
