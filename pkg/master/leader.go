@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -191,8 +190,9 @@ func (c *cluster) heartbeat() error {
 }
 
 // watchSelf closes dead when the store says this master stopped while it
-// runs: another master presumed it dead. The event is taken as a hint and
-// the store read again: only the record itself says so.
+// runs: another master presumed it dead. (A forged event from outside the
+// masters cannot reach the bus: the store takes notifications only from
+// sessions that may write it.)
 func (c *cluster) watchSelf(ctx context.Context, dead chan<- struct{}) {
 	key := "masters/" + strconv.FormatInt(c.id, 10) + "/stopped"
 	for ctx.Err() == nil {
@@ -201,30 +201,13 @@ func (c *cluster) watchSelf(ctx context.Context, dead chan<- struct{}) {
 			return
 		}
 		for ev := range sub.C {
-			if m, ok := ev.Record.(store.Master); ok && !m.Active && ctx.Err() == nil && c.inactive() {
+			if m, ok := ev.Record.(store.Master); ok && !m.Active && ctx.Err() == nil {
 				sub.Close()
 				close(dead)
 				return
 			}
 		}
 	}
-}
-
-// inactive says whether this master's record in the store says it is not
-// active. A store that cannot be read says nothing: the heartbeat finds
-// out.
-func (c *cluster) inactive() bool {
-	ms, err := c.st.Masters()
-	if err != nil {
-		c.log.Error("read this master's record", "err", err)
-		return false
-	}
-	i := slices.IndexFunc(ms, func(m store.Master) bool { return m.ID == c.id })
-	if i >= 0 && ms[i].Active {
-		c.log.Warn("an event said this master stopped, but its record says it is active: ignored", "master", c.id)
-		return false
-	}
-	return true
 }
 
 // tryLead takes the leader lock when no master holds it, and then starts
