@@ -66,7 +66,8 @@ func TestLock(t *testing.T) {
 		defer admin.Close(context.Background())
 		var killed int
 		ok(t, admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-			WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted`, int64(pgLockSpace)).Scan(&killed))
+			WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, int64(pgLockSpace)).Scan(&killed))
 		if killed != 1 {
 			t.Fatalf("terminated %d sessions holding an advisory lock, want 1", killed)
 		}
