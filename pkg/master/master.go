@@ -380,7 +380,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	cl := &cluster{
 		m: m, st: st, bus: bus, id: masterID, log: m.log,
 		beat: cfg.DB.Heartbeat(), timeout: cfg.DB.Timeout(),
-		fence: engine.Fence,
+		resumeWait: m.finishStepsWait,
+		fence:      engine.Fence,
 		lead: func(ctx context.Context, started chan<- struct{}) error {
 			return m.runLeader(ctx, started, leaderParts{st: st, bus: bus, engine: engine, pollers: pols, reporters: reps, missing: missing})
 		},
@@ -445,6 +446,13 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	m.log.Info("master stopped")
 	return err
+}
+
+// finishStepsWait returns the finish_steps_wait of the current config.
+func (m *Master) finishStepsWait() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.FinishSteps.Wait
 }
 
 // janitorConfig returns the [janitor] of the current config.
