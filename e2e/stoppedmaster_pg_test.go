@@ -112,8 +112,51 @@ func TestStoppedMasterNotBack(t *testing.T) {
 		b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
 		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
 	})
+	checkOnce(t, b, brid, aID, bID, ended)
+
+	// Master a starts again: it finds its build ended, does not resume
+	// it, nor end it again, nor build the request again.
+	a.startMaster()
+	waitFor(t, "master a to find its build ended", 2*time.Minute, func() bool {
+		data, _ := os.ReadFile(filepath.Join(a.masterDir, "master.log"))
+		return strings.Contains(string(data), "the build is not running")
+	})
+	waitFor(t, "w1 connected to master a again", 2*time.Minute, func() bool {
+		var r struct {
+			Workers []struct {
+				Name        string             `json:"name"`
+				ConnectedTo []map[string]int64 `json:"connected_to"`
+			}
+		}
+		a.get("/api/v2/workers", &r)
+		for _, w := range r.Workers {
+			for _, c := range w.ConnectedTo {
+				if w.Name == "w1" && c["masterid"] == aID {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	// w1 kept the command of a's build (finish_steps_wait is short, so
+	// it keeps it for about a minute from a's stop): a has it killed.
+	waitFor(t, "master a to have w1's kept command killed", 2*time.Minute, func() bool {
+		data, _ := os.ReadFile(filepath.Join(a.masterDir, "master.log"))
+		return strings.Contains(string(data), "worker kept commands this master does not resume")
+	})
+	t.Logf("w1's kept command killed by master a %s after its stop", time.Since(stopping).Round(time.Second))
+	checkOnce(t, a, brid, aID, bID, ended)
+}
+
+// checkOnce checks, through e's API, that request brid ended SUCCESS
+// once: master a's build ended RETRY as ended says, and b's SUCCESS.
+func checkOnce(t *testing.T, e *env, brid, aID, bID int64, ended fullBuild) {
+	t.Helper()
 	var got []string
-	for _, bd := range allBuilds(b) {
+	for _, bd := range allBuilds(e) {
+		if bd.BuildRequestID == brid && bd.MasterID == aID && (bd.CompleteAt == nil || ended.CompleteAt == nil || *bd.CompleteAt != *ended.CompleteAt) {
+			t.Errorf("master a's build changed: complete at %v, was %v", bd.CompleteAt, ended.CompleteAt)
+		}
 		if bd.BuildRequestID == brid {
 			res := -1
 			if bd.Results != nil {
@@ -137,7 +180,7 @@ func TestStoppedMasterNotBack(t *testing.T) {
 			Results *int `json:"results"`
 		}
 	}
-	b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
+	e.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
 	if len(r.Buildrequests) != 1 || r.Buildrequests[0].Results == nil || *r.Buildrequests[0].Results != 0 {
 		t.Errorf("request %+v, want complete SUCCESS", r.Buildrequests)
 	}
