@@ -418,6 +418,9 @@ func (db *DB) expire(id int64, seenBefore, now time.Time, stopped bool) (expired
 			}
 		}
 		if stopped {
+			if !x.changed() {
+				return errInactive // another master abandoned it first
+			}
 			return nil
 		}
 		m.Active = false
@@ -447,6 +450,13 @@ type expiry struct {
 	wupdated []Worker // left by the master, still connected to it
 	builders []Builder
 	master   *Master // marked inactive; nil when it was already
+}
+
+// changed says whether the expiry ended a build, released or completed a
+// request, or let go of a worker or builder.
+func (x *expiry) changed() bool {
+	return len(x.ended) > 0 || len(x.a.requests) > 0 || len(x.a.completed) > 0 ||
+		len(x.workers) > 0 || len(x.wupdated) > 0 || len(x.builders) > 0
 }
 
 // worker returns w without master id, and whether it changed.

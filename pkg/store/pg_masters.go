@@ -307,6 +307,9 @@ func (p *PG) expire(id int64, seenBefore, now time.Time, stopped bool) (expired 
 			}
 		}
 		if stopped {
+			if !x.changed() {
+				return errInactive // another master abandoned it first
+			}
 			return x.a.pgOutbox(ctx, tx)
 		}
 		if err := tx.QueryRow(ctx, "SELECT session FROM masters WHERE id = $1", id).Scan(&session); err != nil {
