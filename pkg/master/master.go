@@ -440,7 +440,14 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if !declaredDead {
 		// Stopped: no other master need wait for master_timeout to
 		// know (its builds ended RETRY and released their requests).
-		if serr := st.SetMasterActive(masterID, false, time.Now()); serr != nil {
+		// Its last seen is the store's clock, as its heartbeats': the
+		// others compare it with master_timeout + finish_steps_wait to
+		// end the builds it left to resume (see reapStopped).
+		seen, serr := st.Now()
+		if serr != nil {
+			seen = time.Now()
+		}
+		if serr := st.SetMasterActive(masterID, false, seen); serr != nil {
 			m.log.Error("record this master stopped", "err", serr)
 		}
 	}
