@@ -103,7 +103,10 @@ type cluster struct {
 	log     *slog.Logger
 	beat    time.Duration
 	timeout time.Duration
-	fence   func() // stops the engine's builds recording nothing more
+	// resumeWait is the finish_steps_wait of the current config (nil:
+	// config.DefaultFinishStepsWait): see reapStopped.
+	resumeWait func() time.Duration
+	fence      func() // stops the engine's builds recording nothing more
 	// lead runs the leader's components until ctx is done, closing
 	// started once they run.
 	lead     func(ctx context.Context, started chan<- struct{}) error
@@ -322,7 +325,14 @@ func (c *cluster) reap() {
 		return
 	}
 	for _, m := range ms {
-		if m.ID == c.id || !m.Active || now.Sub(m.LastSeen) < c.timeout {
+		if m.ID == c.id {
+			continue
+		}
+		if !m.Active {
+			c.reapStopped(m, now)
+			continue
+		}
+		if now.Sub(m.LastSeen) < c.timeout {
 			continue
 		}
 		log := c.log.With("dead_master", m.ID, "name", m.Name, "last_seen", m.LastSeen.UTC().Format(time.RFC3339))
@@ -334,5 +344,48 @@ func (c *cluster) reap() {
 		if expired {
 			log.Warn("a master silent longer than master_timeout is presumed dead: its builds end RETRY and its requests run again", "master_timeout", c.timeout)
 		}
+	}
+}
+
+// stoppedGrace is how long a master stopped cleanly may stay away and
+// still find its builds running when it comes back: master_timeout plus
+// finish_steps_wait (the masters share their config). With
+// finish_steps_on_restart, a master that stops leaves its running builds
+// (and their claimed requests) to itself; a restart takes seconds, and
+// the restarted master waits up to finish_steps_wait for their workers.
+func (c *cluster) stoppedGrace() time.Duration {
+	w := config.DefaultFinishStepsWait
+	if c.resumeWait != nil {
+		if cw := c.resumeWait(); cw > 0 {
+			w = cw
+		}
+	}
+	return c.timeout + w
+}
+
+// reapStopped ends the builds an inactive master left running, and
+// releases its requests, once it stopped longer than stoppedGrace ago
+// (by its last seen, which its stop records, against the store's clock):
+// without it, a master stopped with finish_steps_on_restart and not
+// started again would hold them forever. It is the abandonment of
+// ExpireMaster (AbandonStoppedMaster), which first checks cheaply, reading
+// only, whether the master left anything: most inactive masters (retired
+// or renamed ones stay listed) left nothing. A master that comes back
+// later finds its builds ended RETRY, as a master presumed dead does: it
+// does not resume them (their workers are told to kill the commands they
+// kept).
+func (c *cluster) reapStopped(m store.Master, now time.Time) {
+	grace := c.stoppedGrace()
+	if now.Sub(m.LastSeen) < grace {
+		return
+	}
+	log := c.log.With("stopped_master", m.ID, "name", m.Name, "last_seen", m.LastSeen.UTC().Format(time.RFC3339))
+	done, err := c.st.AbandonStoppedMaster(m.ID, now.Add(-grace), now)
+	if err != nil {
+		log.Error("end the builds of a stopped master", "err", err)
+		return
+	}
+	if done {
+		log.Warn("a master stopped with builds left running (finish_steps_on_restart) has not come back within master_timeout + finish_steps_wait: its builds end RETRY and its requests run again", "grace", grace)
 	}
 }

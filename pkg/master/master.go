@@ -393,7 +393,8 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	cl := &cluster{
 		m: m, st: st, bus: bus, id: masterID, log: m.log,
 		beat: cfg.DB.Heartbeat(), timeout: cfg.DB.Timeout(),
-		fence: engine.Fence,
+		resumeWait: m.finishStepsWait,
+		fence:      engine.Fence,
 		lead: func(ctx context.Context, started chan<- struct{}) error {
 			return m.runLeader(ctx, started, leaderParts{st: st, bus: bus, engine: engine, pollers: pols, reporters: reps, missing: missing})
 		},
@@ -452,12 +453,26 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	if !declaredDead {
 		// Stopped: no other master need wait for master_timeout to
 		// know (its builds ended RETRY and released their requests).
-		if serr := st.SetMasterActive(masterID, false, time.Now()); serr != nil {
+		// Its last seen is the store's clock, as its heartbeats': the
+		// others compare it with master_timeout + finish_steps_wait to
+		// end the builds it left to resume (see reapStopped).
+		seen, serr := st.Now()
+		if serr != nil {
+			seen = time.Now()
+		}
+		if serr := st.SetMasterActive(masterID, false, seen); serr != nil {
 			m.log.Error("record this master stopped", "err", serr)
 		}
 	}
 	m.log.Info("master stopped")
 	return err
+}
+
+// finishStepsWait returns the finish_steps_wait of the current config.
+func (m *Master) finishStepsWait() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.FinishSteps.Wait
 }
 
 // janitorConfig returns the [janitor] of the current config.

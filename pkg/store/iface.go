@@ -43,6 +43,7 @@ type Store interface {
 	Now() (time.Time, error)
 	Heartbeat(id int64) (alive bool, err error)
 	ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error)
+	AbandonStoppedMaster(id int64, stoppedBefore, now time.Time) (abandoned bool, err error)
 	SetMasterWorkerCert(id int64, notAfter time.Time) error
 	Masters() ([]Master, error)
 

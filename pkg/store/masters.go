@@ -338,6 +338,49 @@ var errInactive = errors.New("store: master inactive")
 // first. On PostgreSQL its database sessions are then ended, so that the
 // locks it holds (the leader's) are freed even if it hangs.
 func (db *DB) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error) {
+	return db.expire(id, seenBefore, now, false)
+}
+
+// AbandonStoppedMaster ends the work an inactive master left, as
+// ExpireMaster does for a silent one (in one transaction: its incomplete
+// builds end RETRY at now, its claimed requests are released or, when
+// their build had finished, completed, its workers are disconnected from
+// it and it leaves its builders' and workers' masters), if it is still
+// inactive and was last seen (stopped) before stoppedBefore. A master
+// stopped cleanly with finish_steps_on_restart leaves its builds running
+// for when it comes back; one that does not come back in time must not
+// hold them forever. It first checks, reading only, whether the master
+// left an incomplete build or a claimed request: most inactive masters
+// left none, and then nothing is locked nor written. abandoned is false
+// when nothing was done: the master left nothing, came back (is active),
+// or stopped since stoppedBefore. The master's record is not changed.
+func (db *DB) AbandonStoppedMaster(id int64, stoppedBefore, now time.Time) (abandoned bool, err error) {
+	var left bool
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		m, err := get[Master](tx, bucketMaster, id)
+		if err != nil || m.Active || !m.LastSeen.Before(stoppedBefore) {
+			return err
+		}
+		if len(claimedBy(tx, id)) > 0 {
+			left = true
+			return nil
+		}
+		builds, err := getAll[Build](tx, bucketBuild, prefixIDs(tx, bucketBuildIncomplete, nil, false))
+		left = slices.ContainsFunc(builds, func(b Build) bool { return b.MasterID == id })
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("abandon the work of stopped master %d: %w", id, err)
+	}
+	if !left {
+		return false, nil
+	}
+	return db.expire(id, stoppedBefore, now, true)
+}
+
+// expire is ExpireMaster, or AbandonStoppedMaster's write when stopped:
+// then the master must be inactive, and stays so unchanged.
+func (db *DB) expire(id int64, seenBefore, now time.Time, stopped bool) (expired bool, err error) {
 	now = at(now)
 	var x expiry
 	x.a.outbox = db.outboxOn()
@@ -346,7 +389,7 @@ func (db *DB) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, e
 		if err != nil {
 			return err
 		}
-		if !m.Active || !m.LastSeen.Before(seenBefore) {
+		if m.Active == stopped || !m.LastSeen.Before(seenBefore) {
 			return errInactive
 		}
 		if x.ended, err = x.a.master(tx, id, now); err != nil {
@@ -374,14 +417,23 @@ func (db *DB) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, e
 				}
 			}
 		}
+		if stopped {
+			if !x.changed() {
+				return errInactive // another master abandoned it first
+			}
+			return nil
+		}
 		m.Active = false
-		x.master = m
+		x.master = &m
 		return put(tx, bucketMaster, id, &m)
 	}, x.publish)
 	if errors.Is(err, errInactive) {
 		return false, nil
 	}
 	if err != nil {
+		if stopped {
+			return false, fmt.Errorf("abandon the work of stopped master %d: %w", id, err)
+		}
 		return false, fmt.Errorf("expire master %d: %w", id, err)
 	}
 	if len(x.ended) > 0 && x.a.outbox {
@@ -397,7 +449,14 @@ type expiry struct {
 	workers  []Worker // disconnected from the master
 	wupdated []Worker // left by the master, still connected to it
 	builders []Builder
-	master   Master
+	master   *Master // marked inactive; nil when it was already
+}
+
+// changed says whether the expiry ended a build, released or completed a
+// request, or let go of a worker or builder.
+func (x *expiry) changed() bool {
+	return len(x.ended) > 0 || len(x.a.requests) > 0 || len(x.a.completed) > 0 ||
+		len(x.workers) > 0 || len(x.wupdated) > 0 || len(x.builders) > 0
 }
 
 // worker returns w without master id, and whether it changed.
@@ -441,7 +500,9 @@ func (x *expiry) publish(e emit) {
 	for _, b := range x.builders {
 		e.builder("update", b)
 	}
-	e.master("stopped", x.master)
+	if x.master != nil {
+		e.master("stopped", *x.master)
+	}
 }
 
 // SetBuilderOnMaster adds masterID to the builder's masters (on) or removes

@@ -235,6 +235,37 @@ func (p *PG) Heartbeat(id int64) (alive bool, err error) {
 // share its role, which is enough. A failure to end them is logged: the
 // master is expired all the same.
 func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, err error) {
+	return p.expire(id, seenBefore, now, false)
+}
+
+// AbandonStoppedMaster is [DB.AbandonStoppedMaster]. Its first check is
+// one read on the partial indexes of the incomplete builds and of the
+// claimed requests (builds_incomplete, buildrequests_claimed), so that
+// the masters may make it at each heartbeat for every inactive master;
+// the transaction, which locks every worker and builder row as
+// ExpireMaster's, runs only when the master left work. The stopped
+// master's database sessions are not ended: it stopped.
+func (p *PG) AbandonStoppedMaster(id int64, stoppedBefore, now time.Time) (abandoned bool, err error) {
+	left, err := pgRetryRead(func() (bool, error) {
+		ctx, cancel := pgCtx()
+		defer cancel()
+		var left bool
+		err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM builds WHERE master_id = $1 AND NOT complete)
+			OR EXISTS (SELECT 1 FROM buildrequests WHERE claimed_by = $1 AND NOT complete)`, id).Scan(&left)
+		return left, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("abandon the work of stopped master %d: %w", id, err)
+	}
+	if !left {
+		return false, nil
+	}
+	return p.expire(id, stoppedBefore, now, true)
+}
+
+// expire is ExpireMaster, or AbandonStoppedMaster's write when stopped:
+// then the master must be inactive, and stays so unchanged.
+func (p *PG) expire(id int64, seenBefore, now time.Time, stopped bool) (expired bool, err error) {
 	now = at(now)
 	outbox := p.outboxOn()
 	var (
@@ -247,7 +278,7 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 		if err != nil {
 			return err
 		}
-		if !m.Active || !m.LastSeen.Before(seenBefore) {
+		if m.Active == stopped || !m.LastSeen.Before(seenBefore) {
 			return errInactive
 		}
 		if x.ended, err = x.a.pgMaster(ctx, tx, id, now); err != nil {
@@ -275,11 +306,17 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 				}
 			}
 		}
+		if stopped {
+			if !x.changed() {
+				return errInactive // another master abandoned it first
+			}
+			return x.a.pgOutbox(ctx, tx)
+		}
 		if err := tx.QueryRow(ctx, "SELECT session FROM masters WHERE id = $1", id).Scan(&session); err != nil {
 			return err
 		}
 		m.Active = false
-		x.master = m
+		x.master = &m
 		if err := pgPutMaster(ctx, tx, m); err != nil {
 			return err
 		}
@@ -289,12 +326,15 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 		return false, nil
 	}
 	if err != nil {
+		if stopped {
+			return false, fmt.Errorf("abandon the work of stopped master %d: %w", id, err)
+		}
 		return false, fmt.Errorf("expire master %d: %w", id, err)
 	}
 	if len(x.ended) > 0 && x.a.outbox {
 		p.notifyOutbox()
 	}
-	if id != p.selfID.Load() {
+	if !stopped && id != p.selfID.Load() {
 		if n, err := p.terminate(id, session); err != nil {
 			p.log.Error("end the database sessions of an expired master: it may keep its locks (the leader's) while it hangs", "master", id, "err", err)
 		} else {
