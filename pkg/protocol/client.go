@@ -644,6 +644,9 @@ func (s *session) start(m *StartCommand) {
 		_ = s.send(&WorkerMessage{Msg: &WorkerMessage_Complete{Complete: resultToPB(id, Result{ExitCode: -1, Err: err.Error()})}})
 		return
 	}
+	if cmd.Builder != "" {
+		s.keeper.yield(s.master, cmd.Builder)
+	}
 	if s.keeper.resumable(cmd) {
 		s.mu.Lock()
 		stopped := s.stopped

@@ -52,10 +52,13 @@ type keptCmd struct {
 	// does not know its key, would abandon it, and has no build to go on
 	// with; the command waits for its master until its Keep runs out.
 	master string
-	keep   time.Duration
-	cancel context.CancelFunc
-	spool  Spool
-	log    *slog.Logger
+	// builder is the builder the command runs for: its directory is that
+	// builder's on this worker (see yield).
+	builder string
+	keep    time.Duration
+	cancel  context.CancelFunc
+	spool   Spool
+	log     *slog.Logger
 
 	mu        sync.Mutex
 	size      int64         // guarded by mu; output bytes so far
@@ -113,7 +116,7 @@ func (k *keeper) start(s *session, id uint64, cmd Command, log *slog.Logger) boo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &keptCmd{
-		key: cmd.ResumeKey, master: s.master, keep: cmd.Keep, cancel: cancel, spool: sp, log: log.With("key", cmd.ResumeKey),
+		key: cmd.ResumeKey, master: s.master, builder: cmd.Builder, keep: cmd.Keep, cancel: cancel, spool: sp, log: log.With("key", cmd.ResumeKey),
 		sess: s, id: id, batch: newBatcher(id, s.send), done: make(chan struct{}),
 	}
 	k.cmds[c.key] = c
@@ -214,6 +217,39 @@ func (k *keeper) detach(s *session) {
 			continue
 		}
 		c.mu.Unlock()
+	}
+}
+
+// yield kills the commands kept for a master other than master that still
+// run for builder, and waits for them to end, before master runs a command
+// for builder: two builds must not share the builder's directory. (A worker
+// with several masters that moved to another while a resumable command ran
+// keeps the command for its master; once the other master ends that build
+// RETRY, it builds the request again here, in the same directory.)
+func (k *keeper) yield(master, builder string) {
+	k.mu.Lock()
+	var cs []*keptCmd
+	for _, c := range k.cmds {
+		if c.master != master && c.builder == builder {
+			cs = append(cs, c)
+		}
+	}
+	k.mu.Unlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		if c.sess != nil || c.res != nil || c.abandoned {
+			c.mu.Unlock()
+			continue // attached elsewhere (not possible: one stream at a time), ended, or being killed
+		}
+		c.log.Warn("another master runs a command for this builder: killing the command kept for its master, as two builds must not share a directory",
+			"builder", builder, "kept_for", c.master, "master", master)
+		c.abandoned = true
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		c.mu.Unlock()
+		c.cancel()
+		<-c.done // the command's goroutine forgets it
 	}
 }
 

@@ -479,8 +479,10 @@ func TestKeptStaysWithItsMaster(t *testing.T) {
 	if err := cb.Abandon(context.Background(), "build1-step2-abc", "unknown command"); err != nil {
 		t.Fatal(err)
 	}
-	// The Abandon is handled in order with the Run that follows it.
-	if res, err := cb.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{Argv: []string{"true"}}}, func(protocol.Output) {}); err != nil || res.ExitCode != 0 {
+	// The Abandon is handled in order with the Run that follows it (of
+	// another builder: one of the same builder would end the command, see
+	// TestKeptYieldsItsBuilder).
+	if res, err := cb.Run(context.Background(), protocol.Command{Builder: "other", Shell: &protocol.ShellCommand{Argv: []string{"true"}}}, func(protocol.Output) {}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("Run on the other master: %+v, %v", res, err)
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
@@ -504,4 +506,59 @@ func TestKeptStaysWithItsMaster(t *testing.T) {
 	if s := out.String(); s != "two\n" {
 		t.Errorf("output after reattaching: %q, want %q", s, "two\n")
 	}
+}
+
+// TestKeptYieldsItsBuilder: a worker with two masters moved to the second
+// while a resumable command of builder b ran for the first. When the
+// second runs a command for b (the request built again, once the build
+// ended RETRY), the kept command is killed before it starts: two builds
+// must not share b's directory. (An outside probe saw both run together.)
+func TestKeptYieldsItsBuilder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var addrs []string
+	for range 2 {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, lis.Addr().String())
+		lis.Close()
+	}
+	a := startMaster(t, addrs[0])
+	b := startMaster(t, addrs[1])
+	basedir := filepath.Join(dir, "worker")
+	cl := protocol.NewClient(protocol.ClientConfig{
+		Masters:    []protocol.MasterAddr{{Addr: addrs[0]}, {Addr: addrs[1]}},
+		Name:       "w",
+		Executor:   NewExecutor(basedir, nil),
+		Spools:     &FileSpools{Dir: filepath.Join(basedir, SpoolDir)},
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	pid, _ := runDetached(t, a, dir, "build1-step2-abc", time.Minute)
+
+	cb := b.conn(t)
+	var out outputs
+	res, err := cb.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{
+		Script: fmt.Sprintf("if kill -0 %d 2>/dev/null; then echo shared; else echo alone; fi", pid)}}, out.add)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run of builder b on the other master: %+v, %v", res, err)
+	}
+	if s := out.String(); s != "alone\n" {
+		t.Errorf("the other master's command of builder b ran beside the kept one: %q, want %q", s, "alone\n")
+	}
+	waitUntil(t, "the kept command's spool removed", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(basedir, SpoolDir))
+		return len(ents) == 0
+	})
 }
