@@ -265,38 +265,61 @@ func (p *PG) publishRemote(evs []wireEvent) {
 // takes: those whose role may update the masters table, i.e. may write
 // the store anyway. NOTIFY needs no privilege, and any role that may
 // connect to the database (PUBLIC, by default) could otherwise make a
-// master believe another presumed it dead, or stop its builds. The
-// answer for a session (its backend's pid) is kept for sendersFor.
+// master believe another presumed it dead, or stop its builds.
+//
+// A pid not known either way makes the listener read every session of
+// the database at once (one query): the trusted ones are kept, so that a
+// master's session is known before its notifications come, even if it
+// closes before the listener reaches them (a master stopping); the pid, if
+// not among them, is kept as untrusted, so that a flood of notifications
+// from one session costs one query, not one each. Each answer is kept for
+// sendersFor: a backend's pid is reused only after it ended.
 type senders struct {
 	conn *pgx.Conn            // the listener's: queried between notifications
-	ok   map[uint32]time.Time // trusted pids, when last checked
+	ok   map[uint32]time.Time // trusted pids, when last seen so
+	bad  map[uint32]time.Time // untrusted pids, when last seen so
 }
 
-// sendersFor is how long a session found trusted stays so without
-// another look: a backend's pid is reused only after it ended.
-const sendersFor = 10 * time.Second
+const (
+	sendersFor = 10 * time.Second
+	// sendersMax bounds each map: past it, the map starts afresh.
+	sendersMax = 4096
+)
 
 // check says whether the session with backend pid may speak to the
-// masters. A session already gone is not trusted (the masters' own keep
-// their connections). An error is the listener's connection's.
+// masters. A session gone before the listener first heard of it is not
+// trusted. An error is the listener's connection's.
 func (s *senders) check(ctx context.Context, pid uint32) (bool, error) {
-	if at, ok := s.ok[pid]; ok && time.Since(at) < sendersFor {
+	now := time.Now()
+	if at, ok := s.ok[pid]; ok && now.Sub(at) < sendersFor {
 		return true, nil
 	}
-	var may bool
-	err := s.conn.QueryRow(ctx, `SELECT coalesce(bool_or(has_table_privilege(usesysid, 'masters', 'UPDATE')), false)
-		FROM pg_stat_activity WHERE pid = $1 AND datname = current_database()`, int64(pid)).Scan(&may)
+	if at, ok := s.bad[pid]; ok && now.Sub(at) < sendersFor {
+		return false, nil
+	}
+	rows, err := s.conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND has_table_privilege(usesysid, 'masters', 'UPDATE')`)
 	if err != nil {
 		return false, err
 	}
-	if !may {
-		return false, nil
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return false, err
 	}
-	if s.ok == nil || len(s.ok) > 1024 {
+	if s.ok == nil || len(s.ok)+len(pids) > sendersMax {
 		s.ok = map[uint32]time.Time{}
 	}
-	s.ok[pid] = time.Now()
-	return true, nil
+	for _, p := range pids {
+		s.ok[uint32(p)] = now
+	}
+	if _, ok := s.ok[pid]; ok {
+		return true, nil
+	}
+	if s.bad == nil || len(s.bad) >= sendersMax {
+		s.bad = map[uint32]time.Time{}
+	}
+	s.bad[pid] = now
+	return false, nil
 }
 
 // untrusted logs a notification ignored because of its sender, at most
