@@ -374,8 +374,10 @@ func (p *PG) bound(parent context.Context, d time.Duration) (context.Context, co
 		ctx, cancel := context.WithTimeoutCause(parent, min(d, p.closingTimeout()), errNoAnswer)
 		return ctx, func() { p.noteGone(ctx); cancel() }
 	}
-	ctx, cancel := context.WithCancelCause(parent)
-	timeout := time.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	// A timeout of d is the deadline's, as before closing: pgx tells it
+	// from a connection lost (see connectionLost).
+	timed, cancelTimed := context.WithTimeout(parent, d)
+	ctx, cancel := context.WithCancelCause(timed)
 	var mu sync.Mutex
 	var timer *time.Timer
 	ended := false
@@ -388,7 +390,6 @@ func (p *PG) bound(parent context.Context, d time.Duration) (context.Context, co
 	})
 	return ctx, func() {
 		stop()
-		timeout.Stop()
 		mu.Lock()
 		ended = true
 		if timer != nil {
@@ -397,6 +398,7 @@ func (p *PG) bound(parent context.Context, d time.Duration) (context.Context, co
 		mu.Unlock()
 		p.noteGone(ctx)
 		cancel(context.Canceled)
+		cancelTimed()
 	}
 }
 
