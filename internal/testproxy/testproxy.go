@@ -20,6 +20,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	pairs  map[int]*pair // guarded by mu; by the upstream side's local port
 	closed bool          // guarded by mu
+	all    bool          // guarded by mu; FreezeAll was called
 }
 
 type pair struct {
@@ -59,6 +60,19 @@ func (p *Proxy) Freeze(t testing.TB, port int) {
 		t.Fatalf("testproxy: no proxied connection from port %d", port)
 	}
 	pp.freeze.Do(func() { close(pp.frozen) })
+}
+
+// FreezeAll freezes every connection through the proxy, as Freeze does,
+// and every connection it accepts from now on: as a firewall that drops
+// every packet between the client and the server (a new connection gets
+// no answer either).
+func (p *Proxy) FreezeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.all = true
+	for _, pp := range p.pairs {
+		pp.freeze.Do(func() { close(pp.frozen) })
+	}
 }
 
 // Proxied says whether the connection the server sees from port port
@@ -109,6 +123,9 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.pairs[u.LocalAddr().(*net.TCPAddr).Port] = pp
+		if p.all {
+			close(pp.frozen)
+		}
 		p.mu.Unlock()
 		p.wg.Go(func() { p.pump(pp, c, u) })
 		p.wg.Go(func() { p.pump(pp, u, c) })

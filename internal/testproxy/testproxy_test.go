@@ -116,3 +116,67 @@ func TestProxyForwardsThenFreezes(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyFreezeAll: FreezeAll freezes the connections through the proxy
+// and those it accepts afterwards: nothing sent either way arrives.
+func TestProxyFreezeAll(t *testing.T) {
+	t.Parallel()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() { up.Close(); <-done }()
+	p := New(t, up.Addr().String())
+	dial := func() (client, server net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		select {
+		case s := <-accepted:
+			t.Cleanup(func() { s.Close() })
+			return c, s
+		case <-time.After(time.Minute):
+			t.Fatal("the proxy did not connect upstream")
+		}
+		return nil, nil
+	}
+	c1, s1 := dial()
+	p.FreezeAll()
+	c2, s2 := dial()
+	sent := 0
+	for _, c := range []net.Conn{c1, s1, c2, s2} {
+		n, err := c.Write([]byte("dropped"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for p.Dropped() != int64(sent) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Dropped() = %d, want %d", p.Dropped(), sent)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, c := range []net.Conn{c1, s1, c2, s2} {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := c.Read(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("side %d: Read = %d, %v; want a timeout", i, n, err)
+		}
+	}
+}

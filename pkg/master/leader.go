@@ -216,6 +216,11 @@ func (c *cluster) watchSelf(ctx context.Context, dead chan<- struct{}) {
 		for ev := range sub.C {
 			if m, ok := ev.Record.(store.Master); ok && !m.Active && ctx.Err() == nil {
 				sub.Close()
+				// Its builds stop at once, not once run's loop,
+				// maybe waiting for the database (a heartbeat, a
+				// reap), gets to it (declaredDead fences again).
+				c.log.Error("this master was presumed dead by the others: stopping its builds")
+				c.fence()
 				close(dead)
 				return
 			}

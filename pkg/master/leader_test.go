@@ -260,7 +260,11 @@ func TestDeclaredDead(t *testing.T) {
 			if got := <-e.terms; got != "fenced" {
 				t.Fatalf("event %v: after being marked inactive: %s, want fenced", viaEvent, got)
 			}
-			if got := <-e.terms; got != "stop" {
+			got := <-e.terms
+			for got == "fenced" { // again: fencing twice is harmless
+				got = <-e.terms
+			}
+			if got != "stop" {
 				t.Fatalf("event %v: then %s, want the term stopped", viaEvent, got)
 			}
 			if err := <-done; !errors.Is(err, ErrDeclaredDead) {
@@ -272,6 +276,74 @@ func TestDeclaredDead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hangingBeat is the store of clusterEnv whose heartbeats, from the
+// second on, wait until release is closed: a database that stopped
+// answering.
+type hangingBeat struct {
+	store.Store
+	beats   int // run's goroutine's
+	hanging chan struct{}
+	release chan struct{}
+}
+
+func (s *hangingBeat) Heartbeat(id int64) (bool, error) {
+	s.beats++
+	if s.beats == 2 {
+		close(s.hanging)
+		<-s.release
+	}
+	return s.Store.Heartbeat(id)
+}
+
+// TestDeclaredDeadWhileBeatHangs: a master whose heartbeat waits for the
+// database when the store's event says the others presumed it dead stops
+// its builds at once, not once the heartbeat returns.
+func TestDeclaredDeadWhileBeatHangs(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		e := newClusterEnv(t)
+		hb := &hangingBeat{Store: e.c.st, hanging: make(chan struct{}), release: make(chan struct{})}
+		e.c.st = hb
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- e.c.run(ctx, nil) }()
+		released := false
+		defer func() {
+			if !released { // failed: let run end
+				close(hb.release)
+				cancel()
+				<-done
+			}
+		}()
+		if got := <-e.terms; got != "start" {
+			t.Fatal(got)
+		}
+		<-hb.hanging
+		if err := e.st.SetMasterActive(e.me.ID, false, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		marked := time.Now()
+		synctest.Wait()
+		select {
+		case got := <-e.terms:
+			if got != "fenced" {
+				t.Fatalf("after being marked inactive: %s, want fenced", got)
+			}
+		default:
+			t.Fatal("builds not stopped while the heartbeat waits for the database")
+		}
+		if d := time.Since(marked); d != 0 {
+			t.Errorf("fenced after %s, want at once", d)
+		}
+		close(hb.release)
+		released = true
+		if err := <-done; !errors.Is(err, ErrDeclaredDead) {
+			t.Errorf("run = %v, want ErrDeclaredDead", err)
+		}
+	})
 }
 
 // TestWatchRequests: the engine is woken for requests added or released by

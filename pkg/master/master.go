@@ -227,6 +227,14 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 			m.log.Error("close store", "err", err)
 		}
 	}()
+	// Once stopping, a store that does not answer (the host cut off from
+	// PostgreSQL) is not waited for: its calls fail within seconds (the
+	// other masters presume this one dead as usual), while one that
+	// answers still records everything below.
+	closing, _ := st.(interface{ SetClosing() })
+	if closing != nil {
+		defer context.AfterFunc(ctx, closing.SetClosing)()
+	}
 	masterID, err := m.sync(st, cfg)
 	if err != nil {
 		return err
@@ -447,6 +455,9 @@ func (m *Master) Run(ctx context.Context, ready func(Addrs)) error {
 	}
 	err = g.Wait()
 	m.setNotReady("stopping")
+	if closing != nil {
+		closing.SetClosing() // stopping cleanly, or presumed dead
+	}
 	if errors.Is(err, errStoppedClean) {
 		err = nil
 	}

@@ -64,6 +64,13 @@ type PG struct {
 	ignored    int
 	ignoredLog time.Time
 
+	// closing is done once the store's master is stopping (see
+	// SetClosing); endClosing makes it so.
+	closing    context.Context
+	endClosing context.CancelFunc
+	gone       atomic.Bool // a call gave up while closing (see bound)
+	conns      *pgConns    // every connection of the store's, see Close
+
 	stop     context.CancelFunc // stops the listener
 	listened chan struct{}      // closed when the listener has ended
 	bigSent  atomic.Int64       // events sent through pg_events, to prune it now and then
@@ -117,6 +124,8 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	conns := &pgConns{open: map[*pgConn]struct{}{}}
+	cfg.ConnConfig.DialFunc = conns.dialer(cfg.ConnConfig.DialFunc)
 	var app atomic.Pointer[string]
 	cfg.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
 		// A session that cannot be named (ended, say) is dropped, and
@@ -152,7 +161,8 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	rand.Read(id[:])
 	p := &PG{url: safe, pool: pool, log: logger, enc: enc, dec: dec, events: opts.Events,
 		origin: hex.EncodeToString(id[:]), onCommit: opts.OnCommit, onLog: opts.OnLog,
-		listened: make(chan struct{}), app: &app}
+		listened: make(chan struct{}), app: &app, conns: conns}
+	p.closing, p.endClosing = context.WithCancel(context.Background())
 	p.order.cond.L = &p.order.mu
 	lctx, stop := context.WithCancel(context.Background())
 	p.stop = stop
@@ -172,14 +182,95 @@ func OpenPG(url string, opts Options) (*PG, error) {
 	return p, nil
 }
 
-// Close stops listening and closes the connections.
+// Close stops listening and closes the connections. It is closing (see
+// SetClosing) from its start: a statement still running is given up
+// pgClosingTimeout later. Connections whose closing the database does not
+// answer (pgx waits up to 15s for it to acknowledge a cancelled
+// statement) are cut pgClosingTimeout later, or at once when the database
+// is gone already (see bound).
 func (p *PG) Close() error {
+	p.SetClosing()
 	p.stop()
-	<-p.listened
-	p.pool.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		<-p.listened
+		p.pool.Close()
+	}()
+	wait := pgClosingTimeout
+	if p.gone.Load() {
+		wait = 0
+	}
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		if n := p.conns.cut(); n > 0 {
+			p.log.Warn("closed the store's connections without waiting for the database", "connections", n)
+		}
+		<-closed
+	}
 	p.enc.Close()
 	p.dec.Close()
 	return nil
+}
+
+// pgConns are a store's network connections to the database, so that
+// Close can cut them when the database does not answer.
+type pgConns struct {
+	mu   sync.Mutex
+	open map[*pgConn]struct{} // guarded by mu
+	shut bool                 // guarded by mu; cut was called: no new connection
+}
+
+// pgConn is a connection of a pgConns.
+type pgConn struct {
+	net.Conn
+	of   *pgConns
+	once sync.Once
+}
+
+func (c *pgConn) Close() error {
+	c.once.Do(func() {
+		c.of.mu.Lock()
+		delete(c.of.open, c)
+		c.of.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// dialer wraps dial so that the connections it makes are c's.
+func (c *pgConns) dialer(dial pgconn.DialFunc) pgconn.DialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.shut {
+			conn.Close()
+			return nil, errors.New("store closed")
+		}
+		pc := &pgConn{Conn: conn, of: c}
+		c.open[pc] = struct{}{}
+		return pc, nil
+	}
+}
+
+// cut closes every connection, and makes the dialer refuse new ones; it
+// returns how many were open.
+func (c *pgConns) cut() int {
+	c.mu.Lock()
+	c.shut = true
+	open := make([]*pgConn, 0, len(c.open))
+	for pc := range c.open {
+		open = append(open, pc)
+	}
+	c.mu.Unlock()
+	for _, pc := range open {
+		pc.Close()
+	}
+	return len(open)
 }
 
 // redactErr drops the text of a URL parse error, which pgx may quote with
@@ -233,6 +324,101 @@ func isNetErr(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
+// pgClosingTimeout bounds each statement, and each call's retries, once
+// the store is closing (see SetClosing): long enough for a database that
+// answers, however loaded, short enough that a master cut off from its
+// database stops within seconds. Once a call has given up so, the
+// database is taken for gone and the calls after it are bounded by
+// pgGoneTimeout: a master stopping makes several in turn.
+const (
+	pgClosingTimeout = 5 * time.Second
+	pgGoneTimeout    = time.Second
+)
+
+// errNoAnswer is the cause of a call given up while closing.
+var errNoAnswer = errors.New("the database did not answer while this master stops")
+
+// SetClosing tells the store that its master is stopping: from now on a
+// call that the database does not answer fails pgClosingTimeout after it
+// began (or after SetClosing, for one already running) rather than
+// waiting out an outage (pgOutage) and the statement timeout (pgTimeout):
+// a master cut off from its database (a firewall dropping its packets)
+// stops within seconds rather than minutes, and the other masters presume
+// it dead as usual. A database that answers still gets every write.
+// SetClosing may be called more than once, from any goroutine.
+func (p *PG) SetClosing() { p.endClosing() }
+
+// isClosing says whether SetClosing was called.
+func (p *PG) isClosing() bool { return p.closing.Err() != nil }
+
+// closingTimeout is how long a call may take from now once closing.
+func (p *PG) closingTimeout() time.Duration {
+	if p.gone.Load() {
+		return pgGoneTimeout
+	}
+	return pgClosingTimeout
+}
+
+// opCtx bounds a statement run outside update and read: pgTimeout, or
+// pgClosingTimeout once the store is closing.
+func (p *PG) opCtx() (context.Context, context.CancelFunc) {
+	return p.bound(context.Background(), pgTimeout)
+}
+
+// bound is parent with a timeout of d, shortened once the store is
+// closing to closingTimeout: from its start if it is already, else from
+// the moment it becomes so. A context that ended so has errNoAnswer as
+// its cause, and marks the database gone.
+func (p *PG) bound(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if p.isClosing() {
+		ctx, cancel := context.WithTimeoutCause(parent, min(d, p.closingTimeout()), errNoAnswer)
+		return ctx, func() { p.noteGone(ctx); cancel() }
+	}
+	// A timeout of d is the deadline's, as before closing: pgx tells it
+	// from a connection lost (see connectionLost).
+	timed, cancelTimed := context.WithTimeout(parent, d)
+	ctx, cancel := context.WithCancelCause(timed)
+	var mu sync.Mutex
+	var timer *time.Timer
+	ended := false
+	stop := context.AfterFunc(p.closing, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !ended {
+			timer = time.AfterFunc(p.closingTimeout(), func() { cancel(errNoAnswer) })
+		}
+	})
+	return ctx, func() {
+		stop()
+		mu.Lock()
+		ended = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		p.noteGone(ctx)
+		cancel(context.Canceled)
+		cancelTimed()
+	}
+}
+
+// explain says why err, a context's end, happened when the store gave up
+// on the database while closing.
+func (p *PG) explain(err error) error {
+	if err != nil && p.gone.Load() && !errors.Is(err, errNoAnswer) &&
+		(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return fmt.Errorf("%w (%w)", err, errNoAnswer)
+	}
+	return err
+}
+
+// noteGone marks the database gone when ctx was given up while closing.
+func (p *PG) noteGone(ctx context.Context) {
+	if errors.Is(context.Cause(ctx), errNoAnswer) && !p.gone.Swap(true) {
+		p.log.Warn("the database does not answer while this master stops; giving up on it within seconds", "timeout", pgClosingTimeout)
+	}
+}
+
 // pgOutage bounds how long a write waits for a database that went away
 // (a restart takes about a second; a failover longer) before it fails.
 const pgOutage = 25 * time.Second
@@ -252,13 +438,15 @@ const pgOutage = 25 * time.Second
 // backoff, for up to pgOutage: a database restart does not fail the
 // builds writing to it. A commit whose answer was lost is not rerun: it
 // may have happened.
-func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout+pgOutage)
+func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) (err error) {
+	defer func() { err = p.explain(err) }()
+	ctx, cancel := p.bound(context.Background(), pgTimeout+pgOutage)
 	defer cancel()
 	var outageSince time.Time
 	wait := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		committing, err := p.tryUpdate(ctx, fn, publish)
+		var committing bool
+		committing, err = p.tryUpdate(ctx, fn, publish)
 		var be beginError
 		switch {
 		case err == nil || ctx.Err() != nil:
@@ -271,6 +459,9 @@ func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(
 		case retryable(err) && attempt < 20:
 			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 		case connectionLost(err) && (!committing || pgconn.SafeToRetry(err)):
+			if p.isClosing() {
+				return err // stopping: no waiting for the database
+			}
 			if outageSince.IsZero() {
 				outageSince = time.Now()
 				p.log.Warn("lost the database; retrying the write", "err", err)
@@ -281,6 +472,7 @@ func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(
 			select {
 			case <-ctx.Done():
 				return err
+			case <-p.closing.Done():
 			case <-time.After(wait):
 			}
 			wait = min(2*wait, 2*time.Second)
@@ -294,7 +486,7 @@ func (p *PG) update(fn func(ctx context.Context, tx pgx.Tx) error, publish func(
 // from the commit itself.
 func (p *PG) tryUpdate(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error, publish func(emit)) (committing bool, err error) {
 	start := time.Now()
-	stmt, cancel := context.WithTimeout(ctx, pgTimeout)
+	stmt, cancel := p.bound(ctx, pgTimeout)
 	defer cancel()
 	tx, err := p.pool.BeginTx(stmt, pgx.TxOptions{})
 	if err != nil {
@@ -380,18 +572,18 @@ func (s *sequencer) done() {
 // read runs fn in a read-only transaction that sees one snapshot. It
 // runs again while the database is away, for up to pgOutage.
 func (p *PG) read(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	_, err := pgRetryRead(func() (struct{}, error) { return struct{}{}, p.tryRead(fn) })
-	return err
+	_, err := pgRetryRead(p, func() (struct{}, error) { return struct{}{}, p.tryRead(fn) })
+	return p.explain(err)
 }
 
 // pgRetryRead runs the read fn again while the database is away, for up
-// to pgOutage.
-func pgRetryRead[T any](fn func() (T, error)) (T, error) {
+// to pgOutage, unless p is closing (see SetClosing).
+func pgRetryRead[T any](p *PG, fn func() (T, error)) (T, error) {
 	var outageSince time.Time
 	wait := 50 * time.Millisecond
 	for {
 		v, err := fn()
-		if err == nil || !connectionLost(err) {
+		if err == nil || !connectionLost(err) || p.isClosing() {
 			return v, err
 		}
 		if outageSince.IsZero() {
@@ -400,13 +592,16 @@ func pgRetryRead[T any](fn func() (T, error)) (T, error) {
 		if time.Since(outageSince) > pgOutage {
 			return v, err
 		}
-		time.Sleep(wait)
+		select {
+		case <-p.closing.Done():
+		case <-time.After(wait):
+		}
 		wait = min(2*wait, 2*time.Second)
 	}
 }
 
 func (p *PG) tryRead(fn func(ctx context.Context, tx pgx.Tx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -525,7 +720,9 @@ func (p *PG) notifyOutbox() {
 // Size is the database's size in bytes.
 func (p *PG) Size() (int64, error) {
 	var n int64
-	err := p.pool.QueryRow(context.Background(), "SELECT pg_database_size(current_database())").Scan(&n)
+	ctx, cancel := p.opCtx()
+	defer cancel()
+	err := p.pool.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n)
 	return n, err
 }
 

@@ -14,7 +14,7 @@ import (
 // pgOne runs fn with the pool itself, for reads of one statement (which
 // see one snapshot without a transaction of their own).
 func (p *PG) pgOne(fn func(ctx context.Context, q pgTx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	return fn(ctx, p.pool)
 }

@@ -256,7 +256,7 @@ func (p *PG) CountChanges(f ChangeFilter) (int, error) {
 
 // count runs a query of one count.
 func (p *PG) count(sql string, args ...any) (int, error) {
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	var n int64
 	err := p.pool.QueryRow(ctx, sql, args...).Scan(&n)
@@ -268,7 +268,7 @@ func (p *PG) GetState(objectName, key string) (json.RawMessage, bool, error) {
 	if pgBadText(objectName) || pgBadText(key) {
 		return nil, false, nil // SetState refuses such a name
 	}
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	var value []byte
 	err := p.pool.QueryRow(ctx, "SELECT value FROM object_state WHERE object_name = $1 AND key = $2", objectName, key).Scan(&value)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 )
@@ -26,7 +25,7 @@ func (p *PG) SendControl(c Control) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	tag, err := p.pool.Exec(ctx, "SELECT pg_notify($1, $2) FROM masters WHERE id = $3 AND (data->>'Active')::boolean",
 		pgControlChannel, string(payload), c.To)

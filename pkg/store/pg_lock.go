@@ -45,7 +45,7 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	key := int32(h.Sum32())
-	ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	cfg := p.pool.Config().ConnConfig.Copy()
 	for k, v := range pgLockSession {
@@ -71,7 +71,7 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 		return nil, false, nil
 	}
 	wctx, stop := context.WithCancel(context.Background())
-	l := &pgLock{conn: conn, pool: p.pool, name: name, pid: pid, key: key, stop: stop,
+	l := &pgLock{conn: conn, pool: p.pool, store: p, name: name, pid: pid, key: key, stop: stop,
 		lost: make(chan struct{}), done: make(chan struct{})}
 	go l.watch(wctx)
 	return l, true, nil
@@ -79,15 +79,16 @@ func (p *PG) Lock(name string) (Lock, bool, error) {
 
 // pgLock is a held advisory lock.
 type pgLock struct {
-	conn *pgx.Conn     // used only by watch while it runs, then by Unlock
-	pool *pgxpool.Pool // the store's, to end the lock's session when it is lost
-	name string
-	pid  int32 // the lock's session's backend
-	key  int32
-	stop context.CancelFunc
-	once sync.Once
-	lost chan struct{}
-	done chan struct{} // closed when watch has returned
+	conn  *pgx.Conn     // used only by watch while it runs, then by Unlock
+	pool  *pgxpool.Pool // the store's, to end the lock's session when it is lost
+	store *PG           // whose closing bounds Unlock (see SetClosing)
+	name  string
+	pid   int32 // the lock's session's backend
+	key   int32
+	stop  context.CancelFunc
+	once  sync.Once
+	lost  chan struct{}
+	done  chan struct{} // closed when watch has returned
 	// Set by watch before done is closed, then read by Unlock:
 	failed bool // the session stopped answering
 	ended  bool // and the server no longer has it holding the lock
@@ -164,17 +165,20 @@ func (l *pgLock) end(ctx context.Context) error {
 // still find it held. When the lock was lost (its session stopped
 // answering), Unlock ends the session on the server, as watch began to,
 // and returns once no session holds the lock there, or pgLockEndFor
-// later.
+// later; pgClosingTimeout later once the store is closing (the server
+// ends a session whose client vanished by itself, see pgLockSession).
 func (l *pgLock) Unlock() error {
 	l.stop()
 	<-l.done
 	l.once.Do(func() { close(l.lost) })
+	endCtx, endCancel := l.store.bound(context.Background(), pgLockEndFor)
+	defer endCancel()
 	if l.failed {
 		l.conn.Close(context.Background())
 		if l.ended {
 			return nil
 		}
-		return l.end(context.Background())
+		return l.end(endCtx)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgLockCheck*5)
 	defer cancel()
@@ -182,7 +186,7 @@ func (l *pgLock) Unlock() error {
 	cerr := l.conn.Close(context.Background())
 	if err != nil {
 		// The session stopped answering since watch last asked.
-		return l.end(context.Background())
+		return l.end(endCtx)
 	}
 	return cerr
 }

@@ -30,7 +30,8 @@ func pgXactLock(ctx context.Context, tx pgTx, name string) error {
 	return err
 }
 
-// pgCtx bounds a statement run outside update and read.
+// pgCtx bounds a statement run outside update and read, as opCtx does
+// before the store is closing.
 func pgCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), pgTimeout)
 }
@@ -92,7 +93,7 @@ func pgEnsure[T any](ctx context.Context, tx pgx.Tx, table, name string, put fun
 // ErrNotFound.
 func pgByName[T any](p *PG, table, name string) (T, error) {
 	var v T
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	var data []byte
 	if err := p.pool.QueryRow(ctx, "SELECT data FROM "+table+" WHERE name = $1", name).Scan(&data); err != nil {
@@ -106,8 +107,8 @@ func pgByName[T any](p *PG, table, name string) (T, error) {
 
 // pgListOf lists the records of type T a query of the pool returns.
 func pgListOf[T any](p *PG, sql string, args ...any) ([]T, error) {
-	return pgRetryRead(func() ([]T, error) {
-		ctx, cancel := pgCtx()
+	return pgRetryRead(p, func() ([]T, error) {
+		ctx, cancel := p.opCtx()
 		defer cancel()
 		return pgList[T](ctx, p.pool, sql, args...)
 	})
@@ -115,8 +116,8 @@ func pgListOf[T any](p *PG, sql string, args ...any) ([]T, error) {
 
 // pgOne reads the record id of table.
 func pgOne[T any](p *PG, table string, id int64) (T, error) {
-	return pgRetryRead(func() (T, error) {
-		ctx, cancel := pgCtx()
+	return pgRetryRead(p, func() (T, error) {
+		ctx, cancel := p.opCtx()
 		defer cancel()
 		return pgGet[T](ctx, p.pool, table, id, false)
 	})
@@ -188,7 +189,7 @@ func pgNow(ctx context.Context, q pgTx) (time.Time, error) {
 
 // Now is [DB.Now]: on PostgreSQL, the database server's clock.
 func (p *PG) Now() (time.Time, error) {
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	t, err := pgNow(ctx, p.pool)
 	if err != nil {
@@ -246,8 +247,8 @@ func (p *PG) ExpireMaster(id int64, seenBefore, now time.Time) (expired bool, er
 // ExpireMaster's, runs only when the master left work. The stopped
 // master's database sessions are not ended: it stopped.
 func (p *PG) AbandonStoppedMaster(id int64, stoppedBefore, now time.Time) (abandoned bool, err error) {
-	left, err := pgRetryRead(func() (bool, error) {
-		ctx, cancel := pgCtx()
+	left, err := pgRetryRead(p, func() (bool, error) {
+		ctx, cancel := p.opCtx()
 		defer cancel()
 		var left bool
 		err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM builds WHERE master_id = $1 AND NOT complete)
@@ -347,7 +348,7 @@ func (p *PG) expire(id int64, seenBefore, now time.Time, stopped bool) (expired 
 // terminate ends the database sessions of master id's store whose session
 // is session, in this database.
 func (p *PG) terminate(id int64, session string) (int, error) {
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity

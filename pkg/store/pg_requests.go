@@ -87,7 +87,7 @@ func (p *PG) PendingBuildRequests(limits map[int64]int) ([]BuildRequest, error) 
 
 // PendingStats is [DB.PendingStats].
 func (p *PG) PendingStats() (n int, oldest time.Time, err error) {
-	ctx, cancel := pgCtx()
+	ctx, cancel := p.opCtx()
 	defer cancel()
 	var count int64
 	var oldestNS *int64
