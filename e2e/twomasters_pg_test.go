@@ -683,6 +683,12 @@ func TestTwoMastersReportOnce(t *testing.T) {
 	b.startMaster()
 	startWorkerAt(t, a, "w1", fmt.Sprintf("127.0.0.1:%d", a.WorkerPort))
 	startWorkerAt(t, b, "w2", fmt.Sprintf("127.0.0.1:%d", b.WorkerPort))
+	// Both attached before the forces, so that both masters build (with
+	// only w1 yet, master a may build them all).
+	waitFor(t, "w1 on master a and w2 on master b", time.Minute, func() bool {
+		ma, mb := connectedTo(a, "w1"), connectedTo(b, "w2")
+		return ma != 0 && mb != 0 && ma != mb
+	})
 	var quick struct {
 		Builders []struct {
 			BuilderID int64 `json:"builderid"`
