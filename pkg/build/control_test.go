@@ -266,3 +266,52 @@ func TestControlMessages(t *testing.T) {
 	r.e.Control(msg(store.ControlWorker, r.worker.ID, "graceful", ""))
 	waitCond(t, "the worker disconnected gracefully and back", func() bool { return r.attaches.Load() == 3 })
 }
+
+// TestAttachStoreFails: a worker connection the store cannot record (here
+// a worker with no record; in life the database away, as an outside probe
+// found) is dropped, so that the worker connects again — to this master or
+// its next — rather than staying connected to a master that never gives
+// it a build.
+func TestAttachStoreFails(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustDo[store.Master](t)(db.EnsureMaster("m"))
+	e := New(Config{Store: db, MasterID: m.ID, Basedir: t.TempDir(), Workers: []config.Worker{{Name: "w"}}})
+	var attaches atomic.Int32
+	srv := protocol.NewServer(protocol.ServerConfig{
+		Password: func(name string) (string, bool) { return "secret", name == "w" },
+		Attach: func(c *protocol.WorkerConn) {
+			attaches.Add(1)
+			e.Attach(c)
+		},
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := protocol.NewClient(protocol.ClientConfig{
+		Master: lis.Addr().String(), Name: "w", Password: "secret",
+		Executor:   worker.NewExecutor(t.TempDir(), nil),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ctx, lis) })
+	wg.Go(func() { e.Run(ctx) })
+	wg.Go(func() { cl.Run(ctx) })
+	defer func() {
+		cancel()
+		wg.Wait()
+		db.Close()
+	}()
+	waitCond(t, "the worker, dropped, connecting again", func() bool { return attaches.Load() >= 3 })
+	e.mu.Lock()
+	n := len(e.conns)
+	e.mu.Unlock()
+	if n != 0 {
+		t.Errorf("the engine keeps %d connections it could not record", n)
+	}
+}

@@ -404,13 +404,23 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Attach registers a connected worker; it is used until its connection ends.
+// refuseAttach drops a worker's connection that the store could not
+// record (the database away, say): the worker connects again, here or to
+// its next master, rather than staying connected to a master that never
+// gives it a build.
+func (e *Engine) refuseAttach(c Worker, log *slog.Logger, err error) {
+	log.Error("attach worker: the store cannot record its connection; dropping it so that it connects again", "err", err)
+	c.Close(fmt.Errorf("the master cannot record the worker's connection (its database?): %w", err))
+}
+
+// Attach registers a connected worker; it is used until its connection
+// ends. A connection the store cannot record is dropped (refuseAttach).
 func (e *Engine) Attach(c Worker) {
 	name := c.Name()
 	log := e.log.With("worker", name)
 	w, err := e.st.WorkerByName(name)
 	if err != nil {
-		log.Error("attach worker", "err", err)
+		e.refuseAttach(c, log, err)
 		return
 	}
 	info := c.Info()
@@ -429,7 +439,7 @@ func (e *Engine) Attach(c Worker) {
 	e.connMu.Lock()
 	defer e.connMu.Unlock()
 	if err := e.st.WorkerConnected(w.ID, e.masterID, m); err != nil {
-		log.Error("attach worker", "err", err)
+		e.refuseAttach(c, log, err)
 		return
 	}
 	e.mu.Lock()
