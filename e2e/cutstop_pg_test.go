@@ -14,14 +14,14 @@ import (
 	"github.com/gbb-ci/gbb/internal/testproxy"
 )
 
-// cutStopConfig is both masters' config but for their ports and database
-// URL: a "long" builder on w1 (master a's worker) and w2 (master b's)
-// whose step waits for the file {{.Go}}.
-const cutStopConfig = loopback + `
+// longBuildConfig is both masters' config but for their ports, database
+// URL and master_timeout ({{.Timeout}}): a "long" builder on w1 (master
+// a's worker) and w2 (master b's) whose step waits for the file {{.Go}}.
+const longBuildConfig = loopback + `
 [db]
 url = "{{.DB}}"
 heartbeat_interval = "1s"
-master_timeout = "10s"
+master_timeout = "{{.Timeout}}"
 
 [[workers]]
 name = "w1"
@@ -68,8 +68,8 @@ func TestCutOffMasterStops(t *testing.T) {
 
 	a, b := newEnv(t), newEnv(t)
 	goFile := filepath.Join(t.TempDir(), "go")
-	a.writeConfigData(cutStopConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String(), "Go": goFile})
-	b.writeConfigData(cutStopConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db, "Go": goFile})
+	a.writeConfigData(longBuildConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String(), "Go": goFile, "Timeout": "10s"})
+	b.writeConfigData(longBuildConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db, "Go": goFile, "Timeout": "10s"})
 	logMastersOnFailure(t, a, b)
 	aID, bID := startLeaderThenOther(t, a, b)
 	startWorkerAt(t, a, "w1", fmt.Sprintf("127.0.0.1:%d", a.WorkerPort))

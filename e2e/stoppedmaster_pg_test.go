@@ -9,37 +9,11 @@ import (
 	"time"
 )
 
-// stoppedMasterConfig is both masters' config but for their ports: one
-// PostgreSQL store, finish_steps_on_restart with a short wait, a "long"
-// builder on w1 (which serves master a) and w2 (which serves master b)
-// whose step waits for the file {{.Go}}.
+// stoppedMasterConfig is longBuildConfig with finish_steps_on_restart and
+// a short wait.
 const stoppedMasterConfig = `finish_steps_on_restart = true
 finish_steps_wait = "3s"
-` + loopback + `
-[db]
-url = "{{.DB}}"
-heartbeat_interval = "1s"
-master_timeout = "5s"
-
-[[workers]]
-name = "w1"
-password = "secret-secret-secret"
-[[workers]]
-name = "w2"
-password = "secret-secret-secret"
-
-[[schedulers]]
-type = "force"
-name = "force"
-builder_names = ["long"]
-
-[[builders]]
-name = "long"
-worker_names = ["w1", "w2"]
-  [[builders.steps]]
-  type = "shell"
-  command = "while [ ! -f {{.Go}} ]; do sleep 0.05; done"
-`
+` + longBuildConfig
 
 // TestStoppedMasterNotBack: with finish_steps_on_restart, master a is
 // stopped cleanly (`gbb-master stop`) while its build runs, and is not
@@ -54,7 +28,7 @@ func TestStoppedMasterNotBack(t *testing.T) {
 	a, b := newEnv(t), newEnv(t)
 	goFile := filepath.Join(t.TempDir(), "go")
 	for _, e := range []*env{a, b} {
-		e.writeConfigData(stoppedMasterConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Go": goFile})
+		e.writeConfigData(stoppedMasterConfig, map[string]any{"WebPort": e.WebPort, "WorkerPort": e.WorkerPort, "DB": db, "Go": goFile, "Timeout": "5s"})
 	}
 	logMastersOnFailure(t, a, b)
 	aID, bID := startLeaderThenOther(t, a, b)

@@ -434,35 +434,7 @@ func TestKeepExpires(t *testing.T) {
 func TestKeptStaysWithItsMaster(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var addrs []string
-	for range 2 {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, lis.Addr().String())
-		lis.Close()
-	}
-	a := startMaster(t, addrs[0])
-	b := startMaster(t, addrs[1])
-	basedir := filepath.Join(dir, "worker")
-	cl := protocol.NewClient(protocol.ClientConfig{
-		Masters:    []protocol.MasterAddr{{Addr: addrs[0]}, {Addr: addrs[1]}},
-		Name:       "w",
-		Executor:   NewExecutor(basedir, nil),
-		Spools:     &FileSpools{Dir: filepath.Join(basedir, SpoolDir)},
-		MinBackoff: 10 * time.Millisecond,
-		MaxBackoff: 100 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	addrs, a, b := startTwoMasters(t, dir)
 	pid, got := runDetached(t, a, dir, "build1-step2-abc", time.Minute)
 
 	cb := b.conn(t)
@@ -516,7 +488,31 @@ func TestKeptStaysWithItsMaster(t *testing.T) {
 func TestKeptYieldsItsBuilder(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var addrs []string
+	_, a, b := startTwoMasters(t, dir)
+	basedir := filepath.Join(dir, "worker")
+	pid, _ := runDetached(t, a, dir, "build1-step2-abc", time.Minute)
+
+	cb := b.conn(t)
+	var out outputs
+	res, err := cb.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{
+		Script: fmt.Sprintf("if kill -0 %d 2>/dev/null; then echo shared; else echo alone; fi", pid)}}, out.add)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Run of builder b on the other master: %+v, %v", res, err)
+	}
+	if s := out.String(); s != "alone\n" {
+		t.Errorf("the other master's command of builder b ran beside the kept one: %q, want %q", s, "alone\n")
+	}
+	waitUntil(t, "the kept command's spool removed", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(basedir, SpoolDir))
+		return len(ents) == 0
+	})
+}
+
+// startTwoMasters starts two masters and a worker with file spools (its
+// basedir dir/worker) that names both, the first first; it returns the
+// masters' addresses and the masters.
+func startTwoMasters(t *testing.T, dir string) (addrs []string, a, b *master) {
+	t.Helper()
 	for range 2 {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -525,8 +521,8 @@ func TestKeptYieldsItsBuilder(t *testing.T) {
 		addrs = append(addrs, lis.Addr().String())
 		lis.Close()
 	}
-	a := startMaster(t, addrs[0])
-	b := startMaster(t, addrs[1])
+	a = startMaster(t, addrs[0])
+	b = startMaster(t, addrs[1])
 	basedir := filepath.Join(dir, "worker")
 	cl := protocol.NewClient(protocol.ClientConfig{
 		Masters:    []protocol.MasterAddr{{Addr: addrs[0]}, {Addr: addrs[1]}},
@@ -545,20 +541,5 @@ func TestKeptYieldsItsBuilder(t *testing.T) {
 			t.Errorf("worker: %v", err)
 		}
 	})
-	pid, _ := runDetached(t, a, dir, "build1-step2-abc", time.Minute)
-
-	cb := b.conn(t)
-	var out outputs
-	res, err := cb.Run(context.Background(), protocol.Command{Builder: "b", Shell: &protocol.ShellCommand{
-		Script: fmt.Sprintf("if kill -0 %d 2>/dev/null; then echo shared; else echo alone; fi", pid)}}, out.add)
-	if err != nil || res.ExitCode != 0 {
-		t.Fatalf("Run of builder b on the other master: %+v, %v", res, err)
-	}
-	if s := out.String(); s != "alone\n" {
-		t.Errorf("the other master's command of builder b ran beside the kept one: %q, want %q", s, "alone\n")
-	}
-	waitUntil(t, "the kept command's spool removed", func() bool {
-		ents, _ := os.ReadDir(filepath.Join(basedir, SpoolDir))
-		return len(ents) == 0
-	})
+	return addrs, a, b
 }
