@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,17 +57,11 @@ func TestCutOffMasterStops(t *testing.T) {
 	// master cut off in the middle of a transaction left holding their
 	// rows' locks, so that the others can end its builds.
 	setDatabase(t, db, "idle_in_transaction_session_timeout", "2s")
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testproxy.New(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
+	proxy, viaProxy := testproxy.ForURL(t, db)
 
 	a, b := newEnv(t), newEnv(t)
 	goFile := filepath.Join(t.TempDir(), "go")
-	a.writeConfigData(longBuildConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String(), "Go": goFile, "Timeout": "10s"})
+	a.writeConfigData(longBuildConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy, "Go": goFile, "Timeout": "10s"})
 	b.writeConfigData(longBuildConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db, "Go": goFile, "Timeout": "10s"})
 	logMastersOnFailure(t, a, b)
 	aID, bID := startLeaderThenOther(t, a, b)
@@ -123,15 +116,7 @@ func TestCutOffMasterStops(t *testing.T) {
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the request complete", 2*time.Minute, func() bool {
-		var r struct {
-			Buildrequests []struct {
-				Complete bool `json:"complete"`
-			}
-		}
-		b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
-		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
-	})
+	waitRequestComplete(t, b, brid)
 	var got []string
 	for _, bd := range allBuilds(b) {
 		if bd.BuildRequestID == brid {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 
@@ -46,16 +45,10 @@ func TestLeaderLockConnectionHangs(t *testing.T) {
 	t.Parallel()
 	pg := startPG(t)
 	db := pg.NewDatabase(t)
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testproxy.New(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
+	proxy, viaProxy := testproxy.ForURL(t, db)
 
 	a, b := newEnv(t), newEnv(t)
-	a.writeConfigData(leaderHangConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy.String()})
+	a.writeConfigData(leaderHangConfig, map[string]any{"WebPort": a.WebPort, "WorkerPort": a.WorkerPort, "DB": viaProxy})
 	b.writeConfigData(leaderHangConfig, map[string]any{"WebPort": b.WebPort, "WorkerPort": b.WorkerPort, "DB": db})
 	logMastersOnFailure(t, a, b)
 	aID, bID := startLeaderThenOther(t, a, b)

@@ -77,15 +77,7 @@ func TestStoppedMasterNotBack(t *testing.T) {
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the request complete", 2*time.Minute, func() bool {
-		var r struct {
-			Buildrequests []struct {
-				Complete bool `json:"complete"`
-			}
-		}
-		b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
-		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
-	})
+	waitRequestComplete(t, b, brid)
 	checkOnce(t, b, brid, aID, bID, ended)
 
 	// Master a starts again: it finds its build ended, does not resume

@@ -572,16 +572,7 @@ func TestMasterPresumedDeadComesBack(t *testing.T) {
 		}
 		return aActive && leaders == 1
 	})
-	waitFor(t, "the request complete", 2*time.Minute, func() bool {
-		var r struct {
-			Buildrequests []struct {
-				Complete bool `json:"complete"`
-				Results  *int `json:"results"`
-			}
-		}
-		b.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
-		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
-	})
+	waitRequestComplete(t, b, brid)
 	var got []string
 	for _, bd := range allBuilds(b) {
 		if bd.BuildRequestID == brid {
@@ -834,4 +825,18 @@ func TestTwoMastersBehindNginx(t *testing.T) {
 			t.Fatalf("through nginx, no event for %v", want)
 		}
 	}
+}
+
+// waitRequestComplete waits, on e's API, for request brid to complete.
+func waitRequestComplete(t *testing.T, e *env, brid int64) {
+	t.Helper()
+	waitFor(t, "the request complete", 2*time.Minute, func() bool {
+		var r struct {
+			Buildrequests []struct {
+				Complete bool `json:"complete"`
+			}
+		}
+		e.get(fmt.Sprintf("/api/v2/buildrequests/%d", brid), &r)
+		return len(r.Buildrequests) == 1 && r.Buildrequests[0].Complete
+	})
 }

@@ -2,6 +2,7 @@ package testproxy
 
 import (
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,20 @@ type pair struct {
 	client, server net.Conn
 	frozen         chan struct{} // closed by Freeze
 	freeze         sync.Once
+}
+
+// ForURL starts a proxy to the host of rawURL (a database's URL, say) as
+// New does, and returns it with rawURL naming the proxy instead.
+func ForURL(t testing.TB, rawURL string) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(t, u.Host)
+	via := *u
+	via.Host = p.Addr()
+	return p, via.String()
 }
 
 // New starts a proxy to upstream ("host:port") on 127.0.0.1, closed when

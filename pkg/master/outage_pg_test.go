@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	neturl "net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,23 +99,8 @@ func TestOutageExpiresNoOne(t *testing.T) {
 		return err == nil && !active(silent.ID)
 	})
 
-	admin, err := pgx.Connect(t.Context(), srv.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	db := pgx.Identifier{dbname}.Sanitize()
-	allow := func(on bool) {
-		t.Helper()
-		if _, err := admin.Exec(t.Context(), fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", db, on)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allow(false)
-	defer allow(true)
-	if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname); err != nil {
-		t.Fatal(err)
-	}
+	admin, allow := refuseConnections(t, srv, dbname)
+	defer allow()
 	// The outage lasts longer than master_timeout (by the database's
 	// clock, which the last seen times are of).
 	var outageStart time.Time
@@ -128,7 +114,7 @@ func TestOutageExpiresNoOne(t *testing.T) {
 		}
 		return now.Sub(outageStart) > 2*timeout
 	})
-	allow(true)
+	allow()
 	// me beats and reaps a few times with the database back, before
 	// peer's first heartbeat since.
 	n := beats.Load()
@@ -143,4 +129,30 @@ func TestOutageExpiresNoOne(t *testing.T) {
 	}
 	// peer now stays silent: presumed dead master_timeout later.
 	waitFor("the peer, silent after the outage, presumed dead", func() bool { return !active(peer.ID) })
+}
+
+// refuseConnections makes srv's database dbname refuse connections and
+// ends those it has, as a database gone away does for its clients (the
+// server itself still answers the test); allow lets them in again. The
+// test's admin connection (to database postgres) is returned, and closed
+// when t ends.
+func refuseConnections(t *testing.T, srv *testpg.Server, dbname string) (admin *pgx.Conn, allow func()) {
+	t.Helper()
+	admin, err := pgx.Connect(t.Context(), srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	set := func(on bool) {
+		t.Helper()
+		sql := fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{dbname}.Sanitize(), on)
+		if _, err := admin.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(false)
+	if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname); err != nil {
+		t.Fatal(err)
+	}
+	return admin, sync.OnceFunc(func() { set(true) })
 }

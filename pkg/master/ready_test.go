@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/gbb-ci/gbb/internal/testpg"
 	"github.com/gbb-ci/gbb/pkg/config"
 )
@@ -111,23 +109,8 @@ func TestReadyDatabaseAway(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	admin, err := pgx.Connect(t.Context(), srv.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	db := pgx.Identifier{dbname}.Sanitize()
-	allow := func(on bool) {
-		t.Helper()
-		if _, err := admin.Exec(t.Context(), fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", db, on)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allow(false)
-	defer allow(true)
-	if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname); err != nil {
-		t.Fatal(err)
-	}
+	_, allow := refuseConnections(t, srv, dbname)
+	defer allow()
 	waitReady := func(want bool) error {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -154,6 +137,6 @@ func TestReadyDatabaseAway(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "not ready: the database does not answer") || !strings.Contains(l, dbname) {
 		t.Errorf("the log does not say why the database does not answer:\n%s", l)
 	}
-	allow(true)
+	allow()
 	waitReady(true)
 }

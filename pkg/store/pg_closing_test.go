@@ -1,7 +1,6 @@
 package store
 
 import (
-	"net/url"
 	"testing"
 	"time"
 
@@ -17,14 +16,8 @@ import (
 func TestClosingGivesUpOnAFrozenDatabase(t *testing.T) {
 	t.Parallel()
 	dbURL := pg.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testproxy.New(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
-	st, err := OpenPG(viaProxy.String(), Options{Events: newEventLog()})
+	proxy, viaProxy := testproxy.ForURL(t, dbURL)
+	st, err := OpenPG(viaProxy, Options{Events: newEventLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -20,15 +19,9 @@ import (
 func TestLockLeaderHangs(t *testing.T) {
 	t.Parallel()
 	dbURL := pg.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testproxy.New(t, u.Host)
-	viaProxy := *u
-	viaProxy.Host = proxy.Addr()
+	proxy, viaProxy := testproxy.ForURL(t, dbURL)
 
-	a, err := OpenPG(viaProxy.String(), Options{})
+	a, err := OpenPG(viaProxy, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
